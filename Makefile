@@ -1,0 +1,29 @@
+# tabby — the two commands a new user needs:
+#   make demo   runs the main job (the lab demo)
+#   make test   installs the Debian packages the tests need, then runs every test
+GO ?= go
+# -short keeps slow scale tests out; run them with `make test-long`.
+TESTFLAGS ?= -race -short -timeout 25m
+
+.PHONY: test test-long demo deps bench fmt vet
+
+deps:
+	@./.ci/install-deps
+
+test: deps
+	$(GO) test $(TESTFLAGS) ./...
+
+test-long: deps
+	$(GO) test -race -timeout 60m ./...
+
+demo:
+	$(GO) run ./examples/selectordemo
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
