@@ -1,0 +1,79 @@
+package bboltstore_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/ipam/store"
+	"github.com/tabbynet/tabby/ipam/store/bboltstore"
+	"github.com/tabbynet/tabby/ipam/store/storetest"
+)
+
+func TestConformanceShared(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := bboltstore.Open(filepath.Join(t.TempDir(), "ipam.db"), bboltstore.WithPollInterval(10*time.Millisecond))
+		require.NoError(t, err)
+		return s
+	})
+}
+
+func TestConformanceExclusive(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := bboltstore.Open(filepath.Join(t.TempDir(), "ipam.db"), bboltstore.WithExclusive())
+		require.NoError(t, err)
+		return s
+	})
+}
+
+// Two Store values on one file stand in for two processes: each takes the
+// file lock in turn, and a watch on one sees the other's writes by polling.
+func TestTwoOpenersShareTheFile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "ipam.db")
+	a, err := bboltstore.Open(path, bboltstore.WithPollInterval(5*time.Millisecond))
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := bboltstore.Open(path)
+	require.NoError(t, err)
+	defer b.Close()
+
+	ch, err := a.Watch(ctx, "/", 0)
+	require.NoError(t, err)
+	rev, err := b.Create(ctx, "/x", []byte("from b"))
+	require.NoError(t, err)
+	kv, err := a.Get(ctx, "/x")
+	require.NoError(t, err)
+	require.Equal(t, rev, kv.Revision)
+	_, err = a.Update(ctx, "/x", []byte("from a"), rev)
+	require.NoError(t, err)
+	_, err = b.Update(ctx, "/x", []byte("stale"), rev)
+	require.ErrorIs(t, err, store.ErrConflict)
+	ev := <-ch
+	require.Equal(t, "from b", string(ev.KV.Value))
+	ev = <-ch
+	require.Equal(t, "from a", string(ev.KV.Value))
+}
+
+func TestWatchCompacted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := bboltstore.Open(filepath.Join(t.TempDir(), "ipam.db"), bboltstore.WithHistory(3))
+	require.NoError(t, err)
+	defer s.Close()
+	for _, k := range []string{"/a", "/b", "/c", "/d", "/e"} {
+		_, err := s.Create(ctx, k, nil)
+		require.NoError(t, err)
+	}
+	ch, err := s.Watch(ctx, "/", 1)
+	require.NoError(t, err)
+	ev := <-ch
+	require.ErrorIs(t, ev.Err, store.ErrCompacted)
+	ch, err = s.Watch(ctx, "/", 3)
+	require.NoError(t, err)
+	require.Equal(t, "/d", (<-ch).KV.Key)
+}

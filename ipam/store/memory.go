@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Memory is the in-memory Store: strict (the same errors, ordering and
+// revision rules as the real backends, checked by the same conformance
+// suite), fast, and gone when the process exits. Use it in tests and
+// benchmarks, and as a reference.
+type Memory struct {
+	mu      sync.RWMutex
+	closed  bool
+	rev     int64
+	data    map[string]KV
+	keys    []string // sorted keys of data
+	history []Event  // changes with KV.Revision > compacted, in order
+	// compacted is the newest revision no longer in history.
+	compacted  int64
+	maxHistory int
+	changed    chan struct{} // closed and replaced on every write
+}
+
+var _ Store = (*Memory)(nil)
+
+// MemoryOption configures NewMemory.
+type MemoryOption func(*Memory)
+
+// WithHistory keeps the last n changes for Watch with a start revision
+// (default 65536). Watches starting before them get ErrCompacted.
+func WithHistory(n int) MemoryOption {
+	return func(m *Memory) {
+		if n > 0 {
+			m.maxHistory = n
+		}
+	}
+}
+
+// NewMemory returns an empty in-memory store at revision 0.
+func NewMemory(opts ...MemoryOption) *Memory {
+	m := &Memory{data: map[string]KV{}, maxHistory: 1 << 16, changed: make(chan struct{})}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// Revision returns the store's current revision.
+func (m *Memory) Revision() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.rev
+}
+
+func (m *Memory) Get(ctx context.Context, key string) (KV, error) {
+	if err := ValidateKey(key); err != nil {
+		return KV{}, fmt.Errorf("memory: get: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return KV{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return KV{}, ErrClosed
+	}
+	kv, ok := m.data[key]
+	if !ok {
+		return KV{}, fmt.Errorf("memory: get %q: %w", key, ErrNotFound)
+	}
+	kv.Value = Clone(kv.Value)
+	return kv, nil
+}
+
+func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
+	if err := ctx.Err(); err != nil {
+		return ListResult{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return ListResult{}, ErrClosed
+	}
+	i := sort.SearchStrings(m.keys, prefix)
+	var out []KV
+	for ; i < len(m.keys) && strings.HasPrefix(m.keys[i], prefix); i++ {
+		kv := m.data[m.keys[i]]
+		kv.Value = Clone(kv.Value)
+		out = append(out, kv)
+	}
+	return ListResult{KVs: out, Revision: m.rev}, nil
+}
+
+func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, fmt.Errorf("memory: create: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	if _, ok := m.data[key]; ok {
+		return 0, fmt.Errorf("memory: create %q: %w", key, ErrExists)
+	}
+	i := sort.SearchStrings(m.keys, key)
+	m.keys = append(m.keys, "")
+	copy(m.keys[i+1:], m.keys[i:])
+	m.keys[i] = key
+	return m.put(key, value), nil
+}
+
+func (m *Memory) Update(ctx context.Context, key string, value []byte, ifRevision int64) (int64, error) {
+	if err := ValidateKey(key); err != nil {
+		return 0, fmt.Errorf("memory: update: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	cur, ok := m.data[key]
+	if !ok {
+		return 0, fmt.Errorf("memory: update %q: %w", key, ErrNotFound)
+	}
+	if ifRevision != 0 && cur.Revision != ifRevision {
+		return 0, fmt.Errorf("memory: update %q at revision %d (now %d): %w", key, ifRevision, cur.Revision, ErrConflict)
+	}
+	return m.put(key, value), nil
+}
+
+func (m *Memory) Delete(ctx context.Context, key string, ifRevision int64) error {
+	if err := ValidateKey(key); err != nil {
+		return fmt.Errorf("memory: delete: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	cur, ok := m.data[key]
+	if !ok {
+		return fmt.Errorf("memory: delete %q: %w", key, ErrNotFound)
+	}
+	if ifRevision != 0 && cur.Revision != ifRevision {
+		return fmt.Errorf("memory: delete %q at revision %d (now %d): %w", key, ifRevision, cur.Revision, ErrConflict)
+	}
+	delete(m.data, key)
+	i := sort.SearchStrings(m.keys, key)
+	m.keys = append(m.keys[:i], m.keys[i+1:]...)
+	m.rev++
+	m.record(Event{Type: EventDelete, KV: KV{Key: key, Revision: m.rev}})
+	return nil
+}
+
+// put stores value under key at a new revision; m.mu is held.
+func (m *Memory) put(key string, value []byte) int64 {
+	m.rev++
+	kv := KV{Key: key, Value: Clone(value), Revision: m.rev}
+	m.data[key] = kv
+	m.record(Event{Type: EventPut, KV: kv})
+	return m.rev
+}
+
+// record appends to the history and wakes watchers; m.mu is held.
+func (m *Memory) record(ev Event) {
+	m.history = append(m.history, ev)
+	if n := len(m.history) - m.maxHistory; n > 0 {
+		m.compacted = m.history[n-1].KV.Revision
+		m.history = append(m.history[:0:0], m.history[n:]...)
+	}
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// since returns the history after rev (copied) and the channel that will be
+// closed on the next write.
+func (m *Memory) since(rev int64) ([]Event, <-chan struct{}, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, nil, ErrClosed
+	}
+	if rev < m.compacted {
+		return nil, nil, fmt.Errorf("memory: watch after revision %d: %w", rev, ErrCompacted)
+	}
+	i := sort.Search(len(m.history), func(i int) bool { return m.history[i].KV.Revision > rev })
+	return append([]Event(nil), m.history[i:]...), m.changed, nil
+}
+
+func (m *Memory) Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan Event, error) {
+	m.mu.RLock()
+	closed, cur := m.closed, m.rev
+	m.mu.RUnlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if afterRevision <= 0 {
+		afterRevision = cur
+	}
+	return WatchLog(ctx, prefix, afterRevision, m.since), nil
+}
+
+// Close ends all watches; later calls fail with ErrClosed.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed {
+		m.closed = true
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}
+	return nil
+}
