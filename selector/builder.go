@@ -1,0 +1,161 @@
+package selector
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrUnrepresentable is wrapped by Selector.Err for builder input the selector
+// language cannot express.
+var ErrUnrepresentable = errors.New("cannot be written as a selector")
+
+// All matches everything.
+func All() Selector { return leaf(node{op: opAll}) }
+
+// Nothing matches nothing (written !all()).
+func Nothing() Selector { return leaf(node{op: opAll, neg: true}) }
+
+// Global is global(): in a namespace selector it selects non-namespaced
+// resources (global network sets, host endpoints); on its own it matches
+// everything.
+func Global() Selector { return leaf(node{op: opGlobal}) }
+
+// Has matches when the label is present, whatever its value.
+func Has(key string) Selector { return leaf(node{op: opHas, key: key}) }
+
+// Eq matches when the label is present with exactly this value.
+func Eq(key, value string) Selector { return leaf(node{op: opEq, key: key, val: value}) }
+
+// Ne matches when the label is absent or has another value.
+func Ne(key, value string) Selector { return leaf(node{op: opNe, key: key, val: value}) }
+
+// In matches when the label is present with one of the values.
+func In(key string, values ...string) Selector {
+	return leaf(node{op: opIn, key: key, set: normaliseSet(append([]string(nil), values...))})
+}
+
+// NotIn matches when the label is absent or has none of the values.
+func NotIn(key string, values ...string) Selector {
+	return leaf(node{op: opNotIn, key: key, set: normaliseSet(append([]string(nil), values...))})
+}
+
+// Contains matches when the label is present and its value contains s.
+func Contains(key, s string) Selector { return leaf(node{op: opContains, key: key, val: s}) }
+
+// StartsWith matches when the label is present and its value starts with s.
+func StartsWith(key, s string) Selector { return leaf(node{op: opStartsWith, key: key, val: s}) }
+
+// EndsWith matches when the label is present and its value ends with s.
+func EndsWith(key, s string) Selector { return leaf(node{op: opEndsWith, key: key, val: s}) }
+
+// And matches when every selector matches; And() is all().
+func And(sels ...Selector) Selector { return join(opAnd, sels) }
+
+// Or matches when any selector matches; Or() is nothing.
+func Or(sels ...Selector) Selector { return join(opOr, sels) }
+
+// Not inverts a selector.
+func Not(s Selector) Selector {
+	q := s.prog()
+	p := &program{err: q.err}
+	p.root = p.graft(q)
+	p.nodes[p.root].neg = !p.nodes[p.root].neg
+	return Selector{p: p}
+}
+
+// And is s && others.
+func (s Selector) And(others ...Selector) Selector {
+	return And(append([]Selector{s}, others...)...)
+}
+
+// Or is s || others.
+func (s Selector) Or(others ...Selector) Selector {
+	return Or(append([]Selector{s}, others...)...)
+}
+
+// Not is !s.
+func (s Selector) Not() Selector { return Not(s) }
+
+func (s Selector) prog() *program {
+	if s.p == nil {
+		return All().p
+	}
+	return s.p
+}
+
+func leaf(n node) Selector {
+	p := &program{nodes: []node{n}}
+	p.err = checkNode(&n)
+	return Selector{p: p}
+}
+
+// checkNode reports a key or value that would not survive a round trip
+// through the selector language.
+func checkNode(n *node) error {
+	if n.op == opAll || n.op == opGlobal {
+		return nil
+	}
+	if err := ValidateKey(n.key); err != nil {
+		return err
+	}
+	vals := n.set
+	if n.op != opIn && n.op != opNotIn && n.op != opHas {
+		vals = []string{n.val}
+	}
+	for _, v := range vals {
+		if strings.ContainsRune(v, '"') && strings.ContainsRune(v, '\'') {
+			return fmt.Errorf("label %q value %q holds both kinds of quote: %w", n.key, v, ErrUnrepresentable)
+		}
+	}
+	return nil
+}
+
+// ValidateKey checks a label key against the selector language:
+// 1 to 512 characters from [a-zA-Z0-9_./-].
+func ValidateKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("empty label key: %w", ErrUnrepresentable)
+	}
+	if len(key) > MaxKeyLength {
+		return fmt.Errorf("label key longer than %d characters: %w", MaxKeyLength, ErrUnrepresentable)
+	}
+	for i := 0; i < len(key); i++ {
+		if !isKeyChar(key[i]) {
+			return fmt.Errorf("label key %q has %q at position %d (allowed: a-z A-Z 0-9 _ . / -): %w",
+				key, key[i], i+1, ErrUnrepresentable)
+		}
+	}
+	return nil
+}
+
+func join(o op, sels []Selector) Selector {
+	switch len(sels) {
+	case 0:
+		if o == opAnd {
+			return All()
+		}
+		return Nothing()
+	case 1:
+		return sels[0]
+	}
+	p := &program{}
+	var ops []int32
+	for _, s := range sels {
+		q := s.prog()
+		if p.err == nil {
+			p.err = q.err
+		}
+		i := p.graft(q)
+		if n := &p.nodes[i]; n.op == o && !n.neg {
+			ops = append(ops, p.kidsOf(n)...)
+		} else {
+			ops = append(ops, i)
+		}
+	}
+	first := int32(len(p.kids))
+	p.kids = append(p.kids, ops...)
+	p.nodes = append(p.nodes, node{op: o, first: first, n: int32(len(ops))})
+	p.root = int32(len(p.nodes) - 1)
+	return Selector{p: p}
+}

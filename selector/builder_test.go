@@ -1,0 +1,72 @@
+package selector
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBuilder(t *testing.T) {
+	tests := []struct {
+		name string
+		sel  Selector
+		want string
+	}{
+		{"eq and has", Eq("app", "web").And(Has("env")), `(app == "web" && has(env))`},
+		{"value with double quote", Eq("a", `say "hi"`), `a == 'say "hi"'`},
+		{"value with single quote", Eq("a", "it's"), `a == "it's"`},
+		{"in sorts", In("a", "z", "b", "b"), `a in {"b", "z"}`},
+		{"not in", NotIn("a"), `a not in {}`},
+		{"or of ands", Or(And(Eq("a", "1"), Eq("b", "2")), Ne("c", "3")), `((a == "1" && b == "2") || c != "3")`},
+		{"and flattens", And(And(Has("a"), Has("b")), Has("c")), `(has(a) && has(b) && has(c))`},
+		{"not", Not(Has("a")), `!has(a)`},
+		{"not not", Has("a").Not().Not(), `has(a)`},
+		{"not group", Not(Or(Has("a"), Has("b"))), `!(has(a) || has(b))`},
+		{"strings", And(Contains("a", "x"), StartsWith("b", "y"), EndsWith("c", "z")), `(a contains "x" && b starts with "y" && c ends with "z")`},
+		{"empty and", And(), `all()`},
+		{"empty or", Or(), `!all()`},
+		{"single", And(Has("a")), `has(a)`},
+		{"global", Global(), `global()`},
+		{"zero value operand", And(Selector{}, Has("a")), `(all() && has(a))`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, tt.sel.Err())
+			assert.Equal(t, tt.want, tt.sel.String())
+			parsed, err := Parse(tt.sel.String())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, parsed.String())
+		})
+	}
+}
+
+func TestBuilderDoesNotShareState(t *testing.T) {
+	a := Has("a")
+	b := a.Not()
+	c := And(a, b)
+	assert.Equal(t, "has(a)", a.String())
+	assert.Equal(t, "!has(a)", b.String())
+	assert.Equal(t, "(has(a) && !has(a))", c.String())
+	vals := []string{"z", "a"}
+	in := In("k", vals...)
+	assert.Equal(t, []string{"z", "a"}, vals, "In must not reorder the caller's slice")
+	assert.Equal(t, `k in {"a", "z"}`, in.String())
+}
+
+func TestBuilderRejectsUnrepresentable(t *testing.T) {
+	for name, s := range map[string]Selector{
+		"both quotes":        Eq("a", `'"`),
+		"both quotes in set": In("a", "ok", `'"`),
+		"empty key":          Has(""),
+		"bad key char":       Eq("a b", "x"),
+		"propagates":         And(Has("ok"), Eq("a=b", "x")),
+		"through not":        Not(Eq("a=b", "x")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.ErrorIs(t, s.Err(), ErrUnrepresentable)
+			assert.False(t, s.Evaluate(Map{"a": `'"`, "ok": ""}), "an invalid selector matches nothing")
+			assert.False(t, s.Satisfiable())
+		})
+	}
+}

@@ -1,0 +1,44 @@
+package selector
+
+import (
+	"testing"
+)
+
+// FuzzParse checks that no input panics, that the canonical form of anything
+// that parses parses again to the same canonical form (a fixed point), and
+// that the canonical form evaluates the same as the original.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		``, `all()`, `!all()`, `global()`, `a == "b"`, `a != 'b'`, `a in {"x", 'y'}`, `a not in {}`,
+		`has(a)`, `!has(a)`, `a contains "x"`, `a starts with "x"`, `a ends  with "x"`,
+		`(a == "1" || b == "2") && !(c in {"3"})`, `!!(has(a) && has(b)) && has(c)`,
+		`projectcalico.org/namespace == 'it"s'`, `a == "ü🐱"`, `((((has(x))))))`, `a & b`, `a == "x`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := Parse(in)
+		if err != nil {
+			return
+		}
+		c := s.String()
+		again, err := Parse(c)
+		if err != nil {
+			t.Fatalf("canonical form %q of %q does not parse: %v", c, in, err)
+		}
+		if again.String() != c {
+			t.Fatalf("canonical form is not a fixed point: %q -> %q -> %q", in, c, again.String())
+		}
+		if again.UniqueID() != s.UniqueID() {
+			t.Fatalf("UniqueID differs for %q", in)
+		}
+		for _, l := range []Map{{}, {"a": "b"}, {"a": "x", "b": "2"}, {"c": "3", "has": "x"}} {
+			if s.Evaluate(l) != again.Evaluate(l) {
+				t.Fatalf("%q and its canonical form %q disagree on %v", in, c, l)
+			}
+		}
+		_ = s.LabelRestrictions()
+		_ = s.Satisfiable()
+		_, _ = s.ToLabelSelector()
+	})
+}

@@ -1,0 +1,196 @@
+package selector
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// ErrNotLabelSelector is wrapped by ToLabelSelector's errors for selectors a
+// Kubernetes LabelSelector cannot express.
+var ErrNotLabelSelector = errors.New("not expressible as a Kubernetes LabelSelector")
+
+// FromLabelSelector converts a Kubernetes LabelSelector with the semantics
+// Kubernetes gives it (metav1.LabelSelectorAsSelector):
+//   - nil matches nothing (Nothing());
+//   - an empty selector matches everything (All());
+//   - matchLabels k: v is k == "v";
+//   - In is k in {...}, NotIn is k not in {...} (true when k is absent),
+//     Exists is has(k), DoesNotExist is !has(k); all terms are ANDed.
+//
+// Where a Kubernetes field treats nil as "not set" (a NetworkPolicy peer's
+// namespaceSelector), the caller decides what that means before calling.
+func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
+	if ls == nil {
+		return Nothing(), nil
+	}
+	var terms []Selector
+	keys := make([]string, 0, len(ls.MatchLabels))
+	for k := range ls.MatchLabels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		terms = append(terms, Eq(k, ls.MatchLabels[k]))
+	}
+	for i, e := range ls.MatchExpressions {
+		var t Selector
+		switch e.Operator {
+		case metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn:
+			if len(e.Values) == 0 {
+				return Selector{}, fmt.Errorf("matchExpressions[%d]: operator %s needs at least one value", i, e.Operator)
+			}
+			if e.Operator == metav1.LabelSelectorOpIn {
+				t = In(e.Key, e.Values...)
+			} else {
+				t = NotIn(e.Key, e.Values...)
+			}
+		case metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist:
+			if len(e.Values) != 0 {
+				return Selector{}, fmt.Errorf("matchExpressions[%d]: operator %s takes no values", i, e.Operator)
+			}
+			t = Has(e.Key)
+			if e.Operator == metav1.LabelSelectorOpDoesNotExist {
+				t = Not(t)
+			}
+		default:
+			return Selector{}, fmt.Errorf("matchExpressions[%d]: unknown operator %q", i, e.Operator)
+		}
+		terms = append(terms, t)
+	}
+	sel := And(terms...)
+	if err := sel.Err(); err != nil {
+		return Selector{}, err
+	}
+	return sel, nil
+}
+
+// FromK8sSelector converts a parsed Kubernetes labels.Selector (from
+// labels.Parse or metav1.LabelSelectorAsSelector). Gt and Lt have no
+// equivalent and are rejected.
+func FromK8sSelector(ks labels.Selector) (Selector, error) {
+	reqs, selectable := ks.Requirements()
+	if !selectable {
+		return Nothing(), nil
+	}
+	terms := make([]Selector, 0, len(reqs))
+	for _, r := range reqs {
+		vals := r.ValuesUnsorted()
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals, selection.NotEquals:
+			if len(vals) != 1 {
+				return Selector{}, fmt.Errorf("label %q: operator %q needs exactly one value", r.Key(), r.Operator())
+			}
+		}
+		var t Selector
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals:
+			t = Eq(r.Key(), vals[0])
+		case selection.In:
+			t = In(r.Key(), vals...)
+		case selection.NotEquals:
+			t = Ne(r.Key(), vals[0])
+		case selection.NotIn:
+			t = NotIn(r.Key(), vals...)
+		case selection.Exists:
+			t = Has(r.Key())
+		case selection.DoesNotExist:
+			t = Not(Has(r.Key()))
+		default:
+			return Selector{}, fmt.Errorf("label %q: operator %q has no selector equivalent", r.Key(), r.Operator())
+		}
+		terms = append(terms, t)
+	}
+	sel := And(terms...)
+	if err := sel.Err(); err != nil {
+		return Selector{}, err
+	}
+	return sel, nil
+}
+
+// ToLabelSelector converts the selector to a Kubernetes LabelSelector when it
+// is a conjunction of terms one can express: k == "v", k != "v", k in {...},
+// k not in {...}, has(k), !has(k) and all(). Anything else (||, contains,
+// starts with, ends with, global(), a negated group, or a key or value that is
+// not a valid Kubernetes label) returns an error wrapping ErrNotLabelSelector.
+func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
+	p := s.prog()
+	if p.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotLabelSelector, p.err)
+	}
+	terms := []int32{p.root}
+	if root := &p.nodes[p.root]; root.op == opAnd && !root.neg {
+		terms = p.kidsOf(root)
+	}
+	out := &metav1.LabelSelector{}
+	addExpr := func(key string, o metav1.LabelSelectorOperator, vals ...string) {
+		out.MatchExpressions = append(out.MatchExpressions,
+			metav1.LabelSelectorRequirement{Key: key, Operator: o, Values: vals})
+	}
+	for _, i := range terms {
+		n := &p.nodes[i]
+		if n.op != opAll && n.op != opGlobal {
+			if errs := validation.IsQualifiedName(n.key); len(errs) > 0 {
+				return nil, fmt.Errorf("%w: label key %q: %s", ErrNotLabelSelector, n.key, strings.Join(errs, "; "))
+			}
+			for _, v := range append([]string{n.val}, n.set...) {
+				if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+					return nil, fmt.Errorf("%w: label %q value %q: %s", ErrNotLabelSelector, n.key, v, strings.Join(errs, "; "))
+				}
+			}
+		}
+		// Fold the negation into the operator.
+		o := n.op
+		if n.neg {
+			switch o {
+			case opEq:
+				o = opNe
+			case opNe:
+				o = opEq
+			case opIn:
+				o = opNotIn
+			case opNotIn:
+				o = opIn
+			case opHas:
+				addExpr(n.key, metav1.LabelSelectorOpDoesNotExist)
+				continue
+			default:
+				return nil, fmt.Errorf("%w: %q", ErrNotLabelSelector, s.String())
+			}
+		}
+		switch o {
+		case opAll:
+		case opHas:
+			addExpr(n.key, metav1.LabelSelectorOpExists)
+		case opEq:
+			if _, dup := out.MatchLabels[n.key]; dup {
+				addExpr(n.key, metav1.LabelSelectorOpIn, n.val)
+				continue
+			}
+			if out.MatchLabels == nil {
+				out.MatchLabels = map[string]string{}
+			}
+			out.MatchLabels[n.key] = n.val
+		case opNe:
+			addExpr(n.key, metav1.LabelSelectorOpNotIn, n.val)
+		case opIn:
+			if len(n.set) == 0 {
+				return nil, fmt.Errorf("%w: %s in {} matches nothing", ErrNotLabelSelector, n.key)
+			}
+			addExpr(n.key, metav1.LabelSelectorOpIn, slices.Clone(n.set)...)
+		case opNotIn:
+			if len(n.set) > 0 { // "not in {}" always holds
+				addExpr(n.key, metav1.LabelSelectorOpNotIn, slices.Clone(n.set)...)
+			}
+		default:
+			return nil, fmt.Errorf("%w: %q", ErrNotLabelSelector, s.String())
+		}
+	}
+	return out, nil
+}

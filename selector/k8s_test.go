@@ -1,0 +1,165 @@
+package selector
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+func TestFromLabelSelector(t *testing.T) {
+	tests := []struct {
+		name string
+		in   *metav1.LabelSelector
+		want string
+		err  string
+	}{
+		{"nil matches nothing", nil, `!all()`, ""},
+		{"empty matches everything", &metav1.LabelSelector{}, `all()`, ""},
+		{"match labels sorted", &metav1.LabelSelector{MatchLabels: map[string]string{"b": "2", "a": "1"}}, `(a == "1" && b == "2")`, ""},
+		{"expressions", &metav1.LabelSelector{
+			MatchLabels: map[string]string{"app": "web"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "env", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "dev"}},
+				{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"db"}},
+				{Key: "team", Operator: metav1.LabelSelectorOpExists},
+				{Key: "legacy", Operator: metav1.LabelSelectorOpDoesNotExist},
+			},
+		}, `(app == "web" && env in {"dev", "prod"} && tier not in {"db"} && has(team) && !has(legacy))`, ""},
+		{"in without values", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpIn}}}, "", "matchExpressions[0]: operator In needs at least one value"},
+		{"exists with values", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpExists, Values: []string{"x"}}}}, "", "matchExpressions[0]: operator Exists takes no values"},
+		{"unknown operator", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: "Gt", Values: []string{"1"}}}}, "", `matchExpressions[0]: unknown operator "Gt"`},
+		{"bad key", &metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}}, "", `label key "a b"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := FromLabelSelector(tt.in)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, s.String())
+		})
+	}
+}
+
+func TestToLabelSelector(t *testing.T) {
+	tests := []struct {
+		sel  string
+		want *metav1.LabelSelector
+		err  bool
+	}{
+		{`all()`, &metav1.LabelSelector{}, false},
+		{`a == "1"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"}}, false},
+		{`a == "1" && a == "2"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "In", Values: []string{"2"}}}}, false},
+		{`a != "1" && !(b == "2") && !(c != "3")`, &metav1.LabelSelector{
+			MatchLabels: map[string]string{"c": "3"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "NotIn", Values: []string{"1"}},
+				{Key: "b", Operator: "NotIn", Values: []string{"2"}},
+			}}, false},
+		{`has(x) && !has(y) && z in {"b","a"} && w not in {"c"} && !(v in {"d"}) && u not in {}`, &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "x", Operator: "Exists"},
+				{Key: "y", Operator: "DoesNotExist"},
+				{Key: "z", Operator: "In", Values: []string{"a", "b"}},
+				{Key: "w", Operator: "NotIn", Values: []string{"c"}},
+				{Key: "v", Operator: "NotIn", Values: []string{"d"}},
+			}}, false},
+		{`a == "1" || b == "2"`, nil, true},
+		{`a contains "x"`, nil, true},
+		{`global()`, nil, true},
+		{`!all()`, nil, true},
+		{`!(a == "1" && b == "2")`, nil, true},
+		{`a in {}`, nil, true},
+		{`a == "has space"`, nil, true},
+		{`-a == "x"`, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sel, func(t *testing.T) {
+			got, err := MustParse(tt.sel).ToLabelSelector()
+			if tt.err {
+				require.ErrorIs(t, err, ErrNotLabelSelector)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestFromK8sSelector(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `all()`},
+		{"a=1,b!=2", `(a == "1" && b != "2")`},
+		{"a in (x,y),b notin (z),c,!d", `(a in {"x", "y"} && b not in {"z"} && has(c) && !has(d))`},
+	}
+	for _, tt := range tests {
+		ks, err := labels.Parse(tt.in)
+		require.NoError(t, err)
+		s, err := FromK8sSelector(ks)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, s.String(), tt.in)
+	}
+	s, err := FromK8sSelector(labels.Nothing())
+	require.NoError(t, err)
+	assert.Equal(t, `!all()`, s.String())
+	gt, err := labels.Parse("a>1")
+	require.NoError(t, err)
+	_, err = FromK8sSelector(gt)
+	require.ErrorContains(t, err, "has no selector equivalent")
+}
+
+// TestK8sConversionAgreesWithKubernetes checks, on random selectors and label
+// sets, that a converted selector matches exactly what Kubernetes' own
+// matcher does, and that the conversion back gives an equivalent selector.
+func TestK8sConversionAgreesWithKubernetes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []string{"a", "b", "example.com/c"}
+	vals := []string{"x", "y", "z"}
+	pick := func(s []string) string { return s[rng.IntN(len(s))] }
+	ops := []metav1.LabelSelectorOperator{metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn,
+		metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist}
+	for i := range 500 {
+		ls := &metav1.LabelSelector{MatchLabels: map[string]string{}}
+		for range rng.IntN(2) {
+			ls.MatchLabels[pick(keys)] = pick(vals)
+		}
+		for range rng.IntN(3) {
+			r := metav1.LabelSelectorRequirement{Key: pick(keys), Operator: ops[rng.IntN(len(ops))]}
+			if r.Operator == metav1.LabelSelectorOpIn || r.Operator == metav1.LabelSelectorOpNotIn {
+				r.Values = []string{pick(vals), pick(vals)}
+			}
+			ls.MatchExpressions = append(ls.MatchExpressions, r)
+		}
+		ours, err := FromLabelSelector(ls)
+		require.NoError(t, err)
+		theirs, err := metav1.LabelSelectorAsSelector(ls)
+		require.NoError(t, err)
+		back, err := ours.ToLabelSelector()
+		require.NoError(t, err, "selector %s", ours)
+		roundTrip, err := FromLabelSelector(back)
+		require.NoError(t, err)
+		for range 20 {
+			l := map[string]string{}
+			for _, k := range keys {
+				if rng.IntN(3) > 0 {
+					l[k] = pick(vals)
+				}
+			}
+			want := theirs.Matches(labels.Set(l))
+			msg := fmt.Sprintf("case %d: %s on %v", i, ours, l)
+			assert.Equal(t, want, ours.Evaluate(Map(l)), msg)
+			assert.Equal(t, want, roundTrip.Evaluate(Map(l)), msg)
+		}
+	}
+}

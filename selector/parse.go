@@ -1,0 +1,390 @@
+package selector
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrInvalid is wrapped by every error Parse returns, for errors.Is.
+var ErrInvalid = errors.New("invalid selector")
+
+// MaxKeyLength is the longest label key a selector may name, as in Calico.
+const MaxKeyLength = 512
+
+// maxDepth bounds bracket nesting so hostile input cannot exhaust the stack.
+const maxDepth = 100
+
+// ParseError says where a selector stops making sense and what would have.
+type ParseError struct {
+	Input    string // the selector as given
+	Column   int    // 1-based column, counted in characters (runes)
+	Found    string // what was there, quoted, or "end of input"
+	Expected string // what the grammar allows at that point; may be empty
+	Reason   string // used instead of Found/Expected when set
+}
+
+func (e *ParseError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("%s at column %d", e.Reason, e.Column)
+	}
+	if e.Expected == "" {
+		return fmt.Sprintf("unexpected %s at column %d", e.Found, e.Column)
+	}
+	return fmt.Sprintf("unexpected %s at column %d, expected %s", e.Found, e.Column, e.Expected)
+}
+
+// Unwrap lets errors.Is(err, ErrInvalid) hold.
+func (e *ParseError) Unwrap() error { return ErrInvalid }
+
+// Parse reads a selector in Calico's syntax. The empty string (or only
+// whitespace) is all(). A malformed selector returns a *ParseError naming the
+// column.
+func Parse(s string) (Selector, error) {
+	p := parser{in: s, prog: &program{}}
+	p.prog.nodes = make([]node, 0, 2+len(s)/12)
+	p.skipSpace()
+	if p.pos == len(p.in) {
+		p.prog.nodes = append(p.prog.nodes, node{op: opAll})
+		return Selector{p: p.prog}, nil
+	}
+	root, err := p.parseOr(0)
+	if err != nil {
+		return Selector{}, err
+	}
+	if p.pos != len(p.in) {
+		return Selector{}, p.afterOperand(`"&&", "||" or end of input`)
+	}
+	p.prog.root = root
+	return Selector{p: p.prog}, nil
+}
+
+// MustParse is Parse for selectors known to be valid, such as constants in
+// tests; it panics on error.
+func MustParse(s string) Selector {
+	sel, err := Parse(s)
+	if err != nil {
+		panic(fmt.Sprintf("selector.MustParse(%q): %v", s, err))
+	}
+	return sel
+}
+
+type parser struct {
+	in    string
+	pos   int
+	prog  *program
+	stack []int32 // operands of the && and || lists being parsed
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func isKeyChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '_' || c == '.' || c == '/' || c == '-'
+}
+
+func (p *parser) skipSpace() {
+	for p.pos < len(p.in) && isSpace(p.in[p.pos]) {
+		p.pos++
+	}
+}
+
+// eat consumes tok (after optional whitespace) if it is next.
+func (p *parser) eat(tok string) bool {
+	p.skipSpace()
+	if strings.HasPrefix(p.in[p.pos:], tok) {
+		p.pos += len(tok)
+		return true
+	}
+	return false
+}
+
+func (p *parser) errAt(pos int, found, expected string) error {
+	return &ParseError{
+		Input:    p.in,
+		Column:   utf8.RuneCountInString(p.in[:pos]) + 1,
+		Found:    found,
+		Expected: expected,
+	}
+}
+
+func (p *parser) reason(pos int, reason string) error {
+	return &ParseError{Input: p.in, Column: utf8.RuneCountInString(p.in[:pos]) + 1, Reason: reason}
+}
+
+// unexpected reports what stands at the current position.
+func (p *parser) unexpected(expected string) error {
+	p.skipSpace()
+	return p.errAt(p.pos, p.describe(), expected)
+}
+
+// afterOperand reports what stands where an operand has ended; a lone "&" or
+// "|" is most likely half an operator.
+func (p *parser) afterOperand(expected string) error {
+	p.skipSpace()
+	if p.pos < len(p.in) {
+		switch p.in[p.pos] {
+		case '&':
+			expected = `"&&"`
+		case '|':
+			expected = `"||"`
+		}
+	}
+	return p.unexpected(expected)
+}
+
+// describe quotes the token at the current position for an error message.
+func (p *parser) describe() string {
+	if p.pos >= len(p.in) {
+		return "end of input"
+	}
+	rest := p.in[p.pos:]
+	if isKeyChar(rest[0]) {
+		end := 0
+		for end < len(rest) && end < 40 && isKeyChar(rest[end]) {
+			end++
+		}
+		return fmt.Sprintf("%q", rest[:end])
+	}
+	r, _ := utf8.DecodeRuneInString(rest)
+	return fmt.Sprintf("%q", string(r))
+}
+
+// list parses operands separated by sep and joins them into one node of kind
+// o, splicing in operands that are themselves un-negated o groups, so that
+// bracketing does not change the tree.
+func (p *parser) list(depth int, o op, sep string, operand func(int) (int32, error)) (int32, error) {
+	base := len(p.stack)
+	defer func() { p.stack = p.stack[:base] }()
+	for {
+		i, err := operand(depth)
+		if err != nil {
+			return 0, err
+		}
+		if n := &p.prog.nodes[i]; n.op == o && !n.neg {
+			p.stack = append(p.stack, p.prog.kidsOf(n)...)
+		} else {
+			p.stack = append(p.stack, i)
+		}
+		if !p.eat(sep) {
+			break
+		}
+	}
+	ops := p.stack[base:]
+	if len(ops) == 1 {
+		return ops[0], nil
+	}
+	first := int32(len(p.prog.kids))
+	p.prog.kids = append(p.prog.kids, ops...)
+	p.prog.nodes = append(p.prog.nodes, node{op: o, first: first, n: int32(len(ops))})
+	return int32(len(p.prog.nodes) - 1), nil
+}
+
+func (p *parser) parseOr(depth int) (int32, error) {
+	return p.list(depth, opOr, "||", p.parseAnd)
+}
+
+func (p *parser) parseAnd(depth int) (int32, error) {
+	return p.list(depth, opAnd, "&&", p.parseUnary)
+}
+
+// parseUnary parses any number of "!" then one operation or bracketed group.
+func (p *parser) parseUnary(depth int) (int32, error) {
+	neg := false
+	for {
+		p.skipSpace()
+		if p.pos < len(p.in) && p.in[p.pos] == '!' {
+			neg = !neg
+			p.pos++
+			continue
+		}
+		break
+	}
+	i, err := p.parsePrimary(depth)
+	if err != nil {
+		return 0, err
+	}
+	if neg {
+		p.prog.nodes[i].neg = !p.prog.nodes[i].neg
+	}
+	return i, nil
+}
+
+const expectOperand = `a label, "has(", "all()", "global()", "!" or "("`
+
+func (p *parser) add(n node) (int32, error) {
+	p.prog.nodes = append(p.prog.nodes, n)
+	return int32(len(p.prog.nodes) - 1), nil
+}
+
+func (p *parser) parsePrimary(depth int) (int32, error) {
+	p.skipSpace()
+	if p.pos >= len(p.in) {
+		return 0, p.unexpected(expectOperand)
+	}
+	if p.in[p.pos] == '(' {
+		if depth >= maxDepth {
+			return 0, p.reason(p.pos, fmt.Sprintf("brackets nested deeper than %d", maxDepth))
+		}
+		open := p.pos
+		p.pos++
+		i, err := p.parseOr(depth + 1)
+		if err != nil {
+			return 0, err
+		}
+		if !p.eat(")") {
+			if p.pos >= len(p.in) {
+				return 0, p.reason(open, `unclosed "("`)
+			}
+			return 0, p.afterOperand(`"&&", "||" or ")"`)
+		}
+		return i, nil
+	}
+	start := p.pos
+	key, err := p.key()
+	if err != nil {
+		return 0, err
+	}
+	// has(k), all() and global() are keywords only when a "(" follows, so
+	// labels may still be called has, all or global.
+	save := p.pos
+	if p.eat("(") {
+		switch key {
+		case "has":
+			k, err := p.key()
+			if err != nil {
+				return 0, err
+			}
+			if !p.eat(")") {
+				return 0, p.unexpected(`")"`)
+			}
+			return p.add(node{op: opHas, key: k})
+		case "all", "global":
+			if !p.eat(")") {
+				return 0, p.unexpected(`")"`)
+			}
+			if key == "all" {
+				return p.add(node{op: opAll})
+			}
+			return p.add(node{op: opGlobal})
+		}
+		return 0, p.errAt(start, fmt.Sprintf("%q", key+"("), `a label followed by an operator, "has(", "all()" or "global()"`)
+	}
+	p.pos = save
+	return p.parseComparison(key)
+}
+
+// key reads a label key.
+func (p *parser) key() (string, error) {
+	p.skipSpace()
+	start := p.pos
+	for p.pos < len(p.in) && isKeyChar(p.in[p.pos]) {
+		p.pos++
+	}
+	if p.pos == start {
+		return "", p.unexpected(expectOperand)
+	}
+	if p.pos-start > MaxKeyLength {
+		return "", p.reason(start, fmt.Sprintf("label key longer than %d characters", MaxKeyLength))
+	}
+	return p.in[start:p.pos], nil
+}
+
+const expectOperator = `an operator (==, !=, in, not in, contains, starts with, ends with)`
+
+func (p *parser) parseComparison(key string) (int32, error) {
+	p.skipSpace()
+	rest := p.in[p.pos:]
+	var o op
+	switch {
+	case strings.HasPrefix(rest, "=="):
+		o, p.pos = opEq, p.pos+2
+	case strings.HasPrefix(rest, "!="):
+		o, p.pos = opNe, p.pos+2
+	case strings.HasPrefix(rest, "="):
+		return 0, p.errAt(p.pos, `"="`, `"=="`)
+	case strings.HasPrefix(rest, "contains"):
+		o, p.pos = opContains, p.pos+len("contains")
+	case strings.HasPrefix(rest, "starts"):
+		p.pos += len("starts")
+		if !p.eat("with") {
+			return 0, p.unexpected(`"with" after "starts"`)
+		}
+		o = opStartsWith
+	case strings.HasPrefix(rest, "ends"):
+		p.pos += len("ends")
+		if !p.eat("with") {
+			return 0, p.unexpected(`"with" after "ends"`)
+		}
+		o = opEndsWith
+	case strings.HasPrefix(rest, "not"):
+		p.pos += len("not")
+		if !p.eat("in") {
+			return 0, p.unexpected(`"in" after "not"`)
+		}
+		return p.parseSet(key, opNotIn)
+	case strings.HasPrefix(rest, "in"):
+		p.pos += len("in")
+		return p.parseSet(key, opIn)
+	default:
+		return 0, p.unexpected(expectOperator)
+	}
+	v, err := p.str()
+	if err != nil {
+		return 0, err
+	}
+	return p.add(node{op: o, key: key, val: v})
+}
+
+// str reads a single- or double-quoted string. There are no escapes: the
+// string ends at the next quote of the kind that opened it.
+func (p *parser) str() (string, error) {
+	p.skipSpace()
+	if p.pos >= len(p.in) || (p.in[p.pos] != '"' && p.in[p.pos] != '\'') {
+		return "", p.unexpected("a quoted string")
+	}
+	q := p.in[p.pos]
+	end := strings.IndexByte(p.in[p.pos+1:], q)
+	if end < 0 {
+		return "", p.reason(p.pos, "unterminated string")
+	}
+	s := p.in[p.pos+1 : p.pos+1+end]
+	p.pos += end + 2
+	return s, nil
+}
+
+func (p *parser) parseSet(key string, o op) (int32, error) {
+	if !p.eat("{") {
+		return 0, p.unexpected(`"{"`)
+	}
+	var set []string
+	if !p.eat("}") {
+		for {
+			v, err := p.str()
+			if err != nil {
+				return 0, err
+			}
+			set = append(set, v)
+			if p.eat("}") {
+				break
+			}
+			if !p.eat(",") {
+				return 0, p.unexpected(`"," or "}"`)
+			}
+		}
+	}
+	return p.add(node{op: o, key: key, set: normaliseSet(set)})
+}
+
+// normaliseSet sorts and de-duplicates set in place.
+func normaliseSet(set []string) []string {
+	if len(set) < 2 {
+		return set
+	}
+	if !slices.IsSorted(set) {
+		slices.Sort(set)
+	}
+	return slices.Compact(set)
+}
