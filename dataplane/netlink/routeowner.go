@@ -1,0 +1,233 @@
+package netlink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	nl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// RouteOwner keeps the kernel's routes marked with its protocol number equal
+// to a desired set, in every table. Desired routes come from named sources
+// (for example "blocks", "bgp", "vxlan") so that several producers can share
+// one owner without overwriting each other; Reconcile writes the union.
+//
+// It is safe for concurrent use. Writes to the kernel happen only in Reconcile.
+type RouteOwner struct {
+	h     RouteHandle
+	proto int
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	sources map[string]map[RouteKey]Route
+}
+
+// ReconcileResult counts what one Reconcile changed.
+type ReconcileResult struct {
+	Added, Replaced, Deleted int
+}
+
+// NewRouteOwner returns an owner writing through h (a *netlink.Handle from
+// netlink.NewHandleAt for the node's namespace, or a FakeRouteHandle).
+func NewRouteOwner(h RouteHandle, opts ...Option) *RouteOwner {
+	o := buildOptions(opts)
+	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}}
+}
+
+// Protocol returns the route protocol number this owner marks routes with.
+func (o *RouteOwner) Protocol() int { return o.proto }
+
+func validateAll(routes []Route) error {
+	for _, r := range routes {
+		if err := r.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Set replaces all desired routes of source. Routes are validated first; on
+// error nothing changes. Set(source, nil) forgets the source.
+func (o *RouteOwner) Set(source string, routes []Route) error {
+	if err := validateAll(routes); err != nil {
+		return fmt.Errorf("set %s routes: %w", source, err)
+	}
+	m := make(map[RouteKey]Route, len(routes))
+	for _, r := range routes {
+		m[r.Key()] = r.normalized()
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(m) == 0 {
+		delete(o.sources, source)
+	} else {
+		o.sources[source] = m
+	}
+	return nil
+}
+
+// Upsert adds or changes desired routes of source (by key). On a validation
+// error nothing changes.
+func (o *RouteOwner) Upsert(source string, routes ...Route) error {
+	if err := validateAll(routes); err != nil {
+		return fmt.Errorf("upsert %s routes: %w", source, err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := o.sources[source]
+	if m == nil {
+		m = make(map[RouteKey]Route, len(routes))
+		o.sources[source] = m
+	}
+	for _, r := range routes {
+		m[r.Key()] = r.normalized()
+	}
+	return nil
+}
+
+// Remove drops desired routes of source by key; unknown keys are ignored.
+func (o *RouteOwner) Remove(source string, keys ...RouteKey) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := o.sources[source]
+	for _, k := range keys {
+		delete(m, k)
+	}
+	if len(m) == 0 {
+		delete(o.sources, source)
+	}
+}
+
+// Desired returns the union of all sources, sorted by key. When two sources
+// want the same key, the source whose name sorts first wins.
+func (o *RouteOwner) Desired() []Route {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.desiredLocked()
+}
+
+func (o *RouteOwner) desiredLocked() []Route {
+	names := slices.Sorted(maps.Keys(o.sources))
+	seen := map[RouteKey]bool{}
+	var out []Route
+	for _, n := range names {
+		for k, r := range o.sources[n] {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b Route) int { return compareKeys(a.Key(), b.Key()) })
+	return out
+}
+
+// observed is the owner's view of the kernel.
+type observed struct {
+	links linkNames
+	owned []Route
+	raw   map[RouteKey]nl.Route
+}
+
+func (o *RouteOwner) observe() (observed, error) {
+	ln, err := listLinkNames(o.h)
+	if err != nil {
+		return observed{}, err
+	}
+	filter := &nl.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: nl.RouteProtocol(o.proto)}
+	krs, err := retryDump(func() ([]nl.Route, error) {
+		return o.h.RouteListFiltered(nl.FAMILY_ALL, filter, nl.RT_FILTER_TABLE|nl.RT_FILTER_PROTOCOL)
+	})
+	if err != nil {
+		return observed{}, fmt.Errorf("list routes with protocol %d: %w", o.proto, err)
+	}
+	obs := observed{links: ln, raw: make(map[RouteKey]nl.Route, len(krs))}
+	for _, kr := range krs {
+		r, ok := fromKernel(kr, ln)
+		if !ok {
+			continue
+		}
+		obs.owned = append(obs.owned, r)
+		obs.raw[r.Key()] = kr
+	}
+	return obs, nil
+}
+
+// Plan computes, without writing, what Reconcile would change now.
+func (o *RouteOwner) Plan(ctx context.Context) (Plan, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	obs, err := o.observe()
+	if err != nil {
+		return Plan{}, err
+	}
+	return Diff(o.desiredLocked(), obs.owned), nil
+}
+
+// Reconcile makes the kernel match the desired routes: adds missing routes,
+// replaces changed ones and deletes stale routes carrying the owner's
+// protocol. Routes of other protocols are never touched; a desired route
+// whose key a foreign route holds fails with ErrForeignRoute. It carries on
+// past per-route failures and returns them joined, so one bad route does not
+// block the others. Routes already right are not rewritten.
+func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var res ReconcileResult
+	obs, err := o.observe()
+	if err != nil {
+		return res, err
+	}
+	plan := Diff(o.desiredLocked(), obs.owned)
+	var errs []error
+	write := func(op string, r Route, f func(*nl.Route) error) bool {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			return false
+		}
+		kr, err := toKernel(r, o.proto, obs.links)
+		if err == nil {
+			err = f(kr)
+		}
+		if err != nil {
+			errs = append(errs, routeError(op, r, err))
+			return false
+		}
+		o.log.Debug("route "+op, "route", r.String())
+		return true
+	}
+	for _, r := range plan.Add {
+		if write("add", r, o.h.RouteAdd) {
+			res.Added++
+		}
+	}
+	for _, r := range plan.Replace {
+		if write("replace", r, o.h.RouteReplace) {
+			res.Replaced++
+		}
+	}
+	for _, r := range plan.Delete {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		kr := obs.raw[r.Key()]
+		if err := o.h.RouteDel(&kr); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, routeError("delete", r, err))
+			continue
+		}
+		o.log.Debug("route delete", "route", r.String())
+		res.Deleted++
+	}
+	if res != (ReconcileResult{}) {
+		o.log.Info("routes reconciled", "protocol", o.proto, "added", res.Added, "replaced", res.Replaced, "deleted", res.Deleted)
+	}
+	return res, errors.Join(errs...)
+}

@@ -1,0 +1,497 @@
+package netlink
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	nl "github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// DefaultHostPrefix starts host-side workload interface names.
+	DefaultHostPrefix = "tby"
+	// DefaultIfName is the interface name inside the pod.
+	DefaultIfName = "eth0"
+	// DefaultMTU is used when WorkloadSpec.MTU is 0.
+	DefaultMTU = 1500
+	// aliasPrefix marks host veths tabby created; the rest is the workload ID.
+	aliasPrefix = "tabby:"
+	maxIDLen    = 200
+)
+
+// Gateways the pod's default routes point at. PodGatewayV4 is answered by
+// proxy ARP on the host veth; PodGatewayV6 is the link-local address the
+// kernel derives from the host veth's MAC ee:ee:ee:ee:ee:ee.
+var (
+	PodGatewayV4 = netip.MustParseAddr("169.254.1.1")
+	PodGatewayV6 = netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")
+)
+
+// HostMAC returns the MAC of every host-side workload veth, ee:ee:ee:ee:ee:ee.
+func HostMAC() net.HardwareAddr { return net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee} }
+
+// HostIfaceName derives the host-side interface name of a workload: prefix
+// followed by the first hex digits of SHA-256(workloadID), 15 bytes in all
+// (Calico's cali + 11 hex digits, with 12 digits after "tby"). Stable across
+// restarts; a collision is detected at setup through the link alias.
+func HostIfaceName(prefix, workloadID string) string {
+	sum := sha256.Sum256([]byte(workloadID))
+	h := hex.EncodeToString(sum[:])
+	return prefix + h[:15-len(prefix)]
+}
+
+// WorkloadSpec describes one pod interface.
+type WorkloadSpec struct {
+	// ID names the workload, e.g. the CNI "<network>.<containerID>"; it
+	// derives the host interface name and is stored in its alias. At most 200 bytes.
+	ID string
+	// Netns is the path of the pod's network namespace
+	// (/var/run/netns/NAME or /proc/PID/ns/net).
+	Netns string
+	// IfName is the interface name inside the pod; "" means eth0.
+	IfName string
+	// MTU of both veth ends; 0 means 1500.
+	MTU int
+	// Addresses of the pod, IPv4 and/or IPv6; each is installed as /32 or /128.
+	Addresses []netip.Addr
+}
+
+func (s WorkloadSpec) withDefaults() WorkloadSpec {
+	if s.IfName == "" {
+		s.IfName = DefaultIfName
+	}
+	if s.MTU == 0 {
+		s.MTU = DefaultMTU
+	}
+	return s
+}
+
+// Validate checks the spec without touching the kernel.
+func (s WorkloadSpec) Validate() error {
+	s = s.withDefaults()
+	switch {
+	case s.ID == "":
+		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
+	case len(s.ID) > maxIDLen:
+		return fmt.Errorf("%w: workload ID longer than %d bytes", ErrInvalidSpec, maxIDLen)
+	case s.Netns == "":
+		return fmt.Errorf("%w %s: no netns path", ErrInvalidSpec, s.ID)
+	case s.MTU < 68 || s.MTU > 65535:
+		return fmt.Errorf("%w %s: MTU %d out of range 68..65535", ErrInvalidSpec, s.ID, s.MTU)
+	}
+	if err := ValidateIfName(s.IfName); err != nil {
+		return fmt.Errorf("workload %s: %w", s.ID, err)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range s.Addresses {
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.Is4In6() || a.Zone() != "" {
+			return fmt.Errorf("%w %s: address %s is not a usable unicast address", ErrInvalidSpec, s.ID, a)
+		}
+		if seen[a] {
+			return fmt.Errorf("%w %s: duplicate address %s", ErrInvalidSpec, s.ID, a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+func (s WorkloadSpec) hasV6() bool { return slices.ContainsFunc(s.Addresses, netip.Addr.Is6) }
+func (s WorkloadSpec) hasV4() bool { return slices.ContainsFunc(s.Addresses, netip.Addr.Is4) }
+
+// Interface is one end of the workload veth, as a CNI result lists it.
+type Interface struct {
+	Name  string
+	MAC   net.HardwareAddr
+	Index int
+	// Sandbox is the netns path for the container end, "" for the host end.
+	Sandbox string
+}
+
+// IPConfig is one pod address with its gateway, as in a CNI result. The
+// address is the /32 or /128 installed; Interface is 1, the index of the
+// container interface in WorkloadResult.Interfaces().
+type IPConfig struct {
+	Address   netip.Prefix
+	Gateway   netip.Addr
+	Interface int
+}
+
+// PodRoute is a route installed inside the pod.
+type PodRoute struct {
+	Dst netip.Prefix
+	GW  netip.Addr
+}
+
+// WorkloadResult is what SetupWorkload made: everything a CNI ADD result needs.
+type WorkloadResult struct {
+	Host      Interface
+	Container Interface
+	IPs       []IPConfig
+	Routes    []PodRoute
+}
+
+// Interfaces returns host and container interfaces in CNI result order.
+func (r WorkloadResult) Interfaces() []Interface { return []Interface{r.Host, r.Container} }
+
+// Workloads creates, checks and removes pod interfaces on one host
+// (a node's network namespace). Safe for concurrent use: operations are serialised.
+type Workloads struct {
+	mu     sync.Mutex
+	host   ns.NetNS
+	h      *nl.Handle
+	prefix string
+	opts   options
+}
+
+// NewWorkloads opens the host namespace at hostNetns ("" = the current
+// one, as in a CNI plugin) and returns a Workloads bound to it. Close it
+// when done.
+func NewWorkloads(hostNetns string, opts ...Option) (*Workloads, error) {
+	o := buildOptions(opts)
+	host, err := openNetns(hostNetns)
+	if err != nil {
+		return nil, err
+	}
+	h, err := nl.NewHandleAt(netns.NsHandle(host.Fd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		host.Close()
+		return nil, fmt.Errorf("netlink handle in %s: %w", host.Path(), err)
+	}
+	return &Workloads{host: host, h: h, prefix: o.hostPrefix, opts: o}, nil
+}
+
+// Close releases the namespace and netlink handle.
+func (w *Workloads) Close() error {
+	w.h.Close()
+	return w.host.Close()
+}
+
+// HostNetns returns the path of the host namespace.
+func (w *Workloads) HostNetns() string { return w.host.Path() }
+
+// EnableForwarding sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding
+// in the host namespace (once per node).
+func (w *Workloads) EnableForwarding() error {
+	return writeSysctls(w.host, []sysctl{{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"}})
+}
+
+// HostIfaceName returns the host interface name for a workload ID.
+func (w *Workloads) HostIfaceName(id string) string { return HostIfaceName(w.prefix, id) }
+
+// ownedHostLink looks up the host veth of workload id. It returns (nil, nil)
+// when there is none and ErrNameCollision when the name belongs to another.
+func (w *Workloads) ownedHostLink(id string) (nl.Link, error) {
+	name := w.HostIfaceName(id)
+	l, err := w.h.LinkByName(name)
+	if err != nil {
+		var nf nl.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	if l.Attrs().Alias != aliasPrefix+id {
+		return nil, fmt.Errorf("%w: %s is %q, not workload %q", ErrNameCollision, name, l.Attrs().Alias, id)
+	}
+	return l, nil
+}
+
+// SetupWorkload creates the pod's veth pair and addresses, routes and
+// sysctls (`ip link add <host> type veth peer name eth0 netns <pod>` and
+// what follows). Running it again for a workload that is already right
+// changes nothing; one that is partly wrong is rebuilt. On failure nothing
+// is left behind: the veth it made is removed.
+func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	if err := spec.Validate(); err != nil {
+		return WorkloadResult{}, err
+	}
+	spec = spec.withDefaults()
+	pod, err := openNetns(spec.Netns)
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+	}
+	defer pod.Close()
+	ph, err := nl.NewHandleAt(netns.NsHandle(pod.Fd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: netlink handle in %s: %w", spec.ID, spec.Netns, err)
+	}
+	defer ph.Close()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	existing, err := w.ownedHostLink(spec.ID)
+	if err != nil {
+		return WorkloadResult{}, err
+	}
+	if existing != nil {
+		if res, err := w.check(spec, pod, ph); err == nil {
+			return res, nil
+		}
+		w.opts.log.Info("rebuilding workload interface", "workload", spec.ID, "host", existing.Attrs().Name)
+		if err := w.h.LinkDel(existing); err != nil && !IsNotFound(err) {
+			return WorkloadResult{}, fmt.Errorf("workload %s: remove stale %s: %w", spec.ID, existing.Attrs().Name, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return WorkloadResult{}, err
+	}
+	res, err := w.create(spec, pod, ph)
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+	}
+	w.opts.log.Debug("workload set up", "workload", spec.ID, "host", res.Host.Name)
+	return res, nil
+}
+
+func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res WorkloadResult, err error) {
+	hostName := w.HostIfaceName(spec.ID)
+	veth := &nl.Veth{
+		LinkAttrs: nl.LinkAttrs{
+			Name: hostName, MTU: spec.MTU, HardwareAddr: HostMAC(), Alias: aliasPrefix + spec.ID, TxQLen: -1,
+		},
+		PeerName:      spec.IfName,
+		PeerNamespace: nl.NsFd(int(pod.Fd())),
+		PeerMTU:       uint32(spec.MTU),
+	}
+	if err := w.h.LinkAdd(veth); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return res, fmt.Errorf("%w: %s exists on the host or %s in the pod: %w", ErrNameCollision, hostName, spec.IfName, err)
+		}
+		return res, fmt.Errorf("create veth %s: %w", hostName, err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := w.h.LinkDel(veth); derr != nil && !IsNotFound(derr) {
+				err = errors.Join(err, fmt.Errorf("roll back %s: %w", hostName, derr))
+			}
+		}
+	}()
+	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: veth.Index}
+
+	// Host side: sysctls before the link comes up (DAD off for the link-local
+	// address the pod routes through), then up, then one route per address.
+	conf := "net/ipv4/conf/" + hostName + "/"
+	settings := []sysctl{{conf + "proxy_arp", "1"}, {"net/ipv4/neigh/" + hostName + "/proxy_delay", "0"}, {conf + "forwarding", "1"}}
+	if spec.hasV6() {
+		c6 := "net/ipv6/conf/" + hostName + "/"
+		settings = append(settings, sysctl{c6 + "accept_dad", "0"}, sysctl{c6 + "accept_ra", "0"}, sysctl{c6 + "forwarding", "1"})
+	}
+	if err := writeSysctls(w.host, settings); err != nil {
+		return res, err
+	}
+	if err := w.h.LinkSetUp(veth); err != nil {
+		return res, fmt.Errorf("set %s up: %w", hostName, err)
+	}
+	for _, a := range spec.Addresses {
+		r := &nl.Route{
+			LinkIndex: veth.Index, Dst: prefixToIPNet(netip.PrefixFrom(a, a.BitLen())),
+			Scope: nl.SCOPE_LINK, Protocol: ProtocolWorkload,
+		}
+		if err := w.h.RouteReplace(r); err != nil {
+			return res, fmt.Errorf("host route %s dev %s: %w", a, hostName, err)
+		}
+	}
+
+	// Pod side.
+	pl, err := ph.LinkByName(spec.IfName)
+	if err != nil {
+		return res, fmt.Errorf("find %s in pod: %w", spec.IfName, err)
+	}
+	res.Container = Interface{Name: spec.IfName, MAC: pl.Attrs().HardwareAddr, Index: pl.Attrs().Index, Sandbox: spec.Netns}
+	for _, a := range spec.Addresses {
+		addr := &nl.Addr{IPNet: prefixToIPNet(netip.PrefixFrom(a, a.BitLen()))}
+		if a.Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := ph.AddrReplace(pl, addr); err != nil {
+			return res, fmt.Errorf("pod address %s: %w", a, err)
+		}
+	}
+	if err := ph.LinkSetUp(pl); err != nil {
+		return res, fmt.Errorf("set pod %s up: %w", spec.IfName, err)
+	}
+	for _, r := range podRoutes(spec, pl.Attrs().Index) {
+		if err := ph.RouteReplace(r); err != nil {
+			return res, fmt.Errorf("pod route %s: %w", r, err)
+		}
+	}
+	res.fillIPs(spec)
+	return res, nil
+}
+
+// podRoutes are the routes inside the pod: 169.254.1.1 on-link and default
+// via it (IPv4), default via the host veth's link-local address (IPv6).
+func podRoutes(spec WorkloadSpec, index int) []*nl.Route {
+	var rs []*nl.Route
+	if spec.hasV4() {
+		rs = append(rs,
+			&nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.PrefixFrom(PodGatewayV4, 32)), Scope: nl.SCOPE_LINK},
+			&nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: addrToIP(PodGatewayV4)})
+	}
+	if spec.hasV6() {
+		rs = append(rs, &nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.MustParsePrefix("::/0")), Gw: addrToIP(PodGatewayV6)})
+	}
+	return rs
+}
+
+// TeardownWorkload removes the workload's veth pair (both ends; the kernel
+// drops its routes with it). A workload that does not exist is not an
+// error, so DEL is idempotent; the pod namespace is not needed. A host link
+// of that name that tabby did not create for this ID is left alone and
+// ErrNameCollision returned.
+func (w *Workloads) TeardownWorkload(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l, err := w.ownedHostLink(id)
+	if err != nil || l == nil {
+		return err
+	}
+	if err := w.h.LinkDel(l); err != nil && !IsNotFound(err) {
+		return fmt.Errorf("workload %s: delete %s: %w", id, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// ListWorkloads returns the IDs of workloads that have a host veth made by
+// tabby (any host prefix), sorted; for CNI GC.
+func (w *Workloads) ListWorkloads(ctx context.Context) ([]string, error) {
+	links, err := retryDump(w.h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var ids []string
+	for _, l := range links {
+		if id, ok := strings.CutPrefix(l.Attrs().Alias, aliasPrefix); ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// CheckWorkload verifies that the kernel matches spec: both veth ends,
+// peers of each other, up, with the MTU, MAC, addresses, routes and proxy
+// ARP set. Differences wrap ErrMismatch; a missing workload wraps ErrLinkNotFound.
+func (w *Workloads) CheckWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	if err := spec.Validate(); err != nil {
+		return WorkloadResult{}, err
+	}
+	spec = spec.withDefaults()
+	pod, err := openNetns(spec.Netns)
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+	}
+	defer pod.Close()
+	ph, err := nl.NewHandleAt(netns.NsHandle(pod.Fd()), unix.NETLINK_ROUTE)
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: netlink handle: %w", spec.ID, err)
+	}
+	defer ph.Close()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.check(spec, pod, ph)
+}
+
+func (w *Workloads) check(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (WorkloadResult, error) {
+	var res WorkloadResult
+	hl, err := w.ownedHostLink(spec.ID)
+	if err != nil {
+		return res, err
+	}
+	if hl == nil {
+		return res, fmt.Errorf("workload %s: %w: %s", spec.ID, ErrLinkNotFound, w.HostIfaceName(spec.ID))
+	}
+	pl, err := ph.LinkByName(spec.IfName)
+	if err != nil {
+		return res, fmt.Errorf("workload %s: %w: %s in pod: %w", spec.ID, ErrLinkNotFound, spec.IfName, err)
+	}
+	ha, pa := hl.Attrs(), pl.Attrs()
+	var bad []string
+	mismatch := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
+	if hl.Type() != "veth" || pl.Type() != "veth" {
+		mismatch("not a veth pair (%s/%s)", hl.Type(), pl.Type())
+	}
+	if ha.ParentIndex != pa.Index || pa.ParentIndex != ha.Index {
+		mismatch("%s and %s are not peers", ha.Name, pa.Name)
+	}
+	for _, a := range []*nl.LinkAttrs{ha, pa} {
+		if a.MTU != spec.MTU {
+			mismatch("%s MTU %d, want %d", a.Name, a.MTU, spec.MTU)
+		}
+		if a.Flags&net.FlagUp == 0 {
+			mismatch("%s is down", a.Name)
+		}
+	}
+	if ha.HardwareAddr.String() != HostMAC().String() {
+		mismatch("%s MAC %s", ha.Name, ha.HardwareAddr)
+	}
+	addrs, err := ph.AddrList(pl, nl.FAMILY_ALL)
+	if err != nil {
+		return res, fmt.Errorf("workload %s: list pod addresses: %w", spec.ID, err)
+	}
+	hostRoutes, err := w.h.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{LinkIndex: ha.Index}, nl.RT_FILTER_OIF)
+	if err != nil {
+		return res, fmt.Errorf("workload %s: list host routes: %w", spec.ID, err)
+	}
+	for _, a := range spec.Addresses {
+		p := netip.PrefixFrom(a, a.BitLen())
+		if !slices.ContainsFunc(addrs, func(x nl.Addr) bool { return ipNetToPrefix(x.IPNet, 0) == p }) {
+			mismatch("pod lacks address %s", p)
+		}
+		if !slices.ContainsFunc(hostRoutes, func(r nl.Route) bool { return ipNetToPrefix(r.Dst, r.Family) == p }) {
+			mismatch("host lacks route %s dev %s", p, ha.Name)
+		}
+	}
+	podRs, err := ph.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{LinkIndex: pa.Index}, nl.RT_FILTER_OIF)
+	if err != nil {
+		return res, fmt.Errorf("workload %s: list pod routes: %w", spec.ID, err)
+	}
+	for _, want := range podRoutes(spec, pa.Index) {
+		if !slices.ContainsFunc(podRs, func(r nl.Route) bool {
+			return ipNetToPrefix(r.Dst, r.Family) == ipNetToPrefix(want.Dst, 0) && ipToAddr(r.Gw) == ipToAddr(want.Gw)
+		}) {
+			mismatch("pod lacks route %s", want.Dst)
+		}
+	}
+	if v, err := readSysctl(w.host, "net/ipv4/conf/"+ha.Name+"/proxy_arp"); err != nil || v != "1" {
+		mismatch("proxy_arp on %s is %q (%v)", ha.Name, v, err)
+	}
+	if len(bad) > 0 {
+		return res, fmt.Errorf("workload %s: %w: %s", spec.ID, ErrMismatch, strings.Join(bad, "; "))
+	}
+	res.Host = Interface{Name: ha.Name, MAC: ha.HardwareAddr, Index: ha.Index}
+	res.Container = Interface{Name: pa.Name, MAC: pa.HardwareAddr, Index: pa.Index, Sandbox: spec.Netns}
+	res.fillIPs(spec)
+	return res, nil
+}
+
+// fillIPs sets the IPs and pod routes of a result from the spec.
+func (r *WorkloadResult) fillIPs(spec WorkloadSpec) {
+	for _, a := range spec.Addresses {
+		gw := PodGatewayV4
+		if a.Is6() {
+			gw = PodGatewayV6
+		}
+		r.IPs = append(r.IPs, IPConfig{Address: netip.PrefixFrom(a, a.BitLen()), Gateway: gw, Interface: 1})
+	}
+	if spec.hasV4() {
+		r.Routes = append(r.Routes, PodRoute{Dst: netip.MustParsePrefix("0.0.0.0/0"), GW: PodGatewayV4})
+	}
+	if spec.hasV6() {
+		r.Routes = append(r.Routes, PodRoute{Dst: netip.MustParsePrefix("::/0"), GW: PodGatewayV6})
+	}
+}
