@@ -258,7 +258,7 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res 
 	hostName := w.HostIfaceName(spec.ID)
 	veth := &nl.Veth{
 		LinkAttrs: nl.LinkAttrs{
-			Name: hostName, MTU: spec.MTU, HardwareAddr: HostMAC(), Alias: aliasPrefix + spec.ID, TxQLen: -1,
+			Name: hostName, MTU: spec.MTU, HardwareAddr: HostMAC(), TxQLen: -1,
 		},
 		PeerName:      spec.IfName,
 		PeerNamespace: nl.NsFd(int(pod.Fd())),
@@ -278,6 +278,11 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res 
 		}
 	}()
 	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: veth.Index}
+	// The kernel ignores IFLA_IFALIAS when creating a link: set it now. It
+	// records which workload owns the name.
+	if err := w.h.LinkSetAlias(veth, aliasPrefix+spec.ID); err != nil {
+		return res, fmt.Errorf("set alias of %s: %w", hostName, err)
+	}
 
 	// Host side: sysctls before the link comes up (DAD off for the link-local
 	// address the pod routes through), then up, then one route per address.

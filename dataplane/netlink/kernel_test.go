@@ -1,0 +1,350 @@
+package netlink_test
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+)
+
+var (
+	pfx  = netip.MustParsePrefix
+	addr = netip.MustParseAddr
+)
+
+func TestKernelPodToPod(t *testing.T) {
+	tests := []struct {
+		name  string
+		nodes int
+		opts  []nettest.Option
+	}{
+		{"2 nodes direct", 2, nil},
+		{"3 nodes direct", 3, nil},
+		{"2 nodes vxlan", 2, []nettest.Option{nettest.WithRouting(nettest.RoutingVXLAN)}},
+		{"3 nodes vxlan", 3, []nettest.Option{nettest.WithRouting(nettest.RoutingVXLAN), nettest.PodMTU(1450)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topo := nettest.NewTopology(t, append(tt.opts, nettest.Nodes(tt.nodes))...)
+			for _, n := range topo.Nodes() {
+				n.AddPod(t)
+			}
+			topo.Node(0).AddPod(t) // a second pod on node 0: same-node traffic too
+			nettest.ExpectMatrix(t, topo.Pods(), 8080, nettest.AllowAll)
+			nettest.ExpectUDP(t, topo.Node(0).Pods()[0], topo.Node(tt.nodes - 1).Pods()[0], 5353)
+		})
+	}
+}
+
+func TestKernelIPv6PodToPod(t *testing.T) {
+	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.IPv6())
+	a, b := topo.Node(0).AddPod(t), topo.Node(1).AddPod(t)
+	c := topo.Node(0).AddPod(t)
+	require.True(t, a.IP6.IsValid())
+	nettest.ExpectConnect6(t, a, b, 8080)
+	nettest.ExpectConnect6(t, b, a, 8080)
+	nettest.ExpectConnect6(t, c, a, 8080)
+	nettest.ExpectConnect(t, a, b, 8080) // dual stack: v4 too
+}
+
+func TestKernelVXLANReconcile(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(3), nettest.WithRouting(nettest.RoutingVXLAN))
+	a, b := topo.Node(0).AddPod(t), topo.Node(1).AddPod(t)
+	nettest.ExpectConnect(t, a, b, 8080)
+
+	n0 := topo.Node(0)
+	h := n0.NS.Handle()
+	vx, err := h.LinkByName(tnl.DefaultVXLANName)
+	require.NoError(t, err)
+	v := vx.(*nl.Vxlan)
+	assert.Equal(t, tnl.DefaultVNI, v.VxlanId)
+	assert.Equal(t, tnl.DefaultVXLANPort, v.Port)
+	assert.Equal(t, 1500-tnl.VXLANOverhead, v.MTU)
+	assert.Equal(t, tnl.VTEPMAC(n0.Block.Addr()).String(), v.HardwareAddr.String())
+
+	neighs, err := h.NeighList(vx.Attrs().Index, unix.AF_INET)
+	require.NoError(t, err)
+	assert.Len(t, neighs, 2)
+	fdb, err := h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	require.NoError(t, err)
+	assert.Len(t, fdb, 2)
+
+	// Delete a neighbour, an FDB entry and a route by hand: Reconcile restores them.
+	peer := topo.Node(1)
+	require.NoError(t, h.NeighDel(&nl.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_INET, IP: peer.Block.Addr().AsSlice()}))
+	require.NoError(t, h.NeighDel(&nl.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF,
+		HardwareAddr: tnl.VTEPMAC(peer.Block.Addr()), IP: peer.IP.AsSlice()}))
+	_, err = n0.NS.Run(ctx, "ip", "route", "del", peer.Block.String())
+	require.NoError(t, err)
+	nettest.ExpectNoConnect(t, a, b, 8080)
+	require.NoError(t, n0.VXLAN.Reconcile(ctx))
+	nettest.ExpectConnect(t, a, b, 8080)
+	plan, err := n0.Routes.Plan(ctx)
+	require.NoError(t, err)
+	assert.True(t, plan.Empty(), plan.String())
+
+	// A node leaves: its neighbour, FDB entry and route go.
+	require.NoError(t, n0.VXLAN.RemovePeer(peer.Name))
+	require.NoError(t, n0.VXLAN.Reconcile(ctx))
+	neighs, err = h.NeighList(vx.Attrs().Index, unix.AF_INET)
+	require.NoError(t, err)
+	assert.Len(t, neighs, 1)
+	out, err := n0.NS.Run(ctx, "ip", "route", "show", "proto", "116")
+	require.NoError(t, err)
+	assert.NotContains(t, out, peer.Block.String())
+	assert.Contains(t, out, topo.Node(2).Block.String()+" via "+topo.Node(2).Block.Addr().String()+" dev vxlan.tabby onlink")
+
+	// Delete removes the device and its routes.
+	require.NoError(t, n0.VXLAN.Delete(ctx))
+	_, err = n0.Routes.Reconcile(ctx)
+	require.NoError(t, err)
+	_, err = h.LinkByName(tnl.DefaultVXLANName)
+	require.Error(t, err)
+}
+
+func TestKernelECMP(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(3), nettest.IPv6())
+	n0 := topo.Node(0)
+	r := tnl.Route{Dst: pfx("10.50.0.0/24"), NextHops: []tnl.NextHop{{Gateway: topo.Node(1).IP}, {Gateway: topo.Node(2).IP}}}
+	r6 := tnl.Route{Dst: pfx("fd00:50::/64"), NextHops: []tnl.NextHop{{Gateway: topo.Node(1).IP6}, {Gateway: topo.Node(2).IP6, Weight: 2}}}
+	require.NoError(t, n0.Routes.Set("bgp", []tnl.Route{r, r6}))
+	res, err := n0.Routes.Reconcile(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Added)
+
+	for _, dst := range []string{"10.50.0.0/24", "fd00:50::/64"} {
+		kr, err := n0.NS.Handle().RouteListFiltered(nl.FAMILY_ALL, &nl.Route{Protocol: tnl.ProtocolRoutes, Table: unix.RT_TABLE_UNSPEC}, nl.RT_FILTER_PROTOCOL|nl.RT_FILTER_TABLE)
+		require.NoError(t, err)
+		var found []nl.Route
+		for _, k := range kr {
+			if k.Dst.String() == dst {
+				found = append(found, k)
+			}
+		}
+		require.Len(t, found, 1, "one multipath route for %s", dst)
+		assert.Len(t, found[0].MultiPath, 2)
+	}
+	out, err := n0.NS.Run(ctx, "ip", "route", "show", "10.50.0.0/24")
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(out, "nexthop via"), out)
+
+	// Re-reconciling does not flap the multipath routes; changing a next hop replaces in place.
+	res, err = n0.Routes.Reconcile(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tnl.ReconcileResult{}, res)
+	r.NextHops = r.NextHops[:1]
+	require.NoError(t, n0.Routes.Upsert("bgp", r))
+	res, err = n0.Routes.Reconcile(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tnl.ReconcileResult{Replaced: 1}, res)
+}
+
+func TestKernelRouteOwnership(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(2))
+	n0 := topo.Node(0)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := n0.NS.Run(ctx, "ip", args...)
+		require.NoError(t, err)
+		return out
+	}
+	// Foreign routes: one beside ours, one holding a key we want.
+	run("route", "add", "192.168.7.0/24", "via", "10.99.0.1", "proto", "static")
+	run("route", "add", "blackhole", "10.77.0.0/16", "proto", "bird")
+	// A stale route of ours from a previous run (crash): deleted.
+	run("route", "add", "10.88.0.0/16", "via", "10.99.0.1", "proto", "116")
+
+	require.NoError(t, n0.Routes.Set("blocks", []tnl.Route{
+		{Dst: n0.Block, Type: tnl.RouteBlackhole},
+		{Dst: pfx("10.77.0.0/16"), Type: tnl.RouteBlackhole},
+		{Dst: pfx("10.66.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("172.31.0.1")}}},
+		{Dst: pfx("10.55.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("172.31.0.1"), Dev: "eth0", OnLink: true}}},
+		{Dst: pfx("10.44.0.0/16"), Table: 100, NextHops: []tnl.NextHop{{Gateway: topo.Node(1).IP}}},
+	}))
+	res, err := n0.Routes.Reconcile(ctx)
+	assert.ErrorIs(t, err, tnl.ErrForeignRoute)
+	assert.ErrorIs(t, err, tnl.ErrNextHopUnreachable)
+	assert.Equal(t, 3, res.Added)
+	assert.Equal(t, 1, res.Deleted, "stale owned route")
+
+	assert.Contains(t, run("route", "show", "192.168.7.0/24"), "proto static")
+	assert.Contains(t, run("route", "show", "10.77.0.0/16"), "proto bird")
+	assert.Empty(t, run("route", "show", "10.88.0.0/16"))
+	assert.Contains(t, run("route", "show", "table", "100"), "10.44.0.0/16 via 10.99.0.12")
+
+	// Delete one by hand: restored, and nothing else rewritten.
+	run("route", "del", n0.Block.String())
+	require.NoError(t, n0.Routes.Set("blocks", []tnl.Route{
+		{Dst: n0.Block, Type: tnl.RouteBlackhole},
+		{Dst: pfx("10.55.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("172.31.0.1"), Dev: "eth0", OnLink: true}}},
+		{Dst: pfx("10.44.0.0/16"), Table: 100, NextHops: []tnl.NextHop{{Gateway: topo.Node(1).IP}}},
+	}))
+	res, err = n0.Routes.Reconcile(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tnl.ReconcileResult{Added: 1}, res)
+	assert.Contains(t, run("route", "show", n0.Block.String()), "blackhole")
+
+	// A second owner instance (a restarted agent) with the same desired
+	// state converges without writing anything.
+	o2 := tnl.NewRouteOwner(n0.NS.Handle())
+	require.NoError(t, o2.Set("blocks", n0.Routes.Desired()))
+	require.NoError(t, o2.Set("nettest", topo.DirectRoutes(n0)))
+	res, err = o2.Reconcile(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tnl.ReconcileResult{}, res)
+}
+
+func TestKernelWorkloadLifecycle(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6())
+	node := topo.Node(0)
+	w := node.Workloads
+	podNS := nettest.NewNetns(t, "tby-wl")
+	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.abc123", Netns: podNS.Path, MTU: 1400,
+		Addresses: []netip.Addr{addr("10.244.1.10"), addr("fd00:244:0:1::10")}}
+
+	res, err := w.SetupWorkload(ctx, spec)
+	require.NoError(t, err)
+	assert.Equal(t, tnl.HostIfaceName(tnl.DefaultHostPrefix, spec.ID), res.Host.Name)
+	assert.LessOrEqual(t, len(res.Host.Name), 15)
+	assert.Equal(t, "ee:ee:ee:ee:ee:ee", res.Host.MAC.String())
+	assert.Equal(t, "eth0", res.Container.Name)
+	assert.Equal(t, podNS.Path, res.Container.Sandbox)
+	assert.Len(t, res.Container.MAC, 6)
+	require.Len(t, res.IPs, 2)
+	assert.Equal(t, pfx("10.244.1.10/32"), res.IPs[0].Address)
+	assert.Equal(t, tnl.PodGatewayV4, res.IPs[0].Gateway)
+	assert.Equal(t, tnl.PodGatewayV6, res.IPs[1].Gateway)
+	assert.Len(t, res.Routes, 2)
+
+	// CHECK passes, and setup again changes nothing.
+	_, err = w.CheckWorkload(ctx, spec)
+	require.NoError(t, err)
+	res2, err := w.SetupWorkload(ctx, spec)
+	require.NoError(t, err)
+	assert.Equal(t, res.Host.Index, res2.Host.Index)
+	assert.Equal(t, res.Container.MAC.String(), res2.Container.MAC.String())
+	ids, err := w.ListWorkloads(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{spec.ID}, ids)
+
+	// Pod-to-host-veth traffic works through the /32 and proxy ARP: a pod on the same node.
+	other := node.AddPod(t)
+	_, err = podNS.Run(ctx, "ip", "route", "get", other.IP.String())
+	require.NoError(t, err)
+
+	// Break it: CHECK reports it; SETUP repairs it.
+	_, err = podNS.Run(ctx, "ip", "addr", "del", "10.244.1.10/32", "dev", "eth0")
+	require.NoError(t, err)
+	_, err = w.CheckWorkload(ctx, spec)
+	require.ErrorIs(t, err, tnl.ErrMismatch)
+	_, err = w.SetupWorkload(ctx, spec)
+	require.NoError(t, err)
+	_, err = w.CheckWorkload(ctx, spec)
+	require.NoError(t, err)
+
+	// Teardown removes both ends and the host routes; twice is fine.
+	require.NoError(t, w.TeardownWorkload(ctx, spec.ID))
+	require.NoError(t, w.TeardownWorkload(ctx, spec.ID))
+	_, err = node.NS.Handle().LinkByName(res.Host.Name)
+	require.Error(t, err)
+	out, err := node.NS.Run(ctx, "ip", "route", "show", "proto", "117")
+	require.NoError(t, err)
+	assert.NotContains(t, out, "10.244.1.10")
+	out, err = podNS.Run(ctx, "ip", "-o", "link", "show")
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(out, "\n"), "only lo left: %s", out)
+	_, err = w.CheckWorkload(ctx, spec)
+	require.ErrorIs(t, err, tnl.ErrLinkNotFound)
+}
+
+func TestKernelBadInput(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(1))
+	node := topo.Node(0)
+	w := node.Workloads
+	podNS := nettest.NewNetns(t, "tby-bad")
+	linksBefore, err := node.NS.Handle().LinkList()
+	require.NoError(t, err)
+
+	tests := []struct {
+		name string
+		spec tnl.WorkloadSpec
+		want error
+	}{
+		{"long ifname", tnl.WorkloadSpec{ID: "a", Netns: podNS.Path, IfName: "eth0123456789abc"}, tnl.ErrInvalidName},
+		{"no id", tnl.WorkloadSpec{Netns: podNS.Path}, tnl.ErrInvalidSpec},
+		{"bad address", tnl.WorkloadSpec{ID: "a", Netns: podNS.Path, Addresses: []netip.Addr{addr("224.0.0.1")}}, tnl.ErrInvalidSpec},
+		{"vanished netns", tnl.WorkloadSpec{ID: "a", Netns: "/var/run/netns/tby-does-not-exist"}, tnl.ErrNetnsNotFound},
+		{"pod already has the name", tnl.WorkloadSpec{ID: "a", Netns: podNS.Path, IfName: "lo"}, tnl.ErrNameCollision},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := w.SetupWorkload(ctx, tt.spec)
+			require.ErrorIs(t, err, tt.want)
+			links, err := node.NS.Handle().LinkList()
+			require.NoError(t, err)
+			assert.Len(t, links, len(linksBefore), "nothing half-created")
+		})
+	}
+
+	// A host link with the derived name that tabby did not make is not touched.
+	foreign := tnl.HostIfaceName(tnl.DefaultHostPrefix, "foreign")
+	_, err = node.NS.Run(ctx, "ip", "link", "add", foreign, "type", "veth", "peer", "name", "x0")
+	require.NoError(t, err)
+	_, err = w.SetupWorkload(ctx, tnl.WorkloadSpec{ID: "foreign", Netns: podNS.Path})
+	require.ErrorIs(t, err, tnl.ErrNameCollision)
+	require.ErrorIs(t, w.TeardownWorkload(ctx, "foreign"), tnl.ErrNameCollision)
+	_, err = node.NS.Handle().LinkByName(foreign)
+	require.NoError(t, err)
+
+	// Routes: invalid prefix refused up front; gateway outside any network refused by the kernel.
+	require.ErrorIs(t, node.Routes.Set("x", []tnl.Route{{Dst: pfx("10.1.2.3/8"), Type: tnl.RouteBlackhole}}), tnl.ErrInvalidPrefix)
+	require.NoError(t, node.Routes.Set("x", []tnl.Route{{Dst: pfx("10.1.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("192.0.2.1")}}}}))
+	_, err = node.Routes.Reconcile(ctx)
+	require.ErrorIs(t, err, tnl.ErrNextHopUnreachable)
+
+	// VXLAN with a missing parent.
+	v, err := tnl.NewVXLAN(node.NS.Handle(), node.Routes, tnl.VXLANConfig{Parent: "nosuch", LocalIP: node.IP, TunnelAddr: node.Block.Addr()})
+	require.NoError(t, err)
+	require.ErrorIs(t, v.Reconcile(ctx), tnl.ErrLinkNotFound)
+	_, err = tnl.NewVXLAN(node.NS.Handle(), node.Routes, tnl.VXLANConfig{Parent: "eth0", LocalIP: addr("fd00::1"), TunnelAddr: node.Block.Addr()})
+	require.ErrorIs(t, err, tnl.ErrInvalidSpec)
+}
+
+func TestKernelIPIPNotSupported(t *testing.T) {
+	n := nettest.NewNetns(t, "tby-ipip")
+	err := tnl.EnsureIPIP(n.Handle(), tnl.IPIPConfig{TunnelAddr: addr("10.244.1.0")})
+	if err == nil {
+		t.Skip("this kernel has ipip; the not-supported path cannot be exercised")
+	}
+	require.ErrorIs(t, err, tnl.ErrNotSupported)
+}
+
+func TestKernelTopologyCleanup(t *testing.T) {
+	var id string
+	t.Run("build", func(t *testing.T) {
+		topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithRouting(nettest.RoutingVXLAN))
+		topo.Node(0).AddPod(t)
+		topo.Node(1).AddPod(t)
+		id = topo.ID
+	})
+	if id == "" {
+		t.Skip("topology not built")
+	}
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), id)
+}

@@ -1,0 +1,438 @@
+package nettest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+)
+
+// Pod is a workload namespace plumbed into a node by
+// dataplane/netlink.Workloads, Calico style.
+type Pod struct {
+	// Name is "<node>-p<k>" unless PodName was given.
+	Name string
+	Node *Node
+	NS   *Netns
+	// IP (and IP6 with IPv6()) are the pod's addresses.
+	IP, IP6 netip.Addr
+	Spec    tnl.WorkloadSpec
+	Result  tnl.WorkloadResult
+
+	mu        sync.Mutex
+	listeners map[string]*Listener
+}
+
+type podConfig struct {
+	name  string
+	addrs []netip.Addr
+	mtu   int
+}
+
+// PodOption configures AddPod.
+type PodOption func(*podConfig)
+
+// PodName names the pod (it also names the workload ID, namespace suffix).
+func PodName(name string) PodOption { return func(c *podConfig) { c.name = name } }
+
+// PodAddrs overrides the pod's addresses (default: the next free address of
+// the node's block, and of its IPv6 block with IPv6()).
+func PodAddrs(addrs ...netip.Addr) PodOption { return func(c *podConfig) { c.addrs = addrs } }
+
+// PodMTUOpt sets this pod's MTU (default: the topology's PodMTU, else 1500).
+func PodMTUOpt(mtu int) PodOption { return func(c *podConfig) { c.mtu = mtu } }
+
+// AddPod creates a pod namespace and sets its interface up with
+// Workloads.SetupWorkload. The namespace (and so the veth) is removed in
+// t.Cleanup; the test may call RemovePod earlier.
+func (n *Node) AddPod(t testing.TB, opts ...PodOption) *Pod {
+	t.Helper()
+	n.mu.Lock()
+	k := n.next
+	n.next++
+	n.mu.Unlock()
+	cfg := podConfig{name: fmt.Sprintf("%s-p%d", n.Name, k), mtu: n.topo.cfg.podMTU}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p := &Pod{Name: cfg.name, Node: n, listeners: map[string]*Listener{}}
+	if cfg.addrs == nil {
+		if k+1 >= 1<<(32-n.Block.Bits())-1 {
+			t.Fatalf("nettest: node %s block %s is full", n.Name, n.Block)
+		}
+		cfg.addrs = []netip.Addr{hostAt(n.Block, k+1)}
+		if n.topo.cfg.ipv6 {
+			cfg.addrs = append(cfg.addrs, hostAt(n.Block6, k+1))
+		}
+	}
+	for _, a := range cfg.addrs {
+		if a.Is4() && !p.IP.IsValid() {
+			p.IP = a
+		}
+		if a.Is6() && !p.IP6.IsValid() {
+			p.IP6 = a
+		}
+	}
+	p.NS = newNetnsNamed(t, n.NS.Name+"p"+strconv.Itoa(k))
+	p.Spec = tnl.WorkloadSpec{ID: n.topo.ID + "/" + p.Name, Netns: p.NS.Path, MTU: cfg.mtu, Addresses: cfg.addrs}
+	res, err := n.Workloads.SetupWorkload(context.Background(), p.Spec)
+	must(t, err, "set up pod "+p.Name)
+	p.Result = res
+	t.Cleanup(p.closeListeners)
+	n.mu.Lock()
+	n.pods = append(n.pods, p)
+	n.mu.Unlock()
+	return p
+}
+
+// RemovePod tears the pod's interface down (TeardownWorkload); the
+// namespace itself goes in t.Cleanup.
+func (n *Node) RemovePod(t testing.TB, p *Pod) {
+	t.Helper()
+	p.closeListeners()
+	must(t, n.Workloads.TeardownWorkload(context.Background(), p.Spec.ID), "tear down "+p.Name)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, q := range n.pods {
+		if q == p {
+			n.pods = append(n.pods[:i], n.pods[i+1:]...)
+			break
+		}
+	}
+}
+
+// Pods returns the node's pods in creation order.
+func (n *Node) Pods() []*Pod {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]*Pod(nil), n.pods...)
+}
+
+// Topology returns the topology the node belongs to.
+func (n *Node) Topology() *Topology { return n.topo }
+
+// String is the pod name.
+func (p *Pod) String() string { return p.Name }
+
+// Addr returns the pod's IPv4 address and port (IPv6 if it has no IPv4).
+func (p *Pod) Addr(port int) netip.AddrPort {
+	if p.IP.IsValid() {
+		return netip.AddrPortFrom(p.IP, uint16(port))
+	}
+	return netip.AddrPortFrom(p.IP6, uint16(port))
+}
+
+// Command runs a program inside the pod (`ip netns exec`); see Netns.Command.
+func (p *Pod) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return p.NS.Command(ctx, name, args...)
+}
+
+// Listener is a TCP or UDP server in a pod that answers every connection
+// (TCP) or datagram (UDP) with the pod's name and closes (TCP).
+type Listener struct {
+	Network string
+	Port    int
+	ln      net.Listener
+	pc      net.PacketConn
+	wg      sync.WaitGroup
+	// Accepted counts TCP connections accepted or UDP datagrams answered.
+	mu       sync.Mutex
+	accepted int
+}
+
+// Accepted returns how many connections or datagrams were served.
+func (l *Listener) Accepted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.accepted
+}
+
+// Close stops the listener and waits for its goroutine.
+func (l *Listener) Close() {
+	if l.ln != nil {
+		_ = l.ln.Close()
+	}
+	if l.pc != nil {
+		_ = l.pc.Close()
+	}
+	l.wg.Wait()
+}
+
+// Listen starts (or returns the running) listener on port for network
+// "tcp" or "udp" (all addresses, both families). It is stopped in t.Cleanup.
+func (p *Pod) Listen(t testing.TB, network string, port int) *Listener {
+	t.Helper()
+	l, err := p.listen(network, port)
+	must(t, err, "listen in "+p.Name)
+	return l
+}
+
+// ListenTCP is Listen(t, "tcp", port).
+func (p *Pod) ListenTCP(t testing.TB, port int) *Listener { return p.Listen(t, "tcp", port) }
+
+// ListenUDP is Listen(t, "udp", port).
+func (p *Pod) ListenUDP(t testing.TB, port int) *Listener { return p.Listen(t, "udp", port) }
+
+func (p *Pod) listen(network string, port int) (*Listener, error) {
+	key := network + "/" + strconv.Itoa(port)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.listeners[key]; ok {
+		return l, nil
+	}
+	l := &Listener{Network: network, Port: port}
+	addr := ":" + strconv.Itoa(port)
+	err := p.NS.Do(func() error {
+		var err error
+		switch network {
+		case "tcp":
+			l.ln, err = net.Listen("tcp", addr)
+		case "udp":
+			l.pc, err = net.ListenPacket("udp", addr)
+		default:
+			err = fmt.Errorf("network %q: want tcp or udp", network)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	reply := []byte(p.Name)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if l.ln != nil {
+			for {
+				c, err := l.ln.Accept()
+				if err != nil {
+					return
+				}
+				l.mu.Lock()
+				l.accepted++
+				l.mu.Unlock()
+				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+				_, _ = c.Write(reply)
+				_ = c.Close()
+			}
+		}
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := l.pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.accepted++
+			l.mu.Unlock()
+			_, _ = l.pc.WriteTo(reply, from)
+		}
+	}()
+	p.listeners[key] = l
+	return l, nil
+}
+
+func (p *Pod) closeListeners() {
+	p.mu.Lock()
+	ls := p.listeners
+	p.listeners = map[string]*Listener{}
+	p.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// Dial opens a connection from inside the pod ("tcp" or "udp").
+func (p *Pod) Dial(ctx context.Context, network string, to netip.AddrPort) (net.Conn, error) {
+	var c net.Conn
+	err := p.NS.Do(func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, to.String())
+		return err
+	})
+	return c, err
+}
+
+// Probe connects from the pod to `to` with a deadline and returns the
+// listener's reply (the serving pod's name). For "udp" it sends one
+// datagram and waits for the answer.
+func (p *Pod) Probe(network string, to netip.AddrPort, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := p.Dial(ctx, network, to)
+	if err != nil {
+		return "", fmt.Errorf("%s %s -> %s: %w", network, p.Name, to, err)
+	}
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	_ = c.SetDeadline(deadline)
+	if network == "udp" {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "", fmt.Errorf("udp %s -> %s: %w", p.Name, to, err)
+		}
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		if err != nil {
+			return "", fmt.Errorf("udp %s -> %s: %w", p.Name, to, err)
+		}
+		return string(buf[:n]), nil
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", fmt.Errorf("tcp %s -> %s: %w", p.Name, to, err)
+	}
+	return string(b), nil
+}
+
+// Timeouts of the Expect helpers.
+const (
+	// ConnectTimeout bounds a connection that is expected to work.
+	ConnectTimeout = 3 * time.Second
+	// NoConnectTimeout is how long a connection that is expected to fail
+	// is given before it counts as blocked.
+	NoConnectTimeout = 700 * time.Millisecond
+)
+
+// ExpectConnect asserts that a TCP connection from `from` to `to`'s IPv4
+// address (IPv6 if it has none) on port succeeds and is answered by `to`.
+// It starts a TCP listener in `to` if none runs on that port.
+func ExpectConnect(t testing.TB, from, to *Pod, port int) {
+	t.Helper()
+	expectProbe(t, "tcp", from, to, to.Addr(port), true)
+}
+
+// ExpectConnect6 is ExpectConnect over IPv6.
+func ExpectConnect6(t testing.TB, from, to *Pod, port int) {
+	t.Helper()
+	expectProbe(t, "tcp", from, to, netip.AddrPortFrom(to.IP6, uint16(port)), true)
+}
+
+// ExpectNoConnect asserts that the TCP connection fails within NoConnectTimeout.
+func ExpectNoConnect(t testing.TB, from, to *Pod, port int) {
+	t.Helper()
+	expectProbe(t, "tcp", from, to, to.Addr(port), false)
+}
+
+// ExpectUDP asserts that a UDP datagram from `from` to `to` is answered by `to`.
+func ExpectUDP(t testing.TB, from, to *Pod, port int) {
+	t.Helper()
+	expectProbe(t, "udp", from, to, to.Addr(port), true)
+}
+
+// ExpectNoUDP asserts that a UDP datagram from `from` to `to` gets no answer.
+func ExpectNoUDP(t testing.TB, from, to *Pod, port int) {
+	t.Helper()
+	expectProbe(t, "udp", from, to, to.Addr(port), false)
+}
+
+func expectProbe(t testing.TB, network string, from, to *Pod, addr netip.AddrPort, want bool) {
+	t.Helper()
+	if _, err := to.listen(network, int(addr.Port())); err != nil {
+		t.Fatalf("nettest: listen in %s: %v", to.Name, err)
+	}
+	timeout := ConnectTimeout
+	if !want {
+		timeout = NoConnectTimeout
+	}
+	reply, err := from.Probe(network, addr, timeout)
+	switch {
+	case want && err != nil:
+		t.Errorf("nettest: expected %s %s -> %s (%s) to connect: %v", network, from, to, addr, err)
+	case want && reply != to.Name:
+		t.Errorf("nettest: %s %s -> %s (%s) answered by %q", network, from, to, addr, reply)
+	case !want && err == nil:
+		t.Errorf("nettest: expected %s %s -> %s (%s) to fail, but %q answered", network, from, to, addr, reply)
+	}
+}
+
+// Matrix is the result of probing every ordered pair of pods.
+type Matrix struct {
+	Pods []*Pod
+	// OK[i][j] reports whether Pods[i] reached Pods[j].
+	OK [][]bool
+}
+
+// String renders the matrix as a table, "✓" connected, "✗" not, "·" self.
+func (m Matrix) String() string {
+	var b []byte
+	b = fmt.Appendf(b, "%-12s", "from\\to")
+	for _, p := range m.Pods {
+		b = fmt.Appendf(b, " %-12s", p.Name)
+	}
+	b = append(b, '\n')
+	for i, p := range m.Pods {
+		b = fmt.Appendf(b, "%-12s", p.Name)
+		for j := range m.Pods {
+			c := "✗"
+			switch {
+			case i == j:
+				c = "·"
+			case m.OK[i][j]:
+				c = "✓"
+			}
+			b = fmt.Appendf(b, " %-12s", c)
+		}
+		b = append(b, '\n')
+	}
+	return string(b)
+}
+
+// ProbeMatrix probes TCP from every pod to every other pod on port,
+// concurrently, each with the given timeout, starting listeners as needed.
+func ProbeMatrix(pods []*Pod, port int, timeout time.Duration) (Matrix, error) {
+	m := Matrix{Pods: pods, OK: make([][]bool, len(pods))}
+	for i := range pods {
+		m.OK[i] = make([]bool, len(pods))
+		if _, err := pods[i].listen("tcp", port); err != nil {
+			return m, fmt.Errorf("listen in %s: %w", pods[i].Name, err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i, from := range pods {
+		for j, to := range pods {
+			if i == j {
+				continue
+			}
+			wg.Go(func() {
+				reply, err := from.Probe("tcp", to.Addr(port), timeout)
+				m.OK[i][j] = err == nil && reply == to.Name
+			})
+		}
+	}
+	wg.Wait()
+	return m, nil
+}
+
+// ExpectMatrix probes every ordered pair of pods on a TCP port and fails
+// the test, printing the whole matrix, unless each pair's result equals
+// allowed(from, to).
+func ExpectMatrix(t testing.TB, pods []*Pod, port int, allowed func(from, to *Pod) bool) Matrix {
+	t.Helper()
+	m, err := ProbeMatrix(pods, port, NoConnectTimeout*2)
+	if err != nil {
+		t.Fatalf("nettest: %v", err)
+	}
+	var bad []error
+	for i, from := range pods {
+		for j, to := range pods {
+			if i != j && m.OK[i][j] != allowed(from, to) {
+				bad = append(bad, fmt.Errorf("%s -> %s: got connected=%v", from, to, m.OK[i][j]))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("nettest: connectivity differs from expected:\n%v\n%s", errors.Join(bad...), m)
+	}
+	return m
+}
+
+// AllowAll is an ExpectMatrix predicate: every pod reaches every other.
+func AllowAll(from, to *Pod) bool { return true }
