@@ -234,7 +234,7 @@ func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P
 			x.itemsByValue.add(k, v, id, it)
 		}
 	}
-	it.labels.own = maps.Clone(labels)
+	it.labels.own = copyInto(it.labels.own, labels)
 	if !ok || !slices.Equal(it.parentIDs, parents) {
 		x.unlinkParents(it)
 		it.parentIDs = slices.Clone(parents)
@@ -280,7 +280,7 @@ func (x *Index[S, I, P]) UpdateParent(id P, labels map[string]string) {
 	case p.exists && maps.Equal(p.labels, labels):
 		return
 	}
-	x.setParentLabels(p, true, maps.Clone(labels))
+	x.setParentLabels(p, true, labels)
 }
 
 // DeleteParent removes a parent's labels; items that name it keep naming it
@@ -297,11 +297,18 @@ func (x *Index[S, I, P]) DeleteParent(id P) {
 	}
 }
 
+// setParentLabels gives p a copy of labels (nil when it no longer exists)
+// and re-evaluates its children.
 func (x *Index[S, I, P]) setParentLabels(p *parentEntry[S, I, P], exists bool, labels map[string]string) {
 	for k, v := range p.labels {
 		x.parentsByValue.remove(k, v, p.id)
 	}
-	p.exists, p.labels = exists, labels
+	p.exists = exists
+	if exists {
+		p.labels = copyInto(p.labels, labels)
+	} else {
+		p.labels = nil
+	}
 	for k, v := range labels {
 		x.parentsByValue.add(k, v, p.id, p)
 	}
@@ -556,4 +563,15 @@ func (x *Index[S, I, P]) unlinkParents(it *itemEntry[S, I, P]) {
 		}
 	}
 	it.labels.parents = it.labels.parents[:0]
+}
+
+// copyInto makes dst a copy of src, reusing dst's storage so that relabelling
+// an item or parent does not allocate.
+func copyInto(dst, src map[string]string) map[string]string {
+	if dst == nil {
+		return maps.Clone(src)
+	}
+	clear(dst)
+	maps.Copy(dst, src)
+	return dst
 }

@@ -38,7 +38,9 @@ type op func(x *index.Index[string, string, string])
 func sel(id, s string) op {
 	return func(x *index.Index[string, string, string]) { x.UpdateSelector(id, selector.MustParse(s)) }
 }
-func delSel(id string) op { return func(x *index.Index[string, string, string]) { x.DeleteSelector(id) } }
+func delSel(id string) op {
+	return func(x *index.Index[string, string, string]) { x.DeleteSelector(id) }
+}
 func item(id string, l labels, parents ...string) op {
 	return func(x *index.Index[string, string, string]) { x.UpdateItem(id, l, parents...) }
 }
@@ -46,7 +48,9 @@ func delItem(id string) op { return func(x *index.Index[string, string, string])
 func parent(id string, l labels) op {
 	return func(x *index.Index[string, string, string]) { x.UpdateParent(id, l) }
 }
-func delParent(id string) op { return func(x *index.Index[string, string, string]) { x.DeleteParent(id) } }
+func delParent(id string) op {
+	return func(x *index.Index[string, string, string]) { x.DeleteParent(id) }
+}
 
 func TestOperations(t *testing.T) {
 	tests := []struct {
@@ -57,7 +61,7 @@ func TestOperations(t *testing.T) {
 		after map[string][]string
 	}{
 		{
-			name: "selector added before items matches later items",
+			name:  "selector added before items matches later items",
 			setup: []op{sel("s", `app == "web"`)},
 			op:    item("p1", labels{"app": "web"}),
 			want:  []string{"+s/p1"},
