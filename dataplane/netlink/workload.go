@@ -222,11 +222,14 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	defer pod.Close()
-	ph, err := nl.NewHandleAt(netns.NsHandle(pod.Fd()), unix.NETLINK_ROUTE)
-	if err != nil {
-		return WorkloadResult{}, fmt.Errorf("workload %s: netlink handle in %s: %w", spec.ID, spec.Netns, err)
-	}
-	defer ph.Close()
+	// Opening a netlink socket inside the pod namespace takes a thread
+	// switch; start it now, in parallel with the host-side work.
+	podHandle := openHandleAsync(pod)
+	defer func() {
+		if ph, err := podHandle(); err == nil {
+			ph.Close()
+		}
+	}()
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -235,6 +238,10 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 		return WorkloadResult{}, err
 	}
 	if existing != nil {
+		ph, err := podHandle()
+		if err != nil {
+			return WorkloadResult{}, fmt.Errorf("workload %s: netlink handle in %s: %w", spec.ID, spec.Netns, err)
+		}
 		if res, err := w.check(spec, pod, ph); err == nil {
 			return res, nil
 		}
@@ -246,7 +253,7 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	if err := ctx.Err(); err != nil {
 		return WorkloadResult{}, err
 	}
-	res, err := w.create(spec, pod, ph)
+	res, err := w.create(spec, pod, podHandle)
 	if err != nil {
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
@@ -254,7 +261,25 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	return res, nil
 }
 
-func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res WorkloadResult, err error) {
+// openHandleAsync starts opening a netlink handle in namespace n and
+// returns a function that waits for it.
+func openHandleAsync(n ns.NetNS) func() (*nl.Handle, error) {
+	type result struct {
+		h   *nl.Handle
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		h, err := nl.NewHandleAt(netns.NsHandle(n.Fd()), unix.NETLINK_ROUTE)
+		c <- result{h, err}
+	}()
+	return sync.OnceValues(func() (*nl.Handle, error) {
+		r := <-c
+		return r.h, r.err
+	})
+}
+
+func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podHandle func() (*nl.Handle, error)) (res WorkloadResult, err error) {
 	hostName := w.HostIfaceName(spec.ID)
 	veth := &nl.Veth{
 		LinkAttrs: nl.LinkAttrs{
@@ -278,14 +303,43 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res 
 		}
 	}()
 	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: veth.Index}
-	// The kernel ignores IFLA_IFALIAS when creating a link: set it now. It
-	// records which workload owns the name.
-	if err := w.h.LinkSetAlias(veth, aliasPrefix+spec.ID); err != nil {
-		return res, fmt.Errorf("set alias of %s: %w", hostName, err)
-	}
 
-	// Host side: sysctls before the link comes up (DAD off for the link-local
-	// address the pod routes through), then up, then one route per address.
+	// The pod side runs in parallel with the host side (the host side stays
+	// on this goroutine so that sysctl writes can skip a namespace switch
+	// when the caller's thread is already in the host namespace).
+	type podResult struct {
+		ifc Interface
+		err error
+	}
+	podDone := make(chan podResult, 1)
+	go func() {
+		ph, err := podHandle()
+		if err != nil {
+			podDone <- podResult{err: fmt.Errorf("netlink handle in %s: %w", spec.Netns, err)}
+			return
+		}
+		ifc, err := configurePod(ph, spec)
+		podDone <- podResult{ifc, err}
+	}()
+	hostErr := w.configureHost(veth, spec)
+	pr := <-podDone
+	if err := errors.Join(hostErr, pr.err); err != nil {
+		return res, err
+	}
+	res.Container = pr.ifc
+	res.fillIPs(spec)
+	return res, nil
+}
+
+// configureHost sets the host end up: alias (records the owner), sysctls
+// before the link comes up (DAD off for the link-local address the pod
+// routes through), up, one route per pod address.
+func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
+	hostName := veth.Name
+	// The kernel ignores IFLA_IFALIAS when creating a link: set it now.
+	if err := w.h.LinkSetAlias(veth, aliasPrefix+spec.ID); err != nil {
+		return fmt.Errorf("set alias of %s: %w", hostName, err)
+	}
 	conf := "net/ipv4/conf/" + hostName + "/"
 	settings := []sysctl{{conf + "proxy_arp", "1"}, {"net/ipv4/neigh/" + hostName + "/proxy_delay", "0"}, {conf + "forwarding", "1"}}
 	if spec.hasV6() {
@@ -293,10 +347,10 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res 
 		settings = append(settings, sysctl{c6 + "accept_dad", "0"}, sysctl{c6 + "accept_ra", "0"}, sysctl{c6 + "forwarding", "1"})
 	}
 	if err := writeSysctls(w.host, settings); err != nil {
-		return res, err
+		return err
 	}
 	if err := w.h.LinkSetUp(veth); err != nil {
-		return res, fmt.Errorf("set %s up: %w", hostName, err)
+		return fmt.Errorf("set %s up: %w", hostName, err)
 	}
 	for _, a := range spec.Addresses {
 		r := &nl.Route{
@@ -304,35 +358,37 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (res 
 			Scope: nl.SCOPE_LINK, Protocol: ProtocolWorkload,
 		}
 		if err := w.h.RouteReplace(r); err != nil {
-			return res, fmt.Errorf("host route %s dev %s: %w", a, hostName, err)
+			return fmt.Errorf("host route %s dev %s: %w", a, hostName, err)
 		}
 	}
+	return nil
+}
 
-	// Pod side.
+// configurePod sets the pod end up with its addresses and default routes.
+func configurePod(ph *nl.Handle, spec WorkloadSpec) (Interface, error) {
 	pl, err := ph.LinkByName(spec.IfName)
 	if err != nil {
-		return res, fmt.Errorf("find %s in pod: %w", spec.IfName, err)
+		return Interface{}, fmt.Errorf("find %s in pod: %w", spec.IfName, err)
 	}
-	res.Container = Interface{Name: spec.IfName, MAC: pl.Attrs().HardwareAddr, Index: pl.Attrs().Index, Sandbox: spec.Netns}
+	ifc := Interface{Name: spec.IfName, MAC: pl.Attrs().HardwareAddr, Index: pl.Attrs().Index, Sandbox: spec.Netns}
 	for _, a := range spec.Addresses {
 		addr := &nl.Addr{IPNet: prefixToIPNet(netip.PrefixFrom(a, a.BitLen()))}
 		if a.Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
 		if err := ph.AddrReplace(pl, addr); err != nil {
-			return res, fmt.Errorf("pod address %s: %w", a, err)
+			return ifc, fmt.Errorf("pod address %s: %w", a, err)
 		}
 	}
 	if err := ph.LinkSetUp(pl); err != nil {
-		return res, fmt.Errorf("set pod %s up: %w", spec.IfName, err)
+		return ifc, fmt.Errorf("set pod %s up: %w", spec.IfName, err)
 	}
 	for _, r := range podRoutes(spec, pl.Attrs().Index) {
 		if err := ph.RouteReplace(r); err != nil {
-			return res, fmt.Errorf("pod route %s: %w", r, err)
+			return ifc, fmt.Errorf("pod route %s: %w", r, err)
 		}
 	}
-	res.fillIPs(spec)
-	return res, nil
+	return ifc, nil
 }
 
 // podRoutes are the routes inside the pod: 169.254.1.1 on-link and default
