@@ -1,0 +1,701 @@
+package ipam
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/tabbynet/tabby/ipam/store"
+)
+
+// AssignArgs asks for automatically chosen addresses.
+type AssignArgs struct {
+	// Handle names the allocation, e.g. "k8s-pod-network.<containerID>";
+	// ReleaseByHandle frees everything assigned under it.
+	Handle string
+	// Node is the node the addresses are for; blocks affine to it are used
+	// first.
+	Node string
+	// Num4 and Num6 are how many IPv4 and IPv6 addresses to assign. A
+	// request for both is all-or-nothing.
+	Num4, Num6 int
+	// IPv4Pools and IPv6Pools restrict the pools (by name or CIDR), as from
+	// the CNI config or the cni.projectcalico.org/ipv4pools annotation.
+	// Requested pools are used regardless of their nodeSelector. Empty means
+	// every enabled pool whose nodeSelector matches the node.
+	IPv4Pools, IPv6Pools []string
+	Namespace, Pod       string
+	Extra                map[string]string
+	FloatingIPs          []netip.Addr
+	// Use is Workload (default) or Tunnel; pools must allow it.
+	Use Use
+	// MaxBlocksPerHost, when positive and tighter than the configured
+	// limit, caps the node's blocks for this request.
+	MaxBlocksPerHost int
+}
+
+// AssignedIP is one assigned address.
+type AssignedIP struct {
+	Addr  netip.Addr
+	Block netip.Prefix
+	Pool  string
+	// Borrowed is true when the address comes from a block affine to
+	// another node (BlockAffinity, or none): the dataplane and BGP must
+	// route a /32 (/128) for it, since the block's route points elsewhere.
+	Borrowed      bool
+	BlockAffinity string
+}
+
+// HostPrefix is the address as a /32 or /128.
+func (ip AssignedIP) HostPrefix() netip.Prefix {
+	return netip.PrefixFrom(ip.Addr, ip.Addr.BitLen())
+}
+
+// AssignResult holds the assigned addresses by family.
+type AssignResult struct {
+	IPv4, IPv6 []AssignedIP
+}
+
+// All returns IPv4 then IPv6 addresses.
+func (r AssignResult) All() []AssignedIP { return append(slices.Clone(r.IPv4), r.IPv6...) }
+
+func (a *IPAM) attribute(handle, node, ns, pod string, extra map[string]string, floating []netip.Addr, use Use) (Attribute, error) {
+	if err := validateName(handle); err != nil {
+		return Attribute{}, fmt.Errorf("%w: handle: %v", ErrInvalid, err)
+	}
+	if err := validateName(node); err != nil {
+		return Attribute{}, fmt.Errorf("%w: node: %v", ErrInvalid, err)
+	}
+	if use == "" {
+		use = UseWorkload
+	}
+	if use != UseWorkload && use != UseTunnel {
+		return Attribute{}, fmt.Errorf("%w: unknown use %q", ErrInvalid, use)
+	}
+	for _, f := range floating {
+		if !f.IsValid() {
+			return Attribute{}, fmt.Errorf("%w: invalid floating IP", ErrInvalid)
+		}
+	}
+	return Attribute{Handle: handle, Node: node, Namespace: ns, Pod: pod, Use: use, Extra: extra,
+		FloatingIPs: floating, Created: a.now().UTC()}, nil
+}
+
+// Assign assigns Num4 IPv4 and Num6 IPv6 addresses to args.Handle on
+// args.Node, following Calico's order: the node's affine blocks, then a new
+// block claimed from a matching pool (unless the per-node block limit is
+// reached or auto-allocation is off), then, unless strict affinity is on,
+// a free address borrowed from another node's block. It is all-or-nothing:
+// on error nothing stays assigned. Failures to find an address are
+// *AllocationError values that match ErrPoolExhausted, ErrBlockLimit,
+// ErrStrictAffinity or ErrNoMatchingPool with errors.Is.
+func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error) {
+	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
+	if err != nil {
+		return AssignResult{}, err
+	}
+	if args.Num4 < 0 || args.Num6 < 0 || args.Num4+args.Num6 == 0 || args.Num4+args.Num6 > 1024 {
+		return AssignResult{}, fmt.Errorf("%w: ask for 1-1024 addresses (got %d IPv4, %d IPv6)", ErrInvalid, args.Num4, args.Num6)
+	}
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return AssignResult{}, err
+	}
+	labels, err := a.nodeLabels(ctx, args.Node)
+	if err != nil {
+		return AssignResult{}, err
+	}
+	var res AssignResult
+	for _, fam := range []struct {
+		n     int
+		v6    bool
+		pools []string
+		out   *[]AssignedIP
+	}{{args.Num4, false, args.IPv4Pools, &res.IPv4}, {args.Num6, true, args.IPv6Pools, &res.IPv6}} {
+		if fam.n == 0 {
+			continue
+		}
+		got, err := a.autoAssign(ctx, c, &attr, labels, fam.v6, fam.n, fam.pools, args.MaxBlocksPerHost)
+		*fam.out = got
+		if err != nil {
+			a.rollback(ctx, res.All())
+			return AssignResult{}, err
+		}
+	}
+	a.log.DebugContext(ctx, "assigned", "handle", args.Handle, "node", args.Node, "ipv4", len(res.IPv4), "ipv6", len(res.IPv6))
+	return res, nil
+}
+
+// rollback releases addresses assigned by a request that failed; what it
+// cannot release (store down) is left for GC, as after a crash.
+func (a *IPAM) rollback(ctx context.Context, ips []AssignedIP) {
+	if len(ips) == 0 {
+		return
+	}
+	addrs := make([]netip.Addr, len(ips))
+	for i, ip := range ips {
+		addrs[i] = ip.Addr
+	}
+	if _, err := a.ReleaseIPs(ctx, addrs...); err != nil {
+		a.log.WarnContext(ctx, "rollback of a failed assignment", "err", err)
+	}
+}
+
+// candidatePools returns the pools to try for a family, in order.
+func (c *cluster) candidatePools(v6 bool, requested []string, labels map[string]string, use Use) ([]IPPool, error) {
+	var out []IPPool
+	if len(requested) > 0 {
+		for _, r := range requested {
+			p, ok := c.resolvePool(r)
+			if !ok {
+				return nil, fmt.Errorf("pool %q: %w", r, ErrUnknownPool)
+			}
+			if p.CIDR.Addr().Is6() != v6 {
+				return nil, fmt.Errorf("%w: pool %q is not IPv%d", ErrInvalid, r, family(v6))
+			}
+			if p.Disabled {
+				return nil, fmt.Errorf("%w: pool %q is disabled", ErrInvalid, r)
+			}
+			if p.allows(use) && !slices.ContainsFunc(out, func(q IPPool) bool { return q.Name == p.Name }) {
+				out = append(out, p)
+			}
+		}
+	} else {
+		for i, p := range c.pools {
+			if p.CIDR.Addr().Is6() == v6 && !p.Disabled && p.allows(use) && c.sels[i].Evaluate(mapLabels(labels)) {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(x, y IPPool) int {
+		return cmp.Or(cmp.Compare(y.Priority, x.Priority), cmp.Compare(x.Name, y.Name))
+	})
+	return out, nil
+}
+
+type mapLabels map[string]string
+
+func (m mapLabels) Get(k string) (string, bool) { v, ok := m[k]; return v, ok }
+
+// resolvePool finds a pool by name or by CIDR.
+func (c *cluster) resolvePool(ref string) (IPPool, bool) {
+	if i, ok := c.pool(ref); ok {
+		return c.pools[i], true
+	}
+	if pfx, err := netip.ParsePrefix(ref); err == nil {
+		for _, p := range c.pools {
+			if p.CIDR == pfx.Masked() {
+				return p, true
+			}
+		}
+	}
+	return IPPool{}, false
+}
+
+func family(v6 bool) int {
+	if v6 {
+		return 6
+	}
+	return 4
+}
+
+func poolOf(pools []IPPool, cidr netip.Prefix) (IPPool, bool) {
+	for _, p := range pools {
+		if p.CIDR.Contains(cidr.Addr()) {
+			return p, true
+		}
+	}
+	return IPPool{}, false
+}
+
+var errNoFreeBlock = errors.New("no free block")
+
+func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labels map[string]string, v6 bool, num int, requested []string, reqLimit int) ([]AssignedIP, error) {
+	pools, err := c.candidatePools(v6, requested, labels, attr.Use)
+	if err != nil {
+		return nil, err
+	}
+	node := attr.Node
+	names := make([]string, len(pools))
+	for i, p := range pools {
+		names[i] = p.Name
+	}
+	fail := func(reason error, detail string) error {
+		return &AllocationError{Family: family(v6), Node: node, Pools: names, Reason: reason, Detail: detail}
+	}
+	if len(pools) == 0 {
+		return nil, fail(ErrNoMatchingPool, "no enabled pool of this family selects the node and allows "+string(attr.Use))
+	}
+	limit := c.config.blockLimit()
+	if reqLimit > 0 && reqLimit < limit {
+		limit = reqLimit
+	}
+	var got []AssignedIP
+	limitReached, noFreeBlock := false, false
+	for round := 0; len(got) < num && round < limit+4; round++ {
+		// 1. Blocks affine to the node, in pool order.
+		affs, err := a.listAffinities(ctx, node)
+		if err != nil {
+			return got, err
+		}
+		owned := 0
+		var mine []storedAffinity
+		for _, af := range affs {
+			if af.CIDR.Addr().Is6() != v6 || af.State == AffinityPendingDeletion {
+				continue
+			}
+			owned++
+			if _, ok := poolOf(pools, af.CIDR); ok {
+				mine = append(mine, af)
+			}
+		}
+		slices.SortStableFunc(mine, func(x, y storedAffinity) int {
+			return cmp.Compare(slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(x.CIDR.Addr()) }),
+				slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(y.CIDR.Addr()) }))
+		})
+		for _, af := range mine {
+			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
+			if err != nil {
+				return got, err
+			}
+			got = append(got, ips...)
+			if len(got) == num {
+				return got, nil
+			}
+			if af.State == AffinityPending && len(ips) > 0 {
+				a.confirmAffinity(ctx, af)
+			}
+		}
+		// 2. Claim a new block.
+		if !c.config.AutoAllocateBlocks || owned >= limit {
+			limitReached = true
+			break
+		}
+		_, err = a.claimBlock(ctx, c, pools, node)
+		if errors.Is(err, errNoFreeBlock) {
+			noFreeBlock = true
+			break
+		}
+		if err != nil {
+			return got, err
+		}
+	}
+	if len(got) == num {
+		return got, nil
+	}
+	// 3. Borrow.
+	if !c.config.StrictAffinity {
+		ips, err := a.borrow(ctx, c, pools, attr, labels, num-len(got))
+		got = append(got, ips...)
+		if err != nil || len(got) == num {
+			return got, err
+		}
+		detail := "every block is full"
+		if c.config.BorrowWithinLabel != "" {
+			detail += fmt.Sprintf(" (borrowing only from nodes with the same %q label)", c.config.BorrowWithinLabel)
+		}
+		return got, fail(ErrPoolExhausted, detail)
+	}
+	// Strict affinity: say which rule stopped us.
+	othersFree, err := a.freeElsewhere(ctx, c, pools, node)
+	if err != nil {
+		return got, err
+	}
+	switch {
+	case limitReached && !c.config.AutoAllocateBlocks:
+		return got, fail(ErrBlockLimit, "autoAllocateBlocks is false and the node's blocks are full")
+	case limitReached:
+		if !noFreeBlock {
+			if _, err := a.findFreeBlock(ctx, c, pools, node); err == nil {
+				return got, fail(ErrBlockLimit, fmt.Sprintf("the node has %d blocks (limit %d) and they are full", limit, limit))
+			}
+		}
+		fallthrough
+	default:
+		if othersFree > 0 {
+			return got, fail(ErrStrictAffinity, fmt.Sprintf("%d free addresses are in other nodes' blocks", othersFree))
+		}
+		return got, fail(ErrPoolExhausted, "no free block and the node's blocks are full")
+	}
+}
+
+// blockCheck vets a block before allocating from it; a non-nil error stops
+// the allocation, errSkip skips the block quietly.
+type blockCheck func(b *Block) error
+
+var errSkip = errors.New("skip block")
+
+func requireAffinity(node string) blockCheck {
+	return func(b *Block) error {
+		if b.Affinity != node {
+			return errSkip
+		}
+		return nil
+	}
+}
+
+// allocFromBlock assigns up to n free, unreserved ordinals of the block with
+// compare-and-swap, writing the handle first so that a crash between the
+// two writes leaves a handle that over-counts (which Check reports and GC
+// repairs) rather than an allocation no handle can release.
+func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, n int, check blockCheck) ([]AssignedIP, error) {
+	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, func(b *Block, mask []bool) []int {
+		var pos []int
+		for i, o := range b.Unallocated {
+			if len(pos) == n {
+				break
+			}
+			if mask == nil || !mask[o] {
+				pos = append(pos, i)
+			}
+		}
+		return pos
+	})
+}
+
+func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
+	for attempt := 0; attempt < a.maxRetries; attempt++ {
+		if err := a.backoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+		sb, err := a.getBlock(ctx, cidr)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		b := sb.block
+		if err := check(b); err != nil {
+			if errors.Is(err, errSkip) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		mask, all := reservedMask(b.CIDR, c.reserved)
+		if all {
+			return nil, nil
+		}
+		pos := pick(b, mask)
+		if len(pos) == 0 {
+			return nil, nil
+		}
+		if err := a.incrementHandle(ctx, attr.Handle, cidr, len(pos)); err != nil {
+			return nil, err
+		}
+		idx := b.attrIndex(attr)
+		ips := make([]AssignedIP, len(pos))
+		pool, _ := poolOf(pools, cidr)
+		if pool.Name == "" {
+			pool, _ = c.poolFor(cidr.Addr())
+		}
+		taken := make(map[int]bool, len(pos))
+		for i, p := range pos {
+			o := int(b.Unallocated[p])
+			taken[p] = true
+			b.Allocations[o] = idx
+			ips[i] = AssignedIP{Addr: b.Addr(o), Block: cidr, Pool: pool.Name,
+				Borrowed: b.Affinity != attr.Node, BlockAffinity: b.Affinity}
+		}
+		un := b.Unallocated[:0]
+		for i, o := range b.Unallocated {
+			if !taken[i] {
+				un = append(un, o)
+			}
+		}
+		b.Unallocated = un
+		b.EmptySince = timeZero
+		_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
+		if err == nil {
+			return ips, nil
+		}
+		if derr := a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(pos)}); derr != nil {
+			a.log.WarnContext(ctx, "undo handle count", "handle", attr.Handle, "err", derr)
+		}
+		if !retryable(err) {
+			return nil, fmt.Errorf("update block %s: %w", cidr, err)
+		}
+	}
+	return nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+}
+
+// incrementHandle adds n allocations in block to the handle's record.
+func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.Prefix, n int) error {
+	now := a.now().UTC()
+	// Most handles are new: try a plain create first.
+	rec, _ := json.Marshal(handleRecord{Blocks: map[string]int{block.String(): n}, Updated: now})
+	_, err := a.s.Create(ctx, handleKey(handle), rec)
+	if err == nil || !errors.Is(err, store.ErrExists) {
+		if err != nil {
+			return fmt.Errorf("record handle %q: %w", handle, err)
+		}
+		return nil
+	}
+	err = modifyJSON(ctx, a, handleKey(handle), func(h *handleRecord, _ bool) (edit, error) {
+		if h.Blocks == nil {
+			h.Blocks = map[string]int{}
+		}
+		h.Blocks[block.String()] += n
+		h.Updated = now
+		return editWrite, nil
+	})
+	if err != nil {
+		return fmt.Errorf("record handle %q: %w", handle, err)
+	}
+	return nil
+}
+
+// decrementHandle subtracts counts from the handle's record, dropping
+// blocks that reach zero and the record when it is empty.
+func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts map[netip.Prefix]int) error {
+	return modifyJSON(ctx, a, handleKey(handle), func(h *handleRecord, exists bool) (edit, error) {
+		if !exists {
+			return editSkip, nil
+		}
+		for cidr, n := range counts {
+			k := cidr.String()
+			if h.Blocks[k] -= n; h.Blocks[k] <= 0 {
+				delete(h.Blocks, k)
+			}
+		}
+		h.Updated = a.now().UTC()
+		if len(h.Blocks) == 0 {
+			return editDelete, nil
+		}
+		return editWrite, nil
+	})
+}
+
+func (a *IPAM) confirmAffinity(ctx context.Context, af storedAffinity) {
+	af.State, af.Updated = AffinityConfirmed, a.now().UTC()
+	b, _ := json.Marshal(af.Affinity)
+	if _, err := a.s.Update(ctx, affinityKey(af.Node, af.CIDR), b, af.rev); err != nil {
+		a.log.DebugContext(ctx, "confirm affinity", "node", af.Node, "block", af.CIDR, "err", err)
+	}
+}
+
+// blockCIDRs returns the CIDRs of every existing block (from keys only).
+func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
+	l, err := a.s.List(ctx, keyBlocks)
+	if err != nil {
+		return nil, fmt.Errorf("list blocks: %w", err)
+	}
+	out := make(map[netip.Prefix]bool, len(l.KVs))
+	for _, kv := range l.KVs {
+		if p, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(kv.Key, keyBlocks), "-", "/", 1)); err == nil {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+// findFreeBlock returns a block CIDR not yet carved from the pools (in pool
+// order), searching from the node's seeded random start.
+func (a *IPAM) findFreeBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
+	existing, err := a.blockCIDRs(ctx)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return findFreeIn(c, pools, node, existing)
+}
+
+func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Prefix]bool) (netip.Prefix, error) {
+	for _, p := range pools {
+		var found netip.Prefix
+		blockCandidates(p, node, uint64(len(existing))+1<<16, func(cidr netip.Prefix) bool {
+			if existing[cidr] {
+				return true
+			}
+			if _, all := reservedMask(cidr, c.reserved); all {
+				return true
+			}
+			found = cidr
+			return false
+		})
+		if found.IsValid() {
+			return found, nil
+		}
+	}
+	return netip.Prefix{}, errNoFreeBlock
+}
+
+// claimBlock carves a new block for node: affinity (pending), then the
+// block, then the affinity confirmed. Racing claimers of the same block are
+// settled by the block's Create; the loser withdraws its affinity.
+func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
+	existing, err := a.blockCIDRs(ctx)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	for attempt := 0; attempt < a.maxRetries; attempt++ {
+		cidr, err := findFreeIn(c, pools, node, existing)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		err = a.claim(ctx, node, cidr)
+		if err == nil {
+			a.log.DebugContext(ctx, "claimed block", "node", node, "block", cidr)
+			return cidr, nil
+		}
+		if !errors.Is(err, errBlockTaken) {
+			return netip.Prefix{}, err
+		}
+		existing[cidr] = true
+	}
+	return netip.Prefix{}, fmt.Errorf("claim block: %w", ErrTooManyConflicts)
+}
+
+var errBlockTaken = errors.New("block already exists")
+
+func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error {
+	now := a.now().UTC()
+	af := Affinity{Node: node, CIDR: cidr, State: AffinityPending, Updated: now}
+	key := affinityKey(node, cidr)
+	val, _ := json.Marshal(af)
+	rev, err := a.s.Create(ctx, key, val)
+	if errors.Is(err, store.ErrExists) {
+		var cur []storedAffinity
+		if cur, err = a.listAffinities(ctx, node); err == nil {
+			for _, x := range cur {
+				if x.CIDR == cidr {
+					rev, af = x.rev, x.Affinity
+				}
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("claim %s for %s: %w", cidr, node, err)
+	}
+	if af.State == AffinityPendingDeletion {
+		return errBlockTaken
+	}
+	_, err = a.s.Create(ctx, blockKey(cidr), encodeBlock(newBlock(cidr, node, now)))
+	if errors.Is(err, store.ErrExists) {
+		sb, gerr := a.getBlock(ctx, cidr)
+		if gerr == nil && sb.block.Affinity == node {
+			err = nil // ours, from an interrupted earlier claim
+		} else {
+			if derr := a.s.Delete(ctx, key, rev); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+				a.log.DebugContext(ctx, "withdraw affinity", "node", node, "block", cidr, "err", derr)
+			}
+			return errBlockTaken
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create block %s for %s: %w", cidr, node, err)
+	}
+	if af.State == AffinityConfirmed {
+		return nil
+	}
+	af.State, af.Updated = AffinityConfirmed, now
+	val, _ = json.Marshal(af)
+	if _, err := a.s.Update(ctx, key, val, rev); err != nil {
+		return fmt.Errorf("confirm affinity %s for %s: %w", cidr, node, err)
+	}
+	return nil
+}
+
+// borrowable lists blocks in pools not affine to node that have free
+// addresses, honouring BorrowWithinLabel, in pool order and random order
+// within a pool.
+func (a *IPAM) borrowable(ctx context.Context, c *cluster, pools []IPPool, node string, labels map[string]string) ([]storedBlock, error) {
+	blocks, err := a.listBlocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	label := c.config.BorrowWithinLabel
+	want, haveLabel := labels[label]
+	ownerOK := map[string]bool{}
+	var out []storedBlock
+	for _, sb := range blocks {
+		b := sb.block
+		if b.Affinity == node || len(b.Unallocated) == 0 {
+			continue
+		}
+		if _, ok := poolOf(pools, b.CIDR); !ok {
+			continue
+		}
+		if label != "" {
+			ok, seen := ownerOK[b.Affinity]
+			if !seen {
+				ol, err := a.nodeLabels(ctx, b.Affinity)
+				if err != nil {
+					return nil, err
+				}
+				v, has := ol[label]
+				ok = b.Affinity != "" && haveLabel && has && v == want
+				ownerOK[b.Affinity] = ok
+			}
+			if !ok {
+				continue
+			}
+		}
+		out = append(out, sb)
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	slices.SortStableFunc(out, func(x, y storedBlock) int {
+		return cmp.Compare(slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(x.block.CIDR.Addr()) }),
+			slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(y.block.CIDR.Addr()) }))
+	})
+	return out, nil
+}
+
+func (a *IPAM) borrow(ctx context.Context, c *cluster, pools []IPPool, attr *Attribute, labels map[string]string, n int) ([]AssignedIP, error) {
+	cands, err := a.borrowable(ctx, c, pools, attr.Node, labels)
+	if err != nil {
+		return nil, err
+	}
+	var got []AssignedIP
+	for _, sb := range cands {
+		ips, err := a.allocFromBlock(ctx, c, pools, sb.block.CIDR, attr, n-len(got), func(b *Block) error {
+			if b.Affinity == attr.Node {
+				return errSkip
+			}
+			return nil
+		})
+		if err != nil {
+			return got, err
+		}
+		got = append(got, ips...)
+		if len(got) == n {
+			break
+		}
+	}
+	return got, nil
+}
+
+// freeElsewhere counts free, unreserved addresses in other nodes' blocks.
+func (a *IPAM) freeElsewhere(ctx context.Context, c *cluster, pools []IPPool, node string) (int, error) {
+	blocks, err := a.listBlocks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sb := range blocks {
+		if _, ok := poolOf(pools, sb.block.CIDR); !ok || sb.block.Affinity == node {
+			continue
+		}
+		n += freeCount(sb.block, c.reserved)
+	}
+	return n, nil
+}
+
+func freeCount(b *Block, reserved []netip.Prefix) int {
+	mask, all := reservedMask(b.CIDR, reserved)
+	if all {
+		return 0
+	}
+	n := 0
+	for _, o := range b.Unallocated {
+		if mask == nil || !mask[o] {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,516 @@
+package ipam
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tabbynet/tabby/ipam/store"
+	"github.com/tabbynet/tabby/selector"
+)
+
+// Store keys. Everything lives under keyRoot.
+const (
+	keyRoot         = "ipam/v1/"
+	keyCluster      = keyRoot + "cluster/"
+	keyConfig       = keyCluster + "config"
+	keyPools        = keyCluster + "pools"
+	keyReservations = keyCluster + "reservations"
+	keyNodes        = keyRoot + "nodes/"
+	keyAffinities   = keyRoot + "affinity/"
+	keyBlocks       = keyRoot + "blocks/"
+	keyHandles      = keyRoot + "handles/"
+)
+
+func blockKey(cidr netip.Prefix) string {
+	return keyBlocks + strings.Replace(cidr.String(), "/", "-", 1)
+}
+
+func affinityKey(node string, cidr netip.Prefix) string {
+	return keyAffinities + node + "/" + strings.Replace(cidr.String(), "/", "-", 1)
+}
+
+func handleKey(h string) string { return keyHandles + h }
+
+func nodeKey(n string) string { return keyNodes + n }
+
+// IPAM allocates addresses from pools through a Store. It keeps no state of
+// its own beyond caches, so any number of IPAM values, in any number of
+// processes, may share one store.
+type IPAM struct {
+	s          store.Store
+	log        *slog.Logger
+	now        func() time.Time
+	maxRetries int
+
+	mu    sync.Mutex
+	cache *cluster
+}
+
+// Option configures New.
+type Option func(*IPAM)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(a *IPAM) { a.log = l } }
+
+// WithClock sets the clock used for timestamps and grace periods.
+func WithClock(now func() time.Time) Option { return func(a *IPAM) { a.now = now } }
+
+// WithMaxRetries bounds compare-and-swap retries per step (default 100).
+func WithMaxRetries(n int) Option { return func(a *IPAM) { a.maxRetries = n } }
+
+// New returns an IPAM over s.
+func New(s store.Store, opts ...Option) *IPAM {
+	a := &IPAM{s: s, log: slog.New(slog.DiscardHandler), now: time.Now, maxRetries: 100}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Store returns the underlying store.
+func (a *IPAM) Store() store.Store { return a.s }
+
+// cluster is the decoded cluster-wide state: config, pools, reservations.
+type cluster struct {
+	revs         [3]int64
+	config       IPAMConfig
+	pools        []IPPool // sorted by name
+	sels         []selector.Selector
+	reservations []IPReservation
+	reserved     []netip.Prefix
+}
+
+func (c *cluster) pool(name string) (int, bool) {
+	for i := range c.pools {
+		if c.pools[i].Name == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// poolFor returns the pool containing addr.
+func (c *cluster) poolFor(addr netip.Addr) (IPPool, bool) {
+	for _, p := range c.pools {
+		if p.CIDR.Contains(addr) {
+			return p, true
+		}
+	}
+	return IPPool{}, false
+}
+
+// loadCluster reads config, pools and reservations in one List, reusing the
+// decoded copy while their revisions are unchanged.
+func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
+	l, err := a.s.List(ctx, keyCluster)
+	if err != nil {
+		return nil, fmt.Errorf("read ipam configuration: %w", err)
+	}
+	var revs [3]int64
+	vals := [3][]byte{}
+	for _, kv := range l.KVs {
+		switch kv.Key {
+		case keyConfig:
+			revs[0], vals[0] = kv.Revision, kv.Value
+		case keyPools:
+			revs[1], vals[1] = kv.Revision, kv.Value
+		case keyReservations:
+			revs[2], vals[2] = kv.Revision, kv.Value
+		}
+	}
+	a.mu.Lock()
+	c := a.cache
+	a.mu.Unlock()
+	if c != nil && c.revs == revs {
+		return c, nil
+	}
+	c = &cluster{revs: revs, config: DefaultConfig()}
+	if vals[0] != nil {
+		if err := json.Unmarshal(vals[0], &c.config); err != nil {
+			return nil, fmt.Errorf("decode ipam config: %w", err)
+		}
+	}
+	if vals[1] != nil {
+		if err := json.Unmarshal(vals[1], &c.pools); err != nil {
+			return nil, fmt.Errorf("decode pools: %w", err)
+		}
+	}
+	for _, p := range c.pools {
+		sel, err := selector.Parse(p.NodeSelector)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: nodeSelector: %w", p.Name, err)
+		}
+		c.sels = append(c.sels, sel)
+	}
+	if vals[2] != nil {
+		if err := json.Unmarshal(vals[2], &c.reservations); err != nil {
+			return nil, fmt.Errorf("decode reservations: %w", err)
+		}
+	}
+	for _, r := range c.reservations {
+		c.reserved = append(c.reserved, r.CIDRs...)
+	}
+	a.mu.Lock()
+	a.cache = c
+	a.mu.Unlock()
+	return c, nil
+}
+
+// backoff sleeps a little, growing with attempt, with full jitter.
+func (a *IPAM) backoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return ctx.Err()
+	}
+	d := min(time.Duration(50<<min(attempt, 10))*time.Microsecond, 20*time.Millisecond)
+	t := time.NewTimer(rand.N(d) + time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrNotFound)
+}
+
+// modify runs a read-modify-CAS loop on key. fn gets the current value (nil
+// when missing) and returns the new value, or nil with del=true to delete,
+// or nil with del=false to leave the key alone.
+func (a *IPAM) modify(ctx context.Context, key string, fn func(cur []byte) (next []byte, del bool, err error)) error {
+	for attempt := 0; attempt < a.maxRetries; attempt++ {
+		if err := a.backoff(ctx, attempt); err != nil {
+			return err
+		}
+		kv, err := a.s.Get(ctx, key)
+		missing := errors.Is(err, store.ErrNotFound)
+		if err != nil && !missing {
+			return err
+		}
+		var cur []byte
+		if !missing {
+			cur = kv.Value
+		}
+		next, del, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		switch {
+		case del && missing, !del && next == nil:
+			return nil
+		case del:
+			err = a.s.Delete(ctx, key, kv.Revision)
+		case missing:
+			_, err = a.s.Create(ctx, key, next)
+		default:
+			_, err = a.s.Update(ctx, key, next, kv.Revision)
+		}
+		if err == nil || !retryable(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("%s: %w", key, ErrTooManyConflicts)
+}
+
+// edit is what a modifyJSON callback wants done with the key.
+type edit int
+
+const (
+	editSkip   edit = iota // leave the key alone
+	editWrite              // write the edited value
+	editDelete             // delete the key
+)
+
+// modifyJSON is modify for JSON values of type T: fn edits *v in place (the
+// zero value when the key is missing) and says what to do.
+func modifyJSON[T any](ctx context.Context, a *IPAM, key string, fn func(v *T, exists bool) (edit, error)) error {
+	return a.modify(ctx, key, func(cur []byte) ([]byte, bool, error) {
+		var v T
+		if cur != nil {
+			if err := json.Unmarshal(cur, &v); err != nil {
+				return nil, false, fmt.Errorf("decode %s: %w", key, err)
+			}
+		}
+		e, err := fn(&v, cur != nil)
+		if err != nil || e == editSkip {
+			return nil, false, err
+		}
+		if e == editDelete {
+			return nil, true, nil
+		}
+		b, err := json.Marshal(v)
+		return b, false, err
+	})
+}
+
+func getJSON[T any](ctx context.Context, s store.Store, key string) (T, int64, error) {
+	var v T
+	kv, err := s.Get(ctx, key)
+	if err != nil {
+		return v, 0, err
+	}
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		return v, 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return v, kv.Revision, nil
+}
+
+// Config returns the IPAM configuration (DefaultConfig when none is set).
+func (a *IPAM) Config(ctx context.Context) (IPAMConfig, error) {
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return IPAMConfig{}, err
+	}
+	return c.config, nil
+}
+
+// SetConfig validates and stores the IPAM configuration.
+func (a *IPAM) SetConfig(ctx context.Context, cfg IPAMConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	return modifyJSON(ctx, a, keyConfig, func(v *IPAMConfig, _ bool) (edit, error) {
+		*v = cfg
+		return editWrite, nil
+	})
+}
+
+// Pools returns every pool, sorted by name, with defaults filled in.
+func (a *IPAM) Pools(ctx context.Context) ([]IPPool, error) {
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(c.pools), nil
+}
+
+// Pool returns one pool by name.
+func (a *IPAM) Pool(ctx context.Context, name string) (IPPool, error) {
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return IPPool{}, err
+	}
+	if i, ok := c.pool(name); ok {
+		return c.pools[i], nil
+	}
+	return IPPool{}, fmt.Errorf("pool %q: %w", name, ErrNotFound)
+}
+
+// CreatePool validates p, fills in its defaults and adds it. Pools may not
+// overlap; the check and the write are one atomic compare-and-swap.
+func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
+	p = p.normalize()
+	if err := p.validate(); err != nil {
+		return IPPool{}, err
+	}
+	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+		for _, q := range *pools {
+			if q.Name == p.Name {
+				return editSkip, fmt.Errorf("%w: pool %q already exists", ErrInvalid, p.Name)
+			}
+			if q.CIDR.Overlaps(p.CIDR) {
+				return editSkip, fmt.Errorf("pool %q (%s) overlaps pool %q (%s): %w", p.Name, p.CIDR, q.Name, q.CIDR, ErrOverlap)
+			}
+		}
+		*pools = append(*pools, p)
+		slices.SortFunc(*pools, func(x, y IPPool) int { return cmp.Compare(x.Name, y.Name) })
+		return editWrite, nil
+	})
+	if err != nil {
+		return IPPool{}, fmt.Errorf("create pool %q: %w", p.Name, err)
+	}
+	return p, nil
+}
+
+// UpdatePool replaces an existing pool's mutable fields; its CIDR and block
+// size cannot change.
+func (a *IPAM) UpdatePool(ctx context.Context, p IPPool) (IPPool, error) {
+	p = p.normalize()
+	if err := p.validate(); err != nil {
+		return IPPool{}, err
+	}
+	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+		for i, q := range *pools {
+			if q.Name != p.Name {
+				continue
+			}
+			if q.CIDR != p.CIDR || q.BlockSize != p.BlockSize {
+				return editSkip, fmt.Errorf("%w: the CIDR and block size of pool %q are immutable", ErrInvalid, p.Name)
+			}
+			(*pools)[i] = p
+			return editWrite, nil
+		}
+		return editSkip, fmt.Errorf("pool %q: %w", p.Name, ErrNotFound)
+	})
+	if err != nil {
+		return IPPool{}, fmt.Errorf("update pool %q: %w", p.Name, err)
+	}
+	return p, nil
+}
+
+// DeletePool removes a pool that has no blocks left (disable it and
+// release its addresses first).
+func (a *IPAM) DeletePool(ctx context.Context, name string) error {
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return err
+	}
+	i, ok := c.pool(name)
+	if !ok {
+		return fmt.Errorf("delete pool %q: %w", name, ErrNotFound)
+	}
+	blocks, err := a.listBlocks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		if c.pools[i].CIDR.Overlaps(b.block.CIDR) {
+			return fmt.Errorf("delete pool %q: block %s remains: %w", name, b.block.CIDR, ErrPoolInUse)
+		}
+	}
+	return modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+		*pools = slices.DeleteFunc(*pools, func(p IPPool) bool { return p.Name == name })
+		return editWrite, nil
+	})
+}
+
+// Reservations returns every IPReservation.
+func (a *IPAM) Reservations(ctx context.Context) ([]IPReservation, error) {
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(c.reservations), nil
+}
+
+// SetReservation creates or replaces a reservation. Addresses already
+// allocated inside it stay allocated; no new ones are handed out.
+func (a *IPAM) SetReservation(ctx context.Context, r IPReservation) error {
+	if err := validateName(r.Name); err != nil {
+		return fmt.Errorf("%w: reservation: %v", ErrInvalid, err)
+	}
+	for _, c := range r.CIDRs {
+		if !c.IsValid() || c != c.Masked() {
+			return fmt.Errorf("%w: reservation %q: bad CIDR %s", ErrInvalid, r.Name, c)
+		}
+	}
+	return modifyJSON(ctx, a, keyReservations, func(rs *[]IPReservation, _ bool) (edit, error) {
+		*rs = slices.DeleteFunc(*rs, func(x IPReservation) bool { return x.Name == r.Name })
+		*rs = append(*rs, r)
+		slices.SortFunc(*rs, func(x, y IPReservation) int { return cmp.Compare(x.Name, y.Name) })
+		return editWrite, nil
+	})
+}
+
+// DeleteReservation removes a reservation by name.
+func (a *IPAM) DeleteReservation(ctx context.Context, name string) error {
+	found := false
+	err := modifyJSON(ctx, a, keyReservations, func(rs *[]IPReservation, _ bool) (edit, error) {
+		n := len(*rs)
+		*rs = slices.DeleteFunc(*rs, func(x IPReservation) bool { return x.Name == name })
+		found = len(*rs) != n
+		return editWrite, nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("reservation %q: %w", name, ErrNotFound)
+	}
+	return err
+}
+
+// SetNodeLabels records a node's labels, which pool nodeSelectors and
+// BorrowWithinLabel are evaluated against. A node never registered has no
+// labels.
+func (a *IPAM) SetNodeLabels(ctx context.Context, node string, labels map[string]string) error {
+	if err := validateName(node); err != nil {
+		return fmt.Errorf("%w: node: %v", ErrInvalid, err)
+	}
+	return modifyJSON(ctx, a, nodeKey(node), func(n *nodeRecord, _ bool) (edit, error) {
+		n.Labels = labels
+		return editWrite, nil
+	})
+}
+
+func (a *IPAM) nodeLabels(ctx context.Context, node string) (selector.Map, error) {
+	n, _, err := getJSON[nodeRecord](ctx, a.s, nodeKey(node))
+	if errors.Is(err, store.ErrNotFound) {
+		return selector.Map{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read node %q: %w", node, err)
+	}
+	return selector.Map(n.Labels), nil
+}
+
+// storedBlock is a decoded block with its revision.
+type storedBlock struct {
+	block *Block
+	rev   int64
+}
+
+func (a *IPAM) getBlock(ctx context.Context, cidr netip.Prefix) (storedBlock, error) {
+	kv, err := a.s.Get(ctx, blockKey(cidr))
+	if err != nil {
+		return storedBlock{}, err
+	}
+	b, err := decodeBlock(kv.Value)
+	if err != nil {
+		return storedBlock{}, fmt.Errorf("block %s: %w", cidr, err)
+	}
+	return storedBlock{b, kv.Revision}, nil
+}
+
+// listBlocks returns every block, ordered by key.
+func (a *IPAM) listBlocks(ctx context.Context) ([]storedBlock, error) {
+	l, err := a.s.List(ctx, keyBlocks)
+	if err != nil {
+		return nil, fmt.Errorf("list blocks: %w", err)
+	}
+	out := make([]storedBlock, 0, len(l.KVs))
+	for _, kv := range l.KVs {
+		b, err := decodeBlock(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kv.Key, err)
+		}
+		out = append(out, storedBlock{b, kv.Revision})
+	}
+	return out, nil
+}
+
+// storedAffinity is an affinity with its revision.
+type storedAffinity struct {
+	Affinity
+	rev int64
+}
+
+// listAffinities returns the affinities of node ("" for all nodes).
+func (a *IPAM) listAffinities(ctx context.Context, node string) ([]storedAffinity, error) {
+	prefix := keyAffinities
+	if node != "" {
+		prefix += node + "/"
+	}
+	l, err := a.s.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list affinities: %w", err)
+	}
+	out := make([]storedAffinity, 0, len(l.KVs))
+	for _, kv := range l.KVs {
+		var af Affinity
+		if err := json.Unmarshal(kv.Value, &af); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, storedAffinity{af, kv.Revision})
+	}
+	return out, nil
+}

@@ -1,0 +1,446 @@
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tabbynet/tabby/selector"
+)
+
+// EncapMode is an IPIP or VXLAN mode of a pool.
+type EncapMode string
+
+const (
+	EncapNever       EncapMode = "Never"
+	EncapAlways      EncapMode = "Always"
+	EncapCrossSubnet EncapMode = "CrossSubnet"
+)
+
+// Use is what an address is for; pools say which uses they allow.
+type Use string
+
+const (
+	UseWorkload Use = "Workload"
+	UseTunnel   Use = "Tunnel"
+)
+
+// Default block sizes (prefix lengths), as in Calico.
+const (
+	DefaultBlockSizeV4 = 26
+	DefaultBlockSizeV6 = 122
+)
+
+// IPPool is a range that blocks are carved from.
+type IPPool struct {
+	Name string       `json:"name"`
+	CIDR netip.Prefix `json:"cidr"`
+	// BlockSize is the prefix length of the pool's blocks: 20-32 for IPv4
+	// (default 26), 116-128 for IPv6 (default 122). Immutable.
+	BlockSize int `json:"blockSize,omitempty"`
+	// NodeSelector (selector syntax) picks the nodes that may claim blocks
+	// from the pool; "" means all(). Explicitly requested pools (CNI config,
+	// annotations) are used whatever the selector says.
+	NodeSelector string    `json:"nodeSelector,omitempty"`
+	Disabled     bool      `json:"disabled,omitempty"`
+	NATOutgoing  bool      `json:"natOutgoing,omitempty"`
+	IPIPMode     EncapMode `json:"ipipMode,omitempty"`
+	VXLANMode    EncapMode `json:"vxlanMode,omitempty"`
+	// AllowedUses defaults to Workload and Tunnel.
+	AllowedUses []Use `json:"allowedUses,omitempty"`
+	// Priority orders pools that all match: higher first, then by name.
+	Priority int `json:"priority,omitempty"`
+}
+
+// IPAMConfig is the cluster-wide IPAM behaviour.
+type IPAMConfig struct {
+	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
+	StrictAffinity bool `json:"strictAffinity"`
+	// AutoAllocateBlocks lets nodes claim new blocks (default true).
+	AutoAllocateBlocks bool `json:"autoAllocateBlocks"`
+	// MaxBlocksPerHost caps the blocks affine to one node; it requires
+	// StrictAffinity. 0 means the default cap of 20.
+	MaxBlocksPerHost int `json:"maxBlocksPerHost,omitempty"`
+	// EmptyBlockGracePeriod is how long an affine block must stay empty
+	// before ReleaseEmptyBlocks frees it (default 15m; set
+	// ReleaseEmptyBlocksAtOnce for zero).
+	EmptyBlockGracePeriod time.Duration `json:"emptyBlockGracePeriod,omitempty"`
+	// ReleaseEmptyBlocksAtOnce makes the grace period zero.
+	ReleaseEmptyBlocksAtOnce bool `json:"releaseEmptyBlocksAtOnce,omitempty"`
+	// ReleaseLastBlock allows releasing a node's last affine block too.
+	ReleaseLastBlock bool `json:"releaseLastBlock,omitempty"`
+	// BorrowWithinLabel, when set (e.g. "topology.kubernetes.io/zone"),
+	// allows borrowing only from blocks affine to nodes that have the same
+	// value for this label as the borrowing node.
+	BorrowWithinLabel string `json:"borrowWithinLabel,omitempty"`
+}
+
+// DefaultMaxBlocksPerHost is the block cap used when none is configured.
+const DefaultMaxBlocksPerHost = 20
+
+// DefaultEmptyBlockGracePeriod is how long an empty block is kept.
+const DefaultEmptyBlockGracePeriod = 15 * time.Minute
+
+// DefaultConfig is the configuration in force when none is stored.
+func DefaultConfig() IPAMConfig { return IPAMConfig{AutoAllocateBlocks: true} }
+
+// Validate rejects contradictory settings.
+func (c IPAMConfig) Validate() error {
+	if !c.StrictAffinity && !c.AutoAllocateBlocks {
+		return fmt.Errorf("%w: strictAffinity=false with autoAllocateBlocks=false leaves no way to allocate", ErrInvalid)
+	}
+	if c.MaxBlocksPerHost < 0 {
+		return fmt.Errorf("%w: maxBlocksPerHost %d is negative", ErrInvalid, c.MaxBlocksPerHost)
+	}
+	if c.MaxBlocksPerHost > 0 && !c.StrictAffinity {
+		return fmt.Errorf("%w: maxBlocksPerHost requires strictAffinity", ErrInvalid)
+	}
+	if c.EmptyBlockGracePeriod < 0 {
+		return fmt.Errorf("%w: negative emptyBlockGracePeriod", ErrInvalid)
+	}
+	return nil
+}
+
+func (c IPAMConfig) blockLimit() int {
+	if c.MaxBlocksPerHost > 0 {
+		return c.MaxBlocksPerHost
+	}
+	return DefaultMaxBlocksPerHost
+}
+
+func (c IPAMConfig) emptyGrace() time.Duration {
+	switch {
+	case c.ReleaseEmptyBlocksAtOnce:
+		return 0
+	case c.EmptyBlockGracePeriod > 0:
+		return c.EmptyBlockGracePeriod
+	}
+	return DefaultEmptyBlockGracePeriod
+}
+
+// IPReservation lists CIDRs that are never handed out.
+type IPReservation struct {
+	Name  string         `json:"name"`
+	CIDRs []netip.Prefix `json:"cidrs"`
+}
+
+var (
+	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
+	linkLocal6 = netip.MustParsePrefix("fe80::/10")
+)
+
+// normalize fills in defaults; it does not validate.
+func (p IPPool) normalize() IPPool {
+	if p.BlockSize == 0 {
+		p.BlockSize = DefaultBlockSizeV4
+		if p.CIDR.Addr().Is6() {
+			p.BlockSize = DefaultBlockSizeV6
+		}
+	}
+	if p.IPIPMode == "" {
+		p.IPIPMode = EncapNever
+	}
+	if p.VXLANMode == "" {
+		p.VXLANMode = EncapNever
+	}
+	if len(p.AllowedUses) == 0 {
+		p.AllowedUses = []Use{UseWorkload, UseTunnel}
+	}
+	if sel, err := selector.Parse(p.NodeSelector); err == nil {
+		p.NodeSelector = sel.String()
+	}
+	return p
+}
+
+// Validate checks a normalized pool on its own (not against other pools).
+func (p IPPool) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: pool %q: %s", ErrInvalid, p.Name, fmt.Sprintf(format, args...))
+	}
+	if err := validateName(p.Name); err != nil {
+		return bad("%v", err)
+	}
+	if !p.CIDR.IsValid() {
+		return bad("no CIDR")
+	}
+	if p.CIDR.Addr().Is4In6() || p.CIDR.Addr().Zone() != "" {
+		return bad("CIDR %s must be plain IPv4 or IPv6", p.CIDR)
+	}
+	if p.CIDR != p.CIDR.Masked() {
+		return bad("CIDR %s has host bits set (did you mean %s?)", p.CIDR, p.CIDR.Masked())
+	}
+	if p.CIDR.Overlaps(linkLocal4) || p.CIDR.Overlaps(linkLocal6) {
+		return bad("CIDR %s overlaps the link-local range", p.CIDR)
+	}
+	lo, hi := 20, 32
+	if p.CIDR.Addr().Is6() {
+		lo, hi = 116, 128
+	}
+	if p.BlockSize < lo || p.BlockSize > hi {
+		return bad("block size /%d outside %d-%d", p.BlockSize, lo, hi)
+	}
+	if p.BlockSize < p.CIDR.Bits() {
+		return bad("block size /%d is larger than the pool %s", p.BlockSize, p.CIDR)
+	}
+	if _, err := selector.Parse(p.NodeSelector); err != nil {
+		return bad("nodeSelector: %v", err)
+	}
+	for _, m := range []EncapMode{p.IPIPMode, p.VXLANMode} {
+		if m != EncapNever && m != EncapAlways && m != EncapCrossSubnet {
+			return bad("unknown encapsulation mode %q", m)
+		}
+	}
+	if p.IPIPMode != EncapNever && p.VXLANMode != EncapNever {
+		return bad("ipipMode and vxlanMode cannot both be enabled")
+	}
+	if p.IPIPMode != EncapNever && p.CIDR.Addr().Is6() {
+		return bad("IPIP is IPv4 only")
+	}
+	for _, u := range p.AllowedUses {
+		if u != UseWorkload && u != UseTunnel {
+			return bad("unknown allowed use %q", u)
+		}
+	}
+	return nil
+}
+
+func (p IPPool) allows(u Use) bool { return slices.Contains(p.AllowedUses, u) }
+
+func validateName(n string) error {
+	if n == "" {
+		return fmt.Errorf("empty name")
+	}
+	if len(n) > 253 || strings.ContainsAny(n, "/\x00 \t\n") {
+		return fmt.Errorf("name %q must be at most 253 characters without '/' or spaces", n)
+	}
+	return nil
+}
+
+// Attribute describes who holds an allocation.
+type Attribute struct {
+	Handle    string
+	Node      string // the node the address was assigned for
+	Namespace string
+	Pod       string
+	Use       Use
+	Extra     map[string]string
+	// FloatingIPs are recorded against the allocation (from the
+	// cni.projectcalico.org/floatingIPs annotation) for the dataplane.
+	FloatingIPs []netip.Addr
+	Created     time.Time
+}
+
+func (a *Attribute) equal(b *Attribute) bool {
+	return a.Handle == b.Handle && a.Node == b.Node && a.Namespace == b.Namespace && a.Pod == b.Pod &&
+		a.Use == b.Use && a.Created.Equal(b.Created) && mapsEqual(a.Extra, b.Extra) && slices.Equal(a.FloatingIPs, b.FloatingIPs)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Block is an aligned range carved from a pool, usually affine to one node.
+// Allocations[i] is the index into Attributes of the holder of ordinal i, or
+// -1; Unallocated lists free ordinals in the order they are handed out
+// (released ordinals go to the back, so they are reused last).
+type Block struct {
+	CIDR        netip.Prefix
+	Affinity    string // node name; "" for none
+	Allocations []int32
+	Unallocated []int32
+	Attributes  []Attribute
+	// EmptySince is when the block last became empty (zero while in use).
+	EmptySince time.Time
+}
+
+func newBlock(cidr netip.Prefix, node string, now time.Time) *Block {
+	n := blockLen(cidr)
+	b := &Block{CIDR: cidr, Affinity: node, Allocations: make([]int32, n), Unallocated: make([]int32, n), EmptySince: now}
+	for i := range n {
+		b.Allocations[i] = -1
+		b.Unallocated[i] = int32(i)
+	}
+	return b
+}
+
+// Used counts allocated ordinals.
+func (b *Block) Used() int { return len(b.Allocations) - len(b.Unallocated) }
+
+// Size is the number of addresses in the block.
+func (b *Block) Size() int { return len(b.Allocations) }
+
+// Addr returns the address at ordinal i.
+func (b *Block) Addr(i int) netip.Addr { return addrAt(b.CIDR, i) }
+
+// Holder returns the attribute holding addr, if any.
+func (b *Block) Holder(addr netip.Addr) (*Attribute, bool) {
+	if !b.CIDR.Contains(addr) {
+		return nil, false
+	}
+	idx := b.Allocations[ordinal(b.CIDR, addr)]
+	if idx < 0 || int(idx) >= len(b.Attributes) {
+		return nil, false
+	}
+	return &b.Attributes[idx], true
+}
+
+// attrIndex returns the index of an attribute equal to a, adding it if needed.
+func (b *Block) attrIndex(a *Attribute) int32 {
+	for i := range b.Attributes {
+		if b.Attributes[i].equal(a) {
+			return int32(i)
+		}
+	}
+	b.Attributes = append(b.Attributes, *a)
+	return int32(len(b.Attributes) - 1)
+}
+
+// release frees the ordinals for which drop returns true, compacts the
+// attributes, and returns how many it freed per handle.
+func (b *Block) release(drop func(ord int, a *Attribute) bool, now time.Time) map[string]int {
+	freed := map[string]int{}
+	for i, idx := range b.Allocations {
+		if idx < 0 || int(idx) >= len(b.Attributes) {
+			continue
+		}
+		if a := &b.Attributes[idx]; drop(i, a) {
+			freed[a.Handle]++
+			b.Allocations[i] = -1
+			b.Unallocated = append(b.Unallocated, int32(i))
+		}
+	}
+	if len(freed) > 0 {
+		b.compactAttributes()
+		if b.Used() == 0 {
+			b.EmptySince = now
+		}
+	}
+	return freed
+}
+
+// compactAttributes drops attributes no ordinal refers to.
+func (b *Block) compactAttributes() {
+	used := make([]int32, len(b.Attributes))
+	for i := range used {
+		used[i] = -1
+	}
+	var kept []Attribute
+	for i, idx := range b.Allocations {
+		if idx < 0 || int(idx) >= len(b.Attributes) {
+			continue
+		}
+		if used[idx] < 0 {
+			used[idx] = int32(len(kept))
+			kept = append(kept, b.Attributes[idx])
+		}
+		b.Allocations[i] = used[idx]
+	}
+	b.Attributes = kept
+}
+
+// handleCounts counts allocations per handle.
+func (b *Block) handleCounts() map[string]int {
+	m := map[string]int{}
+	for _, idx := range b.Allocations {
+		if idx >= 0 && int(idx) < len(b.Attributes) {
+			m[b.Attributes[idx].Handle]++
+		}
+	}
+	return m
+}
+
+// consistency returns a description of what is wrong with the block's
+// bookkeeping, or "".
+func (b *Block) consistency() string {
+	if len(b.Allocations) != blockLen(b.CIDR) {
+		return fmt.Sprintf("%d ordinals for a block of %d", len(b.Allocations), blockLen(b.CIDR))
+	}
+	free := make([]bool, len(b.Allocations))
+	for _, o := range b.Unallocated {
+		if o < 0 || int(o) >= len(free) {
+			return fmt.Sprintf("free ordinal %d out of range", o)
+		}
+		if free[o] {
+			return fmt.Sprintf("ordinal %d listed free twice", o)
+		}
+		free[o] = true
+	}
+	for i, idx := range b.Allocations {
+		switch {
+		case idx >= 0 && int(idx) >= len(b.Attributes):
+			return fmt.Sprintf("ordinal %d refers to missing attribute %d", i, idx)
+		case idx >= 0 && free[i]:
+			return fmt.Sprintf("ordinal %d is both allocated and free", i)
+		case idx < 0 && !free[i]:
+			return fmt.Sprintf("ordinal %d is neither allocated nor free", i)
+		}
+	}
+	return ""
+}
+
+// repair rebuilds Unallocated from Allocations and drops dangling
+// attribute references.
+func (b *Block) repair() {
+	n := blockLen(b.CIDR)
+	if len(b.Allocations) != n {
+		b.Allocations = append(b.Allocations, make([]int32, max(0, n-len(b.Allocations)))...)[:n]
+	}
+	seen := make([]bool, n)
+	var un []int32
+	for _, o := range b.Unallocated {
+		if o >= 0 && int(o) < n && !seen[o] && b.Allocations[o] < 0 {
+			seen[o] = true
+			un = append(un, o)
+		}
+	}
+	for i, idx := range b.Allocations {
+		if idx >= 0 && int(idx) >= len(b.Attributes) {
+			b.Allocations[i] = -1
+		}
+		if b.Allocations[i] < 0 && !seen[i] {
+			seen[i] = true
+			un = append(un, int32(i))
+		}
+	}
+	b.Unallocated = un
+	b.compactAttributes()
+}
+
+// AffinityState is the life cycle of a block affinity (Calico's
+// pending → confirmed → pendingDeletion).
+type AffinityState string
+
+const (
+	AffinityPending         AffinityState = "pending"
+	AffinityConfirmed       AffinityState = "confirmed"
+	AffinityPendingDeletion AffinityState = "pendingDeletion"
+)
+
+// Affinity records that a node claimed a block.
+type Affinity struct {
+	Node    string        `json:"node"`
+	CIDR    netip.Prefix  `json:"cidr"`
+	State   AffinityState `json:"state"`
+	Updated time.Time     `json:"updated"`
+}
+
+// handleRecord counts a handle's allocations per block (keyed by CIDR).
+type handleRecord struct {
+	Blocks  map[string]int `json:"blocks"`
+	Updated time.Time      `json:"updated"`
+}
+
+// nodeRecord is what the store keeps about a node.
+type nodeRecord struct {
+	Labels map[string]string `json:"labels,omitempty"`
+}
