@@ -143,7 +143,12 @@ func BenchmarkRouteOwner10k(b *testing.B) {
 		routes[i] = tnl.Route{Dst: dst, NextHops: []tnl.NextHop{{Gateway: gw}}}
 		lines[i] = "route add " + dst.String() + " via " + gw.String() + " proto 116"
 	}
-	o := tnl.NewRouteOwner(h)
+	kh, err := tnl.NewKernelHandle(n.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kh.Close()
+	o := tnl.NewRouteOwner(kh)
 	var add, del, batch time.Duration
 	b.ResetTimer()
 	for b.Loop() {

@@ -186,48 +186,79 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		return res, err
 	}
 	plan := Diff(o.desiredLocked(), obs.owned)
+	ops := make([]RouteOp, 0, len(plan.Add)+len(plan.Replace)+len(plan.Delete))
+	changes := make([]Route, 0, cap(ops))
 	var errs []error
-	write := func(op string, r Route, f func(*nl.Route) error) bool {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			return false
+	queue := func(kind RouteOpKind, rs []Route) {
+		for _, r := range rs {
+			var kr *nl.Route
+			if kind == RouteOpDelete {
+				raw := obs.raw[r.Key()]
+				kr = &raw
+			} else {
+				var err error
+				if kr, err = toKernel(r, o.proto, obs.links); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			ops = append(ops, RouteOp{Kind: kind, Route: kr})
+			changes = append(changes, r)
 		}
-		kr, err := toKernel(r, o.proto, obs.links)
-		if err == nil {
-			err = f(kr)
+	}
+	queue(RouteOpAdd, plan.Add)
+	queue(RouteOpReplace, plan.Replace)
+	queue(RouteOpDelete, plan.Delete)
+	if err := ctx.Err(); err != nil {
+		return res, errors.Join(append(errs, err)...)
+	}
+	results := o.apply(ctx, ops)
+	opNames := [...]string{RouteOpAdd: "add", RouteOpReplace: "replace", RouteOpDelete: "delete"}
+	for i, err := range results {
+		op, r := ops[i], changes[i]
+		if op.Kind == RouteOpDelete && errors.Is(err, unix.ESRCH) {
+			err = nil // already gone
 		}
 		if err != nil {
-			errs = append(errs, routeError(op, r, err))
-			return false
-		}
-		o.log.Debug("route "+op, "route", r.String())
-		return true
-	}
-	for _, r := range plan.Add {
-		if write("add", r, o.h.RouteAdd) {
-			res.Added++
-		}
-	}
-	for _, r := range plan.Replace {
-		if write("replace", r, o.h.RouteReplace) {
-			res.Replaced++
-		}
-	}
-	for _, r := range plan.Delete {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			break
-		}
-		kr := obs.raw[r.Key()]
-		if err := o.h.RouteDel(&kr); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, routeError("delete", r, err))
+			errs = append(errs, routeError(opNames[op.Kind], r, err))
 			continue
 		}
-		o.log.Debug("route delete", "route", r.String())
-		res.Deleted++
+		o.log.Debug("route "+opNames[op.Kind], "route", r.String())
+		switch op.Kind {
+		case RouteOpAdd:
+			res.Added++
+		case RouteOpReplace:
+			res.Replaced++
+		case RouteOpDelete:
+			res.Deleted++
+		}
 	}
 	if res != (ReconcileResult{}) {
 		o.log.Info("routes reconciled", "protocol", o.proto, "added", res.Added, "replaced", res.Replaced, "deleted", res.Deleted)
 	}
 	return res, errors.Join(errs...)
+}
+
+// apply writes ops through the handle's RouteBatcher if it has one, else
+// one call per op, stopping (with ctx.Err for the rest) when ctx ends.
+func (o *RouteOwner) apply(ctx context.Context, ops []RouteOp) []error {
+	if b, ok := o.h.(RouteBatcher); ok {
+		return b.RouteBatch(ops)
+	}
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		switch op.Kind {
+		case RouteOpAdd:
+			errs[i] = o.h.RouteAdd(op.Route)
+		case RouteOpReplace:
+			errs[i] = o.h.RouteReplace(op.Route)
+		case RouteOpDelete:
+			errs[i] = o.h.RouteDel(op.Route)
+		}
+	}
+	return errs
 }

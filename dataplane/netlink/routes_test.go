@@ -125,9 +125,22 @@ func newFakeNode(t *testing.T) (*FakeRouteHandle, *RouteOwner) {
 	return f, NewRouteOwner(f)
 }
 
+// noBatch hides the fake's RouteBatch, to test the one-call-per-route path.
+type noBatch struct{ RouteHandle }
+
 func TestRouteOwnerReconcile(t *testing.T) {
+	t.Run("batched", func(t *testing.T) {
+		f, o := newFakeNode(t)
+		testRouteOwnerReconcile(t, f, o)
+	})
+	t.Run("one call per route", func(t *testing.T) {
+		f, _ := newFakeNode(t)
+		testRouteOwnerReconcile(t, f, NewRouteOwner(noBatch{f}))
+	})
+}
+
+func testRouteOwnerReconcile(t *testing.T, f *FakeRouteHandle, o *RouteOwner) {
 	ctx := context.Background()
-	f, o := newFakeNode(t)
 	// A foreign route in the same table, and one with the same key as a desired route.
 	foreign := &nl.Route{Dst: prefixToIPNet(pfx("192.168.0.0/16")), Gw: addrToIP(addr("10.99.0.1")), Protocol: unix.RTPROT_BOOT, Table: TableMain}
 	require.NoError(t, f.RouteAdd(foreign))

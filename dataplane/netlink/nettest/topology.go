@@ -96,6 +96,8 @@ type Node struct {
 	Block, Block6 netip.Prefix
 	// Workloads creates pod interfaces in this node.
 	Workloads *tnl.Workloads
+	// Kernel is the node's netlink handle (with route batching).
+	Kernel *tnl.KernelHandle
 	// Routes owns the node's routes (protocol tnl.ProtocolRoutes).
 	Routes *tnl.RouteOwner
 	// VXLAN is set with RoutingVXLAN.
@@ -209,7 +211,11 @@ func (topo *Topology) addNode(i int) *Node {
 	t.Cleanup(func() { _ = w.Close() })
 	must(t, w.EnableForwarding(), "enable forwarding")
 	n.Workloads = w
-	n.Routes = tnl.NewRouteOwner(h, tnl.WithLogger(topo.cfg.log))
+	kh, err := tnl.NewKernelHandle(n.NS.Path)
+	must(t, err, "kernel handle")
+	t.Cleanup(kh.Close)
+	n.Kernel = kh
+	n.Routes = tnl.NewRouteOwner(kh, tnl.WithLogger(topo.cfg.log))
 	return n
 }
 
@@ -269,7 +275,7 @@ func (topo *Topology) RouteVXLAN() {
 		}
 		must(t, n.Routes.Set(routeSource, keep), "drop direct routes")
 		if n.VXLAN == nil {
-			v, err := tnl.NewVXLAN(n.NS.Handle(), n.Routes, tnl.VXLANConfig{
+			v, err := tnl.NewVXLAN(n.Kernel, n.Routes, tnl.VXLANConfig{
 				Parent: "eth0", LocalIP: n.IP, TunnelAddr: n.Block.Addr(),
 			}, tnl.WithLogger(topo.cfg.log))
 			must(t, err, "vxlan")
