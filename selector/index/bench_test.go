@@ -2,6 +2,7 @@ package index_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/tabbynet/tabby/selector"
@@ -64,6 +65,7 @@ func newBenchIndex(b *testing.B, selectors int) (*index.Index[int, int, int], *i
 	if st := x.Stats(); st.Unindexed != len(benchUnindexed) {
 		b.Fatalf("stats %+v: want %d unindexed", st, len(benchUnindexed))
 	}
+	runtime.GC() // collect the set-up garbage before timing
 	return x, &events
 }
 
