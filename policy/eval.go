@@ -1,0 +1,489 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Direction is the side of an endpoint a packet crosses.
+type Direction uint8
+
+// Directions.
+const (
+	Ingress Direction = iota // into the endpoint
+	Egress                   // out of the endpoint
+)
+
+func (d Direction) String() string {
+	if d == Ingress {
+		return "ingress"
+	}
+	return "egress"
+}
+
+// Peer is one end of a flow: an endpoint by key ("namespace/name", or the
+// name of a host endpoint), an IP address, or both (an endpoint using one of
+// its addresses). An IP alone that belongs to an endpoint is that endpoint.
+type Peer struct {
+	Endpoint string
+	IP       netip.Addr
+}
+
+// EndpointPeer names an endpoint; its first address (of the flow's family)
+// is used.
+func EndpointPeer(key string) Peer { return Peer{Endpoint: key} }
+
+// IPPeer is a bare address.
+func IPPeer(ip netip.Addr) Peer { return Peer{IP: ip} }
+
+// ICMPInfo is an ICMP packet's type and code.
+type ICMPInfo struct{ Type, Code uint8 }
+
+// HTTPRequest is the HTTP method and path of a flow, for rules with http.
+type HTTPRequest struct{ Method, Path string }
+
+// Flow is a packet (or connection) to decide on.
+type Flow struct {
+	Src, Dst Peer
+	Protocol uint8 // IP protocol number, e.g. ProtoTCP
+	SrcPort  uint16
+	DstPort  uint16
+	ICMP     *ICMPInfo    // for ICMP/ICMPv6 flows
+	HTTP     *HTTPRequest // when known; rules with http match only flows that carry one
+}
+
+// RuleRef points at the rule (or tier end, or profile) that did something.
+type RuleRef struct {
+	Tier   string
+	Policy string // policy key; empty at the end of a tier
+	Rule   int    // index in the policy's rules for the direction; -1 at the end of a tier
+	Action Action
+}
+
+func (r RuleRef) String() string {
+	if r.Policy == "" {
+		return fmt.Sprintf("end of tier, no rule matched (%s)", r.Action)
+	}
+	return fmt.Sprintf("policy %s rule %d (%s)", r.Policy, r.Rule, r.Action)
+}
+
+// TierTrace is what happened in one tier.
+type TierTrace struct {
+	Tier     string
+	Policies []string  // policies in the tier that apply to the endpoint, in order
+	Logged   []RuleRef // Log rules that matched on the way
+	Result   RuleRef   // the rule that decided or passed, or the tier's end
+}
+
+// DirectionTrace explains the decision for one direction: the egress of the
+// source or the ingress of the destination.
+type DirectionTrace struct {
+	Direction Direction
+	Endpoint  string // endpoint key; empty when the peer is not an endpoint
+	Peer      string // how to print the peer
+	Tiers     []TierTrace
+	// Profile is set when evaluation reached the profiles (no tier decided):
+	// "kns.<namespace>" for a workload, or the host endpoint's profiles.
+	Profile string
+	Action  Action // Allow or Deny
+}
+
+// Decider returns the rule that decided, and false when the profiles (or the
+// absence of an endpoint) decided.
+func (t *DirectionTrace) Decider() (RuleRef, bool) {
+	if t.Profile != "" || t.Endpoint == "" || len(t.Tiers) == 0 {
+		return RuleRef{}, false
+	}
+	return t.Tiers[len(t.Tiers)-1].Result, true
+}
+
+// String reads like
+// "egress of default/frontend: tier default → policy default/knp.default.allow-web rule 0 (Allow)".
+func (t *DirectionTrace) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s of %s: ", t.Direction, t.Peer)
+	if t.Endpoint == "" {
+		fmt.Fprintf(&b, "not an endpoint, no policy (%s)", t.Action)
+		return b.String()
+	}
+	if len(t.Tiers) == 0 {
+		b.WriteString("no policy applies")
+	}
+	for i, tt := range t.Tiers {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString("tier ")
+		b.WriteString(tt.Tier)
+		for _, l := range tt.Logged {
+			b.WriteString(" → ")
+			b.WriteString(l.String())
+		}
+		b.WriteString(" → ")
+		b.WriteString(tt.Result.String())
+	}
+	if t.Profile != "" {
+		fmt.Fprintf(&b, " → profile %s (%s)", t.Profile, t.Action)
+	}
+	return b.String()
+}
+
+// Verdict is the decision on a flow with its explanation. Action is Allow
+// only when both the source's egress and the destination's ingress allow.
+type Verdict struct {
+	Action  Action
+	Flow    Flow
+	SrcIP   netip.Addr
+	DstIP   netip.Addr
+	Egress  DirectionTrace
+	Ingress DirectionTrace
+}
+
+// Allowed reports whether the flow is allowed.
+func (v *Verdict) Allowed() bool { return v.Action == Allow }
+
+// String is a short multi-line explanation:
+//
+//	Allow TCP default/frontend (10.0.0.1) → default/backend (10.0.0.2):80
+//	  egress of default/frontend: no policy applies → profile kns.default (Allow)
+//	  ingress of default/backend: tier default → policy ... rule 0 (Allow)
+func (v *Verdict) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s → %s", v.Action, ProtocolName(v.Flow.Protocol), v.Egress.Peer, v.Ingress.Peer)
+	if protoHasPorts(v.Flow.Protocol) {
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(int(v.Flow.DstPort)))
+	} else if v.Flow.ICMP != nil {
+		fmt.Fprintf(&b, " type %d code %d", v.Flow.ICMP.Type, v.Flow.ICMP.Code)
+	}
+	if h := v.Flow.HTTP; h != nil {
+		fmt.Fprintf(&b, " %s %s", h.Method, h.Path)
+	}
+	b.WriteString("\n  ")
+	b.WriteString(v.Egress.String())
+	b.WriteString("\n  ")
+	b.WriteString(v.Ingress.String())
+	return b.String()
+}
+
+// flowCtx is a flow with both ends resolved.
+type flowCtx struct {
+	f              *Flow
+	srcIP, dstIP   netip.Addr
+	srcEP, dstEP   int // endpoint positions, -1 when not an endpoint
+	srcOwn, dstOwn []*item
+	ipVersion      int
+}
+
+// Evaluate decides a flow: the egress policy of the source endpoint, then the
+// ingress policy of the destination endpoint, each as Calico evaluates it
+// (see the package documentation). An end that is not an endpoint has no
+// policy of its own. It returns ErrUnknownEndpoint or ErrNoAddress when a
+// peer cannot be resolved.
+func (ps *PolicySet) Evaluate(f Flow) (*Verdict, error) {
+	fc := flowCtx{f: &f}
+	var err error
+	if fc.srcEP, fc.srcIP, err = ps.resolvePeer(f.Src, f.Dst.IP); err != nil {
+		return nil, fmt.Errorf("flow source: %w", err)
+	}
+	if fc.dstEP, fc.dstIP, err = ps.resolvePeer(f.Dst, fc.srcIP); err != nil {
+		return nil, fmt.Errorf("flow destination: %w", err)
+	}
+	if !f.Src.IP.IsValid() && fc.srcEP >= 0 && fc.srcIP.Is4() != fc.dstIP.Is4() {
+		// The source was chosen before the destination's family was known.
+		if _, ip, err := ps.resolvePeer(f.Src, fc.dstIP); err == nil {
+			fc.srcIP = ip
+		}
+	}
+	if fc.srcIP.Is4() != fc.dstIP.Is4() {
+		return nil, fmt.Errorf("flow %s → %s: %w: source and destination are different IP versions", fc.srcIP, fc.dstIP, ErrNoAddress)
+	}
+	fc.ipVersion = 6
+	if fc.srcIP.Is4() {
+		fc.ipVersion = 4
+	}
+	fc.srcOwn = ps.owners(fc.srcIP, nil)
+	fc.dstOwn = ps.owners(fc.dstIP, nil)
+
+	v := &Verdict{Flow: f, SrcIP: fc.srcIP, DstIP: fc.dstIP}
+	v.Egress = ps.evalDirection(fc.srcEP, Egress, &fc)
+	v.Ingress = ps.evalDirection(fc.dstEP, Ingress, &fc)
+	v.Egress.Peer = ps.peerString(fc.srcEP, fc.srcIP)
+	v.Ingress.Peer = ps.peerString(fc.dstEP, fc.dstIP)
+	v.Action = Deny
+	if v.Egress.Action == Allow && v.Ingress.Action == Allow {
+		v.Action = Allow
+	}
+	return v, nil
+}
+
+func (ps *PolicySet) peerString(ep int, ip netip.Addr) string {
+	if ep < 0 {
+		return ip.String()
+	}
+	return ps.endpoints[ep].key + " (" + ip.String() + ")"
+}
+
+// resolvePeer finds the endpoint and address of a flow end; like is an
+// address of the other end (possibly invalid) whose family is preferred.
+func (ps *PolicySet) resolvePeer(p Peer, like netip.Addr) (int, netip.Addr, error) {
+	if p.Endpoint == "" {
+		if !p.IP.IsValid() {
+			return -1, netip.Addr{}, fmt.Errorf("%w: neither an endpoint nor an IP given", ErrNoAddress)
+		}
+		ip := p.IP.Unmap()
+		if owners := ps.byAddr[ip]; len(owners) > 0 {
+			return ps.endpointBy[owners[0].key], ip, nil
+		}
+		return -1, ip, nil
+	}
+	i, ok := ps.endpointBy[p.Endpoint]
+	if !ok {
+		return -1, netip.Addr{}, fmt.Errorf("%q: %w", p.Endpoint, ErrUnknownEndpoint)
+	}
+	if p.IP.IsValid() {
+		return i, p.IP.Unmap(), nil
+	}
+	addrs := ps.endpoints[i].ep.Addresses
+	for _, a := range addrs {
+		if !like.IsValid() || a.Unmap().Is4() == like.Is4() {
+			return i, a.Unmap(), nil
+		}
+	}
+	if len(addrs) > 0 {
+		return i, addrs[0].Unmap(), nil
+	}
+	return -1, netip.Addr{}, fmt.Errorf("endpoint %q: %w", p.Endpoint, ErrNoAddress)
+}
+
+// owners returns the items an address belongs to: endpoints with that
+// address and network sets containing it. This is what makes a selector
+// match an address, as an IP set of the selector's members would.
+func (ps *PolicySet) owners(ip netip.Addr, out []*item) []*item {
+	out = append(out, ps.byAddr[ip]...)
+	for _, ns := range ps.netsets {
+		for _, n := range ns.nets {
+			if n.Contains(ip) {
+				out = append(out, ns)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (ps *PolicySet) evalDirection(ep int, d Direction, fc *flowCtx) DirectionTrace {
+	tr := DirectionTrace{Direction: d}
+	if ep < 0 {
+		tr.Action = Allow
+		return tr
+	}
+	it := ps.endpoints[ep]
+	tr.Endpoint = it.key
+	groups := ps.tiersFor(ep, d)
+	tr.Tiers = make([]TierTrace, 0, len(groups))
+tiers:
+	for gi := range groups {
+		g := &groups[gi]
+		tt := TierTrace{Tier: g.Tier, Policies: g.keys}
+		for _, p := range g.Policies {
+			rules := p.Rules(d)
+			for ri := range rules {
+				r := &rules[ri]
+				if !ps.ruleMatches(r, fc) {
+					continue
+				}
+				ref := RuleRef{Tier: g.Tier, Policy: p.Key, Rule: r.Index, Action: r.Action}
+				switch r.Action {
+				case Log:
+					tt.Logged = append(tt.Logged, ref)
+					continue
+				case Pass:
+					tt.Result = ref
+					tr.Tiers = append(tr.Tiers, tt)
+					continue tiers
+				default: // Allow, Deny
+					tt.Result = ref
+					tr.Tiers = append(tr.Tiers, tt)
+					tr.Action = r.Action
+					return tr
+				}
+			}
+		}
+		tt.Result = RuleRef{Tier: g.Tier, Rule: -1, Action: g.DefaultAction}
+		tr.Tiers = append(tr.Tiers, tt)
+		if g.DefaultAction != Pass {
+			tr.Action = Deny
+			return tr
+		}
+	}
+	// No tier decided: the profiles do.
+	if it.ep.IsHost() {
+		tr.Action = Deny
+		tr.Profile = "(none)"
+		if len(it.ep.Profiles) > 0 {
+			tr.Profile = strings.Join(it.ep.Profiles, ",")
+		}
+		if slices.Contains(it.ep.Profiles, DefaultAllowProfile) {
+			tr.Action = Allow
+		}
+		return tr
+	}
+	tr.Profile = "kns." + it.namespace
+	tr.Action = Allow
+	return tr
+}
+
+// RuleMatches reports whether a resolved rule matches a flow whose ends have
+// been resolved by the set; it is what Evaluate uses for each rule.
+func (ps *PolicySet) ruleMatches(r *ResolvedRule, fc *flowCtx) bool {
+	proto := fc.f.Protocol
+	if r.IPVersion != 0 && r.IPVersion != fc.ipVersion {
+		return false
+	}
+	if r.Protocol != nil && *r.Protocol != proto {
+		return false
+	}
+	if r.NotProtocol != nil && *r.NotProtocol == proto {
+		return false
+	}
+	if r.ICMP != nil && !icmpMatches(r.ICMP, fc.f) {
+		return false
+	}
+	if r.NotICMP != nil && icmpMatches(r.NotICMP, fc.f) {
+		return false
+	}
+	if !ps.entityMatches(&r.Src, fc.srcIP, fc.srcOwn, fc.f.SrcPort, proto, false) {
+		return false
+	}
+	if !ps.entityMatches(&r.Dst, fc.dstIP, fc.dstOwn, fc.f.DstPort, proto, true) {
+		return false
+	}
+	if r.HTTP != nil && !httpMatches(r.HTTP, fc.f.HTTP) {
+		return false
+	}
+	return true
+}
+
+func icmpMatches(m *ICMPMatch, f *Flow) bool {
+	if f.Protocol != ProtoICMP && f.Protocol != ProtoICMPv6 {
+		return false
+	}
+	if m.Type < 0 {
+		return true
+	}
+	if f.ICMP == nil || int(f.ICMP.Type) != m.Type {
+		return false
+	}
+	return m.Code < 0 || int(f.ICMP.Code) == m.Code
+}
+
+func httpMatches(m *HTTPMatch, h *HTTPRequest) bool {
+	if h == nil {
+		return false
+	}
+	if len(m.Methods) > 0 && !slices.Contains(m.Methods, h.Method) {
+		return false
+	}
+	if len(m.Paths) == 0 {
+		return true
+	}
+	for _, p := range m.Paths {
+		if (p.Exact != "" && h.Path == p.Exact) || (p.Prefix != "" && strings.HasPrefix(h.Path, p.Prefix)) {
+			return true
+		}
+	}
+	return false
+}
+
+func inNets(nets []netip.Prefix, ip netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item, port uint16, proto uint8, dst bool) bool {
+	if len(m.Nets) > 0 && !inNets(m.Nets, ip) {
+		return false
+	}
+	if inNets(m.NotNets, ip) {
+		return false
+	}
+	if m.HasSelector && !slices.ContainsFunc(owners, m.selectsItem) {
+		return false
+	}
+	if m.NotSelector != nil && slices.ContainsFunc(owners, func(it *item) bool { return m.NotSelector.Evaluate(it.labels) }) {
+		return false
+	}
+	if len(m.Ports) > 0 && !m.portMatches(m.Ports, port, proto, owners) {
+		return false
+	}
+	if len(m.NotPorts) > 0 && m.portMatches(m.NotPorts, port, proto, owners) {
+		return false
+	}
+	if m.Service != nil && !ps.serviceMatches(m.Service, ip, port, proto, dst) {
+		return false
+	}
+	return true
+}
+
+// selectsItem is the positive selection: scope, service account, selector.
+func (m *EntityMatch) selectsItem(it *item) bool {
+	if !scopeMatches(m.Scope, m.Namespace, m.NamespaceSelector, it) {
+		return false
+	}
+	if len(m.ServiceAccountNames) > 0 && (it.sa == "" || !slices.Contains(m.ServiceAccountNames, it.sa)) {
+		return false
+	}
+	if m.ServiceAccountSelector != nil && !m.ServiceAccountSelector.Evaluate(it.saLabels) {
+		return false
+	}
+	return m.Selector.Evaluate(it.labels)
+}
+
+// portMatches: a numeric port in range, or a named port of an endpoint that
+// owns the address, is selected by the entity's positive selection (all
+// endpoints when it has none) and names this protocol and port.
+func (m *EntityMatch) portMatches(ports []Port, port uint16, proto uint8, owners []*item) bool {
+	for _, p := range ports {
+		if !p.IsNamed() {
+			if p.Contains(port) {
+				return true
+			}
+			continue
+		}
+		for _, it := range owners {
+			if it.ep == nil || (m.HasSelector && !m.selectsItem(it)) {
+				continue
+			}
+			for _, np := range it.ep.Ports {
+				if n, _ := np.Protocol.Number(); np.Name == p.PortName && n == proto && np.Port == port {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (ps *PolicySet) serviceMatches(s *ServiceMatch, ip netip.Addr, port uint16, proto uint8, dst bool) bool {
+	svc := ps.services[s.Namespace+"/"+s.Name]
+	if svc == nil || !slices.ContainsFunc(svc.Addresses, func(a netip.Addr) bool { return a.Unmap() == ip }) {
+		return false
+	}
+	if !dst || len(svc.Ports) == 0 {
+		return true
+	}
+	for _, sp := range svc.Ports {
+		if n, _ := sp.Protocol.Number(); n == proto && sp.Port == port {
+			return true
+		}
+	}
+	return false
+}

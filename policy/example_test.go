@@ -1,0 +1,69 @@
+package policy_test
+
+import (
+	"fmt"
+	"net/netip"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tabbynet/tabby/policy"
+)
+
+// A Kubernetes NetworkPolicy converted as Calico converts it, and two flows
+// explained.
+func ExampleFromK8s() {
+	port := intstr.FromInt32(8080)
+	knp := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "allow-web", Namespace: "shop"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "backend"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "frontend"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Port: &port}},
+			}},
+		},
+	}
+	np, err := policy.FromK8s(knp)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(np.Name, np.Spec.Tier, *np.Spec.Order, np.Spec.Types)
+	fmt.Println(np.Spec.Selector)
+	fmt.Println(np.Spec.Ingress[0].Source.Selector, np.Spec.Ingress[0].Protocol, np.Spec.Ingress[0].Destination.Ports)
+
+	ps, err := policy.NewPolicySet(policy.Resources{
+		NetworkPolicies: []*policy.NetworkPolicy{np},
+		Endpoints: []*policy.Endpoint{
+			{Name: "frontend", Namespace: "shop", Labels: map[string]string{"app": "frontend"}, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+			{Name: "backend", Namespace: "shop", Labels: map[string]string{"app": "backend"}, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, p := range []uint16{8080, 22} {
+		v, err := ps.Evaluate(policy.Flow{
+			Src: policy.EndpointPeer("shop/frontend"), Dst: policy.EndpointPeer("shop/backend"),
+			Protocol: policy.ProtoTCP, DstPort: p,
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(v)
+	}
+	// Output:
+	// knp.default.allow-web default 1000 [Ingress]
+	// (projectcalico.org/orchestrator == "k8s" && app == "backend")
+	// (projectcalico.org/orchestrator == "k8s" && app == "frontend") TCP [8080]
+	// Allow TCP shop/frontend (10.0.0.1) → shop/backend (10.0.0.2):8080
+	//   egress of shop/frontend (10.0.0.1): no policy applies → profile kns.shop (Allow)
+	//   ingress of shop/backend (10.0.0.2): tier default → policy shop/knp.default.allow-web rule 0 (Allow)
+	// Deny TCP shop/frontend (10.0.0.1) → shop/backend (10.0.0.2):22
+	//   egress of shop/frontend (10.0.0.1): no policy applies → profile kns.shop (Allow)
+	//   ingress of shop/backend (10.0.0.2): tier default → end of tier, no rule matched (Deny)
+}

@@ -1,0 +1,241 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Tiers returns the tier names in evaluation order.
+func (ps *PolicySet) Tiers() []string {
+	out := make([]string, len(ps.tiers))
+	for i, t := range ps.tiers {
+		out[i] = t.name
+	}
+	return out
+}
+
+// Policies returns every policy in evaluation order (tier order, then policy
+// order with nil last, then key).
+func (ps *PolicySet) Policies() []*ResolvedPolicy { return slices.Clone(ps.policies) }
+
+// Policy returns a policy by key ("namespace/name" or a global name).
+func (ps *PolicySet) Policy(key string) (*ResolvedPolicy, error) {
+	i, ok := ps.policyIndex[key]
+	if !ok {
+		return nil, fmt.Errorf("%q: %w", key, ErrUnknownPolicy)
+	}
+	return ps.policies[i], nil
+}
+
+// Endpoints returns every endpoint, sorted by key.
+func (ps *PolicySet) Endpoints() []*Endpoint {
+	out := make([]*Endpoint, len(ps.endpoints))
+	for i, it := range ps.endpoints {
+		out[i] = it.ep
+	}
+	return out
+}
+
+// Endpoint returns an endpoint by key.
+func (ps *PolicySet) Endpoint(key string) (*Endpoint, error) {
+	i, ok := ps.endpointBy[key]
+	if !ok {
+		return nil, fmt.Errorf("%q: %w", key, ErrUnknownEndpoint)
+	}
+	return ps.endpoints[i].ep, nil
+}
+
+// TiersFor returns, for one endpoint and direction, the tiers that have
+// policies applying to it and those policies, in evaluation order. Tiers with
+// no applicable policy are left out (evaluation skips them). Untracked and
+// pre-DNAT policies are not included. This is the chain structure the
+// dataplane renders for the endpoint.
+func (ps *PolicySet) TiersFor(endpoint string, d Direction) ([]TierPolicies, error) {
+	i, ok := ps.endpointBy[endpoint]
+	if !ok {
+		return nil, fmt.Errorf("%q: %w", endpoint, ErrUnknownEndpoint)
+	}
+	groups := ps.tiersFor(i, d)
+	out := make([]TierPolicies, len(groups))
+	for gi, g := range groups {
+		out[gi] = TierPolicies{Tier: g.Tier, DefaultAction: g.DefaultAction, Policies: slices.Clone(g.Policies), keys: g.keys}
+	}
+	return out, nil
+}
+
+// PoliciesFor returns every policy that selects the endpoint, in either
+// direction and including untracked and pre-DNAT ones, in evaluation order.
+func (ps *PolicySet) PoliciesFor(endpoint string) ([]*ResolvedPolicy, error) {
+	i, ok := ps.endpointBy[endpoint]
+	if !ok {
+		return nil, fmt.Errorf("%q: %w", endpoint, ErrUnknownEndpoint)
+	}
+	it := ps.endpoints[i]
+	var out []*ResolvedPolicy
+	for _, p := range ps.policies {
+		if p.selectsItem(it) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// EndpointsFor returns the endpoints a policy selects, sorted by key.
+func (ps *PolicySet) EndpointsFor(policy string) ([]*Endpoint, error) {
+	p, err := ps.Policy(policy)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Endpoint
+	for _, it := range ps.endpoints {
+		if p.selectsItem(it) {
+			out = append(out, it.ep)
+		}
+	}
+	return out, nil
+}
+
+// SelectorMembers returns what an entity match's positive selection covers,
+// as an IP set would hold it: the addresses (as full-length prefixes) of the
+// endpoints it selects and the nets of the network sets it selects, sorted
+// and without duplicates. ok is false when the match has no selection (it
+// then matches any address).
+func (ps *PolicySet) SelectorMembers(m *EntityMatch) (members []netip.Prefix, ok bool) {
+	if !m.HasSelector {
+		return nil, false
+	}
+	return ps.members(m.selectsItem), true
+}
+
+// NotSelectorMembers returns the addresses and nets whose owners' own labels
+// match the match's notSelector; ok is false when it has none.
+func (ps *PolicySet) NotSelectorMembers(m *EntityMatch) (members []netip.Prefix, ok bool) {
+	if m.NotSelector == nil {
+		return nil, false
+	}
+	return ps.members(func(it *item) bool { return m.NotSelector.Evaluate(it.labels) }), true
+}
+
+func (ps *PolicySet) members(sel func(*item) bool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range ps.endpoints {
+		if sel(it) {
+			for _, a := range it.ep.Addresses {
+				a = a.Unmap()
+				out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+	}
+	for _, it := range ps.netsets {
+		if sel(it) {
+			out = append(out, it.nets...)
+		}
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}
+
+// NamedPortMember is one (address, protocol, port) of a named port.
+type NamedPortMember struct {
+	Addr     netip.Addr
+	Protocol uint8
+	Port     uint16
+}
+
+// NamedPortMembers returns, for a named port used in an entity match, the
+// (address, protocol, port) triples of the endpoints it selects (all
+// endpoints when it has no selection) that have a port of that name and
+// protocol: what a hash:ip,port IP set for the rule would hold.
+func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto uint8) []NamedPortMember {
+	var out []NamedPortMember
+	for _, it := range ps.endpoints {
+		if m.HasSelector && !m.selectsItem(it) {
+			continue
+		}
+		for _, np := range it.ep.Ports {
+			if n, _ := np.Protocol.Number(); np.Name == name && n == proto {
+				for _, a := range it.ep.Addresses {
+					out = append(out, NamedPortMember{Addr: a.Unmap(), Protocol: proto, Port: np.Port})
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b NamedPortMember) int {
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c
+		}
+		return int(a.Port) - int(b.Port)
+	})
+	return slices.Compact(out)
+}
+
+// Matrix is the effective allow matrix between endpoints for one protocol
+// and destination port: Allowed[i][j] says whether Endpoints[i] may open a
+// flow to Endpoints[j].
+type Matrix struct {
+	Endpoints []string
+	Protocol  uint8
+	Port      uint16
+	Allowed   [][]bool
+}
+
+// Matrix evaluates a flow from every endpoint to every endpoint (itself
+// included) with the given protocol and destination port. An empty list means
+// every endpoint with an address.
+func (ps *PolicySet) Matrix(endpoints []string, proto uint8, port uint16) (*Matrix, error) {
+	if len(endpoints) == 0 {
+		for _, it := range ps.endpoints {
+			if len(it.ep.Addresses) > 0 {
+				endpoints = append(endpoints, it.key)
+			}
+		}
+	}
+	m := &Matrix{Endpoints: slices.Clone(endpoints), Protocol: proto, Port: port, Allowed: make([][]bool, len(endpoints))}
+	for i, src := range endpoints {
+		m.Allowed[i] = make([]bool, len(endpoints))
+		for j, dst := range endpoints {
+			v, err := ps.Evaluate(Flow{Src: EndpointPeer(src), Dst: EndpointPeer(dst), Protocol: proto, DstPort: port})
+			if err != nil {
+				return nil, fmt.Errorf("matrix %s → %s: %w", src, dst, err)
+			}
+			m.Allowed[i][j] = v.Allowed()
+		}
+	}
+	return m, nil
+}
+
+// String renders the matrix as a table: rows are sources, columns
+// destinations (numbered as in the row labels), "✓" allowed and "·" denied.
+func (m *Matrix) String() string {
+	var b strings.Builder
+	w := 0
+	for _, e := range m.Endpoints {
+		w = max(w, len(e))
+	}
+	fmt.Fprintf(&b, "%s/%d  %*s", ProtocolName(m.Protocol), m.Port, w-len(ProtocolName(m.Protocol))-len(fmt.Sprint(m.Port))-1+3, "")
+	for j := range m.Endpoints {
+		fmt.Fprintf(&b, " %2d", j+1)
+	}
+	b.WriteString("\n")
+	for i, e := range m.Endpoints {
+		fmt.Fprintf(&b, "%2d %-*s  ", i+1, w, e)
+		for j := range m.Endpoints {
+			c := "·"
+			if m.Allowed[i][j] {
+				c = "✓"
+			}
+			fmt.Fprintf(&b, "  %s", c)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
