@@ -239,11 +239,7 @@ func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P
 		x.unlinkParents(it)
 		it.parentIDs = slices.Clone(parents)
 		for _, pid := range parents {
-			p := x.parents[pid]
-			if p == nil {
-				p = &parentEntry[S, I, P]{id: pid, children: map[I]*itemEntry[S, I, P]{}}
-				x.parents[pid] = p
-			}
+			p := x.parent(pid)
 			p.children[id] = it
 			it.labels.parents = append(it.labels.parents, p)
 		}
@@ -272,15 +268,21 @@ func (x *Index[S, I, P]) DeleteItem(id I) {
 // and re-evaluates only the items that name it. A parent may be updated
 // before or after the items that name it. The index copies labels.
 func (x *Index[S, I, P]) UpdateParent(id P, labels map[string]string) {
-	p := x.parents[id]
-	switch {
-	case p == nil:
-		p = &parentEntry[S, I, P]{id: id, children: map[I]*itemEntry[S, I, P]{}}
-		x.parents[id] = p
-	case p.exists && maps.Equal(p.labels, labels):
+	p := x.parent(id)
+	if p.exists && maps.Equal(p.labels, labels) {
 		return
 	}
 	x.setParentLabels(p, true, labels)
+}
+
+// parent returns the entry of parent id, creating an empty one.
+func (x *Index[S, I, P]) parent(id P) *parentEntry[S, I, P] {
+	p := x.parents[id]
+	if p == nil {
+		p = &parentEntry[S, I, P]{id: id, children: map[I]*itemEntry[S, I, P]{}}
+		x.parents[id] = p
+	}
+	return p
 }
 
 // DeleteParent removes a parent's labels; items that name it keep naming it
