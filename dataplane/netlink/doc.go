@@ -1,0 +1,104 @@
+// Package netlink plumbs pods, routes and overlays into the Linux kernel
+// for tabby, reconciled by diff. It is the kernel base of the CNI plugin,
+// the BGP route programmer, the node agent and every kernel test (through
+// its sibling package nettest).
+//
+// Three managers, each bound to one network namespace (a node), each
+// writing only what it owns:
+//
+//   - Workloads: SetupWorkload creates a pod's veth pair — host end named
+//     HostIfaceName("tby", workloadID) (15 bytes, SHA-256 based, owner
+//     recorded in the link alias "tabby:<ID>"), MAC ee:ee:ee:ee:ee:ee;
+//     pod end eth0 in the pod netns — with MTU, /32 and /128 addresses,
+//     default routes via 169.254.1.1 (IPv4, answered by proxy ARP) and via
+//     fe80::ecee:eeff:feee:eeee (IPv6, the host veth's link-local
+//     address), host routes to each pod address (protocol 117), and the
+//     sysctls proxy_arp=1, proxy_delay=0, forwarding=1 (IPv6: accept_dad=0,
+//     accept_ra=0, forwarding=1). It returns what a CNI result needs.
+//     TeardownWorkload (by ID, idempotent, needs no pod netns),
+//     CheckWorkload (CNI CHECK), ListWorkloads (CNI GC).
+//   - RouteOwner: desired routes — blackholes for local blocks, remote
+//     blocks via a next hop, ECMP routes (one multipath route), /32s for
+//     borrowed addresses, on-link routes via the VXLAN device, any table —
+//     from named sources ("blocks", "bgp", "vxlan", ...), reconciled
+//     against the kernel: add missing, replace changed, delete stale routes
+//     carrying its protocol number (ProtocolRoutes = 116), never touch
+//     others. Plan is the dry run.
+//   - VXLAN: the vxlan.tabby device (VNI 4096, port 4789, MTU = underlay
+//     − 50, MAC derived from the tunnel address by VTEPMAC), one permanent
+//     neighbour and one FDB entry per remote node, and the on-link routes
+//     to remote blocks (through the RouteOwner), updated as nodes come and
+//     go. IPIP is modelled by EnsureIPIP, which returns ErrNotSupported on
+//     kernels without ipip (like the test machines).
+//
+// # Route protocol numbers
+//
+// `ip route show proto 116` lists the RouteOwner's routes and
+// `ip route show proto 117` the workload host routes. Neither number is
+// used by the kernel (0-4), gated/ra/mrt (8-10), zebra (11), BIRD (12),
+// dnrouted..dhcp (13-16), mrouted (17), keepalived (18), babel (42),
+// openr (99) or FRR (186-192). WithProtocol picks another one.
+//
+// # Design
+//
+//  1. Narrow seams. Each manager consumes a small interface (RouteHandle,
+//     OverlayHandle) satisfied by a *netlink.Handle from
+//     netlink.NewHandleAt — never the package-level netlink functions — or
+//     by KernelHandle, which adds pipelined route batches. FakeRouteHandle
+//     is the strict in-memory fake (EEXIST, ESRCH, ENODEV, ENETUNREACH
+//     like the kernel) used by the unit tests.
+//  2. Desired state and diff are pure. Route, its Validate and Key, and
+//     Diff(desired, owned) Plan need no root and are table-tested; the
+//     applier (Reconcile) only executes a Plan. DiffEntries does the same
+//     for neighbour and FDB entries.
+//  3. Ownership by marking. The kernel is the state: after a crash, a new
+//     RouteOwner with the same desired routes writes nothing (no
+//     flapping), deletes only stale routes of its own protocol, and reports
+//     a desired route whose key a foreign route holds as ErrForeignRoute
+//     instead of overwriting it. Host veths carry their workload ID in the
+//     alias, so a name collision is detected, never clobbered.
+//  4. Batching. KernelHandle sends up to 256 route messages per sendmsg
+//     with only the last asking for an ack, so the kernel answers only
+//     failures: ~2 system calls per 256 routes instead of 2 per route.
+//  5. Nothing half-created. A failed SetupWorkload deletes the veth it
+//     made; validation happens before any write; Reconcile carries on past
+//     per-route failures and returns them joined (errors.Is works on each).
+//  6. Namespace hygiene. Sysctls are written from a thread that entered
+//     the namespace (containernetworking ns.Do) and restored afterwards, or
+//     directly when the calling thread is already there (a CNI plugin).
+//
+// Errors wrap sentinels (ErrInvalidPrefix, ErrInvalidRoute, ErrInvalidName,
+// ErrInvalidSpec, ErrNetnsNotFound, ErrLinkNotFound, ErrNextHopUnreachable,
+// ErrForeignRoute, ErrNameCollision, ErrNotSupported, ErrMismatch) with the
+// object acted on.
+//
+// Thread safety: RouteOwner, Workloads, VXLAN and KernelHandle are safe for
+// concurrent use; each serialises its own kernel writes. Reconcile does a
+// full dump and diff: coalesce bursts of updates (for example BGP) into
+// one Reconcile rather than calling it per update.
+//
+// # Performance
+//
+// Measured on the 2-vCPU development VM (kernel 6.18, shared with other
+// builds, so figures vary by ±30%) with
+//
+//	go test -run '^$' -bench . -benchtime 3x ./dataplane/netlink/
+//
+// BenchmarkWorkloadSetupTeardown (200 workloads per iteration, the caller
+// on a thread in the host netns like a CNI plugin; `ip -batch` does the
+// same veth create-with-peer-in-pod-netns, link up, /32 route and delete
+// in one process in the same run):
+//
+//	setup p50 1.13 ms, p99 5.4 ms; ip -batch add: 0.74 ms/pair → 1.5x
+//	setup+teardown p50 20.0 ms, p99 28.0 ms; ip -batch add+del 19.2 ms/pair → 1.04x
+//
+// Teardown is dominated by the kernel's veth unregistration (≈16-18 ms per
+// pair for ip -batch too). Setup does more than the ip -batch floor: the
+// pod side (addresses, link up, two routes, through a second netlink
+// socket opened in the pod netns in parallel), the alias and five sysctls.
+//
+// BenchmarkRouteOwner10k (10,000 /32 routes via one gateway, one Set +
+// Reconcile, then removed; `ip -batch` adding the same routes):
+//
+//	RouteOwner adds 134,000 routes/s, deletes 127,000 routes/s; ip -batch 83,000 routes/s
+package netlink

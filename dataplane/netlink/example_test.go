@@ -1,0 +1,63 @@
+package netlink_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+)
+
+// A node agent and a BGP route programmer share one RouteOwner through
+// named sources; Plan shows the diff, Reconcile applies it, and a second
+// Reconcile writes nothing. Here on the in-memory fake; in production the
+// handle is tnl.NewKernelHandle("/var/run/netns/<node>") (or "" for the
+// current namespace).
+func Example() {
+	ctx := context.Background()
+	kernel := tnl.NewFakeRouteHandle()
+	kernel.AddLink("eth0", netip.MustParsePrefix("10.99.0.11/24"))
+	owner := tnl.NewRouteOwner(kernel)
+
+	_ = owner.Set("blocks", []tnl.Route{
+		{Dst: netip.MustParsePrefix("10.244.1.0/26"), Type: tnl.RouteBlackhole},
+	})
+	_ = owner.Upsert("bgp",
+		tnl.Route{Dst: netip.MustParsePrefix("10.244.2.0/26"), NextHops: []tnl.NextHop{{Gateway: netip.MustParseAddr("10.99.0.12")}}},
+		tnl.Route{Dst: netip.MustParsePrefix("10.96.0.0/12"), NextHops: []tnl.NextHop{
+			{Gateway: netip.MustParseAddr("10.99.0.12")}, {Gateway: netip.MustParseAddr("10.99.0.13")},
+		}},
+	)
+	plan, _ := owner.Plan(ctx)
+	fmt.Print(plan)
+	res, _ := owner.Reconcile(ctx)
+	fmt.Printf("%+v\n", res)
+	res, _ = owner.Reconcile(ctx)
+	fmt.Printf("%+v\n", res)
+	// Output:
+	// + 10.96.0.0/12 nexthop via 10.99.0.12 nexthop via 10.99.0.13
+	// + blackhole 10.244.1.0/26
+	// + 10.244.2.0/26 via 10.99.0.12
+	// {Added:3 Replaced:0 Deleted:0}
+	// {Added:0 Replaced:0 Deleted:0}
+}
+
+func ExampleHostIfaceName() {
+	name := tnl.HostIfaceName(tnl.DefaultHostPrefix, "k8s-pod-network.4b1c0ffee")
+	fmt.Println(len(name) <= 15, name[:3])
+	// Output: true tby
+}
+
+func ExampleDiff() {
+	desired := []tnl.Route{
+		{Dst: netip.MustParsePrefix("10.244.3.0/26"), NextHops: []tnl.NextHop{{Gateway: netip.MustParseAddr("10.99.0.14")}}},
+	}
+	inKernel := []tnl.Route{
+		{Dst: netip.MustParsePrefix("10.244.3.0/26"), NextHops: []tnl.NextHop{{Gateway: netip.MustParseAddr("10.99.0.13"), Dev: "eth0"}}},
+		{Dst: netip.MustParsePrefix("10.244.9.0/26"), Type: tnl.RouteBlackhole},
+	}
+	fmt.Print(tnl.Diff(desired, inKernel))
+	// Output:
+	// ~ 10.244.3.0/26 via 10.99.0.14
+	// - blackhole 10.244.9.0/26
+}

@@ -1,0 +1,93 @@
+package netlink
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// routeFromFuzz builds a route from fuzz input; most are invalid.
+func routeFromFuzz(dst []byte, bits uint8, gw1, gw2 []byte, typ uint8, table, metric uint32, onlink bool, weight uint8, dev string) Route {
+	d, _ := netip.AddrFromSlice(dst)
+	r := Route{Dst: netip.PrefixFrom(d, int(bits)), Type: RouteType(typ % 5), Table: int(table % 300), Metric: int(metric % 5000)}
+	if r.Dst.IsValid() {
+		r.Dst = r.Dst.Masked()
+	}
+	for _, g := range [][]byte{gw1, gw2} {
+		a, ok := netip.AddrFromSlice(g)
+		if !ok && len(g) > 0 {
+			continue
+		}
+		r.NextHops = append(r.NextHops, NextHop{Gateway: a, Dev: dev, OnLink: onlink, Weight: int(weight)})
+	}
+	return r
+}
+
+// FuzzRouteCodec checks, for every route that validates, that the kernel
+// conversion round-trips (toKernel → fromKernel keeps key and meaning) and
+// that the batch encoder produces a well-formed netlink message whose
+// attributes parse.
+func FuzzRouteCodec(f *testing.F) {
+	f.Add([]byte{10, 244, 2, 0}, uint8(26), []byte{10, 99, 0, 12}, []byte{}, uint8(0), uint32(0), uint32(0), false, uint8(0), "")
+	f.Add([]byte{10, 0, 0, 0}, uint8(8), []byte{10, 99, 0, 12}, []byte{10, 99, 0, 13}, uint8(0), uint32(100), uint32(5), false, uint8(3), "eth0")
+	f.Add([]byte{10, 244, 1, 0}, uint8(26), []byte{}, []byte{}, uint8(1), uint32(0), uint32(0), false, uint8(0), "")
+	f.Add(netip.MustParseAddr("fd00::").AsSlice(), uint8(64), netip.MustParseAddr("fe80::1").AsSlice(), []byte{}, uint8(0), uint32(0), uint32(0), true, uint8(0), "vxlan.tabby")
+	f.Fuzz(func(t *testing.T, dst []byte, bits uint8, gw1, gw2 []byte, typ uint8, table, metric uint32, onlink bool, weight uint8, dev string) {
+		r := routeFromFuzz(dst, bits, gw1, gw2, typ, table, metric, onlink, weight, dev)
+		if r.Type != RouteUnicast {
+			r.NextHops = nil
+		}
+		_ = r.String()
+		if r.Validate() != nil {
+			return
+		}
+		ln := linkNames{byName: map[string]int{}, byIndex: map[int]string{}}
+		for _, nh := range r.NextHops {
+			if nh.Dev != "" && ln.byName[nh.Dev] == 0 {
+				i := len(ln.byName) + 2
+				ln.byName[nh.Dev], ln.byIndex[i] = i, nh.Dev
+			}
+		}
+		kr, err := toKernel(r, ProtocolRoutes, ln)
+		require.NoError(t, err)
+		back, ok := fromKernel(*kr, ln)
+		require.True(t, ok)
+		require.Equal(t, r.Key(), back.Key())
+		require.True(t, satisfies(r, back), "%s != %s", r, back)
+
+		for _, kind := range []RouteOpKind{RouteOpAdd, RouteOpReplace, RouteOpDelete} {
+			b, err := appendRouteMsg(nil, RouteOp{Kind: kind, Route: kr}, 7)
+			require.NoError(t, err)
+			require.Equal(t, len(b), int(binary.NativeEndian.Uint32(b)))
+			msgs, err := syscall.ParseNetlinkMessage(b)
+			require.NoError(t, err)
+			require.Len(t, msgs, 1)
+			require.Equal(t, uint32(7), msgs[0].Header.Seq)
+			attrs, err := syscall.ParseNetlinkRouteAttr(&msgs[0])
+			require.NoError(t, err)
+			for _, a := range attrs {
+				if a.Attr.Type == unix.RTA_DST {
+					got, _ := netip.AddrFromSlice(a.Value)
+					require.Equal(t, r.Dst.Addr(), got)
+				}
+			}
+		}
+	})
+}
+
+// FuzzNames checks that derived host interface names are always valid and
+// that ValidateIfName never panics.
+func FuzzNames(f *testing.F) {
+	f.Add("k8s-pod-network.abc", "eth0")
+	f.Add("", "a/b")
+	f.Fuzz(func(t *testing.T, id, name string) {
+		_ = ValidateIfName(name)
+		require.NoError(t, ValidateIfName(HostIfaceName(DefaultHostPrefix, id)))
+		spec := WorkloadSpec{ID: id, Netns: "/x", IfName: name}
+		_ = spec.Validate()
+	})
+}
