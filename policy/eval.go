@@ -123,6 +123,10 @@ func (t *DirectionTrace) String() string {
 			b.WriteString(l.String())
 		}
 		b.WriteString(" → ")
+		if tt.Result.Policy == "" && len(tt.Policies) > 0 {
+			fmt.Fprintf(&b, "end of tier, no rule matched in %s (%s)", summarise(tt.Policies, 3), tt.Result.Action)
+			continue
+		}
 		b.WriteString(tt.Result.String())
 	}
 	if t.Profile != "" {
@@ -486,4 +490,12 @@ func (ps *PolicySet) serviceMatches(s *ServiceMatch, ip netip.Addr, port uint16,
 		}
 	}
 	return false
+}
+
+// summarise lists up to n names and counts the rest.
+func summarise(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
 }

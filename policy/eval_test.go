@@ -70,7 +70,7 @@ spec:
   selector: app == 'db'
 `,
 			flows: []flowCase{
-				{"ingress isolated", tcp("prod/web", "prod/db", 5432), Deny, "tier default → end of tier, no rule matched (Deny)"},
+				{"ingress isolated", tcp("prod/web", "prod/db", 5432), Deny, "tier default → end of tier, no rule matched in prod/lockdown (Deny)"},
 				{"egress not isolated", tcp("prod/db", "prod/web", 80), Allow, ""},
 			},
 		},
@@ -152,7 +152,7 @@ spec:
   ingress: [{action: Log}]
 `,
 			flows: []flowCase{
-				{"log then deny", tcp("prod/web", "prod/db", 80), Deny, "tier default → policy prod/log-all rule 0 (Log) → end of tier, no rule matched (Deny)"},
+				{"log then deny", tcp("prod/web", "prod/db", 80), Deny, "tier default → policy prod/log-all rule 0 (Log) → end of tier, no rule matched in prod/log-all (Deny)"},
 			},
 		},
 		{
@@ -219,7 +219,7 @@ spec:
   ingress: [{action: Deny, protocol: UDP}]
 `,
 			flows: []flowCase{
-				{"tcp passes through", tcp("prod/web", "prod/db", 80), Allow, "tier soft → end of tier, no rule matched (Pass) → profile kns.prod (Allow)"},
+				{"tcp passes through", tcp("prod/web", "prod/db", 80), Allow, "tier soft → end of tier, no rule matched in soft.nothing (Pass) → profile kns.prod (Allow)"},
 			},
 		},
 		{
@@ -243,7 +243,7 @@ spec:
 `,
 			flows: []flowCase{
 				{"admin allows", Flow{Src: peer("prod/web"), Dst: peer("prod/db"), Protocol: ProtoUDP, DstPort: 53}, Allow, "tier kube-admin → policy admin-allow-dns rule 0 (Allow)"},
-				{"admin passes, baseline denies", tcp("prod/web", "prod/db", 80), Deny, "tier kube-admin → end of tier, no rule matched (Pass); tier kube-baseline → policy baseline-deny rule 0 (Deny)"},
+				{"admin passes, baseline denies", tcp("prod/web", "prod/db", 80), Deny, "tier kube-admin → end of tier, no rule matched in admin-allow-dns (Pass); tier kube-baseline → policy baseline-deny rule 0 (Deny)"},
 			},
 		},
 		{

@@ -65,5 +65,5 @@ func ExampleFromK8s() {
 	//   ingress of shop/backend (10.0.0.2): tier default → policy shop/knp.default.allow-web rule 0 (Allow)
 	// Deny TCP shop/frontend (10.0.0.1) → shop/backend (10.0.0.2):22
 	//   egress of shop/frontend (10.0.0.1): no policy applies → profile kns.shop (Allow)
-	//   ingress of shop/backend (10.0.0.2): tier default → end of tier, no rule matched (Deny)
+	//   ingress of shop/backend (10.0.0.2): tier default → end of tier, no rule matched in shop/knp.default.allow-web (Deny)
 }
