@@ -3,11 +3,13 @@ package nettest_test
 import (
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	tnl "github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 )
 
@@ -33,4 +35,59 @@ func TestNetnsCommand(t *testing.T) {
 	out, err = n.Run(context.Background(), "cat", "/proc/sys/net/ipv4/ip_forward")
 	require.NoError(t, err)
 	assert.Equal(t, "1", strings.TrimSpace(out))
+}
+
+func TestMatrixWithBrokenRoute(t *testing.T) {
+	topo := nettest.NewTopology(t, nettest.Nodes(3))
+	for _, n := range topo.Nodes() {
+		n.AddPod(t)
+	}
+	// Node 1 forgets its route to node 0's block: node0 <-> node1 pods break
+	// (the answers have no way back), everything else still works.
+	n1 := topo.Node(1)
+	var keep []tnl.Route
+	for _, r := range topo.DirectRoutes(n1) {
+		if r.Dst != topo.Node(0).Block {
+			keep = append(keep, r)
+		}
+	}
+	require.NoError(t, n1.Routes.Set("nettest", keep))
+	_, err := n1.Routes.Reconcile(context.Background())
+	require.NoError(t, err)
+	broken := func(from, to *nettest.Pod) bool {
+		pair := map[string]bool{from.Node.Name: true, to.Node.Name: true}
+		return !(pair["node0"] && pair["node1"])
+	}
+	m := nettest.ExpectMatrix(t, topo.Pods(), 8080, broken)
+	t.Log("\n" + m.String())
+	a, b := topo.Node(0).Pods()[0], n1.Pods()[0]
+	nettest.ExpectNoConnect(t, a, b, 8080)
+	nettest.ExpectNoUDP(t, a, b, 5353)
+
+	topo.RouteDirect()
+	nettest.ExpectConnect(t, a, b, 8080)
+}
+
+func TestStartAndRemovePod(t *testing.T) {
+	var pid int
+	t.Run("run", func(t *testing.T) {
+		topo := nettest.NewTopology(t, nettest.Nodes(1))
+		p := topo.Node(0).AddPod(t, nettest.PodName("web"))
+		q := topo.Node(0).AddPod(t)
+		assert.Equal(t, "web", p.Name)
+		cmd := p.NS.Start(t, "sleep", "60")
+		pid = cmd.Process.Pid
+		out, err := p.Command(context.Background(), "ip", "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+		require.NoError(t, err)
+		assert.Contains(t, string(out), p.IP.String()+"/32")
+		l := q.ListenTCP(t, 9000)
+		nettest.ExpectConnect(t, p, q, 9000)
+		assert.Equal(t, 1, l.Accepted())
+
+		topo.Node(0).RemovePod(t, q)
+		assert.Len(t, topo.Node(0).Pods(), 1)
+		nettest.ExpectNoConnect(t, p, q, 9000)
+	})
+	require.NotZero(t, pid)
+	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "process stopped at cleanup")
 }

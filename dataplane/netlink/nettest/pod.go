@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,14 +363,24 @@ type Matrix struct {
 
 // String renders the matrix as a table, "✓" connected, "✗" not, "·" self.
 func (m Matrix) String() string {
-	var b []byte
-	b = fmt.Appendf(b, "%-12s", "from\\to")
-	for _, p := range m.Pods {
-		b = fmt.Appendf(b, " %-12s", p.Name)
+	var b strings.Builder
+	row := func(cells []string) {
+		var line string
+		for i, c := range cells {
+			if i > 0 {
+				line += " "
+			}
+			line += fmt.Sprintf("%-12s", c)
+		}
+		b.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
-	b = append(b, '\n')
+	head := []string{"from\\to"}
+	for _, p := range m.Pods {
+		head = append(head, p.Name)
+	}
+	row(head)
 	for i, p := range m.Pods {
-		b = fmt.Appendf(b, "%-12s", p.Name)
+		cells := []string{p.Name}
 		for j := range m.Pods {
 			c := "✗"
 			switch {
@@ -378,11 +389,11 @@ func (m Matrix) String() string {
 			case m.OK[i][j]:
 				c = "✓"
 			}
-			b = fmt.Appendf(b, " %-12s", c)
+			cells = append(cells, c)
 		}
-		b = append(b, '\n')
+		row(cells)
 	}
-	return string(b)
+	return b.String()
 }
 
 // ProbeMatrix probes TCP from every pod to every other pod on port,
