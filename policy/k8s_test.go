@@ -296,11 +296,9 @@ spec:
   - action: Allow
     protocol: SCTP
     source: {nets: [10.1.0.0/16], notNets: [10.1.2.0/24, 10.1.3.0/24]}
-    destination: {}
   - action: Allow
     protocol: SCTP
     source: {selector: projectcalico.org/orchestrator == "k8s", namespaceSelector: all()}
-    destination: {}
   - action: Allow
     protocol: TCP
     source: {nets: [10.1.0.0/16], notNets: [10.1.2.0/24, 10.1.3.0/24]}
@@ -319,8 +317,6 @@ spec:
     destination: {ports: [53]}
   egress:
   - action: Allow
-    source: {}
-    destination: {}
 `, string(got))
 }
 

@@ -1,0 +1,53 @@
+package policy
+
+import (
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// FuzzDecode: no input panics Decode, validation or building a set; what
+// decodes re-encodes and decodes again to an equal resource.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		np("ingress: [{action: Allow, protocol: TCP, source: {selector: a == 'b', nets: [10.0.0.0/8]}, destination: {ports: [80, '1:2', http]}}]"),
+		gnp("namespaceSelector: all()\negress: [{action: Deny, protocol: ICMP, icmp: {type: 8, code: 1}}]\ntypes: [Egress]"),
+		"apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: 1, defaultAction: Pass}\n",
+		"apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: s, labels: {a: b}}\nspec: {nets: ['fd00::/8']}\n",
+		"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: k, namespace: ns1}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}], ports: [{port: 80, endPort: 90}]}]}\n",
+		`{"apiVersion":"projectcalico.org/v3","kind":"NetworkPolicy","metadata":{"name":"j","namespace":"x"},"spec":{"order":1e400}}`,
+		"---\n---\n",
+		"apiVersion: [",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, err := Decode(data)
+		if err != nil {
+			return
+		}
+		var r Resources
+		if err := r.Add(objs...); err != nil {
+			t.Fatalf("decoded object not addable: %v", err)
+		}
+		r.Endpoints = []*Endpoint{wep("x", "a", "10.0.0.1", "a", "b"), wep("ns1", "b", "fd00::1")}
+		if ps, err := NewPolicySet(r); err == nil {
+			_, _ = ps.Evaluate(tcp("x/a", "10.1.2.3", 80))
+			_, _ = ps.Evaluate(tcp("8.8.8.8", "x/a", 80))
+		}
+		for _, o := range objs {
+			out, err := yaml.Marshal(o)
+			if err != nil {
+				t.Fatalf("marshal %T: %v", o, err)
+			}
+			again, err := Decode(out)
+			if err != nil {
+				t.Fatalf("re-decode of\n%s\nfailed: %v", out, err)
+			}
+			out2, err := yaml.Marshal(again[0])
+			if err != nil || string(out) != string(out2) {
+				t.Fatalf("round trip changed:\n%s\n%s", out, out2)
+			}
+		}
+	})
+}
