@@ -187,7 +187,7 @@ func decodeBlock(b []byte) (*Block, error) {
 		blk.Unallocated[i] = int32(d.uvarint("ordinal", maxBlockLen))
 	}
 	n = d.uvarint("attributes", maxBlockLen)
-	if d.err == nil {
+	if d.err == nil && n > 0 {
 		blk.Attributes = make([]Attribute, n)
 	}
 	for i := range blk.Attributes {
