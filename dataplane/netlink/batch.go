@@ -56,11 +56,7 @@ const batchChunk = 256
 // final ack: two system calls per chunk instead of two per route.
 type KernelHandle struct {
 	*nl.Handle
-
-	mu  sync.Mutex
-	fd  int
-	seq uint32
-	buf []byte
+	pipe *pipeline
 }
 
 var (
@@ -81,8 +77,49 @@ func NewKernelHandle(netnsPath string) (*KernelHandle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in %s: %w", n.Path(), err)
 	}
+	p, err := openPipeline(n)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &KernelHandle{Handle: h, pipe: p}, nil
+}
+
+// Close closes both sockets.
+func (k *KernelHandle) Close() {
+	k.pipe.close()
+	k.Handle.Close()
+}
+
+// RouteBatch implements RouteBatcher.
+func (k *KernelHandle) RouteBatch(ops []RouteOp) []error {
+	msgs := make([][]byte, len(ops))
+	pre := make([]error, len(ops))
+	for i, op := range ops {
+		msgs[i], pre[i] = appendRouteMsg(nil, op, 0)
+	}
+	errs := k.pipe.exec(msgs)
+	for i, err := range pre {
+		if err != nil {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// pipeline is a raw NETLINK_ROUTE socket in one namespace that sends many
+// requests per sendmsg and reads back only failures and one final ack.
+type pipeline struct {
+	mu  sync.Mutex
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+// openPipeline opens the socket from a thread inside namespace n.
+func openPipeline(n ns.NetNS) (*pipeline, error) {
 	fd := -1
-	err = n.Do(func(ns.NetNS) error {
+	err := n.Do(func(ns.NetNS) error {
 		var err error
 		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 		return err
@@ -94,10 +131,9 @@ func NewKernelHandle(netnsPath string) (*KernelHandle, error) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		h.Close()
 		return nil, fmt.Errorf("netlink batch socket in %s: %w", n.Path(), err)
 	}
-	return &KernelHandle{Handle: h, fd: fd, buf: make([]byte, 1<<16)}, nil
+	return &pipeline{fd: fd, buf: make([]byte, 1<<16)}, nil
 }
 
 func setupBatchSocket(fd int) error {
@@ -113,66 +149,65 @@ func setupBatchSocket(fd int) error {
 	return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 }
 
-// Close closes both sockets.
-func (k *KernelHandle) Close() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.fd >= 0 {
-		unix.Close(k.fd)
-		k.fd = -1
+func (p *pipeline) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fd >= 0 {
+		unix.Close(p.fd)
+		p.fd = -1
 	}
-	k.Handle.Close()
 }
 
-// RouteBatch implements RouteBatcher.
-func (k *KernelHandle) RouteBatch(ops []RouteOp) []error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	errs := make([]error, len(ops))
-	for start := 0; start < len(ops); start += batchChunk {
-		end := min(start+batchChunk, len(ops))
-		k.runChunk(ops[start:end], errs[start:end])
+// exec sends the complete netlink messages msgs (nil entries are skipped)
+// in order, in chunks of batchChunk, and returns one error per message.
+// It sets each message's sequence number and the ACK flag of each chunk's
+// last message.
+func (p *pipeline) exec(msgs [][]byte) []error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	errs := make([]error, len(msgs))
+	for start := 0; start < len(msgs); start += batchChunk {
+		end := min(start+batchChunk, len(msgs))
+		p.chunk(msgs[start:end], errs[start:end])
 	}
 	return errs
 }
 
-func (k *KernelHandle) runChunk(ops []RouteOp, errs []error) {
-	if k.fd < 0 {
+func (p *pipeline) chunk(msgs [][]byte, errs []error) {
+	if p.fd < 0 {
 		for i := range errs {
-			errs[i] = fmt.Errorf("route batch: %w", unix.EBADF)
+			errs[i] = fmt.Errorf("netlink batch: %w", unix.EBADF)
 		}
 		return
 	}
-	first := k.seq + 1
-	var msg []byte
+	first := p.seq + 1
+	var buf []byte
 	lastStart := -1
-	for i, op := range ops {
-		k.seq++
-		b, err := appendRouteMsg(msg, op, k.seq)
-		if err != nil {
-			errs[i] = err // this seq is never sent, so never answered
-			continue
+	for _, m := range msgs {
+		p.seq++
+		if len(m) < unix.NLMSG_HDRLEN {
+			continue // never sent, never answered
 		}
-		lastStart, msg = len(msg), b
+		binary.NativeEndian.PutUint32(m[8:], p.seq)
+		lastStart = len(buf)
+		buf = append(buf, m...)
 	}
 	if lastStart < 0 {
 		return
 	}
 	// Only the last message asks for an acknowledgement; the kernel answers
 	// the others only when they fail.
-	flags := binary.NativeEndian.Uint16(msg[lastStart+6:])
-	binary.NativeEndian.PutUint16(msg[lastStart+6:], flags|unix.NLM_F_ACK)
-	last := binary.NativeEndian.Uint32(msg[lastStart+8:])
-	if err := unix.Sendto(k.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	flags := binary.NativeEndian.Uint16(buf[lastStart+6:])
+	binary.NativeEndian.PutUint16(buf[lastStart+6:], flags|unix.NLM_F_ACK)
+	last := binary.NativeEndian.Uint32(buf[lastStart+8:])
+	if err := unix.Sendto(p.fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = fmt.Errorf("route batch send: %w", err)
-			}
+			errs[i] = fmt.Errorf("netlink batch send: %w", err)
 		}
 		return
 	}
 	for {
-		n, _, err := unix.Recvfrom(k.fd, k.buf, 0)
+		n, _, err := unix.Recvfrom(p.fd, p.buf, 0)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -184,12 +219,12 @@ func (k *KernelHandle) runChunk(ops []RouteOp, errs []error) {
 			}
 			return
 		}
-		msgs, err := syscall.ParseNetlinkMessage(k.buf[:n])
+		answers, err := syscall.ParseNetlinkMessage(p.buf[:n])
 		if err != nil {
 			continue
 		}
 		done := false
-		for _, m := range msgs {
+		for _, m := range answers {
 			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
 				continue
 			}
@@ -197,8 +232,7 @@ func (k *KernelHandle) runChunk(ops []RouteOp, errs []error) {
 			if seq < first || seq > last {
 				continue // an answer to an earlier, abandoned batch
 			}
-			code := int32(binary.NativeEndian.Uint32(m.Data[:4]))
-			if code != 0 {
+			if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
 				errs[seq-first] = syscall.Errno(-code)
 			}
 			if seq == last {
@@ -209,6 +243,21 @@ func (k *KernelHandle) runChunk(ops []RouteOp, errs []error) {
 			return
 		}
 	}
+}
+
+// nlHeader appends a netlink message header (length patched by finish).
+func nlHeader(b []byte, typ, flags uint16) []byte {
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, 0) // seq, set by pipeline.exec
+	return binary.NativeEndian.AppendUint32(b, 0)
+}
+
+// finish patches the length of the message that starts at start.
+func finish(b []byte, start int) []byte {
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
 }
 
 // appendRouteMsg serialises one RTM_NEWROUTE/RTM_DELROUTE message for op,
@@ -235,11 +284,8 @@ func appendRouteMsg(b []byte, op RouteOp, seq uint32) ([]byte, error) {
 		return b, fmt.Errorf("%w: unknown route op %d", ErrInvalidRoute, op.Kind)
 	}
 	start := len(b)
-	b = binary.NativeEndian.AppendUint32(b, 0) // length, patched below
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = binary.NativeEndian.AppendUint16(b, flags)
-	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = nlHeader(b, typ, flags)
+	binary.NativeEndian.PutUint32(b[start+8:], seq)
 
 	table := r.Table
 	if table == 0 {
@@ -289,8 +335,7 @@ func appendRouteMsg(b []byte, op RouteOp, seq uint32) ([]byte, error) {
 			b = appendAttr(b, unix.RTA_MULTIPATH, mp)
 		}
 	}
-	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
-	return b, nil
+	return finish(b, start), nil
 }
 
 // appendAttr appends one rtattr (length, type, data, padding to 4 bytes).

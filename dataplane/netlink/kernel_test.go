@@ -229,6 +229,17 @@ func TestKernelWorkloadLifecycle(t *testing.T) {
 	assert.Equal(t, tnl.PodGatewayV6, res.IPs[1].Gateway)
 	assert.Len(t, res.Routes, 2)
 
+	for key, want := range map[string]string{
+		"ipv4/conf/" + res.Host.Name + "/proxy_arp":    "1",
+		"ipv4/conf/" + res.Host.Name + "/forwarding":   "1",
+		"ipv4/neigh/" + res.Host.Name + "/proxy_delay": "0",
+		"ipv6/conf/" + res.Host.Name + "/accept_dad":   "0",
+	} {
+		out, err := node.NS.Run(ctx, "cat", "/proc/sys/net/"+key)
+		require.NoError(t, err)
+		assert.Equal(t, want, strings.TrimSpace(out), key)
+	}
+
 	// CHECK passes, and setup again changes nothing.
 	_, err = w.CheckWorkload(ctx, spec)
 	require.NoError(t, err)

@@ -150,6 +150,7 @@ type Workloads struct {
 	mu     sync.Mutex
 	host   ns.NetNS
 	h      *nl.Handle
+	pipe   *pipeline
 	prefix string
 	opts   options
 }
@@ -168,11 +169,18 @@ func NewWorkloads(hostNetns string, opts ...Option) (*Workloads, error) {
 		host.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", host.Path(), err)
 	}
-	return &Workloads{host: host, h: h, prefix: o.hostPrefix, opts: o}, nil
+	pipe, err := openPipeline(host)
+	if err != nil {
+		h.Close()
+		host.Close()
+		return nil, err
+	}
+	return &Workloads{host: host, h: h, pipe: pipe, prefix: o.hostPrefix, opts: o}, nil
 }
 
 // Close releases the namespace and netlink handle.
 func (w *Workloads) Close() error {
+	w.pipe.close()
 	w.h.Close()
 	return w.host.Close()
 }
@@ -331,37 +339,44 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podHandle func() (*n
 	return res, nil
 }
 
-// configureHost sets the host end up: alias (records the owner), sysctls
-// before the link comes up (DAD off for the link-local address the pod
-// routes through), up, one route per pod address.
+// configureHost sets the host end up. IPv6 sysctls (DAD off for the
+// link-local address the pod routes through) must precede link up and go
+// through /proc; the rest — alias (records the owner), proxy_arp and
+// forwarding, link up, proxy_delay, one route per pod address — goes to
+// the kernel in one pipelined netlink batch.
 func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
 	hostName := veth.Name
-	// The kernel ignores IFLA_IFALIAS when creating a link: set it now.
-	if err := w.h.LinkSetAlias(veth, aliasPrefix+spec.ID); err != nil {
-		return fmt.Errorf("set alias of %s: %w", hostName, err)
-	}
-	conf := "net/ipv4/conf/" + hostName + "/"
-	settings := []sysctl{{conf + "proxy_arp", "1"}, {"net/ipv4/neigh/" + hostName + "/proxy_delay", "0"}, {conf + "forwarding", "1"}}
 	if spec.hasV6() {
 		c6 := "net/ipv6/conf/" + hostName + "/"
-		settings = append(settings, sysctl{c6 + "accept_dad", "0"}, sysctl{c6 + "accept_ra", "0"}, sysctl{c6 + "forwarding", "1"})
+		if err := writeSysctls(w.host, []sysctl{{c6 + "accept_dad", "0"}, {c6 + "accept_ra", "0"}, {c6 + "forwarding", "1"}}); err != nil {
+			return err
+		}
 	}
-	if err := writeSysctls(w.host, settings); err != nil {
-		return err
+	msgs := [][]byte{
+		appendSetLinkMsg(nil, veth.Index, aliasPrefix+spec.ID, true,
+			[][2]uint32{{ipv4DevconfProxyARP, 1}, {ipv4DevconfForwarding, 1}}),
+		appendProxyDelayMsg(nil, veth.Index, 0),
 	}
-	if err := w.h.LinkSetUp(veth); err != nil {
-		return fmt.Errorf("set %s up: %w", hostName, err)
-	}
+	what := []string{"set " + hostName + " alias, proxy_arp, forwarding, up", "set " + hostName + " proxy_delay"}
 	for _, a := range spec.Addresses {
 		r := &nl.Route{
 			LinkIndex: veth.Index, Dst: prefixToIPNet(netip.PrefixFrom(a, a.BitLen())),
-			Scope: nl.SCOPE_LINK, Protocol: ProtocolWorkload,
+			Scope: nl.SCOPE_LINK, Protocol: ProtocolWorkload, Type: unix.RTN_UNICAST,
 		}
-		if err := w.h.RouteReplace(r); err != nil {
-			return fmt.Errorf("host route %s dev %s: %w", a, hostName, err)
+		m, err := appendRouteMsg(nil, RouteOp{Kind: RouteOpReplace, Route: r}, 0)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+		what = append(what, "host route "+a.String()+" dev "+hostName)
+	}
+	var errs []error
+	for i, err := range w.pipe.exec(msgs) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what[i], err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // configurePod sets the pod end up with its addresses and default routes.

@@ -1,0 +1,63 @@
+package netlink
+
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kernel constants the x/sys/unix package does not name
+// (include/uapi/linux/ip.h and neighbour.h).
+const (
+	ipv4DevconfForwarding = 1  // IPV4_DEVCONF_FORWARDING
+	ipv4DevconfProxyARP   = 3  // IPV4_DEVCONF_PROXY_ARP
+	ndtaName              = 1  // NDTA_NAME
+	ndtaParms             = 6  // NDTA_PARMS
+	ndtpaIfindex          = 1  // NDTPA_IFINDEX
+	ndtpaProxyDelay       = 13 // NDTPA_PROXY_DELAY (u64 milliseconds)
+)
+
+// appendSetLinkMsg appends an RTM_SETLINK for link index that sets its
+// alias, brings it up and sets IPv4 per-device settings through
+// IFLA_AF_SPEC — `ip link set dev X alias A up` plus
+// `sysctl net.ipv4.conf.X.proxy_arp=1 net.ipv4.conf.X.forwarding=1` in one
+// message. ipv4Conf maps IPV4_DEVCONF_* numbers to values.
+func appendSetLinkMsg(b []byte, index int, alias string, up bool, ipv4Conf [][2]uint32) []byte {
+	start := len(b)
+	b = nlHeader(b, unix.RTM_SETLINK, unix.NLM_F_REQUEST)
+	var flags, change uint32
+	if up {
+		flags, change = unix.IFF_UP, unix.IFF_UP
+	}
+	b = append(b, unix.AF_UNSPEC, 0)
+	b = binary.NativeEndian.AppendUint16(b, 0) // ifi_type
+	b = binary.NativeEndian.AppendUint32(b, uint32(int32(index)))
+	b = binary.NativeEndian.AppendUint32(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, change)
+	if alias != "" {
+		b = appendAttr(b, unix.IFLA_IFALIAS, []byte(alias))
+	}
+	if len(ipv4Conf) > 0 {
+		var conf []byte
+		for _, kv := range ipv4Conf {
+			conf = appendAttr(conf, uint16(kv[0]), binary.NativeEndian.AppendUint32(nil, kv[1]))
+		}
+		inet := appendAttr(nil, unix.IFLA_INET_CONF, conf)
+		b = appendAttr(b, unix.IFLA_AF_SPEC, appendAttr(nil, unix.AF_INET, inet))
+	}
+	return finish(b, start)
+}
+
+// appendProxyDelayMsg appends an RTM_SETNEIGHTBL that sets the ARP proxy
+// delay of link index (`sysctl net.ipv4.neigh.X.proxy_delay`, given here
+// in milliseconds).
+func appendProxyDelayMsg(b []byte, index int, delayMs uint64) []byte {
+	start := len(b)
+	b = nlHeader(b, unix.RTM_SETNEIGHTBL, unix.NLM_F_REQUEST)
+	b = append(b, unix.AF_INET, 0, 0, 0) // struct ndtmsg
+	b = appendAttr(b, ndtaName, append([]byte("arp_cache"), 0))
+	parms := appendAttr(nil, ndtpaIfindex, binary.NativeEndian.AppendUint32(nil, uint32(index)))
+	parms = appendAttr(parms, ndtpaProxyDelay, binary.NativeEndian.AppendUint64(nil, delayMs))
+	b = appendAttr(b, ndtaParms, parms)
+	return finish(b, start)
+}
