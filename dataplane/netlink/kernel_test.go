@@ -311,6 +311,22 @@ func TestKernelBadInput(t *testing.T) {
 		})
 	}
 
+	// A failure after the veth exists (the pod refuses IPv6 addresses) rolls it back.
+	v6off := nettest.NewNetns(t, "tby-nov6")
+	require.NoError(t, v6off.Sysctl("net/ipv6/conf/default/disable_ipv6", "1"))
+	spec := tnl.WorkloadSpec{ID: "rollback", Netns: v6off.Path, Addresses: []netip.Addr{addr("10.244.1.20"), addr("fd00:244:0:1::20")}}
+	_, err = w.SetupWorkload(ctx, spec)
+	require.Error(t, err)
+	t.Log(err)
+	_, err = node.NS.Handle().LinkByName(w.HostIfaceName("rollback"))
+	require.Error(t, err, "veth rolled back")
+	out, err := v6off.Run(ctx, "ip", "-o", "link", "show")
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(out, "\n"), "only lo in the pod: %s", out)
+	out, err = node.NS.Run(ctx, "ip", "route", "show", "proto", "117")
+	require.NoError(t, err)
+	assert.Empty(t, out)
+
 	// A host link with the derived name that tabby did not make is not touched.
 	foreign := tnl.HostIfaceName(tnl.DefaultHostPrefix, "foreign")
 	_, err = node.NS.Run(ctx, "ip", "link", "add", foreign, "type", "veth", "peer", "name", "x0")
