@@ -315,3 +315,17 @@ func satisfies(want, have Route) bool {
 	}
 	return true
 }
+
+// RouteVia returns a unicast route to dst through the gateways: one next
+// hop, or an ECMP multipath route when several are given (as BGP learns
+// them).
+func RouteVia(dst netip.Prefix, gateways ...netip.Addr) Route {
+	r := Route{Dst: dst}
+	for _, g := range gateways {
+		r.NextHops = append(r.NextHops, NextHop{Gateway: g})
+	}
+	return r
+}
+
+// Blackhole returns a blackhole route to dst (a node's own IPAM block).
+func Blackhole(dst netip.Prefix) Route { return Route{Dst: dst, Type: RouteBlackhole} }

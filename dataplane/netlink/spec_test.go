@@ -104,3 +104,10 @@ func TestDiffEntries(t *testing.T) {
 	assert.Empty(t, iset)
 	assert.Empty(t, idel)
 }
+
+func TestRouteHelpers(t *testing.T) {
+	assert.Equal(t, "10.0.0.0/8 nexthop via 10.1.1.1 nexthop via 10.1.1.2", RouteVia(pfx("10.0.0.0/8"), addr("10.1.1.1"), addr("10.1.1.2")).String())
+	assert.Equal(t, "10.0.0.0/8 via 10.1.1.1", RouteVia(pfx("10.0.0.0/8"), addr("10.1.1.1")).String())
+	assert.Equal(t, "blackhole 10.244.1.0/26", Blackhole(pfx("10.244.1.0/26")).String())
+	require.NoError(t, Blackhole(pfx("10.244.1.0/26")).Validate())
+}

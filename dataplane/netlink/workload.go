@@ -215,19 +215,28 @@ func (w *Workloads) ownedHostLink(id string) (nl.Link, error) {
 	return l, nil
 }
 
+// openWorkload validates spec, fills defaults and opens the pod namespace.
+func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
+	if err := spec.Validate(); err != nil {
+		return spec, nil, err
+	}
+	spec = spec.withDefaults()
+	pod, err := openNetns(spec.Netns)
+	if err != nil {
+		return spec, nil, fmt.Errorf("workload %s: %w", spec.ID, err)
+	}
+	return spec, pod, nil
+}
+
 // SetupWorkload creates the pod's veth pair and addresses, routes and
 // sysctls (`ip link add <host> type veth peer name eth0 netns <pod>` and
 // what follows). Running it again for a workload that is already right
 // changes nothing; one that is partly wrong is rebuilt. On failure nothing
 // is left behind: the veth it made is removed.
 func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
-	if err := spec.Validate(); err != nil {
-		return WorkloadResult{}, err
-	}
-	spec = spec.withDefaults()
-	pod, err := openNetns(spec.Netns)
+	spec, pod, err := openWorkload(spec)
 	if err != nil {
-		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+		return WorkloadResult{}, err
 	}
 	defer pod.Close()
 	// Opening a netlink socket inside the pod namespace takes a thread
@@ -463,13 +472,9 @@ func (w *Workloads) ListWorkloads(ctx context.Context) ([]string, error) {
 // peers of each other, up, with the MTU, MAC, addresses, routes and proxy
 // ARP set. Differences wrap ErrMismatch; a missing workload wraps ErrLinkNotFound.
 func (w *Workloads) CheckWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
-	if err := spec.Validate(); err != nil {
-		return WorkloadResult{}, err
-	}
-	spec = spec.withDefaults()
-	pod, err := openNetns(spec.Netns)
+	spec, pod, err := openWorkload(spec)
 	if err != nil {
-		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+		return WorkloadResult{}, err
 	}
 	defer pod.Close()
 	ph, err := nl.NewHandleAt(netns.NsHandle(pod.Fd()), unix.NETLINK_ROUTE)
