@@ -1,0 +1,72 @@
+// Package ipam is Calico-style block IP address management over a small
+// revisioned key/value store (package store: memory, bbolt or etcd).
+//
+// Pools (IPPool) are carved on demand into aligned blocks (default /26 and
+// /122) that are affine to the node that claimed them. A node assigns from
+// its affine blocks first, then claims a new block from a pool whose
+// nodeSelector matches its labels (SetNodeLabels), starting its search at a
+// random place seeded by the node name, then — unless StrictAffinity is on
+// — borrows a free address from another node's block. Every assignment is
+// named by a handle ("k8s-pod-network.<containerID>") and carries
+// attributes (node, namespace, pod, floating IPs). Addresses are released
+// by handle (idempotently) or by address.
+//
+// Callers:
+//   - a CNI plugin: ParseAnnotations for the cni.projectcalico.org
+//     annotations; Assign (dual stack, all-or-nothing) or AssignIP (requested
+//     addresses) on ADD; ReleaseByHandle on DEL; GC with the live handles
+//     on CNI GC. AssignedIP.Borrowed says when a /32 route is needed.
+//   - a node agent: AffineBlocks + WatchAffinities (advertise and blackhole
+//     the node's blocks), BorrowedAddrs + WatchBlocks (/32 routes),
+//     ReleaseEmptyBlocks periodically, ReleaseNode on node deletion.
+//   - tabbyctl: Usage (per pool, node and block), Check, Lookup,
+//     ReleaseIPs and ReleaseByHandle.
+//
+// # Design
+//
+//  1. No global lock. Every change is a read-modify-compare-and-swap of one
+//     key with retries and jittered backoff, so any number of processes on
+//     any number of machines can allocate at once. Pools, config and
+//     reservations are each one key, so the overlap check and the write of
+//     a new pool are atomic.
+//  2. Ordering makes crashes harmless. An assignment writes the handle
+//     record before the block, so an interruption leaves a handle that
+//     over-counts rather than an address no handle can release. A block is
+//     claimed as affinity(pending) → block → affinity(confirmed), and given
+//     up as affinity(pendingDeletion) → block deleted → affinity deleted.
+//     Check reports every state such an interruption can leave, and GC
+//     repairs it (TestFaultInjection fails each write of each operation in
+//     turn and proves both).
+//  3. GC never races live work: it acts only on allocations, handles and
+//     affinities older than its grace period, and only on handles the
+//     caller says are dead, scoped by handle prefix and node.
+//  4. Failures say why: an *AllocationError lists the pools considered and
+//     matches ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity or
+//     ErrNoMatchingPool. Bad input matches ErrInvalid, ErrOverlap,
+//     ErrUnknownPool, ErrNotInPool, ErrAddressInUse or ErrReserved, and
+//     nothing is written.
+//  5. Beyond Calico: pool Priority (higher first, then name) for a
+//     deterministic choice among matching pools; BorrowWithinLabel to borrow
+//     only from nodes sharing a label value (zone, rack);
+//     ReleaseEmptyBlocksAtOnce and ReleaseLastBlock for ephemeral
+//     affinities.
+//  6. Blocks, the hot values, use a compact versioned binary encoding
+//     (fuzzed); everything else is JSON.
+//
+// An IPAM value holds only a cache of the cluster configuration; it is safe
+// for concurrent use, and many IPAM values may share one store.
+//
+// # Store layout
+//
+//	ipam/v1/cluster/{config,pools,reservations}   JSON
+//	ipam/v1/nodes/<node>                          JSON labels
+//	ipam/v1/affinity/<node>/<block>               JSON Affinity
+//	ipam/v1/blocks/<block>                        binary Block
+//	ipam/v1/handles/<handle>                      JSON counts per block
+//
+// (<block> is the CIDR with "/" written as "-".)
+//
+// # Benchmarks
+//
+// See README.md in this directory for the figures and the commands.
+package ipam

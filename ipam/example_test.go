@@ -1,0 +1,52 @@
+package ipam_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/ipam/store"
+)
+
+func Example() {
+	ctx := context.Background()
+	a := ipam.New(store.NewMemory())
+	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v4", CIDR: netip.MustParsePrefix("10.244.0.0/24"), BlockSize: 28})
+	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v6", CIDR: netip.MustParsePrefix("fd00:244::/120"), BlockSize: 124})
+
+	// CNI ADD: annotations pick pools; one IPv4 and one IPv6 address.
+	req, _ := ipam.ParseAnnotations(map[string]string{ipam.AnnotationIPv4Pools: `["v4"]`}, nil)
+	r, err := a.Assign(ctx, ipam.AssignArgs{
+		Handle: "k8s-pod-network.abc123", Node: "node-1", Num4: 1, Num6: 1,
+		IPv4Pools: req.IPv4Pools, Namespace: "default", Pod: "web-0",
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, ip := range r.All() {
+		fmt.Println(ip.Pool, ip.Block.Contains(ip.Addr), ip.Borrowed)
+	}
+
+	// The node agent advertises the node's blocks.
+	blocks, _, _ := a.AffineBlocks(ctx, "node-1")
+	fmt.Println(len(blocks), "affine blocks")
+
+	// CNI DEL, twice: release by handle is idempotent.
+	freed, _ := a.ReleaseByHandle(ctx, "k8s-pod-network.abc123")
+	again, _ := a.ReleaseByHandle(ctx, "k8s-pod-network.abc123")
+	fmt.Println(len(freed), len(again))
+
+	// Failures say why.
+	_, err = a.Assign(ctx, ipam.AssignArgs{Handle: "h", Node: "node-1", Num4: 1, IPv4Pools: []string{"nope"}})
+	fmt.Println(errors.Is(err, ipam.ErrUnknownPool))
+
+	// Output:
+	// v4 true false
+	// v6 true false
+	// 2 affine blocks
+	// 2 0
+	// true
+}
