@@ -225,8 +225,8 @@ func TestKernelWorkloadLifecycle(t *testing.T) {
 	assert.Len(t, res.Container.MAC, 6)
 	require.Len(t, res.IPs, 2)
 	assert.Equal(t, pfx("10.244.1.10/32"), res.IPs[0].Address)
-	assert.Equal(t, tnl.PodGatewayV4, res.IPs[0].Gateway)
-	assert.Equal(t, tnl.PodGatewayV6, res.IPs[1].Gateway)
+	assert.Equal(t, tnl.PodGatewayV4(), res.IPs[0].Gateway)
+	assert.Equal(t, tnl.PodGatewayV6(), res.IPs[1].Gateway)
 	assert.Len(t, res.Routes, 2)
 
 	for key, want := range map[string]string{

@@ -30,13 +30,16 @@ const (
 	maxIDLen    = 200
 )
 
-// Gateways the pod's default routes point at. PodGatewayV4 is answered by
-// proxy ARP on the host veth; PodGatewayV6 is the link-local address the
-// kernel derives from the host veth's MAC ee:ee:ee:ee:ee:ee.
-var (
-	PodGatewayV4 = netip.MustParseAddr("169.254.1.1")
-	PodGatewayV6 = netip.MustParseAddr("fe80::ecee:eeff:feee:eeee")
-)
+// PodGatewayV4 returns 169.254.1.1, the gateway of the pod's IPv4 default
+// route, answered by proxy ARP on the host veth.
+func PodGatewayV4() netip.Addr { return netip.AddrFrom4([4]byte{169, 254, 1, 1}) }
+
+// PodGatewayV6 returns fe80::ecee:eeff:feee:eeee, the gateway of the pod's
+// IPv6 default route: the link-local address the kernel derives from the
+// host veth's MAC ee:ee:ee:ee:ee:ee.
+func PodGatewayV6() netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfe, 0x80, 8: 0xec, 0xee, 0xee, 0xff, 0xfe, 0xee, 0xee, 0xee})
+}
 
 // HostMAC returns the MAC of every host-side workload veth, ee:ee:ee:ee:ee:ee.
 func HostMAC() net.HardwareAddr { return net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee} }
@@ -144,12 +147,40 @@ type WorkloadResult struct {
 // Interfaces returns host and container interfaces in CNI result order.
 func (r WorkloadResult) Interfaces() []Interface { return []Interface{r.Host, r.Container} }
 
+// workloadHostHandle is the slice of *netlink.Handle that Workloads uses in
+// the host namespace (the rest of the host-side writes go through its
+// pipelined netlink socket).
+type workloadHostHandle interface {
+	LinkByName(name string) (nl.Link, error)                                               // ip link show NAME
+	LinkList() ([]nl.Link, error)                                                          // ip link show
+	LinkAdd(link nl.Link) error                                                            // ip link add
+	LinkDel(link nl.Link) error                                                            // ip link del
+	RouteListFiltered(family int, filter *nl.Route, filterMask uint64) ([]nl.Route, error) // ip route show dev
+	Close()
+}
+
+// workloadPodHandle is the slice of *netlink.Handle that Workloads uses in
+// the pod namespace.
+type workloadPodHandle interface {
+	LinkByName(name string) (nl.Link, error)                                               // ip link show NAME
+	LinkSetUp(link nl.Link) error                                                          // ip link set up
+	AddrReplace(link nl.Link, addr *nl.Addr) error                                         // ip addr replace
+	AddrList(link nl.Link, family int) ([]nl.Addr, error)                                  // ip addr show dev
+	RouteReplace(route *nl.Route) error                                                    // ip route replace
+	RouteListFiltered(family int, filter *nl.Route, filterMask uint64) ([]nl.Route, error) // ip route show dev
+}
+
+var (
+	_ workloadHostHandle = (*nl.Handle)(nil)
+	_ workloadPodHandle  = (*nl.Handle)(nil)
+)
+
 // Workloads creates, checks and removes pod interfaces on one host
 // (a node's network namespace). Safe for concurrent use: operations are serialised.
 type Workloads struct {
 	mu     sync.Mutex
 	host   ns.NetNS
-	h      *nl.Handle
+	h      workloadHostHandle
 	pipe   *pipeline
 	prefix string
 	opts   options
@@ -389,7 +420,7 @@ func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
 }
 
 // configurePod sets the pod end up with its addresses and default routes.
-func configurePod(ph *nl.Handle, spec WorkloadSpec) (Interface, error) {
+func configurePod(ph workloadPodHandle, spec WorkloadSpec) (Interface, error) {
 	pl, err := ph.LinkByName(spec.IfName)
 	if err != nil {
 		return Interface{}, fmt.Errorf("find %s in pod: %w", spec.IfName, err)
@@ -421,11 +452,11 @@ func podRoutes(spec WorkloadSpec, index int) []*nl.Route {
 	var rs []*nl.Route
 	if spec.hasV4() {
 		rs = append(rs,
-			&nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.PrefixFrom(PodGatewayV4, 32)), Scope: nl.SCOPE_LINK},
-			&nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: addrToIP(PodGatewayV4)})
+			&nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.PrefixFrom(PodGatewayV4(), 32)), Scope: nl.SCOPE_LINK},
+			&nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: addrToIP(PodGatewayV4())})
 	}
 	if spec.hasV6() {
-		rs = append(rs, &nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.MustParsePrefix("::/0")), Gw: addrToIP(PodGatewayV6)})
+		rs = append(rs, &nl.Route{LinkIndex: index, Dst: prefixToIPNet(netip.MustParsePrefix("::/0")), Gw: addrToIP(PodGatewayV6())})
 	}
 	return rs
 }
@@ -487,7 +518,7 @@ func (w *Workloads) CheckWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	return w.check(spec, pod, ph)
 }
 
-func (w *Workloads) check(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (WorkloadResult, error) {
+func (w *Workloads) check(spec WorkloadSpec, pod ns.NetNS, ph workloadPodHandle) (WorkloadResult, error) {
 	var res WorkloadResult
 	hl, err := w.ownedHostLink(spec.ID)
 	if err != nil {
@@ -563,16 +594,16 @@ func (w *Workloads) check(spec WorkloadSpec, pod ns.NetNS, ph *nl.Handle) (Workl
 // fillIPs sets the IPs and pod routes of a result from the spec.
 func (r *WorkloadResult) fillIPs(spec WorkloadSpec) {
 	for _, a := range spec.Addresses {
-		gw := PodGatewayV4
+		gw := PodGatewayV4()
 		if a.Is6() {
-			gw = PodGatewayV6
+			gw = PodGatewayV6()
 		}
 		r.IPs = append(r.IPs, IPConfig{Address: netip.PrefixFrom(a, a.BitLen()), Gateway: gw, Interface: 1})
 	}
 	if spec.hasV4() {
-		r.Routes = append(r.Routes, PodRoute{Dst: netip.MustParsePrefix("0.0.0.0/0"), GW: PodGatewayV4})
+		r.Routes = append(r.Routes, PodRoute{Dst: netip.MustParsePrefix("0.0.0.0/0"), GW: PodGatewayV4()})
 	}
 	if spec.hasV6() {
-		r.Routes = append(r.Routes, PodRoute{Dst: netip.MustParsePrefix("::/0"), GW: PodGatewayV6})
+		r.Routes = append(r.Routes, PodRoute{Dst: netip.MustParsePrefix("::/0"), GW: PodGatewayV6()})
 	}
 }

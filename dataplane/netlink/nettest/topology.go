@@ -34,11 +34,16 @@ const (
 const routeSource = "nettest"
 
 // Addressing of a topology (Calico-like; see LAB.md).
-var (
+const (
 	// FabricCIDR is the node underlay: the fabric bridge is .1, node i is .11+i.
-	FabricCIDR = netip.MustParsePrefix("10.99.0.0/24")
+	FabricCIDR = "10.99.0.0/24"
 	// FabricCIDR6 is the IPv6 underlay: bridge ::1, node i ::11+i (hex).
-	FabricCIDR6 = netip.MustParsePrefix("fd00:99::/64")
+	FabricCIDR6 = "fd00:99::/64"
+)
+
+var (
+	fabric4 = netip.MustParsePrefix(FabricCIDR)
+	fabric6 = netip.MustParsePrefix(FabricCIDR6)
 )
 
 type config struct {
@@ -131,9 +136,9 @@ func NewTopology(t testing.TB, opts ...Option) *Topology {
 	br := &nl.Bridge{LinkAttrs: nl.LinkAttrs{Name: "br0", TxQLen: -1}}
 	must(t, fh.LinkAdd(br), "add fabric bridge")
 	must(t, fh.LinkSetUp(br), "fabric bridge up")
-	must(t, fh.AddrAdd(br, addrOf(hostAt(FabricCIDR, 1), 24, false)), "fabric address")
+	must(t, fh.AddrAdd(br, addrOf(hostAt(fabric4, 1), 24, false)), "fabric address")
 	if cfg.ipv6 {
-		must(t, fh.AddrAdd(br, addrOf(hostAt(FabricCIDR6, 1), 64, true)), "fabric v6 address")
+		must(t, fh.AddrAdd(br, addrOf(hostAt(fabric6, 1), 64, true)), "fabric v6 address")
 	}
 	for i := range cfg.nodes {
 		topo.nodes = append(topo.nodes, topo.addNode(i))
@@ -180,7 +185,7 @@ func (topo *Topology) addNode(i int) *Node {
 	n := &Node{
 		topo: topo, Index: i, Name: fmt.Sprintf("node%d", i),
 		NS:     newNetnsNamed(t, fmt.Sprintf("%s-n%d", topo.ID, i)),
-		IP:     hostAt(FabricCIDR, 11+i),
+		IP:     hostAt(fabric4, 11+i),
 		Block:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 26),
 		Block6: netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x02, 0x44, 0, 0, 0, byte(i + 1)}), 122),
 	}
@@ -196,15 +201,15 @@ func (topo *Topology) addNode(i int) *Node {
 	must(t, err, "node eth0")
 	must(t, h.AddrAdd(eth0, addrOf(n.IP, 24, false)), "node address")
 	if topo.cfg.ipv6 {
-		n.IP6 = hostAt(FabricCIDR6, 0x11+i)
+		n.IP6 = hostAt(fabric6, 0x11+i)
 		must(t, h.AddrAdd(eth0, addrOf(n.IP6, 64, true)), "node v6 address")
 	}
 	must(t, h.LinkSetUp(eth0), "node eth0 up")
 	// A default route is required: proxy ARP for 169.254.1.1 only answers
 	// when the node has a route to it through another interface.
-	must(t, h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: hostAt(FabricCIDR, 1).AsSlice()}), "node default route")
+	must(t, h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: hostAt(fabric4, 1).AsSlice()}), "node default route")
 	if topo.cfg.ipv6 {
-		must(t, h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: hostAt(FabricCIDR6, 1).AsSlice(), LinkIndex: eth0.Attrs().Index}), "node v6 default route")
+		must(t, h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: hostAt(fabric6, 1).AsSlice(), LinkIndex: eth0.Attrs().Index}), "node v6 default route")
 	}
 	w, err := tnl.NewWorkloads(n.NS.Path, tnl.WithLogger(topo.cfg.log))
 	must(t, err, "workloads")
@@ -295,7 +300,7 @@ func (topo *Topology) RouteVXLAN() {
 // String describes the topology (namespace names, addresses) for logs.
 func (topo *Topology) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "fabric %s br0 %s\n", topo.Fabric.Name, hostAt(FabricCIDR, 1))
+	fmt.Fprintf(&b, "fabric %s br0 %s\n", topo.Fabric.Name, hostAt(fabric4, 1))
 	for _, n := range topo.nodes {
 		fmt.Fprintf(&b, "%s %s eth0 %s block %s\n", n.Name, n.NS.Name, n.IP, n.Block)
 		for _, p := range n.Pods() {
