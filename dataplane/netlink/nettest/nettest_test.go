@@ -2,6 +2,7 @@ package nettest_test
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,7 +65,7 @@ func TestMatrixWithBrokenRoute(t *testing.T) {
 	nettest.ExpectNoConnect(t, a, b, 8080)
 	nettest.ExpectNoUDP(t, a, b, 5353)
 
-	topo.RouteDirect()
+	require.NoError(t, topo.RouteDirect())
 	nettest.ExpectConnect(t, a, b, 8080)
 }
 
@@ -90,4 +91,25 @@ func TestStartAndRemovePod(t *testing.T) {
 	})
 	require.NotZero(t, pid)
 	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "process stopped at cleanup")
+}
+
+func TestClientAndBuild(t *testing.T) {
+	nettest.RequireRoot(t)
+	topo, err := nettest.Build(nettest.Nodes(2), nettest.IPv6())
+	require.NoError(t, err)
+	defer func() { require.NoError(t, topo.Close()) }()
+	c := topo.AddClient(t)
+	assert.Nil(t, c.Node)
+	p := topo.Node(1).AddPod(t)
+	// The client reaches a node address (like a NodePort) ...
+	topo.Node(1).Host().ListenTCP(t, 30080)
+	assert.Equal(t, "node1", nettest.ExpectConnectAddr(t, c, netip.AddrPortFrom(topo.Node(1).IP, 30080)))
+	// ... but not pod addresses: the fabric does not route pod blocks.
+	p.ListenTCP(t, 8080)
+	nettest.ExpectNoConnectAddr(t, c, p.Addr(8080))
+	// Nor do the client's answers find their way back to a pod (no NAT
+	// outgoing here, and the fabric knows no pod routes).
+	c.ListenTCP(t, 9090)
+	nettest.ExpectNoConnectAddr(t, p, c.Addr(9090))
+	assert.Contains(t, topo.String(), "node1")
 }

@@ -53,10 +53,17 @@ func PodAddrs(addrs ...netip.Addr) PodOption { return func(c *podConfig) { c.add
 func PodMTUOpt(mtu int) PodOption { return func(c *podConfig) { c.mtu = mtu } }
 
 // AddPod creates a pod namespace and sets its interface up with
-// Workloads.SetupWorkload. The namespace (and so the veth) is removed in
-// t.Cleanup; the test may call RemovePod earlier.
+// Workloads.SetupWorkload. The pod goes with the topology; the test may
+// call RemovePod earlier.
 func (n *Node) AddPod(t testing.TB, opts ...PodOption) *Pod {
 	t.Helper()
+	p, err := n.NewPod(opts...)
+	must(t, err, "add pod")
+	return p
+}
+
+// NewPod is AddPod without a test.
+func (n *Node) NewPod(opts ...PodOption) (*Pod, error) {
 	n.mu.Lock()
 	k := n.next
 	n.next++
@@ -68,7 +75,7 @@ func (n *Node) AddPod(t testing.TB, opts ...PodOption) *Pod {
 	p := &Pod{Name: cfg.name, Node: n, listeners: map[string]*Listener{}}
 	if cfg.addrs == nil {
 		if k+1 >= 1<<(32-n.Block.Bits())-1 {
-			t.Fatalf("nettest: node %s block %s is full", n.Name, n.Block)
+			return nil, fmt.Errorf("node %s block %s is full", n.Name, n.Block)
 		}
 		cfg.addrs = []netip.Addr{hostAt(n.Block, k+1)}
 		if n.topo.cfg.ipv6 {
@@ -83,24 +90,37 @@ func (n *Node) AddPod(t testing.TB, opts ...PodOption) *Pod {
 			p.IP6 = a
 		}
 	}
-	p.NS = newNetnsNamed(t, n.NS.Name+"p"+strconv.Itoa(k))
+	ns, err := n.topo.newNetns(n.NS.Name + "p" + strconv.Itoa(k))
+	if err != nil {
+		return nil, err
+	}
+	p.NS = ns
+	n.topo.onClose(func() error { p.closeListeners(); return nil })
 	p.Spec = tnl.WorkloadSpec{ID: n.topo.ID + "/" + p.Name, Netns: p.NS.Path, MTU: cfg.mtu, Addresses: cfg.addrs}
 	res, err := n.Workloads.SetupWorkload(context.Background(), p.Spec)
-	must(t, err, "set up pod "+p.Name)
+	if err != nil {
+		return nil, fmt.Errorf("set up pod %s: %w", p.Name, err)
+	}
 	p.Result = res
-	t.Cleanup(p.closeListeners)
 	n.mu.Lock()
 	n.pods = append(n.pods, p)
 	n.mu.Unlock()
-	return p
+	return p, nil
 }
 
 // RemovePod tears the pod's interface down (TeardownWorkload); the
-// namespace itself goes in t.Cleanup.
+// namespace itself goes with the topology.
 func (n *Node) RemovePod(t testing.TB, p *Pod) {
 	t.Helper()
+	must(t, n.DeletePod(p), "remove pod")
+}
+
+// DeletePod is RemovePod without a test.
+func (n *Node) DeletePod(p *Pod) error {
 	p.closeListeners()
-	must(t, n.Workloads.TeardownWorkload(context.Background(), p.Spec.ID), "tear down "+p.Name)
+	if err := n.Workloads.TeardownWorkload(context.Background(), p.Spec.ID); err != nil {
+		return fmt.Errorf("tear down %s: %w", p.Name, err)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for i, q := range n.pods {
@@ -108,6 +128,14 @@ func (n *Node) RemovePod(t testing.TB, p *Pod) {
 			n.pods = append(n.pods[:i], n.pods[i+1:]...)
 			break
 		}
+	}
+	return nil
+}
+
+func must(t testing.TB, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("nettest: %s: %v", what, err)
 	}
 }
 
@@ -189,6 +217,9 @@ func (p *Pod) listen(network string, port int) (*Listener, error) {
 	defer p.mu.Unlock()
 	if l, ok := p.listeners[key]; ok {
 		return l, nil
+	}
+	if p.listeners == nil {
+		p.listeners = map[string]*Listener{}
 	}
 	l := &Listener{Network: network, Port: port}
 	addr := ":" + strconv.Itoa(port)
@@ -447,3 +478,37 @@ func ExpectMatrix(t testing.TB, pods []*Pod, port int, allowed func(from, to *Po
 
 // AllowAll is an ExpectMatrix predicate: every pod reaches every other.
 func AllowAll(from, to *Pod) bool { return true }
+
+// ExpectConnectAddr asserts that a TCP connection from `from` to an
+// arbitrary address (a service IP, a node port) succeeds and returns who
+// answered (the serving pod's name, from its listener).
+func ExpectConnectAddr(t testing.TB, from *Pod, to netip.AddrPort) string {
+	t.Helper()
+	reply, err := from.Probe("tcp", to, ConnectTimeout)
+	if err != nil {
+		t.Errorf("nettest: expected tcp %s -> %s to connect: %v", from, to, err)
+	}
+	return reply
+}
+
+// ExpectNoConnectAddr asserts that a TCP connection from `from` to the
+// address fails within NoConnectTimeout.
+func ExpectNoConnectAddr(t testing.TB, from *Pod, to netip.AddrPort) {
+	t.Helper()
+	if reply, err := from.Probe("tcp", to, NoConnectTimeout); err == nil {
+		t.Errorf("nettest: expected tcp %s -> %s to fail, but %q answered", from, to, reply)
+	}
+}
+
+// Host returns a Pod view of the node's own namespace (host network): its
+// listeners answer with the node's name and it probes from the node's
+// addresses. Useful for host-network servers and NodePort checks.
+func (n *Node) Host() *Pod {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.host == nil {
+		n.host = &Pod{Name: n.Name, NS: n.NS, IP: n.IP, IP6: n.IP6}
+		n.topo.onClose(func() error { n.host.closeListeners(); return nil })
+	}
+	return n.host
+}

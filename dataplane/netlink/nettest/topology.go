@@ -2,6 +2,7 @@ package nettest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -75,17 +76,21 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // Topology is a fabric bridge namespace plus N node namespaces wired to it,
 // each with Workloads and a RouteOwner from dataplane/netlink, and the pods
-// added to them. Everything is deleted in t.Cleanup, even on failure.
+// added to them. NewTopology deletes everything in t.Cleanup, even on
+// failure; Build + Close do the same outside tests (the lab).
 //
 //	fabric (br0 10.99.0.1/24) ── n0 ─ node0 eth0 10.99.0.11/24, block 10.244.1.0/26
 //	                          ── n1 ─ node1 eth0 10.99.0.12/24, block 10.244.2.0/26 ...
 //	node i: tby<hash> ── pod eth0 10.244.(i+1).k/32, default via 169.254.1.1
 type Topology struct {
-	t      testing.TB
 	ID     string
 	Fabric *Netns
 	cfg    config
 	nodes  []*Node
+
+	mu       sync.Mutex
+	cleanups []func() error
+	clients  int
 }
 
 // Node is one simulated node.
@@ -105,16 +110,18 @@ type Node struct {
 	Kernel *tnl.KernelHandle
 	// Routes owns the node's routes (protocol tnl.ProtocolRoutes).
 	Routes *tnl.RouteOwner
-	// VXLAN is set with RoutingVXLAN.
+	// VXLAN is set once RouteVXLAN ran.
 	VXLAN *tnl.VXLAN
 
 	mu   sync.Mutex
 	pods []*Pod
 	next int
+	host *Pod
 }
 
 // NewTopology builds the fabric and the nodes and connects the nodes'
-// blocks as WithRouting says. It skips the test unless root.
+// blocks as WithRouting says; everything is deleted in t.Cleanup. It skips
+// the test unless root.
 //
 //	topo := nettest.NewTopology(t, nettest.Nodes(3))
 //	a, b := topo.Node(0).AddPod(t), topo.Node(1).AddPod(t)
@@ -122,41 +129,149 @@ type Node struct {
 func NewTopology(t testing.TB, opts ...Option) *Topology {
 	t.Helper()
 	RequireRoot(t)
+	topo, err := Build(opts...)
+	if err != nil {
+		t.Fatalf("nettest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Errorf("nettest: %v", err)
+		}
+	})
+	return topo
+}
+
+// Build is NewTopology without a test: the caller must Close the topology
+// (the lab does, on exit). On error, what was built is already removed.
+func Build(opts ...Option) (*Topology, error) {
 	cfg := config{nodes: 2, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.nodes < 1 || cfg.nodes > 200 {
-		t.Fatalf("nettest: %d nodes, want 1..200", cfg.nodes)
+		return nil, fmt.Errorf("%d nodes, want 1..200", cfg.nodes)
 	}
-	id := UniqueName("tby")
-	topo := &Topology{t: t, ID: id, cfg: cfg}
-	topo.Fabric = newNetnsNamed(t, id+"-fab")
-	fh := topo.Fabric.Handle()
-	br := &nl.Bridge{LinkAttrs: nl.LinkAttrs{Name: "br0", TxQLen: -1}}
-	must(t, fh.LinkAdd(br), "add fabric bridge")
-	must(t, fh.LinkSetUp(br), "fabric bridge up")
-	must(t, fh.AddrAdd(br, addrOf(hostAt(fabric4, 1), 24, false)), "fabric address")
-	if cfg.ipv6 {
-		must(t, fh.AddrAdd(br, addrOf(hostAt(fabric6, 1), 64, true)), "fabric v6 address")
+	topo := &Topology{ID: UniqueName("tby"), cfg: cfg}
+	if err := topo.build(); err != nil {
+		return nil, errors.Join(err, topo.Close())
 	}
-	for i := range cfg.nodes {
-		topo.nodes = append(topo.nodes, topo.addNode(i))
-	}
-	switch cfg.routing {
-	case RoutingDirect:
-		topo.RouteDirect()
-	case RoutingVXLAN:
-		topo.RouteVXLAN()
-	}
-	return topo
+	return topo, nil
 }
 
-func must(t testing.TB, err error, what string) {
-	t.Helper()
+func (topo *Topology) build() error {
+	fab, err := topo.newNetns(topo.ID + "-fab")
 	if err != nil {
-		t.Fatalf("nettest: %s: %v", what, err)
+		return err
 	}
+	topo.Fabric = fab
+	fh := fab.Handle()
+	br := &nl.Bridge{LinkAttrs: nl.LinkAttrs{Name: "br0", TxQLen: -1}}
+	if err := fh.LinkAdd(br); err != nil {
+		return fmt.Errorf("add fabric bridge: %w", err)
+	}
+	if err := fh.LinkSetUp(br); err != nil {
+		return fmt.Errorf("fabric bridge up: %w", err)
+	}
+	if err := fh.AddrAdd(br, addrOf(hostAt(fabric4, 1), 24, false)); err != nil {
+		return fmt.Errorf("fabric address: %w", err)
+	}
+	if topo.cfg.ipv6 {
+		if err := fh.AddrAdd(br, addrOf(hostAt(fabric6, 1), 64, true)); err != nil {
+			return fmt.Errorf("fabric v6 address: %w", err)
+		}
+	}
+	for i := range topo.cfg.nodes {
+		n, err := topo.addNode(i)
+		if err != nil {
+			return fmt.Errorf("node%d: %w", i, err)
+		}
+		topo.nodes = append(topo.nodes, n)
+	}
+	switch topo.cfg.routing {
+	case RoutingDirect:
+		return topo.RouteDirect()
+	case RoutingVXLAN:
+		return topo.RouteVXLAN()
+	}
+	return nil
+}
+
+// onClose registers f to run at Close, before what was registered earlier.
+func (topo *Topology) onClose(f func() error) {
+	topo.mu.Lock()
+	defer topo.mu.Unlock()
+	topo.cleanups = append(topo.cleanups, f)
+}
+
+// Close stops listeners, closes handles and deletes every namespace of
+// the topology, newest first. Safe to call twice.
+func (topo *Topology) Close() error {
+	topo.mu.Lock()
+	fns := topo.cleanups
+	topo.cleanups = nil
+	topo.mu.Unlock()
+	var errs []error
+	for i := len(fns) - 1; i >= 0; i-- {
+		if err := fns[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// newNetns creates a namespace owned by the topology.
+func (topo *Topology) newNetns(name string) (*Netns, error) {
+	n, err := CreateNetns(name)
+	if err != nil {
+		return nil, err
+	}
+	topo.onClose(n.Delete)
+	return n, nil
+}
+
+// plug connects namespace n to the fabric bridge: a veth whose fabric end
+// is named port and whose other end is eth0 in n, up, with the given
+// addresses, and default routes via the fabric gateway.
+func (topo *Topology) plug(n *Netns, port string, addrs ...*nl.Addr) error {
+	fh, h := topo.Fabric.Handle(), n.Handle()
+	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: port, TxQLen: -1}, PeerName: "eth0", PeerNamespace: nl.NsFd(int(n.NS().Fd()))}
+	if err := fh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth to fabric: %w", err)
+	}
+	br, err := fh.LinkByName("br0")
+	if err == nil {
+		err = fh.LinkSetMaster(veth, br)
+	}
+	if err == nil {
+		err = fh.LinkSetUp(veth)
+	}
+	if err != nil {
+		return fmt.Errorf("attach %s to br0: %w", port, err)
+	}
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("eth0: %w", err)
+	}
+	for _, a := range addrs {
+		if err := h.AddrAdd(eth0, a); err != nil {
+			return fmt.Errorf("address %s: %w", a.IPNet, err)
+		}
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("eth0 up: %w", err)
+	}
+	// A default route is required: proxy ARP for 169.254.1.1 only answers
+	// when the node has a route to it through another interface.
+	if err := h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: hostAt(fabric4, 1).AsSlice()}); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	if topo.cfg.ipv6 {
+		gw := &nl.Route{Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: hostAt(fabric6, 1).AsSlice(), LinkIndex: eth0.Attrs().Index}
+		if err := h.RouteAdd(gw); err != nil {
+			return fmt.Errorf("v6 default route: %w", err)
+		}
+	}
+	return nil
 }
 
 // hostAt returns the n-th address of p.
@@ -180,48 +295,83 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-func (topo *Topology) addNode(i int) *Node {
-	t := topo.t
+func (topo *Topology) addNode(i int) (*Node, error) {
+	ns, err := topo.newNetns(fmt.Sprintf("%s-n%d", topo.ID, i))
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{
-		topo: topo, Index: i, Name: fmt.Sprintf("node%d", i),
-		NS:     newNetnsNamed(t, fmt.Sprintf("%s-n%d", topo.ID, i)),
+		topo: topo, Index: i, Name: fmt.Sprintf("node%d", i), NS: ns,
 		IP:     hostAt(fabric4, 11+i),
 		Block:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 26),
 		Block6: netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x02, 0x44, 0, 0, 0, byte(i + 1)}), 122),
 	}
-	fh, h := topo.Fabric.Handle(), n.NS.Handle()
-	port := fmt.Sprintf("n%d", i)
-	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: port, TxQLen: -1}, PeerName: "eth0", PeerNamespace: nl.NsFd(int(n.NS.NS().Fd()))}
-	must(t, fh.LinkAdd(veth), "node veth")
-	br, err := fh.LinkByName("br0")
-	must(t, err, "find br0")
-	must(t, fh.LinkSetMaster(veth, br), "attach node to bridge")
-	must(t, fh.LinkSetUp(veth), "fabric port up")
-	eth0, err := h.LinkByName("eth0")
-	must(t, err, "node eth0")
-	must(t, h.AddrAdd(eth0, addrOf(n.IP, 24, false)), "node address")
+	addrs := []*nl.Addr{addrOf(n.IP, 24, false)}
 	if topo.cfg.ipv6 {
 		n.IP6 = hostAt(fabric6, 0x11+i)
-		must(t, h.AddrAdd(eth0, addrOf(n.IP6, 64, true)), "node v6 address")
+		addrs = append(addrs, addrOf(n.IP6, 64, true))
 	}
-	must(t, h.LinkSetUp(eth0), "node eth0 up")
-	// A default route is required: proxy ARP for 169.254.1.1 only answers
-	// when the node has a route to it through another interface.
-	must(t, h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: hostAt(fabric4, 1).AsSlice()}), "node default route")
-	if topo.cfg.ipv6 {
-		must(t, h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: hostAt(fabric6, 1).AsSlice(), LinkIndex: eth0.Attrs().Index}), "node v6 default route")
+	if err := topo.plug(ns, fmt.Sprintf("n%d", i), addrs...); err != nil {
+		return nil, err
 	}
-	w, err := tnl.NewWorkloads(n.NS.Path, tnl.WithLogger(topo.cfg.log))
-	must(t, err, "workloads")
-	t.Cleanup(func() { _ = w.Close() })
-	must(t, w.EnableForwarding(), "enable forwarding")
+	w, err := tnl.NewWorkloads(ns.Path, tnl.WithLogger(topo.cfg.log))
+	if err != nil {
+		return nil, err
+	}
+	topo.onClose(w.Close)
+	if err := w.EnableForwarding(); err != nil {
+		return nil, err
+	}
 	n.Workloads = w
-	kh, err := tnl.NewKernelHandle(n.NS.Path)
-	must(t, err, "kernel handle")
-	t.Cleanup(kh.Close)
+	kh, err := tnl.NewKernelHandle(ns.Path)
+	if err != nil {
+		return nil, err
+	}
+	topo.onClose(func() error { kh.Close(); return nil })
 	n.Kernel = kh
 	n.Routes = tnl.NewRouteOwner(kh, tnl.WithLogger(topo.cfg.log))
-	return n
+	return n, nil
+}
+
+// AddClient adds a namespace on the fabric outside every node, like an
+// external client (10.99.0.(200+k)/24, default route via the fabric
+// gateway); useful for NodePort and external-IP tests. Its Node is nil.
+// The fabric does not route pod blocks: the client reaches node addresses,
+// not pods, and pods reach it only through NAT (natOutgoing) or routes the
+// test adds (Client.NS.Handle()).
+func (topo *Topology) AddClient(t testing.TB) *Pod {
+	t.Helper()
+	p, err := topo.NewClient()
+	if err != nil {
+		t.Fatalf("nettest: %v", err)
+	}
+	return p
+}
+
+// NewClient is AddClient without a test.
+func (topo *Topology) NewClient() (*Pod, error) {
+	topo.mu.Lock()
+	k := topo.clients
+	topo.clients++
+	topo.mu.Unlock()
+	if k > 50 {
+		return nil, fmt.Errorf("too many clients")
+	}
+	ns, err := topo.newNetns(fmt.Sprintf("%s-c%d", topo.ID, k))
+	if err != nil {
+		return nil, err
+	}
+	p := &Pod{Name: fmt.Sprintf("client%d", k), NS: ns, IP: hostAt(fabric4, 200+k), listeners: map[string]*Listener{}}
+	addrs := []*nl.Addr{addrOf(p.IP, 24, false)}
+	if topo.cfg.ipv6 {
+		p.IP6 = hostAt(fabric6, 0x200+k)
+		addrs = append(addrs, addrOf(p.IP6, 64, true))
+	}
+	topo.onClose(func() error { p.closeListeners(); return nil })
+	if err := topo.plug(ns, fmt.Sprintf("c%d", k), addrs...); err != nil {
+		return nil, fmt.Errorf("client%d: %w", k, err)
+	}
+	return p, nil
 }
 
 // Node returns node i (0-based).
@@ -256,21 +406,22 @@ func (topo *Topology) DirectRoutes(n *Node) []tnl.Route {
 }
 
 // RouteDirect (re)programs direct routes between all nodes' blocks.
-func (topo *Topology) RouteDirect() {
-	topo.t.Helper()
+func (topo *Topology) RouteDirect() error {
 	for _, n := range topo.nodes {
-		must(topo.t, n.Routes.Set(routeSource, topo.DirectRoutes(n)), "set direct routes")
-		_, err := n.Routes.Reconcile(context.Background())
-		must(topo.t, err, n.Name+": reconcile direct routes")
+		if err := n.Routes.Set(routeSource, topo.DirectRoutes(n)); err != nil {
+			return err
+		}
+		if _, err := n.Routes.Reconcile(context.Background()); err != nil {
+			return fmt.Errorf("%s: reconcile direct routes: %w", n.Name, err)
+		}
 	}
+	return nil
 }
 
 // RouteVXLAN removes direct routes and connects the nodes' IPv4 blocks over
 // VXLAN (device vxlan.tabby, VNI 4096, port 4789, tunnel address = the
 // block's first address). IPv6 blocks keep direct routes.
-func (topo *Topology) RouteVXLAN() {
-	t := topo.t
-	t.Helper()
+func (topo *Topology) RouteVXLAN() error {
 	for _, n := range topo.nodes {
 		var keep []tnl.Route
 		for _, r := range topo.DirectRoutes(n) {
@@ -278,12 +429,16 @@ func (topo *Topology) RouteVXLAN() {
 				keep = append(keep, r)
 			}
 		}
-		must(t, n.Routes.Set(routeSource, keep), "drop direct routes")
+		if err := n.Routes.Set(routeSource, keep); err != nil {
+			return err
+		}
 		if n.VXLAN == nil {
 			v, err := tnl.NewVXLAN(n.Kernel, n.Routes, tnl.VXLANConfig{
 				Parent: "eth0", LocalIP: n.IP, TunnelAddr: n.Block.Addr(),
 			}, tnl.WithLogger(topo.cfg.log))
-			must(t, err, "vxlan")
+			if err != nil {
+				return err
+			}
 			n.VXLAN = v
 		}
 		var peers []tnl.VXLANPeer
@@ -292,9 +447,14 @@ func (topo *Topology) RouteVXLAN() {
 				peers = append(peers, tnl.VXLANPeer{Name: o.Name, NodeIP: o.IP, TunnelAddr: o.Block.Addr(), Blocks: []netip.Prefix{o.Block}})
 			}
 		}
-		must(t, n.VXLAN.SetPeers(peers), "vxlan peers")
-		must(t, n.VXLAN.Reconcile(context.Background()), n.Name+": reconcile vxlan")
+		if err := n.VXLAN.SetPeers(peers); err != nil {
+			return err
+		}
+		if err := n.VXLAN.Reconcile(context.Background()); err != nil {
+			return fmt.Errorf("%s: reconcile vxlan: %w", n.Name, err)
+		}
 	}
+	return nil
 }
 
 // String describes the topology (namespace names, addresses) for logs.
