@@ -92,12 +92,14 @@ func (o *RouteOwner) Upsert(source string, routes ...Route) error {
 }
 
 // Remove drops desired routes of source by key; unknown keys are ignored.
+// Keys are normalised like Route.Key, so RouteKey{Dst: p} names the route
+// to p in the main table with the default metric, IPv4 or IPv6.
 func (o *RouteOwner) Remove(source string, keys ...RouteKey) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.sources[source]
 	for _, k := range keys {
-		delete(m, k)
+		delete(m, Route{Table: k.Table, Dst: k.Dst, Metric: k.Metric}.Key())
 	}
 	if len(m) == 0 {
 		delete(o.sources, source)

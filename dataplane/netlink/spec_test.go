@@ -111,3 +111,10 @@ func TestRouteHelpers(t *testing.T) {
 	assert.Equal(t, "blackhole 10.244.1.0/26", Blackhole(pfx("10.244.1.0/26")).String())
 	require.NoError(t, Blackhole(pfx("10.244.1.0/26")).Validate())
 }
+
+func TestRemoveNormalisesKeys(t *testing.T) {
+	_, o := newFakeNode(t)
+	require.NoError(t, o.Upsert("bgp", RouteVia(pfx("fd00:244:2::/122"), addr("fd00:99::12")), RouteVia(pfx("10.244.2.0/26"), addr("10.99.0.12"))))
+	o.Remove("bgp", RouteKey{Dst: pfx("fd00:244:2::/122")}, RouteKey{Dst: pfx("10.244.2.0/26")})
+	assert.Empty(t, o.Desired())
+}

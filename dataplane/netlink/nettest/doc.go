@@ -22,6 +22,14 @@
 //	pod k on i:   eth0 10.244.(i+1).(k+1)/32, default via 169.254.1.1,
 //	              host side tby<hash> set up by dataplane/netlink Workloads
 //
+//	client k:     eth0 10.99.0.(200+k)/24 on br0 (Topology.AddClient), an
+//	              external client that reaches node addresses, not pods
+//
+// Node.Host() is a Pod view of a node's own namespace (host-network
+// servers, NodePort checks). Outside tests (the lab), Build returns a
+// Topology that the caller Closes; NewPod, DeletePod, NewClient are the
+// error-returning forms of AddPod, RemovePod, AddClient.
+//
 // Routing between nodes is RoutingDirect (routes to other blocks via their
 // node IP, the default), RoutingVXLAN, or RoutingNone (for BGP tests that
 // program routes themselves through Node.Routes).
@@ -51,7 +59,11 @@
 //  3. Isolation: every namespace name carries a random suffix
 //     (UniqueName), nothing touches the root namespace, and no traffic
 //     leaves the namespaces the topology created.
-//  4. Deterministic verdicts: listeners answer with the serving pod's
+//  4. Cleanup that cannot be forgotten: every namespace, handle and
+//     listener is registered on the topology as it is made and removed
+//     newest first by Close (t.Cleanup with NewTopology), also when
+//     building fails half-way.
+//  5. Deterministic verdicts: listeners answer with the serving pod's
 //     name, so ExpectConnect proves which pod answered; probes have
 //     deadlines (ConnectTimeout for expected success, NoConnectTimeout for
 //     expected failure), and ExpectMatrix probes all pairs concurrently
