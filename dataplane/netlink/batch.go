@@ -297,6 +297,9 @@ func appendRouteMsg(b []byte, op RouteOp, seq uint32) ([]byte, error) {
 	}
 	scope := uint8(r.Scope)
 	rtype := uint8(r.Type)
+	if rtype == unix.RTN_UNSPEC && op.Kind != RouteOpDelete {
+		rtype = unix.RTN_UNICAST // as the netlink package does
+	}
 	if op.Kind == RouteOpDelete {
 		scope = unix.RT_SCOPE_NOWHERE // match any scope
 	}

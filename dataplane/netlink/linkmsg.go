@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,5 +60,27 @@ func appendProxyDelayMsg(b []byte, index int, delayMs uint64) []byte {
 	parms := appendAttr(nil, ndtpaIfindex, binary.NativeEndian.AppendUint32(nil, uint32(index)))
 	parms = appendAttr(parms, ndtpaProxyDelay, binary.NativeEndian.AppendUint64(nil, delayMs))
 	b = appendAttr(b, ndtaParms, parms)
+	return finish(b, start)
+}
+
+// appendAddrMsg appends an RTM_NEWADDR that adds or replaces address p on
+// link index (`ip addr replace P dev X [nodad]`).
+func appendAddrMsg(b []byte, index int, p netip.Prefix, nodad bool) []byte {
+	start := len(b)
+	b = nlHeader(b, unix.RTM_NEWADDR, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_REPLACE)
+	family := uint8(unix.AF_INET)
+	if p.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	var flags uint32
+	if nodad {
+		flags = unix.IFA_F_NODAD
+	}
+	b = append(b, family, uint8(p.Bits()), uint8(flags), unix.RT_SCOPE_UNIVERSE)
+	b = binary.NativeEndian.AppendUint32(b, uint32(index))
+	a := p.Addr().AsSlice()
+	b = appendAttr(b, unix.IFA_LOCAL, a)
+	b = appendAttr(b, unix.IFA_ADDRESS, a)
+	b = appendAttr(b, unix.IFA_FLAGS, binary.NativeEndian.AppendUint32(nil, flags))
 	return finish(b, start)
 }

@@ -272,10 +272,10 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	defer pod.Close()
 	// Opening a netlink socket inside the pod namespace takes a thread
 	// switch; start it now, in parallel with the host-side work.
-	podHandle := openHandleAsync(pod)
+	podConn := openPodConnAsync(pod)
 	defer func() {
-		if ph, err := podHandle(); err == nil {
-			ph.Close()
+		if c, err := podConn(); err == nil {
+			c.close()
 		}
 	}()
 
@@ -286,11 +286,11 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 		return WorkloadResult{}, err
 	}
 	if existing != nil {
-		ph, err := podHandle()
+		pc, err := podConn()
 		if err != nil {
-			return WorkloadResult{}, fmt.Errorf("workload %s: netlink handle in %s: %w", spec.ID, spec.Netns, err)
+			return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 		}
-		if res, err := w.check(spec, pod, ph); err == nil {
+		if res, err := w.check(spec, pod, pc.h); err == nil {
 			return res, nil
 		}
 		w.opts.log.Info("rebuilding workload interface", "workload", spec.ID, "host", existing.Attrs().Name)
@@ -301,7 +301,7 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	if err := ctx.Err(); err != nil {
 		return WorkloadResult{}, err
 	}
-	res, err := w.create(spec, pod, podHandle)
+	res, err := w.create(spec, pod, podConn)
 	if err != nil {
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
@@ -309,25 +309,59 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	return res, nil
 }
 
-// openHandleAsync starts opening a netlink handle in namespace n and
-// returns a function that waits for it.
-func openHandleAsync(n ns.NetNS) func() (*nl.Handle, error) {
+// podConn is a netlink handle and a pipelined socket inside a pod netns.
+type podConn struct {
+	h    *nl.Handle
+	pipe *pipeline
+}
+
+func (c podConn) close() {
+	c.h.Close()
+	c.pipe.close()
+}
+
+// openPodConnAsync starts opening a podConn in namespace n (one switch of
+// a locked thread into n) and returns a function that waits for it.
+func openPodConnAsync(n ns.NetNS) func() (podConn, error) {
 	type result struct {
-		h   *nl.Handle
+		c   podConn
 		err error
 	}
-	c := make(chan result, 1)
+	ch := make(chan result, 1)
 	go func() {
-		h, err := nl.NewHandleAt(netns.NsHandle(n.Fd()), unix.NETLINK_ROUTE)
-		c <- result{h, err}
+		var c podConn
+		fd := -1
+		err := n.Do(func(ns.NetNS) error {
+			var err error
+			if c.h, err = nl.NewHandle(unix.NETLINK_ROUTE); err != nil {
+				return err
+			}
+			fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+			return err
+		})
+		if err == nil {
+			err = setupBatchSocket(fd)
+		}
+		if err != nil {
+			if c.h != nil {
+				c.h.Close()
+			}
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			ch <- result{err: fmt.Errorf("netlink sockets in %s: %w", n.Path(), err)}
+			return
+		}
+		c.pipe = &pipeline{fd: fd, buf: make([]byte, 4096)}
+		ch <- result{c: c}
 	}()
-	return sync.OnceValues(func() (*nl.Handle, error) {
-		r := <-c
-		return r.h, r.err
+	return sync.OnceValues(func() (podConn, error) {
+		r := <-ch
+		return r.c, r.err
 	})
 }
 
-func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podHandle func() (*nl.Handle, error)) (res WorkloadResult, err error) {
+func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podConn func() (podConn, error)) (res WorkloadResult, err error) {
 	hostName := w.HostIfaceName(spec.ID)
 	veth := &nl.Veth{
 		LinkAttrs: nl.LinkAttrs{
@@ -361,12 +395,12 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podHandle func() (*n
 	}
 	podDone := make(chan podResult, 1)
 	go func() {
-		ph, err := podHandle()
+		pc, err := podConn()
 		if err != nil {
-			podDone <- podResult{err: fmt.Errorf("netlink handle in %s: %w", spec.Netns, err)}
+			podDone <- podResult{err: err}
 			return
 		}
-		ifc, err := configurePod(ph, spec)
+		ifc, err := configurePod(pc, spec)
 		podDone <- podResult{ifc, err}
 	}()
 	hostErr := w.configureHost(veth, spec)
@@ -419,31 +453,38 @@ func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
 	return errors.Join(errs...)
 }
 
-// configurePod sets the pod end up with its addresses and default routes.
-func configurePod(ph workloadPodHandle, spec WorkloadSpec) (Interface, error) {
-	pl, err := ph.LinkByName(spec.IfName)
+// configurePod sets the pod end up with its addresses and default routes:
+// one lookup, then addresses, link up and routes in one pipelined batch.
+func configurePod(pc podConn, spec WorkloadSpec) (Interface, error) {
+	pl, err := pc.h.LinkByName(spec.IfName)
 	if err != nil {
 		return Interface{}, fmt.Errorf("find %s in pod: %w", spec.IfName, err)
 	}
-	ifc := Interface{Name: spec.IfName, MAC: pl.Attrs().HardwareAddr, Index: pl.Attrs().Index, Sandbox: spec.Netns}
+	index := pl.Attrs().Index
+	ifc := Interface{Name: spec.IfName, MAC: pl.Attrs().HardwareAddr, Index: index, Sandbox: spec.Netns}
+	var msgs [][]byte
+	var what []string
 	for _, a := range spec.Addresses {
-		addr := &nl.Addr{IPNet: prefixToIPNet(netip.PrefixFrom(a, a.BitLen()))}
-		if a.Is6() {
-			addr.Flags = unix.IFA_F_NODAD
+		msgs = append(msgs, appendAddrMsg(nil, index, netip.PrefixFrom(a, a.BitLen()), a.Is6()))
+		what = append(what, "pod address "+a.String())
+	}
+	msgs = append(msgs, appendSetLinkMsg(nil, index, "", true, nil))
+	what = append(what, "set pod "+spec.IfName+" up")
+	for _, r := range podRoutes(spec, index) {
+		m, err := appendRouteMsg(nil, RouteOp{Kind: RouteOpReplace, Route: r}, 0)
+		if err != nil {
+			return ifc, err
 		}
-		if err := ph.AddrReplace(pl, addr); err != nil {
-			return ifc, fmt.Errorf("pod address %s: %w", a, err)
+		msgs = append(msgs, m)
+		what = append(what, "pod route "+ipNetToPrefix(r.Dst, 0).String())
+	}
+	var errs []error
+	for i, err := range pc.pipe.exec(msgs) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what[i], err))
 		}
 	}
-	if err := ph.LinkSetUp(pl); err != nil {
-		return ifc, fmt.Errorf("set pod %s up: %w", spec.IfName, err)
-	}
-	for _, r := range podRoutes(spec, pl.Attrs().Index) {
-		if err := ph.RouteReplace(r); err != nil {
-			return ifc, fmt.Errorf("pod route %s: %w", r, err)
-		}
-	}
-	return ifc, nil
+	return ifc, errors.Join(errs...)
 }
 
 // podRoutes are the routes inside the pod: 169.254.1.1 on-link and default
