@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"cmp"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -151,56 +152,66 @@ func fakeKeyOf(r nl.Route) fakeKey {
 	return fakeKey{family: fam, table: t, metric: m, dst: dst}
 }
 
-// check validates next hops like the kernel's fib_check_nh.
-func (f *FakeRouteHandle) check(r *nl.Route) error {
-	if r.Dst == nil {
-		return unix.EINVAL
+// resolve validates next hops like the kernel's fib_check_nh and returns
+// the route as the kernel would store it: a copy whose gateway next hops
+// carry the link they resolve through.
+func (f *FakeRouteHandle) resolve(r *nl.Route) (nl.Route, error) {
+	c := cloneRoute(*r)
+	if c.Dst == nil {
+		return c, unix.EINVAL
 	}
-	hops := r.MultiPath
-	if len(hops) == 0 && (r.LinkIndex != 0 || r.Gw != nil) {
-		hops = []*nl.NexthopInfo{{LinkIndex: r.LinkIndex, Gw: r.Gw, Flags: r.Flags}}
+	single := len(c.MultiPath) == 0 && (c.LinkIndex != 0 || c.Gw != nil)
+	hops := c.MultiPath
+	if single {
+		hops = []*nl.NexthopInfo{{LinkIndex: c.LinkIndex, Gw: c.Gw, Flags: c.Flags}}
 	}
-	if r.Type == unix.RTN_UNICAST && len(hops) == 0 {
-		return unix.EINVAL
+	if (c.Type == unix.RTN_UNICAST || c.Type == unix.RTN_UNSPEC) && len(hops) == 0 {
+		return c, unix.EINVAL
 	}
+	indexes := slices.Sorted(maps.Keys(f.links))
 	for _, nh := range hops {
 		if nh.LinkIndex != 0 && f.links[nh.LinkIndex] == nil {
-			return unix.ENODEV
+			return c, unix.ENODEV
 		}
 		if nh.Gw == nil || nh.Flags&int(nl.FLAG_ONLINK) != 0 {
 			continue
 		}
 		gw := ipToAddr(nh.Gw)
-		reachable := false
-		for i, l := range f.links {
+		via := 0
+		for _, i := range indexes {
 			if nh.LinkIndex != 0 && i != nh.LinkIndex {
 				continue
 			}
-			for _, p := range l.addrs {
-				if p.Contains(gw) || (gw.Is6() && gw.IsLinkLocalUnicast()) {
-					reachable = true
+			for _, p := range f.links[i].addrs {
+				if via == 0 && (p.Contains(gw) || (gw.Is6() && gw.IsLinkLocalUnicast())) {
+					via = i
 				}
 			}
 		}
-		if !reachable {
-			return unix.ENETUNREACH
+		if via == 0 {
+			return c, unix.ENETUNREACH
 		}
+		nh.LinkIndex = via
 	}
-	return nil
+	if single {
+		c.LinkIndex = hops[0].LinkIndex
+	}
+	return c, nil
 }
 
 // RouteAdd implements RouteHandle.
 func (f *FakeRouteHandle) RouteAdd(r *nl.Route) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.check(r); err != nil {
+	c, err := f.resolve(r)
+	if err != nil {
 		return err
 	}
-	k := fakeKeyOf(*r)
+	k := fakeKeyOf(c)
 	if _, ok := f.routes[k]; ok {
 		return unix.EEXIST
 	}
-	f.routes[k] = cloneRoute(*r)
+	f.routes[k] = c
 	f.adds++
 	return nil
 }
@@ -209,10 +220,11 @@ func (f *FakeRouteHandle) RouteAdd(r *nl.Route) error {
 func (f *FakeRouteHandle) RouteReplace(r *nl.Route) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.check(r); err != nil {
+	c, err := f.resolve(r)
+	if err != nil {
 		return err
 	}
-	f.routes[fakeKeyOf(*r)] = cloneRoute(*r)
+	f.routes[fakeKeyOf(c)] = c
 	f.replaces++
 	return nil
 }
