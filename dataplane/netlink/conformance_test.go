@@ -1,10 +1,11 @@
 package netlink
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -23,7 +24,9 @@ func kernelNode(t *testing.T) (*KernelHandle, map[string]int) {
 	if os.Geteuid() != 0 {
 		t.Skip("kernel test: needs root to create network namespaces")
 	}
-	name := "tby-conf-" + filepath.Base(t.TempDir())
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "tby-conf-" + hex.EncodeToString(b[:])
 	run := func(args ...string) {
 		t.Helper()
 		out, err := exec.Command("ip", args...).CombinedOutput()
