@@ -375,3 +375,32 @@ func TestKernelTopologyCleanup(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(out), id)
 }
+
+// A CNI plugin runs in the host namespace and opens Workloads on "".
+func TestKernelWorkloadsInCurrentNetns(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(1))
+	pod := nettest.NewNetns(t, "tby-cni")
+	spec := tnl.WorkloadSpec{ID: "cni.1", Netns: pod.Path, Addresses: []netip.Addr{addr("10.244.1.30")}}
+	err := topo.Node(0).NS.Do(func() error {
+		w, err := tnl.NewWorkloads("")
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		if _, err := w.SetupWorkload(ctx, spec); err != nil {
+			return err
+		}
+		if _, err := w.CheckWorkload(ctx, spec); err != nil {
+			return err
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	// The interface landed in the node, not in the test's namespace.
+	_, err = topo.Node(0).Workloads.CheckWorkload(ctx, spec)
+	require.NoError(t, err)
+	p2 := topo.Node(0).AddPod(t)
+	nettest.ExpectConnect(t, &nettest.Pod{Name: "cni", NS: pod, IP: spec.Addresses[0]}, p2, 8080)
+	require.NoError(t, topo.Node(0).Workloads.TeardownWorkload(ctx, spec.ID))
+}
