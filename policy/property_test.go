@@ -36,6 +36,7 @@ var refNamespaceSelectors = [][2]string{
 }
 
 var refSASelectors = [][2]string{
+	{"all()", "all()"},
 	{"team == 'x'", "pcsa.team == 'x'"},
 	{"has(team)", "has(pcsa.team)"},
 	{"projectcalico.org/name == 'sa1'", "pcsa.projectcalico.org/name == 'sa1'"},
@@ -301,13 +302,16 @@ func (w *refWorld) policies() []refPolicy {
 			sel: sel, ingress: p.Spec.Ingress, egress: p.Spec.Egress, types: p.Spec.Types})
 	}
 	for _, p := range w.r.GlobalNetworkPolicies {
+		// As Calico's GlobalNetworkPolicy conversion: append the prefixed
+		// selectors and rewrite every all() in the combined string.
 		sel := p.Spec.Selector
 		if p.Spec.NamespaceSelector != "" {
-			ns := strings.ReplaceAll(prefixed(refNamespaceSelectors, p.Spec.NamespaceSelector), "all()", "has(projectcalico.org/namespace)")
-			sel = and(ns, sel)
+			sel = and(sel, prefixed(refNamespaceSelectors, p.Spec.NamespaceSelector))
+			sel = strings.ReplaceAll(sel, "all()", "has(projectcalico.org/namespace)")
 		}
 		if p.Spec.ServiceAccountSelector != "" {
 			sel = and(sel, prefixed(refSASelectors, p.Spec.ServiceAccountSelector))
+			sel = strings.ReplaceAll(sel, "all()", "has(projectcalico.org/serviceaccount)")
 		}
 		out = append(out, refPolicy{key: p.Name, tier: p.Spec.Tier, order: p.Spec.Order, sel: sel,
 			ingress: p.Spec.Ingress, egress: p.Spec.Egress, types: p.Spec.Types, untracked: p.Spec.DoNotTrack || p.Spec.PreDNAT})
@@ -651,6 +655,9 @@ func (g gen) world() Resources {
 		p.Spec = GlobalNetworkPolicySpec{Tier: tier, Order: g.order(), Selector: g.pick(refSelectors...), Types: g.types(), Ingress: g.rules(), Egress: g.rules()}
 		if g.chance(0.2) {
 			p.Spec.NamespaceSelector = g.pick("all()", "env == 'prod'", "!has(env)")
+		}
+		if g.chance(0.1) {
+			p.Spec.ServiceAccountSelector = refSASelectors[g.r.IntN(len(refSASelectors))][0]
 		}
 		if g.chance(0.05) {
 			p.Spec.DoNotTrack, p.Spec.ApplyOnForward = true, true

@@ -193,6 +193,9 @@ func resolvePolicy(f policyFields, e *errs) *ResolvedPolicy {
 		s := parseSel(f.nsSel, spec.field("namespaceSelector"), false, e)
 		rp.Scope, rp.NamespaceSelector = namespaceScope(s)
 	}
+	if f.global {
+		globalPolicyQuirks(rp, f)
+	}
 
 	types := f.types
 	seen := map[PolicyType]bool{}
@@ -615,4 +618,39 @@ func checkName(s string) string {
 		}
 	}
 	return ""
+}
+
+// globalPolicyQuirks reproduces what Calico's GlobalNetworkPolicy conversion
+// does to all() when it combines the policy's selectors into one: with a
+// namespaceSelector, every all() in the combined selector (the policy's own
+// selector included) becomes has(projectcalico.org/namespace); then, with a
+// serviceAccountSelector, every remaining all() (a serviceAccountSelector of
+// all() included) becomes has(projectcalico.org/serviceaccount). So a global
+// policy with serviceAccountSelector: all() selects only endpoints that have
+// a service account. NetworkPolicy conversion does no such rewriting.
+func globalPolicyQuirks(rp *ResolvedPolicy, f policyFields) {
+	ownSel := strings.TrimSpace(f.sel) != ""
+	rewrite := func(s selector.Selector, with string) selector.Selector {
+		c := s.String()
+		if !strings.Contains(c, "all()") {
+			return s
+		}
+		out, err := selector.Parse(strings.ReplaceAll(c, "all()", with))
+		if err != nil {
+			return s // cannot happen: the canonical form re-parses
+		}
+		return out
+	}
+	if strings.TrimSpace(f.nsSel) != "" && ownSel {
+		rp.Selector = rewrite(rp.Selector, "has("+LabelNamespace+")")
+	}
+	if rp.ServiceAccountSelector != nil {
+		if ownSel {
+			rp.Selector = rewrite(rp.Selector, "has("+LabelServiceAccount+")")
+		}
+		if rp.ServiceAccountSelector.IsAll() {
+			rp.Selector = rp.Selector.And(selector.Has(LabelServiceAccount))
+			rp.ServiceAccountSelector = nil
+		}
+	}
 }
