@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -722,4 +723,40 @@ func keys(ps []*ResolvedPolicy) []string {
 		out = append(out, p.Key)
 	}
 	return out
+}
+
+// Evaluate fills per-endpoint caches on first use; concurrent first uses
+// must agree with sequential ones (run with -race).
+func TestConcurrentEvaluate(t *testing.T) {
+	res := benchWorld(200)
+	res.Endpoints = res.Endpoints[:300]
+	seq, err := NewPolicySet(res)
+	require.NoError(t, err)
+	par, err := NewPolicySet(res)
+	require.NoError(t, err)
+	var flows []Flow
+	for i := range 300 {
+		flows = append(flows, Flow{Src: IPPeer(res.Endpoints[i].Addresses[0]), Dst: IPPeer(res.Endpoints[(i*7)%300].Addresses[0]), Protocol: ProtoTCP, DstPort: uint16(8000 + i%100)})
+	}
+	want := make([]string, len(flows))
+	for i, f := range flows {
+		want[i] = verdict(t, seq, f).String()
+	}
+	var wg sync.WaitGroup
+	got := make([][]string, 4)
+	for w := range got {
+		got[w] = make([]string, len(flows))
+		wg.Go(func() {
+			for i, f := range flows {
+				v, err := par.Evaluate(f)
+				if err == nil {
+					got[w][i] = v.String()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for w := range got {
+		assert.Equal(t, want, got[w])
+	}
 }

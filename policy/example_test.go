@@ -67,3 +67,69 @@ func ExampleFromK8s() {
 	//   egress of shop/frontend (10.0.0.1): no policy applies → profile kns.shop (Allow)
 	//   ingress of shop/backend (10.0.0.2): tier default → end of tier, no rule matched in shop/knp.default.allow-web (Deny)
 }
+
+// Calico resources decoded from YAML, with a tier that passes, and the
+// allow matrix between three pods.
+func ExamplePolicySet_Matrix() {
+	objs, err := policy.Decode([]byte(`
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.quarantine}
+spec:
+  tier: security
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+  - {action: Deny, source: {selector: quarantine == 'true'}}
+  - {action: Pass}
+  egress:
+  - {action: Deny, destination: {selector: quarantine == 'true'}}
+  - {action: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: db, namespace: bank}
+spec:
+  selector: app == 'db'
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: app == 'api'}, destination: {ports: [5432]}}
+`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var res policy.Resources
+	_ = res.Add(objs...)
+	ip := netip.MustParseAddr
+	_ = res.Add(
+		&policy.Endpoint{Name: "api", Namespace: "bank", Labels: map[string]string{"app": "api"}, Addresses: []netip.Addr{ip("10.0.0.1")}},
+		&policy.Endpoint{Name: "db", Namespace: "bank", Labels: map[string]string{"app": "db"}, Addresses: []netip.Addr{ip("10.0.0.2")}},
+		&policy.Endpoint{Name: "bad", Namespace: "bank", Labels: map[string]string{"app": "api", "quarantine": "true"}, Addresses: []netip.Addr{ip("10.0.0.3")}},
+	)
+	ps, err := policy.NewPolicySet(res)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := ps.Matrix(nil, policy.ProtoTCP, 5432)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Print(m)
+	v, _ := ps.Evaluate(policy.Flow{Src: policy.EndpointPeer("bank/bad"), Dst: policy.EndpointPeer("bank/db"), Protocol: policy.ProtoTCP, DstPort: 5432})
+	fmt.Println(v)
+	// Output:
+	// TCP/5432       1  2  3
+	//  1 bank/api    ✓  ·  ✓
+	//  2 bank/bad    ·  ·  ·
+	//  3 bank/db     ✓  ·  ·
+	// Deny TCP bank/bad (10.0.0.3) → bank/db (10.0.0.2):5432
+	//   egress of bank/bad (10.0.0.3): tier security → policy security.quarantine rule 1 (Pass) → profile kns.bank (Allow)
+	//   ingress of bank/db (10.0.0.2): tier security → policy security.quarantine rule 0 (Deny)
+}

@@ -221,7 +221,7 @@ func (m *Matrix) String() string {
 	for _, e := range m.Endpoints {
 		w = max(w, len(e))
 	}
-	fmt.Fprintf(&b, "%s/%d  %*s", ProtocolName(m.Protocol), m.Port, w-len(ProtocolName(m.Protocol))-len(fmt.Sprint(m.Port))-1+3, "")
+	fmt.Fprintf(&b, "%-*s", w+5, fmt.Sprintf("%s/%d", ProtocolName(m.Protocol), m.Port))
 	for j := range m.Endpoints {
 		fmt.Fprintf(&b, " %2d", j+1)
 	}
