@@ -43,10 +43,8 @@ func (p *NetworkPolicy) DeepCopy() *NetworkPolicy {
 	}
 	out := &NetworkPolicy{TypeMeta: p.TypeMeta, Spec: p.Spec}
 	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	out.Spec.Order = copyFloat(p.Spec.Order)
-	out.Spec.Types = slices.Clone(p.Spec.Types)
-	out.Spec.Ingress = copyRules(p.Spec.Ingress)
-	out.Spec.Egress = copyRules(p.Spec.Egress)
+	s := &out.Spec
+	s.Order, s.Types, s.Ingress, s.Egress = copyPolicyParts(s.Order, s.Types, s.Ingress, s.Egress)
 	return out
 }
 
@@ -57,11 +55,14 @@ func (p *GlobalNetworkPolicy) DeepCopy() *GlobalNetworkPolicy {
 	}
 	out := &GlobalNetworkPolicy{TypeMeta: p.TypeMeta, Spec: p.Spec}
 	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	out.Spec.Order = copyFloat(p.Spec.Order)
-	out.Spec.Types = slices.Clone(p.Spec.Types)
-	out.Spec.Ingress = copyRules(p.Spec.Ingress)
-	out.Spec.Egress = copyRules(p.Spec.Egress)
+	s := &out.Spec
+	s.Order, s.Types, s.Ingress, s.Egress = copyPolicyParts(s.Order, s.Types, s.Ingress, s.Egress)
 	return out
+}
+
+// copyPolicyParts copies what the two policy specs hold by reference.
+func copyPolicyParts(o *float64, t []PolicyType, in, eg []Rule) (*float64, []PolicyType, []Rule, []Rule) {
+	return copyFloat(o), slices.Clone(t), copyRules(in), copyRules(eg)
 }
 
 func copyRules(rs []Rule) []Rule {

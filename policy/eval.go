@@ -26,7 +26,9 @@ func (d Direction) String() string {
 
 // Peer is one end of a flow: an endpoint by key ("namespace/name", or the
 // name of a host endpoint), an IP address, or both (an endpoint using one of
-// its addresses). An IP alone that belongs to an endpoint is that endpoint.
+// its addresses). An IP alone that belongs to an endpoint is that endpoint
+// (the first by key when several share it); any other IP is external and has
+// no policy of its own, though network sets may still give it labels.
 type Peer struct {
 	Endpoint string
 	IP       netip.Addr

@@ -405,6 +405,31 @@ spec:
 			},
 		},
 		{
+			name: "IPv6, ipVersion and notICMP",
+			yaml: `
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: v6, namespace: prod}
+spec:
+  selector: app == 'db'
+  ingress:
+  - {action: Deny, ipVersion: 6, protocol: ICMPv6, notICMP: {type: 128}}
+  - {action: Allow, ipVersion: 6, source: {nets: ['fd00::/64']}}
+  - {action: Allow, ipVersion: 4, protocol: TCP}
+`,
+			extra: []any{
+				&Endpoint{Name: "v6db", Namespace: "prod", Labels: map[string]string{"app": "db"}, Addresses: []netip.Addr{netip.MustParseAddr("fd00::2")}},
+				&Endpoint{Name: "v6web", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("fd00::1")}},
+			},
+			flows: []flowCase{
+				{"echo request not denied", Flow{Src: peer("prod/v6web"), Dst: peer("prod/v6db"), Protocol: ProtoICMPv6, ICMP: &ICMPInfo{Type: 128}}, Allow, "rule 1"},
+				{"other ICMPv6 denied", Flow{Src: peer("prod/v6web"), Dst: peer("prod/v6db"), Protocol: ProtoICMPv6, ICMP: &ICMPInfo{Type: 1}}, Deny, "rule 0"},
+				{"v6 tcp by nets", tcp("prod/v6web", "prod/v6db", 80), Allow, "rule 1"},
+				{"v6 outside nets", tcp("fd01::1", "prod/v6db", 80), Deny, ""},
+				{"v4 tcp by ipVersion", tcp("prod/web", "prod/db", 80), Allow, "rule 2"},
+			},
+		},
+		{
 			name: "ports, port ranges, notPorts, source ports",
 			yaml: `
 apiVersion: projectcalico.org/v3
@@ -707,6 +732,9 @@ spec:
 	require.True(t, ok)
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, mem)
 
+	_, ok = ps.ServiceMembers(&rp.IngressRules[0].Src)
+	assert.False(t, ok)
+
 	m, err := ps.Matrix([]string{"prod/web", "prod/db", "dev/web"}, ProtoTCP, 5432)
 	require.NoError(t, err)
 	assert.Equal(t, [][]bool{
@@ -759,4 +787,50 @@ func TestConcurrentEvaluate(t *testing.T) {
 	for w := range got {
 		assert.Equal(t, want, got[w])
 	}
+}
+
+func TestCompilerHelpers(t *testing.T) {
+	db := wep("prod", "db", "10.0.0.2", "app", "db")
+	db.Ports = []EndpointPort{{Name: "pg", Protocol: ProtocolFromName("TCP"), Port: 5432}}
+	web := wep("dev", "web", "10.0.1.1", "app", "web")
+	web.Ports = []EndpointPort{{Name: "pg", Protocol: ProtocolFromName("UDP"), Port: 9}}
+	ps := build(t, `
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: ext, labels: {app: db}}
+spec: {nets: [8.8.8.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: p, namespace: dev}
+spec:
+  egress:
+  - {action: Allow, protocol: TCP, destination: {selector: app == 'db', namespaceSelector: all(), ports: [pg], notSelector: has(x)}}
+  - {action: Allow, destination: {services: {name: s, namespace: prod}}}
+`, db, web, &Service{Name: "s", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
+		Ports: []ServicePort{{Protocol: ProtocolFromName("TCP"), Port: 5432}, {Protocol: ProtocolFromName("UDP"), Port: 53}}})
+	rp, err := ps.Policy("dev/p")
+	require.NoError(t, err)
+	dst := &rp.EgressRules[0].Dst
+	assert.Equal(t, ScopeAllNamespaces, dst.Scope)
+	mem, ok := ps.SelectorMembers(dst)
+	require.True(t, ok)
+	// namespaceSelector all() leaves out the global network set.
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")}, mem)
+	notMem, ok := ps.NotSelectorMembers(dst)
+	require.True(t, ok)
+	assert.Empty(t, notMem)
+	assert.Equal(t, []NamedPortMember{{Addr: netip.MustParseAddr("10.0.0.2"), Protocol: ProtoTCP, Port: 5432}},
+		ps.NamedPortMembers(dst, "pg", ProtoTCP))
+	svc, ok := ps.ServiceMembers(&rp.EgressRules[1].Dst)
+	require.True(t, ok)
+	assert.Equal(t, []NamedPortMember{
+		{Addr: netip.MustParseAddr("10.0.0.2"), Protocol: ProtoTCP, Port: 5432},
+		{Addr: netip.MustParseAddr("10.0.0.2"), Protocol: ProtoUDP, Port: 53},
+	}, svc)
+	assert.Equal(t, []string{"kube-admin", "default", "kube-baseline"}, ps.Tiers())
+	assert.Len(t, ps.Policies(), 1)
+	assert.Len(t, ps.Endpoints(), 2)
+	_, err = ps.Endpoint("prod/db")
+	require.NoError(t, err)
 }

@@ -144,7 +144,8 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
-// NamedPortMember is one (address, protocol, port) of a named port.
+// NamedPortMember is one (address, protocol, port) of a named port or a
+// service.
 type NamedPortMember struct {
 	Addr     netip.Addr
 	Protocol uint8
@@ -169,13 +170,45 @@ func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto uint8) 
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b NamedPortMember) int {
+	sortMembers(out)
+	return slices.Compact(out)
+}
+
+// ServiceMembers returns what an entity match's services field covers: the
+// service's endpoint addresses with each of its ports (Protocol and Port
+// zero when the service lists no ports, meaning any port), sorted. ok is
+// false when the match names no service; an unknown service has no members.
+func (ps *PolicySet) ServiceMembers(m *EntityMatch) (members []NamedPortMember, ok bool) {
+	if m.Service == nil {
+		return nil, false
+	}
+	svc := ps.services[m.Service.Namespace+"/"+m.Service.Name]
+	if svc == nil {
+		return nil, true
+	}
+	for _, a := range svc.Addresses {
+		if len(svc.Ports) == 0 {
+			members = append(members, NamedPortMember{Addr: a.Unmap()})
+		}
+		for _, sp := range svc.Ports {
+			n, _ := sp.Protocol.Number()
+			members = append(members, NamedPortMember{Addr: a.Unmap(), Protocol: n, Port: sp.Port})
+		}
+	}
+	sortMembers(members)
+	return slices.Compact(members), true
+}
+
+func sortMembers(ms []NamedPortMember) {
+	slices.SortFunc(ms, func(a, b NamedPortMember) int {
 		if c := a.Addr.Compare(b.Addr); c != 0 {
 			return c
 		}
+		if a.Protocol != b.Protocol {
+			return int(a.Protocol) - int(b.Protocol)
+		}
 		return int(a.Port) - int(b.Port)
 	})
-	return slices.Compact(out)
 }
 
 // Matrix is the effective allow matrix between endpoints for one protocol
