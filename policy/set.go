@@ -152,9 +152,6 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 	for _, p := range r.GlobalNetworkPolicies {
 		if p != nil {
 			rp, err := p.Resolve()
-			if err == nil && strings.Contains(rp.Key, "/") {
-				err = fmt.Errorf("GlobalNetworkPolicy %s: metadata.name: %w", rp.Key, ErrInvalid)
-			}
 			addPolicy(KindGlobalNetworkPolicy, rp, err)
 		}
 	}
