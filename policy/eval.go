@@ -343,7 +343,7 @@ tiers:
 	return tr
 }
 
-// RuleMatches reports whether a resolved rule matches a flow whose ends have
+// ruleMatches reports whether a resolved rule matches a flow whose ends have
 // been resolved by the set; it is what Evaluate uses for each rule.
 func (ps *PolicySet) ruleMatches(r *ResolvedRule, fc *flowCtx) bool {
 	proto := fc.f.Protocol

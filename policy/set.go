@@ -379,7 +379,7 @@ func (x *policyIndex) candidates(labels selector.Map, out []int) []int {
 	return out
 }
 
-// selectsEndpoint is the full test of whether a policy applies to an
+// selectsItem is the full test of whether a policy applies to an
 // endpoint (in either direction).
 func (p *ResolvedPolicy) selectsItem(it *item) bool {
 	if !scopeMatches(p.Scope, p.Namespace, p.NamespaceSelector, it) {

@@ -53,8 +53,8 @@ const DefaultAllowProfile = "projectcalico-default-allow"
 // Action is what a rule (or a tier's end) does with a packet.
 type Action string
 
-// Rule actions. Pass is also accepted as Calico's older "next-tier" spelling
-// is not: write Pass.
+// Rule actions. Calico's older spelling of Pass, "next-tier", is not
+// accepted.
 const (
 	Allow Action = "Allow"
 	Deny  Action = "Deny"
