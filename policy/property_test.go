@@ -232,7 +232,30 @@ func (w *refWorld) refPorts(ports []Port, er *EntityRule, ns string, ip netip.Ad
 	return false
 }
 
-func (w *refWorld) refEntity(er *EntityRule, ns string, ip netip.Addr, port uint16, proto uint8) bool {
+func (w *refWorld) refEntity(er *EntityRule, ns string, ip netip.Addr, port uint16, proto uint8, isDst bool) bool {
+	if er.Services != nil {
+		svcNS := er.Services.Namespace
+		if svcNS == "" {
+			svcNS = ns
+		}
+		found := false
+		for _, svc := range w.r.Services {
+			if svc.Name != er.Services.Name || svc.Namespace != svcNS || !slices.Contains(svc.Addresses, ip) {
+				continue
+			}
+			if !isDst || len(svc.Ports) == 0 {
+				found = true
+			}
+			for _, sp := range svc.Ports {
+				if n, _ := refProto(&sp.Protocol); n == proto && sp.Port == port {
+					found = true
+				}
+			}
+		}
+		if !found {
+			return false
+		}
+	}
 	if len(er.Nets) > 0 && !slices.ContainsFunc(er.Nets, func(n string) bool { return netip.MustParsePrefix(n).Contains(ip) }) {
 		return false
 	}
@@ -279,7 +302,17 @@ func (w *refWorld) refRule(r *Rule, ns string, f *Flow, src, dst netip.Addr) boo
 	if r.NotICMP != nil && icmp(r.NotICMP) {
 		return false
 	}
-	return w.refEntity(&r.Source, ns, src, f.SrcPort, f.Protocol) && w.refEntity(&r.Destination, ns, dst, f.DstPort, f.Protocol)
+	if r.HTTP != nil {
+		if f.HTTP == nil || (len(r.HTTP.Methods) > 0 && !slices.Contains(r.HTTP.Methods, f.HTTP.Method)) {
+			return false
+		}
+		if len(r.HTTP.Paths) > 0 && !slices.ContainsFunc(r.HTTP.Paths, func(p HTTPPath) bool {
+			return (p.Exact != "" && p.Exact == f.HTTP.Path) || (p.Prefix != "" && strings.HasPrefix(f.HTTP.Path, p.Prefix))
+		}) {
+			return false
+		}
+	}
+	return w.refEntity(&r.Source, ns, src, f.SrcPort, f.Protocol, false) && w.refEntity(&r.Destination, ns, dst, f.DstPort, f.Protocol, true)
 }
 
 type refPolicy struct {
@@ -477,8 +510,18 @@ func (g gen) labels() map[string]string {
 
 var refNets = []string{"10.0.0.0/24", "10.0.0.0/29", "10.0.0.4/30", "10.0.1.0/24", "192.168.0.0/16", "8.8.8.0/24", "10.0.0.3/32"}
 
-func (g gen) entity(dst bool, proto *Protocol) EntityRule {
+func (g gen) entity(dst bool, proto *Protocol, services bool, global bool) EntityRule {
 	var er EntityRule
+	if services && g.chance(0.15) {
+		er.Services = &ServiceMatch{Name: g.pick("svc1", "svc2")}
+		if global || g.chance(0.5) {
+			er.Services.Namespace = g.pick("a", "b")
+		}
+		if !dst && proto != nil && proto.SupportsPorts() && g.chance(0.3) {
+			er.Ports = []Port{SinglePort(40000)}
+		}
+		return er
+	}
 	if g.chance(0.15) {
 		er.Nets = []string{g.pick(refNets...)}
 	}
@@ -534,7 +577,7 @@ func (g gen) entity(dst bool, proto *Protocol) EntityRule {
 
 func (g gen) pick4(xs ...int) int { return xs[g.r.IntN(len(xs))] }
 
-func (g gen) rule() Rule {
+func (g gen) rule(ingress, global bool) Rule {
 	r := Rule{Action: []Action{Allow, Allow, Deny, Log, Pass}[g.r.IntN(5)]}
 	switch g.r.IntN(5) {
 	case 0:
@@ -564,8 +607,17 @@ func (g gen) rule() Rule {
 		v := 4
 		r.IPVersion = &v
 	}
-	r.Source = g.entity(false, r.Protocol)
-	r.Destination = g.entity(true, r.Protocol)
+	r.Source = g.entity(false, r.Protocol, ingress, global)
+	r.Destination = g.entity(true, r.Protocol, !ingress, global)
+	if ingress && r.Action == Allow && (r.Protocol == nil || r.Protocol.Name == "TCP") && g.chance(0.2) {
+		r.HTTP = &HTTPMatch{}
+		if g.chance(0.6) {
+			r.HTTP.Methods = []string{g.pick("GET", "POST")}
+		}
+		if g.chance(0.6) {
+			r.HTTP.Paths = []HTTPPath{{Exact: "/a"}, {Prefix: g.pick("/b", "/")}}
+		}
+	}
 	return r
 }
 
@@ -589,10 +641,10 @@ func (g gen) types() []PolicyType {
 	return nil
 }
 
-func (g gen) rules() []Rule {
+func (g gen) rules(ingress, global bool) []Rule {
 	var rs []Rule
 	for range g.r.IntN(4) {
-		rs = append(rs, g.rule())
+		rs = append(rs, g.rule(ingress, global))
 	}
 	return rs
 }
@@ -637,6 +689,16 @@ func (g gen) world() Resources {
 		}
 		r.Endpoints = append(r.Endpoints, h)
 	}
+	for i, name := range []string{"svc1", "svc2"} {
+		svc := &Service{Name: name, Namespace: g.pick("a", "b")}
+		for range 1 + g.r.IntN(3) {
+			svc.Addresses = append(svc.Addresses, r.Endpoints[g.r.IntN(len(r.Endpoints))].Addresses[0])
+		}
+		if i == 0 || g.chance(0.5) {
+			svc.Ports = []ServicePort{{Protocol: ProtocolFromName("TCP"), Port: uint16(g.pick4(80, 443))}}
+		}
+		r.Services = append(r.Services, svc)
+	}
 	r.GlobalNetworkSets = []*GlobalNetworkSet{{ObjectMeta: objMeta("", "gs", "kind", "set", "app", g.pick("x", "y")), Spec: NetworkSetSpec{Nets: []string{g.pick("8.8.8.0/24", "10.0.0.0/29")}}}}
 	r.NetworkSets = []*NetworkSet{{ObjectMeta: objMeta(g.pick("a", "b"), "ns", "kind", "set"), Spec: NetworkSetSpec{Nets: []string{g.pick("10.0.1.0/24", "8.8.0.0/16")}}}}
 
@@ -644,7 +706,7 @@ func (g gen) world() Resources {
 		tier := g.pick("", "", "t1", "t2", "t3", "kube-admin", "kube-baseline")
 		if g.chance(0.5) {
 			p := &NetworkPolicy{ObjectMeta: objMeta(g.pick("a", "b", "c"), fmt.Sprintf("np%d", i))}
-			p.Spec = NetworkPolicySpec{Tier: tier, Order: g.order(), Selector: g.pick(refSelectors...), Types: g.types(), Ingress: g.rules(), Egress: g.rules()}
+			p.Spec = NetworkPolicySpec{Tier: tier, Order: g.order(), Selector: g.pick(refSelectors...), Types: g.types(), Ingress: g.rules(true, false), Egress: g.rules(false, false)}
 			if g.chance(0.1) {
 				p.Spec.ServiceAccountSelector = refSASelectors[g.r.IntN(len(refSASelectors))][0]
 			}
@@ -652,7 +714,7 @@ func (g gen) world() Resources {
 			continue
 		}
 		p := &GlobalNetworkPolicy{ObjectMeta: objMeta("", fmt.Sprintf("gnp%d", i))}
-		p.Spec = GlobalNetworkPolicySpec{Tier: tier, Order: g.order(), Selector: g.pick(refSelectors...), Types: g.types(), Ingress: g.rules(), Egress: g.rules()}
+		p.Spec = GlobalNetworkPolicySpec{Tier: tier, Order: g.order(), Selector: g.pick(refSelectors...), Types: g.types(), Ingress: g.rules(true, true), Egress: g.rules(false, true)}
 		if g.chance(0.2) {
 			p.Spec.NamespaceSelector = g.pick("all()", "env == 'prod'", "!has(env)")
 		}
@@ -689,6 +751,9 @@ func (g gen) flow(r Resources) Flow {
 	default:
 		f.Protocol = ProtoICMP
 		f.ICMP = &ICMPInfo{Type: uint8(g.pick4(0, 8)), Code: uint8(g.pick4(0, 1))}
+	}
+	if f.Protocol == ProtoTCP && g.chance(0.5) {
+		f.HTTP = &HTTPRequest{Method: g.pick("GET", "POST"), Path: g.pick("/a", "/b/c", "/x")}
 	}
 	return f
 }
