@@ -86,8 +86,8 @@ func splitDocuments(data []byte) [][]byte {
 		cur.Write(line)
 	}
 	flush()
-	// Drop empty documents but keep numbering of the others stable enough:
-	// empty documents are simply skipped by decodeOne.
+	// Empty documents stay in the list (decodeOne skips them) so that error
+	// messages number documents as they appear in the input.
 	return docs
 }
 

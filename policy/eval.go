@@ -24,14 +24,30 @@ func (d Direction) String() string {
 	return "egress"
 }
 
+// MarshalText writes "ingress" or "egress", so traces print well as JSON.
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads "ingress" or "egress".
+func (d *Direction) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "ingress":
+		*d = Ingress
+	case "egress":
+		*d = Egress
+	default:
+		return fmt.Errorf("direction %q: %w: want ingress or egress", b, ErrInvalid)
+	}
+	return nil
+}
+
 // Peer is one end of a flow: an endpoint by key ("namespace/name", or the
 // name of a host endpoint), an IP address, or both (an endpoint using one of
 // its addresses). An IP alone that belongs to an endpoint is that endpoint
 // (the first by key when several share it); any other IP is external and has
 // no policy of its own, though network sets may still give it labels.
 type Peer struct {
-	Endpoint string
-	IP       netip.Addr
+	Endpoint string     `json:"endpoint,omitempty"`
+	IP       netip.Addr `json:"ip,omitzero"`
 }
 
 // EndpointPeer names an endpoint; its first address (of the flow's family)
@@ -42,27 +58,34 @@ func EndpointPeer(key string) Peer { return Peer{Endpoint: key} }
 func IPPeer(ip netip.Addr) Peer { return Peer{IP: ip} }
 
 // ICMPInfo is an ICMP packet's type and code.
-type ICMPInfo struct{ Type, Code uint8 }
+type ICMPInfo struct {
+	Type uint8 `json:"type"`
+	Code uint8 `json:"code"`
+}
 
 // HTTPRequest is the HTTP method and path of a flow, for rules with http.
-type HTTPRequest struct{ Method, Path string }
+type HTTPRequest struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+}
 
 // Flow is a packet (or connection) to decide on.
 type Flow struct {
-	Src, Dst Peer
-	Protocol uint8 // IP protocol number, e.g. ProtoTCP
-	SrcPort  uint16
-	DstPort  uint16
-	ICMP     *ICMPInfo    // for ICMP/ICMPv6 flows
-	HTTP     *HTTPRequest // when known; rules with http match only flows that carry one
+	Src      Peer         `json:"src"`
+	Dst      Peer         `json:"dst"`
+	Protocol uint8        `json:"protocol"` // IP protocol number, e.g. ProtoTCP
+	SrcPort  uint16       `json:"srcPort,omitempty"`
+	DstPort  uint16       `json:"dstPort,omitempty"`
+	ICMP     *ICMPInfo    `json:"icmp,omitempty"` // for ICMP/ICMPv6 flows
+	HTTP     *HTTPRequest `json:"http,omitempty"` // when known; rules with http match only flows that carry one
 }
 
 // RuleRef points at the rule (or tier end, or profile) that did something.
 type RuleRef struct {
-	Tier   string
-	Policy string // policy key; empty at the end of a tier
-	Rule   int    // index in the policy's rules for the direction; -1 at the end of a tier
-	Action Action
+	Tier   string `json:"tier"`
+	Policy string `json:"policy,omitempty"` // policy key; empty at the end of a tier
+	Rule   int    `json:"rule"`             // index in the policy's rules for the direction; -1 at the end of a tier
+	Action Action `json:"action"`
 }
 
 func (r RuleRef) String() string {
@@ -74,23 +97,23 @@ func (r RuleRef) String() string {
 
 // TierTrace is what happened in one tier.
 type TierTrace struct {
-	Tier     string
-	Policies []string  // policies in the tier that apply to the endpoint, in order
-	Logged   []RuleRef // Log rules that matched on the way
-	Result   RuleRef   // the rule that decided or passed, or the tier's end
+	Tier     string    `json:"tier"`
+	Policies []string  `json:"policies"`         // policies in the tier that apply to the endpoint, in order
+	Logged   []RuleRef `json:"logged,omitempty"` // Log rules that matched on the way
+	Result   RuleRef   `json:"result"`           // the rule that decided or passed, or the tier's end
 }
 
 // DirectionTrace explains the decision for one direction: the egress of the
 // source or the ingress of the destination.
 type DirectionTrace struct {
-	Direction Direction
-	Endpoint  string // endpoint key; empty when the peer is not an endpoint
-	Peer      string // how to print the peer
-	Tiers     []TierTrace
+	Direction Direction   `json:"direction"`
+	Endpoint  string      `json:"endpoint,omitempty"` // endpoint key; empty when the peer is not an endpoint
+	Peer      string      `json:"peer"`               // how to print the peer
+	Tiers     []TierTrace `json:"tiers,omitempty"`
 	// Profile is set when evaluation reached the profiles (no tier decided):
 	// "kns.<namespace>" for a workload, or the host endpoint's profiles.
-	Profile string
-	Action  Action // Allow or Deny
+	Profile string `json:"profile,omitempty"`
+	Action  Action `json:"action"` // Allow or Deny
 }
 
 // Decider returns the rule that decided, and false when the profiles (or the
@@ -140,12 +163,12 @@ func (t *DirectionTrace) String() string {
 // Verdict is the decision on a flow with its explanation. Action is Allow
 // only when both the source's egress and the destination's ingress allow.
 type Verdict struct {
-	Action  Action
-	Flow    Flow
-	SrcIP   netip.Addr
-	DstIP   netip.Addr
-	Egress  DirectionTrace
-	Ingress DirectionTrace
+	Action  Action         `json:"action"`
+	Flow    Flow           `json:"flow"`
+	SrcIP   netip.Addr     `json:"srcIP"`
+	DstIP   netip.Addr     `json:"dstIP"`
+	Egress  DirectionTrace `json:"egress"`
+	Ingress DirectionTrace `json:"ingress"`
 }
 
 // Allowed reports whether the flow is allowed.

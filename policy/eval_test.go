@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"sync"
@@ -673,6 +674,14 @@ spec:
 	assert.Equal(t, RuleRef{Tier: "default", Policy: "prod/a", Rule: 1, Action: Allow}, ref)
 	_, ok = v.Egress.Decider()
 	assert.False(t, ok, "profiles decided egress")
+
+	js, err := json.Marshal(v.Ingress)
+	require.NoError(t, err)
+	assert.Contains(t, string(js), `"direction":"ingress"`)
+	var d Direction
+	require.NoError(t, d.UnmarshalText([]byte("egress")))
+	assert.Equal(t, Egress, d)
+	require.ErrorIs(t, d.UnmarshalText([]byte("up")), ErrInvalid)
 }
 
 func TestQueries(t *testing.T) {

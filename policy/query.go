@@ -147,9 +147,9 @@ func comparePrefix(a, b netip.Prefix) int {
 // NamedPortMember is one (address, protocol, port) of a named port or a
 // service.
 type NamedPortMember struct {
-	Addr     netip.Addr
-	Protocol uint8
-	Port     uint16
+	Addr     netip.Addr `json:"addr"`
+	Protocol uint8      `json:"protocol"`
+	Port     uint16     `json:"port"`
 }
 
 // NamedPortMembers returns, for a named port used in an entity match, the
@@ -215,10 +215,10 @@ func sortMembers(ms []NamedPortMember) {
 // and destination port: Allowed[i][j] says whether Endpoints[i] may open a
 // flow to Endpoints[j].
 type Matrix struct {
-	Endpoints []string
-	Protocol  uint8
-	Port      uint16
-	Allowed   [][]bool
+	Endpoints []string `json:"endpoints"`
+	Protocol  uint8    `json:"protocol"`
+	Port      uint16   `json:"port"`
+	Allowed   [][]bool `json:"allowed"`
 }
 
 // Matrix evaluates a flow from every endpoint to every endpoint (itself
