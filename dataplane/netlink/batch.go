@@ -163,17 +163,27 @@ func (p *pipeline) close() {
 // It sets each message's sequence number and the ACK flag of each chunk's
 // last message.
 func (p *pipeline) exec(msgs [][]byte) []error {
+	return p.execReplies(msgs, nil)
+}
+
+// execReplies is exec that also hands every non-error answer (the reply
+// to a GET request) to onReply with the index of the message it answers.
+func (p *pipeline) execReplies(msgs [][]byte, onReply func(i int, m syscall.NetlinkMessage)) []error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	errs := make([]error, len(msgs))
 	for start := 0; start < len(msgs); start += batchChunk {
 		end := min(start+batchChunk, len(msgs))
-		p.chunk(msgs[start:end], errs[start:end])
+		var f func(int, syscall.NetlinkMessage)
+		if onReply != nil {
+			f = func(i int, m syscall.NetlinkMessage) { onReply(start+i, m) }
+		}
+		p.chunk(msgs[start:end], errs[start:end], f)
 	}
 	return errs
 }
 
-func (p *pipeline) chunk(msgs [][]byte, errs []error) {
+func (p *pipeline) chunk(msgs [][]byte, errs []error, onReply func(int, syscall.NetlinkMessage)) {
 	if p.fd < 0 {
 		for i := range errs {
 			errs[i] = fmt.Errorf("netlink batch: %w", unix.EBADF)
@@ -225,12 +235,18 @@ func (p *pipeline) chunk(msgs [][]byte, errs []error) {
 		}
 		done := false
 		for _, m := range answers {
-			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
-				continue
-			}
 			seq := m.Header.Seq
 			if seq < first || seq > last {
 				continue // an answer to an earlier, abandoned batch
+			}
+			if m.Header.Type != unix.NLMSG_ERROR {
+				if onReply != nil {
+					onReply(int(seq-first), m)
+				}
+				continue
+			}
+			if len(m.Data) < 4 {
+				continue
 			}
 			if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
 				errs[seq-first] = syscall.Errno(-code)

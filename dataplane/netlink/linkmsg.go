@@ -3,6 +3,7 @@ package netlink
 import (
 	"encoding/binary"
 	"net/netip"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,6 +17,7 @@ const (
 	ndtaParms             = 6  // NDTA_PARMS
 	ndtpaIfindex          = 1  // NDTPA_IFINDEX
 	ndtpaProxyDelay       = 13 // NDTPA_PROXY_DELAY (u64 milliseconds)
+	vethInfoPeer          = 1  // VETH_INFO_PEER
 )
 
 // appendSetLinkMsg appends an RTM_SETLINK for link index that sets its
@@ -83,4 +85,59 @@ func appendAddrMsg(b []byte, index int, p netip.Prefix, nodad bool) []byte {
 	b = appendAttr(b, unix.IFA_ADDRESS, a)
 	b = appendAttr(b, unix.IFA_FLAGS, binary.NativeEndian.AppendUint32(nil, flags))
 	return finish(b, start)
+}
+
+// appendVethMsg appends an RTM_NEWLINK creating a veth pair (`ip link add
+// NAME mtu M address MAC type veth peer name PEER mtu M address PMAC netns
+// FD`): the peer is created directly in the namespace peerNsFd.
+func appendVethMsg(b []byte, name, peer string, peerNsFd, mtu int, mac, peerMAC []byte) []byte {
+	ifinfo := func(b []byte) []byte {
+		b = append(b, unix.AF_UNSPEC, 0, 0, 0)
+		return binary.NativeEndian.AppendUint32(append(binary.NativeEndian.AppendUint32(b, 0), 0, 0, 0, 0), 0)
+	}
+	start := len(b)
+	b = nlHeader(b, unix.RTM_NEWLINK, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	b = ifinfo(b)
+	b = appendAttr(b, unix.IFLA_IFNAME, append([]byte(name), 0))
+	b = appendAttr(b, unix.IFLA_MTU, binary.NativeEndian.AppendUint32(nil, uint32(mtu)))
+	b = appendAttr(b, unix.IFLA_ADDRESS, mac)
+	p := ifinfo(nil)
+	p = appendAttr(p, unix.IFLA_IFNAME, append([]byte(peer), 0))
+	p = appendAttr(p, unix.IFLA_MTU, binary.NativeEndian.AppendUint32(nil, uint32(mtu)))
+	p = appendAttr(p, unix.IFLA_ADDRESS, peerMAC)
+	p = appendAttr(p, unix.IFLA_NET_NS_FD, binary.NativeEndian.AppendUint32(nil, uint32(peerNsFd)))
+	info := appendAttr(nil, unix.IFLA_INFO_KIND, []byte("veth"))
+	info = appendAttr(info, unix.IFLA_INFO_DATA, appendAttr(nil, vethInfoPeer, p))
+	b = appendAttr(b, unix.IFLA_LINKINFO, info)
+	return finish(b, start)
+}
+
+// appendGetLinkMsg appends an RTM_GETLINK for the link called name
+// (`ip link show NAME`); the kernel answers with an RTM_NEWLINK.
+func appendGetLinkMsg(b []byte, name string) []byte {
+	start := len(b)
+	b = nlHeader(b, unix.RTM_GETLINK, unix.NLM_F_REQUEST)
+	b = append(b, unix.AF_UNSPEC, 0, 0, 0)
+	b = binary.NativeEndian.AppendUint32(append(binary.NativeEndian.AppendUint32(b, 0), 0, 0, 0, 0), 0)
+	b = appendAttr(b, unix.IFLA_IFNAME, append([]byte(name), 0))
+	return finish(b, start)
+}
+
+// parseLinkReply returns the ifindex of an RTM_NEWLINK answer and its
+// IFLA_LINK (for a veth: the peer's ifindex in the peer's namespace).
+func parseLinkReply(m syscall.NetlinkMessage) (index, link int, ok bool) {
+	if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
+		return 0, 0, false
+	}
+	index = int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))
+	attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+	if err != nil {
+		return index, 0, true
+	}
+	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_LINK && len(a.Value) >= 4 {
+			link = int(int32(binary.NativeEndian.Uint32(a.Value)))
+		}
+	}
+	return index, link, true
 }

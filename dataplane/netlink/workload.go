@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	nl "github.com/vishvananda/netlink"
@@ -270,44 +273,47 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 		return WorkloadResult{}, err
 	}
 	defer pod.Close()
-	// Opening a netlink socket inside the pod namespace takes a thread
-	// switch; start it now, in parallel with the host-side work.
-	podConn := openPodConnAsync(pod)
-	defer func() {
-		if c, err := podConn(); err == nil {
-			c.close()
-		}
-	}()
+	pc, err := openPodConn(pod)
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+	}
+	defer pc.close()
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	existing, err := w.ownedHostLink(spec.ID)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return WorkloadResult{}, err
 	}
-	if existing != nil {
-		pc, err := podConn()
-		if err != nil {
-			return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
+	// Create first: the common case needs no lookup. EEXIST means an
+	// earlier setup of this workload (check it, rebuild it if wrong) or a
+	// collision.
+	res, err := w.create(spec, pod, pc)
+	if errors.Is(err, errLinkExists) {
+		existing, lerr := w.ownedHostLink(spec.ID)
+		if lerr != nil {
+			return WorkloadResult{}, lerr
 		}
-		if res, err := w.check(spec, pod, pc.h); err == nil {
+		if existing == nil {
+			return WorkloadResult{}, fmt.Errorf("workload %s: %w: the pod already has %s: %w", spec.ID, ErrNameCollision, spec.IfName, err)
+		}
+		if res, cerr := w.check(spec, pod, pc.h); cerr == nil {
 			return res, nil
 		}
 		w.opts.log.Info("rebuilding workload interface", "workload", spec.ID, "host", existing.Attrs().Name)
 		if err := w.h.LinkDel(existing); err != nil && !IsNotFound(err) {
 			return WorkloadResult{}, fmt.Errorf("workload %s: remove stale %s: %w", spec.ID, existing.Attrs().Name, err)
 		}
+		res, err = w.create(spec, pod, pc)
 	}
-	if err := ctx.Err(); err != nil {
-		return WorkloadResult{}, err
-	}
-	res, err := w.create(spec, pod, podConn)
 	if err != nil {
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	w.opts.log.Debug("workload set up", "workload", spec.ID, "host", res.Host.Name)
 	return res, nil
 }
+
+// errLinkExists: creating the veth pair failed with EEXIST.
+var errLinkExists = errors.New("link exists")
 
 // podConn is a netlink handle and a pipelined socket inside a pod netns.
 type podConn struct {
@@ -320,63 +326,77 @@ func (c podConn) close() {
 	c.pipe.close()
 }
 
-// openPodConnAsync starts opening a podConn in namespace n (one switch of
-// a locked thread into n) and returns a function that waits for it.
-func openPodConnAsync(n ns.NetNS) func() (podConn, error) {
-	type result struct {
-		c   podConn
-		err error
+// openPodConn opens a netlink handle and a pipelined socket inside the pod
+// namespace. Like netlink.NewHandleAt it switches the calling OS thread
+// (locked meanwhile) into the namespace and back, which costs two setns
+// calls instead of a hand-off to another thread.
+func openPodConn(pod ns.NetNS) (podConn, error) {
+	runtime.LockOSThread()
+	back, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return podConn{}, fmt.Errorf("open thread netns: %w", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		var c podConn
-		fd := -1
-		err := n.Do(func(ns.NetNS) error {
-			var err error
-			if c.h, err = nl.NewHandle(unix.NETLINK_ROUTE); err != nil {
-				return err
-			}
-			fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-			return err
-		})
-		if err == nil {
-			err = setupBatchSocket(fd)
+	defer back.Close()
+	if err := unix.Setns(int(pod.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return podConn{}, fmt.Errorf("enter %s: %w", pod.Path(), err)
+	}
+	var c podConn
+	h, herr := nl.NewHandle(unix.NETLINK_ROUTE)
+	fd, serr := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err := unix.Setns(int(back.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread cannot go back: keep it locked so that it is never
+		// reused for anything else, and fail.
+		if herr == nil {
+			h.Close()
 		}
-		if err != nil {
-			if c.h != nil {
-				c.h.Close()
-			}
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			ch <- result{err: fmt.Errorf("netlink sockets in %s: %w", n.Path(), err)}
-			return
+		if serr == nil {
+			unix.Close(fd)
 		}
-		c.pipe = &pipeline{fd: fd, buf: make([]byte, 4096)}
-		ch <- result{c: c}
-	}()
-	return sync.OnceValues(func() (podConn, error) {
-		r := <-ch
-		return r.c, r.err
-	})
+		return podConn{}, fmt.Errorf("return from %s: %w", pod.Path(), err)
+	}
+	runtime.UnlockOSThread()
+	if err := errors.Join(herr, serr); err != nil {
+		if herr == nil {
+			h.Close()
+		}
+		if serr == nil {
+			unix.Close(fd)
+		}
+		return podConn{}, fmt.Errorf("netlink sockets in %s: %w", pod.Path(), err)
+	}
+	if err := setupBatchSocket(fd); err != nil {
+		h.Close()
+		unix.Close(fd)
+		return podConn{}, fmt.Errorf("netlink socket in %s: %w", pod.Path(), err)
+	}
+	c.h, c.pipe = h, &pipeline{fd: fd, buf: make([]byte, 4096)}
+	return c, nil
 }
 
-func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podConn func() (podConn, error)) (res WorkloadResult, err error) {
+func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, pc podConn) (res WorkloadResult, err error) {
 	hostName := w.HostIfaceName(spec.ID)
-	veth := &nl.Veth{
-		LinkAttrs: nl.LinkAttrs{
-			Name: hostName, MTU: spec.MTU, HardwareAddr: HostMAC(), TxQLen: -1,
-		},
-		PeerName:      spec.IfName,
-		PeerNamespace: nl.NsFd(int(pod.Fd())),
-		PeerMTU:       uint32(spec.MTU),
-	}
-	if err := w.h.LinkAdd(veth); err != nil {
+	podMAC := ContainerMAC(spec.ID)
+	// Create the pair (peer directly in the pod netns) and read back its
+	// indexes — the host end's, and through IFLA_LINK the pod end's — in one
+	// round trip.
+	var hostIndex, podIndex int
+	errs := w.pipe.execReplies([][]byte{
+		appendVethMsg(nil, hostName, spec.IfName, int(pod.Fd()), spec.MTU, HostMAC(), podMAC),
+		appendGetLinkMsg(nil, hostName),
+	}, func(i int, m syscall.NetlinkMessage) {
+		if idx, link, ok := parseLinkReply(m); ok && i == 1 {
+			hostIndex, podIndex = idx, link
+		}
+	})
+	if err := errs[0]; err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return res, fmt.Errorf("%w: %s exists on the host or %s in the pod: %w", ErrNameCollision, hostName, spec.IfName, err)
+			return res, fmt.Errorf("create veth %s: %w: %w", hostName, errLinkExists, err)
 		}
 		return res, fmt.Errorf("create veth %s: %w", hostName, err)
 	}
+	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: hostName, Index: hostIndex}}
 	defer func() {
 		if err != nil {
 			if derr := w.h.LinkDel(veth); derr != nil && !IsNotFound(derr) {
@@ -384,33 +404,36 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, podConn func() (podC
 			}
 		}
 	}()
-	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: veth.Index}
-
-	// The pod side runs in parallel with the host side (the host side stays
-	// on this goroutine so that sysctl writes can skip a namespace switch
-	// when the caller's thread is already in the host namespace).
-	type podResult struct {
-		ifc Interface
-		err error
-	}
-	podDone := make(chan podResult, 1)
-	go func() {
-		pc, err := podConn()
-		if err != nil {
-			podDone <- podResult{err: err}
-			return
+	if errs[1] != nil || hostIndex <= 0 || podIndex <= 0 {
+		if hostIndex <= 0 {
+			l, lerr := w.h.LinkByName(hostName) // for the roll back
+			if lerr == nil {
+				veth.Index = l.Attrs().Index
+			}
 		}
-		ifc, err := configurePod(pc, spec)
-		podDone <- podResult{ifc, err}
-	}()
+		return res, fmt.Errorf("read back veth %s (index %d, peer %d): %w", hostName, hostIndex, podIndex, errors.Join(errs[1], ErrLinkNotFound))
+	}
+	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: hostIndex}
+	res.Container = Interface{Name: spec.IfName, MAC: podMAC, Index: podIndex, Sandbox: spec.Netns}
+
+	// Host and pod sides: one batch each, the pod's on another goroutine.
+	podDone := make(chan error, 1)
+	go func() { podDone <- configurePod(pc, spec, podIndex) }()
 	hostErr := w.configureHost(veth, spec)
-	pr := <-podDone
-	if err := errors.Join(hostErr, pr.err); err != nil {
+	if err := errors.Join(hostErr, <-podDone); err != nil {
 		return res, err
 	}
-	res.Container = pr.ifc
 	res.fillIPs(spec)
 	return res, nil
+}
+
+// ContainerMAC derives the MAC of a workload's pod-side interface from its
+// ID: stable across re-creation, locally administered, unicast.
+func ContainerMAC(workloadID string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("mac:" + workloadID))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&0xfc | 0x02
+	return mac
 }
 
 // configureHost sets the host end up. IPv6 sysctls (DAD off for the
@@ -453,15 +476,9 @@ func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
 	return errors.Join(errs...)
 }
 
-// configurePod sets the pod end up with its addresses and default routes:
-// one lookup, then addresses, link up and routes in one pipelined batch.
-func configurePod(pc podConn, spec WorkloadSpec) (Interface, error) {
-	pl, err := pc.h.LinkByName(spec.IfName)
-	if err != nil {
-		return Interface{}, fmt.Errorf("find %s in pod: %w", spec.IfName, err)
-	}
-	index := pl.Attrs().Index
-	ifc := Interface{Name: spec.IfName, MAC: pl.Attrs().HardwareAddr, Index: index, Sandbox: spec.Netns}
+// configurePod sets the pod end (ifindex index) up with its addresses and
+// default routes, in one pipelined batch.
+func configurePod(pc podConn, spec WorkloadSpec, index int) error {
 	var msgs [][]byte
 	var what []string
 	for _, a := range spec.Addresses {
@@ -473,7 +490,7 @@ func configurePod(pc podConn, spec WorkloadSpec) (Interface, error) {
 	for _, r := range podRoutes(spec, index) {
 		m, err := appendRouteMsg(nil, RouteOp{Kind: RouteOpReplace, Route: r}, 0)
 		if err != nil {
-			return ifc, err
+			return err
 		}
 		msgs = append(msgs, m)
 		what = append(what, "pod route "+ipNetToPrefix(r.Dst, 0).String())
@@ -484,7 +501,7 @@ func configurePod(pc podConn, spec WorkloadSpec) (Interface, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", what[i], err))
 		}
 	}
-	return ifc, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // podRoutes are the routes inside the pod: 169.254.1.1 on-link and default
