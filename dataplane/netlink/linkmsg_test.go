@@ -54,3 +54,58 @@ func TestPipelineClosed(t *testing.T) {
 	require.Len(t, errs, 1)
 	assert.ErrorIs(t, errs[0], unix.EBADF)
 }
+
+func TestVethAndGetLinkMessages(t *testing.T) {
+	mac := ContainerMAC("net.c1")
+	assert.Equal(t, mac.String(), ContainerMAC("net.c1").String(), "stable")
+	assert.NotEqual(t, mac.String(), ContainerMAC("net.c2").String())
+	assert.Equal(t, byte(0x02), mac[0]&0x03, "locally administered unicast")
+
+	b := appendVethMsg(nil, "tby0123456789ab", "eth0", 9, 1450, HostMAC(), mac)
+	b = appendGetLinkMsg(b, "tby0123456789ab")
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	require.NoError(t, err)
+	require.Len(t, msgs, 2)
+	assert.Equal(t, uint16(unix.RTM_NEWLINK), msgs[0].Header.Type)
+	assert.Equal(t, uint16(unix.RTM_GETLINK), msgs[1].Header.Type)
+	attrs, err := syscall.ParseNetlinkRouteAttr(&msgs[0])
+	require.NoError(t, err)
+	got := map[uint16][]byte{}
+	for _, a := range attrs {
+		got[a.Attr.Type] = a.Value
+	}
+	assert.Equal(t, "tby0123456789ab\x00", string(got[unix.IFLA_IFNAME]))
+	assert.Equal(t, uint32(1450), binary.NativeEndian.Uint32(got[unix.IFLA_MTU]))
+	assert.Contains(t, string(got[unix.IFLA_LINKINFO]), "veth")
+	assert.Contains(t, string(got[unix.IFLA_LINKINFO]), "eth0")
+}
+
+func TestParseLinkReply(t *testing.T) {
+	// An RTM_NEWLINK answer for index 7 whose IFLA_LINK is 3.
+	b := nlHeader(nil, unix.RTM_NEWLINK, 0)
+	b = append(b, unix.AF_UNSPEC, 0, 0, 0)
+	b = binary.NativeEndian.AppendUint32(b, 7)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = appendAttr(b, unix.IFLA_LINK, binary.NativeEndian.AppendUint32(nil, 3))
+	b = finish(b, 0)
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	require.NoError(t, err)
+	idx, link, ok := parseLinkReply(msgs[0])
+	assert.True(t, ok)
+	assert.Equal(t, 7, idx)
+	assert.Equal(t, 3, link)
+	msgs[0].Header.Type = unix.NLMSG_ERROR
+	_, _, ok = parseLinkReply(msgs[0])
+	assert.False(t, ok)
+}
+
+// FuzzParseLinkReply: the decoder of kernel link answers never panics.
+func FuzzParseLinkReply(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 5, 0, 3, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := syscall.NetlinkMessage{Header: syscall.NlMsghdr{Type: unix.RTM_NEWLINK, Len: uint32(unix.NLMSG_HDRLEN + len(data))}, Data: data}
+		_, _, _ = parseLinkReply(m)
+	})
+}
