@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -19,19 +20,19 @@ import (
 // field path (spec.ingress[2].source.selector: ...). On any error nothing is
 // returned. Besides the Calico kinds (apiVersion projectcalico.org/v3),
 // Kubernetes networking.k8s.io/v1 NetworkPolicy documents are accepted and
-// converted with FromK8s.
+// converted with FromK8s, and lists (kind: List, or a typed list such as
+// NetworkPolicyList, as kubectl and calicoctl print them) are decoded item by
+// item.
 func Decode(data []byte) ([]any, error) {
 	var out []any
 	var problems []string
 	for i, doc := range splitDocuments(data) {
-		obj, err := decodeOne(doc)
+		objs, err := decodeOne(doc)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("document %d: %v", i+1, err))
 			continue
 		}
-		if obj != nil {
-			out = append(out, obj)
-		}
+		out = append(out, objs...)
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrDecode, strings.Join(problems, "; "))
@@ -91,7 +92,7 @@ func splitDocuments(data []byte) [][]byte {
 	return docs
 }
 
-func decodeOne(doc []byte) (any, error) {
+func decodeOne(doc []byte) ([]any, error) {
 	if len(bytes.TrimSpace(doc)) == 0 {
 		return nil, nil
 	}
@@ -105,16 +106,56 @@ func decodeOne(doc []byte) (any, error) {
 	if err := dec.Decode(&generic); err != nil {
 		return nil, fmt.Errorf("malformed document: %v", err)
 	}
+	if generic == nil {
+		return nil, nil
+	}
 	m, ok := generic.(map[string]any)
 	if !ok {
-		if generic == nil {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("a resource must be a mapping, got %s", jsonKind(generic))
 	}
+	kind, _ := m["kind"].(string)
+	if kind != "List" && !strings.HasSuffix(kind, "List") {
+		obj, err := decodeResource(m)
+		if err != nil {
+			return nil, err
+		}
+		return []any{obj}, nil
+	}
+	// A list (kind: List, or NetworkPolicyList and the like) as kubectl and
+	// calicoctl print them: decode every item.
+	items, ok := m["items"].([]any)
+	if !ok && m["items"] != nil {
+		return nil, fmt.Errorf("items: must be a list, got %s", jsonKind(m["items"]))
+	}
+	var out []any
+	var problems []string
+	for i, it := range items {
+		im, ok := it.(map[string]any)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("items[%d]: a resource must be a mapping, got %s", i, jsonKind(it)))
+			continue
+		}
+		if _, ok := im["apiVersion"]; !ok && strings.HasSuffix(kind, "List") && kind != "List" {
+			// Typed lists may leave apiVersion and kind out of their items.
+			im["apiVersion"], im["kind"] = m["apiVersion"], strings.TrimSuffix(kind, "List")
+		}
+		obj, err := decodeResource(im)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("items[%d]: %v", i, err))
+			continue
+		}
+		out = append(out, obj)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
+}
+
+// decodeResource decodes one resource from its generic JSON form.
+func decodeResource(m map[string]any) (any, error) {
 	apiVersion, _ := m["apiVersion"].(string)
 	kind, _ := m["kind"].(string)
-
 	var obj any
 	switch {
 	case apiVersion == "networking.k8s.io/v1" && kind == "NetworkPolicy":
@@ -135,9 +176,13 @@ func decodeOne(doc []byte) (any, error) {
 		return nil, fmt.Errorf("kind: unknown kind %q", kind)
 	}
 	var e errs
-	checkShape(reflect.TypeOf(obj).Elem(), generic, nil, &e)
+	checkShape(reflect.TypeOf(obj).Elem(), any(m), nil, &e)
 	if len(e.list) > 0 {
 		return nil, e.result(kind, docName(m))
+	}
+	js, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %v", kind, docName(m), err)
 	}
 	if err := json.Unmarshal(js, obj); err != nil {
 		return nil, fmt.Errorf("%s %s: %v", kind, docName(m), err)

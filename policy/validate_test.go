@@ -248,6 +248,35 @@ metadata: {name: b}
 	assert.Contains(t, err.Error(), "document 2: Tier B is invalid")
 }
 
+func TestDecodeLists(t *testing.T) {
+	objs, err := Decode([]byte(`
+apiVersion: v1
+kind: List
+items:
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: a, namespace: ns1}
+  spec: {podSelector: {}}
+- apiVersion: projectcalico.org/v3
+  kind: GlobalNetworkSet
+  metadata: {name: b}
+---
+apiVersion: projectcalico.org/v3
+kind: TierList
+items:
+- metadata: {name: c}
+`))
+	require.NoError(t, err)
+	require.Len(t, objs, 3)
+	assert.Equal(t, "knp.default.a", objs[0].(*NetworkPolicy).Name)
+	assert.IsType(t, &GlobalNetworkSet{}, objs[1])
+	assert.Equal(t, "c", objs[2].(*Tier).Name)
+
+	_, err = Decode([]byte("apiVersion: v1\nkind: List\nitems:\n- apiVersion: projectcalico.org/v3\n  kind: Tier\n  metadata: {name: x}\n  spec: {order: -1}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "document 1: items[0]: Tier x is invalid: spec.order: must not be negative")
+}
+
 func TestDefaultTypes(t *testing.T) {
 	assert.Equal(t, []PolicyType{PolicyTypeIngress}, DefaultTypes(0, 0))
 	assert.Equal(t, []PolicyType{PolicyTypeIngress}, DefaultTypes(2, 0))
