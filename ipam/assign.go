@@ -255,14 +255,24 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 				mine = append(mine, af)
 			}
 		}
-		slices.SortStableFunc(mine, func(x, y storedAffinity) int {
-			return cmp.Compare(slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(x.CIDR.Addr()) }),
-				slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(y.CIDR.Addr()) }))
-		})
+		// Pool order; within the first pool, the block that last had room
+		// first, so a node with many full blocks doesn't read them all.
+		hint, _ := a.hints.Load(hintKey{node, v6})
+		rank := func(af storedAffinity) int {
+			r := 2 * slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
+			if af.CIDR != hint {
+				r++
+			}
+			return r
+		}
+		slices.SortStableFunc(mine, func(x, y storedAffinity) int { return cmp.Compare(rank(x), rank(y)) })
 		for _, af := range mine {
 			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
 			if err != nil {
 				return got, err
+			}
+			if len(ips) > 0 {
+				a.hints.Store(hintKey{node, v6}, af.CIDR)
 			}
 			got = append(got, ips...)
 			if len(got) == num {

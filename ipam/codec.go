@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // Blocks are the hot, large values (one entry per address), so they use a
@@ -140,8 +141,14 @@ func (d *decoder) bytes(what string, n uint64) []byte {
 	return out
 }
 
+// string returns a view of the input, not a copy: decodeBlock's callers
+// pass buffers they own and never modify (values from a Store are copies).
 func (d *decoder) string(what string) string {
-	return string(d.bytes(what, d.uvarint(what, 1<<20)))
+	b := d.bytes(what, d.uvarint(what, 1<<20))
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func (d *decoder) addr(what string) netip.Addr {
@@ -157,6 +164,8 @@ func (d *decoder) addr(what string) netip.Addr {
 	return a
 }
 
+// decodeBlock decodes an encoded block. The strings in the result share
+// b's memory, so b must not be modified afterwards.
 func decodeBlock(b []byte) (*Block, error) {
 	if len(b) == 0 || b[0] != blockCodecVersion {
 		return nil, fmt.Errorf("%w: unknown version", errCorrupt)

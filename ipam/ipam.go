@@ -54,6 +54,12 @@ type IPAM struct {
 
 	mu    sync.Mutex
 	cache *cluster
+	hints sync.Map // hintKey → netip.Prefix: the node's block that last had room
+}
+
+type hintKey struct {
+	node string
+	v6   bool
 }
 
 // Option configures New.

@@ -152,7 +152,7 @@ func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, node string, cidr
 // ReleaseByHandle frees every address assigned under handle and returns
 // them. Releasing an unknown or already released handle is not an error.
 func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
-	h, _, err := getJSON[handleRecord](ctx, a.s, handleKey(handle))
+	h, rev, err := getJSON[handleRecord](ctx, a.s, handleKey(handle))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -173,8 +173,15 @@ func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 		out = append(out, addrs...)
 		done[cidr] = max(n, len(addrs)) // drop the block from the record whatever it counted
 	}
-	if err := a.decrementHandle(ctx, handle, done); err != nil {
-		return out, fmt.Errorf("release handle %q: %w", handle, err)
+	// Usually nobody touched the record meanwhile: delete it at the
+	// revision read; otherwise subtract what was released.
+	if err := a.s.Delete(ctx, handleKey(handle), rev); err != nil {
+		if !retryable(err) {
+			return out, fmt.Errorf("release handle %q: %w", handle, err)
+		}
+		if err := a.decrementHandle(ctx, handle, done); err != nil {
+			return out, fmt.Errorf("release handle %q: %w", handle, err)
+		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	a.log.DebugContext(ctx, "released handle", "handle", handle, "addrs", len(out))

@@ -30,8 +30,9 @@ var _ Store = (*Memory)(nil)
 // MemoryOption configures NewMemory.
 type MemoryOption func(*Memory)
 
-// WithHistory keeps the last n changes for Watch with a start revision
-// (default 65536). Watches starting before them get ErrCompacted.
+// WithHistory keeps at least the last n changes (at most 2n) for Watch
+// with a start revision (default 65536). Watches starting before the kept
+// history get ErrCompacted.
 func WithHistory(n int) MemoryOption {
 	return func(m *Memory) {
 		if n > 0 {
@@ -178,9 +179,12 @@ func (m *Memory) put(key string, value []byte) int64 {
 // record appends to the history and wakes watchers; m.mu is held.
 func (m *Memory) record(ev Event) {
 	m.history = append(m.history, ev)
-	if n := len(m.history) - m.maxHistory; n > 0 {
+	// Trim in batches (the history may grow to twice the limit), so each
+	// write costs O(1) amortized.
+	if len(m.history) >= 2*m.maxHistory {
+		n := len(m.history) - m.maxHistory
 		m.compacted = m.history[n-1].KV.Revision
-		m.history = append(m.history[:0:0], m.history[n:]...)
+		m.history = append(make([]Event, 0, 2*m.maxHistory), m.history[n:]...)
 	}
 	close(m.changed)
 	m.changed = make(chan struct{})
