@@ -130,14 +130,17 @@ func parseLinkReply(m syscall.NetlinkMessage) (index, link int, ok bool) {
 		return 0, 0, false
 	}
 	index = int(int32(binary.NativeEndian.Uint32(m.Data[4:8])))
-	attrs, err := syscall.ParseNetlinkRouteAttr(&m)
-	if err != nil {
-		return index, 0, true
-	}
-	for _, a := range attrs {
-		if a.Attr.Type == unix.IFLA_LINK && len(a.Value) >= 4 {
-			link = int(int32(binary.NativeEndian.Uint32(a.Value)))
+	// Walk the attributes by hand: syscall.ParseNetlinkRouteAttr panics on
+	// some malformed input (found by FuzzParseLinkReply).
+	for b := m.Data[unix.SizeofIfInfomsg:]; len(b) >= 4; {
+		l, typ := int(binary.NativeEndian.Uint16(b)), binary.NativeEndian.Uint16(b[2:])
+		if l < 4 || l > len(b) {
+			break
 		}
+		if typ&^unix.NLA_F_NESTED == unix.IFLA_LINK && l >= 8 {
+			link = int(int32(binary.NativeEndian.Uint32(b[4:8])))
+		}
+		b = b[min(len(b), (l+3)&^3):]
 	}
 	return index, link, true
 }
