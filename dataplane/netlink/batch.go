@@ -166,6 +166,18 @@ func (p *pipeline) exec(msgs [][]byte) []error {
 	return p.execReplies(msgs, nil)
 }
 
+// execNamed is exec for a short list of steps named by what; it returns
+// the failures joined, each prefixed with its step's name.
+func (p *pipeline) execNamed(msgs [][]byte, what []string) error {
+	var errs []error
+	for i, err := range p.exec(msgs) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // execReplies is exec that also hands every non-error answer (the reply
 // to a GET request) to onReply with the index of the message it answers.
 func (p *pipeline) execReplies(msgs [][]byte, onReply func(i int, m syscall.NetlinkMessage)) []error {

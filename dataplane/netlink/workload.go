@@ -467,13 +467,7 @@ func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
 		msgs = append(msgs, m)
 		what = append(what, "host route "+a.String()+" dev "+hostName)
 	}
-	var errs []error
-	for i, err := range w.pipe.exec(msgs) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what[i], err))
-		}
-	}
-	return errors.Join(errs...)
+	return w.pipe.execNamed(msgs, what)
 }
 
 // configurePod sets the pod end (ifindex index) up with its addresses and
@@ -495,13 +489,7 @@ func configurePod(pc podConn, spec WorkloadSpec, index int) error {
 		msgs = append(msgs, m)
 		what = append(what, "pod route "+ipNetToPrefix(r.Dst, 0).String())
 	}
-	var errs []error
-	for i, err := range pc.pipe.exec(msgs) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what[i], err))
-		}
-	}
-	return errors.Join(errs...)
+	return pc.pipe.execNamed(msgs, what)
 }
 
 // podRoutes are the routes inside the pod: 169.254.1.1 on-link and default
