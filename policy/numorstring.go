@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // IP protocol numbers of the protocols Calico names.
@@ -170,30 +172,11 @@ func parsePortNumber(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-// validatePortName checks a Kubernetes port name (IANA service name): 1-15
-// lower-case letters, digits and '-', at least one letter, no leading,
-// trailing or double '-'.
+// validatePortName checks a Kubernetes port name (an IANA service name: at
+// most 15 lower-case letters, digits and '-', with a letter).
 func validatePortName(s string) error {
-	if len(s) > 15 {
-		return fmt.Errorf("port name %q is longer than 15 characters", s)
-	}
-	letter := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z':
-			letter = true
-		case c >= '0' && c <= '9':
-		case c == '-':
-			if i == 0 || i == len(s)-1 || s[i-1] == '-' {
-				return fmt.Errorf("port name %q has a misplaced '-'", s)
-			}
-		default:
-			return fmt.Errorf("port name %q may hold only a-z, 0-9 and '-'", s)
-		}
-	}
-	if !letter {
-		return fmt.Errorf("port name %q must contain a letter", s)
+	if problems := validation.IsValidPortName(s); len(problems) > 0 {
+		return fmt.Errorf("port name %q: %s", s, strings.Join(problems, "; "))
 	}
 	return nil
 }

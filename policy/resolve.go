@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/tabbynet/tabby/selector"
 )
 
@@ -582,42 +584,28 @@ func checkPort(port Port, p *path, e *errs) {
 	}
 }
 
-// checkDNSLabel checks a tier name: lower-case alphanumerics and '-', at most
-// 63 characters, starting and ending alphanumeric. It returns "" when valid.
+// checkDNSLabel checks a tier or namespace name as Kubernetes checks a DNS
+// label. It returns "" when valid.
 func checkDNSLabel(s string) string {
 	if s == "" {
 		return "required"
 	}
-	if len(s) > 63 {
-		return fmt.Sprintf("%q is longer than 63 characters", s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
-			return fmt.Sprintf("%q must be lower-case alphanumerics and '-', starting and ending alphanumeric", s)
-		}
-	}
-	return ""
+	return joinProblems(s, validation.IsDNS1123Label(s))
 }
 
-// checkName checks a resource name: a DNS subdomain (lower-case
-// alphanumerics, '-' and '.'), at most 253 characters.
+// checkName checks a resource name as Kubernetes checks a DNS subdomain.
 func checkName(s string) string {
 	if s == "" {
 		return "required"
 	}
-	if len(s) > 253 {
-		return fmt.Sprintf("%q is longer than 253 characters", s)
+	return joinProblems(s, validation.IsDNS1123Subdomain(s))
+}
+
+func joinProblems(s string, problems []string) string {
+	if len(problems) == 0 {
+		return ""
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		if !alnum && ((c != '-' && c != '.') || i == 0 || i == len(s)-1) {
-			return fmt.Sprintf("%q must be lower-case alphanumerics, '-' and '.', starting and ending alphanumeric", s)
-		}
-	}
-	return ""
+	return fmt.Sprintf("%q: %s", s, strings.Join(problems, "; "))
 }
 
 // globalPolicyQuirks reproduces what Calico's GlobalNetworkPolicy conversion

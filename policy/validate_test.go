@@ -90,7 +90,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"missing namespace", "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p}\n",
 			[]string{"metadata.namespace: required"}},
 		{"bad name", "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: Bad_Name, namespace: x}\n",
-			[]string{"metadata.name: \"Bad_Name\" must be lower-case"}},
+			[]string{`metadata.name: "Bad_Name": a lowercase RFC 1123 subdomain`}},
 		{"bad tier default action", "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {defaultAction: Allow}\n",
 			[]string{"spec.defaultAction: must be Deny or Pass"}},
 		{"built-in tier order", "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 5}\n",
