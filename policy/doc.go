@@ -77,6 +77,15 @@
 //	HTTP match                     | only flows that carry an HTTPRequest can match
 //	doNotTrack / preDNAT           | kept in the model and in PoliciesFor, not part of Evaluate
 //	                               | (they act before the filter-table evaluation modelled here)
+//	GlobalNetworkPolicy all()      | as Calico's conversion rewrites the combined selector: with
+//	                               | a namespaceSelector, all() in the policy's selector means
+//	                               | "namespaced"; serviceAccountSelector: all() means "has a
+//	                               | service account" (NetworkPolicy: no rewriting)
+//
+// Not modelled: forwarded traffic through host endpoints (applyOnForward),
+// the raw and mangle stages (doNotTrack, preDNAT), staged policies, and
+// all() inside a larger namespaceSelector expression (Calico rewrites it
+// textually; here it is plain all()).
 //
 // Kubernetes NetworkPolicy conversion (FromK8s) gives knp.default.<name> in
 // the default tier at order 1000; pod selectors gain
