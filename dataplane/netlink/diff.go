@@ -64,9 +64,24 @@ func Diff(desired, owned []Route) Plan {
 			p.Delete = append(p.Delete, r)
 		}
 	}
-	byKey := func(a, b Route) int { return compareKeys(a.Key(), b.Key()) }
-	slices.SortFunc(p.Add, byKey)
-	slices.SortFunc(p.Replace, byKey)
-	slices.SortFunc(p.Delete, byKey)
+	sortByKey(p.Add)
+	sortByKey(p.Replace)
+	sortByKey(p.Delete)
 	return p
+}
+
+// sortByKey sorts routes by Key, computing each key once.
+func sortByKey(rs []Route) {
+	type keyed struct {
+		k RouteKey
+		r Route
+	}
+	ks := make([]keyed, len(rs))
+	for i, r := range rs {
+		ks[i] = keyed{r.Key(), r}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return compareKeys(a.k, b.k) })
+	for i := range ks {
+		rs[i] = ks[i].r
+	}
 }

@@ -127,7 +127,7 @@ func (o *RouteOwner) desiredLocked() []Route {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b Route) int { return compareKeys(a.Key(), b.Key()) })
+	sortByKey(out)
 	return out
 }
 
@@ -215,6 +215,7 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		return res, errors.Join(append(errs, err)...)
 	}
 	results := o.apply(ctx, ops)
+	debug := o.log.Enabled(ctx, slog.LevelDebug)
 	opNames := [...]string{RouteOpAdd: "add", RouteOpReplace: "replace", RouteOpDelete: "delete"}
 	for i, err := range results {
 		op, r := ops[i], changes[i]
@@ -225,7 +226,9 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			errs = append(errs, routeError(opNames[op.Kind], r, err))
 			continue
 		}
-		o.log.Debug("route "+opNames[op.Kind], "route", r.String())
+		if debug {
+			o.log.Debug("route "+opNames[op.Kind], "route", r.String())
+		}
 		switch op.Kind {
 		case RouteOpAdd:
 			res.Added++
