@@ -54,6 +54,12 @@ func TestKernelIPv6PodToPod(t *testing.T) {
 	nettest.ExpectConnect6(t, b, a, 8080)
 	nettest.ExpectConnect6(t, c, a, 8080)
 	nettest.ExpectConnect(t, a, b, 8080) // dual stack: v4 too
+
+	// An IPv6-only pod.
+	v6only := topo.Node(1).AddPod(t, nettest.PodAddrs(addr("fd00:244:0:2::30")))
+	assert.False(t, v6only.IP.IsValid())
+	nettest.ExpectConnect6(t, a, v6only, 8080)
+	nettest.ExpectConnect6(t, v6only, c, 8080)
 }
 
 func TestKernelVXLANReconcile(t *testing.T) {
