@@ -273,7 +273,7 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 		return WorkloadResult{}, err
 	}
 	defer pod.Close()
-	pc, err := openPodConn(pod)
+	pc, err := openPodConn(pod, spec.hasV6())
 	if err != nil {
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
@@ -330,7 +330,11 @@ func (c podConn) close() {
 // namespace. Like netlink.NewHandleAt it switches the calling OS thread
 // (locked meanwhile) into the namespace and back, which costs two setns
 // calls instead of a hand-off to another thread.
-func openPodConn(pod ns.NetNS) (podConn, error) {
+//
+// With noDAD, it also sets the pod's net.ipv6.conf.default.accept_dad=0
+// while there, so the eth0 about to be created has no tentative link-local
+// address and the pod's first IPv6 packets need not wait a second for DAD.
+func openPodConn(pod ns.NetNS, noDAD bool) (podConn, error) {
 	runtime.LockOSThread()
 	back, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
@@ -343,6 +347,10 @@ func openPodConn(pod ns.NetNS) (podConn, error) {
 		return podConn{}, fmt.Errorf("enter %s: %w", pod.Path(), err)
 	}
 	var c podConn
+	var dadErr error
+	if noDAD {
+		dadErr = os.WriteFile("/proc/sys/net/ipv6/conf/default/accept_dad", []byte("0"), 0o644)
+	}
 	h, herr := nl.NewHandle(unix.NETLINK_ROUTE)
 	fd, serr := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err := unix.Setns(int(back.Fd()), unix.CLONE_NEWNET); err != nil {
@@ -357,7 +365,7 @@ func openPodConn(pod ns.NetNS) (podConn, error) {
 		return podConn{}, fmt.Errorf("return from %s: %w", pod.Path(), err)
 	}
 	runtime.UnlockOSThread()
-	if err := errors.Join(herr, serr); err != nil {
+	if err := errors.Join(herr, serr, dadErr); err != nil {
 		if herr == nil {
 			h.Close()
 		}

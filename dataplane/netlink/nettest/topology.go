@@ -219,13 +219,18 @@ func (topo *Topology) Close() error {
 	return errors.Join(errs...)
 }
 
-// newNetns creates a namespace owned by the topology.
+// newNetns creates a namespace owned by the topology. IPv6 duplicate
+// address detection is off for the interfaces created in it: tentative
+// link-local addresses would stall the first IPv6 packets for a second or two.
 func (topo *Topology) newNetns(name string) (*Netns, error) {
 	n, err := CreateNetns(name)
 	if err != nil {
 		return nil, err
 	}
 	topo.onClose(n.Delete)
+	if err := n.Sysctl("net/ipv6/conf/default/accept_dad", "0"); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
