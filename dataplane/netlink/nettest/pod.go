@@ -49,8 +49,8 @@ func PodName(name string) PodOption { return func(c *podConfig) { c.name = name 
 // the node's block, and of its IPv6 block with IPv6()).
 func PodAddrs(addrs ...netip.Addr) PodOption { return func(c *podConfig) { c.addrs = addrs } }
 
-// PodMTUOpt sets this pod's MTU (default: the topology's PodMTU, else 1500).
-func PodMTUOpt(mtu int) PodOption { return func(c *podConfig) { c.mtu = mtu } }
+// MTU sets this pod's MTU (default: the topology's PodMTU, else 1500).
+func MTU(mtu int) PodOption { return func(c *podConfig) { c.mtu = mtu } }
 
 // AddPod creates a pod namespace and sets its interface up with
 // Workloads.SetupWorkload. The pod goes with the topology; the test may
@@ -173,9 +173,9 @@ type Listener struct {
 	ln      net.Listener
 	pc      net.PacketConn
 	wg      sync.WaitGroup
-	// Accepted counts TCP connections accepted or UDP datagrams answered.
+
 	mu       sync.Mutex
-	accepted int
+	accepted int // TCP connections accepted or UDP datagrams answered
 }
 
 // Accepted returns how many connections or datagrams were served.
