@@ -34,6 +34,7 @@ func TestKernelPodToPod(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // topologies are independent: this also checks nettest is safe for it
 			topo := nettest.NewTopology(t, append(tt.opts, nettest.Nodes(tt.nodes))...)
 			for _, n := range topo.Nodes() {
 				n.AddPod(t)
