@@ -91,3 +91,80 @@ func FuzzNames(f *testing.F) {
 		_ = spec.Validate()
 	})
 }
+
+// routesFromBytes decodes a small set of routes (3 bytes each: prefix
+// index, kind, gateway) so the fuzzer explores overlapping keys.
+func routesFromBytes(b []byte) []Route {
+	var out []Route
+	for i := 0; i+2 < len(b) && len(out) < 16; i += 3 {
+		dst := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, b[i] % 8, 0}), 26)
+		if b[i]&0x80 != 0 {
+			dst = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 7: b[i] % 8}), 64)
+		}
+		gw := netip.AddrFrom4([4]byte{10, 99, 0, 10 + b[i+2]%4})
+		if dst.Addr().Is6() {
+			gw = netip.AddrFrom16([16]byte{0xfd, 0, 0x99, 15: 10 + b[i+2]%4})
+		}
+		var r Route
+		switch b[i+1] % 4 {
+		case 0:
+			r = Blackhole(dst)
+		case 1:
+			r = RouteVia(dst, gw)
+		case 2:
+			r = RouteVia(dst, gw, gw.Next())
+		default:
+			r = Route{Dst: dst, Table: 100, Type: RouteUnreachable}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// FuzzDiffConverges checks the diff's contract: applying the plan to the
+// owned routes yields exactly the desired routes (first of each key), and
+// diffing again yields an empty plan.
+func FuzzDiffConverges(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 2, 1, 1}, []byte{1, 1, 0, 3, 2, 2})
+	f.Add([]byte{0x81, 1, 0}, []byte{})
+	f.Fuzz(func(t *testing.T, want, have []byte) {
+		desired, owned := routesFromBytes(want), routesFromBytes(have)
+		state := map[RouteKey]Route{}
+		for _, r := range owned {
+			state[r.Key()] = r
+		}
+		owned = owned[:0]
+		for _, r := range state {
+			owned = append(owned, r)
+		}
+		p := Diff(desired, owned)
+		for _, r := range p.Delete {
+			_, ok := state[r.Key()]
+			require.True(t, ok, "delete of a route not owned: %s", r)
+			delete(state, r.Key())
+		}
+		for _, r := range p.Add {
+			_, ok := state[r.Key()]
+			require.False(t, ok, "add over an existing key: %s", r)
+			state[r.Key()] = r
+		}
+		for _, r := range p.Replace {
+			_, ok := state[r.Key()]
+			require.True(t, ok, "replace of a missing key: %s", r)
+			state[r.Key()] = r
+		}
+		first := map[RouteKey]Route{}
+		for _, r := range desired {
+			if _, ok := first[r.Key()]; !ok {
+				first[r.Key()] = r
+			}
+		}
+		require.Len(t, state, len(first))
+		var after []Route
+		for k, r := range state {
+			require.True(t, satisfies(first[k], r), "%s vs %s", first[k], r)
+			after = append(after, r)
+		}
+		require.True(t, Diff(desired, after).Empty())
+	})
+}
