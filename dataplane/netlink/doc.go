@@ -88,6 +88,20 @@
 // full dump and diff: coalesce bursts of updates (for example BGP) into
 // one Reconcile rather than calling it per update.
 //
+// # Tests
+//
+// Unit tests run the model, Diff and RouteOwner on FakeRouteHandle (no
+// root); fuzz tests cover the route codec, the link-answer decoder, names
+// and the convergence of Diff. Kernel tests (root; skipped otherwise)
+// build nettest topologies: TCP/UDP between pods on 2 and 3 nodes with
+// direct routes and VXLAN, IPv6 and IPv6-only pods, ECMP as one multipath
+// route, route ownership beside foreign routes, repair of hand-deleted
+// routes, neighbours and FDB entries, the workload lifecycle (setup,
+// idempotent re-setup, CHECK, repair, teardown, roll back), bad input, and
+// TestFakeMatchesKernel, which replays the same writes on the fake and on a
+// real namespace and requires the same outcomes. TestInteropBIRD runs BIRD
+// 2 beside a RouteOwner (skipped when bird is not installed).
+//
 // # Performance
 //
 // Measured on the 2-vCPU development VM (kernel 6.18, shared with other
