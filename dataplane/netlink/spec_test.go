@@ -118,3 +118,24 @@ func TestRemoveNormalisesKeys(t *testing.T) {
 	o.Remove("bgp", RouteKey{Dst: pfx("fd00:244:2::/122")}, RouteKey{Dst: pfx("10.244.2.0/26")})
 	assert.Empty(t, o.Desired())
 }
+
+func TestEncapMode(t *testing.T) {
+	underlay := pfx("10.99.0.0/24")
+	for _, tt := range []struct {
+		mode string
+		peer string
+		want bool
+	}{
+		{"Always", "10.99.0.12", true},
+		{"Never", "10.98.0.12", false},
+		{"", "10.98.0.12", false},
+		{"CrossSubnet", "10.99.0.12", false},
+		{"CrossSubnet", "10.98.0.12", true},
+	} {
+		m, err := ParseEncapMode(tt.mode)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, m.Encapsulate(underlay, addr(tt.peer)), "%s %s", tt.mode, tt.peer)
+	}
+	_, err := ParseEncapMode("always")
+	require.ErrorIs(t, err, ErrInvalidSpec)
+}
