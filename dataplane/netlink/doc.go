@@ -29,7 +29,9 @@
 //     − 50, MAC derived from the tunnel address by VTEPMAC), one permanent
 //     neighbour and one FDB entry per remote node, and the on-link routes
 //     to remote blocks (through the RouteOwner), updated as nodes come and
-//     go. IPIP is modelled by EnsureIPIP, which returns ErrNotSupported on
+//     go. EncapMode (a pool's vxlanMode/ipipMode: Never, Always,
+//     CrossSubnet) decides per peer between the tunnel and a plain route.
+//     IPIP is modelled by EnsureIPIP, which returns ErrNotSupported on
 //     kernels without ipip (like the test machines).
 //
 // # Route protocol numbers
