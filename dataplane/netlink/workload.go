@@ -151,25 +151,21 @@ type WorkloadResult struct {
 func (r WorkloadResult) Interfaces() []Interface { return []Interface{r.Host, r.Container} }
 
 // workloadHostHandle is the slice of *netlink.Handle that Workloads uses in
-// the host namespace (the rest of the host-side writes go through its
-// pipelined netlink socket).
+// the host namespace (creation and configuration go through its pipelined
+// netlink socket).
 type workloadHostHandle interface {
 	LinkByName(name string) (nl.Link, error)                                               // ip link show NAME
 	LinkList() ([]nl.Link, error)                                                          // ip link show
-	LinkAdd(link nl.Link) error                                                            // ip link add
 	LinkDel(link nl.Link) error                                                            // ip link del
 	RouteListFiltered(family int, filter *nl.Route, filterMask uint64) ([]nl.Route, error) // ip route show dev
 	Close()
 }
 
-// workloadPodHandle is the slice of *netlink.Handle that Workloads uses in
-// the pod namespace.
+// workloadPodHandle is the slice of *netlink.Handle that CheckWorkload
+// reads the pod namespace with (writes go through a pipelined socket).
 type workloadPodHandle interface {
 	LinkByName(name string) (nl.Link, error)                                               // ip link show NAME
-	LinkSetUp(link nl.Link) error                                                          // ip link set up
-	AddrReplace(link nl.Link, addr *nl.Addr) error                                         // ip addr replace
 	AddrList(link nl.Link, family int) ([]nl.Addr, error)                                  // ip addr show dev
-	RouteReplace(route *nl.Route) error                                                    // ip route replace
 	RouteListFiltered(family int, filter *nl.Route, filterMask uint64) ([]nl.Route, error) // ip route show dev
 }
 
