@@ -130,8 +130,9 @@
 // Reconcile through a KernelHandle, then removed; `ip -batch` adds the same
 // routes in the same run:
 //
-//	RouteOwner: 155,000-159,000 routes/s added, 127,000-139,000 deleted/s
-//	ip -batch:   81,000-82,000 routes/s
+//	RouteOwner: 148,000-159,000 routes/s added, 127,000-154,000 deleted/s
+//	ip -batch:   63,000-82,000 routes/s
+//	a Reconcile with nothing to change (periodic resync): 42-49 ms for 10,000 routes
 //
 // (Through a plain *netlink.Handle, one request and ack per route, the
 // owner managed about 47,000-62,000 routes/s.)
