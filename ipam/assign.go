@@ -237,6 +237,19 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		limit = reqLimit
 	}
 	var got []AssignedIP
+	// Fast path: the node's block that last had room, without listing the
+	// node's affinities (the block itself says whose it is).
+	if hint, ok := a.hints.Load(hintKey{node, v6}); ok {
+		if _, inPools := poolOf(pools, hint.(netip.Prefix)); inPools {
+			ips, err := a.allocFromBlock(ctx, c, pools, hint.(netip.Prefix), attr, num, requireAffinity(node))
+			if err != nil {
+				return got, err
+			}
+			if got = ips; len(got) == num {
+				return got, nil
+			}
+		}
+	}
 	limitReached, noFreeBlock := false, false
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.

@@ -6,9 +6,10 @@
 //  1. Cross-process safety. Every access happens inside a "session" that
 //     holds an exclusive flock on "<path>.lock" and has the bbolt file open.
 //     By default (shared mode) a session is opened on demand and closed when
-//     the process goes idle (after a short linger) or after it has been held
-//     for MaxHold while busy, so other processes — CNI plugin invocations,
-//     tabbyctl, a node agent — take turns. WithExclusive keeps one session
+//     the process goes idle (after a short linger), or, when another process
+//     is waiting (it holds a shared lock on "<path>.want"), after it has been
+//     held for MaxHold while busy, so other processes — CNI plugin
+//     invocations, tabbyctl, a node agent — take turns. WithExclusive keeps one session
 //     for the life of the Store: fastest, but no other process can use the
 //     file until Close. The lock file is taken with a non-blocking flock
 //     polled with a short backoff (bbolt's own lock polls every 50 ms).
@@ -157,6 +158,10 @@ func (s *Store) acquire() (*bolt.DB, error) {
 			return nil, store.ErrClosed
 		case s.db != nil && !s.draining:
 			if !s.opts.exclusive && s.opts.maxHold > 0 && time.Since(s.openedAt) > s.opts.maxHold {
+				if !s.othersWaiting() {
+					s.openedAt = time.Now() // nobody else wants the file: keep it
+					continue
+				}
 				s.draining = true
 				if s.users == 0 {
 					s.closeSessionLocked()
@@ -241,10 +246,37 @@ func closeSession(db *bolt.DB, lf *os.File) {
 	_ = lf.Close()
 }
 
+// othersWaiting reports whether another process (or Store) is waiting for
+// the file: waiters hold a shared lock on "<path>.want" while they wait, so
+// an exclusive try-lock on it fails.
+func (s *Store) othersWaiting() bool {
+	f, err := os.OpenFile(s.path+".want", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return true // be fair when unsure
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
 func (s *Store) openSession() (*bolt.DB, *os.File, error) {
 	lf, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("bbolt: open lock file: %w", err)
+	}
+	// Announce that we wait, so a holder past its MaxHold lets us in.
+	if want, err := os.OpenFile(s.path+".want", os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		if syscall.Flock(int(want.Fd()), syscall.LOCK_SH) == nil {
+			defer func() {
+				_ = syscall.Flock(int(want.Fd()), syscall.LOCK_UN)
+				_ = want.Close()
+			}()
+		} else {
+			_ = want.Close()
+		}
 	}
 	deadline := time.Now().Add(s.opts.lockTimeout)
 	backoff := 50 * time.Microsecond
