@@ -306,6 +306,7 @@ func TestKernelBadInput(t *testing.T) {
 		{"no id", tnl.WorkloadSpec{Netns: podNS.Path}, tnl.ErrInvalidSpec},
 		{"bad address", tnl.WorkloadSpec{ID: "a", Netns: podNS.Path, Addresses: []netip.Addr{addr("224.0.0.1")}}, tnl.ErrInvalidSpec},
 		{"vanished netns", tnl.WorkloadSpec{ID: "a", Netns: "/var/run/netns/tby-does-not-exist"}, tnl.ErrNetnsNotFound},
+		{"not a netns", tnl.WorkloadSpec{ID: "a", Netns: "/proc/self/status"}, tnl.ErrInvalidSpec},
 		{"pod already has the name", tnl.WorkloadSpec{ID: "a", Netns: podNS.Path, IfName: "lo"}, tnl.ErrNameCollision},
 	}
 	for _, tt := range tests {

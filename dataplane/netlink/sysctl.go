@@ -82,6 +82,10 @@ func openNetns(path string) (ns.NetNS, error) {
 		if errors.As(err, &missing) || errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", ErrNetnsNotFound, path)
 		}
+		var notNS ns.NSPathNotNSErr
+		if errors.As(err, &notNS) {
+			return nil, fmt.Errorf("%w: %s is not a network namespace", ErrInvalidSpec, path)
+		}
 		return nil, fmt.Errorf("open netns %s: %w", path, err)
 	}
 	return n, nil

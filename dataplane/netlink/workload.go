@@ -340,6 +340,9 @@ func openPodConn(pod ns.NetNS, noDAD bool) (podConn, error) {
 	defer back.Close()
 	if err := unix.Setns(int(pod.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
+		if errors.Is(err, unix.EINVAL) {
+			return podConn{}, fmt.Errorf("%w: %s is not a network namespace: %w", ErrInvalidSpec, pod.Path(), err)
+		}
 		return podConn{}, fmt.Errorf("enter %s: %w", pod.Path(), err)
 	}
 	var c podConn
