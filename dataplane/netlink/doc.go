@@ -14,8 +14,8 @@
 //     default routes via 169.254.1.1 (IPv4, answered by proxy ARP) and via
 //     fe80::ecee:eeff:feee:eeee (IPv6, the host veth's link-local
 //     address), host routes to each pod address (protocol 117), and the
-//     sysctls proxy_arp=1, proxy_delay=0, forwarding=1 (IPv6: accept_dad=0,
-//     accept_ra=0, forwarding=1). It returns what a CNI result needs.
+//     sysctls proxy_arp=1, proxy_delay=0, forwarding=1, route_localnet=1
+//     (IPv6: accept_dad=0, accept_ra=0, forwarding=1). It returns what a CNI result needs.
 //     TeardownWorkload (by ID, idempotent, needs no pod netns),
 //     CheckWorkload (CNI CHECK), ListWorkloads (CNI GC).
 //   - RouteOwner: desired routes — blackholes for local blocks, remote

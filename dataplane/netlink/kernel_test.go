@@ -237,10 +237,12 @@ func TestKernelWorkloadLifecycle(t *testing.T) {
 	assert.Len(t, res.Routes, 2)
 
 	for key, want := range map[string]string{
-		"ipv4/conf/" + res.Host.Name + "/proxy_arp":    "1",
-		"ipv4/conf/" + res.Host.Name + "/forwarding":   "1",
-		"ipv4/neigh/" + res.Host.Name + "/proxy_delay": "0",
-		"ipv6/conf/" + res.Host.Name + "/accept_dad":   "0",
+		"ipv4/conf/" + res.Host.Name + "/proxy_arp":      "1",
+		"ipv4/conf/" + res.Host.Name + "/forwarding":     "1",
+		"ipv4/conf/" + res.Host.Name + "/route_localnet": "1",
+		"ipv4/conf/" + res.Host.Name + "/rp_filter":      "0",
+		"ipv4/neigh/" + res.Host.Name + "/proxy_delay":   "0",
+		"ipv6/conf/" + res.Host.Name + "/accept_dad":     "0",
 	} {
 		out, err := node.NS.Run(ctx, "cat", "/proc/sys/net/"+key)
 		require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 const (
 	ipv4DevconfForwarding = 1  // IPV4_DEVCONF_FORWARDING
 	ipv4DevconfProxyARP   = 3  // IPV4_DEVCONF_PROXY_ARP
+	ipv4DevconfLocalnet   = 26 // IPV4_DEVCONF_ROUTE_LOCALNET
 	ndtaName              = 1  // NDTA_NAME
 	ndtaParms             = 6  // NDTA_PARMS
 	ndtpaIfindex          = 1  // NDTPA_IFINDEX

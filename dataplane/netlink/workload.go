@@ -458,10 +458,10 @@ func (w *Workloads) configureHost(veth *nl.Veth, spec WorkloadSpec) error {
 	}
 	msgs := [][]byte{
 		appendSetLinkMsg(nil, veth.Index, aliasPrefix+spec.ID, true,
-			[][2]uint32{{ipv4DevconfProxyARP, 1}, {ipv4DevconfForwarding, 1}}),
+			[][2]uint32{{ipv4DevconfProxyARP, 1}, {ipv4DevconfForwarding, 1}, {ipv4DevconfLocalnet, 1}}),
 		appendProxyDelayMsg(nil, veth.Index, 0),
 	}
-	what := []string{"set " + hostName + " alias, proxy_arp, forwarding, up", "set " + hostName + " proxy_delay"}
+	what := []string{"set " + hostName + " alias, proxy_arp, forwarding, route_localnet, up", "set " + hostName + " proxy_delay"}
 	for _, a := range spec.Addresses {
 		r := &nl.Route{
 			LinkIndex: veth.Index, Dst: prefixToIPNet(netip.PrefixFrom(a, a.BitLen())),
