@@ -107,32 +107,35 @@
 // # Performance
 //
 // Measured on the 2-vCPU development VM (kernel 6.18, shared with other
-// engineers' builds, load average 3-5, so figures vary by ±30%) with
+// engineers' builds, load average 3-5, so absolute figures swing by ±40%;
+// compare each line with the ip -batch figure of the same run) with
 //
 //	go test -run '^$' -bench . -benchtime 3x -count 3 ./dataplane/netlink/
 //
 // BenchmarkWorkloadSetupTeardown: 200 workloads set up, then torn down, per
 // iteration, from plain goroutines like a CNI plugin; `ip -batch` creates
 // and deletes the same 200 veth pairs (peer created in the pod netns, link
-// up, /32 route) in one process in the same run:
+// up, /32 route) in one process in the same run. Over six runs:
 //
-//	setup     p50 0.67-0.73 ms, p99 1.4-1.8 ms; ip -batch add 0.52-0.56 ms/pair → 1.27-1.32x
-//	teardown  p50 16.0 ms;                      ip -batch del 16.1-16.5 ms/pair
-//	setup+teardown p50 16.7-16.8 ms, p99 24.6-28.2 ms → 0.99-1.01x of ip -batch add+del
+//	setup     p50 0.63-0.73 ms, p99 1.4-4.8 ms; ip -batch add 0.52-0.88 ms/pair → 0.72-1.32x
+//	teardown  p50 16-20 ms;                     ip -batch del 16.1-17.3 ms/pair
+//	setup+teardown p50 16.7-20.7 ms, p99 24.6-30.9 ms → 0.99-1.19x of ip -batch add+del
 //
 // Setup does more than that floor: addresses, link up and two routes in
-// the pod, the alias, proxy ARP, forwarding and proxy_delay. Teardown is
-// the kernel's veth unregistration (RCU grace periods), the same for
-// ip -batch. A setup issued right after a teardown is ~0.4 ms slower while
-// the kernel finishes unregistering the previous pair.
+// the pod, the alias, proxy ARP, forwarding, route_localnet and
+// proxy_delay. Teardown is the kernel's veth unregistration (RCU grace
+// periods), the same for ip -batch. A setup issued right after a teardown
+// is ~0.4 ms slower while the kernel finishes unregistering the previous
+// pair. Before the hand-built pipelined messages (vishvananda LinkAdd and
+// one request per step, sysctls through /proc) setup took 1.1-1.3 ms.
 //
 // BenchmarkRouteOwner10k: 10,000 /32 routes via one gateway, one Set +
 // Reconcile through a KernelHandle, then removed; `ip -batch` adds the same
-// routes in the same run:
+// routes in the same run. Over five runs:
 //
-//	RouteOwner: 148,000-159,000 routes/s added, 127,000-154,000 deleted/s
-//	ip -batch:   63,000-82,000 routes/s
-//	a Reconcile with nothing to change (periodic resync): 42-49 ms for 10,000 routes
+//	RouteOwner: 92,000-159,000 routes/s added, 91,000-154,000 deleted/s
+//	ip -batch:  43,000-82,000 routes/s (the owner was 1.6-2.3x faster in every run)
+//	a Reconcile with nothing to change (periodic resync): 42-98 ms for 10,000 routes
 //
 // (Through a plain *netlink.Handle, one request and ack per route, the
 // owner managed about 47,000-62,000 routes/s.)
