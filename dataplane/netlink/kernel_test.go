@@ -2,10 +2,13 @@ package netlink_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -413,4 +416,49 @@ func TestKernelWorkloadsInCurrentNetns(t *testing.T) {
 	p2 := topo.Node(0).AddPod(t)
 	nettest.ExpectConnect(t, &nettest.Pod{Name: "cni", NS: pod, IP: spec.Addresses[0]}, p2, 8080)
 	require.NoError(t, topo.Node(0).Workloads.TeardownWorkload(ctx, spec.ID))
+}
+
+// TestKernelVXLANBulk sends 4 MiB between pods on two nodes over VXLAN with
+// the pod MTU 50 bytes below the underlay (LAB.md: bulk traffic stalls
+// when the pod MTU is left at 1500).
+func TestKernelVXLANBulk(t *testing.T) {
+	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithRouting(nettest.RoutingVXLAN), nettest.PodMTU(1500-tnl.VXLANOverhead))
+	a, b := topo.Node(0).AddPod(t), topo.Node(1).AddPod(t)
+	var ln net.Listener
+	require.NoError(t, b.NS.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", ":9100")
+		return err
+	}))
+	defer ln.Close()
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := a.Dial(ctx, "tcp", b.Addr(9100))
+	require.NoError(t, err)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	const size = 4 << 20
+	n, err := io.Copy(c, io.LimitReader(zeroReader{}, size))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	assert.Equal(t, int64(size), n)
+	assert.Equal(t, int64(size), <-got)
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
