@@ -3,7 +3,6 @@ package selector
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -37,7 +36,7 @@ type node struct {
 	n     int32 // children: kids[first : first+n] (opAnd, opOr)
 	key   string
 	val   string
-	set   []string // sorted and de-duplicated (opIn, opNotIn)
+	set   valueSet // opIn, opNotIn
 }
 
 // program is the immutable compiled form behind a Selector.
@@ -53,67 +52,94 @@ type program struct {
 
 func (p *program) kidsOf(n *node) []int32 { return p.kids[n.first : n.first+n.n] }
 
-func (p *program) eval(i int32, l Labels) bool {
-	n := &p.nodes[i]
-	var r bool
-	switch n.op {
-	case opAll, opGlobal:
-		r = true
-	case opHas:
-		_, r = l.Get(n.key)
-	case opEq:
-		v, ok := l.Get(n.key)
-		r = ok && v == n.val
-	case opNe:
-		v, ok := l.Get(n.key)
-		r = !ok || v != n.val
-	case opIn:
-		v, ok := l.Get(n.key)
-		r = ok && setContains(n.set, v)
-	case opNotIn:
-		v, ok := l.Get(n.key)
-		r = !ok || !setContains(n.set, v)
-	case opContains:
-		v, ok := l.Get(n.key)
-		r = ok && strings.Contains(v, n.val)
-	case opStartsWith:
-		v, ok := l.Get(n.key)
-		r = ok && strings.HasPrefix(v, n.val)
-	case opEndsWith:
-		v, ok := l.Get(n.key)
-		r = ok && strings.HasSuffix(v, n.val)
-	case opAnd:
-		r = true
-		for _, k := range p.kidsOf(n) {
-			if !p.eval(k, l) {
-				r = false
-				break
-			}
-		}
-	case opOr:
-		for _, k := range p.kidsOf(n) {
-			if p.eval(k, l) {
-				r = true
-				break
-			}
-		}
+// test applies a leaf operation to the label's value (v, present). Equality,
+// by far the most common operation, is checked before the switch.
+func (n *node) test(v string, ok bool) bool {
+	if n.op == opEq {
+		return ok && v == n.val
 	}
-	return r != n.neg
+	switch n.op {
+	case opHas:
+		return ok
+	case opNe:
+		return !ok || v != n.val
+	case opIn:
+		return ok && n.set.has(v)
+	case opNotIn:
+		return !ok || !n.set.has(v)
+	case opContains:
+		return ok && strings.Contains(v, n.val)
+	case opStartsWith:
+		return ok && strings.HasPrefix(v, n.val)
+	case opEndsWith:
+		return ok && strings.HasSuffix(v, n.val)
+	}
+	return true // opAll, opGlobal
 }
 
-// setContains reports whether sorted set holds v. Small sets are scanned, which
-// beats a binary search's unpredictable branches.
-func setContains(set []string, v string) bool {
-	if len(set) <= 8 {
-		for _, s := range set {
-			if s == v {
-				return true
-			}
+// The two evaluators below are one algorithm: eval reads labels through the
+// Labels interface, evalMap reads a Map directly, which saves an indirect
+// call per label on the most common input. Leaf children of a group are
+// tested in the group's loop rather than by a recursive call.
+
+// eval evaluates node i against any Labels.
+func (p *program) eval(i int32, l Labels) bool {
+	n := &p.nodes[i]
+	if n.op < opAnd {
+		if n.op <= opGlobal {
+			return !n.neg
 		}
-		return false
+		v, ok := l.Get(n.key)
+		return n.test(v, ok) != n.neg
 	}
-	_, found := slices.BinarySearch(set, v)
-	return found
+	stopOn := n.op == opOr // && stops at the first false, || at the first true
+	for _, k := range p.kids[n.first : n.first+n.n] {
+		c := &p.nodes[k]
+		var r bool
+		switch {
+		case c.op <= opGlobal:
+			r = !c.neg
+		case c.op < opAnd:
+			v, ok := l.Get(c.key)
+			r = c.test(v, ok) != c.neg
+		default:
+			r = p.eval(k, l)
+		}
+		if r == stopOn {
+			return stopOn != n.neg
+		}
+	}
+	return stopOn == n.neg
+}
+
+// evalMap is eval for a Map.
+func (p *program) evalMap(i int32, m Map) bool {
+	n := &p.nodes[i]
+	if n.op < opAnd {
+		if n.op <= opGlobal {
+			return !n.neg
+		}
+		v, ok := m[n.key]
+		return n.test(v, ok) != n.neg
+	}
+	stopOn := n.op == opOr
+	for _, k := range p.kids[n.first : n.first+n.n] {
+		c := &p.nodes[k]
+		var r bool
+		switch {
+		case c.op <= opGlobal:
+			r = !c.neg
+		case c.op < opAnd:
+			v, ok := m[c.key]
+			r = c.test(v, ok) != c.neg
+		default:
+			r = p.evalMap(k, m)
+		}
+		if r == stopOn {
+			return stopOn != n.neg
+		}
+	}
+	return stopOn == n.neg
 }
 
 // writeCanonical appends node i in canonical form: every && and || group
@@ -150,7 +176,7 @@ func (p *program) writeCanonical(b *strings.Builder, i int32) {
 		} else {
 			b.WriteString(" not in {")
 		}
-		for j, v := range n.set {
+		for j, v := range n.set.vals {
 			if j > 0 {
 				b.WriteString(", ")
 			}

@@ -32,12 +32,12 @@ func Ne(key, value string) Selector { return leaf(node{op: opNe, key: key, val: 
 
 // In matches when the label is present with one of the values.
 func In(key string, values ...string) Selector {
-	return leaf(node{op: opIn, key: key, set: normaliseSet(append([]string(nil), values...))})
+	return leaf(node{op: opIn, key: key, set: newValueSet(append([]string(nil), values...))})
 }
 
 // NotIn matches when the label is absent or has none of the values.
 func NotIn(key string, values ...string) Selector {
-	return leaf(node{op: opNotIn, key: key, set: normaliseSet(append([]string(nil), values...))})
+	return leaf(node{op: opNotIn, key: key, set: newValueSet(append([]string(nil), values...))})
 }
 
 // Contains matches when the label is present and its value contains s.
@@ -99,7 +99,7 @@ func checkNode(n *node) error {
 	if err := ValidateKey(n.key); err != nil {
 		return err
 	}
-	vals := n.set
+	vals := n.set.values()
 	if n.op != opIn && n.op != opNotIn && n.op != opHas {
 		vals = []string{n.val}
 	}

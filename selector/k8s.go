@@ -139,7 +139,7 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 			if errs := validation.IsQualifiedName(n.key); len(errs) > 0 {
 				return nil, fmt.Errorf("%w: label key %q: %s", ErrNotLabelSelector, n.key, strings.Join(errs, "; "))
 			}
-			for _, v := range append([]string{n.val}, n.set...) {
+			for _, v := range append(n.set.values(), n.val) {
 				if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
 					return nil, fmt.Errorf("%w: label %q value %q: %s", ErrNotLabelSelector, n.key, v, strings.Join(errs, "; "))
 				}
@@ -180,13 +180,13 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 		case opNe:
 			addExpr(n.key, metav1.LabelSelectorOpNotIn, n.val)
 		case opIn:
-			if len(n.set) == 0 {
+			if n.set.len() == 0 {
 				return nil, fmt.Errorf("%w: %s in {} matches nothing", ErrNotLabelSelector, n.key)
 			}
-			addExpr(n.key, metav1.LabelSelectorOpIn, slices.Clone(n.set)...)
+			addExpr(n.key, metav1.LabelSelectorOpIn, n.set.values()...)
 		case opNotIn:
-			if len(n.set) > 0 { // "not in {}" always holds
-				addExpr(n.key, metav1.LabelSelectorOpNotIn, slices.Clone(n.set)...)
+			if n.set.len() > 0 { // "not in {}" always holds
+				addExpr(n.key, metav1.LabelSelectorOpNotIn, n.set.values()...)
 			}
 		default:
 			return nil, fmt.Errorf("%w: %q", ErrNotLabelSelector, s.String())

@@ -44,7 +44,15 @@ func (e *ParseError) Unwrap() error { return ErrInvalid }
 // column.
 func Parse(s string) (Selector, error) {
 	p := parser{in: s, prog: &program{}}
-	p.prog.nodes = make([]node, 0, 2+len(s)/12)
+	// n operators join n+1 operations into at most n groups, so 2n+1 nodes
+	// always suffice and the slice never grows.
+	ops := strings.Count(s, "&&") + strings.Count(s, "||")
+	p.prog.nodes = make([]node, 0, 1+2*ops)
+	if ops > 0 {
+		// Each node is some group's child at most once.
+		p.prog.kids = make([]int32, 0, 1+2*ops)
+		p.stack = make([]int32, 0, 1+ops)
+	}
 	p.skipSpace()
 	if p.pos == len(p.in) {
 		p.prog.nodes = append(p.prog.nodes, node{op: opAll})
@@ -155,39 +163,54 @@ func (p *parser) describe() string {
 // list parses operands separated by sep and joins them into one node of kind
 // o, splicing in operands that are themselves un-negated o groups, so that
 // bracketing does not change the tree.
-func (p *parser) list(depth int, o op, sep string, operand func(int) (int32, error)) (int32, error) {
+func (p *parser) list(depth int, o op) (int32, error) {
+	sep := "&&"
+	if o == opOr {
+		sep = "||"
+	}
+	operand := func() (int32, error) {
+		if o == opOr {
+			return p.parseAnd(depth)
+		}
+		return p.parseUnary(depth)
+	}
+	first, err := operand()
+	if err != nil || !p.eat(sep) {
+		return first, err // one operand: no group
+	}
 	base := len(p.stack)
 	defer func() { p.stack = p.stack[:base] }()
-	for {
-		i, err := operand(depth)
-		if err != nil {
-			return 0, err
-		}
+	push := func(i int32) {
 		if n := &p.prog.nodes[i]; n.op == o && !n.neg {
 			p.stack = append(p.stack, p.prog.kidsOf(n)...)
 		} else {
 			p.stack = append(p.stack, i)
 		}
+	}
+	push(first)
+	for {
+		i, err := operand()
+		if err != nil {
+			return 0, err
+		}
+		push(i)
 		if !p.eat(sep) {
 			break
 		}
 	}
 	ops := p.stack[base:]
-	if len(ops) == 1 {
-		return ops[0], nil
-	}
-	first := int32(len(p.prog.kids))
+	start := int32(len(p.prog.kids))
 	p.prog.kids = append(p.prog.kids, ops...)
-	p.prog.nodes = append(p.prog.nodes, node{op: o, first: first, n: int32(len(ops))})
+	p.prog.nodes = append(p.prog.nodes, node{op: o, first: start, n: int32(len(ops))})
 	return int32(len(p.prog.nodes) - 1), nil
 }
 
 func (p *parser) parseOr(depth int) (int32, error) {
-	return p.list(depth, opOr, "||", p.parseAnd)
+	return p.list(depth, opOr)
 }
 
 func (p *parser) parseAnd(depth int) (int32, error) {
-	return p.list(depth, opAnd, "&&", p.parseUnary)
+	return p.list(depth, opAnd)
 }
 
 // parseUnary parses any number of "!" then one operation or bracketed group.
@@ -359,23 +382,32 @@ func (p *parser) parseSet(key string, o op) (int32, error) {
 	if !p.eat("{") {
 		return 0, p.unexpected(`"{"`)
 	}
-	var set []string
-	if !p.eat("}") {
+	var vals []string
+	if end := strings.IndexByte(p.in[p.pos:], '}'); end > 0 {
+		vals = make([]string, 0, 1+strings.Count(p.in[p.pos:p.pos+end], ","))
+	}
+	p.skipSpace()
+	if p.pos < len(p.in) && p.in[p.pos] == '}' {
+		p.pos++
+	} else {
 		for {
 			v, err := p.str()
 			if err != nil {
 				return 0, err
 			}
-			set = append(set, v)
-			if p.eat("}") {
+			vals = append(vals, v)
+			p.skipSpace()
+			if p.pos < len(p.in) && p.in[p.pos] == '}' {
+				p.pos++
 				break
 			}
-			if !p.eat(",") {
+			if p.pos >= len(p.in) || p.in[p.pos] != ',' {
 				return 0, p.unexpected(`"," or "}"`)
 			}
+			p.pos++
 		}
 	}
-	return p.add(node{op: o, key: key, set: normaliseSet(set)})
+	return p.add(node{op: o, key: key, set: newValueSet(vals)})
 }
 
 // normaliseSet sorts and de-duplicates set in place.

@@ -58,11 +58,11 @@ func (p *program) restrictions(i int32, neg bool) restr {
 		}
 	case opIn:
 		if !neg {
-			return one(Restriction{MustBePresent: true, MustHaveOneOfValues: slices.Clone(n.set)})
+			return one(Restriction{MustBePresent: true, MustHaveOneOfValues: n.set.values()})
 		}
 	case opNotIn:
 		if neg {
-			return one(Restriction{MustBePresent: true, MustHaveOneOfValues: slices.Clone(n.set)})
+			return one(Restriction{MustBePresent: true, MustHaveOneOfValues: n.set.values()})
 		}
 	case opContains, opStartsWith, opEndsWith:
 		if !neg {
@@ -193,9 +193,11 @@ func (s Selector) Satisfiable() bool {
 		case opEq, opNe:
 			cands[n.key] = append(cands[n.key], n.val)
 		case opIn, opNotIn:
-			cands[n.key] = append(cands[n.key], n.set...)
-			if len(n.set) > 0 {
-				longest = max(longest, n.set[len(n.set)-1])
+			for _, v := range n.set.vals {
+				cands[n.key] = append(cands[n.key], v)
+				if len(v) > len(longest) {
+					longest = v
+				}
 			}
 		case opHas:
 			cands[n.key] = append(cands[n.key], "")

@@ -17,6 +17,9 @@ func (s Selector) Evaluate(labels Labels) bool {
 	if s.p.err != nil {
 		return false
 	}
+	if m, ok := labels.(Map); ok {
+		return s.p.evalMap(s.p.root, m)
+	}
 	return s.p.eval(s.p.root, labels)
 }
 
