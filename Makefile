@@ -16,8 +16,8 @@ test: deps
 test-long: deps
 	$(GO) test -race -timeout 60m ./...
 
-demo:
-	$(GO) run ./examples/selectordemo
+demo: deps
+	$(GO) run ./examples/lab
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...

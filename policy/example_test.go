@@ -126,9 +126,9 @@ spec:
 	fmt.Println(v)
 	// Output:
 	// TCP/5432       1  2  3
-	//  1 bank/api    ✓  ·  ✓
-	//  2 bank/bad    ·  ·  ·
-	//  3 bank/db     ✓  ·  ·
+	//  1 bank/api    ✓  ✗  ✓
+	//  2 bank/bad    ✗  ✗  ✗
+	//  3 bank/db     ✓  ✗  ✗
 	// Deny TCP bank/bad (10.0.0.3) → bank/db (10.0.0.2):5432
 	//   egress of bank/bad (10.0.0.3): tier security → policy security.quarantine rule 1 (Pass) → profile kns.bank (Allow)
 	//   ingress of bank/db (10.0.0.2): tier security → policy security.quarantine rule 0 (Deny)

@@ -247,7 +247,7 @@ func (ps *PolicySet) Matrix(endpoints []string, proto uint8, port uint16) (*Matr
 }
 
 // String renders the matrix as a table: rows are sources, columns
-// destinations (numbered as in the row labels), "✓" allowed and "·" denied.
+// destinations (numbered as in the row labels), "✓" allowed and "✗" denied.
 func (m *Matrix) String() string {
 	var b strings.Builder
 	w := 0
@@ -262,7 +262,7 @@ func (m *Matrix) String() string {
 	for i, e := range m.Endpoints {
 		fmt.Fprintf(&b, "%2d %-*s  ", i+1, w, e)
 		for j := range m.Endpoints {
-			c := "·"
+			c := "✗"
 			if m.Allowed[i][j] {
 				c = "✓"
 			}
