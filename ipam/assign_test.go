@@ -554,6 +554,7 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, 4, u.Nodes[1].Used)
 	assert.Equal(t, 1, u.Nodes[1].Borrowed)
 	require.Len(t, u.Blocks, 2)
+	assert.Equal(t, 1, u.Borrowed())
 }
 
 func TestAllocationErrorMessage(t *testing.T) {

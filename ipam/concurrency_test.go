@@ -123,11 +123,7 @@ func TestConcurrentNodes(t *testing.T) {
 	churn(t, e.ctx, e.ipam, 16, total)
 	u, err := e.ipam.Usage(e.ctx)
 	require.NoError(t, err)
-	borrowed := 0
-	for _, n := range u.Nodes {
-		borrowed += n.Borrowed
-	}
-	t.Logf("blocks %d, used %d, borrowed %d", u.Pools[0].Blocks, u.Pools[0].Used, borrowed)
+	t.Logf("blocks %d, used %d, borrowed %d", u.Pools[0].Blocks, u.Pools[0].Used, u.Borrowed())
 }
 
 // TestPropertyAgainstReference drives the allocator and a trivial

@@ -170,11 +170,7 @@ func multiProcess(t *testing.T, backend, target string) {
 	}
 	u, err := parent.Usage(ctx)
 	require.NoError(t, err)
-	borrowed := 0
-	for _, n := range u.Nodes {
-		borrowed += n.Borrowed
-	}
-	t.Logf("blocks %d, used %d, borrowed %d", u.Pools[0].Blocks, u.Pools[0].Used, borrowed)
+	t.Logf("blocks %d, used %d, borrowed %d", u.Pools[0].Blocks, u.Pools[0].Used, u.Borrowed())
 }
 
 func TestMultiProcessBbolt(t *testing.T) {

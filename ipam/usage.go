@@ -58,6 +58,16 @@ type Usage struct {
 	Blocks []BlockUsage
 }
 
+// Borrowed is the number of addresses held by nodes other than their
+// block's node, cluster-wide.
+func (u Usage) Borrowed() int {
+	n := 0
+	for _, b := range u.Blocks {
+		n += b.Borrowed
+	}
+	return n
+}
+
 // Usage reports utilisation per pool, node and block.
 func (a *IPAM) Usage(ctx context.Context) (Usage, error) {
 	c, err := a.loadCluster(ctx)
