@@ -368,7 +368,7 @@ func requireAffinity(node string) blockCheck {
 // two writes leaves a handle that over-counts (which Check reports and GC
 // repairs) rather than an allocation no handle can release.
 func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, n int, check blockCheck) ([]AssignedIP, error) {
-	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, func(b *Block, mask []bool) []int {
+	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, true, func(b *Block, mask []bool) []int {
 		var pos []int
 		for i, o := range b.Unallocated {
 			if len(pos) == n {
@@ -382,19 +382,29 @@ func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, c
 	})
 }
 
-func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
+// updateBlockForAlloc assigns the ordinals pick chooses (positions in
+// Unallocated); skipFull returns at once, without decoding, for a block with
+// no free ordinal.
+func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, skipFull bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		sb, err := a.getBlock(ctx, cidr)
+		kv, err := a.s.Get(ctx, blockKey(cidr))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		b := sb.block
+		if free, ok := peekFree(kv.Value); skipFull && ok && free == 0 {
+			return nil, nil // full: nothing to take, whoever owns it
+		}
+		b, err := decodeBlock(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("block %s: %w", cidr, err)
+		}
+		sb := storedBlock{b, kv.Revision}
 		if err := check(b); err != nil {
 			if errors.Is(err, errSkip) {
 				return nil, nil

@@ -412,6 +412,15 @@ func TestAssignIP(t *testing.T) {
 	_, err = e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.22")}, Handle: "h4", Node: "b"})
 	require.ErrorIs(t, err, ErrStrictAffinity)
 
+	// A taken address in a full block is in use too.
+	e2 := newEnv(t)
+	e2.pool("small", "10.5.0.0/30", 30)
+	for i := range 4 {
+		e2.mustAssign4(fmt.Sprint("s", i), "a")
+	}
+	_, err = e2.ipam.AssignIP(e2.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.5.0.1")}, Handle: "x", Node: "a"})
+	require.ErrorIs(t, err, ErrAddressInUse)
+
 	// All or nothing: the second address is taken, so the first is released.
 	_, err = e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.40"), addr("10.0.0.20")}, Handle: "h5", Node: "a"})
 	require.ErrorIs(t, err, ErrAddressInUse)

@@ -14,7 +14,9 @@ import (
 // compact binary encoding rather than JSON. Layout (all integers uvarint
 // unless noted):
 //
-//	version=1 | cidr (addr len byte, addr bytes, bits) | affinity str |
+//	version=1 | free (2 bytes, big endian: len(unallocated), so a full
+//	block can be skipped without decoding it) |
+//	cidr (addr len byte, addr bytes, bits) | affinity str |
 //	emptySince (unix nanos, varint) | n | n allocations (attr index + 1) |
 //	len(unallocated) | ordinals | len(attributes) | attributes
 //
@@ -49,6 +51,7 @@ func appendTime(b []byte, t time.Time) []byte {
 func encodeBlock(blk *Block) []byte {
 	b := make([]byte, 0, 64+2*len(blk.Allocations)+len(blk.Unallocated)*2+len(blk.Attributes)*96)
 	b = append(b, blockCodecVersion)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(blk.Unallocated)))
 	b = appendAddr(b, blk.CIDR.Addr())
 	b = binary.AppendUvarint(b, uint64(blk.CIDR.Bits()))
 	b = appendString(b, blk.Affinity)
@@ -164,13 +167,23 @@ func (d *decoder) addr(what string) netip.Addr {
 	return a
 }
 
+// peekFree reads the number of unallocated ordinals of an encoded block
+// without decoding it.
+func peekFree(b []byte) (int, bool) {
+	if len(b) < 3 || b[0] != blockCodecVersion {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint16(b[1:3])), true
+}
+
 // decodeBlock decodes an encoded block. The strings in the result share
 // b's memory, so b must not be modified afterwards.
 func decodeBlock(b []byte) (*Block, error) {
-	if len(b) == 0 || b[0] != blockCodecVersion {
+	free, ok := peekFree(b)
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown version", errCorrupt)
 	}
-	d := &decoder{b: b[1:]}
+	d := &decoder{b: b[3:]}
 	blk := &Block{}
 	addr := d.addr("cidr")
 	bitsN := int(d.uvarint("cidr bits", 128))
@@ -226,6 +239,9 @@ func decodeBlock(b []byte) (*Block, error) {
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
+	}
+	if d.err == nil && free != len(blk.Unallocated) {
+		d.fail("free count")
 	}
 	if d.err != nil {
 		return nil, d.err

@@ -98,7 +98,7 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 					Detail: fmt.Sprintf("%s is in block %s affine to %q", addr, b.CIDR, b.Affinity)}
 			}
 			return nil
-		}, func(b *Block, _ []bool) []int {
+		}, false, func(b *Block, _ []bool) []int {
 			o := int32(ordinal(b.CIDR, addr))
 			i := slices.Index(b.Unallocated, o)
 			if i < 0 {
