@@ -314,6 +314,14 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			}
 		}
 		if b.Affinity != "" && !slices.ContainsFunc(s.affs, func(af storedAffinity) bool { return af.CIDR == cidr && af.Node == b.Affinity }) {
+			// Re-read: the block may have been released since the snapshot.
+			fresh, err := a.getBlock(ctx, cidr)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && fresh.block.Affinity != b.Affinity) {
+				continue
+			}
+			if err != nil {
+				return rep, err
+			}
 			val, _ := json.Marshal(Affinity{Node: b.Affinity, CIDR: cidr, State: AffinityConfirmed, Updated: a.now().UTC()})
 			if _, err := a.s.Create(ctx, affinityKey(b.Affinity, cidr), val); err != nil && !errors.Is(err, store.ErrExists) {
 				return rep, err
