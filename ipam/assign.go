@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tabbynet/tabby/ipam/store"
 )
@@ -443,7 +444,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			}
 		}
 		b.Unallocated = un
-		b.EmptySince = timeZero
+		b.EmptySince = time.Time{}
 		_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
 		if err == nil {
 			return ips, nil

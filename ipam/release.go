@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/tabbynet/tabby/ipam/store"
 )
@@ -513,4 +512,3 @@ func (a *IPAM) ReleaseNode(ctx context.Context, node string) ([]netip.Prefix, er
 	return out, nil
 }
 
-var timeZero time.Time
