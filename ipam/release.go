@@ -511,4 +511,3 @@ func (a *IPAM) ReleaseNode(ctx context.Context, node string) ([]netip.Prefix, er
 	}
 	return out, nil
 }
-
