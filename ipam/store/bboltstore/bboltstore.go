@@ -1,5 +1,6 @@
 // Package bboltstore is the embedded store.Store backend: one bbolt file on
-// local disk, shared safely by every process on the machine.
+// local disk, shared safely by every process on the machine. Beside it live
+// two empty lock files, "<path>.lock" and "<path>.want".
 //
 // # Design
 //
