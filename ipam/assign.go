@@ -516,13 +516,13 @@ func (a *IPAM) confirmAffinity(ctx context.Context, af storedAffinity) {
 
 // blockCIDRs returns the CIDRs of every existing block (from keys only).
 func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
-	l, err := a.s.List(ctx, keyBlocks)
+	keys, _, err := store.ListKeys(ctx, a.s, keyBlocks)
 	if err != nil {
 		return nil, fmt.Errorf("list blocks: %w", err)
 	}
-	out := make(map[netip.Prefix]bool, len(l.KVs))
-	for _, kv := range l.KVs {
-		if p, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(kv.Key, keyBlocks), "-", "/", 1)); err == nil {
+	out := make(map[netip.Prefix]bool, len(keys))
+	for _, k := range keys {
+		if p, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err == nil {
 			out[p] = true
 		}
 	}

@@ -25,7 +25,10 @@ type Memory struct {
 	changed    chan struct{} // closed and replaced on every write
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store     = (*Memory)(nil)
+	_ KeyLister = (*Memory)(nil)
+)
 
 // MemoryOption configures NewMemory.
 type MemoryOption func(*Memory)
@@ -94,6 +97,23 @@ func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
 		out = append(out, kv)
 	}
 	return ListResult{KVs: out, Revision: m.rev}, nil
+}
+
+func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, 0, ErrClosed
+	}
+	i := sort.SearchStrings(m.keys, prefix)
+	j := i
+	for j < len(m.keys) && strings.HasPrefix(m.keys[j], prefix) {
+		j++
+	}
+	return append([]string(nil), m.keys[i:j]...), m.rev, nil
 }
 
 func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, error) {

@@ -92,6 +92,32 @@ type Store interface {
 	Close() error
 }
 
+// KeyLister is implemented by stores that can list keys without values, so
+// callers that need only the keys (IPAM looking for a free block among
+// thousands) don't copy every value. All three backends implement it; use
+// ListKeys, which falls back to List for stores that don't.
+type KeyLister interface {
+	// ListKeys returns the keys under prefix in ascending order and the
+	// store revision, like List without the values.
+	ListKeys(ctx context.Context, prefix string) ([]string, int64, error)
+}
+
+// ListKeys lists the keys under prefix, without values when s can.
+func ListKeys(ctx context.Context, s Store, prefix string) ([]string, int64, error) {
+	if kl, ok := s.(KeyLister); ok {
+		return kl.ListKeys(ctx, prefix)
+	}
+	l, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	keys := make([]string, len(l.KVs))
+	for i, kv := range l.KVs {
+		keys[i] = kv.Key
+	}
+	return keys, l.Revision, nil
+}
+
 var (
 	// ErrNotFound: the key does not exist.
 	ErrNotFound = errors.New("key not found")

@@ -113,7 +113,10 @@ type Store struct {
 	committing bool
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.KeyLister = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the store file at path.
 func Open(path string, opts ...Option) (*Store, error) {
@@ -368,6 +371,24 @@ func (s *Store) List(ctx context.Context, prefix string) (store.ListResult, erro
 		return nil
 	})
 	return res, err
+}
+
+func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	var keys []string
+	var rev int64
+	err := s.view(func(tx *bolt.Tx) error {
+		rev = decodeRev(tx.Bucket(bucketMeta).Get(metaRev))
+		c := tx.Bucket(bucketKV).Cursor()
+		p := []byte(prefix)
+		for k, _ := c.Seek(p); k != nil && hasPrefix(k, p); k, _ = c.Next() {
+			keys = append(keys, string(k))
+		}
+		return nil
+	})
+	return keys, rev, err
 }
 
 func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }

@@ -35,7 +35,10 @@ type Store struct {
 	prefix string
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.KeyLister = (*Store)(nil)
+)
 
 // Option configures New.
 type Option func(*Store)
@@ -90,6 +93,19 @@ func (s *Store) List(ctx context.Context, prefix string) (store.ListResult, erro
 		res.KVs = append(res.KVs, s.kv(kv.Key, kv.Value, kv.ModRevision))
 	}
 	return res, nil
+}
+
+func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {
+	resp, err := s.c.Get(ctx, s.full(prefix), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, wrap("list keys", prefix, err)
+	}
+	keys := make([]string, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		keys[i] = strings.TrimPrefix(string(kv.Key), s.prefix)
+	}
+	return keys, resp.Header.Revision, nil
 }
 
 func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, error) {

@@ -176,6 +176,14 @@ func testList(t *testing.T, s store.Store) {
 	assert.Len(t, all.KVs, 6)
 	assert.Equal(t, "/o", all.KVs[0].Key)
 
+	// ListKeys agrees with List, natively or through the fallback.
+	ks, rev, err := store.ListKeys(ctx, s, "/p/")
+	require.NoError(t, err)
+	assert.Equal(t, keys, ks)
+	assert.GreaterOrEqual(t, rev, l.Revision)
+	_, native := s.(store.KeyLister)
+	t.Logf("native ListKeys: %v", native)
+
 	none, err := s.List(ctx, "/zzz")
 	require.NoError(t, err)
 	assert.Empty(t, none.KVs)
