@@ -21,6 +21,8 @@
 //     ErrCompacted, ErrInvalidKey, ErrClosed) with Is* predicates; every
 //     backend returns the same ones for the same situations.
 //  4. Values are copied in and out; callers may reuse their slices.
+//  5. KeyLister is an optional extra (all three backends have it) for
+//     key-only listings; ListKeys falls back to List.
 //
 // Memory keeps a bounded history (WithHistory) for Watch and is safe for
 // concurrent use.
