@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/google/btree"
 )
 
 // Memory is the in-memory Store: strict (the same errors, ordering and
@@ -17,8 +19,8 @@ type Memory struct {
 	closed  bool
 	rev     int64
 	data    map[string]KV
-	keys    []string // sorted keys of data
-	history []Event  // changes with KV.Revision > compacted, in order
+	keys    *btree.BTreeG[string] // keys of data, ordered for prefix scans
+	history []Event               // changes with KV.Revision > compacted, in order
 	// compacted is the newest revision no longer in history.
 	compacted  int64
 	maxHistory int
@@ -46,7 +48,12 @@ func WithHistory(n int) MemoryOption {
 
 // NewMemory returns an empty in-memory store at revision 0.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{data: map[string]KV{}, maxHistory: 1 << 16, changed: make(chan struct{})}
+	m := &Memory{
+		data:       map[string]KV{},
+		keys:       btree.NewOrderedG[string](32),
+		maxHistory: 1 << 16,
+		changed:    make(chan struct{}),
+	}
 	for _, o := range opts {
 		o(m)
 	}
@@ -89,13 +96,16 @@ func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
 	if m.closed {
 		return ListResult{}, ErrClosed
 	}
-	i := sort.SearchStrings(m.keys, prefix)
 	var out []KV
-	for ; i < len(m.keys) && strings.HasPrefix(m.keys[i], prefix); i++ {
-		kv := m.data[m.keys[i]]
+	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		kv := m.data[k]
 		kv.Value = Clone(kv.Value)
 		out = append(out, kv)
-	}
+		return true
+	})
 	return ListResult{KVs: out, Revision: m.rev}, nil
 }
 
@@ -108,12 +118,15 @@ func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, 
 	if m.closed {
 		return nil, 0, ErrClosed
 	}
-	i := sort.SearchStrings(m.keys, prefix)
-	j := i
-	for j < len(m.keys) && strings.HasPrefix(m.keys[j], prefix) {
-		j++
-	}
-	return append([]string(nil), m.keys[i:j]...), m.rev, nil
+	var out []string
+	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		out = append(out, k)
+		return true
+	})
+	return out, m.rev, nil
 }
 
 func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, error) {
@@ -131,10 +144,7 @@ func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, e
 	if _, ok := m.data[key]; ok {
 		return 0, fmt.Errorf("memory: create %q: %w", key, ErrExists)
 	}
-	i := sort.SearchStrings(m.keys, key)
-	m.keys = append(m.keys, "")
-	copy(m.keys[i+1:], m.keys[i:])
-	m.keys[i] = key
+	m.keys.ReplaceOrInsert(key)
 	return m.put(key, value), nil
 }
 
@@ -180,8 +190,7 @@ func (m *Memory) Delete(ctx context.Context, key string, ifRevision int64) error
 		return fmt.Errorf("memory: delete %q at revision %d (now %d): %w", key, ifRevision, cur.Revision, ErrConflict)
 	}
 	delete(m.data, key)
-	i := sort.SearchStrings(m.keys, key)
-	m.keys = append(m.keys[:i], m.keys[i+1:]...)
+	m.keys.Delete(key)
 	m.rev++
 	m.record(Event{Type: EventDelete, KV: KV{Key: key, Revision: m.rev}})
 	return nil
