@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/tabbynet/tabby/ipam/store"
 )
@@ -387,25 +386,31 @@ func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, c
 // Unallocated); skipFull returns at once, without decoding, for a block with
 // no free ordinal.
 func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, skipFull bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
+	key := blockKey(cidr)
+	var enc []byte // attr's encoding, made once
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		kv, err := a.s.Get(ctx, blockKey(cidr))
+		kv, err := store.GetView(ctx, a.s, key)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		if free, ok := peekFree(kv.Value); skipFull && ok && free == 0 {
+		raw := stringBytes(kv.Value) // read only
+		if free, ok := peekFree(raw); skipFull && ok && free == 0 {
 			return nil, nil // full: nothing to take, whoever owns it
 		}
-		b, err := decodeBlock(kv.Value)
-		if err != nil {
-			return nil, fmt.Errorf("block %s: %w", cidr, err)
+		h := a.hot.get(cidr, kv.Revision, len(raw))
+		if h == nil {
+			if h, err = parseHot(raw, kv.Revision); err != nil {
+				return nil, fmt.Errorf("block %s: %w", cidr, err)
+			}
+			a.hot.put(cidr, h)
 		}
-		sb := storedBlock{b, kv.Revision}
+		b := &h.b // shared: read only
 		if err := check(b); err != nil {
 			if errors.Is(err, errSkip) {
 				return nil, nil
@@ -423,30 +428,47 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		if err := a.incrementHandle(ctx, attr.Handle, cidr, len(pos)); err != nil {
 			return nil, err
 		}
-		idx := b.attrIndex(attr)
+		if enc == nil {
+			enc = appendAttribute(nil, attr)
+		}
+		idx, err := hotAttrIndex(h, raw, attr, enc)
+		if err != nil {
+			return nil, fmt.Errorf("block %s: %w", cidr, err)
+		}
+		newAttr := []byte(nil)
+		if idx < 0 {
+			idx, newAttr = int32(len(h.attrEnds)), enc
+		}
 		ips := make([]AssignedIP, len(pos))
 		pool, _ := poolOf(pools, cidr)
 		if pool.Name == "" {
 			pool, _ = c.poolFor(cidr.Addr())
 		}
-		taken := make(map[int]bool, len(pos))
+		nb := Block{CIDR: b.CIDR, Affinity: b.Affinity, Allocations: slices.Clone(b.Allocations)}
+		var taken []bool
+		if len(pos) > 8 {
+			taken = make([]bool, len(b.Unallocated))
+		}
 		for i, p := range pos {
 			o := int(b.Unallocated[p])
-			taken[p] = true
-			b.Allocations[o] = idx
+			if taken != nil {
+				taken[p] = true
+			}
+			nb.Allocations[o] = idx
 			ips[i] = AssignedIP{Addr: b.Addr(o), Block: cidr, Pool: pool.Name,
 				Borrowed: b.Affinity != attr.Node, BlockAffinity: b.Affinity}
 		}
-		un := b.Unallocated[:0]
+		nb.Unallocated = make([]int32, 0, len(b.Unallocated))
 		for i, o := range b.Unallocated {
-			if !taken[i] {
-				un = append(un, o)
+			if taken != nil && !taken[i] || taken == nil && !slices.Contains(pos, i) {
+				nb.Unallocated = append(nb.Unallocated, o)
 			}
 		}
-		b.Unallocated = un
-		b.EmptySince = time.Time{}
-		_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
+		buf, nh := encodeHot(&nb, h, newAttr)
+		rev, err := a.s.Update(ctx, key, buf, kv.Revision)
 		if err == nil {
+			nh.rev = rev
+			a.hot.put(cidr, nh)
 			return ips, nil
 		}
 		if derr := a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(pos)}); derr != nil {

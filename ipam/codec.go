@@ -49,7 +49,13 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 func encodeBlock(blk *Block) []byte {
-	b := make([]byte, 0, 64+2*len(blk.Allocations)+len(blk.Unallocated)*2+len(blk.Attributes)*96)
+	b, _, _ := encodeBlockParts(blk, false)
+	return b
+}
+
+// encodeBlockHead appends everything before the attributes: the header,
+// the allocations and the unallocated ordinals.
+func encodeBlockHead(b []byte, blk *Block) []byte {
 	b = append(b, blockCodecVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(blk.Unallocated)))
 	b = appendAddr(b, blk.CIDR.Addr())
@@ -64,15 +70,46 @@ func encodeBlock(blk *Block) []byte {
 	for _, o := range blk.Unallocated {
 		b = binary.AppendUvarint(b, uint64(o))
 	}
+	return b
+}
+
+// encodeBlockParts encodes blk; with offsets it also returns where the
+// attributes start and where each ends (relative to the start).
+func encodeBlockParts(blk *Block, offsets bool) (b []byte, attrStart int, attrEnds []int32) {
+	b = make([]byte, 0, 64+2*len(blk.Allocations)+len(blk.Unallocated)*2+len(blk.Attributes)*96)
+	b = encodeBlockHead(b, blk)
 	b = binary.AppendUvarint(b, uint64(len(blk.Attributes)))
+	attrStart = len(b)
+	if offsets {
+		attrEnds = make([]int32, 0, len(blk.Attributes)+1)
+	}
 	for i := range blk.Attributes {
-		a := &blk.Attributes[i]
-		b = appendString(b, a.Handle)
-		b = appendString(b, a.Node)
-		b = appendString(b, a.Namespace)
-		b = appendString(b, a.Pod)
-		b = appendString(b, string(a.Use))
-		b = appendTime(b, a.Created)
+		b = appendAttribute(b, &blk.Attributes[i])
+		if offsets {
+			attrEnds = append(attrEnds, int32(len(b)-attrStart))
+		}
+	}
+	return b, attrStart, attrEnds
+}
+
+// appendAttribute appends the encoding of one attribute.
+func appendAttribute(b []byte, a *Attribute) []byte {
+	b = appendString(b, a.Handle)
+	b = appendString(b, a.Node)
+	b = appendString(b, a.Namespace)
+	b = appendString(b, a.Pod)
+	b = appendString(b, string(a.Use))
+	b = appendTime(b, a.Created)
+	switch len(a.Extra) {
+	case 0:
+		b = binary.AppendUvarint(b, 0)
+	case 1:
+		b = binary.AppendUvarint(b, 1)
+		for k, v := range a.Extra {
+			b = appendString(b, k)
+			b = appendString(b, v)
+		}
+	default:
 		keys := make([]string, 0, len(a.Extra))
 		for k := range a.Extra {
 			keys = append(keys, k)
@@ -83,10 +120,10 @@ func encodeBlock(blk *Block) []byte {
 			b = appendString(b, k)
 			b = appendString(b, a.Extra[k])
 		}
-		b = binary.AppendUvarint(b, uint64(len(a.FloatingIPs)))
-		for _, f := range a.FloatingIPs {
-			b = appendAddr(b, f)
-		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(a.FloatingIPs)))
+	for _, f := range a.FloatingIPs {
+		b = appendAddr(b, f)
 	}
 	return b
 }

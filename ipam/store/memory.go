@@ -30,6 +30,7 @@ type Memory struct {
 var (
 	_ Store     = (*Memory)(nil)
 	_ KeyLister = (*Memory)(nil)
+	_ Viewer    = (*Memory)(nil)
 )
 
 // MemoryOption configures NewMemory.
@@ -107,6 +108,49 @@ func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
 		return true
 	})
 	return ListResult{KVs: out, Revision: m.rev}, nil
+}
+
+// GetView is Get without the copy: the view is the stored value itself,
+// which Memory never modifies (a write stores a fresh copy).
+func (m *Memory) GetView(ctx context.Context, key string) (KVView, error) {
+	if err := ValidateKey(key); err != nil {
+		return KVView{}, fmt.Errorf("memory: get: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return KVView{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return KVView{}, ErrClosed
+	}
+	kv, ok := m.data[key]
+	if !ok {
+		return KVView{}, fmt.Errorf("memory: get %q: %w", key, ErrNotFound)
+	}
+	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
+}
+
+// ListView is List without the copies (see GetView).
+func (m *Memory) ListView(ctx context.Context, prefix string) ([]KVView, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, 0, ErrClosed
+	}
+	var out []KVView
+	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		kv := m.data[k]
+		out = append(out, KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision})
+		return true
+	})
+	return out, m.rev, nil
 }
 
 func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {

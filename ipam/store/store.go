@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // KV is one key with its value and the revision of its last modification.
@@ -116,6 +117,66 @@ func ListKeys(ctx context.Context, s Store, prefix string) ([]string, int64, err
 		keys[i] = kv.Key
 	}
 	return keys, l.Revision, nil
+}
+
+// Viewer is implemented by stores that can hand out values without copying
+// them (Memory). A view is a string, so the caller cannot modify the stored
+// value through it; it stays valid (and unchanged) after later writes to
+// the key, which store a new value rather than modify the old one. Use
+// GetView and ListView, which fall back to Get and List (whose values are
+// the caller's own copies) for stores that don't implement it.
+type Viewer interface {
+	// GetView is Get returning the value as an immutable view.
+	GetView(ctx context.Context, key string) (KVView, error)
+	// ListView is List returning the values as immutable views.
+	ListView(ctx context.Context, prefix string) ([]KVView, int64, error)
+}
+
+// KVView is a KV whose value is an immutable view of the stored bytes.
+type KVView struct {
+	Key      string
+	Value    string
+	Revision int64
+}
+
+// GetView is s.GetView when s is a Viewer, else Get with the copied value
+// turned into a string without a second copy.
+func GetView(ctx context.Context, s Store, key string) (KVView, error) {
+	if v, ok := s.(Viewer); ok {
+		return v.GetView(ctx, key)
+	}
+	kv, err := s.Get(ctx, key)
+	if err != nil {
+		return KVView{}, err
+	}
+	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
+}
+
+// ListView is s.ListView when s is a Viewer, else List with the copied
+// values turned into strings without a second copy.
+func ListView(ctx context.Context, s Store, prefix string) ([]KVView, int64, error) {
+	if v, ok := s.(Viewer); ok {
+		return v.ListView(ctx, prefix)
+	}
+	l, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]KVView, len(l.KVs))
+	for i, kv := range l.KVs {
+		out[i] = KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}
+	}
+	return out, l.Revision, nil
+}
+
+// bytesView returns b as a string without copying; b must never be
+// modified afterwards (Get and List values are the caller's own copies,
+// which GetView and ListView drop).
+func bytesView(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 var (
