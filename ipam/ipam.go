@@ -54,7 +54,7 @@ type IPAM struct {
 
 	mu    sync.Mutex
 	cache *cluster
-	hints sync.Map // hintKey → netip.Prefix: the node's block that last had room
+	hints sync.Map  // hintKey → netip.Prefix: the node's block that last had room
 	hot   hotBlocks // blocks as of their last revision seen, for the allocation path
 }
 
