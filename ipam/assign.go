@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -128,7 +129,9 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 			return AssignResult{}, err
 		}
 	}
-	a.log.DebugContext(ctx, "assigned", "handle", args.Handle, "node", args.Node, "ipv4", len(res.IPv4), "ipv6", len(res.IPv6))
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		a.log.DebugContext(ctx, "assigned", "handle", args.Handle, "node", args.Node, "ipv4", len(res.IPv4), "ipv6", len(res.IPv6))
+	}
 	return res, nil
 }
 

@@ -100,10 +100,10 @@ func bytesString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// stringBytes returns a read-only byte view of s.
+// stringBytes returns a read-only byte view of s (never nil).
 func stringBytes(s string) []byte {
 	if len(s) == 0 {
-		return nil
+		return []byte{}
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
@@ -170,4 +170,44 @@ func encodeHot(nb *Block, h *hotBlock, newAttr []byte) ([]byte, *hotBlock) {
 	}
 	nh := &hotBlock{rawLen: len(buf), b: *nb, attrs: bytesString(buf[start:]), attrEnds: ends}
 	return buf, nh
+}
+
+// revCache keeps small decoded values by key as of one revision (and
+// encoded length), so an unchanged value is not decoded again. It holds
+// at most maxHotBlocks entries.
+type revCache[V any] struct {
+	mu sync.Mutex
+	m  map[string]revEntry[V]
+}
+
+type revEntry[V any] struct {
+	rev int64
+	n   int
+	v   V
+}
+
+func (c *revCache[V]) get(key string, rev int64, n int) (V, bool) {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && e.rev == rev && e.n == n {
+		return e.v, true
+	}
+	var zero V
+	return zero, false
+}
+
+func (c *revCache[V]) put(key string, rev int64, n int, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]revEntry[V]{}
+	}
+	if _, ok := c.m[key]; !ok && len(c.m) >= maxHotBlocks {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = revEntry[V]{rev, n, v}
 }

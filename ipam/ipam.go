@@ -56,6 +56,9 @@ type IPAM struct {
 	cache *cluster
 	hints sync.Map  // hintKey → netip.Prefix: the node's block that last had room
 	hot   hotBlocks // blocks as of their last revision seen, for the allocation path
+	// Decoded values as of their last revision seen.
+	labels revCache[selector.Map]
+	affs   revCache[Affinity]
 }
 
 type hintKey struct {
@@ -119,20 +122,20 @@ func (c *cluster) poolFor(addr netip.Addr) (IPPool, bool) {
 // loadCluster reads config, pools and reservations in one List, reusing the
 // decoded copy while their revisions are unchanged.
 func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
-	l, err := a.s.List(ctx, keyCluster)
+	kvs, _, err := store.ListView(ctx, a.s, keyCluster)
 	if err != nil {
 		return nil, fmt.Errorf("read ipam configuration: %w", err)
 	}
 	var revs [3]int64
 	vals := [3][]byte{}
-	for _, kv := range l.KVs {
+	for _, kv := range kvs {
 		switch kv.Key {
 		case keyConfig:
-			revs[0], vals[0] = kv.Revision, kv.Value
+			revs[0], vals[0] = kv.Revision, stringBytes(kv.Value)
 		case keyPools:
-			revs[1], vals[1] = kv.Revision, kv.Value
+			revs[1], vals[1] = kv.Revision, stringBytes(kv.Value)
 		case keyReservations:
-			revs[2], vals[2] = kv.Revision, kv.Value
+			revs[2], vals[2] = kv.Revision, stringBytes(kv.Value)
 		}
 	}
 	a.mu.Lock()
@@ -449,14 +452,25 @@ func (a *IPAM) SetNodeLabels(ctx context.Context, node string, labels map[string
 	})
 }
 
+// nodeLabels returns the node's labels (shared: read only), decoding them
+// only when the node's record has changed since the last call.
 func (a *IPAM) nodeLabels(ctx context.Context, node string) (selector.Map, error) {
-	n, _, err := getJSON[nodeRecord](ctx, a.s, nodeKey(node))
+	key := nodeKey(node)
+	kv, err := store.GetView(ctx, a.s, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return selector.Map{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read node %q: %w", node, err)
 	}
+	if l, ok := a.labels.get(key, kv.Revision, len(kv.Value)); ok {
+		return l, nil
+	}
+	var n nodeRecord
+	if err := json.Unmarshal([]byte(kv.Value), &n); err != nil {
+		return nil, fmt.Errorf("read node %q: decode %s: %w", node, key, err)
+	}
+	a.labels.put(key, kv.Revision, len(kv.Value), selector.Map(n.Labels))
 	return selector.Map(n.Labels), nil
 }
 
@@ -507,15 +521,18 @@ func (a *IPAM) listAffinities(ctx context.Context, node string) ([]storedAffinit
 	if node != "" {
 		prefix += node + "/"
 	}
-	l, err := a.s.List(ctx, prefix)
+	kvs, _, err := store.ListView(ctx, a.s, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list affinities: %w", err)
 	}
-	out := make([]storedAffinity, 0, len(l.KVs))
-	for _, kv := range l.KVs {
-		var af Affinity
-		if err := json.Unmarshal(kv.Value, &af); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+	out := make([]storedAffinity, 0, len(kvs))
+	for _, kv := range kvs {
+		af, ok := a.affs.get(kv.Key, kv.Revision, len(kv.Value))
+		if !ok {
+			if err := json.Unmarshal([]byte(kv.Value), &af); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			a.affs.put(kv.Key, kv.Revision, len(kv.Value), af)
 		}
 		out = append(out, storedAffinity{af, kv.Revision})
 	}
