@@ -24,7 +24,10 @@ type Memory struct {
 	// compacted is the newest revision no longer in history.
 	compacted  int64
 	maxHistory int
-	changed    chan struct{} // closed and replaced on every write
+	// changed is closed on the next write; it is made only when a watcher
+	// asks for it (since), so writes nobody waits for don't allocate.
+	chMu    sync.Mutex
+	changed chan struct{}
 }
 
 var (
@@ -53,7 +56,6 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		data:       map[string]KV{},
 		keys:       btree.NewOrderedG[string](32),
 		maxHistory: 1 << 16,
-		changed:    make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(m)
@@ -180,6 +182,7 @@ func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, e
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	value = Clone(value) // outside the lock
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -199,6 +202,7 @@ func (m *Memory) Update(ctx context.Context, key string, value []byte, ifRevisio
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	value = Clone(value) // outside the lock
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -240,10 +244,11 @@ func (m *Memory) Delete(ctx context.Context, key string, ifRevision int64) error
 	return nil
 }
 
-// put stores value under key at a new revision; m.mu is held.
+// put stores value (the store's own copy) under key at a new revision;
+// m.mu is held.
 func (m *Memory) put(key string, value []byte) int64 {
 	m.rev++
-	kv := KV{Key: key, Value: Clone(value), Revision: m.rev}
+	kv := KV{Key: key, Value: value, Revision: m.rev}
 	m.data[key] = kv
 	m.record(Event{Type: EventPut, KV: kv})
 	return m.rev
@@ -259,8 +264,18 @@ func (m *Memory) record(ev Event) {
 		m.compacted = m.history[n-1].KV.Revision
 		m.history = append(make([]Event, 0, 2*m.maxHistory), m.history[n:]...)
 	}
-	close(m.changed)
-	m.changed = make(chan struct{})
+	m.wake()
+}
+
+// wake closes the channel watchers wait on, if any; m.mu is held for
+// writing.
+func (m *Memory) wake() {
+	m.chMu.Lock()
+	if m.changed != nil {
+		close(m.changed)
+		m.changed = nil
+	}
+	m.chMu.Unlock()
 }
 
 // since returns the history after rev (copied) and the channel that will be
@@ -275,7 +290,13 @@ func (m *Memory) since(rev int64) ([]Event, <-chan struct{}, error) {
 		return nil, nil, fmt.Errorf("memory: watch after revision %d: %w", rev, ErrCompacted)
 	}
 	i := sort.Search(len(m.history), func(i int) bool { return m.history[i].KV.Revision > rev })
-	return append([]Event(nil), m.history[i:]...), m.changed, nil
+	m.chMu.Lock() // m.mu is only read-locked: watchers may race to make it
+	if m.changed == nil {
+		m.changed = make(chan struct{})
+	}
+	ch := m.changed
+	m.chMu.Unlock()
+	return append([]Event(nil), m.history[i:]...), ch, nil
 }
 
 func (m *Memory) Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan Event, error) {
@@ -297,8 +318,7 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	if !m.closed {
 		m.closed = true
-		close(m.changed)
-		m.changed = make(chan struct{})
+		m.wake()
 	}
 	return nil
 }
