@@ -488,15 +488,14 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.Prefix, n int) error {
 	now := a.now().UTC()
 	// Most handles are new: try a plain create first.
-	rec, _ := json.Marshal(handleRecord{Blocks: map[string]int{block.String(): n}, Updated: now})
-	_, err := a.s.Create(ctx, handleKey(handle), rec)
+	_, err := a.s.Create(ctx, handleKey(handle), encodeNewHandle(block, n, now))
 	if err == nil || !errors.Is(err, store.ErrExists) {
 		if err != nil {
 			return fmt.Errorf("record handle %q: %w", handle, err)
 		}
 		return nil
 	}
-	err = modifyJSON(ctx, a, handleKey(handle), func(h *handleRecord, _ bool) (edit, error) {
+	err = a.modifyHandle(ctx, handle, func(h *handleRecord, _ bool) (edit, error) {
 		if h.Blocks == nil {
 			h.Blocks = map[string]int{}
 		}
@@ -513,7 +512,7 @@ func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.P
 // decrementHandle subtracts counts from the handle's record, dropping
 // blocks that reach zero and the record when it is empty.
 func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts map[netip.Prefix]int) error {
-	return modifyJSON(ctx, a, handleKey(handle), func(h *handleRecord, exists bool) (edit, error) {
+	return a.modifyHandle(ctx, handle, func(h *handleRecord, exists bool) (edit, error) {
 		if !exists {
 			return editSkip, nil
 		}

@@ -152,6 +152,19 @@ func (d *decoder) uvarint(what string, limit uint64) uint64 {
 	return v
 }
 
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
 func (d *decoder) time(what string) time.Time {
 	if d.err != nil {
 		return time.Time{}

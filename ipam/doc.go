@@ -50,8 +50,9 @@
 //     only from nodes sharing a label value (zone, rack);
 //     ReleaseEmptyBlocksAtOnce and ReleaseLastBlock for ephemeral
 //     affinities.
-//  6. Blocks, the hot values, use a compact versioned binary encoding
-//     (fuzzed); everything else is JSON.
+//  6. Blocks and handle records, the values written on every assignment,
+//     use compact versioned binary encodings (blocks fuzzed); everything
+//     else is JSON.
 //
 // An IPAM value holds only a cache of the cluster configuration; it is safe
 // for concurrent use, and many IPAM values may share one store.
@@ -62,7 +63,7 @@
 //	ipam/v1/nodes/<node>                          JSON labels
 //	ipam/v1/affinity/<node>/<block>               JSON Affinity
 //	ipam/v1/blocks/<block>                        binary Block
-//	ipam/v1/handles/<handle>                      JSON counts per block
+//	ipam/v1/handles/<handle>                      binary counts per block
 //
 // (<block> is the CIDR with "/" written as "-".)
 //

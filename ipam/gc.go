@@ -129,8 +129,8 @@ func (a *IPAM) snapshot(ctx context.Context) (*snapshot, error) {
 		return nil, fmt.Errorf("list handles: %w", err)
 	}
 	for _, kv := range l.KVs {
-		var h handleRecord
-		if err := json.Unmarshal(kv.Value, &h); err != nil {
+		h, err := decodeHandle(kv.Value)
+		if err != nil {
 			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
 		s.handles[strings.TrimPrefix(kv.Key, keyHandles)] = storedHandle{h, kv.Revision}
@@ -445,7 +445,7 @@ func (a *IPAM) gcHandle(ctx context.Context, handle string, old func(time.Time) 
 		}
 	}
 	fixed := false
-	err = modifyJSON(ctx, a, handleKey(handle), func(h *handleRecord, exists bool) (edit, error) {
+	err = a.modifyHandle(ctx, handle, func(h *handleRecord, exists bool) (edit, error) {
 		fixed = false
 		switch {
 		case exists && !old(h.Updated), !exists && !old(youngest):

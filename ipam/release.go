@@ -151,7 +151,7 @@ func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, node string, cidr
 // ReleaseByHandle frees every address assigned under handle and returns
 // them. Releasing an unknown or already released handle is not an error.
 func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
-	h, rev, err := getJSON[handleRecord](ctx, a.s, handleKey(handle))
+	h, rev, err := a.getHandle(ctx, handle)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -288,7 +288,7 @@ func (a *IPAM) ReleaseIPs(ctx context.Context, addrs ...netip.Addr) ([]netip.Add
 // IPsByHandle returns the addresses assigned under handle (none for an
 // unknown handle).
 func (a *IPAM) IPsByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
-	h, _, err := getJSON[handleRecord](ctx, a.s, handleKey(handle))
+	h, _, err := a.getHandle(ctx, handle)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}

@@ -1,0 +1,38 @@
+package ipam
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHandleCodec(t *testing.T) {
+	for _, h := range []handleRecord{
+		{Blocks: map[string]int{}},
+		{Blocks: map[string]int{"10.0.0.0/26": 3, "fd00::40/122": 1, "junk": -2}, Updated: time.Unix(0, 0).UTC()},
+		{Blocks: map[string]int{"10.0.0.64/26": 1}, Updated: time.Date(2026, 11, 25, 1, 2, 3, 456789, time.UTC)},
+		{Blocks: map[string]int{"10.0.0.64/26": 1}, Updated: time.Date(9999, 1, 1, 0, 0, 0, 1, time.UTC)},
+	} {
+		got, err := decodeHandle(encodeHandle(&h))
+		require.NoError(t, err)
+		require.Equal(t, h, got)
+	}
+	now := time.Date(2026, 11, 25, 1, 2, 3, 4, time.UTC)
+	got, err := decodeHandle(encodeNewHandle(pfx("fd00::/122"), 2, now))
+	require.NoError(t, err)
+	require.Equal(t, handleRecord{Blocks: map[string]int{"fd00::/122": 2}, Updated: now}, got)
+	require.Equal(t, encodeHandle(&got), encodeNewHandle(pfx("fd00::/122"), 2, now))
+
+	got, err = decodeHandle([]byte(`{"blocks":{"10.0.0.0/26":3}}`))
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"10.0.0.0/26": 3}, got.Blocks)
+
+	enc := encodeHandle(&handleRecord{Blocks: map[string]int{"10.0.0.0/26": 3}, Updated: now})
+	for i := range enc {
+		_, err := decodeHandle(enc[:i])
+		require.Error(t, err, "truncated at %d", i)
+	}
+	_, err = decodeHandle(append(enc, 0))
+	require.Error(t, err)
+}
