@@ -468,7 +468,8 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			}
 		}
 		buf, nh := encodeHot(&nb, h, newAttr)
-		rev, err := a.s.Update(ctx, key, buf, kv.Revision)
+		rev, err := store.UpdateString(ctx, a.s, key, bytesString(buf), kv.Revision) // buf is never modified
+
 		if err == nil {
 			nh.rev = rev
 			a.hot.put(cidr, nh)
@@ -488,7 +489,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.Prefix, n int) error {
 	now := a.now().UTC()
 	// Most handles are new: try a plain create first.
-	_, err := a.s.Create(ctx, handleKey(handle), encodeNewHandle(block, n, now))
+	_, err := store.CreateString(ctx, a.s, handleKey(handle), bytesString(encodeNewHandle(block, n, now)))
 	if err == nil || !errors.Is(err, store.ErrExists) {
 		if err != nil {
 			return fmt.Errorf("record handle %q: %w", handle, err)
@@ -545,8 +546,21 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 		return nil, fmt.Errorf("list blocks: %w", err)
 	}
 	out := make(map[netip.Prefix]bool, len(keys))
+	a.keyMu.Lock()
+	defer a.keyMu.Unlock()
+	if a.blockKeys == nil || len(a.blockKeys) > 4*len(keys)+1024 {
+		a.blockKeys = make(map[string]netip.Prefix, len(keys))
+	}
 	for _, k := range keys {
-		if p, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err == nil {
+		p, ok := a.blockKeys[k]
+		if !ok {
+			var err error
+			if p, err = netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err != nil {
+				p = netip.Prefix{} // not a block: remembered as such
+			}
+			a.blockKeys[k] = p
+		}
+		if p.IsValid() {
 			out[p] = true
 		}
 	}

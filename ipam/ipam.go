@@ -59,6 +59,9 @@ type IPAM struct {
 	// Decoded values as of their last revision seen.
 	labels revCache[selector.Map]
 	affs   revCache[Affinity]
+	// blockKeys remembers the CIDRs parsed from block keys.
+	keyMu     sync.Mutex
+	blockKeys map[string]netip.Prefix
 }
 
 type hintKey struct {

@@ -31,9 +31,10 @@ type Memory struct {
 }
 
 var (
-	_ Store     = (*Memory)(nil)
-	_ KeyLister = (*Memory)(nil)
-	_ Viewer    = (*Memory)(nil)
+	_ Store        = (*Memory)(nil)
+	_ KeyLister    = (*Memory)(nil)
+	_ Viewer       = (*Memory)(nil)
+	_ StringWriter = (*Memory)(nil)
 )
 
 // MemoryOption configures NewMemory.
@@ -84,7 +85,7 @@ func (m *Memory) Get(ctx context.Context, key string) (KV, error) {
 	}
 	kv, ok := m.data[key]
 	if !ok {
-		return KV{}, fmt.Errorf("memory: get %q: %w", key, ErrNotFound)
+		return KV{}, &keyError{op: "get", key: key, err: ErrNotFound}
 	}
 	kv.Value = Clone(kv.Value)
 	return kv, nil
@@ -128,7 +129,7 @@ func (m *Memory) GetView(ctx context.Context, key string) (KVView, error) {
 	}
 	kv, ok := m.data[key]
 	if !ok {
-		return KVView{}, fmt.Errorf("memory: get %q: %w", key, ErrNotFound)
+		return KVView{}, &keyError{op: "get", key: key, err: ErrNotFound}
 	}
 	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
 }
@@ -175,14 +176,33 @@ func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, 
 	return out, m.rev, nil
 }
 
+// CreateString is Create keeping value itself (a string cannot change)
+// rather than a copy.
+func (m *Memory) CreateString(ctx context.Context, key string, value string) (int64, error) {
+	return m.create(ctx, key, bytesOf(value))
+}
+
+// UpdateString is Update keeping value itself rather than a copy.
+func (m *Memory) UpdateString(ctx context.Context, key string, value string, ifRevision int64) (int64, error) {
+	return m.update(ctx, key, bytesOf(value), ifRevision)
+}
+
 func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, error) {
+	return m.create(ctx, key, Clone(value))
+}
+
+func (m *Memory) Update(ctx context.Context, key string, value []byte, ifRevision int64) (int64, error) {
+	return m.update(ctx, key, Clone(value), ifRevision)
+}
+
+// create stores value, which the store owns and never modifies.
+func (m *Memory) create(ctx context.Context, key string, value []byte) (int64, error) {
 	if err := ValidateKey(key); err != nil {
 		return 0, fmt.Errorf("memory: create: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	value = Clone(value) // outside the lock
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -195,14 +215,14 @@ func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, e
 	return m.put(key, value), nil
 }
 
-func (m *Memory) Update(ctx context.Context, key string, value []byte, ifRevision int64) (int64, error) {
+// update stores value, which the store owns and never modifies.
+func (m *Memory) update(ctx context.Context, key string, value []byte, ifRevision int64) (int64, error) {
 	if err := ValidateKey(key); err != nil {
 		return 0, fmt.Errorf("memory: update: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	value = Clone(value) // outside the lock
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -311,6 +331,17 @@ func (m *Memory) Watch(ctx context.Context, prefix string, afterRevision int64) 
 	}
 	return WatchLog(ctx, prefix, afterRevision, m.since), nil
 }
+
+// keyError is fmt.Errorf("memory: %s %q: %w", op, key, err), formatted
+// only when asked: a missing key is an everyday answer, not worth a
+// Sprintf.
+type keyError struct {
+	op, key string
+	err     error
+}
+
+func (e *keyError) Error() string { return fmt.Sprintf("memory: %s %q: %v", e.op, e.key, e.err) }
+func (e *keyError) Unwrap() error { return e.err }
 
 // Close ends all watches; later calls fail with ErrClosed.
 func (m *Memory) Close() error {

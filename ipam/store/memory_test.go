@@ -49,3 +49,30 @@ func TestMemoryClosed(t *testing.T) {
 	_, err = m.Get(ctx, "/a")
 	require.ErrorIs(t, err, store.ErrClosed)
 }
+
+func TestMemoryViewsAndStringWrites(t *testing.T) {
+	m := store.NewMemory()
+	ctx := context.Background()
+	rev, err := store.CreateString(ctx, m, "/a", "abc")
+	require.NoError(t, err)
+	v, err := store.GetView(ctx, m, "/a")
+	require.NoError(t, err)
+	require.Equal(t, store.KVView{Key: "/a", Value: "abc", Revision: rev}, v)
+	kv, err := m.Get(ctx, "/a")
+	require.NoError(t, err)
+	kv.Value[0] = 'X' // a copy
+	rev, err = store.UpdateString(ctx, m, "/a", "def", rev)
+	require.NoError(t, err)
+	require.Equal(t, "abc", v.Value, "a view does not change with later writes")
+	l, lrev, err := store.ListView(ctx, m, "/")
+	require.NoError(t, err)
+	require.Equal(t, []store.KVView{{Key: "/a", Value: "def", Revision: rev}}, l)
+	require.Equal(t, rev, lrev)
+	_, err = store.UpdateString(ctx, m, "/a", "ghi", rev-1)
+	require.ErrorIs(t, err, store.ErrConflict)
+	_, err = store.CreateString(ctx, m, "/a", "ghi")
+	require.ErrorIs(t, err, store.ErrExists)
+	_, err = store.GetView(ctx, m, "/b")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.EqualError(t, err, `memory: get "/b": key not found`)
+}

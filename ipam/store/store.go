@@ -132,6 +132,42 @@ type Viewer interface {
 	ListView(ctx context.Context, prefix string) ([]KVView, int64, error)
 }
 
+// StringWriter is implemented by stores that can keep a value given as a
+// string without copying it (Memory): a string cannot change, so the store
+// may hold on to it. Use CreateString and UpdateString, which fall back to
+// Create and Update.
+type StringWriter interface {
+	CreateString(ctx context.Context, key string, value string) (int64, error)
+	UpdateString(ctx context.Context, key string, value string, ifRevision int64) (int64, error)
+}
+
+// CreateString is s.CreateString when s is a StringWriter, else Create
+// (which copies the value).
+func CreateString(ctx context.Context, s Store, key string, value string) (int64, error) {
+	if w, ok := s.(StringWriter); ok {
+		return w.CreateString(ctx, key, value)
+	}
+	return s.Create(ctx, key, bytesOf(value))
+}
+
+// UpdateString is s.UpdateString when s is a StringWriter, else Update
+// (which copies the value).
+func UpdateString(ctx context.Context, s Store, key string, value string, ifRevision int64) (int64, error) {
+	if w, ok := s.(StringWriter); ok {
+		return w.UpdateString(ctx, key, value, ifRevision)
+	}
+	return s.Update(ctx, key, bytesOf(value), ifRevision)
+}
+
+// bytesOf returns a byte view of s, never nil, that must not be modified
+// (Store implementations copy values and never modify them).
+func bytesOf(s string) []byte {
+	if len(s) == 0 {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
 // KVView is a KV whose value is an immutable view of the stored bytes.
 type KVView struct {
 	Key      string
