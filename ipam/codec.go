@@ -63,12 +63,21 @@ func encodeBlockHead(b []byte, blk *Block) []byte {
 	b = appendString(b, blk.Affinity)
 	b = appendTime(b, blk.EmptySince)
 	b = binary.AppendUvarint(b, uint64(len(blk.Allocations)))
-	for _, a := range blk.Allocations {
-		b = binary.AppendUvarint(b, uint64(a+1))
-	}
+	b = appendInt32s(b, blk.Allocations, 1)
 	b = binary.AppendUvarint(b, uint64(len(blk.Unallocated)))
-	for _, o := range blk.Unallocated {
-		b = binary.AppendUvarint(b, uint64(o))
+	return appendInt32s(b, blk.Unallocated, 0)
+}
+
+// appendInt32s appends v+add for each v as uvarints (one byte each, in
+// the common case, written directly).
+func appendInt32s(b []byte, vs []int32, add int32) []byte {
+	b = slices.Grow(b, len(vs))
+	for _, v := range vs {
+		if u := uint32(v + add); u < 0x80 {
+			b = append(b, byte(u))
+		} else {
+			b = binary.AppendUvarint(b, uint64(v+add))
+		}
 	}
 	return b
 }
