@@ -261,7 +261,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			return got, err
 		}
 		owned := 0
-		var mine []storedAffinity
+		mine := make([]storedAffinity, 0, len(affs))
 		for _, af := range affs {
 			if af.CIDR.Addr().Is6() != v6 || af.State == AffinityPendingDeletion {
 				continue

@@ -1,6 +1,8 @@
 package ipam
 
 import (
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,4 +37,10 @@ func TestHandleCodec(t *testing.T) {
 	}
 	_, err = decodeHandle(append(enc, 0))
 	require.Error(t, err)
+}
+
+func TestBlockKey(t *testing.T) {
+	for _, p := range []netip.Prefix{pfx("10.0.0.0/26"), pfx("fd00::40/122"), netip.MustParsePrefix("::ffff:1.2.3.0/120"), {}} {
+		require.Equal(t, keyBlocks+strings.Replace(p.String(), "/", "-", 1), blockKey(p))
+	}
 }

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -32,7 +33,18 @@ const (
 )
 
 func blockKey(cidr netip.Prefix) string {
-	return keyBlocks + strings.Replace(cidr.String(), "/", "-", 1)
+	// keyBlocks + strings.Replace(cidr.String(), "/", "-", 1), in one
+	// allocation.
+	if !cidr.IsValid() {
+		return keyBlocks + strings.Replace(cidr.String(), "/", "-", 1)
+	}
+	b := make([]byte, 0, len(keyBlocks)+43)
+	b = append(b, keyBlocks...)
+	b = cidr.AppendTo(b)
+	if i := bytes.IndexByte(b[len(keyBlocks):], '/'); i >= 0 {
+		b[len(keyBlocks)+i] = '-'
+	}
+	return bytesString(b)
 }
 
 func affinityKey(node string, cidr netip.Prefix) string {
