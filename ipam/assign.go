@@ -225,11 +225,11 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		return nil, err
 	}
 	node := attr.Node
-	names := make([]string, len(pools))
-	for i, p := range pools {
-		names[i] = p.Name
-	}
 	fail := func(reason error, detail string) error {
+		names := make([]string, len(pools))
+		for i, p := range pools {
+			names[i] = p.Name
+		}
 		return &AllocationError{Family: family(v6), Node: node, Pools: names, Reason: reason, Detail: detail}
 	}
 	if len(pools) == 0 {
@@ -432,7 +432,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			return nil, err
 		}
 		if enc == nil {
-			enc = appendAttribute(nil, attr)
+			enc = appendAttribute(make([]byte, 0, 192), attr)
 		}
 		idx, err := hotAttrIndex(h, raw, attr, enc)
 		if err != nil {

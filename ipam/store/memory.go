@@ -144,7 +144,7 @@ func (m *Memory) ListView(ctx context.Context, prefix string) ([]KVView, int64, 
 	if m.closed {
 		return nil, 0, ErrClosed
 	}
-	var out []KVView
+	out := make([]KVView, 0, 4)
 	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
 		if !strings.HasPrefix(k, prefix) {
 			return false
