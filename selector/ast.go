@@ -34,6 +34,7 @@ type node struct {
 	neg   bool // a leading "!" (after collapsing repeated "!" by parity)
 	first int32
 	n     int32 // children: kids[first : first+n] (opAnd, opOr)
+	keyID int32 // the key's Interner ID, in a Compiled selector's copy
 	key   string
 	val   string
 	set   valueSet // opIn, opNotIn

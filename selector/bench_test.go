@@ -55,6 +55,16 @@ func BenchmarkEvaluate(b *testing.B) {
 				}
 			}
 		})
+		b.Run(c.name+"/interned", func(b *testing.B) {
+			in := NewInterner()
+			compiled, ls := in.Compile(s), in.LabelSet(c.labels)
+			b.ReportAllocs()
+			for b.Loop() {
+				if !compiled.Evaluate(ls) {
+					b.Fatal("expected a match")
+				}
+			}
+		})
 		b.Run(c.name+"/overlay", func(b *testing.B) {
 			o := &Overlay{Top: c.labels, Bottom: Map{"team": "x", "region": "eu"}}
 			b.ReportAllocs()

@@ -73,30 +73,43 @@
 //
 // Selector values are safe for concurrent use.
 //
+// # Interned evaluation
+//
+// Where one label set meets many selectors (an index, a policy evaluator), an
+// Interner gives label keys small integer IDs: Compile resolves a selector's
+// keys once, LabelSet stores an item's labels (own over inherited layers) as
+// sorted (ID, value) pairs, and Compiled.Evaluate then finds each label by a
+// short integer scan instead of hashing its key. Compiled selectors and label
+// sets are immutable and safe to share; the Interner is safe for concurrent
+// use and only grows.
+//
 // # Performance
 //
-// Measured on the 2-core development machine (AMD EPYC, Go 1.26.8), tabby
-// against Calico's own libcalico-go selector package in one process, on the
-// three shapes BenchmarkParse and BenchmarkEvaluate use: one equality, a
-// 6-term mixed expression and a 100-value in set. Each figure is the minimum
-// ns/op over 15 interleaved rounds (the machine was shared, so minimums are
-// the stable statistic):
+// tabby against Calico's own libcalico-go selector package in one process,
+// on the three shapes BenchmarkParse and BenchmarkEvaluate use: one equality,
+// a 6-term mixed expression and a 100-value in set. Each figure is the
+// minimum ns/op over 15 interleaved rounds on the shared 2-core development
+// machine (AMD EPYC, Go 1.26.8, load average 5-7 from other builds, so
+// minimums are the stable statistic; earlier runs gave 2.9-3.5x for
+// parse/in100 before the last set-parsing change):
 //
-//	case              tabby ns/op  calico ns/op  speedup  allocs tabby/calico
-//	parse/simple            174.2        1005.9    5.78x      2/13
-//	parse/mixed6           1419.3        8393.0    5.91x      5/55
-//	parse/in100            4729.6       16542.0    3.50x      6/127
-//	evaluate/simple          16.9          16.3    0.96x      0/0
-//	evaluate/mixed6         105.8         102.8    0.97x      0/0
-//	evaluate/in100           31.0          41.8    1.35x      0/0
+//	case                  tabby ns/op  calico ns/op  speedup  allocs tabby/calico
+//	parse/simple                129.9         746.1    5.74x      2/13
+//	parse/mixed6                775.3        6975.7    9.00x      5/55
+//	parse/in100                8956.0       39929.2    4.46x      5/127
+//	evaluate/simple (map)        16.2          15.5    0.96x      0/0
+//	evaluate/mixed6 (map)       102.5         101.4    0.99x      0/0
+//	evaluate/in100 (map)         29.4          39.2    1.33x      0/0
+//	evaluate/simple (interned)    9.4          16.6    1.77x      0/0
+//	evaluate/mixed6 (interned)   57.4         108.9    1.90x      0/0
+//	evaluate/in100 (interned)    22.1          39.1    1.77x      0/0
 //
-// Parsing is 3.5-5.9x faster with a tenth of the allocations. Evaluation
-// allocates nothing and matches Calico except on large sets, where the
-// integer-keyed search wins; it cannot be much faster on map labels because
-// both implementations do exactly one Go map lookup per term, and under
-// callgrind a bare lookup alone costs about 177 of the 269 instructions of
-// Calico's whole single-term evaluation. The comparison program lives outside
-// this module (Calico is not a dependency); the in-module benchmarks are
+// On a plain map, evaluation matches Calico except on large sets: both do one
+// Go map lookup per term, and under callgrind a bare lookup alone costs about
+// 177 of the 269 instructions of Calico's whole single-term evaluation, so no
+// evaluator reading a Go map can be much faster. Interned evaluation removes
+// the lookup and is 1.8-1.9x faster. The comparison program lives outside this
+// module (Calico is not a dependency); the in-module benchmarks are
 //
 //	go test -run '^$' -bench 'Parse|Evaluate' -benchmem ./selector
 package selector

@@ -60,3 +60,12 @@ func ExampleSelector_Satisfiable() {
 	// has(a) && !has(a) -> false
 	// env != "prod" -> true
 }
+
+func ExampleInterner() {
+	in := selector.NewInterner()
+	web := in.Compile(selector.MustParse(`app == "web" && team == "payments"`))
+	// A pod's labels over its namespace's, stored once by key ID.
+	pod := in.LabelSet(map[string]string{"app": "web"}, map[string]string{"team": "payments"})
+	fmt.Println(web.Evaluate(pod))
+	// Output: true
+}

@@ -79,12 +79,14 @@ func TestEvaluateAgreesWithReference(t *testing.T) {
 		n = 500
 	}
 	vals := []string{"x", "y", "xy", "", `q"`, "zz"}
+	in := NewInterner()
 	for i := range n {
 		e := randomExpr(rng, 4)
 		s, err := Parse(e.text)
 		require.NoError(t, err, e.text)
 		c := MustParse(s.String())
 		restrictions := s.LabelRestrictions()
+		compiled := in.Compile(s)
 		for range 16 {
 			m := map[string]string{}
 			for _, k := range []string{"a", "b", "example.com/c"} {
@@ -97,6 +99,9 @@ func TestEvaluateAgreesWithReference(t *testing.T) {
 			require.Equal(t, want, s.Evaluate(Map(m)), msg)
 			require.Equal(t, want, s.Evaluate(&Overlay{Top: Map(m)}), msg)
 			require.Equal(t, want, c.Evaluate(Map(m)), msg)
+			ls := in.LabelSet(m)
+			require.Equal(t, want, compiled.Evaluate(ls), msg)
+			require.Equal(t, want, s.Evaluate(ls), msg)
 			if !s.Satisfiable() {
 				require.False(t, want, "Satisfiable said never, but it matched: "+msg)
 			}

@@ -1,7 +1,6 @@
 package selector
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"slices"
 	"strings"
@@ -27,9 +26,11 @@ func keyAfter(s string, skip int) uint64 {
 		return uint64(s[0])<<56 | uint64(s[1])<<48 | uint64(s[2])<<40 | uint64(s[3])<<32 |
 			uint64(s[4])<<24 | uint64(s[5])<<16 | uint64(s[6])<<8 | uint64(s[7])
 	}
-	var buf [8]byte
-	copy(buf[:], s[skip:])
-	return binary.BigEndian.Uint64(buf[:])
+	var k uint64
+	for i := skip; i < len(s); i++ {
+		k = k<<8 | uint64(s[i])
+	}
+	return k << (8 * (8 - (len(s) - skip)))
 }
 
 // keyIdx is one value of a set being sorted. It holds no pointers, so the
@@ -68,7 +69,14 @@ func newValueSet(vals []string) valueSet {
 		}
 		prefix = prefix[:i]
 	}
-	order := make([]keyIdx, len(vals))
+	// Sort a pointer-free permutation; up to 128 values it lives on the stack.
+	var buf [128]keyIdx
+	order := buf[:0]
+	if len(vals) <= len(buf) {
+		order = buf[:len(vals)]
+	} else {
+		order = make([]keyIdx, len(vals))
+	}
 	sorted := true
 	for i, v := range vals {
 		order[i] = keyIdx{key: keyAfter(v, len(prefix)), idx: uint32(i)}
