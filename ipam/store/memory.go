@@ -71,7 +71,9 @@ func (m *Memory) Revision() int64 {
 	return m.rev
 }
 
-func (m *Memory) Get(ctx context.Context, key string) (KV, error) {
+// lookup returns the stored KV itself (not a copy): Get copies its value,
+// GetView hands out a read-only view.
+func (m *Memory) lookup(ctx context.Context, key string) (KV, error) {
 	if err := ValidateKey(key); err != nil {
 		return KV{}, fmt.Errorf("memory: get: %w", err)
 	}
@@ -87,97 +89,82 @@ func (m *Memory) Get(ctx context.Context, key string) (KV, error) {
 	if !ok {
 		return KV{}, &keyError{op: "get", key: key, err: ErrNotFound}
 	}
+	return kv, nil
+}
+
+// scan calls fn, under the read lock, for each stored KV whose key starts
+// with prefix, in key order, and returns the store's revision.
+func (m *Memory) scan(ctx context.Context, prefix string, fn func(KV)) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		fn(m.data[k])
+		return true
+	})
+	return m.rev, nil
+}
+
+func (m *Memory) Get(ctx context.Context, key string) (KV, error) {
+	kv, err := m.lookup(ctx, key)
+	if err != nil {
+		return KV{}, err
+	}
 	kv.Value = Clone(kv.Value)
 	return kv, nil
 }
 
 func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
-	if err := ctx.Err(); err != nil {
-		return ListResult{}, err
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return ListResult{}, ErrClosed
-	}
 	var out []KV
-	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
-		if !strings.HasPrefix(k, prefix) {
-			return false
-		}
-		kv := m.data[k]
+	rev, err := m.scan(ctx, prefix, func(kv KV) {
 		kv.Value = Clone(kv.Value)
 		out = append(out, kv)
-		return true
 	})
-	return ListResult{KVs: out, Revision: m.rev}, nil
+	if err != nil {
+		return ListResult{}, err
+	}
+	return ListResult{KVs: out, Revision: rev}, nil
 }
 
 // GetView is Get without the copy: the view is the stored value itself,
 // which Memory never modifies (a write stores a fresh copy).
 func (m *Memory) GetView(ctx context.Context, key string) (KVView, error) {
-	if err := ValidateKey(key); err != nil {
-		return KVView{}, fmt.Errorf("memory: get: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
+	kv, err := m.lookup(ctx, key)
+	if err != nil {
 		return KVView{}, err
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return KVView{}, ErrClosed
-	}
-	kv, ok := m.data[key]
-	if !ok {
-		return KVView{}, &keyError{op: "get", key: key, err: ErrNotFound}
 	}
 	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
 }
 
 // ListView is List without the copies (see GetView).
 func (m *Memory) ListView(ctx context.Context, prefix string) ([]KVView, int64, error) {
-	if err := ctx.Err(); err != nil {
+	out := make([]KVView, 0, 4)
+	rev, err := m.scan(ctx, prefix, func(kv KV) {
+		out = append(out, KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision})
+	})
+	if err != nil {
 		return nil, 0, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, 0, ErrClosed
-	}
-	out := make([]KVView, 0, 4)
-	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
-		if !strings.HasPrefix(k, prefix) {
-			return false
-		}
-		kv := m.data[k]
-		out = append(out, KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision})
-		return true
-	})
-	return out, m.rev, nil
+	return out, rev, nil
 }
 
 func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {
-	if err := ctx.Err(); err != nil {
+	var out []string
+	rev, err := m.scan(ctx, prefix, func(kv KV) { out = append(out, kv.Key) })
+	if err != nil {
 		return nil, 0, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, 0, ErrClosed
-	}
-	var out []string
-	m.keys.AscendGreaterOrEqual(prefix, func(k string) bool {
-		if !strings.HasPrefix(k, prefix) {
-			return false
-		}
-		out = append(out, k)
-		return true
-	})
-	return out, m.rev, nil
+	return out, rev, nil
 }
 
-// CreateString is Create keeping value itself (a string cannot change)
-// rather than a copy.
 func (m *Memory) CreateString(ctx context.Context, key string, value string) (int64, error) {
 	return m.create(ctx, key, bytesOf(value))
 }
