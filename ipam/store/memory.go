@@ -182,10 +182,11 @@ func (m *Memory) Update(ctx context.Context, key string, value []byte, ifRevisio
 	return m.update(ctx, key, Clone(value), ifRevision)
 }
 
-// create stores value, which the store owns and never modifies.
-func (m *Memory) create(ctx context.Context, key string, value []byte) (int64, error) {
+// write runs fn under the write lock after the checks every write makes: a
+// valid key, a live context, an open store.
+func (m *Memory) write(ctx context.Context, op, key string, fn func() (int64, error)) (int64, error) {
 	if err := ValidateKey(key); err != nil {
-		return 0, fmt.Errorf("memory: create: %w", err)
+		return 0, fmt.Errorf("memory: %s: %w", op, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -195,60 +196,55 @@ func (m *Memory) create(ctx context.Context, key string, value []byte) (int64, e
 	if m.closed {
 		return 0, ErrClosed
 	}
-	if _, ok := m.data[key]; ok {
-		return 0, fmt.Errorf("memory: create %q: %w", key, ErrExists)
+	return fn()
+}
+
+// checkRevision reports whether key exists at ifRevision (0: any revision);
+// m.mu is held.
+func (m *Memory) checkRevision(op, key string, ifRevision int64) error {
+	cur, ok := m.data[key]
+	if !ok {
+		return fmt.Errorf("memory: %s %q: %w", op, key, ErrNotFound)
 	}
-	m.keys.ReplaceOrInsert(key)
-	return m.put(key, value), nil
+	if ifRevision != 0 && cur.Revision != ifRevision {
+		return fmt.Errorf("memory: %s %q at revision %d (now %d): %w", op, key, ifRevision, cur.Revision, ErrConflict)
+	}
+	return nil
+}
+
+// create stores value, which the store owns and never modifies.
+func (m *Memory) create(ctx context.Context, key string, value []byte) (int64, error) {
+	return m.write(ctx, "create", key, func() (int64, error) {
+		if _, ok := m.data[key]; ok {
+			return 0, fmt.Errorf("memory: create %q: %w", key, ErrExists)
+		}
+		m.keys.ReplaceOrInsert(key)
+		return m.put(key, value), nil
+	})
 }
 
 // update stores value, which the store owns and never modifies.
 func (m *Memory) update(ctx context.Context, key string, value []byte, ifRevision int64) (int64, error) {
-	if err := ValidateKey(key); err != nil {
-		return 0, fmt.Errorf("memory: update: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return 0, ErrClosed
-	}
-	cur, ok := m.data[key]
-	if !ok {
-		return 0, fmt.Errorf("memory: update %q: %w", key, ErrNotFound)
-	}
-	if ifRevision != 0 && cur.Revision != ifRevision {
-		return 0, fmt.Errorf("memory: update %q at revision %d (now %d): %w", key, ifRevision, cur.Revision, ErrConflict)
-	}
-	return m.put(key, value), nil
+	return m.write(ctx, "update", key, func() (int64, error) {
+		if err := m.checkRevision("update", key, ifRevision); err != nil {
+			return 0, err
+		}
+		return m.put(key, value), nil
+	})
 }
 
 func (m *Memory) Delete(ctx context.Context, key string, ifRevision int64) error {
-	if err := ValidateKey(key); err != nil {
-		return fmt.Errorf("memory: delete: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	cur, ok := m.data[key]
-	if !ok {
-		return fmt.Errorf("memory: delete %q: %w", key, ErrNotFound)
-	}
-	if ifRevision != 0 && cur.Revision != ifRevision {
-		return fmt.Errorf("memory: delete %q at revision %d (now %d): %w", key, ifRevision, cur.Revision, ErrConflict)
-	}
-	delete(m.data, key)
-	m.keys.Delete(key)
-	m.rev++
-	m.record(Event{Type: EventDelete, KV: KV{Key: key, Revision: m.rev}})
-	return nil
+	_, err := m.write(ctx, "delete", key, func() (int64, error) {
+		if err := m.checkRevision("delete", key, ifRevision); err != nil {
+			return 0, err
+		}
+		delete(m.data, key)
+		m.keys.Delete(key)
+		m.rev++
+		m.record(Event{Type: EventDelete, KV: KV{Key: key, Revision: m.rev}})
+		return m.rev, nil
+	})
+	return err
 }
 
 // put stores value (the store's own copy) under key at a new revision;
