@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,10 +34,16 @@ func TestMemoryWatchCompacted(t *testing.T) {
 	_, ok := <-ch
 	require.False(t, ok)
 
-	// Within the retained history, a watch replays it.
-	ch, err = m.Watch(ctx, "/", 7)
+	// The ring keeps revisions 7-10: a watch after 5 has lost 6, a watch
+	// after 6 replays all four in order.
+	ch, err = m.Watch(ctx, "/", 5)
 	require.NoError(t, err)
-	require.Equal(t, int64(8), (<-ch).KV.Revision)
+	require.ErrorIs(t, (<-ch).Err, store.ErrCompacted)
+	ch, err = m.Watch(ctx, "/", 6)
+	require.NoError(t, err)
+	for want := int64(7); want <= 10; want++ {
+		require.Equal(t, want, (<-ch).KV.Revision)
+	}
 }
 
 func TestMemoryClosed(t *testing.T) {
@@ -75,4 +83,69 @@ func TestMemoryViewsAndStringWrites(t *testing.T) {
 	_, err = store.GetView(ctx, m, "/b")
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.EqualError(t, err, `memory: get "/b": key not found`)
+}
+
+// Writers on many keys race a List and a Watch from its revision: the
+// listing plus the watched changes must rebuild exactly the final state,
+// and nothing listed may be newer than the listing's revision. This is
+// what the sharded locking must keep.
+func TestMemoryListWatchUnderConcurrentWrites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := store.NewMemory(store.WithHistory(1 << 20))
+	const writers, ops = 8, 600
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range ops {
+				key := fmt.Sprintf("/k/%d/%d", w, i%16)
+				switch i % 3 {
+				case 0, 1:
+					if _, err := m.Create(ctx, key, []byte{byte(i)}); errors.Is(err, store.ErrExists) {
+						_, err = m.Update(ctx, key, []byte{byte(i)}, 0)
+						require.NoError(t, err)
+					}
+				case 2:
+					if err := m.Delete(ctx, key, 0); err != nil {
+						require.ErrorIs(t, err, store.ErrNotFound)
+					}
+				}
+			}
+		}()
+	}
+	close(start)
+	time.Sleep(time.Millisecond) // list mid-way
+	listed, err := m.List(ctx, "/k/")
+	require.NoError(t, err)
+	state := map[string]string{}
+	for _, kv := range listed.KVs {
+		require.LessOrEqual(t, kv.Revision, listed.Revision)
+		state[kv.Key] = string(kv.Value)
+	}
+	ch, err := m.Watch(ctx, "/k/", listed.Revision)
+	require.NoError(t, err)
+	wg.Wait()
+	final := m.Revision()
+	for rev := listed.Revision; rev < final; {
+		ev := <-ch
+		require.NoError(t, ev.Err)
+		require.Greater(t, ev.KV.Revision, rev, "events in order, none twice")
+		rev = ev.KV.Revision
+		if ev.Type == store.EventDelete {
+			delete(state, ev.KV.Key)
+		} else {
+			state[ev.KV.Key] = string(ev.KV.Value)
+		}
+	}
+	end, err := m.List(ctx, "/k/")
+	require.NoError(t, err)
+	want := map[string]string{}
+	for _, kv := range end.KVs {
+		want[kv.Key] = string(kv.Value)
+	}
+	require.Equal(t, want, state)
 }
