@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tabbynet/tabby/ipam/store"
+	"github.com/tabbynet/tabby/selector"
 )
 
 // AssignArgs asks for automatically chosen addresses.
@@ -108,9 +109,11 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 	if err != nil {
 		return AssignResult{}, err
 	}
-	labels, err := a.nodeLabels(ctx, args.Node)
-	if err != nil {
-		return AssignResult{}, err
+	var labels selector.Map
+	if c.needsNodeLabels() {
+		if labels, err = a.nodeLabels(ctx, args.Node); err != nil {
+			return AssignResult{}, err
+		}
 	}
 	var res AssignResult
 	for _, fam := range []struct {
@@ -274,15 +277,21 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		// Pool order; within the first pool, the block that last had room
 		// first, so a node with many full blocks doesn't read them all.
 		hint, _ := a.hints.Load(hintKey{node, v6})
-		rank := func(af storedAffinity) int {
+		type rankedAffinity struct {
+			rank int
+			storedAffinity
+		}
+		ranked := make([]rankedAffinity, len(mine))
+		for i, af := range mine {
 			r := 2 * slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
 			if af.CIDR != hint {
 				r++
 			}
-			return r
+			ranked[i] = rankedAffinity{r, af}
 		}
-		slices.SortStableFunc(mine, func(x, y storedAffinity) int { return cmp.Compare(rank(x), rank(y)) })
-		for _, af := range mine {
+		slices.SortStableFunc(ranked, func(x, y rankedAffinity) int { return cmp.Compare(x.rank, y.rank) })
+		for _, ra := range ranked {
+			af := ra.storedAffinity
 			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
 			if err != nil {
 				return got, err
@@ -303,7 +312,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			limitReached = true
 			break
 		}
-		_, err = a.claimBlock(ctx, c, pools, node)
+		cidr, err := a.claimBlock(ctx, c, pools, node)
 		if errors.Is(err, errNoFreeBlock) {
 			noFreeBlock = true
 			break
@@ -311,6 +320,16 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		if err != nil {
 			return got, err
 		}
+		// Use the new block at once rather than listing the node's
+		// blocks again.
+		ips, err := a.allocFromBlock(ctx, c, pools, cidr, attr, num-len(got), requireAffinity(node))
+		if err != nil {
+			return got, err
+		}
+		if len(ips) > 0 {
+			a.hints.Store(hintKey{node, v6}, cidr)
+		}
+		got = append(got, ips...)
 	}
 	if len(got) == num {
 		return got, nil
@@ -390,7 +409,8 @@ func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, c
 // no free ordinal.
 func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, skipFull bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
 	key := blockKey(cidr)
-	var enc []byte // attr's encoding, made once
+	var enc []byte // attr's encoding in a block affine to encAffinity
+	var encAffinity string
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
 			return nil, err
@@ -431,8 +451,9 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		if err := a.incrementHandle(ctx, attr.Handle, cidr, len(pos)); err != nil {
 			return nil, err
 		}
-		if enc == nil {
-			enc = appendAttribute(make([]byte, 0, 192), attr)
+		if enc == nil || encAffinity != b.Affinity {
+			// The encoding depends on the block's affinity.
+			enc, encAffinity = appendAttribute(make([]byte, 0, 96), attr, b.Affinity), b.Affinity
 		}
 		idx, err := hotAttrIndex(h, raw, attr, enc)
 		if err != nil {
@@ -564,6 +585,7 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 			out[p] = true
 		}
 	}
+	a.known.reset(out)
 	return out, nil
 }
 
@@ -599,28 +621,76 @@ func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Pref
 
 // claimBlock carves a new block for node: affinity (pending), then the
 // block, then the affinity confirmed. Racing claimers of the same block are
-// settled by the block's Create; the loser withdraws its affinity.
+// settled by the block's Create; the loser withdraws its affinity. The
+// candidate comes from the knownBlocks cache and is probed first, so a
+// claim reads one key rather than listing every block.
 func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
-	existing, err := a.blockCIDRs(ctx)
-	if err != nil {
-		return netip.Prefix{}, err
+	fresh := false
+	reload := func() error {
+		fresh = true
+		_, err := a.blockCIDRs(ctx)
+		return err
 	}
+	if !a.known.isLoaded() {
+		if err := reload(); err != nil {
+			return netip.Prefix{}, err
+		}
+	}
+	const maxStaleProbes = 8
+	stale := 0
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
-		cidr, err := findFreeIn(c, pools, node, existing)
+		cidr, err := a.known.findFree(c, pools, node)
+		if errors.Is(err, errNoFreeBlock) && !fresh {
+			if err := reload(); err != nil {
+				return netip.Prefix{}, err
+			}
+			continue
+		}
 		if err != nil {
 			return netip.Prefix{}, err
 		}
-		err = a.claim(ctx, node, cidr)
+		ours, err := a.probeBlock(ctx, cidr, node)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if ours {
+			err = a.claim(ctx, node, cidr)
+		} else {
+			err = errBlockTaken
+		}
 		if err == nil {
+			a.known.add(cidr)
 			a.log.DebugContext(ctx, "claimed block", "node", node, "block", cidr)
 			return cidr, nil
 		}
 		if !errors.Is(err, errBlockTaken) {
 			return netip.Prefix{}, err
 		}
-		existing[cidr] = true
+		a.known.add(cidr)
+		if stale++; stale >= maxStaleProbes && !fresh {
+			if err := reload(); err != nil {
+				return netip.Prefix{}, err
+			}
+		}
 	}
 	return netip.Prefix{}, fmt.Errorf("claim block: %w", ErrTooManyConflicts)
+}
+
+// probeBlock reports whether node may claim cidr: the block does not exist,
+// or it is node's own from an interrupted earlier claim.
+func (a *IPAM) probeBlock(ctx context.Context, cidr netip.Prefix, node string) (bool, error) {
+	kv, err := store.GetView(ctx, a.s, blockKey(cidr))
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read block %s: %w", cidr, err)
+	}
+	b, err := decodeBlock(stringBytes(kv.Value))
+	if err != nil {
+		return false, fmt.Errorf("block %s: %w", cidr, err)
+	}
+	return b.Affinity == node, nil
 }
 
 var errBlockTaken = errors.New("block already exists")

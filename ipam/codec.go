@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -14,16 +15,35 @@ import (
 // compact binary encoding rather than JSON. Layout (all integers uvarint
 // unless noted):
 //
-//	version=1 | free (2 bytes, big endian: len(unallocated), so a full
+//	version=2 | free (2 bytes, big endian: len(unallocated), so a full
 //	block can be skipped without decoding it) |
 //	cidr (addr len byte, addr bytes, bits) | affinity str |
 //	emptySince (unix nanos, varint) | n | n allocations (attr index + 1) |
 //	len(unallocated) | ordinals | len(attributes) | attributes
 //
-// An attribute is handle, node, namespace, pod, use (strings), created
-// (varint nanos), len(extra) then key/value strings sorted by key,
-// len(floating) then addresses (len byte + bytes).
-const blockCodecVersion = 1
+// An attribute is a flags byte, then handle (without the usual
+// "k8s-pod-network." prefix when attrHandlePrefix is set), node (unless
+// attrNodeIsAffinity), namespace, pod, use (unless attrWorkload) as
+// strings, then created (varint nanos) when attrCreated, len(extra) and
+// key/value strings sorted by key when attrExtra, len(floating) and
+// addresses (len byte + bytes) when attrFloating. Every allocation
+// rewrites its block, so the flags keep the per-pod records, most of a
+// block's bytes, about half the size they would be spelled out.
+const blockCodecVersion = 2
+
+// Attribute flags.
+const (
+	attrNodeIsAffinity = 1 << iota // node is the block's affinity
+	attrHandlePrefix               // handle starts with k8sHandlePrefix
+	attrWorkload                   // use is Workload
+	attrCreated
+	attrExtra
+	attrFloating
+	attrKnownFlags = 1<<iota - 1
+)
+
+// k8sHandlePrefix starts the handles Calico-style CNI plugins write.
+const k8sHandlePrefix = "k8s-pod-network."
 
 // maxBlockLen bounds decoded sizes: blocks are at most /20 or /116.
 const maxBlockLen = 4096
@@ -93,7 +113,7 @@ func encodeBlockParts(blk *Block, offsets bool) (b []byte, attrStart int, attrEn
 		attrEnds = make([]int32, 0, len(blk.Attributes)+1)
 	}
 	for i := range blk.Attributes {
-		b = appendAttribute(b, &blk.Attributes[i])
+		b = appendAttribute(b, &blk.Attributes[i], blk.Affinity)
 		if offsets {
 			attrEnds = append(attrEnds, int32(len(b)-attrStart))
 		}
@@ -101,17 +121,45 @@ func encodeBlockParts(blk *Block, offsets bool) (b []byte, attrStart int, attrEn
 	return b, attrStart, attrEnds
 }
 
-// appendAttribute appends the encoding of one attribute.
-func appendAttribute(b []byte, a *Attribute) []byte {
-	b = appendString(b, a.Handle)
-	b = appendString(b, a.Node)
+// appendAttribute appends the encoding of one attribute of a block
+// affine to affinity.
+func appendAttribute(b []byte, a *Attribute, affinity string) []byte {
+	flags := byte(0)
+	handle := a.Handle
+	if h, ok := strings.CutPrefix(handle, k8sHandlePrefix); ok {
+		flags |= attrHandlePrefix
+		handle = h
+	}
+	if a.Node == affinity {
+		flags |= attrNodeIsAffinity
+	}
+	if a.Use == UseWorkload {
+		flags |= attrWorkload
+	}
+	if !a.Created.IsZero() && a.Created.UnixNano() != 0 {
+		flags |= attrCreated
+	}
+	if len(a.Extra) > 0 {
+		flags |= attrExtra
+	}
+	if len(a.FloatingIPs) > 0 {
+		flags |= attrFloating
+	}
+	b = append(b, flags)
+	b = appendString(b, handle)
+	if flags&attrNodeIsAffinity == 0 {
+		b = appendString(b, a.Node)
+	}
 	b = appendString(b, a.Namespace)
 	b = appendString(b, a.Pod)
-	b = appendString(b, string(a.Use))
-	b = appendTime(b, a.Created)
+	if flags&attrWorkload == 0 {
+		b = appendString(b, string(a.Use))
+	}
+	if flags&attrCreated != 0 {
+		b = binary.AppendVarint(b, a.Created.UnixNano())
+	}
 	switch len(a.Extra) {
 	case 0:
-		b = binary.AppendUvarint(b, 0)
 	case 1:
 		b = binary.AppendUvarint(b, 1)
 		for k, v := range a.Extra {
@@ -130,9 +178,11 @@ func appendAttribute(b []byte, a *Attribute) []byte {
 			b = appendString(b, a.Extra[k])
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(a.FloatingIPs)))
-	for _, f := range a.FloatingIPs {
-		b = appendAddr(b, f)
+	if len(a.FloatingIPs) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(a.FloatingIPs)))
+		for _, f := range a.FloatingIPs {
+			b = appendAddr(b, f)
+		}
 	}
 	return b
 }
@@ -226,6 +276,51 @@ func (d *decoder) addr(what string) netip.Addr {
 	return a
 }
 
+// attribute decodes one attribute of a block affine to affinity.
+func (d *decoder) attribute(a *Attribute, affinity string) {
+	fb := d.bytes("attribute flags", 1)
+	if d.err != nil {
+		return
+	}
+	flags := fb[0]
+	if flags&^attrKnownFlags != 0 {
+		d.fail("attribute flags")
+		return
+	}
+	a.Handle = d.string("handle")
+	if flags&attrHandlePrefix != 0 {
+		a.Handle = k8sHandlePrefix + a.Handle
+	}
+	a.Node = affinity
+	if flags&attrNodeIsAffinity == 0 {
+		a.Node = d.string("node")
+	}
+	a.Namespace = d.string("namespace")
+	a.Pod = d.string("pod")
+	a.Use = UseWorkload
+	if flags&attrWorkload == 0 {
+		a.Use = Use(d.string("use"))
+	}
+	if flags&attrCreated != 0 {
+		a.Created = d.time("created")
+	}
+	if flags&attrExtra != 0 {
+		m := d.uvarint("extra", 1024)
+		a.Extra = make(map[string]string, m)
+		for range m {
+			k := d.string("extra key")
+			a.Extra[k] = d.string("extra value")
+		}
+	}
+	if flags&attrFloating != 0 {
+		m := d.uvarint("floating", 1024)
+		a.FloatingIPs = make([]netip.Addr, m)
+		for j := range a.FloatingIPs {
+			a.FloatingIPs[j] = d.addr("floating ip")
+		}
+	}
+}
+
 // peekFree reads the number of unallocated ordinals of an encoded block
 // without decoding it.
 func peekFree(b []byte) (int, bool) {
@@ -272,26 +367,7 @@ func decodeBlock(b []byte) (*Block, error) {
 		blk.Attributes = make([]Attribute, n)
 	}
 	for i := range blk.Attributes {
-		a := &blk.Attributes[i]
-		a.Handle = d.string("handle")
-		a.Node = d.string("node")
-		a.Namespace = d.string("namespace")
-		a.Pod = d.string("pod")
-		a.Use = Use(d.string("use"))
-		a.Created = d.time("created")
-		if m := d.uvarint("extra", 1024); m > 0 {
-			a.Extra = make(map[string]string, m)
-			for range m {
-				k := d.string("extra key")
-				a.Extra[k] = d.string("extra value")
-			}
-		}
-		if m := d.uvarint("floating", 1024); m > 0 {
-			a.FloatingIPs = make([]netip.Addr, m)
-			for j := range a.FloatingIPs {
-				a.FloatingIPs[j] = d.addr("floating ip")
-			}
-		}
+		d.attribute(&blk.Attributes[i], blk.Affinity)
 		if d.err != nil {
 			break
 		}

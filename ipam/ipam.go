@@ -74,6 +74,7 @@ type IPAM struct {
 	// blockKeys remembers the CIDRs parsed from block keys.
 	keyMu     sync.Mutex
 	blockKeys map[string]netip.Prefix
+	known     knownBlocks // which blocks exist, for claims
 }
 
 type hintKey struct {
@@ -107,13 +108,19 @@ func (a *IPAM) Store() store.Store { return a.s }
 
 // cluster is the decoded cluster-wide state: config, pools, reservations.
 type cluster struct {
-	revs         [3]int64
-	config       IPAMConfig
-	pools        []IPPool // sorted by name
-	sels         []selector.Selector
+	revs   [3]int64
+	config IPAMConfig
+	pools  []IPPool // sorted by name
+	sels   []selector.Selector
+	// labelsMatter is set when some pool's nodeSelector is not all() or
+	// borrowing is limited to a label: only then does Assign read the
+	// node's labels.
+	labelsMatter bool
 	reservations []IPReservation
 	reserved     []netip.Prefix
 }
+
+func (c *cluster) needsNodeLabels() bool { return c.labelsMatter }
 
 func (c *cluster) pool(name string) (int, bool) {
 	for i := range c.pools {
@@ -137,20 +144,32 @@ func (c *cluster) poolFor(addr netip.Addr) (IPPool, bool) {
 // loadCluster reads config, pools and reservations in one List, reusing the
 // decoded copy while their revisions are unchanged.
 func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
-	kvs, _, err := store.ListView(ctx, a.s, keyCluster)
-	if err != nil {
-		return nil, fmt.Errorf("read ipam configuration: %w", err)
-	}
 	var revs [3]int64
 	vals := [3][]byte{}
-	for _, kv := range kvs {
-		switch kv.Key {
-		case keyConfig:
-			revs[0], vals[0] = kv.Revision, stringBytes(kv.Value)
-		case keyPools:
-			revs[1], vals[1] = kv.Revision, stringBytes(kv.Value)
-		case keyReservations:
-			revs[2], vals[2] = kv.Revision, stringBytes(kv.Value)
+	keys := [3]string{keyConfig, keyPools, keyReservations}
+	if _, inProcess := a.s.(store.Viewer); inProcess {
+		// Three reads rather than a listing: an in-process store serves
+		// single keys without its global lock.
+		for i, key := range keys {
+			kv, err := store.GetView(ctx, a.s, key)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read ipam configuration: %w", err)
+			}
+			revs[i], vals[i] = kv.Revision, stringBytes(kv.Value)
+		}
+	} else {
+		// One round trip.
+		kvs, _, err := store.ListView(ctx, a.s, keyCluster)
+		if err != nil {
+			return nil, fmt.Errorf("read ipam configuration: %w", err)
+		}
+		for _, kv := range kvs {
+			if i := slices.Index(keys[:], kv.Key); i >= 0 {
+				revs[i], vals[i] = kv.Revision, stringBytes(kv.Value)
+			}
 		}
 	}
 	a.mu.Lock()
@@ -176,6 +195,12 @@ func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
 			return nil, fmt.Errorf("pool %q: nodeSelector: %w", p.Name, err)
 		}
 		c.sels = append(c.sels, sel)
+		if sel.String() != selector.All().String() {
+			c.labelsMatter = true
+		}
+	}
+	if c.config.BorrowWithinLabel != "" {
+		c.labelsMatter = true
 	}
 	if vals[2] != nil {
 		if err := json.Unmarshal(vals[2], &c.reservations); err != nil {

@@ -215,7 +215,9 @@ func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop fun
 			return nil, nil, nil
 		}
 		if b.Used() == 0 && b.Affinity == "" {
-			err = a.s.Delete(ctx, blockKey(cidr), sb.rev)
+			if err = a.s.Delete(ctx, blockKey(cidr), sb.rev); err == nil {
+				a.known.remove(cidr)
+			}
 		} else {
 			_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
 		}
@@ -399,7 +401,9 @@ func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEm
 			break
 		}
 		if b.Used() == 0 {
-			err = a.s.Delete(ctx, blockKey(af.CIDR), sb.rev)
+			if err = a.s.Delete(ctx, blockKey(af.CIDR), sb.rev); err == nil {
+				a.known.remove(af.CIDR)
+			}
 		} else if requireEmpty {
 			// Someone allocated meanwhile: keep the claim.
 			af.State, af.Updated = AffinityConfirmed, a.now().UTC()
