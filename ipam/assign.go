@@ -153,8 +153,12 @@ func (a *IPAM) rollback(ctx context.Context, ips []AssignedIP) {
 	}
 }
 
-// candidatePools returns the pools to try for a family, in order.
+// candidatePools returns the pools to try for a family, in order. The
+// result is shared: callers must not modify it.
 func (c *cluster) candidatePools(v6 bool, requested []string, labels map[string]string, use Use) ([]IPPool, error) {
+	if pools, ok := c.anyNode[anyNodeKey{v6, use}]; ok && len(requested) == 0 {
+		return pools, nil
+	}
 	var out []IPPool
 	if len(requested) > 0 {
 		for _, r := range requested {
@@ -257,6 +261,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		}
 	}
 	limitReached, noFreeBlock := false, false
+	trustFull := true // skip blocks recently found full (see fullBlocks)
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.
 		affs, err := a.listAffinities(ctx, node)
@@ -290,8 +295,12 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			ranked[i] = rankedAffinity{r, af}
 		}
 		slices.SortStableFunc(ranked, func(x, y rankedAffinity) int { return cmp.Compare(x.rank, y.rank) })
+		now := a.now()
 		for _, ra := range ranked {
 			af := ra.storedAffinity
+			if trustFull && a.full.recent(af.CIDR, now) {
+				continue
+			}
 			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
 			if err != nil {
 				return got, err
@@ -309,11 +318,19 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		}
 		// 2. Claim a new block.
 		if !c.config.AutoAllocateBlocks || owned >= limit {
+			if trustFull { // look at every block before giving up
+				trustFull = false
+				continue
+			}
 			limitReached = true
 			break
 		}
 		cidr, err := a.claimBlock(ctx, c, pools, node)
 		if errors.Is(err, errNoFreeBlock) {
+			if trustFull {
+				trustFull = false
+				continue
+			}
 			noFreeBlock = true
 			break
 		}
@@ -424,6 +441,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		}
 		raw := stringBytes(kv.Value) // read only
 		if free, ok := peekFree(raw); skipFull && ok && free == 0 {
+			a.full.mark(cidr, a.now())
 			return nil, nil // full: nothing to take, whoever owns it
 		}
 		h := a.hot.get(cidr, kv.Revision, len(raw))

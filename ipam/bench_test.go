@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,8 +77,9 @@ func benchAllocate(b *testing.B, a *IPAM, nodes int) {
 		go func() {
 			defer wg.Done()
 			node := fmt.Sprintf("bench-node-%02d", n)
+			prefix := []byte("k8s-pod-network." + node + "-")
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-				handle := fmt.Sprintf("k8s-pod-network.%s-%d", node, i)
+				handle := string(strconv.AppendInt(prefix, i, 10)) // a CNI's handle; cheaper than Sprintf
 				t0 := time.Now()
 				_, err := a.Assign(ctx, AssignArgs{Handle: handle, Node: node, Num4: 1})
 				lat[n] = append(lat[n], time.Since(t0))

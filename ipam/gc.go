@@ -372,6 +372,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 // modifyBlock applies fn to the block with compare-and-swap; fn returns
 // false to leave it unchanged.
 func (a *IPAM) modifyBlock(ctx context.Context, cidr netip.Prefix, fn func(b *Block) bool) error {
+	defer a.full.forget(cidr) // it may have freed addresses
 	return a.modify(ctx, blockKey(cidr), func(cur []byte) ([]byte, bool, error) {
 		if cur == nil {
 			return nil, false, nil

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -188,9 +189,13 @@ type revEntry[V any] struct {
 
 func (c *revCache[V]) get(key string, rev int64, n int) (V, bool) {
 	c.mu.Lock()
-	e, ok := c.m[key]
-	c.mu.Unlock()
-	if ok && e.rev == rev && e.n == n {
+	defer c.mu.Unlock()
+	return c.getLocked(key, rev, n)
+}
+
+// getLocked is get with c.mu held.
+func (c *revCache[V]) getLocked(key string, rev int64, n int) (V, bool) {
+	if e, ok := c.m[key]; ok && e.rev == rev && e.n == n {
 		return e.v, true
 	}
 	var zero V
@@ -210,4 +215,53 @@ func (c *revCache[V]) put(key string, rev int64, n int, v V) {
 		}
 	}
 	c.m[key] = revEntry[V]{rev, n, v}
+}
+
+// fullBlockTTL is how long a block found full is trusted to stay full
+// without reading it again.
+const fullBlockTTL = time.Second
+
+// fullBlocks remembers blocks an allocation found full, so that a node
+// with many full blocks does not read every one of them each time its
+// current block fills (which made allocation O(blocks per node)). A mark
+// is trusted for fullBlockTTL; releases through this IPAM clear it at
+// once, so only addresses freed by another process can wait that long to
+// be reused. Before it fails or stops at the block limit, an allocation
+// sweeps again without trusting marks.
+type fullBlocks struct {
+	mu sync.Mutex
+	m  map[netip.Prefix]time.Time
+}
+
+func (f *fullBlocks) mark(cidr netip.Prefix, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[netip.Prefix]time.Time{}
+	}
+	if len(f.m) >= maxHotBlocks {
+		for k, at := range f.m {
+			if now.Sub(at) >= fullBlockTTL {
+				delete(f.m, k)
+			}
+		}
+		if len(f.m) >= maxHotBlocks {
+			clear(f.m)
+		}
+	}
+	f.m[cidr] = now
+}
+
+// recent reports whether cidr was found full less than fullBlockTTL ago.
+func (f *fullBlocks) recent(cidr netip.Prefix, now time.Time) bool {
+	f.mu.Lock()
+	at, ok := f.m[cidr]
+	f.mu.Unlock()
+	return ok && now.Sub(at) < fullBlockTTL && !now.Before(at)
+}
+
+func (f *fullBlocks) forget(cidr netip.Prefix) {
+	f.mu.Lock()
+	delete(f.m, cidr)
+	f.mu.Unlock()
 }

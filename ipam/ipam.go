@@ -66,8 +66,9 @@ type IPAM struct {
 
 	mu    sync.Mutex
 	cache *cluster
-	hints sync.Map  // hintKey → netip.Prefix: the node's block that last had room
-	hot   hotBlocks // blocks as of their last revision seen, for the allocation path
+	hints sync.Map   // hintKey → netip.Prefix: the node's block that last had room
+	hot   hotBlocks  // blocks as of their last revision seen, for the allocation path
+	full  fullBlocks // blocks recently found full
 	// Decoded values as of their last revision seen.
 	labels revCache[selector.Map]
 	affs   revCache[Affinity]
@@ -116,11 +117,19 @@ type cluster struct {
 	// borrowing is limited to a label: only then does Assign read the
 	// node's labels.
 	labelsMatter bool
+	// anyNode holds candidatePools' answer, made once, for requests that
+	// name no pools when labels don't matter (v6, use); read only.
+	anyNode      map[anyNodeKey][]IPPool
 	reservations []IPReservation
 	reserved     []netip.Prefix
 }
 
 func (c *cluster) needsNodeLabels() bool { return c.labelsMatter }
+
+type anyNodeKey struct {
+	v6  bool
+	use Use
+}
 
 func (c *cluster) pool(name string) (int, bool) {
 	for i := range c.pools {
@@ -209,6 +218,14 @@ func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
 	}
 	for _, r := range c.reservations {
 		c.reserved = append(c.reserved, r.CIDRs...)
+	}
+	if !c.labelsMatter {
+		c.anyNode = map[anyNodeKey][]IPPool{}
+		for _, v6 := range []bool{false, true} {
+			for _, use := range []Use{UseWorkload, UseTunnel} {
+				c.anyNode[anyNodeKey{v6, use}], _ = c.candidatePools(v6, nil, nil, use)
+			}
+		}
 	}
 	a.mu.Lock()
 	a.cache = c
@@ -565,16 +582,24 @@ func (a *IPAM) listAffinities(ctx context.Context, node string) ([]storedAffinit
 	if err != nil {
 		return nil, fmt.Errorf("list affinities: %w", err)
 	}
-	out := make([]storedAffinity, 0, len(kvs))
-	for _, kv := range kvs {
-		af, ok := a.affs.get(kv.Key, kv.Revision, len(kv.Value))
+	out := make([]storedAffinity, len(kvs))
+	// One lock for the cached ones; the rest are decoded outside it.
+	var misses []int
+	a.affs.mu.Lock()
+	for i, kv := range kvs {
+		af, ok := a.affs.getLocked(kv.Key, kv.Revision, len(kv.Value))
 		if !ok {
-			if err := json.Unmarshal([]byte(kv.Value), &af); err != nil {
-				return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
-			}
-			a.affs.put(kv.Key, kv.Revision, len(kv.Value), af)
+			misses = append(misses, i)
 		}
-		out = append(out, storedAffinity{af, kv.Revision})
+		out[i] = storedAffinity{af, kv.Revision}
+	}
+	a.affs.mu.Unlock()
+	for _, i := range misses {
+		kv := kvs[i]
+		if err := json.Unmarshal([]byte(kv.Value), &out[i].Affinity); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		a.affs.put(kv.Key, kv.Revision, len(kv.Value), out[i].Affinity)
 	}
 	return out, nil
 }

@@ -222,6 +222,7 @@ func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop fun
 			_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
 		}
 		if err == nil {
+			a.full.forget(cidr)
 			return addrs, freed, nil
 		}
 		if !retryable(err) {
