@@ -264,9 +264,12 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	trustFull := true // skip blocks recently found full (see fullBlocks)
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.
-		affs, err := a.listAffinities(ctx, node)
-		if err != nil {
-			return got, err
+		affs, cached := a.nodes.get(node, a.now())
+		if !trustFull || !cached {
+			if affs, err = a.listAffinities(ctx, node); err != nil {
+				return got, err
+			}
+			a.nodes.put(node, affs, a.now())
 		}
 		owned := 0
 		mine := make([]storedAffinity, 0, len(affs))
@@ -337,6 +340,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		if err != nil {
 			return got, err
 		}
+		a.nodes.add(node, storedAffinity{Affinity: Affinity{Node: node, CIDR: cidr, State: AffinityConfirmed}})
 		// Use the new block at once rather than listing the node's
 		// blocks again.
 		ips, err := a.allocFromBlock(ctx, c, pools, cidr, attr, num-len(got), requireAffinity(node))
@@ -571,6 +575,7 @@ func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts map[ne
 }
 
 func (a *IPAM) confirmAffinity(ctx context.Context, af storedAffinity) {
+	defer a.nodes.forget(af.Node)
 	af.State, af.Updated = AffinityConfirmed, a.now().UTC()
 	b, _ := json.Marshal(af.Affinity)
 	if _, err := a.s.Update(ctx, affinityKey(af.Node, af.CIDR), b, af.rev); err != nil {

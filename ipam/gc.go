@@ -322,6 +322,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			if err != nil {
 				return rep, err
 			}
+			a.nodes.forget(b.Affinity)
 			val, _ := json.Marshal(Affinity{Node: b.Affinity, CIDR: cidr, State: AffinityConfirmed, Updated: a.now().UTC()})
 			if _, err := a.s.Create(ctx, affinityKey(b.Affinity, cidr), val); err != nil && !errors.Is(err, store.ErrExists) {
 				return rep, err
@@ -396,6 +397,7 @@ func (a *IPAM) gcAffinity(ctx context.Context, af storedAffinity, old func(time.
 		return false, err
 	}
 	key := affinityKey(af.Node, af.CIDR)
+	defer a.nodes.forget(af.Node)
 	switch {
 	case af.State == AffinityPendingDeletion:
 		err := a.releaseAffinity(ctx, af, true)

@@ -260,6 +260,59 @@ func (f *fullBlocks) recent(cidr netip.Prefix, now time.Time) bool {
 	return ok && now.Sub(at) < fullBlockTTL && !now.Before(at)
 }
 
+// nodeAffinities caches each node's affinity listing for fullBlockTTL, on
+// the same terms as fullBlocks: an allocation whose current block fills
+// uses it to find the node's other blocks without listing them all again;
+// claims through this IPAM add to it and other affinity changes through
+// this IPAM drop it; the sweep that runs before an allocation fails or
+// stops at the block limit lists afresh.
+type nodeAffinities struct {
+	mu sync.Mutex
+	m  map[string]cachedAffinities
+}
+
+type cachedAffinities struct {
+	affs []storedAffinity // shared, read only
+	at   time.Time
+}
+
+func (n *nodeAffinities) get(node string, now time.Time) ([]storedAffinity, bool) {
+	n.mu.Lock()
+	c, ok := n.m[node]
+	n.mu.Unlock()
+	if !ok || now.Sub(c.at) >= fullBlockTTL || now.Before(c.at) {
+		return nil, false
+	}
+	return c.affs, true
+}
+
+func (n *nodeAffinities) put(node string, affs []storedAffinity, now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.m == nil {
+		n.m = map[string]cachedAffinities{}
+	}
+	if _, ok := n.m[node]; !ok && len(n.m) >= maxHotBlocks {
+		clear(n.m)
+	}
+	n.m[node] = cachedAffinities{affs, now}
+}
+
+// add appends a claim made through this IPAM to node's cached listing.
+func (n *nodeAffinities) add(node string, af storedAffinity) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.m[node]; ok {
+		n.m[node] = cachedAffinities{append(slices.Clip(c.affs), af), c.at}
+	}
+}
+
+func (n *nodeAffinities) forget(node string) {
+	n.mu.Lock()
+	delete(n.m, node)
+	n.mu.Unlock()
+}
+
 func (f *fullBlocks) forget(cidr netip.Prefix) {
 	f.mu.Lock()
 	delete(f.m, cidr)

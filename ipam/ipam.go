@@ -66,9 +66,10 @@ type IPAM struct {
 
 	mu    sync.Mutex
 	cache *cluster
-	hints sync.Map   // hintKey → netip.Prefix: the node's block that last had room
-	hot   hotBlocks  // blocks as of their last revision seen, for the allocation path
-	full  fullBlocks // blocks recently found full
+	hints sync.Map       // hintKey → netip.Prefix: the node's block that last had room
+	hot   hotBlocks      // blocks as of their last revision seen, for the allocation path
+	full  fullBlocks     // blocks recently found full
+	nodes nodeAffinities // nodes' affinity listings, recently made
 	// Decoded values as of their last revision seen.
 	labels revCache[selector.Map]
 	affs   revCache[Affinity]

@@ -374,6 +374,7 @@ var errNotEmpty = errors.New("block not empty")
 // reports and GC finishes.
 func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEmpty bool) error {
 	key := affinityKey(af.Node, af.CIDR)
+	defer a.nodes.forget(af.Node)
 	if af.State != AffinityPendingDeletion {
 		af.State, af.Updated = AffinityPendingDeletion, a.now().UTC()
 		val, _ := json.Marshal(af.Affinity)
