@@ -70,14 +70,16 @@
 // # Benchmarks
 //
 // See README.md in this directory for the figures and the commands. In
-// short (2-core machine, one core busy with other work): on the memory
-// store 74-96k assignments/s for one node and 91-137k/s for 16 concurrent
-// nodes, about 8 µs of CPU each (from 22-25k and 33-43k, ~40-55 µs);
-// bbolt about 1,200 and 4,900/s; embedded etcd about 530 and 1,270/s.
+// short (2-core shared machine, 16 concurrent nodes): the memory store
+// 134-207k assignments/s (median ~160k; 8-10 µs of CPU each, GC
+// included), bbolt 5.8-6.6k/s, embedded etcd 2.2-2.4k/s.
 //
 // The allocation path keeps each block parsed as of the store revision
 // it last read or wrote and copies the block's attribute records verbatim
 // when it writes the block back; the revision the store returns decides
 // whether the parsed copy is still good, so this is safe across processes
-// and backends.
+// and backends. A claim probes one candidate block instead of listing
+// them all, and a node whose current block fills skips blocks it found
+// full, and reuses its affinity listing, from the last second (releases
+// and affinity changes through the same IPAM clear both at once).
 package ipam
