@@ -271,39 +271,35 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 			a.nodes.put(node, affs, a.now())
 		}
+		// The node's blocks in this family, in pool order and, within a
+		// pool, the block that last had room first; blocks recently found
+		// full are left out (but counted).
+		hint, _ := a.hints.Load(hintKey{node, v6})
+		now := a.now()
 		owned := 0
-		mine := make([]storedAffinity, 0, len(affs))
+		type rankedAffinity struct {
+			rank int
+			storedAffinity
+		}
+		var ranked []rankedAffinity
 		for _, af := range affs {
 			if af.CIDR.Addr().Is6() != v6 || af.State == AffinityPendingDeletion {
 				continue
 			}
 			owned++
-			if _, ok := poolOf(pools, af.CIDR); ok {
-				mine = append(mine, af)
+			pi := slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
+			if pi < 0 || trustFull && a.full.recent(af.CIDR, now) {
+				continue
 			}
-		}
-		// Pool order; within the first pool, the block that last had room
-		// first, so a node with many full blocks doesn't read them all.
-		hint, _ := a.hints.Load(hintKey{node, v6})
-		type rankedAffinity struct {
-			rank int
-			storedAffinity
-		}
-		ranked := make([]rankedAffinity, len(mine))
-		for i, af := range mine {
-			r := 2 * slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
+			r := 2 * pi
 			if af.CIDR != hint {
 				r++
 			}
-			ranked[i] = rankedAffinity{r, af}
+			ranked = append(ranked, rankedAffinity{r, af})
 		}
 		slices.SortStableFunc(ranked, func(x, y rankedAffinity) int { return cmp.Compare(x.rank, y.rank) })
-		now := a.now()
 		for _, ra := range ranked {
 			af := ra.storedAffinity
-			if trustFull && a.full.recent(af.CIDR, now) {
-				continue
-			}
 			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
 			if err != nil {
 				return got, err

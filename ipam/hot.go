@@ -303,7 +303,9 @@ func (n *nodeAffinities) add(node string, af storedAffinity) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c, ok := n.m[node]; ok {
-		n.m[node] = cachedAffinities{append(slices.Clip(c.affs), af), c.at}
+		// Readers hold shorter slice headers and never look past their
+		// length, so appending in place (under n.mu) is safe.
+		n.m[node] = cachedAffinities{append(c.affs, af), c.at}
 	}
 }
 
