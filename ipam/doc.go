@@ -71,8 +71,9 @@
 //
 // See README.md in this directory for the figures and the commands. In
 // short (2-core shared machine, 16 concurrent nodes): the memory store
-// 134-207k assignments/s (median ~160k; 8-10 µs of CPU each, GC
-// included), bbolt 5.8-6.6k/s, embedded etcd 2.2-2.4k/s.
+// 210-247k assignments/s (about 9 µs of CPU each, GC included; 130-185k
+// in the machine's slower minutes), bbolt 5.8-7.6k/s, embedded etcd
+// 2.2-2.6k/s.
 //
 // The allocation path keeps each block parsed as of the store revision
 // it last read or wrote and copies the block's attribute records verbatim
