@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -570,4 +571,77 @@ func TestAllocationErrorMessage(t *testing.T) {
 	err := &AllocationError{Family: 4, Node: "n", Pools: []string{"a", "b"}, Reason: ErrBlockLimit, Detail: "x"}
 	assert.Equal(t, `assign IPv4 for node "n": per-node block limit reached (pools considered: a, b): x`, err.Error())
 	assert.True(t, errors.Is(err, ErrBlockLimit))
+}
+
+// A node skips blocks it found full in the last second (fullBlocks) and
+// reuses its affinity listing from then (nodeAffinities). An address freed
+// by another process in such a block is therefore reused once the second
+// has passed, and at once when the node would otherwise stop at its block
+// limit; a release through the same IPAM is seen at once.
+func TestRecentlyFullBlocks(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		limit         int
+		sameIPAM      bool
+		advance       time.Duration
+		wantFreedAddr bool
+	}{
+		{"other process, within the second: a new block", 10, false, 0, false},
+		{"other process, after the second: the freed address", 10, false, fullBlockTTL, true},
+		{"other process, at the block limit: swept afresh", 2, false, 0, true},
+		{"same IPAM: at once", 10, true, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.pool("p", "10.0.0.0/24", 28) // 16 addresses a block
+			e.config(IPAMConfig{StrictAffinity: true, AutoAllocateBlocks: true, MaxBlocksPerHost: tc.limit})
+			var first []AssignedIP
+			for i := range 17 { // fills block 1, claims block 2
+				first = append(first, e.mustAssign4(fmt.Sprintf("h%d", i), "n"))
+			}
+			block1 := first[0].Block
+			for i := 17; i < 32; i++ { // fills block 2
+				require.Equal(t, first[16].Block, e.mustAssign4(fmt.Sprintf("h%d", i), "n").Block)
+			}
+			releaser := New(e.s, WithClock(e.clock.Now)) // another process
+			if tc.sameIPAM {
+				releaser = e.ipam
+			}
+			freed := first[3].Addr
+			_, err := releaser.ReleaseIPs(e.ctx, freed)
+			require.NoError(t, err)
+			e.clock.Advance(tc.advance)
+
+			got := e.mustAssign4("next", "n")
+			if tc.wantFreedAddr {
+				assert.Equal(t, freed, got.Addr)
+			} else {
+				assert.NotEqual(t, block1, got.Block)
+			}
+		})
+	}
+}
+
+// Claims work from a cache of which blocks exist (knownBlocks). A block
+// another process deleted after the cache saw it is found again when the
+// cache says the pool is full.
+func TestClaimAfterAnotherProcessFreedABlock(t *testing.T) {
+	e := newEnv(t)
+	e.pool("p", "10.0.0.0/27", 28) // two blocks
+	e.config(IPAMConfig{StrictAffinity: true, AutoAllocateBlocks: true, MaxBlocksPerHost: 2})
+	other := New(e.s, WithClock(e.clock.Now))
+	b, err := other.Assign(e.ctx, AssignArgs{Handle: "hb", Node: "b", Num4: 1})
+	require.NoError(t, err)
+	y := b.IPv4[0].Block
+	x := e.mustAssign4("ha", "a").Block // this IPAM's cache now holds both
+	require.NotEqual(t, x, y)
+
+	_, err = other.ReleaseByHandle(e.ctx, "hb")
+	require.NoError(t, err)
+	released, err := other.ReleaseNode(e.ctx, "b")
+	require.NoError(t, err)
+	require.Equal(t, []netip.Prefix{y}, released, "the block is gone")
+
+	got := e.mustAssign4("hc", "c")
+	assert.Equal(t, y, got.Block)
 }
