@@ -260,6 +260,12 @@ func (f *fullBlocks) recent(cidr netip.Prefix, now time.Time) bool {
 	return ok && now.Sub(at) < fullBlockTTL && !now.Before(at)
 }
 
+func (f *fullBlocks) forget(cidr netip.Prefix) {
+	f.mu.Lock()
+	delete(f.m, cidr)
+	f.mu.Unlock()
+}
+
 // nodeAffinities caches each node's affinity listing for fullBlockTTL, on
 // the same terms as fullBlocks: an allocation whose current block fills
 // uses it to find the node's other blocks without listing them all again;
@@ -313,10 +319,4 @@ func (n *nodeAffinities) forget(node string) {
 	n.mu.Lock()
 	delete(n.m, node)
 	n.mu.Unlock()
-}
-
-func (f *fullBlocks) forget(cidr netip.Prefix) {
-	f.mu.Lock()
-	delete(f.m, cidr)
-	f.mu.Unlock()
 }

@@ -30,7 +30,8 @@ type Memory struct {
 	shards [memoryShards]memoryShard
 	seed   maphash.Seed
 	// keys holds every entry in key order, for prefix scans; keysMu guards
-	// it and is taken after mu, never before.
+	// it. Scans take it while holding mu; nothing takes mu while holding
+	// it.
 	keysMu sync.Mutex
 	keys   *btree.BTreeG[indexItem]
 	// history is a ring of the last changes (revisions > compacted), so
