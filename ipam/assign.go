@@ -288,7 +288,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 			owned++
 			pi := slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
-			if pi < 0 || trustFull && a.full.recent(af.CIDR, now) {
+			if pi < 0 || (trustFull && a.full.recent(af.CIDR, now)) {
 				continue
 			}
 			r := 2 * pi
@@ -316,25 +316,20 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 		}
 		// 2. Claim a new block.
-		if !c.config.AutoAllocateBlocks || owned >= limit {
+		atLimit := !c.config.AutoAllocateBlocks || owned >= limit
+		var cidr netip.Prefix
+		if !atLimit {
+			if cidr, err = a.claimBlock(ctx, c, pools, node); err != nil && !errors.Is(err, errNoFreeBlock) {
+				return got, err
+			}
+		}
+		if atLimit || err != nil { // at the limit, or no free block
 			if trustFull { // look at every block before giving up
 				trustFull = false
 				continue
 			}
-			limitReached = true
+			limitReached, noFreeBlock = atLimit, !atLimit
 			break
-		}
-		cidr, err := a.claimBlock(ctx, c, pools, node)
-		if errors.Is(err, errNoFreeBlock) {
-			if trustFull {
-				trustFull = false
-				continue
-			}
-			noFreeBlock = true
-			break
-		}
-		if err != nil {
-			return got, err
 		}
 		a.nodes.add(node, storedAffinity{Affinity: Affinity{Node: node, CIDR: cidr, State: AffinityConfirmed}})
 		// Use the new block at once rather than listing the node's
