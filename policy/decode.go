@@ -40,7 +40,7 @@ func Decode(data []byte) ([]any, error) {
 	return out, nil
 }
 
-// Add appends decoded objects (or Endpoints, Namespaces, Services) to the resources they belong to.
+// Add appends decoded objects (or Endpoints, Namespaces, ServiceEndpoints) to the resources they belong to.
 func (r *Resources) Add(objs ...any) error {
 	for _, o := range objs {
 		switch v := o.(type) {
@@ -58,8 +58,8 @@ func (r *Resources) Add(objs ...any) error {
 			r.Endpoints = append(r.Endpoints, v)
 		case *Namespace:
 			r.Namespaces = append(r.Namespaces, v)
-		case *Service:
-			r.Services = append(r.Services, v)
+		case *ServiceEndpoints:
+			r.ServiceEndpoints = append(r.ServiceEndpoints, v)
 		default:
 			return fmt.Errorf("%T is not a policy resource: %w", o, ErrInvalid)
 		}

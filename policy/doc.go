@@ -7,7 +7,7 @@
 // networking/v1 NetworkPolicy the way Calico does (FromK8s), validates
 // everything with errors that name the field (spec.ingress[2].source.selector:
 // unexpected "&" at column 14, expected "&&"), and evaluates flows between
-// endpoints (Endpoint, Namespace, Service) into a Verdict with a trace:
+// endpoints (Endpoint, Namespace, ServiceEndpoints) into a Verdict with a trace:
 //
 //	ps, err := policy.NewPolicySet(policy.Resources{NetworkPolicies: ..., Endpoints: ...})
 //	v, err := ps.Evaluate(policy.Flow{Src: policy.EndpointPeer("shop/frontend"),

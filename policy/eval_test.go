@@ -543,8 +543,8 @@ spec:
   - {action: Allow, source: {services: {name: lb, namespace: dev}}}
 `,
 			extra: []any{
-				&Service{Name: "db", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, Ports: []ServicePort{{Protocol: ProtocolFromName("TCP"), Port: 5432}}},
-				&Service{Name: "lb", Namespace: "dev", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.1")}},
+				&ServiceEndpoints{Name: "db", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, Ports: []EndpointPort{{Protocol: ProtocolFromName("TCP"), Port: 5432}}},
+				&ServiceEndpoints{Name: "lb", Namespace: "dev", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.1")}},
 			},
 			flows: []flowCase{
 				{"to service port", tcp("prod/web", "prod/db", 5432), Allow, ""},
@@ -816,8 +816,8 @@ spec:
   egress:
   - {action: Allow, protocol: TCP, destination: {selector: app == 'db', namespaceSelector: all(), ports: [pg], notSelector: has(x)}}
   - {action: Allow, destination: {services: {name: s, namespace: prod}}}
-`, db, web, &Service{Name: "s", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
-		Ports: []ServicePort{{Protocol: ProtocolFromName("TCP"), Port: 5432}, {Protocol: ProtocolFromName("UDP"), Port: 53}}})
+`, db, web, &ServiceEndpoints{Name: "s", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
+		Ports: []EndpointPort{{Protocol: ProtocolFromName("TCP"), Port: 5432}, {Protocol: ProtocolFromName("UDP"), Port: 53}}})
 	rp, err := ps.Policy("dev/p")
 	require.NoError(t, err)
 	dst := &rp.EgressRules[0].Dst

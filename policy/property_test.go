@@ -239,7 +239,7 @@ func (w *refWorld) refEntity(er *EntityRule, ns string, ip netip.Addr, port uint
 			svcNS = ns
 		}
 		found := false
-		for _, svc := range w.r.Services {
+		for _, svc := range w.r.ServiceEndpoints {
 			if svc.Name != er.Services.Name || svc.Namespace != svcNS || !slices.Contains(svc.Addresses, ip) {
 				continue
 			}
@@ -690,14 +690,14 @@ func (g gen) world() Resources {
 		r.Endpoints = append(r.Endpoints, h)
 	}
 	for i, name := range []string{"svc1", "svc2"} {
-		svc := &Service{Name: name, Namespace: g.pick("a", "b")}
+		svc := &ServiceEndpoints{Name: name, Namespace: g.pick("a", "b")}
 		for range 1 + g.r.IntN(3) {
 			svc.Addresses = append(svc.Addresses, r.Endpoints[g.r.IntN(len(r.Endpoints))].Addresses[0])
 		}
 		if i == 0 || g.chance(0.5) {
-			svc.Ports = []ServicePort{{Protocol: ProtocolFromName("TCP"), Port: uint16(g.pick4(80, 443))}}
+			svc.Ports = []EndpointPort{{Protocol: ProtocolFromName("TCP"), Port: uint16(g.pick4(80, 443))}}
 		}
-		r.Services = append(r.Services, svc)
+		r.ServiceEndpoints = append(r.ServiceEndpoints, svc)
 	}
 	r.GlobalNetworkSets = []*GlobalNetworkSet{{ObjectMeta: objMeta("", "gs", "kind", "set", "app", g.pick("x", "y")), Spec: NetworkSetSpec{Nets: []string{g.pick("8.8.8.0/24", "10.0.0.0/29")}}}}
 	r.NetworkSets = []*NetworkSet{{ObjectMeta: objMeta(g.pick("a", "b"), "ns", "kind", "set"), Spec: NetworkSetSpec{Nets: []string{g.pick("10.0.1.0/24", "8.8.0.0/16")}}}}

@@ -23,7 +23,7 @@ type Resources struct {
 	GlobalNetworkSets     []*GlobalNetworkSet
 	Endpoints             []*Endpoint
 	Namespaces            []*Namespace
-	Services              []*Service
+	ServiceEndpoints      []*ServiceEndpoints
 }
 
 // PolicySet is an immutable, validated snapshot of policy and the endpoints
@@ -42,7 +42,7 @@ type PolicySet struct {
 	netsets    []*item
 
 	namespaces map[string]selector.Map
-	services   map[string]*Service // "namespace/name"
+	services   map[string]*ServiceEndpoints // "namespace/name"
 
 	selIndex map[string]*policyIndex // namespace ("" for global policies) -> index
 	cache    []epCache               // per endpoint, lazily filled
@@ -90,7 +90,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		endpointBy:  map[string]int{},
 		byAddr:      map[netip.Addr][]*item{},
 		namespaces:  map[string]selector.Map{},
-		services:    map[string]*Service{},
+		services:    map[string]*ServiceEndpoints{},
 		selIndex:    map[string]*policyIndex{},
 	}
 	var all []error
@@ -170,7 +170,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		}
 		ps.namespaces[n.Name] = namespaceLabels(n.Name, n.Labels)
 	}
-	for _, s := range r.Services {
+	for _, s := range r.ServiceEndpoints {
 		if s == nil {
 			continue
 		}

@@ -243,9 +243,12 @@ type Endpoint struct {
 	Profiles []string `json:"profiles,omitempty"`
 }
 
-// EndpointPort is a named port of an endpoint (a container port with a name).
+// EndpointPort is a port an endpoint listens on: a named container port of
+// an Endpoint (Name required), or one port of a ServiceEndpoints (Name
+// optional), as in discovery/v1 EndpointPort. Protocol is TCP, UDP or SCTP;
+// Port is 1-65535.
 type EndpointPort struct {
-	Name     string   `json:"name"`
+	Name     string   `json:"name,omitempty"`
 	Protocol Protocol `json:"protocol"`
 	Port     uint16   `json:"port"`
 }
@@ -256,19 +259,16 @@ type Namespace struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// Service is a Kubernetes Service as a rule's services match sees it: the
-// addresses and ports of its endpoints.
-type Service struct {
-	Name      string        `json:"name"`
-	Namespace string        `json:"namespace"`
-	Addresses []netip.Addr  `json:"addresses,omitempty"`
-	Ports     []ServicePort `json:"ports,omitempty"`
-}
-
-// ServicePort is one port of a service's endpoints.
-type ServicePort struct {
-	Protocol Protocol `json:"protocol"`
-	Port     uint16   `json:"port"`
+// ServiceEndpoints is a Kubernetes Service as a rule's services match sees
+// it: the addresses and ports of the Service's endpoints (what its
+// EndpointSlices list), not its cluster IP. A rule's destination services
+// match holds for these addresses and, when Ports is not empty, only these
+// (protocol, port) pairs; a source services match holds for the addresses.
+type ServiceEndpoints struct {
+	Name      string         `json:"name"`
+	Namespace string         `json:"namespace"`
+	Addresses []netip.Addr   `json:"addresses,omitempty"`
+	Ports     []EndpointPort `json:"ports,omitempty"`
 }
 
 // Key returns "namespace/name", or "name" for a host endpoint.

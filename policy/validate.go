@@ -229,8 +229,8 @@ func (n *Namespace) Validate() error {
 	return e.result("Namespace", n.Name)
 }
 
-// Validate reports every problem with the service, or nil.
-func (s *Service) Validate() error {
+// Validate reports every problem with the service endpoints, or nil.
+func (s *ServiceEndpoints) Validate() error {
 	var e errs
 	if msg := checkName(s.Name); msg != "" {
 		e.add(root("name"), msg)
@@ -248,5 +248,5 @@ func (s *Service) Validate() error {
 			e.add(root("ports").at(i).field("protocol"), fmt.Sprintf("must be TCP, UDP or SCTP, got %q", port.Protocol.String()))
 		}
 	}
-	return e.result("Service", s.Namespace+"/"+s.Name)
+	return e.result("ServiceEndpoints", s.Namespace+"/"+s.Name)
 }
