@@ -24,11 +24,11 @@ func benchWorld(nPolicies int) Resources {
 			Namespace: fmt.Sprintf("ns%d", i%100),
 			Labels:    map[string]string{"app": fmt.Sprintf("app%d", rng.IntN(50)), "version": fmt.Sprintf("v%d", rng.IntN(3))},
 			Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})},
-			Ports:     []EndpointPort{{Name: "http", Protocol: ProtocolFromName("TCP"), Port: 8080}},
+			Ports:     []EndpointPort{{Name: "http", Protocol: mustProto("TCP"), Port: 8080}},
 		}
 		r.Endpoints = append(r.Endpoints, ep)
 	}
-	tcp := ProtocolFromName("TCP")
+	tcp := mustProto("TCP")
 	for i := range nPolicies {
 		var rules []Rule
 		for j := range 10 {

@@ -73,7 +73,7 @@ type HTTPRequest struct {
 type Flow struct {
 	Src      Peer         `json:"src"`
 	Dst      Peer         `json:"dst"`
-	Protocol uint8        `json:"protocol"` // IP protocol number, e.g. ProtoTCP
+	Protocol Protocol     `json:"protocol"` // required, e.g. ProtoTCP
 	SrcPort  uint16       `json:"srcPort,omitempty"`
 	DstPort  uint16       `json:"dstPort,omitempty"`
 	ICMP     *ICMPInfo    `json:"icmp,omitempty"` // for ICMP/ICMPv6 flows
@@ -181,7 +181,7 @@ func (v *Verdict) Allowed() bool { return v.Action == Allow }
 //	  ingress of default/backend: tier default → policy ... rule 0 (Allow)
 func (v *Verdict) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s → %s", v.Action, ProtocolName(v.Flow.Protocol), v.Egress.Peer, v.Ingress.Peer)
+	fmt.Fprintf(&b, "%s %s %s → %s", v.Action, v.Flow.Protocol, v.Egress.Peer, v.Ingress.Peer)
 	if protoHasPorts(v.Flow.Protocol) {
 		b.WriteString(":")
 		b.WriteString(strconv.Itoa(int(v.Flow.DstPort)))
@@ -437,7 +437,7 @@ func inNets(nets []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item, port uint16, proto uint8, dst bool) bool {
+func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item, port uint16, proto Protocol, dst bool) bool {
 	if len(m.Nets) > 0 && !inNets(m.Nets, ip) {
 		return false
 	}
@@ -479,7 +479,7 @@ func (m *EntityMatch) selectsItem(it *item) bool {
 // portMatches: a numeric port in range, or a named port of an endpoint that
 // owns the address, is selected by the entity's positive selection (all
 // endpoints when it has none) and names this protocol and port.
-func (m *EntityMatch) portMatches(ports []Port, port uint16, proto uint8, owners []*item) bool {
+func (m *EntityMatch) portMatches(ports []Port, port uint16, proto Protocol, owners []*item) bool {
 	for _, p := range ports {
 		if !p.IsNamed() {
 			if p.Contains(port) {
@@ -492,7 +492,7 @@ func (m *EntityMatch) portMatches(ports []Port, port uint16, proto uint8, owners
 				continue
 			}
 			for _, np := range it.ep.Ports {
-				if n, _ := np.Protocol.Number(); np.Name == p.PortName && n == proto && np.Port == port {
+				if np.Name == p.PortName && np.Protocol == proto && np.Port == port {
 					return true
 				}
 			}
@@ -501,7 +501,7 @@ func (m *EntityMatch) portMatches(ports []Port, port uint16, proto uint8, owners
 	return false
 }
 
-func (ps *PolicySet) serviceMatches(s *ServiceMatch, ip netip.Addr, port uint16, proto uint8, dst bool) bool {
+func (ps *PolicySet) serviceMatches(s *ServiceMatch, ip netip.Addr, port uint16, proto Protocol, dst bool) bool {
 	svc := ps.services[s.Namespace+"/"+s.Name]
 	if svc == nil || !slices.ContainsFunc(svc.Addresses, func(a netip.Addr) bool { return a.Unmap() == ip }) {
 		return false
@@ -510,7 +510,7 @@ func (ps *PolicySet) serviceMatches(s *ServiceMatch, ip netip.Addr, port uint16,
 		return true
 	}
 	for _, sp := range svc.Ports {
-		if n, _ := sp.Protocol.Number(); n == proto && sp.Port == port {
+		if sp.Protocol == proto && sp.Port == port {
 			return true
 		}
 	}

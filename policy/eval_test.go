@@ -543,7 +543,7 @@ spec:
   - {action: Allow, source: {services: {name: lb, namespace: dev}}}
 `,
 			extra: []any{
-				&ServiceEndpoints{Name: "db", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, Ports: []EndpointPort{{Protocol: ProtocolFromName("TCP"), Port: 5432}}},
+				&ServiceEndpoints{Name: "db", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, Ports: []EndpointPort{{Protocol: mustProto("TCP"), Port: 5432}}},
 				&ServiceEndpoints{Name: "lb", Namespace: "dev", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.1")}},
 			},
 			flows: []flowCase{
@@ -616,10 +616,10 @@ spec:
 			if strings.Contains(tt.name, "named ports") {
 				for _, e := range extra {
 					if ep, ok := e.(*Endpoint); ok && ep.Name == "db" {
-						ep.Ports = []EndpointPort{{Name: "pg", Protocol: ProtocolFromName("TCP"), Port: 5432}}
+						ep.Ports = []EndpointPort{{Name: "pg", Protocol: mustProto("TCP"), Port: 5432}}
 					}
 					if ep, ok := e.(*Endpoint); ok && ep.Name == "web" {
-						ep.Ports = []EndpointPort{{Name: "http", Protocol: ProtocolFromName("TCP"), Port: 8080}, {Name: "pg", Protocol: ProtocolFromName("TCP"), Port: 5432}}
+						ep.Ports = []EndpointPort{{Name: "http", Protocol: mustProto("TCP"), Port: 8080}, {Name: "pg", Protocol: mustProto("TCP"), Port: 5432}}
 					}
 				}
 			}
@@ -800,9 +800,9 @@ func TestConcurrentEvaluate(t *testing.T) {
 
 func TestCompilerHelpers(t *testing.T) {
 	db := wep("prod", "db", "10.0.0.2", "app", "db")
-	db.Ports = []EndpointPort{{Name: "pg", Protocol: ProtocolFromName("TCP"), Port: 5432}}
+	db.Ports = []EndpointPort{{Name: "pg", Protocol: mustProto("TCP"), Port: 5432}}
 	web := wep("dev", "web", "10.0.1.1", "app", "web")
-	web.Ports = []EndpointPort{{Name: "pg", Protocol: ProtocolFromName("UDP"), Port: 9}}
+	web.Ports = []EndpointPort{{Name: "pg", Protocol: mustProto("UDP"), Port: 9}}
 	ps := build(t, `
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkSet
@@ -817,7 +817,7 @@ spec:
   - {action: Allow, protocol: TCP, destination: {selector: app == 'db', namespaceSelector: all(), ports: [pg], notSelector: has(x)}}
   - {action: Allow, destination: {services: {name: s, namespace: prod}}}
 `, db, web, &ServiceEndpoints{Name: "s", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
-		Ports: []EndpointPort{{Protocol: ProtocolFromName("TCP"), Port: 5432}, {Protocol: ProtocolFromName("UDP"), Port: 53}}})
+		Ports: []EndpointPort{{Protocol: mustProto("TCP"), Port: 5432}, {Protocol: mustProto("UDP"), Port: 53}}})
 	rp, err := ps.Policy("dev/p")
 	require.NoError(t, err)
 	dst := &rp.EgressRules[0].Dst

@@ -70,3 +70,12 @@ func objMeta(ns, name string, kv ...string) metav1.ObjectMeta {
 	}
 	return m
 }
+
+// mustProto parses a protocol name or number.
+func mustProto(s string) Protocol {
+	p, err := ParseProtocol(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}

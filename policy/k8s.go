@@ -215,7 +215,7 @@ func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.Netwo
 		var rp *Protocol
 		var rports []Port
 		if proto != "" {
-			pr := ProtocolFromName(proto)
+			pr, _ := ParseProtocol(proto) // TCP, UDP or SCTP, checked above
 			rp = &pr
 			if !allPorts[proto] {
 				rports = SimplifyPorts(byProto[proto])

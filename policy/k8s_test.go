@@ -14,7 +14,7 @@ func TestK8sNetworkPolicyE2E(t *testing.T) {
 	pods := func() []any {
 		web := wep("prod", "web", "10.0.0.1", "app", "web")
 		db := wep("prod", "db", "10.0.0.2", "app", "db")
-		db.Ports = []EndpointPort{{Name: "pg", Protocol: ProtocolFromName("TCP"), Port: 5432}}
+		db.Ports = []EndpointPort{{Name: "pg", Protocol: mustProto("TCP"), Port: 5432}}
 		return []any{
 			web, db,
 			wep("dev", "web", "10.0.1.1", "app", "web"),

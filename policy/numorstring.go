@@ -11,111 +11,103 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// IP protocol numbers of the protocols Calico names.
+// Protocol is an IP protocol, with the meaning of Calico's
+// numorstring.Protocol: a name (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite) or a
+// number 1-255, where a name and its number are the same protocol (TCP is
+// 6). It is the one protocol type of the package: a Flow's protocol, a
+// rule's protocol and notProtocol, an EndpointPort's protocol. The zero
+// value is no protocol and is not valid anywhere a protocol is required.
+//
+// In JSON and YAML it is a string or a number, as in Calico: names are read
+// in any letter case (Calico's v1 API wrote them in lower case) and a string
+// of digits is a number; it is written as its canonical name when it has one
+// and as a number otherwise, so "protocol: 6" reads back as "protocol: TCP".
+type Protocol uint8
+
+// The protocols Calico names, with their IP protocol numbers.
 const (
-	ProtoICMP    uint8 = 1
-	ProtoTCP     uint8 = 6
-	ProtoUDP     uint8 = 17
-	ProtoICMPv6  uint8 = 58
-	ProtoSCTP    uint8 = 132
-	ProtoUDPLite uint8 = 136
+	ProtoICMP    Protocol = 1
+	ProtoTCP     Protocol = 6
+	ProtoUDP     Protocol = 17
+	ProtoICMPv6  Protocol = 58
+	ProtoSCTP    Protocol = 132
+	ProtoUDPLite Protocol = 136
 )
 
 var protocolNames = [...]struct {
 	name string
-	num  uint8
+	num  Protocol
 }{
 	{"TCP", ProtoTCP}, {"UDP", ProtoUDP}, {"ICMP", ProtoICMP},
 	{"ICMPv6", ProtoICMPv6}, {"SCTP", ProtoSCTP}, {"UDPLite", ProtoUDPLite},
 }
 
-// Protocol is a rule's protocol: a name (TCP, UDP, ICMP, ICMPv6, SCTP,
-// UDPLite; any letter case) or a number 1-255. In JSON and YAML it is a
-// string or a number, as in Calico.
-type Protocol struct {
-	// Name is set for a named protocol, Num otherwise.
-	Name string
-	Num  int
-}
-
-// ProtocolFromName returns a named protocol.
-func ProtocolFromName(name string) Protocol { return Protocol{Name: name} }
-
-// ProtocolFromNumber returns a numbered protocol.
-func ProtocolFromNumber(n int) Protocol { return Protocol{Num: n} }
-
-// Number returns the IP protocol number, and false for an unknown name or a
-// number out of range.
-func (p Protocol) Number() (uint8, bool) {
-	if p.Name == "" {
-		if p.Num < 1 || p.Num > 255 {
-			return 0, false
-		}
-		return uint8(p.Num), true
-	}
+// ParseProtocol reads a protocol name (TCP, UDP, ICMP, ICMPv6, SCTP,
+// UDPLite, in any letter case) or a decimal number 1-255. Anything else is
+// an error wrapping ErrInvalid.
+func ParseProtocol(s string) (Protocol, error) {
 	for _, pn := range protocolNames {
-		if strings.EqualFold(pn.name, p.Name) {
-			return pn.num, true
+		if strings.EqualFold(pn.name, s) {
+			return pn.num, nil
 		}
 	}
-	return 0, false
+	if n, err := strconv.ParseUint(s, 10, 8); err == nil && n > 0 {
+		return Protocol(n), nil
+	}
+	return 0, fmt.Errorf("%w: unknown protocol %q, want TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255", ErrInvalid, s)
 }
 
-// SupportsPorts reports whether the protocol has ports (TCP, UDP, SCTP).
-func (p Protocol) SupportsPorts() bool {
-	n, ok := p.Number()
-	return ok && protoHasPorts(n)
-}
+// SupportsPorts reports whether rules may match the protocol's ports: TCP,
+// UDP and SCTP, as Calico's numorstring.Protocol.SupportsPorts. (UDPLite
+// has ports on the wire, but Calico matches none.)
+func (p Protocol) SupportsPorts() bool { return protoHasPorts(p) }
 
-func protoHasPorts(n uint8) bool { return n == ProtoTCP || n == ProtoUDP || n == ProtoSCTP }
+func protoHasPorts(n Protocol) bool { return n == ProtoTCP || n == ProtoUDP || n == ProtoSCTP }
 
-// String returns the name or the number.
+// IsICMP reports whether the protocol is ICMP or ICMPv6.
+func (p Protocol) IsICMP() bool { return p == ProtoICMP || p == ProtoICMPv6 }
+
+// String returns the canonical name (TCP, ICMPv6, ...) or the number in
+// decimal.
 func (p Protocol) String() string {
-	if p.Name != "" {
-		return p.Name
-	}
-	return strconv.Itoa(p.Num)
-}
-
-// ProtocolName returns the canonical name of an IP protocol number, or the
-// number in decimal.
-func ProtocolName(n uint8) string {
 	for _, pn := range protocolNames {
-		if pn.num == n {
+		if pn.num == p {
 			return pn.name
 		}
 	}
-	return strconv.Itoa(int(n))
+	return strconv.Itoa(int(p))
 }
 
-// MarshalJSON writes a name as a string and a number as a number.
+// MarshalJSON writes the canonical name as a string, or the number.
 func (p Protocol) MarshalJSON() ([]byte, error) {
-	if p.Name != "" {
-		return json.Marshal(p.Name)
+	for _, pn := range protocolNames {
+		if pn.num == p {
+			return json.Marshal(pn.name)
+		}
 	}
-	return json.Marshal(p.Num)
+	return json.Marshal(uint8(p))
 }
 
-// UnmarshalJSON reads a string or a number. A string of digits is a number.
+// UnmarshalJSON reads a name or a number (see ParseProtocol).
 func (p *Protocol) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
+	var s string
 	if len(b) > 0 && b[0] == '"' {
-		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		if n, err := strconv.Atoi(s); err == nil {
-			*p = Protocol{Num: n}
-			return nil
+	} else {
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return errors.New("protocol must be a name or a number")
 		}
-		*p = Protocol{Name: s}
-		return nil
+		s = n.String()
 	}
-	var n int
-	if err := json.Unmarshal(b, &n); err != nil {
-		return errors.New("protocol must be a name or a number")
+	v, err := ParseProtocol(s)
+	if err != nil {
+		return fmt.Errorf("unknown protocol %q, want TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255", s)
 	}
-	*p = Protocol{Num: n}
+	*p = v
 	return nil
 }
 

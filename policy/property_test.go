@@ -199,10 +199,7 @@ func refProto(p *Protocol) (uint8, bool) {
 	if p == nil {
 		return 0, false
 	}
-	if p.Name == "" {
-		return uint8(p.Num), true
-	}
-	return map[string]uint8{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}[strings.ToLower(p.Name)], true
+	return uint8(*p), true
 }
 
 func (w *refWorld) refPorts(ports []Port, er *EntityRule, ns string, ip netip.Addr, port uint16, proto uint8) bool {
@@ -281,14 +278,15 @@ func (w *refWorld) refRule(r *Rule, ns string, f *Flow, src, dst netip.Addr) boo
 	if r.IPVersion != nil && (*r.IPVersion == 4) != src.Is4() {
 		return false
 	}
-	if n, ok := refProto(r.Protocol); ok && n != f.Protocol {
+	fp := uint8(f.Protocol)
+	if n, ok := refProto(r.Protocol); ok && n != fp {
 		return false
 	}
-	if n, ok := refProto(r.NotProtocol); ok && n == f.Protocol {
+	if n, ok := refProto(r.NotProtocol); ok && n == fp {
 		return false
 	}
 	icmp := func(m *ICMPFields) bool {
-		if f.Protocol != 1 && f.Protocol != 58 {
+		if fp != 1 && fp != 58 {
 			return false
 		}
 		if m.Type == nil {
@@ -312,7 +310,7 @@ func (w *refWorld) refRule(r *Rule, ns string, f *Flow, src, dst netip.Addr) boo
 			return false
 		}
 	}
-	return w.refEntity(&r.Source, ns, src, f.SrcPort, f.Protocol, false) && w.refEntity(&r.Destination, ns, dst, f.DstPort, f.Protocol, true)
+	return w.refEntity(&r.Source, ns, src, f.SrcPort, fp, false) && w.refEntity(&r.Destination, ns, dst, f.DstPort, fp, true)
 }
 
 type refPolicy struct {
@@ -581,13 +579,13 @@ func (g gen) rule(ingress, global bool) Rule {
 	r := Rule{Action: []Action{Allow, Allow, Deny, Log, Pass}[g.r.IntN(5)]}
 	switch g.r.IntN(5) {
 	case 0:
-		p := ProtocolFromName("TCP")
+		p := mustProto("TCP")
 		r.Protocol = &p
 	case 1:
-		p := ProtocolFromName("udp")
+		p := mustProto("udp")
 		r.Protocol = &p
 	case 2:
-		p := ProtocolFromName("ICMP")
+		p := mustProto("ICMP")
 		r.Protocol = &p
 		if g.chance(0.5) {
 			t := g.pick4(0, 8)
@@ -599,7 +597,7 @@ func (g gen) rule(ingress, global bool) Rule {
 		}
 	case 3:
 		if g.chance(0.5) {
-			p := ProtocolFromNumber(6)
+			p := Protocol(6)
 			r.NotProtocol = &p
 		}
 	}
@@ -609,7 +607,7 @@ func (g gen) rule(ingress, global bool) Rule {
 	}
 	r.Source = g.entity(false, r.Protocol, ingress, global)
 	r.Destination = g.entity(true, r.Protocol, !ingress, global)
-	if ingress && r.Action == Allow && (r.Protocol == nil || r.Protocol.Name == "TCP") && g.chance(0.2) {
+	if ingress && r.Action == Allow && (r.Protocol == nil || *r.Protocol == ProtoTCP) && g.chance(0.2) {
 		r.HTTP = &HTTPMatch{}
 		if g.chance(0.6) {
 			r.HTTP.Methods = []string{g.pick("GET", "POST")}
@@ -672,10 +670,10 @@ func (g gen) world() Resources {
 			}
 		}
 		if g.chance(0.5) {
-			ep.Ports = append(ep.Ports, EndpointPort{Name: "http", Protocol: ProtocolFromName("TCP"), Port: uint16(g.pick4(80, 8080))})
+			ep.Ports = append(ep.Ports, EndpointPort{Name: "http", Protocol: mustProto("TCP"), Port: uint16(g.pick4(80, 8080))})
 		}
 		if g.chance(0.3) {
-			ep.Ports = append(ep.Ports, EndpointPort{Name: "dns", Protocol: ProtocolFromName(g.pick("UDP", "TCP")), Port: 53})
+			ep.Ports = append(ep.Ports, EndpointPort{Name: "dns", Protocol: mustProto(g.pick("UDP", "TCP")), Port: 53})
 		}
 		r.Endpoints = append(r.Endpoints, ep)
 	}
@@ -695,7 +693,7 @@ func (g gen) world() Resources {
 			svc.Addresses = append(svc.Addresses, r.Endpoints[g.r.IntN(len(r.Endpoints))].Addresses[0])
 		}
 		if i == 0 || g.chance(0.5) {
-			svc.Ports = []EndpointPort{{Protocol: ProtocolFromName("TCP"), Port: uint16(g.pick4(80, 443))}}
+			svc.Ports = []EndpointPort{{Protocol: mustProto("TCP"), Port: uint16(g.pick4(80, 443))}}
 		}
 		r.ServiceEndpoints = append(r.ServiceEndpoints, svc)
 	}

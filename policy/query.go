@@ -148,7 +148,7 @@ func comparePrefix(a, b netip.Prefix) int {
 // service.
 type NamedPortMember struct {
 	Addr     netip.Addr `json:"addr"`
-	Protocol uint8      `json:"protocol"`
+	Protocol Protocol   `json:"protocol"`
 	Port     uint16     `json:"port"`
 }
 
@@ -156,14 +156,14 @@ type NamedPortMember struct {
 // (address, protocol, port) triples of the endpoints it selects (all
 // endpoints when it has no selection) that have a port of that name and
 // protocol: what a hash:ip,port IP set for the rule would hold.
-func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto uint8) []NamedPortMember {
+func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto Protocol) []NamedPortMember {
 	var out []NamedPortMember
 	for _, it := range ps.endpoints {
 		if m.HasSelector && !m.selectsItem(it) {
 			continue
 		}
 		for _, np := range it.ep.Ports {
-			if n, _ := np.Protocol.Number(); np.Name == name && n == proto {
+			if np.Name == name && np.Protocol == proto {
 				for _, a := range it.ep.Addresses {
 					out = append(out, NamedPortMember{Addr: a.Unmap(), Protocol: proto, Port: np.Port})
 				}
@@ -191,8 +191,7 @@ func (ps *PolicySet) ServiceMembers(m *EntityMatch) (members []NamedPortMember, 
 			members = append(members, NamedPortMember{Addr: a.Unmap()})
 		}
 		for _, sp := range svc.Ports {
-			n, _ := sp.Protocol.Number()
-			members = append(members, NamedPortMember{Addr: a.Unmap(), Protocol: n, Port: sp.Port})
+			members = append(members, NamedPortMember{Addr: a.Unmap(), Protocol: sp.Protocol, Port: sp.Port})
 		}
 	}
 	sortMembers(members)
@@ -216,7 +215,7 @@ func sortMembers(ms []NamedPortMember) {
 // flow to Endpoints[j].
 type Matrix struct {
 	Endpoints []string `json:"endpoints"`
-	Protocol  uint8    `json:"protocol"`
+	Protocol  Protocol `json:"protocol"`
 	Port      uint16   `json:"port"`
 	Allowed   [][]bool `json:"allowed"`
 }
@@ -224,7 +223,7 @@ type Matrix struct {
 // Matrix evaluates a flow from every endpoint to every endpoint (itself
 // included) with the given protocol and destination port. An empty list means
 // every endpoint with an address.
-func (ps *PolicySet) Matrix(endpoints []string, proto uint8, port uint16) (*Matrix, error) {
+func (ps *PolicySet) Matrix(endpoints []string, proto Protocol, port uint16) (*Matrix, error) {
 	if len(endpoints) == 0 {
 		for _, it := range ps.endpoints {
 			if len(it.ep.Addresses) > 0 {
@@ -254,7 +253,7 @@ func (m *Matrix) String() string {
 	for _, e := range m.Endpoints {
 		w = max(w, len(e))
 	}
-	fmt.Fprintf(&b, "%-*s", w+5, fmt.Sprintf("%s/%d", ProtocolName(m.Protocol), m.Port))
+	fmt.Fprintf(&b, "%-*s", w+5, fmt.Sprintf("%s/%d", m.Protocol, m.Port))
 	for j := range m.Endpoints {
 		fmt.Fprintf(&b, " %2d", j+1)
 	}

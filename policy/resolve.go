@@ -88,9 +88,9 @@ type ICMPMatch struct {
 type ResolvedRule struct {
 	Index       int // position in the policy's ingress or egress list
 	Action      Action
-	IPVersion   int    // 0 (any), 4 or 6
-	Protocol    *uint8 // nil: any
-	NotProtocol *uint8
+	IPVersion   int       // 0 (any), 4 or 6
+	Protocol    *Protocol // nil: any
+	NotProtocol *Protocol
 	ICMP        *ICMPMatch
 	NotICMP     *ICMPMatch
 	Src, Dst    EntityMatch
@@ -319,13 +319,13 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p *path, e *errs) ResolvedRu
 	rr.Protocol = resolveProtocol(r.Protocol, p.field("protocol"), e)
 	rr.NotProtocol = resolveProtocol(r.NotProtocol, p.field("notProtocol"), e)
 
-	isICMP := func(n *uint8) bool { return n != nil && (*n == ProtoICMP || *n == ProtoICMPv6) }
+	isICMP := func(n *Protocol) bool { return n != nil && n.IsICMP() }
 	if r.ICMP != nil && !isICMP(rr.Protocol) {
 		e.add(p.field("icmp"), "requires protocol ICMP or ICMPv6")
 	}
 	rr.ICMP = resolveICMP(r.ICMP, p.field("icmp"), e)
 	rr.NotICMP = resolveICMP(r.NotICMP, p.field("notICMP"), e)
-	for _, n := range []*uint8{rr.Protocol, rr.NotProtocol} {
+	for _, n := range []*Protocol{rr.Protocol, rr.NotProtocol} {
 		if n == nil || rr.IPVersion == 0 {
 			continue
 		}
@@ -412,15 +412,15 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p *path, e *errs) ResolvedRu
 	return rr
 }
 
-func resolveProtocol(pr *Protocol, p *path, e *errs) *uint8 {
+func resolveProtocol(pr *Protocol, p *path, e *errs) *Protocol {
 	if pr == nil {
 		return nil
 	}
-	n, ok := pr.Number()
-	if !ok {
-		e.add(p, fmt.Sprintf("unknown protocol %q, want TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255", pr.String()))
+	if *pr == 0 {
+		e.add(p, "must be a protocol name or 1-255, got 0")
 		return nil
 	}
+	n := *pr
 	return &n
 }
 

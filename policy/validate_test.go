@@ -304,11 +304,10 @@ func TestPortAndProtocolJSON(t *testing.T) {
 	}
 	var pr Protocol
 	require.NoError(t, pr.UnmarshalJSON([]byte(`"tcp"`)))
-	n, ok := pr.Number()
-	assert.True(t, ok)
-	assert.Equal(t, ProtoTCP, n)
+	assert.Equal(t, ProtoTCP, pr)
 	require.NoError(t, pr.UnmarshalJSON([]byte(`"132"`)))
-	assert.Equal(t, ProtocolFromNumber(132), pr)
+	assert.Equal(t, Protocol(132), pr)
+	assert.Equal(t, ProtoSCTP, pr)
 	assert.True(t, pr.SupportsPorts())
 	require.Error(t, pr.UnmarshalJSON([]byte(`{}`)))
 }
