@@ -23,8 +23,8 @@ import (
 // converted with FromK8s, and lists (kind: List, or a typed list such as
 // NetworkPolicyList, as kubectl and calicoctl print them) are decoded item by
 // item.
-func Decode(data []byte) ([]any, error) {
-	var out []any
+func Decode(data []byte) ([]Resource, error) {
+	var out []Resource
 	var problems []string
 	for i, doc := range splitDocuments(data) {
 		objs, err := decodeOne(doc)
@@ -40,8 +40,9 @@ func Decode(data []byte) ([]any, error) {
 	return out, nil
 }
 
-// Add appends decoded objects (or Endpoints, Namespaces, ServiceEndpoints) to the resources they belong to.
-func (r *Resources) Add(objs ...any) error {
+// Add appends resources (what Decode returns, and Endpoints, Namespaces and
+// ServiceEndpoints) to the lists they belong to. Nil resources are skipped.
+func (r *Resources) Add(objs ...Resource) {
 	for _, o := range objs {
 		switch v := o.(type) {
 		case *Tier:
@@ -60,11 +61,8 @@ func (r *Resources) Add(objs ...any) error {
 			r.Namespaces = append(r.Namespaces, v)
 		case *ServiceEndpoints:
 			r.ServiceEndpoints = append(r.ServiceEndpoints, v)
-		default:
-			return fmt.Errorf("%T is not a policy resource: %w", o, ErrInvalid)
 		}
 	}
-	return nil
 }
 
 func splitDocuments(data []byte) [][]byte {
@@ -92,7 +90,7 @@ func splitDocuments(data []byte) [][]byte {
 	return docs
 }
 
-func decodeOne(doc []byte) ([]any, error) {
+func decodeOne(doc []byte) ([]Resource, error) {
 	if len(bytes.TrimSpace(doc)) == 0 {
 		return nil, nil
 	}
@@ -119,7 +117,7 @@ func decodeOne(doc []byte) ([]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []any{obj}, nil
+		return []Resource{obj}, nil
 	}
 	// A list (kind: List, or NetworkPolicyList and the like) as kubectl and
 	// calicoctl print them: decode every item.
@@ -127,7 +125,7 @@ func decodeOne(doc []byte) ([]any, error) {
 	if !ok && m["items"] != nil {
 		return nil, fmt.Errorf("items: must be a list, got %s", jsonKind(m["items"]))
 	}
-	var out []any
+	var out []Resource
 	var problems []string
 	for i, it := range items {
 		im, ok := it.(map[string]any)
@@ -153,7 +151,7 @@ func decodeOne(doc []byte) ([]any, error) {
 }
 
 // decodeResource decodes one resource from its generic JSON form.
-func decodeResource(m map[string]any) (any, error) {
+func decodeResource(m map[string]any) (Resource, error) {
 	apiVersion, _ := m["apiVersion"].(string)
 	kind, _ := m["kind"].(string)
 	var obj any
@@ -190,12 +188,13 @@ func decodeResource(m map[string]any) (any, error) {
 	switch v := obj.(type) {
 	case *networkingv1.NetworkPolicy:
 		return FromK8s(v)
-	case interface{ Validate() error }:
+	case Resource:
 		if err := v.Validate(); err != nil {
 			return nil, err
 		}
+		return v, nil
 	}
-	return obj, nil
+	return nil, fmt.Errorf("kind: unknown kind %q", kind) // not reached: every kind above is a Resource
 }
 
 func docName(m map[string]any) string {

@@ -12,8 +12,8 @@ import (
 )
 
 // Three pods in two namespaces, a host endpoint and sets used by most cases.
-func fixture() []any {
-	return []any{
+func fixture() []Resource {
+	return []Resource{
 		wep("prod", "web", "10.0.0.1", "app", "web", "tier", "frontend"),
 		wep("prod", "db", "10.0.0.2", "app", "db"),
 		wep("dev", "web", "10.0.1.1", "app", "web"),
@@ -46,7 +46,7 @@ func TestEvaluateSemantics(t *testing.T) {
 	tests := []struct {
 		name  string
 		yaml  string
-		extra []any
+		extra []Resource
 		flows []flowCase
 	}{
 		{
@@ -291,7 +291,7 @@ spec:
   - {action: Allow, protocol: TCP, destination: {ports: [2]}, source: {namespaceSelector: all()}}
   - {action: Allow, protocol: TCP, destination: {ports: [3]}, source: {namespaceSelector: projectcalico.org/name == 'prod'}}
 `,
-			extra: []any{&GlobalNetworkSet{ObjectMeta: objMeta("", "internet", "kind", "external"), Spec: NetworkSetSpec{Nets: []string{"8.0.0.0/8"}}}},
+			extra: []Resource{&GlobalNetworkSet{ObjectMeta: objMeta("", "internet", "kind", "external"), Spec: NetworkSetSpec{Nets: []string{"8.0.0.0/8"}}}},
 			flows: []flowCase{
 				{"dev web by ns labels", tcp("dev/web", "prod/db", 1), Allow, ""},
 				{"prod web not dev", tcp("prod/web", "prod/db", 1), Deny, ""},
@@ -418,7 +418,7 @@ spec:
   - {action: Allow, ipVersion: 6, source: {nets: ['fd00::/64']}}
   - {action: Allow, ipVersion: 4, protocol: TCP}
 `,
-			extra: []any{
+			extra: []Resource{
 				&Endpoint{Name: "v6db", Namespace: "prod", Labels: map[string]string{"app": "db"}, Addresses: []netip.Addr{netip.MustParseAddr("fd00::2")}},
 				&Endpoint{Name: "v6web", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("fd00::1")}},
 			},
@@ -462,7 +462,7 @@ spec:
   - {action: Allow, protocol: TCP, destination: {ports: [1]}, source: {serviceAccounts: {names: [frontend]}}}
   - {action: Allow, protocol: TCP, destination: {ports: [2]}, source: {serviceAccounts: {selector: team == 'a'}}}
 `,
-			extra: []any{
+			extra: []Resource{
 				&Endpoint{Name: "api", Namespace: "prod", ServiceAccount: "frontend", ServiceAccountLabels: map[string]string{"team": "a"},
 					Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.5")}},
 			},
@@ -489,7 +489,7 @@ spec:
   namespaceSelector: env == 'dev'
   ingress: [{action: Deny}]
 `,
-			extra: []any{
+			extra: []Resource{
 				&Endpoint{Name: "api", Namespace: "prod", ServiceAccount: "x", ServiceAccountLabels: map[string]string{"team": "a"},
 					Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.5")}},
 			},
@@ -542,7 +542,7 @@ spec:
   ingress:
   - {action: Allow, source: {services: {name: lb, namespace: dev}}}
 `,
-			extra: []any{
+			extra: []Resource{
 				&ServiceEndpoints{Name: "db", Namespace: "prod", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")}, Ports: []EndpointPort{{Protocol: mustProto("TCP"), Port: 5432}}},
 				&ServiceEndpoints{Name: "lb", Namespace: "dev", Addresses: []netip.Addr{netip.MustParseAddr("10.0.1.1")}},
 			},
@@ -601,7 +601,7 @@ spec:
   selector: role == 'node'
   ingress: [{action: Allow, protocol: TCP, destination: {ports: [22]}}]
 `,
-			extra: []any{&Endpoint{Kind: HostEndpoint, Name: "node2-eth0", Labels: map[string]string{"x": "y"}, Profiles: []string{DefaultAllowProfile},
+			extra: []Resource{&Endpoint{Kind: HostEndpoint, Name: "node2-eth0", Labels: map[string]string{"x": "y"}, Profiles: []string{DefaultAllowProfile},
 				Addresses: []netip.Addr{netip.MustParseAddr("192.168.0.11")}}},
 			flows: []flowCase{
 				{"ssh allowed", tcp("prod/web", "hep:node1-eth0", 22), Allow, ""},

@@ -104,9 +104,9 @@ spec:
 		return
 	}
 	var res policy.Resources
-	_ = res.Add(objs...)
+	res.Add(objs...)
 	ip := netip.MustParseAddr
-	_ = res.Add(
+	res.Add(
 		&policy.Endpoint{Name: "api", Namespace: "bank", Labels: map[string]string{"app": "api"}, Addresses: []netip.Addr{ip("10.0.0.1")}},
 		&policy.Endpoint{Name: "db", Namespace: "bank", Labels: map[string]string{"app": "db"}, Addresses: []netip.Addr{ip("10.0.0.2")}},
 		&policy.Endpoint{Name: "bad", Namespace: "bank", Labels: map[string]string{"app": "api", "quarantine": "true"}, Addresses: []netip.Addr{ip("10.0.0.3")}},

@@ -27,15 +27,15 @@ func hep(name, ip string, kv ...string) *Endpoint {
 }
 
 // build decodes YAML resources and adds the given endpoints and namespaces.
-func build(t testing.TB, yamlDocs string, extra ...any) *PolicySet {
+func build(t testing.TB, yamlDocs string, extra ...Resource) *PolicySet {
 	t.Helper()
 	var r Resources
 	if yamlDocs != "" {
 		objs, err := Decode([]byte(yamlDocs))
 		require.NoError(t, err)
-		require.NoError(t, r.Add(objs...))
+		r.Add(objs...)
 	}
-	require.NoError(t, r.Add(extra...))
+	r.Add(extra...)
 	ps, err := NewPolicySet(r)
 	require.NoError(t, err)
 	return ps

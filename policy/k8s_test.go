@@ -11,11 +11,11 @@ import (
 // The Kubernetes e2e network policy cases, written as Kubernetes YAML,
 // converted, and checked against flows.
 func TestK8sNetworkPolicyE2E(t *testing.T) {
-	pods := func() []any {
+	pods := func() []Resource {
 		web := wep("prod", "web", "10.0.0.1", "app", "web")
 		db := wep("prod", "db", "10.0.0.2", "app", "db")
 		db.Ports = []EndpointPort{{Name: "pg", Protocol: mustProto("TCP"), Port: 5432}}
-		return []any{
+		return []Resource{
 			web, db,
 			wep("dev", "web", "10.0.1.1", "app", "web"),
 			wep("dev", "db", "10.0.1.2", "app", "db"),

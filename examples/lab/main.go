@@ -194,20 +194,16 @@ func bankPolicySet(pods []*pod) (*policy.PolicySet, error) {
 		return nil, fmt.Errorf("decode policies: %w", err)
 	}
 	var res policy.Resources
-	if err := res.Add(objs...); err != nil {
-		return nil, fmt.Errorf("add policies: %w", err)
-	}
+	res.Add(objs...)
 	for _, p := range pods {
 		labels := map[string]string{"projectcalico.org/orchestrator": "k8s"}
 		for k, v := range p.labels {
 			labels[k] = v
 		}
-		if err := res.Add(&policy.Endpoint{
+		res.Add(&policy.Endpoint{
 			Name: p.name, Namespace: "yaobank", Labels: labels,
 			Addresses: []netip.Addr{p.p.IP},
-		}); err != nil {
-			return nil, fmt.Errorf("add endpoint %s: %w", p.name, err)
-		}
+		})
 	}
 	ps, err := policy.NewPolicySet(res)
 	if err != nil {
