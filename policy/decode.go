@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -14,28 +15,34 @@ import (
 )
 
 // Decode reads one or more YAML (or JSON) documents separated by "---" and
-// returns the resources in order (*Tier, *NetworkPolicy,
-// *GlobalNetworkPolicy, *NetworkSet, *GlobalNetworkSet), each validated. Unknown fields, values of
-// the wrong type and invalid values are errors naming the document and the
-// field path (spec.ingress[2].source.selector: ...). On any error nothing is
-// returned. Besides the Calico kinds (apiVersion projectcalico.org/v3),
-// Kubernetes networking.k8s.io/v1 NetworkPolicy documents are accepted and
-// converted with FromK8s, and lists (kind: List, or a typed list such as
-// NetworkPolicyList, as kubectl and calicoctl print them) are decoded item by
-// item.
+// returns the resources in order: *Tier, *NetworkPolicy,
+// *GlobalNetworkPolicy, *NetworkSet and *GlobalNetworkSet (apiVersion
+// projectcalico.org/v3), each validated. Kubernetes networking.k8s.io/v1
+// NetworkPolicy documents are accepted and converted with FromK8s, and lists
+// (kind: List, or a typed list such as NetworkPolicyList, as kubectl and
+// calicoctl print them) are decoded item by item.
+//
+// Decoding is strict and reports every problem of every document at once as
+// one *ValidationError wrapping ErrInvalid: each FieldError gives the
+// document's position (from 1), the resource's kind and name, the field path
+// from the document's root and what is wrong. Problems with the form of the
+// input (malformed YAML, an unknown apiVersion, kind or field, a value of the
+// wrong type) also wrap ErrDecode; a value of the wrong type is left out
+// before validation, so it is reported once. A bad selector keeps its
+// *selector.ParseError. On any error no resource is returned.
 func Decode(data []byte) ([]Resource, error) {
 	var out []Resource
-	var problems []string
+	var all []*FieldError
 	for i, doc := range splitDocuments(data) {
-		objs, err := decodeOne(doc)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("document %d: %v", i+1, err))
-			continue
+		objs, problems := decodeOne(doc)
+		for _, f := range problems {
+			f.Document = i + 1
 		}
+		all = append(all, problems...)
 		out = append(out, objs...)
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrDecode, strings.Join(problems, "; "))
+	if len(all) > 0 {
+		return nil, &ValidationError{Errors: all}
 	}
 	return out, nil
 }
@@ -90,76 +97,87 @@ func splitDocuments(data []byte) [][]byte {
 	return docs
 }
 
-func decodeOne(doc []byte) ([]Resource, error) {
+// decodeOne decodes one document: a resource or a list of them.
+func decodeOne(doc []byte) ([]Resource, []*FieldError) {
 	if len(bytes.TrimSpace(doc)) == 0 {
 		return nil, nil
 	}
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {
-		return nil, fmt.Errorf("malformed YAML: %v", err)
+		return nil, []*FieldError{formError("", "", "", fmt.Sprintf("malformed YAML: %v", err))}
 	}
 	var generic any
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
 	if err := dec.Decode(&generic); err != nil {
-		return nil, fmt.Errorf("malformed document: %v", err)
+		return nil, []*FieldError{formError("", "", "", fmt.Sprintf("malformed document: %v", err))}
 	}
 	if generic == nil {
 		return nil, nil
 	}
 	m, ok := generic.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("a resource must be a mapping, got %s", jsonKind(generic))
+		return nil, []*FieldError{formError("", "", "", "a resource must be a mapping, got "+jsonKind(generic))}
 	}
 	kind, _ := m["kind"].(string)
 	if kind != "List" && !strings.HasSuffix(kind, "List") {
-		obj, err := decodeResource(m)
-		if err != nil {
-			return nil, err
+		obj, problems := decodeResource(m, "")
+		if obj == nil {
+			return nil, problems
 		}
-		return []Resource{obj}, nil
+		return []Resource{obj}, problems
 	}
 	// A list (kind: List, or NetworkPolicyList and the like) as kubectl and
 	// calicoctl print them: decode every item.
 	items, ok := m["items"].([]any)
 	if !ok && m["items"] != nil {
-		return nil, fmt.Errorf("items: must be a list, got %s", jsonKind(m["items"]))
+		return nil, []*FieldError{formError(kind, "", "items", "must be a list, got "+jsonKind(m["items"]))}
 	}
 	var out []Resource
-	var problems []string
+	var problems []*FieldError
 	for i, it := range items {
+		prefix := root("items").at(i).String()
 		im, ok := it.(map[string]any)
 		if !ok {
-			problems = append(problems, fmt.Sprintf("items[%d]: a resource must be a mapping, got %s", i, jsonKind(it)))
+			problems = append(problems, formError("", "", prefix, "a resource must be a mapping, got "+jsonKind(it)))
 			continue
 		}
 		if _, ok := im["apiVersion"]; !ok && strings.HasSuffix(kind, "List") && kind != "List" {
 			// Typed lists may leave apiVersion and kind out of their items.
 			im["apiVersion"], im["kind"] = m["apiVersion"], strings.TrimSuffix(kind, "List")
 		}
-		obj, err := decodeResource(im)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("items[%d]: %v", i, err))
-			continue
+		obj, p := decodeResource(im, prefix)
+		problems = append(problems, p...)
+		if obj != nil {
+			out = append(out, obj)
 		}
-		out = append(out, obj)
 	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
-	}
-	return out, nil
+	return out, problems
 }
 
-// decodeResource decodes one resource from its generic JSON form.
-func decodeResource(m map[string]any) (Resource, error) {
+// formError is a problem with the form of a document.
+func formError(kind, name, field, detail string) *FieldError {
+	return &FieldError{Kind: kind, Name: name, Field: field, Detail: detail, Err: ErrDecode}
+}
+
+// decodeResource decodes one resource from its generic JSON form; prefix is
+// its path in the document ("" at the root, items[i] in a list). Values of
+// the wrong type are reported and left out, then the rest is validated, so
+// every problem is reported in one pass. It returns the resource when it
+// could be built (even with problems), and the problems.
+func decodeResource(m map[string]any, prefix string) (Resource, []*FieldError) {
 	apiVersion, _ := m["apiVersion"].(string)
 	kind, _ := m["kind"].(string)
+	name := docName(m)
 	var obj any
+	reportKind := kind
 	switch {
 	case apiVersion == "networking.k8s.io/v1" && kind == "NetworkPolicy":
 		obj = &networkingv1.NetworkPolicy{}
+		reportKind = KindKubernetesNetworkPolicy
 	case apiVersion != APIVersion:
-		return nil, fmt.Errorf("apiVersion: must be %s (or networking.k8s.io/v1 for a Kubernetes NetworkPolicy), got %q", APIVersion, apiVersion)
+		return nil, []*FieldError{formError(kind, name, joinPath(prefix, "apiVersion"),
+			fmt.Sprintf("must be %s (or networking.k8s.io/v1 for a Kubernetes NetworkPolicy), got %q", APIVersion, apiVersion))}
 	case kind == KindTier:
 		obj = &Tier{}
 	case kind == KindNetworkPolicy:
@@ -171,30 +189,72 @@ func decodeResource(m map[string]any) (Resource, error) {
 	case kind == KindGlobalNetworkSet:
 		obj = &GlobalNetworkSet{}
 	default:
-		return nil, fmt.Errorf("kind: unknown kind %q", kind)
+		return nil, []*FieldError{formError(kind, name, joinPath(prefix, "kind"), fmt.Sprintf("unknown kind %q", kind))}
 	}
-	var e errs
-	checkShape(reflect.TypeOf(obj).Elem(), any(m), nil, &e)
-	if len(e.list) > 0 {
-		return nil, e.result(kind, docName(m))
+	var shape errs
+	checkShape(reflect.TypeOf(obj).Elem(), any(m), nil, &shape)
+	slices.SortStableFunc(shape.list, func(a, b *FieldError) int { return strings.Compare(a.Field, b.Field) })
+	var problems []*FieldError
+	left := make([]string, 0, len(shape.list))
+	for _, f := range shape.list {
+		left = append(left, f.Field)
+		problems = append(problems, formError(reportKind, name, joinPath(prefix, f.Field), f.Detail))
 	}
 	js, err := json.Marshal(m)
+	if err == nil {
+		err = json.Unmarshal(js, obj)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %v", kind, docName(m), err)
+		// checkShape should have caught it; report without a field.
+		return nil, append(problems, formError(reportKind, name, prefix, err.Error()))
 	}
-	if err := json.Unmarshal(js, obj); err != nil {
-		return nil, fmt.Errorf("%s %s: %v", kind, docName(m), err)
-	}
+	var res Resource
 	switch v := obj.(type) {
 	case *networkingv1.NetworkPolicy:
-		return FromK8s(v)
+		res, err = FromK8s(v)
 	case Resource:
-		if err := v.Validate(); err != nil {
-			return nil, err
-		}
-		return v, nil
+		res, err = v, v.Validate()
 	}
-	return nil, fmt.Errorf("kind: unknown kind %q", kind) // not reached: every kind above is a Resource
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		for _, f := range ve.Errors {
+			if f.Kind == reportKind && isUnder(f.Field, left) {
+				continue // follows from a value already reported and left out
+			}
+			if f.Kind == reportKind || f.Kind == KindKubernetesNetworkPolicy {
+				f.Field = joinPath(prefix, f.Field)
+			}
+			problems = append(problems, f)
+		}
+	} else if err != nil {
+		problems = append(problems, &FieldError{Kind: reportKind, Name: name, Field: prefix, Detail: err.Error(), Err: err})
+	}
+	if err != nil {
+		res = nil
+	}
+	return res, problems
+}
+
+// joinPath puts a resource's field path under its path in the document.
+func joinPath(prefix, field string) string {
+	switch {
+	case prefix == "":
+		return field
+	case field == "":
+		return prefix
+	default:
+		return prefix + "." + field
+	}
+}
+
+// isUnder reports whether field is one of paths or inside one of them.
+func isUnder(field string, paths []string) bool {
+	for _, p := range paths {
+		if field == p || strings.HasPrefix(field, p+".") || strings.HasPrefix(field, p+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func docName(m map[string]any) string {
@@ -231,16 +291,24 @@ var (
 
 // checkShape walks a generic JSON value against the Go type it will be
 // decoded into and reports unknown fields and wrongly-typed values by path,
-// so that the later json.Unmarshal cannot fail without saying where.
-func checkShape(t reflect.Type, v any, p *path, e *errs) {
+// so that the later json.Unmarshal cannot fail without saying where. It
+// removes what it reports from v (an unknown field is deleted, a bad value
+// becomes null, the zero value), so the rest can still be decoded and
+// validated; it returns false when v itself is bad and its container must
+// drop it.
+func checkShape(t reflect.Type, v any, p *path, e *errs) bool {
 	at := func() *path {
 		if p == nil {
 			return root("(document)")
 		}
 		return p
 	}
+	bad := func(detail string) bool {
+		e.add(at(), detail)
+		return false
+	}
 	if v == nil {
-		return // null is the zero value for anything
+		return true // null is the zero value for anything
 	}
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -248,27 +316,25 @@ func checkShape(t reflect.Type, v any, p *path, e *errs) {
 	if reflect.PointerTo(t).Implements(jsonUnmarshaler) {
 		raw, _ := json.Marshal(v)
 		if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
-			e.add(at(), err.Error())
+			return bad(err.Error())
 		}
-		return
+		return true
 	}
 	if reflect.PointerTo(t).Implements(textUnmarshaler) {
 		s, ok := v.(string)
 		if !ok {
-			e.add(at(), "must be a string, got "+jsonKind(v))
-			return
+			return bad("must be a string, got " + jsonKind(v))
 		}
 		if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-			e.add(at(), err.Error())
+			return bad(err.Error())
 		}
-		return
+		return true
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			e.add(at(), "must be a mapping, got "+jsonKind(v))
-			return
+			return bad("must be a mapping, got " + jsonKind(v))
 		}
 		fields := jsonFields(t)
 		for k, sub := range m {
@@ -279,56 +345,61 @@ func checkShape(t reflect.Type, v any, p *path, e *errs) {
 			}
 			if !ok {
 				e.add(child, "unknown field")
+				delete(m, k)
 				continue
 			}
-			checkShape(ft, sub, child, e)
+			if !checkShape(ft, sub, child, e) {
+				m[k] = nil
+			}
 		}
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
 			if _, ok := v.(string); !ok {
-				e.add(at(), "must be a base64 string, got "+jsonKind(v))
+				return bad("must be a base64 string, got " + jsonKind(v))
 			}
-			return
+			return true
 		}
 		l, ok := v.([]any)
 		if !ok {
-			e.add(at(), "must be a list, got "+jsonKind(v))
-			return
+			return bad("must be a list, got " + jsonKind(v))
 		}
 		for i, sub := range l {
-			checkShape(t.Elem(), sub, at().at(i), e)
+			if !checkShape(t.Elem(), sub, at().at(i), e) {
+				l[i] = nil
+			}
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			e.add(at(), "must be a mapping, got "+jsonKind(v))
-			return
+			return bad("must be a mapping, got " + jsonKind(v))
 		}
 		for k, sub := range m {
-			checkShape(t.Elem(), sub, at().field(k), e)
+			if !checkShape(t.Elem(), sub, at().field(k), e) {
+				m[k] = nil
+			}
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
-			e.add(at(), "must be a string, got "+jsonKind(v))
+			return bad("must be a string, got " + jsonKind(v))
 		}
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			e.add(at(), "must be true or false, got "+jsonKind(v))
+			return bad("must be true or false, got " + jsonKind(v))
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
 		reflect.Float32, reflect.Float64:
 		n, ok := v.(json.Number)
 		if !ok {
-			e.add(at(), "must be a number, got "+jsonKind(v))
-			return
+			return bad("must be a number, got " + jsonKind(v))
 		}
 		if err := json.Unmarshal([]byte(n.String()), reflect.New(t).Interface()); err != nil {
-			e.add(at(), fmt.Sprintf("%s is not a valid %s", n, t.Kind()))
+			return bad(fmt.Sprintf("%s is not a valid %s", n, t.Kind()))
 		}
 	case reflect.Interface:
 		// anything goes
 	}
+	return true
 }
 
 // jsonFields maps JSON names to field types, following inline and embedded

@@ -30,8 +30,11 @@ import (
 //   - types from policyTypes; none given means Ingress, plus Egress when
 //     there are egress rules.
 //
-// The result is validated; an invalid input (a bad CIDR, selector or port)
-// returns an error naming the Kubernetes field.
+// The result is validated. An invalid input (a bad CIDR, selector or port)
+// returns a *ValidationError (wrapping ErrInvalid) of kind
+// KubernetesNetworkPolicy naming the Kubernetes fields; a selector problem
+// keeps its selector error (errors.Is(err, selector.ErrInvalid)). A problem
+// found only in the converted policy names that policy's fields.
 func FromK8s(np *networkingv1.NetworkPolicy) (*NetworkPolicy, error) {
 	if np == nil {
 		return nil, fmt.Errorf("nil NetworkPolicy: %w", ErrInvalid)
@@ -40,7 +43,7 @@ func FromK8s(np *networkingv1.NetworkPolicy) (*NetworkPolicy, error) {
 	spec := root("spec")
 	podSel, err := k8sPodSelector(&np.Spec.PodSelector)
 	if err != nil {
-		e.add(spec.field("podSelector"), err.Error())
+		e.addErr(spec.field("podSelector"), err)
 	}
 	order := float64(K8sPolicyOrder)
 	out := &NetworkPolicy{
@@ -84,11 +87,11 @@ func FromK8s(np *networkingv1.NetworkPolicy) (*NetworkPolicy, error) {
 	if egress {
 		out.Spec.Types = append(out.Spec.Types, PolicyTypeEgress)
 	}
-	if err := e.result("Kubernetes NetworkPolicy", metaName(&np.ObjectMeta)); err != nil {
+	if err := e.result(KindKubernetesNetworkPolicy, metaName(&np.ObjectMeta)); err != nil {
 		return nil, err
 	}
 	if err := out.Validate(); err != nil {
-		return nil, fmt.Errorf("converted Kubernetes NetworkPolicy %s: %w", metaName(&np.ObjectMeta), err)
+		return nil, err // names the converted policy, knp.default.<name>, and its fields
 	}
 	return out, nil
 }
@@ -147,7 +150,7 @@ func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.Netwo
 		cp := k8sPeer{}
 		sel, err := k8sPodSelector(peer.PodSelector)
 		if err != nil {
-			e.add(pp.field("podSelector"), err.Error())
+			e.addErr(pp.field("podSelector"), err)
 		}
 		cp.sel = sel
 		if peer.NamespaceSelector != nil {
@@ -156,7 +159,7 @@ func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.Netwo
 				err = ns.Err()
 			}
 			if err != nil {
-				e.add(pp.field("namespaceSelector"), err.Error())
+				e.addErr(pp.field("namespaceSelector"), err)
 			}
 			cp.nsSel = ns.String()
 		}

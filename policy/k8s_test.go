@@ -334,8 +334,8 @@ func TestFromK8sErrors(t *testing.T) {
 	for _, tt := range tests {
 		_, err := Decode([]byte(tt.yaml))
 		require.Error(t, err, tt.yaml)
-		assert.ErrorIs(t, err, ErrDecode)
-		assert.Contains(t, err.Error(), tt.want)
+		assert.ErrorIs(t, err, ErrInvalid)
+		assert.Contains(t, err.Error(), "document 1: KubernetesNetworkPolicy ns1/x: "+tt.want)
 	}
 }
 

@@ -266,7 +266,7 @@ func checkOrder(o *float64, p *path, e *errs) {
 func parseSel(s string, p *path, allowGlobal bool, e *errs) selector.Selector {
 	sel, err := selector.Parse(s)
 	if err != nil {
-		e.add(p, err.Error())
+		e.addErr(p, err)
 		return selector.Nothing()
 	}
 	if isGlobal(sel) {

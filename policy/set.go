@@ -2,7 +2,6 @@ package policy
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -81,8 +80,9 @@ type TierPolicies struct {
 }
 
 // NewPolicySet validates every resource and builds the set. On any error it
-// returns nil and an error joining every resource's ValidationError (and
-// duplicate or unknown-tier errors): nothing is partially applied.
+// returns nil and one *ValidationError (wrapping ErrInvalid) listing every
+// problem of every resource, duplicates (ErrDuplicate) and unknown tiers
+// (ErrUnknownTier) included: nothing is partially applied.
 func NewPolicySet(r Resources) (*PolicySet, error) {
 	ps := &PolicySet{
 		tierByName:  map[string]*tierInfo{},
@@ -115,7 +115,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			continue
 		}
 		if _, dup := ps.tierByName[t.Name]; dup {
-			fail(fmt.Errorf("tier %s: %w", t.Name, ErrDuplicate))
+			fail(resourceError(KindTier, t.Name, "", ErrDuplicate))
 			continue
 		}
 		ti := &tierInfo{name: t.Name, order: t.Spec.Order, defaultAction: Deny}
@@ -133,11 +133,11 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			return
 		}
 		if _, ok := ps.tierByName[rp.Tier]; !ok {
-			fail(fmt.Errorf("%s %s: spec.tier: %q: %w", kind, rp.Key, rp.Tier, ErrUnknownTier))
+			fail(resourceError(kind, rp.Key, "spec.tier", fmt.Errorf("%q: %w", rp.Tier, ErrUnknownTier)))
 			return
 		}
 		if _, dup := ps.policyIndex[rp.Key]; dup {
-			fail(fmt.Errorf("%s %s: %w", kind, rp.Key, ErrDuplicate))
+			fail(resourceError(kind, rp.Key, "", ErrDuplicate))
 			return
 		}
 		ps.policyIndex[rp.Key] = -1
@@ -165,7 +165,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			continue
 		}
 		if _, dup := ps.namespaces[n.Name]; dup {
-			fail(fmt.Errorf("namespace %s: %w", n.Name, ErrDuplicate))
+			fail(resourceError(KindNamespace, n.Name, "", ErrDuplicate))
 			continue
 		}
 		ps.namespaces[n.Name] = namespaceLabels(n.Name, n.Labels)
@@ -190,7 +190,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			continue
 		}
 		if _, dup := ps.endpointBy[ep.Key()]; dup {
-			fail(fmt.Errorf("endpoint %s: %w", ep.Key(), ErrDuplicate))
+			fail(resourceError(ep.ResourceKind(), ep.Key(), "", ErrDuplicate))
 			continue
 		}
 		ps.endpointBy[ep.Key()] = -1
@@ -204,7 +204,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		}
 		key := kind + " " + ns + "/" + name
 		if seenSets[key] {
-			fail(fmt.Errorf("%s %s: %w", kind, strings.TrimPrefix(ns+"/"+name, "/"), ErrDuplicate))
+			fail(resourceError(kind, strings.TrimPrefix(ns+"/"+name, "/"), "", ErrDuplicate))
 			return
 		}
 		seenSets[key] = true
@@ -233,7 +233,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		}
 	}
 	if len(all) > 0 {
-		return nil, errors.Join(all...)
+		return nil, joinValidation(all)
 	}
 
 	// Evaluation order: tier order, then policy order (nil last), then key.

@@ -33,7 +33,7 @@ func checkMeta(tm metav1.TypeMeta, om *metav1.ObjectMeta, kind string, namespace
 	}
 	for k := range om.Labels {
 		if err := selector.ValidateKey(k); err != nil {
-			e.add(md.field("labels"), fmt.Sprintf("label %q: %v", k, err))
+			e.addErr(md.field("labels"), fmt.Errorf("label %q: %w", k, err))
 		}
 	}
 }
@@ -49,7 +49,7 @@ func metaName(om *metav1.ObjectMeta) string {
 func (t *Tier) Validate() error {
 	var e errs
 	checkMeta(t.TypeMeta, &t.ObjectMeta, KindTier, false, &e)
-	if msg := checkDNSLabel(t.Name); t.Name != "" && msg != "" {
+	if msg := checkDNSLabel(t.Name); checkName(t.Name) == "" && msg != "" {
 		e.add(root("metadata").field("name"), msg)
 	}
 	sp := root("spec")
@@ -195,7 +195,7 @@ func (ep *Endpoint) Validate() error {
 	}
 	for k := range ep.Labels {
 		if err := selector.ValidateKey(k); err != nil {
-			e.add(root("labels"), fmt.Sprintf("label %q: %v", k, err))
+			e.addErr(root("labels"), fmt.Errorf("label %q: %w", k, err))
 		}
 	}
 	for i, a := range ep.Addresses {
@@ -223,7 +223,7 @@ func (n *Namespace) Validate() error {
 	}
 	for k := range n.Labels {
 		if err := selector.ValidateKey(k); err != nil {
-			e.add(root("labels"), fmt.Sprintf("label %q: %v", k, err))
+			e.addErr(root("labels"), fmt.Errorf("label %q: %w", k, err))
 		}
 	}
 	return e.result("Namespace", n.Name)

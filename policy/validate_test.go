@@ -26,6 +26,13 @@ func indent(s string) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
+// formProblems are the TestDecodeRejects cases that are problems with the
+// form of the input (ErrDecode) rather than invalid values.
+var formProblems = map[string]bool{
+	"unknown protocol": true, "protocol out of range": true, "unknown field": true, "wrong type": true,
+	"bad port": true, "wrong apiVersion": true, "unknown kind": true, "malformed YAML": true, "not a mapping": true,
+}
+
 func TestDecodeRejects(t *testing.T) {
 	tests := []struct {
 		name string
@@ -117,7 +124,14 @@ func TestDecodeRejects(t *testing.T) {
 			objs, err := Decode([]byte(tt.doc))
 			require.Error(t, err)
 			assert.Nil(t, objs, "nothing is returned on error")
-			assert.ErrorIs(t, err, ErrDecode)
+			assert.ErrorIs(t, err, ErrInvalid)
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			for _, f := range ve.Errors {
+				assert.Equal(t, 1, f.Document)
+			}
+			// Only problems with the form of the input are ErrDecode.
+			assert.Equal(t, formProblems[tt.name], errors.Is(err, ErrDecode))
 			for _, w := range tt.want {
 				assert.Contains(t, err.Error(), w)
 			}
@@ -133,11 +147,14 @@ func TestValidationErrorType(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalid)
 	var ve *ValidationError
 	require.True(t, errors.As(err, &ve))
-	require.Len(t, ve.Fields, 2, "every problem is reported")
-	assert.Equal(t, "spec.ingress[0].action", ve.Fields[0].Field)
-	assert.Equal(t, "spec.ingress[1].source.selector", ve.Fields[1].Field)
-	assert.Equal(t, "NetworkPolicy", ve.Kind)
-	assert.Equal(t, "ns1/x", ve.Name)
+	require.Len(t, ve.Errors, 2, "every problem is reported")
+	assert.Equal(t, "spec.ingress[0].action", ve.Errors[0].Field)
+	assert.Equal(t, "spec.ingress[1].source.selector", ve.Errors[1].Field)
+	for _, f := range ve.Errors {
+		assert.Equal(t, "NetworkPolicy", f.Kind)
+		assert.Equal(t, "ns1/x", f.Name)
+		assert.Zero(t, f.Document, "not decoded")
+	}
 }
 
 func TestNewPolicySetRejects(t *testing.T) {
@@ -154,7 +171,10 @@ func TestNewPolicySetRejects(t *testing.T) {
 	assert.ErrorIs(t, err, ErrDuplicate)
 	assert.ErrorIs(t, err, ErrUnknownTier)
 	assert.ErrorIs(t, err, ErrInvalid)
-	assert.Contains(t, err.Error(), "WorkloadEndpoint b is invalid: namespace: required")
+	assert.Contains(t, err.Error(), "WorkloadEndpoint b: namespace: required")
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	assert.Len(t, ve.Errors, 4, "every problem in one error: %v", err)
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -245,7 +265,7 @@ metadata: {name: b}
 	// One bad document fails the whole input, naming it.
 	_, err = Decode([]byte("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: a}\n---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: B}\n"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "document 2: Tier B is invalid")
+	assert.Contains(t, err.Error(), `document 2: Tier B: metadata.name: "B"`)
 }
 
 func TestDecodeLists(t *testing.T) {
@@ -274,7 +294,7 @@ items:
 
 	_, err = Decode([]byte("apiVersion: v1\nkind: List\nitems:\n- apiVersion: projectcalico.org/v3\n  kind: Tier\n  metadata: {name: x}\n  spec: {order: -1}\n"))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "document 1: items[0]: Tier x is invalid: spec.order: must not be negative")
+	assert.Contains(t, err.Error(), "document 1: Tier x: items[0].spec.order: must not be negative")
 }
 
 func TestDefaultTypes(t *testing.T) {
