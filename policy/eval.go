@@ -210,9 +210,14 @@ type flowCtx struct {
 // Evaluate decides a flow: the egress policy of the source endpoint, then the
 // ingress policy of the destination endpoint, each as Calico evaluates it
 // (see the package documentation). An end that is not an endpoint has no
-// policy of its own. It returns ErrUnknownEndpoint or ErrNoAddress when a
-// peer cannot be resolved.
+// policy of its own. An invalid flow (see Flow.Validate; no protocol,
+// ports on ICMP, ICMP on IPv6, ...) is a *ValidationError wrapping
+// ErrInvalid (and ErrNoProtocol when the protocol is missing); a peer that
+// cannot be resolved is ErrUnknownEndpoint or ErrNoAddress.
 func (ps *PolicySet) Evaluate(f Flow) (*Verdict, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
 	fc := flowCtx{f: &f}
 	var err error
 	if fc.srcEP, fc.srcIP, err = ps.resolvePeer(f.Src, f.Dst.IP); err != nil {
@@ -233,6 +238,9 @@ func (ps *PolicySet) Evaluate(f Flow) (*Verdict, error) {
 	fc.ipVersion = 6
 	if fc.srcIP.Is4() {
 		fc.ipVersion = 4
+	}
+	if err := f.checkFamily(fc.ipVersion); err != nil {
+		return nil, err
 	}
 	fc.srcOwn = ps.owners(fc.srcIP, nil)
 	fc.dstOwn = ps.owners(fc.dstIP, nil)

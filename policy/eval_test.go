@@ -638,7 +638,7 @@ func TestEvaluateErrors(t *testing.T) {
 	ps := build(t, "", fixture()...)
 	_, err := ps.Evaluate(tcp("prod/nope", "prod/db", 1))
 	require.ErrorIs(t, err, ErrUnknownEndpoint)
-	_, err = ps.Evaluate(Flow{Src: Peer{}, Dst: peer("prod/db")})
+	_, err = ps.Evaluate(Flow{Src: Peer{}, Dst: peer("prod/db"), Protocol: ProtoUDP, DstPort: 53})
 	require.ErrorIs(t, err, ErrNoAddress)
 	_, err = ps.Evaluate(tcp("::1", "prod/db", 1))
 	require.ErrorIs(t, err, ErrNoAddress)

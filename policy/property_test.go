@@ -748,6 +748,7 @@ func (g gen) flow(r Resources) Flow {
 		f.DstPort = uint16(g.pick4(53, 80))
 	default:
 		f.Protocol = ProtoICMP
+		f.SrcPort = 0 // ICMP has no ports
 		f.ICMP = &ICMPInfo{Type: uint8(g.pick4(0, 8)), Code: uint8(g.pick4(0, 1))}
 	}
 	if f.Protocol == ProtoTCP && g.chance(0.5) {
