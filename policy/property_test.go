@@ -33,6 +33,7 @@ var refNamespaceSelectors = [][2]string{
 	{"!has(env)", "!has(pcns.env)"},
 	{"projectcalico.org/name == 'b'", "pcns.projectcalico.org/name == 'b'"},
 	{"env in {'prod', 'dev'}", "pcns.env in {'prod', 'dev'}"},
+	{"kubernetes.io/metadata.name == 'a'", "pcns.kubernetes.io/metadata.name == 'a'"},
 }
 
 var refSASelectors = [][2]string{
@@ -89,6 +90,7 @@ func newRefWorld(r Resources) *refWorld {
 			l["pcns."+k] = v
 		}
 		l["pcns.projectcalico.org/name"] = ns
+		l["pcns.kubernetes.io/metadata.name"] = ns
 	}
 	for _, ep := range r.Endpoints {
 		l := map[string]string{}

@@ -291,6 +291,7 @@ func namespaceLabels(name string, labels map[string]string) selector.Map {
 		m[k] = v
 	}
 	m[LabelName] = name
+	m[LabelMetadataName] = name
 	return m
 }
 

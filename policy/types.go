@@ -39,6 +39,14 @@ const (
 	OrchestratorK8s     = "k8s"
 )
 
+// LabelMetadataName is the label the Kubernetes API server gives every
+// namespace, with the namespace's name as its value. Namespaces carry it
+// implicitly here too (a value given in Namespace.Labels is replaced), so a
+// namespaceSelector such as kubernetes.io/metadata.name == "kube-system", or
+// a Kubernetes NetworkPolicy's namespaceSelector matchLabels on it, selects
+// the namespace by name.
+const LabelMetadataName = "kubernetes.io/metadata.name"
+
 // K8sPolicyPrefix is prepended to the name of a converted Kubernetes
 // NetworkPolicy, and K8sPolicyOrder is its order.
 const (
