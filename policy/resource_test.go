@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestResourceIdentity(t *testing.T) {
@@ -37,4 +39,43 @@ func TestResourceIdentity(t *testing.T) {
 	assert.Len(t, r.Endpoints, 2)
 	assert.Len(t, r.Namespaces, 1)
 	assert.Len(t, r.ServiceEndpoints, 1)
+}
+
+func TestEndpointAndServiceValidation(t *testing.T) {
+	ip := netip.MustParseAddr
+	tests := []struct {
+		name string
+		r    Resource
+		want []string
+	}{
+		{"endpoint port 0", &Endpoint{Name: "a", Namespace: "ns1", Ports: []EndpointPort{{Name: "http", Protocol: ProtoTCP}}},
+			[]string{"WorkloadEndpoint ns1/a: ports[0].port: must be 1-65535"}},
+		{"endpoint port needs a name", &Endpoint{Name: "a", Namespace: "ns1", Ports: []EndpointPort{{Protocol: ProtoTCP, Port: 80}}},
+			[]string{"WorkloadEndpoint ns1/a: ports[0].name: "}},
+		{"endpoint port on ICMP", &Endpoint{Name: "a", Namespace: "ns1", Ports: []EndpointPort{{Name: "x", Protocol: ProtoICMP, Port: 1}}},
+			[]string{`WorkloadEndpoint ns1/a: ports[0].protocol: must be TCP, UDP or SCTP, got "ICMP"`}},
+		{"service port without name", &ServiceEndpoints{Name: "s", Namespace: "ns1", Ports: []EndpointPort{{Protocol: ProtoTCP, Port: 80}}}, nil},
+		{"service port with a bad name", &ServiceEndpoints{Name: "s", Namespace: "ns1", Ports: []EndpointPort{{Name: "Bad!", Protocol: ProtoTCP, Port: 80}}},
+			[]string{"ServiceEndpoints ns1/s: ports[0].name: "}},
+		{"service port 0 and zone", &ServiceEndpoints{Name: "s", Namespace: "ns1", Addresses: []netip.Addr{ip("fe80::1%eth0")}, Ports: []EndpointPort{{Protocol: ProtoUDP}}},
+			[]string{"ServiceEndpoints ns1/s: ports[0].port: must be 1-65535", "ServiceEndpoints ns1/s: addresses[0]: invalid address"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.r.Validate()
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalid)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+
+	s := &ServiceEndpoints{Name: "s", Namespace: "ns1"}
+	_, err := NewPolicySet(Resources{ServiceEndpoints: []*ServiceEndpoints{s, s}})
+	require.ErrorIs(t, err, ErrDuplicate)
+	assert.EqualError(t, err, "ServiceEndpoints ns1/s: duplicate resource")
 }

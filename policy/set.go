@@ -178,6 +178,10 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			fail(err)
 			continue
 		}
+		if _, dup := ps.services[s.Namespace+"/"+s.Name]; dup {
+			fail(resourceError(KindServiceEndpoints, s.Namespace+"/"+s.Name, "", ErrDuplicate))
+			continue
+		}
 		ps.services[s.Namespace+"/"+s.Name] = s
 	}
 

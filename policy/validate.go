@@ -204,13 +204,7 @@ func (ep *Endpoint) Validate() error {
 		}
 	}
 	for i, port := range ep.Ports {
-		p := root("ports").at(i)
-		if err := validatePortName(port.Name); err != nil {
-			e.add(p.field("name"), err.Error())
-		}
-		if !port.Protocol.SupportsPorts() {
-			e.add(p.field("protocol"), fmt.Sprintf("must be TCP, UDP or SCTP, got %q", port.Protocol.String()))
-		}
+		checkEndpointPort(port, true, root("ports").at(i), &e)
 	}
 	return e.result(kind, ep.Key())
 }
@@ -239,14 +233,28 @@ func (s *ServiceEndpoints) Validate() error {
 		e.add(root("namespace"), msg)
 	}
 	for i, a := range s.Addresses {
-		if !a.IsValid() {
+		if !a.IsValid() || a.Zone() != "" {
 			e.add(root("addresses").at(i), "invalid address")
 		}
 	}
 	for i, port := range s.Ports {
-		if !port.Protocol.SupportsPorts() {
-			e.add(root("ports").at(i).field("protocol"), fmt.Sprintf("must be TCP, UDP or SCTP, got %q", port.Protocol.String()))
-		}
+		checkEndpointPort(port, false, root("ports").at(i), &e)
 	}
 	return e.result("ServiceEndpoints", s.Namespace+"/"+s.Name)
+}
+
+// checkEndpointPort checks a port an endpoint listens on; the name is
+// required for an Endpoint's named port, optional for a service's.
+func checkEndpointPort(port EndpointPort, nameRequired bool, p *path, e *errs) {
+	if port.Name != "" || nameRequired {
+		if err := validatePortName(port.Name); err != nil {
+			e.add(p.field("name"), err.Error())
+		}
+	}
+	if !port.Protocol.SupportsPorts() {
+		e.add(p.field("protocol"), fmt.Sprintf("must be TCP, UDP or SCTP, got %q", port.Protocol.String()))
+	}
+	if port.Port == 0 {
+		e.add(p.field("port"), "must be 1-65535")
+	}
 }
