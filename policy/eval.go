@@ -211,11 +211,15 @@ type flowCtx struct {
 // ingress policy of the destination endpoint, each as Calico evaluates it
 // (see the package documentation). An end that is not an endpoint has no
 // policy of its own. An invalid flow (see Flow.Validate; no protocol,
-// ports on ICMP, ICMP on IPv6, ...) is a *ValidationError wrapping
+// ports on ICMP, ICMP on IPv6, a peer naming an endpoint with an IP that is
+// not one of its addresses) is a *ValidationError wrapping
 // ErrInvalid (and ErrNoProtocol when the protocol is missing); a peer that
 // cannot be resolved is ErrUnknownEndpoint or ErrNoAddress.
 func (ps *PolicySet) Evaluate(f Flow) (*Verdict, error) {
 	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ps.checkPeerAddresses(&f); err != nil {
 		return nil, err
 	}
 	fc := flowCtx{f: &f}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -74,6 +76,30 @@ func (f *Flow) checkFamily(ipVersion int) error {
 		e.add(root("protocol"), "ICMP needs IPv4 addresses; use ICMPv6 for IPv6")
 	case f.Protocol == ProtoICMPv6 && ipVersion != 6:
 		e.add(root("protocol"), "ICMPv6 needs IPv6 addresses; use ICMP for IPv4")
+	}
+	return e.result(KindFlow, "")
+}
+
+// checkPeerAddresses refuses a peer that names an endpoint and an IP that is
+// not one of the endpoint's addresses: a workload sends and receives on its
+// own addresses only.
+func (ps *PolicySet) checkPeerAddresses(f *Flow) error {
+	var e errs
+	for _, p := range []struct {
+		name string
+		peer Peer
+	}{{"src", f.Src}, {"dst", f.Dst}} {
+		if p.peer.Endpoint == "" || !p.peer.IP.IsValid() {
+			continue
+		}
+		ep, err := ps.Endpoint(p.peer.Endpoint)
+		if err != nil {
+			continue // reported as ErrUnknownEndpoint
+		}
+		ip := p.peer.IP.Unmap()
+		if !slices.ContainsFunc(ep.Addresses, func(a netip.Addr) bool { return a.Unmap() == ip }) {
+			e.add(root(p.name).field("ip"), fmt.Sprintf("%s is not an address of endpoint %s", ip, p.peer.Endpoint))
+		}
 	}
 	return e.result(KindFlow, "")
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -66,6 +67,14 @@ func TestEvaluateRefusesInvalidFlows(t *testing.T) {
 	_, err = ps.Evaluate(Flow{Src: peer("prod/web"), Dst: peer("prod/db"), Protocol: ProtoICMPv6})
 	require.ErrorIs(t, err, ErrInvalid)
 	assert.Contains(t, err.Error(), "ICMPv6 needs IPv6 addresses")
+
+	_, err = ps.Evaluate(Flow{Src: Peer{Endpoint: "prod/web", IP: netip.MustParseAddr("10.9.9.9")}, Dst: peer("prod/db"), Protocol: ProtoTCP, DstPort: 80})
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.Contains(t, err.Error(), "Flow: src.ip: 10.9.9.9 is not an address of endpoint prod/web")
+	web, err := ps.Endpoint("prod/web")
+	require.NoError(t, err)
+	_, err = ps.Evaluate(Flow{Src: Peer{Endpoint: "prod/web", IP: web.Addresses[0]}, Dst: peer("prod/db"), Protocol: ProtoTCP, DstPort: 80})
+	require.NoError(t, err, "an endpoint with one of its own addresses")
 
 	_, err = ps.Matrix(nil, 0, 80)
 	require.ErrorIs(t, err, ErrNoProtocol, "Matrix evaluates through Evaluate")
