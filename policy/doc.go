@@ -7,7 +7,10 @@
 // networking/v1 NetworkPolicy the way Calico does (FromK8s), validates
 // everything with errors that name the field (spec.ingress[2].source.selector:
 // unexpected "&" at column 14, expected "&&"), and evaluates flows between
-// endpoints (Endpoint, Namespace, ServiceEndpoints) into a Verdict with a trace:
+// endpoints (Endpoint, Namespace, ServiceEndpoints) into a Verdict with a
+// trace. Every object a PolicySet is built from is a Resource (a closed
+// interface: ResourceKind, GetNamespace, GetName, Validate); Decode returns
+// them and Resources.Add files them:
 //
 //	ps, err := policy.NewPolicySet(policy.Resources{NetworkPolicies: ..., Endpoints: ...})
 //	v, err := ps.Evaluate(policy.Flow{Src: policy.EndpointPeer("shop/frontend"),
@@ -73,7 +76,18 @@
 //	implicit labels                | workloads carry projectcalico.org/namespace,
 //	                               | projectcalico.org/orchestrator=k8s and
 //	                               | projectcalico.org/serviceaccount; namespaced network sets
-//	                               | carry projectcalico.org/namespace
+//	                               | carry projectcalico.org/namespace; namespaces carry
+//	                               | projectcalico.org/name and, as the API server sets it,
+//	                               | kubernetes.io/metadata.name (both = the name, replacing
+//	                               | a given value)
+//	flows                          | Evaluate refuses an invalid Flow (Flow.Validate): no
+//	                               | protocol (ErrNoProtocol), ports on a protocol other than
+//	                               | TCP/UDP/SCTP or no dstPort on those, ICMP type/code on
+//	                               | a non-ICMP flow or type 255, HTTP on a non-TCP flow,
+//	                               | ICMP over IPv6 or ICMPv6 over IPv4, an endpoint peer with
+//	                               | an address that is not its own
+//	protocols                      | one type, Protocol: Calico's name-or-number protocol
+//	                               | (TCP = 6); rules match ports only on TCP, UDP and SCTP
 //	HTTP match                     | only flows that carry an HTTPRequest can match
 //	doNotTrack / preDNAT           | kept in the model and in PoliciesFor, not part of Evaluate
 //	                               | (they act before the filter-table evaluation modelled here)
@@ -96,36 +110,51 @@
 // rules exist. A policy that selects a pod isolates it in its directions:
 // default deny.
 //
-// # Validation
+// # Validation and errors
 //
-// Validate (and Resolve) on every resource, Decode and NewPolicySet report
-// every problem of a resource at once as a *ValidationError wrapping
-// ErrInvalid; each FieldError names the path. Rejected, as Calico rejects
-// them: unparseable selectors, global() outside a rule's namespaceSelector or
-// combined with anything, bad CIDRs and CIDRs mixing IPv4 and IPv6 in a rule
-// or not matching ipVersion, ports without TCP/UDP/SCTP, ICMP fields without
-// ICMP, ICMP code without type, type 255, ICMP with the wrong ipVersion,
-// unknown actions and protocols, HTTP matches outside Allow ingress rules or
-// on non-TCP rules, services combined with selectors/nets/service accounts
-// (or with destination ports), services in the wrong direction or without a
-// namespace in a global policy, negative or non-finite orders, repeated
-// types, preDNAT/doNotTrack without applyOnForward, built-in tiers with
-// another order. Tabby also rejects named ports in a rule's source (a named
-// port names a port the destination listens on). Decode is strict: unknown
-// fields and values of the wrong type are errors with their path, and one
-// bad document fails the whole input.
+// Validate on every Resource (and Resolve, FromK8s, Decode and
+// NewPolicySet) report every problem at once as one *ValidationError
+// wrapping ErrInvalid. It holds a list of *FieldError, each with the
+// Document (Decode's document position, from 1), the resource's Kind and
+// Name, the Field path (spec.ingress[2].source.selector) and the Detail;
+// Error prints one per line. Each FieldError also wraps its cause, so a bad
+// selector is still a *selector.ParseError (errors.As) and
+// selector.ErrInvalid (errors.Is) through any of these calls, and
+// NewPolicySet's duplicates and unknown tiers are ErrDuplicate and
+// ErrUnknownTier.
+//
+// Rejected, as Calico rejects them: unparseable selectors, global() outside
+// a rule's namespaceSelector or combined with anything, bad CIDRs and CIDRs
+// mixing IPv4 and IPv6 in a rule or not matching ipVersion, ports without
+// TCP/UDP/SCTP, ICMP fields without ICMP, ICMP code without type, type 255,
+// ICMP with the wrong ipVersion, unknown actions and protocols, HTTP matches
+// outside Allow ingress rules or on non-TCP rules, services combined with
+// selectors/nets/service accounts (or with destination ports), services in
+// the wrong direction or without a namespace in a global policy, negative or
+// non-finite orders, repeated types, preDNAT/doNotTrack without
+// applyOnForward, built-in tiers with another order. Tabby also rejects
+// named ports in a rule's source (a named port names a port the destination
+// listens on), endpoint and service ports without a port number, and two
+// ServiceEndpoints of one name.
+//
+// Decode is strict and single-pass: unknown fields, values of the wrong type
+// and invalid values of every document are reported together (the form
+// problems also wrap ErrDecode; a value of the wrong type is left out before
+// validation so it is reported once), and one bad document fails the whole
+// input.
 //
 // # Design
 //
 //  1. The model is plain data in Calico's v3 shape: selectors are strings,
-//     ports and protocols are number-or-string, so any document round-trips
-//     and errors can point into it. Resolve turns a policy into the
+//     ports are number-or-string, so any document round-trips and errors
+//     can point into it. Protocols are one small value type, Protocol (the
+//     IP protocol number, read and written as Calico's name-or-number), so
+//     the same constant (ProtoTCP) fits a Flow, a Rule and an EndpointPort. Resolve turns a policy into the
 //     evaluation form once (selectors parsed, scopes decided, types
 //     defaulted); the dataplane compiler consumes that form.
 //  2. A PolicySet is an immutable snapshot: built and validated in one step
 //     (nothing partially applied), then only read. Change means building a
-//     new one; it takes about 90 ms for 1,000 policies over 10,000
-//     endpoints.
+//     new one (build times: README.md).
 //  3. Evaluation never scans every policy. Policies are filed by namespace
 //     and by one label value their selector requires (from the selector's
 //     LabelRestrictions); the policies that apply to an endpoint are worked
@@ -147,16 +176,7 @@
 //
 // # Performance
 //
-// go test ./policy -run XXX -bench BenchmarkEvaluate -benchtime 20000x
-// (AMD EPYC, 2 cores shared with other builds; 10,000 endpoints in 100
-// namespaces, policies of 10 rules each, random flows between endpoints):
-//
-//	policies   ns/verdict      build (NewPolicySet)   warm caches
-//	1,000      5,200 - 8,800   75 - 90 ms             15 ms
-//	10,000     18,000 - 19,000 0.8 - 0.9 s            60 - 180 ms
-//
-// (ranges over runs on the shared machine). A verdict costs about 850 B in
-// 10 allocations (the trace). Time grows with the number of policies that
-// apply to the two endpoints (about 2 per endpoint at 1,000 policies, 22 at
-// 10,000), not with the total.
+// Evaluation time grows with the number of policies that apply to the two
+// endpoints of a flow, not with the total; benchmark figures and the command
+// that measures them are in the package's README.md.
 package policy

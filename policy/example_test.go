@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/tabbynet/tabby/policy"
+	"github.com/tabbynet/tabby/selector"
 )
 
 // A Kubernetes NetworkPolicy converted as Calico converts it, and two flows
@@ -132,4 +134,33 @@ spec:
 	// Deny TCP bank/bad (10.0.0.3) → bank/db (10.0.0.2):5432
 	//   egress of bank/bad (10.0.0.3): tier security → policy security.quarantine rule 1 (Pass) → profile kns.bank (Allow)
 	//   ingress of bank/db (10.0.0.2): tier security → policy security.quarantine rule 0 (Deny)
+}
+
+// Decode reports every problem of every document at once, one per line,
+// and keeps the selector's own error.
+func ExampleDecode_errors() {
+	_, err := policy.Decode([]byte(`
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: db, namespace: bank}
+spec:
+  order: first
+  ingress:
+  - {action: Allow, source: {selector: "app == 'api' &"}}
+  - {action: Accept}
+`))
+	fmt.Println(err)
+	var ve *policy.ValidationError
+	if errors.As(err, &ve) {
+		f := ve.Errors[0]
+		fmt.Println(f.Document, f.Kind, f.Name, f.Field)
+	}
+	var pe *selector.ParseError
+	fmt.Println(errors.Is(err, policy.ErrInvalid), errors.Is(err, selector.ErrInvalid), errors.As(err, &pe))
+	// Output:
+	// document 1: NetworkPolicy bank/db: spec.order: must be a number, got a string
+	// document 1: NetworkPolicy bank/db: spec.ingress[0].source.selector: unexpected "&" at column 14, expected "&&"
+	// document 1: NetworkPolicy bank/db: spec.ingress[1].action: unknown action "Accept", want Allow, Deny, Log or Pass
+	// 1 NetworkPolicy bank/db spec.order
+	// true true true
 }
