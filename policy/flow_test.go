@@ -34,18 +34,11 @@ func TestFlowValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.f.Validate()
-			if tt.want == nil {
-				require.NoError(t, err)
-				return
+			want := make([]string, len(tt.want))
+			for i, w := range tt.want {
+				want[i] = "Flow: " + w
 			}
-			require.ErrorIs(t, err, ErrInvalid)
-			var ve *ValidationError
-			require.ErrorAs(t, err, &ve)
-			assert.Len(t, ve.Errors, len(tt.want), "%v", err)
-			for _, w := range tt.want {
-				assert.Contains(t, err.Error(), "Flow: "+w)
-			}
+			requireProblems(t, tt.f.Validate(), want)
 		})
 	}
 }

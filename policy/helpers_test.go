@@ -79,3 +79,21 @@ func mustProto(s string) Protocol {
 	}
 	return p
 }
+
+// requireProblems checks a Validate result: nil when want is empty,
+// otherwise a *ValidationError with one problem per fragment in want, each
+// fragment appearing in its message.
+func requireProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	if len(want) == 0 {
+		require.NoError(t, err)
+		return
+	}
+	require.ErrorIs(t, err, ErrInvalid)
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Errors, len(want), "%v", err)
+	for _, w := range want {
+		require.Contains(t, err.Error(), w)
+	}
+}

@@ -12,12 +12,7 @@ import (
 // namespace; hand-built namespaces carry it implicitly, in both the Calico
 // and the Kubernetes NetworkPolicy form.
 func TestAllowDNSToKubeSystem(t *testing.T) {
-	calico := `
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: allow-dns, namespace: shop}
-spec:
-  selector: all()
+	egress := `
   types: [Egress]
   egress:
   - action: Allow
@@ -27,6 +22,12 @@ spec:
       selector: k8s-app == "kube-dns"
       ports: [53]
 `
+	calico := `
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: allow-dns, namespace: shop}
+spec:
+  selector: all()` + egress
 	k8s := `
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -48,16 +49,7 @@ apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: allow-dns}
 spec:
-  namespaceSelector: kubernetes.io/metadata.name == "shop"
-  types: [Egress]
-  egress:
-  - action: Allow
-    protocol: UDP
-    destination:
-      namespaceSelector: kubernetes.io/metadata.name == "kube-system"
-      selector: k8s-app == "kube-dns"
-      ports: [53]
-`
+  namespaceSelector: kubernetes.io/metadata.name == "shop"` + egress
 	for name, doc := range map[string]string{"calico": calico, "kubernetes": k8s, "global": gnp} {
 		t.Run(name, func(t *testing.T) {
 			ps := build(t, doc,

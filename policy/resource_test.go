@@ -61,17 +61,7 @@ func TestEndpointAndServiceValidation(t *testing.T) {
 			[]string{"ServiceEndpoints ns1/s: ports[0].port: must be 1-65535", "ServiceEndpoints ns1/s: addresses[0]: invalid address"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.r.Validate()
-			if tt.want == nil {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorIs(t, err, ErrInvalid)
-			for _, w := range tt.want {
-				assert.Contains(t, err.Error(), w)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { requireProblems(t, tt.r.Validate(), tt.want) })
 	}
 
 	s := &ServiceEndpoints{Name: "s", Namespace: "ns1"}
