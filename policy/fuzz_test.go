@@ -59,3 +59,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseProtocol: no input panics; a parsed protocol prints as a string
+// that parses back to it, and its JSON reads back to it.
+func FuzzParseProtocol(f *testing.F) {
+	for _, s := range []string{"TCP", "udp", "ICMPv6", "6", "255", "0", "256", "-1", "", "UDPLite", "٣"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseProtocol(s)
+		if err != nil {
+			return
+		}
+		if p == 0 {
+			t.Fatalf("%q parsed to the zero protocol", s)
+		}
+		again, err := ParseProtocol(p.String())
+		if err != nil || again != p {
+			t.Fatalf("%q: %v printed as %q reads back as %v, %v", s, p, p.String(), again, err)
+		}
+		b, err := p.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fromJSON Protocol
+		if err := fromJSON.UnmarshalJSON(b); err != nil || fromJSON != p {
+			t.Fatalf("%q: JSON %s reads back as %v, %v", s, b, fromJSON, err)
+		}
+	})
+}
