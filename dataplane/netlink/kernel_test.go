@@ -428,7 +428,7 @@ func TestKernelWorkloadsInCurrentNetns(t *testing.T) {
 }
 
 // TestKernelVXLANBulk sends 4 MiB between pods on two nodes over VXLAN with
-// the pod MTU 50 bytes below the underlay (LAB.md: bulk traffic stalls
+// the pod MTU 50 bytes below the underlay (nettest/README.md: bulk traffic stalls
 // when the pod MTU is left at 1500).
 func TestKernelVXLANBulk(t *testing.T) {
 	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithRouting(nettest.RoutingVXLAN), nettest.PodMTU(1500-tnl.VXLANOverhead))
