@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -204,4 +205,37 @@ func TestWorkloadsOnFakes(t *testing.T) {
 	require.ErrorIs(t, err, tnl.ErrLinkNotFound)
 	assert.Empty(t, f.Workloads.HostRoutes())
 	assert.Equal(t, []string{"lo"}, f.Workloads.PodLinks(spec.Netns))
+}
+
+// FuzzRender: any blocks and peers either render into routes that validate
+// or are refused with a package error; never a panic.
+func FuzzRender(f *testing.F) {
+	f.Add([]byte{10, 244, 1, 0}, uint8(26), []byte{10, 99, 0, 12}, []byte{10, 244, 2, 0}, uint8(26), "node1", uint8(1))
+	f.Add([]byte{0xfd, 0, 2, 0x44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, uint8(122), []byte{10, 98, 0, 1}, []byte{0xfd}, uint8(0), "", uint8(2))
+	f.Fuzz(func(t *testing.T, block []byte, bits uint8, peerIP []byte, peerBlock []byte, peerBits uint8, name string, mode uint8) {
+		toPrefix := func(b []byte, n uint8) netip.Prefix {
+			a, _ := netip.AddrFromSlice(b)
+			return netip.PrefixFrom(a, int(n))
+		}
+		ip, _ := netip.AddrFromSlice(peerIP)
+		encap := []tnl.EncapMode{tnl.EncapNever, tnl.EncapAlways, tnl.EncapCrossSubnet}[int(mode)%3]
+		peers := []node.Peer{{Name: name, IP: ip, IP6: ip, TunnelAddr: ip, Blocks: []netip.Prefix{toPrefix(peerBlock, peerBits)}}}
+		d, err := node.Render(encap, netip.MustParsePrefix("10.99.0.0/24"), []netip.Prefix{toPrefix(block, bits)}, peers)
+		if err != nil {
+			if !errors.Is(err, tnl.ErrInvalidPrefix) && !errors.Is(err, tnl.ErrInvalidSpec) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		for _, r := range append(d.Blackholes, d.Direct...) {
+			if err := r.Validate(); err != nil {
+				t.Fatalf("rendered invalid route %s: %v", r, err)
+			}
+		}
+		for _, p := range d.VXLAN {
+			if !p.NodeIP.Is4() || !p.TunnelAddr.Is4() {
+				t.Fatalf("VXLAN peer without IPv4 addresses: %+v", p)
+			}
+		}
+	})
 }

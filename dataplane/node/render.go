@@ -80,15 +80,15 @@ func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, p
 		for _, b := range sortedBlocks(p.Blocks) {
 			switch {
 			case b.Addr().Is6():
-				if !p.IP6.Is6() {
-					return Desired{}, fmt.Errorf("%w: peer %s has IPv6 block %s but no IPv6 address", tnl.ErrInvalidSpec, p.Name, b)
+				if !p.IP6.Is6() || !unicast(p.IP6) {
+					return Desired{}, fmt.Errorf("%w: peer %s has IPv6 block %s but no IPv6 unicast address (%s)", tnl.ErrInvalidSpec, p.Name, b, p.IP6)
 				}
 				d.Direct = append(d.Direct, tnl.RouteVia(b, p.IP6))
-			case !p.IP.Is4():
-				return Desired{}, fmt.Errorf("%w: peer %s has IPv4 block %s but no IPv4 address", tnl.ErrInvalidSpec, p.Name, b)
+			case !p.IP.Is4() || !unicast(p.IP):
+				return Desired{}, fmt.Errorf("%w: peer %s has IPv4 block %s but no IPv4 unicast address (%s)", tnl.ErrInvalidSpec, p.Name, b, p.IP)
 			case encap.Encapsulate(underlay, p.IP):
-				if !p.TunnelAddr.Is4() {
-					return Desired{}, fmt.Errorf("%w: peer %s is reached over VXLAN but has no IPv4 tunnel address", tnl.ErrInvalidSpec, p.Name)
+				if !p.TunnelAddr.Is4() || !unicast(p.TunnelAddr) {
+					return Desired{}, fmt.Errorf("%w: peer %s is reached over VXLAN but has no IPv4 unicast tunnel address (%s)", tnl.ErrInvalidSpec, p.Name, p.TunnelAddr)
 				}
 				vx.Blocks = append(vx.Blocks, b)
 			default:
@@ -100,6 +100,12 @@ func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, p
 		}
 	}
 	return d, nil
+}
+
+// unicast reports whether a can be a next hop or tunnel endpoint.
+func unicast(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && a.Zone() == "" &&
+		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 func validateBlocks(whose string, blocks []netip.Prefix) error {
