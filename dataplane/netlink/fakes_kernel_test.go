@@ -52,6 +52,24 @@ func errKind(err error) string {
 	return "other: " + err.Error()
 }
 
+// ownedRoutes lists the routes of protocol ProtocolRoutes (with
+// RT_FILTER_TABLE in mask: of the main table only), normalised and sorted.
+func ownedRoutes(t *testing.T, h RouteHandle, mask uint64) []string {
+	t.Helper()
+	krs, err := h.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{Protocol: ProtocolRoutes}, mask)
+	require.NoError(t, err)
+	ln, err := listLinkNames(h)
+	require.NoError(t, err)
+	var out []string
+	for _, kr := range krs {
+		r, ok := fromKernel(kr, ln)
+		require.True(t, ok)
+		out = append(out, r.normalized().String())
+	}
+	slices.Sort(out)
+	return out
+}
+
 // resultShape is a WorkloadResult without the ifindexes (which differ).
 func resultShape(r WorkloadResult) string {
 	return fmt.Sprintf("host %s %s | pod %s %s %s | ips %v | routes %v",
@@ -241,20 +259,7 @@ func TestFakeVXLANMatchesKernel(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	routes := func(h RouteHandle) []string {
-		krs, err := h.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{Protocol: ProtocolRoutes}, nl.RT_FILTER_PROTOCOL)
-		require.NoError(t, err)
-		ln, err := listLinkNames(h)
-		require.NoError(t, err)
-		var out []string
-		for _, kr := range krs {
-			r, ok := fromKernel(kr, ln)
-			require.True(t, ok)
-			out = append(out, r.normalized().String())
-		}
-		slices.Sort(out)
-		return out
-	}
+	routes := func(h RouteHandle) []string { return ownedRoutes(t, h, nl.RT_FILTER_PROTOCOL) }
 	steps := []struct {
 		name string
 		do   func(VXLANManager) error
