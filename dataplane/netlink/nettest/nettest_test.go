@@ -170,3 +170,23 @@ func TestUDPFromEachAddress(t *testing.T) {
 	_, err = multi.Serve("sctp", 80)
 	require.Error(t, err)
 }
+
+// Closing a topology releases what it assigned in a shared IPAM.
+func TestCloseReleasesAddresses(t *testing.T) {
+	ctx := context.Background()
+	nettest.RequireRoot(t)
+	a := ipam.New(store.NewMemory())
+	_, err := a.CreatePool(ctx, ipam.IPPool{Name: "p", CIDR: netip.MustParsePrefix(nettest.PoolCIDR), BlockSize: nettest.PoolBlockSize})
+	require.NoError(t, err)
+	topo, err := nettest.Build(nettest.Nodes(1), nettest.WithIPAM(a), nettest.WithRouting(nettest.RoutingVXLAN))
+	require.NoError(t, err)
+	p, err := topo.Node(0).NewPod()
+	require.NoError(t, err)
+	held := []netip.Addr{p.IP, topo.Node(0).TunnelAddr}
+	require.NoError(t, topo.Close())
+	for _, ip := range held {
+		info, err := a.Lookup(ctx, ip)
+		require.NoError(t, err)
+		assert.False(t, info.Allocated, ip)
+	}
+}

@@ -69,7 +69,8 @@ func (n *Node) AddPod(t testing.TB, opts ...PodOption) *Pod {
 
 // NewPod is AddPod without a test. Without PodAddrs it assigns the pod's
 // addresses from the topology's IPAM (one Assign on this node, handle =
-// the workload ID; IPv4, and IPv6 with IPv6()), released by DeletePod.
+// the workload ID; IPv4, and IPv6 with IPv6()), released by DeletePod or
+// when the topology is closed.
 func (n *Node) NewPod(opts ...PodOption) (_ *Pod, err error) {
 	ctx := context.Background()
 	n.mu.Lock()
@@ -92,9 +93,11 @@ func (n *Node) NewPod(opts ...PodOption) (_ *Pod, err error) {
 			return nil, fmt.Errorf("pod %s: assign addresses on %s: %w", p.Name, n.Name, err)
 		}
 		p.handle = id
+		release := func() error { _, err := n.topo.cfg.ipam.ReleaseByHandle(ctx, id); return err }
+		n.topo.onClose(release) // idempotent: also after DeletePod
 		defer func() {
 			if err != nil {
-				_, _ = n.topo.cfg.ipam.ReleaseByHandle(ctx, id)
+				_ = release()
 			}
 		}()
 		for _, a := range r.All() {
