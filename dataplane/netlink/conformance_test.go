@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -101,20 +100,7 @@ func TestFakeMatchesKernel(t *testing.T) {
 	assert.Equal(t, kind(kh.RouteBatch([]RouteOp{{Kind: RouteOpAdd, Route: bad}})[0]),
 		kind(fake.RouteBatch([]RouteOp{{Kind: RouteOpAdd, Route: bad}})[0]), "unknown link")
 
-	list := func(h RouteHandle) []string {
-		krs, err := h.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{Protocol: ProtocolRoutes}, nl.RT_FILTER_TABLE|nl.RT_FILTER_PROTOCOL)
-		require.NoError(t, err)
-		ln, err := listLinkNames(h)
-		require.NoError(t, err)
-		var out []string
-		for _, kr := range krs {
-			r, ok := fromKernel(kr, ln)
-			require.True(t, ok)
-			out = append(out, r.normalized().String())
-		}
-		slices.Sort(out)
-		return out
-	}
+	list := func(h RouteHandle) []string { return ownedRoutes(t, h, nl.RT_FILTER_TABLE|nl.RT_FILTER_PROTOCOL) }
 	assert.Equal(t, list(kh), list(fake))
 	assert.Len(t, list(kh), 4)
 }

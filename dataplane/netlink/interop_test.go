@@ -37,8 +37,8 @@ func TestInteropBIRD(t *testing.T) {
 	ctx := context.Background()
 	topo := nettest.NewTopology(t, nettest.Nodes(1))
 	n := topo.Node(0)
-	ours := []tnl.Route{tnl.Blackhole(n.Block), tnl.RouteVia(pfx("10.50.0.0/16"), addr("10.99.0.1"))}
-	require.NoError(t, n.Routes.Set("blocks", ours))
+	ours := []tnl.Route{tnl.Blackhole(pfx("10.33.0.0/26")), tnl.RouteVia(pfx("10.50.0.0/16"), addr("10.99.0.1"))}
+	require.NoError(t, n.Routes.Set("test", ours))
 	_, err := n.Routes.Reconcile(ctx)
 	require.NoError(t, err)
 
@@ -73,7 +73,7 @@ protocol static { ipv4; route 10.60.0.0/16 via 10.99.0.1; }
 	assert.Contains(t, show("proto", "116"), "10.50.0.0/16")
 
 	// Dropping our route leaves BIRD's alone.
-	require.NoError(t, n.Routes.Set("blocks", ours[:1]))
+	require.NoError(t, n.Routes.Set("test", ours[:1]))
 	res, err = n.Routes.Reconcile(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Deleted)

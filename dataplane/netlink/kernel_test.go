@@ -59,8 +59,17 @@ func TestKernelIPv6PodToPod(t *testing.T) {
 	nettest.ExpectConnect6(t, c, a, 8080)
 	nettest.ExpectConnect(t, a, b, 8080) // dual stack: v4 too
 
-	// An IPv6-only pod.
-	v6only := topo.Node(1).AddPod(t, nettest.PodAddrs(addr("fd00:244:0:2::30")))
+	// An IPv6-only pod, with an address IPAM did not hand out from node1's block.
+	var block6 netip.Prefix
+	for _, b := range topo.Node(1).Blocks() {
+		if b.Addr().Is6() {
+			block6 = b
+		}
+	}
+	require.True(t, block6.IsValid())
+	a16 := block6.Addr().As16()
+	a16[15] |= 0x30
+	v6only := topo.Node(1).AddPod(t, nettest.PodAddrs(netip.AddrFrom16(a16)))
 	assert.False(t, v6only.IP.IsValid())
 	nettest.ExpectConnect6(t, a, v6only, 8080)
 	nettest.ExpectConnect6(t, v6only, c, 8080)
@@ -80,7 +89,7 @@ func TestKernelVXLANReconcile(t *testing.T) {
 	assert.Equal(t, tnl.DefaultVNI, v.VxlanId)
 	assert.Equal(t, tnl.DefaultVXLANPort, v.Port)
 	assert.Equal(t, 1500-tnl.VXLANOverhead, v.MTU)
-	assert.Equal(t, tnl.VTEPMAC(n0.Block.Addr()).String(), v.HardwareAddr.String())
+	assert.Equal(t, tnl.VTEPMAC(n0.TunnelAddr).String(), v.HardwareAddr.String())
 
 	neighs, err := h.NeighList(vx.Attrs().Index, unix.AF_INET)
 	require.NoError(t, err)
@@ -91,10 +100,10 @@ func TestKernelVXLANReconcile(t *testing.T) {
 
 	// Delete a neighbour, an FDB entry and a route by hand: Reconcile restores them.
 	peer := topo.Node(1)
-	require.NoError(t, h.NeighDel(&nl.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_INET, IP: peer.Block.Addr().AsSlice()}))
+	require.NoError(t, h.NeighDel(&nl.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_INET, IP: peer.TunnelAddr.AsSlice()}))
 	require.NoError(t, h.NeighDel(&nl.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF,
-		HardwareAddr: tnl.VTEPMAC(peer.Block.Addr()), IP: peer.IP.AsSlice()}))
-	_, err = n0.NS.Run(ctx, "ip", "route", "del", peer.Block.String())
+		HardwareAddr: tnl.VTEPMAC(peer.TunnelAddr), IP: peer.IP.AsSlice()}))
+	_, err = n0.NS.Run(ctx, "ip", "route", "del", peer.Blocks()[0].String())
 	require.NoError(t, err)
 	nettest.ExpectNoConnect(t, a, b, 8080)
 	require.NoError(t, n0.VXLAN.Reconcile(ctx))
@@ -111,8 +120,8 @@ func TestKernelVXLANReconcile(t *testing.T) {
 	assert.Len(t, neighs, 1)
 	out, err := n0.NS.Run(ctx, "ip", "route", "show", "proto", "116")
 	require.NoError(t, err)
-	assert.NotContains(t, out, peer.Block.String())
-	assert.Contains(t, out, topo.Node(2).Block.String()+" via "+topo.Node(2).Block.Addr().String()+" dev vxlan.tabby onlink")
+	assert.NotContains(t, out, peer.Blocks()[0].String())
+	assert.Contains(t, out, topo.Node(2).Blocks()[0].String()+" via "+topo.Node(2).TunnelAddr.String()+" dev vxlan.tabby onlink")
 
 	// Delete removes the device and its routes.
 	require.NoError(t, n0.VXLAN.Delete(ctx))
@@ -164,6 +173,7 @@ func TestKernelRouteOwnership(t *testing.T) {
 	ctx := context.Background()
 	topo := nettest.NewTopology(t, nettest.Nodes(2))
 	n0 := topo.Node(0)
+	block := pfx("10.33.0.0/26") // no pod yet: the node has no block of its own
 	run := func(args ...string) string {
 		t.Helper()
 		out, err := n0.NS.Run(ctx, "ip", args...)
@@ -176,8 +186,8 @@ func TestKernelRouteOwnership(t *testing.T) {
 	// A stale route of ours from a previous run (crash): deleted.
 	run("route", "add", "10.88.0.0/16", "via", "10.99.0.1", "proto", "116")
 
-	require.NoError(t, n0.Routes.Set("blocks", []tnl.Route{
-		{Dst: n0.Block, Type: tnl.RouteBlackhole},
+	require.NoError(t, n0.Routes.Set("test", []tnl.Route{
+		{Dst: block, Type: tnl.RouteBlackhole},
 		{Dst: pfx("10.77.0.0/16"), Type: tnl.RouteBlackhole},
 		{Dst: pfx("10.66.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("172.31.0.1")}}},
 		{Dst: pfx("10.55.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("172.31.0.1"), Dev: "eth0", OnLink: true}}},
@@ -195,22 +205,21 @@ func TestKernelRouteOwnership(t *testing.T) {
 	assert.Contains(t, run("route", "show", "table", "100"), "10.44.0.0/16 via 10.99.0.12")
 
 	// Delete one by hand: restored, and nothing else rewritten.
-	run("route", "del", n0.Block.String())
-	require.NoError(t, n0.Routes.Set("blocks", []tnl.Route{
-		{Dst: n0.Block, Type: tnl.RouteBlackhole},
+	run("route", "del", block.String())
+	require.NoError(t, n0.Routes.Set("test", []tnl.Route{
+		{Dst: block, Type: tnl.RouteBlackhole},
 		{Dst: pfx("10.55.0.0/16"), NextHops: []tnl.NextHop{{Gateway: addr("172.31.0.1"), Dev: "eth0", OnLink: true}}},
 		{Dst: pfx("10.44.0.0/16"), Table: 100, NextHops: []tnl.NextHop{{Gateway: topo.Node(1).IP}}},
 	}))
 	res, err = n0.Routes.Reconcile(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, tnl.ReconcileResult{Added: 1}, res)
-	assert.Contains(t, run("route", "show", n0.Block.String()), "blackhole")
+	assert.Contains(t, run("route", "show", block.String()), "blackhole")
 
 	// A second owner instance (a restarted agent) with the same desired
 	// state converges without writing anything.
 	o2 := tnl.NewRouteOwner(n0.NS.Handle()) // the plain *netlink.Handle: no batching
-	require.NoError(t, o2.Set("blocks", n0.Routes.Desired()))
-	require.NoError(t, o2.Set("nettest", topo.DirectRoutes(n0)))
+	require.NoError(t, o2.Set("test", n0.Routes.Desired()))
 	res, err = o2.Reconcile(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, tnl.ReconcileResult{}, res)
@@ -357,10 +366,10 @@ func TestKernelBadInput(t *testing.T) {
 	require.ErrorIs(t, err, tnl.ErrNextHopUnreachable)
 
 	// VXLAN with a missing parent.
-	v, err := tnl.NewVXLAN(node.NS.Handle(), node.Routes, tnl.VXLANConfig{Parent: "nosuch", LocalIP: node.IP, TunnelAddr: node.Block.Addr()})
+	v, err := tnl.NewVXLAN(node.NS.Handle(), node.Routes, tnl.VXLANConfig{Parent: "nosuch", LocalIP: node.IP, TunnelAddr: addr("10.33.0.0")})
 	require.NoError(t, err)
 	require.ErrorIs(t, v.Reconcile(ctx), tnl.ErrLinkNotFound)
-	_, err = tnl.NewVXLAN(node.NS.Handle(), node.Routes, tnl.VXLANConfig{Parent: "eth0", LocalIP: addr("fd00::1"), TunnelAddr: node.Block.Addr()})
+	_, err = tnl.NewVXLAN(node.NS.Handle(), node.Routes, tnl.VXLANConfig{Parent: "eth0", LocalIP: addr("fd00::1"), TunnelAddr: addr("10.33.0.0")})
 	require.ErrorIs(t, err, tnl.ErrInvalidSpec)
 }
 
@@ -419,7 +428,7 @@ func TestKernelWorkloadsInCurrentNetns(t *testing.T) {
 }
 
 // TestKernelVXLANBulk sends 4 MiB between pods on two nodes over VXLAN with
-// the pod MTU 50 bytes below the underlay (LAB.md: bulk traffic stalls
+// the pod MTU 50 bytes below the underlay (nettest/README.md: bulk traffic stalls
 // when the pod MTU is left at 1500).
 func TestKernelVXLANBulk(t *testing.T) {
 	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithRouting(nettest.RoutingVXLAN), nettest.PodMTU(1500-tnl.VXLANOverhead))

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	nl "github.com/vishvananda/netlink"
@@ -155,6 +156,7 @@ func (r WorkloadResult) Interfaces() []Interface { return []Interface{r.Host, r.
 // netlink socket).
 type workloadHostHandle interface {
 	LinkByName(name string) (nl.Link, error)                                               // ip link show NAME
+	LinkByIndex(index int) (nl.Link, error)                                                // ip link show (by index)
 	LinkList() ([]nl.Link, error)                                                          // ip link show
 	LinkDel(link nl.Link) error                                                            // ip link del
 	RouteListFiltered(family int, filter *nl.Route, filterMask uint64) ([]nl.Route, error) // ip route show dev
@@ -165,6 +167,7 @@ type workloadHostHandle interface {
 // reads the pod namespace with (writes go through a pipelined socket).
 type workloadPodHandle interface {
 	LinkByName(name string) (nl.Link, error)                                               // ip link show NAME
+	LinkByIndex(index int) (nl.Link, error)                                                // ip link show (by index)
 	AddrList(link nl.Link, family int) ([]nl.Addr, error)                                  // ip addr show dev
 	RouteListFiltered(family int, filter *nl.Route, filterMask uint64) ([]nl.Route, error) // ip route show dev
 }
@@ -263,6 +266,15 @@ func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
 // what follows). Running it again for a workload that is already right
 // changes nothing; one that is partly wrong is rebuilt. On failure nothing
 // is left behind: the veth it made is removed.
+//
+// It returns once the pod is reachable: both veth ends running (IFF_RUNNING,
+// `ip link` shows state UP). The kernel marks a new link running from
+// deferred work, tens of milliseconds later on a busy node, and drops what
+// is sent through the pair until then — the proxy-ARP answer to the pod's
+// first packet included, which would stall its first connection for the
+// one-second ARP retry. The wait is bounded by ctx's deadline, or by
+// ReadyTimeout when ctx has none; when it runs out the veth is removed and
+// the error wraps ErrNotReady (and the context's error, if that ended it).
 func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
 	spec, pod, err := openWorkload(spec)
 	if err != nil {
@@ -293,6 +305,11 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 			return WorkloadResult{}, fmt.Errorf("workload %s: %w: the pod already has %s: %w", spec.ID, ErrNameCollision, spec.IfName, err)
 		}
 		if res, cerr := w.check(spec, pod, pc.h); cerr == nil {
+			// Already right (a repeated ADD); it may have been set up an
+			// instant ago, so it still has to be running.
+			if err := w.waitRunning(ctx, spec, res, pc.h); err != nil {
+				return WorkloadResult{}, err
+			}
 			return res, nil
 		}
 		w.opts.log.Info("rebuilding workload interface", "workload", spec.ID, "host", existing.Attrs().Name)
@@ -304,8 +321,76 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	if err != nil {
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
+	if err := w.waitRunning(ctx, spec, res, pc.h); err != nil {
+		veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
+		if derr := w.h.LinkDel(veth); derr != nil && !IsNotFound(derr) {
+			err = errors.Join(err, fmt.Errorf("roll back %s: %w", res.Host.Name, derr))
+		}
+		return WorkloadResult{}, err
+	}
 	w.opts.log.Debug("workload set up", "workload", spec.ID, "host", res.Host.Name)
 	return res, nil
+}
+
+// ReadyTimeout bounds how long SetupWorkload waits for a new veth pair to
+// be marked running when its context has no deadline.
+const ReadyTimeout = 10 * time.Second
+
+// ErrNotReady: the veth pair was created but the kernel did not mark both
+// ends running (IFF_RUNNING) before the deadline.
+var ErrNotReady = errors.New("workload interface not running")
+
+// waitRunning polls both veth ends (by index, one RTM_GETLINK each) until
+// each reports IFF_RUNNING, with a backoff from 200 µs to 10 ms, until
+// ctx's deadline or ReadyTimeout. Polling is used rather than a link
+// subscription: it costs no extra socket, and the common case (already
+// running, or running after a few hundred microseconds) needs one or two
+// requests per end.
+func (w *Workloads) waitRunning(ctx context.Context, spec WorkloadSpec, res WorkloadResult, ph workloadPodHandle) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ReadyTimeout)
+		defer cancel()
+	}
+	ends := []struct {
+		name  string
+		index int
+		get   func(int) (nl.Link, error)
+	}{
+		{res.Host.Name, res.Host.Index, w.h.LinkByIndex},
+		{"pod " + res.Container.Name, res.Container.Index, ph.LinkByIndex},
+	}
+	start := time.Now()
+	delay := 200 * time.Microsecond
+	var timer *time.Timer
+	for _, e := range ends {
+		for {
+			l, err := e.get(e.index)
+			if err != nil {
+				return fmt.Errorf("workload %s: wait for %s: %w", spec.ID, e.name, err)
+			}
+			if l.Attrs().RawFlags&unix.IFF_RUNNING != 0 {
+				break
+			}
+			if timer == nil {
+				timer = time.NewTimer(delay)
+				defer timer.Stop()
+			} else {
+				timer.Reset(delay)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("workload %s: %w: %s is %s after %s: %w", spec.ID, ErrNotReady,
+					e.name, l.Attrs().OperState, time.Since(start).Round(time.Millisecond), ctx.Err())
+			case <-timer.C:
+			}
+			delay = min(2*delay, 10*time.Millisecond)
+		}
+	}
+	if waited := time.Since(start); waited > 50*time.Millisecond {
+		w.opts.log.Debug("waited for workload interface to run", "workload", spec.ID, "waited", waited)
+	}
+	return nil
 }
 
 // errLinkExists: creating the veth pair failed with EEXIST.

@@ -1,8 +1,9 @@
 // Command lab is the tabby workshop in a box: it builds a small cluster out of
 // network namespaces on this machine (a fabric, three nodes, the YAO Bank
-// sample application's pods), shows the connectivity the kernel really gives,
-// and shows what the bank's network policies allow, flow by flow, with the
-// reason for each verdict.
+// sample application's pods), gives the pods addresses from tabby's IPAM,
+// shows the connectivity the kernel really gives, and shows what the bank's
+// network policies allow, flow by flow, with the reason for each verdict.
+// It ends with PASS or FAIL for each thing it checked (and exits 1 on a FAIL).
 //
 // Run it as root (it creates network namespaces):
 //
@@ -19,13 +20,17 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/ipam/store"
 	"github.com/tabbynet/tabby/policy"
 )
 
@@ -67,16 +72,32 @@ spec:
     ports: [{port: 8080}]
 `
 
-const port = 8080
+const (
+	port      = 8080
+	poolCIDR  = "10.244.0.0/16"
+	blockSize = 26
+	namespace = "yaobank"
+)
 
 func main() {
-	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan or direct")
+	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
 	flag.Parse()
-	if err := run(os.Stdout, *routing); err != nil {
+	ok, err := run(os.Stdout, *routing)
+	if errors.Is(err, errInterrupted) {
+		fmt.Fprintln(os.Stderr, "lab: interrupted; the namespaces were removed")
+		os.Exit(130)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		os.Exit(1)
 	}
+	if !ok {
+		os.Exit(1)
+	}
 }
+
+// errInterrupted: a signal stopped the lab between two steps.
+var errInterrupted = errors.New("interrupted")
 
 func step(w io.Writer, format string, args ...any) func() {
 	start := time.Now()
@@ -87,41 +108,60 @@ func step(w io.Writer, format string, args ...any) func() {
 type pod struct {
 	name, node string
 	labels     map[string]string
+	addr       netip.Addr
 	p          *nettest.Pod
 }
 
-func run(w io.Writer, routing string) error {
+// check is one verdict the lab prints at the end.
+type check struct {
+	name string
+	err  error
+}
+
+func run(w io.Writer, routing string) (bool, error) {
 	if os.Geteuid() != 0 {
-		return errors.New("the lab creates network namespaces and needs root (try: sudo make demo)")
+		return false, errors.New("the lab creates network namespaces and needs root (try: sudo make demo)")
 	}
-	r := nettest.RoutingVXLAN
+	r, mode := nettest.RoutingVXLAN, ipam.EncapAlways
 	switch routing {
 	case "vxlan":
 	case "direct":
-		r = nettest.RoutingDirect
+		r, mode = nettest.RoutingDirect, ipam.EncapNever
 	default:
-		return fmt.Errorf("unknown -routing %q (want vxlan or direct)", routing)
+		return false, fmt.Errorf("unknown -routing %q (want vxlan or direct)", routing)
 	}
+	ctx := context.Background()
+	var checks []check
 
-	done := step(w, "building a fabric and 3 nodes in network namespaces (%s)", routing)
-	topo, err := nettest.Build(nettest.Nodes(3), nettest.WithRouting(r), nettest.PodMTU(1450))
-	if err != nil {
-		return fmt.Errorf("build topology: %w", err)
+	done := step(w, "IPAM: an in-memory store with the pool %s (blockSize %d, vxlanMode %s)", poolCIDR, blockSize, mode)
+	a := ipam.New(store.NewMemory())
+	if _, err := a.CreatePool(ctx, ipam.IPPool{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix(poolCIDR),
+		BlockSize: blockSize, VXLANMode: mode}); err != nil {
+		return false, fmt.Errorf("create pool: %w", err)
 	}
-	// Remove everything on exit, also on Ctrl-C.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cleaned := make(chan struct{})
-	defer func() { _ = topo.Close(); close(cleaned) }()
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = topo.Close()
-			os.Exit(130)
-		case <-cleaned:
-		}
-	}()
 	done()
+
+	// Ctrl-C (or SIGTERM) stops the lab after the current step; the deferred
+	// Close then removes what was built. The handler is in place before the
+	// first namespace exists.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	done = step(w, "building a fabric and 3 nodes in network namespaces (%s)", routing)
+	topo, err := nettest.Build(nettest.Nodes(3), nettest.WithRouting(r), nettest.PodMTU(1450), nettest.WithIPAM(a))
+	if err != nil {
+		return false, fmt.Errorf("build topology: %w", err)
+	}
+	defer func() { _ = topo.Close() }()
+	done()
+	if err := ctx.Err(); err != nil {
+		return false, errInterrupted
+	}
+	if r == nettest.RoutingVXLAN {
+		fmt.Fprintln(w, "    each node got a VXLAN tunnel address from IPAM (use Tunnel), which claimed its first block:")
+		for _, n := range topo.Nodes() {
+			fmt.Fprintf(w, "    %s  eth0 %s  vxlan.tabby %s\n", n.Name, n.IP, n.TunnelAddr)
+		}
+	}
 
 	pods := []*pod{
 		{name: "customer", labels: map[string]string{"app": "customer"}},
@@ -129,13 +169,26 @@ func run(w io.Writer, routing string) error {
 		{name: "database", labels: map[string]string{"app": "database"}},
 		{name: "intruder", labels: map[string]string{"app": "intruder"}},
 	}
+	done = step(w, "assigning pod addresses from IPAM (one Assign per pod, on its node)")
+	for i, p := range pods {
+		p.node = topo.Node(i % 3).Name
+		res, err := a.Assign(ctx, ipam.AssignArgs{Handle: "k8s-pod-network." + p.name, Node: p.node, Num4: 1,
+			Namespace: namespace, Pod: p.name})
+		if err != nil {
+			return false, fmt.Errorf("assign an address to %s on %s: %w", p.name, p.node, err)
+		}
+		p.addr = res.IPv4[0].Addr
+	}
+	done()
+
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
 	done = step(w, "starting %d pods with tabby's dataplane (veth, /32 routes, proxy ARP)", len(pods))
 	var netPods []*nettest.Pod
 	for i, p := range pods {
-		node := topo.Node(i % 3)
-		p.node = node.Name
-		if p.p, err = node.NewPod(nettest.PodName(p.name)); err != nil {
-			return fmt.Errorf("pod %s: %w", p.name, err)
+		if p.p, err = topo.Node(i%3).NewPod(nettest.PodName(p.name), nettest.PodAddrs(p.addr)); err != nil {
+			return false, fmt.Errorf("pod %s: %w", p.name, err)
 		}
 		netPods = append(netPods, p.p)
 	}
@@ -144,47 +197,166 @@ func run(w io.Writer, routing string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tNODE\tADDRESS\tLABELS")
 	for _, p := range pods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\tapp=%s\n", p.name, p.node, p.p.IP, p.labels["app"])
+		fmt.Fprintf(tw, "%s\t%s\t%s\tapp=%s\n", p.name, p.node, p.addr, p.labels["app"])
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
 
+	fmt.Fprintln(w, "Each node's blocks (ipam.AffineBlocks), and the routes dataplane/node made for them:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tBLOCK\tON THE NODE\tON THE OTHER NODES")
+	var blockErrs []error
+	for _, n := range topo.Nodes() {
+		blocks, _, err := a.AffineBlocks(ctx, n.Name)
+		if err != nil {
+			return false, fmt.Errorf("affine blocks of %s: %w", n.Name, err)
+		}
+		how := "via " + n.IP.String()
+		if r == nettest.RoutingVXLAN {
+			how = "via " + n.TunnelAddr.String() + " dev vxlan.tabby onlink"
+		}
+		for _, b := range blocks {
+			fmt.Fprintf(tw, "  %s\t%s\tblackhole (pods have /32 routes)\t%s %s\n", n.Name, b, b, how)
+		}
+		if !slices.Equal(blocks, n.Blocks()) {
+			blockErrs = append(blockErrs, fmt.Errorf("%s routes %v, IPAM has %v", n.Name, n.Blocks(), blocks))
+		}
+		// The kernel holds exactly what the node's route owner wants.
+		if plan, err := n.Routes.Plan(ctx); err != nil || !plan.Empty() {
+			blockErrs = append(blockErrs, fmt.Errorf("%s kernel routes differ: %v %s", n.Name, err, plan))
+		}
+	}
+	_ = tw.Flush()
+	for _, p := range pods {
+		info, err := a.Lookup(ctx, p.addr)
+		switch {
+		case err != nil:
+			blockErrs = append(blockErrs, err)
+		case info.Affinity != p.node || !info.Allocated:
+			blockErrs = append(blockErrs, fmt.Errorf("%s %s is in block %s of %q", p.name, p.addr, info.Block, info.Affinity))
+		}
+	}
+	checks = append(checks, check{"every pod address is in a block affine to its node; the kernels route exactly IPAM's blocks", errors.Join(blockErrs...)})
+	fmt.Fprintln(w)
+
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
 	done = step(w, "probing real TCP connections between every pair of pods on port %d", port)
 	m, err := nettest.ProbeMatrix(netPods, port, 2*time.Second)
 	if err != nil {
-		return fmt.Errorf("probe: %w", err)
+		return false, fmt.Errorf("probe: %w", err)
 	}
 	done()
-	fmt.Fprintf(w, "\nWhat the kernel does now (rows connect to columns; no enforcement yet):\n%s\n", m)
+	fmt.Fprintf(w, "\nWhat the kernel does now, no enforcement yet (✓ connected, ✗ no answer):\n%s%s\n", m, legend)
+	checks = append(checks, check{"the kernel connects every pod to every other pod (no policy enforced yet)",
+		matrixDiff(m, func(from, to *pod) bool { return true }, pods)})
 
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
 	done = step(w, "loading the YAO Bank policies and evaluating every flow")
 	ps, err := bankPolicySet(pods)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var keys []string
 	for _, p := range pods {
-		keys = append(keys, "yaobank/"+p.name)
+		keys = append(keys, namespace+"/"+p.name)
 	}
 	pm, err := ps.Matrix(keys, policy.ProtoTCP, port)
 	if err != nil {
-		return fmt.Errorf("policy matrix: %w", err)
+		return false, fmt.Errorf("policy matrix: %w", err)
 	}
 	done()
-	fmt.Fprintf(w, "\nWhat the policies allow (tabby's policy evaluator, the reference the\nnetfilter compiler is tested against):\n%s\n", pm)
+	verdicts := nettest.Matrix{Pods: netPods, OK: pm.Allowed}
+	fmt.Fprintf(w, "\nWhat the policies allow on TCP %d (✓ allowed, ✗ denied), from tabby's policy\nevaluator, the reference the netfilter compiler is tested against:\n%s%s\n", port, verdicts, legend)
+	checks = append(checks, check{"the policies allow exactly the YAO Bank flows (anyone → customer, customer → summary, summary → database)",
+		matrixDiff(verdicts, bankAllows, pods)})
 
 	fmt.Fprintln(w, "Why? Two flows explained:")
 	for _, f := range [][2]string{{"customer", "summary"}, {"intruder", "database"}} {
 		v, err := ps.Evaluate(policy.Flow{
-			Src: policy.EndpointPeer("yaobank/" + f[0]), Dst: policy.EndpointPeer("yaobank/" + f[1]),
+			Src: policy.EndpointPeer(namespace + "/" + f[0]), Dst: policy.EndpointPeer(namespace + "/" + f[1]),
 			Protocol: policy.ProtoTCP, DstPort: port,
 		})
 		if err != nil {
-			return fmt.Errorf("evaluate %s → %s: %w", f[0], f[1], err)
+			return false, fmt.Errorf("evaluate %s → %s: %w", f[0], f[1], err)
 		}
 		fmt.Fprintln(w, indent(v.String()))
 	}
-	fmt.Fprintln(w, "Cleaning up the namespaces.")
+
+	done = step(w, "cleaning up: deleting the namespaces")
+	err = topo.Close()
+	done()
+	checks = append(checks, check{"no namespace is left behind", errors.Join(err, leftovers(topo.ID))})
+
+	fmt.Fprintln(w, "\nChecks:")
+	failed := 0
+	for _, c := range checks {
+		verdict := "PASS"
+		if c.err != nil {
+			verdict = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(w, "  %s  %s\n", verdict, c.name)
+		if c.err != nil {
+			fmt.Fprintln(w, indent(c.err.Error()))
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(w, "%d of %d checks FAILED\n", failed, len(checks))
+		return false, nil
+	}
+	fmt.Fprintf(w, "all %d checks PASSED\n", len(checks))
+	return true, nil
+}
+
+// legend explains how both matrices read.
+const legend = "(rows are sources, columns destinations; · is a pod and itself: that\n" +
+	"traffic stays inside the pod, so it is neither probed nor policed)\n"
+
+// bankAllows is what the YAO Bank policies should allow on port 8080.
+func bankAllows(from, to *pod) bool {
+	switch to.name {
+	case "customer":
+		return true
+	case "summary":
+		return from.name == "customer"
+	case "database":
+		return from.name == "summary"
+	}
+	return false
+}
+
+// matrixDiff lists the pairs (from ≠ to) whose cell differs from want.
+func matrixDiff(m nettest.Matrix, want func(from, to *pod) bool, pods []*pod) error {
+	var errs []error
+	for i, from := range pods {
+		for j, to := range pods {
+			if i != j && m.OK[i][j] != want(from, to) {
+				errs = append(errs, fmt.Errorf("%s → %s: got %v, want %v", from.name, to.name, m.OK[i][j], want(from, to)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// leftovers reports namespaces whose name starts with the topology's ID.
+func leftovers(id string) error {
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip netns list: %w: %s", err, out)
+	}
+	var left []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], id) {
+			left = append(left, f[0])
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("left behind: %s", strings.Join(left, " "))
+	}
 	return nil
 }
 
@@ -201,8 +373,8 @@ func bankPolicySet(pods []*pod) (*policy.PolicySet, error) {
 			labels[k] = v
 		}
 		res.Add(&policy.Endpoint{
-			Name: p.name, Namespace: "yaobank", Labels: labels,
-			Addresses: []netip.Addr{p.p.IP},
+			Name: p.name, Namespace: namespace, Labels: labels,
+			Addresses: []netip.Addr{p.addr},
 		})
 	}
 	ps, err := policy.NewPolicySet(res)

@@ -10,8 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	tnl "github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/ipam/store"
 )
 
 func TestTwoNodesDirect(t *testing.T) {
@@ -43,18 +44,11 @@ func TestMatrixWithBrokenRoute(t *testing.T) {
 	for _, n := range topo.Nodes() {
 		n.AddPod(t)
 	}
-	// Node 1 forgets its route to node 0's block: node0 <-> node1 pods break
-	// (the answers have no way back), everything else still works.
+	// Node 1 forgets node 0 (a peer gone from its view): node0 <-> node1
+	// pods break (the answers have no way back), everything else still works.
 	n1 := topo.Node(1)
-	var keep []tnl.Route
-	for _, r := range topo.DirectRoutes(n1) {
-		if r.Dst != topo.Node(0).Block {
-			keep = append(keep, r)
-		}
-	}
-	require.NoError(t, n1.Routes.Set("nettest", keep))
-	_, err := n1.Routes.Reconcile(context.Background())
-	require.NoError(t, err)
+	require.NoError(t, n1.Dataplane.RemovePeer("node0"))
+	require.NoError(t, n1.Dataplane.Reconcile(context.Background()))
 	broken := func(from, to *nettest.Pod) bool {
 		pair := map[string]bool{from.Node.Name: true, to.Node.Name: true}
 		return !(pair["node0"] && pair["node1"])
@@ -65,7 +59,7 @@ func TestMatrixWithBrokenRoute(t *testing.T) {
 	nettest.ExpectNoConnect(t, a, b, 8080)
 	nettest.ExpectNoUDP(t, a, b, 5353)
 
-	require.NoError(t, topo.RouteDirect())
+	require.NoError(t, topo.Sync())
 	nettest.ExpectConnect(t, a, b, 8080)
 }
 
@@ -112,4 +106,87 @@ func TestClientAndBuild(t *testing.T) {
 	c.ListenTCP(t, 9090)
 	nettest.ExpectNoConnectAddr(t, p, c.Addr(9090))
 	assert.Contains(t, topo.String(), "node1")
+}
+
+// Pod addresses come from IPAM: each in a block affine to its node, and a
+// block claimed when the node's first one is full is routed at once.
+func TestAddressesFromIPAM(t *testing.T) {
+	ctx := context.Background()
+	nettest.RequireRoot(t)
+	a := ipam.New(store.NewMemory())
+	_, err := a.CreatePool(ctx, ipam.IPPool{Name: "tiny", CIDR: netip.MustParsePrefix("10.250.0.0/24"), BlockSize: 30})
+	require.NoError(t, err)
+	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithIPAM(a), nettest.WithRouting(nettest.RoutingVXLAN))
+	assert.Same(t, a, topo.IPAM())
+	n0, n1 := topo.Node(0), topo.Node(1)
+	// 4 addresses per block: the tunnel address and 3 pods fill node0's first.
+	var pods []*nettest.Pod
+	for range 5 {
+		pods = append(pods, n0.AddPod(t))
+	}
+	far := n1.AddPod(t)
+	for _, n := range topo.Nodes() {
+		blocks, _, err := a.AffineBlocks(ctx, n.Name)
+		require.NoError(t, err)
+		assert.Equal(t, blocks, n.Blocks(), n.Name)
+		for _, p := range n.Pods() {
+			info, err := a.Lookup(ctx, p.IP)
+			require.NoError(t, err)
+			assert.Equal(t, n.Name, info.Affinity, "%s %s", p.Name, p.IP)
+			assert.True(t, info.Allocated)
+		}
+	}
+	require.Len(t, n0.Blocks(), 2, "node0 claimed a second block")
+	last := pods[len(pods)-1]
+	require.True(t, n0.Blocks()[1].Contains(last.IP) || n0.Blocks()[0].Contains(last.IP))
+	nettest.ExpectConnect(t, far, last, 8080)
+	nettest.ExpectConnect(t, last, far, 8080)
+	require.NoError(t, nettest.Reach("udp", far, pods[0], 5353))
+
+	// Removing a pod releases its address.
+	n0.RemovePod(t, last)
+	info, err := a.Lookup(ctx, last.IP)
+	require.NoError(t, err)
+	assert.False(t, info.Allocated)
+}
+
+// A listener answers UDP from the address it was asked on, also when the
+// pod has several.
+func TestUDPFromEachAddress(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(2))
+	r, err := topo.IPAM().Assign(ctx, ipam.AssignArgs{Handle: "two-addrs", Node: "node1", Num4: 2})
+	require.NoError(t, err)
+	multi := topo.Node(1).AddPod(t, nettest.PodAddrs(r.IPv4[0].Addr, r.IPv4[1].Addr))
+	client := topo.Node(0).AddPod(t)
+	multi.ListenUDP(t, 5353)
+	for _, ip := range r.All() {
+		reply, err := client.Probe("udp", netip.AddrPortFrom(ip.Addr, 5353), nettest.ConnectTimeout)
+		require.NoError(t, err, "to %s", ip.Addr)
+		assert.Equal(t, multi.Name, reply)
+	}
+	_, err = (&nettest.Pod{Name: "empty"}).Serve("tcp", 80)
+	require.Error(t, err)
+	_, err = multi.Serve("sctp", 80)
+	require.Error(t, err)
+}
+
+// Closing a topology releases what it assigned in a shared IPAM.
+func TestCloseReleasesAddresses(t *testing.T) {
+	ctx := context.Background()
+	nettest.RequireRoot(t)
+	a := ipam.New(store.NewMemory())
+	_, err := a.CreatePool(ctx, ipam.IPPool{Name: "p", CIDR: netip.MustParsePrefix(nettest.PoolCIDR), BlockSize: nettest.PoolBlockSize})
+	require.NoError(t, err)
+	topo, err := nettest.Build(nettest.Nodes(1), nettest.WithIPAM(a), nettest.WithRouting(nettest.RoutingVXLAN))
+	require.NoError(t, err)
+	p, err := topo.Node(0).NewPod()
+	require.NoError(t, err)
+	held := []netip.Addr{p.IP, topo.Node(0).TunnelAddr}
+	require.NoError(t, topo.Close())
+	for _, ip := range held {
+		info, err := a.Lookup(ctx, ip)
+		require.NoError(t, err)
+		assert.False(t, info.Allocated, ip)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/ipam"
 )
 
 // Pod is a workload namespace plumbed into a node by
@@ -29,6 +30,7 @@ type Pod struct {
 	Spec    tnl.WorkloadSpec
 	Result  tnl.WorkloadResult
 
+	handle    string // IPAM handle, when NewPod assigned the addresses
 	mu        sync.Mutex
 	listeners map[string]*Listener
 }
@@ -45,8 +47,11 @@ type PodOption func(*podConfig)
 // PodName names the pod (it also names the workload ID, namespace suffix).
 func PodName(name string) PodOption { return func(c *podConfig) { c.name = name } }
 
-// PodAddrs overrides the pod's addresses (default: the next free address of
-// the node's block, and of its IPv6 block with IPv6()).
+// PodAddrs gives the pod these addresses instead of assigning them from
+// the topology's IPAM: the caller manages them (for example assigned them
+// itself with ipam.Assign for this node, as the lab does). If one lies
+// outside the node's known blocks, NewPod calls Topology.Sync first so a
+// block IPAM just claimed is routed.
 func PodAddrs(addrs ...netip.Addr) PodOption { return func(c *podConfig) { c.addrs = addrs } }
 
 // MTU sets this pod's MTU (default: the topology's PodMTU, else 1500).
@@ -62,8 +67,12 @@ func (n *Node) AddPod(t testing.TB, opts ...PodOption) *Pod {
 	return p
 }
 
-// NewPod is AddPod without a test.
-func (n *Node) NewPod(opts ...PodOption) (*Pod, error) {
+// NewPod is AddPod without a test. Without PodAddrs it assigns the pod's
+// addresses from the topology's IPAM (one Assign on this node, handle =
+// the workload ID; IPv4, and IPv6 with IPv6()), released by DeletePod or
+// when the topology is closed.
+func (n *Node) NewPod(opts ...PodOption) (_ *Pod, err error) {
+	ctx := context.Background()
 	n.mu.Lock()
 	k := n.next
 	n.next++
@@ -73,13 +82,26 @@ func (n *Node) NewPod(opts ...PodOption) (*Pod, error) {
 		o(&cfg)
 	}
 	p := &Pod{Name: cfg.name, Node: n, listeners: map[string]*Listener{}}
+	id := n.topo.ID + "." + p.Name
 	if cfg.addrs == nil {
-		if k+1 >= 1<<(32-n.Block.Bits())-1 {
-			return nil, fmt.Errorf("node %s block %s is full", n.Name, n.Block)
-		}
-		cfg.addrs = []netip.Addr{hostAt(n.Block, k+1)}
+		args := ipam.AssignArgs{Handle: id, Node: n.Name, Num4: 1, Namespace: "nettest", Pod: p.Name}
 		if n.topo.cfg.ipv6 {
-			cfg.addrs = append(cfg.addrs, hostAt(n.Block6, k+1))
+			args.Num6 = 1
+		}
+		r, err := n.topo.cfg.ipam.Assign(ctx, args)
+		if err != nil {
+			return nil, fmt.Errorf("pod %s: assign addresses on %s: %w", p.Name, n.Name, err)
+		}
+		p.handle = id
+		release := func() error { _, err := n.topo.cfg.ipam.ReleaseByHandle(ctx, id); return err }
+		n.topo.onClose(release) // idempotent: also after DeletePod
+		defer func() {
+			if err != nil {
+				_ = release()
+			}
+		}()
+		for _, a := range r.All() {
+			cfg.addrs = append(cfg.addrs, a.Addr)
 		}
 	}
 	for _, a := range cfg.addrs {
@@ -90,14 +112,19 @@ func (n *Node) NewPod(opts ...PodOption) (*Pod, error) {
 			p.IP6 = a
 		}
 	}
+	if !n.knows(cfg.addrs) {
+		if err := n.topo.Sync(); err != nil {
+			return nil, fmt.Errorf("pod %s: %w", p.Name, err)
+		}
+	}
 	ns, err := n.topo.newNetns(n.NS.Name + "p" + strconv.Itoa(k))
 	if err != nil {
 		return nil, err
 	}
 	p.NS = ns
 	n.topo.onClose(func() error { p.closeListeners(); return nil })
-	p.Spec = tnl.WorkloadSpec{ID: n.topo.ID + "/" + p.Name, Netns: p.NS.Path, MTU: cfg.mtu, Addresses: cfg.addrs}
-	res, err := n.Workloads.SetupWorkload(context.Background(), p.Spec)
+	p.Spec = tnl.WorkloadSpec{ID: id, Netns: p.NS.Path, MTU: cfg.mtu, Addresses: cfg.addrs}
+	res, err := n.Workloads.SetupWorkload(ctx, p.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("set up pod %s: %w", p.Name, err)
 	}
@@ -115,11 +142,17 @@ func (n *Node) RemovePod(t testing.TB, p *Pod) {
 	must(t, n.DeletePod(p), "remove pod")
 }
 
-// DeletePod is RemovePod without a test.
+// DeletePod is RemovePod without a test. It also releases the addresses
+// NewPod assigned from IPAM.
 func (n *Node) DeletePod(p *Pod) error {
 	p.closeListeners()
 	if err := n.Workloads.TeardownWorkload(context.Background(), p.Spec.ID); err != nil {
 		return fmt.Errorf("tear down %s: %w", p.Name, err)
+	}
+	if p.handle != "" {
+		if _, err := n.topo.cfg.ipam.ReleaseByHandle(context.Background(), p.handle); err != nil {
+			return fmt.Errorf("release addresses of %s: %w", p.Name, err)
+		}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -149,6 +182,20 @@ func (n *Node) Pods() []*Pod {
 // Topology returns the topology the node belongs to.
 func (n *Node) Topology() *Topology { return n.topo }
 
+// addrs returns the pod's addresses: those of its workload spec, else IP and IP6.
+func (p *Pod) addrs() []netip.Addr {
+	if len(p.Spec.Addresses) > 0 {
+		return p.Spec.Addresses
+	}
+	var out []netip.Addr
+	for _, a := range []netip.Addr{p.IP, p.IP6} {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // String is the pod name.
 func (p *Pod) String() string { return p.Name }
 
@@ -165,13 +212,17 @@ func (p *Pod) Command(ctx context.Context, name string, args ...string) *exec.Cm
 	return p.NS.Command(ctx, name, args...)
 }
 
-// Listener is a TCP or UDP server in a pod that answers every connection
-// (TCP) or datagram (UDP) with the pod's name and closes (TCP).
+// Listener is a TCP or UDP server in a pod, bound to each of the pod's
+// addresses (Spec.Addresses, or IP and IP6), that answers every connection (TCP) or datagram (UDP) with
+// the pod's name and closes (TCP). Binding to the pod's own addresses
+// rather than to all makes UDP answers leave from the address that was
+// asked, also in a namespace with several (a node's eth0 and VXLAN tunnel
+// addresses).
 type Listener struct {
 	Network string
 	Port    int
-	ln      net.Listener
-	pc      net.PacketConn
+	lns     []net.Listener
+	pcs     []net.PacketConn
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
@@ -185,22 +236,29 @@ func (l *Listener) Accepted() int {
 	return l.accepted
 }
 
-// Close stops the listener and waits for its goroutine.
+// Close stops the listener and waits for its goroutines.
 func (l *Listener) Close() {
-	if l.ln != nil {
-		_ = l.ln.Close()
+	for _, ln := range l.lns {
+		_ = ln.Close()
 	}
-	if l.pc != nil {
-		_ = l.pc.Close()
+	for _, pc := range l.pcs {
+		_ = pc.Close()
 	}
 	l.wg.Wait()
 }
 
+func (l *Listener) count() {
+	l.mu.Lock()
+	l.accepted++
+	l.mu.Unlock()
+}
+
 // Listen starts (or returns the running) listener on port for network
-// "tcp" or "udp" (all addresses, both families). It is stopped in t.Cleanup.
+// "tcp" or "udp" on the pod's addresses. It is stopped when the pod is
+// removed or the topology closed. Serve is the form that returns an error.
 func (p *Pod) Listen(t testing.TB, network string, port int) *Listener {
 	t.Helper()
-	l, err := p.listen(network, port)
+	l, err := p.Serve(network, port)
 	must(t, err, "listen in "+p.Name)
 	return l
 }
@@ -211,7 +269,10 @@ func (p *Pod) ListenTCP(t testing.TB, port int) *Listener { return p.Listen(t, "
 // ListenUDP is Listen(t, "udp", port).
 func (p *Pod) ListenUDP(t testing.TB, port int) *Listener { return p.Listen(t, "udp", port) }
 
-func (p *Pod) listen(network string, port int) (*Listener, error) {
+// Serve is Listen without a test: it starts (or returns the running)
+// listener, or fails for an unknown network, a pod without addresses or a
+// port in use.
+func (p *Pod) Serve(network string, port int) (*Listener, error) {
 	key := network + "/" + strconv.Itoa(port)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -221,53 +282,67 @@ func (p *Pod) listen(network string, port int) (*Listener, error) {
 	if p.listeners == nil {
 		p.listeners = map[string]*Listener{}
 	}
+	if network != "tcp" && network != "udp" {
+		return nil, fmt.Errorf("listen in %s: network %q: want tcp or udp", p.Name, network)
+	}
+	var addrs []netip.AddrPort
+	for _, a := range p.addrs() {
+		addrs = append(addrs, netip.AddrPortFrom(a, uint16(port)))
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("listen in %s: the pod has no address", p.Name)
+	}
 	l := &Listener{Network: network, Port: port}
-	addr := ":" + strconv.Itoa(port)
 	err := p.NS.Do(func() error {
-		var err error
-		switch network {
-		case "tcp":
-			l.ln, err = net.Listen("tcp", addr)
-		case "udp":
-			l.pc, err = net.ListenPacket("udp", addr)
-		default:
-			err = fmt.Errorf("network %q: want tcp or udp", network)
+		for _, a := range addrs {
+			if network == "tcp" {
+				ln, err := net.Listen("tcp", a.String())
+				if err != nil {
+					return err
+				}
+				l.lns = append(l.lns, ln)
+				continue
+			}
+			pc, err := net.ListenPacket("udp", a.String())
+			if err != nil {
+				return err
+			}
+			l.pcs = append(l.pcs, pc)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		l.Close()
+		return nil, fmt.Errorf("listen in %s: %w", p.Name, err)
 	}
 	reply := []byte(p.Name)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		if l.ln != nil {
+	for _, ln := range l.lns {
+		l.wg.Go(func() {
 			for {
-				c, err := l.ln.Accept()
+				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				l.mu.Lock()
-				l.accepted++
-				l.mu.Unlock()
+				l.count()
 				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 				_, _ = c.Write(reply)
 				_ = c.Close()
 			}
-		}
-		buf := make([]byte, 2048)
-		for {
-			_, from, err := l.pc.ReadFrom(buf)
-			if err != nil {
-				return
+		})
+	}
+	for _, pc := range l.pcs {
+		l.wg.Go(func() {
+			buf := make([]byte, 2048)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				l.count()
+				_, _ = pc.WriteTo(reply, from)
 			}
-			l.mu.Lock()
-			l.accepted++
-			l.mu.Unlock()
-			_, _ = l.pc.WriteTo(reply, from)
-		}
-	}()
+		})
+	}
 	p.listeners[key] = l
 	return l, nil
 }
@@ -365,10 +440,31 @@ func ExpectNoUDP(t testing.TB, from, to *Pod, port int) {
 	expectProbe(t, "udp", from, to, to.Addr(port), false)
 }
 
+// Reach probes from `from` to `to`'s IPv4 address (IPv6 if it has none)
+// on port over network ("tcp" or "udp"), starting a listener in `to` if
+// none runs there, and returns nil if `to` answered within ConnectTimeout.
+// It is the error-returning form of ExpectConnect and ExpectUDP, for code
+// without a testing.TB (the lab).
+func Reach(network string, from, to *Pod, port int) error {
+	if _, err := to.Serve(network, port); err != nil {
+		return err
+	}
+	reply, err := from.Probe(network, to.Addr(port), ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	if reply != to.Name {
+		return fmt.Errorf("%s %s -> %s (%s): answered by %q", network, from, to, to.Addr(port), reply)
+	}
+	return nil
+}
+
 func expectProbe(t testing.TB, network string, from, to *Pod, addr netip.AddrPort, want bool) {
 	t.Helper()
-	if _, err := to.listen(network, int(addr.Port())); err != nil {
-		t.Fatalf("nettest: listen in %s: %v", to.Name, err)
+	// A removed pod has no address to listen on any more; a probe that is
+	// expected to fail is still made.
+	if _, err := to.Serve(network, int(addr.Port())); err != nil && want {
+		t.Fatalf("nettest: %v", err)
 	}
 	timeout := ConnectTimeout
 	if !want {
@@ -433,8 +529,8 @@ func ProbeMatrix(pods []*Pod, port int, timeout time.Duration) (Matrix, error) {
 	m := Matrix{Pods: pods, OK: make([][]bool, len(pods))}
 	for i := range pods {
 		m.OK[i] = make([]bool, len(pods))
-		if _, err := pods[i].listen("tcp", port); err != nil {
-			return m, fmt.Errorf("listen in %s: %w", pods[i].Name, err)
+		if _, err := pods[i].Serve("tcp", port); err != nil {
+			return m, err
 		}
 	}
 	var wg sync.WaitGroup

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/dataplane/node"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/ipam/store"
 	nl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -22,24 +26,32 @@ type Routing int
 
 const (
 	// RoutingDirect installs, on every node, a route to each other node's
-	// block via that node's fabric address (`ip route add BLOCK via NODEIP`).
+	// blocks via that node's fabric address (`ip route add BLOCK via
+	// NODEIP`): dataplane/node with Encap Never.
 	RoutingDirect Routing = iota
 	// RoutingVXLAN builds a vxlan.tabby device per node with neighbour, FDB
-	// and on-link routes to the other nodes' blocks.
+	// and on-link routes to the other nodes' IPv4 blocks (IPv6 blocks stay
+	// direct): dataplane/node with Encap Always, the tunnel address
+	// assigned from IPAM (use Tunnel) like Calico's.
 	RoutingVXLAN
-	// RoutingNone installs no inter-node routes (BGP tests program their own).
+	// RoutingNone installs no inter-node routes (BGP tests program their
+	// own); each node still blackholes its own blocks.
 	RoutingNone
 )
 
-// routeSource is the RouteOwner source nettest uses for direct routes.
-const routeSource = "nettest"
-
-// Addressing of a topology (Calico-like; see LAB.md).
+// Addressing of a topology (Calico-like; see README.md).
 const (
 	// FabricCIDR is the node underlay: the fabric bridge is .1, node i is .11+i.
 	FabricCIDR = "10.99.0.0/24"
 	// FabricCIDR6 is the IPv6 underlay: bridge ::1, node i ::11+i (hex).
 	FabricCIDR6 = "fd00:99::/64"
+	// PoolCIDR and PoolBlockSize are the IPv4 pool of the IPAM a topology
+	// makes when WithIPAM is not given (Calico's default block size).
+	PoolCIDR      = "10.244.0.0/16"
+	PoolBlockSize = 26
+	// PoolCIDR6 and PoolBlockSize6 are its IPv6 pool (with IPv6()).
+	PoolCIDR6      = "fd00:244::/108"
+	PoolBlockSize6 = 122
 )
 
 var (
@@ -53,6 +65,7 @@ type config struct {
 	routing Routing
 	podMTU  int
 	log     *slog.Logger
+	ipam    *ipam.IPAM
 }
 
 // Option configures NewTopology.
@@ -74,14 +87,20 @@ func PodMTU(mtu int) Option { return func(c *config) { c.podMTU = mtu } }
 // WithLogger passes a logger to the dataplane objects (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
+// WithIPAM makes the topology take pod and tunnel addresses, and so the
+// nodes' blocks, from a (its pools must exist) instead of from a fresh
+// in-memory IPAM with PoolCIDR (and PoolCIDR6 with IPv6()). Tests that
+// also allocate themselves (a CNI plugin under test) share it this way.
+func WithIPAM(a *ipam.IPAM) Option { return func(c *config) { c.ipam = a } }
+
 // Topology is a fabric bridge namespace plus N node namespaces wired to it,
-// each with Workloads and a RouteOwner from dataplane/netlink, and the pods
-// added to them. NewTopology deletes everything in t.Cleanup, even on
+// each with a dataplane/node Dataplane whose blocks come from IPAM, and the
+// pods added to them. NewTopology deletes everything in t.Cleanup, even on
 // failure; Build + Close do the same outside tests (the lab).
 //
-//	fabric (br0 10.99.0.1/24) ── n0 ─ node0 eth0 10.99.0.11/24, block 10.244.1.0/26
-//	                          ── n1 ─ node1 eth0 10.99.0.12/24, block 10.244.2.0/26 ...
-//	node i: tby<hash> ── pod eth0 10.244.(i+1).k/32, default via 169.254.1.1
+//	fabric (br0 10.99.0.1/24) ── n0 ─ node0 eth0 10.99.0.11/24, blocks from IPAM
+//	                          ── n1 ─ node1 eth0 10.99.0.12/24, ...
+//	node i: tby<hash> ── pod eth0 <IPAM address>/32, default via 169.254.1.1
 type Topology struct {
 	ID     string
 	Fabric *Netns
@@ -91,33 +110,41 @@ type Topology struct {
 	mu       sync.Mutex
 	cleanups []func() error
 	clients  int
+
+	syncMu sync.Mutex // serialises Sync
 }
 
 // Node is one simulated node.
 type Node struct {
 	topo  *Topology
 	Index int
-	// Name is "node<Index>".
+	// Name is "node<Index>", also its name in IPAM.
 	Name string
 	NS   *Netns
 	// IP and IP6 are the node's fabric addresses (IP6 only with IPv6()).
 	IP, IP6 netip.Addr
-	// Block and Block6 are the node's pod blocks: 10.244.(i+1).0/26 and fd00:244:0:(i+1)::/122.
-	Block, Block6 netip.Prefix
+	// TunnelAddr is the node's VXLAN tunnel address (RoutingVXLAN only),
+	// assigned from IPAM with use Tunnel.
+	TunnelAddr netip.Addr
+	// Dataplane is the node's pod networking: block blackholes, workloads,
+	// routes to the other nodes. Workloads, Routes and VXLAN are its parts.
+	Dataplane *node.Dataplane
 	// Workloads creates pod interfaces in this node.
-	Workloads *tnl.Workloads
-	// Kernel is the node's netlink handle (with route batching).
-	Kernel *tnl.KernelHandle
+	Workloads tnl.WorkloadManager
 	// Routes owns the node's routes (protocol tnl.ProtocolRoutes).
 	Routes *tnl.RouteOwner
-	// VXLAN is set once RouteVXLAN ran.
-	VXLAN *tnl.VXLAN
+	// VXLAN is the overlay (RoutingVXLAN only, else nil).
+	VXLAN tnl.VXLANManager
 
 	mu   sync.Mutex
 	pods []*Pod
 	next int
 	host *Pod
 }
+
+// Blocks returns the node's blocks (its IPAM affinities as of the last
+// Sync), sorted; empty until a pod or tunnel address was assigned on it.
+func (n *Node) Blocks() []netip.Prefix { return n.Dataplane.Blocks() }
 
 // NewTopology builds the fabric and the nodes and connects the nodes'
 // blocks as WithRouting says; everything is deleted in t.Cleanup. It skips
@@ -151,12 +178,38 @@ func Build(opts ...Option) (*Topology, error) {
 	if cfg.nodes < 1 || cfg.nodes > 200 {
 		return nil, fmt.Errorf("%d nodes, want 1..200", cfg.nodes)
 	}
+	if cfg.ipam == nil {
+		a, err := newIPAM(cfg.ipv6)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ipam = a
+	}
 	topo := &Topology{ID: UniqueName("tby"), cfg: cfg}
 	if err := topo.build(); err != nil {
 		return nil, errors.Join(err, topo.Close())
 	}
 	return topo, nil
 }
+
+// newIPAM makes an in-memory IPAM with PoolCIDR (and PoolCIDR6).
+func newIPAM(v6 bool) (*ipam.IPAM, error) {
+	ctx := context.Background()
+	a := ipam.New(store.NewMemory())
+	pools := []ipam.IPPool{{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix(PoolCIDR), BlockSize: PoolBlockSize}}
+	if v6 {
+		pools = append(pools, ipam.IPPool{Name: "default-ipv6-ippool", CIDR: netip.MustParsePrefix(PoolCIDR6), BlockSize: PoolBlockSize6})
+	}
+	for _, p := range pools {
+		if _, err := a.CreatePool(ctx, p); err != nil {
+			return nil, fmt.Errorf("ipam pool %s: %w", p.CIDR, err)
+		}
+	}
+	return a, nil
+}
+
+// IPAM returns the IPAM the topology assigns addresses from.
+func (topo *Topology) IPAM() *ipam.IPAM { return topo.cfg.ipam }
 
 func (topo *Topology) build() error {
 	fab, err := topo.newNetns(topo.ID + "-fab")
@@ -187,13 +240,7 @@ func (topo *Topology) build() error {
 		}
 		topo.nodes = append(topo.nodes, n)
 	}
-	switch topo.cfg.routing {
-	case RoutingDirect:
-		return topo.RouteDirect()
-	case RoutingVXLAN:
-		return topo.RouteVXLAN()
-	}
-	return nil
+	return topo.Sync()
 }
 
 // onClose registers f to run at Close, before what was registered earlier.
@@ -305,37 +352,95 @@ func (topo *Topology) addNode(i int) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{
-		topo: topo, Index: i, Name: fmt.Sprintf("node%d", i), NS: ns,
-		IP:     hostAt(fabric4, 11+i),
-		Block:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 26),
-		Block6: netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x02, 0x44, 0, 0, 0, byte(i + 1)}), 122),
-	}
+	n := &Node{topo: topo, Index: i, Name: fmt.Sprintf("node%d", i), NS: ns, IP: hostAt(fabric4, 11+i)}
+	cfg := node.Config{Name: n.Name, Netns: ns.Path, Address: netip.PrefixFrom(n.IP, fabric4.Bits())}
 	addrs := []*nl.Addr{addrOf(n.IP, 24, false)}
 	if topo.cfg.ipv6 {
 		n.IP6 = hostAt(fabric6, 0x11+i)
+		cfg.Address6 = netip.PrefixFrom(n.IP6, fabric6.Bits())
 		addrs = append(addrs, addrOf(n.IP6, 64, true))
 	}
 	if err := topo.plug(ns, fmt.Sprintf("n%d", i), addrs...); err != nil {
 		return nil, err
 	}
-	w, err := tnl.NewWorkloads(ns.Path, tnl.WithLogger(topo.cfg.log))
+	if topo.cfg.routing == RoutingVXLAN {
+		if n.TunnelAddr, err = topo.assignTunnel(n.Name); err != nil {
+			return nil, err
+		}
+		cfg.Encap = tnl.EncapAlways
+		cfg.VXLAN = tnl.VXLANConfig{Parent: "eth0", TunnelAddr: n.TunnelAddr}
+	}
+	d, err := node.New(cfg, node.WithLogger(topo.cfg.log))
 	if err != nil {
 		return nil, err
 	}
-	topo.onClose(w.Close)
-	if err := w.EnableForwarding(); err != nil {
-		return nil, err
-	}
-	n.Workloads = w
-	kh, err := tnl.NewKernelHandle(ns.Path)
-	if err != nil {
-		return nil, err
-	}
-	topo.onClose(func() error { kh.Close(); return nil })
-	n.Kernel = kh
-	n.Routes = tnl.NewRouteOwner(kh, tnl.WithLogger(topo.cfg.log))
+	topo.onClose(d.Close)
+	n.Dataplane, n.Workloads, n.Routes, n.VXLAN = d, d.Workloads(), d.Routes(), d.VXLAN()
 	return n, nil
+}
+
+// assignTunnel assigns a node's VXLAN tunnel address from IPAM (use
+// Tunnel, as Calico does); it is released at Close.
+func (topo *Topology) assignTunnel(nodeName string) (netip.Addr, error) {
+	ctx := context.Background()
+	handle := "vxlan-tunnel-addr." + topo.ID + "." + nodeName
+	r, err := topo.cfg.ipam.Assign(ctx, ipam.AssignArgs{Handle: handle, Node: nodeName, Num4: 1, Use: ipam.UseTunnel})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s: tunnel address: %w", nodeName, err)
+	}
+	topo.onClose(func() error { _, err := topo.cfg.ipam.ReleaseByHandle(ctx, handle); return err })
+	return r.IPv4[0].Addr, nil
+}
+
+// Sync reads every node's blocks from IPAM (AffineBlocks), gives each node
+// its blocks and — unless RoutingNone — the other nodes as peers, and
+// reconciles every node. NewPod calls it when a pod's address lies outside
+// its node's known blocks (IPAM claimed a new block); call it after
+// changing IPAM behind the topology's back.
+func (topo *Topology) Sync() error {
+	topo.syncMu.Lock()
+	defer topo.syncMu.Unlock()
+	ctx := context.Background()
+	for _, n := range topo.nodes {
+		blocks, _, err := topo.cfg.ipam.AffineBlocks(ctx, n.Name)
+		if err != nil {
+			return fmt.Errorf("%s: affine blocks: %w", n.Name, err)
+		}
+		if !topo.cfg.ipv6 {
+			blocks = slices.DeleteFunc(blocks, func(b netip.Prefix) bool { return b.Addr().Is6() })
+		}
+		if err := n.Dataplane.SetBlocks(blocks); err != nil {
+			return err
+		}
+	}
+	for _, n := range topo.nodes {
+		if topo.cfg.routing != RoutingNone {
+			var peers []node.Peer
+			for _, o := range topo.nodes {
+				if o != n {
+					peers = append(peers, o.Dataplane.AsPeer())
+				}
+			}
+			if err := n.Dataplane.SetPeers(peers); err != nil {
+				return err
+			}
+		}
+		if err := n.Dataplane.Reconcile(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// knows reports whether every address lies in a block of the node.
+func (n *Node) knows(addrs []netip.Addr) bool {
+	blocks := n.Blocks()
+	for _, a := range addrs {
+		if !slices.ContainsFunc(blocks, func(b netip.Prefix) bool { return b.Contains(a) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // AddClient adds a namespace on the fabric outside every node, like an
@@ -394,80 +499,12 @@ func (topo *Topology) Pods() []*Pod {
 	return out
 }
 
-// DirectRoutes returns the routes node n needs to reach the other nodes'
-// blocks through the fabric.
-func (topo *Topology) DirectRoutes(n *Node) []tnl.Route {
-	var rs []tnl.Route
-	for _, o := range topo.nodes {
-		if o == n {
-			continue
-		}
-		rs = append(rs, tnl.Route{Dst: o.Block, NextHops: []tnl.NextHop{{Gateway: o.IP}}})
-		if topo.cfg.ipv6 {
-			rs = append(rs, tnl.Route{Dst: o.Block6, NextHops: []tnl.NextHop{{Gateway: o.IP6}}})
-		}
-	}
-	return rs
-}
-
-// RouteDirect (re)programs direct routes between all nodes' blocks.
-func (topo *Topology) RouteDirect() error {
-	for _, n := range topo.nodes {
-		if err := n.Routes.Set(routeSource, topo.DirectRoutes(n)); err != nil {
-			return err
-		}
-		if _, err := n.Routes.Reconcile(context.Background()); err != nil {
-			return fmt.Errorf("%s: reconcile direct routes: %w", n.Name, err)
-		}
-	}
-	return nil
-}
-
-// RouteVXLAN removes direct routes and connects the nodes' IPv4 blocks over
-// VXLAN (device vxlan.tabby, VNI 4096, port 4789, tunnel address = the
-// block's first address). IPv6 blocks keep direct routes.
-func (topo *Topology) RouteVXLAN() error {
-	for _, n := range topo.nodes {
-		var keep []tnl.Route
-		for _, r := range topo.DirectRoutes(n) {
-			if r.Dst.Addr().Is6() {
-				keep = append(keep, r)
-			}
-		}
-		if err := n.Routes.Set(routeSource, keep); err != nil {
-			return err
-		}
-		if n.VXLAN == nil {
-			v, err := tnl.NewVXLAN(n.Kernel, n.Routes, tnl.VXLANConfig{
-				Parent: "eth0", LocalIP: n.IP, TunnelAddr: n.Block.Addr(),
-			}, tnl.WithLogger(topo.cfg.log))
-			if err != nil {
-				return err
-			}
-			n.VXLAN = v
-		}
-		var peers []tnl.VXLANPeer
-		for _, o := range topo.nodes {
-			if o != n {
-				peers = append(peers, tnl.VXLANPeer{Name: o.Name, NodeIP: o.IP, TunnelAddr: o.Block.Addr(), Blocks: []netip.Prefix{o.Block}})
-			}
-		}
-		if err := n.VXLAN.SetPeers(peers); err != nil {
-			return err
-		}
-		if err := n.VXLAN.Reconcile(context.Background()); err != nil {
-			return fmt.Errorf("%s: reconcile vxlan: %w", n.Name, err)
-		}
-	}
-	return nil
-}
-
 // String describes the topology (namespace names, addresses) for logs.
 func (topo *Topology) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "fabric %s br0 %s\n", topo.Fabric.Name, hostAt(fabric4, 1))
 	for _, n := range topo.nodes {
-		fmt.Fprintf(&b, "%s %s eth0 %s block %s\n", n.Name, n.NS.Name, n.IP, n.Block)
+		fmt.Fprintf(&b, "%s %s eth0 %s blocks %v\n", n.Name, n.NS.Name, n.IP, n.Blocks())
 		for _, p := range n.Pods() {
 			fmt.Fprintf(&b, "  pod %s %s %s host %s\n", p.Name, p.NS.Name, p.IP, p.Result.Host.Name)
 		}

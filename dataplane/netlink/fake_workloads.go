@@ -1,0 +1,283 @@
+package netlink
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// FakeWorkloads is an in-memory WorkloadManager that answers like
+// Workloads on the kernel: the same validation, ErrNetnsNotFound for a pod
+// netns it was not told about (AddNetns), ErrNameCollision for an
+// interface name the pod already has or a host name held by a link tabby
+// did not create (AddForeignHostLink), EEXIST-free repeated setups, rebuilds
+// when the spec changed, idempotent teardown, and a host route per pod
+// address that a later workload with the same address takes over (the
+// kernel's `ip route replace`). Deleting a pod netns (DeleteNetns) removes
+// the veth pair with it, as the kernel does. TestFakeWorkloadsMatchKernel
+// runs the same calls on both.
+//
+// Not modelled: sysctls, link state changes made behind its back (except
+// DeleteNetns), and kernels that refuse IPv6 in the pod. Safe for
+// concurrent use.
+type FakeWorkloads struct {
+	mu     sync.Mutex
+	prefix string
+	netns  map[string]map[string]bool // pod netns path → its interface names
+	host   map[string]*fakeVeth       // host interface name → link
+	routes map[netip.Addr]string      // host route: pod address → host interface
+	next   int                        // next ifindex
+}
+
+// fakeVeth is a host link: a workload's veth (spec set) or a foreign link.
+type fakeVeth struct {
+	index, podIndex int
+	spec            WorkloadSpec // with defaults; zero ID for a foreign link
+}
+
+// NewFakeWorkloads returns an empty fake host namespace. WithHostPrefix
+// applies; other options are ignored.
+func NewFakeWorkloads(opts ...Option) *FakeWorkloads {
+	o := buildOptions(opts)
+	return &FakeWorkloads{prefix: o.hostPrefix, netns: map[string]map[string]bool{},
+		host: map[string]*fakeVeth{}, routes: map[netip.Addr]string{}, next: 2}
+}
+
+// AddNetns registers a pod namespace holding only lo (`ip netns add`).
+// Adding an existing path changes nothing.
+func (f *FakeWorkloads) AddNetns(path string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.netns[path] == nil {
+		f.netns[path] = map[string]bool{"lo": true}
+	}
+}
+
+// DeleteNetns removes a pod namespace (`ip netns del` with no process left
+// in it): the veth pairs with an end inside go, and their host routes.
+func (f *FakeWorkloads) DeleteNetns(path string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.netns, path)
+	for name, l := range f.host {
+		if l.spec.ID != "" && l.spec.Netns == path {
+			f.removeLocked(name)
+		}
+	}
+}
+
+// AddForeignHostLink adds a host link tabby did not create (no alias), for
+// example one that happens to carry a derived name.
+func (f *FakeWorkloads) AddForeignHostLink(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.host[name] = &fakeVeth{index: f.next}
+	f.next++
+}
+
+// HostIfaceName implements WorkloadManager.
+func (f *FakeWorkloads) HostIfaceName(id string) string { return HostIfaceName(f.prefix, id) }
+
+// HostRoutes returns the host routes to pod addresses as "ADDR dev NAME",
+// sorted (`ip route show proto 117`).
+func (f *FakeWorkloads) HostRoutes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for a, dev := range f.routes {
+		out = append(out, netip.PrefixFrom(a, a.BitLen()).String()+" dev "+dev)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// PodLinks returns the interface names in a pod namespace, sorted; nil
+// when the namespace does not exist.
+func (f *FakeWorkloads) PodLinks(path string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.netns[path] == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(f.netns[path]))
+}
+
+// openLocked validates spec and finds its pod namespace, like openWorkload.
+func (f *FakeWorkloads) openLocked(spec WorkloadSpec) (WorkloadSpec, map[string]bool, error) {
+	if err := spec.Validate(); err != nil {
+		return spec, nil, err
+	}
+	spec = spec.withDefaults()
+	pod := f.netns[spec.Netns]
+	if pod == nil {
+		return spec, nil, fmt.Errorf("workload %s: %w: %s", spec.ID, ErrNetnsNotFound, spec.Netns)
+	}
+	return spec, pod, nil
+}
+
+// ownedLocked mirrors Workloads.ownedHostLink.
+func (f *FakeWorkloads) ownedLocked(id string) (*fakeVeth, error) {
+	name := f.HostIfaceName(id)
+	l := f.host[name]
+	if l == nil {
+		return nil, nil
+	}
+	if l.spec.ID != id {
+		alias := ""
+		if l.spec.ID != "" {
+			alias = aliasPrefix + l.spec.ID
+		}
+		return nil, fmt.Errorf("%w: %s is %q, not workload %q", ErrNameCollision, name, alias, id)
+	}
+	return l, nil
+}
+
+// SetupWorkload implements WorkloadManager.
+func (f *FakeWorkloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	spec, pod, err := f.openLocked(spec)
+	if err != nil {
+		return WorkloadResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return WorkloadResult{}, err
+	}
+	name := f.HostIfaceName(spec.ID)
+	if f.host[name] != nil || pod[spec.IfName] {
+		existing, err := f.ownedLocked(spec.ID)
+		if err != nil {
+			return WorkloadResult{}, err
+		}
+		if existing == nil {
+			return WorkloadResult{}, fmt.Errorf("workload %s: %w: the pod already has %s", spec.ID, ErrNameCollision, spec.IfName)
+		}
+		if res, cerr := f.checkLocked(spec, pod); cerr == nil {
+			return res, nil
+		}
+		f.removeLocked(name)
+		if pod[spec.IfName] {
+			// The pod's interface of that name was not this workload's: the
+			// kernel refuses to create the pair again.
+			return WorkloadResult{}, fmt.Errorf("workload %s: create veth %s: %w", spec.ID, name, unix.EEXIST)
+		}
+	}
+	l := &fakeVeth{index: f.next, podIndex: f.next + 1, spec: spec}
+	f.next += 2
+	f.host[name] = l
+	pod[spec.IfName] = true
+	for _, a := range spec.Addresses {
+		f.routes[a] = name
+	}
+	return fakeResult(name, l, spec), nil
+}
+
+func fakeResult(name string, l *fakeVeth, spec WorkloadSpec) WorkloadResult {
+	res := WorkloadResult{
+		Host:      Interface{Name: name, MAC: HostMAC(), Index: l.index},
+		Container: Interface{Name: spec.IfName, MAC: ContainerMAC(spec.ID), Index: l.podIndex, Sandbox: spec.Netns},
+	}
+	res.fillIPs(spec)
+	return res
+}
+
+// removeLocked deletes a host link, its pod end and the host routes through it.
+func (f *FakeWorkloads) removeLocked(name string) {
+	l := f.host[name]
+	if l == nil {
+		return
+	}
+	delete(f.host, name)
+	if l.spec.ID != "" {
+		if pod := f.netns[l.spec.Netns]; pod != nil {
+			delete(pod, l.spec.IfName)
+		}
+	}
+	for a, dev := range f.routes {
+		if dev == name {
+			delete(f.routes, a)
+		}
+	}
+}
+
+// CheckWorkload implements WorkloadManager.
+func (f *FakeWorkloads) CheckWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	spec, pod, err := f.openLocked(spec)
+	if err != nil {
+		return WorkloadResult{}, err
+	}
+	return f.checkLocked(spec, pod)
+}
+
+// checkLocked mirrors Workloads.check: the workload's pair exists in the
+// spec's netns with the spec's interface name, MTU, addresses and host routes.
+func (f *FakeWorkloads) checkLocked(spec WorkloadSpec, pod map[string]bool) (WorkloadResult, error) {
+	l, err := f.ownedLocked(spec.ID)
+	if err != nil {
+		return WorkloadResult{}, err
+	}
+	name := f.HostIfaceName(spec.ID)
+	if l == nil {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w: %s", spec.ID, ErrLinkNotFound, name)
+	}
+	if l.spec.Netns != spec.Netns || l.spec.IfName != spec.IfName || !pod[spec.IfName] {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w: %s in pod", spec.ID, ErrLinkNotFound, spec.IfName)
+	}
+	var bad []string
+	if l.spec.MTU != spec.MTU {
+		bad = append(bad, fmt.Sprintf("MTU %d, want %d", l.spec.MTU, spec.MTU))
+	}
+	for _, a := range spec.Addresses {
+		p := netip.PrefixFrom(a, a.BitLen())
+		if !slices.Contains(l.spec.Addresses, a) {
+			bad = append(bad, "pod lacks address "+p.String())
+		}
+		if f.routes[a] != name {
+			bad = append(bad, "host lacks route "+p.String()+" dev "+name)
+		}
+	}
+	if (spec.hasV4() && !l.spec.hasV4()) || (spec.hasV6() && !l.spec.hasV6()) {
+		bad = append(bad, "pod lacks a default route")
+	}
+	if len(bad) > 0 {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w: %s", spec.ID, ErrMismatch, strings.Join(bad, "; "))
+	}
+	return fakeResult(name, l, spec), nil
+}
+
+// TeardownWorkload implements WorkloadManager.
+func (f *FakeWorkloads) TeardownWorkload(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, err := f.ownedLocked(id)
+	if err != nil || l == nil {
+		return err
+	}
+	f.removeLocked(f.HostIfaceName(id))
+	return nil
+}
+
+// ListWorkloads implements WorkloadManager.
+func (f *FakeWorkloads) ListWorkloads(ctx context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, l := range f.host {
+		if l.spec.ID != "" {
+			ids = append(ids, l.spec.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}

@@ -1,0 +1,308 @@
+package netlink
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// addNetns creates a throwaway namespace with `ip netns add` (nettest
+// would be an import cycle here) and returns its path.
+func addNetns(t *testing.T, prefix string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("kernel test: needs root to create network namespaces")
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + "-" + hex.EncodeToString(b[:])
+	out, err := exec.Command("ip", "netns", "add", name).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	return "/var/run/netns/" + name
+}
+
+// errKind names the sentinel (or errno) an error wraps, for comparing the
+// kernel's and a fake's answers.
+func errKind(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	for _, e := range []error{ErrInvalidSpec, ErrInvalidName, ErrInvalidPrefix, ErrNetnsNotFound, ErrNameCollision,
+		ErrLinkNotFound, ErrMismatch, ErrNotReady, unix.EEXIST, unix.ESRCH, unix.ENODEV, unix.ENETUNREACH} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "other: " + err.Error()
+}
+
+// ownedRoutes lists the routes of protocol ProtocolRoutes (with
+// RT_FILTER_TABLE in mask: of the main table only), normalised and sorted.
+func ownedRoutes(t *testing.T, h RouteHandle, mask uint64) []string {
+	t.Helper()
+	krs, err := h.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{Protocol: ProtocolRoutes}, mask)
+	require.NoError(t, err)
+	ln, err := listLinkNames(h)
+	require.NoError(t, err)
+	var out []string
+	for _, kr := range krs {
+		r, ok := fromKernel(kr, ln)
+		require.True(t, ok)
+		out = append(out, r.normalized().String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// resultShape is a WorkloadResult without the ifindexes (which differ).
+func resultShape(r WorkloadResult) string {
+	return fmt.Sprintf("host %s %s | pod %s %s %s | ips %v | routes %v",
+		r.Host.Name, r.Host.MAC, r.Container.Name, r.Container.MAC, r.Container.Sandbox, r.IPs, r.Routes)
+}
+
+// TestFakeWorkloadsMatchKernel makes the same calls on Workloads in a real
+// namespace and on FakeWorkloads and requires the same outcome (error kind
+// and result) for each, and the same host routes and workloads afterwards.
+func TestFakeWorkloadsMatchKernel(t *testing.T) {
+	ctx := context.Background()
+	hostPath := addNetns(t, "tby-fkh")
+	pod1, pod2 := addNetns(t, "tby-fk1"), addNetns(t, "tby-fk2")
+	kw, err := NewWorkloads(hostPath)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kw.Close() })
+	hh, err := nl.NewHandleAt(netns.NsHandle(kw.host.Fd()), unix.NETLINK_ROUTE)
+	require.NoError(t, err)
+	t.Cleanup(hh.Close)
+
+	fw := NewFakeWorkloads()
+	fw.AddNetns(pod1)
+	fw.AddNetns(pod2)
+	foreign := HostIfaceName(DefaultHostPrefix, "foreign")
+	out, err := exec.Command("ip", "-n", hostPath[len("/var/run/netns/"):], "link", "add", foreign, "type", "veth", "peer", "name", "x0").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	fw.AddForeignHostLink(foreign)
+
+	a4, a6, b4 := netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("fd00:244::10"), netip.MustParseAddr("10.244.1.11")
+	specA := WorkloadSpec{ID: "k8s-pod-network.a", Netns: pod1, Addresses: []netip.Addr{a4}}
+	type step struct {
+		name string
+		op   string // setup, check, teardown
+		spec WorkloadSpec
+	}
+	with := func(s WorkloadSpec, f func(*WorkloadSpec)) WorkloadSpec { f(&s); return s }
+	steps := []step{
+		{"setup", "setup", specA},
+		{"setup again", "setup", specA},
+		{"check", "check", specA},
+		{"second workload, same pod interface name", "setup", WorkloadSpec{ID: "b", Netns: pod1, Addresses: []netip.Addr{b4}}},
+		{"second workload on eth1 takes A's address", "setup", WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
+		{"A lost its host route", "check", specA},
+		{"setup repairs A", "setup", specA},
+		{"B lost it now", "check", WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
+		{"new MTU rebuilds", "setup", with(specA, func(s *WorkloadSpec) { s.MTU = 1400 })},
+		{"check old MTU", "check", specA},
+		{"missing netns", "setup", WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
+		{"check missing netns", "check", WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
+		{"multicast address", "setup", WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{netip.MustParseAddr("224.0.0.1")}}},
+		{"duplicate address", "setup", WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, b4}}},
+		{"bad interface name", "setup", WorkloadSpec{ID: "c", Netns: pod2, IfName: "a/b"}},
+		{"empty ID", "setup", WorkloadSpec{Netns: pod2}},
+		{"pod has lo", "setup", WorkloadSpec{ID: "c", Netns: pod2, IfName: "lo"}},
+		{"foreign host link", "setup", WorkloadSpec{ID: "foreign", Netns: pod2}},
+		{"teardown foreign", "teardown", WorkloadSpec{ID: "foreign"}},
+		{"check never set up", "check", WorkloadSpec{ID: "c", Netns: pod2}},
+		{"dual stack in pod2", "setup", WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, a6}}},
+		{"A moves to pod2 eth1", "setup", with(specA, func(s *WorkloadSpec) { s.Netns, s.IfName = pod2, "eth1" })},
+		{"A not in pod1 any more", "check", specA},
+		{"teardown A", "teardown", specA},
+		{"teardown A again", "teardown", specA},
+		{"check after teardown", "check", with(specA, func(s *WorkloadSpec) { s.Netns, s.IfName = pod2, "eth1" })},
+		{"teardown empty ID", "teardown", WorkloadSpec{}},
+	}
+	run := func(m WorkloadManager, s step) (WorkloadResult, error) {
+		switch s.op {
+		case "setup":
+			return m.SetupWorkload(ctx, s.spec)
+		case "check":
+			return m.CheckWorkload(ctx, s.spec)
+		default:
+			return WorkloadResult{}, m.TeardownWorkload(ctx, s.spec.ID)
+		}
+	}
+	kernelRoutes := func() []string {
+		rs, err := hh.RouteListFiltered(nl.FAMILY_ALL, &nl.Route{Protocol: ProtocolWorkload}, nl.RT_FILTER_PROTOCOL)
+		require.NoError(t, err)
+		var out []string
+		for _, r := range rs {
+			l, err := hh.LinkByIndex(r.LinkIndex)
+			require.NoError(t, err)
+			out = append(out, ipNetToPrefix(r.Dst, r.Family).String()+" dev "+l.Attrs().Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, s := range steps {
+		kres, kerr := run(kw, s)
+		fres, ferr := run(fw, s)
+		require.Equal(t, errKind(kerr), errKind(ferr), "%s: kernel %v, fake %v", s.name, kerr, ferr)
+		if kerr == nil {
+			assert.Equal(t, resultShape(kres), resultShape(fres), s.name)
+		}
+		assert.Equal(t, kernelRoutes(), fw.HostRoutes(), "host routes after %s", s.name)
+		kids, err := kw.ListWorkloads(ctx)
+		require.NoError(t, err)
+		fids, err := fw.ListWorkloads(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, kids, fids, "workloads after %s", s.name)
+	}
+
+	// Deleting the pod namespace removes the pair with it (the kernel does
+	// so asynchronously); teardown stays idempotent.
+	specC := WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, a6}}
+	out, err = exec.Command("ip", "netns", "del", pod2[len("/var/run/netns/"):]).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	fw.DeleteNetns(pod2)
+	_, kerr := kw.CheckWorkload(ctx, specC)
+	_, ferr := fw.CheckWorkload(ctx, specC)
+	assert.Equal(t, errKind(kerr), errKind(ferr))
+	assert.ErrorIs(t, ferr, ErrNetnsNotFound)
+	fids, err := fw.ListWorkloads(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, fids)
+	require.Eventually(t, func() bool {
+		kids, err := kw.ListWorkloads(ctx)
+		return err == nil && slices.Equal(kids, fids)
+	}, 10*time.Second, 20*time.Millisecond, "the kernel removes the pairs of a deleted netns")
+	assert.NoError(t, kw.TeardownWorkload(ctx, "c"))
+	assert.NoError(t, fw.TeardownWorkload(ctx, "c"))
+	assert.Equal(t, kernelRoutes(), fw.HostRoutes())
+}
+
+// TestFakeVXLANMatchesKernel makes the same calls on VXLAN in a real
+// namespace and on FakeVXLAN and requires the same outcome for each, and
+// the same routes, neighbour and FDB entries after each Reconcile.
+func TestFakeVXLANMatchesKernel(t *testing.T) {
+	ctx := context.Background()
+	kh, _ := kernelNode(t)
+	fh := NewFakeRouteHandle()
+	fh.AddLink("eth0", netip.MustParsePrefix("10.99.0.11/24"), netip.MustParsePrefix("fd00:99::11/64"))
+	ko, fo := NewRouteOwner(kh), NewRouteOwner(fh)
+	cfg := VXLANConfig{Parent: "eth0", LocalIP: addr("10.99.0.11"), TunnelAddr: addr("10.244.1.0")}
+
+	// Configuration errors.
+	for _, bad := range []VXLANConfig{
+		{Parent: "eth0", LocalIP: addr("fd00:99::11"), TunnelAddr: addr("10.244.1.0")},
+		{Parent: "eth0", LocalIP: addr("10.99.0.11"), TunnelAddr: addr("10.244.1.0"), VNI: 1 << 24},
+		{Parent: "a b", LocalIP: addr("10.99.0.11"), TunnelAddr: addr("10.244.1.0")},
+	} {
+		_, kerr := NewVXLAN(kh, ko, bad)
+		_, ferr := NewFakeVXLAN(fh, fo, bad)
+		assert.Equal(t, errKind(kerr), errKind(ferr))
+		assert.Error(t, ferr)
+	}
+	// A parent that does not exist.
+	noParent := cfg
+	noParent.Parent = "nosuch"
+	kv, err := NewVXLAN(kh, ko, noParent)
+	require.NoError(t, err)
+	fv, err := NewFakeVXLAN(fh, fo, noParent)
+	require.NoError(t, err)
+	assert.Equal(t, errKind(kv.Reconcile(ctx)), errKind(fv.Reconcile(ctx)))
+	assert.ErrorIs(t, fv.Reconcile(ctx), ErrLinkNotFound)
+
+	kv, err = NewVXLAN(kh, ko, cfg)
+	require.NoError(t, err)
+	fv, err = NewFakeVXLAN(fh, fo, cfg)
+	require.NoError(t, err)
+	peer := func(name, nodeIP, tunnel string, blocks ...string) VXLANPeer {
+		p := VXLANPeer{Name: name, NodeIP: addr(nodeIP), TunnelAddr: addr(tunnel)}
+		for _, b := range blocks {
+			p.Blocks = append(p.Blocks, pfx(b))
+		}
+		return p
+	}
+	n2 := peer("node2", "10.99.0.12", "10.244.2.0", "10.244.2.0/26")
+	n3 := peer("node3", "10.99.0.13", "10.244.3.0", "10.244.3.0/26", "10.244.9.64/26")
+
+	kernelEntries := func() []string {
+		l, err := kh.LinkByName(DefaultVXLANName)
+		if err != nil {
+			return nil
+		}
+		var out []string
+		neighs, err := kh.NeighList(l.Attrs().Index, unix.AF_INET)
+		require.NoError(t, err)
+		for _, n := range neighs {
+			out = append(out, fmt.Sprintf("neigh %s lladdr %s", ipToAddr(n.IP), n.HardwareAddr))
+		}
+		fdb, err := kh.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
+		require.NoError(t, err)
+		for _, n := range fdb {
+			out = append(out, fmt.Sprintf("fdb %s dst %s", n.HardwareAddr, ipToAddr(n.IP)))
+		}
+		slices.Sort(out)
+		return out
+	}
+	routes := func(h RouteHandle) []string { return ownedRoutes(t, h, nl.RT_FILTER_PROTOCOL) }
+	steps := []struct {
+		name string
+		do   func(VXLANManager) error
+	}{
+		{"set two peers", func(m VXLANManager) error { return m.SetPeers([]VXLANPeer{n2, n3}) }},
+		{"reconcile", func(m VXLANManager) error { return m.Reconcile(ctx) }},
+		{"duplicate peer", func(m VXLANManager) error { return m.SetPeers([]VXLANPeer{n2, n2}) }},
+		{"IPv6 node IP", func(m VXLANManager) error { return m.UpsertPeer(peer("node4", "fd00:99::14", "10.244.4.0")) }},
+		{"unmasked block", func(m VXLANManager) error {
+			return m.UpsertPeer(peer("node4", "10.99.0.14", "10.244.4.0", "10.244.4.1/26"))
+		}},
+		{"no name", func(m VXLANManager) error { return m.UpsertPeer(peer("", "10.99.0.14", "10.244.4.0")) }},
+		{"reconcile unchanged", func(m VXLANManager) error { return m.Reconcile(ctx) }},
+		{"node2 moves", func(m VXLANManager) error {
+			return m.UpsertPeer(peer("node2", "10.99.0.22", "10.244.2.0", "10.244.2.0/26"))
+		}},
+		{"node3 leaves", func(m VXLANManager) error { return m.RemovePeer("node3") }},
+		{"remove unknown", func(m VXLANManager) error { return m.RemovePeer("node9") }},
+		{"reconcile changes", func(m VXLANManager) error { return m.Reconcile(ctx) }},
+		{"delete", func(m VXLANManager) error { return m.Delete(ctx) }},
+		{"delete again", func(m VXLANManager) error { return m.Delete(ctx) }},
+	}
+	for _, s := range steps {
+		kerr, ferr := s.do(kv), s.do(fv)
+		require.Equal(t, errKind(kerr), errKind(ferr), "%s: kernel %v, fake %v", s.name, kerr, ferr)
+		assert.Equal(t, kv.Peers(), fv.Peers(), s.name)
+		if kerr == nil && strings.HasPrefix(s.name, "reconcile") {
+			assert.Equal(t, kernelEntries(), fv.Entries(), s.name)
+			assert.Equal(t, routes(kh), routes(fh), s.name)
+		}
+		if s.name == "reconcile" {
+			assert.Len(t, fv.Entries(), 4, "a neighbour and an FDB entry per peer")
+			assert.Len(t, routes(fh), 3, "one route per peer block")
+		}
+	}
+	_, err = ko.Reconcile(ctx)
+	require.NoError(t, err)
+	_, err = fo.Reconcile(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, routes(kh))
+	assert.Empty(t, routes(fh))
+	_, err = kh.LinkByName(DefaultVXLANName)
+	assert.Error(t, err)
+	assert.Zero(t, fakeLinkIndex(fh, DefaultVXLANName))
+	assert.Equal(t, kv.Config(), fv.Config())
+}

@@ -1,0 +1,67 @@
+package netlink
+
+import "context"
+
+// WorkloadManager is what a CNI plugin and a node need of Workloads: set a
+// pod's interface up, check it, tear it down, list what exists. *Workloads
+// implements it on the kernel and *FakeWorkloads in memory, with the same
+// errors for the same input, so code above it (the CNI plugin, the node
+// wiring) is tested without root.
+//
+// The CNI verbs map onto it one to one:
+//
+//	ADD   SetupWorkload(spec)  → WorkloadResult (interfaces, IPs, routes for the CNI result)
+//	CHECK CheckWorkload(spec)  → ErrMismatch / ErrLinkNotFound when the kernel differs
+//	DEL   TeardownWorkload(id) → nil also when already gone (idempotent, no netns needed)
+//	GC    ListWorkloads()      → IDs to compare with the runtime's live attachments
+type WorkloadManager interface {
+	// SetupWorkload creates or repairs the workload's veth pair, addresses,
+	// routes and sysctls and returns once the pod is reachable. Errors:
+	// ErrInvalidSpec / ErrInvalidName (bad spec: empty ID, bad MTU, bad
+	// or duplicate addresses, bad interface name), ErrNetnsNotFound (no
+	// such pod netns), ErrNameCollision (the pod already has IfName, or
+	// the host name belongs to another owner), ErrNotReady (never ran).
+	SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error)
+	// CheckWorkload verifies the workload against spec: ErrLinkNotFound when
+	// either end is missing, ErrMismatch when something differs,
+	// ErrNetnsNotFound when the pod netns is gone.
+	CheckWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error)
+	// TeardownWorkload removes the workload's veth pair; nil when there is
+	// none. ErrInvalidSpec for an empty ID, ErrNameCollision when the host
+	// name belongs to a link tabby did not create for this ID.
+	TeardownWorkload(ctx context.Context, id string) error
+	// ListWorkloads returns the IDs of existing workloads, sorted.
+	ListWorkloads(ctx context.Context) ([]string, error)
+	// HostIfaceName returns the host-side interface name of a workload ID.
+	HostIfaceName(id string) string
+}
+
+// VXLANManager is what a node needs of the VXLAN overlay: the set of remote
+// nodes (peers) and a reconcile that makes the device, neighbour and FDB
+// entries and on-link routes match it. *VXLAN implements it on the kernel
+// and *FakeVXLAN in memory.
+type VXLANManager interface {
+	// Config returns the device configuration with defaults filled in.
+	Config() VXLANConfig
+	// SetPeers replaces the set of remote nodes; ErrInvalidSpec or
+	// ErrInvalidPrefix for a bad or duplicate peer, and then nothing changes.
+	SetPeers(peers []VXLANPeer) error
+	// UpsertPeer adds or changes one remote node.
+	UpsertPeer(p VXLANPeer) error
+	// RemovePeer forgets a remote node; unknown names are ignored.
+	RemovePeer(name string) error
+	// Peers returns the desired peers sorted by name.
+	Peers() []VXLANPeer
+	// Reconcile creates or repairs the device and entries, then reconciles
+	// the route owner. ErrLinkNotFound when the parent device is missing.
+	Reconcile(ctx context.Context) error
+	// Delete removes the device and forgets the peers and their routes.
+	Delete(ctx context.Context) error
+}
+
+var (
+	_ WorkloadManager = (*Workloads)(nil)
+	_ WorkloadManager = (*FakeWorkloads)(nil)
+	_ VXLANManager    = (*VXLAN)(nil)
+	_ VXLANManager    = (*FakeVXLAN)(nil)
+)

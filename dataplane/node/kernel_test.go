@@ -1,0 +1,70 @@
+package node_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/dataplane/node"
+)
+
+// TestKernelDataplane checks what a node programs in a real namespace
+// (nettest builds its nodes with node.New): blackholes for its blocks,
+// VXLAN routes to the peers' blocks, pods reachable across nodes; then
+// that a Dataplane restarted on the same namespace adopts the state
+// without writing, and that a block given up loses its blackhole.
+func TestKernelDataplane(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithRouting(nettest.RoutingVXLAN))
+	n0, n1 := topo.Node(0), topo.Node(1)
+	a, b := n0.AddPod(t), n1.AddPod(t)
+	nettest.ExpectConnect(t, a, b, 8080)
+	nettest.ExpectConnect(t, b, a, 8080)
+
+	show := func(args ...string) string {
+		out, err := n0.NS.Run(ctx, "ip", append([]string{"route", "show"}, args...)...)
+		require.NoError(t, err)
+		return out
+	}
+	block0, block1 := n0.Blocks()[0], n1.Blocks()[0]
+	assert.Contains(t, show("proto", "116"), "blackhole "+block0.String())
+	assert.Contains(t, show("proto", "116"), block1.String()+" via "+n1.TunnelAddr.String()+" dev vxlan.tabby onlink")
+	// An address of the block that no pod holds is dropped on the node,
+	// not sent out of its default route.
+	free := a.IP.Next().Next()
+	out, err := n0.NS.Run(ctx, "ip", "route", "get", free.String())
+	assert.Error(t, err, "no route for an unused address of the local block: %s", out)
+
+	// A restarted agent: same config, blocks and peers → nothing to write.
+	cfg := n0.Dataplane.Config()
+	d, err := node.New(cfg)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, d.Close()) }()
+	require.NoError(t, d.SetBlocks(n0.Blocks()))
+	require.NoError(t, d.SetPeers(n0.Dataplane.Peers()))
+	plan, err := d.Routes().Plan(ctx)
+	require.NoError(t, err)
+	assert.True(t, plan.Empty(), plan.String())
+	require.NoError(t, d.Reconcile(ctx))
+	ids, err := d.Workloads().ListWorkloads(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{a.Spec.ID}, ids)
+
+	// The block goes (IPAM released it): its blackhole goes; the pod's /32 stays.
+	require.NoError(t, d.SetBlocks(nil))
+	require.NoError(t, d.Reconcile(ctx))
+	assert.NotContains(t, show("proto", "116"), "blackhole")
+	assert.Contains(t, show("proto", "117"), a.IP.String())
+
+	// Bad input reaches the kernel never.
+	require.ErrorIs(t, d.SetBlocks([]netip.Prefix{netip.MustParsePrefix("10.1.2.3/24")}), tnl.ErrInvalidPrefix)
+	_, err = node.New(node.Config{Name: "x", Netns: "/var/run/netns/tby-node-nonexistent"})
+	require.ErrorIs(t, err, tnl.ErrNetnsNotFound)
+	assert.False(t, strings.Contains(show(), "10.1.2.0/24"))
+}
