@@ -78,10 +78,14 @@ func (n *node) test(v string, ok bool) bool {
 	return true // opAll, opGlobal
 }
 
-// The two evaluators below are one algorithm: eval reads labels through the
-// Labels interface, evalMap reads a Map directly, which saves an indirect
-// call per label on the most common input. Leaf children of a group are
-// tested in the group's loop rather than by a recursive call.
+// The evaluators below are one algorithm: eval reads labels through the
+// Labels interface; evaluate, testMap and evalMap read a Map directly, which
+// saves an indirect call per label on the most common input. Leaf children
+// of a group are tested in the group's loop rather than by a recursive call.
+// The Map path repeats test's cases in line because a plain-map evaluation
+// is mostly its map lookups, so each call saved per term shows: measured
+// with callgrind, the Map path runs fewer instructions than Calico's
+// evaluator on single terms, sets and mixed expressions (see README.md).
 
 // eval evaluates node i against any Labels.
 func (p *program) eval(i int32, l Labels) bool {
@@ -113,34 +117,88 @@ func (p *program) eval(i int32, l Labels) bool {
 	return stopOn == n.neg
 }
 
-// evalMap is eval for a Map.
-func (p *program) evalMap(i int32, m Map) bool {
-	n := &p.nodes[i]
-	if n.op < opAnd {
-		if n.op <= opGlobal {
-			return !n.neg
-		}
-		v, ok := m[n.key]
-		return n.test(v, ok) != n.neg
+// evaluate is Selector.Evaluate for a non-nil program. It is kept apart so
+// that Selector.Evaluate is small enough to be inlined into its caller.
+func (p *program) evaluate(labels Labels) bool {
+	if p.err != nil {
+		return false
 	}
-	stopOn := n.op == opOr
+	m, ok := labels.(Map)
+	if !ok {
+		return p.eval(p.root, labels)
+	}
+	n := &p.nodes[p.root]
+	switch n.op {
+	case opEq:
+		// The commonest selectors of all, one term, with no further call.
+		v, ok := m[n.key]
+		return (ok && v == n.val) != n.neg
+	case opHas:
+		_, ok := m[n.key]
+		return ok != n.neg
+	}
+	if n.op < opAnd {
+		return n.testMap(m)
+	}
+	return p.evalMap(n, m)
+}
+
+// testMap evaluates a leaf node against a Map. It repeats test's cases
+// rather than calling it: a plain-map evaluation is mostly the map lookup,
+// and one call less per term is measurable.
+func (n *node) testMap(m Map) bool {
+	var r bool
+	switch n.op {
+	case opAll, opGlobal:
+		r = true
+	case opEq:
+		v, ok := m[n.key]
+		r = ok && v == n.val
+	case opHas:
+		_, r = m[n.key]
+	case opNe:
+		v, ok := m[n.key]
+		r = !ok || v != n.val
+	case opIn:
+		v, ok := m[n.key]
+		r = ok && n.set.has(v)
+	case opNotIn:
+		v, ok := m[n.key]
+		r = !ok || !n.set.has(v)
+	case opContains:
+		v, ok := m[n.key]
+		r = ok && strings.Contains(v, n.val)
+	case opStartsWith:
+		v, ok := m[n.key]
+		r = ok && strings.HasPrefix(v, n.val)
+	case opEndsWith:
+		v, ok := m[n.key]
+		r = ok && strings.HasSuffix(v, n.val)
+	}
+	return r != n.neg
+}
+
+// evalMap is eval for a Map, from the group node n.
+func (p *program) evalMap(n *node, m Map) bool {
+	stopOn, neg := n.op == opOr, n.neg
+	nodes := p.nodes
 	for _, k := range p.kids[n.first : n.first+n.n] {
-		c := &p.nodes[k]
+		c := &nodes[k]
 		var r bool
 		switch {
-		case c.op <= opGlobal:
-			r = !c.neg
-		case c.op < opAnd:
+		case c.op == opEq:
 			v, ok := m[c.key]
-			r = c.test(v, ok) != c.neg
+			r = (ok && v == c.val) != c.neg
+		case c.op < opAnd:
+			r = c.testMap(m)
 		default:
-			r = p.evalMap(k, m)
+			r = p.evalMap(c, m)
 		}
 		if r == stopOn {
-			return stopOn != n.neg
+			return stopOn != neg
 		}
 	}
-	return stopOn == n.neg
+	return stopOn == neg
 }
 
 // writeCanonical appends node i in canonical form: every && and || group

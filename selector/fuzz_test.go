@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 		`has(a)`, `!has(a)`, `a contains "x"`, `a starts with "x"`, `a ends  with "x"`,
 		`(a == "1" || b == "2") && !(c in {"3"})`, `!!(has(a) && has(b)) && has(c)`,
 		`projectcalico.org/namespace == 'it"s'`, `a == "ü🐱"`, `((((has(x))))))`, `a & b`, `a == "x`,
+		`a in {"x",}`, `a in {,}`, "a not\nin {}", "has(\r\nk )", "a startswith'x'", "\n", "a == 'x'\n", "has (k)",
 	} {
 		f.Add(s)
 	}

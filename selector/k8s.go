@@ -116,9 +116,17 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 
 // ToLabelSelector converts the selector to a Kubernetes LabelSelector when it
 // is a conjunction of terms one can express: k == "v", k != "v", k in {...},
-// k not in {...}, has(k), !has(k) and all(). Anything else (||, contains,
-// starts with, ends with, global(), a negated group, or a key or value that is
-// not a valid Kubernetes label) returns an error wrapping ErrNotLabelSelector.
+// k not in {...}, has(k), !has(k), all(), and the negations of the first
+// four. Every other selector returns an error that wraps ErrNotLabelSelector
+// and names the term and why it cannot be expressed:
+//   - "||": a LabelSelector ANDs its terms and has no OR;
+//   - "!" of a bracketed group: there is no general NOT;
+//   - contains, starts with, ends with (negated or not): no such operator;
+//   - global(): only Calico's namespace selectors give it a meaning;
+//   - !all() and k in {}: they match nothing, and a LabelSelector that
+//     matches nothing cannot be written (nil means "not set");
+//   - a key that is not a Kubernetes qualified name or a value that is not a
+//     valid label value (with Kubernetes' own message).
 func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 	p := s.prog()
 	if p.err != nil {
@@ -135,14 +143,24 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 	}
 	for _, i := range terms {
 		n := &p.nodes[i]
-		if n.op != opAll && n.op != opGlobal {
-			if errs := validation.IsQualifiedName(n.key); len(errs) > 0 {
-				return nil, fmt.Errorf("%w: label key %q: %s", ErrNotLabelSelector, n.key, strings.Join(errs, "; "))
-			}
-			for _, v := range append(n.set.values(), n.val) {
-				if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-					return nil, fmt.Errorf("%w: label %q value %q: %s", ErrNotLabelSelector, n.key, v, strings.Join(errs, "; "))
-				}
+		if why := notLabelSelector(n); why != "" {
+			var b strings.Builder
+			p.writeCanonical(&b, i)
+			return nil, fmt.Errorf("%w: %s: %s", ErrNotLabelSelector, b.String(), why)
+		}
+		if n.op == opAll {
+			continue
+		}
+		if errs := validation.IsQualifiedName(n.key); len(errs) > 0 {
+			return nil, fmt.Errorf("%w: label key %q: %s", ErrNotLabelSelector, n.key, strings.Join(errs, "; "))
+		}
+		vals := n.set.values()
+		if n.op != opIn && n.op != opNotIn && n.op != opHas {
+			vals = []string{n.val}
+		}
+		for _, v := range vals {
+			if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+				return nil, fmt.Errorf("%w: label %q value %q: %s", ErrNotLabelSelector, n.key, v, strings.Join(errs, "; "))
 			}
 		}
 		// Fold the negation into the operator.
@@ -160,12 +178,9 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 			case opHas:
 				addExpr(n.key, metav1.LabelSelectorOpDoesNotExist)
 				continue
-			default:
-				return nil, fmt.Errorf("%w: %q", ErrNotLabelSelector, s.String())
 			}
 		}
 		switch o {
-		case opAll:
 		case opHas:
 			addExpr(n.key, metav1.LabelSelectorOpExists)
 		case opEq:
@@ -180,17 +195,36 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 		case opNe:
 			addExpr(n.key, metav1.LabelSelectorOpNotIn, n.val)
 		case opIn:
-			if n.set.len() == 0 {
-				return nil, fmt.Errorf("%w: %s in {} matches nothing", ErrNotLabelSelector, n.key)
-			}
 			addExpr(n.key, metav1.LabelSelectorOpIn, n.set.values()...)
 		case opNotIn:
 			if n.set.len() > 0 { // "not in {}" always holds
 				addExpr(n.key, metav1.LabelSelectorOpNotIn, n.set.values()...)
 			}
-		default:
-			return nil, fmt.Errorf("%w: %q", ErrNotLabelSelector, s.String())
 		}
 	}
 	return out, nil
+}
+
+// notLabelSelector says why a term of a conjunction has no LabelSelector
+// equivalent, or returns "".
+func notLabelSelector(n *node) string {
+	switch {
+	case n.op == opOr:
+		return `"||" cannot be expressed: a LabelSelector ANDs its terms and has no OR`
+	case n.op == opAnd: // only a negated group is left as a term
+		return `"!" of a bracketed group cannot be expressed: a LabelSelector has no general NOT`
+	case n.op == opContains:
+		return `"contains" cannot be expressed: a LabelSelector has no such operator`
+	case n.op == opStartsWith:
+		return `"starts with" cannot be expressed: a LabelSelector has no such operator`
+	case n.op == opEndsWith:
+		return `"ends with" cannot be expressed: a LabelSelector has no such operator`
+	case n.op == opGlobal:
+		return "global() cannot be expressed: it has a meaning only in a Calico namespace selector"
+	case n.op == opAll && n.neg:
+		return "!all() matches nothing, which a LabelSelector cannot express"
+	case n.op == opIn && !n.neg && n.set.len() == 0, n.op == opNotIn && n.neg && n.set.len() == 0:
+		return "an empty set matches nothing, which a LabelSelector cannot express"
+	}
+	return ""
 }

@@ -97,6 +97,35 @@ func TestToLabelSelector(t *testing.T) {
 	}
 }
 
+func TestToLabelSelectorErrors(t *testing.T) {
+	tests := []struct{ sel, want string }{
+		{`a == "x" || b == "y"`, `(a == "x" || b == "y"): "||" cannot be expressed: a LabelSelector ANDs its terms and has no OR`},
+		{`c == "z" && (a == "x" || b == "y")`, `(a == "x" || b == "y"): "||" cannot be expressed`},
+		{`!(a == "x" && b == "y")`, `!(a == "x" && b == "y"): "!" of a bracketed group cannot be expressed: a LabelSelector has no general NOT`},
+		{`c == "z" && !(a == "x" || b == "y")`, `!(a == "x" || b == "y"): "||" cannot be expressed`},
+		{`a contains "x"`, `a contains "x": "contains" cannot be expressed: a LabelSelector has no such operator`},
+		{`!a starts with "x"`, `!a starts with "x": "starts with" cannot be expressed`},
+		{`a ends with "x"`, `a ends with "x": "ends with" cannot be expressed`},
+		{`global()`, `global(): global() cannot be expressed: it has a meaning only in a Calico namespace selector`},
+		{`!all()`, `!all(): !all() matches nothing, which a LabelSelector cannot express`},
+		{`a in {}`, `a in {}: an empty set matches nothing, which a LabelSelector cannot express`},
+		{`!a not in {}`, `!a not in {}: an empty set matches nothing`},
+		{`a == "has space"`, `label "a" value "has space": a valid label must be`},
+		{`-a == "x"`, `label key "-a": name part must consist of`},
+		{`has(a/b/c)`, `label key "a/b/c": a valid label key must consist of`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sel, func(t *testing.T) {
+			_, err := MustParse(tt.sel).ToLabelSelector()
+			require.ErrorIs(t, err, ErrNotLabelSelector)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	_, err := Eq("a", `'"`).ToLabelSelector()
+	require.ErrorIs(t, err, ErrNotLabelSelector)
+	require.ErrorIs(t, err, ErrUnrepresentable)
+}
+
 func TestFromK8sSelector(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", `all()`},

@@ -86,20 +86,43 @@ type parser struct {
 	stack []int32 // operands of the && and || lists being parsed
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+// Whitespace follows Calico's tokenizer exactly. Between tokens only spaces
+// and tabs may stand. Inside the keywords that Calico matches with regular
+// expressions ("starts with", "ends with", "not in", "has( k )", "all( )",
+// "global( )") any run of \s may stand, which in Go's regexp syntax is space,
+// tab, newline, form feed and carriage return (not vertical tab).
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+func isKeywordSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
 
 func isKeyChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == '_' || c == '.' || c == '/' || c == '-'
 }
 
+// isWordChar is the class of the regexp \b that ends Calico's "in" and
+// "not in": [0-9A-Za-z_].
+func isWordChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// skipSpace skips the blanks that may separate two tokens.
 func (p *parser) skipSpace() {
-	for p.pos < len(p.in) && isSpace(p.in[p.pos]) {
+	for p.pos < len(p.in) && isBlank(p.in[p.pos]) {
 		p.pos++
 	}
 }
 
-// eat consumes tok (after optional whitespace) if it is next.
+// skipKeywordSpace skips the whitespace allowed inside a keyword.
+func (p *parser) skipKeywordSpace() {
+	for p.pos < len(p.in) && isKeywordSpace(p.in[p.pos]) {
+		p.pos++
+	}
+}
+
+// eat consumes tok (after optional blanks) if it is next.
 func (p *parser) eat(tok string) bool {
 	p.skipSpace()
 	if strings.HasPrefix(p.in[p.pos:], tok) {
@@ -157,6 +180,10 @@ func (p *parser) describe() string {
 		return fmt.Sprintf("%q", rest[:end])
 	}
 	r, _ := utf8.DecodeRuneInString(rest)
+	if r == '\n' || r == '\r' || r == '\f' || r == '\v' {
+		// Calico's tokenizer separates tokens by spaces and tabs only.
+		return fmt.Sprintf("%q (only spaces and tabs may separate tokens)", string(r))
+	}
 	return fmt.Sprintf("%q", string(r))
 }
 
@@ -266,26 +293,33 @@ func (p *parser) parsePrimary(depth int) (int32, error) {
 		return i, nil
 	}
 	start := p.pos
-	key, err := p.key()
-	if err != nil {
-		return 0, err
+	key, long := p.key()
+	if key == "" {
+		return 0, p.unexpected(expectOperand)
 	}
-	// has(k), all() and global() are keywords only when a "(" follows, so
-	// labels may still be called has, all or global.
-	save := p.pos
-	if p.eat("(") {
+	// has(k), all() and global() are keywords only when "(" follows at once,
+	// as in Calico; otherwise has, all and global are ordinary labels.
+	if !long && p.pos < len(p.in) && p.in[p.pos] == '(' {
 		switch key {
 		case "has":
-			k, err := p.key()
-			if err != nil {
-				return 0, err
+			p.pos++
+			p.skipKeywordSpace()
+			k, long := p.key()
+			if k == "" {
+				return 0, p.unexpected("a label")
 			}
-			if !p.eat(")") {
+			if long {
+				return 0, p.reason(p.pos-MaxKeyLength, fmt.Sprintf("label key longer than %d characters", MaxKeyLength))
+			}
+			p.skipKeywordSpace()
+			if !p.word(")") {
 				return 0, p.unexpected(`")"`)
 			}
 			return p.add(node{op: opHas, key: k})
 		case "all", "global":
-			if !p.eat(")") {
+			p.pos++
+			p.skipKeywordSpace()
+			if !p.word(")") {
 				return 0, p.unexpected(`")"`)
 			}
 			if key == "all" {
@@ -295,64 +329,107 @@ func (p *parser) parsePrimary(depth int) (int32, error) {
 		}
 		return 0, p.errAt(start, fmt.Sprintf("%q", key+"("), `a label followed by an operator, "has(", "all()" or "global()"`)
 	}
-	p.pos = save
-	return p.parseComparison(key)
+	return p.parseComparison(start, key, long)
 }
 
-// key reads a label key.
-func (p *parser) key() (string, error) {
-	p.skipSpace()
+// key reads a label key at the current position: up to MaxKeyLength
+// characters of [a-zA-Z0-9_./-]. Like Calico's tokenizer, which matches
+// [a-zA-Z0-9_./-]{1,512}, it stops after MaxKeyLength characters even when
+// more follow; long reports that they do.
+func (p *parser) key() (key string, long bool) {
 	start := p.pos
 	for p.pos < len(p.in) && isKeyChar(p.in[p.pos]) {
+		if p.pos-start == MaxKeyLength {
+			return p.in[start:p.pos], true
+		}
 		p.pos++
 	}
-	if p.pos == start {
-		return "", p.unexpected(expectOperand)
+	return p.in[start:p.pos], false
+}
+
+// word consumes w if it is next, with nothing skipped before it.
+func (p *parser) word(w string) bool {
+	if strings.HasPrefix(p.in[p.pos:], w) {
+		p.pos += len(w)
+		return true
 	}
-	if p.pos-start > MaxKeyLength {
-		return "", p.reason(start, fmt.Sprintf("label key longer than %d characters", MaxKeyLength))
-	}
-	return p.in[start:p.pos], nil
+	return false
+}
+
+// wordBoundary reports whether the current position ends a word in the
+// sense of the regexp \b that follows Calico's "in" and "not in".
+func (p *parser) wordBoundary() bool {
+	return p.pos >= len(p.in) || !isWordChar(p.in[p.pos])
 }
 
 const expectOperator = `an operator (==, !=, in, not in, contains, starts with, ends with)`
 
-func (p *parser) parseComparison(key string) (int32, error) {
-	p.skipSpace()
-	rest := p.in[p.pos:]
-	var o op
+// operator reads a comparison operator at the current position, trying them
+// in the order Calico's tokenizer does: ==, !=, contains, starts with,
+// ends with, not in, in. It consumes nothing when none matches.
+func (p *parser) operator() (op, bool) {
 	switch {
-	case strings.HasPrefix(rest, "=="):
-		o, p.pos = opEq, p.pos+2
-	case strings.HasPrefix(rest, "!="):
-		o, p.pos = opNe, p.pos+2
-	case strings.HasPrefix(rest, "="):
-		return 0, p.errAt(p.pos, `"="`, `"=="`)
-	case strings.HasPrefix(rest, "contains"):
-		o, p.pos = opContains, p.pos+len("contains")
-	case strings.HasPrefix(rest, "starts"):
-		p.pos += len("starts")
-		if !p.eat("with") {
-			return 0, p.unexpected(`"with" after "starts"`)
+	case p.word("=="):
+		return opEq, true
+	case p.word("!="):
+		return opNe, true
+	case p.word("contains"):
+		return opContains, true
+	}
+	save := p.pos
+	for _, m := range [...]struct {
+		first, second string
+		o             op
+		boundary      bool
+	}{
+		{"starts", "with", opStartsWith, false},
+		{"ends", "with", opEndsWith, false},
+		{"not", "in", opNotIn, true},
+	} {
+		if p.word(m.first) {
+			p.skipKeywordSpace()
+			if p.word(m.second) && (!m.boundary || p.wordBoundary()) {
+				return m.o, true
+			}
 		}
-		o = opStartsWith
-	case strings.HasPrefix(rest, "ends"):
-		p.pos += len("ends")
-		if !p.eat("with") {
-			return 0, p.unexpected(`"with" after "ends"`)
+		p.pos = save
+	}
+	if p.word("in") && p.wordBoundary() {
+		return opIn, true
+	}
+	p.pos = save
+	return 0, false
+}
+
+// parseComparison parses the operator and operand after the label key that
+// starts at start. long says the key was cut at MaxKeyLength characters;
+// Calico then reads the rest as the next token, so an operator may follow
+// with no space.
+func (p *parser) parseComparison(start int, key string, long bool) (int32, error) {
+	p.skipSpace()
+	o, ok := p.operator()
+	if !ok {
+		if long {
+			return 0, p.reason(start, fmt.Sprintf("label key longer than %d characters", MaxKeyLength))
 		}
-		o = opEndsWith
-	case strings.HasPrefix(rest, "not"):
-		p.pos += len("not")
-		if !p.eat("in") {
-			return 0, p.unexpected(`"in" after "not"`)
+		// Name the half-written operator when there is one.
+		for _, m := range [...]struct{ first, want string }{
+			{"starts", `"with" after "starts"`},
+			{"ends", `"with" after "ends"`},
+			{"not", `"in" after "not"`},
+		} {
+			if p.word(m.first) {
+				p.skipKeywordSpace()
+				return 0, p.unexpected(m.want)
+			}
 		}
-		return p.parseSet(key, opNotIn)
-	case strings.HasPrefix(rest, "in"):
-		p.pos += len("in")
-		return p.parseSet(key, opIn)
-	default:
+		if strings.HasPrefix(p.in[p.pos:], "=") {
+			return 0, p.errAt(p.pos, `"="`, `"=="`)
+		}
 		return 0, p.unexpected(expectOperator)
+	}
+	if o == opIn || o == opNotIn {
+		return p.parseSet(key, o)
 	}
 	v, err := p.str()
 	if err != nil {
@@ -378,6 +455,9 @@ func (p *parser) str() (string, error) {
 	return s, nil
 }
 
+// parseSet parses a set literal as Calico does: "{", then quoted strings
+// each followed by an optional ",", then "}". So {} and a trailing comma,
+// {"a",}, are allowed, while {,} and {"a",,} are not.
 func (p *parser) parseSet(key string, o op) (int32, error) {
 	if !p.eat("{") {
 		return 0, p.unexpected(`"{"`)
@@ -386,26 +466,25 @@ func (p *parser) parseSet(key string, o op) (int32, error) {
 	if end := strings.IndexByte(p.in[p.pos:], '}'); end > 0 {
 		vals = make([]string, 0, 1+strings.Count(p.in[p.pos:p.pos+end], ","))
 	}
-	p.skipSpace()
-	if p.pos < len(p.in) && p.in[p.pos] == '}' {
-		p.pos++
-	} else {
-		for {
-			v, err := p.str()
-			if err != nil {
-				return 0, err
-			}
-			vals = append(vals, v)
-			p.skipSpace()
-			if p.pos < len(p.in) && p.in[p.pos] == '}' {
-				p.pos++
-				break
-			}
-			if p.pos >= len(p.in) || p.in[p.pos] != ',' {
-				return 0, p.unexpected(`"," or "}"`)
-			}
-			p.pos++
+	expected := `a quoted string or "}"`
+	for {
+		p.skipSpace()
+		if p.pos >= len(p.in) || (p.in[p.pos] != '"' && p.in[p.pos] != '\'') {
+			break
 		}
+		v, err := p.str()
+		if err != nil {
+			return 0, err
+		}
+		vals = append(vals, v)
+		if !p.eat(",") {
+			expected = `"," or "}"`
+			break
+		}
+		expected = `a quoted string or "}"`
+	}
+	if !p.eat("}") {
+		return 0, p.unexpected(expected)
 	}
 	return p.add(node{op: o, key: key, set: newValueSet(vals)})
 }

@@ -14,13 +14,7 @@ func (s Selector) Evaluate(labels Labels) bool {
 	if s.p == nil {
 		return true
 	}
-	if s.p.err != nil {
-		return false
-	}
-	if m, ok := labels.(Map); ok {
-		return s.p.evalMap(s.p.root, m)
-	}
-	return s.p.eval(s.p.root, labels)
+	return s.p.evaluate(labels)
 }
 
 // String returns the canonical form: every && and || group bracketed, in and

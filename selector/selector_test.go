@@ -54,7 +54,8 @@ func TestEvaluate(t *testing.T) {
 		{`app == "db" && (tier == "frontend" || has(emoji))`, false, false},
 		{`!(app == "db" || tier == "x")`, true, true},
 		{`((((app == "web"))))`, true, false},
-		{"app == \"web\"\n&& has(tier)", true, false},
+		{"app == \"web\"\t&& has(tier)", true, false},
+		{"app starts\nwith \"we\" && has(\r\ntier\n)", true, false}, // \s inside keywords, as in Calico
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
@@ -127,7 +128,7 @@ func TestCanonical(t *testing.T) {
 
 func TestEquivalentSpellingsShareID(t *testing.T) {
 	groups := [][]string{
-		{`a == "x" && b in {"1","2"}`, `(a=='x')&&(b in {'2', '1', "2"})`, "  a ==  \"x\"\t&&\n b in{\"1\",\"2\"} "},
+		{`a == "x" && b in {"1","2"}`, `(a=='x')&&(b in {'2', '1', "2"})`, "  a ==  \"x\"\t&&\t b in{\"1\",\"2\",} "},
 		{``, `all()`, ` `},
 		{`!has(a)`, `!!!has(a)`, `!(has(a))`, `! ( ( has( a ) ) )`},
 	}
@@ -156,14 +157,17 @@ func TestParseErrors(t *testing.T) {
 		{`a not "x"`, `unexpected "\"" at column 7, expected "in" after "not"`},
 		{`a in "x"`, `unexpected "\"" at column 6, expected "{"`},
 		{`a in {"x" "y"}`, `unexpected "\"" at column 11, expected "," or "}"`},
-		{`a in {"x",}`, `unexpected "}" at column 11, expected a quoted string`},
+		{`a in {"x",,}`, `unexpected "," at column 11, expected a quoted string or "}"`},
+		{`a in {,}`, `unexpected "," at column 7, expected a quoted string or "}"`},
+		{"a == \"x\"\n&& b == \"y\"", `unexpected "\n" (only spaces and tabs may separate tokens) at column 9, expected "&&", "||" or end of input`},
+		{`has (a)`, `unexpected "(" at column 5, expected an operator (==, !=, in, not in, contains, starts with, ends with)`},
 		{`(a == "x"`, `unclosed "(" at column 1`},
 		{`(a == "x" b`, `unexpected "b" at column 11, expected "&&", "||" or ")"`},
 		{`a == "x")`, `unexpected ")" at column 9, expected "&&", "||" or end of input`},
 		{`&& a == "x"`, `unexpected "&" at column 1, expected a label, "has(", "all()", "global()", "!" or "("`},
 		{`a == "x" &&`, `unexpected end of input at column 12, expected a label, "has(", "all()", "global()", "!" or "("`},
 		{`has(a`, `unexpected end of input at column 6, expected ")"`},
-		{`has()`, `unexpected ")" at column 5, expected a label, "has(", "all()", "global()", "!" or "("`},
+		{`has()`, `unexpected ")" at column 5, expected a label`},
 		{`all(x)`, `unexpected "x" at column 5, expected ")"`},
 		{`foo(x)`, `unexpected "foo(" at column 1, expected a label followed by an operator, "has(", "all()" or "global()"`},
 		{`ünï == "x"`, `unexpected "ü" at column 1, expected a label, "has(", "all()", "global()", "!" or "("`},
