@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tabbynet/tabby/selector"
 )
@@ -129,4 +131,15 @@ func withoutErr(f *FieldError) FieldError {
 	c := *f
 	c.Err = nil
 	return c
+}
+
+// A Kubernetes NetworkPolicy whose label selector cannot be converted fails
+// FromK8s with an error that is both policy's and selector's ErrInvalid.
+func TestFromK8sLabelSelectorErrorKeepsItsType(t *testing.T) {
+	knp := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns1", Name: "p"}}
+	knp.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Gt", Values: []string{"1"}}}}
+	_, err := FromK8s(knp)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalid)
+	assert.ErrorIs(t, err, selector.ErrInvalid)
 }

@@ -44,7 +44,7 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 		switch e.Operator {
 		case metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn:
 			if len(e.Values) == 0 {
-				return Selector{}, fmt.Errorf("matchExpressions[%d]: operator %s needs at least one value", i, e.Operator)
+				return Selector{}, fmt.Errorf("%w: matchExpressions[%d]: operator %s needs at least one value", ErrInvalid, i, e.Operator)
 			}
 			if e.Operator == metav1.LabelSelectorOpIn {
 				t = In(e.Key, e.Values...)
@@ -53,20 +53,20 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 			}
 		case metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist:
 			if len(e.Values) != 0 {
-				return Selector{}, fmt.Errorf("matchExpressions[%d]: operator %s takes no values", i, e.Operator)
+				return Selector{}, fmt.Errorf("%w: matchExpressions[%d]: operator %s takes no values", ErrInvalid, i, e.Operator)
 			}
 			t = Has(e.Key)
 			if e.Operator == metav1.LabelSelectorOpDoesNotExist {
 				t = Not(t)
 			}
 		default:
-			return Selector{}, fmt.Errorf("matchExpressions[%d]: unknown operator %q", i, e.Operator)
+			return Selector{}, fmt.Errorf("%w: matchExpressions[%d]: unknown operator %q", ErrInvalid, i, e.Operator)
 		}
 		terms = append(terms, t)
 	}
 	sel := And(terms...)
 	if err := sel.Err(); err != nil {
-		return Selector{}, err
+		return Selector{}, invalid(err)
 	}
 	return sel, nil
 }
@@ -85,7 +85,7 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 		switch r.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.NotEquals:
 			if len(vals) != 1 {
-				return Selector{}, fmt.Errorf("label %q: operator %q needs exactly one value", r.Key(), r.Operator())
+				return Selector{}, fmt.Errorf("%w: label %q: operator %q needs exactly one value", ErrInvalid, r.Key(), r.Operator())
 			}
 		}
 		var t Selector
@@ -103,13 +103,13 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 		case selection.DoesNotExist:
 			t = Not(Has(r.Key()))
 		default:
-			return Selector{}, fmt.Errorf("label %q: operator %q has no selector equivalent", r.Key(), r.Operator())
+			return Selector{}, fmt.Errorf("%w: label %q: operator %q has no selector equivalent", ErrInvalid, r.Key(), r.Operator())
 		}
 		terms = append(terms, t)
 	}
 	sel := And(terms...)
 	if err := sel.Err(); err != nil {
-		return Selector{}, err
+		return Selector{}, invalid(err)
 	}
 	return sel, nil
 }
@@ -227,4 +227,13 @@ func notLabelSelector(n *node) string {
 		return "an empty set matches nothing, which a LabelSelector cannot express"
 	}
 	return ""
+}
+
+// invalid makes a conversion error wrap ErrInvalid, as every error from
+// FromLabelSelector and FromK8sSelector does.
+func invalid(err error) error {
+	if errors.Is(err, ErrInvalid) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, err)
 }

@@ -192,3 +192,18 @@ func TestK8sConversionAgreesWithKubernetes(t *testing.T) {
 		}
 	}
 }
+
+func TestFromLabelSelectorErrorsWrapErrInvalid(t *testing.T) {
+	for name, ls := range map[string]*metav1.LabelSelector{
+		"In without values":      {MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: metav1.LabelSelectorOpIn}}},
+		"Exists with values":     {MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: metav1.LabelSelectorOpExists, Values: []string{"x"}}}},
+		"unknown operator":       {MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Gt", Values: []string{"1"}}}},
+		"bad key in matchLabels": {MatchLabels: map[string]string{"bad key": "x"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := FromLabelSelector(ls)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrInvalid)
+		})
+	}
+}
