@@ -1,10 +1,10 @@
 module github.com/tabbynet/tabby
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/containernetworking/cni v1.3.1
-	github.com/containernetworking/plugins v1.10.0
+	github.com/containernetworking/plugins v1.9.1
 	github.com/google/btree v1.1.3
 	github.com/stretchr/testify v1.12.1
 	github.com/vishvananda/netlink v1.3.1
