@@ -92,6 +92,9 @@ type IPTables struct {
 	chains  *deltatracker.Tracker[chainKey, renderedChain]
 	hooks   map[chainKey]renderedChain // desired jump rules per kernel chain
 	kernel  map[chainKey][]SavedRule   // kernel chains' rules as last read or written
+	// foreignRefs holds owned chains that a rule of another program jumps
+	// to, as of the last read: they are flushed but not deleted.
+	foreignRefs map[chainKey]bool
 	read    bool
 	lastRd  time.Time
 }
@@ -330,9 +333,22 @@ func (t *IPTables) readKernel(ctx context.Context) error {
 	}
 	owned := map[chainKey]renderedChain{}
 	kernel := map[chainKey][]SavedRule{}
+	foreign := map[chainKey]bool{}
 	for _, tb := range save.Tables {
 		for _, c := range tb.Chains {
 			k := chainKey{tb.Name, c.Name}
+			if !t.owned(c.Name) {
+				for _, r := range c.Rules {
+					if hashOf(r, t.cfg.HashPrefix) != "" {
+						continue
+					}
+					if args, err := splitArgs(r.Spec); err == nil {
+						if j := jumpOf(args); t.owned(j) {
+							foreign[chainKey{tb.Name, j}] = true
+						}
+					}
+				}
+			}
 			switch {
 			case t.owned(c.Name):
 				rc := renderedChain{hashes: make([]string, len(c.Rules))}
@@ -352,7 +368,7 @@ func (t *IPTables) readKernel(ctx context.Context) error {
 			}
 		}
 	})
-	t.kernel = kernel
+	t.kernel, t.foreignRefs = kernel, foreign
 	t.read, t.lastRd = true, t.clock.Now()
 	return nil
 }
@@ -406,8 +422,17 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 	for k := range t.chains.PendingUpdates() {
 		updates = append(updates, k)
 	}
-	for k := range t.chains.PendingDeletions() {
-		deletions = append(deletions, k)
+	var flushOnly []chainKey
+	for k, v := range t.chains.PendingDeletions() {
+		switch {
+		case !t.foreignRefs[k]:
+			deletions = append(deletions, k)
+		case len(v.hashes) > 0:
+			// Referenced by another program's rule: -X would fail the
+			// whole transaction, so only flush it until the reference goes.
+			t.log.Warn("stale chain referenced by a foreign rule; flushing, not deleting", "table", k.Table, "chain", k.Chain)
+			flushOnly = append(flushOnly, k)
+		}
 	}
 	var hooks []chainKey
 	for _, k := range t.hookKeys() {
@@ -415,13 +440,14 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 			hooks = append(hooks, k)
 		}
 	}
-	if len(updates)+len(deletions)+len(hooks) == 0 {
+	if len(updates)+len(deletions)+len(flushOnly)+len(hooks) == 0 {
 		return nil, nil
 	}
 	slices.SortFunc(updates, compareKeys)
 	slices.SortFunc(deletions, compareKeys)
+	slices.SortFunc(flushOnly, compareKeys)
 	tables := map[Table]bool{}
-	for _, ks := range [][]chainKey{updates, deletions, hooks} {
+	for _, ks := range [][]chainKey{updates, deletions, flushOnly, hooks} {
 		for _, k := range ks {
 			tables[k.Table] = true
 		}
@@ -445,7 +471,7 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 	}) {
 		up, del, hk := inTable(updates, tb), inTable(deletions, tb), inTable(hooks, tb)
 		fmt.Fprintf(&b, "*%s\n", tb)
-		for _, k := range append(slices.Clone(up), del...) {
+		for _, k := range slices.Concat(up, del, inTable(flushOnly, tb)) {
 			fmt.Fprintf(&b, ":%s - [0:0]\n", k.Chain)
 		}
 		for _, k := range up {
@@ -476,6 +502,9 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		}
 		for _, k := range deletions {
 			t.chains.Dataplane().Delete(k)
+		}
+		for _, k := range flushOnly {
+			t.chains.Dataplane().Set(k, renderedChain{})
 		}
 		for _, k := range hooks {
 			var rules []SavedRule
