@@ -19,7 +19,8 @@ import (
 // a policy and a table without COMMIT; it applies each table section
 // atomically and reports `line N failed` on stderr with exit status 1, as
 // iptables-legacy-restore does. Match and target arguments are stored as
-// given, not interpreted. TestFakeMatchesKernel runs the same transactions
+// given, not interpreted. The nft dataplanes accept a policy on a user
+// chain (and ignore it), as iptables-nft-restore does. TestFakeMatchesKernel runs the same transactions
 // on the kernel and the fake.
 //
 // Fake is safe for concurrent use.
@@ -176,7 +177,7 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			cur = nil
 			continue
 		}
-		if err := cur.apply(name, line); err != "" {
+		if err := cur.apply(name, line, strings.HasSuffix(plane, "-nft")); err != "" {
 			return n, err
 		}
 	}
@@ -187,13 +188,18 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 }
 
 // apply runs one restore line against t.
-func (t *fakeTable) apply(table Table, line string) string {
+// nft is true for the nft backend, which ignores a policy given for a
+// user chain where legacy rejects it.
+func (t *fakeTable) apply(table Table, line string, nft bool) string {
 	if strings.HasPrefix(line, ":") {
 		f := strings.Fields(line[1:])
 		if len(f) < 2 || !validChainName(f[0]) {
 			return fmt.Sprintf("bad chain %q", line)
 		}
 		builtin := isBuiltin(table, f[0])
+		if nft && !builtin {
+			f[1] = "-"
+		}
 		if builtin != (f[1] != "-") || (builtin && f[1] != "ACCEPT" && f[1] != "DROP") {
 			return fmt.Sprintf("bad policy %q for chain %s", f[1], f[0])
 		}

@@ -95,8 +95,8 @@ type IPTables struct {
 	// foreignRefs holds owned chains that a rule of another program jumps
 	// to, as of the last read: they are flushed but not deleted.
 	foreignRefs map[chainKey]bool
-	read    bool
-	lastRd  time.Time
+	read        bool
+	lastRd      time.Time
 }
 
 // New returns an IPTables for cfg. Nothing runs until the first Apply.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -43,6 +44,16 @@ func validText(s string, max int) bool {
 	return true
 }
 
+// validProtocol accepts the named protocols below and numbers 0-255.
+func validProtocol(p Protocol) bool {
+	switch p {
+	case TCP, UDP, SCTP, ICMP, ICMPv6, "udplite", "gre", "esp", "ah", "ipip", "all":
+		return true
+	}
+	n, err := strconv.Atoi(string(p))
+	return err == nil && n >= 0 && n <= 255 && strconv.Itoa(n) == string(p)
+}
+
 func validChainName(s string) bool { return validToken(s) && len(s) <= MaxChainNameLen }
 
 func invalid(format string, a ...any) error {
@@ -63,7 +74,7 @@ func (r Rule) validate(f Family) error {
 				return invalid("bad interface name %q", m.name)
 			}
 		case protoMatch:
-			if !validToken(string(m.p)) {
+			if !validProtocol(m.p) {
 				return invalid("bad protocol %q", m.p)
 			}
 			if (m.p == ICMP && f == IPv6) || (m.p == ICMPv6 && f == IPv4) {
