@@ -100,6 +100,12 @@ func TestKernelApplyAndRefresh(t *testing.T) {
 				}
 				s := save()
 				assert.Contains(t, s, "-A FORWARD -j OTHER")
+				// Rendering is canonical: the backend dumps our rules as written.
+				for _, line := range strings.Split(ipt.Render(), "\n") {
+					if strings.HasPrefix(line, "-A ") {
+						assert.Contains(t, s, line+"\n")
+					}
+				}
 				assert.Regexp(t, `(?m)^-A FORWARD -m comment --comment "tabby:[A-Za-z0-9_-]{16}" -j tabby-FORWARD\n-A FORWARD -j OTHER$`, s)
 
 				// Drift: another program edits a chain, deletes the hook and a chain.

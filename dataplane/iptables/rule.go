@@ -3,6 +3,7 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -399,11 +400,33 @@ func (m MatchCriteria) String() string {
 	return b.String()
 }
 
+// baseRank orders builtin matches as iptables-save prints them.
+func baseRank(p matchPart) int {
+	switch p := p.(type) {
+	case netMatch:
+		if p.flag == "-d" {
+			return 1
+		}
+		return 0
+	case ifaceMatch:
+		if p.flag == "-o" {
+			return 3
+		}
+		return 2
+	}
+	return 4
+}
+
 func (m MatchCriteria) render(b *argBuilder) {
+	var base []matchPart
 	for _, p := range m.parts {
 		if p.base() {
-			p.args(b)
+			base = append(base, p)
 		}
+	}
+	slices.SortStableFunc(base, func(x, y matchPart) int { return baseRank(x) - baseRank(y) })
+	for _, p := range base {
+		p.args(b)
 	}
 }
 
@@ -442,9 +465,22 @@ func (b *argBuilder) not(n bool) {
 	}
 }
 
+// quoted adds a free-text argument as iptables-save (1.8) prints it:
+// bare when it is all letters and digits, else in double quotes.
 func (b *argBuilder) quoted(s string) {
 	if b.Len() > 0 {
 		b.WriteByte(' ')
+	}
+	bare := s != ""
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			bare = false
+		}
+	}
+	if bare {
+		b.WriteString(s)
+		return
 	}
 	b.WriteByte('"')
 	b.WriteString(s)
