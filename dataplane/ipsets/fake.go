@@ -178,16 +178,22 @@ func (s *fakeSet) entryMember(e *nl.IPSetEntry) (Member, error) {
 	return m, nil
 }
 
+// entry finds set name and decodes e for it; the caller holds f.mu.
+func (f *Fake) entry(name string, e *nl.IPSetEntry) (*fakeSet, Member, error) {
+	f.calls++
+	s := f.sets[name]
+	if s == nil {
+		return nil, Member{}, syscall.ENOENT
+	}
+	m, err := s.entryMember(e)
+	return s, m, err
+}
+
 // IpsetAdd implements Handle.
 func (f *Fake) IpsetAdd(name string, e *nl.IPSetEntry) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls++
-	s := f.sets[name]
-	if s == nil {
-		return syscall.ENOENT
-	}
-	m, err := s.entryMember(e)
+	s, m, err := f.entry(name, e)
 	if err != nil {
 		return err
 	}
@@ -208,12 +214,7 @@ func (f *Fake) IpsetAdd(name string, e *nl.IPSetEntry) error {
 func (f *Fake) IpsetDel(name string, e *nl.IPSetEntry) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls++
-	s := f.sets[name]
-	if s == nil {
-		return syscall.ENOENT
-	}
-	m, err := s.entryMember(e)
+	s, m, err := f.entry(name, e)
 	if err != nil {
 		return err
 	}

@@ -509,13 +509,7 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		for _, k := range hooks {
 			var rules []SavedRule
 			for _, spec := range t.hooks[k].specs {
-				args, _ := splitArgs(spec)
-				r := SavedRule{Spec: spec}
-				for j := 0; j+1 < len(args); j++ {
-					if args[j] == "--comment" {
-						r.Comments = append(r.Comments, args[j+1])
-					}
-				}
+				r, _ := parseRule(spec) // rendered by us: always parses
 				rules = append(rules, r)
 			}
 			for _, r := range t.kernel[k] {

@@ -92,15 +92,9 @@ func ParseSave(text string) (*Save, error) {
 			if c == nil {
 				return nil, fmt.Errorf("%w: line %d: rule for undeclared chain %q", ErrParse, n, chain)
 			}
-			args, err := splitArgs(spec)
+			r, err := parseRule(spec)
 			if err != nil {
 				return nil, fmt.Errorf("%w: line %d: %v", ErrParse, n, err)
-			}
-			r := SavedRule{Spec: spec}
-			for j := 0; j+1 < len(args); j++ {
-				if args[j] == "--comment" {
-					r.Comments = append(r.Comments, args[j+1])
-				}
 			}
 			c.Rules = append(c.Rules, r)
 		default:
@@ -111,6 +105,21 @@ func ParseSave(text string) (*Save, error) {
 		return nil, fmt.Errorf("%w: table %s not committed", ErrParse, cur.Name)
 	}
 	return s, nil
+}
+
+// parseRule splits a rule spec and collects its comments.
+func parseRule(spec string) (SavedRule, error) {
+	args, err := splitArgs(spec)
+	if err != nil {
+		return SavedRule{}, err
+	}
+	r := SavedRule{Spec: spec}
+	for j := 0; j+1 < len(args); j++ {
+		if args[j] == "--comment" {
+			r.Comments = append(r.Comments, args[j+1])
+		}
+	}
+	return r, nil
 }
 
 // splitArgs splits a rule spec into arguments as iptables-restore does:
