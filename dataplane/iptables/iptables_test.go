@@ -85,6 +85,8 @@ func TestBadRulesRejected(t *testing.T) {
 		"dnat v6":         {Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:80")}},
 		"empty log":       {Action: Log{}},
 		"icmp6 in v4":     {Match: Match().Protocol(ICMPv6), Action: Accept{}},
+		"tcp-reset udp":   {Match: Match().Protocol(UDP), Action: Reject{With: "tcp-reset"}},
+		"bad protocol":    {Match: Match().Protocol("tcpx"), Action: Accept{}},
 	} {
 		err := ipt.SetChain(Filter, Chain{Name: "tabby-x", Rules: []Rule{r}})
 		assert.ErrorIs(t, err, ErrInvalidRule, name)

@@ -69,12 +69,39 @@ func sampleChains(f Family) []Chain {
 	}
 }
 
+func natRules(f Family) []Rule {
+	to, src := netip.MustParseAddrPort("10.0.0.2:8080"), netip.MustParseAddr("192.168.1.1")
+	if f == IPv6 {
+		to, src = netip.MustParseAddrPort("[fd00::2]:8080"), netip.MustParseAddr("fd00::1")
+	}
+	return []Rule{
+		{Match: Match().DestAddrTypeLocal().Protocol(TCP).DestPorts(30080), Action: DNAT{To: to}},
+		{Match: Match().NotDestAddrTypeLocal(), Action: SNAT{To: src, RandomFully: true}},
+		{Match: Match().DestIPSet("tabby-s"), Action: DNAT{To: netip.AddrPortFrom(to.Addr(), 0)}},
+	}
+}
+
+func moreRules(f Family) []Rule {
+	icmp := ICMP
+	if f == IPv6 {
+		icmp = ICMPv6
+	}
+	return []Rule{
+		{Match: Match().Protocol(icmp), Action: Accept{}},
+		{Match: Match().SourceIPSet("tabby-s").NotDestIPSet("tabby-s"), Action: Log{Prefix: "tabby: "}},
+		{Match: Match().NotConntrackState(StateNew, StateInvalid), Action: Accept{}},
+		{Match: Match().Protocol(TCP).MarkNotMatchesWithMask(0x1, 0xf), Action: Reject{With: "tcp-reset"}},
+		{Match: Match().NotInInterface("eth0").NotOutInterface("eth1").NotProtocol(UDP), Action: Drop{}},
+		{Match: Match().Protocol(UDP).SourcePorts(1, 2).DestPortRanges(PortRange{1000, 2000}), Action: Return{}, Comment: "a b"},
+	}
+}
+
 func TestKernelApplyAndRefresh(t *testing.T) {
 	for _, b := range backends {
 		for _, f := range []Family{IPv4, IPv6} {
 			t.Run(string(b)+"/"+f.String(), func(t *testing.T) {
 				ctx := context.Background()
-				ipt, ex, _ := kernelIPTables(t, b, f)
+				ipt, ex, n := kernelIPTables(t, b, f)
 				// A foreign rule and chain that must survive.
 				_, err := ex.Run(ctx, Command{Name: binary(f, b, "restore"), Args: []string{"--noflush"},
 					Stdin: []byte("*filter\n:OTHER - [0:0]\n-A OTHER -j ACCEPT\n-A FORWARD -j OTHER\nCOMMIT\n")})
@@ -82,7 +109,14 @@ func TestKernelApplyAndRefresh(t *testing.T) {
 				ex.restores = 0
 				require.NoError(t, ipt.ReplaceChains(Filter, sampleChains(f)))
 				require.NoError(t, ipt.SetHook(Filter, "FORWARD", []Rule{{Action: Jump{Chain: "tabby-FORWARD"}}}))
-				nat := []Chain{{Name: "tabby-nat-post", Rules: []Rule{{Match: Match().SourceNet(sampleChains(f)[1].Rules[0].Match.parts[0].(netMatch).prefix), Action: Masquerade{RandomFully: true}}}}}
+				nat := []Chain{
+					{Name: "tabby-nat-post", Rules: []Rule{{Match: Match().SourceNet(sampleChains(f)[1].Rules[0].Match.parts[0].(netMatch).prefix), Action: Masquerade{RandomFully: true}}}},
+					{Name: "tabby-nat-pre", Rules: natRules(f)},
+				}
+				if _, err := n.Run(ctx, "ipset", "create", "tabby-s", "hash:ip", "family", map[Family]string{IPv4: "inet", IPv6: "inet6"}[f]); err != nil {
+					t.Fatalf("ipset create: %v", err)
+				}
+				require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-more", Rules: moreRules(f)}))
 				require.NoError(t, ipt.ReplaceChains(NAT, nat))
 				require.NoError(t, ipt.SetHook(NAT, "POSTROUTING", []Rule{{Action: Jump{Chain: "tabby-nat-post"}}}))
 				require.NoError(t, ipt.Apply(ctx))

@@ -133,6 +133,10 @@ func (r Rule) validate(f Family) error {
 		if a.With != "" && !validToken(a.With) {
 			return invalid("bad reject-with %q", a.With)
 		}
+		if a.With == "tcp-reset" && (proto == nil || proto.not || proto.p != TCP) {
+			// The kernel refuses it at commit time (EINVAL).
+			return invalid("REJECT --reject-with tcp-reset needs Protocol(tcp)")
+		}
 	case Jump:
 		if !validChainName(a.Chain) {
 			return invalid("bad jump target %q", a.Chain)

@@ -345,17 +345,23 @@ type ctMatch struct {
 }
 
 func (c ctMatch) base() bool { return false }
+// ctOrder is the order iptables-save prints conntrack states in.
+var ctOrder = []ConntrackState{StateInvalid, StateNew, StateRelated, StateEstablished, StateUntracked, StateDNAT}
+
 func (c ctMatch) args(b *argBuilder) {
-	ss := make([]string, len(c.states))
-	for i, s := range c.states {
-		ss[i] = string(s)
+	var ss []string
+	for _, s := range ctOrder {
+		if slices.Contains(c.states, s) {
+			ss = append(ss, string(s))
+		}
 	}
 	b.add("-m", "conntrack")
 	b.not(c.not)
 	b.add("--ctstate", strings.Join(ss, ","))
 }
 
-// ConntrackState matches any of the conntrack states (`-m conntrack --ctstate`).
+// ConntrackState matches any of the conntrack states (`-m conntrack
+// --ctstate`); they are rendered in iptables-save's order, once each.
 func (m MatchCriteria) ConntrackState(states ...ConntrackState) MatchCriteria {
 	return m.with(ctMatch{states: states})
 }
