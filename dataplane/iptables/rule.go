@@ -345,6 +345,7 @@ type ctMatch struct {
 }
 
 func (c ctMatch) base() bool { return false }
+
 // ctOrder is the order iptables-save prints conntrack states in.
 var ctOrder = []ConntrackState{StateInvalid, StateNew, StateRelated, StateEstablished, StateUntracked, StateDNAT}
 
