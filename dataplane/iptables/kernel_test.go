@@ -176,3 +176,23 @@ func TestKernelApplyAndRefresh(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelDetectBackend(t *testing.T) {
+	ctx := context.Background()
+	_, ex, _ := kernelIPTables(t, BackendLegacy, IPv4)
+	b, err := DetectBackend(ctx, ex)
+	require.NoError(t, err)
+	assert.Equal(t, BackendNFT, b, "no rules anywhere: nft")
+	_, err = ex.Run(ctx, Command{Name: "iptables-legacy-restore", Args: []string{"--noflush"},
+		Stdin: []byte("*filter\n-A INPUT -j ACCEPT\nCOMMIT\n")})
+	require.NoError(t, err)
+	b, err = DetectBackend(ctx, ex)
+	require.NoError(t, err)
+	assert.Equal(t, BackendLegacy, b, "rules only in legacy")
+	_, err = ex.Run(ctx, Command{Name: "iptables-nft-restore", Args: []string{"--noflush"},
+		Stdin: []byte("*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n")})
+	require.NoError(t, err)
+	b, err = DetectBackend(ctx, ex)
+	require.NoError(t, err)
+	assert.Equal(t, BackendNFT, b, "kubelet's hint in nft")
+}
