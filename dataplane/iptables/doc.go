@@ -52,14 +52,17 @@
 //     older than RefreshInterval (default 90 s). NewRunner returns a
 //     syncrunner.Runner whose MaxInterval is RefreshInterval, so a node
 //     agent repairs drift on that interval and on demand (Trigger/Refresh).
-//  7. Failure. Each table section of a restore commits atomically, so a
-//     rejected transaction leaves the kernel's previous rules. Apply
-//     returns a *RestoreError (errors.Is ErrRestore) with the input line
-//     the tool named (for the nft backend, which reports missing jump
-//     targets at COMMIT, the rule jumping to the missing chain), and
-//     re-reads the kernel next time. Lock contention (exit status 4,
-//     "xtables lock") is retried with backoff from 100 ms doubling, up to
-//     LockRetries times, on top of `-w LockWait`.
+//  7. Failure. Each table section of a restore commits atomically (both
+//     backends): when a line is rejected, the table holding it and every
+//     later table keep their previous rules; tables committed earlier in
+//     the same input keep the new ones (a multi-table write is not atomic
+//     across tables). Apply returns a *RestoreError (errors.Is ErrRestore)
+//     with the input line the tool named (for the nft backend, which
+//     reports missing jump targets at COMMIT, the rule jumping to the
+//     missing chain), and re-reads the kernel on the next Apply, so the
+//     desired state converges once it is valid. Lock contention (exit
+//     status 4, "xtables lock") is retried with backoff from 100 ms
+//     doubling, up to LockRetries times, on top of `-w LockWait`.
 //  8. Backends. Config.Backend forces legacy or nft; BackendAuto runs
 //     DetectBackend on the first Apply, as kube-proxy's iptables-wrapper
 //     and Felix do: kubelet's KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY

@@ -22,10 +22,11 @@ var (
 	ErrNoBackend = errors.New("no iptables backend available")
 )
 
-// RestoreError reports a failed restore transaction: the kernel kept the
-// rules it had before (each table section commits atomically), and Line
-// is the 1-based line of Input that iptables-restore named, or 0 when it
-// named none.
+// RestoreError reports a failed restore transaction: the table holding
+// the failing line, and later ones, kept the rules they had (each table
+// section commits atomically). Line is the 1-based line of the input that
+// iptables-restore named (or, for nft's missing jump targets, the rule
+// jumping there), 0 when it named none.
 type RestoreError struct {
 	Command string
 	Line    int
