@@ -1,0 +1,57 @@
+// Package ipsets keeps named kernel ipsets equal to a desired state held in
+// memory, over netlink (no `ipset` binary), the way Calico Felix's ipsets
+// package does for its `cali40`/`cali60` sets.
+//
+// A caller (the policy compiler: one set per selector, CIDR list or named
+// port) declares sets with SetMembers, edits them with AddMembers and
+// RemoveMembers, drops them with DeleteSet, and calls Apply (or
+// ApplyUpdates, then its iptables writes, then ApplyDeletions). The set
+// types are hash:ip, hash:net, hash:ip,port and hash:net,port, each IPv4
+// (`family inet`) or IPv6 (`family inet6`); Member values are canonical
+// (masked CIDRs, unmapped addresses), so equal entries compare ==.
+//
+//	h, _ := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+//	sets := ipsets.New(h, ipsets.WithPrefix("tabby-"))
+//	_ = sets.SetMembers(ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}, members)
+//	err := sets.Apply(ctx)
+//
+// # Design
+//
+//  1. Desired vs dataplane. One deltatracker.Tracker holds the sets (type
+//     and family), one per set holds its members; Apply writes only the
+//     pending changes (one netlink message per added or deleted member) and
+//     records each success, so a one-member change is one `ipset add`.
+//  2. Never half-filled. A set that does not exist yet is created and
+//     filled in place (no rule can reference it). A set that exists is
+//     rebuilt in a temporary set (TempName: prefix + "~" + 8 hex digits) and
+//     swapped in with IPSET_CMD_SWAP when the members outgrow its maxelem or
+//     when at least WithRewriteThreshold changes (default 64) touch half of
+//     its members or more; rules referencing it switch atomically. Smaller
+//     edits are made in place, deletions first.
+//  3. maxelem is 1.5 × the member count rounded up to a multiple of 1024,
+//     never below MinMaxElem (1024), never the 65,536 default; a set that
+//     outgrows it is rebuilt with a larger one.
+//  4. Ownership. Only sets whose name starts with the prefix (DefaultPrefix
+//     "tabby-", WithPrefix) are read, written or destroyed; every other set
+//     is invisible to this package. Owned sets that are not desired (left by
+//     an earlier run, or temporary sets of a crashed rewrite) are destroyed
+//     by ApplyDeletions. Names ending in '~' + hash are reserved.
+//  5. Type or family change. Swap needs equal types, so a set whose type or
+//     family changes is destroyed and recreated; while a rule references it
+//     the kernel refuses (IsInUse / ErrInUse) and the change stays pending.
+//  6. Drift. The first Apply, and the first after QueueResync or after any
+//     failed write, lists the owned sets from the kernel and diffs against
+//     them, repairing sets destroyed or edited by another program.
+//  7. Errors. Bad input is rejected before anything changes
+//     (ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
+//     wrapped with the set and member acted on and joined across sets; one
+//     failing set does not stop the others. IsNotFound, IsExist, IsInUse and
+//     IsHashFull test kernel errors.
+//  8. The seam is Handle, the six *netlink.Handle methods used; Fake is a
+//     strict in-memory Handle returning the kernel's error values, checked
+//     against the kernel by TestFakeMatchesKernel. ipsets are per network
+//     namespace: bind the handle with netlink.NewHandleAt.
+//
+// Thread safety: all IPSets methods are safe for concurrent use; Apply
+// calls are serialised by an internal mutex. Fake is safe for concurrent use.
+package ipsets

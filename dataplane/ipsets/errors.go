@@ -1,0 +1,55 @@
+package ipsets
+
+import (
+	"errors"
+	"syscall"
+
+	nlnl "github.com/vishvananda/netlink/nl"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrInvalidMember: a member does not fit its set's type or family.
+	ErrInvalidMember = errors.New("invalid ipset member")
+	// ErrInvalidType: a set type other than the four supported ones.
+	ErrInvalidType = errors.New("unsupported ipset type")
+	// ErrInvalidName: a set name that is empty, too long, contains '~' or
+	// does not start with the owner's prefix.
+	ErrInvalidName = errors.New("invalid ipset name")
+	// ErrNotFound: a set that is not in the desired state.
+	ErrNotFound = errors.New("ipset not found")
+	// ErrInUse: the kernel refused to destroy a set that a rule still
+	// references (IPSET_ERR_BUSY, "Set cannot be destroyed: it is in use by a kernel component").
+	ErrInUse = errors.New("ipset in use")
+)
+
+// Kernel error values, as vishvananda/netlink returns them: ipset-specific
+// codes as nl.IPSetError, the rest as syscall.Errno.
+const (
+	errExist         = nlnl.IPSetError(nlnl.IPSET_ERR_EXIST)
+	errBusy          = nlnl.IPSetError(nlnl.IPSET_ERR_BUSY)
+	errSetname2      = nlnl.IPSetError(nlnl.IPSET_ERR_EXIST_SETNAME2)
+	errTypeMismatch  = nlnl.IPSetError(nlnl.IPSET_ERR_TYPE_MISMATCH)
+	errInvalidCIDR   = nlnl.IPSetError(nlnl.IPSET_ERR_INVALID_CIDR)
+	errFindType      = nlnl.IPSetError(nlnl.IPSET_ERR_FIND_TYPE)
+	errInvalidFamily = nlnl.IPSetError(nlnl.IPSET_ERR_INVALID_FAMILY)
+	errProtocol      = nlnl.IPSetError(nlnl.IPSET_ERR_PROTOCOL)
+	// errHashFull is IPSET_ERR_HASH_FULL (= IPSET_ERR_TYPE_SPECIFIC),
+	// which the netlink package does not name.
+	errHashFull = nlnl.IPSetError(nlnl.IPSET_ERR_TYPE_SPECIFIC)
+)
+
+// IsNotFound reports whether err is the kernel's "no such set" (ENOENT).
+func IsNotFound(err error) bool { return errors.Is(err, syscall.ENOENT) }
+
+// IsExist reports whether err is the kernel's "entry already added / not
+// added" (IPSET_ERR_EXIST), returned for a duplicate add and for the delete
+// of an absent entry, or EEXIST, returned for the create of a taken name.
+func IsExist(err error) bool { return errors.Is(err, errExist) || errors.Is(err, syscall.EEXIST) }
+
+// IsInUse reports whether err is the kernel's IPSET_ERR_BUSY or wraps ErrInUse.
+func IsInUse(err error) bool { return errors.Is(err, errBusy) || errors.Is(err, ErrInUse) }
+
+// IsHashFull reports whether err is the kernel's IPSET_ERR_HASH_FULL
+// (the set holds maxelem entries).
+func IsHashFull(err error) bool { return errors.Is(err, errHashFull) }

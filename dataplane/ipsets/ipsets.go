@@ -1,0 +1,601 @@
+package ipsets
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	nl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/dataplane/deltatracker"
+)
+
+// Handle is the slice of *netlink.Handle (github.com/vishvananda/netlink)
+// that IPSets uses. The real implementation is a handle opened with
+// netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER), bound to one network
+// namespace; Fake is the in-memory one. Errors are the kernel's:
+// syscall.Errno (ENOENT for a missing set) or nl.IPSetError.
+type Handle interface {
+	// IpsetListAll dumps every set with its entries (`ipset list`). A large
+	// set may come back split over several results with the same name.
+	IpsetListAll() ([]nl.IPSetResult, error)
+	// IpsetCreate creates a set; IPSET_ERR_EXIST if the name is taken
+	// (`ipset create NAME TYPE family F maxelem N`).
+	IpsetCreate(name, typename string, opts nl.IpsetCreateOptions) error
+	// IpsetDestroy destroys a set; ENOENT if absent, IPSET_ERR_BUSY if a
+	// rule references it (`ipset destroy NAME`).
+	IpsetDestroy(name string) error
+	// IpsetSwap exchanges the contents of two sets of the same type and
+	// family, leaving references with the names (`ipset swap A B`).
+	IpsetSwap(a, b string) error
+	// IpsetAdd adds an entry; IPSET_ERR_EXIST if present (`ipset add`).
+	IpsetAdd(name string, e *nl.IPSetEntry) error
+	// IpsetDel deletes an entry; IPSET_ERR_EXIST if absent (`ipset del`).
+	IpsetDel(name string, e *nl.IPSetEntry) error
+}
+
+var _ Handle = (*nl.Handle)(nil)
+
+// DefaultPrefix is the name prefix of the sets tabby owns.
+const DefaultPrefix = "tabby-"
+
+// Option configures New.
+type Option func(*IPSets)
+
+// WithPrefix sets the name prefix of owned sets (default DefaultPrefix).
+// Sets whose name does not start with it are never read, written or destroyed.
+func WithPrefix(p string) Option { return func(s *IPSets) { s.prefix = p } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *IPSets) { s.log = l } }
+
+// WithRewriteThreshold sets the number of pending member changes from
+// which a set that exists is rebuilt in a temporary set and swapped in,
+// rather than edited in place (default 64; the rebuild is also chosen only
+// when the changes touch at least half of the desired members).
+func WithRewriteThreshold(n int) Option { return func(s *IPSets) { s.rewriteMin = n } }
+
+type setMeta struct {
+	Type   Type
+	Family Family
+}
+
+type setState struct {
+	members *deltatracker.Tracker[Member, struct{}]
+	maxElem uint32 // of the kernel set; 0 when absent
+}
+
+// IPSets keeps the owned ipsets of one network namespace equal to a
+// desired state held in memory. See the package doc.
+type IPSets struct {
+	h          Handle
+	prefix     string
+	log        *slog.Logger
+	rewriteMin int
+
+	mu     sync.Mutex
+	sets   *deltatracker.Tracker[string, setMeta]
+	state  map[string]*setState
+	resync bool
+}
+
+// New returns an IPSets that programs sets through h. Nothing is read or
+// written until the first Apply, which first lists the kernel's sets.
+func New(h Handle, opts ...Option) *IPSets {
+	s := &IPSets{
+		h:          h,
+		prefix:     DefaultPrefix,
+		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		rewriteMin: 64,
+		sets:       deltatracker.New[string, setMeta](),
+		state:      map[string]*setState{},
+		resync:     true,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Prefix returns the owned-name prefix.
+func (s *IPSets) Prefix() string { return s.prefix }
+
+func (s *IPSets) owned(name string) bool { return strings.HasPrefix(name, s.prefix) }
+
+func (s *IPSets) checkSpec(spec SetSpec) error {
+	switch {
+	case !s.owned(spec.Name) || len(spec.Name) == len(s.prefix):
+		return fmt.Errorf("%w: %q does not start with %q", ErrInvalidName, spec.Name, s.prefix)
+	case len(spec.Name) > MaxNameLen:
+		return fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidName, spec.Name, MaxNameLen)
+	case strings.ContainsAny(spec.Name, "~\x00 "):
+		return fmt.Errorf("%w: %q contains '~', NUL or space", ErrInvalidName, spec.Name)
+	case !spec.Type.valid():
+		return fmt.Errorf("set %s: %w: %q", spec.Name, ErrInvalidType, spec.Type)
+	case spec.Family != IPv4 && spec.Family != IPv6:
+		return fmt.Errorf("set %s: %w: family %d", spec.Name, ErrInvalidType, spec.Family)
+	}
+	return nil
+}
+
+func (s *IPSets) stateOf(name string) *setState {
+	st := s.state[name]
+	if st == nil {
+		st = &setState{members: deltatracker.New[Member, struct{}]()}
+		s.state[name] = st
+	}
+	return st
+}
+
+// SetMembers makes spec a desired set holding exactly members (duplicates
+// are ignored). It validates everything first and changes nothing on error:
+// the name (ErrInvalidName), the type (ErrInvalidType) and each member
+// (ErrInvalidMember). Changing the type or family of a set recreates it.
+func (s *IPSets) SetMembers(spec SetSpec, members []Member) error {
+	if err := s.checkSpec(spec); err != nil {
+		return err
+	}
+	for _, m := range members {
+		if err := m.validate(spec.Type, spec.Family); err != nil {
+			return fmt.Errorf("set %s: %w", spec.Name, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sets.Desired().Set(spec.Name, setMeta{spec.Type, spec.Family})
+	st := s.stateOf(spec.Name)
+	st.members.Desired().ReplaceAll(func(yield func(Member, struct{}) bool) {
+		for _, m := range members {
+			if !yield(m, struct{}{}) {
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// AddMembers adds members to the desired set name; ErrNotFound if name is
+// not desired, ErrInvalidMember if a member does not fit (nothing is added).
+func (s *IPSets) AddMembers(name string, members ...Member) error {
+	return s.editMembers(name, members, true)
+}
+
+// RemoveMembers removes members from the desired set name (absent ones are
+// ignored); ErrNotFound if name is not desired.
+func (s *IPSets) RemoveMembers(name string, members ...Member) error {
+	return s.editMembers(name, members, false)
+}
+
+func (s *IPSets) editMembers(name string, members []Member, add bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	meta, ok := s.sets.Desired().Get(name)
+	if !ok {
+		return fmt.Errorf("set %s: %w", name, ErrNotFound)
+	}
+	if add {
+		for _, m := range members {
+			if err := m.validate(meta.Type, meta.Family); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
+			}
+		}
+	}
+	d := s.stateOf(name).members.Desired()
+	for _, m := range members {
+		if add {
+			d.Set(m, struct{}{})
+		} else {
+			d.Delete(m)
+		}
+	}
+	return nil
+}
+
+// DeleteSet removes name from the desired state; ApplyDeletions destroys it.
+// Deleting a set that is not desired does nothing.
+func (s *IPSets) DeleteSet(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sets.Desired().Delete(name)
+	if st := s.state[name]; st != nil {
+		st.members.Desired().DeleteAll()
+	}
+}
+
+// Members returns the desired members of name sorted by Member.String
+// order (address, then protocol and port), and whether name is desired.
+func (s *IPSets) Members(name string) ([]Member, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sets.Desired().Get(name); !ok {
+		return nil, false
+	}
+	var out []Member
+	for m := range s.state[name].members.Desired().All() {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, compareMembers)
+	return out, true
+}
+
+func compareMembers(a, b Member) int {
+	if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()),
+		cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+}
+
+// QueueResync makes the next Apply re-read every owned set from the kernel
+// first, so that drift (a set destroyed or edited by another program) is
+// repaired.
+func (s *IPSets) QueueResync() {
+	s.mu.Lock()
+	s.resync = true
+	s.mu.Unlock()
+}
+
+// InSync reports whether the last known kernel state equals the desired one.
+func (s *IPSets) InSync() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.sets.InSync() {
+		return false
+	}
+	for _, st := range s.state {
+		if !st.members.InSync() {
+			return false
+		}
+	}
+	return true
+}
+
+// Apply is ApplyUpdates followed by ApplyDeletions.
+func (s *IPSets) Apply(ctx context.Context) error {
+	return errors.Join(s.ApplyUpdates(ctx), s.ApplyDeletions(ctx))
+}
+
+// ApplyUpdates creates desired sets and writes member changes; it destroys
+// nothing but its own temporary sets. Callers that also program rules
+// referencing the sets run ApplyUpdates before writing the rules and
+// ApplyDeletions after, as Felix does, so a rule never names a missing set.
+// Errors name the set and are joined; a failed set stays pending and the
+// next Apply re-reads the kernel first.
+func (s *IPSets) ApplyUpdates(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadIfNeeded(); err != nil {
+		return err
+	}
+	var names []string
+	for name := range s.sets.Desired().All() {
+		want, _ := s.sets.Desired().Get(name)
+		have, exists := s.sets.Dataplane().Get(name)
+		st := s.state[name]
+		if !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if err := s.applySet(name); err != nil {
+			errs = append(errs, err)
+			s.resync = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *IPSets) applySet(name string) error {
+	want, _ := s.sets.Desired().Get(name)
+	have, exists := s.sets.Dataplane().Get(name)
+	st := s.state[name]
+	n := st.members.Desired().Len()
+	changes := st.members.NumPendingUpdates() + st.members.NumPendingDeletions()
+	switch {
+	case !exists:
+		return s.createAndFill(name, want)
+	case have != want:
+		// Swap needs the same type and family: destroy and recreate.
+		// The destroy fails (ErrInUse) while a rule references the set.
+		if err := s.destroy(name); err != nil {
+			return err
+		}
+		return s.createAndFill(name, want)
+	case uint32(n) > st.maxElem || (changes >= s.rewriteMin && 2*changes >= n):
+		return s.rewrite(name, want)
+	}
+	return s.edit(name, want)
+}
+
+func (s *IPSets) create(name string, meta setMeta, n int) (uint32, error) {
+	maxElem := maxElemFor(n)
+	fam := uint8(unix.AF_INET)
+	if meta.Family == IPv6 {
+		fam = unix.AF_INET6
+	}
+	if err := s.h.IpsetCreate(name, string(meta.Type), nl.IpsetCreateOptions{Family: fam, MaxElements: maxElem}); err != nil {
+		return 0, fmt.Errorf("create ipset %s (%s %s maxelem %d): %w", name, meta.Type, meta.Family, maxElem, err)
+	}
+	return maxElem, nil
+}
+
+func (s *IPSets) fill(name, into string, meta setMeta) error {
+	members := s.desiredSorted(name)
+	for _, m := range members {
+		if err := s.h.IpsetAdd(into, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
+			return fmt.Errorf("add %s to ipset %s: %w", m, into, err)
+		}
+	}
+	return nil
+}
+
+func (s *IPSets) desiredSorted(name string) []Member {
+	st := s.state[name]
+	out := make([]Member, 0, st.members.Desired().Len())
+	for m := range st.members.Desired().All() {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, compareMembers)
+	return out
+}
+
+// createAndFill creates a set that no rule can reference yet (it did not
+// exist) and fills it in place.
+func (s *IPSets) createAndFill(name string, meta setMeta) error {
+	st := s.state[name]
+	maxElem, err := s.create(name, meta, st.members.Desired().Len())
+	if err != nil {
+		return err
+	}
+	s.sets.Dataplane().Set(name, meta)
+	st.maxElem = maxElem
+	st.members.Dataplane().ReplaceAll(noMembers)
+	if err := s.fill(name, name, meta); err != nil {
+		return err
+	}
+	s.markMembersInSync(st)
+	s.log.Debug("created ipset", "set", name, "type", meta.Type, "members", st.members.Desired().Len())
+	return nil
+}
+
+func (s *IPSets) markMembersInSync(st *setState) {
+	st.members.Dataplane().ReplaceAll(st.members.Desired().All())
+}
+
+// TempName returns the name of the temporary set used to rebuild name:
+// the prefix, '~' and 8 hex digits of a hash of name.
+func (s *IPSets) TempName(name string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return fmt.Sprintf("%s~%08x", s.prefix, h.Sum32())
+}
+
+// rewrite builds the full member list in a temporary set and swaps it in,
+// so rules referencing name never see it half-filled.
+func (s *IPSets) rewrite(name string, meta setMeta) error {
+	tmp := s.TempName(name)
+	if _, ok := s.sets.Dataplane().Get(tmp); ok {
+		if err := s.destroy(tmp); err != nil {
+			return err
+		}
+	}
+	st := s.state[name]
+	maxElem, err := s.create(tmp, meta, st.members.Desired().Len())
+	if err != nil {
+		return err
+	}
+	s.sets.Dataplane().Set(tmp, meta) // stale until destroyed below
+	if err := s.fill(name, tmp, meta); err != nil {
+		return err
+	}
+	if err := s.h.IpsetSwap(tmp, name); err != nil {
+		return fmt.Errorf("swap ipset %s into %s: %w", tmp, name, err)
+	}
+	st.maxElem = maxElem
+	s.markMembersInSync(st)
+	s.log.Debug("rewrote ipset", "set", name, "members", st.members.Desired().Len())
+	return s.destroy(tmp)
+}
+
+// edit applies the pending member changes in place: deletions first, so
+// the set never exceeds its maxelem.
+func (s *IPSets) edit(name string, meta setMeta) error {
+	st := s.state[name]
+	dels := sortedKeys(st.members.PendingDeletions())
+	for _, m := range dels {
+		if err := s.h.IpsetDel(name, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
+			return fmt.Errorf("delete %s from ipset %s: %w", m, name, err)
+		}
+		st.members.Dataplane().Delete(m)
+	}
+	adds := sortedKeys(st.members.PendingUpdates())
+	for _, m := range adds {
+		if err := s.h.IpsetAdd(name, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
+			return fmt.Errorf("add %s to ipset %s: %w", m, name, err)
+		}
+		st.members.Dataplane().Set(m, struct{}{})
+	}
+	return nil
+}
+
+func noMembers(func(Member, struct{}) bool) {}
+
+func sortedKeys(seq func(func(Member, struct{}) bool)) []Member {
+	var out []Member
+	for m := range seq {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, compareMembers)
+	return out
+}
+
+func (s *IPSets) destroy(name string) error {
+	err := s.h.IpsetDestroy(name)
+	if err != nil && !IsNotFound(err) {
+		if IsInUse(err) {
+			return fmt.Errorf("destroy ipset %s: %w (%w)", name, ErrInUse, err)
+		}
+		return fmt.Errorf("destroy ipset %s: %w", name, err)
+	}
+	s.sets.Dataplane().Delete(name)
+	if st := s.state[name]; st != nil {
+		st.members.Dataplane().ReplaceAll(noMembers)
+		st.maxElem = 0
+		if _, desired := s.sets.Desired().Get(name); !desired {
+			delete(s.state, name)
+		}
+	}
+	return nil
+}
+
+// ApplyDeletions destroys owned sets that are not desired, including
+// leftovers of earlier runs. A set still referenced by a rule is kept and
+// reported with an error wrapping ErrInUse; it is retried next time.
+func (s *IPSets) ApplyDeletions(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadIfNeeded(); err != nil {
+		return err
+	}
+	var names []string
+	for name := range s.sets.PendingDeletions() {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := s.destroy(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *IPSets) loadIfNeeded() error {
+	if !s.resync {
+		return nil
+	}
+	results, err := s.h.IpsetListAll()
+	if err != nil {
+		return fmt.Errorf("list ipsets: %w", err)
+	}
+	type kset struct {
+		meta    setMeta
+		maxElem uint32
+		members []Member
+	}
+	found := map[string]*kset{}
+	for _, r := range results {
+		if !s.owned(r.SetName) {
+			continue
+		}
+		k := found[r.SetName]
+		if k == nil {
+			fam := IPv4
+			if r.Family == unix.AF_INET6 {
+				fam = IPv6
+			}
+			k = &kset{meta: setMeta{Type(r.TypeName), fam}}
+			found[r.SetName] = k
+		}
+		if r.MaxElements != 0 {
+			k.maxElem = r.MaxElements
+		}
+		for i := range r.Entries {
+			m, err := fromEntry(k.meta.Type, k.meta.Family, &r.Entries[i])
+			if err != nil {
+				// An entry we cannot model: the set does not match any
+				// desired shape, so it is recreated or destroyed.
+				k.meta.Type = Type(r.TypeName + "?")
+				continue
+			}
+			k.members = append(k.members, m)
+		}
+	}
+	s.sets.Dataplane().ReplaceAll(func(yield func(string, setMeta) bool) {
+		for name, k := range found {
+			if !yield(name, k.meta) {
+				return
+			}
+		}
+	})
+	for name, st := range s.state {
+		if _, ok := found[name]; !ok {
+			st.members.Dataplane().ReplaceAll(noMembers)
+			st.maxElem = 0
+		}
+	}
+	for name, k := range found {
+		st := s.stateOf(name)
+		st.maxElem = k.maxElem
+		st.members.Dataplane().ReplaceAll(func(yield func(Member, struct{}) bool) {
+			for _, m := range k.members {
+				if !yield(m, struct{}{}) {
+					return
+				}
+			}
+		})
+	}
+	s.resync = false
+	return nil
+}
+
+// toEntry converts a member to the netlink entry for a set of type t.
+func toEntry(t Type, m Member) *nl.IPSetEntry {
+	a := m.Prefix.Addr()
+	e := &nl.IPSetEntry{IP: net.IP(a.AsSlice())}
+	if t.isNet() {
+		e.CIDR = uint8(m.Prefix.Bits())
+	}
+	if t.hasPort() {
+		p, port := uint8(m.Protocol), m.Port
+		e.Protocol, e.Port = &p, &port
+	}
+	return e
+}
+
+// fromEntry converts a kernel entry of a set of type t and family f.
+func fromEntry(t Type, f Family, e *nl.IPSetEntry) (Member, error) {
+	a, ok := netip.AddrFromSlice(e.IP)
+	if !ok {
+		return Member{}, fmt.Errorf("%w: address %v", ErrInvalidMember, e.IP)
+	}
+	a = a.Unmap()
+	if f == IPv6 && a.Is4() {
+		a = netip.AddrFrom16(a.As16())
+	}
+	bits := a.BitLen()
+	if t.isNet() && e.CIDR != 0 {
+		bits = int(e.CIDR)
+	}
+	m := Member{Prefix: netip.PrefixFrom(a, bits)}
+	if t.hasPort() {
+		if e.Protocol == nil || e.Port == nil {
+			return Member{}, fmt.Errorf("%w: entry without port", ErrInvalidMember)
+		}
+		m.Protocol, m.Port = Protocol(*e.Protocol), *e.Port
+	}
+	if err := m.validate(t, f); err != nil {
+		return Member{}, err
+	}
+	return m, nil
+}

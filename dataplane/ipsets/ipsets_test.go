@@ -1,0 +1,249 @@
+package ipsets
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
+)
+
+func ips(n int, base string) []Member {
+	a := netip.MustParseAddr(base)
+	out := make([]Member, n)
+	for i := range out {
+		out[i] = IP(a)
+		a = a.Next()
+	}
+	return out
+}
+
+func TestParseMember(t *testing.T) {
+	for _, tc := range []struct {
+		typ  Type
+		fam  Family
+		in   string
+		want string
+		err  bool
+	}{
+		{HashIP, IPv4, "10.0.0.1", "10.0.0.1", false},
+		{HashIP, IPv4, "10.0.0.0/24", "", true},
+		{HashIP, IPv4, "fd00::1", "", true},
+		{HashIP, IPv6, "fd00::1", "fd00::1", false},
+		{HashIP, IPv6, "::ffff:10.0.0.1", "", true},
+		{HashNet, IPv4, "10.0.0.0/24", "10.0.0.0/24", false},
+		{HashNet, IPv4, "10.0.0.1/24", "", true},
+		{HashNet, IPv4, "10.0.0.1", "10.0.0.1", false},
+		{HashNet, IPv4, "0.0.0.0/0", "", true},
+		{HashIPPort, IPv4, "10.0.0.1,tcp:80", "10.0.0.1,tcp:80", false},
+		{HashIPPort, IPv4, "10.0.0.1,icmp:8", "", true},
+		{HashIPPort, IPv4, "10.0.0.1,tcp:70000", "", true},
+		{HashIPPort, IPv4, "10.0.0.1", "", true},
+		{HashNetPort, IPv6, "fd00::/64,sctp:9", "fd00::/64,sctp:9", false},
+		{HashNetPort, IPv6, "fe80::1%eth0,udp:1", "", true},
+		{Type("bitmap:port"), IPv4, "1", "", true},
+	} {
+		t.Run(string(tc.typ)+" "+tc.in, func(t *testing.T) {
+			m, err := ParseMember(tc.typ, tc.fam, tc.in)
+			if tc.err {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, m.String())
+		})
+	}
+}
+
+func TestMaxElemFor(t *testing.T) {
+	assert.Equal(t, uint32(1024), maxElemFor(0))
+	assert.Equal(t, uint32(1024), maxElemFor(600))
+	assert.Equal(t, uint32(2048), maxElemFor(1000))
+	assert.Equal(t, uint32(15360), maxElemFor(10000))
+}
+
+func TestApplyCreatesEditsAndDeletes(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	require.NoError(t, f.IpsetCreate("foreign", "hash:ip", nl.IpsetCreateOptions{}))
+	require.NoError(t, f.IpsetCreate("tabby-stale", "hash:net", nl.IpsetCreateOptions{}))
+	s := New(f)
+	spec := SetSpec{Name: "tabby-web", Type: HashIP, Family: IPv4}
+	require.NoError(t, s.SetMembers(spec, ips(3, "10.0.0.1")))
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-ports", Type: HashIPPort, Family: IPv6},
+		[]Member{IPPort(netip.MustParseAddr("fd00::1"), TCP, 80)}))
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	assert.Equal(t, `create foreign hash:ip family inet maxelem 65536
+create tabby-ports hash:ip,port family inet6 maxelem 1024
+add tabby-ports fd00::1,tcp:80
+create tabby-web hash:ip family inet maxelem 1024
+add tabby-web 10.0.0.1
+add tabby-web 10.0.0.2
+add tabby-web 10.0.0.3
+`, f.Dump())
+
+	// A one-member change is one netlink call.
+	calls := f.Calls()
+	require.NoError(t, s.RemoveMembers("tabby-web", IP(netip.MustParseAddr("10.0.0.2"))))
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, calls+1, f.Calls())
+	// Nothing pending: no calls.
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, calls+1, f.Calls())
+
+	s.DeleteSet("tabby-ports")
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, `create foreign hash:ip family inet maxelem 65536
+create tabby-web hash:ip family inet maxelem 1024
+add tabby-web 10.0.0.1
+add tabby-web 10.0.0.3
+`, f.Dump())
+}
+
+func TestApplyRejectsBadInput(t *testing.T) {
+	s := New(NewFake(), WithPrefix("x-"))
+	for _, spec := range []SetSpec{
+		{Name: "tabby-a", Type: HashIP, Family: IPv4},
+		{Name: "x-", Type: HashIP, Family: IPv4},
+		{Name: "x-a~b", Type: HashIP, Family: IPv4},
+		{Name: "x-" + fmt.Sprint(make([]byte, 40)), Type: HashIP, Family: IPv4},
+	} {
+		assert.ErrorIs(t, s.SetMembers(spec, nil), ErrInvalidName, spec.Name)
+	}
+	assert.ErrorIs(t, s.SetMembers(SetSpec{Name: "x-a", Type: "list:set", Family: IPv4}, nil), ErrInvalidType)
+	assert.ErrorIs(t, s.SetMembers(SetSpec{Name: "x-a", Type: HashIP, Family: 5}, nil), ErrInvalidType)
+	spec := SetSpec{Name: "x-a", Type: HashIP, Family: IPv4}
+	assert.ErrorIs(t, s.SetMembers(spec, []Member{IP(netip.MustParseAddr("fd00::1"))}), ErrInvalidMember)
+	_, ok := s.Members("x-a")
+	assert.False(t, ok, "a rejected SetMembers changes nothing")
+	assert.ErrorIs(t, s.AddMembers("x-a", IP(netip.MustParseAddr("10.0.0.1"))), ErrNotFound)
+	require.NoError(t, s.SetMembers(spec, nil))
+	assert.ErrorIs(t, s.AddMembers("x-a", Member{}), ErrInvalidMember)
+}
+
+// swapChecker fails the test if a set that is the target of a swap is not
+// complete when swapped, and records the operations.
+type swapChecker struct {
+	*Fake
+	ops []string
+}
+
+func (c *swapChecker) IpsetSwap(a, b string) error {
+	c.ops = append(c.ops, "swap "+a+" "+b)
+	return c.Fake.IpsetSwap(a, b)
+}
+
+func TestLargeRewriteSwapsAFullSet(t *testing.T) {
+	ctx := context.Background()
+	f := &swapChecker{Fake: NewFake()}
+	s := New(f)
+	spec := SetSpec{Name: "tabby-big", Type: HashNet, Family: IPv4}
+	require.NoError(t, s.SetMembers(spec, ips(900, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	require.NoError(t, f.Reference("tabby-big"))
+	assert.Empty(t, f.ops, "a new set is filled in place: nothing references it yet")
+
+	// Growing past maxelem (1024) rebuilds in a temporary set with a larger maxelem.
+	require.NoError(t, s.SetMembers(spec, ips(2000, "10.1.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, []string{"swap " + s.TempName("tabby-big") + " tabby-big"}, f.ops)
+	dump := f.Dump()
+	assert.Contains(t, dump, "create tabby-big hash:net family inet maxelem 3072\n")
+	assert.NotContains(t, dump, "~", "the temporary set is destroyed")
+	assert.NotContains(t, dump, "10.0.0.1\n")
+
+	// Replacing most members also swaps; a small edit does not.
+	f.ops = nil
+	require.NoError(t, s.SetMembers(spec, ips(2000, "10.2.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	assert.Len(t, f.ops, 1)
+	require.NoError(t, s.AddMembers("tabby-big", ips(10, "10.3.0.1")...))
+	require.NoError(t, s.Apply(ctx))
+	assert.Len(t, f.ops, 1)
+	got, _ := s.Members("tabby-big")
+	assert.Len(t, got, 2010)
+}
+
+func TestInUseSetIsKept(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	s := New(f)
+	spec := SetSpec{Name: "tabby-a", Type: HashIP, Family: IPv4}
+	require.NoError(t, s.SetMembers(spec, ips(1, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	require.NoError(t, f.Reference("tabby-a"))
+	s.DeleteSet("tabby-a")
+	err := s.Apply(ctx)
+	assert.ErrorIs(t, err, ErrInUse)
+	assert.True(t, IsInUse(err))
+	assert.Contains(t, f.Dump(), "create tabby-a ")
+	f.Unreference("tabby-a")
+	require.NoError(t, s.Apply(ctx))
+	assert.Empty(t, f.Dump())
+
+	// A type change of a referenced set cannot be done: reported, kept pending.
+	require.NoError(t, s.SetMembers(spec, ips(1, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	require.NoError(t, f.Reference("tabby-a"))
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-a", Type: HashNet, Family: IPv4}, nil))
+	assert.ErrorIs(t, s.Apply(ctx), ErrInUse)
+	assert.False(t, s.InSync())
+	f.Unreference("tabby-a")
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, "create tabby-a hash:net family inet maxelem 1024\n", f.Dump())
+}
+
+func TestResyncRepairsDrift(t *testing.T) {
+	ctx := context.Background()
+	f := NewFake()
+	s := New(f)
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-a", Type: HashIP, Family: IPv4}, ips(2, "10.0.0.1")))
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-b", Type: HashIP, Family: IPv4}, ips(2, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	want := f.Dump()
+
+	require.NoError(t, f.IpsetDestroy("tabby-a"))
+	require.NoError(t, f.IpsetDel("tabby-b", toEntry(HashIP, IP(netip.MustParseAddr("10.0.0.1")))))
+	require.NoError(t, f.IpsetAdd("tabby-b", toEntry(HashIP, IP(netip.MustParseAddr("10.0.0.9")))))
+	require.NoError(t, f.IpsetCreate("tabby-c", "hash:ip", nl.IpsetCreateOptions{}))
+	require.NoError(t, f.IpsetCreate(s.TempName("tabby-b"), "hash:ip", nl.IpsetCreateOptions{}))
+	require.NoError(t, s.Apply(ctx))
+	assert.NotEqual(t, want, f.Dump(), "without a resync, drift is not seen")
+	s.QueueResync()
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, want, f.Dump())
+}
+
+// failingHandle fails IpsetAdd for one set.
+type failingHandle struct {
+	*Fake
+	fail string
+}
+
+func (h *failingHandle) IpsetAdd(name string, e *nl.IPSetEntry) error {
+	if name == h.fail {
+		return errProtocol
+	}
+	return h.Fake.IpsetAdd(name, e)
+}
+
+func TestFailedSetStaysPendingAndOthersApply(t *testing.T) {
+	ctx := context.Background()
+	f := &failingHandle{Fake: NewFake(), fail: "tabby-a"}
+	s := New(f)
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-a", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-b", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+	err := s.Apply(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "add 10.0.0.1 to ipset tabby-a")
+	assert.Contains(t, f.Dump(), "add tabby-b 10.0.0.1")
+	assert.False(t, s.InSync())
+	f.fail = ""
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	assert.Contains(t, f.Dump(), "add tabby-a 10.0.0.1")
+}

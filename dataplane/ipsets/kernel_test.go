@@ -1,0 +1,211 @@
+package ipsets
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+)
+
+// kernelHandle returns a netfilter netlink handle bound to a fresh netns.
+func kernelHandle(t testing.TB) (*nl.Handle, *nettest.Netns) {
+	t.Helper()
+	n := nettest.NewNetns(t, "tbipset")
+	h, err := nl.NewHandleAt(netns.NsHandle(n.NS().Fd()), unix.NETLINK_NETFILTER)
+	require.NoError(t, err)
+	t.Cleanup(h.Close)
+	if _, _, err := h.IpsetProtocol(); err != nil {
+		t.Skipf("kernel test: no ipset support: %v", err)
+	}
+	return h, n
+}
+
+type op struct {
+	name string
+	do   func(h Handle) error
+}
+
+func entry(s string) *nl.IPSetEntry {
+	addr, port, _ := strings.Cut(s, ",")
+	e := &nl.IPSetEntry{}
+	a, bits, _ := strings.Cut(addr, "/")
+	e.IP = net.IP(netip.MustParseAddr(a).AsSlice())
+	if bits != "" {
+		var n uint8
+		_, _ = fmt.Sscan(bits, &n)
+		e.CIDR = n
+	}
+	if port != "" {
+		var proto, n uint16
+		var ps string
+		ps, portS, _ := strings.Cut(port, ":")
+		_, _ = fmt.Sscan(portS, &n)
+		pr, _ := parseProtocol(ps)
+		proto = uint16(pr)
+		p8 := uint8(proto)
+		e.Protocol, e.Port = &p8, &n
+	}
+	return e
+}
+
+func conformanceOps() []op {
+	create := func(name, typ string, fam uint8, maxElem uint32) op {
+		return op{fmt.Sprintf("create %s %s %d maxelem %d", name, typ, fam, maxElem), func(h Handle) error {
+			return h.IpsetCreate(name, typ, nl.IpsetCreateOptions{Family: fam, MaxElements: maxElem})
+		}}
+	}
+	add := func(name, e string) op {
+		return op{"add " + name + " " + e, func(h Handle) error { return h.IpsetAdd(name, entry(e)) }}
+	}
+	del := func(name, e string) op {
+		return op{"del " + name + " " + e, func(h Handle) error { return h.IpsetDel(name, entry(e)) }}
+	}
+	swap := func(a, b string) op {
+		return op{"swap " + a + " " + b, func(h Handle) error { return h.IpsetSwap(a, b) }}
+	}
+	destroy := func(a string) op {
+		return op{"destroy " + a, func(h Handle) error { return h.IpsetDestroy(a) }}
+	}
+	return []op{
+		create("tabby-a", "hash:ip", unix.AF_INET, 2),
+		create("tabby-a", "hash:ip", unix.AF_INET, 2),
+		create("tabby-"+strings.Repeat("x", 26), "hash:ip", unix.AF_INET, 0),
+		create("tabby-bad", "hash:nope", unix.AF_INET, 0),
+		add("tabby-a", "10.0.0.1"),
+		add("tabby-a", "10.0.0.1"),
+		add("tabby-a", "fd00::1"),
+		add("tabby-a", "10.0.0.2"),
+		add("tabby-a", "10.0.0.3"),
+		del("tabby-a", "10.0.0.9"),
+		del("tabby-a", "10.0.0.2"),
+		add("tabby-missing", "10.0.0.1"),
+		create("tabby-n", "hash:net", unix.AF_INET, 0),
+		add("tabby-n", "10.1.0.0/0"),
+		add("tabby-n", "10.1.0.7/24"),
+		add("tabby-n", "10.1.0.0/24"),
+		add("tabby-n", "10.2.0.5"),
+		add("tabby-n", "10.3.0.0/33"),
+		create("tabby-6", "hash:net", unix.AF_INET6, 0),
+		add("tabby-6", "10.1.0.0/24"),
+		add("tabby-6", "fd00::/64"),
+		create("tabby-p", "hash:ip,port", unix.AF_INET, 0),
+		add("tabby-p", "10.0.0.1,tcp:80"),
+		add("tabby-p", "10.0.0.1,udp:80"),
+		add("tabby-p", "10.0.0.1,tcp:80"),
+		create("tabby-np", "hash:net,port", unix.AF_INET6, 0),
+		add("tabby-np", "fd00::/64,sctp:9"),
+		del("tabby-np", "fd00::/64,tcp:9"),
+		swap("tabby-a", "tabby-n"),
+		swap("tabby-a", "tabby-6"),
+		swap("tabby-a", "tabby-none"),
+		swap("tabby-none", "tabby-a"),
+		create("tabby-a2", "hash:ip", unix.AF_INET, 0),
+		add("tabby-a2", "10.9.9.9"),
+		swap("tabby-a", "tabby-a2"),
+		destroy("tabby-none"),
+		destroy("tabby-a2"),
+	}
+}
+
+func TestFakeMatchesKernel(t *testing.T) {
+	h, _ := kernelHandle(t)
+	fake := NewFake()
+	for _, o := range conformanceOps() {
+		kerr := o.do(h)
+		ferr := o.do(fake)
+		assert.Equal(t, fmt.Sprint(kerr), fmt.Sprint(ferr), "%s: kernel %v, fake %v", o.name, kerr, ferr)
+	}
+	assert.Equal(t, dumpHandle(t, h), fake.Dump())
+}
+
+// dumpHandle renders a real handle's sets like Fake.Dump.
+func dumpHandle(t testing.TB, h Handle) string {
+	t.Helper()
+	res, err := h.IpsetListAll()
+	require.NoError(t, err)
+	f := NewFake()
+	for _, r := range res {
+		fam := uint8(r.Family)
+		if _, ok := f.sets[r.SetName]; !ok {
+			require.NoError(t, f.IpsetCreate(r.SetName, r.TypeName, nl.IpsetCreateOptions{Family: fam, MaxElements: r.MaxElements}))
+		}
+		for i := range r.Entries {
+			require.NoError(t, f.IpsetAdd(r.SetName, &r.Entries[i]), "%s %+v", r.SetName, r.Entries[i])
+		}
+	}
+	return f.Dump()
+}
+
+// TestKernelApply runs the applier against the kernel in a netns: create,
+// edit, rewrite by swap while an iptables rule references the set, drift
+// repair, deletion, and a foreign set left alone.
+func TestKernelApply(t *testing.T) {
+	ctx := context.Background()
+	h, n := kernelHandle(t)
+	require.NoError(t, h.IpsetCreate("other", "hash:ip", nl.IpsetCreateOptions{}))
+	s := New(h)
+	spec := SetSpec{Name: "tabby-k", Type: HashNetPort, Family: IPv6}
+	m := func(i int) Member {
+		return NetPort(netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 15: byte(i)}), 120), UDP, uint16(1000+i))
+	}
+	require.NoError(t, s.SetMembers(spec, []Member{m(1), m(2)}))
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-v4", Type: HashIP, Family: IPv4}, ips(1500, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	f := NewFake()
+	require.NoError(t, f.IpsetCreate("other", "hash:ip", nl.IpsetCreateOptions{}))
+	fs := New(f)
+	require.NoError(t, fs.SetMembers(spec, []Member{m(1), m(2)}))
+	require.NoError(t, fs.SetMembers(SetSpec{Name: "tabby-v4", Type: HashIP, Family: IPv4}, ips(1500, "10.0.0.1")))
+	require.NoError(t, fs.Apply(ctx))
+	assert.Equal(t, f.Dump(), dumpHandle(t, h), "the applier leaves the kernel as it leaves the fake")
+
+	// A rule references the set; a full rewrite swaps under it.
+	_, err := n.Run(ctx, "iptables", "-w", "-A", "INPUT", "-m", "set", "--match-set", "tabby-v4", "src", "-j", "ACCEPT")
+	require.NoError(t, err)
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-v4", Type: HashIP, Family: IPv4}, ips(3000, "10.1.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	out, err := n.Run(ctx, "ipset", "list", "-t", "tabby-v4")
+	require.NoError(t, err)
+	assert.Contains(t, out, "maxelem 5120")
+	assert.Contains(t, out, "Number of entries: 3000")
+	assert.Contains(t, out, "References: 1")
+
+	// Drift: another program edits and destroys; a resync repairs.
+	_, err = n.Run(ctx, "ipset", "del", "tabby-k", m(1).String())
+	require.NoError(t, err)
+	_, err = n.Run(ctx, "ipset", "add", "tabby-k", "fd00::/64,tcp:1")
+	require.NoError(t, err)
+	s.QueueResync()
+	require.NoError(t, s.Apply(ctx))
+	out, err = n.Run(ctx, "ipset", "save", "tabby-k")
+	require.NoError(t, err)
+	assert.Contains(t, out, "add tabby-k fd00::/120,udp:1001")
+	assert.NotContains(t, out, "tcp:1")
+
+	s.DeleteSet("tabby-k")
+	require.NoError(t, s.Apply(ctx))
+	out, err = n.Run(ctx, "ipset", "list", "-n")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"other", "tabby-v4"}, strings.Fields(out))
+
+	// A set referenced by a rule is kept, and reported, until the rule goes.
+	s.DeleteSet("tabby-v4")
+	err = s.Apply(ctx)
+	assert.ErrorIs(t, err, ErrInUse)
+	_, err = n.Run(ctx, "iptables", "-w", "-D", "INPUT", "-m", "set", "--match-set", "tabby-v4", "src", "-j", "ACCEPT")
+	require.NoError(t, err)
+	require.NoError(t, s.Apply(ctx))
+	out, err = n.Run(ctx, "ipset", "list", "-n")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"other"}, strings.Fields(out))
+}

@@ -1,0 +1,90 @@
+package iptables
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// conformanceInputs are restore --noflush transactions, some rejected by
+// the kernel, run in order on the kernel and on the Fake.
+var conformanceInputs = []string{
+	"*filter\n:tabby-a - [0:0]\n:tabby-b - [0:0]\n-A tabby-a -m comment --comment \"tabby:x\" -j tabby-b\n-A tabby-b -j ACCEPT\n-I INPUT 1 -j tabby-a\nCOMMIT\n",
+	// Rule for a missing chain.
+	"*filter\n-A tabby-none -j ACCEPT\nCOMMIT\n",
+	// Jump to a missing chain; the earlier line of the same table is not applied.
+	"*filter\n-A tabby-b -j DROP\n-A tabby-a -j tabby-none\nCOMMIT\n",
+	// Delete a chain with rules / referenced.
+	"*filter\n-X tabby-a\nCOMMIT\n",
+	"*filter\n:tabby-b - [0:0]\n-X tabby-b\nCOMMIT\n",
+	// Delete a missing rule; delete by spec; insert past the end.
+	"*filter\n-D INPUT -j DROP\nCOMMIT\n",
+	"*filter\n-I INPUT 3 -j ACCEPT\nCOMMIT\n",
+	"*filter\n-D INPUT -j tabby-a\n:tabby-a - [0:0]\n-X tabby-a\nCOMMIT\n",
+	// Chain name too long; policy on a user chain; unknown table; no COMMIT.
+	"*filter\n:tabby-" + strings.Repeat("x", 23) + " - [0:0]\nCOMMIT\n",
+	"*filter\n:tabby-c ACCEPT [0:0]\nCOMMIT\n",
+	"*bogus\nCOMMIT\n",
+	"*filter\n:tabby-c - [0:0]\n",
+	// Two tables, both applied.
+	"*filter\n:tabby-c - [0:0]\n-A tabby-c -j RETURN\nCOMMIT\n*nat\n:tabby-n - [0:0]\n-A tabby-n -j MASQUERADE\n-A POSTROUTING -j tabby-n\nCOMMIT\n",
+	// Jumping to a kernel chain is refused.
+	"*filter\n-A tabby-c -j INPUT\nCOMMIT\n",
+}
+
+// normalSave reduces a save dump to sorted "table chain policy: rules" lines.
+func normalSave(t *testing.T, text string) string {
+	t.Helper()
+	s, err := ParseSave(text)
+	require.NoError(t, err)
+	var out []string
+	for _, tb := range s.Tables {
+		for _, c := range tb.Chains {
+			if len(c.Rules) == 0 && isBuiltin(tb.Name, c.Name) {
+				continue
+			}
+			specs := make([]string, len(c.Rules))
+			for i, r := range c.Rules {
+				specs[i] = r.Spec
+			}
+			out = append(out, fmt.Sprintf("%s %s %s: %s", tb.Name, c.Name, c.Policy, strings.Join(specs, " | ")))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
+}
+
+func TestFakeMatchesKernel(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			_, kex, _ := kernelIPTables(t, b, IPv4)
+			fake := NewFake()
+			run := func(ex Execer, in string) error {
+				_, err := ex.Run(ctx, Command{Name: binary(IPv4, b, "restore"), Args: []string{"--noflush"}, Stdin: []byte(in)})
+				return err
+			}
+			save := func(ex Execer) string {
+				out, err := ex.Run(ctx, Command{Name: binary(IPv4, b, "save")})
+				require.NoError(t, err)
+				return normalSave(t, string(out))
+			}
+			for i, in := range conformanceInputs {
+				kerr, ferr := run(kex, in), run(fake, in)
+				assert.Equal(t, kerr == nil, ferr == nil, "input %d %q: kernel %v, fake %v", i, in, kerr, ferr)
+				if b == BackendLegacy && kerr != nil && ferr != nil {
+					kl, fl := lineRE.FindStringSubmatch(kerr.Error()), lineRE.FindStringSubmatch(ferr.Error())
+					require.NotNil(t, kl, kerr.Error())
+					require.NotNil(t, fl, ferr.Error())
+					assert.Equal(t, kl[1], fl[1], "input %d: failing line", i)
+				}
+				assert.Equal(t, save(kex), save(fake), "after input %d", i)
+			}
+		})
+	}
+}

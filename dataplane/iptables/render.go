@@ -1,0 +1,241 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Chain is an owned chain: a name with the owner's prefix and its rules in order.
+type Chain struct {
+	Name  string
+	Rules []Rule
+}
+
+// validToken reports whether s can be one restore argument without
+// quoting: printable ASCII without quotes or backslashes, not starting
+// with '-' or '!'.
+func validToken(s string) bool {
+	if s == "" || s[0] == '-' || s[0] == '!' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c > '~' || c == '"' || c == '\'' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// validText reports whether s can be a quoted restore argument.
+func validText(s string, max int) bool {
+	if len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// validProtocol accepts the named protocols below and numbers 0-255.
+func validProtocol(p Protocol) bool {
+	switch p {
+	case TCP, UDP, SCTP, ICMP, ICMPv6, "udplite", "gre", "esp", "ah", "ipip", "all":
+		return true
+	}
+	n, err := strconv.Atoi(string(p))
+	return err == nil && n >= 0 && n <= 255 && strconv.Itoa(n) == string(p)
+}
+
+func validChainName(s string) bool { return validToken(s) && len(s) <= MaxChainNameLen }
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidRule, fmt.Sprintf(format, a...))
+}
+
+// validate checks r for family f.
+func (r Rule) validate(f Family) error {
+	var proto *protoMatch
+	for _, p := range r.Match.parts {
+		switch m := p.(type) {
+		case netMatch:
+			if !m.prefix.IsValid() || m.prefix.Addr().Zone() != "" || m.prefix.Addr().Is4() != (f == IPv4) {
+				return invalid("%s %v is not an %s prefix", m.flag, m.prefix, f)
+			}
+		case ifaceMatch:
+			if !validToken(m.name) || len(m.name) > 15 {
+				return invalid("bad interface name %q", m.name)
+			}
+		case protoMatch:
+			if !validProtocol(m.p) {
+				return invalid("bad protocol %q", m.p)
+			}
+			if (m.p == ICMP && f == IPv6) || (m.p == ICMPv6 && f == IPv4) {
+				return invalid("protocol %s in %s", m.p, f)
+			}
+			proto = &m
+		case portMatch:
+			if proto == nil || proto.not || (proto.p != TCP && proto.p != UDP && proto.p != SCTP) {
+				return invalid("port match needs a preceding Protocol(tcp|udp|sctp)")
+			}
+			slots := 0
+			for _, pr := range m.ranges {
+				if pr.First > pr.Last {
+					return invalid("port range %d:%d is reversed", pr.First, pr.Last)
+				}
+				slots++
+				if pr.First != pr.Last {
+					slots++
+				}
+			}
+			if len(m.ranges) == 0 || slots > 15 {
+				return invalid("a port match takes 1 to 15 ports (a range counts 2), got %d", slots)
+			}
+		case setMatch:
+			if !validToken(m.name) || len(m.name) > 31 {
+				return invalid("bad ipset name %q", m.name)
+			}
+		case markMatch:
+			if m.mask == 0 {
+				return invalid("mark match with a zero mask")
+			}
+		case ctMatch:
+			if len(m.states) == 0 {
+				return invalid("conntrack match without states")
+			}
+			for _, s := range m.states {
+				switch s {
+				case StateNew, StateEstablished, StateRelated, StateInvalid, StateUntracked, StateDNAT:
+				default:
+					return invalid("bad conntrack state %q", s)
+				}
+			}
+		case addrTypeMatch:
+		default:
+			return invalid("unknown match %T", p)
+		}
+	}
+	if !validText(r.Comment, 200) {
+		return invalid("comment %q: at most 200 printable bytes without quotes or backslashes", r.Comment)
+	}
+	switch a := r.Action.(type) {
+	case nil:
+		return invalid("rule without action")
+	case Accept, Drop, Return, Masquerade:
+	case Reject:
+		if a.With != "" && !validToken(a.With) {
+			return invalid("bad reject-with %q", a.With)
+		}
+		if a.With == "tcp-reset" && (proto == nil || proto.not || proto.p != TCP) {
+			// The kernel refuses it at commit time (EINVAL).
+			return invalid("REJECT --reject-with tcp-reset needs Protocol(tcp)")
+		}
+	case Jump:
+		if !validChainName(a.Chain) {
+			return invalid("bad jump target %q", a.Chain)
+		}
+	case Goto:
+		if !validChainName(a.Chain) {
+			return invalid("bad goto target %q", a.Chain)
+		}
+	case SetMark:
+		if a.Mask == 0 {
+			return invalid("set-mark with a zero mask")
+		}
+	case DNAT:
+		if !a.To.Addr().IsValid() || a.To.Addr().Zone() != "" || a.To.Addr().Is4() != (f == IPv4) {
+			return invalid("DNAT to %v in %s", a.To, f)
+		}
+	case SNAT:
+		if !a.To.IsValid() || a.To.Zone() != "" || a.To.Is4() != (f == IPv4) {
+			return invalid("SNAT to %v in %s", a.To, f)
+		}
+	case Log:
+		if !validText(a.Prefix, 29) || a.Prefix == "" {
+			return invalid("log prefix %q: 1 to 29 printable bytes", a.Prefix)
+		}
+	default:
+		return invalid("unknown action %T", a)
+	}
+	return nil
+}
+
+// renderRule renders r (valid for f) with its hash comment, in
+// iptables-save's order: builtin matches, the hash comment, the human
+// comment, extension matches, then the target.
+func renderRule(r Rule, f Family, hashComment string) string {
+	var b argBuilder
+	r.Match.render(&b)
+	b.add("-m", "comment", "--comment")
+	b.quoted(hashComment)
+	if r.Comment != "" {
+		b.add("-m", "comment", "--comment")
+		b.quoted(r.Comment)
+	}
+	r.Match.renderExt(&b)
+	if rj, ok := r.Action.(Reject); ok && rj.With == "" {
+		rj.With = "icmp-port-unreachable"
+		if f == IPv6 {
+			rj.With = "icmp6-port-unreachable"
+		}
+		r.Action = rj
+	}
+	r.Action.args(&b)
+	return b.String()
+}
+
+// ruleHashes chains hashes along a chain, as Felix does: each rule's hash
+// covers the chain name, the previous rule's hash and the rule's own text,
+// so a rule's hash changes when anything before it does. A hash is 16
+// characters of URL-safe base64 of SHA-256.
+func ruleHash(chain, prev, spec string) string {
+	h := sha256.New()
+	h.Write([]byte(chain))
+	h.Write([]byte{0})
+	h.Write([]byte(prev))
+	h.Write([]byte{0})
+	h.Write([]byte(spec))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))[:16]
+}
+
+// renderedChain is a chain's rule specs (without "-A CHAIN ") and hashes.
+type renderedChain struct {
+	specs  []string
+	hashes []string
+}
+
+// renderChain validates and renders the rules of chain for family f;
+// hashPrefix starts every hash comment ("tabby:").
+func renderChain(chain string, rules []Rule, f Family, hashPrefix string) (renderedChain, error) {
+	rc := renderedChain{specs: make([]string, len(rules)), hashes: make([]string, len(rules))}
+	prev := ""
+	for i, r := range rules {
+		if err := r.validate(f); err != nil {
+			return renderedChain{}, fmt.Errorf("chain %s rule %d: %w", chain, i, err)
+		}
+		// The hash covers the rule without its own comment.
+		body := renderRule(r, f, "")
+		h := ruleHash(chain, prev, body)
+		rc.hashes[i] = h
+		rc.specs[i] = renderRule(r, f, hashPrefix+h)
+		prev = h
+	}
+	return rc, nil
+}
+
+// hashOf returns the owned hash in a saved rule's comments, or "".
+func hashOf(r SavedRule, hashPrefix string) string {
+	for _, c := range r.Comments {
+		if h, ok := strings.CutPrefix(c, hashPrefix); ok {
+			return h
+		}
+	}
+	return ""
+}
