@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -26,6 +27,9 @@ type RouteOwner struct {
 
 	mu      sync.Mutex
 	sources map[string]map[RouteKey]Route
+	// track holds the union of the sources against the kernel's routes of
+	// the owner's protocol; each Plan and Reconcile resyncs both sides.
+	track *routeTracker
 }
 
 // ReconcileResult counts what one Reconcile changed.
@@ -37,7 +41,7 @@ type ReconcileResult struct {
 // netlink.NewHandleAt for the node's namespace, or a FakeRouteHandle).
 func NewRouteOwner(h RouteHandle, opts ...Option) *RouteOwner {
 	o := buildOptions(opts)
-	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}}
+	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}, track: newRouteTracker()}
 }
 
 // Protocol returns the route protocol number this owner marks routes with.
@@ -115,20 +119,31 @@ func (o *RouteOwner) Desired() []Route {
 }
 
 func (o *RouteOwner) desiredLocked() []Route {
-	names := slices.Sorted(maps.Keys(o.sources))
-	seen := map[RouteKey]bool{}
 	var out []Route
-	for _, n := range names {
-		for k, r := range o.sources[n] {
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			out = append(out, r)
-		}
+	for _, r := range o.unionLocked() {
+		out = append(out, r)
 	}
 	sortByKey(out)
 	return out
+}
+
+// unionLocked yields the union of the sources by key; when two sources
+// want the same key, the source whose name sorts first wins.
+func (o *RouteOwner) unionLocked() iter.Seq2[RouteKey, Route] {
+	return func(yield func(RouteKey, Route) bool) {
+		seen := map[RouteKey]bool{}
+		for _, n := range slices.Sorted(maps.Keys(o.sources)) {
+			for k, r := range o.sources[n] {
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				if !yield(k, r) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // observed is the owner's view of the kernel.
@@ -170,7 +185,15 @@ func (o *RouteOwner) Plan(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return Diff(o.desiredLocked(), obs.owned), nil
+	o.resyncLocked(obs)
+	return planOf(o.track), nil
+}
+
+// resyncLocked loads the desired union and the observed kernel routes
+// into the tracker.
+func (o *RouteOwner) resyncLocked(obs observed) {
+	o.track.Desired().ReplaceAll(o.unionLocked())
+	o.track.Dataplane().ReplaceAll(byKey(obs.owned))
 }
 
 // Reconcile makes the kernel match the desired routes: adds missing routes,
@@ -187,7 +210,8 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	if err != nil {
 		return res, err
 	}
-	plan := Diff(o.desiredLocked(), obs.owned)
+	o.resyncLocked(obs)
+	plan := planOf(o.track)
 	ops := make([]RouteOp, 0, len(plan.Add)+len(plan.Replace)+len(plan.Delete))
 	changes := make([]Route, 0, cap(ops))
 	var errs []error
@@ -232,10 +256,13 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		switch op.Kind {
 		case RouteOpAdd:
 			res.Added++
+			o.track.Dataplane().Set(r.Key(), r)
 		case RouteOpReplace:
 			res.Replaced++
+			o.track.Dataplane().Set(r.Key(), r)
 		case RouteOpDelete:
 			res.Deleted++
+			o.track.Dataplane().Delete(r.Key())
 		}
 	}
 	if res != (ReconcileResult{}) {
