@@ -17,7 +17,11 @@ func Example() {
 	ctx := context.Background()
 	kernel := tnl.NewFakeRouteHandle()
 	kernel.AddLink("eth0", netip.MustParsePrefix("10.99.0.11/24"))
-	owner := tnl.NewRouteOwner(kernel)
+	owner, err := tnl.NewRouteOwner(kernel)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	_ = owner.Set("blocks", []tnl.Route{
 		{Dst: netip.MustParsePrefix("10.244.1.0/26"), Type: tnl.RouteBlackhole},

@@ -37,11 +37,19 @@ type ReconcileResult struct {
 	Added, Replaced, Deleted int
 }
 
-// NewRouteOwner returns an owner writing through h (a *netlink.Handle from
-// netlink.NewHandleAt for the node's namespace, or a FakeRouteHandle).
-func NewRouteOwner(h RouteHandle, opts ...Option) *RouteOwner {
-	o := buildOptions(opts)
-	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}, track: newRouteTracker()}
+// NewRouteOwner returns an owner writing through h (a KernelHandle or a
+// *netlink.Handle from netlink.NewHandleAt for the node's namespace, or a
+// FakeRouteHandle). It fails with an error wrapping ErrInvalidOption for an
+// option with a bad value, and ErrInvalidSpec for a nil handle.
+func NewRouteOwner(h RouteHandle, opts ...RouteOwnerOption) (*RouteOwner, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: route owner without a handle", ErrInvalidSpec)
+	}
+	o, err := routeOwnerOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("route owner: %w", err)
+	}
+	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}, track: newRouteTracker()}, nil
 }
 
 // Protocol returns the route protocol number this owner marks routes with.

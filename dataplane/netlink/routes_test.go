@@ -122,7 +122,14 @@ func newFakeNode(t *testing.T) (*FakeRouteHandle, *RouteOwner) {
 	f := NewFakeRouteHandle()
 	f.AddLink("eth0", pfx("10.99.0.11/24"), pfx("fd00:99::11/64"))
 	f.AddLink("vxlan.tabby", pfx("10.244.1.0/32"))
-	return f, NewRouteOwner(f)
+	return f, mustRouteOwner(t, f)
+}
+
+func mustRouteOwner(t testing.TB, h RouteHandle, opts ...RouteOwnerOption) *RouteOwner {
+	t.Helper()
+	o, err := NewRouteOwner(h, opts...)
+	require.NoError(t, err)
+	return o
 }
 
 // noBatch hides the fake's RouteBatch, to test the one-call-per-route path.
@@ -135,7 +142,7 @@ func TestRouteOwnerReconcile(t *testing.T) {
 	})
 	t.Run("one call per route", func(t *testing.T) {
 		f, _ := newFakeNode(t)
-		testRouteOwnerReconcile(t, f, NewRouteOwner(noBatch{f}))
+		testRouteOwnerReconcile(t, f, mustRouteOwner(t, noBatch{f}))
 	})
 }
 
@@ -227,7 +234,56 @@ func TestRouteOwnerSourcePrecedence(t *testing.T) {
 	require.Len(t, d, 1)
 	assert.Equal(t, RouteBlackhole, d[0].Type)
 	assert.Equal(t, ProtocolRoutes, o.Protocol())
-	assert.Equal(t, 42, NewRouteOwner(NewFakeRouteHandle(), WithProtocol(42)).Protocol())
+	assert.Equal(t, 42, mustRouteOwner(t, NewFakeRouteHandle(), WithProtocol(42)).Protocol())
+}
+
+func TestOptionsRejectBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []RouteOwnerOption
+		want string // "" = valid
+	}{
+		{"default", nil, ""},
+		{"protocol 200", []RouteOwnerOption{WithProtocol(200)}, ""},
+		{"protocol 300", []RouteOwnerOption{WithProtocol(300)}, "WithProtocol(300)"},
+		{"protocol 0", []RouteOwnerOption{WithProtocol(0)}, "WithProtocol(0)"},
+		{"protocol kernel", []RouteOwnerOption{WithProtocol(2)}, "WithProtocol(2)"},
+		{"protocol -1", []RouteOwnerOption{WithProtocol(-1)}, "WithProtocol(-1)"},
+		{"protocol of workloads", []RouteOwnerOption{WithProtocol(ProtocolWorkload)}, "WithProtocol(117)"},
+		{"nil logger is the default", []RouteOwnerOption{WithLogger(nil)}, ""},
+		{"first error wins", []RouteOwnerOption{WithProtocol(1), WithProtocol(999)}, "WithProtocol(1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := NewRouteOwner(NewFakeRouteHandle(), tt.opts...)
+			if tt.want == "" {
+				require.NoError(t, err)
+				require.NotNil(t, o)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidOption)
+			require.ErrorContains(t, err, tt.want)
+			require.Nil(t, o)
+		})
+	}
+	_, err := NewRouteOwner(nil)
+	require.ErrorIs(t, err, ErrInvalidSpec)
+
+	for _, tt := range []struct {
+		prefix string
+		ok     bool
+	}{{"tby", true}, {"cali", true}, {"1234567", true}, {"", false}, {"12345678", false}, {"a/b", false}, {"a b", false}} {
+		o, err := workloadsOptions([]WorkloadsOption{WithHostPrefix(tt.prefix), WithLogger(nil)})
+		if tt.ok {
+			require.NoError(t, err, tt.prefix)
+			require.Equal(t, tt.prefix, o.hostPrefix)
+		} else {
+			require.ErrorIs(t, err, ErrInvalidOption, tt.prefix)
+			require.ErrorContains(t, err, "WithHostPrefix")
+		}
+	}
+	_, err = vxlanOptions([]VXLANOption{WithLogger(nil)})
+	require.NoError(t, err)
 }
 
 func TestFakeDelLinkRemovesRoutes(t *testing.T) {

@@ -174,12 +174,20 @@ type VXLAN struct {
 	track peerTrackers
 }
 
-// NewVXLAN validates cfg and returns the manager; nothing is written until Reconcile.
-func NewVXLAN(h OverlayHandle, routes *RouteOwner, cfg VXLANConfig, opts ...Option) (*VXLAN, error) {
+// NewVXLAN validates cfg and returns the manager; nothing is written until
+// Reconcile. Errors wrap ErrInvalidSpec (cfg, or a nil routes) or
+// ErrInvalidOption.
+func NewVXLAN(h OverlayHandle, routes *RouteOwner, cfg VXLANConfig, opts ...VXLANOption) (*VXLAN, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	o := buildOptions(opts)
+	if routes == nil {
+		return nil, fmt.Errorf("%w: vxlan %s without a route owner", ErrInvalidSpec, cfg.withDefaults().Name)
+	}
+	o, err := vxlanOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("vxlan %s: %w", cfg.withDefaults().Name, err)
+	}
 	return &VXLAN{h: h, routes: routes, cfg: cfg.withDefaults(), log: o.log, peers: map[string]VXLANPeer{}, track: newPeerTrackers()}, nil
 }
 

@@ -334,7 +334,9 @@ func (topo *Topology) addNode(i int) (*Node, error) {
 	}
 	topo.onClose(func() error { kh.Close(); return nil })
 	n.Kernel = kh
-	n.Routes = tnl.NewRouteOwner(kh, tnl.WithLogger(topo.cfg.log))
+	if n.Routes, err = tnl.NewRouteOwner(kh, tnl.WithLogger(topo.cfg.log)); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
