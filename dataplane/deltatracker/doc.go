@@ -15,12 +15,13 @@
 //     with a value that is not equal to the desired one;
 //   - PendingDeletions: keys in the dataplane that are not desired.
 //
-// An applier writes the pending changes and records each success on the
-// Dataplane view (Dataplane().Set after writing an update,
-// Dataplane().Delete after a deletion), which removes it from the pending
-// set; a failed write is simply not recorded and stays pending for the next
-// attempt. This is Felix's IterActionUpdateDataplane, spelled as a plain
-// call so that iteration can use range-over-func (iter.Seq2).
+// An applier writes the pending changes and records each success
+// (UpdateApplied after writing an update, DeletionApplied after a
+// deletion; or the general Dataplane().Set and Dataplane().Delete), which
+// removes it from the pending set; a failed write is simply not recorded
+// and stays pending for the next attempt. This is Felix's
+// IterActionUpdateDataplane, spelled as a plain call so that iteration can
+// use range-over-func (iter.Seq2).
 //
 // # Design
 //

@@ -42,7 +42,23 @@ func (p Plan) String() string {
 // matches one on any device).
 type routeTracker = deltatracker.Tracker[RouteKey, Route]
 
-func newRouteTracker() *routeTracker { return deltatracker.NewFunc[RouteKey](satisfies) }
+func newRouteTracker() *routeTracker { return deltatracker.NewFunc[RouteKey](routeSatisfied) }
+
+// routeSatisfied is satisfies without its copies for routes with at most
+// one next hop (the common case, compared once per route and resync).
+func routeSatisfied(want, have Route) bool {
+	if len(want.NextHops) > 1 || len(have.NextHops) > 1 {
+		return satisfies(want, have)
+	}
+	if want.Type != have.Type || want.Src != have.Src || len(want.NextHops) != len(have.NextHops) {
+		return false
+	}
+	if len(want.NextHops) == 0 {
+		return true
+	}
+	a, b := want.NextHops[0], have.NextHops[0]
+	return a.Gateway == b.Gateway && a.OnLink == b.OnLink && a.weight() == b.weight() && (a.Dev == "" || a.Dev == b.Dev)
+}
 
 // Diff compares desired routes with the routes the owner has in the kernel
 // (owned: already filtered by the owner's protocol) and returns the changes.

@@ -2,9 +2,11 @@ package netlink
 
 import (
 	"encoding/binary"
+	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -41,8 +43,8 @@ func TestLinkMessagesWellFormed(t *testing.T) {
 	for _, a := range attrs {
 		got[a.Attr.Type] = a.Value
 	}
-	assert.Equal(t, "tabby:net.c1", string(got[unix.IFLA_IFALIAS]))
-	assert.Contains(t, got, uint16(unix.IFLA_AF_SPEC))
+	assert.Equal(t, "tabby:net.c1", strings.TrimRight(string(got[unix.IFLA_IFALIAS]), "\x00"))
+	assert.Contains(t, got, uint16(unix.IFLA_AF_SPEC|unix.NLA_F_NESTED))
 	addr, err := syscall.ParseNetlinkRouteAttr(&parsed[4])
 	require.NoError(t, err)
 	require.NotEmpty(t, addr)
@@ -82,19 +84,22 @@ func TestVethAndGetLinkMessages(t *testing.T) {
 
 func TestParseLinkReply(t *testing.T) {
 	// An RTM_NEWLINK answer for index 7 whose IFLA_LINK is 3.
-	b := nlHeader(nil, unix.RTM_NEWLINK, 0)
-	b = append(b, unix.AF_UNSPEC, 0, 0, 0)
-	b = binary.NativeEndian.AppendUint32(b, 7)
-	b = binary.NativeEndian.AppendUint32(b, 0)
-	b = binary.NativeEndian.AppendUint32(b, 0)
-	b = appendAttr(b, unix.IFLA_LINK, binary.NativeEndian.AppendUint32(nil, 3))
-	b = finish(b, 0)
-	msgs, err := syscall.ParseNetlinkMessage(b)
+	lm := rtnetlink.LinkMessage{Index: 7, Attributes: &rtnetlink.LinkAttributes{Name: "tby0", Type: 3}}
+	m, err := request(unix.RTM_NEWLINK, 0, &lm)
+	require.NoError(t, err)
+	msgs, err := syscall.ParseNetlinkMessage(appendMessage(nil, m, 0))
 	require.NoError(t, err)
 	idx, link, ok := parseLinkReply(msgs[0])
 	assert.True(t, ok)
 	assert.Equal(t, 7, idx)
 	assert.Equal(t, 3, link)
+	// Attributes that do not decode: the index, no link.
+	broken := msgs[0]
+	broken.Data = append(append([]byte(nil), broken.Data[:unix.SizeofIfInfomsg]...), 0xff, 0xff, 0, 0)
+	idx, link, ok = parseLinkReply(broken)
+	assert.True(t, ok)
+	assert.Equal(t, 7, idx)
+	assert.Zero(t, link)
 	msgs[0].Header.Type = unix.NLMSG_ERROR
 	_, _, ok = parseLinkReply(msgs[0])
 	assert.False(t, ok)

@@ -27,8 +27,9 @@ type RouteOwner struct {
 
 	mu      sync.Mutex
 	sources map[string]map[RouteKey]Route
-	// track holds the union of the sources against the kernel's routes of
-	// the owner's protocol; each Plan and Reconcile resyncs both sides.
+	// track holds the union of the sources (kept by Set, Upsert, Remove)
+	// against the kernel's routes of the owner's protocol (resynced from a
+	// dump by each Plan and Reconcile).
 	track *routeTracker
 }
 
@@ -76,11 +77,24 @@ func (o *RouteOwner) Set(source string, routes []Route) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	old := o.sources[source]
 	if len(m) == 0 {
 		delete(o.sources, source)
 	} else {
 		o.sources[source] = m
 	}
+	o.refreshDesiredLocked(func(yield func(RouteKey) bool) {
+		for k := range old {
+			if _, kept := m[k]; !kept && !yield(k) {
+				return
+			}
+		}
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	})
 	return nil
 }
 
@@ -97,9 +111,12 @@ func (o *RouteOwner) Upsert(source string, routes ...Route) error {
 		m = make(map[RouteKey]Route, len(routes))
 		o.sources[source] = m
 	}
-	for _, r := range routes {
-		m[r.Key()] = r.normalized()
+	keys := make([]RouteKey, len(routes))
+	for i, r := range routes {
+		keys[i] = r.Key()
+		m[keys[i]] = r.normalized()
 	}
+	o.refreshDesiredLocked(slices.Values(keys))
 	return nil
 }
 
@@ -110,11 +127,37 @@ func (o *RouteOwner) Remove(source string, keys ...RouteKey) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.sources[source]
-	for _, k := range keys {
-		delete(m, Route{Table: k.Table, Dst: k.Dst, Metric: k.Metric}.Key())
+	norm := make([]RouteKey, len(keys))
+	for i, k := range keys {
+		norm[i] = Route{Table: k.Table, Dst: k.Dst, Metric: k.Metric}.Key()
+		delete(m, norm[i])
 	}
 	if len(m) == 0 {
 		delete(o.sources, source)
+	}
+	o.refreshDesiredLocked(slices.Values(norm))
+}
+
+// refreshDesiredLocked sets the tracker's desired route for each of keys
+// to the union's: the route of the first source by name that has the key,
+// or none.
+func (o *RouteOwner) refreshDesiredLocked(keys iter.Seq[RouteKey]) {
+	var names []string
+	for k := range keys {
+		if names == nil {
+			names = slices.Sorted(maps.Keys(o.sources))
+		}
+		found := false
+		for _, n := range names {
+			if r, ok := o.sources[n][k]; ok {
+				o.track.Desired().Set(k, r)
+				found = true
+				break
+			}
+		}
+		if !found {
+			o.track.Desired().Delete(k)
+		}
 	}
 }
 
@@ -127,31 +170,12 @@ func (o *RouteOwner) Desired() []Route {
 }
 
 func (o *RouteOwner) desiredLocked() []Route {
-	var out []Route
-	for _, r := range o.unionLocked() {
+	out := make([]Route, 0, o.track.Desired().Len())
+	for _, r := range o.track.Desired().All() {
 		out = append(out, r)
 	}
 	sortByKey(out)
 	return out
-}
-
-// unionLocked yields the union of the sources by key; when two sources
-// want the same key, the source whose name sorts first wins.
-func (o *RouteOwner) unionLocked() iter.Seq2[RouteKey, Route] {
-	return func(yield func(RouteKey, Route) bool) {
-		seen := map[RouteKey]bool{}
-		for _, n := range slices.Sorted(maps.Keys(o.sources)) {
-			for k, r := range o.sources[n] {
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
-				if !yield(k, r) {
-					return
-				}
-			}
-		}
-	}
 }
 
 // observed is the owner's view of the kernel.
@@ -197,10 +221,9 @@ func (o *RouteOwner) Plan(ctx context.Context) (Plan, error) {
 	return planOf(o.track), nil
 }
 
-// resyncLocked loads the desired union and the observed kernel routes
-// into the tracker.
+// resyncLocked loads the observed kernel routes into the tracker (its
+// desired side follows Set, Upsert and Remove).
 func (o *RouteOwner) resyncLocked(obs observed) {
-	o.track.Desired().ReplaceAll(o.unionLocked())
 	o.track.Dataplane().ReplaceAll(byKey(obs.owned))
 }
 
@@ -264,13 +287,13 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		switch op.Kind {
 		case RouteOpAdd:
 			res.Added++
-			o.track.Dataplane().Set(r.Key(), r)
+			o.track.UpdateApplied(r.Key())
 		case RouteOpReplace:
 			res.Replaced++
-			o.track.Dataplane().Set(r.Key(), r)
+			o.track.UpdateApplied(r.Key())
 		case RouteOpDelete:
 			res.Deleted++
-			o.track.Dataplane().Delete(r.Key())
+			o.track.DeletionApplied(r.Key())
 		}
 	}
 	if res != (ReconcileResult{}) {

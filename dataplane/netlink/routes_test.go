@@ -318,3 +318,28 @@ func TestKernelConversionRoundTrip(t *testing.T) {
 	_, ok := fromKernel(nl.Route{Type: unix.RTN_LOCAL}, ln)
 	assert.False(t, ok)
 }
+
+// The tracker's fast equality agrees with satisfies.
+func TestRouteSatisfiedMatchesSatisfies(t *testing.T) {
+	gw, gw2 := addr("10.99.0.12"), addr("10.99.0.13")
+	dst := pfx("10.244.2.0/26")
+	routes := []Route{
+		Blackhole(dst),
+		{Dst: dst, Type: RouteUnreachable},
+		RouteVia(dst, gw),
+		RouteVia(dst, gw2),
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Dev: "eth0"}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Dev: "eth1"}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Weight: 1}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Weight: 2}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Dev: "vxlan.tabby", OnLink: true}}},
+		{Dst: dst, Src: addr("10.244.1.0"), NextHops: []NextHop{{Gateway: gw}}},
+		RouteVia(dst, gw, gw2),
+		RouteVia(dst, gw2, gw),
+	}
+	for _, a := range routes {
+		for _, b := range routes {
+			assert.Equal(t, satisfies(a, b), routeSatisfied(a, b), "%s vs %s", a, b)
+		}
+	}
+}
