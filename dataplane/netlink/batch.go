@@ -56,6 +56,9 @@ const (
 	batchTimeout = 10 * time.Second
 	// batchRcvBuf is the socket receive buffer asked for (SO_RCVBUFFORCE).
 	batchRcvBuf = 1 << 20
+	// podReadBuf is the read buffer of a short-lived pipeline in a pod:
+	// its answers are errors, acks and at most a link or two (~2 KiB).
+	podReadBuf = 16 << 10
 )
 
 // KernelHandle is the production RouteHandle/OverlayHandle: a
@@ -124,18 +127,32 @@ type pipeline struct {
 
 // openPipeline opens the connection in namespace n.
 func openPipeline(n ns.NetNS) (*pipeline, error) {
-	c, err := dialBatchConn(int(n.Fd()))
+	c, err := dialBatchConn(int(n.Fd()), 1<<16)
 	if err != nil {
 		return nil, fmt.Errorf("netlink batch socket in %s: %w", n.Path(), err)
 	}
 	return &pipeline{conn: c, fd: -1}, nil
 }
 
+// newPipelineHere opens a pipeline in the network namespace of the calling
+// thread, without switching threads: call it with the OS thread locked
+// inside the namespace (as openPodConn is between its two setns calls).
+func newPipelineHere() (*pipeline, error) {
+	c, err := dialBatchConn(0, podReadBuf)
+	if err != nil {
+		return nil, fmt.Errorf("netlink batch socket: %w", err)
+	}
+	return &pipeline{conn: c, fd: -1}, nil
+}
+
 // dialBatchConn opens a NETLINK_ROUTE connection in the namespace nsFd
-// refers to, with error answers capped to the failed request's header
-// (NETLINK_CAP_ACK) and a receive buffer large enough for a chunk's errors.
-func dialBatchConn(nsFd int) (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: nsFd, MessageBufferSize: 1 << 16})
+// refers to (0: the calling thread's), with error answers capped to the
+// failed request's header (NETLINK_CAP_ACK) and a socket receive buffer
+// large enough for a chunk's errors. bufSize > 0 gives it a fixed read
+// buffer of that many bytes (one recvmsg per answer; a larger answer
+// fails), 0 sizes each read by peeking first.
+func dialBatchConn(nsFd, bufSize int) (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: nsFd, MessageBufferSize: bufSize})
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +192,7 @@ func (p *pipeline) connLocked() (*netlink.Conn, error) {
 		return nil, fmt.Errorf("namespace of netlink socket: %w", err)
 	}
 	defer unix.Close(nsFd)
-	if p.conn, err = dialBatchConn(nsFd); err != nil {
+	if p.conn, err = dialBatchConn(nsFd, podReadBuf); err != nil {
 		return nil, err
 	}
 	return p.conn, nil
