@@ -1,18 +1,10 @@
 package netlink
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 )
-
-// ErrInvalidOption: a constructor option was given a value it cannot use
-// (WithProtocol outside 5..255 or equal to ProtocolWorkload, WithHostPrefix
-// empty, over 7 bytes or with characters an interface name cannot hold).
-// The constructor fails with an error wrapping it and naming the option and
-// the value.
-var ErrInvalidOption = errors.New("invalid option")
 
 // Each constructor takes the options it reads, so that passing one it
 // would ignore is a compile error:
