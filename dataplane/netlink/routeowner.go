@@ -170,6 +170,9 @@ func (o *RouteOwner) Desired() []Route {
 }
 
 func (o *RouteOwner) desiredLocked() []Route {
+	if o.track.Desired().Len() == 0 {
+		return nil
+	}
 	out := make([]Route, 0, o.track.Desired().Len())
 	for _, r := range o.track.Desired().All() {
 		out = append(out, r)

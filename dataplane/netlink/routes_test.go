@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -341,5 +342,60 @@ func TestRouteSatisfiedMatchesSatisfies(t *testing.T) {
 		for _, b := range routes {
 			assert.Equal(t, satisfies(a, b), routeSatisfied(a, b), "%s vs %s", a, b)
 		}
+	}
+}
+
+// The owner keeps the union of its sources incrementally; after any
+// sequence of Set, Upsert and Remove it equals the union recomputed from
+// scratch (the first source by name wins a key).
+func TestRouteOwnerUnionIncremental(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	o := mustRouteOwner(t, NewFakeRouteHandle())
+	shadow := map[string]map[RouteKey]Route{}
+	sources := []string{"a-blocks", "bgp", "vxlan"}
+	route := func() Route {
+		dst := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(r.IntN(8)), 0}), 26)
+		if r.IntN(2) == 0 {
+			return Blackhole(dst)
+		}
+		return RouteVia(dst, netip.AddrFrom4([4]byte{10, 99, 0, byte(10 + r.IntN(3))}))
+	}
+	for range 2000 {
+		src := sources[r.IntN(len(sources))]
+		switch r.IntN(3) {
+		case 0:
+			var rs []Route
+			for range r.IntN(4) {
+				rs = append(rs, route())
+			}
+			require.NoError(t, o.Set(src, rs))
+			shadow[src] = map[RouteKey]Route{}
+			for _, x := range rs {
+				shadow[src][x.Key()] = x.normalized()
+			}
+		case 1:
+			x := route()
+			require.NoError(t, o.Upsert(src, x))
+			if shadow[src] == nil {
+				shadow[src] = map[RouteKey]Route{}
+			}
+			shadow[src][x.Key()] = x.normalized()
+		case 2:
+			k := route().Key()
+			o.Remove(src, k)
+			delete(shadow[src], k)
+		}
+		var want []Route
+		seen := map[RouteKey]bool{}
+		for _, n := range sources {
+			for k, x := range shadow[n] {
+				if !seen[k] {
+					seen[k] = true
+					want = append(want, x)
+				}
+			}
+		}
+		sortByKey(want)
+		require.Equal(t, want, o.Desired())
 	}
 }
