@@ -169,10 +169,13 @@ func dialBatchConn(nsFd, bufSize int) (*netlink.Conn, error) {
 	return c, nil
 }
 
-// setupBatchSocket checks a raw socket handed to a pipeline literal
-// (openPodConn); the pipeline replaces it on first use.
+// setupBatchSocket checks that fd, handed to a pipeline literal
+// (openPodConn), is a netlink socket; the pipeline replaces it on first use.
 func setupBatchSocket(fd int) error {
-	_, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err == nil && d != unix.AF_NETLINK {
+		err = fmt.Errorf("fd %d is not a netlink socket: %w", fd, unix.ENOTSOCK)
+	}
 	return err
 }
 
@@ -184,6 +187,11 @@ func (p *pipeline) connLocked() (*netlink.Conn, error) {
 	}
 	if p.fd < 0 {
 		return nil, unix.EBADF
+	}
+	// Only a netlink socket is taken over (and closed): a zero pipeline's
+	// fd 0 is someone else's.
+	if d, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || d != unix.AF_NETLINK {
+		return nil, fmt.Errorf("fd %d is not a netlink socket: %w", p.fd, unix.EBADF)
 	}
 	nsFd, err := unix.IoctlRetInt(p.fd, unix.SIOCGSKNS)
 	unix.Close(p.fd)

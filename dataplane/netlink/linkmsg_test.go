@@ -62,6 +62,18 @@ func TestPipelineClosed(t *testing.T) {
 	errs := p.exec([][]byte{appendSetLinkMsg(nil, 1, "", true, nil)})
 	require.Len(t, errs, 1)
 	assert.ErrorIs(t, errs[0], unix.EBADF)
+
+	// A pipeline never takes over (nor closes) a descriptor that is not a
+	// netlink socket.
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	require.Error(t, setupBatchSocket(int(r.Fd())))
+	errs = (&pipeline{fd: int(r.Fd())}).exec([][]byte{appendSetLinkMsg(nil, 1, "", true, nil)})
+	assert.ErrorIs(t, errs[0], unix.EBADF)
+	_, err = w.Write([]byte("x"))
+	require.NoError(t, err, "still open")
 }
 
 // newTestNetns makes a named network namespace for an internal test (the
