@@ -37,9 +37,10 @@
 //     a device name matches a kernel route on any device").
 //  4. Iteration order of PendingUpdates, PendingDeletions and the views is
 //     unspecified (map order); appliers that need a deterministic batch sort
-//     the keys themselves. Calling Dataplane().Set/Delete for the key being
-//     visited is allowed during iteration; other mutations during iteration
-//     may or may not be seen by it.
+//     the keys themselves. Calling UpdateApplied, DeletionApplied or
+//     Dataplane().Set/Delete for the key being visited is allowed during
+//     iteration; other mutations during iteration may or may not be seen
+//     by it.
 //
 // Thread safety: a Tracker is not safe for concurrent use; the applier that
 // owns it serialises access (as Felix's route table does with its own lock).
