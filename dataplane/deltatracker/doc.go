@@ -15,12 +15,13 @@
 //     with a value that is not equal to the desired one;
 //   - PendingDeletions: keys in the dataplane that are not desired.
 //
-// An applier writes the pending changes and records each success on the
-// Dataplane view (Dataplane().Set after writing an update,
-// Dataplane().Delete after a deletion), which removes it from the pending
-// set; a failed write is simply not recorded and stays pending for the next
-// attempt. This is Felix's IterActionUpdateDataplane, spelled as a plain
-// call so that iteration can use range-over-func (iter.Seq2).
+// An applier writes the pending changes and records each success
+// (UpdateApplied after writing an update, DeletionApplied after a
+// deletion; or the general Dataplane().Set and Dataplane().Delete), which
+// removes it from the pending set; a failed write is simply not recorded
+// and stays pending for the next attempt. This is Felix's
+// IterActionUpdateDataplane, spelled as a plain call so that iteration can
+// use range-over-func (iter.Seq2).
 //
 // # Design
 //
@@ -36,9 +37,10 @@
 //     a device name matches a kernel route on any device").
 //  4. Iteration order of PendingUpdates, PendingDeletions and the views is
 //     unspecified (map order); appliers that need a deterministic batch sort
-//     the keys themselves. Calling Dataplane().Set/Delete for the key being
-//     visited is allowed during iteration; other mutations during iteration
-//     may or may not be seen by it.
+//     the keys themselves. Calling UpdateApplied, DeletionApplied or
+//     Dataplane().Set/Delete for the key being visited is allowed during
+//     iteration; other mutations during iteration may or may not be seen
+//     by it.
 //
 // Thread safety: a Tracker is not safe for concurrent use; the applier that
 // owns it serialises access (as Felix's route table does with its own lock).

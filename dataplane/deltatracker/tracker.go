@@ -17,6 +17,9 @@ type Tracker[K comparable, V any] struct {
 	// from, the dataplane; deletions holds dataplane keys not desired.
 	updates   map[K]struct{}
 	deletions map[K]struct{}
+	// spare is an empty map that ReplaceAll fills and swaps in, so that a
+	// periodic resync allocates nothing once the sizes settle.
+	spare map[K]V
 }
 
 // New returns an empty tracker comparing values with ==.
@@ -36,17 +39,22 @@ func NewFunc[K comparable, V any](equal func(desired, dataplane V) bool) *Tracke
 	}
 }
 
-// refresh recomputes the pending state of key k from the two maps.
+// refresh recomputes the pending state of key k from the two maps. It
+// keeps the invariant that updates holds only desired keys and deletions
+// only dataplane keys.
 func (t *Tracker[K, V]) refresh(k K) {
 	d, wanted := t.desired[k]
 	have, present := t.dataplane[k]
 	switch {
-	case wanted && present && t.equal(d, have):
-		delete(t.updates, k)
-		delete(t.deletions, k)
 	case wanted:
-		t.updates[k] = struct{}{}
-		delete(t.deletions, k)
+		if present && t.equal(d, have) {
+			delete(t.updates, k)
+		} else {
+			t.updates[k] = struct{}{}
+		}
+		if present {
+			delete(t.deletions, k)
+		}
 	case present:
 		delete(t.updates, k)
 		t.deletions[k] = struct{}{}
@@ -54,6 +62,30 @@ func (t *Tracker[K, V]) refresh(k K) {
 		delete(t.updates, k)
 		delete(t.deletions, k)
 	}
+}
+
+// UpdateApplied records that the pending update of k was written: the
+// dataplane now holds the desired value (Felix's IterActionUpdateDataplane).
+// It is Dataplane().Set(k, desired value) without the comparison, for
+// appliers that mark thousands of writes per sync. A k without a pending
+// update is ignored.
+func (t *Tracker[K, V]) UpdateApplied(k K) {
+	if _, ok := t.updates[k]; !ok {
+		return
+	}
+	t.dataplane[k] = t.desired[k]
+	delete(t.updates, k)
+}
+
+// DeletionApplied records that the pending deletion of k was carried out:
+// Dataplane().Delete(k) for a key known to be pending deletion. A k
+// without a pending deletion is ignored.
+func (t *Tracker[K, V]) DeletionApplied(k K) {
+	if _, ok := t.deletions[k]; !ok {
+		return
+	}
+	delete(t.dataplane, k)
+	delete(t.deletions, k)
 }
 
 // Desired returns the view of the desired state.
@@ -131,7 +163,7 @@ func (d Desired[K, V]) DeleteAll() {
 // ReplaceAll makes the desired state exactly the pairs of all (a full
 // render); for a repeated key the last pair wins.
 func (d Desired[K, V]) ReplaceAll(all iter.Seq2[K, V]) {
-	d.t.swap(&d.t.desired, maps.Collect(all))
+	d.t.swap(&d.t.desired, all)
 }
 
 // All yields the desired pairs. Order is unspecified.
@@ -169,7 +201,7 @@ func (d Dataplane[K, V]) Delete(k K) {
 // ReplaceAll makes the dataplane view exactly the pairs of all (a resync
 // from a full dump); for a repeated key the last pair wins.
 func (d Dataplane[K, V]) ReplaceAll(all iter.Seq2[K, V]) {
-	d.t.swap(&d.t.dataplane, maps.Collect(all))
+	d.t.swap(&d.t.dataplane, all)
 }
 
 // All yields the dataplane pairs. Order is unspecified.
@@ -178,9 +210,17 @@ func (d Dataplane[K, V]) All() iter.Seq2[K, V] { return maps.All(d.t.dataplane) 
 // Len returns the number of keys in the dataplane view.
 func (d Dataplane[K, V]) Len() int { return len(d.t.dataplane) }
 
-// swap installs next in place of *field and refreshes every key that the
-// old or the new map holds.
-func (t *Tracker[K, V]) swap(field *map[K]V, next map[K]V) {
+// swap replaces *field by the pairs of all and refreshes every key that
+// the old or the new map holds. The old map becomes the spare.
+func (t *Tracker[K, V]) swap(field *map[K]V, all iter.Seq2[K, V]) {
+	next := t.spare
+	if next == nil {
+		next = make(map[K]V, len(*field))
+	}
+	t.spare = nil
+	for k, v := range all {
+		next[k] = v
+	}
 	old := *field
 	*field = next
 	for k := range old {
@@ -191,4 +231,6 @@ func (t *Tracker[K, V]) swap(field *map[K]V, next map[K]V) {
 			t.refresh(k)
 		}
 	}
+	clear(old)
+	t.spare = old
 }

@@ -99,13 +99,26 @@ func TestApplyWhileIterating(t *testing.T) {
 		tr.Dataplane().Set(1000+i, i)
 	}
 	for k, v := range tr.PendingUpdates() {
-		if k%10 != 0 { // every tenth write "fails"
+		switch {
+		case k%10 == 0: // every tenth write "fails"
+		case k%2 == 0:
 			tr.Dataplane().Set(k, v)
+		default:
+			tr.UpdateApplied(k)
 		}
 	}
 	for k := range tr.PendingDeletions() {
-		tr.Dataplane().Delete(k)
+		if k%2 == 0 {
+			tr.Dataplane().Delete(k)
+		} else {
+			tr.DeletionApplied(k)
+		}
 	}
+	tr.UpdateApplied(-1)   // not pending: ignored
+	tr.DeletionApplied(-1) // not pending: ignored
+	require.Equal(t, 90, tr.Dataplane().Len())
+	v, _ := tr.Dataplane().Get(11)
+	require.Equal(t, 11, v)
 	require.Equal(t, 10, tr.NumPendingUpdates())
 	require.Equal(t, 0, tr.NumPendingDeletions())
 	n := 0
@@ -154,10 +167,18 @@ func TestRandomAgainstFullDiff(t *testing.T) {
 			}
 		case 5:
 			for k, v := range tr.PendingUpdates() {
-				tr.Dataplane().Set(k, v)
+				if k%2 == 0 {
+					tr.Dataplane().Set(k, v)
+				} else {
+					tr.UpdateApplied(k)
+				}
 			}
 			for k := range tr.PendingDeletions() {
-				tr.Dataplane().Delete(k)
+				if k%2 == 0 {
+					tr.Dataplane().Delete(k)
+				} else {
+					tr.DeletionApplied(k)
+				}
 			}
 			require.True(t, tr.InSync())
 			require.Equal(t, maps.Collect(tr.Desired().All()), maps.Collect(tr.Dataplane().All()))

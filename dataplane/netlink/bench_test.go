@@ -149,7 +149,10 @@ func BenchmarkRouteOwner10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer kh.Close()
-	o := tnl.NewRouteOwner(kh)
+	o, err := tnl.NewRouteOwner(kh)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var add, del, batch, noop time.Duration
 	b.ResetTimer()
 	for b.Loop() {

@@ -54,9 +54,15 @@
 //     are consumed through WorkloadManager and VXLANManager (dataplane/node,
 //     the CNI plugin), with the strict fakes FakeWorkloads and FakeVXLAN.
 //  2. Desired state and diff are pure. Route, its Validate and Key, and
-//     Diff(desired, owned) Plan need no root and are table-tested; the
-//     applier (Reconcile) only executes a Plan. DiffEntries does the same
-//     for neighbour and FDB entries.
+//     Diff(desired, owned) Plan need no root and are table-tested. The
+//     appliers hold a dataplane/deltatracker Tracker (Felix's
+//     deltatracker): RouteOwner keeps the union of its sources as the
+//     desired side as they change and resyncs the kernel side from a dump
+//     on each Plan/Reconcile, then writes only the pending updates and
+//     deletions; VXLAN does the same for its neighbour (tunnel IP → MAC)
+//     and FDB (MAC → node IP) entries. Drive Reconcile from a
+//     dataplane/syncrunner Runner to coalesce bursts and resync
+//     periodically.
 //  3. Ownership by marking. The kernel is the state: after a crash, a new
 //     RouteOwner with the same desired routes writes nothing (no
 //     flapping), deletes only stale routes of its own protocol, and reports
@@ -65,14 +71,19 @@
 //     alias, so a name collision is detected, never clobbered.
 //  4. Batching. KernelHandle sends up to 256 route messages per sendmsg
 //     with only the last asking for an ack, so the kernel answers only
-//     failures: ~2 system calls per 256 routes instead of 2 per route.
+//     failures: ~2 system calls per 256 routes instead of 2 per route;
+//     the next chunk is encoded while the kernel processes the current one.
 //     SetupWorkload uses the same pipeline: one round trip creates the
 //     veth pair and reads back both ifindexes; then one batch on the host
 //     (alias, proxy_arp and forwarding through IFLA_AF_SPEC, link up,
 //     proxy_delay through RTM_SETNEIGHTBL, host routes) and one in the pod
 //     (addresses, link up, routes), in parallel. Only the IPv6 sysctls go
-//     through /proc. The messages are built by hand (batch.go,
-//     linkmsg.go); reads and everything else use vishvananda/netlink.
+//     through /proc. The messages are github.com/jsimonetti/rtnetlink/v2
+//     types (RouteMessage, LinkMessage with its veth driver,
+//     AddressMessage; IFLA_AF_SPEC and RTM_SETNEIGHTBL, which it has no
+//     type for, through mdlayher/netlink's attribute encoder), sent and
+//     acknowledged as a batch by a github.com/mdlayher/netlink Conn;
+//     reads and everything else use vishvananda/netlink.
 //  5. Nothing half-created. A failed SetupWorkload deletes the veth it
 //     made; validation happens before any write; Reconcile carries on past
 //     per-route failures and returns them joined (errors.Is works on each).
@@ -86,12 +97,19 @@
 // Errors wrap sentinels (ErrInvalidPrefix, ErrInvalidRoute, ErrInvalidName,
 // ErrInvalidSpec, ErrNetnsNotFound, ErrLinkNotFound, ErrNextHopUnreachable,
 // ErrForeignRoute, ErrNameCollision, ErrNotSupported, ErrMismatch,
-// ErrNotReady) with the object acted on.
+// ErrInvalidOption, ErrBatchLost, ErrNotReady) with the object acted on.
+//
+// Options: each constructor takes its own option type, so an option it
+// would ignore does not compile, and an option with a bad value makes it
+// fail with ErrInvalidOption: NewRouteOwner takes RouteOwnerOption
+// (WithProtocol), NewWorkloads WorkloadsOption (WithHostPrefix), NewVXLAN
+// VXLANOption; WithLogger is an Option, which all of them take.
 //
 // Thread safety: RouteOwner, Workloads, VXLAN and KernelHandle are safe for
 // concurrent use; each serialises its own kernel writes. Reconcile does a
 // full dump and diff: coalesce bursts of updates (for example BGP) into
-// one Reconcile rather than calling it per update.
+// one Reconcile rather than calling it per update (a dataplane/syncrunner
+// Runner does that).
 //
 // # Tests
 //
@@ -113,42 +131,6 @@
 //
 // # Performance
 //
-// Measured on the 2-vCPU development VM (kernel 6.18, shared with other
-// engineers' builds, load average 3-5, so absolute figures swing by ±40%;
-// compare each line with the ip -batch figure of the same run) with
-//
-//	go test -run '^$' -bench . -benchtime 3x -count 3 ./dataplane/netlink/
-//
-// BenchmarkWorkloadSetupTeardown: 200 workloads set up, then torn down, per
-// iteration, from plain goroutines like a CNI plugin; `ip -batch` creates
-// and deletes the same 200 veth pairs (peer created in the pod netns, link
-// up, /32 route) in one process in the same run. Over six runs:
-//
-//	setup     p50 0.63-0.73 ms, p99 1.4-4.8 ms; ip -batch add 0.52-0.88 ms/pair → 0.72-1.32x
-//	teardown  p50 16-20 ms;                     ip -batch del 16.1-17.3 ms/pair
-//	setup+teardown p50 16.7-20.7 ms, p99 24.6-30.9 ms → 0.99-1.19x of ip -batch add+del
-//
-// Since setup waits for both veth ends to run (the pod is reachable when
-// it returns; ip -batch does not wait), its p99 follows the kernel's link
-// watch: two runs at load average 13 gave setup p50 0.68-0.71 ms (0.80x
-// of ip -batch add) and p99 6.5-8.8 ms.
-//
-// Setup does more than that floor: addresses, link up and two routes in
-// the pod, the alias, proxy ARP, forwarding, route_localnet and
-// proxy_delay. Teardown is the kernel's veth unregistration (RCU grace
-// periods), the same for ip -batch. A setup issued right after a teardown
-// is ~0.4 ms slower while the kernel finishes unregistering the previous
-// pair. Before the hand-built pipelined messages (vishvananda LinkAdd and
-// one request per step, sysctls through /proc) setup took 1.1-1.3 ms.
-//
-// BenchmarkRouteOwner10k: 10,000 /32 routes via one gateway, one Set +
-// Reconcile through a KernelHandle, then removed; `ip -batch` adds the same
-// routes in the same run. Over five runs:
-//
-//	RouteOwner: 92,000-159,000 routes/s added, 91,000-154,000 deleted/s
-//	ip -batch:  43,000-82,000 routes/s (the owner was 1.6-2.3x faster in every run)
-//	a Reconcile with nothing to change (periodic resync): 42-98 ms for 10,000 routes
-//
-// (Through a plain *netlink.Handle, one request and ack per route, the
-// owner managed about 47,000-62,000 routes/s.)
+// BenchmarkWorkloadSetupTeardown and BenchmarkRouteOwner10k compare with
+// `ip -batch` in the same run; figures and the command are in README.md.
 package netlink

@@ -38,6 +38,12 @@ var (
 	ErrNotSupported = errors.New("not supported by this kernel")
 	// ErrMismatch: CheckWorkload found the kernel state differs from the spec.
 	ErrMismatch = errors.New("kernel state does not match")
+	// ErrInvalidOption: a constructor option was given a value it cannot
+	// use (WithProtocol outside 5..255 or equal to ProtocolWorkload,
+	// WithHostPrefix empty, over 7 bytes or with characters an interface
+	// name cannot hold). The constructor fails with an error wrapping it
+	// that names the option and the value.
+	ErrInvalidOption = errors.New("invalid option")
 )
 
 // IsNotFound reports whether err means that a link, route or namespace does

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	tnl "github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/dataplane/syncrunner"
 )
 
 // A node agent and a BGP route programmer share one RouteOwner through
@@ -17,7 +19,11 @@ func Example() {
 	ctx := context.Background()
 	kernel := tnl.NewFakeRouteHandle()
 	kernel.AddLink("eth0", netip.MustParsePrefix("10.99.0.11/24"))
-	owner := tnl.NewRouteOwner(kernel)
+	owner, err := tnl.NewRouteOwner(kernel)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	_ = owner.Set("blocks", []tnl.Route{
 		{Dst: netip.MustParsePrefix("10.244.1.0/26"), Type: tnl.RouteBlackhole},
@@ -60,4 +66,36 @@ func ExampleDiff() {
 	// Output:
 	// ~ 10.244.3.0/26 via 10.99.0.14
 	// - blackhole 10.244.9.0/26
+}
+
+// A node agent drives the RouteOwner with a syncrunner: route updates
+// (here one BGP route) call Trigger, the runner reconciles at most once a
+// second, retries failures with backoff, and resyncs every minute to
+// repair drift.
+func ExampleRouteOwner_syncrunner() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kernel := tnl.NewFakeRouteHandle()
+	kernel.AddLink("eth0", netip.MustParsePrefix("10.99.0.11/24"))
+	owner, err := tnl.NewRouteOwner(kernel)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	runner, err := syncrunner.New(func(ctx context.Context) error {
+		res, err := owner.Reconcile(ctx)
+		fmt.Printf("reconciled: %+v\n", res)
+		cancel() // end the example after one sync
+		return err
+	}, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = owner.Upsert("bgp", tnl.RouteVia(netip.MustParsePrefix("10.244.2.0/26"), netip.MustParseAddr("10.99.0.12")))
+	runner.Trigger()
+	fmt.Println(runner.Run(ctx))
+	// Output:
+	// reconciled: {Added:1 Replaced:0 Deleted:0}
+	// context canceled
 }

@@ -41,12 +41,16 @@ type fakeVeth struct {
 	spec            WorkloadSpec // with defaults; zero ID for a foreign link
 }
 
-// NewFakeWorkloads returns an empty fake host namespace. WithHostPrefix
-// applies; other options are ignored.
-func NewFakeWorkloads(opts ...Option) *FakeWorkloads {
-	o := buildOptions(opts)
+// NewFakeWorkloads returns an empty fake host namespace. It takes the
+// options NewWorkloads takes and fails, as it does, with ErrInvalidOption
+// for a bad value.
+func NewFakeWorkloads(opts ...WorkloadsOption) (*FakeWorkloads, error) {
+	o, err := workloadsOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("fake workloads: %w", err)
+	}
 	return &FakeWorkloads{prefix: o.hostPrefix, netns: map[string]map[string]bool{},
-		host: map[string]*fakeVeth{}, routes: map[netip.Addr]string{}, next: 2}
+		host: map[string]*fakeVeth{}, routes: map[netip.Addr]string{}, next: 2}, nil
 }
 
 // AddNetns registers a pod namespace holding only lo (`ip netns add`).

@@ -90,7 +90,8 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(hh.Close)
 
-	fw := NewFakeWorkloads()
+	fw, err := NewFakeWorkloads()
+	require.NoError(t, err)
 	fw.AddNetns(pod1)
 	fw.AddNetns(pod2)
 	foreign := HostIfaceName(DefaultHostPrefix, "foreign")
@@ -202,7 +203,10 @@ func TestFakeVXLANMatchesKernel(t *testing.T) {
 	kh, _ := kernelNode(t)
 	fh := NewFakeRouteHandle()
 	fh.AddLink("eth0", netip.MustParsePrefix("10.99.0.11/24"), netip.MustParsePrefix("fd00:99::11/64"))
-	ko, fo := NewRouteOwner(kh), NewRouteOwner(fh)
+	ko, err := NewRouteOwner(kh)
+	require.NoError(t, err)
+	fo, err := NewRouteOwner(fh)
+	require.NoError(t, err)
 	cfg := VXLANConfig{Parent: "eth0", LocalIP: addr("10.99.0.11"), TunnelAddr: addr("10.244.1.0")}
 
 	// Configuration errors.

@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -67,13 +68,22 @@ func FuzzRouteCodec(f *testing.F) {
 			require.NoError(t, err)
 			require.Len(t, msgs, 1)
 			require.Equal(t, uint32(7), msgs[0].Header.Seq)
-			attrs, err := syscall.ParseNetlinkRouteAttr(&msgs[0])
-			require.NoError(t, err)
-			for _, a := range attrs {
-				if a.Attr.Type == unix.RTA_DST {
-					got, _ := netip.AddrFromSlice(a.Value)
-					require.Equal(t, r.Dst.Addr(), got)
-				}
+			// The library's decoder reads back what its encoder wrote.
+			var rm rtnetlink.RouteMessage
+			require.NoError(t, rm.UnmarshalBinary(msgs[0].Data))
+			require.Equal(t, uint8(r.Dst.Bits()), rm.DstLength)
+			require.Equal(t, uint8(ProtocolRoutes), rm.Protocol)
+			wantTable := uint32(kr.Table)
+			if wantTable == 0 {
+				wantTable = unix.RT_TABLE_MAIN
+			}
+			require.Equal(t, wantTable, rm.Attributes.Table)
+			if r.Dst.Bits() > 0 {
+				got, _ := netip.AddrFromSlice(rm.Attributes.Dst)
+				require.Equal(t, r.Dst.Addr(), got.Unmap())
+			}
+			if kind != RouteOpDelete {
+				require.Len(t, rm.Attributes.Multipath, len(kr.MultiPath))
 			}
 		}
 	})

@@ -218,7 +218,8 @@ func TestKernelRouteOwnership(t *testing.T) {
 
 	// A second owner instance (a restarted agent) with the same desired
 	// state converges without writing anything.
-	o2 := tnl.NewRouteOwner(n0.NS.Handle()) // the plain *netlink.Handle: no batching
+	o2, err := tnl.NewRouteOwner(n0.NS.Handle()) // the plain *netlink.Handle: no batching
+	require.NoError(t, err)
 	require.NoError(t, o2.Set("test", n0.Routes.Desired()))
 	res, err = o2.Reconcile(ctx)
 	require.NoError(t, err)

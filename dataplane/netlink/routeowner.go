@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -26,6 +27,10 @@ type RouteOwner struct {
 
 	mu      sync.Mutex
 	sources map[string]map[RouteKey]Route
+	// track holds the union of the sources (kept by Set, Upsert, Remove)
+	// against the kernel's routes of the owner's protocol (resynced from a
+	// dump by each Plan and Reconcile).
+	track *routeTracker
 }
 
 // ReconcileResult counts what one Reconcile changed.
@@ -33,11 +38,19 @@ type ReconcileResult struct {
 	Added, Replaced, Deleted int
 }
 
-// NewRouteOwner returns an owner writing through h (a *netlink.Handle from
-// netlink.NewHandleAt for the node's namespace, or a FakeRouteHandle).
-func NewRouteOwner(h RouteHandle, opts ...Option) *RouteOwner {
-	o := buildOptions(opts)
-	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}}
+// NewRouteOwner returns an owner writing through h (a KernelHandle or a
+// *netlink.Handle from netlink.NewHandleAt for the node's namespace, or a
+// FakeRouteHandle). It fails with an error wrapping ErrInvalidOption for an
+// option with a bad value, and ErrInvalidSpec for a nil handle.
+func NewRouteOwner(h RouteHandle, opts ...RouteOwnerOption) (*RouteOwner, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: route owner without a handle", ErrInvalidSpec)
+	}
+	o, err := routeOwnerOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("route owner: %w", err)
+	}
+	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}, track: newRouteTracker()}, nil
 }
 
 // Protocol returns the route protocol number this owner marks routes with.
@@ -64,11 +77,24 @@ func (o *RouteOwner) Set(source string, routes []Route) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	old := o.sources[source]
 	if len(m) == 0 {
 		delete(o.sources, source)
 	} else {
 		o.sources[source] = m
 	}
+	o.refreshDesiredLocked(func(yield func(RouteKey) bool) {
+		for k := range old {
+			if _, kept := m[k]; !kept && !yield(k) {
+				return
+			}
+		}
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	})
 	return nil
 }
 
@@ -85,9 +111,12 @@ func (o *RouteOwner) Upsert(source string, routes ...Route) error {
 		m = make(map[RouteKey]Route, len(routes))
 		o.sources[source] = m
 	}
-	for _, r := range routes {
-		m[r.Key()] = r.normalized()
+	keys := make([]RouteKey, len(routes))
+	for i, r := range routes {
+		keys[i] = r.Key()
+		m[keys[i]] = r.normalized()
 	}
+	o.refreshDesiredLocked(slices.Values(keys))
 	return nil
 }
 
@@ -98,11 +127,37 @@ func (o *RouteOwner) Remove(source string, keys ...RouteKey) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.sources[source]
-	for _, k := range keys {
-		delete(m, Route{Table: k.Table, Dst: k.Dst, Metric: k.Metric}.Key())
+	norm := make([]RouteKey, len(keys))
+	for i, k := range keys {
+		norm[i] = Route{Table: k.Table, Dst: k.Dst, Metric: k.Metric}.Key()
+		delete(m, norm[i])
 	}
 	if len(m) == 0 {
 		delete(o.sources, source)
+	}
+	o.refreshDesiredLocked(slices.Values(norm))
+}
+
+// refreshDesiredLocked sets the tracker's desired route for each of keys
+// to the union's: the route of the first source by name that has the key,
+// or none.
+func (o *RouteOwner) refreshDesiredLocked(keys iter.Seq[RouteKey]) {
+	var names []string
+	for k := range keys {
+		if names == nil {
+			names = slices.Sorted(maps.Keys(o.sources))
+		}
+		found := false
+		for _, n := range names {
+			if r, ok := o.sources[n][k]; ok {
+				o.track.Desired().Set(k, r)
+				found = true
+				break
+			}
+		}
+		if !found {
+			o.track.Desired().Delete(k)
+		}
 	}
 }
 
@@ -115,17 +170,12 @@ func (o *RouteOwner) Desired() []Route {
 }
 
 func (o *RouteOwner) desiredLocked() []Route {
-	names := slices.Sorted(maps.Keys(o.sources))
-	seen := map[RouteKey]bool{}
-	var out []Route
-	for _, n := range names {
-		for k, r := range o.sources[n] {
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			out = append(out, r)
-		}
+	if o.track.Desired().Len() == 0 {
+		return nil
+	}
+	out := make([]Route, 0, o.track.Desired().Len())
+	for _, r := range o.track.Desired().All() {
+		out = append(out, r)
 	}
 	sortByKey(out)
 	return out
@@ -170,7 +220,14 @@ func (o *RouteOwner) Plan(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return Diff(o.desiredLocked(), obs.owned), nil
+	o.resyncLocked(obs)
+	return planOf(o.track), nil
+}
+
+// resyncLocked loads the observed kernel routes into the tracker (its
+// desired side follows Set, Upsert and Remove).
+func (o *RouteOwner) resyncLocked(obs observed) {
+	o.track.Dataplane().ReplaceAll(byKey(obs.owned))
 }
 
 // Reconcile makes the kernel match the desired routes: adds missing routes,
@@ -187,7 +244,8 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	if err != nil {
 		return res, err
 	}
-	plan := Diff(o.desiredLocked(), obs.owned)
+	o.resyncLocked(obs)
+	plan := planOf(o.track)
 	ops := make([]RouteOp, 0, len(plan.Add)+len(plan.Replace)+len(plan.Delete))
 	changes := make([]Route, 0, cap(ops))
 	var errs []error
@@ -232,10 +290,13 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		switch op.Kind {
 		case RouteOpAdd:
 			res.Added++
+			o.track.UpdateApplied(r.Key())
 		case RouteOpReplace:
 			res.Replaced++
+			o.track.UpdateApplied(r.Key())
 		case RouteOpDelete:
 			res.Deleted++
+			o.track.DeletionApplied(r.Key())
 		}
 	}
 	if res != (ReconcileResult{}) {

@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -122,7 +123,14 @@ func newFakeNode(t *testing.T) (*FakeRouteHandle, *RouteOwner) {
 	f := NewFakeRouteHandle()
 	f.AddLink("eth0", pfx("10.99.0.11/24"), pfx("fd00:99::11/64"))
 	f.AddLink("vxlan.tabby", pfx("10.244.1.0/32"))
-	return f, NewRouteOwner(f)
+	return f, mustRouteOwner(t, f)
+}
+
+func mustRouteOwner(t testing.TB, h RouteHandle, opts ...RouteOwnerOption) *RouteOwner {
+	t.Helper()
+	o, err := NewRouteOwner(h, opts...)
+	require.NoError(t, err)
+	return o
 }
 
 // noBatch hides the fake's RouteBatch, to test the one-call-per-route path.
@@ -135,7 +143,7 @@ func TestRouteOwnerReconcile(t *testing.T) {
 	})
 	t.Run("one call per route", func(t *testing.T) {
 		f, _ := newFakeNode(t)
-		testRouteOwnerReconcile(t, f, NewRouteOwner(noBatch{f}))
+		testRouteOwnerReconcile(t, f, mustRouteOwner(t, noBatch{f}))
 	})
 }
 
@@ -227,7 +235,64 @@ func TestRouteOwnerSourcePrecedence(t *testing.T) {
 	require.Len(t, d, 1)
 	assert.Equal(t, RouteBlackhole, d[0].Type)
 	assert.Equal(t, ProtocolRoutes, o.Protocol())
-	assert.Equal(t, 42, NewRouteOwner(NewFakeRouteHandle(), WithProtocol(42)).Protocol())
+	assert.Equal(t, 42, mustRouteOwner(t, NewFakeRouteHandle(), WithProtocol(42)).Protocol())
+}
+
+func TestOptionsRejectBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []RouteOwnerOption
+		want string // "" = valid
+	}{
+		{"default", nil, ""},
+		{"protocol 200", []RouteOwnerOption{WithProtocol(200)}, ""},
+		{"protocol 300", []RouteOwnerOption{WithProtocol(300)}, "WithProtocol(300)"},
+		{"protocol 0", []RouteOwnerOption{WithProtocol(0)}, "WithProtocol(0)"},
+		{"protocol kernel", []RouteOwnerOption{WithProtocol(2)}, "WithProtocol(2)"},
+		{"protocol -1", []RouteOwnerOption{WithProtocol(-1)}, "WithProtocol(-1)"},
+		{"protocol of workloads", []RouteOwnerOption{WithProtocol(ProtocolWorkload)}, "WithProtocol(117)"},
+		{"nil logger is the default", []RouteOwnerOption{WithLogger(nil)}, ""},
+		{"first error wins", []RouteOwnerOption{WithProtocol(1), WithProtocol(999)}, "WithProtocol(1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := NewRouteOwner(NewFakeRouteHandle(), tt.opts...)
+			if tt.want == "" {
+				require.NoError(t, err)
+				require.NotNil(t, o)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidOption)
+			require.ErrorContains(t, err, tt.want)
+			require.Nil(t, o)
+		})
+	}
+	_, err := NewRouteOwner(nil)
+	require.ErrorIs(t, err, ErrInvalidSpec)
+
+	for _, tt := range []struct {
+		prefix string
+		ok     bool
+	}{{"tby", true}, {"cali", true}, {"1234567", true}, {"", false}, {"12345678", false}, {"a/b", false}, {"a b", false}} {
+		o, err := workloadsOptions([]WorkloadsOption{WithHostPrefix(tt.prefix), WithLogger(nil)})
+		fw, fakeErr := NewFakeWorkloads(WithHostPrefix(tt.prefix))
+		if tt.ok {
+			require.NoError(t, err, tt.prefix)
+			require.Equal(t, tt.prefix, o.hostPrefix)
+			require.NoError(t, fakeErr, tt.prefix)
+			require.NotNil(t, fw)
+			continue
+		}
+		require.ErrorIs(t, err, ErrInvalidOption, tt.prefix)
+		require.ErrorContains(t, err, "WithHostPrefix")
+		require.ErrorIs(t, fakeErr, ErrInvalidOption, tt.prefix)
+		// NewWorkloads checks its options before it opens any namespace.
+		w, err := NewWorkloads("/nonexistent/netns", WithHostPrefix(tt.prefix))
+		require.ErrorIs(t, err, ErrInvalidOption, tt.prefix)
+		require.Nil(t, w)
+	}
+	_, err = vxlanOptions([]VXLANOption{WithLogger(nil)})
+	require.NoError(t, err)
 }
 
 func TestFakeDelLinkRemovesRoutes(t *testing.T) {
@@ -261,4 +326,84 @@ func TestKernelConversionRoundTrip(t *testing.T) {
 	}
 	_, ok := fromKernel(nl.Route{Type: unix.RTN_LOCAL}, ln)
 	assert.False(t, ok)
+}
+
+// The tracker's fast equality agrees with satisfies.
+func TestRouteSatisfiedMatchesSatisfies(t *testing.T) {
+	gw, gw2 := addr("10.99.0.12"), addr("10.99.0.13")
+	dst := pfx("10.244.2.0/26")
+	routes := []Route{
+		Blackhole(dst),
+		{Dst: dst, Type: RouteUnreachable},
+		RouteVia(dst, gw),
+		RouteVia(dst, gw2),
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Dev: "eth0"}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Dev: "eth1"}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Weight: 1}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Weight: 2}}},
+		{Dst: dst, NextHops: []NextHop{{Gateway: gw, Dev: "vxlan.tabby", OnLink: true}}},
+		{Dst: dst, Src: addr("10.244.1.0"), NextHops: []NextHop{{Gateway: gw}}},
+		RouteVia(dst, gw, gw2),
+		RouteVia(dst, gw2, gw),
+	}
+	for _, a := range routes {
+		for _, b := range routes {
+			assert.Equal(t, satisfies(a, b), routeSatisfied(a, b), "%s vs %s", a, b)
+		}
+	}
+}
+
+// The owner keeps the union of its sources incrementally; after any
+// sequence of Set, Upsert and Remove it equals the union recomputed from
+// scratch (the first source by name wins a key).
+func TestRouteOwnerUnionIncremental(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	o := mustRouteOwner(t, NewFakeRouteHandle())
+	shadow := map[string]map[RouteKey]Route{}
+	sources := []string{"a-blocks", "bgp", "vxlan"}
+	route := func() Route {
+		dst := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(r.IntN(8)), 0}), 26)
+		if r.IntN(2) == 0 {
+			return Blackhole(dst)
+		}
+		return RouteVia(dst, netip.AddrFrom4([4]byte{10, 99, 0, byte(10 + r.IntN(3))}))
+	}
+	for range 2000 {
+		src := sources[r.IntN(len(sources))]
+		switch r.IntN(3) {
+		case 0:
+			var rs []Route
+			for range r.IntN(4) {
+				rs = append(rs, route())
+			}
+			require.NoError(t, o.Set(src, rs))
+			shadow[src] = map[RouteKey]Route{}
+			for _, x := range rs {
+				shadow[src][x.Key()] = x.normalized()
+			}
+		case 1:
+			x := route()
+			require.NoError(t, o.Upsert(src, x))
+			if shadow[src] == nil {
+				shadow[src] = map[RouteKey]Route{}
+			}
+			shadow[src][x.Key()] = x.normalized()
+		case 2:
+			k := route().Key()
+			o.Remove(src, k)
+			delete(shadow[src], k)
+		}
+		var want []Route
+		seen := map[RouteKey]bool{}
+		for _, n := range sources {
+			for k, x := range shadow[n] {
+				if !seen[k] {
+					seen[k] = true
+					want = append(want, x)
+				}
+			}
+		}
+		sortByKey(want)
+		require.Equal(t, want, o.Desired())
+	}
 }

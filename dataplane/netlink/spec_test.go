@@ -93,18 +93,6 @@ func TestVXLANPeersToRoutes(t *testing.T) {
 	assert.Len(t, v.Peers(), 1, "failed SetPeers changes nothing")
 }
 
-func TestDiffEntries(t *testing.T) {
-	set, del := DiffEntries(
-		map[string]string{"a": "1", "b": "2", "c": "3"},
-		map[string]string{"a": "1", "b": "9", "d": "4"},
-	)
-	assert.Equal(t, []string{"b", "c"}, set)
-	assert.Equal(t, []string{"d"}, del)
-	iset, idel := DiffEntries(map[int]int{}, map[int]int{})
-	assert.Empty(t, iset)
-	assert.Empty(t, idel)
-}
-
 func TestRouteHelpers(t *testing.T) {
 	assert.Equal(t, "10.0.0.0/8 nexthop via 10.1.1.1 nexthop via 10.1.1.2", RouteVia(pfx("10.0.0.0/8"), addr("10.1.1.1"), addr("10.1.1.2")).String())
 	assert.Equal(t, "10.0.0.0/8 via 10.1.1.1", RouteVia(pfx("10.0.0.0/8"), addr("10.1.1.1")).String())

@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	nl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tabbynet/tabby/dataplane/deltatracker"
 )
 
 // VXLAN defaults (Calico's: VNI 4096, IANA port 4789).
@@ -167,15 +171,24 @@ type VXLAN struct {
 
 	mu    sync.Mutex
 	peers map[string]VXLANPeer
+	track peerTrackers
 }
 
-// NewVXLAN validates cfg and returns the manager; nothing is written until Reconcile.
-func NewVXLAN(h OverlayHandle, routes *RouteOwner, cfg VXLANConfig, opts ...Option) (*VXLAN, error) {
+// NewVXLAN validates cfg and returns the manager; nothing is written until
+// Reconcile. Errors wrap ErrInvalidSpec (cfg, or a nil routes) or
+// ErrInvalidOption.
+func NewVXLAN(h OverlayHandle, routes *RouteOwner, cfg VXLANConfig, opts ...VXLANOption) (*VXLAN, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	o := buildOptions(opts)
-	return &VXLAN{h: h, routes: routes, cfg: cfg.withDefaults(), log: o.log, peers: map[string]VXLANPeer{}}, nil
+	if routes == nil {
+		return nil, fmt.Errorf("%w: vxlan %s without a route owner", ErrInvalidSpec, cfg.withDefaults().Name)
+	}
+	o, err := vxlanOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("vxlan %s: %w", cfg.withDefaults().Name, err)
+	}
+	return &VXLAN{h: h, routes: routes, cfg: cfg.withDefaults(), log: o.log, peers: map[string]VXLANPeer{}, track: newPeerTrackers()}, nil
 }
 
 // Config returns the configuration with defaults filled in.
@@ -312,93 +325,114 @@ func (v *VXLAN) ensureDevice() (nl.Link, error) {
 	return l, nil
 }
 
-// DiffEntries compares desired and present key→value entries (neighbours:
-// IP→MAC; FDB: MAC→underlay IP) and returns the keys to set and to delete,
-// sorted by their string form. It is pure.
-func DiffEntries[K comparable, V comparable](want, have map[K]V) (set, del []K) {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			set = append(set, k)
-		}
-	}
-	for k := range have {
-		if _, ok := want[k]; !ok {
-			del = append(del, k)
-		}
-	}
-	byString := func(a, b K) int { return compareString(fmt.Sprint(a), fmt.Sprint(b)) }
-	slices.SortFunc(set, byString)
-	slices.SortFunc(del, byString)
-	return set, del
+// peerTrackers are the delta trackers of a VXLAN's per-peer entries:
+// neighbours (tunnel IP → MAC) and FDB entries (MAC → underlay IP), each
+// desired from the peers against the entries the kernel holds on the device.
+type peerTrackers struct {
+	neigh *deltatracker.Tracker[netip.Addr, string]
+	fdb   *deltatracker.Tracker[string, netip.Addr]
 }
 
-func compareString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+func newPeerTrackers() peerTrackers {
+	return peerTrackers{neigh: deltatracker.New[netip.Addr, string](), fdb: deltatracker.New[string, netip.Addr]()}
 }
 
+// sortedKeys collects the keys of seq sorted by cmp, so that an applier
+// writes in a deterministic order.
+func sortedKeys[K, V any](seq iter.Seq2[K, V], cmp func(a, b K) int) []K {
+	var ks []K
+	for k := range seq {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, cmp)
+	return ks
+}
+
+// ensureEntries resyncs the peer trackers (desired from v.peers, dataplane
+// from dumps of the device) and writes the pending deletions, then updates.
 func (v *VXLAN) ensureEntries(l nl.Link) error {
 	idx := l.Attrs().Index
-	wantNeigh := map[netip.Addr]string{}
-	wantFDB := map[string]netip.Addr{}
 	macs := map[string]net.HardwareAddr{}
-	for _, p := range v.peers {
-		m := p.mac()
-		wantNeigh[p.TunnelAddr] = m.String()
-		wantFDB[m.String()] = p.NodeIP
-		macs[m.String()] = m
-	}
+	v.track.neigh.Desired().ReplaceAll(func(yield func(netip.Addr, string) bool) {
+		for _, p := range v.peers {
+			m := p.mac()
+			macs[m.String()] = m
+			if !yield(p.TunnelAddr, m.String()) {
+				return
+			}
+		}
+	})
+	v.track.fdb.Desired().ReplaceAll(func(yield func(string, netip.Addr) bool) {
+		for _, p := range v.peers {
+			if !yield(p.mac().String(), p.NodeIP) {
+				return
+			}
+		}
+	})
 	neighs, err := retryDump(func() ([]nl.Neigh, error) { return v.h.NeighList(idx, unix.AF_INET) })
 	if err != nil {
 		return fmt.Errorf("list neighbours of %s: %w", v.cfg.Name, err)
 	}
-	haveNeigh := map[netip.Addr]string{}
-	for _, n := range neighs {
-		haveNeigh[ipToAddr(n.IP)] = n.HardwareAddr.String()
-		if n.State&unix.NUD_PERMANENT == 0 && wantNeigh[ipToAddr(n.IP)] != "" {
-			haveNeigh[ipToAddr(n.IP)] = "" // dynamic entry for a peer: make it permanent
+	v.track.neigh.Dataplane().ReplaceAll(func(yield func(netip.Addr, string) bool) {
+		for _, n := range neighs {
+			ip, mac := ipToAddr(n.IP), n.HardwareAddr.String()
+			if _, wanted := v.track.neigh.Desired().Get(ip); wanted && n.State&unix.NUD_PERMANENT == 0 {
+				mac = "" // dynamic entry for a peer: make it permanent
+			}
+			if !yield(ip, mac) {
+				return
+			}
 		}
-	}
+	})
 	fdbs, err := retryDump(func() ([]nl.Neigh, error) { return v.h.NeighList(idx, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb of %s: %w", v.cfg.Name, err)
 	}
-	haveFDB := map[string]netip.Addr{}
-	for _, n := range fdbs {
-		haveFDB[n.HardwareAddr.String()] = ipToAddr(n.IP)
-	}
+	v.track.fdb.Dataplane().ReplaceAll(func(yield func(string, netip.Addr) bool) {
+		for _, n := range fdbs {
+			if !yield(n.HardwareAddr.String(), ipToAddr(n.IP)) {
+				return
+			}
+		}
+	})
+
 	var errs []error
-	set, del := DiffEntries(wantNeigh, haveNeigh)
-	for _, ip := range del {
+	neigh, fdb := v.track.neigh, v.track.fdb
+	for _, ip := range sortedKeys(neigh.PendingDeletions(), netip.Addr.Compare) {
 		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_INET, IP: addrToIP(ip)}
 		if err := v.h.NeighDel(n); err != nil && !IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete neighbour %s: %w", ip, err))
+			continue
 		}
+		neigh.Dataplane().Delete(ip)
 	}
-	for _, ip := range set {
-		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: unix.NUD_PERMANENT, IP: addrToIP(ip), HardwareAddr: macs[wantNeigh[ip]]}
+	for _, ip := range sortedKeys(neigh.PendingUpdates(), netip.Addr.Compare) {
+		mac, _ := neigh.Desired().Get(ip)
+		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: unix.NUD_PERMANENT, IP: addrToIP(ip), HardwareAddr: macs[mac]}
 		if err := v.h.NeighSet(n); err != nil {
 			errs = append(errs, fmt.Errorf("set neighbour %s: %w", ip, err))
+			continue
 		}
+		neigh.Dataplane().Set(ip, mac)
 	}
-	fset, fdel := DiffEntries(wantFDB, haveFDB)
-	for _, m := range fdel {
+	for _, m := range sortedKeys(fdb.PendingDeletions(), strings.Compare) {
+		dst, _ := fdb.Dataplane().Get(m)
 		hw, _ := net.ParseMAC(m)
-		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, HardwareAddr: hw, IP: addrToIP(haveFDB[m])}
+		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, HardwareAddr: hw, IP: addrToIP(dst)}
 		if err := v.h.NeighDel(n); err != nil && !IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete fdb %s: %w", m, err))
+			continue
 		}
+		fdb.Dataplane().Delete(m)
 	}
-	for _, m := range fset {
-		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, State: unix.NUD_PERMANENT, HardwareAddr: macs[m], IP: addrToIP(wantFDB[m])}
+	for _, m := range sortedKeys(fdb.PendingUpdates(), strings.Compare) {
+		dst, _ := fdb.Desired().Get(m)
+		n := &nl.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, State: unix.NUD_PERMANENT, HardwareAddr: macs[m], IP: addrToIP(dst)}
 		if err := v.h.NeighSet(n); err != nil {
-			errs = append(errs, fmt.Errorf("set fdb %s dst %s: %w", m, wantFDB[m], err))
+			errs = append(errs, fmt.Errorf("set fdb %s dst %s: %w", m, dst, err))
+			continue
 		}
+		fdb.Dataplane().Set(m, dst)
 	}
 	return errors.Join(errs...)
 }

@@ -191,8 +191,11 @@ type Workloads struct {
 // NewWorkloads opens the host namespace at hostNetns ("" = the current
 // one, as in a CNI plugin) and returns a Workloads bound to it. Close it
 // when done.
-func NewWorkloads(hostNetns string, opts ...Option) (*Workloads, error) {
-	o := buildOptions(opts)
+func NewWorkloads(hostNetns string, opts ...WorkloadsOption) (*Workloads, error) {
+	o, err := workloadsOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("workloads: %w", err)
+	}
 	host, err := openNetns(hostNetns)
 	if err != nil {
 		return nil, err

@@ -161,7 +161,11 @@ func New(cfg Config, opts ...Option) (_ *Dataplane, err error) {
 		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
 	closers = append(closers, func() error { kh.Close(); return nil })
-	parts := Parts{Workloads: w, Routes: tnl.NewRouteOwner(kh, tnl.WithLogger(o.log))}
+	routes, err := tnl.NewRouteOwner(kh, tnl.WithLogger(o.log))
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
+	parts := Parts{Workloads: w, Routes: routes}
 	if cfg.Encap != tnl.EncapNever {
 		if parts.VXLAN, err = tnl.NewVXLAN(kh, parts.Routes, cfg.VXLAN, tnl.WithLogger(o.log)); err != nil {
 			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
@@ -211,7 +215,11 @@ func NewFake(cfg Config, opts ...Option) (*Dataplane, *Fakes, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	f := &Fakes{Kernel: tnl.NewFakeRouteHandle(), Workloads: tnl.NewFakeWorkloads()}
+	fw, err := tnl.NewFakeWorkloads()
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
+	f := &Fakes{Kernel: tnl.NewFakeRouteHandle(), Workloads: fw}
 	parent := cmp.Or(cfg.VXLAN.Parent, "eth0")
 	var addrs []netip.Prefix
 	for _, a := range []netip.Prefix{cfg.Address, cfg.Address6} {
@@ -220,7 +228,11 @@ func NewFake(cfg Config, opts ...Option) (*Dataplane, *Fakes, error) {
 		}
 	}
 	f.Kernel.AddLink(parent, addrs...)
-	parts := Parts{Workloads: f.Workloads, Routes: tnl.NewRouteOwner(f.Kernel)}
+	routes, err := tnl.NewRouteOwner(f.Kernel)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
+	parts := Parts{Workloads: f.Workloads, Routes: routes}
 	if cfg.Encap != tnl.EncapNever {
 		if f.VXLAN, err = tnl.NewFakeVXLAN(f.Kernel, parts.Routes, cfg.VXLAN); err != nil {
 			return nil, nil, fmt.Errorf("node %s: %w", cfg.Name, err)

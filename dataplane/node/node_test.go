@@ -119,8 +119,12 @@ func TestConfigErrors(t *testing.T) {
 	}
 	_, err := node.NewWith(node.Config{Name: "n"}, node.Parts{})
 	require.ErrorIs(t, err, tnl.ErrInvalidSpec)
+	routes, err := tnl.NewRouteOwner(tnl.NewFakeRouteHandle())
+	require.NoError(t, err)
+	fw, err := tnl.NewFakeWorkloads()
+	require.NoError(t, err)
 	_, err = node.NewWith(node.Config{Name: "n", Encap: tnl.EncapAlways, Address: pfx("10.99.0.11/24"), VXLAN: vx},
-		node.Parts{Workloads: tnl.NewFakeWorkloads(), Routes: tnl.NewRouteOwner(tnl.NewFakeRouteHandle())})
+		node.Parts{Workloads: fw, Routes: routes})
 	require.ErrorIs(t, err, tnl.ErrInvalidSpec, "VXLAN part missing")
 }
 
