@@ -1,0 +1,639 @@
+package policy
+
+import (
+	"fmt"
+	"iter"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/tabbynet/tabby/selector"
+	"github.com/tabbynet/tabby/selector/index"
+)
+
+// ItemKind says what an item of a Model is.
+type ItemKind uint8
+
+// Item kinds.
+const (
+	// ItemEndpoint is a workload endpoint (namespaced) or a host endpoint.
+	ItemEndpoint ItemKind = iota + 1
+	// ItemNetworkSet is a NetworkSet (namespaced) or a GlobalNetworkSet.
+	ItemNetworkSet
+)
+
+// ItemID names a labelled item selectors match: an endpoint or a network
+// set. Namespace is empty for host endpoints and GlobalNetworkSets.
+type ItemID struct {
+	Kind      ItemKind
+	Namespace string
+	Name      string
+}
+
+// String is the endpoint's key ("namespace/name", or the host endpoint's
+// name), or "NetworkSet namespace/name" / "GlobalNetworkSet name".
+func (id ItemID) String() string {
+	key := id.Name
+	if id.Namespace != "" {
+		key = id.Namespace + "/" + id.Name
+	}
+	switch {
+	case id.Kind == ItemEndpoint:
+		return key
+	case id.Namespace == "":
+		return KindGlobalNetworkSet + " " + key
+	default:
+		return KindNetworkSet + " " + key
+	}
+}
+
+// ID returns the endpoint's ItemID.
+func (e *Endpoint) ID() ItemID {
+	return ItemID{Kind: ItemEndpoint, Namespace: e.Namespace, Name: e.Name}
+}
+
+// EndpointID returns the ItemID of the endpoint with this key
+// ("namespace/name", or a host endpoint's name).
+func EndpointID(key string) ItemID {
+	if ns, name, ok := strings.Cut(key, "/"); ok {
+		return ItemID{Kind: ItemEndpoint, Namespace: ns, Name: name}
+	}
+	return ItemID{Kind: ItemEndpoint, Name: key}
+}
+
+// SelectorID identifies a selector in a Model: its canonical form
+// (selector.Selector.String). Selections that mean the same share one ID,
+// however many rules use them. Name an IP set after the selector's
+// UniqueID (Model.Selector returns it).
+type SelectorID string
+
+// ServiceAccount is a Kubernetes service account as selectors see it: its
+// labels, inherited by the workload endpoints that run as it under the
+// pcsa. prefix.
+type ServiceAccount struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Validate reports every problem with the service account, or nil.
+func (sa *ServiceAccount) Validate() error {
+	var e errs
+	if msg := checkName(sa.Name); msg != "" {
+		e.add(root("name"), msg)
+	}
+	if msg := checkDNSLabel(sa.Namespace); msg != "" {
+		e.add(root("namespace"), msg)
+	}
+	for k := range sa.Labels {
+		if err := selector.ValidateKey(k); err != nil {
+			e.add(root("labels"), fmt.Sprintf("label %q: %v", k, err))
+		}
+	}
+	return e.result("ServiceAccount", sa.Namespace+"/"+sa.Name)
+}
+
+// parentID names a namespace (sa empty) or a service account.
+type parentID struct{ namespace, sa string }
+
+// ModelOption configures a Model.
+type ModelOption func(*Model)
+
+// OnMatchStarted sets the function called when a rule selector starts
+// matching an item (an endpoint or a network set): add the item's
+// addresses (Model.ItemNets) to the selector's IP set.
+func OnMatchStarted(f func(sel SelectorID, item ItemID)) ModelOption {
+	return func(m *Model) { m.matchStarted = f }
+}
+
+// OnMatchStopped sets the function called when a rule selector stops
+// matching an item, because either changed or was deleted.
+func OnMatchStopped(f func(sel SelectorID, item ItemID)) ModelOption {
+	return func(m *Model) { m.matchStopped = f }
+}
+
+// OnSelectorAdded sets the function called when a selector becomes used by
+// some rule: create its IP set. Its matches are reported after it.
+func OnSelectorAdded(f func(id SelectorID, sel selector.Selector)) ModelOption {
+	return func(m *Model) { m.selAdded = f }
+}
+
+// OnSelectorRemoved sets the function called when no rule uses a selector
+// any more, after the stops of all its matches: delete its IP set.
+func OnSelectorRemoved(f func(id SelectorID)) ModelOption {
+	return func(m *Model) { m.selRemoved = f }
+}
+
+// OnPolicyMatch sets the function called when a policy starts applying to
+// an endpoint (Calico's PolicyMatchListener.OnPolicyMatch); policy is the
+// policy's key.
+func OnPolicyMatch(f func(policy string, endpoint ItemID)) ModelOption {
+	return func(m *Model) { m.policyMatch = f }
+}
+
+// OnPolicyMatchStopped sets the function called when a policy stops
+// applying to an endpoint.
+func OnPolicyMatchStopped(f func(policy string, endpoint ItemID)) ModelOption {
+	return func(m *Model) { m.policyStopped = f }
+}
+
+// Model is the incremental selection model: which endpoints each policy
+// applies to and which items (endpoints, network sets) each rule selector
+// matches, kept up to date as endpoints, network sets, namespaces, service
+// accounts and policies are added, changed and removed one at a time. See
+// the package documentation (Design) for the label schema and events.
+//
+// A Model is not safe for concurrent use; callbacks must not call back into
+// it. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
+// modify them afterwards.
+type Model struct {
+	idx *index.Index[SelectorID, ItemID, parentID]
+
+	matchStarted, matchStopped func(SelectorID, ItemID)
+	selAdded                   func(SelectorID, selector.Selector)
+	selRemoved                 func(SelectorID)
+	policyMatch, policyStopped func(string, ItemID)
+
+	sels     map[SelectorID]*selUse
+	policies map[string]*policyUse
+	eps      map[ItemID]*Endpoint
+	nets     map[ItemID][]netip.Prefix // network sets
+	scratch  map[string]string
+}
+
+// selUse is who uses a selector: rules (counted) and policies (as their
+// endpoint selector).
+type selUse struct {
+	sel      selector.Selector
+	rules    int
+	policies map[string]struct{}
+}
+
+type policyUse struct {
+	p        *ResolvedPolicy
+	endpoint SelectorID
+	rules    []SelectorID // one per use, repeats kept
+}
+
+// NewModel returns an empty Model.
+func NewModel(opts ...ModelOption) *Model {
+	m := &Model{
+		sels:     map[SelectorID]*selUse{},
+		policies: map[string]*policyUse{},
+		eps:      map[ItemID]*Endpoint{},
+		nets:     map[ItemID][]netip.Prefix{},
+		scratch:  map[string]string{},
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	m.idx = index.New[SelectorID, ItemID, parentID](
+		index.OnMatchStarted(m.started),
+		index.OnMatchStopped(m.stopped),
+	)
+	return m
+}
+
+func (m *Model) started(sel SelectorID, it ItemID) {
+	u := m.sels[sel]
+	if u.rules > 0 && m.matchStarted != nil {
+		m.matchStarted(sel, it)
+	}
+	if it.Kind == ItemEndpoint && m.policyMatch != nil {
+		for p := range u.policies {
+			m.policyMatch(p, it)
+		}
+	}
+}
+
+func (m *Model) stopped(sel SelectorID, it ItemID) {
+	u := m.sels[sel]
+	if u.rules > 0 && m.matchStopped != nil {
+		m.matchStopped(sel, it)
+	}
+	if it.Kind == ItemEndpoint && m.policyStopped != nil {
+		for p := range u.policies {
+			m.policyStopped(p, it)
+		}
+	}
+}
+
+// UpdateNamespace adds or replaces a namespace; its labels reach the items
+// in it as pcns.<key>. An item may name a namespace before it is added.
+func (m *Model) UpdateNamespace(n *Namespace) error {
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	m.updateNamespace(n)
+	return nil
+}
+
+func (m *Model) updateNamespace(n *Namespace) {
+	m.idx.UpdateParent(parentID{namespace: n.Name}, prefixLabels(m.scratch, LabelPrefixNamespace, namespaceLabels(n.Name, n.Labels)))
+}
+
+// DeleteNamespace removes a namespace's labels; items in it keep their
+// namespace and see no labels from it until it is added again.
+func (m *Model) DeleteNamespace(name string) { m.idx.DeleteParent(parentID{namespace: name}) }
+
+// UpdateServiceAccount adds or replaces a service account; its labels reach
+// the workload endpoints that run as it (and carry no
+// ServiceAccountLabels of their own) as pcsa.<key>.
+func (m *Model) UpdateServiceAccount(sa *ServiceAccount) error {
+	if err := sa.Validate(); err != nil {
+		return err
+	}
+	m.idx.UpdateParent(parentID{sa.Namespace, sa.Name}, prefixLabels(m.scratch, LabelPrefixServiceAccount, serviceAccountLabels(sa.Name, sa.Labels)))
+	return nil
+}
+
+// DeleteServiceAccount removes a service account's labels.
+func (m *Model) DeleteServiceAccount(namespace, name string) {
+	m.idx.DeleteParent(parentID{namespace, name})
+}
+
+// UpdateEndpoint adds or replaces an endpoint (by ID). A workload endpoint
+// inherits its namespace's labels and, unless it carries
+// ServiceAccountLabels itself, its service account's (UpdateServiceAccount).
+func (m *Model) UpdateEndpoint(ep *Endpoint) error {
+	if err := ep.Validate(); err != nil {
+		return err
+	}
+	m.updateEndpoint(ep)
+	return nil
+}
+
+func (m *Model) updateEndpoint(ep *Endpoint) {
+	id := ep.ID()
+	m.eps[id] = ep
+	l := m.scratch
+	clear(l)
+	copyOwnLabels(l, ep.Labels)
+	var parents []parentID
+	if !ep.IsHost() {
+		l[LabelNamespace] = ep.Namespace
+		l[LabelOrchestrator] = OrchestratorK8s
+		addImplicitNamespace(l, ep.Namespace)
+		parents = append(parents, parentID{namespace: ep.Namespace})
+		if ep.ServiceAccount != "" {
+			l[LabelServiceAccount] = ep.ServiceAccount
+			l[LabelPrefixServiceAccount+LabelName] = ep.ServiceAccount
+		}
+		if ep.ServiceAccountLabels != nil {
+			for k, v := range serviceAccountLabels(ep.ServiceAccount, ep.ServiceAccountLabels) {
+				l[LabelPrefixServiceAccount+k] = v
+			}
+		} else if ep.ServiceAccount != "" {
+			parents = append(parents, parentID{ep.Namespace, ep.ServiceAccount})
+		}
+	}
+	m.idx.UpdateItem(id, l, parents...)
+}
+
+// DeleteEndpoint removes an endpoint by key ("namespace/name" or a host
+// endpoint's name). Deleting an unknown endpoint does nothing.
+func (m *Model) DeleteEndpoint(key string) {
+	id := EndpointID(key)
+	delete(m.eps, id)
+	m.idx.DeleteItem(id)
+}
+
+// UpdateNetworkSet adds or replaces a NetworkSet; it inherits its
+// namespace's labels.
+func (m *Model) UpdateNetworkSet(n *NetworkSet) error {
+	nets, err := n.resolve()
+	if err != nil {
+		return err
+	}
+	m.updateNetworkSet(n.Namespace, n.Name, n.Labels, nets)
+	return nil
+}
+
+// UpdateGlobalNetworkSet adds or replaces a GlobalNetworkSet.
+func (m *Model) UpdateGlobalNetworkSet(n *GlobalNetworkSet) error {
+	nets, err := n.resolve()
+	if err != nil {
+		return err
+	}
+	m.updateNetworkSet("", n.Name, n.Labels, nets)
+	return nil
+}
+
+func (n *NetworkSet) resolve() ([]netip.Prefix, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return parseNets(n.Spec.Nets), nil
+}
+
+func (n *GlobalNetworkSet) resolve() ([]netip.Prefix, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return parseNets(n.Spec.Nets), nil
+}
+
+func parseNets(nets []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(nets))
+	for _, s := range nets {
+		if pfx, err := parseNet(s); err == nil { // validated
+			out = append(out, pfx)
+		}
+	}
+	return out
+}
+
+func (m *Model) updateNetworkSet(ns, name string, labels map[string]string, nets []netip.Prefix) {
+	id := ItemID{Kind: ItemNetworkSet, Namespace: ns, Name: name}
+	m.nets[id] = nets
+	l := m.scratch
+	clear(l)
+	copyOwnLabels(l, labels)
+	if ns == "" {
+		m.idx.UpdateItem(id, l)
+		return
+	}
+	l[LabelNamespace] = ns
+	addImplicitNamespace(l, ns)
+	m.idx.UpdateItem(id, l, parentID{namespace: ns})
+}
+
+// DeleteNetworkSet removes a NetworkSet, or a GlobalNetworkSet when
+// namespace is empty.
+func (m *Model) DeleteNetworkSet(namespace, name string) {
+	id := ItemID{Kind: ItemNetworkSet, Namespace: namespace, Name: name}
+	delete(m.nets, id)
+	m.idx.DeleteItem(id)
+}
+
+// UpdatePolicy adds or replaces a policy (by Key): its endpoint selector
+// and the selectors of its rules' sides. Rule selectors it shares with the
+// version it replaces are not reported again. When its endpoint selector
+// changes, the old matches stop before the new ones start, so an endpoint
+// both select is reported stopped and started again.
+func (m *Model) UpdatePolicy(p *ResolvedPolicy) {
+	old := m.policies[p.Key]
+	pu := &policyUse{p: p, endpoint: SelectorID(p.EndpointSelector().String())}
+	for _, d := range []Direction{Ingress, Egress} {
+		rules := p.Rules(d)
+		for i := range rules {
+			for _, em := range []*EntityMatch{&rules[i].Src, &rules[i].Dst} {
+				if s, ok := em.MatchSelector(); ok {
+					pu.rules = append(pu.rules, m.addRuleUse(s))
+				}
+				if s, ok := em.NotMatchSelector(); ok {
+					pu.rules = append(pu.rules, m.addRuleUse(s))
+				}
+			}
+		}
+	}
+	if old != nil {
+		for _, id := range old.rules {
+			m.dropRuleUse(id)
+		}
+		if old.endpoint != pu.endpoint {
+			m.dropPolicyUse(old.endpoint, p.Key)
+		}
+	}
+	m.policies[p.Key] = pu
+	if old == nil || old.endpoint != pu.endpoint {
+		m.addPolicyUse(p.EndpointSelector(), pu.endpoint, p.Key)
+	}
+}
+
+// DeletePolicy removes a policy by key, stopping its matches and releasing
+// its rule selectors. Deleting an unknown policy does nothing.
+func (m *Model) DeletePolicy(key string) {
+	pu := m.policies[key]
+	if pu == nil {
+		return
+	}
+	delete(m.policies, key)
+	for _, id := range pu.rules {
+		m.dropRuleUse(id)
+	}
+	m.dropPolicyUse(pu.endpoint, key)
+}
+
+func (m *Model) addRuleUse(s selector.Selector) SelectorID {
+	id := SelectorID(s.String())
+	u := m.sels[id]
+	switch {
+	case u == nil:
+		u = &selUse{sel: s, rules: 1, policies: map[string]struct{}{}}
+		m.sels[id] = u
+		if m.selAdded != nil {
+			m.selAdded(id, s)
+		}
+		m.idx.UpdateSelector(id, s)
+	case u.rules == 0:
+		u.rules = 1
+		if m.selAdded != nil {
+			m.selAdded(id, u.sel)
+		}
+		if m.matchStarted != nil {
+			for it := range m.idx.ItemsMatching(id) {
+				m.matchStarted(id, it)
+			}
+		}
+	default:
+		u.rules++
+	}
+	return id
+}
+
+func (m *Model) dropRuleUse(id SelectorID) {
+	u := m.sels[id]
+	if u.rules > 1 {
+		u.rules--
+		return
+	}
+	if len(u.policies) == 0 {
+		m.idx.DeleteSelector(id) // reports the stops while u.rules is 1
+		delete(m.sels, id)
+	} else if m.matchStopped != nil {
+		for it := range m.idx.ItemsMatching(id) {
+			m.matchStopped(id, it)
+		}
+	}
+	u.rules = 0
+	if m.selRemoved != nil {
+		m.selRemoved(id)
+	}
+}
+
+func (m *Model) addPolicyUse(s selector.Selector, id SelectorID, key string) {
+	u := m.sels[id]
+	if u == nil {
+		u = &selUse{sel: s, policies: map[string]struct{}{key: {}}}
+		m.sels[id] = u
+		m.idx.UpdateSelector(id, s)
+		return
+	}
+	u.policies[key] = struct{}{}
+	if m.policyMatch != nil {
+		for it := range m.idx.ItemsMatching(id) {
+			if it.Kind == ItemEndpoint {
+				m.policyMatch(key, it)
+			}
+		}
+	}
+}
+
+func (m *Model) dropPolicyUse(id SelectorID, key string) {
+	u := m.sels[id]
+	if u.rules == 0 && len(u.policies) == 1 {
+		m.idx.DeleteSelector(id) // reports the stops while key is still a user
+		delete(m.sels, id)
+		return
+	}
+	if m.policyStopped != nil {
+		for it := range m.idx.ItemsMatching(id) {
+			if it.Kind == ItemEndpoint {
+				m.policyStopped(key, it)
+			}
+		}
+	}
+	delete(u.policies, key)
+}
+
+// Selector returns the selector with this ID, while some rule or policy
+// uses it.
+func (m *Model) Selector(id SelectorID) (selector.Selector, bool) {
+	if u := m.sels[id]; u != nil {
+		return u.sel, true
+	}
+	return selector.Selector{}, false
+}
+
+// RuleSelectors iterates over the selectors rules use (the IP sets a
+// dataplane keeps), in no particular order.
+func (m *Model) RuleSelectors() iter.Seq[SelectorID] {
+	return func(yield func(SelectorID) bool) {
+		for id, u := range m.sels {
+			if u.rules > 0 && !yield(id) {
+				return
+			}
+		}
+	}
+}
+
+// ItemsMatching iterates over the items a selector (used by a rule or a
+// policy) matches, in no particular order. The model must not change
+// during the iteration.
+func (m *Model) ItemsMatching(id SelectorID) iter.Seq[ItemID] { return m.idx.ItemsMatching(id) }
+
+// Matches reports whether a selector the model holds matches an item.
+func (m *Model) Matches(sel SelectorID, item ItemID) bool { return m.idx.Matches(sel, item) }
+
+// SelectorsMatching returns the rule selectors that match an item, sorted.
+func (m *Model) SelectorsMatching(item ItemID) []SelectorID {
+	var out []SelectorID
+	for id := range m.idx.SelectorsMatching(item) {
+		if m.sels[id].rules > 0 {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// PoliciesMatching returns the keys of the policies that apply to an
+// endpoint, sorted.
+func (m *Model) PoliciesMatching(endpoint ItemID) []string {
+	var out []string
+	if endpoint.Kind != ItemEndpoint {
+		return nil
+	}
+	for id := range m.idx.SelectorsMatching(endpoint) {
+		for p := range m.sels[id].policies {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// EndpointsMatching returns the endpoints a policy applies to, sorted by
+// key; nil for an unknown policy.
+func (m *Model) EndpointsMatching(policy string) []ItemID {
+	pu := m.policies[policy]
+	if pu == nil {
+		return nil
+	}
+	var out []ItemID
+	for it := range m.idx.ItemsMatching(pu.endpoint) {
+		if it.Kind == ItemEndpoint {
+			out = append(out, it)
+		}
+	}
+	slices.SortFunc(out, compareItems)
+	return out
+}
+
+func compareItems(a, b ItemID) int {
+	return strings.Compare(a.String(), b.String())
+}
+
+// Endpoint returns an endpoint the model holds.
+func (m *Model) Endpoint(id ItemID) (*Endpoint, bool) {
+	ep, ok := m.eps[id]
+	return ep, ok
+}
+
+// ItemNets returns what an item puts in the IP set of a selector matching
+// it: an endpoint's addresses as full-length prefixes, or a network set's
+// nets. The slice is fresh; nil for an unknown item.
+func (m *Model) ItemNets(id ItemID) []netip.Prefix {
+	if ep, ok := m.eps[id]; ok {
+		out := make([]netip.Prefix, 0, len(ep.Addresses))
+		for _, a := range ep.Addresses {
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+		return out
+	}
+	return slices.Clone(m.nets[id])
+}
+
+// copyOwnLabels copies an item's own labels into l, leaving out the
+// reserved ones (see the label schema).
+func copyOwnLabels(l, labels map[string]string) {
+	for k, v := range labels {
+		if k == LabelNamespace || k == LabelServiceAccount ||
+			strings.HasPrefix(k, LabelPrefixNamespace) || strings.HasPrefix(k, LabelPrefixServiceAccount) {
+			continue
+		}
+		l[k] = v
+	}
+}
+
+// addImplicitNamespace gives a namespaced item the labels its namespace
+// has even when the namespace is unknown (its name), under pcns.
+func addImplicitNamespace(l map[string]string, ns string) {
+	for k, v := range namespaceLabels(ns, nil) {
+		l[LabelPrefixNamespace+k] = v
+	}
+}
+
+// serviceAccountLabels is a service account's labels plus its name.
+func serviceAccountLabels(name string, labels map[string]string) map[string]string {
+	out := maps.Clone(labels)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if name != "" {
+		out[LabelName] = name
+	}
+	return out
+}
+
+// prefixLabels fills l with labels, keys prefixed.
+func prefixLabels(l map[string]string, prefix string, labels map[string]string) map[string]string {
+	clear(l)
+	for k, v := range labels {
+		l[prefix+k] = v
+	}
+	return l
+}
