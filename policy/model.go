@@ -278,14 +278,14 @@ func (m *Model) updateEndpoint(ep *Endpoint) {
 		parents = append(parents, parentID{namespace: ep.Namespace})
 		if ep.ServiceAccount != "" {
 			l[LabelServiceAccount] = ep.ServiceAccount
-			l[LabelPrefixServiceAccount+LabelName] = ep.ServiceAccount
-		}
-		if ep.ServiceAccountLabels != nil {
-			for k, v := range serviceAccountLabels(ep.ServiceAccount, ep.ServiceAccountLabels) {
-				l[LabelPrefixServiceAccount+k] = v
+			if ep.ServiceAccountLabels == nil {
+				l[LabelPrefixServiceAccount+LabelName] = ep.ServiceAccount
+				parents = append(parents, parentID{ep.Namespace, ep.ServiceAccount})
+			} else {
+				for k, v := range serviceAccountLabels(ep.ServiceAccount, ep.ServiceAccountLabels) {
+					l[LabelPrefixServiceAccount+k] = v
+				}
 			}
-		} else if ep.ServiceAccount != "" {
-			parents = append(parents, parentID{ep.Namespace, ep.ServiceAccount})
 		}
 	}
 	m.idx.UpdateItem(id, l, parents...)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tabbynet/tabby/selector"
@@ -152,13 +153,13 @@ func entitySelector(m *EntityMatch) (selector.Selector, error) {
 	return canonical(parts...), nil
 }
 
-// canonical is the conjunction of parts without all() terms, re-parsed from
+// canonical is the conjunction of parts without all() terms and repeats, re-parsed from
 // its canonical form so that equal selections are equal selectors however
 // they were put together.
 func canonical(parts ...selector.Selector) selector.Selector {
 	var keep []selector.Selector
 	for _, p := range parts {
-		if !p.IsAll() {
+		if !p.IsAll() && !slices.ContainsFunc(keep, p.Equal) {
 			keep = append(keep, p)
 		}
 	}

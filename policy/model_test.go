@@ -1,0 +1,639 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/selector"
+)
+
+func TestPrefixSelector(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"all()", "all()"},
+		{"", "all()"},
+		{"global()", "global()"},
+		{"a == 'x'", `pcns.a == "x"`},
+		{"!has(k)", "!has(pcns.k)"},
+		{"!(a == 'x' || has(b)) && c in {'z','y'} && d not in {'q'}",
+			`(!(pcns.a == "x" || has(pcns.b)) && pcns.c in {"y", "z"} && pcns.d not in {"q"})`},
+		{`x contains 'a && b' && y starts with "p'q" && z ends with '"'`,
+			`(pcns.x contains "a && b" && pcns.y starts with "p'q" && pcns.z ends with '"')`},
+		{"has(has) && in == 'in' && all != '!('", `(has(pcns.has) && pcns.in == "in" && pcns.all != "!(")`},
+		{"projectcalico.org/name == 'a' || all()", `(pcns.projectcalico.org/name == "a" || all())`},
+	}
+	for _, tt := range tests {
+		got, err := prefixSelector(selector.MustParse(tt.in), LabelPrefixNamespace)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got.String(), tt.in)
+	}
+	_, err := prefixSelector(selector.Has(longKey(510)), LabelPrefixNamespace)
+	assert.Error(t, err, "a key over 512 characters once prefixed")
+}
+
+func longKey(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'k'
+	}
+	return string(b)
+}
+
+// checkPrefixed asserts that prefixing keys changes nothing but the keys:
+// the prefixed selector on prefixed labels agrees with the original on the
+// original labels.
+func checkPrefixed(t testing.TB, s selector.Selector, labels []map[string]string) {
+	p, err := prefixSelector(s, LabelPrefixNamespace)
+	if err != nil {
+		return // a key too long once prefixed
+	}
+	for _, l := range labels {
+		pl := map[string]string{}
+		for k, v := range l {
+			pl[LabelPrefixNamespace+k] = v
+		}
+		if s.Evaluate(selector.Map(l)) != p.Evaluate(selector.Map(pl)) {
+			t.Fatalf("%s and %s disagree on %v", s, p, l)
+		}
+	}
+}
+
+var prefixLabelSets = []map[string]string{
+	{}, {"a": "x"}, {"a": "y", "b": ""}, {"c": "z", "d": "q"}, {"has": "1", "in": "in", "all": "!("},
+	{"x": "a && b", "y": "p'q", "z": `"`}, {"projectcalico.org/name": "a"},
+}
+
+func TestPrefixSelectorSemantics(t *testing.T) {
+	for _, s := range append(slices.Clone(refSelectors), "a == 'x' || !(b != '' && has(c))", "has(in) && in not in {'in'}") {
+		checkPrefixed(t, selector.MustParse(s), prefixLabelSets)
+	}
+}
+
+func TestSelectionSelectors(t *testing.T) {
+	objs, err := Decode([]byte(`apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  selector: app == 'db'
+  serviceAccountSelector: team == 'x'
+  ingress:
+  - action: Allow
+    source: {selector: app == 'web', namespaceSelector: env == 'prod', serviceAccounts: {names: [b, a], selector: has(t)}, notSelector: bad == 'yes'}
+  - action: Allow
+    source: {notSelector: bad == 'yes'}
+  - action: Allow
+    source: {namespaceSelector: global()}
+    destination: {nets: [10.0.0.0/8]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec:
+  namespaceSelector: all()
+  selector: all()
+  egress:
+  - action: Allow
+    destination: {namespaceSelector: all(), selector: app == 'x'}
+`))
+	require.NoError(t, err)
+	rp, err := objs[0].(*NetworkPolicy).Resolve()
+	require.NoError(t, err)
+	assert.Equal(t, `(projectcalico.org/namespace == "shop" && pcsa.team == "x" && app == "db")`, rp.EndpointSelector().String())
+	r0 := &rp.IngressRules[0].Src
+	sel, ok := r0.MatchSelector()
+	assert.True(t, ok)
+	assert.Equal(t, `(pcns.env == "prod" && projectcalico.org/serviceaccount in {"a", "b"} && has(pcsa.t) && app == "web")`, sel.String())
+	not, ok := r0.NotMatchSelector()
+	assert.True(t, ok)
+	assert.Equal(t, `bad == "yes"`, not.String())
+	sel, ok = rp.IngressRules[1].Src.MatchSelector()
+	assert.True(t, ok, "a notSelector in a namespaced policy confines the rule to the namespace")
+	assert.Equal(t, `projectcalico.org/namespace == "shop"`, sel.String())
+	sel, _ = rp.IngressRules[2].Src.MatchSelector()
+	assert.Equal(t, `!has(projectcalico.org/namespace)`, sel.String())
+	_, ok = rp.IngressRules[2].Dst.MatchSelector()
+	assert.False(t, ok, "no selector: any address")
+	_, ok = rp.IngressRules[2].Dst.NotMatchSelector()
+	assert.False(t, ok)
+
+	gp, err := objs[1].(*GlobalNetworkPolicy).Resolve()
+	require.NoError(t, err)
+	assert.Equal(t, `has(projectcalico.org/namespace)`, gp.EndpointSelector().String(), "one term, not two equal ones")
+	sel, _ = gp.EgressRules[0].Dst.MatchSelector()
+	assert.Equal(t, `(has(projectcalico.org/namespace) && app == "x")`, sel.String())
+
+	// A hand-built match works its selector out on demand.
+	hand := EntityMatch{HasSelector: true, Scope: ScopeNamespace, Namespace: "a", Selector: selector.MustParse("x == 'y'")}
+	sel, ok = hand.MatchSelector()
+	assert.True(t, ok)
+	assert.Equal(t, `(projectcalico.org/namespace == "a" && x == "y")`, sel.String())
+}
+
+func TestModelReservedLabels(t *testing.T) {
+	var got []ItemID
+	m := NewModel(OnMatchStarted(func(_ SelectorID, it ItemID) { got = append(got, it) }))
+	require.NoError(t, m.UpdateNamespace(&Namespace{Name: "prod", Labels: map[string]string{"env": "prod"}}))
+	require.NoError(t, m.UpdateEndpoint(hep("h", "10.0.0.9", LabelNamespace, "prod", "pcns.env", "prod")))
+	require.NoError(t, m.UpdateEndpoint(wep("dev", "pod", "10.0.0.8", "pcns.env", "prod", LabelNamespace, "prod")))
+	p := &GlobalNetworkPolicy{ObjectMeta: objMeta("", "g")}
+	p.Spec.Ingress = []Rule{{Action: Allow, Source: EntityRule{NamespaceSelector: "env == 'prod'"}}}
+	rp, err := p.Resolve()
+	require.NoError(t, err)
+	m.UpdatePolicy(rp)
+	assert.Empty(t, got, "neither a host endpoint nor a pod can claim a namespace or its labels")
+	require.NoError(t, m.UpdateEndpoint(wep("prod", "pod", "10.0.0.7")))
+	assert.Equal(t, []ItemID{{ItemEndpoint, "prod", "pod"}}, got)
+}
+
+// recorder keeps the state the Model's events describe, and fails on any
+// event that does not fit it (a start of a current match, a stop of a
+// missing one, a match of a selector not added, a removal of a selector
+// with matches).
+type recorder struct {
+	t    testing.TB
+	sels map[SelectorID]map[ItemID]bool
+	pols map[string]map[ItemID]bool
+}
+
+func newRecorder(t testing.TB) *recorder {
+	return &recorder{t: t, sels: map[SelectorID]map[ItemID]bool{}, pols: map[string]map[ItemID]bool{}}
+}
+
+func (r *recorder) options() []ModelOption {
+	return []ModelOption{
+		OnSelectorAdded(func(id SelectorID, sel selector.Selector) {
+			require.NotContains(r.t, r.sels, id, "added twice")
+			require.Equal(r.t, string(id), sel.String())
+			r.sels[id] = map[ItemID]bool{}
+		}),
+		OnSelectorRemoved(func(id SelectorID) {
+			require.Contains(r.t, r.sels, id, "removed but not added")
+			require.Empty(r.t, r.sels[id], "removed with matches")
+			delete(r.sels, id)
+		}),
+		OnMatchStarted(func(id SelectorID, it ItemID) {
+			require.Contains(r.t, r.sels, id, "match of a selector not added")
+			require.False(r.t, r.sels[id][it], "started twice: %s %s", id, it)
+			r.sels[id][it] = true
+		}),
+		OnMatchStopped(func(id SelectorID, it ItemID) {
+			require.True(r.t, r.sels[id][it], "stopped but not started: %s %s", id, it)
+			delete(r.sels[id], it)
+		}),
+		OnPolicyMatch(func(p string, it ItemID) {
+			require.Equal(r.t, ItemEndpoint, it.Kind)
+			if r.pols[p] == nil {
+				r.pols[p] = map[ItemID]bool{}
+			}
+			require.False(r.t, r.pols[p][it], "policy match started twice: %s %s", p, it)
+			r.pols[p][it] = true
+		}),
+		OnPolicyMatchStopped(func(p string, it ItemID) {
+			require.True(r.t, r.pols[p][it], "policy match stopped but not started: %s %s", p, it)
+			delete(r.pols[p], it)
+		}),
+	}
+}
+
+// modelWorld is the truth a random test changes: what the Model is fed,
+// and from which Resources for a fresh PolicySet are derived. Endpoints in
+// shared mode get their service account's labels from a ServiceAccount in
+// the Model and flattened onto the endpoint in the Resources, as do
+// endpoints whose ServiceAccountLabels are nil.
+type modelWorld struct {
+	base   Resources // tiers and services, never changed
+	eps    map[string]*Endpoint
+	shared map[string]bool
+	sas    map[[2]string]map[string]string
+	nss    map[string]*Namespace
+	sets   map[string]*NetworkSet
+	gsets  map[string]*GlobalNetworkSet
+	nps    map[string]*NetworkPolicy
+	gnps   map[string]*GlobalNetworkPolicy
+}
+
+func (w *modelWorld) resources() Resources {
+	r := Resources{Tiers: w.base.Tiers, Services: w.base.Services}
+	for _, k := range slices.Sorted(maps.Keys(w.eps)) {
+		ep := w.eps[k]
+		if ep.ServiceAccount != "" && (w.shared[k] || ep.ServiceAccountLabels == nil) {
+			c := *ep
+			c.ServiceAccountLabels = w.sas[[2]string{ep.Namespace, ep.ServiceAccount}]
+			ep = &c
+		}
+		r.Endpoints = append(r.Endpoints, ep)
+	}
+	for _, k := range slices.Sorted(maps.Keys(w.nss)) {
+		r.Namespaces = append(r.Namespaces, w.nss[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(w.sets)) {
+		r.NetworkSets = append(r.NetworkSets, w.sets[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(w.gsets)) {
+		r.GlobalNetworkSets = append(r.GlobalNetworkSets, w.gsets[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(w.nps)) {
+		r.NetworkPolicies = append(r.NetworkPolicies, w.nps[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(w.gnps)) {
+		r.GlobalNetworkPolicies = append(r.GlobalNetworkPolicies, w.gnps[k])
+	}
+	return r
+}
+
+func (w *modelWorld) feedEndpoint(t testing.TB, m *Model, ep *Endpoint) {
+	if w.shared[ep.Key()] {
+		c := *ep
+		c.ServiceAccountLabels = nil
+		ep = &c
+	}
+	require.NoError(t, m.UpdateEndpoint(ep))
+}
+
+func mustResolve[T interface{ Resolve() (*ResolvedPolicy, error) }](t testing.TB, p T) *ResolvedPolicy {
+	rp, err := p.Resolve()
+	require.NoError(t, err)
+	return rp
+}
+
+// TestModelMatchesSnapshot feeds random changes, one at a time, to a Model
+// and after each one compares it (its queries and the state its events
+// describe) with a fresh NewPolicySet of the same resources and with the
+// reference's Calico-style combined selectors.
+func TestModelMatchesSnapshot(t *testing.T) {
+	worlds, steps := 60, 40
+	if !testing.Short() {
+		worlds = 400
+	}
+	for seed := range worlds {
+		g := gen{rand.New(rand.NewPCG(uint64(seed), 11))}
+		res := g.world()
+		if _, err := NewPolicySet(res); err != nil {
+			continue
+		}
+		w := &modelWorld{base: res, eps: map[string]*Endpoint{}, shared: map[string]bool{}, sas: map[[2]string]map[string]string{},
+			nss: map[string]*Namespace{}, sets: map[string]*NetworkSet{}, gsets: map[string]*GlobalNetworkSet{},
+			nps: map[string]*NetworkPolicy{}, gnps: map[string]*GlobalNetworkPolicy{}}
+		rec := newRecorder(t)
+		m := NewModel(rec.options()...)
+		for _, n := range res.Namespaces {
+			w.nss[n.Name] = n
+			require.NoError(t, m.UpdateNamespace(n))
+		}
+		for _, ep := range res.Endpoints {
+			w.eps[ep.Key()] = ep
+			w.feedEndpoint(t, m, ep)
+		}
+		for _, s := range res.NetworkSets {
+			w.sets[s.Namespace+"/"+s.Name] = s
+			require.NoError(t, m.UpdateNetworkSet(s))
+		}
+		for _, s := range res.GlobalNetworkSets {
+			w.gsets[s.Name] = s
+			require.NoError(t, m.UpdateGlobalNetworkSet(s))
+		}
+		for _, p := range res.NetworkPolicies {
+			w.nps[p.Namespace+"/"+p.Name] = p
+			m.UpdatePolicy(mustResolve(t, p))
+		}
+		for _, p := range res.GlobalNetworkPolicies {
+			w.gnps[p.Name] = p
+			m.UpdatePolicy(mustResolve(t, p))
+		}
+		compareModel(t, seed, -1, m, rec, w)
+		for step := range steps {
+			randomChange(t, g, m, w)
+			compareModel(t, seed, step, m, rec, w)
+		}
+	}
+}
+
+func randomChange(t testing.TB, g gen, m *Model, w *modelWorld) {
+	pickKey := func(keys []string) string { return keys[g.r.IntN(len(keys))] }
+	switch g.r.IntN(12) {
+	case 0, 1: // relabel an endpoint
+		if len(w.eps) == 0 {
+			return
+		}
+		k := pickKey(slices.Sorted(maps.Keys(w.eps)))
+		c := w.eps[k].DeepCopy()
+		c.Labels = g.labels()
+		w.eps[k] = c
+		w.feedEndpoint(t, m, c)
+	case 2: // change a workload's service account, or move it to or from shared mode
+		k := pickKey(slices.Sorted(maps.Keys(w.eps)))
+		c := w.eps[k].DeepCopy()
+		if c.IsHost() {
+			return
+		}
+		c.ServiceAccount = g.pick("", "sa1", "sa2")
+		c.ServiceAccountLabels = nil
+		if g.chance(0.5) {
+			c.ServiceAccountLabels = map[string]string{"team": g.pick("x", "y")}
+		}
+		w.shared[k] = g.chance(0.5)
+		w.eps[k] = c
+		w.feedEndpoint(t, m, c)
+	case 3: // a service account's labels
+		sa := &ServiceAccount{Namespace: g.pick("a", "b", "c"), Name: g.pick("sa1", "sa2")}
+		key := [2]string{sa.Namespace, sa.Name}
+		if g.chance(0.2) {
+			delete(w.sas, key)
+			m.DeleteServiceAccount(sa.Namespace, sa.Name)
+			return
+		}
+		sa.Labels = map[string]string{"team": g.pick("x", "y")}
+		if g.chance(0.3) {
+			sa.Labels = map[string]string{}
+		}
+		w.sas[key] = sa.Labels
+		require.NoError(t, m.UpdateServiceAccount(sa))
+	case 4: // a namespace's labels, or its deletion
+		n := &Namespace{Name: g.pick("a", "b", "c")}
+		if g.chance(0.2) {
+			delete(w.nss, n.Name)
+			m.DeleteNamespace(n.Name)
+			return
+		}
+		if g.chance(0.7) {
+			n.Labels = map[string]string{"env": g.pick("prod", "dev")}
+		}
+		w.nss[n.Name] = n
+		require.NoError(t, m.UpdateNamespace(n))
+	case 5: // delete an endpoint, or add one
+		if g.chance(0.5) && len(w.eps) > 2 {
+			k := pickKey(slices.Sorted(maps.Keys(w.eps)))
+			delete(w.eps, k)
+			m.DeleteEndpoint(k)
+			return
+		}
+		ep := &Endpoint{Name: fmt.Sprintf("new%d", g.r.IntN(5)), Namespace: g.pick("a", "b", "c"), Labels: g.labels(),
+			Addresses: []netip.Addr{netip.MustParseAddr(g.pick("10.0.0.1", "10.0.1.77", "10.0.0.200", "8.8.8.8"))}}
+		if g.chance(0.5) {
+			ep.ServiceAccount = g.pick("sa1", "sa2")
+		}
+		w.eps[ep.Key()] = ep
+		w.feedEndpoint(t, m, ep)
+	case 6: // move an endpoint to another address
+		k := pickKey(slices.Sorted(maps.Keys(w.eps)))
+		c := w.eps[k].DeepCopy()
+		c.Addresses = []netip.Addr{netip.MustParseAddr(g.pick("10.0.0.1", "10.0.1.77", "8.8.8.8"))}
+		w.eps[k] = c
+		w.feedEndpoint(t, m, c)
+	case 7: // network sets
+		if g.chance(0.5) {
+			s := &NetworkSet{ObjectMeta: objMeta(g.pick("a", "b"), g.pick("ns", "ns2"), "kind", "set"), Spec: NetworkSetSpec{Nets: []string{g.pick(refNets...)}}}
+			if g.chance(0.5) {
+				s.Labels["app"] = g.pick("x", "y")
+			}
+			if g.chance(0.3) {
+				delete(w.sets, s.Namespace+"/"+s.Name)
+				m.DeleteNetworkSet(s.Namespace, s.Name)
+				return
+			}
+			w.sets[s.Namespace+"/"+s.Name] = s
+			require.NoError(t, m.UpdateNetworkSet(s))
+			return
+		}
+		s := &GlobalNetworkSet{ObjectMeta: objMeta("", "gs", "kind", "set", "app", g.pick("x", "y", "z")), Spec: NetworkSetSpec{Nets: []string{g.pick(refNets...)}}}
+		if g.chance(0.3) {
+			delete(w.gsets, s.Name)
+			m.DeleteNetworkSet("", s.Name)
+			return
+		}
+		w.gsets[s.Name] = s
+		require.NoError(t, m.UpdateGlobalNetworkSet(s))
+	default: // replace, add or delete a policy: take one from another random world
+		other := g.world()
+		if len(w.nps)+len(w.gnps) > 0 && g.chance(0.25) {
+			keys := slices.Sorted(maps.Keys(w.nps))
+			for k := range w.gnps {
+				keys = append(keys, k)
+			}
+			k := pickKey(keys)
+			delete(w.nps, k)
+			delete(w.gnps, k)
+			m.DeletePolicy(k)
+			return
+		}
+		if len(other.NetworkPolicies) > 0 {
+			p := other.NetworkPolicies[0]
+			p.Name = g.pick("np0", "np1", "np2")
+			rp, err := p.Resolve()
+			if err != nil {
+				return
+			}
+			w.nps[p.Namespace+"/"+p.Name] = p
+			m.UpdatePolicy(rp)
+			return
+		}
+		if len(other.GlobalNetworkPolicies) > 0 {
+			p := other.GlobalNetworkPolicies[0]
+			p.Name = g.pick("gnp0", "gnp1", "gnp2")
+			rp, err := p.Resolve()
+			if err != nil {
+				return
+			}
+			w.gnps[p.Name] = p
+			m.UpdatePolicy(rp)
+		}
+	}
+}
+
+func compareModel(t *testing.T, seed, step int, m *Model, rec *recorder, w *modelWorld) {
+	t.Helper()
+	res := w.resources()
+	ps, err := NewPolicySet(res)
+	require.NoError(t, err, "seed %d step %d", seed, step)
+	msg := fmt.Sprintf("seed %d step %d", seed, step)
+
+	// Which policies apply to which endpoints.
+	for _, ep := range ps.Endpoints() {
+		pols, err := ps.PoliciesFor(ep.Key())
+		require.NoError(t, err)
+		var want []string
+		for _, p := range pols {
+			want = append(want, p.Key)
+		}
+		slices.Sort(want)
+		require.Equal(t, want, m.PoliciesMatching(ep.ID()), "%s: policies for %s", msg, ep.Key())
+	}
+	ref := newRefWorld(res)
+	refPols := ref.policies()
+	for _, p := range ps.Policies() {
+		eps, err := ps.EndpointsFor(p.Key)
+		require.NoError(t, err)
+		var want []ItemID
+		for _, ep := range eps {
+			want = append(want, ep.ID())
+		}
+		require.Equal(t, want, m.EndpointsMatching(p.Key), "%s: endpoints of %s", msg, p.Key)
+		got := slices.SortedFunc(maps.Keys(rec.pols[p.Key]), compareItems)
+		require.Equal(t, want, nilIfEmpty(got), "%s: events for policy %s", msg, p.Key)
+		// Against the reference's combined selector.
+		i := slices.IndexFunc(refPols, func(r refPolicy) bool { return r.key == p.Key })
+		var refEPs []ItemID
+		s := selector.MustParse(refPols[i].sel)
+		for _, it := range ref.items {
+			if it.ep != nil && s.Evaluate(selector.Map(it.labels)) {
+				refEPs = append(refEPs, it.ep.ID())
+			}
+		}
+		slices.SortFunc(refEPs, compareItems)
+		require.Equal(t, refEPs, want, "%s: reference endpoints of %s (%s)", msg, p.Key, refPols[i].sel)
+	}
+	for k, set := range rec.pols {
+		if _, err := ps.Policy(k); err != nil {
+			require.Empty(t, set, "%s: deleted policy %s still matches", msg, k)
+		}
+	}
+
+	// Rule selectors: the model's, the events', the snapshot's and the
+	// reference's members.
+	wantSels := map[SelectorID]bool{}
+	check := func(ns string, er *EntityRule, em *EntityMatch, where string) {
+		if sel, ok := em.MatchSelector(); ok {
+			id := SelectorID(sel.String())
+			wantSels[id] = true
+			items := slices.SortedFunc(m.ItemsMatching(id), compareItems)
+			require.Equal(t, nilIfEmpty(items), nilIfEmpty(slices.SortedFunc(maps.Keys(rec.sels[id]), compareItems)), "%s: events of %s", msg, id)
+			members, _ := ps.SelectorMembers(em)
+			if !assert.Equal(t, members, itemNets(m, items), "%s: members of %s", msg, id) {
+				for _, it := range items {
+					ep := w.eps[it.Namespace+"/"+it.Name]
+					fmt.Printf("%s shared=%v ep=%+v sas=%v\n", it, w.shared[it.Namespace+"/"+it.Name], ep, w.sas)
+				}
+				t.FailNow()
+			}
+			refSel := selector.MustParse(refRuleSelector(er, ns))
+			require.Equal(t, members, refMembers(ref, refSel), "%s: %s: reference members of %s (%s)", msg, where, id, refSel)
+		}
+		if sel, ok := em.NotMatchSelector(); ok {
+			id := SelectorID(sel.String())
+			wantSels[id] = true
+			items := slices.SortedFunc(m.ItemsMatching(id), compareItems)
+			require.Equal(t, nilIfEmpty(items), nilIfEmpty(slices.SortedFunc(maps.Keys(rec.sels[id]), compareItems)), "%s: events of not %s", msg, id)
+			members, _ := ps.NotSelectorMembers(em)
+			require.Equal(t, members, refMembers(ref, selector.MustParse(er.NotSelector)), "%s: %s: reference members of not %s", msg, where, id)
+		}
+	}
+	sides := func(ns, key string, raw []Rule, rules []ResolvedRule) {
+		for i := range rules {
+			check(ns, &raw[i].Source, &rules[i].Src, fmt.Sprintf("%s rule %d source", key, i))
+			check(ns, &raw[i].Destination, &rules[i].Dst, fmt.Sprintf("%s rule %d destination", key, i))
+		}
+	}
+	for _, p := range res.NetworkPolicies {
+		rp, _ := ps.Policy(p.Namespace + "/" + p.Name)
+		sides(p.Namespace, rp.Key, p.Spec.Ingress, rp.IngressRules)
+		sides(p.Namespace, rp.Key, p.Spec.Egress, rp.EgressRules)
+	}
+	for _, p := range res.GlobalNetworkPolicies {
+		rp, _ := ps.Policy(p.Name)
+		sides("", rp.Key, p.Spec.Ingress, rp.IngressRules)
+		sides("", rp.Key, p.Spec.Egress, rp.EgressRules)
+	}
+	require.Equal(t, wantSels, maps.Collect(func(yield func(SelectorID, bool) bool) {
+		for id := range m.RuleSelectors() {
+			if !yield(id, true) {
+				return
+			}
+		}
+	}), "%s: rule selectors in use", msg)
+	require.Equal(t, len(wantSels), len(rec.sels), "%s: selectors added and not removed", msg)
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func itemNets(m *Model, items []ItemID) []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range items {
+		out = append(out, m.ItemNets(it)...)
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+func refMembers(ref *refWorld, s selector.Selector) []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range ref.items {
+		if !s.Evaluate(selector.Map(it.labels)) {
+			continue
+		}
+		for _, a := range it.addrs {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+		out = append(out, it.nets...)
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+func TestModelPolicyUpdates(t *testing.T) {
+	rec := newRecorder(t)
+	m := NewModel(rec.options()...)
+	require.NoError(t, m.UpdateEndpoint(wep("a", "web", "10.0.0.1", "app", "web")))
+	require.NoError(t, m.UpdateEndpoint(wep("a", "db", "10.0.0.2", "app", "db")))
+	np := func(sel, src string) *ResolvedPolicy {
+		p := &NetworkPolicy{ObjectMeta: objMeta("a", "p")}
+		p.Spec.Selector = sel
+		p.Spec.Ingress = []Rule{{Action: Allow, Source: EntityRule{Selector: src}}, {Action: Allow, Source: EntityRule{Selector: src}}}
+		return mustResolve(t, p)
+	}
+	m.UpdatePolicy(np("app == 'db'", "app == 'web'"))
+	webSel := SelectorID(`(projectcalico.org/namespace == "a" && app == "web")`)
+	assert.Equal(t, map[string]map[ItemID]bool{"a/p": {{ItemEndpoint, "a", "db"}: true}}, rec.pols)
+	assert.Equal(t, map[SelectorID]map[ItemID]bool{webSel: {{ItemEndpoint, "a", "web"}: true}}, rec.sels)
+
+	// The policy's selector becomes the old rule selector: one selector,
+	// two uses.
+	m.UpdatePolicy(np("app == 'web'", "app == 'web'"))
+	assert.Equal(t, map[ItemID]bool{{ItemEndpoint, "a", "web"}: true}, rec.pols["a/p"])
+	assert.Len(t, m.sels, 1)
+	m.UpdatePolicy(np("app == 'web'", "app == 'db'"))
+	assert.Len(t, rec.sels, 1)
+	assert.Contains(t, rec.sels, SelectorID(`(projectcalico.org/namespace == "a" && app == "db")`))
+	assert.Equal(t, map[ItemID]bool{{ItemEndpoint, "a", "web"}: true}, rec.pols["a/p"], "the policy still applies, reported through its selector")
+	m.DeletePolicy("a/p")
+	assert.Empty(t, rec.sels)
+	assert.Empty(t, rec.pols["a/p"])
+	assert.Empty(t, m.sels)
+	assert.Equal(t, 2, m.idx.Stats().Items)
+
+	// Unknown deletes do nothing.
+	m.DeletePolicy("a/none")
+	m.DeleteEndpoint("a/none")
+	m.DeleteNetworkSet("", "none")
+	m.DeleteNamespace("none")
+	m.DeleteServiceAccount("a", "none")
+}
+
+func TestModelValidates(t *testing.T) {
+	m := NewModel()
+	assert.ErrorIs(t, m.UpdateEndpoint(&Endpoint{Name: "x"}), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateNamespace(&Namespace{Name: "Bad Name"}), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateServiceAccount(&ServiceAccount{Name: "sa"}), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateNetworkSet(&NetworkSet{ObjectMeta: objMeta("a", "s"), Spec: NetworkSetSpec{Nets: []string{"nope"}}}), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateGlobalNetworkSet(&GlobalNetworkSet{ObjectMeta: objMeta("", "s"), Spec: NetworkSetSpec{Nets: []string{"nope"}}}), ErrInvalid)
+	assert.Equal(t, 0, m.idx.Stats().Items)
+}
+
+func TestItemID(t *testing.T) {
+	assert.Equal(t, "a/web", ItemID{ItemEndpoint, "a", "web"}.String())
+	assert.Equal(t, "eth0", ItemID{ItemEndpoint, "", "eth0"}.String())
+	assert.Equal(t, "NetworkSet a/s", ItemID{ItemNetworkSet, "a", "s"}.String())
+	assert.Equal(t, "GlobalNetworkSet s", ItemID{ItemNetworkSet, "", "s"}.String())
+	assert.Equal(t, ItemID{ItemEndpoint, "a", "web"}, EndpointID("a/web"))
+	assert.Equal(t, ItemID{ItemEndpoint, "", "eth0"}, EndpointID("eth0"))
+}
