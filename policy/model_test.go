@@ -256,7 +256,9 @@ func (w *modelWorld) feedEndpoint(t testing.TB, m *Model, ep *Endpoint) {
 	require.NoError(t, m.UpdateEndpoint(ep))
 }
 
-func mustResolve[T interface{ Resolve() (*ResolvedPolicy, error) }](t testing.TB, p T) *ResolvedPolicy {
+func mustResolve[T interface {
+	Resolve() (*ResolvedPolicy, error)
+}](t testing.TB, p T) *ResolvedPolicy {
 	rp, err := p.Resolve()
 	require.NoError(t, err)
 	return rp
