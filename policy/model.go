@@ -148,26 +148,46 @@ func OnPolicyMatchStopped(f func(policy string, endpoint ItemID)) ModelOption {
 // it. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
 // modify them afterwards.
 type Model struct {
-	idx *index.Index[SelectorID, ItemID, parentID]
+	// The index works on small numbers: selectors, items and parents are
+	// numbered here, so its maps hash integers, not strings.
+	idx *index.Index[uint32, uint32, uint32]
 
 	matchStarted, matchStopped func(SelectorID, ItemID)
 	selAdded                   func(SelectorID, selector.Selector)
 	selRemoved                 func(SelectorID)
 	policyMatch, policyStopped func(string, ItemID)
 
-	sels     map[SelectorID]*selUse
+	selNums  map[SelectorID]uint32
+	sels     []*selUse // by number; nil when free
+	freeSels []uint32
+
+	itemNums  map[ItemID]uint32
+	items     []itemSlot // by number
+	freeItems []uint32
+
+	// Parents keep their number for the life of the model (items may name
+	// a namespace or service account that is deleted and added again).
+	parentNums map[parentID]uint32
+
 	policies map[string]*policyUse
-	eps      map[ItemID]*Endpoint
-	nets     map[ItemID][]netip.Prefix // network sets
 	scratch  map[string]string
+	parents  []uint32
 }
 
-// selUse is who uses a selector: rules (counted) and policies (as their
-// endpoint selector).
+// selUse is a selector and who uses it: rules (counted) and policies (as
+// their endpoint selector).
 type selUse struct {
+	id       SelectorID
 	sel      selector.Selector
 	rules    int
 	policies map[string]struct{}
+}
+
+// itemSlot is a numbered item: an endpoint (ep set) or a network set.
+type itemSlot struct {
+	id   ItemID
+	ep   *Endpoint
+	nets []netip.Prefix
 }
 
 type policyUse struct {
@@ -179,44 +199,116 @@ type policyUse struct {
 // NewModel returns an empty Model.
 func NewModel(opts ...ModelOption) *Model {
 	m := &Model{
-		sels:     map[SelectorID]*selUse{},
-		policies: map[string]*policyUse{},
-		eps:      map[ItemID]*Endpoint{},
-		nets:     map[ItemID][]netip.Prefix{},
-		scratch:  map[string]string{},
+		selNums:    map[SelectorID]uint32{},
+		itemNums:   map[ItemID]uint32{},
+		parentNums: map[parentID]uint32{},
+		policies:   map[string]*policyUse{},
+		scratch:    map[string]string{},
 	}
 	for _, o := range opts {
 		o(m)
 	}
-	m.idx = index.New[SelectorID, ItemID, parentID](
+	m.idx = index.New[uint32, uint32, uint32](
 		index.OnMatchStarted(m.started),
 		index.OnMatchStopped(m.stopped),
 	)
 	return m
 }
 
-func (m *Model) started(sel SelectorID, it ItemID) {
-	u := m.sels[sel]
+func (m *Model) started(sel, item uint32) {
+	u, it := m.sels[sel], &m.items[item]
 	if u.rules > 0 && m.matchStarted != nil {
-		m.matchStarted(sel, it)
+		m.matchStarted(u.id, it.id)
 	}
-	if it.Kind == ItemEndpoint && m.policyMatch != nil {
+	if it.ep != nil && m.policyMatch != nil {
 		for p := range u.policies {
-			m.policyMatch(p, it)
+			m.policyMatch(p, it.id)
 		}
 	}
 }
 
-func (m *Model) stopped(sel SelectorID, it ItemID) {
-	u := m.sels[sel]
+func (m *Model) stopped(sel, item uint32) {
+	u, it := m.sels[sel], &m.items[item]
 	if u.rules > 0 && m.matchStopped != nil {
-		m.matchStopped(sel, it)
+		m.matchStopped(u.id, it.id)
 	}
-	if it.Kind == ItemEndpoint && m.policyStopped != nil {
+	if it.ep != nil && m.policyStopped != nil {
 		for p := range u.policies {
-			m.policyStopped(p, it)
+			m.policyStopped(p, it.id)
 		}
 	}
+}
+
+// parent returns the number of a parent.
+func (m *Model) parent(id parentID) uint32 {
+	n, ok := m.parentNums[id]
+	if !ok {
+		n = uint32(len(m.parentNums))
+		m.parentNums[id] = n
+	}
+	return n
+}
+
+// item returns the slot of an item, numbering it when new.
+func (m *Model) item(id ItemID) (uint32, *itemSlot) {
+	n, ok := m.itemNums[id]
+	if !ok {
+		if k := len(m.freeItems); k > 0 {
+			n = m.freeItems[k-1]
+			m.freeItems = m.freeItems[:k-1]
+		} else {
+			n = uint32(len(m.items))
+			m.items = append(m.items, itemSlot{})
+		}
+		m.itemNums[id] = n
+		m.items[n] = itemSlot{id: id}
+	}
+	return n, &m.items[n]
+}
+
+func (m *Model) deleteItem(id ItemID) {
+	n, ok := m.itemNums[id]
+	if !ok {
+		return
+	}
+	m.idx.DeleteItem(n)
+	delete(m.itemNums, id)
+	m.items[n] = itemSlot{}
+	m.freeItems = append(m.freeItems, n)
+}
+
+// newSelector numbers a selector and adds it to the index, with u's uses.
+func (m *Model) newSelector(u *selUse) {
+	var n uint32
+	if k := len(m.freeSels); k > 0 {
+		n = m.freeSels[k-1]
+		m.freeSels = m.freeSels[:k-1]
+		m.sels[n] = u
+	} else {
+		n = uint32(len(m.sels))
+		m.sels = append(m.sels, u)
+	}
+	m.selNums[u.id] = n
+	m.idx.UpdateSelector(n, u.sel)
+}
+
+// deleteSelector removes a selector from the index (its stops are reported
+// with its uses as they are) and frees its number.
+func (m *Model) deleteSelector(id SelectorID) {
+	n := m.selNums[id]
+	m.idx.DeleteSelector(n)
+	delete(m.selNums, id)
+	m.sels[n] = nil
+	m.freeSels = append(m.freeSels, n)
+}
+
+// use returns a selector in use, or nil.
+func (m *Model) use(id SelectorID) (uint32, *selUse) {
+	n, ok := m.selNums[id]
+	if !ok {
+		return 0, nil
+	}
+	return n, m.sels[n]
 }
 
 // UpdateNamespace adds or replaces a namespace; its labels reach the items
@@ -230,12 +322,16 @@ func (m *Model) UpdateNamespace(n *Namespace) error {
 }
 
 func (m *Model) updateNamespace(n *Namespace) {
-	m.idx.UpdateParent(parentID{namespace: n.Name}, prefixLabels(m.scratch, LabelPrefixNamespace, namespaceLabels(n.Name, n.Labels)))
+	m.idx.UpdateParent(m.parent(parentID{namespace: n.Name}), prefixLabels(m.scratch, LabelPrefixNamespace, namespaceLabels(n.Name, n.Labels)))
 }
 
 // DeleteNamespace removes a namespace's labels; items in it keep their
 // namespace and see no labels from it until it is added again.
-func (m *Model) DeleteNamespace(name string) { m.idx.DeleteParent(parentID{namespace: name}) }
+func (m *Model) DeleteNamespace(name string) {
+	if n, ok := m.parentNums[parentID{namespace: name}]; ok {
+		m.idx.DeleteParent(n)
+	}
+}
 
 // UpdateServiceAccount adds or replaces a service account; its labels reach
 // the workload endpoints that run as it (and carry no
@@ -244,13 +340,15 @@ func (m *Model) UpdateServiceAccount(sa *ServiceAccount) error {
 	if err := sa.Validate(); err != nil {
 		return err
 	}
-	m.idx.UpdateParent(parentID{sa.Namespace, sa.Name}, prefixLabels(m.scratch, LabelPrefixServiceAccount, serviceAccountLabels(sa.Name, sa.Labels)))
+	m.idx.UpdateParent(m.parent(parentID{sa.Namespace, sa.Name}), prefixLabels(m.scratch, LabelPrefixServiceAccount, serviceAccountLabels(sa.Name, sa.Labels)))
 	return nil
 }
 
 // DeleteServiceAccount removes a service account's labels.
 func (m *Model) DeleteServiceAccount(namespace, name string) {
-	m.idx.DeleteParent(parentID{namespace, name})
+	if n, ok := m.parentNums[parentID{namespace, name}]; ok {
+		m.idx.DeleteParent(n)
+	}
 }
 
 // UpdateEndpoint adds or replaces an endpoint (by ID). A workload endpoint
@@ -265,22 +363,22 @@ func (m *Model) UpdateEndpoint(ep *Endpoint) error {
 }
 
 func (m *Model) updateEndpoint(ep *Endpoint) {
-	id := ep.ID()
-	m.eps[id] = ep
+	n, slot := m.item(ep.ID())
+	slot.ep = ep
 	l := m.scratch
 	clear(l)
 	copyOwnLabels(l, ep.Labels)
-	var parents []parentID
+	parents := m.parents[:0]
 	if !ep.IsHost() {
 		l[LabelNamespace] = ep.Namespace
 		l[LabelOrchestrator] = OrchestratorK8s
 		addImplicitNamespace(l, ep.Namespace)
-		parents = append(parents, parentID{namespace: ep.Namespace})
+		parents = append(parents, m.parent(parentID{namespace: ep.Namespace}))
 		if ep.ServiceAccount != "" {
 			l[LabelServiceAccount] = ep.ServiceAccount
 			if ep.ServiceAccountLabels == nil {
 				l[LabelPrefixServiceAccount+LabelName] = ep.ServiceAccount
-				parents = append(parents, parentID{ep.Namespace, ep.ServiceAccount})
+				parents = append(parents, m.parent(parentID{ep.Namespace, ep.ServiceAccount}))
 			} else {
 				for k, v := range serviceAccountLabels(ep.ServiceAccount, ep.ServiceAccountLabels) {
 					l[LabelPrefixServiceAccount+k] = v
@@ -288,15 +386,14 @@ func (m *Model) updateEndpoint(ep *Endpoint) {
 			}
 		}
 	}
-	m.idx.UpdateItem(id, l, parents...)
+	m.parents = parents
+	m.idx.UpdateItem(n, l, parents...)
 }
 
 // DeleteEndpoint removes an endpoint by key ("namespace/name" or a host
 // endpoint's name). Deleting an unknown endpoint does nothing.
 func (m *Model) DeleteEndpoint(key string) {
-	id := EndpointID(key)
-	delete(m.eps, id)
-	m.idx.DeleteItem(id)
+	m.deleteItem(EndpointID(key))
 }
 
 // UpdateNetworkSet adds or replaces a NetworkSet; it inherits its
@@ -345,26 +442,24 @@ func parseNets(nets []string) []netip.Prefix {
 }
 
 func (m *Model) updateNetworkSet(ns, name string, labels map[string]string, nets []netip.Prefix) {
-	id := ItemID{Kind: ItemNetworkSet, Namespace: ns, Name: name}
-	m.nets[id] = nets
+	n, slot := m.item(ItemID{Kind: ItemNetworkSet, Namespace: ns, Name: name})
+	slot.nets = nets
 	l := m.scratch
 	clear(l)
 	copyOwnLabels(l, labels)
 	if ns == "" {
-		m.idx.UpdateItem(id, l)
+		m.idx.UpdateItem(n, l)
 		return
 	}
 	l[LabelNamespace] = ns
 	addImplicitNamespace(l, ns)
-	m.idx.UpdateItem(id, l, parentID{namespace: ns})
+	m.idx.UpdateItem(n, l, m.parent(parentID{namespace: ns}))
 }
 
 // DeleteNetworkSet removes a NetworkSet, or a GlobalNetworkSet when
 // namespace is empty.
 func (m *Model) DeleteNetworkSet(namespace, name string) {
-	id := ItemID{Kind: ItemNetworkSet, Namespace: namespace, Name: name}
-	delete(m.nets, id)
-	m.idx.DeleteItem(id)
+	m.deleteItem(ItemID{Kind: ItemNetworkSet, Namespace: namespace, Name: name})
 }
 
 // UpdatePolicy adds or replaces a policy (by Key): its endpoint selector
@@ -418,23 +513,22 @@ func (m *Model) DeletePolicy(key string) {
 
 func (m *Model) addRuleUse(s selector.Selector) SelectorID {
 	id := SelectorID(s.String())
-	u := m.sels[id]
+	n, u := m.use(id)
 	switch {
 	case u == nil:
-		u = &selUse{sel: s, rules: 1, policies: map[string]struct{}{}}
-		m.sels[id] = u
+		u = &selUse{id: id, sel: s, rules: 1, policies: map[string]struct{}{}}
 		if m.selAdded != nil {
 			m.selAdded(id, s)
 		}
-		m.idx.UpdateSelector(id, s)
+		m.newSelector(u)
 	case u.rules == 0:
 		u.rules = 1
 		if m.selAdded != nil {
 			m.selAdded(id, u.sel)
 		}
 		if m.matchStarted != nil {
-			for it := range m.idx.ItemsMatching(id) {
-				m.matchStarted(id, it)
+			for it := range m.idx.ItemsMatching(n) {
+				m.matchStarted(id, m.items[it].id)
 			}
 		}
 	default:
@@ -444,17 +538,16 @@ func (m *Model) addRuleUse(s selector.Selector) SelectorID {
 }
 
 func (m *Model) dropRuleUse(id SelectorID) {
-	u := m.sels[id]
+	n, u := m.use(id)
 	if u.rules > 1 {
 		u.rules--
 		return
 	}
 	if len(u.policies) == 0 {
-		m.idx.DeleteSelector(id) // reports the stops while u.rules is 1
-		delete(m.sels, id)
+		m.deleteSelector(id) // reports the stops while u.rules is 1
 	} else if m.matchStopped != nil {
-		for it := range m.idx.ItemsMatching(id) {
-			m.matchStopped(id, it)
+		for it := range m.idx.ItemsMatching(n) {
+			m.matchStopped(id, m.items[it].id)
 		}
 	}
 	u.rules = 0
@@ -464,34 +557,31 @@ func (m *Model) dropRuleUse(id SelectorID) {
 }
 
 func (m *Model) addPolicyUse(s selector.Selector, id SelectorID, key string) {
-	u := m.sels[id]
+	n, u := m.use(id)
 	if u == nil {
-		u = &selUse{sel: s, policies: map[string]struct{}{key: {}}}
-		m.sels[id] = u
-		m.idx.UpdateSelector(id, s)
+		m.newSelector(&selUse{id: id, sel: s, policies: map[string]struct{}{key: {}}})
 		return
 	}
 	u.policies[key] = struct{}{}
 	if m.policyMatch != nil {
-		for it := range m.idx.ItemsMatching(id) {
-			if it.Kind == ItemEndpoint {
-				m.policyMatch(key, it)
+		for it := range m.idx.ItemsMatching(n) {
+			if slot := &m.items[it]; slot.ep != nil {
+				m.policyMatch(key, slot.id)
 			}
 		}
 	}
 }
 
 func (m *Model) dropPolicyUse(id SelectorID, key string) {
-	u := m.sels[id]
+	n, u := m.use(id)
 	if u.rules == 0 && len(u.policies) == 1 {
-		m.idx.DeleteSelector(id) // reports the stops while key is still a user
-		delete(m.sels, id)
+		m.deleteSelector(id) // reports the stops while key is still a user
 		return
 	}
 	if m.policyStopped != nil {
-		for it := range m.idx.ItemsMatching(id) {
-			if it.Kind == ItemEndpoint {
-				m.policyStopped(key, it)
+		for it := range m.idx.ItemsMatching(n) {
+			if slot := &m.items[it]; slot.ep != nil {
+				m.policyStopped(key, slot.id)
 			}
 		}
 	}
@@ -501,7 +591,7 @@ func (m *Model) dropPolicyUse(id SelectorID, key string) {
 // Selector returns the selector with this ID, while some rule or policy
 // uses it.
 func (m *Model) Selector(id SelectorID) (selector.Selector, bool) {
-	if u := m.sels[id]; u != nil {
+	if _, u := m.use(id); u != nil {
 		return u.sel, true
 	}
 	return selector.Selector{}, false
@@ -511,8 +601,8 @@ func (m *Model) Selector(id SelectorID) (selector.Selector, bool) {
 // dataplane keeps), in no particular order.
 func (m *Model) RuleSelectors() iter.Seq[SelectorID] {
 	return func(yield func(SelectorID) bool) {
-		for id, u := range m.sels {
-			if u.rules > 0 && !yield(id) {
+		for _, u := range m.sels {
+			if u != nil && u.rules > 0 && !yield(u.id) {
 				return
 			}
 		}
@@ -522,17 +612,37 @@ func (m *Model) RuleSelectors() iter.Seq[SelectorID] {
 // ItemsMatching iterates over the items a selector (used by a rule or a
 // policy) matches, in no particular order. The model must not change
 // during the iteration.
-func (m *Model) ItemsMatching(id SelectorID) iter.Seq[ItemID] { return m.idx.ItemsMatching(id) }
+func (m *Model) ItemsMatching(id SelectorID) iter.Seq[ItemID] {
+	return func(yield func(ItemID) bool) {
+		n, u := m.use(id)
+		if u == nil {
+			return
+		}
+		for it := range m.idx.ItemsMatching(n) {
+			if !yield(m.items[it].id) {
+				return
+			}
+		}
+	}
+}
 
 // Matches reports whether a selector the model holds matches an item.
-func (m *Model) Matches(sel SelectorID, item ItemID) bool { return m.idx.Matches(sel, item) }
+func (m *Model) Matches(sel SelectorID, item ItemID) bool {
+	n, u := m.use(sel)
+	it, ok := m.itemNums[item]
+	return u != nil && ok && m.idx.Matches(n, it)
+}
 
 // SelectorsMatching returns the rule selectors that match an item, sorted.
 func (m *Model) SelectorsMatching(item ItemID) []SelectorID {
+	n, ok := m.itemNums[item]
+	if !ok {
+		return nil
+	}
 	var out []SelectorID
-	for id := range m.idx.SelectorsMatching(item) {
-		if m.sels[id].rules > 0 {
-			out = append(out, id)
+	for s := range m.idx.SelectorsMatching(n) {
+		if u := m.sels[s]; u.rules > 0 {
+			out = append(out, u.id)
 		}
 	}
 	slices.Sort(out)
@@ -542,12 +652,13 @@ func (m *Model) SelectorsMatching(item ItemID) []SelectorID {
 // PoliciesMatching returns the keys of the policies that apply to an
 // endpoint, sorted.
 func (m *Model) PoliciesMatching(endpoint ItemID) []string {
-	var out []string
-	if endpoint.Kind != ItemEndpoint {
+	n, ok := m.itemNums[endpoint]
+	if !ok || endpoint.Kind != ItemEndpoint {
 		return nil
 	}
-	for id := range m.idx.SelectorsMatching(endpoint) {
-		for p := range m.sels[id].policies {
+	var out []string
+	for s := range m.idx.SelectorsMatching(n) {
+		for p := range m.sels[s].policies {
 			out = append(out, p)
 		}
 	}
@@ -563,7 +674,7 @@ func (m *Model) EndpointsMatching(policy string) []ItemID {
 		return nil
 	}
 	var out []ItemID
-	for it := range m.idx.ItemsMatching(pu.endpoint) {
+	for it := range m.ItemsMatching(pu.endpoint) {
 		if it.Kind == ItemEndpoint {
 			out = append(out, it)
 		}
@@ -578,23 +689,30 @@ func compareItems(a, b ItemID) int {
 
 // Endpoint returns an endpoint the model holds.
 func (m *Model) Endpoint(id ItemID) (*Endpoint, bool) {
-	ep, ok := m.eps[id]
-	return ep, ok
+	if n, ok := m.itemNums[id]; ok && m.items[n].ep != nil {
+		return m.items[n].ep, true
+	}
+	return nil, false
 }
 
 // ItemNets returns what an item puts in the IP set of a selector matching
 // it: an endpoint's addresses as full-length prefixes, or a network set's
 // nets. The slice is fresh; nil for an unknown item.
 func (m *Model) ItemNets(id ItemID) []netip.Prefix {
-	if ep, ok := m.eps[id]; ok {
-		out := make([]netip.Prefix, 0, len(ep.Addresses))
-		for _, a := range ep.Addresses {
-			a = a.Unmap()
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-		}
-		return out
+	n, ok := m.itemNums[id]
+	if !ok {
+		return nil
 	}
-	return slices.Clone(m.nets[id])
+	slot := &m.items[n]
+	if slot.ep == nil {
+		return slices.Clone(slot.nets)
+	}
+	out := make([]netip.Prefix, 0, len(slot.ep.Addresses))
+	for _, a := range slot.ep.Addresses {
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out
 }
 
 // copyOwnLabels copies an item's own labels into l, leaving out the

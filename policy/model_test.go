@@ -481,7 +481,7 @@ func TestModelPolicyUpdates(t *testing.T) {
 	// two uses.
 	m.UpdatePolicy(np("app == 'web'", "app == 'web'"))
 	assert.Equal(t, map[ItemID]bool{{ItemEndpoint, "a", "web"}: true}, rec.pols["a/p"])
-	assert.Len(t, m.sels, 1)
+	assert.Len(t, m.selNums, 1)
 	m.UpdatePolicy(np("app == 'web'", "app == 'db'"))
 	assert.Len(t, rec.sels, 1)
 	assert.Contains(t, rec.sels, SelectorID(`(projectcalico.org/namespace == "a" && app == "db")`))
@@ -489,7 +489,7 @@ func TestModelPolicyUpdates(t *testing.T) {
 	m.DeletePolicy("a/p")
 	assert.Empty(t, rec.sels)
 	assert.Empty(t, rec.pols["a/p"])
-	assert.Empty(t, m.sels)
+	assert.Empty(t, m.selNums)
 	assert.Equal(t, 2, m.idx.Stats().Items)
 
 	// Unknown deletes do nothing.

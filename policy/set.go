@@ -61,6 +61,7 @@ type tierInfo struct {
 // live in the model.
 type item struct {
 	id        ItemID
+	num       uint32 // in the model
 	key       string
 	namespace string
 	ep        *Endpoint      // nil for a network set
@@ -248,6 +249,9 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		ps.policyIndex[p.Key] = i
 		ps.model.UpdatePolicy(p)
 	}
+	for id, it := range ps.items {
+		it.num = ps.model.itemNums[id]
+	}
 
 	slices.SortFunc(ps.endpoints, func(a, b *item) int { return strings.Compare(a.key, b.key) })
 	for i, it := range ps.endpoints {
@@ -318,8 +322,8 @@ func (ps *PolicySet) tiersFor(i int, d Direction) []TierPolicies {
 // in evaluation order, from the model's matches.
 func (ps *PolicySet) applying(it *item) []int {
 	var out []int
-	for id := range ps.model.idx.SelectorsMatching(it.id) {
-		for key := range ps.model.sels[id].policies {
+	for n := range ps.model.idx.SelectorsMatching(ps.model.itemNums[it.id]) {
+		for key := range ps.model.sels[n].policies {
 			out = append(out, ps.policyIndex[key])
 		}
 	}
@@ -329,5 +333,6 @@ func (ps *PolicySet) applying(it *item) []int {
 
 // matches reports whether the model's selector sel matches the item.
 func (ps *PolicySet) matches(sel selector.Selector, it *item) bool {
-	return ps.model.idx.Matches(SelectorID(sel.String()), it.id)
+	n, ok := ps.model.selNums[SelectorID(sel.String())]
+	return ok && ps.model.idx.Matches(n, it.num)
 }
