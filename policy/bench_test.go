@@ -190,3 +190,18 @@ func BenchmarkModelEndpointUpdate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNewPolicySet builds the snapshot of benchWorld: resolving the
+// policies and filling the model's index with every match.
+func BenchmarkNewPolicySet(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		r := benchWorld(n)
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := NewPolicySet(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -144,8 +144,8 @@ func OnPolicyMatchStopped(f func(policy string, endpoint ItemID)) ModelOption {
 // accounts and policies are added, changed and removed one at a time. See
 // the package documentation (Design) for the label schema and events.
 //
-// A Model is not safe for concurrent use; callbacks must not call back into
-// it. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
+// A Model is not safe for concurrent use. Callbacks may call Endpoint and
+// ItemNets and nothing else of the Model. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
 // modify them afterwards.
 type Model struct {
 	// The index works on small numbers: selectors, items and parents are
