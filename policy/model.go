@@ -148,9 +148,14 @@ func OnPolicyMatchStopped(f func(policy string, endpoint ItemID)) ModelOption {
 // ItemNets and nothing else of the Model. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
 // modify them afterwards.
 type Model struct {
-	// The index works on small numbers: selectors, items and parents are
-	// numbered here, so its maps hash integers, not strings.
-	idx *index.Index[uint32, uint32, uint32]
+	// The indexes work on small numbers: selectors, items and parents are
+	// numbered here, so their maps hash integers, not strings. A selector
+	// that requires one namespace (projectcalico.org/namespace == "ns", as
+	// every namespaced policy's selections do) lives in that namespace's
+	// index, which holds only the namespace's items; every other selector
+	// lives in the global index, which holds every item.
+	global *index.Index[uint32, uint32, uint32]
+	byNS   map[string]*index.Index[uint32, uint32, uint32]
 
 	matchStarted, matchStopped func(SelectorID, ItemID)
 	selAdded                   func(SelectorID, selector.Selector)
@@ -177,6 +182,7 @@ type Model struct {
 // selUse is a selector and who uses it: rules (counted) and policies (as
 // their endpoint selector).
 type selUse struct {
+	idx      *index.Index[uint32, uint32, uint32] // the index holding it
 	id       SelectorID
 	sel      selector.Selector
 	rules    int
@@ -185,7 +191,7 @@ type selUse struct {
 
 // itemSlot is a numbered item: an endpoint (ep set) or a network set.
 type itemSlot struct {
-	id   ItemID
+	id   ItemID // id.Namespace names its namespace index
 	ep   *Endpoint
 	nets []netip.Prefix
 }
@@ -204,16 +210,92 @@ func NewModel(opts ...ModelOption) *Model {
 		parentNums: map[parentID]uint32{},
 		policies:   map[string]*policyUse{},
 		scratch:    map[string]string{},
+		byNS:       map[string]*index.Index[uint32, uint32, uint32]{},
 	}
 	for _, o := range opts {
 		o(m)
 	}
-	m.idx = index.New[uint32, uint32, uint32](
-		index.OnMatchStarted(m.started),
-		index.OnMatchStopped(m.stopped),
-	)
+	m.global = m.newIndex()
 	return m
 }
+
+func (m *Model) newIndex() *index.Index[uint32, uint32, uint32] {
+	return index.New[uint32, uint32, uint32](index.OnMatchStarted(m.started), index.OnMatchStopped(m.stopped))
+}
+
+// nsIndex returns a namespace's index, creating it.
+func (m *Model) nsIndex(ns string) *index.Index[uint32, uint32, uint32] {
+	x := m.byNS[ns]
+	if x == nil {
+		x = m.newIndex()
+		m.byNS[ns] = x
+	}
+	return x
+}
+
+// indexFor returns the index a selector belongs in.
+func (m *Model) indexFor(s selector.Selector) *index.Index[uint32, uint32, uint32] {
+	if r := s.LabelRestrictions()[LabelNamespace]; len(r.MustHaveOneOfValues) == 1 {
+		return m.nsIndex(r.MustHaveOneOfValues[0])
+	}
+	return m.global
+}
+
+// updateParent sets a parent's labels in the global index and in its
+// namespace's.
+func (m *Model) updateParent(id parentID, labels map[string]string) {
+	n := m.parent(id)
+	m.global.UpdateParent(n, labels)
+	m.nsIndex(id.namespace).UpdateParent(n, labels)
+}
+
+func (m *Model) deleteParent(id parentID) {
+	if n, ok := m.parentNums[id]; ok {
+		m.global.DeleteParent(n)
+		if x := m.byNS[id.namespace]; x != nil {
+			x.DeleteParent(n)
+		}
+	}
+}
+
+// updateItem sets an item's labels in the global index and, when it is
+// namespaced, in its namespace's.
+func (m *Model) updateItem(n uint32, ns string, labels map[string]string, parents ...uint32) {
+	m.global.UpdateItem(n, labels, parents...)
+	if ns != "" {
+		m.nsIndex(ns).UpdateItem(n, labels, parents...)
+	}
+}
+
+// selectorsMatching iterates over the numbers of the selectors that match
+// item n, in both the indexes that hold it.
+func (m *Model) selectorsMatching(n uint32) iter.Seq[uint32] {
+	return func(yield func(uint32) bool) {
+		if int(n) >= len(m.items) {
+			return
+		}
+		for s := range m.global.SelectorsMatching(n) {
+			if !yield(s) {
+				return
+			}
+		}
+		if ns := m.items[n].id.Namespace; ns != "" {
+			for s := range m.byNS[ns].SelectorsMatching(n) {
+				if !yield(s) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// itemsMatching iterates over the numbers of the items selector n matches.
+func (m *Model) itemsMatching(n uint32) iter.Seq[uint32] {
+	return m.sels[n].idx.ItemsMatching(n)
+}
+
+// matches reports whether selector sel (a number in use) matches item it.
+func (m *Model) matches(sel, it uint32) bool { return m.sels[sel].idx.Matches(sel, it) }
 
 func (m *Model) started(sel, item uint32) {
 	u, it := m.sels[sel], &m.items[item]
@@ -271,14 +353,18 @@ func (m *Model) deleteItem(id ItemID) {
 	if !ok {
 		return
 	}
-	m.idx.DeleteItem(n)
+	m.global.DeleteItem(n)
+	if id.Namespace != "" {
+		m.byNS[id.Namespace].DeleteItem(n)
+	}
 	delete(m.itemNums, id)
 	m.items[n] = itemSlot{}
 	m.freeItems = append(m.freeItems, n)
 }
 
-// newSelector numbers a selector and adds it to the index, with u's uses.
+// newSelector numbers a selector and adds it to its index, with u's uses.
 func (m *Model) newSelector(u *selUse) {
+	u.idx = m.indexFor(u.sel)
 	var n uint32
 	if k := len(m.freeSels); k > 0 {
 		n = m.freeSels[k-1]
@@ -289,14 +375,14 @@ func (m *Model) newSelector(u *selUse) {
 		m.sels = append(m.sels, u)
 	}
 	m.selNums[u.id] = n
-	m.idx.UpdateSelector(n, u.sel)
+	u.idx.UpdateSelector(n, u.sel)
 }
 
 // deleteSelector removes a selector from the index (its stops are reported
 // with its uses as they are) and frees its number.
 func (m *Model) deleteSelector(id SelectorID) {
 	n := m.selNums[id]
-	m.idx.DeleteSelector(n)
+	m.sels[n].idx.DeleteSelector(n)
 	delete(m.selNums, id)
 	m.sels[n] = nil
 	m.freeSels = append(m.freeSels, n)
@@ -322,16 +408,12 @@ func (m *Model) UpdateNamespace(n *Namespace) error {
 }
 
 func (m *Model) updateNamespace(n *Namespace) {
-	m.idx.UpdateParent(m.parent(parentID{namespace: n.Name}), prefixLabels(m.scratch, LabelPrefixNamespace, namespaceLabels(n.Name, n.Labels)))
+	m.updateParent(parentID{namespace: n.Name}, prefixLabels(m.scratch, LabelPrefixNamespace, namespaceLabels(n.Name, n.Labels)))
 }
 
 // DeleteNamespace removes a namespace's labels; items in it keep their
 // namespace and see no labels from it until it is added again.
-func (m *Model) DeleteNamespace(name string) {
-	if n, ok := m.parentNums[parentID{namespace: name}]; ok {
-		m.idx.DeleteParent(n)
-	}
-}
+func (m *Model) DeleteNamespace(name string) { m.deleteParent(parentID{namespace: name}) }
 
 // UpdateServiceAccount adds or replaces a service account; its labels reach
 // the workload endpoints that run as it (and carry no
@@ -340,15 +422,13 @@ func (m *Model) UpdateServiceAccount(sa *ServiceAccount) error {
 	if err := sa.Validate(); err != nil {
 		return err
 	}
-	m.idx.UpdateParent(m.parent(parentID{sa.Namespace, sa.Name}), prefixLabels(m.scratch, LabelPrefixServiceAccount, serviceAccountLabels(sa.Name, sa.Labels)))
+	m.updateParent(parentID{sa.Namespace, sa.Name}, prefixLabels(m.scratch, LabelPrefixServiceAccount, serviceAccountLabels(sa.Name, sa.Labels)))
 	return nil
 }
 
 // DeleteServiceAccount removes a service account's labels.
 func (m *Model) DeleteServiceAccount(namespace, name string) {
-	if n, ok := m.parentNums[parentID{namespace, name}]; ok {
-		m.idx.DeleteParent(n)
-	}
+	m.deleteParent(parentID{namespace, name})
 }
 
 // UpdateEndpoint adds or replaces an endpoint (by ID). A workload endpoint
@@ -387,7 +467,7 @@ func (m *Model) updateEndpoint(ep *Endpoint) {
 		}
 	}
 	m.parents = parents
-	m.idx.UpdateItem(n, l, parents...)
+	m.updateItem(n, ep.Namespace, l, parents...)
 }
 
 // DeleteEndpoint removes an endpoint by key ("namespace/name" or a host
@@ -448,12 +528,12 @@ func (m *Model) updateNetworkSet(ns, name string, labels map[string]string, nets
 	clear(l)
 	copyOwnLabels(l, labels)
 	if ns == "" {
-		m.idx.UpdateItem(n, l)
+		m.updateItem(n, "", l)
 		return
 	}
 	l[LabelNamespace] = ns
 	addImplicitNamespace(l, ns)
-	m.idx.UpdateItem(n, l, m.parent(parentID{namespace: ns}))
+	m.updateItem(n, ns, l, m.parent(parentID{namespace: ns}))
 }
 
 // DeleteNetworkSet removes a NetworkSet, or a GlobalNetworkSet when
@@ -527,7 +607,7 @@ func (m *Model) addRuleUse(s selector.Selector) SelectorID {
 			m.selAdded(id, u.sel)
 		}
 		if m.matchStarted != nil {
-			for it := range m.idx.ItemsMatching(n) {
+			for it := range m.itemsMatching(n) {
 				m.matchStarted(id, m.items[it].id)
 			}
 		}
@@ -546,7 +626,7 @@ func (m *Model) dropRuleUse(id SelectorID) {
 	if len(u.policies) == 0 {
 		m.deleteSelector(id) // reports the stops while u.rules is 1
 	} else if m.matchStopped != nil {
-		for it := range m.idx.ItemsMatching(n) {
+		for it := range m.itemsMatching(n) {
 			m.matchStopped(id, m.items[it].id)
 		}
 	}
@@ -564,7 +644,7 @@ func (m *Model) addPolicyUse(s selector.Selector, id SelectorID, key string) {
 	}
 	u.policies[key] = struct{}{}
 	if m.policyMatch != nil {
-		for it := range m.idx.ItemsMatching(n) {
+		for it := range m.itemsMatching(n) {
 			if slot := &m.items[it]; slot.ep != nil {
 				m.policyMatch(key, slot.id)
 			}
@@ -579,7 +659,7 @@ func (m *Model) dropPolicyUse(id SelectorID, key string) {
 		return
 	}
 	if m.policyStopped != nil {
-		for it := range m.idx.ItemsMatching(n) {
+		for it := range m.itemsMatching(n) {
 			if slot := &m.items[it]; slot.ep != nil {
 				m.policyStopped(key, slot.id)
 			}
@@ -618,7 +698,7 @@ func (m *Model) ItemsMatching(id SelectorID) iter.Seq[ItemID] {
 		if u == nil {
 			return
 		}
-		for it := range m.idx.ItemsMatching(n) {
+		for it := range m.itemsMatching(n) {
 			if !yield(m.items[it].id) {
 				return
 			}
@@ -630,7 +710,7 @@ func (m *Model) ItemsMatching(id SelectorID) iter.Seq[ItemID] {
 func (m *Model) Matches(sel SelectorID, item ItemID) bool {
 	n, u := m.use(sel)
 	it, ok := m.itemNums[item]
-	return u != nil && ok && m.idx.Matches(n, it)
+	return u != nil && ok && m.matches(n, it)
 }
 
 // SelectorsMatching returns the rule selectors that match an item, sorted.
@@ -640,7 +720,7 @@ func (m *Model) SelectorsMatching(item ItemID) []SelectorID {
 		return nil
 	}
 	var out []SelectorID
-	for s := range m.idx.SelectorsMatching(n) {
+	for s := range m.selectorsMatching(n) {
 		if u := m.sels[s]; u.rules > 0 {
 			out = append(out, u.id)
 		}
@@ -657,7 +737,7 @@ func (m *Model) PoliciesMatching(endpoint ItemID) []string {
 		return nil
 	}
 	var out []string
-	for s := range m.idx.SelectorsMatching(n) {
+	for s := range m.selectorsMatching(n) {
 		for p := range m.sels[s].policies {
 			out = append(out, p)
 		}

@@ -490,7 +490,7 @@ func TestModelPolicyUpdates(t *testing.T) {
 	assert.Empty(t, rec.sels)
 	assert.Empty(t, rec.pols["a/p"])
 	assert.Empty(t, m.selNums)
-	assert.Equal(t, 2, m.idx.Stats().Items)
+	assert.Equal(t, 2, m.global.Stats().Items)
 
 	// Unknown deletes do nothing.
 	m.DeletePolicy("a/none")
@@ -507,7 +507,7 @@ func TestModelValidates(t *testing.T) {
 	assert.ErrorIs(t, m.UpdateServiceAccount(&ServiceAccount{Name: "sa"}), ErrInvalid)
 	assert.ErrorIs(t, m.UpdateNetworkSet(&NetworkSet{ObjectMeta: objMeta("a", "s"), Spec: NetworkSetSpec{Nets: []string{"nope"}}}), ErrInvalid)
 	assert.ErrorIs(t, m.UpdateGlobalNetworkSet(&GlobalNetworkSet{ObjectMeta: objMeta("", "s"), Spec: NetworkSetSpec{Nets: []string{"nope"}}}), ErrInvalid)
-	assert.Equal(t, 0, m.idx.Stats().Items)
+	assert.Equal(t, 0, m.global.Stats().Items)
 }
 
 func TestItemID(t *testing.T) {

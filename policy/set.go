@@ -322,7 +322,7 @@ func (ps *PolicySet) tiersFor(i int, d Direction) []TierPolicies {
 // in evaluation order, from the model's matches.
 func (ps *PolicySet) applying(it *item) []int {
 	var out []int
-	for n := range ps.model.idx.SelectorsMatching(ps.model.itemNums[it.id]) {
+	for n := range ps.model.selectorsMatching(it.num) {
 		for key := range ps.model.sels[n].policies {
 			out = append(out, ps.policyIndex[key])
 		}
@@ -334,5 +334,5 @@ func (ps *PolicySet) applying(it *item) []int {
 // matches reports whether the model's selector sel matches the item.
 func (ps *PolicySet) matches(sel selector.Selector, it *item) bool {
 	n, ok := ps.model.selNums[SelectorID(sel.String())]
-	return ok && ps.model.idx.Matches(n, it.num)
+	return ok && ps.model.matches(n, it.num)
 }
