@@ -91,7 +91,9 @@
 //	implicit labels                | workloads carry projectcalico.org/namespace,
 //	                               | projectcalico.org/orchestrator=k8s and
 //	                               | projectcalico.org/serviceaccount; namespaced network sets
-//	                               | carry projectcalico.org/namespace
+//	                               | carry projectcalico.org/namespace (see Label schema)
+//	service-account labels         | only with a service account name; an endpoint's
+//	                               | ServiceAccountLabels, when set, stand for its account's
 //	HTTP match                     | only flows that carry an HTTPRequest can match
 //	doNotTrack / preDNAT           | kept in the model and in PoliciesFor, not part of Evaluate
 //	                               | (they act before the filter-table evaluation modelled here)
@@ -183,12 +185,18 @@
 //     evaluation form once (selectors parsed, scopes decided, types
 //     defaulted, the combined selectors built); the dataplane compiler
 //     consumes that form.
-//  2. One selection core. A Model holds every selector in one selector/index
+//  2. One selection core. A Model keeps every selector in selector/index,
 //     whose items are endpoints and network sets and whose parents are
 //     namespaces and service accounts: a pod's label change re-evaluates only
 //     the selectors its labels can satisfy, a namespace's label change only
-//     the items in it, and nothing is rebuilt. Selectors, items and parents
-//     are numbered for the index, so its maps hash integers.
+//     the items in it, and nothing is rebuilt. A selector that requires one
+//     namespace (projectcalico.org/namespace == "ns": every selection of a
+//     NetworkPolicy without a namespaceSelector) is filed in that
+//     namespace's own index, which holds only the namespace's items, so a
+//     pod's change never tries the selectors of other namespaces' policies;
+//     every other selector is in one global index holding every item.
+//     Selectors, items and parents are numbered for the indexes, so their
+//     maps hash integers.
 //  3. Events for a dataplane. OnSelectorAdded/OnSelectorRemoved bracket the
 //     life of a rule selector (an IP set), OnMatchStarted/OnMatchStopped
 //     fill it (Model.ItemNets gives an item's addresses or nets), and
@@ -219,9 +227,10 @@
 //
 // Trade-offs: building a snapshot computes every match up front (the index
 // is eager), so NewPolicySet costs more than a lazy evaluator would, in
-// exchange for never rebuilding on change. A Model keeps the numbers of
-// namespaces and service accounts ever named, so a namespace deleted and
-// re-created keeps its items' links.
+// exchange for never rebuilding on change; a namespaced item's labels are
+// held twice (global and namespace index). A Model keeps the numbers (and
+// empty indexes) of namespaces and service accounts ever named, so a
+// namespace deleted and re-created keeps its items' links.
 //
 // PolicySet, ResolvedPolicy and the model types are safe for concurrent
 // reads; a PolicySet is safe for concurrent use. A Model is not: its owner

@@ -47,8 +47,9 @@ type PolicySet struct {
 
 	services map[string]*Service // "namespace/name"
 
-	model *Model    // read only once built
-	cache []epCache // per endpoint, lazily filled
+	model  *Model                       // read only once built
+	selNum map[selector.Selector]uint32 // the model's numbers of the rules' selectors, by identity
+	cache  []epCache                    // per endpoint, lazily filled
 }
 
 type tierInfo struct {
@@ -252,6 +253,23 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 	for id, it := range ps.items {
 		it.num = ps.model.itemNums[id]
 	}
+	// Rules' selectors are looked up by identity (a pointer hash) rather
+	// than by canonical form when evaluating.
+	ps.selNum = map[selector.Selector]uint32{}
+	for _, p := range ps.policies {
+		for _, d := range []Direction{Ingress, Egress} {
+			rules := p.Rules(d)
+			for i := range rules {
+				for _, em := range []*EntityMatch{&rules[i].Src, &rules[i].Dst} {
+					for _, get := range []func() (selector.Selector, bool){em.MatchSelector, em.NotMatchSelector} {
+						if sel, ok := get(); ok {
+							ps.selNum[sel] = ps.model.selNums[SelectorID(sel.String())]
+						}
+					}
+				}
+			}
+		}
+	}
 
 	slices.SortFunc(ps.endpoints, func(a, b *item) int { return strings.Compare(a.key, b.key) })
 	for i, it := range ps.endpoints {
@@ -333,6 +351,9 @@ func (ps *PolicySet) applying(it *item) []int {
 
 // matches reports whether the model's selector sel matches the item.
 func (ps *PolicySet) matches(sel selector.Selector, it *item) bool {
-	n, ok := ps.model.selNums[SelectorID(sel.String())]
+	n, ok := ps.selNum[sel]
+	if !ok {
+		n, ok = ps.model.selNums[SelectorID(sel.String())]
+	}
 	return ok && ps.model.matches(n, it.num)
 }
