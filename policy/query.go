@@ -152,10 +152,16 @@ type NamedPortMember struct {
 // protocol: what a hash:ip,port IP set for the rule would hold.
 func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto uint8) []NamedPortMember {
 	var out []NamedPortMember
-	for _, it := range ps.endpoints {
-		if !ps.selectsItem(m, it) {
-			continue
+	candidates := ps.endpoints
+	if sel, ok := m.MatchSelector(); ok {
+		candidates = nil
+		for id := range ps.model.ItemsMatching(SelectorID(sel.String())) {
+			if it := ps.items[id]; it.ep != nil {
+				candidates = append(candidates, it)
+			}
 		}
+	}
+	for _, it := range candidates {
 		for _, np := range it.ep.Ports {
 			if n, _ := np.Protocol.Number(); np.Name == name && n == proto {
 				for _, a := range it.ep.Addresses {
