@@ -303,25 +303,25 @@ func randomChange(t testing.TB, g gen, m *Model, w *modelWorld) {
 			m.DeletePolicy(k)
 			return
 		}
-		if len(other.NetworkPolicies) > 0 {
+		var rp *ResolvedPolicy
+		var err error
+		switch {
+		case len(other.NetworkPolicies) > 0:
 			p := other.NetworkPolicies[0]
 			p.Name = g.pick("np0", "np1", "np2")
-			rp, err := p.Resolve()
-			if err != nil {
-				return
+			if rp, err = p.Resolve(); err == nil {
+				w.nps[p.Namespace+"/"+p.Name] = p
 			}
-			w.nps[p.Namespace+"/"+p.Name] = p
-			m.UpdatePolicy(rp)
-			return
-		}
-		if len(other.GlobalNetworkPolicies) > 0 {
+		case len(other.GlobalNetworkPolicies) > 0:
 			p := other.GlobalNetworkPolicies[0]
 			p.Name = g.pick("gnp0", "gnp1", "gnp2")
-			rp, err := p.Resolve()
-			if err != nil {
-				return
+			if rp, err = p.Resolve(); err == nil {
+				w.gnps[p.Name] = p
 			}
-			w.gnps[p.Name] = p
+		default:
+			return
+		}
+		if err == nil {
 			m.UpdatePolicy(rp)
 		}
 	}
@@ -345,8 +345,8 @@ func compareModel(t *testing.T, seed, step int, m *Model, rec *recorder, w *mode
 		slices.Sort(want)
 		require.Equal(t, want, m.PoliciesMatching(ep.ID()), "%s: policies for %s", msg, ep.Key())
 	}
-	ref := newRefWorld(res)
-	refPols := ref.policies()
+	refW := newRefWorld(res)
+	refPols := refW.policies()
 	for _, p := range ps.Policies() {
 		eps, err := ps.EndpointsFor(p.Key)
 		require.NoError(t, err)
@@ -361,7 +361,7 @@ func compareModel(t *testing.T, seed, step int, m *Model, rec *recorder, w *mode
 		i := slices.IndexFunc(refPols, func(r refPolicy) bool { return r.key == p.Key })
 		var refEPs []ItemID
 		s := selector.MustParse(refPols[i].sel)
-		for _, it := range ref.items {
+		for _, it := range refW.items {
 			if it.ep != nil && s.Evaluate(selector.Map(it.labels)) {
 				refEPs = append(refEPs, it.ep.ID())
 			}
@@ -378,30 +378,24 @@ func compareModel(t *testing.T, seed, step int, m *Model, rec *recorder, w *mode
 	// Rule selectors: the model's, the events', the snapshot's and the
 	// reference's members.
 	wantSels := map[SelectorID]bool{}
+	// one checks a selector's matches against the events, the snapshot's
+	// members and the reference's.
+	one := func(sel selector.Selector, members []netip.Prefix, ref selector.Selector, what string) {
+		id := SelectorID(sel.String())
+		wantSels[id] = true
+		items := slices.SortedFunc(m.ItemsMatching(id), compareItems)
+		require.Equal(t, nilIfEmpty(items), nilIfEmpty(slices.SortedFunc(maps.Keys(rec.sels[id]), compareItems)), "%s: events of %s", msg, what)
+		require.Equal(t, members, itemNets(m, items), "%s: members of %s", msg, what)
+		require.Equal(t, members, refMembers(refW, ref), "%s: reference members of %s (%s)", msg, what, ref)
+	}
 	check := func(ns string, er *EntityRule, em *EntityMatch, where string) {
 		if sel, ok := em.MatchSelector(); ok {
-			id := SelectorID(sel.String())
-			wantSels[id] = true
-			items := slices.SortedFunc(m.ItemsMatching(id), compareItems)
-			require.Equal(t, nilIfEmpty(items), nilIfEmpty(slices.SortedFunc(maps.Keys(rec.sels[id]), compareItems)), "%s: events of %s", msg, id)
 			members, _ := ps.SelectorMembers(em)
-			if !assert.Equal(t, members, itemNets(m, items), "%s: members of %s", msg, id) {
-				for _, it := range items {
-					ep := w.eps[it.Namespace+"/"+it.Name]
-					fmt.Printf("%s shared=%v ep=%+v sas=%v\n", it, w.shared[it.Namespace+"/"+it.Name], ep, w.sas)
-				}
-				t.FailNow()
-			}
-			refSel := selector.MustParse(refRuleSelector(er, ns))
-			require.Equal(t, members, refMembers(ref, refSel), "%s: %s: reference members of %s (%s)", msg, where, id, refSel)
+			one(sel, members, selector.MustParse(refRuleSelector(er, ns)), where+" "+sel.String())
 		}
 		if sel, ok := em.NotMatchSelector(); ok {
-			id := SelectorID(sel.String())
-			wantSels[id] = true
-			items := slices.SortedFunc(m.ItemsMatching(id), compareItems)
-			require.Equal(t, nilIfEmpty(items), nilIfEmpty(slices.SortedFunc(maps.Keys(rec.sels[id]), compareItems)), "%s: events of not %s", msg, id)
 			members, _ := ps.NotSelectorMembers(em)
-			require.Equal(t, members, refMembers(ref, selector.MustParse(er.NotSelector)), "%s: %s: reference members of not %s", msg, where, id)
+			one(sel, members, selector.MustParse(er.NotSelector), where+" not "+sel.String())
 		}
 	}
 	sides := func(ns, key string, raw []Rule, rules []ResolvedRule) {

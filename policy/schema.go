@@ -115,41 +115,34 @@ func scopeSelector(s Scope, ns string, nsSel selector.Selector) (selector.Select
 // policyEndpointSelector combines a resolved policy's scope, selector and
 // serviceAccountSelector into the selector of the endpoints it applies to.
 func policyEndpointSelector(p *ResolvedPolicy) (selector.Selector, error) {
-	scope, err := scopeSelector(p.Scope, p.Namespace, p.NamespaceSelector)
-	if err != nil {
-		return selector.Nothing(), err
-	}
-	parts := []selector.Selector{scope}
-	if p.ServiceAccountSelector != nil {
-		sa, err := prefixSelector(*p.ServiceAccountSelector, LabelPrefixServiceAccount)
-		if err != nil {
-			return selector.Nothing(), err
-		}
-		parts = append(parts, sa)
-	}
-	parts = append(parts, p.Selector)
-	return canonical(parts...), nil
+	return combine(p.Scope, p.Namespace, p.NamespaceSelector, nil, p.ServiceAccountSelector, p.Selector)
 }
 
 // entitySelector combines an entity match's scope, service-account match
 // and selector into one selector, as Calico's GetEntityRuleSelector does.
 func entitySelector(m *EntityMatch) (selector.Selector, error) {
-	scope, err := scopeSelector(m.Scope, m.Namespace, m.NamespaceSelector)
+	return combine(m.Scope, m.Namespace, m.NamespaceSelector, m.ServiceAccountNames, m.ServiceAccountSelector, m.Selector)
+}
+
+// combine is scope && projectcalico.org/serviceaccount in {saNames} &&
+// pcsa.<saSel> && sel, in canonical form.
+func combine(scope Scope, ns string, nsSel selector.Selector, saNames []string, saSel *selector.Selector, sel selector.Selector) (selector.Selector, error) {
+	sc, err := scopeSelector(scope, ns, nsSel)
 	if err != nil {
 		return selector.Nothing(), err
 	}
-	parts := []selector.Selector{scope}
-	if len(m.ServiceAccountNames) > 0 {
-		parts = append(parts, selector.In(LabelServiceAccount, m.ServiceAccountNames...))
+	parts := []selector.Selector{sc}
+	if len(saNames) > 0 {
+		parts = append(parts, selector.In(LabelServiceAccount, saNames...))
 	}
-	if m.ServiceAccountSelector != nil {
-		sa, err := prefixSelector(*m.ServiceAccountSelector, LabelPrefixServiceAccount)
+	if saSel != nil {
+		sa, err := prefixSelector(*saSel, LabelPrefixServiceAccount)
 		if err != nil {
 			return selector.Nothing(), err
 		}
 		parts = append(parts, sa)
 	}
-	parts = append(parts, m.Selector)
+	parts = append(parts, sel)
 	return canonical(parts...), nil
 }
 
