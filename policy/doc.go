@@ -38,7 +38,8 @@
 //	m := policy.NewModel(
 //		policy.OnSelectorAdded(func(id policy.SelectorID, s selector.Selector) { ipsets.Create(s.UniqueID()) }),
 //		policy.OnMatchStarted(func(id policy.SelectorID, it policy.ItemID) { ipsets.Add(id, m.ItemNets(it)) }),
-//		policy.OnMatchStopped(func(id policy.SelectorID, it policy.ItemID) { ipsets.Remove(id, it) }),
+//		policy.OnMatchStopped(func(id policy.SelectorID, it policy.ItemID) { ipsets.Remove(id, m.ItemNets(it)) }),
+//		policy.OnItemNetsChanged(func(it policy.ItemID, old, cur []netip.Prefix) { ipsets.Move(m.SelectorsMatching(it), old, cur) }),
 //		policy.OnPolicyMatch(func(p string, ep policy.ItemID) { chains.Attach(p, ep) }),
 //	)
 //	m.UpdateNamespace(ns)   // from the namespace informer, one event at a time
@@ -199,7 +200,9 @@
 //     maps hash integers.
 //  3. Events for a dataplane. OnSelectorAdded/OnSelectorRemoved bracket the
 //     life of a rule selector (an IP set), OnMatchStarted/OnMatchStopped
-//     fill it (Model.ItemNets gives an item's addresses or nets), and
+//     fill it (Model.ItemNets gives an item's addresses or nets),
+//     OnItemNetsChanged moves a matched item's members when its addresses
+//     change (before the match changes of the same update), and
 //     OnPolicyMatch/OnPolicyMatchStopped (Calico's PolicyMatchListener) say
 //     which policies apply to which endpoints. Each is called exactly once
 //     per transition, synchronously, inside the update that caused it;

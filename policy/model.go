@@ -125,6 +125,16 @@ func OnSelectorRemoved(f func(id SelectorID)) ModelOption {
 	return func(m *Model) { m.selRemoved = f }
 }
 
+// OnItemNetsChanged sets the function called when an endpoint's addresses
+// or a network set's nets change (old and new as ItemNets gives them),
+// before any match change the same update causes: replace old by new in
+// the IP sets of the selectors that match the item (SelectorsMatching,
+// which this callback may call). Match starts and stops always see the
+// item's current nets.
+func OnItemNetsChanged(f func(item ItemID, old, new []netip.Prefix)) ModelOption {
+	return func(m *Model) { m.netsChanged = f }
+}
+
 // OnPolicyMatch sets the function called when a policy starts applying to
 // an endpoint (Calico's PolicyMatchListener.OnPolicyMatch); policy is the
 // policy's key.
@@ -145,7 +155,8 @@ func OnPolicyMatchStopped(f func(policy string, endpoint ItemID)) ModelOption {
 // the package documentation (Design) for the label schema and events.
 //
 // A Model is not safe for concurrent use. Callbacks may call Endpoint and
-// ItemNets and nothing else of the Model. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
+// ItemNets (and OnItemNetsChanged's SelectorsMatching) and nothing else of
+// the Model. It keeps the *Endpoint and *ResolvedPolicy values it is given: do not
 // modify them afterwards.
 type Model struct {
 	// The indexes work on small numbers: selectors, items and parents are
@@ -161,6 +172,7 @@ type Model struct {
 	selAdded                   func(SelectorID, selector.Selector)
 	selRemoved                 func(SelectorID)
 	policyMatch, policyStopped func(string, ItemID)
+	netsChanged                func(ItemID, []netip.Prefix, []netip.Prefix)
 
 	selNums  map[SelectorID]uint32
 	sels     []*selUse // by number; nil when free
@@ -444,7 +456,7 @@ func (m *Model) UpdateEndpoint(ep *Endpoint) error {
 
 func (m *Model) updateEndpoint(ep *Endpoint) {
 	n, slot := m.item(ep.ID())
-	slot.ep = ep
+	m.setNets(slot, func() { slot.ep = ep })
 	l := m.scratch
 	clear(l)
 	copyOwnLabels(l, ep.Labels)
@@ -523,7 +535,7 @@ func parseNets(nets []string) []netip.Prefix {
 
 func (m *Model) updateNetworkSet(ns, name string, labels map[string]string, nets []netip.Prefix) {
 	n, slot := m.item(ItemID{Kind: ItemNetworkSet, Namespace: ns, Name: name})
-	slot.nets = nets
+	m.setNets(slot, func() { slot.nets = nets })
 	l := m.scratch
 	clear(l)
 	copyOwnLabels(l, labels)
@@ -783,7 +795,24 @@ func (m *Model) ItemNets(id ItemID) []netip.Prefix {
 	if !ok {
 		return nil
 	}
-	slot := &m.items[n]
+	return m.items[n].netsOf()
+}
+
+// setNets applies set to an item's slot and reports a change of its nets
+// to OnItemNetsChanged (not for a new item: it has no matches yet).
+func (m *Model) setNets(slot *itemSlot, set func()) {
+	if m.netsChanged == nil || (slot.ep == nil && slot.nets == nil) {
+		set()
+		return
+	}
+	old := slot.netsOf()
+	set()
+	if cur := slot.netsOf(); !slices.Equal(old, cur) {
+		m.netsChanged(slot.id, old, cur)
+	}
+}
+
+func (slot *itemSlot) netsOf() []netip.Prefix {
 	if slot.ep == nil {
 		return slices.Clone(slot.nets)
 	}

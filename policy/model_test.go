@@ -36,12 +36,30 @@ func TestModelReservedLabels(t *testing.T) {
 // with matches).
 type recorder struct {
 	t    testing.TB
-	sels map[SelectorID]map[ItemID]bool
+	m    *Model                                   // set once the model exists
+	sels map[SelectorID]map[ItemID][]netip.Prefix // the IP sets: members by item
 	pols map[string]map[ItemID]bool
 }
 
 func newRecorder(t testing.TB) *recorder {
-	return &recorder{t: t, sels: map[SelectorID]map[ItemID]bool{}, pols: map[string]map[ItemID]bool{}}
+	return &recorder{t: t, sels: map[SelectorID]map[ItemID][]netip.Prefix{}, pols: map[string]map[ItemID]bool{}}
+}
+
+// newRecordedModel returns a Model whose events feed a new recorder.
+func newRecordedModel(t testing.TB) (*Model, *recorder) {
+	rec := newRecorder(t)
+	rec.m = NewModel(rec.options()...)
+	return rec.m, rec
+}
+
+// members is what the recorder's IP set for a selector holds.
+func (r *recorder) members(id SelectorID) []netip.Prefix {
+	var out []netip.Prefix
+	for _, nets := range r.sels[id] {
+		out = append(out, nets...)
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
 }
 
 func (r *recorder) options() []ModelOption {
@@ -49,7 +67,7 @@ func (r *recorder) options() []ModelOption {
 		OnSelectorAdded(func(id SelectorID, sel selector.Selector) {
 			require.NotContains(r.t, r.sels, id, "added twice")
 			require.Equal(r.t, string(id), sel.String())
-			r.sels[id] = map[ItemID]bool{}
+			r.sels[id] = map[ItemID][]netip.Prefix{}
 		}),
 		OnSelectorRemoved(func(id SelectorID) {
 			require.Contains(r.t, r.sels, id, "removed but not added")
@@ -58,12 +76,23 @@ func (r *recorder) options() []ModelOption {
 		}),
 		OnMatchStarted(func(id SelectorID, it ItemID) {
 			require.Contains(r.t, r.sels, id, "match of a selector not added")
-			require.False(r.t, r.sels[id][it], "started twice: %s %s", id, it)
-			r.sels[id][it] = true
+			_, dup := r.sels[id][it]
+			require.False(r.t, dup, "started twice: %s %s", id, it)
+			r.sels[id][it] = r.m.ItemNets(it)
 		}),
 		OnMatchStopped(func(id SelectorID, it ItemID) {
-			require.True(r.t, r.sels[id][it], "stopped but not started: %s %s", id, it)
+			nets, ok := r.sels[id][it]
+			require.True(r.t, ok, "stopped but not started: %s %s", id, it)
+			require.Equal(r.t, nets, r.m.ItemNets(it), "nets changed without OnItemNetsChanged: %s", it)
 			delete(r.sels[id], it)
+		}),
+		OnItemNetsChanged(func(it ItemID, old, cur []netip.Prefix) {
+			require.NotEqual(r.t, old, cur)
+			require.Equal(r.t, cur, r.m.ItemNets(it))
+			for _, id := range r.m.SelectorsMatching(it) {
+				require.Equal(r.t, old, r.sels[id][it], "%s in %s", it, id)
+				r.sels[id][it] = cur
+			}
 		}),
 		OnPolicyMatch(func(p string, it ItemID) {
 			require.Equal(r.t, ItemEndpoint, it.Kind)
@@ -161,8 +190,7 @@ func TestModelMatchesSnapshot(t *testing.T) {
 		w := &modelWorld{base: res, eps: map[string]*Endpoint{}, shared: map[string]bool{}, sas: map[[2]string]map[string]string{},
 			nss: map[string]*Namespace{}, sets: map[string]*NetworkSet{}, gsets: map[string]*GlobalNetworkSet{},
 			nps: map[string]*NetworkPolicy{}, gnps: map[string]*GlobalNetworkPolicy{}}
-		rec := newRecorder(t)
-		m := NewModel(rec.options()...)
+		m, rec := newRecordedModel(t)
 		for _, n := range res.Namespaces {
 			w.nss[n.Name] = n
 			require.NoError(t, m.UpdateNamespace(n))
@@ -386,6 +414,7 @@ func compareModel(t *testing.T, seed, step int, m *Model, rec *recorder, w *mode
 		items := slices.SortedFunc(m.ItemsMatching(id), compareItems)
 		require.Equal(t, nilIfEmpty(items), nilIfEmpty(slices.SortedFunc(maps.Keys(rec.sels[id]), compareItems)), "%s: events of %s", msg, what)
 		require.Equal(t, members, itemNets(m, items), "%s: members of %s", msg, what)
+		require.Equal(t, members, rec.members(id), "%s: recorded members of %s", msg, what)
 		require.Equal(t, members, refMembers(refW, ref), "%s: reference members of %s (%s)", msg, what, ref)
 	}
 	check := func(ns string, er *EntityRule, em *EntityMatch, where string) {
@@ -456,8 +485,7 @@ func refMembers(ref *refWorld, s selector.Selector) []netip.Prefix {
 }
 
 func TestModelPolicyUpdates(t *testing.T) {
-	rec := newRecorder(t)
-	m := NewModel(rec.options()...)
+	m, rec := newRecordedModel(t)
 	require.NoError(t, m.UpdateEndpoint(wep("a", "web", "10.0.0.1", "app", "web")))
 	require.NoError(t, m.UpdateEndpoint(wep("a", "db", "10.0.0.2", "app", "db")))
 	np := func(sel, src string) *ResolvedPolicy {
@@ -469,7 +497,16 @@ func TestModelPolicyUpdates(t *testing.T) {
 	m.UpdatePolicy(np("app == 'db'", "app == 'web'"))
 	webSel := SelectorID(`(projectcalico.org/namespace == "a" && app == "web")`)
 	assert.Equal(t, map[string]map[ItemID]bool{"a/p": {{ItemEndpoint, "a", "db"}: true}}, rec.pols)
-	assert.Equal(t, map[SelectorID]map[ItemID]bool{webSel: {{ItemEndpoint, "a", "web"}: true}}, rec.sels)
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, rec.members(webSel))
+
+	// A new address moves the members of the sets holding the endpoint,
+	// before the label change of the same update stops the match.
+	require.NoError(t, m.UpdateEndpoint(wep("a", "web", "10.0.0.9", "app", "web")))
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.9/32")}, rec.members(webSel))
+	require.NoError(t, m.UpdateEndpoint(wep("a", "web", "10.0.0.1", "app", "none")))
+	assert.Empty(t, rec.members(webSel))
+	require.NoError(t, m.UpdateEndpoint(wep("a", "web", "10.0.0.1", "app", "web")))
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, rec.members(webSel))
 
 	// The policy's selector becomes the old rule selector: one selector,
 	// two uses.
