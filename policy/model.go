@@ -779,6 +779,14 @@ func compareItems(a, b ItemID) int {
 	return strings.Compare(a.String(), b.String())
 }
 
+// Policy returns a policy the model holds, by key.
+func (m *Model) Policy(key string) (*ResolvedPolicy, bool) {
+	if pu := m.policies[key]; pu != nil {
+		return pu.p, true
+	}
+	return nil, false
+}
+
 // Endpoint returns an endpoint the model holds.
 func (m *Model) Endpoint(id ItemID) (*Endpoint, bool) {
 	if n, ok := m.itemNums[id]; ok && m.items[n].ep != nil {
