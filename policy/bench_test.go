@@ -138,14 +138,18 @@ func BenchmarkModelEndpointUpdate(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			m.UpdatePolicy(rp)
+			if err := m.UpdatePolicy(rp); err != nil {
+				b.Fatal(err)
+			}
 		}
 		for _, p := range r.GlobalNetworkPolicies {
 			rp, err := p.Resolve()
 			if err != nil {
 				b.Fatal(err)
 			}
-			m.UpdatePolicy(rp)
+			if err := m.UpdatePolicy(rp); err != nil {
+				b.Fatal(err)
+			}
 		}
 		build := time.Since(start)
 		// Each changed endpoint alternates between two versions.

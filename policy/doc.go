@@ -42,9 +42,9 @@
 //		policy.OnItemNetsChanged(func(it policy.ItemID, old, cur []netip.Prefix) { ipsets.Move(m.SelectorsMatching(it), old, cur) }),
 //		policy.OnPolicyMatch(func(p string, ep policy.ItemID) { chains.Attach(p, ep) }),
 //	)
-//	m.UpdateNamespace(ns)   // from the namespace informer, one event at a time
-//	m.UpdateEndpoint(ep)    // from the pod informer (and DeleteEndpoint)
-//	m.UpdatePolicy(rp)      // rp from NetworkPolicy.Resolve (and DeletePolicy)
+//	err := m.UpdateNamespace(ns) // from the namespace informer, one event at a time
+//	err = m.UpdateEndpoint(ep)   // from the pod informer (and DeleteEndpoint)
+//	err = m.UpdatePolicy(rp)     // rp from NetworkPolicy.Resolve (and DeletePolicy)
 //
 // # Semantics
 //

@@ -46,7 +46,7 @@ func ExampleModel() {
 	np.Spec.Ingress = []policy.Rule{{Action: policy.Allow, Source: policy.EntityRule{Selector: "app == 'frontend'"}}}
 	rp, err := np.Resolve()
 	check(err)
-	m.UpdatePolicy(rp)
+	check(m.UpdatePolicy(rp))
 
 	fmt.Println("-- frontend relabelled")
 	check(m.UpdateEndpoint(pod("frontend", "web", "10.0.0.1")))

@@ -412,6 +412,9 @@ func (m *Model) use(id SelectorID) (uint32, *selUse) {
 // UpdateNamespace adds or replaces a namespace; its labels reach the items
 // in it as pcns.<key>. An item may name a namespace before it is added.
 func (m *Model) UpdateNamespace(n *Namespace) error {
+	if n == nil {
+		return nilResource("Namespace")
+	}
 	if err := n.Validate(); err != nil {
 		return err
 	}
@@ -431,6 +434,9 @@ func (m *Model) DeleteNamespace(name string) { m.deleteParent(parentID{namespace
 // the workload endpoints that run as it (and carry no
 // ServiceAccountLabels of their own) as pcsa.<key>.
 func (m *Model) UpdateServiceAccount(sa *ServiceAccount) error {
+	if sa == nil {
+		return nilResource("ServiceAccount")
+	}
 	if err := sa.Validate(); err != nil {
 		return err
 	}
@@ -447,6 +453,9 @@ func (m *Model) DeleteServiceAccount(namespace, name string) {
 // inherits its namespace's labels and, unless it carries
 // ServiceAccountLabels itself, its service account's (UpdateServiceAccount).
 func (m *Model) UpdateEndpoint(ep *Endpoint) error {
+	if ep == nil {
+		return nilResource("Endpoint")
+	}
 	if err := ep.Validate(); err != nil {
 		return err
 	}
@@ -510,6 +519,9 @@ func (m *Model) UpdateGlobalNetworkSet(n *GlobalNetworkSet) error {
 }
 
 func (n *NetworkSet) resolve() ([]netip.Prefix, error) {
+	if n == nil {
+		return nil, nilResource(KindNetworkSet)
+	}
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
@@ -517,6 +529,9 @@ func (n *NetworkSet) resolve() ([]netip.Prefix, error) {
 }
 
 func (n *GlobalNetworkSet) resolve() ([]netip.Prefix, error) {
+	if n == nil {
+		return nil, nilResource(KindGlobalNetworkSet)
+	}
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
@@ -558,8 +573,13 @@ func (m *Model) DeleteNetworkSet(namespace, name string) {
 // and the selectors of its rules' sides. Rule selectors it shares with the
 // version it replaces are not reported again. When its endpoint selector
 // changes, the old matches stop before the new ones start, so an endpoint
-// both select is reported stopped and started again.
-func (m *Model) UpdatePolicy(p *ResolvedPolicy) {
+// both select is reported stopped and started again. A nil policy or one
+// without a key is an error wrapping ErrInvalid; resolve policies with
+// NetworkPolicy.Resolve or GlobalNetworkPolicy.Resolve, which validate.
+func (m *Model) UpdatePolicy(p *ResolvedPolicy) error {
+	if p == nil || p.Key == "" {
+		return nilResource("policy (or one without a key)")
+	}
 	old := m.policies[p.Key]
 	pu := &policyUse{p: p, endpoint: SelectorID(p.EndpointSelector().String())}
 	for _, d := range []Direction{Ingress, Egress} {
@@ -587,7 +607,10 @@ func (m *Model) UpdatePolicy(p *ResolvedPolicy) {
 	if old == nil || old.endpoint != pu.endpoint {
 		m.addPolicyUse(p.EndpointSelector(), pu.endpoint, p.Key)
 	}
+	return nil
 }
+
+func nilResource(kind string) error { return fmt.Errorf("nil %s: %w", kind, ErrInvalid) }
 
 // DeletePolicy removes a policy by key, stopping its matches and releasing
 // its rule selectors. Deleting an unknown policy does nothing.

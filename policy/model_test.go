@@ -24,7 +24,7 @@ func TestModelReservedLabels(t *testing.T) {
 	p.Spec.Ingress = []Rule{{Action: Allow, Source: EntityRule{NamespaceSelector: "env == 'prod'"}}}
 	rp, err := p.Resolve()
 	require.NoError(t, err)
-	m.UpdatePolicy(rp)
+	require.NoError(t, m.UpdatePolicy(rp))
 	assert.Empty(t, got, "neither a host endpoint nor a pod can claim a namespace or its labels")
 	require.NoError(t, m.UpdateEndpoint(wep("prod", "pod", "10.0.0.7")))
 	assert.Equal(t, []ItemID{{ItemEndpoint, "prod", "pod"}}, got)
@@ -209,11 +209,11 @@ func TestModelMatchesSnapshot(t *testing.T) {
 		}
 		for _, p := range res.NetworkPolicies {
 			w.nps[p.Namespace+"/"+p.Name] = p
-			m.UpdatePolicy(mustResolve(t, p))
+			require.NoError(t, m.UpdatePolicy(mustResolve(t, p)))
 		}
 		for _, p := range res.GlobalNetworkPolicies {
 			w.gnps[p.Name] = p
-			m.UpdatePolicy(mustResolve(t, p))
+			require.NoError(t, m.UpdatePolicy(mustResolve(t, p)))
 		}
 		compareModel(t, seed, -1, m, rec, w)
 		for step := range steps {
@@ -350,7 +350,7 @@ func randomChange(t testing.TB, g gen, m *Model, w *modelWorld) {
 			return
 		}
 		if err == nil {
-			m.UpdatePolicy(rp)
+			require.NoError(t, m.UpdatePolicy(rp))
 		}
 	}
 }
@@ -494,7 +494,7 @@ func TestModelPolicyUpdates(t *testing.T) {
 		p.Spec.Ingress = []Rule{{Action: Allow, Source: EntityRule{Selector: src}}, {Action: Allow, Source: EntityRule{Selector: src}}}
 		return mustResolve(t, p)
 	}
-	m.UpdatePolicy(np("app == 'db'", "app == 'web'"))
+	require.NoError(t, m.UpdatePolicy(np("app == 'db'", "app == 'web'")))
 	webSel := SelectorID(`(projectcalico.org/namespace == "a" && app == "web")`)
 	assert.Equal(t, map[string]map[ItemID]bool{"a/p": {{ItemEndpoint, "a", "db"}: true}}, rec.pols)
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, rec.members(webSel))
@@ -510,10 +510,10 @@ func TestModelPolicyUpdates(t *testing.T) {
 
 	// The policy's selector becomes the old rule selector: one selector,
 	// two uses.
-	m.UpdatePolicy(np("app == 'web'", "app == 'web'"))
+	require.NoError(t, m.UpdatePolicy(np("app == 'web'", "app == 'web'")))
 	assert.Equal(t, map[ItemID]bool{{ItemEndpoint, "a", "web"}: true}, rec.pols["a/p"])
 	assert.Len(t, m.selNums, 1)
-	m.UpdatePolicy(np("app == 'web'", "app == 'db'"))
+	require.NoError(t, m.UpdatePolicy(np("app == 'web'", "app == 'db'")))
 	assert.Len(t, rec.sels, 1)
 	assert.Contains(t, rec.sels, SelectorID(`(projectcalico.org/namespace == "a" && app == "db")`))
 	assert.Equal(t, map[ItemID]bool{{ItemEndpoint, "a", "web"}: true}, rec.pols["a/p"], "the policy still applies, reported through its selector")
@@ -553,4 +553,19 @@ func TestItemID(t *testing.T) {
 	assert.Equal(t, "GlobalNetworkSet s", ItemID{ItemNetworkSet, "", "s"}.String())
 	assert.Equal(t, ItemID{ItemEndpoint, "a", "web"}, EndpointID("a/web"))
 	assert.Equal(t, ItemID{ItemEndpoint, "", "eth0"}, EndpointID("eth0"))
+}
+
+func TestModelNilResources(t *testing.T) {
+	m := NewModel()
+	assert.ErrorIs(t, m.UpdateEndpoint(nil), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateNamespace(nil), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateServiceAccount(nil), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateNetworkSet(nil), ErrInvalid)
+	assert.ErrorIs(t, m.UpdateGlobalNetworkSet(nil), ErrInvalid)
+	assert.ErrorIs(t, m.UpdatePolicy(nil), ErrInvalid)
+	assert.ErrorIs(t, m.UpdatePolicy(&ResolvedPolicy{}), ErrInvalid)
+	// A hand-built policy works its selectors out on demand.
+	require.NoError(t, m.UpdatePolicy(&ResolvedPolicy{Key: "g", Selector: selector.MustParse("a == 'b'")}))
+	require.NoError(t, m.UpdateEndpoint(hep("h", "10.0.0.1", "a", "b")))
+	assert.Equal(t, []string{"g"}, m.PoliciesMatching(EndpointID("h")))
 }

@@ -248,7 +248,7 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 	})
 	for i, p := range ps.policies {
 		ps.policyIndex[p.Key] = i
-		ps.model.UpdatePolicy(p)
+		_ = ps.model.UpdatePolicy(p) // cannot fail: resolved, with a key
 	}
 	for id, it := range ps.items {
 		it.num = ps.model.itemNums[id]
