@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/tabbynet/tabby/selector"
 )
 
 // Direction is the side of an endpoint a packet crosses.
@@ -446,10 +444,10 @@ func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item
 	if inNets(m.NotNets, ip) {
 		return false
 	}
-	if sel, ok := m.MatchSelector(); ok && !ps.anyMatches(sel, owners) {
+	if n, ok := ps.selNumber(m, false); ok && !ps.anyMatches(n, owners) {
 		return false
 	}
-	if sel, ok := m.NotMatchSelector(); ok && ps.anyMatches(sel, owners) {
+	if n, ok := ps.selNumber(m, true); ok && ps.anyMatches(n, owners) {
 		return false
 	}
 	if len(m.Ports) > 0 && !ps.portMatches(m, m.Ports, port, proto, owners) {
@@ -466,9 +464,9 @@ func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item
 
 // anyMatches reports whether the model's selector matches any owner of an
 // address: the address is in the selector's IP set.
-func (ps *PolicySet) anyMatches(sel selector.Selector, owners []*item) bool {
+func (ps *PolicySet) anyMatches(n uint32, owners []*item) bool {
 	for _, it := range owners {
-		if ps.matches(sel, it) {
+		if ps.model.matches(n, it.num) {
 			return true
 		}
 	}
@@ -478,8 +476,8 @@ func (ps *PolicySet) anyMatches(sel selector.Selector, owners []*item) bool {
 // selectsItem is the entity's positive selection (all items when it has
 // none).
 func (ps *PolicySet) selectsItem(m *EntityMatch, it *item) bool {
-	sel, ok := m.MatchSelector()
-	return !ok || ps.matches(sel, it)
+	n, ok := ps.selNumber(m, false)
+	return !ok || ps.model.matches(n, it.num)
 }
 
 // portMatches: a numeric port in range, or a named port of an endpoint that

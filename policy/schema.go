@@ -169,6 +169,11 @@ type selection struct {
 	ok  bool // worked out (false on a hand-built value)
 	sel selector.Selector
 	not selector.Selector // entity matches with a notSelector
+
+	// The numbers of sel and not in owner's model, noted by the PolicySet
+	// that resolved the policy.
+	owner       *PolicySet
+	num, notNum uint32
 }
 
 // EndpointSelector returns the one selector, over the documented label

@@ -47,9 +47,8 @@ type PolicySet struct {
 
 	services map[string]*Service // "namespace/name"
 
-	model  *Model                       // read only once built
-	selNum map[selector.Selector]uint32 // the model's numbers of the rules' selectors, by identity
-	cache  []epCache                    // per endpoint, lazily filled
+	model *Model    // read only once built
+	cache []epCache // per endpoint, lazily filled
 }
 
 type tierInfo struct {
@@ -253,18 +252,20 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 	for id, it := range ps.items {
 		it.num = ps.model.itemNums[id]
 	}
-	// Rules' selectors are looked up by identity (a pointer hash) rather
-	// than by canonical form when evaluating.
-	ps.selNum = map[selector.Selector]uint32{}
+	// The set resolved its policies itself, so it may note in their rules
+	// the model's numbers of their selectors, saving a lookup by canonical
+	// form per rule when evaluating.
 	for _, p := range ps.policies {
 		for _, d := range []Direction{Ingress, Egress} {
 			rules := p.Rules(d)
 			for i := range rules {
 				for _, em := range []*EntityMatch{&rules[i].Src, &rules[i].Dst} {
-					for _, get := range []func() (selector.Selector, bool){em.MatchSelector, em.NotMatchSelector} {
-						if sel, ok := get(); ok {
-							ps.selNum[sel] = ps.model.selNums[SelectorID(sel.String())]
-						}
+					em.selection.owner = ps
+					if sel, ok := em.MatchSelector(); ok {
+						em.selection.num = ps.model.selNums[SelectorID(sel.String())]
+					}
+					if sel, ok := em.NotMatchSelector(); ok {
+						em.selection.notNum = ps.model.selNums[SelectorID(sel.String())]
 					}
 				}
 			}
@@ -349,11 +350,19 @@ func (ps *PolicySet) applying(it *item) []int {
 	return out
 }
 
-// matches reports whether the model's selector sel matches the item.
-func (ps *PolicySet) matches(sel selector.Selector, it *item) bool {
-	n, ok := ps.selNum[sel]
-	if !ok {
+// selNumber returns the model's number of an entity match's positive (or,
+// with not, negative) selector; ok is false when it has none.
+func (ps *PolicySet) selNumber(m *EntityMatch, not bool) (n uint32, ok bool) {
+	var sel selector.Selector
+	if not {
+		sel, ok = m.NotMatchSelector()
+		n = m.selection.notNum
+	} else {
+		sel, ok = m.MatchSelector()
+		n = m.selection.num
+	}
+	if ok && m.selection.owner != ps {
 		n, ok = ps.model.selNums[SelectorID(sel.String())]
 	}
-	return ok && ps.model.matches(n, it.num)
+	return n, ok
 }
