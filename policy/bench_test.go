@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tabbynet/tabby/selector"
 )
 
 // benchWorld builds nPolicies policies of 10 rules each over 10,000
@@ -102,6 +104,108 @@ func BenchmarkEvaluate(b *testing.B) {
 			b.ReportMetric(float64(build.Milliseconds()), "build-ms")
 			b.ReportMetric(float64(warm.Milliseconds()), "warm-ms")
 			b.ReportMetric(float64(allowed)/float64(b.N), "allowed/op")
+		})
+	}
+}
+
+// BenchmarkModelEndpointUpdate measures one endpoint label change (its app
+// label moves to another of the 50 apps) in a Model holding benchWorld's
+// 10,000 endpoints and 1,000 or 10,000 policies, with every match kept up
+// to date and reported (events/op counts rule-selector and policy match
+// starts and stops). Its peer, scan-all, evaluates every selector the
+// model holds once against the endpoint's labels: what finding the changed
+// matches costs without an index, before any bookkeeping.
+func BenchmarkModelEndpointUpdate(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		r := benchWorld(n)
+		events := 0
+		count := func(SelectorID, ItemID) { events++ }
+		countPolicy := func(string, ItemID) { events++ }
+		start := time.Now()
+		m := NewModel(OnMatchStarted(count), OnMatchStopped(count), OnPolicyMatch(countPolicy), OnPolicyMatchStopped(countPolicy))
+		for _, ns := range r.Namespaces {
+			if err := m.UpdateNamespace(ns); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, ep := range r.Endpoints {
+			if err := m.UpdateEndpoint(ep); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, p := range r.NetworkPolicies {
+			rp, err := p.Resolve()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := m.UpdatePolicy(rp); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, p := range r.GlobalNetworkPolicies {
+			rp, err := p.Resolve()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := m.UpdatePolicy(rp); err != nil {
+				b.Fatal(err)
+			}
+		}
+		build := time.Since(start)
+		// Each changed endpoint alternates between two versions.
+		rng := rand.New(rand.NewPCG(5, 6))
+		versions := make([][2]*Endpoint, 1024)
+		for i := range versions {
+			ep := r.Endpoints[rng.IntN(len(r.Endpoints))]
+			other := ep.DeepCopy()
+			other.Labels["app"] = fmt.Sprintf("app%d", rng.IntN(50))
+			versions[i] = [2]*Endpoint{other, ep}
+		}
+		b.Run(fmt.Sprintf("policies=%d/model", n), func(b *testing.B) {
+			events = 0
+			for i := 0; i < b.N; i++ {
+				v := versions[i%len(versions)][(i/len(versions))%2]
+				if err := m.UpdateEndpoint(v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(events)/float64(b.N), "events/op")
+			b.ReportMetric(float64(len(m.selNums)), "selectors")
+			b.ReportMetric(float64(build.Milliseconds()), "build-ms")
+		})
+		b.Run(fmt.Sprintf("policies=%d/scan-all", n), func(b *testing.B) {
+			sels := make([]selector.Selector, 0, len(m.selNums))
+			for _, u := range m.sels {
+				if u != nil {
+					sels = append(sels, u.sel)
+				}
+			}
+			matched := 0
+			for i := 0; i < b.N; i++ {
+				v := versions[i%len(versions)][(i/len(versions))%2]
+				l := selector.Map(v.Labels)
+				for _, s := range sels {
+					if s.Evaluate(l) {
+						matched++
+					}
+				}
+			}
+			b.ReportMetric(float64(len(sels)), "selectors")
+		})
+	}
+}
+
+// BenchmarkNewPolicySet builds the snapshot of benchWorld: resolving the
+// policies and filling the model's index with every match.
+func BenchmarkNewPolicySet(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		r := benchWorld(n)
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := NewPolicySet(r); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

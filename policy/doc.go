@@ -30,6 +30,25 @@
 // IP set for a rule holds: that is what the dataplane compiler renders, and
 // the compiler is tested against Evaluate.
 //
+// Underneath sits one incremental selection model (Model): each policy's
+// endpoint selection (ResolvedPolicy.EndpointSelector) and each rule side's
+// selection (EntityMatch.MatchSelector, NotMatchSelector) is one canonical
+// selector.Selector over a documented label schema, and a Model keeps, as
+// endpoints, network sets, namespaces, service accounts and policies change
+// one at a time, which items each selector matches and which endpoints each
+// policy applies to, reporting every match as it starts and stops:
+//
+//	m := policy.NewModel(
+//		policy.OnSelectorAdded(func(id policy.SelectorID, s selector.Selector) { ipsets.Create(s.UniqueID()) }),
+//		policy.OnMatchStarted(func(id policy.SelectorID, it policy.ItemID) { ipsets.Add(id, m.ItemNets(it)) }),
+//		policy.OnMatchStopped(func(id policy.SelectorID, it policy.ItemID) { ipsets.Remove(id, m.ItemNets(it)) }),
+//		policy.OnItemNetsChanged(func(it policy.ItemID, old, cur []netip.Prefix) { ipsets.Move(m.SelectorsMatching(it), old, cur) }),
+//		policy.OnPolicyMatch(func(p string, ep policy.ItemID) { chains.Attach(p, ep) }),
+//	)
+//	err := m.UpdateNamespace(ns) // from the namespace informer, one event at a time
+//	err = m.UpdateEndpoint(ep)   // from the pod informer (and DeleteEndpoint)
+//	err = m.UpdatePolicy(rp)     // rp from NetworkPolicy.Resolve (and DeletePolicy)
+//
 // # Semantics
 //
 // Evaluation follows Calico (felix's rule rendering and libcalico-go's
@@ -88,6 +107,8 @@
 //	                               | an address that is not its own
 //	protocols                      | one type, Protocol: Calico's name-or-number protocol
 //	                               | (TCP = 6); rules match ports only on TCP, UDP and SCTP
+//	service-account labels         | only with a service account name; an endpoint's
+//	                               | ServiceAccountLabels, when set, stand for its account's
 //	HTTP match                     | only flows that carry an HTTPRequest can match
 //	doNotTrack / preDNAT           | kept in the model and in PoliciesFor, not part of Evaluate
 //	                               | (they act before the filter-table evaluation modelled here)
@@ -143,6 +164,48 @@
 // validation so it is reported once), and one bad document fails the whole
 // input.
 //
+// # Label schema
+//
+// Every selection is one selector evaluated against an item's (endpoint's
+// or network set's) effective labels, as Calico's rule conversion
+// (libcalico-go updateprocessors, GetEntityRuleSelector) and felix's label
+// inheritance from the kns.<ns> and ksa.<ns>.<sa> profiles make them:
+//
+//	labels                              | on
+//	------------------------------------+------------------------------------------
+//	the item's own labels               | every item, minus the reserved ones below
+//	projectcalico.org/namespace         | workload endpoints, namespaced network sets
+//	projectcalico.org/orchestrator=k8s  | workload endpoints
+//	projectcalico.org/serviceaccount    | workload endpoints with a service account
+//	pcns.<key>, pcns.projectcalico.org/ | items in a namespace: the namespace's labels
+//	  name=<namespace>                  | (UpdateNamespace; Namespace in Resources)
+//	pcsa.<key>, pcsa.projectcalico.org/ | workload endpoints with a service account:
+//	  name=<account>                    | its labels (UpdateServiceAccount), or the
+//	                                    | endpoint's own ServiceAccountLabels when set
+//
+// Own labels named projectcalico.org/namespace or
+// projectcalico.org/serviceaccount (on items that do not get them
+// implicitly) and own labels starting pcns. or pcsa. are dropped, so no
+// host endpoint or pod can pose as being in another namespace. The
+// selections, in canonical form:
+//
+//	selection                  | selector
+//	---------------------------+-------------------------------------------------------
+//	NetworkPolicy in ns        | projectcalico.org/namespace == "ns" && pcsa.<SA sel> && selector
+//	GlobalNetworkPolicy        | pcns.<namespaceSelector> && pcsa.<SA sel> && selector
+//	                           | (namespaceSelector all(): has(projectcalico.org/namespace))
+//	rule side (positive)       | scope && projectcalico.org/serviceaccount in {names} &&
+//	                           | pcsa.<serviceAccounts.selector> && selector, where scope is
+//	                           | projectcalico.org/namespace == "ns" (namespaced policy, no
+//	                           | namespaceSelector), pcns.<namespaceSelector>,
+//	                           | has(projectcalico.org/namespace) for all() or
+//	                           | !has(projectcalico.org/namespace) for global()
+//	rule side (notSelector)    | notSelector as written (not scoped, as in Calico)
+//
+// The canonical form is the selector's String (and UniqueID its hash):
+// equal selections are one SelectorID however many rules use them, and a
+// dataplane keeps one IP set per SelectorID, named after the UniqueID.
+//
 // # Design
 //
 //  1. The model is plain data in Calico's v3 shape: selectors are strings,
@@ -151,32 +214,60 @@
 //     IP protocol number, read and written as Calico's name-or-number), so
 //     the same constant (ProtoTCP) fits a Flow, a Rule and an EndpointPort. Resolve turns a policy into the
 //     evaluation form once (selectors parsed, scopes decided, types
-//     defaulted); the dataplane compiler consumes that form.
-//  2. A PolicySet is an immutable snapshot: built and validated in one step
-//     (nothing partially applied), then only read. Change means building a
-//     new one (build times: README.md).
-//  3. Evaluation never scans every policy. Policies are filed by namespace
-//     and by one label value their selector requires (from the selector's
-//     LabelRestrictions); the policies that apply to an endpoint are worked
-//     out on its first flow and cached per endpoint (sync.Once). Rule
-//     matching then costs one map lookup per flow end (the address's
-//     owners) plus the selectors of the rules actually visited.
-//  4. Selector semantics at the address level: a selector matches an
-//     address through any item owning it, exactly as an IP set of the
-//     selector's members does in the dataplane. The property test checks
-//     the evaluator against an independent reference that combines
-//     selectors the way Calico does (pcns./pcsa. prefixed labels and one
-//     combined selector string per rule).
+//     defaulted, the combined selectors built); the dataplane compiler
+//     consumes that form.
+//  2. One selection core. A Model keeps every selector in selector/index,
+//     whose items are endpoints and network sets and whose parents are
+//     namespaces and service accounts: a pod's label change re-evaluates only
+//     the selectors its labels can satisfy, a namespace's label change only
+//     the items in it, and nothing is rebuilt. A selector that requires one
+//     namespace (projectcalico.org/namespace == "ns": every selection of a
+//     NetworkPolicy without a namespaceSelector) is filed in that
+//     namespace's own index, which holds only the namespace's items, so a
+//     pod's change never tries the selectors of other namespaces' policies;
+//     every other selector is in one global index holding every item.
+//     Selectors, items and parents are numbered for the indexes, so their
+//     maps hash integers.
+//  3. Events for a dataplane. OnSelectorAdded/OnSelectorRemoved bracket the
+//     life of a rule selector (an IP set), OnMatchStarted/OnMatchStopped
+//     fill it (Model.ItemNets gives an item's addresses or nets),
+//     OnItemNetsChanged moves a matched item's members when its addresses
+//     change (before the match changes of the same update), and
+//     OnPolicyMatch/OnPolicyMatchStopped (Calico's PolicyMatchListener) say
+//     which policies apply to which endpoints. Each is called exactly once
+//     per transition, synchronously, inside the update that caused it;
+//     a selector's stops come before its removal and its starts after its
+//     addition. A policy's rule selectors that survive its update are not
+//     reported again; a changed endpoint selector stops the old matches
+//     before starting the new ones. Callers feed Kubernetes informer events
+//     one at a time (UpdateEndpoint, DeleteEndpoint, UpdateNamespace, ...),
+//     in any order: an item may name a namespace or service account not yet
+//     known.
+//  4. A PolicySet is an immutable snapshot over that core: NewPolicySet
+//     validates everything in one step (nothing partially applied), feeds a
+//     fresh Model, and then only reads it. The policies that apply to an
+//     endpoint are the model's matches, grouped by tier on the endpoint's
+//     first flow and cached (sync.Once); a rule's selector matches an
+//     address when the model's selector matches an item owning it (one map
+//     lookup per owner), exactly as an IP set of the selector's members
+//     does in the dataplane. So the evaluator and a compiler fed by a Model
+//     cannot disagree on selection. TestModelMatchesSnapshot feeds random
+//     changes to a Model and compares it after each with a fresh PolicySet
+//     and with the reference's Calico-style combined selectors; the
+//     property test checks the evaluator against an independent reference.
 //  5. Traces are values (DirectionTrace, TierTrace, RuleRef) with String
 //     methods, for tabbyctl policy explain and for test failure messages.
 //
+// Trade-offs: building a snapshot computes every match up front (the index
+// is eager), so NewPolicySet costs more than a lazy evaluator would, in
+// exchange for never rebuilding on change; a namespaced item's labels are
+// held twice (global and namespace index). A Model keeps the numbers (and
+// empty indexes) of namespaces and service accounts ever named, so a
+// namespace deleted and re-created keeps its items' links.
+//
 // PolicySet, ResolvedPolicy and the model types are safe for concurrent
-// reads; a PolicySet is safe for concurrent use. No package-level mutable
-// state; nothing logs.
-//
-// # Performance
-//
-// Evaluation time grows with the number of policies that apply to the two
-// endpoints of a flow, not with the total; benchmark figures and the command
-// that measures them are in the package's README.md.
+// reads; a PolicySet is safe for concurrent use. A Model is not: its owner
+// (the goroutine handling the informers) serialises updates and queries,
+// and its callbacks may only call its Endpoint and ItemNets. No package-level mutable
+// state; nothing logs. Benchmarks and figures are in README.md.
 package policy

@@ -456,16 +456,16 @@ func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item
 	if inNets(m.NotNets, ip) {
 		return false
 	}
-	if m.HasSelector && !slices.ContainsFunc(owners, m.selectsItem) {
+	if n, ok := ps.selNumber(m, false); ok && !ps.anyMatches(n, owners) {
 		return false
 	}
-	if m.NotSelector != nil && slices.ContainsFunc(owners, func(it *item) bool { return m.NotSelector.Evaluate(it.labels) }) {
+	if n, ok := ps.selNumber(m, true); ok && ps.anyMatches(n, owners) {
 		return false
 	}
-	if len(m.Ports) > 0 && !m.portMatches(m.Ports, port, proto, owners) {
+	if len(m.Ports) > 0 && !ps.portMatches(m, m.Ports, port, proto, owners) {
 		return false
 	}
-	if len(m.NotPorts) > 0 && m.portMatches(m.NotPorts, port, proto, owners) {
+	if len(m.NotPorts) > 0 && ps.portMatches(m, m.NotPorts, port, proto, owners) {
 		return false
 	}
 	if m.Service != nil && !ps.serviceMatches(m.Service, ip, port, proto, dst) {
@@ -474,24 +474,28 @@ func (ps *PolicySet) entityMatches(m *EntityMatch, ip netip.Addr, owners []*item
 	return true
 }
 
-// selectsItem is the positive selection: scope, service account, selector.
-func (m *EntityMatch) selectsItem(it *item) bool {
-	if !scopeMatches(m.Scope, m.Namespace, m.NamespaceSelector, it) {
-		return false
+// anyMatches reports whether the model's selector matches any owner of an
+// address: the address is in the selector's IP set.
+func (ps *PolicySet) anyMatches(n uint32, owners []*item) bool {
+	for _, it := range owners {
+		if ps.model.matches(n, it.num) {
+			return true
+		}
 	}
-	if len(m.ServiceAccountNames) > 0 && (it.sa == "" || !slices.Contains(m.ServiceAccountNames, it.sa)) {
-		return false
-	}
-	if m.ServiceAccountSelector != nil && !m.ServiceAccountSelector.Evaluate(it.saLabels) {
-		return false
-	}
-	return m.Selector.Evaluate(it.labels)
+	return false
+}
+
+// selectsItem is the entity's positive selection (all items when it has
+// none).
+func (ps *PolicySet) selectsItem(m *EntityMatch, it *item) bool {
+	n, ok := ps.selNumber(m, false)
+	return !ok || ps.model.matches(n, it.num)
 }
 
 // portMatches: a numeric port in range, or a named port of an endpoint that
 // owns the address, is selected by the entity's positive selection (all
 // endpoints when it has none) and names this protocol and port.
-func (m *EntityMatch) portMatches(ports []Port, port uint16, proto Protocol, owners []*item) bool {
+func (ps *PolicySet) portMatches(m *EntityMatch, ports []Port, port uint16, proto Protocol, owners []*item) bool {
 	for _, p := range ports {
 		if !p.IsNamed() {
 			if p.Contains(port) {
@@ -500,7 +504,7 @@ func (m *EntityMatch) portMatches(ports []Port, port uint16, proto Protocol, own
 			continue
 		}
 		for _, it := range owners {
-			if it.ep == nil || (m.HasSelector && !m.selectsItem(it)) {
+			if it.ep == nil || !ps.selectsItem(m, it) {
 				continue
 			}
 			for _, np := range it.ep.Ports {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/tabbynet/tabby/selector"
 )
 
 // Tiers returns the tier names in evaluation order.
@@ -72,12 +74,9 @@ func (ps *PolicySet) PoliciesFor(endpoint string) ([]*ResolvedPolicy, error) {
 	if !ok {
 		return nil, fmt.Errorf("%q: %w", endpoint, ErrUnknownEndpoint)
 	}
-	it := ps.endpoints[i]
 	var out []*ResolvedPolicy
-	for _, p := range ps.policies {
-		if p.selectsItem(it) {
-			out = append(out, p)
-		}
+	for _, pos := range ps.applying(ps.endpoints[i]) {
+		out = append(out, ps.policies[pos])
 	}
 	return out, nil
 }
@@ -89,11 +88,12 @@ func (ps *PolicySet) EndpointsFor(policy string) ([]*Endpoint, error) {
 		return nil, err
 	}
 	var out []*Endpoint
-	for _, it := range ps.endpoints {
-		if p.selectsItem(it) {
+	for id := range ps.model.ItemsMatching(SelectorID(p.EndpointSelector().String())) {
+		if it := ps.items[id]; it.ep != nil {
 			out = append(out, it.ep)
 		}
 	}
+	slices.SortFunc(out, func(a, b *Endpoint) int { return strings.Compare(a.Key(), b.Key()) })
 	return out, nil
 }
 
@@ -103,35 +103,29 @@ func (ps *PolicySet) EndpointsFor(policy string) ([]*Endpoint, error) {
 // and without duplicates. ok is false when the match has no selection (it
 // then matches any address).
 func (ps *PolicySet) SelectorMembers(m *EntityMatch) (members []netip.Prefix, ok bool) {
-	if !m.HasSelector {
+	sel, ok := m.MatchSelector()
+	if !ok {
 		return nil, false
 	}
-	return ps.members(m.selectsItem), true
+	return ps.members(sel), true
 }
 
 // NotSelectorMembers returns the addresses and nets whose owners' own labels
 // match the match's notSelector; ok is false when it has none.
 func (ps *PolicySet) NotSelectorMembers(m *EntityMatch) (members []netip.Prefix, ok bool) {
-	if m.NotSelector == nil {
+	sel, ok := m.NotMatchSelector()
+	if !ok {
 		return nil, false
 	}
-	return ps.members(func(it *item) bool { return m.NotSelector.Evaluate(it.labels) }), true
+	return ps.members(sel), true
 }
 
-func (ps *PolicySet) members(sel func(*item) bool) []netip.Prefix {
+// members is the IP set of a selector the model holds: the nets of the
+// items it matches, sorted and without duplicates.
+func (ps *PolicySet) members(sel selector.Selector) []netip.Prefix {
 	var out []netip.Prefix
-	for _, it := range ps.endpoints {
-		if sel(it) {
-			for _, a := range it.ep.Addresses {
-				a = a.Unmap()
-				out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			}
-		}
-	}
-	for _, it := range ps.netsets {
-		if sel(it) {
-			out = append(out, it.nets...)
-		}
+	for id := range ps.model.ItemsMatching(SelectorID(sel.String())) {
+		out = append(out, ps.model.ItemNets(id)...)
 	}
 	slices.SortFunc(out, comparePrefix)
 	return slices.Compact(out)
@@ -158,10 +152,16 @@ type NamedPortMember struct {
 // protocol: what a hash:ip,port IP set for the rule would hold.
 func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto Protocol) []NamedPortMember {
 	var out []NamedPortMember
-	for _, it := range ps.endpoints {
-		if m.HasSelector && !m.selectsItem(it) {
-			continue
+	candidates := ps.endpoints
+	if sel, ok := m.MatchSelector(); ok {
+		candidates = nil
+		for id := range ps.model.ItemsMatching(SelectorID(sel.String())) {
+			if it := ps.items[id]; it.ep != nil {
+				candidates = append(candidates, it)
+			}
 		}
+	}
+	for _, it := range candidates {
 		for _, np := range it.ep.Ports {
 			if np.Name == name && np.Protocol == proto {
 				for _, a := range it.ep.Addresses {

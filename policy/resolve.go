@@ -76,6 +76,8 @@ type EntityMatch struct {
 	// Service, when non-nil, matches the endpoints of that Kubernetes
 	// Service (namespace defaulted to the policy's).
 	Service *ServiceMatch
+
+	selection selection // MatchSelector and NotMatchSelector, worked out by Resolve
 }
 
 // ICMPMatch is a resolved ICMP type/code match; Code is -1 when any code.
@@ -119,6 +121,8 @@ type ResolvedPolicy struct {
 	EgressRules     []ResolvedRule
 
 	DoNotTrack, PreDNAT, ApplyOnForward bool
+
+	selection selection // EndpointSelector, worked out by Resolve
 }
 
 // Rules returns the rules for a direction.
@@ -240,6 +244,7 @@ func resolvePolicy(f policyFields, e *errs) *ResolvedPolicy {
 		ctx.ingress = false
 		rp.EgressRules = append(rp.EgressRules, resolveRule(&f.egress[i], i, ctx, spec.field("egress").at(i), e))
 	}
+	resolveSelections(rp, e)
 	return rp
 }
 

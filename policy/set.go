@@ -27,7 +27,10 @@ type Resources struct {
 
 // PolicySet is an immutable, validated snapshot of policy and the endpoints
 // it applies to, indexed for evaluation. Build it with NewPolicySet; it is
-// safe for concurrent use.
+// safe for concurrent use. Which policies apply to which endpoints and which
+// items each rule selector matches come from a Model built once from the
+// resources, so the snapshot and an incremental Model fed the same
+// resources never disagree.
 type PolicySet struct {
 	tiers      []*tierInfo // in evaluation order
 	tierByName map[string]*tierInfo
@@ -39,12 +42,12 @@ type PolicySet struct {
 	endpointBy map[string]int
 	byAddr     map[netip.Addr][]*item
 	netsets    []*item
+	items      map[ItemID]*item
 
-	namespaces map[string]selector.Map
-	services   map[string]*ServiceEndpoints // "namespace/name"
+	services map[string]*ServiceEndpoints // "namespace/name"
 
-	selIndex map[string]*policyIndex // namespace ("" for global policies) -> index
-	cache    []epCache               // per endpoint, lazily filled
+	model *Model    // read only once built
+	cache []epCache // per endpoint, lazily filled
 }
 
 type tierInfo struct {
@@ -53,14 +56,13 @@ type tierInfo struct {
 	defaultAction Action
 }
 
-// item is an endpoint or a network set as selectors see it.
+// item is an endpoint or a network set as evaluation sees it; its labels
+// live in the model.
 type item struct {
+	id        ItemID
+	num       uint32 // in the model
 	key       string
 	namespace string
-	labels    selector.Map // own labels plus the ones Calico adds
-	nsLabels  selector.Map // the namespace's labels; empty when not namespaced
-	sa        string
-	saLabels  selector.Map
 	ep        *Endpoint      // nil for a network set
 	nets      []netip.Prefix // network sets only
 }
@@ -89,10 +91,11 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		policyIndex: map[string]int{},
 		endpointBy:  map[string]int{},
 		byAddr:      map[netip.Addr][]*item{},
-		namespaces:  map[string]selector.Map{},
+		items:       map[ItemID]*item{},
 		services:    map[string]*ServiceEndpoints{},
-		selIndex:    map[string]*policyIndex{},
+		model:       NewModel(),
 	}
+	namespaces := map[string]bool{}
 	var all []error
 	fail := func(err error) {
 		if err != nil {
@@ -164,11 +167,12 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			fail(err)
 			continue
 		}
-		if _, dup := ps.namespaces[n.Name]; dup {
+		if namespaces[n.Name] {
 			fail(resourceError(KindNamespace, n.Name, "", ErrDuplicate))
 			continue
 		}
-		ps.namespaces[n.Name] = namespaceLabels(n.Name, n.Labels)
+		namespaces[n.Name] = true
+		ps.model.updateNamespace(n)
 	}
 	for _, s := range r.ServiceEndpoints {
 		if s == nil {
@@ -198,7 +202,10 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			continue
 		}
 		ps.endpointBy[ep.Key()] = -1
-		ps.endpoints = append(ps.endpoints, ps.endpointItem(ep))
+		it := &item{id: ep.ID(), key: ep.Key(), namespace: ep.Namespace, ep: ep}
+		ps.endpoints = append(ps.endpoints, it)
+		ps.items[it.id] = it
+		ps.model.updateEndpoint(ep)
 	}
 	seenSets := map[string]bool{}
 	addSet := func(kind, ns, name string, labels map[string]string, nets []string, err error) {
@@ -212,19 +219,10 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 			return
 		}
 		seenSets[key] = true
-		it := &item{key: strings.TrimPrefix(ns+"/"+name, "/"), namespace: ns, labels: selector.Map{}, nsLabels: selector.Map{}}
-		for k, v := range labels {
-			it.labels[k] = v
-		}
-		if ns != "" {
-			it.labels[LabelNamespace] = ns
-			it.nsLabels = ps.nsLabels(ns)
-		}
-		for _, s := range nets {
-			pfx, _ := parseNet(s) // validated
-			it.nets = append(it.nets, pfx)
-		}
+		it := &item{id: ItemID{Kind: ItemNetworkSet, Namespace: ns, Name: name}, key: strings.TrimPrefix(ns+"/"+name, "/"), namespace: ns, nets: parseNets(nets)}
 		ps.netsets = append(ps.netsets, it)
+		ps.items[it.id] = it
+		ps.model.updateNetworkSet(ns, name, labels, it.nets)
 	}
 	for _, n := range r.NetworkSets {
 		if n != nil {
@@ -253,13 +251,29 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 	})
 	for i, p := range ps.policies {
 		ps.policyIndex[p.Key] = i
-		ns := p.Namespace
-		idx := ps.selIndex[ns]
-		if idx == nil {
-			idx = newPolicyIndex()
-			ps.selIndex[ns] = idx
+		_ = ps.model.UpdatePolicy(p) // cannot fail: resolved, with a key
+	}
+	for id, it := range ps.items {
+		it.num = ps.model.itemNums[id]
+	}
+	// The set resolved its policies itself, so it may note in their rules
+	// the model's numbers of their selectors, saving a lookup by canonical
+	// form per rule when evaluating.
+	for _, p := range ps.policies {
+		for _, d := range []Direction{Ingress, Egress} {
+			rules := p.Rules(d)
+			for i := range rules {
+				for _, em := range []*EntityMatch{&rules[i].Src, &rules[i].Dst} {
+					em.selection.owner = ps
+					if sel, ok := em.MatchSelector(); ok {
+						em.selection.num = ps.model.selNums[SelectorID(sel.String())]
+					}
+					if sel, ok := em.NotMatchSelector(); ok {
+						em.selection.notNum = ps.model.selNums[SelectorID(sel.String())]
+					}
+				}
+			}
 		}
-		idx.add(i, p)
 	}
 
 	slices.SortFunc(ps.endpoints, func(a, b *item) int { return strings.Compare(a.key, b.key) })
@@ -299,133 +313,14 @@ func namespaceLabels(name string, labels map[string]string) selector.Map {
 	return m
 }
 
-func (ps *PolicySet) nsLabels(ns string) selector.Map {
-	if m, ok := ps.namespaces[ns]; ok {
-		return m
-	}
-	m := namespaceLabels(ns, nil)
-	ps.namespaces[ns] = m
-	return m
-}
-
-func (ps *PolicySet) endpointItem(ep *Endpoint) *item {
-	it := &item{key: ep.Key(), namespace: ep.Namespace, ep: ep, labels: selector.Map{}, nsLabels: selector.Map{}, saLabels: selector.Map{}}
-	for k, v := range ep.Labels {
-		it.labels[k] = v
-	}
-	if !ep.IsHost() {
-		// The labels Calico gives every workload endpoint; they win over
-		// labels of the same name.
-		it.labels[LabelNamespace] = ep.Namespace
-		it.labels[LabelOrchestrator] = OrchestratorK8s
-		if ep.ServiceAccount != "" {
-			it.labels[LabelServiceAccount] = ep.ServiceAccount
-		}
-		it.nsLabels = ps.nsLabels(ep.Namespace)
-		it.sa = ep.ServiceAccount
-		for k, v := range ep.ServiceAccountLabels {
-			it.saLabels[k] = v
-		}
-		if ep.ServiceAccount != "" {
-			it.saLabels[LabelName] = ep.ServiceAccount
-		}
-	}
-	return it
-}
-
-// policyIndex finds the policies that might select an endpoint without
-// evaluating every selector: a policy whose selector requires label k to
-// have one of a few values is filed under (k, value).
-type policyIndex struct {
-	keyed     map[string]map[string][]int // label -> value -> policy positions
-	unindexed []int
-}
-
-func newPolicyIndex() *policyIndex { return &policyIndex{keyed: map[string]map[string][]int{}} }
-
-func (x *policyIndex) add(pos int, p *ResolvedPolicy) {
-	best, bestVals := "", []string(nil)
-	for k, r := range p.Selector.LabelRestrictions() {
-		if len(r.MustHaveOneOfValues) == 0 {
-			continue
-		}
-		better := bestVals == nil ||
-			(strings.HasPrefix(best, "projectcalico.org/") && !strings.HasPrefix(k, "projectcalico.org/")) ||
-			(strings.HasPrefix(best, "projectcalico.org/") == strings.HasPrefix(k, "projectcalico.org/") &&
-				(len(r.MustHaveOneOfValues) < len(bestVals) || (len(r.MustHaveOneOfValues) == len(bestVals) && k < best)))
-		if better {
-			best, bestVals = k, r.MustHaveOneOfValues
-		}
-	}
-	if bestVals == nil {
-		x.unindexed = append(x.unindexed, pos)
-		return
-	}
-	m := x.keyed[best]
-	if m == nil {
-		m = map[string][]int{}
-		x.keyed[best] = m
-	}
-	for _, v := range slices.Compact(slices.Sorted(slices.Values(bestVals))) {
-		m[v] = append(m[v], pos)
-	}
-}
-
-func (x *policyIndex) candidates(labels selector.Map, out []int) []int {
-	if x == nil {
-		return out
-	}
-	out = append(out, x.unindexed...)
-	for k, vals := range x.keyed {
-		if v, ok := labels[k]; ok {
-			out = append(out, vals[v]...)
-		}
-	}
-	return out
-}
-
-// selectsItem is the full test of whether a policy applies to an
-// endpoint (in either direction).
-func (p *ResolvedPolicy) selectsItem(it *item) bool {
-	if !scopeMatches(p.Scope, p.Namespace, p.NamespaceSelector, it) {
-		return false
-	}
-	if p.ServiceAccountSelector != nil && !p.ServiceAccountSelector.Evaluate(it.saLabels) {
-		return false
-	}
-	return p.Selector.Evaluate(it.labels)
-}
-
-func scopeMatches(s Scope, ns string, nsSel selector.Selector, it *item) bool {
-	switch s {
-	case ScopeNamespace:
-		return it.namespace == ns
-	case ScopeAllNamespaces:
-		return it.namespace != ""
-	case ScopeGlobal:
-		return it.namespace == ""
-	case ScopeNamespaceSelector:
-		return nsSel.Evaluate(it.nsLabels)
-	default:
-		return true
-	}
-}
-
 // tiersFor returns the tiers with policies applying to endpoint i in
 // direction d (untracked and pre-DNAT policies excluded), computed once.
 func (ps *PolicySet) tiersFor(i int, d Direction) []TierPolicies {
 	c := &ps.cache[i]
 	c.once.Do(func() {
-		it := ps.endpoints[i]
-		cand := ps.selIndex[""].candidates(it.labels, nil)
-		if it.namespace != "" {
-			cand = ps.selIndex[it.namespace].candidates(it.labels, cand)
-		}
-		slices.Sort(cand)
-		cand = slices.Compact(cand)
-		for _, pos := range cand {
+		for _, pos := range ps.applying(ps.endpoints[i]) {
 			p := ps.policies[pos]
-			if p.DoNotTrack || p.PreDNAT || !p.selectsItem(it) {
+			if p.DoNotTrack || p.PreDNAT {
 				continue
 			}
 			for _, dir := range []Direction{Ingress, Egress} {
@@ -445,4 +340,34 @@ func (ps *PolicySet) tiersFor(i int, d Direction) []TierPolicies {
 		}
 	})
 	return c.dirs[d]
+}
+
+// applying returns the positions of the policies that select an endpoint,
+// in evaluation order, from the model's matches.
+func (ps *PolicySet) applying(it *item) []int {
+	var out []int
+	for n := range ps.model.selectorsMatching(it.num) {
+		for key := range ps.model.sels[n].policies {
+			out = append(out, ps.policyIndex[key])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// selNumber returns the model's number of an entity match's positive (or,
+// with not, negative) selector; ok is false when it has none.
+func (ps *PolicySet) selNumber(m *EntityMatch, not bool) (n uint32, ok bool) {
+	var sel selector.Selector
+	if not {
+		sel, ok = m.NotMatchSelector()
+		n = m.selection.notNum
+	} else {
+		sel, ok = m.MatchSelector()
+		n = m.selection.num
+	}
+	if ok && m.selection.owner != ps {
+		n, ok = ps.model.selNums[SelectorID(sel.String())]
+	}
+	return n, ok
 }
