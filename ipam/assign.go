@@ -260,7 +260,14 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 		}
 	}
-	limitReached, noFreeBlock := false, false
+	// Calico's order (libcalico-go ipam.go autoAssign): the node's usable
+	// affine blocks; then, if the node is at its block limit, stop with
+	// ErrBlockLimit (no borrowing, strict or not); else claim a new block;
+	// only when no block is left to claim, borrow unless strict affinity
+	// forbids it. A block counts toward the limit only while the node may
+	// still allocate from it: its pool is one of pools (enabled, selecting
+	// the node or requested, allowing the use).
+	owned := 0
 	trustFull := true // skip blocks recently found full (see fullBlocks)
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.
@@ -271,12 +278,12 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 			a.nodes.put(node, affs, a.now())
 		}
-		// The node's blocks in this family, in pool order and, within a
-		// pool, the block that last had room first; blocks recently found
-		// full are left out (but counted).
+		// The node's usable blocks in this family, in pool order and,
+		// within a pool, the block that last had room first; blocks
+		// recently found full are left out (but counted).
 		hint, _ := a.hints.Load(hintKey{node, v6})
 		now := a.now()
-		owned := 0
+		owned = 0
 		type rankedAffinity struct {
 			rank int
 			storedAffinity
@@ -286,9 +293,12 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			if af.CIDR.Addr().Is6() != v6 || af.State == AffinityPendingDeletion {
 				continue
 			}
-			owned++
 			pi := slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
-			if pi < 0 || (trustFull && a.full.recent(af.CIDR, now)) {
+			if pi < 0 {
+				continue // unusable: counts toward nothing
+			}
+			owned++
+			if trustFull && a.full.recent(af.CIDR, now) {
 				continue
 			}
 			r := 2 * pi
@@ -301,13 +311,13 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		for _, ra := range ranked {
 			af := ra.storedAffinity
 			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
+			got = append(got, ips...)
 			if err != nil {
 				return got, err
 			}
 			if len(ips) > 0 {
 				a.hints.Store(hintKey{node, v6}, af.CIDR)
 			}
-			got = append(got, ips...)
 			if len(got) == num {
 				return got, nil
 			}
@@ -315,71 +325,65 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 				a.confirmAffinity(ctx, af)
 			}
 		}
-		// 2. Claim a new block.
+		// 2. Claim a new block, unless at the limit.
 		atLimit := !c.config.AutoAllocateBlocks || owned >= limit
-		var cidr netip.Prefix
-		if !atLimit {
-			if cidr, err = a.claimBlock(ctx, c, pools, node); err != nil && !errors.Is(err, errNoFreeBlock) {
-				return got, err
-			}
+		if atLimit && trustFull { // look at every block before giving up
+			trustFull = false
+			continue
 		}
-		if atLimit || err != nil { // at the limit, or no free block
-			if trustFull { // look at every block before giving up
+		if !c.config.AutoAllocateBlocks {
+			return got, fail(ErrBlockLimit, fmt.Sprintf("autoAllocateBlocks is false and the node's %d usable blocks are full", owned))
+		}
+		if atLimit {
+			return got, fail(ErrBlockLimit, fmt.Sprintf("the node has %d usable blocks (limit %d) and they are full", owned, limit))
+		}
+		cidr, err := a.claimBlock(ctx, c, pools, node)
+		if errors.Is(err, errNoFreeBlock) {
+			if trustFull {
 				trustFull = false
 				continue
 			}
-			limitReached, noFreeBlock = atLimit, !atLimit
-			break
+			break // 3. borrow
+		}
+		if err != nil {
+			return got, err
 		}
 		a.nodes.add(node, storedAffinity{Affinity: Affinity{Node: node, CIDR: cidr, State: AffinityConfirmed}})
 		// Use the new block at once rather than listing the node's
 		// blocks again.
 		ips, err := a.allocFromBlock(ctx, c, pools, cidr, attr, num-len(got), requireAffinity(node))
+		got = append(got, ips...)
 		if err != nil {
 			return got, err
 		}
 		if len(ips) > 0 {
 			a.hints.Store(hintKey{node, v6}, cidr)
 		}
-		got = append(got, ips...)
 	}
 	if len(got) == num {
 		return got, nil
 	}
-	// 3. Borrow.
+	// 3. No block left to claim: borrow, unless strict affinity forbids it.
 	if !c.config.StrictAffinity {
 		ips, err := a.borrow(ctx, c, pools, attr, labels, num-len(got))
 		got = append(got, ips...)
 		if err != nil || len(got) == num {
 			return got, err
 		}
-		detail := "every block is full"
+		detail := fmt.Sprintf("no block left to claim, the node's %d usable blocks are full and no other block has a free address", owned)
 		if c.config.BorrowWithinLabel != "" {
 			detail += fmt.Sprintf(" (borrowing only from nodes with the same %q label)", c.config.BorrowWithinLabel)
 		}
 		return got, fail(ErrPoolExhausted, detail)
 	}
-	// Strict affinity: say which rule stopped us.
 	othersFree, err := a.freeElsewhere(ctx, c, pools, node)
 	if err != nil {
 		return got, err
 	}
-	switch {
-	case limitReached && !c.config.AutoAllocateBlocks:
-		return got, fail(ErrBlockLimit, "autoAllocateBlocks is false and the node's blocks are full")
-	case limitReached:
-		if !noFreeBlock {
-			if _, err := a.findFreeBlock(ctx, c, pools, node); err == nil {
-				return got, fail(ErrBlockLimit, fmt.Sprintf("the node has %d blocks (limit %d) and they are full", limit, limit))
-			}
-		}
-		fallthrough
-	default:
-		if othersFree > 0 {
-			return got, fail(ErrStrictAffinity, fmt.Sprintf("%d free addresses are in other nodes' blocks", othersFree))
-		}
-		return got, fail(ErrPoolExhausted, "no free block and the node's blocks are full")
+	if othersFree > 0 {
+		return got, fail(ErrStrictAffinity, fmt.Sprintf("no block left to claim and the node's %d usable blocks are full; %d free addresses are in other nodes' blocks", owned, othersFree))
 	}
+	return got, fail(ErrPoolExhausted, fmt.Sprintf("no block left to claim and the node's %d usable blocks are full", owned))
 }
 
 // blockCheck vets a block before allocating from it; a non-nil error stops
@@ -417,9 +421,11 @@ func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, c
 }
 
 // updateBlockForAlloc assigns the ordinals pick chooses (positions in
-// Unallocated); skipFull returns at once, without decoding, for a block with
-// no free ordinal.
-func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, skipFull bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
+// Unallocated). For automatic assignment (auto) it returns at once,
+// without decoding, for a block with no free ordinal, and gives pick the
+// reserved ordinals (IPReservations) to avoid; explicit requests ignore
+// reservations, as in Calico.
+func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, auto bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
 	key := blockKey(cidr)
 	var enc []byte // attr's encoding in a block affine to encAffinity
 	var encAffinity string
@@ -435,7 +441,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			return nil, err
 		}
 		raw := stringBytes(kv.Value) // read only
-		if free, ok := peekFree(raw); skipFull && ok && free == 0 {
+		if free, ok := peekFree(raw); auto && ok && free == 0 {
 			a.full.mark(cidr, a.now())
 			return nil, nil // full: nothing to take, whoever owns it
 		}
@@ -453,9 +459,12 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			}
 			return nil, err
 		}
-		mask, all := reservedMask(b.CIDR, c.reserved)
-		if all {
-			return nil, nil
+		var mask []bool
+		if auto {
+			var all bool
+			if mask, all = reservedMask(b.CIDR, c.reserved); all {
+				return nil, nil
+			}
 		}
 		pos := pick(b, mask)
 		if len(pos) == 0 {
@@ -601,16 +610,6 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 	}
 	a.known.reset(out)
 	return out, nil
-}
-
-// findFreeBlock returns a block CIDR not yet carved from the pools (in pool
-// order), searching from the node's seeded random start.
-func (a *IPAM) findFreeBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
-	existing, err := a.blockCIDRs(ctx)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return findFreeIn(c, pools, node, existing)
 }
 
 func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Prefix]bool) (netip.Prefix, error) {

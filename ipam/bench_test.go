@@ -55,7 +55,7 @@ func BenchmarkAllocate(b *testing.B) {
 	for _, be := range backends {
 		for _, nodes := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/nodes=%d", be.name, nodes), func(b *testing.B) {
-				benchAllocate(b, New(be.open(b)), nodes)
+				benchAllocate(b, mustNew(b, be.open(b)), nodes)
 			})
 		}
 	}
@@ -136,7 +136,7 @@ func BenchmarkVersusHostLocal(b *testing.B) {
 			b.StopTimer()
 			s, err := bboltstore.Open(filepath.Join(b.TempDir(), "ipam.db"))
 			require.NoError(b, err)
-			a := New(s)
+			a := mustNew(b, s)
 			_, err = a.CreatePool(context.Background(), IPPool{Name: "p", CIDR: pfx("10.0.0.0/16")})
 			require.NoError(b, err)
 			b.StartTimer()

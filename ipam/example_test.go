@@ -12,7 +12,11 @@ import (
 
 func Example() {
 	ctx := context.Background()
-	a := ipam.New(store.NewMemory())
+	a, err := ipam.New(store.NewMemory())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v4", CIDR: netip.MustParsePrefix("10.244.0.0/24"), BlockSize: 28})
 	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v6", CIDR: netip.MustParsePrefix("fd00:244::/120"), BlockSize: 124})
 

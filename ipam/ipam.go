@@ -84,29 +84,62 @@ type hintKey struct {
 	v6   bool
 }
 
-// Option configures New.
-type Option func(*IPAM)
+// Option configures New. An option given a bad value makes New fail with
+// an error wrapping ErrInvalid.
+type Option func(*IPAM) error
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(a *IPAM) { a.log = l } }
-
-// WithClock sets the clock used for timestamps and grace periods.
-func WithClock(now func() time.Time) Option { return func(a *IPAM) { a.now = now } }
-
-// WithMaxRetries bounds compare-and-swap retries per step (default 100).
-func WithMaxRetries(n int) Option { return func(a *IPAM) { a.maxRetries = n } }
-
-// New returns an IPAM over s.
-func New(s store.Store, opts ...Option) *IPAM {
-	a := &IPAM{s: s, log: slog.New(slog.DiscardHandler), now: time.Now, maxRetries: 100}
-	for _, o := range opts {
-		o(a)
+// WithLogger sets the logger (default: discard); nil is an error.
+func WithLogger(l *slog.Logger) Option {
+	return func(a *IPAM) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
+		}
+		a.log = l
+		return nil
 	}
-	return a
 }
 
-// Store returns the underlying store.
-func (a *IPAM) Store() store.Store { return a.s }
+// WithClock sets the clock used for timestamps and grace periods (default
+// time.Now); nil is an error.
+func WithClock(now func() time.Time) Option {
+	return func(a *IPAM) error {
+		if now == nil {
+			return fmt.Errorf("%w: WithClock(nil)", ErrInvalid)
+		}
+		a.now = now
+		return nil
+	}
+}
+
+// WithMaxRetries bounds compare-and-swap retries per step (default 100);
+// it must be at least 1.
+func WithMaxRetries(n int) Option {
+	return func(a *IPAM) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxRetries(%d): need at least 1", ErrInvalid, n)
+		}
+		a.maxRetries = n
+		return nil
+	}
+}
+
+// New returns an IPAM over s. It fails (ErrInvalid) on a nil store or an
+// option given a bad value.
+func New(s store.Store, opts ...Option) (*IPAM, error) {
+	if s == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalid)
+	}
+	a := &IPAM{s: s, log: slog.New(slog.DiscardHandler), now: time.Now, maxRetries: 100}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalid)
+		}
+		if err := o(a); err != nil {
+			return nil, fmt.Errorf("ipam: %w", err)
+		}
+	}
+	return a, nil
+}
 
 // cluster is the decoded cluster-wide state: config, pools, reservations.
 type cluster struct {

@@ -60,8 +60,12 @@ type IPAMConfig struct {
 	StrictAffinity bool `json:"strictAffinity"`
 	// AutoAllocateBlocks lets nodes claim new blocks (default true).
 	AutoAllocateBlocks bool `json:"autoAllocateBlocks"`
-	// MaxBlocksPerHost caps the blocks affine to one node; it requires
-	// StrictAffinity. 0 means the default cap of 20.
+	// MaxBlocksPerHost caps the blocks one node may allocate from (0: the
+	// default cap of 20). Only blocks whose pool the node may still use
+	// count: an enabled pool that selects the node (or was requested) and
+	// allows the use. A node at the cap whose blocks are full gets
+	// ErrBlockLimit and does not borrow, with or without StrictAffinity
+	// (Calico's IPAMConfiguration accepts it without strict affinity too).
 	MaxBlocksPerHost int `json:"maxBlocksPerHost,omitempty"`
 	// EmptyBlockGracePeriod is how long an affine block must stay empty
 	// before ReleaseEmptyBlocks frees it (default 15m; set
@@ -93,9 +97,6 @@ func (c IPAMConfig) Validate() error {
 	}
 	if c.MaxBlocksPerHost < 0 {
 		return fmt.Errorf("%w: maxBlocksPerHost %d is negative", ErrInvalid, c.MaxBlocksPerHost)
-	}
-	if c.MaxBlocksPerHost > 0 && !c.StrictAffinity {
-		return fmt.Errorf("%w: maxBlocksPerHost requires strictAffinity", ErrInvalid)
 	}
 	if c.EmptyBlockGracePeriod < 0 {
 		return fmt.Errorf("%w: negative emptyBlockGracePeriod", ErrInvalid)

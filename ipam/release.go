@@ -24,8 +24,10 @@ type AssignIPArgs struct {
 }
 
 // AssignIP assigns exactly the requested addresses, all or nothing. Each
-// must lie in an enabled pool (ErrNotInPool), outside reservations
-// (ErrReserved) and be free (ErrAddressInUse). If its block does not exist
+// must lie in an enabled pool (ErrNotInPool) and be free
+// (ErrAddressInUse). As in Calico, IPReservations do not apply: they keep
+// automatic assignment (Assign) away, and an explicit request is the
+// documented way to give a reserved address to one pod. If its block does not exist
 // yet it is claimed for the node when the node may claim blocks; under
 // strict affinity an address in another node's block is refused
 // (ErrStrictAffinity).
@@ -55,11 +57,6 @@ func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, e
 		}
 		if !p.allows(attr.Use) {
 			return nil, fmt.Errorf("%w: pool %q does not allow %s addresses", ErrInvalid, p.Name, attr.Use)
-		}
-		for _, r := range c.reserved {
-			if r.Contains(addr) {
-				return nil, fmt.Errorf("assign %s: %w by %s", addr, ErrReserved, r)
-			}
 		}
 	}
 	var got []AssignedIP
