@@ -128,8 +128,7 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 		got, err := a.autoAssign(ctx, c, &attr, labels, fam.v6, fam.n, fam.pools, args.MaxBlocksPerHost)
 		*fam.out = got
 		if err != nil {
-			a.rollback(ctx, res.All())
-			return AssignResult{}, err
+			return AssignResult{}, a.failed(ctx, &attr, res.All(), err)
 		}
 	}
 	if a.log.Enabled(ctx, slog.LevelDebug) {
@@ -138,19 +137,46 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 	return res, nil
 }
 
-// rollback releases addresses assigned by a request that failed; what it
-// cannot release (store down) is left for GC, as after a crash.
-func (a *IPAM) rollback(ctx context.Context, ips []AssignedIP) {
-	if len(ips) == 0 {
-		return
+// failed rolls back a request that failed with err, having assigned (or
+// maybe assigned: writes with an unknown outcome) ips, and returns the
+// error for the caller: err itself when the rollback settled everything,
+// so nothing stays assigned; err joined with an ErrOutcomeUnknown error
+// when it did not (what it could not release is left to ReleaseByHandle
+// or GC, as after a crash).
+func (a *IPAM) failed(ctx context.Context, attr *Attribute, ips []AssignedIP, err error) error {
+	if rerr := a.rollback(ctx, attr, ips); rerr != nil {
+		a.log.WarnContext(ctx, "rollback of a failed assignment", "handle", attr.Handle, "err", rerr)
+		return errors.Join(err, fmt.Errorf("%w: rollback failed, addresses may stay assigned to handle %q: %w",
+			ErrOutcomeUnknown, attr.Handle, rerr))
 	}
-	addrs := make([]netip.Addr, len(ips))
-	for i, ip := range ips {
-		addrs[i] = ip.Addr
+	return settle(err)
+}
+
+// rollback releases the addresses among ips that attr still holds (an
+// address whose write was not applied may be someone else's by now, and
+// is left alone) and takes all of ips off attr.Handle's record, each of
+// which was counted there before its block was written.
+func (a *IPAM) rollback(ctx context.Context, attr *Attribute, ips []AssignedIP) error {
+	byBlock := map[netip.Prefix]map[int]bool{}
+	for _, ip := range ips {
+		if byBlock[ip.Block] == nil {
+			byBlock[ip.Block] = map[int]bool{}
+		}
+		byBlock[ip.Block][ordinal(ip.Block, ip.Addr)] = true
 	}
-	if _, err := a.ReleaseIPs(ctx, addrs...); err != nil {
-		a.log.WarnContext(ctx, "rollback of a failed assignment", "err", err)
+	var errs []error
+	for cidr, ords := range byBlock {
+		_, _, remaining, err := a.releaseFromBlock(ctx, cidr, func(o int, at *Attribute) bool { return ords[o] && at.equal(attr) })
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(ords)}, map[netip.Prefix]int{cidr: remaining[attr.Handle]})
+		if err != nil { // the handle over-counts, which GC repairs
+			a.log.WarnContext(ctx, "undo handle count", "handle", attr.Handle, "err", err)
+		}
 	}
+	return errors.Join(errs...)
 }
 
 // candidatePools returns the pools to try for a family, in order. The
@@ -252,10 +278,10 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	if hint, ok := a.hints.Load(hintKey{node, v6}); ok {
 		if _, inPools := poolOf(pools, hint.(netip.Prefix)); inPools {
 			ips, err := a.allocFromBlock(ctx, c, pools, hint.(netip.Prefix), attr, num, requireAffinity(node))
-			if err != nil {
+			if got = ips; err != nil {
 				return got, err
 			}
-			if got = ips; len(got) == num {
+			if len(got) == num {
 				return got, nil
 			}
 		}
@@ -518,7 +544,20 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			a.hot.put(cidr, nh)
 			return ips, nil
 		}
-		if derr := a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(pos)}); derr != nil {
+		if !definite(err) {
+			// Maybe applied: read the block back to find out.
+			applied, rerr := a.allocApplied(ctx, cidr, ips, attr)
+			switch {
+			case rerr != nil:
+				a.log.WarnContext(ctx, "block write with unknown outcome", "block", cidr, "err", err, "read", rerr)
+				return ips, &unknownWrite{block: cidr, ips: ips, err: err}
+			case applied:
+				return ips, nil
+			}
+		}
+		// Certainly not applied: undo the handle count. Should that fail,
+		// the handle over-counts, which GC repairs; never under-counts.
+		if derr := a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(pos)}, nil); derr != nil {
 			a.log.WarnContext(ctx, "undo handle count", "handle", attr.Handle, "err", derr)
 		}
 		if !retryable(err) {
@@ -526,6 +565,35 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		}
 	}
 	return nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+}
+
+var errMixedOutcome = errors.New("some of the addresses are held, some not")
+
+// allocApplied reads the block back after a write with an unknown
+// outcome and reports whether the write was applied: every address is
+// held by an attribute equal to attr (the handle and its creation time
+// make that unique), or none is. Anything else is an error.
+func (a *IPAM) allocApplied(ctx context.Context, cidr netip.Prefix, ips []AssignedIP, attr *Attribute) (bool, error) {
+	sb, err := a.getBlock(ctx, cidr)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	held := 0
+	for _, ip := range ips {
+		if at, ok := sb.block.Holder(ip.Addr); ok && at.equal(attr) {
+			held++
+		}
+	}
+	switch held {
+	case 0:
+		return false, nil
+	case len(ips):
+		return true, nil
+	}
+	return false, errMixedOutcome
 }
 
 // incrementHandle adds n allocations in block to the handle's record.
@@ -554,21 +622,34 @@ func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.P
 }
 
 // decrementHandle subtracts counts from the handle's record, dropping
-// blocks that reach zero and the record when it is empty.
-func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts map[netip.Prefix]int) error {
+// blocks that reach zero and the record when it is empty. A block's count
+// never drops below floors[block]: the handle's allocations in the block
+// as written by the release that calls this, so a GC that rebuilt the
+// record in between (already without the released addresses) does not
+// lose the handle's other addresses. It leaves Updated alone: the record
+// is stamped by increments, which is what GC's grace period protects.
+func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts, floors map[netip.Prefix]int) error {
 	return a.modifyHandle(ctx, handle, func(h *handleRecord, exists bool) (edit, error) {
 		if !exists {
 			return editSkip, nil
 		}
+		changed := false
 		for cidr, n := range counts {
 			k := cidr.String()
-			if h.Blocks[k] -= n; h.Blocks[k] <= 0 {
+			cur, had := h.Blocks[k]
+			next := max(cur-n, floors[cidr])
+			if next <= 0 {
 				delete(h.Blocks, k)
+			} else {
+				h.Blocks[k] = next
 			}
+			changed = changed || next != cur || (had && next <= 0)
 		}
-		h.Updated = a.now().UTC()
-		if len(h.Blocks) == 0 {
+		switch {
+		case len(h.Blocks) == 0:
 			return editDelete, nil
+		case !changed:
+			return editSkip, nil
 		}
 		return editWrite, nil
 	})
@@ -714,6 +795,12 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 	key := affinityKey(node, cidr)
 	val, _ := json.Marshal(af)
 	rev, err := a.s.Create(ctx, key, val)
+	if err != nil && !definite(err) {
+		// Maybe created: read it back.
+		if got, grev, gerr := getJSON[Affinity](ctx, a.s, key); gerr == nil {
+			af, rev, err = got, grev, nil
+		}
+	}
 	if errors.Is(err, store.ErrExists) {
 		var cur []storedAffinity
 		if cur, err = a.listAffinities(ctx, node); err == nil {
@@ -731,6 +818,12 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 		return errBlockTaken
 	}
 	_, err = a.s.Create(ctx, blockKey(cidr), encodeBlock(newBlock(cidr, node, now)))
+	if err != nil && !definite(err) {
+		// Maybe created: it is ours if it exists affine to node.
+		if _, gerr := a.getBlock(ctx, cidr); gerr == nil {
+			err = store.ErrExists // settled below: ours if affine to node
+		}
+	}
 	if errors.Is(err, store.ErrExists) {
 		sb, gerr := a.getBlock(ctx, cidr)
 		if gerr == nil && sb.block.Affinity == node {
@@ -751,7 +844,14 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 	af.State, af.Updated = AffinityConfirmed, now
 	val, _ = json.Marshal(af)
 	if _, err := a.s.Update(ctx, key, val, rev); err != nil {
-		return fmt.Errorf("confirm affinity %s for %s: %w", cidr, node, err)
+		// A conflict usually means GC or a second Assign for the node
+		// confirmed it first, and a lost response may hide our own
+		// write: either way the claim stands if the affinity now reads
+		// confirmed.
+		if cur, _, gerr := getJSON[Affinity](ctx, a.s, key); gerr == nil && cur.State == AffinityConfirmed && cur.Node == node {
+			return nil
+		}
+		return writeErr(fmt.Sprintf("confirm affinity %s for %s", cidr, node), err)
 	}
 	return nil
 }
@@ -814,10 +914,10 @@ func (a *IPAM) borrow(ctx context.Context, c *cluster, pools []IPPool, attr *Att
 			}
 			return nil
 		})
+		got = append(got, ips...)
 		if err != nil {
 			return got, err
 		}
-		got = append(got, ips...)
 		if len(got) == n {
 			break
 		}

@@ -3,7 +3,10 @@ package ipam
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
+
+	"github.com/tabbynet/tabby/ipam/store"
 )
 
 var (
@@ -36,7 +39,48 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTooManyConflicts: optimistic concurrency gave up after retries.
 	ErrTooManyConflicts = errors.New("too many concurrent updates")
+	// ErrOutcomeUnknown: a store write failed in a way that leaves unknown
+	// whether it was applied (an etcd client sees this on a lost
+	// connection, a leader change or a server-side timeout), and reading
+	// the store back did not settle it. Addresses may stay assigned under
+	// the request's handle: release them with ReleaseByHandle (a CNI DEL
+	// does), or leave them to GC. An error from Assign or AssignIP that
+	// does not match ErrOutcomeUnknown means nothing stays assigned.
+	ErrOutcomeUnknown = errors.New("outcome of a store write unknown")
 )
+
+// definite reports whether a failed store write certainly was not
+// applied: the store refused it (revision conflict, missing or existing
+// key, bad key, closed store). Anything else — a lost connection, a
+// timeout, a cancelled context — may have been applied.
+func definite(err error) bool {
+	return errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) ||
+		errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrClosed)
+}
+
+// unknownWrite is a write to a block, assigning ips, whose outcome is
+// unknown; it matches ErrOutcomeUnknown until a rollback settles it.
+type unknownWrite struct {
+	block netip.Prefix
+	ips   []AssignedIP
+	err   error // the store's error
+}
+
+func (u *unknownWrite) Error() string {
+	return fmt.Sprintf("update block %s: %v: %v", u.block, ErrOutcomeUnknown, u.err)
+}
+
+func (u *unknownWrite) Unwrap() []error { return []error{ErrOutcomeUnknown, u.err} }
+
+// settle returns err with every unknownWrite in it replaced by a plain
+// error (the rollback found out that nothing stays assigned).
+func settle(err error) error {
+	var u *unknownWrite
+	if !errors.As(err, &u) {
+		return err
+	}
+	return fmt.Errorf("update block %s failed (rolled back, nothing stays assigned): %w", u.block, u.err)
+}
 
 // AllocationError explains why automatic assignment failed. errors.Is on it
 // matches its Reason (ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity,

@@ -215,6 +215,13 @@ func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
 			}
 		}
 	}
+	return a.decodeCluster(revs, vals)
+}
+
+// decodeCluster decodes the config, pools and reservations values (nil
+// when missing) read at revs, reusing the cached copy when the revisions
+// match.
+func (a *IPAM) decodeCluster(revs [3]int64, vals [3][]byte) (*cluster, error) {
 	a.mu.Lock()
 	c := a.cache
 	a.mu.Unlock()

@@ -61,31 +61,32 @@ func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, e
 	}
 	var got []AssignedIP
 	for _, addr := range args.Addrs {
-		ip, err := a.assignOne(ctx, c, &attr, addr)
+		ips, err := a.assignOne(ctx, c, &attr, addr)
+		got = append(got, ips...)
 		if err != nil {
-			a.rollback(ctx, got)
-			return nil, err
+			return nil, a.failed(ctx, &attr, got, err)
 		}
-		got = append(got, ip)
 	}
 	return got, nil
 }
 
-func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr netip.Addr) (AssignedIP, error) {
+// assignOne assigns addr; on an error with an unknown outcome it returns
+// the address too, for the rollback.
+func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr netip.Addr) ([]AssignedIP, error) {
 	p, _ := c.poolFor(addr)
 	cidr := blockFor(addr, p.BlockSize)
 	pools := []IPPool{p}
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
-			return AssignedIP{}, err
+			return nil, err
 		}
 		if _, err := a.s.Get(ctx, blockKey(cidr)); errors.Is(err, store.ErrNotFound) {
 			if err := a.createBlockFor(ctx, c, attr.Node, cidr); err != nil && !errors.Is(err, errBlockTaken) {
-				return AssignedIP{}, err
+				return nil, err
 			}
 			continue
 		} else if err != nil {
-			return AssignedIP{}, err
+			return nil, err
 		}
 		var inUse bool
 		ips, err := a.updateBlockForAlloc(ctx, c, pools, cidr, attr, func(b *Block) error {
@@ -104,17 +105,17 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 			return []int{i}
 		})
 		if err != nil {
-			return AssignedIP{}, err
+			return ips, err
 		}
 		if inUse {
-			return AssignedIP{}, fmt.Errorf("assign %s: %w", addr, ErrAddressInUse)
+			return nil, fmt.Errorf("assign %s: %w", addr, ErrAddressInUse)
 		}
 		if len(ips) == 1 {
-			return ips[0], nil
+			return ips, nil
 		}
 		// The block vanished between the two reads: go round again.
 	}
-	return AssignedIP{}, fmt.Errorf("assign %s: %w", addr, ErrTooManyConflicts)
+	return nil, fmt.Errorf("assign %s: %w", addr, ErrTooManyConflicts)
 }
 
 // createBlockFor creates the block holding a requested address: affine to
@@ -156,26 +157,27 @@ func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 		return nil, fmt.Errorf("release handle %q: %w", handle, err)
 	}
 	var out []netip.Addr
-	done := map[netip.Prefix]int{}
+	done, floors := map[netip.Prefix]int{}, map[netip.Prefix]int{}
 	for k, n := range h.Blocks {
 		cidr, err := netip.ParsePrefix(k)
 		if err != nil {
 			continue
 		}
-		addrs, _, err := a.releaseFromBlock(ctx, cidr, func(_ int, at *Attribute) bool { return at.Handle == handle })
+		addrs, _, remaining, err := a.releaseFromBlock(ctx, cidr, func(_ int, at *Attribute) bool { return at.Handle == handle })
 		if err != nil {
 			return out, fmt.Errorf("release handle %q: %w", handle, err)
 		}
 		out = append(out, addrs...)
 		done[cidr] = max(n, len(addrs)) // drop the block from the record whatever it counted
+		floors[cidr] = remaining[handle]   // unless an assignment to the handle raced this
 	}
 	// Usually nobody touched the record meanwhile: delete it at the
 	// revision read; otherwise subtract what was released.
 	if err := a.s.Delete(ctx, handleKey(handle), rev); err != nil {
 		if !retryable(err) {
-			return out, fmt.Errorf("release handle %q: %w", handle, err)
+			return out, writeErr(fmt.Sprintf("release handle %q", handle), err)
 		}
-		if err := a.decrementHandle(ctx, handle, done); err != nil {
+		if err := a.decrementHandle(ctx, handle, done, floors); err != nil {
 			return out, fmt.Errorf("release handle %q: %w", handle, err)
 		}
 	}
@@ -185,22 +187,24 @@ func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 }
 
 // releaseFromBlock frees the ordinals drop selects, deleting the block when
-// it ends up empty with no affinity. It returns the freed addresses and the
-// count per handle.
-func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop func(ord int, at *Attribute) bool) ([]netip.Addr, map[string]int, error) {
+// it ends up empty with no affinity. It returns the freed addresses, the
+// count freed per handle, and the count per handle left in the block as
+// written (or as read, when nothing was freed). A write whose outcome is
+// unknown is an error matching ErrOutcomeUnknown.
+func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop func(ord int, at *Attribute) bool) (addrs []netip.Addr, freed, remaining map[string]int, err error) {
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		sb, err := a.getBlock(ctx, cidr)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, nil
+			return nil, nil, nil, nil
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		b := sb.block
-		var addrs []netip.Addr
+		addrs = addrs[:0]
 		freed := b.release(func(ord int, at *Attribute) bool {
 			if drop(ord, at) {
 				addrs = append(addrs, b.Addr(ord))
@@ -209,7 +213,7 @@ func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop fun
 			return false
 		}, a.now().UTC())
 		if len(freed) == 0 {
-			return nil, nil, nil
+			return nil, nil, b.handleCounts(), nil
 		}
 		if b.Used() == 0 && b.Affinity == "" {
 			if err = a.s.Delete(ctx, blockKey(cidr), sb.rev); err == nil {
@@ -220,13 +224,22 @@ func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop fun
 		}
 		if err == nil {
 			a.full.forget(cidr)
-			return addrs, freed, nil
+			return addrs, freed, b.handleCounts(), nil
 		}
 		if !retryable(err) {
-			return nil, nil, fmt.Errorf("update block %s: %w", cidr, err)
+			return nil, nil, nil, writeErr("update block "+cidr.String(), err)
 		}
 	}
-	return nil, nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+	return nil, nil, nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+}
+
+// writeErr wraps the error of a store write, marking it ErrOutcomeUnknown
+// unless the store certainly did not apply it.
+func writeErr(what string, err error) error {
+	if definite(err) || errors.Is(err, ErrOutcomeUnknown) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w: %w", what, ErrOutcomeUnknown, err)
 }
 
 // blockOf finds the block that holds addr: from its pool's block size, or
@@ -270,13 +283,15 @@ func (a *IPAM) ReleaseIPs(ctx context.Context, addrs ...netip.Addr) ([]netip.Add
 	}
 	var out []netip.Addr
 	for cidr, ords := range byBlock {
-		got, freed, err := a.releaseFromBlock(ctx, cidr, func(o int, _ *Attribute) bool { return ords[o] })
+		got, freed, remaining, err := a.releaseFromBlock(ctx, cidr, func(o int, _ *Attribute) bool { return ords[o] })
 		if err != nil {
 			return out, err
 		}
 		out = append(out, got...)
 		for h, n := range freed {
-			if err := a.decrementHandle(ctx, h, map[netip.Prefix]int{cidr: n}); err != nil {
+			// The floor keeps the handle's other addresses in the block
+			// counted should GC have rebuilt the record since the write.
+			if err := a.decrementHandle(ctx, h, map[netip.Prefix]int{cidr: n}, map[netip.Prefix]int{cidr: remaining[h]}); err != nil {
 				return out, fmt.Errorf("release %s: %w", cidr, err)
 			}
 		}
