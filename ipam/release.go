@@ -168,8 +168,8 @@ func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 			return out, fmt.Errorf("release handle %q: %w", handle, err)
 		}
 		out = append(out, addrs...)
-		done[cidr] = max(n, len(addrs)) // drop the block from the record whatever it counted
-		floors[cidr] = remaining[handle]   // unless an assignment to the handle raced this
+		done[cidr] = max(n, len(addrs))  // drop the block from the record whatever it counted
+		floors[cidr] = remaining[handle] // unless an assignment to the handle raced this
 	}
 	// Usually nobody touched the record meanwhile: delete it at the
 	// revision read; otherwise subtract what was released.
