@@ -19,7 +19,11 @@ import (
 // AssignArgs asks for automatically chosen addresses.
 type AssignArgs struct {
 	// Handle names the allocation, e.g. "k8s-pod-network.<containerID>";
-	// ReleaseByHandle frees everything assigned under it.
+	// ReleaseByHandle frees everything assigned under it. Assign does not
+	// look for earlier assignments: calling it twice with one handle
+	// assigns a second set of addresses, both held by the handle. A
+	// retried CNI ADD should first call IPsByHandle and reuse what the
+	// handle already holds (or ReleaseByHandle and assign afresh).
 	Handle string
 	// Node is the node the addresses are for; blocks affine to it are used
 	// first.
@@ -414,12 +418,12 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 
 // blockCheck vets a block before allocating from it; a non-nil error stops
 // the allocation, errSkip skips the block quietly.
-type blockCheck func(b *Block) error
+type blockCheck func(b *allocBlock) error
 
 var errSkip = errors.New("skip block")
 
 func requireAffinity(node string) blockCheck {
-	return func(b *Block) error {
+	return func(b *allocBlock) error {
 		if b.Affinity != node {
 			return errSkip
 		}
@@ -432,7 +436,7 @@ func requireAffinity(node string) blockCheck {
 // two writes leaves a handle that over-counts (which Check reports and GC
 // repairs) rather than an allocation no handle can release.
 func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, n int, check blockCheck) ([]AssignedIP, error) {
-	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, true, func(b *Block, mask []bool) []int {
+	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, true, func(b *allocBlock, mask []bool) []int {
 		var pos []int
 		for i, o := range b.Unallocated {
 			if len(pos) == n {
@@ -451,7 +455,7 @@ func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, c
 // without decoding, for a block with no free ordinal, and gives pick the
 // reserved ordinals (IPReservations) to avoid; explicit requests ignore
 // reservations, as in Calico.
-func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, auto bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
+func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, auto bool, pick func(b *allocBlock, mask []bool) []int) ([]AssignedIP, error) {
 	key := blockKey(cidr)
 	var enc []byte // attr's encoding in a block affine to encAffinity
 	var encAffinity string
@@ -516,7 +520,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		if pool.Name == "" {
 			pool, _ = c.poolFor(cidr.Addr())
 		}
-		nb := Block{CIDR: b.CIDR, Affinity: b.Affinity, Allocations: slices.Clone(b.Allocations)}
+		nb := allocBlock{CIDR: b.CIDR, Affinity: b.Affinity, Allocations: slices.Clone(b.Allocations)}
 		var taken []bool
 		if len(pos) > 8 {
 			taken = make([]bool, len(b.Unallocated))
@@ -908,7 +912,7 @@ func (a *IPAM) borrow(ctx context.Context, c *cluster, pools []IPPool, attr *Att
 	}
 	var got []AssignedIP
 	for _, sb := range cands {
-		ips, err := a.allocFromBlock(ctx, c, pools, sb.block.CIDR, attr, n-len(got), func(b *Block) error {
+		ips, err := a.allocFromBlock(ctx, c, pools, sb.block.CIDR, attr, n-len(got), func(b *allocBlock) error {
 			if b.Affinity == attr.Node {
 				return errSkip
 			}
@@ -941,7 +945,7 @@ func (a *IPAM) freeElsewhere(ctx context.Context, c *cluster, pools []IPPool, no
 	return n, nil
 }
 
-func freeCount(b *Block, reserved []netip.Prefix) int {
+func freeCount(b *allocBlock, reserved []netip.Prefix) int {
 	mask, all := reservedMask(b.CIDR, reserved)
 	if all {
 		return 0

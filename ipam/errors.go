@@ -31,8 +31,6 @@ var (
 	ErrNotInPool = errors.New("address not in an enabled pool")
 	// ErrAddressInUse: a requested address is already allocated.
 	ErrAddressInUse = errors.New("address already in use")
-	// ErrReserved: a requested address is in an IPReservation.
-	ErrReserved = errors.New("address is reserved")
 	// ErrPoolInUse: a pool still has blocks and cannot be deleted.
 	ErrPoolInUse = errors.New("pool has blocks")
 	// ErrNotFound: a named pool or reservation does not exist.

@@ -309,7 +309,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 	for _, cidr := range sortedCIDRs(s.blocks) {
 		b := s.blocks[cidr].block
 		if b.consistency() != "" {
-			if err := a.modifyBlock(ctx, cidr, func(b *Block) bool {
+			if err := a.modifyBlock(ctx, cidr, func(b *allocBlock) bool {
 				if b.consistency() == "" {
 					return false
 				}
@@ -395,7 +395,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 
 // modifyBlock applies fn to the block with compare-and-swap; fn returns
 // false to leave it unchanged.
-func (a *IPAM) modifyBlock(ctx context.Context, cidr netip.Prefix, fn func(b *Block) bool) error {
+func (a *IPAM) modifyBlock(ctx context.Context, cidr netip.Prefix, fn func(b *allocBlock) bool) error {
 	defer a.full.forget(cidr) // it may have freed addresses
 	return a.modify(ctx, blockKey(cidr), func(cur []byte) ([]byte, bool, error) {
 		if cur == nil {

@@ -66,7 +66,7 @@ func TestCheckFindsAndGCRepairsDamage(t *testing.T) {
 	require.NoError(t, e.s.Delete(e.ctx, handleKey("h2"), 0))
 	_, err = e.s.Create(e.ctx, affinityKey("n", pfx("10.0.0.240/28")), []byte(`{"node":"n","cidr":"10.0.0.240/28","state":"pending"}`))
 	require.NoError(t, err)
-	require.NoError(t, e.ipam.modifyBlock(e.ctx, ip.Block, func(b *Block) bool {
+	require.NoError(t, e.ipam.modifyBlock(e.ctx, ip.Block, func(b *allocBlock) bool {
 		b.Unallocated = append(b.Unallocated, b.Unallocated[0])
 		return true
 	}))

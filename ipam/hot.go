@@ -26,7 +26,7 @@ type hotBlock struct {
 	rawLen int // length of the stored encoding the entry was made from
 	// b has CIDR, Affinity, EmptySince, Allocations and Unallocated; its
 	// Attributes are left out (they are attrs, encoded).
-	b Block
+	b allocBlock
 	// attrs is the canonical encoding of the attributes, one after the
 	// other; attrEnds[i] is where attribute i ends in it.
 	attrs    string
@@ -154,7 +154,7 @@ func hotAttrIndex(h *hotBlock, raw []byte, attr *Attribute, enc []byte) (int32, 
 // encodeHot encodes nb (header, allocations, free list) followed by h's
 // attributes and, when newAttr is not nil, one more; it returns the
 // encoding and the hotBlock for it (revision still to be set).
-func encodeHot(nb *Block, h *hotBlock, newAttr []byte) ([]byte, *hotBlock) {
+func encodeHot(nb *allocBlock, h *hotBlock, newAttr []byte) ([]byte, *hotBlock) {
 	n := len(h.attrEnds)
 	if newAttr != nil {
 		n++

@@ -574,7 +574,7 @@ func (a *IPAM) nodeLabels(ctx context.Context, node string) (selector.Map, error
 
 // storedBlock is a decoded block with its revision.
 type storedBlock struct {
-	block *Block
+	block *allocBlock
 	rev   int64
 }
 

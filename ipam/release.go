@@ -89,13 +89,13 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 			return nil, err
 		}
 		var inUse bool
-		ips, err := a.updateBlockForAlloc(ctx, c, pools, cidr, attr, func(b *Block) error {
+		ips, err := a.updateBlockForAlloc(ctx, c, pools, cidr, attr, func(b *allocBlock) error {
 			if c.config.StrictAffinity && b.Affinity != attr.Node {
 				return &AllocationError{Family: family(addr.Is6()), Node: attr.Node, Pools: []string{p.Name}, Reason: ErrStrictAffinity,
 					Detail: fmt.Sprintf("%s is in block %s affine to %q", addr, b.CIDR, b.Affinity)}
 			}
 			return nil
-		}, false, func(b *Block, _ []bool) []int {
+		}, false, func(b *allocBlock, _ []bool) []int {
 			o := int32(ordinal(b.CIDR, addr))
 			i := slices.Index(b.Unallocated, o)
 			if i < 0 {
@@ -300,8 +300,13 @@ func (a *IPAM) ReleaseIPs(ctx context.Context, addrs ...netip.Addr) ([]netip.Add
 	return out, nil
 }
 
-// IPsByHandle returns the addresses assigned under handle (none for an
-// unknown handle).
+// IPsByHandle returns the addresses assigned under handle, sorted (none
+// for an unknown handle). It is the lookup a retried CNI ADD needs, since
+// Assign with a handle that already holds addresses assigns more: if it
+// returns addresses, the earlier ADD got as far as assigning them (an
+// Assign that failed without ErrOutcomeUnknown leaves nothing). It reads
+// the handle's record, then the blocks the record names, so addresses of
+// an Assign still in flight may be missing.
 func (a *IPAM) IPsByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
 	h, _, err := a.getHandle(ctx, handle)
 	if errors.Is(err, store.ErrNotFound) {

@@ -64,8 +64,10 @@ func TestNodeAgentWatch(t *testing.T) {
 		select {
 		case ev := <-bl:
 			require.NoError(t, ev.Err)
-			if ev.Block != nil && len(ev.Block.borrowedBy("n")) == 1 {
-				assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, ev.Block.borrowedBy("n"))
+			if ev.Block != nil && len(ev.Block.BorrowedBy("n")) == 1 {
+				assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, ev.Block.BorrowedBy("n"))
+				assert.Equal(t, "m", ev.Block.Affinity)
+				assert.Equal(t, 16, ev.Block.Size)
 				got, _, err := e.ipam.BorrowedAddrs(e.ctx, "n")
 				require.NoError(t, err)
 				assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, got)
