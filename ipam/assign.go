@@ -279,7 +279,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	var got []AssignedIP
 	// Fast path: the node's block that last had room, without listing the
 	// node's affinities (the block itself says whose it is).
-	if hint, ok := a.hints.Load(hintKey{node, v6}); ok {
+	if hint, ok := a.cache.hints.Load(hintKey{node, v6}); ok {
 		if _, inPools := poolOf(pools, hint.(netip.Prefix)); inPools {
 			ips, err := a.allocFromBlock(ctx, c, pools, hint.(netip.Prefix), attr, num, requireAffinity(node))
 			if got = ips; err != nil {
@@ -301,17 +301,17 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	trustFull := true // skip blocks recently found full (see fullBlocks)
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.
-		affs, cached := a.nodes.get(node, a.now())
-		if !trustFull || !cached {
+		affs, listed := a.cache.nodeAffinities(node, a.now())
+		if !trustFull || !listed {
 			if affs, err = a.listAffinities(ctx, node); err != nil {
 				return got, err
 			}
-			a.nodes.put(node, affs, a.now())
+			a.cache.putNodeAffinities(node, affs, a.now())
 		}
 		// The node's usable blocks in this family, in pool order and,
 		// within a pool, the block that last had room first; blocks
 		// recently found full are left out (but counted).
-		hint, _ := a.hints.Load(hintKey{node, v6})
+		hint, _ := a.cache.hints.Load(hintKey{node, v6})
 		now := a.now()
 		owned = 0
 		type rankedAffinity struct {
@@ -328,7 +328,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 				continue // unusable: counts toward nothing
 			}
 			owned++
-			if trustFull && a.full.recent(af.CIDR, now) {
+			if trustFull && a.cache.recentlyFull(af.CIDR, now) {
 				continue
 			}
 			r := 2 * pi
@@ -346,7 +346,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 				return got, err
 			}
 			if len(ips) > 0 {
-				a.hints.Store(hintKey{node, v6}, af.CIDR)
+				a.cache.hints.Store(hintKey{node, v6}, af.CIDR)
 			}
 			if len(got) == num {
 				return got, nil
@@ -378,7 +378,6 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		if err != nil {
 			return got, err
 		}
-		a.nodes.add(node, storedAffinity{Affinity: Affinity{Node: node, CIDR: cidr, State: AffinityConfirmed}})
 		// Use the new block at once rather than listing the node's
 		// blocks again.
 		ips, err := a.allocFromBlock(ctx, c, pools, cidr, attr, num-len(got), requireAffinity(node))
@@ -387,7 +386,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			return got, err
 		}
 		if len(ips) > 0 {
-			a.hints.Store(hintKey{node, v6}, cidr)
+			a.cache.hints.Store(hintKey{node, v6}, cidr)
 		}
 	}
 	if len(got) == num {
@@ -463,24 +462,25 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		if err := a.backoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		kv, err := store.GetView(ctx, a.s, key)
+		kv, err := a.s.Get(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		raw := stringBytes(kv.Value) // read only
+		raw := kv.Value
 		if free, ok := peekFree(raw); auto && ok && free == 0 {
-			a.full.mark(cidr, a.now())
+			a.cache.markFull(cidr, a.now())
 			return nil, nil // full: nothing to take, whoever owns it
 		}
-		h := a.hot.get(cidr, kv.Revision, len(raw))
-		if h == nil {
+		st := keyStamp(kv.Revision, len(raw))
+		h, ok := cached[*hotBlock](&a.cache, key, st)
+		if !ok {
 			if h, err = parseHot(raw, kv.Revision); err != nil {
 				return nil, fmt.Errorf("block %s: %w", cidr, err)
 			}
-			a.hot.put(cidr, h)
+			a.cache.put(key, st, h)
 		}
 		b := &h.b // shared: read only
 		if err := check(b); err != nil {
@@ -541,11 +541,10 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			}
 		}
 		buf, nh := encodeHot(&nb, h, newAttr)
-		rev, err := store.UpdateString(ctx, a.s, key, bytesString(buf), kv.Revision) // buf is never modified
-
+		rev, err := a.s.Update(ctx, key, buf, kv.Revision) // buf is never modified: nh refers to it
 		if err == nil {
 			nh.rev = rev
-			a.hot.put(cidr, nh)
+			a.cache.put(key, keyStamp(rev, nh.rawLen), nh)
 			return ips, nil
 		}
 		if !definite(err) {
@@ -604,7 +603,7 @@ func (a *IPAM) allocApplied(ctx context.Context, cidr netip.Prefix, ips []Assign
 func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.Prefix, n int) error {
 	now := a.now().UTC()
 	// Most handles are new: try a plain create first.
-	_, err := store.CreateString(ctx, a.s, handleKey(handle), bytesString(encodeNewHandle(block, n, now)))
+	_, err := a.s.Create(ctx, handleKey(handle), encodeNewHandle(block, n, now))
 	if err == nil || !errors.Is(err, store.ErrExists) {
 		if err != nil {
 			return fmt.Errorf("record handle %q: %w", handle, err)
@@ -660,7 +659,6 @@ func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts, floor
 }
 
 func (a *IPAM) confirmAffinity(ctx context.Context, af storedAffinity) {
-	defer a.nodes.forget(af.Node)
 	af.State, af.Updated = AffinityConfirmed, a.now().UTC()
 	b, _ := json.Marshal(af.Affinity)
 	if _, err := a.s.Update(ctx, affinityKey(af.Node, af.CIDR), b, af.rev); err != nil {
@@ -675,25 +673,12 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 		return nil, fmt.Errorf("list blocks: %w", err)
 	}
 	out := make(map[netip.Prefix]bool, len(keys))
-	a.keyMu.Lock()
-	defer a.keyMu.Unlock()
-	if a.blockKeys == nil || len(a.blockKeys) > 4*len(keys)+1024 {
-		a.blockKeys = make(map[string]netip.Prefix, len(keys))
-	}
 	for _, k := range keys {
-		p, ok := a.blockKeys[k]
-		if !ok {
-			var err error
-			if p, err = netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err != nil {
-				p = netip.Prefix{} // not a block: remembered as such
-			}
-			a.blockKeys[k] = p
-		}
-		if p.IsValid() {
+		if p, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err == nil {
 			out[p] = true
 		}
 	}
-	a.known.reset(out)
+	a.cache.resetKnown(out)
 	return out, nil
 }
 
@@ -729,7 +714,7 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 		_, err := a.blockCIDRs(ctx)
 		return err
 	}
-	if !a.known.isLoaded() {
+	if !a.cache.knownLoaded() {
 		if err := reload(); err != nil {
 			return netip.Prefix{}, err
 		}
@@ -737,7 +722,7 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 	const maxStaleProbes = 8
 	stale := 0
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
-		cidr, err := a.known.findFree(c, pools, node)
+		cidr, err := a.cache.findFree(c, pools, node)
 		if errors.Is(err, errNoFreeBlock) && !fresh {
 			if err := reload(); err != nil {
 				return netip.Prefix{}, err
@@ -757,14 +742,13 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 			err = errBlockTaken
 		}
 		if err == nil {
-			a.known.add(cidr)
 			a.log.DebugContext(ctx, "claimed block", "node", node, "block", cidr)
 			return cidr, nil
 		}
 		if !errors.Is(err, errBlockTaken) {
 			return netip.Prefix{}, err
 		}
-		a.known.add(cidr)
+		a.cache.addKnown(cidr)
 		if stale++; stale >= maxStaleProbes && !fresh {
 			if err := reload(); err != nil {
 				return netip.Prefix{}, err
@@ -777,14 +761,14 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 // probeBlock reports whether node may claim cidr: the block does not exist,
 // or it is node's own from an interrupted earlier claim.
 func (a *IPAM) probeBlock(ctx context.Context, cidr netip.Prefix, node string) (bool, error) {
-	kv, err := store.GetView(ctx, a.s, blockKey(cidr))
+	kv, err := a.s.Get(ctx, blockKey(cidr))
 	if errors.Is(err, store.ErrNotFound) {
 		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("read block %s: %w", cidr, err)
 	}
-	b, err := decodeBlock(stringBytes(kv.Value))
+	b, err := decodeBlock(kv.Value)
 	if err != nil {
 		return false, fmt.Errorf("block %s: %w", cidr, err)
 	}

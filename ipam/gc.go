@@ -345,7 +345,6 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			if err != nil {
 				return rep, err
 			}
-			a.nodes.forget(b.Affinity)
 			val, _ := json.Marshal(Affinity{Node: b.Affinity, CIDR: cidr, State: AffinityConfirmed, Updated: a.now().UTC()})
 			if _, err := a.s.Create(ctx, affinityKey(b.Affinity, cidr), val); err != nil && !errors.Is(err, store.ErrExists) {
 				return rep, err
@@ -396,7 +395,6 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 // modifyBlock applies fn to the block with compare-and-swap; fn returns
 // false to leave it unchanged.
 func (a *IPAM) modifyBlock(ctx context.Context, cidr netip.Prefix, fn func(b *allocBlock) bool) error {
-	defer a.full.forget(cidr) // it may have freed addresses
 	return a.modify(ctx, blockKey(cidr), func(cur []byte) ([]byte, bool, error) {
 		if cur == nil {
 			return nil, false, nil
@@ -420,7 +418,6 @@ func (a *IPAM) gcAffinity(ctx context.Context, af storedAffinity, old func(time.
 		return false, err
 	}
 	key := affinityKey(af.Node, af.CIDR)
-	defer a.nodes.forget(af.Node)
 	switch {
 	case af.State == AffinityPendingDeletion:
 		err := a.releaseAffinity(ctx, af, true)

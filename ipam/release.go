@@ -216,14 +216,11 @@ func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop fun
 			return nil, nil, b.handleCounts(), nil
 		}
 		if b.Used() == 0 && b.Affinity == "" {
-			if err = a.s.Delete(ctx, blockKey(cidr), sb.rev); err == nil {
-				a.known.remove(cidr)
-			}
+			err = a.s.Delete(ctx, blockKey(cidr), sb.rev)
 		} else {
 			_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
 		}
 		if err == nil {
-			a.full.forget(cidr)
 			return addrs, freed, b.handleCounts(), nil
 		}
 		if !retryable(err) {
@@ -391,7 +388,6 @@ var errNotEmpty = errors.New("block not empty")
 // reports and GC finishes.
 func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEmpty bool) error {
 	key := affinityKey(af.Node, af.CIDR)
-	defer a.nodes.forget(af.Node)
 	if af.State != AffinityPendingDeletion {
 		af.State, af.Updated = AffinityPendingDeletion, a.now().UTC()
 		val, _ := json.Marshal(af.Affinity)
@@ -420,9 +416,7 @@ func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEm
 			break
 		}
 		if b.Used() == 0 {
-			if err = a.s.Delete(ctx, blockKey(af.CIDR), sb.rev); err == nil {
-				a.known.remove(af.CIDR)
-			}
+			err = a.s.Delete(ctx, blockKey(af.CIDR), sb.rev)
 		} else if requireEmpty {
 			// Someone allocated meanwhile: keep the claim.
 			af.State, af.Updated = AffinityConfirmed, a.now().UTC()

@@ -81,10 +81,8 @@ func (m *Memory) shard(key string) *memoryShard {
 }
 
 var (
-	_ Store        = (*Memory)(nil)
-	_ KeyLister    = (*Memory)(nil)
-	_ Viewer       = (*Memory)(nil)
-	_ StringWriter = (*Memory)(nil)
+	_ Store     = (*Memory)(nil)
+	_ KeyLister = (*Memory)(nil)
 )
 
 // MemoryOption configures NewMemory.
@@ -124,8 +122,7 @@ func (m *Memory) Revision() int64 {
 	return m.rev
 }
 
-// lookup returns the stored KV itself (not a copy): Get copies its value,
-// GetView hands out a read-only view.
+// lookup returns the stored KV itself (not a copy); Get copies its value.
 func (m *Memory) lookup(ctx context.Context, key string) (KV, error) {
 	if err := ValidateKey(key); err != nil {
 		return KV{}, fmt.Errorf("memory: get: %w", err)
@@ -196,28 +193,6 @@ func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
 	return ListResult{KVs: out, Revision: rev}, nil
 }
 
-// GetView is Get without the copy: the view is the stored value itself,
-// which Memory never modifies (a write stores a fresh copy).
-func (m *Memory) GetView(ctx context.Context, key string) (KVView, error) {
-	kv, err := m.lookup(ctx, key)
-	if err != nil {
-		return KVView{}, err
-	}
-	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
-}
-
-// ListView is List without the copies (see GetView).
-func (m *Memory) ListView(ctx context.Context, prefix string) ([]KVView, int64, error) {
-	out := make([]KVView, 0, 4)
-	rev, err := m.scan(ctx, prefix, func(kv KV) {
-		out = append(out, KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision})
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return out, rev, nil
-}
-
 func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {
 	var out []string
 	rev, err := m.scan(ctx, prefix, func(kv KV) { out = append(out, kv.Key) })
@@ -225,15 +200,6 @@ func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, 
 		return nil, 0, err
 	}
 	return out, rev, nil
-}
-
-func (m *Memory) CreateString(ctx context.Context, key string, value string) (int64, error) {
-	return m.create(ctx, key, bytesOf(value))
-}
-
-// UpdateString is Update keeping value itself rather than a copy.
-func (m *Memory) UpdateString(ctx context.Context, key string, value string, ifRevision int64) (int64, error) {
-	return m.update(ctx, key, bytesOf(value), ifRevision)
 }
 
 func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, error) {

@@ -58,30 +58,26 @@ func TestMemoryClosed(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrClosed)
 }
 
-func TestMemoryViewsAndStringWrites(t *testing.T) {
+// TestMemoryCopiesValues: values are copied on the way in and out.
+func TestMemoryCopiesValues(t *testing.T) {
 	m := store.NewMemory()
 	ctx := context.Background()
-	rev, err := store.CreateString(ctx, m, "/a", "abc")
+	in := []byte("abc")
+	rev, err := m.Create(ctx, "/a", in)
 	require.NoError(t, err)
-	v, err := store.GetView(ctx, m, "/a")
-	require.NoError(t, err)
-	require.Equal(t, store.KVView{Key: "/a", Value: "abc", Revision: rev}, v)
+	in[0] = 'X'
 	kv, err := m.Get(ctx, "/a")
 	require.NoError(t, err)
-	kv.Value[0] = 'X' // a copy
-	rev, err = store.UpdateString(ctx, m, "/a", "def", rev)
+	require.Equal(t, store.KV{Key: "/a", Value: []byte("abc"), Revision: rev}, kv)
+	kv.Value[0] = 'Y'
+	l, err := m.List(ctx, "/")
 	require.NoError(t, err)
-	require.Equal(t, "abc", v.Value, "a view does not change with later writes")
-	l, lrev, err := store.ListView(ctx, m, "/")
+	require.Equal(t, []store.KV{{Key: "/a", Value: []byte("abc"), Revision: rev}}, l.KVs)
+	l.KVs[0].Value[0] = 'Z'
+	kv, err = m.Get(ctx, "/a")
 	require.NoError(t, err)
-	require.Equal(t, []store.KVView{{Key: "/a", Value: "def", Revision: rev}}, l)
-	require.Equal(t, rev, lrev)
-	_, err = store.UpdateString(ctx, m, "/a", "ghi", rev-1)
-	require.ErrorIs(t, err, store.ErrConflict)
-	_, err = store.CreateString(ctx, m, "/a", "ghi")
-	require.ErrorIs(t, err, store.ErrExists)
-	_, err = store.GetView(ctx, m, "/b")
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Equal(t, []byte("abc"), kv.Value)
+	_, err = m.Get(ctx, "/b")
 	require.EqualError(t, err, `memory: get "/b": key not found`)
 }
 
