@@ -37,10 +37,10 @@ type cache struct {
 	hints sync.Map // hintKey → netip.Prefix: the node's block that last had room
 
 	hintMu sync.Mutex
-	full   map[netip.Prefix]time.Time   // blocks found full, and when
-	nodes  map[string]cachedAffinities  // affinity listings, and when
-	known  map[netip.Prefix]bool        // blocks that exist
-	loaded bool                         // known was filled from a listing
+	full   map[netip.Prefix]time.Time  // blocks found full, and when
+	nodes  map[string]cachedAffinities // affinity listings, and when
+	known  map[netip.Prefix]bool       // blocks that exist
+	loaded bool                        // known was filled from a listing
 }
 
 type hintKey struct {
