@@ -94,13 +94,23 @@ func (a *IPAM) attribute(handle, node, ns, pod string, extra map[string]string, 
 }
 
 // Assign assigns Num4 IPv4 and Num6 IPv6 addresses to args.Handle on
-// args.Node, following Calico's order: the node's affine blocks, then a new
-// block claimed from a matching pool (unless the per-node block limit is
-// reached or auto-allocation is off), then, unless strict affinity is on,
-// a free address borrowed from another node's block. It is all-or-nothing:
-// on error nothing stays assigned. Failures to find an address are
-// *AllocationError values that match ErrPoolExhausted, ErrBlockLimit,
-// ErrStrictAffinity or ErrNoMatchingPool with errors.Is.
+// args.Node, in the order of Calico's autoAssign: the node's usable affine
+// blocks (in pools that are enabled, select the node or were requested,
+// and allow the use); then, if the node already has its limit of usable
+// blocks (the tighter of MaxBlocksPerHost here and in the config, default
+// 20) or auto-allocation is off, it stops with ErrBlockLimit, strict
+// affinity or not; else it claims a new block from a matching pool; and
+// only when no block is left to claim does it borrow a free address from
+// another node's block, unless strict affinity forbids it
+// (ErrStrictAffinity). Failures to find an address are *AllocationError
+// values matching exactly one of ErrBlockLimit, ErrStrictAffinity,
+// ErrPoolExhausted or ErrNoMatchingPool.
+//
+// It is all-or-nothing: an error that does not match ErrOutcomeUnknown
+// means nothing stays assigned. One that does (a store write whose
+// outcome could not be settled, or a rollback that failed, joined to the
+// original error) means addresses may stay assigned to args.Handle:
+// release it by handle.
 func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error) {
 	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
 	if err != nil {

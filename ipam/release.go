@@ -27,10 +27,11 @@ type AssignIPArgs struct {
 // must lie in an enabled pool (ErrNotInPool) and be free
 // (ErrAddressInUse). As in Calico, IPReservations do not apply: they keep
 // automatic assignment (Assign) away, and an explicit request is the
-// documented way to give a reserved address to one pod. If its block does not exist
-// yet it is claimed for the node when the node may claim blocks; under
-// strict affinity an address in another node's block is refused
-// (ErrStrictAffinity).
+// documented way to give a reserved address to one pod. If an address's
+// block does not exist yet it is claimed for the node when the node may
+// claim blocks; under strict affinity an address in another node's block
+// is refused (ErrStrictAffinity). As with Assign, an error that does not
+// match ErrOutcomeUnknown means nothing stays assigned.
 func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, error) {
 	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
 	if err != nil {
