@@ -90,13 +90,17 @@
 //
 // # Caching
 //
-// The allocation path keeps each block parsed as of the store revision
-// it last read or wrote and copies the block's attribute records verbatim
-// when it writes the block back; the revision the store returns decides
-// whether the parsed copy is still good, so this is safe across processes
-// and backends. A claim probes one candidate block instead of listing
-// them all, and a node whose current block fills skips blocks it found
-// full, and reuses its affinity listing, from the last second (releases
-// and affinity changes through the same IPAM clear both at once).
-// Benchmark figures and the commands that produce them are in README.md.
+// All caching is one type (cache.go) with one rule for what it decodes:
+// a value decoded from the store (cluster configuration, node labels,
+// affinities, parsed blocks) is used only when the store hands back
+// exactly the revision it was decoded from, so it is never stale, across
+// processes and backends. The allocation path writes a block back by
+// copying its attribute records verbatim from the parsed copy. Hints —
+// which blocks exist (a claim probes one candidate instead of listing
+// every block), which were found full in the last second, each node's
+// affinity listing from the last second, the node's current block — only
+// say where to look first; the store settles every decision they suggest,
+// and every write this IPAM makes updates them through a store wrapper,
+// so no write path has to remember them. Benchmark figures and the
+// commands that produce them are in README.md.
 package ipam
