@@ -792,22 +792,24 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 	af := Affinity{Node: node, CIDR: cidr, State: AffinityPending, Updated: now}
 	key := affinityKey(node, cidr)
 	val, _ := json.Marshal(af)
-	rev, err := a.s.Create(ctx, key, val)
-	if err != nil && !definite(err) {
-		// Maybe created: read it back.
-		if got, grev, gerr := getJSON[Affinity](ctx, a.s, key); gerr == nil {
-			af, rev, err = got, grev, nil
+	var rev int64
+	var err error
+	for attempt := 0; attempt < a.maxRetries; attempt++ {
+		rev, err = a.s.Create(ctx, key, val)
+		if err == nil || (definite(err) && !errors.Is(err, store.ErrExists)) {
+			break
 		}
-	}
-	if errors.Is(err, store.ErrExists) {
-		var cur []storedAffinity
-		if cur, err = a.listAffinities(ctx, node); err == nil {
-			for _, x := range cur {
-				if x.CIDR == cidr {
-					rev, af = x.rev, x.Affinity
-				}
-			}
+		// It exists (an interrupted earlier claim, or a release under
+		// way), or maybe our Create was applied: read it.
+		cur, crev, gerr := getJSON[Affinity](ctx, a.s, key)
+		if gerr == nil {
+			af, rev, err = cur, crev, nil
+			break
 		}
+		if !errors.Is(gerr, store.ErrNotFound) || !errors.Is(err, store.ErrExists) {
+			break // the read failed, or our Create failed unapplied
+		}
+		// Deleted meanwhile: create it again.
 	}
 	if err != nil {
 		return fmt.Errorf("claim %s for %s: %w", cidr, node, err)

@@ -370,6 +370,7 @@ func TestWritesWithUnknownOutcome(t *testing.T) {
 			require.NoError(t, err)
 			_, err = a.CreatePool(ctx, IPPool{Name: "v6", CIDR: pfx("fd00::/121"), BlockSize: 125})
 			require.NoError(t, err)
+			require.NoError(t, a.SetConfig(ctx, IPAMConfig{AutoAllocateBlocks: true, ReleaseEmptyBlocksAtOnce: true}))
 			seed := rand.Uint64()
 			t.Logf("fault seed %d", seed)
 			hs.flaky(0.15, seed)
@@ -459,6 +460,22 @@ func TestWritesWithUnknownOutcome(t *testing.T) {
 							// assigned is for GC.
 							drop(victim)
 							_, _ = a.ReleaseByHandle(ctx, victim)
+						case rng.IntN(6) == 0 && len(mine) > 0: // release one address
+							mu.Lock()
+							delete(inFlight, h)
+							victim := mine[0]
+							ips := holds[victim]
+							mu.Unlock()
+							mine = mine[1:]
+							// As above, the handle is dead from here on: its
+							// other addresses are for GC.
+							drop(victim)
+							_, _ = a.ReleaseIPs(ctx, ips[0])
+						case rng.IntN(10) == 0: // the node agent's periodic sweep
+							mu.Lock()
+							delete(inFlight, h)
+							mu.Unlock()
+							_, _ = a.ReleaseEmptyBlocks(ctx, node)
 						case rng.IntN(8) == 0: // ipAddrs
 							ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(128))})
 							ips, err := a.AssignIP(ctx, AssignIPArgs{Addrs: []netip.Addr{ip}, Handle: h, Node: node})

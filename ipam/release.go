@@ -389,7 +389,18 @@ var errNotEmpty = errors.New("block not empty")
 // reports and GC finishes.
 func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEmpty bool) error {
 	key := affinityKey(af.Node, af.CIDR)
-	if af.State != AffinityPendingDeletion {
+	if af.State == AffinityPendingDeletion {
+		// Resuming a release (GC, from its snapshot): go on only if the
+		// affinity is still the one read. Otherwise the release was
+		// finished, and the node may have claimed the block afresh, whose
+		// new block this must not delete.
+		if _, rev, err := getJSON[Affinity](ctx, a.s, key); err != nil || rev != af.rev {
+			if errors.Is(err, store.ErrNotFound) || err == nil {
+				return fmt.Errorf("resume release of %s of %s: %w", af.CIDR, af.Node, store.ErrConflict)
+			}
+			return err
+		}
+	} else {
 		af.State, af.Updated = AffinityPendingDeletion, a.now().UTC()
 		val, _ := json.Marshal(af.Affinity)
 		rev, err := a.s.Update(ctx, key, val, af.rev)
