@@ -349,8 +349,8 @@ func TestOneGCPassConverges(t *testing.T) {
 }
 
 // TestWritesWithUnknownOutcome runs allocation, release and GC on every
-// backend through a store whose writes fail at random, half before and
-// half after they are applied, with GC running alongside. Callers follow
+// backend through a store whose writes fail at random (15% and 40% of
+// them), half before and half after they are applied, with GC running alongside. Callers follow
 // the errors: a definite failure means nothing stays assigned; an
 // outcome-unknown one leaves the handle to GC (the orchestrator calls it
 // dead). Afterwards: no address was ever held twice, none a caller was
@@ -361,183 +361,185 @@ func TestWritesWithUnknownOutcome(t *testing.T) {
 		ops = 30
 	}
 	for _, be := range backends() {
-		t.Run(be.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			hs := &hookStore{Store: be.open(t)}
-			a := mustNew(t, hs)
-			_, err := a.CreatePool(ctx, IPPool{Name: "v4", CIDR: pfx("10.0.0.0/25"), BlockSize: 29})
-			require.NoError(t, err)
-			_, err = a.CreatePool(ctx, IPPool{Name: "v6", CIDR: pfx("fd00::/121"), BlockSize: 125})
-			require.NoError(t, err)
-			require.NoError(t, a.SetConfig(ctx, IPAMConfig{AutoAllocateBlocks: true, ReleaseEmptyBlocksAtOnce: true}))
-			seed := rand.Uint64()
-			t.Logf("fault seed %d", seed)
-			hs.flaky(0.15, seed)
+		for _, p := range []float64{0.15, 0.4} {
+			t.Run(fmt.Sprintf("%s/p=%v", be.name, p), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+				defer cancel()
+				hs := &hookStore{Store: be.open(t)}
+				a := mustNew(t, hs)
+				_, err := a.CreatePool(ctx, IPPool{Name: "v4", CIDR: pfx("10.0.0.0/25"), BlockSize: 29})
+				require.NoError(t, err)
+				_, err = a.CreatePool(ctx, IPPool{Name: "v6", CIDR: pfx("fd00::/121"), BlockSize: 125})
+				require.NoError(t, err)
+				require.NoError(t, a.SetConfig(ctx, IPAMConfig{AutoAllocateBlocks: true, ReleaseEmptyBlocksAtOnce: true}))
+				seed := rand.Uint64()
+				t.Logf("fault seed %d", seed)
+				hs.flaky(p, seed)
 
-			var mu sync.Mutex
-			held := map[netip.Addr]string{}    // address → handle, as callers were told
-			holds := map[string][]netip.Addr{} // handle → addresses
-			inFlight := map[string]bool{}      // handles being assigned
-			var clean, dups, failures []string // definite failures; duplicates; unexpected errors
-			unknown := 0
-			live := func(h string) bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return inFlight[h] || holds[h] != nil
-			}
-			take := func(h string, ips []AssignedIP) {
-				mu.Lock()
-				defer mu.Unlock()
-				delete(inFlight, h)
-				for _, ip := range ips {
-					if prev, ok := held[ip.Addr]; ok {
-						dups = append(dups, fmt.Sprintf("%s to %s while %s holds it", ip.Addr, h, prev))
-					}
-					held[ip.Addr] = h
-					holds[h] = append(holds[h], ip.Addr)
+				var mu sync.Mutex
+				held := map[netip.Addr]string{}    // address → handle, as callers were told
+				holds := map[string][]netip.Addr{} // handle → addresses
+				inFlight := map[string]bool{}      // handles being assigned
+				var clean, dups, failures []string // definite failures; duplicates; unexpected errors
+				unknown := 0
+				live := func(h string) bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return inFlight[h] || holds[h] != nil
 				}
-			}
-			drop := func(h string) {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, ip := range holds[h] {
-					delete(held, ip)
-				}
-				delete(holds, h)
-			}
-			fail := func(h string, err error) {
-				mu.Lock()
-				defer mu.Unlock()
-				delete(inFlight, h)
-				if !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, errLost) && !errors.Is(err, ErrPoolExhausted) &&
-					!errors.Is(err, ErrBlockLimit) && !errors.Is(err, ErrAddressInUse) {
-					failures = append(failures, fmt.Sprintf("%s: %v", h, err))
-				}
-				if !errors.Is(err, ErrOutcomeUnknown) {
-					clean = append(clean, h)
-				} else {
-					unknown++
-				}
-			}
-
-			stopGC := make(chan struct{})
-			gcDone := make(chan struct{})
-			go func() { // GC alongside, with a grace period longer than any operation
-				defer close(gcDone)
-				for {
-					select {
-					case <-stopGC:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-					_, _ = a.GC(ctx, GCOptions{CheckOptions: CheckOptions{LiveHandles: live}, GracePeriod: 20 * time.Second})
-				}
-			}()
-			var wg sync.WaitGroup
-			for w := range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					node := fmt.Sprintf("node-%d", w)
-					rng := rand.New(rand.NewPCG(uint64(w), 9))
-					var mine []string
-					for i := range ops {
-						h := fmt.Sprintf("k8s-pod-network.%s-%d", node, i)
-						mu.Lock()
-						inFlight[h] = true
-						mu.Unlock()
-						switch {
-						case rng.IntN(4) == 0 && len(mine) > 0: // CNI DEL
-							mu.Lock()
-							delete(inFlight, h)
-							mu.Unlock()
-							victim := mine[0]
-							mine = mine[1:]
-							// Dropped first: once released, the addresses
-							// may go to another pod at once. On error the
-							// pod is gone all the same; what stays
-							// assigned is for GC.
-							drop(victim)
-							_, _ = a.ReleaseByHandle(ctx, victim)
-						case rng.IntN(6) == 0 && len(mine) > 0: // release one address
-							mu.Lock()
-							delete(inFlight, h)
-							victim := mine[0]
-							ips := holds[victim]
-							mu.Unlock()
-							mine = mine[1:]
-							// As above, the handle is dead from here on: its
-							// other addresses are for GC.
-							drop(victim)
-							_, _ = a.ReleaseIPs(ctx, ips[0])
-						case rng.IntN(10) == 0: // the node agent's periodic sweep
-							mu.Lock()
-							delete(inFlight, h)
-							mu.Unlock()
-							_, _ = a.ReleaseEmptyBlocks(ctx, node)
-						case rng.IntN(8) == 0: // ipAddrs
-							ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(128))})
-							ips, err := a.AssignIP(ctx, AssignIPArgs{Addrs: []netip.Addr{ip}, Handle: h, Node: node})
-							if err != nil {
-								fail(h, err)
-								continue
-							}
-							take(h, ips)
-							mine = append(mine, h)
-						default:
-							r, err := a.Assign(ctx, AssignArgs{Handle: h, Node: node, Num4: 1, Num6: rng.IntN(2)})
-							if err != nil {
-								fail(h, err)
-								continue
-							}
-							take(h, r.All())
-							mine = append(mine, h)
+				take := func(h string, ips []AssignedIP) {
+					mu.Lock()
+					defer mu.Unlock()
+					delete(inFlight, h)
+					for _, ip := range ips {
+						if prev, ok := held[ip.Addr]; ok {
+							dups = append(dups, fmt.Sprintf("%s to %s while %s holds it", ip.Addr, h, prev))
 						}
+						held[ip.Addr] = h
+						holds[h] = append(holds[h], ip.Addr)
+					}
+				}
+				drop := func(h string) {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, ip := range holds[h] {
+						delete(held, ip)
+					}
+					delete(holds, h)
+				}
+				fail := func(h string, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					delete(inFlight, h)
+					if !errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err, errLost) && !errors.Is(err, ErrPoolExhausted) &&
+						!errors.Is(err, ErrBlockLimit) && !errors.Is(err, ErrAddressInUse) {
+						failures = append(failures, fmt.Sprintf("%s: %v", h, err))
+					}
+					if !errors.Is(err, ErrOutcomeUnknown) {
+						clean = append(clean, h)
+					} else {
+						unknown++
+					}
+				}
+
+				stopGC := make(chan struct{})
+				gcDone := make(chan struct{})
+				go func() { // GC alongside, with a grace period longer than any operation
+					defer close(gcDone)
+					for {
+						select {
+						case <-stopGC:
+							return
+						case <-time.After(20 * time.Millisecond):
+						}
+						_, _ = a.GC(ctx, GCOptions{CheckOptions: CheckOptions{LiveHandles: live}, GracePeriod: 20 * time.Second})
 					}
 				}()
-			}
-			wg.Wait()
-			close(stopGC)
-			<-gcDone
-			hs.set(nil, nil, nil) // the store is healthy again
-			require.Empty(t, dups, "no address held twice")
-			require.Empty(t, failures, "only injected failures and their consequences")
-
-			// Nothing stays assigned after a definite failure.
-			seq, _, err := a.Allocations(ctx)
-			require.NoError(t, err)
-			inStore := map[netip.Addr]string{}
-			for al, err := range seq {
-				require.NoError(t, err)
-				inStore[al.Addr] = al.Attribute.Handle
-				require.NotContains(t, clean, al.Attribute.Handle, "%s stays assigned after a definite failure", al.Addr)
-			}
-			// Nothing a caller holds is lost.
-			for ip, h := range held {
-				require.Equal(t, h, inStore[ip], "%s held by %s", ip, h)
-			}
-
-			// One GC leaves nothing behind and Check clean.
-			opts := CheckOptions{LiveHandles: live}
-			_, err = a.GC(ctx, GCOptions{CheckOptions: opts})
-			require.NoError(t, err)
-			r, err := a.Check(ctx, opts)
-			require.NoError(t, err)
-			require.True(t, r.OK(), "after one GC: %s", r)
-			require.Equal(t, len(held), r.Allocations, "0 addresses left behind")
-			hseq, _, err := a.Handles(ctx)
-			require.NoError(t, err)
-			for hi, err := range hseq {
-				require.NoError(t, err)
-				require.Contains(t, holds, hi.Handle)
-				n := 0
-				for _, c := range hi.Blocks {
-					n += c
+				var wg sync.WaitGroup
+				for w := range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						node := fmt.Sprintf("node-%d", w)
+						rng := rand.New(rand.NewPCG(uint64(w), 9))
+						var mine []string
+						for i := range ops {
+							h := fmt.Sprintf("k8s-pod-network.%s-%d", node, i)
+							mu.Lock()
+							inFlight[h] = true
+							mu.Unlock()
+							switch {
+							case rng.IntN(4) == 0 && len(mine) > 0: // CNI DEL
+								mu.Lock()
+								delete(inFlight, h)
+								mu.Unlock()
+								victim := mine[0]
+								mine = mine[1:]
+								// Dropped first: once released, the addresses
+								// may go to another pod at once. On error the
+								// pod is gone all the same; what stays
+								// assigned is for GC.
+								drop(victim)
+								_, _ = a.ReleaseByHandle(ctx, victim)
+							case rng.IntN(6) == 0 && len(mine) > 0: // release one address
+								mu.Lock()
+								delete(inFlight, h)
+								victim := mine[0]
+								ips := holds[victim]
+								mu.Unlock()
+								mine = mine[1:]
+								// As above, the handle is dead from here on: its
+								// other addresses are for GC.
+								drop(victim)
+								_, _ = a.ReleaseIPs(ctx, ips[0])
+							case rng.IntN(10) == 0: // the node agent's periodic sweep
+								mu.Lock()
+								delete(inFlight, h)
+								mu.Unlock()
+								_, _ = a.ReleaseEmptyBlocks(ctx, node)
+							case rng.IntN(8) == 0: // ipAddrs
+								ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(128))})
+								ips, err := a.AssignIP(ctx, AssignIPArgs{Addrs: []netip.Addr{ip}, Handle: h, Node: node})
+								if err != nil {
+									fail(h, err)
+									continue
+								}
+								take(h, ips)
+								mine = append(mine, h)
+							default:
+								r, err := a.Assign(ctx, AssignArgs{Handle: h, Node: node, Num4: 1, Num6: rng.IntN(2)})
+								if err != nil {
+									fail(h, err)
+									continue
+								}
+								take(h, r.All())
+								mine = append(mine, h)
+							}
+						}
+					}()
 				}
-				require.Equal(t, len(holds[hi.Handle]), n, hi.Handle)
-			}
-			t.Logf("%d addresses held, %d definite failures, %d with an unknown outcome", len(held), len(clean), unknown)
-		})
+				wg.Wait()
+				close(stopGC)
+				<-gcDone
+				hs.set(nil, nil, nil) // the store is healthy again
+				require.Empty(t, dups, "no address held twice")
+				require.Empty(t, failures, "only injected failures and their consequences")
+
+				// Nothing stays assigned after a definite failure.
+				seq, _, err := a.Allocations(ctx)
+				require.NoError(t, err)
+				inStore := map[netip.Addr]string{}
+				for al, err := range seq {
+					require.NoError(t, err)
+					inStore[al.Addr] = al.Attribute.Handle
+					require.NotContains(t, clean, al.Attribute.Handle, "%s stays assigned after a definite failure", al.Addr)
+				}
+				// Nothing a caller holds is lost.
+				for ip, h := range held {
+					require.Equal(t, h, inStore[ip], "%s held by %s", ip, h)
+				}
+
+				// One GC leaves nothing behind and Check clean.
+				opts := CheckOptions{LiveHandles: live}
+				_, err = a.GC(ctx, GCOptions{CheckOptions: opts})
+				require.NoError(t, err)
+				r, err := a.Check(ctx, opts)
+				require.NoError(t, err)
+				require.True(t, r.OK(), "after one GC: %s", r)
+				require.Equal(t, len(held), r.Allocations, "0 addresses left behind")
+				hseq, _, err := a.Handles(ctx)
+				require.NoError(t, err)
+				for hi, err := range hseq {
+					require.NoError(t, err)
+					require.Contains(t, holds, hi.Handle)
+					n := 0
+					for _, c := range hi.Blocks {
+						n += c
+					}
+					require.Equal(t, len(holds[hi.Handle]), n, hi.Handle)
+				}
+				t.Logf("%d addresses held, %d definite failures, %d with an unknown outcome", len(held), len(clean), unknown)
+			})
+		}
 	}
 }
