@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tabbynet/tabby/ipam/store"
 	"github.com/tabbynet/tabby/selector"
 )
 
@@ -33,7 +32,7 @@ func TestSelectorErrorsKeepTheirType(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	s := store.NewMemory()
+	s := newMemory(t)
 	for name, o := range map[string]Option{
 		"nil logger":   WithLogger(nil),
 		"nil clock":    WithClock(nil),

@@ -39,7 +39,7 @@ func BenchmarkAllocate(b *testing.B) {
 		name string
 		open func(b *testing.B) store.Store
 	}{
-		{"memory", func(b *testing.B) store.Store { return store.NewMemory() }},
+		{"memory", func(b *testing.B) store.Store { return newMemory(b) }},
 		{"bbolt", func(b *testing.B) store.Store {
 			s, err := bboltstore.Open(filepath.Join(b.TempDir(), "ipam.db"))
 			require.NoError(b, err)
@@ -49,7 +49,9 @@ func BenchmarkAllocate(b *testing.B) {
 		{"etcd", func(b *testing.B) store.Store {
 			etcdOnce.Do(func() { endpoint = etcdtest.Start(parent) })
 			n++
-			return etcdstore.New(etcdtest.Client(b, endpoint), etcdstore.WithPrefix(fmt.Sprintf("/bench/%d/", n)))
+			s, err := etcdstore.New(etcdtest.Client(b, endpoint), etcdstore.WithPrefix(fmt.Sprintf("/bench/%d/", n)))
+			require.NoError(b, err)
+			return s
 		}},
 	}
 	for _, be := range backends {

@@ -12,7 +12,12 @@ import (
 
 func Example() {
 	ctx := context.Background()
-	a, err := ipam.New(store.NewMemory())
+	s, err := store.NewMemory()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	a, err := ipam.New(s)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -46,7 +46,7 @@ type backend struct {
 // backends are the three stores every allocation table test runs on.
 func backends() []backend {
 	return []backend{
-		{"memory", func(testing.TB) store.Store { return store.NewMemory() }},
+		{"memory", func(tb testing.TB) store.Store { return newMemory(tb) }},
 		{"bbolt", func(tb testing.TB) store.Store {
 			s, err := bboltstore.Open(filepath.Join(tb.TempDir(), "ipam.db"), bboltstore.WithNoSync())
 			require.NoError(tb, err)
@@ -61,7 +61,9 @@ func backends() []backend {
 			c, err := sharedEtcd.srv.Client()
 			require.NoError(tb, err)
 			tb.Cleanup(func() { _ = c.Close() })
-			return etcdstore.New(c, etcdstore.WithPrefix(fmt.Sprintf("/test/%d/", sharedEtcd.n.Add(1))))
+			s, err := etcdstore.New(c, etcdstore.WithPrefix(fmt.Sprintf("/test/%d/", sharedEtcd.n.Add(1))))
+			require.NoError(tb, err)
+			return s
 		}},
 	}
 }
@@ -102,7 +104,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
-	return newEnvOn(t, store.NewMemory())
+	return newEnvOn(t, newMemory(t))
 }
 
 func newEnvOn(t *testing.T, s store.Store) *env {
@@ -110,6 +112,14 @@ func newEnvOn(t *testing.T, s store.Store) *env {
 	t.Cleanup(cancel)
 	c := newClock()
 	return &env{t: t, ctx: ctx, s: s, clock: c, ipam: mustNew(t, s, WithClock(c.Now))}
+}
+
+// newMemory is store.NewMemory for tests.
+func newMemory(tb testing.TB) *store.Memory {
+	tb.Helper()
+	m, err := store.NewMemory()
+	require.NoError(tb, err)
+	return m
 }
 
 // mustNew is New for tests.

@@ -43,7 +43,9 @@ func openBackend(tb testing.TB, backend, target string) store.Store {
 		tb.Cleanup(func() { _ = s.Close() })
 		return s
 	case "etcd":
-		return etcdstore.New(etcdtest.Client(tb, target))
+		s, err := etcdstore.New(etcdtest.Client(tb, target))
+		require.NoError(tb, err)
+		return s
 	}
 	tb.Fatalf("unknown backend %q", backend)
 	return nil

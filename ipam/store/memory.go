@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"runtime"
@@ -85,22 +86,28 @@ var (
 	_ KeyLister = (*Memory)(nil)
 )
 
-// MemoryOption configures NewMemory.
-type MemoryOption func(*Memory)
+// MemoryOption configures NewMemory. An option given a bad value makes
+// NewMemory fail with an error wrapping ErrInvalidOption.
+type MemoryOption func(*Memory) error
 
-// WithHistory keeps the last n changes for Watch with a start revision
-// (default 65536). Watches starting before the kept
-// history get ErrCompacted.
+// ErrInvalidOption: a store option was given a bad value.
+var ErrInvalidOption = errors.New("invalid store option")
+
+// WithHistory keeps the last n changes (n ≥ 1; default 65536) for Watch
+// with a start revision. Watches starting before the kept history get
+// ErrCompacted.
 func WithHistory(n int) MemoryOption {
-	return func(m *Memory) {
-		if n > 0 {
-			m.maxHistory = n
+	return func(m *Memory) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithHistory(%d): need at least 1", ErrInvalidOption, n)
 		}
+		m.maxHistory = n
+		return nil
 	}
 }
 
 // NewMemory returns an empty in-memory store at revision 0.
-func NewMemory(opts ...MemoryOption) *Memory {
+func NewMemory(opts ...MemoryOption) (*Memory, error) {
 	m := &Memory{
 		keys:       btree.NewG(32, indexLess),
 		maxHistory: 1 << 16,
@@ -110,9 +117,14 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		m.shards[i].data = map[string]*memEntry{}
 	}
 	for _, o := range opts {
-		o(m)
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := o(m); err != nil {
+			return nil, fmt.Errorf("memory store: %w", err)
+		}
 	}
-	return m
+	return m, nil
 }
 
 // Revision returns the store's current revision.

@@ -14,14 +14,34 @@ import (
 	"github.com/tabbynet/tabby/ipam/store/storetest"
 )
 
+// newMemory is NewMemory for tests.
+func newMemory(t *testing.T, opts ...store.MemoryOption) *store.Memory {
+	t.Helper()
+	m, err := store.NewMemory(opts...)
+	require.NoError(t, err)
+	return m
+}
+
+func TestNewMemoryRejectsBadOptions(t *testing.T) {
+	for name, o := range map[string]store.MemoryOption{
+		"zero history":     store.WithHistory(0),
+		"negative history": store.WithHistory(-1),
+		"nil option":       nil,
+	} {
+		m, err := store.NewMemory(o)
+		require.ErrorIs(t, err, store.ErrInvalidOption, name)
+		require.Nil(t, m)
+	}
+}
+
 func TestMemoryConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMemory() })
+	storetest.Run(t, func(t *testing.T) store.Store { return newMemory(t) })
 }
 
 func TestMemoryWatchCompacted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m := store.NewMemory(store.WithHistory(4))
+	m := newMemory(t, store.WithHistory(4))
 	for i := range 10 {
 		_, err := m.Create(ctx, fmt.Sprintf("/k%d", i), nil)
 		require.NoError(t, err)
@@ -47,7 +67,7 @@ func TestMemoryWatchCompacted(t *testing.T) {
 }
 
 func TestMemoryClosed(t *testing.T) {
-	m := store.NewMemory()
+	m := newMemory(t)
 	ctx := context.Background()
 	ch, err := m.Watch(ctx, "/", 0)
 	require.NoError(t, err)
@@ -60,7 +80,7 @@ func TestMemoryClosed(t *testing.T) {
 
 // TestMemoryCopiesValues: values are copied on the way in and out.
 func TestMemoryCopiesValues(t *testing.T) {
-	m := store.NewMemory()
+	m := newMemory(t)
 	ctx := context.Background()
 	in := []byte("abc")
 	rev, err := m.Create(ctx, "/a", in)
@@ -88,7 +108,7 @@ func TestMemoryCopiesValues(t *testing.T) {
 func TestMemoryListWatchUnderConcurrentWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m := store.NewMemory(store.WithHistory(1 << 20))
+	m := newMemory(t, store.WithHistory(1<<20))
 	const writers, ops = 8, 600
 	var wg sync.WaitGroup
 	start := make(chan struct{})
