@@ -14,13 +14,18 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrOverlap: a pool overlaps an existing pool.
 	ErrOverlap = errors.New("pool overlaps an existing pool")
-	// ErrPoolExhausted: no free address in any pool considered.
+	// ErrPoolExhausted: no block is left to claim and no free address is
+	// left in any block the node may use (its own, or others' when it may
+	// borrow), in the pools considered.
 	ErrPoolExhausted = errors.New("pools exhausted")
-	// ErrBlockLimit: the node may claim no more blocks (maxBlocksPerHost, or
-	// autoAllocateBlocks=false) and may not borrow.
+	// ErrBlockLimit: the node's usable blocks are full and it may claim no
+	// more: it has its limit of them (maxBlocksPerHost, default 20), or
+	// autoAllocateBlocks is false. As in Calico, a node at its limit does
+	// not borrow, with or without strict affinity.
 	ErrBlockLimit = errors.New("per-node block limit reached")
-	// ErrStrictAffinity: free addresses exist only in other nodes' blocks
-	// and strict affinity forbids borrowing them.
+	// ErrStrictAffinity: no block is left to claim, free addresses exist
+	// only in other nodes' blocks, and strict affinity forbids borrowing
+	// them.
 	ErrStrictAffinity = errors.New("strict affinity forbids borrowing")
 	// ErrNoMatchingPool: no enabled pool of the family matches the node
 	// (nodeSelector) and the use.
