@@ -116,6 +116,9 @@ func (h *hookStore) flaky(p float64, seed uint64) {
 	}, nil)
 }
 
+// blockUpdate reports whether a write is an update of a block.
+func blockUpdate(op, key string) bool { return op == "update" && strings.HasPrefix(key, keyBlocks) }
+
 func hookEnv(t *testing.T, s store.Store) (*env, *hookStore) {
 	hs := &hookStore{Store: s}
 	return newEnvOn(t, hs), hs
@@ -132,7 +135,7 @@ func TestLostResponseOnBlockWrite(t *testing.T) {
 		e.pool("p", "10.0.0.0/24", 28)
 		e.mustAssign4("first", "n") // the block exists
 		lose := func(op, key string) error {
-			if op == "update" && strings.HasPrefix(key, keyBlocks) {
+			if blockUpdate(op, key) {
 				return errLost
 			}
 			return nil
@@ -183,7 +186,7 @@ func TestDefiniteBlockWriteFailureUndoesTheCount(t *testing.T) {
 		e.pool("p", "10.0.0.0/24", 28)
 		e.mustAssign4("first", "n")
 		hs.set(func(op, key string) error {
-			if op == "update" && strings.HasPrefix(key, keyBlocks) {
+			if blockUpdate(op, key) {
 				return errLost
 			}
 			return nil
@@ -192,9 +195,7 @@ func TestDefiniteBlockWriteFailureUndoesTheCount(t *testing.T) {
 		hs.set(nil, nil, nil)
 		require.ErrorIs(t, err, errLost)
 		require.NotErrorIs(t, err, ErrOutcomeUnknown, "read back, nothing was applied")
-		got, err := e.ipam.IPsByHandle(e.ctx, "h")
-		require.NoError(t, err)
-		assert.Empty(t, got)
+		e.requireHolds("h", 0)
 		e.checkClean()
 	})
 }
@@ -214,9 +215,7 @@ func TestFailedRollbackIsReported(t *testing.T) {
 		_, err = e.ipam.Assign(e.ctx, AssignArgs{Handle: "clean", Node: "n", Num4: 1, Num6: 1})
 		require.ErrorIs(t, err, ErrPoolExhausted)
 		require.NotErrorIs(t, err, ErrOutcomeUnknown)
-		got, err := e.ipam.IPsByHandle(e.ctx, "clean")
-		require.NoError(t, err)
-		assert.Empty(t, got, "nothing stays assigned")
+		e.requireHolds("clean", 0)
 		e.checkClean()
 
 		var v4Written bool
@@ -238,9 +237,7 @@ func TestFailedRollbackIsReported(t *testing.T) {
 		require.ErrorIs(t, err, ErrOutcomeUnknown)
 		var ae *AllocationError
 		require.ErrorAs(t, err, &ae)
-		got, err = e.ipam.IPsByHandle(e.ctx, "dirty")
-		require.NoError(t, err)
-		require.Len(t, got, 1, "the IPv4 address stayed assigned, as the error says")
+		e.requireHolds("dirty", 1) // the IPv4 address stayed, as the error says
 		_, err = e.ipam.ReleaseByHandle(e.ctx, "dirty")
 		require.NoError(t, err)
 		e.checkClean()
@@ -309,7 +306,7 @@ func TestGCBetweenReleaseIPsWrites(t *testing.T) {
 		require.NoError(t, err)
 		e.clock.Advance(time.Hour)
 		hs.set(nil, func(op, key string) error {
-			if op == "update" && strings.HasPrefix(key, keyBlocks) {
+			if blockUpdate(op, key) {
 				hs.set(nil, nil, nil)
 				_, err := e.ipam.GC(e.ctx, GCOptions{GracePeriod: time.Minute})
 				require.NoError(t, err)

@@ -161,6 +161,14 @@ func (e *env) mustAssign4(handle, node string) AssignedIP {
 	return ip
 }
 
+// requireHolds asserts that handle holds n addresses.
+func (e *env) requireHolds(handle string, n int) {
+	e.t.Helper()
+	got, err := e.ipam.IPsByHandle(e.ctx, handle)
+	require.NoError(e.t, err)
+	require.Len(e.t, got, n, "%s holds %v", handle, got)
+}
+
 // checkClean asserts that Check finds nothing wrong.
 func (e *env) checkClean() CheckReport {
 	e.t.Helper()
