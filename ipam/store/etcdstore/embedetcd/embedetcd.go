@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// ErrInvalid is wrapped by errors for bad options.
-var ErrInvalid = errors.New("invalid embedded etcd option")
+// ErrInvalidOption: an option was given a bad value.
+var ErrInvalidOption = errors.New("invalid embedded etcd option")
 
 // Server is a running embedded etcd.
 type Server struct {
@@ -36,7 +36,7 @@ type config struct {
 	log   *zap.Logger
 }
 
-// Option configures Start; a bad value makes Start fail (ErrInvalid).
+// Option configures Start; a bad value makes Start fail (ErrInvalidOption).
 type Option func(*config) error
 
 // WithDir keeps the data in dir (created if needed, kept on Close). By
@@ -44,7 +44,7 @@ type Option func(*config) error
 func WithDir(dir string) Option {
 	return func(c *config) error {
 		if dir == "" {
-			return fmt.Errorf("%w: WithDir(\"\")", ErrInvalid)
+			return fmt.Errorf("%w: WithDir(\"\")", ErrInvalidOption)
 		}
 		c.dir = dir
 		return nil
@@ -55,7 +55,7 @@ func WithDir(dir string) Option {
 func WithName(name string) Option {
 	return func(c *config) error {
 		if name == "" {
-			return fmt.Errorf("%w: WithName(\"\")", ErrInvalid)
+			return fmt.Errorf("%w: WithName(\"\")", ErrInvalidOption)
 		}
 		c.name = name
 		return nil
@@ -66,7 +66,7 @@ func WithName(name string) Option {
 func WithReadyTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: WithReadyTimeout(%v): must be positive", ErrInvalid, d)
+			return fmt.Errorf("%w: WithReadyTimeout(%v): must be positive", ErrInvalidOption, d)
 		}
 		c.ready = d
 		return nil
@@ -77,7 +77,7 @@ func WithReadyTimeout(d time.Duration) Option {
 func WithLogger(l *zap.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
-			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalidOption)
 		}
 		c.log = l
 		return nil
@@ -91,7 +91,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 	c := config{name: "tabby", ready: 60 * time.Second, log: zap.NewNop()}
 	for _, o := range opts {
 		if o == nil {
-			return nil, fmt.Errorf("%w: nil option", ErrInvalid)
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
 		}
 		if err := o(&c); err != nil {
 			return nil, err

@@ -41,6 +41,6 @@ func TestBadOptions(t *testing.T) {
 		"nil option":   nil,
 	} {
 		_, err := embedetcd.Start(context.Background(), o)
-		require.ErrorIs(t, err, embedetcd.ErrInvalid, name)
+		require.ErrorIs(t, err, embedetcd.ErrInvalidOption, name)
 	}
 }
