@@ -3,6 +3,16 @@
 // etcdstore) without deploying etcd, and for tests and benchmarks (package
 // etcdtest wraps it). It is not a production etcd: one member, no TLS,
 // loopback only.
+//
+// # Design
+//
+//   - It is go.etcd.io/etcd/server/v3/embed with the settings a throwaway
+//     member needs: client and peer URLs on 127.0.0.1 with ports the
+//     kernel picks (so several can run at once), etcd's own logging off
+//     unless WithLogger, and the data in a temporary directory that Close
+//     removes, unless WithDir keeps it.
+//   - Start returns only once the server serves requests; an option given
+//     a bad value makes it fail (ErrInvalidOption) rather than be ignored.
 package embedetcd
 
 import (
