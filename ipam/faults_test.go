@@ -166,6 +166,7 @@ func TestLostResponseOnBlockWrite(t *testing.T) {
 		_, err = e.assign4("unknown", "n")
 		hs.set(nil, nil, nil)
 		require.ErrorIs(t, err, ErrOutcomeUnknown)
+		assert.Contains(t, err.Error(), `handle "unknown"`)
 		require.ErrorIs(t, err, errLost)
 		r, err := e.ipam.Check(e.ctx, CheckOptions{})
 		require.NoError(t, err)
