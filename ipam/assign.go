@@ -308,7 +308,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	// still allocate from it: its pool is one of pools (enabled, selecting
 	// the node or requested, allowing the use).
 	owned := 0
-	trustFull := true // skip blocks recently found full (see fullBlocks)
+	trustFull := true // skip blocks recently found full (cache.recentlyFull)
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.
 		affs, listed := a.cache.nodeAffinities(node, a.now())
@@ -715,7 +715,7 @@ func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Pref
 // claimBlock carves a new block for node: affinity (pending), then the
 // block, then the affinity confirmed. Racing claimers of the same block are
 // settled by the block's Create; the loser withdraws its affinity. The
-// candidate comes from the knownBlocks cache and is probed first, so a
+// candidate comes from the cache of known blocks and is probed first, so a
 // claim reads one key rather than listing every block.
 func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
 	fresh := false

@@ -601,7 +601,7 @@ func TestAllocationErrorMessage(t *testing.T) {
 	assert.True(t, errors.Is(err, ErrBlockLimit))
 }
 
-// A node skips blocks it found full in the last second (fullBlocks) and
+// A node skips blocks it found full in the last second (cache.recentlyFull) and
 // reuses its affinity listing from then (nodeAffinities). An address freed
 // by another process in such a block is therefore reused once the second
 // has passed, and at once when the node would otherwise stop at its block
@@ -651,7 +651,7 @@ func TestRecentlyFullBlocks(t *testing.T) {
 	}
 }
 
-// Claims work from a cache of which blocks exist (knownBlocks). A block
+// Claims work from a cache of which blocks exist (cache.findFree). A block
 // another process deleted after the cache saw it is found again when the
 // cache says the pool is full.
 func TestClaimAfterAnotherProcessFreedABlock(t *testing.T) {
