@@ -206,7 +206,7 @@ func (a *IPAM) decodeCluster(revs [3]int64, vals [3][]byte) (*cluster, error) {
 	for _, p := range c.pools {
 		sel, err := selector.Parse(p.NodeSelector)
 		if err != nil {
-			return nil, fmt.Errorf("pool %q: nodeSelector: %w", p.Name, err)
+			return nil, fmt.Errorf("%w: stored pool %q: nodeSelector: %w", ErrInvalid, p.Name, err)
 		}
 		c.sels = append(c.sels, sel)
 		if sel.String() != selector.All().String() {
