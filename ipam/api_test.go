@@ -29,6 +29,14 @@ func TestSelectorErrorsKeepTheirType(t *testing.T) {
 		require.ErrorAs(t, err, &pe)
 		assert.Contains(t, err.Error(), `pool "p": nodeSelector`)
 	}
+	// A bad selector already in the store (written by something else).
+	_, err := e.s.Create(e.ctx, keyPools, []byte(`[{"name":"p","cidr":"10.0.0.0/16","blockSize":26,"nodeSelector":"a =="}]`))
+	require.NoError(t, err)
+	_, err = e.assign4("h", "n")
+	require.ErrorIs(t, err, ErrInvalid)
+	require.ErrorIs(t, err, selector.ErrInvalid)
+	var pe *selector.ParseError
+	require.ErrorAs(t, err, &pe)
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
