@@ -158,12 +158,26 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 // when it did not (what it could not release is left to ReleaseByHandle
 // or GC, as after a crash).
 func (a *IPAM) failed(ctx context.Context, attr *Attribute, ips []AssignedIP, err error) error {
+	var u *unknownWrite
+	if errors.As(err, &u) {
+		// Try once more to settle the write (the store may be back).
+		if _, aerr := a.allocApplied(ctx, u.block, u.casRev, u.ips, attr); aerr != nil {
+			// It may still land: leave its addresses, and their counts
+			// on the handle, alone, and roll back the rest.
+			ips = slices.DeleteFunc(slices.Clone(ips), func(ip AssignedIP) bool {
+				return slices.ContainsFunc(u.ips, func(v AssignedIP) bool { return v.Addr == ip.Addr })
+			})
+			rerr := a.rollback(ctx, attr, ips)
+			return errors.Join(err, fmt.Errorf("%w: addresses may stay assigned to handle %q: %w",
+				ErrOutcomeUnknown, attr.Handle, errors.Join(aerr, rerr)))
+		}
+	}
 	if rerr := a.rollback(ctx, attr, ips); rerr != nil {
 		a.log.WarnContext(ctx, "rollback of a failed assignment", "handle", attr.Handle, "err", rerr)
 		return errors.Join(err, fmt.Errorf("%w: rollback failed, addresses may stay assigned to handle %q: %w",
 			ErrOutcomeUnknown, attr.Handle, rerr))
 	}
-	return settle(err)
+	return settled(err, u)
 }
 
 // rollback releases the addresses among ips that attr still holds (an
@@ -559,11 +573,11 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		}
 		if !definite(err) {
 			// Maybe applied: read the block back to find out.
-			applied, rerr := a.allocApplied(ctx, cidr, ips, attr)
+			applied, rerr := a.allocApplied(ctx, cidr, kv.Revision, ips, attr)
 			switch {
 			case rerr != nil:
 				a.log.WarnContext(ctx, "block write with unknown outcome", "block", cidr, "err", err, "read", rerr)
-				return ips, &unknownWrite{block: cidr, ips: ips, err: err}
+				return ips, &unknownWrite{block: cidr, casRev: kv.Revision, ips: ips, err: err}
 			case applied:
 				return ips, nil
 			}
@@ -582,31 +596,53 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 
 var errMixedOutcome = errors.New("some of the addresses are held, some not")
 
-// allocApplied reads the block back after a write with an unknown
-// outcome and reports whether the write was applied: every address is
+// allocApplied settles a block write, compare-and-swapped against
+// revision casRev, whose outcome is unknown: it reports whether the write
+// was applied, or an error when it cannot tell. Applied: every address is
 // held by an attribute equal to attr (the handle and its creation time
-// make that unique), or none is. Anything else is an error.
-func (a *IPAM) allocApplied(ctx context.Context, cidr netip.Prefix, ips []AssignedIP, attr *Attribute) (bool, error) {
-	sb, err := a.getBlock(ctx, cidr)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	held := 0
-	for _, ip := range ips {
-		if at, ok := sb.block.Holder(ip.Addr); ok && at.equal(attr) {
-			held++
+// make that unique). Not applied: none is, and the write can no longer
+// land — the block has moved past casRev, or this rewrites the block as
+// read at casRev to fence off a write still in flight (etcd may apply a
+// proposal after reporting a timeout).
+func (a *IPAM) allocApplied(ctx context.Context, cidr netip.Prefix, casRev int64, ips []AssignedIP, attr *Attribute) (bool, error) {
+	key := blockKey(cidr)
+	for range 3 {
+		kv, err := a.s.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil // gone: a compare against casRev never succeeds again
 		}
+		if err != nil {
+			return false, err
+		}
+		b, err := decodeBlock(kv.Value)
+		if err != nil {
+			return false, fmt.Errorf("block %s: %w", cidr, err)
+		}
+		held := 0
+		for _, ip := range ips {
+			if at, ok := b.Holder(ip.Addr); ok && at.equal(attr) {
+				held++
+			}
+		}
+		switch {
+		case held == len(ips):
+			return true, nil
+		case held > 0:
+			return false, errMixedOutcome
+		case kv.Revision != casRev:
+			return false, nil
+		}
+		// Unchanged since the read the write was based on: fence it off.
+		_, err = a.s.Update(ctx, key, kv.Value, casRev)
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return false, err
+		}
+		// Something landed meanwhile, maybe ours: look again.
 	}
-	switch held {
-	case 0:
-		return false, nil
-	case len(ips):
-		return true, nil
-	}
-	return false, errMixedOutcome
+	return false, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
 }
 
 // incrementHandle adds n allocations in block to the handle's record.

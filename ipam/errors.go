@@ -64,9 +64,10 @@ func definite(err error) bool {
 // unknownWrite is a write to a block, assigning ips, whose outcome is
 // unknown; it matches ErrOutcomeUnknown until a rollback settles it.
 type unknownWrite struct {
-	block netip.Prefix
-	ips   []AssignedIP
-	err   error // the store's error
+	block  netip.Prefix
+	casRev int64 // the revision the write was compare-and-swapped against
+	ips    []AssignedIP
+	err    error // the store's error
 }
 
 func (u *unknownWrite) Error() string {
@@ -75,11 +76,10 @@ func (u *unknownWrite) Error() string {
 
 func (u *unknownWrite) Unwrap() []error { return []error{ErrOutcomeUnknown, u.err} }
 
-// settle returns err with every unknownWrite in it replaced by a plain
-// error (the rollback found out that nothing stays assigned).
-func settle(err error) error {
-	var u *unknownWrite
-	if !errors.As(err, &u) {
+// settled returns err with its unknownWrite replaced by a plain error
+// (the rollback found out that nothing stays assigned).
+func settled(err error, u *unknownWrite) error {
+	if u == nil {
 		return err
 	}
 	return fmt.Errorf("update block %s failed (rolled back, nothing stays assigned): %w", u.block, u.err)

@@ -178,16 +178,21 @@ func TestLostResponseOnBlockWrite(t *testing.T) {
 	})
 }
 
-// TestDefiniteBlockWriteFailureUndoesTheCount: a write the store refused
-// before applying it (here: failed before it is sent, then the read-back
-// shows it missing) leaves nothing assigned and the handle record gone.
-func TestDefiniteBlockWriteFailureUndoesTheCount(t *testing.T) {
+// TestWriteThatDidNotLandIsSettled: a block write fails without being
+// applied. Read back, the block is unchanged, so Assign fences the write
+// off (rewrites the block as read, so a write still in flight can never
+// land) and knows it failed: nothing is assigned, the handle count is
+// undone, and the error does not match ErrOutcomeUnknown. When the fence
+// fails too, the outcome stays unknown, and a CNI DEL cleans up.
+func TestWriteThatDidNotLandIsSettled(t *testing.T) {
 	onEveryBackend(t, func(t *testing.T, e *env) {
 		e, hs := hookEnv(t, e.s)
 		e.pool("p", "10.0.0.0/24", 28)
 		e.mustAssign4("first", "n")
+		failed := false
 		hs.set(func(op, key string) error {
-			if blockUpdate(op, key) {
+			if blockUpdate(op, key) && !failed {
+				failed = true
 				return errLost
 			}
 			return nil
@@ -195,8 +200,22 @@ func TestDefiniteBlockWriteFailureUndoesTheCount(t *testing.T) {
 		_, err := e.assign4("h", "n")
 		hs.set(nil, nil, nil)
 		require.ErrorIs(t, err, errLost)
-		require.NotErrorIs(t, err, ErrOutcomeUnknown, "read back, nothing was applied")
+		require.NotErrorIs(t, err, ErrOutcomeUnknown, "fenced off, the write is known not to have landed")
 		e.requireHolds("h", 0)
+		e.checkClean()
+
+		hs.set(func(op, key string) error {
+			if blockUpdate(op, key) {
+				return errLost // the fence fails too
+			}
+			return nil
+		}, nil, nil)
+		_, err = e.assign4("h2", "n")
+		hs.set(nil, nil, nil)
+		require.ErrorIs(t, err, ErrOutcomeUnknown)
+		e.requireHolds("h2", 0) // it did not land, though Assign cannot know
+		_, err = e.ipam.ReleaseByHandle(e.ctx, "h2")
+		require.NoError(t, err)
 		e.checkClean()
 	})
 }
