@@ -53,8 +53,10 @@
 //  4. Writes with an unknown outcome. A write can fail after it was
 //     applied (lost connection, leader change, timeout). Only a definite
 //     failure (conflict, missing or existing key) undoes a handle count;
-//     otherwise the block is read back to settle the outcome, and if
-//     that fails too the error matches ErrOutcomeUnknown: addresses may
+//     otherwise the block is read back to settle the outcome (when it is
+//     unchanged, it is rewritten as read, so a write still in flight can
+//     never land later), and if that fails too the error matches
+//     ErrOutcomeUnknown: addresses may
 //     stay assigned under the handle, for ReleaseByHandle or GC. An
 //     Assign error that does not match it means nothing stays assigned
 //     (a failed rollback is joined to the error as ErrOutcomeUnknown).
