@@ -56,10 +56,10 @@
 //     otherwise the block is read back to settle the outcome (when it is
 //     unchanged, it is rewritten as read, so a write still in flight can
 //     never land later), and if that fails too the error matches
-//     ErrOutcomeUnknown: addresses may
-//     stay assigned under the handle, for ReleaseByHandle or GC. An
-//     Assign error that does not match it means nothing stays assigned
-//     (a failed rollback is joined to the error as ErrOutcomeUnknown).
+//     ErrOutcomeUnknown: addresses may stay assigned under the handle,
+//     for ReleaseByHandle or GC. An Assign error that does not match it
+//     means nothing stays assigned (a failed rollback is joined to the
+//     error as ErrOutcomeUnknown).
 //     Check reads everything in one List, at one store revision.
 //  5. Failures say why: an *AllocationError lists the pools considered and
 //     matches exactly one of ErrBlockLimit (the node is at its limit),
