@@ -81,8 +81,9 @@ func cached[V any](c *cache, key string, st stamp) (V, bool) {
 	return zero, false
 }
 
-// put remembers v, decoded from key's value with stamp st. An entry with a
-// newer first revision is kept (a write that succeeded already put it).
+// put remembers v, decoded from key's value with stamp st. An entry whose
+// stamp starts with a newer revision is kept (a write that succeeded
+// already put it); skipping a put only costs a decode later.
 func (c *cache) put(key string, st stamp, v any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -90,7 +91,7 @@ func (c *cache) put(key string, st stamp, v any) {
 		c.decoded = map[string]cacheEntry{}
 	}
 	old, ok := c.decoded[key]
-	if ok && old.st[0] > st[0] && !strings.HasPrefix(key, keyCluster) {
+	if ok && old.st[0] > st[0] {
 		return
 	}
 	if !ok && len(c.decoded) >= maxCacheEntries {
