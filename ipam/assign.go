@@ -303,7 +303,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	var got []AssignedIP
 	// Fast path: the node's block that last had room, without listing the
 	// node's affinities (the block itself says whose it is).
-	if hint, ok := a.cache.hints.Load(hintKey{node, v6}); ok {
+	if hint, ok := a.cache.current.Load(hintKey{node, v6}); ok {
 		if _, inPools := poolOf(pools, hint.(netip.Prefix)); inPools {
 			ips, err := a.allocFromBlock(ctx, c, pools, hint.(netip.Prefix), attr, num, requireAffinity(node))
 			if got = ips; err != nil {
@@ -335,7 +335,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		// The node's usable blocks in this family, in pool order and,
 		// within a pool, the block that last had room first; blocks
 		// recently found full are left out (but counted).
-		hint, _ := a.cache.hints.Load(hintKey{node, v6})
+		hint, _ := a.cache.current.Load(hintKey{node, v6})
 		now := a.now()
 		owned = 0
 		type rankedAffinity struct {
@@ -370,7 +370,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 				return got, err
 			}
 			if len(ips) > 0 {
-				a.cache.hints.Store(hintKey{node, v6}, af.CIDR)
+				a.cache.current.Store(hintKey{node, v6}, af.CIDR)
 			}
 			if len(got) == num {
 				return got, nil
@@ -410,7 +410,7 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			return got, err
 		}
 		if len(ips) > 0 {
-			a.cache.hints.Store(hintKey{node, v6}, cidr)
+			a.cache.current.Store(hintKey{node, v6}, cidr)
 		}
 	}
 	if len(got) == num {

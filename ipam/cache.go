@@ -34,7 +34,7 @@ type cache struct {
 	mu      sync.Mutex
 	decoded map[string]cacheEntry
 
-	hints sync.Map // hintKey → netip.Prefix: the node's block that last had room
+	current sync.Map // hintKey → netip.Prefix: the node's block that last had room
 
 	hintMu sync.Mutex
 	full   map[netip.Prefix]time.Time  // blocks found full, and when
