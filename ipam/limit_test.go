@@ -157,6 +157,27 @@ func TestStrictLimitWithDisabledPool(t *testing.T) {
 	})
 }
 
+// TestAssignIPCountsUsableBlocks: AssignIP claims the block of a requested
+// address when the node has fewer usable blocks than the limit, counted
+// as Assign counts them (a block in a disabled pool does not count).
+func TestAssignIPCountsUsableBlocks(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, e *env) {
+		e.config(IPAMConfig{AutoAllocateBlocks: true, StrictAffinity: true, MaxBlocksPerHost: 1})
+		old := e.pool("old", "10.1.0.0/24", 26)
+		e.mustAssign4("a", "n")
+		e.pool("new", "10.2.0.0/24", 26)
+		_, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.2.0.200")}, Handle: "b", Node: "n"})
+		require.ErrorIs(t, err, ErrBlockLimit, "the old block is usable: the node is at its limit")
+		old.Disabled = true
+		_, err = e.ipam.UpdatePool(e.ctx, old)
+		require.NoError(t, err)
+		ips, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.2.0.200")}, Handle: "b", Node: "n"})
+		require.NoError(t, err)
+		assert.False(t, ips[0].Borrowed, "claimed for n")
+		e.checkClean()
+	})
+}
+
 // TestReservationsOnlyKeepAutomaticAssignmentAway: as in Calico, an
 // IPReservation stops Assign, not an explicit AssignIP (the ipAddrs
 // annotation), floating IPs or ipAddrsNoIpam.

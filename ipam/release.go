@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/tabbynet/tabby/ipam/store"
+	"github.com/tabbynet/tabby/selector"
 )
 
 // AssignIPArgs asks for specific addresses (the cni.projectcalico.org/ipAddrs
@@ -82,7 +83,7 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 			return nil, err
 		}
 		if _, err := a.s.Get(ctx, blockKey(cidr)); errors.Is(err, store.ErrNotFound) {
-			if err := a.createBlockFor(ctx, c, attr.Node, cidr); err != nil && !errors.Is(err, errBlockTaken) {
+			if err := a.createBlockFor(ctx, c, attr, cidr); err != nil && !errors.Is(err, errBlockTaken) {
 				return nil, err
 			}
 			continue
@@ -120,16 +121,29 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 }
 
 // createBlockFor creates the block holding a requested address: affine to
-// the node when it may claim another block, else (without strict
+// the node when it may claim another block (it has fewer usable blocks
+// than the limit, counted as Assign counts them), else (without strict
 // affinity) with no affinity.
-func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, node string, cidr netip.Prefix) error {
+func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, attr *Attribute, cidr netip.Prefix) error {
+	node := attr.Node
+	var labels selector.Map
+	if c.needsNodeLabels() {
+		var err error
+		if labels, err = a.nodeLabels(ctx, node); err != nil {
+			return err
+		}
+	}
+	usable, err := c.candidatePools(cidr.Addr().Is6(), nil, labels, attr.Use)
+	if err != nil {
+		return err
+	}
 	affs, err := a.listAffinities(ctx, node)
 	if err != nil {
 		return err
 	}
 	owned := 0
 	for _, af := range affs {
-		if af.CIDR.Addr().Is6() == cidr.Addr().Is6() && af.State != AffinityPendingDeletion {
+		if _, ok := poolOf(usable, af.CIDR); ok && af.CIDR.Addr().Is6() == cidr.Addr().Is6() && af.State != AffinityPendingDeletion {
 			owned++
 		}
 	}
