@@ -214,9 +214,7 @@ func TestWriteThatDidNotLandIsSettled(t *testing.T) {
 		hs.set(nil, nil, nil)
 		require.ErrorIs(t, err, ErrOutcomeUnknown)
 		e.requireHolds("h2", 0) // it did not land, though Assign cannot know
-		_, err = e.ipam.ReleaseByHandle(e.ctx, "h2")
-		require.NoError(t, err)
-		e.checkClean()
+		e.releaseAndCheck("h2")
 	})
 }
 
@@ -258,9 +256,7 @@ func TestFailedRollbackIsReported(t *testing.T) {
 		var ae *AllocationError
 		require.ErrorAs(t, err, &ae)
 		e.requireHolds("dirty", 1) // the IPv4 address stayed, as the error says
-		_, err = e.ipam.ReleaseByHandle(e.ctx, "dirty")
-		require.NoError(t, err)
-		e.checkClean()
+		e.releaseAndCheck("dirty")
 	})
 }
 

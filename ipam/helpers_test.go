@@ -169,6 +169,14 @@ func (e *env) requireHolds(handle string, n int) {
 	require.Len(e.t, got, n, "%s holds %v", handle, got)
 }
 
+// releaseAndCheck releases handle (a CNI DEL) and asserts Check is clean.
+func (e *env) releaseAndCheck(handle string) {
+	e.t.Helper()
+	_, err := e.ipam.ReleaseByHandle(e.ctx, handle)
+	require.NoError(e.t, err)
+	e.checkClean()
+}
+
 // checkClean asserts that Check finds nothing wrong.
 func (e *env) checkClean() CheckReport {
 	e.t.Helper()
