@@ -59,27 +59,28 @@ func TestParseAnnotations(t *testing.T) {
 // TestAnnotationsDriveAssign shows the CNI flow: annotations → pools or
 // specific addresses, with unknown pools rejected by Assign.
 func TestAnnotationsDriveAssign(t *testing.T) {
-	e := newEnv(t)
-	e.pool("default", "10.1.0.0/24", 28)
-	e.pool("blue", "10.2.0.0/24", 28, func(p *IPPool) { p.NodeSelector = "has(blue)" })
-	req, err := ParseAnnotations(nil, map[string]string{AnnotationIPv4Pools: `["blue"]`})
-	require.NoError(t, err)
-	r, err := e.ipam.Assign(e.ctx, AssignArgs{Handle: "h1", Node: "n", Num4: 1, IPv4Pools: req.IPv4Pools})
-	require.NoError(t, err)
-	assert.Equal(t, "blue", r.IPv4[0].Pool)
+	onEveryBackend(t, func(t *testing.T, e *env) {
+		e.pool("default", "10.1.0.0/24", 28)
+		e.pool("blue", "10.2.0.0/24", 28, func(p *IPPool) { p.NodeSelector = "has(blue)" })
+		req, err := ParseAnnotations(nil, map[string]string{AnnotationIPv4Pools: `["blue"]`})
+		require.NoError(t, err)
+		r, err := e.ipam.Assign(e.ctx, AssignArgs{Handle: "h1", Node: "n", Num4: 1, IPv4Pools: req.IPv4Pools})
+		require.NoError(t, err)
+		assert.Equal(t, "blue", r.IPv4[0].Pool)
 
-	req, err = ParseAnnotations(map[string]string{AnnotationIPv4Pools: `["missing"]`}, nil)
-	require.NoError(t, err)
-	_, err = e.ipam.Assign(e.ctx, AssignArgs{Handle: "h2", Node: "n", Num4: 1, IPv4Pools: req.IPv4Pools})
-	require.ErrorIs(t, err, ErrUnknownPool)
+		req, err = ParseAnnotations(map[string]string{AnnotationIPv4Pools: `["missing"]`}, nil)
+		require.NoError(t, err)
+		_, err = e.ipam.Assign(e.ctx, AssignArgs{Handle: "h2", Node: "n", Num4: 1, IPv4Pools: req.IPv4Pools})
+		require.ErrorIs(t, err, ErrUnknownPool)
 
-	req, err = ParseAnnotations(map[string]string{AnnotationIPAddrs: `["10.1.0.77"]`, AnnotationFloatingIPs: `["192.0.2.1"]`}, nil)
-	require.NoError(t, err)
-	ips, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: req.Addrs, Handle: "h3", Node: "n", FloatingIPs: req.FloatingIPs})
-	require.NoError(t, err)
-	info, err := e.ipam.Lookup(e.ctx, ips[0].Addr)
-	require.NoError(t, err)
-	assert.Equal(t, []netip.Addr{addr("192.0.2.1")}, info.Attribute.FloatingIPs)
+		req, err = ParseAnnotations(map[string]string{AnnotationIPAddrs: `["10.1.0.77"]`, AnnotationFloatingIPs: `["192.0.2.1"]`}, nil)
+		require.NoError(t, err)
+		ips, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: req.Addrs, Handle: "h3", Node: "n", FloatingIPs: req.FloatingIPs})
+		require.NoError(t, err)
+		info, err := e.ipam.Lookup(e.ctx, ips[0].Addr)
+		require.NoError(t, err)
+		assert.Equal(t, []netip.Addr{addr("192.0.2.1")}, info.Attribute.FloatingIPs)
+	})
 }
 
 func FuzzParseAnnotations(f *testing.F) {

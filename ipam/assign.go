@@ -19,7 +19,11 @@ import (
 // AssignArgs asks for automatically chosen addresses.
 type AssignArgs struct {
 	// Handle names the allocation, e.g. "k8s-pod-network.<containerID>";
-	// ReleaseByHandle frees everything assigned under it.
+	// ReleaseByHandle frees everything assigned under it. Assign does not
+	// look for earlier assignments: calling it twice with one handle
+	// assigns a second set of addresses, both held by the handle. A
+	// retried CNI ADD should first call IPsByHandle and reuse what the
+	// handle already holds (or ReleaseByHandle and assign afresh).
 	Handle string
 	// Node is the node the addresses are for; blocks affine to it are used
 	// first.
@@ -90,13 +94,23 @@ func (a *IPAM) attribute(handle, node, ns, pod string, extra map[string]string, 
 }
 
 // Assign assigns Num4 IPv4 and Num6 IPv6 addresses to args.Handle on
-// args.Node, following Calico's order: the node's affine blocks, then a new
-// block claimed from a matching pool (unless the per-node block limit is
-// reached or auto-allocation is off), then, unless strict affinity is on,
-// a free address borrowed from another node's block. It is all-or-nothing:
-// on error nothing stays assigned. Failures to find an address are
-// *AllocationError values that match ErrPoolExhausted, ErrBlockLimit,
-// ErrStrictAffinity or ErrNoMatchingPool with errors.Is.
+// args.Node, in the order of Calico's autoAssign: the node's usable affine
+// blocks (in pools that are enabled, select the node or were requested,
+// and allow the use); then, if the node already has its limit of usable
+// blocks (the tighter of MaxBlocksPerHost here and in the config, default
+// 20) or auto-allocation is off, it stops with ErrBlockLimit, strict
+// affinity or not; else it claims a new block from a matching pool; and
+// only when no block is left to claim does it borrow a free address from
+// another node's block, unless strict affinity forbids it
+// (ErrStrictAffinity). Failures to find an address are *AllocationError
+// values matching exactly one of ErrBlockLimit, ErrStrictAffinity,
+// ErrPoolExhausted or ErrNoMatchingPool.
+//
+// It is all-or-nothing: an error that does not match ErrOutcomeUnknown
+// means nothing stays assigned. One that does (a store write whose
+// outcome could not be settled, or a rollback that failed, joined to the
+// original error) means addresses may stay assigned to args.Handle:
+// release it by handle.
 func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error) {
 	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
 	if err != nil {
@@ -128,8 +142,7 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 		got, err := a.autoAssign(ctx, c, &attr, labels, fam.v6, fam.n, fam.pools, args.MaxBlocksPerHost)
 		*fam.out = got
 		if err != nil {
-			a.rollback(ctx, res.All())
-			return AssignResult{}, err
+			return AssignResult{}, a.failed(ctx, &attr, res.All(), err)
 		}
 	}
 	if a.log.Enabled(ctx, slog.LevelDebug) {
@@ -138,19 +151,60 @@ func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error
 	return res, nil
 }
 
-// rollback releases addresses assigned by a request that failed; what it
-// cannot release (store down) is left for GC, as after a crash.
-func (a *IPAM) rollback(ctx context.Context, ips []AssignedIP) {
-	if len(ips) == 0 {
-		return
+// failed rolls back a request that failed with err, having assigned (or
+// maybe assigned: writes with an unknown outcome) ips, and returns the
+// error for the caller: err itself when the rollback settled everything,
+// so nothing stays assigned; err joined with an ErrOutcomeUnknown error
+// when it did not (what it could not release is left to ReleaseByHandle
+// or GC, as after a crash).
+func (a *IPAM) failed(ctx context.Context, attr *Attribute, ips []AssignedIP, err error) error {
+	var u *unknownWrite
+	if errors.As(err, &u) {
+		// Try once more to settle the write (the store may be back).
+		if _, aerr := a.allocApplied(ctx, u.block, u.casRev, u.ips, attr); aerr != nil {
+			// It may still land: leave its addresses, and their counts
+			// on the handle, alone, and roll back the rest.
+			ips = slices.DeleteFunc(slices.Clone(ips), func(ip AssignedIP) bool {
+				return slices.ContainsFunc(u.ips, func(v AssignedIP) bool { return v.Addr == ip.Addr })
+			})
+			rerr := a.rollback(ctx, attr, ips)
+			return errors.Join(err, fmt.Errorf("%w: addresses may stay assigned to handle %q: %w",
+				ErrOutcomeUnknown, attr.Handle, errors.Join(aerr, rerr)))
+		}
 	}
-	addrs := make([]netip.Addr, len(ips))
-	for i, ip := range ips {
-		addrs[i] = ip.Addr
+	if rerr := a.rollback(ctx, attr, ips); rerr != nil {
+		a.log.WarnContext(ctx, "rollback of a failed assignment", "handle", attr.Handle, "err", rerr)
+		return errors.Join(err, fmt.Errorf("%w: rollback failed, addresses may stay assigned to handle %q: %w",
+			ErrOutcomeUnknown, attr.Handle, rerr))
 	}
-	if _, err := a.ReleaseIPs(ctx, addrs...); err != nil {
-		a.log.WarnContext(ctx, "rollback of a failed assignment", "err", err)
+	return settled(err, u)
+}
+
+// rollback releases the addresses among ips that attr still holds (an
+// address whose write was not applied may be someone else's by now, and
+// is left alone) and takes all of ips off attr.Handle's record, each of
+// which was counted there before its block was written.
+func (a *IPAM) rollback(ctx context.Context, attr *Attribute, ips []AssignedIP) error {
+	byBlock := map[netip.Prefix]map[int]bool{}
+	for _, ip := range ips {
+		if byBlock[ip.Block] == nil {
+			byBlock[ip.Block] = map[int]bool{}
+		}
+		byBlock[ip.Block][ordinal(ip.Block, ip.Addr)] = true
 	}
+	var errs []error
+	for cidr, ords := range byBlock {
+		_, _, remaining, err := a.releaseFromBlock(ctx, cidr, func(o int, at *Attribute) bool { return ords[o] && at.equal(attr) })
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(ords)}, map[netip.Prefix]int{cidr: remaining[attr.Handle]})
+		if err != nil { // the handle over-counts, which GC repairs
+			a.log.WarnContext(ctx, "undo handle count", "handle", attr.Handle, "err", err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // candidatePools returns the pools to try for a family, in order. The
@@ -249,34 +303,41 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	var got []AssignedIP
 	// Fast path: the node's block that last had room, without listing the
 	// node's affinities (the block itself says whose it is).
-	if hint, ok := a.hints.Load(hintKey{node, v6}); ok {
+	if hint, ok := a.cache.current.Load(hintKey{node, v6}); ok {
 		if _, inPools := poolOf(pools, hint.(netip.Prefix)); inPools {
 			ips, err := a.allocFromBlock(ctx, c, pools, hint.(netip.Prefix), attr, num, requireAffinity(node))
-			if err != nil {
+			if got = ips; err != nil {
 				return got, err
 			}
-			if got = ips; len(got) == num {
+			if len(got) == num {
 				return got, nil
 			}
 		}
 	}
-	limitReached, noFreeBlock := false, false
-	trustFull := true // skip blocks recently found full (see fullBlocks)
+	// Calico's order (libcalico-go ipam.go autoAssign): the node's usable
+	// affine blocks; then, if the node is at its block limit, stop with
+	// ErrBlockLimit (no borrowing, strict or not); else claim a new block;
+	// only when no block is left to claim, borrow unless strict affinity
+	// forbids it. A block counts toward the limit only while the node may
+	// still allocate from it: its pool is one of pools (enabled, selecting
+	// the node or requested, allowing the use).
+	owned := 0
+	trustFull := true // skip blocks recently found full (cache.recentlyFull)
 	for round := 0; len(got) < num && round < limit+4; round++ {
 		// 1. Blocks affine to the node, in pool order.
-		affs, cached := a.nodes.get(node, a.now())
-		if !trustFull || !cached {
+		affs, listed := a.cache.nodeAffinities(node, a.now())
+		if !trustFull || !listed {
 			if affs, err = a.listAffinities(ctx, node); err != nil {
 				return got, err
 			}
-			a.nodes.put(node, affs, a.now())
+			a.cache.putNodeAffinities(node, affs, a.now())
 		}
-		// The node's blocks in this family, in pool order and, within a
-		// pool, the block that last had room first; blocks recently found
-		// full are left out (but counted).
-		hint, _ := a.hints.Load(hintKey{node, v6})
+		// The node's usable blocks in this family, in pool order and,
+		// within a pool, the block that last had room first; blocks
+		// recently found full are left out (but counted).
+		hint, _ := a.cache.current.Load(hintKey{node, v6})
 		now := a.now()
-		owned := 0
+		owned = 0
 		type rankedAffinity struct {
 			rank int
 			storedAffinity
@@ -286,9 +347,12 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			if af.CIDR.Addr().Is6() != v6 || af.State == AffinityPendingDeletion {
 				continue
 			}
-			owned++
 			pi := slices.IndexFunc(pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
-			if pi < 0 || (trustFull && a.full.recent(af.CIDR, now)) {
+			if pi < 0 {
+				continue // unusable: counts toward nothing
+			}
+			owned++
+			if trustFull && a.cache.recentlyFull(af.CIDR, now) {
 				continue
 			}
 			r := 2 * pi
@@ -301,13 +365,13 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 		for _, ra := range ranked {
 			af := ra.storedAffinity
 			ips, err := a.allocFromBlock(ctx, c, pools, af.CIDR, attr, num-len(got), requireAffinity(node))
+			got = append(got, ips...)
 			if err != nil {
 				return got, err
 			}
 			if len(ips) > 0 {
-				a.hints.Store(hintKey{node, v6}, af.CIDR)
+				a.cache.current.Store(hintKey{node, v6}, af.CIDR)
 			}
-			got = append(got, ips...)
 			if len(got) == num {
 				return got, nil
 			}
@@ -315,81 +379,74 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 				a.confirmAffinity(ctx, af)
 			}
 		}
-		// 2. Claim a new block.
+		// 2. Claim a new block, unless at the limit.
 		atLimit := !c.config.AutoAllocateBlocks || owned >= limit
-		var cidr netip.Prefix
-		if !atLimit {
-			if cidr, err = a.claimBlock(ctx, c, pools, node); err != nil && !errors.Is(err, errNoFreeBlock) {
-				return got, err
-			}
+		if atLimit && trustFull { // look at every block before giving up
+			trustFull = false
+			continue
 		}
-		if atLimit || err != nil { // at the limit, or no free block
-			if trustFull { // look at every block before giving up
+		if !c.config.AutoAllocateBlocks {
+			return got, fail(ErrBlockLimit, fmt.Sprintf("autoAllocateBlocks is false and the node's %d usable blocks are full", owned))
+		}
+		if atLimit {
+			return got, fail(ErrBlockLimit, fmt.Sprintf("the node has %d usable blocks (limit %d) and they are full", owned, limit))
+		}
+		cidr, err := a.claimBlock(ctx, c, pools, node)
+		if errors.Is(err, errNoFreeBlock) {
+			if trustFull {
 				trustFull = false
 				continue
 			}
-			limitReached, noFreeBlock = atLimit, !atLimit
-			break
+			break // 3. borrow
 		}
-		a.nodes.add(node, storedAffinity{Affinity: Affinity{Node: node, CIDR: cidr, State: AffinityConfirmed}})
+		if err != nil {
+			return got, err
+		}
 		// Use the new block at once rather than listing the node's
 		// blocks again.
 		ips, err := a.allocFromBlock(ctx, c, pools, cidr, attr, num-len(got), requireAffinity(node))
+		got = append(got, ips...)
 		if err != nil {
 			return got, err
 		}
 		if len(ips) > 0 {
-			a.hints.Store(hintKey{node, v6}, cidr)
+			a.cache.current.Store(hintKey{node, v6}, cidr)
 		}
-		got = append(got, ips...)
 	}
 	if len(got) == num {
 		return got, nil
 	}
-	// 3. Borrow.
+	// 3. No block left to claim: borrow, unless strict affinity forbids it.
 	if !c.config.StrictAffinity {
 		ips, err := a.borrow(ctx, c, pools, attr, labels, num-len(got))
 		got = append(got, ips...)
 		if err != nil || len(got) == num {
 			return got, err
 		}
-		detail := "every block is full"
+		detail := fmt.Sprintf("no block left to claim, the node's %d usable blocks are full and no other block has a free address", owned)
 		if c.config.BorrowWithinLabel != "" {
 			detail += fmt.Sprintf(" (borrowing only from nodes with the same %q label)", c.config.BorrowWithinLabel)
 		}
 		return got, fail(ErrPoolExhausted, detail)
 	}
-	// Strict affinity: say which rule stopped us.
 	othersFree, err := a.freeElsewhere(ctx, c, pools, node)
 	if err != nil {
 		return got, err
 	}
-	switch {
-	case limitReached && !c.config.AutoAllocateBlocks:
-		return got, fail(ErrBlockLimit, "autoAllocateBlocks is false and the node's blocks are full")
-	case limitReached:
-		if !noFreeBlock {
-			if _, err := a.findFreeBlock(ctx, c, pools, node); err == nil {
-				return got, fail(ErrBlockLimit, fmt.Sprintf("the node has %d blocks (limit %d) and they are full", limit, limit))
-			}
-		}
-		fallthrough
-	default:
-		if othersFree > 0 {
-			return got, fail(ErrStrictAffinity, fmt.Sprintf("%d free addresses are in other nodes' blocks", othersFree))
-		}
-		return got, fail(ErrPoolExhausted, "no free block and the node's blocks are full")
+	if othersFree > 0 {
+		return got, fail(ErrStrictAffinity, fmt.Sprintf("no block left to claim and the node's %d usable blocks are full; %d free addresses are in other nodes' blocks", owned, othersFree))
 	}
+	return got, fail(ErrPoolExhausted, fmt.Sprintf("no block left to claim and the node's %d usable blocks are full", owned))
 }
 
 // blockCheck vets a block before allocating from it; a non-nil error stops
 // the allocation, errSkip skips the block quietly.
-type blockCheck func(b *Block) error
+type blockCheck func(b *allocBlock) error
 
 var errSkip = errors.New("skip block")
 
 func requireAffinity(node string) blockCheck {
-	return func(b *Block) error {
+	return func(b *allocBlock) error {
 		if b.Affinity != node {
 			return errSkip
 		}
@@ -402,7 +459,7 @@ func requireAffinity(node string) blockCheck {
 // two writes leaves a handle that over-counts (which Check reports and GC
 // repairs) rather than an allocation no handle can release.
 func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, n int, check blockCheck) ([]AssignedIP, error) {
-	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, true, func(b *Block, mask []bool) []int {
+	return a.updateBlockForAlloc(ctx, c, pools, cidr, attr, check, true, func(b *allocBlock, mask []bool) []int {
 		var pos []int
 		for i, o := range b.Unallocated {
 			if len(pos) == n {
@@ -417,9 +474,11 @@ func (a *IPAM) allocFromBlock(ctx context.Context, c *cluster, pools []IPPool, c
 }
 
 // updateBlockForAlloc assigns the ordinals pick chooses (positions in
-// Unallocated); skipFull returns at once, without decoding, for a block with
-// no free ordinal.
-func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, skipFull bool, pick func(b *Block, mask []bool) []int) ([]AssignedIP, error) {
+// Unallocated). For automatic assignment (auto) it returns at once,
+// without decoding, for a block with no free ordinal, and gives pick the
+// reserved ordinals (IPReservations) to avoid; explicit requests ignore
+// reservations, as in Calico.
+func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPool, cidr netip.Prefix, attr *Attribute, check blockCheck, auto bool, pick func(b *allocBlock, mask []bool) []int) ([]AssignedIP, error) {
 	key := blockKey(cidr)
 	var enc []byte // attr's encoding in a block affine to encAffinity
 	var encAffinity string
@@ -427,24 +486,25 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		if err := a.backoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		kv, err := store.GetView(ctx, a.s, key)
+		kv, err := a.s.Get(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		raw := stringBytes(kv.Value) // read only
-		if free, ok := peekFree(raw); skipFull && ok && free == 0 {
-			a.full.mark(cidr, a.now())
+		raw := kv.Value
+		if free, ok := peekFree(raw); auto && ok && free == 0 {
+			a.cache.markFull(cidr, a.now())
 			return nil, nil // full: nothing to take, whoever owns it
 		}
-		h := a.hot.get(cidr, kv.Revision, len(raw))
-		if h == nil {
+		st := keyStamp(kv.Revision, len(raw))
+		h, ok := cached[*hotBlock](&a.cache, key, st)
+		if !ok {
 			if h, err = parseHot(raw, kv.Revision); err != nil {
 				return nil, fmt.Errorf("block %s: %w", cidr, err)
 			}
-			a.hot.put(cidr, h)
+			a.cache.put(key, st, h)
 		}
 		b := &h.b // shared: read only
 		if err := check(b); err != nil {
@@ -453,9 +513,12 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			}
 			return nil, err
 		}
-		mask, all := reservedMask(b.CIDR, c.reserved)
-		if all {
-			return nil, nil
+		var mask []bool
+		if auto {
+			var all bool
+			if mask, all = reservedMask(b.CIDR, c.reserved); all {
+				return nil, nil
+			}
 		}
 		pos := pick(b, mask)
 		if len(pos) == 0 {
@@ -481,7 +544,7 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 		if pool.Name == "" {
 			pool, _ = c.poolFor(cidr.Addr())
 		}
-		nb := Block{CIDR: b.CIDR, Affinity: b.Affinity, Allocations: slices.Clone(b.Allocations)}
+		nb := allocBlock{CIDR: b.CIDR, Affinity: b.Affinity, Allocations: slices.Clone(b.Allocations)}
 		var taken []bool
 		if len(pos) > 8 {
 			taken = make([]bool, len(b.Unallocated))
@@ -502,14 +565,26 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 			}
 		}
 		buf, nh := encodeHot(&nb, h, newAttr)
-		rev, err := store.UpdateString(ctx, a.s, key, bytesString(buf), kv.Revision) // buf is never modified
-
+		rev, err := a.s.Update(ctx, key, buf, kv.Revision) // buf is never modified: nh refers to it
 		if err == nil {
 			nh.rev = rev
-			a.hot.put(cidr, nh)
+			a.cache.put(key, keyStamp(rev, nh.rawLen), nh)
 			return ips, nil
 		}
-		if derr := a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(pos)}); derr != nil {
+		if !definite(err) {
+			// Maybe applied: read the block back to find out.
+			applied, rerr := a.allocApplied(ctx, cidr, kv.Revision, ips, attr)
+			switch {
+			case rerr != nil:
+				a.log.WarnContext(ctx, "block write with unknown outcome", "block", cidr, "err", err, "read", rerr)
+				return ips, &unknownWrite{block: cidr, casRev: kv.Revision, ips: ips, err: err}
+			case applied:
+				return ips, nil
+			}
+		}
+		// Certainly not applied: undo the handle count. Should that fail,
+		// the handle over-counts, which GC repairs; never under-counts.
+		if derr := a.decrementHandle(ctx, attr.Handle, map[netip.Prefix]int{cidr: len(pos)}, nil); derr != nil {
 			a.log.WarnContext(ctx, "undo handle count", "handle", attr.Handle, "err", derr)
 		}
 		if !retryable(err) {
@@ -519,11 +594,62 @@ func (a *IPAM) updateBlockForAlloc(ctx context.Context, c *cluster, pools []IPPo
 	return nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
 }
 
+var errMixedOutcome = errors.New("some of the addresses are held, some not")
+
+// allocApplied settles a block write, compare-and-swapped against
+// revision casRev, whose outcome is unknown: it reports whether the write
+// was applied, or an error when it cannot tell. Applied: every address is
+// held by an attribute equal to attr (the handle and its creation time
+// make that unique). Not applied: none is, and the write can no longer
+// land — the block has moved past casRev, or this rewrites the block as
+// read at casRev to fence off a write still in flight (etcd may apply a
+// proposal after reporting a timeout).
+func (a *IPAM) allocApplied(ctx context.Context, cidr netip.Prefix, casRev int64, ips []AssignedIP, attr *Attribute) (bool, error) {
+	key := blockKey(cidr)
+	for range 3 {
+		kv, err := a.s.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil // gone: a compare against casRev never succeeds again
+		}
+		if err != nil {
+			return false, err
+		}
+		b, err := decodeBlock(kv.Value)
+		if err != nil {
+			return false, fmt.Errorf("block %s: %w", cidr, err)
+		}
+		held := 0
+		for _, ip := range ips {
+			if at, ok := b.Holder(ip.Addr); ok && at.equal(attr) {
+				held++
+			}
+		}
+		switch {
+		case held == len(ips):
+			return true, nil
+		case held > 0:
+			return false, errMixedOutcome
+		case kv.Revision != casRev:
+			return false, nil
+		}
+		// Unchanged since the read the write was based on: fence it off.
+		_, err = a.s.Update(ctx, key, kv.Value, casRev)
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return false, err
+		}
+		// Something landed meanwhile, maybe ours: look again.
+	}
+	return false, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+}
+
 // incrementHandle adds n allocations in block to the handle's record.
 func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.Prefix, n int) error {
 	now := a.now().UTC()
 	// Most handles are new: try a plain create first.
-	_, err := store.CreateString(ctx, a.s, handleKey(handle), bytesString(encodeNewHandle(block, n, now)))
+	_, err := a.s.Create(ctx, handleKey(handle), encodeNewHandle(block, n, now))
 	if err == nil || !errors.Is(err, store.ErrExists) {
 		if err != nil {
 			return fmt.Errorf("record handle %q: %w", handle, err)
@@ -545,28 +671,40 @@ func (a *IPAM) incrementHandle(ctx context.Context, handle string, block netip.P
 }
 
 // decrementHandle subtracts counts from the handle's record, dropping
-// blocks that reach zero and the record when it is empty.
-func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts map[netip.Prefix]int) error {
+// blocks that reach zero and the record when it is empty. A block's count
+// never drops below floors[block]: the handle's allocations in the block
+// as written by the release that calls this, so a GC that rebuilt the
+// record in between (already without the released addresses) does not
+// lose the handle's other addresses. It leaves Updated alone: the record
+// is stamped by increments, which is what GC's grace period protects.
+func (a *IPAM) decrementHandle(ctx context.Context, handle string, counts, floors map[netip.Prefix]int) error {
 	return a.modifyHandle(ctx, handle, func(h *handleRecord, exists bool) (edit, error) {
 		if !exists {
 			return editSkip, nil
 		}
+		changed := false
 		for cidr, n := range counts {
 			k := cidr.String()
-			if h.Blocks[k] -= n; h.Blocks[k] <= 0 {
+			cur, had := h.Blocks[k]
+			next := max(cur-n, floors[cidr])
+			if next <= 0 {
 				delete(h.Blocks, k)
+			} else {
+				h.Blocks[k] = next
 			}
+			changed = changed || next != cur || (had && next <= 0)
 		}
-		h.Updated = a.now().UTC()
-		if len(h.Blocks) == 0 {
+		switch {
+		case len(h.Blocks) == 0:
 			return editDelete, nil
+		case !changed:
+			return editSkip, nil
 		}
 		return editWrite, nil
 	})
 }
 
 func (a *IPAM) confirmAffinity(ctx context.Context, af storedAffinity) {
-	defer a.nodes.forget(af.Node)
 	af.State, af.Updated = AffinityConfirmed, a.now().UTC()
 	b, _ := json.Marshal(af.Affinity)
 	if _, err := a.s.Update(ctx, affinityKey(af.Node, af.CIDR), b, af.rev); err != nil {
@@ -581,36 +719,13 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 		return nil, fmt.Errorf("list blocks: %w", err)
 	}
 	out := make(map[netip.Prefix]bool, len(keys))
-	a.keyMu.Lock()
-	defer a.keyMu.Unlock()
-	if a.blockKeys == nil || len(a.blockKeys) > 4*len(keys)+1024 {
-		a.blockKeys = make(map[string]netip.Prefix, len(keys))
-	}
 	for _, k := range keys {
-		p, ok := a.blockKeys[k]
-		if !ok {
-			var err error
-			if p, err = netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err != nil {
-				p = netip.Prefix{} // not a block: remembered as such
-			}
-			a.blockKeys[k] = p
-		}
-		if p.IsValid() {
+		if p, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, keyBlocks), "-", "/", 1)); err == nil {
 			out[p] = true
 		}
 	}
-	a.known.reset(out)
+	a.cache.resetKnown(out)
 	return out, nil
-}
-
-// findFreeBlock returns a block CIDR not yet carved from the pools (in pool
-// order), searching from the node's seeded random start.
-func (a *IPAM) findFreeBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
-	existing, err := a.blockCIDRs(ctx)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return findFreeIn(c, pools, node, existing)
 }
 
 func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Prefix]bool) (netip.Prefix, error) {
@@ -636,7 +751,7 @@ func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Pref
 // claimBlock carves a new block for node: affinity (pending), then the
 // block, then the affinity confirmed. Racing claimers of the same block are
 // settled by the block's Create; the loser withdraws its affinity. The
-// candidate comes from the knownBlocks cache and is probed first, so a
+// candidate comes from the cache of known blocks and is probed first, so a
 // claim reads one key rather than listing every block.
 func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node string) (netip.Prefix, error) {
 	fresh := false
@@ -645,7 +760,7 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 		_, err := a.blockCIDRs(ctx)
 		return err
 	}
-	if !a.known.isLoaded() {
+	if !a.cache.knownLoaded() {
 		if err := reload(); err != nil {
 			return netip.Prefix{}, err
 		}
@@ -653,7 +768,7 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 	const maxStaleProbes = 8
 	stale := 0
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
-		cidr, err := a.known.findFree(c, pools, node)
+		cidr, err := a.cache.findFree(c, pools, node)
 		if errors.Is(err, errNoFreeBlock) && !fresh {
 			if err := reload(); err != nil {
 				return netip.Prefix{}, err
@@ -673,14 +788,13 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 			err = errBlockTaken
 		}
 		if err == nil {
-			a.known.add(cidr)
 			a.log.DebugContext(ctx, "claimed block", "node", node, "block", cidr)
 			return cidr, nil
 		}
 		if !errors.Is(err, errBlockTaken) {
 			return netip.Prefix{}, err
 		}
-		a.known.add(cidr)
+		a.cache.addKnown(cidr)
 		if stale++; stale >= maxStaleProbes && !fresh {
 			if err := reload(); err != nil {
 				return netip.Prefix{}, err
@@ -693,14 +807,14 @@ func (a *IPAM) claimBlock(ctx context.Context, c *cluster, pools []IPPool, node 
 // probeBlock reports whether node may claim cidr: the block does not exist,
 // or it is node's own from an interrupted earlier claim.
 func (a *IPAM) probeBlock(ctx context.Context, cidr netip.Prefix, node string) (bool, error) {
-	kv, err := store.GetView(ctx, a.s, blockKey(cidr))
+	kv, err := a.s.Get(ctx, blockKey(cidr))
 	if errors.Is(err, store.ErrNotFound) {
 		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("read block %s: %w", cidr, err)
 	}
-	b, err := decodeBlock(stringBytes(kv.Value))
+	b, err := decodeBlock(kv.Value)
 	if err != nil {
 		return false, fmt.Errorf("block %s: %w", cidr, err)
 	}
@@ -714,16 +828,24 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 	af := Affinity{Node: node, CIDR: cidr, State: AffinityPending, Updated: now}
 	key := affinityKey(node, cidr)
 	val, _ := json.Marshal(af)
-	rev, err := a.s.Create(ctx, key, val)
-	if errors.Is(err, store.ErrExists) {
-		var cur []storedAffinity
-		if cur, err = a.listAffinities(ctx, node); err == nil {
-			for _, x := range cur {
-				if x.CIDR == cidr {
-					rev, af = x.rev, x.Affinity
-				}
-			}
+	var rev int64
+	var err error
+	for attempt := 0; attempt < a.maxRetries; attempt++ {
+		rev, err = a.s.Create(ctx, key, val)
+		if err == nil || (definite(err) && !errors.Is(err, store.ErrExists)) {
+			break
 		}
+		// It exists (an interrupted earlier claim, or a release under
+		// way), or maybe our Create was applied: read it.
+		cur, crev, gerr := getJSON[Affinity](ctx, a.s, key)
+		if gerr == nil {
+			af, rev, err = cur, crev, nil
+			break
+		}
+		if !errors.Is(gerr, store.ErrNotFound) || !errors.Is(err, store.ErrExists) {
+			break // the read failed, or our Create failed unapplied
+		}
+		// Deleted meanwhile: create it again.
 	}
 	if err != nil {
 		return fmt.Errorf("claim %s for %s: %w", cidr, node, err)
@@ -732,6 +854,12 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 		return errBlockTaken
 	}
 	_, err = a.s.Create(ctx, blockKey(cidr), encodeBlock(newBlock(cidr, node, now)))
+	if err != nil && !definite(err) {
+		// Maybe created: it is ours if it exists affine to node.
+		if _, gerr := a.getBlock(ctx, cidr); gerr == nil {
+			err = store.ErrExists // settled below: ours if affine to node
+		}
+	}
 	if errors.Is(err, store.ErrExists) {
 		sb, gerr := a.getBlock(ctx, cidr)
 		if gerr == nil && sb.block.Affinity == node {
@@ -752,7 +880,14 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 	af.State, af.Updated = AffinityConfirmed, now
 	val, _ = json.Marshal(af)
 	if _, err := a.s.Update(ctx, key, val, rev); err != nil {
-		return fmt.Errorf("confirm affinity %s for %s: %w", cidr, node, err)
+		// A conflict usually means GC or a second Assign for the node
+		// confirmed it first, and a lost response may hide our own
+		// write: either way the claim stands if the affinity now reads
+		// confirmed.
+		if cur, _, gerr := getJSON[Affinity](ctx, a.s, key); gerr == nil && cur.State == AffinityConfirmed && cur.Node == node {
+			return nil
+		}
+		return writeErr(fmt.Sprintf("confirm affinity %s for %s", cidr, node), err)
 	}
 	return nil
 }
@@ -809,16 +944,16 @@ func (a *IPAM) borrow(ctx context.Context, c *cluster, pools []IPPool, attr *Att
 	}
 	var got []AssignedIP
 	for _, sb := range cands {
-		ips, err := a.allocFromBlock(ctx, c, pools, sb.block.CIDR, attr, n-len(got), func(b *Block) error {
+		ips, err := a.allocFromBlock(ctx, c, pools, sb.block.CIDR, attr, n-len(got), func(b *allocBlock) error {
 			if b.Affinity == attr.Node {
 				return errSkip
 			}
 			return nil
 		})
+		got = append(got, ips...)
 		if err != nil {
 			return got, err
 		}
-		got = append(got, ips...)
 		if len(got) == n {
 			break
 		}
@@ -842,7 +977,7 @@ func (a *IPAM) freeElsewhere(ctx context.Context, c *cluster, pools []IPPool, no
 	return n, nil
 }
 
-func freeCount(b *Block, reserved []netip.Prefix) int {
+func freeCount(b *allocBlock, reserved []netip.Prefix) int {
 	mask, all := reservedMask(b.CIDR, reserved)
 	if all {
 		return 0

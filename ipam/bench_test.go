@@ -39,7 +39,7 @@ func BenchmarkAllocate(b *testing.B) {
 		name string
 		open func(b *testing.B) store.Store
 	}{
-		{"memory", func(b *testing.B) store.Store { return store.NewMemory() }},
+		{"memory", func(b *testing.B) store.Store { return newMemory(b) }},
 		{"bbolt", func(b *testing.B) store.Store {
 			s, err := bboltstore.Open(filepath.Join(b.TempDir(), "ipam.db"))
 			require.NoError(b, err)
@@ -49,13 +49,15 @@ func BenchmarkAllocate(b *testing.B) {
 		{"etcd", func(b *testing.B) store.Store {
 			etcdOnce.Do(func() { endpoint = etcdtest.Start(parent) })
 			n++
-			return etcdstore.New(etcdtest.Client(b, endpoint), etcdstore.WithPrefix(fmt.Sprintf("/bench/%d/", n)))
+			s, err := etcdstore.New(etcdtest.Client(b, endpoint), etcdstore.WithPrefix(fmt.Sprintf("/bench/%d/", n)))
+			require.NoError(b, err)
+			return s
 		}},
 	}
 	for _, be := range backends {
 		for _, nodes := range []int{1, 16} {
 			b.Run(fmt.Sprintf("%s/nodes=%d", be.name, nodes), func(b *testing.B) {
-				benchAllocate(b, New(be.open(b)), nodes)
+				benchAllocate(b, mustNew(b, be.open(b)), nodes)
 			})
 		}
 	}
@@ -136,7 +138,7 @@ func BenchmarkVersusHostLocal(b *testing.B) {
 			b.StopTimer()
 			s, err := bboltstore.Open(filepath.Join(b.TempDir(), "ipam.db"))
 			require.NoError(b, err)
-			a := New(s)
+			a := mustNew(b, s)
 			_, err = a.CreatePool(context.Background(), IPPool{Name: "p", CIDR: pfx("10.0.0.0/16")})
 			require.NoError(b, err)
 			b.StartTimer()

@@ -68,14 +68,14 @@ func appendTime(b []byte, t time.Time) []byte {
 	return binary.AppendVarint(b, t.UnixNano())
 }
 
-func encodeBlock(blk *Block) []byte {
+func encodeBlock(blk *allocBlock) []byte {
 	b, _, _ := encodeBlockParts(blk, false)
 	return b
 }
 
 // encodeBlockHead appends everything before the attributes: the header,
 // the allocations and the unallocated ordinals.
-func encodeBlockHead(b []byte, blk *Block) []byte {
+func encodeBlockHead(b []byte, blk *allocBlock) []byte {
 	b = append(b, blockCodecVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(blk.Unallocated)))
 	b = appendAddr(b, blk.CIDR.Addr())
@@ -104,7 +104,7 @@ func appendInt32s(b []byte, vs []int32, add int32) []byte {
 
 // encodeBlockParts encodes blk; with offsets it also returns where the
 // attributes start and where each ends (relative to the start).
-func encodeBlockParts(blk *Block, offsets bool) (b []byte, attrStart int, attrEnds []int32) {
+func encodeBlockParts(blk *allocBlock, offsets bool) (b []byte, attrStart int, attrEnds []int32) {
 	b = make([]byte, 0, 64+2*len(blk.Allocations)+len(blk.Unallocated)*2+len(blk.Attributes)*96)
 	b = encodeBlockHead(b, blk)
 	b = binary.AppendUvarint(b, uint64(len(blk.Attributes)))
@@ -332,13 +332,13 @@ func peekFree(b []byte) (int, bool) {
 
 // decodeBlock decodes an encoded block. The strings in the result share
 // b's memory, so b must not be modified afterwards.
-func decodeBlock(b []byte) (*Block, error) {
+func decodeBlock(b []byte) (*allocBlock, error) {
 	free, ok := peekFree(b)
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown version", errCorrupt)
 	}
 	d := &decoder{b: b[3:]}
-	blk := &Block{}
+	blk := &allocBlock{}
 	addr := d.addr("cidr")
 	bitsN := int(d.uvarint("cidr bits", 128))
 	if d.err == nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func sampleBlock() *Block {
+func sampleBlock() *allocBlock {
 	b := newBlock(pfx("fd00::40/122"), "node-a", time.Unix(0, 12345).UTC())
 	at := Attribute{Handle: "k8s-pod-network.abc", Node: "node-b", Namespace: "ns", Pod: "pod", Use: UseWorkload,
 		Extra: map[string]string{"z": "1", "a": "2"}, FloatingIPs: []netip.Addr{addr("192.0.2.1"), addr("2001:db8::1")},
@@ -24,7 +24,7 @@ func sampleBlock() *Block {
 
 // compactBlock holds the common case the flags shorten (a pod on the
 // block's own node, a k8s handle, Workload use) beside the uncommon ones.
-func compactBlock() *Block {
+func compactBlock() *allocBlock {
 	b := newBlock(pfx("10.0.0.0/26"), "node-a", time.Time{})
 	for i, at := range []Attribute{
 		{Handle: "k8s-pod-network.c1", Node: "node-a", Namespace: "ns", Pod: "p1", Use: UseWorkload, Created: time.Unix(1e9, 7).UTC()},
@@ -38,7 +38,7 @@ func compactBlock() *Block {
 }
 
 func TestBlockCodecRoundTrip(t *testing.T) {
-	for _, b := range []*Block{sampleBlock(), compactBlock(), newBlock(pfx("10.0.0.0/26"), "", time.Time{}), newBlock(pfx("10.0.0.0/20"), "x", time.Time{})} {
+	for _, b := range []*allocBlock{sampleBlock(), compactBlock(), newBlock(pfx("10.0.0.0/26"), "", time.Time{}), newBlock(pfx("10.0.0.0/20"), "x", time.Time{})} {
 		got, err := decodeBlock(encodeBlock(b))
 		require.NoError(t, err)
 		assert.Equal(t, b, got)

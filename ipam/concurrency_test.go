@@ -11,8 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/tabbynet/tabby/ipam/store"
 )
 
 // holdings tracks which handle holds each address across all workers, and
@@ -112,7 +110,7 @@ func churn(t *testing.T, ctx context.Context, a *IPAM, nodes, total int) {
 // TestConcurrentNodes: 16 goroutine nodes on one memory store, in a pool
 // small enough that blocks run out and nodes borrow from each other.
 func TestConcurrentNodes(t *testing.T) {
-	e := newEnvOn(t, store.NewMemory())
+	e := newEnvOn(t, newMemory(t))
 	// Two thirds of the addresses stay held. The pool has 8 blocks for 16
 	// nodes, so half the nodes borrow from the others' blocks throughout.
 	total, cidr, block := 10000, "10.0.0.0/19", 22 // 8192 addresses for 6667 held

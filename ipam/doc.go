@@ -2,14 +2,20 @@
 // revisioned key/value store (package store: memory, bbolt or etcd).
 //
 // Pools (IPPool) are carved on demand into aligned blocks (default /26 and
-// /122) that are affine to the node that claimed them. A node assigns from
-// its affine blocks first, then claims a new block from a pool whose
-// nodeSelector matches its labels (SetNodeLabels), starting its search at a
-// random place seeded by the node name, then — unless StrictAffinity is on
-// — borrows a free address from another node's block. Every assignment is
-// named by a handle ("k8s-pod-network.<containerID>") and carries
-// attributes (node, namespace, pod, floating IPs). Addresses are released
-// by handle (idempotently) or by address.
+// /122) that are affine to the node that claimed them. In Calico's order
+// (libcalico-go autoAssign), a node assigns from its usable affine blocks
+// first; if it is at its block limit (maxBlocksPerHost, default 20,
+// counting only blocks in pools it may still use) it stops there with
+// ErrBlockLimit; else it claims a new block from a pool whose nodeSelector
+// matches its labels (SetNodeLabels), starting its search at a random
+// place seeded by the node name; and only when no block is left to claim
+// does it — unless StrictAffinity is on — borrow a free address from
+// another node's block. IPReservations keep automatic assignment away;
+// an explicit request (AssignIP, the ipAddrs annotation) may take a
+// reserved address, as in Calico. Every assignment is named by a handle
+// ("k8s-pod-network.<containerID>") and carries attributes (node,
+// namespace, pod, floating IPs). Addresses are released by handle
+// (idempotently) or by address.
 //
 // Callers:
 //   - a CNI plugin: ParseAnnotations for the cni.projectcalico.org
@@ -19,8 +25,9 @@
 //   - a node agent: AffineBlocks + WatchAffinities (advertise and blackhole
 //     the node's blocks), BorrowedAddrs + WatchBlocks (/32 routes),
 //     ReleaseEmptyBlocks periodically, ReleaseNode on node deletion.
-//   - tabbyctl: Usage (per pool, node and block), Check, Lookup,
-//     ReleaseIPs and ReleaseByHandle.
+//   - tabbyctl and outside checkers: Usage (per pool, node and block),
+//     Check, Allocations and Handles (listings at one store revision),
+//     Lookup, ReleaseIPs and ReleaseByHandle.
 //
 // # Design
 //
@@ -38,19 +45,35 @@
 //     repairs it (TestFaultInjection fails each write of each operation in
 //     turn and proves both).
 //  3. GC never races live work: it acts only on allocations, handles and
-//     affinities older than its grace period, and only on handles the
-//     caller says are dead, scoped by handle prefix and node.
-//  4. Failures say why: an *AllocationError lists the pools considered and
-//     matches ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity or
-//     ErrNoMatchingPool. Bad input matches ErrInvalid, ErrOverlap,
-//     ErrUnknownPool, ErrNotInPool, ErrAddressInUse or ErrReserved, and
-//     nothing is written.
-//  5. Beyond Calico: pool Priority (higher first, then name) for a
+//     affinities (pending ones included) older than its grace period, and
+//     only on handles the caller says are dead, scoped by handle prefix
+//     and node. A release never lowers a handle's count in a block below
+//     what the block holds for it as written, so a GC rebuilding the
+//     record in between loses nothing; one GC pass leaves Check clean.
+//  4. Writes with an unknown outcome. A write can fail after it was
+//     applied (lost connection, leader change, timeout). Only a definite
+//     failure (conflict, missing or existing key) undoes a handle count;
+//     otherwise the block is read back to settle the outcome (when it is
+//     unchanged, it is rewritten as read, so a write still in flight can
+//     never land later), and if that fails too the error matches
+//     ErrOutcomeUnknown: addresses may stay assigned under the handle,
+//     for ReleaseByHandle or GC. An Assign error that does not match it
+//     means nothing stays assigned (a failed rollback is joined to the
+//     error as ErrOutcomeUnknown).
+//     Check reads everything in one List, at one store revision.
+//  5. Failures say why: an *AllocationError lists the pools considered and
+//     matches exactly one of ErrBlockLimit (the node is at its limit),
+//     ErrStrictAffinity (only other nodes' blocks have room),
+//     ErrPoolExhausted (nothing free) or ErrNoMatchingPool. Bad input
+//     matches ErrInvalid (with the selector package's errors kept for a
+//     bad nodeSelector), ErrOverlap, ErrUnknownPool, ErrNotInPool or
+//     ErrAddressInUse, and nothing is written.
+//  6. Beyond Calico: pool Priority (higher first, then name) for a
 //     deterministic choice among matching pools; BorrowWithinLabel to borrow
 //     only from nodes sharing a label value (zone, rack);
 //     ReleaseEmptyBlocksAtOnce and ReleaseLastBlock for ephemeral
 //     affinities.
-//  6. Blocks and handle records, the values written on every assignment,
+//  7. Blocks and handle records, the values written on every assignment,
 //     use compact versioned binary encodings (blocks fuzzed); everything
 //     else is JSON.
 //
@@ -62,25 +85,24 @@
 //	ipam/v1/cluster/{config,pools,reservations}   JSON
 //	ipam/v1/nodes/<node>                          JSON labels
 //	ipam/v1/affinity/<node>/<block>               JSON Affinity
-//	ipam/v1/blocks/<block>                        binary Block
+//	ipam/v1/blocks/<block>                        binary block
 //	ipam/v1/handles/<handle>                      binary counts per block
 //
 // (<block> is the CIDR with "/" written as "-".)
 //
-// # Benchmarks
+// # Caching
 //
-// See README.md in this directory for the figures and the commands. In
-// short (2-core shared machine, 16 concurrent nodes): the memory store
-// 210-247k assignments/s (about 9 µs of CPU each, GC included; 130-185k
-// in the machine's slower minutes), bbolt 5.8-7.6k/s, embedded etcd
-// 2.2-2.6k/s.
-//
-// The allocation path keeps each block parsed as of the store revision
-// it last read or wrote and copies the block's attribute records verbatim
-// when it writes the block back; the revision the store returns decides
-// whether the parsed copy is still good, so this is safe across processes
-// and backends. A claim probes one candidate block instead of listing
-// them all, and a node whose current block fills skips blocks it found
-// full, and reuses its affinity listing, from the last second (releases
-// and affinity changes through the same IPAM clear both at once).
+// All caching is one type (cache.go) with one rule for what it decodes:
+// a value decoded from the store (cluster configuration, node labels,
+// affinities, parsed blocks) is used only when the store hands back
+// exactly the revision it was decoded from, so it is never stale, across
+// processes and backends. The allocation path writes a block back by
+// copying its attribute records verbatim from the parsed copy. Hints —
+// which blocks exist (a claim probes one candidate instead of listing
+// every block), which were found full in the last second, each node's
+// affinity listing from the last second, the node's current block — only
+// say where to look first; the store settles every decision they suggest,
+// and every write this IPAM makes updates them through a store wrapper,
+// so no write path has to remember them. Benchmark figures and the
+// commands that produce them are in README.md.
 package ipam

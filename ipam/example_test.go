@@ -12,7 +12,16 @@ import (
 
 func Example() {
 	ctx := context.Background()
-	a := ipam.New(store.NewMemory())
+	s, err := store.NewMemory()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	a, err := ipam.New(s)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v4", CIDR: netip.MustParsePrefix("10.244.0.0/24"), BlockSize: 28})
 	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v6", CIDR: netip.MustParsePrefix("fd00:244::/120"), BlockSize: 124})
 
@@ -49,4 +58,49 @@ func Example() {
 	// 2 affine blocks
 	// 2 0
 	// true
+}
+
+// An outside checker (tabbyctl ipam check) lists every allocation and
+// handle at one store revision and checks the store while others work.
+func ExampleIPAM_Allocations() {
+	ctx := context.Background()
+	s, err := store.NewMemory()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	a, err := ipam.New(s)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, _ = a.CreatePool(ctx, ipam.IPPool{Name: "v4", CIDR: netip.MustParsePrefix("10.244.0.0/24"), BlockSize: 28})
+	_, _ = a.Assign(ctx, ipam.AssignArgs{Handle: "k8s-pod-network.abc", Node: "node-1", Num4: 2, Pod: "web-0"})
+
+	allocs, rev, err := a.Allocations(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for al, err := range allocs {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(al.Pool, al.Affinity, al.Attribute.Handle, al.Attribute.Pod, al.Borrowed)
+	}
+	handles, _, _ := a.Handles(ctx)
+	for h := range handles {
+		for _, n := range h.Blocks {
+			fmt.Println(h.Handle, n)
+		}
+	}
+	r, _ := a.Check(ctx, ipam.CheckOptions{})
+	fmt.Println(r.OK(), r.Revision >= rev)
+
+	// Output:
+	// v4 node-1 k8s-pod-network.abc web-0 false
+	// v4 node-1 k8s-pod-network.abc web-0 false
+	// k8s-pod-network.abc 2
+	// true true
 }

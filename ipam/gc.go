@@ -68,6 +68,8 @@ type BlockProblem struct {
 
 // CheckReport is the result of Check.
 type CheckReport struct {
+	// Revision is the store revision everything was read at.
+	Revision    int64
 	Blocks      int // blocks examined
 	Allocations int // allocated addresses seen
 	Leaked      []Leak
@@ -100,8 +102,10 @@ func (r CheckReport) String() string {
 	return b.String()
 }
 
-// snapshot is everything Check reads.
+// snapshot is everything Check reads, as of one store revision.
 type snapshot struct {
+	rev     int64
+	cluster *cluster
 	blocks  map[netip.Prefix]storedBlock
 	affs    []storedAffinity
 	handles map[string]storedHandle
@@ -112,49 +116,70 @@ type storedHandle struct {
 	rev int64
 }
 
+// snapshot reads the cluster configuration, blocks, affinities and
+// handles in one List, so they are consistent with each other (one store
+// revision) even while others write.
 func (a *IPAM) snapshot(ctx context.Context) (*snapshot, error) {
-	s := &snapshot{blocks: map[netip.Prefix]storedBlock{}, handles: map[string]storedHandle{}}
-	blocks, err := a.listBlocks(ctx)
+	l, err := a.s.List(ctx, keyRoot)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list ipam state: %w", err)
 	}
-	for _, b := range blocks {
-		s.blocks[b.block.CIDR] = b
-	}
-	if s.affs, err = a.listAffinities(ctx, ""); err != nil {
-		return nil, err
-	}
-	l, err := a.s.List(ctx, keyHandles)
-	if err != nil {
-		return nil, fmt.Errorf("list handles: %w", err)
-	}
+	s := &snapshot{rev: l.Revision, blocks: map[netip.Prefix]storedBlock{}, handles: map[string]storedHandle{}}
+	var revs [3]int64
+	var vals [3][]byte
 	for _, kv := range l.KVs {
-		h, err := decodeHandle(kv.Value)
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		switch {
+		case kv.Key == keyConfig:
+			revs[0], vals[0] = kv.Revision, kv.Value
+		case kv.Key == keyPools:
+			revs[1], vals[1] = kv.Revision, kv.Value
+		case kv.Key == keyReservations:
+			revs[2], vals[2] = kv.Revision, kv.Value
+		case strings.HasPrefix(kv.Key, keyBlocks):
+			b, err := decodeBlock(kv.Value)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", kv.Key, err)
+			}
+			s.blocks[b.CIDR] = storedBlock{b, kv.Revision}
+		case strings.HasPrefix(kv.Key, keyAffinities):
+			var af Affinity
+			if err := json.Unmarshal(kv.Value, &af); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			s.affs = append(s.affs, storedAffinity{af, kv.Revision})
+		case strings.HasPrefix(kv.Key, keyHandles):
+			h, err := decodeHandle(kv.Value)
+			if err != nil {
+				return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			s.handles[strings.TrimPrefix(kv.Key, keyHandles)] = storedHandle{h, kv.Revision}
 		}
-		s.handles[strings.TrimPrefix(kv.Key, keyHandles)] = storedHandle{h, kv.Revision}
+	}
+	if s.cluster, err = a.decodeCluster(revs, vals); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
 // Check reports leaked addresses, orphaned or half-done affinities, blocks
 // whose bookkeeping is wrong, and handles whose counts disagree with the
-// blocks. It only reads. While allocations are in flight it can report
-// transient mismatches; GC acts only on state older than its grace period.
+// blocks. It only reads, and reads everything at one store revision
+// (CheckReport.Revision), so what it reports was true at that revision
+// even while others allocate. An allocation in flight at that revision
+// shows as a handle counting more than its blocks hold (the handle is
+// written first); GC acts only on state older than its grace period.
 func (a *IPAM) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
-	c, err := a.loadCluster(ctx)
-	if err != nil {
-		return CheckReport{}, err
-	}
 	s, err := a.snapshot(ctx)
 	if err != nil {
 		return CheckReport{}, err
 	}
-	return s.check(c, opts), nil
+	r := s.check(opts)
+	r.Revision = s.rev
+	return r, nil
 }
 
-func (s *snapshot) check(c *cluster, opts CheckOptions) CheckReport {
+func (s *snapshot) check(opts CheckOptions) CheckReport {
+	c := s.cluster
 	var r CheckReport
 	affOf := map[netip.Prefix][]storedAffinity{}
 	for _, af := range s.affs {
@@ -271,10 +296,6 @@ type GCReport struct {
 // while nodes allocate.
 func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 	var rep GCReport
-	c, err := a.loadCluster(ctx)
-	if err != nil {
-		return rep, err
-	}
 	s, err := a.snapshot(ctx)
 	if err != nil {
 		return rep, err
@@ -282,12 +303,13 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 	cutoff := a.now().Add(-opts.GracePeriod)
 	old := func(t time.Time) bool { return !t.After(cutoff) }
 	released := map[string]map[netip.Prefix]int{}
+	floors := map[string]map[netip.Prefix]int{}
 
 	// 1. Blocks: repair bookkeeping, release leaks, restore affinity records.
 	for _, cidr := range sortedCIDRs(s.blocks) {
 		b := s.blocks[cidr].block
 		if b.consistency() != "" {
-			if err := a.modifyBlock(ctx, cidr, func(b *Block) bool {
+			if err := a.modifyBlock(ctx, cidr, func(b *allocBlock) bool {
 				if b.consistency() == "" {
 					return false
 				}
@@ -299,7 +321,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			rep.BlocksRepaired++
 		}
 		if opts.LiveHandles != nil {
-			addrs, freed, err := a.releaseFromBlock(ctx, cidr, func(_ int, at *Attribute) bool {
+			addrs, freed, remaining, err := a.releaseFromBlock(ctx, cidr, func(_ int, at *Attribute) bool {
 				return opts.leaked(at) && old(at.Created)
 			})
 			if err != nil {
@@ -308,9 +330,10 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			rep.Released = append(rep.Released, addrs...)
 			for h, n := range freed {
 				if released[h] == nil {
-					released[h] = map[netip.Prefix]int{}
+					released[h], floors[h] = map[netip.Prefix]int{}, map[netip.Prefix]int{}
 				}
 				released[h][cidr] += n
+				floors[h][cidr] = remaining[h]
 			}
 		}
 		if b.Affinity != "" && !slices.ContainsFunc(s.affs, func(af storedAffinity) bool { return af.CIDR == cidr && af.Node == b.Affinity }) {
@@ -322,7 +345,6 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			if err != nil {
 				return rep, err
 			}
-			a.nodes.forget(b.Affinity)
 			val, _ := json.Marshal(Affinity{Node: b.Affinity, CIDR: cidr, State: AffinityConfirmed, Updated: a.now().UTC()})
 			if _, err := a.s.Create(ctx, affinityKey(b.Affinity, cidr), val); err != nil && !errors.Is(err, store.ErrExists) {
 				return rep, err
@@ -331,7 +353,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 		}
 	}
 	for h, counts := range released {
-		if err := a.decrementHandle(ctx, h, counts); err != nil {
+		if err := a.decrementHandle(ctx, h, counts, floors[h]); err != nil {
 			return rep, err
 		}
 	}
@@ -353,7 +375,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 			return rep, err
 		}
 	}
-	for _, m := range s.check(c, CheckOptions{}).Handles {
+	for _, m := range s.check(CheckOptions{}).Handles {
 		fixed, err := a.gcHandle(ctx, m.Handle, old)
 		if err != nil {
 			return rep, err
@@ -372,8 +394,7 @@ func (a *IPAM) GC(ctx context.Context, opts GCOptions) (GCReport, error) {
 
 // modifyBlock applies fn to the block with compare-and-swap; fn returns
 // false to leave it unchanged.
-func (a *IPAM) modifyBlock(ctx context.Context, cidr netip.Prefix, fn func(b *Block) bool) error {
-	defer a.full.forget(cidr) // it may have freed addresses
+func (a *IPAM) modifyBlock(ctx context.Context, cidr netip.Prefix, fn func(b *allocBlock) bool) error {
 	return a.modify(ctx, blockKey(cidr), func(cur []byte) ([]byte, bool, error) {
 		if cur == nil {
 			return nil, false, nil
@@ -397,7 +418,6 @@ func (a *IPAM) gcAffinity(ctx context.Context, af storedAffinity, old func(time.
 		return false, err
 	}
 	key := affinityKey(af.Node, af.CIDR)
-	defer a.nodes.forget(af.Node)
 	switch {
 	case af.State == AffinityPendingDeletion:
 		err := a.releaseAffinity(ctx, af, true)
@@ -411,6 +431,9 @@ func (a *IPAM) gcAffinity(ctx context.Context, af storedAffinity, old func(time.
 		}
 		return true, ignoreRace(a.s.Delete(ctx, key, af.rev))
 	case af.State == AffinityPending:
+		if !old(af.Updated) {
+			return false, nil // the claim may still be confirming it
+		}
 		af.State, af.Updated = AffinityConfirmed, a.now().UTC()
 		val, _ := json.Marshal(af.Affinity)
 		_, err := a.s.Update(ctx, key, val, af.rev)

@@ -44,3 +44,23 @@ func TestBlockKey(t *testing.T) {
 		require.Equal(t, keyBlocks+strings.Replace(p.String(), "/", "-", 1), blockKey(p))
 	}
 }
+
+// FuzzDecodeHandle: any input decodes to a record or an error, never a
+// panic, and a record decoded from the binary form re-encodes to a form
+// that decodes to the same record.
+func FuzzDecodeHandle(f *testing.F) {
+	now := time.Date(2026, 11, 25, 1, 2, 3, 4, time.UTC)
+	f.Add(encodeNewHandle(netip.MustParsePrefix("10.0.0.0/26"), 2, now))
+	f.Add(encodeHandle(&handleRecord{Blocks: map[string]int{"10.0.0.0/26": 3, "fd00::/122": -1}}))
+	f.Add([]byte(`{"blocks":{"10.0.0.0/26":3}}`))
+	f.Add([]byte{handleCodecVersion, 1, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := decodeHandle(b)
+		if err != nil || (len(b) > 0 && b[0] == '{') {
+			return
+		}
+		again, err := decodeHandle(encodeHandle(&h))
+		require.NoError(t, err)
+		require.Equal(t, h, again)
+	})
+}

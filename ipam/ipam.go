@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tabbynet/tabby/ipam/store"
@@ -64,49 +63,66 @@ type IPAM struct {
 	now        func() time.Time
 	maxRetries int
 
-	mu    sync.Mutex
-	cache *cluster
-	hints sync.Map       // hintKey → netip.Prefix: the node's block that last had room
-	hot   hotBlocks      // blocks as of their last revision seen, for the allocation path
-	full  fullBlocks     // blocks recently found full
-	nodes nodeAffinities // nodes' affinity listings, recently made
-	// Decoded values as of their last revision seen.
-	labels revCache[selector.Map]
-	affs   revCache[Affinity]
-	// blockKeys remembers the CIDRs parsed from block keys.
-	keyMu     sync.Mutex
-	blockKeys map[string]netip.Prefix
-	known     knownBlocks // which blocks exist, for claims
+	cache cache // the one cache layer (cache.go)
 }
 
-type hintKey struct {
-	node string
-	v6   bool
-}
+// Option configures New. An option given a bad value makes New fail with
+// an error wrapping ErrInvalid.
+type Option func(*IPAM) error
 
-// Option configures New.
-type Option func(*IPAM)
-
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(a *IPAM) { a.log = l } }
-
-// WithClock sets the clock used for timestamps and grace periods.
-func WithClock(now func() time.Time) Option { return func(a *IPAM) { a.now = now } }
-
-// WithMaxRetries bounds compare-and-swap retries per step (default 100).
-func WithMaxRetries(n int) Option { return func(a *IPAM) { a.maxRetries = n } }
-
-// New returns an IPAM over s.
-func New(s store.Store, opts ...Option) *IPAM {
-	a := &IPAM{s: s, log: slog.New(slog.DiscardHandler), now: time.Now, maxRetries: 100}
-	for _, o := range opts {
-		o(a)
+// WithLogger sets the logger (default: discard); nil is an error.
+func WithLogger(l *slog.Logger) Option {
+	return func(a *IPAM) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
+		}
+		a.log = l
+		return nil
 	}
-	return a
 }
 
-// Store returns the underlying store.
-func (a *IPAM) Store() store.Store { return a.s }
+// WithClock sets the clock used for timestamps and grace periods (default
+// time.Now); nil is an error.
+func WithClock(now func() time.Time) Option {
+	return func(a *IPAM) error {
+		if now == nil {
+			return fmt.Errorf("%w: WithClock(nil)", ErrInvalid)
+		}
+		a.now = now
+		return nil
+	}
+}
+
+// WithMaxRetries bounds compare-and-swap retries per step (default 100);
+// it must be at least 1.
+func WithMaxRetries(n int) Option {
+	return func(a *IPAM) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithMaxRetries(%d): need at least 1", ErrInvalid, n)
+		}
+		a.maxRetries = n
+		return nil
+	}
+}
+
+// New returns an IPAM over s. It fails (ErrInvalid) on a nil store or an
+// option given a bad value.
+func New(s store.Store, opts ...Option) (*IPAM, error) {
+	if s == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalid)
+	}
+	a := &IPAM{log: slog.New(slog.DiscardHandler), now: time.Now, maxRetries: 100}
+	a.s = trackedStore{Store: s, c: &a.cache}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalid)
+		}
+		if err := o(a); err != nil {
+			return nil, fmt.Errorf("ipam: %w", err)
+		}
+	}
+	return a, nil
+}
 
 // cluster is the decoded cluster-wide state: config, pools, reservations.
 type cluster struct {
@@ -157,38 +173,26 @@ func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
 	var revs [3]int64
 	vals := [3][]byte{}
 	keys := [3]string{keyConfig, keyPools, keyReservations}
-	if _, inProcess := a.s.(store.Viewer); inProcess {
-		// Three reads rather than a listing: an in-process store serves
-		// single keys without its global lock.
-		for i, key := range keys {
-			kv, err := store.GetView(ctx, a.s, key)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("read ipam configuration: %w", err)
-			}
-			revs[i], vals[i] = kv.Revision, stringBytes(kv.Value)
-		}
-	} else {
-		// One round trip.
-		kvs, _, err := store.ListView(ctx, a.s, keyCluster)
-		if err != nil {
-			return nil, fmt.Errorf("read ipam configuration: %w", err)
-		}
-		for _, kv := range kvs {
-			if i := slices.Index(keys[:], kv.Key); i >= 0 {
-				revs[i], vals[i] = kv.Revision, stringBytes(kv.Value)
-			}
+	l, err := a.s.List(ctx, keyCluster)
+	if err != nil {
+		return nil, fmt.Errorf("read ipam configuration: %w", err)
+	}
+	for _, kv := range l.KVs {
+		if i := slices.Index(keys[:], kv.Key); i >= 0 {
+			revs[i], vals[i] = kv.Revision, kv.Value
 		}
 	}
-	a.mu.Lock()
-	c := a.cache
-	a.mu.Unlock()
-	if c != nil && c.revs == revs {
+	return a.decodeCluster(revs, vals)
+}
+
+// decodeCluster decodes the config, pools and reservations values (nil
+// when missing) read at revs, reusing the cached copy when the revisions
+// match.
+func (a *IPAM) decodeCluster(revs [3]int64, vals [3][]byte) (*cluster, error) {
+	if c, ok := cached[*cluster](&a.cache, keyCluster, stamp(revs)); ok {
 		return c, nil
 	}
-	c = &cluster{revs: revs, config: DefaultConfig()}
+	c := &cluster{revs: revs, config: DefaultConfig()}
 	if vals[0] != nil {
 		if err := json.Unmarshal(vals[0], &c.config); err != nil {
 			return nil, fmt.Errorf("decode ipam config: %w", err)
@@ -202,7 +206,7 @@ func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
 	for _, p := range c.pools {
 		sel, err := selector.Parse(p.NodeSelector)
 		if err != nil {
-			return nil, fmt.Errorf("pool %q: nodeSelector: %w", p.Name, err)
+			return nil, fmt.Errorf("%w: stored pool %q: nodeSelector: %w", ErrInvalid, p.Name, err)
 		}
 		c.sels = append(c.sels, sel)
 		if sel.String() != selector.All().String() {
@@ -228,9 +232,7 @@ func (a *IPAM) loadCluster(ctx context.Context) (*cluster, error) {
 			}
 		}
 	}
-	a.mu.Lock()
-	a.cache = c
-	a.mu.Unlock()
+	a.cache.put(keyCluster, stamp(revs), c)
 	return c, nil
 }
 
@@ -514,27 +516,28 @@ func (a *IPAM) SetNodeLabels(ctx context.Context, node string, labels map[string
 // only when the node's record has changed since the last call.
 func (a *IPAM) nodeLabels(ctx context.Context, node string) (selector.Map, error) {
 	key := nodeKey(node)
-	kv, err := store.GetView(ctx, a.s, key)
+	kv, err := a.s.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return selector.Map{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read node %q: %w", node, err)
 	}
-	if l, ok := a.labels.get(key, kv.Revision, len(kv.Value)); ok {
+	st := keyStamp(kv.Revision, len(kv.Value))
+	if l, ok := cached[selector.Map](&a.cache, key, st); ok {
 		return l, nil
 	}
 	var n nodeRecord
-	if err := json.Unmarshal([]byte(kv.Value), &n); err != nil {
+	if err := json.Unmarshal(kv.Value, &n); err != nil {
 		return nil, fmt.Errorf("read node %q: decode %s: %w", node, key, err)
 	}
-	a.labels.put(key, kv.Revision, len(kv.Value), selector.Map(n.Labels))
+	a.cache.put(key, st, selector.Map(n.Labels))
 	return selector.Map(n.Labels), nil
 }
 
 // storedBlock is a decoded block with its revision.
 type storedBlock struct {
-	block *Block
+	block *allocBlock
 	rev   int64
 }
 
@@ -579,28 +582,21 @@ func (a *IPAM) listAffinities(ctx context.Context, node string) ([]storedAffinit
 	if node != "" {
 		prefix += node + "/"
 	}
-	kvs, _, err := store.ListView(ctx, a.s, prefix)
+	l, err := a.s.List(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list affinities: %w", err)
 	}
-	out := make([]storedAffinity, len(kvs))
-	// One lock for the cached ones; the rest are decoded outside it.
-	var misses []int
-	a.affs.mu.Lock()
-	for i, kv := range kvs {
-		af, ok := a.affs.getLocked(kv.Key, kv.Revision, len(kv.Value))
+	out := make([]storedAffinity, len(l.KVs))
+	for i, kv := range l.KVs {
+		st := keyStamp(kv.Revision, len(kv.Value))
+		af, ok := cached[Affinity](&a.cache, kv.Key, st)
 		if !ok {
-			misses = append(misses, i)
+			if err := json.Unmarshal(kv.Value, &af); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			a.cache.put(kv.Key, st, af)
 		}
 		out[i] = storedAffinity{af, kv.Revision}
-	}
-	a.affs.mu.Unlock()
-	for _, i := range misses {
-		kv := kvs[i]
-		if err := json.Unmarshal([]byte(kv.Value), &out[i].Affinity); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-		a.affs.put(kv.Key, kv.Revision, len(kv.Value), out[i].Affinity)
 	}
 	return out, nil
 }

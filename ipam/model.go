@@ -60,8 +60,12 @@ type IPAMConfig struct {
 	StrictAffinity bool `json:"strictAffinity"`
 	// AutoAllocateBlocks lets nodes claim new blocks (default true).
 	AutoAllocateBlocks bool `json:"autoAllocateBlocks"`
-	// MaxBlocksPerHost caps the blocks affine to one node; it requires
-	// StrictAffinity. 0 means the default cap of 20.
+	// MaxBlocksPerHost caps the blocks one node may allocate from (0: the
+	// default cap of 20). Only blocks whose pool the node may still use
+	// count: an enabled pool that selects the node (or was requested) and
+	// allows the use. A node at the cap whose blocks are full gets
+	// ErrBlockLimit and does not borrow, with or without StrictAffinity
+	// (Calico's IPAMConfiguration accepts it without strict affinity too).
 	MaxBlocksPerHost int `json:"maxBlocksPerHost,omitempty"`
 	// EmptyBlockGracePeriod is how long an affine block must stay empty
 	// before ReleaseEmptyBlocks frees it (default 15m; set
@@ -93,9 +97,6 @@ func (c IPAMConfig) Validate() error {
 	}
 	if c.MaxBlocksPerHost < 0 {
 		return fmt.Errorf("%w: maxBlocksPerHost %d is negative", ErrInvalid, c.MaxBlocksPerHost)
-	}
-	if c.MaxBlocksPerHost > 0 && !c.StrictAffinity {
-		return fmt.Errorf("%w: maxBlocksPerHost requires strictAffinity", ErrInvalid)
 	}
 	if c.EmptyBlockGracePeriod < 0 {
 		return fmt.Errorf("%w: negative emptyBlockGracePeriod", ErrInvalid)
@@ -185,7 +186,9 @@ func (p IPPool) validate() error {
 		return bad("block size /%d is larger than the pool %s", p.BlockSize, p.CIDR)
 	}
 	if _, err := selector.Parse(p.NodeSelector); err != nil {
-		return bad("nodeSelector: %v", err)
+		// Both sentinels hold: ErrInvalid, and the selector's own
+		// (*selector.ParseError, selector.ErrInvalid).
+		return fmt.Errorf("%w: pool %q: nodeSelector: %w", ErrInvalid, p.Name, err)
 	}
 	for _, m := range []EncapMode{p.IPIPMode, p.VXLANMode} {
 		if m != EncapNever && m != EncapAlways && m != EncapCrossSubnet {
@@ -249,11 +252,11 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// Block is an aligned range carved from a pool, usually affine to one node.
+// allocBlock is an aligned range carved from a pool, usually affine to one node.
 // Allocations[i] is the index into Attributes of the holder of ordinal i, or
 // -1; Unallocated lists free ordinals in the order they are handed out
 // (released ordinals go to the back, so they are reused last).
-type Block struct {
+type allocBlock struct {
 	CIDR        netip.Prefix
 	Affinity    string // node name; "" for none
 	Allocations []int32
@@ -263,9 +266,9 @@ type Block struct {
 	EmptySince time.Time
 }
 
-func newBlock(cidr netip.Prefix, node string, now time.Time) *Block {
+func newBlock(cidr netip.Prefix, node string, now time.Time) *allocBlock {
 	n := blockLen(cidr)
-	b := &Block{CIDR: cidr, Affinity: node, Allocations: make([]int32, n), Unallocated: make([]int32, n), EmptySince: now}
+	b := &allocBlock{CIDR: cidr, Affinity: node, Allocations: make([]int32, n), Unallocated: make([]int32, n), EmptySince: now}
 	for i := range n {
 		b.Allocations[i] = -1
 		b.Unallocated[i] = int32(i)
@@ -274,16 +277,16 @@ func newBlock(cidr netip.Prefix, node string, now time.Time) *Block {
 }
 
 // Used counts allocated ordinals.
-func (b *Block) Used() int { return len(b.Allocations) - len(b.Unallocated) }
+func (b *allocBlock) Used() int { return len(b.Allocations) - len(b.Unallocated) }
 
 // Size is the number of addresses in the block.
-func (b *Block) Size() int { return len(b.Allocations) }
+func (b *allocBlock) Size() int { return len(b.Allocations) }
 
 // Addr returns the address at ordinal i.
-func (b *Block) Addr(i int) netip.Addr { return addrAt(b.CIDR, i) }
+func (b *allocBlock) Addr(i int) netip.Addr { return addrAt(b.CIDR, i) }
 
 // Holder returns the attribute holding addr, if any.
-func (b *Block) Holder(addr netip.Addr) (*Attribute, bool) {
+func (b *allocBlock) Holder(addr netip.Addr) (*Attribute, bool) {
 	if !b.CIDR.Contains(addr) {
 		return nil, false
 	}
@@ -295,7 +298,7 @@ func (b *Block) Holder(addr netip.Addr) (*Attribute, bool) {
 }
 
 // attrIndex returns the index of an attribute equal to a, adding it if needed.
-func (b *Block) attrIndex(a *Attribute) int32 {
+func (b *allocBlock) attrIndex(a *Attribute) int32 {
 	for i := range b.Attributes {
 		if b.Attributes[i].equal(a) {
 			return int32(i)
@@ -307,7 +310,7 @@ func (b *Block) attrIndex(a *Attribute) int32 {
 
 // release frees the ordinals for which drop returns true, compacts the
 // attributes, and returns how many it freed per handle.
-func (b *Block) release(drop func(ord int, a *Attribute) bool, now time.Time) map[string]int {
+func (b *allocBlock) release(drop func(ord int, a *Attribute) bool, now time.Time) map[string]int {
 	freed := map[string]int{}
 	for i, idx := range b.Allocations {
 		if idx < 0 || int(idx) >= len(b.Attributes) {
@@ -329,7 +332,7 @@ func (b *Block) release(drop func(ord int, a *Attribute) bool, now time.Time) ma
 }
 
 // compactAttributes drops attributes no ordinal refers to.
-func (b *Block) compactAttributes() {
+func (b *allocBlock) compactAttributes() {
 	used := make([]int32, len(b.Attributes))
 	for i := range used {
 		used[i] = -1
@@ -349,7 +352,7 @@ func (b *Block) compactAttributes() {
 }
 
 // handleCounts counts allocations per handle.
-func (b *Block) handleCounts() map[string]int {
+func (b *allocBlock) handleCounts() map[string]int {
 	m := map[string]int{}
 	for _, idx := range b.Allocations {
 		if idx >= 0 && int(idx) < len(b.Attributes) {
@@ -361,7 +364,7 @@ func (b *Block) handleCounts() map[string]int {
 
 // consistency returns a description of what is wrong with the block's
 // bookkeeping, or "".
-func (b *Block) consistency() string {
+func (b *allocBlock) consistency() string {
 	if len(b.Allocations) != blockLen(b.CIDR) {
 		return fmt.Sprintf("%d ordinals for a block of %d", len(b.Allocations), blockLen(b.CIDR))
 	}
@@ -390,7 +393,7 @@ func (b *Block) consistency() string {
 
 // repair rebuilds Unallocated from Allocations and drops dangling
 // attribute references.
-func (b *Block) repair() {
+func (b *allocBlock) repair() {
 	n := blockLen(b.CIDR)
 	if len(b.Allocations) != n {
 		b.Allocations = append(b.Allocations, make([]int32, max(0, n-len(b.Allocations)))...)[:n]

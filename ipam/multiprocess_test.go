@@ -43,7 +43,9 @@ func openBackend(tb testing.TB, backend, target string) store.Store {
 		tb.Cleanup(func() { _ = s.Close() })
 		return s
 	case "etcd":
-		return etcdstore.New(etcdtest.Client(tb, target))
+		s, err := etcdstore.New(etcdtest.Client(tb, target))
+		require.NoError(tb, err)
+		return s
 	}
 	tb.Fatalf("unknown backend %q", backend)
 	return nil
@@ -58,7 +60,7 @@ func TestChildProcess(t *testing.T) {
 		t.Skip("child role for the multi-process tests")
 	}
 	s := openBackend(t, backend, os.Getenv(envChildTarget))
-	a := New(s)
+	a := mustNew(t, s)
 	count, err := strconv.Atoi(os.Getenv(envChildCount))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -142,7 +144,7 @@ func multiProcess(t *testing.T, backend, target string) {
 		procs, nodesPer, count = 4, 2, 50
 		cidr, block = "10.0.0.0/23", 25 // 4 blocks for 8 nodes
 	}
-	parent := New(openBackend(t, backend, target))
+	parent := mustNew(t, openBackend(t, backend, target))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	_, err := parent.CreatePool(ctx, IPPool{Name: "p", CIDR: netip.MustParsePrefix(cidr), BlockSize: block})

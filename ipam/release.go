@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/tabbynet/tabby/ipam/store"
+	"github.com/tabbynet/tabby/selector"
 )
 
 // AssignIPArgs asks for specific addresses (the cni.projectcalico.org/ipAddrs
@@ -24,11 +25,14 @@ type AssignIPArgs struct {
 }
 
 // AssignIP assigns exactly the requested addresses, all or nothing. Each
-// must lie in an enabled pool (ErrNotInPool), outside reservations
-// (ErrReserved) and be free (ErrAddressInUse). If its block does not exist
-// yet it is claimed for the node when the node may claim blocks; under
-// strict affinity an address in another node's block is refused
-// (ErrStrictAffinity).
+// must lie in an enabled pool (ErrNotInPool) and be free
+// (ErrAddressInUse). As in Calico, IPReservations do not apply: they keep
+// automatic assignment (Assign) away, and an explicit request is the
+// documented way to give a reserved address to one pod. If an address's
+// block does not exist yet it is claimed for the node when the node may
+// claim blocks; under strict affinity an address in another node's block
+// is refused (ErrStrictAffinity). As with Assign, an error that does not
+// match ErrOutcomeUnknown means nothing stays assigned.
 func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, error) {
 	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
 	if err != nil {
@@ -56,48 +60,44 @@ func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, e
 		if !p.allows(attr.Use) {
 			return nil, fmt.Errorf("%w: pool %q does not allow %s addresses", ErrInvalid, p.Name, attr.Use)
 		}
-		for _, r := range c.reserved {
-			if r.Contains(addr) {
-				return nil, fmt.Errorf("assign %s: %w by %s", addr, ErrReserved, r)
-			}
-		}
 	}
 	var got []AssignedIP
 	for _, addr := range args.Addrs {
-		ip, err := a.assignOne(ctx, c, &attr, addr)
+		ips, err := a.assignOne(ctx, c, &attr, addr)
+		got = append(got, ips...)
 		if err != nil {
-			a.rollback(ctx, got)
-			return nil, err
+			return nil, a.failed(ctx, &attr, got, err)
 		}
-		got = append(got, ip)
 	}
 	return got, nil
 }
 
-func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr netip.Addr) (AssignedIP, error) {
+// assignOne assigns addr; on an error with an unknown outcome it returns
+// the address too, for the rollback.
+func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr netip.Addr) ([]AssignedIP, error) {
 	p, _ := c.poolFor(addr)
 	cidr := blockFor(addr, p.BlockSize)
 	pools := []IPPool{p}
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
-			return AssignedIP{}, err
+			return nil, err
 		}
 		if _, err := a.s.Get(ctx, blockKey(cidr)); errors.Is(err, store.ErrNotFound) {
-			if err := a.createBlockFor(ctx, c, attr.Node, cidr); err != nil && !errors.Is(err, errBlockTaken) {
-				return AssignedIP{}, err
+			if err := a.createBlockFor(ctx, c, attr, cidr); err != nil && !errors.Is(err, errBlockTaken) {
+				return nil, err
 			}
 			continue
 		} else if err != nil {
-			return AssignedIP{}, err
+			return nil, err
 		}
 		var inUse bool
-		ips, err := a.updateBlockForAlloc(ctx, c, pools, cidr, attr, func(b *Block) error {
+		ips, err := a.updateBlockForAlloc(ctx, c, pools, cidr, attr, func(b *allocBlock) error {
 			if c.config.StrictAffinity && b.Affinity != attr.Node {
 				return &AllocationError{Family: family(addr.Is6()), Node: attr.Node, Pools: []string{p.Name}, Reason: ErrStrictAffinity,
 					Detail: fmt.Sprintf("%s is in block %s affine to %q", addr, b.CIDR, b.Affinity)}
 			}
 			return nil
-		}, false, func(b *Block, _ []bool) []int {
+		}, false, func(b *allocBlock, _ []bool) []int {
 			o := int32(ordinal(b.CIDR, addr))
 			i := slices.Index(b.Unallocated, o)
 			if i < 0 {
@@ -107,30 +107,43 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 			return []int{i}
 		})
 		if err != nil {
-			return AssignedIP{}, err
+			return ips, err
 		}
 		if inUse {
-			return AssignedIP{}, fmt.Errorf("assign %s: %w", addr, ErrAddressInUse)
+			return nil, fmt.Errorf("assign %s: %w", addr, ErrAddressInUse)
 		}
 		if len(ips) == 1 {
-			return ips[0], nil
+			return ips, nil
 		}
 		// The block vanished between the two reads: go round again.
 	}
-	return AssignedIP{}, fmt.Errorf("assign %s: %w", addr, ErrTooManyConflicts)
+	return nil, fmt.Errorf("assign %s: %w", addr, ErrTooManyConflicts)
 }
 
 // createBlockFor creates the block holding a requested address: affine to
-// the node when it may claim another block, else (without strict
+// the node when it may claim another block (it has fewer usable blocks
+// than the limit, counted as Assign counts them), else (without strict
 // affinity) with no affinity.
-func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, node string, cidr netip.Prefix) error {
+func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, attr *Attribute, cidr netip.Prefix) error {
+	node := attr.Node
+	var labels selector.Map
+	if c.needsNodeLabels() {
+		var err error
+		if labels, err = a.nodeLabels(ctx, node); err != nil {
+			return err
+		}
+	}
+	usable, err := c.candidatePools(cidr.Addr().Is6(), nil, labels, attr.Use)
+	if err != nil {
+		return err
+	}
 	affs, err := a.listAffinities(ctx, node)
 	if err != nil {
 		return err
 	}
 	owned := 0
 	for _, af := range affs {
-		if af.CIDR.Addr().Is6() == cidr.Addr().Is6() && af.State != AffinityPendingDeletion {
+		if _, ok := poolOf(usable, af.CIDR); ok && af.CIDR.Addr().Is6() == cidr.Addr().Is6() && af.State != AffinityPendingDeletion {
 			owned++
 		}
 	}
@@ -159,26 +172,27 @@ func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 		return nil, fmt.Errorf("release handle %q: %w", handle, err)
 	}
 	var out []netip.Addr
-	done := map[netip.Prefix]int{}
+	done, floors := map[netip.Prefix]int{}, map[netip.Prefix]int{}
 	for k, n := range h.Blocks {
 		cidr, err := netip.ParsePrefix(k)
 		if err != nil {
 			continue
 		}
-		addrs, _, err := a.releaseFromBlock(ctx, cidr, func(_ int, at *Attribute) bool { return at.Handle == handle })
+		addrs, _, remaining, err := a.releaseFromBlock(ctx, cidr, func(_ int, at *Attribute) bool { return at.Handle == handle })
 		if err != nil {
 			return out, fmt.Errorf("release handle %q: %w", handle, err)
 		}
 		out = append(out, addrs...)
-		done[cidr] = max(n, len(addrs)) // drop the block from the record whatever it counted
+		done[cidr] = max(n, len(addrs))  // drop the block from the record whatever it counted
+		floors[cidr] = remaining[handle] // unless an assignment to the handle raced this
 	}
 	// Usually nobody touched the record meanwhile: delete it at the
 	// revision read; otherwise subtract what was released.
 	if err := a.s.Delete(ctx, handleKey(handle), rev); err != nil {
 		if !retryable(err) {
-			return out, fmt.Errorf("release handle %q: %w", handle, err)
+			return out, writeErr(fmt.Sprintf("release handle %q", handle), err)
 		}
-		if err := a.decrementHandle(ctx, handle, done); err != nil {
+		if err := a.decrementHandle(ctx, handle, done, floors); err != nil {
 			return out, fmt.Errorf("release handle %q: %w", handle, err)
 		}
 	}
@@ -188,22 +202,24 @@ func (a *IPAM) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr
 }
 
 // releaseFromBlock frees the ordinals drop selects, deleting the block when
-// it ends up empty with no affinity. It returns the freed addresses and the
-// count per handle.
-func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop func(ord int, at *Attribute) bool) ([]netip.Addr, map[string]int, error) {
+// it ends up empty with no affinity. It returns the freed addresses, the
+// count freed per handle, and the count per handle left in the block as
+// written (or as read, when nothing was freed). A write whose outcome is
+// unknown is an error matching ErrOutcomeUnknown.
+func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop func(ord int, at *Attribute) bool) (addrs []netip.Addr, freed, remaining map[string]int, err error) {
 	for attempt := 0; attempt < a.maxRetries; attempt++ {
 		if err := a.backoff(ctx, attempt); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		sb, err := a.getBlock(ctx, cidr)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, nil
+			return nil, nil, nil, nil
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		b := sb.block
-		var addrs []netip.Addr
+		addrs = addrs[:0]
 		freed := b.release(func(ord int, at *Attribute) bool {
 			if drop(ord, at) {
 				addrs = append(addrs, b.Addr(ord))
@@ -212,24 +228,30 @@ func (a *IPAM) releaseFromBlock(ctx context.Context, cidr netip.Prefix, drop fun
 			return false
 		}, a.now().UTC())
 		if len(freed) == 0 {
-			return nil, nil, nil
+			return nil, nil, b.handleCounts(), nil
 		}
 		if b.Used() == 0 && b.Affinity == "" {
-			if err = a.s.Delete(ctx, blockKey(cidr), sb.rev); err == nil {
-				a.known.remove(cidr)
-			}
+			err = a.s.Delete(ctx, blockKey(cidr), sb.rev)
 		} else {
 			_, err = a.s.Update(ctx, blockKey(cidr), encodeBlock(b), sb.rev)
 		}
 		if err == nil {
-			a.full.forget(cidr)
-			return addrs, freed, nil
+			return addrs, freed, b.handleCounts(), nil
 		}
 		if !retryable(err) {
-			return nil, nil, fmt.Errorf("update block %s: %w", cidr, err)
+			return nil, nil, nil, writeErr("update block "+cidr.String(), err)
 		}
 	}
-	return nil, nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+	return nil, nil, nil, fmt.Errorf("block %s: %w", cidr, ErrTooManyConflicts)
+}
+
+// writeErr wraps the error of a store write, marking it ErrOutcomeUnknown
+// unless the store certainly did not apply it.
+func writeErr(what string, err error) error {
+	if definite(err) || errors.Is(err, ErrOutcomeUnknown) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w: %w", what, ErrOutcomeUnknown, err)
 }
 
 // blockOf finds the block that holds addr: from its pool's block size, or
@@ -273,13 +295,15 @@ func (a *IPAM) ReleaseIPs(ctx context.Context, addrs ...netip.Addr) ([]netip.Add
 	}
 	var out []netip.Addr
 	for cidr, ords := range byBlock {
-		got, freed, err := a.releaseFromBlock(ctx, cidr, func(o int, _ *Attribute) bool { return ords[o] })
+		got, freed, remaining, err := a.releaseFromBlock(ctx, cidr, func(o int, _ *Attribute) bool { return ords[o] })
 		if err != nil {
 			return out, err
 		}
 		out = append(out, got...)
 		for h, n := range freed {
-			if err := a.decrementHandle(ctx, h, map[netip.Prefix]int{cidr: n}); err != nil {
+			// The floor keeps the handle's other addresses in the block
+			// counted should GC have rebuilt the record since the write.
+			if err := a.decrementHandle(ctx, h, map[netip.Prefix]int{cidr: n}, map[netip.Prefix]int{cidr: remaining[h]}); err != nil {
 				return out, fmt.Errorf("release %s: %w", cidr, err)
 			}
 		}
@@ -288,8 +312,13 @@ func (a *IPAM) ReleaseIPs(ctx context.Context, addrs ...netip.Addr) ([]netip.Add
 	return out, nil
 }
 
-// IPsByHandle returns the addresses assigned under handle (none for an
-// unknown handle).
+// IPsByHandle returns the addresses assigned under handle, sorted (none
+// for an unknown handle). It is the lookup a retried CNI ADD needs, since
+// Assign with a handle that already holds addresses assigns more: if it
+// returns addresses, the earlier ADD got as far as assigning them (an
+// Assign that failed without ErrOutcomeUnknown leaves nothing). It reads
+// the handle's record, then the blocks the record names, so addresses of
+// an Assign still in flight may be missing.
 func (a *IPAM) IPsByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
 	h, _, err := a.getHandle(ctx, handle)
 	if errors.Is(err, store.ErrNotFound) {
@@ -374,8 +403,18 @@ var errNotEmpty = errors.New("block not empty")
 // reports and GC finishes.
 func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEmpty bool) error {
 	key := affinityKey(af.Node, af.CIDR)
-	defer a.nodes.forget(af.Node)
-	if af.State != AffinityPendingDeletion {
+	if af.State == AffinityPendingDeletion {
+		// Resuming a release (GC, from its snapshot): go on only if the
+		// affinity is still the one read. Otherwise the release was
+		// finished, and the node may have claimed the block afresh, whose
+		// new block this must not delete.
+		if _, rev, err := getJSON[Affinity](ctx, a.s, key); err != nil || rev != af.rev {
+			if errors.Is(err, store.ErrNotFound) || err == nil {
+				return fmt.Errorf("resume release of %s of %s: %w", af.CIDR, af.Node, store.ErrConflict)
+			}
+			return err
+		}
+	} else {
 		af.State, af.Updated = AffinityPendingDeletion, a.now().UTC()
 		val, _ := json.Marshal(af.Affinity)
 		rev, err := a.s.Update(ctx, key, val, af.rev)
@@ -403,9 +442,7 @@ func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEm
 			break
 		}
 		if b.Used() == 0 {
-			if err = a.s.Delete(ctx, blockKey(af.CIDR), sb.rev); err == nil {
-				a.known.remove(af.CIDR)
-			}
+			err = a.s.Delete(ctx, blockKey(af.CIDR), sb.rev)
 		} else if requireEmpty {
 			// Someone allocated meanwhile: keep the claim.
 			af.State, af.Updated = AffinityConfirmed, a.now().UTC()

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/netip"
 	"slices"
@@ -174,7 +175,7 @@ func (a *IPAM) BorrowedAddrs(ctx context.Context, node string) ([]netip.Addr, in
 }
 
 // borrowedBy lists addresses allocated for node in a block not affine to it.
-func (b *Block) borrowedBy(node string) []netip.Addr {
+func (b *allocBlock) borrowedBy(node string) []netip.Addr {
 	if b.Affinity == node {
 		return nil
 	}
@@ -215,10 +216,54 @@ func (a *IPAM) WatchAffinities(ctx context.Context, afterRevision int64) (<-chan
 	}, func(err error) AffinityEvent { return AffinityEvent{Err: err} })
 }
 
+// BlockInfo is a block as watchers see it: a stable view, independent of
+// how blocks are stored.
+type BlockInfo struct {
+	CIDR netip.Prefix
+	// Affinity is the block's node ("" for none).
+	Affinity string
+	// Size is the number of addresses in the block.
+	Size int
+	// Allocations are the allocated addresses, in address order.
+	Allocations []BlockAllocation
+}
+
+// BlockAllocation is one allocated address of a block.
+type BlockAllocation struct {
+	Addr netip.Addr
+	// Borrowed is true when the holder's node is not the block's: the
+	// holder's node routes a /32 (/128) for it.
+	Borrowed  bool
+	Attribute Attribute
+}
+
+// BorrowedBy returns the addresses held for node in the block when the
+// block is not node's own (the /32 routes node needs).
+func (b *BlockInfo) BorrowedBy(node string) []netip.Addr {
+	var out []netip.Addr
+	for _, al := range b.Allocations {
+		if al.Borrowed && al.Attribute.Node == node {
+			out = append(out, al.Addr)
+		}
+	}
+	return out
+}
+
+func (b *allocBlock) info() *BlockInfo {
+	out := &BlockInfo{CIDR: b.CIDR, Affinity: b.Affinity, Size: b.Size()}
+	for o, idx := range b.Allocations {
+		if idx >= 0 && int(idx) < len(b.Attributes) {
+			at := b.Attributes[idx]
+			out.Allocations = append(out.Allocations, BlockAllocation{Addr: b.Addr(o), Borrowed: at.Node != b.Affinity, Attribute: at})
+		}
+	}
+	return out
+}
+
 // BlockEvent is a change to a block; Block is nil when it was deleted.
 type BlockEvent struct {
 	CIDR     netip.Prefix
-	Block    *Block
+	Block    *BlockInfo
 	Revision int64
 	Err      error
 }
@@ -230,7 +275,12 @@ func (a *IPAM) WatchBlocks(ctx context.Context, afterRevision int64) (<-chan Blo
 		out := BlockEvent{Revision: ev.KV.Revision}
 		out.CIDR, _ = netip.ParsePrefix(strings.Replace(strings.TrimPrefix(ev.KV.Key, keyBlocks), "-", "/", 1))
 		if ev.Type == store.EventPut {
-			out.Block, out.Err = decodeBlock(ev.KV.Value)
+			b, err := decodeBlock(ev.KV.Value)
+			if err != nil {
+				out.Err = fmt.Errorf("%s: %w", ev.KV.Key, err)
+			} else {
+				out.Block = b.info()
+			}
 		}
 		return out
 	}, func(err error) BlockEvent { return BlockEvent{Err: err} })

@@ -12,67 +12,70 @@ import (
 // TestNodeAgentWatch is the node agent's loop: list affine blocks, then
 // watch from the listing's revision, and see claims and releases.
 func TestNodeAgentWatch(t *testing.T) {
-	e := newEnv(t)
-	e.config(IPAMConfig{AutoAllocateBlocks: true, ReleaseEmptyBlocksAtOnce: true, ReleaseLastBlock: true})
-	e.pool("p", "10.0.0.0/24", 28)
-	first := e.mustAssign4("h0", "n")
-	blocks, rev, err := e.ipam.AffineBlocks(e.ctx, "n")
-	require.NoError(t, err)
-	require.Equal(t, []netip.Prefix{first.Block}, blocks)
+	onEveryBackend(t, func(t *testing.T, e *env) {
+		e.config(IPAMConfig{AutoAllocateBlocks: true, ReleaseEmptyBlocksAtOnce: true, ReleaseLastBlock: true})
+		e.pool("p", "10.0.0.0/24", 28)
+		first := e.mustAssign4("h0", "n")
+		blocks, rev, err := e.ipam.AffineBlocks(e.ctx, "n")
+		require.NoError(t, err)
+		require.Equal(t, []netip.Prefix{first.Block}, blocks)
 
-	affs, err := e.ipam.WatchAffinities(e.ctx, rev)
-	require.NoError(t, err)
-	bl, err := e.ipam.WatchBlocks(e.ctx, rev)
-	require.NoError(t, err)
+		affs, err := e.ipam.WatchAffinities(e.ctx, rev)
+		require.NoError(t, err)
+		bl, err := e.ipam.WatchBlocks(e.ctx, rev)
+		require.NoError(t, err)
 
-	borrowed, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.200")}, Handle: "h1", Node: "m"})
-	require.NoError(t, err)
-	require.False(t, borrowed[0].Borrowed, "m claimed the block")
-	ip, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.201")}, Handle: "h2", Node: "n"})
-	require.NoError(t, err)
-	require.True(t, ip[0].Borrowed)
-	_, err = e.ipam.ReleaseByHandle(e.ctx, "h0")
-	require.NoError(t, err)
-	_, err = e.ipam.ReleaseEmptyBlocks(e.ctx, "n")
-	require.NoError(t, err)
+		borrowed, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.200")}, Handle: "h1", Node: "m"})
+		require.NoError(t, err)
+		require.False(t, borrowed[0].Borrowed, "m claimed the block")
+		ip, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.201")}, Handle: "h2", Node: "n"})
+		require.NoError(t, err)
+		require.True(t, ip[0].Borrowed)
+		_, err = e.ipam.ReleaseByHandle(e.ctx, "h0")
+		require.NoError(t, err)
+		_, err = e.ipam.ReleaseEmptyBlocks(e.ctx, "n")
+		require.NoError(t, err)
 
-	next := func() AffinityEvent {
-		select {
-		case ev := <-affs:
-			require.NoError(t, ev.Err)
-			return ev
-		case <-time.After(5 * time.Second):
-			t.Fatal("no affinity event")
-		}
-		return AffinityEvent{}
-	}
-	// m's claim: pending, confirmed; then n's release: pendingDeletion, deleted.
-	var states []string
-	for range 4 {
-		ev := next()
-		s := ev.Node + ":" + string(ev.State)
-		if ev.Deleted {
-			s = ev.Node + ":deleted"
-		}
-		states = append(states, s)
-	}
-	assert.Equal(t, []string{"m:pending", "m:confirmed", "n:pendingDeletion", "n:deleted"}, states)
-
-	// The block stream shows n's borrowed address in m's block.
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case ev := <-bl:
-			require.NoError(t, ev.Err)
-			if ev.Block != nil && len(ev.Block.borrowedBy("n")) == 1 {
-				assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, ev.Block.borrowedBy("n"))
-				got, _, err := e.ipam.BorrowedAddrs(e.ctx, "n")
-				require.NoError(t, err)
-				assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, got)
-				return
+		next := func() AffinityEvent {
+			select {
+			case ev := <-affs:
+				require.NoError(t, ev.Err)
+				return ev
+			case <-time.After(5 * time.Second):
+				t.Fatal("no affinity event")
 			}
-		case <-deadline:
-			t.Fatal("no block event with the borrowed address")
+			return AffinityEvent{}
 		}
-	}
+		// m's claim: pending, confirmed; then n's release: pendingDeletion, deleted.
+		var states []string
+		for range 4 {
+			ev := next()
+			s := ev.Node + ":" + string(ev.State)
+			if ev.Deleted {
+				s = ev.Node + ":deleted"
+			}
+			states = append(states, s)
+		}
+		assert.Equal(t, []string{"m:pending", "m:confirmed", "n:pendingDeletion", "n:deleted"}, states)
+
+		// The block stream shows n's borrowed address in m's block.
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case ev := <-bl:
+				require.NoError(t, ev.Err)
+				if ev.Block != nil && len(ev.Block.BorrowedBy("n")) == 1 {
+					assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, ev.Block.BorrowedBy("n"))
+					assert.Equal(t, "m", ev.Block.Affinity)
+					assert.Equal(t, 16, ev.Block.Size)
+					got, _, err := e.ipam.BorrowedAddrs(e.ctx, "n")
+					require.NoError(t, err)
+					assert.Equal(t, []netip.Addr{addr("10.0.0.201")}, got)
+					return
+				}
+			case <-deadline:
+				t.Fatal("no block event with the borrowed address")
+			}
+		}
+	})
 }

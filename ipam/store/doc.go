@@ -22,11 +22,10 @@
 //     backend returns the same ones for the same situations.
 //  4. Values are copied in and out; callers may reuse their slices.
 //  5. KeyLister is an optional extra (all three backends have it) for
-//     key-only listings; ListKeys falls back to List.
-//  6. Viewer and StringWriter are optional extras (Memory has them) that
-//     read and write values as strings, which cannot change, so the store
-//     need not copy them; GetView, ListView, CreateString and
-//     UpdateString fall back to the copying methods.
+//     key-only listings, which save bbolt and etcd copying every value;
+//     ListKeys falls back to List.
+//     Optional interfaces exist only where a real backend benefits:
+//     KeyLister is the one.
 //
 // Memory keeps a bounded history (WithHistory) for Watch and is safe for
 // concurrent use.

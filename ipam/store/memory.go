@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"runtime"
@@ -81,28 +82,32 @@ func (m *Memory) shard(key string) *memoryShard {
 }
 
 var (
-	_ Store        = (*Memory)(nil)
-	_ KeyLister    = (*Memory)(nil)
-	_ Viewer       = (*Memory)(nil)
-	_ StringWriter = (*Memory)(nil)
+	_ Store     = (*Memory)(nil)
+	_ KeyLister = (*Memory)(nil)
 )
 
-// MemoryOption configures NewMemory.
-type MemoryOption func(*Memory)
+// MemoryOption configures NewMemory. An option given a bad value makes
+// NewMemory fail with an error wrapping ErrInvalidOption.
+type MemoryOption func(*Memory) error
 
-// WithHistory keeps the last n changes for Watch with a start revision
-// (default 65536). Watches starting before the kept
-// history get ErrCompacted.
+// ErrInvalidOption: a store option was given a bad value.
+var ErrInvalidOption = errors.New("invalid store option")
+
+// WithHistory keeps the last n changes (n ≥ 1; default 65536) for Watch
+// with a start revision. Watches starting before the kept history get
+// ErrCompacted.
 func WithHistory(n int) MemoryOption {
-	return func(m *Memory) {
-		if n > 0 {
-			m.maxHistory = n
+	return func(m *Memory) error {
+		if n < 1 {
+			return fmt.Errorf("%w: WithHistory(%d): need at least 1", ErrInvalidOption, n)
 		}
+		m.maxHistory = n
+		return nil
 	}
 }
 
 // NewMemory returns an empty in-memory store at revision 0.
-func NewMemory(opts ...MemoryOption) *Memory {
+func NewMemory(opts ...MemoryOption) (*Memory, error) {
 	m := &Memory{
 		keys:       btree.NewG(32, indexLess),
 		maxHistory: 1 << 16,
@@ -112,9 +117,14 @@ func NewMemory(opts ...MemoryOption) *Memory {
 		m.shards[i].data = map[string]*memEntry{}
 	}
 	for _, o := range opts {
-		o(m)
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := o(m); err != nil {
+			return nil, fmt.Errorf("memory store: %w", err)
+		}
 	}
-	return m
+	return m, nil
 }
 
 // Revision returns the store's current revision.
@@ -124,8 +134,7 @@ func (m *Memory) Revision() int64 {
 	return m.rev
 }
 
-// lookup returns the stored KV itself (not a copy): Get copies its value,
-// GetView hands out a read-only view.
+// lookup returns the stored KV itself (not a copy); Get copies its value.
 func (m *Memory) lookup(ctx context.Context, key string) (KV, error) {
 	if err := ValidateKey(key); err != nil {
 		return KV{}, fmt.Errorf("memory: get: %w", err)
@@ -196,28 +205,6 @@ func (m *Memory) List(ctx context.Context, prefix string) (ListResult, error) {
 	return ListResult{KVs: out, Revision: rev}, nil
 }
 
-// GetView is Get without the copy: the view is the stored value itself,
-// which Memory never modifies (a write stores a fresh copy).
-func (m *Memory) GetView(ctx context.Context, key string) (KVView, error) {
-	kv, err := m.lookup(ctx, key)
-	if err != nil {
-		return KVView{}, err
-	}
-	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
-}
-
-// ListView is List without the copies (see GetView).
-func (m *Memory) ListView(ctx context.Context, prefix string) ([]KVView, int64, error) {
-	out := make([]KVView, 0, 4)
-	rev, err := m.scan(ctx, prefix, func(kv KV) {
-		out = append(out, KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision})
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return out, rev, nil
-}
-
 func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, error) {
 	var out []string
 	rev, err := m.scan(ctx, prefix, func(kv KV) { out = append(out, kv.Key) })
@@ -225,15 +212,6 @@ func (m *Memory) ListKeys(ctx context.Context, prefix string) ([]string, int64, 
 		return nil, 0, err
 	}
 	return out, rev, nil
-}
-
-func (m *Memory) CreateString(ctx context.Context, key string, value string) (int64, error) {
-	return m.create(ctx, key, bytesOf(value))
-}
-
-// UpdateString is Update keeping value itself rather than a copy.
-func (m *Memory) UpdateString(ctx context.Context, key string, value string, ifRevision int64) (int64, error) {
-	return m.update(ctx, key, bytesOf(value), ifRevision)
 }
 
 func (m *Memory) Create(ctx context.Context, key string, value []byte) (int64, error) {

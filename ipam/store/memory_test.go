@@ -14,14 +14,34 @@ import (
 	"github.com/tabbynet/tabby/ipam/store/storetest"
 )
 
+// newMemory is NewMemory for tests.
+func newMemory(t *testing.T, opts ...store.MemoryOption) *store.Memory {
+	t.Helper()
+	m, err := store.NewMemory(opts...)
+	require.NoError(t, err)
+	return m
+}
+
+func TestNewMemoryRejectsBadOptions(t *testing.T) {
+	for name, o := range map[string]store.MemoryOption{
+		"zero history":     store.WithHistory(0),
+		"negative history": store.WithHistory(-1),
+		"nil option":       nil,
+	} {
+		m, err := store.NewMemory(o)
+		require.ErrorIs(t, err, store.ErrInvalidOption, name)
+		require.Nil(t, m)
+	}
+}
+
 func TestMemoryConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMemory() })
+	storetest.Run(t, func(t *testing.T) store.Store { return newMemory(t) })
 }
 
 func TestMemoryWatchCompacted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m := store.NewMemory(store.WithHistory(4))
+	m := newMemory(t, store.WithHistory(4))
 	for i := range 10 {
 		_, err := m.Create(ctx, fmt.Sprintf("/k%d", i), nil)
 		require.NoError(t, err)
@@ -47,7 +67,7 @@ func TestMemoryWatchCompacted(t *testing.T) {
 }
 
 func TestMemoryClosed(t *testing.T) {
-	m := store.NewMemory()
+	m := newMemory(t)
 	ctx := context.Background()
 	ch, err := m.Watch(ctx, "/", 0)
 	require.NoError(t, err)
@@ -58,30 +78,26 @@ func TestMemoryClosed(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrClosed)
 }
 
-func TestMemoryViewsAndStringWrites(t *testing.T) {
-	m := store.NewMemory()
+// TestMemoryCopiesValues: values are copied on the way in and out.
+func TestMemoryCopiesValues(t *testing.T) {
+	m := newMemory(t)
 	ctx := context.Background()
-	rev, err := store.CreateString(ctx, m, "/a", "abc")
+	in := []byte("abc")
+	rev, err := m.Create(ctx, "/a", in)
 	require.NoError(t, err)
-	v, err := store.GetView(ctx, m, "/a")
-	require.NoError(t, err)
-	require.Equal(t, store.KVView{Key: "/a", Value: "abc", Revision: rev}, v)
+	in[0] = 'X'
 	kv, err := m.Get(ctx, "/a")
 	require.NoError(t, err)
-	kv.Value[0] = 'X' // a copy
-	rev, err = store.UpdateString(ctx, m, "/a", "def", rev)
+	require.Equal(t, store.KV{Key: "/a", Value: []byte("abc"), Revision: rev}, kv)
+	kv.Value[0] = 'Y'
+	l, err := m.List(ctx, "/")
 	require.NoError(t, err)
-	require.Equal(t, "abc", v.Value, "a view does not change with later writes")
-	l, lrev, err := store.ListView(ctx, m, "/")
+	require.Equal(t, []store.KV{{Key: "/a", Value: []byte("abc"), Revision: rev}}, l.KVs)
+	l.KVs[0].Value[0] = 'Z'
+	kv, err = m.Get(ctx, "/a")
 	require.NoError(t, err)
-	require.Equal(t, []store.KVView{{Key: "/a", Value: "def", Revision: rev}}, l)
-	require.Equal(t, rev, lrev)
-	_, err = store.UpdateString(ctx, m, "/a", "ghi", rev-1)
-	require.ErrorIs(t, err, store.ErrConflict)
-	_, err = store.CreateString(ctx, m, "/a", "ghi")
-	require.ErrorIs(t, err, store.ErrExists)
-	_, err = store.GetView(ctx, m, "/b")
-	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Equal(t, []byte("abc"), kv.Value)
+	_, err = m.Get(ctx, "/b")
 	require.EqualError(t, err, `memory: get "/b": key not found`)
 }
 
@@ -92,7 +108,7 @@ func TestMemoryViewsAndStringWrites(t *testing.T) {
 func TestMemoryListWatchUnderConcurrentWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m := store.NewMemory(store.WithHistory(1 << 20))
+	m := newMemory(t, store.WithHistory(1<<20))
 	const writers, ops = 8, 600
 	var wg sync.WaitGroup
 	start := make(chan struct{})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unsafe"
 )
 
 // KV is one key with its value and the revision of its last modification.
@@ -117,102 +116,6 @@ func ListKeys(ctx context.Context, s Store, prefix string) ([]string, int64, err
 		keys[i] = kv.Key
 	}
 	return keys, l.Revision, nil
-}
-
-// Viewer is implemented by stores that can hand out values without copying
-// them (Memory). A view is a string, so the caller cannot modify the stored
-// value through it; it stays valid (and unchanged) after later writes to
-// the key, which store a new value rather than modify the old one. Use
-// GetView and ListView, which fall back to Get and List (whose values are
-// the caller's own copies) for stores that don't implement it.
-type Viewer interface {
-	// GetView is Get returning the value as an immutable view.
-	GetView(ctx context.Context, key string) (KVView, error)
-	// ListView is List returning the values as immutable views.
-	ListView(ctx context.Context, prefix string) ([]KVView, int64, error)
-}
-
-// StringWriter is implemented by stores that can keep a value given as a
-// string without copying it (Memory): a string cannot change, so the store
-// may hold on to it. Use CreateString and UpdateString, which fall back to
-// Create and Update.
-type StringWriter interface {
-	CreateString(ctx context.Context, key string, value string) (int64, error)
-	UpdateString(ctx context.Context, key string, value string, ifRevision int64) (int64, error)
-}
-
-// CreateString is s.CreateString when s is a StringWriter, else Create
-// (which copies the value).
-func CreateString(ctx context.Context, s Store, key string, value string) (int64, error) {
-	if w, ok := s.(StringWriter); ok {
-		return w.CreateString(ctx, key, value)
-	}
-	return s.Create(ctx, key, bytesOf(value))
-}
-
-// UpdateString is s.UpdateString when s is a StringWriter, else Update
-// (which copies the value).
-func UpdateString(ctx context.Context, s Store, key string, value string, ifRevision int64) (int64, error) {
-	if w, ok := s.(StringWriter); ok {
-		return w.UpdateString(ctx, key, value, ifRevision)
-	}
-	return s.Update(ctx, key, bytesOf(value), ifRevision)
-}
-
-// bytesOf returns a byte view of s, never nil, that must not be modified
-// (Store implementations copy values and never modify them).
-func bytesOf(s string) []byte {
-	if len(s) == 0 {
-		return []byte{}
-	}
-	return unsafe.Slice(unsafe.StringData(s), len(s))
-}
-
-// KVView is a KV whose value is an immutable view of the stored bytes.
-type KVView struct {
-	Key      string
-	Value    string
-	Revision int64
-}
-
-// GetView is s.GetView when s is a Viewer, else Get with the copied value
-// turned into a string without a second copy.
-func GetView(ctx context.Context, s Store, key string) (KVView, error) {
-	if v, ok := s.(Viewer); ok {
-		return v.GetView(ctx, key)
-	}
-	kv, err := s.Get(ctx, key)
-	if err != nil {
-		return KVView{}, err
-	}
-	return KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}, nil
-}
-
-// ListView is s.ListView when s is a Viewer, else List with the copied
-// values turned into strings without a second copy.
-func ListView(ctx context.Context, s Store, prefix string) ([]KVView, int64, error) {
-	if v, ok := s.(Viewer); ok {
-		return v.ListView(ctx, prefix)
-	}
-	l, err := s.List(ctx, prefix)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]KVView, len(l.KVs))
-	for i, kv := range l.KVs {
-		out[i] = KVView{Key: kv.Key, Value: bytesView(kv.Value), Revision: kv.Revision}
-	}
-	return out, l.Revision, nil
-}
-
-// bytesView returns b as a string without copying; b must never be
-// modified afterwards (Get and List values are the caller's own copies,
-// which GetView and ListView drop).
-func bytesView(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }
 
 var (

@@ -51,8 +51,12 @@ var (
 	metaCompac = []byte("compacted")
 )
 
-// Option configures Open.
-type Option func(*options)
+// Option configures Open. An option given a bad value makes Open fail
+// with an error wrapping ErrInvalidOption.
+type Option func(*options) error
+
+// ErrInvalidOption: an option was given a bad value.
+var ErrInvalidOption = errors.New("invalid bbolt store option")
 
 type options struct {
 	exclusive    bool
@@ -64,31 +68,65 @@ type options struct {
 	noSync       bool
 }
 
+// setPositive sets *dst to d, which must be positive.
+func setPositive(name string, d time.Duration, dst *time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: %s(%v): must be positive", ErrInvalidOption, name, d)
+	}
+	*dst = d
+	return nil
+}
+
 // WithExclusive holds the file open and locked until Close, for a single
 // long-running owner. Other processes block (up to their lock timeout).
-func WithExclusive() Option { return func(o *options) { o.exclusive = true } }
+func WithExclusive() Option { return func(o *options) error { o.exclusive = true; return nil } }
 
-// WithLockTimeout bounds the wait for the file lock (default 30s).
-func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.lockTimeout = d } }
+// WithLockTimeout bounds the wait for the file lock (default 30s; must be
+// positive).
+func WithLockTimeout(d time.Duration) Option {
+	return func(o *options) error { return setPositive("WithLockTimeout", d, &o.lockTimeout) }
+}
 
 // WithPollInterval sets how often watches look for other processes' writes
-// (default 100ms).
-func WithPollInterval(d time.Duration) Option { return func(o *options) { o.pollInterval = d } }
+// (default 100ms; must be positive).
+func WithPollInterval(d time.Duration) Option {
+	return func(o *options) error { return setPositive("WithPollInterval", d, &o.pollInterval) }
+}
 
-// WithHistory sets how many changes are kept for Watch (default 65536).
-func WithHistory(n int) Option { return func(o *options) { o.history = int64(n) } }
+// WithHistory sets how many changes are kept for Watch (default 65536;
+// must be positive).
+func WithHistory(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithHistory(%d): must be positive", ErrInvalidOption, n)
+		}
+		o.history = int64(n)
+		return nil
+	}
+}
 
-// WithLinger keeps an idle shared session open this long (default 2ms), so a
-// burst of operations pays for one open and one lock.
-func WithLinger(d time.Duration) Option { return func(o *options) { o.linger = d } }
+// WithLinger keeps an idle shared session open this long (default 2ms; 0
+// closes it at once), so a burst of operations pays for one open and one
+// lock.
+func WithLinger(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: WithLinger(%v): negative", ErrInvalidOption, d)
+		}
+		o.linger = d
+		return nil
+	}
+}
 
 // WithMaxHold bounds how long a busy shared session keeps the lock before it
-// gives other processes a turn (default 20ms).
-func WithMaxHold(d time.Duration) Option { return func(o *options) { o.maxHold = d } }
+// gives other processes a turn (default 20ms; must be positive).
+func WithMaxHold(d time.Duration) Option {
+	return func(o *options) error { return setPositive("WithMaxHold", d, &o.maxHold) }
+}
 
 // WithNoSync skips fsync on commit: faster, and a machine crash may lose the
 // last writes. For tests and throwaway state only.
-func WithNoSync() Option { return func(o *options) { o.noSync = true } }
+func WithNoSync() Option { return func(o *options) error { o.noSync = true; return nil } }
 
 // Store is a store.Store on one bbolt file.
 type Store struct {
@@ -123,10 +161,12 @@ func Open(path string, opts ...Option) (*Store, error) {
 	o := options{lockTimeout: 30 * time.Second, pollInterval: 100 * time.Millisecond, history: 1 << 16,
 		linger: 2 * time.Millisecond, maxHold: 20 * time.Millisecond}
 	for _, f := range opts {
-		f(&o)
-	}
-	if o.history <= 0 {
-		o.history = 1 << 16
+		if f == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := f(&o); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	s := &Store{path: path, opts: o, changed: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)

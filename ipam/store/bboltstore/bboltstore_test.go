@@ -77,3 +77,20 @@ func TestWatchCompacted(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "/d", (<-ch).KV.Key)
 }
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	for name, o := range map[string]bboltstore.Option{
+		"zero lock timeout": bboltstore.WithLockTimeout(0),
+		"negative poll":     bboltstore.WithPollInterval(-time.Second),
+		"zero history":      bboltstore.WithHistory(0),
+		"negative linger":   bboltstore.WithLinger(-1),
+		"zero max hold":     bboltstore.WithMaxHold(0),
+		"nil option":        nil,
+	} {
+		path := filepath.Join(t.TempDir(), "ipam.db")
+		s, err := bboltstore.Open(path, o)
+		require.ErrorIs(t, err, bboltstore.ErrInvalidOption, name)
+		require.Nil(t, s)
+		require.NoFileExists(t, path, "nothing opened")
+	}
+}

@@ -40,19 +40,40 @@ var (
 	_ store.KeyLister = (*Store)(nil)
 )
 
-// Option configures New.
-type Option func(*Store)
+// Option configures New. An option given a bad value makes New fail with
+// an error wrapping ErrInvalidOption.
+type Option func(*Store) error
 
-// WithPrefix puts every key under prefix (default "/tabby/").
-func WithPrefix(p string) Option { return func(s *Store) { s.prefix = p } }
+// ErrInvalidOption: a nil client, or an option given a bad value.
+var ErrInvalidOption = errors.New("invalid etcd store option")
+
+// WithPrefix puts every key under prefix (default "/tabby/"). It must not
+// be empty: the store would then share, and list, the whole key space.
+func WithPrefix(p string) Option {
+	return func(s *Store) error {
+		if p == "" {
+			return fmt.Errorf("%w: WithPrefix(\"\")", ErrInvalidOption)
+		}
+		s.prefix = p
+		return nil
+	}
+}
 
 // New returns a Store using c. Close does not close c.
-func New(c *clientv3.Client, opts ...Option) *Store {
+func New(c *clientv3.Client, opts ...Option) (*Store, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
+	}
 	s := &Store{c: c, prefix: "/tabby/"}
 	for _, o := range opts {
-		o(s)
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := o(s); err != nil {
+			return nil, fmt.Errorf("etcd store: %w", err)
+		}
 	}
-	return s
+	return s, nil
 }
 
 func (s *Store) full(key string) string { return s.prefix + key }
