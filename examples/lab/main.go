@@ -134,7 +134,14 @@ func run(w io.Writer, routing string) (bool, error) {
 	var checks []check
 
 	done := step(w, "IPAM: an in-memory store with the pool %s (blockSize %d, vxlanMode %s)", poolCIDR, blockSize, mode)
-	a := ipam.New(store.NewMemory())
+	mem, err := store.NewMemory()
+	if err != nil {
+		return false, fmt.Errorf("ipam store: %w", err)
+	}
+	a, err := ipam.New(mem)
+	if err != nil {
+		return false, fmt.Errorf("ipam: %w", err)
+	}
 	if _, err := a.CreatePool(ctx, ipam.IPPool{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix(poolCIDR),
 		BlockSize: blockSize, VXLANMode: mode}); err != nil {
 		return false, fmt.Errorf("create pool: %w", err)

@@ -195,7 +195,14 @@ func Build(opts ...Option) (*Topology, error) {
 // newIPAM makes an in-memory IPAM with PoolCIDR (and PoolCIDR6).
 func newIPAM(v6 bool) (*ipam.IPAM, error) {
 	ctx := context.Background()
-	a := ipam.New(store.NewMemory())
+	mem, err := store.NewMemory()
+	if err != nil {
+		return nil, fmt.Errorf("ipam store: %w", err)
+	}
+	a, err := ipam.New(mem)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
 	pools := []ipam.IPPool{{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix(PoolCIDR), BlockSize: PoolBlockSize}}
 	if v6 {
 		pools = append(pools, ipam.IPPool{Name: "default-ipv6-ippool", CIDR: netip.MustParsePrefix(PoolCIDR6), BlockSize: PoolBlockSize6})
