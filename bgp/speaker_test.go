@@ -1,0 +1,53 @@
+package bgp
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTwoSpeakersAdvertiseWithdraw(t *testing.T) {
+	port := freePort(t)
+	a, fa := startSpeaker(t, 1, port, func(c *Config) { c.ASNumber = 64512 })
+	b, fb := startSpeaker(t, 2, port, func(c *Config) { c.ASNumber = 64513 })
+	ctx := context.Background()
+	require.NoError(t, a.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: 64513}}))
+	require.NoError(t, b.SetPeers(ctx, []Peer{{Name: "a", Address: loopNode(1), Port: port, ASNumber: 64512, Passive: true}}))
+	waitEstablished(t, a, 1)
+
+	comm := []Community{{A: 64512, B: 100}, {Large: true, A: 64512, B: 1, C: 2}}
+	require.NoError(t, a.Advertise(ctx, Advertisement{Prefix: pfx("10.244.1.0/26"), Communities: comm}))
+	require.NoError(t, b.SetAdvertisements(ctx, []Advertisement{{Prefix: pfx("10.244.2.0/26")}, {Prefix: pfx("10.244.9.0/24")}}))
+
+	require.Eventually(t, func() bool { return fb.nextHops(pfx("10.244.1.0/26")) != nil }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []string{"127.0.0.11"}, fb.nextHops(pfx("10.244.1.0/26")))
+	require.Eventually(t, func() bool { return fa.len() == 2 }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []string{"127.0.0.12"}, fa.nextHops(pfx("10.244.9.0/24")))
+
+	why := a.Why(pfx("10.244.1.0/26"))
+	assert.True(t, why.Advertised)
+	assert.Equal(t, []string{DefaultSource}, why.Sources)
+	assert.Equal(t, comm, why.Communities)
+	why = a.Why(pfx("10.244.2.0/26"))
+	assert.True(t, why.Learned)
+	assert.Equal(t, "127.0.0.12", why.NextHops[0].String())
+
+	// SetAdvertisements applies only the difference.
+	require.NoError(t, b.SetAdvertisements(ctx, []Advertisement{{Prefix: pfx("10.244.2.0/26")}}))
+	require.Eventually(t, func() bool { return fa.len() == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, a.Withdraw(ctx, pfx("10.244.1.0/26")))
+	require.Eventually(t, func() bool { return fb.len() == 0 }, 10*time.Second, 20*time.Millisecond)
+
+	ps, err := a.Peers(ctx)
+	require.NoError(t, err)
+	require.Len(t, ps, 1)
+	assert.Equal(t, StateEstablished, ps[0].State)
+	assert.Equal(t, uint64(1), ps[0].Received)
+
+	// Session loss removes what the peer sent.
+	b.Stop()
+	require.Eventually(t, func() bool { return fa.len() == 0 }, 10*time.Second, 20*time.Millisecond)
+}
