@@ -378,7 +378,7 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 		}
 	}
 	ap := &api.Peer{
-		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name},
+		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name},
 		Transport: &api.Transport{LocalAddress: local.String(), RemotePort: uint32(p.port()), PassiveMode: p.Passive},
 		Timers: &api.Timers{Config: &api.TimersConfig{ConnectRetry: 5, HoldTime: 90, KeepaliveInterval: 30,
 			IdleHoldTimeAfterReset: 1}},

@@ -157,4 +157,3 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 	sortPeers(out)
 	return out, validatePeers(out)
 }
-
