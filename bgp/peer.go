@@ -42,6 +42,11 @@ type Peer struct {
 	// (the node has Node.spec.bgp.routeReflectorClusterID and the peer
 	// does not share it).
 	RouteReflectorClient bool
+	// SourceAddress is the local address of the session (MetalLB's
+	// sourceAddress; Calico's sourceAddress UseNodeIP is the default): the
+	// zero Addr means Config.NodeIP / NodeIPv6. It must be of the peer's
+	// family.
+	SourceAddress netip.Addr
 	// Passive waits for the peer to connect (Calico's mesh is passive on
 	// one side).
 	Passive bool
@@ -64,6 +69,8 @@ func (p Peer) validate() error {
 		return fmt.Errorf("peer %s (%s) port %d: %w", p.Name, p.Address, p.Port, ErrInvalidPeer)
 	case p.EBGPMultihopTTL < 0 || p.EBGPMultihopTTL > 255:
 		return fmt.Errorf("peer %s (%s) multihop TTL %d: want 0..255: %w", p.Name, p.Address, p.EBGPMultihopTTL, ErrInvalidPeer)
+	case p.SourceAddress.IsValid() && (p.SourceAddress.Is4() != p.Address.Is4() || !usableAddr(p.SourceAddress)):
+		return fmt.Errorf("peer %s (%s) source address %s: %w", p.Name, p.Address, p.SourceAddress, ErrInvalidPeer)
 	case len(p.Password) > 80:
 		return fmt.Errorf("peer %s (%s): TCP MD5 password longer than 80 bytes: %w", p.Name, p.Address, ErrInvalidPeer)
 	}

@@ -369,6 +369,9 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	if p.Address.Is6() {
 		local = s.cfg.NodeIPv6
 	}
+	if p.SourceAddress.IsValid() {
+		local = p.SourceAddress
+	}
 	fam := familyOf(p.Address)
 	restart := p.MaxRestartTime
 	if restart == 0 {

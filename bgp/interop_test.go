@@ -1,0 +1,106 @@
+package bgp
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	tabbyASN = 64512
+	birdASN  = 65001
+)
+
+func birdStatic(v4, v6 string) string {
+	return "protocol static s4 { ipv4; route " + v4 + " blackhole; }\nprotocol static s6 { ipv6; route " + v6 + " blackhole; }"
+}
+
+// TestBIRDInterop: sessions establish over v4 and v6; tabby's prefixes reach
+// BIRD with next hop and communities; BIRD's prefixes become kernel routes
+// (one ECMP route when both BIRDs announce the same prefix); withdraws and
+// session loss remove them; a restarted peer restores them.
+func TestBIRDInterop(t *testing.T) {
+	requireBIRD(t)
+	b1, b2 := newBIRD(t, 1, birdASN), newBIRD(t, 2, birdASN)
+	b1.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static only1 { ipv4; route 10.66.1.0/24 blackhole; }"}
+	b2.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
+	b1.start(tabbyASN)
+	b2.start(tabbyASN)
+	s, _ := kernelSpeaker(t, tabbyASN, b1, b2)
+	ctx := context.Background()
+	require.NoError(t, s.Advertise(ctx,
+		Advertisement{Prefix: pfx("10.244.7.0/26"), Communities: []Community{{A: 64512, B: 100}, {Large: true, A: 64512, B: 7, C: 9}}},
+		Advertisement{Prefix: pfx("fd00:244:7::/122"), Communities: []Community{{A: 64512, B: 200}}}))
+	require.NoError(t, s.Start(ctx))
+	t.Cleanup(s.Stop)
+
+	require.Eventually(t, func() bool {
+		return b1.established("tabby4") && b1.established("tabby6") && b2.established("tabby4") && b2.established("tabby6")
+	}, 30*time.Second, 100*time.Millisecond, "BIRD sessions")
+
+	// tabby -> BIRD, with next hop self and communities.
+	require.Eventually(t, func() bool { return b1.route("10.244.7.0/26") != "" && b1.route("fd00:244:7::/122") != "" }, 15*time.Second, 100*time.Millisecond)
+	r4 := b1.route("10.244.7.0/26")
+	assert.Contains(t, r4, "via 10.123.1.1")
+	assert.Contains(t, r4, "(64512,100)")
+	assert.Contains(t, r4, "(64512, 7, 9)")
+	r6 := b1.route("fd00:244:7::/122")
+	assert.Contains(t, r6, "via fd00:123:1::1")
+	assert.Contains(t, r6, "(64512,200)")
+	assert.Contains(t, b2.route("10.244.7.0/26"), "via 10.123.2.1")
+
+	// BIRD -> kernel, ECMP across the two BIRDs.
+	require.Eventually(t, func() bool {
+		k := kernelRoute(t, "10.55.0.0/24")
+		return strings.Contains(k, "nexthop via 10.123.1.2") && strings.Contains(k, "nexthop via 10.123.2.2")
+	}, 15*time.Second, 100*time.Millisecond, "ECMP route: %s", kernelRoute(t, "10.55.0.0/24"))
+	require.Eventually(t, func() bool {
+		k := kernelRoute(t, "fd55::/64")
+		return strings.Contains(k, "fd00:123:1::2") && strings.Contains(k, "fd00:123:2::2")
+	}, 15*time.Second, 100*time.Millisecond, "v6 ECMP route: %s", kernelRoute(t, "fd55::/64"))
+	assert.Contains(t, kernelRoute(t, "10.66.1.0/24"), "via 10.123.1.2")
+
+	// Withdraw on the tabby side.
+	require.NoError(t, s.Withdraw(ctx, pfx("10.244.7.0/26")))
+	require.Eventually(t, func() bool { return b1.route("10.244.7.0/26") == "" }, 15*time.Second, 100*time.Millisecond)
+
+	// Withdraw on the BIRD side: disable the static protocol.
+	_, err := b1.birdc("disable", "only1")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return kernelRoute(t, "10.66.1.0/24") == "" }, 15*time.Second, 100*time.Millisecond)
+	_, err = b1.birdc("enable", "only1")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return kernelRoute(t, "10.66.1.0/24") != "" }, 15*time.Second, 100*time.Millisecond)
+
+	// Session loss (BIRD shuts the sessions down with a Cease): the ECMP
+	// route shrinks to the remaining BIRD and b1's own prefix goes.
+	_, err = b1.birdc("disable", "tabby4")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		k := kernelRoute(t, "10.55.0.0/24")
+		return k != "" && !strings.Contains(k, "10.123.1.2") && strings.Contains(k, "via 10.123.2.2")
+	}, 15*time.Second, 100*time.Millisecond, "route after session loss: %s", kernelRoute(t, "10.55.0.0/24"))
+	require.Eventually(t, func() bool { return kernelRoute(t, "10.66.1.0/24") == "" }, 15*time.Second, 100*time.Millisecond)
+
+	// Peer restart restores them.
+	_, err = b1.birdc("enable", "tabby4")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		k := kernelRoute(t, "10.55.0.0/24")
+		return strings.Contains(k, "10.123.1.2") && strings.Contains(k, "10.123.2.2") && kernelRoute(t, "10.66.1.0/24") != ""
+	}, 30*time.Second, 100*time.Millisecond)
+
+	ps, err := s.Peers(ctx)
+	require.NoError(t, err)
+	require.Len(t, ps, 4)
+	for _, p := range ps {
+		assert.Equal(t, StateEstablished, p.State, p.Name)
+	}
+	why := s.Why(pfx("10.55.0.0/24"))
+	assert.True(t, why.Learned)
+	assert.Len(t, why.NextHops, 2)
+}
