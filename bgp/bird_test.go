@@ -34,7 +34,9 @@ type birdPeer struct {
 func (b *birdPeer) addr4() netip.Addr  { return netip.AddrFrom4([4]byte{10, 123, byte(b.n), 2}) }
 func (b *birdPeer) local4() netip.Addr { return netip.AddrFrom4([4]byte{10, 123, byte(b.n), 1}) }
 func (b *birdPeer) addr6() netip.Addr  { return netip.MustParseAddr(fmt.Sprintf("fd00:123:%d::2", b.n)) }
-func (b *birdPeer) local6() netip.Addr { return netip.MustParseAddr(fmt.Sprintf("fd00:123:%d::1", b.n)) }
+func (b *birdPeer) local6() netip.Addr {
+	return netip.MustParseAddr(fmt.Sprintf("fd00:123:%d::1", b.n))
+}
 
 // requireBIRD skips unless root and BIRD 2 is installed, and unless the
 // test process runs in its private namespace (see TestMain).
