@@ -63,8 +63,18 @@ func (s *Speaker) syncLearned(ctx context.Context) error {
 	srv := s.srv
 	own := map[netip.Addr]bool{s.cfg.NodeIP: true, s.cfg.NodeIPv6: true}
 	imp := s.cfg.Import
+	nPeers := s.peers.Dataplane().Len()
 	s.mu.Unlock()
 	if srv == nil {
+		return nil
+	}
+	s.lmu.Lock()
+	idle := nPeers == 0 && s.learned.Desired().Len() == 0 && s.learned.Dataplane().Len() == 0
+	s.lmu.Unlock()
+	if idle {
+		// Nothing can have been learned. Not reading the RIB also keeps a
+		// speaker that has no peers yet off GoBGP's package-level route
+		// selection settings while another speaker in the process starts.
 		return nil
 	}
 	desired := map[netip.Prefix]nextHops{}
