@@ -26,7 +26,9 @@ func loopNodes(n int, rr int) []Node {
 	return nodes
 }
 
-func block(i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 26) }
+func block(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 26)
+}
 
 // checkAllLearned waits until every speaker programs every other speaker's
 // block via that speaker's address.
