@@ -110,6 +110,7 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 	}
 	s.level.Set(r.LogLevel)
 	s.setConfigSourceLocked()
+	s.recomputeLocked(nil)
 	return s, nil
 }
 
