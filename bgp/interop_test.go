@@ -104,3 +104,51 @@ func TestBIRDInterop(t *testing.T) {
 	assert.True(t, why.Learned)
 	assert.Len(t, why.NextHops, 2)
 }
+
+// TestRestartKeepsKernelRoutes: a speaker (and its RouteOwner) go away as
+// in a process restart; the kernel keeps the learned routes meanwhile, the
+// new speaker advertises at once (no restart-timer deferral) and, after its
+// startup sync, reconciles: still-announced routes stay without a gap, a
+// route no longer announced is removed.
+func TestRestartKeepsKernelRoutes(t *testing.T) {
+	requireBIRD(t)
+	b := newBIRD(t, 3, birdASN)
+	b.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static gone { ipv4; route 10.66.3.0/24 blackhole; }"}
+	b.start(tabbyASN)
+	ctx := context.Background()
+
+	s1, _ := kernelSpeaker(t, tabbyASN, b)
+	require.NoError(t, s1.Advertise(ctx, Advertisement{Prefix: pfx("10.244.7.0/26")}))
+	require.NoError(t, s1.Start(ctx))
+	require.Eventually(t, func() bool {
+		return kernelRoute(t, "10.55.0.0/24") != "" && kernelRoute(t, "10.66.3.0/24") != "" && b.route("10.244.7.0/26") != ""
+	}, 30*time.Second, 100*time.Millisecond)
+	s1.Stop()
+	_, err := b.birdc("disable", "gone")
+	require.NoError(t, err)
+
+	// The "process" is gone: its routes are still in the kernel.
+	assert.Contains(t, kernelRoute(t, "10.55.0.0/24"), "via 10.123.3.2")
+	assert.NotEmpty(t, kernelRoute(t, "10.66.3.0/24"))
+
+	s2, _ := kernelSpeaker(t, tabbyASN, b)
+	require.NoError(t, s2.Advertise(ctx, Advertisement{Prefix: pfx("10.244.7.0/26")}))
+	start := time.Now()
+	require.NoError(t, s2.Start(ctx))
+	t.Cleanup(s2.Stop)
+	synced := false
+	for !synced {
+		require.Contains(t, kernelRoute(t, "10.55.0.0/24"), "via 10.123.3.2", "learned route missing during restart")
+		select {
+		case <-s2.Synced():
+			synced = true
+		case <-time.After(20 * time.Millisecond):
+		}
+		require.Less(t, time.Since(start), 20*time.Second, "startup sync")
+	}
+	require.Eventually(t, func() bool { return kernelRoute(t, "10.66.3.0/24") == "" }, 10*time.Second, 50*time.Millisecond,
+		"route no longer announced is reconciled away")
+	assert.Contains(t, kernelRoute(t, "10.55.0.0/24"), "via 10.123.3.2")
+	require.Eventually(t, func() bool { return b.route("10.244.7.0/26") != "" }, 20*time.Second, 100*time.Millisecond)
+	t.Logf("BIRD had the prefix again %s after Start (graceful-restart time %s)", time.Since(start).Round(time.Millisecond), DefaultRestartTime)
+}
