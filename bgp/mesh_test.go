@@ -103,3 +103,28 @@ func TestRouteReflector(t *testing.T) {
 		assert.True(t, p.RouteReflectorClient, p.Name)
 	}
 }
+
+// TestKeepOriginalNextHop: C -> B -> A over eBGP; B passes C's prefix on
+// to A with its own next hop, unless A's peer entry on B keeps the original.
+func TestKeepOriginalNextHop(t *testing.T) {
+	port := freePort(t)
+	a, fa := startSpeaker(t, 1, port, func(c *Config) { c.ASNumber = 65001 })
+	b, _ := startSpeaker(t, 2, port, func(c *Config) { c.ASNumber = 65002 })
+	c, _ := startSpeaker(t, 3, port, func(c *Config) { c.ASNumber = 65003 })
+	ctx := context.Background()
+	toA := Peer{Name: "a", Address: loopNode(1), Port: port, ASNumber: 65001}
+	toC := Peer{Name: "c", Address: loopNode(3), Port: port, ASNumber: 65003}
+	require.NoError(t, a.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: 65002, Passive: true}}))
+	require.NoError(t, c.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: 65002, Passive: true}}))
+	require.NoError(t, b.SetPeers(ctx, []Peer{toA, toC}))
+	require.NoError(t, c.Advertise(ctx, Advertisement{Prefix: block(3)}))
+	require.Eventually(t, func() bool {
+		return assert.ObjectsAreEqual([]string{loopNode(2).String()}, fa.nextHops(block(3)))
+	}, 20*time.Second, 20*time.Millisecond, "next hop self by default: %v", fa.nextHops(block(3)))
+
+	toA.KeepOriginalNextHop = true
+	require.NoError(t, b.SetPeers(ctx, []Peer{toA, toC}))
+	require.Eventually(t, func() bool {
+		return assert.ObjectsAreEqual([]string{loopNode(3).String()}, fa.nextHops(block(3)))
+	}, 20*time.Second, 20*time.Millisecond, "original next hop kept: %v", fa.nextHops(block(3)))
+}

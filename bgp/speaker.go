@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,9 @@ type Speaker struct {
 	eor        map[netip.Addr]bool
 	runner     atomic.Pointer[syncrunner.Runner]
 	needSync   bool // the route programmer's sync failed; retry
+	// keepInstalled is the keepOriginalNextHop neighbor list GoBGP has
+	// (nil: none installed yet, e.g. after Start).
+	keepInstalled *string
 }
 
 // New validates cfg and returns a stopped speaker. Errors wrap
@@ -191,6 +195,7 @@ func (s *Speaker) stopLocked() {
 		s.mu.Lock()
 	}
 	s.srv = nil
+	s.keepInstalled = nil
 	// What GoBGP holds is gone; forget it so a later Start re-adds all.
 	s.adv.Dataplane().ReplaceAll(maps.All(map[netip.Prefix]path{}))
 	s.peers.Dataplane().ReplaceAll(maps.All(map[netip.Addr]Peer{}))
@@ -341,6 +346,10 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	// The export policy goes first, so a new peer's first UPDATE has it.
+	if err := s.setExportPolicyLocked(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for addr := range s.peers.PendingDeletions() {
 		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
 			errs = append(errs, fmt.Errorf("delete peer %s: %w", addr, err))
@@ -363,6 +372,54 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 		s.peers.Dataplane().Set(addr, p)
 	}
 	return joinErrs(errs)
+}
+
+// keepNextHopPolicy names the GoBGP export policy (and its neighbor set)
+// that implements Peer.KeepOriginalNextHop.
+const keepNextHopPolicy = "tabby-keep-original-next-hop"
+
+// setExportPolicyLocked installs, as GoBGP's global export policy, "leave
+// the next hop unchanged towards the peers with KeepOriginalNextHop", or
+// no policy when there are none.
+func (s *Speaker) setExportPolicyLocked(ctx context.Context) error {
+	var keep []string
+	for addr, p := range s.peers.Desired().All() {
+		if p.KeepOriginalNextHop {
+			keep = append(keep, netip.PrefixFrom(addr, addr.BitLen()).String())
+		}
+	}
+	slices.Sort(keep)
+	key := strings.Join(keep, ",")
+	if s.keepInstalled != nil && *s.keepInstalled == key {
+		return nil
+	}
+	req := &api.SetPoliciesRequest{}
+	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_EXPORT, DefaultAction: api.RouteAction_ACCEPT}
+	if len(keep) > 0 {
+		req.DefinedSets = []*api.DefinedSet{{DefinedType: api.DefinedType_NEIGHBOR, Name: keepNextHopPolicy, List: keep}}
+		req.Policies = []*api.Policy{{Name: keepNextHopPolicy, Statements: []*api.Statement{{
+			Name:       keepNextHopPolicy,
+			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: keepNextHopPolicy}},
+			Actions:    &api.Actions{Nexthop: &api.NexthopAction{Unchanged: true}},
+		}}}}
+		assign.Policies = []*api.Policy{{Name: keepNextHopPolicy}}
+	}
+	// Policies exist before they are assigned, and are unassigned before
+	// they go away.
+	steps := []func() error{
+		func() error { return s.srv.SetPolicies(ctx, req) },
+		func() error { return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign}) },
+	}
+	if len(keep) == 0 {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return fmt.Errorf("set keepOriginalNextHop export policy for %v: %w", keep, err)
+		}
+	}
+	s.keepInstalled = &key
+	return nil
 }
 
 func (s *Speaker) apiPeer(p Peer) *api.Peer {
