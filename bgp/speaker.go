@@ -408,7 +408,9 @@ func (s *Speaker) setExportPolicyLocked(ctx context.Context) error {
 	// they go away.
 	steps := []func() error{
 		func() error { return s.srv.SetPolicies(ctx, req) },
-		func() error { return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign}) },
+		func() error {
+			return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign})
+		},
 	}
 	if len(keep) == 0 {
 		steps[0], steps[1] = steps[1], steps[0]
