@@ -213,6 +213,7 @@ func (s *Speaker) flushAdvertisementsLocked(ctx context.Context) error {
 		}
 		s.adv.Dataplane().Set(p, pa)
 	}
+	setGauge(s.o.metrics.Advertised, s.adv.Dataplane().Len())
 	return joinErrs(errs)
 }
 

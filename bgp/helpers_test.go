@@ -105,7 +105,7 @@ func freePort(t testing.TB) int {
 func loopNode(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)}) }
 
 // startSpeaker starts a speaker on loopNode(i):port with a fake programmer.
-func startSpeaker(t testing.TB, i, port int, mod func(*Config)) (*Speaker, *fakeProgrammer) {
+func startSpeaker(t testing.TB, i, port int, mod func(*Config), opts ...Option) (*Speaker, *fakeProgrammer) {
 	t.Helper()
 	fp := newFakeProgrammer()
 	cfg := Config{NodeName: fmt.Sprintf("node-%d", i), NodeIP: loopNode(i), ListenAddresses: []netip.Addr{loopNode(i)},
@@ -113,7 +113,7 @@ func startSpeaker(t testing.TB, i, port int, mod func(*Config)) (*Speaker, *fake
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, WithLogger(testLogger(t)), WithRouteProgrammer(fp, "", fp.sync))
+	s, err := New(cfg, append([]Option{WithLogger(testLogger(t)), WithRouteProgrammer(fp, "", fp.sync)}, opts...)...)
 	require.NoError(t, err)
 	require.NoError(t, s.Start(context.Background()))
 	t.Cleanup(s.Stop)
@@ -138,3 +138,13 @@ func waitEstablished(t testing.TB, s *Speaker, n int) {
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// gauge is a Gauge for tests.
+type gauge struct {
+	mu sync.Mutex
+	v  float64
+}
+
+func (g *gauge) Set(v float64) { g.mu.Lock(); g.v = v; g.mu.Unlock() }
+
+func (g *gauge) get() float64 { g.mu.Lock(); defer g.mu.Unlock(); return g.v }

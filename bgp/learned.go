@@ -116,6 +116,7 @@ func (s *Speaker) syncLearned(ctx context.Context) error {
 	}
 	if s.o.rp == nil {
 		s.learned.Dataplane().ReplaceAll(maps.All(desired))
+		setGauge(s.o.metrics.Learned, len(desired))
 		return nil
 	}
 	var keys []netlink.RouteKey
@@ -140,6 +141,7 @@ func (s *Speaker) syncLearned(ctx context.Context) error {
 			s.learned.Dataplane().Set(p, desired[p])
 		}
 	}
+	setGauge(s.o.metrics.Learned, s.learned.Dataplane().Len())
 	if s.o.rpSync != nil && (len(keys) > 0 || len(routes) > 0 || s.needSync) {
 		s.needSync = true // until it succeeds
 		if err := s.o.rpSync(ctx); err != nil {

@@ -43,6 +43,7 @@ type options struct {
 	rpSync  func(context.Context) error
 	rpName  string
 	minSync time.Duration
+	metrics Metrics
 }
 
 // WithLogger sets the logger (default: slog.Default()). GoBGP's own log
@@ -80,8 +81,10 @@ type Speaker struct {
 	learnedWhy map[netip.Prefix]string
 	synced     chan struct{}
 	eor        map[netip.Addr]bool
-	runner     atomic.Pointer[syncrunner.Runner]
-	needSync   bool // the route programmer's sync failed; retry
+	// established holds the peers in state Established (for metrics).
+	established map[netip.Addr]bool
+	runner      atomic.Pointer[syncrunner.Runner]
+	needSync    bool // the route programmer's sync failed; retry
 	// keepInstalled is the keepOriginalNextHop neighbor list GoBGP has
 	// (nil: none installed yet, e.g. after Start).
 	keepInstalled *string
@@ -103,14 +106,15 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 	}
 	s := &Speaker{
 		o: o, level: new(slog.LevelVar), cfg: r,
-		sources:    map[string]map[netip.Prefix]Advertisement{},
-		adv:        deltatracker.NewFunc[netip.Prefix, path](pathEqual),
-		advWhy:     map[netip.Prefix]string{},
-		peers:      deltatracker.New[netip.Addr, Peer](),
-		learned:    deltatracker.New[netip.Prefix, nextHops](),
-		learnedWhy: map[netip.Prefix]string{},
-		synced:     make(chan struct{}),
-		eor:        map[netip.Addr]bool{},
+		sources:     map[string]map[netip.Prefix]Advertisement{},
+		adv:         deltatracker.NewFunc[netip.Prefix, path](pathEqual),
+		advWhy:      map[netip.Prefix]string{},
+		peers:       deltatracker.New[netip.Addr, Peer](),
+		learned:     deltatracker.New[netip.Prefix, nextHops](),
+		learnedWhy:  map[netip.Prefix]string{},
+		synced:      make(chan struct{}),
+		eor:         map[netip.Addr]bool{},
+		established: map[netip.Addr]bool{},
 	}
 	s.level.Set(r.LogLevel)
 	s.setConfigSourceLocked()
@@ -149,6 +153,15 @@ func (s *Speaker) Start(ctx context.Context) error {
 		return err
 	}
 	s.srv, s.cancel, s.done = srv, cancel, make(chan struct{})
+	s.lmu.Lock()
+	select {
+	case <-s.synced: // a previous run: hold learned routes again
+		s.synced = make(chan struct{})
+	default:
+	}
+	clear(s.eor)
+	clear(s.established)
+	s.lmu.Unlock()
 	s.runner.Store(runner)
 	watch := &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}, Table: &api.WatchEventRequest_Table{
 		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST}, {Type: api.WatchEventRequest_Table_Filter_EOR}}}}
@@ -206,7 +219,11 @@ func (s *Speaker) stopLocked() {
 // routes are not handed to the RouteProgrammer, so routes a previous run
 // left in the kernel keep forwarding; callers that reconcile the same
 // RouteOwner for other sources should wait for it too.
-func (s *Speaker) Synced() <-chan struct{} { return s.synced }
+func (s *Speaker) Synced() <-chan struct{} {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	return s.synced
+}
 
 func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr) {
 	deadline := time.NewTimer(s.cfg.startup)
@@ -263,6 +280,9 @@ func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
 	}
 	if pe := ev.GetPeer(); pe != nil {
 		st := pe.GetPeer().GetState()
+		if a, err := netip.ParseAddr(st.GetNeighborAddress()); err == nil {
+			s.noteSession(a.Unmap(), sessionState(st.GetSessionState()))
+		}
 		s.o.log.Info("BGP peer", "peer", st.GetNeighborAddress(), "state", sessionState(st.GetSessionState()), "event", pe.GetType().String())
 	}
 	s.trigger()
@@ -326,6 +346,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		m[p.Address] = p
 	}
 	s.peers.Desired().ReplaceAll(maps.All(m))
+	setGauge(s.o.metrics.Peers, len(m))
 	return s.flushPeersLocked(ctx)
 }
 

@@ -11,7 +11,8 @@ import (
 
 func TestTwoSpeakersAdvertiseWithdraw(t *testing.T) {
 	port := freePort(t)
-	a, fa := startSpeaker(t, 1, port, func(c *Config) { c.ASNumber = 64512 })
+	m := Metrics{Peers: &gauge{}, PeersEstablished: &gauge{}, Advertised: &gauge{}, Learned: &gauge{}}
+	a, fa := startSpeaker(t, 1, port, func(c *Config) { c.ASNumber = 64512 }, WithMetrics(m))
 	b, fb := startSpeaker(t, 2, port, func(c *Config) { c.ASNumber = 64513 })
 	ctx := context.Background()
 	require.NoError(t, a.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: 64513}}))
@@ -26,6 +27,10 @@ func TestTwoSpeakersAdvertiseWithdraw(t *testing.T) {
 	assert.Equal(t, []string{"127.0.0.11"}, fb.nextHops(pfx("10.244.1.0/26")))
 	require.Eventually(t, func() bool { return fa.len() == 2 }, 10*time.Second, 20*time.Millisecond)
 	assert.Equal(t, []string{"127.0.0.12"}, fa.nextHops(pfx("10.244.9.0/24")))
+	assert.Equal(t, 1.0, m.Peers.(*gauge).get())
+	assert.Equal(t, 1.0, m.PeersEstablished.(*gauge).get())
+	assert.Equal(t, 1.0, m.Advertised.(*gauge).get())
+	assert.Equal(t, 2.0, m.Learned.(*gauge).get())
 
 	why := a.Why(pfx("10.244.1.0/26"))
 	assert.True(t, why.Advertised)
@@ -50,4 +55,11 @@ func TestTwoSpeakersAdvertiseWithdraw(t *testing.T) {
 	// Session loss removes what the peer sent.
 	b.Stop()
 	require.Eventually(t, func() bool { return fa.len() == 0 }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 0.0, m.PeersEstablished.(*gauge).get())
+
+	// The same speaker starts again with its peers and advertisements.
+	require.NoError(t, b.Start(ctx))
+	require.ErrorIs(t, b.Start(ctx), ErrAlreadyStarted)
+	require.Eventually(t, func() bool { return fa.len() == 1 }, 20*time.Second, 20*time.Millisecond)
+	assert.Equal(t, []string{"127.0.0.12"}, fa.nextHops(pfx("10.244.2.0/26")))
 }
