@@ -83,7 +83,9 @@
 //  7. GoBGP v3 writes route-selection options to package variables when a
 //     server starts; a process with several speakers (tests) should start
 //     them all before they peer. One speaker per process is the production
-//     shape.
+//     shape. GoBGP's Serve loop cannot be stopped either: a Speaker makes
+//     one GoBGP server on its first Start and keeps it (one goroutine and
+//     an empty RIB after Stop); Stop and Start stop and start BGP on it.
 //
 // # Thread safety
 //

@@ -68,7 +68,8 @@ type Speaker struct {
 
 	mu      sync.Mutex
 	cfg     *resolved
-	srv     *server.BgpServer
+	srv     *server.BgpServer // non-nil while started
+	gobgp   *server.BgpServer // created by the first Start, kept
 	cancel  context.CancelFunc
 	done    chan struct{}
 	sources map[string]map[netip.Prefix]Advertisement
@@ -134,14 +135,19 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if s.srv != nil {
 		return ErrAlreadyStarted
 	}
-	srv := server.NewBgpServer(server.LoggerOption(slogAdapter{l: s.o.log, level: s.level}))
-	go srv.Serve()
+	if s.gobgp == nil {
+		// GoBGP's Serve loop never returns, so the speaker makes one
+		// server for its whole life and restarts BGP on it.
+		s.gobgp = server.NewBgpServer(server.LoggerOption(slogAdapter{l: s.o.log, level: s.level}))
+		go s.gobgp.Serve()
+	}
+	srv := s.gobgp
 	g := &api.Global{Asn: s.cfg.asn, RouterId: s.cfg.routerID.String(), ListenPort: s.cfg.port}
 	for _, a := range s.cfg.ListenAddresses {
 		g.ListenAddresses = append(g.ListenAddresses, a.String())
 	}
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
-		srv.Stop()
+		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 		return fmt.Errorf("start BGP (AS %d, router ID %s, port %d): %w", s.cfg.asn, s.cfg.routerID, s.cfg.port, err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -149,7 +155,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 		syncrunner.WithLogger(s.o.log), syncrunner.WithName("bgp learned routes"))
 	if err != nil {
 		cancel()
-		srv.Stop()
+		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 		return err
 	}
 	s.srv, s.cancel, s.done = srv, cancel, make(chan struct{})
@@ -201,7 +207,7 @@ func (s *Speaker) stopLocked() {
 		return
 	}
 	s.cancel()
-	s.srv.Stop()
+	_ = s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 	if s.done != nil {
 		s.mu.Unlock()
 		<-s.done
