@@ -28,7 +28,9 @@ type birdPeer struct {
 	n      int
 	asn    uint32
 	static []string // extra BIRD config (static routes)
-	cmd    *exec.Cmd
+	passwd string   // TCP MD5 password of the tabby4 session
+
+	cmd *exec.Cmd
 }
 
 func (b *birdPeer) addr4() netip.Addr  { return netip.AddrFrom4([4]byte{10, 123, byte(b.n), 2}) }
@@ -87,8 +89,12 @@ func (b *birdPeer) config(tabbyASN uint32) string {
 	for _, st := range b.static {
 		s.WriteString(st + "\n")
 	}
+	pw := ""
+	if b.passwd != "" {
+		pw = fmt.Sprintf("password %q;", b.passwd)
+	}
 	fmt.Fprintf(&s, `protocol bgp tabby4 {
-  local %s as %d; neighbor %s as %d; strict bind yes;
+  local %s as %d; neighbor %s as %d; strict bind yes; %s
   graceful restart on; connect retry time 1; error wait time 1, 2;
   ipv4 { import all; export where source = RTS_STATIC; };
 }
@@ -97,7 +103,7 @@ protocol bgp tabby6 {
   graceful restart on; connect retry time 1; error wait time 1, 2;
   ipv6 { import all; export where source = RTS_STATIC; };
 }
-`, b.addr4(), b.asn, b.local4(), tabbyASN, b.addr6(), b.asn, b.local6(), tabbyASN)
+`, b.addr4(), b.asn, b.local4(), tabbyASN, pw, b.addr6(), b.asn, b.local6(), tabbyASN)
 	return s.String()
 }
 

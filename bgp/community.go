@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,27 +54,17 @@ func (c Community) String() string {
 func (c Community) standard() uint32 { return c.A<<16 | c.B }
 
 func compareCommunities(a, b Community) int {
-	switch {
-	case a.Large != b.Large:
+	if a.Large != b.Large {
 		if a.Large {
 			return 1
 		}
 		return -1
-	case a.A != b.A:
-		return cmpU32(a.A, b.A)
-	case a.B != b.B:
-		return cmpU32(a.B, b.B)
-	default:
-		return cmpU32(a.C, b.C)
 	}
-}
-
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+	if c := cmp.Compare(a.A, b.A); c != 0 {
+		return c
 	}
-	return 0
+	if c := cmp.Compare(a.B, b.B); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.C, b.C)
 }

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -191,4 +192,29 @@ func TestBIRDGracefulRestartHelper(t *testing.T) {
 		require.Contains(t, kernelRoute(t, "10.55.0.0/24"), "via 10.123.4.2", "route kept after the peer is back")
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestBIRDPassword: a TCP MD5 session (BGPPeer.password) with BIRD comes up
+// and carries routes; changing the password at run time drops it.
+func TestBIRDPassword(t *testing.T) {
+	requireBIRD(t)
+	b := newBIRD(t, 5, birdASN)
+	b.passwd = "s3cret"
+	b.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
+	b.start(tabbyASN)
+	s, err := New(Config{NodeIP: b.local4(), ListenAddresses: []netip.Addr{b.local4()}}, WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	ctx := context.Background()
+	peer := Peer{Name: "bird", Address: b.addr4(), ASNumber: birdASN, Password: "s3cret"}
+	require.NoError(t, s.SetPeers(ctx, []Peer{peer}))
+	require.NoError(t, s.Start(ctx))
+	t.Cleanup(s.Stop)
+	require.Eventually(t, func() bool { return b.established("tabby4") }, 30*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return len(s.Learned()) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	peer.Password = "wrong"
+	require.NoError(t, s.SetPeers(ctx, []Peer{peer}))
+	require.Eventually(t, func() bool { return !b.established("tabby4") }, 10*time.Second, 100*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	assert.False(t, b.established("tabby4"), "a wrong MD5 password never establishes")
 }

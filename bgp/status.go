@@ -147,12 +147,7 @@ func (s *Speaker) Learned() []LearnedRoute {
 	for p, nh := range s.learned.Desired().All() {
 		out = append(out, LearnedRoute{Prefix: p, NextHops: nh.addrs()})
 	}
-	slices.SortFunc(out, func(a, b LearnedRoute) int {
-		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
-			return c
-		}
-		return a.Prefix.Bits() - b.Prefix.Bits()
-	})
+	slices.SortFunc(out, func(a, b LearnedRoute) int { return comparePrefixes(a.Prefix, b.Prefix) })
 	return out
 }
 
@@ -161,11 +156,14 @@ func (s *Speaker) Advertised() []netip.Prefix {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := slices.Collect(maps.Keys(maps.Collect(s.adv.Desired().All())))
-	slices.SortFunc(out, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
+	slices.SortFunc(out, comparePrefixes)
 	return out
+}
+
+// comparePrefixes orders by address, then prefix length.
+func comparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
