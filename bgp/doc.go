@@ -69,7 +69,10 @@
 //     restart timer (GoBGP's deferral, kube-router#1323, osrg/gobgp#2596);
 //     advertisements given before Start are in GoBGP before the first peer
 //     is added, so that first UPDATE is complete. Stop sends a Cease, so
-//     peers without RFC 8538 support drop the node's routes at once.
+//     peers without RFC 8538 support (BIRD 2.0.12) drop the node's routes
+//     at once: call Stop to leave for good; for a restart (rolling update),
+//     let the process exit without Stop, and peers keep forwarding to the
+//     node until the new process has re-sent its routes.
 //  5. Sessions follow the peer's family: IPv4 peers carry IPv4 unicast,
 //     IPv6 peers IPv6 unicast, as Calico's BIRD configuration does. The
 //     next hop is the session's local address (next hop self).

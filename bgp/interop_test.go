@@ -3,6 +3,8 @@ package bgp
 import (
 	"context"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +219,64 @@ func TestBIRDPassword(t *testing.T) {
 	require.Eventually(t, func() bool { return !b.established("tabby4") }, 10*time.Second, 100*time.Millisecond)
 	time.Sleep(3 * time.Second)
 	assert.False(t, b.established("tabby4"), "a wrong MD5 password never establishes")
+}
+
+// helperSpeakerEnv makes TestHelperSpeakerProcess run a speaker: it holds
+// "nodeIP birdIP prefix".
+const helperSpeakerEnv = "TABBY_BGP_HELPER_SPEAKER"
+
+// TestHelperSpeakerProcess is not a test: TestBIRDProcessRestart runs the
+// test binary with helperSpeakerEnv set to get a speaker in a process of
+// its own, which it then kills.
+func TestHelperSpeakerProcess(t *testing.T) {
+	args := strings.Fields(os.Getenv(helperSpeakerEnv))
+	if len(args) != 3 {
+		t.Skip("helper process for TestBIRDProcessRestart")
+	}
+	node, bird, prefix := netip.MustParseAddr(args[0]), netip.MustParseAddr(args[1]), netip.MustParsePrefix(args[2])
+	s, err := New(Config{NodeIP: node, ListenAddresses: []netip.Addr{node}}, WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, s.SetPeers(ctx, []Peer{{Name: "bird", Address: bird, ASNumber: birdASN}}))
+	require.NoError(t, s.Advertise(ctx, Advertisement{Prefix: prefix}))
+	require.NoError(t, s.Start(ctx))
+	select {} // until killed
+}
+
+// TestBIRDProcessRestart: the process embedding the speaker dies (no
+// Cease: a crash, or exiting without Stop on a rolling update). BIRD, as
+// graceful-restart helper, keeps the node's prefix meanwhile; the new
+// process's first UPDATE refreshes it at once, so BIRD never loses it.
+func TestBIRDProcessRestart(t *testing.T) {
+	requireBIRD(t)
+	b := newBIRD(t, 6, birdASN)
+	b.start(tabbyASN)
+	const prefix = "10.244.6.0/26"
+	run := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSpeakerProcess$", "-test.v")
+		cmd.Env = append(os.Environ(), helperSpeakerEnv+"="+b.local4().String()+" "+b.addr4().String()+" "+prefix)
+		cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	child := run()
+	require.Eventually(t, func() bool { return b.route(prefix) != "" }, 30*time.Second, 100*time.Millisecond)
+	require.NoError(t, child.Process.Kill())
+	_ = child.Wait()
+	require.Eventually(t, func() bool { return !b.established("tabby4") }, 10*time.Second, 50*time.Millisecond)
+	for range 20 { // 2 s without a speaker
+		require.NotEmpty(t, b.route(prefix), "BIRD keeps the prefix while the speaker restarts")
+		time.Sleep(100 * time.Millisecond)
+	}
+	run()
+	start := time.Now()
+	require.Eventually(t, func() bool { return b.established("tabby4") }, 30*time.Second, 100*time.Millisecond)
+	for range 20 {
+		require.NotEmpty(t, b.route(prefix), "and after it is back")
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, _ := b.birdc("show", "route", prefix, "all")
+	assert.NotContains(t, out, "stale", "refreshed by the new process")
+	t.Logf("session back %s after the new process started", time.Since(start).Round(time.Millisecond))
 }
