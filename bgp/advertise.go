@@ -28,6 +28,22 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 	return s.Source(DefaultSource).Set(ctx, ads)
 }
 
+// Advertiser is the seam for controllers that only advertise (a
+// LoadBalancer IP allocator, the service advertiser, the block
+// advertiser): Speaker.Source returns one. For tests, a Speaker that is
+// never started is the fake: it validates, merges sources and answers
+// Advertised and Why exactly as a running one, and sends nothing.
+type Advertiser interface {
+	// Advertise adds or updates prefixes.
+	Advertise(ctx context.Context, ads ...Advertisement) error
+	// Withdraw removes prefixes; unknown ones are ignored.
+	Withdraw(ctx context.Context, prefixes ...netip.Prefix) error
+	// Set makes the set exactly ads.
+	Set(ctx context.Context, ads []Advertisement) error
+}
+
+var _ Advertiser = Source{}
+
 // Source is the injection API: a named set of advertisements owned by one
 // controller (the pod-block advertiser, a LoadBalancer IP allocator, ...)
 // sharing the one speaker. The speaker advertises the union of all sources;

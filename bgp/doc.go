@@ -90,6 +90,15 @@
 //     one GoBGP server on its first Start and keeps it (one goroutine and
 //     an empty RIB after Stop); Stop and Start stop and start BGP on it.
 //
+// # Fakes
+//
+// A Speaker that is never started is its own fake: configuration,
+// advertisement sources, Advertised and Why behave as on a running
+// speaker, and nothing is sent. Controllers that only advertise take an
+// Advertiser (Speaker.Source). Learned routes go out through the
+// RouteProgrammer seam, whose fake is any recorder (the tests check theirs
+// against netlink.RouteOwner's method set).
+//
 // # Thread safety
 //
 // Every method of Speaker and Source is safe for concurrent use. Calls
