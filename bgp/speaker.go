@@ -158,7 +158,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 		return err
 	}
-	s.srv, s.cancel, s.done = srv, cancel, make(chan struct{})
+	s.srv, s.cancel, s.done = srv, cancel, nil
 	s.lmu.Lock()
 	select {
 	case <-s.synced: // a previous run: hold learned routes again
@@ -183,8 +183,10 @@ func (s *Speaker) Start(ctx context.Context) error {
 		s.stopLocked()
 		return err
 	}
+	done := make(chan struct{})
+	s.done = done
 	go func() {
-		defer close(s.done)
+		defer close(done)
 		_ = runner.Run(rctx)
 	}()
 	startPeers := slices.Collect(maps.Keys(maps.Collect(s.peers.Desired().All())))
@@ -206,18 +208,18 @@ func (s *Speaker) stopLocked() {
 	if s.srv == nil {
 		return
 	}
+	srv, done := s.srv, s.done
+	s.srv, s.done, s.keepInstalled = nil, nil, nil
 	s.cancel()
-	_ = s.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
-	if s.done != nil {
-		s.mu.Unlock()
-		<-s.done
-		s.mu.Lock()
-	}
-	s.srv = nil
-	s.keepInstalled = nil
+	_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 	// What GoBGP holds is gone; forget it so a later Start re-adds all.
 	s.adv.Dataplane().ReplaceAll(maps.All(map[netip.Prefix]path{}))
 	s.peers.Dataplane().ReplaceAll(maps.All(map[netip.Addr]Peer{}))
+	if done != nil { // the learned-route runner is running
+		s.mu.Unlock()
+		<-done
+		s.mu.Lock()
+	}
 }
 
 // Synced is closed once, after Start, every peer configured at Start has

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -62,4 +63,15 @@ func TestTwoSpeakersAdvertiseWithdraw(t *testing.T) {
 	require.ErrorIs(t, b.Start(ctx), ErrAlreadyStarted)
 	require.Eventually(t, func() bool { return fa.len() == 1 }, 20*time.Second, 20*time.Millisecond)
 	assert.Equal(t, []string{"127.0.0.12"}, fa.nextHops(pfx("10.244.2.0/26")))
+}
+
+func TestStartFailsCleanly(t *testing.T) {
+	// 192.0.2.0/24 is TEST-NET-1: no interface has it, so listening fails.
+	s, err := New(Config{NodeIP: loopNode(1), ListenAddresses: []netip.Addr{netip.MustParseAddr("192.0.2.99")}, ListenPort: freePort(t)},
+		WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	require.Error(t, s.Start(context.Background()))
+	s.Stop() // no-op
+	_, err = s.Peers(context.Background())
+	require.NoError(t, err)
 }
