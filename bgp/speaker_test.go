@@ -75,3 +75,30 @@ func TestStartFailsCleanly(t *testing.T) {
 	_, err = s.Peers(context.Background())
 	require.NoError(t, err)
 }
+
+// TestImportFilterAtRunTime: SetConfig with an import filter removes a
+// learned route from the programmer and says why; removing the filter
+// brings it back.
+func TestImportFilterAtRunTime(t *testing.T) {
+	port := freePort(t)
+	var cfgA Config
+	a, fa := startSpeaker(t, 1, port, func(c *Config) { cfgA = *c })
+	b, _ := startSpeaker(t, 2, port, nil)
+	ctx := context.Background()
+	require.NoError(t, a.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: DefaultASNumber}}))
+	require.NoError(t, b.SetPeers(ctx, []Peer{{Name: "a", Address: loopNode(1), Port: port, ASNumber: DefaultASNumber, Passive: true}}))
+	require.NoError(t, b.Advertise(ctx, Advertisement{Prefix: pfx("10.244.2.0/26")}, Advertisement{Prefix: pfx("10.99.0.0/24")}))
+	require.Eventually(t, func() bool { return fa.len() == 2 }, 20*time.Second, 20*time.Millisecond)
+
+	cfgA.Import = Filter{V4: []FilterRule{{Action: Reject, CIDR: pfx("10.99.0.0/16"), MatchOperator: In}}}
+	require.NoError(t, a.SetConfig(ctx, cfgA))
+	require.Eventually(t, func() bool { return fa.len() == 1 }, 10*time.Second, 20*time.Millisecond)
+	assert.Contains(t, a.Why(pfx("10.99.0.0/24")).NotProgrammed, "import filter rule 0")
+
+	cfgA.ASNumber = 65999
+	require.ErrorIs(t, a.SetConfig(ctx, cfgA), ErrInvalidConfig, "AS cannot change while running")
+	cfgA.ASNumber = 0
+	cfgA.Import = Filter{}
+	require.NoError(t, a.SetConfig(ctx, cfgA))
+	require.Eventually(t, func() bool { return fa.len() == 2 }, 10*time.Second, 20*time.Millisecond)
+}
