@@ -1,0 +1,113 @@
+// Package bgp is tabby's embedded BGP speaker: it advertises prefixes (pod
+// blocks, service addresses) to peers and hands the routes it learns to a
+// RouteProgrammer (dataplane/netlink.RouteOwner). It runs GoBGP v3's
+// pkg/server inside the process — no daemon, no shelling out — behind
+// tabby's own types; no GoBGP or protobuf type appears in the API. It knows
+// prefixes and next hops, not pods.
+//
+// # Use
+//
+//	s, err := bgp.New(bgp.Config{NodeName: "node-1", NodeIP: nodeIP},
+//		bgp.WithLogger(log), bgp.WithRouteProgrammer(owner, "", reconcile))
+//	s.SetTopology(ctx, bgp.Topology{Nodes: nodes, BGPPeers: peers}) // or SetPeers
+//	s.SetAdvertisements(ctx, blocks)                                // before or after Start
+//	s.Start(ctx)
+//	s.Source("lb-allocator").Advertise(ctx, lbIP)                  // another controller
+//	s.Why(prefix); s.Peers(ctx)                                     // status
+//
+// # Calico fields
+//
+// Config follows BGPConfiguration and Node.spec.bgp: ASNumber (asNumber,
+// default 64512), RouterID (routerID, default the node's IPv4 address),
+// NodeIP/NodeIPv6 (ipv4Address/ipv6Address), ListenAddresses (bindMode
+// NodeIP), ListenPort (listenPort), NodeToNodeMeshEnabled, NodeMeshPassword,
+// NodeMeshMaxRestartTime, ServiceClusterIPs/ServiceExternalIPs/
+// ServiceLoadBalancerIPs, Communities and PrefixAdvertisements, LogLevel
+// (logSeverityScreen), RouteReflectorClusterID. BGPPeer follows BGPPeer:
+// node, nodeSelector, peerIP (ip[:port]), asNumber, peerSelector,
+// password, keepOriginalNextHop, maxRestartTime, plus an eBGP multihop TTL
+// (kube-router, MetalLB). Filter follows BGPFilter (exportV4/V6,
+// importV4/V6 rules with action, cidr, matchOperator, prefixLength).
+// Selectors are selector.Selector values.
+//
+// # Units
+//
+// Every duration is a time.Duration: RestartTime, NodeMeshMaxRestartTime
+// and Peer.MaxRestartTime must be whole seconds up to 4095 s (the BGP
+// graceful-restart capability carries 12 bits of seconds); StartupSyncTimeout
+// has no granularity. Ports are TCP port numbers, TTLs hop counts.
+//
+// # Design
+//
+//  1. One owner of GoBGP's state. GoBGP serialises every API call through
+//     its management loop; the Speaker adds one mutex for its own state and
+//     never holds it inside a GoBGP callback (ListPath's callback runs on
+//     that loop), so Advertise can never deadlock against route reading.
+//  2. Desired state, diffed. Each advertisement source (DefaultSource for
+//     Advertise/Withdraw/SetAdvertisements, any name through Source) is a
+//     set; the union, with prefixAdvertisements communities, the service
+//     CIDR rule and the export filter applied, is the desired RIB. A
+//     dataplane/deltatracker holds it against what GoBGP has, so
+//     SetAdvertisements of 10,000 prefixes where one changed sends one
+//     UPDATE. Peers are diffed the same way: unchanged sessions stay up.
+//  3. Learned routes are rendered, not streamed. GoBGP's best-path events
+//     only trigger a dataplane/syncrunner (at most every 100 ms); the sync
+//     reads the RIB, keeps for each prefix the best path and every path
+//     tying with it on local preference, AS-path length, origin and MED
+//     (BIRD's "merge paths"; one ECMP route), drops next hops that are the
+//     node itself, prefixes the node advertises itself and what the import
+//     filter rejects, and hands the difference to the RouteProgrammer as
+//     Upsert/Remove of one route source, then calls its sync function.
+//  4. No blackhole across restarts. Stop leaves learned routes in the
+//     kernel. After Start, nothing is handed to the RouteProgrammer until
+//     every peer has sent End-of-RIB or StartupSyncTimeout (default 30 s)
+//     passed (Synced reports it); then the full learned set is upserted and
+//     the programmer's reconcile removes only what is really gone. The
+//     speaker advertises graceful restart (RestartTime, default 120 s) so
+//     peers keep its routes while it is away, but never sets the
+//     "restarting" flag, so its first UPDATEs are not deferred for the
+//     restart timer (GoBGP's deferral, kube-router#1323, osrg/gobgp#2596);
+//     advertisements given before Start are in GoBGP before the first peer
+//     is added, so that first UPDATE is complete. Stop sends a Cease, so
+//     peers without RFC 8538 support (BIRD 2.0.12) drop the node's routes
+//     at once: call Stop to leave for good; for a restart (rolling update),
+//     let the process exit without Stop, and peers keep forwarding to the
+//     node until the new process has re-sent its routes.
+//  5. Sessions follow the peer's family: IPv4 peers carry IPv4 unicast,
+//     IPv6 peers IPv6 unicast, as Calico's BIRD configuration does. The
+//     next hop is the session's local address (next hop self).
+//  6. Network namespaces: GoBGP listens and dials from its own goroutines,
+//     so sockets open in the namespace of whatever OS thread runs them.
+//     Run the process that embeds the speaker inside the node's namespace
+//     (`ip netns exec`, `nsenter`, or a child process per node in the lab).
+//     Several speakers in one namespace work when each has its own NodeIP
+//     and ListenAddresses. The tests re-run themselves in a private
+//     namespace (unshare --net) for this reason.
+//  7. GoBGP v3 writes route-selection options to package variables when a
+//     server starts; a process with several speakers (tests) should start
+//     them all before they peer. One speaker per process is the production
+//     shape. GoBGP's Serve loop cannot be stopped either: a Speaker makes
+//     one GoBGP server on its first Start and keeps it (one goroutine and
+//     an empty RIB after Stop); Stop and Start stop and start BGP on it.
+//
+// # Fakes
+//
+// A Speaker that is never started is its own fake: configuration,
+// advertisement sources, Advertised and Why behave as on a running
+// speaker, and nothing is sent. Controllers that only advertise take an
+// Advertiser (Speaker.Source). Learned routes go out through the
+// RouteProgrammer seam, whose fake is any recorder (the tests check theirs
+// against netlink.RouteOwner's method set).
+//
+// # Thread safety
+//
+// Every method of Speaker and Source is safe for concurrent use. Calls
+// that change advertisements or peers return after GoBGP has them.
+//
+// # Errors
+//
+// Configuration errors wrap ErrInvalidConfig, ErrInvalidPeer,
+// ErrDuplicatePeer, ErrInvalidPrefix, ErrInvalidCommunity or
+// ErrInvalidFilter, name the offending object, and leave the speaker
+// unchanged. Start twice returns ErrAlreadyStarted.
+package bgp

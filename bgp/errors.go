@@ -1,0 +1,26 @@
+package bgp
+
+import "errors"
+
+// Sentinel errors; every error the package returns wraps one of them (or a
+// context error) together with the object it concerns.
+var (
+	// ErrInvalidConfig: a Config field is out of range (AS number, router ID,
+	// port, duration, CIDR).
+	ErrInvalidConfig = errors.New("invalid BGP configuration")
+	// ErrInvalidPeer: a peer's address, AS number, port or TTL is invalid.
+	ErrInvalidPeer = errors.New("invalid BGP peer")
+	// ErrDuplicatePeer: two peers resolve to the same address.
+	ErrDuplicatePeer = errors.New("duplicate BGP peer")
+	// ErrInvalidPrefix: a prefix is invalid, not masked, or not unicast.
+	ErrInvalidPrefix = errors.New("invalid prefix")
+	// ErrInvalidCommunity: a community is not aa:nn or aa:nn:mm, or names
+	// no community in Config.Communities.
+	ErrInvalidCommunity = errors.New("invalid BGP community")
+	// ErrInvalidFilter: a filter rule is malformed.
+	ErrInvalidFilter = errors.New("invalid BGP filter")
+	// ErrNotStarted: the speaker is not running (before Start or after Stop).
+	ErrNotStarted = errors.New("BGP speaker not started")
+	// ErrAlreadyStarted: Start was called twice.
+	ErrAlreadyStarted = errors.New("BGP speaker already started")
+)

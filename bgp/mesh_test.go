@@ -1,0 +1,130 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/selector"
+)
+
+func loopNodes(n int, rr int) []Node {
+	var nodes []Node
+	for i := 1; i <= n; i++ {
+		nd := Node{Name: fmt.Sprintf("node-%d", i), IPv4: loopNode(i), Labels: map[string]string{"rack": "a"}}
+		if i == rr {
+			nd.RouteReflectorClusterID = "10.0.0.1"
+			nd.Labels["route-reflector"] = "true"
+		}
+		nodes = append(nodes, nd)
+	}
+	return nodes
+}
+
+func block(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 26)
+}
+
+// checkAllLearned waits until every speaker programs every other speaker's
+// block via that speaker's address.
+func checkAllLearned(t *testing.T, fps []*fakeProgrammer) {
+	t.Helper()
+	for i, fp := range fps {
+		for j := range fps {
+			if i == j {
+				continue
+			}
+			want := []string{loopNode(j + 1).String()}
+			require.Eventually(t, func() bool {
+				return assert.ObjectsAreEqual(want, fp.nextHops(block(j+1)))
+			}, 20*time.Second, 20*time.Millisecond, "node %d learns block of node %d: %v", i+1, j+1, fp.nextHops(block(j+1)))
+		}
+		assert.Nil(t, fp.nextHops(block(i+1)), "node %d never programs its own block", i+1)
+	}
+}
+
+func TestThreeNodeFullMesh(t *testing.T) {
+	port := freePort(t)
+	topo := Topology{Nodes: loopNodes(3, 0)}
+	var ss []*Speaker
+	var fps []*fakeProgrammer
+	for i := 1; i <= 3; i++ {
+		s, fp := startSpeaker(t, i, port, nil)
+		ss, fps = append(ss, s), append(fps, fp)
+	}
+	for i, s := range ss {
+		require.NoError(t, s.SetTopology(context.Background(), topo))
+		require.NoError(t, s.Advertise(context.Background(), Advertisement{Prefix: block(i + 1)}))
+	}
+	for _, s := range ss {
+		waitEstablished(t, s, 2)
+	}
+	checkAllLearned(t, fps)
+	ps, err := ss[0].Peers(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "mesh/node-2", ps[0].Name)
+	assert.False(t, ps[0].Passive, "the lower address connects")
+	assert.Positive(t, ps[0].Uptime+1)
+}
+
+func TestRouteReflector(t *testing.T) {
+	port := freePort(t)
+	off := false
+	rrSel := selector.MustParse("has(route-reflector)")
+	all := selector.All()
+	topo := Topology{Nodes: loopNodes(3, 1), BGPPeers: []BGPPeer{{Name: "to-rr", NodeSelector: &all, PeerSelector: &rrSel}}}
+	var ss []*Speaker
+	var fps []*fakeProgrammer
+	for i := 1; i <= 3; i++ {
+		s, fp := startSpeaker(t, i, port, func(c *Config) {
+			c.NodeToNodeMeshEnabled = &off
+			if i == 1 {
+				c.RouteReflectorClusterID = "10.0.0.1"
+			}
+		})
+		ss, fps = append(ss, s), append(fps, fp)
+	}
+	for i, s := range ss {
+		require.NoError(t, s.SetTopology(context.Background(), topo))
+		require.NoError(t, s.Advertise(context.Background(), Advertisement{Prefix: block(i + 1)}))
+	}
+	waitEstablished(t, ss[0], 2)
+	waitEstablished(t, ss[1], 1)
+	waitEstablished(t, ss[2], 1)
+	checkAllLearned(t, fps)
+	ps, err := ss[0].Peers(context.Background())
+	require.NoError(t, err)
+	for _, p := range ps {
+		assert.True(t, p.RouteReflectorClient, p.Name)
+	}
+}
+
+// TestKeepOriginalNextHop: C -> B -> A over eBGP; B passes C's prefix on
+// to A with its own next hop, unless A's peer entry on B keeps the original.
+func TestKeepOriginalNextHop(t *testing.T) {
+	port := freePort(t)
+	a, fa := startSpeaker(t, 1, port, func(c *Config) { c.ASNumber = 65001 })
+	b, _ := startSpeaker(t, 2, port, func(c *Config) { c.ASNumber = 65002 })
+	c, _ := startSpeaker(t, 3, port, func(c *Config) { c.ASNumber = 65003 })
+	ctx := context.Background()
+	toA := Peer{Name: "a", Address: loopNode(1), Port: port, ASNumber: 65001}
+	toC := Peer{Name: "c", Address: loopNode(3), Port: port, ASNumber: 65003}
+	require.NoError(t, a.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: 65002, Passive: true}}))
+	require.NoError(t, c.SetPeers(ctx, []Peer{{Name: "b", Address: loopNode(2), Port: port, ASNumber: 65002, Passive: true}}))
+	require.NoError(t, b.SetPeers(ctx, []Peer{toA, toC}))
+	require.NoError(t, c.Advertise(ctx, Advertisement{Prefix: block(3)}))
+	require.Eventually(t, func() bool {
+		return assert.ObjectsAreEqual([]string{loopNode(2).String()}, fa.nextHops(block(3)))
+	}, 20*time.Second, 20*time.Millisecond, "next hop self by default: %v", fa.nextHops(block(3)))
+
+	toA.KeepOriginalNextHop = true
+	require.NoError(t, b.SetPeers(ctx, []Peer{toA, toC}))
+	require.Eventually(t, func() bool {
+		return assert.ObjectsAreEqual([]string{loopNode(3).String()}, fa.nextHops(block(3)))
+	}, 20*time.Second, 20*time.Millisecond, "original next hop kept: %v", fa.nextHops(block(3)))
+}

@@ -1,0 +1,124 @@
+package bgp
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Peer is one BGP session as the speaker runs it: an explicit peer, or one
+// derived by ResolvePeers from the node list and Calico-style BGPPeers.
+// The peer's address family decides what the session carries (IPv4
+// unicast over IPv4 peers, IPv6 unicast over IPv6 peers), as in Calico.
+type Peer struct {
+	// Name says where the peer comes from ("bgppeer/rack1-tor",
+	// "mesh/node-2", ...); it shows up in status and logs.
+	Name string
+	// Address is the neighbour's address (BGPPeer.peerIP).
+	Address netip.Addr
+	// Port is the neighbour's TCP port (the port part of peerIP); 0 means 179.
+	Port int
+	// ASNumber is the neighbour's AS (BGPPeer.asNumber); equal to the local
+	// AS for iBGP.
+	ASNumber uint32
+	// Password is the TCP MD5 password (BGPPeer.password, resolved).
+	Password string
+	// KeepOriginalNextHop keeps the next hop of routes this node passes on
+	// instead of setting itself (BGPPeer.keepOriginalNextHop).
+	KeepOriginalNextHop bool
+	// MaxRestartTime is how long this node keeps the peer's routes after its
+	// session drops when the peer announced graceful restart
+	// (BGPPeer.maxRestartTime); 0 means Config.RestartTime. Whole seconds.
+	MaxRestartTime time.Duration
+	// EBGPMultihopTTL is the TTL of packets to an eBGP peer more than one hop
+	// away (kube-router's --peer-router-multihop-ttl, MetalLB's
+	// ebgpMultiHop); 0 means the default (1 for eBGP).
+	EBGPMultihopTTL int
+	// RouteReflectorClient makes this node reflect routes to the peer
+	// (the node has Node.spec.bgp.routeReflectorClusterID and the peer
+	// does not share it).
+	RouteReflectorClient bool
+	// SourceAddress is the local address of the session (MetalLB's
+	// sourceAddress; Calico's sourceAddress UseNodeIP is the default): the
+	// zero Addr means Config.NodeIP / NodeIPv6. It must be of the peer's
+	// family.
+	SourceAddress netip.Addr
+	// Passive waits for the peer to connect (Calico's mesh is passive on
+	// one side).
+	Passive bool
+}
+
+func (p Peer) port() int {
+	if p.Port == 0 {
+		return DefaultListenPort
+	}
+	return p.Port
+}
+
+func (p Peer) validate() error {
+	switch {
+	case !p.Address.IsValid() || !usableAddr(p.Address) || p.Address.Is4In6() || p.Address.Zone() != "":
+		return fmt.Errorf("peer %s address %q: %w", p.Name, p.Address, ErrInvalidPeer)
+	case p.ASNumber == 0 || p.ASNumber == 23456:
+		return fmt.Errorf("peer %s (%s) AS number %d: %w", p.Name, p.Address, p.ASNumber, ErrInvalidPeer)
+	case p.Port < 0 || p.Port > 65535:
+		return fmt.Errorf("peer %s (%s) port %d: %w", p.Name, p.Address, p.Port, ErrInvalidPeer)
+	case p.EBGPMultihopTTL < 0 || p.EBGPMultihopTTL > 255:
+		return fmt.Errorf("peer %s (%s) multihop TTL %d: want 0..255: %w", p.Name, p.Address, p.EBGPMultihopTTL, ErrInvalidPeer)
+	case p.SourceAddress.IsValid() && (p.SourceAddress.Is4() != p.Address.Is4() || !usableAddr(p.SourceAddress)):
+		return fmt.Errorf("peer %s (%s) source address %s: %w", p.Name, p.Address, p.SourceAddress, ErrInvalidPeer)
+	case len(p.Password) > 80:
+		return fmt.Errorf("peer %s (%s): TCP MD5 password longer than 80 bytes: %w", p.Name, p.Address, ErrInvalidPeer)
+	}
+	if _, err := restartTime("peer max restart time", p.MaxRestartTime, 0); err != nil {
+		return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+	}
+	return nil
+}
+
+// validatePeers checks every peer and that no address appears twice.
+func validatePeers(peers []Peer) error {
+	seen := make(map[netip.Addr]string, len(peers))
+	for _, p := range peers {
+		if err := p.validate(); err != nil {
+			return err
+		}
+		if other, dup := seen[p.Address]; dup {
+			return fmt.Errorf("peer %s and %s both have address %s: %w", other, p.Name, p.Address, ErrDuplicatePeer)
+		}
+		seen[p.Address] = p.Name
+	}
+	return nil
+}
+
+func sortPeers(ps []Peer) {
+	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.Address.String(), b.Address.String()) })
+}
+
+// ParsePeerIP parses Calico's BGPPeer.peerIP: "ip" or "ip:port" (IPv6 with a
+// port in brackets, "[fd00::1]:1179"). Port 0 means 179.
+func ParsePeerIP(s string) (netip.Addr, int, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" || a.Is4In6() {
+			return netip.Addr{}, 0, fmt.Errorf("peer IP %q: zones and IPv4-mapped addresses are not allowed: %w", s, ErrInvalidPeer)
+		}
+		return a, 0, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || (ap.Addr().Is6() && !strings.HasPrefix(s, "[")) {
+		return netip.Addr{}, 0, fmt.Errorf("peer IP %q: want ip or ip:port: %w", s, ErrInvalidPeer)
+	}
+	if ap.Addr().Zone() != "" || ap.Addr().Is4In6() {
+		return netip.Addr{}, 0, fmt.Errorf("peer IP %q: zones and IPv4-mapped addresses are not allowed: %w", s, ErrInvalidPeer)
+	}
+	if ap.Port() == 0 {
+		return netip.Addr{}, 0, fmt.Errorf("peer IP %q: port 0: %w", s, ErrInvalidPeer)
+	}
+	return ap.Addr(), int(ap.Port()), nil
+}
+
+func formatPort(p int) string { return strconv.Itoa(p) }

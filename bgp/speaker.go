@@ -1,0 +1,513 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/tabbynet/tabby/dataplane/deltatracker"
+	"github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/dataplane/syncrunner"
+)
+
+// RouteProgrammer receives learned routes. *netlink.RouteOwner satisfies it;
+// the speaker only ever touches the routes of its own source name.
+type RouteProgrammer interface {
+	// Upsert adds or replaces routes of source, by key.
+	Upsert(source string, routes ...netlink.Route) error
+	// Remove drops routes of source by key; unknown keys are ignored.
+	Remove(source string, keys ...netlink.RouteKey)
+}
+
+// DefaultSource is the advertisement source that Speaker.Advertise,
+// Withdraw and SetAdvertisements act on, and the default route source name
+// given to the RouteProgrammer.
+const DefaultSource = "bgp"
+
+// Option configures a Speaker.
+type Option func(*options)
+
+type options struct {
+	log     *slog.Logger
+	rp      RouteProgrammer
+	rpSync  func(context.Context) error
+	rpName  string
+	minSync time.Duration
+	metrics Metrics
+}
+
+// WithLogger sets the logger (default: slog.Default()). GoBGP's own log
+// lines go to it too, filtered by Config.LogLevel.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRouteProgrammer hands learned routes to rp, under route source name
+// source (empty means DefaultSource). After each batch of changes the
+// speaker calls sync (may be nil), e.g. a RouteOwner's Reconcile, from a
+// bounded-frequency runner (at most every 100 ms, retried with backoff).
+func WithRouteProgrammer(rp RouteProgrammer, source string, sync func(context.Context) error) Option {
+	return func(o *options) { o.rp, o.rpName, o.rpSync = rp, source, sync }
+}
+
+// Speaker is an embedded BGP speaker. It is safe for concurrent use. All
+// methods may be called before Start: configuration and advertisements are
+// kept and applied when the speaker starts, so the first UPDATE a peer sees
+// is already complete.
+type Speaker struct {
+	o     options
+	level *slog.LevelVar
+
+	mu      sync.Mutex
+	cfg     *resolved
+	srv     *server.BgpServer // non-nil while started
+	gobgp   *server.BgpServer // created by the first Start, kept
+	cancel  context.CancelFunc
+	done    chan struct{}
+	sources map[string]map[netip.Prefix]Advertisement
+	adv     *deltatracker.Tracker[netip.Prefix, path]
+	advWhy  map[netip.Prefix]string // why a known prefix is not advertised
+	peers   *deltatracker.Tracker[netip.Addr, Peer]
+
+	lmu        sync.Mutex
+	learned    *deltatracker.Tracker[netip.Prefix, nextHops]
+	learnedWhy map[netip.Prefix]string
+	synced     chan struct{}
+	eor        map[netip.Addr]bool
+	// established holds the peers in state Established (for metrics).
+	established map[netip.Addr]bool
+	runner      atomic.Pointer[syncrunner.Runner]
+	needSync    bool // the route programmer's sync failed; retry
+	// keepInstalled is the keepOriginalNextHop neighbor list GoBGP has
+	// (nil: none installed yet, e.g. after Start).
+	keepInstalled *string
+}
+
+// New validates cfg and returns a stopped speaker. Errors wrap
+// ErrInvalidConfig, ErrInvalidCommunity or ErrInvalidFilter.
+func New(cfg Config, opts ...Option) (*Speaker, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	o := options{log: slog.Default(), rpName: DefaultSource, minSync: 100 * time.Millisecond}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.rpName == "" {
+		o.rpName = DefaultSource
+	}
+	s := &Speaker{
+		o: o, level: new(slog.LevelVar), cfg: r,
+		sources:     map[string]map[netip.Prefix]Advertisement{},
+		adv:         deltatracker.NewFunc[netip.Prefix, path](pathEqual),
+		advWhy:      map[netip.Prefix]string{},
+		peers:       deltatracker.New[netip.Addr, Peer](),
+		learned:     deltatracker.New[netip.Prefix, nextHops](),
+		learnedWhy:  map[netip.Prefix]string{},
+		synced:      make(chan struct{}),
+		eor:         map[netip.Addr]bool{},
+		established: map[netip.Addr]bool{},
+	}
+	s.level.Set(r.LogLevel)
+	s.setConfigSourceLocked()
+	s.recomputeLocked(nil)
+	return s, nil
+}
+
+// Start starts the BGP server: it listens (unless ListenPort is -1),
+// installs every advertisement, then adds the peers. GoBGP opens its
+// sockets in the network namespace of the calling process's threads, so
+// run the process (or the child process holding the speaker) inside the
+// node's namespace; several speakers in one namespace need distinct
+// NodeIP/ListenAddresses.
+func (s *Speaker) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return ErrAlreadyStarted
+	}
+	if s.gobgp == nil {
+		// GoBGP's Serve loop never returns, so the speaker makes one
+		// server for its whole life and restarts BGP on it.
+		s.gobgp = server.NewBgpServer(server.LoggerOption(slogAdapter{l: s.o.log, level: s.level}))
+		go s.gobgp.Serve()
+	}
+	srv := s.gobgp
+	g := &api.Global{Asn: s.cfg.asn, RouterId: s.cfg.routerID.String(), ListenPort: s.cfg.port}
+	for _, a := range s.cfg.ListenAddresses {
+		g.ListenAddresses = append(g.ListenAddresses, a.String())
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
+		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+		return fmt.Errorf("start BGP (AS %d, router ID %s, port %d): %w", s.cfg.asn, s.cfg.routerID, s.cfg.port, err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	runner, err := syncrunner.New(s.syncLearned, syncrunner.Config{MinInterval: s.o.minSync, MaxInterval: time.Minute},
+		syncrunner.WithLogger(s.o.log), syncrunner.WithName("bgp learned routes"))
+	if err != nil {
+		cancel()
+		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+		return err
+	}
+	s.srv, s.cancel, s.done = srv, cancel, nil
+	s.lmu.Lock()
+	select {
+	case <-s.synced: // a previous run: hold learned routes again
+		s.synced = make(chan struct{})
+	default:
+	}
+	clear(s.eor)
+	clear(s.established)
+	s.lmu.Unlock()
+	s.runner.Store(runner)
+	watch := &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}, Table: &api.WatchEventRequest_Table{
+		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST}, {Type: api.WatchEventRequest_Table_Filter_EOR}}}}
+	if err := srv.WatchEvent(rctx, watch, s.onEvent); err != nil {
+		s.stopLocked()
+		return fmt.Errorf("watch BGP events: %w", err)
+	}
+	if err := s.flushAdvertisementsLocked(ctx); err != nil {
+		s.stopLocked()
+		return err
+	}
+	if err := s.flushPeersLocked(ctx); err != nil {
+		s.stopLocked()
+		return err
+	}
+	done := make(chan struct{})
+	s.done = done
+	go func() {
+		defer close(done)
+		_ = runner.Run(rctx)
+	}()
+	startPeers := slices.Collect(maps.Keys(maps.Collect(s.peers.Desired().All())))
+	go s.startupSync(rctx, startPeers)
+	return nil
+}
+
+// Stop sends a Cease to every peer, closes the listener and stops the
+// learned-route runner. Learned routes stay in the kernel: a restarted
+// speaker reconciles them after its startup sync instead of flushing them.
+// Stop on a stopped speaker does nothing.
+func (s *Speaker) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+func (s *Speaker) stopLocked() {
+	if s.srv == nil {
+		return
+	}
+	srv, done := s.srv, s.done
+	s.srv, s.done, s.keepInstalled = nil, nil, nil
+	s.cancel()
+	_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+	// What GoBGP holds is gone; forget it so a later Start re-adds all.
+	s.adv.Dataplane().ReplaceAll(maps.All(map[netip.Prefix]path{}))
+	s.peers.Dataplane().ReplaceAll(maps.All(map[netip.Addr]Peer{}))
+	if done != nil { // the learned-route runner is running
+		s.mu.Unlock()
+		<-done
+		s.mu.Lock()
+	}
+}
+
+// Synced is closed once, after Start, every peer configured at Start has
+// sent End-of-RIB (or Config.StartupSyncTimeout passed). Until then learned
+// routes are not handed to the RouteProgrammer, so routes a previous run
+// left in the kernel keep forwarding; callers that reconcile the same
+// RouteOwner for other sources should wait for it too.
+func (s *Speaker) Synced() <-chan struct{} {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	return s.synced
+}
+
+func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr) {
+	deadline := time.NewTimer(s.cfg.startup)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.lmu.Lock()
+		all := true
+		for _, p := range peers {
+			all = all && s.eor[p]
+		}
+		s.lmu.Unlock()
+		if all {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			s.o.log.Info("BGP startup sync timed out; programming learned routes", "timeout", s.cfg.startup)
+			goto done
+		case <-tick.C:
+		}
+	}
+done:
+	s.lmu.Lock()
+	select {
+	case <-s.synced:
+	default:
+		close(s.synced)
+	}
+	s.lmu.Unlock()
+	s.trigger()
+}
+
+func (s *Speaker) trigger() {
+	if r := s.runner.Load(); r != nil {
+		r.Trigger()
+	}
+}
+
+func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
+	if t := ev.GetTable(); t != nil {
+		for _, p := range t.Paths {
+			if p.Nlri == nil { // End-of-RIB
+				if a, err := netip.ParseAddr(p.NeighborIp); err == nil {
+					s.lmu.Lock()
+					s.eor[a.Unmap()] = true
+					s.lmu.Unlock()
+				}
+			}
+		}
+	}
+	if pe := ev.GetPeer(); pe != nil {
+		st := pe.GetPeer().GetState()
+		if a, err := netip.ParseAddr(st.GetNeighborAddress()); err == nil {
+			s.noteSession(a.Unmap(), sessionState(st.GetSessionState()))
+		}
+		s.o.log.Info("BGP peer", "peer", st.GetNeighborAddress(), "state", sessionState(st.GetSessionState()), "event", pe.GetType().String())
+	}
+	s.trigger()
+}
+
+// SetConfig changes the global configuration at run time. AS number,
+// router ID, listen addresses and port need a restart (Stop, Start): a
+// running speaker refuses to change them with ErrInvalidConfig. Service
+// CIDRs, communities, prefix advertisements, filters, mesh password and
+// log level apply at once.
+func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
+	r, err := cfg.resolve()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil && (r.asn != s.cfg.asn || r.routerID != s.cfg.routerID || r.port != s.cfg.port ||
+		!slices.Equal(r.ListenAddresses, s.cfg.ListenAddresses) || r.NodeIP != s.cfg.NodeIP || r.NodeIPv6 != s.cfg.NodeIPv6) {
+		return fmt.Errorf("AS number, router ID, node addresses and listen settings cannot change while running: %w", ErrInvalidConfig)
+	}
+	s.cfg = r
+	s.level.Set(r.LogLevel)
+	s.setConfigSourceLocked()
+	s.recomputeLocked(nil)
+	if err := s.flushAdvertisementsLocked(ctx); err != nil {
+		return err
+	}
+	s.trigger() // the import filter may have changed
+	return nil
+}
+
+// setConfigSourceLocked makes the service CIDRs an advertisement source.
+func (s *Speaker) setConfigSourceLocked() {
+	m := map[netip.Prefix]Advertisement{}
+	for _, set := range [][]netip.Prefix{s.cfg.ServiceClusterIPs, s.cfg.ServiceExternalIPs, s.cfg.ServiceLoadBalancerIPs} {
+		for _, p := range set {
+			m[p] = Advertisement{Prefix: p}
+		}
+	}
+	s.sources["config/service-cidrs"] = m
+}
+
+// SetPeers replaces the set of peers (as ResolvePeers computes them, or
+// hand-written). Only the difference is applied: unchanged sessions stay
+// up, changed ones are reset. Errors wrap ErrInvalidPeer or
+// ErrDuplicatePeer, and then nothing changes.
+func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
+	if err := validatePeers(peers); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range peers {
+		if (p.Address.Is4() && !s.cfg.NodeIP.IsValid()) || (p.Address.Is6() && !s.cfg.NodeIPv6.IsValid()) {
+			return fmt.Errorf("peer %s (%s): the node has no address of that family: %w", p.Name, p.Address, ErrInvalidPeer)
+		}
+	}
+	m := make(map[netip.Addr]Peer, len(peers))
+	for _, p := range peers {
+		m[p.Address] = p
+	}
+	s.peers.Desired().ReplaceAll(maps.All(m))
+	setGauge(s.o.metrics.Peers, len(m))
+	return s.flushPeersLocked(ctx)
+}
+
+// SetTopology is ResolvePeers for this speaker's config followed by SetPeers.
+func (s *Speaker) SetTopology(ctx context.Context, topo Topology) error {
+	s.mu.Lock()
+	cfg := s.cfg.Config
+	s.mu.Unlock()
+	peers, err := ResolvePeers(cfg, topo)
+	if err != nil {
+		return err
+	}
+	return s.SetPeers(ctx, peers)
+}
+
+func (s *Speaker) flushPeersLocked(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	var errs []error
+	// The export policy goes first, so a new peer's first UPDATE has it.
+	if err := s.setExportPolicyLocked(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	for addr := range s.peers.PendingDeletions() {
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("delete peer %s: %w", addr, err))
+			continue
+		}
+		s.peers.Dataplane().Delete(addr)
+	}
+	for addr, p := range s.peers.PendingUpdates() {
+		if _, had := s.peers.Dataplane().Get(addr); had {
+			if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+				errs = append(errs, fmt.Errorf("replace peer %s: %w", addr, err))
+				continue
+			}
+			s.peers.Dataplane().Delete(addr)
+		}
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
+			errs = append(errs, fmt.Errorf("add peer %s (%s): %w", p.Name, addr, err))
+			continue
+		}
+		s.peers.Dataplane().Set(addr, p)
+	}
+	return joinErrs(errs)
+}
+
+// keepNextHopPolicy names the GoBGP export policy (and its neighbor set)
+// that implements Peer.KeepOriginalNextHop.
+const keepNextHopPolicy = "tabby-keep-original-next-hop"
+
+// setExportPolicyLocked installs, as GoBGP's global export policy, "leave
+// the next hop unchanged towards the peers with KeepOriginalNextHop", or
+// no policy when there are none.
+func (s *Speaker) setExportPolicyLocked(ctx context.Context) error {
+	var keep []string
+	for addr, p := range s.peers.Desired().All() {
+		if p.KeepOriginalNextHop {
+			keep = append(keep, netip.PrefixFrom(addr, addr.BitLen()).String())
+		}
+	}
+	slices.Sort(keep)
+	key := strings.Join(keep, ",")
+	if s.keepInstalled != nil && *s.keepInstalled == key {
+		return nil
+	}
+	req := &api.SetPoliciesRequest{}
+	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_EXPORT, DefaultAction: api.RouteAction_ACCEPT}
+	if len(keep) > 0 {
+		req.DefinedSets = []*api.DefinedSet{{DefinedType: api.DefinedType_NEIGHBOR, Name: keepNextHopPolicy, List: keep}}
+		req.Policies = []*api.Policy{{Name: keepNextHopPolicy, Statements: []*api.Statement{{
+			Name:       keepNextHopPolicy,
+			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: keepNextHopPolicy}},
+			Actions:    &api.Actions{Nexthop: &api.NexthopAction{Unchanged: true}},
+		}}}}
+		assign.Policies = []*api.Policy{{Name: keepNextHopPolicy}}
+	}
+	// Policies exist before they are assigned, and are unassigned before
+	// they go away.
+	steps := []func() error{
+		func() error { return s.srv.SetPolicies(ctx, req) },
+		func() error {
+			return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign})
+		},
+	}
+	if len(keep) == 0 {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return fmt.Errorf("set keepOriginalNextHop export policy for %v: %w", keep, err)
+		}
+	}
+	s.keepInstalled = &key
+	return nil
+}
+
+func (s *Speaker) apiPeer(p Peer) *api.Peer {
+	local := s.cfg.NodeIP
+	if p.Address.Is6() {
+		local = s.cfg.NodeIPv6
+	}
+	if p.SourceAddress.IsValid() {
+		local = p.SourceAddress
+	}
+	fam := familyOf(p.Address)
+	restart := p.MaxRestartTime
+	if restart == 0 {
+		restart = s.cfg.restart
+		if p.Name != "" && len(p.Name) > 5 && p.Name[:5] == "mesh/" && s.cfg.NodeMeshMaxRestartTime > 0 {
+			restart = s.cfg.NodeMeshMaxRestartTime
+		}
+	}
+	ap := &api.Peer{
+		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name},
+		Transport: &api.Transport{LocalAddress: local.String(), RemotePort: uint32(p.port()), PassiveMode: p.Passive},
+		Timers: &api.Timers{Config: &api.TimersConfig{ConnectRetry: 5, HoldTime: 90, KeepaliveInterval: 30,
+			IdleHoldTimeAfterReset: 1}},
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}},
+	}
+	if s.cfg.port == -1 {
+		ap.Transport.LocalPort = 0
+	}
+	if p.EBGPMultihopTTL > 0 {
+		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
+	}
+	if p.RouteReflectorClient {
+		ap.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: s.clusterID()}
+	}
+	if restart > 0 {
+		ap.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(restart / time.Second)}
+		ap.AfiSafis[0].MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+	}
+	return ap
+}
+
+// clusterID is the route-reflector cluster ID: the router ID (GoBGP needs
+// one per client; Calico sets routeReflectorClusterID on the node, which
+// ResolvePeers has already used to pick the clients).
+func (s *Speaker) clusterID() string {
+	if s.cfg.RouteReflectorClusterID != "" {
+		return s.cfg.RouteReflectorClusterID
+	}
+	return s.cfg.routerID.String()
+}
+
+func joinErrs(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return fmt.Errorf("%w (and %d more errors)", errs[0], len(errs)-1)
+}

@@ -1,0 +1,159 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/tabbynet/tabby/selector"
+)
+
+// Node is what the speaker needs to know of a cluster node (Calico's Node
+// resource: metadata.name, labels, spec.bgp).
+type Node struct {
+	Name   string
+	Labels map[string]string
+	// IPv4 and IPv6 are spec.bgp.ipv4Address / ipv6Address without the mask.
+	IPv4, IPv6 netip.Addr
+	// ASNumber is spec.bgp.asNumber; 0 means the global AS.
+	ASNumber uint32
+	// RouteReflectorClusterID (spec.bgp.routeReflectorClusterID) makes the
+	// node a route reflector; it must be an IPv4 address.
+	RouteReflectorClusterID string
+}
+
+// BGPPeer follows Calico's BGPPeer. Which nodes it applies to: Node (one
+// node by name), else NodeSelector, else every node (a global peer). Whom
+// they peer with: PeerIP and ASNumber, or PeerSelector (the selected nodes,
+// each with its own AS) — the way route reflectors are set up; peering by
+// selector is symmetric, as Calico's: a node selected by PeerSelector also
+// peers with the nodes NodeSelector picks.
+type BGPPeer struct {
+	Name                string
+	Node                string
+	NodeSelector        *selector.Selector
+	PeerIP              string // ip or ip:port
+	ASNumber            uint32
+	PeerSelector        *selector.Selector
+	Password            string
+	KeepOriginalNextHop bool
+	MaxRestartTime      time.Duration // whole seconds
+	EBGPMultihopTTL     int
+}
+
+// Topology is the cluster-wide input to ResolvePeers.
+type Topology struct {
+	Nodes    []Node
+	BGPPeers []BGPPeer
+}
+
+func (p BGPPeer) appliesTo(n Node) bool {
+	switch {
+	case p.Node != "":
+		return p.Node == n.Name
+	case p.NodeSelector != nil:
+		return p.NodeSelector.Evaluate(selector.Map(n.Labels))
+	}
+	return true
+}
+
+// ResolvePeers computes the sessions of node cfg.NodeName: explicit
+// BGPPeers that apply to it, peers picked by PeerSelector (both ways), and,
+// when the mesh is on, every other node. One session per address: an
+// explicit peer wins over a selected node, which wins over the mesh.
+// The result is sorted by address.
+func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	var local *Node
+	for i := range topo.Nodes {
+		if topo.Nodes[i].Name == cfg.NodeName {
+			local = &topo.Nodes[i]
+		}
+	}
+	if local == nil {
+		return nil, fmt.Errorf("node %q is not in the node list: %w", cfg.NodeName, ErrInvalidConfig)
+	}
+	asOf := func(n Node) uint32 {
+		if n.ASNumber != 0 {
+			return n.ASNumber
+		}
+		return r.asn
+	}
+	var out []Peer
+	seen := map[netip.Addr]bool{}
+	add := func(p Peer) {
+		if !p.Address.IsValid() || seen[p.Address] || p.Address == r.NodeIP || p.Address == r.NodeIPv6 {
+			return
+		}
+		seen[p.Address] = true
+		out = append(out, p)
+	}
+	for _, bp := range topo.BGPPeers {
+		if bp.PeerSelector != nil || !bp.appliesTo(*local) {
+			continue
+		}
+		if bp.PeerSelector == nil && bp.PeerIP == "" {
+			return nil, fmt.Errorf("bgppeer %s: neither peerIP nor peerSelector: %w", bp.Name, ErrInvalidPeer)
+		}
+		addr, port, err := ParsePeerIP(bp.PeerIP)
+		if err != nil {
+			return nil, fmt.Errorf("bgppeer %s: %w", bp.Name, err)
+		}
+		p := Peer{Name: "bgppeer/" + bp.Name, Address: addr, Port: port, ASNumber: bp.ASNumber,
+			Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
+			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL}
+		if err := p.validate(); err != nil {
+			return nil, err
+		}
+		add(p)
+	}
+	nodePeers := func(n Node, name string, tmpl Peer) {
+		rr := local.RouteReflectorClusterID != "" && local.RouteReflectorClusterID != n.RouteReflectorClusterID
+		for _, pair := range [][2]netip.Addr{{r.NodeIP, n.IPv4}, {r.NodeIPv6, n.IPv6}} {
+			if !pair[0].IsValid() || !pair[1].IsValid() {
+				continue
+			}
+			p := tmpl
+			p.Name, p.Address, p.ASNumber, p.RouteReflectorClient = name, pair[1], asOf(n), rr
+			// Node-to-node sessions use the cluster's listen port and are
+			// passive on the side with the higher address, so only one
+			// side connects.
+			if r.port > 0 && r.port != DefaultListenPort {
+				p.Port = int(r.port)
+			}
+			p.Passive = pair[0].Compare(pair[1]) > 0
+			add(p)
+		}
+	}
+	for _, bp := range topo.BGPPeers {
+		if bp.PeerSelector == nil {
+			continue
+		}
+		tmpl := Peer{Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
+			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL}
+		localSel := bp.PeerSelector.Evaluate(selector.Map(local.Labels))
+		localApplies := bp.appliesTo(*local)
+		for _, n := range topo.Nodes {
+			if n.Name == local.Name {
+				continue
+			}
+			if (localApplies && bp.PeerSelector.Evaluate(selector.Map(n.Labels))) || (localSel && bp.appliesTo(n)) {
+				nodePeers(n, "bgppeer/"+bp.Name+"/"+n.Name, tmpl)
+			}
+		}
+	}
+	if r.mesh {
+		for _, n := range topo.Nodes {
+			if n.Name == local.Name {
+				continue
+			}
+			tmpl := Peer{Password: r.NodeMeshPassword, MaxRestartTime: r.NodeMeshMaxRestartTime}
+			nodePeers(n, "mesh/"+n.Name, tmpl)
+		}
+	}
+	sortPeers(out)
+	return out, validatePeers(out)
+}
