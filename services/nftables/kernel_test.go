@@ -1,0 +1,127 @@
+package nftables_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/services"
+	snft "github.com/tabbynet/tabby/services/nftables"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+type kernelEnv struct {
+	topo     *nettest.Topology
+	node     *nettest.Node
+	backends []*nettest.Pod
+	client   *nettest.Pod
+	tr       *services.Tracker
+	p        *snft.Proxier
+	nft      knftables.Interface
+}
+
+func newKernelEnv(t *testing.T, nBackends int) *kernelEnv {
+	t.Helper()
+	topo := nettest.NewTopology(t, nettest.Nodes(1)) // skips unless root
+	e := &kernelEnv{topo: topo, node: topo.Node(0)}
+	for range nBackends {
+		b := e.node.AddPod(t)
+		b.ListenTCP(t, 8080)
+		b.ListenUDP(t, 5353)
+		e.backends = append(e.backends, b)
+	}
+	e.client = e.node.AddPod(t)
+	nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, e.node.NS.Path)
+	require.NoError(t, err)
+	e.nft = nft
+	e.tr = services.NewTracker(services.TrackerConfig{NodeName: e.node.Name}, nil)
+	e.p, err = snft.New(nft, e.tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}})
+	require.NoError(t, err)
+	return e
+}
+
+func (e *kernelEnv) slice(svc string, pods ...*nettest.Pod) {
+	var eps []st.Endpoint
+	for _, b := range pods {
+		eps = append(eps, st.Endpoint{IP: b.IP.String(), Node: e.node.Name})
+	}
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", svc, svc+"-1",
+		[]st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}, {Name: "dns", Proto: v1.ProtocolUDP, Port: 5353}}, eps...))
+}
+
+func (e *kernelEnv) sync(t *testing.T) {
+	t.Helper()
+	require.NoError(t, e.p.Sync(context.Background()))
+}
+
+// distribution opens n TCP connections from the client and counts the
+// answering backends.
+func distribution(t *testing.T, from *nettest.Pod, to netip.AddrPort, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		name, err := from.Probe("tcp", to, 2*time.Second)
+		require.NoError(t, err)
+		got[name]++
+	}
+	return got
+}
+
+func TestKernelClusterIPAndNodePort(t *testing.T) {
+	e := newKernelEnv(t, 3)
+	e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 30080), st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	e.slice("web", e.backends...)
+	e.tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.11", st.Port("http", v1.ProtocolTCP, 80, 30081)))
+	e.sync(t)
+
+	n, tol := 1000, 0.25
+	if testing.Short() {
+		n, tol = 150, 0.6
+	}
+	vip := netip.MustParseAddrPort("10.96.0.10:80")
+	got := distribution(t, e.client, vip, n)
+	require.Len(t, got, 3, "all backends reached: %v", got)
+	for _, b := range e.backends {
+		c := float64(got[b.Name])
+		assert.InDelta(t, float64(n)/3, c, tol*float64(n)/3, "backend %s of %v", b.Name, got)
+	}
+
+	// NodePort from an external client on the fabric, to the node address.
+	ext := e.topo.AddClient(t)
+	name := nettest.ExpectConnectAddr(t, ext, netip.AddrPortFrom(e.node.IP, 30080))
+	assert.True(t, strings.HasPrefix(name, e.node.Name), name)
+
+	// UDP through the cluster IP.
+	ans, err := e.client.Probe("udp", netip.MustParseAddrPort("10.96.0.10:53"), 2*time.Second)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(ans, e.node.Name), ans)
+
+	// No endpoints: connection refused, on the cluster IP and the node port.
+	_, err = e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.11:80"), 2*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refused")
+	_, err = ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30081), 2*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refused")
+
+	// Endpoint churn: one backend goes, the others keep answering.
+	e.slice("web", e.backends[1:]...)
+	e.sync(t)
+	got = distribution(t, e.client, vip, 30)
+	assert.Zero(t, got[e.backends[0].Name], "removed backend still used: %v", got)
+
+	// The service goes: the table no longer has its elements.
+	e.tr.OnServiceDelete(st.Service("default", "web", "10.96.0.10"))
+	e.sync(t)
+	elems, err := e.nft.ListElements(context.Background(), "map", "service-ips")
+	require.NoError(t, err)
+	assert.Empty(t, elems)
+}

@@ -1,0 +1,369 @@
+package nftables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/tabbynet/tabby/services"
+)
+
+// DefaultTable is the table tabby owns; nothing outside it is touched.
+const DefaultTable = "tabby-services"
+
+// DefaultMasqueradeMark is the packet-mark bit that asks for masquerade in
+// postrouting (kube-proxy's 0x4000).
+const DefaultMasqueradeMark = 0x4000
+
+// ErrInvalidConfig is wrapped by New for a bad Config.
+var ErrInvalidConfig = errors.New("invalid nftables services config")
+
+// Config configures a Proxier.
+type Config struct {
+	// Family is knftables.IPv4Family or knftables.IPv6Family (one Proxier
+	// per family, as kube-proxy runs one proxier per family).
+	Family knftables.Family
+	// Table is the table name (default DefaultTable). It must be the
+	// table the knftables.Interface was created for.
+	Table string
+	// ClusterCIDRs are the pod CIDRs. When set, traffic to a cluster IP
+	// from outside them is masqueraded (kube-proxy's --cluster-cidr), and
+	// pod traffic to an externalTrafficPolicy Local address is sent to
+	// the whole cluster.
+	ClusterCIDRs []netip.Prefix
+	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
+	MasqueradeMark uint32
+}
+
+// Option configures a Proxier.
+type Option func(*Proxier)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(p *Proxier) { p.log = l } }
+
+// WithEndpointsRemoved sets a function Sync calls after a successful
+// transaction with the endpoints (UDP and SCTP only) that stopped being
+// used, and the service addresses that lost their last endpoint, so a
+// conntrack cleaner (services/conntrack) can delete flows that would
+// otherwise blackhole. It is called from Sync's goroutine.
+func WithEndpointsRemoved(f func(ctx context.Context, gone []Stale)) Option {
+	return func(p *Proxier) { p.onStale = f }
+}
+
+// Stale is a UDP or SCTP destination whose conntrack entries must go:
+// flows to Service (address:port) that were DNATed to Endpoint, or, when
+// Endpoint is the zero value, every flow to Service (the service lost its
+// last endpoint and must now be rejected).
+type Stale struct {
+	Protocol services.Protocol
+	Service  netip.AddrPort
+	Endpoint netip.AddrPort
+}
+
+// Proxier renders a services.Tracker into one nftables table through a
+// knftables.Interface.
+type Proxier struct {
+	nft     knftables.Interface
+	tracker *services.Tracker
+	cfg     Config
+	log     *slog.Logger
+	onStale func(context.Context, []Stale)
+
+	mu       sync.Mutex
+	state    map[services.ServicePortName]*rendered
+	resolved map[services.ServicePortName]*services.Resolved
+	needFull bool
+}
+
+// New returns a Proxier that renders tracker into nft. Nothing is written
+// until Sync.
+func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
+	if cfg.Family != knftables.IPv4Family && cfg.Family != knftables.IPv6Family {
+		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, cfg.Family)
+	}
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if cfg.MasqueradeMark == 0 {
+		cfg.MasqueradeMark = DefaultMasqueradeMark
+	}
+	p := &Proxier{nft: nft, tracker: tracker, cfg: cfg, log: slog.Default(), needFull: true,
+		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
+}
+
+// QueueResync makes the next Sync rewrite the whole table.
+func (p *Proxier) QueueResync() {
+	p.mu.Lock()
+	p.needFull = true
+	p.mu.Unlock()
+}
+
+// Sync writes the tracker's changes since the last Sync in one
+// transaction: only the chains, sets and map elements of service ports
+// that changed. The first Sync, and the first after a failure or
+// QueueResync, recreates the whole table. It is the function to hand to
+// a dataplane/syncrunner.Runner.
+func (p *Proxier) Sync(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changes := p.tracker.Changes()
+	full := p.needFull
+	tx := p.nft.NewTransaction()
+	newState := p.state
+	if full {
+		newState = map[services.ServicePortName]*rendered{}
+		changes = p.tracker.All()
+		// Stale entries in the old state are simply dropped: the table
+		// is recreated.
+		for n := range p.resolved {
+			if _, ok := changes[n]; !ok {
+				changes[n] = nil
+			}
+		}
+		p.baseObjects(tx)
+	} else {
+		newState = maps.Clone(p.state)
+	}
+	var d diff
+	old := p.state
+	if full {
+		old = nil
+	}
+	names := slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
+	for _, n := range names {
+		r := p.render(changes[n])
+		d.add(old[n], r)
+		if r == nil {
+			delete(newState, n)
+		} else {
+			newState[n] = r
+		}
+	}
+	d.write(tx, p.setType())
+	if tx.NumOperations() > 0 {
+		if err := p.nft.Run(ctx, tx); err != nil {
+			p.needFull = true
+			return fmt.Errorf("nftables table %s: %w", p.cfg.Table, err)
+		}
+	}
+	stale := p.stale(changes)
+	p.state = newState
+	p.needFull = false
+	for n, r := range changes {
+		if r == nil {
+			delete(p.resolved, n)
+		} else {
+			p.resolved[n] = r
+		}
+	}
+	if p.onStale != nil && len(stale) > 0 {
+		p.onStale(ctx, stale)
+	}
+	return nil
+}
+
+// stale lists the UDP/SCTP flows made stale by changes (compared with the
+// previously applied resolved state).
+func (p *Proxier) stale(changes map[services.ServicePortName]*services.Resolved) []Stale {
+	var out []Stale
+	for n, r := range changes {
+		old := p.resolved[n]
+		if old == nil || n.Protocol == services.Protocol("TCP") {
+			continue
+		}
+		addrsOf := func(sp *services.ServicePort) []netip.AddrPort {
+			var a []netip.AddrPort
+			for _, ip := range p.addrs(slices.Concat(sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs)) {
+				a = append(a, netip.AddrPortFrom(ip, sp.Port))
+			}
+			if sp.NodePort != 0 {
+				// Node-port flows: the destination is any node address;
+				// the zero address means "any" to the cleaner.
+				a = append(a, netip.AddrPortFrom(netip.Addr{}, sp.NodePort))
+			}
+			return a
+		}
+		keep := map[netip.AddrPort]bool{}
+		hadAny := false
+		if r != nil {
+			for _, e := range p.eps(slices.Concat(r.Endpoints.Cluster, r.Endpoints.Local)) {
+				keep[e.AddrPort()] = true
+			}
+		}
+		for _, e := range p.eps(slices.Concat(old.Endpoints.Cluster, old.Endpoints.Local)) {
+			hadAny = true
+			if !keep[e.AddrPort()] {
+				for _, a := range addrsOf(old.Port) {
+					out = append(out, Stale{Protocol: n.Protocol, Service: a, Endpoint: e.AddrPort()})
+				}
+			}
+		}
+		if hadAny && r != nil && len(keep) == 0 {
+			for _, a := range addrsOf(r.Port) {
+				out = append(out, Stale{Protocol: n.Protocol, Service: a})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Stale) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+	return slices.Compact(out)
+}
+
+func (p *Proxier) setType() string {
+	if p.cfg.Family == knftables.IPv6Family {
+		return "ipv6_addr"
+	}
+	return "ipv4_addr"
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// baseObjects recreates the table with its base chains, dispatch chains
+// and maps (kube-proxy's layout; hook priorities in doc.go).
+func (p *Proxier) baseObjects(tx *knftables.Transaction) {
+	ip, addrType := p.ipX(), "ipv4_addr"
+	loopback := "127.0.0.0/8"
+	if p.cfg.Family == knftables.IPv6Family {
+		addrType, loopback = "ipv6_addr", "::1"
+	}
+	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	base := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
+		tx.Add(&knftables.Chain{Name: name, Type: &typ, Hook: &hook, Priority: &prio})
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	chain := func(name string, rules ...string) {
+		tx.Add(&knftables.Chain{Name: name})
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	vmap := func(name, key string) {
+		tx.Add(&knftables.Map{Name: name, Type: key + " : verdict"})
+	}
+	vmap(mapServiceIPs, addrType+" . inet_proto . inet_service")
+	vmap(mapNoEndpointSvcs, addrType+" . inet_proto . inet_service")
+	vmap(mapServiceNodePorts, "inet_proto . inet_service")
+	vmap(mapNoEndpointNPs, "inet_proto . inet_service")
+	mark := fmt.Sprintf("%#x", p.cfg.MasqueradeMark)
+	chain(chainMarkMasq, "meta mark set meta mark or "+mark)
+	chain(chainMasquerading,
+		fmt.Sprintf("meta mark & %s == 0 return", mark),
+		"meta mark set meta mark xor "+mark,
+		"masquerade fully-random")
+	chain(chainReject, "reject")
+	chain(chainServices,
+		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapServiceIPs),
+		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapServiceNodePorts))
+	chain(chainSvcCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapNoEndpointSvcs))
+	chain(chainNodePortCheck, fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs))
+	filterPrio := knftables.BaseChainPriority("-110")
+	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
+		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
+	base("filter-forward", knftables.FilterType, knftables.ForwardHook, filterPrio, "ct state new jump "+chainSvcCheck)
+	base("filter-output", knftables.FilterType, knftables.OutputHook, filterPrio,
+		"ct state new jump "+chainSvcCheck, "ct state new jump "+chainNodePortCheck)
+	base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, "jump "+chainServices)
+	base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority, "jump "+chainServices)
+	base("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, "jump "+chainMasquerading)
+}
+
+// diff collects, over all changed service ports, the operations of one
+// transaction, grouped so that nothing is referenced before it exists or
+// deleted while referenced.
+type diff struct {
+	delElems, addElems     []element
+	addSets                map[string]int
+	writeChains            []string
+	rules                  map[string][]string
+	staleChains, staleSets []string
+}
+
+func (d *diff) add(old, cur *rendered) {
+	if old == nil {
+		old = &rendered{}
+	}
+	if cur == nil {
+		cur = &rendered{}
+	}
+	if d.addSets == nil {
+		d.addSets, d.rules = map[string]int{}, map[string][]string{}
+	}
+	for e := range old.elements {
+		if !cur.elements[e] {
+			d.delElems = append(d.delElems, e)
+		}
+	}
+	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int { return strings.Compare(a.Map+a.Key, b.Map+b.Key) }) {
+		if !old.elements[e] {
+			d.addElems = append(d.addElems, e)
+		}
+	}
+	for s, to := range cur.sets {
+		if _, ok := old.sets[s]; !ok || old.sets[s] != to {
+			d.addSets[s] = to
+		}
+	}
+	for _, c := range cur.order {
+		if o, ok := old.chains[c]; !ok || !slices.Equal(o, cur.chains[c]) {
+			d.writeChains = append(d.writeChains, c)
+			d.rules[c] = cur.chains[c]
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(old.chains)) {
+		if _, ok := cur.chains[c]; !ok {
+			d.staleChains = append(d.staleChains, c)
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(old.sets)) {
+		if _, ok := cur.sets[s]; !ok {
+			d.staleSets = append(d.staleSets, s)
+		}
+	}
+}
+
+func splitKey(k string) []string { return strings.Split(k, " . ") }
+
+func (d *diff) write(tx *knftables.Transaction, setType string) {
+	for _, e := range d.delElems {
+		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
+	}
+	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
+		tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(timeoutOf(d.addSets[s]))})
+	}
+	for _, c := range d.writeChains {
+		tx.Add(&knftables.Chain{Name: c})
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range d.writeChains {
+		for _, r := range d.rules[c] {
+			tx.Add(&knftables.Rule{Chain: c, Rule: r})
+		}
+	}
+	for _, e := range d.addElems {
+		tx.Add(&knftables.Element{Map: e.Map, Key: splitKey(e.Key), Value: []string{e.Value}})
+	}
+	for _, c := range d.staleChains {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range d.staleChains {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	for _, s := range d.staleSets {
+		tx.Delete(&knftables.Set{Name: s})
+	}
+}
