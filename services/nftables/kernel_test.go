@@ -2,6 +2,7 @@ package nftables_test
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/services"
+	"github.com/tabbynet/tabby/services/conntrack"
 	snft "github.com/tabbynet/tabby/services/nftables"
 	st "github.com/tabbynet/tabby/services/servicestest"
 )
@@ -43,7 +45,11 @@ func newKernelEnv(t *testing.T, nBackends int) *kernelEnv {
 	require.NoError(t, err)
 	e.nft = nft
 	e.tr = services.NewTracker(services.TrackerConfig{NodeName: e.node.Name}, nil)
-	e.p, err = snft.New(nft, e.tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}})
+	cleaner, closeCT, err := conntrack.NewInNetns(e.node.NS.Path, nil)
+	require.NoError(t, err)
+	t.Cleanup(closeCT)
+	e.p, err = snft.New(nft, e.tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
+		snft.WithStaleFlows(cleaner.Func()))
 	require.NoError(t, err)
 	return e
 }
@@ -124,4 +130,97 @@ func TestKernelClusterIPAndNodePort(t *testing.T) {
 	elems, err := e.nft.ListElements(context.Background(), "map", "service-ips")
 	require.NoError(t, err)
 	assert.Empty(t, elems)
+}
+
+func TestKernelAffinity(t *testing.T) {
+	e := newKernelEnv(t, 3)
+	e.tr.OnServiceUpdate(st.Service("default", "sticky", "10.96.0.12", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	e.slice("sticky", e.backends...)
+	e.sync(t)
+	got := distribution(t, e.client, netip.MustParseAddrPort("10.96.0.12:80"), 30)
+	assert.Len(t, got, 1, "one client pinned to one backend: %v", got)
+}
+
+// remoteAddrServer listens on port in pod and sends each accepted
+// connection's remote address to the returned channel.
+func remoteAddrServer(t *testing.T, pod *nettest.Pod, port int) <-chan netip.AddrPort {
+	t.Helper()
+	var ln net.Listener
+	require.NoError(t, pod.NS.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(pod.IP, uint16(port)).String())
+		return err
+	}))
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan netip.AddrPort, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ch <- netip.MustParseAddrPort(c.RemoteAddr().String())
+			c.Close()
+		}
+	}()
+	return ch
+}
+
+func TestKernelExternalTrafficPolicyLocal(t *testing.T) {
+	e := newKernelEnv(t, 1)
+	b := e.backends[0]
+	seen := remoteAddrServer(t, b, 9090)
+	local := func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal }
+	e.tr.OnServiceUpdate(st.Service("default", "loc", "10.96.0.13", st.Port("http", v1.ProtocolTCP, 80, 30090), local))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "loc", "loc-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 9090}},
+		st.Endpoint{IP: b.IP.String(), Node: e.node.Name}))
+	// Same, but its only endpoint is on another node.
+	e.tr.OnServiceUpdate(st.Service("default", "far", "10.96.0.14", st.Port("http", v1.ProtocolTCP, 80, 30091), local))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "far", "far-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 9090}},
+		st.Endpoint{IP: b.IP.String(), Node: "elsewhere"}))
+	e.sync(t)
+
+	ext := e.topo.AddClient(t)
+	_, err := ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30090), 2*time.Second)
+	require.NoError(t, err)
+	select {
+	case from := <-seen:
+		assert.Equal(t, ext.IP, from.Addr(), "source address kept")
+	case <-time.After(2 * time.Second):
+		t.Fatal("backend saw no connection")
+	}
+	_, err = ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30091), 500*time.Millisecond)
+	require.Error(t, err, "no local endpoint: dropped")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+}
+
+// TestKernelUDPEndpointReplaced sends from one UDP socket (so one
+// conntrack entry) before and after its endpoint is replaced: the
+// conntrack cleanup makes the next datagram reach the new endpoint at
+// once, though the old one still listens.
+func TestKernelUDPEndpointReplaced(t *testing.T) {
+	e := newKernelEnv(t, 2)
+	a, b := e.backends[0], e.backends[1]
+	e.tr.OnServiceUpdate(st.Service("default", "dns", "10.96.0.15", st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	e.slice("dns", a)
+	e.sync(t)
+
+	c, err := e.client.Dial(context.Background(), "udp", netip.MustParseAddrPort("10.96.0.15:53"))
+	require.NoError(t, err)
+	defer c.Close()
+	ask := func() string {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Write([]byte("ping"))
+		require.NoError(t, err)
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		require.NoError(t, err)
+		return string(buf[:n])
+	}
+	assert.Equal(t, a.Name, ask())
+	e.slice("dns", b)
+	e.sync(t)
+	assert.Equal(t, b.Name, ask(), "stale conntrack entry still sends to the removed endpoint")
 }

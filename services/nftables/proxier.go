@@ -49,23 +49,13 @@ type Option func(*Proxier)
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(p *Proxier) { p.log = l } }
 
-// WithEndpointsRemoved sets a function Sync calls after a successful
-// transaction with the endpoints (UDP and SCTP only) that stopped being
-// used, and the service addresses that lost their last endpoint, so a
-// conntrack cleaner (services/conntrack) can delete flows that would
-// otherwise blackhole. It is called from Sync's goroutine.
-func WithEndpointsRemoved(f func(ctx context.Context, gone []Stale)) Option {
+// WithStaleFlows sets a function Sync calls, after a successful
+// transaction, with the UDP/SCTP flows the change made stale
+// (services.StaleFlows), so a conntrack cleaner (services/conntrack)
+// deletes them before they blackhole traffic. It runs on Sync's
+// goroutine; its failure is logged by the cleaner, not retried.
+func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Option {
 	return func(p *Proxier) { p.onStale = f }
-}
-
-// Stale is a UDP or SCTP destination whose conntrack entries must go:
-// flows to Service (address:port) that were DNATed to Endpoint, or, when
-// Endpoint is the zero value, every flow to Service (the service lost its
-// last endpoint and must now be rejected).
-type Stale struct {
-	Protocol services.Protocol
-	Service  netip.AddrPort
-	Endpoint netip.AddrPort
 }
 
 // Proxier renders a services.Tracker into one nftables table through a
@@ -75,7 +65,7 @@ type Proxier struct {
 	tracker *services.Tracker
 	cfg     Config
 	log     *slog.Logger
-	onStale func(context.Context, []Stale)
+	onStale func(context.Context, []services.StaleFlow)
 
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
@@ -174,50 +164,14 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	return nil
 }
 
-// stale lists the UDP/SCTP flows made stale by changes (compared with the
-// previously applied resolved state).
-func (p *Proxier) stale(changes map[services.ServicePortName]*services.Resolved) []Stale {
-	var out []Stale
+// stale lists the UDP/SCTP flows made stale by changes (compared with
+// the previously applied resolved state).
+func (p *Proxier) stale(changes map[services.ServicePortName]*services.Resolved) []services.StaleFlow {
+	var out []services.StaleFlow
 	for n, r := range changes {
-		old := p.resolved[n]
-		if old == nil || n.Protocol == services.Protocol("TCP") {
-			continue
-		}
-		addrsOf := func(sp *services.ServicePort) []netip.AddrPort {
-			var a []netip.AddrPort
-			for _, ip := range p.addrs(slices.Concat(sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs)) {
-				a = append(a, netip.AddrPortFrom(ip, sp.Port))
-			}
-			if sp.NodePort != 0 {
-				// Node-port flows: the destination is any node address;
-				// the zero address means "any" to the cleaner.
-				a = append(a, netip.AddrPortFrom(netip.Addr{}, sp.NodePort))
-			}
-			return a
-		}
-		keep := map[netip.AddrPort]bool{}
-		hadAny := false
-		if r != nil {
-			for _, e := range p.eps(slices.Concat(r.Endpoints.Cluster, r.Endpoints.Local)) {
-				keep[e.AddrPort()] = true
-			}
-		}
-		for _, e := range p.eps(slices.Concat(old.Endpoints.Cluster, old.Endpoints.Local)) {
-			hadAny = true
-			if !keep[e.AddrPort()] {
-				for _, a := range addrsOf(old.Port) {
-					out = append(out, Stale{Protocol: n.Protocol, Service: a, Endpoint: e.AddrPort()})
-				}
-			}
-		}
-		if hadAny && r != nil && len(keep) == 0 {
-			for _, a := range addrsOf(r.Port) {
-				out = append(out, Stale{Protocol: n.Protocol, Service: a})
-			}
-		}
+		out = append(out, services.StaleFlows(p.resolved[n], r, p.cfg.Family == knftables.IPv6Family)...)
 	}
-	slices.SortFunc(out, func(a, b Stale) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
-	return slices.Compact(out)
+	return out
 }
 
 func (p *Proxier) setType() string {
