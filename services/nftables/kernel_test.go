@@ -118,6 +118,10 @@ func TestKernelClusterIPAndNodePort(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refused")
 
+	// No node ports on localhost (nftables mode, as kube-proxy's).
+	_, err = e.node.Host().Probe("tcp", netip.MustParseAddrPort("127.0.0.1:30080"), 500*time.Millisecond)
+	require.Error(t, err, "node port answered on 127.0.0.1")
+
 	// Endpoint churn: one backend goes, the others keep answering.
 	e.slice("web", e.backends[1:]...)
 	e.sync(t)
@@ -223,4 +227,45 @@ func TestKernelUDPEndpointReplaced(t *testing.T) {
 	e.slice("dns", b)
 	e.sync(t)
 	assert.Equal(t, b.Name, ask(), "stale conntrack entry still sends to the removed endpoint")
+}
+
+// TestKernelChurn changes the endpoints again and again while a client
+// keeps connecting: each transaction is atomic, so no connection fails.
+func TestKernelChurn(t *testing.T) {
+	e := newKernelEnv(t, 3)
+	e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.16", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	e.slice("web", e.backends...)
+	e.sync(t)
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	var probes int
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.16:80"), 2*time.Second); err != nil {
+				errs <- err
+				return
+			}
+			probes++
+		}
+	}()
+	for i := range 20 {
+		var keep []*nettest.Pod
+		for j, b := range e.backends {
+			if j != i%3 {
+				keep = append(keep, b)
+			}
+		}
+		e.slice("web", keep...)
+		e.sync(t)
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	require.NoError(t, <-errs)
+	assert.Positive(t, probes)
 }
