@@ -141,7 +141,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			newState[n] = r
 		}
 	}
-	d.write(tx, p.setType())
+	d.write(tx, p.setType(), full)
 	if tx.NumOperations() > 0 {
 		if err := p.nft.Run(ctx, tx); err != nil {
 			p.needFull = true
@@ -213,6 +213,12 @@ func (p *Proxier) baseObjects(tx *knftables.Transaction) {
 	vmap(mapNoEndpointSvcs, addrType+" . inet_proto . inet_service")
 	vmap(mapServiceNodePorts, "inet_proto . inet_service")
 	vmap(mapNoEndpointNPs, "inet_proto . inet_service")
+	if cidrs := p.clusterCIDRs(); len(cidrs) > 0 {
+		tx.Add(&knftables.Set{Name: setClusterCIDRs, Type: addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+		for _, c := range cidrs {
+			tx.Add(&knftables.Element{Set: setClusterCIDRs, Key: []string{c}})
+		}
+	}
 	mark := fmt.Sprintf("%#x", p.cfg.MasqueradeMark)
 	chain(chainMarkMasq, "meta mark set meta mark or "+mark)
 	chain(chainMasquerading,
@@ -292,7 +298,9 @@ func (d *diff) add(old, cur *rendered) {
 
 func splitKey(k string) []string { return strings.Split(k, " . ") }
 
-func (d *diff) write(tx *knftables.Transaction, setType string) {
+// write adds the operations to tx; fresh means the table was just
+// recreated, so chains need no flush.
+func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
 	for _, e := range d.delElems {
 		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
 	}
@@ -301,7 +309,9 @@ func (d *diff) write(tx *knftables.Transaction, setType string) {
 	}
 	for _, c := range d.writeChains {
 		tx.Add(&knftables.Chain{Name: c})
-		tx.Flush(&knftables.Chain{Name: c})
+		if !fresh {
+			tx.Flush(&knftables.Chain{Name: c})
+		}
 	}
 	for _, c := range d.writeChains {
 		for _, r := range d.rules[c] {

@@ -22,6 +22,7 @@ const (
 	mapServiceNodePorts = "service-nodeports"
 	mapNoEndpointSvcs   = "no-endpoint-services"
 	mapNoEndpointNPs    = "no-endpoint-nodeports"
+	setClusterCIDRs     = "cluster-cidrs"
 )
 
 // element is one map element a service port owns.
@@ -122,11 +123,20 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 				rules = append(rules, fmt.Sprintf("%s saddr @affinity-%s__%s goto endpoint-%s__%s", ip, key, epName(e), key, epName(e)))
 			}
 		}
-		var vm []string
+		// Random balancing without a per-service anonymous map: rule i
+		// matches with probability 1/(N-i), so each of the N endpoints
+		// gets 1/N (the iptables statistic scheme). Anonymous maps would
+		// make a large transaction quadratic in the kernel (each binding
+		// walks the transaction list, __nft_set_trans_bind).
 		for i, e := range eps {
-			vm = append(vm, fmt.Sprintf("%d : goto endpoint-%s__%s", i, key, epName(e)))
+			target := fmt.Sprintf("goto endpoint-%s__%s", key, epName(e))
+			if i == len(eps)-1 {
+				rules = append(rules, target)
+			} else {
+				rules = append(rules, fmt.Sprintf("numgen random mod %d == 0 %s", len(eps)-i, target))
+			}
 		}
-		return append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(vm, " , ")))
+		return rules
 	}
 	noEndpoints := func(hasAny bool) string {
 		if hasAny {
@@ -138,9 +148,9 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	// Internal traffic: cluster IPs.
 	if len(internal) > 0 {
 		var rules []string
-		if cidrs := p.clusterCIDRs(); len(cidrs) > 0 {
+		if len(p.clusterCIDRs()) > 0 {
 			for _, cip := range clusterIPs {
-				rules = append(rules, fmt.Sprintf("%s daddr %s %s dport %d %s saddr != { %s } jump %s", ip, cip, proto, sp.Port, ip, strings.Join(cidrs, ", "), chainMarkMasq))
+				rules = append(rules, fmt.Sprintf("%s daddr %s %s dport %d %s saddr != @%s jump %s", ip, cip, proto, sp.Port, ip, setClusterCIDRs, chainMarkMasq))
 			}
 		}
 		out.chains[svcChain] = append(rules, dispatch(internal)...)
@@ -170,8 +180,8 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 			// that is internalTrafficPolicy Cluster.)
 			if len(cluster) > 0 && !sp.InternalPolicyLocal {
 				rules = append(rules, "fib saddr type local goto "+svcChain)
-				if cidrs := p.clusterCIDRs(); len(cidrs) > 0 {
-					rules = append(rules, fmt.Sprintf("%s saddr { %s } goto %s", ip, strings.Join(cidrs, ", "), svcChain))
+				if len(p.clusterCIDRs()) > 0 {
+					rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", ip, setClusterCIDRs, svcChain))
 				}
 			}
 			rules = append(rules, dispatch(external)...)

@@ -122,7 +122,7 @@ var (
 	rePortMatch = regexp.MustCompile(`^(tcp|udp|sctp|th) dport (\d+) `)
 	reVMap3     = regexp.MustCompile(`^ip6? daddr \. meta l4proto \. th dport vmap @(\S+)$`)
 	reVMap2     = regexp.MustCompile(`^meta l4proto \. th dport vmap @(\S+)$`)
-	reNumgen    = regexp.MustCompile(`^numgen random mod (\d+) vmap \{ (.*) \}$`)
+	reNumgen    = regexp.MustCompile(`^numgen random mod (\d+) == 0 (.*)$`)
 	reDNAT      = regexp.MustCompile(`^meta l4proto (\w+) dnat to (\S+)$`)
 	reUpdate    = regexp.MustCompile(`^update @\S+ \{ ip6? saddr \}$`)
 	reJump      = regexp.MustCompile(`^(jump|goto) (\S+)$`)
@@ -216,20 +216,13 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 		m := reVMap2.FindStringSubmatch(rest)
 		return tr.vmap(m[1], []string{tr.pkt.Protocol, strconv.Itoa(int(tr.pkt.DstPort))}, s)
 	case reNumgen.MatchString(rest):
+		// Random: the rule may match (its verdict) or not (go on).
 		m := reNumgen.FindStringSubmatch(rest)
-		var out []state
-		for _, e := range strings.Split(m[2], " , ") {
-			_, v, ok := strings.Cut(e, " : ")
-			if !ok {
-				return nil, fmt.Errorf("bad numgen element %q", e)
-			}
-			o, err := tr.verdict(v, s)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, o...)
+		out, err := tr.verdict(m[2], s)
+		if err != nil {
+			return nil, err
 		}
-		return out, nil
+		return append(out, s), nil
 	case reDNAT.MatchString(rest):
 		m := reDNAT.FindStringSubmatch(rest)
 		if m[1] != tr.pkt.Protocol {
