@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -268,4 +269,63 @@ func TestKernelChurn(t *testing.T) {
 	close(stop)
 	require.NoError(t, <-errs)
 	assert.Positive(t, probes)
+}
+
+// TestFakeMatchesKernel renders the same scenario into knftables.Fake and
+// the kernel, then an incremental change, and compares what each holds:
+// chains, sets, maps, rule counts per chain and map elements.
+func TestFakeMatchesKernel(t *testing.T) {
+	ns := nettest.NewNetns(t, "svcfake") // skips unless root
+	kernel, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+	require.NoError(t, err)
+	fake := knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)
+	ctx := context.Background()
+	var trs []*services.Tracker
+	var ps []*snft.Proxier
+	for _, nft := range []knftables.Interface{fake, kernel} {
+		tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+		p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+		require.NoError(t, err)
+		scenario(tr)
+		require.NoError(t, p.Sync(ctx))
+		trs, ps = append(trs, tr), append(ps, p)
+	}
+	compare := func() {
+		t.Helper()
+		snap := func(nft knftables.Interface) map[string]any {
+			out := map[string]any{}
+			for _, typ := range []string{"chain", "set", "map"} {
+				names, err := nft.List(ctx, typ)
+				require.NoError(t, err)
+				slices.Sort(names)
+				out[typ] = names
+				for _, n := range names {
+					switch typ {
+					case "chain":
+						rules, err := nft.ListRules(ctx, n)
+						require.NoError(t, err)
+						out["rules "+n] = len(rules)
+					case "map":
+						elems, err := nft.ListElements(ctx, typ, n)
+						require.NoError(t, err)
+						var keys []string
+						for _, e := range elems {
+							keys = append(keys, strings.Join(e.Key, " . "))
+						}
+						slices.Sort(keys)
+						out["elements "+n] = keys
+					}
+				}
+			}
+			return out
+		}
+		assert.Equal(t, snap(fake), snap(kernel))
+	}
+	compare()
+	for i, tr := range trs {
+		tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", dnsPorts, st.Endpoint{IP: "10.244.2.99", Node: "node-b"}))
+		tr.OnServiceDelete(st.Service("default", "web", "10.96.0.20"))
+		require.NoError(t, ps[i].Sync(ctx))
+	}
+	compare()
 }
