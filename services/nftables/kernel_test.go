@@ -329,3 +329,16 @@ func TestFakeMatchesKernel(t *testing.T) {
 	}
 	compare()
 }
+
+// TestKernelHairpin: a backend reaching its own service and landing on
+// itself works only if the node masquerades it.
+func TestKernelHairpin(t *testing.T) {
+	e := newKernelEnv(t, 1)
+	b := e.backends[0]
+	e.tr.OnServiceUpdate(st.Service("default", "self", "10.96.0.17", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	e.slice("self", b)
+	e.sync(t)
+	name, err := b.Probe("tcp", netip.MustParseAddrPort("10.96.0.17:80"), 2*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, b.Name, name)
+}

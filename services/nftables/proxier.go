@@ -70,6 +70,7 @@ type Proxier struct {
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
 	resolved map[services.ServicePortName]*services.Resolved
+	hairpin  map[string]int // endpoint address -> number of ports using it
 	needFull bool
 }
 
@@ -86,7 +87,8 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 		cfg.MasqueradeMark = DefaultMasqueradeMark
 	}
 	p := &Proxier{nft: nft, tracker: tracker, cfg: cfg, log: slog.Default(), needFull: true,
-		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{}}
+		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{},
+		hairpin: map[string]int{}}
 	for _, o := range opts {
 		o(p)
 	}
@@ -126,10 +128,11 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	} else {
 		newState = maps.Clone(p.state)
 	}
-	var d diff
+	d := diff{hairpin: maps.Clone(p.hairpin)}
 	old := p.state
 	if full {
 		old = nil
+		d.hairpin = map[string]int{}
 	}
 	names := slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
 	for _, n := range names {
@@ -150,6 +153,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	}
 	stale := p.stale(changes)
 	p.state = newState
+	p.hairpin = d.hairpin
 	p.needFull = false
 	for n, r := range changes {
 		if r == nil {
@@ -221,7 +225,9 @@ func (p *Proxier) baseObjects(tx *knftables.Transaction) {
 	}
 	mark := fmt.Sprintf("%#x", p.cfg.MasqueradeMark)
 	chain(chainMarkMasq, "meta mark set meta mark or "+mark)
+	tx.Add(&knftables.Set{Name: setHairpin, Type: addrType + " . " + addrType})
 	chain(chainMasquerading,
+		fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", ip, ip, setHairpin),
 		fmt.Sprintf("meta mark & %s == 0 return", mark),
 		"meta mark set meta mark xor "+mark,
 		"masquerade fully-random")
@@ -251,6 +257,10 @@ type diff struct {
 	writeChains            []string
 	rules                  map[string][]string
 	staleChains, staleSets []string
+	// hairpin holds the reference counts after this diff; hairpinAdd and
+	// hairpinDel the set elements to write.
+	hairpin                map[string]int
+	hairpinAdd, hairpinDel []string
 }
 
 func (d *diff) add(old, cur *rendered) {
@@ -262,6 +272,19 @@ func (d *diff) add(old, cur *rendered) {
 	}
 	if d.addSets == nil {
 		d.addSets, d.rules = map[string]int{}, map[string][]string{}
+	}
+	for _, a := range old.hairpin {
+		d.hairpin[a]--
+		if d.hairpin[a] == 0 {
+			delete(d.hairpin, a)
+			d.hairpinDel = append(d.hairpinDel, a)
+		}
+	}
+	for _, a := range cur.hairpin {
+		d.hairpin[a]++
+		if d.hairpin[a] == 1 {
+			d.hairpinAdd = append(d.hairpinAdd, a)
+		}
 	}
 	for e := range old.elements {
 		if !cur.elements[e] {
@@ -303,6 +326,29 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
 	for _, e := range d.delElems {
 		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
+	}
+	// An address dropped by one port and added by another in the same
+	// diff appears in both lists: net it out.
+	add, del := map[string]bool{}, map[string]bool{}
+	for _, a := range d.hairpinAdd {
+		add[a] = true
+	}
+	for _, a := range d.hairpinDel {
+		if add[a] {
+			delete(add, a)
+		} else {
+			del[a] = true
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(del)) {
+		if d.hairpin[a] == 0 {
+			tx.Delete(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(add)) {
+		if d.hairpin[a] > 0 {
+			tx.Add(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+		}
 	}
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
 		tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(timeoutOf(d.addSets[s]))})

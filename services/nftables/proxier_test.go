@@ -3,7 +3,6 @@ package nftables_test
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -147,10 +146,16 @@ func TestIncremental(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	tx := fake.LastTransaction.String()
 	assert.NotSame(t, before, fake.LastTransaction)
-	for _, line := range strings.Split(strings.TrimSpace(tx), "\n") {
-		assert.Contains(t, line, "dns", "only the changed service is written: %s", line)
-	}
-	assert.Contains(t, tx, "delete chain ip tabby-services endpoint-kube-system/dns/udp/dns__10.244.2.7/53")
+	// Golden: exactly this service's chain and the hairpin elements of
+	// the endpoint that went and the one that came.
+	assert.Equal(t, `delete element ip tabby-services hairpin { 10.244.2.7 . 10.244.2.7 }
+add element ip tabby-services hairpin { 10.244.2.99 . 10.244.2.99 }
+add chain ip tabby-services service-kube-system/dns/udp/dns
+flush chain ip tabby-services service-kube-system/dns/udp/dns
+add rule ip tabby-services service-kube-system/dns/udp/dns ip daddr 10.96.0.10 udp dport 53 ip saddr != @cluster-cidrs jump mark-for-masquerade
+add rule ip tabby-services service-kube-system/dns/udp/dns numgen random mod 2 == 0 meta l4proto udp dnat to 10.244.1.5:53
+add rule ip tabby-services service-kube-system/dns/udp/dns meta l4proto udp dnat to 10.244.2.99:53
+`, tx)
 	assert.Equal(t, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.99:53"}, trace(t, fake, "10.244.3.3", "10.96.0.10", "udp", 53, false))
 
 	// Last endpoint of web goes: the cluster IP moves to the reject map.
@@ -163,10 +168,32 @@ func TestIncremental(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	assert.NotContains(t, fake.Dump(), "default/web/")
 	assert.NotContains(t, fake.Dump(), "10.96.0.20")
+	assert.NotContains(t, fake.Dump(), "10.244.2.8 . 10.244.2.8", "hairpin element of web's only endpoint released")
+	assert.Contains(t, fake.Dump(), "10.244.1.5 . 10.244.1.5", "hairpin element still used by dns kept")
 
 	// Incremental result equals a fresh full render of the same state.
 	incremental := fake.Dump()
 	p.QueueResync()
 	require.NoError(t, p.Sync(ctx))
 	assert.Equal(t, incremental, fake.Dump())
+}
+
+// TestHairpinShared: two services share an endpoint; its hairpin element
+// stays until the last one goes.
+func TestHairpinShared(t *testing.T) {
+	fake, tr, p := newFake(t)
+	ctx := context.Background()
+	for _, n := range []string{"a", "b"} {
+		tr.OnServiceUpdate(st.Service("default", n, map[string]string{"a": "10.96.1.1", "b": "10.96.1.2"}[n], st.Port("http", v1.ProtocolTCP, 80, 0)))
+		tr.OnEndpointSliceUpdate(st.Slice("default", n, n+"-1", webPorts, st.Endpoint{IP: "10.244.5.5"}))
+	}
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, []string{"DNAT 10.244.5.5:8080 masq"}, trace(t, fake, "10.244.5.5", "10.96.1.2", "tcp", 80, false), "hairpin masqueraded")
+	assert.Equal(t, []string{"DNAT 10.244.5.5:8080"}, trace(t, fake, "10.244.5.6", "10.96.1.2", "tcp", 80, false))
+	tr.OnServiceDelete(st.Service("default", "a", "10.96.1.1"))
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, []string{"DNAT 10.244.5.5:8080 masq"}, trace(t, fake, "10.244.5.5", "10.96.1.2", "tcp", 80, false))
+	tr.OnServiceDelete(st.Service("default", "b", "10.96.1.2"))
+	require.NoError(t, p.Sync(ctx))
+	assert.NotContains(t, fake.Dump(), "10.244.5.5")
 }

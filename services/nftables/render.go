@@ -22,6 +22,7 @@ const (
 	mapServiceNodePorts = "service-nodeports"
 	mapNoEndpointSvcs   = "no-endpoint-services"
 	mapNoEndpointNPs    = "no-endpoint-nodeports"
+	setHairpin          = "hairpin"
 	setClusterCIDRs     = "cluster-cidrs"
 )
 
@@ -37,9 +38,12 @@ type element struct {
 // map elements. Two rendered values are compared to find what changed.
 type rendered struct {
 	chains   map[string][]string
-	order    []string // chain names, endpoints first, so a rule never jumps to a chain not yet written
+	order    []string // chain names, in the order they are written (targets first)
 	sets     map[string]int
 	elements map[element]bool
+	// hairpin lists the endpoint addresses the port uses; the hairpin
+	// set holds "A . A" for each, reference-counted across ports.
+	hairpin []string
 }
 
 // keyOf is "ns/name/proto/port", the part of chain names that names the
@@ -103,24 +107,28 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	cluster := p.eps(r.Endpoints.Cluster)
 	affinity := int(sp.AffinityTimeout.Seconds())
 
-	// Endpoint chains, one per endpoint used by either set.
+	// No chain per endpoint: each endpoint is one rule in the dispatching
+	// chain (a chain per endpoint would multiply the chains by the
+	// endpoints, and every nft invocation lists all chains, which the
+	// kernel does in time quadratic in their number). Hairpin traffic (an
+	// endpoint reaching itself through the service) is masqueraded in
+	// postrouting through the hairpin set instead of per-endpoint rules.
 	for _, e := range (services.EndpointSets{Cluster: internal, Local: external}).All() {
-		name := "endpoint-" + key + "__" + epName(e)
-		rules := []string{fmt.Sprintf("%s saddr %s jump %s", ip, e.Addr, chainMarkMasq)}
+		out.hairpin = append(out.hairpin, e.Addr.String())
+	}
+	dnat := func(e services.Endpoint) string {
 		if affinity > 0 {
-			set := "affinity-" + key + "__" + epName(e)
-			out.sets[set] = affinity
-			rules = append(rules, fmt.Sprintf("update @%s { %s saddr }", set, ip))
+			return fmt.Sprintf("update @affinity-%s__%s { %s saddr } meta l4proto %s dnat to %s", key, epName(e), ip, proto, e.AddrPort())
 		}
-		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.AddrPort()))
-		out.chains[name] = rules
-		out.order = append(out.order, name)
+		return fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.AddrPort())
 	}
 	dispatch := func(eps []services.Endpoint) []string {
 		var rules []string
 		if affinity > 0 {
 			for _, e := range eps {
-				rules = append(rules, fmt.Sprintf("%s saddr @affinity-%s__%s goto endpoint-%s__%s", ip, key, epName(e), key, epName(e)))
+				set := "affinity-" + key + "__" + epName(e)
+				out.sets[set] = affinity
+				rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, set, dnat(e)))
 			}
 		}
 		// Random balancing without a per-service anonymous map: rule i
@@ -129,11 +137,10 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		// make a large transaction quadratic in the kernel (each binding
 		// walks the transaction list, __nft_set_trans_bind).
 		for i, e := range eps {
-			target := fmt.Sprintf("goto endpoint-%s__%s", key, epName(e))
 			if i == len(eps)-1 {
-				rules = append(rules, target)
+				rules = append(rules, dnat(e))
 			} else {
-				rules = append(rules, fmt.Sprintf("numgen random mod %d == 0 %s", len(eps)-i, target))
+				rules = append(rules, fmt.Sprintf("numgen random mod %d == 0 %s", len(eps)-i, dnat(e)))
 			}
 		}
 		return rules

@@ -83,6 +83,17 @@ func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet)
 			o.Verdict = strings.ToUpper(s.verdict)
 		case s.dnat.IsValid():
 			o.Verdict, o.DNAT = "DNAT", s.dnat
+			// Postrouting sees the DNATed packet.
+			post := &tracer{t: tr.t, nodeIPs: tr.nodeIPs, pkt: pkt, dnatted: true}
+			post.pkt.Dst, post.pkt.DstPort = s.dnat.Addr(), s.dnat.Port()
+			ps, err := post.run("nat-postrouting", state{mark: s.mark})
+			if err != nil {
+				return nil, err
+			}
+			o.Masquerade = false
+			for _, p := range ps {
+				o.Masquerade = o.Masquerade || p.masq
+			}
 		default:
 			// No NAT: the filter chains may reject or drop it.
 			fs, err := tr.run(filterChain, state{})
@@ -105,10 +116,21 @@ type tracer struct {
 	t       *knftables.FakeTable
 	nodeIPs []netip.Addr
 	pkt     Packet
+	dnatted bool // in postrouting: the packet was DNATed
+}
+
+// pairIn reports whether "saddr . daddr" is an element of the named set.
+func (tr *tracer) pairIn(set string) (bool, error) {
+	st := tr.t.Sets[set]
+	if st == nil {
+		return false, fmt.Errorf("no set %s", set)
+	}
+	return st.FindElement(tr.pkt.Src.String(), tr.pkt.Dst.String()) != nil, nil
 }
 
 type state struct {
 	mark    bool
+	masq    bool
 	dnat    netip.AddrPort
 	verdict string // "", accept, drop, reject, return
 }
@@ -118,14 +140,16 @@ func (tr *tracer) local(a netip.Addr) bool {
 }
 
 var (
-	reAddrMatch = regexp.MustCompile(`^ip6? (saddr|daddr) (!= )?(\{ [^}]* \}|@\S+|[0-9a-fA-F:]\S*) `)
-	rePortMatch = regexp.MustCompile(`^(tcp|udp|sctp|th) dport (\d+) `)
-	reVMap3     = regexp.MustCompile(`^ip6? daddr \. meta l4proto \. th dport vmap @(\S+)$`)
-	reVMap2     = regexp.MustCompile(`^meta l4proto \. th dport vmap @(\S+)$`)
-	reNumgen    = regexp.MustCompile(`^numgen random mod (\d+) == 0 (.*)$`)
-	reDNAT      = regexp.MustCompile(`^meta l4proto (\w+) dnat to (\S+)$`)
-	reUpdate    = regexp.MustCompile(`^update @\S+ \{ ip6? saddr \}$`)
-	reJump      = regexp.MustCompile(`^(jump|goto) (\S+)$`)
+	reAddrMatch   = regexp.MustCompile(`^ip6? (saddr|daddr) (!= )?(\{ [^}]* \}|@\S+|[0-9a-fA-F:]\S*) `)
+	rePortMatch   = regexp.MustCompile(`^(tcp|udp|sctp|th) dport (\d+) `)
+	reVMap3       = regexp.MustCompile(`^ip6? daddr \. meta l4proto \. th dport vmap @(\S+)$`)
+	reVMap2       = regexp.MustCompile(`^meta l4proto \. th dport vmap @(\S+)$`)
+	reNumgen      = regexp.MustCompile(`^numgen random mod (\d+) == 0 (.*)$`)
+	reDNAT        = regexp.MustCompile(`^dnat to (\S+)$`)
+	reMetaProto   = regexp.MustCompile(`^meta l4proto (tcp|udp|sctp) `)
+	reUpdate      = regexp.MustCompile(`^update @\S+ \{ ip6? saddr \} `)
+	reConcatMatch = regexp.MustCompile(`^ip6? saddr \. ip6? daddr @(\S+) `)
+	reJump        = regexp.MustCompile(`^(jump|goto) (\S+)$`)
 )
 
 // run executes chain and returns every end state.
@@ -206,6 +230,43 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 			rest = p // Trace follows a connection's first packet
 			continue
 		}
+		if p, ok := strings.CutPrefix(rest, "ct status dnat "); ok {
+			if !tr.dnatted {
+				return []state{s}, nil
+			}
+			rest = p
+			continue
+		}
+		if m := reMetaProto.FindStringSubmatch(rest); m != nil {
+			if m[1] != tr.pkt.Protocol {
+				return []state{s}, nil
+			}
+			rest = rest[len(m[0]):]
+			continue
+		}
+		if m := reUpdate.FindStringSubmatch(rest); m != nil {
+			rest = rest[len(m[0]):] // affinity sets are not simulated
+			continue
+		}
+		if m := reConcatMatch.FindStringSubmatch(rest); m != nil {
+			in, err := tr.pairIn(m[1])
+			if err != nil {
+				return nil, err
+			}
+			if !in {
+				return []state{s}, nil
+			}
+			rest = rest[len(m[0]):]
+			continue
+		}
+		if m := reNumgen.FindStringSubmatch(rest); m != nil {
+			// Random: the rule may match (the rest of it runs) or not.
+			out, err := tr.rule(m[2], s)
+			if err != nil {
+				return nil, err
+			}
+			return append(out, s), nil
+		}
 		break
 	}
 	switch {
@@ -215,26 +276,13 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 	case reVMap2.MatchString(rest):
 		m := reVMap2.FindStringSubmatch(rest)
 		return tr.vmap(m[1], []string{tr.pkt.Protocol, strconv.Itoa(int(tr.pkt.DstPort))}, s)
-	case reNumgen.MatchString(rest):
-		// Random: the rule may match (its verdict) or not (go on).
-		m := reNumgen.FindStringSubmatch(rest)
-		out, err := tr.verdict(m[2], s)
-		if err != nil {
-			return nil, err
-		}
-		return append(out, s), nil
 	case reDNAT.MatchString(rest):
 		m := reDNAT.FindStringSubmatch(rest)
-		if m[1] != tr.pkt.Protocol {
-			return []state{s}, nil
-		}
-		ap, err := netip.ParseAddrPort(m[2])
+		ap, err := netip.ParseAddrPort(m[1])
 		if err != nil {
 			return nil, err
 		}
 		s.dnat, s.verdict = ap, "accept"
-		return []state{s}, nil
-	case reUpdate.MatchString(rest):
 		return []state{s}, nil
 	case strings.HasPrefix(rest, "meta mark set meta mark or "):
 		s.mark = true
@@ -247,6 +295,7 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 		}
 		return []state{s}, nil
 	case strings.HasPrefix(rest, "masquerade"):
+		s.masq, s.verdict = true, "accept"
 		return []state{s}, nil
 	}
 	return tr.verdict(rest, s)
