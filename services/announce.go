@@ -1,0 +1,75 @@
+package services
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// AnnounceConfig is the service part of Calico's BGPConfiguration: the
+// ranges whose addresses a node may announce.
+type AnnounceConfig struct {
+	// ServiceClusterIPs are spec.serviceClusterIPs CIDRs.
+	ServiceClusterIPs []netip.Prefix
+	// ServiceExternalIPs are spec.serviceExternalIPs CIDRs.
+	ServiceExternalIPs []netip.Prefix
+	// ServiceLoadBalancerIPs are spec.serviceLoadBalancerIPs CIDRs.
+	ServiceLoadBalancerIPs []netip.Prefix
+}
+
+// Announce returns the prefixes this node should advertise over BGP for
+// services, sorted and without duplicates, following Calico's service
+// advertisement:
+//
+//   - every configured range (cluster-IP, external-IP and load-balancer
+//     CIDRs, masked) is announced by every node;
+//   - for a service port with externalTrafficPolicy Local, each of its
+//     cluster, external and load-balancer IPs that falls in the matching
+//     configured range is also announced as a /32 (/128), but only when
+//     this node has a ready local endpoint for it (Resolved.Endpoints.Local
+//     holding an endpoint with Ready true); so the /32 is withdrawn when
+//     the last ready local endpoint goes and routers send traffic only to
+//     nodes that serve it (ECMP anycast).
+//
+// Addresses outside the configured ranges are never announced. ports
+// is the tracker's state (Tracker.All); nil entries are ignored.
+func Announce(ports map[ServicePortName]*Resolved, cfg AnnounceConfig) []netip.Prefix {
+	var out []netip.Prefix
+	for _, rs := range [][]netip.Prefix{cfg.ServiceClusterIPs, cfg.ServiceExternalIPs, cfg.ServiceLoadBalancerIPs} {
+		for _, p := range rs {
+			out = append(out, p.Masked())
+		}
+	}
+	within := func(a netip.Addr, ranges []netip.Prefix) bool {
+		return slices.ContainsFunc(ranges, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+	for _, r := range ports {
+		if r == nil || !r.Port.ExternalPolicyLocal {
+			continue
+		}
+		if !slices.ContainsFunc(r.Endpoints.Local, func(e Endpoint) bool { return e.Ready }) {
+			continue
+		}
+		for _, set := range []struct {
+			addrs  []netip.Addr
+			ranges []netip.Prefix
+		}{
+			{r.Port.ClusterIPs, cfg.ServiceClusterIPs},
+			{r.Port.ExternalIPs, cfg.ServiceExternalIPs},
+			{r.Port.LoadBalancerIPs, cfg.ServiceLoadBalancerIPs},
+		} {
+			for _, a := range set.addrs {
+				if within(a, set.ranges) {
+					out = append(out, host(a))
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return slices.Compact(out)
+}

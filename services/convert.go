@@ -1,0 +1,216 @@
+package services
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+)
+
+// Default node-port range of the API server (--service-node-port-range).
+const (
+	DefaultNodePortMin = 30000
+	DefaultNodePortMax = 32767
+)
+
+// DefaultAffinityTimeout is the ClientIP affinity timeout when the Service
+// does not set one (core/v1 DefaultClientIPServiceAffinitySeconds).
+const DefaultAffinityTimeout = 10800 * time.Second
+
+var (
+	// ErrInvalidService is wrapped by errors about a Service the tracker
+	// skips (bad addresses, ports, protocols, clashing node ports).
+	ErrInvalidService = errors.New("invalid service")
+	// ErrInvalidEndpointSlice is wrapped by errors about an EndpointSlice
+	// or one of its endpoints the tracker skips.
+	ErrInvalidEndpointSlice = errors.New("invalid endpointslice")
+	// ErrNodePortClash is wrapped (with ErrInvalidService) when a
+	// Service's node port is already used by another Service.
+	ErrNodePortClash = errors.New("node port already allocated")
+)
+
+// NodePortRange is the inclusive range node ports must fall in.
+type NodePortRange struct{ Min, Max uint16 }
+
+// proxied reports whether kube-proxy programs the Service at all:
+// headless (clusterIP None), ExternalName and not-yet-allocated
+// Services are not proxied.
+func proxied(svc *v1.Service) bool {
+	if svc.Spec.Type == v1.ServiceTypeExternalName {
+		return false
+	}
+	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
+}
+
+// ServicePorts converts a Service into its proxied ports. A headless or
+// ExternalName Service gives none and no error. Any invalid field makes
+// the whole Service invalid (error wrapping ErrInvalidService), so a bad
+// object never yields half its rules.
+func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
+	if !proxied(svc) {
+		return nil, nil
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("service %s/%s: %w: %s", svc.Namespace, svc.Name, ErrInvalidService, fmt.Sprintf(format, a...))
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var clusterIPs []netip.Addr
+	for _, s := range ips {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, bad("clusterIP %q", s)
+		}
+		clusterIPs = append(clusterIPs, a.Unmap())
+	}
+	var extIPs []netip.Addr
+	for _, s := range svc.Spec.ExternalIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, bad("externalIP %q", s)
+		}
+		extIPs = append(extIPs, a.Unmap())
+	}
+	var lbIPs []netip.Addr
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP == "" {
+				continue // hostname-only ingress: nothing to proxy
+			}
+			a, err := netip.ParseAddr(ing.IP)
+			if err != nil || a.Zone() != "" {
+				return nil, bad("loadBalancer ingress IP %q", ing.IP)
+			}
+			lbIPs = append(lbIPs, a.Unmap())
+		}
+	}
+	var affinity time.Duration
+	if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
+		affinity = DefaultAffinityTimeout
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			ts := *c.ClientIP.TimeoutSeconds
+			if ts <= 0 || ts > 86400 {
+				return nil, bad("sessionAffinity timeoutSeconds %d not in 1..86400", ts)
+			}
+			affinity = time.Duration(ts) * time.Second
+		}
+	}
+	external := svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer || len(extIPs) > 0
+	etpLocal := external && svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal
+	itpLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == v1.ServiceInternalTrafficPolicyLocal
+	var hc uint16
+	if etpLocal && svc.Spec.Type == v1.ServiceTypeLoadBalancer {
+		if svc.Spec.HealthCheckNodePort < 0 || svc.Spec.HealthCheckNodePort > 65535 {
+			return nil, bad("healthCheckNodePort %d", svc.Spec.HealthCheckNodePort)
+		}
+		hc = uint16(svc.Spec.HealthCheckNodePort)
+	}
+	seen := map[ServicePortName]bool{}
+	var out []*ServicePort
+	for _, p := range svc.Spec.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = v1.ProtocolTCP
+		}
+		if proto != v1.ProtocolTCP && proto != v1.ProtocolUDP && proto != v1.ProtocolSCTP {
+			return nil, bad("port %q: protocol %q", p.Name, proto)
+		}
+		if p.Port <= 0 || p.Port > 65535 {
+			return nil, bad("port %q: port %d", p.Name, p.Port)
+		}
+		name := ServicePortName{Namespace: svc.Namespace, Name: svc.Name, Port: p.Name, Protocol: proto}
+		if seen[name] {
+			return nil, bad("port %q/%s listed twice", p.Name, proto)
+		}
+		seen[name] = true
+		sp := &ServicePort{
+			Name: name, ClusterIPs: clusterIPs, Port: uint16(p.Port),
+			ExternalIPs: extIPs, LoadBalancerIPs: lbIPs, AffinityTimeout: affinity,
+			ExternalPolicyLocal: etpLocal, InternalPolicyLocal: itpLocal, HealthCheckNodePort: hc,
+		}
+		if p.NodePort != 0 && (svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer) {
+			if p.NodePort < int32(npr.Min) || p.NodePort > int32(npr.Max) {
+				return nil, bad("port %q: nodePort %d outside %d-%d", p.Name, p.NodePort, npr.Min, npr.Max)
+			}
+			sp.NodePort = uint16(p.NodePort)
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// sliceKey is a port of an EndpointSlice: its name and protocol, matched
+// against the service port with the same name and protocol.
+type sliceKey struct {
+	port  string
+	proto Protocol
+}
+
+// sliceEndpoints parses an EndpointSlice into endpoints per port.
+// FQDN slices give nothing. Invalid endpoints are skipped and reported
+// in the returned errors (each wrapping ErrInvalidEndpointSlice); the
+// valid ones are still used.
+func sliceEndpoints(s *discovery.EndpointSlice, nodeName string) (map[sliceKey][]Endpoint, []error) {
+	if s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6 {
+		return nil, nil
+	}
+	var errs []error
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("endpointslice %s/%s: %w: %s", s.Namespace, s.Name, ErrInvalidEndpointSlice, fmt.Sprintf(format, a...)))
+	}
+	var addrs []Endpoint
+	for _, ep := range s.Endpoints {
+		if len(ep.Addresses) == 0 {
+			bad("endpoint without addresses")
+			continue
+		}
+		// Only the first address is used (the API documents the rest as
+		// ignored by consumers, kube-proxy included).
+		a, err := netip.ParseAddr(ep.Addresses[0])
+		if err != nil || a.Zone() != "" || a.Is4() != (s.AddressType == discovery.AddressTypeIPv4) || a.Is4In6() {
+			bad("address %q for addressType %s", ep.Addresses[0], s.AddressType)
+			continue
+		}
+		e := Endpoint{Addr: a, Ready: true, Serving: true}
+		if c := ep.Conditions.Ready; c != nil {
+			e.Ready = *c
+		}
+		if c := ep.Conditions.Serving; c != nil {
+			e.Serving = *c
+		} else {
+			e.Serving = e.Ready
+		}
+		if c := ep.Conditions.Terminating; c != nil {
+			e.Terminating = *c
+		}
+		if ep.NodeName != nil {
+			e.NodeName = *ep.NodeName
+			e.Local = nodeName != "" && e.NodeName == nodeName
+		}
+		addrs = append(addrs, e)
+	}
+	out := map[sliceKey][]Endpoint{}
+	for _, p := range s.Ports {
+		if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+			bad("port without a valid number")
+			continue
+		}
+		k := sliceKey{proto: v1.ProtocolTCP}
+		if p.Name != nil {
+			k.port = *p.Name
+		}
+		if p.Protocol != nil {
+			k.proto = *p.Protocol
+		}
+		for _, e := range addrs {
+			e.Port = uint16(*p.Port)
+			out[k] = append(out[k], e)
+		}
+	}
+	return out, errs
+}

@@ -1,0 +1,60 @@
+// Package services is the model of Kubernetes Services as kube-proxy
+// implements them, built from core/v1 Service and discovery/v1
+// EndpointSlice objects, plus the set of service addresses a node
+// announces over BGP (Announce). Backends that turn the model into NAT
+// rules live in subpackages: services/nftables (sigs.k8s.io/knftables,
+// kube-proxy's nftables mode).
+//
+//	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, log)
+//	// informer handlers:
+//	tr.OnServiceUpdate(svc); tr.OnEndpointSliceUpdate(slice); runner.Trigger()
+//	// the backend's sync, driven by a dataplane/syncrunner.Runner:
+//	changed := tr.Changes() // map[ServicePortName]*Resolved, nil = gone
+//
+// # Semantics (kube-proxy's)
+//
+//   - Proxied: ClusterIP, NodePort and LoadBalancer Services with an
+//     allocated clusterIP. Headless (clusterIP None), ExternalName and
+//     unallocated Services give no ports.
+//   - One ServicePort per spec.ports entry, keyed by namespace, name,
+//     port name and protocol (TCP, UDP, SCTP; empty means TCP). Its
+//     endpoints are those of every EndpointSlice labelled
+//     kubernetes.io/service-name with a port of the same name and
+//     protocol; that port's number is the target (the EndpointSlice
+//     controller has already resolved named target ports per pod).
+//   - Endpoint conditions: unset ready / serving count as true (serving
+//     defers to ready), unset terminating as false. Categorize keeps the
+//     ready endpoints and, only when there is none, the serving
+//     terminating ones; separately for the Cluster set and the node-Local
+//     set. Internal traffic uses Local when internalTrafficPolicy is
+//     Local, external traffic (node ports, external and load-balancer
+//     IPs) uses Local when externalTrafficPolicy is Local.
+//   - sessionAffinity ClientIP: AffinityTimeout is timeoutSeconds
+//     (1..86400, default 10800 s).
+//
+// # Bad input
+//
+// A Service with an unparsable address, a port out of range, an unknown
+// protocol, a duplicated port or a node port outside the range is
+// skipped as a whole, with a Warn log line whose err wraps
+// ErrInvalidService; its previous rules are removed. Two Services asking
+// for the same node port and protocol: the first by namespace/name keeps
+// it, the other is skipped (ErrNodePortClash) until the clash goes. An
+// EndpointSlice endpoint with a bad address is skipped with a log line
+// (ErrInvalidEndpointSlice); the slice's other endpoints are used.
+// Nothing an object does can affect the ports of other Services.
+//
+// # Design
+//
+//  1. The Tracker holds the latest object of every Service and the
+//     parsed endpoints of every slice, plus the set of Services touched
+//     since the last Changes. Changes re-resolves only those, so a sync
+//     costs O(changed Services), not O(all) (kube-proxy's change
+//     trackers). Bursts of events between syncs coalesce.
+//  2. Resolved values are immutable once returned; backends keep them.
+//  3. Announce is a pure function of the resolved state and the BGP
+//     configuration, so the bgp package can call it on every change.
+//
+// Thread safety: Tracker methods are safe for concurrent use; Announce and
+// ServicePorts are pure.
+package services

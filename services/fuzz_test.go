@@ -1,0 +1,54 @@
+package services_test
+
+import (
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tabbynet/tabby/services"
+)
+
+// FuzzTracker feeds Services and EndpointSlices with arbitrary
+// addresses, ports and protocols: the tracker must never panic, and every
+// port it resolves must carry parseable, valid values.
+func FuzzTracker(f *testing.F) {
+	f.Add("10.96.0.1", "192.0.2.1", "TCP", int32(80), int32(30080), "10.244.0.1", int32(8080), "IPv4")
+	f.Add("fd00::1", "", "UDP", int32(53), int32(0), "fd00:244::1", int32(53), "IPv6")
+	f.Add("None", "x", "ICMP", int32(-1), int32(99999), "bad", int32(0), "FQDN")
+	f.Fuzz(func(t *testing.T, cip, ext, proto string, port, nodePort int32, epIP string, epPort int32, addrType string) {
+		tr := services.NewTracker(services.TrackerConfig{NodeName: "n"}, nil)
+		svc := &v1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s"},
+			Spec: v1.ServiceSpec{Type: v1.ServiceTypeNodePort, ClusterIP: cip, ClusterIPs: []string{cip}, ExternalIPs: []string{ext},
+				Ports: []v1.ServicePort{{Name: "p", Protocol: v1.Protocol(proto), Port: port, NodePort: nodePort}}},
+		}
+		p := v1.Protocol(proto)
+		name := "p"
+		s := &discovery.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "s-1", Labels: map[string]string{discovery.LabelServiceName: "s"}},
+			AddressType: discovery.AddressType(addrType),
+			Endpoints:   []discovery.Endpoint{{Addresses: []string{epIP}}},
+			Ports:       []discovery.EndpointPort{{Name: &name, Protocol: &p, Port: &epPort}},
+		}
+		tr.OnServiceUpdate(svc)
+		tr.OnEndpointSliceUpdate(s)
+		for _, r := range tr.Changes() {
+			if r == nil {
+				continue
+			}
+			if r.Port.Port == 0 || len(r.Port.ClusterIPs) == 0 {
+				t.Fatalf("resolved port without port or cluster IP: %+v", r.Port)
+			}
+			for _, e := range r.Endpoints.Cluster {
+				if !e.Addr.IsValid() || e.Port == 0 {
+					t.Fatalf("invalid endpoint %v", e)
+				}
+			}
+		}
+		tr.OnEndpointSliceDelete(s)
+		tr.OnServiceDelete(svc)
+		tr.Changes()
+	})
+}

@@ -1,0 +1,154 @@
+package services
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+)
+
+// Protocol is a service port's L4 protocol: TCP, UDP or SCTP
+// (core/v1 Protocol).
+type Protocol = v1.Protocol
+
+// ServicePortName names one port of one Service, as kube-proxy's
+// proxy.ServicePortName does: the Service's namespace and name, the port's
+// name ("" for an unnamed single port) and its protocol.
+type ServicePortName struct {
+	Namespace string
+	Name      string
+	Port      string
+	Protocol  Protocol
+}
+
+// String is "namespace/name:port/protocol", for logs.
+func (n ServicePortName) String() string {
+	return fmt.Sprintf("%s/%s:%s/%s", n.Namespace, n.Name, n.Port, n.Protocol)
+}
+
+// ServicePort is one port of a proxied Service, with everything the
+// backends need. Addresses of both families are kept; a backend renders
+// only the family it serves.
+type ServicePort struct {
+	Name ServicePortName
+	// ClusterIPs are spec.clusterIPs (one per family, dual stack).
+	ClusterIPs []netip.Addr
+	// Port is spec.ports[].port.
+	Port uint16
+	// NodePort is spec.ports[].nodePort, 0 when the Service has none
+	// (ClusterIP type, or LoadBalancer with allocateLoadBalancerNodePorts false).
+	NodePort uint16
+	// ExternalIPs are spec.externalIPs.
+	ExternalIPs []netip.Addr
+	// LoadBalancerIPs are status.loadBalancer.ingress[].ip (type LoadBalancer only).
+	LoadBalancerIPs []netip.Addr
+	// AffinityTimeout is sessionAffinityConfig.clientIP.timeoutSeconds when
+	// sessionAffinity is ClientIP (default 10800 s), 0 without affinity.
+	AffinityTimeout time.Duration
+	// ExternalPolicyLocal is externalTrafficPolicy: Local (NodePort and
+	// LoadBalancer types, or a Service with externalIPs).
+	ExternalPolicyLocal bool
+	// InternalPolicyLocal is internalTrafficPolicy: Local.
+	InternalPolicyLocal bool
+	// HealthCheckNodePort is spec.healthCheckNodePort (ExternalPolicyLocal only).
+	HealthCheckNodePort uint16
+}
+
+// ExternallyAccessible reports whether the port is reachable from outside
+// the cluster network (NodePort, external IPs or load-balancer IPs), so
+// externalTrafficPolicy applies.
+func (p *ServicePort) ExternallyAccessible() bool {
+	return p.NodePort != 0 || len(p.ExternalIPs) > 0 || len(p.LoadBalancerIPs) > 0
+}
+
+// Endpoint is one address:port serving a ServicePort, from an
+// EndpointSlice endpoint and the slice port matching the service port's
+// name and protocol.
+type Endpoint struct {
+	Addr netip.Addr
+	Port uint16
+	// NodeName is endpoints[].nodeName; Local is NodeName == the node
+	// the model was built for.
+	NodeName string
+	Local    bool
+	// Conditions (endpoints[].conditions), with the EndpointSlice API
+	// defaults for unset fields: ready and serving default to true,
+	// terminating to false.
+	Ready, Serving, Terminating bool
+}
+
+// AddrPort is the endpoint's address and port.
+func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, e.Port) }
+
+// String is "addr:port".
+func (e Endpoint) String() string { return e.AddrPort().String() }
+
+// EndpointSets are the endpoints a backend balances over, computed as
+// kube-proxy's CategorizeEndpoints does for one ServicePort.
+type EndpointSets struct {
+	// Cluster is for traffic policy Cluster: all ready endpoints, or when
+	// none is ready, the serving terminating ones.
+	Cluster []Endpoint
+	// Local is for traffic policy Local: the ready node-local endpoints,
+	// or when none is ready, the serving terminating node-local ones.
+	Local []Endpoint
+}
+
+// Internal is the set internal traffic (cluster IPs) goes to.
+func (s EndpointSets) Internal(p *ServicePort) []Endpoint {
+	if p.InternalPolicyLocal {
+		return s.Local
+	}
+	return s.Cluster
+}
+
+// External is the set external traffic (node ports, external and
+// load-balancer IPs) goes to.
+func (s EndpointSets) External(p *ServicePort) []Endpoint {
+	if p.ExternalPolicyLocal {
+		return s.Local
+	}
+	return s.Cluster
+}
+
+// All is every endpoint either set uses, sorted, without duplicates (the
+// endpoint chains a backend keeps).
+func (s EndpointSets) All() []Endpoint {
+	all := append(slices.Clone(s.Cluster), s.Local...)
+	slices.SortFunc(all, compareEndpoints)
+	return slices.CompactFunc(all, func(a, b Endpoint) bool { return a.AddrPort() == b.AddrPort() })
+}
+
+func compareEndpoints(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) }
+
+// Categorize splits endpoints into the Cluster and Local sets:
+// ready endpoints are used; only when none is ready are serving
+// terminating endpoints used (kube-proxy's terminating fallback, KEP-1669).
+// Results are sorted by address and port.
+func Categorize(eps []Endpoint) EndpointSets {
+	pick := func(keep func(Endpoint) bool) []Endpoint {
+		var ready, term []Endpoint
+		for _, e := range eps {
+			if !keep(e) {
+				continue
+			}
+			if e.Ready {
+				ready = append(ready, e)
+			} else if e.Serving && e.Terminating {
+				term = append(term, e)
+			}
+		}
+		out := ready
+		if len(out) == 0 {
+			out = term
+		}
+		slices.SortFunc(out, compareEndpoints)
+		return out
+	}
+	return EndpointSets{
+		Cluster: pick(func(Endpoint) bool { return true }),
+		Local:   pick(func(e Endpoint) bool { return e.Local }),
+	}
+}

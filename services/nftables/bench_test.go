@@ -1,0 +1,139 @@
+package nftables_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/knftables"
+
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/services"
+	snft "github.com/tabbynet/tabby/services/nftables"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+// benchTarget is where a benchmark renders: the kernel (a fresh netns)
+// or knftables.Fake (rule generation and transaction validation only).
+func benchTarget(b *testing.B, kernel bool) knftables.Interface {
+	b.Helper()
+	if !kernel {
+		return knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)
+	}
+	ns := nettest.NewNetns(b, "svcbench") // skips unless root
+	nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return nft
+}
+
+func loadTracker(n, k int) *services.Tracker {
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	svcs, slices := st.Many("bench", n, k, true)
+	for i := range svcs {
+		tr.OnServiceUpdate(svcs[i])
+		tr.OnEndpointSliceUpdate(slices[i])
+	}
+	return tr
+}
+
+// BenchmarkFullSync: a first sync of N services × 10 endpoints (the whole
+// table in one transaction).
+func BenchmarkFullSync(b *testing.B) {
+	for _, target := range []string{"fake", "kernel"} {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
+				if target == "fake" && n > 1000 {
+					b.Skip("knftables.Fake copies the whole table per transaction; only the 1,000 case is a useful peer")
+				}
+				nft := benchTarget(b, target == "kernel")
+				tr := loadTracker(n, 10)
+				b.ResetTimer()
+				for range b.N {
+					p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := p.Sync(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkOneEndpointChange: one endpoint of one service replaced, at N
+// services × 10 endpoints already in the table.
+func BenchmarkOneEndpointChange(b *testing.B) {
+	for _, target := range []string{"fake", "kernel"} {
+		for _, n := range []int{1000, 10000, 30000} {
+			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
+				if target == "fake" && n > 1000 {
+					b.Skip("knftables.Fake copies the whole table per transaction; only the 1,000 case is a useful peer")
+				}
+				nft := benchTarget(b, target == "kernel")
+				tr := loadTracker(n, 10)
+				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx := context.Background()
+				if err := p.Sync(ctx); err != nil {
+					b.Fatal(err)
+				}
+				_, slices := st.Many("bench", n, 10, true)
+				b.ResetTimer()
+				for i := range b.N {
+					s := slices[(i*7919)%n].DeepCopy()
+					s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.250.%d.%d", (i>>8)&0xff, i&0xff)}
+					tr.OnEndpointSliceUpdate(s)
+					if err := p.Sync(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkFirstPacket: a new TCP connection (connect, read the answer,
+// close) from a pod to a service's cluster IP, with 0 or 10,000 other
+// services in the table: the first packet's dispatch is a verdict-map
+// lookup, so the two should match.
+func BenchmarkFirstPacket(b *testing.B) {
+	for _, n := range []int{0, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			topo := nettest.NewTopology(b, nettest.Nodes(1))
+			node := topo.Node(0)
+			backend := node.AddPod(b)
+			backend.ListenTCP(b, 8080)
+			client := node.AddPod(b)
+			nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tr := loadTracker(n, 10)
+			tr.OnServiceUpdate(st.Service("default", "target", "10.111.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnEndpointSliceUpdate(st.Slice("default", "target", "target-1", webPorts, st.Endpoint{IP: backend.IP.String(), Node: node.Name}))
+			p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Sync(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			vip := netip.MustParseAddrPort("10.111.0.1:80")
+			b.ResetTimer()
+			for range b.N {
+				if _, err := client.Probe("tcp", vip, 2*time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

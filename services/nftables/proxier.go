@@ -1,0 +1,379 @@
+package nftables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/tabbynet/tabby/services"
+)
+
+// DefaultTable is the table tabby owns; nothing outside it is touched.
+const DefaultTable = "tabby-services"
+
+// DefaultMasqueradeMark is the packet-mark bit that asks for masquerade in
+// postrouting (kube-proxy's 0x4000).
+const DefaultMasqueradeMark = 0x4000
+
+// ErrInvalidConfig is wrapped by New for a bad Config.
+var ErrInvalidConfig = errors.New("invalid nftables services config")
+
+// Config configures a Proxier.
+type Config struct {
+	// Family is knftables.IPv4Family or knftables.IPv6Family (one Proxier
+	// per family, as kube-proxy runs one proxier per family).
+	Family knftables.Family
+	// Table is the table name (default DefaultTable). It must be the
+	// table the knftables.Interface was created for.
+	Table string
+	// ClusterCIDRs are the pod CIDRs. When set, traffic to a cluster IP
+	// from outside them is masqueraded (kube-proxy's --cluster-cidr), and
+	// pod traffic to an externalTrafficPolicy Local address is sent to
+	// the whole cluster.
+	ClusterCIDRs []netip.Prefix
+	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
+	MasqueradeMark uint32
+}
+
+// Option configures a Proxier.
+type Option func(*Proxier)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(p *Proxier) { p.log = l } }
+
+// WithStaleFlows sets a function Sync calls, after a successful
+// transaction, with the UDP/SCTP flows the change made stale
+// (services.StaleFlows), so a conntrack cleaner (services/conntrack)
+// deletes them before they blackhole traffic. It runs on Sync's
+// goroutine; its failure is logged by the cleaner, not retried.
+func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Option {
+	return func(p *Proxier) { p.onStale = f }
+}
+
+// Proxier renders a services.Tracker into one nftables table through a
+// knftables.Interface.
+type Proxier struct {
+	nft     knftables.Interface
+	tracker *services.Tracker
+	cfg     Config
+	log     *slog.Logger
+	onStale func(context.Context, []services.StaleFlow)
+
+	mu       sync.Mutex
+	state    map[services.ServicePortName]*rendered
+	resolved map[services.ServicePortName]*services.Resolved
+	hairpin  map[string]int // endpoint address -> number of ports using it
+	needFull bool
+}
+
+// New returns a Proxier that renders tracker into nft. Nothing is written
+// until Sync.
+func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
+	if cfg.Family != knftables.IPv4Family && cfg.Family != knftables.IPv6Family {
+		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, cfg.Family)
+	}
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if cfg.MasqueradeMark == 0 {
+		cfg.MasqueradeMark = DefaultMasqueradeMark
+	}
+	p := &Proxier{nft: nft, tracker: tracker, cfg: cfg, log: slog.Default(), needFull: true,
+		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{},
+		hairpin: map[string]int{}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
+}
+
+// QueueResync makes the next Sync rewrite the whole table.
+func (p *Proxier) QueueResync() {
+	p.mu.Lock()
+	p.needFull = true
+	p.mu.Unlock()
+}
+
+// Sync writes the tracker's changes since the last Sync in one
+// transaction: only the chains, sets and map elements of service ports
+// that changed. The first Sync, and the first after a failure or
+// QueueResync, recreates the whole table. It is the function to hand to
+// a dataplane/syncrunner.Runner.
+func (p *Proxier) Sync(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changes := p.tracker.Changes()
+	full := p.needFull
+	tx := p.nft.NewTransaction()
+	newState := p.state
+	if full {
+		newState = map[services.ServicePortName]*rendered{}
+		changes = p.tracker.All()
+		// Stale entries in the old state are simply dropped: the table
+		// is recreated.
+		for n := range p.resolved {
+			if _, ok := changes[n]; !ok {
+				changes[n] = nil
+			}
+		}
+		p.baseObjects(tx)
+	} else {
+		newState = maps.Clone(p.state)
+	}
+	d := diff{hairpin: maps.Clone(p.hairpin)}
+	old := p.state
+	if full {
+		old = nil
+		d.hairpin = map[string]int{}
+	}
+	names := slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
+	for _, n := range names {
+		r := p.render(changes[n])
+		d.add(old[n], r)
+		if r == nil {
+			delete(newState, n)
+		} else {
+			newState[n] = r
+		}
+	}
+	d.write(tx, p.setType(), full)
+	if tx.NumOperations() > 0 {
+		if err := p.nft.Run(ctx, tx); err != nil {
+			p.needFull = true
+			return fmt.Errorf("nftables table %s: %w", p.cfg.Table, err)
+		}
+	}
+	stale := p.stale(changes)
+	p.state = newState
+	p.hairpin = d.hairpin
+	p.needFull = false
+	for n, r := range changes {
+		if r == nil {
+			delete(p.resolved, n)
+		} else {
+			p.resolved[n] = r
+		}
+	}
+	if p.onStale != nil && len(stale) > 0 {
+		p.onStale(ctx, stale)
+	}
+	return nil
+}
+
+// stale lists the UDP/SCTP flows made stale by changes (compared with
+// the previously applied resolved state).
+func (p *Proxier) stale(changes map[services.ServicePortName]*services.Resolved) []services.StaleFlow {
+	var out []services.StaleFlow
+	for n, r := range changes {
+		out = append(out, services.StaleFlows(p.resolved[n], r, p.cfg.Family == knftables.IPv6Family)...)
+	}
+	return out
+}
+
+func (p *Proxier) setType() string {
+	if p.cfg.Family == knftables.IPv6Family {
+		return "ipv6_addr"
+	}
+	return "ipv4_addr"
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// baseObjects recreates the table with its base chains, dispatch chains
+// and maps (kube-proxy's layout; hook priorities in doc.go).
+func (p *Proxier) baseObjects(tx *knftables.Transaction) {
+	ip, addrType := p.ipX(), "ipv4_addr"
+	loopback := "127.0.0.0/8"
+	if p.cfg.Family == knftables.IPv6Family {
+		addrType, loopback = "ipv6_addr", "::1"
+	}
+	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	base := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
+		tx.Add(&knftables.Chain{Name: name, Type: &typ, Hook: &hook, Priority: &prio})
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	chain := func(name string, rules ...string) {
+		tx.Add(&knftables.Chain{Name: name})
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	vmap := func(name, key string) {
+		tx.Add(&knftables.Map{Name: name, Type: key + " : verdict"})
+	}
+	vmap(mapServiceIPs, addrType+" . inet_proto . inet_service")
+	vmap(mapNoEndpointSvcs, addrType+" . inet_proto . inet_service")
+	vmap(mapServiceNodePorts, "inet_proto . inet_service")
+	vmap(mapNoEndpointNPs, "inet_proto . inet_service")
+	if cidrs := p.clusterCIDRs(); len(cidrs) > 0 {
+		tx.Add(&knftables.Set{Name: setClusterCIDRs, Type: addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+		for _, c := range cidrs {
+			tx.Add(&knftables.Element{Set: setClusterCIDRs, Key: []string{c}})
+		}
+	}
+	mark := fmt.Sprintf("%#x", p.cfg.MasqueradeMark)
+	chain(chainMarkMasq, "meta mark set meta mark or "+mark)
+	tx.Add(&knftables.Set{Name: setHairpin, Type: addrType + " . " + addrType})
+	chain(chainMasquerading,
+		fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", ip, ip, setHairpin),
+		fmt.Sprintf("meta mark & %s == 0 return", mark),
+		"meta mark set meta mark xor "+mark,
+		"masquerade fully-random")
+	chain(chainReject, "reject")
+	chain(chainServices,
+		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapServiceIPs),
+		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapServiceNodePorts))
+	chain(chainSvcCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapNoEndpointSvcs))
+	chain(chainNodePortCheck, fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs))
+	filterPrio := knftables.BaseChainPriority("-110")
+	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
+		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
+	base("filter-forward", knftables.FilterType, knftables.ForwardHook, filterPrio, "ct state new jump "+chainSvcCheck)
+	base("filter-output", knftables.FilterType, knftables.OutputHook, filterPrio,
+		"ct state new jump "+chainSvcCheck, "ct state new jump "+chainNodePortCheck)
+	base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, "jump "+chainServices)
+	base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority, "jump "+chainServices)
+	base("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, "jump "+chainMasquerading)
+}
+
+// diff collects, over all changed service ports, the operations of one
+// transaction, grouped so that nothing is referenced before it exists or
+// deleted while referenced.
+type diff struct {
+	delElems, addElems     []element
+	addSets                map[string]int
+	writeChains            []string
+	rules                  map[string][]string
+	staleChains, staleSets []string
+	// hairpin holds the reference counts after this diff; hairpinAdd and
+	// hairpinDel the set elements to write.
+	hairpin                map[string]int
+	hairpinAdd, hairpinDel []string
+}
+
+func (d *diff) add(old, cur *rendered) {
+	if old == nil {
+		old = &rendered{}
+	}
+	if cur == nil {
+		cur = &rendered{}
+	}
+	if d.addSets == nil {
+		d.addSets, d.rules = map[string]int{}, map[string][]string{}
+	}
+	for _, a := range old.hairpin {
+		d.hairpin[a]--
+		if d.hairpin[a] == 0 {
+			delete(d.hairpin, a)
+			d.hairpinDel = append(d.hairpinDel, a)
+		}
+	}
+	for _, a := range cur.hairpin {
+		d.hairpin[a]++
+		if d.hairpin[a] == 1 {
+			d.hairpinAdd = append(d.hairpinAdd, a)
+		}
+	}
+	for e := range old.elements {
+		if !cur.elements[e] {
+			d.delElems = append(d.delElems, e)
+		}
+	}
+	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int { return strings.Compare(a.Map+a.Key, b.Map+b.Key) }) {
+		if !old.elements[e] {
+			d.addElems = append(d.addElems, e)
+		}
+	}
+	for s, to := range cur.sets {
+		if _, ok := old.sets[s]; !ok || old.sets[s] != to {
+			d.addSets[s] = to
+		}
+	}
+	for _, c := range cur.order {
+		if o, ok := old.chains[c]; !ok || !slices.Equal(o, cur.chains[c]) {
+			d.writeChains = append(d.writeChains, c)
+			d.rules[c] = cur.chains[c]
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(old.chains)) {
+		if _, ok := cur.chains[c]; !ok {
+			d.staleChains = append(d.staleChains, c)
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(old.sets)) {
+		if _, ok := cur.sets[s]; !ok {
+			d.staleSets = append(d.staleSets, s)
+		}
+	}
+}
+
+func splitKey(k string) []string { return strings.Split(k, " . ") }
+
+// write adds the operations to tx; fresh means the table was just
+// recreated, so chains need no flush.
+func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
+	for _, e := range d.delElems {
+		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
+	}
+	// An address dropped by one port and added by another in the same
+	// diff appears in both lists: net it out.
+	add, del := map[string]bool{}, map[string]bool{}
+	for _, a := range d.hairpinAdd {
+		add[a] = true
+	}
+	for _, a := range d.hairpinDel {
+		if add[a] {
+			delete(add, a)
+		} else {
+			del[a] = true
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(del)) {
+		if d.hairpin[a] == 0 {
+			tx.Delete(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(add)) {
+		if d.hairpin[a] > 0 {
+			tx.Add(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
+		tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(timeoutOf(d.addSets[s]))})
+	}
+	for _, c := range d.writeChains {
+		tx.Add(&knftables.Chain{Name: c})
+		if !fresh {
+			tx.Flush(&knftables.Chain{Name: c})
+		}
+	}
+	for _, c := range d.writeChains {
+		for _, r := range d.rules[c] {
+			tx.Add(&knftables.Rule{Chain: c, Rule: r})
+		}
+	}
+	for _, e := range d.addElems {
+		tx.Add(&knftables.Element{Map: e.Map, Key: splitKey(e.Key), Value: []string{e.Value}})
+	}
+	for _, c := range d.staleChains {
+		tx.Flush(&knftables.Chain{Name: c})
+	}
+	for _, c := range d.staleChains {
+		tx.Delete(&knftables.Chain{Name: c})
+	}
+	for _, s := range d.staleSets {
+		tx.Delete(&knftables.Set{Name: s})
+	}
+}

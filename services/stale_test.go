@@ -1,0 +1,53 @@
+package services_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/tabbynet/tabby/services"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+func TestStaleFlows(t *testing.T) {
+	dns := []st.SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 5353}}
+	resolve := func(proto v1.Protocol, eps ...st.Endpoint) *services.Resolved {
+		tr := services.NewTracker(services.TrackerConfig{}, nil)
+		tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.10", st.Port("dns", proto, 53, 30053)))
+		ports := dns
+		if proto == v1.ProtocolTCP {
+			ports = []st.SlicePort{{Name: "dns", Proto: v1.ProtocolTCP, Port: 5353}}
+		}
+		tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", ports, eps...))
+		for _, r := range tr.Changes() {
+			return r
+		}
+		return nil
+	}
+	a, b := st.Endpoint{IP: "10.244.0.1"}, st.Endpoint{IP: "10.244.0.2"}
+	str := func(s []services.StaleFlow) []string {
+		var out []string
+		for _, x := range s {
+			out = append(out, x.String())
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		old, cur *services.Resolved
+		want     []string
+	}{
+		{"endpoint replaced", resolve("UDP", a), resolve("UDP", b), []string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+		{"endpoint kept", resolve("UDP", a), resolve("UDP", a, b), nil},
+		{"first endpoint: unDNATed flows", resolve("UDP"), resolve("UDP", a), []string{"UDP *:30053 -> (not DNATed)", "UDP 10.96.0.10:53 -> (not DNATed)"}},
+		{"service deleted", resolve("UDP", a), nil, []string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+		{"tcp ignored", resolve("TCP", a), resolve("TCP", b), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := str(services.StaleFlows(tt.old, tt.cur, false))
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

@@ -1,0 +1,218 @@
+package services_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/tabbynet/tabby/services"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+var tcp80 = []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}
+
+func spn(ns, name, port string, p v1.Protocol) services.ServicePortName {
+	return services.ServicePortName{Namespace: ns, Name: name, Port: port, Protocol: p}
+}
+
+func addrs(eps []services.Endpoint) []string {
+	var out []string
+	for _, e := range eps {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+func TestServicePorts(t *testing.T) {
+	npr := services.NodePortRange{Min: 30000, Max: 32767}
+	tests := []struct {
+		name    string
+		svc     *v1.Service
+		want    int
+		wantErr bool
+		check   func(t *testing.T, ps []*services.ServicePort)
+	}{
+		{name: "clusterIP", svc: st.Service("ns", "a", "10.96.0.10", st.Port("dns", v1.ProtocolUDP, 53, 0), st.Port("dns-tcp", v1.ProtocolTCP, 53, 0)), want: 2,
+			check: func(t *testing.T, ps []*services.ServicePort) {
+				assert.Equal(t, spn("ns", "a", "dns", v1.ProtocolUDP), ps[0].Name)
+				assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.96.0.10")}, ps[0].ClusterIPs)
+				assert.Zero(t, ps[0].AffinityTimeout)
+				assert.False(t, ps[0].ExternallyAccessible())
+			}},
+		{name: "headless", svc: st.Service("ns", "a", "None", st.Port("", v1.ProtocolTCP, 80, 0)), want: 0},
+		{name: "unallocated", svc: st.Service("ns", "a", "", st.Port("", v1.ProtocolTCP, 80, 0)), want: 0},
+		{name: "externalName", svc: st.Service("ns", "a", "10.96.0.1", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeExternalName }), want: 0},
+		{name: "dual stack", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.1", "fd00:96::1"} }), want: 1,
+			check: func(t *testing.T, ps []*services.ServicePort) {
+				assert.Len(t, ps[0].ClusterIPs, 2)
+				assert.Equal(t, v1.ProtocolTCP, ps[0].Name.Protocol, "protocol defaults to TCP")
+			}},
+		{name: "nodeport local affinity", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolSCTP, 80, 30080), func(s *v1.Service) {
+			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](60)}}
+		}), want: 1, check: func(t *testing.T, ps []*services.ServicePort) {
+			assert.Equal(t, uint16(30080), ps[0].NodePort)
+			assert.True(t, ps[0].ExternalPolicyLocal)
+			assert.Equal(t, time.Minute, ps[0].AffinityTimeout)
+		}},
+		{name: "default affinity timeout", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP }), want: 1,
+			check: func(t *testing.T, ps []*services.ServicePort) { assert.Equal(t, 3*time.Hour, ps[0].AffinityTimeout) }},
+		{name: "ETP local ignored on ClusterIP type", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) {
+			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		}), want: 1, check: func(t *testing.T, ps []*services.ServicePort) { assert.False(t, ps[0].ExternalPolicyLocal) }},
+		{name: "loadbalancer", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), func(s *v1.Service) {
+			s.Spec.Type = v1.ServiceTypeLoadBalancer
+			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+			s.Spec.HealthCheckNodePort = 32000
+			s.Spec.ExternalIPs = []string{"192.0.2.1"}
+			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.7"}, {Hostname: "lb.example"}}
+			s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+		}), want: 1, check: func(t *testing.T, ps []*services.ServicePort) {
+			p := ps[0]
+			assert.Equal(t, []netip.Addr{netip.MustParseAddr("203.0.113.7")}, p.LoadBalancerIPs)
+			assert.Equal(t, []netip.Addr{netip.MustParseAddr("192.0.2.1")}, p.ExternalIPs)
+			assert.Equal(t, uint16(32000), p.HealthCheckNodePort)
+			assert.True(t, p.InternalPolicyLocal)
+		}},
+		{name: "bad clusterIP", svc: st.Service("ns", "a", "10.96.0.300", st.Port("", "", 80, 0)), wantErr: true},
+		{name: "bad externalIP", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.ExternalIPs = []string{"x"} }), wantErr: true},
+		{name: "bad protocol", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "ICMP", 80, 0)), wantErr: true},
+		{name: "bad port", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 0, 0)), wantErr: true},
+		{name: "nodePort out of range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 8080)), wantErr: true},
+		{name: "duplicate port", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 0), st.Port("x", "", 81, 0)), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps, err := services.ServicePorts(tt.svc, npr)
+			if tt.wantErr {
+				require.ErrorIs(t, err, services.ErrInvalidService)
+				assert.Contains(t, err.Error(), "ns/a")
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, ps, tt.want)
+			if tt.check != nil {
+				tt.check(t, ps)
+			}
+		})
+	}
+}
+
+func TestCategorize(t *testing.T) {
+	tests := []struct {
+		name         string
+		eps          []st.Endpoint
+		cluster, loc []string
+	}{
+		{name: "ready only", eps: []st.Endpoint{{IP: "10.0.0.2", Node: "me"}, {IP: "10.0.0.1", Node: "other"}, {IP: "10.0.0.3", NotReady: true, NotServing: true}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}, loc: []string{"10.0.0.2:8080"}},
+		{name: "terminating ignored while a ready one exists", eps: []st.Endpoint{{IP: "10.0.0.1", Node: "other"}, {IP: "10.0.0.2", Node: "me", Terminating: true}},
+			cluster: []string{"10.0.0.1:8080"}, loc: []string{"10.0.0.2:8080"}},
+		{name: "terminating fallback", eps: []st.Endpoint{{IP: "10.0.0.1", Terminating: true}, {IP: "10.0.0.2", Terminating: true, NotServing: true}},
+			cluster: []string{"10.0.0.1:8080"}},
+		{name: "none", eps: []st.Endpoint{{IP: "10.0.0.1", NotReady: true, NotServing: true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
+			r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
+			require.NotNil(t, r)
+			assert.Equal(t, tt.cluster, addrs(r.Endpoints.Cluster))
+			assert.Equal(t, tt.loc, addrs(r.Endpoints.Local))
+		})
+	}
+}
+
+func TestTrackerChanges(t *testing.T) {
+	var logs bytes.Buffer
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, slog.New(slog.NewTextHandler(&logs, nil)))
+	web := st.Service("ns", "web", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 30080), st.Port("dns", v1.ProtocolUDP, 53, 0))
+	tr.OnServiceUpdate(web)
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "web", "web-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}, {Name: "dns", Proto: v1.ProtocolUDP, Port: 5353}}, st.Endpoint{IP: "10.244.0.1"}))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "web", "web-2", tcp80, st.Endpoint{IP: "10.244.0.2"}, st.Endpoint{IP: "bad"}))
+	ch := tr.Changes()
+	require.Len(t, ch, 2)
+	assert.Equal(t, []string{"10.244.0.1:8080", "10.244.0.2:8080"}, addrs(ch[spn("ns", "web", "http", v1.ProtocolTCP)].Endpoints.Cluster))
+	assert.Equal(t, []string{"10.244.0.1:5353"}, addrs(ch[spn("ns", "web", "dns", v1.ProtocolUDP)].Endpoints.Cluster))
+	assert.Contains(t, logs.String(), `address \"bad\"`)
+	assert.Empty(t, tr.Changes(), "nothing changed since")
+
+	// A clashing node port: the later Service (by name) is skipped and
+	// logged; the owner keeps working; when the owner goes the other one
+	// takes over.
+	clash := st.Service("ns", "zzz", "10.96.0.2", st.Port("", v1.ProtocolTCP, 81, 30080))
+	tr.OnServiceUpdate(clash)
+	ch = tr.Changes()
+	assert.Empty(t, ch[spn("ns", "zzz", "", v1.ProtocolTCP)])
+	assert.NotNil(t, ch[spn("ns", "web", "http", v1.ProtocolTCP)], "owner re-evaluated and still valid")
+	assert.Contains(t, logs.String(), "node port already allocated")
+	tr.OnServiceDelete(web)
+	ch = tr.Changes()
+	assert.Contains(t, ch, spn("ns", "web", "http", v1.ProtocolTCP))
+	assert.Nil(t, ch[spn("ns", "web", "http", v1.ProtocolTCP)], "deleted port reported as nil")
+	assert.NotNil(t, ch[spn("ns", "zzz", "", v1.ProtocolTCP)], "clash resolved")
+	assert.Len(t, tr.All(), 1)
+
+	// A Service turning invalid removes its ports and leaves the others.
+	tr.OnServiceUpdate(st.Service("ns", "zzz", "nope", st.Port("", v1.ProtocolTCP, 81, 30080)))
+	ch = tr.Changes()
+	assert.Equal(t, map[services.ServicePortName]*services.Resolved{spn("ns", "zzz", "", v1.ProtocolTCP): nil}, ch)
+	assert.Empty(t, tr.All())
+}
+
+func TestAnnounce(t *testing.T) {
+	p := netip.MustParsePrefix
+	cfg := services.AnnounceConfig{
+		ServiceClusterIPs:      []netip.Prefix{p("10.96.0.0/12")},
+		ServiceExternalIPs:     []netip.Prefix{p("192.0.2.0/24")},
+		ServiceLoadBalancerIPs: []netip.Prefix{p("203.0.113.0/25")},
+	}
+	local := func(ready bool) func(*v1.Service) {
+		return func(s *v1.Service) {
+			s.Spec.Type = v1.ServiceTypeLoadBalancer
+			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+			s.Spec.ExternalIPs = []string{"192.0.2.9", "198.51.100.1"}
+			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.5"}, {IP: "203.0.113.200"}}
+		}
+	}
+	base := []string{"10.96.0.0/12", "192.0.2.0/24", "203.0.113.0/25"}
+	tests := []struct {
+		name string
+		eps  []st.Endpoint
+		etp  bool
+		want []string
+	}{
+		{name: "ranges only without a local endpoint", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "other"}}, want: base},
+		{name: "local ready endpoint adds /32s inside ranges", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me"}},
+			want: []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.9/32", "203.0.113.0/25", "203.0.113.5/32"}},
+		{name: "terminating local endpoint is not announced", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me", Terminating: true}}, want: base},
+		{name: "cluster policy never /32", etp: false, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me"}}, want: base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+			mods := []func(*v1.Service){st.Port("http", v1.ProtocolTCP, 80, 30080)}
+			if tt.etp {
+				mods = append(mods, local(true))
+			}
+			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.10", mods...))
+			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
+			tr.Changes()
+			var got []string
+			for _, x := range services.Announce(tr.All(), cfg) {
+				got = append(got, x.String())
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
