@@ -9,4 +9,6 @@ import (
 	"github.com/tabbynet/tabby/cni"
 )
 
-func main() { skel.PluginMainFuncs(cni.NewIPAMPlugin().Funcs(), cni.Supported, cni.About("tabby-ipam")) }
+func main() {
+	skel.PluginMainFuncs(cni.NewIPAMPlugin().Funcs(), cni.Supported, cni.About("tabby-ipam"))
+}
