@@ -36,7 +36,7 @@ var ErrNetnsMissing = errors.New("network namespace does not exist")
 //	7    ErrInvalidConfig, ipam.ErrInvalid, ErrUnknownPool, ErrNotInPool, ErrOverlap
 //	4    ErrInvalidArgs
 //	3    ErrNetnsMissing, netlink.ErrNetnsNotFound
-//	11   ErrDatastore, ipam.ErrTooManyConflicts, store.ErrClosed, context deadline
+//	11   ErrDatastore, ipam.ErrTooManyConflicts, store.ErrConflict, store.ErrClosed, context deadline
 //	100  ipam.ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity, ErrNoMatchingPool
 //	101  ipam.ErrAddressInUse, ipam.ErrReserved
 //	999  anything else
@@ -64,6 +64,7 @@ func Code(err error) uint {
 	case errors.Is(err, ipam.ErrAddressInUse), errors.Is(err, ipam.ErrReserved):
 		return CodeAddressInUse
 	case errors.Is(err, ErrDatastore), errors.Is(err, ipam.ErrTooManyConflicts), errors.Is(err, store.ErrClosed),
+		errors.Is(err, store.ErrConflict),
 		errors.Is(err, context.DeadlineExceeded):
 		return types.ErrTryAgainLater
 	}

@@ -116,10 +116,22 @@ func (m *ipamAdapter) Assign(ctx context.Context, r AssignRequest) ([]netip.Addr
 			Namespace: r.Namespace, Pod: r.Pod, FloatingIPs: r.FloatingIPs})
 		return addrsOf(got), err
 	}
-	res, err := m.a.Assign(ctx, ipam.AssignArgs{Handle: r.Handle, Node: r.Node, Num4: r.Num4, Num6: r.Num6,
-		IPv4Pools: r.IPv4Pools, IPv6Pools: r.IPv6Pools, Namespace: r.Namespace, Pod: r.Pod, FloatingIPs: r.FloatingIPs})
+	args := ipam.AssignArgs{Handle: r.Handle, Node: r.Node, Num4: r.Num4, Num6: r.Num6,
+		IPv4Pools: r.IPv4Pools, IPv6Pools: r.IPv6Pools, Namespace: r.Namespace, Pod: r.Pod, FloatingIPs: r.FloatingIPs}
+	var res ipam.AssignResult
+	var err error
+	// Two concurrent claims of one block by the same node can surface a
+	// revision conflict from the affinity confirmation (ipam, as of this
+	// writing); Assign is all or nothing, so trying again is safe.
+	for range assignAttempts {
+		if res, err = m.a.Assign(ctx, args); !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
 	return addrsOf(res.All()), err
 }
+
+const assignAttempts = 3
 
 func addrsOf(ips []ipam.AssignedIP) []netip.Addr {
 	out := make([]netip.Addr, 0, len(ips))
