@@ -25,6 +25,8 @@ const (
 	// DefaultDatastorePath is the bbolt file used when the IPAM section names
 	// neither a path nor etcd endpoints.
 	DefaultDatastorePath = "/var/lib/tabby/ipam.db"
+	// DefaultStateDir holds the delegated-IPAM records (NetConf.StateDir).
+	DefaultStateDir = "/var/lib/tabby/cni"
 	// DefaultTimeout bounds every verb (datastore, kernel), so a stuck
 	// datastore gives an error (code 11) instead of a hung runtime.
 	DefaultTimeout = 20 * time.Second
@@ -55,6 +57,10 @@ type NetConf struct {
 	Annotations *StaticAnnotations `json:"annotations,omitempty"`
 	// AnnotationsFile names a JSON file holding StaticAnnotations.
 	AnnotationsFile string `json:"annotations_file,omitempty"`
+	// StateDir keeps, per container, the addresses a delegated IPAM plugin
+	// gave, so a retried ADD reuses them (host-local refuses a second
+	// allocation for the same container); "" means DefaultStateDir.
+	StateDir string `json:"state_dir,omitempty"`
 
 	// IPAMConf is the parsed "ipam" section when its type is tabby-ipam
 	// (nil when another IPAM plugin is delegated to).
@@ -138,6 +144,9 @@ func ParseConfig(data []byte) (*NetConf, error) {
 	}
 	if conf.IPAM.Type == "" {
 		return nil, fmt.Errorf("%w: missing ipam.type", ErrInvalidConfig)
+	}
+	if conf.StateDir == "" {
+		conf.StateDir = DefaultStateDir
 	}
 	if conf.IPAM.Type == IPAMPluginType {
 		var outer struct {

@@ -178,7 +178,7 @@ func (l *lab) list(v any) *libcni.NetworkConfigList {
 
 func rt(id, netns string) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: id, NetNS: netns, IfName: "eth0",
-		Args: [][2]string{{"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", id}}}
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", id}}}
 }
 
 // in runs f in the node namespace: plugins exec'd from there run there.
@@ -514,4 +514,76 @@ func TestIntegrationTabbyIPAMUnderPTP(t *testing.T) {
 		require.NoError(t, l.del(list, rt(fmt.Sprint("p", i), p.Path)))
 	}
 	l.assertClean("ptpnet", "p0", "p1")
+}
+
+func TestIntegrationChainedPortmapBandwidth(t *testing.T) {
+	l := newLab(t)
+	list := l.tabbyList("chained", nil, nil,
+		map[string]any{"type": "portmap", "snat": true, "capabilities": map[string]any{"portMappings": true}},
+		map[string]any{"type": "bandwidth", "capabilities": map[string]any{"bandwidth": true}})
+	pod := nettest.NewNetns(t, "cni-pod")
+	r := rt("web", pod.Path)
+	r.CapabilityArgs = map[string]any{
+		"portMappings": []map[string]any{{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}},
+		"bandwidth":    map[string]any{"ingressRate": 8_000_000, "ingressBurst": 1_000_000, "egressRate": 8_000_000, "egressBurst": 1_000_000},
+	}
+	res, err := l.add(list, r)
+	require.NoError(t, err)
+	serve(t, pod, podAddr(t, res), 8080)
+
+	// The hostPort, reached from another namespace through the node's uplink.
+	assert.NoError(t, talk(l.client, "10.98.0.1", 18080))
+
+	// bandwidth found the host veth in the result and shaped it.
+	host, err := l.node.Handle().LinkByName(res.Interfaces[0].Name)
+	require.NoError(t, err)
+	qdiscs, err := l.node.Handle().QdiscList(host)
+	require.NoError(t, err)
+	var tbf bool
+	for _, q := range qdiscs {
+		tbf = tbf || q.Type() == "tbf"
+	}
+	assert.True(t, tbf, "no tbf qdisc on %s: %v", host.Attrs().Name, qdiscs)
+
+	require.NoError(t, l.check(list, r))
+	require.NoError(t, l.del(list, r))
+	require.NoError(t, l.del(list, r))
+	assert.Error(t, talk(l.client, "10.98.0.1", 18080), "hostPort still open after DEL")
+	l.assertClean("chained", "web")
+}
+
+func TestIntegrationDelegatedHostLocal(t *testing.T) {
+	l := newLab(t)
+	data := t.TempDir()
+	list := l.list(map[string]any{"cniVersion": "1.1.0", "name": "hlnet", "plugins": []any{map[string]any{
+		"type": "tabby", "state_dir": t.TempDir(),
+		"ipam": map[string]any{"type": "host-local", "dataDir": data,
+			"ranges": []any{[]any{map[string]any{"subnet": "10.81.0.0/24"}}}},
+	}}})
+	var pods []*nettest.Netns
+	var addrs []string
+	for i := range 2 {
+		p := nettest.NewNetns(t, "cni-pod")
+		res, err := l.add(list, rt(fmt.Sprint("h", i), p.Path))
+		require.NoError(t, err)
+		a := podAddr(t, res)
+		ones, _ := res.IPs[0].Address.Mask.Size()
+		assert.Equal(t, 32, ones, "tabby installs the delegated address as /32")
+		serve(t, p, a, 7070)
+		pods, addrs = append(pods, p), append(addrs, a)
+	}
+	again, err := l.add(list, rt("h0", pods[0].Path))
+	require.NoError(t, err)
+	assert.Equal(t, addrs[0], podAddr(t, again), "retried ADD keeps the address")
+	assert.NoError(t, talk(pods[0], addrs[1], 7070))
+	assert.NoError(t, talk(pods[1], addrs[0], 7070))
+	for i, p := range pods {
+		require.NoError(t, l.check(list, rt(fmt.Sprint("h", i), p.Path)))
+		require.NoError(t, l.del(list, rt(fmt.Sprint("h", i), p.Path)))
+		require.NoError(t, l.del(list, rt(fmt.Sprint("h", i), p.Path)))
+	}
+	for _, a := range addrs {
+		_, err := os.Stat(filepath.Join(data, "hlnet", a))
+		assert.True(t, os.IsNotExist(err), "host-local still holds %s", a)
+	}
 }

@@ -143,6 +143,8 @@ func checkArgs(args *skel.CmdArgs, needNetns bool) error {
 		return fmt.Errorf("%w: CNI_IFNAME is empty", ErrInvalidArgs)
 	case needNetns && args.Netns == "":
 		return fmt.Errorf("%w: CNI_NETNS is empty", ErrInvalidArgs)
+	case strings.ContainsAny(args.ContainerID, "/\\\x00") || args.ContainerID == "." || args.ContainerID == "..":
+		return fmt.Errorf("%w: CNI_CONTAINERID %q", ErrInvalidArgs, args.ContainerID)
 	}
 	return nil
 }
@@ -215,15 +217,23 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 			}
 			return m.ReleaseByHandle(ctx, handle)
 		}
+	} else if addrs, err = readRecord(conf.StateDir, handle); err != nil {
+		return nil, err
+	} else if len(addrs) > 0 {
+		release = func(context.Context) error { return nil } // a retried ADD
 	} else {
 		r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 		if err != nil {
 			return nil, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
 		}
 		release = func(ctx context.Context) error {
-			return invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec)
+			return errors.Join(invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec),
+				removeRecord(conf.StateDir, handle))
 		}
-		if addrs, err = resultAddrs(r); err != nil {
+		if addrs, err = resultAddrs(r); err == nil {
+			err = writeRecord(conf.StateDir, handle, addrs)
+		}
+		if err != nil {
 			return nil, errors.Join(err, release(ctx))
 		}
 	}
@@ -388,6 +398,8 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		errs = append(errs, p.release(ctx, conf.IPAMConf, handle, d))
 	} else if err := invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
 		errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
+	} else {
+		errs = append(errs, removeRecord(conf.StateDir, handle))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return AsCNIError(err)
