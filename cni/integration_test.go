@@ -96,7 +96,7 @@ func plugins(t testing.TB) string {
 // node's default route via the client: proxy ARP for 169.254.1.1 answers
 // only when the node has a route to it through another interface).
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	node   *nettest.Netns
 	client *nettest.Netns
@@ -104,7 +104,7 @@ type lab struct {
 	db     string
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	bin := plugins(t)
 	node := nettest.NewNetns(t, "cni-node")
@@ -123,7 +123,7 @@ func newExec() invoke.Exec {
 	return &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
 }
 
-func uplink(t *testing.T, node, client *nettest.Netns) {
+func uplink(t testing.TB, node, client *nettest.Netns) {
 	t.Helper()
 	nh, ch := node.Handle(), client.Handle()
 	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: "up0"}, PeerName: "eth0", PeerNamespace: nl.NsFd(int(client.NS().Fd()))}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -100,79 +101,67 @@ func ipamResult(addrs []netip.Addr, ic *IPAMConf, dns types.DNS) *current.Result
 	return r
 }
 
-// Del releases the handle's addresses; idempotent.
-func (ip *IPAMPlugin) Del(ctx context.Context, args *skel.CmdArgs) error {
+// verb parses the configuration and runs f under its timeout (d); every
+// error comes back as a *types.Error.
+func (ip *IPAMPlugin) verb(ctx context.Context, args *skel.CmdArgs, f func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error) error {
 	pc, ic, err := ParseIPAMConfig(args.StdinData)
+	if err == nil {
+		d := timeout(ic.TimeoutSeconds)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+		err = f(ctx, pc, ic, d)
+	}
 	if err != nil {
-		return AsCNIError(err)
-	}
-	if args.ContainerID == "" {
-		return AsCNIError(fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs))
-	}
-	d := timeout(ic.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if err := ip.p.release(ctx, ic, Handle(pc.Name, args.ContainerID), d); err != nil {
 		return AsCNIError(err)
 	}
 	return nil
 }
 
+// Del releases the handle's addresses; idempotent.
+func (ip *IPAMPlugin) Del(ctx context.Context, args *skel.CmdArgs) error {
+	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		if args.ContainerID == "" {
+			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
+		}
+		return ip.p.release(ctx, ic, Handle(pc.Name, args.ContainerID), d)
+	})
+}
+
 // Check compares the handle's addresses with prevResult's.
 func (ip *IPAMPlugin) Check(ctx context.Context, args *skel.CmdArgs) error {
-	pc, ic, err := ParseIPAMConfig(args.StdinData)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	d := timeout(ic.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if pc.PrevResult == nil {
-		return AsCNIError(fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig))
-	}
-	prev, err := current.NewResultFromResult(pc.PrevResult)
-	if err != nil {
-		return AsCNIError(fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err))
-	}
-	addrs, err := prevAddrs(prev, args.IfName)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	m, err := ip.p.openIPAM(ic, d)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	defer m.Close()
-	if err := checkHandle(ctx, m, Handle(pc.Name, args.ContainerID), addrs); err != nil {
-		return AsCNIError(err)
-	}
-	return nil
+	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		if pc.PrevResult == nil {
+			return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
+		}
+		prev, err := current.NewResultFromResult(pc.PrevResult)
+		if err != nil {
+			return fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
+		}
+		addrs, err := prevAddrs(prev, args.IfName)
+		if err != nil {
+			return err
+		}
+		m, err := ip.p.openIPAM(ic, d)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		return checkHandle(ctx, m, Handle(pc.Name, args.ContainerID), addrs)
+	})
 }
 
 // GC releases the allocations of this network whose container is not in
 // cni.dev/valid-attachments (older than the gc grace).
 func (ip *IPAMPlugin) GC(ctx context.Context, args *skel.CmdArgs) error {
-	pc, ic, err := ParseIPAMConfig(args.StdinData)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	d := timeout(ic.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if err := ip.p.gcIPAM(ctx, pc.Name, ic, liveHandles(pc.Name, pc.ValidAttachments), d); err != nil {
-		return AsCNIError(err)
-	}
-	return nil
+	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		return ip.p.gcIPAM(ctx, pc.Name, ic, liveHandles(pc.Name, pc.ValidAttachments), d)
+	})
 }
 
 // Status returns code 50 when the datastore is unreachable.
 func (ip *IPAMPlugin) Status(ctx context.Context, args *skel.CmdArgs) error {
-	_, ic, err := ParseIPAMConfig(args.StdinData)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	d := timeout(ic.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return statusOf(ctx, ip.p.openIPAM, ic, d)
+	return ip.verb(ctx, args, func(ctx context.Context, _ *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		return statusOf(ctx, ip.p.openIPAM, ic, d)
+	})
 }

@@ -374,34 +374,45 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 // container never added, is not an error. It is bounded by the configured
 // timeout; a datastore that does not answer gives code 11.
 func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if args.ContainerID == "" {
+			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
+		}
+		handle := Handle(conf.Name, args.ContainerID)
+		wm, done, err := p.workloadsFor()
+		if err != nil {
+			return err
+		}
+		defer done()
+		// The veth and the allocation are independent: remove both at once
+		// (the kernel's link deletion and the datastore's commits each take
+		// milliseconds).
+		teardown := make(chan error, 1)
+		go func() { teardown <- wm.TeardownWorkload(ctx, handle) }()
+		var rel error
+		if conf.IPAMConf != nil {
+			rel = p.release(ctx, conf.IPAMConf, handle, d)
+		} else if err := invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+			rel = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
+		} else {
+			rel = removeRecord(conf.StateDir, handle)
+		}
+		return errors.Join(<-teardown, rel)
+	})
+}
+
+// verb parses the configuration and runs f under its timeout (d); every
+// error comes back as a *types.Error.
+func (p *Plugin) verb(ctx context.Context, args *skel.CmdArgs, f func(ctx context.Context, conf *NetConf, d time.Duration) error) error {
 	conf, err := ParseConfig(args.StdinData)
+	if err == nil {
+		d := timeout(conf.TimeoutSeconds)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+		err = f(ctx, conf, d)
+	}
 	if err != nil {
-		return AsCNIError(err)
-	}
-	if args.ContainerID == "" {
-		return AsCNIError(fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs))
-	}
-	d := timeout(conf.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	handle := Handle(conf.Name, args.ContainerID)
-	wm, done, err := p.workloadsFor()
-	if err != nil {
-		return AsCNIError(err)
-	}
-	defer done()
-	var errs []error
-	if err := wm.TeardownWorkload(ctx, handle); err != nil {
-		errs = append(errs, err)
-	}
-	if conf.IPAMConf != nil {
-		errs = append(errs, p.release(ctx, conf.IPAMConf, handle, d))
-	} else if err := invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
-		errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
-	} else {
-		errs = append(errs, removeRecord(conf.StateDir, handle))
-	}
-	if err := errors.Join(errs...); err != nil {
 		return AsCNIError(err)
 	}
 	return nil
@@ -427,17 +438,9 @@ var ErrCheckFailed = errors.New("check failed")
 // and container interfaces (names, MAC), the addresses and routes inside
 // the pod and on the host, and the IPAM record of the handle.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	d := timeout(conf.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if err := p.check(ctx, conf, args, d); err != nil {
-		return AsCNIError(err)
-	}
-	return nil
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		return p.check(ctx, conf, args, d)
+	})
 }
 
 func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d time.Duration) error {
@@ -546,38 +549,30 @@ func compareResults(prev, want *current.Result) error {
 // network whose container is not among cni.dev/valid-attachments (CNI
 // 1.1 GC). Allocations younger than the IPAM section's gc grace are kept.
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	d := timeout(conf.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	live := liveHandles(conf.Name, conf.ValidAttachments)
-	wm, done, err := p.workloadsFor()
-	if err != nil {
-		return AsCNIError(err)
-	}
-	defer done()
-	ids, err := wm.ListWorkloads(ctx)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	var errs []error
-	for _, id := range ids {
-		if strings.HasPrefix(id, conf.Name+".") && !live(id) {
-			errs = append(errs, wm.TeardownWorkload(ctx, id))
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		live := liveHandles(conf.Name, conf.ValidAttachments)
+		wm, done, err := p.workloadsFor()
+		if err != nil {
+			return err
 		}
-	}
-	if conf.IPAMConf != nil {
-		errs = append(errs, p.gcIPAM(ctx, conf.Name, conf.IPAMConf, live, d))
-	} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
-		errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return AsCNIError(err)
-	}
-	return nil
+		defer done()
+		ids, err := wm.ListWorkloads(ctx)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, id := range ids {
+			if strings.HasPrefix(id, conf.Name+".") && !live(id) {
+				errs = append(errs, wm.TeardownWorkload(ctx, id))
+			}
+		}
+		if conf.IPAMConf != nil {
+			errs = append(errs, p.gcIPAM(ctx, conf.Name, conf.IPAMConf, live, d))
+		} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+			errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
+		}
+		return errors.Join(errs...)
+	})
 }
 
 func liveHandles(network string, valid []types.GCAttachment) func(string) bool {
@@ -610,20 +605,15 @@ func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, live 
 // STATUS): code 50 when the IPAM datastore (or the delegated IPAM plugin)
 // is unavailable.
 func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
-	if err != nil {
-		return AsCNIError(err)
-	}
-	d := timeout(conf.TimeoutSeconds)
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if conf.IPAMConf == nil {
-		if err := invoke.DelegateStatus(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
-			return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if conf.IPAMConf == nil {
+			if err := invoke.DelegateStatus(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+				return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+			}
+			return nil
 		}
-		return nil
-	}
-	return statusOf(ctx, p.openIPAM, conf.IPAMConf, d)
+		return statusOf(ctx, p.openIPAM, conf.IPAMConf, d)
+	})
 }
 
 func statusOf(ctx context.Context, open func(*IPAMConf, time.Duration) (IPAM, error), ic *IPAMConf, d time.Duration) error {
