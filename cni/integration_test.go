@@ -26,6 +26,7 @@ import (
 
 	"github.com/tabbynet/tabby/cni"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/ipam/store/bboltstore"
 )
 
 // Integration tests: the tabby and tabby-ipam binaries (and upstream
@@ -484,6 +485,25 @@ func TestIntegrationGCAndStatus(t *testing.T) {
 		"timeout_seconds": 2}, map[string]any{"timeout_seconds": 2})
 	err = l.in(func(ctx context.Context) error { return l.cfg.GetStatusNetworkList(ctx, down) })
 	assert.Equal(t, types.ErrPluginNotAvailable, cniCode(t, err), "%v", err)
+}
+
+// A datastore held by another process: DEL gives up within its timeout
+// with code 11 (try again later) instead of hanging the runtime.
+func TestIntegrationDelBoundedWhenDatastoreStuck(t *testing.T) {
+	l := newLab(t)
+	list := l.tabbyList("tabnet", map[string]any{"timeout_seconds": 1}, map[string]any{"timeout_seconds": 1})
+	pod := nettest.NewNetns(t, "cni-pod")
+	_, err := l.add(list, rt("p", pod.Path))
+	require.NoError(t, err)
+	held, err := bboltstore.Open(l.db, bboltstore.WithExclusive())
+	require.NoError(t, err)
+	start := time.Now()
+	err = l.del(list, rt("p", pod.Path))
+	assert.Equal(t, types.ErrTryAgainLater, cniCode(t, err), "%v", err)
+	assert.Less(t, time.Since(start), 15*time.Second)
+	require.NoError(t, held.Close())
+	require.NoError(t, l.del(list, rt("p", pod.Path)))
+	l.assertClean("tabnet", "p")
 }
 
 func TestIntegrationTabbyIPAMUnderPTP(t *testing.T) {

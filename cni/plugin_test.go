@@ -384,3 +384,20 @@ func TestCodeTable(t *testing.T) {
 	}
 	assert.Nil(t, AsCNIError(nil))
 }
+
+func TestDualStack(t *testing.T) {
+	e := newEnv(t)
+	tr := true
+	c := conf(t, "1.1.0", nil, map[string]any{"assign_ipv6": tr, "pools": []any{
+		map[string]any{"name": "v4", "cidr": "10.22.0.0/24"},
+		map[string]any{"name": "v6", "cidr": "fd00:22::/120"}}})
+	r := e.add("c1", c)
+	require.Len(t, r.IPs, 2)
+	assert.Equal(t, "169.254.1.1", r.IPs[0].Gateway.String())
+	assert.Contains(t, r.IPs[1].Address.String(), "fd00:22::")
+	assert.Equal(t, "fe80::ecee:eeff:feee:eeee", r.IPs[1].Gateway.String())
+	require.Len(t, r.Routes, 2)
+	assert.Equal(t, "::/0", r.Routes[1].Dst.String())
+	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	assertNothingLeft(t, e, "net1.c1")
+}
