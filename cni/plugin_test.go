@@ -401,3 +401,21 @@ func TestDualStack(t *testing.T) {
 	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
 	assertNothingLeft(t, e, "net1.c1")
 }
+
+func TestCNIArgsIP(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil)
+	e.wm.AddNetns("/run/netns/c1")
+	a := args("c1", "/run/netns/c1", c)
+	a.Args += ";IP=10.22.0.50"
+	r, err := e.p.Add(t.Context(), a)
+	require.NoError(t, err)
+	assert.Equal(t, "10.22.0.50/32", r.(*current.Result).IPs[0].Address.String())
+	e.wm.AddNetns("/run/netns/c2")
+	b := args("c2", "/run/netns/c2", c)
+	b.Args += ";IP=10.22.0.50"
+	_, err = e.p.Add(t.Context(), b)
+	assert.Equal(t, CodeAddressInUse, code(t, err))
+	require.NoError(t, e.p.Del(t.Context(), a))
+	assertNothingLeft(t, e, "net1.c2")
+}
