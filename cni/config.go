@@ -1,0 +1,322 @@
+package cni
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// Plugin type names, as in a network configuration's "type" and
+// "ipam.type".
+const (
+	PluginType     = "tabby"
+	IPAMPluginType = "tabby-ipam"
+)
+
+// Defaults applied by ParseConfig and ParseIPAMConfig.
+const (
+	// DefaultDatastorePath is the bbolt file used when the IPAM section names
+	// neither a path nor etcd endpoints.
+	DefaultDatastorePath = "/var/lib/tabby/ipam.db"
+	// DefaultStateDir holds the delegated-IPAM records (NetConf.StateDir).
+	DefaultStateDir = "/var/lib/tabby/cni"
+	// DefaultTimeout bounds every verb (datastore, kernel), so a stuck
+	// datastore gives an error (code 11) instead of a hung runtime.
+	DefaultTimeout = 20 * time.Second
+	// DefaultGCGrace protects allocations younger than this from GC, so an
+	// ADD racing the runtime's list of valid attachments is never undone.
+	DefaultGCGrace = time.Minute
+)
+
+// Supported lists the CNI spec versions both plugins speak: 0.3.0 through
+// 1.1.0. The result comes back in the version the configuration asked for.
+var Supported = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+// NetConf is the network configuration of the tabby plugin (stdin of every
+// verb). Unknown keys are ignored, as the CNI spec asks.
+type NetConf struct {
+	types.PluginConf
+	// Nodename is the node the addresses are assigned for; "" means the
+	// host name.
+	Nodename string `json:"nodename,omitempty"`
+	// MTU of both veth ends; 0 means 1500.
+	MTU int `json:"mtu,omitempty"`
+	// TimeoutSeconds bounds each verb; 0 means DefaultTimeout.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// Kubernetes, when set, makes ADD read the pod's and namespace's
+	// annotations from the API server.
+	Kubernetes *KubernetesConf `json:"kubernetes,omitempty"`
+	// Annotations, when set, are the static annotations (no cluster).
+	Annotations *StaticAnnotations `json:"annotations,omitempty"`
+	// AnnotationsFile names a JSON file holding StaticAnnotations.
+	AnnotationsFile string `json:"annotations_file,omitempty"`
+	// StateDir keeps, per container, the addresses a delegated IPAM plugin
+	// gave, so a retried ADD reuses them (host-local refuses a second
+	// allocation for the same container); "" means DefaultStateDir.
+	StateDir string `json:"state_dir,omitempty"`
+
+	// IPAMConf is the parsed "ipam" section when its type is tabby-ipam
+	// (nil when another IPAM plugin is delegated to).
+	IPAMConf *IPAMConf `json:"-"`
+}
+
+// KubernetesConf locates the API server.
+type KubernetesConf struct {
+	// Kubeconfig is the path of a kubeconfig file.
+	Kubeconfig string `json:"kubeconfig"`
+}
+
+// IPAMConf is the "ipam" section for type tabby-ipam, read by the tabby
+// plugin (in process) and by the tabby-ipam plugin.
+type IPAMConf struct {
+	Type string `json:"type"`
+	// Nodename is the node the addresses are assigned for; "" means the
+	// plugin's Nodename, then the host name.
+	Nodename string `json:"nodename,omitempty"`
+	// DatastorePath is the bbolt file (one machine); "" means
+	// DefaultDatastorePath unless EtcdEndpoints is set.
+	DatastorePath string `json:"datastore_path,omitempty"`
+	// EtcdEndpoints selects the etcd v3 datastore (a cluster).
+	EtcdEndpoints []string `json:"etcd_endpoints,omitempty"`
+	// EtcdPrefix is the key prefix in etcd; "" means the store's default.
+	EtcdPrefix string `json:"etcd_prefix,omitempty"`
+	// Pools are created when missing (by name), so a configuration works on
+	// a fresh machine. A pool's Gateway is reserved and returned in results
+	// (with the pool's prefix length), as plugins such as ptp need.
+	Pools []PoolConf `json:"pools,omitempty"`
+	// IPv4Pools and IPv6Pools restrict the pools (names or CIDRs); empty
+	// means the pools IPAM would choose for the node.
+	IPv4Pools []string `json:"ipv4_pools,omitempty"`
+	IPv6Pools []string `json:"ipv6_pools,omitempty"`
+	// AssignIPv4 (default true) and AssignIPv6 (default false) say which
+	// families to assign.
+	AssignIPv4 *bool `json:"assign_ipv4,omitempty"`
+	AssignIPv6 *bool `json:"assign_ipv6,omitempty"`
+	// Routes are added to the tabby-ipam result (for plugins such as ptp).
+	Routes []*types.Route `json:"routes,omitempty"`
+	// GCGraceSeconds overrides DefaultGCGrace; negative means none.
+	GCGraceSeconds int `json:"gc_grace_seconds,omitempty"`
+	// TimeoutSeconds bounds each verb of tabby-ipam; 0 means DefaultTimeout.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+}
+
+// PoolConf declares an IP pool (ipam.IPPool's main fields).
+type PoolConf struct {
+	Name      string       `json:"name"`
+	CIDR      netip.Prefix `json:"cidr"`
+	BlockSize int          `json:"blockSize,omitempty"`
+	// Gateway, when valid, is reserved in the pool and reported as the
+	// gateway of its addresses by tabby-ipam.
+	Gateway netip.Addr `json:"gateway,omitzero"`
+}
+
+// ErrInvalidConfig: the network configuration is malformed or inconsistent
+// (CNI code 7; code 6 when it is not JSON at all).
+var ErrInvalidConfig = errors.New("invalid network configuration")
+
+// ParseConfig decodes and validates the tabby plugin's configuration,
+// including prevResult when present. It never panics; errors wrap
+// ErrInvalidConfig, or a *json.SyntaxError / *json.UnmarshalTypeError for
+// input that is not the expected JSON.
+func ParseConfig(data []byte) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := json.Unmarshal(data, conf); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := checkNameVersion(&conf.PluginConf); err != nil {
+		return nil, err
+	}
+	if conf.MTU != 0 && (conf.MTU < 68 || conf.MTU > 65535) {
+		return nil, fmt.Errorf("%w: mtu %d out of range 68..65535", ErrInvalidConfig, conf.MTU)
+	}
+	if conf.TimeoutSeconds < 0 {
+		return nil, fmt.Errorf("%w: negative timeout_seconds", ErrInvalidConfig)
+	}
+	if conf.Kubernetes != nil && conf.Kubernetes.Kubeconfig == "" {
+		return nil, fmt.Errorf("%w: kubernetes.kubeconfig is empty", ErrInvalidConfig)
+	}
+	if conf.IPAM.Type == "" {
+		return nil, fmt.Errorf("%w: missing ipam.type", ErrInvalidConfig)
+	}
+	if conf.StateDir == "" {
+		conf.StateDir = DefaultStateDir
+	}
+	if conf.IPAM.Type == IPAMPluginType {
+		var outer struct {
+			IPAM json.RawMessage `json:"ipam"`
+		}
+		if err := json.Unmarshal(data, &outer); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		ic, err := parseIPAMSection(outer.IPAM)
+		if err != nil {
+			return nil, err
+		}
+		if ic.Nodename == "" {
+			ic.Nodename = conf.Nodename
+		}
+		conf.IPAMConf = ic
+	}
+	if err := parsePrevResult(&conf.PluginConf); err != nil {
+		return nil, err
+	}
+	return conf, nil
+}
+
+// ParseIPAMConfig decodes and validates the configuration given to the
+// tabby-ipam plugin: the whole network configuration, whose "ipam" section
+// is an IPAMConf. It returns the outer configuration too (name, version,
+// prevResult, valid attachments).
+func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
+	var outer struct {
+		types.PluginConf
+		IPAM     json.RawMessage `json:"ipam"`
+		Nodename string          `json:"nodename,omitempty"`
+	}
+	if err := json.Unmarshal(data, &outer); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := checkNameVersion(&outer.PluginConf); err != nil {
+		return nil, nil, err
+	}
+	if len(outer.IPAM) == 0 {
+		return nil, nil, fmt.Errorf("%w: missing ipam section", ErrInvalidConfig)
+	}
+	ic, err := parseIPAMSection(outer.IPAM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ic.Nodename == "" {
+		ic.Nodename = outer.Nodename
+	}
+	pc := outer.PluginConf
+	if err := parsePrevResult(&pc); err != nil {
+		return nil, nil, err
+	}
+	return &pc, ic, nil
+}
+
+func checkNameVersion(c *types.PluginConf) error {
+	if c.Name == "" {
+		return fmt.Errorf("%w: missing network name", ErrInvalidConfig)
+	}
+	if !slices.Contains(Supported.SupportedVersions(), c.CNIVersion) {
+		return fmt.Errorf("%w: cniVersion %q not supported (want one of %v)", ErrInvalidConfig, c.CNIVersion, Supported.SupportedVersions())
+	}
+	return nil
+}
+
+func parseIPAMSection(raw json.RawMessage) (*IPAMConf, error) {
+	ic := &IPAMConf{}
+	if err := json.Unmarshal(raw, ic); err != nil {
+		return nil, fmt.Errorf("%w: ipam: %w", ErrInvalidConfig, err)
+	}
+	if ic.DatastorePath != "" && len(ic.EtcdEndpoints) > 0 {
+		return nil, fmt.Errorf("%w: ipam: datastore_path and etcd_endpoints are exclusive", ErrInvalidConfig)
+	}
+	if ic.DatastorePath == "" && len(ic.EtcdEndpoints) == 0 {
+		ic.DatastorePath = DefaultDatastorePath
+	}
+	if ic.TimeoutSeconds < 0 {
+		return nil, fmt.Errorf("%w: ipam: negative timeout_seconds", ErrInvalidConfig)
+	}
+	if !ic.assign4() && !ic.assign6() {
+		return nil, fmt.Errorf("%w: ipam: assign_ipv4 and assign_ipv6 are both false", ErrInvalidConfig)
+	}
+	names := map[string]bool{}
+	for _, p := range ic.Pools {
+		switch {
+		case p.Name == "":
+			return nil, fmt.Errorf("%w: ipam: pool without a name", ErrInvalidConfig)
+		case names[p.Name]:
+			return nil, fmt.Errorf("%w: ipam: pool %q declared twice", ErrInvalidConfig, p.Name)
+		case !p.CIDR.IsValid() || p.CIDR != p.CIDR.Masked():
+			return nil, fmt.Errorf("%w: ipam: pool %q: bad cidr %s", ErrInvalidConfig, p.Name, p.CIDR)
+		case p.Gateway.IsValid() && !p.CIDR.Contains(p.Gateway):
+			return nil, fmt.Errorf("%w: ipam: pool %q: gateway %s outside %s", ErrInvalidConfig, p.Name, p.Gateway, p.CIDR)
+		}
+		names[p.Name] = true
+	}
+	for _, r := range ic.Routes {
+		if r == nil || r.Dst.IP == nil {
+			return nil, fmt.Errorf("%w: ipam: route without dst", ErrInvalidConfig)
+		}
+	}
+	return ic, nil
+}
+
+func (c *IPAMConf) assign4() bool { return c.AssignIPv4 == nil || *c.AssignIPv4 }
+func (c *IPAMConf) assign6() bool { return c.AssignIPv6 != nil && *c.AssignIPv6 }
+
+func (c *IPAMConf) gcGrace() time.Duration {
+	switch {
+	case c.GCGraceSeconds < 0:
+		return 0
+	case c.GCGraceSeconds == 0:
+		return DefaultGCGrace
+	}
+	return time.Duration(c.GCGraceSeconds) * time.Second
+}
+
+func timeout(seconds int) time.Duration {
+	if seconds <= 0 {
+		return DefaultTimeout
+	}
+	return time.Duration(seconds) * time.Second
+}
+
+// parsePrevResult decodes RawPrevResult into PrevResult (the version of the
+// configuration decides the result format).
+func parsePrevResult(c *types.PluginConf) error {
+	if c.RawPrevResult == nil {
+		return nil
+	}
+	raw, err := json.Marshal(c.RawPrevResult)
+	if err != nil {
+		return fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
+	}
+	v := c.CNIVersion
+	if v == "" {
+		v = "0.1.0"
+	}
+	res, err := version.NewResult(v, raw)
+	if err != nil {
+		return fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
+	}
+	c.PrevResult = res
+	return nil
+}
+
+// K8sArgs are the Kubernetes keys a runtime puts in CNI_ARGS.
+type K8sArgs struct {
+	types.CommonArgs
+	IP                         types.UnmarshallableString
+	K8S_POD_NAME               types.UnmarshallableString //nolint:revive // CNI_ARGS key
+	K8S_POD_NAMESPACE          types.UnmarshallableString //nolint:revive // CNI_ARGS key
+	K8S_POD_INFRA_CONTAINER_ID types.UnmarshallableString //nolint:revive // CNI_ARGS key
+	K8S_POD_UID                types.UnmarshallableString //nolint:revive // CNI_ARGS key
+}
+
+// ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored.
+// Errors wrap ErrInvalidArgs.
+func ParseArgs(s string) (K8sArgs, error) {
+	var a K8sArgs
+	a.IgnoreUnknown = true
+	if strings.TrimSpace(s) == "" {
+		return a, nil
+	}
+	if err := types.LoadArgs(s, &a); err != nil {
+		return K8sArgs{}, fmt.Errorf("%w: %w", ErrInvalidArgs, err)
+	}
+	return a, nil
+}
+
+// ErrInvalidArgs: CNI_ARGS or another CNI_ variable is malformed (CNI code 4).
+var ErrInvalidArgs = errors.New("invalid CNI arguments")

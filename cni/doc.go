@@ -1,0 +1,78 @@
+// Package cni is tabby's CNI plugin and CNI IPAM plugin as a library, for
+// CNI spec 0.3.0 through 1.1.0 (ADD, DEL, CHECK, GC, STATUS, VERSION),
+// over package ipam (addresses) and dataplane/netlink (the pod's veth).
+// examples/cni builds the two binaries, tabby and tabby-ipam, whose main
+// is one call: skel.PluginMainFuncs(cni.New().Funcs(), cni.Supported, ...).
+//
+// # The tabby plugin (type "tabby")
+//
+// ADD reads K8S_POD_NAMESPACE, K8S_POD_NAME and IP from CNI_ARGS, asks a
+// Resolver for the pod's and namespace's cni.projectcalico.org annotations
+// (ipv4pools, ipv6pools, ipAddrs, floatingIPs; StaticAnnotations without a
+// cluster), assigns addresses under the handle "<network>.<containerID>"
+// (Handle) for the node named in the configuration or the host name, and
+// makes the veth with netlink.WorkloadManager.SetupWorkload (workload ID =
+// the handle). When ipam.type is tabby-ipam the allocation happens in
+// process; any other IPAM plugin (host-local, ...) is delegated to through
+// CNI_PATH. The result lists the host interface (index 0), the container
+// interface (index 1), the /32 and /128 addresses with the link-local
+// gateways, default routes and the configuration's DNS, converted to the
+// configuration's cniVersion.
+//
+// DEL removes the veth (no netns needed) and releases the handle; CHECK
+// compares prevResult with the kernel (interfaces, addresses, routes) and
+// with the IPAM record; GC removes veths and allocations of this network
+// whose container is not in cni.dev/valid-attachments; STATUS pings the
+// datastore.
+//
+// # The tabby-ipam plugin
+//
+// IPAMPlugin is a standalone IPAM plugin for any CNI plugin (bridge, ptp,
+// macvlan). Its "ipam" section (IPAMConf) names the datastore (a bbolt
+// file by default, etcd endpoints for a cluster) and may declare pools,
+// created when missing, each with an optional gateway that is reserved and
+// returned with the pool's prefix length — what ptp and bridge need.
+// Without a gateway an address is returned as /32 or /128.
+//
+// # Errors
+//
+// Every verb returns a *types.Error (skel prints it as CNI error JSON).
+// Code maps errors to codes: 6 not JSON, 7 invalid configuration (also an
+// unknown pool), 4 bad CNI_ARGS, 3 missing netns, 11 datastore unavailable
+// or too slow (try again later), 50 STATUS with the datastore down,
+// CodePoolExhausted (100) and CodeAddressInUse (101), 999 otherwise.
+//
+// # Design
+//
+//  1. One-line mains. The verbs are methods taking skel.CmdArgs, so unit
+//     tests call them on netlink.FakeWorkloads and ipam on a memory store
+//     (NewMemoryIPAM) without root, and integration tests drive the built
+//     binaries through libcni into real network namespaces.
+//  2. Narrow seams. The plugin sees addresses only through the IPAM
+//     interface (NewIPAM adapts *ipam.IPAM; OpenIPAM opens bbolt or etcd)
+//     and interfaces only through netlink.WorkloadManager; the kernel
+//     Workloads is constructed in one place (per call, in the runtime's
+//     current namespace).
+//  3. ADD is all or nothing and retry-safe. A retried ADD (the runtime
+//     timed out) finds the handle's addresses with IPsByHandle and reuses
+//     them, and SetupWorkload is idempotent, so the result is the same and
+//     no second address is taken. A failed ADD removes the veth and
+//     releases what it assigned (not what an earlier ADD of the same
+//     container holds).
+//  4. DEL is idempotent and bounded: a missing netns, veth or allocation is
+//     not an error, and every verb runs under timeout_seconds
+//     (DefaultTimeout), which also bounds the bbolt lock wait and the etcd
+//     dial, so a stuck datastore gives code 11, never a hung runtime.
+//  5. GC never races ADD: allocations younger than gc_grace_seconds
+//     (DefaultGCGrace) are kept even when their container is not listed.
+//  6. Malformed input never panics: ParseConfig, ParseIPAMConfig and
+//     ParseArgs are fuzzed.
+//
+// Not supported: ipAddrsNoIpam (rejected with code 7), hwAddr, the
+// host-local → tabby-ipam migration mode, Windows.
+//
+// Thread safety: a Plugin and an IPAMPlugin hold only their options and
+// are safe for concurrent use when the WorkloadManager and IPAM given are
+// (the defaults are). Concurrent plugin processes on one node share the
+// bbolt file safely (see ipam/store/bboltstore).
+package cni

@@ -1,0 +1,88 @@
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/ipam/store"
+)
+
+// Plugin-specific CNI error codes (the spec reserves 100 and up for
+// plugins).
+const (
+	// CodePoolExhausted: no free address in the pools considered (or the
+	// node's block limit or strict affinity forbids taking one).
+	CodePoolExhausted uint = 100
+	// CodeAddressInUse: a requested address (ipAddrs, IP=) is allocated to
+	// another handle, or reserved.
+	CodeAddressInUse uint = 101
+)
+
+// ErrNetnsMissing: ADD or CHECK named a network namespace that does not
+// exist (CNI code 3, container unknown: nothing was set up, so no DEL is
+// needed).
+var ErrNetnsMissing = errors.New("network namespace does not exist")
+
+// Code returns the CNI error code for err:
+//
+//	6    config that is not JSON (*json.SyntaxError, *json.UnmarshalTypeError)
+//	7    ErrInvalidConfig, ipam.ErrInvalid, ErrUnknownPool, ErrNotInPool, ErrOverlap
+//	4    ErrInvalidArgs
+//	3    ErrNetnsMissing, netlink.ErrNetnsNotFound
+//	11   ErrDatastore, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline
+//	100  ipam.ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity, ErrNoMatchingPool
+//	101  ipam.ErrAddressInUse
+//	999  anything else
+//
+// A *types.Error keeps its own code.
+func Code(err error) uint {
+	var te *types.Error
+	var se *json.SyntaxError
+	var ue *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		return te.Code
+	case errors.As(err, &se), errors.As(err, &ue):
+		return types.ErrDecodingFailure
+	case errors.Is(err, ErrInvalidConfig), errors.Is(err, ipam.ErrInvalid), errors.Is(err, ipam.ErrUnknownPool),
+		errors.Is(err, ipam.ErrNotInPool), errors.Is(err, ipam.ErrOverlap):
+		return types.ErrInvalidNetworkConfig
+	case errors.Is(err, ErrInvalidArgs):
+		return types.ErrInvalidEnvironmentVariables
+	case errors.Is(err, ErrNetnsMissing), errors.Is(err, netlink.ErrNetnsNotFound):
+		return types.ErrUnknownContainer
+	case errors.Is(err, ipam.ErrPoolExhausted), errors.Is(err, ipam.ErrBlockLimit),
+		errors.Is(err, ipam.ErrStrictAffinity), errors.Is(err, ipam.ErrNoMatchingPool):
+		return CodePoolExhausted
+	case errors.Is(err, ipam.ErrAddressInUse):
+		return CodeAddressInUse
+	case errors.Is(err, ErrDatastore), errors.Is(err, ipam.ErrTooManyConflicts), errors.Is(err, store.ErrClosed),
+		errors.Is(err, store.ErrConflict), errors.Is(err, ipam.ErrOutcomeUnknown),
+		errors.Is(err, context.DeadlineExceeded):
+		return types.ErrTryAgainLater
+	}
+	return types.ErrInternal
+}
+
+// AsCNIError turns err into the *types.Error a runtime reads (nil for nil).
+func AsCNIError(err error) *types.Error {
+	if err == nil {
+		return nil
+	}
+	var te *types.Error
+	if errors.As(err, &te) {
+		return te
+	}
+	return types.NewError(Code(err), err.Error(), "")
+}
+
+func mkdirFor(path string) error {
+	return os.MkdirAll(filepath.Dir(path), 0o700)
+}

@@ -1,0 +1,100 @@
+package cni
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func ipamConf(t *testing.T, extra map[string]any) []byte {
+	t.Helper()
+	ip := map[string]any{"type": "tabby-ipam", "gc_grace_seconds": -1,
+		"pools":  []any{map[string]any{"name": "p1", "cidr": "10.40.0.0/24", "gateway": "10.40.0.1"}},
+		"routes": []any{map[string]any{"dst": "0.0.0.0/0"}}}
+	for k, v := range extra {
+		ip[k] = v
+	}
+	b, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "net2", "type": "ptp", "ipam": ip})
+	require.NoError(t, err)
+	return b
+}
+
+func TestIPAMPlugin(t *testing.T) {
+	m, err := NewMemoryIPAM(t.Context())
+	require.NoError(t, err)
+	p := NewIPAMPlugin(WithIPAM(m), WithHostname(func() (string, error) { return "node1", nil }))
+	c := ipamConf(t, nil)
+	r, err := p.Add(t.Context(), &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: c})
+	require.NoError(t, err)
+	cr, err := current.NewResultFromResult(r)
+	require.NoError(t, err)
+	require.Len(t, cr.IPs, 1)
+	assert.Equal(t, "10.40.0.1", cr.IPs[0].Gateway.String())
+	ones, _ := cr.IPs[0].Address.Mask.Size()
+	assert.Equal(t, 24, ones)
+	assert.NotEqual(t, "10.40.0.1", cr.IPs[0].Address.IP.String(), "the gateway is reserved")
+	require.Len(t, cr.Routes, 1)
+
+	again, err := p.Add(t.Context(), &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: c})
+	require.NoError(t, err)
+	assert.Equal(t, r, again)
+
+	var mm map[string]any
+	require.NoError(t, json.Unmarshal(c, &mm))
+	raw, _ := json.Marshal(cr)
+	var pr map[string]any
+	require.NoError(t, json.Unmarshal(raw, &pr))
+	mm["prevResult"] = pr
+	withPrev, _ := json.Marshal(mm)
+	require.NoError(t, p.Check(t.Context(), &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: withPrev}))
+	assert.Error(t, p.Check(t.Context(), &skel.CmdArgs{ContainerID: "other", IfName: "eth0", StdinData: withPrev}))
+
+	_, err = p.Add(t.Context(), &skel.CmdArgs{ContainerID: "c2", IfName: "eth0", StdinData: c})
+	require.NoError(t, err)
+	delete(mm, "prevResult")
+	mm["cni.dev/valid-attachments"] = []any{map[string]any{"containerID": "c2", "ifname": "eth0"}}
+	gc, _ := json.Marshal(mm)
+	require.NoError(t, p.GC(t.Context(), &skel.CmdArgs{StdinData: gc}))
+	have, err := m.IPsByHandle(t.Context(), "net2.c1")
+	require.NoError(t, err)
+	assert.Empty(t, have)
+	have, err = m.IPsByHandle(t.Context(), "net2.c2")
+	require.NoError(t, err)
+	assert.Len(t, have, 1)
+
+	require.NoError(t, p.Del(t.Context(), &skel.CmdArgs{ContainerID: "c2", IfName: "eth0", StdinData: c}))
+	require.NoError(t, p.Del(t.Context(), &skel.CmdArgs{ContainerID: "c2", IfName: "eth0", StdinData: c}))
+	require.NoError(t, p.Status(t.Context(), &skel.CmdArgs{StdinData: c}))
+
+	_, err = p.Add(t.Context(), &skel.CmdArgs{ContainerID: "c3", IfName: "eth0", StdinData: ipamConf(t, map[string]any{"ipv4_pools": []string{"none"}})})
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err))
+	_, err = p.Add(t.Context(), &skel.CmdArgs{ContainerID: "c3", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0","name":"x"}`)})
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err))
+}
+
+func TestParseIPAMConfigErrors(t *testing.T) {
+	f := false
+	for name, extra := range map[string]map[string]any{
+		"both stores":     {"datastore_path": "/x", "etcd_endpoints": []string{"http://a"}},
+		"no family":       {"assign_ipv4": f},
+		"pool no name":    {"pools": []any{map[string]any{"cidr": "10.0.0.0/24"}}},
+		"pool twice":      {"pools": []any{map[string]any{"name": "a", "cidr": "10.0.0.0/24"}, map[string]any{"name": "a", "cidr": "10.1.0.0/24"}}},
+		"unmasked cidr":   {"pools": []any{map[string]any{"name": "a", "cidr": "10.0.0.1/24"}}},
+		"gateway outside": {"pools": []any{map[string]any{"name": "a", "cidr": "10.0.0.0/24", "gateway": "10.9.0.1"}}},
+		"route no dst":    {"routes": []any{map[string]any{}}},
+		"bad timeout":     {"timeout_seconds": -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := ParseIPAMConfig(ipamConf(t, extra))
+			assert.ErrorIs(t, err, ErrInvalidConfig)
+		})
+	}
+	_, ic, err := ParseIPAMConfig(ipamConf(t, map[string]any{"pools": nil}))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultDatastorePath, ic.DatastorePath)
+}

@@ -1,0 +1,629 @@
+package cni
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/ipam"
+)
+
+// Plugin is the tabby CNI plugin as a library: Add, Del, Check, GC and
+// Status take the arguments skel parses from the environment and stdin.
+// Funcs wires them into skel.PluginMainFuncs. A Plugin holds no state
+// between calls beyond its options; it is safe for concurrent use when its
+// WorkloadManager and IPAM are.
+type Plugin struct {
+	log          *slog.Logger
+	workloads    netlink.WorkloadManager
+	openIPAM     func(conf *IPAMConf, timeout time.Duration) (IPAM, error)
+	resolver     Resolver
+	kubeResolver func(kubeconfig string) (Resolver, error)
+	hostname     func() (string, error)
+	exec         invoke.Exec
+}
+
+// Option configures New.
+type Option func(*Plugin)
+
+// WithLogger sets the logger (default: discard; a CNI plugin's stdout is
+// the protocol, so never log there).
+func WithLogger(l *slog.Logger) Option { return func(p *Plugin) { p.log = l } }
+
+// WithWorkloads makes the plugin use wm (for example a
+// netlink.FakeWorkloads) instead of opening the kernel's current network
+// namespace on each call.
+func WithWorkloads(wm netlink.WorkloadManager) Option { return func(p *Plugin) { p.workloads = wm } }
+
+// WithIPAM makes the plugin use m for every tabby-ipam section instead of
+// opening the datastore the section names. m is not closed by the plugin.
+func WithIPAM(m IPAM) Option {
+	return func(p *Plugin) {
+		p.openIPAM = func(*IPAMConf, time.Duration) (IPAM, error) { return noClose{m}, nil }
+	}
+}
+
+// WithResolver fixes the annotation resolver, overriding the
+// configuration's.
+func WithResolver(r Resolver) Option { return func(p *Plugin) { p.resolver = r } }
+
+// WithKubernetesResolver supplies the resolver used when the configuration
+// has a "kubernetes" section (built from the kubeconfig it names).
+func WithKubernetesResolver(f func(kubeconfig string) (Resolver, error)) Option {
+	return func(p *Plugin) { p.kubeResolver = f }
+}
+
+// WithHostname overrides os.Hostname as the default node name.
+func WithHostname(f func() (string, error)) Option { return func(p *Plugin) { p.hostname = f } }
+
+// WithExec sets how delegated IPAM plugins are run (default: CNI_PATH).
+func WithExec(e invoke.Exec) Option { return func(p *Plugin) { p.exec = e } }
+
+// New returns a Plugin.
+func New(opts ...Option) *Plugin {
+	p := &Plugin{log: slog.New(slog.DiscardHandler), hostname: os.Hostname}
+	p.openIPAM = func(c *IPAMConf, t time.Duration) (IPAM, error) { return OpenIPAM(c, p.log, t) }
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+type noClose struct{ IPAM }
+
+func (noClose) Close() error { return nil }
+
+// About is the text a plugin prints when run without CNI_COMMAND.
+func About(name string) string { return name + " (tabby) CNI plugin" }
+
+// Funcs returns the verbs for skel.PluginMainFuncs: ADD prints its result
+// on stdout, errors become CNI error JSON with the codes Code documents.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{
+		Add: func(a *skel.CmdArgs) error {
+			r, err := p.Add(context.Background(), a)
+			if err != nil {
+				return err
+			}
+			return r.Print()
+		},
+		Del:    func(a *skel.CmdArgs) error { return p.Del(context.Background(), a) },
+		Check:  func(a *skel.CmdArgs) error { return p.Check(context.Background(), a) },
+		GC:     func(a *skel.CmdArgs) error { return p.GC(context.Background(), a) },
+		Status: func(a *skel.CmdArgs) error { return p.Status(context.Background(), a) },
+	}
+}
+
+// workloadsFor returns the WorkloadManager and how to release it. This is
+// the one place the kernel's netlink.Workloads is constructed.
+func (p *Plugin) workloadsFor() (netlink.WorkloadManager, func(), error) {
+	if p.workloads != nil {
+		return p.workloads, func() {}, nil
+	}
+	w, err := netlink.NewWorkloads("", netlink.WithLogger(p.log))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open host namespace: %w", err)
+	}
+	return w, func() { _ = w.Close() }, nil
+}
+
+func (p *Plugin) node(explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	h, err := p.hostname()
+	if err != nil {
+		return "", fmt.Errorf("%w: no nodename and no host name: %w", ErrInvalidConfig, err)
+	}
+	return h, nil
+}
+
+// Handle is the IPAM handle and workload ID of a container on a network,
+// "<network>.<containerID>", as Calico names it.
+func Handle(network, containerID string) string { return network + "." + containerID }
+
+func checkArgs(args *skel.CmdArgs, needNetns bool) error {
+	switch {
+	case args.ContainerID == "":
+		return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
+	case args.IfName == "":
+		return fmt.Errorf("%w: CNI_IFNAME is empty", ErrInvalidArgs)
+	case needNetns && args.Netns == "":
+		return fmt.Errorf("%w: CNI_NETNS is empty", ErrInvalidArgs)
+	case strings.ContainsAny(args.ContainerID, "/\\\x00") || args.ContainerID == "." || args.ContainerID == "..":
+		return fmt.Errorf("%w: CNI_CONTAINERID %q", ErrInvalidArgs, args.ContainerID)
+	}
+	return nil
+}
+
+// cleanupContext bounds a rollback that must run even though ctx expired.
+func cleanupContext(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+// Add sets the container's interface up (CNI ADD) and returns the result
+// in the configuration's cniVersion. Retried for the same container it
+// returns the same addresses and interface. On failure it removes the
+// interface and releases the addresses it took, and the error is a
+// *types.Error (codes: see Code).
+func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, error) {
+	conf, err := ParseConfig(args.StdinData)
+	if err != nil {
+		return nil, AsCNIError(err)
+	}
+	d := timeout(conf.TimeoutSeconds)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	res, err := p.add(ctx, conf, args, d)
+	if err != nil {
+		return nil, AsCNIError(err)
+	}
+	out, err := res.GetAsVersion(conf.CNIVersion)
+	if err != nil {
+		return nil, AsCNIError(fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	}
+	return out, nil
+}
+
+func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d time.Duration) (*current.Result, error) {
+	if err := checkArgs(args, true); err != nil {
+		return nil, err
+	}
+	k8s, err := ParseArgs(args.Args)
+	if err != nil {
+		return nil, err
+	}
+	wm, done, err := p.workloadsFor()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	handle := Handle(conf.Name, args.ContainerID)
+	var (
+		addrs   []netip.Addr
+		release func(context.Context) error
+	)
+	if conf.IPAMConf != nil {
+		r, err := p.resolverFor(conf)
+		if err != nil {
+			return nil, err
+		}
+		m, err := p.openIPAM(conf.IPAMConf, d)
+		if err != nil {
+			return nil, err
+		}
+		defer m.Close()
+		var fresh bool
+		addrs, fresh, err = p.assign(ctx, m, conf.IPAMConf, handle, k8s, r)
+		if err != nil {
+			return nil, err
+		}
+		release = func(ctx context.Context) error {
+			if !fresh {
+				return nil // a retried ADD: the first ADD's allocation stays
+			}
+			return m.ReleaseByHandle(ctx, handle)
+		}
+	} else if addrs, err = readRecord(conf.StateDir, handle); err != nil {
+		return nil, err
+	} else if len(addrs) > 0 {
+		release = func(context.Context) error { return nil } // a retried ADD
+	} else {
+		r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
+		if err != nil {
+			return nil, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
+		}
+		release = func(ctx context.Context) error {
+			return errors.Join(invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec),
+				removeRecord(conf.StateDir, handle))
+		}
+		if addrs, err = resultAddrs(r); err == nil {
+			err = writeRecord(conf.StateDir, handle, addrs)
+		}
+		if err != nil {
+			return nil, errors.Join(err, release(ctx))
+		}
+	}
+	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, Addresses: addrs}
+	wr, err := wm.SetupWorkload(ctx, spec)
+	if err != nil {
+		cctx, cancel := cleanupContext(d)
+		defer cancel()
+		rb := errors.Join(wm.TeardownWorkload(cctx, handle), release(cctx))
+		if rb != nil {
+			p.log.Warn("rollback of failed ADD incomplete", "handle", handle, "err", rb)
+		}
+		return nil, fmt.Errorf("container %s: %w", args.ContainerID, err)
+	}
+	p.log.Debug("ADD", "handle", handle, "addrs", addrs, "host", wr.Host.Name)
+	return workloadResult(wr, conf.DNS), nil
+}
+
+// assign returns the handle's addresses: those it already holds (a retried
+// ADD, fresh=false) or new ones chosen from the annotations, CNI_ARGS IP
+// and the configuration.
+func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, handle string, k8s K8sArgs, r Resolver) ([]netip.Addr, bool, error) {
+	if err := m.EnsurePools(ctx, ic.Pools); err != nil {
+		return nil, false, err
+	}
+	have, err := m.IPsByHandle(ctx, handle)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: handle %s: %w", ErrDatastore, handle, err)
+	}
+	if len(have) > 0 {
+		return have, false, nil
+	}
+	node, err := p.node(ic.Nodename)
+	if err != nil {
+		return nil, false, err
+	}
+	req := AssignRequest{Handle: handle, Node: node, Namespace: string(k8s.K8S_POD_NAMESPACE), Pod: string(k8s.K8S_POD_NAME),
+		IPv4Pools: ic.IPv4Pools, IPv6Pools: ic.IPv6Pools}
+	if ic.assign4() {
+		req.Num4 = 1
+	}
+	if ic.assign6() {
+		req.Num6 = 1
+	}
+	if req.Pod != "" {
+		if err := applyAnnotations(ctx, r, &req); err != nil {
+			return nil, false, err
+		}
+	}
+	if ip := string(k8s.IP); ip != "" {
+		req.Addrs = nil
+		for s := range strings.SplitSeq(ip, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: IP=%q: %w", ErrInvalidArgs, ip, err)
+			}
+			req.Addrs = append(req.Addrs, a)
+		}
+	}
+	addrs, err := m.Assign(ctx, req)
+	if err != nil {
+		return nil, false, fmt.Errorf("assign for %s: %w", handle, err)
+	}
+	return addrs, true, nil
+}
+
+func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) error {
+	if r == nil {
+		return nil
+	}
+	podAnn, nsAnn, err := r.Annotations(ctx, req.Namespace, req.Pod)
+	if err != nil {
+		return fmt.Errorf("%w: annotations of %s/%s: %w", ErrDatastore, req.Namespace, req.Pod, err)
+	}
+	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", req.Namespace, req.Pod, err)
+	}
+	if len(a.NoIPAMAddrs) > 0 {
+		return fmt.Errorf("%w: %s is not supported", ErrInvalidConfig, ipam.AnnotationIPAddrsNoIPAM)
+	}
+	if len(a.IPv4Pools) > 0 {
+		req.IPv4Pools = a.IPv4Pools
+	}
+	if len(a.IPv6Pools) > 0 {
+		req.IPv6Pools = a.IPv6Pools
+	}
+	req.Addrs = a.Addrs
+	req.FloatingIPs = a.FloatingIPs
+	return nil
+}
+
+// resultAddrs lists the addresses of a delegated IPAM result.
+func resultAddrs(r types.Result) ([]netip.Addr, error) {
+	cr, err := current.NewResultFromResult(r)
+	if err != nil {
+		return nil, fmt.Errorf("ipam result: %w", err)
+	}
+	var out []netip.Addr
+	for _, ipc := range cr.IPs {
+		a, ok := netip.AddrFromSlice(ipc.Address.IP)
+		if !ok {
+			return nil, fmt.Errorf("ipam result: bad address %v", ipc.Address)
+		}
+		out = append(out, a.Unmap())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("ipam result has no addresses")
+	}
+	return out, nil
+}
+
+// workloadResult is the CNI result of a workload: host interface (index 0)
+// and container interface (index 1), the /32 and /128 addresses on the
+// container interface with the link-local gateways, default routes, DNS.
+func workloadResult(wr netlink.WorkloadResult, dns types.DNS) *current.Result {
+	r := &current.Result{CNIVersion: current.ImplementedSpecVersion, DNS: dns}
+	r.Interfaces = []*current.Interface{
+		{Name: wr.Host.Name, Mac: wr.Host.MAC.String()},
+		{Name: wr.Container.Name, Mac: wr.Container.MAC.String(), Sandbox: wr.Container.Sandbox},
+	}
+	for _, ip := range wr.IPs {
+		r.IPs = append(r.IPs, &current.IPConfig{Interface: current.Int(1), Address: *prefixToIPNet(ip.Address),
+			Gateway: net.IP(ip.Gateway.AsSlice())})
+	}
+	for _, rt := range wr.Routes {
+		r.Routes = append(r.Routes, &types.Route{Dst: *prefixToIPNet(rt.Dst), GW: net.IP(rt.GW.AsSlice())})
+	}
+	return r
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Del removes the container's interface and releases its addresses (CNI
+// DEL). It is idempotent: a missing netns, interface or allocation, or a
+// container never added, is not an error. It is bounded by the configured
+// timeout; a datastore that does not answer gives code 11.
+func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if args.ContainerID == "" {
+			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
+		}
+		handle := Handle(conf.Name, args.ContainerID)
+		wm, done, err := p.workloadsFor()
+		if err != nil {
+			return err
+		}
+		defer done()
+		// The veth and the allocation are independent: remove both at once
+		// (the kernel's link deletion and the datastore's commits each take
+		// milliseconds).
+		teardown := make(chan error, 1)
+		go func() { teardown <- wm.TeardownWorkload(ctx, handle) }()
+		var rel error
+		if conf.IPAMConf != nil {
+			rel = p.release(ctx, conf.IPAMConf, handle, d)
+		} else if err := invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+			rel = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
+		} else {
+			rel = removeRecord(conf.StateDir, handle)
+		}
+		return errors.Join(<-teardown, rel)
+	})
+}
+
+// verb parses the configuration and runs f under its timeout (d); every
+// error comes back as a *types.Error.
+func (p *Plugin) verb(ctx context.Context, args *skel.CmdArgs, f func(ctx context.Context, conf *NetConf, d time.Duration) error) error {
+	conf, err := ParseConfig(args.StdinData)
+	if err == nil {
+		d := timeout(conf.TimeoutSeconds)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+		err = f(ctx, conf, d)
+	}
+	if err != nil {
+		return AsCNIError(err)
+	}
+	return nil
+}
+
+func (p *Plugin) release(ctx context.Context, ic *IPAMConf, handle string, d time.Duration) error {
+	m, err := p.openIPAM(ic, d)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := m.ReleaseByHandle(ctx, handle); err != nil {
+		return fmt.Errorf("%w: release %s: %w", ErrDatastore, handle, err)
+	}
+	return nil
+}
+
+// ErrCheckFailed: CHECK found the container's network differs from
+// prevResult (code 999 with the difference in the message).
+var ErrCheckFailed = errors.New("check failed")
+
+// Check verifies the container against prevResult (CNI CHECK): the host
+// and container interfaces (names, MAC), the addresses and routes inside
+// the pod and on the host, and the IPAM record of the handle.
+func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		return p.check(ctx, conf, args, d)
+	})
+}
+
+func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d time.Duration) error {
+	if err := checkArgs(args, true); err != nil {
+		return err
+	}
+	if conf.PrevResult == nil {
+		return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
+	}
+	prev, err := current.NewResultFromResult(conf.PrevResult)
+	if err != nil {
+		return fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
+	}
+	handle := Handle(conf.Name, args.ContainerID)
+	addrs, err := prevAddrs(prev, args.IfName)
+	if err != nil {
+		return err
+	}
+	wm, done, err := p.workloadsFor()
+	if err != nil {
+		return err
+	}
+	defer done()
+	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, Addresses: addrs}
+	wr, err := wm.CheckWorkload(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckFailed, err)
+	}
+	want := workloadResult(wr, conf.DNS)
+	if err := compareResults(prev, want); err != nil {
+		return err
+	}
+	if conf.IPAMConf == nil {
+		return invoke.DelegateCheck(ctx, conf.IPAM.Type, args.StdinData, p.exec)
+	}
+	m, err := p.openIPAM(conf.IPAMConf, d)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return checkHandle(ctx, m, handle, addrs)
+}
+
+func checkHandle(ctx context.Context, m IPAM, handle string, addrs []netip.Addr) error {
+	have, err := m.IPsByHandle(ctx, handle)
+	if err != nil {
+		return fmt.Errorf("%w: handle %s: %w", ErrDatastore, handle, err)
+	}
+	want := slices.Clone(addrs)
+	slices.SortFunc(want, netip.Addr.Compare)
+	if !slices.Equal(have, want) {
+		return fmt.Errorf("%w: IPAM handle %s holds %v, prevResult has %v", ErrCheckFailed, handle, have, want)
+	}
+	return nil
+}
+
+// prevAddrs returns the addresses prevResult gives the container interface
+// named ifName.
+func prevAddrs(prev *current.Result, ifName string) ([]netip.Addr, error) {
+	idx := slices.IndexFunc(prev.Interfaces, func(i *current.Interface) bool { return i.Name == ifName && i.Sandbox != "" })
+	var out []netip.Addr
+	for _, ipc := range prev.IPs {
+		if idx >= 0 && ipc.Interface != nil && *ipc.Interface != idx {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ipc.Address.IP)
+		if !ok {
+			return nil, fmt.Errorf("%w: prevResult address %v", ErrInvalidConfig, ipc.Address)
+		}
+		out = append(out, a.Unmap())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: prevResult has no address for %s", ErrCheckFailed, ifName)
+	}
+	return out, nil
+}
+
+// compareResults reports how prev differs from what the kernel has (want):
+// interfaces by name and MAC, addresses, routes.
+func compareResults(prev, want *current.Result) error {
+	var bad []string
+	for _, w := range want.Interfaces {
+		if !slices.ContainsFunc(prev.Interfaces, func(i *current.Interface) bool {
+			return i.Name == w.Name && strings.EqualFold(i.Mac, w.Mac) && i.Sandbox == w.Sandbox
+		}) {
+			bad = append(bad, fmt.Sprintf("interface %s (%s) not in prevResult", w.Name, w.Mac))
+		}
+	}
+	for _, w := range want.IPs {
+		if !slices.ContainsFunc(prev.IPs, func(i *current.IPConfig) bool { return i.Address.String() == w.Address.String() }) {
+			bad = append(bad, fmt.Sprintf("address %s not in prevResult", &w.Address))
+		}
+	}
+	for _, w := range want.Routes {
+		if !slices.ContainsFunc(prev.Routes, func(r *types.Route) bool { return r.Dst.String() == w.Dst.String() && r.GW.Equal(w.GW) }) {
+			bad = append(bad, fmt.Sprintf("route %s not in prevResult", w))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", ErrCheckFailed, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// GC removes the host interfaces and releases the allocations of this
+// network whose container is not among cni.dev/valid-attachments (CNI
+// 1.1 GC). Allocations younger than the IPAM section's gc grace are kept.
+func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		live := liveHandles(conf.Name, conf.ValidAttachments)
+		wm, done, err := p.workloadsFor()
+		if err != nil {
+			return err
+		}
+		defer done()
+		ids, err := wm.ListWorkloads(ctx)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, id := range ids {
+			if strings.HasPrefix(id, conf.Name+".") && !live(id) {
+				errs = append(errs, wm.TeardownWorkload(ctx, id))
+			}
+		}
+		if conf.IPAMConf != nil {
+			errs = append(errs, p.gcIPAM(ctx, conf.Name, conf.IPAMConf, live, d))
+		} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+			errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func liveHandles(network string, valid []types.GCAttachment) func(string) bool {
+	set := make(map[string]bool, len(valid))
+	for _, a := range valid {
+		set[Handle(network, a.ContainerID)] = true
+	}
+	return func(h string) bool { return set[h] }
+}
+
+func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, live func(string) bool, d time.Duration) error {
+	node, err := p.node(ic.Nodename)
+	if err != nil {
+		return err
+	}
+	m, err := p.openIPAM(ic, d)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	freed, err := m.GC(ctx, node, network+".", live, ic.gcGrace())
+	if err != nil {
+		return fmt.Errorf("%w: gc: %w", ErrDatastore, err)
+	}
+	p.log.Debug("GC", "network", network, "released", freed)
+	return nil
+}
+
+// Status reports whether the plugin can set up containers (CNI 1.1
+// STATUS): code 50 when the IPAM datastore (or the delegated IPAM plugin)
+// is unavailable.
+func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if conf.IPAMConf == nil {
+			if err := invoke.DelegateStatus(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+				return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+			}
+			return nil
+		}
+		return statusOf(ctx, p.openIPAM, conf.IPAMConf, d)
+	})
+}
+
+func statusOf(ctx context.Context, open func(*IPAMConf, time.Duration) (IPAM, error), ic *IPAMConf, d time.Duration) error {
+	m, err := open(ic, d)
+	if err == nil {
+		err = m.Ping(ctx)
+		err = errors.Join(err, m.Close())
+	}
+	if err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "IPAM datastore unavailable", err.Error())
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/ipam"
+)
+
+// env is a plugin on the fakes: FakeWorkloads and ipam on a memory store.
+type env struct {
+	t  *testing.T
+	wm *netlink.FakeWorkloads
+	m  IPAM
+	p  *Plugin
+}
+
+func newEnv(t *testing.T, opts ...Option) *env {
+	t.Helper()
+	m, err := NewMemoryIPAM(t.Context())
+	require.NoError(t, err)
+	wm, err := netlink.NewFakeWorkloads()
+	require.NoError(t, err)
+	e := &env{t: t, wm: wm, m: m}
+	e.p = New(append([]Option{WithWorkloads(e.wm), WithIPAM(m), WithHostname(func() (string, error) { return "node1", nil })}, opts...)...)
+	return e
+}
+
+// conf is a tabby network configuration; extra keys are merged into the
+// ipam section (under "ipam") or the top level.
+func conf(t *testing.T, version string, top, ipamExtra map[string]any) []byte {
+	t.Helper()
+	ip := map[string]any{"type": "tabby-ipam", "pools": []any{map[string]any{"name": "p1", "cidr": "10.22.0.0/24"}}}
+	for k, v := range ipamExtra {
+		ip[k] = v
+	}
+	c := map[string]any{"cniVersion": version, "name": "net1", "type": "tabby", "ipam": ip}
+	for k, v := range top {
+		c[k] = v
+	}
+	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	return b
+}
+
+func args(id, netns string, stdin []byte) *skel.CmdArgs {
+	return &skel.CmdArgs{ContainerID: id, Netns: netns, IfName: "eth0", StdinData: stdin,
+		Args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + id}
+}
+
+func code(t *testing.T, err error) uint {
+	t.Helper()
+	var te *types.Error
+	require.ErrorAs(t, err, &te, "want a *types.Error, got %v", err)
+	return te.Code
+}
+
+func (e *env) add(id string, stdin []byte) *current.Result {
+	e.t.Helper()
+	e.wm.AddNetns("/run/netns/" + id)
+	r, err := e.p.Add(e.t.Context(), args(id, "/run/netns/"+id, stdin))
+	require.NoError(e.t, err)
+	cr, err := current.NewResultFromResult(r)
+	require.NoError(e.t, err)
+	return cr
+}
+
+func TestAddDelLifecycle(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", map[string]any{"dns": map[string]any{"nameservers": []string{"10.96.0.10"}}}, nil)
+	r := e.add("c1", c)
+	require.Len(t, r.Interfaces, 2)
+	assert.Equal(t, e.wm.HostIfaceName("net1.c1"), r.Interfaces[0].Name)
+	assert.Empty(t, r.Interfaces[0].Sandbox)
+	assert.Equal(t, "eth0", r.Interfaces[1].Name)
+	assert.Equal(t, "/run/netns/c1", r.Interfaces[1].Sandbox)
+	require.Len(t, r.IPs, 1)
+	assert.Equal(t, 1, *r.IPs[0].Interface)
+	assert.Equal(t, "169.254.1.1", r.IPs[0].Gateway.String())
+	ones, _ := r.IPs[0].Address.Mask.Size()
+	assert.Equal(t, 32, ones)
+	assert.True(t, netip.MustParsePrefix("10.22.0.0/24").Contains(netip.MustParseAddr(r.IPs[0].Address.IP.String())))
+	require.Len(t, r.Routes, 1)
+	assert.Equal(t, "0.0.0.0/0", r.Routes[0].Dst.String())
+	assert.Equal(t, []string{"10.96.0.10"}, r.DNS.Nameservers)
+
+	// A retried ADD returns the same result and allocates nothing new.
+	r2, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", c))
+	require.NoError(t, err)
+	assert.Equal(t, r, r2)
+	have, err := e.m.IPsByHandle(t.Context(), "net1.c1")
+	require.NoError(t, err)
+	assert.Len(t, have, 1)
+
+	// A second pod gets another address.
+	r3 := e.add("c2", c)
+	assert.NotEqual(t, r.IPs[0].Address.String(), r3.IPs[0].Address.String())
+
+	// DEL twice, DEL of a container never added, DEL after the netns went.
+	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	require.NoError(t, e.p.Del(t.Context(), args("never", "", c)))
+	e.wm.DeleteNetns("/run/netns/c2")
+	require.NoError(t, e.p.Del(t.Context(), args("c2", "/run/netns/c2", c)))
+	ids, err := e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+	for _, h := range []string{"net1.c1", "net1.c2"} {
+		have, err := e.m.IPsByHandle(t.Context(), h)
+		require.NoError(t, err)
+		assert.Empty(t, have, h)
+	}
+}
+
+func TestAddResultVersions(t *testing.T) {
+	for _, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		t.Run(v, func(t *testing.T) {
+			e := newEnv(t)
+			e.wm.AddNetns("/run/netns/c1")
+			r, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, v, nil, nil)))
+			require.NoError(t, err)
+			assert.Equal(t, v, r.Version())
+		})
+	}
+}
+
+func TestAddErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		stdin func(t *testing.T) []byte
+		netns string
+		code  uint
+	}{
+		{"not JSON", func(*testing.T) []byte { return []byte("{") }, "/run/netns/c", types.ErrDecodingFailure},
+		{"wrong JSON type", func(*testing.T) []byte { return []byte(`{"name": 3}`) }, "/run/netns/c", types.ErrDecodingFailure},
+		{"no name", func(t *testing.T) []byte { return conf(t, "1.1.0", map[string]any{"name": ""}, nil) }, "/run/netns/c", types.ErrInvalidNetworkConfig},
+		{"unsupported version", func(t *testing.T) []byte { return conf(t, "0.2.0", nil, nil) }, "/run/netns/c", types.ErrInvalidNetworkConfig},
+		{"bad mtu", func(t *testing.T) []byte { return conf(t, "1.1.0", map[string]any{"mtu": 10}, nil) }, "/run/netns/c", types.ErrInvalidNetworkConfig},
+		{"unknown pool", func(t *testing.T) []byte {
+			return conf(t, "1.1.0", nil, map[string]any{"ipv4_pools": []string{"nope"}})
+		}, "/run/netns/c", types.ErrInvalidNetworkConfig},
+		{"missing netns", func(t *testing.T) []byte { return conf(t, "1.1.0", nil, nil) }, "/run/netns/gone", types.ErrUnknownContainer},
+		{"bad CNI_ARGS IP", func(t *testing.T) []byte { return conf(t, "1.1.0", nil, nil) }, "/run/netns/c", types.ErrInvalidEnvironmentVariables},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.wm.AddNetns("/run/netns/c")
+			a := args("c", tc.netns, tc.stdin(t))
+			if tc.name == "bad CNI_ARGS IP" {
+				a.Args = "IP=notanip"
+			}
+			_, err := e.p.Add(t.Context(), a)
+			assert.Equal(t, tc.code, code(t, err), "%v", err)
+			assertNothingLeft(t, e, "net1.c")
+		})
+	}
+}
+
+func assertNothingLeft(t *testing.T, e *env, handle string) {
+	t.Helper()
+	ids, err := e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, ids, "workloads left")
+	have, err := e.m.IPsByHandle(t.Context(), handle)
+	require.NoError(t, err)
+	assert.Empty(t, have, "addresses left")
+}
+
+func TestAddExhaustedPool(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, map[string]any{"pools": []any{map[string]any{"name": "tiny", "cidr": "10.30.0.0/30", "blockSize": 30}}})
+	for i := range 4 {
+		e.add(fmt.Sprint("c", i), c)
+	}
+	e.wm.AddNetns("/run/netns/c9")
+	_, err := e.p.Add(t.Context(), args("c9", "/run/netns/c9", c))
+	assert.Equal(t, CodePoolExhausted, code(t, err), "%v", err)
+	ids, _ := e.wm.ListWorkloads(t.Context())
+	assert.Len(t, ids, 4)
+}
+
+// failingWorkloads fails SetupWorkload after the IPAM allocation, to prove
+// ADD rolls the allocation back.
+type failingWorkloads struct {
+	*netlink.FakeWorkloads
+}
+
+func (failingWorkloads) SetupWorkload(context.Context, netlink.WorkloadSpec) (netlink.WorkloadResult, error) {
+	return netlink.WorkloadResult{}, netlink.ErrNotReady
+}
+
+func TestAddRollsBack(t *testing.T) {
+	e := newEnv(t)
+	e.p = New(WithWorkloads(failingWorkloads{e.wm}), WithIPAM(e.m), WithHostname(func() (string, error) { return "n", nil }))
+	_, err := e.p.Add(t.Context(), args("c", "/run/netns/c", conf(t, "1.1.0", nil, nil)))
+	assert.Equal(t, types.ErrInternal, code(t, err))
+	assertNothingLeft(t, e, "net1.c")
+}
+
+func TestAnnotations(t *testing.T) {
+	static := map[string]any{
+		"pods": map[string]any{
+			"default/fixed": map[string]string{ipam.AnnotationIPAddrs: `["10.23.0.77"]`},
+			"default/inuse": map[string]string{ipam.AnnotationIPAddrs: `["10.23.0.77"]`},
+			"default/bad":   map[string]string{ipam.AnnotationIPAddrs: `not json`},
+		},
+		"namespaces": map[string]any{"default": map[string]string{ipam.AnnotationIPv4Pools: `["p2"]`}},
+	}
+	pools := map[string]any{"pools": []any{
+		map[string]any{"name": "p1", "cidr": "10.22.0.0/24"},
+		map[string]any{"name": "p2", "cidr": "10.23.0.0/24"}}}
+	c := conf(t, "1.1.0", map[string]any{"annotations": static}, pools)
+	e := newEnv(t)
+	r := e.add("fixed", c)
+	assert.Equal(t, "10.23.0.77/32", r.IPs[0].Address.String())
+	r = e.add("other", c) // namespace annotation picks p2
+	assert.Contains(t, r.IPs[0].Address.String(), "10.23.0.")
+
+	e.wm.AddNetns("/run/netns/inuse")
+	_, err := e.p.Add(t.Context(), args("inuse", "/run/netns/inuse", c))
+	assert.Equal(t, CodeAddressInUse, code(t, err), "%v", err)
+	e.wm.AddNetns("/run/netns/bad")
+	_, err = e.p.Add(t.Context(), args("bad", "/run/netns/bad", c))
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%v", err)
+}
+
+func TestCheck(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil)
+	r := e.add("c1", c)
+	withPrev := func(r *current.Result) []byte {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(c, &m))
+		raw, err := json.Marshal(r)
+		require.NoError(t, err)
+		var pr map[string]any
+		require.NoError(t, json.Unmarshal(raw, &pr))
+		m["prevResult"] = pr
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		return b
+	}
+	require.NoError(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(r))))
+
+	bad := clone(t, r)
+	bad.IPs[0].Address.IP = []byte{10, 22, 0, 200}
+	assert.Error(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(bad))))
+	bad = clone(t, r)
+	bad.Interfaces[1].Mac = "02:00:00:00:00:01"
+	assert.Error(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(bad))))
+	bad = clone(t, r)
+	bad.Routes = nil
+	assert.Error(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(bad))))
+
+	// The IPAM record is checked too.
+	require.NoError(t, e.m.ReleaseByHandle(t.Context(), "net1.c1"))
+	assert.ErrorContains(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(r))), "IPAM handle")
+	// No prevResult is a config error.
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", c))))
+	// The pod gone.
+	e.wm.DeleteNetns("/run/netns/c1")
+	assert.Error(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(r))))
+}
+
+func clone(t *testing.T, r *current.Result) *current.Result {
+	t.Helper()
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	out, err := current.NewResult(raw)
+	require.NoError(t, err)
+	return out.(*current.Result)
+}
+
+func TestGC(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, map[string]any{"gc_grace_seconds": -1})
+	for _, id := range []string{"a", "b", "c"} {
+		e.add(id, c)
+	}
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(c, &m))
+	m["cni.dev/valid-attachments"] = []any{map[string]any{"containerID": "b", "ifname": "eth0"}}
+	gc, _ := json.Marshal(m)
+	require.NoError(t, e.p.GC(t.Context(), &skel.CmdArgs{StdinData: gc}))
+	ids, err := e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"net1.b"}, ids)
+	for h, n := range map[string]int{"net1.a": 0, "net1.b": 1, "net1.c": 0} {
+		have, err := e.m.IPsByHandle(t.Context(), h)
+		require.NoError(t, err)
+		assert.Len(t, have, n, h)
+	}
+}
+
+// stuckIPAM never answers: every call waits for its context.
+type stuckIPAM struct{ IPAM }
+
+func (stuckIPAM) ReleaseByHandle(ctx context.Context, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (stuckIPAM) Ping(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestDelBoundedAndStatus(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", map[string]any{"timeout_seconds": 1}, map[string]any{"timeout_seconds": 1})
+	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: c}))
+
+	p := New(WithWorkloads(e.wm), WithIPAM(stuckIPAM{e.m}))
+	start := time.Now()
+	err := p.Del(t.Context(), args("c1", "", c))
+	assert.Equal(t, types.ErrTryAgainLater, code(t, err), "%v", err)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.Equal(t, types.ErrPluginNotAvailable, code(t, p.Status(t.Context(), &skel.CmdArgs{StdinData: c})))
+
+	// A datastore that cannot be opened.
+	bad := New(WithWorkloads(e.wm), func(p *Plugin) {
+		p.openIPAM = func(*IPAMConf, time.Duration) (IPAM, error) { return nil, fmt.Errorf("%w: down", ErrDatastore) }
+	})
+	assert.Equal(t, types.ErrPluginNotAvailable, code(t, bad.Status(t.Context(), &skel.CmdArgs{StdinData: c})))
+	assert.Equal(t, types.ErrTryAgainLater, code(t, bad.Del(t.Context(), args("c1", "", c))))
+}
+
+func TestConcurrentAdds(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil)
+	var mu sync.Mutex
+	seen := map[string]string{}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		id := fmt.Sprint("c", i)
+		e.wm.AddNetns("/run/netns/" + id)
+		wg.Go(func() {
+			r, err := e.p.Add(t.Context(), args(id, "/run/netns/"+id, c))
+			if !assert.NoError(t, err) {
+				return
+			}
+			cr, _ := current.NewResultFromResult(r)
+			mu.Lock()
+			defer mu.Unlock()
+			a := cr.IPs[0].Address.String()
+			assert.Empty(t, seen[a], "%s given twice", a)
+			seen[a] = id
+		})
+	}
+	wg.Wait()
+	assert.Len(t, seen, 20)
+}
+
+func TestCodeTable(t *testing.T) {
+	tests := []struct {
+		err  error
+		code uint
+	}{
+		{ErrInvalidConfig, 7},
+		{ipam.ErrUnknownPool, 7},
+		{ErrInvalidArgs, 4},
+		{netlink.ErrNetnsNotFound, 3},
+		{&ipam.AllocationError{Reason: ipam.ErrPoolExhausted}, CodePoolExhausted},
+		{ipam.ErrAddressInUse, CodeAddressInUse},
+		{fmt.Errorf("x: %w", ErrDatastore), 11},
+		{context.DeadlineExceeded, 11},
+		{types.NewError(42, "m", ""), 42},
+		{errors.New("other"), 999},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.code, Code(tc.err), "%v", tc.err)
+	}
+	assert.Nil(t, AsCNIError(nil))
+}
+
+func TestDualStack(t *testing.T) {
+	e := newEnv(t)
+	tr := true
+	c := conf(t, "1.1.0", nil, map[string]any{"assign_ipv6": tr, "pools": []any{
+		map[string]any{"name": "v4", "cidr": "10.22.0.0/24"},
+		map[string]any{"name": "v6", "cidr": "fd00:22::/120"}}})
+	r := e.add("c1", c)
+	require.Len(t, r.IPs, 2)
+	assert.Equal(t, "169.254.1.1", r.IPs[0].Gateway.String())
+	assert.Contains(t, r.IPs[1].Address.String(), "fd00:22::")
+	assert.Equal(t, "fe80::ecee:eeff:feee:eeee", r.IPs[1].Gateway.String())
+	require.Len(t, r.Routes, 2)
+	assert.Equal(t, "::/0", r.Routes[1].Dst.String())
+	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	assertNothingLeft(t, e, "net1.c1")
+}
+
+func TestCNIArgsIP(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil)
+	e.wm.AddNetns("/run/netns/c1")
+	a := args("c1", "/run/netns/c1", c)
+	a.Args += ";IP=10.22.0.50"
+	r, err := e.p.Add(t.Context(), a)
+	require.NoError(t, err)
+	assert.Equal(t, "10.22.0.50/32", r.(*current.Result).IPs[0].Address.String())
+	e.wm.AddNetns("/run/netns/c2")
+	b := args("c2", "/run/netns/c2", c)
+	b.Args += ";IP=10.22.0.50"
+	_, err = e.p.Add(t.Context(), b)
+	assert.Equal(t, CodeAddressInUse, code(t, err))
+	require.NoError(t, e.p.Del(t.Context(), a))
+	assertNothingLeft(t, e, "net1.c2")
+}
