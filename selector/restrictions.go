@@ -258,3 +258,20 @@ func (s Selector) Satisfiable() bool {
 	}
 	return !exact
 }
+
+// Keys returns the label keys the selector reads, sorted and without
+// repeats (none for all() and global()). A selector's verdict on a label
+// set can change only when the value (or presence) of one of these keys
+// does, which is what lets an index skip re-evaluating it. The result is a
+// fresh slice the caller may keep.
+func (s Selector) Keys() []string {
+	p := s.prog()
+	var keys []string
+	for i := range p.nodes {
+		if n := &p.nodes[i]; n.op != opAll && n.op != opGlobal && n.op != opAnd && n.op != opOr {
+			keys = append(keys, n.key)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestLabelRestrictions(t *testing.T) {
@@ -68,5 +69,19 @@ func TestSatisfiable(t *testing.T) {
 		t.Run(tt.sel, func(t *testing.T) {
 			assert.Equal(t, tt.want, MustParse(tt.sel).Satisfiable())
 		})
+	}
+}
+
+func TestKeys(t *testing.T) {
+	for in, want := range map[string][]string{
+		"all()":    nil,
+		"global()": nil,
+		`a == "x"`: {"a"},
+		`b in {"1"} && (a == "x" || !has(c)) && a != "y"`:                             {"a", "b", "c"},
+		`!(z contains "q" || y starts with "p") && x ends with "r" && w not in {"s"}`: {"w", "x", "y", "z"},
+	} {
+		sel, err := Parse(in)
+		require.NoError(t, err)
+		assert.Equal(t, want, sel.Keys(), in)
 	}
 }

@@ -47,7 +47,10 @@
 //     When an item's labels change, only its current matches, the selectors
 //     filed under one of its effective (label, value) pairs or labels, and
 //     the unindexed selectors are evaluated: the cost follows the number of
-//     candidates, not the number of selectors (BenchmarkIndex). Selectors
+//     candidates, not the number of selectors (BenchmarkIndex). When only
+//     an item's own labels change (its parents stay), of those candidates
+//     only the selectors that read a changed label (Selector.Keys) are
+//     evaluated: the others' verdicts cannot have changed. Selectors
 //     with no positive demand (all(), a != "x", !has(a)) are unindexed and
 //     evaluated for every changed item; Stats reports how many there are.
 //  2. Unsatisfiable selectors (Selector.Satisfiable false, such as

@@ -90,7 +90,18 @@ type selEntry[S, I, P comparable] struct {
 	kind    selKind
 	label   string
 	values  []string
+	keys    []string // sel.Keys(): the labels whose change can change its verdict
 	matches map[I]*itemEntry[S, I, P]
+}
+
+// reads reports whether the selector reads one of keys.
+func (s *selEntry[S, I, P]) reads(keys []string) bool {
+	for _, k := range s.keys {
+		if slices.Contains(keys, k) {
+			return true
+		}
+	}
+	return false
 }
 
 type itemEntry[S, I, P comparable] struct {
@@ -187,6 +198,7 @@ func (x *Index[S, I, P]) UpdateSelector(id S, sel selector.Selector) {
 		x.sels[id] = s
 	}
 	s.sel = sel
+	s.keys = sel.Keys()
 	x.indexSelector(s)
 	for _, it := range s.matches {
 		if !x.eval(s, it) {
@@ -224,17 +236,30 @@ func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P
 	} else if maps.Equal(it.labels.own, labels) && slices.Equal(it.parentIDs, parents) {
 		return
 	}
+	var changed []string // own labels added, removed or given another value
 	for k, v := range it.labels.own {
 		if nv, ok := labels[k]; !ok || nv != v {
 			x.itemsByValue.remove(k, v, id)
+			changed = append(changed, k)
 		}
 	}
 	for k, v := range labels {
 		if ov, ok := it.labels.own[k]; !ok || ov != v {
 			x.itemsByValue.add(k, v, id, it)
+			if ok {
+				continue // counted above
+			}
+			changed = append(changed, k)
 		}
 	}
 	it.labels.own = copyInto(it.labels.own, labels)
+	if ok && slices.Equal(it.parentIDs, parents) {
+		// Only own labels changed, so only selectors that read one of them
+		// can change their verdict: the others' matches stand, and every
+		// other selector already evaluated false on this item.
+		x.reevaluateKeys(it, changed)
+		return
+	}
 	if !ok || !slices.Equal(it.parentIDs, parents) {
 		x.unlinkParents(it)
 		it.parentIDs = slices.Clone(parents)
@@ -511,6 +536,48 @@ func (x *Index[S, I, P]) reevaluate(it *itemEntry[S, I, P]) {
 	}
 	for _, s := range x.selsUnindexed {
 		x.tryStart(s, it)
+	}
+}
+
+// reevaluateKeys is reevaluate for an item whose parents are unchanged and
+// whose own labels changed only at keys: an effective label can only have
+// changed at one of those keys, so only selectors that read one are
+// evaluated.
+func (x *Index[S, I, P]) reevaluateKeys(it *itemEntry[S, I, P], keys []string) {
+	for _, s := range it.matches {
+		if s.reads(keys) && !x.eval(s, it) {
+			x.unlink(s, it)
+		}
+	}
+	try := func(s *selEntry[S, I, P]) {
+		if s.reads(keys) {
+			x.tryStart(s, it)
+		}
+	}
+	for k, v := range it.labels.own {
+		x.eachCandidate(k, v, try)
+	}
+	for i, p := range it.labels.parents {
+		for k, v := range p.labels {
+			if !it.labels.shadowed(k, i) {
+				x.eachCandidate(k, v, try)
+			}
+		}
+	}
+	for _, s := range x.selsUnindexed {
+		try(s)
+	}
+}
+
+// eachCandidate calls f for the selectors indexed on label k or on k == v.
+func (x *Index[S, I, P]) eachCandidate(k, v string, f func(*selEntry[S, I, P])) {
+	if byVal := x.selsByValue[k]; byVal != nil {
+		for _, s := range byVal[v] {
+			f(s)
+		}
+	}
+	for _, s := range x.selsByLabel[k] {
+		f(s)
 	}
 }
 

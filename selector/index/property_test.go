@@ -104,6 +104,9 @@ func TestPropertyAgainstOracle(t *testing.T) {
 					x.DeleteSelector(id)
 				case k < 6:
 					id, l, ps := r.IntN(8), randLabels(r), randParents(r)
+					if old, ok := m.items[id]; ok && r.IntN(2) == 0 {
+						ps = old.parents // only its own labels change
+					}
 					desc = fmt.Sprintf("UpdateItem(%d, %v, %v)", id, l, ps)
 					m.items[id] = modelItem{maps.Clone(l), ps}
 					x.UpdateItem(id, l, ps...)
