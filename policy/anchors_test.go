@@ -10,7 +10,7 @@ import (
 	"github.com/tabbynet/tabby/policy"
 )
 
-// TestAnchorSemantics pins the semantics ../shared/ANCHORS.md §9 lists as easy
+// TestAnchorSemantics pins the semantics of Calico and Kubernetes that are easy
 // to get wrong, each as a small world of YAML resources and one flow.
 func TestAnchorSemantics(t *testing.T) {
 	ip := netip.MustParseAddr
