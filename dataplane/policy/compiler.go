@@ -34,9 +34,8 @@ var (
 	// ErrInvalidInterface: a local endpoint's interface name is empty, too
 	// long (15 bytes) or has characters iptables refuses.
 	ErrInvalidInterface = errors.New("invalid interface name")
-	// ErrUnknownEndpoint: an interface was set for an endpoint the
-	// compiler does not know.
-	ErrUnknownEndpoint = errors.New("unknown endpoint")
+	// ErrNil: a nil object was passed.
+	ErrNil = errors.New("nil object")
 )
 
 // Config configures a Compiler. Zero values take the defaults.
@@ -356,6 +355,9 @@ func cmpOrder(a, b *float64) int {
 func (c *Compiler) SetTiers(ts []*pol.Tier) error {
 	var errs []error
 	for _, t := range ts {
+		if t == nil {
+			return ErrNil
+		}
 		if err := t.Validate(); err != nil {
 			errs = append(errs, err)
 		}
@@ -373,6 +375,9 @@ func (c *Compiler) SetTiers(ts []*pol.Tier) error {
 // can be a member of rule selectors' sets). Invalid endpoints are refused
 // before anything changes.
 func (c *Compiler) UpdateEndpoint(ep *pol.Endpoint) error {
+	if ep == nil {
+		return ErrNil
+	}
 	if err := ep.Validate(); err != nil {
 		return err
 	}
@@ -433,7 +438,8 @@ func (c *Compiler) deleteEndpoint(key string) {
 // SetInterface marks the endpoint key as local to this node, reached
 // through the host-side interface iface (workloads: the veth's host end,
 // named with Config.InterfacePrefix). Its chains are rendered from then
-// on. ErrInvalidInterface for a bad name.
+// on. An interface names one endpoint: setting it for key takes it from
+// any other. ErrInvalidInterface for a bad name.
 func (c *Compiler) SetInterface(key, iface string) error {
 	if !validIface(iface) {
 		return fmt.Errorf("endpoint %s: %w: %q", key, ErrInvalidInterface, iface)
@@ -441,6 +447,11 @@ func (c *Compiler) SetInterface(key, iface string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.local[key] != iface {
+		for k, i := range c.local {
+			if i == iface && k != key { // the interface moved to another endpoint
+				delete(c.local, k)
+			}
+		}
 		if old, ok := c.local[key]; ok {
 			c.dropEndpointChains(old)
 		}
@@ -472,6 +483,9 @@ func (c *Compiler) dropEndpointChains(iface string) {
 // UpdateNamespace adds or changes a namespace (its labels feed namespace
 // selectors).
 func (c *Compiler) UpdateNamespace(ns *pol.Namespace) error {
+	if ns == nil {
+		return ErrNil
+	}
 	if err := ns.Validate(); err != nil {
 		return err
 	}
@@ -483,6 +497,9 @@ func (c *Compiler) UpdateNamespace(ns *pol.Namespace) error {
 
 // UpdateServiceAccount adds or changes a service account.
 func (c *Compiler) UpdateServiceAccount(sa *pol.ServiceAccount) error {
+	if sa == nil {
+		return ErrNil
+	}
 	if err := sa.Validate(); err != nil {
 		return err
 	}
@@ -495,6 +512,9 @@ func (c *Compiler) UpdateServiceAccount(sa *pol.ServiceAccount) error {
 
 // UpdateNetworkSet adds or changes a namespaced NetworkSet.
 func (c *Compiler) UpdateNetworkSet(n *pol.NetworkSet) error {
+	if n == nil {
+		return ErrNil
+	}
 	if err := n.Validate(); err != nil {
 		return err
 	}
@@ -506,6 +526,9 @@ func (c *Compiler) UpdateNetworkSet(n *pol.NetworkSet) error {
 
 // UpdateGlobalNetworkSet adds or changes a GlobalNetworkSet.
 func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
+	if n == nil {
+		return ErrNil
+	}
 	if err := n.Validate(); err != nil {
 		return err
 	}
@@ -520,6 +543,9 @@ func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
 // re-rendered; endpoint chains only when its tier, order or types change
 // or when the endpoints it applies to change.
 func (c *Compiler) UpdatePolicy(rp *pol.ResolvedPolicy) error {
+	if rp == nil {
+		return ErrNil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.updatePolicy(rp)
@@ -569,8 +595,12 @@ func (c *Compiler) deletePolicy(key string) {
 // validated first (and the policies resolved); on error nothing changes.
 // Interfaces (SetInterface) are kept.
 func (c *Compiler) Replace(r pol.Resources) error {
+	if slices.Contains(r.Tiers, nil) || slices.Contains(r.Namespaces, nil) || slices.Contains(r.NetworkSets, nil) ||
+		slices.Contains(r.GlobalNetworkSets, nil) || slices.Contains(r.Endpoints, nil) ||
+		slices.Contains(r.NetworkPolicies, nil) || slices.Contains(r.GlobalNetworkPolicies, nil) {
+		return ErrNil
+	}
 	var errs []error
-	type rpol struct{ rp *pol.ResolvedPolicy }
 	var rps []*pol.ResolvedPolicy
 	for _, t := range r.Tiers {
 		errs = append(errs, t.Validate())

@@ -127,7 +127,7 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	k := newKernelNode(t, 7, dppolicy.Config{}, seed)
+	k := newKernelNode(t, 7, dppolicy.Config{NFLOGGroup: 3}, seed)
 	r := rand.New(rand.NewPCG(seed, 2))
 	ctx := context.Background()
 	probes := k.allProbes()
