@@ -394,7 +394,7 @@ func (c *Compiler) updateEndpoint(ep *pol.Endpoint) error {
 	}
 	c.endpoints[ep.Key()] = ep
 	c.dirtyEndpoints[ep.Key()] = true
-	if _, local := c.local[ep.Key()]; local && old == nil {
+	if _, local := c.local[ep.Key()]; local && (old == nil || old.IsHost() != ep.IsHost()) {
 		c.dispatchDirty = true
 	}
 	c.dirtyNPForEndpoint(old, ep)
@@ -474,9 +474,8 @@ func (c *Compiler) RemoveInterface(key string) {
 }
 
 func (c *Compiler) dropEndpointChains(iface string) {
-	for _, n := range []string{c.twChain(iface), c.fwChain(iface)} {
-		delete(c.chains, n)
-		c.dirtyChains[n] = true
+	for _, n := range []string{c.twChain(iface), c.fwChain(iface), c.fhChain(iface), c.thChain(iface)} {
+		c.deleteChain(n)
 	}
 }
 

@@ -48,6 +48,12 @@
 //	ipVersion                    | rules of the other family (or whose nets are all of it) are
 //	                             | not rendered; compile each family with its own Compiler
 //
+// Host endpoints (SetInterface with a host endpoint's interface, e.g. eth0)
+// police traffic to and from the host itself (INPUT and OUTPUT); there are
+// no failsafe ports (Felix's failsafeInboundHostPorts), so a host endpoint
+// without the default-allow profile and without an allowing policy cuts
+// every new connection through that interface.
+//
 // Not enforced: HTTP rules (method/path) cannot be matched by netfilter.
 // The evaluator matches them only for flows that carry an HTTP request, so
 // for every packet netfilter sees such a rule never matches: the compiler
@@ -80,12 +86,22 @@
 //	                        -i tby+ -j tabby-from-wl-dispatch
 //	                        -o tby+ -j tabby-to-wl-dispatch
 //	                        accept bit set -j ACCEPT
+//	OUTPUT                  -j tabby-OUTPUT
 //	tabby-INPUT             clear accept|pass bits
-//	                        -i tby+ -j tabby-from-wl-dispatch  (workload egress policy guards
-//	                        traffic to the host; accepted packets go on through INPUT)
-//	tabby-from-wl-dispatch  -i <iface> -g tabby-fw-<iface> per local endpoint; DROP
-//	tabby-to-wl-dispatch    -o <iface> -g tabby-tw-<iface> per local endpoint; DROP
-//	tabby-tw-<iface>        ingress of the endpoint, tabby-fw-<iface> its egress:
+//	                        -i tby+ -j tabby-from-wl-dispatch  (workload egress policy
+//	                        guards traffic to the host)
+//	                        ! -i tby+ -j tabby-from-host-dispatch
+//	                        accept bit set -j ACCEPT
+//	tabby-OUTPUT            clear accept|pass bits; -o tby+ RETURN (host to workload
+//	                        allowed, as in Felix); -j tabby-to-host-dispatch;
+//	                        accept bit set -j ACCEPT
+//	tabby-from-wl-dispatch  -i <iface> -g tabby-fw-<iface> per local workload; DROP
+//	tabby-to-wl-dispatch    -o <iface> -g tabby-tw-<iface> per local workload; DROP
+//	tabby-from-host-dispatch  -i <iface> -g tabby-fh-<iface> per local host endpoint
+//	tabby-to-host-dispatch    -o <iface> -g tabby-th-<iface> per local host endpoint
+//	                        (other interfaces fall through: not policed)
+//	tabby-tw-<iface>        ingress of a workload, tabby-fw-<iface> its egress
+//	                        (host endpoints: tabby-fh-<iface>, tabby-th-<iface>):
 //	                        ctstate RELATED,ESTABLISHED ACCEPT; ctstate INVALID DROP;
 //	                        clear accept|pass; per tier: clear pass (from the second),
 //	                        per policy "pass clear -j tabby-pi-<id>" then

@@ -55,21 +55,31 @@ func Example() {
 	// :OUTPUT ACCEPT [0:0]
 	// :tabby-FORWARD - [0:0]
 	// :tabby-INPUT - [0:0]
+	// :tabby-OUTPUT - [0:0]
+	// :tabby-from-host-dispatch - [0:0]
 	// :tabby-from-wl-dispatch - [0:0]
 	// :tabby-fw-tby1 - [0:0]
 	// :tabby-fw-tby2 - [0:0]
 	// :tabby-pi-3da92de4df766465 - [0:0]
+	// :tabby-to-host-dispatch - [0:0]
 	// :tabby-to-wl-dispatch - [0:0]
 	// :tabby-tw-tby1 - [0:0]
 	// :tabby-tw-tby2 - [0:0]
 	// -A INPUT -m comment --comment "tabby:7tHT04ty5uJoik7v" -j tabby-INPUT
 	// -A FORWARD -m comment --comment "tabby:luZs-0GosH9flkst" -j tabby-FORWARD
+	// -A OUTPUT -m comment --comment "tabby:Truy91S27ovJcH90" -j tabby-OUTPUT
 	// -A tabby-FORWARD -m comment --comment "tabby:_HdAFGwHU9JfnykC" -m comment --comment "clear tabby marks" -j MARK --set-xmark 0x0/0x30000
 	// -A tabby-FORWARD -i tby+ -m comment --comment "tabby:CdC9QSORiaB8Qm8g" -j tabby-from-wl-dispatch
 	// -A tabby-FORWARD -o tby+ -m comment --comment "tabby:T8r_kHxII59CF654" -j tabby-to-wl-dispatch
 	// -A tabby-FORWARD -m comment --comment "tabby:_Z5loZwwyp3h78Ko" -m comment --comment "policy accepted the packet" -m mark --mark 0x10000/0x10000 -j ACCEPT
 	// -A tabby-INPUT -m comment --comment "tabby:X8E0BIXV7m6Z613U" -m comment --comment "clear tabby marks" -j MARK --set-xmark 0x0/0x30000
 	// -A tabby-INPUT -i tby+ -m comment --comment "tabby:Jh9qPU_aQlRruElp" -m comment --comment "egress policy of workloads applies to the host" -j tabby-from-wl-dispatch
+	// -A tabby-INPUT ! -i tby+ -m comment --comment "tabby:Ne-EvtCRybtxfT-v" -j tabby-from-host-dispatch
+	// -A tabby-INPUT -m comment --comment "tabby:qMN57HWlyZqFxCLe" -m comment --comment "policy accepted the packet" -m mark --mark 0x10000/0x10000 -j ACCEPT
+	// -A tabby-OUTPUT -m comment --comment "tabby:31gIKBonwvs-g3pt" -m comment --comment "clear tabby marks" -j MARK --set-xmark 0x0/0x30000
+	// -A tabby-OUTPUT -o tby+ -m comment --comment "tabby:m7AdKGtOtZ-iB9YH" -m comment --comment "host to workload is allowed" -j RETURN
+	// -A tabby-OUTPUT -m comment --comment "tabby:z63StV3_fFEgDm68" -j tabby-to-host-dispatch
+	// -A tabby-OUTPUT -m comment --comment "tabby:zSm5V3CPlh27GnqR" -m comment --comment "policy accepted the packet" -m mark --mark 0x10000/0x10000 -j ACCEPT
 	// -A tabby-from-wl-dispatch -i tby1 -m comment --comment "tabby:o-9ROhgiKAa2AxaI" -g tabby-fw-tby1
 	// -A tabby-from-wl-dispatch -i tby2 -m comment --comment "tabby:mp19Ivzx9GlCWz5V" -g tabby-fw-tby2
 	// -A tabby-from-wl-dispatch -m comment --comment "tabby:4wFCERsui2NW5I1F" -m comment --comment "unknown workload interface" -j DROP

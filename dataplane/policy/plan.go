@@ -21,7 +21,7 @@ import (
 type Plan struct {
 	Chains []ChainChange
 	Sets   []SetChange
-	// Hooks is true when the FORWARD and INPUT jump rules are still to be
+	// Hooks is true when the FORWARD, INPUT and OUTPUT jump rules are still to be
 	// set (the first Apply).
 	Hooks bool
 
@@ -78,7 +78,7 @@ func (p *Plan) String() string {
 		b.WriteString(renderRules(p.family, c))
 	}
 	if p.Hooks {
-		fmt.Fprintf(&b, "hook FORWARD -> %s, INPUT -> %s\n", ChainForward, ChainInput)
+		fmt.Fprintf(&b, "hook FORWARD -> %s, INPUT -> %s, OUTPUT -> %s\n", ChainForward, ChainInput, ChainOutput)
 	}
 	return b.String()
 }
@@ -249,6 +249,9 @@ func (c *Compiler) push(p *Plan) error {
 			errs = append(errs, err)
 		}
 		if err := c.ipt.SetHook(iptables.Filter, "INPUT", []iptables.Rule{{Action: iptables.Jump{Chain: ChainInput}}}); err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.ipt.SetHook(iptables.Filter, "OUTPUT", []iptables.Rule{{Action: iptables.Jump{Chain: ChainOutput}}}); err != nil {
 			errs = append(errs, err)
 		}
 		c.hooksSet = true

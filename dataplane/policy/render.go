@@ -17,12 +17,20 @@ import (
 const (
 	ChainForward      = "tabby-FORWARD"
 	ChainInput        = "tabby-INPUT"
+	ChainOutput       = "tabby-OUTPUT"
 	ChainFromDispatch = "tabby-from-wl-dispatch"
 	ChainToDispatch   = "tabby-to-wl-dispatch"
+	ChainFromHEP      = "tabby-from-host-dispatch"
+	ChainToHEP        = "tabby-to-host-dispatch"
 )
 
+// Per-endpoint chains: tw/fw (to/from workload: ingress/egress of a
+// workload), fh/th (from/to host endpoint: ingress/egress of a host
+// endpoint).
 func (c *Compiler) twChain(iface string) string { return "tabby-tw-" + iface }
 func (c *Compiler) fwChain(iface string) string { return "tabby-fw-" + iface }
+func (c *Compiler) fhChain(iface string) string { return "tabby-fh-" + iface }
+func (c *Compiler) thChain(iface string) string { return "tabby-th-" + iface }
 
 // policyChain is tabby-pi-<16 hex> (ingress) or tabby-po-<16 hex> (egress).
 func policyChain(key string, d pol.Direction) string {
@@ -79,21 +87,35 @@ func (c *Compiler) renderStatic() {
 		{Match: iptables.Match().MarkMatchesWithMask(c.cfg.MarkAccept, c.cfg.MarkAccept), Action: iptables.Accept{},
 			Comment: "policy accepted the packet"},
 	})
+	acceptMark := iptables.Match().MarkMatchesWithMask(c.cfg.MarkAccept, c.cfg.MarkAccept)
 	c.setChain(ChainInput, []iptables.Rule{
 		{Action: iptables.SetMark{Value: 0, Mask: m}, Comment: "clear tabby marks"},
 		{Match: iptables.Match().InInterface(wild), Action: iptables.Jump{Chain: ChainFromDispatch},
 			Comment: "egress policy of workloads applies to the host"},
+		{Match: iptables.Match().NotInInterface(wild), Action: iptables.Jump{Chain: ChainFromHEP}},
+		{Match: acceptMark, Action: iptables.Accept{}, Comment: "policy accepted the packet"},
 	})
-	ifaces := make([]string, 0, len(c.local))
+	c.setChain(ChainOutput, []iptables.Rule{
+		{Action: iptables.SetMark{Value: 0, Mask: m}, Comment: "clear tabby marks"},
+		{Match: iptables.Match().OutInterface(wild), Action: iptables.Return{}, Comment: "host to workload is allowed"},
+		{Action: iptables.Jump{Chain: ChainToHEP}},
+		{Match: acceptMark, Action: iptables.Accept{}, Comment: "policy accepted the packet"},
+	})
+	var wls, heps []string
 	for k, i := range c.local {
-		if c.endpoints[k] != nil { // chains exist only for known endpoints
-			ifaces = append(ifaces, i)
+		switch ep := c.endpoints[k]; {
+		case ep == nil: // chains exist only for known endpoints
+		case ep.IsHost():
+			heps = append(heps, i)
+		default:
+			wls = append(wls, i)
 		}
 	}
-	slices.Sort(ifaces)
-	from := make([]iptables.Rule, 0, len(ifaces)+1)
-	to := make([]iptables.Rule, 0, len(ifaces)+1)
-	for _, i := range ifaces {
+	slices.Sort(wls)
+	slices.Sort(heps)
+	from := make([]iptables.Rule, 0, len(wls)+1)
+	to := make([]iptables.Rule, 0, len(wls)+1)
+	for _, i := range wls {
 		from = append(from, iptables.Rule{Match: iptables.Match().InInterface(i), Action: iptables.Goto{Chain: c.fwChain(i)}})
 		to = append(to, iptables.Rule{Match: iptables.Match().OutInterface(i), Action: iptables.Goto{Chain: c.twChain(i)}})
 	}
@@ -101,6 +123,13 @@ func (c *Compiler) renderStatic() {
 	to = append(to, iptables.Rule{Action: iptables.Drop{}, Comment: "unknown workload interface"})
 	c.setChain(ChainFromDispatch, from)
 	c.setChain(ChainToDispatch, to)
+	var fromH, toH []iptables.Rule
+	for _, i := range heps {
+		fromH = append(fromH, iptables.Rule{Match: iptables.Match().InInterface(i), Action: iptables.Goto{Chain: c.fhChain(i)}})
+		toH = append(toH, iptables.Rule{Match: iptables.Match().OutInterface(i), Action: iptables.Goto{Chain: c.thChain(i)}})
+	}
+	c.setChain(ChainFromHEP, fromH)
+	c.setChain(ChainToHEP, toH)
 }
 
 type tierGroup struct {
@@ -147,13 +176,15 @@ func (c *Compiler) renderEndpoint(key, iface string) {
 		c.dropEndpointChains(iface)
 		return
 	}
-	for _, d := range []pol.Direction{pol.Ingress, pol.Egress} {
-		name := c.twChain(iface)
-		if d == pol.Egress {
-			name = c.fwChain(iface)
-		}
-		c.setChain(name, c.endpointRules(ep, d))
+	in, out, gone := c.twChain(iface), c.fwChain(iface), []string{c.fhChain(iface), c.thChain(iface)}
+	if ep.IsHost() {
+		in, out, gone = c.fhChain(iface), c.thChain(iface), []string{c.twChain(iface), c.fwChain(iface)}
 	}
+	for _, n := range gone { // the endpoint changed kind
+		c.deleteChain(n)
+	}
+	c.setChain(in, c.endpointRules(ep, pol.Ingress))
+	c.setChain(out, c.endpointRules(ep, pol.Egress))
 }
 
 func (c *Compiler) endpointRules(ep *pol.Endpoint, d pol.Direction) []iptables.Rule {
