@@ -182,3 +182,34 @@ func TestIncrementalEqualsFresh(t *testing.T) {
 		assert.True(t, inc.c.Plan().Empty())
 	}
 }
+
+func TestIPv6FamilyRendersOnlyIPv6(t *testing.T) {
+	iptFake, setFake := iptables.NewFake(), ipsets.NewFake()
+	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv6, Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
+	require.NoError(t, err)
+	c, err := dppolicy.New(dppolicy.Config{Family: iptables.IPv6}, ipt, ipsets.New(setFake))
+	require.NoError(t, err)
+	ep := &policy.Endpoint{Name: "a", Namespace: "ns", Labels: map[string]string{"app": "a"},
+		Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")}}
+	np := &policy.NetworkPolicy{}
+	np.Name, np.Namespace = "p", "ns"
+	np.Spec.Selector = "all()"
+	np.Spec.Ingress = []policy.Rule{
+		{Action: policy.Allow, Protocol: ptrTo(policy.ProtoICMPv6), ICMP: &policy.ICMPFields{Type: ptrTo(128)}},
+		{Action: policy.Allow, Protocol: ptrTo(policy.ProtoICMP)},
+		{Action: policy.Allow, Source: policy.EntityRule{Nets: []string{"10.0.0.0/8"}}},
+		{Action: policy.Deny, Source: policy.EntityRule{Selector: "app == 'a'"}},
+	}
+	require.NoError(t, c.Replace(policy.Resources{Endpoints: []*policy.Endpoint{ep}, NetworkPolicies: []*policy.NetworkPolicy{np}}))
+	require.NoError(t, c.SetInterface("ns/a", "tbya"))
+	_, err = c.Apply(context.Background())
+	require.NoError(t, err)
+	dump := iptFake.Dump()
+	assert.Contains(t, dump, "-p ipv6-icmp")
+	assert.Contains(t, dump, "--icmpv6-type 128")
+	assert.NotContains(t, dump, "rule 1 Allow", "ICMPv4 has no place in ip6tables")
+	assert.NotContains(t, dump, "rule 2 Allow", "IPv4 nets never match IPv6")
+	assert.Contains(t, setFake.Dump(), "add tabby-s6-")
+	assert.Contains(t, setFake.Dump(), "fd00::1")
+	assert.NotContains(t, setFake.Dump(), "10.0.0.1")
+}
