@@ -375,16 +375,23 @@ func (c *Compiler) SetTiers(ts []*pol.Tier) error {
 // can be a member of rule selectors' sets). Invalid endpoints are refused
 // before anything changes.
 func (c *Compiler) UpdateEndpoint(ep *pol.Endpoint) error {
-	if ep == nil {
+	return validThen(c, ep, func() error { return c.updateEndpoint(ep.DeepCopy()) })
+}
+
+// validThen refuses a nil or invalid obj, then runs f holding the lock.
+func validThen[T any, P interface {
+	*T
+	Validate() error
+}](c *Compiler, obj P, f func() error) error {
+	if obj == nil {
 		return ErrNil
 	}
-	if err := ep.Validate(); err != nil {
+	if err := obj.Validate(); err != nil {
 		return err
 	}
-	ep = ep.DeepCopy()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.updateEndpoint(ep)
+	return f()
 }
 
 func (c *Compiler) updateEndpoint(ep *pol.Endpoint) error {
@@ -482,59 +489,35 @@ func (c *Compiler) dropEndpointChains(iface string) {
 // UpdateNamespace adds or changes a namespace (its labels feed namespace
 // selectors).
 func (c *Compiler) UpdateNamespace(ns *pol.Namespace) error {
-	if ns == nil {
-		return ErrNil
-	}
-	if err := ns.Validate(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.namespaces[ns.Name] = true
-	return c.model.UpdateNamespace(ns.DeepCopy())
+	return validThen(c, ns, func() error {
+		c.namespaces[ns.Name] = true
+		return c.model.UpdateNamespace(ns.DeepCopy())
+	})
 }
 
 // UpdateServiceAccount adds or changes a service account.
 func (c *Compiler) UpdateServiceAccount(sa *pol.ServiceAccount) error {
-	if sa == nil {
-		return ErrNil
-	}
-	if err := sa.Validate(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cp := *sa
-	cp.Labels = maps.Clone(sa.Labels)
-	return c.model.UpdateServiceAccount(&cp)
+	return validThen(c, sa, func() error {
+		cp := *sa
+		cp.Labels = maps.Clone(sa.Labels)
+		return c.model.UpdateServiceAccount(&cp)
+	})
 }
 
 // UpdateNetworkSet adds or changes a namespaced NetworkSet.
 func (c *Compiler) UpdateNetworkSet(n *pol.NetworkSet) error {
-	if n == nil {
-		return ErrNil
-	}
-	if err := n.Validate(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.netsets[n.Namespace+"/"+n.Name] = true
-	return c.model.UpdateNetworkSet(n.DeepCopy())
+	return validThen(c, n, func() error {
+		c.netsets[n.Namespace+"/"+n.Name] = true
+		return c.model.UpdateNetworkSet(n.DeepCopy())
+	})
 }
 
 // UpdateGlobalNetworkSet adds or changes a GlobalNetworkSet.
 func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
-	if n == nil {
-		return ErrNil
-	}
-	if err := n.Validate(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gnetsets[n.Name] = true
-	return c.model.UpdateGlobalNetworkSet(n.DeepCopy())
+	return validThen(c, n, func() error {
+		c.gnetsets[n.Name] = true
+		return c.model.UpdateGlobalNetworkSet(n.DeepCopy())
+	})
 }
 
 // UpdatePolicy adds or changes a policy, resolved (validated) by
