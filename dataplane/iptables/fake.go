@@ -120,7 +120,7 @@ func (t *fakeTable) clone() *fakeTable {
 }
 
 var fakeTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "MARK": true,
-	"MASQUERADE": true, "DNAT": true, "SNAT": true, "LOG": true}
+	"MASQUERADE": true, "DNAT": true, "SNAT": true, "LOG": true, "NFLOG": true}
 
 func jumpOf(args []string) string {
 	for i := 0; i+1 < len(args); i++ {

@@ -118,6 +118,13 @@ func (r Rule) validate(f Family) error {
 				}
 			}
 		case addrTypeMatch:
+		case icmpMatch:
+			if proto == nil || proto.not || (proto.p != ICMP && proto.p != ICMPv6) {
+				return invalid("icmp type match needs a preceding Protocol(icmp|ipv6-icmp)")
+			}
+			if m.typ < 0 || m.typ > 255 || m.code < -1 || m.code > 255 {
+				return invalid("icmp type %d code %d out of range", m.typ, m.code)
+			}
 		default:
 			return invalid("unknown match %T", p)
 		}
@@ -156,6 +163,10 @@ func (r Rule) validate(f Family) error {
 	case SNAT:
 		if !a.To.IsValid() || a.To.Zone() != "" || a.To.Is4() != (f == IPv4) {
 			return invalid("SNAT to %v in %s", a.To, f)
+		}
+	case NFLOG:
+		if !validText(a.Prefix, 63) || a.Prefix == "" {
+			return invalid("nflog prefix %q: 1 to 63 printable bytes", a.Prefix)
 		}
 	case Log:
 		if !validText(a.Prefix, 29) || a.Prefix == "" {

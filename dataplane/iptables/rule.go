@@ -446,6 +446,9 @@ func (m MatchCriteria) renderExt(b *argBuilder) {
 		case portMatch:
 			p.proto = proto
 			p.args(b)
+		case icmpMatch:
+			p.proto = proto
+			p.args(b)
 		default:
 			if !p.base() {
 				p.args(b)

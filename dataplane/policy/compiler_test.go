@@ -1,0 +1,215 @@
+package policy_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/dataplane/ipsets"
+	"github.com/tabbynet/tabby/dataplane/iptables"
+	dppolicy "github.com/tabbynet/tabby/dataplane/policy"
+	"github.com/tabbynet/tabby/policy"
+)
+
+type fakeNode struct {
+	c       *dppolicy.Compiler
+	ipt     *iptables.IPTables
+	iptFake *iptables.Fake
+	setFake *ipsets.Fake
+	w       *world
+}
+
+func newFakeNode(t testing.TB, cfg dppolicy.Config, seed uint64, pods int) *fakeNode {
+	t.Helper()
+	n := &fakeNode{iptFake: iptables.NewFake(), setFake: ipsets.NewFake()}
+	var err error
+	n.ipt, err = iptables.New(iptables.Config{Family: iptables.IPv4, Backend: iptables.BackendNFT}, iptables.WithExecer(n.iptFake))
+	require.NoError(t, err)
+	n.c, err = dppolicy.New(cfg, n.ipt, ipsets.New(n.setFake))
+	require.NoError(t, err)
+	var addrs []netip.Addr
+	for i := range pods {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{10, 0, 0, byte(1 + i)}))
+	}
+	n.w = newWorld(rand.New(rand.NewPCG(seed, 1)), addrs)
+	for i, ep := range n.w.endpoints {
+		require.NoError(t, n.c.SetInterface(ep.Key(), "tby"+string(rune('a'+i))))
+	}
+	return n
+}
+
+func (n *fakeNode) apply(t testing.TB) *dppolicy.Plan {
+	t.Helper()
+	p, err := n.c.Apply(context.Background())
+	require.NoError(t, err)
+	return p
+}
+
+// members returns the "add" lines of the ipsets dump (maxelem depends on
+// history, members must not).
+func (n *fakeNode) members() string {
+	var b strings.Builder
+	for _, l := range strings.Split(n.setFake.Dump(), "\n") {
+		if strings.HasPrefix(l, "add ") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+func chainNames(p *dppolicy.Plan) []string {
+	var out []string
+	for _, c := range p.Chains {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func basePolicy() policy.Resources {
+	np := &policy.NetworkPolicy{}
+	np.Name, np.Namespace = "db", "ns0"
+	np.Spec.Selector = "all()"
+	np.Spec.Ingress = []policy.Rule{{Action: policy.Allow, Protocol: ptrTo(policy.ProtoTCP),
+		Source:      policy.EntityRule{Selector: "app == 'web'", NamespaceSelector: "all()"},
+		Destination: policy.EntityRule{Ports: []policy.Port{policy.NamedPort("http")}}}}
+	return policy.Resources{NetworkPolicies: []*policy.NetworkPolicy{np}}
+}
+
+func TestLabelChangeUpdatesSetMembersOnly(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 1, 4)
+	res := basePolicy()
+	res.Namespaces, res.Endpoints = n.w.namespaces, n.w.endpoints
+	n.w.endpoints[1].Labels["app"] = "db"
+	require.NoError(t, n.c.Replace(res))
+	n.apply(t)
+	before := len(n.iptFake.Commands())
+
+	ep := n.w.endpoints[1].DeepCopy()
+	ep.Labels["app"] = "web"
+	require.NoError(t, n.c.UpdateEndpoint(ep))
+	p := n.c.Plan()
+	assert.Empty(t, p.Chains, "a label change rewrites no chain")
+	require.Len(t, p.Sets, 1)
+	assert.Equal(t, []ipsets.Member{ipsets.Net(netip.MustParsePrefix("10.0.0.2/32"))}, p.Sets[0].Added)
+	assert.Equal(t, before, len(n.iptFake.Commands()), "Plan touches nothing")
+	p = n.apply(t)
+	assert.Empty(t, p.Chains)
+	assert.Contains(t, n.members(), "10.0.0.2\n")
+	assert.Equal(t, before, len(n.iptFake.Commands()), "no restore ran")
+}
+
+func TestAddEndpointWritesOnlyItsChains(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 2, 4)
+	res := basePolicy()
+	res.Namespaces, res.Endpoints = n.w.namespaces, n.w.endpoints[:3]
+	require.NoError(t, n.c.Replace(res))
+	n.apply(t)
+	require.NoError(t, n.c.UpdateEndpoint(n.w.endpoints[3]))
+	p := n.apply(t)
+	assert.ElementsMatch(t, []string{dppolicy.ChainFromDispatch, dppolicy.ChainToDispatch, "tabby-fw-tbyd", "tabby-tw-tbyd"}, chainNames(p))
+	for _, s := range p.Sets {
+		assert.False(t, s.Created || s.Deleted, "only members change: %+v", s)
+	}
+	n.c.DeleteEndpoint(n.w.endpoints[3].Key())
+	p = n.apply(t)
+	assert.ElementsMatch(t, []string{dppolicy.ChainFromDispatch, dppolicy.ChainToDispatch, "tabby-fw-tbyd", "tabby-tw-tbyd"}, chainNames(p))
+	assert.NotContains(t, n.iptFake.Dump(), "tbyd")
+}
+
+func TestInvalidPolicyNeverReachesTheKernel(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 3, 2)
+	res := basePolicy()
+	res.Endpoints = n.w.endpoints
+	require.NoError(t, n.c.Replace(res))
+	n.apply(t)
+	dump := n.iptFake.Dump()
+	bad := basePolicy()
+	bad.Endpoints = n.w.endpoints
+	bad.NetworkPolicies[0].Spec.Ingress[0].Source.Selector = "app = 'web'"
+	require.ErrorIs(t, n.c.Replace(bad), policy.ErrInvalid)
+	bad.NetworkPolicies[0].Spec.Ingress[0].Source.Selector = "all()"
+	bad.NetworkPolicies[0].Spec.Tier = "nope"
+	require.ErrorIs(t, n.c.Replace(bad), policy.ErrUnknownTier)
+	require.ErrorIs(t, n.c.Replace(policy.Resources{Endpoints: []*policy.Endpoint{nil}}), dppolicy.ErrNil)
+	require.ErrorIs(t, n.c.UpdatePolicy(nil), dppolicy.ErrNil)
+	assert.True(t, n.c.Plan().Empty())
+	n.apply(t)
+	assert.Equal(t, dump, n.iptFake.Dump())
+	require.ErrorIs(t, n.c.SetInterface("ns0/p0", "bad name"), dppolicy.ErrInvalidInterface)
+}
+
+func TestHTTPRulesReportedAsNeedingL7(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 4, 2)
+	np := &policy.NetworkPolicy{}
+	np.Name, np.Namespace = "api", "ns0"
+	np.Spec.Selector = "all()"
+	np.Spec.Ingress = []policy.Rule{
+		{Action: policy.Allow, Protocol: ptrTo(policy.ProtoTCP), HTTP: &policy.HTTPMatch{Methods: []string{"GET"}}},
+		{Action: policy.Allow, Protocol: ptrTo(policy.ProtoUDP)},
+	}
+	require.NoError(t, n.c.Replace(policy.Resources{Endpoints: n.w.endpoints, NetworkPolicies: []*policy.NetworkPolicy{np}}))
+	n.apply(t)
+	assert.Equal(t, []dppolicy.RuleRef{{Policy: "ns0/api", Direction: policy.Ingress, Rule: 0}}, n.c.NeedsL7())
+	assert.NotContains(t, n.iptFake.Dump(), "rule 0 Allow", "the HTTP rule never matches at L3/L4")
+	assert.Contains(t, n.iptFake.Dump(), "rule 1 Allow")
+}
+
+// TestIncrementalEqualsFresh feeds random policy sets one after another to
+// one compiler and checks that after each its chains and set members equal
+// those of a fresh compiler given only that set.
+func TestIncrementalEqualsFresh(t *testing.T) {
+	seed := uint64(rand.Int64())
+	t.Logf("seed %d", seed)
+	inc := newFakeNode(t, dppolicy.Config{NFLOGGroup: 1}, seed, 8)
+	r := rand.New(rand.NewPCG(seed, 2))
+	for i := range 60 {
+		res := randomResources(r, inc.w)
+		if _, err := policy.NewPolicySet(res); err != nil {
+			continue
+		}
+		require.NoError(t, inc.c.Replace(res))
+		inc.apply(t)
+		fresh := newFakeNode(t, dppolicy.Config{NFLOGGroup: 1}, seed, 8)
+		require.NoError(t, fresh.c.Replace(res))
+		fresh.apply(t)
+		require.Equal(t, fresh.ipt.Render(), inc.ipt.Render(), "set %d", i)
+		require.Equal(t, fresh.members(), inc.members(), "set %d", i)
+		assert.True(t, inc.c.Plan().Empty())
+	}
+}
+
+func TestIPv6FamilyRendersOnlyIPv6(t *testing.T) {
+	iptFake, setFake := iptables.NewFake(), ipsets.NewFake()
+	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv6, Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
+	require.NoError(t, err)
+	c, err := dppolicy.New(dppolicy.Config{Family: iptables.IPv6}, ipt, ipsets.New(setFake))
+	require.NoError(t, err)
+	ep := &policy.Endpoint{Name: "a", Namespace: "ns", Labels: map[string]string{"app": "a"},
+		Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")}}
+	np := &policy.NetworkPolicy{}
+	np.Name, np.Namespace = "p", "ns"
+	np.Spec.Selector = "all()"
+	np.Spec.Ingress = []policy.Rule{
+		{Action: policy.Allow, Protocol: ptrTo(policy.ProtoICMPv6), ICMP: &policy.ICMPFields{Type: ptrTo(128)}},
+		{Action: policy.Allow, Protocol: ptrTo(policy.ProtoICMP)},
+		{Action: policy.Allow, Source: policy.EntityRule{Nets: []string{"10.0.0.0/8"}}},
+		{Action: policy.Deny, Source: policy.EntityRule{Selector: "app == 'a'"}},
+	}
+	require.NoError(t, c.Replace(policy.Resources{Endpoints: []*policy.Endpoint{ep}, NetworkPolicies: []*policy.NetworkPolicy{np}}))
+	require.NoError(t, c.SetInterface("ns/a", "tbya"))
+	_, err = c.Apply(context.Background())
+	require.NoError(t, err)
+	dump := iptFake.Dump()
+	assert.Contains(t, dump, "-p ipv6-icmp")
+	assert.Contains(t, dump, "--icmpv6-type 128")
+	assert.NotContains(t, dump, "rule 1 Allow", "ICMPv4 has no place in ip6tables")
+	assert.NotContains(t, dump, "rule 2 Allow", "IPv4 nets never match IPv6")
+	assert.Contains(t, setFake.Dump(), "add tabby-s6-")
+	assert.Contains(t, setFake.Dump(), "fd00::1")
+	assert.NotContains(t, setFake.Dump(), "10.0.0.1")
+}

@@ -1,0 +1,260 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/tabbynet/tabby/dataplane/ipsets"
+	"github.com/tabbynet/tabby/dataplane/iptables"
+)
+
+// Plan is what an Apply would change, computed without touching the kernel
+// (a dry run / diff): owned chains of the filter table to write or delete
+// and set members to add or remove, relative to what the compiler last
+// handed to its iptables and ipsets appliers. Both slices are sorted by
+// name.
+type Plan struct {
+	Chains []ChainChange
+	Sets   []SetChange
+	// Hooks is true when the FORWARD, INPUT and OUTPUT jump rules are still to be
+	// set (the first Apply).
+	Hooks bool
+
+	family iptables.Family
+}
+
+// ChainChange is one chain to write (Rules is its complete new content) or
+// delete (Deleted).
+type ChainChange struct {
+	Name    string
+	Rules   []iptables.Rule
+	Deleted bool
+}
+
+// SetChange is one set to create (Created, Added holds every member),
+// edit (Added, Removed) or destroy (Deleted).
+type SetChange struct {
+	Spec             ipsets.SetSpec
+	Created, Deleted bool
+	Added, Removed   []ipsets.Member
+}
+
+// Empty reports whether applying the plan would change nothing.
+func (p *Plan) Empty() bool { return len(p.Chains) == 0 && len(p.Sets) == 0 && !p.Hooks }
+
+// String renders the plan for logs and audits: one "set"/"chain" header
+// per change, set members as "+ member" / "- member", chains in
+// iptables-restore syntax (hash comments included).
+func (p *Plan) String() string {
+	var b strings.Builder
+	for _, s := range p.Sets {
+		switch {
+		case s.Deleted:
+			fmt.Fprintf(&b, "destroy set %s\n", s.Spec.Name)
+			continue
+		case s.Created:
+			fmt.Fprintf(&b, "create set %s %s family %s\n", s.Spec.Name, s.Spec.Type, s.Spec.Family)
+		default:
+			fmt.Fprintf(&b, "update set %s\n", s.Spec.Name)
+		}
+		for _, m := range s.Removed {
+			fmt.Fprintf(&b, "- %s\n", m)
+		}
+		for _, m := range s.Added {
+			fmt.Fprintf(&b, "+ %s\n", m)
+		}
+	}
+	for _, c := range p.Chains {
+		if c.Deleted {
+			fmt.Fprintf(&b, "delete chain %s\n", c.Name)
+			continue
+		}
+		fmt.Fprintf(&b, "write chain %s (%d rules)\n", c.Name, len(c.Rules))
+		b.WriteString(renderRules(p.family, c))
+	}
+	if p.Hooks {
+		fmt.Fprintf(&b, "hook FORWARD -> %s, INPUT -> %s, OUTPUT -> %s\n", ChainForward, ChainInput, ChainOutput)
+	}
+	return b.String()
+}
+
+// renderRules renders one chain's rules with a scratch in-memory
+// iptables (the -A lines only).
+func renderRules(f iptables.Family, c ChainChange) string {
+	ipt, err := iptables.New(iptables.Config{Family: f, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+	if err != nil {
+		return err.Error() + "\n"
+	}
+	if err := ipt.SetChain(iptables.Filter, iptables.Chain{Name: c.Name, Rules: c.Rules}); err != nil {
+		return err.Error() + "\n"
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(ipt.Render(), "\n") {
+		if strings.HasPrefix(l, "-A ") {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// Plan renders what changed since the last Apply and returns the
+// difference, without handing anything to the appliers.
+func (c *Compiler) Plan() *Plan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.plan()
+}
+
+func (c *Compiler) plan() *Plan {
+	c.flush()
+	p := &Plan{Hooks: !c.hooksSet, family: c.cfg.Family}
+	for _, name := range slices.Sorted(maps.Keys(c.dirtyChains)) {
+		rules, want := c.chains[name]
+		old, had := c.appliedChains[name]
+		switch {
+		case !want && had:
+			p.Chains = append(p.Chains, ChainChange{Name: name, Deleted: true})
+		case want && (!had || !reflect.DeepEqual(rules, old)):
+			p.Chains = append(p.Chains, ChainChange{Name: name, Rules: slices.Clone(rules)})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.dirtySets)) {
+		s, want := c.setState[name]
+		old, had := c.appliedSets[name]
+		switch {
+		case !want && had:
+			p.Sets = append(p.Sets, SetChange{Spec: old.spec, Deleted: true})
+		case want && (!had || old.spec != s.spec):
+			p.Sets = append(p.Sets, SetChange{Spec: s.spec, Created: true, Added: sortedMembers(maps.Keys(s.members))})
+		case want:
+			var ch SetChange
+			ch.Spec = s.spec
+			for m := range s.members {
+				if !old.members[m] {
+					ch.Added = append(ch.Added, m)
+				}
+			}
+			for m := range old.members {
+				if _, ok := s.members[m]; !ok {
+					ch.Removed = append(ch.Removed, m)
+				}
+			}
+			if len(ch.Added)+len(ch.Removed) > 0 {
+				sortMembers(ch.Added)
+				sortMembers(ch.Removed)
+				p.Sets = append(p.Sets, ch)
+			}
+		}
+	}
+	return p
+}
+
+func sortedMembers(seq func(func(ipsets.Member) bool)) []ipsets.Member {
+	var out []ipsets.Member
+	for m := range seq {
+		out = append(out, m)
+	}
+	sortMembers(out)
+	return out
+}
+
+func sortMembers(ms []ipsets.Member) {
+	slices.SortFunc(ms, func(a, b ipsets.Member) int { return strings.Compare(a.String(), b.String()) })
+}
+
+// Apply renders what changed, hands the changes to the ipsets and iptables
+// appliers and has them write it: sets first (creations and member
+// changes), then the chains in one iptables-restore, then set
+// destructions, so a rule never names a missing set. It returns the plan
+// it applied. A kernel error leaves the appliers holding the desired state;
+// the next Apply retries it.
+func (c *Compiler) Apply(ctx context.Context) (*Plan, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.plan()
+	if err := c.push(p); err != nil {
+		return p, err
+	}
+	clear(c.dirtyChains)
+	clear(c.dirtySets)
+	if err := c.sets.ApplyUpdates(ctx); err != nil {
+		return p, fmt.Errorf("apply ipsets: %w", err)
+	}
+	if err := c.ipt.Apply(ctx); err != nil {
+		return p, fmt.Errorf("apply iptables: %w", err)
+	}
+	if err := c.sets.ApplyDeletions(ctx); err != nil {
+		return p, fmt.Errorf("delete ipsets: %w", err)
+	}
+	return p, nil
+}
+
+// push hands a plan to the appliers' desired state and records it as
+// applied.
+func (c *Compiler) push(p *Plan) error {
+	var errs []error
+	for _, s := range p.Sets {
+		switch {
+		case s.Deleted:
+			c.sets.DeleteSet(s.Spec.Name)
+			delete(c.appliedSets, s.Spec.Name)
+		case s.Created:
+			if err := c.sets.SetMembers(s.Spec, s.Added); err != nil {
+				errs = append(errs, fmt.Errorf("set %s: %w", s.Spec.Name, err))
+				continue
+			}
+			a := &appliedSet{spec: s.Spec, members: map[ipsets.Member]bool{}}
+			for _, m := range s.Added {
+				a.members[m] = true
+			}
+			c.appliedSets[s.Spec.Name] = a
+		default:
+			a := c.appliedSets[s.Spec.Name]
+			if err := c.sets.RemoveMembers(s.Spec.Name, s.Removed...); err != nil {
+				errs = append(errs, fmt.Errorf("set %s: %w", s.Spec.Name, err))
+				continue
+			}
+			if err := c.sets.AddMembers(s.Spec.Name, s.Added...); err != nil {
+				errs = append(errs, fmt.Errorf("set %s: %w", s.Spec.Name, err))
+				continue
+			}
+			for _, m := range s.Removed {
+				delete(a.members, m)
+			}
+			for _, m := range s.Added {
+				a.members[m] = true
+			}
+		}
+	}
+	for _, ch := range p.Chains {
+		if ch.Deleted {
+			c.ipt.DeleteChain(iptables.Filter, ch.Name)
+			delete(c.appliedChains, ch.Name)
+			continue
+		}
+		if err := c.ipt.SetChain(iptables.Filter, iptables.Chain{Name: ch.Name, Rules: ch.Rules}); err != nil {
+			errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
+			continue
+		}
+		c.appliedChains[ch.Name] = ch.Rules
+	}
+	if p.Hooks {
+		if err := c.ipt.SetHook(iptables.Filter, "FORWARD", []iptables.Rule{{Action: iptables.Jump{Chain: ChainForward}}}); err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.ipt.SetHook(iptables.Filter, "INPUT", []iptables.Rule{{Action: iptables.Jump{Chain: ChainInput}}}); err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.ipt.SetHook(iptables.Filter, "OUTPUT", []iptables.Rule{{Action: iptables.Jump{Chain: ChainOutput}}}); err != nil {
+			errs = append(errs, err)
+		}
+		c.hooksSet = true
+	}
+	return errors.Join(errs...)
+}
