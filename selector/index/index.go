@@ -94,8 +94,11 @@ type selEntry[S, I, P comparable] struct {
 	matches map[I]*itemEntry[S, I, P]
 }
 
-// reads reports whether the selector reads one of keys.
+// reads reports whether the selector reads one of keys (nil: any key).
 func (s *selEntry[S, I, P]) reads(keys []string) bool {
+	if keys == nil {
+		return true
+	}
 	for _, k := range s.keys {
 		if slices.Contains(keys, k) {
 			return true
@@ -257,19 +260,17 @@ func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P
 		// Only own labels changed, so only selectors that read one of them
 		// can change their verdict: the others' matches stand, and every
 		// other selector already evaluated false on this item.
-		x.reevaluateKeys(it, changed)
+		x.reevaluate(it, changed)
 		return
 	}
-	if !ok || !slices.Equal(it.parentIDs, parents) {
-		x.unlinkParents(it)
-		it.parentIDs = slices.Clone(parents)
-		for _, pid := range parents {
-			p := x.parent(pid)
-			p.children[id] = it
-			it.labels.parents = append(it.labels.parents, p)
-		}
+	x.unlinkParents(it)
+	it.parentIDs = slices.Clone(parents)
+	for _, pid := range parents {
+		p := x.parent(pid)
+		p.children[id] = it
+		it.labels.parents = append(it.labels.parents, p)
 	}
-	x.reevaluate(it)
+	x.reevaluate(it, nil)
 }
 
 // DeleteItem removes an item, stopping all its matches. Deleting an unknown
@@ -340,7 +341,7 @@ func (x *Index[S, I, P]) setParentLabels(p *parentEntry[S, I, P], exists bool, l
 		x.parentsByValue.add(k, v, p.id, p)
 	}
 	for _, it := range p.children {
-		x.reevaluate(it)
+		x.reevaluate(it, nil)
 	}
 }
 
@@ -517,33 +518,11 @@ func (x *Index[S, I, P]) tryStartChildren(s *selEntry[S, I, P], parents map[P]*p
 // reevaluate brings an item's matches up to date after its labels (own or
 // inherited) changed: current matches are re-checked, and only candidate
 // selectors (those indexed on one of its effective label values or labels,
-// and the unindexed ones) are tried for new matches.
-func (x *Index[S, I, P]) reevaluate(it *itemEntry[S, I, P]) {
-	for _, s := range it.matches {
-		if !x.eval(s, it) {
-			x.unlink(s, it)
-		}
-	}
-	for k, v := range it.labels.own {
-		x.tryStartLabel(it, k, v)
-	}
-	for i, p := range it.labels.parents {
-		for k, v := range p.labels {
-			if !it.labels.shadowed(k, i) {
-				x.tryStartLabel(it, k, v)
-			}
-		}
-	}
-	for _, s := range x.selsUnindexed {
-		x.tryStart(s, it)
-	}
-}
-
-// reevaluateKeys is reevaluate for an item whose parents are unchanged and
-// whose own labels changed only at keys: an effective label can only have
-// changed at one of those keys, so only selectors that read one are
-// evaluated.
-func (x *Index[S, I, P]) reevaluateKeys(it *itemEntry[S, I, P], keys []string) {
+// and the unindexed ones) are tried for new matches. When keys is not nil,
+// the item's parents are unchanged and its own labels changed only at keys:
+// an effective label can only have changed there, so only selectors that
+// read one of keys are evaluated.
+func (x *Index[S, I, P]) reevaluate(it *itemEntry[S, I, P], keys []string) {
 	for _, s := range it.matches {
 		if s.reads(keys) && !x.eval(s, it) {
 			x.unlink(s, it)
@@ -578,18 +557,6 @@ func (x *Index[S, I, P]) eachCandidate(k, v string, f func(*selEntry[S, I, P])) 
 	}
 	for _, s := range x.selsByLabel[k] {
 		f(s)
-	}
-}
-
-// tryStartLabel tries the selectors indexed on label k or on k == v.
-func (x *Index[S, I, P]) tryStartLabel(it *itemEntry[S, I, P], k, v string) {
-	if byVal := x.selsByValue[k]; byVal != nil {
-		for _, s := range byVal[v] {
-			x.tryStart(s, it)
-		}
-	}
-	for _, s := range x.selsByLabel[k] {
-		x.tryStart(s, it)
 	}
 }
 
