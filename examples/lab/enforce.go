@@ -38,7 +38,7 @@ type nodeEnforcer struct {
 // enforce builds one Compiler per node, feeds it every endpoint and policy,
 // marks the node's own pods local (their host-side veths) and applies.
 // The returned close releases the netlink handles.
-func enforce(ctx context.Context, nodes []*nettest.Node, pods []*pod, res policy.Resources) ([]*nodeEnforcer, func(), error) {
+func enforce(ctx context.Context, nodes []*nettest.Node, pods []*pod, res policy.Resources) (_ []*nodeEnforcer, _ func(), err error) {
 	var out []*nodeEnforcer
 	closeAll := func() {
 		for _, e := range out {
@@ -46,25 +46,26 @@ func enforce(ctx context.Context, nodes []*nettest.Node, pods []*pod, res policy
 		}
 		out = nil
 	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	for _, n := range nodes {
 		h, err := nl.NewHandleAt(netns.NsHandle(n.NS.NS().Fd()), unix.NETLINK_NETFILTER)
 		if err != nil {
-			closeAll()
 			return nil, nil, fmt.Errorf("netfilter netlink in %s: %w", n.Name, err)
 		}
 		e := &nodeEnforcer{node: n, nf: h}
 		out = append(out, e)
 		ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns(n.NS.Name))
 		if err != nil {
-			closeAll()
 			return nil, nil, fmt.Errorf("iptables in %s: %w", n.Name, err)
 		}
 		if e.c, err = dppolicy.New(dppolicy.Config{NFLOGGroup: nflogGroup}, ipt, ipsets.New(h)); err != nil {
-			closeAll()
 			return nil, nil, fmt.Errorf("policy compiler for %s: %w", n.Name, err)
 		}
 		if err := e.c.Replace(res); err != nil {
-			closeAll()
 			return nil, nil, fmt.Errorf("policies on %s: %w", n.Name, err)
 		}
 		for _, p := range pods {
@@ -72,12 +73,10 @@ func enforce(ctx context.Context, nodes []*nettest.Node, pods []*pod, res policy
 				continue
 			}
 			if err := e.c.SetInterface(namespace+"/"+p.name, p.p.Result.Host.Name); err != nil {
-				closeAll()
 				return nil, nil, fmt.Errorf("local pod %s on %s: %w", p.name, n.Name, err)
 			}
 		}
 		if e.plan, err = e.c.Apply(ctx); err != nil {
-			closeAll()
 			return nil, nil, fmt.Errorf("apply policy on %s: %w", n.Name, err)
 		}
 	}

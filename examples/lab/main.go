@@ -87,7 +87,7 @@ func main() {
 	flag.Parse()
 	ok, err := run(os.Stdout, *routing)
 	if errors.Is(err, errInterrupted) {
-		fmt.Fprintln(os.Stderr, "lab: interrupted; the namespaces were removed")
+		fmt.Fprintln(os.Stderr, "\nlab: interrupted; the namespaces were removed")
 		os.Exit(130)
 	}
 	if err != nil {
