@@ -1,15 +1,18 @@
 // Command lab is the tabby workshop in a box: it builds a small cluster out of
 // network namespaces on this machine (a fabric, three nodes, the YAO Bank
 // sample application's pods), gives the pods addresses from tabby's IPAM,
-// shows the connectivity the kernel really gives, and shows what the bank's
-// network policies allow, flow by flow, with the reason for each verdict.
+// shows the connectivity the kernel really gives, shows what the bank's
+// network policies allow, flow by flow, with the reason for each verdict,
+// then enforces them in each node's netfilter (dataplane/policy), probes
+// again and shows one denied packet attributed to its tier, policy and rule.
 // It ends with PASS or FAIL for each thing it checked (and exits 1 on a FAIL).
 //
 // Run it as root (it creates network namespaces):
 //
 //	make demo            # or: go run ./examples/lab
 //
-// Everything it creates is removed on exit, also on Ctrl-C.
+// Everything it creates is removed on exit, also on Ctrl-C: the iptables
+// chains and ipsets live in the node namespaces and go with them.
 package main
 
 import (
@@ -36,7 +39,7 @@ import (
 
 // bankPolicies are the YAO Bank policies as Kubernetes and Calico users
 // write them: default deny in the namespace, then one allow per tier of the
-// application, and a Calico policy that keeps the database off the internet.
+// application.
 const bankPolicies = `
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -84,7 +87,7 @@ func main() {
 	flag.Parse()
 	ok, err := run(os.Stdout, *routing)
 	if errors.Is(err, errInterrupted) {
-		fmt.Fprintln(os.Stderr, "lab: interrupted; the namespaces were removed")
+		fmt.Fprintln(os.Stderr, "\nlab: interrupted; the namespaces were removed")
 		os.Exit(130)
 	}
 	if err != nil {
@@ -255,15 +258,15 @@ func run(w io.Writer, routing string) (bool, error) {
 		return false, fmt.Errorf("probe: %w", err)
 	}
 	done()
-	fmt.Fprintf(w, "\nWhat the kernel does now, no enforcement yet (✓ connected, ✗ no answer):\n%s%s\n", m, legend)
-	checks = append(checks, check{"the kernel connects every pod to every other pod (no policy enforced yet)",
+	fmt.Fprintf(w, "\nWhat the kernel does before enforcement (✓ connected, ✗ no answer):\n%s%s\n", m, legend)
+	checks = append(checks, check{"before enforcement, the kernel connects every pod to every other pod",
 		matrixDiff(m, func(from, to *pod) bool { return true }, pods)})
 
 	if ctx.Err() != nil {
 		return false, errInterrupted
 	}
 	done = step(w, "loading the YAO Bank policies and evaluating every flow")
-	ps, err := bankPolicySet(pods)
+	ps, res, err := bankPolicySet(pods)
 	if err != nil {
 		return false, err
 	}
@@ -293,7 +296,68 @@ func run(w io.Writer, routing string) (bool, error) {
 		fmt.Fprintln(w, indent(v.String()))
 	}
 
-	done = step(w, "cleaning up: deleting the namespaces")
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	done = step(w, "enforcing the policies: one dataplane/policy Compiler per node, its local pods, one Apply")
+	enforcers, closeEnforcers, err := enforce(ctx, topo.Nodes(), pods, res)
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closeEnforcers()
+	done()
+	fmt.Fprintln(w, "    each node got chains in its filter table and ipsets (NFLOG drop attribution on):")
+	printPlans(w, enforcers, pods)
+	db, intruder := pods[2], pods[3]
+	dbNode := enforcers[slices.IndexFunc(enforcers, func(e *nodeEnforcer) bool { return e.node.Name == db.node })]
+	fmt.Fprintf(w, "    the database's ingress on %s (%s), the policy chains it jumps to and their sets\n"+
+		"    (from Plan.String, hash comments left out):\n", db.node, db.p.Result.Host.Name)
+	fmt.Fprint(w, indent(indent(planExcerpt(dbNode.plan.String(), "tabby-tw-"+db.p.Result.Host.Name))))
+	fmt.Fprintln(w, "    (a packet to the database passes its policies' chains in order; the first marks it\n"+
+		"    accepted when it comes from the set of app=summary pods to 8080; anything else\n"+
+		"    reaches the end of tier: logged to NFLOG with the prefix that names it, then dropped)")
+	fmt.Fprintln(w)
+
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	done = step(w, "probing every pair again on port %d, with the policies enforced", port)
+	km, err := nettest.ProbeMatrix(netPods, port, time.Second)
+	if err != nil {
+		return false, fmt.Errorf("probe: %w", err)
+	}
+	done()
+	fmt.Fprintf(w, "\nWhat the kernel does now, the policies enforced (✓ connected, ✗ no answer):\n%s%s\n", km, legend)
+	index := map[*pod]int{}
+	for i, p := range pods {
+		index[p] = i
+	}
+	checks = append(checks, check{"the kernel enforces exactly what the evaluator decides",
+		matrixDiff(km, func(from, to *pod) bool { return pm.Allowed[index[from]][index[to]] }, pods)})
+
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	done = step(w, "listening for drops on %s (NFLOG group %d) and connecting %s → %s", db.node, nflogGroup, intruder.name, db.name)
+	pkt, cause, err := attributeDrop(ctx, dbNode, intruder, db)
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	done()
+	if err == nil {
+		fmt.Fprintf(w, "    %s logged TCP %s:%d → %s:%d with prefix %q:\n    %s\n\n",
+			db.node, pkt.Src, pkt.SrcPort, pkt.Dst, pkt.DstPort, pkt.Prefix, cause)
+		v, verr := ps.Evaluate(policy.Flow{Src: policy.EndpointPeer(namespace + "/" + intruder.name),
+			Dst: policy.EndpointPeer(namespace + "/" + db.name), Protocol: policy.ProtoTCP, DstPort: port})
+		err = errors.Join(verr, checkCause(cause, v))
+	}
+	checks = append(checks, check{"a denied packet is attributed to its tier, policy and rule", err})
+
+	closeEnforcers()
+	done = step(w, "cleaning up: deleting the namespaces (the iptables chains and ipsets go with them)")
 	err = topo.Close()
 	done()
 	checks = append(checks, check{"no namespace is left behind", errors.Join(err, leftovers(topo.ID))})
@@ -367,10 +431,12 @@ func leftovers(id string) error {
 	return nil
 }
 
-func bankPolicySet(pods []*pod) (*policy.PolicySet, error) {
+// bankPolicySet returns the evaluator over the bank's policies and pods, and
+// the resources it was built from (what the compilers are given).
+func bankPolicySet(pods []*pod) (*policy.PolicySet, policy.Resources, error) {
 	objs, err := policy.Decode([]byte(bankPolicies))
 	if err != nil {
-		return nil, fmt.Errorf("decode policies: %w", err)
+		return nil, policy.Resources{}, fmt.Errorf("decode policies: %w", err)
 	}
 	var res policy.Resources
 	res.Add(objs...)
@@ -386,9 +452,9 @@ func bankPolicySet(pods []*pod) (*policy.PolicySet, error) {
 	}
 	ps, err := policy.NewPolicySet(res)
 	if err != nil {
-		return nil, fmt.Errorf("policy set: %w", err)
+		return nil, policy.Resources{}, fmt.Errorf("policy set: %w", err)
 	}
-	return ps, nil
+	return ps, res, nil
 }
 
 func indent(s string) string {
