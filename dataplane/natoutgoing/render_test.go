@@ -32,7 +32,7 @@ func newFakes() *fakes {
 	return f
 }
 
-func (f *fakes) applier(t *testing.T, cfg natoutgoing.Config, opts ...natoutgoing.Option) *natoutgoing.Applier {
+func (f *fakes) applier(t testing.TB, cfg natoutgoing.Config, opts ...natoutgoing.Option) *natoutgoing.Applier {
 	t.Helper()
 	fam := cfg.Family
 	if fam == 0 {
