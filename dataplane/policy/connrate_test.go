@@ -30,7 +30,6 @@ import (
 const (
 	connPolicies = 1000 // policies selecting the server whose rule does not match the client
 	connGroups   = 100  // distinct source selectors among them (one set each)
-	connMembers  = 20   // remote endpoints each selector matches
 	connPort     = 8080
 	connsPerOp   = 2000 // new TCP connections per iteration
 	connWorkers  = 8
@@ -38,11 +37,11 @@ const (
 
 // connWorld is the server's ingress policy: connPolicies NetworkPolicies
 // (order 0..999) each allowing TCP connPort from one of connGroups
-// selectors, each matching connMembers remote endpoints (10.200.0.0/16)
+// selectors, each matching members remote endpoints (10.200.0.0/16)
 // but never the client, then the last policy (order 1000) allowing it
 // from app == 'client'. The other pod matches no selector, so it is
 // denied at the end of the tier.
-func connWorld(client, server, other netip.Addr) policy.Resources {
+func connWorld(client, server, other netip.Addr, members int) policy.Resources {
 	r := policy.Resources{Namespaces: []*policy.Namespace{{Name: "bench"}}}
 	ep := func(name string, addr netip.Addr, labels map[string]string) *policy.Endpoint {
 		return &policy.Endpoint{Name: name, Namespace: "bench", Labels: labels, Addresses: []netip.Addr{addr}}
@@ -51,7 +50,7 @@ func connWorld(client, server, other netip.Addr) policy.Resources {
 		ep("client", client, map[string]string{"app": "client"}),
 		ep("server", server, map[string]string{"app": "server"}),
 		ep("other", other, map[string]string{"app": "other"}))
-	for i := range connGroups * connMembers {
+	for i := range connGroups * members {
 		r.Endpoints = append(r.Endpoints, ep(fmt.Sprintf("remote%d", i),
 			netip.AddrFrom4([4]byte{10, 200, byte(i / 250), byte(1 + i%250)}),
 			map[string]string{"group": fmt.Sprintf("g%d", i%connGroups)}))
@@ -137,7 +136,7 @@ type connNode struct {
 	client, server, other *nettest.Pod
 }
 
-func newConnNode(b *testing.B, be iptables.Backend, kind string) *connNode {
+func newConnNode(b *testing.B, be iptables.Backend, kind string, members int) *connNode {
 	topo := nettest.NewTopology(b, nettest.Nodes(1))
 	node := topo.Node(0)
 	n := &connNode{client: node.AddPod(b), server: node.AddPod(b), other: node.AddPod(b)}
@@ -155,7 +154,7 @@ func newConnNode(b *testing.B, be iptables.Backend, kind string) *connNode {
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := connWorld(n.client.IP, n.server.IP, n.other.IP)
+	res := connWorld(n.client.IP, n.server.IP, n.other.IP, members)
 	for i, p := range []*nettest.Pod{n.client, n.server, n.other} {
 		if err := c.SetInterface(res.Endpoints[i].Key(), p.Result.Host.Name); err != nil {
 			b.Fatal(err)
@@ -251,41 +250,52 @@ func (n *connNode) connect(total int) (failed int64, err error) {
 
 // BenchmarkConnRate measures new TCP connections per second from a client
 // pod to a server pod through the server's ingress policy (1,000 policies
-// whose source selectors, 100 sets of 20 members, do not match the client,
-// then one that does) on each backend: "sets" is the compiled chains and
-// ipsets, "linear" the same decision with one -s rule per set member and
-// no ipsets (linearRules), "no-rules" no filter rules at all (the floor),
-// each on its own fresh node. It reports conns/s and logs the sets/linear
-// ratio.
+// whose source selectors, 100 sets of 20 or 60 members, do not match the
+// client, then one that does) on each backend: "sets" is the compiled
+// chains and ipsets, "linear" the same decision with one -s rule per set
+// member and no ipsets (linearRules), "no-rules" no filter rules at all
+// (the floor), each on its own fresh node. It reports conns/s and logs the
+// sets/linear ratio.
 func BenchmarkConnRate(b *testing.B) {
 	for _, be := range benchBackends {
 		b.Run(string(be), func(b *testing.B) {
-			rate := map[string]float64{}
-			for _, kind := range []string{kindNone, kindSets, kindLinear} {
-				b.Run(kind, func(b *testing.B) {
-					n := newConnNode(b, be, kind)
-					var conns, failed int64
-					start := time.Now()
-					for b.Loop() {
-						f, err := n.connect(connsPerOp)
-						if err != nil {
-							b.Fatal(err)
-						}
-						conns += connsPerOp
-						failed += f
+			none := 0.0
+			b.Run(kindNone, func(b *testing.B) { none = benchConns(b, be, kindNone, 0) })
+			for _, members := range []int{20, 60} {
+				b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+					rate := map[string]float64{}
+					for _, kind := range []string{kindSets, kindLinear} {
+						b.Run(kind, func(b *testing.B) { rate[kind] = benchConns(b, be, kind, members) })
 					}
-					if failed*100 > conns {
-						b.Fatalf("%d of %d connections failed", failed, conns)
+					if rate[kindLinear] > 0 {
+						b.Logf("%s, %d members a set: no rules %.0f conns/s, sets %.0f conns/s, linear %.0f conns/s, sets/linear %.2fx",
+							be, members, none, rate[kindSets], rate[kindLinear], rate[kindSets]/rate[kindLinear])
 					}
-					rate[kind] = float64(conns-failed) / time.Since(start).Seconds()
-					b.ReportMetric(rate[kind], "conns/s")
-					b.ReportMetric(float64(failed), "failed")
 				})
-			}
-			if rate[kindLinear] > 0 {
-				b.Logf("%s: no rules %.0f conns/s, sets %.0f conns/s, linear %.0f conns/s, sets/linear %.2fx",
-					be, rate[kindNone], rate[kindSets], rate[kindLinear], rate[kindSets]/rate[kindLinear])
 			}
 		})
 	}
+}
+
+// benchConns opens connsPerOp connections an iteration on a fresh node
+// with the policy in force as kind and returns the connections/s.
+func benchConns(b *testing.B, be iptables.Backend, kind string, members int) float64 {
+	n := newConnNode(b, be, kind, members)
+	var conns, failed int64
+	start := time.Now()
+	for b.Loop() {
+		f, err := n.connect(connsPerOp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns += connsPerOp
+		failed += f
+	}
+	if failed*100 > conns {
+		b.Fatalf("%d of %d connections failed", failed, conns)
+	}
+	rate := float64(conns-failed) / time.Since(start).Seconds()
+	b.ReportMetric(rate, "conns/s")
+	b.ReportMetric(float64(failed), "failed")
+	return rate
 }
