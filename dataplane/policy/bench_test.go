@@ -111,7 +111,8 @@ func clean(b *testing.B, be iptables.Backend, ns *nettest.Netns) {
 // policies × 10 rules for 200 local endpoints (sets and chains) with the
 // floor: the same rendered rules restored from a file by the same
 // backend's iptables-restore --noflush (sets already present); and times
-// a one-label change (set members only).
+// a one-label change (set members only). compile-plan is the part of
+// full-apply that writes nothing (New, SetInterface, Replace, Plan).
 func BenchmarkKernel(b *testing.B) {
 	res := benchWorld()
 	for _, be := range benchBackends {
@@ -138,6 +139,15 @@ func benchKernel(b *testing.B, be iptables.Backend, res policy.Resources) {
 				b.Fatal(err)
 			}
 			render = n.ipt.Render()
+		}
+	})
+	// Breakdown of full-apply: compiling and planning only, no kernel write.
+	b.Run("compile-plan", func(b *testing.B) {
+		for b.Loop() {
+			n := newBenchNode(b, be, ns, h, res)
+			if p := n.c.Plan(); p.Empty() {
+				b.Fatal("empty plan")
+			}
 		}
 	})
 	file := filepath.Join(b.TempDir(), "rules")
