@@ -96,14 +96,29 @@ func newBenchNode(b *testing.B, be iptables.Backend, ns *nettest.Netns, h *nl.Ha
 	return n
 }
 
-// clean removes every filter rule and chain of backend be, and every set,
-// in the bench namespace.
-func clean(b *testing.B, be iptables.Backend, ns *nettest.Netns) {
-	for _, args := range [][]string{{tool(be, ""), "-F"}, {tool(be, ""), "-X"}, {"ipset", "destroy"}} {
+// runIn runs each command in ns and fails b on the first error.
+func runIn(b *testing.B, ns *nettest.Netns, cmds ...[]string) {
+	for _, args := range cmds {
 		if out, err := ns.Run(context.Background(), args[0], args[1:]...); err != nil {
 			b.Fatalf("%v: %v %s", args, err, out)
 		}
 	}
+}
+
+// flushCmds flush and delete every filter chain of backend be.
+func flushCmds(be iptables.Backend) [][]string {
+	return [][]string{{tool(be, ""), "-F"}, {tool(be, ""), "-X"}}
+}
+
+// restoreCmd is be's iptables-restore --noflush of file.
+func restoreCmd(be iptables.Backend, file string) []string {
+	return []string{"sh", "-c", tool(be, "restore") + " --noflush -w 5 < " + file}
+}
+
+// clean removes every filter rule and chain of backend be, and every set,
+// in the bench namespace.
+func clean(b *testing.B, be iptables.Backend, ns *nettest.Netns) {
+	runIn(b, ns, append(flushCmds(be), []string{"ipset", "destroy"})...)
 }
 
 // BenchmarkKernel compares, on each backend (legacy and nft, forced with
@@ -162,15 +177,9 @@ func benchKernel(b *testing.B, be iptables.Backend, res policy.Resources) {
 			if _, err := n.c.Apply(ctx); err != nil {
 				b.Fatal(err)
 			}
-			for _, args := range [][]string{{tool(be, ""), "-F"}, {tool(be, ""), "-X"}} {
-				if out, err := ns.Run(ctx, args[0], args[1:]...); err != nil {
-					b.Fatalf("%v: %v %s", args, err, out)
-				}
-			}
+			runIn(b, ns, flushCmds(be)...)
 			b.StartTimer()
-			if out, err := ns.Run(ctx, "sh", "-c", tool(be, "restore")+" --noflush -w 5 < "+file); err != nil {
-				b.Fatalf("%v %s", err, out)
-			}
+			runIn(b, ns, restoreCmd(be, file))
 		}
 	})
 	b.Run("one-label-change", func(b *testing.B) {

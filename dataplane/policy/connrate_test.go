@@ -168,14 +168,9 @@ func newConnNode(b *testing.B, be iptables.Backend, kind string, members int) *c
 	if err != nil {
 		b.Fatal(err)
 	}
-	flush := [][]string{{tool(be, ""), "-F"}, {tool(be, ""), "-X"}, {"ipset", "destroy"}}
 	switch kind {
 	case kindNone:
-		for _, args := range flush {
-			if out, err := node.NS.Run(ctx, args[0], args[1:]...); err != nil {
-				b.Fatalf("%v: %v %s", args, err, out)
-			}
-		}
+		clean(b, be, node.NS)
 		nettest.ExpectConnect(b, n.client, n.server, connPort)
 		return n
 	case kindLinear:
@@ -194,11 +189,8 @@ func newConnNode(b *testing.B, be iptables.Backend, kind string, members int) *c
 		if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
 			b.Fatal(err)
 		}
-		for _, args := range append(flush, []string{"sh", "-c", tool(be, "restore") + " --noflush -w 5 < " + file}) {
-			if out, err := node.NS.Run(ctx, args[0], args[1:]...); err != nil {
-				b.Fatalf("%v: %v %s", args, err, out)
-			}
-		}
+		clean(b, be, node.NS)
+		runIn(b, node.NS, restoreCmd(be, file))
 		if out, _ := node.NS.Run(ctx, "ipset", "list", "-n"); strings.TrimSpace(out) != "" {
 			b.Fatalf("linear peer still has sets: %s", out)
 		}
