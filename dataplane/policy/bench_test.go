@@ -53,6 +53,19 @@ func benchWorld() policy.Resources {
 	return r
 }
 
+// benchBackends are the iptables backends the kernel benchmarks run on,
+// each forced with iptables.Config.Backend.
+var benchBackends = []iptables.Backend{iptables.BackendLegacy, iptables.BackendNFT}
+
+// tool names an iptables binary of backend be ("iptables-legacy",
+// "iptables-nft-restore", ...).
+func tool(be iptables.Backend, op string) string {
+	if op == "" {
+		return "iptables-" + string(be)
+	}
+	return "iptables-" + string(be) + "-" + op
+}
+
 type benchNode struct {
 	ns   *nettest.Netns
 	h    *nl.Handle
@@ -61,10 +74,10 @@ type benchNode struct {
 	sets *ipsets.IPSets
 }
 
-func newBenchNode(b *testing.B, ns *nettest.Netns, h *nl.Handle, res policy.Resources) *benchNode {
+func newBenchNode(b *testing.B, be iptables.Backend, ns *nettest.Netns, h *nl.Handle, res policy.Resources) *benchNode {
 	n := &benchNode{ns: ns, h: h}
 	var err error
-	n.ipt, err = iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns(ns.Name))
+	n.ipt, err = iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, iptables.WithNetns(ns.Name))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,39 +96,73 @@ func newBenchNode(b *testing.B, ns *nettest.Netns, h *nl.Handle, res policy.Reso
 	return n
 }
 
-// clean removes every rule, chain and set in the bench namespace.
-func clean(b *testing.B, ns *nettest.Netns) {
-	for _, args := range [][]string{{"iptables", "-F"}, {"iptables", "-X"}, {"ipset", "destroy"}} {
+// runIn runs each command in ns and fails b on the first error.
+func runIn(b *testing.B, ns *nettest.Netns, cmds ...[]string) {
+	for _, args := range cmds {
 		if out, err := ns.Run(context.Background(), args[0], args[1:]...); err != nil {
 			b.Fatalf("%v: %v %s", args, err, out)
 		}
 	}
 }
 
-// BenchmarkKernel compares, in one netns, a full Apply of 1,000 policies ×
-// 10 rules for 200 local endpoints (sets and chains) with the floor: the
-// same rendered rules restored from a file by iptables-restore --noflush
-// (sets already present); and times a one-label change (set members only).
+// flushCmds flush and delete every filter chain of backend be.
+func flushCmds(be iptables.Backend) [][]string {
+	return [][]string{{tool(be, ""), "-F"}, {tool(be, ""), "-X"}}
+}
+
+// restoreCmd is be's iptables-restore --noflush of file.
+func restoreCmd(be iptables.Backend, file string) []string {
+	return []string{"sh", "-c", tool(be, "restore") + " --noflush -w 5 < " + file}
+}
+
+// clean removes every filter rule and chain of backend be, and every set,
+// in the bench namespace.
+func clean(b *testing.B, be iptables.Backend, ns *nettest.Netns) {
+	runIn(b, ns, append(flushCmds(be), []string{"ipset", "destroy"})...)
+}
+
+// BenchmarkKernel compares, on each backend (legacy and nft, forced with
+// iptables.Config.Backend) in its own fresh netns, a full Apply of 1,000
+// policies × 10 rules for 200 local endpoints (sets and chains) with the
+// floor: the same rendered rules restored from a file by the same
+// backend's iptables-restore --noflush (sets already present); and times
+// a one-label change (set members only). compile-plan is the part of
+// full-apply that writes nothing (New, SetInterface, Replace, Plan).
 func BenchmarkKernel(b *testing.B) {
+	res := benchWorld()
+	for _, be := range benchBackends {
+		b.Run(string(be), func(b *testing.B) { benchKernel(b, be, res) })
+	}
+}
+
+func benchKernel(b *testing.B, be iptables.Backend, res policy.Resources) {
 	ns := nettest.NewNetns(b, "dpbench")
 	h, err := nl.NewHandleAt(netns.NsHandle(ns.NS().Fd()), unix.NETLINK_NETFILTER)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(h.Close)
-	res := benchWorld()
 	ctx := context.Background()
 	var render string
 	b.Run("full-apply", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			clean(b, ns)
+			clean(b, be, ns)
 			b.StartTimer()
-			n := newBenchNode(b, ns, h, res)
+			n := newBenchNode(b, be, ns, h, res)
 			if _, err := n.c.Apply(ctx); err != nil {
 				b.Fatal(err)
 			}
 			render = n.ipt.Render()
+		}
+	})
+	// Breakdown of full-apply: compiling and planning only, no kernel write.
+	b.Run("compile-plan", func(b *testing.B) {
+		for b.Loop() {
+			n := newBenchNode(b, be, ns, h, res)
+			if p := n.c.Plan(); p.Empty() {
+				b.Fatal("empty plan")
+			}
 		}
 	})
 	file := filepath.Join(b.TempDir(), "rules")
@@ -125,25 +172,19 @@ func BenchmarkKernel(b *testing.B) {
 	b.Run("floor-iptables-restore", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			clean(b, ns)
-			n := newBenchNode(b, ns, h, res) // the sets, outside the timer
+			clean(b, be, ns)
+			n := newBenchNode(b, be, ns, h, res) // the sets, outside the timer
 			if _, err := n.c.Apply(ctx); err != nil {
 				b.Fatal(err)
 			}
-			for _, args := range [][]string{{"iptables", "-F"}, {"iptables", "-X"}} {
-				if out, err := ns.Run(ctx, args[0], args[1:]...); err != nil {
-					b.Fatalf("%v: %v %s", args, err, out)
-				}
-			}
+			runIn(b, ns, flushCmds(be)...)
 			b.StartTimer()
-			if out, err := ns.Run(ctx, "sh", "-c", "iptables-restore --noflush -w 5 < "+file); err != nil {
-				b.Fatalf("%v %s", err, out)
-			}
+			runIn(b, ns, restoreCmd(be, file))
 		}
 	})
 	b.Run("one-label-change", func(b *testing.B) {
-		clean(b, ns)
-		n := newBenchNode(b, ns, h, res)
+		clean(b, be, ns)
+		n := newBenchNode(b, be, ns, h, res)
 		if _, err := n.c.Apply(ctx); err != nil {
 			b.Fatal(err)
 		}
