@@ -38,7 +38,8 @@
 // one at a time, which items each selector matches and which endpoints each
 // policy applies to, reporting every match as it starts and stops:
 //
-//	m := policy.NewModel(
+//	var m *policy.Model // the callbacks below read it
+//	m = policy.NewModel(
 //		policy.OnSelectorAdded(func(id policy.SelectorID, s selector.Selector) { ipsets.Create(s.UniqueID()) }),
 //		policy.OnMatchStarted(func(id policy.SelectorID, it policy.ItemID) { ipsets.Add(id, m.ItemNets(it)) }),
 //		policy.OnMatchStopped(func(id policy.SelectorID, it policy.ItemID) { ipsets.Remove(id, m.ItemNets(it)) }),
@@ -268,6 +269,7 @@
 // PolicySet, ResolvedPolicy and the model types are safe for concurrent
 // reads; a PolicySet is safe for concurrent use. A Model is not: its owner
 // (the goroutine handling the informers) serialises updates and queries,
-// and its callbacks may only call its Endpoint and ItemNets. No package-level mutable
-// state; nothing logs. Benchmarks and figures are in README.md.
+// and its callbacks may only call its Endpoint and ItemNets (and, from
+// OnItemNetsChanged, SelectorsMatching). No package-level mutable state;
+// nothing logs. Benchmarks and figures are in README.md.
 package policy

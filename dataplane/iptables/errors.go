@@ -10,6 +10,9 @@ var (
 	// ErrInvalidRule: a rule, chain name or match that cannot be rendered
 	// (wrong family, missing protocol for a port match, unsafe characters...).
 	ErrInvalidRule = errors.New("invalid iptables rule")
+	// ErrInvalidConfig: a Config New cannot use (unknown family or
+	// backend, bad chain or hash prefixes).
+	ErrInvalidConfig = errors.New("invalid iptables config")
 	// ErrNotOwned: a chain name without the owner's prefix, or a kernel
 	// chain given where an owned chain is expected (and the reverse).
 	ErrNotOwned = errors.New("chain not owned by tabby")

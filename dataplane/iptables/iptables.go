@@ -32,7 +32,7 @@ const (
 
 // Config configures an IPTables. Zero values take the defaults.
 type Config struct {
-	// Family selects iptables (IPv4) or ip6tables (IPv6); required.
+	// Family selects iptables (IPv4, the default) or ip6tables (IPv6).
 	Family Family
 	// Backend forces legacy or nft; BackendAuto detects it on the first
 	// Apply with DetectBackend.
@@ -100,20 +100,21 @@ type IPTables struct {
 }
 
 // New returns an IPTables for cfg. Nothing runs until the first Apply.
-// An invalid Config returns an error wrapping ErrInvalidRule.
+// An invalid Config returns an error wrapping ErrInvalidConfig.
 func New(cfg Config, opts ...Option) (*IPTables, error) {
+	cfg.Family = cmp.Or(cfg.Family, IPv4)
 	if cfg.Family != IPv4 && cfg.Family != IPv6 {
-		return nil, fmt.Errorf("%w: family %d", ErrInvalidRule, cfg.Family)
+		return nil, fmt.Errorf("%w: family %d", ErrInvalidConfig, cfg.Family)
 	}
 	switch cfg.Backend {
 	case BackendAuto, BackendLegacy, BackendNFT:
 	default:
-		return nil, fmt.Errorf("%w: backend %q", ErrInvalidRule, cfg.Backend)
+		return nil, fmt.Errorf("%w: backend %q", ErrInvalidConfig, cfg.Backend)
 	}
 	cfg.ChainPrefix = cmp.Or(cfg.ChainPrefix, DefaultChainPrefix)
 	cfg.HashPrefix = cmp.Or(cfg.HashPrefix, DefaultHashPrefix)
 	if !validToken(cfg.ChainPrefix) || len(cfg.ChainPrefix) >= MaxChainNameLen || !validToken(cfg.HashPrefix) {
-		return nil, fmt.Errorf("%w: prefix %q or hash prefix %q", ErrInvalidRule, cfg.ChainPrefix, cfg.HashPrefix)
+		return nil, fmt.Errorf("%w: prefix %q or hash prefix %q", ErrInvalidConfig, cfg.ChainPrefix, cfg.HashPrefix)
 	}
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = DefaultRefreshInterval
@@ -244,6 +245,9 @@ func (t *IPTables) Refresh(ctx context.Context) error {
 	t.QueueResync()
 	return t.Apply(ctx)
 }
+
+// Family is the address family t programs (Config.Family).
+func (t *IPTables) Family() Family { return t.cfg.Family }
 
 // Backend returns the backend in use (BackendAuto before the first Apply
 // when detecting).

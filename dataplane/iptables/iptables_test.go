@@ -97,8 +97,13 @@ func TestBadRulesRejected(t *testing.T) {
 	assert.ErrorIs(t, ipt.SetHook(Filter, "PREROUTING", nil), ErrNotOwned)
 	assert.ErrorIs(t, ipt.SetHook(Filter, "tabby-x", nil), ErrNotOwned)
 	assert.Equal(t, "", ipt.Render(), "nothing was accepted")
-	_, err := New(Config{})
-	assert.ErrorIs(t, err, ErrInvalidRule)
+	ipt4, err := New(Config{})
+	require.NoError(t, err, "the zero Config is IPv4")
+	assert.Equal(t, IPv4, ipt4.cfg.Family)
+	_, err = New(Config{Family: 7})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = New(Config{Backend: "bogus"})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
 func TestApplyWritesOnlyChangedChains(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
@@ -140,7 +141,7 @@ type RuleRef struct {
 func (r RuleRef) String() string { return fmt.Sprintf("%s %s rule %d", r.Policy, r.Direction, r.Rule) }
 
 // New returns a Compiler that programs through ipt (filter table chains and
-// the FORWARD and INPUT hooks) and sets. ipt and sets must be of the
+// the FORWARD, INPUT and OUTPUT hooks) and sets. ipt and sets must be of the
 // Config's family and network namespace; nothing is written before Apply.
 func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option) (*Compiler, error) {
 	if cfg.Family == 0 {
@@ -164,6 +165,8 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		return nil, fmt.Errorf("%w: interface prefix %q", ErrInvalidConfig, cfg.InterfacePrefix)
 	case ipt == nil || sets == nil:
 		return nil, fmt.Errorf("%w: nil iptables or ipsets", ErrInvalidConfig)
+	case ipt.Family() != cfg.Family:
+		return nil, fmt.Errorf("%w: compiler family %s, iptables family %s", ErrInvalidConfig, cfg.Family, ipt.Family())
 	}
 	c := &Compiler{
 		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), ipt: ipt, sets: sets,
@@ -394,8 +397,22 @@ func validThen[T any, P interface {
 	return f()
 }
 
+// checkIface refuses a workload interface the dispatch chains cannot reach.
+func (c *Compiler) checkIface(ep *pol.Endpoint, iface string) error {
+	if !ep.IsHost() && !strings.HasPrefix(iface, c.cfg.InterfacePrefix) {
+		return fmt.Errorf("endpoint %s: %w: workload interface %q does not start with %q",
+			ep.Key(), ErrInvalidInterface, iface, c.cfg.InterfacePrefix)
+	}
+	return nil
+}
+
 func (c *Compiler) updateEndpoint(ep *pol.Endpoint) error {
 	old := c.endpoints[ep.Key()]
+	if iface, local := c.local[ep.Key()]; local {
+		if err := c.checkIface(ep, iface); err != nil {
+			return err
+		}
+	}
 	if err := c.model.UpdateEndpoint(ep); err != nil {
 		return fmt.Errorf("endpoint %s: %w", ep.Key(), err)
 	}
@@ -445,14 +462,22 @@ func (c *Compiler) deleteEndpoint(key string) {
 // SetInterface marks the endpoint key as local to this node, reached
 // through the host-side interface iface (workloads: the veth's host end,
 // named with Config.InterfacePrefix). Its chains are rendered from then
-// on. An interface names one endpoint: setting it for key takes it from
-// any other. ErrInvalidInterface for a bad name.
+// on. The endpoint may arrive before or after its interface. An interface
+// names one endpoint: setting it for key takes it from any other.
+// ErrInvalidInterface for a bad name, and for a workload's interface
+// without Config.InterfacePrefix (the dispatch chains match only that
+// prefix, so its policy would never be enforced).
 func (c *Compiler) SetInterface(key, iface string) error {
 	if !validIface(iface) {
 		return fmt.Errorf("endpoint %s: %w: %q", key, ErrInvalidInterface, iface)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ep := c.endpoints[key]; ep != nil {
+		if err := c.checkIface(ep, iface); err != nil {
+			return err
+		}
+	}
 	if c.local[key] != iface {
 		for k, i := range c.local {
 			if i == iface && k != key { // the interface moved to another endpoint

@@ -141,6 +141,9 @@ func TestInvalidPolicyNeverReachesTheKernel(t *testing.T) {
 	n.apply(t)
 	assert.Equal(t, dump, n.iptFake.Dump())
 	require.ErrorIs(t, n.c.SetInterface("ns0/p0", "bad name"), dppolicy.ErrInvalidInterface)
+	// A workload's interface must carry the prefix the dispatch chains match.
+	require.ErrorIs(t, n.c.SetInterface("ns0/p0", "eth5"), dppolicy.ErrInvalidInterface)
+	assert.True(t, n.c.Plan().Empty(), "a refused interface changes nothing")
 }
 
 func TestHTTPRulesReportedAsNeedingL7(t *testing.T) {
@@ -187,6 +190,8 @@ func TestIPv6FamilyRendersOnlyIPv6(t *testing.T) {
 	iptFake, setFake := iptables.NewFake(), ipsets.NewFake()
 	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv6, Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
 	require.NoError(t, err)
+	_, err = dppolicy.New(dppolicy.Config{}, ipt, ipsets.New(setFake))
+	require.ErrorIs(t, err, dppolicy.ErrInvalidConfig, "an IPv4 compiler on IPv6 iptables")
 	c, err := dppolicy.New(dppolicy.Config{Family: iptables.IPv6}, ipt, ipsets.New(setFake))
 	require.NoError(t, err)
 	ep := &policy.Endpoint{Name: "a", Namespace: "ns", Labels: map[string]string{"app": "a"},
