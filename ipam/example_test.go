@@ -35,8 +35,10 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
+	// Every address of a block is assignable, its first included, as in
+	// Calico; which block a node claims first is seeded by its name.
 	for _, ip := range r.All() {
-		fmt.Println(ip.Pool, ip.Block.Contains(ip.Addr), ip.Borrowed)
+		fmt.Println(ip.Pool, ip.Addr, "in block", ip.Block, "borrowed:", ip.Borrowed)
 	}
 
 	// The node agent advertises the node's blocks.
@@ -53,8 +55,8 @@ func Example() {
 	fmt.Println(errors.Is(err, ipam.ErrUnknownPool))
 
 	// Output:
-	// v4 true false
-	// v6 true false
+	// v4 10.244.0.32 in block 10.244.0.32/28 borrowed: false
+	// v6 fd00:244::20 in block fd00:244::20/124 borrowed: false
 	// 2 affine blocks
 	// 2 0
 	// true
