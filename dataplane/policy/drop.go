@@ -58,7 +58,11 @@ func (d DropCause) String() string {
 	case KindRule:
 		return fmt.Sprintf("denied by tier %s, policy %s, %s rule %d", d.Tier, d.Policy, d.Direction, d.Rule)
 	case KindEndOfTier:
-		return fmt.Sprintf("denied by tier %s, policy %s, end of tier (%s of %s)", d.Tier, strings.Join(d.Policies, ", "), d.Direction, d.Endpoint)
+		noun := "policy"
+		if len(d.Policies) > 1 {
+			noun = "policies"
+		}
+		return fmt.Sprintf("denied by tier %s, %s %s, end of tier (%s of %s)", d.Tier, noun, strings.Join(d.Policies, ", "), d.Direction, d.Endpoint)
 	}
 	return "unknown drop"
 }

@@ -163,6 +163,7 @@ func run(w io.Writer, routing string) (bool, error) {
 	}
 	defer func() { _ = topo.Close() }()
 	done()
+	fmt.Fprintf(w, "    the namespaces are named %s-* (see them with `ip netns list` while the lab runs)\n", topo.ID)
 	if err := ctx.Err(); err != nil {
 		return false, errInterrupted
 	}
