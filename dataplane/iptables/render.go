@@ -118,6 +118,17 @@ func (r Rule) validate(f Family) error {
 				}
 			}
 		case addrTypeMatch:
+		case statisticMatch:
+			if m.fixed == 0 {
+				return invalid("statistic probability must be in (0, 1]")
+			}
+		case recentMatch:
+			if !validToken(m.name) || len(m.name) > RecentNameMaxLen {
+				return invalid("bad recent list name %q", m.name)
+			}
+			if !m.set && m.seconds == 0 {
+				return invalid("recent check of %s needs seconds > 0", m.name)
+			}
 		default:
 			return invalid("unknown match %T", p)
 		}
@@ -171,7 +182,7 @@ func (r Rule) validate(f Family) error {
 // iptables-save's order: builtin matches, the hash comment, the human
 // comment, extension matches, then the target.
 func renderRule(r Rule, f Family, hashComment string) string {
-	var b argBuilder
+	b := argBuilder{family: f}
 	r.Match.render(&b)
 	b.add("-m", "comment", "--comment")
 	b.quoted(hashComment)
