@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
 
 	"github.com/tabbynet/tabby/services"
@@ -28,48 +27,13 @@ func newFake(t testing.TB) (*knftables.Fake, *services.Tracker, *snft.Proxier) {
 }
 
 var (
-	dnsPorts = []st.SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 53}}
-	webPorts = []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}
+	dnsPorts = st.DNSPorts
+	webPorts = st.WebPorts
 )
 
-// scenario loads a set of Services covering every feature.
-func scenario(tr *services.Tracker) {
-	tr.OnServiceUpdate(st.Service("kube-system", "dns", "10.96.0.10", st.Port("dns", v1.ProtocolUDP, 53, 0)))
-	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", dnsPorts,
-		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.2.7", Node: "node-b"}))
-	// NodePort, cluster policy.
-	tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 30080)))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", webPorts, st.Endpoint{IP: "10.244.2.8", Node: "node-b"}))
-	// LoadBalancer with externalTrafficPolicy Local and an external IP.
-	tr.OnServiceUpdate(st.Service("default", "lb", "10.96.0.30", st.Port("http", v1.ProtocolTCP, 80, 30090), func(s *v1.Service) {
-		s.Spec.Type = v1.ServiceTypeLoadBalancer
-		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
-		s.Spec.ExternalIPs = []string{"192.0.2.1"}
-		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "lb", "lb-1", webPorts,
-		st.Endpoint{IP: "10.244.1.9", Node: "node-a"}, st.Endpoint{IP: "10.244.2.9", Node: "node-b"}))
-	// Local policy with no local endpoint.
-	tr.OnServiceUpdate(st.Service("default", "far", "10.96.0.40", st.Port("http", v1.ProtocolTCP, 80, 30100), func(s *v1.Service) {
-		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "far", "far-1", webPorts, st.Endpoint{IP: "10.244.2.10", Node: "node-b"}))
-	// No endpoints at all.
-	tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.50", st.Port("http", v1.ProtocolTCP, 80, 30110)))
-	// internalTrafficPolicy Local, one local endpoint.
-	tr.OnServiceUpdate(st.Service("default", "itp", "10.96.0.60", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
-		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "itp", "itp-1", webPorts,
-		st.Endpoint{IP: "10.244.1.11", Node: "node-a"}, st.Endpoint{IP: "10.244.2.11", Node: "node-b"}))
-	// Affinity.
-	tr.OnServiceUpdate(st.Service("default", "sticky", "10.96.0.70", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
-		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "sticky", "sticky-1", webPorts, st.Endpoint{IP: "10.244.1.12", Node: "node-a"}))
-	// Invalid: skipped, others unaffected.
-	tr.OnServiceUpdate(st.Service("default", "bad", "10.96.0.999", st.Port("http", v1.ProtocolTCP, 80, 0)))
-}
+// scenario loads a set of Services covering every feature (shared with
+// the iptables backend).
+func scenario(tr *services.Tracker) { st.Scenario(tr) }
 
 func trace(t *testing.T, fake *knftables.Fake, src, dst string, proto string, port uint16, fromHost bool) []string {
 	t.Helper()

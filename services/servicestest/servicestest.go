@@ -8,6 +8,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/tabbynet/tabby/services"
 )
 
 // Service returns a ClusterIP Service ns/name with clusterIP ip; mods
@@ -93,4 +96,51 @@ func Many(ns string, n, k int, nodePorts bool) ([]*v1.Service, []*discovery.Endp
 		sls = append(sls, Slice(ns, name, name+"-1", []SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}, eps...))
 	}
 	return svcs, sls
+}
+
+// Slice ports of Scenario.
+var (
+	DNSPorts = []SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 53}}
+	WebPorts = []SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}
+)
+
+// Scenario loads into tr a set of Services covering every feature the
+// backends render (the fake and conformance tests of services/nftables
+// and services/iptables use it); node "node-a" is local.
+func Scenario(tr *services.Tracker) {
+	tr.OnServiceUpdate(Service("kube-system", "dns", "10.96.0.10", Port("dns", v1.ProtocolUDP, 53, 0)))
+	tr.OnEndpointSliceUpdate(Slice("kube-system", "dns", "dns-1", DNSPorts,
+		Endpoint{IP: "10.244.1.5", Node: "node-a"}, Endpoint{IP: "10.244.2.7", Node: "node-b"}))
+	// NodePort, cluster policy.
+	tr.OnServiceUpdate(Service("default", "web", "10.96.0.20", Port("http", v1.ProtocolTCP, 80, 30080)))
+	tr.OnEndpointSliceUpdate(Slice("default", "web", "web-1", WebPorts, Endpoint{IP: "10.244.2.8", Node: "node-b"}))
+	// LoadBalancer with externalTrafficPolicy Local and an external IP.
+	tr.OnServiceUpdate(Service("default", "lb", "10.96.0.30", Port("http", v1.ProtocolTCP, 80, 30090), func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.ExternalIPs = []string{"192.0.2.1"}
+		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "lb", "lb-1", WebPorts,
+		Endpoint{IP: "10.244.1.9", Node: "node-a"}, Endpoint{IP: "10.244.2.9", Node: "node-b"}))
+	// Local policy with no local endpoint.
+	tr.OnServiceUpdate(Service("default", "far", "10.96.0.40", Port("http", v1.ProtocolTCP, 80, 30100), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "far", "far-1", WebPorts, Endpoint{IP: "10.244.2.10", Node: "node-b"}))
+	// No endpoints at all.
+	tr.OnServiceUpdate(Service("default", "empty", "10.96.0.50", Port("http", v1.ProtocolTCP, 80, 30110)))
+	// internalTrafficPolicy Local, one local endpoint.
+	tr.OnServiceUpdate(Service("default", "itp", "10.96.0.60", Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "itp", "itp-1", WebPorts,
+		Endpoint{IP: "10.244.1.11", Node: "node-a"}, Endpoint{IP: "10.244.2.11", Node: "node-b"}))
+	// Affinity.
+	tr.OnServiceUpdate(Service("default", "sticky", "10.96.0.70", Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "sticky", "sticky-1", WebPorts, Endpoint{IP: "10.244.1.12", Node: "node-a"}))
+	// Invalid: skipped, others unaffected.
+	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
 }
