@@ -89,4 +89,3 @@ func TestFakeMatchesKernel(t *testing.T) {
 	}
 	compare()
 }
-
