@@ -129,3 +129,41 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
 	}
 }
+
+func trace(t *testing.T, fake *ipt.Fake, src, dst, proto string, port uint16, fromHost bool) []string {
+	t.Helper()
+	outs, err := sipt.Trace(fake, []netip.Addr{netip.MustParseAddr(st.NodeIP)}, sipt.Packet{
+		Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: proto, DstPort: port, FromHost: fromHost})
+	require.NoError(t, err)
+	var s []string
+	for _, o := range outs {
+		s = append(s, o.String())
+	}
+	return s
+}
+
+// TestTrace follows the shared trace cases (the same as services/nftables,
+// except that node ports answer on 127.0.0.1) through the fake.
+func TestTrace(t *testing.T) {
+	fake, tr, p := newFake(t)
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(context.Background()))
+	for _, tt := range st.TraceCases(true) {
+		t.Run(tt.Name, func(t *testing.T) {
+			if tt.Want == nil {
+				_, err := netip.ParseAddr(tt.Dst)
+				require.Error(t, err)
+				return
+			}
+			assert.Equal(t, tt.Want, trace(t, fake, tt.Src, tt.Dst, tt.Proto, tt.Port, tt.FromHost))
+		})
+	}
+	// A neighbour's packet for 127.0.0.1 is not DNATed and the guard drops it.
+	assert.Equal(t, []string{"DROP"}, trace(t, fake, "192.168.0.99", "127.0.0.1", "tcp", 30080, false))
+	// Three endpoints: each reachable through the statistic chain.
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts,
+		st.Endpoint{IP: "10.244.2.8"}, st.Endpoint{IP: "10.244.2.9"}, st.Endpoint{IP: "10.244.2.10"}))
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"DNAT 10.244.2.10:8080", "DNAT 10.244.2.8:8080", "DNAT 10.244.2.9:8080"},
+		trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+}

@@ -51,42 +51,15 @@ func TestTrace(t *testing.T) {
 	fake, tr, p := newFake(t)
 	scenario(tr)
 	require.NoError(t, p.Sync(context.Background()))
-	tests := []struct {
-		name, src, dst, proto string
-		port                  uint16
-		fromHost              bool
-		want                  []string
-	}{
-		{"dns from a pod", "10.244.1.5", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53"}},
-		{"dns from another pod", "10.244.3.3", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.7:53"}},
-		{"dns from outside the cluster CIDR is masqueraded", "192.168.0.99", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53 masq"}},
-		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, []string{"ACCEPT"}},
-		{"not a service", "10.244.3.3", "10.96.0.99", "tcp", 80, false, []string{"ACCEPT"}},
-		{"nodeport from outside", "192.168.0.99", "192.168.0.10", "tcp", 30080, false, []string{"DNAT 10.244.2.8:8080 masq"}},
-		{"nodeport on another address is not ours", "192.168.0.99", "192.168.0.11", "tcp", 30080, false, []string{"ACCEPT"}},
-		{"no nodeport on localhost", "127.0.0.1", "127.0.0.1", "tcp", 30080, true, []string{"ACCEPT"}},
-		{"local policy keeps the source", "198.51.100.1", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
-		{"local policy on the external IP", "198.51.100.1", "192.0.2.1", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
-		{"local policy node port", "198.51.100.1", "192.168.0.10", "tcp", 30090, false, []string{"DNAT 10.244.1.9:8080"}},
-		{"local policy from a pod goes cluster-wide", "10.244.3.3", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
-		{"local policy from the node goes cluster-wide masqueraded", "192.168.0.10", "203.0.113.7", "tcp", 80, true, []string{"DNAT 10.244.1.9:8080 masq", "DNAT 10.244.2.9:8080 masq"}},
-		{"local policy cluster IP is cluster-wide", "10.244.3.3", "10.96.0.30", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
-		{"local policy without local endpoint drops", "198.51.100.1", "192.168.0.10", "tcp", 30100, false, []string{"DROP"}},
-		{"no endpoints rejects", "10.244.3.3", "10.96.0.50", "tcp", 80, false, []string{"REJECT"}},
-		{"no endpoints rejects the node port", "198.51.100.1", "192.168.0.10", "tcp", 30110, false, []string{"REJECT"}},
-		{"no endpoints rejects from the host", "192.168.0.10", "10.96.0.50", "tcp", 80, true, []string{"REJECT"}},
-		{"internal policy local", "10.244.3.3", "10.96.0.60", "tcp", 80, false, []string{"DNAT 10.244.1.11:8080"}},
-		{"affinity service", "10.244.3.3", "10.96.0.70", "tcp", 80, false, []string{"DNAT 10.244.1.12:8080"}},
-		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
-	}
+	tests := st.TraceCases(false)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.want == nil {
-				_, err := netip.ParseAddr(tt.dst)
+		t.Run(tt.Name, func(t *testing.T) {
+			if tt.Want == nil {
+				_, err := netip.ParseAddr(tt.Dst)
 				require.Error(t, err)
 				return
 			}
-			assert.Equal(t, tt.want, trace(t, fake, tt.src, tt.dst, tt.proto, tt.port, tt.fromHost))
+			assert.Equal(t, tt.Want, trace(t, fake, tt.Src, tt.Dst, tt.Proto, tt.Port, tt.FromHost))
 		})
 	}
 	assert.Contains(t, fake.Dump(), "update @affinity-default/sticky/tcp/http__10.244.1.12/8080 { ip saddr }")

@@ -144,3 +144,51 @@ func Scenario(tr *services.Tracker) {
 	// Invalid: skipped, others unaffected.
 	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
 }
+
+// NodeIP is the node address the TraceCases assume.
+const NodeIP = "192.168.0.10"
+
+// TraceCase is one packet through a backend that rendered Scenario, and
+// its expected outcomes: "DNAT addr:port", "ACCEPT" (left alone),
+// "REJECT" or "DROP", with " masq" when the source is masqueraded,
+// sorted. Want nil means Dst does not parse (the invalid Service).
+type TraceCase struct {
+	Name, Src, Dst, Proto string
+	Port                  uint16
+	FromHost              bool
+	Want                  []string
+}
+
+// TraceCases are the packets both backends' tracers check against
+// Scenario (ClusterCIDRs 10.244.0.0/16, node address NodeIP).
+// localhostNodePorts selects the answer on 127.0.0.1: the node port
+// (kube-proxy's iptables mode) or nothing (its nftables mode).
+func TraceCases(localhostNodePorts bool) []TraceCase {
+	localhost := []string{"ACCEPT"}
+	if localhostNodePorts {
+		localhost = []string{"DNAT 10.244.2.8:8080 masq"}
+	}
+	return []TraceCase{
+		{"dns from a pod", "10.244.1.5", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53"}},
+		{"dns from another pod", "10.244.3.3", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.7:53"}},
+		{"dns from outside the cluster CIDR is masqueraded", "192.168.0.99", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53 masq"}},
+		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, []string{"ACCEPT"}},
+		{"not a service", "10.244.3.3", "10.96.0.99", "tcp", 80, false, []string{"ACCEPT"}},
+		{"nodeport from outside", "192.168.0.99", "192.168.0.10", "tcp", 30080, false, []string{"DNAT 10.244.2.8:8080 masq"}},
+		{"nodeport on another address is not ours", "192.168.0.99", "192.168.0.11", "tcp", 30080, false, []string{"ACCEPT"}},
+		{"node port on localhost", "127.0.0.1", "127.0.0.1", "tcp", 30080, true, localhost},
+		{"local policy keeps the source", "198.51.100.1", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
+		{"local policy on the external IP", "198.51.100.1", "192.0.2.1", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
+		{"local policy node port", "198.51.100.1", "192.168.0.10", "tcp", 30090, false, []string{"DNAT 10.244.1.9:8080"}},
+		{"local policy from a pod goes cluster-wide", "10.244.3.3", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
+		{"local policy from the node goes cluster-wide masqueraded", "192.168.0.10", "203.0.113.7", "tcp", 80, true, []string{"DNAT 10.244.1.9:8080 masq", "DNAT 10.244.2.9:8080 masq"}},
+		{"local policy cluster IP is cluster-wide", "10.244.3.3", "10.96.0.30", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
+		{"local policy without local endpoint drops", "198.51.100.1", "192.168.0.10", "tcp", 30100, false, []string{"DROP"}},
+		{"no endpoints rejects", "10.244.3.3", "10.96.0.50", "tcp", 80, false, []string{"REJECT"}},
+		{"no endpoints rejects the node port", "198.51.100.1", "192.168.0.10", "tcp", 30110, false, []string{"REJECT"}},
+		{"no endpoints rejects from the host", "192.168.0.10", "10.96.0.50", "tcp", 80, true, []string{"REJECT"}},
+		{"internal policy local", "10.244.3.3", "10.96.0.60", "tcp", 80, false, []string{"DNAT 10.244.1.11:8080"}},
+		{"affinity service", "10.244.3.3", "10.96.0.70", "tcp", 80, false, []string{"DNAT 10.244.1.12:8080"}},
+		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
+	}
+}
