@@ -2,17 +2,20 @@ package iptables_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
+	"github.com/tabbynet/tabby/dataplane/syncrunner"
 	"github.com/tabbynet/tabby/services"
 	sipt "github.com/tabbynet/tabby/services/iptables"
 	st "github.com/tabbynet/tabby/services/servicestest"
@@ -101,6 +104,59 @@ func TestSyncRewritesOnlyChangedChains(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	assert.NotContains(t, fake.Dump(), "10.96.0.10")
 	assert.NotContains(t, fake.Dump(), "10.244.3.3")
+
+	// The incremental result equals a full render of the same state, and
+	// the full resync finds nothing to write.
+	incremental := fake.Dump()
+	n = len(restores(fake))
+	p.QueueResync()
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, incremental, fake.Dump())
+	assert.Len(t, restores(fake), n)
+}
+
+// TestRunner drives Sync from a syncrunner.Runner as a node agent does.
+func TestRunner(t *testing.T) {
+	fake, tr, p := newFake(t)
+	synced := make(chan struct{}, 10)
+	r, err := syncrunner.New(func(ctx context.Context) error {
+		err := p.Sync(ctx)
+		synced <- struct{}{}
+		return err
+	}, syncrunner.Config{MinInterval: time.Millisecond, MaxInterval: time.Minute, RetryMin: time.Millisecond, RetryMax: time.Second})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "10.244.2.8"}))
+	r.Trigger()
+	select {
+	case <-synced:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no sync")
+	}
+	assert.Equal(t, []string{"DNAT 10.244.2.8:8080"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+}
+
+// TestApplyFailureRetried: a failed restore returns an error; the next
+// Sync writes the same changes, and the stale UDP flows are handed over
+// only then.
+func TestApplyFailureRetried(t *testing.T) {
+	var stale int
+	fake, tr, p := newFake(t, sipt.WithStaleFlows(func(_ context.Context, s []services.StaleFlow) { stale += len(s) }))
+	ctx := context.Background()
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(ctx))
+	stale = 0
+	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts, st.Endpoint{IP: "10.244.1.5", Node: "node-a"}))
+	fake.FailNext(1, errors.New("boom"))
+	require.Error(t, p.Sync(ctx))
+	assert.Zero(t, stale)
+	require.NoError(t, p.Sync(ctx))
+	assert.Positive(t, stale)
+	assert.Equal(t, []string{"DNAT 10.244.1.5:53"}, trace(t, fake, "10.244.3.3", "10.96.0.10", "udp", 53, false))
 }
 
 func TestUDPStaleFlowsAfterApply(t *testing.T) {
