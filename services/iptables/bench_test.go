@@ -7,7 +7,6 @@ import (
 
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
-	"github.com/tabbynet/tabby/services"
 	sipt "github.com/tabbynet/tabby/services/iptables"
 	st "github.com/tabbynet/tabby/services/servicestest"
 )
@@ -30,16 +29,6 @@ func benchTable(b *testing.B, target string) *ipt.IPTables {
 	return t
 }
 
-func loadTracker(n, k int) *services.Tracker {
-	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	svcs, slices := st.Many("bench", n, k, true)
-	for i := range svcs {
-		tr.OnServiceUpdate(svcs[i])
-		tr.OnEndpointSliceUpdate(slices[i])
-	}
-	return tr
-}
-
 var benchTargets = []string{"fake", string(ipt.BackendLegacy), string(ipt.BackendNFT)}
 
 // BenchmarkFullSync: a first sync of N services × 10 endpoints (every
@@ -48,7 +37,7 @@ func BenchmarkFullSync(b *testing.B) {
 	for _, target := range benchTargets {
 		for _, n := range []int{1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
-				tr := loadTracker(n, 10)
+				tr := st.LoadTracker(n, 10)
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
@@ -73,7 +62,7 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 	for _, target := range benchTargets {
 		for _, n := range []int{1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
-				tr := loadTracker(n, 10)
+				tr := st.LoadTracker(n, 10)
 				p, err := sipt.New(benchTable(b, target), tr, sipt.Config{Family: ipt.IPv4})
 				if err != nil {
 					b.Fatal(err)

@@ -8,14 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
-	"github.com/tabbynet/tabby/dataplane/syncrunner"
 	"github.com/tabbynet/tabby/services"
 	sipt "github.com/tabbynet/tabby/services/iptables"
 	st "github.com/tabbynet/tabby/services/servicestest"
@@ -115,31 +113,6 @@ func TestSyncRewritesOnlyChangedChains(t *testing.T) {
 	assert.Len(t, restores(fake), n)
 }
 
-// TestRunner drives Sync from a syncrunner.Runner as a node agent does.
-func TestRunner(t *testing.T) {
-	fake, tr, p := newFake(t)
-	synced := make(chan struct{}, 10)
-	r, err := syncrunner.New(func(ctx context.Context) error {
-		err := p.Sync(ctx)
-		synced <- struct{}{}
-		return err
-	}, syncrunner.Config{MinInterval: time.Millisecond, MaxInterval: time.Minute, RetryMin: time.Millisecond, RetryMax: time.Second})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 0)))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "10.244.2.8"}))
-	r.Trigger()
-	select {
-	case <-synced:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no sync")
-	}
-	assert.Equal(t, []string{"DNAT 10.244.2.8:8080"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
-}
-
 // TestApplyFailureRetried: a failed restore returns an error; the next
 // Sync writes the same changes, and the stale UDP flows are handed over
 // only then.
@@ -188,14 +161,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func trace(t *testing.T, fake *ipt.Fake, src, dst, proto string, port uint16, fromHost bool) []string {
 	t.Helper()
-	outs, err := sipt.Trace(fake, []netip.Addr{netip.MustParseAddr(st.NodeIP)}, sipt.Packet{
-		Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: proto, DstPort: port, FromHost: fromHost})
-	require.NoError(t, err)
-	var s []string
-	for _, o := range outs {
-		s = append(s, o.String())
+	return st.Trace(t, tracer(fake), src, dst, proto, port, fromHost)
+}
+
+func tracer(fake *ipt.Fake) st.Tracer {
+	return func(p services.TracePacket) ([]services.TraceOutcome, error) {
+		return sipt.Trace(fake, []netip.Addr{netip.MustParseAddr(st.NodeIP)}, p)
 	}
-	return s
 }
 
 // TestTrace follows the shared trace cases (the same as services/nftables,
@@ -204,16 +176,7 @@ func TestTrace(t *testing.T) {
 	fake, tr, p := newFake(t)
 	st.Scenario(tr)
 	require.NoError(t, p.Sync(context.Background()))
-	for _, tt := range st.TraceCases(true) {
-		t.Run(tt.Name, func(t *testing.T) {
-			if tt.Want == nil {
-				_, err := netip.ParseAddr(tt.Dst)
-				require.Error(t, err)
-				return
-			}
-			assert.Equal(t, tt.Want, trace(t, fake, tt.Src, tt.Dst, tt.Proto, tt.Port, tt.FromHost))
-		})
-	}
+	st.RunTraceCases(t, st.TraceCases(true), tracer(fake))
 	// A neighbour's packet for 127.0.0.1 is not DNATed and the guard drops it.
 	assert.Equal(t, []string{"DROP"}, trace(t, fake, "192.168.0.99", "127.0.0.1", "tcp", 30080, false))
 	// Three endpoints: each reachable through the statistic chain.

@@ -8,38 +8,15 @@ import (
 	"strings"
 
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
+
+	"github.com/tabbynet/tabby/services"
 )
 
 // Packet is a new connection's first packet, for Trace.
-type Packet struct {
-	Src, Dst netip.Addr
-	Protocol string // "tcp", "udp", "sctp"
-	DstPort  uint16
-	// FromHost is true for a packet the node itself sends (nat and
-	// filter OUTPUT), false for one arriving on an interface
-	// (PREROUTING, then INPUT or FORWARD).
-	FromHost bool
-}
+type Packet = services.TracePacket
 
-// Outcome is one way a packet can go: Verdict is "DNAT" (to DNAT),
-// "ACCEPT" (not a service: left alone), "REJECT" or "DROP"; Masquerade
-// tells whether postrouting rewrites the source.
-type Outcome struct {
-	Verdict    string
-	DNAT       netip.AddrPort
-	Masquerade bool
-}
-
-func (o Outcome) String() string {
-	s := o.Verdict
-	if o.Verdict == "DNAT" {
-		s += " " + o.DNAT.String()
-	}
-	if o.Masquerade {
-		s += " masq"
-	}
-	return s
-}
+// Outcome is one way a packet can go through the rules, for Trace.
+type Outcome = services.TraceOutcome
 
 // Trace answers "where would this packet go" against the IPv4 rules an
 // ipt.Fake holds (kube-proxy's iptablesTracer): it walks nat PREROUTING

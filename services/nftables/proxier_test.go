@@ -37,31 +37,20 @@ func scenario(tr *services.Tracker) { st.Scenario(tr) }
 
 func trace(t *testing.T, fake *knftables.Fake, src, dst string, proto string, port uint16, fromHost bool) []string {
 	t.Helper()
-	outs, err := snft.Trace(fake, snft.DefaultTable, []netip.Addr{nodeIP}, snft.Packet{
-		Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: proto, DstPort: port, FromHost: fromHost})
-	require.NoError(t, err)
-	var s []string
-	for _, o := range outs {
-		s = append(s, o.String())
+	return st.Trace(t, tracer(fake), src, dst, proto, port, fromHost)
+}
+
+func tracer(fake *knftables.Fake) st.Tracer {
+	return func(p services.TracePacket) ([]services.TraceOutcome, error) {
+		return snft.Trace(fake, snft.DefaultTable, []netip.Addr{nodeIP}, p)
 	}
-	return s
 }
 
 func TestTrace(t *testing.T) {
 	fake, tr, p := newFake(t)
 	scenario(tr)
 	require.NoError(t, p.Sync(context.Background()))
-	tests := st.TraceCases(false)
-	for _, tt := range tests {
-		t.Run(tt.Name, func(t *testing.T) {
-			if tt.Want == nil {
-				_, err := netip.ParseAddr(tt.Dst)
-				require.Error(t, err)
-				return
-			}
-			assert.Equal(t, tt.Want, trace(t, fake, tt.Src, tt.Dst, tt.Proto, tt.Port, tt.FromHost))
-		})
-	}
+	st.RunTraceCases(t, st.TraceCases(false), tracer(fake))
 	assert.Contains(t, fake.Dump(), "update @affinity-default/sticky/tcp/http__10.244.1.12/8080 { ip saddr }")
 	assert.Contains(t, fake.Dump(), "timeout 10800s")
 }
