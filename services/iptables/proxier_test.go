@@ -186,3 +186,28 @@ func TestTrace(t *testing.T) {
 	assert.Equal(t, []string{"DNAT 10.244.2.10:8080", "DNAT 10.244.2.8:8080", "DNAT 10.244.2.9:8080"},
 		trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
 }
+
+func TestIPv6(t *testing.T) {
+	fake := ipt.NewFake()
+	table, err := sipt.NewIPTables(ipt.IPv6, ipt.BackendNFT, ipt.WithExecer(fake))
+	require.NoError(t, err)
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:244::/64")}})
+	require.NoError(t, err)
+	tr.OnServiceUpdate(st.Service("default", "web", "fd00:96::20", st.Port("http", v1.ProtocolTCP, 80, 30080), func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	sl := st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "fd00:244::8", Node: "node-a"}, st.Endpoint{IP: "fd00:244::9", Node: "node-b"})
+	sl.AddressType = "IPv6"
+	tr.OnEndpointSliceUpdate(sl)
+	// An IPv4 Service renders nothing into the IPv6 tables.
+	tr.OnServiceUpdate(st.Service("default", "v4", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	require.NoError(t, p.Sync(context.Background()))
+	d := fake.Dump()
+	assert.Contains(t, d, "# ip6tables-nft")
+	assert.Contains(t, d, "-j DNAT --to-destination [fd00:244::8]:8080")
+	assert.Contains(t, d, "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	assert.Contains(t, d, "! -d ::1/128")
+	assert.NotContains(t, d, "10.96.0.1")
+	assert.NotContains(t, d, "TABBY-FIREWALL", "the localnet guard is IPv4 only")
+}
