@@ -155,6 +155,28 @@ func (p *Proxier) QueueResync() {
 func (p *Proxier) Sync(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.render(); err != nil {
+		// The tracker's changes are consumed: render everything next time.
+		p.needFull = true
+		return err
+	}
+	if err := p.ipt.Apply(ctx); err != nil {
+		// The desired state stays in p.ipt; the next Apply writes it.
+		return fmt.Errorf("iptables services: %w", err)
+	}
+	if len(p.stale) > 0 {
+		stale := p.stale
+		p.stale = nil
+		if p.onStale != nil {
+			p.onStale(ctx, stale)
+		}
+	}
+	return nil
+}
+
+// render sets the desired chains of the tracker's changes (all ports on
+// a full resync) in p.ipt.
+func (p *Proxier) render() error {
 	changes := p.tracker.Changes()
 	full := p.needFull
 	if full {
@@ -176,7 +198,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	}
 	dispatchChanged := full
 	for _, n := range slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) }) {
-		old, cur := p.state[n], p.render(changes[n])
+		old, cur := p.state[n], p.renderPort(changes[n])
 		if err := p.writePort(old, cur); err != nil {
 			return err
 		}
@@ -201,16 +223,6 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 	}
 	p.needFull = false
-	if err := p.ipt.Apply(ctx); err != nil {
-		return fmt.Errorf("iptables services: %w", err)
-	}
-	if len(p.stale) > 0 {
-		stale := p.stale
-		p.stale = nil
-		if p.onStale != nil {
-			p.onStale(ctx, stale)
-		}
-	}
 	return nil
 }
 

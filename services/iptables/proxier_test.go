@@ -97,6 +97,14 @@ func TestSyncRewritesOnlyChangedChains(t *testing.T) {
 	assert.Contains(t, last, "--probability 0.33333333349")
 	assert.Contains(t, last, "--probability 0.50000000000")
 
+	// The last endpoint of web goes: its chains go, the cluster IP and
+	// node port are rejected.
+	tr.OnEndpointSliceDelete(st.Slice("default", "web", "web-1", st.WebPorts))
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, []string{"REJECT"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+	assert.Equal(t, []string{"REJECT"}, trace(t, fake, "192.168.0.99", st.NodeIP, "tcp", 30080, false))
+	assert.NotContains(t, fake.Dump(), "10.244.2.8:8080")
+
 	// The Service goes: its chains are deleted, the dispatch chain rewritten.
 	tr.OnServiceDelete(st.Service("kube-system", "dns", "10.96.0.10"))
 	require.NoError(t, p.Sync(ctx))

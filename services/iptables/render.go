@@ -59,9 +59,9 @@ const (
 	prefixSEP = ChainPrefix + "SEP-"
 )
 
-// render turns one resolved service port into the chains and dispatch
+// renderPort turns one resolved service port into the chains and dispatch
 // rules it owns, for the Proxier's family; nil for a removed port.
-func (p *Proxier) render(r *services.Resolved) *rendered {
+func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	if r == nil {
 		return nil
 	}
