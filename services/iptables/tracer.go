@@ -30,7 +30,12 @@ type Outcome = services.TraceOutcome
 // an error for anything else, so a renderer change the tracer does not
 // follow fails the tests instead of passing silently.
 func Trace(fake *ipt.Fake, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
-	tr, err := parseDump(fake.Dump())
+	return traceDump(fake.Dump(), nodeIPs, pkt)
+}
+
+// traceDump is Trace over a Dump text.
+func traceDump(dump string, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
+	tr, err := parseDump(dump)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +93,11 @@ type traceState struct {
 type tracer struct {
 	tables map[string]map[string][][]string // table -> chain -> rules' args
 	local  []netip.Addr
+	steps  int // chain walks so far, bounded (forks multiply them)
 }
+
+// maxTraceSteps bounds the chain walks of one Trace.
+const maxTraceSteps = 100000
 
 func (tr *tracer) isLocal(a netip.Addr) bool {
 	return slices.Contains(tr.local, a) || netip.MustParsePrefix("127.0.0.0/8").Contains(a)
@@ -108,11 +117,18 @@ func parseDump(dump string) (*tracer, error) {
 			table = line[1:]
 			tr.tables[table] = map[string][][]string{}
 		case strings.HasPrefix(line, ":"):
-			tr.tables[table][strings.Fields(line[1:])[0]] = nil
+			f := strings.Fields(line[1:])
+			if tr.tables[table] == nil || len(f) == 0 {
+				return nil, fmt.Errorf("trace: chain line %q outside a table", line)
+			}
+			tr.tables[table][f[0]] = nil
 		case strings.HasPrefix(line, "-A "):
 			args, err := splitArgs(line)
 			if err != nil {
 				return nil, err
+			}
+			if tr.tables[table] == nil || len(args) < 2 {
+				return nil, fmt.Errorf("trace: rule %q outside a table", line)
 			}
 			tr.tables[table][args[1]] = append(tr.tables[table][args[1]], args[2:])
 		}
@@ -144,6 +160,9 @@ func splitArgs(line string) ([]string, error) {
 // verdict when a terminating target was hit, else the state the chain
 // returned (for a kernel chain: its ACCEPT policy).
 func (tr *tracer) run(table, chain string, i int, s traceState, depth int) ([]traceState, error) {
+	if tr.steps++; tr.steps > maxTraceSteps {
+		return nil, fmt.Errorf("trace: more than %d chain walks", maxTraceSteps)
+	}
 	if depth > 20 {
 		return nil, fmt.Errorf("trace: chain loop at %s/%s", table, chain)
 	}
