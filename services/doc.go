@@ -3,7 +3,8 @@
 // EndpointSlice objects, plus the set of service addresses a node
 // announces over BGP (Announce). Backends that turn the model into NAT
 // rules live in subpackages: services/nftables (sigs.k8s.io/knftables,
-// kube-proxy's nftables mode).
+// kube-proxy's nftables mode) and services/iptables (dataplane/iptables,
+// kube-proxy's iptables mode).
 //
 //	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, log)
 //	// informer handlers:

@@ -82,3 +82,34 @@ func FuzzRenderRule(f *testing.F) {
 		}
 	})
 }
+
+// FuzzServiceMatches: statistic and recent matches from arbitrary values
+// are rejected by SetChain or accepted by the strict Fake and read back
+// in sync.
+func FuzzServiceMatches(f *testing.F) {
+	f.Add("tabby-sep-a", uint32(10800), 1.0/3, true)
+	f.Add("", uint32(0), 0.0, false)
+	f.Add("a b", uint32(1), 2.0, true)
+	f.Fuzz(func(t *testing.T, name string, seconds uint32, p float64, set bool) {
+		m := Match().RandomProbability(p)
+		if set {
+			m = m.RecentSet(name)
+		} else {
+			m = m.RecentCheck(name, seconds)
+		}
+		fake := NewFake()
+		ipt, err := New(Config{Family: IPv4, Backend: BackendNFT}, WithExecer(fake))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ipt.SetChain(NAT, Chain{Name: "tabby-fuzz", Rules: []Rule{{Match: m.SourceAddrTypeLocal(), Action: Return{}}}}); err != nil {
+			return
+		}
+		if err := ipt.Apply(context.Background()); err != nil {
+			t.Fatalf("rendered rule rejected: %v\n%s", err, ipt.Render())
+		}
+		if err := ipt.Refresh(context.Background()); err != nil || !ipt.InSync() {
+			t.Fatalf("not in sync after refresh: %v\n%s", err, fake.Dump())
+		}
+	})
+}

@@ -62,6 +62,27 @@ COMMIT
 `, ipt.Render())
 }
 
+func TestRenderServiceMatches(t *testing.T) {
+	for _, tc := range []struct {
+		f    Family
+		m    MatchCriteria
+		want string
+	}{
+		{IPv4, Match().RandomProbability(1.0 / 3), "-m statistic --mode random --probability 0.33333333349"},
+		{IPv4, Match().RandomProbability(0.5), "-m statistic --mode random --probability 0.50000000000"},
+		{IPv4, Match().RandomProbability(0.1), "-m statistic --mode random --probability 0.10000000009"},
+		{IPv4, Match().RandomProbability(1), "-m statistic --mode random --probability 1.00000000000"},
+		{IPv4, Match().RecentSet("tabby-sep-x"), "-m recent --set --name tabby-sep-x --mask 255.255.255.255 --rsource"},
+		{IPv4, Match().RecentCheck("tabby-sep-x", 10800), "-m recent --rcheck --seconds 10800 --reap --name tabby-sep-x --mask 255.255.255.255 --rsource"},
+		{IPv6, Match().RecentCheck("y", 10), "-m recent --rcheck --seconds 10 --reap --name y --mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource"},
+		{IPv4, Match().SourceAddrTypeLocal(), "-m addrtype --src-type LOCAL"},
+	} {
+		r := Rule{Match: tc.m, Action: Return{}}
+		require.NoError(t, r.validate(tc.f))
+		assert.Equal(t, "-m comment --comment h "+tc.want+" -j RETURN", renderRule(r, tc.f, "h"))
+	}
+}
+
 func TestBadRulesRejected(t *testing.T) {
 	ipt, _ := fakeIPTables(t, IPv4)
 	v6 := netip.MustParsePrefix("fd00::/64")
@@ -78,6 +99,10 @@ func TestBadRulesRejected(t *testing.T) {
 		"zero mark":       {Match: Match().MarkClear(0), Action: Accept{}},
 		"no states":       {Match: Match().ConntrackState(), Action: Accept{}},
 		"bad state":       {Match: Match().ConntrackState("BOGUS"), Action: Accept{}},
+		"probability 0":   {Match: Match().RandomProbability(0), Action: Accept{}},
+		"probability >1":  {Match: Match().RandomProbability(1.5), Action: Accept{}},
+		"recent no name":  {Match: Match().RecentSet(""), Action: Accept{}},
+		"recent 0 s":      {Match: Match().RecentCheck("tabby-a", 0), Action: Accept{}},
 		"quote comment":   {Action: Accept{}, Comment: `say "hi"`},
 		"newline comment": {Action: Accept{}, Comment: "a\nb"},
 		"bad jump":        {Action: Jump{Chain: "-F"}},

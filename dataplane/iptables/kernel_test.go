@@ -78,6 +78,12 @@ func natRules(f Family) []Rule {
 		{Match: Match().DestAddrTypeLocal().Protocol(TCP).DestPorts(30080), Action: DNAT{To: to}},
 		{Match: Match().NotDestAddrTypeLocal(), Action: SNAT{To: src, RandomFully: true}},
 		{Match: Match().DestIPSet("tabby-s"), Action: DNAT{To: netip.AddrPortFrom(to.Addr(), 0)}},
+		// kube-proxy's service and endpoint chains.
+		{Match: Match().RandomProbability(1.0 / 3), Action: Return{}},
+		{Match: Match().Protocol(TCP).RecentCheck("tabby-sep-a", 10800), Action: DNAT{To: to}},
+		{Match: Match().Protocol(TCP).RecentSet("tabby-sep-a"), Action: DNAT{To: to}},
+		{Match: Match().SourceAddrTypeLocal().RandomProbability(0.1), Action: SetMark{Value: 0x4000, Mask: 0x4000}},
+		{Match: Match().RandomProbability(1), Action: Return{}},
 	}
 }
 
@@ -90,6 +96,8 @@ func moreRules(f Family) []Rule {
 		{Match: Match().Protocol(icmp), Action: Accept{}},
 		{Match: Match().SourceIPSet("tabby-s").NotDestIPSet("tabby-s"), Action: Log{Prefix: "tabby: "}},
 		{Match: Match().NotConntrackState(StateNew, StateInvalid), Action: Accept{}},
+		// kube-proxy's no-endpoints and CVE-2020-8558 rules.
+		{Match: Match().Protocol(TCP).DestPorts(30081).DestAddrTypeLocal(), Action: Reject{}},
 		{Match: Match().Protocol(TCP).MarkNotMatchesWithMask(0x1, 0xf), Action: Reject{With: "tcp-reset"}},
 		{Match: Match().NotInInterface("eth0").NotOutInterface("eth1").NotProtocol(UDP), Action: Drop{}},
 		{Match: Match().Protocol(UDP).SourcePorts(1, 2).DestPortRanges(PortRange{1000, 2000}), Action: Return{}, Comment: "a b"},

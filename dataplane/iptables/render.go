@@ -125,6 +125,17 @@ func (r Rule) validate(f Family) error {
 			if m.typ < 0 || m.typ > 255 || m.code < -1 || m.code > 255 {
 				return invalid("icmp type %d code %d out of range", m.typ, m.code)
 			}
+		case statisticMatch:
+			if m.fixed == 0 {
+				return invalid("statistic probability must be in (0, 1]")
+			}
+		case recentMatch:
+			if !validToken(m.name) || len(m.name) > RecentNameMaxLen {
+				return invalid("bad recent list name %q", m.name)
+			}
+			if !m.set && m.seconds == 0 {
+				return invalid("recent check of %s needs seconds > 0", m.name)
+			}
 		default:
 			return invalid("unknown match %T", p)
 		}
@@ -182,7 +193,7 @@ func (r Rule) validate(f Family) error {
 // iptables-save's order: builtin matches, the hash comment, the human
 // comment, extension matches, then the target.
 func renderRule(r Rule, f Family, hashComment string) string {
-	var b argBuilder
+	b := argBuilder{family: f}
 	r.Match.render(&b)
 	b.add("-m", "comment", "--comment")
 	b.quoted(hashComment)

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -458,7 +459,11 @@ func (m MatchCriteria) renderExt(b *argBuilder) {
 }
 
 // argBuilder accumulates space-separated, quoted-as-needed arguments.
-type argBuilder struct{ strings.Builder }
+type argBuilder struct {
+	strings.Builder
+	// family selects family-dependent syntax (the recent mask).
+	family Family
+}
 
 func (b *argBuilder) add(args ...string) {
 	for _, a := range args {
@@ -495,4 +500,82 @@ func (b *argBuilder) quoted(s string) {
 	b.WriteByte('"')
 	b.WriteString(s)
 	b.WriteByte('"')
+}
+
+// SourceAddrTypeLocal matches packets from a local address (`-m addrtype
+// --src-type LOCAL`), as kube-proxy's externalTrafficPolicy Local chains
+// do to send the node's own traffic to every endpoint.
+func (m MatchCriteria) SourceAddrTypeLocal() MatchCriteria {
+	return m.with(addrTypeMatch{typ: "LOCAL"})
+}
+
+// probabilityScale is the fixed point the kernel's statistic match keeps
+// a probability in (xt_statistic: u32 of probability × 2^31).
+const probabilityScale = 1 << 31
+
+type statisticMatch struct{ fixed uint32 }
+
+func (s statisticMatch) base() bool { return false }
+func (s statisticMatch) args(b *argBuilder) {
+	b.add("-m", "statistic", "--mode", "random", "--probability",
+		strconv.FormatFloat(float64(s.fixed)/probabilityScale, 'f', 11, 64))
+}
+
+// RandomProbability matches each packet independently with probability
+// p, 0 < p <= 1 (`-m statistic --mode random --probability P`). The kernel
+// keeps p as round(p × 2^31) / 2^31 and iptables-save prints it with 11
+// decimals (1/3 is "0.33333333349"); the rule renders that form, so it
+// round-trips. Balancing over n endpoints, as kube-proxy does, gives rule
+// i (0-based) the probability 1/(n-i) and the last endpoint no match.
+// p outside (0, 1] or NaN is ErrInvalidRule when the rule is set.
+func (m MatchCriteria) RandomProbability(p float64) MatchCriteria {
+	f := uint32(0)
+	if p > 0 && p <= 1 {
+		f = uint32(math.Round(p * probabilityScale))
+	}
+	return m.with(statisticMatch{fixed: f})
+}
+
+// RecentNameMaxLen is the longest list name the recent match accepts
+// (XT_RECENT_NAME_LEN - 1).
+const RecentNameMaxLen = 199
+
+type recentMatch struct {
+	name    string
+	seconds uint32 // 0: --set, else --rcheck --seconds N --reap
+	set     bool
+}
+
+func (r recentMatch) base() bool { return false }
+func (r recentMatch) args(b *argBuilder) {
+	b.add("-m", "recent")
+	if r.set {
+		b.add("--set")
+	} else {
+		b.add("--rcheck", "--seconds", strconv.FormatUint(uint64(r.seconds), 10), "--reap")
+	}
+	mask := "255.255.255.255"
+	if b.family == IPv6 {
+		mask = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+	}
+	b.add("--name", r.name, "--mask", mask, "--rsource")
+}
+
+// RecentSet adds or refreshes the packet's source address in the kernel
+// list name (`-m recent --set --name NAME --mask <all ones> --rsource`);
+// it always matches. kube-proxy's ClientIP affinity marks the endpoint a
+// client was sent to this way. The list lives in
+// /proc/net/xt_recent/NAME while a rule uses it; names are 1 to
+// RecentNameMaxLen printable bytes.
+func (m MatchCriteria) RecentSet(name string) MatchCriteria {
+	return m.with(recentMatch{name: name, set: true})
+}
+
+// RecentCheck matches packets whose source address is in list name and
+// was seen less than seconds ago, and removes older entries of the list
+// (`-m recent --rcheck --seconds S --reap --name NAME --mask <all ones>
+// --rsource`). seconds is 1 or more (kube-proxy passes the affinity
+// timeout, at most 86400).
+func (m MatchCriteria) RecentCheck(name string, seconds uint32) MatchCriteria {
+	return m.with(recentMatch{name: name, seconds: seconds})
 }

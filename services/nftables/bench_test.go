@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/knftables"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
-	"github.com/tabbynet/tabby/services"
 	snft "github.com/tabbynet/tabby/services/nftables"
 	st "github.com/tabbynet/tabby/services/servicestest"
 )
@@ -31,16 +30,6 @@ func benchTarget(b *testing.B, kernel bool) knftables.Interface {
 	return nft
 }
 
-func loadTracker(n, k int) *services.Tracker {
-	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	svcs, slices := st.Many("bench", n, k, true)
-	for i := range svcs {
-		tr.OnServiceUpdate(svcs[i])
-		tr.OnEndpointSliceUpdate(slices[i])
-	}
-	return tr
-}
-
 // BenchmarkFullSync: a first sync of N services × 10 endpoints (the whole
 // table in one transaction).
 func BenchmarkFullSync(b *testing.B) {
@@ -51,7 +40,7 @@ func BenchmarkFullSync(b *testing.B) {
 					b.Skip("knftables.Fake copies the whole table per transaction; only the 1,000 case is a useful peer")
 				}
 				nft := benchTarget(b, target == "kernel")
-				tr := loadTracker(n, 10)
+				tr := st.LoadTracker(n, 10)
 				b.ResetTimer()
 				for range b.N {
 					p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
@@ -77,7 +66,7 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 					b.Skip("knftables.Fake copies the whole table per transaction; only the 1,000 case is a useful peer")
 				}
 				nft := benchTarget(b, target == "kernel")
-				tr := loadTracker(n, 10)
+				tr := st.LoadTracker(n, 10)
 				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
 				if err != nil {
 					b.Fatal(err)
@@ -117,7 +106,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			tr := loadTracker(n, 10)
+			tr := st.LoadTracker(n, 10)
 			tr.OnServiceUpdate(st.Service("default", "target", "10.111.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
 			tr.OnEndpointSliceUpdate(st.Slice("default", "target", "target-1", webPorts, st.Endpoint{IP: backend.IP.String(), Node: node.Name}))
 			p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})

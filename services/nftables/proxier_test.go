@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
 
 	"github.com/tabbynet/tabby/services"
@@ -28,103 +27,30 @@ func newFake(t testing.TB) (*knftables.Fake, *services.Tracker, *snft.Proxier) {
 }
 
 var (
-	dnsPorts = []st.SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 53}}
-	webPorts = []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}
+	dnsPorts = st.DNSPorts
+	webPorts = st.WebPorts
 )
 
-// scenario loads a set of Services covering every feature.
-func scenario(tr *services.Tracker) {
-	tr.OnServiceUpdate(st.Service("kube-system", "dns", "10.96.0.10", st.Port("dns", v1.ProtocolUDP, 53, 0)))
-	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", dnsPorts,
-		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.2.7", Node: "node-b"}))
-	// NodePort, cluster policy.
-	tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 30080)))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", webPorts, st.Endpoint{IP: "10.244.2.8", Node: "node-b"}))
-	// LoadBalancer with externalTrafficPolicy Local and an external IP.
-	tr.OnServiceUpdate(st.Service("default", "lb", "10.96.0.30", st.Port("http", v1.ProtocolTCP, 80, 30090), func(s *v1.Service) {
-		s.Spec.Type = v1.ServiceTypeLoadBalancer
-		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
-		s.Spec.ExternalIPs = []string{"192.0.2.1"}
-		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "lb", "lb-1", webPorts,
-		st.Endpoint{IP: "10.244.1.9", Node: "node-a"}, st.Endpoint{IP: "10.244.2.9", Node: "node-b"}))
-	// Local policy with no local endpoint.
-	tr.OnServiceUpdate(st.Service("default", "far", "10.96.0.40", st.Port("http", v1.ProtocolTCP, 80, 30100), func(s *v1.Service) {
-		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "far", "far-1", webPorts, st.Endpoint{IP: "10.244.2.10", Node: "node-b"}))
-	// No endpoints at all.
-	tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.50", st.Port("http", v1.ProtocolTCP, 80, 30110)))
-	// internalTrafficPolicy Local, one local endpoint.
-	tr.OnServiceUpdate(st.Service("default", "itp", "10.96.0.60", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
-		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "itp", "itp-1", webPorts,
-		st.Endpoint{IP: "10.244.1.11", Node: "node-a"}, st.Endpoint{IP: "10.244.2.11", Node: "node-b"}))
-	// Affinity.
-	tr.OnServiceUpdate(st.Service("default", "sticky", "10.96.0.70", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
-		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
-	}))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "sticky", "sticky-1", webPorts, st.Endpoint{IP: "10.244.1.12", Node: "node-a"}))
-	// Invalid: skipped, others unaffected.
-	tr.OnServiceUpdate(st.Service("default", "bad", "10.96.0.999", st.Port("http", v1.ProtocolTCP, 80, 0)))
-}
+// scenario loads a set of Services covering every feature (shared with
+// the iptables backend).
+func scenario(tr *services.Tracker) { st.Scenario(tr) }
 
 func trace(t *testing.T, fake *knftables.Fake, src, dst string, proto string, port uint16, fromHost bool) []string {
 	t.Helper()
-	outs, err := snft.Trace(fake, snft.DefaultTable, []netip.Addr{nodeIP}, snft.Packet{
-		Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: proto, DstPort: port, FromHost: fromHost})
-	require.NoError(t, err)
-	var s []string
-	for _, o := range outs {
-		s = append(s, o.String())
+	return st.Trace(t, tracer(fake), src, dst, proto, port, fromHost)
+}
+
+func tracer(fake *knftables.Fake) st.Tracer {
+	return func(p services.TracePacket) ([]services.TraceOutcome, error) {
+		return snft.Trace(fake, snft.DefaultTable, []netip.Addr{nodeIP}, p)
 	}
-	return s
 }
 
 func TestTrace(t *testing.T) {
 	fake, tr, p := newFake(t)
 	scenario(tr)
 	require.NoError(t, p.Sync(context.Background()))
-	tests := []struct {
-		name, src, dst, proto string
-		port                  uint16
-		fromHost              bool
-		want                  []string
-	}{
-		{"dns from a pod", "10.244.1.5", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53"}},
-		{"dns from another pod", "10.244.3.3", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.7:53"}},
-		{"dns from outside the cluster CIDR is masqueraded", "192.168.0.99", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53 masq"}},
-		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, []string{"ACCEPT"}},
-		{"not a service", "10.244.3.3", "10.96.0.99", "tcp", 80, false, []string{"ACCEPT"}},
-		{"nodeport from outside", "192.168.0.99", "192.168.0.10", "tcp", 30080, false, []string{"DNAT 10.244.2.8:8080 masq"}},
-		{"nodeport on another address is not ours", "192.168.0.99", "192.168.0.11", "tcp", 30080, false, []string{"ACCEPT"}},
-		{"no nodeport on localhost", "127.0.0.1", "127.0.0.1", "tcp", 30080, true, []string{"ACCEPT"}},
-		{"local policy keeps the source", "198.51.100.1", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
-		{"local policy on the external IP", "198.51.100.1", "192.0.2.1", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
-		{"local policy node port", "198.51.100.1", "192.168.0.10", "tcp", 30090, false, []string{"DNAT 10.244.1.9:8080"}},
-		{"local policy from a pod goes cluster-wide", "10.244.3.3", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
-		{"local policy from the node goes cluster-wide masqueraded", "192.168.0.10", "203.0.113.7", "tcp", 80, true, []string{"DNAT 10.244.1.9:8080 masq", "DNAT 10.244.2.9:8080 masq"}},
-		{"local policy cluster IP is cluster-wide", "10.244.3.3", "10.96.0.30", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
-		{"local policy without local endpoint drops", "198.51.100.1", "192.168.0.10", "tcp", 30100, false, []string{"DROP"}},
-		{"no endpoints rejects", "10.244.3.3", "10.96.0.50", "tcp", 80, false, []string{"REJECT"}},
-		{"no endpoints rejects the node port", "198.51.100.1", "192.168.0.10", "tcp", 30110, false, []string{"REJECT"}},
-		{"no endpoints rejects from the host", "192.168.0.10", "10.96.0.50", "tcp", 80, true, []string{"REJECT"}},
-		{"internal policy local", "10.244.3.3", "10.96.0.60", "tcp", 80, false, []string{"DNAT 10.244.1.11:8080"}},
-		{"affinity service", "10.244.3.3", "10.96.0.70", "tcp", 80, false, []string{"DNAT 10.244.1.12:8080"}},
-		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.want == nil {
-				_, err := netip.ParseAddr(tt.dst)
-				require.Error(t, err)
-				return
-			}
-			assert.Equal(t, tt.want, trace(t, fake, tt.src, tt.dst, tt.proto, tt.port, tt.fromHost))
-		})
-	}
+	st.RunTraceCases(t, st.TraceCases(false), tracer(fake))
 	assert.Contains(t, fake.Dump(), "update @affinity-default/sticky/tcp/http__10.244.1.12/8080 { ip saddr }")
 	assert.Contains(t, fake.Dump(), "timeout 10800s")
 }

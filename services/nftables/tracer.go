@@ -9,38 +9,15 @@ import (
 	"strings"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/tabbynet/tabby/services"
 )
 
 // Packet is a new connection's first packet, for Trace.
-type Packet struct {
-	Src, Dst netip.Addr
-	Protocol string // "tcp", "udp", "sctp"
-	DstPort  uint16
-	// FromHost is true for a packet the node itself sends (output hook),
-	// false for one arriving on an interface (prerouting hook).
-	FromHost bool
-}
+type Packet = services.TracePacket
 
-// Outcome is one way a packet can go through the table: Verdict is
-// "DNAT" (to DNAT), "ACCEPT" (not a service: left alone), "REJECT" or
-// "DROP"; Masquerade tells whether the source is rewritten in
-// postrouting.
-type Outcome struct {
-	Verdict    string
-	DNAT       netip.AddrPort
-	Masquerade bool
-}
-
-func (o Outcome) String() string {
-	s := o.Verdict
-	if o.Verdict == "DNAT" {
-		s += " " + o.DNAT.String()
-	}
-	if o.Masquerade {
-		s += " masq"
-	}
-	return s
-}
+// Outcome is one way a packet can go through the rules, for Trace.
+type Outcome = services.TraceOutcome
 
 // Trace answers "where would this packet go" against the table held by a
 // knftables.Fake into which a Proxier rendered (kube-proxy's

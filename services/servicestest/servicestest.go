@@ -8,6 +8,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/tabbynet/tabby/services"
 )
 
 // Service returns a ClusterIP Service ns/name with clusterIP ip; mods
@@ -93,4 +96,99 @@ func Many(ns string, n, k int, nodePorts bool) ([]*v1.Service, []*discovery.Endp
 		sls = append(sls, Slice(ns, name, name+"-1", []SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}, eps...))
 	}
 	return svcs, sls
+}
+
+// Slice ports of Scenario.
+var (
+	DNSPorts = []SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 53}}
+	WebPorts = []SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}
+)
+
+// Scenario loads into tr a set of Services covering every feature the
+// backends render (the fake and conformance tests of services/nftables
+// and services/iptables use it); node "node-a" is local.
+func Scenario(tr *services.Tracker) {
+	tr.OnServiceUpdate(Service("kube-system", "dns", "10.96.0.10", Port("dns", v1.ProtocolUDP, 53, 0)))
+	tr.OnEndpointSliceUpdate(Slice("kube-system", "dns", "dns-1", DNSPorts,
+		Endpoint{IP: "10.244.1.5", Node: "node-a"}, Endpoint{IP: "10.244.2.7", Node: "node-b"}))
+	// NodePort, cluster policy.
+	tr.OnServiceUpdate(Service("default", "web", "10.96.0.20", Port("http", v1.ProtocolTCP, 80, 30080)))
+	tr.OnEndpointSliceUpdate(Slice("default", "web", "web-1", WebPorts, Endpoint{IP: "10.244.2.8", Node: "node-b"}))
+	// LoadBalancer with externalTrafficPolicy Local and an external IP.
+	tr.OnServiceUpdate(Service("default", "lb", "10.96.0.30", Port("http", v1.ProtocolTCP, 80, 30090), func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.ExternalIPs = []string{"192.0.2.1"}
+		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "lb", "lb-1", WebPorts,
+		Endpoint{IP: "10.244.1.9", Node: "node-a"}, Endpoint{IP: "10.244.2.9", Node: "node-b"}))
+	// Local policy with no local endpoint.
+	tr.OnServiceUpdate(Service("default", "far", "10.96.0.40", Port("http", v1.ProtocolTCP, 80, 30100), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "far", "far-1", WebPorts, Endpoint{IP: "10.244.2.10", Node: "node-b"}))
+	// No endpoints at all.
+	tr.OnServiceUpdate(Service("default", "empty", "10.96.0.50", Port("http", v1.ProtocolTCP, 80, 30110)))
+	// internalTrafficPolicy Local, one local endpoint.
+	tr.OnServiceUpdate(Service("default", "itp", "10.96.0.60", Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "itp", "itp-1", WebPorts,
+		Endpoint{IP: "10.244.1.11", Node: "node-a"}, Endpoint{IP: "10.244.2.11", Node: "node-b"}))
+	// Affinity.
+	tr.OnServiceUpdate(Service("default", "sticky", "10.96.0.70", Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	tr.OnEndpointSliceUpdate(Slice("default", "sticky", "sticky-1", WebPorts, Endpoint{IP: "10.244.1.12", Node: "node-a"}))
+	// Invalid: skipped, others unaffected.
+	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
+}
+
+// NodeIP is the node address the TraceCases assume.
+const NodeIP = "192.168.0.10"
+
+// TraceCase is one packet through a backend that rendered Scenario, and
+// its expected outcomes: "DNAT addr:port", "ACCEPT" (left alone),
+// "REJECT" or "DROP", with " masq" when the source is masqueraded,
+// sorted. Want nil means Dst does not parse (the invalid Service).
+type TraceCase struct {
+	Name, Src, Dst, Proto string
+	Port                  uint16
+	FromHost              bool
+	Want                  []string
+}
+
+// TraceCases are the packets both backends' tracers check against
+// Scenario (ClusterCIDRs 10.244.0.0/16, node address NodeIP).
+// localhostNodePorts selects the answer on 127.0.0.1: the node port
+// (kube-proxy's iptables mode) or nothing (its nftables mode).
+func TraceCases(localhostNodePorts bool) []TraceCase {
+	localhost := []string{"ACCEPT"}
+	if localhostNodePorts {
+		localhost = []string{"DNAT 10.244.2.8:8080 masq"}
+	}
+	return []TraceCase{
+		{"dns from a pod", "10.244.1.5", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53"}},
+		{"dns from another pod", "10.244.3.3", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.7:53"}},
+		{"dns from outside the cluster CIDR is masqueraded", "192.168.0.99", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53 masq"}},
+		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, []string{"ACCEPT"}},
+		{"not a service", "10.244.3.3", "10.96.0.99", "tcp", 80, false, []string{"ACCEPT"}},
+		{"nodeport from outside", "192.168.0.99", "192.168.0.10", "tcp", 30080, false, []string{"DNAT 10.244.2.8:8080 masq"}},
+		{"nodeport on another address is not ours", "192.168.0.99", "192.168.0.11", "tcp", 30080, false, []string{"ACCEPT"}},
+		{"node port on localhost", "127.0.0.1", "127.0.0.1", "tcp", 30080, true, localhost},
+		{"local policy keeps the source", "198.51.100.1", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
+		{"local policy on the external IP", "198.51.100.1", "192.0.2.1", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080"}},
+		{"local policy node port", "198.51.100.1", "192.168.0.10", "tcp", 30090, false, []string{"DNAT 10.244.1.9:8080"}},
+		{"local policy from a pod goes cluster-wide", "10.244.3.3", "203.0.113.7", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
+		{"local policy from the node goes cluster-wide masqueraded", "192.168.0.10", "203.0.113.7", "tcp", 80, true, []string{"DNAT 10.244.1.9:8080 masq", "DNAT 10.244.2.9:8080 masq"}},
+		{"local policy cluster IP is cluster-wide", "10.244.3.3", "10.96.0.30", "tcp", 80, false, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080"}},
+		{"local policy without local endpoint drops", "198.51.100.1", "192.168.0.10", "tcp", 30100, false, []string{"DROP"}},
+		{"no endpoints rejects", "10.244.3.3", "10.96.0.50", "tcp", 80, false, []string{"REJECT"}},
+		{"no endpoints rejects the node port", "198.51.100.1", "192.168.0.10", "tcp", 30110, false, []string{"REJECT"}},
+		{"no endpoints rejects from the host", "192.168.0.10", "10.96.0.50", "tcp", 80, true, []string{"REJECT"}},
+		{"internal policy local", "10.244.3.3", "10.96.0.60", "tcp", 80, false, []string{"DNAT 10.244.1.11:8080"}},
+		{"affinity service", "10.244.3.3", "10.96.0.70", "tcp", 80, false, []string{"DNAT 10.244.1.12:8080"}},
+		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
+	}
 }

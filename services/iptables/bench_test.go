@@ -1,0 +1,88 @@
+package iptables_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	ipt "github.com/tabbynet/tabby/dataplane/iptables"
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	sipt "github.com/tabbynet/tabby/services/iptables"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+// benchTable is where a benchmark renders: the kernel through one
+// backend in a fresh netns, or ipt.Fake (rendering, hashing and the
+// fake's restore only), the peer the kernel figures compare against.
+func benchTable(b *testing.B, target string) *ipt.IPTables {
+	b.Helper()
+	var ex ipt.Execer = ipt.NewFake()
+	backend := ipt.BackendNFT
+	if target != "fake" {
+		ns := nettest.NewNetns(b, "svcbench") // skips unless root
+		ex, backend = ipt.OSExecer{Netns: ns.Name}, ipt.Backend(target)
+	}
+	t, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithExecer(ex))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+var benchTargets = []string{"fake", string(ipt.BackendLegacy), string(ipt.BackendNFT)}
+
+// BenchmarkFullSync: a first sync of N services × 10 endpoints (every
+// chain in one iptables-restore).
+func BenchmarkFullSync(b *testing.B) {
+	for _, target := range benchTargets {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
+				tr := st.LoadTracker(n, 10)
+				b.ResetTimer()
+				for range b.N {
+					b.StopTimer()
+					table := benchTable(b, target)
+					b.StartTimer()
+					p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := p.Sync(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkOneEndpointChange: one endpoint of one service replaced, at N
+// services × 10 endpoints already written.
+func BenchmarkOneEndpointChange(b *testing.B) {
+	for _, target := range benchTargets {
+		for _, n := range []int{1000, 10000} {
+			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
+				tr := st.LoadTracker(n, 10)
+				p, err := sipt.New(benchTable(b, target), tr, sipt.Config{Family: ipt.IPv4})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx := context.Background()
+				if err := p.Sync(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					var eps []st.Endpoint
+					for j := range 10 {
+						eps = append(eps, st.Endpoint{IP: fmt.Sprintf("10.245.%d.%d", i%200, j), Node: "node-a"})
+					}
+					tr.OnEndpointSliceUpdate(st.Slice("bench", "svc-7", "svc-7-1", []st.SlicePort{{Name: "http", Proto: "TCP", Port: 8080}}, eps...))
+					if err := p.Sync(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,114 @@
+// Package iptables renders the services model into iptables NAT and
+// filter chains, in the layout of kube-proxy's iptables mode, through
+// dataplane/iptables (typed rules, one iptables-restore per sync, drift
+// repair, legacy or nft backend).
+//
+//	table, _ := iptables.NewIPTables(dpipt.IPv4, dpipt.BackendAuto, dpipt.WithNetns("node1"))
+//	p, _ := iptables.New(table, tracker, iptables.Config{Family: dpipt.IPv4, ClusterCIDRs: podCIDRs,
+//		LocalhostNodePorts: true}, iptables.WithStaleFlows(cleaner.Func()))
+//	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
+//	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
+//
+// # Chain layout
+//
+// Every chain is named with ChainPrefix ("TABBY-", kube-proxy's "KUBE-")
+// and every rule carries a "tabby-svc:<hash>" comment (HashPrefix), so the
+// IPTables this package uses and the one of the policy compiler
+// ("tabby-", "tabby:") never take each other's chains for stale ones.
+// Hooks are the first rules of the kernel chains (dataplane/iptables
+// keeps them there):
+//
+//	nat PREROUTING    -j TABBY-SERVICES
+//	nat OUTPUT        -j TABBY-SERVICES
+//	                  -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j TABBY-NODEPORTS   (LocalhostNodePorts)
+//	nat POSTROUTING   -j TABBY-POSTROUTING
+//	filter INPUT      ctstate NEW -j TABBY-SERVICES; ctstate NEW -j TABBY-EXTERNAL-SERVICES; -j TABBY-FIREWALL
+//	filter FORWARD    ctstate NEW -j TABBY-SERVICES; ctstate NEW -j TABBY-EXTERNAL-SERVICES
+//	filter OUTPUT     ctstate NEW -j TABBY-SERVICES; -j TABBY-FIREWALL
+//
+// nat TABBY-SERVICES holds, per service port with usable endpoints and
+// per cluster IP, `-d IP -p P --dport N -j TABBY-MASQ-NONPOD` (with
+// ClusterCIDRs: marks traffic from outside the pod CIDRs for masquerade)
+// and `… -j TABBY-SVC-<hash>` (TABBY-SVL-<hash> under
+// internalTrafficPolicy Local); per external and load-balancer IP `… -j
+// TABBY-EXT-<hash>`; and last `! -d 127.0.0.0/8 -m addrtype --dst-type
+// LOCAL -j TABBY-NODEPORTS`, which sends each node port (`-p P --dport
+// NP`) to the port's EXT chain. Hashes are 16 base32 characters of
+// SHA-256 of namespace, name, port name and protocol (plus the endpoint
+// for SEP chains), as kube-proxy names its chains.
+//
+//   - TABBY-SVC-: balances over the Cluster endpoints, one rule per
+//     endpoint, rule i of n matching `-m statistic --mode random
+//     --probability 1/(n-i)` and the last none, so each gets 1/n. With
+//     ClientIP affinity, first one rule per endpoint `-m recent --rcheck
+//     --seconds <timeout> --reap --name TABBY-SEP-… --rsource` jumps to
+//     the endpoint the client was last sent to.
+//   - TABBY-SVL-: the same over the node-local endpoints (Local policies).
+//   - TABBY-SEP-: one per endpoint: `-s EP -j TABBY-MARK-MASQ` (hairpin),
+//     then `-p P [-m recent --set --name TABBY-SEP-…] -j DNAT
+//     --to-destination EP:PORT`.
+//   - TABBY-EXT-: externalTrafficPolicy Cluster marks for masquerade and
+//     jumps to SVC; Local keeps the source and jumps to SVL, except that
+//     traffic from the pod CIDRs goes to SVC and traffic from the node
+//     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC.
+//
+// TABBY-MARK-MASQ sets the mark bit (0x4000); TABBY-POSTROUTING returns
+// for unmarked packets, clears the bit and masquerades (--random-fully).
+// A service port without usable endpoints has no nat rule but a filter
+// one: filter TABBY-SERVICES rejects its cluster IPs, filter
+// TABBY-EXTERNAL-SERVICES its external IPs and node ports (`-m addrtype
+// --dst-type LOCAL`): REJECT (ICMP port unreachable, "connection
+// refused") when the Service has no endpoint at all, DROP when it has
+// some but none local under a Local policy. Filter chains see NEW
+// packets after DNAT, so a Local port reached from a pod (already DNATed
+// to a remote endpoint by SVC) no longer matches the drop.
+//
+// Node ports on 127.0.0.1 (IPv4, LocalhostNodePorts) answer only
+// connections the node makes: the first Sync sets route_localnet=1 and
+// only nat OUTPUT leads 127.0.0.0/8 to TABBY-NODEPORTS. route_localnet
+// also lets other hosts reach the node's loopback (CVE-2020-8558), so
+// TABBY-FIREWALL drops `! -s 127.0.0.0/8 -d 127.0.0.0/8` unless conntrack
+// says RELATED, ESTABLISHED or DNAT; it is installed for IPv4 whatever
+// LocalhostNodePorts says, as kube-proxy does.
+//
+// What differs from kube-proxy: no KUBE-PROXY-FIREWALL
+// (loadBalancerSourceRanges), KUBE-FORWARD or health-check node port
+// rules; masquerade of non-pod traffic uses one chain (TABBY-MASQ-NONPOD)
+// so several ClusterCIDRs work; the masquerade bit is cleared with
+// --set-xmark 0/0x4000 instead of --xor-mark (the same effect).
+//
+// # Design
+//
+//  1. Render per port, write per chain. Each service port renders into
+//     the chains it owns and its rules of the four dispatch chains. Sync
+//     renders only the ports the tracker reports changed, SetChain's the
+//     chains whose rules differ from the last render, DeleteChain's the
+//     ones gone, and rebuilds the dispatch chains only when a port's
+//     dispatch rules changed (a new or removed service, a port gaining or
+//     losing all endpoints), not on endpoint changes. dataplane/iptables
+//     then writes only chains whose rule hashes differ, in one
+//     iptables-restore --noflush.
+//  2. Full resync: the first Sync and the first after QueueResync render
+//     every port and make dataplane/iptables re-read iptables-save, so
+//     drift (another program flushing a chain, moving a hook) is
+//     repaired; dataplane/iptables also re-reads on its RefreshInterval.
+//     A failed restore returns an error and the next Sync writes the same
+//     desired state again.
+//  3. Conntrack: after a successful Apply, Sync hands the UDP/SCTP flows
+//     the changes made stale (services.StaleFlows, accumulated across
+//     failed syncs) to the WithStaleFlows function (services/conntrack).
+//  4. Tests at two levels: the renderer into ipt.Fake with Dump goldens
+//     and Trace (a packet tracer over the fake's rules, kube-proxy's
+//     iptablesTracer, sharing servicestest.TraceCases with
+//     services/nftables), TestFakeMatchesKernel on both backends, and the
+//     shared conformance suite (servicestest/kernelsuite) in network
+//     namespaces on legacy and nft.
+//
+// Errors: New returns ErrInvalidConfig for a bad family, an IPv6
+// LocalhostNodePorts or a ClusterCIDR of the other family; Sync returns
+// dataplane/iptables' errors wrapped ("iptables services: …";
+// errors.Is(err, dpipt.ErrRestore) for a rejected restore).
+//
+// Thread safety: Sync and QueueResync are safe for concurrent use (Sync
+// calls are serialised); run Sync from one syncrunner.Runner.
+package iptables

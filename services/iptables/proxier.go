@@ -1,0 +1,360 @@
+package iptables
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	ipt "github.com/tabbynet/tabby/dataplane/iptables"
+	"github.com/tabbynet/tabby/services"
+)
+
+// ChainPrefix starts every chain the Proxier owns, HashPrefix every
+// rule's hash comment. They differ from dataplane/iptables' defaults
+// ("tabby-", "tabby:") so the services IPTables and the policy one can
+// share a node without treating each other's chains as stale.
+const (
+	ChainPrefix = "TABBY-"
+	HashPrefix  = "tabby-svc:"
+)
+
+// Fixed chains (kube-proxy's names with TABBY- for KUBE-).
+const (
+	ChainServices         = "TABBY-SERVICES"          // nat and filter
+	ChainNodePorts        = "TABBY-NODEPORTS"         // nat
+	ChainExternalServices = "TABBY-EXTERNAL-SERVICES" // filter
+	ChainPostrouting      = "TABBY-POSTROUTING"       // nat
+	ChainMarkMasq         = "TABBY-MARK-MASQ"         // nat
+	ChainMasqNonPod       = "TABBY-MASQ-NONPOD"       // nat, with ClusterCIDRs
+	ChainFirewall         = "TABBY-FIREWALL"          // filter, IPv4: CVE-2020-8558 guard
+)
+
+// DefaultMasqueradeMark is the packet-mark bit that asks for masquerade
+// in postrouting (kube-proxy's 0x4000).
+const DefaultMasqueradeMark = 0x4000
+
+// ErrInvalidConfig is wrapped by New for a bad Config.
+var ErrInvalidConfig = errors.New("invalid iptables services config")
+
+// Config configures a Proxier.
+type Config struct {
+	// Family is ipt.IPv4 or ipt.IPv6; it must be the IPTables' family.
+	Family ipt.Family
+	// ClusterCIDRs are the pod CIDRs. When set, traffic to a cluster IP
+	// from outside them is masqueraded (kube-proxy's --cluster-cidr), and
+	// pod traffic to an externalTrafficPolicy Local address is sent to
+	// the whole cluster.
+	ClusterCIDRs []netip.Prefix
+	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
+	MasqueradeMark uint32
+	// LocalhostNodePorts makes node ports answer on 127.0.0.0/8 from the
+	// node itself (kube-proxy's --iptables-localhost-nodeports, IPv4
+	// only). The first Sync sets net.ipv4.conf.all.route_localnet=1
+	// through the sysctl function (WithSysctl). Packets to 127.0.0.0/8
+	// from another host are dropped whatever this says (TABBY-FIREWALL).
+	LocalhostNodePorts bool
+}
+
+// Option configures a Proxier.
+type Option func(*Proxier)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(p *Proxier) { p.log = l } }
+
+// WithStaleFlows sets a function Sync calls, after a successful Apply,
+// with the UDP/SCTP flows the change made stale (services.StaleFlows), so
+// a conntrack cleaner (services/conntrack) deletes them.
+func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Option {
+	return func(p *Proxier) { p.onStale = f }
+}
+
+// WithSysctl sets how the Proxier writes a sysctl (key like
+// "net/ipv4/conf/all/route_localnet"); default: write
+// /proc/sys/<key> in the caller's network namespace. Tests pass
+// nettest's Netns.Sysctl.
+func WithSysctl(f func(key, value string) error) Option { return func(p *Proxier) { p.sysctl = f } }
+
+// Proxier renders a services.Tracker into iptables NAT and filter chains
+// through a dataplane/iptables IPTables (see the package doc).
+type Proxier struct {
+	ipt     *ipt.IPTables
+	tracker *services.Tracker
+	cfg     Config
+	log     *slog.Logger
+	onStale func(context.Context, []services.StaleFlow)
+	sysctl  func(key, value string) error
+
+	mu       sync.Mutex
+	state    map[services.ServicePortName]*rendered
+	resolved map[services.ServicePortName]*services.Resolved
+	stale    []services.StaleFlow // flows to clean once an Apply succeeds
+	needFull bool
+}
+
+// NewIPTables returns a dataplane/iptables IPTables for family with this
+// package's ChainPrefix and HashPrefix (opts: WithNetns, WithExecer, ...).
+func NewIPTables(family ipt.Family, backend ipt.Backend, opts ...ipt.Option) (*ipt.IPTables, error) {
+	return ipt.New(ipt.Config{Family: family, Backend: backend, ChainPrefix: ChainPrefix, HashPrefix: HashPrefix}, opts...)
+}
+
+// New returns a Proxier that renders tracker into t, an IPTables made by
+// NewIPTables. Nothing is written until Sync.
+func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
+	if cfg.Family != ipt.IPv4 && cfg.Family != ipt.IPv6 {
+		return nil, fmt.Errorf("%w: family %d", ErrInvalidConfig, cfg.Family)
+	}
+	if cfg.LocalhostNodePorts && cfg.Family == ipt.IPv6 {
+		return nil, fmt.Errorf("%w: localhost node ports are IPv4 only", ErrInvalidConfig)
+	}
+	for _, c := range cfg.ClusterCIDRs {
+		if !c.IsValid() || c.Addr().Is4() != (cfg.Family == ipt.IPv4) {
+			return nil, fmt.Errorf("%w: cluster CIDR %v is not %s", ErrInvalidConfig, c, cfg.Family)
+		}
+	}
+	if cfg.MasqueradeMark == 0 {
+		cfg.MasqueradeMark = DefaultMasqueradeMark
+	}
+	p := &Proxier{ipt: t, tracker: tracker, cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		sysctl: procSysctl, needFull: true,
+		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
+}
+
+func procSysctl(key, value string) error {
+	return os.WriteFile(filepath.Join("/proc/sys", key), []byte(value), 0o644)
+}
+
+// QueueResync makes the next Sync re-render every service port and
+// re-read iptables-save, repairing drift.
+func (p *Proxier) QueueResync() {
+	p.mu.Lock()
+	p.needFull = true
+	p.mu.Unlock()
+}
+
+// Sync renders the tracker's changes since the last Sync and applies
+// them in one iptables-restore: only the chains of changed service ports
+// (and the dispatch chains, when a port's dispatch rules changed) are
+// rewritten. The first Sync and the first after QueueResync render
+// everything. It is the function to hand to a dataplane/syncrunner.Runner.
+func (p *Proxier) Sync(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.render(); err != nil {
+		// The tracker's changes are consumed: render everything next time.
+		p.needFull = true
+		return err
+	}
+	if err := p.ipt.Apply(ctx); err != nil {
+		// The desired state stays in p.ipt; the next Apply writes it.
+		return fmt.Errorf("iptables services: %w", err)
+	}
+	if len(p.stale) > 0 {
+		stale := p.stale
+		p.stale = nil
+		if p.onStale != nil {
+			p.onStale(ctx, stale)
+		}
+	}
+	return nil
+}
+
+// render sets the desired chains of the tracker's changes (all ports on
+// a full resync) in p.ipt.
+func (p *Proxier) render() error {
+	changes := p.tracker.Changes()
+	full := p.needFull
+	if full {
+		if p.cfg.LocalhostNodePorts {
+			if err := p.sysctl("net/ipv4/conf/all/route_localnet", "1"); err != nil {
+				return fmt.Errorf("iptables services: set route_localnet: %w", err)
+			}
+		}
+		if err := p.baseChains(); err != nil {
+			return err
+		}
+		changes = p.tracker.All()
+		for n := range p.resolved {
+			if _, ok := changes[n]; !ok {
+				changes[n] = nil
+			}
+		}
+		p.ipt.QueueResync()
+	}
+	dispatchChanged := full
+	for _, n := range slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) }) {
+		old, cur := p.state[n], p.renderPort(changes[n])
+		if err := p.writePort(old, cur); err != nil {
+			return err
+		}
+		if !dispatchChanged && !sameDispatch(old, cur) {
+			dispatchChanged = true
+		}
+		if cur == nil {
+			delete(p.state, n)
+		} else {
+			p.state[n] = cur
+		}
+		p.stale = append(p.stale, services.StaleFlows(p.resolved[n], changes[n], p.cfg.Family == ipt.IPv6)...)
+		if changes[n] == nil {
+			delete(p.resolved, n)
+		} else {
+			p.resolved[n] = changes[n]
+		}
+	}
+	if dispatchChanged {
+		if err := p.writeDispatch(); err != nil {
+			return err
+		}
+	}
+	p.needFull = false
+	return nil
+}
+
+// writePort sets the chains cur owns and deletes those only old had.
+func (p *Proxier) writePort(old, cur *rendered) error {
+	if cur != nil {
+		for _, c := range cur.chains {
+			if o, ok := old.chain(c.Name); ok && reflect.DeepEqual(o.Rules, c.Rules) {
+				continue
+			}
+			if err := p.ipt.SetChain(ipt.NAT, c); err != nil {
+				return fmt.Errorf("iptables services: %w", err)
+			}
+		}
+	}
+	if old != nil {
+		for _, c := range old.chains {
+			if _, ok := cur.chain(c.Name); !ok {
+				p.ipt.DeleteChain(ipt.NAT, c.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// writeDispatch rebuilds the dispatch chains from every port's parts.
+func (p *Proxier) writeDispatch() error {
+	names := slices.SortedFunc(maps.Keys(p.state), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
+	var natSvc, nodePorts, filterSvc, filterExt []ipt.Rule
+	for _, n := range names {
+		r := p.state[n]
+		natSvc = append(natSvc, r.natServices...)
+		nodePorts = append(nodePorts, r.nodePorts...)
+		filterSvc = append(filterSvc, r.filterServices...)
+		filterExt = append(filterExt, r.filterExternal...)
+	}
+	loop := p.loopback()
+	natSvc = append(natSvc, ipt.Rule{Match: ipt.Match().NotDestNet(loop).DestAddrTypeLocal(), Action: ipt.Jump{Chain: ChainNodePorts}})
+	for _, w := range []struct {
+		table ipt.Table
+		c     ipt.Chain
+	}{
+		{ipt.NAT, ipt.Chain{Name: ChainServices, Rules: natSvc}},
+		{ipt.NAT, ipt.Chain{Name: ChainNodePorts, Rules: nodePorts}},
+		{ipt.Filter, ipt.Chain{Name: ChainServices, Rules: filterSvc}},
+		{ipt.Filter, ipt.Chain{Name: ChainExternalServices, Rules: filterExt}},
+	} {
+		if err := p.ipt.SetChain(w.table, w.c); err != nil {
+			return fmt.Errorf("iptables services: %w", err)
+		}
+	}
+	return nil
+}
+
+func (p *Proxier) loopback() netip.Prefix {
+	if p.cfg.Family == ipt.IPv6 {
+		return netip.MustParsePrefix("::1/128")
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
+}
+
+// baseChains sets the fixed chains and the hooks (doc.go lists them).
+func (p *Proxier) baseChains() error {
+	mark := p.cfg.MasqueradeMark
+	nat := []ipt.Chain{
+		{Name: ChainMarkMasq, Rules: []ipt.Rule{{Action: ipt.SetMark{Value: mark, Mask: mark}}}},
+		{Name: ChainPostrouting, Rules: []ipt.Rule{
+			{Match: ipt.Match().MarkClear(mark), Action: ipt.Return{}},
+			{Action: ipt.SetMark{Value: 0, Mask: mark}},
+			{Action: ipt.Masquerade{RandomFully: true}},
+		}},
+		{Name: ChainServices}, {Name: ChainNodePorts},
+	}
+	if len(p.cfg.ClusterCIDRs) > 0 {
+		var rs []ipt.Rule
+		for _, c := range p.cfg.ClusterCIDRs {
+			rs = append(rs, ipt.Rule{Match: ipt.Match().SourceNet(c), Action: ipt.Return{}})
+		}
+		nat = append(nat, ipt.Chain{Name: ChainMasqNonPod, Rules: append(rs, ipt.Rule{Action: ipt.Jump{Chain: ChainMarkMasq}})})
+	}
+	filter := []ipt.Chain{{Name: ChainServices}, {Name: ChainExternalServices}}
+	isNew := ipt.Match().ConntrackState(ipt.StateNew)
+	jump := func(m ipt.MatchCriteria, c string) ipt.Rule { return ipt.Rule{Match: m, Action: ipt.Jump{Chain: c}} }
+	input := []ipt.Rule{jump(isNew, ChainServices), jump(isNew, ChainExternalServices)}
+	output := []ipt.Rule{jump(isNew, ChainServices)}
+	if p.cfg.Family == ipt.IPv4 {
+		loop := p.loopback()
+		filter = append(filter, ipt.Chain{Name: ChainFirewall, Rules: []ipt.Rule{{
+			Match:   ipt.Match().NotSourceNet(loop).DestNet(loop).NotConntrackState(ipt.StateRelated, ipt.StateEstablished, ipt.StateDNAT),
+			Action:  ipt.Drop{},
+			Comment: "block incoming localnet connections",
+		}}})
+		input = append(input, jump(ipt.Match(), ChainFirewall))
+		output = append(output, jump(ipt.Match(), ChainFirewall))
+	}
+	natOutput := []ipt.Rule{jump(ipt.Match(), ChainServices)}
+	if p.cfg.LocalhostNodePorts {
+		natOutput = append(natOutput, jump(ipt.Match().DestNet(p.loopback()).DestAddrTypeLocal(), ChainNodePorts))
+	}
+	for _, s := range []struct {
+		table ipt.Table
+		chain string
+		rules []ipt.Rule
+	}{
+		{ipt.NAT, "PREROUTING", []ipt.Rule{jump(ipt.Match(), ChainServices)}},
+		{ipt.NAT, "OUTPUT", natOutput},
+		{ipt.NAT, "POSTROUTING", []ipt.Rule{jump(ipt.Match(), ChainPostrouting)}},
+		{ipt.Filter, "INPUT", input},
+		{ipt.Filter, "FORWARD", []ipt.Rule{jump(isNew, ChainServices), jump(isNew, ChainExternalServices)}},
+		{ipt.Filter, "OUTPUT", output},
+	} {
+		if err := p.ipt.SetHook(s.table, s.chain, s.rules); err != nil {
+			return fmt.Errorf("iptables services: %w", err)
+		}
+	}
+	for _, c := range nat {
+		if err := p.ipt.SetChain(ipt.NAT, c); err != nil {
+			return fmt.Errorf("iptables services: %w", err)
+		}
+	}
+	for _, c := range filter {
+		if err := p.ipt.SetChain(ipt.Filter, c); err != nil {
+			return fmt.Errorf("iptables services: %w", err)
+		}
+	}
+	return nil
+}
+
+// chainName is prefix + the first 16 characters of base32(sha256(parts)),
+// kube-proxy's servicePortChainName scheme (prefix ≤ 10 bytes keeps the
+// name within iptables' 28).
+func chainName(prefix string, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
+}

@@ -1,0 +1,221 @@
+package iptables_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+
+	ipt "github.com/tabbynet/tabby/dataplane/iptables"
+	"github.com/tabbynet/tabby/services"
+	sipt "github.com/tabbynet/tabby/services/iptables"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+var podCIDR = netip.MustParsePrefix("10.244.0.0/16")
+
+func newFake(t testing.TB, opts ...sipt.Option) (*ipt.Fake, *services.Tracker, *sipt.Proxier) {
+	t.Helper()
+	fake := ipt.NewFake()
+	table, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithExecer(fake))
+	require.NoError(t, err)
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	opts = append([]sipt.Option{sipt.WithSysctl(func(string, string) error { return nil })}, opts...)
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{podCIDR}, LocalhostNodePorts: true}, opts...)
+	require.NoError(t, err)
+	return fake, tr, p
+}
+
+// golden compares got with testdata/name, rewriting it when
+// TABBY_UPDATE_GOLDEN is set.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if os.Getenv("TABBY_UPDATE_GOLDEN") != "" {
+		require.NoError(t, os.MkdirAll("testdata", 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), got)
+}
+
+func TestScenarioGolden(t *testing.T) {
+	fake, tr, p := newFake(t)
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(context.Background()))
+	golden(t, "scenario.golden", fake.Dump())
+}
+
+// restores returns the restore inputs the fake saw.
+func restores(f *ipt.Fake) []string {
+	var out []string
+	for _, c := range f.Commands() {
+		if strings.HasSuffix(c.Name, "-restore") {
+			out = append(out, string(c.Stdin))
+		}
+	}
+	return out
+}
+
+func TestSyncRewritesOnlyChangedChains(t *testing.T) {
+	fake, tr, p := newFake(t)
+	ctx := context.Background()
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(ctx))
+	n := len(restores(fake))
+
+	// Nothing changed: no restore.
+	require.NoError(t, p.Sync(ctx))
+	assert.Len(t, restores(fake), n)
+
+	// One endpoint added to dns: only its service chain and the new
+	// endpoint chain are written; no dispatch chain.
+	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
+		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.2.7", Node: "node-b"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
+	require.NoError(t, p.Sync(ctx))
+	rs := restores(fake)
+	require.Len(t, rs, n+1)
+	last := rs[n]
+	var written []string
+	for _, l := range strings.Split(last, "\n") {
+		if strings.HasPrefix(l, ":") {
+			written = append(written, strings.Fields(l[1:])[0])
+		}
+	}
+	assert.Len(t, written, 2, "%s", last)
+	for _, c := range written {
+		assert.Regexp(t, `^TABBY-(SVC|SEP)-`, c)
+	}
+	assert.Contains(t, last, "--probability 0.33333333349")
+	assert.Contains(t, last, "--probability 0.50000000000")
+
+	// The last endpoint of web goes: its chains go, the cluster IP and
+	// node port are rejected.
+	tr.OnEndpointSliceDelete(st.Slice("default", "web", "web-1", st.WebPorts))
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, []string{"REJECT"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+	assert.Equal(t, []string{"REJECT"}, trace(t, fake, "192.168.0.99", st.NodeIP, "tcp", 30080, false))
+	assert.NotContains(t, fake.Dump(), "10.244.2.8:8080")
+
+	// The Service goes: its chains are deleted, the dispatch chain rewritten.
+	tr.OnServiceDelete(st.Service("kube-system", "dns", "10.96.0.10"))
+	require.NoError(t, p.Sync(ctx))
+	assert.NotContains(t, fake.Dump(), "10.96.0.10")
+	assert.NotContains(t, fake.Dump(), "10.244.3.3")
+
+	// The incremental result equals a full render of the same state, and
+	// the full resync finds nothing to write.
+	incremental := fake.Dump()
+	n = len(restores(fake))
+	p.QueueResync()
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, incremental, fake.Dump())
+	assert.Len(t, restores(fake), n)
+}
+
+// TestApplyFailureRetried: a failed restore returns an error; the next
+// Sync writes the same changes, and the stale UDP flows are handed over
+// only then.
+func TestApplyFailureRetried(t *testing.T) {
+	var stale int
+	fake, tr, p := newFake(t, sipt.WithStaleFlows(func(_ context.Context, s []services.StaleFlow) { stale += len(s) }))
+	ctx := context.Background()
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(ctx))
+	stale = 0
+	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts, st.Endpoint{IP: "10.244.1.5", Node: "node-a"}))
+	fake.FailNext(1, errors.New("boom"))
+	require.Error(t, p.Sync(ctx))
+	assert.Zero(t, stale)
+	require.NoError(t, p.Sync(ctx))
+	assert.Positive(t, stale)
+	assert.Equal(t, []string{"DNAT 10.244.1.5:53"}, trace(t, fake, "10.244.3.3", "10.96.0.10", "udp", 53, false))
+}
+
+func TestUDPStaleFlowsAfterApply(t *testing.T) {
+	var got []services.StaleFlow
+	_, tr, p := newFake(t, sipt.WithStaleFlows(func(_ context.Context, s []services.StaleFlow) { got = append(got, s...) }))
+	ctx := context.Background()
+	tr.OnServiceUpdate(st.Service("kube-system", "dns", "10.96.0.10", st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts, st.Endpoint{IP: "10.244.1.5", Node: "node-a"}))
+	require.NoError(t, p.Sync(ctx))
+	got = nil
+	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts, st.Endpoint{IP: "10.244.1.6", Node: "node-a"}))
+	require.NoError(t, p.Sync(ctx))
+	require.NotEmpty(t, got)
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	table, err := sipt.NewIPTables(ipt.IPv6, ipt.BackendNFT, ipt.WithExecer(ipt.NewFake()))
+	require.NoError(t, err)
+	tr := services.NewTracker(services.TrackerConfig{}, nil)
+	for _, c := range []sipt.Config{
+		{},
+		{Family: ipt.IPv6, LocalhostNodePorts: true},
+		{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{podCIDR}},
+	} {
+		_, err := sipt.New(table, tr, c)
+		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
+	}
+}
+
+func trace(t *testing.T, fake *ipt.Fake, src, dst, proto string, port uint16, fromHost bool) []string {
+	t.Helper()
+	return st.Trace(t, tracer(fake), src, dst, proto, port, fromHost)
+}
+
+func tracer(fake *ipt.Fake) st.Tracer {
+	return func(p services.TracePacket) ([]services.TraceOutcome, error) {
+		return sipt.Trace(fake, []netip.Addr{netip.MustParseAddr(st.NodeIP)}, p)
+	}
+}
+
+// TestTrace follows the shared trace cases (the same as services/nftables,
+// except that node ports answer on 127.0.0.1) through the fake.
+func TestTrace(t *testing.T) {
+	fake, tr, p := newFake(t)
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(context.Background()))
+	st.RunTraceCases(t, st.TraceCases(true), tracer(fake))
+	// A neighbour's packet for 127.0.0.1 is not DNATed and the guard drops it.
+	assert.Equal(t, []string{"DROP"}, trace(t, fake, "192.168.0.99", "127.0.0.1", "tcp", 30080, false))
+	// Three endpoints: each reachable through the statistic chain.
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts,
+		st.Endpoint{IP: "10.244.2.8"}, st.Endpoint{IP: "10.244.2.9"}, st.Endpoint{IP: "10.244.2.10"}))
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"DNAT 10.244.2.10:8080", "DNAT 10.244.2.8:8080", "DNAT 10.244.2.9:8080"},
+		trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+}
+
+func TestIPv6(t *testing.T) {
+	fake := ipt.NewFake()
+	table, err := sipt.NewIPTables(ipt.IPv6, ipt.BackendNFT, ipt.WithExecer(fake))
+	require.NoError(t, err)
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:244::/64")}})
+	require.NoError(t, err)
+	tr.OnServiceUpdate(st.Service("default", "web", "fd00:96::20", st.Port("http", v1.ProtocolTCP, 80, 30080), func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	sl := st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "fd00:244::8", Node: "node-a"}, st.Endpoint{IP: "fd00:244::9", Node: "node-b"})
+	sl.AddressType = "IPv6"
+	tr.OnEndpointSliceUpdate(sl)
+	// An IPv4 Service renders nothing into the IPv6 tables.
+	tr.OnServiceUpdate(st.Service("default", "v4", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	require.NoError(t, p.Sync(context.Background()))
+	d := fake.Dump()
+	assert.Contains(t, d, "# ip6tables-nft")
+	assert.Contains(t, d, "-j DNAT --to-destination [fd00:244::8]:8080")
+	assert.Contains(t, d, "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	assert.Contains(t, d, "! -d ::1/128")
+	assert.NotContains(t, d, "10.96.0.1")
+	assert.NotContains(t, d, "TABBY-FIREWALL", "the localnet guard is IPv4 only")
+}

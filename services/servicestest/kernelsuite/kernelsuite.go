@@ -1,0 +1,351 @@
+// Package kernelsuite is the conformance suite every services backend
+// (services/nftables, services/iptables) runs against the kernel: real
+// TCP and UDP through a one-node nettest topology in network namespaces.
+// It skips unless root.
+package kernelsuite
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/services"
+	"github.com/tabbynet/tabby/services/conntrack"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+// Backend is the part of a services backend the suite drives.
+type Backend interface {
+	Sync(ctx context.Context) error
+}
+
+// Factory makes the backend under test for node, rendering tr; stale is
+// the conntrack cleaner's function for WithStaleFlows. ClusterCIDRs
+// should be nettest.PoolCIDR.
+type Factory func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) Backend
+
+// Features are the behaviours in which the backends differ.
+type Features struct {
+	// LocalhostNodePorts: node ports answer on 127.0.0.1 from the node
+	// itself (iptables), else they must not (nftables).
+	LocalhostNodePorts bool
+}
+
+// Run runs every scenario as a subtest.
+func Run(t *testing.T, f Factory, feat Features) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, Factory, Features)
+	}{
+		{"ClusterIPAndNodePort", clusterIPAndNodePort},
+		{"Affinity", affinity},
+		{"ExternalTrafficPolicyLocal", externalTrafficPolicyLocal},
+		{"UDPEndpointReplaced", udpEndpointReplaced},
+		{"Churn", churn},
+		{"Hairpin", hairpin},
+		{"Localhost", localhost},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f, feat) })
+	}
+}
+
+type env struct {
+	topo     *nettest.Topology
+	node     *nettest.Node
+	backends []*nettest.Pod
+	client   *nettest.Pod
+	tr       *services.Tracker
+	b        Backend
+}
+
+func newEnv(t *testing.T, f Factory, nBackends int) *env {
+	t.Helper()
+	topo := nettest.NewTopology(t, nettest.Nodes(1)) // skips unless root
+	e := &env{topo: topo, node: topo.Node(0)}
+	for range nBackends {
+		b := e.node.AddPod(t)
+		b.ListenTCP(t, 8080)
+		b.ListenUDP(t, 5353)
+		e.backends = append(e.backends, b)
+	}
+	e.client = e.node.AddPod(t)
+	e.tr = services.NewTracker(services.TrackerConfig{NodeName: e.node.Name}, nil)
+	cleaner, closeCT, err := conntrack.NewInNetns(e.node.NS.Path, nil)
+	require.NoError(t, err)
+	t.Cleanup(closeCT)
+	e.b = f(t, e.node, e.tr, cleaner.Func())
+	return e
+}
+
+func (e *env) slice(svc string, pods ...*nettest.Pod) {
+	var eps []st.Endpoint
+	for _, b := range pods {
+		eps = append(eps, st.Endpoint{IP: b.IP.String(), Node: e.node.Name})
+	}
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", svc, svc+"-1",
+		[]st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}, {Name: "dns", Proto: v1.ProtocolUDP, Port: 5353}}, eps...))
+}
+
+func (e *env) sync(t *testing.T) {
+	t.Helper()
+	require.NoError(t, e.b.Sync(context.Background()))
+}
+
+// distribution opens n TCP connections from the client and counts the
+// answering backends.
+func distribution(t *testing.T, from *nettest.Pod, to netip.AddrPort, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		name, err := from.Probe("tcp", to, 2*time.Second)
+		require.NoError(t, err)
+		got[name]++
+	}
+	return got
+}
+
+func clusterIPAndNodePort(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 3)
+	e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 30080), st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	e.slice("web", e.backends...)
+	e.tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.11", st.Port("http", v1.ProtocolTCP, 80, 30081)))
+	e.sync(t)
+
+	n, tol := 1000, 0.25
+	if testing.Short() {
+		n, tol = 150, 0.6
+	}
+	vip := netip.MustParseAddrPort("10.96.0.10:80")
+	got := distribution(t, e.client, vip, n)
+	require.Len(t, got, 3, "all backends reached: %v", got)
+	for _, b := range e.backends {
+		c := float64(got[b.Name])
+		assert.InDelta(t, float64(n)/3, c, tol*float64(n)/3, "backend %s of %v", b.Name, got)
+	}
+
+	// NodePort from an external client on the fabric, to the node
+	// address, spread over the backends too.
+	ext := e.topo.AddClient(t)
+	got = distribution(t, ext, netip.AddrPortFrom(e.node.IP, 30080), 30)
+	assert.Greater(t, len(got), 1, "node port spreads: %v", got)
+
+	// UDP through the cluster IP.
+	ans, err := e.client.Probe("udp", netip.MustParseAddrPort("10.96.0.10:53"), 2*time.Second)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(ans, e.node.Name), ans)
+
+	// No endpoints: connection refused, on the cluster IP and the node port.
+	_, err = e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.11:80"), 2*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refused")
+	_, err = ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30081), 2*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refused")
+
+	// Endpoint churn: one backend goes, the others keep answering.
+	e.slice("web", e.backends[1:]...)
+	e.sync(t)
+	got = distribution(t, e.client, vip, 30)
+	assert.Zero(t, got[e.backends[0].Name], "removed backend still used: %v", got)
+
+	// The service goes: nothing answers on its address any more.
+	e.tr.OnServiceDelete(st.Service("default", "web", "10.96.0.10"))
+	e.sync(t)
+	_, err = e.client.Probe("tcp", vip, 500*time.Millisecond)
+	require.Error(t, err, "deleted service still answers")
+}
+
+func affinity(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 3)
+	e.tr.OnServiceUpdate(st.Service("default", "sticky", "10.96.0.12", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	e.slice("sticky", e.backends...)
+	e.sync(t)
+	got := distribution(t, e.client, netip.MustParseAddrPort("10.96.0.12:80"), 30)
+	assert.Len(t, got, 1, "one client pinned to one backend: %v", got)
+}
+
+// remoteAddrServer listens on port in pod and sends each accepted
+// connection's remote address to the returned channel.
+func remoteAddrServer(t *testing.T, pod *nettest.Pod, addr netip.AddrPort) <-chan netip.AddrPort {
+	t.Helper()
+	var ln net.Listener
+	require.NoError(t, pod.NS.Do(func() (err error) {
+		ln, err = net.Listen("tcp", addr.String())
+		return err
+	}))
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan netip.AddrPort, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ch <- netip.MustParseAddrPort(c.RemoteAddr().String())
+			c.Close()
+		}
+	}()
+	return ch
+}
+
+func externalTrafficPolicyLocal(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 1)
+	b := e.backends[0]
+	seen := remoteAddrServer(t, b, netip.AddrPortFrom(b.IP, 9090))
+	local := func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal }
+	e.tr.OnServiceUpdate(st.Service("default", "loc", "10.96.0.13", st.Port("http", v1.ProtocolTCP, 80, 30090), local))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "loc", "loc-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 9090}},
+		st.Endpoint{IP: b.IP.String(), Node: e.node.Name}))
+	// Same, but its only endpoint is on another node.
+	e.tr.OnServiceUpdate(st.Service("default", "far", "10.96.0.14", st.Port("http", v1.ProtocolTCP, 80, 30091), local))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "far", "far-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 9090}},
+		st.Endpoint{IP: b.IP.String(), Node: "elsewhere"}))
+	e.sync(t)
+
+	ext := e.topo.AddClient(t)
+	_, err := ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30090), 2*time.Second)
+	require.NoError(t, err)
+	select {
+	case from := <-seen:
+		assert.Equal(t, ext.IP, from.Addr(), "source address kept")
+	case <-time.After(2 * time.Second):
+		t.Fatal("backend saw no connection")
+	}
+	_, err = ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30091), 500*time.Millisecond)
+	require.Error(t, err, "no local endpoint: dropped")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+}
+
+// udpEndpointReplaced sends from one UDP socket (so one conntrack entry)
+// before and after its endpoint is replaced: the conntrack cleanup makes
+// the next datagram reach the new endpoint at once, though the old one
+// still listens.
+func udpEndpointReplaced(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 2)
+	a, b := e.backends[0], e.backends[1]
+	e.tr.OnServiceUpdate(st.Service("default", "dns", "10.96.0.15", st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	e.slice("dns", a)
+	e.sync(t)
+
+	c, err := e.client.Dial(context.Background(), "udp", netip.MustParseAddrPort("10.96.0.15:53"))
+	require.NoError(t, err)
+	defer c.Close()
+	ask := func() string {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Write([]byte("ping"))
+		require.NoError(t, err)
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		require.NoError(t, err)
+		return string(buf[:n])
+	}
+	assert.Equal(t, a.Name, ask())
+	e.slice("dns", b)
+	e.sync(t)
+	assert.Equal(t, b.Name, ask(), "stale conntrack entry still sends to the removed endpoint")
+}
+
+// churn changes the endpoints again and again while a client keeps
+// connecting: each write is atomic, so no connection fails.
+func churn(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 3)
+	e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.16", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	e.slice("web", e.backends...)
+	e.sync(t)
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	var probes int
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.16:80"), 2*time.Second); err != nil {
+				errs <- err
+				return
+			}
+			probes++
+		}
+	}()
+	for i := range 20 {
+		var keep []*nettest.Pod
+		for j, b := range e.backends {
+			if j != i%3 {
+				keep = append(keep, b)
+			}
+		}
+		e.slice("web", keep...)
+		e.sync(t)
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	require.NoError(t, <-errs)
+	assert.Positive(t, probes)
+}
+
+// hairpin: a backend reaching its own service and landing on itself
+// works only if the node masquerades it.
+func hairpin(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 1)
+	b := e.backends[0]
+	e.tr.OnServiceUpdate(st.Service("default", "self", "10.96.0.17", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	e.slice("self", b)
+	e.sync(t)
+	name, err := b.Probe("tcp", netip.MustParseAddrPort("10.96.0.17:80"), 2*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, b.Name, name)
+}
+
+// localhost: node ports on 127.0.0.1 answer the node itself only with
+// LocalhostNodePorts; a neighbour that routes 127.0.0.1 to the node
+// reaches neither the node port nor a service bound to the node's
+// loopback (CVE-2020-8558).
+func localhost(t *testing.T, f Factory, feat Features) {
+	e := newEnv(t, f, 1)
+	e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.18", st.Port("http", v1.ProtocolTCP, 80, 30082)))
+	e.slice("web", e.backends...)
+	e.sync(t)
+	lo := netip.MustParseAddrPort("127.0.0.1:30082")
+	name, err := e.node.Host().Probe("tcp", lo, time.Second)
+	if !feat.LocalhostNodePorts {
+		require.Error(t, err, "node port answered on 127.0.0.1")
+		return
+	}
+	require.NoError(t, err)
+	assert.Equal(t, e.backends[0].Name, name)
+
+	// A process on the node bound to loopback only.
+	private := remoteAddrServer(t, e.node.Host(), netip.MustParseAddrPort("127.0.0.1:9999"))
+	_ = private
+	nb := e.topo.AddClient(t)
+	ctx := context.Background()
+	for _, args := range [][]string{
+		{"rule", "add", "pref", "100", "lookup", "local"},
+		{"rule", "del", "pref", "0"},
+		{"route", "add", "127.0.0.1/32", "via", e.node.IP.String(), "table", "50"},
+		{"rule", "add", "pref", "10", "to", "127.0.0.1/32", "lookup", "50"},
+	} {
+		_, err := nb.NS.Run(ctx, "ip", args...)
+		require.NoError(t, err)
+	}
+	require.NoError(t, nb.NS.Sysctl("net.ipv4.conf.all.route_localnet", "1"))
+	for _, to := range []string{"127.0.0.1:9999", "127.0.0.1:30082"} {
+		_, err := nb.Probe("tcp", netip.MustParseAddrPort(to), 700*time.Millisecond)
+		require.Error(t, err, "neighbour reached %s on the node's loopback", to)
+		assert.NotContains(t, err.Error(), "refused", "dropped by the guard")
+	}
+}
