@@ -9,10 +9,7 @@ import (
 	"testing"
 
 	nl "github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
-	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	dppolicy "github.com/tabbynet/tabby/dataplane/policy"
@@ -67,24 +64,15 @@ func tool(be iptables.Backend, op string) string {
 }
 
 type benchNode struct {
-	ns   *nettest.Netns
-	h    *nl.Handle
-	c    *dppolicy.Compiler
-	ipt  *iptables.IPTables
-	sets *ipsets.IPSets
+	ns  *nettest.Netns
+	h   *nl.Handle
+	c   *dppolicy.Compiler
+	ipt *iptables.IPTables
 }
 
 func newBenchNode(b *testing.B, be iptables.Backend, ns *nettest.Netns, h *nl.Handle, res policy.Resources) *benchNode {
 	n := &benchNode{ns: ns, h: h}
-	var err error
-	n.ipt, err = iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, iptables.WithNetns(ns.Name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	n.sets = ipsets.New(h)
-	if n.c, err = dppolicy.New(dppolicy.Config{}, n.ipt, n.sets); err != nil {
-		b.Fatal(err)
-	}
+	n.c, n.ipt = newKernelCompiler(b, ns, h, dppolicy.Config{}, be)
 	for i, ep := range res.Endpoints {
 		if err := n.c.SetInterface(ep.Key(), fmt.Sprintf("tby%04d", i)); err != nil {
 			b.Fatal(err)
@@ -137,11 +125,7 @@ func BenchmarkKernel(b *testing.B) {
 
 func benchKernel(b *testing.B, be iptables.Backend, res policy.Resources) {
 	ns := nettest.NewNetns(b, "dpbench")
-	h, err := nl.NewHandleAt(netns.NsHandle(ns.NS().Fd()), unix.NETLINK_NETFILTER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(h.Close)
+	h := netfilterHandle(b, ns)
 	ctx := context.Background()
 	var render string
 	b.Run("full-apply", func(b *testing.B) {

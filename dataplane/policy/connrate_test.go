@@ -15,10 +15,6 @@ import (
 	"testing"
 	"time"
 
-	nl "github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
-
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
@@ -141,19 +137,7 @@ func newConnNode(b *testing.B, be iptables.Backend, kind string, members int) *c
 	node := topo.Node(0)
 	n := &connNode{client: node.AddPod(b), server: node.AddPod(b), other: node.AddPod(b)}
 	n.server.Listen(b, "tcp", connPort)
-	h, err := nl.NewHandleAt(netns.NsHandle(node.NS.NS().Fd()), unix.NETLINK_NETFILTER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(h.Close)
-	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, iptables.WithNetns(node.NS.Name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := dppolicy.New(dppolicy.Config{}, ipt, ipsets.New(h))
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, ipt := newKernelCompiler(b, node.NS, netfilterHandle(b, node.NS), dppolicy.Config{}, be)
 	res := connWorld(n.client.IP, n.server.IP, n.other.IP, members)
 	for i, p := range []*nettest.Pod{n.client, n.server, n.other} {
 		if err := c.SetInterface(res.Endpoints[i].Key(), p.Result.Host.Name); err != nil {

@@ -7,11 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	nl "github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
-	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	dppolicy "github.com/tabbynet/tabby/dataplane/policy"
@@ -29,13 +25,7 @@ func TestHostEndpointKernel(t *testing.T) {
 	host := node.Host()
 	host.Listen(t, "tcp", 8080)
 	host.Listen(t, "tcp", 9090)
-	h, err := nl.NewHandleAt(netns.NsHandle(node.NS.NS().Fd()), unix.NETLINK_NETFILTER)
-	require.NoError(t, err)
-	t.Cleanup(h.Close)
-	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns(node.NS.Name))
-	require.NoError(t, err)
-	c, err := dppolicy.New(dppolicy.Config{}, ipt, ipsets.New(h))
-	require.NoError(t, err)
+	c, _ := newKernelCompiler(t, node.NS, netfilterHandle(t, node.NS), dppolicy.Config{}, iptables.BackendAuto)
 
 	hep := &policy.Endpoint{Kind: policy.HostEndpoint, Name: "node0-eth0", Labels: map[string]string{"host": "node0"},
 		Addresses: []netip.Addr{node.IP}}
@@ -49,7 +39,7 @@ func TestHostEndpointKernel(t *testing.T) {
 	require.NoError(t, c.Replace(policy.Resources{Endpoints: []*policy.Endpoint{hep}, GlobalNetworkPolicies: []*policy.GlobalNetworkPolicy{gnp}}))
 	require.NoError(t, c.SetInterface(hep.Key(), "eth0"))
 	ctx := context.Background()
-	_, err = c.Apply(ctx)
+	_, err := c.Apply(ctx)
 	require.NoError(t, err)
 
 	ps, err := policy.NewPolicySet(policy.Resources{Endpoints: []*policy.Endpoint{hep}, GlobalNetworkPolicies: []*policy.GlobalNetworkPolicy{gnp}})

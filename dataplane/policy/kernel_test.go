@@ -50,14 +50,8 @@ func newKernelNode(t *testing.T, pods int, cfg dppolicy.Config, seed uint64) *ke
 			p.Listen(t, "udp", int(port))
 		}
 	}
-	h, err := nl.NewHandleAt(netns.NsHandle(k.node.NS.NS().Fd()), unix.NETLINK_NETFILTER)
-	require.NoError(t, err)
-	t.Cleanup(h.Close)
-	k.nf = h
-	k.ipt, err = iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns(k.node.NS.Name))
-	require.NoError(t, err)
-	k.c, err = dppolicy.New(cfg, k.ipt, ipsets.New(h))
-	require.NoError(t, err)
+	k.nf = netfilterHandle(t, k.node.NS)
+	k.c, k.ipt = newKernelCompiler(t, k.node.NS, k.nf, cfg, iptables.BackendAuto)
 	k.w = newWorld(rand.New(rand.NewPCG(seed, 1)), addrs)
 	for i, ep := range k.w.endpoints {
 		require.NoError(t, k.c.SetInterface(ep.Key(), k.pods[i].Result.Host.Name))
@@ -261,4 +255,31 @@ func policyRules(render string) string {
 		}
 	}
 	return b.String()
+}
+
+// netfilterHandle opens a netfilter netlink handle in ns (ipsets, conntrack,
+// NFLOG), closed when tb ends.
+func netfilterHandle(tb testing.TB, ns *nettest.Netns) *nl.Handle {
+	tb.Helper()
+	h, err := nl.NewHandleAt(netns.NsHandle(ns.NS().Fd()), unix.NETLINK_NETFILTER)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(h.Close)
+	return h
+}
+
+// newKernelCompiler builds an IPv4 Compiler on ns's netfilter: ipsets
+// over h, iptables-restore run in ns with backend be.
+func newKernelCompiler(tb testing.TB, ns *nettest.Netns, h *nl.Handle, cfg dppolicy.Config, be iptables.Backend) (*dppolicy.Compiler, *iptables.IPTables) {
+	tb.Helper()
+	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, iptables.WithNetns(ns.Name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := dppolicy.New(cfg, ipt, ipsets.New(h))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, ipt
 }
