@@ -1,7 +1,8 @@
 // Command lab is the tabby workshop in a box: it builds a small cluster out of
 // network namespaces on this machine (a fabric, three nodes, the YAO Bank
-// sample application's pods), gives the pods addresses from tabby's IPAM,
-// shows the connectivity the kernel really gives, shows what the bank's
+// sample application's pods), creates the pods as a container runtime
+// does, through libcni and the tabby CNI plugin (addresses from tabby's
+// IPAM over an etcd the nodes share), shows the connectivity the kernel really gives, shows what the bank's
 // network policies allow, flow by flow, with the reason for each verdict,
 // then enforces them in each node's netfilter (dataplane/policy), probes
 // again and shows one denied packet attributed to its tier, policy and rule.
@@ -11,8 +12,10 @@
 //
 //	make demo            # or: go run ./examples/lab
 //
-// Everything it creates is removed on exit, also on Ctrl-C: the iptables
-// chains and ipsets live in the node namespaces and go with them.
+// Everything it creates is removed on exit, also on Ctrl-C: the pods are
+// DELeted through libcni, the iptables chains and ipsets live in the node
+// namespaces and go with them, the plugin binary, libcni's cache and
+// etcd's data live in temporary directories.
 package main
 
 import (
@@ -31,9 +34,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	current "github.com/containernetworking/cni/pkg/types/100"
+
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/ipam"
-	"github.com/tabbynet/tabby/ipam/store"
 	"github.com/tabbynet/tabby/policy"
 )
 
@@ -80,12 +84,14 @@ const (
 	poolCIDR  = "10.244.0.0/16"
 	blockSize = 26
 	namespace = "yaobank"
+	podMTU    = 1450 // room for the VXLAN header
 )
 
 func main() {
 	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
+	cniBinDir := flag.String("cni-bin-dir", "", "directory holding the tabby CNI plugin binary (default: go build it into a temporary directory)")
 	flag.Parse()
-	ok, err := run(os.Stdout, *routing)
+	ok, err := run(os.Stdout, *routing, *cniBinDir)
 	if errors.Is(err, errInterrupted) {
 		fmt.Fprintln(os.Stderr, "\nlab: interrupted; the namespaces were removed")
 		os.Exit(130)
@@ -113,6 +119,10 @@ type pod struct {
 	labels     map[string]string
 	addr       netip.Addr
 	p          *nettest.Pod
+
+	containerID string          // the sandbox's ID (CNI_CONTAINERID)
+	sandbox     *nettest.Netns  // the pod's network namespace, made by the lab as a runtime would
+	result      *current.Result // the CNI ADD result
 }
 
 // check is one verdict the lab prints at the end.
@@ -121,7 +131,7 @@ type check struct {
 	err  error
 }
 
-func run(w io.Writer, routing string) (bool, error) {
+func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	if os.Geteuid() != 0 {
 		return false, errors.New("the lab creates network namespaces and needs root (try: sudo make demo)")
 	}
@@ -133,31 +143,27 @@ func run(w io.Writer, routing string) (bool, error) {
 	default:
 		return false, fmt.Errorf("unknown -routing %q (want vxlan or direct)", routing)
 	}
-	ctx := context.Background()
 	var checks []check
-
-	done := step(w, "IPAM: an in-memory store with the pool %s (blockSize %d, vxlanMode %s)", poolCIDR, blockSize, mode)
-	mem, err := store.NewMemory()
-	if err != nil {
-		return false, fmt.Errorf("ipam store: %w", err)
-	}
-	a, err := ipam.New(mem)
-	if err != nil {
-		return false, fmt.Errorf("ipam: %w", err)
-	}
-	if _, err := a.CreatePool(ctx, ipam.IPPool{Name: "default-ipv4-ippool", CIDR: netip.MustParsePrefix(poolCIDR),
-		BlockSize: blockSize, VXLANMode: mode}); err != nil {
-		return false, fmt.Errorf("create pool: %w", err)
-	}
-	done()
 
 	// Ctrl-C (or SIGTERM) stops the lab after the current step; the deferred
 	// Close then removes what was built. The handler is in place before the
-	// first namespace exists.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// first namespace or temporary directory exists.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	done = step(w, "building a fabric and 3 nodes in network namespaces (%s)", routing)
-	topo, err := nettest.Build(nettest.Nodes(3), nettest.WithRouting(r), nettest.PodMTU(1450), nettest.WithIPAM(a))
+	cl, err := startCNI(ctx, w, cniBinDir, ipam.IPPool{Name: "default-ipv4-ippool",
+		CIDR: netip.MustParsePrefix(poolCIDR), BlockSize: blockSize, VXLANMode: mode})
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = cl.Close() }()
+	etcdDir := cl.etcd.Dir()
+	a := cl.ipam
+
+	done := step(w, "building a fabric and 3 nodes in network namespaces (%s)", routing)
+	topo, err := nettest.Build(nettest.Nodes(3), nettest.WithRouting(r), nettest.PodMTU(podMTU), nettest.WithIPAM(a))
 	if err != nil {
 		return false, fmt.Errorf("build topology: %w", err)
 	}
@@ -180,41 +186,31 @@ func run(w io.Writer, routing string) (bool, error) {
 		{name: "database", labels: map[string]string{"app": "database"}},
 		{name: "intruder", labels: map[string]string{"app": "intruder"}},
 	}
-	done = step(w, "assigning pod addresses from IPAM (one Assign per pod, on its node)")
 	for i, p := range pods {
 		p.node = topo.Node(i % 3).Name
-		res, err := a.Assign(ctx, ipam.AssignArgs{Handle: "k8s-pod-network." + p.name, Node: p.node, Num4: 1,
-			Namespace: namespace, Pod: p.name})
-		if err != nil {
-			return false, fmt.Errorf("assign an address to %s on %s: %w", p.name, p.node, err)
+	}
+	// The pods' sandboxes and interfaces are the CNI's: DEL them before
+	// the nodes go (also on an error or Ctrl-C).
+	defer func() { _ = cl.delPods(context.Background(), topo, pods, port, podMTU) }()
+	if err := cl.waitPlugin(ctx, w); err != nil {
+		return false, err
+	}
+	if err := cl.addPods(ctx, w, topo, pods, podMTU); err != nil {
+		if ctx.Err() != nil {
+			return false, errInterrupted
 		}
-		p.addr = res.IPv4[0].Addr
+		return false, err
 	}
-	done()
-
-	if ctx.Err() != nil {
-		return false, errInterrupted
-	}
-	done = step(w, "starting %d pods with tabby's dataplane (veth, /32 routes, proxy ARP)", len(pods))
+	checks = append(checks, check{"every pod ADDed through libcni by the tabby plugin on its node: address held in etcd under its handle, veth in place",
+		cl.verifyAdds(ctx, topo, pods)})
+	checks = append(checks, check{"CHECK passes for every pod", cl.checkPods(ctx, w, topo, pods, podMTU)})
 	var netPods []*nettest.Pod
-	for i, p := range pods {
-		if p.p, err = topo.Node(i%3).NewPod(nettest.PodName(p.name), nettest.PodAddrs(p.addr)); err != nil {
-			return false, fmt.Errorf("pod %s: %w", p.name, err)
-		}
+	for _, p := range pods {
 		netPods = append(netPods, p.p)
 	}
-	done()
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tNODE\tADDRESS\tLABELS")
-	for _, p := range pods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\tapp=%s\n", p.name, p.node, p.addr, p.labels["app"])
-	}
-	_ = tw.Flush()
-	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "Each node's blocks (ipam.AffineBlocks), and the routes dataplane/node made for them:")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tBLOCK\tON THE NODE\tON THE OTHER NODES")
 	var blockErrs []error
 	for _, n := range topo.Nodes() {
@@ -358,10 +354,20 @@ func run(w io.Writer, routing string) (bool, error) {
 	checks = append(checks, check{"a denied packet is attributed to its tier, policy and rule", err})
 
 	closeEnforcers()
+	done = step(w, "cleaning up: CNI DEL of every pod through libcni, then deleting its sandbox")
+	err = cl.delPods(ctx, topo, pods, port, podMTU)
+	done()
+	checks = append(checks, check{"every pod DELeted through libcni: no host interface, no address under its handle", err})
 	done = step(w, "cleaning up: deleting the namespaces (the iptables chains and ipsets go with them)")
 	err = topo.Close()
 	done()
 	checks = append(checks, check{"no namespace is left behind", errors.Join(err, leftovers(topo.ID))})
+	checks = append(checks, check{"the datastore holds no allocation and no handle (pods DELeted, tunnel addresses released)",
+		cl.datastoreEmpty(ctx)})
+	done = step(w, "cleaning up: stopping etcd, removing the plugin binary, libcni's cache and etcd's data")
+	err = cl.Close()
+	done()
+	checks = append(checks, check{"no temporary directory is left behind", errors.Join(err, cl.dirsLeft(etcdDir))})
 
 	fmt.Fprintln(w, "\nChecks:")
 	failed := 0
