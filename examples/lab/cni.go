@@ -285,6 +285,12 @@ func (l *cniLab) addPods(ctx context.Context, w io.Writer, topo *nettest.Topolog
 			p.result.Interfaces[0].Name, p.sandbox.Name, p.containerID, p.labels["app"])
 	}
 	_ = tw.Flush()
+	if list, err := l.conflist(pods[0].node, mtu); err == nil {
+		fmt.Fprintf(w, "\n    each ADD ran the plugin in its node's namespace with, as containerd passes them,\n"+
+			"    CNI_IFNAME=eth0, CNI_NETNS=/var/run/netns/<sandbox>, CNI_CONTAINERID=<sandbox ID>,\n"+
+			"    CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=<pod>;K8S_POD_INFRA_CONTAINER_ID=<sandbox ID>\n"+
+			"    and the node's conflist (%s's), whose tabby entry libcni passes on stdin:\n    %s\n", namespace, pods[0].node, list.Bytes)
+	}
 	fmt.Fprintln(w)
 
 	// The plugin claimed blocks in etcd for the nodes; each node routes
@@ -376,13 +382,14 @@ func hasAddr(ns *nettest.Netns, ifname string, addr netip.Addr) error {
 // plugin compares the cached ADD result with the kernel and the datastore.
 func (l *cniLab) checkPods(ctx context.Context, w io.Writer, topo *nettest.Topology, pods []*pod, mtu int) error {
 	done := step(w, "CNI CHECK of every pod through libcni (interfaces, addresses, routes and the IPAM record)")
-	defer done()
 	var errs []error
 	for _, p := range pods {
 		if err := l.verb(ctx, topo, p, mtu, l.cni.CheckNetworkList); err != nil {
 			errs = append(errs, fmt.Errorf("CHECK %s: %w", p.name, err))
 		}
 	}
+	done()
+	fmt.Fprintln(w)
 	return errors.Join(errs...)
 }
 

@@ -145,10 +145,11 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	}
 	var checks []check
 
-	// Ctrl-C (or SIGTERM) stops the lab after the current step; the deferred
-	// Close then removes what was built. The handler is in place before the
-	// first namespace or temporary directory exists.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C (or SIGTERM, or SIGPIPE when the reader of the output went
+	// away, as with `make demo | head`) stops the lab after the current
+	// step; the deferred Close then removes what was built. The handler is
+	// in place before the first namespace or temporary directory exists.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 	cl, err := startCNI(ctx, w, cniBinDir, ipam.IPPool{Name: "default-ipv4-ippool",
 		CIDR: netip.MustParsePrefix(poolCIDR), BlockSize: blockSize, VXLANMode: mode})
@@ -192,13 +193,14 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	// The pods' sandboxes and interfaces are the CNI's: DEL them before
 	// the nodes go (also on an error or Ctrl-C).
 	defer func() { _ = cl.delPods(context.Background(), topo, pods, port, podMTU) }()
-	if err := cl.waitPlugin(ctx, w); err != nil {
-		return false, err
+	err = cl.waitPlugin(ctx, w)
+	if err == nil {
+		err = cl.addPods(ctx, w, topo, pods, podMTU)
 	}
-	if err := cl.addPods(ctx, w, topo, pods, podMTU); err != nil {
-		if ctx.Err() != nil {
-			return false, errInterrupted
-		}
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	if err != nil {
 		return false, err
 	}
 	checks = append(checks, check{"every pod ADDed through libcni by the tabby plugin on its node: address held in etcd under its handle, veth in place",
