@@ -2,15 +2,21 @@
 // network namespaces on this machine (a fabric, three nodes, the YAO Bank
 // sample application's pods), creates the pods as a container runtime
 // does, through libcni and the tabby CNI plugin (addresses from tabby's
-// IPAM over an etcd the nodes share), shows the connectivity the kernel really gives, shows what the bank's
-// network policies allow, flow by flow, with the reason for each verdict,
-// then enforces them in each node's netfilter (dataplane/policy), probes
-// again and shows one denied packet attributed to its tier, policy and rule.
+// IPAM over an etcd the nodes share), shows the connectivity the kernel
+// really gives, shows what the bank's network policies allow, flow by
+// flow, with the reason for each verdict, then enforces them in each
+// node's netfilter (dataplane/policy), probes again and shows one denied
+// packet attributed to its tier, policy and rule.
 // It ends with PASS or FAIL for each thing it checked (and exits 1 on a FAIL).
 //
 // Run it as root (it creates network namespaces):
 //
 //	make demo            # or: go run ./examples/lab
+//
+// It builds the tabby CNI plugin with the go toolchain into a temporary
+// directory, in the background while it builds the cluster; with
+// --cni-bin-dir DIR it runs DIR/tabby instead (go build -o DIR/
+// ./examples/cni/tabby).
 //
 // Everything it creates is removed on exit, also on Ctrl-C: the pods are
 // DELeted through libcni, the iptables chains and ipsets live in the node
@@ -91,6 +97,9 @@ func main() {
 	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
 	cniBinDir := flag.String("cni-bin-dir", "", "directory holding the tabby CNI plugin binary (default: go build it into a temporary directory)")
 	flag.Parse()
+	// When the reader of the output goes away (`make demo | head`), writes
+	// fail instead of killing the lab, so it still cleans up.
+	signal.Ignore(syscall.SIGPIPE)
 	ok, err := run(os.Stdout, *routing, *cniBinDir)
 	if errors.Is(err, errInterrupted) {
 		fmt.Fprintln(os.Stderr, "\nlab: interrupted; the namespaces were removed")
@@ -145,11 +154,10 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	}
 	var checks []check
 
-	// Ctrl-C (or SIGTERM, or SIGPIPE when the reader of the output went
-	// away, as with `make demo | head`) stops the lab after the current
-	// step; the deferred Close then removes what was built. The handler is
-	// in place before the first namespace or temporary directory exists.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+	// Ctrl-C (or SIGTERM) stops the lab after the current step; the deferred
+	// Close then removes what was built. The handler is in place before the
+	// first namespace or temporary directory exists.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cl, err := startCNI(ctx, w, cniBinDir, ipam.IPPool{Name: "default-ipv4-ippool",
 		CIDR: netip.MustParsePrefix(poolCIDR), BlockSize: blockSize, VXLANMode: mode})
