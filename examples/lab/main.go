@@ -83,6 +83,9 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == speakerCommand {
+		os.Exit(speakerMain(os.Stdin, os.Stdout))
+	}
 	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
 	flag.Parse()
 	ok, err := run(os.Stdout, *routing)
@@ -357,11 +360,28 @@ func run(w io.Writer, routing string) (bool, error) {
 	}
 	checks = append(checks, check{"a denied packet is attributed to its tier, policy and rule", err})
 
+	// BGP with an enterprise router (bgp.go), then services (services.go).
+	bl := newBGPLab(topo)
+	defer func() { _ = bl.close() }()
+	bgpChecks, err := runBGP(ctx, w, bl)
+	if err == nil {
+		var svcChecks []check
+		svcChecks, err = runServices(ctx, w, bl, pods)
+		bgpChecks = append(bgpChecks, svcChecks...)
+	}
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	if err != nil {
+		return false, err
+	}
+	checks = append(checks, bgpChecks...)
+
 	closeEnforcers()
-	done = step(w, "cleaning up: deleting the namespaces (the iptables chains and ipsets go with them)")
-	err = topo.Close()
+	done = step(w, "cleaning up: stopping the speakers and BIRD, deleting the namespaces (the iptables chains, ipsets and nftables tables go with them)")
+	err = errors.Join(bl.close(), topo.Close())
 	done()
-	checks = append(checks, check{"no namespace is left behind", errors.Join(err, leftovers(topo.ID))})
+	checks = append(checks, check{"no namespace, speaker or BIRD process is left behind", errors.Join(err, leftovers(topo.ID), bl.leftovers())})
 
 	fmt.Fprintln(w, "\nChecks:")
 	failed := 0
