@@ -142,7 +142,24 @@ func plugFabric(fabric, ns *nettest.Netns, port string, addr netip.Prefix, gw ne
 	if err != nil {
 		return fmt.Errorf("eth0 %s in %s: %w", addr, ns.Name, err)
 	}
-	return nil
+	// Until the kernel's link watcher has seen the carrier (up to a
+	// second), both ends drop what they send: wait for it, so the first
+	// connection does not lose its ARP request and wait a second.
+	return waitFor(context.Background(), 3*time.Second, func() error {
+		for _, c := range []struct {
+			h    *nl.Handle
+			name string
+		}{{fh, port}, {h, "eth0"}} {
+			link, err := c.h.LinkByName(c.name)
+			if err != nil {
+				return err
+			}
+			if st := link.Attrs().OperState; st != nl.OperUp {
+				return fmt.Errorf("%s of %s is %s after 3s", c.name, ns.Name, st)
+			}
+		}
+		return nil
+	})
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {
@@ -184,7 +201,12 @@ func (l *bgpLab) birdcOut(args ...string) (string, error) {
 	if err != nil {
 		return string(out), fmt.Errorf("birdc %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	return string(out), nil
+	// Drop the banner ("BIRD 2.0.12 ready.").
+	s := string(out)
+	if first, rest, ok := strings.Cut(s, "\n"); ok && strings.HasPrefix(first, "BIRD ") {
+		s = rest
+	}
+	return s, nil
 }
 
 // startRouter makes the router namespace on the fabric and starts BIRD in it.
@@ -378,7 +400,7 @@ func (l *bgpLab) notEstablished(sess map[string][]bgp.PeerStatus) error {
 	return errors.Join(errs...)
 }
 
-// waitFor polls cond every 100 ms until it returns nil, ctx ends or
+// waitFor polls cond every 20 ms until it returns nil, ctx ends or
 // timeout passes; it returns cond's last error.
 func waitFor(ctx context.Context, timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
@@ -387,7 +409,7 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() error) erro
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

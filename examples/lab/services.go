@@ -28,7 +28,7 @@ import (
 // customer-local is the same pods behind externalTrafficPolicy Local, the
 // service whose /32 only nodes with a ready local endpoint announce.
 const (
-	serviceCIDR      = "10.96.0.0/12" // serviceClusterIPs, Kubernetes' default service range
+	serviceCIDR      = "10.96.0.0/16" // serviceClusterIPs (not Kubernetes' default /12, which holds the fabric 10.99.0.0/24)
 	servicePort      = 80
 	customerIP       = "10.96.0.10"
 	customerNodePort = 30080
@@ -99,37 +99,21 @@ func readyNodes(slices []*discovery.EndpointSlice) map[string]bool {
 func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]check, error) {
 	svcs, eps := bankServices(pods)
 	cidr := netip.MustParsePrefix(serviceCIDR)
-	poolPrefix := netip.MustParsePrefix(poolCIDR)
 
 	done := step(w, "programming the customer services on every node (services/nftables, kube-proxy's nftables mode)")
-	announced := map[string][]netip.Prefix{}
-	var nftSample string
+	var proxies []*nodeServices
 	for _, n := range l.nodes {
-		tr := services.NewTracker(services.TrackerConfig{NodeName: n.Name}, nil)
-		for _, s := range svcs {
-			tr.OnServiceUpdate(s)
-		}
-		for _, s := range eps {
-			tr.OnEndpointSliceUpdate(s)
-		}
-		nft, err := svcnft.NewInNetns(knftables.IPv4Family, svcnft.DefaultTable, n.NS.Path)
+		ns, err := newNodeServices(n, svcs)
 		if err != nil {
-			return nil, fmt.Errorf("nftables in %s: %w", n.Name, err)
+			return nil, err
 		}
-		// ClusterCIDRs: traffic from outside the pods to a cluster IP is
-		// masqueraded, so replies come back through this node.
-		p, err := svcnft.New(nft, tr, svcnft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{poolPrefix}})
-		if err != nil {
-			return nil, fmt.Errorf("services proxier for %s: %w", n.Name, err)
-		}
-		if err := p.Sync(ctx); err != nil {
-			return nil, fmt.Errorf("services on %s: %w", n.Name, err)
-		}
-		announced[n.Name] = services.Announce(tr.All(), services.AnnounceConfig{ServiceClusterIPs: []netip.Prefix{cidr}})
-		if nftSample == "" {
-			nftSample = serviceMaps(ctx, nft)
-		}
+		proxies = append(proxies, ns)
 	}
+	announced, err := syncServices(ctx, proxies, eps)
+	if err != nil {
+		return nil, err
+	}
+	nftSample := serviceMaps(ctx, proxies[0].nft)
 	done()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "    SERVICE\tTYPE\tCLUSTER-IP\tPORT\tNODEPORT\tEXTERNAL POLICY\tENDPOINTS")
@@ -148,10 +132,8 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	}
 
 	done = step(w, "advertising the services over BGP: serviceClusterIPs %s + services.Announce per node", serviceCIDR)
-	for i, n := range l.nodes {
-		if _, err := l.speakers[i].call(speakerMsg{Op: "services", ServiceCIDRs: []netip.Prefix{cidr}, Services: announced[n.Name]}); err != nil {
-			return nil, err
-		}
+	if err := l.advertiseServices(announced); err != nil {
+		return nil, err
 	}
 	done()
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -196,13 +178,11 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	}
 	done()
 	fmt.Fprintln(w, "\nThe router's routes to the services (birdc show route, then its kernel's ECMP routes):")
-	for _, p := range []netip.Prefix{cidr, local} {
-		out, err := l.birdcOut("show", "route", "for", p.String())
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprint(w, indent(indent(strings.TrimSpace(out))))
+	out, err := l.birdcOut("show", "route", "where", "net ~ "+cidr.String())
+	if err != nil {
+		return nil, err
 	}
+	fmt.Fprint(w, indent(indent(strings.TrimSpace(out))))
 	for _, p := range []netip.Prefix{cidr, local} {
 		out, err := l.router.Run(ctx, "ip", "route", "show", p.String())
 		if err != nil {
@@ -269,13 +249,112 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		"    customer pod on 8080, which the yaobank policies allow from anywhere)")
 	fmt.Fprintln(w)
 
+	if ctx.Err() != nil {
+		return nil, errInterrupted
+	}
+	// The customer pod's readiness probe fails: both slices mark it not
+	// ready, and its node loses its only ready local endpoint of
+	// customer-local.
+	done = step(w, "customer's readiness probe fails: EndpointSlices updated (ready false), Sync + Announce on every node")
+	var notReady []*discovery.EndpointSlice
+	for _, es := range eps {
+		es = es.DeepCopy()
+		for i := range es.Endpoints {
+			es.Endpoints[i].Conditions.Ready = ptr.To(false)
+		}
+		notReady = append(notReady, es)
+	}
+	if announced, err = syncServices(ctx, proxies, notReady); err == nil {
+		err = l.advertiseServices(announced)
+	}
+	if err != nil {
+		return nil, err
+	}
+	want = map[netip.Prefix][]netip.Addr{cidr: want[cidr], local: nil}
+	withdrawErr := waitFor(ctx, 10*time.Second, func() error {
+		var err error
+		if got, err = l.routerRoutes(); err != nil {
+			return err
+		}
+		return routesDiff(got, want)
+	})
+	if ctx.Err() != nil {
+		return nil, errInterrupted
+	}
+	done()
+	for _, n := range l.nodes {
+		if slices.Contains(announced[n.Name], local) {
+			withdrawErr = errors.Join(withdrawErr, fmt.Errorf("%s still announces %s", n.Name, local))
+		}
+	}
+	fmt.Fprintf(w, "    %s withdrew %s; the router now has %s via %s and no route to %s\n\n",
+		strings.Join(slices.Sorted(maps.Keys(ready)), ", "), local, cidr, joinAddrs(got[cidr]), local)
+
 	checks := []check{
 		{"services: the customer NodePort answers a client outside the cluster on every node (nftables backend)", errors.Join(nodePortErrs...)},
 		{"services: the customer ClusterIPs answer the outside client, routed by the router over BGP", errors.Join(clusterErrs...)},
 		{fmt.Sprintf("BGP: the router has ECMP routes for serviceClusterIPs %s over every node and for the Local service's %s over exactly the nodes with a ready local endpoint (%s)",
 			serviceCIDR, local, strings.Join(slices.Sorted(maps.Keys(ready)), ", ")), errors.Join(append(announceErrs, rangeErr)...)},
+		{fmt.Sprintf("BGP: %s is withdrawn from the router when its last ready local endpoint goes; the service range stays", local), withdrawErr},
 	}
 	return checks, nil
+}
+
+// nodeServices is one node's services backend: the tracker fed with the
+// Services and EndpointSlices, and the nftables proxier rendering it.
+type nodeServices struct {
+	node *nettest.Node
+	tr   *services.Tracker
+	nft  knftables.Interface
+	p    *svcnft.Proxier
+}
+
+func newNodeServices(n *nettest.Node, svcs []*v1.Service) (*nodeServices, error) {
+	ns := &nodeServices{node: n, tr: services.NewTracker(services.TrackerConfig{NodeName: n.Name}, nil)}
+	for _, s := range svcs {
+		ns.tr.OnServiceUpdate(s)
+	}
+	var err error
+	if ns.nft, err = svcnft.NewInNetns(knftables.IPv4Family, svcnft.DefaultTable, n.NS.Path); err != nil {
+		return nil, fmt.Errorf("nftables in %s: %w", n.Name, err)
+	}
+	// ClusterCIDRs: traffic from outside the pods to a cluster IP is
+	// masqueraded, so replies come back through the node that got it.
+	ns.p, err = svcnft.New(ns.nft, ns.tr, svcnft.Config{Family: knftables.IPv4Family,
+		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(poolCIDR)}})
+	if err != nil {
+		return nil, fmt.Errorf("services proxier for %s: %w", n.Name, err)
+	}
+	return ns, nil
+}
+
+// syncServices gives every node the slices, syncs its nftables table and
+// returns what each node announces (services.Announce).
+func syncServices(ctx context.Context, nodes []*nodeServices, eps []*discovery.EndpointSlice) (map[string][]netip.Prefix, error) {
+	out := map[string][]netip.Prefix{}
+	for _, ns := range nodes {
+		for _, s := range eps {
+			ns.tr.OnEndpointSliceUpdate(s)
+		}
+		if err := ns.p.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("services on %s: %w", ns.node.Name, err)
+		}
+		out[ns.node.Name] = services.Announce(ns.tr.All(),
+			services.AnnounceConfig{ServiceClusterIPs: []netip.Prefix{netip.MustParsePrefix(serviceCIDR)}})
+	}
+	return out, nil
+}
+
+// advertiseServices hands each node's announcements to its speaker, with
+// serviceClusterIPs set.
+func (l *bgpLab) advertiseServices(announced map[string][]netip.Prefix) error {
+	for i, n := range l.nodes {
+		if _, err := l.speakers[i].call(speakerMsg{Op: "services",
+			ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(serviceCIDR)}, Services: announced[n.Name]}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startClient makes the client namespace on the fabric, default route via
