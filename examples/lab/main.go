@@ -5,6 +5,11 @@
 // network policies allow, flow by flow, with the reason for each verdict,
 // then enforces them in each node's netfilter (dataplane/policy), probes
 // again and shows one denied packet attributed to its tier, policy and rule.
+// Then an enterprise router (BIRD 2 in a namespace on the fabric) peers with
+// a tabby bgp speaker on every node (bgp.go) and learns the pod blocks; the
+// customer service gets a ClusterIP and a NodePort on every node's nftables
+// (services.go), a client outside the nodes reaches both, and the service
+// range and an externalTrafficPolicy Local service's /32 reach the router.
 // It ends with PASS or FAIL for each thing it checked (and exits 1 on a FAIL).
 //
 // Run it as root (it creates network namespaces):
@@ -12,7 +17,9 @@
 //	make demo            # or: go run ./examples/lab
 //
 // Everything it creates is removed on exit, also on Ctrl-C: the iptables
-// chains and ipsets live in the node namespaces and go with them.
+// chains, ipsets and nftables tables live in the node namespaces and go with
+// them; the speakers (the lab binary re-run in each node's namespace) and
+// BIRD are stopped first, and die with the lab if it is killed.
 package main
 
 import (
