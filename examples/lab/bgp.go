@@ -323,6 +323,21 @@ func (l *bgpLab) routerRoutes() (map[netip.Prefix][]netip.Addr, error) {
 	return out, nil
 }
 
+// waitRoutes waits until the router's kernel routes the prefixes of want
+// via exactly want's next hops (nil: no route); it returns the routes last
+// seen and routesDiff's last error.
+func (l *bgpLab) waitRoutes(ctx context.Context, timeout time.Duration, want map[netip.Prefix][]netip.Addr) (map[netip.Prefix][]netip.Addr, error) {
+	var got map[netip.Prefix][]netip.Addr
+	err := waitFor(ctx, timeout, func() error {
+		var err error
+		if got, err = l.routerRoutes(); err != nil {
+			return err
+		}
+		return routesDiff(got, want)
+	})
+	return got, err
+}
+
 // wantBlocks is what the router should route: each node's blocks via it.
 func (l *bgpLab) wantBlocks() map[netip.Prefix][]netip.Addr {
 	want := map[netip.Prefix][]netip.Addr{}
@@ -446,14 +461,7 @@ func runBGP(ctx context.Context, w io.Writer, l *bgpLab) ([]check, error) {
 	if ctx.Err() != nil {
 		return nil, errInterrupted
 	}
-	var got map[netip.Prefix][]netip.Addr
-	routeErr := waitFor(ctx, 10*time.Second, func() error {
-		var err error
-		if got, err = l.routerRoutes(); err != nil {
-			return err
-		}
-		return routesDiff(got, l.wantBlocks())
-	})
+	got, routeErr := l.waitRoutes(ctx, 10*time.Second, l.wantBlocks())
 	if ctx.Err() != nil {
 		return nil, errInterrupted
 	}

@@ -165,14 +165,7 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		}
 	}
 	done = step(w, "waiting for the router to learn the service routes")
-	var got map[netip.Prefix][]netip.Addr
-	rangeErr := waitFor(ctx, 10*time.Second, func() error {
-		var err error
-		if got, err = l.routerRoutes(); err != nil {
-			return err
-		}
-		return routesDiff(got, want)
-	})
+	got, rangeErr := l.waitRoutes(ctx, 10*time.Second, want)
 	if ctx.Err() != nil {
 		return nil, errInterrupted
 	}
@@ -271,13 +264,7 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		return nil, err
 	}
 	want = map[netip.Prefix][]netip.Addr{cidr: want[cidr], local: nil}
-	withdrawErr := waitFor(ctx, 10*time.Second, func() error {
-		var err error
-		if got, err = l.routerRoutes(); err != nil {
-			return err
-		}
-		return routesDiff(got, want)
-	})
+	got, withdrawErr := l.waitRoutes(ctx, 10*time.Second, want)
 	if ctx.Err() != nil {
 		return nil, errInterrupted
 	}
