@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -201,45 +203,66 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 			}
 		}
 	}
+	// Every probe runs at once; the ones expected to fail cost one timeout.
 	type probe struct {
-		what string
-		to   netip.AddrPort
-		err  error
-		from string
+		what  string
+		to    netip.AddrPort
+		want  bool     // an answer from customer is expected
+		group *[]error // the check a surprise goes to
+		err   error
+		from  string
 	}
+	var nodePortErrs, clusterErrs, localErrs []error
 	var probes []*probe
 	for _, n := range l.nodes {
-		probes = append(probes, &probe{what: "NodePort on " + n.Name, to: netip.AddrPortFrom(n.IP, customerNodePort)})
+		probes = append(probes, &probe{what: "NodePort customer on " + n.Name, to: netip.AddrPortFrom(n.IP, customerNodePort),
+			want: true, group: &nodePortErrs})
+	}
+	for _, n := range l.nodes {
+		probes = append(probes, &probe{what: "NodePort customer-local on " + n.Name, to: netip.AddrPortFrom(n.IP, localNodePort),
+			want: ready[n.Name], group: &localErrs})
 	}
 	probes = append(probes,
-		&probe{what: "ClusterIP customer", to: netip.AddrPortFrom(netip.MustParseAddr(customerIP), servicePort)},
-		&probe{what: "ClusterIP customer-local", to: netip.AddrPortFrom(netip.MustParseAddr(localIP), servicePort)})
+		&probe{what: "ClusterIP customer", to: netip.AddrPortFrom(netip.MustParseAddr(customerIP), servicePort), want: true, group: &clusterErrs},
+		&probe{what: "ClusterIP customer-local", to: netip.AddrPortFrom(netip.MustParseAddr(localIP), servicePort), want: true, group: &clusterErrs})
+	var wg sync.WaitGroup
 	for _, p := range probes {
-		p.from, p.err = client.Probe("tcp", p.to, 2*time.Second)
-		if p.err == nil && p.from != "customer" {
-			p.err = fmt.Errorf("%s answered by %q, want customer", p.to, p.from)
+		timeout := 2 * time.Second
+		if !p.want {
+			timeout = 500 * time.Millisecond
 		}
+		wg.Go(func() {
+			p.from, p.err = client.Probe("tcp", p.to, timeout)
+			if p.err == nil && p.from != "customer" {
+				p.err = fmt.Errorf("%s answered by %q, want customer", p.to, p.from)
+			}
+		})
 	}
+	wg.Wait()
 	done()
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "    CLIENT →\tADDRESS\tANSWER")
-	var nodePortErrs, clusterErrs []error
+	fmt.Fprintln(tw, "    CLIENT →\tADDRESS\tANSWER\tEXPECTED")
 	for _, p := range probes {
-		ans := "✓ " + p.from
+		ans, exp := "✓ "+p.from, "✓"
 		if p.err != nil {
-			ans = "✗ " + p.err.Error()
-			if strings.HasPrefix(p.what, "NodePort") {
-				nodePortErrs = append(nodePortErrs, p.err)
-			} else {
-				clusterErrs = append(clusterErrs, p.err)
+			ans = "✗ no answer"
+			if errors.Is(p.err, syscall.ECONNREFUSED) {
+				ans = "✗ refused"
 			}
 		}
-		fmt.Fprintf(tw, "    %s\t%s\t%s\n", p.what, p.to, ans)
+		if !p.want {
+			exp = "✗ (no local endpoint: dropped)"
+		}
+		if (p.err == nil) != p.want {
+			*p.group = append(*p.group, fmt.Errorf("%s %s: %s, want %s (%v)", p.what, p.to, ans, exp, p.err))
+		}
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", p.what, p.to, ans, exp)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "    (NodePorts go straight to a node on the fabric; ClusterIPs go to the router,\n"+
 		"    which forwards them over a route it learned from the nodes; the node DNATs to the\n"+
-		"    customer pod on 8080, which the yaobank policies allow from anywhere)")
+		"    customer pod on 8080, which the yaobank policies allow from anywhere. A Local\n"+
+		"    NodePort keeps the client's address and serves only where an endpoint runs)")
 	fmt.Fprintln(w)
 
 	if ctx.Err() != nil {
@@ -280,6 +303,7 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	checks := []check{
 		{"services: the customer NodePort answers a client outside the cluster on every node (nftables backend)", errors.Join(nodePortErrs...)},
 		{"services: the customer ClusterIPs answer the outside client, routed by the router over BGP", errors.Join(clusterErrs...)},
+		{"services: customer-local's NodePort (externalTrafficPolicy Local) answers only on nodes with a ready local endpoint", errors.Join(localErrs...)},
 		{fmt.Sprintf("BGP: the router has ECMP routes for serviceClusterIPs %s over every node and for the Local service's %s over exactly the nodes with a ready local endpoint (%s)",
 			serviceCIDR, local, strings.Join(slices.Sorted(maps.Keys(ready)), ", ")), errors.Join(append(announceErrs, rangeErr)...)},
 		{fmt.Sprintf("BGP: %s is withdrawn from the router when its last ready local endpoint goes; the service range stays", local), withdrawErr},
