@@ -26,83 +26,180 @@ import (
 	svcnft "github.com/tabbynet/tabby/services/nftables"
 )
 
-// The bank's services: customer gets a ClusterIP and a NodePort;
-// customer-local is the same pods behind externalTrafficPolicy Local, the
-// service whose /32 only nodes with a ready local endpoint announce.
+// The services: the bank's customer gets a ClusterIP and a NodePort;
+// customer-local is the same pod behind externalTrafficPolicy Local, and
+// ingress/gateway a Local service whose endpoints are a host-network
+// daemon on node1 and node2 (so its /32 has two next hops at the router).
 const (
-	serviceCIDR      = "10.96.0.0/16" // serviceClusterIPs (not Kubernetes' default /12, which holds the fabric 10.99.0.0/24)
-	servicePort      = 80
-	customerIP       = "10.96.0.10"
-	customerNodePort = 30080
-	localIP          = "10.96.0.11"
-	localNodePort    = 30081
+	serviceCIDR = "10.96.0.0/16" // serviceClusterIPs (not Kubernetes' default /12, which holds the fabric 10.99.0.0/24)
+	servicePort = 80
+	gatewayPort = 8443 // the gateway daemon's port on its nodes
 )
 
 var clientAddr = netip.MustParseAddr("10.99.0.100")
 
-// bankServices builds the Services and their EndpointSlices as the API
-// server and the EndpointSlice controller would hold them: every pod with
-// app=customer is an endpoint, on its node, ready.
-func bankServices(pods []*pod) ([]*v1.Service, []*discovery.EndpointSlice) {
-	svc := func(name, ip string, nodePort int32, policy v1.ServiceExternalTrafficPolicy) *v1.Service {
-		return &v1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-			Spec: v1.ServiceSpec{
-				Type: v1.ServiceTypeNodePort, ClusterIP: ip, ClusterIPs: []string{ip},
-				Selector: map[string]string{"app": "customer"},
-				Ports: []v1.ServicePort{{Name: "http", Protocol: v1.ProtocolTCP, Port: servicePort,
-					TargetPort: intstr.FromInt32(port), NodePort: nodePort}},
-				ExternalTrafficPolicy: policy,
-			},
-		}
-	}
-	svcs := []*v1.Service{
-		svc("customer", customerIP, customerNodePort, v1.ServiceExternalTrafficPolicyCluster),
-		svc("customer-local", localIP, localNodePort, v1.ServiceExternalTrafficPolicyLocal),
-	}
-	var slices []*discovery.EndpointSlice
-	for _, s := range svcs {
-		es := &discovery.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: s.Name + "-x7k2p",
-				Labels: map[string]string{discovery.LabelServiceName: s.Name}},
-			AddressType: discovery.AddressTypeIPv4,
-			Ports: []discovery.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(v1.ProtocolTCP),
-				Port: ptr.To(int32(port))}},
-		}
-		for _, p := range pods {
-			if p.labels["app"] != s.Spec.Selector["app"] {
-				continue
-			}
-			es.Endpoints = append(es.Endpoints, discovery.Endpoint{
-				Addresses: []string{p.addr.String()}, NodeName: ptr.To(p.node),
-				Conditions: discovery.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
-				TargetRef:  &v1.ObjectReference{Kind: "Pod", Namespace: namespace, Name: p.name},
-			})
-		}
-		slices = append(slices, es)
-	}
-	return svcs, slices
+// labService is one Service with its EndpointSlice, as the API server and
+// the EndpointSlice controller would hold them.
+type labService struct {
+	svc   *v1.Service
+	slice *discovery.EndpointSlice
+	// answers are the names that may answer a connection (the lab's
+	// listeners reply with their pod's or node's name).
+	answers []string
 }
 
-// readyNodes returns the nodes with a ready endpoint in the slices.
-func readyNodes(slices []*discovery.EndpointSlice) map[string]bool {
+func (s *labService) name() string { return s.svc.Namespace + "/" + s.svc.Name }
+func (s *labService) clusterIP() netip.Addr {
+	return netip.MustParseAddr(s.svc.Spec.ClusterIP)
+}
+func (s *labService) local() bool {
+	return s.svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal
+}
+func (s *labService) nodePort() uint16 { return uint16(s.svc.Spec.Ports[0].NodePort) }
+
+// readyNodes are the nodes with a ready endpoint of the service.
+func (s *labService) readyNodes() map[string]bool {
 	out := map[string]bool{}
-	for _, s := range slices {
-		for _, e := range s.Endpoints {
-			if e.NodeName != nil && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
-				out[*e.NodeName] = true
-			}
+	for _, e := range s.slice.Endpoints {
+		if e.NodeName != nil && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
+			out[*e.NodeName] = true
 		}
 	}
 	return out
 }
 
+// endpoint is one backend of a labService: a pod's address on its node.
+type endpoint struct {
+	pod, node string
+	addr      netip.Addr
+}
+
+func newLabService(ns, name, ip, portName string, svcPort, target, nodePort int32, policy v1.ServiceExternalTrafficPolicy,
+	selector map[string]string, eps []endpoint) *labService {
+	s := &labService{svc: &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1.ServiceSpec{
+			Type: v1.ServiceTypeNodePort, ClusterIP: ip, ClusterIPs: []string{ip}, Selector: selector,
+			Ports: []v1.ServicePort{{Name: portName, Protocol: v1.ProtocolTCP, Port: svcPort,
+				TargetPort: intstr.FromInt32(target), NodePort: nodePort}},
+			ExternalTrafficPolicy: policy,
+		},
+	}, slice: &discovery.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-x7k2p",
+			Labels: map[string]string{discovery.LabelServiceName: name}},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports: []discovery.EndpointPort{{Name: ptr.To(portName), Protocol: ptr.To(v1.ProtocolTCP),
+			Port: ptr.To(target)}},
+	}}
+	for _, e := range eps {
+		s.slice.Endpoints = append(s.slice.Endpoints, discovery.Endpoint{
+			Addresses: []string{e.addr.String()}, NodeName: ptr.To(e.node),
+			Conditions: discovery.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+			TargetRef:  &v1.ObjectReference{Kind: "Pod", Namespace: ns, Name: e.pod},
+		})
+		if !slices.Contains(s.answers, e.pod) {
+			s.answers = append(s.answers, e.pod)
+		}
+	}
+	return s
+}
+
+// labServices builds customer and customer-local over the app=customer
+// pods, and gateway over a host-network daemon on every node but the
+// first (its endpoints are the nodes' addresses; it answers with the
+// node's name).
+func labServices(pods []*pod, nodes []*nettest.Node) (customer, customerLocal, gateway *labService) {
+	var bank, daemon []endpoint
+	for _, p := range pods {
+		if p.labels["app"] == "customer" {
+			bank = append(bank, endpoint{pod: p.name, node: p.node, addr: p.addr})
+		}
+	}
+	for _, n := range nodes[1:] {
+		daemon = append(daemon, endpoint{pod: n.Name, node: n.Name, addr: n.IP})
+	}
+	sel := map[string]string{"app": "customer"}
+	customer = newLabService(namespace, "customer", "10.96.0.10", "http", servicePort, port, 30080,
+		v1.ServiceExternalTrafficPolicyCluster, sel, bank)
+	customerLocal = newLabService(namespace, "customer-local", "10.96.0.11", "http", servicePort, port, 30081,
+		v1.ServiceExternalTrafficPolicyLocal, sel, bank)
+	gateway = newLabService("ingress", "gateway", "10.96.0.12", "https", 443, gatewayPort, 30443,
+		v1.ServiceExternalTrafficPolicyLocal, map[string]string{"app": "gateway"}, daemon)
+	return customer, customerLocal, gateway
+}
+
+// wantServiceRoutes is what the router should route: the service range via
+// every node, each Local service's /32 via the nodes with a ready
+// endpoint of it (none: no route).
+func wantServiceRoutes(nodes []*nettest.Node, svcs []*labService) map[netip.Prefix][]netip.Addr {
+	cidr := netip.MustParsePrefix(serviceCIDR)
+	want := map[netip.Prefix][]netip.Addr{}
+	for _, n := range nodes {
+		want[cidr] = append(want[cidr], n.IP)
+	}
+	for _, s := range svcs {
+		if !s.local() {
+			continue
+		}
+		host := netip.PrefixFrom(s.clusterIP(), 32)
+		want[host] = nil
+		ready := s.readyNodes()
+		for _, n := range nodes {
+			if ready[n.Name] {
+				want[host] = append(want[host], n.IP)
+			}
+		}
+	}
+	for _, hops := range want {
+		slices.SortFunc(hops, netip.Addr.Compare)
+	}
+	return want
+}
+
+// announceDiff checks each node's services.Announce against the rule: a
+// Local service's /32 exactly on the nodes with a ready endpoint of it.
+func announceDiff(nodes []*nettest.Node, svcs []*labService, announced map[string][]netip.Prefix) error {
+	var errs []error
+	for _, s := range svcs {
+		if !s.local() {
+			continue
+		}
+		host, ready := netip.PrefixFrom(s.clusterIP(), 32), s.readyNodes()
+		for _, n := range nodes {
+			if slices.Contains(announced[n.Name], host) != ready[n.Name] {
+				errs = append(errs, fmt.Errorf("%s announces %v; ready endpoint of %s there: %v", n.Name, announced[n.Name], s.name(), ready[n.Name]))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nodeNames lists the nodes whose address is in hops, or "none".
+func nodeNames(nodes []*nettest.Node, hops []netip.Addr) string {
+	var out []string
+	for _, n := range nodes {
+		if slices.Contains(hops, n.IP) {
+			out = append(out, n.Name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
 // runServices is the lab's services part (issue 15), on top of runBGP.
 func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]check, error) {
-	svcs, eps := bankServices(pods)
+	customer, customerLocal, gateway := labServices(pods, l.nodes)
+	all := []*labService{customer, customerLocal, gateway}
+	var svcs []*v1.Service
+	var eps []*discovery.EndpointSlice
+	for _, s := range all {
+		svcs, eps = append(svcs, s.svc), append(eps, s.slice)
+	}
 	cidr := netip.MustParsePrefix(serviceCIDR)
 
-	done := step(w, "programming the customer services on every node (services/nftables, kube-proxy's nftables mode)")
+	done := step(w, "programming the services on every node (services/nftables, kube-proxy's nftables mode)")
 	var proxies []*nodeServices
 	for _, n := range l.nodes {
 		ns, err := newNodeServices(n, svcs)
@@ -116,18 +213,33 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		return nil, err
 	}
 	nftSample := serviceMaps(ctx, proxies[0].nft)
+	// The endpoints answer with their name: the customer pod (its probe
+	// listener on 8080) and the gateway daemon in its nodes' namespaces.
+	for _, p := range pods {
+		if p.labels["app"] == "customer" {
+			if _, err := p.p.Serve("tcp", port); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, n := range l.nodes[1:] {
+		if _, err := n.Host().Serve("tcp", gatewayPort); err != nil {
+			return nil, err
+		}
+	}
 	done()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "    SERVICE\tTYPE\tCLUSTER-IP\tPORT\tNODEPORT\tEXTERNAL POLICY\tENDPOINTS")
-	for i, s := range svcs {
+	for _, s := range all {
 		var addrs []string
-		for _, e := range eps[i].Endpoints {
-			addrs = append(addrs, fmt.Sprintf("%s:%d (%s)", e.Addresses[0], port, *e.NodeName))
+		for _, e := range s.slice.Endpoints {
+			addrs = append(addrs, fmt.Sprintf("%s:%d (%s)", e.Addresses[0], *s.slice.Ports[0].Port, *e.NodeName))
 		}
-		fmt.Fprintf(tw, "    %s/%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Namespace, s.Name, s.Spec.Type, s.Spec.ClusterIP,
-			servicePort, s.Spec.Ports[0].NodePort, s.Spec.ExternalTrafficPolicy, strings.Join(addrs, ", "))
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.name(), s.svc.Spec.Type, s.clusterIP(),
+			s.svc.Spec.Ports[0].Port, s.nodePort(), s.svc.Spec.ExternalTrafficPolicy, strings.Join(addrs, ", "))
 	}
 	_ = tw.Flush()
+	fmt.Fprintln(w, "    (gateway is a host-network daemon on node1 and node2: its endpoints are the nodes' addresses)")
 	fmt.Fprintf(w, "    every node has the table ip %s; its dispatch maps on %s:\n%s", svcnft.DefaultTable, l.nodes[0].Name, indent(indent(nftSample)))
 	if ctx.Err() != nil {
 		return nil, errInterrupted
@@ -149,23 +261,8 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	}
 	_ = tw.Flush()
 
-	// What the router should have: the service range over every node,
-	// the Local service's /32 over the nodes with a ready local endpoint.
-	local := netip.PrefixFrom(netip.MustParseAddr(localIP), 32)
-	ready := readyNodes(eps[1:])
-	want := map[netip.Prefix][]netip.Addr{}
-	for _, n := range l.nodes {
-		want[cidr] = append(want[cidr], n.IP)
-		if ready[n.Name] {
-			want[local] = append(want[local], n.IP)
-		}
-	}
-	var announceErrs []error
-	for _, n := range l.nodes {
-		if slices.Contains(announced[n.Name], local) != ready[n.Name] {
-			announceErrs = append(announceErrs, fmt.Errorf("%s announces %v; ready local endpoint: %v", n.Name, announced[n.Name], ready[n.Name]))
-		}
-	}
+	want := wantServiceRoutes(l.nodes, all)
+	announceErr := announceDiff(l.nodes, all, announced)
 	done = step(w, "waiting for the router to learn the service routes")
 	got, rangeErr := l.waitRoutes(ctx, 10*time.Second, want)
 	if ctx.Err() != nil {
@@ -178,13 +275,11 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		return nil, err
 	}
 	fmt.Fprint(w, indent(indent(strings.TrimSpace(out))))
-	for _, p := range []netip.Prefix{cidr, local} {
-		out, err := l.router.Run(ctx, "ip", "route", "show", p.String())
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprint(w, indent(indent(strings.TrimSpace(out))))
+	out, err = l.router.Run(ctx, "ip", "route", "show", "root", cidr.String())
+	if err != nil {
+		return nil, err
 	}
+	fmt.Fprint(w, indent(indent(strings.TrimSpace(out))))
 	fmt.Fprintln(w)
 
 	if ctx.Err() != nil {
@@ -195,36 +290,33 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	if err != nil {
 		return nil, err
 	}
-	// The customer pod answers with its name (the probe listener on 8080).
-	for _, p := range pods {
-		if p.labels["app"] == "customer" {
-			if _, err := p.p.Serve("tcp", port); err != nil {
-				return nil, err
-			}
-		}
-	}
 	// Every probe runs at once; the ones expected to fail cost one timeout.
 	type probe struct {
 		what  string
 		to    netip.AddrPort
-		want  bool     // an answer from customer is expected
+		svc   *labService
+		want  bool     // an answer is expected
 		group *[]error // the check a surprise goes to
 		err   error
 		from  string
 	}
 	var nodePortErrs, clusterErrs, localErrs []error
 	var probes []*probe
-	for _, n := range l.nodes {
-		probes = append(probes, &probe{what: "NodePort customer on " + n.Name, to: netip.AddrPortFrom(n.IP, customerNodePort),
-			want: true, group: &nodePortErrs})
+	for _, s := range []*labService{customer, customerLocal} {
+		ready := s.readyNodes()
+		for _, n := range l.nodes {
+			p := &probe{what: "NodePort " + s.name() + " on " + n.Name, to: netip.AddrPortFrom(n.IP, s.nodePort()),
+				svc: s, want: true, group: &nodePortErrs}
+			if s.local() {
+				p.want, p.group = ready[n.Name], &localErrs
+			}
+			probes = append(probes, p)
+		}
 	}
-	for _, n := range l.nodes {
-		probes = append(probes, &probe{what: "NodePort customer-local on " + n.Name, to: netip.AddrPortFrom(n.IP, localNodePort),
-			want: ready[n.Name], group: &localErrs})
+	for _, s := range all {
+		probes = append(probes, &probe{what: "ClusterIP " + s.name(), to: netip.AddrPortFrom(s.clusterIP(), uint16(s.svc.Spec.Ports[0].Port)),
+			svc: s, want: true, group: &clusterErrs})
 	}
-	probes = append(probes,
-		&probe{what: "ClusterIP customer", to: netip.AddrPortFrom(netip.MustParseAddr(customerIP), servicePort), want: true, group: &clusterErrs},
-		&probe{what: "ClusterIP customer-local", to: netip.AddrPortFrom(netip.MustParseAddr(localIP), servicePort), want: true, group: &clusterErrs})
 	var wg sync.WaitGroup
 	for _, p := range probes {
 		timeout := 2 * time.Second
@@ -233,8 +325,8 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		}
 		wg.Go(func() {
 			p.from, p.err = client.Probe("tcp", p.to, timeout)
-			if p.err == nil && p.from != "customer" {
-				p.err = fmt.Errorf("%s answered by %q, want customer", p.to, p.from)
+			if p.err == nil && !slices.Contains(p.svc.answers, p.from) {
+				p.err = fmt.Errorf("%s answered by %q, want one of %v", p.to, p.from, p.svc.answers)
 			}
 		})
 	}
@@ -243,7 +335,7 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "    CLIENT →\tADDRESS\tANSWER\tEXPECTED")
 	for _, p := range probes {
-		ans, exp := "✓ "+p.from, "✓"
+		ans, exp := "✓ "+p.from, "✓ "+strings.Join(p.svc.answers, " or ")
 		if p.err != nil {
 			ans = "✗ no answer"
 			if errors.Is(p.err, syscall.ECONNREFUSED) {
@@ -260,53 +352,61 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "    (NodePorts go straight to a node on the fabric; ClusterIPs go to the router,\n"+
-		"    which forwards them over a route it learned from the nodes; the node DNATs to the\n"+
-		"    customer pod on 8080, which the yaobank policies allow from anywhere. A Local\n"+
+		"    which forwards them over a route it learned from the nodes; the node DNATs to an\n"+
+		"    endpoint; the yaobank policies allow customer's 8080 from anywhere. A Local\n"+
 		"    NodePort keeps the client's address and serves only where an endpoint runs)")
 	fmt.Fprintln(w)
 
 	if ctx.Err() != nil {
 		return nil, errInterrupted
 	}
-	// The customer pod's readiness probe fails: both slices mark it not
-	// ready, and its node loses its only ready local endpoint of
+	// The customer pod's readiness probe fails: both bank slices mark it
+	// not ready, and its node loses its only ready endpoint of
 	// customer-local.
-	done = step(w, "customer's readiness probe fails: EndpointSlices updated (ready false), Sync + Announce on every node")
-	var notReady []*discovery.EndpointSlice
-	for _, es := range eps {
-		es = es.DeepCopy()
-		for i := range es.Endpoints {
-			es.Endpoints[i].Conditions.Ready = ptr.To(false)
+	done = step(w, "customer's readiness probe fails: its EndpointSlices say ready false; Sync + Announce on every node")
+	before := want[netip.PrefixFrom(customerLocal.clusterIP(), 32)]
+	for _, s := range []*labService{customer, customerLocal} {
+		s.slice = s.slice.DeepCopy()
+		for i := range s.slice.Endpoints {
+			s.slice.Endpoints[i].Conditions.Ready = ptr.To(false)
 		}
-		notReady = append(notReady, es)
 	}
-	if announced, err = syncServices(ctx, proxies, notReady); err == nil {
+	if announced, err = syncServices(ctx, proxies, []*discovery.EndpointSlice{customer.slice, customerLocal.slice}); err == nil {
 		err = l.advertiseServices(announced)
 	}
 	if err != nil {
 		return nil, err
 	}
-	want = map[netip.Prefix][]netip.Addr{cidr: want[cidr], local: nil}
-	got, withdrawErr := l.waitRoutes(ctx, 10*time.Second, want)
+	wantAfter := wantServiceRoutes(l.nodes, all)
+	got, withdrawErr := l.waitRoutes(ctx, 10*time.Second, wantAfter)
 	if ctx.Err() != nil {
 		return nil, errInterrupted
 	}
 	done()
-	for _, n := range l.nodes {
-		if slices.Contains(announced[n.Name], local) {
-			withdrawErr = errors.Join(withdrawErr, fmt.Errorf("%s still announces %s", n.Name, local))
+	withdrawErr = errors.Join(withdrawErr, announceDiff(l.nodes, all, announced))
+	fmt.Fprintln(w, "    the router's routes now:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "    PREFIX\tBEFORE\tNOW")
+	for _, p := range slices.SortedFunc(maps.Keys(wantAfter), comparePrefix) {
+		fmt.Fprintf(tw, "    %s\t%s\t%s\n", p, nodeNames(l.nodes, want[p]), nodeNames(l.nodes, got[p]))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+
+	var locals []string
+	for _, s := range all {
+		if s.local() {
+			host := netip.PrefixFrom(s.clusterIP(), 32)
+			locals = append(locals, fmt.Sprintf("%s %s: %s", s.name(), host, nodeNames(l.nodes, want[host])))
 		}
 	}
-	fmt.Fprintf(w, "    %s withdrew %s; the router now has %s via %s and no route to %s\n\n",
-		strings.Join(slices.Sorted(maps.Keys(ready)), ", "), local, cidr, joinAddrs(got[cidr]), local)
-
 	checks := []check{
-		{"services: the customer NodePort answers a client outside the cluster on every node (nftables backend)", errors.Join(nodePortErrs...)},
-		{"services: the customer ClusterIPs answer the outside client, routed by the router over BGP", errors.Join(clusterErrs...)},
+		{"services: customer's NodePort answers a client outside the cluster on every node (nftables backend)", errors.Join(nodePortErrs...)},
+		{"services: the ClusterIPs answer the outside client, routed by the router over BGP", errors.Join(clusterErrs...)},
 		{"services: customer-local's NodePort (externalTrafficPolicy Local) answers only on nodes with a ready local endpoint", errors.Join(localErrs...)},
-		{fmt.Sprintf("BGP: the router has ECMP routes for serviceClusterIPs %s over every node and for the Local service's %s over exactly the nodes with a ready local endpoint (%s)",
-			serviceCIDR, local, strings.Join(slices.Sorted(maps.Keys(ready)), ", ")), errors.Join(append(announceErrs, rangeErr)...)},
-		{fmt.Sprintf("BGP: %s is withdrawn from the router when its last ready local endpoint goes; the service range stays", local), withdrawErr},
+		{fmt.Sprintf("BGP: the router has an ECMP route for serviceClusterIPs %s over every node, and each Local service's /32 over exactly the nodes with a ready local endpoint (%s)",
+			serviceCIDR, strings.Join(locals, "; ")), errors.Join(announceErr, rangeErr)},
+		{fmt.Sprintf("BGP: customer-local's /32 leaves the router when its last ready endpoint goes (was via %s); the other routes stay", nodeNames(l.nodes, before)), withdrawErr},
 	}
 	return checks, nil
 }
