@@ -5,21 +5,24 @@
 // network policies allow, flow by flow, with the reason for each verdict,
 // then enforces them in each node's netfilter (dataplane/policy), probes
 // again and shows one denied packet attributed to its tier, policy and rule.
-// Then an enterprise router (BIRD 2 in a namespace on the fabric) peers with
-// a tabby bgp speaker on every node (bgp.go) and learns the pod blocks; the
-// customer service gets a ClusterIP and a NodePort on every node's nftables
-// (services.go), a client outside the nodes reaches both, and the service
-// range and an externalTrafficPolicy Local service's /32 reach the router.
 // It ends with PASS or FAIL for each thing it checked (and exits 1 on a FAIL).
+//
+// Between the policy part and the checks, an enterprise router (BIRD 2 in a
+// namespace on the fabric) peers with a tabby bgp speaker on every node
+// (bgp.go: the lab binary re-run in the node's namespace) and learns the pod
+// blocks; the customer service gets a ClusterIP and a NodePort on every
+// node's nftables (services.go), a client outside the nodes reaches them,
+// and the service range and the /32s of externalTrafficPolicy Local
+// services reach the router as ECMP routes. The speakers, BIRD and their
+// namespaces are removed before the cluster, also on Ctrl-C; the speakers
+// and BIRD die with the lab if it is killed.
 //
 // Run it as root (it creates network namespaces):
 //
 //	make demo            # or: go run ./examples/lab
 //
 // Everything it creates is removed on exit, also on Ctrl-C: the iptables
-// chains, ipsets and nftables tables live in the node namespaces and go with
-// them; the speakers (the lab binary re-run in each node's namespace) and
-// BIRD are stopped first, and die with the lab if it is killed.
+// chains and ipsets live in the node namespaces and go with them.
 package main
 
 import (
@@ -383,12 +386,16 @@ func run(w io.Writer, routing string) (bool, error) {
 		return false, err
 	}
 	checks = append(checks, bgpChecks...)
+	done = step(w, "cleaning up: stopping the speakers and BIRD, deleting the router and client namespaces")
+	err = bl.close()
+	done()
+	checks = append(checks, check{"no speaker or BIRD process is left behind, nor BIRD's folder", errors.Join(err, bl.leftovers())})
 
 	closeEnforcers()
-	done = step(w, "cleaning up: stopping the speakers and BIRD, deleting the namespaces (the iptables chains, ipsets and nftables tables go with them)")
-	err = errors.Join(bl.close(), topo.Close())
+	done = step(w, "cleaning up: deleting the namespaces (the iptables chains and ipsets go with them)")
+	err = topo.Close()
 	done()
-	checks = append(checks, check{"no namespace, speaker or BIRD process is left behind", errors.Join(err, leftovers(topo.ID), bl.leftovers())})
+	checks = append(checks, check{"no namespace is left behind", errors.Join(err, leftovers(topo.ID))})
 
 	fmt.Fprintln(w, "\nChecks:")
 	failed := 0
