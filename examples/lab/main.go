@@ -9,6 +9,16 @@
 // packet attributed to its tier, policy and rule.
 // It ends with PASS or FAIL for each thing it checked (and exits 1 on a FAIL).
 //
+// Between the policy part and the checks, an enterprise router (BIRD 2 in a
+// namespace on the fabric) peers with a tabby bgp speaker on every node
+// (bgp.go: the lab binary re-run in the node's namespace) and learns the pod
+// blocks; the customer service gets a ClusterIP and a NodePort on every
+// node's nftables (services.go), a client outside the nodes reaches them,
+// and the service range and the /32s of externalTrafficPolicy Local
+// services reach the router as ECMP routes. The speakers, BIRD and their
+// namespaces are removed before the cluster, also on Ctrl-C; the speakers
+// and BIRD die with the lab if it is killed.
+//
 // Run it as root (it creates network namespaces):
 //
 //	make demo            # or: go run ./examples/lab
@@ -94,6 +104,9 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == speakerCommand {
+		os.Exit(speakerMain(os.Stdin, os.Stdout))
+	}
 	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
 	cniBinDir := flag.String("cni-bin-dir", "", "directory holding the tabby CNI plugin binary (default: go build it into a temporary directory)")
 	flag.Parse()
@@ -362,6 +375,27 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 		err = errors.Join(verr, checkCause(cause, v))
 	}
 	checks = append(checks, check{"a denied packet is attributed to its tier, policy and rule", err})
+
+	// BGP with an enterprise router (bgp.go), then services (services.go).
+	bl := newBGPLab(topo)
+	defer func() { _ = bl.close() }()
+	bgpChecks, err := runBGP(ctx, w, bl)
+	if err == nil {
+		var svcChecks []check
+		svcChecks, err = runServices(ctx, w, bl, pods)
+		bgpChecks = append(bgpChecks, svcChecks...)
+	}
+	if ctx.Err() != nil {
+		return false, errInterrupted
+	}
+	if err != nil {
+		return false, err
+	}
+	checks = append(checks, bgpChecks...)
+	done = step(w, "cleaning up: stopping the speakers and BIRD, deleting the router and client namespaces")
+	err = bl.close()
+	done()
+	checks = append(checks, check{"no speaker or BIRD process is left behind, nor BIRD's folder", errors.Join(err, bl.leftovers())})
 
 	closeEnforcers()
 	done = step(w, "cleaning up: CNI DEL of every pod through libcni, then deleting its sandbox")
