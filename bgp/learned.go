@@ -174,7 +174,7 @@ func (s *Speaker) selectNextHops(p netip.Prefix, paths []*api.Path, own map[neti
 	case s.advertised(p):
 		return "", "the node advertises this prefix itself"
 	}
-	if act, i := imp.Decide(p); act == Reject {
+	if act, i := imp.DecideRoute(FilterRoute{Prefix: p, FromPeer: true}); act == Reject {
 		return "", fmt.Sprintf("rejected by import filter rule %d", i)
 	}
 	if best == nil {

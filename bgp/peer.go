@@ -50,6 +50,27 @@ type Peer struct {
 	// Passive waits for the peer to connect (Calico's mesh is passive on
 	// one side).
 	Passive bool
+	// Filters are the BGPFilters of this session (BGPPeer.filters,
+	// resolved), applied in order: import rules to what the peer sends
+	// (a rejected route is neither programmed nor passed on), export rules
+	// to what the node sends it. They change at run time without a
+	// session reset (GoBGP soft reset).
+	Filters []BGPFilter
+}
+
+// sameSession reports whether p and o differ at most in their filters.
+func (p Peer) sameSession(o Peer) bool {
+	return p.Name == o.Name && p.Address == o.Address && p.Port == o.Port && p.ASNumber == o.ASNumber &&
+		p.Password == o.Password && p.KeepOriginalNextHop == o.KeepOriginalNextHop &&
+		p.MaxRestartTime == o.MaxRestartTime && p.EBGPMultihopTTL == o.EBGPMultihopTTL &&
+		p.RouteReflectorClient == o.RouteReflectorClient && p.SourceAddress == o.SourceAddress && p.Passive == o.Passive
+}
+
+func (p Peer) equal(o Peer) bool {
+	return p.sameSession(o) && slices.EqualFunc(p.Filters, o.Filters, func(a, b BGPFilter) bool {
+		return a.Name == b.Name && slices.Equal(a.Export.V4, b.Export.V4) && slices.Equal(a.Export.V6, b.Export.V6) &&
+			slices.Equal(a.Import.V4, b.Import.V4) && slices.Equal(a.Import.V6, b.Import.V6)
+	})
 }
 
 func (p Peer) port() int {
@@ -76,6 +97,11 @@ func (p Peer) validate() error {
 	}
 	if _, err := restartTime("peer max restart time", p.MaxRestartTime, 0); err != nil {
 		return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+	}
+	for _, f := range p.Filters {
+		if err := f.validate(); err != nil {
+			return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+		}
 	}
 	return nil
 }
