@@ -445,6 +445,9 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	if p.EBGPMultihopTTL > 0 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
 	}
+	if p.TTLSecurity > 0 {
+		ap.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: uint32(256 - p.TTLSecurity)}
+	}
 	if p.RouteReflectorClient {
 		ap.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: s.clusterID()}
 	}

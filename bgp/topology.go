@@ -39,6 +39,7 @@ type BGPPeer struct {
 	KeepOriginalNextHop bool
 	MaxRestartTime      time.Duration // whole seconds
 	EBGPMultihopTTL     int
+	TTLSecurity         int // ttlSecurity, hops
 	// Filters names BGPFilters of Topology.BGPFilters (BGPPeer.filters),
 	// applied in this order to every session the BGPPeer makes.
 	Filters []string
@@ -136,7 +137,7 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		}
 		p := Peer{Name: "bgppeer/" + bp.Name, Address: addr, Port: port, ASNumber: bp.ASNumber,
 			Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
-			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, Filters: fs}
+			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, TTLSecurity: bp.TTLSecurity, Filters: fs}
 		if err := p.validate(); err != nil {
 			return nil, err
 		}
@@ -169,7 +170,7 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 			return nil, err
 		}
 		tmpl := Peer{Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
-			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, Filters: fs}
+			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, TTLSecurity: bp.TTLSecurity, Filters: fs}
 		localSel := bp.PeerSelector.Evaluate(selector.Map(local.Labels))
 		localApplies := bp.appliesTo(*local)
 		for _, n := range topo.Nodes {
