@@ -44,14 +44,21 @@ func (b *birdPeer) local6() netip.Addr {
 // test process runs in its private namespace (see TestMain).
 func requireBIRD(t testing.TB) {
 	t.Helper()
-	nettest.RequireRoot(t)
+	requirePrivateNetns(t)
 	for _, bin := range []string{"bird", "birdc"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("interop test: %s not installed (apt-get install bird2)", bin)
 		}
 	}
+}
+
+// requirePrivateNetns skips unless root and the test process runs in its
+// private namespace (see TestMain), where it may add links.
+func requirePrivateNetns(t testing.TB) {
+	t.Helper()
+	nettest.RequireRoot(t)
 	if os.Getenv(privateNetnsEnv) == "" {
-		t.Skip("interop test: needs the private test namespace (unshare missing?)")
+		t.Skip("kernel test: needs the private test namespace (unshare missing?)")
 	}
 }
 
