@@ -162,8 +162,15 @@ func kernelRoute(t testing.TB, p string) string {
 }
 
 // kernelSpeaker starts a speaker in the test namespace with a real
-// RouteOwner programming the kernel, peered with the BIRDs.
+// RouteOwner programming the kernel (RouteOwner.Apply: deltas, with a full
+// Reconcile first and after failures), peered with the BIRDs.
 func kernelSpeaker(t testing.TB, asn uint32, birds ...*birdPeer) (*Speaker, *netlink.RouteOwner) {
+	return kernelSpeakerSync(t, asn, (*netlink.RouteOwner).Apply, birds...)
+}
+
+// kernelSpeakerSync is kernelSpeaker with the RouteOwner method the speaker
+// syncs with (Apply or Reconcile).
+func kernelSpeakerSync(t testing.TB, asn uint32, sync func(*netlink.RouteOwner, context.Context) (netlink.ReconcileResult, error), birds ...*birdPeer) (*Speaker, *netlink.RouteOwner) {
 	t.Helper()
 	h, err := nl.NewHandle()
 	require.NoError(t, err)
@@ -177,7 +184,7 @@ func kernelSpeaker(t testing.TB, asn uint32, birds ...*birdPeer) (*Speaker, *net
 		cfg.ListenAddresses = append(cfg.ListenAddresses, b.local4(), b.local6())
 	}
 	s, err := New(cfg, WithLogger(testLogger(t)), WithRouteProgrammer(owner, "", func(ctx context.Context) error {
-		_, err := owner.Reconcile(ctx)
+		_, err := sync(owner, ctx)
 		return err
 	}))
 	require.NoError(t, err)
