@@ -197,3 +197,18 @@ func kernelSpeakerSync(t testing.TB, asn uint32, sync func(*netlink.RouteOwner, 
 	require.NoError(t, s.SetPeers(context.Background(), peers))
 	return s, owner
 }
+
+// twoBIRDs starts two BIRDs (AS birdASN and asn2) that both announce
+// 10.55.0.0/24 and fd55::/64, bird1 also 10.66.1.0/24 (protocol only1),
+// and a kernel speaker peered with both (not started).
+func twoBIRDs(t *testing.T, asn2 uint32) (b1, b2 *birdPeer, s *Speaker) {
+	t.Helper()
+	requireBIRD(t)
+	b1, b2 = newBIRD(t, 1, birdASN), newBIRD(t, 2, asn2)
+	b1.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static only1 { ipv4; route 10.66.1.0/24 blackhole; }"}
+	b2.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
+	b1.start(tabbyASN)
+	b2.start(tabbyASN)
+	s, _ = kernelSpeaker(t, tabbyASN, b1, b2)
+	return b1, b2, s
+}

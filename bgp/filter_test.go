@@ -54,13 +54,7 @@ func sessionsUpSince(t *testing.T, s *Speaker, since time.Time) {
 // and what the node takes from it, while the other peer is unaffected; the
 // filters change at run time without resetting the session.
 func TestBIRDPeerFilters(t *testing.T) {
-	requireBIRD(t)
-	b1, b2 := newBIRD(t, 1, birdASN), newBIRD(t, 2, birdASN+1)
-	b1.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static only1 { ipv4; route 10.66.1.0/24 blackhole; }"}
-	b2.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
-	b1.start(tabbyASN)
-	b2.start(tabbyASN)
-	s, _ := kernelSpeaker(t, tabbyASN, b1, b2)
+	b1, b2, s := twoBIRDs(t, birdASN+1)
 	ctx := context.Background()
 
 	// Export to bird1: no 10.244.8.0/26. Import from bird1: nothing in

@@ -27,13 +27,7 @@ func birdStatic(v4, v6 string) string {
 // (one ECMP route when both BIRDs announce the same prefix); withdraws and
 // session loss remove them; a restarted peer restores them.
 func TestBIRDInterop(t *testing.T) {
-	requireBIRD(t)
-	b1, b2 := newBIRD(t, 1, birdASN), newBIRD(t, 2, birdASN)
-	b1.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static only1 { ipv4; route 10.66.1.0/24 blackhole; }"}
-	b2.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
-	b1.start(tabbyASN)
-	b2.start(tabbyASN)
-	s, _ := kernelSpeaker(t, tabbyASN, b1, b2)
+	b1, b2, s := twoBIRDs(t, birdASN)
 	ctx := context.Background()
 	require.NoError(t, s.Advertise(ctx,
 		Advertisement{Prefix: pfx("10.244.7.0/26"), Communities: []Community{{A: 64512, B: 100}, {Large: true, A: 64512, B: 7, C: 9}}},
