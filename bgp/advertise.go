@@ -113,7 +113,7 @@ func (src Source) Set(ctx context.Context, ads []Advertisement) error {
 	}
 	touched := slices.Collect(maps.Keys(old))
 	for p, a := range m {
-		if o, ok := old[p]; !ok || !slices.Equal(o.Communities, a.Communities) || o.Kind != a.Kind {
+		if o, ok := old[p]; !ok || !slices.Equal(o.Communities, a.Communities) || o.Kind != a.Kind || o.Interface != a.Interface {
 			touched = append(touched, p)
 		}
 	}
@@ -174,7 +174,7 @@ func (s *Speaker) recomputeLocked(touched []netip.Prefix) {
 func (s *Speaker) renderLocked(p netip.Prefix) (*path, string) {
 	var cs []Community
 	wanted := false
-	var why string
+	var why, iface string
 	for _, name := range slices.Sorted(maps.Keys(s.sources)) {
 		a, ok := s.sources[name][p]
 		if !ok {
@@ -186,6 +186,9 @@ func (s *Speaker) renderLocked(p netip.Prefix) (*path, string) {
 		}
 		wanted = true
 		cs = append(cs, a.Communities...)
+		if iface == "" {
+			iface = a.Interface
+		}
 	}
 	if !wanted {
 		return nil, why
@@ -193,11 +196,12 @@ func (s *Speaker) renderLocked(p netip.Prefix) (*path, string) {
 	if p.Addr().Is4() && !s.cfg.NodeIP.IsValid() || p.Addr().Is6() && !s.cfg.NodeIPv6.IsValid() {
 		return nil, "the node has no address of this family to use as next hop"
 	}
-	if act, i := s.cfg.Export.Decide(p); act == Reject {
+	if act, i := s.cfg.Export.DecideRoute(FilterRoute{Prefix: p, Interface: iface}); act == Reject {
 		return nil, fmt.Sprintf("rejected by export filter rule %d", i)
 	}
 	cs = append(cs, s.cfg.communitiesFor(p)...)
 	pa := newPath(cs)
+	pa.iface = iface
 	return &pa, ""
 }
 
@@ -207,6 +211,13 @@ func (s *Speaker) flushAdvertisementsLocked(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	if s.usesInterfacesLocked() {
+		// Interface rules list the matching advertisements: update them
+		// before the paths they match are sent.
+		if err := s.setPoliciesLocked(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for p := range s.adv.PendingDeletions() {
 		ap, err := toAPIPath(p, nil, true)
 		if err == nil {

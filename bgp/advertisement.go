@@ -41,6 +41,10 @@ type Advertisement struct {
 	Prefix      netip.Prefix
 	Communities []Community
 	Kind        Kind
+	// Interface is the device the prefix is routed through on this node
+	// ("vxlan.calico", ...), if any: BGPFilter rules with an interface
+	// pattern match on it (BIRD's ifname). Empty for most prefixes.
+	Interface string
 }
 
 func (a Advertisement) validate() error {
@@ -58,6 +62,7 @@ func (a Advertisement) validate() error {
 type path struct {
 	communities string // canonical, comparable form: sorted, joined
 	list        []Community
+	iface       string // the advertisement's Interface (for filters)
 }
 
 func newPath(cs []Community) path {
@@ -74,4 +79,4 @@ func newPath(cs []Community) path {
 	return path{communities: s, list: cs}
 }
 
-func pathEqual(a, b path) bool { return a.communities == b.communities }
+func pathEqual(a, b path) bool { return a.communities == b.communities && a.iface == b.iface }

@@ -182,11 +182,22 @@ func BenchmarkAdvertiseToBIRD(b *testing.B) {
 // BenchmarkProgramLearnedRoutes: BIRD announces 10,000 prefixes (a static
 // protocol enabled at t0); time until tabby has them all in the kernel
 // through a RouteOwner, and, as the peer in the same run, until BIRD's own
-// kernel protocol has them in BIRD's namespace. Both run at once.
+// kernel protocol has them in BIRD's namespace. Both run at once. The
+// speaker syncs the RouteOwner with Apply (deltas only: the steady path)
+// or, for comparison, Reconcile (a kernel dump each sync).
 func BenchmarkProgramLearnedRoutes(b *testing.B) {
 	requireBIRD(b)
+	for i, sync := range []struct {
+		name string
+		f    func(*netlink.RouteOwner, context.Context) (netlink.ReconcileResult, error)
+	}{{"sync=Apply", (*netlink.RouteOwner).Apply}, {"sync=Reconcile", (*netlink.RouteOwner).Reconcile}} {
+		b.Run(sync.name, func(b *testing.B) { benchProgramLearned(b, 8+i, sync.f) })
+	}
+}
+
+func benchProgramLearned(b *testing.B, birdN int, sync func(*netlink.RouteOwner, context.Context) (netlink.ReconcileResult, error)) {
 	const n = 10_000
-	bird := newBIRD(b, 8, birdASN)
+	bird := newBIRD(b, birdN, birdASN)
 	var st strings.Builder
 	st.WriteString("protocol static bulk { disabled yes; ipv4;\n")
 	for i := range n {
@@ -195,7 +206,7 @@ func BenchmarkProgramLearnedRoutes(b *testing.B) {
 	st.WriteString("}\nprotocol kernel { ipv4 { import none; export where proto = \"bulk\"; }; merge paths on; }\n")
 	bird.static = []string{st.String()}
 	bird.start(tabbyASN)
-	s, owner := kernelSpeaker(b, tabbyASN, bird)
+	s, owner := kernelSpeakerSync(b, tabbyASN, sync, bird)
 	require.NoError(b, s.Start(context.Background()))
 	b.Cleanup(s.Stop)
 	require.Eventually(b, func() bool { return bird.established("tabby4") }, 30*time.Second, 50*time.Millisecond)
@@ -243,7 +254,6 @@ func BenchmarkProgramLearnedRoutes(b *testing.B) {
 	}
 	b.ReportMetric(tabbyT.Seconds()/float64(b.N), "tabby-s")
 	b.ReportMetric(birdT.Seconds()/float64(b.N), "bird-kernel-s")
-	_ = netlink.Route{}
 }
 
 // BenchmarkMemoryPer10kPrefixes: live heap per 10,000 advertised prefixes:

@@ -44,14 +44,21 @@ func (b *birdPeer) local6() netip.Addr {
 // test process runs in its private namespace (see TestMain).
 func requireBIRD(t testing.TB) {
 	t.Helper()
-	nettest.RequireRoot(t)
+	requirePrivateNetns(t)
 	for _, bin := range []string{"bird", "birdc"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("interop test: %s not installed (apt-get install bird2)", bin)
 		}
 	}
+}
+
+// requirePrivateNetns skips unless root and the test process runs in its
+// private namespace (see TestMain), where it may add links.
+func requirePrivateNetns(t testing.TB) {
+	t.Helper()
+	nettest.RequireRoot(t)
 	if os.Getenv(privateNetnsEnv) == "" {
-		t.Skip("interop test: needs the private test namespace (unshare missing?)")
+		t.Skip("kernel test: needs the private test namespace (unshare missing?)")
 	}
 }
 
@@ -155,8 +162,15 @@ func kernelRoute(t testing.TB, p string) string {
 }
 
 // kernelSpeaker starts a speaker in the test namespace with a real
-// RouteOwner programming the kernel, peered with the BIRDs.
+// RouteOwner programming the kernel (RouteOwner.Apply: deltas, with a full
+// Reconcile first and after failures), peered with the BIRDs.
 func kernelSpeaker(t testing.TB, asn uint32, birds ...*birdPeer) (*Speaker, *netlink.RouteOwner) {
+	return kernelSpeakerSync(t, asn, (*netlink.RouteOwner).Apply, birds...)
+}
+
+// kernelSpeakerSync is kernelSpeaker with the RouteOwner method the speaker
+// syncs with (Apply or Reconcile).
+func kernelSpeakerSync(t testing.TB, asn uint32, sync func(*netlink.RouteOwner, context.Context) (netlink.ReconcileResult, error), birds ...*birdPeer) (*Speaker, *netlink.RouteOwner) {
 	t.Helper()
 	h, err := nl.NewHandle()
 	require.NoError(t, err)
@@ -170,7 +184,7 @@ func kernelSpeaker(t testing.TB, asn uint32, birds ...*birdPeer) (*Speaker, *net
 		cfg.ListenAddresses = append(cfg.ListenAddresses, b.local4(), b.local6())
 	}
 	s, err := New(cfg, WithLogger(testLogger(t)), WithRouteProgrammer(owner, "", func(ctx context.Context) error {
-		_, err := owner.Reconcile(ctx)
+		_, err := sync(owner, ctx)
 		return err
 	}))
 	require.NoError(t, err)
@@ -182,4 +196,19 @@ func kernelSpeaker(t testing.TB, asn uint32, birds ...*birdPeer) (*Speaker, *net
 	}
 	require.NoError(t, s.SetPeers(context.Background(), peers))
 	return s, owner
+}
+
+// twoBIRDs starts two BIRDs (AS birdASN and asn2) that both announce
+// 10.55.0.0/24 and fd55::/64, bird1 also 10.66.1.0/24 (protocol only1),
+// and a kernel speaker peered with both (not started).
+func twoBIRDs(t *testing.T, asn2 uint32) (b1, b2 *birdPeer, s *Speaker) {
+	t.Helper()
+	requireBIRD(t)
+	b1, b2 = newBIRD(t, 1, birdASN), newBIRD(t, 2, asn2)
+	b1.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static only1 { ipv4; route 10.66.1.0/24 blackhole; }"}
+	b2.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
+	b1.start(tabbyASN)
+	b2.start(tabbyASN)
+	s, _ = kernelSpeaker(t, tabbyASN, b1, b2)
+	return b1, b2, s
 }

@@ -79,6 +79,10 @@ func TestPeerValidation(t *testing.T) {
 		{"unspecified", []Peer{{Address: netip.MustParseAddr("0.0.0.0"), ASNumber: 1}}, ErrInvalidPeer},
 		{"ttl", []Peer{{Address: a, ASNumber: 1, EBGPMultihopTTL: 256}}, ErrInvalidPeer},
 		{"port", []Peer{{Address: a, ASNumber: 1, Port: 65536}}, ErrInvalidPeer},
+		{"ttlSecurity", []Peer{{Address: a, ASNumber: 1, TTLSecurity: 2}}, nil},
+		{"ttlSecurity range", []Peer{{Address: a, ASNumber: 1, TTLSecurity: 256}}, ErrInvalidPeer},
+		{"ttlSecurity and multihop", []Peer{{Address: a, ASNumber: 1, TTLSecurity: 2, EBGPMultihopTTL: 2}}, ErrInvalidPeer},
+		{"bad filter", []Peer{{Address: a, ASNumber: 1, Filters: []BGPFilter{{Name: "f", Export: Filter{V4: []FilterRule{{Action: "Drop"}}}}}}}, ErrInvalidFilter},
 		{"source family", []Peer{{Address: a, ASNumber: 1, SourceAddress: netip.MustParseAddr("fd00::1")}}, ErrInvalidPeer},
 		{"restart", []Peer{{Address: a, ASNumber: 1, MaxRestartTime: time.Millisecond}}, ErrInvalidConfig},
 		{"duplicate", []Peer{{Name: "x", Address: a, ASNumber: 1}, {Name: "y", Address: a, ASNumber: 2}}, ErrDuplicatePeer},
@@ -163,13 +167,51 @@ func TestFilterDecide(t *testing.T) {
 		{"0.0.0.0/0", Reject, 2},
 		{"172.16.0.0/28", Reject, 3},
 		{"192.168.1.0/28", Accept, -1},
-		{"172.16.0.0/24", Accept, -1},
+		// Calico: NotIn negates the whole prefix set 192.168.0.0/16{28,32},
+		// so a prefix outside the length range matches too.
+		{"172.16.0.0/24", Reject, 3},
+		{"192.168.1.0/24", Reject, 3},
 		{"fd00::/64", Accept, -1},
 	}
 	for _, tt := range tests {
 		act, i := f.Decide(pfx(tt.p))
 		assert.Equal(t, tt.act, act, tt.p)
 		assert.Equal(t, tt.rule, i, tt.p)
+	}
+}
+
+func TestFilterSourceAndInterface(t *testing.T) {
+	f := Filter{V4: []FilterRule{
+		{Action: Accept, CIDR: pfx("77.0.0.0/16"), MatchOperator: In, Source: RemotePeers},
+		{Action: Reject, Interface: "*.calico"},
+		{Action: Reject, CIDR: pfx("10.0.0.0/8"), MatchOperator: In, PrefixLength: struct{ Min, Max int }{0, 4}},
+	}, V6: []FilterRule{{Action: Reject, Source: RemotePeers}}}
+	tests := []struct {
+		rt   FilterRoute
+		act  Action
+		rule int
+	}{
+		{FilterRoute{Prefix: pfx("77.0.1.0/24"), FromPeer: true}, Accept, 0},
+		{FilterRoute{Prefix: pfx("77.0.1.0/24")}, Accept, -1},
+		{FilterRoute{Prefix: pfx("10.244.0.0/26"), Interface: "vxlan.calico"}, Reject, 1},
+		{FilterRoute{Prefix: pfx("10.244.0.0/26"), Interface: "eth0"}, Accept, -1},
+		{FilterRoute{Prefix: pfx("10.244.0.0/26"), FromPeer: true, Interface: "vxlan.calico"}, Accept, -1},
+		// max 4 < the CIDR's /8: the prefix set is empty, In never matches.
+		{FilterRoute{Prefix: pfx("10.0.0.0/8")}, Accept, -1},
+		{FilterRoute{Prefix: pfx("fd00::/64"), FromPeer: true}, Reject, 0},
+		{FilterRoute{Prefix: pfx("fd00::/64")}, Accept, -1},
+	}
+	for _, tt := range tests {
+		act, i := f.DecideRoute(tt.rt)
+		assert.Equal(t, tt.act, act, "%+v", tt.rt)
+		assert.Equal(t, tt.rule, i, "%+v", tt.rt)
+	}
+	for _, bad := range []FilterRule{
+		{Action: Accept, Source: "Kernel"},
+		{Action: Accept, Interface: "["},
+		{Action: Accept, CIDR: pfx("10.0.0.0/8"), MatchOperator: Equal, PrefixLength: struct{ Min, Max int }{16, 0}},
+	} {
+		assert.ErrorIs(t, Filter{V4: []FilterRule{bad}}.validate(), ErrInvalidFilter, "%+v", bad)
 	}
 }
 

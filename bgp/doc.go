@@ -8,7 +8,7 @@
 // # Use
 //
 //	s, err := bgp.New(bgp.Config{NodeName: "node-1", NodeIP: nodeIP},
-//		bgp.WithLogger(log), bgp.WithRouteProgrammer(owner, "", reconcile))
+//		bgp.WithLogger(log), bgp.WithRouteProgrammer(owner, "", apply)) // apply calls owner.Apply
 //	s.SetTopology(ctx, bgp.Topology{Nodes: nodes, BGPPeers: peers}) // or SetPeers
 //	s.SetAdvertisements(ctx, blocks)                                // before or after Start
 //	s.Start(ctx)
@@ -25,10 +25,14 @@
 // ServiceLoadBalancerIPs, Communities and PrefixAdvertisements, LogLevel
 // (logSeverityScreen), RouteReflectorClusterID. BGPPeer follows BGPPeer:
 // node, nodeSelector, peerIP (ip[:port]), asNumber, peerSelector,
-// password, keepOriginalNextHop, maxRestartTime, plus an eBGP multihop TTL
-// (kube-router, MetalLB). Filter follows BGPFilter (exportV4/V6,
-// importV4/V6 rules with action, cidr, matchOperator, prefixLength).
-// Selectors are selector.Selector values.
+// password, keepOriginalNextHop, maxRestartTime, ttlSecurity, filters
+// (names of Topology.BGPFilters), plus an eBGP multihop TTL (kube-router,
+// MetalLB). BGPFilter follows BGPFilter (exportV4/V6, importV4/V6 rules
+// with action, cidr, matchOperator, prefixLength, source, interface, with
+// Calico's semantics: first matching rule wins, default Accept, In/NotIn
+// against cidr{max(len, min), min(32|128, max)}); Config.Export and
+// Config.Import apply the same rules to every peer. Selectors are
+// selector.Selector values.
 //
 // # Units
 //
@@ -57,7 +61,11 @@
 //     (BIRD's "merge paths"; one ECMP route), drops next hops that are the
 //     node itself, prefixes the node advertises itself and what the import
 //     filter rejects, and hands the difference to the RouteProgrammer as
-//     Upsert/Remove of one route source, then calls its sync function.
+//     Upsert/Remove of one route source, then calls its sync function
+//     (at least once a minute even without changes). With a RouteOwner,
+//     sync with its Apply: it writes the delta without dumping the
+//     kernel's table and reconciles fully only on its resync interval
+//     or after a failed write.
 //  4. No blackhole across restarts. Stop leaves learned routes in the
 //     kernel. After Start, nothing is handed to the RouteProgrammer until
 //     every peer has sent End-of-RIB or StartupSyncTimeout (default 30 s)
@@ -73,17 +81,31 @@
 //     at once: call Stop to leave for good; for a restart (rolling update),
 //     let the process exit without Stop, and peers keep forwarding to the
 //     node until the new process has re-sent its routes.
-//  5. Sessions follow the peer's family: IPv4 peers carry IPv4 unicast,
+//  5. Per-peer filters are GoBGP routing policy. GoBGP assigns import and
+//     export policies per neighbor only to route-server clients, so the
+//     speaker installs one global import and one global export policy
+//     whose statements carry a neighbor-set condition (GoBGP matches it
+//     against the sending peer on import, the receiving peer on export);
+//     each BGPFilter rule becomes one statement (two for source
+//     RemotePeers: internal and external routes), an interface rule the
+//     exact list of the node's advertisements on a matching interface.
+//     An import-rejected route never enters the RIB: it is neither
+//     programmed nor passed on, as with Calico's BIRD. Filters change at
+//     run time by a soft reset (no session drop) when nothing the node
+//     sent is now rejected; GoBGP keeps no Adj-RIB-Out and cannot
+//     withdraw on a soft reset, so a filter that newly rejects a route
+//     the peer has resets that session instead.
+//  6. Sessions follow the peer's family: IPv4 peers carry IPv4 unicast,
 //     IPv6 peers IPv6 unicast, as Calico's BIRD configuration does. The
 //     next hop is the session's local address (next hop self).
-//  6. Network namespaces: GoBGP listens and dials from its own goroutines,
+//  7. Network namespaces: GoBGP listens and dials from its own goroutines,
 //     so sockets open in the namespace of whatever OS thread runs them.
 //     Run the process that embeds the speaker inside the node's namespace
 //     (`ip netns exec`, `nsenter`, or a child process per node in the lab).
 //     Several speakers in one namespace work when each has its own NodeIP
 //     and ListenAddresses. The tests re-run themselves in a private
 //     namespace (unshare --net) for this reason.
-//  7. GoBGP v3 writes route-selection options to package variables when a
+//  8. GoBGP v3 writes route-selection options to package variables when a
 //     server starts; a process with several speakers (tests) should start
 //     them all before they peer. One speaker per process is the production
 //     shape. GoBGP's Serve loop cannot be stopped either: a Speaker makes

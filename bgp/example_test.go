@@ -79,3 +79,38 @@ func Example() {
 	// program 10.244.1.0/26 via 127.0.0.31 (source bgp)
 	// node-1 advertises 10.244.1.0/26 with [64512:100] from [bgp]
 }
+
+// A BGPPeer names BGPFilters; ResolvePeers attaches them, in order, to the
+// sessions it makes, and Filter.DecideRoute shows what a rule decides.
+func ExampleResolvePeers_filters() {
+	noLB := bgp.BGPFilter{Name: "no-lb-to-tor", Export: bgp.Filter{V4: []bgp.FilterRule{
+		{Action: bgp.Reject, CIDR: netip.MustParsePrefix("10.96.0.0/12"), MatchOperator: bgp.In, PrefixLength: struct{ Min, Max int }{32, 32}},
+		{Action: bgp.Reject, Source: bgp.RemotePeers},
+	}}}
+	mesh := false
+	peers, err := bgp.ResolvePeers(bgp.Config{NodeName: "node-1", NodeIP: netip.MustParseAddr("10.99.0.11"), NodeToNodeMeshEnabled: &mesh},
+		bgp.Topology{
+			Nodes:      []bgp.Node{{Name: "node-1", IPv4: netip.MustParseAddr("10.99.0.11")}},
+			BGPPeers:   []bgp.BGPPeer{{Name: "tor", PeerIP: "10.99.0.1", ASNumber: 65000, Filters: []string{"no-lb-to-tor"}}},
+			BGPFilters: []bgp.BGPFilter{noLB},
+		})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p := peers[0]
+	fmt.Println(p.Name, p.Address, p.Filters[0].Name)
+	for _, rt := range []bgp.FilterRoute{
+		{Prefix: netip.MustParsePrefix("10.96.0.10/32")},
+		{Prefix: netip.MustParsePrefix("10.96.0.0/12")},
+		{Prefix: netip.MustParsePrefix("10.244.7.0/26"), FromPeer: true},
+	} {
+		act, rule := p.Filters[0].Export.DecideRoute(rt)
+		fmt.Println(rt.Prefix, act, rule)
+	}
+	// Output:
+	// bgppeer/tor 10.99.0.1 no-lb-to-tor
+	// 10.96.0.10/32 Reject 0
+	// 10.96.0.0/12 Accept -1
+	// 10.244.7.0/26 Reject 1
+}

@@ -27,13 +27,7 @@ func birdStatic(v4, v6 string) string {
 // (one ECMP route when both BIRDs announce the same prefix); withdraws and
 // session loss remove them; a restarted peer restores them.
 func TestBIRDInterop(t *testing.T) {
-	requireBIRD(t)
-	b1, b2 := newBIRD(t, 1, birdASN), newBIRD(t, 2, birdASN)
-	b1.static = []string{birdStatic("10.55.0.0/24", "fd55::/64") + "\nprotocol static only1 { ipv4; route 10.66.1.0/24 blackhole; }"}
-	b2.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}
-	b1.start(tabbyASN)
-	b2.start(tabbyASN)
-	s, _ := kernelSpeaker(t, tabbyASN, b1, b2)
+	b1, b2, s := twoBIRDs(t, birdASN)
 	ctx := context.Background()
 	require.NoError(t, s.Advertise(ctx,
 		Advertisement{Prefix: pfx("10.244.7.0/26"), Communities: []Community{{A: 64512, B: 100}, {Large: true, A: 64512, B: 7, C: 9}}},
@@ -162,11 +156,20 @@ func TestRestartKeepsKernelRoutes(t *testing.T) {
 func TestBIRDGracefulRestartHelper(t *testing.T) {
 	requireBIRD(t)
 	if raceEnabled {
-		// GoBGP v3.37.0's ListPath converts RIB paths outside its
-		// management loop while that loop marks them stale (adj.go
-		// StaleAll vs grpc_server.go toPathAPI): a race inside GoBGP that
-		// only graceful restart triggers.
-		t.Skip("GoBGP's ListPath races with graceful-restart stale marking; run without -race")
+		// Two data races inside GoBGP v3.37.0, both between ListPath,
+		// which converts RIB paths outside GoBGP's management loop
+		// (grpc_server.go toPathAPI), and code that mutates what stale
+		// paths point to: (1) on session loss, adj.go StaleAll marks the
+		// paths stale by writing the shared origin info of paths already
+		// in the RIB (with v4 and v6 sessions dropping together, tabby's
+		// read for the first overlaps the marking for the second); (2) on
+		// reconnection, fsm.go opensent rewrites the peer's PeerInfo (AS,
+		// ID), which the stale paths still in the RIB use as their source.
+		// Running only one session avoids (1) but not (2). Both are
+		// unordered plain-field accesses inside GoBGP that no caller can
+		// order (the class of osrg/gobgp#2705, open), so the test runs
+		// without -race only.
+		t.Skip("GoBGP races between ListPath and graceful-restart stale marking / peer reconnection; run without -race")
 	}
 	b := newBIRD(t, 4, birdASN)
 	b.static = []string{birdStatic("10.55.0.0/24", "fd55::/64")}

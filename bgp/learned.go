@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 
@@ -54,6 +55,10 @@ func (l LearnedRoute) kernel() netlink.Route {
 	}
 	return r
 }
+
+// programmerResync is how often the route programmer's sync function runs
+// when no learned route changed (the runner's maximum interval).
+const programmerResync = time.Minute
 
 // syncLearned reads GoBGP's RIB, selects the equal-cost next hops of every
 // learned prefix, and (after the startup sync) hands the difference to the
@@ -142,12 +147,16 @@ func (s *Speaker) syncLearned(ctx context.Context) error {
 		}
 	}
 	setGauge(s.o.metrics.Learned, s.learned.Dataplane().Len())
-	if s.o.rpSync != nil && (len(keys) > 0 || len(routes) > 0 || s.needSync) {
+	// Without changes the programmer is still synced every
+	// programmerResync, so one that applies only deltas (RouteOwner.Apply)
+	// gets to repair drift.
+	if s.o.rpSync != nil && (len(keys) > 0 || len(routes) > 0 || s.needSync || time.Since(s.lastRPSync) >= programmerResync) {
 		s.needSync = true // until it succeeds
 		if err := s.o.rpSync(ctx); err != nil {
 			return fmt.Errorf("sync learned routes to the kernel: %w", err)
 		}
 		s.needSync = false
+		s.lastRPSync = time.Now()
 	}
 	return nil
 }
@@ -174,7 +183,7 @@ func (s *Speaker) selectNextHops(p netip.Prefix, paths []*api.Path, own map[neti
 	case s.advertised(p):
 		return "", "the node advertises this prefix itself"
 	}
-	if act, i := imp.Decide(p); act == Reject {
+	if act, i := imp.DecideRoute(FilterRoute{Prefix: p, FromPeer: true}); act == Reject {
 		return "", fmt.Sprintf("rejected by import filter rule %d", i)
 	}
 	if best == nil {

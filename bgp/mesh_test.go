@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tabbynet/tabby/dataplane/netlink"
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/selector"
 )
 
@@ -127,4 +131,91 @@ func TestKeepOriginalNextHop(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return assert.ObjectsAreEqual([]string{loopNode(3).String()}, fa.nextHops(block(3)))
 	}, 20*time.Second, 20*time.Millisecond, "original next hop kept: %v", fa.nextHops(block(3)))
+}
+
+// TestIPv6MeshKernelRoutes: three IPv6-only speakers (v6 peering
+// addresses, router IDs set by hand) form the node-to-node mesh; each
+// programs the other nodes' IPv6 blocks as kernel routes, through a real
+// RouteOwner, into its own node namespace, via the owner's v6 address.
+func TestIPv6MeshKernelRoutes(t *testing.T) {
+	requirePrivateNetns(t)
+	ctx := context.Background()
+	run := func(ns *nettest.Netns, args ...string) {
+		t.Helper()
+		if ns == nil {
+			out, err := exec.Command("ip", args...).CombinedOutput()
+			require.NoError(t, err, "ip %v: %s", args, out)
+			return
+		}
+		out, err := ns.Run(ctx, "ip", args...)
+		require.NoError(t, err, "ip %v: %s", args, out)
+	}
+	addr := func(i int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("fd00:125::%d", 10+i)) }
+	block6 := func(i int) netip.Prefix { return netip.MustParsePrefix(fmt.Sprintf("fd00:244:%d::/122", i)) }
+	// No dummy module on every kernel: veth pairs stand in for links.
+	run(nil, "link", "add", "tbgpv6", "type", "veth", "peer", "name", "tbgpv6p")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "tbgpv6").Run() })
+	run(nil, "link", "set", "tbgpv6p", "up")
+	run(nil, "link", "set", "tbgpv6", "up")
+	var nodes []Node
+	for i := 1; i <= 3; i++ {
+		run(nil, "addr", "add", addr(i).String()+"/64", "dev", "tbgpv6", "nodad")
+		nodes = append(nodes, Node{Name: fmt.Sprintf("node-%d", i), IPv6: addr(i)})
+	}
+	port := freePort(t)
+	var nss []*nettest.Netns
+	var ss []*Speaker
+	for i := 1; i <= 3; i++ {
+		// The node's namespace, where its learned routes go: the peers'
+		// addresses are on-link there, as on a real node's fabric link.
+		ns := nettest.NewNetns(t, "tbgp-v6n")
+		run(ns, "link", "add", "fabric", "type", "veth", "peer", "name", "fabricp")
+		run(ns, "link", "set", "fabricp", "up")
+		run(ns, "addr", "add", addr(i).String()+"/64", "dev", "fabric", "nodad")
+		run(ns, "link", "set", "fabric", "up")
+		owner, err := netlink.NewRouteOwner(ns.Handle())
+		require.NoError(t, err)
+		s, err := New(Config{NodeName: nodes[i-1].Name, NodeIPv6: addr(i), RouterID: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}),
+			ListenAddresses: []netip.Addr{addr(i)}, ListenPort: port, StartupSyncTimeout: 2 * time.Second},
+			WithLogger(testLogger(t)), WithRouteProgrammer(owner, "", func(ctx context.Context) error {
+				_, err := owner.Reconcile(ctx)
+				return err
+			}))
+		require.NoError(t, err)
+		require.NoError(t, s.Start(ctx))
+		t.Cleanup(s.Stop)
+		nss, ss = append(nss, ns), append(ss, s)
+	}
+	for i, s := range ss {
+		require.NoError(t, s.SetTopology(ctx, Topology{Nodes: nodes}))
+		require.NoError(t, s.Advertise(ctx, Advertisement{Prefix: block6(i + 1)}))
+	}
+	for _, s := range ss {
+		waitEstablished(t, s, 2)
+	}
+	for i, ns := range nss {
+		for j := range nss {
+			out := func() string {
+				o, _ := ns.Run(ctx, "ip", "-6", "route", "show", block6(j+1).String())
+				return strings.TrimSpace(o)
+			}
+			if i == j {
+				assert.Empty(t, out(), "node %d never programs its own block", i+1)
+				continue
+			}
+			require.Eventually(t, func() bool { return strings.Contains(out(), "via "+addr(j+1).String()) },
+				20*time.Second, 50*time.Millisecond, "node %d: route to node %d's block: %q", i+1, j+1, out())
+		}
+	}
+	ps, err := ss[0].Peers(ctx)
+	require.NoError(t, err)
+	require.Len(t, ps, 2)
+	assert.Equal(t, addr(2), ps[0].Address)
+
+	// Withdraw: the route goes from the other nodes' kernels.
+	require.NoError(t, ss[2].Withdraw(ctx, block6(3)))
+	require.Eventually(t, func() bool {
+		o, _ := nss[0].Run(ctx, "ip", "-6", "route", "show", block6(3).String())
+		return strings.TrimSpace(o) == ""
+	}, 20*time.Second, 50*time.Millisecond)
 }

@@ -38,6 +38,13 @@ type Peer struct {
 	// away (kube-router's --peer-router-multihop-ttl, MetalLB's
 	// ebgpMultiHop); 0 means the default (1 for eBGP).
 	EBGPMultihopTTL int
+	// TTLSecurity is Calico's BGPPeer.ttlSecurity: the number of hops to
+	// the peer under the generalized TTL security mechanism (GTSM, RFC
+	// 5082). The node sends with TTL 255 and drops packets that arrive
+	// with a TTL below 256 - TTLSecurity, so it also allows a peer that
+	// many hops away (BIRD's "ttl security yes; multihop N"). 0 is off;
+	// it excludes EBGPMultihopTTL (GoBGP has one or the other).
+	TTLSecurity int
 	// RouteReflectorClient makes this node reflect routes to the peer
 	// (the node has Node.spec.bgp.routeReflectorClusterID and the peer
 	// does not share it).
@@ -50,6 +57,27 @@ type Peer struct {
 	// Passive waits for the peer to connect (Calico's mesh is passive on
 	// one side).
 	Passive bool
+	// Filters are the BGPFilters of this session (BGPPeer.filters,
+	// resolved), applied in order: import rules to what the peer sends
+	// (a rejected route is neither programmed nor passed on), export rules
+	// to what the node sends it. They change at run time without a
+	// session reset (GoBGP soft reset).
+	Filters []BGPFilter
+}
+
+// sameSession reports whether p and o differ at most in their filters.
+func (p Peer) sameSession(o Peer) bool {
+	return p.Name == o.Name && p.Address == o.Address && p.Port == o.Port && p.ASNumber == o.ASNumber &&
+		p.Password == o.Password && p.KeepOriginalNextHop == o.KeepOriginalNextHop &&
+		p.MaxRestartTime == o.MaxRestartTime && p.EBGPMultihopTTL == o.EBGPMultihopTTL && p.TTLSecurity == o.TTLSecurity &&
+		p.RouteReflectorClient == o.RouteReflectorClient && p.SourceAddress == o.SourceAddress && p.Passive == o.Passive
+}
+
+func (p Peer) equal(o Peer) bool {
+	return p.sameSession(o) && slices.EqualFunc(p.Filters, o.Filters, func(a, b BGPFilter) bool {
+		return a.Name == b.Name && slices.Equal(a.Export.V4, b.Export.V4) && slices.Equal(a.Export.V6, b.Export.V6) &&
+			slices.Equal(a.Import.V4, b.Import.V4) && slices.Equal(a.Import.V6, b.Import.V6)
+	})
 }
 
 func (p Peer) port() int {
@@ -69,6 +97,10 @@ func (p Peer) validate() error {
 		return fmt.Errorf("peer %s (%s) port %d: %w", p.Name, p.Address, p.Port, ErrInvalidPeer)
 	case p.EBGPMultihopTTL < 0 || p.EBGPMultihopTTL > 255:
 		return fmt.Errorf("peer %s (%s) multihop TTL %d: want 0..255: %w", p.Name, p.Address, p.EBGPMultihopTTL, ErrInvalidPeer)
+	case p.TTLSecurity < 0 || p.TTLSecurity > 255:
+		return fmt.Errorf("peer %s (%s) ttlSecurity %d: want 0..255 hops: %w", p.Name, p.Address, p.TTLSecurity, ErrInvalidPeer)
+	case p.TTLSecurity > 0 && p.EBGPMultihopTTL > 0:
+		return fmt.Errorf("peer %s (%s): ttlSecurity and an eBGP multihop TTL exclude each other: %w", p.Name, p.Address, ErrInvalidPeer)
 	case p.SourceAddress.IsValid() && (p.SourceAddress.Is4() != p.Address.Is4() || !usableAddr(p.SourceAddress)):
 		return fmt.Errorf("peer %s (%s) source address %s: %w", p.Name, p.Address, p.SourceAddress, ErrInvalidPeer)
 	case len(p.Password) > 80:
@@ -76,6 +108,11 @@ func (p Peer) validate() error {
 	}
 	if _, err := restartTime("peer max restart time", p.MaxRestartTime, 0); err != nil {
 		return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+	}
+	for _, f := range p.Filters {
+		if err := f.validate(); err != nil {
+			return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+		}
 	}
 	return nil
 }

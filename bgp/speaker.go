@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,9 +50,13 @@ type options struct {
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithRouteProgrammer hands learned routes to rp, under route source name
-// source (empty means DefaultSource). After each batch of changes the
-// speaker calls sync (may be nil), e.g. a RouteOwner's Reconcile, from a
+// source (empty means DefaultSource). After each batch of changes, and at
+// least once a minute, the speaker calls sync (may be nil) from a
 // bounded-frequency runner (at most every 100 ms, retried with backoff).
+// For a RouteOwner use its Apply: it writes only the changes and dumps the
+// kernel only on its resync interval or after a failure; Reconcile dumps
+// the kernel's routes every time (ten times slower for 10,000 routes
+// streaming in, see README.md).
 func WithRouteProgrammer(rp RouteProgrammer, source string, sync func(context.Context) error) Option {
 	return func(o *options) { o.rp, o.rpName, o.rpSync = rp, source, sync }
 }
@@ -86,8 +89,9 @@ type Speaker struct {
 	established map[netip.Addr]bool
 	runner      atomic.Pointer[syncrunner.Runner]
 	needSync    bool // the route programmer's sync failed; retry
-	// keepInstalled is the keepOriginalNextHop neighbor list GoBGP has
-	// (nil: none installed yet, e.g. after Start).
+	lastRPSync  time.Time
+	// keepInstalled is the key of the policies GoBGP has (keepOriginalNextHop
+	// and peer filters; nil: none installed yet, e.g. after Start).
 	keepInstalled *string
 }
 
@@ -110,7 +114,7 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 		sources:     map[string]map[netip.Prefix]Advertisement{},
 		adv:         deltatracker.NewFunc[netip.Prefix, path](pathEqual),
 		advWhy:      map[netip.Prefix]string{},
-		peers:       deltatracker.New[netip.Addr, Peer](),
+		peers:       deltatracker.NewFunc[netip.Addr, Peer](Peer.equal),
 		learned:     deltatracker.New[netip.Prefix, nextHops](),
 		learnedWhy:  map[netip.Prefix]string{},
 		synced:      make(chan struct{}),
@@ -151,7 +155,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 		return fmt.Errorf("start BGP (AS %d, router ID %s, port %d): %w", s.cfg.asn, s.cfg.routerID, s.cfg.port, err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	runner, err := syncrunner.New(s.syncLearned, syncrunner.Config{MinInterval: s.o.minSync, MaxInterval: time.Minute},
+	runner, err := syncrunner.New(s.syncLearned, syncrunner.Config{MinInterval: s.o.minSync, MaxInterval: programmerResync},
 		syncrunner.WithLogger(s.o.log), syncrunner.WithName("bgp learned routes"))
 	if err != nil {
 		cancel()
@@ -375,8 +379,8 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	// The export policy goes first, so a new peer's first UPDATE has it.
-	if err := s.setExportPolicyLocked(ctx); err != nil {
+	// The policies go first, so a new peer's first UPDATE has them.
+	if err := s.setPoliciesLocked(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	for addr := range s.peers.PendingDeletions() {
@@ -386,7 +390,16 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 		}
 		s.peers.Dataplane().Delete(addr)
 	}
+	var refilter []netip.Addr
 	for addr, p := range s.peers.PendingUpdates() {
+		if old, had := s.peers.Dataplane().Get(addr); had && old.sameSession(p) && !s.exportTightenedLocked(old, p) {
+			// Only the filters changed, and nothing sent is now rejected:
+			// the policies have them already; a soft reset re-applies them
+			// without dropping the session.
+			s.peers.Dataplane().Set(addr, p)
+			refilter = append(refilter, addr)
+			continue
+		}
 		if _, had := s.peers.Dataplane().Get(addr); had {
 			if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
 				errs = append(errs, fmt.Errorf("replace peer %s: %w", addr, err))
@@ -400,57 +413,12 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 		}
 		s.peers.Dataplane().Set(addr, p)
 	}
+	for _, addr := range refilter {
+		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_BOTH}); err != nil {
+			errs = append(errs, fmt.Errorf("re-apply filters to peer %s: %w", addr, err))
+		}
+	}
 	return joinErrs(errs)
-}
-
-// keepNextHopPolicy names the GoBGP export policy (and its neighbor set)
-// that implements Peer.KeepOriginalNextHop.
-const keepNextHopPolicy = "tabby-keep-original-next-hop"
-
-// setExportPolicyLocked installs, as GoBGP's global export policy, "leave
-// the next hop unchanged towards the peers with KeepOriginalNextHop", or
-// no policy when there are none.
-func (s *Speaker) setExportPolicyLocked(ctx context.Context) error {
-	var keep []string
-	for addr, p := range s.peers.Desired().All() {
-		if p.KeepOriginalNextHop {
-			keep = append(keep, netip.PrefixFrom(addr, addr.BitLen()).String())
-		}
-	}
-	slices.Sort(keep)
-	key := strings.Join(keep, ",")
-	if s.keepInstalled != nil && *s.keepInstalled == key {
-		return nil
-	}
-	req := &api.SetPoliciesRequest{}
-	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_EXPORT, DefaultAction: api.RouteAction_ACCEPT}
-	if len(keep) > 0 {
-		req.DefinedSets = []*api.DefinedSet{{DefinedType: api.DefinedType_NEIGHBOR, Name: keepNextHopPolicy, List: keep}}
-		req.Policies = []*api.Policy{{Name: keepNextHopPolicy, Statements: []*api.Statement{{
-			Name:       keepNextHopPolicy,
-			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: keepNextHopPolicy}},
-			Actions:    &api.Actions{Nexthop: &api.NexthopAction{Unchanged: true}},
-		}}}}
-		assign.Policies = []*api.Policy{{Name: keepNextHopPolicy}}
-	}
-	// Policies exist before they are assigned, and are unassigned before
-	// they go away.
-	steps := []func() error{
-		func() error { return s.srv.SetPolicies(ctx, req) },
-		func() error {
-			return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign})
-		},
-	}
-	if len(keep) == 0 {
-		steps[0], steps[1] = steps[1], steps[0]
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			return fmt.Errorf("set keepOriginalNextHop export policy for %v: %w", keep, err)
-		}
-	}
-	s.keepInstalled = &key
-	return nil
 }
 
 func (s *Speaker) apiPeer(p Peer) *api.Peer {
@@ -481,6 +449,9 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	}
 	if p.EBGPMultihopTTL > 0 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
+	}
+	if p.TTLSecurity > 0 {
+		ap.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: uint32(256 - p.TTLSecurity)}
 	}
 	if p.RouteReflectorClient {
 		ap.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: s.clusterID()}

@@ -39,12 +39,31 @@ type BGPPeer struct {
 	KeepOriginalNextHop bool
 	MaxRestartTime      time.Duration // whole seconds
 	EBGPMultihopTTL     int
+	TTLSecurity         int // ttlSecurity, hops
+	// Filters names BGPFilters of Topology.BGPFilters (BGPPeer.filters),
+	// applied in this order to every session the BGPPeer makes.
+	Filters []string
 }
 
 // Topology is the cluster-wide input to ResolvePeers.
 type Topology struct {
 	Nodes    []Node
 	BGPPeers []BGPPeer
+	// BGPFilters are the cluster's BGPFilter resources, by Name.
+	BGPFilters []BGPFilter
+}
+
+// filtersOf resolves a BGPPeer's filter names.
+func (t Topology) filtersOf(bp BGPPeer, byName map[string]BGPFilter) ([]BGPFilter, error) {
+	var out []BGPFilter
+	for _, n := range bp.Filters {
+		f, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("bgppeer %s: filter %q is not in the BGPFilter list: %w", bp.Name, n, ErrInvalidFilter)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 func (p BGPPeer) appliesTo(n Node) bool {
@@ -82,6 +101,16 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		}
 		return r.asn
 	}
+	filters := make(map[string]BGPFilter, len(topo.BGPFilters))
+	for _, f := range topo.BGPFilters {
+		if _, dup := filters[f.Name]; dup || f.Name == "" {
+			return nil, fmt.Errorf("bgpfilter name %q is empty or used twice: %w", f.Name, ErrInvalidFilter)
+		}
+		if err := f.validate(); err != nil {
+			return nil, err
+		}
+		filters[f.Name] = f
+	}
 	var out []Peer
 	seen := map[netip.Addr]bool{}
 	add := func(p Peer) {
@@ -102,9 +131,13 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bgppeer %s: %w", bp.Name, err)
 		}
+		fs, err := topo.filtersOf(bp, filters)
+		if err != nil {
+			return nil, err
+		}
 		p := Peer{Name: "bgppeer/" + bp.Name, Address: addr, Port: port, ASNumber: bp.ASNumber,
 			Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
-			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL}
+			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, TTLSecurity: bp.TTLSecurity, Filters: fs}
 		if err := p.validate(); err != nil {
 			return nil, err
 		}
@@ -132,8 +165,12 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		if bp.PeerSelector == nil {
 			continue
 		}
+		fs, err := topo.filtersOf(bp, filters)
+		if err != nil {
+			return nil, err
+		}
 		tmpl := Peer{Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
-			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL}
+			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, TTLSecurity: bp.TTLSecurity, Filters: fs}
 		localSel := bp.PeerSelector.Evaluate(selector.Map(local.Labels))
 		localApplies := bp.appliesTo(*local)
 		for _, n := range topo.Nodes {

@@ -62,7 +62,10 @@
 //     deletions; VXLAN does the same for its neighbour (tunnel IP → MAC)
 //     and FDB (MAC → node IP) entries. Drive Reconcile from a
 //     dataplane/syncrunner Runner to coalesce bursts and resync
-//     periodically.
+//     periodically. For a producer that streams changes (learned BGP
+//     routes), RouteOwner.Apply writes the pending delta without the dump
+//     and falls back to a full Reconcile first, after a failed write and
+//     every WithResyncInterval (default one minute), which repairs drift.
 //  3. Ownership by marking. The kernel is the state: after a crash, a new
 //     RouteOwner with the same desired routes writes nothing (no
 //     flapping), deletes only stale routes of its own protocol, and reports
@@ -102,14 +105,14 @@
 // Options: each constructor takes its own option type, so an option it
 // would ignore does not compile, and an option with a bad value makes it
 // fail with ErrInvalidOption: NewRouteOwner takes RouteOwnerOption
-// (WithProtocol), NewWorkloads WorkloadsOption (WithHostPrefix), NewVXLAN
+// (WithProtocol, WithResyncInterval), NewWorkloads WorkloadsOption (WithHostPrefix), NewVXLAN
 // VXLANOption; WithLogger is an Option, which all of them take.
 //
 // Thread safety: RouteOwner, Workloads, VXLAN and KernelHandle are safe for
 // concurrent use; each serialises its own kernel writes. Reconcile does a
 // full dump and diff: coalesce bursts of updates (for example BGP) into
-// one Reconcile rather than calling it per update (a dataplane/syncrunner
-// Runner does that).
+// one Reconcile or Apply rather than calling it per update (a
+// dataplane/syncrunner Runner does that).
 //
 // # Tests
 //

@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 )
 
 // Each constructor takes the options it reads, so that passing one it
 // would ignore is a compile error:
 //
-//   - NewRouteOwner: RouteOwnerOption (WithProtocol, WithLogger)
+//   - NewRouteOwner: RouteOwnerOption (WithProtocol, WithResyncInterval, WithLogger)
 //   - NewWorkloads:  WorkloadsOption (WithHostPrefix, WithLogger)
 //   - NewVXLAN:      VXLANOption (WithLogger)
 //
@@ -33,6 +34,7 @@ type options struct {
 	log        *slog.Logger
 	protocol   int
 	hostPrefix string
+	resync     time.Duration
 }
 
 func defaultOptions() options {
@@ -40,6 +42,7 @@ func defaultOptions() options {
 		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		protocol:   ProtocolRoutes,
 		hostPrefix: DefaultHostPrefix,
+		resync:     DefaultResyncInterval,
 	}
 }
 
@@ -112,6 +115,24 @@ func WithProtocol(p int) RouteOwnerOption {
 			return fmt.Errorf("%w: WithProtocol(%d): %d marks workload host routes (ProtocolWorkload)", ErrInvalidOption, p, p)
 		}
 		o.protocol = p
+		return nil
+	})
+}
+
+// DefaultResyncInterval is how long RouteOwner.Apply trusts its view of
+// the kernel before it dumps the kernel's routes again (a full Reconcile).
+const DefaultResyncInterval = time.Minute
+
+// WithResyncInterval sets how long RouteOwner.Apply writes only pending
+// changes before it does a full Reconcile again to repair drift (default
+// DefaultResyncInterval). NewRouteOwner fails with ErrInvalidOption for a
+// duration that is not positive.
+func WithResyncInterval(d time.Duration) RouteOwnerOption {
+	return routeOwnerOption(func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithResyncInterval(%s): want a positive duration", ErrInvalidOption, d)
+		}
+		o.resync = d
 		return nil
 	})
 }

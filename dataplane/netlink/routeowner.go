@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	nl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -31,6 +32,12 @@ type RouteOwner struct {
 	// against the kernel's routes of the owner's protocol (resynced from a
 	// dump by each Plan and Reconcile).
 	track *routeTracker
+	// resync bounds how long Apply trusts the tracker's kernel side;
+	// synced says whether it can be trusted at all (a dump happened and
+	// no write failed since), lastDump when it was last loaded.
+	resync   time.Duration
+	synced   bool
+	lastDump time.Time
 }
 
 // ReconcileResult counts what one Reconcile changed.
@@ -50,7 +57,8 @@ func NewRouteOwner(h RouteHandle, opts ...RouteOwnerOption) (*RouteOwner, error)
 	if err != nil {
 		return nil, fmt.Errorf("route owner: %w", err)
 	}
-	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}, track: newRouteTracker()}, nil
+	return &RouteOwner{h: h, proto: o.protocol, log: o.log, sources: map[string]map[RouteKey]Route{}, track: newRouteTracker(),
+		resync: o.resync}, nil
 }
 
 // Protocol returns the route protocol number this owner marks routes with.
@@ -239,12 +247,59 @@ func (o *RouteOwner) resyncLocked(obs observed) {
 func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var res ReconcileResult
+	return o.reconcileLocked(ctx)
+}
+
+func (o *RouteOwner) reconcileLocked(ctx context.Context) (ReconcileResult, error) {
 	obs, err := o.observe()
 	if err != nil {
-		return res, err
+		o.synced = false
+		return ReconcileResult{}, err
 	}
 	o.resyncLocked(obs)
+	o.lastDump = time.Now()
+	res, err := o.writePendingLocked(ctx, obs.links, obs.raw)
+	o.synced = err == nil
+	return res, err
+}
+
+// Apply writes the changes made by Set, Upsert and Remove since the last
+// Reconcile or Apply without dumping the kernel's routes: the steady path
+// of a producer that streams changes (learned BGP routes), one link dump
+// and one batch of writes per call, nothing at all when nothing changed.
+// It trusts what the owner last saw in the kernel, so it does a full
+// Reconcile instead when the owner has not dumped the kernel yet, when a
+// write failed since (the kernel may differ from what it thinks), and when
+// the last dump is older than the resync interval (WithResyncInterval,
+// default DefaultResyncInterval), which repairs drift (routes of the
+// owner's protocol others added or deleted). Errors are as Reconcile's.
+func (o *RouteOwner) Apply(ctx context.Context) (ReconcileResult, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.synced || time.Since(o.lastDump) >= o.resync {
+		return o.reconcileLocked(ctx)
+	}
+	if o.track.InSync() {
+		return ReconcileResult{}, nil
+	}
+	ln, err := listLinkNames(o.h)
+	if err != nil {
+		o.synced = false
+		return ReconcileResult{}, err
+	}
+	res, err := o.writePendingLocked(ctx, ln, nil)
+	if err != nil {
+		o.synced = false
+	}
+	return res, err
+}
+
+// writePendingLocked writes the tracker's pending changes. raw holds the
+// kernel's own form of owned routes from a dump, used for deletions; nil
+// rebuilds them from the tracker's kernel side.
+func (o *RouteOwner) writePendingLocked(ctx context.Context, links linkNames, raw map[RouteKey]nl.Route) (ReconcileResult, error) {
+	var res ReconcileResult
+	obs := observed{links: links, raw: raw}
 	plan := planOf(o.track)
 	ops := make([]RouteOp, 0, len(plan.Add)+len(plan.Replace)+len(plan.Delete))
 	changes := make([]Route, 0, cap(ops))
@@ -252,9 +307,8 @@ func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	queue := func(kind RouteOpKind, rs []Route) {
 		for _, r := range rs {
 			var kr *nl.Route
-			if kind == RouteOpDelete {
-				raw := obs.raw[r.Key()]
-				kr = &raw
+			if kr0, ok := obs.raw[r.Key()]; kind == RouteOpDelete && ok {
+				kr = &kr0
 			} else {
 				var err error
 				if kr, err = toKernel(r, o.proto, obs.links); err != nil {
