@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	pathpkg "path"
+	"slices"
 )
 
 // Action is a filter rule's verdict (BGPFilter rule action).
@@ -67,6 +68,14 @@ type FilterRule struct {
 // (a BGPFilter only adds rules before the default policy).
 type Filter struct {
 	V4, V6 []FilterRule
+}
+
+func (f Filter) clone() Filter { return Filter{V4: slices.Clone(f.V4), V6: slices.Clone(f.V6)} }
+
+// clone copies the rule slices, so a caller's later edits do not reach a
+// speaker's desired state.
+func (f BGPFilter) clone() BGPFilter {
+	return BGPFilter{Name: f.Name, Export: f.Export.clone(), Import: f.Import.clone()}
 }
 
 // BGPFilter follows Calico's BGPFilter resource: Export.V4, Import.V4,

@@ -72,6 +72,8 @@ func TestThreeNodeFullMesh(t *testing.T) {
 	ps, err := ss[0].Peers(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, "mesh/node-2", ps[0].Name)
+	assert.EqualValues(t, 1, ps[0].Sent, "its own block (not the End-of-RIB marker)")
+	assert.EqualValues(t, 1, ps[0].Received)
 	assert.False(t, ps[0].Passive, "the lower address connects")
 	assert.Positive(t, ps[0].Uptime+1)
 }

@@ -355,6 +355,13 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	}
 	m := make(map[netip.Addr]Peer, len(peers))
 	for _, p := range peers {
+		if len(p.Filters) > 0 { // copied: the caller may reuse its slices
+			fs := make([]BGPFilter, len(p.Filters))
+			for i, f := range p.Filters {
+				fs[i] = f.clone()
+			}
+			p.Filters = fs
+		}
 		m[p.Address] = p
 	}
 	s.peers.Desired().ReplaceAll(maps.All(m))

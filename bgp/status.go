@@ -80,11 +80,17 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
 			if up := ap.GetTimers().GetState().GetUptime(); up != nil && st.State == StateEstablished {
 				st.Uptime = time.Since(up.AsTime()).Truncate(time.Second)
 			}
+			eor := grNegotiated(ap)
 			for _, af := range ap.GetAfiSafis() {
 				if ss := af.GetState(); ss != nil {
 					st.Received += ss.Received
 					st.Accepted += ss.Accepted
 					st.Sent += ss.Advertised
+					if eor && ss.Advertised > 0 {
+						// GoBGP counts the End-of-RIB marker it sends a
+						// graceful-restart peer as an advertised path.
+						st.Sent--
+					}
 				}
 			}
 		}
@@ -166,4 +172,18 @@ func comparePrefixes(a, b netip.Prefix) int {
 		return c
 	}
 	return a.Bits() - b.Bits()
+}
+
+// grNegotiated reports whether graceful restart is on for the session: this
+// end has it configured and the peer's OPEN carried the capability.
+func grNegotiated(p *api.Peer) bool {
+	if !p.GetGracefulRestart().GetEnabled() {
+		return false
+	}
+	for _, c := range p.GetState().GetRemoteCap() {
+		if c.MessageIs(&api.GracefulRestartCapability{}) {
+			return true
+		}
+	}
+	return false
 }
