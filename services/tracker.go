@@ -24,6 +24,10 @@ type TrackerConfig struct {
 	NodeName string
 	// NodePorts is the node-port range (default 30000-32767).
 	NodePorts NodePortRange
+	// OnChange, when set, is called after every On* event is recorded
+	// (kube-proxy calls its health server's QueuedUpdate there; pass
+	// HealthServer.QueuedUpdate). It must not call the Tracker.
+	OnChange func()
 }
 
 // Tracker gathers Service and EndpointSlice events between syncs, as
@@ -86,6 +90,7 @@ func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
 	t.setClaims(n, svc)
 	t.services[n] = svc
 	t.dirty[n] = true
+	t.changed()
 }
 
 // OnServiceDelete records that a Service is gone.
@@ -96,6 +101,13 @@ func (t *Tracker) OnServiceDelete(svc *v1.Service) {
 	t.setClaims(n, nil)
 	delete(t.services, n)
 	t.dirty[n] = true
+	t.changed()
+}
+
+func (t *Tracker) changed() {
+	if t.cfg.OnChange != nil {
+		t.cfg.OnChange()
+	}
 }
 
 // setClaims replaces n's node-port claims; every Service sharing a
@@ -189,6 +201,7 @@ func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 	}
 	m[s.Name] = eps
 	t.dirty[n] = true
+	t.changed()
 }
 
 // OnEndpointSliceDelete records that an EndpointSlice is gone.
@@ -204,6 +217,7 @@ func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
 		delete(t.slices, n)
 	}
 	t.dirty[n] = true
+	t.changed()
 }
 
 // Changes returns the service ports whose Service or endpoints changed

@@ -80,6 +80,12 @@ func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Opt
 	return func(p *Proxier) { p.onStale = f }
 }
 
+// WithHealthServer makes every successful Sync hand the service ports
+// it applied to h (HealthServer.Update) and report the sync
+// (HealthServer.Updated), so h serves the healthCheckNodePorts and
+// /healthz from the same model.
+func WithHealthServer(h *services.HealthServer) Option { return func(p *Proxier) { p.health = h } }
+
 // WithSysctl sets how the Proxier writes a sysctl (key like
 // "net/ipv4/conf/all/route_localnet"); default: write
 // /proc/sys/<key> in the caller's network namespace. Tests pass
@@ -95,11 +101,15 @@ type Proxier struct {
 	log     *slog.Logger
 	onStale func(context.Context, []services.StaleFlow)
 	sysctl  func(key, value string) error
+	health  *services.HealthServer
 
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
 	resolved map[services.ServicePortName]*services.Resolved
 	stale    []services.StaleFlow // flows to clean once an Apply succeeds
+	// applied holds the ports rendered since the last successful Apply,
+	// for the health server.
+	applied  map[services.ServicePortName]*services.Resolved
 	needFull bool
 }
 
@@ -164,6 +174,11 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		// The desired state stays in p.ipt; the next Apply writes it.
 		return fmt.Errorf("iptables services: %w", err)
 	}
+	if p.health != nil {
+		p.health.Update(p.applied)
+		p.health.Updated()
+	}
+	p.applied = nil
 	if len(p.stale) > 0 {
 		stale := p.stale
 		p.stale = nil
@@ -211,6 +226,12 @@ func (p *Proxier) render() error {
 			p.state[n] = cur
 		}
 		p.stale = append(p.stale, services.StaleFlows(p.resolved[n], changes[n], p.cfg.Family == ipt.IPv6)...)
+		if p.health != nil {
+			if p.applied == nil {
+				p.applied = map[services.ServicePortName]*services.Resolved{}
+			}
+			p.applied[n] = changes[n]
+		}
 		if changes[n] == nil {
 			delete(p.resolved, n)
 		} else {
