@@ -3,12 +3,15 @@ package iptables_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/services"
 	sipt "github.com/tabbynet/tabby/services/iptables"
 	st "github.com/tabbynet/tabby/services/servicestest"
+	"github.com/tabbynet/tabby/services/servicestest/kernelsuite"
 )
 
 // benchTable is where a benchmark renders: the kernel through one
@@ -82,6 +85,34 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkFirstPacket: a new TCP connection from a pod to a cluster IP
+// placed after N other services × 10 endpoints in TABBY-SERVICES (its
+// rules are a linear list, so the first packet's cost grows with N; the
+// services=0 case is the in-run peer). nft runs at 1,000 only: its
+// 10,000 setup is a 750 s full sync (README).
+func BenchmarkFirstPacket(b *testing.B) {
+	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
+		for _, n := range []int{0, 1000, 10000} {
+			b.Run(fmt.Sprintf("%s/services=%d", backend, n), func(b *testing.B) {
+				if backend == ipt.BackendNFT && n > 1000 {
+					b.Skip("iptables-nft-restore takes about 750 s to write 10,000 services (quadratic in chains); see README")
+				}
+				kernelsuite.FirstPacket(b, n, func(tb testing.TB, node *nettest.Node, tr *services.Tracker) kernelsuite.Backend {
+					table, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithNetns(node.NS.Name))
+					if err != nil {
+						tb.Fatal(err)
+					}
+					p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}})
+					if err != nil {
+						tb.Fatal(err)
+					}
+					return p
+				})
 			})
 		}
 	}
