@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -212,7 +211,7 @@ func (p *Proxier) render() error {
 		p.ipt.QueueResync()
 	}
 	dispatchChanged := full
-	for _, n := range slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) }) {
+	for _, n := range sortedNames(changes) {
 		old, cur := p.state[n], p.renderPort(changes[n])
 		if err := p.writePort(old, cur); err != nil {
 			return err
@@ -247,6 +246,25 @@ func (p *Proxier) render() error {
 	return nil
 }
 
+// sortedNames returns m's keys in the order of their String form (the
+// order rules and chains are written in), formatting each name once.
+func sortedNames[V any](m map[services.ServicePortName]V) []services.ServicePortName {
+	type keyed struct {
+		s string
+		n services.ServicePortName
+	}
+	ks := make([]keyed, 0, len(m))
+	for n := range m {
+		ks = append(ks, keyed{n.String(), n})
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.s, b.s) })
+	out := make([]services.ServicePortName, len(ks))
+	for i, k := range ks {
+		out[i] = k.n
+	}
+	return out
+}
+
 // writePort sets the chains cur owns and deletes those only old had.
 func (p *Proxier) writePort(old, cur *rendered) error {
 	if cur != nil {
@@ -271,7 +289,7 @@ func (p *Proxier) writePort(old, cur *rendered) error {
 
 // writeDispatch rebuilds the dispatch chains from every port's parts.
 func (p *Proxier) writeDispatch() error {
-	names := slices.SortedFunc(maps.Keys(p.state), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
+	names := sortedNames(p.state)
 	var natSvc, nodePorts, filterSvc, filterExt []ipt.Rule
 	for _, n := range names {
 		r := p.state[n]
@@ -377,5 +395,5 @@ func (p *Proxier) baseChains() error {
 // name within iptables' 28).
 func chainName(prefix string, parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
+	return prefix + base32.StdEncoding.EncodeToString(h[:10]) // 10 bytes = the 16 characters
 }
