@@ -2,6 +2,7 @@ package services
 
 import (
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -279,10 +280,10 @@ func (t *Tracker) resolve(n types.NamespacedName) map[ServicePortName]*Resolved 
 	out := map[ServicePortName]*Resolved{}
 	for _, p := range ports {
 		var eps []Endpoint
-		seen := map[[2]any]bool{}
+		seen := map[netip.AddrPort]bool{}
 		for _, s := range t.slices[n] {
 			for _, e := range s[sliceKey{p.Name.Port, p.Name.Protocol}] {
-				k := [2]any{e.Addr, e.Port}
+				k := e.AddrPort()
 				if !seen[k] {
 					seen[k] = true
 					eps = append(eps, e)
