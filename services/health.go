@@ -90,8 +90,11 @@ type HealthConfig struct {
 //	{"lastUpdated":"2006-01-02T15:04:05.999999999Z","currentTime":"..."}
 //
 // lastUpdated is the time of the last successful sync (zero before the
-// first). kube-proxy reports currentTime there when healthy; tabby
-// reports the real sync time.
+// first). Differences from kube-proxy: it reports currentTime as
+// lastUpdated when healthy (tabby reports the real sync time), adds
+// "nodeEligible" and answers 503 for a Node being deleted or tainted
+// ToBeDeletedByClusterAutoscaler (HealthServer knows no Node), and also
+// serves /livez.
 type HealthServer struct {
 	cfg HealthConfig
 	log *slog.Logger

@@ -296,3 +296,25 @@ func TestHealthServerInNetns(t *testing.T) {
 	assert.Equal(t, serviceAnswer(200, "default", "web", 1, true), a)
 	assert.Empty(t, e.hs.ListenErrors())
 }
+
+// TestHealthServerRunOwnsListeners: nothing listens before Run, Run
+// opens what Update asked for, a second Run is refused, and the
+// listeners close when Run's context ends.
+func TestHealthServerRunOwnsListeners(t *testing.T) {
+	hp := freePort(t)
+	hs := services.NewHealthServer(services.HealthConfig{BindAddress: netip.MustParseAddr("127.0.0.1")}, nil)
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 30080), st.LocalHealthCheck(int32(hp))))
+	hs.Update(tr.Changes())
+	refused(t, hp)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- hs.Run(ctx) }()
+	require.Eventually(t, func() bool { _, err := get(hp, "/", nil); return err == nil }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, serviceAnswer(503, "default", "web", 0, true), mustGet(t, hp, "/"))
+	require.Error(t, hs.Run(ctx), "already running")
+	cancel()
+	require.NoError(t, <-done)
+	refused(t, hp)
+}
