@@ -1,7 +1,9 @@
 // Package services is the model of Kubernetes Services as kube-proxy
 // implements them, built from core/v1 Service and discovery/v1
 // EndpointSlice objects, plus the set of service addresses a node
-// announces over BGP (Announce). Backends that turn the model into NAT
+// announces over BGP (Announce), and kube-proxy's health checks
+// (HealthServer: the healthCheckNodePort of every externalTrafficPolicy
+// Local LoadBalancer, and the node-wide /healthz). Backends that turn the model into NAT
 // rules live in subpackages: services/nftables (sigs.k8s.io/knftables,
 // kube-proxy's nftables mode) and services/iptables (dataplane/iptables,
 // kube-proxy's iptables mode).
@@ -53,9 +55,16 @@
 //     costs O(changed Services), not O(all) (kube-proxy's change
 //     trackers). Bursts of events between syncs coalesce.
 //  2. Resolved values are immutable once returned; backends keep them.
-//  3. Announce is a pure function of the resolved state and the BGP
+//  3. HealthServer is fed what a backend applied (its WithHealthServer
+//     option calls Update and Updated after each successful sync) and
+//     the tracker's events (TrackerConfig.OnChange = QueuedUpdate), so
+//     health answers follow the rules in the kernel, not the API.
+//     Listeners are one per health-check port, opened and closed as
+//     Services come and go; one that fails to bind is logged and
+//     retried by Run without touching the others.
+//  4. Announce is a pure function of the resolved state and the BGP
 //     configuration, so the bgp package can call it on every change.
 //
-// Thread safety: Tracker methods are safe for concurrent use; Announce and
-// ServicePorts are pure.
+// Thread safety: Tracker and HealthServer methods are safe for
+// concurrent use; Announce and ServicePorts are pure.
 package services

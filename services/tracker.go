@@ -2,6 +2,7 @@ package services
 
 import (
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -24,6 +25,10 @@ type TrackerConfig struct {
 	NodeName string
 	// NodePorts is the node-port range (default 30000-32767).
 	NodePorts NodePortRange
+	// OnChange, when set, is called after every On* event is recorded
+	// (kube-proxy calls its health server's QueuedUpdate there; pass
+	// HealthServer.QueuedUpdate). It must not call the Tracker.
+	OnChange func()
 }
 
 // Tracker gathers Service and EndpointSlice events between syncs, as
@@ -86,6 +91,7 @@ func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
 	t.setClaims(n, svc)
 	t.services[n] = svc
 	t.dirty[n] = true
+	t.changed()
 }
 
 // OnServiceDelete records that a Service is gone.
@@ -96,6 +102,13 @@ func (t *Tracker) OnServiceDelete(svc *v1.Service) {
 	t.setClaims(n, nil)
 	delete(t.services, n)
 	t.dirty[n] = true
+	t.changed()
+}
+
+func (t *Tracker) changed() {
+	if t.cfg.OnChange != nil {
+		t.cfg.OnChange()
+	}
 }
 
 // setClaims replaces n's node-port claims; every Service sharing a
@@ -189,6 +202,7 @@ func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 	}
 	m[s.Name] = eps
 	t.dirty[n] = true
+	t.changed()
 }
 
 // OnEndpointSliceDelete records that an EndpointSlice is gone.
@@ -204,6 +218,7 @@ func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
 		delete(t.slices, n)
 	}
 	t.dirty[n] = true
+	t.changed()
 }
 
 // Changes returns the service ports whose Service or endpoints changed
@@ -265,10 +280,10 @@ func (t *Tracker) resolve(n types.NamespacedName) map[ServicePortName]*Resolved 
 	out := map[ServicePortName]*Resolved{}
 	for _, p := range ports {
 		var eps []Endpoint
-		seen := map[[2]any]bool{}
+		seen := map[netip.AddrPort]bool{}
 		for _, s := range t.slices[n] {
 			for _, e := range s[sliceKey{p.Name.Port, p.Name.Protocol}] {
-				k := [2]any{e.Addr, e.Port}
+				k := e.AddrPort()
 				if !seen[k] {
 					seen[k] = true
 					eps = append(eps, e)

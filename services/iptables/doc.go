@@ -71,9 +71,14 @@
 // says RELATED, ESTABLISHED or DNAT; it is installed for IPv4 whatever
 // LocalhostNodePorts says, as kube-proxy does.
 //
+// Health checks: WithHealthServer hands every successful Sync's ports
+// to a services.HealthServer, which serves the healthCheckNodePorts and
+// /healthz (kube-proxy's answers) from what was applied.
+//
 // What differs from kube-proxy: no KUBE-PROXY-FIREWALL
-// (loadBalancerSourceRanges), KUBE-FORWARD or health-check node port
-// rules; masquerade of non-pod traffic uses one chain (TABBY-MASQ-NONPOD)
+// (loadBalancerSourceRanges), KUBE-FORWARD or filter ACCEPT rules for
+// the health-check node ports (a host with a default-drop INPUT policy
+// must allow them itself); masquerade of non-pod traffic uses one chain (TABBY-MASQ-NONPOD)
 // so several ClusterCIDRs work; the masquerade bit is cleared with
 // --set-xmark 0/0x4000 instead of --xor-mark (the same effect).
 //
@@ -96,7 +101,8 @@
 //     desired state again.
 //  3. Conntrack: after a successful Apply, Sync hands the UDP/SCTP flows
 //     the changes made stale (services.StaleFlows, accumulated across
-//     failed syncs) to the WithStaleFlows function (services/conntrack).
+//     failed syncs) to the WithStaleFlows function (services/conntrack),
+//     and the applied ports to the WithHealthServer one.
 //  4. Tests at two levels: the renderer into ipt.Fake with Dump goldens
 //     and Trace (a packet tracer over the fake's rules, kube-proxy's
 //     iptablesTracer, sharing servicestest.TraceCases with

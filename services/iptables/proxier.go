@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -80,6 +79,12 @@ func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Opt
 	return func(p *Proxier) { p.onStale = f }
 }
 
+// WithHealthServer makes every successful Sync hand the service ports
+// it applied to h (HealthServer.Update) and report the sync
+// (HealthServer.Updated), so h serves the healthCheckNodePorts and
+// /healthz from the same model.
+func WithHealthServer(h *services.HealthServer) Option { return func(p *Proxier) { p.health = h } }
+
 // WithSysctl sets how the Proxier writes a sysctl (key like
 // "net/ipv4/conf/all/route_localnet"); default: write
 // /proc/sys/<key> in the caller's network namespace. Tests pass
@@ -95,11 +100,15 @@ type Proxier struct {
 	log     *slog.Logger
 	onStale func(context.Context, []services.StaleFlow)
 	sysctl  func(key, value string) error
+	health  *services.HealthServer
 
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
 	resolved map[services.ServicePortName]*services.Resolved
 	stale    []services.StaleFlow // flows to clean once an Apply succeeds
+	// applied holds the ports rendered since the last successful Apply,
+	// for the health server.
+	applied  map[services.ServicePortName]*services.Resolved
 	needFull bool
 }
 
@@ -164,6 +173,11 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		// The desired state stays in p.ipt; the next Apply writes it.
 		return fmt.Errorf("iptables services: %w", err)
 	}
+	if p.health != nil {
+		p.health.Update(p.applied)
+		p.health.Updated()
+	}
+	p.applied = nil
 	if len(p.stale) > 0 {
 		stale := p.stale
 		p.stale = nil
@@ -197,7 +211,7 @@ func (p *Proxier) render() error {
 		p.ipt.QueueResync()
 	}
 	dispatchChanged := full
-	for _, n := range slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) }) {
+	for _, n := range sortedNames(changes) {
 		old, cur := p.state[n], p.renderPort(changes[n])
 		if err := p.writePort(old, cur); err != nil {
 			return err
@@ -211,6 +225,12 @@ func (p *Proxier) render() error {
 			p.state[n] = cur
 		}
 		p.stale = append(p.stale, services.StaleFlows(p.resolved[n], changes[n], p.cfg.Family == ipt.IPv6)...)
+		if p.health != nil {
+			if p.applied == nil {
+				p.applied = map[services.ServicePortName]*services.Resolved{}
+			}
+			p.applied[n] = changes[n]
+		}
 		if changes[n] == nil {
 			delete(p.resolved, n)
 		} else {
@@ -224,6 +244,25 @@ func (p *Proxier) render() error {
 	}
 	p.needFull = false
 	return nil
+}
+
+// sortedNames returns m's keys in the order of their String form (the
+// order rules and chains are written in), formatting each name once.
+func sortedNames[V any](m map[services.ServicePortName]V) []services.ServicePortName {
+	type keyed struct {
+		s string
+		n services.ServicePortName
+	}
+	ks := make([]keyed, 0, len(m))
+	for n := range m {
+		ks = append(ks, keyed{n.String(), n})
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.s, b.s) })
+	out := make([]services.ServicePortName, len(ks))
+	for i, k := range ks {
+		out[i] = k.n
+	}
+	return out
 }
 
 // writePort sets the chains cur owns and deletes those only old had.
@@ -250,7 +289,7 @@ func (p *Proxier) writePort(old, cur *rendered) error {
 
 // writeDispatch rebuilds the dispatch chains from every port's parts.
 func (p *Proxier) writeDispatch() error {
-	names := slices.SortedFunc(maps.Keys(p.state), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
+	names := sortedNames(p.state)
 	var natSvc, nodePorts, filterSvc, filterExt []ipt.Rule
 	for _, n := range names {
 		r := p.state[n]
@@ -356,5 +395,5 @@ func (p *Proxier) baseChains() error {
 // name within iptables' 28).
 func chainName(prefix string, parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
+	return prefix + base32.StdEncoding.EncodeToString(h[:10]) // 10 bytes = the 16 characters
 }

@@ -106,8 +106,19 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	comment := commentOf(name)
 	out := &rendered{}
 
-	sepName := func(e services.Endpoint) string { return chainName(prefixSEP, append(key, e.String())...) }
-	seps := map[string]bool{}
+	// sepNames caches each endpoint's SEP chain name (a SHA-256 each):
+	// an endpoint is named up to five times.
+	sepNames := map[netip.AddrPort]string{}
+	sepName := func(e services.Endpoint) string {
+		ap := e.AddrPort()
+		n, ok := sepNames[ap]
+		if !ok {
+			n = chainName(prefixSEP, append(key, ap.String())...)
+			sepNames[ap] = n
+		}
+		return n
+	}
+	seps := map[netip.AddrPort]bool{}
 	// balance returns the rules of a chain spreading over eps.
 	balance := func(eps []services.Endpoint) []ipt.Rule {
 		var rules []ipt.Rule
@@ -125,10 +136,10 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 			rules = append(rules, ipt.Rule{Match: m, Action: ipt.Jump{Chain: sepName(e)}, Comment: e.String()})
 		}
 		for _, e := range eps {
-			if seps[e.String()] {
+			if seps[e.AddrPort()] {
 				continue
 			}
-			seps[e.String()] = true
+			seps[e.AddrPort()] = true
 			dnat := ipt.Match().Protocol(proto)
 			if sp.AffinityTimeout > 0 {
 				dnat = dnat.RecentSet(sepName(e))

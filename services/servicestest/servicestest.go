@@ -192,3 +192,14 @@ func TraceCases(localhostNodePorts bool) []TraceCase {
 		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
 	}
 }
+
+// LocalHealthCheck makes a Service a LoadBalancer with
+// externalTrafficPolicy Local and healthCheckNodePort port (Kubernetes
+// allocates that port only for this combination).
+func LocalHealthCheck(port int32) func(*v1.Service) {
+	return func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.HealthCheckNodePort = port
+	}
+}

@@ -349,3 +349,41 @@ func localhost(t *testing.T, f Factory, feat Features) {
 		assert.NotContains(t, err.Error(), "refused", "dropped by the guard")
 	}
 }
+
+// FirstPacketVIP is the cluster IP and port FirstPacket connects to.
+var FirstPacketVIP = netip.MustParseAddrPort("10.111.0.1:80")
+
+// FirstPacket is a benchmark body for a backend's first-packet latency:
+// each iteration is a new TCP connection (connect, read the listener's
+// answer, close) from a pod to FirstPacketVIP, a ClusterIP Service
+// default/target with one endpoint, while the table also holds n
+// Services × 10 endpoints (servicestest.LoadTracker, namespace "bench",
+// so in a name-ordered dispatch the target comes after all of them).
+// newBackend makes the backend in node's namespace; FirstPacket syncs
+// it once before timing. Run it with n = 0 in the same run as the peer.
+// It skips unless root.
+func FirstPacket(b *testing.B, n int, newBackend func(tb testing.TB, node *nettest.Node, tr *services.Tracker) Backend) {
+	b.Helper()
+	topo := nettest.NewTopology(b, nettest.Nodes(1)) // skips unless root
+	node := topo.Node(0)
+	backend := node.AddPod(b)
+	backend.ListenTCP(b, 8080)
+	client := node.AddPod(b)
+	tr := st.LoadTracker(n, 10)
+	tr.OnServiceUpdate(st.Service("default", "target", FirstPacketVIP.Addr().String(), st.Port("http", v1.ProtocolTCP, int32(FirstPacketVIP.Port()), 0)))
+	tr.OnEndpointSliceUpdate(st.Slice("default", "target", "target-1", st.WebPorts, st.Endpoint{IP: backend.IP.String(), Node: node.Name}))
+	be := newBackend(b, node, tr)
+	if err := be.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	// One connection before timing: neighbour entries, route cache.
+	if _, err := client.Probe("tcp", FirstPacketVIP, 5*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := client.Probe("tcp", FirstPacketVIP, 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
