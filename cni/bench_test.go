@@ -92,31 +92,39 @@ func BenchmarkPods(b *testing.B) {
 				"routes": []any{map[string]any{"dst": "0.0.0.0/0"}}},
 		}}}),
 	}
-	tabby, ptp := &contender{name: "tabby"}, &contender{name: "ptp+host-local"}
-	cs := []*contender{tabby, ptp}
+	cs := []*contender{{name: "tabby"}, {name: "ptp+host-local"}}
 	pods := map[*contender][]*nettest.Netns{}
 	for _, c := range cs {
 		for range b.N {
 			pods[c] = append(pods[c], nettest.NewNetns(b, "cni-bench"))
 		}
 	}
+	addThenDel(b, cs, func(i int, c *contender) error {
+		_, err := l.add(lists[c.name], rt(fmt.Sprint("b", i), pods[c][i].Path))
+		return err
+	}, func(i int, c *contender) error {
+		return l.del(lists[c.name], rt(fmt.Sprint("b", i), pods[c][i].Path))
+	})
+}
+
+// addThenDel times add for every contender, b.N times in turns, then del
+// likewise, and reports each contender's p50 and p99 and the p50 ratios
+// of the first contender to the second.
+func addThenDel(b *testing.B, cs []*contender, add, del func(i int, c *contender) error) {
 	b.ResetTimer()
 	turns(b, cs, func(i int, c *contender) {
-		require.NoError(b, timed(&c.adds, func() error {
-			_, err := l.add(lists[c.name], rt(fmt.Sprint("b", i), pods[c][i].Path))
-			return err
-		}))
+		require.NoError(b, timed(&c.adds, func() error { return add(i, c) }))
 	})
 	turns(b, cs, func(i int, c *contender) {
-		require.NoError(b, timed(&c.dels, func() error { return l.del(lists[c.name], rt(fmt.Sprint("b", i), pods[c][i].Path)) }))
+		require.NoError(b, timed(&c.dels, func() error { return del(i, c) }))
 	})
 	b.StopTimer()
 	for _, c := range cs {
 		report(b, c.name+"-add", c.adds)
 		report(b, c.name+"-del", c.dels)
 	}
-	reportRatio(b, "add", tabby.adds, ptp.adds)
-	reportRatio(b, "del", tabby.dels, ptp.dels)
+	reportRatio(b, "add", cs[0].adds, cs[1].adds)
+	reportRatio(b, "del", cs[0].dels, cs[1].dels)
 }
 
 func BenchmarkIPAMOnly(b *testing.B) {
@@ -148,22 +156,9 @@ func BenchmarkIPAMOnly(b *testing.B) {
 			return invoke.ExecPluginWithoutResult(ctx, bin, stdin[c.name], args, nil)
 		})
 	}
-	tabby, hl := &contender{name: "tabby-ipam"}, &contender{name: "host-local"}
-	cs := []*contender{tabby, hl}
-	b.ResetTimer()
-	turns(b, cs, func(i int, c *contender) {
-		require.NoError(b, timed(&c.adds, func() error { return run(c, "ADD", i) }))
-	})
-	turns(b, cs, func(i int, c *contender) {
-		require.NoError(b, timed(&c.dels, func() error { return run(c, "DEL", i) }))
-	})
-	b.StopTimer()
-	for _, c := range cs {
-		report(b, c.name+"-add", c.adds)
-		report(b, c.name+"-del", c.dels)
-	}
-	reportRatio(b, "add", tabby.adds, hl.adds)
-	reportRatio(b, "del", tabby.dels, hl.dels)
+	addThenDel(b, []*contender{{name: "tabby-ipam"}, {name: "host-local"}},
+		func(i int, c *contender) error { return run(c, "ADD", i) },
+		func(i int, c *contender) error { return run(c, "DEL", i) })
 }
 
 // BenchmarkStart: process start and exit of each plugin binary (CNI
