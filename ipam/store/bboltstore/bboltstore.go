@@ -156,7 +156,8 @@ var (
 	_ store.KeyLister = (*Store)(nil)
 )
 
-// Open opens (creating if needed) the store file at path.
+// Open opens (creating if needed) the store file at path. Opening a file
+// that has its buckets only reads it; a new file gets them in one commit.
 func Open(path string, opts ...Option) (*Store, error) {
 	o := options{lockTimeout: 30 * time.Second, pollInterval: 100 * time.Millisecond, history: 1 << 16,
 		linger: 2 * time.Millisecond, maxHold: 20 * time.Millisecond}
