@@ -63,9 +63,19 @@
 //     not an error, and every verb runs under timeout_seconds
 //     (DefaultTimeout), which also bounds the bbolt lock wait and the etcd
 //     dial, so a stuck datastore gives code 11, never a hung runtime.
-//  5. GC never races ADD: allocations younger than gc_grace_seconds
+//  5. DEL removes the veth itself, synchronously: one RTM_DELLINK of the
+//     host end from the node namespace (the kernel removes both ends; the
+//     pod namespace is not entered), while the handle is released at the
+//     same time. It does not leave the interface to the runtime's deletion
+//     of the namespace: DEL frees the address, a runtime may keep the
+//     namespace after DEL, and an interface left behind would still hold
+//     an address the next pod can get. Calico's DEL and ptp's do the same.
+//     The kernel's part waits for an RCU grace period (the rcu_barrier in
+//     netdev_run_todo) and is most of a DEL's time; README.md has figures.
+//  6. ADD opens the node namespace's netlink sockets while IPAM assigns.
+//  7. GC never races ADD: allocations younger than gc_grace_seconds
 //     (DefaultGCGrace) are kept even when their container is not listed.
-//  6. Malformed input never panics: ParseConfig, ParseIPAMConfig and
+//  8. Malformed input never panics: ParseConfig, ParseIPAMConfig and
 //     ParseArgs are fuzzed.
 //
 // Not supported: ipAddrsNoIpam (rejected with code 7), hwAddr, the

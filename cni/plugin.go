@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/ipam"
@@ -110,14 +111,44 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 // workloadsFor returns the WorkloadManager and how to release it. This is
 // the one place the kernel's netlink.Workloads is constructed.
 func (p *Plugin) workloadsFor() (netlink.WorkloadManager, func(), error) {
+	return p.workloadsIn("")
+}
+
+// workloadsIn is workloadsFor in the host namespace at path ("": the
+// calling thread's).
+func (p *Plugin) workloadsIn(path string) (netlink.WorkloadManager, func(), error) {
 	if p.workloads != nil {
 		return p.workloads, func() {}, nil
 	}
-	w, err := netlink.NewWorkloads("", netlink.WithLogger(p.log))
+	w, err := netlink.NewWorkloads(path, netlink.WithLogger(p.log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open host namespace: %w", err)
 	}
 	return w, func() { _ = w.Close() }, nil
+}
+
+// openedWorkloads is the outcome of workloadsIn run in the background.
+type openedWorkloads struct {
+	wm   netlink.WorkloadManager
+	done func()
+	err  error
+}
+
+// openWorkloadsAsync starts workloadsFor for the calling thread's network
+// namespace (named by its /proc path, so another thread opens the same
+// one) and returns a function that waits for it; call that function
+// exactly once. It lets ADD open its netlink sockets while IPAM assigns.
+func (p *Plugin) openWorkloadsAsync() func() openedWorkloads {
+	if p.workloads != nil {
+		return func() openedWorkloads { return openedWorkloads{wm: p.workloads, done: func() {}} }
+	}
+	path := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+	c := make(chan openedWorkloads, 1)
+	go func() {
+		wm, done, err := p.workloadsIn(path)
+		c <- openedWorkloads{wm, done, err}
+	}()
+	return func() openedWorkloads { return <-c }
 }
 
 func (p *Plugin) node(explicit string) (string, error) {
@@ -186,11 +217,19 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	if err != nil {
 		return nil, err
 	}
-	wm, done, err := p.workloadsFor()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
+	// The host namespace's netlink sockets and the addresses are
+	// independent: open the one while IPAM assigns the other.
+	waitWorkloads := p.openWorkloadsAsync()
+	var opened *openedWorkloads
+	defer func() {
+		if opened == nil {
+			o := waitWorkloads()
+			opened = &o
+		}
+		if opened.err == nil {
+			opened.done()
+		}
+	}()
 	handle := Handle(conf.Name, args.ContainerID)
 	var (
 		addrs   []netip.Addr
@@ -237,6 +276,14 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 			return nil, errors.Join(err, release(ctx))
 		}
 	}
+	o := waitWorkloads()
+	opened = &o
+	if o.err != nil {
+		cctx, cancel := cleanupContext(d)
+		defer cancel()
+		return nil, errors.Join(o.err, release(cctx))
+	}
+	wm := o.wm
 	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, Addresses: addrs}
 	wr, err := wm.SetupWorkload(ctx, spec)
 	if err != nil {

@@ -10,10 +10,10 @@
 //  1. Two GETs per ADD (pod, namespace) of the objects' metadata only
 //     (client-go's metadata client, PartialObjectMetadata), no informer: a
 //     CNI plugin is a short-lived process. The metadata client registers
-//     no API group's types, so linking it does not slow the plugin's start
-//     (40 interleaved execs of the tabby binary with and without it: 24.3
-//     and 24.0 ms on a loaded 2-core machine), where the typed clientset
-//     would register every group's scheme on every exec.
+//     no API group's types (k8s.io/api is not linked), where the typed
+//     clientset would register every group's scheme on every exec; what is
+//     left (the metadata client, clientcmd and their dependencies) is a
+//     small part of the tabby binary's start (figures in cni/README.md).
 //  2. A pod or namespace that does not exist has no annotations (nil map,
 //     nil error), as cni.Resolver asks; any other API error is returned
 //     and the plugin turns it into code 11 (try again later).

@@ -156,7 +156,8 @@ var (
 	_ store.KeyLister = (*Store)(nil)
 )
 
-// Open opens (creating if needed) the store file at path.
+// Open opens (creating if needed) the store file at path. Opening a file
+// that has its buckets only reads it; a new file gets them in one commit.
 func Open(path string, opts ...Option) (*Store, error) {
 	o := options{lockTimeout: 30 * time.Second, pollInterval: 100 * time.Millisecond, history: 1 << 16,
 		linger: 2 * time.Millisecond, maxHold: 20 * time.Millisecond}
@@ -175,6 +176,19 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	defer s.release()
+	// A write transaction is a durable commit (two fdatasyncs) even when
+	// it changes nothing, and a CNI plugin opens the store once per call:
+	// look first, create the buckets only in a new file.
+	ready := false
+	if err := db.View(func(tx *bolt.Tx) error {
+		ready = tx.Bucket(bucketKV) != nil && tx.Bucket(bucketLog) != nil && tx.Bucket(bucketMeta) != nil
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("bbolt: init %s: %w", path, err)
+	}
+	if ready {
+		return s, nil
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketKV, bucketLog, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

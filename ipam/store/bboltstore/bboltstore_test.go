@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/tabbynet/tabby/ipam/store"
 	"github.com/tabbynet/tabby/ipam/store/bboltstore"
@@ -93,4 +94,34 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 		require.Nil(t, s)
 		require.NoFileExists(t, path, "nothing opened")
 	}
+}
+
+// Opening an existing store reads, it does not commit: a CNI plugin opens
+// the file once per call, and every bbolt commit costs two fdatasyncs.
+func TestReopenDoesNotCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ipam.db")
+	txid := func() int {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		defer db.Close()
+		tx, err := db.Begin(false)
+		require.NoError(t, err)
+		defer tx.Rollback()
+		return tx.ID()
+	}
+	s, err := bboltstore.Open(path)
+	require.NoError(t, err)
+	_, err = s.Create(context.Background(), "/x", []byte("v"))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	before := txid()
+	for range 3 {
+		s, err := bboltstore.Open(path)
+		require.NoError(t, err)
+		kv, err := s.Get(context.Background(), "/x")
+		require.NoError(t, err)
+		require.Equal(t, "v", string(kv.Value))
+		require.NoError(t, s.Close())
+	}
+	require.Equal(t, before, txid())
 }
