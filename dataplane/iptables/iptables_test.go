@@ -3,6 +3,8 @@ package iptables
 import (
 	"context"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,3 +312,32 @@ func TestDetectBackend(t *testing.T) {
 type execFunc func(context.Context, Command) ([]byte, error)
 
 func (f execFunc) Run(ctx context.Context, c Command) ([]byte, error) { return f(ctx, c) }
+
+func TestSetChainsEqualsSetChain(t *testing.T) {
+	var chains []Chain
+	for i := range 200 {
+		c := Chain{Name: "tabby-c" + strconv.Itoa(i)}
+		for j := range i % 7 {
+			c.Rules = append(c.Rules, Rule{Match: Match().Protocol(TCP).DestPorts(uint16(j + 1)).SourceIPSet("tabby-s" + strconv.Itoa(i)),
+				Action: SetMark{Value: 0x10000, Mask: 0x10000}, Comment: "rule " + strconv.Itoa(j)})
+		}
+		chains = append(chains, c)
+	}
+	one, _ := fakeIPTables(t, IPv4)
+	for _, c := range chains {
+		require.NoError(t, one.SetChain(Filter, c))
+	}
+	all, _ := fakeIPTables(t, IPv4)
+	require.NoError(t, all.SetChains(Filter, chains))
+	assert.Equal(t, one.Render(), all.Render())
+
+	// One bad rule: an error naming its chain, and nothing changes.
+	bad := slices.Clone(chains)
+	bad[150] = Chain{Name: "tabby-c150", Rules: []Rule{{Action: Jump{Chain: "-bad"}}}}
+	bad = append(bad, Chain{Name: "tabby-new"})
+	err := all.SetChains(Filter, bad)
+	require.ErrorIs(t, err, ErrInvalidRule)
+	assert.Contains(t, err.Error(), "tabby-c150")
+	assert.Equal(t, one.Render(), all.Render())
+	assert.ErrorIs(t, all.SetChains(Filter, []Chain{{Name: "other"}}), ErrNotOwned)
+}

@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -194,37 +197,56 @@ func (r Rule) validate(f Family) error {
 // comment, extension matches, then the target.
 func renderRule(r Rule, f Family, hashComment string) string {
 	b := argBuilder{family: f}
-	r.Match.render(&b)
+	split := renderRuleParts(&b, r)
+	out := slices.Concat(b.Bytes()[:split], appendQuoted(nil, hashComment), b.Bytes()[split:])
+	return string(out)
+}
+
+// renderRuleParts renders r into b (empty) around its hash comment's
+// value, which goes at the returned offset.
+func renderRuleParts(b *argBuilder, r Rule) (split int) {
+	r.Match.render(b)
 	b.add("-m", "comment", "--comment")
-	b.quoted(hashComment)
+	b.WriteByte(' ')
+	split = b.Len()
 	if r.Comment != "" {
 		b.add("-m", "comment", "--comment")
 		b.quoted(r.Comment)
 	}
-	r.Match.renderExt(&b)
+	r.Match.renderExt(b)
 	if rj, ok := r.Action.(Reject); ok && rj.With == "" {
 		rj.With = "icmp-port-unreachable"
-		if f == IPv6 {
+		if b.family == IPv6 {
 			rj.With = "icmp6-port-unreachable"
 		}
 		r.Action = rj
 	}
-	r.Action.args(&b)
-	return b.String()
+	r.Action.args(b)
+	return split
 }
 
-// ruleHashes chains hashes along a chain, as Felix does: each rule's hash
-// covers the chain name, the previous rule's hash and the rule's own text,
-// so a rule's hash changes when anything before it does. A hash is 16
-// characters of URL-safe base64 of SHA-256.
-func ruleHash(chain, prev, spec string) string {
-	h := sha256.New()
-	h.Write([]byte(chain))
-	h.Write([]byte{0})
-	h.Write([]byte(prev))
-	h.Write([]byte{0})
-	h.Write([]byte(spec))
-	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))[:16]
+// hashLen is the length of a rule hash.
+const hashLen = 16
+
+// ruleHash chains hashes along a chain, as Felix does: each rule's hash
+// covers the chain name, the previous rule's hash and the rule's own text
+// with an empty hash comment (head + `""` + tail), so a rule's hash
+// changes when anything before it does. A hash is 16 characters of
+// URL-safe base64 of SHA-256. h is reset first; the hash is appended to
+// dst.
+func ruleHash(dst []byte, h hash.Hash, chain string, prev, head, tail []byte) []byte {
+	h.Reset()
+	_, _ = io.WriteString(h, chain)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(prev)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(head)
+	_, _ = io.WriteString(h, `""`)
+	_, _ = h.Write(tail)
+	var sum [sha256.Size]byte
+	var enc [44]byte
+	base64.RawURLEncoding.Encode(enc[:], h.Sum(sum[:0]))
+	return append(dst, enc[:hashLen]...)
 }
 
 // renderedChain is a chain's rule specs (without "-A CHAIN ") and hashes.
@@ -234,20 +256,46 @@ type renderedChain struct {
 }
 
 // renderChain validates and renders the rules of chain for family f;
-// hashPrefix starts every hash comment ("tabby:").
+// hashPrefix starts every hash comment ("tabby:"). The specs share one
+// string, and so do the hashes (one allocation each for a whole chain).
 func renderChain(chain string, rules []Rule, f Family, hashPrefix string) (renderedChain, error) {
-	rc := renderedChain{specs: make([]string, len(rules)), hashes: make([]string, len(rules))}
-	prev := ""
 	for i, r := range rules {
 		if err := r.validate(f); err != nil {
 			return renderedChain{}, fmt.Errorf("chain %s rule %d: %w", chain, i, err)
 		}
-		// The hash covers the rule without its own comment.
-		body := renderRule(r, f, "")
-		h := ruleHash(chain, prev, body)
-		rc.hashes[i] = h
-		rc.specs[i] = renderRule(r, f, hashPrefix+h)
-		prev = h
+	}
+	rc := renderedChain{specs: make([]string, len(rules)), hashes: make([]string, len(rules))}
+	if len(rules) == 0 {
+		return rc, nil
+	}
+	b := argBuilder{family: f}
+	h := sha256.New()
+	hashes := make([]byte, 0, hashLen*len(rules))
+	var text []byte
+	ends := make([]int, len(rules))
+	for i, r := range rules {
+		b.Reset()
+		split := renderRuleParts(&b, r)
+		rule := b.Bytes()
+		var prev []byte
+		if i > 0 {
+			prev = hashes[(i-1)*hashLen:]
+		}
+		hashes = ruleHash(hashes, h, chain, prev, rule[:split], rule[split:])
+		if text == nil {
+			text = make([]byte, 0, len(rules)*(len(rule)+len(hashPrefix)+hashLen+8))
+		}
+		text = append(text, rule[:split]...)
+		text = appendQuoted(text, hashPrefix, string(hashes[i*hashLen:]))
+		text = append(text, rule[split:]...)
+		ends[i] = len(text)
+	}
+	allText, allHashes := string(text), string(hashes)
+	start := 0
+	for i := range rules {
+		rc.specs[i] = allText[start:ends[i]]
+		rc.hashes[i] = allHashes[i*hashLen : (i+1)*hashLen]
+		start = ends[i]
 	}
 	return rc, nil
 }

@@ -232,17 +232,29 @@ func (c *Compiler) push(p *Plan) error {
 			}
 		}
 	}
+	var set []iptables.Chain
 	for _, ch := range p.Chains {
 		if ch.Deleted {
 			c.ipt.DeleteChain(iptables.Filter, ch.Name)
 			delete(c.appliedChains, ch.Name)
 			continue
 		}
-		if err := c.ipt.SetChain(iptables.Filter, iptables.Chain{Name: ch.Name, Rules: ch.Rules}); err != nil {
-			errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
-			continue
+		set = append(set, iptables.Chain{Name: ch.Name, Rules: ch.Rules})
+	}
+	// All chains rendered at once (in parallel); if one is refused, one
+	// by one, so the others still go through.
+	if err := c.ipt.SetChains(iptables.Filter, set); err == nil {
+		for _, ch := range set {
+			c.appliedChains[ch.Name] = ch.Rules
 		}
-		c.appliedChains[ch.Name] = ch.Rules
+	} else {
+		for _, ch := range set {
+			if err := c.ipt.SetChain(iptables.Filter, ch); err != nil {
+				errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
+				continue
+			}
+			c.appliedChains[ch.Name] = ch.Rules
+		}
 	}
 	if p.Hooks {
 		if err := c.ipt.SetHook(iptables.Filter, "FORWARD", []iptables.Rule{{Action: iptables.Jump{Chain: ChainForward}}}); err != nil {
