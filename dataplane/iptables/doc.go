@@ -62,7 +62,10 @@
 //     missing chain), and re-reads the kernel on the next Apply, so the
 //     desired state converges once it is valid. Lock contention (exit
 //     status 4, "xtables lock") is retried with backoff from 100 ms
-//     doubling, up to LockRetries times, on top of `-w LockWait`.
+//     doubling, up to LockRetries times, on top of `-w LockWait`. Only the
+//     legacy backend takes the xtables lock (/run/xtables.lock, or the
+//     file named by XTABLES_LOCKFILE, which OSExecer.Env can set); nft
+//     commits are atomic in the kernel and never wait for it.
 //  8. Backends. Config.Backend forces legacy or nft; BackendAuto runs
 //     DetectBackend on the first Apply, as kube-proxy's iptables-wrapper
 //     and Felix do: kubelet's KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY
