@@ -274,8 +274,9 @@ func (c *Compiler) renderPolicy(key string) {
 			continue
 		}
 		var rules []iptables.Rule
-		for _, r := range rp.Rules(d) {
-			rules = append(rules, c.ruleRules(rp, d, r)...)
+		rs := rp.Rules(d)
+		for i := range rs {
+			rules = append(rules, c.ruleRules(rp, d, &rs[i])...)
 		}
 		c.setChain(name, rules)
 	}
@@ -383,7 +384,7 @@ func iptProto(p pol.Protocol) iptables.Protocol {
 // RETURN once the mark is set. A rule that cannot match in this family
 // (ipVersion, nets, ICMP version), or that needs L7 (HTTP) or a Service,
 // renders to nothing, as it never matches a netfilter packet.
-func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r pol.ResolvedRule) []iptables.Rule {
+func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r *pol.ResolvedRule) []iptables.Rule {
 	ref := RuleRef{Policy: rp.Key, Direction: d, Rule: r.Index}
 	if r.HTTP != nil {
 		c.l7[rp.Key] = append(c.l7[rp.Key], ref)
@@ -481,7 +482,7 @@ func portRanges(ps []pol.Port) (chunks [][]iptables.PortRange, named []string) {
 
 // sideMatches adds one side's (source or destination) matches to every
 // alternative; ok false when the side can never match in this family.
-func (c *Compiler) sideMatches(policy string, r pol.ResolvedRule, m *pol.EntityMatch, src bool, alts []iptables.MatchCriteria) ([]iptables.MatchCriteria, bool) {
+func (c *Compiler) sideMatches(policy string, r *pol.ResolvedRule, m *pol.EntityMatch, src bool, alts []iptables.MatchCriteria) ([]iptables.MatchCriteria, bool) {
 	var nets, notNets []netip.Prefix
 	for _, n := range m.Nets {
 		if c.inFamily(n) {
