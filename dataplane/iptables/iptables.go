@@ -363,18 +363,8 @@ func (t *IPTables) InSync() bool {
 func (t *IPTables) Apply(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.backend == BackendAuto {
-		b, err := DetectBackend(ctx, t.exec)
-		if err != nil {
-			return fmt.Errorf("detect iptables backend: %w", err)
-		}
-		t.log.Info("detected iptables backend", "backend", b, "family", t.cfg.Family)
-		t.backend = b
-	}
-	if !t.read || (t.cfg.RefreshInterval > 0 && t.clock.Since(t.lastRd) >= t.cfg.RefreshInterval) {
-		if err := t.readKernel(ctx); err != nil {
-			return err
-		}
+	if err := t.readIfNeeded(ctx); err != nil {
+		return err
 	}
 	input, done := t.buildInput()
 	if len(input) == 0 {
@@ -385,6 +375,34 @@ func (t *IPTables) Apply(ctx context.Context) error {
 		return err
 	}
 	done()
+	return nil
+}
+
+// Read does now what the next Apply would do first: detect the backend
+// (BackendAuto) and read iptables-save when Apply would (the first call,
+// after QueueResync or a failure, when the last read is older than
+// RefreshInterval); then that Apply writes without reading again, unless
+// QueueResync or RefreshInterval intervene. It lets a caller overlap the
+// read (a process run) with other work, such as rendering chains: SetChain
+// and SetChains may run meanwhile. Errors are Apply's.
+func (t *IPTables) Read(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.readIfNeeded(ctx)
+}
+
+func (t *IPTables) readIfNeeded(ctx context.Context) error {
+	if t.backend == BackendAuto {
+		b, err := DetectBackend(ctx, t.exec)
+		if err != nil {
+			return fmt.Errorf("detect iptables backend: %w", err)
+		}
+		t.log.Info("detected iptables backend", "backend", b, "family", t.cfg.Family)
+		t.backend = b
+	}
+	if !t.read || (t.cfg.RefreshInterval > 0 && t.clock.Since(t.lastRd) >= t.cfg.RefreshInterval) {
+		return t.readKernel(ctx)
+	}
 	return nil
 }
 

@@ -341,3 +341,31 @@ func TestSetChainsEqualsSetChain(t *testing.T) {
 	assert.Equal(t, one.Render(), all.Render())
 	assert.ErrorIs(t, all.SetChains(Filter, []Chain{{Name: "other"}}), ErrNotOwned)
 }
+
+// TestReadThenApply: Read does the iptables-save Apply would do, so the
+// Apply that follows only restores; after QueueResync, Read reads again.
+func TestReadThenApply(t *testing.T) {
+	ctx := context.Background()
+	ipt, fake := fakeIPTables(t, IPv4)
+	saves := func() int {
+		n := 0
+		for _, c := range fake.Commands() {
+			if strings.HasSuffix(c.Name, "-save") {
+				n++
+			}
+		}
+		return n
+	}
+	require.NoError(t, ipt.Read(ctx))
+	assert.Equal(t, 1, saves())
+	require.NoError(t, ipt.Read(ctx))
+	assert.Equal(t, 1, saves(), "nothing due: no second read")
+	require.NoError(t, ipt.SetChains(Filter, sampleChains(IPv4)))
+	require.NoError(t, ipt.Apply(ctx))
+	assert.Equal(t, 1, saves(), "Apply after Read does not read again")
+	assert.Len(t, restores(fake), 1)
+	assert.True(t, ipt.InSync())
+	ipt.QueueResync()
+	require.NoError(t, ipt.Read(ctx))
+	assert.Equal(t, 2, saves())
+}
