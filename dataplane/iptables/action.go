@@ -60,7 +60,8 @@ func (r Reject) args(b *argBuilder) {
 func (j Jump) args(b *argBuilder) { b.add("-j", j.Chain) }
 func (g Goto) args(b *argBuilder) { b.add("-g", g.Chain) }
 func (m SetMark) args(b *argBuilder) {
-	b.add("-j", "MARK", "--set-xmark", hexMask(m.Value&m.Mask, m.Mask))
+	b.add("-j", "MARK", "--set-xmark")
+	b.hexMask(m.Value&m.Mask, m.Mask)
 }
 func (m Masquerade) args(b *argBuilder) {
 	b.add("-j", "MASQUERADE")

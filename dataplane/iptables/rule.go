@@ -309,7 +309,8 @@ func (k markMatch) base() bool { return false }
 func (k markMatch) args(b *argBuilder) {
 	b.add("-m", "mark")
 	b.not(k.not)
-	b.add("--mark", hexMask(k.value, k.mask))
+	b.add("--mark")
+	b.hexMask(k.value, k.mask)
 }
 
 // MarkMatchesWithMask matches packets whose mark & mask == value & mask.
@@ -458,9 +459,16 @@ func (m MatchCriteria) renderExt(b *argBuilder) {
 	}
 }
 
-// hexMask renders value/mask as %#x/%#x does.
-func hexMask(value, mask uint32) string {
-	return "0x" + strconv.FormatUint(uint64(value), 16) + "/0x" + strconv.FormatUint(uint64(mask), 16)
+// hexMask adds value/mask as one argument, as %#x/%#x renders it.
+func (b *argBuilder) hexMask(value, mask uint32) {
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	buf := append(b.AvailableBuffer(), "0x"...)
+	buf = strconv.AppendUint(buf, uint64(value), 16)
+	buf = append(buf, "/0x"...)
+	buf = strconv.AppendUint(buf, uint64(mask), 16)
+	_, _ = b.Write(buf)
 }
 
 // argBuilder accumulates space-separated, quoted-as-needed arguments.

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -239,6 +238,11 @@ func profileName(ep *pol.Endpoint) string {
 
 // safeComment keeps what an iptables comment may hold.
 func safeComment(s string) string {
+	if len(s) <= 150 && !strings.ContainsFunc(s, func(r rune) bool {
+		return r < ' ' || r > '~' || r == '"' || r == '\\' || r == '\''
+	}) {
+		return s
+	}
 	b := []byte(s)
 	for i, ch := range b {
 		if ch < ' ' || ch > '~' || ch == '"' || ch == '\\' || ch == '\'' {
@@ -437,7 +441,7 @@ func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r *pol.Res
 	default:
 		return nil
 	}
-	comment := safeComment(fmt.Sprintf("%s %s rule %d %s", rp.Key, d, r.Index, r.Action))
+	comment := safeComment(rp.Key + " " + d.String() + " rule " + strconv.Itoa(r.Index) + " " + string(r.Action))
 	var out []iptables.Rule
 	for _, m := range alts {
 		if r.Action == pol.Deny && c.cfg.NFLOGGroup != 0 {
