@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"hash"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -232,21 +230,20 @@ const hashLen = 16
 // covers the chain name, the previous rule's hash and the rule's own text
 // with an empty hash comment (head + `""` + tail), so a rule's hash
 // changes when anything before it does. A hash is 16 characters of
-// URL-safe base64 of SHA-256. h is reset first; the hash is appended to
-// dst.
-func ruleHash(dst []byte, h hash.Hash, chain string, prev, head, tail []byte) []byte {
-	h.Reset()
-	_, _ = io.WriteString(h, chain)
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write(prev)
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write(head)
-	_, _ = io.WriteString(h, `""`)
-	_, _ = h.Write(tail)
-	var sum [sha256.Size]byte
+// URL-safe base64 of SHA-256. scratch is reused for the hashed bytes; the
+// hash is appended to dst.
+func ruleHash(dst, scratch []byte, chain string, prev, head, tail []byte) ([]byte, []byte) {
+	scratch = append(scratch[:0], chain...)
+	scratch = append(scratch, 0)
+	scratch = append(scratch, prev...)
+	scratch = append(scratch, 0)
+	scratch = append(scratch, head...)
+	scratch = append(scratch, `""`...)
+	scratch = append(scratch, tail...)
+	sum := sha256.Sum256(scratch)
 	var enc [44]byte
-	base64.RawURLEncoding.Encode(enc[:], h.Sum(sum[:0]))
-	return append(dst, enc[:hashLen]...)
+	base64.RawURLEncoding.Encode(enc[:], sum[:])
+	return append(dst, enc[:hashLen]...), scratch
 }
 
 // renderedChain is a chain's rule specs (without "-A CHAIN ") and hashes.
@@ -269,9 +266,9 @@ func renderChain(chain string, rules []Rule, f Family, hashPrefix string) (rende
 		return rc, nil
 	}
 	b := argBuilder{family: f}
-	h := sha256.New()
+	var scratch []byte
 	hashes := make([]byte, 0, hashLen*len(rules))
-	var text []byte
+	var text strings.Builder // its String() does not copy
 	ends := make([]int, len(rules))
 	for i, r := range rules {
 		b.Reset()
@@ -281,16 +278,17 @@ func renderChain(chain string, rules []Rule, f Family, hashPrefix string) (rende
 		if i > 0 {
 			prev = hashes[(i-1)*hashLen:]
 		}
-		hashes = ruleHash(hashes, h, chain, prev, rule[:split], rule[split:])
-		if text == nil {
-			text = make([]byte, 0, len(rules)*(len(rule)+len(hashPrefix)+hashLen+8))
+		hashes, scratch = ruleHash(hashes, scratch, chain, prev, rule[:split], rule[split:])
+		if i == 0 {
+			// A guess from the first rule, with room for longer ones.
+			text.Grow(len(rules) * (len(rule) + len(hashPrefix) + hashLen + 8) * 5 / 4)
 		}
-		text = append(text, rule[:split]...)
-		text = appendQuoted(text, hashPrefix, string(hashes[i*hashLen:]))
-		text = append(text, rule[split:]...)
-		ends[i] = len(text)
+		text.Write(rule[:split])
+		text.Write(appendQuoted(scratch[:0], hashPrefix, string(hashes[i*hashLen:])))
+		text.Write(rule[split:])
+		ends[i] = text.Len()
 	}
-	allText, allHashes := string(text), string(hashes)
+	allText, allHashes := text.String(), string(hashes)
 	start := 0
 	for i := range rules {
 		rc.specs[i] = allText[start:ends[i]]

@@ -277,8 +277,8 @@ func (c *Compiler) renderPolicy(key string) {
 			c.deleteChain(name)
 			continue
 		}
-		var rules []iptables.Rule
 		rs := rp.Rules(d)
+		rules := make([]iptables.Rule, 0, 2*len(rs)+1)
 		for i := range rs {
 			rules = append(rules, c.ruleRules(rp, d, &rs[i])...)
 		}
