@@ -63,7 +63,7 @@ func invalid(format string, a ...any) error {
 
 // validate checks r for family f.
 func (r Rule) validate(f Family) error {
-	var proto *protoMatch
+	var proto protoMatch // the last protocol match; p == "" when none
 	for _, p := range r.Match.parts {
 		switch m := p.(type) {
 		case netMatch:
@@ -81,9 +81,9 @@ func (r Rule) validate(f Family) error {
 			if (m.p == ICMP && f == IPv6) || (m.p == ICMPv6 && f == IPv4) {
 				return invalid("protocol %s in %s", m.p, f)
 			}
-			proto = &m
+			proto = m
 		case portMatch:
-			if proto == nil || proto.not || (proto.p != TCP && proto.p != UDP && proto.p != SCTP) {
+			if proto.p == "" || proto.not || (proto.p != TCP && proto.p != UDP && proto.p != SCTP) {
 				return invalid("port match needs a preceding Protocol(tcp|udp|sctp)")
 			}
 			slots := 0
@@ -120,7 +120,7 @@ func (r Rule) validate(f Family) error {
 			}
 		case addrTypeMatch:
 		case icmpMatch:
-			if proto == nil || proto.not || (proto.p != ICMP && proto.p != ICMPv6) {
+			if proto.p == "" || proto.not || (proto.p != ICMP && proto.p != ICMPv6) {
 				return invalid("icmp type match needs a preceding Protocol(icmp|ipv6-icmp)")
 			}
 			if m.typ < 0 || m.typ > 255 || m.code < -1 || m.code > 255 {
@@ -152,7 +152,7 @@ func (r Rule) validate(f Family) error {
 		if a.With != "" && !validToken(a.With) {
 			return invalid("bad reject-with %q", a.With)
 		}
-		if a.With == "tcp-reset" && (proto == nil || proto.not || proto.p != TCP) {
+		if a.With == "tcp-reset" && (proto.p == "" || proto.not || proto.p != TCP) {
 			// The kernel refuses it at commit time (EINVAL).
 			return invalid("REJECT --reject-with tcp-reset needs Protocol(tcp)")
 		}
