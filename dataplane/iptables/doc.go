@@ -52,6 +52,13 @@
 //     older than RefreshInterval (default 90 s). NewRunner returns a
 //     syncrunner.Runner whose MaxInterval is RefreshInterval, so a node
 //     agent repairs drift on that interval and on demand (Trigger/Refresh).
+//     Read does that read ahead of Apply, so a caller can overlap it with
+//     rendering (dataplane/policy reads while its chains render).
+//  6a. Rendering cost. SetChain validates and renders a chain when it is
+//     set: each rule is rendered once (its hash covers the text with an
+//     empty hash comment, the spec carries the hash), into one string per
+//     chain. SetChains renders many chains on every CPU; a full policy
+//     compile (25,000 rules) spends ~25 ms of CPU here.
 //  7. Failure. Each table section of a restore commits atomically (both
 //     backends): when a line is rejected, the table holding it and every
 //     later table keep their previous rules; tables committed earlier in
