@@ -18,6 +18,20 @@ import (
 	"github.com/tabbynet/tabby/ipam/store"
 )
 
+// newIPAM returns an ipam on a fresh memory store holding pools.
+func newIPAM(t *testing.T, pools ...ipam.IPPool) *ipam.IPAM {
+	t.Helper()
+	mem, err := store.NewMemory()
+	require.NoError(t, err)
+	a, err := ipam.New(mem)
+	require.NoError(t, err)
+	for _, p := range pools {
+		_, err := a.CreatePool(context.Background(), p)
+		require.NoError(t, err)
+	}
+	return a
+}
+
 // runFollowing starts a.Run on src and stops it in t.Cleanup, checking it
 // returns the context's error.
 func runFollowing(t *testing.T, a *natoutgoing.Applier, src natoutgoing.PoolSource) {
@@ -40,12 +54,7 @@ func runFollowing(t *testing.T, a *natoutgoing.Applier, src natoutgoing.PoolSour
 // made through ipam (natOutgoing flipped, a pool created, a pool deleted).
 func TestRunFollowsPools(t *testing.T) {
 	ctx := context.Background()
-	mem, err := store.NewMemory()
-	require.NoError(t, err)
-	im, err := ipam.New(mem)
-	require.NoError(t, err)
-	_, err = im.CreatePool(ctx, ipam.IPPool{Name: "nat", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
-	require.NoError(t, err)
+	im := newIPAM(t, ipam.IPPool{Name: "nat", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
 
 	f := newFakes()
 	runFollowing(t, f.applier(t, natoutgoing.Config{}), im)
@@ -115,17 +124,12 @@ func (s *flakySource) WatchPools(ctx context.Context, rev int64) (<-chan ipam.Po
 // followed by a new listing; changes made meanwhile are not lost.
 func TestRunRelistsAfterFailures(t *testing.T) {
 	ctx := context.Background()
-	mem, err := store.NewMemory()
-	require.NoError(t, err)
-	im, err := ipam.New(mem)
-	require.NoError(t, err)
-	_, err = im.CreatePool(ctx, ipam.IPPool{Name: "nat", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
-	require.NoError(t, err)
+	im := newIPAM(t, ipam.IPPool{Name: "nat", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
 	src := &flakySource{PoolSource: im}
 	f := newFakes()
 	runFollowing(t, f.applier(t, natoutgoing.Config{}), src)
 	require.Eventually(t, func() bool { return src.watches.Load() >= 2 }, 10*time.Second, 10*time.Millisecond)
-	_, err = im.CreatePool(ctx, ipam.IPPool{Name: "b", CIDR: netip.MustParsePrefix("10.251.0.0/16"), NATOutgoing: true})
+	_, err := im.CreatePool(ctx, ipam.IPPool{Name: "b", CIDR: netip.MustParsePrefix("10.251.0.0/16"), NATOutgoing: true})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return strings.Contains(f.dump(), "add tabby-v4-masq-ipam-pools 10.251.0.0/16\n")

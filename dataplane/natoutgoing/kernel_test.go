@@ -2,8 +2,10 @@ package natoutgoing_test
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,7 +22,6 @@ import (
 	"github.com/tabbynet/tabby/dataplane/natoutgoing"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/ipam"
-	"github.com/tabbynet/tabby/ipam/store"
 )
 
 // seenFrom starts a TCP server on port in ns (all addresses, both
@@ -141,20 +142,13 @@ func (w *natWorld) applier(fam iptables.Family) *natoutgoing.Applier {
 func TestOutgoingNATKernel(t *testing.T) {
 	nettest.RequireRoot(t)
 	ctx := context.Background()
-	mem, err := store.NewMemory()
-	require.NoError(t, err)
-	a, err := ipam.New(mem)
-	require.NoError(t, err)
 	pools := map[string]ipam.IPPool{
 		"nat4":   {Name: "nat4", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true},
 		"plain4": {Name: "plain4", CIDR: netip.MustParsePrefix("10.245.0.0/16")},
 		"nat6":   {Name: "nat6", CIDR: netip.MustParsePrefix("fd00:244::/108"), NATOutgoing: true},
 		"plain6": {Name: "plain6", CIDR: netip.MustParsePrefix("fd00:245::/108")},
 	}
-	for _, p := range pools {
-		_, err := a.CreatePool(ctx, p)
-		require.NoError(t, err)
-	}
+	a := newIPAM(t, slices.Collect(maps.Values(pools))...)
 	listPools := func() []ipam.IPPool {
 		ps, err := a.Pools(ctx)
 		require.NoError(t, err)
@@ -291,12 +285,7 @@ func ownedLines(save string) []string {
 func TestRunFollowsPoolsKernel(t *testing.T) {
 	nettest.RequireRoot(t)
 	ctx := context.Background()
-	mem, err := store.NewMemory()
-	require.NoError(t, err)
-	a, err := ipam.New(mem)
-	require.NoError(t, err)
-	_, err = a.CreatePool(ctx, ipam.IPPool{Name: "nat4", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
-	require.NoError(t, err)
+	a := newIPAM(t, ipam.IPPool{Name: "nat4", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
 	w := newNATWorld(t, a, false)
 	w.routeBack(netip.MustParsePrefix("10.244.0.0/16"))
 	w.routeBack(netip.MustParsePrefix("10.246.0.0/16"))
@@ -333,7 +322,7 @@ func TestRunFollowsPoolsKernel(t *testing.T) {
 	setNAT("nat4", true)
 	seenAs("natOutgoing flipped on again", pod, w.node.IP)
 
-	_, err = a.CreatePool(ctx, ipam.IPPool{Name: "new4", CIDR: netip.MustParsePrefix("10.246.0.0/16"), NATOutgoing: true})
+	_, err := a.CreatePool(ctx, ipam.IPPool{Name: "new4", CIDR: netip.MustParsePrefix("10.246.0.0/16"), NATOutgoing: true})
 	require.NoError(t, err)
 	late := w.addPod("late", "new4", "")
 	seenAs("pod of a NAT pool created while running", late, w.node.IP)
