@@ -24,7 +24,9 @@
 //     on CNI GC. AssignedIP.Borrowed says when a /32 route is needed.
 //   - a node agent: AffineBlocks + WatchAffinities (advertise and blackhole
 //     the node's blocks), BorrowedAddrs + WatchBlocks (/32 routes),
-//     ReleaseEmptyBlocks periodically, ReleaseNode on node deletion.
+//     ListPools + WatchPools (outgoing NAT per pool, which
+//     dataplane/natoutgoing follows), ReleaseEmptyBlocks periodically,
+//     ReleaseNode on node deletion.
 //   - tabbyctl and outside checkers: Usage (per pool, node and block),
 //     Check, Allocations and Handles (listings at one store revision),
 //     Lookup, ReleaseIPs and ReleaseByHandle.

@@ -310,3 +310,51 @@ func watchDecoded[T any](ctx context.Context, s store.Store, prefix string, afte
 	}()
 	return out, nil
 }
+
+// ListPools returns every pool, sorted by name, with defaults filled in
+// (as Pools), and the store revision to pass to WatchPools to follow
+// changes from there.
+func (a *IPAM) ListPools(ctx context.Context) ([]IPPool, int64, error) {
+	l, err := a.s.List(ctx, keyCluster)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read pools: %w", err)
+	}
+	for _, kv := range l.KVs {
+		if kv.Key == keyPools {
+			pools, err := decodePools(kv.Value)
+			return pools, l.Revision, err
+		}
+	}
+	return nil, l.Revision, nil
+}
+
+func decodePools(v []byte) ([]IPPool, error) {
+	var pools []IPPool
+	if err := json.Unmarshal(v, &pools); err != nil {
+		return nil, fmt.Errorf("decode pools: %w", err)
+	}
+	return pools, nil
+}
+
+// PoolsEvent is the complete pool list (sorted by name, defaults filled
+// in; empty when the list was deleted) after one change to any pool:
+// created, updated (natOutgoing, disabled, ...) or deleted.
+type PoolsEvent struct {
+	Pools    []IPPool
+	Revision int64
+	Err      error // set on the last event when the watch fails, or when the stored list does not decode
+}
+
+// WatchPools streams the pool list after every change made after revision
+// (0: from now) until ctx ends. Pools live in one store key, so each
+// event carries every pool: a node agent re-renders what depends on pools
+// (outgoing NAT, routes to pool CIDRs) from each one.
+func (a *IPAM) WatchPools(ctx context.Context, afterRevision int64) (<-chan PoolsEvent, error) {
+	return watchDecoded(ctx, a.s, keyPools, afterRevision, func(ev store.Event) PoolsEvent {
+		out := PoolsEvent{Revision: ev.KV.Revision}
+		if ev.Type == store.EventPut {
+			out.Pools, out.Err = decodePools(ev.KV.Value)
+		}
+		return out
+	}, func(err error) PoolsEvent { return PoolsEvent{Err: err} })
+}

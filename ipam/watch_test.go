@@ -79,3 +79,66 @@ func TestNodeAgentWatch(t *testing.T) {
 		}
 	})
 }
+
+// TestWatchPools: list the pools, watch from the listing's revision, and
+// see every change as the complete pool list.
+func TestWatchPools(t *testing.T) {
+	onEveryBackend(t, func(t *testing.T, e *env) {
+		none, rev0, err := e.ipam.ListPools(e.ctx)
+		require.NoError(t, err)
+		assert.Empty(t, none)
+		p := e.pool("p", "10.0.0.0/24", 28, func(p *IPPool) { p.NATOutgoing = true })
+		pools, rev, err := e.ipam.ListPools(e.ctx)
+		require.NoError(t, err)
+		require.Equal(t, []IPPool{p}, pools)
+		assert.Greater(t, rev, rev0)
+
+		ch, err := e.ipam.WatchPools(e.ctx, rev)
+		require.NoError(t, err)
+		next := func() PoolsEvent {
+			t.Helper()
+			select {
+			case ev := <-ch:
+				require.NoError(t, ev.Err)
+				return ev
+			case <-time.After(5 * time.Second):
+				t.Fatal("no pools event")
+			}
+			return PoolsEvent{}
+		}
+		p.NATOutgoing = false
+		_, err = e.ipam.UpdatePool(e.ctx, p)
+		require.NoError(t, err)
+		ev := next()
+		assert.Equal(t, []IPPool{p}, ev.Pools)
+		assert.Greater(t, ev.Revision, rev)
+
+		q := e.pool("q", "10.1.0.0/24", 28, func(p *IPPool) { p.NATOutgoing = true })
+		assert.Equal(t, []IPPool{p, q}, next().Pools)
+
+		require.NoError(t, e.ipam.DeletePool(e.ctx, "p"))
+		assert.Equal(t, []IPPool{q}, next().Pools)
+
+		// Pools equal what Pools returns.
+		all, err := e.ipam.Pools(e.ctx)
+		require.NoError(t, err)
+		assert.Equal(t, all, []IPPool{q})
+	})
+}
+
+func TestWatchPoolsBadValue(t *testing.T) {
+	e := newEnvOn(t, newMemory(t))
+	ch, err := e.ipam.WatchPools(e.ctx, 0)
+	require.NoError(t, err)
+	_, err = e.s.Create(e.ctx, keyPools, []byte(`{not json`))
+	require.NoError(t, err)
+	select {
+	case ev := <-ch:
+		require.Error(t, ev.Err)
+		assert.Contains(t, ev.Err.Error(), "decode pools")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pools event")
+	}
+	_, _, err = e.ipam.ListPools(e.ctx)
+	assert.Error(t, err)
+}

@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 )
@@ -61,7 +60,8 @@ func (r Reject) args(b *argBuilder) {
 func (j Jump) args(b *argBuilder) { b.add("-j", j.Chain) }
 func (g Goto) args(b *argBuilder) { b.add("-g", g.Chain) }
 func (m SetMark) args(b *argBuilder) {
-	b.add("-j", "MARK", "--set-xmark", fmt.Sprintf("%#x/%#x", m.Value&m.Mask, m.Mask))
+	b.add("-j", "MARK", "--set-xmark")
+	b.hexMask(m.Value&m.Mask, m.Mask)
 }
 func (m Masquerade) args(b *argBuilder) {
 	b.add("-j", "MASQUERADE")

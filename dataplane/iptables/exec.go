@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -38,7 +39,14 @@ type Execer interface {
 
 // OSExecer runs commands with os/exec, inside the named network namespace
 // (`ip netns exec NAME CMD`) when Netns is not empty, else in the caller's.
-type OSExecer struct{ Netns string }
+// Env holds extra environment variables ("KEY=value") added to the
+// caller's for every command: for example XTABLES_LOCKFILE=/path, which
+// iptables (1.8) reads to use another file than /run/xtables.lock as the
+// xtables lock.
+type OSExecer struct {
+	Netns string
+	Env   []string
+}
 
 var _ Execer = OSExecer{}
 
@@ -52,6 +60,9 @@ func (o OSExecer) Run(ctx context.Context, c Command) ([]byte, error) {
 		name, args = "ip", append([]string{"netns", "exec", o.Netns, c.Name}, c.Args...)
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
+	if len(o.Env) > 0 {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	if c.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(c.Stdin)
 	}

@@ -9,10 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -181,20 +183,81 @@ func (t *IPTables) DeleteChain(table Table, name string) {
 	t.chains.Desired().Delete(chainKey{table, name})
 }
 
+// SetChains is SetChain for several chains of table, rendered on every
+// CPU (runtime.GOMAXPROCS). It validates everything first and changes
+// nothing on error; the error names the first chain in chains' order
+// that failed.
+func (t *IPTables) SetChains(table Table, chains []Chain) error {
+	rendered, err := t.renderAll(table, chains)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, rc := range rendered {
+		t.chains.Desired().Set(k, rc)
+	}
+	return nil
+}
+
+// renderAll validates and renders chains of table in parallel.
+func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]renderedChain, error) {
+	for _, c := range chains {
+		if err := t.checkOwned(table, c.Name); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]renderedChain, len(chains))
+	errs := make([]error, len(chains))
+	parallel(len(chains), func(i int) {
+		out[i], errs[i] = renderChain(chains[i].Name, chains[i].Rules, t.cfg.Family, t.cfg.HashPrefix)
+	})
+	rendered := make(map[chainKey]renderedChain, len(chains))
+	for i, c := range chains {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("table %s: %w", table, errs[i])
+		}
+		rendered[chainKey{table, c.Name}] = out[i]
+	}
+	return rendered, nil
+}
+
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines, in blocks of
+// indexes so that small inputs stay on the calling goroutine.
+func parallel(n int, f func(i int)) {
+	const block = 16
+	workers := min(runtime.GOMAXPROCS(0), (n+block-1)/block)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				lo := int(next.Add(block)) - block
+				if lo >= n {
+					return
+				}
+				for i := lo; i < min(lo+block, n); i++ {
+					f(i)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // ReplaceChains makes chains the complete desired set of owned chains of
 // table: others in that table are deleted by the next Apply. It validates
 // everything first and changes nothing on error.
 func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
-	rendered := make(map[chainKey]renderedChain, len(chains))
-	for _, c := range chains {
-		if err := t.checkOwned(table, c.Name); err != nil {
-			return err
-		}
-		rc, err := renderChain(c.Name, c.Rules, t.cfg.Family, t.cfg.HashPrefix)
-		if err != nil {
-			return fmt.Errorf("table %s: %w", table, err)
-		}
-		rendered[chainKey{table, c.Name}] = rc
+	rendered, err := t.renderAll(table, chains)
+	if err != nil {
+		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -300,18 +363,8 @@ func (t *IPTables) InSync() bool {
 func (t *IPTables) Apply(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.backend == BackendAuto {
-		b, err := DetectBackend(ctx, t.exec)
-		if err != nil {
-			return fmt.Errorf("detect iptables backend: %w", err)
-		}
-		t.log.Info("detected iptables backend", "backend", b, "family", t.cfg.Family)
-		t.backend = b
-	}
-	if !t.read || (t.cfg.RefreshInterval > 0 && t.clock.Since(t.lastRd) >= t.cfg.RefreshInterval) {
-		if err := t.readKernel(ctx); err != nil {
-			return err
-		}
+	if err := t.readIfNeeded(ctx); err != nil {
+		return err
 	}
 	input, done := t.buildInput()
 	if len(input) == 0 {
@@ -322,6 +375,34 @@ func (t *IPTables) Apply(ctx context.Context) error {
 		return err
 	}
 	done()
+	return nil
+}
+
+// Read does now what the next Apply would do first: detect the backend
+// (BackendAuto) and read iptables-save when Apply would (the first call,
+// after QueueResync or a failure, when the last read is older than
+// RefreshInterval); then that Apply writes without reading again, unless
+// QueueResync or RefreshInterval intervene. It lets a caller overlap the
+// read (a process run) with other work, such as rendering chains: SetChain
+// and SetChains may run meanwhile. Errors are Apply's.
+func (t *IPTables) Read(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.readIfNeeded(ctx)
+}
+
+func (t *IPTables) readIfNeeded(ctx context.Context) error {
+	if t.backend == BackendAuto {
+		b, err := DetectBackend(ctx, t.exec)
+		if err != nil {
+			return fmt.Errorf("detect iptables backend: %w", err)
+		}
+		t.log.Info("detected iptables backend", "backend", b, "family", t.cfg.Family)
+		t.backend = b
+	}
+	if !t.read || (t.cfg.RefreshInterval > 0 && t.clock.Since(t.lastRd) >= t.cfg.RefreshInterval) {
+		return t.readKernel(ctx)
+	}
 	return nil
 }
 
@@ -466,6 +547,19 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		return out
 	}
 	var b bytes.Buffer
+	size := 4096
+	for _, ks := range [][]chainKey{updates, deletions, flushOnly} {
+		for _, k := range ks {
+			size += 2*len(k.Chain) + 16 // ":C - [0:0]", "-X C"
+		}
+	}
+	for _, k := range updates {
+		rc, _ := t.chains.Desired().Get(k)
+		for _, spec := range rc.specs {
+			size += len(k.Chain) + len(spec) + 5 // "-A C spec"
+		}
+	}
+	b.Grow(size)
 	for _, tb := range slices.Sorted(func(yield func(Table) bool) {
 		for tb := range tables {
 			if !yield(tb) {
@@ -480,9 +574,7 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		}
 		for _, k := range up {
 			rc, _ := t.chains.Desired().Get(k)
-			for _, spec := range rc.specs {
-				fmt.Fprintf(&b, "-A %s %s\n", k.Chain, spec)
-			}
+			writeAppends(&b, k.Chain, rc.specs)
 		}
 		for _, k := range hk {
 			for _, r := range t.kernel[k] {
@@ -525,6 +617,17 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		}
 	}
 	return b.Bytes(), done
+}
+
+// writeAppends writes one "-A chain spec" line per spec.
+func writeAppends(b interface{ WriteString(string) (int, error) }, chain string, specs []string) {
+	for _, spec := range specs {
+		_, _ = b.WriteString("-A ")
+		_, _ = b.WriteString(chain)
+		_, _ = b.WriteString(" ")
+		_, _ = b.WriteString(spec)
+		_, _ = b.WriteString("\n")
+	}
 }
 
 var (
@@ -616,9 +719,7 @@ func (t *IPTables) Render() string {
 		}
 		for _, k := range keys {
 			if rc, ok := t.chains.Desired().Get(k); ok {
-				for _, spec := range rc.specs {
-					fmt.Fprintf(&b, "-A %s %s\n", k.Chain, spec)
-				}
+				writeAppends(&b, k.Chain, rc.specs)
 			}
 		}
 		for _, k := range keys {

@@ -3,6 +3,8 @@ package iptables
 import (
 	"context"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,3 +312,60 @@ func TestDetectBackend(t *testing.T) {
 type execFunc func(context.Context, Command) ([]byte, error)
 
 func (f execFunc) Run(ctx context.Context, c Command) ([]byte, error) { return f(ctx, c) }
+
+func TestSetChainsEqualsSetChain(t *testing.T) {
+	var chains []Chain
+	for i := range 200 {
+		c := Chain{Name: "tabby-c" + strconv.Itoa(i)}
+		for j := range i % 7 {
+			c.Rules = append(c.Rules, Rule{Match: Match().Protocol(TCP).DestPorts(uint16(j + 1)).SourceIPSet("tabby-s" + strconv.Itoa(i)),
+				Action: SetMark{Value: 0x10000, Mask: 0x10000}, Comment: "rule " + strconv.Itoa(j)})
+		}
+		chains = append(chains, c)
+	}
+	one, _ := fakeIPTables(t, IPv4)
+	for _, c := range chains {
+		require.NoError(t, one.SetChain(Filter, c))
+	}
+	all, _ := fakeIPTables(t, IPv4)
+	require.NoError(t, all.SetChains(Filter, chains))
+	assert.Equal(t, one.Render(), all.Render())
+
+	// One bad rule: an error naming its chain, and nothing changes.
+	bad := slices.Clone(chains)
+	bad[150] = Chain{Name: "tabby-c150", Rules: []Rule{{Action: Jump{Chain: "-bad"}}}}
+	bad = append(bad, Chain{Name: "tabby-new"})
+	err := all.SetChains(Filter, bad)
+	require.ErrorIs(t, err, ErrInvalidRule)
+	assert.Contains(t, err.Error(), "tabby-c150")
+	assert.Equal(t, one.Render(), all.Render())
+	assert.ErrorIs(t, all.SetChains(Filter, []Chain{{Name: "other"}}), ErrNotOwned)
+}
+
+// TestReadThenApply: Read does the iptables-save Apply would do, so the
+// Apply that follows only restores; after QueueResync, Read reads again.
+func TestReadThenApply(t *testing.T) {
+	ctx := context.Background()
+	ipt, fake := fakeIPTables(t, IPv4)
+	saves := func() int {
+		n := 0
+		for _, c := range fake.Commands() {
+			if strings.HasSuffix(c.Name, "-save") {
+				n++
+			}
+		}
+		return n
+	}
+	require.NoError(t, ipt.Read(ctx))
+	assert.Equal(t, 1, saves())
+	require.NoError(t, ipt.Read(ctx))
+	assert.Equal(t, 1, saves(), "nothing due: no second read")
+	require.NoError(t, ipt.SetChains(Filter, sampleChains(IPv4)))
+	require.NoError(t, ipt.Apply(ctx))
+	assert.Equal(t, 1, saves(), "Apply after Read does not read again")
+	assert.Len(t, restores(fake), 1)
+	assert.True(t, ipt.InSync())
+	ipt.QueueResync()
+	require.NoError(t, ipt.Read(ctx))
+	assert.Equal(t, 2, saves())
+}

@@ -3,9 +3,14 @@ package iptables
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -135,10 +140,18 @@ func TestKernelApplyAndRefresh(t *testing.T) {
 				assert.Equal(t, 1, ex.restores, "no drift right after apply")
 				assert.True(t, ipt.InSync())
 
+				// save dumps the rules without the "# Generated/Completed
+				// on <time>" lines, which change every second.
 				save := func() string {
 					out, err := ex.Run(ctx, Command{Name: binary(f, b, "save")})
 					require.NoError(t, err)
-					return string(out)
+					var keep []string
+					for _, l := range strings.Split(string(out), "\n") {
+						if !strings.HasPrefix(l, "#") {
+							keep = append(keep, l)
+						}
+					}
+					return strings.Join(keep, "\n")
 				}
 				s := save()
 				assert.Contains(t, s, "-A FORWARD -j OTHER")
@@ -203,4 +216,82 @@ func TestKernelDetectBackend(t *testing.T) {
 	b, err = DetectBackend(ctx, ex)
 	require.NoError(t, err)
 	assert.Equal(t, BackendNFT, b, "kubelet's hint in nft")
+}
+
+// lockExecer records the outcome of every restore.
+type lockExecer struct {
+	Execer
+	mu       sync.Mutex
+	restores []error
+}
+
+func (l *lockExecer) Run(ctx context.Context, cmd Command) ([]byte, error) {
+	out, err := l.Execer.Run(ctx, cmd)
+	if strings.HasSuffix(cmd.Name, "-restore") {
+		l.mu.Lock()
+		l.restores = append(l.restores, err)
+		l.mu.Unlock()
+	}
+	return out, err
+}
+
+// TestKernelLockContention holds a private xtables lock file (flock, as
+// iptables itself takes /run/xtables.lock) for 1.5 s while an Apply runs
+// with XTABLES_LOCKFILE pointing at it and LockWait 1 s: on legacy the
+// first restore gives up after waiting 1 s (exit 4), the applier retries
+// after its backoff, and the retry succeeds once the lock is released. The
+// nft backend takes no xtables lock: its Apply goes through at once. The
+// global /run/xtables.lock is never touched.
+func TestKernelLockContention(t *testing.T) {
+	nettest.RequireRoot(t)
+	const hold = 1500 * time.Millisecond
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			n := nettest.NewNetns(t, "tblock")
+			lockPath := filepath.Join(t.TempDir(), "xtables.lock")
+			ex := &lockExecer{Execer: OSExecer{Netns: n.Name, Env: []string{"XTABLES_LOCKFILE=" + lockPath}}}
+			if _, err := ex.Run(context.Background(), Command{Name: binary(IPv4, b, "save")}); err != nil {
+				t.Skipf("kernel test: %s not usable: %v", binary(IPv4, b, "save"), err)
+			}
+			ipt, err := New(Config{Backend: b, LockWait: time.Second}, WithExecer(ex))
+			require.NoError(t, err)
+			require.NoError(t, ipt.ReplaceChains(Filter, sampleChains(IPv4)))
+
+			f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = f.Close() })
+			fd := int(f.Fd())
+			require.NoError(t, syscall.Flock(fd, syscall.LOCK_EX))
+			start := time.Now()
+			released := make(chan struct{})
+			go func() {
+				defer close(released)
+				time.Sleep(hold)
+				_ = syscall.Flock(fd, syscall.LOCK_UN)
+			}()
+
+			err = ipt.Apply(context.Background())
+			took := time.Since(start)
+			<-released
+			require.NoError(t, err)
+			ex.mu.Lock()
+			restores := slices.Clone(ex.restores)
+			ex.mu.Unlock()
+			out, err := n.Run(context.Background(), binary(IPv4, b, "save"))
+			require.NoError(t, err)
+			assert.Contains(t, out, ":tabby-FORWARD", "the rules went in")
+			if b == BackendNFT {
+				assert.Len(t, restores, 1, "nft takes no xtables lock")
+				assert.NoError(t, restores[0])
+				assert.Less(t, took, hold, "nft did not wait for the lock")
+				return
+			}
+			require.GreaterOrEqual(t, len(restores), 2, "the applier retried: %v", restores)
+			var ee *ExitError
+			require.ErrorAs(t, restores[0], &ee, "the first restore failed on the lock")
+			assert.True(t, isLockError(ee), "lock error: %v", ee)
+			assert.NoError(t, restores[len(restores)-1])
+			assert.GreaterOrEqual(t, took, hold, "Apply waited for the lock to be released")
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -62,7 +63,7 @@ func invalid(format string, a ...any) error {
 
 // validate checks r for family f.
 func (r Rule) validate(f Family) error {
-	var proto *protoMatch
+	var proto protoMatch // the last protocol match; p == "" when none
 	for _, p := range r.Match.parts {
 		switch m := p.(type) {
 		case netMatch:
@@ -80,9 +81,9 @@ func (r Rule) validate(f Family) error {
 			if (m.p == ICMP && f == IPv6) || (m.p == ICMPv6 && f == IPv4) {
 				return invalid("protocol %s in %s", m.p, f)
 			}
-			proto = &m
+			proto = m
 		case portMatch:
-			if proto == nil || proto.not || (proto.p != TCP && proto.p != UDP && proto.p != SCTP) {
+			if proto.p == "" || proto.not || (proto.p != TCP && proto.p != UDP && proto.p != SCTP) {
 				return invalid("port match needs a preceding Protocol(tcp|udp|sctp)")
 			}
 			slots := 0
@@ -119,7 +120,7 @@ func (r Rule) validate(f Family) error {
 			}
 		case addrTypeMatch:
 		case icmpMatch:
-			if proto == nil || proto.not || (proto.p != ICMP && proto.p != ICMPv6) {
+			if proto.p == "" || proto.not || (proto.p != ICMP && proto.p != ICMPv6) {
 				return invalid("icmp type match needs a preceding Protocol(icmp|ipv6-icmp)")
 			}
 			if m.typ < 0 || m.typ > 255 || m.code < -1 || m.code > 255 {
@@ -151,7 +152,7 @@ func (r Rule) validate(f Family) error {
 		if a.With != "" && !validToken(a.With) {
 			return invalid("bad reject-with %q", a.With)
 		}
-		if a.With == "tcp-reset" && (proto == nil || proto.not || proto.p != TCP) {
+		if a.With == "tcp-reset" && (proto.p == "" || proto.not || proto.p != TCP) {
 			// The kernel refuses it at commit time (EINVAL).
 			return invalid("REJECT --reject-with tcp-reset needs Protocol(tcp)")
 		}
@@ -194,37 +195,55 @@ func (r Rule) validate(f Family) error {
 // comment, extension matches, then the target.
 func renderRule(r Rule, f Family, hashComment string) string {
 	b := argBuilder{family: f}
-	r.Match.render(&b)
+	split := renderRuleParts(&b, r)
+	out := slices.Concat(b.Bytes()[:split], appendQuoted(nil, hashComment), b.Bytes()[split:])
+	return string(out)
+}
+
+// renderRuleParts renders r into b (empty) around its hash comment's
+// value, which goes at the returned offset.
+func renderRuleParts(b *argBuilder, r Rule) (split int) {
+	r.Match.render(b)
 	b.add("-m", "comment", "--comment")
-	b.quoted(hashComment)
+	b.WriteByte(' ')
+	split = b.Len()
 	if r.Comment != "" {
 		b.add("-m", "comment", "--comment")
 		b.quoted(r.Comment)
 	}
-	r.Match.renderExt(&b)
+	r.Match.renderExt(b)
 	if rj, ok := r.Action.(Reject); ok && rj.With == "" {
 		rj.With = "icmp-port-unreachable"
-		if f == IPv6 {
+		if b.family == IPv6 {
 			rj.With = "icmp6-port-unreachable"
 		}
 		r.Action = rj
 	}
-	r.Action.args(&b)
-	return b.String()
+	r.Action.args(b)
+	return split
 }
 
-// ruleHashes chains hashes along a chain, as Felix does: each rule's hash
-// covers the chain name, the previous rule's hash and the rule's own text,
-// so a rule's hash changes when anything before it does. A hash is 16
-// characters of URL-safe base64 of SHA-256.
-func ruleHash(chain, prev, spec string) string {
-	h := sha256.New()
-	h.Write([]byte(chain))
-	h.Write([]byte{0})
-	h.Write([]byte(prev))
-	h.Write([]byte{0})
-	h.Write([]byte(spec))
-	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))[:16]
+// hashLen is the length of a rule hash.
+const hashLen = 16
+
+// ruleHash chains hashes along a chain, as Felix does: each rule's hash
+// covers the chain name, the previous rule's hash and the rule's own text
+// with an empty hash comment (head + `""` + tail), so a rule's hash
+// changes when anything before it does. A hash is 16 characters of
+// URL-safe base64 of SHA-256. scratch is reused for the hashed bytes; the
+// hash is appended to dst.
+func ruleHash(dst, scratch []byte, chain string, prev, head, tail []byte) ([]byte, []byte) {
+	scratch = append(scratch[:0], chain...)
+	scratch = append(scratch, 0)
+	scratch = append(scratch, prev...)
+	scratch = append(scratch, 0)
+	scratch = append(scratch, head...)
+	scratch = append(scratch, `""`...)
+	scratch = append(scratch, tail...)
+	sum := sha256.Sum256(scratch)
+	var enc [44]byte
+	base64.RawURLEncoding.Encode(enc[:], sum[:])
+	return append(dst, enc[:hashLen]...), scratch
 }
 
 // renderedChain is a chain's rule specs (without "-A CHAIN ") and hashes.
@@ -234,20 +253,47 @@ type renderedChain struct {
 }
 
 // renderChain validates and renders the rules of chain for family f;
-// hashPrefix starts every hash comment ("tabby:").
+// hashPrefix starts every hash comment ("tabby:"). The specs share one
+// string, and so do the hashes (one allocation each for a whole chain).
 func renderChain(chain string, rules []Rule, f Family, hashPrefix string) (renderedChain, error) {
-	rc := renderedChain{specs: make([]string, len(rules)), hashes: make([]string, len(rules))}
-	prev := ""
 	for i, r := range rules {
 		if err := r.validate(f); err != nil {
 			return renderedChain{}, fmt.Errorf("chain %s rule %d: %w", chain, i, err)
 		}
-		// The hash covers the rule without its own comment.
-		body := renderRule(r, f, "")
-		h := ruleHash(chain, prev, body)
-		rc.hashes[i] = h
-		rc.specs[i] = renderRule(r, f, hashPrefix+h)
-		prev = h
+	}
+	rc := renderedChain{specs: make([]string, len(rules)), hashes: make([]string, len(rules))}
+	if len(rules) == 0 {
+		return rc, nil
+	}
+	b := argBuilder{family: f}
+	var scratch []byte
+	hashes := make([]byte, 0, hashLen*len(rules))
+	var text strings.Builder // its String() does not copy
+	ends := make([]int, len(rules))
+	for i, r := range rules {
+		b.Reset()
+		split := renderRuleParts(&b, r)
+		rule := b.Bytes()
+		var prev []byte
+		if i > 0 {
+			prev = hashes[(i-1)*hashLen:]
+		}
+		hashes, scratch = ruleHash(hashes, scratch, chain, prev, rule[:split], rule[split:])
+		if i == 0 {
+			// A guess from the first rule, with room for longer ones.
+			text.Grow(len(rules) * (len(rule) + len(hashPrefix) + hashLen + 8) * 5 / 4)
+		}
+		text.Write(rule[:split])
+		text.Write(appendQuoted(scratch[:0], hashPrefix, string(hashes[i*hashLen:])))
+		text.Write(rule[split:])
+		ends[i] = text.Len()
+	}
+	allText, allHashes := text.String(), string(hashes)
+	start := 0
+	for i := range rules {
+		rc.specs[i] = allText[start:ends[i]]
+		rc.hashes[i] = allHashes[i*hashLen : (i+1)*hashLen]
+		start = ends[i]
 	}
 	return rc, nil
 }

@@ -1,7 +1,7 @@
 package iptables
 
 import (
-	"fmt"
+	"bytes"
 	"math"
 	"net/netip"
 	"slices"
@@ -309,7 +309,8 @@ func (k markMatch) base() bool { return false }
 func (k markMatch) args(b *argBuilder) {
 	b.add("-m", "mark")
 	b.not(k.not)
-	b.add("--mark", fmt.Sprintf("%#x/%#x", k.value, k.mask))
+	b.add("--mark")
+	b.hexMask(k.value, k.mask)
 }
 
 // MarkMatchesWithMask matches packets whose mark & mask == value & mask.
@@ -458,9 +459,21 @@ func (m MatchCriteria) renderExt(b *argBuilder) {
 	}
 }
 
+// hexMask adds value/mask as one argument, as %#x/%#x renders it.
+func (b *argBuilder) hexMask(value, mask uint32) {
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	buf := append(b.AvailableBuffer(), "0x"...)
+	buf = strconv.AppendUint(buf, uint64(value), 16)
+	buf = append(buf, "/0x"...)
+	buf = strconv.AppendUint(buf, uint64(mask), 16)
+	_, _ = b.Write(buf)
+}
+
 // argBuilder accumulates space-separated, quoted-as-needed arguments.
 type argBuilder struct {
-	strings.Builder
+	bytes.Buffer
 	// family selects family-dependent syntax (the recent mask).
 	family Family
 }
@@ -480,26 +493,41 @@ func (b *argBuilder) not(n bool) {
 	}
 }
 
-// quoted adds a free-text argument as iptables-save (1.8) prints it:
-// bare when it is all letters and digits, else in double quotes.
+// quoted adds a free-text argument as appendQuoted renders it.
 func (b *argBuilder) quoted(s string) {
 	if b.Len() > 0 {
 		b.WriteByte(' ')
 	}
-	bare := s != ""
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-			bare = false
+	_, _ = b.Write(appendQuoted(b.AvailableBuffer(), s))
+}
+
+// appendQuoted appends the free-text argument made of parts (joined) as
+// iptables-save (1.8) prints it: bare when it is all letters and digits,
+// else in double quotes.
+func appendQuoted(dst []byte, parts ...string) []byte {
+	bare := false
+	for _, s := range parts {
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			bare = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+			if !bare {
+				break
+			}
+		}
+		if !bare && s != "" {
+			break
 		}
 	}
-	if bare {
-		b.WriteString(s)
-		return
+	if !bare {
+		dst = append(dst, '"')
 	}
-	b.WriteByte('"')
-	b.WriteString(s)
-	b.WriteByte('"')
+	for _, s := range parts {
+		dst = append(dst, s...)
+	}
+	if !bare {
+		dst = append(dst, '"')
+	}
+	return dst
 }
 
 // SourceAddrTypeLocal matches packets from a local address (`-m addrtype

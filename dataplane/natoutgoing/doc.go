@@ -12,6 +12,11 @@
 //	pools, _ := a.Pools(ctx) // ipam.IPAM
 //	err := nat.Apply(ctx, pools) // again whenever a pool changes
 //
+// or, to follow the pools until ctx ends (list, then watch; each change is
+// applied through a dataplane/syncrunner runner):
+//
+//	err := nat.Run(ctx, a, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
+//
 // # What is programmed
 //
 // Per family (IPv4 shown; IPv6 uses the v6 names and ip6tables):
@@ -56,7 +61,13 @@
 //  5. Families. One Applier per family, each with an IPTables of that family;
 //     both may share one IPSets (ipsets are per network namespace, with
 //     distinct names per family). Pools of the other family are skipped.
-//  6. Not covered (Felix options): natOutgoingAddress (SNAT to one address),
+//  6. Following pools. Run lists the pools (ipam ListPools) and watches
+//     from the listing's revision (WatchPools): pools live in one store
+//     key, so each event is the complete list and the latest one wins. A
+//     syncrunner.Runner applies it (coalescing bursts, retrying failures
+//     with backoff, re-applying every MaxInterval); a failed watch is
+//     followed by a new listing, so no change is lost.
+//  7. Not covered (Felix options): natOutgoingAddress (SNAT to one address),
 //     natPortRange, natOutgoingExclusions=IPPoolsAndHostIPs. Config has
 //     RandomFully (`--random-fully`) and OutInterface (Felix's
 //     iptablesNATOutgoingInterfaceFilter).
@@ -68,5 +79,5 @@
 // and the next Apply retries.
 //
 // Thread safety: an Applier is safe for concurrent use; Apply and Delete are
-// serialised. Render is pure.
+// serialised (Run calls Apply from its runner's goroutine). Render is pure.
 package natoutgoing

@@ -2,12 +2,15 @@ package natoutgoing_test
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	nl "github.com/vishvananda/netlink"
@@ -19,7 +22,6 @@ import (
 	"github.com/tabbynet/tabby/dataplane/natoutgoing"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/ipam"
-	"github.com/tabbynet/tabby/ipam/store"
 )
 
 // seenFrom starts a TCP server on port in ns (all addresses, both
@@ -60,6 +62,77 @@ func seen(t *testing.T, from *nettest.Pod, dst netip.AddrPort) string {
 	return a.String()
 }
 
+// natPort is the port of the servers that report the peer address.
+const natPort = 8181
+
+// natWorld is one nettest node whose pods take addresses from an ipam, and
+// a "public" client namespace on the fabric, outside every pool, that
+// answers on natPort with the address it saw.
+type natWorld struct {
+	t      *testing.T
+	ipam   *ipam.IPAM
+	node   *nettest.Node
+	public *nettest.Pod
+	sets   *ipsets.IPSets
+}
+
+func newNATWorld(t *testing.T, a *ipam.IPAM, ipv6 bool) *natWorld {
+	opts := []nettest.Option{nettest.Nodes(1), nettest.WithIPAM(a)}
+	if ipv6 {
+		opts = append(opts, nettest.IPv6())
+	}
+	topo := nettest.NewTopology(t, opts...)
+	w := &natWorld{t: t, ipam: a, node: topo.Node(0), public: topo.AddClient(t)}
+	seenFrom(t, w.public.NS, natPort)
+	h, err := nl.NewHandleAt(netns.NsHandle(w.node.NS.NS().Fd()), unix.NETLINK_NETFILTER)
+	require.NoError(t, err)
+	t.Cleanup(h.Close)
+	w.sets = ipsets.New(h)
+	return w
+}
+
+// addPod adds a pod on the node with one address from pool4 (and one from
+// pool6 when not empty), released in t.Cleanup.
+func (w *natWorld) addPod(name, pool4, pool6 string) *nettest.Pod {
+	t, ctx := w.t, context.Background()
+	t.Helper()
+	args := ipam.AssignArgs{Handle: "k8s-pod-network." + name, Node: w.node.Name, Num4: 1, IPv4Pools: []string{pool4}}
+	if pool6 != "" {
+		args.Num6, args.IPv6Pools = 1, []string{pool6}
+	}
+	r, err := w.ipam.Assign(ctx, args)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = w.ipam.ReleaseByHandle(ctx, "k8s-pod-network."+name) })
+	var addrs []netip.Addr
+	for _, ip := range r.All() {
+		addrs = append(addrs, ip.Addr)
+	}
+	return w.node.AddPod(t, nettest.PodName(name), nettest.PodAddrs(addrs...))
+}
+
+// routeBack routes cidr from the public namespace to the node.
+func (w *natWorld) routeBack(cidr netip.Prefix) {
+	w.t.Helper()
+	gw := w.node.IP
+	if cidr.Addr().Is6() {
+		gw = w.node.IP6
+	}
+	require.NoError(w.t, w.public.NS.Handle().RouteReplace(&nl.Route{
+		Dst: &net.IPNet{IP: cidr.Addr().AsSlice(), Mask: net.CIDRMask(cidr.Bits(), cidr.Addr().BitLen())},
+		Gw:  gw.AsSlice(),
+	}), "public: route %s back via the node", cidr)
+}
+
+// applier returns an Applier of fam programming the node.
+func (w *natWorld) applier(fam iptables.Family) *natoutgoing.Applier {
+	w.t.Helper()
+	ipt, err := iptables.New(iptables.Config{Family: fam}, iptables.WithNetns(w.node.NS.Name))
+	require.NoError(w.t, err)
+	a, err := natoutgoing.New(natoutgoing.Config{Family: fam}, ipt, w.sets)
+	require.NoError(w.t, err)
+	return a
+}
+
 // TestOutgoingNATKernel builds, by nettest: a dual-stack node namespace
 // with pod "nat" from natOutgoing pools and pod "plain" from pools without
 // it, and a "public" namespace (a nettest client on the fabric, outside
@@ -69,67 +142,33 @@ func seen(t *testing.T, from *nettest.Pod, dst netip.AddrPort) string {
 func TestOutgoingNATKernel(t *testing.T) {
 	nettest.RequireRoot(t)
 	ctx := context.Background()
-	mem, err := store.NewMemory()
-	require.NoError(t, err)
-	a, err := ipam.New(mem)
-	require.NoError(t, err)
 	pools := map[string]ipam.IPPool{
 		"nat4":   {Name: "nat4", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true},
 		"plain4": {Name: "plain4", CIDR: netip.MustParsePrefix("10.245.0.0/16")},
 		"nat6":   {Name: "nat6", CIDR: netip.MustParsePrefix("fd00:244::/108"), NATOutgoing: true},
 		"plain6": {Name: "plain6", CIDR: netip.MustParsePrefix("fd00:245::/108")},
 	}
-	for _, p := range pools {
-		_, err := a.CreatePool(ctx, p)
-		require.NoError(t, err)
-	}
+	a := newIPAM(t, slices.Collect(maps.Values(pools))...)
 	listPools := func() []ipam.IPPool {
 		ps, err := a.Pools(ctx)
 		require.NoError(t, err)
 		return ps
 	}
 
-	topo := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6(), nettest.WithIPAM(a))
-	node := topo.Node(0)
-	addPod := func(name, pool4, pool6 string) *nettest.Pod {
-		r, err := a.Assign(ctx, ipam.AssignArgs{Handle: "k8s-pod-network." + name, Node: node.Name, Num4: 1, Num6: 1,
-			IPv4Pools: []string{pool4}, IPv6Pools: []string{pool6}})
-		require.NoError(t, err)
-		t.Cleanup(func() { _, _ = a.ReleaseByHandle(ctx, "k8s-pod-network."+name) })
-		var addrs []netip.Addr
-		for _, ip := range r.All() {
-			addrs = append(addrs, ip.Addr)
-		}
-		return node.AddPod(t, nettest.PodName(name), nettest.PodAddrs(addrs...))
-	}
-	natPod := addPod("nat", "nat4", "nat6")
-	plainPod := addPod("plain", "plain4", "plain6")
-	public := topo.AddClient(t)
+	w := newNATWorld(t, a, true)
+	node, public := w.node, w.public
+	natPod := w.addPod("nat", "nat4", "nat6")
+	plainPod := w.addPod("plain", "plain4", "plain6")
 	for _, p := range pools {
-		gw := node.IP
-		if p.CIDR.Addr().Is6() {
-			gw = node.IP6
-		}
-		require.NoError(t, public.NS.Handle().RouteReplace(&nl.Route{
-			Dst: &net.IPNet{IP: p.CIDR.Addr().AsSlice(), Mask: net.CIDRMask(p.CIDR.Bits(), p.CIDR.Addr().BitLen())},
-			Gw:  gw.AsSlice(),
-		}), "public: route %s back via the node", p.CIDR)
+		w.routeBack(p.CIDR)
 	}
-	const port = 8181
-	seenFrom(t, public.NS, port)
+	const port = natPort
 	seenFrom(t, natPod.NS, port)
 	seenFrom(t, plainPod.NS, port)
 
-	h, err := nl.NewHandleAt(netns.NsHandle(node.NS.NS().Fd()), unix.NETLINK_NETFILTER)
-	require.NoError(t, err)
-	t.Cleanup(h.Close)
-	sets := ipsets.New(h)
 	appliers := map[iptables.Family]*natoutgoing.Applier{}
 	for _, fam := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
-		ipt, err := iptables.New(iptables.Config{Family: fam}, iptables.WithNetns(node.NS.Name))
-		require.NoError(t, err)
-		appliers[fam], err = natoutgoing.New(natoutgoing.Config{Family: fam}, ipt, sets)
-		require.NoError(t, err)
+		appliers[fam] = w.applier(fam)
 	}
 	apply := func() {
 		t.Helper()
@@ -236,4 +275,58 @@ func ownedLines(save string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestRunFollowsPoolsKernel: one Applier.Run follows the ipam's pools on a
+// real node while pods talk to the public namespace: natOutgoing flipped
+// off stops the masquerade of a pod's traffic, flipped on brings it back,
+// and a NAT pool created later is honoured for a pod added from it; no
+// Applier or Run is restarted.
+func TestRunFollowsPoolsKernel(t *testing.T) {
+	nettest.RequireRoot(t)
+	ctx := context.Background()
+	a := newIPAM(t, ipam.IPPool{Name: "nat4", CIDR: netip.MustParsePrefix("10.244.0.0/16"), NATOutgoing: true})
+	w := newNATWorld(t, a, false)
+	w.routeBack(netip.MustParsePrefix("10.244.0.0/16"))
+	w.routeBack(netip.MustParsePrefix("10.246.0.0/16"))
+	pod := w.addPod("pod", "nat4", "")
+	public := netip.AddrPortFrom(w.public.IP, natPort)
+
+	runFollowing(t, w.applier(iptables.IPv4), a)
+	seenAs := func(what string, p *nettest.Pod, want netip.Addr) {
+		t.Helper()
+		var last string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			reply, err := p.Probe("tcp", public, nettest.ConnectTimeout)
+			if last = reply; err != nil {
+				last = err.Error()
+			}
+			if last == want.String() {
+				return
+			}
+		}
+		t.Fatalf("%s: public saw %q, want %s", what, last, want)
+	}
+	seenAs("natOutgoing pool", pod, w.node.IP)
+
+	setNAT := func(name string, on bool) {
+		t.Helper()
+		p, err := a.Pool(ctx, name)
+		require.NoError(t, err)
+		p.NATOutgoing = on
+		_, err = a.UpdatePool(ctx, p)
+		require.NoError(t, err)
+	}
+	setNAT("nat4", false)
+	seenAs("natOutgoing flipped off", pod, pod.IP)
+	setNAT("nat4", true)
+	seenAs("natOutgoing flipped on again", pod, w.node.IP)
+
+	_, err := a.CreatePool(ctx, ipam.IPPool{Name: "new4", CIDR: netip.MustParsePrefix("10.246.0.0/16"), NATOutgoing: true})
+	require.NoError(t, err)
+	late := w.addPod("late", "new4", "")
+	seenAs("pod of a NAT pool created while running", late, w.node.IP)
+	setNAT("new4", false)
+	seenAs("new pool's natOutgoing flipped off", late, late.IP)
+	seenAs("the first pool is untouched", pod, w.node.IP)
 }

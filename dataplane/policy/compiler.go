@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -608,7 +609,6 @@ func (c *Compiler) Replace(r pol.Resources) error {
 		return ErrNil
 	}
 	var errs []error
-	var rps []*pol.ResolvedPolicy
 	for _, t := range r.Tiers {
 		errs = append(errs, t.Validate())
 	}
@@ -624,16 +624,8 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	for _, e := range r.Endpoints {
 		errs = append(errs, e.Validate())
 	}
-	for _, p := range r.NetworkPolicies {
-		rp, err := p.Resolve()
-		errs = append(errs, err)
-		rps = append(rps, rp)
-	}
-	for _, p := range r.GlobalNetworkPolicies {
-		rp, err := p.Resolve()
-		errs = append(errs, err)
-		rps = append(rps, rp)
-	}
+	rps, resolveErrs := resolveAll(r)
+	errs = append(errs, resolveErrs...)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -708,6 +700,38 @@ func (c *Compiler) Replace(r pol.Resources) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// resolver is a NetworkPolicy or a GlobalNetworkPolicy.
+type resolver interface {
+	Resolve() (*pol.ResolvedPolicy, error)
+}
+
+// resolveAll resolves r's policies (NetworkPolicies, then
+// GlobalNetworkPolicies), in parallel on every CPU when there are many:
+// resolving (validating and canonicalizing selectors) is most of the cost
+// of a full Replace.
+func resolveAll(r pol.Resources) ([]*pol.ResolvedPolicy, []error) {
+	all := make([]resolver, 0, len(r.NetworkPolicies)+len(r.GlobalNetworkPolicies))
+	for _, p := range r.NetworkPolicies {
+		all = append(all, p)
+	}
+	for _, p := range r.GlobalNetworkPolicies {
+		all = append(all, p)
+	}
+	rps := make([]*pol.ResolvedPolicy, len(all))
+	errs := make([]error, len(all))
+	workers := min(runtime.GOMAXPROCS(0), len(all)/32+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(all); i += workers {
+				rps[i], errs[i] = all[i].Resolve()
+			}
+		})
+	}
+	wg.Wait()
+	return rps, errs
 }
 
 func cutKey(k string) (string, string, bool) {

@@ -174,7 +174,7 @@ func newConnNode(b *testing.B, be iptables.Backend, kind string, members int) *c
 			b.Fatal(err)
 		}
 		clean(b, be, node.NS)
-		runIn(b, node.NS, restoreCmd(be, file))
+		runIn(b, node.NS, restoreCmd(be, file, benchLock(b)))
 		if out, _ := node.NS.Run(ctx, "ipset", "list", "-n"); strings.TrimSpace(out) != "" {
 			b.Fatalf("linear peer still has sets: %s", out)
 		}

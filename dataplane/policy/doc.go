@@ -61,8 +61,14 @@
 // Evaluate traces it) and lists it in NeedsL7 as needing an L7 proxy.
 // Rules with services (Kubernetes Service matches) are not rendered either
 // (no service endpoints are fed to the compiler yet). doNotTrack and preDNAT
-// policies, and forwarded traffic through host endpoints (applyOnForward),
-// are outside the filter-table model, as in Evaluate.
+// policies are not rendered at all: no chain is written for them and no
+// endpoint chain jumps to them (Felix puts them in the raw and mangle
+// tables, which this compiler does not program), and Evaluate skips them
+// too. Forwarded traffic through host endpoints (applyOnForward) is
+// likewise outside the filter-table model, as in Evaluate. Native
+// nftables sets are not used: on the nft backend the chains go through
+// iptables-nft, whose `-m set` runs in the xtables compatibility layer
+// (see README.md for what that costs per packet).
 //
 // # Drop attribution
 //
@@ -70,7 +76,10 @@
 // preceded by an NFLOG rule whose prefix (Prefix, at most 63 bytes) names
 // kind, direction, rule index and a 16-hex ID of tier and policy (or
 // endpoint, for end of tier). ListenDrops reads the group over
-// nfnetlink_log and ExplainDrop maps a prefix back to a DropCause:
+// nfnetlink_log (decoded here over github.com/mdlayher/netlink: the
+// packet's prefix, interfaces and IP header only, since the NFLOG library
+// the issue suggests, go-nflog, cannot be fetched from the module proxy)
+// and ExplainDrop maps a prefix back to a DropCause:
 // "denied by tier default, policy yaobank/knp.default.database, end of tier
 // (ingress of yaobank/database)". ParsePrefix and ParseLoggedPacket are
 // fuzzed.

@@ -271,9 +271,9 @@ func netfilterHandle(tb testing.TB, ns *nettest.Netns) *nl.Handle {
 
 // newKernelCompiler builds an IPv4 Compiler on ns's netfilter: ipsets
 // over h, iptables-restore run in ns with backend be.
-func newKernelCompiler(tb testing.TB, ns *nettest.Netns, h *nl.Handle, cfg dppolicy.Config, be iptables.Backend) (*dppolicy.Compiler, *iptables.IPTables) {
+func newKernelCompiler(tb testing.TB, ns *nettest.Netns, h *nl.Handle, cfg dppolicy.Config, be iptables.Backend, opts ...iptables.Option) (*dppolicy.Compiler, *iptables.IPTables) {
 	tb.Helper()
-	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, iptables.WithNetns(ns.Name))
+	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, append([]iptables.Option{iptables.WithNetns(ns.Name)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -171,20 +171,32 @@ func sortMembers(ms []ipsets.Member) {
 // Apply renders what changed, hands the changes to the ipsets and iptables
 // appliers and has them write it: sets first (creations and member
 // changes), then the chains in one iptables-restore, then set
-// destructions, so a rule never names a missing set. It returns the plan
-// it applied. A kernel error leaves the appliers holding the desired state;
-// the next Apply retries it.
+// destructions, so a rule never names a missing set. The set writes and
+// the iptables-save read (when one is due) run while the chains are
+// rendered. It returns the plan it applied. A kernel error leaves the
+// appliers holding the desired state; the next Apply retries it.
 func (c *Compiler) Apply(ctx context.Context) (*Plan, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.plan()
-	if err := c.push(p); err != nil {
-		return p, err
+	if err := c.pushSets(p); err != nil {
+		return p, errors.Join(err, c.pushChains(p))
+	}
+	setsDone, readDone := make(chan error, 1), make(chan error, 1)
+	go func() { setsDone <- c.sets.ApplyUpdates(ctx) }()
+	go func() { readDone <- c.ipt.Read(ctx) }()
+	pushErr := c.pushChains(p)
+	setsErr, readErr := <-setsDone, <-readDone
+	if pushErr != nil {
+		return p, pushErr
 	}
 	clear(c.dirtyChains)
 	clear(c.dirtySets)
-	if err := c.sets.ApplyUpdates(ctx); err != nil {
-		return p, fmt.Errorf("apply ipsets: %w", err)
+	if setsErr != nil {
+		return p, fmt.Errorf("apply ipsets: %w", setsErr)
+	}
+	if readErr != nil {
+		return p, fmt.Errorf("apply iptables: %w", readErr)
 	}
 	if err := c.ipt.Apply(ctx); err != nil {
 		return p, fmt.Errorf("apply iptables: %w", err)
@@ -195,9 +207,9 @@ func (c *Compiler) Apply(ctx context.Context) (*Plan, error) {
 	return p, nil
 }
 
-// push hands a plan to the appliers' desired state and records it as
-// applied.
-func (c *Compiler) push(p *Plan) error {
+// pushSets hands a plan's set changes to the ipsets applier's desired
+// state and records them as applied.
+func (c *Compiler) pushSets(p *Plan) error {
 	var errs []error
 	for _, s := range p.Sets {
 		switch {
@@ -232,17 +244,36 @@ func (c *Compiler) push(p *Plan) error {
 			}
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// pushChains hands a plan's chains and hooks to the iptables applier's
+// desired state and records them as applied.
+func (c *Compiler) pushChains(p *Plan) error {
+	var errs []error
+	var set []iptables.Chain
 	for _, ch := range p.Chains {
 		if ch.Deleted {
 			c.ipt.DeleteChain(iptables.Filter, ch.Name)
 			delete(c.appliedChains, ch.Name)
 			continue
 		}
-		if err := c.ipt.SetChain(iptables.Filter, iptables.Chain{Name: ch.Name, Rules: ch.Rules}); err != nil {
-			errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
-			continue
+		set = append(set, iptables.Chain{Name: ch.Name, Rules: ch.Rules})
+	}
+	// All chains rendered at once (in parallel); if one is refused, one
+	// by one, so the others still go through.
+	if err := c.ipt.SetChains(iptables.Filter, set); err == nil {
+		for _, ch := range set {
+			c.appliedChains[ch.Name] = ch.Rules
 		}
-		c.appliedChains[ch.Name] = ch.Rules
+	} else {
+		for _, ch := range set {
+			if err := c.ipt.SetChain(iptables.Filter, ch); err != nil {
+				errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
+				continue
+			}
+			c.appliedChains[ch.Name] = ch.Rules
+		}
 	}
 	if p.Hooks {
 		if err := c.ipt.SetHook(iptables.Filter, "FORWARD", []iptables.Rule{{Action: iptables.Jump{Chain: ChainForward}}}); err != nil {

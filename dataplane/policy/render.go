@@ -2,7 +2,6 @@ package policy
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -239,6 +238,11 @@ func profileName(ep *pol.Endpoint) string {
 
 // safeComment keeps what an iptables comment may hold.
 func safeComment(s string) string {
+	if len(s) <= 150 && !strings.ContainsFunc(s, func(r rune) bool {
+		return r < ' ' || r > '~' || r == '"' || r == '\\' || r == '\''
+	}) {
+		return s
+	}
 	b := []byte(s)
 	for i, ch := range b {
 		if ch < ' ' || ch > '~' || ch == '"' || ch == '\\' || ch == '\'' {
@@ -273,9 +277,10 @@ func (c *Compiler) renderPolicy(key string) {
 			c.deleteChain(name)
 			continue
 		}
-		var rules []iptables.Rule
-		for _, r := range rp.Rules(d) {
-			rules = append(rules, c.ruleRules(rp, d, r)...)
+		rs := rp.Rules(d)
+		rules := make([]iptables.Rule, 0, 2*len(rs)+1)
+		for i := range rs {
+			rules = append(rules, c.ruleRules(rp, d, &rs[i])...)
 		}
 		c.setChain(name, rules)
 	}
@@ -383,7 +388,7 @@ func iptProto(p pol.Protocol) iptables.Protocol {
 // RETURN once the mark is set. A rule that cannot match in this family
 // (ipVersion, nets, ICMP version), or that needs L7 (HTTP) or a Service,
 // renders to nothing, as it never matches a netfilter packet.
-func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r pol.ResolvedRule) []iptables.Rule {
+func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r *pol.ResolvedRule) []iptables.Rule {
 	ref := RuleRef{Policy: rp.Key, Direction: d, Rule: r.Index}
 	if r.HTTP != nil {
 		c.l7[rp.Key] = append(c.l7[rp.Key], ref)
@@ -436,7 +441,7 @@ func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r pol.Reso
 	default:
 		return nil
 	}
-	comment := safeComment(fmt.Sprintf("%s %s rule %d %s", rp.Key, d, r.Index, r.Action))
+	comment := safeComment(rp.Key + " " + d.String() + " rule " + strconv.Itoa(r.Index) + " " + string(r.Action))
 	var out []iptables.Rule
 	for _, m := range alts {
 		if r.Action == pol.Deny && c.cfg.NFLOGGroup != 0 {
@@ -481,7 +486,7 @@ func portRanges(ps []pol.Port) (chunks [][]iptables.PortRange, named []string) {
 
 // sideMatches adds one side's (source or destination) matches to every
 // alternative; ok false when the side can never match in this family.
-func (c *Compiler) sideMatches(policy string, r pol.ResolvedRule, m *pol.EntityMatch, src bool, alts []iptables.MatchCriteria) ([]iptables.MatchCriteria, bool) {
+func (c *Compiler) sideMatches(policy string, r *pol.ResolvedRule, m *pol.EntityMatch, src bool, alts []iptables.MatchCriteria) ([]iptables.MatchCriteria, bool) {
 	var nets, notNets []netip.Prefix
 	for _, n := range m.Nets {
 		if c.inFamily(n) {
