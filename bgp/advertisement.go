@@ -54,6 +54,11 @@ func (a Advertisement) validate() error {
 	if a.Kind > KindServiceLoadBalancerIP {
 		return fmt.Errorf("prefix %s: unknown kind %d: %w", a.Prefix, a.Kind, ErrInvalidPrefix)
 	}
+	for _, c := range a.Communities {
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("prefix %s: %w", a.Prefix, err)
+		}
+	}
 	return nil
 }
 

@@ -50,6 +50,15 @@ func (c Community) String() string {
 	return fmt.Sprintf("%d:%d", c.A, c.B)
 }
 
+// validate rejects values ParseCommunity would not produce: a standard
+// community with a part above 65535 or a third part.
+func (c Community) validate() error {
+	if !c.Large && (c.A > 0xffff || c.B > 0xffff || c.C != 0) {
+		return fmt.Errorf("community %d:%d:%d: a standard community is aa:nn, each 0..65535: %w", c.A, c.B, c.C, ErrInvalidCommunity)
+	}
+	return nil
+}
+
 // standard returns the 32-bit value of a standard community.
 func (c Community) standard() uint32 { return c.A<<16 | c.B }
 

@@ -318,3 +318,14 @@ func TestWhyNotAdvertised(t *testing.T) {
 	err = s.Advertise(ctx, Advertisement{Prefix: netip.MustParsePrefix("224.0.0.0/24")})
 	assert.ErrorIs(t, err, ErrInvalidPrefix)
 }
+
+func TestAdvertisementCommunityValidation(t *testing.T) {
+	p := netip.MustParsePrefix("10.0.0.0/24")
+	for _, c := range []Community{{A: 70000, B: 1}, {A: 1, B: 65536}, {A: 1, B: 2, C: 3}} {
+		err := Advertisement{Prefix: p, Communities: []Community{c}}.validate()
+		assert.ErrorIs(t, err, ErrInvalidCommunity, "%+v", c)
+	}
+	for _, c := range []Community{{A: 65535, B: 65535}, {Large: true, A: 4200000000, B: 1, C: 2}} {
+		assert.NoError(t, Advertisement{Prefix: p, Communities: []Community{c}}.validate(), "%+v", c)
+	}
+}

@@ -63,7 +63,9 @@
 //     Services come and go; one that fails to bind is logged and
 //     retried by Run without touching the others.
 //  4. Announce is a pure function of the resolved state and the BGP
-//     configuration, so the bgp package can call it on every change.
+//     configuration, so a node agent can call it after every sync:
+//     Announce(tracker.All(), cfg), where All is the state the last
+//     Changes handed out (what the backend applied).
 //
 // Thread safety: Tracker and HealthServer methods are safe for
 // concurrent use; Announce and ServicePorts are pure.

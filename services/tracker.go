@@ -247,8 +247,10 @@ func (t *Tracker) Changes() map[ServicePortName]*Resolved {
 	return out
 }
 
-// All returns the current state of every valid service port (for a full
-// resync). The values must not be modified.
+// All returns every valid service port as of the last Changes call: the
+// state a backend has been handed, for a full resync or for Announce after
+// a sync. Updates received since then appear only after the next Changes
+// (call Changes first to include them). The values must not be modified.
 func (t *Tracker) All() map[ServicePortName]*Resolved {
 	t.mu.Lock()
 	defer t.mu.Unlock()
