@@ -404,9 +404,12 @@ func TestIntegrationErrors(t *testing.T) {
 	}
 	_, err = l.add(tiny, rt("t4", pod.Path))
 	assert.Equal(t, cni.CodePoolExhausted, cniCode(t, err), "%v", err)
+	// A missing netns is reported as such even when the pool is full.
+	_, err = l.add(tiny, rt("t5", "/var/run/netns/"+nettest.UniqueName("cni-missing")))
+	assert.Equal(t, types.ErrUnknownContainer, cniCode(t, err), "%v", err)
 
 	l.assertClean("tabnet", "bad", "unknown", "nons")
-	l.assertClean("tiny", "t4")
+	l.assertClean("tiny", "t4", "t5")
 	links, err := pod.Handle().LinkList()
 	require.NoError(t, err)
 	assert.Len(t, links, 1, "only lo in the pod after failed ADDs")

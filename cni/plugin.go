@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -216,6 +217,13 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	k8s, err := ParseArgs(args.Args)
 	if err != nil {
 		return nil, err
+	}
+	if p.workloads == nil {
+		// A missing pod namespace is reported as such (code 3) before any
+		// address is assigned, not as whatever IPAM says first.
+		if _, err := os.Stat(args.Netns); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNetnsMissing, args.Netns)
+		}
 	}
 	// The host namespace's netlink sockets and the addresses are
 	// independent: open the one while IPAM assigns the other.
