@@ -10,10 +10,17 @@
 //	s, err := bgp.New(bgp.Config{NodeName: "node-1", NodeIP: nodeIP},
 //		bgp.WithLogger(log), bgp.WithRouteProgrammer(owner, "", apply)) // apply calls owner.Apply
 //	s.SetTopology(ctx, bgp.Topology{Nodes: nodes, BGPPeers: peers}) // or SetPeers
-//	s.SetAdvertisements(ctx, blocks)                                // before or after Start
+//	var ads []bgp.Advertisement // e.g. the node's ipam.AffineBlocks
+//	for _, b := range blocks {
+//		ads = append(ads, bgp.Advertisement{Prefix: b})
+//	}
+//	s.SetAdvertisements(ctx, ads) // before or after Start
 //	s.Start(ctx)
-//	s.Source("lb-allocator").Advertise(ctx, lbIP)                  // another controller
-//	s.Why(prefix); s.Peers(ctx)                                     // status
+//	// Another controller in the process (a LoadBalancer IP allocator, or
+//	// services.Announce's prefixes after each services sync):
+//	s.Source("services").Set(ctx, []bgp.Advertisement{
+//		{Prefix: lbIP, Kind: bgp.KindServiceLoadBalancerIP}})
+//	s.Why(prefix); s.Peers(ctx) // status
 //
 // # Calico fields
 //
@@ -21,7 +28,7 @@
 // default 64512), RouterID (routerID, default the node's IPv4 address),
 // NodeIP/NodeIPv6 (ipv4Address/ipv6Address), ListenAddresses (bindMode
 // NodeIP), ListenPort (listenPort), NodeToNodeMeshEnabled, NodeMeshPassword,
-// NodeMeshMaxRestartTime, ServiceClusterIPs/ServiceExternalIPs/
+// NodeMeshMaxRestartTime, ServiceClusterIPs, ServiceExternalIPs,
 // ServiceLoadBalancerIPs, Communities and PrefixAdvertisements, LogLevel
 // (logSeverityScreen), RouteReflectorClusterID. BGPPeer follows BGPPeer:
 // node, nodeSelector, peerIP (ip[:port]), asNumber, peerSelector,

@@ -42,7 +42,7 @@ func sessionState(s api.PeerState_SessionState) SessionState {
 	return StateUnknown
 }
 
-// PeerStatus is one session as `tabbyctl node status` shows it (the
+// PeerStatus is one session as a node status command shows it (the
 // equivalent of `birdc show protocols` / `calicoctl node status`).
 type PeerStatus struct {
 	Peer

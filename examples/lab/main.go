@@ -196,7 +196,7 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 		return false, errInterrupted
 	}
 	if r == nettest.RoutingVXLAN {
-		fmt.Fprintln(w, "    each node got a VXLAN tunnel address from IPAM (use Tunnel), which claimed its first block:")
+		fmt.Fprintln(w, "    each node got a VXLAN tunnel address from IPAM (an allocation of use Tunnel, as Calico records it), which claimed its first block:")
 		for _, n := range topo.Nodes() {
 			fmt.Fprintf(w, "    %s  eth0 %s  vxlan.tabby %s\n", n.Name, n.IP, n.TunnelAddr)
 		}
