@@ -15,15 +15,27 @@ import (
 	st "github.com/tabbynet/tabby/services/servicestest"
 )
 
-// benchTarget is where a benchmark renders: the kernel (a fresh netns)
-// or knftables.Fake (rule generation and transaction validation only).
-func benchTarget(b *testing.B, kernel bool) knftables.Interface {
+// Benchmark targets: knftables.Fake (rule generation and transaction
+// validation only), the kernel through the `nft` CLI (knftables), and the
+// kernel through the netlink executor (Netlink). Both kernel targets
+// start with "kernel" so that -bench '…/kernel' runs them side by side.
+var benchTargets = []string{"fake", "kernel-cli", "kernel-netlink"}
+
+// benchTarget returns the knftables.Interface of target, in a fresh
+// network namespace for the kernel targets.
+func benchTarget(b *testing.B, target string) knftables.Interface {
 	b.Helper()
-	if !kernel {
+	if target == "fake" {
 		return knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)
 	}
 	ns := nettest.NewNetns(b, "svcbench") // skips unless root
-	nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+	var nft knftables.Interface
+	var err error
+	if target == "kernel-netlink" {
+		nft, err = snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+	} else {
+		nft, err = snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -33,13 +45,13 @@ func benchTarget(b *testing.B, kernel bool) knftables.Interface {
 // BenchmarkFullSync: a first sync of N services × 10 endpoints (the whole
 // table in one transaction).
 func BenchmarkFullSync(b *testing.B) {
-	for _, target := range []string{"fake", "kernel"} {
+	for _, target := range benchTargets {
 		for _, n := range []int{1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
 				if target == "fake" && n > 1000 {
 					b.Skip("knftables.Fake copies the whole table per transaction; only the 1,000 case is a useful peer")
 				}
-				nft := benchTarget(b, target == "kernel")
+				nft := benchTarget(b, target)
 				tr := st.LoadTracker(n, 10)
 				b.ResetTimer()
 				for range b.N {
@@ -59,13 +71,13 @@ func BenchmarkFullSync(b *testing.B) {
 // BenchmarkOneEndpointChange: one endpoint of one service replaced, at N
 // services × 10 endpoints already in the table.
 func BenchmarkOneEndpointChange(b *testing.B) {
-	for _, target := range []string{"fake", "kernel"} {
+	for _, target := range benchTargets {
 		for _, n := range []int{1000, 10000, 30000} {
 			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
 				if target == "fake" && n > 1000 {
 					b.Skip("knftables.Fake copies the whole table per transaction; only the 1,000 case is a useful peer")
 				}
-				nft := benchTarget(b, target == "kernel")
+				nft := benchTarget(b, target)
 				tr := st.LoadTracker(n, 10)
 				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
 				if err != nil {
@@ -102,7 +114,10 @@ func BenchmarkFirstPacket(b *testing.B) {
 			backend := node.AddPod(b)
 			backend.ListenTCP(b, 8080)
 			client := node.AddPod(b)
-			nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
+			// The netlink executor writes the same table as the CLI
+			// (TestNetlinkMatchesCLI) and loads 10,000 services in a
+			// fraction of the time.
+			nft, err := snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -112,7 +112,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	defer p.mu.Unlock()
 	changes := p.tracker.Changes()
 	full := p.needFull
-	tx := p.nft.NewTransaction()
+	tx := &ops{}
 	newState := p.state
 	if full {
 		newState = map[services.ServicePortName]*rendered{}
@@ -145,8 +145,8 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 	}
 	d.write(tx, p.setType(), full)
-	if tx.NumOperations() > 0 {
-		if err := p.nft.Run(ctx, tx); err != nil {
+	if len(tx.list) > 0 {
+		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
 			return fmt.Errorf("nftables table %s: %w", p.cfg.Table, err)
 		}
@@ -189,15 +189,18 @@ func ptr[T any](v T) *T { return &v }
 
 // baseObjects recreates the table with its base chains, dispatch chains
 // and maps (kube-proxy's layout; hook priorities in doc.go).
-func (p *Proxier) baseObjects(tx *knftables.Transaction) {
+func (p *Proxier) baseObjects(tx sink) {
 	ip, addrType := p.ipX(), "ipv4_addr"
 	loopback := "127.0.0.0/8"
 	if p.cfg.Family == knftables.IPv6Family {
 		addrType, loopback = "ipv6_addr", "::1"
 	}
-	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	// No table comment: comments are netlink user data that the netlink
+	// executor does not write, and the two executors must produce the
+	// same table.
+	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
-	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	tx.Add(&knftables.Table{})
 	base := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
 		tx.Add(&knftables.Chain{Name: name, Type: &typ, Hook: &hook, Priority: &prio})
 		for _, r := range rules {
@@ -323,7 +326,7 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
-func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
+func (d *diff) write(tx sink, setType string, fresh bool) {
 	for _, e := range d.delElems {
 		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
 	}
