@@ -505,8 +505,45 @@ func (c compiler) update(t *tokens) ([]expr.Any, error) {
 	return append(f.load, &expr.Dynset{SrcRegKey: reg1, SetName: name, Operation: unix.NFT_DYNSET_OP_UPDATE}), nil
 }
 
-// dnat: `dnat to ADDR:PORT` ([v6]:port for IPv6).
+// dnat: `dnat to ADDR:PORT` ([v6]:port for IPv6), or
+// `dnat ip addr . port to numgen random mod M [offset O] map @m` (the
+// endpoint-map form: the numgen value, in network byte order, looks up
+// address . port).
 func (c compiler) dnat(t *tokens) ([]expr.Any, error) {
+	fam := uint32(unix.NFPROTO_IPV4)
+	if c.ip6 {
+		fam = unix.NFPROTO_IPV6
+	}
+	if t.peek(0) == c.ipName() {
+		t.next()
+		if err := t.expect("addr", ".", "port", "to", "numgen", "random", "mod"); err != nil {
+			return nil, err
+		}
+		mod, err := parseUint(t.next(), 32)
+		if err != nil {
+			return nil, err
+		}
+		var offset uint64
+		if t.peek(0) == "offset" {
+			t.next()
+			if offset, err = parseUint(t.next(), 32); err != nil {
+				return nil, err
+			}
+		}
+		if err := t.expect("map"); err != nil {
+			return nil, err
+		}
+		name, ok := strings.CutPrefix(t.next(), "@")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%w: dnat map without a named map", ErrUnsupportedRule)
+		}
+		return []expr.Any{
+			&expr.Numgen{Register: reg1, Modulus: uint32(mod), Type: unix.NFT_NG_RANDOM, Offset: uint32(offset)},
+			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: name},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: reg1, RegProtoMin: reg32(c.addrLen())},
+		}, nil
+	}
 	if err := t.expect("to"); err != nil {
 		return nil, err
 	}
@@ -514,10 +551,6 @@ func (c compiler) dnat(t *tokens) ([]expr.Any, error) {
 	ap, err := netip.ParseAddrPort(arg)
 	if err != nil || ap.Addr().Is6() != c.ip6 || ap.Addr().Is4In6() {
 		return nil, fmt.Errorf("%w: dnat target %q", ErrUnsupportedRule, arg)
-	}
-	fam := uint32(unix.NFPROTO_IPV4)
-	if c.ip6 {
-		fam = unix.NFPROTO_IPV6
 	}
 	return []expr.Any{
 		&expr.Immediate{Register: reg1, Data: ap.Addr().AsSlice()},

@@ -2,12 +2,15 @@ package nftables
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +86,20 @@ type setInfo struct {
 	isMap    bool // verdict map
 	interval bool
 	timeout  bool
+	// endpoints: an endpoint map (typeof numgen … : ip daddr . th dport,
+	// interval): "lo-hi" integer keys, "addr . port" values.
+	endpoints bool
+}
+
+// endpointMapUserData is the set user data `nft` 1.0.6 writes for
+// `typeof numgen random mod 1 : ip daddr . th dport` (and ip6) with
+// flags interval: key and data byte order and the two typeof
+// expressions, from which `nft list` prints the map's typeof. google/nftables
+// has no typeof support, so Netlink puts these bytes in the NEWSET
+// message; TestNetlinkMatchesCLI checks that the listing matches.
+var endpointMapUserData = map[knftables.Family]string{
+	knftables.IPv4Family: "000401000000010400000000031a0004170000000112000401000000010401000000020400000000043400040d000000012c0014000407000000010c00040c00000001040c0000000114000407000000010c00040b000000010402000000060400000000",
+	knftables.IPv6Family: "000401000000010400000000031a0004170000000112000401000000010401000000020400000000043400040d000000012c0014000407000000010c00040d0000000104090000000114000407000000010c00040b000000010402000000060400000000",
 }
 
 var setTypes = map[string]gnft.SetDatatype{
@@ -100,6 +117,10 @@ type batch struct {
 	comp  compiler
 	sets  map[string]setInfo
 	setID uint32
+	fam   knftables.Family
+	// typeof lists the endpoint maps created in this batch, whose NEWSET
+	// messages get endpointMapUserData.
+	typeof map[string]bool
 	// Consecutive element operations on one set are sent together, up to
 	// elementsPerMessage per message.
 	pend     []gnft.SetElement
@@ -150,7 +171,7 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 		fam = gnft.TableFamilyIPv6
 	}
 	b := &batch{conn: conn, table: &gnft.Table{Name: n.table, Family: fam},
-		comp: compiler{ip6: n.family == knftables.IPv6Family}, sets: maps.Clone(n.sets)}
+		comp: compiler{ip6: n.family == knftables.IPv6Family}, sets: maps.Clone(n.sets), fam: n.family, typeof: map[string]bool{}}
 	for _, x := range o.list {
 		if err := b.op(x); err != nil {
 			return err
@@ -162,10 +183,59 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("encode netlink batch: %w", err)
 	}
+	if err := b.patchTypeof(captured); err != nil {
+		return err
+	}
 	if err := n.send(ctx, captured); err != nil {
 		return err
 	}
 	n.sets = b.sets
+	return nil
+}
+
+// patchTypeof replaces the user data of the endpoint maps' NEWSET
+// messages with endpointMapUserData.
+func (b *batch) patchTypeof(msgs []netlink.Message) error {
+	if len(b.typeof) == 0 {
+		return nil
+	}
+	ud, err := hex.DecodeString(endpointMapUserData[b.fam])
+	if err != nil {
+		return err
+	}
+	newSet := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSET)
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != newSet || len(m.Data) < 4 {
+			continue
+		}
+		attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+		if err != nil {
+			return fmt.Errorf("re-read NEWSET: %w", err)
+		}
+		name := ""
+		for _, a := range attrs {
+			if a.Type == unix.NFTA_SET_NAME {
+				name = strings.TrimRight(string(a.Data), "\x00")
+			}
+		}
+		if !b.typeof[name] {
+			continue
+		}
+		out := attrs[:0]
+		for _, a := range attrs {
+			if a.Type != unix.NFTA_SET_USERDATA {
+				out = append(out, a)
+			}
+		}
+		out = append(out, netlink.Attribute{Type: unix.NFTA_SET_USERDATA, Data: ud})
+		data, err := netlink.MarshalAttributes(out)
+		if err != nil {
+			return err
+		}
+		m.Data = append(m.Data[:4:4], data...)
+		m.Header.Length = 0
+	}
 	return nil
 }
 
@@ -288,6 +358,9 @@ func (b *batch) op(x op) error {
 	case *knftables.Set:
 		return b.set(x.verb, obj.Name, obj.Type, obj.TypeOf, obj.Flags, obj.Timeout, false)
 	case *knftables.Map:
+		if x.verb == verbAdd && obj.TypeOf != "" {
+			return b.endpointMap(obj)
+		}
 		typ, val, ok := strings.Cut(obj.Type, " : ")
 		if x.verb == verbAdd && (!ok || strings.TrimSpace(val) != "verdict") {
 			return fmt.Errorf("%w: map %s of type %q (only verdict maps)", ErrUnsupportedObject, obj.Name, obj.Type)
@@ -415,6 +488,64 @@ func (b *batch) set(v verb, name, typ string, typeOf string, flags []knftables.S
 	return nil
 }
 
+// endpointMap adds an endpoint map (the only typeof map the renderer
+// writes).
+func (b *batch) endpointMap(m *knftables.Map) error {
+	ip := "ip"
+	addr := gnft.TypeIPAddr
+	if b.fam == knftables.IPv6Family {
+		ip, addr = "ip6", gnft.TypeIP6Addr
+	}
+	if m.TypeOf != "numgen random mod 1 : "+ip+" daddr . th dport" || !slices.Equal(m.Flags, []knftables.SetFlag{knftables.IntervalFlag}) || m.Timeout != nil {
+		return fmt.Errorf("%w: map %s typeof %q", ErrUnsupportedObject, m.Name, m.TypeOf)
+	}
+	data, err := gnft.ConcatSetType(addr, gnft.TypeInetService)
+	if err != nil {
+		return err
+	}
+	b.setID++
+	s := &gnft.Set{Table: b.table, Name: m.Name, ID: b.setID, Interval: true, IsMap: true, KeyType: gnft.TypeInteger, DataType: data}
+	if err := b.conn.AddSet(s, nil); err != nil {
+		return fmt.Errorf("map %s: %w", m.Name, err)
+	}
+	b.typeof[m.Name] = true
+	b.sets[m.Name] = setInfo{keys: []gnft.SetDatatype{gnft.TypeInteger}, interval: true, endpoints: true}
+	return nil
+}
+
+// endpointElements encodes an endpoint-map element "lo-hi" [: addr . port]
+// as the interval's start (with the data) and end (hi+1).
+func (b *batch) endpointElements(e *knftables.Element, withValue bool) ([]gnft.SetElement, error) {
+	var lo, hi uint32
+	if len(e.Key) != 1 {
+		return nil, fmt.Errorf("%w: endpoint slot range %v", ErrUnsupportedObject, e.Key)
+	}
+	if _, err := fmt.Sscanf(e.Key[0], "%d-%d", &lo, &hi); err != nil || hi < lo || hi == math.MaxUint32 {
+		return nil, fmt.Errorf("%w: endpoint slot range %q", ErrUnsupportedObject, e.Key[0])
+	}
+	start := gnft.SetElement{Key: binaryutil.BigEndian.PutUint32(lo)}
+	if withValue {
+		f := strings.Split(strings.Join(e.Value, " . "), " . ")
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%w: endpoint %v", ErrUnsupportedObject, e.Value)
+		}
+		addr := gnft.TypeIPAddr
+		if b.fam == knftables.IPv6Family {
+			addr = gnft.TypeIP6Addr
+		}
+		a, err := encodeField(f[0], addr)
+		if err != nil {
+			return nil, err
+		}
+		p, err := encodeField(f[1], gnft.TypeInetService)
+		if err != nil {
+			return nil, err
+		}
+		start.Val = append(append(a, p...), 0, 0)
+	}
+	return []gnft.SetElement{start, {Key: binaryutil.BigEndian.PutUint32(hi + 1), IntervalEnd: true}}, nil
+}
+
 func (b *batch) element(v verb, e *knftables.Element) error {
 	name := e.Set
 	if e.Map != "" {
@@ -424,14 +555,19 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 	if !ok {
 		return fmt.Errorf("%w: element of %s, a set this executor did not create", ErrUnsupportedObject, name)
 	}
-	if len(e.Key) != len(info.keys) {
+	if !info.endpoints && len(e.Key) != len(info.keys) {
 		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
 	}
 	if e.Comment != nil {
 		return unsupported(v, e)
 	}
 	var elems []gnft.SetElement
-	if info.interval {
+	if info.endpoints {
+		var err error
+		if elems, err = b.endpointElements(e, v == verbAdd); err != nil {
+			return fmt.Errorf("element of %s: %w", name, err)
+		}
+	} else if info.interval {
 		start, end, err := intervalKeys(e.Key[0], info.keys[0])
 		if err != nil {
 			return fmt.Errorf("element of %s: %w", name, err)
@@ -472,7 +608,7 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		if err := b.flushElements(); err != nil {
 			return err
 		}
-		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap, HasTimeout: info.timeout}, v
+		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.endpoints, HasTimeout: info.timeout}, v
 	}
 	b.pend = append(b.pend, elems...)
 	return nil

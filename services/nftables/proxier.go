@@ -144,7 +144,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			newState[n] = r
 		}
 	}
-	d.write(tx, p.setType(), full)
+	d.write(tx, p.setType(), p.endpointMapTypeOf(), full)
 	if len(tx.list) > 0 {
 		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
@@ -234,12 +234,20 @@ func (p *Proxier) baseObjects(tx sink) {
 		fmt.Sprintf("meta mark & %s == 0 return", mark),
 		"meta mark set meta mark xor "+mark,
 		"masquerade fully-random")
-	chain(chainReject, "reject")
+	tx.Add(&knftables.Set{Name: setRejectSvcs, Type: addrType + " . inet_proto . inet_service"})
+	tx.Add(&knftables.Set{Name: setRejectNPs, Type: "inet_proto . inet_service"})
 	chain(chainServices,
 		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapServiceIPs),
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapServiceNodePorts))
-	chain(chainSvcCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapNoEndpointSvcs))
-	chain(chainNodePortCheck, fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs))
+	// Rejecting through a set rather than `goto reject-chain` elements:
+	// adding a jump or goto element makes the kernel re-validate the
+	// whole table, a plain set element does not.
+	chain(chainSvcCheck,
+		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapNoEndpointSvcs),
+		fmt.Sprintf("%s daddr . meta l4proto . th dport @%s reject", ip, setRejectSvcs))
+	chain(chainNodePortCheck,
+		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs),
+		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport @%s reject", ip, loopback, setRejectNPs))
 	filterPrio := knftables.BaseChainPriority("-110")
 	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
 		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
@@ -257,6 +265,7 @@ func (p *Proxier) baseObjects(tx sink) {
 type diff struct {
 	delElems, addElems     []element
 	addSets                map[string]int
+	addMaps, staleMaps     []string // endpoint maps
 	writeChains            []string
 	rules                  map[string][]string
 	staleChains, staleSets []string
@@ -304,6 +313,12 @@ func (d *diff) add(old, cur *rendered) {
 			d.addSets[s] = to
 		}
 	}
+	if cur.epMap != "" && cur.epMap != old.epMap {
+		d.addMaps = append(d.addMaps, cur.epMap)
+	}
+	if old.epMap != "" && old.epMap != cur.epMap {
+		d.staleMaps = append(d.staleMaps, old.epMap)
+	}
 	for _, c := range cur.order {
 		if o, ok := old.chains[c]; !ok || !slices.Equal(o, cur.chains[c]) {
 			d.writeChains = append(d.writeChains, c)
@@ -326,9 +341,9 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
-func (d *diff) write(tx sink, setType string, fresh bool) {
+func (d *diff) write(tx sink, setType, epMapTypeOf string, fresh bool) {
 	for _, e := range d.delElems {
-		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
+		tx.Delete(e.object(false))
 	}
 	// An address dropped by one port and added by another in the same
 	// diff appears in both lists: net it out.
@@ -356,6 +371,9 @@ func (d *diff) write(tx sink, setType string, fresh bool) {
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
 		tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(timeoutOf(d.addSets[s]))})
 	}
+	for _, m := range d.addMaps {
+		tx.Add(&knftables.Map{Name: m, TypeOf: epMapTypeOf, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+	}
 	for _, c := range d.writeChains {
 		tx.Add(&knftables.Chain{Name: c})
 		if !fresh {
@@ -368,7 +386,7 @@ func (d *diff) write(tx sink, setType string, fresh bool) {
 		}
 	}
 	for _, e := range d.addElems {
-		tx.Add(&knftables.Element{Map: e.Map, Key: splitKey(e.Key), Value: []string{e.Value}})
+		tx.Add(e.object(true))
 	}
 	for _, c := range d.staleChains {
 		tx.Flush(&knftables.Chain{Name: c})
@@ -379,4 +397,19 @@ func (d *diff) write(tx sink, setType string, fresh bool) {
 	for _, s := range d.staleSets {
 		tx.Delete(&knftables.Set{Name: s})
 	}
+	for _, m := range d.staleMaps {
+		tx.Delete(&knftables.Map{Name: m})
+	}
+}
+
+// object is e as a knftables element (of a set when e has no value).
+func (e element) object(withValue bool) *knftables.Element {
+	if e.Value == "" {
+		return &knftables.Element{Set: e.Map, Key: splitKey(e.Key)}
+	}
+	o := &knftables.Element{Map: e.Map, Key: splitKey(e.Key)}
+	if withValue {
+		o.Value = []string{e.Value}
+	}
+	return o
 }

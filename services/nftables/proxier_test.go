@@ -72,15 +72,14 @@ func TestIncremental(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	tx := fake.LastTransaction.String()
 	assert.NotSame(t, before, fake.LastTransaction)
-	// Golden: exactly this service's chain and the hairpin elements of
-	// the endpoint that went and the one that came.
-	assert.Equal(t, `delete element ip tabby-services hairpin { 10.244.2.7 . 10.244.2.7 }
+	// Golden: only elements: the endpoint map's slot range of the
+	// endpoint that went, now pointing at the one that came, and the
+	// hairpin elements of both (no chain or rule: those would make the
+	// kernel re-validate the whole table).
+	assert.Equal(t, `delete element ip tabby-services endpoints-kube-system/dns/udp/dns { 360360-720719 }
+delete element ip tabby-services hairpin { 10.244.2.7 . 10.244.2.7 }
 add element ip tabby-services hairpin { 10.244.2.99 . 10.244.2.99 }
-add chain ip tabby-services service-kube-system/dns/udp/dns
-flush chain ip tabby-services service-kube-system/dns/udp/dns
-add rule ip tabby-services service-kube-system/dns/udp/dns ip daddr 10.96.0.10 udp dport 53 ip saddr != @cluster-cidrs jump mark-for-masquerade
-add rule ip tabby-services service-kube-system/dns/udp/dns numgen random mod 2 == 0 meta l4proto udp dnat to 10.244.1.5:53
-add rule ip tabby-services service-kube-system/dns/udp/dns meta l4proto udp dnat to 10.244.2.99:53
+add element ip tabby-services endpoints-kube-system/dns/udp/dns { 360360-720719 : 10.244.2.99 . 53 }
 `, tx)
 	assert.Equal(t, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.99:53"}, trace(t, fake, "10.244.3.3", "10.96.0.10", "udp", 53, false))
 
