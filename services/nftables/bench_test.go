@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +43,22 @@ func benchTarget(b *testing.B, target string) knftables.Interface {
 	return nft
 }
 
+// cpuTime is the CPU time (user + system) used so far by this process
+// and its waited-for children (the `nft` processes of the CLI target):
+// on a loaded machine it is a steadier measure than wall time.
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	d := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return d(self.Utime) + d(self.Stime) + d(children.Utime) + d(children.Stime)
+}
+
+// reportCPU reports the CPU time per operation since start as cpu-ms/op.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+}
+
 // BenchmarkFullSync: a first sync of N services × 10 endpoints (the whole
 // table in one transaction).
 func BenchmarkFullSync(b *testing.B) {
@@ -54,6 +71,8 @@ func BenchmarkFullSync(b *testing.B) {
 				nft := benchTarget(b, target)
 				tr := st.LoadTracker(n, 10)
 				b.ResetTimer()
+				cpu := cpuTime()
+				defer reportCPU(b, cpu)
 				for range b.N {
 					p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
 					if err != nil {
@@ -89,6 +108,8 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 				}
 				_, slices := st.Many("bench", n, 10, true)
 				b.ResetTimer()
+				cpu := cpuTime()
+				defer reportCPU(b, cpu)
 				for i := range b.N {
 					s := slices[(i*7919)%n].DeepCopy()
 					s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.250.%d.%d", (i>>8)&0xff, i&0xff)}

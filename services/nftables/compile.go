@@ -258,11 +258,30 @@ func (c compiler) selector(w string, t *tokens, reg uint32) (field, error) {
 			return field{}, err
 		}
 		return field{[]expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}}, 1}, nil
-	case "th":
+	case "th", "tcp", "udp", "sctp":
+		// (In a concatenation `tcp dport` loads the port only: the
+		// renderer matches `meta l4proto tcp` earlier in the rule, and
+		// nft then adds no protocol check of its own.)
 		if err := t.expect("dport"); err != nil {
 			return field{}, err
 		}
 		return field{[]expr.Any{&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}}, 2}, nil
+	case "numgen":
+		if err := t.expect("random", "mod"); err != nil {
+			return field{}, err
+		}
+		mod, err := parseUint(t.next(), 32)
+		if err != nil {
+			return field{}, err
+		}
+		var offset uint64
+		if t.peek(0) == "offset" {
+			t.next()
+			if offset, err = parseUint(t.next(), 32); err != nil {
+				return field{}, err
+			}
+		}
+		return field{[]expr.Any{&expr.Numgen{Register: reg, Modulus: uint32(mod), Type: unix.NFT_NG_RANDOM, Offset: uint32(offset)}}, 4}, nil
 	}
 	return field{}, fmt.Errorf("%w: selector %q", ErrUnsupportedRule, w)
 }
@@ -506,29 +525,33 @@ func (c compiler) update(t *tokens) ([]expr.Any, error) {
 }
 
 // dnat: `dnat to ADDR:PORT` ([v6]:port for IPv6), or
-// `dnat ip addr . port to numgen random mod M [offset O] map @m` (the
-// endpoint-map form: the numgen value, in network byte order, looks up
-// address . port).
+// `dnat ip addr . port to [ip daddr .] tcp dport . numgen random mod N
+// [offset B] map @m` (the endpoint-map form: destination and slot look
+// up address . port).
 func (c compiler) dnat(t *tokens) ([]expr.Any, error) {
 	fam := uint32(unix.NFPROTO_IPV4)
 	if c.ip6 {
 		fam = unix.NFPROTO_IPV6
 	}
 	if t.peek(0) == c.ipName() {
+		// dnat ip addr . port to <concatenation> map @m
 		t.next()
-		if err := t.expect("addr", ".", "port", "to", "numgen", "random", "mod"); err != nil {
+		if err := t.expect("addr", ".", "port", "to"); err != nil {
 			return nil, err
 		}
-		mod, err := parseUint(t.next(), 32)
-		if err != nil {
-			return nil, err
-		}
-		var offset uint64
-		if t.peek(0) == "offset" {
-			t.next()
-			if offset, err = parseUint(t.next(), 32); err != nil {
+		var out []expr.Any
+		var off uint32
+		for {
+			f, err := c.selector(t.next(), t, reg32(off))
+			if err != nil {
 				return nil, err
 			}
+			out = append(out, f.load...)
+			off += (f.len + 3) / 4 * 4
+			if t.peek(0) != "." {
+				break
+			}
+			t.next()
 		}
 		if err := t.expect("map"); err != nil {
 			return nil, err
@@ -537,12 +560,10 @@ func (c compiler) dnat(t *tokens) ([]expr.Any, error) {
 		if !ok || name == "" {
 			return nil, fmt.Errorf("%w: dnat map without a named map", ErrUnsupportedRule)
 		}
-		return []expr.Any{
-			&expr.Numgen{Register: reg1, Modulus: uint32(mod), Type: unix.NFT_NG_RANDOM, Offset: uint32(offset)},
-			&expr.Byteorder{SourceRegister: reg1, DestRegister: reg1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		return append(out,
 			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: name},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: reg1, RegProtoMin: reg32(c.addrLen())},
-		}, nil
+		), nil
 	}
 	if err := t.expect("to"); err != nil {
 		return nil, err

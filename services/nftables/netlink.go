@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,23 +81,10 @@ func NewNetlink(family knftables.Family, table, nsPath string) (*Netlink, error)
 // setInfo is what encoding an element needs to know about its set.
 type setInfo struct {
 	keys     []gnft.SetDatatype
-	isMap    bool // verdict map
+	data     []gnft.SetDatatype // a data map's value fields
+	isMap    bool               // verdict map
 	interval bool
 	timeout  bool
-	// endpoints: an endpoint map (typeof numgen … : ip daddr . th dport,
-	// interval): "lo-hi" integer keys, "addr . port" values.
-	endpoints bool
-}
-
-// endpointMapUserData is the set user data `nft` 1.0.6 writes for
-// `typeof numgen random mod 1 : ip daddr . th dport` (and ip6) with
-// flags interval: key and data byte order and the two typeof
-// expressions, from which `nft list` prints the map's typeof. google/nftables
-// has no typeof support, so Netlink puts these bytes in the NEWSET
-// message; TestNetlinkMatchesCLI checks that the listing matches.
-var endpointMapUserData = map[knftables.Family]string{
-	knftables.IPv4Family: "000401000000010400000000031a0004170000000112000401000000010401000000020400000000043400040d000000012c0014000407000000010c00040c00000001040c0000000114000407000000010c00040b000000010402000000060400000000",
-	knftables.IPv6Family: "000401000000010400000000031a0004170000000112000401000000010401000000020400000000043400040d000000012c0014000407000000010c00040d0000000104090000000114000407000000010c00040b000000010402000000060400000000",
 }
 
 var setTypes = map[string]gnft.SetDatatype{
@@ -108,6 +93,7 @@ var setTypes = map[string]gnft.SetDatatype{
 	"inet_proto":   gnft.TypeInetProto,
 	"inet_service": gnft.TypeInetService,
 	"mark":         gnft.TypeMark,
+	"integer":      gnft.TypeInteger,
 }
 
 // batch translates one transaction into google/nftables calls on conn.
@@ -118,9 +104,9 @@ type batch struct {
 	sets  map[string]setInfo
 	setID uint32
 	fam   knftables.Family
-	// typeof lists the endpoint maps created in this batch, whose NEWSET
-	// messages get endpointMapUserData.
-	typeof map[string]bool
+	// typeof holds the user data of the endpoint maps created in this
+	// batch, by name, for their NEWSET messages.
+	typeof map[string][]byte
 	// Consecutive element operations on one set are sent together, up to
 	// elementsPerMessage per message.
 	pend     []gnft.SetElement
@@ -171,7 +157,7 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 		fam = gnft.TableFamilyIPv6
 	}
 	b := &batch{conn: conn, table: &gnft.Table{Name: n.table, Family: fam},
-		comp: compiler{ip6: n.family == knftables.IPv6Family}, sets: maps.Clone(n.sets), fam: n.family, typeof: map[string]bool{}}
+		comp: compiler{ip6: n.family == knftables.IPv6Family}, sets: maps.Clone(n.sets), fam: n.family, typeof: map[string][]byte{}}
 	for _, x := range o.list {
 		if err := b.op(x); err != nil {
 			return err
@@ -194,14 +180,10 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 }
 
 // patchTypeof replaces the user data of the endpoint maps' NEWSET
-// messages with endpointMapUserData.
+// messages with typeofUserData.
 func (b *batch) patchTypeof(msgs []netlink.Message) error {
 	if len(b.typeof) == 0 {
 		return nil
-	}
-	ud, err := hex.DecodeString(endpointMapUserData[b.fam])
-	if err != nil {
-		return err
 	}
 	newSet := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSET)
 	for i := range msgs {
@@ -219,7 +201,8 @@ func (b *batch) patchTypeof(msgs []netlink.Message) error {
 				name = strings.TrimRight(string(a.Data), "\x00")
 			}
 		}
-		if !b.typeof[name] {
+		ud, ok := b.typeof[name]
+		if !ok {
 			continue
 		}
 		out := attrs[:0]
@@ -359,7 +342,7 @@ func (b *batch) op(x op) error {
 		return b.set(x.verb, obj.Name, obj.Type, obj.TypeOf, obj.Flags, obj.Timeout, false)
 	case *knftables.Map:
 		if x.verb == verbAdd && obj.TypeOf != "" {
-			return b.endpointMap(obj)
+			return b.typeofMap(obj)
 		}
 		typ, val, ok := strings.Cut(obj.Type, " : ")
 		if x.verb == verbAdd && (!ok || strings.TrimSpace(val) != "verdict") {
@@ -488,62 +471,65 @@ func (b *batch) set(v verb, name, typ string, typeOf string, flags []knftables.S
 	return nil
 }
 
-// endpointMap adds an endpoint map (the only typeof map the renderer
-// writes).
-func (b *batch) endpointMap(m *knftables.Map) error {
-	ip := "ip"
-	addr := gnft.TypeIPAddr
+// typeofMap adds an endpoint map, the only typeof maps the renderer
+// writes: "<addr> daddr . <proto> dport . numgen random mod 1 : <addr>
+// daddr . <proto> dport" or "<proto> dport . numgen … : …".
+func (b *batch) typeofMap(m *knftables.Map) error {
+	udHex, ok := typeofUserData[[2]string{string(b.fam), m.Name}]
+	ip, addr := "ip", gnft.TypeIPAddr
 	if b.fam == knftables.IPv6Family {
 		ip, addr = "ip6", gnft.TypeIP6Addr
 	}
-	if m.TypeOf != "numgen random mod 1 : "+ip+" daddr . th dport" || !slices.Equal(m.Flags, []knftables.SetFlag{knftables.IntervalFlag}) || m.Timeout != nil {
+	proto := strings.TrimPrefix(strings.TrimPrefix(m.Name, mapServiceEndpoints+"-"), mapNodePortEndpoints+"-")
+	keys := []gnft.SetDatatype{addr, gnft.TypeInetService, gnft.TypeInteger}
+	want := fmt.Sprintf("%s daddr . %s dport . numgen random mod 1 : %s daddr . %s dport", ip, proto, ip, proto)
+	if strings.HasPrefix(m.Name, mapNodePortEndpoints+"-") {
+		keys = keys[1:]
+		want = fmt.Sprintf("%s dport . numgen random mod 1 : %s daddr . %s dport", proto, ip, proto)
+	}
+	if !ok || m.TypeOf != want || len(m.Flags) > 0 || m.Timeout != nil {
 		return fmt.Errorf("%w: map %s typeof %q", ErrUnsupportedObject, m.Name, m.TypeOf)
+	}
+	ud, err := hex.DecodeString(udHex)
+	if err != nil {
+		return err
+	}
+	key, err := gnft.ConcatSetType(keys...)
+	if err != nil {
+		return err
 	}
 	data, err := gnft.ConcatSetType(addr, gnft.TypeInetService)
 	if err != nil {
 		return err
 	}
 	b.setID++
-	s := &gnft.Set{Table: b.table, Name: m.Name, ID: b.setID, Interval: true, IsMap: true, KeyType: gnft.TypeInteger, DataType: data}
+	s := &gnft.Set{Table: b.table, Name: m.Name, ID: b.setID, IsMap: true, KeyType: key, DataType: data}
 	if err := b.conn.AddSet(s, nil); err != nil {
 		return fmt.Errorf("map %s: %w", m.Name, err)
 	}
-	b.typeof[m.Name] = true
-	b.sets[m.Name] = setInfo{keys: []gnft.SetDatatype{gnft.TypeInteger}, interval: true, endpoints: true}
+	b.typeof[m.Name] = ud
+	b.sets[m.Name] = setInfo{keys: keys, data: []gnft.SetDatatype{addr, gnft.TypeInetService}}
 	return nil
 }
 
-// endpointElements encodes an endpoint-map element "lo-hi" [: addr . port]
-// as the interval's start (with the data) and end (hi+1).
-func (b *batch) endpointElements(e *knftables.Element, withValue bool) ([]gnft.SetElement, error) {
-	var lo, hi uint32
-	if len(e.Key) != 1 {
-		return nil, fmt.Errorf("%w: endpoint slot range %v", ErrUnsupportedObject, e.Key)
+// concatKey encodes the fields of a key or value of types ts, each
+// padded to 4 bytes when there are several.
+func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
+	if len(fields) != len(ts) {
+		return nil, fmt.Errorf("%w: %v: %d fields, want %d", ErrUnsupportedObject, fields, len(fields), len(ts))
 	}
-	if _, err := fmt.Sscanf(e.Key[0], "%d-%d", &lo, &hi); err != nil || hi < lo || hi == math.MaxUint32 {
-		return nil, fmt.Errorf("%w: endpoint slot range %q", ErrUnsupportedObject, e.Key[0])
-	}
-	start := gnft.SetElement{Key: binaryutil.BigEndian.PutUint32(lo)}
-	if withValue {
-		f := strings.Split(strings.Join(e.Value, " . "), " . ")
-		if len(f) != 2 {
-			return nil, fmt.Errorf("%w: endpoint %v", ErrUnsupportedObject, e.Value)
-		}
-		addr := gnft.TypeIPAddr
-		if b.fam == knftables.IPv6Family {
-			addr = gnft.TypeIP6Addr
-		}
-		a, err := encodeField(f[0], addr)
+	var key []byte
+	for i, k := range fields {
+		b, err := encodeField(k, ts[i])
 		if err != nil {
 			return nil, err
 		}
-		p, err := encodeField(f[1], gnft.TypeInetService)
-		if err != nil {
-			return nil, err
+		if len(ts) > 1 {
+			b = append(b, make([]byte, (4-len(b)%4)%4)...)
 		}
-		start.Val = append(append(a, p...), 0, 0)
+		key = append(key, b...)
 	}
-	return []gnft.SetElement{start, {Key: binaryutil.BigEndian.PutUint32(hi + 1), IntervalEnd: true}}, nil
+	return key, nil
 }
 
 func (b *batch) element(v verb, e *knftables.Element) error {
@@ -555,19 +541,14 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 	if !ok {
 		return fmt.Errorf("%w: element of %s, a set this executor did not create", ErrUnsupportedObject, name)
 	}
-	if !info.endpoints && len(e.Key) != len(info.keys) {
+	if len(e.Key) != len(info.keys) {
 		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
 	}
 	if e.Comment != nil {
 		return unsupported(v, e)
 	}
 	var elems []gnft.SetElement
-	if info.endpoints {
-		var err error
-		if elems, err = b.endpointElements(e, v == verbAdd); err != nil {
-			return fmt.Errorf("element of %s: %w", name, err)
-		}
-	} else if info.interval {
+	if info.interval {
 		start, end, err := intervalKeys(e.Key[0], info.keys[0])
 		if err != nil {
 			return fmt.Errorf("element of %s: %w", name, err)
@@ -577,19 +558,13 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 			elems = append(elems, gnft.SetElement{Key: end, IntervalEnd: true})
 		}
 	} else {
-		var key []byte
-		for i, k := range e.Key {
-			b, err := encodeField(k, info.keys[i])
-			if err != nil {
-				return fmt.Errorf("element of %s: %w", name, err)
-			}
-			if len(info.keys) > 1 {
-				b = append(b, make([]byte, (4-len(b)%4)%4)...)
-			}
-			key = append(key, b...)
+		key, err := concatKey(e.Key, info.keys)
+		if err != nil {
+			return fmt.Errorf("element of %s: %w", name, err)
 		}
 		el := gnft.SetElement{Key: key}
-		if info.isMap && v == verbAdd {
+		switch {
+		case info.isMap && v == verbAdd:
 			if len(e.Value) != 1 {
 				return fmt.Errorf("%w: element %v of map %s: value %v", ErrUnsupportedObject, e.Key, name, e.Value)
 			}
@@ -598,6 +573,10 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 				return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
 			}
 			el.VerdictData = vd
+		case info.data != nil && v == verbAdd:
+			if el.Val, err = concatKey(strings.Split(strings.Join(e.Value, " . "), " . "), info.data); err != nil {
+				return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+			}
 		}
 		elems = append(elems, el)
 	}
@@ -608,7 +587,7 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		if err := b.flushElements(); err != nil {
 			return err
 		}
-		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.endpoints, HasTimeout: info.timeout}, v
+		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.data != nil, HasTimeout: info.timeout}, v
 	}
 	b.pend = append(b.pend, elems...)
 	return nil
@@ -635,6 +614,12 @@ func encodeField(s string, t gnft.SetDatatype) ([]byte, error) {
 			return nil, fmt.Errorf("%w: port %q", ErrUnsupportedObject, s)
 		}
 		return binaryutil.BigEndian.PutUint16(uint16(p)), nil
+	case gnft.TypeInteger.Name:
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%w: integer %q", ErrUnsupportedObject, s)
+		}
+		return binaryutil.NativeEndian.PutUint32(uint32(n)), nil
 	case gnft.TypeMark.Name:
 		m, err := strconv.ParseUint(s, 0, 32)
 		if err != nil {

@@ -87,6 +87,16 @@ func TestNetlinkMatchesCLI(t *testing.T) {
 				assert.Equal(t, want, listTable(t, fam, nlNS.Path), "step %d", i)
 				assert.Regexp(t, regexp.MustCompile(`chain services`), want)
 			}
+			// The CLI can still add a rule reading an endpoint map of the
+			// Netlink-written table (it evaluates it against the typeof
+			// user data Netlink wrote).
+			ip := "ip"
+			if fam == knftables.IPv6Family {
+				ip = "ip6"
+			}
+			out, err := exec.Command("nsenter", "--net="+nlNS.Path, "nft", "-c", "add", "rule", string(fam), snft.DefaultTable, "services",
+				"meta", "l4proto", "tcp", "dnat", ip, "addr", ".", "port", "to", ip, "daddr", ".", "tcp", "dport", ".", "numgen", "random", "mod", "2", "map", "@service-endpoints-tcp").CombinedOutput()
+			require.NoError(t, err, string(out))
 			// Rebuild from scratch on a resync.
 			ps[1].QueueResync()
 			require.NoError(t, ps[1].Sync(ctx))

@@ -144,7 +144,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			newState[n] = r
 		}
 	}
-	d.write(tx, p.setType(), p.endpointMapTypeOf(), full)
+	d.write(tx, p.setType(), full)
 	if len(tx.list) > 0 {
 		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
@@ -220,6 +220,12 @@ func (p *Proxier) baseObjects(tx sink) {
 	vmap(mapNoEndpointSvcs, addrType+" . inet_proto . inet_service")
 	vmap(mapServiceNodePorts, "inet_proto . inet_service")
 	vmap(mapNoEndpointNPs, "inet_proto . inet_service")
+	for _, proto := range endpointProtocols {
+		svcMap, npMap := endpointMaps(proto)
+		svcType, npType := p.endpointMapTypeOfs(proto)
+		tx.Add(&knftables.Map{Name: svcMap, TypeOf: svcType})
+		tx.Add(&knftables.Map{Name: npMap, TypeOf: npType})
+	}
 	if cidrs := p.clusterCIDRs(); len(cidrs) > 0 {
 		tx.Add(&knftables.Set{Name: setClusterCIDRs, Type: addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
 		for _, c := range cidrs {
@@ -265,7 +271,6 @@ func (p *Proxier) baseObjects(tx sink) {
 type diff struct {
 	delElems, addElems     []element
 	addSets                map[string]int
-	addMaps, staleMaps     []string // endpoint maps
 	writeChains            []string
 	rules                  map[string][]string
 	staleChains, staleSets []string
@@ -313,12 +318,6 @@ func (d *diff) add(old, cur *rendered) {
 			d.addSets[s] = to
 		}
 	}
-	if cur.epMap != "" && cur.epMap != old.epMap {
-		d.addMaps = append(d.addMaps, cur.epMap)
-	}
-	if old.epMap != "" && old.epMap != cur.epMap {
-		d.staleMaps = append(d.staleMaps, old.epMap)
-	}
 	for _, c := range cur.order {
 		if o, ok := old.chains[c]; !ok || !slices.Equal(o, cur.chains[c]) {
 			d.writeChains = append(d.writeChains, c)
@@ -341,7 +340,7 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
-func (d *diff) write(tx sink, setType, epMapTypeOf string, fresh bool) {
+func (d *diff) write(tx sink, setType string, fresh bool) {
 	for _, e := range d.delElems {
 		tx.Delete(e.object(false))
 	}
@@ -371,9 +370,6 @@ func (d *diff) write(tx sink, setType, epMapTypeOf string, fresh bool) {
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
 		tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(timeoutOf(d.addSets[s]))})
 	}
-	for _, m := range d.addMaps {
-		tx.Add(&knftables.Map{Name: m, TypeOf: epMapTypeOf, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
-	}
 	for _, c := range d.writeChains {
 		tx.Add(&knftables.Chain{Name: c})
 		if !fresh {
@@ -396,9 +392,6 @@ func (d *diff) write(tx sink, setType, epMapTypeOf string, fresh bool) {
 	}
 	for _, s := range d.staleSets {
 		tx.Delete(&knftables.Set{Name: s})
-	}
-	for _, m := range d.staleMaps {
-		tx.Delete(&knftables.Map{Name: m})
 	}
 }
 

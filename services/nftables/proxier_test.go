@@ -72,14 +72,14 @@ func TestIncremental(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	tx := fake.LastTransaction.String()
 	assert.NotSame(t, before, fake.LastTransaction)
-	// Golden: only elements: the endpoint map's slot range of the
-	// endpoint that went, now pointing at the one that came, and the
-	// hairpin elements of both (no chain or rule: those would make the
-	// kernel re-validate the whole table).
-	assert.Equal(t, `delete element ip tabby-services endpoints-kube-system/dns/udp/dns { 360360-720719 }
+	// Golden: only elements: the endpoint map's slot of the endpoint
+	// that went, now pointing at the one that came, and the hairpin
+	// elements of both (no chain or rule: those would make the kernel
+	// re-validate the whole table).
+	assert.Equal(t, `delete element ip tabby-services service-endpoints-udp { 10.96.0.10 . 53 . 1 }
 delete element ip tabby-services hairpin { 10.244.2.7 . 10.244.2.7 }
 add element ip tabby-services hairpin { 10.244.2.99 . 10.244.2.99 }
-add element ip tabby-services endpoints-kube-system/dns/udp/dns { 360360-720719 : 10.244.2.99 . 53 }
+add element ip tabby-services service-endpoints-udp { 10.96.0.10 . 53 . 1 : 10.244.2.99 . 53 }
 `, tx)
 	assert.Equal(t, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.99:53"}, trace(t, fake, "10.244.3.3", "10.96.0.10", "udp", 53, false))
 

@@ -12,19 +12,21 @@ import (
 
 // Names of the objects in the table (kube-proxy's nftables layout).
 const (
-	chainServices       = "services"
-	chainMarkMasq       = "mark-for-masquerade"
-	chainMasquerading   = "masquerading"
-	chainSvcCheck       = "service-endpoints-check"
-	chainNodePortCheck  = "nodeport-endpoints-check"
-	mapServiceIPs       = "service-ips"
-	mapServiceNodePorts = "service-nodeports"
-	mapNoEndpointSvcs   = "no-endpoint-services"
-	mapNoEndpointNPs    = "no-endpoint-nodeports"
-	setRejectSvcs       = "reject-services"
-	setRejectNPs        = "reject-nodeports"
-	setHairpin          = "hairpin"
-	setClusterCIDRs     = "cluster-cidrs"
+	chainServices        = "services"
+	chainMarkMasq        = "mark-for-masquerade"
+	chainMasquerading    = "masquerading"
+	chainSvcCheck        = "service-endpoints-check"
+	chainNodePortCheck   = "nodeport-endpoints-check"
+	mapServiceIPs        = "service-ips"
+	mapServiceNodePorts  = "service-nodeports"
+	mapNoEndpointSvcs    = "no-endpoint-services"
+	mapNoEndpointNPs     = "no-endpoint-nodeports"
+	mapServiceEndpoints  = "service-endpoints"
+	mapNodePortEndpoints = "nodeport-endpoints"
+	setRejectSvcs        = "reject-services"
+	setRejectNPs         = "reject-nodeports"
+	setHairpin           = "hairpin"
+	setClusterCIDRs      = "cluster-cidrs"
 )
 
 // element is one map or set element a service port owns.
@@ -45,9 +47,6 @@ type rendered struct {
 	// hairpin lists the endpoint addresses the port uses; the hairpin
 	// set holds "A . A" for each, reference-counted across ports.
 	hairpin []string
-	// epMap is the port's endpoint map ("" with ClientIP affinity, which
-	// keeps a rule per endpoint).
-	epMap string
 }
 
 // keyOf is "ns/name/proto/port", the part of chain names that names the
@@ -91,17 +90,30 @@ func (p *Proxier) eps(in []services.Endpoint) []services.Endpoint {
 	return out
 }
 
-// endpointSlots is the numgen modulus of endpoint selection through an
-// endpoint map: 720720 = lcm(1..16), so N endpoints get exactly 1/N each
-// for every N up to 16 (and for all divisors of 720720, which include
-// 18, 20, 24, 30, 36, 40, ...); for other N the shares differ by at
-// most 1/720720.
-const endpointSlots = 720720
+// endpointBank is the numgen offset of the second bank of the endpoint
+// maps: a service port's external chain balances over its external
+// endpoints (node-local ones under externalTrafficPolicy Local) in slots
+// [endpointBank, endpointBank+N), its service chain over the internal
+// ones in [0, N).
+const endpointBank = 1 << 16
 
-// endpointMapTypeOf is the typeof of the endpoint maps: a numgen value
-// (an integer, in network byte order) mapped to address . port.
-func (p *Proxier) endpointMapTypeOf() string {
-	return "numgen random mod 1 : " + p.ipX() + " daddr . th dport"
+// endpointProtocols are the protocols with endpoint maps, one pair of
+// maps each (`nft` 1.0.6 cannot add a rule that reads a map whose typeof
+// holds `th dport` once the map exists, so the port field names the
+// protocol).
+var endpointProtocols = []string{"tcp", "udp", "sctp"}
+
+// endpointMaps returns the names of the endpoint maps of proto: keyed by
+// destination address . port . slot, and by node port . slot.
+func endpointMaps(proto string) (service, nodePort string) {
+	return mapServiceEndpoints + "-" + proto, mapNodePortEndpoints + "-" + proto
+}
+
+// endpointMapTypeOfs are the typeofs of the endpoint maps of proto.
+func (p *Proxier) endpointMapTypeOfs(proto string) (service, nodePort string) {
+	ip := p.ipX()
+	return fmt.Sprintf("%s daddr . %s dport . numgen random mod 1 : %s daddr . %s dport", ip, proto, ip, proto),
+		fmt.Sprintf("%s dport . numgen random mod 1 : %s daddr . %s dport", proto, ip, proto)
 }
 
 // render turns one resolved service port into the objects it owns; nil
@@ -123,9 +135,6 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	internal, external := p.eps(r.Endpoints.Internal(sp)), p.eps(r.Endpoints.External(sp))
 	cluster := p.eps(r.Endpoints.Cluster)
 	affinity := int(sp.AffinityTimeout.Seconds())
-	if affinity == 0 {
-		out.epMap = "endpoints-" + key
-	}
 
 	// No chain per endpoint: each endpoint is an element of the service's
 	// endpoint map (or, with affinity, one rule of the dispatching chain).
@@ -141,24 +150,50 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		}
 		return fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.AddrPort())
 	}
-	// dispatch balances over eps. Without affinity it is one rule whatever
-	// the endpoints: numgen picks a slot in [bank, bank+endpointSlots) and
-	// the endpoint map sends the slot's range to its endpoint, so an
-	// endpoint change is only element changes in the map (a rule or
-	// chain change would make the kernel re-validate the whole table). An
-	// empty bank matches nothing, so the packet is not DNATed and the
+	// dispatch balances over eps, for packets to the given addresses
+	// (and node port, when not 0). Without affinity it is one rule per
+	// key form, `dnat … to <destination> . numgen random mod N map
+	// @service-endpoints` (or @nodeport-endpoints), and slot bank+i of
+	// each destination maps to endpoint i: replacing an endpoint is only
+	// element changes in the shared maps (a rule or chain change, or a
+	// per-service named map, would make the kernel walk the whole table
+	// or all its sets). A change of N rewrites the rule. With no
+	// endpoints there is no rule: the packet is not DNATed and the
 	// endpoints-check chains reject or drop it.
-	dispatch := func(eps []services.Endpoint, bank int) []string {
+	dispatch := func(eps []services.Endpoint, bank int, addrs []netip.Addr, nodePort uint16, prefix string) []string {
 		if affinity == 0 {
-			for i, e := range eps {
-				lo, hi := bank+i*endpointSlots/len(eps), bank+(i+1)*endpointSlots/len(eps)-1
-				out.elements[element{out.epMap, fmt.Sprintf("%d-%d", lo, hi), fmt.Sprintf("%s . %d", e.Addr, e.Port)}] = true
+			if len(eps) == 0 {
+				return nil
 			}
 			offset := ""
 			if bank > 0 {
 				offset = fmt.Sprintf(" offset %d", bank)
 			}
-			return []string{fmt.Sprintf("meta l4proto %s dnat %s addr . port to numgen random mod %d%s map @%s", proto, ip, endpointSlots, offset, out.epMap)}
+			svcMap, npMap := endpointMaps(proto)
+			var rules []string
+			if len(addrs) > 0 {
+				rules = append(rules, fmt.Sprintf("%smeta l4proto %s dnat %s addr . port to %s daddr . %s dport . numgen random mod %d%s map @%s",
+					prefix, proto, ip, ip, proto, len(eps), offset, svcMap))
+			}
+			if nodePort != 0 {
+				rules = append(rules, fmt.Sprintf("%smeta l4proto %s dnat %s addr . port to %s dport . numgen random mod %d%s map @%s",
+					prefix, proto, ip, proto, len(eps), offset, npMap))
+			}
+			for i, e := range eps {
+				v := fmt.Sprintf("%s . %d", e.Addr, e.Port)
+				for _, a := range addrs {
+					out.elements[element{svcMap, fmt.Sprintf("%s . %d . %d", a, sp.Port, bank+i), v}] = true
+				}
+				if nodePort != 0 {
+					out.elements[element{npMap, fmt.Sprintf("%d . %d", nodePort, bank+i), v}] = true
+				}
+			}
+			return rules
+		}
+		if prefix != "" {
+			// With affinity the short-circuits go to the service chain,
+			// as kube-proxy does.
+			return []string{prefix + "goto " + svcChain}
 		}
 		var rules []string
 		for _, e := range eps {
@@ -198,7 +233,7 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 			rules = append(rules, fmt.Sprintf("%s daddr %s %s dport %d %s saddr != @%s jump %s", ip, cip, proto, sp.Port, ip, setClusterCIDRs, chainMarkMasq))
 		}
 	}
-	out.chains[svcChain] = append(rules, dispatch(internal, 0)...)
+	out.chains[svcChain] = append(rules, dispatch(internal, 0, clusterIPs, 0, "")...)
 	out.order = append(out.order, svcChain)
 	for _, cip := range clusterIPs {
 		k := fmt.Sprintf("%s . %s . %d", cip, proto, sp.Port)
@@ -213,28 +248,24 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		return out
 	}
 	rules = nil
+	extAddrs := append(p.addrs(sp.ExternalIPs), p.addrs(sp.LoadBalancerIPs)...)
 	if sp.ExternalPolicyLocal {
 		// Traffic from the node itself or from pods short-circuits to
 		// the cluster-wide set (kube-proxy does the same), masqueraded
 		// when it comes from the node.
 		rules = append(rules, "fib saddr type local jump "+chainMarkMasq)
-		// (Only when the service chain balances over the cluster set,
-		// that is internalTrafficPolicy Cluster.)
+		// (Only when the service balances over the cluster set, that is
+		// internalTrafficPolicy Cluster.)
 		if !sp.InternalPolicyLocal {
-			rules = append(rules, "fib saddr type local goto "+svcChain)
+			rules = append(rules, dispatch(internal, 0, extAddrs, sp.NodePort, "fib saddr type local ")...)
 			if len(p.clusterCIDRs()) > 0 {
-				rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", ip, setClusterCIDRs, svcChain))
+				rules = append(rules, dispatch(internal, 0, extAddrs, sp.NodePort, fmt.Sprintf("%s saddr @%s ", ip, setClusterCIDRs))...)
 			}
 		}
-		rules = append(rules, dispatch(external, endpointSlots)...)
 	} else {
 		rules = append(rules, "jump "+chainMarkMasq)
-		if sp.InternalPolicyLocal {
-			rules = append(rules, dispatch(external, endpointSlots)...)
-		} else {
-			rules = append(rules, "goto "+svcChain)
-		}
 	}
+	rules = append(rules, dispatch(external, endpointBank, extAddrs, sp.NodePort, "")...)
 	out.chains[extChain] = rules
 	out.order = append(out.order, extChain)
 	ext := func(m, nm, rs, k string) {
@@ -243,7 +274,7 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 			noEndpoints(nm, rs, k, len(cluster) > 0)
 		}
 	}
-	for _, a := range append(p.addrs(sp.ExternalIPs), p.addrs(sp.LoadBalancerIPs)...) {
+	for _, a := range extAddrs {
 		ext(mapServiceIPs, mapNoEndpointSvcs, setRejectSvcs, fmt.Sprintf("%s . %s . %d", a, proto, sp.Port))
 	}
 	if sp.NodePort != 0 {

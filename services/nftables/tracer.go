@@ -131,7 +131,7 @@ var (
 	reJump        = regexp.MustCompile(`^(jump|goto) (\S+)$`)
 	reSet3        = regexp.MustCompile(`^ip6? daddr \. meta l4proto \. th dport @(\S+) `)
 	reSet2        = regexp.MustCompile(`^meta l4proto \. th dport @(\S+) `)
-	reDNATMap     = regexp.MustCompile(`^dnat ip6? addr \. port to numgen random mod (\d+)(?: offset (\d+))? map @(\S+)$`)
+	reDNATMap     = regexp.MustCompile(`^dnat ip6? addr \. port to (ip6? daddr \. )?(?:tcp|udp|sctp) dport \. numgen random mod (\d+)(?: offset (\d+))? map @(\S+)$`)
 )
 
 // run executes chain and returns every end state.
@@ -276,7 +276,7 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 		return tr.vmap(m[1], []string{tr.pkt.Protocol, strconv.Itoa(int(tr.pkt.DstPort))}, s)
 	case reDNATMap.MatchString(rest):
 		m := reDNATMap.FindStringSubmatch(rest)
-		return tr.dnatMap(m[3], m[1], m[2], s)
+		return tr.dnatMap(m[4], m[1] != "", m[2], m[3], s)
 	case reDNAT.MatchString(rest):
 		m := reDNAT.FindStringSubmatch(rest)
 		ap, err := netip.ParseAddrPort(m[1])
@@ -335,36 +335,39 @@ func (tr *tracer) setHas(name string, key ...string) (bool, error) {
 	return st.FindElement(key...) != nil, nil
 }
 
-// dnatMap follows `dnat … to numgen random mod M offset O map @name`:
-// one DNAT outcome for each element of the endpoint map whose slot range
-// lies in [O, O+M); no match (the packet goes on) when there is none.
-func (tr *tracer) dnatMap(name, mod, offset string, s state) ([]state, error) {
+// dnatMap follows `dnat … to [ip daddr .] tcp dport .
+// numgen random mod N offset B map @name`: one DNAT outcome for each of
+// the N slots the map holds for the packet's destination; no match (the
+// packet goes on) when it holds none.
+func (tr *tracer) dnatMap(name string, withAddr bool, mod, offset string, s state) ([]state, error) {
 	m := tr.t.Maps[name]
 	if m == nil {
 		return nil, fmt.Errorf("no map %s", name)
 	}
 	n, _ := strconv.Atoi(mod)
-	lo, _ := strconv.Atoi(offset) // "" (no offset) is 0
+	bank, _ := strconv.Atoi(offset) // "" (no offset) is 0
+	var key []string
+	if withAddr {
+		key = append(key, tr.pkt.Dst.String())
+	}
+	key = append(key, strconv.Itoa(int(tr.pkt.DstPort)))
 	var out []state
-	for _, e := range m.Elements {
-		var a, b int
-		if len(e.Key) != 1 || len(e.Value) != 1 {
-			return nil, fmt.Errorf("map %s: element %v : %v", name, e.Key, e.Value)
-		}
-		if _, err := fmt.Sscanf(e.Key[0], "%d-%d", &a, &b); err != nil {
-			return nil, fmt.Errorf("map %s: slot range %q", name, e.Key[0])
-		}
-		if b < lo || a >= lo+n {
+	for i := range n {
+		e := m.FindElement(append(key, strconv.Itoa(bank+i))...)
+		if e == nil {
 			continue
 		}
-		addr, port, ok := strings.Cut(e.Value[0], " . ")
-		a4, err1 := netip.ParseAddr(addr)
-		p, err2 := strconv.ParseUint(port, 10, 16)
-		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("map %s: endpoint %q", name, e.Value[0])
+		ap, err := netip.ParseAddrPort(strings.Replace(strings.Join(e.Value, " . "), " . ", ":", 1))
+		if err != nil {
+			// IPv6: "addr . port" needs brackets.
+			addr, port, _ := strings.Cut(strings.Join(e.Value, " . "), " . ")
+			ap, err = netip.ParseAddrPort("[" + addr + "]:" + port)
+			if err != nil {
+				return nil, fmt.Errorf("map %s: endpoint %v", name, e.Value)
+			}
 		}
 		x := s
-		x.dnat, x.verdict = netip.AddrPortFrom(a4, uint16(p)), "accept"
+		x.dnat, x.verdict = ap, "accept"
 		out = append(out, x)
 	}
 	if len(out) == 0 {
