@@ -70,7 +70,8 @@ type Proxier struct {
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
 	resolved map[services.ServicePortName]*services.Resolved
-	hairpin  map[string]int // endpoint address -> number of ports using it
+	hairpin  map[string]int      // endpoint address -> number of ports using it
+	kUse     map[dispatchKey]int // endpoint counts in use -> number of ports
 	needFull bool
 }
 
@@ -88,7 +89,7 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	}
 	p := &Proxier{nft: nft, tracker: tracker, cfg: cfg, log: slog.Default(), needFull: true,
 		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{},
-		hairpin: map[string]int{}}
+		hairpin: map[string]int{}, kUse: map[dispatchKey]int{}}
 	for _, o := range opts {
 		o(p)
 	}
@@ -113,9 +114,14 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	changes := p.tracker.Changes()
 	full := p.needFull
 	tx := &ops{}
-	newState := p.state
+	// What the sync changes is kept apart (upd, d's counts) and applied
+	// to the Proxier's state only after the transaction succeeded, so
+	// that a one-endpoint sync costs the same at any number of services.
+	upd := map[services.ServicePortName]*rendered{}
+	old := p.state
+	d := diff{hairpin: counts[string]{base: p.hairpin, delta: map[string]int{}},
+		kUse: counts[dispatchKey]{base: p.kUse, delta: map[dispatchKey]int{}}}
 	if full {
-		newState = map[services.ServicePortName]*rendered{}
 		changes = p.tracker.All()
 		// Stale entries in the old state are simply dropped: the table
 		// is recreated.
@@ -125,26 +131,16 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			}
 		}
 		p.baseObjects(tx)
-	} else {
-		newState = maps.Clone(p.state)
-	}
-	d := diff{hairpin: maps.Clone(p.hairpin)}
-	old := p.state
-	if full {
 		old = nil
-		d.hairpin = map[string]int{}
+		d.hairpin.base, d.kUse.base = map[string]int{}, map[dispatchKey]int{}
 	}
 	names := slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
 	for _, n := range names {
 		r := p.render(changes[n])
 		d.add(old[n], r)
-		if r == nil {
-			delete(newState, n)
-		} else {
-			newState[n] = r
-		}
+		upd[n] = r
 	}
-	d.write(tx, p.setType(), full)
+	d.write(tx, p, full)
 	if len(tx.list) > 0 {
 		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
@@ -152,8 +148,17 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 	}
 	stale := p.stale(changes)
-	p.state = newState
-	p.hairpin = d.hairpin
+	if full {
+		p.state = map[services.ServicePortName]*rendered{}
+	}
+	for n, r := range upd {
+		if r == nil {
+			delete(p.state, n)
+		} else {
+			p.state[n] = r
+		}
+	}
+	p.hairpin, p.kUse = d.hairpin.commit(), d.kUse.commit()
 	p.needFull = false
 	for n, r := range changes {
 		if r == nil {
@@ -242,6 +247,11 @@ func (p *Proxier) baseObjects(tx sink) {
 		"masquerade fully-random")
 	tx.Add(&knftables.Set{Name: setRejectSvcs, Type: addrType + " . inet_proto . inet_service"})
 	tx.Add(&knftables.Set{Name: setRejectNPs, Type: "inet_proto . inet_service"})
+	for _, proto := range endpointProtocols {
+		for _, bank := range []int{0, externalBank} {
+			chain(p.dispatchChain(dispatchChainKey{proto, bank}))
+		}
+	}
 	chain(chainServices,
 		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapServiceIPs),
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapServiceNodePorts))
@@ -274,10 +284,14 @@ type diff struct {
 	writeChains            []string
 	rules                  map[string][]string
 	staleChains, staleSets []string
-	// hairpin holds the reference counts after this diff; hairpinAdd and
-	// hairpinDel the set elements to write.
-	hairpin                map[string]int
+	// hairpin holds the reference counts of hairpin addresses; hairpinAdd
+	// and hairpinDel the set elements to write.
+	hairpin                counts[string]
 	hairpinAdd, hairpinDel []string
+	// kUse counts the service ports using each endpoint count per
+	// dispatch chain; the chains whose set of counts changed are
+	// rewritten.
+	kUse counts[dispatchKey]
 }
 
 func (d *diff) add(old, cur *rendered) {
@@ -291,17 +305,20 @@ func (d *diff) add(old, cur *rendered) {
 		d.addSets, d.rules = map[string]int{}, map[string][]string{}
 	}
 	for _, a := range old.hairpin {
-		d.hairpin[a]--
-		if d.hairpin[a] == 0 {
-			delete(d.hairpin, a)
+		if d.hairpin.dec(a) {
 			d.hairpinDel = append(d.hairpinDel, a)
 		}
 	}
 	for _, a := range cur.hairpin {
-		d.hairpin[a]++
-		if d.hairpin[a] == 1 {
+		if d.hairpin.inc(a) {
 			d.hairpinAdd = append(d.hairpinAdd, a)
 		}
+	}
+	for _, k := range old.ks {
+		d.kUse.dec(k)
+	}
+	for _, k := range cur.ks {
+		d.kUse.inc(k)
 	}
 	for e := range old.elements {
 		if !cur.elements[e] {
@@ -340,7 +357,8 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
-func (d *diff) write(tx sink, setType string, fresh bool) {
+func (d *diff) write(tx sink, p *Proxier, fresh bool) {
+	setType := p.setType()
 	for _, e := range d.delElems {
 		tx.Delete(e.object(false))
 	}
@@ -358,12 +376,12 @@ func (d *diff) write(tx sink, setType string, fresh bool) {
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(del)) {
-		if d.hairpin[a] == 0 {
+		if d.hairpin.get(a) == 0 {
 			tx.Delete(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(add)) {
-		if d.hairpin[a] > 0 {
+		if d.hairpin.get(a) > 0 {
 			tx.Add(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
 		}
 	}
@@ -379,6 +397,17 @@ func (d *diff) write(tx sink, setType string, fresh bool) {
 	for _, c := range d.writeChains {
 		for _, r := range d.rules[c] {
 			tx.Add(&knftables.Rule{Chain: c, Rule: r})
+		}
+	}
+	// Dispatch chains whose endpoint counts changed: elements are added
+	// after them, so every slot an element names has its rule.
+	for _, c := range d.kUse.changed() {
+		rules := p.dispatchRules(c, d.kUse.inUse(c))
+		if !fresh {
+			tx.Flush(&knftables.Chain{Name: p.dispatchChain(c)})
+		}
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: p.dispatchChain(c), Rule: r})
 		}
 	}
 	for _, e := range d.addElems {

@@ -47,6 +47,8 @@ type rendered struct {
 	// hairpin lists the endpoint addresses the port uses; the hairpin
 	// set holds "A . A" for each, reference-counted across ports.
 	hairpin []string
+	// ks lists the endpoint counts the port uses in dispatch chains.
+	ks []dispatchKey
 }
 
 // keyOf is "ns/name/proto/port", the part of chain names that names the
@@ -90,12 +92,56 @@ func (p *Proxier) eps(in []services.Endpoint) []services.Endpoint {
 	return out
 }
 
-// endpointBank is the numgen offset of the second bank of the endpoint
-// maps: a service port's external chain balances over its external
-// endpoints (node-local ones under externalTrafficPolicy Local) in slots
-// [endpointBank, endpointBank+N), its service chain over the internal
-// ones in [0, N).
-const endpointBank = 1 << 16
+// externalBank is the first slot of the external bank of the endpoint
+// maps: external chains balance over a service port's external
+// endpoints (node-local ones under externalTrafficPolicy Local) in
+// [externalBank, 2^32), service chains over its internal ones in
+// [0, externalBank).
+const externalBank = 1 << 31
+
+// maxEndpoints bounds the endpoints one service port balances over
+// (slotBase(maxEndpoints)+maxEndpoints stays below externalBank).
+const maxEndpoints = 65535
+
+// slotBase is the first slot of a port with n endpoints in a bank: the
+// ranges [slotBase(n), slotBase(n)+n) of different n do not overlap, so
+// the dispatch rule for n (`numgen random mod n offset slotBase(n)`)
+// only finds the elements of ports with n endpoints.
+func slotBase(n int) int { return n * (n - 1) / 2 }
+
+// dispatchChain names the shared chain that balances ports of protocol
+// c.proto over their endpoints in bank c.bank.
+func (p *Proxier) dispatchChain(c dispatchChainKey) string {
+	if c.bank == externalBank {
+		return "external-endpoints-" + c.proto
+	}
+	return "endpoints-" + c.proto
+}
+
+// dispatchRules are the rules of dispatch chain c for the endpoint
+// counts ns in use: for each n, a rule looking the destination address .
+// port . slot up in the protocol's service endpoint map, then (node
+// ports, after every address rule, so an address match wins as in the
+// services chain) the port . slot in its node-port endpoint map. A
+// lookup that finds nothing does not match; at the end of the chain the
+// packet leaves without DNAT and the endpoints-check chains reject or
+// drop it.
+func (p *Proxier) dispatchRules(c dispatchChainKey, ns []int) []string {
+	ip := p.ipX()
+	svcMap, npMap := endpointMaps(c.proto)
+	var addr, np []string
+	for _, n := range ns {
+		offset := ""
+		if o := c.bank + slotBase(n); o > 0 {
+			offset = fmt.Sprintf(" offset %d", o)
+		}
+		addr = append(addr, fmt.Sprintf("meta l4proto %s dnat %s addr . port to %s daddr . %s dport . numgen random mod %d%s map @%s",
+			c.proto, ip, ip, c.proto, n, offset, svcMap))
+		np = append(np, fmt.Sprintf("fib daddr type local meta l4proto %s dnat %s addr . port to %s dport . numgen random mod %d%s map @%s",
+			c.proto, ip, c.proto, n, offset, npMap))
+	}
+	return append(addr, np...)
+}
 
 // endpointProtocols are the protocols with endpoint maps, one pair of
 // maps each (`nft` 1.0.6 cannot add a rule that reads a map whose typeof
@@ -150,51 +196,38 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		}
 		return fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.AddrPort())
 	}
-	// dispatch balances over eps, for packets to the given addresses
-	// (and node port, when not 0). Without affinity it is one rule per
-	// key form, `dnat … to <destination> . numgen random mod N map
-	// @service-endpoints` (or @nodeport-endpoints), and slot bank+i of
-	// each destination maps to endpoint i: replacing an endpoint is only
-	// element changes in the shared maps (a rule or chain change, or a
-	// per-service named map, would make the kernel walk the whole table
-	// or all its sets). A change of N rewrites the rule. With no
-	// endpoints there is no rule: the packet is not DNATed and the
-	// endpoints-check chains reject or drop it.
-	dispatch := func(eps []services.Endpoint, bank int, addrs []netip.Addr, nodePort uint16, prefix string) []string {
-		if affinity == 0 {
-			if len(eps) == 0 {
-				return nil
-			}
-			offset := ""
-			if bank > 0 {
-				offset = fmt.Sprintf(" offset %d", bank)
-			}
-			svcMap, npMap := endpointMaps(proto)
-			var rules []string
-			if len(addrs) > 0 {
-				rules = append(rules, fmt.Sprintf("%smeta l4proto %s dnat %s addr . port to %s daddr . %s dport . numgen random mod %d%s map @%s",
-					prefix, proto, ip, ip, proto, len(eps), offset, svcMap))
+	// slots adds the endpoint-map elements that send slot
+	// bank+slotBase(N)+i of each destination (addrs . port, and the node
+	// port when not 0) to endpoint i, and counts N as in use in the
+	// bank's dispatch chain. Replacing an endpoint, or changing N to a
+	// count some port already has, is then only element changes (a rule
+	// or chain change, or a per-service named map, would make the kernel
+	// walk the whole table, all its sets, or every rule bound to a map).
+	slots := func(eps []services.Endpoint, bank int, addrs []netip.Addr, nodePort uint16) {
+		if len(eps) > maxEndpoints {
+			eps = eps[:maxEndpoints]
+		}
+		if len(eps) == 0 {
+			return
+		}
+		out.ks = append(out.ks, dispatchKey{dispatchChainKey{proto, bank}, len(eps)})
+		svcMap, npMap := endpointMaps(proto)
+		base := bank + slotBase(len(eps))
+		for i, e := range eps {
+			v := fmt.Sprintf("%s . %d", e.Addr, e.Port)
+			for _, a := range addrs {
+				out.elements[element{svcMap, fmt.Sprintf("%s . %d . %d", a, sp.Port, base+i), v}] = true
 			}
 			if nodePort != 0 {
-				rules = append(rules, fmt.Sprintf("%smeta l4proto %s dnat %s addr . port to %s dport . numgen random mod %d%s map @%s",
-					prefix, proto, ip, proto, len(eps), offset, npMap))
+				out.elements[element{npMap, fmt.Sprintf("%d . %d", nodePort, base+i), v}] = true
 			}
-			for i, e := range eps {
-				v := fmt.Sprintf("%s . %d", e.Addr, e.Port)
-				for _, a := range addrs {
-					out.elements[element{svcMap, fmt.Sprintf("%s . %d . %d", a, sp.Port, bank+i), v}] = true
-				}
-				if nodePort != 0 {
-					out.elements[element{npMap, fmt.Sprintf("%d . %d", nodePort, bank+i), v}] = true
-				}
-			}
-			return rules
 		}
-		if prefix != "" {
-			// With affinity the short-circuits go to the service chain,
-			// as kube-proxy does.
-			return []string{prefix + "goto " + svcChain}
-		}
+	}
+	internalDispatch := "goto " + p.dispatchChain(dispatchChainKey{proto, 0})
+	externalDispatch := "goto " + p.dispatchChain(dispatchChainKey{proto, externalBank})
+	// affinityRules balance over eps with ClientIP affinity: a rule per
+	// endpoint.
+	affinityRules := func(eps []services.Endpoint) []string {
 		var rules []string
 		for _, e := range eps {
 			set := "affinity-" + key + "__" + epName(e)
@@ -233,7 +266,13 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 			rules = append(rules, fmt.Sprintf("%s daddr %s %s dport %d %s saddr != @%s jump %s", ip, cip, proto, sp.Port, ip, setClusterCIDRs, chainMarkMasq))
 		}
 	}
-	out.chains[svcChain] = append(rules, dispatch(internal, 0, clusterIPs, 0, "")...)
+	if affinity > 0 {
+		rules = append(rules, affinityRules(internal)...)
+	} else {
+		rules = append(rules, internalDispatch)
+		slots(internal, 0, clusterIPs, 0)
+	}
+	out.chains[svcChain] = rules
 	out.order = append(out.order, svcChain)
 	for _, cip := range clusterIPs {
 		k := fmt.Sprintf("%s . %s . %d", cip, proto, sp.Port)
@@ -249,6 +288,10 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	}
 	rules = nil
 	extAddrs := append(p.addrs(sp.ExternalIPs), p.addrs(sp.LoadBalancerIPs)...)
+	shortCircuit := internalDispatch // to the cluster-wide endpoints
+	if affinity > 0 {
+		shortCircuit = "goto " + svcChain
+	}
 	if sp.ExternalPolicyLocal {
 		// Traffic from the node itself or from pods short-circuits to
 		// the cluster-wide set (kube-proxy does the same), masqueraded
@@ -257,15 +300,26 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		// (Only when the service balances over the cluster set, that is
 		// internalTrafficPolicy Cluster.)
 		if !sp.InternalPolicyLocal {
-			rules = append(rules, dispatch(internal, 0, extAddrs, sp.NodePort, "fib saddr type local ")...)
+			rules = append(rules, "fib saddr type local "+shortCircuit)
 			if len(p.clusterCIDRs()) > 0 {
-				rules = append(rules, dispatch(internal, 0, extAddrs, sp.NodePort, fmt.Sprintf("%s saddr @%s ", ip, setClusterCIDRs))...)
+				rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, setClusterCIDRs, shortCircuit))
+			}
+			if affinity == 0 {
+				slots(internal, 0, extAddrs, sp.NodePort)
 			}
 		}
 	} else {
 		rules = append(rules, "jump "+chainMarkMasq)
 	}
-	rules = append(rules, dispatch(external, endpointBank, extAddrs, sp.NodePort, "")...)
+	switch {
+	case affinity == 0:
+		rules = append(rules, externalDispatch)
+		slots(external, externalBank, extAddrs, sp.NodePort)
+	case sp.ExternalPolicyLocal || sp.InternalPolicyLocal:
+		rules = append(rules, affinityRules(external)...)
+	default:
+		rules = append(rules, "goto "+svcChain)
+	}
 	out.chains[extChain] = rules
 	out.order = append(out.order, extChain)
 	ext := func(m, nm, rs, k string) {
