@@ -33,7 +33,12 @@ func benchTarget(b *testing.B, target string) knftables.Interface {
 	var nft knftables.Interface
 	var err error
 	if target == "kernel-netlink" {
-		nft, err = snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+		var nl *snft.Netlink
+		nl, err = snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, ns.Path)
+		if err == nil {
+			b.Cleanup(func() { _ = nl.Close() })
+		}
+		nft = nl
 	} else {
 		nft, err = snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, ns.Path)
 	}
@@ -142,6 +147,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			b.Cleanup(func() { _ = nft.Close() })
 			tr := st.LoadTracker(n, 10)
 			tr.OnServiceUpdate(st.Service("default", "target", "10.111.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
 			tr.OnEndpointSliceUpdate(st.Slice("default", "target", "target-1", webPorts, st.Endpoint{IP: backend.IP.String(), Node: node.Name}))

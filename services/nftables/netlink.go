@@ -54,13 +54,16 @@ type Netlink struct {
 	table  string
 	nsPath string
 
-	mu   sync.Mutex
-	sets map[string]setInfo // committed sets and maps by name
+	mu      sync.Mutex
+	sets    map[string]setInfo // committed sets and maps by name
+	conn    *netlink.Conn      // open between transactions; nil after an error
+	bufSize int                // batch size the socket buffers were sized for
 }
 
 // NewNetlink returns a Netlink for table in family, inside the network
 // namespace at nsPath (for example /var/run/netns/node1), or in the
-// caller's namespace when nsPath is "".
+// caller's namespace when nsPath is "". Its netlink socket stays open
+// between transactions; Close releases it.
 func NewNetlink(family knftables.Family, table, nsPath string) (*Netlink, error) {
 	if family != knftables.IPv4Family && family != knftables.IPv6Family {
 		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, family)
@@ -231,22 +234,18 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 	if len(msgs) <= 2 {
 		return nil
 	}
-	var cfg netlink.Config
-	if n.nsPath != "" {
-		f, err := os.Open(n.nsPath)
-		if err != nil {
-			return fmt.Errorf("netns %s: %w", n.nsPath, err)
-		}
-		defer f.Close()
-		cfg.NetNS = int(f.Fd())
-	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &cfg)
+	c, err := n.dial()
 	if err != nil {
-		return fmt.Errorf("netlink dial: %w", err)
+		return err
 	}
-	defer c.Close()
-	_ = c.SetOption(netlink.CapAcknowledge, true)
-	_ = c.SetOption(netlink.ExtendedAcknowledge, true)
+	// On any error the socket is closed, so no reply of a failed batch
+	// is ever read as the answer to the next one.
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeConn()
+		}
+	}()
 	size := 0
 	for i := range msgs {
 		msgs[i].Header.Sequence, msgs[i].Header.PID = 0, 0
@@ -284,10 +283,54 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 		}
 		for _, r := range replies {
 			if r.Header.Type == netlink.Error && r.Header.Sequence == want {
+				ok = true
 				return nil
 			}
 		}
 	}
+}
+
+// dial returns the Netlink's socket, opening it in the namespace the
+// first time (and after an error).
+func (n *Netlink) dial() (*netlink.Conn, error) {
+	if n.conn != nil {
+		return n.conn, nil
+	}
+	var cfg netlink.Config
+	if n.nsPath != "" {
+		f, err := os.Open(n.nsPath)
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: %w", n.nsPath, err)
+		}
+		defer f.Close()
+		cfg.NetNS = int(f.Fd())
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("netlink dial: %w", err)
+	}
+	// Errors without the failing message echoed back (not with
+	// ExtendedAcknowledge: mdlayher/netlink then fails to parse
+	// nf_tables batch errors).
+	_ = c.SetOption(netlink.CapAcknowledge, true)
+	n.conn, n.bufSize = c, 0
+	return c, nil
+}
+
+func (n *Netlink) closeConn() {
+	if n.conn != nil {
+		_ = n.conn.Close()
+		n.conn = nil
+	}
+}
+
+// Close closes the Netlink's socket (a later transaction opens a new
+// one). The embedded CLI interface holds nothing to close.
+func (n *Netlink) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closeConn()
+	return nil
 }
 
 func forceBuffer(c *netlink.Conn, opt, size int) error {

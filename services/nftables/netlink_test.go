@@ -26,6 +26,7 @@ func TestKernelNetlink(t *testing.T) {
 	kernelsuite.Run(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
 		nft, err := snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
 		require.NoError(t, err)
+		t.Cleanup(func() { _ = nft.Close() })
 		p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
 			snft.WithStaleFlows(stale))
 		require.NoError(t, err)
@@ -56,6 +57,7 @@ func TestNetlinkMatchesCLI(t *testing.T) {
 			require.NoError(t, err)
 			nl, err := snft.NewNetlink(fam, snft.DefaultTable, nlNS.Path)
 			require.NoError(t, err)
+			t.Cleanup(func() { _ = nl.Close() })
 			cidrs := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}
 			var trs []*services.Tracker
 			var ps []*snft.Proxier
