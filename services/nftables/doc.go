@@ -37,38 +37,49 @@
 // service-ips maps each cluster IP to `goto service-<ns>/<name>/<proto>/<port>`
 // and each external or load-balancer IP to `goto external-…`;
 // service-nodeports maps protocol . node port to `goto external-…`.
-// These elements and chains exist as long as the service port does,
-// whatever its endpoints.
+// These elements and the two chains exist as long as the service port
+// does, whatever its endpoints.
 //
-// A service chain picks an endpoint with one rule,
+// Endpoints are chosen in shared dispatch chains, endpoints-<proto> (a
+// port's internal endpoints) and external-endpoints-<proto> (its
+// external ones: node-local under externalTrafficPolicy Local), through
+// two maps per protocol, service-endpoints-<proto> (typeof ip daddr .
+// tcp dport . numgen : ip daddr . tcp dport) and
+// nodeport-endpoints-<proto> (tcp dport . numgen : …). A port with N
+// endpoints owns the slots B+N(N-1)/2 … B+N(N-1)/2+N-1 of each of its
+// destinations (B = 0 for the internal bank, 2^31 for the external one),
+// slot i mapping to endpoint i. The dispatch chain holds one rule per
+// endpoint count N in use among its ports,
 //
-//	meta l4proto tcp dnat ip addr . port to numgen random mod 720720 map @endpoints-<ns>/<name>/<proto>/<port>
+//	meta l4proto tcp dnat ip addr . port to ip daddr . tcp dport . numgen random mod N offset B+N(N-1)/2 map @service-endpoints-tcp
 //
-// where the service port's endpoint map (typeof numgen : ip daddr . th
-// dport, flags interval) gives each of the N endpoints an equal range of
-// the 720720 slots: endpoint i owns [i·720720/N, (i+1)·720720/N). 720720
-// is lcm(1..16), so the split is exact for every N up to 16 and every
-// divisor of 720720; otherwise shares differ by at most 1/720720. The
-// external chain of an externalTrafficPolicy Local port balances over
-// the node-local endpoints with the same rule and `offset 720720`, a
-// second bank of the same map. A bank without elements matches nothing:
-// the packet is not DNATed and the endpoints-check chains reject it
-// (reject-services / reject-nodeports sets: ICMP port unreachable, so
-// TCP clients get "connection refused") when the service has no
-// endpoint at all, or drop it (no-endpoint-services /
-// no-endpoint-nodeports vmaps) when it has endpoints but none local
-// under a Local policy, as kube-proxy does.
+// (then the same per N for node ports, after `fib daddr type local`):
+// the slot ranges of different N do not overlap, so the rule for N only
+// finds ports with N endpoints, each getting exactly 1/N. A lookup that
+// finds nothing does not match; a packet that leaves the chain without
+// DNAT is rejected by the endpoints-check chains (reject-services /
+// reject-nodeports sets: ICMP port unreachable, so TCP clients get
+// "connection refused") when the service has no endpoint at all, or
+// dropped (no-endpoint-services / no-endpoint-nodeports vmaps) when it
+// has endpoints but none local under a Local policy, as kube-proxy does.
+// A service chain is `[masquerade rule per cluster IP] goto
+// endpoints-<proto>`; an external chain masquerades (Cluster) or, for
+// Local, keeps the client address, sends traffic from the node itself or
+// from a pod (ClusterCIDRs) to endpoints-<proto> (the whole cluster, as
+// kube-proxy does), and the rest to external-endpoints-<proto>. A port
+// balances over at most 65,535 endpoints (the first ones). Per new
+// connection the dispatch chain costs one hash lookup per endpoint count
+// in use up to the port's own: it grows with the number of distinct
+// endpoint counts (tens in a real cluster), not with the number of
+// services.
 //
 // Hairpin traffic (an endpoint reaching itself through the service) is
 // masqueraded in postrouting by `ct status dnat ip saddr . ip daddr
 // @hairpin`, a set holding "A . A" for every endpoint address in use
-// (reference-counted across service ports). External chains masquerade
-// (externalTrafficPolicy Cluster) or, for Local, keep the client address;
-// traffic to a Local address from the node itself or from a pod
-// (ClusterCIDRs) goes to the whole cluster, as in kube-proxy.
+// (reference-counted across service ports).
 //
-// With ClientIP affinity a service chain instead keeps a rule per
-// endpoint: one sending a client found in the endpoint's dynamic set
+// With ClientIP affinity a service keeps a rule per endpoint in its own
+// chains: one sending a client found in the endpoint's dynamic set
 // (timeout = the affinity timeout) there, then `numgen random mod (N-i)
 // == 0 … dnat to A:P` rules (i = 0..N-2, then a plain dnat, each endpoint
 // getting 1/N: the iptables statistic scheme), every DNAT refreshing the
@@ -88,19 +99,31 @@
 //   - No chain per endpoint: every `nft` run lists all chains of the
 //     table, in time quadratic in their number (one endpoint change at
 //     30,000 services × 10 endpoints took a minute).
-//   - Endpoints are elements of a named endpoint map, not rules or
-//     verdicts, and "no endpoints" is an element of a plain set (reject)
-//     or a `drop` element, not `goto reject-chain`. A transaction that
-//     adds a rule (any rule with a nat, fib, meta, lookup or jump
-//     expression) or a jump/goto map element makes the kernel re-validate
-//     the whole table at commit, walking every chain reachable from the
-//     base chains through every verdict-map element: 270 ms at 30,000
-//     services × 10 endpoints, per transaction. Element changes in data
-//     maps and plain sets skip that walk, so one endpoint change (the
-//     endpoint map's ranges, the hairpin set, the reject sets) costs the
-//     same at 1,000 or 30,000 services. A change of a service itself
-//     (ports, addresses, policies) and any endpoint change of a ClientIP
-//     affinity service still rewrite chains and pay the walk.
+//   - Endpoints are elements of shared maps, not rules or verdicts, and
+//     "no endpoints" is an element of a plain set (reject) or a `drop`
+//     element, not `goto reject-chain`. Measured on kernel 6.18 at
+//     30,000 services × 10 endpoints: a transaction that adds a rule (any
+//     rule with a nat, fib, meta, lookup or jump expression) or a
+//     jump/goto map element makes the kernel re-validate the whole table
+//     at commit, walking every chain reachable from the base chains
+//     through every verdict-map element (270 ms per transaction); sets
+//     are found by name in a list, so a named map per service made a
+//     full sync quadratic (30,000 services: 110 s); and every element
+//     added to a map is checked against every rule bound to it, so a
+//     dispatch rule per service on a shared map was quadratic too
+//     (10,000 services: 24 s). Hence one rule per endpoint count in
+//     shared chains: replacing an endpoint, or moving a port to an
+//     endpoint count another port already has, is only element changes
+//     (the endpoint maps, the hairpin set, the reject sets) and costs the
+//     same at 1,000 or 30,000 services. A count no port had before (or
+//     the last port leaving one) rewrites one dispatch chain, and a
+//     change of the service itself (ports, addresses, policies) or any
+//     endpoint change of a ClientIP affinity service rewrites its chains;
+//     those pay the walk.
+//   - One pair of endpoint maps per protocol, keyed by `tcp dport`
+//     rather than `meta l4proto . th dport`: `nft` 1.0.6 refuses to add
+//     a rule reading a map whose typeof holds `th dport` once the map
+//     exists ("conflicting protocols specified").
 //
 // # Design
 //
@@ -109,8 +132,10 @@
 //     ports the tracker reports changed, diffs them against what the
 //     last successful Sync wrote, and sends one transaction holding only
 //     the difference, ordered so nothing is referenced before it exists
-//     or deleted while referenced (element deletions, sets, maps,
-//     chains, rules, element additions, stale chains, sets and maps).
+//     or deleted while referenced (element deletions, sets, chains,
+//     rules, dispatch-chain rules, element additions, stale chains and
+//     sets). The state of the last sync is updated with the sync's
+//     changes only after the transaction succeeded.
 //  2. Two executors of the same transaction. Netlink sends it as one
 //     nf_tables netlink batch (encoded with github.com/google/nftables;
 //     the kernel applies all of it or none), compiling the rule text the

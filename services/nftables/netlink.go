@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -561,16 +562,18 @@ func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
 	if len(fields) != len(ts) {
 		return nil, fmt.Errorf("%w: %v: %d fields, want %d", ErrUnsupportedObject, fields, len(fields), len(ts))
 	}
-	var key []byte
+	key := make([]byte, 0, 4*len(ts)+16)
 	for i, k := range fields {
-		b, err := encodeField(k, ts[i])
-		if err != nil {
+		n := len(key)
+		var err error
+		if key, err = appendField(key, k, ts[i]); err != nil {
 			return nil, err
 		}
 		if len(ts) > 1 {
-			b = append(b, make([]byte, (4-len(b)%4)%4)...)
+			for (len(key)-n)%4 != 0 {
+				key = append(key, 0)
+			}
 		}
-		key = append(key, b...)
 	}
 	return key, nil
 }
@@ -590,39 +593,6 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 	if e.Comment != nil {
 		return unsupported(v, e)
 	}
-	var elems []gnft.SetElement
-	if info.interval {
-		start, end, err := intervalKeys(e.Key[0], info.keys[0])
-		if err != nil {
-			return fmt.Errorf("element of %s: %w", name, err)
-		}
-		elems = append(elems, gnft.SetElement{Key: start})
-		if end != nil {
-			elems = append(elems, gnft.SetElement{Key: end, IntervalEnd: true})
-		}
-	} else {
-		key, err := concatKey(e.Key, info.keys)
-		if err != nil {
-			return fmt.Errorf("element of %s: %w", name, err)
-		}
-		el := gnft.SetElement{Key: key}
-		switch {
-		case info.isMap && v == verbAdd:
-			if len(e.Value) != 1 {
-				return fmt.Errorf("%w: element %v of map %s: value %v", ErrUnsupportedObject, e.Key, name, e.Value)
-			}
-			vd, err := verdict(e.Value[0])
-			if err != nil {
-				return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
-			}
-			el.VerdictData = vd
-		case info.data != nil && v == verbAdd:
-			if el.Val, err = concatKey(strings.Split(strings.Join(e.Value, " . "), " . "), info.data); err != nil {
-				return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
-			}
-		}
-		elems = append(elems, el)
-	}
 	if v != verbAdd && v != verbDelete {
 		return unsupported(v, e)
 	}
@@ -632,8 +602,75 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		}
 		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.data != nil, HasTimeout: info.timeout}, v
 	}
-	b.pend = append(b.pend, elems...)
+	if info.interval {
+		start, end, err := intervalKeys(e.Key[0], info.keys[0])
+		if err != nil {
+			return fmt.Errorf("element of %s: %w", name, err)
+		}
+		b.pend = append(b.pend, gnft.SetElement{Key: start})
+		if end != nil {
+			b.pend = append(b.pend, gnft.SetElement{Key: end, IntervalEnd: true})
+		}
+		return nil
+	}
+	key, err := concatKey(e.Key, info.keys)
+	if err != nil {
+		return fmt.Errorf("element of %s: %w", name, err)
+	}
+	el := gnft.SetElement{Key: key}
+	switch {
+	case info.isMap && v == verbAdd:
+		if len(e.Value) != 1 {
+			return fmt.Errorf("%w: element %v of map %s: value %v", ErrUnsupportedObject, e.Key, name, e.Value)
+		}
+		vd, err := verdict(e.Value[0])
+		if err != nil {
+			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+		}
+		el.VerdictData = vd
+	case info.data != nil && v == verbAdd:
+		fields := e.Value
+		if len(fields) == 1 {
+			fields = strings.Split(fields[0], " . ")
+		}
+		if el.Val, err = concatKey(fields, info.data); err != nil {
+			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+		}
+	}
+	b.pend = append(b.pend, el)
 	return nil
+}
+
+// appendField appends one key field of type t (network byte order; host
+// order for integer and mark).
+func appendField(dst []byte, s string, t gnft.SetDatatype) ([]byte, error) {
+	switch t.Name {
+	case gnft.TypeIPAddr.Name, gnft.TypeIP6Addr.Name:
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Is4In6() || (a.Is4() != (t.Name == gnft.TypeIPAddr.Name)) {
+			return nil, fmt.Errorf("%w: %s %q", ErrUnsupportedObject, t.Name, s)
+		}
+		if a.Is4() {
+			b := a.As4()
+			return append(dst, b[:]...), nil
+		}
+		b := a.As16()
+		return append(dst, b[:]...), nil
+	case gnft.TypeInetService.Name:
+		p, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%w: port %q", ErrUnsupportedObject, s)
+		}
+		return append(dst, byte(p>>8), byte(p)), nil
+	case gnft.TypeInteger.Name:
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%w: integer %q", ErrUnsupportedObject, s)
+		}
+		return binary.NativeEndian.AppendUint32(dst, uint32(n)), nil
+	}
+	b, err := encodeField(s, t)
+	return append(dst, b...), err
 }
 
 // encodeField encodes one key field of type t (network byte order).

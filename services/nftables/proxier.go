@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -325,7 +326,9 @@ func (d *diff) add(old, cur *rendered) {
 			d.delElems = append(d.delElems, e)
 		}
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int { return strings.Compare(a.Map+a.Key, b.Map+b.Key) }) {
+	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int {
+		return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
+	}) {
 		if !old.elements[e] {
 			d.addElems = append(d.addElems, e)
 		}

@@ -3,6 +3,7 @@ package nftables
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -83,6 +84,9 @@ func (p *Proxier) addrs(in []netip.Addr) []netip.Addr {
 }
 
 func (p *Proxier) eps(in []services.Endpoint) []services.Endpoint {
+	if !slices.ContainsFunc(in, func(e services.Endpoint) bool { return !p.inFamily(e.Addr) }) {
+		return in // (not modified by the caller)
+	}
 	var out []services.Endpoint
 	for _, e := range in {
 		if p.inFamily(e.Addr) {
