@@ -117,6 +117,18 @@ func (t *tokens) next() string {
 	return s
 }
 
+// comparison consumes `A == B` (32-bit numbers).
+func (t *tokens) comparison() (a, b uint64, err error) {
+	if a, err = parseUint(t.next(), 32); err != nil {
+		return 0, 0, err
+	}
+	if err = t.expect("=="); err != nil {
+		return 0, 0, err
+	}
+	b, err = parseUint(t.next(), 32)
+	return a, b, err
+}
+
 // expect consumes words equal to want, or fails.
 func (t *tokens) expect(want ...string) error {
 	for _, w := range want {
@@ -286,9 +298,9 @@ func (c compiler) selector(w string, t *tokens, reg uint32) (field, error) {
 	return field{}, fmt.Errorf("%w: selector %q", ErrUnsupportedRule, w)
 }
 
-// concat parses `A . B [. C]` (first word in w) into consecutive
-// registers and then `@set` (lookup) or `vmap @map` (verdict lookup).
-func (c compiler) concat(w string, t *tokens) ([]expr.Any, error) {
+// loads parses the selectors `A . B [. C]` (first word in w) into loads
+// to consecutive registers from NFT_REG_1, each field padded to 4 bytes.
+func (c compiler) loads(w string, t *tokens) ([]expr.Any, error) {
 	var out []expr.Any
 	var off uint32
 	for {
@@ -299,10 +311,19 @@ func (c compiler) concat(w string, t *tokens) ([]expr.Any, error) {
 		out = append(out, f.load...)
 		off += (f.len + 3) / 4 * 4
 		if t.peek(0) != "." {
-			break
+			return out, nil
 		}
 		t.next()
 		w = t.next()
+	}
+}
+
+// concat parses `A . B [. C]` (first word in w) into consecutive
+// registers and then `@set` (lookup) or `vmap @map` (verdict lookup).
+func (c compiler) concat(w string, t *tokens) ([]expr.Any, error) {
+	out, err := c.loads(w, t)
+	if err != nil {
+		return nil, err
 	}
 	lookup := &expr.Lookup{SourceRegister: reg1}
 	if t.peek(0) == "vmap" {
@@ -370,17 +391,18 @@ func (c compiler) ipMatch(t *tokens) ([]expr.Any, error) {
 	}, nil
 }
 
+// parsePrefix parses a prefix or an address (as a full-length prefix).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	return netip.PrefixFrom(a, a.BitLen()), err
+}
+
 // prefix parses an address or prefix of the table's family.
 func (c compiler) prefix(s string) (netip.Prefix, error) {
-	var p netip.Prefix
-	var err error
-	if strings.Contains(s, "/") {
-		p, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		a, err = netip.ParseAddr(s)
-		p = netip.PrefixFrom(a, a.BitLen())
-	}
+	p, err := parsePrefix(s)
 	if err != nil || p.Addr().Is6() != c.ip6 || p.Addr().Is4In6() {
 		return netip.Prefix{}, fmt.Errorf("%w: %s address %q", ErrUnsupportedRule, c.ipName(), s)
 	}
@@ -428,14 +450,7 @@ func (c compiler) meta(t *tokens) ([]expr.Any, error) {
 			}
 			return []expr.Any{load, b, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1}}, nil
 		case "&":
-			m, err := parseUint(t.next(), 32)
-			if err != nil {
-				return nil, err
-			}
-			if err := t.expect("=="); err != nil {
-				return nil, err
-			}
-			v, err := parseUint(t.next(), 32)
+			m, v, err := t.comparison()
 			if err != nil {
 				return nil, err
 			}
@@ -488,14 +503,7 @@ func (c compiler) numgen(t *tokens) ([]expr.Any, error) {
 	if err := t.expect("random", "mod"); err != nil {
 		return nil, err
 	}
-	mod, err := parseUint(t.next(), 32)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.expect("=="); err != nil {
-		return nil, err
-	}
-	v, err := parseUint(t.next(), 32)
+	mod, v, err := t.comparison()
 	if err != nil {
 		return nil, err
 	}
@@ -539,19 +547,9 @@ func (c compiler) dnat(t *tokens) ([]expr.Any, error) {
 		if err := t.expect("addr", ".", "port", "to"); err != nil {
 			return nil, err
 		}
-		var out []expr.Any
-		var off uint32
-		for {
-			f, err := c.selector(t.next(), t, reg32(off))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, f.load...)
-			off += (f.len + 3) / 4 * 4
-			if t.peek(0) != "." {
-				break
-			}
-			t.next()
+		out, err := c.loads(t.next(), t)
+		if err != nil {
+			return nil, err
 		}
 		if err := t.expect("map"); err != nil {
 			return nil, err

@@ -714,14 +714,7 @@ func encodeField(s string, t gnft.SetDatatype) ([]byte, error) {
 // end (the first address after it; nil when the prefix reaches the top
 // of the address space).
 func intervalKeys(s string, t gnft.SetDatatype) (start, end []byte, err error) {
-	var p netip.Prefix
-	if strings.Contains(s, "/") {
-		p, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		a, err = netip.ParseAddr(s)
-		p = netip.PrefixFrom(a, a.BitLen())
-	}
+	p, err := parsePrefix(s)
 	if err != nil || p.Addr().Is4() != (t.Name == gnft.TypeIPAddr.Name) {
 		return nil, nil, fmt.Errorf("%w: %s interval %q", ErrUnsupportedObject, t.Name, s)
 	}

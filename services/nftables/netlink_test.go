@@ -17,22 +17,7 @@ import (
 	"github.com/tabbynet/tabby/services"
 	snft "github.com/tabbynet/tabby/services/nftables"
 	st "github.com/tabbynet/tabby/services/servicestest"
-	"github.com/tabbynet/tabby/services/servicestest/kernelsuite"
 )
-
-// TestKernelNetlink runs the services conformance suite with the netlink
-// executor.
-func TestKernelNetlink(t *testing.T) {
-	kernelsuite.Run(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
-		nft, err := snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = nft.Close() })
-		p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
-			snft.WithStaleFlows(stale))
-		require.NoError(t, err)
-		return p
-	}, kernelsuite.Features{})
-}
 
 // listTable is `nft list table` of the table in the namespace at path:
 // nft decodes the kernel's expressions back into rules, so two tables
