@@ -100,6 +100,16 @@ func sixScenario(tr *services.Tracker) {
 		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 	}))
 	tr.OnEndpointSliceUpdate(sixSlice(st.Endpoint{IP: "fd00:10:244:1::12", Node: "node-a"}, st.Endpoint{IP: "fd00:10:244:2::12", Node: "node-b"}))
+	// Without affinity: the endpoint maps, with a Local node port.
+	tr.OnServiceUpdate(st.Service("default", "six-local", "fd00:10:96::21", st.Port("http", v1.ProtocolTCP, 80, 30098), func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeNodePort
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.ExternalIPs = []string{"2001:db8::8"}
+	}))
+	sl := st.Slice("default", "six-local", "six-local-1", webPorts,
+		st.Endpoint{IP: "fd00:10:244:1::13", Node: "node-a"}, st.Endpoint{IP: "fd00:10:244:2::13", Node: "node-b"}, st.Endpoint{IP: "fd00:10:244:2::14", Node: "node-b"})
+	sl.AddressType = discovery.AddressTypeIPv6
+	tr.OnEndpointSliceUpdate(sl)
 }
 
 func sixSlice(eps ...st.Endpoint) *discovery.EndpointSlice {
