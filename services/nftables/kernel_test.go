@@ -19,16 +19,32 @@ import (
 )
 
 // TestKernel runs the services conformance suite (shared with
-// services/iptables) on this backend.
+// services/iptables) on this backend, with each executor: the `nft` CLI
+// and Netlink.
 func TestKernel(t *testing.T) {
-	kernelsuite.Run(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
-		nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
-		require.NoError(t, err)
-		p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
-			snft.WithStaleFlows(stale))
-		require.NoError(t, err)
-		return p
-	}, kernelsuite.Features{})
+	for _, executor := range []string{"cli", "netlink"} {
+		t.Run(executor, func(t *testing.T) {
+			kernelsuite.Run(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
+				var nft knftables.Interface
+				var err error
+				if executor == "netlink" {
+					var nl *snft.Netlink
+					nl, err = snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
+					if err == nil {
+						t.Cleanup(func() { _ = nl.Close() })
+					}
+					nft = nl
+				} else {
+					nft, err = snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
+				}
+				require.NoError(t, err)
+				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
+					snft.WithStaleFlows(stale))
+				require.NoError(t, err)
+				return p
+			}, kernelsuite.Features{})
+		})
+	}
 }
 
 // TestFakeMatchesKernel renders the same scenario into knftables.Fake and

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,7 +71,8 @@ type Proxier struct {
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
 	resolved map[services.ServicePortName]*services.Resolved
-	hairpin  map[string]int // endpoint address -> number of ports using it
+	hairpin  map[string]int      // endpoint address -> number of ports using it
+	kUse     map[dispatchKey]int // endpoint counts in use -> number of ports
 	needFull bool
 }
 
@@ -88,7 +90,7 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	}
 	p := &Proxier{nft: nft, tracker: tracker, cfg: cfg, log: slog.Default(), needFull: true,
 		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{},
-		hairpin: map[string]int{}}
+		hairpin: map[string]int{}, kUse: map[dispatchKey]int{}}
 	for _, o := range opts {
 		o(p)
 	}
@@ -112,10 +114,15 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	defer p.mu.Unlock()
 	changes := p.tracker.Changes()
 	full := p.needFull
-	tx := p.nft.NewTransaction()
-	newState := p.state
+	tx := &ops{}
+	// What the sync changes is kept apart (upd, d's counts) and applied
+	// to the Proxier's state only after the transaction succeeded, so
+	// that a one-endpoint sync costs the same at any number of services.
+	upd := map[services.ServicePortName]*rendered{}
+	old := p.state
+	d := diff{hairpin: counts[string]{base: p.hairpin, delta: map[string]int{}},
+		kUse: counts[dispatchKey]{base: p.kUse, delta: map[dispatchKey]int{}}}
 	if full {
-		newState = map[services.ServicePortName]*rendered{}
 		changes = p.tracker.All()
 		// Stale entries in the old state are simply dropped: the table
 		// is recreated.
@@ -125,35 +132,34 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			}
 		}
 		p.baseObjects(tx)
-	} else {
-		newState = maps.Clone(p.state)
-	}
-	d := diff{hairpin: maps.Clone(p.hairpin)}
-	old := p.state
-	if full {
 		old = nil
-		d.hairpin = map[string]int{}
+		d.hairpin.base, d.kUse.base = map[string]int{}, map[dispatchKey]int{}
 	}
 	names := slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
 	for _, n := range names {
 		r := p.render(changes[n])
 		d.add(old[n], r)
-		if r == nil {
-			delete(newState, n)
-		} else {
-			newState[n] = r
-		}
+		upd[n] = r
 	}
-	d.write(tx, p.setType(), full)
-	if tx.NumOperations() > 0 {
-		if err := p.nft.Run(ctx, tx); err != nil {
+	d.write(tx, p, full)
+	if len(tx.list) > 0 {
+		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
 			return fmt.Errorf("nftables table %s: %w", p.cfg.Table, err)
 		}
 	}
 	stale := p.stale(changes)
-	p.state = newState
-	p.hairpin = d.hairpin
+	if full {
+		p.state = map[services.ServicePortName]*rendered{}
+	}
+	for n, r := range upd {
+		if r == nil {
+			delete(p.state, n)
+		} else {
+			p.state[n] = r
+		}
+	}
+	p.hairpin, p.kUse = d.hairpin.commit(), d.kUse.commit()
 	p.needFull = false
 	for n, r := range changes {
 		if r == nil {
@@ -189,15 +195,18 @@ func ptr[T any](v T) *T { return &v }
 
 // baseObjects recreates the table with its base chains, dispatch chains
 // and maps (kube-proxy's layout; hook priorities in doc.go).
-func (p *Proxier) baseObjects(tx *knftables.Transaction) {
+func (p *Proxier) baseObjects(tx sink) {
 	ip, addrType := p.ipX(), "ipv4_addr"
 	loopback := "127.0.0.0/8"
 	if p.cfg.Family == knftables.IPv6Family {
 		addrType, loopback = "ipv6_addr", "::1"
 	}
-	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	// No table comment: comments are netlink user data that the netlink
+	// executor does not write, and the two executors must produce the
+	// same table.
+	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
-	tx.Add(&knftables.Table{Comment: ptr("tabby services")})
+	tx.Add(&knftables.Table{})
 	base := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
 		tx.Add(&knftables.Chain{Name: name, Type: &typ, Hook: &hook, Priority: &prio})
 		for _, r := range rules {
@@ -217,6 +226,12 @@ func (p *Proxier) baseObjects(tx *knftables.Transaction) {
 	vmap(mapNoEndpointSvcs, addrType+" . inet_proto . inet_service")
 	vmap(mapServiceNodePorts, "inet_proto . inet_service")
 	vmap(mapNoEndpointNPs, "inet_proto . inet_service")
+	for _, proto := range endpointProtocols {
+		svcMap, npMap := endpointMaps(proto)
+		svcType, npType := p.endpointMapTypeOfs(proto)
+		tx.Add(&knftables.Map{Name: svcMap, TypeOf: svcType})
+		tx.Add(&knftables.Map{Name: npMap, TypeOf: npType})
+	}
 	if cidrs := p.clusterCIDRs(); len(cidrs) > 0 {
 		tx.Add(&knftables.Set{Name: setClusterCIDRs, Type: addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
 		for _, c := range cidrs {
@@ -231,12 +246,25 @@ func (p *Proxier) baseObjects(tx *knftables.Transaction) {
 		fmt.Sprintf("meta mark & %s == 0 return", mark),
 		"meta mark set meta mark xor "+mark,
 		"masquerade fully-random")
-	chain(chainReject, "reject")
+	tx.Add(&knftables.Set{Name: setRejectSvcs, Type: addrType + " . inet_proto . inet_service"})
+	tx.Add(&knftables.Set{Name: setRejectNPs, Type: "inet_proto . inet_service"})
+	for _, proto := range endpointProtocols {
+		for _, bank := range []int{0, externalBank} {
+			chain(p.dispatchChain(dispatchChainKey{proto, bank}))
+		}
+	}
 	chain(chainServices,
 		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapServiceIPs),
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapServiceNodePorts))
-	chain(chainSvcCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapNoEndpointSvcs))
-	chain(chainNodePortCheck, fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs))
+	// Rejecting through a set rather than `goto reject-chain` elements:
+	// adding a jump or goto element makes the kernel re-validate the
+	// whole table, a plain set element does not.
+	chain(chainSvcCheck,
+		fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapNoEndpointSvcs),
+		fmt.Sprintf("%s daddr . meta l4proto . th dport @%s reject", ip, setRejectSvcs))
+	chain(chainNodePortCheck,
+		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs),
+		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport @%s reject", ip, loopback, setRejectNPs))
 	filterPrio := knftables.BaseChainPriority("-110")
 	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
 		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
@@ -257,10 +285,14 @@ type diff struct {
 	writeChains            []string
 	rules                  map[string][]string
 	staleChains, staleSets []string
-	// hairpin holds the reference counts after this diff; hairpinAdd and
-	// hairpinDel the set elements to write.
-	hairpin                map[string]int
+	// hairpin holds the reference counts of hairpin addresses; hairpinAdd
+	// and hairpinDel the set elements to write.
+	hairpin                counts[string]
 	hairpinAdd, hairpinDel []string
+	// kUse counts the service ports using each endpoint count per
+	// dispatch chain; the chains whose set of counts changed are
+	// rewritten.
+	kUse counts[dispatchKey]
 }
 
 func (d *diff) add(old, cur *rendered) {
@@ -274,24 +306,29 @@ func (d *diff) add(old, cur *rendered) {
 		d.addSets, d.rules = map[string]int{}, map[string][]string{}
 	}
 	for _, a := range old.hairpin {
-		d.hairpin[a]--
-		if d.hairpin[a] == 0 {
-			delete(d.hairpin, a)
+		if d.hairpin.dec(a) {
 			d.hairpinDel = append(d.hairpinDel, a)
 		}
 	}
 	for _, a := range cur.hairpin {
-		d.hairpin[a]++
-		if d.hairpin[a] == 1 {
+		if d.hairpin.inc(a) {
 			d.hairpinAdd = append(d.hairpinAdd, a)
 		}
+	}
+	for _, k := range old.ks {
+		d.kUse.dec(k)
+	}
+	for _, k := range cur.ks {
+		d.kUse.inc(k)
 	}
 	for e := range old.elements {
 		if !cur.elements[e] {
 			d.delElems = append(d.delElems, e)
 		}
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int { return strings.Compare(a.Map+a.Key, b.Map+b.Key) }) {
+	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int {
+		return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
+	}) {
 		if !old.elements[e] {
 			d.addElems = append(d.addElems, e)
 		}
@@ -323,9 +360,10 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
-func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
+func (d *diff) write(tx sink, p *Proxier, fresh bool) {
+	setType := p.setType()
 	for _, e := range d.delElems {
-		tx.Delete(&knftables.Element{Map: e.Map, Key: splitKey(e.Key)})
+		tx.Delete(e.object(false))
 	}
 	// An address dropped by one port and added by another in the same
 	// diff appears in both lists: net it out.
@@ -341,12 +379,12 @@ func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(del)) {
-		if d.hairpin[a] == 0 {
+		if d.hairpin.get(a) == 0 {
 			tx.Delete(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(add)) {
-		if d.hairpin[a] > 0 {
+		if d.hairpin.get(a) > 0 {
 			tx.Add(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
 		}
 	}
@@ -364,8 +402,19 @@ func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
 			tx.Add(&knftables.Rule{Chain: c, Rule: r})
 		}
 	}
+	// Dispatch chains whose endpoint counts changed: elements are added
+	// after them, so every slot an element names has its rule.
+	for _, c := range d.kUse.changed() {
+		rules := p.dispatchRules(c, d.kUse.inUse(c))
+		if !fresh {
+			tx.Flush(&knftables.Chain{Name: p.dispatchChain(c)})
+		}
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: p.dispatchChain(c), Rule: r})
+		}
+	}
 	for _, e := range d.addElems {
-		tx.Add(&knftables.Element{Map: e.Map, Key: splitKey(e.Key), Value: []string{e.Value}})
+		tx.Add(e.object(true))
 	}
 	for _, c := range d.staleChains {
 		tx.Flush(&knftables.Chain{Name: c})
@@ -376,4 +425,16 @@ func (d *diff) write(tx *knftables.Transaction, setType string, fresh bool) {
 	for _, s := range d.staleSets {
 		tx.Delete(&knftables.Set{Name: s})
 	}
+}
+
+// object is e as a knftables element (of a set when e has no value).
+func (e element) object(withValue bool) *knftables.Element {
+	if e.Value == "" {
+		return &knftables.Element{Set: e.Map, Key: splitKey(e.Key)}
+	}
+	o := &knftables.Element{Map: e.Map, Key: splitKey(e.Key)}
+	if withValue {
+		o.Value = []string{e.Value}
+	}
+	return o
 }

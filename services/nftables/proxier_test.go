@@ -2,7 +2,10 @@ package nftables_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -72,15 +75,14 @@ func TestIncremental(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	tx := fake.LastTransaction.String()
 	assert.NotSame(t, before, fake.LastTransaction)
-	// Golden: exactly this service's chain and the hairpin elements of
-	// the endpoint that went and the one that came.
-	assert.Equal(t, `delete element ip tabby-services hairpin { 10.244.2.7 . 10.244.2.7 }
+	// Golden: only elements: the endpoint map's slot of the endpoint
+	// that went, now pointing at the one that came, and the hairpin
+	// elements of both (no chain or rule: those would make the kernel
+	// re-validate the whole table).
+	assert.Equal(t, `delete element ip tabby-services service-endpoints-udp { 10.96.0.10 . 53 . 2 }
+delete element ip tabby-services hairpin { 10.244.2.7 . 10.244.2.7 }
 add element ip tabby-services hairpin { 10.244.2.99 . 10.244.2.99 }
-add chain ip tabby-services service-kube-system/dns/udp/dns
-flush chain ip tabby-services service-kube-system/dns/udp/dns
-add rule ip tabby-services service-kube-system/dns/udp/dns ip daddr 10.96.0.10 udp dport 53 ip saddr != @cluster-cidrs jump mark-for-masquerade
-add rule ip tabby-services service-kube-system/dns/udp/dns numgen random mod 2 == 0 meta l4proto udp dnat to 10.244.1.5:53
-add rule ip tabby-services service-kube-system/dns/udp/dns meta l4proto udp dnat to 10.244.2.99:53
+add element ip tabby-services service-endpoints-udp { 10.96.0.10 . 53 . 2 : 10.244.2.99 . 53 }
 `, tx)
 	assert.Equal(t, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.99:53"}, trace(t, fake, "10.244.3.3", "10.96.0.10", "udp", 53, false))
 
@@ -102,6 +104,51 @@ add rule ip tabby-services service-kube-system/dns/udp/dns meta l4proto udp dnat
 	p.QueueResync()
 	require.NoError(t, p.Sync(ctx))
 	assert.Equal(t, incremental, fake.Dump())
+}
+
+// TestEndpointCountChange: a port whose endpoint count changes to one
+// another port already has changes only elements; a count nobody had
+// rewrites the protocol's dispatch chain, never the service's chain.
+func TestEndpointCountChange(t *testing.T) {
+	fake, tr, p := newFake(t)
+	ctx := context.Background()
+	eps := func(n int) []st.Endpoint {
+		var out []st.Endpoint
+		for i := range n {
+			out = append(out, st.Endpoint{IP: fmt.Sprintf("10.244.7.%d", i+1)})
+		}
+		return out
+	}
+	// c keeps count 2 in use when a leaves it.
+	for n, count := range map[string]int{"a": 2, "b": 3, "c": 2} {
+		tr.OnServiceUpdate(st.Service("default", n, map[string]string{"a": "10.96.7.1", "b": "10.96.7.2", "c": "10.96.7.3"}[n], st.Port("http", v1.ProtocolTCP, 80, 0)))
+		tr.OnEndpointSliceUpdate(st.Slice("default", n, n+"-1", webPorts, eps(count)...))
+	}
+	require.NoError(t, p.Sync(ctx))
+
+	tr.OnEndpointSliceUpdate(st.Slice("default", "a", "a-1", webPorts, eps(3)...))
+	require.NoError(t, p.Sync(ctx))
+	assert.NotContains(t, fake.LastTransaction.String(), "rule")
+	assert.NotContains(t, fake.LastTransaction.String(), "chain")
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.7.1", "tcp", 80, false), 3)
+
+	tr.OnEndpointSliceUpdate(st.Slice("default", "a", "a-1", webPorts, eps(4)...))
+	require.NoError(t, p.Sync(ctx))
+	tx := fake.LastTransaction.String()
+	assert.Contains(t, tx, "flush chain ip tabby-services endpoints-tcp\n")
+	assert.NotContains(t, tx, "service-default/a")
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.7.1", "tcp", 80, false), 4)
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.7.2", "tcp", 80, false), 3)
+
+	sortedDump := func() []string {
+		lines := strings.Split(fake.Dump(), "\n")
+		slices.Sort(lines)
+		return lines
+	}
+	incremental := sortedDump()
+	p.QueueResync()
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, incremental, sortedDump())
 }
 
 // TestHairpinShared: two services share an endpoint; its hairpin element

@@ -3,6 +3,7 @@ package nftables
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -12,25 +13,28 @@ import (
 
 // Names of the objects in the table (kube-proxy's nftables layout).
 const (
-	chainServices       = "services"
-	chainMarkMasq       = "mark-for-masquerade"
-	chainMasquerading   = "masquerading"
-	chainSvcCheck       = "service-endpoints-check"
-	chainNodePortCheck  = "nodeport-endpoints-check"
-	chainReject         = "reject-chain"
-	mapServiceIPs       = "service-ips"
-	mapServiceNodePorts = "service-nodeports"
-	mapNoEndpointSvcs   = "no-endpoint-services"
-	mapNoEndpointNPs    = "no-endpoint-nodeports"
-	setHairpin          = "hairpin"
-	setClusterCIDRs     = "cluster-cidrs"
+	chainServices        = "services"
+	chainMarkMasq        = "mark-for-masquerade"
+	chainMasquerading    = "masquerading"
+	chainSvcCheck        = "service-endpoints-check"
+	chainNodePortCheck   = "nodeport-endpoints-check"
+	mapServiceIPs        = "service-ips"
+	mapServiceNodePorts  = "service-nodeports"
+	mapNoEndpointSvcs    = "no-endpoint-services"
+	mapNoEndpointNPs     = "no-endpoint-nodeports"
+	mapServiceEndpoints  = "service-endpoints"
+	mapNodePortEndpoints = "nodeport-endpoints"
+	setRejectSvcs        = "reject-services"
+	setRejectNPs         = "reject-nodeports"
+	setHairpin           = "hairpin"
+	setClusterCIDRs      = "cluster-cidrs"
 )
 
-// element is one map element a service port owns.
+// element is one map or set element a service port owns.
 type element struct {
-	Map   string
+	Map   string // map or set name
 	Key   string // " . "-joined
-	Value string
+	Value string // " . "-joined; "" for a set element
 }
 
 // rendered is what one service port owns in the table: its chains (with
@@ -44,6 +48,8 @@ type rendered struct {
 	// hairpin lists the endpoint addresses the port uses; the hairpin
 	// set holds "A . A" for each, reference-counted across ports.
 	hairpin []string
+	// ks lists the endpoint counts the port uses in dispatch chains.
+	ks []dispatchKey
 }
 
 // keyOf is "ns/name/proto/port", the part of chain names that names the
@@ -78,6 +84,9 @@ func (p *Proxier) addrs(in []netip.Addr) []netip.Addr {
 }
 
 func (p *Proxier) eps(in []services.Endpoint) []services.Endpoint {
+	if !slices.ContainsFunc(in, func(e services.Endpoint) bool { return !p.inFamily(e.Addr) }) {
+		return in // (not modified by the caller)
+	}
 	var out []services.Endpoint
 	for _, e := range in {
 		if p.inFamily(e.Addr) {
@@ -85,6 +94,76 @@ func (p *Proxier) eps(in []services.Endpoint) []services.Endpoint {
 		}
 	}
 	return out
+}
+
+// externalBank is the first slot of the external bank of the endpoint
+// maps: external chains balance over a service port's external
+// endpoints (node-local ones under externalTrafficPolicy Local) in
+// [externalBank, 2^32), service chains over its internal ones in
+// [0, externalBank).
+const externalBank = 1 << 31
+
+// maxEndpoints bounds the endpoints one service port balances over
+// (slotBase(maxEndpoints)+maxEndpoints stays below externalBank).
+const maxEndpoints = 65535
+
+// slotBase is the first slot of a port with n endpoints in a bank: the
+// ranges [slotBase(n), slotBase(n)+n) of different n do not overlap, so
+// the dispatch rule for n (`numgen random mod n offset slotBase(n)`)
+// only finds the elements of ports with n endpoints.
+func slotBase(n int) int { return n * (n - 1) / 2 }
+
+// dispatchChain names the shared chain that balances ports of protocol
+// c.proto over their endpoints in bank c.bank.
+func (p *Proxier) dispatchChain(c dispatchChainKey) string {
+	if c.bank == externalBank {
+		return "external-endpoints-" + c.proto
+	}
+	return "endpoints-" + c.proto
+}
+
+// dispatchRules are the rules of dispatch chain c for the endpoint
+// counts ns in use: for each n, a rule looking the destination address .
+// port . slot up in the protocol's service endpoint map, then (node
+// ports, after every address rule, so an address match wins as in the
+// services chain) the port . slot in its node-port endpoint map. A
+// lookup that finds nothing does not match; at the end of the chain the
+// packet leaves without DNAT and the endpoints-check chains reject or
+// drop it.
+func (p *Proxier) dispatchRules(c dispatchChainKey, ns []int) []string {
+	ip := p.ipX()
+	svcMap, npMap := endpointMaps(c.proto)
+	var addr, np []string
+	for _, n := range ns {
+		offset := ""
+		if o := c.bank + slotBase(n); o > 0 {
+			offset = fmt.Sprintf(" offset %d", o)
+		}
+		addr = append(addr, fmt.Sprintf("meta l4proto %s dnat %s addr . port to %s daddr . %s dport . numgen random mod %d%s map @%s",
+			c.proto, ip, ip, c.proto, n, offset, svcMap))
+		np = append(np, fmt.Sprintf("fib daddr type local meta l4proto %s dnat %s addr . port to %s dport . numgen random mod %d%s map @%s",
+			c.proto, ip, c.proto, n, offset, npMap))
+	}
+	return append(addr, np...)
+}
+
+// endpointProtocols are the protocols with endpoint maps, one pair of
+// maps each (`nft` 1.0.6 cannot add a rule that reads a map whose typeof
+// holds `th dport` once the map exists, so the port field names the
+// protocol).
+var endpointProtocols = []string{"tcp", "udp", "sctp"}
+
+// endpointMaps returns the names of the endpoint maps of proto: keyed by
+// destination address . port . slot, and by node port . slot.
+func endpointMaps(proto string) (service, nodePort string) {
+	return mapServiceEndpoints + "-" + proto, mapNodePortEndpoints + "-" + proto
+}
+
+// endpointMapTypeOfs are the typeofs of the endpoint maps of proto.
+func (p *Proxier) endpointMapTypeOfs(proto string) (service, nodePort string) {
+	ip := p.ipX()
+	return fmt.Sprintf("%s daddr . %s dport . numgen random mod 1 : %s daddr . %s dport", ip, proto, ip, proto),
+		fmt.Sprintf("%s dport . numgen random mod 1 : %s daddr . %s dport", proto, ip, proto)
 }
 
 // render turns one resolved service port into the objects it owns; nil
@@ -107,12 +186,11 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	cluster := p.eps(r.Endpoints.Cluster)
 	affinity := int(sp.AffinityTimeout.Seconds())
 
-	// No chain per endpoint: each endpoint is one rule in the dispatching
-	// chain (a chain per endpoint would multiply the chains by the
-	// endpoints, and every nft invocation lists all chains, which the
-	// kernel does in time quadratic in their number). Hairpin traffic (an
-	// endpoint reaching itself through the service) is masqueraded in
-	// postrouting through the hairpin set instead of per-endpoint rules.
+	// No chain per endpoint: each endpoint is an element of the service's
+	// endpoint map (or, with affinity, one rule of the dispatching chain).
+	// Hairpin traffic (an endpoint reaching itself through the service)
+	// is masqueraded in postrouting through the hairpin set instead of
+	// per-endpoint rules.
 	for _, e := range (services.EndpointSets{Cluster: internal, Local: external}).All() {
 		out.hairpin = append(out.hairpin, e.Addr.String())
 	}
@@ -122,20 +200,47 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		}
 		return fmt.Sprintf("meta l4proto %s dnat to %s", proto, e.AddrPort())
 	}
-	dispatch := func(eps []services.Endpoint) []string {
-		var rules []string
-		if affinity > 0 {
-			for _, e := range eps {
-				set := "affinity-" + key + "__" + epName(e)
-				out.sets[set] = affinity
-				rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, set, dnat(e)))
+	// slots adds the endpoint-map elements that send slot
+	// bank+slotBase(N)+i of each destination (addrs . port, and the node
+	// port when not 0) to endpoint i, and counts N as in use in the
+	// bank's dispatch chain. Replacing an endpoint, or changing N to a
+	// count some port already has, is then only element changes (a rule
+	// or chain change, or a per-service named map, would make the kernel
+	// walk the whole table, all its sets, or every rule bound to a map).
+	slots := func(eps []services.Endpoint, bank int, addrs []netip.Addr, nodePort uint16) {
+		if len(eps) > maxEndpoints {
+			eps = eps[:maxEndpoints]
+		}
+		if len(eps) == 0 {
+			return
+		}
+		out.ks = append(out.ks, dispatchKey{dispatchChainKey{proto, bank}, len(eps)})
+		svcMap, npMap := endpointMaps(proto)
+		base := bank + slotBase(len(eps))
+		for i, e := range eps {
+			v := fmt.Sprintf("%s . %d", e.Addr, e.Port)
+			for _, a := range addrs {
+				out.elements[element{svcMap, fmt.Sprintf("%s . %d . %d", a, sp.Port, base+i), v}] = true
 			}
+			if nodePort != 0 {
+				out.elements[element{npMap, fmt.Sprintf("%d . %d", nodePort, base+i), v}] = true
+			}
+		}
+	}
+	internalDispatch := "goto " + p.dispatchChain(dispatchChainKey{proto, 0})
+	externalDispatch := "goto " + p.dispatchChain(dispatchChainKey{proto, externalBank})
+	// affinityRules balance over eps with ClientIP affinity: a rule per
+	// endpoint.
+	affinityRules := func(eps []services.Endpoint) []string {
+		var rules []string
+		for _, e := range eps {
+			set := "affinity-" + key + "__" + epName(e)
+			out.sets[set] = affinity
+			rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, set, dnat(e)))
 		}
 		// Random balancing without a per-service anonymous map: rule i
 		// matches with probability 1/(N-i), so each of the N endpoints
-		// gets 1/N (the iptables statistic scheme). Anonymous maps would
-		// make a large transaction quadratic in the kernel (each binding
-		// walks the transaction list, __nft_set_trans_bind).
+		// gets 1/N (the iptables statistic scheme).
 		for i, e := range eps {
 			if i == len(eps)-1 {
 				rules = append(rules, dnat(e))
@@ -145,30 +250,39 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		}
 		return rules
 	}
-	noEndpoints := func(hasAny bool) string {
+	// noEndpoints records key (of the address or node port) as having no
+	// usable endpoint: rejected when the service has none at all,
+	// dropped when it has endpoints but none local under a Local policy
+	// (as kube-proxy does).
+	noEndpoints := func(dropMap, rejectSet, k string, hasAny bool) {
 		if hasAny {
-			return "drop" // a Local policy with no local endpoint: drop, as kube-proxy does
+			out.elements[element{dropMap, k, "drop"}] = true
+		} else {
+			out.elements[element{Map: rejectSet, Key: k}] = true
 		}
-		return "goto " + chainReject
 	}
 
-	// Internal traffic: cluster IPs.
-	if len(internal) > 0 {
-		var rules []string
-		if len(p.clusterCIDRs()) > 0 {
-			for _, cip := range clusterIPs {
-				rules = append(rules, fmt.Sprintf("%s daddr %s %s dport %d %s saddr != @%s jump %s", ip, cip, proto, sp.Port, ip, setClusterCIDRs, chainMarkMasq))
-			}
+	// Internal traffic: cluster IPs. The chain and the service-ips
+	// elements exist whatever the endpoints.
+	var rules []string
+	if len(p.clusterCIDRs()) > 0 {
+		for _, cip := range clusterIPs {
+			rules = append(rules, fmt.Sprintf("%s daddr %s %s dport %d %s saddr != @%s jump %s", ip, cip, proto, sp.Port, ip, setClusterCIDRs, chainMarkMasq))
 		}
-		out.chains[svcChain] = append(rules, dispatch(internal)...)
-		out.order = append(out.order, svcChain)
 	}
+	if affinity > 0 {
+		rules = append(rules, affinityRules(internal)...)
+	} else {
+		rules = append(rules, internalDispatch)
+		slots(internal, 0, clusterIPs, 0)
+	}
+	out.chains[svcChain] = rules
+	out.order = append(out.order, svcChain)
 	for _, cip := range clusterIPs {
 		k := fmt.Sprintf("%s . %s . %d", cip, proto, sp.Port)
-		if len(internal) > 0 {
-			out.elements[element{mapServiceIPs, k, "goto " + svcChain}] = true
-		} else {
-			out.elements[element{mapNoEndpointSvcs, k, noEndpoints(len(cluster) > 0)}] = true
+		out.elements[element{mapServiceIPs, k, "goto " + svcChain}] = true
+		if len(internal) == 0 {
+			noEndpoints(mapNoEndpointSvcs, setRejectSvcs, k, len(cluster) > 0)
 		}
 	}
 
@@ -176,45 +290,53 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	if !sp.ExternallyAccessible() {
 		return out
 	}
-	if len(external) > 0 {
-		var rules []string
-		if sp.ExternalPolicyLocal {
-			// Traffic from the node itself or from pods short-circuits to
-			// the cluster-wide set (kube-proxy does the same), masqueraded
-			// when it comes from the node.
-			rules = append(rules, "fib saddr type local jump "+chainMarkMasq)
-			// (Only when the service chain balances over the cluster set,
-			// that is internalTrafficPolicy Cluster.)
-			if len(cluster) > 0 && !sp.InternalPolicyLocal {
-				rules = append(rules, "fib saddr type local goto "+svcChain)
-				if len(p.clusterCIDRs()) > 0 {
-					rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", ip, setClusterCIDRs, svcChain))
-				}
+	rules = nil
+	extAddrs := append(p.addrs(sp.ExternalIPs), p.addrs(sp.LoadBalancerIPs)...)
+	shortCircuit := internalDispatch // to the cluster-wide endpoints
+	if affinity > 0 {
+		shortCircuit = "goto " + svcChain
+	}
+	if sp.ExternalPolicyLocal {
+		// Traffic from the node itself or from pods short-circuits to
+		// the cluster-wide set (kube-proxy does the same), masqueraded
+		// when it comes from the node.
+		rules = append(rules, "fib saddr type local jump "+chainMarkMasq)
+		// (Only when the service balances over the cluster set, that is
+		// internalTrafficPolicy Cluster.)
+		if !sp.InternalPolicyLocal {
+			rules = append(rules, "fib saddr type local "+shortCircuit)
+			if len(p.clusterCIDRs()) > 0 {
+				rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, setClusterCIDRs, shortCircuit))
 			}
-			rules = append(rules, dispatch(external)...)
-		} else {
-			rules = append(rules, "jump "+chainMarkMasq)
-			if sp.InternalPolicyLocal {
-				rules = append(rules, dispatch(external)...)
-			} else {
-				rules = append(rules, "goto "+svcChain)
+			if affinity == 0 {
+				slots(internal, 0, extAddrs, sp.NodePort)
 			}
 		}
-		out.chains[extChain] = rules
-		out.order = append(out.order, extChain)
+	} else {
+		rules = append(rules, "jump "+chainMarkMasq)
 	}
-	ext := func(m, nm, k string) {
-		if len(external) > 0 {
-			out.elements[element{m, k, "goto " + extChain}] = true
-		} else {
-			out.elements[element{nm, k, noEndpoints(len(cluster) > 0)}] = true
+	switch {
+	case affinity == 0:
+		rules = append(rules, externalDispatch)
+		slots(external, externalBank, extAddrs, sp.NodePort)
+	case sp.ExternalPolicyLocal || sp.InternalPolicyLocal:
+		rules = append(rules, affinityRules(external)...)
+	default:
+		rules = append(rules, "goto "+svcChain)
+	}
+	out.chains[extChain] = rules
+	out.order = append(out.order, extChain)
+	ext := func(m, nm, rs, k string) {
+		out.elements[element{m, k, "goto " + extChain}] = true
+		if len(external) == 0 {
+			noEndpoints(nm, rs, k, len(cluster) > 0)
 		}
 	}
-	for _, a := range append(p.addrs(sp.ExternalIPs), p.addrs(sp.LoadBalancerIPs)...) {
-		ext(mapServiceIPs, mapNoEndpointSvcs, fmt.Sprintf("%s . %s . %d", a, proto, sp.Port))
+	for _, a := range extAddrs {
+		ext(mapServiceIPs, mapNoEndpointSvcs, setRejectSvcs, fmt.Sprintf("%s . %s . %d", a, proto, sp.Port))
 	}
 	if sp.NodePort != 0 {
-		ext(mapServiceNodePorts, mapNoEndpointNPs, fmt.Sprintf("%s . %d", proto, sp.NodePort))
+		ext(mapServiceNodePorts, mapNoEndpointNPs, setRejectNPs, fmt.Sprintf("%s . %d", proto, sp.NodePort))
 	}
 	return out
 }

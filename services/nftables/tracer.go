@@ -79,7 +79,9 @@ func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet)
 			}
 			for _, f := range fs {
 				if f.verdict == "drop" || f.verdict == "reject" {
-					o.Verdict = strings.ToUpper(f.verdict)
+					// (A mark set on the way is moot: the packet
+					// never reaches postrouting.)
+					o.Verdict, o.Masquerade = strings.ToUpper(f.verdict), false
 				}
 			}
 		}
@@ -127,6 +129,9 @@ var (
 	reUpdate      = regexp.MustCompile(`^update @\S+ \{ ip6? saddr \} `)
 	reConcatMatch = regexp.MustCompile(`^ip6? saddr \. ip6? daddr @(\S+) `)
 	reJump        = regexp.MustCompile(`^(jump|goto) (\S+)$`)
+	reSet3        = regexp.MustCompile(`^ip6? daddr \. meta l4proto \. th dport @(\S+) `)
+	reSet2        = regexp.MustCompile(`^meta l4proto \. th dport @(\S+) `)
+	reDNATMap     = regexp.MustCompile(`^dnat ip6? addr \. port to (ip6? daddr \. )?(?:tcp|udp|sctp) dport \. numgen random mod (\d+)(?: offset (\d+))? map @(\S+)$`)
 )
 
 // run executes chain and returns every end state.
@@ -236,6 +241,22 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 			rest = rest[len(m[0]):]
 			continue
 		}
+		if m := reSet3.FindStringSubmatch(rest); m != nil {
+			in, err := tr.setHas(m[1], tr.pkt.Dst.String(), tr.pkt.Protocol, strconv.Itoa(int(tr.pkt.DstPort)))
+			if err != nil || !in {
+				return []state{s}, err
+			}
+			rest = rest[len(m[0]):]
+			continue
+		}
+		if m := reSet2.FindStringSubmatch(rest); m != nil {
+			in, err := tr.setHas(m[1], tr.pkt.Protocol, strconv.Itoa(int(tr.pkt.DstPort)))
+			if err != nil || !in {
+				return []state{s}, err
+			}
+			rest = rest[len(m[0]):]
+			continue
+		}
 		if m := reNumgen.FindStringSubmatch(rest); m != nil {
 			// Random: the rule may match (the rest of it runs) or not.
 			out, err := tr.rule(m[2], s)
@@ -253,6 +274,9 @@ func (tr *tracer) rule(rule string, s state) ([]state, error) {
 	case reVMap2.MatchString(rest):
 		m := reVMap2.FindStringSubmatch(rest)
 		return tr.vmap(m[1], []string{tr.pkt.Protocol, strconv.Itoa(int(tr.pkt.DstPort))}, s)
+	case reDNATMap.MatchString(rest):
+		m := reDNATMap.FindStringSubmatch(rest)
+		return tr.dnatMap(m[4], m[1] != "", m[2], m[3], s)
 	case reDNAT.MatchString(rest):
 		m := reDNAT.FindStringSubmatch(rest)
 		ap, err := netip.ParseAddrPort(m[1])
@@ -300,6 +324,56 @@ func (tr *tracer) verdict(v string, s state) ([]state, error) {
 		}
 	}
 	return outs, nil
+}
+
+// setHas reports whether key is an element of the named set.
+func (tr *tracer) setHas(name string, key ...string) (bool, error) {
+	st := tr.t.Sets[name]
+	if st == nil {
+		return false, fmt.Errorf("no set %s", name)
+	}
+	return st.FindElement(key...) != nil, nil
+}
+
+// dnatMap follows `dnat … to [ip daddr .] tcp dport .
+// numgen random mod N offset B map @name`: one DNAT outcome for each of
+// the N slots the map holds for the packet's destination; no match (the
+// packet goes on) when it holds none.
+func (tr *tracer) dnatMap(name string, withAddr bool, mod, offset string, s state) ([]state, error) {
+	m := tr.t.Maps[name]
+	if m == nil {
+		return nil, fmt.Errorf("no map %s", name)
+	}
+	n, _ := strconv.Atoi(mod)
+	bank, _ := strconv.Atoi(offset) // "" (no offset) is 0
+	var key []string
+	if withAddr {
+		key = append(key, tr.pkt.Dst.String())
+	}
+	key = append(key, strconv.Itoa(int(tr.pkt.DstPort)))
+	var out []state
+	for i := range n {
+		e := m.FindElement(append(key, strconv.Itoa(bank+i))...)
+		if e == nil {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(strings.Replace(strings.Join(e.Value, " . "), " . ", ":", 1))
+		if err != nil {
+			// IPv6: "addr . port" needs brackets.
+			addr, port, _ := strings.Cut(strings.Join(e.Value, " . "), " . ")
+			ap, err = netip.ParseAddrPort("[" + addr + "]:" + port)
+			if err != nil {
+				return nil, fmt.Errorf("map %s: endpoint %v", name, e.Value)
+			}
+		}
+		x := s
+		x.dnat, x.verdict = ap, "accept"
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		return []state{s}, nil
+	}
+	return out, nil
 }
 
 func (tr *tracer) vmap(name string, key []string, s state) ([]state, error) {

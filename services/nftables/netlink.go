@@ -1,0 +1,743 @@
+package nftables
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gnft "github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
+)
+
+// ErrUnsupportedObject is wrapped by Netlink for an object or operation
+// the netlink executor does not write (rule handles and comments, typeof
+// sets, unknown data types, ...).
+var ErrUnsupportedObject = errors.New("object not supported by the netlink executor")
+
+// elementsPerMessage bounds the elements of one NEWSETELEM/DELSETELEM
+// message: the element list is one netlink attribute, whose length is
+// 16 bits.
+const elementsPerMessage = 256
+
+// Netlink is a knftables.Interface for one table whose transactions from
+// a Proxier go to the kernel as one nf_tables netlink batch (encoded by
+// github.com/google/nftables), without running `nft`. The `nft` 1.0.6
+// CLI lists the table's chains, sets and rules before every transaction
+// to build its cache, and parses every line of a full sync; both grow
+// with the table. A netlink batch costs what it carries.
+//
+// Only Proxier transactions take the netlink path: the embedded
+// knftables.Interface (the `nft` CLI in the same namespace) serves List*,
+// Check, and Run of transactions built by other callers. The batch is
+// atomic: the kernel applies all of it or, on any error, none of it, and
+// the error names the failing message's errno and the kernel's extended
+// ack message when there is one.
+//
+// It keeps the set and map definitions it has written (their key types
+// encode elements), so the Proxier must be the table's only writer,
+// which it is by design (the first Sync recreates the table).
+type Netlink struct {
+	knftables.Interface
+	family knftables.Family
+	table  string
+	nsPath string
+
+	mu      sync.Mutex
+	sets    map[string]setInfo // committed sets and maps by name
+	conn    *netlink.Conn      // open between transactions; nil after an error
+	bufSize int                // batch size the socket buffers were sized for
+}
+
+// NewNetlink returns a Netlink for table in family, inside the network
+// namespace at nsPath (for example /var/run/netns/node1), or in the
+// caller's namespace when nsPath is "". Its netlink socket stays open
+// between transactions; Close releases it.
+func NewNetlink(family knftables.Family, table, nsPath string) (*Netlink, error) {
+	if family != knftables.IPv4Family && family != knftables.IPv6Family {
+		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, family)
+	}
+	var cli knftables.Interface
+	var err error
+	if nsPath == "" {
+		cli, err = knftables.New(family, table)
+	} else {
+		cli, err = NewInNetns(family, table, nsPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Netlink{Interface: cli, family: family, table: table, nsPath: nsPath, sets: map[string]setInfo{}}, nil
+}
+
+// setInfo is what encoding an element needs to know about its set.
+type setInfo struct {
+	keys     []gnft.SetDatatype
+	data     []gnft.SetDatatype // a data map's value fields
+	isMap    bool               // verdict map
+	interval bool
+	timeout  bool
+}
+
+var setTypes = map[string]gnft.SetDatatype{
+	"ipv4_addr":    gnft.TypeIPAddr,
+	"ipv6_addr":    gnft.TypeIP6Addr,
+	"inet_proto":   gnft.TypeInetProto,
+	"inet_service": gnft.TypeInetService,
+	"mark":         gnft.TypeMark,
+	"integer":      gnft.TypeInteger,
+}
+
+// batch translates one transaction into google/nftables calls on conn.
+type batch struct {
+	conn  *gnft.Conn
+	table *gnft.Table
+	comp  compiler
+	sets  map[string]setInfo
+	setID uint32
+	fam   knftables.Family
+	// typeof holds the user data of the endpoint maps created in this
+	// batch, by name, for their NEWSET messages.
+	typeof map[string][]byte
+	// Consecutive element operations on one set are sent together, up to
+	// elementsPerMessage per message.
+	pend     []gnft.SetElement
+	pendSet  *gnft.Set
+	pendVerb verb
+}
+
+// flushElements writes the pending element operations.
+func (b *batch) flushElements() error {
+	for len(b.pend) > 0 {
+		n := min(len(b.pend), elementsPerMessage)
+		var err error
+		if b.pendVerb == verbAdd {
+			err = b.conn.SetAddElements(b.pendSet, b.pend[:n])
+		} else {
+			err = b.conn.SetDeleteElements(b.pendSet, b.pend[:n])
+		}
+		if err != nil {
+			return fmt.Errorf("elements of %s: %w", b.pendSet.Name, err)
+		}
+		b.pend = b.pend[n:]
+	}
+	b.pend, b.pendSet = nil, nil
+	return nil
+}
+
+// apply sends o as one netlink batch and waits for the kernel's answer.
+func (n *Netlink) apply(ctx context.Context, o *ops) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var captured []netlink.Message
+	// google/nftables encodes; its test dial hands us the batch it would
+	// send, so we can send it with acks disabled (one ack per message
+	// would need a receive buffer as large as the batch) and a send
+	// buffer sized to it.
+	conn, err := gnft.New(gnft.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		if req == nil {
+			return nil, io.EOF
+		}
+		captured = append(captured, req...)
+		return nil, nil
+	}))
+	if err != nil {
+		return err
+	}
+	fam := gnft.TableFamilyIPv4
+	if n.family == knftables.IPv6Family {
+		fam = gnft.TableFamilyIPv6
+	}
+	b := &batch{conn: conn, table: &gnft.Table{Name: n.table, Family: fam},
+		comp: compiler{ip6: n.family == knftables.IPv6Family}, sets: maps.Clone(n.sets), fam: n.family, typeof: map[string][]byte{}}
+	for _, x := range o.list {
+		if err := b.op(x); err != nil {
+			return err
+		}
+	}
+	if err := b.flushElements(); err != nil {
+		return err
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("encode netlink batch: %w", err)
+	}
+	if err := b.patchTypeof(captured); err != nil {
+		return err
+	}
+	if err := n.send(ctx, captured); err != nil {
+		return err
+	}
+	n.sets = b.sets
+	return nil
+}
+
+// patchTypeof replaces the user data of the endpoint maps' NEWSET
+// messages with typeofUserData.
+func (b *batch) patchTypeof(msgs []netlink.Message) error {
+	if len(b.typeof) == 0 {
+		return nil
+	}
+	newSet := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSET)
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Header.Type != newSet || len(m.Data) < 4 {
+			continue
+		}
+		attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+		if err != nil {
+			return fmt.Errorf("re-read NEWSET: %w", err)
+		}
+		name := ""
+		for _, a := range attrs {
+			if a.Type == unix.NFTA_SET_NAME {
+				name = strings.TrimRight(string(a.Data), "\x00")
+			}
+		}
+		ud, ok := b.typeof[name]
+		if !ok {
+			continue
+		}
+		out := attrs[:0]
+		for _, a := range attrs {
+			if a.Type != unix.NFTA_SET_USERDATA {
+				out = append(out, a)
+			}
+		}
+		out = append(out, netlink.Attribute{Type: unix.NFTA_SET_USERDATA, Data: ud})
+		data, err := netlink.MarshalAttributes(out)
+		if err != nil {
+			return err
+		}
+		m.Data = append(m.Data[:4:4], data...)
+		m.Header.Length = 0
+	}
+	return nil
+}
+
+// send writes the batch (BATCH_BEGIN … BATCH_END) in one sendmsg, asking
+// for an ack on the last operation only, and reads until that ack or an
+// error arrives. The kernel processes the batch synchronously in
+// sendmsg and reports every failing message (and aborts the whole
+// batch); errors arrive before the last message's ack.
+func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
+	if len(msgs) <= 2 {
+		return nil
+	}
+	c, err := n.dial()
+	if err != nil {
+		return err
+	}
+	// On any error the socket is closed, so no reply of a failed batch
+	// is ever read as the answer to the next one.
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeConn()
+		}
+	}()
+	size := 0
+	for i := range msgs {
+		msgs[i].Header.Sequence, msgs[i].Header.PID = 0, 0
+		msgs[i].Header.Flags &^= netlink.Acknowledge
+		size += (16 + len(msgs[i].Data) + 3) &^ 3
+	}
+	last := len(msgs) - 2 // the last operation (msgs[len-1] is BATCH_END)
+	msgs[last].Header.Flags |= netlink.Acknowledge
+	if err := forceBuffer(c, unix.SO_SNDBUFFORCE, size+1<<16); err != nil {
+		return err
+	}
+	// The kernel charges the batch to the receive side too (without room
+	// for it the final ack is dropped with ENOBUFS); `nft` sizes its
+	// receive buffer by the batch as well.
+	// Without room for a batch-sized receive buffer the kernel drops the
+	// final ack (ENOBUFS) of a large batch; `nft` sizes its receive
+	// buffer by the batch as well.
+	if err := forceBuffer(c, unix.SO_RCVBUFFORCE, size+1<<20); err != nil {
+		return err
+	}
+	sent, err := c.SendMessages(msgs)
+	if err != nil {
+		return fmt.Errorf("netlink send (%d messages, %d bytes): %w", len(msgs), size, err)
+	}
+	want := sent[last].Header.Sequence
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.SetReadDeadline(deadline)
+	for {
+		replies, err := c.Receive()
+		if err != nil {
+			return fmt.Errorf("netlink batch of %d messages: %w", len(msgs)-2, err)
+		}
+		for _, r := range replies {
+			if r.Header.Type == netlink.Error && r.Header.Sequence == want {
+				ok = true
+				return nil
+			}
+		}
+	}
+}
+
+// dial returns the Netlink's socket, opening it in the namespace the
+// first time (and after an error).
+func (n *Netlink) dial() (*netlink.Conn, error) {
+	if n.conn != nil {
+		return n.conn, nil
+	}
+	var cfg netlink.Config
+	if n.nsPath != "" {
+		f, err := os.Open(n.nsPath)
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: %w", n.nsPath, err)
+		}
+		defer f.Close()
+		cfg.NetNS = int(f.Fd())
+	}
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("netlink dial: %w", err)
+	}
+	// Errors without the failing message echoed back (not with
+	// ExtendedAcknowledge: mdlayher/netlink then fails to parse
+	// nf_tables batch errors).
+	_ = c.SetOption(netlink.CapAcknowledge, true)
+	n.conn, n.bufSize = c, 0
+	return c, nil
+}
+
+func (n *Netlink) closeConn() {
+	if n.conn != nil {
+		_ = n.conn.Close()
+		n.conn = nil
+	}
+}
+
+// Close closes the Netlink's socket (a later transaction opens a new
+// one). The embedded CLI interface holds nothing to close.
+func (n *Netlink) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closeConn()
+	return nil
+}
+
+func forceBuffer(c *netlink.Conn, opt, size int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, size) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("netlink socket buffer %d bytes: %w", size, serr)
+	}
+	return nil
+}
+
+func unsupported(v verb, obj knftables.Object) error {
+	return fmt.Errorf("%w: %v %T", ErrUnsupportedObject, v, obj)
+}
+
+func (b *batch) op(x op) error {
+	if e, ok := x.obj.(*knftables.Element); ok {
+		return b.element(x.verb, e)
+	}
+	if err := b.flushElements(); err != nil {
+		return err
+	}
+	switch obj := x.obj.(type) {
+	case *knftables.Table:
+		switch x.verb {
+		case verbAdd:
+			b.conn.AddTable(b.table)
+		case verbDelete:
+			b.conn.DelTable(b.table)
+			clear(b.sets)
+		default:
+			return unsupported(x.verb, obj)
+		}
+	case *knftables.Chain:
+		return b.chain(x.verb, obj)
+	case *knftables.Rule:
+		if x.verb != verbAdd || obj.Index != nil || obj.Handle != nil || obj.Comment != nil {
+			return unsupported(x.verb, obj)
+		}
+		exprs, err := b.comp.compileRule(obj.Rule)
+		if err != nil {
+			return fmt.Errorf("chain %s: %w", obj.Chain, err)
+		}
+		b.conn.AddRule(&gnft.Rule{Table: b.table, Chain: &gnft.Chain{Name: obj.Chain, Table: b.table}, Exprs: exprs})
+	case *knftables.Set:
+		return b.set(x.verb, obj.Name, obj.Type, obj.TypeOf, obj.Flags, obj.Timeout, false)
+	case *knftables.Map:
+		if x.verb == verbAdd && obj.TypeOf != "" {
+			return b.typeofMap(obj)
+		}
+		typ, val, ok := strings.Cut(obj.Type, " : ")
+		if x.verb == verbAdd && (!ok || strings.TrimSpace(val) != "verdict") {
+			return fmt.Errorf("%w: map %s of type %q (only verdict maps)", ErrUnsupportedObject, obj.Name, obj.Type)
+		}
+		return b.set(x.verb, obj.Name, typ, obj.TypeOf, obj.Flags, obj.Timeout, true)
+	default:
+		return unsupported(x.verb, obj)
+	}
+	return nil
+}
+
+func (b *batch) chain(v verb, c *knftables.Chain) error {
+	ch := &gnft.Chain{Name: c.Name, Table: b.table}
+	switch v {
+	case verbAdd:
+		if c.Comment != nil || c.Device != nil {
+			return unsupported(v, c)
+		}
+		if c.Hook != nil {
+			if c.Type == nil || c.Priority == nil {
+				return fmt.Errorf("%w: base chain %s without type or priority", ErrUnsupportedObject, c.Name)
+			}
+			hook, prio, err := hookPriority(*c.Hook, *c.Priority)
+			if err != nil {
+				return fmt.Errorf("chain %s: %w", c.Name, err)
+			}
+			ch.Type, ch.Hooknum, ch.Priority = gnft.ChainType(*c.Type), &hook, &prio
+		}
+		b.conn.AddChain(ch)
+	case verbFlush:
+		b.conn.FlushChain(ch)
+	case verbDelete:
+		b.conn.DelChain(ch)
+	}
+	return nil
+}
+
+func hookPriority(h knftables.BaseChainHook, p knftables.BaseChainPriority) (gnft.ChainHook, gnft.ChainPriority, error) {
+	hooks := map[knftables.BaseChainHook]gnft.ChainHook{
+		knftables.PreroutingHook:  *gnft.ChainHookPrerouting,
+		knftables.InputHook:       *gnft.ChainHookInput,
+		knftables.ForwardHook:     *gnft.ChainHookForward,
+		knftables.OutputHook:      *gnft.ChainHookOutput,
+		knftables.PostroutingHook: *gnft.ChainHookPostrouting,
+	}
+	hook, ok := hooks[h]
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: hook %q", ErrUnsupportedObject, h)
+	}
+	// Priority names of the ip/ip6 families (nft(8), "PRIORITY").
+	names := map[knftables.BaseChainPriority]int64{
+		knftables.RawPriority: -300, knftables.ManglePriority: -150, knftables.DNATPriority: -100,
+		knftables.FilterPriority: 0, knftables.SecurityPriority: 50, knftables.SNATPriority: 100,
+	}
+	if v, ok := names[p]; ok {
+		return hook, gnft.ChainPriority(int32(v)), nil
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(string(p), " ", ""), 10, 32)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: priority %q", ErrUnsupportedObject, p)
+	}
+	return hook, gnft.ChainPriority(int32(v)), nil
+}
+
+func (b *batch) set(v verb, name, typ string, typeOf string, flags []knftables.SetFlag, timeout *time.Duration, isMap bool) error {
+	s := &gnft.Set{Table: b.table, Name: name}
+	switch v {
+	case verbDelete:
+		b.conn.DelSet(s)
+		delete(b.sets, name)
+		return nil
+	case verbFlush:
+		b.conn.FlushSet(s)
+		return nil
+	}
+	if typeOf != "" {
+		return fmt.Errorf("%w: set %s: typeof", ErrUnsupportedObject, name)
+	}
+	var info setInfo
+	for _, t := range strings.Split(typ, " . ") {
+		dt, ok := setTypes[strings.TrimSpace(t)]
+		if !ok {
+			return fmt.Errorf("%w: set %s: type %q", ErrUnsupportedObject, name, t)
+		}
+		info.keys = append(info.keys, dt)
+	}
+	key := info.keys[0]
+	if len(info.keys) > 1 {
+		var err error
+		if key, err = gnft.ConcatSetType(info.keys...); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	for _, f := range flags {
+		switch f {
+		case knftables.IntervalFlag:
+			s.Interval, info.interval = true, true
+		case knftables.DynamicFlag:
+			s.Dynamic = true
+		case knftables.TimeoutFlag:
+			s.HasTimeout, info.timeout = true, true
+		case knftables.ConstantFlag:
+			s.Constant = true
+		default:
+			return fmt.Errorf("%w: set %s: flag %q", ErrUnsupportedObject, name, f)
+		}
+	}
+	if info.interval && len(info.keys) > 1 {
+		return fmt.Errorf("%w: set %s: concatenated interval set", ErrUnsupportedObject, name)
+	}
+	if timeout != nil {
+		s.HasTimeout, s.Timeout = true, *timeout
+	}
+	s.KeyType = key
+	s.Concatenation = len(info.keys) > 1
+	if isMap {
+		s.IsMap, s.DataType, info.isMap = true, gnft.TypeVerdict, true
+	}
+	b.setID++
+	s.ID = b.setID // set explicitly: google/nftables otherwise bumps a package-level counter
+	if err := b.conn.AddSet(s, nil); err != nil {
+		return fmt.Errorf("set %s: %w", name, err)
+	}
+	b.sets[name] = info
+	return nil
+}
+
+// typeofMap adds an endpoint map, the only typeof maps the renderer
+// writes: "<addr> daddr . <proto> dport . numgen random mod 1 : <addr>
+// daddr . <proto> dport" or "<proto> dport . numgen … : …".
+func (b *batch) typeofMap(m *knftables.Map) error {
+	udHex, ok := typeofUserData[[2]string{string(b.fam), m.Name}]
+	ip, addr := "ip", gnft.TypeIPAddr
+	if b.fam == knftables.IPv6Family {
+		ip, addr = "ip6", gnft.TypeIP6Addr
+	}
+	proto := strings.TrimPrefix(strings.TrimPrefix(m.Name, mapServiceEndpoints+"-"), mapNodePortEndpoints+"-")
+	keys := []gnft.SetDatatype{addr, gnft.TypeInetService, gnft.TypeInteger}
+	want := fmt.Sprintf("%s daddr . %s dport . numgen random mod 1 : %s daddr . %s dport", ip, proto, ip, proto)
+	if strings.HasPrefix(m.Name, mapNodePortEndpoints+"-") {
+		keys = keys[1:]
+		want = fmt.Sprintf("%s dport . numgen random mod 1 : %s daddr . %s dport", proto, ip, proto)
+	}
+	if !ok || m.TypeOf != want || len(m.Flags) > 0 || m.Timeout != nil {
+		return fmt.Errorf("%w: map %s typeof %q", ErrUnsupportedObject, m.Name, m.TypeOf)
+	}
+	ud, err := hex.DecodeString(udHex)
+	if err != nil {
+		return err
+	}
+	key, err := gnft.ConcatSetType(keys...)
+	if err != nil {
+		return err
+	}
+	data, err := gnft.ConcatSetType(addr, gnft.TypeInetService)
+	if err != nil {
+		return err
+	}
+	b.setID++
+	s := &gnft.Set{Table: b.table, Name: m.Name, ID: b.setID, IsMap: true, KeyType: key, DataType: data}
+	if err := b.conn.AddSet(s, nil); err != nil {
+		return fmt.Errorf("map %s: %w", m.Name, err)
+	}
+	b.typeof[m.Name] = ud
+	b.sets[m.Name] = setInfo{keys: keys, data: []gnft.SetDatatype{addr, gnft.TypeInetService}}
+	return nil
+}
+
+// concatKey encodes the fields of a key or value of types ts, each
+// padded to 4 bytes when there are several.
+func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
+	if len(fields) != len(ts) {
+		return nil, fmt.Errorf("%w: %v: %d fields, want %d", ErrUnsupportedObject, fields, len(fields), len(ts))
+	}
+	key := make([]byte, 0, 4*len(ts)+16)
+	for i, k := range fields {
+		n := len(key)
+		var err error
+		if key, err = appendField(key, k, ts[i]); err != nil {
+			return nil, err
+		}
+		if len(ts) > 1 {
+			for (len(key)-n)%4 != 0 {
+				key = append(key, 0)
+			}
+		}
+	}
+	return key, nil
+}
+
+func (b *batch) element(v verb, e *knftables.Element) error {
+	name := e.Set
+	if e.Map != "" {
+		name = e.Map
+	}
+	info, ok := b.sets[name]
+	if !ok {
+		return fmt.Errorf("%w: element of %s, a set this executor did not create", ErrUnsupportedObject, name)
+	}
+	if len(e.Key) != len(info.keys) {
+		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
+	}
+	if e.Comment != nil {
+		return unsupported(v, e)
+	}
+	if v != verbAdd && v != verbDelete {
+		return unsupported(v, e)
+	}
+	if b.pendSet == nil || b.pendSet.Name != name || b.pendVerb != v {
+		if err := b.flushElements(); err != nil {
+			return err
+		}
+		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.data != nil, HasTimeout: info.timeout}, v
+	}
+	if info.interval {
+		start, end, err := intervalKeys(e.Key[0], info.keys[0])
+		if err != nil {
+			return fmt.Errorf("element of %s: %w", name, err)
+		}
+		b.pend = append(b.pend, gnft.SetElement{Key: start})
+		if end != nil {
+			b.pend = append(b.pend, gnft.SetElement{Key: end, IntervalEnd: true})
+		}
+		return nil
+	}
+	key, err := concatKey(e.Key, info.keys)
+	if err != nil {
+		return fmt.Errorf("element of %s: %w", name, err)
+	}
+	el := gnft.SetElement{Key: key}
+	switch {
+	case info.isMap && v == verbAdd:
+		if len(e.Value) != 1 {
+			return fmt.Errorf("%w: element %v of map %s: value %v", ErrUnsupportedObject, e.Key, name, e.Value)
+		}
+		vd, err := verdict(e.Value[0])
+		if err != nil {
+			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+		}
+		el.VerdictData = vd
+	case info.data != nil && v == verbAdd:
+		fields := e.Value
+		if len(fields) == 1 {
+			fields = strings.Split(fields[0], " . ")
+		}
+		if el.Val, err = concatKey(fields, info.data); err != nil {
+			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+		}
+	}
+	b.pend = append(b.pend, el)
+	return nil
+}
+
+// appendField appends one key field of type t (network byte order; host
+// order for integer and mark).
+func appendField(dst []byte, s string, t gnft.SetDatatype) ([]byte, error) {
+	switch t.Name {
+	case gnft.TypeIPAddr.Name, gnft.TypeIP6Addr.Name:
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Is4In6() || (a.Is4() != (t.Name == gnft.TypeIPAddr.Name)) {
+			return nil, fmt.Errorf("%w: %s %q", ErrUnsupportedObject, t.Name, s)
+		}
+		if a.Is4() {
+			b := a.As4()
+			return append(dst, b[:]...), nil
+		}
+		b := a.As16()
+		return append(dst, b[:]...), nil
+	case gnft.TypeInetService.Name:
+		p, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%w: port %q", ErrUnsupportedObject, s)
+		}
+		return append(dst, byte(p>>8), byte(p)), nil
+	case gnft.TypeInteger.Name:
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%w: integer %q", ErrUnsupportedObject, s)
+		}
+		return binary.NativeEndian.AppendUint32(dst, uint32(n)), nil
+	}
+	b, err := encodeField(s, t)
+	return append(dst, b...), err
+}
+
+// encodeField encodes one key field of type t (network byte order).
+func encodeField(s string, t gnft.SetDatatype) ([]byte, error) {
+	switch t.Name {
+	case gnft.TypeIPAddr.Name, gnft.TypeIP6Addr.Name:
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Is4In6() || (a.Is4() != (t.Name == gnft.TypeIPAddr.Name)) {
+			return nil, fmt.Errorf("%w: %s %q", ErrUnsupportedObject, t.Name, s)
+		}
+		return a.AsSlice(), nil
+	case gnft.TypeInetProto.Name:
+		p, err := protoNumber(s)
+		if err != nil {
+			return nil, err
+		}
+		return []byte{p}, nil
+	case gnft.TypeInetService.Name:
+		p, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%w: port %q", ErrUnsupportedObject, s)
+		}
+		return binaryutil.BigEndian.PutUint16(uint16(p)), nil
+	case gnft.TypeInteger.Name:
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%w: integer %q", ErrUnsupportedObject, s)
+		}
+		return binaryutil.NativeEndian.PutUint32(uint32(n)), nil
+	case gnft.TypeMark.Name:
+		m, err := strconv.ParseUint(s, 0, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mark %q", ErrUnsupportedObject, s)
+		}
+		return binaryutil.NativeEndian.PutUint32(uint32(m)), nil
+	}
+	return nil, fmt.Errorf("%w: type %s", ErrUnsupportedObject, t.Name)
+}
+
+// intervalKeys encodes an address or prefix as an interval's start and
+// end (the first address after it; nil when the prefix reaches the top
+// of the address space).
+func intervalKeys(s string, t gnft.SetDatatype) (start, end []byte, err error) {
+	p, err := parsePrefix(s)
+	if err != nil || p.Addr().Is4() != (t.Name == gnft.TypeIPAddr.Name) {
+		return nil, nil, fmt.Errorf("%w: %s interval %q", ErrUnsupportedObject, t.Name, s)
+	}
+	p = p.Masked()
+	start = p.Addr().AsSlice()
+	last := make([]byte, len(start))
+	copy(last, start)
+	for i := range last {
+		if host := p.Bits() - i*8; host < 8 {
+			if host < 0 {
+				host = 0
+			}
+			last[i] |= byte(0xff >> host)
+		}
+	}
+	// end = last + 1, or nil on overflow.
+	end = make([]byte, len(last))
+	copy(end, last)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return start, end, nil
+		}
+	}
+	return start, nil, nil
+}

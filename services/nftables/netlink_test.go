@@ -1,0 +1,119 @@
+package nftables_test
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/knftables"
+
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/services"
+	snft "github.com/tabbynet/tabby/services/nftables"
+	st "github.com/tabbynet/tabby/services/servicestest"
+)
+
+// listTable is `nft list table` of the table in the namespace at path:
+// nft decodes the kernel's expressions back into rules, so two tables
+// that list the same hold the same rules.
+func listTable(t *testing.T, family knftables.Family, path string) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+path, "nft", "list", "table", string(family), snft.DefaultTable).CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
+}
+
+// TestNetlinkMatchesCLI renders the same series of syncs through the `nft`
+// CLI into one namespace and through netlink into another, after each
+// sync comparing `nft list table` of both (and the Fake's view of the
+// netlink table with the Fake's own), for both families.
+func TestNetlinkMatchesCLI(t *testing.T) {
+	for _, fam := range []knftables.Family{knftables.IPv4Family, knftables.IPv6Family} {
+		t.Run(string(fam), func(t *testing.T) {
+			cliNS := nettest.NewNetns(t, "svccli") // skips unless root
+			nlNS := nettest.NewNetns(t, "svcnl")
+			cli, err := snft.NewInNetns(fam, snft.DefaultTable, cliNS.Path)
+			require.NoError(t, err)
+			nl, err := snft.NewNetlink(fam, snft.DefaultTable, nlNS.Path)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = nl.Close() })
+			cidrs := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}
+			var trs []*services.Tracker
+			var ps []*snft.Proxier
+			for _, nft := range []knftables.Interface{cli, nl} {
+				tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+				p, err := snft.New(nft, tr, snft.Config{Family: fam, ClusterCIDRs: cidrs})
+				require.NoError(t, err)
+				trs, ps = append(trs, tr), append(ps, p)
+			}
+			ctx := context.Background()
+			steps := []func(tr *services.Tracker){
+				st.Scenario,
+				sixScenario,
+				func(tr *services.Tracker) {
+					tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", dnsPorts, st.Endpoint{IP: "10.244.2.99", Node: "node-b"}))
+				},
+				func(tr *services.Tracker) { tr.OnServiceDelete(st.Service("default", "web", "10.96.0.20")) },
+				func(tr *services.Tracker) {
+					tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", dnsPorts))
+					tr.OnEndpointSliceUpdate(sixSlice(st.Endpoint{IP: "fd00:10:244:1::99", Node: "node-a"}))
+				},
+			}
+			for i, step := range steps {
+				for j, tr := range trs {
+					step(tr)
+					require.NoError(t, ps[j].Sync(ctx), "step %d", i)
+				}
+				want := listTable(t, fam, cliNS.Path)
+				assert.Equal(t, want, listTable(t, fam, nlNS.Path), "step %d", i)
+				assert.Regexp(t, regexp.MustCompile(`chain services`), want)
+			}
+			// The CLI can still add a rule reading an endpoint map of the
+			// Netlink-written table (it evaluates it against the typeof
+			// user data Netlink wrote).
+			ip := "ip"
+			if fam == knftables.IPv6Family {
+				ip = "ip6"
+			}
+			out, err := exec.Command("nsenter", "--net="+nlNS.Path, "nft", "-c", "add", "rule", string(fam), snft.DefaultTable, "services",
+				"meta", "l4proto", "tcp", "dnat", ip, "addr", ".", "port", "to", ip, "daddr", ".", "tcp", "dport", ".", "numgen", "random", "mod", "2", "map", "@service-endpoints-tcp").CombinedOutput()
+			require.NoError(t, err, string(out))
+			// Rebuild from scratch on a resync.
+			ps[1].QueueResync()
+			require.NoError(t, ps[1].Sync(ctx))
+			assert.Equal(t, listTable(t, fam, cliNS.Path), listTable(t, fam, nlNS.Path))
+		})
+	}
+}
+
+// sixScenario adds IPv6 services (ignored by the IPv4 proxier).
+func sixScenario(tr *services.Tracker) {
+	tr.OnServiceUpdate(st.Service("default", "six", "fd00:10:96::20", st.Port("http", v1.ProtocolTCP, 80, 30099), func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeNodePort
+		s.Spec.ExternalIPs = []string{"2001:db8::7"}
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	}))
+	tr.OnEndpointSliceUpdate(sixSlice(st.Endpoint{IP: "fd00:10:244:1::12", Node: "node-a"}, st.Endpoint{IP: "fd00:10:244:2::12", Node: "node-b"}))
+	// Without affinity: the endpoint maps, with a Local node port.
+	tr.OnServiceUpdate(st.Service("default", "six-local", "fd00:10:96::21", st.Port("http", v1.ProtocolTCP, 80, 30098), func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeNodePort
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.ExternalIPs = []string{"2001:db8::8"}
+	}))
+	sl := st.Slice("default", "six-local", "six-local-1", webPorts,
+		st.Endpoint{IP: "fd00:10:244:1::13", Node: "node-a"}, st.Endpoint{IP: "fd00:10:244:2::13", Node: "node-b"}, st.Endpoint{IP: "fd00:10:244:2::14", Node: "node-b"})
+	sl.AddressType = discovery.AddressTypeIPv6
+	tr.OnEndpointSliceUpdate(sl)
+}
+
+func sixSlice(eps ...st.Endpoint) *discovery.EndpointSlice {
+	s := st.Slice("default", "six", "six-1", webPorts, eps...)
+	s.AddressType = discovery.AddressTypeIPv6
+	return s
+}

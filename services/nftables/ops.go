@@ -1,0 +1,65 @@
+package nftables
+
+import (
+	"context"
+
+	"sigs.k8s.io/knftables"
+)
+
+// sink receives the operations of one transaction, in order. Both
+// *knftables.Transaction and *ops implement it.
+type sink interface {
+	Add(knftables.Object)
+	Flush(knftables.Object)
+	Delete(knftables.Object)
+}
+
+type verb int
+
+const (
+	verbAdd verb = iota
+	verbFlush
+	verbDelete
+)
+
+func (v verb) String() string { return [...]string{"add", "flush", "delete"}[v] }
+
+// op is one operation of a transaction on a knftables object.
+type op struct {
+	verb verb
+	obj  knftables.Object
+}
+
+// ops records a transaction so that it can be replayed either into a
+// knftables.Transaction (the `nft` CLI or knftables.Fake) or into one
+// netlink batch (Netlink).
+type ops struct{ list []op }
+
+func (o *ops) Add(obj knftables.Object)    { o.list = append(o.list, op{verbAdd, obj}) }
+func (o *ops) Flush(obj knftables.Object)  { o.list = append(o.list, op{verbFlush, obj}) }
+func (o *ops) Delete(obj knftables.Object) { o.list = append(o.list, op{verbDelete, obj}) }
+
+// replay adds the recorded operations to tx.
+func (o *ops) replay(tx *knftables.Transaction) {
+	for _, x := range o.list {
+		switch x.verb {
+		case verbAdd:
+			tx.Add(x.obj)
+		case verbFlush:
+			tx.Flush(x.obj)
+		case verbDelete:
+			tx.Delete(x.obj)
+		}
+	}
+}
+
+// run sends one transaction: over netlink when the Proxier was given a
+// *Netlink, else as a knftables transaction.
+func (p *Proxier) run(ctx context.Context, o *ops) error {
+	if n, ok := p.nft.(*Netlink); ok {
+		return n.apply(ctx, o)
+	}
+	tx := p.nft.NewTransaction()
+	o.replay(tx)
+	return p.nft.Run(ctx, tx)
+}
