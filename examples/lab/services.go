@@ -199,7 +199,7 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 	}
 	cidr := netip.MustParsePrefix(serviceCIDR)
 
-	done := step(w, "programming the services on every node (services/nftables, kube-proxy's nftables mode)")
+	done := step(w, "programming the services on every node (services/nftables over netlink, kube-proxy's nftables semantics)")
 	var proxies []*nodeServices
 	for _, n := range l.nodes {
 		ns, err := newNodeServices(n, svcs)
@@ -208,6 +208,11 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 		}
 		proxies = append(proxies, ns)
 	}
+	defer func() {
+		for _, ns := range proxies {
+			_ = ns.nft.Close()
+		}
+	}()
 	announced, err := syncServices(ctx, proxies, eps)
 	if err != nil {
 		return nil, err
@@ -416,7 +421,7 @@ func runServices(ctx context.Context, w io.Writer, l *bgpLab, pods []*pod) ([]ch
 type nodeServices struct {
 	node *nettest.Node
 	tr   *services.Tracker
-	nft  knftables.Interface
+	nft  *svcnft.Netlink
 	p    *svcnft.Proxier
 }
 
@@ -426,7 +431,9 @@ func newNodeServices(n *nettest.Node, svcs []*v1.Service) (*nodeServices, error)
 		ns.tr.OnServiceUpdate(s)
 	}
 	var err error
-	if ns.nft, err = svcnft.NewInNetns(knftables.IPv4Family, svcnft.DefaultTable, n.NS.Path); err != nil {
+	// Syncs go to the kernel as one nf_tables netlink batch each (no nft
+	// process); listing the maps below still reads through the nft CLI.
+	if ns.nft, err = svcnft.NewNetlink(knftables.IPv4Family, svcnft.DefaultTable, n.NS.Path); err != nil {
 		return nil, fmt.Errorf("nftables in %s: %w", n.Name, err)
 	}
 	// ClusterCIDRs: traffic from outside the pods to a cluster IP is
