@@ -37,6 +37,24 @@ func TestKernel(t *testing.T) {
 	}
 }
 
+// TestKernelHairpinPeer: the hairpin mark goes only to connections
+// that land on their own client (kernelsuite.HairpinPeer), on both
+// backends.
+func TestKernelHairpinPeer(t *testing.T) {
+	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
+		t.Run(string(backend), func(t *testing.T) {
+			kernelsuite.HairpinPeer(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
+				table, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithNetns(node.NS.Name))
+				require.NoError(t, err)
+				p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
+					sipt.WithStaleFlows(stale))
+				require.NoError(t, err)
+				return p
+			})
+		})
+	}
+}
+
 // TestFakeMatchesKernel renders the shared scenario, then an incremental
 // change, into ipt.Fake and into the kernel on both backends, and
 // compares the owned chains and rules iptables-save prints with the
