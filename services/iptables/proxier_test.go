@@ -291,4 +291,19 @@ func TestHairpinLayout(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	assert.False(t, sepChains())
 	assert.Equal(t, []string{"DNAT 10.244.2.8:8080"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+
+	// The same with more endpoints than the hairpin check scans linearly.
+	var many []st.Endpoint
+	for i := range 20 {
+		many = append(many, st.Endpoint{IP: fmt.Sprintf("10.244.5.%d", i+1), Node: "node-a"})
+	}
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts, many...))
+	require.NoError(t, p.Sync(ctx))
+	assert.False(t, sepChains())
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false), 20)
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-2", []st.SlicePort{{Name: "http", Proto: "TCP", Port: 8081}},
+		st.Endpoint{IP: "10.244.5.20", Node: "node-a"}))
+	require.NoError(t, p.Sync(ctx))
+	assert.True(t, sepChains())
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false), 21)
 }

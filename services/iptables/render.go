@@ -110,11 +110,14 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	// chains are (a SHA-256 each, computed once per endpoint).
 	affinity := sp.AffinityTimeout > 0
 	secs := max(uint32(sp.AffinityTimeout.Seconds()), 1)
-	listNames := map[netip.AddrPort]string{}
+	var listNames map[netip.AddrPort]string // only with affinity or SEP chains
 	listName := func(e services.Endpoint) string {
 		ap := e.AddrPort()
 		n, ok := listNames[ap]
 		if !ok {
+			if listNames == nil {
+				listNames = map[netip.AddrPort]string{}
+			}
 			n = chainName(prefixSEP, append(key, ap.String())...)
 			listNames[ap] = n
 		}
@@ -234,17 +237,38 @@ func needsSVL(sp *services.ServicePort, local []services.Endpoint) bool {
 // share an address with different ports: the hairpin chain picks the
 // DNAT by source address, so such ports keep a SEP chain per endpoint.
 func hairpinChain(cluster, local []services.Endpoint, withLocal bool) (eps []services.Endpoint, ok bool) {
-	byAddr := make(map[netip.Addr]uint16, len(cluster))
+	eps = make([]services.Endpoint, 0, len(cluster))
+	// A linear scan while the list is short (the common case, no map),
+	// a map beyond.
+	var byAddr map[netip.Addr]uint16
 	add := func(list []services.Endpoint) bool {
 		for _, e := range list {
-			port, seen := byAddr[e.Addr]
+			if byAddr == nil && len(eps) >= 16 {
+				byAddr = make(map[netip.Addr]uint16, len(cluster)+len(local))
+				for _, x := range eps {
+					byAddr[x.Addr] = x.Port
+				}
+			}
+			port, seen := uint16(0), false
+			if byAddr != nil {
+				port, seen = byAddr[e.Addr]
+			} else {
+				for _, x := range eps {
+					if x.Addr == e.Addr {
+						port, seen = x.Port, true
+						break
+					}
+				}
+			}
 			if seen {
 				if port != e.Port {
 					return false
 				}
 				continue
 			}
-			byAddr[e.Addr] = e.Port
+			if byAddr != nil {
+				byAddr[e.Addr] = e.Port
+			}
 			eps = append(eps, e)
 		}
 		return true
@@ -303,10 +327,11 @@ func (p *Proxier) inlineBalancer(out *rendered, hpName string, hp []services.End
 			if affinity {
 				dnat = dnat.RecentSet(listName(e))
 			}
-			comment := e.String()
+			// No endpoint comment: the rule shows the address (kube-proxy
+			// drops them too above 1,000 endpoints, its large cluster mode).
 			rules = append(rules,
-				ipt.Rule{Match: m.SourceNet(src), Action: toHP, Comment: comment},
-				ipt.Rule{Match: dnat, Action: ipt.DNAT{To: e.AddrPort()}, Comment: comment})
+				ipt.Rule{Match: m.SourceNet(src), Action: toHP},
+				ipt.Rule{Match: dnat, Action: ipt.DNAT{To: e.AddrPort()}})
 		}
 		return rules
 	}
