@@ -82,14 +82,22 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 			extIPs = append(extIPs, a)
 		}
 	}
+	// keep returns the endpoints of the family: eps itself (no copy,
+	// not modified) when they all are, the usual case.
 	keep := func(eps []services.Endpoint) []services.Endpoint {
-		var out []services.Endpoint
-		for _, e := range eps {
+		for i, e := range eps {
 			if fam(e.Addr) {
-				out = append(out, e)
+				continue
 			}
+			out := append([]services.Endpoint(nil), eps[:i]...)
+			for _, e := range eps[i+1:] {
+				if fam(e.Addr) {
+					out = append(out, e)
+				}
+			}
+			return out
 		}
-		return out
+		return eps
 	}
 	cluster, local := keep(r.Endpoints.Cluster), keep(r.Endpoints.Local)
 	internal, external := cluster, cluster
