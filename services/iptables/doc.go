@@ -1,7 +1,8 @@
 // Package iptables renders the services model into iptables NAT and
-// filter chains, in the layout of kube-proxy's iptables mode, through
-// dataplane/iptables (typed rules, one iptables-restore per sync, drift
-// repair, legacy or nft backend).
+// filter chains, in the layout of kube-proxy's iptables mode except for
+// the endpoints, which have no chain of their own (see Chain layout),
+// through dataplane/iptables (typed rules, one iptables-restore per
+// sync, drift repair, legacy or nft backend).
 //
 //	table, _ := iptables.NewIPTables(dpipt.IPv4, dpipt.BackendAuto, dpipt.WithNetns("node1"))
 //	p, _ := iptables.New(table, tracker, iptables.Config{Family: dpipt.IPv4, ClusterCIDRs: podCIDRs,
@@ -34,19 +35,32 @@
 // TABBY-EXT-<hash>`; and last `! -d 127.0.0.0/8 -m addrtype --dst-type
 // LOCAL -j TABBY-NODEPORTS`, which sends each node port (`-p P --dport
 // NP`) to the port's EXT chain. Hashes are 16 base32 characters of
-// SHA-256 of namespace, name, port name and protocol (plus the endpoint
-// for SEP chains), as kube-proxy names its chains.
+// SHA-256 of namespace, name, port name and protocol, as kube-proxy
+// names its chains.
 //
-//   - TABBY-SVC-: balances over the Cluster endpoints, one rule per
-//     endpoint, rule i of n matching `-m statistic --mode random
-//     --probability 1/(n-i)` and the last none, so each gets 1/n. With
-//     ClientIP affinity, first one rule per endpoint `-m recent --rcheck
-//     --seconds <timeout> --reap --name TABBY-SEP-… --rsource` jumps to
-//     the endpoint the client was last sent to.
+//   - TABBY-SVC-: balances over the Cluster endpoints. Endpoint i of n
+//     gets two rules, both with `-m statistic --mode random
+//     --probability 1/(n-i)` (none for the last, so each endpoint gets
+//     1/n): `-s EP -j TABBY-HP-<hash>` for a client that is this very
+//     endpoint, and `! -s EP -p P -j DNAT --to-destination EP:PORT` for
+//     every other client. A packet meets one draw per endpoint, as in
+//     kube-proxy's layout. With ClientIP affinity the chain starts with
+//     the same pair per endpoint matching `-m recent --rcheck --seconds
+//     <timeout> --reap --name TABBY-SEP-<hash> --rsource` instead of the
+//     statistic, and every DNAT rule also does `-m recent --set` on that
+//     list (the list keeps kube-proxy's per-endpoint name; no chain has
+//     it).
 //   - TABBY-SVL-: the same over the node-local endpoints (Local policies).
-//   - TABBY-SEP-: one per endpoint: `-s EP -j TABBY-MARK-MASQ` (hairpin),
-//     then `-p P [-m recent --set --name TABBY-SEP-…] -j DNAT
-//     --to-destination EP:PORT`.
+//   - TABBY-HP-: one per service port (tabby's, not kube-proxy's): `-j
+//     TABBY-MARK-MASQ`, then per endpoint of SVC and SVL `-s EP -p P
+//     [-m recent --set …] -j DNAT --to-destination EP:PORT`. Only a
+//     connection sent back to its own client reaches it (hairpin), so
+//     only those are masqueraded, as with kube-proxy's SEP chains.
+//   - TABBY-SEP-: kube-proxy's chain per endpoint (`-s EP -j
+//     TABBY-MARK-MASQ`, then `-p P [-m recent --set …] -j DNAT`), jumped
+//     to from SVC/SVL, only for a port two of whose endpoints share an
+//     address with different ports (a rolling targetPort change): the
+//     HP chain picks the DNAT by source address alone.
 //   - TABBY-EXT-: externalTrafficPolicy Cluster marks for masquerade and
 //     jumps to SVC; Local keeps the source and jumps to SVL, except that
 //     traffic from the pod CIDRs goes to SVC and traffic from the node
@@ -75,7 +89,14 @@
 // to a services.HealthServer, which serves the healthCheckNodePorts and
 // /healthz (kube-proxy's answers) from what was applied.
 //
-// What differs from kube-proxy: no KUBE-PROXY-FIREWALL
+// What differs from kube-proxy: endpoints have no chain (TABBY-HP-
+// above): kube-proxy writes a KUBE-SEP- chain per endpoint, and
+// iptables-restore's cost grows faster than linearly with the number of
+// chains (iptables-nft-restore 1.8.9 looks chains up by a linear scan),
+// so 10,000 services × 10 endpoints were 113,000 chains and are now
+// 23,000 (README, Benchmarks); rules stay three per endpoint. The
+// endpoint rules carry no comment (kube-proxy drops them above 1,000
+// endpoints). No KUBE-PROXY-FIREWALL
 // (loadBalancerSourceRanges), KUBE-FORWARD or filter ACCEPT rules for
 // the health-check node ports (a host with a default-drop INPUT policy
 // must allow them itself); masquerade of non-pod traffic uses one chain (TABBY-MASQ-NONPOD)
@@ -107,8 +128,10 @@
 //     and Trace (a packet tracer over the fake's rules, kube-proxy's
 //     iptablesTracer, sharing servicestest.TraceCases with
 //     services/nftables), TestFakeMatchesKernel on both backends, and the
-//     shared conformance suite (servicestest/kernelsuite) in network
-//     namespaces on legacy and nft.
+//     shared conformance suite (servicestest/kernelsuite, and its
+//     HairpinPeer: a connection between two endpoints of one service is
+//     not masqueraded, one back to its client is) in network namespaces
+//     on legacy and nft.
 //
 // Errors: New returns ErrInvalidConfig for a bad family, an IPv6
 // LocalhostNodePorts or a ClusterCIDR of the other family; Sync returns

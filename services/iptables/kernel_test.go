@@ -21,18 +21,21 @@ import (
 )
 
 // TestKernel runs the services conformance suite on both iptables
-// backends (legacy and nft).
+// backends (legacy and nft), and kernelsuite.HairpinPeer (the hairpin
+// mark goes only to connections that land on their own client).
 func TestKernel(t *testing.T) {
 	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
 		t.Run(string(backend), func(t *testing.T) {
-			kernelsuite.Run(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
+			f := func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
 				table, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithNetns(node.NS.Name))
 				require.NoError(t, err)
 				p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}, LocalhostNodePorts: true},
 					sipt.WithStaleFlows(stale), sipt.WithSysctl(node.NS.Sysctl))
 				require.NoError(t, err)
 				return p
-			}, kernelsuite.Features{LocalhostNodePorts: true})
+			}
+			kernelsuite.Run(t, f, kernelsuite.Features{LocalhostNodePorts: true})
+			t.Run("HairpinPeer", func(t *testing.T) { kernelsuite.HairpinPeer(t, f) })
 		})
 	}
 }

@@ -80,8 +80,9 @@ func TestSyncRewritesOnlyChangedChains(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	assert.Len(t, restores(fake), n)
 
-	// One endpoint added to dns: only its service chain and the new
-	// endpoint chain are written; no dispatch chain.
+	// One endpoint added to dns: only its service chain and its hairpin
+	// chain (endpoints have no chain of their own) are written; no
+	// dispatch chain.
 	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
 		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.2.7", Node: "node-b"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
 	require.NoError(t, p.Sync(ctx))
@@ -96,7 +97,7 @@ func TestSyncRewritesOnlyChangedChains(t *testing.T) {
 	}
 	assert.Len(t, written, 2, "%s", last)
 	for _, c := range written {
-		assert.Regexp(t, `^TABBY-(SVC|SEP)-`, c)
+		assert.Regexp(t, `^TABBY-(SVC|HP)-`, c)
 	}
 	assert.Contains(t, last, "--probability 0.33333333349")
 	assert.Contains(t, last, "--probability 0.50000000000")
@@ -261,4 +262,48 @@ func TestHealthServer(t *testing.T) {
 	c, err := status()
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, c)
+}
+
+// TestHairpinLayout: endpoints have no chain of their own; a client
+// that is an endpoint is masqueraded only when it lands on itself, with
+// and without affinity. A port whose endpoints share an address with
+// different ports keeps kube-proxy's SEP chain per endpoint.
+func TestHairpinLayout(t *testing.T) {
+	fake, tr, p := newFake(t)
+	ctx := context.Background()
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(ctx))
+	sepChains := func() bool { return strings.Contains(fake.Dump(), ":TABBY-SEP-") }
+	assert.False(t, sepChains(), "no endpoint chain")
+	assert.Equal(t, []string{"DNAT 10.244.1.12:8080 masq"}, trace(t, fake, "10.244.1.12", "10.96.0.70", "tcp", 80, false), "affinity, from the endpoint")
+	assert.Equal(t, []string{"DNAT 10.244.1.9:8080", "DNAT 10.244.2.9:8080 masq"}, trace(t, fake, "10.244.2.9", "203.0.113.7", "tcp", 80, false),
+		"local policy from a pod endpoint goes cluster-wide")
+
+	// The same pod address with two ports (a rolling targetPort change).
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-2", []st.SlicePort{{Name: "http", Proto: "TCP", Port: 8081}},
+		st.Endpoint{IP: "10.244.2.8", Node: "node-a"}))
+	require.NoError(t, p.Sync(ctx))
+	assert.True(t, sepChains())
+	assert.Equal(t, []string{"DNAT 10.244.2.8:8080", "DNAT 10.244.2.8:8081"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+	assert.Equal(t, []string{"DNAT 10.244.2.8:8080 masq", "DNAT 10.244.2.8:8081 masq"}, trace(t, fake, "10.244.2.8", "10.96.0.20", "tcp", 80, false))
+	// Back to one port: the SEP chains go.
+	tr.OnEndpointSliceDelete(st.Slice("default", "web", "web-2", nil))
+	require.NoError(t, p.Sync(ctx))
+	assert.False(t, sepChains())
+	assert.Equal(t, []string{"DNAT 10.244.2.8:8080"}, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false))
+
+	// The same with more endpoints than the hairpin check scans linearly.
+	var many []st.Endpoint
+	for i := range 20 {
+		many = append(many, st.Endpoint{IP: fmt.Sprintf("10.244.5.%d", i+1), Node: "node-a"})
+	}
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts, many...))
+	require.NoError(t, p.Sync(ctx))
+	assert.False(t, sepChains())
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false), 20)
+	tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-2", []st.SlicePort{{Name: "http", Proto: "TCP", Port: 8081}},
+		st.Endpoint{IP: "10.244.5.20", Node: "node-a"}))
+	require.NoError(t, p.Sync(ctx))
+	assert.True(t, sepChains())
+	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false), 21)
 }

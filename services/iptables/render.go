@@ -57,6 +57,7 @@ const (
 	prefixSVL = ChainPrefix + "SVL-"
 	prefixEXT = ChainPrefix + "EXT-"
 	prefixSEP = ChainPrefix + "SEP-"
+	prefixHP  = ChainPrefix + "HP-" // tabby's: the hairpin chain of the inline layout
 )
 
 // renderPort turns one resolved service port into the chains and dispatch
@@ -67,7 +68,6 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	}
 	sp := r.Port
 	fam := func(a netip.Addr) bool { return a.Is4() == (p.cfg.Family == ipt.IPv4) }
-	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 	var clusterIPs, extIPs []netip.Addr
 	for _, a := range sp.ClusterIPs {
 		if fam(a) {
@@ -82,14 +82,22 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 			extIPs = append(extIPs, a)
 		}
 	}
+	// keep returns the endpoints of the family: eps itself (no copy,
+	// not modified) when they all are, the usual case.
 	keep := func(eps []services.Endpoint) []services.Endpoint {
-		var out []services.Endpoint
-		for _, e := range eps {
+		for i, e := range eps {
 			if fam(e.Addr) {
-				out = append(out, e)
+				continue
 			}
+			out := append([]services.Endpoint(nil), eps[:i]...)
+			for _, e := range eps[i+1:] {
+				if fam(e.Addr) {
+					out = append(out, e)
+				}
+			}
+			return out
 		}
-		return out
+		return eps
 	}
 	cluster, local := keep(r.Endpoints.Cluster), keep(r.Endpoints.Local)
 	internal, external := cluster, cluster
@@ -106,52 +114,30 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	comment := commentOf(name)
 	out := &rendered{}
 
-	// sepNames caches each endpoint's SEP chain name (a SHA-256 each):
-	// an endpoint is named up to five times.
-	sepNames := map[netip.AddrPort]string{}
-	sepName := func(e services.Endpoint) string {
+	// Affinity lists are named after the endpoint as kube-proxy's SEP
+	// chains are (a SHA-256 each, computed once per endpoint).
+	affinity := sp.AffinityTimeout > 0
+	secs := max(uint32(sp.AffinityTimeout.Seconds()), 1)
+	var listNames map[netip.AddrPort]string // only with affinity or SEP chains
+	listName := func(e services.Endpoint) string {
 		ap := e.AddrPort()
-		n, ok := sepNames[ap]
+		n, ok := listNames[ap]
 		if !ok {
+			if listNames == nil {
+				listNames = map[netip.AddrPort]string{}
+			}
 			n = chainName(prefixSEP, append(key, ap.String())...)
-			sepNames[ap] = n
+			listNames[ap] = n
 		}
 		return n
 	}
-	seps := map[netip.AddrPort]bool{}
-	// balance returns the rules of a chain spreading over eps.
-	balance := func(eps []services.Endpoint) []ipt.Rule {
-		var rules []ipt.Rule
-		if sp.AffinityTimeout > 0 {
-			secs := uint32(sp.AffinityTimeout.Seconds())
-			for _, e := range eps {
-				rules = append(rules, ipt.Rule{Match: ipt.Match().RecentCheck(sepName(e), max(secs, 1)), Action: ipt.Jump{Chain: sepName(e)}})
-			}
-		}
-		for i, e := range eps {
-			m := ipt.Match()
-			if i < len(eps)-1 {
-				m = m.RandomProbability(1 / float64(len(eps)-i))
-			}
-			rules = append(rules, ipt.Rule{Match: m, Action: ipt.Jump{Chain: sepName(e)}, Comment: e.String()})
-		}
-		for _, e := range eps {
-			if seps[e.AddrPort()] {
-				continue
-			}
-			seps[e.AddrPort()] = true
-			dnat := ipt.Match().Protocol(proto)
-			if sp.AffinityTimeout > 0 {
-				dnat = dnat.RecentSet(sepName(e))
-			}
-			out.chains = append(out.chains, ipt.Chain{Name: sepName(e), Rules: []ipt.Rule{
-				{Match: ipt.Match().SourceNet(host(e.Addr)), Action: ipt.Jump{Chain: ChainMarkMasq}},
-				{Match: dnat, Action: ipt.DNAT{To: e.AddrPort()}},
-			}})
-		}
-		return rules
+	var balance func(eps []services.Endpoint) []ipt.Rule
+	if hp, ok := hairpinChain(cluster, local, needsSVL(sp, local)); ok {
+		balance = p.inlineBalancer(out, chainName(prefixHP, key...), hp, proto, affinity, secs, listName)
+	} else {
+		balance = p.sepBalancer(out, proto, affinity, secs, listName)
 	}
-	needSVL := (sp.InternalPolicyLocal || sp.ExternalPolicyLocal) && len(local) > 0
+	needSVL := needsSVL(sp, local)
 	if len(cluster) > 0 {
 		out.chains = append(out.chains, ipt.Chain{Name: svc, Rules: balance(cluster)})
 	}
@@ -166,7 +152,7 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 		externalChain = svl
 	}
 	dst := func(a netip.Addr) ipt.MatchCriteria {
-		return ipt.Match().DestNet(host(a)).Protocol(proto).DestPorts(sp.Port)
+		return ipt.Match().DestNet(hostPrefix(a)).Protocol(proto).DestPorts(sp.Port)
 	}
 	// noEndpoints is REJECT when the Service has no endpoint at all, DROP
 	// when it has some but none for this traffic policy (kube-proxy).
@@ -246,3 +232,156 @@ func commentOf(n services.ServicePortName) string {
 		return r
 	}, s)
 }
+
+// needsSVL says whether a port has a TABBY-SVL- chain: a Local policy
+// and local endpoints.
+func needsSVL(sp *services.ServicePort, local []services.Endpoint) bool {
+	return (sp.InternalPolicyLocal || sp.ExternalPolicyLocal) && len(local) > 0
+}
+
+// hairpinChain returns the endpoints of the port's hairpin chain, in
+// first-seen order without duplicates: the Cluster ones and, when the
+// port has an SVL chain, the Local ones. ok is false when two of them
+// share an address with different ports: the hairpin chain picks the
+// DNAT by source address, so such ports keep a SEP chain per endpoint.
+func hairpinChain(cluster, local []services.Endpoint, withLocal bool) (eps []services.Endpoint, ok bool) {
+	eps = make([]services.Endpoint, 0, len(cluster))
+	// A linear scan while the list is short (the common case, no map),
+	// a map beyond.
+	var byAddr map[netip.Addr]uint16
+	add := func(list []services.Endpoint) bool {
+		for _, e := range list {
+			if byAddr == nil && len(eps) >= 16 {
+				byAddr = make(map[netip.Addr]uint16, len(cluster)+len(local))
+				for _, x := range eps {
+					byAddr[x.Addr] = x.Port
+				}
+			}
+			port, seen := uint16(0), false
+			if byAddr != nil {
+				port, seen = byAddr[e.Addr]
+			} else {
+				for _, x := range eps {
+					if x.Addr == e.Addr {
+						port, seen = x.Port, true
+						break
+					}
+				}
+			}
+			if seen {
+				if port != e.Port {
+					return false
+				}
+				continue
+			}
+			if byAddr != nil {
+				byAddr[e.Addr] = e.Port
+			}
+			eps = append(eps, e)
+		}
+		return true
+	}
+	if !add(cluster) || (withLocal && !add(local)) {
+		return nil, false
+	}
+	return eps, true
+}
+
+// inlineBalancer is tabby's layout (no chain per endpoint, see the
+// package doc): it adds the hairpin chain hp (named hpName) to out and
+// returns the function rendering a balancing chain's rules. Endpoint i
+// gets, in the balancing chain, `-s EP [-m statistic] -j <hp>` (a client
+// that is this endpoint: masquerade and DNAT in hp) and `! -s EP [-m
+// statistic] [-m recent --set] -j DNAT`; with affinity, first the same
+// pair with `-m recent --rcheck` instead of the statistic match. Each
+// packet meets one probability per endpoint, as with SEP chains.
+func (p *Proxier) inlineBalancer(out *rendered, hpName string, hp []services.Endpoint, proto ipt.Protocol,
+	affinity bool, secs uint32, listName func(services.Endpoint) string) func([]services.Endpoint) []ipt.Rule {
+	hpRules := make([]ipt.Rule, 0, len(hp)+1)
+	hpRules = append(hpRules, ipt.Rule{Action: ipt.Jump{Chain: ChainMarkMasq}})
+	for _, e := range hp {
+		m := ipt.Match().SourceNet(hostPrefix(e.Addr)).Protocol(proto)
+		if affinity {
+			m = m.RecentSet(listName(e))
+		}
+		hpRules = append(hpRules, ipt.Rule{Match: m, Action: ipt.DNAT{To: e.AddrPort()}})
+	}
+	if len(hp) > 0 {
+		out.chains = append(out.chains, ipt.Chain{Name: hpName, Rules: hpRules})
+	}
+	toHP := ipt.Jump{Chain: hpName}
+	return func(eps []services.Endpoint) []ipt.Rule {
+		n := 2 * len(eps)
+		if affinity {
+			n *= 2
+		}
+		rules := make([]ipt.Rule, 0, n)
+		if affinity {
+			for _, e := range eps {
+				src := hostPrefix(e.Addr)
+				check := ipt.Match().RecentCheck(listName(e), secs)
+				rules = append(rules,
+					ipt.Rule{Match: check.SourceNet(src), Action: toHP},
+					ipt.Rule{Match: check.NotSourceNet(src).Protocol(proto).RecentSet(listName(e)), Action: ipt.DNAT{To: e.AddrPort()}})
+			}
+		}
+		for i, e := range eps {
+			m := ipt.Match()
+			if i < len(eps)-1 {
+				m = m.RandomProbability(1 / float64(len(eps)-i))
+			}
+			src := hostPrefix(e.Addr)
+			dnat := m.NotSourceNet(src).Protocol(proto)
+			if affinity {
+				dnat = dnat.RecentSet(listName(e))
+			}
+			// No endpoint comment: the rule shows the address (kube-proxy
+			// drops them too above 1,000 endpoints, its large cluster mode).
+			rules = append(rules,
+				ipt.Rule{Match: m.SourceNet(src), Action: toHP},
+				ipt.Rule{Match: dnat, Action: ipt.DNAT{To: e.AddrPort()}})
+		}
+		return rules
+	}
+}
+
+// sepBalancer is kube-proxy's layout, a TABBY-SEP- chain per endpoint
+// (added to out), kept for ports whose endpoints share an address with
+// different ports.
+func (p *Proxier) sepBalancer(out *rendered, proto ipt.Protocol, affinity bool, secs uint32,
+	listName func(services.Endpoint) string) func([]services.Endpoint) []ipt.Rule {
+	seps := map[netip.AddrPort]bool{}
+	return func(eps []services.Endpoint) []ipt.Rule {
+		var rules []ipt.Rule
+		if affinity {
+			for _, e := range eps {
+				rules = append(rules, ipt.Rule{Match: ipt.Match().RecentCheck(listName(e), secs), Action: ipt.Jump{Chain: listName(e)}})
+			}
+		}
+		for i, e := range eps {
+			m := ipt.Match()
+			if i < len(eps)-1 {
+				m = m.RandomProbability(1 / float64(len(eps)-i))
+			}
+			rules = append(rules, ipt.Rule{Match: m, Action: ipt.Jump{Chain: listName(e)}, Comment: e.String()})
+		}
+		for _, e := range eps {
+			if seps[e.AddrPort()] {
+				continue
+			}
+			seps[e.AddrPort()] = true
+			dnat := ipt.Match().Protocol(proto)
+			if affinity {
+				dnat = dnat.RecentSet(listName(e))
+			}
+			out.chains = append(out.chains, ipt.Chain{Name: listName(e), Rules: []ipt.Rule{
+				{Match: ipt.Match().SourceNet(hostPrefix(e.Addr)), Action: ipt.Jump{Chain: ChainMarkMasq}},
+				{Match: dnat, Action: ipt.DNAT{To: e.AddrPort()}},
+			}})
+		}
+		return rules
+	}
+}
+
+// hostPrefix is a's host prefix (/32 or /128).
+func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
