@@ -35,7 +35,6 @@ func TestKernel(t *testing.T) {
 				return p
 			}
 			kernelsuite.Run(t, f, kernelsuite.Features{LocalhostNodePorts: true})
-			t.Run("HairpinPeer", func(t *testing.T) { kernelsuite.HairpinPeer(t, f) })
 		})
 	}
 }

@@ -51,6 +51,7 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"UDPEndpointReplaced", udpEndpointReplaced},
 		{"Churn", churn},
 		{"Hairpin", hairpin},
+		{"HairpinPeer", func(t *testing.T, f Factory, _ Features) { HairpinPeer(t, f) }},
 		{"Localhost", localhost},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f, feat) })
@@ -393,8 +394,8 @@ func FirstPacket(b *testing.B, n int, newBackend func(tb testing.TB, node *nette
 // other backend keeps the client's pod address (no masquerade, as in
 // kube-proxy, where only a connection back to the client itself is
 // masqueraded), and one that lands on the client itself is masqueraded.
-// It is not in Run yet: services/iptables runs it (its endpoints have no
-// chain of their own, so the hairpin mark is decided by source address).
+// Run includes it; it matters most for services/iptables, whose endpoints
+// have no chain of their own (the hairpin mark is decided by source).
 func HairpinPeer(t *testing.T, f Factory) {
 	for _, affinity := range []bool{false, true} {
 		t.Run(map[bool]string{false: "random", true: "affinity"}[affinity], func(t *testing.T) {
