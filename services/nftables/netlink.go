@@ -17,6 +17,7 @@ import (
 
 	gnft "github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
@@ -116,6 +117,11 @@ type batch struct {
 	pend     []gnft.SetElement
 	pendSet  *gnft.Set
 	pendVerb verb
+	// rules caches compiled rules by text: most rules of a sync are the
+	// same few (`goto endpoints-tcp`, `jump mark-for-masquerade`), and
+	// google/nftables encodes a rule's expressions when it is added, so
+	// rules can share them.
+	rules map[string][]expr.Any
 }
 
 // flushElements writes the pending element operations.
@@ -131,10 +137,42 @@ func (b *batch) flushElements() error {
 		if err != nil {
 			return fmt.Errorf("elements of %s: %w", b.pendSet.Name, err)
 		}
-		b.pend = b.pend[n:]
+		// google/nftables has encoded them: the buffer is reused.
+		b.pend = append(b.pend[:0], b.pend[n:]...)
 	}
-	b.pend, b.pendSet = nil, nil
+	b.pendSet = nil
 	return nil
+}
+
+// appendElement queues el for the pending set, sending a full message's
+// worth as soon as there is one.
+func (b *batch) appendElement(el gnft.SetElement) error {
+	b.pend = append(b.pend, el)
+	if len(b.pend) < elementsPerMessage {
+		return nil
+	}
+	set := b.pendSet
+	if err := b.flushElements(); err != nil {
+		return err
+	}
+	b.pendSet = set
+	return nil
+}
+
+// compileRule compiles rule, once per batch for each distinct text.
+func (b *batch) compileRule(rule string) ([]expr.Any, error) {
+	if ex, ok := b.rules[rule]; ok {
+		return ex, nil
+	}
+	ex, err := b.comp.compileRule(rule)
+	if err != nil {
+		return nil, err
+	}
+	if b.rules == nil {
+		b.rules = map[string][]expr.Any{}
+	}
+	b.rules[rule] = ex
+	return ex, nil
 }
 
 // apply sends o as one netlink batch and waits for the kernel's answer.
@@ -377,7 +415,7 @@ func (b *batch) op(x op) error {
 		if x.verb != verbAdd || obj.Index != nil || obj.Handle != nil || obj.Comment != nil {
 			return unsupported(x.verb, obj)
 		}
-		exprs, err := b.comp.compileRule(obj.Rule)
+		exprs, err := b.compileRule(obj.Rule)
 		if err != nil {
 			return fmt.Errorf("chain %s: %w", obj.Chain, err)
 		}
@@ -607,9 +645,11 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		if err != nil {
 			return fmt.Errorf("element of %s: %w", name, err)
 		}
-		b.pend = append(b.pend, gnft.SetElement{Key: start})
+		if err := b.appendElement(gnft.SetElement{Key: start}); err != nil {
+			return err
+		}
 		if end != nil {
-			b.pend = append(b.pend, gnft.SetElement{Key: end, IntervalEnd: true})
+			return b.appendElement(gnft.SetElement{Key: end, IntervalEnd: true})
 		}
 		return nil
 	}
@@ -637,8 +677,7 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
 		}
 	}
-	b.pend = append(b.pend, el)
-	return nil
+	return b.appendElement(el)
 }
 
 // appendField appends one key field of type t (network byte order; host
