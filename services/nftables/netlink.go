@@ -60,6 +60,7 @@ type Netlink struct {
 	sets    map[string]setInfo // committed sets and maps by name
 	conn    *netlink.Conn      // open between transactions; nil after an error
 	bufSize int                // batch size the socket buffers were sized for
+	seq     uint32             // sequence number of the last message sent
 }
 
 // NewNetlink returns a Netlink for table in family, inside the network
@@ -287,29 +288,24 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 	}()
 	size := 0
 	for i := range msgs {
-		msgs[i].Header.Sequence, msgs[i].Header.PID = 0, 0
-		msgs[i].Header.Flags &^= netlink.Acknowledge
-		size += (16 + len(msgs[i].Data) + 3) &^ 3
+		size += nlmsgAlign(nlmsgHeaderLen + len(msgs[i].Data))
 	}
 	last := len(msgs) - 2 // the last operation (msgs[len-1] is BATCH_END)
-	msgs[last].Header.Flags |= netlink.Acknowledge
 	if err := forceBuffer(c, unix.SO_SNDBUFFORCE, size+1<<16); err != nil {
 		return err
 	}
 	// The kernel charges the batch to the receive side too (without room
 	// for it the final ack is dropped with ENOBUFS); `nft` sizes its
 	// receive buffer by the batch as well.
-	// Without room for a batch-sized receive buffer the kernel drops the
-	// final ack (ENOBUFS) of a large batch; `nft` sizes its receive
-	// buffer by the batch as well.
 	if err := forceBuffer(c, unix.SO_RCVBUFFORCE, size+1<<20); err != nil {
 		return err
 	}
-	sent, err := c.SendMessages(msgs)
-	if err != nil {
+	buf := encode(msgs, size, last, n.seq)
+	want := n.seq + uint32(last) + 1
+	n.seq += uint32(len(msgs))
+	if err := sendBatch(c, buf); err != nil {
 		return fmt.Errorf("netlink send (%d messages, %d bytes): %w", len(msgs), size, err)
 	}
-	want := sent[last].Header.Sequence
 	deadline := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -327,6 +323,61 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 			}
 		}
 	}
+}
+
+// Netlink message header length and alignment (netlink(7)).
+const (
+	nlmsgHeaderLen = 16
+	nlmsgAlignTo   = 4
+)
+
+func nlmsgAlign(n int) int { return (n + nlmsgAlignTo - 1) &^ (nlmsgAlignTo - 1) }
+
+// encode lays msgs out as one datagram of size bytes (netlink(7): each
+// message a struct nlmsghdr in host byte order, its payload, padding to
+// 4 bytes), numbered from seq+1 on, asking for an ack on msgs[ack] only;
+// PID 0 lets the kernel fill in the port. (mdlayher/netlink's
+// SendMessages grows its buffer message by message, which costs a full
+// sync more than encoding it.)
+func encode(msgs []netlink.Message, size, ack int, seq uint32) []byte {
+	buf := make([]byte, 0, size)
+	for i, m := range msgs {
+		l := nlmsgHeaderLen + len(m.Data)
+		flags := m.Header.Flags &^ netlink.Acknowledge
+		if i == ack {
+			flags |= netlink.Acknowledge
+		}
+		buf = binary.NativeEndian.AppendUint32(buf, uint32(l))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(m.Header.Type))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(flags))
+		buf = binary.NativeEndian.AppendUint32(buf, seq+uint32(i)+1)
+		buf = binary.NativeEndian.AppendUint32(buf, 0)
+		buf = append(buf, m.Data...)
+		for range nlmsgAlign(l) - l {
+			buf = append(buf, 0)
+		}
+	}
+	return buf
+}
+
+// sendBatch writes buf to the kernel in one sendmsg.
+func sendBatch(c *netlink.Conn, buf []byte) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), buf, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+		return !errors.Is(serr, unix.EAGAIN)
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendmsg", serr)
+	}
+	return nil
 }
 
 // dial returns the Netlink's socket, opening it in the namespace the

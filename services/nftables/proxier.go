@@ -344,9 +344,7 @@ func (d *diff) add(old, cur *rendered) {
 			d.delElems = append(d.delElems, e)
 		}
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int {
-		return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
-	}) {
+	for e := range cur.elements {
 		if !old.elements[e] {
 			d.addElems = append(d.addElems, e)
 		}
@@ -380,6 +378,14 @@ func splitKey(k string) []string { return strings.Split(k, " . ") }
 // recreated, so chains need no flush.
 func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 	setType := p.setType()
+	// Elements in map order, then key order: deterministic, and each
+	// map's elements are consecutive, so the netlink executor sends
+	// them in full messages.
+	for _, l := range [][]element{d.delElems, d.addElems} {
+		slices.SortFunc(l, func(a, b element) int {
+			return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
+		})
+	}
 	for _, e := range d.delElems {
 		tx.Delete(e.object(false))
 	}
