@@ -386,6 +386,13 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 			return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
 		})
 	}
+	if o, ok := tx.(*ops); ok {
+		n := len(d.delElems) + len(d.addElems) + len(d.hairpinAdd) + len(d.hairpinDel) + 2*len(d.writeChains)
+		for _, c := range d.writeChains {
+			n += len(d.rules[c])
+		}
+		o.list = slices.Grow(o.list, n)
+	}
 	for _, e := range d.delElems {
 		tx.Delete(e.object(false))
 	}
