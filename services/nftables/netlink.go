@@ -443,6 +443,9 @@ func unsupported(v verb, obj knftables.Object) error {
 }
 
 func (b *batch) op(x op) error {
+	if x.obj == nil {
+		return b.joinedElement(x.verb, x.el.Map, x.el.Key, x.el.Value)
+	}
 	if e, ok := x.obj.(*knftables.Element); ok {
 		return b.element(x.verb, e)
 	}
@@ -645,17 +648,20 @@ func (b *batch) typeofMap(m *knftables.Map) error {
 	return nil
 }
 
-// concatKey encodes the fields of a key or value of types ts, each
-// padded to 4 bytes when there are several.
-func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
-	if len(fields) != len(ts) {
-		return nil, fmt.Errorf("%w: %v: %d fields, want %d", ErrUnsupportedObject, fields, len(fields), len(ts))
+// concatKey encodes the " . "-joined fields of a key or value of types
+// ts, each padded to 4 bytes when there are several.
+func concatKey(joined string, ts []gnft.SetDatatype) ([]byte, error) {
+	if n := strings.Count(joined, keySep) + 1; n != len(ts) {
+		return nil, fmt.Errorf("%w: %q: %d fields, want %d", ErrUnsupportedObject, joined, n, len(ts))
 	}
 	key := make([]byte, 0, 4*len(ts)+16)
-	for i, k := range fields {
+	rest := joined
+	for _, t := range ts {
+		var k string
+		k, rest, _ = strings.Cut(rest, keySep)
 		n := len(key)
 		var err error
-		if key, err = appendField(key, k, ts[i]); err != nil {
+		if key, err = appendField(key, k, t); err != nil {
 			return nil, err
 		}
 		if len(ts) > 1 {
@@ -667,23 +673,36 @@ func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
 	return key, nil
 }
 
+// keySep joins the fields of a concatenated key or value.
+const keySep = " . "
+
+// element adds or deletes a knftables element (written by callers other
+// than the Proxier's diff, which hands over its own elements).
 func (b *batch) element(v verb, e *knftables.Element) error {
+	if e.Comment != nil {
+		return unsupported(v, e)
+	}
 	name := e.Set
 	if e.Map != "" {
 		name = e.Map
 	}
 	info, ok := b.sets[name]
+	if ok && len(e.Key) != len(info.keys) {
+		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
+	}
+	return b.joinedElement(v, name, strings.Join(e.Key, keySep), strings.Join(e.Value, keySep))
+}
+
+// joinedElement adds or deletes the element key (its fields joined by
+// keySep) of set or map name, with value (ditto; a verdict for a
+// verdict map) when adding to a map.
+func (b *batch) joinedElement(v verb, name, key, value string) error {
+	info, ok := b.sets[name]
 	if !ok {
 		return fmt.Errorf("%w: element of %s, a set this executor did not create", ErrUnsupportedObject, name)
 	}
-	if len(e.Key) != len(info.keys) {
-		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
-	}
-	if e.Comment != nil {
-		return unsupported(v, e)
-	}
 	if v != verbAdd && v != verbDelete {
-		return unsupported(v, e)
+		return fmt.Errorf("%w: %v element of %s", ErrUnsupportedObject, v, name)
 	}
 	if b.pendSet == nil || b.pendSet.Name != name || b.pendVerb != v {
 		if err := b.flushElements(); err != nil {
@@ -692,7 +711,10 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.data != nil, HasTimeout: info.timeout}, v
 	}
 	if info.interval {
-		start, end, err := intervalKeys(e.Key[0], info.keys[0])
+		if len(info.keys) != 1 || strings.Contains(key, keySep) {
+			return fmt.Errorf("%w: element %q of %s: want one key field", ErrUnsupportedObject, key, name)
+		}
+		start, end, err := intervalKeys(key, info.keys[0])
 		if err != nil {
 			return fmt.Errorf("element of %s: %w", name, err)
 		}
@@ -704,28 +726,21 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		}
 		return nil
 	}
-	key, err := concatKey(e.Key, info.keys)
+	k, err := concatKey(key, info.keys)
 	if err != nil {
 		return fmt.Errorf("element of %s: %w", name, err)
 	}
-	el := gnft.SetElement{Key: key}
+	el := gnft.SetElement{Key: k}
 	switch {
 	case info.isMap && v == verbAdd:
-		if len(e.Value) != 1 {
-			return fmt.Errorf("%w: element %v of map %s: value %v", ErrUnsupportedObject, e.Key, name, e.Value)
-		}
-		vd, err := verdict(e.Value[0])
+		vd, err := verdict(value)
 		if err != nil {
-			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+			return fmt.Errorf("element %q of map %s: %w", key, name, err)
 		}
 		el.VerdictData = vd
 	case info.data != nil && v == verbAdd:
-		fields := e.Value
-		if len(fields) == 1 {
-			fields = strings.Split(fields[0], " . ")
-		}
-		if el.Val, err = concatKey(fields, info.data); err != nil {
-			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+		if el.Val, err = concatKey(value, info.data); err != nil {
+			return fmt.Errorf("element %q of map %s: %w", key, name, err)
 		}
 	}
 	return b.appendElement(el)

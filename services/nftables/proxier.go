@@ -135,10 +135,21 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		old = nil
 		d.hairpin.base, d.kUse.base = map[string]int{}, map[dispatchKey]int{}
 	}
-	for _, n := range sortedNames(changes) {
-		r := p.render(changes[n])
-		d.add(old[n], r)
-		upd[n] = r
+	names := sortedNames(changes)
+	rs := make([]*rendered, len(names))
+	adds, hairpins := 0, 0
+	for i, n := range names {
+		rs[i] = p.render(changes[n])
+		if rs[i] != nil {
+			adds, hairpins = adds+len(rs[i].elements), hairpins+len(rs[i].hairpin)
+		}
+	}
+	// (At most every element and hairpin address of the changed ports
+	// is new: sized once rather than grown through a full sync.)
+	d.addElems, d.hairpinAdd = make([]element, 0, adds), make([]string, 0, hairpins)
+	for i, n := range names {
+		d.add(old[n], rs[i])
+		upd[n] = rs[i]
 	}
 	d.write(tx, p, full)
 	if len(tx.list) > 0 {
@@ -372,7 +383,7 @@ func (d *diff) add(old, cur *rendered) {
 	}
 }
 
-func splitKey(k string) []string { return strings.Split(k, " . ") }
+func splitKey(k string) []string { return strings.Split(k, keySep) }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
@@ -394,7 +405,7 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 		o.list = slices.Grow(o.list, n)
 	}
 	for _, e := range d.delElems {
-		tx.Delete(e.object(false))
+		addElement(tx, verbDelete, e)
 	}
 	// An address dropped by one port and added by another in the same
 	// diff appears in both lists: net it out.
@@ -411,12 +422,12 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 	}
 	for _, a := range slices.Sorted(maps.Keys(del)) {
 		if d.hairpin.get(a) == 0 {
-			tx.Delete(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+			addElement(tx, verbDelete, element{Map: setHairpin, Key: a + keySep + a})
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(add)) {
 		if d.hairpin.get(a) > 0 {
-			tx.Add(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+			addElement(tx, verbAdd, element{Map: setHairpin, Key: a + keySep + a})
 		}
 	}
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
@@ -445,7 +456,7 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 		}
 	}
 	for _, e := range d.addElems {
-		tx.Add(e.object(true))
+		addElement(tx, verbAdd, e)
 	}
 	for _, c := range d.staleChains {
 		tx.Flush(&knftables.Chain{Name: c})
