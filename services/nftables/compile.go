@@ -211,6 +211,15 @@ func (c compiler) statement(t *tokens) ([]expr.Any, error) {
 
 // verdict parses a verdict as written in a rule or a verdict-map value.
 func verdict(s string) (*expr.Verdict, error) {
+	// (The renderer's verdicts, without allocating: one per map element.)
+	if kind, chain, ok := strings.Cut(s, " "); ok && chain != "" && !strings.ContainsAny(chain, " \t\n") {
+		switch kind {
+		case "jump":
+			return &expr.Verdict{Kind: expr.VerdictJump, Chain: chain}, nil
+		case "goto":
+			return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}, nil
+		}
+	}
 	f := strings.Fields(s)
 	switch {
 	case len(f) == 1 && f[0] == "accept":

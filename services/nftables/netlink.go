@@ -17,6 +17,7 @@ import (
 
 	gnft "github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
@@ -59,6 +60,7 @@ type Netlink struct {
 	sets    map[string]setInfo // committed sets and maps by name
 	conn    *netlink.Conn      // open between transactions; nil after an error
 	bufSize int                // batch size the socket buffers were sized for
+	seq     uint32             // sequence number of the last message sent
 }
 
 // NewNetlink returns a Netlink for table in family, inside the network
@@ -116,6 +118,11 @@ type batch struct {
 	pend     []gnft.SetElement
 	pendSet  *gnft.Set
 	pendVerb verb
+	// rules caches compiled rules by text: most rules of a sync are the
+	// same few (`goto endpoints-tcp`, `jump mark-for-masquerade`), and
+	// google/nftables encodes a rule's expressions when it is added, so
+	// rules can share them.
+	rules map[string][]expr.Any
 }
 
 // flushElements writes the pending element operations.
@@ -131,10 +138,42 @@ func (b *batch) flushElements() error {
 		if err != nil {
 			return fmt.Errorf("elements of %s: %w", b.pendSet.Name, err)
 		}
-		b.pend = b.pend[n:]
+		// google/nftables has encoded them: the buffer is reused.
+		b.pend = append(b.pend[:0], b.pend[n:]...)
 	}
-	b.pend, b.pendSet = nil, nil
+	b.pendSet = nil
 	return nil
+}
+
+// appendElement queues el for the pending set, sending a full message's
+// worth as soon as there is one.
+func (b *batch) appendElement(el gnft.SetElement) error {
+	b.pend = append(b.pend, el)
+	if len(b.pend) < elementsPerMessage {
+		return nil
+	}
+	set := b.pendSet
+	if err := b.flushElements(); err != nil {
+		return err
+	}
+	b.pendSet = set
+	return nil
+}
+
+// compileRule compiles rule, once per batch for each distinct text.
+func (b *batch) compileRule(rule string) ([]expr.Any, error) {
+	if ex, ok := b.rules[rule]; ok {
+		return ex, nil
+	}
+	ex, err := b.comp.compileRule(rule)
+	if err != nil {
+		return nil, err
+	}
+	if b.rules == nil {
+		b.rules = map[string][]expr.Any{}
+	}
+	b.rules[rule] = ex
+	return ex, nil
 }
 
 // apply sends o as one netlink batch and waits for the kernel's answer.
@@ -249,29 +288,24 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 	}()
 	size := 0
 	for i := range msgs {
-		msgs[i].Header.Sequence, msgs[i].Header.PID = 0, 0
-		msgs[i].Header.Flags &^= netlink.Acknowledge
-		size += (16 + len(msgs[i].Data) + 3) &^ 3
+		size += nlmsgAlign(nlmsgHeaderLen + len(msgs[i].Data))
 	}
 	last := len(msgs) - 2 // the last operation (msgs[len-1] is BATCH_END)
-	msgs[last].Header.Flags |= netlink.Acknowledge
 	if err := forceBuffer(c, unix.SO_SNDBUFFORCE, size+1<<16); err != nil {
 		return err
 	}
 	// The kernel charges the batch to the receive side too (without room
 	// for it the final ack is dropped with ENOBUFS); `nft` sizes its
 	// receive buffer by the batch as well.
-	// Without room for a batch-sized receive buffer the kernel drops the
-	// final ack (ENOBUFS) of a large batch; `nft` sizes its receive
-	// buffer by the batch as well.
 	if err := forceBuffer(c, unix.SO_RCVBUFFORCE, size+1<<20); err != nil {
 		return err
 	}
-	sent, err := c.SendMessages(msgs)
-	if err != nil {
+	buf := encode(msgs, size, last, n.seq)
+	want := n.seq + uint32(last) + 1
+	n.seq += uint32(len(msgs))
+	if err := sendBatch(c, buf); err != nil {
 		return fmt.Errorf("netlink send (%d messages, %d bytes): %w", len(msgs), size, err)
 	}
-	want := sent[last].Header.Sequence
 	deadline := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -289,6 +323,61 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 			}
 		}
 	}
+}
+
+// Netlink message header length and alignment (netlink(7)).
+const (
+	nlmsgHeaderLen = 16
+	nlmsgAlignTo   = 4
+)
+
+func nlmsgAlign(n int) int { return (n + nlmsgAlignTo - 1) &^ (nlmsgAlignTo - 1) }
+
+// encode lays msgs out as one datagram of size bytes (netlink(7): each
+// message a struct nlmsghdr in host byte order, its payload, padding to
+// 4 bytes), numbered from seq+1 on, asking for an ack on msgs[ack] only;
+// PID 0 lets the kernel fill in the port. (mdlayher/netlink's
+// SendMessages grows its buffer message by message, which costs a full
+// sync more than encoding it.)
+func encode(msgs []netlink.Message, size, ack int, seq uint32) []byte {
+	buf := make([]byte, 0, size)
+	for i, m := range msgs {
+		l := nlmsgHeaderLen + len(m.Data)
+		flags := m.Header.Flags &^ netlink.Acknowledge
+		if i == ack {
+			flags |= netlink.Acknowledge
+		}
+		buf = binary.NativeEndian.AppendUint32(buf, uint32(l))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(m.Header.Type))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(flags))
+		buf = binary.NativeEndian.AppendUint32(buf, seq+uint32(i)+1)
+		buf = binary.NativeEndian.AppendUint32(buf, 0)
+		buf = append(buf, m.Data...)
+		for range nlmsgAlign(l) - l {
+			buf = append(buf, 0)
+		}
+	}
+	return buf
+}
+
+// sendBatch writes buf to the kernel in one sendmsg.
+func sendBatch(c *netlink.Conn, buf []byte) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), buf, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+		return !errors.Is(serr, unix.EAGAIN)
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendmsg", serr)
+	}
+	return nil
 }
 
 // dial returns the Netlink's socket, opening it in the namespace the
@@ -354,6 +443,9 @@ func unsupported(v verb, obj knftables.Object) error {
 }
 
 func (b *batch) op(x op) error {
+	if x.obj == nil {
+		return b.joinedElement(x.verb, x.el.Map, x.el.Key, x.el.Value)
+	}
 	if e, ok := x.obj.(*knftables.Element); ok {
 		return b.element(x.verb, e)
 	}
@@ -377,7 +469,7 @@ func (b *batch) op(x op) error {
 		if x.verb != verbAdd || obj.Index != nil || obj.Handle != nil || obj.Comment != nil {
 			return unsupported(x.verb, obj)
 		}
-		exprs, err := b.comp.compileRule(obj.Rule)
+		exprs, err := b.compileRule(obj.Rule)
 		if err != nil {
 			return fmt.Errorf("chain %s: %w", obj.Chain, err)
 		}
@@ -556,17 +648,20 @@ func (b *batch) typeofMap(m *knftables.Map) error {
 	return nil
 }
 
-// concatKey encodes the fields of a key or value of types ts, each
-// padded to 4 bytes when there are several.
-func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
-	if len(fields) != len(ts) {
-		return nil, fmt.Errorf("%w: %v: %d fields, want %d", ErrUnsupportedObject, fields, len(fields), len(ts))
+// concatKey encodes the " . "-joined fields of a key or value of types
+// ts, each padded to 4 bytes when there are several.
+func concatKey(joined string, ts []gnft.SetDatatype) ([]byte, error) {
+	if n := strings.Count(joined, keySep) + 1; n != len(ts) {
+		return nil, fmt.Errorf("%w: %q: %d fields, want %d", ErrUnsupportedObject, joined, n, len(ts))
 	}
 	key := make([]byte, 0, 4*len(ts)+16)
-	for i, k := range fields {
+	rest := joined
+	for _, t := range ts {
+		var k string
+		k, rest, _ = strings.Cut(rest, keySep)
 		n := len(key)
 		var err error
-		if key, err = appendField(key, k, ts[i]); err != nil {
+		if key, err = appendField(key, k, t); err != nil {
 			return nil, err
 		}
 		if len(ts) > 1 {
@@ -578,23 +673,36 @@ func concatKey(fields []string, ts []gnft.SetDatatype) ([]byte, error) {
 	return key, nil
 }
 
+// keySep joins the fields of a concatenated key or value.
+const keySep = " . "
+
+// element adds or deletes a knftables element (written by callers other
+// than the Proxier's diff, which hands over its own elements).
 func (b *batch) element(v verb, e *knftables.Element) error {
+	if e.Comment != nil {
+		return unsupported(v, e)
+	}
 	name := e.Set
 	if e.Map != "" {
 		name = e.Map
 	}
 	info, ok := b.sets[name]
+	if ok && len(e.Key) != len(info.keys) {
+		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
+	}
+	return b.joinedElement(v, name, strings.Join(e.Key, keySep), strings.Join(e.Value, keySep))
+}
+
+// joinedElement adds or deletes the element key (its fields joined by
+// keySep) of set or map name, with value (ditto; a verdict for a
+// verdict map) when adding to a map.
+func (b *batch) joinedElement(v verb, name, key, value string) error {
+	info, ok := b.sets[name]
 	if !ok {
 		return fmt.Errorf("%w: element of %s, a set this executor did not create", ErrUnsupportedObject, name)
 	}
-	if len(e.Key) != len(info.keys) {
-		return fmt.Errorf("%w: element %v of %s: %d key fields, want %d", ErrUnsupportedObject, e.Key, name, len(e.Key), len(info.keys))
-	}
-	if e.Comment != nil {
-		return unsupported(v, e)
-	}
 	if v != verbAdd && v != verbDelete {
-		return unsupported(v, e)
+		return fmt.Errorf("%w: %v element of %s", ErrUnsupportedObject, v, name)
 	}
 	if b.pendSet == nil || b.pendSet.Name != name || b.pendVerb != v {
 		if err := b.flushElements(); err != nil {
@@ -603,42 +711,39 @@ func (b *batch) element(v verb, e *knftables.Element) error {
 		b.pendSet, b.pendVerb = &gnft.Set{Table: b.table, Name: name, IsMap: info.isMap || info.data != nil, HasTimeout: info.timeout}, v
 	}
 	if info.interval {
-		start, end, err := intervalKeys(e.Key[0], info.keys[0])
+		if len(info.keys) != 1 || strings.Contains(key, keySep) {
+			return fmt.Errorf("%w: element %q of %s: want one key field", ErrUnsupportedObject, key, name)
+		}
+		start, end, err := intervalKeys(key, info.keys[0])
 		if err != nil {
 			return fmt.Errorf("element of %s: %w", name, err)
 		}
-		b.pend = append(b.pend, gnft.SetElement{Key: start})
+		if err := b.appendElement(gnft.SetElement{Key: start}); err != nil {
+			return err
+		}
 		if end != nil {
-			b.pend = append(b.pend, gnft.SetElement{Key: end, IntervalEnd: true})
+			return b.appendElement(gnft.SetElement{Key: end, IntervalEnd: true})
 		}
 		return nil
 	}
-	key, err := concatKey(e.Key, info.keys)
+	k, err := concatKey(key, info.keys)
 	if err != nil {
 		return fmt.Errorf("element of %s: %w", name, err)
 	}
-	el := gnft.SetElement{Key: key}
+	el := gnft.SetElement{Key: k}
 	switch {
 	case info.isMap && v == verbAdd:
-		if len(e.Value) != 1 {
-			return fmt.Errorf("%w: element %v of map %s: value %v", ErrUnsupportedObject, e.Key, name, e.Value)
-		}
-		vd, err := verdict(e.Value[0])
+		vd, err := verdict(value)
 		if err != nil {
-			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+			return fmt.Errorf("element %q of map %s: %w", key, name, err)
 		}
 		el.VerdictData = vd
 	case info.data != nil && v == verbAdd:
-		fields := e.Value
-		if len(fields) == 1 {
-			fields = strings.Split(fields[0], " . ")
-		}
-		if el.Val, err = concatKey(fields, info.data); err != nil {
-			return fmt.Errorf("element %v of map %s: %w", e.Key, name, err)
+		if el.Val, err = concatKey(value, info.data); err != nil {
+			return fmt.Errorf("element %q of map %s: %w", key, name, err)
 		}
 	}
-	b.pend = append(b.pend, el)
-	return nil
+	return b.appendElement(el)
 }
 
 // appendField appends one key field of type t (network byte order; host

@@ -24,10 +24,14 @@ const (
 
 func (v verb) String() string { return [...]string{"add", "flush", "delete"}[v] }
 
-// op is one operation of a transaction on a knftables object.
+// op is one operation of a transaction on a knftables object, or, when
+// obj is nil, on the element el (added with its value, deleted
+// without): the diff's elements reach the netlink executor without a
+// knftables.Element made of them and taken apart again.
 type op struct {
 	verb verb
 	obj  knftables.Object
+	el   element
 }
 
 // ops records a transaction so that it can be replayed either into a
@@ -35,20 +39,41 @@ type op struct {
 // netlink batch (Netlink).
 type ops struct{ list []op }
 
-func (o *ops) Add(obj knftables.Object)    { o.list = append(o.list, op{verbAdd, obj}) }
-func (o *ops) Flush(obj knftables.Object)  { o.list = append(o.list, op{verbFlush, obj}) }
-func (o *ops) Delete(obj knftables.Object) { o.list = append(o.list, op{verbDelete, obj}) }
+func (o *ops) Add(obj knftables.Object)    { o.list = append(o.list, op{verb: verbAdd, obj: obj}) }
+func (o *ops) Flush(obj knftables.Object)  { o.list = append(o.list, op{verb: verbFlush, obj: obj}) }
+func (o *ops) Delete(obj knftables.Object) { o.list = append(o.list, op{verb: verbDelete, obj: obj}) }
+
+// object is x's knftables object.
+func (x op) object() knftables.Object {
+	if x.obj == nil {
+		return x.el.object(x.verb == verbAdd)
+	}
+	return x.obj
+}
+
+// addElement adds or (v verbDelete) deletes e in tx.
+func addElement(tx sink, v verb, e element) {
+	if o, ok := tx.(*ops); ok {
+		o.list = append(o.list, op{verb: v, el: e})
+		return
+	}
+	if v == verbAdd {
+		tx.Add(e.object(true))
+	} else {
+		tx.Delete(e.object(false))
+	}
+}
 
 // replay adds the recorded operations to tx.
 func (o *ops) replay(tx *knftables.Transaction) {
 	for _, x := range o.list {
 		switch x.verb {
 		case verbAdd:
-			tx.Add(x.obj)
+			tx.Add(x.object())
 		case verbFlush:
-			tx.Flush(x.obj)
+			tx.Flush(x.object())
 		case verbDelete:
-			tx.Delete(x.obj)
+			tx.Delete(x.object())
 		}
 	}
 }

@@ -135,11 +135,21 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		old = nil
 		d.hairpin.base, d.kUse.base = map[string]int{}, map[dispatchKey]int{}
 	}
-	names := slices.SortedFunc(maps.Keys(changes), func(a, b services.ServicePortName) int { return strings.Compare(a.String(), b.String()) })
-	for _, n := range names {
-		r := p.render(changes[n])
-		d.add(old[n], r)
-		upd[n] = r
+	names := sortedNames(changes)
+	rs := make([]*rendered, len(names))
+	adds, hairpins := 0, 0
+	for i, n := range names {
+		rs[i] = p.render(changes[n])
+		if rs[i] != nil {
+			adds, hairpins = adds+len(rs[i].elements), hairpins+len(rs[i].hairpin)
+		}
+	}
+	// (At most every element and hairpin address of the changed ports
+	// is new: sized once rather than grown through a full sync.)
+	d.addElems, d.hairpinAdd = make([]element, 0, adds), make([]string, 0, hairpins)
+	for i, n := range names {
+		d.add(old[n], rs[i])
+		upd[n] = rs[i]
 	}
 	d.write(tx, p, full)
 	if len(tx.list) > 0 {
@@ -172,6 +182,25 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		p.onStale(ctx, stale)
 	}
 	return nil
+}
+
+// sortedNames returns the names of changes in the order of their
+// String forms (each formatted once, not once per comparison).
+func sortedNames(changes map[services.ServicePortName]*services.Resolved) []services.ServicePortName {
+	type named struct {
+		s string
+		n services.ServicePortName
+	}
+	l := make([]named, 0, len(changes))
+	for n := range changes {
+		l = append(l, named{n.String(), n})
+	}
+	slices.SortFunc(l, func(a, b named) int { return strings.Compare(a.s, b.s) })
+	out := make([]services.ServicePortName, len(l))
+	for i, x := range l {
+		out[i] = x.n
+	}
+	return out
 }
 
 // stale lists the UDP/SCTP flows made stale by changes (compared with
@@ -326,9 +355,7 @@ func (d *diff) add(old, cur *rendered) {
 			d.delElems = append(d.delElems, e)
 		}
 	}
-	for _, e := range slices.SortedFunc(maps.Keys(cur.elements), func(a, b element) int {
-		return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
-	}) {
+	for e := range cur.elements {
 		if !old.elements[e] {
 			d.addElems = append(d.addElems, e)
 		}
@@ -356,14 +383,29 @@ func (d *diff) add(old, cur *rendered) {
 	}
 }
 
-func splitKey(k string) []string { return strings.Split(k, " . ") }
+func splitKey(k string) []string { return strings.Split(k, keySep) }
 
 // write adds the operations to tx; fresh means the table was just
 // recreated, so chains need no flush.
 func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 	setType := p.setType()
+	// Elements in map order, then key order: deterministic, and each
+	// map's elements are consecutive, so the netlink executor sends
+	// them in full messages.
+	for _, l := range [][]element{d.delElems, d.addElems} {
+		slices.SortFunc(l, func(a, b element) int {
+			return cmp.Or(strings.Compare(a.Map, b.Map), strings.Compare(a.Key, b.Key))
+		})
+	}
+	if o, ok := tx.(*ops); ok {
+		n := len(d.delElems) + len(d.addElems) + len(d.hairpinAdd) + len(d.hairpinDel) + 2*len(d.writeChains)
+		for _, c := range d.writeChains {
+			n += len(d.rules[c])
+		}
+		o.list = slices.Grow(o.list, n)
+	}
 	for _, e := range d.delElems {
-		tx.Delete(e.object(false))
+		addElement(tx, verbDelete, e)
 	}
 	// An address dropped by one port and added by another in the same
 	// diff appears in both lists: net it out.
@@ -380,12 +422,12 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 	}
 	for _, a := range slices.Sorted(maps.Keys(del)) {
 		if d.hairpin.get(a) == 0 {
-			tx.Delete(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+			addElement(tx, verbDelete, element{Map: setHairpin, Key: a + keySep + a})
 		}
 	}
 	for _, a := range slices.Sorted(maps.Keys(add)) {
 		if d.hairpin.get(a) > 0 {
-			tx.Add(&knftables.Element{Set: setHairpin, Key: []string{a, a}})
+			addElement(tx, verbAdd, element{Map: setHairpin, Key: a + keySep + a})
 		}
 	}
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
@@ -414,7 +456,7 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 		}
 	}
 	for _, e := range d.addElems {
-		tx.Add(e.object(true))
+		addElement(tx, verbAdd, e)
 	}
 	for _, c := range d.staleChains {
 		tx.Flush(&knftables.Chain{Name: c})

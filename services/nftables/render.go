@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -178,13 +179,22 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	if len(clusterIPs) == 0 {
 		return nil
 	}
-	out := &rendered{chains: map[string][]string{}, sets: map[string]int{}, elements: map[element]bool{}}
 	key := keyOf(sp.Name)
 	proto := strings.ToLower(string(sp.Name.Protocol))
 	svcChain, extChain := "service-"+key, "external-"+key
 	internal, external := p.eps(r.Endpoints.Internal(sp)), p.eps(r.Endpoints.External(sp))
 	cluster := p.eps(r.Endpoints.Cluster)
 	affinity := int(sp.AffinityTimeout.Seconds())
+	// At most: per cluster IP an endpoint-map element per internal
+	// endpoint, a service-ips element and a no-endpoint one; per
+	// external address and the node port, elements per internal and
+	// external endpoint and two more.
+	size := len(clusterIPs) * (len(internal) + 2)
+	if sp.ExternallyAccessible() {
+		size += (len(sp.ExternalIPs) + len(sp.LoadBalancerIPs) + 1) * (len(internal) + len(external) + 2)
+	}
+	out := &rendered{chains: make(map[string][]string, 2), sets: map[string]int{}, elements: make(map[element]bool, size)}
+	var buf []byte
 
 	// No chain per endpoint: each endpoint is an element of the service's
 	// endpoint map (or, with affinity, one rule of the dispatching chain).
@@ -218,12 +228,17 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		svcMap, npMap := endpointMaps(proto)
 		base := bank + slotBase(len(eps))
 		for i, e := range eps {
-			v := fmt.Sprintf("%s . %d", e.Addr, e.Port)
+			// (Keys built by appending: a full sync makes one per
+			// endpoint and address, and fmt costs more than the rest.)
+			buf = appendJoined(buf[:0], e.Addr, uint64(e.Port))
+			v := string(buf)
 			for _, a := range addrs {
-				out.elements[element{svcMap, fmt.Sprintf("%s . %d . %d", a, sp.Port, base+i), v}] = true
+				buf = appendJoined(buf[:0], a, uint64(sp.Port), uint64(base+i))
+				out.elements[element{svcMap, string(buf), v}] = true
 			}
 			if nodePort != 0 {
-				out.elements[element{npMap, fmt.Sprintf("%d . %d", nodePort, base+i), v}] = true
+				buf = appendJoined(buf[:0], netip.Addr{}, uint64(nodePort), uint64(base+i))
+				out.elements[element{npMap, string(buf), v}] = true
 			}
 		}
 	}
@@ -339,6 +354,22 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		ext(mapServiceNodePorts, mapNoEndpointNPs, setRejectNPs, fmt.Sprintf("%s . %d", proto, sp.NodePort))
 	}
 	return out
+}
+
+// appendJoined appends " . "-joined key fields: the address a (unless
+// it is the zero Addr), then the numbers ns in decimal.
+func appendJoined(b []byte, a netip.Addr, ns ...uint64) []byte {
+	sep := false
+	if a.IsValid() {
+		b, sep = a.AppendTo(b), true
+	}
+	for _, n := range ns {
+		if sep {
+			b = append(b, " . "...)
+		}
+		b, sep = strconv.AppendUint(b, n, 10), true
+	}
+	return b
 }
 
 func (p *Proxier) clusterCIDRs() []string {
