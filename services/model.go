@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -26,6 +27,25 @@ type ServicePortName struct {
 // String is "namespace/name:port/protocol", for logs.
 func (n ServicePortName) String() string {
 	return fmt.Sprintf("%s/%s:%s/%s", n.Namespace, n.Name, n.Port, n.Protocol)
+}
+
+// SortedNames returns m's keys ordered by their String form, formatting
+// each name once: the deterministic order backends write rules in.
+func SortedNames[V any](m map[ServicePortName]V) []ServicePortName {
+	type keyed struct {
+		s string
+		n ServicePortName
+	}
+	ks := make([]keyed, 0, len(m))
+	for n := range m {
+		ks = append(ks, keyed{n.String(), n})
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.s, b.s) })
+	out := make([]ServicePortName, len(ks))
+	for i, k := range ks {
+		out[i] = k.n
+	}
+	return out
 }
 
 // ServicePort is one port of a proxied Service, with everything the

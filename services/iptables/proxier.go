@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 
@@ -211,7 +210,7 @@ func (p *Proxier) render() error {
 		p.ipt.QueueResync()
 	}
 	dispatchChanged := full
-	for _, n := range sortedNames(changes) {
+	for _, n := range services.SortedNames(changes) {
 		old, cur := p.state[n], p.renderPort(changes[n])
 		if err := p.writePort(old, cur); err != nil {
 			return err
@@ -246,25 +245,6 @@ func (p *Proxier) render() error {
 	return nil
 }
 
-// sortedNames returns m's keys in the order of their String form (the
-// order rules and chains are written in), formatting each name once.
-func sortedNames[V any](m map[services.ServicePortName]V) []services.ServicePortName {
-	type keyed struct {
-		s string
-		n services.ServicePortName
-	}
-	ks := make([]keyed, 0, len(m))
-	for n := range m {
-		ks = append(ks, keyed{n.String(), n})
-	}
-	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.s, b.s) })
-	out := make([]services.ServicePortName, len(ks))
-	for i, k := range ks {
-		out[i] = k.n
-	}
-	return out
-}
-
 // writePort sets the chains cur owns and deletes those only old had.
 func (p *Proxier) writePort(old, cur *rendered) error {
 	if cur != nil {
@@ -289,7 +269,7 @@ func (p *Proxier) writePort(old, cur *rendered) error {
 
 // writeDispatch rebuilds the dispatch chains from every port's parts.
 func (p *Proxier) writeDispatch() error {
-	names := sortedNames(p.state)
+	names := services.SortedNames(p.state)
 	var natSvc, nodePorts, filterSvc, filterExt []ipt.Rule
 	for _, n := range names {
 		r := p.state[n]

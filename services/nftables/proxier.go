@@ -135,7 +135,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		old = nil
 		d.hairpin.base, d.kUse.base = map[string]int{}, map[dispatchKey]int{}
 	}
-	names := sortedNames(changes)
+	names := services.SortedNames(changes)
 	rs := make([]*rendered, len(names))
 	adds, hairpins := 0, 0
 	for i, n := range names {
@@ -182,25 +182,6 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		p.onStale(ctx, stale)
 	}
 	return nil
-}
-
-// sortedNames returns the names of changes in the order of their
-// String forms (each formatted once, not once per comparison).
-func sortedNames(changes map[services.ServicePortName]*services.Resolved) []services.ServicePortName {
-	type named struct {
-		s string
-		n services.ServicePortName
-	}
-	l := make([]named, 0, len(changes))
-	for n := range changes {
-		l = append(l, named{n.String(), n})
-	}
-	slices.SortFunc(l, func(a, b named) int { return strings.Compare(a.s, b.s) })
-	out := make([]services.ServicePortName, len(l))
-	for i, x := range l {
-		out[i] = x.n
-	}
-	return out
 }
 
 // stale lists the UDP/SCTP flows made stale by changes (compared with
