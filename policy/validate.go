@@ -116,7 +116,7 @@ func (p *GlobalNetworkPolicy) fields() policyFields {
 func (p *NetworkPolicy) Resolve() (*ResolvedPolicy, error) {
 	var e errs
 	checkMeta(p.TypeMeta, &p.ObjectMeta, KindNetworkPolicy, true, &e)
-	rp := resolvePolicy(p.fields(), &e)
+	rp := resolvePolicy(p.fields(), nil, &e)
 	if err := e.result(KindNetworkPolicy, metaName(&p.ObjectMeta)); err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (p *NetworkPolicy) Validate() error {
 func (p *GlobalNetworkPolicy) Resolve() (*ResolvedPolicy, error) {
 	var e errs
 	checkMeta(p.TypeMeta, &p.ObjectMeta, KindGlobalNetworkPolicy, false, &e)
-	rp := resolvePolicy(p.fields(), &e)
+	rp := resolvePolicy(p.fields(), nil, &e)
 	if err := e.result(KindGlobalNetworkPolicy, p.Name); err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (s *ServiceEndpoints) Validate() error {
 
 // checkEndpointPort checks a port an endpoint listens on; the name is
 // required for an Endpoint's named port, optional for a service's.
-func checkEndpointPort(port EndpointPort, nameRequired bool, p *path, e *errs) {
+func checkEndpointPort(port EndpointPort, nameRequired bool, p path, e *errs) {
 	if port.Name != "" || nameRequired {
 		if err := validatePortName(port.Name); err != nil {
 			e.add(p.field("name"), err.Error())
