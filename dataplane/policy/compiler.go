@@ -706,7 +706,7 @@ func (c *Compiler) Replace(r pol.Resources) error {
 // GlobalNetworkPolicies) with one policy.Resolver, so that a selector
 // many rules share is parsed and combined once, in parallel on every CPU
 // when there are many: resolving (validating and canonicalizing
-// selectors) is most of the cost of a full Replace.
+// selectors) was most of the cost of a full Replace before the Resolver.
 func resolveAll(r pol.Resources) ([]*pol.ResolvedPolicy, []error) {
 	nnp := len(r.NetworkPolicies)
 	n := nnp + len(r.GlobalNetworkPolicies)
