@@ -18,8 +18,9 @@ import (
 // The results equal those of Resolve; the resolved policies share the
 // cached selector.Selector values, which are immutable. A Resolver only
 // grows, by the distinct selectors it has seen: use one per batch (a
-// snapshot, a full sync) and drop it. The zero value is ready to use, and
-// a Resolver is safe for concurrent use.
+// snapshot, a full sync) and drop it. The zero value is ready to use, a
+// nil *Resolver resolves without a cache (as Resolve does), and a Resolver
+// is safe for concurrent use.
 type Resolver struct {
 	parsed   sync.Map // parseKey → selector.Selector, the valid ones only
 	combined sync.Map // combineKey → selector.Selector, the valid ones only
