@@ -211,13 +211,17 @@ func validIface(s string) bool {
 	return true
 }
 
+// hash16 is the first 16 hex digits of the SHA-256 of the parts, each
+// followed by a NUL byte.
 func hash16(parts ...string) string {
-	h := sha256.New()
+	var buf [256]byte
+	in := buf[:0]
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		in = append(in, p...)
+		in = append(in, 0)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	sum := sha256.Sum256(in)
+	return hex.EncodeToString(sum[:8])
 }
 
 func (c *Compiler) famDigit() string {
