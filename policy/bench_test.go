@@ -209,3 +209,41 @@ func BenchmarkNewPolicySet(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkResolve resolves every policy of benchWorld(1,000) one by one
+// with Resolve (the peer) and with one shared Resolver, as NewPolicySet and
+// a dataplane's full sync do.
+func BenchmarkResolve(b *testing.B) {
+	r := benchWorld(1_000)
+	b.Run("resolve", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, p := range r.NetworkPolicies {
+				if _, err := p.Resolve(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, p := range r.GlobalNetworkPolicies {
+				if _, err := p.Resolve(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("resolver", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var res Resolver
+			for _, p := range r.NetworkPolicies {
+				if _, err := res.ResolveNetworkPolicy(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, p := range r.GlobalNetworkPolicies {
+				if _, err := res.ResolveGlobalNetworkPolicy(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

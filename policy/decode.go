@@ -192,7 +192,7 @@ func decodeResource(m map[string]any, prefix string) (Resource, []*FieldError) {
 		return nil, []*FieldError{formError(kind, name, joinPath(prefix, "kind"), fmt.Sprintf("unknown kind %q", kind))}
 	}
 	var shape errs
-	checkShape(reflect.TypeOf(obj).Elem(), any(m), nil, &shape)
+	checkShape(reflect.TypeOf(obj).Elem(), any(m), path{}, &shape)
 	slices.SortStableFunc(shape.list, func(a, b *FieldError) int { return strings.Compare(a.Field, b.Field) })
 	var problems []*FieldError
 	left := make([]string, 0, len(shape.list))
@@ -296,9 +296,9 @@ var (
 // becomes null, the zero value), so the rest can still be decoded and
 // validated; it returns false when v itself is bad and its container must
 // drop it.
-func checkShape(t reflect.Type, v any, p *path, e *errs) bool {
-	at := func() *path {
-		if p == nil {
+func checkShape(t reflect.Type, v any, p path, e *errs) bool {
+	at := func() path {
+		if p.isZero() {
 			return root("(document)")
 		}
 		return p
@@ -340,7 +340,7 @@ func checkShape(t reflect.Type, v any, p *path, e *errs) bool {
 		for k, sub := range m {
 			ft, ok := fields[k]
 			child := root(k)
-			if p != nil {
+			if !p.isZero() {
 				child = p.field(k)
 			}
 			if !ok {

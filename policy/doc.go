@@ -216,7 +216,9 @@
 //     the same constant (ProtoTCP) fits a Flow, a Rule and an EndpointPort. Resolve turns a policy into the
 //     evaluation form once (selectors parsed, scopes decided, types
 //     defaulted, the combined selectors built); the dataplane compiler
-//     consumes that form.
+//     consumes that form. A Resolver does the same for a batch of policies
+//     (NewPolicySet, a dataplane's full sync), parsing and combining each
+//     distinct selector once.
 //  2. One selection core. A Model keeps every selector in selector/index,
 //     whose items are endpoints and network sets and whose parents are
 //     namespaces and service accounts: a pod's label change re-evaluates only

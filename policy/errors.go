@@ -115,53 +115,59 @@ func (e *ValidationError) Unwrap() []error {
 	return out
 }
 
-// path builds field paths without allocating until an error is reported.
+// path builds field paths without allocating until an error is reported:
+// it is a value on the stack, its parent the caller's path (nothing keeps
+// a path after the call that made it returns). The zero path is no path
+// at all (a document's top level).
 type path struct {
 	parent *path
 	name   string
 	index  int // -1 when this element is a field, not an index
 }
 
-func root(name string) *path { return &path{name: name, index: -1} }
+func root(name string) path { return path{name: name, index: -1} }
 
-func (p *path) field(name string) *path { return &path{parent: p, name: name, index: -1} }
+func (p path) isZero() bool { return p.parent == nil && p.name == "" && p.index == 0 }
 
-func (p *path) at(i int) *path { return &path{parent: p, index: i} }
+func (p path) field(name string) path { return path{parent: &p, name: name, index: -1} }
 
-func (p *path) String() string {
-	if p == nil {
+func (p path) at(i int) path { return path{parent: &p, index: i} }
+
+func (p path) String() string {
+	if p.isZero() {
 		return ""
 	}
-	var parts []*path
-	for q := p; q != nil; q = q.parent {
-		parts = append(parts, q)
-	}
 	var b strings.Builder
-	for i := len(parts) - 1; i >= 0; i-- {
-		q := parts[i]
-		if q.index >= 0 {
-			b.WriteString("[")
-			b.WriteString(strconv.Itoa(q.index))
-			b.WriteString("]")
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString(".")
-		}
-		b.WriteString(q.name)
-	}
+	p.write(&b)
 	return b.String()
+}
+
+// write appends the path, root first.
+func (p *path) write(b *strings.Builder) {
+	if p.parent != nil {
+		p.parent.write(b)
+	}
+	if p.index >= 0 {
+		b.WriteString("[")
+		b.WriteString(strconv.Itoa(p.index))
+		b.WriteString("]")
+		return
+	}
+	if b.Len() > 0 {
+		b.WriteString(".")
+	}
+	b.WriteString(p.name)
 }
 
 // errs collects field errors.
 type errs struct{ list []*FieldError }
 
-func (e *errs) add(p *path, detail string) {
+func (e *errs) add(p path, detail string) {
 	e.list = append(e.list, &FieldError{Field: p.String(), Detail: detail})
 }
 
 // addErr records err, keeping it for errors.Is and errors.As.
-func (e *errs) addErr(p *path, err error) {
+func (e *errs) addErr(p path, err error) {
 	e.list = append(e.list, &FieldError{Field: p.String(), Detail: err.Error(), Err: err})
 }
 

@@ -118,7 +118,7 @@ type k8sPeer struct {
 	nets, notNets []string
 }
 
-func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, ingress bool, p *path, e *errs) []Rule {
+func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, ingress bool, p path, e *errs) []Rule {
 	peerField, portField := "from", "ports"
 	if !ingress {
 		peerField = "to"

@@ -168,7 +168,7 @@ type policyFields struct {
 	doNotTrack, preDNAT, applyOnForward bool
 }
 
-func resolvePolicy(f policyFields, e *errs) *ResolvedPolicy {
+func resolvePolicy(f policyFields, r *Resolver, e *errs) *ResolvedPolicy {
 	spec := root("spec")
 	rp := &ResolvedPolicy{
 		Name:           f.name,
@@ -190,13 +190,13 @@ func resolvePolicy(f policyFields, e *errs) *ResolvedPolicy {
 		e.add(spec.field("tier"), msg)
 	}
 	checkOrder(f.order, spec.field("order"), e)
-	rp.Selector = parseSel(f.sel, spec.field("selector"), false, e)
+	rp.Selector = r.parseSel(f.sel, spec.field("selector"), false, e)
 	if strings.TrimSpace(f.saSel) != "" {
-		s := parseSel(f.saSel, spec.field("serviceAccountSelector"), false, e)
+		s := r.parseSel(f.saSel, spec.field("serviceAccountSelector"), false, e)
 		rp.ServiceAccountSelector = &s
 	}
 	if f.global && strings.TrimSpace(f.nsSel) != "" {
-		s := parseSel(f.nsSel, spec.field("namespaceSelector"), false, e)
+		s := r.parseSel(f.nsSel, spec.field("namespaceSelector"), false, e)
 		rp.Scope, rp.NamespaceSelector = namespaceScope(s)
 	}
 	if f.global {
@@ -235,7 +235,13 @@ func resolvePolicy(f policyFields, e *errs) *ResolvedPolicy {
 		}
 	}
 
-	ctx := ruleContext{global: f.global, namespace: f.namespace}
+	ctx := ruleContext{global: f.global, namespace: f.namespace, r: r}
+	if len(f.ingress) > 0 {
+		rp.IngressRules = make([]ResolvedRule, 0, len(f.ingress))
+	}
+	if len(f.egress) > 0 {
+		rp.EgressRules = make([]ResolvedRule, 0, len(f.egress))
+	}
 	for i := range f.ingress {
 		ctx.ingress = true
 		rp.IngressRules = append(rp.IngressRules, resolveRule(&f.ingress[i], i, ctx, spec.field("ingress").at(i), e))
@@ -244,7 +250,7 @@ func resolvePolicy(f policyFields, e *errs) *ResolvedPolicy {
 		ctx.ingress = false
 		rp.EgressRules = append(rp.EgressRules, resolveRule(&f.egress[i], i, ctx, spec.field("egress").at(i), e))
 	}
-	resolveSelections(rp, e)
+	resolveSelections(rp, r, e)
 	return rp
 }
 
@@ -252,9 +258,10 @@ type ruleContext struct {
 	global    bool
 	namespace string
 	ingress   bool
+	r         *Resolver // nil: no cache
 }
 
-func checkOrder(o *float64, p *path, e *errs) {
+func checkOrder(o *float64, p path, e *errs) {
 	if o == nil {
 		return
 	}
@@ -268,7 +275,7 @@ func checkOrder(o *float64, p *path, e *errs) {
 
 // parseSel parses a selector; global() is refused unless allowGlobal, and
 // then only on its own.
-func parseSel(s string, p *path, allowGlobal bool, e *errs) selector.Selector {
+func parseSel(s string, p path, allowGlobal bool, e *errs) selector.Selector {
 	sel, err := selector.Parse(s)
 	if err != nil {
 		e.addErr(p, err)
@@ -305,7 +312,7 @@ func namespaceScope(s selector.Selector) (Scope, selector.Selector) {
 	}
 }
 
-func resolveRule(r *Rule, idx int, ctx ruleContext, p *path, e *errs) ResolvedRule {
+func resolveRule(r *Rule, idx int, ctx ruleContext, p path, e *errs) ResolvedRule {
 	rr := ResolvedRule{Index: idx, Action: r.Action}
 	switch r.Action {
 	case Allow, Deny, Log, Pass:
@@ -344,27 +351,29 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p *path, e *errs) ResolvedRu
 
 	// Ports need a protocol that has them.
 	portsOK := rr.Protocol != nil && protoHasPorts(*rr.Protocol)
-	for _, pf := range []struct {
-		name  string
-		ports []Port
-		p     *path
+	for _, pf := range [...]struct {
+		side, name string
+		ports      []Port
 	}{
-		{"ports", r.Source.Ports, p.field("source").field("ports")},
-		{"notPorts", r.Source.NotPorts, p.field("source").field("notPorts")},
-		{"ports", r.Destination.Ports, p.field("destination").field("ports")},
-		{"notPorts", r.Destination.NotPorts, p.field("destination").field("notPorts")},
+		{"source", "ports", r.Source.Ports},
+		{"source", "notPorts", r.Source.NotPorts},
+		{"destination", "ports", r.Destination.Ports},
+		{"destination", "notPorts", r.Destination.NotPorts},
 	} {
 		if len(pf.ports) > 0 && !portsOK {
-			e.add(pf.p, "ports require protocol TCP, UDP or SCTP")
+			sp := p.field(pf.side)
+			e.add(sp.field(pf.name), "ports require protocol TCP, UDP or SCTP")
 		}
 	}
-	for _, pf := range []struct {
+	for _, pf := range [...]struct {
+		name  string
 		ports []Port
-		p     *path
-	}{{r.Source.Ports, p.field("source").field("ports")}, {r.Source.NotPorts, p.field("source").field("notPorts")}} {
+	}{{"ports", r.Source.Ports}, {"notPorts", r.Source.NotPorts}} {
 		for i, port := range pf.ports {
 			if port.IsNamed() {
-				e.add(pf.p.at(i), fmt.Sprintf("named port %q not allowed in a source: a named port names a port the destination listens on", port.PortName))
+				sp := p.field("source")
+				fp := sp.field(pf.name)
+				e.add(fp.at(i), fmt.Sprintf("named port %q not allowed in a source: a named port names a port the destination listens on", port.PortName))
 			}
 		}
 	}
@@ -417,7 +426,7 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p *path, e *errs) ResolvedRu
 	return rr
 }
 
-func resolveProtocol(pr *Protocol, p *path, e *errs) *Protocol {
+func resolveProtocol(pr *Protocol, p path, e *errs) *Protocol {
 	if pr == nil {
 		return nil
 	}
@@ -429,7 +438,7 @@ func resolveProtocol(pr *Protocol, p *path, e *errs) *Protocol {
 	return &n
 }
 
-func resolveICMP(f *ICMPFields, p *path, e *errs) *ICMPMatch {
+func resolveICMP(f *ICMPFields, p path, e *errs) *ICMPMatch {
 	if f == nil {
 		return nil
 	}
@@ -456,7 +465,7 @@ func resolveICMP(f *ICMPFields, p *path, e *errs) *ICMPMatch {
 	return m
 }
 
-func resolveNets(nets []string, p *path, e *errs, v4, v6 *bool) []netip.Prefix {
+func resolveNets(nets []string, p path, e *errs, v4, v6 *bool) []netip.Prefix {
 	var out []netip.Prefix
 	for i, s := range nets {
 		pfx, err := parseNet(s)
@@ -495,7 +504,7 @@ func parseNet(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-func resolveEntity(er *EntityRule, ctx ruleContext, p *path, e *errs, v4, v6 *bool) EntityMatch {
+func resolveEntity(er *EntityRule, ctx ruleContext, p path, e *errs, v4, v6 *bool) EntityMatch {
 	m := EntityMatch{
 		Nets:    resolveNets(er.Nets, p.field("nets"), e, v4, v6),
 		NotNets: resolveNets(er.NotNets, p.field("notNets"), e, v4, v6),
@@ -506,10 +515,10 @@ func resolveEntity(er *EntityRule, ctx ruleContext, p *path, e *errs, v4, v6 *bo
 	hasSA := er.ServiceAccounts != nil && (len(er.ServiceAccounts.Names) > 0 || strings.TrimSpace(er.ServiceAccounts.Selector) != "")
 
 	if hasSel {
-		m.Selector = parseSel(er.Selector, p.field("selector"), false, e)
+		m.Selector = ctx.r.parseSel(er.Selector, p.field("selector"), false, e)
 	}
 	if hasNotSel {
-		s := parseSel(er.NotSelector, p.field("notSelector"), false, e)
+		s := ctx.r.parseSel(er.NotSelector, p.field("notSelector"), false, e)
 		m.NotSelector = &s
 	}
 	if er.ServiceAccounts != nil {
@@ -521,7 +530,7 @@ func resolveEntity(er *EntityRule, ctx ruleContext, p *path, e *errs, v4, v6 *bo
 		}
 		m.ServiceAccountNames = slices.Clone(er.ServiceAccounts.Names)
 		if strings.TrimSpace(er.ServiceAccounts.Selector) != "" {
-			s := parseSel(er.ServiceAccounts.Selector, sp.field("selector"), false, e)
+			s := ctx.r.parseSel(er.ServiceAccounts.Selector, sp.field("selector"), false, e)
 			m.ServiceAccountSelector = &s
 		}
 	}
@@ -529,7 +538,7 @@ func resolveEntity(er *EntityRule, ctx ruleContext, p *path, e *errs, v4, v6 *bo
 	// or, with a scope to apply, a notSelector or namespaceSelector.
 	switch {
 	case hasNsSel:
-		s := parseSel(er.NamespaceSelector, p.field("namespaceSelector"), true, e)
+		s := ctx.r.parseSel(er.NamespaceSelector, p.field("namespaceSelector"), true, e)
 		m.Scope, m.NamespaceSelector = namespaceScope(s)
 		m.HasSelector = true
 	case !ctx.global && (hasSel || hasSA || hasNotSel):
@@ -577,7 +586,7 @@ func resolveEntity(er *EntityRule, ctx ruleContext, p *path, e *errs, v4, v6 *bo
 	return m
 }
 
-func checkPort(port Port, p *path, e *errs) {
+func checkPort(port Port, p path, e *errs) {
 	if port.IsNamed() {
 		if err := validatePortName(port.PortName); err != nil {
 			e.add(p, err.Error())

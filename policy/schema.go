@@ -229,9 +229,9 @@ func (m *EntityMatch) NotMatchSelector() (sel selector.Selector, ok bool) {
 
 // resolveSelections works out the combined selectors of a resolved policy
 // and its rules, reporting a key that is too long once prefixed.
-func resolveSelections(rp *ResolvedPolicy, e *errs) {
+func resolveSelections(rp *ResolvedPolicy, res *Resolver, e *errs) {
 	spec := root("spec")
-	s, err := policyEndpointSelector(rp)
+	s, err := res.combine(rp.Scope, rp.Namespace, rp.NamespaceSelector, nil, rp.ServiceAccountSelector, rp.Selector)
 	if err != nil {
 		e.add(spec.field("namespaceSelector"), err.Error())
 	}
@@ -249,14 +249,14 @@ func resolveSelections(rp *ResolvedPolicy, e *errs) {
 				m := side.m
 				m.selection.ok = true
 				if m.HasSelector {
-					s, err := entitySelector(m)
+					s, err := res.combine(m.Scope, m.Namespace, m.NamespaceSelector, m.ServiceAccountNames, m.ServiceAccountSelector, m.Selector)
 					if err != nil {
 						e.add(spec.field(d.name).at(i).field(side.name), err.Error())
 					}
 					m.selection.sel = s
 				}
 				if m.NotSelector != nil {
-					m.selection.not = canonical(*m.NotSelector)
+					m.selection.not = res.canonical(*m.NotSelector)
 				}
 			}
 		}

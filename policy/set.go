@@ -146,15 +146,16 @@ func NewPolicySet(r Resources) (*PolicySet, error) {
 		ps.policyIndex[rp.Key] = -1
 		ps.policies = append(ps.policies, rp)
 	}
+	var res Resolver
 	for _, p := range r.NetworkPolicies {
 		if p != nil {
-			rp, err := p.Resolve()
+			rp, err := res.ResolveNetworkPolicy(p)
 			addPolicy(KindNetworkPolicy, rp, err)
 		}
 	}
 	for _, p := range r.GlobalNetworkPolicies {
 		if p != nil {
-			rp, err := p.Resolve()
+			rp, err := res.ResolveGlobalNetworkPolicy(p)
 			addPolicy(KindGlobalNetworkPolicy, rp, err)
 		}
 	}

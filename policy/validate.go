@@ -114,13 +114,7 @@ func (p *GlobalNetworkPolicy) fields() policyFields {
 
 // Resolve validates the policy and returns it ready to evaluate or compile.
 func (p *NetworkPolicy) Resolve() (*ResolvedPolicy, error) {
-	var e errs
-	checkMeta(p.TypeMeta, &p.ObjectMeta, KindNetworkPolicy, true, &e)
-	rp := resolvePolicy(p.fields(), &e)
-	if err := e.result(KindNetworkPolicy, metaName(&p.ObjectMeta)); err != nil {
-		return nil, err
-	}
-	return rp, nil
+	return (*Resolver)(nil).ResolveNetworkPolicy(p)
 }
 
 // Validate reports every problem with the policy, or nil.
@@ -131,13 +125,7 @@ func (p *NetworkPolicy) Validate() error {
 
 // Resolve validates the policy and returns it ready to evaluate or compile.
 func (p *GlobalNetworkPolicy) Resolve() (*ResolvedPolicy, error) {
-	var e errs
-	checkMeta(p.TypeMeta, &p.ObjectMeta, KindGlobalNetworkPolicy, false, &e)
-	rp := resolvePolicy(p.fields(), &e)
-	if err := e.result(KindGlobalNetworkPolicy, p.Name); err != nil {
-		return nil, err
-	}
-	return rp, nil
+	return (*Resolver)(nil).ResolveGlobalNetworkPolicy(p)
 }
 
 // Validate reports every problem with the policy, or nil.
@@ -245,7 +233,7 @@ func (s *ServiceEndpoints) Validate() error {
 
 // checkEndpointPort checks a port an endpoint listens on; the name is
 // required for an Endpoint's named port, optional for a service's.
-func checkEndpointPort(port EndpointPort, nameRequired bool, p *path, e *errs) {
+func checkEndpointPort(port EndpointPort, nameRequired bool, p path, e *errs) {
 	if port.Name != "" || nameRequired {
 		if err := validatePortName(port.Name); err != nil {
 			e.add(p.field("name"), err.Error())

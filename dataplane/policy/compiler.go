@@ -211,13 +211,17 @@ func validIface(s string) bool {
 	return true
 }
 
+// hash16 is the first 16 hex digits of the SHA-256 of the parts, each
+// followed by a NUL byte.
 func hash16(parts ...string) string {
-	h := sha256.New()
+	var buf [256]byte
+	in := buf[:0]
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		in = append(in, p...)
+		in = append(in, 0)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	sum := sha256.Sum256(in)
+	return hex.EncodeToString(sum[:8])
 }
 
 func (c *Compiler) famDigit() string {
@@ -702,31 +706,27 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	return errors.Join(errs...)
 }
 
-// resolver is a NetworkPolicy or a GlobalNetworkPolicy.
-type resolver interface {
-	Resolve() (*pol.ResolvedPolicy, error)
-}
-
 // resolveAll resolves r's policies (NetworkPolicies, then
-// GlobalNetworkPolicies), in parallel on every CPU when there are many:
-// resolving (validating and canonicalizing selectors) is most of the cost
-// of a full Replace.
+// GlobalNetworkPolicies) with one policy.Resolver, so that a selector
+// many rules share is parsed and combined once, in parallel on every CPU
+// when there are many: resolving (validating and canonicalizing
+// selectors) was most of the cost of a full Replace before the Resolver.
 func resolveAll(r pol.Resources) ([]*pol.ResolvedPolicy, []error) {
-	all := make([]resolver, 0, len(r.NetworkPolicies)+len(r.GlobalNetworkPolicies))
-	for _, p := range r.NetworkPolicies {
-		all = append(all, p)
-	}
-	for _, p := range r.GlobalNetworkPolicies {
-		all = append(all, p)
-	}
-	rps := make([]*pol.ResolvedPolicy, len(all))
-	errs := make([]error, len(all))
-	workers := min(runtime.GOMAXPROCS(0), len(all)/32+1)
+	nnp := len(r.NetworkPolicies)
+	n := nnp + len(r.GlobalNetworkPolicies)
+	rps := make([]*pol.ResolvedPolicy, n)
+	errs := make([]error, n)
+	var res pol.Resolver
+	workers := min(runtime.GOMAXPROCS(0), n/32+1)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			for i := w; i < len(all); i += workers {
-				rps[i], errs[i] = all[i].Resolve()
+			for i := w; i < n; i += workers {
+				if i < nnp {
+					rps[i], errs[i] = res.ResolveNetworkPolicy(r.NetworkPolicies[i])
+				} else {
+					rps[i], errs[i] = res.ResolveGlobalNetworkPolicy(r.GlobalNetworkPolicies[i-nnp])
+				}
 			}
 		})
 	}

@@ -280,7 +280,7 @@ func (c *Compiler) renderPolicy(key string) {
 		rs := rp.Rules(d)
 		rules := make([]iptables.Rule, 0, 2*len(rs)+1)
 		for i := range rs {
-			rules = append(rules, c.ruleRules(rp, d, &rs[i])...)
+			rules = c.ruleRules(rules, rp, d, &rs[i])
 		}
 		c.setChain(name, rules)
 	}
@@ -387,19 +387,20 @@ func iptProto(p pol.Protocol) iptables.Protocol {
 // match, named ports), each doing the action, then for Allow and Pass a
 // RETURN once the mark is set. A rule that cannot match in this family
 // (ipVersion, nets, ICMP version), or that needs L7 (HTTP) or a Service,
-// renders to nothing, as it never matches a netfilter packet.
-func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r *pol.ResolvedRule) []iptables.Rule {
+// renders to nothing, as it never matches a netfilter packet. It appends
+// them to out and returns the result.
+func (c *Compiler) ruleRules(out []iptables.Rule, rp *pol.ResolvedPolicy, d pol.Direction, r *pol.ResolvedRule) []iptables.Rule {
 	ref := RuleRef{Policy: rp.Key, Direction: d, Rule: r.Index}
 	if r.HTTP != nil {
 		c.l7[rp.Key] = append(c.l7[rp.Key], ref)
-		return nil
+		return out
 	}
 	v6 := c.cfg.Family == iptables.IPv6
 	if (r.IPVersion == 4 && v6) || (r.IPVersion == 6 && !v6) || r.Src.Service != nil || r.Dst.Service != nil {
-		return nil
+		return out
 	}
 	if r.Protocol != nil && ((*r.Protocol == pol.ProtoICMP && v6) || (*r.Protocol == pol.ProtoICMPv6 && !v6)) {
-		return nil
+		return out
 	}
 	base := iptables.Match()
 	if r.Protocol != nil {
@@ -422,27 +423,26 @@ func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r *pol.Res
 		var ok bool
 		alts, ok = c.sideMatches(rp.Key, r, side.m, side.src, alts)
 		if !ok {
-			return nil
+			return out
 		}
 	}
 	var act iptables.Action
-	var after *iptables.Rule
+	var returnMark uint32 // RETURN once this mark is set, when non-zero
 	switch r.Action {
 	case pol.Allow:
 		act = iptables.SetMark{Value: c.cfg.MarkAccept, Mask: c.cfg.MarkAccept}
-		after = &iptables.Rule{Match: iptables.Match().MarkMatchesWithMask(c.cfg.MarkAccept, c.cfg.MarkAccept), Action: iptables.Return{}}
+		returnMark = c.cfg.MarkAccept
 	case pol.Pass:
 		act = iptables.SetMark{Value: c.cfg.MarkPass, Mask: c.cfg.MarkPass}
-		after = &iptables.Rule{Match: iptables.Match().MarkMatchesWithMask(c.cfg.MarkPass, c.cfg.MarkPass), Action: iptables.Return{}}
+		returnMark = c.cfg.MarkPass
 	case pol.Deny:
 		act = iptables.Drop{}
 	case pol.Log:
 		act = iptables.Log{Prefix: DefaultLogPrefix}
 	default:
-		return nil
+		return out
 	}
 	comment := safeComment(rp.Key + " " + d.String() + " rule " + strconv.Itoa(r.Index) + " " + string(r.Action))
-	var out []iptables.Rule
 	for _, m := range alts {
 		if r.Action == pol.Deny && c.cfg.NFLOGGroup != 0 {
 			prefix := c.dropPrefix(DropCause{Kind: KindRule, Tier: rp.Tier, Policy: rp.Key, Direction: d, Rule: r.Index})
@@ -450,8 +450,8 @@ func (c *Compiler) ruleRules(rp *pol.ResolvedPolicy, d pol.Direction, r *pol.Res
 		}
 		out = append(out, iptables.Rule{Match: m, Action: act, Comment: comment})
 	}
-	if after != nil {
-		out = append(out, *after)
+	if returnMark != 0 {
+		out = append(out, iptables.Rule{Match: iptables.Match().MarkMatchesWithMask(returnMark, returnMark), Action: iptables.Return{}})
 	}
 	return out
 }
