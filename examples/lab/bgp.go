@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -40,6 +39,7 @@ var routerAddr = netip.MustParseAddr("10.99.0.254")
 type bgpLab struct {
 	id       string // the topology's ID: the namespaces made here are <id>-*
 	sp       *spawner
+	topo     *nettest.Topology
 	fabric   *nettest.Netns
 	router   *nettest.Netns
 	nodes    []*nettest.Node
@@ -75,7 +75,7 @@ func (l *bgpLab) leftovers() error {
 
 // newBGPLab prepares the BGP and services parts of the lab on topo.
 func newBGPLab(topo *nettest.Topology) *bgpLab {
-	return &bgpLab{id: topo.ID, sp: newSpawner(), fabric: topo.Fabric, nodes: topo.Nodes()}
+	return &bgpLab{id: topo.ID, sp: newSpawner(), topo: topo, fabric: topo.Fabric, nodes: topo.Nodes()}
 }
 
 // close stops the speakers and BIRD, waits for them to exit, deletes the
@@ -110,38 +110,14 @@ func (l *bgpLab) close() error {
 	return errors.Join(errs...)
 }
 
-// plugFabric connects ns to the fabric bridge with a veth (port in the
-// fabric namespace, eth0 in ns) and gives eth0 addr; gw, if valid, becomes
-// ns's default gateway.
-func plugFabric(fabric, ns *nettest.Netns, port string, addr netip.Prefix, gw netip.Addr) error {
-	fh, h := fabric.Handle(), ns.Handle()
-	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: port, TxQLen: -1}, PeerName: "eth0", PeerNamespace: nl.NsFd(int(ns.NS().Fd()))}
-	if err := fh.LinkAdd(veth); err != nil {
-		return fmt.Errorf("veth %s to the fabric: %w", ns.Name, err)
+// plugFabric connects ns to the fabric bridge (nettest's Topology.Plug: a
+// veth with port in the fabric namespace, eth0 in ns holding addr; gw, if
+// valid, becomes ns's default gateway), then waits for both ends' carrier.
+func (l *bgpLab) plugFabric(ns *nettest.Netns, port string, addr netip.Prefix, gw netip.Addr) error {
+	if err := l.topo.Plug(ns, port, gw, addr); err != nil {
+		return fmt.Errorf("%s on the fabric: %w", ns.Name, err)
 	}
-	br, err := fh.LinkByName("br0")
-	if err == nil {
-		err = fh.LinkSetMaster(veth, br)
-	}
-	if err == nil {
-		err = fh.LinkSetUp(veth)
-	}
-	if err != nil {
-		return fmt.Errorf("attach %s to the fabric bridge: %w", port, err)
-	}
-	eth0, err := h.LinkByName("eth0")
-	if err == nil {
-		err = h.AddrAdd(eth0, &nl.Addr{IPNet: ipNet(addr)})
-	}
-	if err == nil {
-		err = h.LinkSetUp(eth0)
-	}
-	if err == nil && gw.IsValid() {
-		err = h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: gw.AsSlice()})
-	}
-	if err != nil {
-		return fmt.Errorf("eth0 %s in %s: %w", addr, ns.Name, err)
-	}
+	fh, h := l.fabric.Handle(), ns.Handle()
 	// Until the kernel's link watcher has seen the carrier (up to a
 	// second), both ends drop what they send: wait for it, so the first
 	// connection does not lose its ARP request and wait a second.
@@ -160,10 +136,6 @@ func plugFabric(fabric, ns *nettest.Netns, port string, addr netip.Prefix, gw ne
 		}
 		return nil
 	})
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // birdConfig is the router's BIRD 2 configuration: eBGP with every node,
@@ -218,7 +190,7 @@ func (l *bgpLab) startRouter() error {
 	if l.router, err = nettest.CreateNetns(l.id + "-router"); err != nil {
 		return err
 	}
-	if err := plugFabric(l.fabric, l.router, "rtr", netip.PrefixFrom(routerAddr, 24), netip.Addr{}); err != nil {
+	if err := l.plugFabric(l.router, "rtr", netip.PrefixFrom(routerAddr, 24), netip.Addr{}); err != nil {
 		return err
 	}
 	// The router forwards the client's traffic back out of the port it

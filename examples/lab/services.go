@@ -482,7 +482,7 @@ func (l *bgpLab) startClient() (*nettest.Pod, error) {
 	if l.client, err = nettest.CreateNetns(l.id + "-client"); err != nil {
 		return nil, err
 	}
-	if err := plugFabric(l.fabric, l.client, "cli", netip.PrefixFrom(clientAddr, 24), routerAddr); err != nil {
+	if err := l.plugFabric(l.client, "cli", netip.PrefixFrom(clientAddr, 24), routerAddr); err != nil {
 		return nil, err
 	}
 	for _, k := range []string{"net/ipv4/conf/all/accept_redirects", "net/ipv4/conf/eth0/accept_redirects"} {

@@ -288,14 +288,34 @@ func (topo *Topology) newNetns(name string) (*Netns, error) {
 	return n, nil
 }
 
-// plug connects namespace n to the fabric bridge: a veth whose fabric end
-// is named port and whose other end is eth0 in n, up, with the given
-// addresses, and default routes via the fabric gateway.
-func (topo *Topology) plug(n *Netns, port string, addrs ...*nl.Addr) error {
+// Plug connects namespace n (for example one made with NewNetns beside
+// the topology: a router, a client) to the fabric bridge: a veth whose
+// fabric end is named port and whose other end is eth0 in n, up, with
+// addrs (prefixes whose address is n's, e.g. 10.99.0.254/24); gw, when
+// valid, becomes n's IPv4 default gateway.
+func (topo *Topology) Plug(n *Netns, port string, gw netip.Addr, addrs ...netip.Prefix) error {
+	var as []*nl.Addr
+	for _, a := range addrs {
+		as = append(as, addrOf(a.Addr(), a.Bits(), a.Addr().Is6()))
+	}
+	return topo.plug(n, port, gw, netip.Addr{}, as...)
+}
+
+// fabricGateways are the default gateways of nodes and clients: the
+// fabric's first addresses (v6 only on an IPv6 topology).
+func (topo *Topology) fabricGateways() (gw4, gw6 netip.Addr) {
+	if topo.cfg.ipv6 {
+		gw6 = hostAt(fabric6, 1)
+	}
+	return hostAt(fabric4, 1), gw6
+}
+
+// plug is Plug with nl addresses and an optional IPv6 default gateway.
+func (topo *Topology) plug(n *Netns, port string, gw4, gw6 netip.Addr, addrs ...*nl.Addr) error {
 	fh, h := topo.Fabric.Handle(), n.Handle()
 	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: port, TxQLen: -1}, PeerName: "eth0", PeerNamespace: nl.NsFd(int(n.NS().Fd()))}
 	if err := fh.LinkAdd(veth); err != nil {
-		return fmt.Errorf("veth to fabric: %w", err)
+		return fmt.Errorf("veth %s to fabric: %w", port, err)
 	}
 	br, err := fh.LinkByName("br0")
 	if err == nil {
@@ -319,13 +339,15 @@ func (topo *Topology) plug(n *Netns, port string, addrs ...*nl.Addr) error {
 	if err := h.LinkSetUp(eth0); err != nil {
 		return fmt.Errorf("eth0 up: %w", err)
 	}
-	// A default route is required: proxy ARP for 169.254.1.1 only answers
+	// Nodes need a default route: proxy ARP for 169.254.1.1 only answers
 	// when the node has a route to it through another interface.
-	if err := h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: hostAt(fabric4, 1).AsSlice()}); err != nil {
-		return fmt.Errorf("default route: %w", err)
+	if gw4.IsValid() {
+		if err := h.RouteAdd(&nl.Route{Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: gw4.AsSlice()}); err != nil {
+			return fmt.Errorf("default route: %w", err)
+		}
 	}
-	if topo.cfg.ipv6 {
-		gw := &nl.Route{Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: hostAt(fabric6, 1).AsSlice(), LinkIndex: eth0.Attrs().Index}
+	if gw6.IsValid() {
+		gw := &nl.Route{Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: gw6.AsSlice(), LinkIndex: eth0.Attrs().Index}
 		if err := h.RouteAdd(gw); err != nil {
 			return fmt.Errorf("v6 default route: %w", err)
 		}
@@ -367,7 +389,8 @@ func (topo *Topology) addNode(i int) (*Node, error) {
 		cfg.Address6 = netip.PrefixFrom(n.IP6, fabric6.Bits())
 		addrs = append(addrs, addrOf(n.IP6, 64, true))
 	}
-	if err := topo.plug(ns, fmt.Sprintf("n%d", i), addrs...); err != nil {
+	gw4, gw6 := topo.fabricGateways()
+	if err := topo.plug(ns, fmt.Sprintf("n%d", i), gw4, gw6, addrs...); err != nil {
 		return nil, err
 	}
 	if topo.cfg.routing == RoutingVXLAN {
@@ -485,7 +508,8 @@ func (topo *Topology) NewClient() (*Pod, error) {
 		addrs = append(addrs, addrOf(p.IP6, 64, true))
 	}
 	topo.onClose(func() error { p.closeListeners(); return nil })
-	if err := topo.plug(ns, fmt.Sprintf("c%d", k), addrs...); err != nil {
+	gw4, gw6 := topo.fabricGateways()
+	if err := topo.plug(ns, fmt.Sprintf("c%d", k), gw4, gw6, addrs...); err != nil {
 		return nil, fmt.Errorf("client%d: %w", k, err)
 	}
 	return p, nil
