@@ -35,6 +35,16 @@ var conformanceInputs = []string{
 	"*filter\n:tabby-c - [0:0]\n-A tabby-c -j RETURN\nCOMMIT\n*nat\n:tabby-n - [0:0]\n-A tabby-n -j MASQUERADE\n-A POSTROUTING -j tabby-n\nCOMMIT\n",
 	// Jumping to a kernel chain is refused.
 	"*filter\n-A tabby-c -j INPUT\nCOMMIT\n",
+	// References: a goto counts; deleting one of two referencing rules
+	// leaves the chain referenced; a failed section keeps its references;
+	// flushing the referencing chain (redeclaring it) frees the target.
+	"*filter\n:tabby-g - [0:0]\n:tabby-h - [0:0]\n-A tabby-h -g tabby-g\n-X tabby-g\nCOMMIT\n",
+	"*filter\n:tabby-g - [0:0]\n:tabby-h - [0:0]\n-A tabby-h -j tabby-g\n-A tabby-h -g tabby-g\nCOMMIT\n",
+	"*filter\n-D tabby-h -j tabby-g\n-X tabby-g\nCOMMIT\n",
+	"*filter\n-D tabby-h 2\n-F tabby-h\n-A tabby-none -j ACCEPT\nCOMMIT\n",
+	"*filter\n-X tabby-g\nCOMMIT\n",
+	"*filter\n-D tabby-h 1\n-X tabby-g\nCOMMIT\n",
+	"*filter\n:tabby-h - [0:0]\n-X tabby-g\n-X tabby-h\nCOMMIT\n",
 }
 
 // normalSave reduces a save dump to sorted "table chain policy: rules" lines.

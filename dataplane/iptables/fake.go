@@ -34,6 +34,9 @@ type Fake struct {
 
 type fakeTable struct {
 	chains map[string]*fakeChain
+	// refs counts, per chain name, the rules of the table that jump or
+	// go to it, so that -X checks references in O(1).
+	refs map[string]int
 }
 
 type fakeChain struct {
@@ -44,6 +47,7 @@ type fakeChain struct {
 type fakeRule struct {
 	spec string
 	args []string
+	jump string // the -j / -g target, "" when none
 }
 
 var _ Execer = (*Fake)(nil)
@@ -69,6 +73,9 @@ func (f *Fake) Commands() []Command {
 	return slices.Clone(f.commands)
 }
 
+// fakePlanes are the binary prefixes a Fake answers to.
+var fakePlanes = map[string]bool{"iptables-legacy": true, "iptables-nft": true, "ip6tables-legacy": true, "ip6tables-nft": true}
+
 // Run implements Execer.
 func (f *Fake) Run(_ context.Context, cmd Command) ([]byte, error) {
 	f.mu.Lock()
@@ -81,8 +88,7 @@ func (f *Fake) Run(_ context.Context, cmd Command) ([]byte, error) {
 			plane, op = p, o
 		}
 	}
-	valid := map[string]bool{"iptables-legacy": true, "iptables-nft": true, "ip6tables-legacy": true, "ip6tables-nft": true}
-	if !valid[plane] || op == "" {
+	if !fakePlanes[plane] || op == "" {
 		return nil, fmt.Errorf("fake iptables: %s: executable file not found", cmd.Name)
 	}
 	if f.planes[plane] == nil {
@@ -104,19 +110,11 @@ func (f *Fake) Run(_ context.Context, cmd Command) ([]byte, error) {
 }
 
 func newFakeTable(name Table) *fakeTable {
-	t := &fakeTable{chains: map[string]*fakeChain{}}
+	t := &fakeTable{chains: map[string]*fakeChain{}, refs: map[string]int{}}
 	for _, c := range builtinChains[name] {
 		t.chains[c] = &fakeChain{policy: "ACCEPT"}
 	}
 	return t
-}
-
-func (t *fakeTable) clone() *fakeTable {
-	out := &fakeTable{chains: make(map[string]*fakeChain, len(t.chains))}
-	for n, c := range t.chains {
-		out.chains[n] = &fakeChain{policy: c.policy, rules: slices.Clone(c.rules)}
-	}
-	return out
 }
 
 var fakeTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "MARK": true,
@@ -131,28 +129,82 @@ func jumpOf(args []string) string {
 	return ""
 }
 
-func (t *fakeTable) referenced(chain string) bool {
-	for _, c := range t.chains {
-		for _, r := range c.rules {
-			if jumpOf(r.args) == chain {
-				return true
-			}
+// fakeTx is one table section of a restore applied in place to its
+// table, with what it changed kept to undo it if a later line fails:
+// undo holds each touched chain as it was before (nil for a chain the
+// section created), undoRefs each touched reference count. A touched
+// chain is copied once, so a section costs O(its lines and the rules of
+// the chains it touches), not O(table).
+type fakeTx struct {
+	table    Table
+	t        *fakeTable
+	nft      bool
+	undo     map[string]*fakeChain
+	undoRefs map[string]int
+}
+
+// chain returns the named chain for changing, copying it on its first
+// change in the section; nil when it does not exist.
+func (x *fakeTx) chain(name string) *fakeChain {
+	c := x.t.chains[name]
+	if c == nil {
+		return nil
+	}
+	if _, done := x.undo[name]; !done {
+		x.undo[name] = c
+		c = &fakeChain{policy: c.policy, rules: slices.Clone(c.rules)}
+		x.t.chains[name] = c
+	}
+	return c
+}
+
+// ref adds d to the reference count of target ("" for none).
+func (x *fakeTx) ref(target string, d int) {
+	if target == "" {
+		return
+	}
+	n := x.t.refs[target]
+	if _, done := x.undoRefs[target]; !done {
+		x.undoRefs[target] = n
+	}
+	if n += d; n == 0 {
+		delete(x.t.refs, target)
+	} else {
+		x.t.refs[target] = n
+	}
+}
+
+// rollback restores the table as it was before the section.
+func (x *fakeTx) rollback() {
+	for name, c := range x.undo {
+		if c == nil {
+			delete(x.t.chains, name)
+		} else {
+			x.t.chains[name] = c
 		}
 	}
-	return false
+	for name, n := range x.undoRefs {
+		if n == 0 {
+			delete(x.t.refs, name)
+		} else {
+			x.t.refs[name] = n
+		}
+	}
 }
 
 // restore applies input; it returns the failing line number and message,
-// or 0 on success.
+// or 0 on success. Each table section is applied on its own (COMMIT),
+// as iptables-legacy-restore does: a failing section changes nothing,
+// sections committed before it stay.
 func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 	tables := f.planes[plane]
-	var (
-		name Table
-		cur  *fakeTable
-	)
-	lines := strings.Split(input, "\n")
-	for i, line := range lines {
-		n := i + 1
+	nft := strings.HasSuffix(plane, "-nft")
+	var cur *fakeTx
+	n := 0
+	for rest := input; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		n++
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -161,51 +213,60 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			if !strings.HasPrefix(line, "*") {
 				return n, "expected *table"
 			}
-			name = Table(line[1:])
+			name := Table(line[1:])
 			if builtinChains[name] == nil {
 				return n, fmt.Sprintf("can't initialize table %q", name)
 			}
+			cur = &fakeTx{table: name, nft: nft, undo: map[string]*fakeChain{}, undoRefs: map[string]int{}}
 			if old := tables[name]; old != nil && noflush {
-				cur = old.clone()
+				cur.t = old
 			} else {
-				cur = newFakeTable(name)
+				cur.t = newFakeTable(name) // swapped in at COMMIT
 			}
 			continue
 		}
 		if line == "COMMIT" {
-			tables[name] = cur
+			tables[cur.table] = cur.t
 			cur = nil
 			continue
 		}
-		if err := cur.apply(name, line, strings.HasSuffix(plane, "-nft")); err != "" {
+		if err := cur.apply(line); err != "" {
+			cur.rollback()
 			return n, err
 		}
 	}
 	if cur != nil {
-		return len(lines), "COMMIT expected"
+		cur.rollback()
+		if strings.HasSuffix(input, "\n") {
+			n++ // strings.Split's count: the empty line after the last newline
+		}
+		return max(n, 1), "COMMIT expected"
 	}
 	return 0, ""
 }
 
-// apply runs one restore line against t.
+// apply runs one restore line of the section.
 // nft is true for the nft backend, which ignores a policy given for a
 // user chain where legacy rejects it.
-func (t *fakeTable) apply(table Table, line string, nft bool) string {
+func (x *fakeTx) apply(line string) string {
+	t, table := x.t, x.table
 	if strings.HasPrefix(line, ":") {
 		f := strings.Fields(line[1:])
 		if len(f) < 2 || !validChainName(f[0]) {
 			return fmt.Sprintf("bad chain %q", line)
 		}
 		builtin := isBuiltin(table, f[0])
-		if nft && !builtin {
+		if x.nft && !builtin {
 			f[1] = "-"
 		}
 		if builtin != (f[1] != "-") || (builtin && f[1] != "ACCEPT" && f[1] != "DROP") {
 			return fmt.Sprintf("bad policy %q for chain %s", f[1], f[0])
 		}
-		if c := t.chains[f[0]]; c != nil {
-			c.rules, c.policy = nil, f[1]
+		if c := x.chain(f[0]); c != nil {
+			x.flush(c)
+			c.policy = f[1]
 		} else {
+			x.undo[f[0]] = nil
 			t.chains[f[0]] = &fakeChain{policy: f[1]}
 		}
 		return ""
@@ -215,29 +276,39 @@ func (t *fakeTable) apply(table Table, line string, nft bool) string {
 		return fmt.Sprintf("bad line %q", line)
 	}
 	op, chain, rest := args[0], args[1], args[2:]
-	c := t.chains[chain]
-	if c == nil {
+	if t.chains[chain] == nil {
 		return fmt.Sprintf("chain %s does not exist", chain)
 	}
+	// The spec is the line after "OP CHAIN " (both plain tokens when the
+	// chain exists).
 	spec := ""
-	if _, s, ok := strings.Cut(line, " "+chain+" "); ok {
-		spec = s
+	if after, ok := strings.CutPrefix(line, op); ok {
+		if after, ok = strings.CutPrefix(strings.TrimLeft(after, " "), chain+" "); ok {
+			spec = strings.TrimLeft(after, " ")
+		}
 	}
-	checkRule := func(args []string) string {
+	checkRule := func(args []string) (string, string) {
 		if len(args) == 0 {
-			return "empty rule"
+			return "", "empty rule"
 		}
-		if j := jumpOf(args); j != "" && !fakeTargets[j] && (t.chains[j] == nil || isBuiltin(table, j)) {
-			return fmt.Sprintf("Couldn't load target `%s'", j)
+		j := jumpOf(args)
+		if j != "" && !fakeTargets[j] && (t.chains[j] == nil || isBuiltin(table, j)) {
+			return "", fmt.Sprintf("Couldn't load target `%s'", j)
 		}
-		return ""
+		if fakeTargets[j] {
+			j = ""
+		}
+		return j, ""
 	}
 	switch op {
 	case "-A":
-		if e := checkRule(rest); e != "" {
+		j, e := checkRule(rest)
+		if e != "" {
 			return e
 		}
-		c.rules = append(c.rules, fakeRule{spec, rest})
+		c := x.chain(chain)
+		c.rules = append(c.rules, fakeRule{spec, rest, j})
+		x.ref(j, 1)
 	case "-I":
 		pos := 1
 		if len(rest) > 0 {
@@ -246,42 +317,58 @@ func (t *fakeTable) apply(table Table, line string, nft bool) string {
 				_, spec, _ = strings.Cut(spec, " ")
 			}
 		}
-		if pos < 1 || pos > len(c.rules)+1 {
+		if pos < 1 || pos > len(t.chains[chain].rules)+1 {
 			return "Index of insertion too big"
 		}
-		if e := checkRule(rest); e != "" {
+		j, e := checkRule(rest)
+		if e != "" {
 			return e
 		}
-		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, rest})
+		c := x.chain(chain)
+		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, rest, j})
+		x.ref(j, 1)
 	case "-D":
+		i := -1
 		if len(rest) == 1 {
 			if p, err := strconv.Atoi(rest[0]); err == nil {
-				if p < 1 || p > len(c.rules) {
+				if p < 1 || p > len(t.chains[chain].rules) {
 					return "Index of deletion too big"
 				}
-				c.rules = slices.Delete(c.rules, p-1, p)
-				return ""
+				i = p - 1
 			}
 		}
-		i := slices.IndexFunc(c.rules, func(r fakeRule) bool { return slices.Equal(r.args, rest) })
+		if i < 0 {
+			i = slices.IndexFunc(t.chains[chain].rules, func(r fakeRule) bool { return slices.Equal(r.args, rest) })
+		}
 		if i < 0 {
 			return "Bad rule (does a matching rule exist in that chain?)"
 		}
+		c := x.chain(chain)
+		x.ref(c.rules[i].jump, -1)
 		c.rules = slices.Delete(c.rules, i, i+1)
 	case "-X":
 		if isBuiltin(table, chain) || len(rest) > 0 {
 			return "Invalid argument"
 		}
-		if len(c.rules) > 0 || t.referenced(chain) {
+		if len(t.chains[chain].rules) > 0 || t.refs[chain] > 0 {
 			return "Device or resource busy"
 		}
+		x.chain(chain)
 		delete(t.chains, chain)
 	case "-F":
-		c.rules = nil
+		x.flush(x.chain(chain))
 	default:
 		return fmt.Sprintf("unknown command %q", op)
 	}
 	return ""
+}
+
+// flush removes every rule of c (a chain being changed) and their references.
+func (x *fakeTx) flush(c *fakeChain) {
+	for _, r := range c.rules {
+		x.ref(r.jump, -1)
+	}
+	c.rules = nil
 }
 
 // save renders a plane as iptables-save does (without comment lines):
@@ -299,11 +386,15 @@ func (f *Fake) save(plane string) string {
 		}
 		fmt.Fprintf(&b, "*%s\n", name)
 		for _, c := range order {
-			fmt.Fprintf(&b, ":%s %s [0:0]\n", c, t.chains[c].policy)
+			b.WriteString(":" + c + " " + t.chains[c].policy + " [0:0]\n")
 		}
 		for _, c := range order {
 			for _, r := range t.chains[c].rules {
-				fmt.Fprintf(&b, "-A %s %s\n", c, r.spec)
+				b.WriteString("-A ")
+				b.WriteString(c)
+				b.WriteByte(' ')
+				b.WriteString(r.spec)
+				b.WriteByte('\n')
 			}
 		}
 		b.WriteString("COMMIT\n")

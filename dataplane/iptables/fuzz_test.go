@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func FuzzParseSave(f *testing.F) {
@@ -110,6 +112,24 @@ func FuzzServiceMatches(f *testing.F) {
 		}
 		if err := ipt.Refresh(context.Background()); err != nil || !ipt.InSync() {
 			t.Fatalf("not in sync after refresh: %v\n%s", err, fake.Dump())
+		}
+	})
+}
+
+// FuzzSplitArgs: splitArgs' substring path for quote-free specs splits as
+// the byte-by-byte parser does.
+func FuzzSplitArgs(f *testing.F) {
+	for _, s := range []string{"", " ", "-A  x\t-j\\ ACCEPT ", `-m comment --comment "a b\" c"`, "a\\b  c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := splitArgs(s)
+		want, werr := splitQuoted(s)
+		require.Equal(t, werr == nil, err == nil)
+		if len(want) == 0 {
+			require.Empty(t, got)
+		} else {
+			require.Equal(t, want, got)
 		}
 	})
 }

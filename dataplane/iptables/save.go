@@ -126,6 +126,37 @@ func parseRule(spec string) (SavedRule, error) {
 // on spaces, with double-quoted strings (backslash escapes inside) as one
 // argument.
 func splitArgs(s string) ([]string, error) {
+	if strings.IndexByte(s, '"') < 0 {
+		return splitPlain(s), nil
+	}
+	return splitQuoted(s)
+}
+
+// splitPlain is splitArgs for s without double quotes (where a backslash
+// is an ordinary byte): the arguments are substrings of s, in one
+// allocation.
+func splitPlain(s string) []string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] != ' ' && (i == 0 || s[i-1] == ' ') {
+			n++
+		}
+	}
+	out := make([]string, 0, n)
+	for s != "" {
+		s = strings.TrimLeft(s, " ")
+		if s == "" {
+			break
+		}
+		arg, rest, _ := strings.Cut(s, " ")
+		out = append(out, arg)
+		s = rest
+	}
+	return out
+}
+
+// splitQuoted is splitArgs byte by byte.
+func splitQuoted(s string) ([]string, error) {
 	var out []string
 	var b strings.Builder
 	in, quoted, esc := false, false, false
