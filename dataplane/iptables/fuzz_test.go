@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -116,15 +117,52 @@ func FuzzServiceMatches(f *testing.F) {
 	})
 }
 
-// FuzzSplitArgs: splitArgs' substring path for quote-free specs splits as
-// the byte-by-byte parser does.
+// splitArgsByByte is the reference splitArgs: iptables-restore's
+// splitting, one byte at a time.
+func splitArgsByByte(s string) ([]string, error) {
+	var out []string
+	var b strings.Builder
+	in, quoted, esc := false, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			b.WriteByte(c)
+			esc = false
+		case quoted && c == '\\':
+			esc = true
+		case c == '"':
+			quoted = !quoted
+			in = true
+		case c == ' ' && !quoted:
+			if in {
+				out = append(out, b.String())
+				b.Reset()
+				in = false
+			}
+		default:
+			b.WriteByte(c)
+			in = true
+		}
+	}
+	if quoted || esc {
+		return nil, fmt.Errorf("unterminated quote in %q", s)
+	}
+	if in {
+		out = append(out, b.String())
+	}
+	return out, nil
+}
+
+// FuzzSplitArgs: splitArgs (which slices arguments out of the spec where
+// it can) splits as the byte-by-byte reference does.
 func FuzzSplitArgs(f *testing.F) {
-	for _, s := range []string{"", " ", "-A  x\t-j\\ ACCEPT ", `-m comment --comment "a b\" c"`, "a\\b  c"} {
+	for _, s := range []string{"", " ", "-A  x\t-j\\ ACCEPT ", `-m comment --comment "a b\" c"`, "a\\b  c", `x"y z"w "" " "`, `"a\"`, `"tabby:x" -j X`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := splitArgs(s)
-		want, werr := splitQuoted(s)
+		want, werr := splitArgsByByte(s)
 		require.Equal(t, werr == nil, err == nil)
 		if len(want) == 0 {
 			require.Empty(t, got)

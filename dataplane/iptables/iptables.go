@@ -1,13 +1,13 @@
 package iptables
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"regexp"
 	"runtime"
 	"slices"
@@ -500,14 +500,22 @@ func (t *IPTables) hookNeedsRepair(k chainKey) bool {
 	return false
 }
 
+// pendingChain is an owned chain to write: its key and desired value.
+type pendingChain struct {
+	key chainKey
+	rc  renderedChain
+}
+
 // buildInput renders the restore input for everything pending, and a
-// function recording it as written.
+// function recording it as written. It costs O(pending chains and rules)
+// plus a sort of the pending keys: each desired value is looked up once
+// and the text is written in one pass into a buffer sized up front.
 func (t *IPTables) buildInput() ([]byte, func()) {
-	var updates, deletions []chainKey
-	for k := range t.chains.PendingUpdates() {
-		updates = append(updates, k)
+	updates := make([]pendingChain, 0, t.chains.NumPendingUpdates())
+	for k, rc := range t.chains.PendingUpdates() {
+		updates = append(updates, pendingChain{k, rc})
 	}
-	var flushOnly []chainKey
+	var deletions, flushOnly []chainKey
 	for k, v := range t.chains.PendingDeletions() {
 		switch {
 		case !t.foreignRefs[k]:
@@ -528,76 +536,90 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 	if len(updates)+len(deletions)+len(flushOnly)+len(hooks) == 0 {
 		return nil, nil
 	}
-	slices.SortFunc(updates, compareKeys)
+	slices.SortFunc(updates, func(a, b pendingChain) int { return compareKeys(a.key, b.key) })
 	slices.SortFunc(deletions, compareKeys)
 	slices.SortFunc(flushOnly, compareKeys)
 	tables := map[Table]bool{}
-	for _, ks := range [][]chainKey{updates, deletions, flushOnly, hooks} {
+	size := 4096
+	for _, u := range updates {
+		tables[u.key.Table] = true
+		size += 2*len(u.key.Chain) + 16 // ":C - [0:0]"
+		for _, spec := range u.rc.specs {
+			size += len(u.key.Chain) + len(spec) + 5 // "-A C spec"
+		}
+	}
+	for _, ks := range [][]chainKey{deletions, flushOnly, hooks} {
 		for _, k := range ks {
 			tables[k.Table] = true
-		}
-	}
-	inTable := func(ks []chainKey, tb Table) []chainKey {
-		var out []chainKey
-		for _, k := range ks {
-			if k.Table == tb {
-				out = append(out, k)
-			}
-		}
-		return out
-	}
-	var b bytes.Buffer
-	size := 4096
-	for _, ks := range [][]chainKey{updates, deletions, flushOnly} {
-		for _, k := range ks {
 			size += 2*len(k.Chain) + 16 // ":C - [0:0]", "-X C"
 		}
 	}
-	for _, k := range updates {
-		rc, _ := t.chains.Desired().Get(k)
-		for _, spec := range rc.specs {
-			size += len(k.Chain) + len(spec) + 5 // "-A C spec"
+	// Each slice is sorted by table first: a table's keys are a run.
+	run := func(ks []chainKey, tb Table) []chainKey {
+		i := slices.IndexFunc(ks, func(k chainKey) bool { return k.Table == tb })
+		if i < 0 {
+			return nil
 		}
+		j := i + 1
+		for j < len(ks) && ks[j].Table == tb {
+			j++
+		}
+		return ks[i:j]
 	}
-	b.Grow(size)
-	for _, tb := range slices.Sorted(func(yield func(Table) bool) {
-		for tb := range tables {
-			if !yield(tb) {
-				return
+	b := make([]byte, 0, size)
+	declare := func(chain string) {
+		b = append(b, ':')
+		b = append(b, chain...)
+		b = append(b, " - [0:0]\n"...)
+	}
+	for _, tb := range slices.Sorted(maps.Keys(tables)) {
+		lo, _ := slices.BinarySearchFunc(updates, tb, func(u pendingChain, tb Table) int { return cmp.Compare(u.key.Table, tb) })
+		hi := lo
+		for hi < len(updates) && updates[hi].key.Table == tb {
+			hi++
+		}
+		up, del := updates[lo:hi], run(deletions, tb)
+		b = append(b, '*')
+		b = append(b, tb...)
+		b = append(b, '\n')
+		for _, u := range up {
+			declare(u.key.Chain)
+		}
+		for _, k := range del {
+			declare(k.Chain)
+		}
+		for _, k := range run(flushOnly, tb) {
+			declare(k.Chain)
+		}
+		for _, u := range up {
+			b = appendAppends(b, u.key.Chain, u.rc.specs)
+		}
+		for _, k := range hooks {
+			if k.Table != tb {
+				continue
 			}
-		}
-	}) {
-		up, del, hk := inTable(updates, tb), inTable(deletions, tb), inTable(hooks, tb)
-		fmt.Fprintf(&b, "*%s\n", tb)
-		for _, k := range slices.Concat(up, del, inTable(flushOnly, tb)) {
-			fmt.Fprintf(&b, ":%s - [0:0]\n", k.Chain)
-		}
-		for _, k := range up {
-			rc, _ := t.chains.Desired().Get(k)
-			writeAppends(&b, k.Chain, rc.specs)
-		}
-		for _, k := range hk {
 			for _, r := range t.kernel[k] {
 				if hashOf(r, t.cfg.HashPrefix) != "" {
-					fmt.Fprintf(&b, "-D %s %s\n", k.Chain, r.Spec)
+					b = fmt.Appendf(b, "-D %s %s\n", k.Chain, r.Spec)
 				}
 			}
 			for i, spec := range t.hooks[k].specs {
-				fmt.Fprintf(&b, "-I %s %d %s\n", k.Chain, i+1, spec)
+				b = fmt.Appendf(b, "-I %s %d %s\n", k.Chain, i+1, spec)
 			}
 		}
 		for _, k := range del {
-			fmt.Fprintf(&b, "-X %s\n", k.Chain)
+			b = append(b, "-X "...)
+			b = append(b, k.Chain...)
+			b = append(b, '\n')
 		}
-		b.WriteString("COMMIT\n")
+		b = append(b, "COMMIT\n"...)
 	}
 	done := func() {
-		for _, k := range updates {
-			rc, _ := t.chains.Desired().Get(k)
-			t.chains.Dataplane().Set(k, rc)
+		for _, u := range updates {
+			t.chains.UpdateApplied(u.key)
 		}
 		for _, k := range deletions {
-			t.chains.Dataplane().Delete(k)
+			t.chains.DeletionApplied(k)
 		}
 		for _, k := range flushOnly {
 			t.chains.Dataplane().Set(k, renderedChain{})
@@ -616,7 +638,19 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 			t.kernel[k] = rules
 		}
 	}
-	return b.Bytes(), done
+	return b, done
+}
+
+// appendAppends appends one "-A chain spec" line per spec to b.
+func appendAppends(b []byte, chain string, specs []string) []byte {
+	for _, spec := range specs {
+		b = append(b, "-A "...)
+		b = append(b, chain...)
+		b = append(b, ' ')
+		b = append(b, spec...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // writeAppends writes one "-A chain spec" line per spec.

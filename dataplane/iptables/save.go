@@ -155,38 +155,65 @@ func splitPlain(s string) []string {
 	return out
 }
 
-// splitQuoted is splitArgs byte by byte.
+// splitQuoted is splitArgs for s with double quotes: an argument without
+// quotes, or one quoted string without backslashes, is a substring of s;
+// others are copied.
 func splitQuoted(s string) ([]string, error) {
 	var out []string
-	var b strings.Builder
-	in, quoted, esc := false, false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for i := 0; i < len(s); {
+		if s[i] == ' ' {
+			i++
+			continue
+		}
+		start := i
+		quoted, esc, plain := false, false, true
+		for ; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case esc:
+				esc = false
+			case quoted && c == '\\':
+				esc, plain = true, false
+			case c == '"':
+				quoted = !quoted
+			case c == ' ' && !quoted:
+				goto end
+			}
+		}
+	end:
+		if quoted || esc {
+			return nil, fmt.Errorf("unterminated quote in %q", s)
+		}
+		out = append(out, unquoteArg(s[start:i], plain))
+	}
+	return out, nil
+}
+
+// unquoteArg removes the quotes and backslash escapes of one argument;
+// plain means it has no backslash inside quotes.
+func unquoteArg(a string, plain bool) string {
+	q := strings.Count(a, `"`)
+	switch {
+	case q == 0:
+		return a
+	case plain && q == 2 && a[0] == '"' && a[len(a)-1] == '"':
+		return a[1 : len(a)-1]
+	}
+	b := make([]byte, 0, len(a))
+	quoted, esc := false, false
+	for i := 0; i < len(a); i++ {
+		c := a[i]
 		switch {
 		case esc:
-			b.WriteByte(c)
+			b = append(b, c)
 			esc = false
 		case quoted && c == '\\':
 			esc = true
 		case c == '"':
 			quoted = !quoted
-			in = true
-		case c == ' ' && !quoted:
-			if in {
-				out = append(out, b.String())
-				b.Reset()
-				in = false
-			}
 		default:
-			b.WriteByte(c)
-			in = true
+			b = append(b, c)
 		}
 	}
-	if quoted || esc {
-		return nil, fmt.Errorf("unterminated quote in %q", s)
-	}
-	if in {
-		out = append(out, b.String())
-	}
-	return out, nil
+	return string(b)
 }
