@@ -45,8 +45,7 @@ type fakeChain struct {
 }
 
 type fakeRule struct {
-	spec string
-	args []string
+	spec string // the arguments after "-A CHAIN ", as given
 	jump string // the -j / -g target, "" when none
 }
 
@@ -141,6 +140,7 @@ type fakeTx struct {
 	nft      bool
 	undo     map[string]*fakeChain
 	undoRefs map[string]int
+	args     []string // the current line's arguments (reused)
 }
 
 // chain returns the named chain for changing, copying it on its first
@@ -271,22 +271,16 @@ func (x *fakeTx) apply(line string) string {
 		}
 		return ""
 	}
-	args, err := splitArgs(line)
+	args, err := appendArgs(x.args[:0], line)
 	if err != nil || len(args) < 2 {
 		return fmt.Sprintf("bad line %q", line)
 	}
+	x.args = args
 	op, chain, rest := args[0], args[1], args[2:]
 	if t.chains[chain] == nil {
 		return fmt.Sprintf("chain %s does not exist", chain)
 	}
-	// The spec is the line after "OP CHAIN " (both plain tokens when the
-	// chain exists).
-	spec := ""
-	if after, ok := strings.CutPrefix(line, op); ok {
-		if after, ok = strings.CutPrefix(strings.TrimLeft(after, " "), chain+" "); ok {
-			spec = strings.TrimLeft(after, " ")
-		}
-	}
+	spec := skipArgs(line, 2) // splitArgs(spec) is rest
 	checkRule := func(args []string) (string, string) {
 		if len(args) == 0 {
 			return "", "empty rule"
@@ -307,14 +301,13 @@ func (x *fakeTx) apply(line string) string {
 			return e
 		}
 		c := x.chain(chain)
-		c.rules = append(c.rules, fakeRule{spec, rest, j})
+		c.rules = append(c.rules, fakeRule{spec, j})
 		x.ref(j, 1)
 	case "-I":
 		pos := 1
 		if len(rest) > 0 {
 			if p, err := strconv.Atoi(rest[0]); err == nil {
-				pos, rest = p, rest[1:]
-				_, spec, _ = strings.Cut(spec, " ")
+				pos, rest, spec = p, rest[1:], skipArgs(spec, 1)
 			}
 		}
 		if pos < 1 || pos > len(t.chains[chain].rules)+1 {
@@ -325,7 +318,7 @@ func (x *fakeTx) apply(line string) string {
 			return e
 		}
 		c := x.chain(chain)
-		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, rest, j})
+		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, j})
 		x.ref(j, 1)
 	case "-D":
 		i := -1
@@ -338,7 +331,10 @@ func (x *fakeTx) apply(line string) string {
 			}
 		}
 		if i < 0 {
-			i = slices.IndexFunc(t.chains[chain].rules, func(r fakeRule) bool { return slices.Equal(r.args, rest) })
+			i = slices.IndexFunc(t.chains[chain].rules, func(r fakeRule) bool {
+				args, _ := splitArgs(r.spec) // it split when added
+				return slices.Equal(args, rest)
+			})
 		}
 		if i < 0 {
 			return "Bad rule (does a matching rule exist in that chain?)"

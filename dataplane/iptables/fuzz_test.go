@@ -155,7 +155,8 @@ func splitArgsByByte(s string) ([]string, error) {
 }
 
 // FuzzSplitArgs: splitArgs (which slices arguments out of the spec where
-// it can) splits as the byte-by-byte reference does.
+// it can) splits as the byte-by-byte reference does, and skipArgs skips
+// whole arguments.
 func FuzzSplitArgs(f *testing.F) {
 	for _, s := range []string{"", " ", "-A  x\t-j\\ ACCEPT ", `-m comment --comment "a b\" c"`, "a\\b  c", `x"y z"w "" " "`, `"a\"`, `"tabby:x" -j X`} {
 		f.Add(s)
@@ -164,10 +165,22 @@ func FuzzSplitArgs(f *testing.F) {
 		got, err := splitArgs(s)
 		want, werr := splitArgsByByte(s)
 		require.Equal(t, werr == nil, err == nil)
+		if werr != nil {
+			return
+		}
 		if len(want) == 0 {
 			require.Empty(t, got)
 		} else {
 			require.Equal(t, want, got)
+		}
+		for n := range len(want) + 1 {
+			rest, err := splitArgs(skipArgs(s, n))
+			require.NoError(t, err)
+			if n == len(want) {
+				require.Empty(t, rest)
+			} else {
+				require.Equal(t, want[n:], rest, "after %d arguments", n)
+			}
 		}
 	})
 }

@@ -124,69 +124,68 @@ func parseRule(spec string) (SavedRule, error) {
 
 // splitArgs splits a rule spec into arguments as iptables-restore does:
 // on spaces, with double-quoted strings (backslash escapes inside) as one
-// argument.
-func splitArgs(s string) ([]string, error) {
-	if strings.IndexByte(s, '"') < 0 {
-		return splitPlain(s), nil
-	}
-	return splitQuoted(s)
-}
-
-// splitPlain is splitArgs for s without double quotes (where a backslash
-// is an ordinary byte): the arguments are substrings of s, in one
+// argument. Arguments are substrings of s where they can be (no quotes,
+// or one quoted string without backslashes), so most specs cost one
 // allocation.
-func splitPlain(s string) []string {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] != ' ' && (i == 0 || s[i-1] == ' ') {
-			n++
-		}
-	}
-	out := make([]string, 0, n)
-	for s != "" {
-		s = strings.TrimLeft(s, " ")
-		if s == "" {
-			break
-		}
-		arg, rest, _ := strings.Cut(s, " ")
-		out = append(out, arg)
-		s = rest
-	}
-	return out
+func splitArgs(s string) ([]string, error) {
+	return appendArgs(make([]string, 0, strings.Count(s, " ")+1), s)
 }
 
-// splitQuoted is splitArgs for s with double quotes: an argument without
-// quotes, or one quoted string without backslashes, is a substring of s;
-// others are copied.
-func splitQuoted(s string) ([]string, error) {
-	var out []string
+// appendArgs appends the arguments of s (as splitArgs) to dst.
+func appendArgs(dst []string, s string) ([]string, error) {
 	for i := 0; i < len(s); {
 		if s[i] == ' ' {
 			i++
 			continue
 		}
-		start := i
-		quoted, esc, plain := false, false, true
-		for ; i < len(s); i++ {
-			c := s[i]
-			switch {
-			case esc:
-				esc = false
-			case quoted && c == '\\':
-				esc, plain = true, false
-			case c == '"':
-				quoted = !quoted
-			case c == ' ' && !quoted:
-				goto end
-			}
-		}
-	end:
-		if quoted || esc {
+		end, plain, ok := argEnd(s, i)
+		if !ok {
 			return nil, fmt.Errorf("unterminated quote in %q", s)
 		}
-		out = append(out, unquoteArg(s[start:i], plain))
+		dst = append(dst, unquoteArg(s[i:end], plain))
+		i = end
 	}
-	return out, nil
+	return dst, nil
+}
+
+// argEnd returns the end of the argument of s starting at i (not a
+// space), whether it has no backslash inside quotes, and false for an
+// unterminated quote.
+func argEnd(s string, i int) (end int, plain, ok bool) {
+	quoted, esc := false, false
+	plain = true
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			esc = false
+		case quoted && c == '\\':
+			esc, plain = true, false
+		case c == '"':
+			quoted = !quoted
+		case c == ' ' && !quoted:
+			return i, plain, true
+		}
+	}
+	return i, plain, !quoted && !esc
+}
+
+// skipArgs returns s after its first n arguments and the spaces after
+// them: splitArgs of the result is splitArgs(s)[n:].
+func skipArgs(s string, n int) string {
+	i := 0
+	for i < len(s) {
+		switch {
+		case s[i] == ' ':
+			i++
+		case n == 0:
+			return s[i:]
+		default:
+			i, _, _ = argEnd(s, i)
+			n--
+		}
+	}
+	return ""
 }
 
 // unquoteArg removes the quotes and backslash escapes of one argument;
