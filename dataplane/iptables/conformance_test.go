@@ -98,3 +98,31 @@ func TestFakeMatchesKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestFakeFailedSectionChangesNothing: a section failing at its last line
+// after creating, changing, flushing and deleting chains and references
+// leaves the dump and the reference counts as they were.
+func TestFakeFailedSectionChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	fake := NewFake()
+	run := func(in string) error {
+		_, err := fake.Run(ctx, Command{Name: "iptables-legacy-restore", Args: []string{"--noflush"}, Stdin: []byte(in)})
+		return err
+	}
+	require.NoError(t, run("*filter\n:tabby-a - [0:0]\n:tabby-b - [0:0]\n:tabby-c - [0:0]\n-A tabby-a -j tabby-b\n-A tabby-b -j tabby-c\n-A tabby-c -j ACCEPT\nCOMMIT\n"))
+	before := fake.Dump()
+	for _, body := range []string{
+		":tabby-a - [0:0]\n-F tabby-b\n-X tabby-b\n",
+		"-F tabby-b\n-F tabby-c\n-X tabby-c\n:tabby-d - [0:0]\n-A tabby-d -j tabby-a\n-I tabby-a 1 -j tabby-d\n",
+		":tabby-c - [0:0]\n-D tabby-a -j tabby-b\n-F tabby-b\n-X tabby-b\n-A tabby-c -j ACCEPT\n",
+	} {
+		require.Error(t, run("*filter\n"+body+"-A tabby-none -j ACCEPT\nCOMMIT\n"))
+		assert.Equal(t, before, fake.Dump(), "after failing %q", body)
+		for _, c := range []string{"tabby-b", "tabby-c"} {
+			require.Error(t, run("*filter\n-F "+c+"\n-X "+c+"\nCOMMIT\n"), "%s is still referenced", c)
+		}
+	}
+	// The first body alone is accepted; then nothing references tabby-c.
+	require.NoError(t, run("*filter\n:tabby-a - [0:0]\n-F tabby-b\n-X tabby-b\nCOMMIT\n"))
+	require.NoError(t, run("*filter\n-F tabby-c\n-X tabby-c\nCOMMIT\n"))
+}

@@ -34,14 +34,16 @@ type Fake struct {
 
 type fakeTable struct {
 	chains map[string]*fakeChain
-	// refs counts, per chain name, the rules of the table that jump or
-	// go to it, so that -X checks references in O(1).
-	refs map[string]int
+	gen    uint64 // the last section applied to the table
 }
 
 type fakeChain struct {
 	policy string // "-" for user chains
 	rules  []fakeRule
+	// refs counts the rules of the table that jump or go to the chain,
+	// so that -X checks references in O(1).
+	refs int
+	gen  uint64 // the section that made this copy
 }
 
 type fakeRule struct {
@@ -109,7 +111,7 @@ func (f *Fake) Run(_ context.Context, cmd Command) ([]byte, error) {
 }
 
 func newFakeTable(name Table) *fakeTable {
-	t := &fakeTable{chains: map[string]*fakeChain{}, refs: map[string]int{}}
+	t := &fakeTable{chains: map[string]*fakeChain{}}
 	for _, c := range builtinChains[name] {
 		t.chains[c] = &fakeChain{policy: "ACCEPT"}
 	}
@@ -129,65 +131,88 @@ func jumpOf(args []string) string {
 }
 
 // fakeTx is one table section of a restore applied in place to its
-// table, with what it changed kept to undo it if a later line fails:
-// undo holds each touched chain as it was before (nil for a chain the
-// section created), undoRefs each touched reference count. A touched
-// chain is copied once, so a section costs O(its lines and the rules of
-// the chains it touches), not O(table).
+// table, undone if a later line fails. A chain is copied on its first
+// change in the section (its gen is then the section's), and undo lists
+// each chain replaced, created (nil) or deleted, in order. A section
+// costs O(its lines and the rules of the chains it changes), not
+// O(table).
 type fakeTx struct {
-	table    Table
-	t        *fakeTable
-	nft      bool
-	undo     map[string]*fakeChain
-	undoRefs map[string]int
-	args     []string // the current line's arguments (reused)
+	table Table
+	t     *fakeTable
+	nft   bool
+	gen   uint64
+	undo  []fakeUndo
+	args  []string // the current line's arguments (reused)
+}
+
+type fakeUndo struct {
+	name string
+	old  *fakeChain // nil: the chain did not exist
 }
 
 // chain returns the named chain for changing, copying it on its first
-// change in the section; nil when it does not exist.
-func (x *fakeTx) chain(name string) *fakeChain {
+// change in the section (without its rules unless keepRules); nil when it
+// does not exist.
+func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
 	c := x.t.chains[name]
-	if c == nil {
-		return nil
+	if c == nil || c.gen == x.gen {
+		return c
 	}
-	if _, done := x.undo[name]; !done {
-		x.undo[name] = c
-		c = &fakeChain{policy: c.policy, rules: slices.Clone(c.rules)}
-		x.t.chains[name] = c
+	cp := &fakeChain{policy: c.policy, refs: c.refs, gen: x.gen}
+	x.undo = append(x.undo, fakeUndo{name, c})
+	x.t.chains[name] = cp
+	if keepRules {
+		cp.rules = slices.Clone(c.rules)
+	} else {
+		x.flushRefs(c.rules) // after cp is in place: a rule may jump to its own chain
 	}
-	return c
+	return cp
 }
 
-// ref adds d to the reference count of target ("" for none).
+// create adds a new chain.
+func (x *fakeTx) create(name, policy string) {
+	x.undo = append(x.undo, fakeUndo{name, nil})
+	x.t.chains[name] = &fakeChain{policy: policy, gen: x.gen}
+}
+
+// remove deletes a chain.
+func (x *fakeTx) remove(name string) {
+	x.undo = append(x.undo, fakeUndo{name, x.t.chains[name]})
+	delete(x.t.chains, name)
+}
+
+// ref adds d to the reference count of target ("" for none; it exists).
 func (x *fakeTx) ref(target string, d int) {
-	if target == "" {
-		return
+	if target != "" {
+		x.chain(target, true).refs += d
 	}
-	n := x.t.refs[target]
-	if _, done := x.undoRefs[target]; !done {
-		x.undoRefs[target] = n
+}
+
+// flushRefs drops the references of rules being removed.
+func (x *fakeTx) flushRefs(rules []fakeRule) {
+	for _, r := range rules {
+		x.ref(r.jump, -1)
 	}
-	if n += d; n == 0 {
-		delete(x.t.refs, target)
-	} else {
-		x.t.refs[target] = n
+}
+
+// flush removes every rule of the named chain (which exists).
+func (x *fakeTx) flush(name string) *fakeChain {
+	c := x.t.chains[name]
+	if c.gen == x.gen {
+		x.flushRefs(c.rules)
+		c.rules = nil
+		return c
 	}
+	return x.chain(name, false)
 }
 
 // rollback restores the table as it was before the section.
 func (x *fakeTx) rollback() {
-	for name, c := range x.undo {
-		if c == nil {
-			delete(x.t.chains, name)
+	for i := len(x.undo) - 1; i >= 0; i-- {
+		if u := x.undo[i]; u.old == nil {
+			delete(x.t.chains, u.name)
 		} else {
-			x.t.chains[name] = c
-		}
-	}
-	for name, n := range x.undoRefs {
-		if n == 0 {
-			delete(x.t.refs, name)
-		} else {
-			x.t.refs[name] = n
+			x.t.chains[u.name] = u.old
 		}
 	}
 }
@@ -217,12 +242,14 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			if builtinChains[name] == nil {
 				return n, fmt.Sprintf("can't initialize table %q", name)
 			}
-			cur = &fakeTx{table: name, nft: nft, undo: map[string]*fakeChain{}, undoRefs: map[string]int{}}
+			cur = &fakeTx{table: name, nft: nft}
 			if old := tables[name]; old != nil && noflush {
 				cur.t = old
 			} else {
 				cur.t = newFakeTable(name) // swapped in at COMMIT
 			}
+			cur.t.gen++
+			cur.gen = cur.t.gen
 			continue
 		}
 		if line == "COMMIT" {
@@ -262,12 +289,10 @@ func (x *fakeTx) apply(line string) string {
 		if builtin != (f[1] != "-") || (builtin && f[1] != "ACCEPT" && f[1] != "DROP") {
 			return fmt.Sprintf("bad policy %q for chain %s", f[1], f[0])
 		}
-		if c := x.chain(f[0]); c != nil {
-			x.flush(c)
-			c.policy = f[1]
+		if t.chains[f[0]] != nil {
+			x.flush(f[0]).policy = f[1]
 		} else {
-			x.undo[f[0]] = nil
-			t.chains[f[0]] = &fakeChain{policy: f[1]}
+			x.create(f[0], f[1])
 		}
 		return ""
 	}
@@ -300,7 +325,7 @@ func (x *fakeTx) apply(line string) string {
 		if e != "" {
 			return e
 		}
-		c := x.chain(chain)
+		c := x.chain(chain, true)
 		c.rules = append(c.rules, fakeRule{spec, j})
 		x.ref(j, 1)
 	case "-I":
@@ -317,7 +342,7 @@ func (x *fakeTx) apply(line string) string {
 		if e != "" {
 			return e
 		}
-		c := x.chain(chain)
+		c := x.chain(chain, true)
 		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, j})
 		x.ref(j, 1)
 	case "-D":
@@ -339,32 +364,23 @@ func (x *fakeTx) apply(line string) string {
 		if i < 0 {
 			return "Bad rule (does a matching rule exist in that chain?)"
 		}
-		c := x.chain(chain)
+		c := x.chain(chain, true)
 		x.ref(c.rules[i].jump, -1)
 		c.rules = slices.Delete(c.rules, i, i+1)
 	case "-X":
 		if isBuiltin(table, chain) || len(rest) > 0 {
 			return "Invalid argument"
 		}
-		if len(t.chains[chain].rules) > 0 || t.refs[chain] > 0 {
+		if c := t.chains[chain]; len(c.rules) > 0 || c.refs > 0 {
 			return "Device or resource busy"
 		}
-		x.chain(chain)
-		delete(t.chains, chain)
+		x.remove(chain)
 	case "-F":
-		x.flush(x.chain(chain))
+		x.flush(chain)
 	default:
 		return fmt.Sprintf("unknown command %q", op)
 	}
 	return ""
-}
-
-// flush removes every rule of c (a chain being changed) and their references.
-func (x *fakeTx) flush(c *fakeChain) {
-	for _, r := range c.rules {
-		x.ref(r.jump, -1)
-	}
-	c.rules = nil
 }
 
 // save renders a plane as iptables-save does (without comment lines):
