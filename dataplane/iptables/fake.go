@@ -132,9 +132,10 @@ func jumpOf(args []string) string {
 
 // fakeTx is one table section of a restore applied in place to its
 // table, undone if a later line fails. A chain is copied on its first
-// change in the section (its gen is then the section's), and undo lists
-// each chain replaced, created (nil) or deleted, in order. A section
-// costs O(its lines and the rules of the chains it changes), not
+// change of rules in the section (its gen is then the section's), and
+// undo lists, in order, each chain replaced, created (nil) or deleted,
+// and each reference count changed on a chain not made in the section. A
+// section costs O(its lines and the rules of the chains it changes), not
 // O(table).
 type fakeTx struct {
 	table Table
@@ -148,6 +149,10 @@ type fakeTx struct {
 type fakeUndo struct {
 	name string
 	old  *fakeChain // nil: the chain did not exist
+	// refs, when set, had d added to its reference count (name and old
+	// are unset then).
+	refs *fakeChain
+	d    int
 }
 
 // chain returns the named chain for changing, copying it on its first
@@ -159,7 +164,7 @@ func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
 		return c
 	}
 	cp := &fakeChain{policy: c.policy, refs: c.refs, gen: x.gen}
-	x.undo = append(x.undo, fakeUndo{name, c})
+	x.undo = append(x.undo, fakeUndo{name: name, old: c})
 	x.t.chains[name] = cp
 	if keepRules {
 		cp.rules = slices.Clone(c.rules)
@@ -171,20 +176,25 @@ func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
 
 // create adds a new chain.
 func (x *fakeTx) create(name, policy string) {
-	x.undo = append(x.undo, fakeUndo{name, nil})
+	x.undo = append(x.undo, fakeUndo{name: name})
 	x.t.chains[name] = &fakeChain{policy: policy, gen: x.gen}
 }
 
 // remove deletes a chain.
 func (x *fakeTx) remove(name string) {
-	x.undo = append(x.undo, fakeUndo{name, x.t.chains[name]})
+	x.undo = append(x.undo, fakeUndo{name: name, old: x.t.chains[name]})
 	delete(x.t.chains, name)
 }
 
 // ref adds d to the reference count of target ("" for none; it exists).
 func (x *fakeTx) ref(target string, d int) {
-	if target != "" {
-		x.chain(target, true).refs += d
+	if target == "" {
+		return
+	}
+	c := x.t.chains[target]
+	c.refs += d
+	if c.gen != x.gen {
+		x.undo = append(x.undo, fakeUndo{refs: c, d: d})
 	}
 }
 
@@ -209,7 +219,9 @@ func (x *fakeTx) flush(name string) *fakeChain {
 // rollback restores the table as it was before the section.
 func (x *fakeTx) rollback() {
 	for i := len(x.undo) - 1; i >= 0; i-- {
-		if u := x.undo[i]; u.old == nil {
+		if u := x.undo[i]; u.refs != nil {
+			u.refs.refs -= u.d
+		} else if u.old == nil {
 			delete(x.t.chains, u.name)
 		} else {
 			x.t.chains[u.name] = u.old
