@@ -70,19 +70,26 @@ func (m Masquerade) args(b *argBuilder) {
 	}
 }
 func (d DNAT) args(b *argBuilder) {
-	to := d.To.Addr().String()
-	if d.To.Addr().Is6() {
-		to = "[" + to + "]"
+	b.add("-j", "DNAT", "--to-destination")
+	b.sep()
+	buf, a := b.AvailableBuffer(), d.To.Addr()
+	switch {
+	case d.To.Port() == 0:
+		buf = a.AppendTo(buf)
+	case a.Is6():
+		buf = append(a.AppendTo(append(buf, '[')), "]:"...)
+	default:
+		buf = append(a.AppendTo(buf), ':')
 	}
 	if d.To.Port() != 0 {
-		to += ":" + strconv.Itoa(int(d.To.Port()))
-	} else if d.To.Addr().Is6() {
-		to = d.To.Addr().String()
+		buf = strconv.AppendUint(buf, uint64(d.To.Port()), 10)
 	}
-	b.add("-j", "DNAT", "--to-destination", to)
+	_, _ = b.Write(buf)
 }
 func (s SNAT) args(b *argBuilder) {
-	b.add("-j", "SNAT", "--to-source", s.To.String())
+	b.add("-j", "SNAT", "--to-source")
+	b.sep()
+	_, _ = b.Write(s.To.AppendTo(b.AvailableBuffer()))
 	if s.RandomFully {
 		b.add("--random-fully")
 	}

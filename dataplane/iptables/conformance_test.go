@@ -35,6 +35,16 @@ var conformanceInputs = []string{
 	"*filter\n:tabby-c - [0:0]\n-A tabby-c -j RETURN\nCOMMIT\n*nat\n:tabby-n - [0:0]\n-A tabby-n -j MASQUERADE\n-A POSTROUTING -j tabby-n\nCOMMIT\n",
 	// Jumping to a kernel chain is refused.
 	"*filter\n-A tabby-c -j INPUT\nCOMMIT\n",
+	// References: a goto counts; deleting one of two referencing rules
+	// leaves the chain referenced; a failed section keeps its references;
+	// flushing the referencing chain (redeclaring it) frees the target.
+	"*filter\n:tabby-g - [0:0]\n:tabby-h - [0:0]\n-A tabby-h -g tabby-g\n-X tabby-g\nCOMMIT\n",
+	"*filter\n:tabby-g - [0:0]\n:tabby-h - [0:0]\n-A tabby-h -j tabby-g\n-A tabby-h -g tabby-g\nCOMMIT\n",
+	"*filter\n-D tabby-h -j tabby-g\n-X tabby-g\nCOMMIT\n",
+	"*filter\n-D tabby-h 2\n-F tabby-h\n-A tabby-none -j ACCEPT\nCOMMIT\n",
+	"*filter\n-X tabby-g\nCOMMIT\n",
+	"*filter\n-D tabby-h 1\n-X tabby-g\nCOMMIT\n",
+	"*filter\n:tabby-h - [0:0]\n-X tabby-g\n-X tabby-h\nCOMMIT\n",
 }
 
 // normalSave reduces a save dump to sorted "table chain policy: rules" lines.
@@ -87,4 +97,32 @@ func TestFakeMatchesKernel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFakeFailedSectionChangesNothing: a section failing at its last line
+// after creating, changing, flushing and deleting chains and references
+// leaves the dump and the reference counts as they were.
+func TestFakeFailedSectionChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	fake := NewFake()
+	run := func(in string) error {
+		_, err := fake.Run(ctx, Command{Name: "iptables-legacy-restore", Args: []string{"--noflush"}, Stdin: []byte(in)})
+		return err
+	}
+	require.NoError(t, run("*filter\n:tabby-a - [0:0]\n:tabby-b - [0:0]\n:tabby-c - [0:0]\n-A tabby-a -j tabby-b\n-A tabby-b -j tabby-c\n-A tabby-c -j ACCEPT\nCOMMIT\n"))
+	before := fake.Dump()
+	for _, body := range []string{
+		":tabby-a - [0:0]\n-F tabby-b\n-X tabby-b\n",
+		"-F tabby-b\n-F tabby-c\n-X tabby-c\n:tabby-d - [0:0]\n-A tabby-d -j tabby-a\n-I tabby-a 1 -j tabby-d\n",
+		":tabby-c - [0:0]\n-D tabby-a -j tabby-b\n-F tabby-b\n-X tabby-b\n-A tabby-c -j ACCEPT\n",
+	} {
+		require.Error(t, run("*filter\n"+body+"-A tabby-none -j ACCEPT\nCOMMIT\n"))
+		assert.Equal(t, before, fake.Dump(), "after failing %q", body)
+		for _, c := range []string{"tabby-b", "tabby-c"} {
+			require.Error(t, run("*filter\n-F "+c+"\n-X "+c+"\nCOMMIT\n"), "%s is still referenced", c)
+		}
+	}
+	// The first body alone is accepted; then nothing references tabby-c.
+	require.NoError(t, run("*filter\n:tabby-a - [0:0]\n-F tabby-b\n-X tabby-b\nCOMMIT\n"))
+	require.NoError(t, run("*filter\n-F tabby-c\n-X tabby-c\nCOMMIT\n"))
 }

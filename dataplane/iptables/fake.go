@@ -34,16 +34,21 @@ type Fake struct {
 
 type fakeTable struct {
 	chains map[string]*fakeChain
+	gen    uint64 // the last section applied to the table
 }
 
 type fakeChain struct {
 	policy string // "-" for user chains
 	rules  []fakeRule
+	// refs counts the rules of the table that jump or go to the chain,
+	// so that -X checks references in O(1).
+	refs int
+	gen  uint64 // the section that made this copy
 }
 
 type fakeRule struct {
-	spec string
-	args []string
+	spec string // the arguments after "-A CHAIN ", as given
+	jump string // the -j / -g target, "" when none
 }
 
 var _ Execer = (*Fake)(nil)
@@ -69,6 +74,9 @@ func (f *Fake) Commands() []Command {
 	return slices.Clone(f.commands)
 }
 
+// fakePlanes are the binary prefixes a Fake answers to.
+var fakePlanes = map[string]bool{"iptables-legacy": true, "iptables-nft": true, "ip6tables-legacy": true, "ip6tables-nft": true}
+
 // Run implements Execer.
 func (f *Fake) Run(_ context.Context, cmd Command) ([]byte, error) {
 	f.mu.Lock()
@@ -81,8 +89,7 @@ func (f *Fake) Run(_ context.Context, cmd Command) ([]byte, error) {
 			plane, op = p, o
 		}
 	}
-	valid := map[string]bool{"iptables-legacy": true, "iptables-nft": true, "ip6tables-legacy": true, "ip6tables-nft": true}
-	if !valid[plane] || op == "" {
+	if !fakePlanes[plane] || op == "" {
 		return nil, fmt.Errorf("fake iptables: %s: executable file not found", cmd.Name)
 	}
 	if f.planes[plane] == nil {
@@ -111,14 +118,6 @@ func newFakeTable(name Table) *fakeTable {
 	return t
 }
 
-func (t *fakeTable) clone() *fakeTable {
-	out := &fakeTable{chains: make(map[string]*fakeChain, len(t.chains))}
-	for n, c := range t.chains {
-		out.chains[n] = &fakeChain{policy: c.policy, rules: slices.Clone(c.rules)}
-	}
-	return out
-}
-
 var fakeTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "MARK": true,
 	"MASQUERADE": true, "DNAT": true, "SNAT": true, "LOG": true, "NFLOG": true}
 
@@ -131,28 +130,118 @@ func jumpOf(args []string) string {
 	return ""
 }
 
-func (t *fakeTable) referenced(chain string) bool {
-	for _, c := range t.chains {
-		for _, r := range c.rules {
-			if jumpOf(r.args) == chain {
-				return true
-			}
+// fakeTx is one table section of a restore applied in place to its
+// table, undone if a later line fails. A chain is copied on its first
+// change of rules in the section (its gen is then the section's), and
+// undo lists, in order, each chain replaced, created (nil) or deleted,
+// and each reference count changed on a chain not made in the section. A
+// section costs O(its lines and the rules of the chains it changes), not
+// O(table).
+type fakeTx struct {
+	table Table
+	t     *fakeTable
+	nft   bool
+	gen   uint64
+	undo  []fakeUndo
+	args  []string // the current line's arguments (reused)
+}
+
+type fakeUndo struct {
+	name string
+	old  *fakeChain // nil: the chain did not exist
+	// refs, when set, had d added to its reference count (name and old
+	// are unset then).
+	refs *fakeChain
+	d    int
+}
+
+// chain returns the named chain for changing, copying it on its first
+// change in the section (without its rules unless keepRules); nil when it
+// does not exist.
+func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
+	c := x.t.chains[name]
+	if c == nil || c.gen == x.gen {
+		return c
+	}
+	cp := &fakeChain{policy: c.policy, refs: c.refs, gen: x.gen}
+	x.undo = append(x.undo, fakeUndo{name: name, old: c})
+	x.t.chains[name] = cp
+	if keepRules {
+		cp.rules = slices.Clone(c.rules)
+	} else {
+		x.flushRefs(c.rules) // after cp is in place: a rule may jump to its own chain
+	}
+	return cp
+}
+
+// create adds a new chain.
+func (x *fakeTx) create(name, policy string) {
+	x.undo = append(x.undo, fakeUndo{name: name})
+	x.t.chains[name] = &fakeChain{policy: policy, gen: x.gen}
+}
+
+// remove deletes a chain.
+func (x *fakeTx) remove(name string) {
+	x.undo = append(x.undo, fakeUndo{name: name, old: x.t.chains[name]})
+	delete(x.t.chains, name)
+}
+
+// ref adds d to the reference count of target ("" for none; it exists).
+func (x *fakeTx) ref(target string, d int) {
+	if target == "" {
+		return
+	}
+	c := x.t.chains[target]
+	c.refs += d
+	if c.gen != x.gen {
+		x.undo = append(x.undo, fakeUndo{refs: c, d: d})
+	}
+}
+
+// flushRefs drops the references of rules being removed.
+func (x *fakeTx) flushRefs(rules []fakeRule) {
+	for _, r := range rules {
+		x.ref(r.jump, -1)
+	}
+}
+
+// flush removes every rule of the named chain (which exists).
+func (x *fakeTx) flush(name string) *fakeChain {
+	c := x.t.chains[name]
+	if c.gen == x.gen {
+		x.flushRefs(c.rules)
+		c.rules = nil
+		return c
+	}
+	return x.chain(name, false)
+}
+
+// rollback restores the table as it was before the section.
+func (x *fakeTx) rollback() {
+	for i := len(x.undo) - 1; i >= 0; i-- {
+		if u := x.undo[i]; u.refs != nil {
+			u.refs.refs -= u.d
+		} else if u.old == nil {
+			delete(x.t.chains, u.name)
+		} else {
+			x.t.chains[u.name] = u.old
 		}
 	}
-	return false
 }
 
 // restore applies input; it returns the failing line number and message,
-// or 0 on success.
+// or 0 on success. Each table section is applied on its own (COMMIT),
+// as iptables-legacy-restore does: a failing section changes nothing,
+// sections committed before it stay.
 func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 	tables := f.planes[plane]
-	var (
-		name Table
-		cur  *fakeTable
-	)
-	lines := strings.Split(input, "\n")
-	for i, line := range lines {
-		n := i + 1
+	nft := strings.HasSuffix(plane, "-nft")
+	var cur *fakeTx
+	n := 0
+	for rest := input; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		n++
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -161,123 +250,145 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			if !strings.HasPrefix(line, "*") {
 				return n, "expected *table"
 			}
-			name = Table(line[1:])
+			name := Table(line[1:])
 			if builtinChains[name] == nil {
 				return n, fmt.Sprintf("can't initialize table %q", name)
 			}
+			cur = &fakeTx{table: name, nft: nft}
 			if old := tables[name]; old != nil && noflush {
-				cur = old.clone()
+				cur.t = old
 			} else {
-				cur = newFakeTable(name)
+				cur.t = newFakeTable(name) // swapped in at COMMIT
 			}
+			cur.t.gen++
+			cur.gen = cur.t.gen
 			continue
 		}
 		if line == "COMMIT" {
-			tables[name] = cur
+			tables[cur.table] = cur.t
 			cur = nil
 			continue
 		}
-		if err := cur.apply(name, line, strings.HasSuffix(plane, "-nft")); err != "" {
+		if err := cur.apply(line); err != "" {
+			cur.rollback()
 			return n, err
 		}
 	}
 	if cur != nil {
-		return len(lines), "COMMIT expected"
+		cur.rollback()
+		if strings.HasSuffix(input, "\n") {
+			n++ // strings.Split's count: the empty line after the last newline
+		}
+		return max(n, 1), "COMMIT expected"
 	}
 	return 0, ""
 }
 
-// apply runs one restore line against t.
+// apply runs one restore line of the section.
 // nft is true for the nft backend, which ignores a policy given for a
 // user chain where legacy rejects it.
-func (t *fakeTable) apply(table Table, line string, nft bool) string {
+func (x *fakeTx) apply(line string) string {
+	t, table := x.t, x.table
 	if strings.HasPrefix(line, ":") {
 		f := strings.Fields(line[1:])
 		if len(f) < 2 || !validChainName(f[0]) {
 			return fmt.Sprintf("bad chain %q", line)
 		}
 		builtin := isBuiltin(table, f[0])
-		if nft && !builtin {
+		if x.nft && !builtin {
 			f[1] = "-"
 		}
 		if builtin != (f[1] != "-") || (builtin && f[1] != "ACCEPT" && f[1] != "DROP") {
 			return fmt.Sprintf("bad policy %q for chain %s", f[1], f[0])
 		}
-		if c := t.chains[f[0]]; c != nil {
-			c.rules, c.policy = nil, f[1]
+		if t.chains[f[0]] != nil {
+			x.flush(f[0]).policy = f[1]
 		} else {
-			t.chains[f[0]] = &fakeChain{policy: f[1]}
+			x.create(f[0], f[1])
 		}
 		return ""
 	}
-	args, err := splitArgs(line)
+	args, err := appendArgs(x.args[:0], line)
 	if err != nil || len(args) < 2 {
 		return fmt.Sprintf("bad line %q", line)
 	}
+	x.args = args
 	op, chain, rest := args[0], args[1], args[2:]
-	c := t.chains[chain]
-	if c == nil {
+	if t.chains[chain] == nil {
 		return fmt.Sprintf("chain %s does not exist", chain)
 	}
-	spec := ""
-	if _, s, ok := strings.Cut(line, " "+chain+" "); ok {
-		spec = s
-	}
-	checkRule := func(args []string) string {
+	spec := skipArgs(line, 2) // splitArgs(spec) is rest
+	checkRule := func(args []string) (string, string) {
 		if len(args) == 0 {
-			return "empty rule"
+			return "", "empty rule"
 		}
-		if j := jumpOf(args); j != "" && !fakeTargets[j] && (t.chains[j] == nil || isBuiltin(table, j)) {
-			return fmt.Sprintf("Couldn't load target `%s'", j)
+		j := jumpOf(args)
+		if j != "" && !fakeTargets[j] && (t.chains[j] == nil || isBuiltin(table, j)) {
+			return "", fmt.Sprintf("Couldn't load target `%s'", j)
 		}
-		return ""
+		if fakeTargets[j] {
+			j = ""
+		}
+		return j, ""
 	}
 	switch op {
 	case "-A":
-		if e := checkRule(rest); e != "" {
+		j, e := checkRule(rest)
+		if e != "" {
 			return e
 		}
-		c.rules = append(c.rules, fakeRule{spec, rest})
+		c := x.chain(chain, true)
+		c.rules = append(c.rules, fakeRule{spec, j})
+		x.ref(j, 1)
 	case "-I":
 		pos := 1
 		if len(rest) > 0 {
 			if p, err := strconv.Atoi(rest[0]); err == nil {
-				pos, rest = p, rest[1:]
-				_, spec, _ = strings.Cut(spec, " ")
+				pos, rest, spec = p, rest[1:], skipArgs(spec, 1)
 			}
 		}
-		if pos < 1 || pos > len(c.rules)+1 {
+		if pos < 1 || pos > len(t.chains[chain].rules)+1 {
 			return "Index of insertion too big"
 		}
-		if e := checkRule(rest); e != "" {
+		j, e := checkRule(rest)
+		if e != "" {
 			return e
 		}
-		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, rest})
+		c := x.chain(chain, true)
+		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, j})
+		x.ref(j, 1)
 	case "-D":
+		i := -1
 		if len(rest) == 1 {
 			if p, err := strconv.Atoi(rest[0]); err == nil {
-				if p < 1 || p > len(c.rules) {
+				if p < 1 || p > len(t.chains[chain].rules) {
 					return "Index of deletion too big"
 				}
-				c.rules = slices.Delete(c.rules, p-1, p)
-				return ""
+				i = p - 1
 			}
 		}
-		i := slices.IndexFunc(c.rules, func(r fakeRule) bool { return slices.Equal(r.args, rest) })
+		if i < 0 {
+			i = slices.IndexFunc(t.chains[chain].rules, func(r fakeRule) bool {
+				args, _ := splitArgs(r.spec) // it split when added
+				return slices.Equal(args, rest)
+			})
+		}
 		if i < 0 {
 			return "Bad rule (does a matching rule exist in that chain?)"
 		}
+		c := x.chain(chain, true)
+		x.ref(c.rules[i].jump, -1)
 		c.rules = slices.Delete(c.rules, i, i+1)
 	case "-X":
 		if isBuiltin(table, chain) || len(rest) > 0 {
 			return "Invalid argument"
 		}
-		if len(c.rules) > 0 || t.referenced(chain) {
+		if c := t.chains[chain]; len(c.rules) > 0 || c.refs > 0 {
 			return "Device or resource busy"
 		}
-		delete(t.chains, chain)
+		x.remove(chain)
 	case "-F":
-		c.rules = nil
+		x.flush(chain)
 	default:
 		return fmt.Sprintf("unknown command %q", op)
 	}
@@ -299,11 +410,15 @@ func (f *Fake) save(plane string) string {
 		}
 		fmt.Fprintf(&b, "*%s\n", name)
 		for _, c := range order {
-			fmt.Fprintf(&b, ":%s %s [0:0]\n", c, t.chains[c].policy)
+			b.WriteString(":" + c + " " + t.chains[c].policy + " [0:0]\n")
 		}
 		for _, c := range order {
 			for _, r := range t.chains[c].rules {
-				fmt.Fprintf(&b, "-A %s %s\n", c, r.spec)
+				b.WriteString("-A ")
+				b.WriteString(c)
+				b.WriteByte(' ')
+				b.WriteString(r.spec)
+				b.WriteByte('\n')
 			}
 		}
 		b.WriteString("COMMIT\n")

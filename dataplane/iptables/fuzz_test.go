@@ -2,9 +2,12 @@ package iptables
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func FuzzParseSave(f *testing.F) {
@@ -110,6 +113,74 @@ func FuzzServiceMatches(f *testing.F) {
 		}
 		if err := ipt.Refresh(context.Background()); err != nil || !ipt.InSync() {
 			t.Fatalf("not in sync after refresh: %v\n%s", err, fake.Dump())
+		}
+	})
+}
+
+// splitArgsByByte is the reference splitArgs: iptables-restore's
+// splitting, one byte at a time.
+func splitArgsByByte(s string) ([]string, error) {
+	var out []string
+	var b strings.Builder
+	in, quoted, esc := false, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case esc:
+			b.WriteByte(c)
+			esc = false
+		case quoted && c == '\\':
+			esc = true
+		case c == '"':
+			quoted = !quoted
+			in = true
+		case c == ' ' && !quoted:
+			if in {
+				out = append(out, b.String())
+				b.Reset()
+				in = false
+			}
+		default:
+			b.WriteByte(c)
+			in = true
+		}
+	}
+	if quoted || esc {
+		return nil, fmt.Errorf("unterminated quote in %q", s)
+	}
+	if in {
+		out = append(out, b.String())
+	}
+	return out, nil
+}
+
+// FuzzSplitArgs: splitArgs (which slices arguments out of the spec where
+// it can) splits as the byte-by-byte reference does, and skipArgs skips
+// whole arguments.
+func FuzzSplitArgs(f *testing.F) {
+	for _, s := range []string{"", " ", "-A  x\t-j\\ ACCEPT ", `-m comment --comment "a b\" c"`, "a\\b  c", `x"y z"w "" " "`, `"a\"`, `"tabby:x" -j X`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := splitArgs(s)
+		want, werr := splitArgsByByte(s)
+		require.Equal(t, werr == nil, err == nil)
+		if werr != nil {
+			return
+		}
+		if len(want) == 0 {
+			require.Empty(t, got)
+		} else {
+			require.Equal(t, want, got)
+		}
+		for n := range len(want) + 1 {
+			rest, err := splitArgs(skipArgs(s, n))
+			require.NoError(t, err)
+			if n == len(want) {
+				require.Empty(t, rest)
+			} else {
+				require.Equal(t, want[n:], rest, "after %d arguments", n)
+			}
 		}
 	})
 }

@@ -1,13 +1,13 @@
 package iptables
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"regexp"
 	"runtime"
 	"slices"
@@ -99,6 +99,9 @@ type IPTables struct {
 	foreignRefs map[chainKey]bool
 	read        bool
 	lastRd      time.Time
+	// scratch holds *renderScratch buffers for rendering, so that
+	// SetChain allocates only the rendered chain.
+	scratch sync.Pool
 }
 
 // New returns an IPTables for cfg. Nothing runs until the first Apply.
@@ -133,11 +136,9 @@ func New(cfg Config, opts ...Option) (*IPTables, error) {
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		clock:   clock.RealClock{},
 		backend: cfg.Backend,
-		chains: deltatracker.NewFunc[chainKey, renderedChain](func(d, k renderedChain) bool {
-			return slices.Equal(d.hashes, k.hashes)
-		}),
-		hooks:  map[chainKey]renderedChain{},
-		kernel: map[chainKey][]SavedRule{},
+		chains:  deltatracker.NewFunc[chainKey, renderedChain](sameRules),
+		hooks:   map[chainKey]renderedChain{},
+		kernel:  map[chainKey][]SavedRule{},
 	}
 	for _, o := range opts {
 		o(t)
@@ -165,7 +166,7 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
 	}
-	rc, err := renderChain(chain.Name, chain.Rules, t.cfg.Family, t.cfg.HashPrefix)
+	rc, err := t.render(chain.Name, chain.Rules)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -173,6 +174,17 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	defer t.mu.Unlock()
 	t.chains.Desired().Set(chainKey{table, chain.Name}, rc)
 	return nil
+}
+
+// render is renderChain with t's family, hash prefix and scratch buffers.
+func (t *IPTables) render(chain string, rules []Rule) (renderedChain, error) {
+	sc, _ := t.scratch.Get().(*renderScratch)
+	if sc == nil {
+		sc = &renderScratch{}
+	}
+	rc, err := renderChain(chain, rules, t.cfg.Family, t.cfg.HashPrefix, sc)
+	t.scratch.Put(sc)
+	return rc, err
 }
 
 // DeleteChain removes an owned chain from the desired state; the next
@@ -210,7 +222,7 @@ func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]rendered
 	out := make([]renderedChain, len(chains))
 	errs := make([]error, len(chains))
 	parallel(len(chains), func(i int) {
-		out[i], errs[i] = renderChain(chains[i].Name, chains[i].Rules, t.cfg.Family, t.cfg.HashPrefix)
+		out[i], errs[i] = t.render(chains[i].Name, chains[i].Rules)
 	})
 	rendered := make(map[chainKey]renderedChain, len(chains))
 	for i, c := range chains {
@@ -281,7 +293,7 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 	if !isBuiltin(table, kernelChain) {
 		return fmt.Errorf("hook %s/%s: %w: not a kernel chain of the table", table, kernelChain, ErrNotOwned)
 	}
-	rc, err := renderChain(kernelChain, rules, t.cfg.Family, t.cfg.HashPrefix)
+	rc, err := t.render(kernelChain, rules)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -436,11 +448,7 @@ func (t *IPTables) readKernel(ctx context.Context) error {
 			}
 			switch {
 			case t.owned(c.Name):
-				rc := renderedChain{hashes: make([]string, len(c.Rules))}
-				for i, r := range c.Rules {
-					rc.hashes[i] = hashOf(r, t.cfg.HashPrefix)
-				}
-				owned[k] = rc
+				owned[k] = savedChain(c.Rules, t.cfg.HashPrefix)
 			case isBuiltin(tb.Name, c.Name):
 				kernel[k] = c.Rules
 			}
@@ -482,15 +490,15 @@ func (t *IPTables) hookKeys() []chainKey {
 // hookNeedsRepair reports whether the kernel chain k does not start with
 // exactly the desired hook rules, or holds owned rules elsewhere.
 func (t *IPTables) hookNeedsRepair(k chainKey) bool {
-	want := t.hooks[k].hashes
+	want := t.hooks[k]
 	rules := t.kernel[k]
-	if len(rules) < len(want) {
+	if len(rules) < want.rules() {
 		return true
 	}
 	for i, r := range rules {
 		h := hashOf(r, t.cfg.HashPrefix)
-		if i < len(want) {
-			if h != want[i] {
+		if i < want.rules() {
+			if h != want.hash(i) {
 				return true
 			}
 		} else if h != "" {
@@ -500,19 +508,27 @@ func (t *IPTables) hookNeedsRepair(k chainKey) bool {
 	return false
 }
 
+// pendingChain is an owned chain to write: its key and desired value.
+type pendingChain struct {
+	key chainKey
+	rc  renderedChain
+}
+
 // buildInput renders the restore input for everything pending, and a
-// function recording it as written.
+// function recording it as written. It costs O(pending chains and rules)
+// plus a sort of the pending keys: each desired value is looked up once
+// and the text is written in one pass into a buffer sized up front.
 func (t *IPTables) buildInput() ([]byte, func()) {
-	var updates, deletions []chainKey
-	for k := range t.chains.PendingUpdates() {
-		updates = append(updates, k)
+	updates := make([]pendingChain, 0, t.chains.NumPendingUpdates())
+	for k, rc := range t.chains.PendingUpdates() {
+		updates = append(updates, pendingChain{k, rc})
 	}
-	var flushOnly []chainKey
+	var deletions, flushOnly []chainKey
 	for k, v := range t.chains.PendingDeletions() {
 		switch {
 		case !t.foreignRefs[k]:
 			deletions = append(deletions, k)
-		case len(v.hashes) > 0:
+		case v.rules() > 0:
 			// Referenced by another program's rule: -X would fail the
 			// whole transaction, so only flush it until the reference goes.
 			t.log.Warn("stale chain referenced by a foreign rule; flushing, not deleting", "table", k.Table, "chain", k.Chain)
@@ -528,83 +544,95 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 	if len(updates)+len(deletions)+len(flushOnly)+len(hooks) == 0 {
 		return nil, nil
 	}
-	slices.SortFunc(updates, compareKeys)
+	slices.SortFunc(updates, func(a, b pendingChain) int { return compareKeys(a.key, b.key) })
 	slices.SortFunc(deletions, compareKeys)
 	slices.SortFunc(flushOnly, compareKeys)
 	tables := map[Table]bool{}
-	for _, ks := range [][]chainKey{updates, deletions, flushOnly, hooks} {
+	size := 4096
+	for _, u := range updates {
+		tables[u.key.Table] = true
+		size += 2*len(u.key.Chain) + 16                            // ":C - [0:0]"
+		size += len(u.rc.text) + u.rc.rules()*(len(u.key.Chain)+5) // "-A C spec"
+	}
+	for _, ks := range [][]chainKey{deletions, flushOnly, hooks} {
 		for _, k := range ks {
 			tables[k.Table] = true
-		}
-	}
-	inTable := func(ks []chainKey, tb Table) []chainKey {
-		var out []chainKey
-		for _, k := range ks {
-			if k.Table == tb {
-				out = append(out, k)
-			}
-		}
-		return out
-	}
-	var b bytes.Buffer
-	size := 4096
-	for _, ks := range [][]chainKey{updates, deletions, flushOnly} {
-		for _, k := range ks {
 			size += 2*len(k.Chain) + 16 // ":C - [0:0]", "-X C"
 		}
 	}
-	for _, k := range updates {
-		rc, _ := t.chains.Desired().Get(k)
-		for _, spec := range rc.specs {
-			size += len(k.Chain) + len(spec) + 5 // "-A C spec"
+	// Each slice is sorted by table first: a table's keys are a run.
+	run := func(ks []chainKey, tb Table) []chainKey {
+		i := slices.IndexFunc(ks, func(k chainKey) bool { return k.Table == tb })
+		if i < 0 {
+			return nil
 		}
+		j := i + 1
+		for j < len(ks) && ks[j].Table == tb {
+			j++
+		}
+		return ks[i:j]
 	}
-	b.Grow(size)
-	for _, tb := range slices.Sorted(func(yield func(Table) bool) {
-		for tb := range tables {
-			if !yield(tb) {
-				return
+	b := make([]byte, 0, size)
+	declare := func(chain string) {
+		b = append(b, ':')
+		b = append(b, chain...)
+		b = append(b, " - [0:0]\n"...)
+	}
+	for _, tb := range slices.Sorted(maps.Keys(tables)) {
+		lo, _ := slices.BinarySearchFunc(updates, tb, func(u pendingChain, tb Table) int { return cmp.Compare(u.key.Table, tb) })
+		hi := lo
+		for hi < len(updates) && updates[hi].key.Table == tb {
+			hi++
+		}
+		up, del := updates[lo:hi], run(deletions, tb)
+		b = append(b, '*')
+		b = append(b, tb...)
+		b = append(b, '\n')
+		for _, u := range up {
+			declare(u.key.Chain)
+		}
+		for _, k := range del {
+			declare(k.Chain)
+		}
+		for _, k := range run(flushOnly, tb) {
+			declare(k.Chain)
+		}
+		for _, u := range up {
+			b = appendAppends(b, u.key.Chain, u.rc)
+		}
+		for _, k := range hooks {
+			if k.Table != tb {
+				continue
 			}
-		}
-	}) {
-		up, del, hk := inTable(updates, tb), inTable(deletions, tb), inTable(hooks, tb)
-		fmt.Fprintf(&b, "*%s\n", tb)
-		for _, k := range slices.Concat(up, del, inTable(flushOnly, tb)) {
-			fmt.Fprintf(&b, ":%s - [0:0]\n", k.Chain)
-		}
-		for _, k := range up {
-			rc, _ := t.chains.Desired().Get(k)
-			writeAppends(&b, k.Chain, rc.specs)
-		}
-		for _, k := range hk {
 			for _, r := range t.kernel[k] {
 				if hashOf(r, t.cfg.HashPrefix) != "" {
-					fmt.Fprintf(&b, "-D %s %s\n", k.Chain, r.Spec)
+					b = fmt.Appendf(b, "-D %s %s\n", k.Chain, r.Spec)
 				}
 			}
-			for i, spec := range t.hooks[k].specs {
-				fmt.Fprintf(&b, "-I %s %d %s\n", k.Chain, i+1, spec)
+			for i, spec := range t.hooks[k].specList() {
+				b = fmt.Appendf(b, "-I %s %d %s\n", k.Chain, i+1, spec)
 			}
 		}
 		for _, k := range del {
-			fmt.Fprintf(&b, "-X %s\n", k.Chain)
+			b = append(b, "-X "...)
+			b = append(b, k.Chain...)
+			b = append(b, '\n')
 		}
-		b.WriteString("COMMIT\n")
+		b = append(b, "COMMIT\n"...)
 	}
 	done := func() {
-		for _, k := range updates {
-			rc, _ := t.chains.Desired().Get(k)
-			t.chains.Dataplane().Set(k, rc)
+		for _, u := range updates {
+			t.chains.UpdateApplied(u.key)
 		}
 		for _, k := range deletions {
-			t.chains.Dataplane().Delete(k)
+			t.chains.DeletionApplied(k)
 		}
 		for _, k := range flushOnly {
 			t.chains.Dataplane().Set(k, renderedChain{})
 		}
 		for _, k := range hooks {
 			var rules []SavedRule
-			for _, spec := range t.hooks[k].specs {
+			for _, spec := range t.hooks[k].specList() {
 				r, _ := parseRule(spec) // rendered by us: always parses
 				rules = append(rules, r)
 			}
@@ -616,7 +644,19 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 			t.kernel[k] = rules
 		}
 	}
-	return b.Bytes(), done
+	return b, done
+}
+
+// appendAppends appends one "-A chain spec" line per spec to b.
+func appendAppends(b []byte, chain string, rc renderedChain) []byte {
+	for i := range rc.rules() {
+		b = append(b, "-A "...)
+		b = append(b, chain...)
+		b = append(b, ' ')
+		b = append(b, rc.spec(i)...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // writeAppends writes one "-A chain spec" line per spec.
@@ -719,12 +759,12 @@ func (t *IPTables) Render() string {
 		}
 		for _, k := range keys {
 			if rc, ok := t.chains.Desired().Get(k); ok {
-				writeAppends(&b, k.Chain, rc.specs)
+				writeAppends(&b, k.Chain, rc.specList())
 			}
 		}
 		for _, k := range keys {
 			if rc, ok := t.hooks[k]; ok {
-				for i, spec := range rc.specs {
+				for i, spec := range rc.specList() {
 					fmt.Fprintf(&b, "-I %s %d %s\n", k.Chain, i+1, spec)
 				}
 			}

@@ -85,6 +85,37 @@ func TestRenderServiceMatches(t *testing.T) {
 	}
 }
 
+// TestRenderArgForms: arguments written straight into the rule buffer
+// (prefixes, port lists and ranges, conntrack states, NAT addresses) and
+// the builtin matches' order.
+func TestRenderArgForms(t *testing.T) {
+	v6 := netip.MustParsePrefix("fd00:1::/64")
+	for _, tc := range []struct {
+		f    Family
+		r    Rule
+		want string
+	}{
+		{IPv4, Rule{Match: Match().Protocol(TCP).DestPortRanges(PortRange{1, 1}, PortRange{8000, 8080}).SourcePorts(7), Action: Accept{}},
+			"-p tcp -m comment --comment h -m multiport --dports 1,8000:8080 -m tcp --sport 7 -j ACCEPT"},
+		{IPv4, Rule{Match: Match().Protocol(UDP).DestPortRanges(PortRange{10, 20}), Action: Accept{}},
+			"-p udp -m comment --comment h -m udp --dport 10:20 -j ACCEPT"},
+		{IPv4, Rule{Match: Match().ConntrackState(StateEstablished, StateInvalid, StateRelated), Action: Accept{}},
+			"-m comment --comment h -m conntrack --ctstate INVALID,RELATED,ESTABLISHED -j ACCEPT"},
+		{IPv4, Rule{Match: Match().NotConntrackState(StateNew), Action: Drop{}},
+			"-m comment --comment h -m conntrack ! --ctstate NEW -j DROP"},
+		{IPv4, Rule{Match: Match().Protocol(TCP).OutInterface("o").InInterface("i").DestNet(netip.MustParsePrefix("10.1.2.3/16")).SourceNet(netip.MustParsePrefix("10.9.0.0/24")), Action: Accept{}},
+			"-s 10.9.0.0/24 -d 10.1.0.0/16 -i i -o o -p tcp -m comment --comment h -j ACCEPT"},
+		{IPv4, Rule{Action: DNAT{To: netip.MustParseAddrPort("10.0.0.1:0")}}, "-m comment --comment h -j DNAT --to-destination 10.0.0.1"},
+		{IPv6, Rule{Match: Match().NotDestNet(v6), Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:80")}},
+			"! -d fd00:1::/64 -m comment --comment h -j DNAT --to-destination [fd00::1]:80"},
+		{IPv6, Rule{Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:0")}}, "-m comment --comment h -j DNAT --to-destination fd00::1"},
+		{IPv6, Rule{Action: SNAT{To: netip.MustParseAddr("fd00::2")}}, "-m comment --comment h -j SNAT --to-source fd00::2"},
+	} {
+		require.NoError(t, tc.r.validate(tc.f))
+		assert.Equal(t, tc.want, renderRule(tc.r, tc.f, "h"))
+	}
+}
+
 func TestBadRulesRejected(t *testing.T) {
 	ipt, _ := fakeIPTables(t, IPv4)
 	v6 := netip.MustParsePrefix("fd00::/64")
@@ -162,9 +193,9 @@ func TestApplyWritesOnlyChangedChains(t *testing.T) {
 }
 
 func mustRender(t *testing.T, ipt *IPTables, c Chain) []string {
-	rc, err := renderChain(c.Name, c.Rules, ipt.cfg.Family, ipt.cfg.HashPrefix)
+	rc, err := renderChain(c.Name, c.Rules, ipt.cfg.Family, ipt.cfg.HashPrefix, nil)
 	require.NoError(t, err)
-	return rc.specs
+	return rc.specList()
 }
 
 func TestForeignRulesUntouchedAndHooksRepaired(t *testing.T) {

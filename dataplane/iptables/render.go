@@ -246,56 +246,124 @@ func ruleHash(dst, scratch []byte, chain string, prev, head, tail []byte) ([]byt
 	return append(dst, enc[:hashLen]...), scratch
 }
 
-// renderedChain is a chain's rule specs (without "-A CHAIN ") and hashes.
+// renderedChain is a chain's rendered rules: text holds the rule hashes
+// (hashLen bytes each, in order) and then the rule specs (without
+// "-A CHAIN "), back to back; ends[i] is where spec i ends in text (spec
+// 0 starts after the hashes). Two allocations per chain, neither holding
+// a pointer per rule, keep the desired state of ~100,000 chains cheap for
+// the garbage collector. A chain read from the kernel has only hashes;
+// foreign marks one holding a rule without a well-formed owned hash, so
+// that it equals no desired chain.
 type renderedChain struct {
-	specs  []string
-	hashes []string
+	text    string
+	ends    []uint32
+	foreign bool
+}
+
+// rules returns the number of rules.
+func (rc renderedChain) rules() int { return len(rc.ends) }
+
+// hashes returns the rules' hashes, concatenated.
+func (rc renderedChain) hashes() string { return rc.text[:hashLen*len(rc.ends)] }
+
+// hash returns rule i's hash.
+func (rc renderedChain) hash(i int) string { return rc.text[i*hashLen : (i+1)*hashLen] }
+
+// spec returns rule i's spec.
+func (rc renderedChain) spec(i int) string {
+	start := uint32(hashLen * len(rc.ends))
+	if i > 0 {
+		start = rc.ends[i-1]
+	}
+	return rc.text[start:rc.ends[i]]
+}
+
+// specList returns every spec, in order.
+func (rc renderedChain) specList() []string {
+	out := make([]string, rc.rules())
+	for i := range out {
+		out[i] = rc.spec(i)
+	}
+	return out
+}
+
+// sameRules reports whether desired d and dataplane k hold the same rules
+// (by hash).
+func sameRules(d, k renderedChain) bool {
+	return !k.foreign && len(d.ends) == len(k.ends) && d.hashes() == k.hashes()
+}
+
+// savedChain returns the renderedChain of an owned chain read from the
+// kernel: its rules' hashes only.
+func savedChain(rules []SavedRule, hashPrefix string) renderedChain {
+	text := make([]byte, 0, hashLen*len(rules))
+	foreign := false
+	for _, r := range rules {
+		h := hashOf(r, hashPrefix)
+		foreign = foreign || len(h) != hashLen
+		text = append(text, h...)
+	}
+	if foreign {
+		return renderedChain{ends: make([]uint32, len(rules)), foreign: true}
+	}
+	ends := make([]uint32, len(rules))
+	for i := range ends {
+		ends[i] = uint32(len(text))
+	}
+	return renderedChain{text: string(text), ends: ends}
+}
+
+// renderScratch holds the buffers renderChain reuses between calls.
+type renderScratch struct {
+	b      argBuilder
+	body   []byte // the rules' texts without hash comments, back to back
+	spans  []int  // per rule: start, split (where the hash comment goes), end in body
+	hashes []byte
+	hashIn []byte // ruleHash's input
+	out    []byte
 }
 
 // renderChain validates and renders the rules of chain for family f;
-// hashPrefix starts every hash comment ("tabby:"). The specs share one
-// string, and so do the hashes (one allocation each for a whole chain).
-func renderChain(chain string, rules []Rule, f Family, hashPrefix string) (renderedChain, error) {
+// hashPrefix starts every hash comment ("tabby:"). sc (nil for fresh
+// buffers) is reused scratch; the result shares none of it.
+func renderChain(chain string, rules []Rule, f Family, hashPrefix string, sc *renderScratch) (renderedChain, error) {
 	for i, r := range rules {
 		if err := r.validate(f); err != nil {
 			return renderedChain{}, fmt.Errorf("chain %s rule %d: %w", chain, i, err)
 		}
 	}
-	rc := renderedChain{specs: make([]string, len(rules)), hashes: make([]string, len(rules))}
 	if len(rules) == 0 {
-		return rc, nil
+		return renderedChain{}, nil
 	}
-	b := argBuilder{family: f}
-	var scratch []byte
-	hashes := make([]byte, 0, hashLen*len(rules))
-	var text strings.Builder // its String() does not copy
-	ends := make([]int, len(rules))
+	if sc == nil {
+		sc = &renderScratch{}
+	}
+	sc.b.family = f
+	sc.body, sc.spans, sc.hashes = sc.body[:0], sc.spans[:0], sc.hashes[:0]
 	for i, r := range rules {
-		b.Reset()
-		split := renderRuleParts(&b, r)
-		rule := b.Bytes()
+		sc.b.Reset()
+		split := renderRuleParts(&sc.b, r)
+		rule := sc.b.Bytes()
+		start := len(sc.body)
+		sc.body = append(sc.body, rule...)
+		sc.spans = append(sc.spans, start, start+split, len(sc.body))
 		var prev []byte
 		if i > 0 {
-			prev = hashes[(i-1)*hashLen:]
+			prev = sc.hashes[(i-1)*hashLen:]
 		}
-		hashes, scratch = ruleHash(hashes, scratch, chain, prev, rule[:split], rule[split:])
-		if i == 0 {
-			// A guess from the first rule, with room for longer ones.
-			text.Grow(len(rules) * (len(rule) + len(hashPrefix) + hashLen + 8) * 5 / 4)
-		}
-		text.Write(rule[:split])
-		text.Write(appendQuoted(scratch[:0], hashPrefix, string(hashes[i*hashLen:])))
-		text.Write(rule[split:])
-		ends[i] = text.Len()
+		sc.hashes, sc.hashIn = ruleHash(sc.hashes, sc.hashIn, chain, prev, rule[:split], rule[split:])
 	}
-	allText, allHashes := text.String(), string(hashes)
-	start := 0
+	out := append(sc.out[:0], sc.hashes...)
+	ends := make([]uint32, len(rules))
 	for i := range rules {
-		rc.specs[i] = allText[start:ends[i]]
-		rc.hashes[i] = allHashes[i*hashLen : (i+1)*hashLen]
-		start = ends[i]
+		start, split, end := sc.spans[3*i], sc.spans[3*i+1], sc.spans[3*i+2]
+		out = append(out, sc.body[start:split]...)
+		out = appendQuoted(out, hashPrefix, string(sc.hashes[i*hashLen:(i+1)*hashLen]))
+		out = append(out, sc.body[split:end]...)
+		ends[i] = uint32(len(out))
 	}
-	return rc, nil
+	sc.out = out
+	return renderedChain{text: string(out), ends: ends}, nil
 }
 
 // hashOf returns the owned hash in a saved rule's comments, or "".

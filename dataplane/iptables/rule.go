@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Family is the IP family a chain is written for: IPv4 (iptables) or IPv6
@@ -117,7 +116,9 @@ type netMatch struct {
 func (n netMatch) base() bool { return true }
 func (n netMatch) args(b *argBuilder) {
 	b.not(n.not)
-	b.add(n.flag, n.prefix.String())
+	b.add(n.flag)
+	b.sep()
+	_, _ = b.Write(n.prefix.AppendTo(b.AvailableBuffer()))
 }
 
 // SourceNet matches the source address in prefix (-s).
@@ -208,23 +209,32 @@ type portMatch struct {
 
 func (p portMatch) base() bool { return false }
 func (p portMatch) args(b *argBuilder) {
-	dir := "s"
+	flag := "--sport"
 	if p.dest {
-		dir = "d"
+		flag = "--dport"
 	}
 	if len(p.ranges) == 1 {
 		b.add("-m", string(p.proto))
 		b.not(p.not)
-		b.add("--"+dir+"port", p.ranges[0].String())
-		return
+	} else {
+		b.add("-m", "multiport")
+		b.not(p.not)
+		flag += "s"
 	}
-	parts := make([]string, len(p.ranges))
+	b.add(flag)
+	b.sep()
+	buf := b.AvailableBuffer()
 	for i, r := range p.ranges {
-		parts[i] = r.String()
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendUint(buf, uint64(r.First), 10)
+		if r.Last != r.First {
+			buf = append(buf, ':')
+			buf = strconv.AppendUint(buf, uint64(r.Last), 10)
+		}
 	}
-	b.add("-m", "multiport")
-	b.not(p.not)
-	b.add("--"+dir+"ports", strings.Join(parts, ","))
+	_, _ = b.Write(buf)
 }
 
 func portsToRanges(ports []uint16) []PortRange {
@@ -352,15 +362,20 @@ func (c ctMatch) base() bool { return false }
 var ctOrder = []ConntrackState{StateInvalid, StateNew, StateRelated, StateEstablished, StateUntracked, StateDNAT}
 
 func (c ctMatch) args(b *argBuilder) {
-	var ss []string
-	for _, s := range ctOrder {
-		if slices.Contains(c.states, s) {
-			ss = append(ss, string(s))
-		}
-	}
 	b.add("-m", "conntrack")
 	b.not(c.not)
-	b.add("--ctstate", strings.Join(ss, ","))
+	b.add("--ctstate")
+	b.sep()
+	buf := b.AvailableBuffer()
+	for _, s := range ctOrder {
+		if slices.Contains(c.states, s) {
+			if len(buf) > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, s...)
+		}
+	}
+	_, _ = b.Write(buf)
 }
 
 // ConntrackState matches any of the conntrack states (`-m conntrack
@@ -426,16 +441,14 @@ func baseRank(p matchPart) int {
 	return 4
 }
 
+// render writes the builtin matches, stably ordered by baseRank.
 func (m MatchCriteria) render(b *argBuilder) {
-	var base []matchPart
-	for _, p := range m.parts {
-		if p.base() {
-			base = append(base, p)
+	for rank := range 5 {
+		for _, p := range m.parts {
+			if p.base() && baseRank(p) == rank {
+				p.args(b)
+			}
 		}
-	}
-	slices.SortStableFunc(base, func(x, y matchPart) int { return baseRank(x) - baseRank(y) })
-	for _, p := range base {
-		p.args(b)
 	}
 }
 
@@ -476,6 +489,13 @@ type argBuilder struct {
 	bytes.Buffer
 	// family selects family-dependent syntax (the recent mask).
 	family Family
+}
+
+// sep writes the space before a next argument.
+func (b *argBuilder) sep() {
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
 }
 
 func (b *argBuilder) add(args ...string) {
@@ -545,8 +565,9 @@ type statisticMatch struct{ fixed uint32 }
 
 func (s statisticMatch) base() bool { return false }
 func (s statisticMatch) args(b *argBuilder) {
-	b.add("-m", "statistic", "--mode", "random", "--probability",
-		strconv.FormatFloat(float64(s.fixed)/probabilityScale, 'f', 11, 64))
+	b.add("-m", "statistic", "--mode", "random", "--probability")
+	b.sep()
+	_, _ = b.Write(strconv.AppendFloat(b.AvailableBuffer(), float64(s.fixed)/probabilityScale, 'f', 11, 64))
 }
 
 // RandomProbability matches each packet independently with probability

@@ -124,38 +124,95 @@ func parseRule(spec string) (SavedRule, error) {
 
 // splitArgs splits a rule spec into arguments as iptables-restore does:
 // on spaces, with double-quoted strings (backslash escapes inside) as one
-// argument.
+// argument. Arguments are substrings of s where they can be (no quotes,
+// or one quoted string without backslashes), so most specs cost one
+// allocation.
 func splitArgs(s string) ([]string, error) {
-	var out []string
-	var b strings.Builder
-	in, quoted, esc := false, false, false
-	for i := 0; i < len(s); i++ {
+	return appendArgs(make([]string, 0, strings.Count(s, " ")+1), s)
+}
+
+// appendArgs appends the arguments of s (as splitArgs) to dst.
+func appendArgs(dst []string, s string) ([]string, error) {
+	for i := 0; i < len(s); {
+		if s[i] == ' ' {
+			i++
+			continue
+		}
+		end, plain, ok := argEnd(s, i)
+		if !ok {
+			return nil, fmt.Errorf("unterminated quote in %q", s)
+		}
+		dst = append(dst, unquoteArg(s[i:end], plain))
+		i = end
+	}
+	return dst, nil
+}
+
+// argEnd returns the end of the argument of s starting at i (not a
+// space), whether it has no backslash inside quotes, and false for an
+// unterminated quote.
+func argEnd(s string, i int) (end int, plain, ok bool) {
+	quoted, esc := false, false
+	plain = true
+	for ; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case esc:
-			b.WriteByte(c)
+			esc = false
+		case quoted && c == '\\':
+			esc, plain = true, false
+		case c == '"':
+			quoted = !quoted
+		case c == ' ' && !quoted:
+			return i, plain, true
+		}
+	}
+	return i, plain, !quoted && !esc
+}
+
+// skipArgs returns s after its first n arguments and the spaces after
+// them: splitArgs of the result is splitArgs(s)[n:].
+func skipArgs(s string, n int) string {
+	i := 0
+	for i < len(s) {
+		switch {
+		case s[i] == ' ':
+			i++
+		case n == 0:
+			return s[i:]
+		default:
+			i, _, _ = argEnd(s, i)
+			n--
+		}
+	}
+	return ""
+}
+
+// unquoteArg removes the quotes and backslash escapes of one argument;
+// plain means it has no backslash inside quotes.
+func unquoteArg(a string, plain bool) string {
+	q := strings.Count(a, `"`)
+	switch {
+	case q == 0:
+		return a
+	case plain && q == 2 && a[0] == '"' && a[len(a)-1] == '"':
+		return a[1 : len(a)-1]
+	}
+	b := make([]byte, 0, len(a))
+	quoted, esc := false, false
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		switch {
+		case esc:
+			b = append(b, c)
 			esc = false
 		case quoted && c == '\\':
 			esc = true
 		case c == '"':
 			quoted = !quoted
-			in = true
-		case c == ' ' && !quoted:
-			if in {
-				out = append(out, b.String())
-				b.Reset()
-				in = false
-			}
 		default:
-			b.WriteByte(c)
-			in = true
+			b = append(b, c)
 		}
 	}
-	if quoted || esc {
-		return nil, fmt.Errorf("unterminated quote in %q", s)
-	}
-	if in {
-		out = append(out, b.String())
-	}
-	return out, nil
+	return string(b)
 }
