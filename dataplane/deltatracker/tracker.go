@@ -75,6 +75,12 @@ func (t *Tracker[K, V]) UpdateApplied(k K) {
 	}
 	t.dataplane[k] = t.desired[k]
 	delete(t.updates, k)
+	if len(t.updates) == 0 {
+		// Go never shrinks a map: after a full sync of many keys, ranging
+		// over the emptied map would still walk all its buckets on every
+		// later sync. A fresh map keeps PendingUpdates O(pending).
+		t.updates = map[K]struct{}{}
+	}
 }
 
 // DeletionApplied records that the pending deletion of k was carried out:
@@ -86,6 +92,9 @@ func (t *Tracker[K, V]) DeletionApplied(k K) {
 	}
 	delete(t.dataplane, k)
 	delete(t.deletions, k)
+	if len(t.deletions) == 0 {
+		t.deletions = map[K]struct{}{} // as in UpdateApplied
+	}
 }
 
 // Desired returns the view of the desired state.
