@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -228,31 +227,15 @@ func TestIPv6(t *testing.T) {
 // TestHealthServer: a Sync hands the health server what it applied; a
 // failed Apply hands nothing, and the next successful one everything.
 func TestHealthServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	hp := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	hs := services.NewHealthServer(services.HealthConfig{BindAddress: netip.MustParseAddr("127.0.0.1")}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- hs.Run(ctx) }()
-	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
-
+	hs, hp, status := st.HealthServer(t)
+	ctx := context.Background()
 	fake, tr, p := newFake(t, sipt.WithHealthServer(hs))
-	status := func() (int, error) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", hp))
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
 	st.Scenario(tr)
-	tr.OnServiceUpdate(st.Service("default", "hc", "10.96.0.80", st.Port("http", v1.ProtocolTCP, 80, 30120), st.LocalHealthCheck(int32(hp))))
+	tr.OnServiceUpdate(st.Service("default", "hc", "10.96.0.80", st.Port("http", v1.ProtocolTCP, 80, 30120), st.LocalHealthCheck(hp)))
 	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.1.20", Node: "node-a"}))
 	fake.FailNext(1, errors.New("boom"))
 	require.Error(t, p.Sync(ctx))
-	_, err = status()
+	_, err := status()
 	require.Error(t, err, "nothing applied yet")
 	require.NoError(t, p.Sync(ctx))
 	require.Eventually(t, func() bool { c, err := status(); return err == nil && c == http.StatusOK }, 5*time.Second, 10*time.Millisecond)

@@ -59,6 +59,12 @@ func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Opt
 	return func(p *Proxier) { p.onStale = f }
 }
 
+// WithHealthServer makes every successful Sync hand the service ports it
+// applied to h (HealthServer.Update) and report the sync
+// (HealthServer.Updated), so h serves the healthCheckNodePorts and
+// /healthz from what is in the kernel, as services/iptables does.
+func WithHealthServer(h *services.HealthServer) Option { return func(p *Proxier) { p.health = h } }
+
 // Proxier renders a services.Tracker into one nftables table through a
 // knftables.Interface.
 type Proxier struct {
@@ -67,6 +73,7 @@ type Proxier struct {
 	cfg     Config
 	log     *slog.Logger
 	onStale func(context.Context, []services.StaleFlow)
+	health  *services.HealthServer
 
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
@@ -177,6 +184,10 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		} else {
 			p.resolved[n] = r
 		}
+	}
+	if p.health != nil {
+		p.health.Update(changes)
+		p.health.Updated()
 	}
 	if p.onStale != nil && len(stale) > 0 {
 		p.onStale(ctx, stale)

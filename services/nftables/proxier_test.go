@@ -3,10 +3,12 @@ package nftables_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,11 +22,11 @@ import (
 
 var nodeIP = netip.MustParseAddr("192.168.0.10")
 
-func newFake(t testing.TB) (*knftables.Fake, *services.Tracker, *snft.Proxier) {
+func newFake(t testing.TB, opts ...snft.Option) (*knftables.Fake, *services.Tracker, *snft.Proxier) {
 	t.Helper()
 	fake := knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	p, err := snft.New(fake, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+	p, err := snft.New(fake, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, opts...)
 	require.NoError(t, err)
 	return fake, tr, p
 }
@@ -169,4 +171,26 @@ func TestHairpinShared(t *testing.T) {
 	tr.OnServiceDelete(st.Service("default", "b", "10.96.1.2"))
 	require.NoError(t, p.Sync(ctx))
 	assert.NotContains(t, fake.Dump(), "10.244.5.5")
+}
+
+// TestHealthServer: every successful Sync hands the health server what it
+// applied: the healthCheckNodePort answers 200 while the node has a ready
+// local endpoint and 503 once it has none.
+func TestHealthServer(t *testing.T) {
+	hs, hp, status := st.HealthServer(t)
+	ctx := context.Background()
+	_, tr, p := newFake(t, snft.WithHealthServer(hs))
+	st.Scenario(tr)
+	tr.OnServiceUpdate(st.Service("default", "hc", "10.96.0.80", st.Port("http", v1.ProtocolTCP, 80, 30120), st.LocalHealthCheck(hp)))
+	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.1.20", Node: "node-a"}))
+	_, err := status()
+	require.Error(t, err, "nothing applied yet")
+	require.NoError(t, p.Sync(ctx))
+	require.Eventually(t, func() bool { c, err := status(); return err == nil && c == http.StatusOK }, 5*time.Second, 10*time.Millisecond)
+
+	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.2.20", Node: "node-b"}))
+	require.NoError(t, p.Sync(ctx))
+	c, err := status()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, c)
 }
