@@ -5,12 +5,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	v1 "k8s.io/api/core/v1"
-	discovery "k8s.io/api/discovery/v1"
 
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
@@ -103,68 +100,14 @@ func TestFakeMatchesKernel(t *testing.T) {
 func TestKernelIPv6(t *testing.T) {
 	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
 		t.Run(string(backend), func(t *testing.T) {
-			topo := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6()) // skips unless root
-			node := topo.Node(0)
-			var backends []*nettest.Pod
-			for range 2 {
-				b := node.AddPod(t)
-				b.ListenTCP(t, 8080)
-				backends = append(backends, b)
-			}
-			client := node.AddPod(t)
-			ext := topo.AddClient(t)
-			ctx := context.Background()
-			var ps []*sipt.Proxier
-			for _, fam := range []struct {
-				f    ipt.Family
-				pool string
-			}{{ipt.IPv4, nettest.PoolCIDR}, {ipt.IPv6, nettest.PoolCIDR6}} {
-				table, err := sipt.NewIPTables(fam.f, backend, ipt.WithNetns(node.NS.Name))
+			kernelsuite.DualStack(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, v6 bool, pool netip.Prefix) kernelsuite.Backend {
+				fam := map[bool]ipt.Family{false: ipt.IPv4, true: ipt.IPv6}[v6]
+				table, err := sipt.NewIPTables(fam, backend, ipt.WithNetns(node.NS.Name))
 				require.NoError(t, err)
-				tr := services.NewTracker(services.TrackerConfig{NodeName: node.Name}, nil)
-				dual := func(s *v1.Service) {
-					s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, strings.Replace(s.Spec.ClusterIP, "10.96.0.", "fd00:96::", 1))
-					s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
-				}
-				tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 30080), dual))
-				tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.11", st.Port("http", v1.ProtocolTCP, 80, 30081), dual))
-				var eps4, eps6 []st.Endpoint
-				for _, b := range backends {
-					eps4 = append(eps4, st.Endpoint{IP: b.IP.String(), Node: node.Name})
-					eps6 = append(eps6, st.Endpoint{IP: b.IP6.String(), Node: node.Name})
-				}
-				tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-v4", st.WebPorts, eps4...))
-				s6 := st.Slice("default", "web", "web-v6", st.WebPorts, eps6...)
-				s6.AddressType = discovery.AddressTypeIPv6
-				tr.OnEndpointSliceUpdate(s6)
-				p, err := sipt.New(table, tr, sipt.Config{Family: fam.f, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(fam.pool)}})
+				p, err := sipt.New(table, tr, sipt.Config{Family: fam, ClusterCIDRs: []netip.Prefix{pool}})
 				require.NoError(t, err)
-				require.NoError(t, p.Sync(ctx))
-				ps = append(ps, p)
-			}
-			for _, vip := range []string{"10.96.0.10:80", "[fd00:96::10]:80"} {
-				got := map[string]int{}
-				for range 30 {
-					name, err := client.Probe("tcp", netip.MustParseAddrPort(vip), 2*time.Second)
-					require.NoError(t, err, vip)
-					got[name]++
-				}
-				assert.Len(t, got, 2, "%s spreads over both backends: %v", vip, got)
-			}
-			name, err := ext.Probe("tcp", netip.AddrPortFrom(node.IP6, 30080), 2*time.Second)
-			require.NoError(t, err, "IPv6 node port")
-			assert.Contains(t, []string{backends[0].Name, backends[1].Name}, name)
-			for _, c := range []struct {
-				from *nettest.Pod
-				to   netip.AddrPort
-			}{
-				{client, netip.MustParseAddrPort("[fd00:96::11]:80")},
-				{ext, netip.AddrPortFrom(node.IP6, 30081)},
-			} {
-				_, err := c.from.Probe("tcp", c.to, 2*time.Second)
-				require.Error(t, err, "%v has no endpoints", c.to)
-				assert.Contains(t, err.Error(), "refused")
-			}
+				return p
+			})
 		})
 	}
 }

@@ -25,24 +25,43 @@ func TestKernel(t *testing.T) {
 	for _, executor := range []string{"cli", "netlink"} {
 		t.Run(executor, func(t *testing.T) {
 			kernelsuite.Run(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
-				var nft knftables.Interface
-				var err error
-				if executor == "netlink" {
-					var nl *snft.Netlink
-					nl, err = snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
-					if err == nil {
-						t.Cleanup(func() { _ = nl.Close() })
-					}
-					nft = nl
-				} else {
-					nft, err = snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, node.NS.Path)
-				}
-				require.NoError(t, err)
+				nft := newExecutor(t, executor, knftables.IPv4Family, node.NS.Path)
 				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}},
 					snft.WithStaleFlows(stale))
 				require.NoError(t, err)
 				return p
 			}, kernelsuite.Features{})
+		})
+	}
+}
+
+// newExecutor returns the executor named "cli" (knftables running nft in
+// the namespace at nsPath) or "netlink" (Netlink, closed with the test).
+func newExecutor(t *testing.T, executor string, fam knftables.Family, nsPath string) knftables.Interface {
+	t.Helper()
+	if executor == "netlink" {
+		nl, err := snft.NewNetlink(fam, snft.DefaultTable, nsPath)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = nl.Close() })
+		return nl
+	}
+	nft, err := snft.NewInNetns(fam, snft.DefaultTable, nsPath)
+	require.NoError(t, err)
+	return nft
+}
+
+// TestKernelIPv6: kernelsuite.DualStack with one Proxier per family (an
+// ip and an ip6 table), through each executor.
+func TestKernelIPv6(t *testing.T) {
+	for _, executor := range []string{"cli", "netlink"} {
+		t.Run(executor, func(t *testing.T) {
+			kernelsuite.DualStack(t, func(t *testing.T, node *nettest.Node, tr *services.Tracker, v6 bool, pool netip.Prefix) kernelsuite.Backend {
+				fam := map[bool]knftables.Family{false: knftables.IPv4Family, true: knftables.IPv6Family}[v6]
+				nft := newExecutor(t, executor, fam, node.NS.Path)
+				p, err := snft.New(nft, tr, snft.Config{Family: fam, ClusterCIDRs: []netip.Prefix{pool}})
+				require.NoError(t, err)
+				return p
+			})
 		})
 	}
 }
