@@ -143,13 +143,13 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 // BenchmarkFirstPacket: a new TCP connection from a pod to a cluster IP
 // placed after N other services × 10 endpoints in TABBY-SERVICES (its
 // rules are a linear list, so the first packet's cost grows with N; the
-// services=0 case is the in-run peer). nft runs at 1,000 only: its
-// 10,000 setup is a full sync of about 160 s (README).
+// services=0 case is the in-run peer). nft at 10,000 runs only without
+// -short: its setup is a full sync of about 160 s (README).
 func BenchmarkFirstPacket(b *testing.B) {
 	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
 		for _, n := range []int{0, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", backend, n), func(b *testing.B) {
-				if backend == ipt.BackendNFT && n > 1000 {
+				if backend == ipt.BackendNFT && n > 1000 && testing.Short() {
 					b.Skip("iptables-nft-restore takes about 160 s to write 10,000 services (quadratic in chains); see README")
 				}
 				kernelsuite.FirstPacket(b, n, func(tb testing.TB, node *nettest.Node, tr *services.Tracker) kernelsuite.Backend {
