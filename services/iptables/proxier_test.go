@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -228,23 +226,8 @@ func TestIPv6(t *testing.T) {
 // failed Apply hands nothing, and the next successful one everything.
 func TestHealthServer(t *testing.T) {
 	hs, hp, status := st.HealthServer(t)
-	ctx := context.Background()
 	fake, tr, p := newFake(t, sipt.WithHealthServer(hs))
-	st.Scenario(tr)
-	tr.OnServiceUpdate(st.Service("default", "hc", "10.96.0.80", st.Port("http", v1.ProtocolTCP, 80, 30120), st.LocalHealthCheck(hp)))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.1.20", Node: "node-a"}))
-	fake.FailNext(1, errors.New("boom"))
-	require.Error(t, p.Sync(ctx))
-	_, err := status()
-	require.Error(t, err, "nothing applied yet")
-	require.NoError(t, p.Sync(ctx))
-	require.Eventually(t, func() bool { c, err := status(); return err == nil && c == http.StatusOK }, 5*time.Second, 10*time.Millisecond)
-
-	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.2.20", Node: "node-b"}))
-	require.NoError(t, p.Sync(ctx))
-	c, err := status()
-	require.NoError(t, err)
-	assert.Equal(t, http.StatusServiceUnavailable, c)
+	st.HealthChecks(t, tr, p.Sync, hp, status, func() { fake.FailNext(1, errors.New("boom")) })
 }
 
 // TestHairpinLayout: endpoints have no chain of their own; a client

@@ -3,12 +3,10 @@ package nftables_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -178,19 +176,6 @@ func TestHairpinShared(t *testing.T) {
 // local endpoint and 503 once it has none.
 func TestHealthServer(t *testing.T) {
 	hs, hp, status := st.HealthServer(t)
-	ctx := context.Background()
 	_, tr, p := newFake(t, snft.WithHealthServer(hs))
-	st.Scenario(tr)
-	tr.OnServiceUpdate(st.Service("default", "hc", "10.96.0.80", st.Port("http", v1.ProtocolTCP, 80, 30120), st.LocalHealthCheck(hp)))
-	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.1.20", Node: "node-a"}))
-	_, err := status()
-	require.Error(t, err, "nothing applied yet")
-	require.NoError(t, p.Sync(ctx))
-	require.Eventually(t, func() bool { c, err := status(); return err == nil && c == http.StatusOK }, 5*time.Second, 10*time.Millisecond)
-
-	tr.OnEndpointSliceUpdate(st.Slice("default", "hc", "hc-1", st.WebPorts, st.Endpoint{IP: "10.244.2.20", Node: "node-b"}))
-	require.NoError(t, p.Sync(ctx))
-	c, err := status()
-	require.NoError(t, err)
-	assert.Equal(t, http.StatusServiceUnavailable, c)
+	st.HealthChecks(t, tr, p.Sync, hp, status, nil)
 }

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
 
 	"github.com/tabbynet/tabby/services"
 )
@@ -38,4 +40,33 @@ func HealthServer(t *testing.T) (*services.HealthServer, int32, func() (int, err
 		return resp.StatusCode, nil
 	}
 	return hs, int32(port), status
+}
+
+// HealthChecks drives a backend whose WithHealthServer is the server
+// behind status, through tr and sync: a Local LoadBalancer Service
+// default/hc with healthCheckNodePort hp (from HealthServer) and one ready
+// endpoint on node-a. Before a successful Sync nothing listens (when
+// failNext is not nil it makes the first Sync fail, which must hand the
+// server nothing); after it the port answers 200; once the endpoint
+// moves to node-b, 503.
+func HealthChecks(t *testing.T, tr *services.Tracker, sync func(context.Context) error, hp int32, status func() (int, error), failNext func()) {
+	t.Helper()
+	ctx := context.Background()
+	Scenario(tr)
+	tr.OnServiceUpdate(Service("default", "hc", "10.96.0.80", Port("http", v1.ProtocolTCP, 80, 30120), LocalHealthCheck(hp)))
+	tr.OnEndpointSliceUpdate(Slice("default", "hc", "hc-1", WebPorts, Endpoint{IP: "10.244.1.20", Node: "node-a"}))
+	if failNext != nil {
+		failNext()
+		require.Error(t, sync(ctx))
+	}
+	_, err := status()
+	require.Error(t, err, "nothing applied yet")
+	require.NoError(t, sync(ctx))
+	require.Eventually(t, func() bool { c, err := status(); return err == nil && c == http.StatusOK }, 5*time.Second, 10*time.Millisecond)
+
+	tr.OnEndpointSliceUpdate(Slice("default", "hc", "hc-1", WebPorts, Endpoint{IP: "10.244.2.20", Node: "node-b"}))
+	require.NoError(t, sync(ctx))
+	c, err := status()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, c)
 }
