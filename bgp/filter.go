@@ -143,7 +143,7 @@ func (r FilterRule) validate(v4 bool) error {
 				return fmt.Errorf("prefixLength with matchOperator %s: want In or NotIn: %w", r.MatchOperator, ErrInvalidFilter)
 			}
 		default:
-			return fmt.Errorf("matchOperator %q: %w", r.MatchOperator, ErrInvalidFilter)
+			return fmt.Errorf("cidr %s needs matchOperator Equal, NotEqual, In or NotIn, not %q: %w", r.CIDR, r.MatchOperator, ErrInvalidFilter)
 		}
 	} else if r.MatchOperator != "" {
 		return fmt.Errorf("matchOperator %q without cidr: %w", r.MatchOperator, ErrInvalidFilter)
@@ -215,7 +215,9 @@ func (r FilterRule) matches(rt FilterRoute) bool {
 }
 
 // Decide returns the verdict for p as one of the node's own advertisements
-// without an interface (DecideRoute with only Prefix set).
+// without an interface (DecideRoute with only Prefix set), and the index
+// of the deciding rule in p's family's list, or -1 when none matched (the
+// verdict is then Accept).
 func (f Filter) Decide(p netip.Prefix) (Action, int) {
 	return f.DecideRoute(FilterRoute{Prefix: p})
 }

@@ -80,7 +80,11 @@ func (p BGPPeer) appliesTo(n Node) bool {
 // BGPPeers that apply to it, peers picked by PeerSelector (both ways), and,
 // when the mesh is on, every other node. One session per address: an
 // explicit peer wins over a selected node, which wins over the mesh.
-// The result is sorted by address.
+// The result is sorted by address. Every BGPFilter of the topology is
+// validated, referenced or not (as the API server validates each
+// resource): one invalid filter, like any invalid BGPPeer, makes the
+// whole resolution fail with ErrInvalidFilter, so a caller keeps its
+// previous peers rather than applying part of a broken topology.
 func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 	r, err := cfg.resolve()
 	if err != nil {
@@ -103,8 +107,11 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 	}
 	filters := make(map[string]BGPFilter, len(topo.BGPFilters))
 	for _, f := range topo.BGPFilters {
-		if _, dup := filters[f.Name]; dup || f.Name == "" {
-			return nil, fmt.Errorf("bgpfilter name %q is empty or used twice: %w", f.Name, ErrInvalidFilter)
+		if f.Name == "" {
+			return nil, fmt.Errorf("a bgpfilter has no name: %w", ErrInvalidFilter)
+		}
+		if _, dup := filters[f.Name]; dup {
+			return nil, fmt.Errorf("bgpfilter name %q used twice: %w", f.Name, ErrInvalidFilter)
 		}
 		if err := f.validate(); err != nil {
 			return nil, err

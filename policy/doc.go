@@ -50,6 +50,10 @@
 //	err = m.UpdateEndpoint(ep)   // from the pod informer (and DeleteEndpoint)
 //	err = m.UpdatePolicy(rp)     // rp from NetworkPolicy.Resolve (and DeletePolicy)
 //
+// To resolve many policies at once (a full sync), use one Resolver for the
+// batch: var r policy.Resolver; rp, err := r.ResolveNetworkPolicy(np). It
+// gives what Resolve gives, parsing each distinct selector only once.
+//
 // # Semantics
 //
 // Evaluation follows Calico (felix's rule rendering and libcalico-go's

@@ -168,13 +168,21 @@ type policyFields struct {
 	doNotTrack, preDNAT, applyOnForward bool
 }
 
+func cloneOrder(o *float64) *float64 {
+	if o == nil {
+		return nil
+	}
+	v := *o
+	return &v
+}
+
 func resolvePolicy(f policyFields, r *Resolver, e *errs) *ResolvedPolicy {
 	spec := root("spec")
 	rp := &ResolvedPolicy{
 		Name:           f.name,
 		Namespace:      f.namespace,
 		Tier:           f.tier,
-		Order:          f.order,
+		Order:          cloneOrder(f.order), // not the caller's pointer
 		DoNotTrack:     f.doNotTrack,
 		PreDNAT:        f.preDNAT,
 		ApplyOnForward: f.applyOnForward,

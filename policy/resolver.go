@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 
@@ -41,6 +42,9 @@ type combineKey struct {
 
 // ResolveNetworkPolicy is p.Resolve with the Resolver's cache.
 func (r *Resolver) ResolveNetworkPolicy(p *NetworkPolicy) (*ResolvedPolicy, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%s: nil policy: %w", KindNetworkPolicy, ErrInvalid)
+	}
 	var e errs
 	checkMeta(p.TypeMeta, &p.ObjectMeta, KindNetworkPolicy, true, &e)
 	rp := resolvePolicy(p.fields(), r, &e)
@@ -52,6 +56,9 @@ func (r *Resolver) ResolveNetworkPolicy(p *NetworkPolicy) (*ResolvedPolicy, erro
 
 // ResolveGlobalNetworkPolicy is p.Resolve with the Resolver's cache.
 func (r *Resolver) ResolveGlobalNetworkPolicy(p *GlobalNetworkPolicy) (*ResolvedPolicy, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%s: nil policy: %w", KindGlobalNetworkPolicy, ErrInvalid)
+	}
 	var e errs
 	checkMeta(p.TypeMeta, &p.ObjectMeta, KindGlobalNetworkPolicy, false, &e)
 	rp := resolvePolicy(p.fields(), r, &e)

@@ -63,3 +63,23 @@ func TestResolverMatchesResolve(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestResolvedIndependentOfInput: a resolved policy keeps no pointer into
+// the policy it came from, and a nil policy is an error, not a panic.
+func TestResolvedIndependentOfInput(t *testing.T) {
+	order := 1000.0
+	np := &NetworkPolicy{ObjectMeta: objMeta("ns1", "p")}
+	np.Spec.Order = &order
+	for _, r := range []*Resolver{nil, {}} {
+		rp, err := r.ResolveNetworkPolicy(np)
+		require.NoError(t, err)
+		*np.Spec.Order = 42
+		require.Equal(t, 1000.0, *rp.Order)
+		*np.Spec.Order = 1000
+
+		_, err = r.ResolveNetworkPolicy(nil)
+		require.ErrorIs(t, err, ErrInvalid)
+		_, err = r.ResolveGlobalNetworkPolicy(nil)
+		require.ErrorIs(t, err, ErrInvalid)
+	}
+}

@@ -54,8 +54,11 @@ type HealthConfig struct {
 	// RetryInterval is how often Run retries listeners that failed to
 	// bind (default DefaultHealthRetryInterval).
 	RetryInterval time.Duration
-	// Listen opens a listener (default net.Listen). Tests inject one that
-	// listens inside a network namespace.
+	// Listen opens a listener (default net.Listen, in the caller's
+	// network namespace). To serve inside a node's namespace, pass a
+	// function that opens the socket from an OS thread in that namespace
+	// (runtime.LockOSThread, then setns; a socket keeps the namespace it
+	// was created in).
 	Listen func(network, address string) (net.Listener, error)
 	// Clock is the clock for /healthz times and the retry ticker
 	// (default the real one).

@@ -36,7 +36,8 @@ func WithoutHook() Option { return func(a *Applier) { a.hook = false } }
 
 // New returns an Applier for cfg that writes through ipt (which must be of
 // cfg.Family) and sets (the node's ipsets; both families may share one).
-// ErrInvalidConfig for a bad family.
+// ErrInvalidConfig for a bad family, nil ipt or sets, or ipt of the other
+// family.
 func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option) (*Applier, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -44,6 +45,9 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 	}
 	if ipt == nil || sets == nil {
 		return nil, fmt.Errorf("%w: nil iptables or ipsets", ErrInvalidConfig)
+	}
+	if ipt.Family() != cfg.Family {
+		return nil, fmt.Errorf("%w: family %v, but the iptables are %v", ErrInvalidConfig, cfg.Family, ipt.Family())
 	}
 	a := &Applier{cfg: cfg, ipt: ipt, sets: sets, log: slog.New(slog.NewTextHandler(io.Discard, nil)), hook: true}
 	for _, o := range opts {

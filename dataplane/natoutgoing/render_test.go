@@ -188,6 +188,10 @@ func TestRenderErrors(t *testing.T) {
 	require.ErrorIs(t, err, natoutgoing.ErrInvalidConfig)
 	_, err = natoutgoing.New(natoutgoing.Config{}, nil, nil)
 	require.ErrorIs(t, err, natoutgoing.ErrInvalidConfig)
+	ipt6, err := iptables.New(iptables.Config{Family: iptables.IPv6, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+	require.NoError(t, err)
+	_, err = natoutgoing.New(natoutgoing.Config{Family: iptables.IPv4}, ipt6, ipsets.New(ipsets.NewFake()))
+	require.ErrorIs(t, err, natoutgoing.ErrInvalidConfig, "IPv4 config with ip6tables")
 }
 
 func TestRenderIsPure(t *testing.T) {
