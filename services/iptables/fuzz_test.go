@@ -22,6 +22,6 @@ func FuzzTrace(f *testing.F) {
 		if err1 != nil || err2 != nil {
 			return
 		}
-		_, _ = traceDump(dump, []netip.Addr{netip.MustParseAddr("192.168.0.10")}, Packet{Src: s, Dst: d, Protocol: "tcp", DstPort: port, FromHost: fromHost})
+		_, _ = traceDump(dump, nil, []netip.Addr{netip.MustParseAddr("192.168.0.10")}, Packet{Src: s, Dst: d, Protocol: "tcp", DstPort: port, FromHost: fromHost})
 	})
 }
