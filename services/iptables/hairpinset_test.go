@@ -135,3 +135,24 @@ func kernelSets(t testing.TB, ns *nettest.Netns) *ipsets.IPSets {
 	t.Cleanup(h.Close)
 	return ipsets.New(h, ipsets.WithPrefix(setPrefix))
 }
+
+// TestHairpinSetIPv6: an IPv6 Proxier's set is <prefix>HAIRPIN6, family
+// inet6, and its POSTROUTING rule names it.
+func TestHairpinSetIPv6(t *testing.T) {
+	fake, sf := ipt.NewFake(), ipsets.NewFake()
+	table, err := sipt.NewIPTables(ipt.IPv6, ipt.BackendNFT, ipt.WithExecer(fake))
+	require.NoError(t, err)
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6}, sipt.WithHairpinSet(ipsets.New(sf, ipsets.WithPrefix(setPrefix))))
+	require.NoError(t, err)
+	tr.OnServiceUpdate(st.Service("default", "web", "fd00:96::20", st.Port("http", "TCP", 80, 0)))
+	sl := st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "fd00:244::8", Node: "node-a"}, st.Endpoint{IP: "fd00:244::9", Node: "node-b"})
+	sl.AddressType = "IPv6"
+	tr.OnEndpointSliceUpdate(sl)
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, "TABBY-HAIRPIN6", p.HairpinSet())
+	assert.Contains(t, fake.Dump(), "--match-set TABBY-HAIRPIN6 dst,dst,src")
+	assert.NotContains(t, fake.Dump(), "TABBY-HP-")
+	assert.Equal(t, "create TABBY-HAIRPIN6 hash:ip,port,ip family inet6 maxelem 1024\n"+
+		"add TABBY-HAIRPIN6 fd00:244::8,tcp:8080,fd00:244::8\nadd TABBY-HAIRPIN6 fd00:244::9,tcp:8080,fd00:244::9\n", sf.Dump())
+}
