@@ -6,7 +6,7 @@
 // port) declares sets with SetMembers, edits them with AddMembers and
 // RemoveMembers, drops them with DeleteSet, and calls Apply (or
 // ApplyUpdates, then its iptables writes, then ApplyDeletions). The set
-// types are hash:ip, hash:net, hash:ip,port and hash:net,port, each IPv4
+// types are hash:ip, hash:net, hash:ip,port, hash:net,port and hash:ip,port,ip, each IPv4
 // (`family inet`) or IPv6 (`family inet6`); Member values are canonical
 // (masked CIDRs, unmapped addresses), so equal entries compare ==.
 //

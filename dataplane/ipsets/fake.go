@@ -175,6 +175,17 @@ func (s *fakeSet) entryMember(e *nl.IPSetEntry) (Member, error) {
 		}
 		m.Protocol, m.Port = Protocol(proto), *e.Port
 	}
+	if s.typ.hasIP2() {
+		// The kernel needs the second address, of the set's family.
+		ip2 := e.IP2.To4()
+		if ip2 == nil {
+			ip2 = e.IP2.To16()
+		}
+		if ip2 == nil || (s.family == IPv4) != (len(ip2) == net.IPv4len) {
+			return Member{}, errProtocol
+		}
+		m.Addr2, _ = netip.AddrFromSlice(ip2)
+	}
 	return m, nil
 }
 

@@ -3,11 +3,11 @@ package ipsets
 import "testing"
 
 func FuzzParseMember(f *testing.F) {
-	for _, s := range []string{"10.0.0.1", "10.0.0.0/24", "fd00::/64,udp:53", "10.0.0.1,tcp:80", "::ffff:1.2.3.4", ",:", "1.2.3.4/33,sctp:"} {
+	for _, s := range []string{"10.0.0.1", "10.0.0.0/24", "fd00::/64,udp:53", "10.0.0.1,tcp:80", "::ffff:1.2.3.4", ",:", "1.2.3.4/33,sctp:", "10.0.0.1,tcp:80,10.0.0.1", "fd00::1,udp:53,fd00::2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, typ := range []Type{HashIP, HashNet, HashIPPort, HashNetPort} {
+		for _, typ := range []Type{HashIP, HashNet, HashIPPort, HashNetPort, HashIPPortIP} {
 			for _, fam := range []Family{IPv4, IPv6} {
 				m, err := ParseMember(typ, fam, s)
 				if err != nil {

@@ -233,7 +233,7 @@ func compareMembers(a, b Member) int {
 		return c
 	}
 	return cmp.Or(cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()),
-		cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+		cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port), a.Addr2.Compare(b.Addr2))
 }
 
 // QueueResync makes the next Apply re-read every owned set from the kernel
@@ -570,6 +570,9 @@ func toEntry(t Type, m Member) *nl.IPSetEntry {
 		p, port := uint8(m.Protocol), m.Port
 		e.Protocol, e.Port = &p, &port
 	}
+	if t.hasIP2() {
+		e.IP2 = net.IP(m.Addr2.AsSlice())
+	}
 	return e
 }
 
@@ -593,6 +596,17 @@ func fromEntry(t Type, f Family, e *nl.IPSetEntry) (Member, error) {
 			return Member{}, fmt.Errorf("%w: entry without port", ErrInvalidMember)
 		}
 		m.Protocol, m.Port = Protocol(*e.Protocol), *e.Port
+	}
+	if t.hasIP2() {
+		a2, ok := netip.AddrFromSlice(e.IP2)
+		if !ok {
+			return Member{}, fmt.Errorf("%w: entry without second address", ErrInvalidMember)
+		}
+		a2 = a2.Unmap()
+		if f == IPv6 && a2.Is4() {
+			a2 = netip.AddrFrom16(a2.As16())
+		}
+		m.Addr2 = a2
 	}
 	if err := m.validate(t, f); err != nil {
 		return Member{}, err

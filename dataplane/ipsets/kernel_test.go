@@ -37,6 +37,7 @@ type op struct {
 
 func entry(s string) *nl.IPSetEntry {
 	addr, port, _ := strings.Cut(s, ",")
+	port, ip2, _ := strings.Cut(port, ",")
 	e := &nl.IPSetEntry{}
 	a, bits, _ := strings.Cut(addr, "/")
 	e.IP = net.IP(netip.MustParseAddr(a).AsSlice())
@@ -54,6 +55,9 @@ func entry(s string) *nl.IPSetEntry {
 		proto = uint16(pr)
 		p8 := uint8(proto)
 		e.Protocol, e.Port = &p8, &n
+	}
+	if ip2 != "" {
+		e.IP2 = net.IP(netip.MustParseAddr(ip2).AsSlice())
 	}
 	return e
 }
@@ -105,7 +109,17 @@ func conformanceOps() []op {
 		create("tabby-np", "hash:net,port", unix.AF_INET6, 0),
 		add("tabby-np", "fd00::/64,sctp:9"),
 		del("tabby-np", "fd00::/64,tcp:9"),
-		swap("tabby-a", "tabby-n"),
+		create("tabby-hp", "hash:ip,port,ip", unix.AF_INET, 0),
+		add("tabby-hp", "10.0.0.1,tcp:80,10.0.0.1"),
+		add("tabby-hp", "10.0.0.1,tcp:80,10.0.0.1"),
+		add("tabby-hp", "10.0.0.1,udp:80,10.0.0.2"),
+		add("tabby-hp", "10.0.0.1,tcp:80"),
+		add("tabby-hp", "10.0.0.1,tcp:80,fd00::1"),
+		del("tabby-hp", "10.0.0.1,tcp:80,10.0.0.3"),
+		create("tabby-hp6", "hash:ip,port,ip", unix.AF_INET6, 0),
+		add("tabby-hp6", "fd00::1,tcp:80,fd00::1"),
+		add("tabby-hp6", "fd00::1,sctp:9,fd00::2"),
+		swap("tabby-hp", "tabby-hp6"),
 		swap("tabby-a", "tabby-6"),
 		swap("tabby-a", "tabby-none"),
 		swap("tabby-none", "tabby-a"),

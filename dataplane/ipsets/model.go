@@ -22,17 +22,23 @@ const (
 	HashIPPort Type = "hash:ip,port"
 	// HashNetPort holds CIDR, protocol and port ("10.0.0.0/24,udp:53").
 	HashNetPort Type = "hash:net,port"
+	// HashIPPortIP holds address, protocol, port and a second address
+	// ("10.0.0.1,tcp:80,10.0.0.1"); services/iptables matches it
+	// `dst,dst,src` for hairpin connections, as kube-proxy's IPVS mode
+	// does with its KUBE-LOOP-BACK set.
+	HashIPPortIP Type = "hash:ip,port,ip"
 )
 
 func (t Type) valid() bool {
 	switch t {
-	case HashIP, HashNet, HashIPPort, HashNetPort:
+	case HashIP, HashNet, HashIPPort, HashNetPort, HashIPPortIP:
 		return true
 	}
 	return false
 }
 
-func (t Type) hasPort() bool { return t == HashIPPort || t == HashNetPort }
+func (t Type) hasPort() bool { return t == HashIPPort || t == HashNetPort || t == HashIPPortIP }
+func (t Type) hasIP2() bool  { return t == HashIPPortIP }
 func (t Type) isNet() bool   { return t == HashNet || t == HashNetPort }
 
 // Family is the address family of a set (`family inet|inet6`).
@@ -102,11 +108,13 @@ func parseProtocol(s string) (Protocol, bool) {
 //
 // Prefix holds the address as a full-length prefix for hash:ip and
 // hash:ip,port, and a masked CIDR for hash:net and hash:net,port. Protocol
-// and Port are zero for the types without a port.
+// and Port are zero for the types without a port. Addr2 is the second
+// address of hash:ip,port,ip and the zero Addr for the other types.
 type Member struct {
 	Prefix   netip.Prefix
 	Protocol Protocol
 	Port     uint16
+	Addr2    netip.Addr
 }
 
 // IP returns a hash:ip member.
@@ -121,6 +129,13 @@ func Net(p netip.Prefix) Member {
 func IPPort(a netip.Addr, proto Protocol, port uint16) Member {
 	m := IP(a)
 	m.Protocol, m.Port = proto, port
+	return m
+}
+
+// IPPortIP returns a hash:ip,port,ip member.
+func IPPortIP(a netip.Addr, proto Protocol, port uint16, a2 netip.Addr) Member {
+	m := IPPort(a, proto, port)
+	m.Addr2 = a2.Unmap()
 	return m
 }
 
@@ -146,6 +161,10 @@ func (m Member) String() string {
 		b.WriteString(m.Protocol.String())
 		b.WriteByte(':')
 		b.WriteString(strconv.Itoa(int(m.Port)))
+	}
+	if m.Addr2.IsValid() {
+		b.WriteByte(',')
+		b.WriteString(m.Addr2.String())
 	}
 	return b.String()
 }
@@ -176,6 +195,13 @@ func (m Member) validate(t Type, f Family) error {
 		}
 	} else if m.Protocol != 0 || m.Port != 0 {
 		return fmt.Errorf("%w: %s: %s has no port", ErrInvalidMember, m, t)
+	}
+	if t.hasIP2() {
+		if !m.Addr2.IsValid() || m.Addr2.Is4In6() || m.Addr2.Zone() != "" || (f == IPv4) != m.Addr2.Is4() {
+			return fmt.Errorf("%w: %s: %s needs a second %s address", ErrInvalidMember, m, t, f)
+		}
+	} else if m.Addr2.IsValid() {
+		return fmt.Errorf("%w: %s: %s has no second address", ErrInvalidMember, m, t)
 	}
 	return nil
 }
@@ -209,6 +235,19 @@ func ParseMember(t Type, f Family, s string) (Member, error) {
 			return Member{}, fmt.Errorf("%w: %q: zone not allowed", ErrInvalidMember, s)
 		}
 		m.Prefix = netip.PrefixFrom(a, a.BitLen())
+	}
+	if t.hasIP2() {
+		var a2 string
+		var ok bool
+		rest, a2, ok = strings.Cut(rest, ",")
+		if !ok {
+			return Member{}, fmt.Errorf("%w: %q: want addr,proto:port,addr", ErrInvalidMember, s)
+		}
+		a, err := netip.ParseAddr(a2)
+		if err != nil {
+			return Member{}, fmt.Errorf("%w: %q: %v", ErrInvalidMember, s, err)
+		}
+		m.Addr2 = a
 	}
 	if hasPort {
 		ps, port, ok := strings.Cut(rest, ":")

@@ -74,3 +74,12 @@ func (m MatchCriteria) NotSourcePortRanges(r ...PortRange) MatchCriteria {
 func (m MatchCriteria) NotDestIPPortSet(name string) MatchCriteria {
 	return m.with(setMatch{name, "dst,dst", true})
 }
+
+// HairpinIPPortIPSet matches a packet whose destination address and port
+// and source address are a member of a hash:ip,port,ip set
+// (`-m set --match-set NAME dst,dst,src`): with members (EP, proto:port,
+// EP), a connection DNATed back to its own client, the hairpin test of
+// kube-proxy's IPVS mode (KUBE-LOOP-BACK).
+func (m MatchCriteria) HairpinIPPortIPSet(name string) MatchCriteria {
+	return m.with(setMatch{name, "dst,dst,src", false})
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/services"
@@ -18,20 +20,30 @@ import (
 
 // benchTable is where a benchmark renders: the kernel through one
 // backend in a fresh netns, or ipt.Fake (rendering, hashing and the
-// fake's restore only), the peer the kernel figures compare against.
-func benchTable(b *testing.B, target string) *ipt.IPTables {
+// fake's restore only), the peer the kernel figures compare against. A
+// target ending in "+set" also returns WithHairpinSet over an
+// ipsets.Fake or the netns' kernel ipsets.
+func benchTable(b *testing.B, target string) (*ipt.IPTables, []sipt.Option) {
 	b.Helper()
+	base, withSet := strings.CutSuffix(target, "+set")
 	var ex ipt.Execer = ipt.NewFake()
+	var opts []sipt.Option
+	if withSet {
+		opts = append(opts, sipt.WithHairpinSet(ipsets.New(ipsets.NewFake(), ipsets.WithPrefix(setPrefix))))
+	}
 	backend := ipt.BackendNFT
-	if target != "fake" {
+	if base != "fake" {
 		ns := nettest.NewNetns(b, "svcbench") // skips unless root
-		ex, backend = ipt.OSExecer{Netns: ns.Name}, ipt.Backend(target)
+		ex, backend = ipt.OSExecer{Netns: ns.Name}, ipt.Backend(base)
+		if withSet {
+			opts = []sipt.Option{sipt.WithHairpinSet(kernelSets(b, ns))}
+		}
 	}
 	t, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithExecer(ex))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return t
+	return t, opts
 }
 
 // cpuTimes returns the CPU time (user + system) of this process
@@ -74,7 +86,7 @@ func (m *cpuMeter) report() {
 	m.b.ReportMetric(m.children/float64(m.b.N), "restore-cpu-s/op")
 }
 
-var benchTargets = []string{"fake", string(ipt.BackendLegacy), string(ipt.BackendNFT)}
+var benchTargets = []string{"fake", "fake+set", string(ipt.BackendLegacy), string(ipt.BackendLegacy) + "+set", string(ipt.BackendNFT), string(ipt.BackendNFT) + "+set"}
 
 // BenchmarkFullSync: a first sync of N services × 10 endpoints (every
 // chain in one iptables-restore).
@@ -87,10 +99,10 @@ func BenchmarkFullSync(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
-					table := benchTable(b, target)
+					table, opts := benchTable(b, target)
 					b.StartTimer()
 					m.start()
-					p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4})
+					p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4}, opts...)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -112,7 +124,8 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 		for _, n := range []int{1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
 				tr := st.LoadTracker(n, 10)
-				p, err := sipt.New(benchTable(b, target), tr, sipt.Config{Family: ipt.IPv4})
+				table, opts := benchTable(b, target)
+				p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4}, opts...)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -66,6 +66,20 @@
 //     traffic from the pod CIDRs goes to SVC and traffic from the node
 //     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC.
 //
+// With WithHairpinSet (opt-in; kube-proxy's IPVS mode decides hairpin
+// the same way with its KUBE-LOOP-BACK set), an endpoint of a port
+// without affinity is one rule, `-m statistic … -p P -j DNAT
+// --to-destination EP:PORT` (none for the last), and the port has no
+// TABBY-HP- chain: the hash:ip,port,ip set <prefix>HAIRPIN (HAIRPIN6 for
+// IPv6) holds (EP, proto:port, EP) for every such endpoint, and
+// TABBY-POSTROUTING starts with `-m set --match-set <set> dst,dst,src -j
+// TABBY-MARK-MASQ`, so a connection DNATed back to its own client is
+// masqueraded and one to a peer endpoint is not. Ports with affinity
+// keep the HP layout above, SEP-layout ports their SEP chains. Members
+// are counted per port (two ports may share an endpoint) and changed by
+// diff, so one endpoint change is one SVC chain and one set add and
+// delete. About a third of the rules of the default layout (README).
+//
 // TABBY-MARK-MASQ sets the mark bit (0x4000); TABBY-POSTROUTING returns
 // for unmarked packets, clears the bit and masquerades (--random-fully).
 // A service port without usable endpoints has no nat rule but a filter
@@ -120,18 +134,22 @@
 //     repaired; dataplane/iptables also re-reads on its RefreshInterval.
 //     A failed restore returns an error and the next Sync writes the same
 //     desired state again.
-//  3. Conntrack: after a successful Apply, Sync hands the UDP/SCTP flows
+//  3. Hairpin set (WithHairpinSet): the set's updates are applied before
+//     the iptables-restore (the POSTROUTING rule needs the set) and its
+//     deletions after; a full resync also re-reads the kernel's sets.
+//     Trace cannot see kernel sets: TraceWithSets reads an ipsets.Fake.
+//  4. Conntrack: after a successful Apply, Sync hands the UDP/SCTP flows
 //     the changes made stale (services.StaleFlows, accumulated across
 //     failed syncs) to the WithStaleFlows function (services/conntrack),
 //     and the applied ports to the WithHealthServer one.
-//  4. Tests at two levels: the renderer into ipt.Fake with Dump goldens
+//  5. Tests at two levels: the renderer into ipt.Fake with Dump goldens
 //     and Trace (a packet tracer over the fake's rules, kube-proxy's
 //     iptablesTracer, sharing servicestest.TraceCases with
 //     services/nftables), TestFakeMatchesKernel on both backends, and the
 //     shared conformance suite (servicestest/kernelsuite, and its
 //     HairpinPeer: a connection between two endpoints of one service is
 //     not masqueraded, one back to its client is) in network namespaces
-//     on legacy and nft.
+//     on legacy and nft, each with and without the hairpin set.
 //
 // Errors: New returns ErrInvalidConfig for a bad family, an IPv6
 // LocalhostNodePorts or a ClusterCIDR of the other family; Sync returns

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/services"
 )
@@ -100,6 +101,14 @@ type Proxier struct {
 	onStale func(context.Context, []services.StaleFlow)
 	sysctl  func(key, value string) error
 	health  *services.HealthServer
+	// sets and hairpinSet: WithHairpinSet. hairpinRefs counts, per
+	// member, the ports whose endpoints put it in the set; hairpinDirty
+	// holds the members whose count went to or from 0 since the last
+	// render.
+	sets         *ipsets.IPSets
+	hairpinSet   string
+	hairpinRefs  map[ipsets.Member]int
+	hairpinDirty map[ipsets.Member]struct{}
 
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
@@ -140,6 +149,14 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 	for _, o := range opts {
 		o(p)
 	}
+	if p.sets != nil {
+		p.hairpinSet = p.sets.Prefix() + HairpinSetSuffix
+		if cfg.Family == ipt.IPv6 {
+			p.hairpinSet += "6"
+		}
+		p.hairpinRefs = map[ipsets.Member]int{}
+		p.hairpinDirty = map[ipsets.Member]struct{}{}
+	}
 	return p, nil
 }
 
@@ -168,9 +185,19 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		p.needFull = true
 		return err
 	}
+	if p.sets != nil {
+		if err := p.sets.ApplyUpdates(ctx); err != nil {
+			return fmt.Errorf("iptables services: hairpin set %s: %w", p.hairpinSet, err)
+		}
+	}
 	if err := p.ipt.Apply(ctx); err != nil {
 		// The desired state stays in p.ipt; the next Apply writes it.
 		return fmt.Errorf("iptables services: %w", err)
+	}
+	if p.sets != nil {
+		if err := p.sets.ApplyDeletions(ctx); err != nil {
+			return fmt.Errorf("iptables services: hairpin set %s: %w", p.hairpinSet, err)
+		}
 	}
 	if p.health != nil {
 		p.health.Update(p.applied)
@@ -208,6 +235,9 @@ func (p *Proxier) render() error {
 			}
 		}
 		p.ipt.QueueResync()
+		if p.sets != nil {
+			p.sets.QueueResync()
+		}
 	}
 	dispatchChanged := full
 	for _, n := range services.SortedNames(changes) {
@@ -215,6 +245,7 @@ func (p *Proxier) render() error {
 		if err := p.writePort(old, cur); err != nil {
 			return err
 		}
+		p.countHairpin(old, cur)
 		if !dispatchChanged && !sameDispatch(old, cur) {
 			dispatchChanged = true
 		}
@@ -241,7 +272,71 @@ func (p *Proxier) render() error {
 			return err
 		}
 	}
+	if err := p.writeHairpinSet(full); err != nil {
+		return err
+	}
 	p.needFull = false
+	return nil
+}
+
+// countHairpin moves a port's hairpin set members from old to cur.
+func (p *Proxier) countHairpin(old, cur *rendered) {
+	if p.sets == nil {
+		return
+	}
+	if old != nil {
+		for _, m := range old.hairpin {
+			if p.hairpinRefs[m]--; p.hairpinRefs[m] <= 0 {
+				delete(p.hairpinRefs, m)
+				p.hairpinDirty[m] = struct{}{}
+			}
+		}
+	}
+	if cur != nil {
+		for _, m := range cur.hairpin {
+			if p.hairpinRefs[m]++; p.hairpinRefs[m] == 1 {
+				p.hairpinDirty[m] = struct{}{}
+			}
+		}
+	}
+}
+
+// writeHairpinSet declares the whole hairpin set (full) or the members
+// whose count went to or from 0.
+func (p *Proxier) writeHairpinSet(full bool) error {
+	if p.sets == nil {
+		return nil
+	}
+	dirty := p.hairpinDirty
+	p.hairpinDirty = map[ipsets.Member]struct{}{}
+	if full {
+		fam := ipsets.IPv4
+		if p.cfg.Family == ipt.IPv6 {
+			fam = ipsets.IPv6
+		}
+		members := make([]ipsets.Member, 0, len(p.hairpinRefs))
+		for m := range p.hairpinRefs {
+			members = append(members, m)
+		}
+		if err := p.sets.SetMembers(ipsets.SetSpec{Name: p.hairpinSet, Type: ipsets.HashIPPortIP, Family: fam}, members); err != nil {
+			return fmt.Errorf("iptables services: hairpin set: %w", err)
+		}
+		return nil
+	}
+	var add, del []ipsets.Member
+	for m := range dirty {
+		if p.hairpinRefs[m] > 0 {
+			add = append(add, m)
+		} else {
+			del = append(del, m)
+		}
+	}
+	if err := p.sets.RemoveMembers(p.hairpinSet, del...); err != nil {
+		return fmt.Errorf("iptables services: hairpin set: %w", err)
+	}
+	if err := p.sets.AddMembers(p.hairpinSet, add...); err != nil {
+		return fmt.Errorf("iptables services: hairpin set: %w", err)
+	}
 	return nil
 }
 
@@ -308,11 +403,11 @@ func (p *Proxier) baseChains() error {
 	mark := p.cfg.MasqueradeMark
 	nat := []ipt.Chain{
 		{Name: ChainMarkMasq, Rules: []ipt.Rule{{Action: ipt.SetMark{Value: mark, Mask: mark}}}},
-		{Name: ChainPostrouting, Rules: []ipt.Rule{
+		{Name: ChainPostrouting, Rules: append(p.hairpinRules(), []ipt.Rule{
 			{Match: ipt.Match().MarkClear(mark), Action: ipt.Return{}},
 			{Action: ipt.SetMark{Value: 0, Mask: mark}},
 			{Action: ipt.Masquerade{RandomFully: true}},
-		}},
+		}...)},
 		{Name: ChainServices}, {Name: ChainNodePorts},
 	}
 	if len(p.cfg.ClusterCIDRs) > 0 {
@@ -377,3 +472,35 @@ func chainName(prefix string, parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	return prefix + base32.StdEncoding.EncodeToString(h[:10]) // 10 bytes = the 16 characters
 }
+
+// hairpinRules are the first rules of TABBY-POSTROUTING with a hairpin
+// set: a connection whose destination (after DNAT) and source are the
+// same endpoint is marked for masquerade.
+func (p *Proxier) hairpinRules() []ipt.Rule {
+	if p.sets == nil {
+		return nil
+	}
+	return []ipt.Rule{{Match: ipt.Match().HairpinIPPortIPSet(p.hairpinSet), Action: ipt.Jump{Chain: ChainMarkMasq}, Comment: "hairpin"}}
+}
+
+// HairpinSetSuffix ends the name of the hairpin set (WithHairpinSet):
+// the IPSets' prefix + "HAIRPIN", + "6" for IPv6 ("TABBY-HAIRPIN" with
+// the prefix "TABBY-": not the policy compiler's "tabby-", since an
+// IPSets owns every set its prefix starts).
+const HairpinSetSuffix = "HAIRPIN"
+
+// WithHairpinSet makes the Proxier decide hairpin masquerade with one
+// hash:ip,port,ip set in sets, as kube-proxy's IPVS mode does with
+// KUBE-LOOP-BACK, instead of per-endpoint rules: each endpoint of a port
+// without ClientIP affinity is one `-m statistic … -j DNAT` rule in its
+// SVC/SVL chain (no TABBY-HP- chain), the set holds (EP, proto:port, EP)
+// for every such endpoint, and TABBY-POSTROUTING starts with `-m set
+// --match-set <set> dst,dst,src -j TABBY-MARK-MASQ`. Ports with affinity
+// and ports in the SEP layout keep their rules. sets must be in the
+// IPTables' network namespace; Sync applies its updates before the
+// iptables-restore (the rule needs the set) and its deletions after.
+// The set is named sets.Prefix() + HairpinSetSuffix (+ "6" for IPv6).
+func WithHairpinSet(sets *ipsets.IPSets) Option { return func(p *Proxier) { p.sets = sets } }
+
+// HairpinSet returns the name of the hairpin set, "" without WithHairpinSet.
+func (p *Proxier) HairpinSet() string { return p.hairpinSet }

@@ -7,6 +7,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/services"
 )
@@ -15,10 +16,11 @@ import (
 // SEP) and its rules in the dispatch chains.
 type rendered struct {
 	chains         []ipt.Chain
-	natServices    []ipt.Rule // nat TABBY-SERVICES
-	nodePorts      []ipt.Rule // nat TABBY-NODEPORTS
-	filterServices []ipt.Rule // filter TABBY-SERVICES
-	filterExternal []ipt.Rule // filter TABBY-EXTERNAL-SERVICES
+	natServices    []ipt.Rule      // nat TABBY-SERVICES
+	nodePorts      []ipt.Rule      // nat TABBY-NODEPORTS
+	filterServices []ipt.Rule      // filter TABBY-SERVICES
+	filterExternal []ipt.Rule      // filter TABBY-EXTERNAL-SERVICES
+	hairpin        []ipsets.Member // hairpin set members (WithHairpinSet)
 }
 
 func (r *rendered) chain(name string) (ipt.Chain, bool) {
@@ -306,10 +308,27 @@ func (p *Proxier) inlineBalancer(out *rendered, hpName string, hp []services.End
 		}
 		hpRules = append(hpRules, ipt.Rule{Match: m, Action: ipt.DNAT{To: e.AddrPort()}})
 	}
-	if len(hp) > 0 {
+	if len(hp) > 0 && (affinity || p.sets == nil) {
 		out.chains = append(out.chains, ipt.Chain{Name: hpName, Rules: hpRules})
 	}
 	toHP := ipt.Jump{Chain: hpName}
+	if !affinity && p.sets != nil {
+		// Hairpin by set: one rule per endpoint, the set members here.
+		for _, e := range hp {
+			out.hairpin = append(out.hairpin, ipsets.IPPortIP(e.Addr, setProtocol(proto), e.Port, e.Addr))
+		}
+		return func(eps []services.Endpoint) []ipt.Rule {
+			rules := make([]ipt.Rule, 0, len(eps))
+			for i, e := range eps {
+				m := ipt.Match()
+				if i < len(eps)-1 {
+					m = m.RandomProbability(1 / float64(len(eps)-i))
+				}
+				rules = append(rules, ipt.Rule{Match: m.Protocol(proto), Action: ipt.DNAT{To: e.AddrPort()}})
+			}
+			return rules
+		}
+	}
 	return func(eps []services.Endpoint) []ipt.Rule {
 		n := 2 * len(eps)
 		if affinity {
@@ -385,3 +404,14 @@ func (p *Proxier) sepBalancer(out *rendered, proto ipt.Protocol, affinity bool, 
 
 // hostPrefix is a's host prefix (/32 or /128).
 func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// setProtocol is proto as an ipset member's protocol.
+func setProtocol(proto ipt.Protocol) ipsets.Protocol {
+	switch proto {
+	case ipt.UDP:
+		return ipsets.UDP
+	case ipt.SCTP:
+		return ipsets.SCTP
+	}
+	return ipsets.TCP
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 
 	"github.com/tabbynet/tabby/services"
@@ -30,14 +31,28 @@ type Outcome = services.TraceOutcome
 // an error for anything else, so a renderer change the tracer does not
 // follow fails the tests instead of passing silently.
 func Trace(fake *ipt.Fake, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
-	return traceDump(fake.Dump(), nodeIPs, pkt)
+	return traceDump(fake.Dump(), nil, nodeIPs, pkt)
+}
+
+// TraceWithSets is Trace for a Proxier made WithHairpinSet over an
+// ipsets.Fake: `-m set --match-set NAME dst,dst,src` matches when the
+// packet's (destination, protocol:destination port, source) is a member
+// of the hash:ip,port,ip set NAME in sets; any other set match or set
+// type is an error.
+func TraceWithSets(fake *ipt.Fake, sets *ipsets.Fake, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
+	return traceDump(fake.Dump(), sets, nodeIPs, pkt)
 }
 
 // traceDump is Trace over a Dump text.
-func traceDump(dump string, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
+func traceDump(dump string, sets *ipsets.Fake, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
 	tr, err := parseDump(dump)
 	if err != nil {
 		return nil, err
+	}
+	if sets != nil {
+		if tr.sets, err = parseSets(sets.Dump()); err != nil {
+			return nil, err
+		}
 	}
 	tr.local = nodeIPs
 	start := traceState{pkt: pkt}
@@ -92,6 +107,7 @@ type traceState struct {
 
 type tracer struct {
 	tables map[string]map[string][][]string // table -> chain -> rules' args
+	sets   map[string]traceSet              // ipset name -> members
 	local  []netip.Addr
 	steps  int // chain walks so far, bounded (forks multiply them)
 }
@@ -101,6 +117,56 @@ const maxTraceSteps = 100000
 
 func (tr *tracer) isLocal(a netip.Addr) bool {
 	return slices.Contains(tr.local, a) || netip.MustParsePrefix("127.0.0.0/8").Contains(a)
+}
+
+type traceSet struct {
+	typ     ipsets.Type
+	members map[ipsets.Member]bool
+}
+
+// parseSets reads an ipsets.Fake Dump ("create NAME TYPE family F
+// maxelem N", "add NAME MEMBER").
+func parseSets(dump string) (map[string]traceSet, error) {
+	out := map[string]traceSet{}
+	fams := map[string]ipsets.Family{}
+	for _, l := range strings.Split(dump, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0:
+		case f[0] == "create" && len(f) >= 5:
+			out[f[1]] = traceSet{typ: ipsets.Type(f[2]), members: map[ipsets.Member]bool{}}
+			fams[f[1]] = map[string]ipsets.Family{"inet": ipsets.IPv4, "inet6": ipsets.IPv6}[f[4]]
+		case f[0] == "add" && len(f) == 3:
+			s, ok := out[f[1]]
+			if !ok {
+				return nil, fmt.Errorf("ipset dump: add to unknown set %q", f[1])
+			}
+			m, err := ipsets.ParseMember(s.typ, fams[f[1]], f[2])
+			if err != nil {
+				return nil, fmt.Errorf("ipset dump: %w", err)
+			}
+			s.members[m] = true
+		default:
+			return nil, fmt.Errorf("ipset dump: unknown line %q", l)
+		}
+	}
+	return out, nil
+}
+
+// setMatch evaluates `--match-set NAME DIRS`.
+func (tr *tracer) setMatch(name, dirs string, s traceState) (bool, error) {
+	set, ok := tr.sets[name]
+	if !ok {
+		return false, fmt.Errorf("match-set %s: unknown set", name)
+	}
+	if dirs != "dst,dst,src" || set.typ != ipsets.HashIPPortIP {
+		return false, fmt.Errorf("match-set %s %s: only dst,dst,src on %s is traced", name, dirs, ipsets.HashIPPortIP)
+	}
+	proto, ok := map[string]ipsets.Protocol{"tcp": ipsets.TCP, "udp": ipsets.UDP, "sctp": ipsets.SCTP}[s.pkt.Protocol]
+	if !ok {
+		return false, nil
+	}
+	return set.members[ipsets.IPPortIP(s.pkt.Dst, proto, s.pkt.DstPort, s.pkt.Src)], nil
 }
 
 // parseDump reads the first dataplane of a Fake's Dump.
@@ -354,6 +420,22 @@ func (tr *tracer) match(args []string, s traceState) (matched, fork bool, target
 				p := next()
 				if p != "1.00000000000" {
 					fork = true
+				}
+			case "set":
+				if i+1 < len(args) && args[i+1] == "!" {
+					i++
+					not = true
+				}
+				if next() != "--match-set" {
+					return false, false, nil, fmt.Errorf("unknown set option")
+				}
+				name, dirs := next(), next()
+				if err != nil {
+					return false, false, nil, err
+				}
+				var serr error
+				if ok, serr = tr.setMatch(name, dirs, s); serr != nil {
+					return false, false, nil, serr
 				}
 			case "recent":
 				set := next() == "--set"
