@@ -48,19 +48,34 @@ func (t *Tracker[K, V]) refresh(k K) {
 	switch {
 	case wanted:
 		if present && t.equal(d, have) {
-			delete(t.updates, k)
+			unpend(&t.updates, k)
 		} else {
 			t.updates[k] = struct{}{}
 		}
 		if present {
-			delete(t.deletions, k)
+			unpend(&t.deletions, k)
 		}
 	case present:
-		delete(t.updates, k)
+		unpend(&t.updates, k)
 		t.deletions[k] = struct{}{}
 	default:
-		delete(t.updates, k)
-		delete(t.deletions, k)
+		unpend(&t.updates, k)
+		unpend(&t.deletions, k)
+	}
+}
+
+// unpend removes k from the pending set *m. A set that empties gets a
+// fresh map: Go never shrinks a map, so after a full sync of many keys
+// ranging over the emptied map would still walk all its buckets on every
+// later sync; a fresh one keeps PendingUpdates/PendingDeletions
+// O(pending).
+func unpend[K comparable](m *map[K]struct{}, k K) {
+	if _, ok := (*m)[k]; !ok {
+		return
+	}
+	delete(*m, k)
+	if len(*m) == 0 {
+		*m = map[K]struct{}{}
 	}
 }
 
@@ -74,13 +89,7 @@ func (t *Tracker[K, V]) UpdateApplied(k K) {
 		return
 	}
 	t.dataplane[k] = t.desired[k]
-	delete(t.updates, k)
-	if len(t.updates) == 0 {
-		// Go never shrinks a map: after a full sync of many keys, ranging
-		// over the emptied map would still walk all its buckets on every
-		// later sync. A fresh map keeps PendingUpdates O(pending).
-		t.updates = map[K]struct{}{}
-	}
+	unpend(&t.updates, k)
 }
 
 // DeletionApplied records that the pending deletion of k was carried out:
@@ -91,10 +100,7 @@ func (t *Tracker[K, V]) DeletionApplied(k K) {
 		return
 	}
 	delete(t.dataplane, k)
-	delete(t.deletions, k)
-	if len(t.deletions) == 0 {
-		t.deletions = map[K]struct{}{} // as in UpdateApplied
-	}
+	unpend(&t.deletions, k)
 }
 
 // Desired returns the view of the desired state.
