@@ -651,59 +651,53 @@ func (c *Compiler) Replace(r pol.Resources) error {
 		errs = append(errs, c.model.UpdateNamespace(n.DeepCopy()))
 		c.namespaces[n.Name] = true
 	}
-	for n := range c.namespaces {
-		if !keep[n] {
-			c.model.DeleteNamespace(n)
-			delete(c.namespaces, n)
-		}
-	}
-	clear(keep)
+	pruneStale(c.namespaces, keep, func(n string) {
+		c.model.DeleteNamespace(n)
+		delete(c.namespaces, n)
+	})
 	for _, n := range r.NetworkSets {
 		k := n.Namespace + "/" + n.Name
 		keep[k] = true
 		errs = append(errs, c.model.UpdateNetworkSet(n.DeepCopy()))
 		c.netsets[k] = true
 	}
-	for k := range c.netsets {
-		if !keep[k] {
-			ns, name, _ := cutKey(k)
-			c.model.DeleteNetworkSet(ns, name)
-			delete(c.netsets, k)
-		}
-	}
-	clear(keep)
+	pruneStale(c.netsets, keep, func(k string) {
+		ns, name, _ := cutKey(k)
+		c.model.DeleteNetworkSet(ns, name)
+		delete(c.netsets, k)
+	})
 	for _, n := range r.GlobalNetworkSets {
 		keep[n.Name] = true
 		errs = append(errs, c.model.UpdateGlobalNetworkSet(n.DeepCopy()))
 		c.gnetsets[n.Name] = true
 	}
-	for k := range c.gnetsets {
-		if !keep[k] {
-			c.model.DeleteNetworkSet("", k)
-			delete(c.gnetsets, k)
-		}
-	}
-	clear(keep)
+	pruneStale(c.gnetsets, keep, func(k string) {
+		c.model.DeleteNetworkSet("", k)
+		delete(c.gnetsets, k)
+	})
 	for _, e := range r.Endpoints {
 		keep[e.Key()] = true
 		errs = append(errs, c.updateEndpoint(e.DeepCopy()))
 	}
-	for k := range c.endpoints {
-		if !keep[k] {
-			c.deleteEndpoint(k)
-		}
-	}
-	clear(keep)
+	pruneStale(c.endpoints, keep, c.deleteEndpoint)
 	for _, rp := range rps {
 		keep[rp.Key] = true
 		errs = append(errs, c.updatePolicy(rp))
 	}
-	for k := range c.policies {
+	pruneStale(c.policies, keep, c.deletePolicy)
+	return errors.Join(errs...)
+}
+
+// pruneStale calls del for every key of have (what the compiler holds of
+// one kind) that keep (what a Replace listed) lacks, then empties keep for
+// the next kind.
+func pruneStale[V any](have map[string]V, keep map[string]bool, del func(string)) {
+	for k := range have {
 		if !keep[k] {
-			c.deletePolicy(k)
+			del(k)
 		}
 	}
-	return errors.Join(errs...)
+	clear(keep)
 }
 
 // resolveAll resolves r's policies (NetworkPolicies, then
