@@ -9,17 +9,16 @@ import (
 	"log/slog"
 	"maps"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
 
 	"github.com/tabbynet/tabby/dataplane/deltatracker"
+	"github.com/tabbynet/tabby/dataplane/internal/parallel"
 	"github.com/tabbynet/tabby/dataplane/syncrunner"
 )
 
@@ -221,7 +220,7 @@ func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]rendered
 	}
 	out := make([]renderedChain, len(chains))
 	errs := make([]error, len(chains))
-	parallel(len(chains), func(i int) {
+	parallel.For(len(chains), 16, func(i int) {
 		out[i], errs[i] = t.render(chains[i].Name, chains[i].Rules)
 	})
 	rendered := make(map[chainKey]renderedChain, len(chains))
@@ -232,35 +231,6 @@ func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]rendered
 		rendered[chainKey{table, c.Name}] = out[i]
 	}
 	return rendered, nil
-}
-
-// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines, in blocks of
-// indexes so that small inputs stay on the calling goroutine.
-func parallel(n int, f func(i int)) {
-	const block = 16
-	workers := min(runtime.GOMAXPROCS(0), (n+block-1)/block)
-	if workers <= 1 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				lo := int(next.Add(block)) - block
-				if lo >= n {
-					return
-				}
-				for i := lo; i < min(lo+block, n); i++ {
-					f(i)
-				}
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // ReplaceChains makes chains the complete desired set of owned chains of

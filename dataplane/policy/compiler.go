@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/tabbynet/tabby/dataplane/internal/parallel"
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
 	pol "github.com/tabbynet/tabby/policy"
@@ -711,28 +711,20 @@ func resolveAll(r pol.Resources) ([]*pol.ResolvedPolicy, []error) {
 	rps := make([]*pol.ResolvedPolicy, n)
 	errs := make([]error, n)
 	var res pol.Resolver
-	workers := min(runtime.GOMAXPROCS(0), n/32+1)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				if i < nnp {
-					rps[i], errs[i] = res.ResolveNetworkPolicy(r.NetworkPolicies[i])
-				} else {
-					rps[i], errs[i] = res.ResolveGlobalNetworkPolicy(r.GlobalNetworkPolicies[i-nnp])
-				}
-			}
-		})
-	}
-	wg.Wait()
+	parallel.For(n, 32, func(i int) {
+		if i < nnp {
+			rps[i], errs[i] = res.ResolveNetworkPolicy(r.NetworkPolicies[i])
+		} else {
+			rps[i], errs[i] = res.ResolveGlobalNetworkPolicy(r.GlobalNetworkPolicies[i-nnp])
+		}
+	})
 	return rps, errs
 }
 
+// cutKey splits "namespace/name"; a key without "/" is a global name.
 func cutKey(k string) (string, string, bool) {
-	for i := 0; i < len(k); i++ {
-		if k[i] == '/' {
-			return k[:i], k[i+1:], true
-		}
+	if ns, name, ok := strings.Cut(k, "/"); ok {
+		return ns, name, true
 	}
 	return "", k, false
 }
