@@ -261,6 +261,19 @@ func (f *Fake) IpsetListAll() ([]nl.IPSetResult, error) {
 	return out, nil
 }
 
+// Set returns the type of set name and whether it holds m, as a packet
+// tracer asks; ok is false when there is no such set.
+func (f *Fake) Set(name string, m Member) (typ Type, has, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sets[name]
+	if !ok {
+		return "", false, false
+	}
+	_, has = s.entries[m]
+	return s.typ, has, true
+}
+
 // Dump returns the sets in `ipset save` form, sorted, for golden tests:
 // one "create NAME TYPE family F maxelem N" line per set followed by its
 // sorted "add NAME MEMBER" lines.

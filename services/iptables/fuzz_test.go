@@ -25,18 +25,3 @@ func FuzzTrace(f *testing.F) {
 		_, _ = traceDump(dump, nil, []netip.Addr{netip.MustParseAddr("192.168.0.10")}, Packet{Src: s, Dst: d, Protocol: "tcp", DstPort: port, FromHost: fromHost})
 	})
 }
-
-// FuzzParseSets: the ipset dump reader of TraceWithSets never panics,
-// and reads the hairpin golden's sets.
-func FuzzParseSets(f *testing.F) {
-	for _, s := range []string{"create TABBY-HAIRPIN hash:ip,port,ip family inet maxelem 1024\nadd TABBY-HAIRPIN 10.0.0.1,tcp:80,10.0.0.1\n",
-		"add x 1.2.3.4", "create x hash:ip family inet6 maxelem 1\nadd x 1.2.3.4", "create x\n"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		sets, err := parseSets(s)
-		if err == nil && sets == nil {
-			t.Fatal("nil sets without error")
-		}
-	})
-}

@@ -49,11 +49,7 @@ func traceDump(dump string, sets *ipsets.Fake, nodeIPs []netip.Addr, pkt Packet)
 	if err != nil {
 		return nil, err
 	}
-	if sets != nil {
-		if tr.sets, err = parseSets(sets.Dump()); err != nil {
-			return nil, err
-		}
-	}
+	tr.sets = sets
 	tr.local = nodeIPs
 	start := traceState{pkt: pkt}
 	natHook, filterHook := "PREROUTING", "FORWARD"
@@ -107,7 +103,7 @@ type traceState struct {
 
 type tracer struct {
 	tables map[string]map[string][][]string // table -> chain -> rules' args
-	sets   map[string]traceSet              // ipset name -> members
+	sets   *ipsets.Fake                     // nil: no set may be matched
 	local  []netip.Addr
 	steps  int // chain walks so far, bounded (forks multiply them)
 }
@@ -119,54 +115,25 @@ func (tr *tracer) isLocal(a netip.Addr) bool {
 	return slices.Contains(tr.local, a) || netip.MustParsePrefix("127.0.0.0/8").Contains(a)
 }
 
-type traceSet struct {
-	typ     ipsets.Type
-	members map[ipsets.Member]bool
-}
-
-// parseSets reads an ipsets.Fake Dump ("create NAME TYPE family F
-// maxelem N", "add NAME MEMBER").
-func parseSets(dump string) (map[string]traceSet, error) {
-	out := map[string]traceSet{}
-	fams := map[string]ipsets.Family{}
-	for _, l := range strings.Split(dump, "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 0:
-		case f[0] == "create" && len(f) >= 5:
-			out[f[1]] = traceSet{typ: ipsets.Type(f[2]), members: map[ipsets.Member]bool{}}
-			fams[f[1]] = map[string]ipsets.Family{"inet": ipsets.IPv4, "inet6": ipsets.IPv6}[f[4]]
-		case f[0] == "add" && len(f) == 3:
-			s, ok := out[f[1]]
-			if !ok {
-				return nil, fmt.Errorf("ipset dump: add to unknown set %q", f[1])
-			}
-			m, err := ipsets.ParseMember(s.typ, fams[f[1]], f[2])
-			if err != nil {
-				return nil, fmt.Errorf("ipset dump: %w", err)
-			}
-			s.members[m] = true
-		default:
-			return nil, fmt.Errorf("ipset dump: unknown line %q", l)
-		}
-	}
-	return out, nil
-}
-
 // setMatch evaluates `--match-set NAME DIRS`.
 func (tr *tracer) setMatch(name, dirs string, s traceState) (bool, error) {
-	set, ok := tr.sets[name]
+	var m ipsets.Member // (destination, protocol:port, source), when traceable
+	proto, traceable := map[string]ipsets.Protocol{"tcp": ipsets.TCP, "udp": ipsets.UDP, "sctp": ipsets.SCTP}[s.pkt.Protocol]
+	if traceable {
+		m = ipsets.IPPortIP(s.pkt.Dst, proto, s.pkt.DstPort, s.pkt.Src)
+	}
+	var typ ipsets.Type
+	var has, ok bool
+	if tr.sets != nil {
+		typ, has, ok = tr.sets.Set(name, m)
+	}
 	if !ok {
 		return false, fmt.Errorf("match-set %s: unknown set", name)
 	}
-	if dirs != "dst,dst,src" || set.typ != ipsets.HashIPPortIP {
+	if dirs != "dst,dst,src" || typ != ipsets.HashIPPortIP {
 		return false, fmt.Errorf("match-set %s %s: only dst,dst,src on %s is traced", name, dirs, ipsets.HashIPPortIP)
 	}
-	proto, ok := map[string]ipsets.Protocol{"tcp": ipsets.TCP, "udp": ipsets.UDP, "sctp": ipsets.SCTP}[s.pkt.Protocol]
-	if !ok {
-		return false, nil
-	}
-	return set.members[ipsets.IPPortIP(s.pkt.Dst, proto, s.pkt.DstPort, s.pkt.Src)], nil
+	return traceable && has, nil
 }
 
 // parseDump reads the first dataplane of a Fake's Dump.
