@@ -2,10 +2,18 @@ package k8sresolver_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -108,4 +116,118 @@ current-context: x
 	require.NoError(t, err)
 	_, _, err = r.Annotations(t.Context(), "a", "b")
 	assert.Error(t, err, "no API server at 127.0.0.1:1")
+}
+
+// apiServer is an HTTPS server answering the two GETs the resolver makes
+// the way kube-apiserver does for a metadata-only client: a
+// PartialObjectMetadata when the Accept header asks for one, a Status
+// with reason NotFound for a missing object. It checks the bearer token
+// from the kubeconfig. A fake beside the client-go fake above: this one
+// runs client-go's real transport, kubeconfig loading (CA data, token)
+// and content negotiation.
+type apiServer struct {
+	objects map[string]map[string]string // URL path → annotations
+	fail    map[string]int               // URL path → HTTP status to answer
+
+	mu      sync.Mutex
+	accepts []string // Accept header of every request
+}
+
+func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	s.mu.Lock()
+	s.accepts = append(s.accepts, r.Header.Get("Accept"))
+	s.mu.Unlock()
+	status := func(code int, reason string) {
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure",
+			"reason": reason, "code": code, "message": reason})
+	}
+	switch {
+	case r.Header.Get("Authorization") != "Bearer s3cret":
+		status(http.StatusUnauthorized, "Unauthorized")
+	case s.fail[r.URL.Path] != 0:
+		status(s.fail[r.URL.Path], "InternalError")
+	case !strings.Contains(r.Header.Get("Accept"), "as=PartialObjectMetadata"):
+		status(http.StatusNotAcceptable, "NotAcceptable")
+	default:
+		ann, ok := s.objects[r.URL.Path]
+		if !ok {
+			status(http.StatusNotFound, "NotFound")
+			return
+		}
+		parts := strings.Split(r.URL.Path, "/")
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+			"metadata": map[string]any{"name": parts[len(parts)-1], "annotations": ann}})
+	}
+}
+
+// kubeconfigFor writes a kubeconfig for srv with the given token.
+func kubeconfigFor(t *testing.T, srv *httptest.Server, token string) string {
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(path, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+srv.URL+`", certificate-authority-data: "`+base64.StdEncoding.EncodeToString(ca)+`"}}]
+users: [{name: u, user: {token: `+token+`}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600))
+	return path
+}
+
+func TestFromKubeconfigOverHTTPS(t *testing.T) {
+	api := &apiServer{
+		objects: map[string]map[string]string{
+			"/api/v1/namespaces/shop":         {ipam.AnnotationIPv4Pools: `["blue"]`},
+			"/api/v1/namespaces/shop/pods/db": {ipam.AnnotationIPAddrs: `["10.61.0.9"]`},
+			"/api/v1/namespaces/bare":         nil,
+		},
+		fail: map[string]int{"/api/v1/namespaces/broken/pods/x": http.StatusInternalServerError},
+	}
+	srv := httptest.NewTLSServer(api)
+	t.Cleanup(srv.Close)
+
+	r, err := k8sresolver.FromKubeconfig(kubeconfigFor(t, srv, "s3cret"))
+	require.NoError(t, err)
+	tests := []struct {
+		name, ns, pod string
+		wantPod       map[string]string
+		wantNS        map[string]string
+		wantErr       string
+	}{
+		{name: "pod and namespace annotated", ns: "shop", pod: "db",
+			wantPod: map[string]string{ipam.AnnotationIPAddrs: `["10.61.0.9"]`},
+			wantNS:  map[string]string{ipam.AnnotationIPv4Pools: `["blue"]`}},
+		{name: "pod missing, namespace annotated", ns: "shop", pod: "ghost",
+			wantNS: map[string]string{ipam.AnnotationIPv4Pools: `["blue"]`}},
+		{name: "namespace without annotations", ns: "bare", pod: "ghost"},
+		{name: "neither exists", ns: "nowhere", pod: "ghost"},
+		{name: "server error", ns: "broken", pod: "x", wantErr: "get pod broken/x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pod, ns, err := r.Annotations(t.Context(), tc.ns, tc.pod)
+			if tc.wantErr != "" {
+				assert.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantPod, pod)
+			assert.Equal(t, tc.wantNS, ns)
+		})
+	}
+	api.mu.Lock()
+	accepts := slices.Clone(api.accepts)
+	api.mu.Unlock()
+	require.NotEmpty(t, accepts)
+	for _, a := range accepts {
+		assert.Contains(t, a, "as=PartialObjectMetadata", "metadata-only requests")
+	}
+
+	// A wrong token: the API's 401 is an error, not "no annotations".
+	r, err = k8sresolver.FromKubeconfig(kubeconfigFor(t, srv, "wrong"))
+	require.NoError(t, err)
+	_, _, err = r.Annotations(t.Context(), "shop", "db")
+	assert.ErrorContains(t, err, "Unauthorized")
 }
