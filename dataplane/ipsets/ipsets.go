@@ -336,10 +336,49 @@ func (s *IPSets) create(name string, meta setMeta, n int) (uint32, error) {
 }
 
 func (s *IPSets) fill(name, into string, meta setMeta) error {
-	members := s.desiredSorted(name)
+	return s.write(into, meta.Type, s.desiredSorted(name), true)
+}
+
+// write adds (add) or deletes members of the kernel set name of type t, in
+// order: in batches when the handle is a BatchHandle, else one IpsetAdd or
+// IpsetDel per member. A member already present (add) or absent (delete)
+// is not an error. It stops at the first member that fails and names it.
+func (s *IPSets) write(name string, t Type, members []Member, add bool) error {
+	wrap := func(m Member, err error) error {
+		if add {
+			return fmt.Errorf("add %s to ipset %s: %w", m, name, err)
+		}
+		return fmt.Errorf("delete %s from ipset %s: %w", m, name, err)
+	}
+	if b, ok := s.h.(BatchHandle); ok {
+		if len(members) == 0 {
+			return nil
+		}
+		entries := make([]*nl.IPSetEntry, len(members))
+		for i, m := range members {
+			entries[i] = toEntry(t, m)
+		}
+		write := b.IpsetDelEntries
+		if add {
+			write = b.IpsetAddEntries
+		}
+		err := write(name, entries)
+		var ee *EntryError
+		if errors.As(err, &ee) && ee.Index >= 0 && ee.Index < len(members) {
+			return wrap(members[ee.Index], ee.Err)
+		}
+		if err != nil {
+			return wrap(members[0], err)
+		}
+		return nil
+	}
+	write := s.h.IpsetDel
+	if add {
+		write = s.h.IpsetAdd
+	}
 	for _, m := range members {
-		if err := s.h.IpsetAdd(into, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
-			return fmt.Errorf("add %s to ipset %s: %w", m, into, err)
+		if err := write(name, toEntry(t, m)); err != nil && !IsExist(err) {
+			return wrap(m, err)
 		}
 	}
 	return nil
@@ -414,21 +453,22 @@ func (s *IPSets) rewrite(name string, meta setMeta) error {
 }
 
 // edit applies the pending member changes in place: deletions first, so
-// the set never exceeds its maxelem.
+// the set never exceeds its maxelem, then additions (one batch each with a
+// BatchHandle).
 func (s *IPSets) edit(name string, meta setMeta) error {
 	st := s.state[name]
 	dels := sortedKeys(st.members.PendingDeletions())
+	if err := s.write(name, meta.Type, dels, false); err != nil {
+		return err // the caller re-reads the kernel before the next Apply
+	}
 	for _, m := range dels {
-		if err := s.h.IpsetDel(name, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
-			return fmt.Errorf("delete %s from ipset %s: %w", m, name, err)
-		}
 		st.members.Dataplane().Delete(m)
 	}
 	adds := sortedKeys(st.members.PendingUpdates())
+	if err := s.write(name, meta.Type, adds, true); err != nil {
+		return err
+	}
 	for _, m := range adds {
-		if err := s.h.IpsetAdd(name, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
-			return fmt.Errorf("add %s to ipset %s: %w", m, name, err)
-		}
 		st.members.Dataplane().Set(m, struct{}{})
 	}
 	return nil
