@@ -301,6 +301,48 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ApplyCreates creates, empty, every desired set the kernel does not hold
+// yet (with the maxelem its desired members need), and nothing else, so
+// that rules naming the sets can be written while ApplyUpdates fills them
+// (services/iptables overlaps the fill with its iptables-restore this
+// way). ApplyUpdates then treats such a set as an existing one: it builds
+// the members in a temporary set and swaps them in at once when they are
+// WithRewriteThreshold or more, and edits it in place otherwise; a rule
+// that matches it before that sees it empty. Errors are ApplyUpdates'.
+func (s *IPSets) ApplyCreates(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.loadIfNeeded(); err != nil {
+		return err
+	}
+	var names []string
+	for name := range s.sets.Desired().All() {
+		if _, exists := s.sets.Dataplane().Get(name); !exists {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		meta, _ := s.sets.Desired().Get(name)
+		st := s.state[name]
+		maxElem, err := s.create(name, meta, st.members.Desired().Len())
+		if err != nil {
+			errs = append(errs, err)
+			s.resync = true
+			continue
+		}
+		s.sets.Dataplane().Set(name, meta)
+		st.maxElem = maxElem
+		st.members.Dataplane().ReplaceAll(noMembers)
+	}
+	return errors.Join(errs...)
+}
+
 func (s *IPSets) applySet(name string) error {
 	want, _ := s.sets.Desired().Get(name)
 	have, exists := s.sets.Dataplane().Get(name)

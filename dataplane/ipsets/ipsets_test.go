@@ -336,3 +336,52 @@ func TestBatchedMatchesPerEntry(t *testing.T) {
 	assert.Equal(t, pe, be)
 	assert.Equal(t, "add 10.0.0.3 to ipset tabby-full: "+errHashFull.Error(), be[len(be)-1])
 }
+
+// TestApplyCreatesThenFill: ApplyCreates makes missing sets empty (and
+// touches no existing set); a rule may reference them at once; the
+// following Apply swaps a large set's members in whole, edits a small one
+// in place, and ends where a plain Apply ends.
+func TestApplyCreatesThenFill(t *testing.T) {
+	ctx := context.Background()
+	desire := func(s *IPSets) {
+		require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-big", Type: HashIP, Family: IPv4}, ips(2000, "10.1.0.1")))
+		require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-small", Type: HashNet, Family: IPv6}, []Member{Net(netip.MustParsePrefix("fd00::/64"))}))
+	}
+	plain := NewFake()
+	ps := New(plain)
+	desire(ps)
+	require.NoError(t, ps.Apply(ctx))
+
+	f := &swapLog{Fake: NewFake()}
+	s := New(f)
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-old", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	require.NoError(t, s.AddMembers("tabby-old", ips(1, "10.0.0.2")...))
+	desire(s)
+	require.NoError(t, s.ApplyCreates(ctx))
+	assert.Equal(t, `create tabby-big hash:ip family inet maxelem 3072
+create tabby-old hash:ip family inet maxelem 1024
+add tabby-old 10.0.0.1
+create tabby-small hash:net family inet6 maxelem 1024
+`, f.Dump())
+	assert.False(t, s.InSync())
+	require.NoError(t, f.Reference("tabby-big"))
+	s.DeleteSet("tabby-old")
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	assert.Equal(t, []string{s.TempName("tabby-big") + " tabby-big"}, f.swaps, "the large set is swapped in whole")
+	assert.Equal(t, plain.Dump(), f.Dump())
+	typ, has, ok := f.Set("tabby-big", IP(netip.MustParseAddr("10.1.0.1")))
+	assert.True(t, ok && has, "%s", typ)
+}
+
+// swapLog records the IpsetSwap calls made to a Fake.
+type swapLog struct {
+	*Fake
+	swaps []string
+}
+
+func (h *swapLog) IpsetSwap(a, b string) error {
+	h.swaps = append(h.swaps, a+" "+b)
+	return h.Fake.IpsetSwap(a, b)
+}
