@@ -21,10 +21,12 @@ import (
 )
 
 // Handle is the slice of *netlink.Handle (github.com/vishvananda/netlink)
-// that IPSets uses. The real implementation is a handle opened with
-// netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER), bound to one network
-// namespace; Fake is the in-memory one. Errors are the kernel's:
-// syscall.Errno (ENOENT for a missing set) or nl.IPSetError.
+// that IPSets uses. The real implementation is KernelHandle (NewHandle),
+// bound to one network namespace, which also implements BatchHandle; a
+// plain *netlink.Handle from netlink.NewHandleAt(ns,
+// unix.NETLINK_NETFILTER) works too, one netlink message per member. Fake
+// is the in-memory one. Errors are the kernel's: syscall.Errno (ENOENT for
+// a missing set) or nl.IPSetError.
 type Handle interface {
 	// IpsetListAll dumps every set with its entries (`ipset list`). A large
 	// set may come back split over several results with the same name.
