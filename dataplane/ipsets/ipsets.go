@@ -274,33 +274,12 @@ func (s *IPSets) Apply(ctx context.Context) error {
 // Errors name the set and are joined; a failed set stays pending and the
 // next Apply re-reads the kernel first.
 func (s *IPSets) ApplyUpdates(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.loadIfNeeded(); err != nil {
-		return err
-	}
-	var names []string
-	for name := range s.sets.Desired().All() {
+	return s.applyEach(ctx, func(name string) bool {
 		want, _ := s.sets.Desired().Get(name)
 		have, exists := s.sets.Dataplane().Get(name)
 		st := s.state[name]
-		if !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	var errs []error
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			break
-		}
-		if err := s.applySet(name); err != nil {
-			errs = append(errs, err)
-			s.resync = true
-		}
-	}
-	return errors.Join(errs...)
+		return !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem
+	}, s.applySet)
 }
 
 // ApplyCreates creates, empty, every desired set the kernel does not hold
@@ -312,6 +291,19 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 // WithRewriteThreshold or more, and edits it in place otherwise; a rule
 // that matches it before that sees it empty. Errors are ApplyUpdates'.
 func (s *IPSets) ApplyCreates(ctx context.Context) error {
+	return s.applyEach(ctx, func(name string) bool {
+		_, exists := s.sets.Dataplane().Get(name)
+		return !exists
+	}, func(name string) error {
+		meta, _ := s.sets.Desired().Get(name)
+		return s.createEmpty(name, meta)
+	})
+}
+
+// applyEach reads the kernel if needed, then runs apply on each desired
+// set that pick selects, in name order, joining the errors; a failure
+// makes the next call re-read the kernel.
+func (s *IPSets) applyEach(ctx context.Context, pick func(name string) bool, apply func(name string) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadIfNeeded(); err != nil {
@@ -319,7 +311,7 @@ func (s *IPSets) ApplyCreates(ctx context.Context) error {
 	}
 	var names []string
 	for name := range s.sets.Desired().All() {
-		if _, exists := s.sets.Dataplane().Get(name); !exists {
+		if pick(name) {
 			names = append(names, name)
 		}
 	}
@@ -330,17 +322,10 @@ func (s *IPSets) ApplyCreates(ctx context.Context) error {
 			errs = append(errs, err)
 			break
 		}
-		meta, _ := s.sets.Desired().Get(name)
-		st := s.state[name]
-		maxElem, err := s.create(name, meta, st.members.Desired().Len())
-		if err != nil {
+		if err := apply(name); err != nil {
 			errs = append(errs, err)
 			s.resync = true
-			continue
 		}
-		s.sets.Dataplane().Set(name, meta)
-		st.maxElem = maxElem
-		st.members.Dataplane().ReplaceAll(noMembers)
 	}
 	return errors.Join(errs...)
 }
@@ -441,6 +426,21 @@ func (s *IPSets) desiredSorted(name string) []Member {
 // createAndFill creates a set that no rule can reference yet (it did not
 // exist) and fills it in place.
 func (s *IPSets) createAndFill(name string, meta setMeta) error {
+	if err := s.createEmpty(name, meta); err != nil {
+		return err
+	}
+	st := s.state[name]
+	if err := s.fill(name, name, meta); err != nil {
+		return err
+	}
+	s.markMembersInSync(st)
+	s.log.Debug("created ipset", "set", name, "type", meta.Type, "members", st.members.Desired().Len())
+	return nil
+}
+
+// createEmpty creates set name, sized for its desired members, and
+// records it as existing and empty.
+func (s *IPSets) createEmpty(name string, meta setMeta) error {
 	st := s.state[name]
 	maxElem, err := s.create(name, meta, st.members.Desired().Len())
 	if err != nil {
@@ -449,11 +449,6 @@ func (s *IPSets) createAndFill(name string, meta setMeta) error {
 	s.sets.Dataplane().Set(name, meta)
 	st.maxElem = maxElem
 	st.members.Dataplane().ReplaceAll(noMembers)
-	if err := s.fill(name, name, meta); err != nil {
-		return err
-	}
-	s.markMembersInSync(st)
-	s.log.Debug("created ipset", "set", name, "type", meta.Type, "members", st.members.Desired().Len())
 	return nil
 }
 
