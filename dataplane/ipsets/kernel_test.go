@@ -303,3 +303,34 @@ func testKernelApply(t *testing.T, h Handle, n *nettest.Netns) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"other"}, strings.Fields(out))
 }
+
+// TestKernelApplyCreates: a set ApplyCreates made is empty, an iptables
+// rule can reference it at once, and the next Apply swaps the members in
+// under the reference.
+func TestKernelApplyCreates(t *testing.T) {
+	ctx := context.Background()
+	h, n := kernelHandle(t)
+	s := New(h)
+	spec := SetSpec{Name: "tabby-c", Type: HashIPPortIP, Family: IPv4}
+	members := make([]Member, 100)
+	for i := range members {
+		a := netip.AddrFrom4([4]byte{10, 0, 1, byte(i)})
+		members[i] = IPPortIP(a, UDP, 53, a)
+	}
+	require.NoError(t, s.SetMembers(spec, members))
+	require.NoError(t, s.ApplyCreates(ctx))
+	out, err := n.Run(ctx, "ipset", "list", "-t", spec.Name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "Number of entries: 0")
+	_, err = n.Run(ctx, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "set", "--match-set", spec.Name, "dst,dst,src", "-j", "MASQUERADE")
+	require.NoError(t, err)
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	out, err = n.Run(ctx, "ipset", "list", "-t", spec.Name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "Number of entries: 100")
+	assert.Contains(t, out, "References: 1")
+	out, err = n.Run(ctx, "ipset", "list", "-n")
+	require.NoError(t, err)
+	assert.Equal(t, []string{spec.Name}, strings.Fields(out), "the temporary set is gone")
+}
