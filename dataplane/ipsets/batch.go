@@ -20,7 +20,7 @@ import (
 //
 // Both methods write entries in order and stop at the first entry that
 // fails, returning an *EntryError naming its index in entries: the entries
-// before it may have been written, none after it was. Unlike IpsetAdd and
+// before it were written, none after it was. Unlike IpsetAdd and
 // IpsetDel, an entry already present (add) or absent (delete) is not an
 // error, the semantics IPSets gives both paths. A missing set is an
 // EntryError for entry 0 wrapping ENOENT. An empty entries is a no-op.
@@ -54,7 +54,7 @@ func (e *EntryError) Unwrap() error { return e.Err }
 var ErrUnsupportedEntry = errors.New("ipset entry field not supported by the batched write")
 
 // MaxBatchMessage is the largest netlink message, in bytes, KernelHandle
-// sends for a batched write: about 2,000 hash:ip or 630 IPv4
+// sends for a batched write: about 2,040 IPv4 hash:ip or 740 IPv4
 // hash:ip,port,ip entries. It is well under the default socket send
 // buffer, and the kernel's error reply (which echoes the request) fits the
 // 64 KiB receive buffer of vishvananda/netlink.
