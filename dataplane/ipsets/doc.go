@@ -10,7 +10,8 @@
 // (`family inet`) or IPv6 (`family inet6`); Member values are canonical
 // (masked CIDRs, unmapped addresses), so equal entries compare ==.
 //
-//	h, _ := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+//	h, _ := ipsets.NewHandle(ns) // ns: the netns.NsHandle whose sets these are
+//	defer h.Close()
 //	sets := ipsets.New(h, ipsets.WithPrefix("tabby-"))
 //	_ = sets.SetMembers(ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}, members)
 //	err := sets.Apply(ctx)
@@ -19,38 +20,54 @@
 //
 //  1. Desired vs dataplane. One deltatracker.Tracker holds the sets (type
 //     and family), one per set holds its members; Apply writes only the
-//     pending changes (one netlink message per added or deleted member) and
-//     records each success, so a one-member change is one `ipset add`.
-//  2. Never half-filled. A set that does not exist yet is created and
+//     pending changes and records them, so a one-member change is one
+//     `ipset add`.
+//  2. Batched writes. When the Handle is also a BatchHandle (KernelHandle,
+//     Fake), a fill or edit sends many members per netlink message, as
+//     `ipset restore` does: IPSET_CMD_ADD or IPSET_CMD_DEL with an
+//     IPSET_ATTR_ADT attribute of IPSET_ATTR_DATA entries, encoded with
+//     vishvananda/netlink's nl package, at most MaxBatchMessage (32 KiB)
+//     per message, one ACK each. Without NLM_F_EXCL the kernel
+//     (ip_set_ad) skips an entry already present on add and one absent on
+//     delete, the semantics IPSets has always given both. It stops a
+//     message at the first failing entry without naming it to this
+//     client, so KernelHandle sends that message again one entry per
+//     message and reports the culprit (EntryError); errors name the
+//     member exactly as the per-member path does. Any other Handle (a
+//     plain *netlink.Handle) gets one IpsetAdd or IpsetDel per member.
+//  3. Never half-filled. A set that does not exist yet is created and
 //     filled in place (no rule can reference it). A set that exists is
 //     rebuilt in a temporary set (TempName: prefix + "~" + 8 hex digits) and
 //     swapped in with IPSET_CMD_SWAP when the members outgrow its maxelem or
 //     when at least WithRewriteThreshold changes (default 64) touch half of
 //     its members or more; rules referencing it switch atomically. Smaller
-//     edits are made in place, deletions first.
-//  3. maxelem is 1.5 × the member count rounded up to a multiple of 1024,
+//     edits are made in place, deletions first. ApplyCreates creates the
+//     missing sets empty, so rules can name them while ApplyUpdates fills
+//     them; those sets are then rebuilt and swapped in like existing ones.
+//  4. maxelem is 1.5 × the member count rounded up to a multiple of 1024,
 //     never below MinMaxElem (1024), never the 65,536 default; a set that
 //     outgrows it is rebuilt with a larger one.
-//  4. Ownership. Only sets whose name starts with the prefix (DefaultPrefix
+//  5. Ownership. Only sets whose name starts with the prefix (DefaultPrefix
 //     "tabby-", WithPrefix) are read, written or destroyed; every other set
 //     is invisible to this package. Owned sets that are not desired (left by
 //     an earlier run, or temporary sets of a crashed rewrite) are destroyed
 //     by ApplyDeletions. Names ending in '~' + hash are reserved.
-//  5. Type or family change. Swap needs equal types, so a set whose type or
+//  6. Type or family change. Swap needs equal types, so a set whose type or
 //     family changes is destroyed and recreated; while a rule references it
 //     the kernel refuses (IsInUse / ErrInUse) and the change stays pending.
-//  6. Drift. The first Apply, and the first after QueueResync or after any
+//  7. Drift. The first Apply, and the first after QueueResync or after any
 //     failed write, lists the owned sets from the kernel and diffs against
 //     them, repairing sets destroyed or edited by another program.
-//  7. Errors. Bad input is rejected before anything changes
+//  8. Errors. Bad input is rejected before anything changes
 //     (ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
 //     wrapped with the set and member acted on and joined across sets; one
 //     failing set does not stop the others. IsNotFound, IsExist, IsInUse and
 //     IsHashFull test kernel errors.
-//  8. The seam is Handle, the six *netlink.Handle methods used; Fake is a
-//     strict in-memory Handle returning the kernel's error values, checked
-//     against the kernel by TestFakeMatchesKernel. ipsets are per network
-//     namespace: bind the handle with netlink.NewHandleAt.
+//  9. The seam is Handle, the six *netlink.Handle methods used, and the
+//     optional BatchHandle; Fake is a strict in-memory BatchHandle
+//     returning the kernel's error values, checked against KernelHandle by
+//     TestFakeMatchesKernel (per-entry and batched operations). ipsets are
+//     per network namespace: open the handle with NewHandle(ns).
 //
 // Thread safety: all IPSets methods are safe for concurrent use; Apply
 // calls are serialised by an internal mutex. Fake is safe for concurrent use.

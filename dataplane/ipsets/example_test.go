@@ -9,7 +9,7 @@ import (
 )
 
 func Example() {
-	fake := ipsets.NewFake() // in production: netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	fake := ipsets.NewFake() // in production: ipsets.NewHandle(ns), closed when done
 	sets := ipsets.New(fake)
 	web := ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}
 	_ = sets.SetMembers(web, []ipsets.Member{

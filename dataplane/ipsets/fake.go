@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Fake is a strict in-memory Handle: it keeps sets and entries as the
+// Fake is a strict in-memory BatchHandle: it keeps sets and entries as the
 // kernel does and returns the kernel's error values for what the kernel
 // rejects (duplicate create or add, delete of an absent entry, a full set,
 // a wrong family, prefix length 0 in a hash:net type, swap of sets of
@@ -26,7 +26,8 @@ import (
 type Fake struct {
 	mu   sync.Mutex
 	sets map[string]*fakeSet
-	// Calls counts the mutating calls made (create, destroy, swap, add, del).
+	// calls counts the mutating calls made (create, destroy, swap, add,
+	// del, and one per non-empty batched add or del).
 	calls int
 }
 
@@ -38,12 +39,14 @@ type fakeSet struct {
 	entries map[Member]struct{}
 }
 
-var _ Handle = (*Fake)(nil)
+var _ BatchHandle = (*Fake)(nil)
 
 // NewFake returns an empty Fake.
 func NewFake() *Fake { return &Fake{sets: map[string]*fakeSet{}} }
 
-// Calls returns the number of mutating calls so far.
+// Calls returns the number of mutating calls so far: one per create,
+// destroy, swap, add or del, and one per non-empty IpsetAddEntries or
+// IpsetDelEntries whatever its length.
 func (f *Fake) Calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -233,6 +236,60 @@ func (f *Fake) IpsetDel(name string, e *nl.IPSetEntry) error {
 		return errExist
 	}
 	delete(s.entries, m)
+	return nil
+}
+
+// IpsetAddEntries implements BatchHandle (one call): entries are added in
+// order, present ones are left as they are, and the first entry that
+// IpsetAdd would reject for another reason stops the batch with an
+// *EntryError; the entries before it stay added, as in the kernel.
+func (f *Fake) IpsetAddEntries(name string, entries []*nl.IPSetEntry) error {
+	return f.batch(name, entries, func(s *fakeSet, m Member) error {
+		if _, ok := s.entries[m]; ok {
+			return nil
+		}
+		if uint32(len(s.entries)) >= s.maxElem {
+			return errHashFull
+		}
+		s.entries[m] = struct{}{}
+		return nil
+	})
+}
+
+// IpsetDelEntries implements BatchHandle (one call): as IpsetAddEntries,
+// deleting, with absent entries ignored.
+func (f *Fake) IpsetDelEntries(name string, entries []*nl.IPSetEntry) error {
+	return f.batch(name, entries, func(s *fakeSet, m Member) error {
+		delete(s.entries, m)
+		return nil
+	})
+}
+
+func (f *Fake) batch(name string, entries []*nl.IPSetEntry, apply func(*fakeSet, Member) error) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	s := f.sets[name]
+	for i, e := range entries {
+		err := checkBatchEntry(e)
+		var m Member
+		switch {
+		case err != nil:
+		case s == nil:
+			err = syscall.ENOENT
+		default:
+			m, err = s.entryMember(e)
+		}
+		if err == nil {
+			err = apply(s, m)
+		}
+		if err != nil {
+			return &EntryError{Index: i, Err: err}
+		}
+	}
 	return nil
 }
 

@@ -21,10 +21,12 @@ import (
 )
 
 // Handle is the slice of *netlink.Handle (github.com/vishvananda/netlink)
-// that IPSets uses. The real implementation is a handle opened with
-// netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER), bound to one network
-// namespace; Fake is the in-memory one. Errors are the kernel's:
-// syscall.Errno (ENOENT for a missing set) or nl.IPSetError.
+// that IPSets uses. The real implementation is KernelHandle (NewHandle),
+// bound to one network namespace, which also implements BatchHandle; a
+// plain *netlink.Handle from netlink.NewHandleAt(ns,
+// unix.NETLINK_NETFILTER) works too, one netlink message per member. Fake
+// is the in-memory one. Errors are the kernel's: syscall.Errno (ENOENT for
+// a missing set) or nl.IPSetError.
 type Handle interface {
 	// IpsetListAll dumps every set with its entries (`ipset list`). A large
 	// set may come back split over several results with the same name.
@@ -272,6 +274,36 @@ func (s *IPSets) Apply(ctx context.Context) error {
 // Errors name the set and are joined; a failed set stays pending and the
 // next Apply re-reads the kernel first.
 func (s *IPSets) ApplyUpdates(ctx context.Context) error {
+	return s.applyEach(ctx, func(name string) bool {
+		want, _ := s.sets.Desired().Get(name)
+		have, exists := s.sets.Dataplane().Get(name)
+		st := s.state[name]
+		return !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem
+	}, s.applySet)
+}
+
+// ApplyCreates creates, empty, every desired set the kernel does not hold
+// yet (with the maxelem its desired members need), and nothing else, so
+// that rules naming the sets can be written while ApplyUpdates fills them
+// (services/iptables overlaps the fill with its iptables-restore this
+// way). ApplyUpdates then treats such a set as an existing one: it builds
+// the members in a temporary set and swaps them in at once when they are
+// WithRewriteThreshold or more, and edits it in place otherwise; a rule
+// that matches it before that sees it empty. Errors are ApplyUpdates'.
+func (s *IPSets) ApplyCreates(ctx context.Context) error {
+	return s.applyEach(ctx, func(name string) bool {
+		_, exists := s.sets.Dataplane().Get(name)
+		return !exists
+	}, func(name string) error {
+		meta, _ := s.sets.Desired().Get(name)
+		return s.createEmpty(name, meta)
+	})
+}
+
+// applyEach reads the kernel if needed, then runs apply on each desired
+// set that pick selects, in name order, joining the errors; a failure
+// makes the next call re-read the kernel.
+func (s *IPSets) applyEach(ctx context.Context, pick func(name string) bool, apply func(name string) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadIfNeeded(); err != nil {
@@ -279,10 +311,7 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 	}
 	var names []string
 	for name := range s.sets.Desired().All() {
-		want, _ := s.sets.Desired().Get(name)
-		have, exists := s.sets.Dataplane().Get(name)
-		st := s.state[name]
-		if !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem {
+		if pick(name) {
 			names = append(names, name)
 		}
 	}
@@ -293,7 +322,7 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 			errs = append(errs, err)
 			break
 		}
-		if err := s.applySet(name); err != nil {
+		if err := apply(name); err != nil {
 			errs = append(errs, err)
 			s.resync = true
 		}
@@ -336,10 +365,49 @@ func (s *IPSets) create(name string, meta setMeta, n int) (uint32, error) {
 }
 
 func (s *IPSets) fill(name, into string, meta setMeta) error {
-	members := s.desiredSorted(name)
+	return s.write(into, meta.Type, s.desiredSorted(name), true)
+}
+
+// write adds (add) or deletes members of the kernel set name of type t, in
+// order: in batches when the handle is a BatchHandle, else one IpsetAdd or
+// IpsetDel per member. A member already present (add) or absent (delete)
+// is not an error. It stops at the first member that fails and names it.
+func (s *IPSets) write(name string, t Type, members []Member, add bool) error {
+	wrap := func(m Member, err error) error {
+		if add {
+			return fmt.Errorf("add %s to ipset %s: %w", m, name, err)
+		}
+		return fmt.Errorf("delete %s from ipset %s: %w", m, name, err)
+	}
+	if b, ok := s.h.(BatchHandle); ok {
+		if len(members) == 0 {
+			return nil
+		}
+		entries := make([]*nl.IPSetEntry, len(members))
+		for i, m := range members {
+			entries[i] = toEntry(t, m)
+		}
+		write := b.IpsetDelEntries
+		if add {
+			write = b.IpsetAddEntries
+		}
+		err := write(name, entries)
+		var ee *EntryError
+		if errors.As(err, &ee) && ee.Index >= 0 && ee.Index < len(members) {
+			return wrap(members[ee.Index], ee.Err)
+		}
+		if err != nil {
+			return wrap(members[0], err)
+		}
+		return nil
+	}
+	write := s.h.IpsetDel
+	if add {
+		write = s.h.IpsetAdd
+	}
 	for _, m := range members {
-		if err := s.h.IpsetAdd(into, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
-			return fmt.Errorf("add %s to ipset %s: %w", m, into, err)
+		if err := write(name, toEntry(t, m)); err != nil && !IsExist(err) {
+			return wrap(m, err)
 		}
 	}
 	return nil
@@ -358,6 +426,21 @@ func (s *IPSets) desiredSorted(name string) []Member {
 // createAndFill creates a set that no rule can reference yet (it did not
 // exist) and fills it in place.
 func (s *IPSets) createAndFill(name string, meta setMeta) error {
+	if err := s.createEmpty(name, meta); err != nil {
+		return err
+	}
+	st := s.state[name]
+	if err := s.fill(name, name, meta); err != nil {
+		return err
+	}
+	s.markMembersInSync(st)
+	s.log.Debug("created ipset", "set", name, "type", meta.Type, "members", st.members.Desired().Len())
+	return nil
+}
+
+// createEmpty creates set name, sized for its desired members, and
+// records it as existing and empty.
+func (s *IPSets) createEmpty(name string, meta setMeta) error {
 	st := s.state[name]
 	maxElem, err := s.create(name, meta, st.members.Desired().Len())
 	if err != nil {
@@ -366,11 +449,6 @@ func (s *IPSets) createAndFill(name string, meta setMeta) error {
 	s.sets.Dataplane().Set(name, meta)
 	st.maxElem = maxElem
 	st.members.Dataplane().ReplaceAll(noMembers)
-	if err := s.fill(name, name, meta); err != nil {
-		return err
-	}
-	s.markMembersInSync(st)
-	s.log.Debug("created ipset", "set", name, "type", meta.Type, "members", st.members.Desired().Len())
 	return nil
 }
 
@@ -414,21 +492,22 @@ func (s *IPSets) rewrite(name string, meta setMeta) error {
 }
 
 // edit applies the pending member changes in place: deletions first, so
-// the set never exceeds its maxelem.
+// the set never exceeds its maxelem, then additions (one batch each with a
+// BatchHandle).
 func (s *IPSets) edit(name string, meta setMeta) error {
 	st := s.state[name]
 	dels := sortedKeys(st.members.PendingDeletions())
+	if err := s.write(name, meta.Type, dels, false); err != nil {
+		return err // the caller re-reads the kernel before the next Apply
+	}
 	for _, m := range dels {
-		if err := s.h.IpsetDel(name, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
-			return fmt.Errorf("delete %s from ipset %s: %w", m, name, err)
-		}
 		st.members.Dataplane().Delete(m)
 	}
 	adds := sortedKeys(st.members.PendingUpdates())
+	if err := s.write(name, meta.Type, adds, true); err != nil {
+		return err
+	}
 	for _, m := range adds {
-		if err := s.h.IpsetAdd(name, toEntry(meta.Type, m)); err != nil && !IsExist(err) {
-			return fmt.Errorf("add %s to ipset %s: %w", m, name, err)
-		}
 		st.members.Dataplane().Set(m, struct{}{})
 	}
 	return nil

@@ -3,6 +3,7 @@ package ipsets
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -223,7 +224,8 @@ func TestResyncRepairsDrift(t *testing.T) {
 	assert.Equal(t, want, f.Dump())
 }
 
-// failingHandle fails IpsetAdd for one set.
+// failingHandle fails IpsetAdd and IpsetAddEntries for one set, at the
+// member 10.0.0.2 if it is there, else at the first.
 type failingHandle struct {
 	*Fake
 	fail string
@@ -236,19 +238,150 @@ func (h *failingHandle) IpsetAdd(name string, e *nl.IPSetEntry) error {
 	return h.Fake.IpsetAdd(name, e)
 }
 
+func (h *failingHandle) IpsetAddEntries(name string, es []*nl.IPSetEntry) error {
+	if name == h.fail {
+		for i, e := range es {
+			if e.IP.Equal(net.ParseIP("10.0.0.2")) {
+				return &EntryError{Index: i, Err: errProtocol}
+			}
+		}
+		return &EntryError{Index: 0, Err: errProtocol}
+	}
+	return h.Fake.IpsetAddEntries(name, es)
+}
+
+// perEntry hides the BatchHandle methods of a handle, so IPSets takes its
+// one-call-per-member path.
+type perEntry struct{ Handle }
+
 func TestFailedSetStaysPendingAndOthersApply(t *testing.T) {
+	for _, batched := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			ctx := context.Background()
+			f := &failingHandle{Fake: NewFake(), fail: "tabby-a"}
+			var h Handle = f
+			if !batched {
+				h = perEntry{f}
+			}
+			s := New(h)
+			require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-a", Type: HashIP, Family: IPv4}, ips(3, "10.0.0.1")))
+			require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-b", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+			err := s.Apply(ctx)
+			require.Error(t, err)
+			want := "add 10.0.0.1 to ipset tabby-a: "
+			if batched {
+				want = "add 10.0.0.2 to ipset tabby-a: "
+			}
+			assert.Contains(t, err.Error(), want+errProtocol.Error(), "the member that failed, with the kernel's error")
+			assert.ErrorIs(t, err, errProtocol)
+			assert.Contains(t, f.Dump(), "add tabby-b 10.0.0.1")
+			assert.False(t, s.InSync())
+			f.fail = ""
+			require.NoError(t, s.Apply(ctx))
+			assert.True(t, s.InSync())
+			assert.Contains(t, f.Dump(), "add tabby-a 10.0.0.3")
+		})
+	}
+}
+
+// TestBatchedMatchesPerEntry applies the same changes through a Fake's
+// batched path and its per-entry path: equal sets, equal call-independent
+// errors (a full set names the member that did not fit).
+func TestBatchedMatchesPerEntry(t *testing.T) {
 	ctx := context.Background()
-	f := &failingHandle{Fake: NewFake(), fail: "tabby-a"}
+	run := func(batched bool) (string, []string) {
+		f := NewFake()
+		var h Handle = f
+		if !batched {
+			h = perEntry{f}
+		}
+		s := New(h, WithRewriteThreshold(1000))
+		spec := SetSpec{Name: "tabby-hp", Type: HashIPPortIP, Family: IPv6}
+		m := func(i int) Member {
+			a := netip.AddrFrom16([16]byte{0xfd, 15: byte(i)})
+			return IPPortIP(a, TCP, uint16(i), a)
+		}
+		var errs []string
+		step := func(err error) { errs = append(errs, fmt.Sprint(err)) }
+		members := make([]Member, 0, 10)
+		for i := range 10 {
+			members = append(members, m(i))
+		}
+		step(s.SetMembers(spec, members))
+		step(s.Apply(ctx))
+		step(s.RemoveMembers(spec.Name, m(1), m(3)))
+		step(s.AddMembers(spec.Name, m(20), m(21)))
+		step(s.Apply(ctx))
+		// Drift: another program takes a member out and puts one in;
+		// without a resync, the edit still succeeds on both paths.
+		step(f.IpsetDel(spec.Name, toEntry(spec.Type, m(20))))
+		step(f.IpsetAdd(spec.Name, toEntry(spec.Type, m(1))))
+		step(s.RemoveMembers(spec.Name, m(20)))
+		step(s.AddMembers(spec.Name, m(1)))
+		step(s.Apply(ctx))
+		// A set someone else filled up to one below its maxelem: the first
+		// member that does not fit is named.
+		step(s.SetMembers(SetSpec{Name: "tabby-full", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+		step(s.Apply(ctx))
+		for _, m := range ips(MinMaxElem-2, "10.1.0.1") {
+			step(f.IpsetAdd("tabby-full", toEntry(HashIP, m)))
+		}
+		step(s.AddMembers("tabby-full", ips(3, "10.0.0.2")...))
+		step(s.Apply(ctx))
+		return f.Dump(), errs
+	}
+	bd, be := run(true)
+	pd, pe := run(false)
+	assert.Equal(t, pd, bd)
+	assert.Equal(t, pe, be)
+	assert.Equal(t, "add 10.0.0.3 to ipset tabby-full: "+errHashFull.Error(), be[len(be)-1])
+}
+
+// TestApplyCreatesThenFill: ApplyCreates makes missing sets empty (and
+// touches no existing set); a rule may reference them at once; the
+// following Apply swaps a large set's members in whole, edits a small one
+// in place, and ends where a plain Apply ends.
+func TestApplyCreatesThenFill(t *testing.T) {
+	ctx := context.Background()
+	desire := func(s *IPSets) {
+		require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-big", Type: HashIP, Family: IPv4}, ips(2000, "10.1.0.1")))
+		require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-small", Type: HashNet, Family: IPv6}, []Member{Net(netip.MustParsePrefix("fd00::/64"))}))
+	}
+	plain := NewFake()
+	ps := New(plain)
+	desire(ps)
+	require.NoError(t, ps.Apply(ctx))
+
+	f := &swapLog{Fake: NewFake()}
 	s := New(f)
-	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-a", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
-	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-b", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
-	err := s.Apply(ctx)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "add 10.0.0.1 to ipset tabby-a")
-	assert.Contains(t, f.Dump(), "add tabby-b 10.0.0.1")
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-old", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+	require.NoError(t, s.Apply(ctx))
+	require.NoError(t, s.AddMembers("tabby-old", ips(1, "10.0.0.2")...))
+	desire(s)
+	require.NoError(t, s.ApplyCreates(ctx))
+	assert.Equal(t, `create tabby-big hash:ip family inet maxelem 3072
+create tabby-old hash:ip family inet maxelem 1024
+add tabby-old 10.0.0.1
+create tabby-small hash:net family inet6 maxelem 1024
+`, f.Dump())
 	assert.False(t, s.InSync())
-	f.fail = ""
+	require.NoError(t, f.Reference("tabby-big"))
+	s.DeleteSet("tabby-old")
 	require.NoError(t, s.Apply(ctx))
 	assert.True(t, s.InSync())
-	assert.Contains(t, f.Dump(), "add tabby-a 10.0.0.1")
+	assert.Equal(t, []string{s.TempName("tabby-big") + " tabby-big"}, f.swaps, "the large set is swapped in whole")
+	assert.Equal(t, plain.Dump(), f.Dump())
+	typ, has, ok := f.Set("tabby-big", IP(netip.MustParseAddr("10.1.0.1")))
+	assert.True(t, ok && has, "%s", typ)
+}
+
+// swapLog records the IpsetSwap calls made to a Fake.
+type swapLog struct {
+	*Fake
+	swaps []string
+}
+
+func (h *swapLog) IpsetSwap(a, b string) error {
+	h.swaps = append(h.swaps, a+" "+b)
+	return h.Fake.IpsetSwap(a, b)
 }

@@ -17,11 +17,11 @@ import (
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 )
 
-// kernelHandle returns a netfilter netlink handle bound to a fresh netns.
-func kernelHandle(t testing.TB) (*nl.Handle, *nettest.Netns) {
+// kernelHandle returns a KernelHandle bound to a fresh netns.
+func kernelHandle(t testing.TB) (*KernelHandle, *nettest.Netns) {
 	t.Helper()
 	n := nettest.NewNetns(t, "tbipset")
-	h, err := nl.NewHandleAt(netns.NsHandle(n.NS().Fd()), unix.NETLINK_NETFILTER)
+	h, err := NewHandle(netns.NsHandle(n.NS().Fd()))
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
 	if _, _, err := h.IpsetProtocol(); err != nil {
@@ -80,6 +80,37 @@ func conformanceOps() []op {
 	destroy := func(a string) op {
 		return op{"destroy " + a, func(h Handle) error { return h.IpsetDestroy(a) }}
 	}
+	batch := func(verb, name string, es ...string) op {
+		return op{verb + "-batch " + name + " " + strings.Join(es, " "), func(h Handle) error {
+			entries := make([]*nl.IPSetEntry, len(es))
+			for i, e := range es {
+				entries[i] = entry(e)
+			}
+			if verb == "add" {
+				return h.(BatchHandle).IpsetAddEntries(name, entries)
+			}
+			return h.(BatchHandle).IpsetDelEntries(name, entries)
+		}}
+	}
+	addB := func(name string, es ...string) op { return batch("add", name, es...) }
+	delB := func(name string, es ...string) op { return batch("del", name, es...) }
+	// many returns n hash:ip,port,ip entries (IPv4 from 10.8.0.0, IPv6 in
+	// fd08::/64), enough for several MaxBatchMessage messages when n is in
+	// the thousands, with bad put at the given indexes.
+	many := func(v6 bool, n int, bad map[int]string) []string {
+		out := make([]string, n)
+		for i := range out {
+			a := netip.AddrFrom4([4]byte{10, 8, byte(i >> 8), byte(i)})
+			if v6 {
+				a = netip.AddrFrom16([16]byte{0xfd, 0x08, 14: byte(i >> 8), 15: byte(i)})
+			}
+			out[i] = fmt.Sprintf("%s,udp:%d,%s", a, 1000+i%7, a)
+			if b, ok := bad[i]; ok {
+				out[i] = b
+			}
+		}
+		return out
+	}
 	return []op{
 		create("tabby-a", "hash:ip", unix.AF_INET, 2),
 		create("tabby-a", "hash:ip", unix.AF_INET, 2),
@@ -128,6 +159,44 @@ func conformanceOps() []op {
 		swap("tabby-a", "tabby-a2"),
 		destroy("tabby-none"),
 		destroy("tabby-a2"),
+
+		// Batched writes: present (add) and absent (del) entries are not
+		// errors; the first bad entry stops the batch, the ones before it
+		// stay; a missing set is entry 0.
+		addB("tabby-b-missing", "10.0.0.1"),
+		addB("tabby-a"),
+		create("tabby-b", "hash:ip", unix.AF_INET, 4),
+		addB("tabby-b", "10.0.0.1", "10.0.0.1", "10.0.0.2"),
+		addB("tabby-b", "10.0.0.2", "10.0.0.3", "fd00::1", "10.0.0.4"),
+		addB("tabby-b", "10.0.0.3", "10.0.0.5", "10.0.0.6", "10.0.0.7"),
+		addB("tabby-b", "10.0.0.5", "10.0.0.1"),
+		delB("tabby-b", "10.0.0.9", "10.0.0.2", "10.0.0.2"),
+		delB("tabby-b", "10.0.0.1", "fd00::1", "10.0.0.3"),
+		delB("tabby-b-missing", "10.0.0.1"),
+		{"add-batch tabby-b with a commented and a nil entry", func(h Handle) error {
+			c := entry("10.0.0.9")
+			c.Comment = "x"
+			return h.(BatchHandle).IpsetAddEntries("tabby-b", []*nl.IPSetEntry{entry("10.0.0.8"), c, entry("10.0.0.7")})
+		}},
+		{"del-batch tabby-b with a nil entry", func(h Handle) error {
+			return h.(BatchHandle).IpsetDelEntries("tabby-b", []*nl.IPSetEntry{entry("10.0.0.8"), nil})
+		}},
+		create("tabby-bn", "hash:net", unix.AF_INET, 0),
+		addB("tabby-bn", "10.1.0.7/24", "10.2.0.5", "10.3.0.0/16", "10.4.0.0/0", "10.5.0.0/8"),
+		addB("tabby-bn", "10.6.0.0/33"),
+		create("tabby-bnp6", "hash:net,port", unix.AF_INET6, 0),
+		addB("tabby-bnp6", "fd00::/64,sctp:9", "fd01::/48,udp:53", "fd00::/64,sctp:9"),
+		delB("tabby-bnp6", "fd00::/64,tcp:9", "fd01::/48,udp:53"),
+		create("tabby-bp", "hash:ip,port", unix.AF_INET, 0),
+		addB("tabby-bp", "10.0.0.1,tcp:80", "10.0.0.1,udp:80", "10.0.0.2,sctp:1"),
+		// Thousands of hash:ip,port,ip entries span several messages; a bad
+		// one in a later message is found, the earlier messages stay.
+		create("tabby-bhp", "hash:ip,port,ip", unix.AF_INET, 4096),
+		addB("tabby-bhp", many(false, 3000, nil)...),
+		addB("tabby-bhp", many(false, 3000, map[int]string{2500: "10.9.0.1,tcp:80,fd00::1"})...),
+		delB("tabby-bhp", many(false, 2000, map[int]string{1500: "10.9.0.1,tcp:80"})...),
+		create("tabby-bhp6", "hash:ip,port,ip", unix.AF_INET6, 1024),
+		addB("tabby-bhp6", many(true, 1500, nil)...),
 	}
 }
 
@@ -162,10 +231,21 @@ func dumpHandle(t testing.TB, h Handle) string {
 
 // TestKernelApply runs the applier against the kernel in a netns: create,
 // edit, rewrite by swap while an iptables rule references the set, drift
-// repair, deletion, and a foreign set left alone.
+// repair, deletion, and a foreign set left alone; once with the batched
+// KernelHandle, once with its plain *netlink.Handle (one call per member).
 func TestKernelApply(t *testing.T) {
+	t.Run("batched", func(t *testing.T) {
+		h, n := kernelHandle(t)
+		testKernelApply(t, h, n)
+	})
+	t.Run("per-entry", func(t *testing.T) {
+		h, n := kernelHandle(t)
+		testKernelApply(t, h.Handle, n)
+	})
+}
+
+func testKernelApply(t *testing.T, h Handle, n *nettest.Netns) {
 	ctx := context.Background()
-	h, n := kernelHandle(t)
 	require.NoError(t, h.IpsetCreate("other", "hash:ip", nl.IpsetCreateOptions{}))
 	s := New(h)
 	spec := SetSpec{Name: "tabby-k", Type: HashNetPort, Family: IPv6}
@@ -222,4 +302,35 @@ func TestKernelApply(t *testing.T) {
 	out, err = n.Run(ctx, "ipset", "list", "-n")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"other"}, strings.Fields(out))
+}
+
+// TestKernelApplyCreates: a set ApplyCreates made is empty, an iptables
+// rule can reference it at once, and the next Apply swaps the members in
+// under the reference.
+func TestKernelApplyCreates(t *testing.T) {
+	ctx := context.Background()
+	h, n := kernelHandle(t)
+	s := New(h)
+	spec := SetSpec{Name: "tabby-c", Type: HashIPPortIP, Family: IPv4}
+	members := make([]Member, 100)
+	for i := range members {
+		a := netip.AddrFrom4([4]byte{10, 0, 1, byte(i)})
+		members[i] = IPPortIP(a, UDP, 53, a)
+	}
+	require.NoError(t, s.SetMembers(spec, members))
+	require.NoError(t, s.ApplyCreates(ctx))
+	out, err := n.Run(ctx, "ipset", "list", "-t", spec.Name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "Number of entries: 0")
+	_, err = n.Run(ctx, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-m", "set", "--match-set", spec.Name, "dst,dst,src", "-j", "MASQUERADE")
+	require.NoError(t, err)
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	out, err = n.Run(ctx, "ipset", "list", "-t", spec.Name)
+	require.NoError(t, err)
+	assert.Contains(t, out, "Number of entries: 100")
+	assert.Contains(t, out, "References: 1")
+	out, err = n.Run(ctx, "ipset", "list", "-n")
+	require.NoError(t, err)
+	assert.Equal(t, []string{spec.Name}, strings.Fields(out), "the temporary set is gone")
 }

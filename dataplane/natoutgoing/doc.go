@@ -8,7 +8,7 @@
 // dataplane/iptables:
 //
 //	ipt, _ := iptables.New(iptables.Config{Family: iptables.IPv4})
-//	h, _ := netlink.NewHandleAt(nodeNS, unix.NETLINK_NETFILTER) // vishvananda/netlink: ipsets' handle
+//	h, _ := ipsets.NewHandle(nodeNS) // netfilter netlink in the node's netns, batched member writes
 //	nat, _ := natoutgoing.New(natoutgoing.Config{Family: iptables.IPv4}, ipt, ipsets.New(h))
 //	pools, _ := a.Pools(ctx) // ipam.IPAM
 //	err := nat.Apply(ctx, pools) // again whenever a pool changes

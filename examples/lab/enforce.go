@@ -11,9 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	nl "github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
@@ -31,8 +29,8 @@ const nflogGroup = 5
 type nodeEnforcer struct {
 	node *nettest.Node
 	c    *dppolicy.Compiler
-	plan *dppolicy.Plan // what the first Apply wrote
-	nf   *nl.Handle     // netfilter netlink in the node's namespace (ipsets)
+	plan *dppolicy.Plan       // what the first Apply wrote
+	nf   *ipsets.KernelHandle // netfilter netlink in the node's namespace (ipsets)
 }
 
 // enforce builds one Compiler per node, feeds it every endpoint and policy,
@@ -52,7 +50,7 @@ func enforce(ctx context.Context, nodes []*nettest.Node, pods []*pod, res policy
 		}
 	}()
 	for _, n := range nodes {
-		h, err := nl.NewHandleAt(netns.NsHandle(n.NS.NS().Fd()), unix.NETLINK_NETFILTER)
+		h, err := ipsets.NewHandle(netns.NsHandle(n.NS.NS().Fd()))
 		if err != nil {
 			return nil, nil, fmt.Errorf("netfilter netlink in %s: %w", n.Name, err)
 		}

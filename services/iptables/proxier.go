@@ -180,19 +180,24 @@ func (p *Proxier) QueueResync() {
 func (p *Proxier) Sync(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	full := p.needFull
 	if err := p.render(); err != nil {
 		// The tracker's changes are consumed: render everything next time.
 		p.needFull = true
 		return err
 	}
-	if p.sets != nil {
-		if err := p.sets.ApplyUpdates(ctx); err != nil {
-			return fmt.Errorf("iptables services: hairpin set %s: %w", p.hairpinSet, err)
-		}
+	waitSets, err := p.applySetUpdates(ctx, full)
+	if err != nil {
+		return err
 	}
-	if err := p.ipt.Apply(ctx); err != nil {
-		// The desired state stays in p.ipt; the next Apply writes it.
-		return fmt.Errorf("iptables services: %w", err)
+	err = p.ipt.Apply(ctx)
+	if setErr := waitSets(); err != nil || setErr != nil {
+		// The desired state stays in p.ipt and p.sets; the next Sync
+		// writes what is pending.
+		if err != nil {
+			err = fmt.Errorf("iptables services: %w", err)
+		}
+		return errors.Join(err, setErr)
 	}
 	if p.sets != nil {
 		if err := p.sets.ApplyDeletions(ctx); err != nil {
@@ -212,6 +217,40 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// applySetUpdates writes the hairpin set's updates (ApplyUpdates). On an
+// incremental sync it does so before returning, so the restore that
+// follows finds every member its rules need. On a full sync (up to
+// 100,000 members at 10,000 services × 10 endpoints) it creates a missing
+// set before returning, since the restore's rule names it, and fills it
+// while the caller builds and runs the restore: the fill is netlink
+// writes, the restore mostly another process, so on two cores they
+// overlap. Such a set is swapped in whole (ipsets.IPSets.ApplyCreates)
+// from 64 members on, so the new rules may briefly see it empty, but not
+// half-filled (below 64 it is one batched netlink message). An error
+// returned means the restore must not run; wait returns the fill's error
+// once it is done and must be called.
+func (p *Proxier) applySetUpdates(ctx context.Context, full bool) (wait func() error, err error) {
+	wrap := func(err error) error {
+		if err != nil {
+			return fmt.Errorf("iptables services: hairpin set %s: %w", p.hairpinSet, err)
+		}
+		return nil
+	}
+	done := func() error { return nil }
+	switch {
+	case p.sets == nil:
+		return done, nil
+	case !full:
+		return done, wrap(p.sets.ApplyUpdates(ctx))
+	}
+	if err := p.sets.ApplyCreates(ctx); err != nil {
+		return done, wrap(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- wrap(p.sets.ApplyUpdates(ctx)) }()
+	return func() error { return <-errc }, nil
 }
 
 // render sets the desired chains of the tracker's changes (all ports on
@@ -497,8 +536,13 @@ const HairpinSetSuffix = "HAIRPIN"
 // for every such endpoint, and TABBY-POSTROUTING starts with `-m set
 // --match-set <set> dst,dst,src -j TABBY-MARK-MASQ`. Ports with affinity
 // and ports in the SEP layout keep their rules. sets must be in the
-// IPTables' network namespace; Sync applies its updates before the
-// iptables-restore (the rule needs the set) and its deletions after.
+// IPTables' network namespace. Sync applies its deletions after the
+// iptables-restore and its updates before it, except on a full sync,
+// which creates a missing set first (the rule needs it) and fills it
+// while the restore runs, swapping the members in whole
+// (ipsets.IPSets.ApplyCreates; the rules may see the set empty until
+// then). sets should be opened with
+// ipsets.NewHandle, which writes many members per netlink message.
 // The set is named sets.Prefix() + HairpinSetSuffix (+ "6" for IPv6).
 func WithHairpinSet(sets *ipsets.IPSets) Option { return func(p *Proxier) { p.sets = sets } }
 
