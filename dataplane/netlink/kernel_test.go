@@ -226,12 +226,17 @@ func TestKernelRouteOwnership(t *testing.T) {
 	assert.Equal(t, tnl.ReconcileResult{}, res)
 }
 
+// dualStackNode is a one-node dual-stack topology and an empty pod
+// namespace named after prefix.
+func dualStackNode(t *testing.T, prefix string) (*nettest.Node, tnl.WorkloadManager, *nettest.Netns) {
+	t.Helper()
+	node := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6()).Node(0)
+	return node, node.Workloads, nettest.NewNetns(t, prefix)
+}
+
 func TestKernelWorkloadLifecycle(t *testing.T) {
 	ctx := context.Background()
-	topo := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6())
-	node := topo.Node(0)
-	w := node.Workloads
-	podNS := nettest.NewNetns(t, "tby-wl")
+	node, w, podNS := dualStackNode(t, "tby-wl")
 	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.abc123", Netns: podNS.Path, MTU: 1400,
 		Addresses: []netip.Addr{addr("10.244.1.10"), addr("fd00:244:0:1::10")}}
 
@@ -478,10 +483,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 // the addresses were known) has no tentative link-local address.
 func TestKernelWorkloadSetupFunc(t *testing.T) {
 	ctx := context.Background()
-	topo := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6())
-	node := topo.Node(0)
-	w := node.Workloads
-	podNS := nettest.NewNetns(t, "tby-wlf")
+	node, w, podNS := dualStackNode(t, "tby-wlf")
 	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.func1", Netns: podNS.Path, MTU: 1400}
 	want := []netip.Addr{addr("10.244.1.20"), addr("fd00:244:0:1::20")}
 
