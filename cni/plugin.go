@@ -250,6 +250,7 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	})
 	st.lap("setup")
 	if a := waitAlloc(); a.err == nil {
+		st.add("ipam-open", a.opened)
 		st.add("ipam", a.took)
 	}
 	if err != nil {
@@ -267,8 +268,9 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 type allocation struct {
 	addrs   []netip.Addr
 	release func(context.Context) error
-	close   func() // releases the datastore, after release if any
-	took    time.Duration
+	close   func()        // releases the datastore, after release if any
+	opened  time.Duration // until the datastore was open (tabby-ipam)
+	took    time.Duration // until the addresses were known
 	err     error
 }
 
@@ -291,6 +293,7 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 			return a
 		}
 		a.close = func() { _ = m.Close() }
+		a.opened = time.Since(start)
 		addrs, fresh, err := p.assign(ctx, m, conf.IPAMConf, handle, k8s, r)
 		a.addrs, a.err = addrs, err
 		a.release = func(ctx context.Context) error {
