@@ -411,6 +411,8 @@ func TestIntegrationErrors(t *testing.T) {
 	_, err = l.add(tiny, rt("t5", "/var/run/netns/"+nettest.UniqueName("cni-missing")))
 	assert.Equal(t, types.ErrUnknownContainer, cniCode(t, err), "%v", err)
 
+	// ADD makes the veth pair while IPAM assigns, so "unknown" and "t4"
+	// also check that a pair made before IPAM failed is gone.
 	l.assertClean("tabnet", "bad", "unknown", "nons")
 	l.assertClean("tiny", "t4", "t5")
 	links, err := pod.Handle().LinkList()
