@@ -11,8 +11,8 @@
 // (ipv4pools, ipv6pools, ipAddrs, floatingIPs; StaticAnnotations without a
 // cluster), assigns addresses under the handle "<network>.<containerID>"
 // (Handle) for the node named in the configuration or the host name, and
-// makes the veth with netlink.WorkloadManager.SetupWorkload (workload ID =
-// the handle). When ipam.type is tabby-ipam the allocation happens in
+// makes the veth with netlink.WorkloadManager.SetupWorkloadFunc (workload
+// ID = the handle). When ipam.type is tabby-ipam the allocation happens in
 // process; any other IPAM plugin (host-local, ...) is delegated to through
 // CNI_PATH. The result lists the host interface (index 0), the container
 // interface (index 1), the /32 and /128 addresses with the link-local
@@ -55,7 +55,7 @@
 //     current namespace).
 //  3. ADD is all or nothing and retry-safe. A retried ADD (the runtime
 //     timed out) finds the handle's addresses with IPsByHandle and reuses
-//     them, and SetupWorkload is idempotent, so the result is the same and
+//     them, and the workload setup is idempotent, so the result is the same and
 //     no second address is taken. A failed ADD removes the veth and
 //     releases what it assigned (not what an earlier ADD of the same
 //     container holds).
@@ -72,7 +72,13 @@
 //     an address the next pod can get. Calico's DEL and ptp's do the same.
 //     The kernel's part waits for an RCU grace period (the rcu_barrier in
 //     netdev_run_todo) and is most of a DEL's time; README.md has figures.
-//  6. ADD opens the node namespace's netlink sockets while IPAM assigns.
+//  6. ADD overlaps the kernel work with IPAM: the allocation runs on its
+//     own goroutine while the node namespace's netlink sockets are opened
+//     and SetupWorkloadFunc creates the veth pair (peer in the pod netns,
+//     named, host end aliased); the addresses, routes and sysctls follow
+//     when IPAM answers. A failed IPAM removes the pair; a failed setup
+//     releases the allocation. The debug log's "ADD timing" gives each
+//     step's duration.
 //  7. GC never races ADD: allocations younger than gc_grace_seconds
 //     (DefaultGCGrace) are kept even when their container is not listed.
 //  8. Malformed input never panics: ParseConfig, ParseIPAMConfig and

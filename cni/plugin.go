@@ -17,7 +17,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/ipam"
@@ -110,46 +109,17 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 }
 
 // workloadsFor returns the WorkloadManager and how to release it. This is
-// the one place the kernel's netlink.Workloads is constructed.
+// the one place the kernel's netlink.Workloads is constructed (in the
+// calling thread's network namespace, the host's).
 func (p *Plugin) workloadsFor() (netlink.WorkloadManager, func(), error) {
-	return p.workloadsIn("")
-}
-
-// workloadsIn is workloadsFor in the host namespace at path ("": the
-// calling thread's).
-func (p *Plugin) workloadsIn(path string) (netlink.WorkloadManager, func(), error) {
 	if p.workloads != nil {
 		return p.workloads, func() {}, nil
 	}
-	w, err := netlink.NewWorkloads(path, netlink.WithLogger(p.log))
+	w, err := netlink.NewWorkloads("", netlink.WithLogger(p.log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open host namespace: %w", err)
 	}
 	return w, func() { _ = w.Close() }, nil
-}
-
-// openedWorkloads is the outcome of workloadsIn run in the background.
-type openedWorkloads struct {
-	wm   netlink.WorkloadManager
-	done func()
-	err  error
-}
-
-// openWorkloadsAsync starts workloadsFor for the calling thread's network
-// namespace (named by its /proc path, so another thread opens the same
-// one) and returns a function that waits for it; call that function
-// exactly once. It lets ADD open its netlink sockets while IPAM assigns.
-func (p *Plugin) openWorkloadsAsync() func() openedWorkloads {
-	if p.workloads != nil {
-		return func() openedWorkloads { return openedWorkloads{wm: p.workloads, done: func() {}} }
-	}
-	path := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-	c := make(chan openedWorkloads, 1)
-	go func() {
-		wm, done, err := p.workloadsIn(path)
-		c <- openedWorkloads{wm, done, err}
-	}()
-	return func() openedWorkloads { return <-c }
 }
 
 func (p *Plugin) node(explicit string) (string, error) {
@@ -192,6 +162,7 @@ func cleanupContext(d time.Duration) (context.Context, context.CancelFunc) {
 // interface and releases the addresses it took, and the error is a
 // *types.Error (codes: see Code).
 func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, error) {
+	st := newStopwatch()
 	conf, err := ParseConfig(args.StdinData)
 	if err != nil {
 		return nil, AsCNIError(err)
@@ -199,7 +170,10 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, err
 	d := timeout(conf.TimeoutSeconds)
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	res, err := p.add(ctx, conf, args, d)
+	st.lap("parse")
+	res, err := p.add(ctx, conf, args, d, st)
+	st.lap("rest")
+	p.log.Debug("ADD timing", "container", args.ContainerID, "ok", err == nil, "steps", st)
 	if err != nil {
 		return nil, AsCNIError(err)
 	}
@@ -210,7 +184,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (types.Result, err
 	return out, nil
 }
 
-func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d time.Duration) (*current.Result, error) {
+func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d time.Duration, st *stopwatch) (*current.Result, error) {
 	if err := checkArgs(args, true); err != nil {
 		return nil, err
 	}
@@ -225,86 +199,133 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 			return nil, fmt.Errorf("%w: %s", ErrNetnsMissing, args.Netns)
 		}
 	}
-	// The host namespace's netlink sockets and the addresses are
-	// independent: open the one while IPAM assigns the other.
-	waitWorkloads := p.openWorkloadsAsync()
-	var opened *openedWorkloads
-	defer func() {
-		if opened == nil {
-			o := waitWorkloads()
-			opened = &o
-		}
-		if opened.err == nil {
-			opened.done()
-		}
-	}()
 	handle := Handle(conf.Name, args.ContainerID)
-	var (
-		addrs   []netip.Addr
-		release func(context.Context) error
-	)
+	// The addresses and the veth pair are independent until the addresses
+	// go on the pod's interface: IPAM assigns on its own goroutine from
+	// here while this one opens the host namespace's netlink sockets and
+	// SetupWorkloadFunc makes the pair, which then waits for the addresses.
+	allocated := make(chan allocation, 1)
+	go func() { allocated <- p.allocate(ctx, conf, args, handle, k8s, d) }()
+	var alloc *allocation
+	waitAlloc := func() allocation {
+		if alloc == nil {
+			a := <-allocated
+			alloc = &a
+		}
+		return *alloc
+	}
+	defer func() { waitAlloc().close() }()
+	// rollback releases what this ADD allocated, after a failure past IPAM.
+	rollback := func(err error, teardown func(context.Context) error) error {
+		a := waitAlloc()
+		if a.err != nil { // it took nothing; report IPAM's failure as itself
+			if errors.Is(err, a.err) {
+				return a.err
+			}
+			return errors.Join(err, a.err)
+		}
+		cctx, cancel := cleanupContext(d)
+		defer cancel()
+		rb := a.release(cctx)
+		if teardown != nil {
+			rb = errors.Join(teardown(cctx), rb)
+		}
+		if rb != nil {
+			p.log.Warn("rollback of failed ADD incomplete", "handle", handle, "err", rb)
+		}
+		return err
+	}
+
+	wm, done, err := p.workloadsFor()
+	if err != nil {
+		return nil, rollback(err, nil)
+	}
+	defer done()
+	st.lap("netlink-open")
+	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU}
+	wr, err := wm.SetupWorkloadFunc(ctx, spec, func(context.Context) ([]netip.Addr, error) {
+		a := waitAlloc()
+		st.lap("wait-ipam")
+		return a.addrs, a.err
+	})
+	st.lap("setup")
+	if a := waitAlloc(); a.err == nil {
+		st.add("ipam-open", a.opened)
+		st.add("ipam", a.took)
+	}
+	if err != nil {
+		// SetupWorkloadFunc removed the pair it made; a pair an earlier ADD
+		// of this container left goes too (the runtime DELs after a failed ADD anyway).
+		return nil, rollback(fmt.Errorf("container %s: %w", args.ContainerID, err),
+			func(ctx context.Context) error { return wm.TeardownWorkload(ctx, handle) })
+	}
+	p.log.Debug("ADD", "handle", handle, "addrs", waitAlloc().addrs, "host", wr.Host.Name)
+	return workloadResult(wr, conf.DNS), nil
+}
+
+// allocation is the outcome of allocate: the container's addresses and how
+// to release them when the ADD fails (a no-op for a retried ADD's), or the error.
+type allocation struct {
+	addrs   []netip.Addr
+	release func(context.Context) error
+	close   func()        // releases the datastore, after release if any
+	opened  time.Duration // until the datastore was open (tabby-ipam)
+	took    time.Duration // until the addresses were known
+	err     error
+}
+
+// allocate assigns the container's addresses through tabby-ipam (in
+// process) or the delegated IPAM plugin, or finds those a previous ADD of
+// the container took (a retried ADD).
+func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs, handle string, k8s K8sArgs, d time.Duration) (a allocation) {
+	start := time.Now()
+	a.close = func() {}
+	defer func() { a.took = time.Since(start) }()
 	if conf.IPAMConf != nil {
 		r, err := p.resolverFor(conf)
 		if err != nil {
-			return nil, err
+			a.err = err
+			return a
 		}
 		m, err := p.openIPAM(conf.IPAMConf, d)
 		if err != nil {
-			return nil, err
+			a.err = err
+			return a
 		}
-		defer m.Close()
-		var fresh bool
-		addrs, fresh, err = p.assign(ctx, m, conf.IPAMConf, handle, k8s, r)
-		if err != nil {
-			return nil, err
-		}
-		release = func(ctx context.Context) error {
+		a.close = func() { _ = m.Close() }
+		a.opened = time.Since(start)
+		addrs, fresh, err := p.assign(ctx, m, conf.IPAMConf, handle, k8s, r)
+		a.addrs, a.err = addrs, err
+		a.release = func(ctx context.Context) error {
 			if !fresh {
 				return nil // a retried ADD: the first ADD's allocation stays
 			}
 			return m.ReleaseByHandle(ctx, handle)
 		}
-	} else if addrs, err = readRecord(conf.StateDir, handle); err != nil {
-		return nil, err
-	} else if len(addrs) > 0 {
-		release = func(context.Context) error { return nil } // a retried ADD
-	} else {
-		r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
-		if err != nil {
-			return nil, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
-		}
-		release = func(ctx context.Context) error {
-			return errors.Join(invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec),
-				removeRecord(conf.StateDir, handle))
-		}
-		if addrs, err = resultAddrs(r); err == nil {
-			err = writeRecord(conf.StateDir, handle, addrs)
-		}
-		if err != nil {
-			return nil, errors.Join(err, release(ctx))
-		}
+		return a
 	}
-	o := waitWorkloads()
-	opened = &o
-	if o.err != nil {
-		cctx, cancel := cleanupContext(d)
-		defer cancel()
-		return nil, errors.Join(o.err, release(cctx))
+	addrs, err := readRecord(conf.StateDir, handle)
+	if err != nil || len(addrs) > 0 {
+		a.addrs, a.err = addrs, err
+		a.release = func(context.Context) error { return nil } // a retried ADD
+		return a
 	}
-	wm := o.wm
-	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, Addresses: addrs}
-	wr, err := wm.SetupWorkload(ctx, spec)
+	r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 	if err != nil {
-		cctx, cancel := cleanupContext(d)
-		defer cancel()
-		rb := errors.Join(wm.TeardownWorkload(cctx, handle), release(cctx))
-		if rb != nil {
-			p.log.Warn("rollback of failed ADD incomplete", "handle", handle, "err", rb)
-		}
-		return nil, fmt.Errorf("container %s: %w", args.ContainerID, err)
+		a.err = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
+		return a
 	}
-	p.log.Debug("ADD", "handle", handle, "addrs", addrs, "host", wr.Host.Name)
-	return workloadResult(wr, conf.DNS), nil
+	a.release = func(ctx context.Context) error {
+		return errors.Join(invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec),
+			removeRecord(conf.StateDir, handle))
+	}
+	if a.addrs, err = resultAddrs(r); err == nil {
+		err = writeRecord(conf.StateDir, handle, a.addrs)
+	}
+	if err != nil {
+		a.err = errors.Join(err, a.release(ctx))
+	}
+	return a
 }
 
 // assign returns the handle's addresses: those it already holds (a retried

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -193,8 +194,9 @@ func TestAddExhaustedPool(t *testing.T) {
 	assert.Len(t, ids, 4)
 }
 
-// failingWorkloads fails SetupWorkload after the IPAM allocation, to prove
-// ADD rolls the allocation back.
+// failingWorkloads fails the setup after the IPAM allocation, to prove
+// ADD rolls the allocation back: SetupWorkloadFunc makes the workload, as
+// the fake does, then fails as a pair that never runs does.
 type failingWorkloads struct {
 	*netlink.FakeWorkloads
 }
@@ -203,9 +205,66 @@ func (failingWorkloads) SetupWorkload(context.Context, netlink.WorkloadSpec) (ne
 	return netlink.WorkloadResult{}, netlink.ErrNotReady
 }
 
+func (f failingWorkloads) SetupWorkloadFunc(ctx context.Context, spec netlink.WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (netlink.WorkloadResult, error) {
+	if _, err := f.FakeWorkloads.SetupWorkloadFunc(ctx, spec, addrs); err != nil {
+		return netlink.WorkloadResult{}, err
+	}
+	return netlink.WorkloadResult{}, netlink.ErrNotReady
+}
+
+// pairFirstIPAM fails (or completes) Assign only once the workload's veth
+// pair exists, proving ADD makes the pair while IPAM assigns (an ADD that
+// made it after IPAM would never see it here).
+type pairFirstIPAM struct {
+	IPAM
+	t    *testing.T
+	wm   *netlink.FakeWorkloads
+	fail error
+}
+
+func (m pairFirstIPAM) Assign(ctx context.Context, req AssignRequest) ([]netip.Addr, error) {
+	assert.Eventually(m.t, func() bool {
+		ids, err := m.wm.ListWorkloads(ctx)
+		return err == nil && slices.Contains(ids, req.Handle)
+	}, 5*time.Second, time.Millisecond, "the pair exists while IPAM assigns")
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	return m.IPAM.Assign(ctx, req)
+}
+
+func TestAddMakesPairWhileIPAMAssigns(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil)
+	hostname := WithHostname(func() (string, error) { return "node1", nil })
+
+	// IPAM fails after the pair exists: the pair goes, IPAM's code comes back.
+	e.p = New(WithWorkloads(e.wm), WithIPAM(pairFirstIPAM{e.m, t, e.wm, ipam.ErrPoolExhausted}), hostname)
+	e.wm.AddNetns("/run/netns/c1")
+	_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", c))
+	assert.Equal(t, CodePoolExhausted, code(t, err), "%v", err)
+	assertNothingLeft(t, e, "net1.c1")
+	assert.Equal(t, []string{"lo"}, e.wm.PodLinks("/run/netns/c1"))
+
+	// IPAM succeeds: the pair gets the addresses; a retried ADD returns
+	// the same addresses and interface.
+	e.p = New(WithWorkloads(e.wm), WithIPAM(pairFirstIPAM{e.m, t, e.wm, nil}), hostname)
+	r1 := e.add("c1", c)
+	e.p = New(WithWorkloads(e.wm), WithIPAM(e.m), hostname)
+	r2 := e.add("c1", c)
+	assert.Equal(t, r1.IPs, r2.IPs)
+	assert.Equal(t, r1.Interfaces, r2.Interfaces)
+	have, err := e.m.IPsByHandle(t.Context(), "net1.c1")
+	require.NoError(t, err)
+	assert.Len(t, have, 1, "one allocation under the handle")
+	_, err = e.wm.CheckWorkload(t.Context(), netlink.WorkloadSpec{ID: "net1.c1", Netns: "/run/netns/c1", Addresses: have})
+	assert.NoError(t, err)
+}
+
 func TestAddRollsBack(t *testing.T) {
 	e := newEnv(t)
 	e.p = New(WithWorkloads(failingWorkloads{e.wm}), WithIPAM(e.m), WithHostname(func() (string, error) { return "n", nil }))
+	e.wm.AddNetns("/run/netns/c")
 	_, err := e.p.Add(t.Context(), args("c", "/run/netns/c", conf(t, "1.1.0", nil, nil)))
 	assert.Equal(t, types.ErrInternal, code(t, err))
 	assertNothingLeft(t, e, "net1.c")

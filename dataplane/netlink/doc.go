@@ -17,6 +17,9 @@
 //     sysctls proxy_arp=1, proxy_delay=0, forwarding=1, route_localnet=1
 //     (IPv6: accept_dad=0, accept_ra=0, forwarding=1). It returns, once
 //     both veth ends run (the pod is reachable), what a CNI result needs.
+//     SetupWorkloadFunc does the same for a caller still choosing the
+//     addresses (a CNI ADD while IPAM assigns): it makes the pair while a
+//     given function returns them, then configures it.
 //     TeardownWorkload (by ID, idempotent, needs no pod netns),
 //     CheckWorkload (CNI CHECK), ListWorkloads (CNI GC).
 //   - RouteOwner: desired routes — blackholes for local blocks, remote
@@ -88,7 +91,7 @@
 //     acknowledged as a batch by a github.com/mdlayher/netlink Conn;
 //     reads and everything else use vishvananda/netlink.
 //  5. Nothing half-created. A failed SetupWorkload deletes the veth it
-//     made; validation happens before any write; Reconcile carries on past
+//     made, and so does SetupWorkloadFunc when the address function fails; validation happens before any write; Reconcile carries on past
 //     per-route failures and returns them joined (errors.Is works on each).
 //  6. Namespace hygiene. Sockets for a pod are opened by switching the
 //     calling OS thread (locked meanwhile) into the pod netns and back, as

@@ -99,3 +99,26 @@ func ExampleRouteOwner_syncrunner() {
 	// reconciled: {Added:1 Replaced:0 Deleted:0}
 	// context canceled
 }
+
+// A CNI ADD makes the pod's veth pair while IPAM chooses its address;
+// the function given runs while the pair is created, and its addresses
+// are then configured (here on the fake).
+func ExampleFakeWorkloads_SetupWorkloadFunc() {
+	ctx := context.Background()
+	w, _ := tnl.NewFakeWorkloads()
+	w.AddNetns("/var/run/netns/pod1")
+	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.c1", Netns: "/var/run/netns/pod1"}
+	res, err := w.SetupWorkloadFunc(ctx, spec, func(ctx context.Context) ([]netip.Addr, error) {
+		ids, _ := w.ListWorkloads(ctx)
+		fmt.Println("while IPAM assigns:", ids, w.PodLinks(spec.Netns))
+		return []netip.Addr{netip.MustParseAddr("10.244.1.7")}, nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(res.IPs[0].Address, "via", res.IPs[0].Gateway, w.HostRoutes())
+	// Output:
+	// while IPAM assigns: [k8s-pod-network.c1] [eth0 lo]
+	// 10.244.1.7/32 via 169.254.1.1 [10.244.1.7/32 dev tby07ac9c63d2db]
+}

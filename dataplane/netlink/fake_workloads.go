@@ -39,6 +39,8 @@ type FakeWorkloads struct {
 type fakeVeth struct {
 	index, podIndex int
 	spec            WorkloadSpec // with defaults; zero ID for a foreign link
+	// down: made by SetupWorkloadFunc, addresses not added yet.
+	down bool
 }
 
 // NewFakeWorkloads returns an empty fake host namespace. It takes the
@@ -153,6 +155,12 @@ func (f *FakeWorkloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (W
 	if err := ctx.Err(); err != nil {
 		return WorkloadResult{}, err
 	}
+	return f.setupLocked(spec, pod)
+}
+
+// setupLocked is SetupWorkload after validation: create, or check and
+// rebuild what exists.
+func (f *FakeWorkloads) setupLocked(spec WorkloadSpec, pod map[string]bool) (WorkloadResult, error) {
 	name := f.HostIfaceName(spec.ID)
 	if f.host[name] != nil || pod[spec.IfName] {
 		existing, err := f.ownedLocked(spec.ID)
@@ -180,6 +188,68 @@ func (f *FakeWorkloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (W
 		f.routes[a] = name
 	}
 	return fakeResult(name, l, spec), nil
+}
+
+// SetupWorkloadFunc implements WorkloadManager as Workloads does: the
+// pair exists (listed, down, without addresses, failing CheckWorkload)
+// while addrs runs, without the fake's lock held; a failed addrs removes
+// the pair this call made; an existing workload is checked and repaired
+// as by SetupWorkload.
+func (f *FakeWorkloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (WorkloadResult, error) {
+	if len(spec.Addresses) > 0 || addrs == nil {
+		return WorkloadResult{}, fmt.Errorf("%w %s: SetupWorkloadFunc takes the addresses from addrs only", ErrInvalidSpec, spec.ID)
+	}
+	f.mu.Lock()
+	spec, pod, err := f.openLocked(spec)
+	if err != nil {
+		f.mu.Unlock()
+		return WorkloadResult{}, err
+	}
+	name := f.HostIfaceName(spec.ID)
+	var made *fakeVeth
+	if f.host[name] == nil && !pod[spec.IfName] {
+		made = &fakeVeth{index: f.next, podIndex: f.next + 1, spec: spec, down: true}
+		f.next += 2
+		f.host[name] = made
+		pod[spec.IfName] = true
+	}
+	f.mu.Unlock()
+
+	as, aerr := addrs(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fail := func(err error) (WorkloadResult, error) {
+		if made != nil && f.host[name] == made {
+			f.removeLocked(name)
+		}
+		return WorkloadResult{}, err
+	}
+	if aerr != nil {
+		return fail(fmt.Errorf("workload %s: addresses: %w", spec.ID, aerr))
+	}
+	spec.Addresses = as
+	if err := spec.Validate(); err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if made == nil {
+		if pod = f.netns[spec.Netns]; pod == nil {
+			return WorkloadResult{}, fmt.Errorf("workload %s: %w: %s", spec.ID, ErrNetnsNotFound, spec.Netns)
+		}
+		return f.setupLocked(spec, pod)
+	}
+	if f.host[name] != made {
+		// Removed meanwhile (teardown, netns deleted): the kernel's
+		// configuration of the pair fails.
+		return WorkloadResult{}, fmt.Errorf("workload %s: configure %s: %w", spec.ID, name, unix.ENODEV)
+	}
+	made.spec, made.down = spec, false
+	for _, a := range spec.Addresses {
+		f.routes[a] = name
+	}
+	return fakeResult(name, made, spec), nil
 }
 
 func fakeResult(name string, l *fakeVeth, spec WorkloadSpec) WorkloadResult {
@@ -236,6 +306,9 @@ func (f *FakeWorkloads) checkLocked(spec WorkloadSpec, pod map[string]bool) (Wor
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w: %s in pod", spec.ID, ErrLinkNotFound, spec.IfName)
 	}
 	var bad []string
+	if l.down {
+		bad = append(bad, name+" is down")
+	}
 	if l.spec.MTU != spec.MTU {
 		bad = append(bad, fmt.Sprintf("MTU %d, want %d", l.spec.MTU, spec.MTU))
 	}

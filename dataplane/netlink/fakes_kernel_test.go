@@ -101,49 +101,95 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 
 	a4, a6, b4 := netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("fd00:244::10"), netip.MustParseAddr("10.244.1.11")
 	specA := WorkloadSpec{ID: "k8s-pod-network.a", Netns: pod1, Addresses: []netip.Addr{a4}}
+	d4, e4, f4, f6 := netip.MustParseAddr("10.244.1.12"), netip.MustParseAddr("10.244.1.13"), netip.MustParseAddr("10.244.1.14"), netip.MustParseAddr("fd00:244::14")
+	specD := WorkloadSpec{ID: "d", Netns: pod2, IfName: "eth2"}
+	specE := WorkloadSpec{ID: "e", Netns: pod2, IfName: "eth3"}
+	errAssign := errors.New("pool exhausted")
 	type step struct {
 		name string
-		op   string // setup, check, teardown
+		op   string // setup, check, teardown, func (SetupWorkloadFunc)
 		spec WorkloadSpec
+		// For func: what addrs returns, and whether to wait in it for the
+		// new pair and record what the half-made workload looks like.
+		addrs    []netip.Addr
+		addrsErr error
+		mid      bool
 	}
 	with := func(s WorkloadSpec, f func(*WorkloadSpec)) WorkloadSpec { f(&s); return s }
 	steps := []step{
-		{"setup", "setup", specA},
-		{"setup again", "setup", specA},
-		{"check", "check", specA},
-		{"second workload, same pod interface name", "setup", WorkloadSpec{ID: "b", Netns: pod1, Addresses: []netip.Addr{b4}}},
-		{"second workload on eth1 takes A's address", "setup", WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
-		{"A lost its host route", "check", specA},
-		{"setup repairs A", "setup", specA},
-		{"B lost it now", "check", WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
-		{"new MTU rebuilds", "setup", with(specA, func(s *WorkloadSpec) { s.MTU = 1400 })},
-		{"check old MTU", "check", specA},
-		{"missing netns", "setup", WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
-		{"check missing netns", "check", WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
-		{"multicast address", "setup", WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{netip.MustParseAddr("224.0.0.1")}}},
-		{"duplicate address", "setup", WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, b4}}},
-		{"bad interface name", "setup", WorkloadSpec{ID: "c", Netns: pod2, IfName: "a/b"}},
-		{"empty ID", "setup", WorkloadSpec{Netns: pod2}},
-		{"pod has lo", "setup", WorkloadSpec{ID: "c", Netns: pod2, IfName: "lo"}},
-		{"foreign host link", "setup", WorkloadSpec{ID: "foreign", Netns: pod2}},
-		{"teardown foreign", "teardown", WorkloadSpec{ID: "foreign"}},
-		{"check never set up", "check", WorkloadSpec{ID: "c", Netns: pod2}},
-		{"dual stack in pod2", "setup", WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, a6}}},
-		{"A moves to pod2 eth1", "setup", with(specA, func(s *WorkloadSpec) { s.Netns, s.IfName = pod2, "eth1" })},
-		{"A not in pod1 any more", "check", specA},
-		{"teardown A", "teardown", specA},
-		{"teardown A again", "teardown", specA},
-		{"check after teardown", "check", with(specA, func(s *WorkloadSpec) { s.Netns, s.IfName = pod2, "eth1" })},
-		{"teardown empty ID", "teardown", WorkloadSpec{}},
+		{name: "setup", op: "setup", spec: specA},
+		{name: "setup again", op: "setup", spec: specA},
+		{name: "check", op: "check", spec: specA},
+		{name: "second workload, same pod interface name", op: "setup", spec: WorkloadSpec{ID: "b", Netns: pod1, Addresses: []netip.Addr{b4}}},
+		{name: "second workload on eth1 takes A's address", op: "setup", spec: WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
+		{name: "A lost its host route", op: "check", spec: specA},
+		{name: "setup repairs A", op: "setup", spec: specA},
+		{name: "B lost it now", op: "check", spec: WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
+		{name: "new MTU rebuilds", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MTU = 1400 })},
+		{name: "check old MTU", op: "check", spec: specA},
+		{name: "missing netns", op: "setup", spec: WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
+		{name: "check missing netns", op: "check", spec: WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
+		{name: "multicast address", op: "setup", spec: WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{netip.MustParseAddr("224.0.0.1")}}},
+		{name: "duplicate address", op: "setup", spec: WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, b4}}},
+		{name: "bad interface name", op: "setup", spec: WorkloadSpec{ID: "c", Netns: pod2, IfName: "a/b"}},
+		{name: "empty ID", op: "setup", spec: WorkloadSpec{Netns: pod2}},
+		{name: "pod has lo", op: "setup", spec: WorkloadSpec{ID: "c", Netns: pod2, IfName: "lo"}},
+		{name: "foreign host link", op: "setup", spec: WorkloadSpec{ID: "foreign", Netns: pod2}},
+		{name: "teardown foreign", op: "teardown", spec: WorkloadSpec{ID: "foreign"}},
+		{name: "check never set up", op: "check", spec: WorkloadSpec{ID: "c", Netns: pod2}},
+		{name: "dual stack in pod2", op: "setup", spec: WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{b4, a6}}},
+		{name: "A moves to pod2 eth1", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.Netns, s.IfName = pod2, "eth1" })},
+		{name: "A not in pod1 any more", op: "check", spec: specA},
+		{name: "teardown A", op: "teardown", spec: specA},
+		{name: "teardown A again", op: "teardown", spec: specA},
+		{name: "check after teardown", op: "check", spec: with(specA, func(s *WorkloadSpec) { s.Netns, s.IfName = pod2, "eth1" })},
+		{name: "teardown empty ID", op: "teardown"},
+
+		// SetupWorkloadFunc: the pair is made while addrs runs.
+		{name: "func: new workload", op: "func", spec: specD, addrs: []netip.Addr{d4}, mid: true},
+		{name: "func: check", op: "check", spec: with(specD, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{d4} })},
+		{name: "func: retried", op: "func", spec: specD, addrs: []netip.Addr{d4}},
+		{name: "func: retried, another address rebuilds", op: "func", spec: specD, addrs: []netip.Addr{e4}},
+		{name: "func: IPAM fails, existing pair kept", op: "func", spec: specD, addrsErr: errAssign},
+		{name: "func: IPAM fails, new pair removed", op: "func", spec: specE, addrsErr: errAssign, mid: true},
+		{name: "func: bad address, new pair removed", op: "func", spec: specE, addrs: []netip.Addr{netip.MustParseAddr("224.0.0.1")}, mid: true},
+		{name: "func: addresses in spec", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{e4} })},
+		{name: "func: missing netns", op: "func", spec: WorkloadSpec{ID: "e", Netns: "/var/run/netns/tby-fk-nonexistent"}, addrs: []netip.Addr{e4}},
+		{name: "func: pod has lo", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.IfName = "lo" }), addrs: []netip.Addr{e4}},
+		{name: "func: dual stack", op: "func", spec: specE, addrs: []netip.Addr{f4, f6}, mid: true},
+		{name: "func: check dual stack", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
+		{name: "func: teardown", op: "teardown", spec: specD},
+		{name: "func: teardown dual stack", op: "teardown", spec: specE},
 	}
-	run := func(m WorkloadManager, s step) (WorkloadResult, error) {
+	// run makes the step's call; for func it also returns what addrs saw:
+	// "-" when it was not called, else the workloads listed and the check
+	// of the half-made workload (with mid).
+	run := func(m WorkloadManager, s step) (WorkloadResult, error, string) {
 		switch s.op {
 		case "setup":
-			return m.SetupWorkload(ctx, s.spec)
+			res, err := m.SetupWorkload(ctx, s.spec)
+			return res, err, ""
 		case "check":
-			return m.CheckWorkload(ctx, s.spec)
+			res, err := m.CheckWorkload(ctx, s.spec)
+			return res, err, ""
+		case "func":
+			saw := "-"
+			res, err := m.SetupWorkloadFunc(ctx, s.spec, func(ctx context.Context) ([]netip.Addr, error) {
+				saw = "called"
+				if s.mid {
+					var ids []string
+					require.Eventually(t, func() bool {
+						ids, _ = m.ListWorkloads(ctx)
+						return slices.Contains(ids, s.spec.ID)
+					}, 5*time.Second, time.Millisecond, "%s: the pair exists while addrs runs", s.name)
+					_, cerr := m.CheckWorkload(ctx, s.spec)
+					saw = fmt.Sprintf("workloads %v, check %s", ids, errKind(cerr))
+				}
+				return s.addrs, s.addrsErr
+			})
+			return res, err, saw
 		default:
-			return WorkloadResult{}, m.TeardownWorkload(ctx, s.spec.ID)
+			return WorkloadResult{}, m.TeardownWorkload(ctx, s.spec.ID), ""
 		}
 	}
 	kernelRoutes := func() []string {
@@ -159,9 +205,16 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		return out
 	}
 	for _, s := range steps {
-		kres, kerr := run(kw, s)
-		fres, ferr := run(fw, s)
+		kres, kerr, ksaw := run(kw, s)
+		fres, ferr, fsaw := run(fw, s)
 		require.Equal(t, errKind(kerr), errKind(ferr), "%s: kernel %v, fake %v", s.name, kerr, ferr)
+		assert.Equal(t, ksaw, fsaw, "%s: what addrs saw", s.name)
+		if s.op == "func" {
+			t.Logf("%s: %s; addrs saw: %s", s.name, errKind(kerr), ksaw)
+		}
+		if s.addrsErr != nil {
+			assert.ErrorIs(t, ferr, s.addrsErr, s.name)
+		}
 		if kerr == nil {
 			assert.Equal(t, resultShape(kres), resultShape(fres), s.name)
 		}

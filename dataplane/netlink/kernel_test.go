@@ -226,12 +226,17 @@ func TestKernelRouteOwnership(t *testing.T) {
 	assert.Equal(t, tnl.ReconcileResult{}, res)
 }
 
+// dualStackNode is a one-node dual-stack topology and an empty pod
+// namespace named after prefix.
+func dualStackNode(t *testing.T, prefix string) (*nettest.Node, tnl.WorkloadManager, *nettest.Netns) {
+	t.Helper()
+	node := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6()).Node(0)
+	return node, node.Workloads, nettest.NewNetns(t, prefix)
+}
+
 func TestKernelWorkloadLifecycle(t *testing.T) {
 	ctx := context.Background()
-	topo := nettest.NewTopology(t, nettest.Nodes(1), nettest.IPv6())
-	node := topo.Node(0)
-	w := node.Workloads
-	podNS := nettest.NewNetns(t, "tby-wl")
+	node, w, podNS := dualStackNode(t, "tby-wl")
 	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.abc123", Netns: podNS.Path, MTU: 1400,
 		Addresses: []netip.Addr{addr("10.244.1.10"), addr("fd00:244:0:1::10")}}
 
@@ -471,4 +476,60 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestKernelWorkloadSetupFunc: the pair is made while the addresses are
+// chosen; the result is SetupWorkload's, and the IPv6 pod end (made before
+// the addresses were known) has no tentative link-local address.
+func TestKernelWorkloadSetupFunc(t *testing.T) {
+	ctx := context.Background()
+	node, w, podNS := dualStackNode(t, "tby-wlf")
+	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.func1", Netns: podNS.Path, MTU: 1400}
+	want := []netip.Addr{addr("10.244.1.20"), addr("fd00:244:0:1::20")}
+
+	var during []string
+	res, err := w.SetupWorkloadFunc(ctx, spec, func(ctx context.Context) ([]netip.Addr, error) {
+		require.Eventually(t, func() bool {
+			during, _ = w.ListWorkloads(ctx)
+			return len(during) == 1
+		}, 5*time.Second, time.Millisecond)
+		return want, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{spec.ID}, during, "the pair exists while the addresses are chosen")
+	assert.Equal(t, tnl.HostIfaceName(tnl.DefaultHostPrefix, spec.ID), res.Host.Name)
+	require.Len(t, res.IPs, 2)
+	assert.Equal(t, pfx("fd00:244:0:1::20/128"), res.IPs[1].Address)
+	spec.Addresses = want
+	_, err = w.CheckWorkload(ctx, spec)
+	require.NoError(t, err)
+
+	out, err := podNS.Run(ctx, "cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"0", "1"}, strings.Fields(out), "DAD off on eth0 only")
+	out, err = podNS.Run(ctx, "ip", "-6", "addr", "show", "dev", "eth0")
+	require.NoError(t, err)
+	assert.Contains(t, out, "fe80::")
+	assert.NotContains(t, out, "tentative")
+	other := node.AddPod(t)
+	_, err = podNS.Run(ctx, "ip", "route", "get", other.IP.String())
+	require.NoError(t, err)
+
+	// Retried with the same addresses: the same interface, nothing rebuilt.
+	spec.Addresses = nil
+	res2, err := w.SetupWorkloadFunc(ctx, spec, func(context.Context) ([]netip.Addr, error) { return want, nil })
+	require.NoError(t, err)
+	assert.Equal(t, res.Host.Index, res2.Host.Index)
+	assert.Equal(t, res.Container.Index, res2.Container.Index)
+
+	// A failed assignment for a new workload leaves nothing.
+	failed := tnl.WorkloadSpec{ID: "k8s-pod-network.func2", Netns: nettest.NewNetns(t, "tby-wlf").Path}
+	_, err = w.SetupWorkloadFunc(ctx, failed, func(context.Context) ([]netip.Addr, error) { return nil, context.DeadlineExceeded })
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	ids, err := w.ListWorkloads(ctx)
+	require.NoError(t, err)
+	assert.Contains(t, ids, spec.ID)
+	assert.NotContains(t, ids, failed.ID)
+	_, err = node.NS.Handle().LinkByName(tnl.HostIfaceName(tnl.DefaultHostPrefix, failed.ID))
+	assert.Error(t, err)
 }

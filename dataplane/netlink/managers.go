@@ -1,6 +1,9 @@
 package netlink
 
-import "context"
+import (
+	"context"
+	"net/netip"
+)
 
 // WorkloadManager is what a CNI plugin and a node need of Workloads: set a
 // pod's interface up, check it, tear it down, list what exists. *Workloads
@@ -11,6 +14,7 @@ import "context"
 // The CNI verbs map onto it one to one:
 //
 //	ADD   SetupWorkload(spec)  → WorkloadResult (interfaces, IPs, routes for the CNI result)
+//	      SetupWorkloadFunc(spec, addrs) → the same, the veth made while IPAM assigns
 //	CHECK CheckWorkload(spec)  → ErrMismatch / ErrLinkNotFound when the kernel differs
 //	DEL   TeardownWorkload(id) → nil also when already gone (idempotent, no netns needed)
 //	GC    ListWorkloads()      → IDs to compare with the runtime's live attachments
@@ -22,6 +26,13 @@ type WorkloadManager interface {
 	// such pod netns), ErrNameCollision (the pod already has IfName, or
 	// the host name belongs to another owner), ErrNotReady (never ran).
 	SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error)
+	// SetupWorkloadFunc is SetupWorkload with the addresses not known yet:
+	// the veth pair is made while addrs runs (on the calling goroutine),
+	// then configured with the addresses it returns. spec.Addresses must
+	// be empty. addrs is not called when spec is invalid or its netns
+	// missing (ErrInvalidSpec, ErrNetnsNotFound); when addrs fails, the
+	// error wraps addrs' and the pair this call made is removed.
+	SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (WorkloadResult, error)
 	// CheckWorkload verifies the workload against spec: ErrLinkNotFound when
 	// either end is missing, ErrMismatch when something differs,
 	// ErrNetnsNotFound when the pod netns is gone.

@@ -298,7 +298,113 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	// Create first: the common case needs no lookup. EEXIST means an
 	// earlier setup of this workload (check it, rebuild it if wrong) or a
 	// collision.
-	res, err := w.create(spec, pod, pc)
+	res, err := w.create(spec, pod, pc, false)
+	return w.settle(ctx, spec, pod, pc, res, err)
+}
+
+// SetupWorkloadFunc is SetupWorkload for a caller still choosing the
+// pod's addresses, such as a CNI ADD while IPAM assigns: the kernel work
+// that needs no address overlaps with addrs. It creates the veth pair —
+// the peer made inside spec.Netns under spec.IfName, both ends down, the
+// host end's alias recording the owner — on another goroutine while addrs
+// runs on the calling one; then it adds the addresses addrs returned,
+// routes and sysctls, and waits for both ends to run, as SetupWorkload
+// does. spec.Addresses must be empty (ErrInvalidSpec otherwise).
+//
+// addrs is called once with ctx, unless spec is invalid or its netns
+// cannot be opened: those errors come back before anything is made and
+// addrs is not called. When addrs fails, the pair this call made is
+// removed (one an earlier setup left is kept) and the error wraps addrs'
+// error. Addresses SetupWorkload would refuse (ErrInvalidSpec) are
+// refused the same way, and the pair removed. Retried for a workload that
+// exists, it checks and repairs it as SetupWorkload does. Errors are
+// otherwise SetupWorkload's, and on every failure nothing this call made
+// is left.
+//
+// The Workloads lock is not held while addrs runs, so other operations
+// proceed; meanwhile the half-made workload is listed by ListWorkloads and
+// fails CheckWorkload.
+func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (WorkloadResult, error) {
+	if len(spec.Addresses) > 0 || addrs == nil {
+		return WorkloadResult{}, fmt.Errorf("%w %s: SetupWorkloadFunc takes the addresses from addrs only", ErrInvalidSpec, spec.ID)
+	}
+	start := time.Now()
+	spec, pod, err := openWorkload(spec)
+	if err != nil {
+		return WorkloadResult{}, err
+	}
+	defer pod.Close()
+	type pair struct {
+		pc  podConn
+		res WorkloadResult
+		err error // errLinkExists: an earlier pair (or a collision)
+	}
+	made := make(chan pair, 1)
+	go func() {
+		pc, err := openPodConn(pod, false)
+		if err != nil {
+			made <- pair{err: err}
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		res, err := w.createPair(spec, pod)
+		if err == nil {
+			// The alias at once: a pair left by a process that dies before
+			// phase two is then recognised as this workload's and rebuilt.
+			veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
+			if err = w.pipe.execNamed([][]byte{appendSetLinkMsg(nil, res.Host.Index, aliasPrefix+spec.ID, false, nil)},
+				[]string{"set " + res.Host.Name + " alias"}); err != nil {
+				err = errors.Join(err, w.removePair(veth))
+			}
+		}
+		made <- pair{pc, res, err}
+	}()
+	as, aerr := addrs(ctx)
+	waited := time.Now()
+	p := <-made
+	if p.pc.h != nil {
+		defer p.pc.close()
+	}
+	created := p.err == nil
+	fail := func(err error) (WorkloadResult, error) {
+		if created {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			err = errors.Join(err, w.removePair(&nl.Veth{LinkAttrs: nl.LinkAttrs{Name: p.res.Host.Name, Index: p.res.Host.Index}}))
+		}
+		return WorkloadResult{}, err
+	}
+	if aerr != nil {
+		return fail(fmt.Errorf("workload %s: addresses: %w", spec.ID, aerr))
+	}
+	if p.err != nil && !errors.Is(p.err, errLinkExists) {
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, p.err)
+	}
+	spec.Addresses = as
+	if err := spec.Validate(); err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	res, err := p.res, p.err
+	if created {
+		err = w.configure(spec, pod, p.pc, &res, true)
+	}
+	configured := time.Now()
+	res, err = w.settle(ctx, spec, pod, p.pc, res, err)
+	w.opts.log.Debug("workload setup timing", "workload", spec.ID, "existed", !created,
+		"addrs", waited.Sub(start), "configure", configured.Sub(waited), "running", time.Since(configured))
+	return res, err
+}
+
+// settle finishes a setup whose create returned res, err: on EEXIST it
+// checks the existing workload and rebuilds it when wrong; then it waits
+// for both ends to run, removing the pair when they do not. w.mu is held.
+func (w *Workloads) settle(ctx context.Context, spec WorkloadSpec, pod ns.NetNS, pc podConn, res WorkloadResult, err error) (WorkloadResult, error) {
 	if errors.Is(err, errLinkExists) {
 		existing, lerr := w.ownedHostLink(spec.ID)
 		if lerr != nil {
@@ -319,20 +425,28 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 		if err := w.h.LinkDel(existing); err != nil && !IsNotFound(err) {
 			return WorkloadResult{}, fmt.Errorf("workload %s: remove stale %s: %w", spec.ID, existing.Attrs().Name, err)
 		}
-		res, err = w.create(spec, pod, pc)
+		// The pod end was made without the namespace-wide accept_dad=0 of
+		// SetupWorkload's pod connection: set it per interface.
+		res, err = w.create(spec, pod, pc, true)
 	}
 	if err != nil {
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	if err := w.waitRunning(ctx, spec, res, pc.h); err != nil {
 		veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
-		if derr := w.h.LinkDel(veth); derr != nil && !IsNotFound(derr) {
-			err = errors.Join(err, fmt.Errorf("roll back %s: %w", res.Host.Name, derr))
-		}
-		return WorkloadResult{}, err
+		return WorkloadResult{}, errors.Join(err, w.removePair(veth))
 	}
 	w.opts.log.Debug("workload set up", "workload", spec.ID, "host", res.Host.Name)
 	return res, nil
+}
+
+// removePair deletes a veth pair this package made (by its host end),
+// for a roll back; already gone is not an error.
+func (w *Workloads) removePair(veth *nl.Veth) error {
+	if err := w.h.LinkDel(veth); err != nil && !IsNotFound(err) {
+		return fmt.Errorf("roll back %s: %w", veth.Name, err)
+	}
+	return nil
 }
 
 // ReadyTimeout bounds how long SetupWorkload waits for a new veth pair to
@@ -470,12 +584,23 @@ func openPodConn(pod ns.NetNS, noDAD bool) (podConn, error) {
 	return c, nil
 }
 
-func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, pc podConn) (res WorkloadResult, err error) {
+// create makes the veth pair and configures it (createPair, then
+// configure); on failure nothing is left.
+func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, pc podConn, podDAD bool) (WorkloadResult, error) {
+	res, err := w.createPair(spec, pod)
+	if err != nil {
+		return res, err
+	}
+	return res, w.configure(spec, pod, pc, &res, podDAD)
+}
+
+// createPair makes the veth pair, peer directly in the pod netns, both
+// ends down, and reads back its indexes — the host end's, and through
+// IFLA_LINK the pod end's — in one round trip. EEXIST wraps errLinkExists.
+// On failure nothing is left.
+func (w *Workloads) createPair(spec WorkloadSpec, pod ns.NetNS) (res WorkloadResult, err error) {
 	hostName := w.HostIfaceName(spec.ID)
 	podMAC := ContainerMAC(spec.ID)
-	// Create the pair (peer directly in the pod netns) and read back its
-	// indexes — the host end's, and through IFLA_LINK the pod end's — in one
-	// round trip.
 	var hostIndex, podIndex int
 	errs := w.pipe.execReplies([][]byte{
 		appendVethMsg(nil, hostName, spec.IfName, int(pod.Fd()), spec.MTU, HostMAC(), podMAC),
@@ -491,35 +616,47 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, pc podConn) (res Wor
 		}
 		return res, fmt.Errorf("create veth %s: %w", hostName, err)
 	}
-	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: hostName, Index: hostIndex}}
-	defer func() {
-		if err != nil {
-			if derr := w.h.LinkDel(veth); derr != nil && !IsNotFound(derr) {
-				err = errors.Join(err, fmt.Errorf("roll back %s: %w", hostName, derr))
-			}
-		}
-	}()
 	if errs[1] != nil || hostIndex <= 0 || podIndex <= 0 {
+		veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: hostName, Index: hostIndex}}
 		if hostIndex <= 0 {
 			l, lerr := w.h.LinkByName(hostName) // for the roll back
 			if lerr == nil {
 				veth.Index = l.Attrs().Index
 			}
 		}
-		return res, fmt.Errorf("read back veth %s (index %d, peer %d): %w", hostName, hostIndex, podIndex, errors.Join(errs[1], ErrLinkNotFound))
+		err := fmt.Errorf("read back veth %s (index %d, peer %d): %w", hostName, hostIndex, podIndex, errors.Join(errs[1], ErrLinkNotFound))
+		return res, errors.Join(err, w.removePair(veth))
 	}
 	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: hostIndex}
 	res.Container = Interface{Name: spec.IfName, MAC: podMAC, Index: podIndex, Sandbox: spec.Netns}
+	return res, nil
+}
 
+// configure sets both ends of the pair createPair made up, with addresses
+// and routes, and fills res's IPs; on failure it removes the pair. With
+// podDAD, the pod end was made without accept_dad=0 as the pod's default:
+// for IPv6 it is set on the interface before it goes up.
+func (w *Workloads) configure(spec WorkloadSpec, pod ns.NetNS, pc podConn, res *WorkloadResult, podDAD bool) (err error) {
+	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, w.removePair(veth))
+		}
+	}()
+	if podDAD && spec.hasV6() {
+		if err := writeSysctls(pod, []sysctl{{"net/ipv6/conf/" + spec.IfName + "/accept_dad", "0"}}); err != nil {
+			return fmt.Errorf("pod %s: %w", spec.IfName, err)
+		}
+	}
 	// Host and pod sides: one batch each, the pod's on another goroutine.
 	podDone := make(chan error, 1)
-	go func() { podDone <- configurePod(pc, spec, podIndex) }()
+	go func() { podDone <- configurePod(pc, spec, res.Container.Index) }()
 	hostErr := w.configureHost(veth, spec)
 	if err := errors.Join(hostErr, <-podDone); err != nil {
-		return res, err
+		return err
 	}
 	res.fillIPs(spec)
-	return res, nil
+	return nil
 }
 
 // ContainerMAC derives the MAC of a workload's pod-side interface from its

@@ -3,9 +3,16 @@
 // delegated IPAM plugin; pod annotations from the Kubernetes API when the
 // configuration has a "kubernetes" section. See package cni and
 // examples/cni/README.md.
+//
+// With TABBY_CNI_DEBUG_LOG set to a file path, the plugin appends its debug
+// log there as JSON lines (stdout is the CNI protocol), among them the
+// time each step of an ADD took ("ADD timing").
 package main
 
 import (
+	"log/slog"
+	"os"
+
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/tabbynet/tabby/cni"
@@ -13,5 +20,12 @@ import (
 )
 
 func main() {
-	skel.PluginMainFuncs(cni.New(cni.WithKubernetesResolver(k8sresolver.FromKubeconfig)).Funcs(), cni.Supported, cni.About("tabby"))
+	opts := []cni.Option{cni.WithKubernetesResolver(k8sresolver.FromKubeconfig)}
+	if path := os.Getenv("TABBY_CNI_DEBUG_LOG"); path != "" {
+		if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+			defer f.Close()
+			opts = append(opts, cni.WithLogger(slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+		}
+	}
+	skel.PluginMainFuncs(cni.New(opts...).Funcs(), cni.Supported, cni.About("tabby"))
 }
