@@ -129,7 +129,7 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 // is about twice as fast without the symbol table and DWARF (-s -w), which
 // the lab never reads.
 func buildPlugin(ctx context.Context, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags=-s -w", "-o", dir+"/", pluginPkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-ldflags=-s -w", "-o", dir+"/", pluginPkg)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s (run the lab from the tabby module, or pass --cni-bin-dir): %w: %s",
 			pluginPkg, err, bytes.TrimSpace(out))
