@@ -80,6 +80,14 @@
 // diff, so one endpoint change is one SVC chain and one set add and
 // delete. About a third of the rules of the default layout (README).
 //
+// Which layout to choose: the default needs nothing but iptables and
+// writes the rule shapes kube-proxy's iptables mode writes; it is the
+// simpler one for small clusters. From a few thousand services on, use
+// WithHairpinSet: at 10,000 services × 10 endpoints a full sync takes
+// 1.3–1.5 s against 3.0–3.1 s for the default layout on legacy, and one
+// endpoint change 0.5 s against 1.4 s (README, Benchmarks), because
+// iptables-restore's cost is linear in rules.
+//
 // TABBY-MARK-MASQ sets the mark bit (0x4000); TABBY-POSTROUTING returns
 // for unmarked packets, clears the bit and masquerades (--random-fully).
 // A service port without usable endpoints has no nat rule but a filter
