@@ -164,8 +164,10 @@
 //     not masqueraded, one back to its client is) in network namespaces
 //     on legacy and nft, each with and without the hairpin set.
 //
-// Errors: New returns ErrInvalidConfig for a bad family, an IPv6
-// LocalhostNodePorts or a ClusterCIDR of the other family; Sync returns
+// Errors: New returns ErrInvalidConfig for a bad family or one other
+// than the IPTables', an IPv6 LocalhostNodePorts, a ClusterCIDR of the
+// other family, or a WithHairpinSet IPSets whose prefix overlaps
+// ipsets.DefaultPrefix or is too long for the set's name; Sync returns
 // dataplane/iptables' errors wrapped ("iptables services: …";
 // errors.Is(err, dpipt.ErrRestore) for a rejected restore).
 //

@@ -132,6 +132,9 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 	if cfg.Family != ipt.IPv4 && cfg.Family != ipt.IPv6 {
 		return nil, fmt.Errorf("%w: family %d", ErrInvalidConfig, cfg.Family)
 	}
+	if t.Family() != cfg.Family {
+		return nil, fmt.Errorf("%w: Config.Family is %s but the IPTables is %s", ErrInvalidConfig, cfg.Family, t.Family())
+	}
 	if cfg.LocalhostNodePorts && cfg.Family == ipt.IPv6 {
 		return nil, fmt.Errorf("%w: localhost node ports are IPv4 only", ErrInvalidConfig)
 	}
@@ -153,6 +156,9 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 		p.hairpinSet = p.sets.Prefix() + HairpinSetSuffix
 		if cfg.Family == ipt.IPv6 {
 			p.hairpinSet += "6"
+		}
+		if err := checkHairpinSets(p.sets.Prefix(), p.hairpinSet); err != nil {
+			return nil, err
 		}
 		p.hairpinRefs = map[ipsets.Member]int{}
 		p.hairpinDirty = map[ipsets.Member]struct{}{}
@@ -522,6 +528,21 @@ func (p *Proxier) hairpinRules() []ipt.Rule {
 	return []ipt.Rule{{Match: ipt.Match().HairpinIPPortIPSet(p.hairpinSet), Action: ipt.Jump{Chain: ChainMarkMasq}, Comment: "hairpin"}}
 }
 
+// checkHairpinSets refuses a hairpin IPSets whose prefix overlaps
+// ipsets.DefaultPrefix (it would own, and destroy, the policy compiler's
+// sets) or makes the set's name longer than the kernel allows.
+func checkHairpinSets(prefix, name string) error {
+	if strings.HasPrefix(prefix, ipsets.DefaultPrefix) || strings.HasPrefix(ipsets.DefaultPrefix, prefix) {
+		return fmt.Errorf("%w: hairpin ipsets prefix %q overlaps %q, the prefix of dataplane/policy's sets, which an IPSets with it would destroy as its own (use e.g. %q)",
+			ErrInvalidConfig, prefix, ipsets.DefaultPrefix, "TABBY-")
+	}
+	if len(name) > ipsets.MaxNameLen {
+		return fmt.Errorf("%w: hairpin set name %q is longer than %d bytes (the ipsets prefix may have at most %d)",
+			ErrInvalidConfig, name, ipsets.MaxNameLen, ipsets.MaxNameLen-(len(name)-len(prefix)))
+	}
+	return nil
+}
+
 // HairpinSetSuffix ends the name of the hairpin set (WithHairpinSet):
 // the IPSets' prefix + "HAIRPIN", + "6" for IPv6 ("TABBY-HAIRPIN" with
 // the prefix "TABBY-": not the policy compiler's "tabby-", since an
@@ -536,7 +557,11 @@ const HairpinSetSuffix = "HAIRPIN"
 // for every such endpoint, and TABBY-POSTROUTING starts with `-m set
 // --match-set <set> dst,dst,src -j TABBY-MARK-MASQ`. Ports with affinity
 // and ports in the SEP layout keep their rules. sets must be in the
-// IPTables' network namespace. Sync applies its deletions after the
+// IPTables' network namespace and own a prefix no other IPSets uses (an
+// IPSets destroys every set its prefix starts that it was not given):
+// New returns ErrInvalidConfig when the prefix overlaps
+// ipsets.DefaultPrefix, the policy compiler's, or is longer than 24
+// bytes, 23 for IPv6 (the set's name must fit ipsets.MaxNameLen). Sync applies its deletions after the
 // iptables-restore and its updates before it, except on a full sync,
 // which creates a missing set first (the rule needs it) and fills it
 // while the restore runs, swapping the members in whole

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/services"
 	sipt "github.com/tabbynet/tabby/services/iptables"
@@ -161,11 +162,36 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	tr := services.NewTracker(services.TrackerConfig{}, nil)
 	for _, c := range []sipt.Config{
 		{},
+		{Family: ipt.IPv4}, // the IPTables is IPv6
 		{Family: ipt.IPv6, LocalhostNodePorts: true},
 		{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{podCIDR}},
 	} {
 		_, err := sipt.New(table, tr, c)
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
+	}
+
+	// The hairpin IPSets must not own the policy compiler's sets, and its
+	// set's name must fit the kernel's 31 bytes.
+	tests := []struct {
+		prefix  string
+		wantErr string
+	}{
+		{prefix: ipsets.DefaultPrefix, wantErr: "overlaps"},
+		{prefix: "tabby-svc-", wantErr: "overlaps"},
+		{prefix: "tab", wantErr: "overlaps"},
+		{prefix: "A-VERY-LONG-PREFIX-FOR-SET", wantErr: "at most 23"},
+		{prefix: "TABBY-"},
+		{prefix: "SEVENTEEN-CHARS-PREFIX-"}, // 23 bytes: HAIRPIN6 fits exactly
+	}
+	for _, tc := range tests {
+		_, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6},
+			sipt.WithHairpinSet(ipsets.New(ipsets.NewFake(), ipsets.WithPrefix(tc.prefix))))
+		if tc.wantErr == "" {
+			assert.NoError(t, err, tc.prefix)
+			continue
+		}
+		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, tc.prefix)
+		assert.ErrorContains(t, err, tc.wantErr, tc.prefix)
 	}
 }
 
