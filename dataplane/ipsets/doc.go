@@ -10,10 +10,13 @@
 // (`family inet`) or IPv6 (`family inet6`); Member values are canonical
 // (masked CIDRs, unmapped addresses), so equal entries compare ==.
 //
-//	h, _ := ipsets.NewHandle(ns) // ns: the netns.NsHandle whose sets these are
+//	ns, _ := netns.GetFromName("node1") // github.com/vishvananda/netns: /run/netns/node1
+//	defer ns.Close()
+//	h, _ := ipsets.NewHandle(ns) // the sets of that namespace
 //	defer h.Close()
 //	sets := ipsets.New(h, ipsets.WithPrefix("tabby-"))
-//	_ = sets.SetMembers(ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}, members)
+//	web := []ipsets.Member{ipsets.IP(netip.MustParseAddr("10.244.1.5"))}
+//	_ = sets.SetMembers(ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}, web)
 //	err := sets.Apply(ctx)
 //
 // # Design

@@ -8,8 +8,9 @@ import (
 )
 
 // Type is an ipset type (the TYPENAME of `ipset create NAME TYPENAME`).
-// Only the four hash types below are supported; they are the ones Calico
-// Felix uses for selectors, CIDRs and named ports (felix/ipsets/ipset_defs.go).
+// Only the five hash types below are supported: the four Calico Felix
+// uses for selectors, CIDRs and named ports (felix/ipsets/ipset_defs.go),
+// and hash:ip,port,ip, kube-proxy IPVS mode's hairpin set.
 type Type string
 
 // The supported set types.
