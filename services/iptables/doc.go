@@ -4,8 +4,9 @@
 // through dataplane/iptables (typed rules, one iptables-restore per
 // sync, drift repair, legacy or nft backend).
 //
-//	table, _ := iptables.NewIPTables(dpipt.IPv4, dpipt.BackendAuto, dpipt.WithNetns("node1"))
-//	p, _ := iptables.New(table, tracker, iptables.Config{Family: dpipt.IPv4, ClusterCIDRs: podCIDRs,
+//	// ipt is github.com/tabbynet/tabby/dataplane/iptables
+//	table, _ := iptables.NewIPTables(ipt.IPv4, ipt.BackendAuto, ipt.WithNetns("node1"))
+//	p, _ := iptables.New(table, tracker, iptables.Config{Family: ipt.IPv4, ClusterCIDRs: podCIDRs,
 //		LocalhostNodePorts: true}, iptables.WithStaleFlows(cleaner.Func()))
 //	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
 //	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
@@ -169,7 +170,7 @@
 // other family, or a WithHairpinSet IPSets whose prefix overlaps
 // ipsets.DefaultPrefix or is too long for the set's name; Sync returns
 // dataplane/iptables' errors wrapped ("iptables services: …";
-// errors.Is(err, dpipt.ErrRestore) for a rejected restore).
+// errors.Is(err, ipt.ErrRestore) for a rejected restore).
 //
 // Thread safety: Sync and QueueResync are safe for concurrent use (Sync
 // calls are serialised); run Sync from one syncrunner.Runner.
