@@ -82,7 +82,7 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 		l.binDir = filepath.Join(dir, "bin")
 		bctx, cancel := context.WithCancel(ctx)
 		l.cancel, l.built = cancel, make(chan error, 1)
-		fmt.Fprintf(w, "==> CNI: building the tabby plugin in the background (go build -ldflags='-s -w' -o %s %s)\n", l.binDir, pluginPkg)
+		fmt.Fprintf(w, "==> CNI: building the tabby plugin in the background (go %s)\n", strings.Join(buildArgs(l.binDir), " "))
 		go func() { l.built <- buildPlugin(bctx, l.binDir) }()
 	} else if _, err := os.Stat(filepath.Join(binDir, "tabby")); err != nil {
 		return nil, fmt.Errorf("--cni-bin-dir: %w", err)
@@ -123,13 +123,19 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 	return l, nil
 }
 
+// buildArgs is the go command line that builds the plugin into dir
+// (-tags grpcnotrace as examples/cni/README.md says).
+func buildArgs(dir string) []string {
+	return []string{"build", "-tags", "grpcnotrace", "-ldflags=-s -w", "-o", dir + "/", pluginPkg}
+}
+
 // buildPlugin builds the tabby plugin into dir with the go toolchain
 // (the lab runs from the module, as `make demo` does). The compiled
 // packages come from the go build cache; what is left is the link, which
 // is about twice as fast without the symbol table and DWARF (-s -w), which
 // the lab never reads.
 func buildPlugin(ctx context.Context, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-ldflags=-s -w", "-o", dir+"/", pluginPkg)
+	cmd := exec.CommandContext(ctx, "go", buildArgs(dir)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s (run the lab from the tabby module, or pass --cni-bin-dir): %w: %s",
 			pluginPkg, err, bytes.TrimSpace(out))
