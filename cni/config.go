@@ -214,6 +214,9 @@ func checkNameVersion(c *types.PluginConf) error {
 }
 
 func parseIPAMSection(raw json.RawMessage) (*IPAMConf, error) {
+	if err := checkPoolsJSON(raw); err != nil {
+		return nil, err
+	}
 	ic := &IPAMConf{}
 	if err := json.Unmarshal(raw, ic); err != nil {
 		return nil, fmt.Errorf("%w: ipam: %w", ErrInvalidConfig, err)
@@ -250,6 +253,29 @@ func parseIPAMSection(raw json.RawMessage) (*IPAMConf, error) {
 		}
 	}
 	return ic, nil
+}
+
+// checkPoolsJSON decodes the "pools" of an ipam section one by one, so a
+// pool that does not decode (a bad "cidr" or "gateway") is named by its
+// index and name rather than by the decoder's message alone.
+func checkPoolsJSON(raw json.RawMessage) error {
+	var section struct {
+		Pools []json.RawMessage `json:"pools"`
+	}
+	if json.Unmarshal(raw, &section) != nil {
+		return nil // not this part: the whole section's decoding says what
+	}
+	for i, rp := range section.Pools {
+		var p PoolConf
+		if err := json.Unmarshal(rp, &p); err != nil {
+			var named struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(rp, &named)
+			return fmt.Errorf("%w: ipam.pools[%d] (%q): %w", ErrInvalidConfig, i, named.Name, err)
+		}
+	}
+	return nil
 }
 
 func (c *IPAMConf) assign4() bool { return c.AssignIPv4 == nil || *c.AssignIPv4 }

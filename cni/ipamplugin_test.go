@@ -94,6 +94,13 @@ func TestParseIPAMConfigErrors(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidConfig)
 		})
 	}
+	// A pool that does not decode is named by index and name.
+	_, _, err := ParseIPAMConfig(ipamConf(t, map[string]any{"pools": []any{
+		map[string]any{"name": "a", "cidr": "10.0.0.0/24"}, map[string]any{"name": "p", "cidr": "10.244.0.0/33"}}}))
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, `ipam.pools[1] ("p")`)
+	assert.ErrorContains(t, err, "10.244.0.0/33")
+
 	_, ic, err := ParseIPAMConfig(ipamConf(t, map[string]any{"pools": nil}))
 	require.NoError(t, err)
 	assert.Equal(t, DefaultDatastorePath, ic.DatastorePath)

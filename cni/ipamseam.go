@@ -138,6 +138,11 @@ func (m *ipamAdapter) Assign(ctx context.Context, r AssignRequest) ([]netip.Addr
 	args := ipam.AssignArgs{Handle: r.Handle, Node: r.Node, Num4: r.Num4, Num6: r.Num6,
 		IPv4Pools: r.IPv4Pools, IPv6Pools: r.IPv6Pools, Namespace: r.Namespace, Pod: r.Pod, FloatingIPs: r.FloatingIPs}
 	res, err := m.a.Assign(ctx, args)
+	if errors.Is(err, ipam.ErrNoMatchingPool) {
+		if pools, perr := m.a.Pools(ctx); perr == nil && len(pools) == 0 {
+			err = fmt.Errorf("%w (the datastore has no IP pool: declare one under ipam.pools, which creates it when missing)", err)
+		}
+	}
 	return addrsOf(res.All()), err
 }
 

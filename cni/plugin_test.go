@@ -194,6 +194,17 @@ func TestAddExhaustedPool(t *testing.T) {
 	assert.Len(t, ids, 4)
 }
 
+// No pool at all in the datastore: code 100, and the error says how to
+// declare one.
+func TestAddNoPools(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, map[string]any{"pools": nil})
+	e.wm.AddNetns("/run/netns/c0")
+	_, err := e.p.Add(t.Context(), args("c0", "/run/netns/c0", c))
+	assert.Equal(t, CodePoolExhausted, code(t, err), "%v", err)
+	assert.ErrorContains(t, err, "declare one under ipam.pools")
+}
+
 // failingWorkloads fails the setup after the IPAM allocation, to prove
 // ADD rolls the allocation back: SetupWorkloadFunc makes the workload, as
 // the fake does, then fails as a pair that never runs does.
