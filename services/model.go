@@ -64,6 +64,19 @@ type ServicePort struct {
 	ExternalIPs []netip.Addr
 	// LoadBalancerIPs are status.loadBalancer.ingress[].ip (type LoadBalancer only).
 	LoadBalancerIPs []netip.Addr
+	// LoadBalancerSourceRanges are spec.loadBalancerSourceRanges (type
+	// LoadBalancer only), each trimmed of surrounding whitespace and
+	// masked to its network (10.0.0.5/24 is 10.0.0.0/24), in spec order,
+	// both families; nil when the field is empty. Semantics are
+	// kube-proxy's: when a backend's family has at least one range and
+	// one load-balancer IP, a new connection to a load-balancer IP (not
+	// the cluster IP, node port or external IPs) from a source outside
+	// every range of that family is dropped, one inside goes on to the
+	// usual external handling. Ranges of the other family are ignored by
+	// that backend, so a family without ranges is not filtered. Backends
+	// also let through a source equal to a load-balancer IP when a range
+	// holds the node's address (see their Config.NodeIPs).
+	LoadBalancerSourceRanges []netip.Prefix
 	// AffinityTimeout is sessionAffinityConfig.clientIP.timeoutSeconds when
 	// sessionAffinity is ClientIP (default 10800 s), 0 without affinity.
 	AffinityTimeout time.Duration

@@ -82,6 +82,21 @@ func TestServicePorts(t *testing.T) {
 			assert.Equal(t, uint16(32000), p.HealthCheckNodePort)
 			assert.True(t, p.InternalPolicyLocal)
 		}},
+		{name: "source ranges trimmed, masked, both families", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000),
+			st.LoadBalancer("203.0.113.7", "2001:db8::7"), st.SourceRanges(" 198.51.100.0/24", "10.0.0.5/8\t", "2001:db8:1::/48", "192.0.2.9/32")),
+			want: 1, check: func(t *testing.T, ps []*services.ServicePort) {
+				assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("10.0.0.0/8"),
+					netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("192.0.2.9/32")}, ps[0].LoadBalancerSourceRanges)
+			}},
+		{name: "no source ranges", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.LoadBalancer("203.0.113.7")), want: 1,
+			check: func(t *testing.T, ps []*services.ServicePort) { assert.Nil(t, ps[0].LoadBalancerSourceRanges) }},
+		{name: "source ranges ignored unless LoadBalancer", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.SourceRanges("10.0.0.0/8", "bad")), want: 1,
+			check: func(t *testing.T, ps []*services.ServicePort) { assert.Nil(t, ps[0].LoadBalancerSourceRanges) }},
+		{name: "bad source range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("10.0.0.0/8", "10.0.0.0/33")), wantErr: true},
+		{name: "source range without length", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("10.0.0.1")), wantErr: true},
+		{name: "empty source range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges(" ")), wantErr: true},
+		{name: "source range with leading zeros", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("010.0.0.0/8")), wantErr: true},
+		{name: "source range with a zone", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("fe80::%eth0/64")), wantErr: true},
 		{name: "bad clusterIP", svc: st.Service("ns", "a", "10.96.0.300", st.Port("", "", 80, 0)), wantErr: true},
 		{name: "bad externalIP", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.ExternalIPs = []string{"x"} }), wantErr: true},
 		{name: "bad protocol", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "ICMP", 80, 0)), wantErr: true},

@@ -38,6 +38,22 @@ func Port(name string, proto v1.Protocol, port, nodePort int32) func(*v1.Service
 	}
 }
 
+// LoadBalancer makes a Service type LoadBalancer with the ingress IPs
+// ips (status.loadBalancer.ingress[].ip).
+func LoadBalancer(ips ...string) func(*v1.Service) {
+	return func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		for _, ip := range ips {
+			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: ip})
+		}
+	}
+}
+
+// SourceRanges sets spec.loadBalancerSourceRanges.
+func SourceRanges(ranges ...string) func(*v1.Service) {
+	return func(s *v1.Service) { s.Spec.LoadBalancerSourceRanges = ranges }
+}
+
 // Endpoint is one endpoint of Slice.
 type Endpoint struct {
 	IP   string
