@@ -96,6 +96,42 @@ func (p *ServicePort) ExternallyAccessible() bool {
 	return p.NodePort != 0 || len(p.ExternalIPs) > 0 || len(p.LoadBalancerIPs) > 0
 }
 
+// FirewallSources returns the sources a backend of one family (ipv6)
+// lets reach the port's load-balancer IPs, as kube-proxy computes them
+// for its KUBE-FW- chains and firewall sets: the source ranges of that
+// family, then, when one of them contains one of nodeIPs (kube-proxy's
+// node IP, "allowFromNode"), each load-balancer IP of that family as a
+// host prefix: a VIP-style load balancer's address is often also
+// routed to the node, so the node's own connections to it arrive with
+// that address as source. nil when the family is not filtered (no
+// source range or no load-balancer IP of it).
+func (p *ServicePort) FirewallSources(ipv6 bool, nodeIPs []netip.Addr) []netip.Prefix {
+	var lbIPs []netip.Addr
+	for _, a := range p.LoadBalancerIPs {
+		if a.Is6() == ipv6 {
+			lbIPs = append(lbIPs, a)
+		}
+	}
+	if len(lbIPs) == 0 {
+		return nil
+	}
+	var out []netip.Prefix
+	fromNode := false
+	for _, r := range p.LoadBalancerSourceRanges {
+		if r.Addr().Is6() != ipv6 {
+			continue
+		}
+		out = append(out, r)
+		fromNode = fromNode || slices.ContainsFunc(nodeIPs, r.Contains)
+	}
+	if fromNode {
+		for _, a := range lbIPs {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
+}
+
 // Endpoint is one address:port serving a ServicePort, from an
 // EndpointSlice endpoint and the slice port matching the service port's
 // name and protocol.

@@ -29,7 +29,8 @@ func newFake(t testing.TB, opts ...sipt.Option) (*ipt.Fake, *services.Tracker, *
 	require.NoError(t, err)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
 	opts = append([]sipt.Option{sipt.WithSysctl(func(string, string) error { return nil })}, opts...)
-	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{podCIDR}, LocalhostNodePorts: true}, opts...)
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{podCIDR}, LocalhostNodePorts: true,
+		NodeIPs: []netip.Addr{netip.MustParseAddr(st.NodeIP)}}, opts...)
 	require.NoError(t, err)
 	return fake, tr, p
 }

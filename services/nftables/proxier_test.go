@@ -18,13 +18,14 @@ import (
 	st "github.com/tabbynet/tabby/services/servicestest"
 )
 
-var nodeIP = netip.MustParseAddr("192.168.0.10")
+var nodeIP = netip.MustParseAddr(st.NodeIP)
 
 func newFake(t testing.TB, opts ...snft.Option) (*knftables.Fake, *services.Tracker, *snft.Proxier) {
 	t.Helper()
 	fake := knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	p, err := snft.New(fake, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, opts...)
+	p, err := snft.New(fake, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		NodeIPs: []netip.Addr{nodeIP}}, opts...)
 	require.NoError(t, err)
 	return fake, tr, p
 }

@@ -49,9 +49,26 @@ func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet)
 		filterChain = "filter-input"
 	}
 	var out []Outcome
-	states, err := tr.run(natChain, state{})
+	// The pre-DNAT filter chain (loadBalancerSourceRanges) first.
+	pre := "filter-prerouting-pre-dnat"
+	if pkt.FromHost {
+		pre = "filter-output-pre-dnat"
+	}
+	preStates, err := tr.run(pre, state{})
 	if err != nil {
 		return nil, err
+	}
+	var states []state
+	for _, s := range preStates {
+		if s.verdict == "drop" || s.verdict == "reject" {
+			out = append(out, Outcome{Verdict: strings.ToUpper(s.verdict)})
+			continue
+		}
+		more, err := tr.run(natChain, state{})
+		if err != nil {
+			return nil, err
+		}
+		states = append(states, more...)
 	}
 	for _, s := range states {
 		o := Outcome{Verdict: "ACCEPT", Masquerade: s.mark}
