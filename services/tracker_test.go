@@ -121,6 +121,39 @@ func TestServicePorts(t *testing.T) {
 	}
 }
 
+func TestFirewallSources(t *testing.T) {
+	p := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	sp := &services.ServicePort{
+		LoadBalancerIPs:          []netip.Addr{a("203.0.113.7"), a("2001:db8::7")},
+		LoadBalancerSourceRanges: []netip.Prefix{p("198.51.100.0/24"), p("2001:db8:1::/48"), p("192.168.0.0/24")},
+	}
+	tests := []struct {
+		name    string
+		sp      *services.ServicePort
+		ipv6    bool
+		nodeIPs []netip.Addr
+		want    []netip.Prefix
+	}{
+		{"IPv4 ranges only", sp, false, nil, []netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24")}},
+		{"IPv6 ranges only", sp, true, []netip.Addr{a("192.168.0.10")}, []netip.Prefix{p("2001:db8:1::/48")}},
+		{"a range holds the node: the LB IP too", sp, false, []netip.Addr{a("2001:db8:1::10"), a("192.168.0.10")},
+			[]netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24"), p("203.0.113.7/32")}},
+		{"IPv6 node address in an IPv6 range", sp, true, []netip.Addr{a("2001:db8:1::10")}, []netip.Prefix{p("2001:db8:1::/48"), p("2001:db8::7/128")}},
+		{"node outside every range", sp, false, []netip.Addr{a("10.0.0.1")}, []netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24")}},
+		{"no LB IP of the family: not filtered", &services.ServicePort{LoadBalancerIPs: []netip.Addr{a("203.0.113.7")},
+			LoadBalancerSourceRanges: sp.LoadBalancerSourceRanges}, true, nil, nil},
+		{"no range of the family: not filtered", &services.ServicePort{LoadBalancerIPs: sp.LoadBalancerIPs,
+			LoadBalancerSourceRanges: []netip.Prefix{p("10.0.0.0/8")}}, true, nil, nil},
+		{"no LB IP", &services.ServicePort{LoadBalancerSourceRanges: sp.LoadBalancerSourceRanges}, false, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, tt.sp.FirewallSources(tt.ipv6, tt.nodeIPs))
+		})
+	}
+}
+
 func TestCategorize(t *testing.T) {
 	tests := []struct {
 		name         string
