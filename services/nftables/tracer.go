@@ -21,8 +21,9 @@ type Outcome = services.TraceOutcome
 
 // Trace answers "where would this packet go" against the table held by a
 // knftables.Fake into which a Proxier rendered (kube-proxy's
-// nftablesTracer): it walks the NAT chains of the packet's path, then the
-// filter chains, and returns every possible outcome, sorted (a numgen
+// nftablesTracer): it walks the pre-DNAT filter chain of the packet's
+// path (loadBalancerSourceRanges), the NAT chains, then the filter
+// chains, and returns every possible outcome, sorted (a numgen
 // balancing rule yields one outcome per endpoint). nodeIPs are the node's
 // addresses (for `fib daddr type local`; loopback is always local).
 // Affinity sets are dynamic in the kernel and empty in the fake, so
