@@ -6,7 +6,7 @@
 //
 //	table, _ := iptables.NewIPTables(dpipt.IPv4, dpipt.BackendAuto, dpipt.WithNetns("node1"))
 //	p, _ := iptables.New(table, tracker, iptables.Config{Family: dpipt.IPv4, ClusterCIDRs: podCIDRs,
-//		LocalhostNodePorts: true}, iptables.WithStaleFlows(cleaner.Func()))
+//		LocalhostNodePorts: true, NodeIPs: nodeIPs}, iptables.WithStaleFlows(cleaner.Func()))
 //	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
 //	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
 //

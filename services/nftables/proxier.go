@@ -295,7 +295,7 @@ func (p *Proxier) baseObjects(tx sink) {
 	// loadBalancerSourceRanges, before DNAT (kube-proxy's firewall-check).
 	chain(chainFirewallCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapFirewallIPs))
 	filterPrio := knftables.BaseChainPriority("-110")
-	base("filter-prerouting-pre-dnat", knftables.FilterType, knftables.PreroutingHook, filterPrio, "ct state new jump "+chainFirewallCheck)
+	base("filter-prerouting", knftables.FilterType, knftables.PreroutingHook, filterPrio, "ct state new jump "+chainFirewallCheck)
 	base("filter-output-pre-dnat", knftables.FilterType, knftables.OutputHook, filterPrio, "ct state new jump "+chainFirewallCheck)
 	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
 		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)

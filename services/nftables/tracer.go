@@ -51,7 +51,7 @@ func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet)
 	}
 	var out []Outcome
 	// The pre-DNAT filter chain (loadBalancerSourceRanges) first.
-	pre := "filter-prerouting-pre-dnat"
+	pre := "filter-prerouting"
 	if pkt.FromHost {
 		pre = "filter-output-pre-dnat"
 	}
