@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -77,6 +78,7 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 		extIPs = append(extIPs, a.Unmap())
 	}
 	var lbIPs []netip.Addr
+	var sourceRanges []netip.Prefix
 	if svc.Spec.Type == v1.ServiceTypeLoadBalancer {
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
 			if ing.IP == "" {
@@ -87,6 +89,10 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 				return nil, bad("loadBalancer ingress IP %q", ing.IP)
 			}
 			lbIPs = append(lbIPs, a.Unmap())
+		}
+		var err error
+		if sourceRanges, err = parseSourceRanges(svc.Spec.LoadBalancerSourceRanges); err != nil {
+			return nil, bad("%v", err)
 		}
 	}
 	var affinity time.Duration
@@ -130,7 +136,7 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 		seen[name] = true
 		sp := &ServicePort{
 			Name: name, ClusterIPs: clusterIPs, Port: uint16(p.Port),
-			ExternalIPs: extIPs, LoadBalancerIPs: lbIPs, AffinityTimeout: affinity,
+			ExternalIPs: extIPs, LoadBalancerIPs: lbIPs, LoadBalancerSourceRanges: sourceRanges, AffinityTimeout: affinity,
 			ExternalPolicyLocal: etpLocal, InternalPolicyLocal: itpLocal, HealthCheckNodePort: hc,
 		}
 		if p.NodePort != 0 && (svc.Spec.Type == v1.ServiceTypeNodePort || svc.Spec.Type == v1.ServiceTypeLoadBalancer) {
@@ -140,6 +146,30 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			sp.NodePort = uint16(p.NodePort)
 		}
 		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// parseSourceRanges parses spec.loadBalancerSourceRanges. Like
+// kube-proxy (MapCIDRsByIPFamily) and the API server's validation, it
+// trims surrounding whitespace (the field inherited space-padded values
+// from the service.beta.kubernetes.io/load-balancer-source-ranges
+// annotation) and keeps the masked network of each range. Unlike
+// kube-proxy, which logs and skips an entry it cannot parse (empty
+// ones silently), any such entry is an error here, so the whole
+// Service is skipped: dropping one entry can only widen who gets in
+// (an empty list after skipping means no filtering at all). IPv4
+// ranges with leading zeros, which kube-proxy's sloppy parser reads
+// as decimal, are refused like the model's other addresses. Zones and
+// IPv4-mapped IPv6 ranges are refused too.
+func parseSourceRanges(in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil || p.Addr().Zone() != "" || p.Addr().Is4In6() {
+			return nil, fmt.Errorf("loadBalancerSourceRanges entry %q is not a CIDR", s)
+		}
+		out = append(out, p.Masked())
 	}
 	return out, nil
 }

@@ -34,10 +34,20 @@
 //     IPs) uses Local when externalTrafficPolicy is Local.
 //   - sessionAffinity ClientIP: AffinityTimeout is timeoutSeconds
 //     (1..86400, default 10800 s).
+//   - loadBalancerSourceRanges (LoadBalancer type): a new connection to
+//     a load-balancer IP (status.loadBalancer.ingress[].ip; not the
+//     cluster IP, node ports or external IPs) from a source outside
+//     every range of the backend's family is dropped; pods and the
+//     node are filtered too. A family with no range is not filtered
+//     (kube-proxy's per-family proxiers). A range holding the node's
+//     address also admits the load-balancer IPs as sources
+//     (ServicePort.FirewallSources, kube-proxy's allowFromNode).
 //
 // # Bad input
 //
-// A Service with an unparsable address, a port out of range, an unknown
+// A Service with an unparsable address or loadBalancerSourceRanges
+// entry (after trimming whitespace; kube-proxy skips just that entry,
+// which can only widen access), a port out of range, an unknown
 // protocol, a duplicated port or a node port outside the range is
 // skipped as a whole, with a Warn log line whose err wraps
 // ErrInvalidService; its previous rules are removed. Two Services asking

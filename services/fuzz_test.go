@@ -14,16 +14,18 @@ import (
 // addresses, ports and protocols: the tracker must never panic, and every
 // port it resolves must carry parseable, valid values.
 func FuzzTracker(f *testing.F) {
-	f.Add("10.96.0.1", "192.0.2.1", "TCP", int32(80), int32(30080), "10.244.0.1", int32(8080), "IPv4")
-	f.Add("fd00::1", "", "UDP", int32(53), int32(0), "fd00:244::1", int32(53), "IPv6")
-	f.Add("None", "x", "ICMP", int32(-1), int32(99999), "bad", int32(0), "FQDN")
-	f.Fuzz(func(t *testing.T, cip, ext, proto string, port, nodePort int32, epIP string, epPort int32, addrType string) {
+	f.Add("10.96.0.1", "192.0.2.1", "TCP", int32(80), int32(30080), "10.244.0.1", int32(8080), "IPv4", " 10.0.0.1/8 ")
+	f.Add("fd00::1", "", "UDP", int32(53), int32(0), "fd00:244::1", int32(53), "IPv6", "fd00::/8")
+	f.Add("None", "x", "ICMP", int32(-1), int32(99999), "bad", int32(0), "FQDN", "010.0.0.0/33")
+	f.Fuzz(func(t *testing.T, cip, ext, proto string, port, nodePort int32, epIP string, epPort int32, addrType, sourceRange string) {
 		tr := services.NewTracker(services.TrackerConfig{NodeName: "n"}, nil)
 		svc := &v1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s"},
-			Spec: v1.ServiceSpec{Type: v1.ServiceTypeNodePort, ClusterIP: cip, ClusterIPs: []string{cip}, ExternalIPs: []string{ext},
-				Ports: []v1.ServicePort{{Name: "p", Protocol: v1.Protocol(proto), Port: port, NodePort: nodePort}}},
+			Spec: v1.ServiceSpec{Type: v1.ServiceTypeLoadBalancer, ClusterIP: cip, ClusterIPs: []string{cip}, ExternalIPs: []string{ext},
+				Ports:                    []v1.ServicePort{{Name: "p", Protocol: v1.Protocol(proto), Port: port, NodePort: nodePort}},
+				LoadBalancerSourceRanges: []string{sourceRange}},
 		}
+		svc.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: ext}}
 		p := v1.Protocol(proto)
 		name := "p"
 		s := &discovery.EndpointSlice{
@@ -40,6 +42,11 @@ func FuzzTracker(f *testing.F) {
 			}
 			if r.Port.Port == 0 || len(r.Port.ClusterIPs) == 0 {
 				t.Fatalf("resolved port without port or cluster IP: %+v", r.Port)
+			}
+			for _, p := range r.Port.LoadBalancerSourceRanges {
+				if !p.IsValid() || p != p.Masked() {
+					t.Fatalf("source range %v not a valid masked prefix", p)
+				}
 			}
 			for _, e := range r.Endpoints.Cluster {
 				if !e.Addr.IsValid() || e.Port == 0 {

@@ -64,6 +64,19 @@ type ServicePort struct {
 	ExternalIPs []netip.Addr
 	// LoadBalancerIPs are status.loadBalancer.ingress[].ip (type LoadBalancer only).
 	LoadBalancerIPs []netip.Addr
+	// LoadBalancerSourceRanges are spec.loadBalancerSourceRanges (type
+	// LoadBalancer only), each trimmed of surrounding whitespace and
+	// masked to its network (10.0.0.5/24 is 10.0.0.0/24), in spec order,
+	// both families; nil when the field is empty. Semantics are
+	// kube-proxy's: when a backend's family has at least one range and
+	// one load-balancer IP, a new connection to a load-balancer IP (not
+	// the cluster IP, node port or external IPs) from a source outside
+	// every range of that family is dropped, one inside goes on to the
+	// usual external handling. Ranges of the other family are ignored by
+	// that backend, so a family without ranges is not filtered. Backends
+	// also let through a source equal to a load-balancer IP when a range
+	// holds the node's address (see their Config.NodeIPs).
+	LoadBalancerSourceRanges []netip.Prefix
 	// AffinityTimeout is sessionAffinityConfig.clientIP.timeoutSeconds when
 	// sessionAffinity is ClientIP (default 10800 s), 0 without affinity.
 	AffinityTimeout time.Duration
@@ -81,6 +94,42 @@ type ServicePort struct {
 // externalTrafficPolicy applies.
 func (p *ServicePort) ExternallyAccessible() bool {
 	return p.NodePort != 0 || len(p.ExternalIPs) > 0 || len(p.LoadBalancerIPs) > 0
+}
+
+// FirewallSources returns the sources a backend of one family (ipv6)
+// lets reach the port's load-balancer IPs, as kube-proxy computes them
+// for its KUBE-FW- chains and firewall sets: the source ranges of that
+// family, then, when one of them contains one of nodeIPs (kube-proxy's
+// node IP, "allowFromNode"), each load-balancer IP of that family as a
+// host prefix: a VIP-style load balancer's address is often also
+// routed to the node, so the node's own connections to it arrive with
+// that address as source. nil when the family is not filtered (no
+// source range or no load-balancer IP of it).
+func (p *ServicePort) FirewallSources(ipv6 bool, nodeIPs []netip.Addr) []netip.Prefix {
+	var lbIPs []netip.Addr
+	for _, a := range p.LoadBalancerIPs {
+		if a.Is6() == ipv6 {
+			lbIPs = append(lbIPs, a)
+		}
+	}
+	if len(lbIPs) == 0 {
+		return nil
+	}
+	var out []netip.Prefix
+	fromNode := false
+	for _, r := range p.LoadBalancerSourceRanges {
+		if r.Addr().Is6() != ipv6 {
+			continue
+		}
+		out = append(out, r)
+		fromNode = fromNode || slices.ContainsFunc(nodeIPs, r.Contains)
+	}
+	if fromNode {
+		for _, a := range lbIPs {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
 }
 
 // Endpoint is one address:port serving a ServicePort, from an

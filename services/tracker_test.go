@@ -82,6 +82,21 @@ func TestServicePorts(t *testing.T) {
 			assert.Equal(t, uint16(32000), p.HealthCheckNodePort)
 			assert.True(t, p.InternalPolicyLocal)
 		}},
+		{name: "source ranges trimmed, masked, both families", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000),
+			st.LoadBalancer("203.0.113.7", "2001:db8::7"), st.SourceRanges(" 198.51.100.0/24", "10.0.0.5/8\t", "2001:db8:1::/48", "192.0.2.9/32")),
+			want: 1, check: func(t *testing.T, ps []*services.ServicePort) {
+				assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("10.0.0.0/8"),
+					netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("192.0.2.9/32")}, ps[0].LoadBalancerSourceRanges)
+			}},
+		{name: "no source ranges", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.LoadBalancer("203.0.113.7")), want: 1,
+			check: func(t *testing.T, ps []*services.ServicePort) { assert.Nil(t, ps[0].LoadBalancerSourceRanges) }},
+		{name: "source ranges ignored unless LoadBalancer", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.SourceRanges("10.0.0.0/8", "bad")), want: 1,
+			check: func(t *testing.T, ps []*services.ServicePort) { assert.Nil(t, ps[0].LoadBalancerSourceRanges) }},
+		{name: "bad source range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("10.0.0.0/8", "10.0.0.0/33")), wantErr: true},
+		{name: "source range without length", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("10.0.0.1")), wantErr: true},
+		{name: "empty source range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges(" ")), wantErr: true},
+		{name: "source range with leading zeros", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("010.0.0.0/8")), wantErr: true},
+		{name: "source range with a zone", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.LoadBalancer("203.0.113.7"), st.SourceRanges("fe80::%eth0/64")), wantErr: true},
 		{name: "bad clusterIP", svc: st.Service("ns", "a", "10.96.0.300", st.Port("", "", 80, 0)), wantErr: true},
 		{name: "bad externalIP", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.ExternalIPs = []string{"x"} }), wantErr: true},
 		{name: "bad protocol", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "ICMP", 80, 0)), wantErr: true},
@@ -102,6 +117,39 @@ func TestServicePorts(t *testing.T) {
 			if tt.check != nil {
 				tt.check(t, ps)
 			}
+		})
+	}
+}
+
+func TestFirewallSources(t *testing.T) {
+	p := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	sp := &services.ServicePort{
+		LoadBalancerIPs:          []netip.Addr{a("203.0.113.7"), a("2001:db8::7")},
+		LoadBalancerSourceRanges: []netip.Prefix{p("198.51.100.0/24"), p("2001:db8:1::/48"), p("192.168.0.0/24")},
+	}
+	tests := []struct {
+		name    string
+		sp      *services.ServicePort
+		ipv6    bool
+		nodeIPs []netip.Addr
+		want    []netip.Prefix
+	}{
+		{"IPv4 ranges only", sp, false, nil, []netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24")}},
+		{"IPv6 ranges only", sp, true, []netip.Addr{a("192.168.0.10")}, []netip.Prefix{p("2001:db8:1::/48")}},
+		{"a range holds the node: the LB IP too", sp, false, []netip.Addr{a("2001:db8:1::10"), a("192.168.0.10")},
+			[]netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24"), p("203.0.113.7/32")}},
+		{"IPv6 node address in an IPv6 range", sp, true, []netip.Addr{a("2001:db8:1::10")}, []netip.Prefix{p("2001:db8:1::/48"), p("2001:db8::7/128")}},
+		{"node outside every range", sp, false, []netip.Addr{a("10.0.0.1")}, []netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24")}},
+		{"no LB IP of the family: not filtered", &services.ServicePort{LoadBalancerIPs: []netip.Addr{a("203.0.113.7")},
+			LoadBalancerSourceRanges: sp.LoadBalancerSourceRanges}, true, nil, nil},
+		{"no range of the family: not filtered", &services.ServicePort{LoadBalancerIPs: sp.LoadBalancerIPs,
+			LoadBalancerSourceRanges: []netip.Prefix{p("10.0.0.0/8")}}, true, nil, nil},
+		{"no LB IP", &services.ServicePort{LoadBalancerSourceRanges: sp.LoadBalancerSourceRanges}, false, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, tt.sp.FirewallSources(tt.ipv6, tt.nodeIPs))
 		})
 	}
 }

@@ -7,7 +7,7 @@
 //	// ipt is github.com/tabbynet/tabby/dataplane/iptables
 //	table, _ := iptables.NewIPTables(ipt.IPv4, ipt.BackendAuto, ipt.WithNetns("node1"))
 //	p, _ := iptables.New(table, tracker, iptables.Config{Family: ipt.IPv4, ClusterCIDRs: podCIDRs,
-//		LocalhostNodePorts: true}, iptables.WithStaleFlows(cleaner.Func()))
+//		LocalhostNodePorts: true, NodeIPs: nodeIPs}, iptables.WithStaleFlows(cleaner.Func()))
 //	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
 //	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
 //
@@ -24,9 +24,11 @@
 //	nat OUTPUT        -j TABBY-SERVICES
 //	                  -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j TABBY-NODEPORTS   (LocalhostNodePorts)
 //	nat POSTROUTING   -j TABBY-POSTROUTING
-//	filter INPUT      ctstate NEW -j TABBY-SERVICES; ctstate NEW -j TABBY-EXTERNAL-SERVICES; -j TABBY-FIREWALL
-//	filter FORWARD    ctstate NEW -j TABBY-SERVICES; ctstate NEW -j TABBY-EXTERNAL-SERVICES
-//	filter OUTPUT     ctstate NEW -j TABBY-SERVICES; -j TABBY-FIREWALL
+//	filter INPUT      ctstate NEW -j TABBY-PROXY-FIREWALL; ctstate NEW -j TABBY-SERVICES;
+//	                  ctstate NEW -j TABBY-EXTERNAL-SERVICES; -j TABBY-FIREWALL
+//	filter FORWARD    ctstate NEW -j TABBY-PROXY-FIREWALL; ctstate NEW -j TABBY-SERVICES;
+//	                  ctstate NEW -j TABBY-EXTERNAL-SERVICES
+//	filter OUTPUT     ctstate NEW -j TABBY-PROXY-FIREWALL; ctstate NEW -j TABBY-SERVICES; -j TABBY-FIREWALL
 //
 // nat TABBY-SERVICES holds, per service port with usable endpoints and
 // per cluster IP, `-d IP -p P --dport N -j TABBY-MASQ-NONPOD` (with
@@ -66,6 +68,19 @@
 //     jumps to SVC; Local keeps the source and jumps to SVL, except that
 //     traffic from the pod CIDRs goes to SVC and traffic from the node
 //     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC.
+//   - TABBY-FW- (kube-proxy's KUBE-FW-, loadBalancerSourceRanges): for a
+//     port with endpoints, a load-balancer IP of the family and a source
+//     range of the family, the load-balancer IPs' TABBY-SERVICES rules
+//     jump here instead of EXT. One `-s RANGE -j TABBY-EXT-<hash>` per
+//     range (services.ServicePort.FirewallSources: with Config.NodeIPs
+//     in a range, also `-s LBIP/32` per load-balancer IP, for a VIP the
+//     node routes to itself); anything else returns undone, and filter
+//     TABBY-PROXY-FIREWALL (kube-proxy's KUBE-PROXY-FIREWALL, first in
+//     INPUT, FORWARD and OUTPUT for NEW packets) drops it with `-d LBIP
+//     -p P --dport N -j DROP`, which a DNATed packet no longer matches.
+//     Without endpoints there is no FW chain: the filter REJECT answers
+//     every source, as in kube-proxy. Cluster IPs, node ports and
+//     external IPs are never filtered.
 //
 // With WithHairpinSet (opt-in; kube-proxy's IPVS mode decides hairpin
 // the same way with its KUBE-LOOP-BACK set), an endpoint of a port
@@ -119,8 +134,7 @@
 // so 10,000 services × 10 endpoints were 113,000 chains and are now
 // 23,000 (README, Benchmarks); rules stay three per endpoint. The
 // endpoint rules carry no comment (kube-proxy drops them above 1,000
-// endpoints). No KUBE-PROXY-FIREWALL
-// (loadBalancerSourceRanges), KUBE-FORWARD or filter ACCEPT rules for
+// endpoints). No KUBE-FORWARD or filter ACCEPT rules for
 // the health-check node ports (a host with a default-drop INPUT policy
 // must allow them itself); masquerade of non-pod traffic uses one chain (TABBY-MASQ-NONPOD)
 // so several ClusterCIDRs work; the masquerade bit is cleared with
@@ -129,7 +143,7 @@
 // # Design
 //
 //  1. Render per port, write per chain. Each service port renders into
-//     the chains it owns and its rules of the four dispatch chains. Sync
+//     the chains it owns and its rules of the five dispatch chains. Sync
 //     renders only the ports the tracker reports changed, SetChain's the
 //     chains whose rules differ from the last render, DeleteChain's the
 //     ones gone, and rebuilds the dispatch chains only when a port's

@@ -38,6 +38,7 @@ const (
 	ChainMarkMasq         = "TABBY-MARK-MASQ"         // nat
 	ChainMasqNonPod       = "TABBY-MASQ-NONPOD"       // nat, with ClusterCIDRs
 	ChainFirewall         = "TABBY-FIREWALL"          // filter, IPv4: CVE-2020-8558 guard
+	ChainProxyFirewall    = "TABBY-PROXY-FIREWALL"    // filter: loadBalancerSourceRanges drops
 )
 
 // DefaultMasqueradeMark is the packet-mark bit that asks for masquerade
@@ -64,6 +65,11 @@ type Config struct {
 	// through the sysctl function (WithSysctl). Packets to 127.0.0.0/8
 	// from another host are dropped whatever this says (TABBY-FIREWALL).
 	LocalhostNodePorts bool
+	// NodeIPs are the node's addresses (kube-proxy's node IP; either
+	// family, those of Family are used). A loadBalancerSourceRanges
+	// entry that contains one of them also lets in sources equal to the
+	// Service's load-balancer IPs (services.ServicePort.FirewallSources).
+	NodeIPs []netip.Addr
 }
 
 // Option configures a Proxier.
@@ -410,13 +416,14 @@ func (p *Proxier) writePort(old, cur *rendered) error {
 // writeDispatch rebuilds the dispatch chains from every port's parts.
 func (p *Proxier) writeDispatch() error {
 	names := services.SortedNames(p.state)
-	var natSvc, nodePorts, filterSvc, filterExt []ipt.Rule
+	var natSvc, nodePorts, filterSvc, filterExt, filterFW []ipt.Rule
 	for _, n := range names {
 		r := p.state[n]
 		natSvc = append(natSvc, r.natServices...)
 		nodePorts = append(nodePorts, r.nodePorts...)
 		filterSvc = append(filterSvc, r.filterServices...)
 		filterExt = append(filterExt, r.filterExternal...)
+		filterFW = append(filterFW, r.filterFirewall...)
 	}
 	loop := p.loopback()
 	natSvc = append(natSvc, ipt.Rule{Match: ipt.Match().NotDestNet(loop).DestAddrTypeLocal(), Action: ipt.Jump{Chain: ChainNodePorts}})
@@ -428,6 +435,7 @@ func (p *Proxier) writeDispatch() error {
 		{ipt.NAT, ipt.Chain{Name: ChainNodePorts, Rules: nodePorts}},
 		{ipt.Filter, ipt.Chain{Name: ChainServices, Rules: filterSvc}},
 		{ipt.Filter, ipt.Chain{Name: ChainExternalServices, Rules: filterExt}},
+		{ipt.Filter, ipt.Chain{Name: ChainProxyFirewall, Rules: filterFW}},
 	} {
 		if err := p.ipt.SetChain(w.table, w.c); err != nil {
 			return fmt.Errorf("iptables services: %w", err)
@@ -462,11 +470,13 @@ func (p *Proxier) baseChains() error {
 		}
 		nat = append(nat, ipt.Chain{Name: ChainMasqNonPod, Rules: append(rs, ipt.Rule{Action: ipt.Jump{Chain: ChainMarkMasq}})})
 	}
-	filter := []ipt.Chain{{Name: ChainServices}, {Name: ChainExternalServices}}
+	filter := []ipt.Chain{{Name: ChainServices}, {Name: ChainExternalServices}, {Name: ChainProxyFirewall}}
 	isNew := ipt.Match().ConntrackState(ipt.StateNew)
 	jump := func(m ipt.MatchCriteria, c string) ipt.Rule { return ipt.Rule{Match: m, Action: ipt.Jump{Chain: c}} }
-	input := []ipt.Rule{jump(isNew, ChainServices), jump(isNew, ChainExternalServices)}
-	output := []ipt.Rule{jump(isNew, ChainServices)}
+	// TABBY-PROXY-FIREWALL first, as kube-proxy hooks KUBE-PROXY-FIREWALL.
+	fw := jump(isNew, ChainProxyFirewall)
+	input := []ipt.Rule{fw, jump(isNew, ChainServices), jump(isNew, ChainExternalServices)}
+	output := []ipt.Rule{fw, jump(isNew, ChainServices)}
 	if p.cfg.Family == ipt.IPv4 {
 		loop := p.loopback()
 		filter = append(filter, ipt.Chain{Name: ChainFirewall, Rules: []ipt.Rule{{
@@ -490,7 +500,7 @@ func (p *Proxier) baseChains() error {
 		{ipt.NAT, "OUTPUT", natOutput},
 		{ipt.NAT, "POSTROUTING", []ipt.Rule{jump(ipt.Match(), ChainPostrouting)}},
 		{ipt.Filter, "INPUT", input},
-		{ipt.Filter, "FORWARD", []ipt.Rule{jump(isNew, ChainServices), jump(isNew, ChainExternalServices)}},
+		{ipt.Filter, "FORWARD", []ipt.Rule{fw, jump(isNew, ChainServices), jump(isNew, ChainExternalServices)}},
 		{ipt.Filter, "OUTPUT", output},
 	} {
 		if err := p.ipt.SetHook(s.table, s.chain, s.rules); err != nil {

@@ -30,7 +30,8 @@ func newFake(t testing.TB, opts ...sipt.Option) (*ipt.Fake, *services.Tracker, *
 	require.NoError(t, err)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
 	opts = append([]sipt.Option{sipt.WithSysctl(func(string, string) error { return nil })}, opts...)
-	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{podCIDR}, LocalhostNodePorts: true}, opts...)
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{podCIDR}, LocalhostNodePorts: true,
+		NodeIPs: []netip.Addr{netip.MustParseAddr(st.NodeIP)}}, opts...)
 	require.NoError(t, err)
 	return fake, tr, p
 }
@@ -65,6 +66,58 @@ func restores(f *ipt.Fake) []string {
 		}
 	}
 	return out
+}
+
+// writtenChains returns the chains a restore input declares.
+func writtenChains(input string) []string {
+	var written []string
+	for _, l := range strings.Split(input, "\n") {
+		if strings.HasPrefix(l, ":") {
+			written = append(written, strings.Fields(l[1:])[0])
+		}
+	}
+	return written
+}
+
+// TestSourceRangesIncremental: changing a Service's
+// loadBalancerSourceRanges rewrites only its TABBY-FW- chain; removing
+// them removes the chain and its TABBY-PROXY-FIREWALL rule; without a
+// range holding the node, the LB IP as source is dropped.
+func TestSourceRangesIncremental(t *testing.T) {
+	fake, tr, p := newFake(t)
+	ctx := context.Background()
+	st.Scenario(tr)
+	require.NoError(t, p.Sync(ctx))
+	fw := func(ranges ...string) string {
+		n := len(restores(fake))
+		tr.OnServiceUpdate(st.Service("default", "fw", "10.96.0.90", st.Port("http", v1.ProtocolTCP, 80, 30130),
+			st.LoadBalancer("203.0.113.8"), st.SourceRanges(ranges...)))
+		require.NoError(t, p.Sync(ctx))
+		rs := restores(fake)
+		require.Len(t, rs, n+1)
+		return rs[n]
+	}
+	last := fw("198.51.100.0/24", "198.51.99.0/24")
+	written := writtenChains(last)
+	require.Len(t, written, 1, "%s", last)
+	assert.Regexp(t, `^TABBY-FW-`, written[0])
+	assert.Equal(t, []string{"DNAT 10.244.2.13:8080 masq"}, trace(t, fake, "198.51.99.1", "203.0.113.8", "tcp", 80, false))
+	assert.Equal(t, []string{"DROP"}, trace(t, fake, "203.0.113.8", "203.0.113.8", "tcp", 80, true), "no range holds the node")
+
+	last = fw()
+	// The two dispatch chains that held its rules, and the FW chain's deletion.
+	assert.Equal(t, []string{"TABBY-PROXY-FIREWALL", "TABBY-SERVICES"}, writtenChains(last)[:2], "%s", last)
+	assert.Contains(t, last, "-X TABBY-FW-")
+	assert.NotContains(t, fake.Dump(), "TABBY-FW-")
+	assert.Equal(t, []string{"DNAT 10.244.2.13:8080 masq"}, trace(t, fake, "198.51.99.1", "203.0.113.8", "tcp", 80, false))
+
+	// Incremental equals a full resync, which writes nothing.
+	inc := fake.Dump()
+	n := len(restores(fake))
+	p.QueueResync()
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, inc, fake.Dump())
+	assert.Len(t, restores(fake), n)
 }
 
 func TestSyncRewritesOnlyChangedChains(t *testing.T) {

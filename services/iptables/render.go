@@ -20,6 +20,7 @@ type rendered struct {
 	nodePorts      []ipt.Rule      // nat TABBY-NODEPORTS
 	filterServices []ipt.Rule      // filter TABBY-SERVICES
 	filterExternal []ipt.Rule      // filter TABBY-EXTERNAL-SERVICES
+	filterFirewall []ipt.Rule      // filter TABBY-PROXY-FIREWALL
 	hairpin        []ipsets.Member // hairpin set members (WithHairpinSet)
 }
 
@@ -40,7 +41,8 @@ func sameDispatch(a, b *rendered) bool {
 		return a == b
 	}
 	return reflect.DeepEqual(a.natServices, b.natServices) && reflect.DeepEqual(a.nodePorts, b.nodePorts) &&
-		reflect.DeepEqual(a.filterServices, b.filterServices) && reflect.DeepEqual(a.filterExternal, b.filterExternal)
+		reflect.DeepEqual(a.filterServices, b.filterServices) && reflect.DeepEqual(a.filterExternal, b.filterExternal) &&
+		reflect.DeepEqual(a.filterFirewall, b.filterFirewall)
 }
 
 func protocolOf(p v1.Protocol) ipt.Protocol {
@@ -53,8 +55,9 @@ func protocolOf(p v1.Protocol) ipt.Protocol {
 	return ipt.TCP
 }
 
-// Chain name prefixes: kube-proxy's KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-SEP-.
+// Chain name prefixes: kube-proxy's KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-SEP-, KUBE-FW-.
 const (
+	prefixFW  = ChainPrefix + "FW-"
 	prefixSVC = ChainPrefix + "SVC-"
 	prefixSVL = ChainPrefix + "SVL-"
 	prefixEXT = ChainPrefix + "EXT-"
@@ -70,7 +73,7 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	}
 	sp := r.Port
 	fam := func(a netip.Addr) bool { return a.Is4() == (p.cfg.Family == ipt.IPv4) }
-	var clusterIPs, extIPs []netip.Addr
+	var clusterIPs, extIPs, lbIPs []netip.Addr
 	for _, a := range sp.ClusterIPs {
 		if fam(a) {
 			clusterIPs = append(clusterIPs, a)
@@ -79,9 +82,14 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 	if len(clusterIPs) == 0 {
 		return nil // the Service has no address of this family
 	}
-	for _, a := range append(append([]netip.Addr(nil), sp.ExternalIPs...), sp.LoadBalancerIPs...) {
+	for _, a := range sp.ExternalIPs {
 		if fam(a) {
 			extIPs = append(extIPs, a)
+		}
+	}
+	for _, a := range sp.LoadBalancerIPs {
+		if fam(a) {
+			lbIPs = append(lbIPs, a)
 		}
 	}
 	// keep returns the endpoints of the family: eps itself (no copy,
@@ -197,9 +205,30 @@ func (p *Proxier) renderPort(r *services.Resolved) *rendered {
 		}
 		out.chains = append(out.chains, ipt.Chain{Name: ext, Rules: rules})
 	}
-	for _, a := range extIPs {
+	// loadBalancerSourceRanges (kube-proxy's KUBE-FW- chain): traffic to
+	// a load-balancer IP goes through TABBY-FW-, which sends the allowed
+	// sources on to EXT; the rest leaves nat undone and is dropped by
+	// its TABBY-PROXY-FIREWALL rule. Only with endpoints, as kube-proxy:
+	// without, the filter REJECT below answers every source.
+	lbChain := ext
+	if sources := sp.FirewallSources(p.cfg.Family == ipt.IPv6, p.cfg.NodeIPs); len(sources) > 0 && len(cluster) > 0 {
+		lbChain = chainName(prefixFW, key...)
+		rules := make([]ipt.Rule, 0, len(sources))
+		for _, s := range sources {
+			rules = append(rules, ipt.Rule{Match: ipt.Match().SourceNet(s), Action: ipt.Jump{Chain: ext}, Comment: comment})
+		}
+		out.chains = append(out.chains, ipt.Chain{Name: lbChain, Rules: rules})
+		for _, a := range lbIPs {
+			out.filterFirewall = append(out.filterFirewall, ipt.Rule{Match: dst(a), Action: ipt.Drop{}, Comment: comment + " not in loadBalancerSourceRanges"})
+		}
+	}
+	for i, a := range append(extIPs, lbIPs...) {
 		if len(cluster) > 0 {
-			out.natServices = append(out.natServices, ipt.Rule{Match: dst(a), Action: ipt.Jump{Chain: ext}, Comment: comment})
+			to := ext
+			if i >= len(extIPs) {
+				to = lbChain
+			}
+			out.natServices = append(out.natServices, ipt.Rule{Match: dst(a), Action: ipt.Jump{Chain: to}, Comment: comment})
 		}
 		if len(external) == 0 {
 			out.filterExternal = append(out.filterExternal, ipt.Rule{Match: dst(a), Action: noEndpoints(), Comment: comment})

@@ -5,7 +5,7 @@
 //
 //	nft, _ := nftables.NewNetlink(knftables.IPv4Family, nftables.DefaultTable, "/var/run/netns/node1")
 //	// ("" for the current namespace; nftables.NewInNetns / knftables.New for the nft CLI)
-//	p, _ := nftables.New(nft, tracker, nftables.Config{Family: knftables.IPv4Family, ClusterCIDRs: podCIDRs},
+//	p, _ := nftables.New(nft, tracker, nftables.Config{Family: knftables.IPv4Family, ClusterCIDRs: podCIDRs, NodeIPs: nodeIPs},
 //		nftables.WithStaleFlows(cleaner.Func()))
 //	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second})
 //	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
@@ -17,12 +17,14 @@
 // and their hook priorities (the same as kube-proxy's, see its
 // pkg/proxy/nftables/README.md):
 //
-//	nat-prerouting   nat    prerouting   dstnat (-100)  jump services
-//	nat-output       nat    output       dstnat (-100)  jump services
-//	nat-postrouting  nat    postrouting  srcnat (100)   jump masquerading
-//	filter-input     filter input        -110  ct state new: nodeport-endpoints-check, service-endpoints-check
-//	filter-forward   filter forward      -110  ct state new: service-endpoints-check
-//	filter-output    filter output       -110  ct state new: service-endpoints-check, nodeport-endpoints-check
+//	nat-prerouting          nat    prerouting   dstnat (-100)  jump services
+//	nat-output              nat    output       dstnat (-100)  jump services
+//	nat-postrouting         nat    postrouting  srcnat (100)   jump masquerading
+//	filter-prerouting       filter prerouting   -110  ct state new jump firewall-check
+//	filter-output-pre-dnat  filter output       -110  ct state new jump firewall-check
+//	filter-input            filter input        -110  ct state new: nodeport-endpoints-check, service-endpoints-check
+//	filter-forward          filter forward      -110  ct state new: service-endpoints-check
+//	filter-output           filter output       -110  ct state new: service-endpoints-check, nodeport-endpoints-check
 //
 // The filter chains run before the usual filter priority (0), so a
 // firewall in another table sees service traffic already DNATed, and a
@@ -74,6 +76,30 @@
 // in use up to the port's own: it grows with the number of distinct
 // endpoint counts (tens in a real cluster), not with the number of
 // services.
+//
+// loadBalancerSourceRanges (kube-proxy's firewall-ips map and firewall
+// chains): firewall-check is `ip daddr . meta l4proto . th dport vmap
+// @firewall-ips`, run for new connections before DNAT (prerouting and
+// output, priority -110). A port with a load-balancer IP and a source
+// range of the table's family maps each of its load-balancer IPs .
+// protocol . port to `goto firewall-<ns>/<name>/<proto>/<port>`, whose
+// one rule is `ip saddr != @firewall-sources-<…> drop`; the set
+// (interval flag) holds the family's ranges, nested ones folded into
+// the outer (an interval set refuses overlaps), plus the load-balancer
+// IPs themselves when a range holds one of Config.NodeIPs
+// (services.ServicePort.FirewallSources, kube-proxy's allowFromNode).
+// An allowed packet returns from the chain and is DNATed as usual.
+// kube-proxy jumps to firewall-check from filter-prerouting and from
+// its filter-output chain; here output has its own base chain,
+// filter-output-pre-dnat, at the same priority as filter-output, so
+// Trace follows it before NAT.
+// These exist whatever the endpoints, as in kube-proxy's nftables mode,
+// so without endpoints an allowed source is rejected and another one
+// dropped. Cluster IPs, node ports and external IPs are never filtered.
+// Changing the ranges is only set-element changes. kube-proxy writes
+// the ranges as an anonymous set in the rule; a named set per port
+// keeps a range change to elements (no rule rewrite, so no table-wide
+// re-validation) and is what the netlink executor compiles.
 //
 // Hairpin traffic (an endpoint reaching itself through the service) is
 // masqueraded in postrouting by `ct status dnat ip saddr . ip daddr

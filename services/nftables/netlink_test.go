@@ -84,9 +84,13 @@ func TestNetlinkMatchesCLI(t *testing.T) {
 			out, err := exec.Command("nsenter", "--net="+nlNS.Path, "nft", "-c", "add", "rule", string(fam), snft.DefaultTable, "services",
 				"meta", "l4proto", "tcp", "dnat", ip, "addr", ".", "port", "to", ip, "daddr", ".", "tcp", "dport", ".", "numgen", "random", "mod", "2", "map", "@service-endpoints-tcp").CombinedOutput()
 			require.NoError(t, err, string(out))
-			// Rebuild from scratch on a resync.
-			ps[1].QueueResync()
-			require.NoError(t, ps[1].Sync(ctx))
+			// Rebuild from scratch on a resync (both: a rebuilt table
+			// lists its per-service sets in creation order, sorted by
+			// name, unlike one grown sync by sync).
+			for _, p := range ps {
+				p.QueueResync()
+				require.NoError(t, p.Sync(ctx))
+			}
 			assert.Equal(t, listTable(t, fam, cliNS.Path), listTable(t, fam, nlNS.Path))
 		})
 	}
@@ -106,6 +110,13 @@ func sixScenario(tr *services.Tracker) {
 		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
 		s.Spec.ExternalIPs = []string{"2001:db8::8"}
 	}))
+	// An IPv6 load balancer with overlapping source ranges of both
+	// families (the firewall set holds the outer IPv6 one only).
+	tr.OnServiceUpdate(st.Service("default", "six-lb", "fd00:10:96::22", st.Port("http", v1.ProtocolTCP, 80, 30097),
+		st.LoadBalancer("2001:db8::9"), st.SourceRanges("2001:db8:1::/48", "2001:db8:1:2::/64", "10.0.0.0/8")))
+	sl6 := st.Slice("default", "six-lb", "six-lb-1", webPorts, st.Endpoint{IP: "fd00:10:244:1::15", Node: "node-a"})
+	sl6.AddressType = discovery.AddressTypeIPv6
+	tr.OnEndpointSliceUpdate(sl6)
 	sl := st.Slice("default", "six-local", "six-local-1", webPorts,
 		st.Endpoint{IP: "fd00:10:244:1::13", Node: "node-a"}, st.Endpoint{IP: "fd00:10:244:2::13", Node: "node-b"}, st.Endpoint{IP: "fd00:10:244:2::14", Node: "node-b"})
 	sl.AddressType = discovery.AddressTypeIPv6

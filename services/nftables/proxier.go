@@ -42,6 +42,11 @@ type Config struct {
 	ClusterCIDRs []netip.Prefix
 	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
 	MasqueradeMark uint32
+	// NodeIPs are the node's addresses (kube-proxy's node IP; either
+	// family, those of Family are used). A loadBalancerSourceRanges
+	// entry that contains one of them also lets in sources equal to the
+	// Service's load-balancer IPs (services.ServicePort.FirewallSources).
+	NodeIPs []netip.Addr
 }
 
 // Option configures a Proxier.
@@ -247,6 +252,7 @@ func (p *Proxier) baseObjects(tx sink) {
 	vmap(mapNoEndpointSvcs, addrType+" . inet_proto . inet_service")
 	vmap(mapServiceNodePorts, "inet_proto . inet_service")
 	vmap(mapNoEndpointNPs, "inet_proto . inet_service")
+	vmap(mapFirewallIPs, addrType+" . inet_proto . inet_service")
 	for _, proto := range endpointProtocols {
 		svcMap, npMap := endpointMaps(proto)
 		svcType, npType := p.endpointMapTypeOfs(proto)
@@ -286,7 +292,11 @@ func (p *Proxier) baseObjects(tx sink) {
 	chain(chainNodePortCheck,
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs),
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport @%s reject", ip, loopback, setRejectNPs))
+	// loadBalancerSourceRanges, before DNAT (kube-proxy's firewall-check).
+	chain(chainFirewallCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapFirewallIPs))
 	filterPrio := knftables.BaseChainPriority("-110")
+	base("filter-prerouting", knftables.FilterType, knftables.PreroutingHook, filterPrio, "ct state new jump "+chainFirewallCheck)
+	base("filter-output-pre-dnat", knftables.FilterType, knftables.OutputHook, filterPrio, "ct state new jump "+chainFirewallCheck)
 	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
 		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
 	base("filter-forward", knftables.FilterType, knftables.ForwardHook, filterPrio, "ct state new jump "+chainSvcCheck)
@@ -423,6 +433,10 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 		}
 	}
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
+		if d.addSets[s] == 0 {
+			tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+			continue
+		}
 		tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: ptr(timeoutOf(d.addSets[s]))})
 	}
 	for _, c := range d.writeChains {

@@ -18,13 +18,14 @@ import (
 	st "github.com/tabbynet/tabby/services/servicestest"
 )
 
-var nodeIP = netip.MustParseAddr("192.168.0.10")
+var nodeIP = netip.MustParseAddr(st.NodeIP)
 
 func newFake(t testing.TB, opts ...snft.Option) (*knftables.Fake, *services.Tracker, *snft.Proxier) {
 	t.Helper()
 	fake := knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	p, err := snft.New(fake, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, opts...)
+	p, err := snft.New(fake, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		NodeIPs: []netip.Addr{nodeIP}}, opts...)
 	require.NoError(t, err)
 	return fake, tr, p
 }
@@ -60,6 +61,41 @@ func TestTrace(t *testing.T) {
 
 // TestIncremental checks that a sync carries only the changed service and
 // that the result equals a full render of the same state.
+// TestSourceRangesIncremental: changing a Service's
+// loadBalancerSourceRanges writes only its firewall set's elements;
+// removing them removes its firewall objects; without a range holding
+// the node, the LB IP as source is dropped.
+func TestSourceRangesIncremental(t *testing.T) {
+	fake, tr, p := newFake(t)
+	scenario(tr)
+	ctx := context.Background()
+	require.NoError(t, p.Sync(ctx))
+	fw := func(ranges ...string) {
+		tr.OnServiceUpdate(st.Service("default", "fw", "10.96.0.90", st.Port("http", v1.ProtocolTCP, 80, 30130),
+			st.LoadBalancer("203.0.113.8"), st.SourceRanges(ranges...)))
+		require.NoError(t, p.Sync(ctx))
+	}
+	fw("198.51.100.0/24", "198.51.99.0/24")
+	assert.Equal(t, `delete element ip tabby-services firewall-sources-default/fw/tcp/http { 192.168.0.0/24 }
+delete element ip tabby-services firewall-sources-default/fw/tcp/http { 203.0.113.8/32 }
+add element ip tabby-services firewall-sources-default/fw/tcp/http { 198.51.99.0/24 }
+`, fake.LastTransaction.String())
+	assert.Equal(t, []string{"DNAT 10.244.2.13:8080 masq"}, trace(t, fake, "198.51.99.1", "203.0.113.8", "tcp", 80, false))
+	assert.Equal(t, []string{"DROP"}, trace(t, fake, "203.0.113.8", "203.0.113.8", "tcp", 80, true), "no range holds the node")
+	assert.Equal(t, []string{"DROP"}, trace(t, fake, "192.168.0.10", "203.0.113.8", "tcp", 80, true))
+
+	fw()
+	assert.NotContains(t, fake.Dump(), "firewall-sources-default/fw")
+	assert.NotContains(t, fake.Dump(), "firewall-default/fw")
+	assert.Equal(t, []string{"DNAT 10.244.2.13:8080 masq"}, trace(t, fake, "198.51.99.1", "203.0.113.8", "tcp", 80, false))
+
+	// Incremental equals a full resync.
+	inc := fake.Dump()
+	p.QueueResync()
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, inc, fake.Dump())
+}
+
 func TestIncremental(t *testing.T) {
 	fake, tr, p := newFake(t)
 	scenario(tr)

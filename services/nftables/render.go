@@ -29,6 +29,8 @@ const (
 	setRejectNPs         = "reject-nodeports"
 	setHairpin           = "hairpin"
 	setClusterCIDRs      = "cluster-cidrs"
+	chainFirewallCheck   = "firewall-check"
+	mapFirewallIPs       = "firewall-ips"
 )
 
 // element is one map or set element a service port owns.
@@ -39,8 +41,9 @@ type element struct {
 }
 
 // rendered is what one service port owns in the table: its chains (with
-// their rules), its affinity sets (with their timeout in seconds) and its
-// map elements. Two rendered values are compared to find what changed.
+// their rules), its sets (affinity sets with their timeout in seconds;
+// 0 for its firewall's interval set of allowed sources) and its map
+// and set elements. Two rendered values are compared to find what changed.
 type rendered struct {
 	chains   map[string][]string
 	order    []string // chain names, in the order they are written (targets first)
@@ -341,6 +344,23 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	}
 	out.chains[extChain] = rules
 	out.order = append(out.order, extChain)
+	// loadBalancerSourceRanges (kube-proxy's firewall-ips map and
+	// firewall chains): a new connection to a load-balancer IP . proto .
+	// port goes, before DNAT, to the port's firewall chain, which drops
+	// sources outside its set. Whatever the endpoints, as kube-proxy's
+	// nftables mode (without any, allowed sources then meet the reject).
+	if sources := sp.FirewallSources(p.cfg.Family == knftables.IPv6Family, p.cfg.NodeIPs); len(sources) > 0 {
+		fwChain, fwSet := "firewall-"+key, "firewall-sources-"+key
+		out.sets[fwSet] = 0
+		for _, s := range outermost(sources) {
+			out.elements[element{Map: fwSet, Key: s.String()}] = true
+		}
+		out.chains[fwChain] = []string{fmt.Sprintf("%s saddr != @%s drop", ip, fwSet)}
+		out.order = append(out.order, fwChain)
+		for _, a := range p.addrs(sp.LoadBalancerIPs) {
+			out.elements[element{mapFirewallIPs, fmt.Sprintf("%s . %s . %d", a, proto, sp.Port), "goto " + fwChain}] = true
+		}
+	}
 	ext := func(m, nm, rs, k string) {
 		out.elements[element{m, k, "goto " + extChain}] = true
 		if len(external) == 0 {
@@ -353,6 +373,26 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	if sp.NodePort != 0 {
 		ext(mapServiceNodePorts, mapNoEndpointNPs, setRejectNPs, fmt.Sprintf("%s . %d", proto, sp.NodePort))
 	}
+	return out
+}
+
+// outermost returns the prefixes of ps not inside another one (an
+// interval set refuses overlapping elements), sorted.
+func outermost(ps []netip.Prefix) []netip.Prefix {
+	sorted := slices.Clone(ps)
+	slices.SortFunc(sorted, func(a, b netip.Prefix) int {
+		if a.Bits() != b.Bits() {
+			return a.Bits() - b.Bits()
+		}
+		return a.Addr().Compare(b.Addr())
+	})
+	var out []netip.Prefix
+	for _, p := range sorted {
+		if !slices.ContainsFunc(out, func(q netip.Prefix) bool { return q.Contains(p.Addr()) }) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return out
 }
 

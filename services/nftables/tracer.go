@@ -21,8 +21,9 @@ type Outcome = services.TraceOutcome
 
 // Trace answers "where would this packet go" against the table held by a
 // knftables.Fake into which a Proxier rendered (kube-proxy's
-// nftablesTracer): it walks the NAT chains of the packet's path, then the
-// filter chains, and returns every possible outcome, sorted (a numgen
+// nftablesTracer): it walks the pre-DNAT filter chain of the packet's
+// path (loadBalancerSourceRanges), the NAT chains, then the filter
+// chains, and returns every possible outcome, sorted (a numgen
 // balancing rule yields one outcome per endpoint). nodeIPs are the node's
 // addresses (for `fib daddr type local`; loopback is always local).
 // Affinity sets are dynamic in the kernel and empty in the fake, so
@@ -49,9 +50,26 @@ func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet)
 		filterChain = "filter-input"
 	}
 	var out []Outcome
-	states, err := tr.run(natChain, state{})
+	// The pre-DNAT filter chain (loadBalancerSourceRanges) first.
+	pre := "filter-prerouting"
+	if pkt.FromHost {
+		pre = "filter-output-pre-dnat"
+	}
+	preStates, err := tr.run(pre, state{})
 	if err != nil {
 		return nil, err
+	}
+	var states []state
+	for _, s := range preStates {
+		if s.verdict == "drop" || s.verdict == "reject" {
+			out = append(out, Outcome{Verdict: strings.ToUpper(s.verdict)})
+			continue
+		}
+		more, err := tr.run(natChain, state{})
+		if err != nil {
+			return nil, err
+		}
+		states = append(states, more...)
 	}
 	for _, s := range states {
 		o := Outcome{Verdict: "ACCEPT", Masquerade: s.mark}

@@ -38,6 +38,22 @@ func Port(name string, proto v1.Protocol, port, nodePort int32) func(*v1.Service
 	}
 }
 
+// LoadBalancer makes a Service type LoadBalancer with the ingress IPs
+// ips (status.loadBalancer.ingress[].ip).
+func LoadBalancer(ips ...string) func(*v1.Service) {
+	return func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeLoadBalancer
+		for _, ip := range ips {
+			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: ip})
+		}
+	}
+}
+
+// SourceRanges sets spec.loadBalancerSourceRanges.
+func SourceRanges(ranges ...string) func(*v1.Service) {
+	return func(s *v1.Service) { s.Spec.LoadBalancerSourceRanges = ranges }
+}
+
 // Endpoint is one endpoint of Slice.
 type Endpoint struct {
 	IP   string
@@ -141,6 +157,11 @@ func Scenario(tr *services.Tracker) {
 		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 	}))
 	tr.OnEndpointSliceUpdate(Slice("default", "sticky", "sticky-1", WebPorts, Endpoint{IP: "10.244.1.12", Node: "node-a"}))
+	// LoadBalancer with loadBalancerSourceRanges, one of which holds the
+	// node's address (NodeIP), so the LB IP as a source is let in too.
+	tr.OnServiceUpdate(Service("default", "fw", "10.96.0.90", Port("http", v1.ProtocolTCP, 80, 30130),
+		LoadBalancer("203.0.113.8"), SourceRanges("198.51.100.0/24", "192.168.0.0/24", "2001:db8::/32")))
+	tr.OnEndpointSliceUpdate(Slice("default", "fw", "fw-1", WebPorts, Endpoint{IP: "10.244.2.13", Node: "node-b"}))
 	// Invalid: skipped, others unaffected.
 	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
 }
@@ -160,7 +181,8 @@ type TraceCase struct {
 }
 
 // TraceCases are the packets both backends' tracers check against
-// Scenario (ClusterCIDRs 10.244.0.0/16, node address NodeIP).
+// Scenario (ClusterCIDRs 10.244.0.0/16, node address NodeIP, also the
+// backend's Config.NodeIPs).
 // localhostNodePorts selects the answer on 127.0.0.1: the node port
 // (kube-proxy's iptables mode) or nothing (its nftables mode).
 func TraceCases(localhostNodePorts bool) []TraceCase {
@@ -189,6 +211,14 @@ func TraceCases(localhostNodePorts bool) []TraceCase {
 		{"no endpoints rejects from the host", "192.168.0.10", "10.96.0.50", "tcp", 80, true, []string{"REJECT"}},
 		{"internal policy local", "10.244.3.3", "10.96.0.60", "tcp", 80, false, []string{"DNAT 10.244.1.11:8080"}},
 		{"affinity service", "10.244.3.3", "10.96.0.70", "tcp", 80, false, []string{"DNAT 10.244.1.12:8080"}},
+		{"source range lets a client reach the LB IP", "198.51.100.1", "203.0.113.8", "tcp", 80, false, []string{"DNAT 10.244.2.13:8080 masq"}},
+		{"source outside the ranges is dropped at the LB IP", "198.51.99.1", "203.0.113.8", "tcp", 80, false, []string{"DROP"}},
+		{"a pod outside the ranges is dropped at the LB IP", "10.244.3.3", "203.0.113.8", "tcp", 80, false, []string{"DROP"}},
+		{"source ranges leave the cluster IP alone", "198.51.99.1", "10.96.0.90", "tcp", 80, false, []string{"DNAT 10.244.2.13:8080 masq"}},
+		{"source ranges leave the node port alone", "198.51.99.1", "192.168.0.10", "tcp", 30130, false, []string{"DNAT 10.244.2.13:8080 masq"}},
+		{"source ranges apply to the LB IP's port only", "198.51.99.1", "203.0.113.8", "tcp", 81, false, []string{"ACCEPT"}},
+		{"the node, in a range, reaches the LB IP", "192.168.0.10", "203.0.113.8", "tcp", 80, true, []string{"DNAT 10.244.2.13:8080 masq"}},
+		{"the LB IP as source is let in when a range holds the node", "203.0.113.8", "203.0.113.8", "tcp", 80, true, []string{"DNAT 10.244.2.13:8080 masq"}},
 		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
 	}
 }

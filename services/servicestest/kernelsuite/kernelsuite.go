@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
@@ -53,6 +54,7 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"Hairpin", hairpin},
 		{"HairpinPeer", func(t *testing.T, f Factory, _ Features) { HairpinPeer(t, f) }},
 		{"Localhost", localhost},
+		{"LoadBalancerSourceRanges", loadBalancerSourceRanges},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f, feat) })
 	}
@@ -225,6 +227,47 @@ func externalTrafficPolicyLocal(t *testing.T, f Factory, _ Features) {
 	_, err = ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30091), 500*time.Millisecond)
 	require.Error(t, err, "no local endpoint: dropped")
 	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+}
+
+// loadBalancerSourceRanges: two external clients that route a
+// load-balancer IP to the node; the one inside the Service's
+// loadBalancerSourceRanges reaches the backend through the LB IP, the
+// other (another address) is dropped there, not refused, yet reaches
+// the node port; a pod (outside the ranges) still reaches the cluster
+// IP.
+func loadBalancerSourceRanges(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 1)
+	lbIP := netip.MustParseAddr("203.0.113.10")
+	allowed, denied := e.topo.AddClient(t), e.topo.AddClient(t)
+	for _, c := range []*nettest.Pod{allowed, denied} {
+		dst := &net.IPNet{IP: lbIP.AsSlice(), Mask: net.CIDRMask(32, 32)}
+		require.NoError(t, c.NS.Handle().RouteAdd(&nl.Route{Dst: dst, Gw: e.node.IP.AsSlice()}))
+	}
+	e.tr.OnServiceUpdate(st.Service("default", "fw", "10.96.0.16", st.Port("http", v1.ProtocolTCP, 80, 30092),
+		st.LoadBalancer(lbIP.String()), st.SourceRanges(" "+allowed.IP.String()+"/32", "198.51.100.0/24")))
+	e.slice("fw", e.backends[0])
+	e.sync(t)
+
+	to := netip.AddrPortFrom(lbIP, 80)
+	name, err := allowed.Probe("tcp", to, 2*time.Second)
+	require.NoError(t, err, "client in the source ranges")
+	assert.Equal(t, e.backends[0].Name, name)
+	_, err = denied.Probe("tcp", to, 500*time.Millisecond)
+	require.Error(t, err, "client outside the source ranges")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+	_, err = denied.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30092), 2*time.Second)
+	require.NoError(t, err, "node port not filtered")
+	_, err = e.client.Probe("tcp", netip.AddrPortFrom(netip.MustParseAddr("10.96.0.16"), 80), 2*time.Second)
+	require.NoError(t, err, "cluster IP not filtered")
+	_, err = e.client.Probe("tcp", to, 500*time.Millisecond)
+	require.Error(t, err, "a pod outside the source ranges, at the LB IP")
+
+	// The denied client's range added: it gets in.
+	e.tr.OnServiceUpdate(st.Service("default", "fw", "10.96.0.16", st.Port("http", v1.ProtocolTCP, 80, 30092),
+		st.LoadBalancer(lbIP.String()), st.SourceRanges(allowed.IP.String()+"/32", denied.IP.String()+"/32")))
+	e.sync(t)
+	_, err = denied.Probe("tcp", to, 2*time.Second)
+	require.NoError(t, err, "client added to the source ranges")
 }
 
 // udpEndpointReplaced sends from one UDP socket (so one conntrack entry)
