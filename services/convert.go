@@ -33,7 +33,9 @@ var (
 	ErrNodePortClash = errors.New("node port already allocated")
 )
 
-// NodePortRange is the inclusive range node ports must fall in.
+// NodePortRange is the inclusive range node ports must fall in. The zero
+// value means the default, DefaultNodePortMin–DefaultNodePortMax
+// (30000–32767, the API server's default --service-node-port-range).
 type NodePortRange struct{ Min, Max uint16 }
 
 // proxied reports whether kube-proxy programs the Service at all:
@@ -51,6 +53,9 @@ func proxied(svc *v1.Service) bool {
 // the whole Service invalid (error wrapping ErrInvalidService), so a bad
 // object never yields half its rules.
 func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
+	if npr == (NodePortRange{}) {
+		npr = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
+	}
 	if !proxied(svc) {
 		return nil, nil
 	}

@@ -46,8 +46,9 @@
 // # Bad input
 //
 // A Service with an unparsable address or loadBalancerSourceRanges
-// entry (after trimming whitespace; kube-proxy skips just that entry,
-// which can only widen access), a port out of range, an unknown
+// entry (after trimming whitespace; IPv4 with leading zeros, IPv4-mapped
+// IPv6 and zoned prefixes count as unparsable; kube-proxy skips just
+// that entry, which can only widen access), a port out of range, an unknown
 // protocol, a duplicated port or a node port outside the range is
 // skipped as a whole, with a Warn log line whose err wraps
 // ErrInvalidService; its previous rules are removed. Two Services asking

@@ -75,7 +75,13 @@ type ServicePort struct {
 	// usual external handling. Ranges of the other family are ignored by
 	// that backend, so a family without ranges is not filtered. Backends
 	// also let through a source equal to a load-balancer IP when a range
-	// holds the node's address (see their Config.NodeIPs).
+	// holds the node's address (see their Config.NodeIPs). An entry that
+	// is not a CIDR once trimmed (also an empty one, an IPv4 address with
+	// leading zeros such as 010.0.0.0/8, an IPv4-mapped IPv6 prefix or one
+	// with a zone) makes the whole Service invalid (ErrInvalidService:
+	// skipped with its cluster IP and node ports, even before it has a
+	// load-balancer IP), where kube-proxy would drop the entry: dropping
+	// one can only widen who gets in.
 	LoadBalancerSourceRanges []netip.Prefix
 	// AffinityTimeout is sessionAffinityConfig.clientIP.timeoutSeconds when
 	// sessionAffinity is ClientIP (default 10800 s), 0 without affinity.
@@ -103,7 +109,9 @@ func (p *ServicePort) ExternallyAccessible() bool {
 // node IP, "allowFromNode"), each load-balancer IP of that family as a
 // host prefix: a VIP-style load balancer's address is often also
 // routed to the node, so the node's own connections to it arrive with
-// that address as source. nil when the family is not filtered (no
+// that address as source. nodeIPs in IPv4-mapped IPv6 form
+// (::ffff:a.b.c.d, what netip.AddrFromSlice makes of a net.IP) count as
+// IPv4, as net.IP treats them. nil when the family is not filtered (no
 // source range or no load-balancer IP of it).
 func (p *ServicePort) FirewallSources(ipv6 bool, nodeIPs []netip.Addr) []netip.Prefix {
 	var lbIPs []netip.Addr
@@ -122,7 +130,7 @@ func (p *ServicePort) FirewallSources(ipv6 bool, nodeIPs []netip.Addr) []netip.P
 			continue
 		}
 		out = append(out, r)
-		fromNode = fromNode || slices.ContainsFunc(nodeIPs, r.Contains)
+		fromNode = fromNode || slices.ContainsFunc(nodeIPs, func(n netip.Addr) bool { return r.Contains(n.Unmap()) })
 	}
 	if fromNode {
 		for _, a := range lbIPs {

@@ -121,6 +121,19 @@ func TestServicePorts(t *testing.T) {
 	}
 }
 
+// The zero NodePortRange is the default one, as TrackerConfig's.
+func TestServicePortsDefaultNodePortRange(t *testing.T) {
+	svc := st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 30080))
+	svc.Spec.Type = v1.ServiceTypeNodePort
+	ps, err := services.ServicePorts(svc, services.NodePortRange{})
+	require.NoError(t, err)
+	require.Len(t, ps, 1)
+	assert.Equal(t, uint16(30080), ps[0].NodePort)
+	svc.Spec.Ports[0].NodePort = 29999
+	_, err = services.ServicePorts(svc, services.NodePortRange{})
+	assert.ErrorIs(t, err, services.ErrInvalidService)
+}
+
 func TestFirewallSources(t *testing.T) {
 	p := netip.MustParsePrefix
 	a := netip.MustParseAddr
@@ -141,6 +154,8 @@ func TestFirewallSources(t *testing.T) {
 			[]netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24"), p("203.0.113.7/32")}},
 		{"IPv6 node address in an IPv6 range", sp, true, []netip.Addr{a("2001:db8:1::10")}, []netip.Prefix{p("2001:db8:1::/48"), p("2001:db8::7/128")}},
 		{"node outside every range", sp, false, []netip.Addr{a("10.0.0.1")}, []netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24")}},
+		{"IPv4-mapped node address counts as IPv4", sp, false, []netip.Addr{a("::ffff:192.168.0.10")},
+			[]netip.Prefix{p("198.51.100.0/24"), p("192.168.0.0/24"), p("203.0.113.7/32")}},
 		{"no LB IP of the family: not filtered", &services.ServicePort{LoadBalancerIPs: []netip.Addr{a("203.0.113.7")},
 			LoadBalancerSourceRanges: sp.LoadBalancerSourceRanges}, true, nil, nil},
 		{"no range of the family: not filtered", &services.ServicePort{LoadBalancerIPs: sp.LoadBalancerIPs,

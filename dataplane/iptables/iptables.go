@@ -65,6 +65,16 @@ func WithExecer(e Execer) Option { return func(t *IPTables) { t.exec = e } }
 // WithNetns runs every command inside the named netns (`ip netns exec`).
 func WithNetns(name string) Option { return func(t *IPTables) { t.exec = OSExecer{Netns: name} } }
 
+// Netns returns the name of the network namespace the IPTables' commands
+// run in when it was given WithNetns (or an OSExecer with Netns set), ""
+// for the caller's namespace or another Execer.
+func (t *IPTables) Netns() string {
+	if e, ok := t.exec.(OSExecer); ok {
+		return e.Netns
+	}
+	return ""
+}
+
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(t *IPTables) { t.log = l } }
 

@@ -7,7 +7,7 @@
 //	// ipt is github.com/tabbynet/tabby/dataplane/iptables
 //	table, _ := iptables.NewIPTables(ipt.IPv4, ipt.BackendAuto, ipt.WithNetns("node1"))
 //	p, _ := iptables.New(table, tracker, iptables.Config{Family: ipt.IPv4, ClusterCIDRs: podCIDRs,
-//		LocalhostNodePorts: true, NodeIPs: nodeIPs}, iptables.WithStaleFlows(cleaner.Func()))
+//		NodeIPs: nodeIPs}, iptables.WithStaleFlows(cleaner.Func()))
 //	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second, MaxInterval: time.Minute})
 //	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
 //

@@ -62,13 +62,20 @@ type Config struct {
 	// LocalhostNodePorts makes node ports answer on 127.0.0.0/8 from the
 	// node itself (kube-proxy's --iptables-localhost-nodeports, IPv4
 	// only). The first Sync sets net.ipv4.conf.all.route_localnet=1
-	// through the sysctl function (WithSysctl). Packets to 127.0.0.0/8
-	// from another host are dropped whatever this says (TABBY-FIREWALL).
+	// through the sysctl function (WithSysctl). The default function
+	// writes the caller's namespace, so with an IPTables in another one
+	// (ipt.WithNetns) New returns ErrInvalidConfig unless WithSysctl is
+	// given. Packets to 127.0.0.0/8 from another host are dropped
+	// whatever this says (TABBY-FIREWALL).
 	LocalhostNodePorts bool
 	// NodeIPs are the node's addresses (kube-proxy's node IP; either
-	// family, those of Family are used). A loadBalancerSourceRanges
-	// entry that contains one of them also lets in sources equal to the
-	// Service's load-balancer IPs (services.ServicePort.FirewallSources).
+	// family, those of Family are used; IPv4-mapped IPv6 addresses are
+	// taken as IPv4). A loadBalancerSourceRanges entry that contains one
+	// of them also lets in sources equal to the Service's load-balancer
+	// IPs (services.ServicePort.FirewallSources), so the node's own
+	// connections to a load-balancer IP routed back to it get through.
+	// With none, that never applies. kube-proxy checks its one node IP;
+	// several addresses here let in as much as any one of them would.
 	NodeIPs []netip.Addr
 }
 
@@ -95,7 +102,9 @@ func WithHealthServer(h *services.HealthServer) Option { return func(p *Proxier)
 // "net/ipv4/conf/all/route_localnet"); default: write
 // /proc/sys/<key> in the caller's network namespace. Tests pass
 // nettest's Netns.Sysctl.
-func WithSysctl(f func(key, value string) error) Option { return func(p *Proxier) { p.sysctl = f } }
+func WithSysctl(f func(key, value string) error) Option {
+	return func(p *Proxier) { p.sysctl, p.sysctlSet = f, true }
+}
 
 // Proxier renders a services.Tracker into iptables NAT and filter chains
 // through a dataplane/iptables IPTables (see the package doc).
@@ -106,7 +115,9 @@ type Proxier struct {
 	log     *slog.Logger
 	onStale func(context.Context, []services.StaleFlow)
 	sysctl  func(key, value string) error
-	health  *services.HealthServer
+	// sysctlSet: WithSysctl was given.
+	sysctlSet bool
+	health    *services.HealthServer
 	// sets and hairpinSet: WithHairpinSet. hairpinRefs counts, per
 	// member, the ports whose endpoints put it in the set; hairpinDirty
 	// holds the members whose count went to or from 0 since the last
@@ -157,6 +168,10 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{}}
 	for _, o := range opts {
 		o(p)
+	}
+	if cfg.LocalhostNodePorts && !p.sysctlSet && t.Netns() != "" {
+		return nil, fmt.Errorf("%w: LocalhostNodePorts with an IPTables in netns %q needs WithSysctl (the default writes route_localnet in the caller's namespace)",
+			ErrInvalidConfig, t.Netns())
 	}
 	if p.sets != nil {
 		p.hairpinSet = p.sets.Prefix() + HairpinSetSuffix

@@ -223,6 +223,18 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
 	}
 
+	// LocalhostNodePorts writes route_localnet: with an IPTables in
+	// another namespace, only through a WithSysctl that reaches it.
+	nsTable, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithNetns("node1"))
+	require.NoError(t, err)
+	assert.Equal(t, "node1", nsTable.Netns())
+	_, err = sipt.New(nsTable, tr, sipt.Config{Family: ipt.IPv4, LocalhostNodePorts: true})
+	assert.ErrorIs(t, err, sipt.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "WithSysctl")
+	_, err = sipt.New(nsTable, tr, sipt.Config{Family: ipt.IPv4, LocalhostNodePorts: true},
+		sipt.WithSysctl(func(string, string) error { return nil }))
+	assert.NoError(t, err)
+
 	// The hairpin IPSets must not own the policy compiler's sets, and its
 	// set's name must fit the kernel's 31 bytes.
 	tests := []struct {

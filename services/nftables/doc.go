@@ -56,7 +56,8 @@
 //	meta l4proto tcp dnat ip addr . port to ip daddr . tcp dport . numgen random mod N offset B+N(N-1)/2 map @service-endpoints-tcp
 //
 // (as written; `nft list` prints it as `dnat ip to ip daddr . tcp dport .
-// numgen ...`, and the hook priorities above by number, e.g. -100)
+// numgen ...`, and the hook priorities by name where one fits: `dstnat`,
+// `dstnat - 10`, `srcnat`; by number otherwise, e.g. -110)
 // (then the same per N for node ports, after `fib daddr type local`):
 // the slot ranges of different N do not overlap, so the rule for N only
 // finds ports with N endpoints, each getting exactly 1/N. A lookup that

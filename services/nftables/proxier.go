@@ -43,9 +43,13 @@ type Config struct {
 	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
 	MasqueradeMark uint32
 	// NodeIPs are the node's addresses (kube-proxy's node IP; either
-	// family, those of Family are used). A loadBalancerSourceRanges
-	// entry that contains one of them also lets in sources equal to the
-	// Service's load-balancer IPs (services.ServicePort.FirewallSources).
+	// family, those of Family are used; IPv4-mapped IPv6 addresses are
+	// taken as IPv4). A loadBalancerSourceRanges entry that contains one
+	// of them also lets in sources equal to the Service's load-balancer
+	// IPs (services.ServicePort.FirewallSources), so the node's own
+	// connections to a load-balancer IP routed back to it get through.
+	// With none, that never applies. kube-proxy checks its one node IP;
+	// several addresses here let in as much as any one of them would.
 	NodeIPs []netip.Addr
 }
 
