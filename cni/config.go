@@ -61,10 +61,25 @@ type NetConf struct {
 	// gave, so a retried ADD reuses them (host-local refuses a second
 	// allocation for the same container); "" means DefaultStateDir.
 	StateDir string `json:"state_dir,omitempty"`
+	// FeatureControl enables features that are off by default, as in
+	// Calico's CNI configuration.
+	FeatureControl FeatureControl `json:"feature_control,omitzero"`
 
 	// IPAMConf is the parsed "ipam" section when its type is tabby-ipam
 	// (nil when another IPAM plugin is delegated to).
 	IPAMConf *IPAMConf `json:"-"`
+}
+
+// FeatureControl is the "feature_control" section (Calico's names).
+type FeatureControl struct {
+	// IPAddrsNoIPAM lets a pod's cni.projectcalico.org/ipAddrsNoIpam
+	// annotation give its addresses (at most one IPv4 and one IPv6)
+	// without IPAM: nothing is allocated or released for them, and they
+	// need not be in any pool; routing them beyond the node is the
+	// operator's business. Off by default, as in Calico, because a pod
+	// that may choose its address may spoof another's (admission control
+	// should restrict the annotation). Only with tabby-ipam.
+	IPAddrsNoIPAM bool `json:"ip_addrs_no_ipam,omitempty"`
 }
 
 // KubernetesConf locates the API server.

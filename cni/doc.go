@@ -84,8 +84,16 @@
 //  8. Malformed input never panics: ParseConfig, ParseIPAMConfig and
 //     ParseArgs are fuzzed.
 //
-// Not supported: ipAddrsNoIpam (rejected with code 7), hwAddr, the
-// host-local → tabby-ipam migration mode, Windows.
+// The ipAddrsNoIpam annotation works as in Calico: only with
+// feature_control.ip_addrs_no_ipam in the tabby plugin's configuration
+// (otherwise code 7, "requested feature is not enabled"), the addresses
+// are used as given, nothing is allocated or released, CHECK compares
+// them with the annotation and finds nothing held in IPAM. tabby-ipam on
+// its own refuses it (code 7): bypassing IPAM is the plugin's feature,
+// as in Calico, where the calico plugin does it and never calls its IPAM.
+//
+// Not supported: hwAddr, the host-local → tabby-ipam migration mode,
+// Windows.
 //
 // Thread safety: a Plugin and an IPAMPlugin hold only their options and
 // are safe for concurrent use when the WorkloadManager and IPAM given are

@@ -76,7 +76,9 @@ func (ip *IPAMPlugin) add(ctx context.Context, pc *types.PluginConf, ic *IPAMCon
 		return nil, err
 	}
 	defer m.Close()
-	addrs, _, err := ip.p.assign(ctx, m, ic, Handle(pc.Name, args.ContainerID), k8s, ip.p.resolver)
+	// Like Calico's IPAM plugin, tabby-ipam never bypasses IPAM: the
+	// ipAddrsNoIpam annotation is the tabby plugin's feature.
+	addrs, _, err := ip.p.assign(ctx, m, ic, false, Handle(pc.Name, args.ContainerID), k8s, ip.p.resolver)
 	if err != nil {
 		return nil, err
 	}

@@ -294,7 +294,7 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 		}
 		a.close = func() { _ = m.Close() }
 		a.opened = time.Since(start)
-		addrs, fresh, err := p.assign(ctx, m, conf.IPAMConf, handle, k8s, r)
+		addrs, fresh, err := p.assign(ctx, m, conf.IPAMConf, conf.FeatureControl.IPAddrsNoIPAM, handle, k8s, r)
 		a.addrs, a.err = addrs, err
 		a.release = func(ctx context.Context) error {
 			if !fresh {
@@ -331,7 +331,11 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 // assign returns the handle's addresses: those it already holds (a retried
 // ADD, fresh=false) or new ones chosen from the annotations, CNI_ARGS IP
 // and the configuration.
-func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, handle string, k8s K8sArgs, r Resolver) ([]netip.Addr, bool, error) {
+//
+// With noIPAM (feature_control.ip_addrs_no_ipam), a pod's ipAddrsNoIpam
+// annotation gives its addresses without IPAM (fresh=false: nothing to
+// release); without, that annotation is an error.
+func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, handle string, k8s K8sArgs, r Resolver) ([]netip.Addr, bool, error) {
 	if err := m.EnsurePools(ctx, ic.Pools); err != nil {
 		return nil, false, err
 	}
@@ -355,8 +359,16 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, handle string
 		req.Num6 = 1
 	}
 	if req.Pod != "" {
-		if err := applyAnnotations(ctx, r, &req); err != nil {
+		given, err := applyAnnotations(ctx, r, &req)
+		if err != nil {
 			return nil, false, err
+		}
+		if len(given) > 0 {
+			if !noIPAM {
+				return nil, false, fmt.Errorf("%w: pod %s/%s: %s: requested feature is not enabled: ip_addrs_no_ipam (feature_control)",
+					ErrInvalidConfig, req.Namespace, req.Pod, ipam.AnnotationIPAddrsNoIPAM)
+			}
+			return given, false, nil
 		}
 	}
 	if ip := string(k8s.IP); ip != "" {
@@ -376,20 +388,12 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, handle string
 	return addrs, true, nil
 }
 
-func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) error {
-	if r == nil {
-		return nil
-	}
-	podAnn, nsAnn, err := r.Annotations(ctx, req.Namespace, req.Pod)
-	if err != nil {
-		return fmt.Errorf("%w: annotations of %s/%s: %w", ErrDatastore, req.Namespace, req.Pod, err)
-	}
-	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
-	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", req.Namespace, req.Pod, err)
-	}
-	if len(a.NoIPAMAddrs) > 0 {
-		return fmt.Errorf("%w: %s is not supported", ErrInvalidConfig, ipam.AnnotationIPAddrsNoIPAM)
+// applyAnnotations applies the pod's and namespace's annotations to req
+// and returns the pod's ipAddrsNoIpam addresses, if any.
+func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) ([]netip.Addr, error) {
+	a, err := annotationsOf(ctx, r, req.Namespace, req.Pod)
+	if err != nil || len(a.NoIPAMAddrs) > 0 {
+		return a.NoIPAMAddrs, err
 	}
 	if len(a.IPv4Pools) > 0 {
 		req.IPv4Pools = a.IPv4Pools
@@ -399,7 +403,24 @@ func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) error
 	}
 	req.Addrs = a.Addrs
 	req.FloatingIPs = a.FloatingIPs
-	return nil
+	return nil, nil
+}
+
+// annotationsOf reads and parses the pod's and its namespace's
+// annotations (none without a resolver).
+func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam.AnnotationRequest, error) {
+	if r == nil {
+		return ipam.AnnotationRequest{}, nil
+	}
+	podAnn, nsAnn, err := r.Annotations(ctx, namespace, pod)
+	if err != nil {
+		return ipam.AnnotationRequest{}, fmt.Errorf("%w: annotations of %s/%s: %w", ErrDatastore, namespace, pod, err)
+	}
+	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
+	if err != nil {
+		return ipam.AnnotationRequest{}, fmt.Errorf("pod %s/%s: %w", namespace, pod, err)
+	}
+	return a, nil
 }
 
 // resultAddrs lists the addresses of a delegated IPAM result.
@@ -557,7 +578,44 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 		return err
 	}
 	defer m.Close()
+	if conf.FeatureControl.IPAddrsNoIPAM {
+		given, err := p.givenWithoutIPAM(ctx, conf, args)
+		if err != nil {
+			return err
+		}
+		if len(given) > 0 {
+			// ipAddrsNoIpam: the addresses are the annotation's, and
+			// IPAM holds nothing for the handle.
+			if !sameAddrs(given, addrs) {
+				return fmt.Errorf("%w: %s gives %v, prevResult has %v", ErrCheckFailed, ipam.AnnotationIPAddrsNoIPAM, given, addrs)
+			}
+			return checkHandle(ctx, m, handle, nil)
+		}
+	}
 	return checkHandle(ctx, m, handle, addrs)
+}
+
+// givenWithoutIPAM returns the pod's ipAddrsNoIpam addresses (none for a
+// container without a pod name in CNI_ARGS).
+func (p *Plugin) givenWithoutIPAM(ctx context.Context, conf *NetConf, args *skel.CmdArgs) ([]netip.Addr, error) {
+	k8s, err := ParseArgs(args.Args)
+	if err != nil || k8s.K8S_POD_NAME == "" {
+		return nil, err
+	}
+	r, err := p.resolverFor(conf)
+	if err != nil {
+		return nil, err
+	}
+	a, err := annotationsOf(ctx, r, string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME))
+	return a.NoIPAMAddrs, err
+}
+
+// sameAddrs compares two address lists as sets.
+func sameAddrs(a, b []netip.Addr) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(a, netip.Addr.Compare)
+	slices.SortFunc(b, netip.Addr.Compare)
+	return slices.Equal(a, b)
 }
 
 func checkHandle(ctx context.Context, m IPAM, handle string, addrs []netip.Addr) error {
@@ -565,10 +623,8 @@ func checkHandle(ctx context.Context, m IPAM, handle string, addrs []netip.Addr)
 	if err != nil {
 		return fmt.Errorf("%w: handle %s: %w", ErrDatastore, handle, err)
 	}
-	want := slices.Clone(addrs)
-	slices.SortFunc(want, netip.Addr.Compare)
-	if !slices.Equal(have, want) {
-		return fmt.Errorf("%w: IPAM handle %s holds %v, prevResult has %v", ErrCheckFailed, handle, have, want)
+	if !sameAddrs(have, addrs) {
+		return fmt.Errorf("%w: IPAM handle %s holds %v, prevResult has %v", ErrCheckFailed, handle, have, addrs)
 	}
 	return nil
 }

@@ -308,22 +308,78 @@ func TestAnnotations(t *testing.T) {
 	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%v", err)
 }
 
+// ipAddrsNoIpam, as Calico: off unless feature_control enables it; then
+// the annotation's addresses are used without IPAM (even outside every
+// pool), CHECK accepts them, DEL releases nothing and leaves nothing.
+func TestIPAddrsNoIPAM(t *testing.T) {
+	static := map[string]any{"pods": map[string]any{
+		"default/given": map[string]string{ipam.AnnotationIPAddrsNoIPAM: `["192.0.2.10", "2001:db8::10"]`},
+	}}
+	tests := []struct {
+		name    string
+		feature bool
+		wantErr string
+	}{
+		{name: "feature off", wantErr: "requested feature is not enabled: ip_addrs_no_ipam"},
+		{name: "feature on", feature: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			top := map[string]any{"annotations": static}
+			if tc.feature {
+				top["feature_control"] = map[string]any{"ip_addrs_no_ipam": true}
+			}
+			c := conf(t, "1.1.0", top, nil)
+			e := newEnv(t)
+			e.wm.AddNetns("/run/netns/given")
+			r, err := e.p.Add(t.Context(), args("given", "/run/netns/given", c))
+			if tc.wantErr != "" {
+				assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%v", err)
+				assert.ErrorContains(t, err, tc.wantErr)
+				assertNothingLeft(t, e, "net1.given")
+				return
+			}
+			require.NoError(t, err)
+			cr, err := current.NewResultFromResult(r)
+			require.NoError(t, err)
+			require.Len(t, cr.IPs, 2)
+			assert.Equal(t, "192.0.2.10/32", cr.IPs[0].Address.String())
+			assert.Equal(t, "2001:db8::10/128", cr.IPs[1].Address.String())
+			held, err := e.m.IPsByHandle(t.Context(), Handle("net1", "given"))
+			require.NoError(t, err)
+			assert.Empty(t, held, "nothing allocated in IPAM")
+
+			again := e.add("given", c) // a retried ADD: the same addresses
+			assert.Equal(t, cr.IPs[0].Address.String(), again.IPs[0].Address.String())
+
+			prev := withPrevResult(t, c, cr)
+			require.NoError(t, e.p.Check(t.Context(), args("given", "/run/netns/given", prev)))
+			require.NoError(t, e.p.Del(t.Context(), args("given", "/run/netns/given", c)))
+			assertNothingLeft(t, e, "net1.given")
+		})
+	}
+}
+
+// withPrevResult returns the configuration c with r as its prevResult.
+func withPrevResult(t *testing.T, c []byte, r *current.Result) []byte {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(c, &m))
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	var pr map[string]any
+	require.NoError(t, json.Unmarshal(raw, &pr))
+	m["prevResult"] = pr
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return b
+}
+
 func TestCheck(t *testing.T) {
 	e := newEnv(t)
 	c := conf(t, "1.1.0", nil, nil)
 	r := e.add("c1", c)
-	withPrev := func(r *current.Result) []byte {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(c, &m))
-		raw, err := json.Marshal(r)
-		require.NoError(t, err)
-		var pr map[string]any
-		require.NoError(t, json.Unmarshal(raw, &pr))
-		m["prevResult"] = pr
-		b, err := json.Marshal(m)
-		require.NoError(t, err)
-		return b
-	}
+	withPrev := func(r *current.Result) []byte { return withPrevResult(t, c, r) }
 	require.NoError(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", withPrev(r))))
 
 	bad := clone(t, r)
