@@ -352,10 +352,9 @@ func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, ad
 		if err == nil {
 			// The alias at once: a pair left by a process that dies before
 			// phase two is then recognised as this workload's and rebuilt.
-			veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
 			if err = w.pipe.execNamed([][]byte{appendSetLinkMsg(nil, res.Host.Index, aliasPrefix+spec.ID, false, nil)},
 				[]string{"set " + res.Host.Name + " alias"}); err != nil {
-				err = errors.Join(err, w.removePair(veth))
+				err = errors.Join(err, w.removePair(res.Host))
 			}
 		}
 		made <- pair{pc, res, err}
@@ -371,7 +370,7 @@ func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, ad
 		if created {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			err = errors.Join(err, w.removePair(&nl.Veth{LinkAttrs: nl.LinkAttrs{Name: p.res.Host.Name, Index: p.res.Host.Index}}))
+			err = errors.Join(err, w.removePair(p.res.Host))
 		}
 		return WorkloadResult{}, err
 	}
@@ -433,16 +432,16 @@ func (w *Workloads) settle(ctx context.Context, spec WorkloadSpec, pod ns.NetNS,
 		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	if err := w.waitRunning(ctx, spec, res, pc.h); err != nil {
-		veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
-		return WorkloadResult{}, errors.Join(err, w.removePair(veth))
+		return WorkloadResult{}, errors.Join(err, w.removePair(res.Host))
 	}
 	w.opts.log.Debug("workload set up", "workload", spec.ID, "host", res.Host.Name)
 	return res, nil
 }
 
-// removePair deletes a veth pair this package made (by its host end),
-// for a roll back; already gone is not an error.
-func (w *Workloads) removePair(veth *nl.Veth) error {
+// removePair deletes a veth pair this package made (by its host end,
+// name and index), for a roll back; already gone is not an error.
+func (w *Workloads) removePair(host Interface) error {
+	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: host.Name, Index: host.Index}}
 	if err := w.h.LinkDel(veth); err != nil && !IsNotFound(err) {
 		return fmt.Errorf("roll back %s: %w", veth.Name, err)
 	}
@@ -617,15 +616,15 @@ func (w *Workloads) createPair(spec WorkloadSpec, pod ns.NetNS) (res WorkloadRes
 		return res, fmt.Errorf("create veth %s: %w", hostName, err)
 	}
 	if errs[1] != nil || hostIndex <= 0 || podIndex <= 0 {
-		veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: hostName, Index: hostIndex}}
+		host := Interface{Name: hostName, Index: hostIndex}
 		if hostIndex <= 0 {
 			l, lerr := w.h.LinkByName(hostName) // for the roll back
 			if lerr == nil {
-				veth.Index = l.Attrs().Index
+				host.Index = l.Attrs().Index
 			}
 		}
 		err := fmt.Errorf("read back veth %s (index %d, peer %d): %w", hostName, hostIndex, podIndex, errors.Join(errs[1], ErrLinkNotFound))
-		return res, errors.Join(err, w.removePair(veth))
+		return res, errors.Join(err, w.removePair(host))
 	}
 	res.Host = Interface{Name: hostName, MAC: HostMAC(), Index: hostIndex}
 	res.Container = Interface{Name: spec.IfName, MAC: podMAC, Index: podIndex, Sandbox: spec.Netns}
@@ -640,7 +639,7 @@ func (w *Workloads) configure(spec WorkloadSpec, pod ns.NetNS, pc podConn, res *
 	veth := &nl.Veth{LinkAttrs: nl.LinkAttrs{Name: res.Host.Name, Index: res.Host.Index}}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, w.removePair(veth))
+			err = errors.Join(err, w.removePair(res.Host))
 		}
 	}()
 	if podDAD && spec.hasV6() {
