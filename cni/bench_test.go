@@ -30,13 +30,18 @@ import (
 //	go test -run '^$' -bench IPAMOnly    -benchtime 1000x ./cni/
 //	go test -run '^$' -bench Start       -benchtime 100x  ./cni/
 //	go test -run '^$' -bench VethDelete  -benchtime 50x   ./cni/
+//	go test -run '^$' -bench PodChurn    -benchtime 100x  ./cni/
 //
 // BenchmarkPods: b.N pods per plugin set up (ADD), then torn down (DEL);
 // p50/p99 of each and the p50 ratios tabby/upstream. BenchmarkIPAMOnly: b.N
 // ADDs then DELs of the IPAM plugin binaries alone. BenchmarkStart: a
 // VERSION exec of each binary, the process start a DEL cannot avoid.
 // BenchmarkVethDelete: the kernel's part of a DEL, the ways one can remove
-// a pod's veth.
+// a pod's veth. BenchmarkPodChurn: a pod's whole life as a runtime lives
+// it — create its namespace, ADD, DEL, remove the namespace — b.N times
+// per plugin in turns, so that the kernel's asynchronous cleanup of one
+// namespace (RTNL held, an RCU barrier) slows whatever comes next: what
+// DEL leaves to that cleanup is paid here.
 
 func percentile(d []time.Duration, p float64) float64 {
 	s := slices.Clone(d)
@@ -105,6 +110,41 @@ func BenchmarkPods(b *testing.B) {
 	}, func(i int, c *contender) error {
 		return l.del(lists[c.name], rt(fmt.Sprint("b", i), pods[c][i].Path))
 	})
+}
+
+func BenchmarkPodChurn(b *testing.B) {
+	l := newLab(b)
+	lists := map[string]*libcni.NetworkConfigList{
+		"tabby": l.tabbyList("churn", map[string]any{"pools": []any{map[string]any{"name": "churn", "cidr": "10.95.0.0/16"}}}, nil),
+		"ptp+host-local": l.list(map[string]any{"cniVersion": "1.1.0", "name": "churn", "plugins": []any{map[string]any{
+			"type": "ptp",
+			"ipam": map[string]any{"type": "host-local", "dataDir": filepath.Join(b.TempDir(), "hl"),
+				"ranges": []any{[]any{map[string]any{"subnet": "10.96.0.0/16"}}},
+				"routes": []any{map[string]any{"dst": "0.0.0.0/0"}}},
+		}}}),
+	}
+	cs := []*contender{{name: "tabby"}, {name: "ptp+host-local"}}
+	cycles := map[*contender][]time.Duration{}
+	b.ResetTimer()
+	turns(b, cs, func(i int, c *contender) {
+		start := time.Now()
+		ns, err := nettest.CreateNetns(nettest.UniqueName("cni-churn"))
+		require.NoError(b, err)
+		r := rt(fmt.Sprint("c", i), ns.Path)
+		require.NoError(b, timed(&c.adds, func() error { _, err := l.add(lists[c.name], r); return err }))
+		require.NoError(b, timed(&c.dels, func() error { return l.del(lists[c.name], r) }))
+		require.NoError(b, ns.Delete())
+		cycles[c] = append(cycles[c], time.Since(start))
+	})
+	b.StopTimer()
+	for _, c := range cs {
+		report(b, c.name+"-add", c.adds)
+		report(b, c.name+"-del", c.dels)
+		report(b, c.name+"-cycle", cycles[c])
+	}
+	reportRatio(b, "add", cs[0].adds, cs[1].adds)
+	reportRatio(b, "del", cs[0].dels, cs[1].dels)
+	reportRatio(b, "cycle", cycles[cs[0]], cycles[cs[1]])
 }
 
 // addThenDel times add for every contender, b.N times in turns, then del
@@ -181,8 +221,9 @@ func BenchmarkStart(b *testing.B) {
 
 // BenchmarkVethDelete: ways to remove a pod's veth pair once it is set up
 // (by netlink.Workloads, as tabby's ADD does), each timed until the
-// interface is gone: "host" is tabby's DEL (RTM_DELLINK of the host end
-// from the node namespace), "pod" deletes the pod end through a socket in
+// interface is gone: "host" is TeardownWorkload (RTM_DELLINK of the host
+// end from the node namespace), "detach" is tabby's DEL (DetachWorkload:
+// timed until it returns, the pair left to the namespace), "pod" deletes the pod end through a socket in
 // the pod namespace (what ptp does after entering it), "down-first" sets
 // the host end down before deleting it, "addrs-first" removes the pod's
 // addresses and the host routes before deleting, and "netns-only" deletes
@@ -207,8 +248,9 @@ func BenchmarkVethDelete(b *testing.B) {
 		return l
 	}
 	ways := map[string]func(id string, pod *nettest.Netns) error{
-		"host": func(id string, _ *nettest.Netns) error { return w.TeardownWorkload(context.Background(), id) },
-		"pod":  func(_ string, pod *nettest.Netns) error { return pod.Handle().LinkDel(podEnd(pod)) },
+		"host":   func(id string, _ *nettest.Netns) error { return w.TeardownWorkload(context.Background(), id) },
+		"detach": func(id string, pod *nettest.Netns) error { return w.DetachWorkload(context.Background(), id, pod.Path) },
+		"pod":    func(_ string, pod *nettest.Netns) error { return pod.Handle().LinkDel(podEnd(pod)) },
 		"down-first": func(id string, _ *nettest.Netns) error {
 			l := hostEnd(id)
 			if err := nh.LinkSetDown(l); err != nil {
@@ -251,7 +293,7 @@ func BenchmarkVethDelete(b *testing.B) {
 		},
 	}
 	var cs []*contender
-	for _, name := range []string{"host", "pod", "down-first", "addrs-first", "netns-only"} {
+	for _, name := range []string{"host", "detach", "pod", "down-first", "addrs-first", "netns-only"} {
 		cs = append(cs, &contender{name: name})
 	}
 	// Every pod is set up first, so the deletions run long after their

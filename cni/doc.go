@@ -19,7 +19,8 @@
 // gateways, default routes and the configuration's DNS, converted to the
 // configuration's cniVersion.
 //
-// DEL removes the veth (no netns needed) and releases the handle; CHECK
+// DEL takes the veth off the network (detaches it, design note 5) and
+// releases the handle; CHECK
 // compares prevResult with the kernel (interfaces, addresses, routes) and
 // with the IPAM record; GC removes veths and allocations of this network
 // whose container is not in cni.dev/valid-attachments; STATUS pings the
@@ -63,15 +64,26 @@
 //     not an error, and every verb runs under timeout_seconds
 //     (DefaultTimeout), which also bounds the bbolt lock wait and the etcd
 //     dial, so a stuck datastore gives code 11, never a hung runtime.
-//  5. DEL removes the veth itself, synchronously: one RTM_DELLINK of the
-//     host end from the node namespace (the kernel removes both ends; the
-//     pod namespace is not entered), while the handle is released at the
-//     same time. It does not leave the interface to the runtime's deletion
-//     of the namespace: DEL frees the address, a runtime may keep the
-//     namespace after DEL, and an interface left behind would still hold
-//     an address the next pod can get. Calico's DEL and ptp's do the same.
-//     The kernel's part waits for an RCU grace period (the rcu_barrier in
-//     netdev_run_todo) and is most of a DEL's time; README.md has figures.
+//  5. DEL does not wait for the kernel to unregister the veth pair. A
+//     link deletion waits for an RCU barrier (the rcu_barrier in
+//     netdev_run_todo, ~20 ms here, most of a DEL that deletes; README.md
+//     has figures), and the runtime removes the pod namespace right after
+//     DEL, which unregisters every link in it, veth peers included, in
+//     the kernel's batched namespace cleanup. So DEL detaches the pair
+//     (netlink.WorkloadManager.DetachWorkload) while the handle is
+//     released: the host end is set down (the kernel drops the host
+//     routes through it), then the pod end; the pod end's addresses are
+//     removed; both ends are renamed DetachedIfaceName ("tbd-" and the
+//     host name's digits, alias "tabby-detached:<handle>"). Nothing routes
+//     to or from the pair, the freed address is held by no interface, and
+//     the pod's interface name and the host name are free at once, so a
+//     runtime that ADDs again into the same namespace gets a new pair.
+//     The pair goes with the namespace; a runtime that keeps the
+//     namespace keeps the dead pair until GC deletes it. Without
+//     CNI_NETNS, with the namespace gone, when the pod end is not in it,
+//     or when a step fails, DEL deletes the pair and waits, as Calico's
+//     and ptp's DEL always do. BenchmarkPodChurn checks that the work left
+//     to the namespace cleanup does not come back as a slower next pod.
 //  6. ADD overlaps the kernel work with IPAM: the allocation runs on its
 //     own goroutine while the node namespace's netlink sockets are opened
 //     and SetupWorkloadFunc creates the veth pair (peer in the pod netns,

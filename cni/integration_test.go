@@ -25,6 +25,7 @@ import (
 	nl "github.com/vishvananda/netlink"
 
 	"github.com/tabbynet/tabby/cni"
+	"github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/ipam/store/bboltstore"
 )
@@ -365,6 +366,90 @@ func TestIntegrationPodsTCPCheckDel(t *testing.T) {
 	require.NoError(t, l.del(list, rt("pod3", gone.Path)))
 	require.NoError(t, l.del(list, rt("pod2", pods[2].Path)))
 	l.assertClean("tabnet", "pod0", "pod1", "pod2", "pod3")
+}
+
+// DEL detaches the pair: off the network at once, the pod's eth0 and the
+// host name free for a new ADD into the same namespace, the pair gone
+// with the namespace or with GC.
+func TestIntegrationDelDetaches(t *testing.T) {
+	l := newLab(t)
+	list := l.tabbyList("tabnet", map[string]any{"gc_grace_seconds": -1}, nil)
+	peer := nettest.NewNetns(t, "cni-pod")
+	pr, err := l.add(list, rt("peer", peer.Path))
+	require.NoError(t, err)
+	serve(t, peer, podAddr(t, pr), 8080)
+	pod := nettest.NewNetns(t, "cni-pod")
+	r, err := l.add(list, rt("p", pod.Path))
+	require.NoError(t, err)
+	require.NoError(t, talk(pod, podAddr(t, pr), 8080))
+
+	handle := cni.Handle("tabnet", "p")
+	detached := netlink.DetachedIfaceName(handle)
+	require.NoError(t, l.del(list, rt("p", pod.Path)))
+	host, err := l.node.Handle().LinkByName(detached)
+	require.NoError(t, err, "the host end is detached, not deleted")
+	assert.Equal(t, "tabby-detached:"+handle, host.Attrs().Alias)
+	assert.Zero(t, host.Attrs().Flags&net.FlagUp)
+	_, err = l.node.Handle().LinkByName(r.Interfaces[0].Name)
+	assert.Error(t, err, "the host name is free")
+	routes, err := l.node.Handle().RouteGet(net.ParseIP(podAddr(t, r)))
+	if err == nil {
+		for _, rt := range routes {
+			assert.NotEqual(t, host.Attrs().Index, rt.LinkIndex, "a host route still leads to the detached pair")
+		}
+	}
+	links, err := pod.Handle().LinkList()
+	require.NoError(t, err)
+	var names []string
+	for _, lk := range links {
+		names = append(names, lk.Attrs().Name)
+		addrs, err := pod.Handle().AddrList(lk, nl.FAMILY_ALL)
+		require.NoError(t, err)
+		if lk.Attrs().Name == detached {
+			assert.Empty(t, addrs, "the detached pod end has no address")
+			assert.Zero(t, lk.Attrs().Flags&net.FlagUp)
+		}
+	}
+	assert.ElementsMatch(t, []string{"lo", detached}, names)
+	l.assertClean("tabnet", "p")
+
+	// The runtime re-attaches the same sandbox: a new ADD works.
+	r2, err := l.add(list, rt("p", pod.Path))
+	require.NoError(t, err)
+	assert.Equal(t, r.Interfaces[0].Name, r2.Interfaces[0].Name)
+	assert.Equal(t, "eth0", r2.Interfaces[1].Name)
+	require.NoError(t, talk(pod, podAddr(t, pr), 8080))
+	// A second DEL while the first pair is still detached deletes the new one.
+	require.NoError(t, l.del(list, rt("p", pod.Path)))
+	l.assertClean("tabnet", "p")
+	_, err = l.node.Handle().LinkByName(detached)
+	require.NoError(t, err)
+
+	// GC (no valid attachment but the peer) deletes the detached pair of a
+	// namespace the runtime kept.
+	require.NoError(t, l.in(func(ctx context.Context) error {
+		return l.cfg.GCNetworkList(ctx, list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: "peer", IfName: "eth0"}}})
+	}))
+	_, err = l.node.Handle().LinkByName(detached)
+	assert.Error(t, err, "GC deletes the detached pair")
+	links, err = pod.Handle().LinkList()
+	require.NoError(t, err)
+	assert.Len(t, links, 1, "only lo is left in the pod")
+
+	// Usually the runtime removes the namespace after DEL: the kernel
+	// deletes the pair with it.
+	r3, err := l.add(list, rt("p", pod.Path))
+	require.NoError(t, err)
+	require.NoError(t, l.del(list, rt("p", pod.Path)))
+	_, err = l.node.Handle().LinkByName(detached)
+	require.NoError(t, err)
+	require.NoError(t, pod.Delete())
+	require.Eventually(t, func() bool {
+		_, err := l.node.Handle().LinkByName(detached)
+		return err != nil
+	}, 10*time.Second, 10*time.Millisecond, "the detached pair goes with the namespace")
+	assert.NotEmpty(t, r3.IPs)
+	l.assertClean("tabnet", "p")
 }
 
 func TestIntegrationErrors(t *testing.T) {

@@ -466,10 +466,15 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// Del removes the container's interface and releases its addresses (CNI
-// DEL). It is idempotent: a missing netns, interface or allocation, or a
-// container never added, is not an error. It is bounded by the configured
-// timeout; a datastore that does not answer gives code 11.
+// Del takes the container's interface off the network and releases its
+// addresses (CNI DEL). The veth pair is detached
+// (netlink.WorkloadManager.DetachWorkload: both ends down and renamed
+// "tbd-…", no address, no route) and the kernel deletes it with the pod
+// namespace, which the runtime removes after DEL; without CNI_NETNS, or
+// with it gone, the pair is deleted at once. It is idempotent: a missing
+// netns, interface or allocation, or a container never added, is not an
+// error. It is bounded by the configured timeout; a datastore that does
+// not answer gives code 11.
 func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
 		if args.ContainerID == "" {
@@ -481,11 +486,12 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 			return err
 		}
 		defer done()
-		// The veth and the allocation are independent: remove both at once
-		// (the kernel's link deletion and the datastore's commits each take
-		// milliseconds).
+		// The veth and the allocation are independent: take both down at
+		// once. The pair is detached, not deleted: off the network now,
+		// unregistered by the kernel with the pod namespace the runtime
+		// removes next (a deletion waits ~20 ms for an RCU barrier).
 		teardown := make(chan error, 1)
-		go func() { teardown <- wm.TeardownWorkload(ctx, handle) }()
+		go func() { teardown <- wm.DetachWorkload(ctx, handle, args.Netns) }()
 		var rel error
 		if conf.IPAMConf != nil {
 			rel = p.release(ctx, conf.IPAMConf, handle, d)
@@ -679,7 +685,8 @@ func compareResults(prev, want *current.Result) error {
 
 // GC removes the host interfaces and releases the allocations of this
 // network whose container is not among cni.dev/valid-attachments (CNI
-// 1.1 GC). Allocations younger than the IPAM section's gc grace are kept.
+// 1.1 GC), and deletes the pairs DEL detached whose pod namespace still
+// exists. Allocations younger than the IPAM section's gc grace are kept.
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
 		live := liveHandles(conf.Name, conf.ValidAttachments)
@@ -693,11 +700,15 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 			return err
 		}
 		var errs []error
+		ours := func(id string) bool { return strings.HasPrefix(id, conf.Name+".") }
 		for _, id := range ids {
-			if strings.HasPrefix(id, conf.Name+".") && !live(id) {
+			if ours(id) && !live(id) {
 				errs = append(errs, wm.TeardownWorkload(ctx, id))
 			}
 		}
+		// Pairs DEL detached whose namespace the runtime kept: no
+		// attachment owns them any more.
+		errs = append(errs, wm.RemoveDetached(ctx, ours))
 		if conf.IPAMConf != nil {
 			errs = append(errs, p.gcIPAM(ctx, conf.Name, conf.IPAMConf, live, d))
 		} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {

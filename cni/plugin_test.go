@@ -112,8 +112,11 @@ func TestAddDelLifecycle(t *testing.T) {
 
 	// DEL twice, DEL of a container never added, DEL after the netns went.
 	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	assert.Equal(t, []string{"net1.c1"}, e.wm.DetachedWorkloads(), "DEL detaches the pair")
 	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
 	require.NoError(t, e.p.Del(t.Context(), args("never", "", c)))
+	e.wm.DeleteNetns("/run/netns/c1")
+	assert.Empty(t, e.wm.DetachedWorkloads(), "the pair goes with the netns")
 	e.wm.DeleteNetns("/run/netns/c2")
 	require.NoError(t, e.p.Del(t.Context(), args("c2", "/run/netns/c2", c)))
 	ids, err := e.wm.ListWorkloads(t.Context())
@@ -414,9 +417,11 @@ func clone(t *testing.T, r *current.Result) *current.Result {
 func TestGC(t *testing.T) {
 	e := newEnv(t)
 	c := conf(t, "1.1.0", nil, map[string]any{"gc_grace_seconds": -1})
-	for _, id := range []string{"a", "b", "c"} {
+	for _, id := range []string{"a", "b", "c", "d"} {
 		e.add(id, c)
 	}
+	require.NoError(t, e.p.Del(t.Context(), args("d", "/run/netns/d", c)))
+	require.Equal(t, []string{"net1.d"}, e.wm.DetachedWorkloads())
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(c, &m))
 	m["cni.dev/valid-attachments"] = []any{map[string]any{"containerID": "b", "ifname": "eth0"}}
@@ -425,6 +430,7 @@ func TestGC(t *testing.T) {
 	ids, err := e.wm.ListWorkloads(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, []string{"net1.b"}, ids)
+	assert.Empty(t, e.wm.DetachedWorkloads(), "GC deletes the pairs DEL detached")
 	for h, n := range map[string]int{"net1.a": 0, "net1.b": 1, "net1.c": 0} {
 		have, err := e.m.IPsByHandle(t.Context(), h)
 		require.NoError(t, err)

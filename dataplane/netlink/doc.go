@@ -21,7 +21,13 @@
 //     addresses (a CNI ADD while IPAM assigns): it makes the pair while a
 //     given function returns them, then configures it.
 //     TeardownWorkload (by ID, idempotent, needs no pod netns),
-//     CheckWorkload (CNI CHECK), ListWorkloads (CNI GC).
+//     CheckWorkload (CNI CHECK), ListWorkloads (CNI GC). DetachWorkload
+//     (CNI DEL) takes a workload off the network without waiting for the
+//     kernel to unregister its pair (an RCU barrier, ~20 ms): both ends
+//     down and renamed DetachedIfaceName ("tbd-…", alias
+//     "tabby-detached:<ID>"), addresses and routes gone; the kernel
+//     deletes the pair with the pod namespace, RemoveDetached (CNI GC)
+//     when the runtime keeps the namespace.
 //   - RouteOwner: desired routes — blackholes for local blocks, remote
 //     blocks via a next hop, ECMP routes (one multipath route), /32s for
 //     borrowed addresses, on-link routes via the VXLAN device, any table —

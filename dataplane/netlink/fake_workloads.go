@@ -41,6 +41,9 @@ type fakeVeth struct {
 	spec            WorkloadSpec // with defaults; zero ID for a foreign link
 	// down: made by SetupWorkloadFunc, addresses not added yet.
 	down bool
+	// detached by DetachWorkload: both ends named DetachedIfaceName(ID)
+	// (spec.IfName is the pod end's name), no addresses, no routes.
+	detached bool
 }
 
 // NewFakeWorkloads returns an empty fake host namespace. It takes the
@@ -273,6 +276,11 @@ func (f *FakeWorkloads) removeLocked(name string) {
 			delete(pod, l.spec.IfName)
 		}
 	}
+	f.unrouteLocked(name)
+}
+
+// unrouteLocked deletes the host routes through host link name.
+func (f *FakeWorkloads) unrouteLocked(name string) {
 	for a, dev := range f.routes {
 		if dev == name {
 			delete(f.routes, a)
@@ -345,13 +353,71 @@ func (f *FakeWorkloads) TeardownWorkload(ctx context.Context, id string) error {
 	return nil
 }
 
+// DetachWorkload implements WorkloadManager as Workloads does: with
+// podNetns a namespace holding the pod end (AddNetns), both ends are
+// renamed DetachedIfaceName(id), lose their addresses and host routes and
+// stay until DeleteNetns or RemoveDetached; otherwise, or when a detached
+// pair of the ID exists (the kernel's EEXIST on the rename), the pair is
+// deleted.
+func (f *FakeWorkloads) DetachWorkload(ctx context.Context, id, podNetns string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, err := f.ownedLocked(id)
+	if err != nil || l == nil {
+		return err
+	}
+	name, dname := f.HostIfaceName(id), DetachedIfaceName(id)
+	pod := f.netns[podNetns]
+	if podNetns == "" || pod == nil || l.spec.Netns != podNetns || f.host[dname] != nil || pod[dname] {
+		f.removeLocked(name)
+		return nil
+	}
+	f.unrouteLocked(name)
+	delete(f.host, name)
+	f.host[dname] = l
+	delete(pod, l.spec.IfName)
+	pod[dname] = true
+	l.spec.IfName, l.spec.Addresses, l.detached = dname, nil, true
+	return nil
+}
+
+// RemoveDetached implements WorkloadManager.
+func (f *FakeWorkloads) RemoveDetached(ctx context.Context, match func(id string) bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, l := range f.host {
+		if l.detached && (match == nil || match(l.spec.ID)) {
+			f.removeLocked(name)
+		}
+	}
+	return nil
+}
+
+// DetachedWorkloads returns the workload IDs of the detached pairs in the
+// host namespace, sorted (`ip link` aliases "tabby-detached:<ID>").
+func (f *FakeWorkloads) DetachedWorkloads() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, l := range f.host {
+		if l.detached {
+			ids = append(ids, l.spec.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // ListWorkloads implements WorkloadManager.
 func (f *FakeWorkloads) ListWorkloads(ctx context.Context) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ids []string
 	for _, l := range f.host {
-		if l.spec.ID != "" {
+		if l.spec.ID != "" && !l.detached {
 			ids = append(ids, l.spec.ID)
 		}
 	}

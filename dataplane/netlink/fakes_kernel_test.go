@@ -70,6 +70,25 @@ func ownedRoutes(t *testing.T, h RouteHandle, mask uint64) []string {
 	return out
 }
 
+// podLinkNames lists the interface names in the namespace at path, sorted.
+func podLinkNames(t *testing.T, path string) []string {
+	t.Helper()
+	h, err := netns.GetFromPath(path)
+	require.NoError(t, err)
+	defer h.Close()
+	nh, err := nl.NewHandleAt(h, unix.NETLINK_ROUTE)
+	require.NoError(t, err)
+	defer nh.Close()
+	links, err := nh.LinkList()
+	require.NoError(t, err)
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // resultShape is a WorkloadResult without the ifindexes (which differ).
 func resultShape(r WorkloadResult) string {
 	return fmt.Sprintf("host %s %s | pod %s %s %s | ips %v | routes %v",
@@ -107,7 +126,7 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 	errAssign := errors.New("pool exhausted")
 	type step struct {
 		name string
-		op   string // setup, check, teardown, func (SetupWorkloadFunc)
+		op   string // setup, check, teardown, func (SetupWorkloadFunc), detach, remove-detached
 		spec WorkloadSpec
 		// For func: what addrs returns, and whether to wait in it for the
 		// new pair and record what the half-made workload looks like.
@@ -158,6 +177,22 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		{name: "func: pod has lo", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.IfName = "lo" }), addrs: []netip.Addr{e4}},
 		{name: "func: dual stack", op: "func", spec: specE, addrs: []netip.Addr{f4, f6}, mid: true},
 		{name: "func: check dual stack", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
+
+		// DetachWorkload: off the network, names freed, the pair kept.
+		{name: "detach: dual stack", op: "detach", spec: specE},
+		{name: "detach: check", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
+		{name: "detach: again", op: "detach", spec: specE},
+		{name: "detach: set up again in the same pod", op: "setup", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
+		{name: "detach: an earlier pair still detached, deleted", op: "detach", spec: specE},
+		{name: "detach: set up once more", op: "setup", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4} })},
+		{name: "detach: wrong netns, deleted", op: "detach", spec: with(specD, func(s *WorkloadSpec) { s.Netns = pod1 })},
+		{name: "detach: no netns, deleted", op: "detach", spec: WorkloadSpec{ID: "e"}},
+		{name: "detach: empty ID", op: "detach"},
+		{name: "detach: foreign host link", op: "detach", spec: WorkloadSpec{ID: "foreign", Netns: pod2}},
+		{name: "detach: D again, to remove", op: "func", spec: specD, addrs: []netip.Addr{d4}},
+		{name: "detach: D", op: "detach", spec: specD},
+		{name: "remove detached of others", op: "remove-detached", spec: WorkloadSpec{ID: "x"}},
+		{name: "remove detached of D", op: "remove-detached", spec: WorkloadSpec{ID: "d"}},
 		{name: "func: teardown", op: "teardown", spec: specD},
 		{name: "func: teardown dual stack", op: "teardown", spec: specE},
 	}
@@ -188,6 +223,10 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 				return s.addrs, s.addrsErr
 			})
 			return res, err, saw
+		case "detach":
+			return WorkloadResult{}, m.DetachWorkload(ctx, s.spec.ID, s.spec.Netns), ""
+		case "remove-detached":
+			return WorkloadResult{}, m.RemoveDetached(ctx, func(id string) bool { return id == s.spec.ID }), ""
 		default:
 			return WorkloadResult{}, m.TeardownWorkload(ctx, s.spec.ID), ""
 		}
@@ -203,6 +242,20 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		}
 		slices.Sort(out)
 		return out
+	}
+	kernelDetached := func() []string {
+		links, err := hh.LinkList()
+		require.NoError(t, err)
+		var ids []string
+		for _, l := range links {
+			if id, ok := strings.CutPrefix(l.Attrs().Alias, detachedAliasPrefix); ok {
+				require.Equal(t, DetachedIfaceName(id), l.Attrs().Name)
+				require.Zero(t, l.Attrs().Flags&unix.IFF_UP, "%s is down", l.Attrs().Name)
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		return ids
 	}
 	for _, s := range steps {
 		kres, kerr, ksaw := run(kw, s)
@@ -224,6 +277,10 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		fids, err := fw.ListWorkloads(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, kids, fids, "workloads after %s", s.name)
+		assert.Equal(t, kernelDetached(), fw.DetachedWorkloads(), "detached after %s", s.name)
+		for _, pod := range []string{pod1, pod2} {
+			assert.Equal(t, podLinkNames(t, pod), fw.PodLinks(pod), "%s links after %s", pod, s.name)
+		}
 	}
 
 	// Deleting the pod namespace removes the pair with it (the kernel does

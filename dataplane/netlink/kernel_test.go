@@ -533,3 +533,85 @@ func TestKernelWorkloadSetupFunc(t *testing.T) {
 	_, err = node.NS.Handle().LinkByName(tnl.HostIfaceName(tnl.DefaultHostPrefix, failed.ID))
 	assert.Error(t, err)
 }
+
+// TestKernelDetachWorkload: a detached workload is off the network at
+// once (no host route, no pod address, both ends down), its names are free
+// for a new setup in the same pod namespace, and the kernel removes the
+// pair with that namespace.
+func TestKernelDetachWorkload(t *testing.T) {
+	ctx := context.Background()
+	node, w, podNS := dualStackNode(t, "tby-wld")
+	spec := tnl.WorkloadSpec{ID: "k8s-pod-network.det1", Netns: podNS.Path,
+		Addresses: []netip.Addr{addr("10.244.1.30"), addr("fd00:244:0:1::30")}}
+	res, err := w.SetupWorkload(ctx, spec)
+	require.NoError(t, err)
+	other := node.AddPod(t)
+	ping := func() error {
+		_, err := podNS.Run(ctx, "ping", "-c1", "-W1", other.IP.String())
+		return err
+	}
+	require.NoError(t, ping())
+
+	require.NoError(t, w.DetachWorkload(ctx, spec.ID, podNS.Path))
+	name := tnl.DetachedIfaceName(spec.ID)
+	assert.Len(t, name, 15)
+	assert.Equal(t, res.Host.Name[len(tnl.DefaultHostPrefix):len(tnl.DefaultHostPrefix)+11], name[len("tbd-"):], "the same digits as the host name")
+	host, err := node.NS.Handle().LinkByIndex(res.Host.Index)
+	require.NoError(t, err)
+	assert.Equal(t, name, host.Attrs().Name)
+	assert.Equal(t, "tabby-detached:"+spec.ID, host.Attrs().Alias)
+	assert.Zero(t, host.Attrs().Flags&net.FlagUp)
+	pod, err := podNS.Handle().LinkByIndex(res.Container.Index)
+	require.NoError(t, err)
+	assert.Equal(t, name, pod.Attrs().Name)
+	assert.Zero(t, pod.Attrs().Flags&net.FlagUp)
+	addrs, err := podNS.Handle().AddrList(pod, nl.FAMILY_ALL)
+	require.NoError(t, err)
+	assert.Empty(t, addrs, "the pod end keeps no address")
+	for _, a := range spec.Addresses {
+		out, err := node.NS.Run(ctx, "ip", "route", "show", "match", a.String())
+		require.NoError(t, err)
+		assert.NotContains(t, out, a.String(), "no host route to the pod")
+	}
+	require.Error(t, ping())
+	ids, err := w.ListWorkloads(ctx)
+	require.NoError(t, err)
+	assert.NotContains(t, ids, spec.ID)
+	_, err = w.CheckWorkload(ctx, spec)
+	require.ErrorIs(t, err, tnl.ErrLinkNotFound)
+	require.NoError(t, w.DetachWorkload(ctx, spec.ID, podNS.Path), "idempotent")
+
+	// A new ADD into the same namespace (the runtime re-attaching the
+	// sandbox) gets eth0 and the host name back, and works.
+	res2, err := w.SetupWorkload(ctx, spec)
+	require.NoError(t, err)
+	assert.Equal(t, res.Host.Name, res2.Host.Name)
+	assert.Equal(t, "eth0", res2.Container.Name)
+	require.NoError(t, ping())
+	require.NoError(t, w.TeardownWorkload(ctx, spec.ID))
+
+	// The kernel removes the detached pair with the pod namespace.
+	require.NoError(t, podNS.Delete())
+	require.Eventually(t, func() bool {
+		_, err := node.NS.Handle().LinkByName(name)
+		return err != nil
+	}, 10*time.Second, 10*time.Millisecond, "the detached host end goes with the pod namespace")
+
+	// RemoveDetached deletes what a kept namespace would keep.
+	kept := nettest.NewNetns(t, "tby-wld")
+	spec.Netns = kept.Path
+	_, err = w.SetupWorkload(ctx, spec)
+	require.NoError(t, err)
+	require.NoError(t, w.DetachWorkload(ctx, spec.ID, kept.Path))
+	_, err = node.NS.Handle().LinkByName(name)
+	require.NoError(t, err)
+	require.NoError(t, w.RemoveDetached(ctx, func(id string) bool { return id == "k8s-pod-network.other" }))
+	_, err = node.NS.Handle().LinkByName(name)
+	require.NoError(t, err, "another workload's match leaves it")
+	require.NoError(t, w.RemoveDetached(ctx, nil))
+	_, err = node.NS.Handle().LinkByName(name)
+	require.Error(t, err)
+	links, err := kept.Handle().LinkList()
+	require.NoError(t, err)
+	require.Len(t, links, 1, "only lo is left in the kept namespace")
+}

@@ -72,6 +72,30 @@ func appendSetLinkMsg(b []byte, index int, alias string, up bool, ipv4Conf [][2]
 	return appendMessage(b, m, 0)
 }
 
+// appendLinkDownMsg appends an RTM_SETLINK that sets link index down
+// (`ip link set dev X down`).
+func appendLinkDownMsg(b []byte, index int) []byte {
+	lm := rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Index: uint32(index), Change: unix.IFF_UP}
+	m, err := request(unix.RTM_SETLINK, netlink.Request, &lm)
+	if err != nil {
+		return append(b, 0)
+	}
+	return appendMessage(b, m, 0)
+}
+
+// appendRenameMsg appends an RTM_SETLINK that renames link index and sets
+// its alias (`ip link set dev X name NAME alias A`); the kernel refuses to
+// rename a link that is up (EBUSY).
+func appendRenameMsg(b []byte, index int, name, alias string) []byte {
+	lm := rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Index: uint32(index),
+		Attributes: &rtnetlink.LinkAttributes{Name: name, Alias: &alias}}
+	m, err := request(unix.RTM_SETLINK, netlink.Request, &lm)
+	if err != nil {
+		return append(b, 0)
+	}
+	return appendMessage(b, m, 0)
+}
+
 // appendProxyDelayMsg appends an RTM_SETNEIGHTBL that sets the ARP proxy
 // delay of link index (`sysctl net.ipv4.neigh.X.proxy_delay`, given here
 // in milliseconds).

@@ -16,8 +16,10 @@ import (
 //	ADD   SetupWorkload(spec)  → WorkloadResult (interfaces, IPs, routes for the CNI result)
 //	      SetupWorkloadFunc(spec, addrs) → the same, the veth made while IPAM assigns
 //	CHECK CheckWorkload(spec)  → ErrMismatch / ErrLinkNotFound when the kernel differs
-//	DEL   TeardownWorkload(id) → nil also when already gone (idempotent, no netns needed)
+//	DEL   DetachWorkload(id, netns) → off the network now, the pair freed with the netns
+//	      TeardownWorkload(id) → the pair deleted (idempotent, no netns needed)
 //	GC    ListWorkloads()      → IDs to compare with the runtime's live attachments
+//	      RemoveDetached(match) → pairs of DELs whose netns the runtime kept
 type WorkloadManager interface {
 	// SetupWorkload creates or repairs the workload's veth pair, addresses,
 	// routes and sysctls and returns once the pod is reachable. Errors:
@@ -41,7 +43,18 @@ type WorkloadManager interface {
 	// none. ErrInvalidSpec for an empty ID, ErrNameCollision when the host
 	// name belongs to a link tabby did not create for this ID.
 	TeardownWorkload(ctx context.Context, id string) error
-	// ListWorkloads returns the IDs of existing workloads, sorted.
+	// DetachWorkload takes the workload off the network without waiting
+	// for the kernel to unregister its veth pair: both ends down, renamed
+	// DetachedIfaceName(id), addresses and routes gone; the pair goes with
+	// podNetns. It deletes the pair instead (as TeardownWorkload) when
+	// podNetns is "" or gone or does not hold the pod end, or a step
+	// fails. nil when there is no workload; errors as TeardownWorkload.
+	DetachWorkload(ctx context.Context, id, podNetns string) error
+	// RemoveDetached deletes the detached pairs whose workload ID match
+	// accepts (nil: all).
+	RemoveDetached(ctx context.Context, match func(id string) bool) error
+	// ListWorkloads returns the IDs of existing workloads (not detached
+	// ones), sorted.
 	ListWorkloads(ctx context.Context) ([]string, error)
 	// HostIfaceName returns the host-side interface name of a workload ID.
 	HostIfaceName(id string) string

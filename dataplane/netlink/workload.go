@@ -1,6 +1,7 @@
 package netlink
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,7 +32,12 @@ const (
 	DefaultMTU = 1500
 	// aliasPrefix marks host veths tabby created; the rest is the workload ID.
 	aliasPrefix = "tabby:"
-	maxIDLen    = 200
+	// detachedAliasPrefix marks both ends of a pair DetachWorkload took
+	// off the network; the rest is the workload ID.
+	detachedAliasPrefix = "tabby-detached:"
+	// detachedPrefix starts DetachedIfaceName.
+	detachedPrefix = "tbd-"
+	maxIDLen       = 200
 )
 
 // PodGatewayV4 returns 169.254.1.1, the gateway of the pod's IPv4 default
@@ -757,6 +763,134 @@ func (w *Workloads) TeardownWorkload(ctx context.Context, id string) error {
 		return fmt.Errorf("workload %s: delete %s: %w", id, l.Attrs().Name, err)
 	}
 	return nil
+}
+
+// DetachedIfaceName is the name both ends of a workload's veth pair take
+// when DetachWorkload takes it off the network: "tbd-" and the first 11
+// hex digits of SHA-256(workloadID), the digits its host end's name
+// starts with.
+func DetachedIfaceName(workloadID string) string { return HostIfaceName(detachedPrefix, workloadID) }
+
+// DetachWorkload is a CNI DEL's TeardownWorkload for a pod namespace the
+// runtime is about to remove: it takes the workload off the network at
+// once and leaves the unregistering of its veth pair to the kernel's
+// removal of that namespace. Unregistering a link waits for an RCU
+// barrier (about 20 ms per deletion on the test machines, most of a
+// DEL's time); setting links down and renaming them does not, and the
+// kernel's cleanup of a dead namespace unregisters all of its links, and
+// their peers, in one batch.
+//
+// With podNetns the path of the namespace holding the pod end (CNI_NETNS),
+// it sets the host end down — the kernel drops the host routes through it
+// — then the pod end, removes the pod end's addresses, and renames both
+// ends DetachedIfaceName(id) with the alias "tabby-detached:<id>": the
+// host name and the pod's interface name are free again at once (a new
+// ADD into the same namespace works), ListWorkloads no longer lists the
+// workload, and nothing routes to or from the pair. The pair itself goes
+// when the pod namespace does, or with RemoveDetached (CNI GC); a runtime
+// that keeps the namespace keeps the dead pair until then. At most one
+// detached pair per workload ID exists.
+//
+// It deletes the pair instead, as TeardownWorkload does, when podNetns is
+// "" or gone, when the pod end is not in podNetns (no link there with the
+// pair's index and ContainerMAC(id)), when an earlier detached pair of
+// the ID still exists, and when any step fails. A workload that does not
+// exist is not an error. Errors: ErrInvalidSpec for an empty ID,
+// ErrNameCollision as for TeardownWorkload, and a failed deletion.
+func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
+	}
+	var pc podConn
+	if podNetns != "" {
+		if pod, err := openNetns(podNetns); err == nil {
+			pc, err = openPodConn(pod, false)
+			pod.Close()
+			if err == nil {
+				defer pc.close()
+			}
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l, err := w.ownedHostLink(id)
+	if err != nil || l == nil {
+		return err
+	}
+	if pc.h != nil {
+		derr := w.detach(id, l, pc)
+		if derr == nil {
+			return nil
+		}
+		w.opts.log.Info("detaching workload failed, deleting its veth pair", "workload", id, "error", derr)
+	}
+	if err := w.h.LinkDel(l); err != nil && !IsNotFound(err) {
+		return fmt.Errorf("workload %s: delete %s: %w", id, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// detach is DetachWorkload's work once the host end l and a connection
+// into the pod namespace are open; w.mu is held.
+func (w *Workloads) detach(id string, l nl.Link, pc podConn) error {
+	host := l.Attrs()
+	pl, err := pc.h.LinkByIndex(host.ParentIndex)
+	if err != nil {
+		return fmt.Errorf("pod end %d: %w", host.ParentIndex, err)
+	}
+	pod := pl.Attrs()
+	if !bytes.Equal(pod.HardwareAddr, ContainerMAC(id)) {
+		return fmt.Errorf("pod end %d is %s (%s), not this workload's", pod.Index, pod.Name, pod.HardwareAddr)
+	}
+	name, alias := DetachedIfaceName(id), detachedAliasPrefix+id
+	if err := w.pipe.execNamed([][]byte{appendLinkDownMsg(nil, host.Index), appendRenameMsg(nil, host.Index, name, alias)},
+		[]string{"set " + host.Name + " down", "rename " + host.Name + " " + name}); err != nil {
+		return err
+	}
+	if err := pc.pipe.execNamed([][]byte{appendLinkDownMsg(nil, pod.Index), appendRenameMsg(nil, pod.Index, name, alias)},
+		[]string{"set pod " + pod.Name + " down", "rename pod " + pod.Name + " " + name}); err != nil {
+		return err
+	}
+	// Down drops the pod's IPv6 addresses (keep_addr_on_down=0) but not
+	// its IPv4 ones.
+	addrs, err := pc.h.AddrList(pl, nl.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("pod %s addresses: %w", name, err)
+	}
+	for _, a := range addrs {
+		if err := pc.h.AddrDel(pl, &a); err != nil && !IsNotFound(err) && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("pod %s: delete %s: %w", name, a.IPNet, err)
+		}
+	}
+	w.opts.log.Debug("workload detached", "workload", id, "host", host.Name, "as", name)
+	return nil
+}
+
+// RemoveDetached deletes the veth pairs DetachWorkload left in the host
+// namespace whose workload ID match accepts (nil: all), for CNI GC (the
+// pairs whose pod namespace the runtime kept). Each deletion waits for
+// the kernel (see DetachWorkload).
+func (w *Workloads) RemoveDetached(ctx context.Context, match func(id string) bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	links, err := retryDump(w.h.LinkList)
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		id, ok := strings.CutPrefix(l.Attrs().Alias, detachedAliasPrefix)
+		if !ok || (match != nil && !match(id)) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := w.h.LinkDel(l); err != nil && !IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("workload %s: delete detached %s: %w", id, l.Attrs().Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ListWorkloads returns the IDs of workloads that have a host veth made by

@@ -53,8 +53,9 @@ type Netns struct {
 	// Path is the bind-mounted namespace file, /var/run/netns/<Name>.
 	Path string
 
-	ns ns.NetNS
-	h  *nl.Handle
+	ns      ns.NetNS
+	h       *nl.Handle
+	deleted bool
 }
 
 // NewNetns creates a uniquely named namespace (name = UniqueName(prefix))
@@ -135,7 +136,12 @@ func CreateNetns(name string) (*Netns, error) {
 
 // Delete closes the handles and removes the namespace. Links inside it
 // (and veth peers outside) disappear with it once no process holds it.
+// Deleting it again does nothing.
 func (n *Netns) Delete() error {
+	if n.deleted {
+		return nil
+	}
+	n.deleted = true
 	n.h.Close()
 	err := n.ns.Close()
 	if derr := netns.DeleteNamed(n.Name); derr != nil && !errors.Is(derr, os.ErrNotExist) && !errors.Is(derr, syscall.EINVAL) {
