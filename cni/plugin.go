@@ -476,7 +476,13 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 // error. It is bounded by the configured timeout; a datastore that does
 // not answer gives code 11.
 func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
-	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+	st := newStopwatch()
+	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) (err error) {
+		st.lap("parse")
+		defer func() {
+			st.lap("rest")
+			p.log.Debug("DEL timing", "container", args.ContainerID, "ok", err == nil, "steps", st)
+		}()
 		if args.ContainerID == "" {
 			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
 		}
@@ -490,8 +496,15 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		// once. The pair is detached, not deleted: off the network now,
 		// unregistered by the kernel with the pod namespace the runtime
 		// removes next (a deletion waits ~20 ms for an RCU barrier).
+		st.lap("open")
 		teardown := make(chan error, 1)
-		go func() { teardown <- wm.DetachWorkload(ctx, handle, args.Netns) }()
+		var detached time.Duration
+		go func() {
+			start := time.Now()
+			err := wm.DetachWorkload(ctx, handle, args.Netns)
+			detached = time.Since(start)
+			teardown <- err
+		}()
 		var rel error
 		if conf.IPAMConf != nil {
 			rel = p.release(ctx, conf.IPAMConf, handle, d)
@@ -500,7 +513,11 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		} else {
 			rel = removeRecord(conf.StateDir, handle)
 		}
-		return errors.Join(<-teardown, rel)
+		st.lap("release")
+		terr := <-teardown
+		st.add("detach", detached)
+		st.lap("wait_detach")
+		return errors.Join(terr, rel)
 	})
 }
 

@@ -6,7 +6,7 @@
 //
 // With TABBY_CNI_DEBUG_LOG set to a file path, the plugin appends its debug
 // log there as JSON lines (stdout is the CNI protocol), among them the
-// time each step of an ADD took ("ADD timing").
+// time each step of an ADD and of a DEL took ("ADD timing", "DEL timing").
 package main
 
 import (
