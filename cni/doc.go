@@ -92,7 +92,13 @@
 //     releases the allocation. The debug log's "ADD timing" gives each
 //     step's duration.
 //  7. GC never races ADD: allocations younger than gc_grace_seconds
-//     (DefaultGCGrace) are kept even when their container is not listed.
+//     (DefaultGCGrace) are kept even when their container is not listed,
+//     and so are their interfaces (allocations are collected first; an
+//     interface goes only when its handle holds nothing afterwards). The
+//     one window left is an ADD's first milliseconds, before its
+//     allocation commits. GC takes a handle as its network's only when the
+//     container ID part has no dot (ownedBy): "<network>.<containerID>"
+//     cannot tell network "net" from "net.v2" otherwise.
 //  8. Malformed input never panics: ParseConfig, ParseIPAMConfig and
 //     ParseArgs are fuzzed.
 //

@@ -32,7 +32,7 @@ var ErrNetnsMissing = errors.New("network namespace does not exist")
 
 // Code returns the CNI error code for err:
 //
-//	6    config that is not JSON (*json.SyntaxError, *json.UnmarshalTypeError)
+//	6    config that does not decode: not JSON, or a value of the wrong type (*json.SyntaxError, *json.UnmarshalTypeError)
 //	7    ErrInvalidConfig, ipam.ErrInvalid, ErrUnknownPool, ErrNotInPool, ErrOverlap
 //	4    ErrInvalidArgs
 //	3    ErrNetnsMissing, netlink.ErrNetnsNotFound

@@ -157,13 +157,14 @@ func (ip *IPAMPlugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 // cni.dev/valid-attachments (older than the gc grace).
 func (ip *IPAMPlugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
-		return ip.p.gcIPAM(ctx, pc.Name, ic, liveHandles(pc.Name, pc.ValidAttachments), d)
+		_, err := ip.p.gcIPAM(ctx, pc.Name, ic, keptHandles(pc.Name, pc.ValidAttachments), nil, d)
+		return err
 	})
 }
 
 // Status returns code 50 when the datastore is unreachable.
 func (ip *IPAMPlugin) Status(ctx context.Context, args *skel.CmdArgs) error {
 	return ip.verb(ctx, args, func(ctx context.Context, _ *types.PluginConf, ic *IPAMConf, d time.Duration) error {
-		return statusOf(ctx, ip.p.openIPAM, ic, d)
+		return ip.p.status(ctx, ic, d)
 	})
 }

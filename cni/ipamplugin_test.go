@@ -2,6 +2,8 @@ package cni
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -75,6 +77,44 @@ func TestIPAMPlugin(t *testing.T) {
 	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err))
 	_, err = p.Add(t.Context(), &skel.CmdArgs{ContainerID: "c3", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0","name":"x"}`)})
 	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err))
+}
+
+// A pool with a gateway is a subnet: exhausting it hands out neither the
+// gateway nor the network or broadcast address, as host-local.
+func TestIPAMPluginSubnetPoolSkipsNetworkAndBroadcast(t *testing.T) {
+	m, err := NewMemoryIPAM(t.Context())
+	require.NoError(t, err)
+	p := NewIPAMPlugin(WithIPAM(m), WithHostname(func() (string, error) { return "node1", nil }))
+	c := ipamConf(t, map[string]any{"pools": []any{map[string]any{"name": "small", "cidr": "10.41.0.0/28", "gateway": "10.41.0.1", "blockSize": 28}}})
+	got := map[string]bool{}
+	for i := range 16 {
+		r, err := p.Add(t.Context(), &skel.CmdArgs{ContainerID: fmt.Sprint("c", i), IfName: "eth0", StdinData: c})
+		if i >= 13 {
+			require.Error(t, err, "a /28 has 13 addresses besides network, gateway and broadcast")
+			continue
+		}
+		require.NoError(t, err)
+		cr, err := current.NewResultFromResult(r)
+		require.NoError(t, err)
+		got[cr.IPs[0].Address.IP.String()] = true
+	}
+	assert.Len(t, got, 13)
+	for _, a := range []string{"10.41.0.0", "10.41.0.1", "10.41.0.15"} {
+		assert.False(t, got[a], a)
+	}
+}
+
+func TestSubnetReserved(t *testing.T) {
+	for _, tc := range []struct{ cidr, gw, want string }{
+		{"10.0.0.0/24", "10.0.0.1", "[10.0.0.1/32 10.0.0.0/32 10.0.0.255/32]"},
+		{"10.0.0.0/24", "10.0.0.254", "[10.0.0.254/32 10.0.0.0/32 10.0.0.255/32]"},
+		{"10.0.0.0/31", "10.0.0.1", "[10.0.0.1/32]"},
+		{"fd00::/120", "fd00::1", "[fd00::1/128 fd00::/128]"},
+		{"fd00::/127", "fd00::1", "[fd00::1/128]"},
+	} {
+		got := subnetReserved(netip.MustParsePrefix(tc.cidr), netip.MustParseAddr(tc.gw))
+		assert.Equal(t, tc.want, fmt.Sprint(got), tc.cidr)
+	}
 }
 
 func TestParseIPAMConfigErrors(t *testing.T) {

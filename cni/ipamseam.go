@@ -10,6 +10,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/tabbynet/tabby/ipam"
 	"github.com/tabbynet/tabby/ipam/store"
@@ -78,8 +79,10 @@ func NewMemoryIPAM(ctx context.Context, pools ...PoolConf) (IPAM, error) {
 func OpenIPAM(conf *IPAMConf, log *slog.Logger, timeout time.Duration) (IPAM, error) {
 	var s store.Store
 	if len(conf.EtcdEndpoints) > 0 {
+		// The client's own zap logger would write warnings to stderr, which
+		// runtimes log as the plugin's; the errors below say what failed.
 		c, err := clientv3.New(clientv3.Config{Endpoints: conf.EtcdEndpoints, DialTimeout: timeout,
-			Logger: nil})
+			Logger: zap.NewNop()})
 		if err != nil {
 			return nil, fmt.Errorf("%w: etcd %v: %w", ErrDatastore, conf.EtcdEndpoints, err)
 		}
@@ -183,7 +186,7 @@ func (m *ipamAdapter) EnsurePools(ctx context.Context, pools []PoolConf) error {
 			continue
 		}
 		if p.Gateway.IsValid() {
-			r := ipam.IPReservation{Name: p.Name + "-gateway", CIDRs: []netip.Prefix{netip.PrefixFrom(p.Gateway, p.Gateway.BitLen())}}
+			r := ipam.IPReservation{Name: p.Name + "-gateway", CIDRs: subnetReserved(p.CIDR, p.Gateway)}
 			if err := m.a.SetReservation(ctx, r); err != nil {
 				return fmt.Errorf("pool %q: reserve gateway: %w", p.Name, err)
 			}
@@ -194,6 +197,33 @@ func (m *ipamAdapter) EnsurePools(ctx context.Context, pools []PoolConf) error {
 		}
 	}
 	return nil
+}
+
+// subnetReserved is what a pool with a gateway keeps from its pods: the
+// gateway, and as host-local does, the subnet's first address and, for
+// IPv4, its last (broadcast), since such a pool's addresses are handed
+// out with the pool's prefix length (a bridge or ptp subnet), not as /32
+// or /128. /31, /32, /127 and /128 pools lose only the gateway.
+func subnetReserved(cidr netip.Prefix, gw netip.Addr) []netip.Prefix {
+	out := []netip.Prefix{netip.PrefixFrom(gw, gw.BitLen())}
+	cidr = cidr.Masked()
+	if cidr.Bits() > cidr.Addr().BitLen()-2 {
+		return out
+	}
+	first := cidr.Addr()
+	if first != gw {
+		out = append(out, netip.PrefixFrom(first, first.BitLen()))
+	}
+	if first.Is4() {
+		last := first.As4()
+		host := uint32(1)<<(32-cidr.Bits()) - 1
+		v := uint32(last[0])<<24 | uint32(last[1])<<16 | uint32(last[2])<<8 | uint32(last[3]) | host
+		b := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		if b != gw {
+			out = append(out, netip.PrefixFrom(b, 32))
+		}
+	}
+	return out
 }
 
 // alreadyExists tells a lost creation race (another plugin created the

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
 
 	"github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/ipam"
@@ -31,6 +33,7 @@ type Plugin struct {
 	log          *slog.Logger
 	workloads    netlink.WorkloadManager
 	openIPAM     func(conf *IPAMConf, timeout time.Duration) (IPAM, error)
+	ipamGiven    bool // WithIPAM: no datastore file of the plugin's own
 	resolver     Resolver
 	kubeResolver func(kubeconfig string) (Resolver, error)
 	hostname     func() (string, error)
@@ -54,6 +57,7 @@ func WithWorkloads(wm netlink.WorkloadManager) Option { return func(p *Plugin) {
 func WithIPAM(m IPAM) Option {
 	return func(p *Plugin) {
 		p.openIPAM = func(*IPAMConf, time.Duration) (IPAM, error) { return noClose{m}, nil }
+		p.ipamGiven = true
 	}
 }
 
@@ -550,6 +554,35 @@ func (p *Plugin) release(ctx context.Context, ic *IPAMConf, handle string, d tim
 	return nil
 }
 
+// creatable reports whether the file at path exists (exists true), and
+// otherwise whether it could be created: its nearest existing ancestor is
+// a directory this process may write to.
+func creatable(path string) (exists bool, err error) {
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err == nil, err
+	}
+	dir := filepath.Dir(path)
+	for {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			return false, fmt.Errorf("%s: not a directory", dir)
+		case err == nil:
+			if err := unix.Access(dir, unix.W_OK); err != nil {
+				return false, fmt.Errorf("cannot create %s in %s: %w", filepath.Base(path), dir, err)
+			}
+			return false, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return false, err
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return false, err
+		}
+		dir = parent
+	}
+}
+
 // ErrCheckFailed: CHECK found the container's network differs from
 // prevResult (code 999 with the difference in the message).
 var ErrCheckFailed = errors.New("check failed")
@@ -703,10 +736,15 @@ func compareResults(prev, want *current.Result) error {
 // GC removes the host interfaces and releases the allocations of this
 // network whose container is not among cni.dev/valid-attachments (CNI
 // 1.1 GC), and deletes the pairs DEL detached whose pod namespace still
-// exists. Allocations younger than the IPAM section's gc grace are kept.
+// exists. Allocations younger than the IPAM section's gc grace are kept,
+// and so are their interfaces: the allocations are collected first, and
+// an interface goes only when its handle holds no address afterwards
+// (with a delegated IPAM plugin: when its record in state_dir is older
+// than DefaultGCGrace or missing). Handles whose container ID has a dot
+// are left alone (see ownedBy).
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
-		live := liveHandles(conf.Name, conf.ValidAttachments)
+		keep := keptHandles(conf.Name, conf.ValidAttachments)
 		wm, done, err := p.workloadsFor()
 		if err != nil {
 			return err
@@ -716,49 +754,86 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 		if err != nil {
 			return err
 		}
-		var errs []error
-		ours := func(id string) bool { return strings.HasPrefix(id, conf.Name+".") }
+		var stale []string
 		for _, id := range ids {
-			if ours(id) && !live(id) {
-				errs = append(errs, wm.TeardownWorkload(ctx, id))
+			if !keep(id) {
+				stale = append(stale, id)
 			}
+		}
+		var errs []error
+		var held func(handle string) bool
+		if conf.IPAMConf != nil {
+			if held, err = p.gcIPAM(ctx, conf.Name, conf.IPAMConf, keep, stale, d); err != nil {
+				return err // the allocations' ages are unknown: no interface is touched
+			}
+		} else {
+			if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+				errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
+			}
+			held = func(h string) bool { return recordYoungerThan(conf.StateDir, h, DefaultGCGrace) }
+		}
+		for _, id := range stale {
+			if held(id) {
+				p.log.Debug("GC keeps a young workload", "workload", id)
+				continue
+			}
+			errs = append(errs, wm.TeardownWorkload(ctx, id))
 		}
 		// Pairs DEL detached whose namespace the runtime kept: no
 		// attachment owns them any more.
-		errs = append(errs, wm.RemoveDetached(ctx, ours))
-		if conf.IPAMConf != nil {
-			errs = append(errs, p.gcIPAM(ctx, conf.Name, conf.IPAMConf, live, d))
-		} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
-			errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
-		}
+		errs = append(errs, wm.RemoveDetached(ctx, func(id string) bool { return ownedBy(conf.Name, id) }))
 		return errors.Join(errs...)
 	})
 }
 
-func liveHandles(network string, valid []types.GCAttachment) func(string) bool {
+// ownedBy reports whether handle is network's: Handle(network, id) with
+// a container ID id that has no dot. The CNI spec allows dots in network
+// names and in container IDs, so "net.v2.pod" may be network "net" with
+// container "v2.pod" or network "net.v2" with container "pod"; GC leaves
+// such handles alone (DEL still removes them, by their exact handle).
+// Runtimes' container IDs are hexadecimal.
+func ownedBy(network, handle string) bool {
+	id, ok := strings.CutPrefix(handle, network+".")
+	return ok && id != "" && !strings.Contains(id, ".")
+}
+
+// keptHandles returns what GC must keep: the handles of the valid
+// attachments, and every handle that is not network's (ownedBy).
+func keptHandles(network string, valid []types.GCAttachment) func(string) bool {
 	set := make(map[string]bool, len(valid))
 	for _, a := range valid {
 		set[Handle(network, a.ContainerID)] = true
 	}
-	return func(h string) bool { return set[h] }
+	return func(h string) bool { return set[h] || !ownedBy(network, h) }
 }
 
-func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, live func(string) bool, d time.Duration) error {
+// gcIPAM releases the allocations of node whose handle keep refuses,
+// older than the grace period, and reports which of handles still hold
+// addresses afterwards.
+func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, keep func(string) bool, handles []string, d time.Duration) (func(string) bool, error) {
 	node, err := p.node(ic.Nodename)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := p.openIPAM(ic, d)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer m.Close()
-	freed, err := m.GC(ctx, node, network+".", live, ic.gcGrace())
+	freed, err := m.GC(ctx, node, network+".", keep, ic.gcGrace())
 	if err != nil {
-		return fmt.Errorf("%w: gc: %w", ErrDatastore, err)
+		return nil, fmt.Errorf("%w: gc: %w", ErrDatastore, err)
 	}
 	p.log.Debug("GC", "network", network, "released", freed)
-	return nil
+	held := map[string]bool{}
+	for _, h := range handles {
+		have, err := m.IPsByHandle(ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gc: %s: %w", ErrDatastore, h, err)
+		}
+		held[h] = len(have) > 0
+	}
+	return func(h string) bool { return held[h] }, nil
 }
 
 // Status reports whether the plugin can set up containers (CNI 1.1
@@ -772,12 +847,24 @@ func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
 			}
 			return nil
 		}
-		return statusOf(ctx, p.openIPAM, conf.IPAMConf, d)
+		return p.status(ctx, conf.IPAMConf, d)
 	})
 }
 
-func statusOf(ctx context.Context, open func(*IPAMConf, time.Duration) (IPAM, error), ic *IPAMConf, d time.Duration) error {
-	m, err := open(ic, d)
+// status is STATUS for a tabby-ipam section: code 50 unless the
+// datastore answers. A bbolt file not made yet counts as available when
+// the first ADD could create it; STATUS itself creates nothing.
+func (p *Plugin) status(ctx context.Context, ic *IPAMConf, d time.Duration) error {
+	if !p.ipamGiven && len(ic.EtcdEndpoints) == 0 {
+		exists, err := creatable(ic.DatastorePath)
+		if err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, "IPAM datastore unavailable", err.Error())
+		}
+		if !exists {
+			return nil
+		}
+	}
+	m, err := p.openIPAM(ic, d)
 	if err == nil {
 		err = m.Ping(ctx)
 		err = errors.Join(err, m.Close())

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -438,6 +440,75 @@ func TestGC(t *testing.T) {
 	}
 }
 
+// gcArgs is a GC call of stdin's network with these valid attachments.
+func gcArgs(t *testing.T, stdin []byte, valid ...string) *skel.CmdArgs {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(stdin, &m))
+	atts := []any{}
+	for _, id := range valid {
+		atts = append(atts, map[string]any{"containerID": id, "ifname": "eth0"})
+	}
+	m["cni.dev/valid-attachments"] = atts
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return &skel.CmdArgs{StdinData: b}
+}
+
+// GC keeps a workload younger than the grace period, interface and
+// address alike (an ADD that raced the runtime's list).
+func TestGCKeepsYoungWorkloads(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil) // default grace: a minute
+	e.add("a", c)
+	e.add("b", c)
+	require.NoError(t, e.p.GC(t.Context(), gcArgs(t, c, "a")))
+	ids, err := e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"net1.a", "net1.b"}, ids, "b is young: its interface stays")
+	have, err := e.m.IPsByHandle(t.Context(), "net1.b")
+	require.NoError(t, err)
+	assert.Len(t, have, 1)
+}
+
+// GC of network "net" leaves network "net.v2" alone, though its handles
+// start with "net.".
+func TestGCNetworkNamesWithDots(t *testing.T) {
+	e := newEnv(t)
+	grace := map[string]any{"gc_grace_seconds": -1}
+	net := conf(t, "1.1.0", nil, grace)
+	v2 := conf(t, "1.1.0", map[string]any{"name": "net1.v2"}, grace)
+	e.add("a", net)
+	e.add("b", v2)
+	require.NoError(t, e.p.GC(t.Context(), gcArgs(t, net)))
+	ids, err := e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"net1.v2.b"}, ids)
+	have, err := e.m.IPsByHandle(t.Context(), "net1.v2.b")
+	require.NoError(t, err)
+	assert.Len(t, have, 1, "net1.v2's allocation stays")
+	require.NoError(t, e.p.GC(t.Context(), gcArgs(t, v2)))
+	ids, err = e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+}
+
+func TestOwnedBy(t *testing.T) {
+	for _, tc := range []struct {
+		network, handle string
+		want            bool
+	}{
+		{"net", "net.abc123", true},
+		{"net", "net.v2.abc123", false}, // net + "v2.abc123", or net.v2 + "abc123"
+		{"net.v2", "net.v2.abc123", true},
+		{"net", "net.", false},
+		{"net", "network.abc", false},
+		{"net", "other.abc", false},
+	} {
+		assert.Equal(t, tc.want, ownedBy(tc.network, tc.handle), "%s in %s", tc.handle, tc.network)
+	}
+}
+
 // stuckIPAM never answers: every call waits for its context.
 type stuckIPAM struct{ IPAM }
 
@@ -466,6 +537,7 @@ func TestDelBoundedAndStatus(t *testing.T) {
 	// A datastore that cannot be opened.
 	bad := New(WithWorkloads(e.wm), func(p *Plugin) {
 		p.openIPAM = func(*IPAMConf, time.Duration) (IPAM, error) { return nil, fmt.Errorf("%w: down", ErrDatastore) }
+		p.ipamGiven = true
 	})
 	assert.Equal(t, types.ErrPluginNotAvailable, code(t, bad.Status(t.Context(), &skel.CmdArgs{StdinData: c})))
 	assert.Equal(t, types.ErrTryAgainLater, code(t, bad.Del(t.Context(), args("c1", "", c))))
@@ -552,4 +624,33 @@ func TestCNIArgsIP(t *testing.T) {
 	assert.Equal(t, CodeAddressInUse, code(t, err))
 	require.NoError(t, e.p.Del(t.Context(), a))
 	assertNothingLeft(t, e, "net1.c2")
+}
+
+// STATUS creates nothing: a bbolt file not made yet is fine when an ADD
+// could create it, and code 50 when it could not.
+func TestStatusCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	p := New(WithWorkloads(nil))
+	for _, tc := range []struct {
+		path string
+		code uint
+	}{
+		{filepath.Join(dir, "a", "b", "ipam.db"), 0},
+		{filepath.Join(dir, "file", "ipam.db"), types.ErrPluginNotAvailable},
+	} {
+		if tc.code != 0 {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "file"), nil, 0o600))
+		}
+		c := conf(t, "1.1.0", nil, map[string]any{"datastore_path": tc.path})
+		err := p.Status(t.Context(), &skel.CmdArgs{StdinData: c})
+		if tc.code == 0 {
+			require.NoError(t, err, tc.path)
+		} else {
+			assert.Equal(t, tc.code, code(t, err), tc.path)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the test's own file")
+	assert.Equal(t, "file", entries[0].Name())
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // The record of a delegated allocation: <StateDir>/<handle>, a JSON list
@@ -54,4 +55,11 @@ func removeRecord(dir, handle string) error {
 		return fmt.Errorf("remove record %s: %w", handle, err)
 	}
 	return nil
+}
+
+// recordYoungerThan reports whether handle's record was written less than
+// grace ago (an ADD GC must not undo).
+func recordYoungerThan(dir, handle string, grace time.Duration) bool {
+	fi, err := os.Stat(recordPath(dir, handle))
+	return err == nil && time.Since(fi.ModTime()) < grace
 }
