@@ -86,17 +86,24 @@ func reportRatio(b *testing.B, verb string, num, den []time.Duration) {
 	}
 }
 
-func BenchmarkPods(b *testing.B) {
-	l := newLab(b)
-	lists := map[string]*libcni.NetworkConfigList{
-		"tabby": l.tabbyList("bench", map[string]any{"pools": []any{map[string]any{"name": "bench", "cidr": "10.91.0.0/16"}}}, nil),
-		"ptp+host-local": l.list(map[string]any{"cniVersion": "1.1.0", "name": "bench", "plugins": []any{map[string]any{
+// podLists are the two plugin sets of BenchmarkPods and
+// BenchmarkPodChurn, network name: tabby with tabby-ipam (a pool on
+// tabbyCIDR) and upstream ptp with host-local (on ptpCIDR).
+func podLists(b *testing.B, l *lab, name, tabbyCIDR, ptpCIDR string) map[string]*libcni.NetworkConfigList {
+	return map[string]*libcni.NetworkConfigList{
+		"tabby": l.tabbyList(name, map[string]any{"pools": []any{map[string]any{"name": name, "cidr": tabbyCIDR}}}, nil),
+		"ptp+host-local": l.list(map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": []any{map[string]any{
 			"type": "ptp",
 			"ipam": map[string]any{"type": "host-local", "dataDir": filepath.Join(b.TempDir(), "hl"),
-				"ranges": []any{[]any{map[string]any{"subnet": "10.90.0.0/16"}}},
+				"ranges": []any{[]any{map[string]any{"subnet": ptpCIDR}}},
 				"routes": []any{map[string]any{"dst": "0.0.0.0/0"}}},
 		}}}),
 	}
+}
+
+func BenchmarkPods(b *testing.B) {
+	l := newLab(b)
+	lists := podLists(b, l, "bench", "10.91.0.0/16", "10.90.0.0/16")
 	cs := []*contender{{name: "tabby"}, {name: "ptp+host-local"}}
 	pods := map[*contender][]*nettest.Netns{}
 	for _, c := range cs {
@@ -114,15 +121,7 @@ func BenchmarkPods(b *testing.B) {
 
 func BenchmarkPodChurn(b *testing.B) {
 	l := newLab(b)
-	lists := map[string]*libcni.NetworkConfigList{
-		"tabby": l.tabbyList("churn", map[string]any{"pools": []any{map[string]any{"name": "churn", "cidr": "10.95.0.0/16"}}}, nil),
-		"ptp+host-local": l.list(map[string]any{"cniVersion": "1.1.0", "name": "churn", "plugins": []any{map[string]any{
-			"type": "ptp",
-			"ipam": map[string]any{"type": "host-local", "dataDir": filepath.Join(b.TempDir(), "hl"),
-				"ranges": []any{[]any{map[string]any{"subnet": "10.96.0.0/16"}}},
-				"routes": []any{map[string]any{"dst": "0.0.0.0/0"}}},
-		}}}),
-	}
+	lists := podLists(b, l, "churn", "10.95.0.0/16", "10.96.0.0/16")
 	cs := []*contender{{name: "tabby"}, {name: "ptp+host-local"}}
 	cycles := map[*contender][]time.Duration{}
 	b.ResetTimer()

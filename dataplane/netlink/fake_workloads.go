@@ -338,19 +338,10 @@ func (f *FakeWorkloads) checkLocked(spec WorkloadSpec, pod map[string]bool) (Wor
 	return fakeResult(name, l, spec), nil
 }
 
-// TeardownWorkload implements WorkloadManager.
+// TeardownWorkload implements WorkloadManager: DetachWorkload without a
+// pod namespace, which deletes the pair.
 func (f *FakeWorkloads) TeardownWorkload(ctx context.Context, id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, err := f.ownedLocked(id)
-	if err != nil || l == nil {
-		return err
-	}
-	f.removeLocked(f.HostIfaceName(id))
-	return nil
+	return f.DetachWorkload(ctx, id, "")
 }
 
 // DetachWorkload implements WorkloadManager as Workloads does: with

@@ -746,23 +746,11 @@ func podRoutes(spec WorkloadSpec, index int) []*nl.Route {
 
 // TeardownWorkload removes the workload's veth pair (both ends; the kernel
 // drops its routes with it). A workload that does not exist is not an
-// error, so DEL is idempotent; the pod namespace is not needed. A host link
+// error; the pod namespace is not needed. A host link
 // of that name that tabby did not create for this ID is left alone and
-// ErrNameCollision returned.
+// ErrNameCollision returned. It is DetachWorkload without a pod namespace.
 func (w *Workloads) TeardownWorkload(ctx context.Context, id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	l, err := w.ownedHostLink(id)
-	if err != nil || l == nil {
-		return err
-	}
-	if err := w.h.LinkDel(l); err != nil && !IsNotFound(err) {
-		return fmt.Errorf("workload %s: delete %s: %w", id, l.Attrs().Name, err)
-	}
-	return nil
+	return w.DetachWorkload(ctx, id, "")
 }
 
 // DetachedIfaceName is the name both ends of a workload's veth pair take
