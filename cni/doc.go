@@ -38,6 +38,11 @@
 // # Errors
 //
 // Every verb returns a *types.Error (skel prints it as CNI error JSON).
+// ADD, CHECK and DEL refuse a CNI_NETNS that is the plugin's own network
+// namespace (code 8, ErrOwnNetns) before doing anything: skel checks it
+// only after the verb ran. A second ADD of the same container and
+// network under another CNI_IFNAME is refused (netlink.ErrNameCollision,
+// code 999) and leaves the first attachment as it was.
 // Code maps errors to codes: 6 not JSON, 7 invalid configuration (also an
 // unknown pool), 4 bad CNI_ARGS, 3 missing netns, 11 datastore unavailable
 // or too slow (try again later), 50 STATUS with the datastore down,
@@ -78,11 +83,13 @@
 //     to or from the pair, the freed address is held by no interface, and
 //     the pod's interface name and the host name are free at once, so a
 //     runtime that ADDs again into the same namespace gets a new pair.
-//     The pair goes with the namespace; a runtime that keeps the
-//     namespace keeps the dead pair until GC deletes it. Without
-//     CNI_NETNS, with the namespace gone, when the pod end is not in it,
-//     or when a step fails, DEL deletes the pair and waits, as Calico's
-//     and ptp's DEL always do. BenchmarkPodChurn checks that the work left
+//     The pair goes with the namespace; a namespace the runtime keeps
+//     collects one dead pair per container ID DELed in it until GC (CNI
+//     1.1) deletes them — a runtime without GC keeps them until it
+//     removes the namespace. Without CNI_NETNS, with the namespace gone,
+//     when the pod end is not in it, when an earlier detached pair of the
+//     same handle still exists, or when a step fails, DEL deletes the
+//     pair and waits, as Calico's and ptp's DEL always do. BenchmarkPodChurn checks that the work left
 //     to the namespace cleanup does not come back as a slower next pod.
 //  6. ADD overlaps the kernel work with IPAM: the allocation runs on its
 //     own goroutine while the node namespace's netlink sockets are opened

@@ -36,6 +36,7 @@ var ErrNetnsMissing = errors.New("network namespace does not exist")
 //	7    ErrInvalidConfig, ipam.ErrInvalid, ErrUnknownPool, ErrNotInPool, ErrOverlap
 //	4    ErrInvalidArgs
 //	3    ErrNetnsMissing, netlink.ErrNetnsNotFound
+//	8    ErrOwnNetns (CNI_NETNS is the plugin's own namespace)
 //	11   ErrDatastore, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline
 //	100  ipam.ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity, ErrNoMatchingPool
 //	101  ipam.ErrAddressInUse
@@ -58,6 +59,8 @@ func Code(err error) uint {
 		return types.ErrInvalidEnvironmentVariables
 	case errors.Is(err, ErrNetnsMissing), errors.Is(err, netlink.ErrNetnsNotFound):
 		return types.ErrUnknownContainer
+	case errors.Is(err, ErrOwnNetns):
+		return types.ErrInvalidNetNS
 	case errors.Is(err, ipam.ErrPoolExhausted), errors.Is(err, ipam.ErrBlockLimit),
 		errors.Is(err, ipam.ErrStrictAffinity), errors.Is(err, ipam.ErrNoMatchingPool):
 		return CodePoolExhausted

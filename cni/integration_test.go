@@ -479,6 +479,24 @@ func TestIntegrationErrors(t *testing.T) {
 	_, err = l.add(l.tabbyList("tabnet", nil, nil), rt("nons", "/var/run/netns/"+nettest.UniqueName("cni-missing")))
 	assert.Equal(t, types.ErrUnknownContainer, cniCode(t, err), "%v", err)
 
+	// The node's own namespace as CNI_NETNS: code 8 before anything is
+	// done (no eth0 in the node, its default route untouched, nothing
+	// allocated); DEL and CHECK refuse it too.
+	routesBefore, err := l.node.Handle().RouteList(nil, nl.FAMILY_V4)
+	require.NoError(t, err)
+	linksBefore, err := l.node.Handle().LinkList()
+	require.NoError(t, err)
+	_, err = l.add(l.tabbyList("tabnet", nil, nil), rt("self", l.node.Path))
+	assert.Equal(t, types.ErrInvalidNetNS, cniCode(t, err), "%v", err)
+	assert.Equal(t, types.ErrInvalidNetNS, cniCode(t, l.del(l.tabbyList("tabnet", nil, nil), rt("self", l.node.Path))))
+	routesAfter, err := l.node.Handle().RouteList(nil, nl.FAMILY_V4)
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprint(routesBefore), fmt.Sprint(routesAfter), "the node's routes are untouched")
+	linksAfter, err := l.node.Handle().LinkList()
+	require.NoError(t, err)
+	assert.Len(t, linksAfter, len(linksBefore), "no link added to the node")
+	l.assertClean("tabnet", "self")
+
 	tiny := l.tabbyList("tiny", map[string]any{"ipv4_pools": []string{"tiny"},
 		"pools": []any{map[string]any{"name": "tiny", "cidr": "10.78.0.0/30", "blockSize": 30}}}, nil)
 	var ids []string

@@ -144,7 +144,7 @@ func (ip *IPAMPlugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 		if err != nil {
 			return err
 		}
-		m, err := ip.p.openIPAM(ic, d)
+		m, err := ip.p.openExisting(ic, d)
 		if err != nil {
 			return err
 		}
@@ -157,6 +157,9 @@ func (ip *IPAMPlugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 // cni.dev/valid-attachments (older than the gc grace).
 func (ip *IPAMPlugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		if err := hasValidAttachments(args.StdinData); err != nil {
+			return err
+		}
 		_, err := ip.p.gcIPAM(ctx, pc.Name, ic, keptHandles(pc.Name, pc.ValidAttachments), nil, d)
 		return err
 	})

@@ -104,6 +104,41 @@ func TestIPAMPluginSubnetPoolSkipsNetworkAndBroadcast(t *testing.T) {
 	}
 }
 
+// A pool made without a gateway gets its subnet's reservations once a
+// configuration declares one; the same name with another CIDR is code 7.
+func TestIPAMPluginExistingPool(t *testing.T) {
+	m, err := NewMemoryIPAM(t.Context())
+	require.NoError(t, err)
+	p := NewIPAMPlugin(WithIPAM(m), WithHostname(func() (string, error) { return "node1", nil }))
+	pool := func(cidr, gw string) []byte {
+		pc := map[string]any{"name": "g", "cidr": cidr, "blockSize": 28}
+		if gw != "" {
+			pc["gateway"] = gw
+		}
+		return ipamConf(t, map[string]any{"pools": []any{pc}})
+	}
+	_, err = p.Add(t.Context(), &skel.CmdArgs{ContainerID: "first", IfName: "eth0", StdinData: pool("10.42.0.0/28", "")})
+	require.NoError(t, err)
+	require.NoError(t, p.Del(t.Context(), &skel.CmdArgs{ContainerID: "first", IfName: "eth0", StdinData: pool("10.42.0.0/28", "")}))
+	got := map[string]bool{}
+	for i := range 14 {
+		r, err := p.Add(t.Context(), &skel.CmdArgs{ContainerID: fmt.Sprint("c", i), IfName: "eth0", StdinData: pool("10.42.0.0/28", "10.42.0.1")})
+		if i == 13 {
+			assert.Equal(t, CodePoolExhausted, code(t, err))
+			continue
+		}
+		require.NoError(t, err)
+		cr, err := current.NewResultFromResult(r)
+		require.NoError(t, err)
+		got[cr.IPs[0].Address.IP.String()] = true
+	}
+	for _, a := range []string{"10.42.0.0", "10.42.0.1", "10.42.0.15"} {
+		assert.False(t, got[a], a)
+	}
+	_, err = p.Add(t.Context(), &skel.CmdArgs{ContainerID: "other", IfName: "eth0", StdinData: pool("10.42.9.0/28", "10.42.9.1")})
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%v", err)
+}
+
 func TestSubnetReserved(t *testing.T) {
 	for _, tc := range []struct{ cidr, gw, want string }{
 		{"10.0.0.0/24", "10.0.0.1", "[10.0.0.1/32 10.0.0.0/32 10.0.0.255/32]"},

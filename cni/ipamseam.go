@@ -36,7 +36,9 @@ type IPAM interface {
 	// is not live, older than grace, and returns the freed addresses.
 	GC(ctx context.Context, node, prefix string, live func(handle string) bool, grace time.Duration) ([]netip.Addr, error)
 	// EnsurePools creates the pools that do not exist yet (by name) and
-	// reserves their gateways.
+	// reserves their gateways (subnetReserved), also for pools that
+	// exist; a pool that exists with another CIDR or block size is
+	// ErrInvalidConfig.
 	EnsurePools(ctx context.Context, pools []PoolConf) error
 	// Ping reads from the datastore; an error means it is unreachable.
 	Ping(ctx context.Context) error
@@ -181,15 +183,35 @@ func (m *ipamAdapter) EnsurePools(ctx context.Context, pools []PoolConf) error {
 	if err != nil {
 		return fmt.Errorf("%w: list pools: %w", ErrDatastore, err)
 	}
+	var reservations []ipam.IPReservation
 	for _, p := range pools {
-		if slices.ContainsFunc(have, func(q ipam.IPPool) bool { return q.Name == p.Name }) {
-			continue
+		i := slices.IndexFunc(have, func(q ipam.IPPool) bool { return q.Name == p.Name })
+		if i >= 0 {
+			q := have[i]
+			if q.CIDR.Masked() != p.CIDR.Masked() || (p.BlockSize != 0 && q.BlockSize != p.BlockSize) {
+				return fmt.Errorf("%w: pool %q exists as %s (block size %d), the configuration declares %s (block size %d)",
+					ErrInvalidConfig, p.Name, q.CIDR, q.BlockSize, p.CIDR, p.BlockSize)
+			}
 		}
 		if p.Gateway.IsValid() {
-			r := ipam.IPReservation{Name: p.Name + "-gateway", CIDRs: subnetReserved(p.CIDR, p.Gateway)}
-			if err := m.a.SetReservation(ctx, r); err != nil {
-				return fmt.Errorf("pool %q: reserve gateway: %w", p.Name, err)
+			// Also for a pool that exists: it may have been made without
+			// the gateway, or by an older tabby.
+			if reservations == nil {
+				if reservations, err = m.a.Reservations(ctx); err != nil {
+					return fmt.Errorf("%w: list reservations: %w", ErrDatastore, err)
+				}
 			}
+			r := ipam.IPReservation{Name: p.Name + "-gateway", CIDRs: subnetReserved(p.CIDR, p.Gateway)}
+			if !slices.ContainsFunc(reservations, func(o ipam.IPReservation) bool {
+				return o.Name == r.Name && slices.Equal(o.CIDRs, r.CIDRs)
+			}) {
+				if err := m.a.SetReservation(ctx, r); err != nil {
+					return fmt.Errorf("pool %q: reserve gateway: %w", p.Name, err)
+				}
+			}
+		}
+		if i >= 0 {
+			continue
 		}
 		_, err := m.a.CreatePool(ctx, ipam.IPPool{Name: p.Name, CIDR: p.CIDR, BlockSize: p.BlockSize})
 		if err != nil && !alreadyExists(ctx, m.a, p.Name) {

@@ -2,6 +2,7 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -155,6 +156,25 @@ func checkArgs(args *skel.CmdArgs, needNetns bool) error {
 	return nil
 }
 
+// ErrOwnNetns: CNI_NETNS is the namespace the plugin runs in (the
+// node's), CNI code 8. ADD would otherwise make the pod's interface and
+// default route in the node itself; skel checks it only after the verb.
+var ErrOwnNetns = errors.New("CNI_NETNS is the plugin's own network namespace")
+
+// notOwnNetns returns ErrOwnNetns when path is the network namespace this
+// process runs in (same device and inode). A path that cannot be read is
+// left to the verb, which reports it.
+func notOwnNetns(path string) error {
+	var pod, own unix.Stat_t
+	if unix.Stat(path, &pod) != nil || unix.Stat("/proc/self/ns/net", &own) != nil {
+		return nil
+	}
+	if pod.Dev == own.Dev && pod.Ino == own.Ino {
+		return fmt.Errorf("%w: %s", ErrOwnNetns, path)
+	}
+	return nil
+}
+
 // cleanupContext bounds a rollback that must run even though ctx expired.
 func cleanupContext(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
@@ -201,6 +221,9 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		// address is assigned, not as whatever IPAM says first.
 		if _, err := os.Stat(args.Netns); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", ErrNetnsMissing, args.Netns)
+		}
+		if err := notOwnNetns(args.Netns); err != nil {
+			return nil, err
 		}
 	}
 	handle := Handle(conf.Name, args.ContainerID)
@@ -259,9 +282,15 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	}
 	if err != nil {
 		// SetupWorkloadFunc removed the pair it made; a pair an earlier ADD
-		// of this container left goes too (the runtime DELs after a failed ADD anyway).
-		return nil, rollback(fmt.Errorf("container %s: %w", args.ContainerID, err),
-			func(ctx context.Context) error { return wm.TeardownWorkload(ctx, handle) })
+		// of this container left goes too (the runtime DELs after a failed
+		// ADD anyway), unless the failure is that pair being another
+		// attachment's (the container's interface of another name) or a
+		// foreign link.
+		teardown := func(ctx context.Context) error { return wm.TeardownWorkload(ctx, handle) }
+		if errors.Is(err, netlink.ErrNameCollision) {
+			teardown = nil
+		}
+		return nil, rollback(fmt.Errorf("container %s: %w", args.ContainerID, err), teardown)
 	}
 	p.log.Debug("ADD", "handle", handle, "addrs", waitAlloc().addrs, "host", wr.Host.Name)
 	return workloadResult(wr, conf.DNS), nil
@@ -490,6 +519,11 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		if args.ContainerID == "" {
 			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
 		}
+		if p.workloads == nil && args.Netns != "" {
+			if err := notOwnNetns(args.Netns); err != nil {
+				return err
+			}
+		}
 		handle := Handle(conf.Name, args.ContainerID)
 		wm, done, err := p.workloadsFor()
 		if err != nil {
@@ -543,7 +577,7 @@ func (p *Plugin) verb(ctx context.Context, args *skel.CmdArgs, f func(ctx contex
 }
 
 func (p *Plugin) release(ctx context.Context, ic *IPAMConf, handle string, d time.Duration) error {
-	m, err := p.openIPAM(ic, d)
+	m, err := p.openExisting(ic, d)
 	if err != nil {
 		return err
 	}
@@ -583,6 +617,36 @@ func creatable(path string) (exists bool, err error) {
 	}
 }
 
+// openExisting is openIPAM for the verbs that only read or free (DEL,
+// CHECK, GC): a bbolt file that does not exist holds nothing, so it is
+// not created (the IPAM returned holds no address).
+func (p *Plugin) openExisting(ic *IPAMConf, d time.Duration) (IPAM, error) {
+	if !p.ipamGiven && len(ic.EtcdEndpoints) == 0 {
+		if _, err := os.Stat(ic.DatastorePath); errors.Is(err, fs.ErrNotExist) {
+			return emptyIPAM{}, nil
+		}
+	}
+	return p.openIPAM(ic, d)
+}
+
+// emptyIPAM is the IPAM of a datastore file not made yet: it holds
+// nothing, and assigns nothing.
+type emptyIPAM struct{}
+
+func (emptyIPAM) Assign(context.Context, AssignRequest) ([]netip.Addr, error) {
+	return nil, fmt.Errorf("%w: no datastore", ErrDatastore)
+}
+func (emptyIPAM) IPsByHandle(context.Context, string) ([]netip.Addr, error) { return nil, nil }
+func (emptyIPAM) ReleaseByHandle(context.Context, string) error             { return nil }
+func (emptyIPAM) GC(context.Context, string, string, func(string) bool, time.Duration) ([]netip.Addr, error) {
+	return nil, nil
+}
+func (emptyIPAM) EnsurePools(context.Context, []PoolConf) error {
+	return fmt.Errorf("%w: no datastore", ErrDatastore)
+}
+func (emptyIPAM) Ping(context.Context) error { return nil }
+func (emptyIPAM) Close() error               { return nil }
+
 // ErrCheckFailed: CHECK found the container's network differs from
 // prevResult (code 999 with the difference in the message).
 var ErrCheckFailed = errors.New("check failed")
@@ -602,6 +666,11 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 	}
 	if conf.PrevResult == nil {
 		return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
+	}
+	if p.workloads == nil {
+		if err := notOwnNetns(args.Netns); err != nil {
+			return err
+		}
 	}
 	prev, err := current.NewResultFromResult(conf.PrevResult)
 	if err != nil {
@@ -629,7 +698,7 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 	if conf.IPAMConf == nil {
 		return invoke.DelegateCheck(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 	}
-	m, err := p.openIPAM(conf.IPAMConf, d)
+	m, err := p.openExisting(conf.IPAMConf, d)
 	if err != nil {
 		return err
 	}
@@ -738,12 +807,18 @@ func compareResults(prev, want *current.Result) error {
 // 1.1 GC), and deletes the pairs DEL detached whose pod namespace still
 // exists. Allocations younger than the IPAM section's gc grace are kept,
 // and so are their interfaces: the allocations are collected first, and
-// an interface goes only when its handle holds no address afterwards
-// (with a delegated IPAM plugin: when its record in state_dir is older
-// than DefaultGCGrace or missing). Handles whose container ID has a dot
-// are left alone (see ownedBy).
+// an interface goes only when its handle holds no address afterwards.
+// With a delegated IPAM plugin, GC is delegated to it (host-local 1.9
+// frees nothing on GC), and an interface goes with its record in
+// state_dir when that record is older than DefaultGCGrace (the tabby-ipam
+// section's gc_grace_seconds does not apply) or missing. Handles whose
+// container ID has a dot are left alone (see ownedBy). Without the
+// cni.dev/valid-attachments key GC is refused (code 7).
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if err := hasValidAttachments(args.StdinData); err != nil {
+			return err
+		}
 		keep := keptHandles(conf.Name, conf.ValidAttachments)
 		wm, done, err := p.workloadsFor()
 		if err != nil {
@@ -778,12 +853,30 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 				continue
 			}
 			errs = append(errs, wm.TeardownWorkload(ctx, id))
+			if conf.IPAMConf == nil {
+				errs = append(errs, removeRecord(conf.StateDir, id))
+			}
 		}
 		// Pairs DEL detached whose namespace the runtime kept: no
 		// attachment owns them any more.
 		errs = append(errs, wm.RemoveDetached(ctx, func(id string) bool { return ownedBy(conf.Name, id) }))
 		return errors.Join(errs...)
 	})
+}
+
+// hasValidAttachments refuses (ErrInvalidConfig) a GC configuration
+// without the cni.dev/valid-attachments key: GC would take every
+// attachment for stale. An empty list or null (libcni's "none") is
+// accepted.
+func hasValidAttachments(stdin []byte) error {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(stdin, &keys); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if _, ok := keys["cni.dev/valid-attachments"]; !ok {
+		return fmt.Errorf("%w: GC needs cni.dev/valid-attachments (an empty list: none is valid)", ErrInvalidConfig)
+	}
+	return nil
 }
 
 // ownedBy reports whether handle is network's: Handle(network, id) with
@@ -815,7 +908,7 @@ func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, keep 
 	if err != nil {
 		return nil, err
 	}
-	m, err := p.openIPAM(ic, d)
+	m, err := p.openExisting(ic, d)
 	if err != nil {
 		return nil, err
 	}

@@ -440,6 +440,23 @@ func TestGC(t *testing.T) {
 	}
 }
 
+// A second ADD of the same container and network under another
+// CNI_IFNAME is refused; the first interface stays.
+func TestAddSecondIfNameRefused(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", nil, nil)
+	r := e.add("c1", c)
+	a := args("c1", "/run/netns/c1", c)
+	a.IfName = "eth1"
+	_, err := e.p.Add(t.Context(), a)
+	require.ErrorIs(t, AsCNIError(err), err)
+	assert.Contains(t, err.Error(), "already has eth0")
+	assert.Equal(t, []string{"eth0", "lo"}, e.wm.PodLinks("/run/netns/c1"))
+	have, err := e.m.IPsByHandle(t.Context(), "net1.c1")
+	require.NoError(t, err)
+	assert.Equal(t, r.IPs[0].Address.IP.String(), have[0].String(), "the first attachment's address is kept")
+}
+
 // gcArgs is a GC call of stdin's network with these valid attachments.
 func gcArgs(t *testing.T, stdin []byte, valid ...string) *skel.CmdArgs {
 	t.Helper()
@@ -575,6 +592,7 @@ func TestCodeTable(t *testing.T) {
 		code uint
 	}{
 		{ErrInvalidConfig, 7},
+		{ErrOwnNetns, 8},
 		{ipam.ErrUnknownPool, 7},
 		{ErrInvalidArgs, 4},
 		{netlink.ErrNetnsNotFound, 3},
@@ -653,4 +671,26 @@ func TestStatusCreatesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "only the test's own file")
 	assert.Equal(t, "file", entries[0].Name())
+}
+
+// DEL and GC of a datastore file that does not exist have nothing to do
+// and create nothing; GC without cni.dev/valid-attachments is refused.
+func TestNoDatastoreCreatedByDelGC(t *testing.T) {
+	dir := t.TempDir()
+	wm, err := netlink.NewFakeWorkloads()
+	require.NoError(t, err)
+	p := New(WithWorkloads(wm), WithHostname(func() (string, error) { return "node1", nil }))
+	c := conf(t, "1.1.0", nil, map[string]any{"datastore_path": filepath.Join(dir, "sub", "ipam.db")})
+	require.NoError(t, p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	require.NoError(t, p.GC(t.Context(), gcArgs(t, c)))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+
+	e := newEnv(t)
+	e.add("c1", c)
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, e.p.GC(t.Context(), &skel.CmdArgs{StdinData: c})))
+	ids, err := e.wm.ListWorkloads(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"net1.c1"}, ids, "a GC without the list removes nothing")
 }

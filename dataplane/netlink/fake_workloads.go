@@ -173,6 +173,9 @@ func (f *FakeWorkloads) setupLocked(spec WorkloadSpec, pod map[string]bool) (Wor
 		if existing == nil {
 			return WorkloadResult{}, fmt.Errorf("workload %s: %w: the pod already has %s", spec.ID, ErrNameCollision, spec.IfName)
 		}
+		if existing.spec.Netns == spec.Netns && existing.spec.IfName != spec.IfName && pod[existing.spec.IfName] {
+			return WorkloadResult{}, fmt.Errorf("workload %s: %w: it already has %s in %s, not %s", spec.ID, ErrNameCollision, existing.spec.IfName, spec.Netns, spec.IfName)
+		}
 		if res, cerr := f.checkLocked(spec, pod); cerr == nil {
 			return res, nil
 		}

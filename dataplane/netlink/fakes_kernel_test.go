@@ -139,6 +139,8 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		{name: "setup", op: "setup", spec: specA},
 		{name: "setup again", op: "setup", spec: specA},
 		{name: "check", op: "check", spec: specA},
+		{name: "same pod, another interface name", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.IfName = "eth5" })},
+		{name: "still there", op: "check", spec: specA},
 		{name: "second workload, same pod interface name", op: "setup", spec: WorkloadSpec{ID: "b", Netns: pod1, Addresses: []netip.Addr{b4}}},
 		{name: "second workload on eth1 takes A's address", op: "setup", spec: WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
 		{name: "A lost its host route", op: "check", spec: specA},

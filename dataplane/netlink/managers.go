@@ -25,7 +25,8 @@ type WorkloadManager interface {
 	// routes and sysctls and returns once the pod is reachable. Errors:
 	// ErrInvalidSpec / ErrInvalidName (bad spec: empty ID, bad MTU, bad
 	// or duplicate addresses, bad interface name), ErrNetnsNotFound (no
-	// such pod netns), ErrNameCollision (the pod already has IfName, or
+	// such pod netns), ErrNameCollision (the pod already has IfName, the
+	// workload already has another interface name in the same pod, or
 	// the host name belongs to another owner), ErrNotReady (never ran).
 	SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error)
 	// SetupWorkloadFunc is SetupWorkload with the addresses not known yet:

@@ -418,6 +418,14 @@ func (w *Workloads) settle(ctx context.Context, spec WorkloadSpec, pod ns.NetNS,
 		if existing == nil {
 			return WorkloadResult{}, fmt.Errorf("workload %s: %w: the pod already has %s: %w", spec.ID, ErrNameCollision, spec.IfName, err)
 		}
+		// The workload's pod end under another name in the same pod: a
+		// second attachment, not a repair (rebuilding would take the first
+		// one's interface away).
+		if pl, perr := pc.h.LinkByIndex(existing.Attrs().ParentIndex); perr == nil &&
+			bytes.Equal(pl.Attrs().HardwareAddr, ContainerMAC(spec.ID)) && pl.Attrs().Name != spec.IfName {
+			return WorkloadResult{}, fmt.Errorf("workload %s: %w: it already has %s in %s, not %s (tear it down to rename it)",
+				spec.ID, ErrNameCollision, pl.Attrs().Name, spec.Netns, spec.IfName)
+		}
 		if res, cerr := w.check(spec, pod, pc.h); cerr == nil {
 			// Already right (a repeated ADD); it may have been set up an
 			// instant ago, so it still has to be running.
