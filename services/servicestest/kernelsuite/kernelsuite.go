@@ -97,6 +97,29 @@ func (e *env) slice(svc string, pods ...*nettest.Pod) {
 		[]st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}, {Name: "dns", Proto: v1.ProtocolUDP, Port: 5353}}, eps...))
 }
 
+// diagnose logs what the kernel holds when a connection that should have
+// worked did not: the neighbours of the node and the client, the node's
+// TCP conntrack entries (an [UNREPLIED] one shows where the lost SYN was
+// sent) and its NAT rules, whichever backend wrote them.
+func (e *env) diagnose(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for _, c := range []struct {
+		ns   *nettest.Netns
+		what string
+		cmd  []string
+	}{
+		{e.node.NS, "node neighbours", []string{"ip", "neigh"}},
+		{e.client.NS, "client neighbours", []string{"ip", "neigh"}},
+		{e.node.NS, "node conntrack", []string{"conntrack", "-L", "-p", "tcp"}},
+		{e.node.NS, "node nftables", []string{"nft", "list", "ruleset"}},
+		{e.node.NS, "node iptables nat", []string{"iptables-save", "-t", "nat"}},
+	} {
+		out, err := c.ns.Run(ctx, c.cmd[0], c.cmd[1:]...)
+		t.Logf("%s (%v, err %v):\n%s", c.what, c.cmd, err, out)
+	}
+}
+
 func (e *env) sync(t *testing.T) {
 	t.Helper()
 	require.NoError(t, e.b.Sync(context.Background()))
@@ -349,7 +372,10 @@ func churn(t *testing.T, f Factory, _ Features) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(stop)
-	require.NoError(t, <-errs)
+	if err := <-errs; err != nil {
+		e.diagnose(t)
+		t.Fatalf("after %d probes: %v", probes, err)
+	}
 	assert.Positive(t, probes)
 }
 
