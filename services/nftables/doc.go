@@ -164,7 +164,18 @@
 //     or deleted while referenced (element deletions, sets, chains,
 //     rules, dispatch-chain rules, element additions, stale chains and
 //     sets). The state of the last sync is updated with the sync's
-//     changes only after the transaction succeeded.
+//     changes only after the transaction succeeded. One exception: the
+//     endpoint slots a port stops using (its endpoint count changed, or
+//     it went) are deleted in a second transaction right after the
+//     first. The kernel picks a packet's rules in one generation but may
+//     look its map element up in the next: a packet still in the old
+//     dispatch rule when the transaction commits would look for a slot
+//     deleted by it, miss, and leave without DNAT — and NAT is decided once
+//     per connection, so every retransmission goes the same way. Kept
+//     until the second transaction, those slots are found (README.md,
+//     "Endpoint count changes"). A slot whose endpoint is replaced is a
+//     delete and an add of the same key in one transaction, which a
+//     lookup never misses.
 //  2. Two executors of the same transaction. Netlink sends it as one
 //     nf_tables netlink batch (encoded with github.com/google/nftables;
 //     the kernel applies all of it or none), compiling the rule text the

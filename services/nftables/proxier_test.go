@@ -30,6 +30,18 @@ func newFake(t testing.TB, opts ...snft.Option) (*knftables.Fake, *services.Trac
 	return fake, tr, p
 }
 
+// recorder is a knftables.Fake that keeps the text of every transaction
+// it runs.
+type recorder struct {
+	*knftables.Fake
+	txs []string
+}
+
+func (r *recorder) Run(ctx context.Context, tx *knftables.Transaction) error {
+	r.txs = append(r.txs, tx.String())
+	return r.Fake.Run(ctx, tx)
+}
+
 var (
 	dnsPorts = st.DNSPorts
 	webPorts = st.WebPorts
@@ -168,11 +180,27 @@ func TestEndpointCountChange(t *testing.T) {
 	assert.NotContains(t, fake.LastTransaction.String(), "chain")
 	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.7.1", "tcp", 80, false), 3)
 
+	// The new count's rule and slots come in one transaction, the old
+	// slots go in a second one (retireSlots): a packet the kernel is
+	// running through the old rule as the first commits still finds them.
+	rec := &recorder{Fake: fake}
+	p2, err := snft.New(rec, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		NodeIPs: []netip.Addr{nodeIP}})
+	require.NoError(t, err)
+	require.NoError(t, p2.Sync(ctx)) // its first Sync recreates the table
+	rec.txs = nil
 	tr.OnEndpointSliceUpdate(st.Slice("default", "a", "a-1", webPorts, eps(4)...))
-	require.NoError(t, p.Sync(ctx))
-	tx := fake.LastTransaction.String()
+	require.NoError(t, p2.Sync(ctx))
+	require.Len(t, rec.txs, 2)
+	tx := rec.txs[0]
 	assert.Contains(t, tx, "flush chain ip tabby-services endpoints-tcp\n")
+	assert.Contains(t, tx, "add element ip tabby-services service-endpoints-tcp { 10.96.7.1 . 80 . 6 : 10.244.7.1 . 8080 }")
+	assert.NotContains(t, tx, "delete element")
 	assert.NotContains(t, tx, "service-default/a")
+	assert.Equal(t, "delete element ip tabby-services service-endpoints-tcp { 10.96.7.1 . 80 . 3 }\n"+
+		"delete element ip tabby-services service-endpoints-tcp { 10.96.7.1 . 80 . 4 }\n"+
+		"delete element ip tabby-services service-endpoints-tcp { 10.96.7.1 . 80 . 5 }\n", rec.txs[1])
+	p = p2
 	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.7.1", "tcp", 80, false), 4)
 	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.7.2", "tcp", 80, false), 3)
 

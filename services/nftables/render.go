@@ -421,3 +421,9 @@ func (p *Proxier) clusterCIDRs() []string {
 	}
 	return out
 }
+
+// isEndpointMap reports whether name is one of the endpoint dispatch maps
+// (service-endpoints-<proto>, nodeport-endpoints-<proto>).
+func isEndpointMap(name string) bool {
+	return strings.HasPrefix(name, mapServiceEndpoints+"-") || strings.HasPrefix(name, mapNodePortEndpoints+"-")
+}
