@@ -42,6 +42,8 @@ type IPAM interface {
 	EnsurePools(ctx context.Context, pools []PoolConf) error
 	// Ping reads from the datastore; an error means it is unreachable.
 	Ping(ctx context.Context) error
+	// PoolNames lists the IP pools in the datastore by name, sorted.
+	PoolNames(ctx context.Context) ([]string, error)
 	// Close releases the datastore.
 	Close() error
 }
@@ -173,6 +175,19 @@ func (m *ipamAdapter) GC(ctx context.Context, node, prefix string, live func(str
 	rep, err := m.a.GC(ctx, ipam.GCOptions{CheckOptions: ipam.CheckOptions{LiveHandles: live, HandlePrefix: prefix, Node: node},
 		GracePeriod: grace})
 	return rep.Released, err
+}
+
+func (m *ipamAdapter) PoolNames(ctx context.Context) ([]string, error) {
+	pools, err := m.a.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(pools))
+	for _, p := range pools {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 func (m *ipamAdapter) EnsurePools(ctx context.Context, pools []PoolConf) error {

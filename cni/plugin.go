@@ -644,8 +644,9 @@ func (emptyIPAM) GC(context.Context, string, string, func(string) bool, time.Dur
 func (emptyIPAM) EnsurePools(context.Context, []PoolConf) error {
 	return fmt.Errorf("%w: no datastore", ErrDatastore)
 }
-func (emptyIPAM) Ping(context.Context) error { return nil }
-func (emptyIPAM) Close() error               { return nil }
+func (emptyIPAM) Ping(context.Context) error                  { return nil }
+func (emptyIPAM) PoolNames(context.Context) ([]string, error) { return nil, nil }
+func (emptyIPAM) Close() error                                { return nil }
 
 // ErrCheckFailed: CHECK found the container's network differs from
 // prevResult (code 999 with the difference in the message).
@@ -945,25 +946,43 @@ func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
 }
 
 // status is STATUS for a tabby-ipam section: code 50 unless the
-// datastore answers. A bbolt file not made yet counts as available when
-// the first ADD could create it; STATUS itself creates nothing.
+// datastore answers and an ADD could find a pool (the configuration
+// declares one, which ADD creates, or the datastore holds one). A bbolt
+// file not made yet counts as available when the first ADD could create
+// it; STATUS itself creates nothing.
 func (p *Plugin) status(ctx context.Context, ic *IPAMConf, d time.Duration) error {
+	unavailable := func(msg string, err error) error {
+		return types.NewError(types.ErrPluginNotAvailable, msg, err.Error())
+	}
+	errNoPool := errors.New("no IP pool in the datastore and none declared under ipam.pools")
 	if !p.ipamGiven && len(ic.EtcdEndpoints) == 0 {
 		exists, err := creatable(ic.DatastorePath)
 		if err != nil {
-			return types.NewError(types.ErrPluginNotAvailable, "IPAM datastore unavailable", err.Error())
+			return unavailable("IPAM datastore unavailable", err)
 		}
 		if !exists {
+			if len(ic.Pools) == 0 {
+				return unavailable("no IP pool", errNoPool)
+			}
 			return nil
 		}
 	}
 	m, err := p.openIPAM(ic, d)
-	if err == nil {
-		err = m.Ping(ctx)
-		err = errors.Join(err, m.Close())
-	}
 	if err != nil {
-		return types.NewError(types.ErrPluginNotAvailable, "IPAM datastore unavailable", err.Error())
+		return unavailable("IPAM datastore unavailable", err)
+	}
+	defer m.Close()
+	if err := m.Ping(ctx); err != nil {
+		return unavailable("IPAM datastore unavailable", err)
+	}
+	if len(ic.Pools) == 0 {
+		names, err := m.PoolNames(ctx)
+		if err != nil {
+			return unavailable("IPAM datastore unavailable", err)
+		}
+		if len(names) == 0 {
+			return unavailable("no IP pool", errNoPool)
+		}
 	}
 	return nil
 }

@@ -694,3 +694,20 @@ func TestNoDatastoreCreatedByDelGC(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"net1.c1"}, ids, "a GC without the list removes nothing")
 }
+
+// STATUS is 50 when no ADD could find a pool: none in the datastore and
+// none declared; a declared one (which ADD creates) is enough.
+func TestStatusNeedsAPool(t *testing.T) {
+	e := newEnv(t) // a memory datastore without pools
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(conf(t, "1.1.0", nil, nil), &m))
+	delete(m["ipam"].(map[string]any), "pools")
+	bare, err := json.Marshal(m)
+	require.NoError(t, err)
+	err = e.p.Status(t.Context(), &skel.CmdArgs{StdinData: bare})
+	assert.Equal(t, types.ErrPluginNotAvailable, code(t, err))
+	assert.Contains(t, err.Error(), "no IP pool")
+	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: conf(t, "1.1.0", nil, nil)}))
+	e.add("c1", conf(t, "1.1.0", nil, nil)) // creates pool p1
+	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: bare}))
+}
