@@ -2,6 +2,7 @@ package cni
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -252,11 +253,9 @@ func subnetReserved(cidr netip.Prefix, gw netip.Addr) []netip.Prefix {
 		out = append(out, netip.PrefixFrom(first, first.BitLen()))
 	}
 	if first.Is4() {
-		last := first.As4()
-		host := uint32(1)<<(32-cidr.Bits()) - 1
-		v := uint32(last[0])<<24 | uint32(last[1])<<16 | uint32(last[2])<<8 | uint32(last[3]) | host
-		b := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-		if b != gw {
+		a := first.As4()
+		binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])|(1<<(32-cidr.Bits())-1))
+		if b := netip.AddrFrom4(a); b != gw {
 			out = append(out, netip.PrefixFrom(b, 32))
 		}
 	}

@@ -162,9 +162,13 @@ func checkArgs(args *skel.CmdArgs, needNetns bool) error {
 var ErrOwnNetns = errors.New("CNI_NETNS is the plugin's own network namespace")
 
 // notOwnNetns returns ErrOwnNetns when path is the network namespace this
-// process runs in (same device and inode). A path that cannot be read is
-// left to the verb, which reports it.
-func notOwnNetns(path string) error {
+// process runs in (same device and inode) and the plugin makes interfaces
+// in the kernel (no WithWorkloads). An empty path, or one that cannot be
+// read, is left to the verb, which reports it.
+func (p *Plugin) notOwnNetns(path string) error {
+	if p.workloads != nil || path == "" {
+		return nil
+	}
 	var pod, own unix.Stat_t
 	if unix.Stat(path, &pod) != nil || unix.Stat("/proc/self/ns/net", &own) != nil {
 		return nil
@@ -222,7 +226,7 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		if _, err := os.Stat(args.Netns); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", ErrNetnsMissing, args.Netns)
 		}
-		if err := notOwnNetns(args.Netns); err != nil {
+		if err := p.notOwnNetns(args.Netns); err != nil {
 			return nil, err
 		}
 	}
@@ -519,10 +523,8 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		if args.ContainerID == "" {
 			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
 		}
-		if p.workloads == nil && args.Netns != "" {
-			if err := notOwnNetns(args.Netns); err != nil {
-				return err
-			}
+		if err := p.notOwnNetns(args.Netns); err != nil {
+			return err
 		}
 		handle := Handle(conf.Name, args.ContainerID)
 		wm, done, err := p.workloadsFor()
@@ -621,12 +623,21 @@ func creatable(path string) (exists bool, err error) {
 // CHECK, GC): a bbolt file that does not exist holds nothing, so it is
 // not created (the IPAM returned holds no address).
 func (p *Plugin) openExisting(ic *IPAMConf, d time.Duration) (IPAM, error) {
-	if !p.ipamGiven && len(ic.EtcdEndpoints) == 0 {
-		if _, err := os.Stat(ic.DatastorePath); errors.Is(err, fs.ErrNotExist) {
+	if f := p.bboltFile(ic); f != "" {
+		if _, err := os.Stat(f); errors.Is(err, fs.ErrNotExist) {
 			return emptyIPAM{}, nil
 		}
 	}
 	return p.openIPAM(ic, d)
+}
+
+// bboltFile is the bbolt file the plugin opens for ic, "" when it opens
+// none (etcd, or an IPAM given with WithIPAM).
+func (p *Plugin) bboltFile(ic *IPAMConf) string {
+	if p.ipamGiven || len(ic.EtcdEndpoints) > 0 {
+		return ""
+	}
+	return ic.DatastorePath
 }
 
 // emptyIPAM is the IPAM of a datastore file not made yet: it holds
@@ -668,10 +679,8 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 	if conf.PrevResult == nil {
 		return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
 	}
-	if p.workloads == nil {
-		if err := notOwnNetns(args.Netns); err != nil {
-			return err
-		}
+	if err := p.notOwnNetns(args.Netns); err != nil {
+		return err
 	}
 	prev, err := current.NewResultFromResult(conf.PrevResult)
 	if err != nil {
@@ -955,8 +964,8 @@ func (p *Plugin) status(ctx context.Context, ic *IPAMConf, d time.Duration) erro
 		return types.NewError(types.ErrPluginNotAvailable, msg, err.Error())
 	}
 	errNoPool := errors.New("no IP pool in the datastore and none declared under ipam.pools")
-	if !p.ipamGiven && len(ic.EtcdEndpoints) == 0 {
-		exists, err := creatable(ic.DatastorePath)
+	if f := p.bboltFile(ic); f != "" {
+		exists, err := creatable(f)
 		if err != nil {
 			return unavailable("IPAM datastore unavailable", err)
 		}

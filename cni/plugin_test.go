@@ -424,11 +424,7 @@ func TestGC(t *testing.T) {
 	}
 	require.NoError(t, e.p.Del(t.Context(), args("d", "/run/netns/d", c)))
 	require.Equal(t, []string{"net1.d"}, e.wm.DetachedWorkloads())
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(c, &m))
-	m["cni.dev/valid-attachments"] = []any{map[string]any{"containerID": "b", "ifname": "eth0"}}
-	gc, _ := json.Marshal(m)
-	require.NoError(t, e.p.GC(t.Context(), &skel.CmdArgs{StdinData: gc}))
+	require.NoError(t, e.p.GC(t.Context(), gcArgs(t, c, "b")))
 	ids, err := e.wm.ListWorkloads(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, []string{"net1.b"}, ids)

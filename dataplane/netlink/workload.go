@@ -421,8 +421,7 @@ func (w *Workloads) settle(ctx context.Context, spec WorkloadSpec, pod ns.NetNS,
 		// The workload's pod end under another name in the same pod: a
 		// second attachment, not a repair (rebuilding would take the first
 		// one's interface away).
-		if pl, perr := pc.h.LinkByIndex(existing.Attrs().ParentIndex); perr == nil &&
-			bytes.Equal(pl.Attrs().HardwareAddr, ContainerMAC(spec.ID)) && pl.Attrs().Name != spec.IfName {
+		if pl, perr := podEnd(pc.h, existing, spec.ID); perr == nil && pl.Attrs().Name != spec.IfName {
 			return WorkloadResult{}, fmt.Errorf("workload %s: %w: it already has %s in %s, not %s (tear it down to rename it)",
 				spec.ID, ErrNameCollision, pl.Attrs().Name, spec.Netns, spec.IfName)
 		}
@@ -830,14 +829,11 @@ func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) err
 // into the pod namespace are open; w.mu is held.
 func (w *Workloads) detach(id string, l nl.Link, pc podConn) error {
 	host := l.Attrs()
-	pl, err := pc.h.LinkByIndex(host.ParentIndex)
+	pl, err := podEnd(pc.h, l, id)
 	if err != nil {
-		return fmt.Errorf("pod end %d: %w", host.ParentIndex, err)
+		return err
 	}
 	pod := pl.Attrs()
-	if !bytes.Equal(pod.HardwareAddr, ContainerMAC(id)) {
-		return fmt.Errorf("pod end %d is %s (%s), not this workload's", pod.Index, pod.Name, pod.HardwareAddr)
-	}
 	name, alias := DetachedIfaceName(id), detachedAliasPrefix+id
 	if err := w.pipe.execNamed([][]byte{appendLinkDownMsg(nil, host.Index), appendRenameMsg(nil, host.Index, name, alias)},
 		[]string{"set " + host.Name + " down", "rename " + host.Name + " " + name}); err != nil {
@@ -860,6 +856,21 @@ func (w *Workloads) detach(id string, l nl.Link, pc podConn) error {
 	}
 	w.opts.log.Debug("workload detached", "workload", id, "host", host.Name, "as", name)
 	return nil
+}
+
+// podEnd finds the pod end of workload id's pair, whose host end is host,
+// in the namespace ph is bound to: the link with host's peer index
+// (IFLA_LINK) and ContainerMAC(id). An error when there is none there.
+func podEnd(ph workloadPodHandle, host nl.Link, id string) (nl.Link, error) {
+	peer := host.Attrs().ParentIndex
+	pl, err := ph.LinkByIndex(peer)
+	if err != nil {
+		return nil, fmt.Errorf("pod end %d: %w", peer, err)
+	}
+	if a := pl.Attrs(); !bytes.Equal(a.HardwareAddr, ContainerMAC(id)) {
+		return nil, fmt.Errorf("pod end %d is %s (%s), not this workload's", a.Index, a.Name, a.HardwareAddr)
+	}
+	return pl, nil
 }
 
 // RemoveDetached deletes the veth pairs DetachWorkload left in the host

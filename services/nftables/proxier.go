@@ -363,6 +363,9 @@ type diff struct {
 // another in the same slot) is a delete and an add in the same
 // transaction, which lookups never miss.
 func (d *diff) retireSlots() []element {
+	if len(d.delElems) == 0 {
+		return nil // a full sync, or only additions
+	}
 	readd := make(map[[2]string]bool, len(d.addElems))
 	for _, e := range d.addElems {
 		readd[[2]string{e.Map, e.Key}] = true
