@@ -87,7 +87,15 @@
 //     peers without RFC 8538 support (BIRD 2.0.12) drop the node's routes
 //     at once: call Stop to leave for good; for a restart (rolling update),
 //     let the process exit without Stop, and peers keep forwarding to the
-//     node until the new process has re-sent its routes.
+//     node until the new process's session comes up. Without the
+//     "restarting" flag its OPEN does not set the forwarding-state bit
+//     either, so a helper drops the stale routes as the session comes up
+//     (RFC 4724 section 4.2; BIRD does) and learns them again from the
+//     first UPDATE, which GoBGP sends right after: a gap of milliseconds.
+//     Calico's BIRD runs with -R and sets both bits, so its peers keep the
+//     routes until its End-of-RIB; the same in GoBGP holds routes back
+//     from peers without graceful restart and for the deferral time
+//     (the issues above), a risk of minutes against milliseconds.
 //  5. Per-peer filters are GoBGP routing policy. GoBGP assigns import and
 //     export policies per neighbor only to route-server clients, so the
 //     speaker installs one global import and one global export policy

@@ -248,8 +248,9 @@ func TestHelperSpeakerProcess(t *testing.T) {
 
 // TestBIRDProcessRestart: the process embedding the speaker dies (no
 // Cease: a crash, or exiting without Stop on a rolling update). BIRD, as
-// graceful-restart helper, keeps the node's prefix meanwhile; the new
-// process's first UPDATE refreshes it at once, so BIRD never loses it.
+// graceful-restart helper, keeps the node's prefix meanwhile; when the new
+// process's session comes up BIRD drops it and the first UPDATE, right
+// behind, brings it back.
 func TestBIRDProcessRestart(t *testing.T) {
 	requireBIRD(t)
 	b := newBIRD(t, 6, birdASN)
@@ -275,6 +276,12 @@ func TestBIRDProcessRestart(t *testing.T) {
 	run()
 	start := time.Now()
 	require.Eventually(t, func() bool { return b.established("tabby4") }, 30*time.Second, 100*time.Millisecond)
+	// The new OPEN does not set the forwarding-state bit, so BIRD drops the
+	// stale prefix as the session comes up (RFC 4724 4.2) and learns it
+	// again from the first UPDATE, sent right after: a gap of a few
+	// milliseconds, which a poll sometimes sees.
+	require.Eventually(t, func() bool { return b.route(prefix) != "" }, 10*time.Second, 10*time.Millisecond,
+		"the new process re-sends the prefix")
 	for range 20 {
 		require.NotEmpty(t, b.route(prefix), "and after it is back")
 		time.Sleep(100 * time.Millisecond)
