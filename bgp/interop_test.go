@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -289,4 +290,30 @@ func TestBIRDProcessRestart(t *testing.T) {
 	out, _ := b.birdc("show", "route", prefix, "all")
 	assert.NotContains(t, out, "stale", "refreshed by the new process")
 	t.Logf("session back %s after the new process started", time.Since(start).Round(time.Millisecond))
+}
+
+// TestStopWhileReceiving: Stop while a peer is sending UPDATEs. GoBGP's
+// StopBgp zeroes the global configuration while a session's receive loop
+// still reads it for each UPDATE (a data race under -race); Stop ends the
+// sessions first.
+func TestStopWhileReceiving(t *testing.T) {
+	requireBIRD(t)
+	b := newBIRD(t, 7, birdASN)
+	var routes strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&routes, "route 10.77.%d.%d/32 blackhole; ", i/250, i%250)
+	}
+	b.static = []string{"protocol static flap { ipv4; " + routes.String() + "}"}
+	b.start(tabbyASN)
+	for range 5 {
+		s, _ := kernelSpeaker(t, tabbyASN, b)
+		require.NoError(t, s.Start(context.Background()))
+		require.Eventually(t, func() bool { return b.established("tabby4") }, 30*time.Second, 50*time.Millisecond)
+		_, err := b.birdc("disable", "flap")
+		require.NoError(t, err)
+		_, err = b.birdc("enable", "flap")
+		require.NoError(t, err)
+		s.Stop()
+		require.Eventually(t, func() bool { return !b.established("tabby4") }, 10*time.Second, 50*time.Millisecond)
+	}
 }

@@ -110,6 +110,11 @@ func (s *Speaker) syncLearned(ctx context.Context) error {
 			}
 		}
 	}
+	if ctx.Err() != nil {
+		// Stopping: the RIB may already lack the routes of deleted peers,
+		// which stay in the kernel.
+		return nil
+	}
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	s.learned.Desired().ReplaceAll(maps.All(desired))

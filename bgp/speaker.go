@@ -71,9 +71,10 @@ type Speaker struct {
 
 	mu      sync.Mutex
 	cfg     *resolved
-	srv     *server.BgpServer // non-nil while started
-	gobgp   *server.BgpServer // created by the first Start, kept
-	cancel  context.CancelFunc
+	srv     *server.BgpServer  // non-nil while started
+	gobgp   *server.BgpServer  // created by the first Start, kept
+	cancel  context.CancelFunc // the learned-route runner and startup sync
+	unwatch context.CancelFunc // GoBGP's event stream, ended after the sessions
 	done    chan struct{}
 	sources map[string]map[netip.Prefix]Advertisement
 	adv     *deltatracker.Tracker[netip.Prefix, path]
@@ -162,7 +163,8 @@ func (s *Speaker) Start(ctx context.Context) error {
 		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 		return err
 	}
-	s.srv, s.cancel, s.done = srv, cancel, nil
+	wctx, unwatch := context.WithCancel(context.Background())
+	s.srv, s.cancel, s.unwatch, s.done = srv, cancel, unwatch, nil
 	s.lmu.Lock()
 	select {
 	case <-s.synced: // a previous run: hold learned routes again
@@ -175,7 +177,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 	s.runner.Store(runner)
 	watch := &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}, Table: &api.WatchEventRequest_Table{
 		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST}, {Type: api.WatchEventRequest_Table_Filter_EOR}}}}
-	if err := srv.WatchEvent(rctx, watch, s.onEvent); err != nil {
+	if err := srv.WatchEvent(wctx, watch, s.onEvent); err != nil {
 		s.stopLocked()
 		return fmt.Errorf("watch BGP events: %w", err)
 	}
@@ -198,8 +200,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop sends a Cease to every peer, closes the listener and stops the
-// learned-route runner. Learned routes stay in the kernel: a restarted
+// Stop stops the learned-route runner, sends a Cease to every peer and
+// waits until GoBGP has ended the sessions (at most 5 s), then closes the
+// listener. Learned routes stay in the kernel: a restarted
 // speaker reconciles them after its startup sync instead of flushing them.
 // Stop on a stopped speaker does nothing.
 func (s *Speaker) Stop() {
@@ -214,7 +217,9 @@ func (s *Speaker) stopLocked() {
 	}
 	srv, done := s.srv, s.done
 	s.srv, s.done, s.keepInstalled = nil, nil, nil
-	s.cancel()
+	s.cancel() // no learned route is programmed from here on
+	s.dropSessions(srv)
+	s.unwatch()
 	_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 	// What GoBGP holds is gone; forget it so a later Start re-adds all.
 	s.adv.Dataplane().ReplaceAll(maps.All(map[netip.Prefix]path{}))
@@ -223,6 +228,32 @@ func (s *Speaker) stopLocked() {
 		s.mu.Unlock()
 		<-done
 		s.mu.Lock()
+	}
+}
+
+// sessionDrainTime bounds how long Stop waits for GoBGP to end the
+// sessions of the peers it deletes.
+const sessionDrainTime = 5 * time.Second
+
+// dropSessions deletes every peer from srv (each established session gets
+// a Cease) and waits, at most sessionDrainTime, until GoBGP has reported
+// each established one down, which it does only once the session's
+// goroutines have ended. StopBgp deletes the peers too, but in the same
+// step it zeroes the global configuration that a session's receive loop
+// still reads for every UPDATE: a data race inside GoBGP v3.37.0 when a
+// peer sends while the speaker stops.
+func (s *Speaker) dropSessions(srv *server.BgpServer) {
+	ctx := context.Background()
+	for addr := range s.peers.Dataplane().All() {
+		_ = srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()})
+	}
+	for deadline := time.Now().Add(sessionDrainTime); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		s.lmu.Lock()
+		n := len(s.established)
+		s.lmu.Unlock()
+		if n == 0 {
+			return
+		}
 	}
 }
 
