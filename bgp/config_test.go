@@ -84,7 +84,8 @@ func TestPeerValidation(t *testing.T) {
 		{"ttlSecurity and multihop", []Peer{{Address: a, ASNumber: 1, TTLSecurity: 2, EBGPMultihopTTL: 2}}, ErrInvalidPeer},
 		{"bad filter", []Peer{{Address: a, ASNumber: 1, Filters: []BGPFilter{{Name: "f", Export: Filter{V4: []FilterRule{{Action: "Drop"}}}}}}}, ErrInvalidFilter},
 		{"source family", []Peer{{Address: a, ASNumber: 1, SourceAddress: netip.MustParseAddr("fd00::1")}}, ErrInvalidPeer},
-		{"restart", []Peer{{Address: a, ASNumber: 1, MaxRestartTime: time.Millisecond}}, ErrInvalidConfig},
+		{"restart", []Peer{{Address: a, ASNumber: 1, MaxRestartTime: time.Millisecond}}, ErrInvalidPeer},
+		{"restart, also a config error", []Peer{{Address: a, ASNumber: 1, MaxRestartTime: time.Millisecond}}, ErrInvalidConfig},
 		{"duplicate", []Peer{{Name: "x", Address: a, ASNumber: 1}, {Name: "y", Address: a, ASNumber: 2}}, ErrDuplicatePeer},
 	}
 	for _, tt := range tests {
@@ -101,6 +102,8 @@ func TestPeerValidation(t *testing.T) {
 	require.NoError(t, err)
 	err = s.SetPeers(t.Context(), []Peer{{Address: netip.MustParseAddr("fd00::2"), ASNumber: 1}})
 	require.ErrorIs(t, err, ErrInvalidPeer, "no IPv6 node address")
+	err = s.SetPeers(t.Context(), []Peer{{Address: netip.MustParseAddr("10.0.0.1"), ASNumber: 1}})
+	require.ErrorIs(t, err, ErrInvalidPeer, "the node itself")
 }
 
 func TestParseCommunity(t *testing.T) {

@@ -8,7 +8,8 @@ var (
 	// ErrInvalidConfig: a Config field is out of range (AS number, router ID,
 	// port, duration, CIDR).
 	ErrInvalidConfig = errors.New("invalid BGP configuration")
-	// ErrInvalidPeer: a peer's address, AS number, port or TTL is invalid.
+	// ErrInvalidPeer: a peer's address (also: one of this node's own), AS
+	// number, port, TTL, restart time, password or filters are invalid.
 	ErrInvalidPeer = errors.New("invalid BGP peer")
 	// ErrDuplicatePeer: two peers resolve to the same address.
 	ErrDuplicatePeer = errors.New("duplicate BGP peer")

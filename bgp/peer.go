@@ -107,7 +107,7 @@ func (p Peer) validate() error {
 		return fmt.Errorf("peer %s (%s): TCP MD5 password longer than 80 bytes: %w", p.Name, p.Address, ErrInvalidPeer)
 	}
 	if _, err := restartTime("peer max restart time", p.MaxRestartTime, 0); err != nil {
-		return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+		return fmt.Errorf("peer %s (%s): %w: %w", p.Name, p.Address, ErrInvalidPeer, err)
 	}
 	for _, f := range p.Filters {
 		if err := f.validate(); err != nil {

@@ -371,8 +371,9 @@ func (s *Speaker) setConfigSourceLocked() {
 
 // SetPeers replaces the set of peers (as ResolvePeers computes them, or
 // hand-written). Only the difference is applied: unchanged sessions stay
-// up, changed ones are reset. Errors wrap ErrInvalidPeer or
-// ErrDuplicatePeer, and then nothing changes.
+// up, changed ones are reset. Errors wrap ErrInvalidPeer (also for a
+// peer at one of the node's own addresses, which ResolvePeers skips as
+// Calico does) or ErrDuplicatePeer, and then nothing changes.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	if err := validatePeers(peers); err != nil {
 		return err
@@ -382,6 +383,9 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	for _, p := range peers {
 		if (p.Address.Is4() && !s.cfg.NodeIP.IsValid()) || (p.Address.Is6() && !s.cfg.NodeIPv6.IsValid()) {
 			return fmt.Errorf("peer %s (%s): the node has no address of that family: %w", p.Name, p.Address, ErrInvalidPeer)
+		}
+		if p.Address == s.cfg.NodeIP || p.Address == s.cfg.NodeIPv6 {
+			return fmt.Errorf("peer %s (%s) is this node: %w", p.Name, p.Address, ErrInvalidPeer)
 		}
 	}
 	m := make(map[netip.Addr]Peer, len(peers))
