@@ -55,7 +55,12 @@ type Peer struct {
 	// family.
 	SourceAddress netip.Addr
 	// Passive waits for the peer to connect (Calico's mesh is passive on
-	// one side).
+	// one side). Set it on one side of a hand-written session between two
+	// tabby speakers, as ResolvePeers does for node-to-node sessions:
+	// GoBGP closes connections that arrive while its side is Idle and
+	// stays Idle 5 s after each failed attempt, so when one side restarts
+	// two active sides can keep missing each other for tens of seconds
+	// (29 s and 50 s seen). Peers such as BIRD accept in any state.
 	Passive bool
 	// Filters are the BGPFilters of this session (BGPPeer.filters,
 	// resolved), applied in order: import rules to what the peer sends
