@@ -74,7 +74,9 @@
 //     iptablesNATOutgoingInterfaceFilter).
 //
 // Errors: Render and Apply return ErrInvalidPool (naming the pool) for a
-// pool without a CIDR or with a /0, ErrInvalidConfig for an unknown family;
+// pool without a CIDR, with a /0 or with an IPv4-mapped IPv6 CIDR;
+// Render, Apply and New return ErrInvalidConfig for an unknown family or
+// an OutInterface that is not an interface name;
 // kernel errors come back wrapped from dataplane/ipsets and
 // dataplane/iptables (errors.Is ipsets.ErrInUse, iptables.ErrRestore, ...),
 // and the next Apply retries.

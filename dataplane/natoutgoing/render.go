@@ -28,9 +28,11 @@ const (
 )
 
 var (
-	// ErrInvalidConfig: a Config with an unknown family.
+	// ErrInvalidConfig: a Config with an unknown family or an OutInterface
+	// that is not an interface name.
 	ErrInvalidConfig = errors.New("invalid natoutgoing config")
-	// ErrInvalidPool: a pool whose CIDR is unset or /0 (a hash:net set
+	// ErrInvalidPool: a pool whose CIDR is unset, /0 or IPv4-mapped IPv6
+	// (a hash:net set
 	// cannot hold a /0, and a /0 pool would leave nothing "outside").
 	ErrInvalidPool = errors.New("invalid IP pool for NAT outgoing")
 )
@@ -86,7 +88,25 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Family != iptables.IPv4 && c.Family != iptables.IPv6 {
 		return c, fmt.Errorf("%w: family %d", ErrInvalidConfig, c.Family)
 	}
+	if c.OutInterface != "" && !validInterface(c.OutInterface) {
+		return c, fmt.Errorf("%w: OutInterface %q is not an interface name (1-15 printable bytes without space, '/', ':' or quotes; a trailing + matches a prefix)",
+			ErrInvalidConfig, c.OutInterface)
+	}
 	return c, nil
+}
+
+// validInterface reports whether s is a name the kernel accepts for a
+// device (dev_valid_name), which iptables' -o takes, "+" ending a prefix.
+func validInterface(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r >= 0x7f || r == '/' || r == ':' || r == '"' || r == '\'' {
+			return false
+		}
+	}
+	return true
 }
 
 // Render turns pools into the desired sets, chain and hook for cfg.Family,
@@ -103,8 +123,9 @@ func (c Config) withDefaults() (Config, error) {
 //   - the hook always jumps from nat POSTROUTING to the chain.
 //
 // Members are the pools' CIDRs, masked; duplicates collapse. Pools of the
-// other family are skipped. A pool with no CIDR or a /0 CIDR returns an
-// error wrapping ErrInvalidPool naming it; a bad Config ErrInvalidConfig.
+// other family are skipped. A pool with no CIDR, a /0 or an IPv4-mapped
+// IPv6 CIDR returns an error wrapping ErrInvalidPool naming it; a bad
+// Config (family, OutInterface) ErrInvalidConfig.
 // Render is pure: it reads nothing but its arguments.
 func Render(cfg Config, pools []ipam.IPPool) (Desired, error) {
 	cfg, err := cfg.withDefaults()
@@ -117,6 +138,9 @@ func Render(cfg Config, pools []ipam.IPPool) (Desired, error) {
 	for _, p := range pools {
 		if !p.CIDR.IsValid() || p.CIDR.Bits() == 0 {
 			return Desired{}, fmt.Errorf("pool %q (%s): %w", p.Name, p.CIDR, ErrInvalidPool)
+		}
+		if p.CIDR.Addr().Is4In6() {
+			return Desired{}, fmt.Errorf("pool %q (%s): IPv4-mapped, write it as IPv4: %w", p.Name, p.CIDR, ErrInvalidPool)
 		}
 		if p.CIDR.Addr().Is6() != (cfg.Family == iptables.IPv6) {
 			continue

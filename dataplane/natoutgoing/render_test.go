@@ -174,12 +174,20 @@ func TestRenderErrors(t *testing.T) {
 		{"v4 /0", natoutgoing.Config{}, []ipam.IPPool{pool("all", "0.0.0.0/0", true, false)}, natoutgoing.ErrInvalidPool},
 		{"v6 /0 in a v4 render", natoutgoing.Config{}, []ipam.IPPool{pool("all6", "::/0", true, false)}, natoutgoing.ErrInvalidPool},
 		{"bad family", natoutgoing.Config{Family: 5}, nil, natoutgoing.ErrInvalidConfig},
+		{"IPv4-mapped pool", natoutgoing.Config{Family: iptables.IPv6}, []ipam.IPPool{pool("mapped", "::ffff:10.0.0.0/104", true, false)}, natoutgoing.ErrInvalidPool},
+		{"interface with a rule in it", natoutgoing.Config{OutInterface: "eth0 -j ACCEPT"}, nil, natoutgoing.ErrInvalidConfig},
+		{"interface too long", natoutgoing.Config{OutInterface: strings.Repeat("e", 16)}, nil, natoutgoing.ErrInvalidConfig},
+		{"interface with a slash", natoutgoing.Config{OutInterface: "eth/0"}, nil, natoutgoing.ErrInvalidConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := natoutgoing.Render(tt.cfg, tt.pools)
 			require.ErrorIs(t, err, tt.want)
 		})
+	}
+	for _, ok := range []string{"eth0", "eth+", "ens3.100", "wg-0", strings.Repeat("e", 15)} {
+		_, err := natoutgoing.Render(natoutgoing.Config{OutInterface: ok}, nil)
+		require.NoError(t, err, ok)
 	}
 	_, err := natoutgoing.Render(natoutgoing.Config{}, []ipam.IPPool{pool("ok", "10.0.0.0/8", true, false), {Name: "broken"}})
 	require.ErrorContains(t, err, `"broken"`, "the error names the pool")
