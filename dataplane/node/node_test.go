@@ -61,6 +61,13 @@ func TestRender(t *testing.T) {
 		{name: "unmasked block", blocks: []netip.Prefix{pfx("10.244.1.1/26")}, err: tnl.ErrInvalidPrefix},
 		{name: "duplicate block", blocks: []netip.Prefix{pfx("10.244.1.0/26"), pfx("10.244.1.0/26")}, err: tnl.ErrInvalidPrefix},
 		{name: "invalid block", blocks: []netip.Prefix{{}}, err: tnl.ErrInvalidPrefix},
+		{name: "default route as a block", blocks: []netip.Prefix{pfx("0.0.0.0/0")}, err: tnl.ErrInvalidPrefix},
+		{name: "default route as a peer's block", peers: []node.Peer{{Name: "x", IP: addr("10.99.0.12"), Blocks: []netip.Prefix{pfx("0.0.0.0/0")}}}, err: tnl.ErrInvalidPrefix},
+		{name: "a block of two peers", peers: []node.Peer{
+			{Name: "x", IP: addr("10.99.0.12"), Blocks: []netip.Prefix{pfx("10.1.0.0/26")}},
+			{Name: "y", IP: addr("10.99.0.13"), Blocks: []netip.Prefix{pfx("10.1.0.0/26")}}}, err: tnl.ErrInvalidPrefix},
+		{name: "a local block a peer claims", blocks: []netip.Prefix{pfx("10.1.0.0/26")},
+			peers: []node.Peer{{Name: "x", IP: addr("10.99.0.12"), Blocks: []netip.Prefix{pfx("10.1.0.0/26")}}}, err: tnl.ErrInvalidPrefix},
 		{name: "peer without name", peers: []node.Peer{{IP: addr("10.99.0.12")}}, err: tnl.ErrInvalidSpec},
 		{name: "duplicate peer", peers: []node.Peer{far, far}, err: tnl.ErrInvalidSpec},
 		{name: "peer block unmasked", peers: []node.Peer{{Name: "x", IP: addr("10.99.0.12"), Blocks: []netip.Prefix{pfx("10.1.1.1/24")}}}, err: tnl.ErrInvalidPrefix},

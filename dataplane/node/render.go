@@ -52,8 +52,9 @@ type Desired struct {
 // (VXLAN here is IPv4 only, as in Calico's VXLAN mode without vxlanModeV6).
 // Output is sorted (blocks by prefix, peers by name).
 //
-// Errors wrap tnl.ErrInvalidPrefix (a block not valid or not masked, or a
-// duplicate local block) or tnl.ErrInvalidSpec (a peer without a name or
+// Errors wrap tnl.ErrInvalidPrefix (a block not valid, not masked or /0, a
+// block listed twice by one node, or one block claimed by two nodes: this
+// one and a peer, or two peers) or tnl.ErrInvalidSpec (a peer without a name or
 // with a duplicate one, or without the underlay or tunnel address its
 // blocks need).
 func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, peers []Peer) (Desired, error) {
@@ -63,6 +64,10 @@ func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, p
 	}
 	for _, b := range sortedBlocks(blocks) {
 		d.Blackholes = append(d.Blackholes, tnl.Blackhole(b))
+	}
+	owner := make(map[netip.Prefix]string, len(blocks))
+	for _, b := range blocks {
+		owner[b] = "this node"
 	}
 	peers = slices.Clone(peers)
 	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
@@ -75,6 +80,12 @@ func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, p
 		}
 		if err := validateBlocks("peer "+p.Name, p.Blocks); err != nil {
 			return Desired{}, err
+		}
+		for _, b := range p.Blocks {
+			if o, dup := owner[b]; dup {
+				return Desired{}, fmt.Errorf("%w: block %s claimed by both %s and peer %s", tnl.ErrInvalidPrefix, b, o, p.Name)
+			}
+			owner[b] = "peer " + p.Name
 		}
 		vx := tnl.VXLANPeer{Name: p.Name, NodeIP: p.IP, TunnelAddr: p.TunnelAddr}
 		for _, b := range sortedBlocks(p.Blocks) {
@@ -111,8 +122,8 @@ func unicast(a netip.Addr) bool {
 func validateBlocks(whose string, blocks []netip.Prefix) error {
 	seen := make(map[netip.Prefix]bool, len(blocks))
 	for _, b := range blocks {
-		if !b.IsValid() || b.Masked() != b || b.Addr().Is4In6() || b.Addr().Zone() != "" {
-			return fmt.Errorf("%w: %s block %s: want a masked IPv4 or IPv6 prefix", tnl.ErrInvalidPrefix, whose, b)
+		if !b.IsValid() || b.Masked() != b || b.Addr().Is4In6() || b.Addr().Zone() != "" || b.Bits() == 0 {
+			return fmt.Errorf("%w: %s block %s: want a masked IPv4 or IPv6 prefix, not a default route", tnl.ErrInvalidPrefix, whose, b)
 		}
 		if seen[b] {
 			return fmt.Errorf("%w: %s block %s listed twice", tnl.ErrInvalidPrefix, whose, b)
