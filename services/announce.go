@@ -31,7 +31,8 @@ type AnnounceConfig struct {
 //     nodes that serve it (ECMP anycast).
 //
 // Addresses outside the configured ranges are never announced. ports
-// is the tracker's state (Tracker.All); nil entries are ignored.
+// is the tracker's state (Tracker.All); nil entries and entries with a
+// nil Port are ignored.
 func Announce(ports map[ServicePortName]*Resolved, cfg AnnounceConfig) []netip.Prefix {
 	var out []netip.Prefix
 	for _, rs := range [][]netip.Prefix{cfg.ServiceClusterIPs, cfg.ServiceExternalIPs, cfg.ServiceLoadBalancerIPs} {
@@ -44,7 +45,7 @@ func Announce(ports map[ServicePortName]*Resolved, cfg AnnounceConfig) []netip.P
 	}
 	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 	for _, r := range ports {
-		if r == nil || !r.Port.ExternalPolicyLocal {
+		if r == nil || r.Port == nil || !r.Port.ExternalPolicyLocal {
 			continue
 		}
 		if !slices.ContainsFunc(r.Endpoints.Local, func(e Endpoint) bool { return e.Ready }) {

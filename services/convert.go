@@ -51,8 +51,12 @@ func proxied(svc *v1.Service) bool {
 // ServicePorts converts a Service into its proxied ports. A headless or
 // ExternalName Service gives none and no error. Any invalid field makes
 // the whole Service invalid (error wrapping ErrInvalidService), so a bad
-// object never yields half its rules.
+// object never yields half its rules. A nil svc is an error wrapping
+// ErrInvalidService.
 func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
+	if svc == nil {
+		return nil, fmt.Errorf("nil service: %w", ErrInvalidService)
+	}
 	if npr == (NodePortRange{}) {
 		npr = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
 	}

@@ -1,7 +1,11 @@
 package services_test
 
 import (
+	"log/slog"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -58,4 +62,35 @@ func FuzzTracker(f *testing.F) {
 		tr.OnServiceDelete(svc)
 		tr.Changes()
 	})
+}
+
+// Nil inputs are logged or reported, never a panic.
+func TestNilInputs(t *testing.T) {
+	name := services.ServicePortName{Namespace: "ns", Name: "s", Port: "p", Protocol: v1.ProtocolTCP}
+	tests := []struct {
+		name string
+		call func(tr *services.Tracker)
+	}{
+		{"OnServiceUpdate", func(tr *services.Tracker) { tr.OnServiceUpdate(nil) }},
+		{"OnServiceDelete", func(tr *services.Tracker) { tr.OnServiceDelete(nil) }},
+		{"OnEndpointSliceUpdate", func(tr *services.Tracker) { tr.OnEndpointSliceUpdate(nil) }},
+		{"OnEndpointSliceDelete", func(tr *services.Tracker) { tr.OnEndpointSliceDelete(nil) }},
+		{"ServicePorts", func(*services.Tracker) {
+			_, err := services.ServicePorts(nil, services.NodePortRange{})
+			require.ErrorIs(t, err, services.ErrInvalidService)
+		}},
+		{"Announce with a nil Port", func(*services.Tracker) {
+			assert.Empty(t, services.Announce(map[services.ServicePortName]*services.Resolved{name: {}, {}: nil}, services.AnnounceConfig{}))
+		}},
+		{"HealthServer.Update with a nil Port", func(*services.Tracker) {
+			services.NewHealthServer(services.HealthConfig{}, nil).Update(map[services.ServicePortName]*services.Resolved{name: {}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{}, slog.New(slog.DiscardHandler))
+			require.NotPanics(t, func() { tt.call(tr) })
+			assert.Empty(t, tr.Changes())
+		})
+	}
 }

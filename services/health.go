@@ -152,8 +152,9 @@ func NewHealthServer(cfg HealthConfig, log *slog.Logger) *HealthServer {
 }
 
 // Update applies tracker changes (Tracker.Changes or Tracker.All: nil
-// for a port that is gone) and opens or closes the health-check
-// listeners they call for, when Run is running.
+// for a port that is gone; an entry with a nil Port counts as gone) and
+// opens or closes the health-check listeners they call for, when Run is
+// running.
 func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -161,7 +162,7 @@ func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 	for name, r := range changes {
 		n := types.NamespacedName{Namespace: name.Namespace, Name: name.Name}
 		touched[n] = true
-		if r == nil {
+		if r == nil || r.Port == nil {
 			delete(h.ports[n], name)
 			if len(h.ports[n]) == 0 {
 				delete(h.ports, n)
@@ -189,6 +190,9 @@ func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 	var s healthService
 	local := map[netip.AddrPort]bool{}
 	for _, r := range ports {
+		if r == nil || r.Port == nil {
+			continue
+		}
 		if r.Port.ExternalPolicyLocal && r.Port.HealthCheckNodePort != 0 {
 			s.port = r.Port.HealthCheckNodePort
 		}

@@ -84,7 +84,12 @@ func nsName(m interface {
 }
 
 // OnServiceUpdate records the new state of a Service (add or update).
+// A nil svc is logged and ignored.
 func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
+	if svc == nil {
+		t.log.Warn("ignoring nil service update")
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := nsName(svc)
@@ -95,7 +100,12 @@ func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
 }
 
 // OnServiceDelete records that a Service is gone.
+// A nil svc is logged and ignored.
 func (t *Tracker) OnServiceDelete(svc *v1.Service) {
+	if svc == nil {
+		t.log.Warn("ignoring nil service delete")
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := nsName(svc)
@@ -183,8 +193,12 @@ func serviceOf(s *discovery.EndpointSlice) (types.NamespacedName, bool) {
 
 // OnEndpointSliceUpdate records the new state of an EndpointSlice (add
 // or update). Invalid endpoints are logged and skipped; the others of the
-// slice are used.
+// slice are used. A nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
+	if s == nil {
+		t.log.Warn("ignoring nil endpointslice update")
+		return
+	}
 	n, ok := serviceOf(s)
 	if !ok {
 		return
@@ -205,8 +219,13 @@ func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 	t.changed()
 }
 
-// OnEndpointSliceDelete records that an EndpointSlice is gone.
+// OnEndpointSliceDelete records that an EndpointSlice is gone. A nil s
+// is logged and ignored.
 func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
+	if s == nil {
+		t.log.Warn("ignoring nil endpointslice delete")
+		return
+	}
 	n, ok := serviceOf(s)
 	if !ok {
 		return
