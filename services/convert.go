@@ -125,7 +125,15 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 		}
 		hc = uint16(svc.Spec.HealthCheckNodePort)
 	}
+	// The API server refuses a Service listing one port name, one
+	// port and protocol, or one nodePort and protocol twice; so does the
+	// model (two rules for one destination would clash in the backends).
 	seen := map[ServicePortName]bool{}
+	type portProto struct {
+		port  int32
+		proto Protocol
+	}
+	seenPort, seenNodePort := map[portProto]bool{}, map[portProto]bool{}
 	var out []*ServicePort
 	for _, p := range svc.Spec.Ports {
 		proto := p.Protocol
@@ -143,6 +151,10 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			return nil, bad("port %q/%s listed twice", p.Name, proto)
 		}
 		seen[name] = true
+		if seenPort[portProto{p.Port, proto}] {
+			return nil, bad("port %d/%s listed twice", p.Port, proto)
+		}
+		seenPort[portProto{p.Port, proto}] = true
 		sp := &ServicePort{
 			Name: name, ClusterIPs: clusterIPs, Port: uint16(p.Port),
 			ExternalIPs: extIPs, LoadBalancerIPs: lbIPs, LoadBalancerSourceRanges: sourceRanges, AffinityTimeout: affinity,
@@ -152,6 +164,10 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			if p.NodePort < int32(npr.Min) || p.NodePort > int32(npr.Max) {
 				return nil, bad("port %q: nodePort %d outside %d-%d", p.Name, p.NodePort, npr.Min, npr.Max)
 			}
+			if seenNodePort[portProto{p.NodePort, proto}] {
+				return nil, bad("nodePort %d/%s listed twice", p.NodePort, proto)
+			}
+			seenNodePort[portProto{p.NodePort, proto}] = true
 			sp.NodePort = uint16(p.NodePort)
 		}
 		out = append(out, sp)

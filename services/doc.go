@@ -49,7 +49,9 @@
 // entry (after trimming whitespace; IPv4 with leading zeros, IPv4-mapped
 // IPv6 and zoned prefixes count as unparsable; kube-proxy skips just
 // that entry, which can only widen access), a port out of range, an unknown
-// protocol, a duplicated port or a node port outside the range is
+// protocol, a port name, port and protocol, or nodePort and protocol
+// listed twice (the API server refuses all three) or a node port outside
+// the range is
 // skipped as a whole, with a Warn log line whose err wraps
 // ErrInvalidService; its previous rules are removed. Two Services asking
 // for the same node port and protocol: the first by namespace/name keeps

@@ -103,6 +103,9 @@ func TestServicePorts(t *testing.T) {
 		{name: "bad port", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 0, 0)), wantErr: true},
 		{name: "nodePort out of range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 8080)), wantErr: true},
 		{name: "duplicate port", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 0), st.Port("x", "", 81, 0)), wantErr: true},
+		{name: "same port and protocol under two names", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 0), st.Port("y", v1.ProtocolTCP, 80, 0)), wantErr: true},
+		{name: "same nodePort and protocol twice", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 30080), st.Port("y", "", 81, 30080)), wantErr: true},
+		{name: "same port and nodePort, other protocol", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", v1.ProtocolTCP, 53, 30053), st.Port("y", v1.ProtocolUDP, 53, 30053)), want: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
