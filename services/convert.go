@@ -93,6 +93,12 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			if ing.IP == "" {
 				continue // hostname-only ingress: nothing to proxy
 			}
+			if ing.IPMode != nil && *ing.IPMode != v1.LoadBalancerIPModeVIP {
+				// ipMode Proxy: the load balancer delivers to the node
+				// or pod address, not to this IP; kube-proxy programs
+				// only VIP (or unset) ingress IPs.
+				continue
+			}
 			a, err := netip.ParseAddr(ing.IP)
 			if err != nil || a.Zone() != "" {
 				return nil, bad("loadBalancer ingress IP %q", ing.IP)

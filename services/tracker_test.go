@@ -88,6 +88,13 @@ func TestServicePorts(t *testing.T) {
 				assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("10.0.0.0/8"),
 					netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("192.0.2.9/32")}, ps[0].LoadBalancerSourceRanges)
 			}},
+		{name: "ipMode Proxy ingress skipped, VIP and unset kept", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), func(s *v1.Service) {
+			s.Spec.Type = v1.ServiceTypeLoadBalancer
+			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.1", IPMode: ptr.To(v1.LoadBalancerIPModeProxy)},
+				{IP: "203.0.113.2", IPMode: ptr.To(v1.LoadBalancerIPModeVIP)}, {IP: "203.0.113.3"}}
+		}), want: 1, check: func(t *testing.T, ps []*services.ServicePort) {
+			assert.Equal(t, []netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.3")}, ps[0].LoadBalancerIPs)
+		}},
 		{name: "no source ranges", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.LoadBalancer("203.0.113.7")), want: 1,
 			check: func(t *testing.T, ps []*services.ServicePort) { assert.Nil(t, ps[0].LoadBalancerSourceRanges) }},
 		{name: "source ranges ignored unless LoadBalancer", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.SourceRanges("10.0.0.0/8", "bad")), want: 1,
