@@ -28,9 +28,18 @@ var (
 	// ErrInvalidEndpointSlice is wrapped by errors about an EndpointSlice
 	// or one of its endpoints the tracker skips.
 	ErrInvalidEndpointSlice = errors.New("invalid endpointslice")
-	// ErrNodePortClash is wrapped (with ErrInvalidService) when a
-	// Service's node port is already used by another Service.
+	// ErrNodePortClash is wrapped by the err attribute of the Warn log
+	// line of a Tracker skipping a Service because another Service owns
+	// one of its node ports (see the package doc). No function returns
+	// it, and it does not wrap ErrInvalidService: the Service is valid,
+	// it lost a claim.
 	ErrNodePortClash = errors.New("node port already allocated")
+	// ErrDestinationClash is wrapped by the err attribute of the Warn
+	// log line of a Tracker dropping one cluster, load-balancer or
+	// external IP from a service port because another service port owns
+	// that address, protocol and port (see the package doc). No function
+	// returns it.
+	ErrDestinationClash = errors.New("service destination already claimed")
 )
 
 // NodePortRange is the inclusive range node ports must fall in. The zero

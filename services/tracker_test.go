@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/tabbynet/tabby/services"
@@ -286,6 +287,143 @@ func TestAnnounce(t *testing.T) {
 				got = append(got, x.String())
 			}
 			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// A destination (address, protocol, port) shared by several Services'
+// ports goes to one of them: cluster IPs before load-balancer IPs before
+// external IPs, then the oldest, then by namespace/name. The loser keeps
+// its other destinations and gets the lost one back once the owner goes.
+func TestTrackerDestinationClash(t *testing.T) {
+	at := func(sec int64) func(*v1.Service) {
+		return func(s *v1.Service) { s.CreationTimestamp = metav1.Unix(sec, 0) }
+	}
+	ext := func(ips ...string) func(*v1.Service) { return func(s *v1.Service) { s.Spec.ExternalIPs = ips } }
+	a := netip.MustParseAddr
+	tests := []struct {
+		name          string
+		winner, loser *v1.Service
+		check         func(t *testing.T, w, l *services.ServicePort)
+		noClash       bool
+	}{
+		{name: "same external IP: the older wins",
+			winner: st.Service("ns", "z-old", "10.96.0.1", st.Port("", "", 80, 0), ext("192.0.2.1"), at(1)),
+			loser:  st.Service("ns", "a-new", "10.96.0.2", st.Port("", "", 80, 0), ext("192.0.2.1", "192.0.2.2"), at(2)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("192.0.2.1")}, w.ExternalIPs)
+				assert.Equal(t, []netip.Addr{a("192.0.2.2")}, l.ExternalIPs, "only the clashing destination is dropped")
+				assert.Equal(t, []netip.Addr{a("10.96.0.2")}, l.ClusterIPs)
+			}},
+		{name: "external IP equal to another's cluster IP: the cluster IP wins even if younger",
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), at(2)),
+			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), ext("10.96.0.1"), at(1)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("10.96.0.1")}, w.ClusterIPs)
+				assert.Empty(t, l.ExternalIPs)
+			}},
+		{name: "same cluster IP and port: the older wins",
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), at(1)),
+			loser:  st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), at(2)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("10.96.0.1")}, w.ClusterIPs)
+				assert.Empty(t, l.ClusterIPs)
+			}},
+		{name: "same load-balancer IP: same age, the first by namespace/name wins",
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 30080), st.LoadBalancer("203.0.113.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", "", 80, 30081), st.LoadBalancer("203.0.113.1", "203.0.113.2")),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("203.0.113.1")}, w.LoadBalancerIPs)
+				assert.Equal(t, []netip.Addr{a("203.0.113.2")}, l.LoadBalancerIPs)
+				assert.Equal(t, uint16(30081), l.NodePort)
+			}},
+		{name: "load-balancer IP before external IP",
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 30080), st.LoadBalancer("203.0.113.1"), at(2)),
+			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), ext("203.0.113.1"), at(1)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("203.0.113.1")}, w.LoadBalancerIPs)
+				assert.Empty(t, l.ExternalIPs)
+			}},
+		{name: "same external IP, other port: no clash", noClash: true,
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), ext("192.0.2.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", "", 81, 0), ext("192.0.2.1")),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, w.ExternalIPs, l.ExternalIPs)
+			}},
+		{name: "same external IP, other protocol: no clash", noClash: true,
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 0), ext("192.0.2.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", v1.ProtocolUDP, 80, 0), ext("192.0.2.1")),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, w.ExternalIPs, l.ExternalIPs)
+			}},
+	}
+	port := func(ch map[services.ServicePortName]*services.Resolved, s *v1.Service) *services.ServicePort {
+		proto := s.Spec.Ports[0].Protocol
+		if proto == "" {
+			proto = v1.ProtocolTCP
+		}
+		r := ch[spn(s.Namespace, s.Name, "", proto)]
+		require.NotNil(t, r, "%s/%s resolved", s.Namespace, s.Name)
+		return r.Port
+	}
+	for _, tt := range tests {
+		for _, order := range []string{"winner first", "loser first"} {
+			t.Run(tt.name+"/"+order, func(t *testing.T) {
+				var logs bytes.Buffer
+				tr := services.NewTracker(services.TrackerConfig{}, slog.New(slog.NewTextHandler(&logs, nil)))
+				if order == "winner first" {
+					tr.OnServiceUpdate(tt.winner)
+					tr.OnServiceUpdate(tt.loser)
+				} else {
+					tr.OnServiceUpdate(tt.loser)
+					tr.OnServiceUpdate(tt.winner)
+				}
+				ch := tr.Changes()
+				tt.check(t, port(ch, tt.winner), port(ch, tt.loser))
+				if tt.noClash {
+					assert.NotContains(t, logs.String(), "dropping service destination")
+					return
+				}
+				assert.Contains(t, logs.String(), "dropping service destination")
+				assert.Contains(t, logs.String(), "service="+tt.loser.Namespace+"/"+tt.loser.Name+":")
+				assert.Contains(t, logs.String(), "owner="+tt.winner.Namespace+"/"+tt.winner.Name+":")
+
+				// The owner goes: the loser gets the destination back.
+				want, err := services.ServicePorts(tt.loser, services.NodePortRange{})
+				require.NoError(t, err)
+				tr.OnServiceDelete(tt.winner)
+				ch = tr.Changes()
+				assert.Equal(t, want[0], port(ch, tt.loser))
+			})
+		}
+	}
+}
+
+// An invalid Service claims no node port: a valid one asking for the
+// same node port gets it.
+func TestTrackerInvalidServiceClaimsNothing(t *testing.T) {
+	tests := []struct {
+		name string
+		bad  *v1.Service
+	}{
+		{"bad clusterIP", st.Service("ns", "a-bad", "not-an-ip", st.Port("", v1.ProtocolTCP, 80, 30080))},
+		{"bad protocol", st.Service("ns", "a-bad", "10.96.0.1", st.Port("", "ICMP", 80, 30080), st.Port("x", v1.ProtocolTCP, 81, 30080))},
+		{"bad externalIP on a shared destination", st.Service("ns", "a-bad", "10.96.0.2", st.Port("", v1.ProtocolTCP, 80, 30080),
+			func(s *v1.Service) { s.Spec.ExternalIPs = []string{"10.96.0.9", "x"} })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			tr := services.NewTracker(services.TrackerConfig{}, slog.New(slog.NewTextHandler(&logs, nil)))
+			tr.OnServiceUpdate(tt.bad)
+			tr.OnServiceUpdate(st.Service("ns", "b-good", "10.96.0.9", st.Port("", v1.ProtocolTCP, 80, 30080)))
+			ch := tr.Changes()
+			r := ch[spn("ns", "b-good", "", v1.ProtocolTCP)]
+			require.NotNil(t, r)
+			assert.Equal(t, uint16(30080), r.Port.NodePort)
+			assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.96.0.9")}, r.Port.ClusterIPs)
+			assert.NotContains(t, logs.String(), "already")
+			assert.Contains(t, logs.String(), "invalid service")
 		})
 	}
 }
