@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -48,6 +49,9 @@ type Tracker struct {
 	// Service.
 	ports  map[types.NamespacedName]parsedService
 	slices map[types.NamespacedName]map[string]map[sliceKey][]Endpoint // service → slice name → endpoints
+	// sliceOwner is the Service each tracked slice (by namespace/name)
+	// is recorded under.
+	sliceOwner map[types.NamespacedName]types.NamespacedName
 	// claims holds, per destination (address, protocol, port; a node
 	// port has no address), the claims of the valid Services' ports on
 	// it, the owner first (compareClaims). owned is each Service's claims.
@@ -75,12 +79,13 @@ func NewTracker(cfg TrackerConfig, log *slog.Logger) *Tracker {
 	}
 	return &Tracker{
 		cfg: cfg, log: log,
-		slices:  map[types.NamespacedName]map[string]map[sliceKey][]Endpoint{},
-		ports:   map[types.NamespacedName]parsedService{},
-		claims:  map[claimKey][]claim{},
-		owned:   map[types.NamespacedName][]keyedClaim{},
-		current: map[types.NamespacedName]map[ServicePortName]*Resolved{},
-		dirty:   map[types.NamespacedName]bool{},
+		slices:     map[types.NamespacedName]map[string]map[sliceKey][]Endpoint{},
+		ports:      map[types.NamespacedName]parsedService{},
+		sliceOwner: map[types.NamespacedName]types.NamespacedName{},
+		claims:     map[claimKey][]claim{},
+		owned:      map[types.NamespacedName][]keyedClaim{},
+		current:    map[types.NamespacedName]map[ServicePortName]*Resolved{},
+		dirty:      map[types.NamespacedName]bool{},
 	}
 }
 
@@ -249,51 +254,70 @@ func serviceOf(s *discovery.EndpointSlice) (types.NamespacedName, bool) {
 
 // OnEndpointSliceUpdate records the new state of an EndpointSlice (add
 // or update). Invalid endpoints are logged and skipped; the others of the
-// slice are used. A nil s is logged and ignored.
+// slice are used. Slices are tracked by namespace/name: one whose
+// kubernetes.io/service-name label changes moves to the new Service, one
+// that loses the label is dropped. A nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 	if s == nil {
 		t.log.Warn("ignoring nil endpointslice update")
 		return
 	}
 	n, ok := serviceOf(s)
-	if !ok {
-		return
-	}
-	eps, errs := sliceEndpoints(s, t.cfg.NodeName)
-	for _, err := range errs {
-		t.log.Warn("skipping endpoint", "err", err)
+	var eps map[sliceKey][]Endpoint
+	if ok {
+		var errs []error
+		eps, errs = sliceEndpoints(s, t.cfg.NodeName)
+		for _, err := range errs {
+			t.log.Warn("skipping endpoint", "err", err)
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.slices[n]
-	if m == nil {
-		m = map[string]map[sliceKey][]Endpoint{}
-		t.slices[n] = m
+	if !t.dropSlice(nsName(s)) && !ok {
+		return // never tracked, still no Service
 	}
-	m[s.Name] = eps
-	t.dirty[n] = true
+	if ok {
+		m := t.slices[n]
+		if m == nil {
+			m = map[string]map[sliceKey][]Endpoint{}
+			t.slices[n] = m
+		}
+		m[s.Name] = eps
+		t.sliceOwner[nsName(s)] = n
+		t.dirty[n] = true
+	}
 	t.changed()
 }
 
-// OnEndpointSliceDelete records that an EndpointSlice is gone. A nil s
-// is logged and ignored.
+// OnEndpointSliceDelete records that an EndpointSlice is gone, from
+// whichever Service it was recorded under (its labels are not read). A
+// nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
 	if s == nil {
 		t.log.Warn("ignoring nil endpointslice delete")
 		return
 	}
-	n, ok := serviceOf(s)
-	if !ok {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.slices[n], s.Name)
+	if t.dropSlice(nsName(s)) {
+		t.changed()
+	}
+}
+
+// dropSlice forgets the slice named sn and marks its Service dirty; false
+// when the slice was not tracked. The caller holds t.mu.
+func (t *Tracker) dropSlice(sn types.NamespacedName) bool {
+	n, ok := t.sliceOwner[sn]
+	if !ok {
+		return false
+	}
+	delete(t.sliceOwner, sn)
+	delete(t.slices[n], sn.Name)
 	if len(t.slices[n]) == 0 {
 		delete(t.slices, n)
 	}
 	t.dirty[n] = true
-	t.changed()
+	return true
 }
 
 // Changes returns the service ports whose Service or endpoints changed
@@ -359,18 +383,7 @@ func (t *Tracker) resolve(n types.NamespacedName) map[ServicePortName]*Resolved 
 	out := map[ServicePortName]*Resolved{}
 	for _, p := range parsed.ports {
 		p = t.ownedDestinations(n, p)
-		var eps []Endpoint
-		seen := map[netip.AddrPort]bool{}
-		for _, s := range t.slices[n] {
-			for _, e := range s[sliceKey{p.Name.Port, p.Name.Protocol}] {
-				k := e.AddrPort()
-				if !seen[k] {
-					seen[k] = true
-					eps = append(eps, e)
-				}
-			}
-		}
-		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(eps)}
+		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(t.endpoints(n, sliceKey{p.Name.Port, p.Name.Protocol}))}
 	}
 	return out
 }
@@ -405,4 +418,30 @@ func (t *Tracker) ownedDestinations(n types.NamespacedName, p *ServicePort) *Ser
 	c := *p
 	c.ClusterIPs, c.LoadBalancerIPs, c.ExternalIPs = cluster, lb, ext
 	return &c
+}
+
+// endpoints merges the endpoints for port k of Service n's slices. An
+// address:port in several slices (an endpoint moving between slices, or
+// a new pod reusing a terminating pod's IP) is kept once, as kube-proxy's
+// EndpointSliceCache does: a later copy replaces the kept one unless it
+// is terminating. kube-proxy walks the slices in map order, so which
+// copy wins varies between its syncs; here the slices are walked by name,
+// so the result is deterministic: the last non-terminating copy by slice
+// name, or the first copy when all are terminating.
+func (t *Tracker) endpoints(n types.NamespacedName, k sliceKey) []Endpoint {
+	var eps []Endpoint
+	at := map[netip.AddrPort]int{}
+	for _, name := range slices.Sorted(maps.Keys(t.slices[n])) {
+		for _, e := range t.slices[n][name][k] {
+			i, ok := at[e.AddrPort()]
+			switch {
+			case !ok:
+				at[e.AddrPort()] = len(eps)
+				eps = append(eps, e)
+			case !e.Terminating:
+				eps[i] = e
+			}
+		}
+	}
+	return eps
 }

@@ -2,14 +2,18 @@ package services_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -424,6 +428,94 @@ func TestTrackerInvalidServiceClaimsNothing(t *testing.T) {
 			assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.96.0.9")}, r.Port.ClusterIPs)
 			assert.NotContains(t, logs.String(), "already")
 			assert.Contains(t, logs.String(), "invalid service")
+		})
+	}
+}
+
+// One address:port in several slices of a Service resolves the same way
+// whatever the order of events: slices are walked by name and a later
+// copy replaces the kept one unless it is terminating (kube-proxy's rule).
+func TestTrackerDuplicateEndpointAcrossSlices(t *testing.T) {
+	tests := []struct {
+		name           string
+		slices         map[string]st.Endpoint // slice name → its copy of 10.244.0.1
+		cluster, local []string
+	}{
+		{name: "ready copy in the later slice wins over a not-ready one",
+			slices:  map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", NotReady: true}, "s-b": {IP: "10.244.0.1", Node: "me"}},
+			cluster: []string{"10.244.0.1:8080"}, local: []string{"10.244.0.1:8080"}},
+		{name: "not-ready copy in the later slice wins over a ready one",
+			slices: map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", Node: "me"}, "s-b": {IP: "10.244.0.1", NotReady: true}}},
+		{name: "a terminating copy never replaces a kept one",
+			slices:  map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", Node: "me"}, "s-b": {IP: "10.244.0.1", Terminating: true, NotReady: true}},
+			cluster: []string{"10.244.0.1:8080"}, local: []string{"10.244.0.1:8080"}},
+		{name: "all terminating: the first by slice name",
+			slices:  map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", Terminating: true, NotReady: true}, "s-b": {IP: "10.244.0.1", Terminating: true, NotReady: true, NotServing: true}},
+			cluster: []string{"10.244.0.1:8080"}},
+	}
+	for _, tt := range tests {
+		names := slices.Sorted(maps.Keys(tt.slices))
+		for _, reverse := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reverse=%v", tt.name, reverse), func(t *testing.T) {
+				tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+				tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+				order := slices.Clone(names)
+				if reverse {
+					slices.Reverse(order)
+				}
+				for _, n := range order {
+					tr.OnEndpointSliceUpdate(st.Slice("ns", "s", n, tcp80, tt.slices[n]))
+				}
+				r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
+				require.NotNil(t, r)
+				assert.Equal(t, tt.cluster, addrs(r.Endpoints.Cluster))
+				assert.Equal(t, tt.local, addrs(r.Endpoints.Local))
+			})
+		}
+	}
+}
+
+// Slices are tracked by namespace/name: a relabelled slice moves to its
+// new Service, an unlabelled one is dropped, and a delete removes it
+// wherever it was recorded, whatever labels the deleted object carries.
+func TestTrackerSliceRelabel(t *testing.T) {
+	a, b := spn("ns", "a", "http", v1.ProtocolTCP), spn("ns", "b", "http", v1.ProtocolTCP)
+	relabel := func(svc string) *discovery.EndpointSlice {
+		s := st.Slice("ns", "a", "shared", tcp80, st.Endpoint{IP: "10.244.0.1"})
+		if svc == "" {
+			delete(s.Labels, discovery.LabelServiceName)
+		} else {
+			s.Labels[discovery.LabelServiceName] = svc
+		}
+		return s
+	}
+	tests := []struct {
+		name   string
+		events func(tr *services.Tracker)
+		a, b   []string
+	}{
+		{name: "relabelled to another Service", events: func(tr *services.Tracker) { tr.OnEndpointSliceUpdate(relabel("b")) },
+			b: []string{"10.244.0.1:8080"}},
+		{name: "label removed", events: func(tr *services.Tracker) { tr.OnEndpointSliceUpdate(relabel("")) }},
+		{name: "deleted with the label removed", events: func(tr *services.Tracker) { tr.OnEndpointSliceDelete(relabel("")) }},
+		{name: "deleted with another label", events: func(tr *services.Tracker) { tr.OnEndpointSliceDelete(relabel("b")) }},
+		{name: "relabelled, then deleted with the old label", events: func(tr *services.Tracker) {
+			tr.OnEndpointSliceUpdate(relabel("b"))
+			tr.OnEndpointSliceDelete(relabel("a"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{}, nil)
+			tr.OnServiceUpdate(st.Service("ns", "a", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnServiceUpdate(st.Service("ns", "b", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnEndpointSliceUpdate(relabel("a"))
+			require.Equal(t, []string{"10.244.0.1:8080"}, addrs(tr.Changes()[a].Endpoints.Cluster))
+			tt.events(tr)
+			tr.Changes()
+			all := tr.All()
+			assert.Equal(t, tt.a, addrs(all[a].Endpoints.Cluster))
+			assert.Equal(t, tt.b, addrs(all[b].Endpoints.Cluster))
 		})
 	}
 }
