@@ -25,8 +25,11 @@ type AnnounceConfig struct {
 //   - for a service port with externalTrafficPolicy Local, each of its
 //     cluster, external and load-balancer IPs that falls in the matching
 //     configured range is also announced as a /32 (/128), but only when
-//     this node has a ready local endpoint for it (Resolved.Endpoints.Local
-//     holding an endpoint with Ready true); so the /32 is withdrawn when
+//     this node has a ready local endpoint of the address's family for
+//     it (Resolved.Endpoints.Local holding an endpoint of that family
+//     with Ready true: a dual-stack Service whose only local endpoint is
+//     IPv4 gets its IPv4 addresses announced, not its IPv6 ones, which
+//     this node could not serve); so the /32 is withdrawn when
 //     the last ready local endpoint goes and routers send traffic only to
 //     nodes that serve it (ECMP anycast).
 //
@@ -48,7 +51,15 @@ func Announce(ports map[ServicePortName]*Resolved, cfg AnnounceConfig) []netip.P
 		if r == nil || r.Port == nil || !r.Port.ExternalPolicyLocal {
 			continue
 		}
-		if !slices.ContainsFunc(r.Endpoints.Local, func(e Endpoint) bool { return e.Ready }) {
+		// Per family: a dual-stack port with a ready local endpoint of
+		// one family only cannot serve the other family's addresses here.
+		var ready4, ready6 bool
+		for _, e := range r.Endpoints.Local {
+			if e.Ready {
+				ready4, ready6 = ready4 || e.Addr.Is4(), ready6 || e.Addr.Is6()
+			}
+		}
+		if !ready4 && !ready6 {
 			continue
 		}
 		for _, set := range []struct {
@@ -60,7 +71,7 @@ func Announce(ports map[ServicePortName]*Resolved, cfg AnnounceConfig) []netip.P
 			{r.Port.LoadBalancerIPs, cfg.ServiceLoadBalancerIPs},
 		} {
 			for _, a := range set.addrs {
-				if within(a, set.ranges) {
+				if (a.Is4() && ready4 || a.Is6() && ready6) && within(a, set.ranges) {
 					out = append(out, host(a))
 				}
 			}

@@ -265,16 +265,24 @@ func TestAnnounce(t *testing.T) {
 	}
 	base := []string{"10.96.0.0/12", "192.0.2.0/24", "203.0.113.0/25"}
 	tests := []struct {
-		name string
-		eps  []st.Endpoint
-		etp  bool
-		want []string
+		name      string
+		eps, eps6 []st.Endpoint
+		etp, dual bool
+		want      []string
 	}{
 		{name: "ranges only without a local endpoint", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "other"}}, want: base},
 		{name: "local ready endpoint adds /32s inside ranges", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me"}},
 			want: []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.9/32", "203.0.113.0/25", "203.0.113.5/32"}},
 		{name: "terminating local endpoint is not announced", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me", Terminating: true}}, want: base},
 		{name: "cluster policy never /32", etp: false, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me"}}, want: base},
+		{name: "dual stack: a local IPv4 endpoint announces only the IPv4 addresses", etp: true, dual: true,
+			eps:  []st.Endpoint{{IP: "10.244.0.1", Node: "me"}},
+			eps6: []st.Endpoint{{IP: "fd00:244::1", Node: "other"}},
+			want: []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.9/32", "203.0.113.0/25", "203.0.113.5/32", "fd00:96::/112", "fd00:203::/64"}},
+		{name: "dual stack: a local IPv6 endpoint announces only the IPv6 addresses", etp: true, dual: true,
+			eps:  []st.Endpoint{{IP: "10.244.0.1", Node: "other"}},
+			eps6: []st.Endpoint{{IP: "fd00:244::1", Node: "me"}},
+			want: append(slices.Clone(base), "fd00:96::/112", "fd00:96::10/128", "fd00:203::/64", "fd00:203::5/128")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,8 +291,22 @@ func TestAnnounce(t *testing.T) {
 			if tt.etp {
 				mods = append(mods, local(true))
 			}
+			cfg := cfg
+			if tt.dual {
+				mods = append(mods, func(s *v1.Service) {
+					s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00:96::10")
+					s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: "fd00:203::5"})
+				})
+				cfg.ServiceClusterIPs = append(slices.Clone(cfg.ServiceClusterIPs), p("fd00:96::/112"))
+				cfg.ServiceLoadBalancerIPs = append(slices.Clone(cfg.ServiceLoadBalancerIPs), p("fd00:203::/64"))
+			}
 			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.10", mods...))
 			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
+			if tt.eps6 != nil {
+				s6 := st.Slice("ns", "s", "s-2", tcp80, tt.eps6...)
+				s6.AddressType = discovery.AddressTypeIPv6
+				tr.OnEndpointSliceUpdate(s6)
+			}
 			tr.Changes()
 			var got []string
 			for _, x := range services.Announce(tr.All(), cfg) {
