@@ -40,12 +40,25 @@ var (
 	// that address, protocol and port (see the package doc). No function
 	// returns it.
 	ErrDestinationClash = errors.New("service destination already claimed")
+	// ErrInvalidConfig is wrapped by the Validate methods of
+	// NodePortRange, TrackerConfig and AnnounceConfig, and by
+	// ServicePorts for a bad NodePortRange.
+	ErrInvalidConfig = errors.New("invalid services config")
 )
 
 // NodePortRange is the inclusive range node ports must fall in. The zero
 // value means the default, DefaultNodePortMin–DefaultNodePortMax
 // (30000–32767, the API server's default --service-node-port-range).
 type NodePortRange struct{ Min, Max uint16 }
+
+// Validate returns an error wrapping ErrInvalidConfig unless the range
+// is the zero value (the default) or 1 <= Min <= Max.
+func (r NodePortRange) Validate() error {
+	if r != (NodePortRange{}) && (r.Min == 0 || r.Min > r.Max) {
+		return fmt.Errorf("%w: node port range %d-%d: want 1 <= min <= max", ErrInvalidConfig, r.Min, r.Max)
+	}
+	return nil
+}
 
 // proxied reports whether kube-proxy programs the Service at all:
 // headless (clusterIP None), ExternalName and not-yet-allocated
@@ -61,10 +74,14 @@ func proxied(svc *v1.Service) bool {
 // ExternalName Service gives none and no error. Any invalid field makes
 // the whole Service invalid (error wrapping ErrInvalidService), so a bad
 // object never yields half its rules. A nil svc is an error wrapping
-// ErrInvalidService.
+// ErrInvalidService; an invalid npr (NodePortRange.Validate) one
+// wrapping ErrInvalidConfig.
 func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 	if svc == nil {
 		return nil, fmt.Errorf("nil service: %w", ErrInvalidService)
+	}
+	if err := npr.Validate(); err != nil {
+		return nil, err
 	}
 	if npr == (NodePortRange{}) {
 		npr = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}

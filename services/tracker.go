@@ -27,7 +27,8 @@ type TrackerConfig struct {
 	// NodeName is the node the backends run on; endpoints with this
 	// nodeName are Local.
 	NodeName string
-	// NodePorts is the node-port range (default 30000-32767).
+	// NodePorts is the node-port range (default 30000-32767). NewTracker
+	// logs an invalid one (Validate) as an error and uses the default.
 	NodePorts NodePortRange
 	// OnChange, when set, is called after every On* event is recorded
 	// (kube-proxy calls its health server's QueuedUpdate there; pass
@@ -69,13 +70,24 @@ type parsedService struct {
 	err   error
 }
 
+// Validate returns an error wrapping ErrInvalidConfig for an invalid
+// NodePorts range. Call it before NewTracker to refuse a bad
+// configuration; NewTracker itself cannot fail.
+func (c TrackerConfig) Validate() error { return c.NodePorts.Validate() }
+
 // NewTracker returns an empty Tracker. log may be nil (slog.Default()).
+// An invalid cfg.NodePorts (a swapped range would make every node port
+// invalid) is logged as an error and replaced by the default range.
 func NewTracker(cfg TrackerConfig, log *slog.Logger) *Tracker {
-	if cfg.NodePorts == (NodePortRange{}) {
-		cfg.NodePorts = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
-	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		log.Error("using the default node port range", "err", err)
+		cfg.NodePorts = NodePortRange{}
+	}
+	if cfg.NodePorts == (NodePortRange{}) {
+		cfg.NodePorts = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
 	}
 	return &Tracker{
 		cfg: cfg, log: log,

@@ -541,3 +541,53 @@ func TestTrackerSliceRelabel(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	p := netip.MustParsePrefix
+	tests := []struct {
+		name    string
+		err     error
+		wantErr string
+	}{
+		{"zero node port range is the default", services.NodePortRange{}.Validate(), ""},
+		{"node port range", services.NodePortRange{Min: 30000, Max: 32767}.Validate(), ""},
+		{"one-port range", services.NodePortRange{Min: 31000, Max: 31000}.Validate(), ""},
+		{"swapped node port range", services.NodePortRange{Min: 32000, Max: 31000}.Validate(), "32000-31000"},
+		{"node port range from 0", services.NodePortRange{Max: 31000}.Validate(), "0-31000"},
+		{"tracker config", services.TrackerConfig{NodePorts: services.NodePortRange{Min: 2, Max: 1}}.Validate(), "2-1"},
+		{"announce config", services.AnnounceConfig{ServiceClusterIPs: []netip.Prefix{p("10.96.0.0/12"), p("fd00::/108")}}.Validate(), ""},
+		{"zero prefix", services.AnnounceConfig{ServiceExternalIPs: []netip.Prefix{{}}}.Validate(), "serviceExternalIPs[0]"},
+		{"IPv4-mapped prefix", services.AnnounceConfig{ServiceLoadBalancerIPs: []netip.Prefix{p("10.0.0.0/8"), p("::ffff:10.96.0.0/108")}}.Validate(), "serviceLoadBalancerIPs[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.wantErr == "" {
+				assert.NoError(t, tt.err)
+				return
+			}
+			require.ErrorIs(t, tt.err, services.ErrInvalidConfig)
+			assert.Contains(t, tt.err.Error(), tt.wantErr)
+		})
+	}
+}
+
+// Bad configuration is skipped or replaced, never turned into bad rules.
+func TestInvalidConfigHandling(t *testing.T) {
+	svc := st.Service("ns", "s", "10.96.0.10", st.Port("", v1.ProtocolTCP, 80, 30080))
+	_, err := services.ServicePorts(svc, services.NodePortRange{Min: 32000, Max: 31000})
+	require.ErrorIs(t, err, services.ErrInvalidConfig)
+
+	var logs bytes.Buffer
+	tr := services.NewTracker(services.TrackerConfig{NodePorts: services.NodePortRange{Min: 32000, Max: 31000}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	assert.Contains(t, logs.String(), "using the default node port range")
+	tr.OnServiceUpdate(svc)
+	r := tr.Changes()[spn("ns", "s", "", v1.ProtocolTCP)]
+	require.NotNil(t, r, "the default range applies")
+	assert.Equal(t, uint16(30080), r.Port.NodePort)
+
+	got := services.Announce(nil, services.AnnounceConfig{
+		ServiceClusterIPs:  []netip.Prefix{{}, netip.MustParsePrefix("::ffff:10.96.0.0/108"), netip.MustParsePrefix("10.96.0.0/12")},
+		ServiceExternalIPs: []netip.Prefix{{}},
+	})
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}, got)
+}
