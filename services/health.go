@@ -82,9 +82,10 @@ type HealthConfig struct {
 //
 //	{"service":{"namespace":"ns","name":"web"},"localEndpoints":2,"serviceProxyHealthy":true}
 //
-// localEndpoints counts the distinct ready node-local endpoints
-// (address:port) over all the Service's ports; terminating ones do not
-// count, so a draining node answers 503. The status is 200 only when
+// localEndpoints counts the distinct addresses of the ready node-local
+// endpoints over all the Service's ports (one pod serving two ports
+// counts once), as kube-proxy's EndpointsMap.LocalReadyEndpoints does;
+// terminating ones do not count, so a draining node answers 503. The status is 200 only when
 // that count is positive and the proxy is healthy (as /healthz).
 //
 // /healthz answers 200, or 503 when an update has been queued for longer
@@ -188,7 +189,7 @@ func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 // Service's ports; ok is false when it has no health-check port.
 func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 	var s healthService
-	local := map[netip.AddrPort]bool{}
+	local := map[netip.Addr]bool{}
 	for _, r := range ports {
 		if r == nil || r.Port == nil {
 			continue
@@ -198,7 +199,7 @@ func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 		}
 		for _, e := range r.Endpoints.Local {
 			if e.Ready {
-				local[e.AddrPort()] = true
+				local[e.Addr] = true
 			}
 		}
 	}
