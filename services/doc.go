@@ -92,6 +92,9 @@
 //     costs O(changed Services), not O(all) (kube-proxy's change
 //     trackers). Bursts of events between syncs coalesce.
 //  2. Resolved values are immutable once returned; backends keep them.
+//     Changes hands each change out once, so one Tracker feeds exactly
+//     one Proxier: a dual-stack node, with one Proxier per family, gives
+//     each its own Tracker and feeds both the same events.
 //  3. HealthServer is fed what a backend applied (its WithHealthServer
 //     option calls Update and Updated after each successful sync) and
 //     the tracker's events (TrackerConfig.OnChange = QueuedUpdate), so

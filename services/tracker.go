@@ -337,6 +337,16 @@ func (t *Tracker) dropSlice(sn types.NamespacedName) bool {
 // (deleted, renamed, or its Service became invalid or headless). Each
 // changed Service's old ports are all listed, so a backend can drop them.
 // The first call after NewTracker returns every valid port.
+//
+// Each change is handed out once: a second caller sees only what
+// happened after the first one's call. So a Tracker feeds exactly one
+// consumer of Changes, normally one backend Proxier. A backend Proxier
+// serves one family (services/nftables and services/iptables render
+// only their Config.Family), so a dual-stack node runs two Proxiers,
+// each with its own Tracker fed the same informer events (the Trackers
+// share nothing; both resolve both families, each Proxier renders its
+// own). All, in contrast, may be called by anyone (Announce, a full
+// resync).
 func (t *Tracker) Changes() map[ServicePortName]*Resolved {
 	t.mu.Lock()
 	defer t.mu.Unlock()
