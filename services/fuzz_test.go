@@ -2,6 +2,7 @@ package services_test
 
 import (
 	"log/slog"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -38,13 +39,34 @@ func FuzzTracker(f *testing.F) {
 			Endpoints:   []discovery.Endpoint{{Addresses: []string{epIP}}},
 			Ports:       []discovery.EndpointPort{{Name: &name, Protocol: &p, Port: &epPort}},
 		}
+		// A second Service asking for the first one's addresses: no
+		// destination may be handed to two ports.
+		other := svc.DeepCopy()
+		other.Name = "t"
+		other.Spec.ClusterIP, other.Spec.ClusterIPs, other.Spec.ExternalIPs = ext, []string{ext}, []string{cip, ext}
 		tr.OnServiceUpdate(svc)
+		tr.OnServiceUpdate(other)
 		tr.OnEndpointSliceUpdate(s)
-		for _, r := range tr.Changes() {
+		type dest struct {
+			a     netip.Addr
+			proto v1.Protocol
+			port  uint16
+		}
+		taken := map[dest]services.ServicePortName{}
+		for name, r := range tr.Changes() {
 			if r == nil {
 				continue
 			}
-			if r.Port.Port == 0 || len(r.Port.ClusterIPs) == 0 {
+			for _, set := range [][]netip.Addr{r.Port.ClusterIPs, r.Port.LoadBalancerIPs, r.Port.ExternalIPs} {
+				for _, a := range set {
+					d := dest{a, name.Protocol, r.Port.Port}
+					if o, ok := taken[d]; ok {
+						t.Fatalf("destination %v handed to %v and %v", d, o, name)
+					}
+					taken[d] = name
+				}
+			}
+			if r.Port.Port == 0 || len(r.Port.ClusterIPs) == 0 && name.Name == "s" {
 				t.Fatalf("resolved port without port or cluster IP: %+v", r.Port)
 			}
 			for _, p := range r.Port.LoadBalancerSourceRanges {
@@ -60,6 +82,7 @@ func FuzzTracker(f *testing.F) {
 		}
 		tr.OnEndpointSliceDelete(s)
 		tr.OnServiceDelete(svc)
+		tr.OnServiceDelete(other)
 		tr.Changes()
 	})
 }
