@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
 
 	"github.com/tabbynet/tabby/services"
@@ -21,23 +20,19 @@ import (
 // destination in its verdict maps), the owner gets the traffic, and the
 // other Service takes over once the owner is deleted.
 func TestSharedDestinationSyncs(t *testing.T) {
-	at := func(sec int64) func(*v1.Service) {
-		return func(s *v1.Service) { s.CreationTimestamp = metav1.Unix(sec, 0) }
-	}
-	ext := func(ip string) func(*v1.Service) { return func(s *v1.Service) { s.Spec.ExternalIPs = []string{ip} } }
 	tests := []struct {
 		name         string
 		owner, other *v1.Service
 		dst          string
 	}{
-		{"same external IP", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), ext("192.0.2.1"), at(1)),
-			st.Service("ns", "a", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0), ext("192.0.2.1"), at(2)), "192.0.2.1"},
-		{"external IP equal to another's cluster IP", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), at(2)),
-			st.Service("ns", "a", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0), ext("10.96.0.1"), at(1)), "10.96.0.1"},
-		{"same cluster IP and port", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), at(1)),
-			st.Service("ns", "a", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), at(2)), "10.96.0.1"},
-		{"same load-balancer IP", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 30080), st.LoadBalancer("203.0.113.1"), at(1)),
-			st.Service("ns", "a", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 30081), st.LoadBalancer("203.0.113.1"), at(2)), "203.0.113.1"},
+		{"same external IP", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("192.0.2.1"), st.Created(1)),
+			st.Service("ns", "a", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("192.0.2.1"), st.Created(2)), "192.0.2.1"},
+		{"external IP equal to another's cluster IP", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), st.Created(2)),
+			st.Service("ns", "a", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("10.96.0.1"), st.Created(1)), "10.96.0.1"},
+		{"same cluster IP and port", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), st.Created(1)),
+			st.Service("ns", "a", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), st.Created(2)), "10.96.0.1"},
+		{"same load-balancer IP", st.Service("ns", "z", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 30080), st.LoadBalancer("203.0.113.1"), st.Created(1)),
+			st.Service("ns", "a", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 30081), st.LoadBalancer("203.0.113.1"), st.Created(2)), "203.0.113.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/tabbynet/tabby/services"
@@ -322,10 +321,6 @@ func TestAnnounce(t *testing.T) {
 // external IPs, then the oldest, then by namespace/name. The loser keeps
 // its other destinations and gets the lost one back once the owner goes.
 func TestTrackerDestinationClash(t *testing.T) {
-	at := func(sec int64) func(*v1.Service) {
-		return func(s *v1.Service) { s.CreationTimestamp = metav1.Unix(sec, 0) }
-	}
-	ext := func(ips ...string) func(*v1.Service) { return func(s *v1.Service) { s.Spec.ExternalIPs = ips } }
 	a := netip.MustParseAddr
 	tests := []struct {
 		name          string
@@ -334,23 +329,23 @@ func TestTrackerDestinationClash(t *testing.T) {
 		noClash       bool
 	}{
 		{name: "same external IP: the older wins",
-			winner: st.Service("ns", "z-old", "10.96.0.1", st.Port("", "", 80, 0), ext("192.0.2.1"), at(1)),
-			loser:  st.Service("ns", "a-new", "10.96.0.2", st.Port("", "", 80, 0), ext("192.0.2.1", "192.0.2.2"), at(2)),
+			winner: st.Service("ns", "z-old", "10.96.0.1", st.Port("", "", 80, 0), st.ExternalIPs("192.0.2.1"), st.Created(1)),
+			loser:  st.Service("ns", "a-new", "10.96.0.2", st.Port("", "", 80, 0), st.ExternalIPs("192.0.2.1", "192.0.2.2"), st.Created(2)),
 			check: func(t *testing.T, w, l *services.ServicePort) {
 				assert.Equal(t, []netip.Addr{a("192.0.2.1")}, w.ExternalIPs)
 				assert.Equal(t, []netip.Addr{a("192.0.2.2")}, l.ExternalIPs, "only the clashing destination is dropped")
 				assert.Equal(t, []netip.Addr{a("10.96.0.2")}, l.ClusterIPs)
 			}},
 		{name: "external IP equal to another's cluster IP: the cluster IP wins even if younger",
-			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), at(2)),
-			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), ext("10.96.0.1"), at(1)),
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), st.Created(2)),
+			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), st.ExternalIPs("10.96.0.1"), st.Created(1)),
 			check: func(t *testing.T, w, l *services.ServicePort) {
 				assert.Equal(t, []netip.Addr{a("10.96.0.1")}, w.ClusterIPs)
 				assert.Empty(t, l.ExternalIPs)
 			}},
 		{name: "same cluster IP and port: the older wins",
-			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), at(1)),
-			loser:  st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), at(2)),
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), st.Created(1)),
+			loser:  st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.Created(2)),
 			check: func(t *testing.T, w, l *services.ServicePort) {
 				assert.Equal(t, []netip.Addr{a("10.96.0.1")}, w.ClusterIPs)
 				assert.Empty(t, l.ClusterIPs)
@@ -364,21 +359,21 @@ func TestTrackerDestinationClash(t *testing.T) {
 				assert.Equal(t, uint16(30081), l.NodePort)
 			}},
 		{name: "load-balancer IP before external IP",
-			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 30080), st.LoadBalancer("203.0.113.1"), at(2)),
-			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), ext("203.0.113.1"), at(1)),
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 30080), st.LoadBalancer("203.0.113.1"), st.Created(2)),
+			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), st.ExternalIPs("203.0.113.1"), st.Created(1)),
 			check: func(t *testing.T, w, l *services.ServicePort) {
 				assert.Equal(t, []netip.Addr{a("203.0.113.1")}, w.LoadBalancerIPs)
 				assert.Empty(t, l.ExternalIPs)
 			}},
 		{name: "same external IP, other port: no clash", noClash: true,
-			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), ext("192.0.2.1")),
-			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", "", 81, 0), ext("192.0.2.1")),
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.ExternalIPs("192.0.2.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", "", 81, 0), st.ExternalIPs("192.0.2.1")),
 			check: func(t *testing.T, w, l *services.ServicePort) {
 				assert.Equal(t, w.ExternalIPs, l.ExternalIPs)
 			}},
 		{name: "same external IP, other protocol: no clash", noClash: true,
-			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 0), ext("192.0.2.1")),
-			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", v1.ProtocolUDP, 80, 0), ext("192.0.2.1")),
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 0), st.ExternalIPs("192.0.2.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", v1.ProtocolUDP, 80, 0), st.ExternalIPs("192.0.2.1")),
 			check: func(t *testing.T, w, l *services.ServicePort) {
 				assert.Equal(t, w.ExternalIPs, l.ExternalIPs)
 			}},

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 	nl "github.com/vishvananda/netlink"
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/services"
@@ -527,13 +526,9 @@ func HairpinPeer(t *testing.T, f Factory) {
 // and takes the shared destinations over once the owner is deleted.
 func sharedDestination(t *testing.T, f Factory, _ Features) {
 	e := newEnv(t, f, 2)
-	ext := func(ips ...string) func(*v1.Service) { return func(s *v1.Service) { s.Spec.ExternalIPs = ips } }
-	at := func(sec int64) func(*v1.Service) {
-		return func(s *v1.Service) { s.CreationTimestamp = metav1.Unix(sec, 0) }
-	}
-	owner := st.Service("default", "owner", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 0), ext("10.96.5.5"), at(1))
+	owner := st.Service("default", "owner", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("10.96.5.5"), st.Created(1))
 	e.tr.OnServiceUpdate(owner)
-	e.tr.OnServiceUpdate(st.Service("default", "other", "10.96.0.21", st.Port("http", v1.ProtocolTCP, 80, 0), ext("10.96.5.5", "10.96.0.20"), at(2)))
+	e.tr.OnServiceUpdate(st.Service("default", "other", "10.96.0.21", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("10.96.5.5", "10.96.0.20"), st.Created(2)))
 	e.slice("owner", e.backends[0])
 	e.slice("other", e.backends[1])
 	e.sync(t)
