@@ -28,15 +28,37 @@ var (
 	// ErrInvalidEndpointSlice is wrapped by errors about an EndpointSlice
 	// or one of its endpoints the tracker skips.
 	ErrInvalidEndpointSlice = errors.New("invalid endpointslice")
-	// ErrNodePortClash is wrapped (with ErrInvalidService) when a
-	// Service's node port is already used by another Service.
+	// ErrNodePortClash is wrapped by the err attribute of the Warn log
+	// line of a Tracker skipping a Service because another Service owns
+	// one of its node ports (see the package doc). No function returns
+	// it, and it does not wrap ErrInvalidService: the Service is valid,
+	// it lost a claim.
 	ErrNodePortClash = errors.New("node port already allocated")
+	// ErrDestinationClash is wrapped by the err attribute of the Warn
+	// log line of a Tracker dropping one cluster, load-balancer or
+	// external IP from a service port because another service port owns
+	// that address, protocol and port (see the package doc). No function
+	// returns it.
+	ErrDestinationClash = errors.New("service destination already claimed")
+	// ErrInvalidConfig is wrapped by the Validate methods of
+	// NodePortRange, TrackerConfig and AnnounceConfig, and by
+	// ServicePorts for a bad NodePortRange.
+	ErrInvalidConfig = errors.New("invalid services config")
 )
 
 // NodePortRange is the inclusive range node ports must fall in. The zero
 // value means the default, DefaultNodePortMin–DefaultNodePortMax
 // (30000–32767, the API server's default --service-node-port-range).
 type NodePortRange struct{ Min, Max uint16 }
+
+// Validate returns an error wrapping ErrInvalidConfig unless the range
+// is the zero value (the default) or 1 <= Min <= Max.
+func (r NodePortRange) Validate() error {
+	if r != (NodePortRange{}) && (r.Min == 0 || r.Min > r.Max) {
+		return fmt.Errorf("%w: node port range %d-%d: want 1 <= min <= max", ErrInvalidConfig, r.Min, r.Max)
+	}
+	return nil
+}
 
 // proxied reports whether kube-proxy programs the Service at all:
 // headless (clusterIP None), ExternalName and not-yet-allocated
@@ -51,8 +73,16 @@ func proxied(svc *v1.Service) bool {
 // ServicePorts converts a Service into its proxied ports. A headless or
 // ExternalName Service gives none and no error. Any invalid field makes
 // the whole Service invalid (error wrapping ErrInvalidService), so a bad
-// object never yields half its rules.
+// object never yields half its rules. A nil svc is an error wrapping
+// ErrInvalidService; an invalid npr (NodePortRange.Validate) one
+// wrapping ErrInvalidConfig.
 func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
+	if svc == nil {
+		return nil, fmt.Errorf("nil service: %w", ErrInvalidService)
+	}
+	if err := npr.Validate(); err != nil {
+		return nil, err
+	}
 	if npr == (NodePortRange{}) {
 		npr = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
 	}
@@ -89,6 +119,12 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			if ing.IP == "" {
 				continue // hostname-only ingress: nothing to proxy
 			}
+			if ing.IPMode != nil && *ing.IPMode != v1.LoadBalancerIPModeVIP {
+				// ipMode Proxy: the load balancer delivers to the node
+				// or pod address, not to this IP; kube-proxy programs
+				// only VIP (or unset) ingress IPs.
+				continue
+			}
 			a, err := netip.ParseAddr(ing.IP)
 			if err != nil || a.Zone() != "" {
 				return nil, bad("loadBalancer ingress IP %q", ing.IP)
@@ -121,7 +157,15 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 		}
 		hc = uint16(svc.Spec.HealthCheckNodePort)
 	}
+	// The API server refuses a Service listing one port name, one
+	// port and protocol, or one nodePort and protocol twice; so does the
+	// model (two rules for one destination would clash in the backends).
 	seen := map[ServicePortName]bool{}
+	type portProto struct {
+		port  int32
+		proto Protocol
+	}
+	seenPort, seenNodePort := map[portProto]bool{}, map[portProto]bool{}
 	var out []*ServicePort
 	for _, p := range svc.Spec.Ports {
 		proto := p.Protocol
@@ -139,6 +183,10 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			return nil, bad("port %q/%s listed twice", p.Name, proto)
 		}
 		seen[name] = true
+		if seenPort[portProto{p.Port, proto}] {
+			return nil, bad("port %d/%s listed twice", p.Port, proto)
+		}
+		seenPort[portProto{p.Port, proto}] = true
 		sp := &ServicePort{
 			Name: name, ClusterIPs: clusterIPs, Port: uint16(p.Port),
 			ExternalIPs: extIPs, LoadBalancerIPs: lbIPs, LoadBalancerSourceRanges: sourceRanges, AffinityTimeout: affinity,
@@ -148,6 +196,10 @@ func ServicePorts(svc *v1.Service, npr NodePortRange) ([]*ServicePort, error) {
 			if p.NodePort < int32(npr.Min) || p.NodePort > int32(npr.Max) {
 				return nil, bad("port %q: nodePort %d outside %d-%d", p.Name, p.NodePort, npr.Min, npr.Max)
 			}
+			if seenNodePort[portProto{p.NodePort, proto}] {
+				return nil, bad("nodePort %d/%s listed twice", p.NodePort, proto)
+			}
+			seenNodePort[portProto{p.NodePort, proto}] = true
 			sp.NodePort = uint16(p.NodePort)
 		}
 		out = append(out, sp)

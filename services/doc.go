@@ -48,15 +48,41 @@
 // A Service with an unparsable address or loadBalancerSourceRanges
 // entry (after trimming whitespace; IPv4 with leading zeros, IPv4-mapped
 // IPv6 and zoned prefixes count as unparsable; kube-proxy skips just
-// that entry, which can only widen access), a port out of range, an unknown
-// protocol, a duplicated port or a node port outside the range is
-// skipped as a whole, with a Warn log line whose err wraps
-// ErrInvalidService; its previous rules are removed. Two Services asking
-// for the same node port and protocol: the first by namespace/name keeps
-// it, the other is skipped (ErrNodePortClash) until the clash goes. An
-// EndpointSlice endpoint with a bad address is skipped with a log line
-// (ErrInvalidEndpointSlice); the slice's other endpoints are used.
-// Nothing an object does can affect the ports of other Services.
+// that entry, which can only widen access), a port out of range, an
+// unknown protocol, a port name, port and protocol, or nodePort and
+// protocol listed twice (the API server refuses all three) or a node
+// port outside the range is skipped as a whole, with a Warn log line
+// whose err wraps ErrInvalidService; its previous rules are removed and
+// it claims no destination (below). An EndpointSlice endpoint with a bad
+// address is skipped with a log line (ErrInvalidEndpointSlice); the
+// slice's other endpoints are used. Nothing an object does can affect
+// the ports of other Services, except by owning a shared destination.
+//
+// # Shared destinations
+//
+// A destination (address, protocol, port; a node port: protocol and
+// port on every node address) is programmed for one service port only,
+// as a backend's dispatch map has one entry per destination. The
+// Kubernetes API lets Services share externalIPs and load-balancer IPs,
+// and an externalIP may equal another Service's cluster IP; kube-proxy
+// has no rule for it (the rule that matches first wins, per
+// kubernetes/kubernetes#69599). The Tracker picks the owner of each
+// destination among the valid Services' ports asking for it: a cluster
+// IP first, then a load-balancer IP, then an external IP (so a
+// Service's externalIPs, which anyone who may create a Service can set,
+// never take another Service's cluster or load-balancer IP:
+// CVE-2020-8554), then the oldest creationTimestamp, then
+// namespace/name and port name. A port that loses a cluster,
+// load-balancer or external IP is handed out without that address
+// (ErrDestinationClash in a Warn log line naming both service ports);
+// the rest of the Service is kept. A port that loses its last cluster
+// IP of a family is not rendered in that family by the backends. A
+// Service that loses a node port is skipped as a whole (ErrNodePortClash
+// in its Warn log line). A port asking for one destination twice (an
+// externalIP equal to its own cluster IP, an address listed twice) is
+// handed it once, as the first kind in that order. When the owner goes or
+// changes, the others asking for the destination are re-resolved on
+// the next Changes and the next in line gets it.
 //
 // # Design
 //
@@ -66,6 +92,9 @@
 //     costs O(changed Services), not O(all) (kube-proxy's change
 //     trackers). Bursts of events between syncs coalesce.
 //  2. Resolved values are immutable once returned; backends keep them.
+//     Changes hands each change out once, so one Tracker feeds exactly
+//     one Proxier: a dual-stack node, with one Proxier per family, gives
+//     each its own Tracker and feeds both the same events.
 //  3. HealthServer is fed what a backend applied (its WithHealthServer
 //     option calls Update and Updated after each successful sync) and
 //     the tracker's events (TrackerConfig.OnChange = QueuedUpdate), so

@@ -1,7 +1,12 @@
 package services_test
 
 import (
+	"log/slog"
+	"net/netip"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -34,13 +39,34 @@ func FuzzTracker(f *testing.F) {
 			Endpoints:   []discovery.Endpoint{{Addresses: []string{epIP}}},
 			Ports:       []discovery.EndpointPort{{Name: &name, Protocol: &p, Port: &epPort}},
 		}
+		// A second Service asking for the first one's addresses: no
+		// destination may be handed to two ports.
+		other := svc.DeepCopy()
+		other.Name = "t"
+		other.Spec.ClusterIP, other.Spec.ClusterIPs, other.Spec.ExternalIPs = ext, []string{ext}, []string{cip, ext}
 		tr.OnServiceUpdate(svc)
+		tr.OnServiceUpdate(other)
 		tr.OnEndpointSliceUpdate(s)
-		for _, r := range tr.Changes() {
+		type dest struct {
+			a     netip.Addr
+			proto v1.Protocol
+			port  uint16
+		}
+		taken := map[dest]services.ServicePortName{}
+		for name, r := range tr.Changes() {
 			if r == nil {
 				continue
 			}
-			if r.Port.Port == 0 || len(r.Port.ClusterIPs) == 0 {
+			for _, set := range [][]netip.Addr{r.Port.ClusterIPs, r.Port.LoadBalancerIPs, r.Port.ExternalIPs} {
+				for _, a := range set {
+					d := dest{a, name.Protocol, r.Port.Port}
+					if o, ok := taken[d]; ok {
+						t.Fatalf("destination %v handed to %v and %v", d, o, name)
+					}
+					taken[d] = name
+				}
+			}
+			if r.Port.Port == 0 || len(r.Port.ClusterIPs) == 0 && name.Name == "s" {
 				t.Fatalf("resolved port without port or cluster IP: %+v", r.Port)
 			}
 			for _, p := range r.Port.LoadBalancerSourceRanges {
@@ -56,6 +82,38 @@ func FuzzTracker(f *testing.F) {
 		}
 		tr.OnEndpointSliceDelete(s)
 		tr.OnServiceDelete(svc)
+		tr.OnServiceDelete(other)
 		tr.Changes()
 	})
+}
+
+// Nil inputs are logged or reported, never a panic.
+func TestNilInputs(t *testing.T) {
+	name := services.ServicePortName{Namespace: "ns", Name: "s", Port: "p", Protocol: v1.ProtocolTCP}
+	tests := []struct {
+		name string
+		call func(tr *services.Tracker)
+	}{
+		{"OnServiceUpdate", func(tr *services.Tracker) { tr.OnServiceUpdate(nil) }},
+		{"OnServiceDelete", func(tr *services.Tracker) { tr.OnServiceDelete(nil) }},
+		{"OnEndpointSliceUpdate", func(tr *services.Tracker) { tr.OnEndpointSliceUpdate(nil) }},
+		{"OnEndpointSliceDelete", func(tr *services.Tracker) { tr.OnEndpointSliceDelete(nil) }},
+		{"ServicePorts", func(*services.Tracker) {
+			_, err := services.ServicePorts(nil, services.NodePortRange{})
+			require.ErrorIs(t, err, services.ErrInvalidService)
+		}},
+		{"Announce with a nil Port", func(*services.Tracker) {
+			assert.Empty(t, services.Announce(map[services.ServicePortName]*services.Resolved{name: {}, {}: nil}, services.AnnounceConfig{}))
+		}},
+		{"HealthServer.Update with a nil Port", func(*services.Tracker) {
+			services.NewHealthServer(services.HealthConfig{}, nil).Update(map[services.ServicePortName]*services.Resolved{name: {}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{}, slog.New(slog.DiscardHandler))
+			require.NotPanics(t, func() { tt.call(tr) })
+			assert.Empty(t, tr.Changes())
+		})
+	}
 }

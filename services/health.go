@@ -82,9 +82,10 @@ type HealthConfig struct {
 //
 //	{"service":{"namespace":"ns","name":"web"},"localEndpoints":2,"serviceProxyHealthy":true}
 //
-// localEndpoints counts the distinct ready node-local endpoints
-// (address:port) over all the Service's ports; terminating ones do not
-// count, so a draining node answers 503. The status is 200 only when
+// localEndpoints counts the distinct addresses of the ready node-local
+// endpoints over all the Service's ports (one pod serving two ports
+// counts once), as kube-proxy's EndpointsMap.LocalReadyEndpoints does;
+// terminating ones do not count, so a draining node answers 503. The status is 200 only when
 // that count is positive and the proxy is healthy (as /healthz).
 //
 // /healthz answers 200, or 503 when an update has been queued for longer
@@ -152,8 +153,9 @@ func NewHealthServer(cfg HealthConfig, log *slog.Logger) *HealthServer {
 }
 
 // Update applies tracker changes (Tracker.Changes or Tracker.All: nil
-// for a port that is gone) and opens or closes the health-check
-// listeners they call for, when Run is running.
+// for a port that is gone; an entry with a nil Port counts as gone) and
+// opens or closes the health-check listeners they call for, when Run is
+// running.
 func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -161,7 +163,7 @@ func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 	for name, r := range changes {
 		n := types.NamespacedName{Namespace: name.Namespace, Name: name.Name}
 		touched[n] = true
-		if r == nil {
+		if r == nil || r.Port == nil {
 			delete(h.ports[n], name)
 			if len(h.ports[n]) == 0 {
 				delete(h.ports, n)
@@ -187,14 +189,17 @@ func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 // Service's ports; ok is false when it has no health-check port.
 func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 	var s healthService
-	local := map[netip.AddrPort]bool{}
+	local := map[netip.Addr]bool{}
 	for _, r := range ports {
+		if r == nil || r.Port == nil {
+			continue
+		}
 		if r.Port.ExternalPolicyLocal && r.Port.HealthCheckNodePort != 0 {
 			s.port = r.Port.HealthCheckNodePort
 		}
 		for _, e := range r.Endpoints.Local {
 			if e.Ready {
-				local[e.AddrPort()] = true
+				local[e.Addr] = true
 			}
 		}
 	}

@@ -137,7 +137,8 @@ func TestHealthServerServices(t *testing.T) {
 		{"no endpoints", false, nil, 503, 0},
 		{"terminating local endpoint does not count", false, []st.Endpoint{{IP: "10.244.1.1", Node: "node-a", Terminating: true}, remote("10.244.2.1")}, 503, 0},
 		{"not ready local endpoint does not count", false, []st.Endpoint{{IP: "10.244.1.1", Node: "node-a", NotReady: true}}, 503, 0},
-		{"one local endpoint with two ports counts per port", true, []st.Endpoint{local("10.244.1.1")}, 200, 2},
+		{"one local endpoint with two ports counts once (distinct IPs, as kube-proxy)", true, []st.Endpoint{local("10.244.1.1")}, 200, 1},
+		{"two local endpoints with two ports count twice", true, []st.Endpoint{local("10.244.1.1"), local("10.244.1.2")}, 200, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

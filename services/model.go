@@ -62,7 +62,11 @@ type ServicePort struct {
 	NodePort uint16
 	// ExternalIPs are spec.externalIPs.
 	ExternalIPs []netip.Addr
-	// LoadBalancerIPs are status.loadBalancer.ingress[].ip (type LoadBalancer only).
+	// LoadBalancerIPs are status.loadBalancer.ingress[].ip (type
+	// LoadBalancer only) whose ipMode is VIP or unset; an ingress with
+	// ipMode Proxy is left out, as kube-proxy does (KEP-1860: such a load
+	// balancer sends traffic to the node's or pod's address, so the
+	// ingress IP must not be captured on the node).
 	LoadBalancerIPs []netip.Addr
 	// LoadBalancerSourceRanges are spec.loadBalancerSourceRanges (type
 	// LoadBalancer only), each trimmed of surrounding whitespace and

@@ -1,10 +1,14 @@
 package services
 
 import (
+	"cmp"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -23,7 +27,8 @@ type TrackerConfig struct {
 	// NodeName is the node the backends run on; endpoints with this
 	// nodeName are Local.
 	NodeName string
-	// NodePorts is the node-port range (default 30000-32767).
+	// NodePorts is the node-port range (default 30000-32767). NewTracker
+	// logs an invalid one (Validate) as an error and uses the default.
 	NodePorts NodePortRange
 	// OnChange, when set, is called after every On* event is recorded
 	// (kube-proxy calls its health server's QueuedUpdate there; pass
@@ -40,39 +45,59 @@ type Tracker struct {
 	cfg TrackerConfig
 	log *slog.Logger
 
-	mu       sync.Mutex
-	services map[types.NamespacedName]*v1.Service
-	slices   map[types.NamespacedName]map[string]map[sliceKey][]Endpoint // service → slice name → endpoints
-	// claims holds, per node port and protocol, the Services whose spec
-	// asks for it; the owner is the first by namespace/name, the others
-	// are skipped as clashing.
-	claims map[nodePortKey][]types.NamespacedName
+	mu sync.Mutex
+	// ports is the ServicePorts result of the latest object of every
+	// Service.
+	ports  map[types.NamespacedName]parsedService
+	slices map[types.NamespacedName]map[string]map[sliceKey][]Endpoint // service → slice name → endpoints
+	// sliceOwner is the Service each tracked slice (by namespace/name)
+	// is recorded under.
+	sliceOwner map[types.NamespacedName]types.NamespacedName
+	// claims holds, per destination (address, protocol, port; a node
+	// port has no address), the claims of the valid Services' ports on
+	// it, the owner first (compareClaims). owned is each Service's claims.
+	claims map[claimKey][]claim
+	owned  map[types.NamespacedName][]keyedClaim
 	// current is the resolved state of every valid service port.
 	current map[types.NamespacedName]map[ServicePortName]*Resolved
 	dirty   map[types.NamespacedName]bool
 	synced  bool
 }
 
-type nodePortKey struct {
-	proto Protocol
-	port  int32
+// parsedService is what ServicePorts made of a Service.
+type parsedService struct {
+	ports []*ServicePort
+	err   error
 }
 
+// Validate returns an error wrapping ErrInvalidConfig for an invalid
+// NodePorts range. Call it before NewTracker to refuse a bad
+// configuration; NewTracker itself cannot fail.
+func (c TrackerConfig) Validate() error { return c.NodePorts.Validate() }
+
 // NewTracker returns an empty Tracker. log may be nil (slog.Default()).
+// An invalid cfg.NodePorts (a swapped range would make every node port
+// invalid) is logged as an error and replaced by the default range.
 func NewTracker(cfg TrackerConfig, log *slog.Logger) *Tracker {
-	if cfg.NodePorts == (NodePortRange{}) {
-		cfg.NodePorts = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
-	}
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := cfg.Validate(); err != nil {
+		log.Error("using the default node port range", "err", err)
+		cfg.NodePorts = NodePortRange{}
+	}
+	if cfg.NodePorts == (NodePortRange{}) {
+		cfg.NodePorts = NodePortRange{DefaultNodePortMin, DefaultNodePortMax}
+	}
 	return &Tracker{
 		cfg: cfg, log: log,
-		services: map[types.NamespacedName]*v1.Service{},
-		slices:   map[types.NamespacedName]map[string]map[sliceKey][]Endpoint{},
-		claims:   map[nodePortKey][]types.NamespacedName{},
-		current:  map[types.NamespacedName]map[ServicePortName]*Resolved{},
-		dirty:    map[types.NamespacedName]bool{},
+		slices:     map[types.NamespacedName]map[string]map[sliceKey][]Endpoint{},
+		ports:      map[types.NamespacedName]parsedService{},
+		sliceOwner: map[types.NamespacedName]types.NamespacedName{},
+		claims:     map[claimKey][]claim{},
+		owned:      map[types.NamespacedName][]keyedClaim{},
+		current:    map[types.NamespacedName]map[ServicePortName]*Resolved{},
+		dirty:      map[types.NamespacedName]bool{},
 	}
 }
 
@@ -84,23 +109,37 @@ func nsName(m interface {
 }
 
 // OnServiceUpdate records the new state of a Service (add or update).
+// A nil svc is logged and ignored.
 func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
+	if svc == nil {
+		t.log.Warn("ignoring nil service update")
+		return
+	}
+	ports, err := ServicePorts(svc, t.cfg.NodePorts)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := nsName(svc)
-	t.setClaims(n, svc)
-	t.services[n] = svc
+	if err != nil {
+		ports = nil // an invalid Service claims nothing
+	}
+	t.setClaims(n, ports, svc.CreationTimestamp.Time)
+	t.ports[n] = parsedService{ports, err}
 	t.dirty[n] = true
 	t.changed()
 }
 
 // OnServiceDelete records that a Service is gone.
+// A nil svc is logged and ignored.
 func (t *Tracker) OnServiceDelete(svc *v1.Service) {
+	if svc == nil {
+		t.log.Warn("ignoring nil service delete")
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := nsName(svc)
-	t.setClaims(n, nil)
-	delete(t.services, n)
+	t.setClaims(n, nil, time.Time{})
+	delete(t.ports, n)
 	t.dirty[n] = true
 	t.changed()
 }
@@ -111,64 +150,108 @@ func (t *Tracker) changed() {
 	}
 }
 
-// setClaims replaces n's node-port claims; every Service sharing a
-// changed claim is marked dirty, so a clash resolves when its owner goes.
-func (t *Tracker) setClaims(n types.NamespacedName, svc *v1.Service) {
-	drop := func(k nodePortKey) {
-		t.claims[k] = slices.DeleteFunc(t.claims[k], func(x types.NamespacedName) bool { return x == n })
-		for _, o := range t.claims[k] {
-			t.dirty[o] = true
+// claimKey is a destination a service port takes: an address, protocol
+// and port. The zero addr stands for every node address: a node port.
+type claimKey struct {
+	addr  netip.Addr
+	proto Protocol
+	port  uint16
+}
+
+// claimKind is how a service port reaches a destination; a lower kind
+// wins a destination claimed by several ports.
+type claimKind uint8
+
+const (
+	claimClusterIP claimKind = iota
+	claimNodePort
+	claimLoadBalancerIP
+	claimExternalIP
+)
+
+// claim is one service port's claim on a destination.
+type claim struct {
+	svc     types.NamespacedName
+	created time.Time
+	port    string // the service port's name
+	kind    claimKind
+}
+
+// compareClaims orders the claims on one destination, the owner first:
+// by kind (cluster IP, load-balancer IP, external IP; node ports only
+// meet node ports), then
+// oldest creationTimestamp, then namespace, name and port name.
+func compareClaims(a, b claim) int {
+	return cmp.Or(cmp.Compare(a.kind, b.kind), a.created.Compare(b.created),
+		cmp.Compare(a.svc.Namespace, b.svc.Namespace), cmp.Compare(a.svc.Name, b.svc.Name), cmp.Compare(a.port, b.port))
+}
+
+// keyedClaim is a claim with its destination.
+type keyedClaim struct {
+	key claimKey
+	claim
+}
+
+// setClaims replaces n's claims with those of ports (nil: none); every
+// Service sharing a changed destination is marked dirty, so a loser
+// gets the destination back on the next Changes once the owner goes.
+func (t *Tracker) setClaims(n types.NamespacedName, ports []*ServicePort, created time.Time) {
+	for _, c := range t.owned[n] {
+		t.claims[c.key] = slices.DeleteFunc(t.claims[c.key], func(x claim) bool { return x == c.claim })
+		for _, o := range t.claims[c.key] {
+			t.dirty[o.svc] = true
 		}
-		if len(t.claims[k]) == 0 {
-			delete(t.claims, k)
+		if len(t.claims[c.key]) == 0 {
+			delete(t.claims, c.key)
 		}
 	}
-	if old := t.services[n]; old != nil {
-		for _, k := range claimsOf(old) {
-			drop(k)
-		}
-	}
-	if svc == nil {
+	delete(t.owned, n)
+	cs := claimsOf(n, created, ports)
+	if len(cs) == 0 {
 		return
 	}
-	for _, k := range claimsOf(svc) {
-		c := t.claims[k]
-		if !slices.Contains(c, n) {
-			c = append(c, n)
-			slices.SortFunc(c, func(a, b types.NamespacedName) int {
-				if a.Namespace != b.Namespace {
-					if a.Namespace < b.Namespace {
-						return -1
-					}
-					return 1
-				}
-				if a.Name < b.Name {
-					return -1
-				} else if a.Name > b.Name {
-					return 1
-				}
-				return 0
-			})
-			t.claims[k] = c
-		}
-		for _, o := range c {
-			t.dirty[o] = true
+	t.owned[n] = cs
+	for _, c := range cs {
+		l := append(t.claims[c.key], c.claim)
+		slices.SortFunc(l, compareClaims)
+		t.claims[c.key] = l
+		for _, o := range l {
+			t.dirty[o.svc] = true
 		}
 	}
 }
 
-func claimsOf(svc *v1.Service) []nodePortKey {
-	if !proxied(svc) || (svc.Spec.Type != v1.ServiceTypeNodePort && svc.Spec.Type != v1.ServiceTypeLoadBalancer) {
-		return nil
+// claimsOf lists the destinations the ports of a valid Service n ask
+// for: each node port, and each cluster, load-balancer and external IP
+// with the port's protocol and port. A destination a port asks for twice
+// (an external IP that is also its cluster IP, an address listed twice)
+// is claimed once, with the lowest kind.
+func claimsOf(n types.NamespacedName, created time.Time, ports []*ServicePort) []keyedClaim {
+	var out []keyedClaim
+	seen := map[claimKey]map[string]bool{} // destination → port names
+	add := func(p *ServicePort, a netip.Addr, port uint16, kind claimKind) {
+		k := claimKey{a, p.Name.Protocol, port}
+		if seen[k][p.Name.Port] {
+			return // a lower kind of the same port came first
+		}
+		if seen[k] == nil {
+			seen[k] = map[string]bool{}
+		}
+		seen[k][p.Name.Port] = true
+		out = append(out, keyedClaim{k, claim{svc: n, created: created, port: p.Name.Port, kind: kind}})
 	}
-	var out []nodePortKey
-	for _, p := range svc.Spec.Ports {
+	for _, p := range ports {
+		for _, a := range p.ClusterIPs {
+			add(p, a, p.Port, claimClusterIP)
+		}
 		if p.NodePort != 0 {
-			proto := p.Protocol
-			if proto == "" {
-				proto = v1.ProtocolTCP
-			}
-			out = append(out, nodePortKey{proto, p.NodePort})
+			add(p, netip.Addr{}, p.NodePort, claimNodePort)
+		}
+		for _, a := range p.LoadBalancerIPs {
+			add(p, a, p.Port, claimLoadBalancerIP)
+		}
+		for _, a := range p.ExternalIPs {
+			add(p, a, p.Port, claimExternalIP)
 		}
 	}
 	return out
@@ -183,42 +266,70 @@ func serviceOf(s *discovery.EndpointSlice) (types.NamespacedName, bool) {
 
 // OnEndpointSliceUpdate records the new state of an EndpointSlice (add
 // or update). Invalid endpoints are logged and skipped; the others of the
-// slice are used.
+// slice are used. Slices are tracked by namespace/name: one whose
+// kubernetes.io/service-name label changes moves to the new Service, one
+// that loses the label is dropped. A nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
-	n, ok := serviceOf(s)
-	if !ok {
+	if s == nil {
+		t.log.Warn("ignoring nil endpointslice update")
 		return
 	}
-	eps, errs := sliceEndpoints(s, t.cfg.NodeName)
-	for _, err := range errs {
-		t.log.Warn("skipping endpoint", "err", err)
+	n, ok := serviceOf(s)
+	var eps map[sliceKey][]Endpoint
+	if ok {
+		var errs []error
+		eps, errs = sliceEndpoints(s, t.cfg.NodeName)
+		for _, err := range errs {
+			t.log.Warn("skipping endpoint", "err", err)
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.slices[n]
-	if m == nil {
-		m = map[string]map[sliceKey][]Endpoint{}
-		t.slices[n] = m
+	if !t.dropSlice(nsName(s)) && !ok {
+		return // never tracked, still no Service
 	}
-	m[s.Name] = eps
-	t.dirty[n] = true
+	if ok {
+		m := t.slices[n]
+		if m == nil {
+			m = map[string]map[sliceKey][]Endpoint{}
+			t.slices[n] = m
+		}
+		m[s.Name] = eps
+		t.sliceOwner[nsName(s)] = n
+		t.dirty[n] = true
+	}
 	t.changed()
 }
 
-// OnEndpointSliceDelete records that an EndpointSlice is gone.
+// OnEndpointSliceDelete records that an EndpointSlice is gone, from
+// whichever Service it was recorded under (its labels are not read). A
+// nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
-	n, ok := serviceOf(s)
-	if !ok {
+	if s == nil {
+		t.log.Warn("ignoring nil endpointslice delete")
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.slices[n], s.Name)
+	if t.dropSlice(nsName(s)) {
+		t.changed()
+	}
+}
+
+// dropSlice forgets the slice named sn and marks its Service dirty; false
+// when the slice was not tracked. The caller holds t.mu.
+func (t *Tracker) dropSlice(sn types.NamespacedName) bool {
+	n, ok := t.sliceOwner[sn]
+	if !ok {
+		return false
+	}
+	delete(t.sliceOwner, sn)
+	delete(t.slices[n], sn.Name)
 	if len(t.slices[n]) == 0 {
 		delete(t.slices, n)
 	}
 	t.dirty[n] = true
-	t.changed()
+	return true
 }
 
 // Changes returns the service ports whose Service or endpoints changed
@@ -226,6 +337,16 @@ func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
 // (deleted, renamed, or its Service became invalid or headless). Each
 // changed Service's old ports are all listed, so a backend can drop them.
 // The first call after NewTracker returns every valid port.
+//
+// Each change is handed out once: a second caller sees only what
+// happened after the first one's call. So a Tracker feeds exactly one
+// consumer of Changes, normally one backend Proxier. A backend Proxier
+// serves one family (services/nftables and services/iptables render
+// only their Config.Family), so a dual-stack node runs two Proxiers,
+// each with its own Tracker fed the same informer events (the Trackers
+// share nothing; both resolve both families, each Proxier renders its
+// own). All, in contrast, may be called by anyone (Announce, a full
+// resync).
 func (t *Tracker) Changes() map[ServicePortName]*Resolved {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -264,35 +385,85 @@ func (t *Tracker) All() map[ServicePortName]*Resolved {
 }
 
 func (t *Tracker) resolve(n types.NamespacedName) map[ServicePortName]*Resolved {
-	svc := t.services[n]
-	if svc == nil {
+	parsed, ok := t.ports[n]
+	if !ok {
 		return nil
 	}
-	ports, err := ServicePorts(svc, t.cfg.NodePorts)
-	if err != nil {
-		t.log.Warn("skipping service", "service", n.String(), "err", err)
+	if parsed.err != nil {
+		t.log.Warn("skipping service", "service", n.String(), "err", parsed.err)
 		return nil
 	}
-	for _, k := range claimsOf(svc) {
-		if owner := t.claims[k][0]; owner != n {
-			t.log.Warn("skipping service", "service", n.String(), "err", ErrNodePortClash, "nodePort", k.port, "protocol", k.proto, "owner", owner.String())
+	owner := func(c keyedClaim) claim { return t.claims[c.key][0] }
+	for _, c := range t.owned[n] {
+		if o := owner(c); c.kind == claimNodePort && o.svc != n {
+			t.log.Warn("skipping service", "service", n.String(),
+				"err", fmt.Errorf("%w: nodePort %d/%s owned by %s", ErrNodePortClash, c.key.port, c.key.proto, o.svc),
+				"nodePort", c.key.port, "protocol", c.key.proto, "owner", o.svc.String())
 			return nil
 		}
 	}
 	out := map[ServicePortName]*Resolved{}
-	for _, p := range ports {
-		var eps []Endpoint
-		seen := map[netip.AddrPort]bool{}
-		for _, s := range t.slices[n] {
-			for _, e := range s[sliceKey{p.Name.Port, p.Name.Protocol}] {
-				k := e.AddrPort()
-				if !seen[k] {
-					seen[k] = true
-					eps = append(eps, e)
-				}
-			}
-		}
-		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(eps)}
+	for _, p := range parsed.ports {
+		p = t.ownedDestinations(n, p)
+		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(t.endpoints(n, sliceKey{p.Name.Port, p.Name.Protocol}))}
 	}
 	return out
+}
+
+// ownedDestinations returns p without the cluster, load-balancer and
+// external IPs whose destination another claim owns (p itself when it
+// owns them all); each loss to another Service is logged.
+func (t *Tracker) ownedDestinations(n types.NamespacedName, p *ServicePort) *ServicePort {
+	lost := false
+	keep := func(addrs []netip.Addr, kind claimKind) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range addrs {
+			k := claimKey{a, p.Name.Protocol, p.Port}
+			o := t.claims[k][0]
+			if o.svc == n && o.port == p.Name.Port && o.kind == kind && !slices.Contains(out, a) {
+				out = append(out, a)
+				continue
+			}
+			lost = true
+			if o.svc != n {
+				t.log.Warn("dropping service destination", "service", p.Name.String(), "destination", netip.AddrPortFrom(a, p.Port).String(),
+					"protocol", p.Name.Protocol, "err", fmt.Errorf("%w: %s owned by %s", ErrDestinationClash, netip.AddrPortFrom(a, p.Port), o.svc),
+					"owner", ServicePortName{Namespace: o.svc.Namespace, Name: o.svc.Name, Port: o.port, Protocol: p.Name.Protocol}.String())
+			}
+		}
+		return out
+	}
+	cluster, lb, ext := keep(p.ClusterIPs, claimClusterIP), keep(p.LoadBalancerIPs, claimLoadBalancerIP), keep(p.ExternalIPs, claimExternalIP)
+	if !lost {
+		return p
+	}
+	c := *p
+	c.ClusterIPs, c.LoadBalancerIPs, c.ExternalIPs = cluster, lb, ext
+	return &c
+}
+
+// endpoints merges the endpoints for port k of Service n's slices. An
+// address:port in several slices (an endpoint moving between slices, or
+// a new pod reusing a terminating pod's IP) is kept once, as kube-proxy's
+// EndpointSliceCache does: a later copy replaces the kept one unless it
+// is terminating. kube-proxy walks the slices in map order, so which
+// copy wins varies between its syncs; here the slices are walked by name,
+// so the result is deterministic: the last non-terminating copy by slice
+// name, or the first copy when all are terminating.
+func (t *Tracker) endpoints(n types.NamespacedName, k sliceKey) []Endpoint {
+	var eps []Endpoint
+	at := map[netip.AddrPort]int{}
+	for _, name := range slices.Sorted(maps.Keys(t.slices[n])) {
+		for _, e := range t.slices[n][name][k] {
+			i, ok := at[e.AddrPort()]
+			switch {
+			case !ok:
+				at[e.AddrPort()] = len(eps)
+				eps = append(eps, e)
+			case !e.Terminating:
+				eps[i] = e
+			}
+		}
+	}
+	return eps
 }

@@ -2,14 +2,18 @@ package services_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/tabbynet/tabby/services"
@@ -88,6 +92,13 @@ func TestServicePorts(t *testing.T) {
 				assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("10.0.0.0/8"),
 					netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("192.0.2.9/32")}, ps[0].LoadBalancerSourceRanges)
 			}},
+		{name: "ipMode Proxy ingress skipped, VIP and unset kept", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), func(s *v1.Service) {
+			s.Spec.Type = v1.ServiceTypeLoadBalancer
+			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.1", IPMode: ptr.To(v1.LoadBalancerIPModeProxy)},
+				{IP: "203.0.113.2", IPMode: ptr.To(v1.LoadBalancerIPModeVIP)}, {IP: "203.0.113.3"}}
+		}), want: 1, check: func(t *testing.T, ps []*services.ServicePort) {
+			assert.Equal(t, []netip.Addr{netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.3")}, ps[0].LoadBalancerIPs)
+		}},
 		{name: "no source ranges", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.LoadBalancer("203.0.113.7")), want: 1,
 			check: func(t *testing.T, ps []*services.ServicePort) { assert.Nil(t, ps[0].LoadBalancerSourceRanges) }},
 		{name: "source ranges ignored unless LoadBalancer", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 31000), st.SourceRanges("10.0.0.0/8", "bad")), want: 1,
@@ -103,6 +114,9 @@ func TestServicePorts(t *testing.T) {
 		{name: "bad port", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 0, 0)), wantErr: true},
 		{name: "nodePort out of range", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 8080)), wantErr: true},
 		{name: "duplicate port", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 0), st.Port("x", "", 81, 0)), wantErr: true},
+		{name: "same port and protocol under two names", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 0), st.Port("y", v1.ProtocolTCP, 80, 0)), wantErr: true},
+		{name: "same nodePort and protocol twice", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", "", 80, 30080), st.Port("y", "", 81, 30080)), wantErr: true},
+		{name: "same port and nodePort, other protocol", svc: st.Service("ns", "a", "10.96.0.1", st.Port("x", v1.ProtocolTCP, 53, 30053), st.Port("y", v1.ProtocolUDP, 53, 30053)), want: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,16 +264,24 @@ func TestAnnounce(t *testing.T) {
 	}
 	base := []string{"10.96.0.0/12", "192.0.2.0/24", "203.0.113.0/25"}
 	tests := []struct {
-		name string
-		eps  []st.Endpoint
-		etp  bool
-		want []string
+		name      string
+		eps, eps6 []st.Endpoint
+		etp, dual bool
+		want      []string
 	}{
 		{name: "ranges only without a local endpoint", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "other"}}, want: base},
 		{name: "local ready endpoint adds /32s inside ranges", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me"}},
 			want: []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.9/32", "203.0.113.0/25", "203.0.113.5/32"}},
 		{name: "terminating local endpoint is not announced", etp: true, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me", Terminating: true}}, want: base},
 		{name: "cluster policy never /32", etp: false, eps: []st.Endpoint{{IP: "10.244.0.1", Node: "me"}}, want: base},
+		{name: "dual stack: a local IPv4 endpoint announces only the IPv4 addresses", etp: true, dual: true,
+			eps:  []st.Endpoint{{IP: "10.244.0.1", Node: "me"}},
+			eps6: []st.Endpoint{{IP: "fd00:244::1", Node: "other"}},
+			want: []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.9/32", "203.0.113.0/25", "203.0.113.5/32", "fd00:96::/112", "fd00:203::/64"}},
+		{name: "dual stack: a local IPv6 endpoint announces only the IPv6 addresses", etp: true, dual: true,
+			eps:  []st.Endpoint{{IP: "10.244.0.1", Node: "other"}},
+			eps6: []st.Endpoint{{IP: "fd00:244::1", Node: "me"}},
+			want: append(slices.Clone(base), "fd00:96::/112", "fd00:96::10/128", "fd00:203::/64", "fd00:203::5/128")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,8 +290,22 @@ func TestAnnounce(t *testing.T) {
 			if tt.etp {
 				mods = append(mods, local(true))
 			}
+			cfg := cfg
+			if tt.dual {
+				mods = append(mods, func(s *v1.Service) {
+					s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00:96::10")
+					s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: "fd00:203::5"})
+				})
+				cfg.ServiceClusterIPs = append(slices.Clone(cfg.ServiceClusterIPs), p("fd00:96::/112"))
+				cfg.ServiceLoadBalancerIPs = append(slices.Clone(cfg.ServiceLoadBalancerIPs), p("fd00:203::/64"))
+			}
 			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.10", mods...))
 			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
+			if tt.eps6 != nil {
+				s6 := st.Slice("ns", "s", "s-2", tcp80, tt.eps6...)
+				s6.AddressType = discovery.AddressTypeIPv6
+				tr.OnEndpointSliceUpdate(s6)
+			}
 			tr.Changes()
 			var got []string
 			for _, x := range services.Announce(tr.All(), cfg) {
@@ -278,4 +314,275 @@ func TestAnnounce(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// A destination (address, protocol, port) shared by several Services'
+// ports goes to one of them: cluster IPs before load-balancer IPs before
+// external IPs, then the oldest, then by namespace/name. The loser keeps
+// its other destinations and gets the lost one back once the owner goes.
+func TestTrackerDestinationClash(t *testing.T) {
+	a := netip.MustParseAddr
+	tests := []struct {
+		name          string
+		winner, loser *v1.Service
+		check         func(t *testing.T, w, l *services.ServicePort)
+		noClash       bool
+	}{
+		{name: "same external IP: the older wins",
+			winner: st.Service("ns", "z-old", "10.96.0.1", st.Port("", "", 80, 0), st.ExternalIPs("192.0.2.1"), st.Created(1)),
+			loser:  st.Service("ns", "a-new", "10.96.0.2", st.Port("", "", 80, 0), st.ExternalIPs("192.0.2.1", "192.0.2.2"), st.Created(2)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("192.0.2.1")}, w.ExternalIPs)
+				assert.Equal(t, []netip.Addr{a("192.0.2.2")}, l.ExternalIPs, "only the clashing destination is dropped")
+				assert.Equal(t, []netip.Addr{a("10.96.0.2")}, l.ClusterIPs)
+			}},
+		{name: "external IP equal to another's cluster IP: the cluster IP wins even if younger",
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), st.Created(2)),
+			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), st.ExternalIPs("10.96.0.1"), st.Created(1)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("10.96.0.1")}, w.ClusterIPs)
+				assert.Empty(t, l.ExternalIPs)
+			}},
+		{name: "same cluster IP and port: the older wins",
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 0), st.Created(1)),
+			loser:  st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.Created(2)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("10.96.0.1")}, w.ClusterIPs)
+				assert.Empty(t, l.ClusterIPs)
+			}},
+		{name: "same load-balancer IP: same age, the first by namespace/name wins",
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 30080), st.LoadBalancer("203.0.113.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", "", 80, 30081), st.LoadBalancer("203.0.113.1", "203.0.113.2")),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("203.0.113.1")}, w.LoadBalancerIPs)
+				assert.Equal(t, []netip.Addr{a("203.0.113.2")}, l.LoadBalancerIPs)
+				assert.Equal(t, uint16(30081), l.NodePort)
+			}},
+		{name: "load-balancer IP before external IP",
+			winner: st.Service("ns", "b", "10.96.0.1", st.Port("", "", 80, 30080), st.LoadBalancer("203.0.113.1"), st.Created(2)),
+			loser:  st.Service("ns", "a", "10.96.0.2", st.Port("", "", 80, 0), st.ExternalIPs("203.0.113.1"), st.Created(1)),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, []netip.Addr{a("203.0.113.1")}, w.LoadBalancerIPs)
+				assert.Empty(t, l.ExternalIPs)
+			}},
+		{name: "same external IP, other port: no clash", noClash: true,
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), st.ExternalIPs("192.0.2.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", "", 81, 0), st.ExternalIPs("192.0.2.1")),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, w.ExternalIPs, l.ExternalIPs)
+			}},
+		{name: "same external IP, other protocol: no clash", noClash: true,
+			winner: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 0), st.ExternalIPs("192.0.2.1")),
+			loser:  st.Service("ns", "b", "10.96.0.2", st.Port("", v1.ProtocolUDP, 80, 0), st.ExternalIPs("192.0.2.1")),
+			check: func(t *testing.T, w, l *services.ServicePort) {
+				assert.Equal(t, w.ExternalIPs, l.ExternalIPs)
+			}},
+	}
+	port := func(ch map[services.ServicePortName]*services.Resolved, s *v1.Service) *services.ServicePort {
+		proto := s.Spec.Ports[0].Protocol
+		if proto == "" {
+			proto = v1.ProtocolTCP
+		}
+		r := ch[spn(s.Namespace, s.Name, "", proto)]
+		require.NotNil(t, r, "%s/%s resolved", s.Namespace, s.Name)
+		return r.Port
+	}
+	for _, tt := range tests {
+		for _, order := range []string{"winner first", "loser first"} {
+			t.Run(tt.name+"/"+order, func(t *testing.T) {
+				var logs bytes.Buffer
+				tr := services.NewTracker(services.TrackerConfig{}, slog.New(slog.NewTextHandler(&logs, nil)))
+				if order == "winner first" {
+					tr.OnServiceUpdate(tt.winner)
+					tr.OnServiceUpdate(tt.loser)
+				} else {
+					tr.OnServiceUpdate(tt.loser)
+					tr.OnServiceUpdate(tt.winner)
+				}
+				ch := tr.Changes()
+				tt.check(t, port(ch, tt.winner), port(ch, tt.loser))
+				if tt.noClash {
+					assert.NotContains(t, logs.String(), "dropping service destination")
+					return
+				}
+				assert.Contains(t, logs.String(), "dropping service destination")
+				assert.Contains(t, logs.String(), "service="+tt.loser.Namespace+"/"+tt.loser.Name+":")
+				assert.Contains(t, logs.String(), "owner="+tt.winner.Namespace+"/"+tt.winner.Name+":")
+
+				// The owner goes: the loser gets the destination back.
+				want, err := services.ServicePorts(tt.loser, services.NodePortRange{})
+				require.NoError(t, err)
+				tr.OnServiceDelete(tt.winner)
+				ch = tr.Changes()
+				assert.Equal(t, want[0], port(ch, tt.loser))
+			})
+		}
+	}
+}
+
+// An invalid Service claims no node port: a valid one asking for the
+// same node port gets it.
+func TestTrackerInvalidServiceClaimsNothing(t *testing.T) {
+	tests := []struct {
+		name string
+		bad  *v1.Service
+	}{
+		{"bad clusterIP", st.Service("ns", "a-bad", "not-an-ip", st.Port("", v1.ProtocolTCP, 80, 30080))},
+		{"bad protocol", st.Service("ns", "a-bad", "10.96.0.1", st.Port("", "ICMP", 80, 30080), st.Port("x", v1.ProtocolTCP, 81, 30080))},
+		{"bad externalIP on a shared destination", st.Service("ns", "a-bad", "10.96.0.2", st.Port("", v1.ProtocolTCP, 80, 30080),
+			func(s *v1.Service) { s.Spec.ExternalIPs = []string{"10.96.0.9", "x"} })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			tr := services.NewTracker(services.TrackerConfig{}, slog.New(slog.NewTextHandler(&logs, nil)))
+			tr.OnServiceUpdate(tt.bad)
+			tr.OnServiceUpdate(st.Service("ns", "b-good", "10.96.0.9", st.Port("", v1.ProtocolTCP, 80, 30080)))
+			ch := tr.Changes()
+			r := ch[spn("ns", "b-good", "", v1.ProtocolTCP)]
+			require.NotNil(t, r)
+			assert.Equal(t, uint16(30080), r.Port.NodePort)
+			assert.Equal(t, []netip.Addr{netip.MustParseAddr("10.96.0.9")}, r.Port.ClusterIPs)
+			assert.NotContains(t, logs.String(), "already")
+			assert.Contains(t, logs.String(), "invalid service")
+		})
+	}
+}
+
+// One address:port in several slices of a Service resolves the same way
+// whatever the order of events: slices are walked by name and a later
+// copy replaces the kept one unless it is terminating (kube-proxy's rule).
+func TestTrackerDuplicateEndpointAcrossSlices(t *testing.T) {
+	tests := []struct {
+		name           string
+		slices         map[string]st.Endpoint // slice name → its copy of 10.244.0.1
+		cluster, local []string
+	}{
+		{name: "ready copy in the later slice wins over a not-ready one",
+			slices:  map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", NotReady: true}, "s-b": {IP: "10.244.0.1", Node: "me"}},
+			cluster: []string{"10.244.0.1:8080"}, local: []string{"10.244.0.1:8080"}},
+		{name: "not-ready copy in the later slice wins over a ready one",
+			slices: map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", Node: "me"}, "s-b": {IP: "10.244.0.1", NotReady: true}}},
+		{name: "a terminating copy never replaces a kept one",
+			slices:  map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", Node: "me"}, "s-b": {IP: "10.244.0.1", Terminating: true, NotReady: true}},
+			cluster: []string{"10.244.0.1:8080"}, local: []string{"10.244.0.1:8080"}},
+		{name: "all terminating: the first by slice name",
+			slices:  map[string]st.Endpoint{"s-a": {IP: "10.244.0.1", Terminating: true, NotReady: true}, "s-b": {IP: "10.244.0.1", Terminating: true, NotReady: true, NotServing: true}},
+			cluster: []string{"10.244.0.1:8080"}},
+	}
+	for _, tt := range tests {
+		names := slices.Sorted(maps.Keys(tt.slices))
+		for _, reverse := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reverse=%v", tt.name, reverse), func(t *testing.T) {
+				tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+				tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+				order := slices.Clone(names)
+				if reverse {
+					slices.Reverse(order)
+				}
+				for _, n := range order {
+					tr.OnEndpointSliceUpdate(st.Slice("ns", "s", n, tcp80, tt.slices[n]))
+				}
+				r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
+				require.NotNil(t, r)
+				assert.Equal(t, tt.cluster, addrs(r.Endpoints.Cluster))
+				assert.Equal(t, tt.local, addrs(r.Endpoints.Local))
+			})
+		}
+	}
+}
+
+// Slices are tracked by namespace/name: a relabelled slice moves to its
+// new Service, an unlabelled one is dropped, and a delete removes it
+// wherever it was recorded, whatever labels the deleted object carries.
+func TestTrackerSliceRelabel(t *testing.T) {
+	a, b := spn("ns", "a", "http", v1.ProtocolTCP), spn("ns", "b", "http", v1.ProtocolTCP)
+	relabel := func(svc string) *discovery.EndpointSlice {
+		s := st.Slice("ns", "a", "shared", tcp80, st.Endpoint{IP: "10.244.0.1"})
+		if svc == "" {
+			delete(s.Labels, discovery.LabelServiceName)
+		} else {
+			s.Labels[discovery.LabelServiceName] = svc
+		}
+		return s
+	}
+	tests := []struct {
+		name   string
+		events func(tr *services.Tracker)
+		a, b   []string
+	}{
+		{name: "relabelled to another Service", events: func(tr *services.Tracker) { tr.OnEndpointSliceUpdate(relabel("b")) },
+			b: []string{"10.244.0.1:8080"}},
+		{name: "label removed", events: func(tr *services.Tracker) { tr.OnEndpointSliceUpdate(relabel("")) }},
+		{name: "deleted with the label removed", events: func(tr *services.Tracker) { tr.OnEndpointSliceDelete(relabel("")) }},
+		{name: "deleted with another label", events: func(tr *services.Tracker) { tr.OnEndpointSliceDelete(relabel("b")) }},
+		{name: "relabelled, then deleted with the old label", events: func(tr *services.Tracker) {
+			tr.OnEndpointSliceUpdate(relabel("b"))
+			tr.OnEndpointSliceDelete(relabel("a"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{}, nil)
+			tr.OnServiceUpdate(st.Service("ns", "a", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnServiceUpdate(st.Service("ns", "b", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnEndpointSliceUpdate(relabel("a"))
+			require.Equal(t, []string{"10.244.0.1:8080"}, addrs(tr.Changes()[a].Endpoints.Cluster))
+			tt.events(tr)
+			tr.Changes()
+			all := tr.All()
+			assert.Equal(t, tt.a, addrs(all[a].Endpoints.Cluster))
+			assert.Equal(t, tt.b, addrs(all[b].Endpoints.Cluster))
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	p := netip.MustParsePrefix
+	tests := []struct {
+		name    string
+		err     error
+		wantErr string
+	}{
+		{"zero node port range is the default", services.NodePortRange{}.Validate(), ""},
+		{"node port range", services.NodePortRange{Min: 30000, Max: 32767}.Validate(), ""},
+		{"one-port range", services.NodePortRange{Min: 31000, Max: 31000}.Validate(), ""},
+		{"swapped node port range", services.NodePortRange{Min: 32000, Max: 31000}.Validate(), "32000-31000"},
+		{"node port range from 0", services.NodePortRange{Max: 31000}.Validate(), "0-31000"},
+		{"tracker config", services.TrackerConfig{NodePorts: services.NodePortRange{Min: 2, Max: 1}}.Validate(), "2-1"},
+		{"announce config", services.AnnounceConfig{ServiceClusterIPs: []netip.Prefix{p("10.96.0.0/12"), p("fd00::/108")}}.Validate(), ""},
+		{"zero prefix", services.AnnounceConfig{ServiceExternalIPs: []netip.Prefix{{}}}.Validate(), "serviceExternalIPs[0]"},
+		{"IPv4-mapped prefix", services.AnnounceConfig{ServiceLoadBalancerIPs: []netip.Prefix{p("10.0.0.0/8"), p("::ffff:10.96.0.0/108")}}.Validate(), "serviceLoadBalancerIPs[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.wantErr == "" {
+				assert.NoError(t, tt.err)
+				return
+			}
+			require.ErrorIs(t, tt.err, services.ErrInvalidConfig)
+			assert.Contains(t, tt.err.Error(), tt.wantErr)
+		})
+	}
+}
+
+// Bad configuration is skipped or replaced, never turned into bad rules.
+func TestInvalidConfigHandling(t *testing.T) {
+	svc := st.Service("ns", "s", "10.96.0.10", st.Port("", v1.ProtocolTCP, 80, 30080))
+	_, err := services.ServicePorts(svc, services.NodePortRange{Min: 32000, Max: 31000})
+	require.ErrorIs(t, err, services.ErrInvalidConfig)
+
+	var logs bytes.Buffer
+	tr := services.NewTracker(services.TrackerConfig{NodePorts: services.NodePortRange{Min: 32000, Max: 31000}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	assert.Contains(t, logs.String(), "using the default node port range")
+	tr.OnServiceUpdate(svc)
+	r := tr.Changes()[spn("ns", "s", "", v1.ProtocolTCP)]
+	require.NotNil(t, r, "the default range applies")
+	assert.Equal(t, uint16(30080), r.Port.NodePort)
+
+	got := services.Announce(nil, services.AnnounceConfig{
+		ServiceClusterIPs:  []netip.Prefix{{}, netip.MustParsePrefix("::ffff:10.96.0.0/108"), netip.MustParsePrefix("10.96.0.0/12")},
+		ServiceExternalIPs: []netip.Prefix{{}},
+	})
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}, got)
 }

@@ -49,6 +49,17 @@ func LoadBalancer(ips ...string) func(*v1.Service) {
 	}
 }
 
+// ExternalIPs sets spec.externalIPs.
+func ExternalIPs(ips ...string) func(*v1.Service) {
+	return func(s *v1.Service) { s.Spec.ExternalIPs = ips }
+}
+
+// Created sets metadata.creationTimestamp to sec seconds after the Unix
+// epoch (the Tracker orders claims on a shared destination by age).
+func Created(sec int64) func(*v1.Service) {
+	return func(s *v1.Service) { s.CreationTimestamp = metav1.Unix(sec, 0) }
+}
+
 // SourceRanges sets spec.loadBalancerSourceRanges.
 func SourceRanges(ranges ...string) func(*v1.Service) {
 	return func(s *v1.Service) { s.Spec.LoadBalancerSourceRanges = ranges }

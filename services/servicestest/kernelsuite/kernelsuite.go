@@ -55,6 +55,7 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"HairpinPeer", func(t *testing.T, f Factory, _ Features) { HairpinPeer(t, f) }},
 		{"Localhost", localhost},
 		{"LoadBalancerSourceRanges", loadBalancerSourceRanges},
+		{"SharedDestination", sharedDestination},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f, feat) })
 	}
@@ -517,4 +518,35 @@ func HairpinPeer(t *testing.T, f Factory) {
 			}
 		})
 	}
+}
+
+// sharedDestination: two Services asking for one destination (an
+// external IP both list, and one's cluster IP as the other's external
+// IP) sync, the owner answers on it, the other keeps its own cluster IP,
+// and takes the shared destinations over once the owner is deleted.
+func sharedDestination(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 2)
+	owner := st.Service("default", "owner", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("10.96.5.5"), st.Created(1))
+	e.tr.OnServiceUpdate(owner)
+	e.tr.OnServiceUpdate(st.Service("default", "other", "10.96.0.21", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("10.96.5.5", "10.96.0.20"), st.Created(2)))
+	e.slice("owner", e.backends[0])
+	e.slice("other", e.backends[1])
+	e.sync(t)
+	probe := func(dst string) string {
+		t.Helper()
+		name, err := e.client.Probe("tcp", netip.MustParseAddrPort(dst), 2*time.Second)
+		if err != nil {
+			e.diagnose(t)
+		}
+		require.NoError(t, err, dst)
+		return name
+	}
+	assert.Equal(t, e.backends[0].Name, probe("10.96.5.5:80"), "shared external IP: the older Service")
+	assert.Equal(t, e.backends[0].Name, probe("10.96.0.20:80"), "a cluster IP wins over an external IP")
+	assert.Equal(t, e.backends[1].Name, probe("10.96.0.21:80"), "the other Service keeps its own cluster IP")
+
+	e.tr.OnServiceDelete(owner)
+	e.sync(t)
+	assert.Equal(t, e.backends[1].Name, probe("10.96.5.5:80"), "the other Service takes the external IP over")
+	assert.Equal(t, e.backends[1].Name, probe("10.96.0.20:80"), "and its external IP equal to the old cluster IP")
 }
