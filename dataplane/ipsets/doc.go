@@ -54,7 +54,12 @@
 //     "tabby-", WithPrefix) are read, written or destroyed; every other set
 //     is invisible to this package. Owned sets that are not desired (left by
 //     an earlier run, or temporary sets of a crashed rewrite) are destroyed
-//     by ApplyDeletions. Names ending in '~' + hash are reserved.
+//     by ApplyDeletions. Names ending in '~' + hash are reserved. Because
+//     ownership is by prefix, the prefix must be non-empty ("" would own,
+//     and destroy, every set of the namespace), at most MaxPrefixLen bytes
+//     (so TempName fits) and printable ASCII (see WithPrefix); with any
+//     other prefix New's IPSets touches nothing and every call returns
+//     ErrInvalidConfig (IPSets.Err tells right after New).
 //  6. Type or family change. Swap needs equal types, so a set whose type or
 //     family changes is destroyed and recreated; while a rule references it
 //     the kernel refuses (IsInUse / ErrInUse) and the change stays pending.
@@ -62,7 +67,7 @@
 //     failed write, lists the owned sets from the kernel and diffs against
 //     them, repairing sets destroyed or edited by another program.
 //  8. Errors. Bad input is rejected before anything changes
-//     (ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
+//     (ErrInvalidConfig, ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
 //     wrapped with the set and member acted on and joined across sets; one
 //     failing set does not stop the others. IsNotFound, IsExist, IsInUse and
 //     IsHashFull test kernel errors.

@@ -16,6 +16,11 @@ var (
 	// ErrInvalidName: a set name that is empty, too long, contains '~' or
 	// does not start with the owner's prefix.
 	ErrInvalidName = errors.New("invalid ipset name")
+	// ErrInvalidConfig: New was given an option it cannot work with (a
+	// prefix WithPrefix does not accept, such as "", which would own every
+	// set of the namespace; a nil Handle). IPSets.Err, SetMembers and the
+	// Apply methods return it.
+	ErrInvalidConfig = errors.New("invalid ipsets config")
 	// ErrNotFound: a set that is not in the desired state.
 	ErrNotFound = errors.New("ipset not found")
 	// ErrInUse: the kernel refused to destroy a set that a rule still

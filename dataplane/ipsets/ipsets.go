@@ -55,11 +55,31 @@ const DefaultPrefix = "tabby-"
 type Option func(*IPSets)
 
 // WithPrefix sets the name prefix of owned sets (default DefaultPrefix).
-// Sets whose name does not start with it are never read, written or destroyed.
+// Sets whose name does not start with it are never read, written or
+// destroyed; every owned set that is not desired is destroyed, so the
+// prefix must be one no other program's set names start with (end it with
+// a separator, as "tabby-" does).
+//
+// The prefix is 1 to MaxPrefixLen bytes of printable ASCII other than
+// space, '~', quotes and backslash, not starting with '-' or '!' (so that
+// every set name is one iptables-restore argument and a temporary set name
+// fits MaxNameLen). Any other prefix makes New's IPSets unusable: Err,
+// SetMembers and every Apply method return an error wrapping
+// ErrInvalidConfig, and nothing is read or written.
 func WithPrefix(p string) Option { return func(s *IPSets) { s.prefix = p } }
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(s *IPSets) { s.log = l } }
+// MaxPrefixLen is the longest prefix WithPrefix accepts: MaxNameLen less
+// the 9 bytes TempName appends ('~' and 8 hex digits).
+const MaxPrefixLen = MaxNameLen - 9
+
+// WithLogger sets the logger (default, and when l is nil: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *IPSets) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
 
 // WithRewriteThreshold sets the number of pending member changes from
 // which a set that exists is rebuilt in a temporary set and swapped in,
@@ -85,6 +105,9 @@ type IPSets struct {
 	log        *slog.Logger
 	rewriteMin int
 
+	// cfgErr is the configuration error New found (ErrInvalidConfig), or nil.
+	cfgErr error
+
 	mu     sync.Mutex
 	sets   *deltatracker.Tracker[string, setMeta]
 	state  map[string]*setState
@@ -93,6 +116,11 @@ type IPSets struct {
 
 // New returns an IPSets that programs sets through h. Nothing is read or
 // written until the first Apply, which first lists the kernel's sets.
+//
+// New does not fail: an option value it cannot work with (a prefix that
+// cannot scope ownership, see WithPrefix; a nil h) makes the returned
+// IPSets refuse to work, and Err reports why. Check Err after New when the
+// options come from configuration.
 func New(h Handle, opts ...Option) *IPSets {
 	s := &IPSets{
 		h:          h,
@@ -106,7 +134,49 @@ func New(h Handle, opts ...Option) *IPSets {
 	for _, o := range opts {
 		o(s)
 	}
+	switch err := checkPrefix(s.prefix); {
+	case err != nil:
+		s.cfgErr = err
+	case h == nil:
+		s.cfgErr = fmt.Errorf("%w: nil Handle", ErrInvalidConfig)
+	}
 	return s
+}
+
+// Err returns nil if New's options are usable, else the error wrapping
+// ErrInvalidConfig that SetMembers and the Apply methods return.
+func (s *IPSets) Err() error { return s.cfgErr }
+
+// checkPrefix returns an error wrapping ErrInvalidConfig unless p is a
+// usable owner prefix (see WithPrefix).
+func checkPrefix(p string) error {
+	switch {
+	case p == "":
+		// Every name starts with "": ApplyDeletions would destroy every set
+		// of the namespace.
+		return fmt.Errorf("%w: empty prefix would own every ipset", ErrInvalidConfig)
+	case len(p) > MaxPrefixLen:
+		return fmt.Errorf("%w: prefix %q is longer than %d bytes (a temporary set name would not fit)", ErrInvalidConfig, p, MaxPrefixLen)
+	case p[0] == '-' || p[0] == '!':
+		return fmt.Errorf("%w: prefix %q starts with %q", ErrInvalidConfig, p, p[0])
+	}
+	if i := badNameByte(p); i >= 0 {
+		return fmt.Errorf("%w: prefix %q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)", ErrInvalidConfig, p, p[i:i+1], i)
+	}
+	return nil
+}
+
+// badNameByte returns the index of the first byte of s that cannot be in a
+// set name (a control byte, space, non-ASCII, '~', a quote or a
+// backslash), or -1.
+func badNameByte(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= '~' || c == '"' || c == '\'' || c == '\\' {
+			return i
+		}
+	}
+	return -1
 }
 
 // Prefix returns the owned-name prefix.
@@ -144,6 +214,9 @@ func (s *IPSets) stateOf(name string) *setState {
 // the name (ErrInvalidName), the type (ErrInvalidType) and each member
 // (ErrInvalidMember). Changing the type or family of a set recreates it.
 func (s *IPSets) SetMembers(spec SetSpec, members []Member) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	if err := s.checkSpec(spec); err != nil {
 		return err
 	}
@@ -264,6 +337,9 @@ func (s *IPSets) InSync() bool {
 
 // Apply is ApplyUpdates followed by ApplyDeletions.
 func (s *IPSets) Apply(ctx context.Context) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	return errors.Join(s.ApplyUpdates(ctx), s.ApplyDeletions(ctx))
 }
 
@@ -304,6 +380,9 @@ func (s *IPSets) ApplyCreates(ctx context.Context) error {
 // set that pick selects, in name order, joining the errors; a failure
 // makes the next call re-read the kernel.
 func (s *IPSets) applyEach(ctx context.Context, pick func(name string) bool, apply func(name string) error) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadIfNeeded(); err != nil {
@@ -547,6 +626,9 @@ func (s *IPSets) destroy(name string) error {
 // leftovers of earlier runs. A set still referenced by a rule is kept and
 // reported with an error wrapping ErrInUse; it is retried next time.
 func (s *IPSets) ApplyDeletions(ctx context.Context) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadIfNeeded(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -384,4 +385,62 @@ type swapLog struct {
 func (h *swapLog) IpsetSwap(a, b string) error {
 	h.swaps = append(h.swaps, a+" "+b)
 	return h.Fake.IpsetSwap(a, b)
+}
+
+// TestInvalidConfig: a prefix that cannot scope ownership makes the IPSets
+// refuse to work before it reads or writes anything; the sets of other
+// programs (here "foreign", which every name starts with "" would own)
+// stay.
+func TestInvalidConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		nilH   bool
+		reason string
+	}{
+		{name: "empty prefix", opts: []Option{WithPrefix("")}, reason: "own every ipset"},
+		{name: "too long for a temporary name", opts: []Option{WithPrefix("p" + strings.Repeat("x", MaxPrefixLen))}, reason: "longer than 22 bytes"},
+		{name: "space", opts: []Option{WithPrefix("my sets-")}, reason: `byte " " at 2`},
+		{name: "tilde", opts: []Option{WithPrefix("a~")}, reason: `byte "~" at 1`},
+		{name: "control byte", opts: []Option{WithPrefix("a\nb-")}, reason: `byte "\n" at 1`},
+		{name: "non-ASCII", opts: []Option{WithPrefix("é-")}, reason: `byte "\xc3" at 0`},
+		{name: "quote", opts: []Option{WithPrefix(`a"-`)}, reason: "at 1"},
+		{name: "leading dash", opts: []Option{WithPrefix("-a")}, reason: "starts with '-'"},
+		{name: "leading bang", opts: []Option{WithPrefix("!a")}, reason: "starts with '!'"},
+		{name: "nil handle", nilH: true, reason: "nil Handle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := NewFake()
+			require.NoError(t, f.IpsetCreate("foreign", "hash:ip", nl.IpsetCreateOptions{}))
+			var h Handle = f
+			if tc.nilH {
+				h = nil
+			}
+			s := New(h, tc.opts...)
+			require.ErrorIs(t, s.Err(), ErrInvalidConfig)
+			assert.ErrorContains(t, s.Err(), tc.reason)
+			spec := SetSpec{Name: s.Prefix() + "a", Type: HashIP, Family: IPv4}
+			assert.ErrorIs(t, s.SetMembers(spec, nil), ErrInvalidConfig)
+			for _, apply := range []func(context.Context) error{s.Apply, s.ApplyUpdates, s.ApplyCreates, s.ApplyDeletions} {
+				assert.ErrorIs(t, apply(ctx), ErrInvalidConfig)
+			}
+			assert.Equal(t, "create foreign hash:ip family inet maxelem 65536\n", f.Dump())
+			assert.Zero(t, f.Calls()-1, "nothing written after the foreign set's create")
+		})
+	}
+}
+
+func TestValidConfig(t *testing.T) {
+	for _, p := range []string{DefaultPrefix, "TABBY-", "a", "k8s.io/x:", strings.Repeat("x", MaxPrefixLen)} {
+		s := New(NewFake(), WithPrefix(p), WithLogger(nil))
+		require.NoError(t, s.Err(), p)
+		require.NoError(t, s.SetMembers(SetSpec{Name: p + "a", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")), p)
+		require.NoError(t, s.SetMembers(SetSpec{Name: p + "b", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")), p)
+		require.NoError(t, s.Apply(context.Background()), p)
+		// A rewrite goes through TempName, which must fit MaxNameLen.
+		require.NoError(t, s.SetMembers(SetSpec{Name: p + "a", Type: HashIP, Family: IPv4}, ips(2000, "10.1.0.1")), p)
+		require.NoError(t, s.Apply(context.Background()), p)
+		assert.True(t, s.InSync(), p)
+	}
 }
