@@ -190,8 +190,10 @@ func (s *IPSets) checkSpec(spec SetSpec) error {
 		return fmt.Errorf("%w: %q does not start with %q", ErrInvalidName, spec.Name, s.prefix)
 	case len(spec.Name) > MaxNameLen:
 		return fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidName, spec.Name, MaxNameLen)
-	case strings.ContainsAny(spec.Name, "~\x00 "):
-		return fmt.Errorf("%w: %q contains '~', NUL or space", ErrInvalidName, spec.Name)
+	case badNameByte(spec.Name) >= 0:
+		i := badNameByte(spec.Name)
+		return fmt.Errorf("%w: %q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)",
+			ErrInvalidName, spec.Name, spec.Name[i:i+1], i)
 	case !spec.Type.valid():
 		return fmt.Errorf("set %s: %w: %q", spec.Name, ErrInvalidType, spec.Type)
 	case spec.Family != IPv4 && spec.Family != IPv6:

@@ -113,13 +113,28 @@ add tabby-web 10.0.0.3
 
 func TestApplyRejectsBadInput(t *testing.T) {
 	s := New(NewFake(), WithPrefix("x-"))
-	for _, spec := range []SetSpec{
-		{Name: "tabby-a", Type: HashIP, Family: IPv4},
-		{Name: "x-", Type: HashIP, Family: IPv4},
-		{Name: "x-a~b", Type: HashIP, Family: IPv4},
-		{Name: "x-" + fmt.Sprint(make([]byte, 40)), Type: HashIP, Family: IPv4},
+	for _, tc := range []struct{ name, reason string }{
+		{"tabby-a", `does not start with "x-"`},
+		{"x-", `"x-"`},
+		{"x-a~b", `byte "~" at 3`},
+		{"x-" + fmt.Sprint(make([]byte, 40)), "longer than 31 bytes"},
+		{"x-a\x00b", `byte "\x00" at 3`},
+		{"x-a b", `byte " " at 3`},
+		{"x-a\nb", `byte "\n" at 3`},
+		{"x-a\tb", `byte "\t" at 3`},
+		{"x-a\x7fb", `byte "\x7f" at 3`},
+		{"x-é", `byte "\xc3" at 2`},
+		{"x-a\"b", `byte "\"" at 3`},
+		{"x-a'b", `byte "'" at 3`},
+		{"x-a\\b", `byte "\\" at 3`},
 	} {
-		assert.ErrorIs(t, s.SetMembers(spec, nil), ErrInvalidName, spec.Name)
+		err := s.SetMembers(SetSpec{Name: tc.name, Type: HashIP, Family: IPv4}, nil)
+		assert.ErrorIs(t, err, ErrInvalidName, tc.name)
+		assert.ErrorContains(t, err, tc.reason, tc.name)
+	}
+	for _, name := range []string{"x-a", "x-A.b_c:d/e|f+9", "x-" + strings.Repeat("z", MaxNameLen-2)} {
+		assert.NoError(t, s.SetMembers(SetSpec{Name: name, Type: HashIP, Family: IPv4}, nil), name)
+		s.DeleteSet(name)
 	}
 	assert.ErrorIs(t, s.SetMembers(SetSpec{Name: "x-a", Type: "list:set", Family: IPv4}, nil), ErrInvalidType)
 	assert.ErrorIs(t, s.SetMembers(SetSpec{Name: "x-a", Type: HashIP, Family: 5}, nil), ErrInvalidType)

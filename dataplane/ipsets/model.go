@@ -273,8 +273,12 @@ func ParseMember(t Type, f Family, s string) (Member, error) {
 
 // SetSpec names and shapes one set.
 type SetSpec struct {
-	// Name is the kernel name: it starts with the owner's prefix, is at
-	// most MaxNameLen bytes, and contains no '~' (reserved for temporary sets).
+	// Name is the kernel name: the owner's prefix followed by at least one
+	// byte, at most MaxNameLen bytes in all, of printable ASCII other than
+	// space, '~' (reserved for temporary sets), quotes and backslash (so
+	// that `ipset save` prints it on one line and iptables-restore takes it
+	// as one argument). SetMembers rejects any other name with
+	// ErrInvalidName.
 	Name   string
 	Type   Type
 	Family Family
