@@ -186,8 +186,10 @@ func (s *IPSets) owned(name string) bool { return strings.HasPrefix(name, s.pref
 
 func (s *IPSets) checkSpec(spec SetSpec) error {
 	switch {
-	case !s.owned(spec.Name) || len(spec.Name) == len(s.prefix):
+	case !s.owned(spec.Name):
 		return fmt.Errorf("%w: %q does not start with %q", ErrInvalidName, spec.Name, s.prefix)
+	case len(spec.Name) == len(s.prefix):
+		return fmt.Errorf("%w: %q has nothing after the prefix %q", ErrInvalidName, spec.Name, s.prefix)
 	case len(spec.Name) > MaxNameLen:
 		return fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidName, spec.Name, MaxNameLen)
 	case badNameByte(spec.Name) >= 0:

@@ -115,7 +115,7 @@ func TestApplyRejectsBadInput(t *testing.T) {
 	s := New(NewFake(), WithPrefix("x-"))
 	for _, tc := range []struct{ name, reason string }{
 		{"tabby-a", `does not start with "x-"`},
-		{"x-", `"x-"`},
+		{"x-", `"x-" has nothing after the prefix "x-"`},
 		{"x-a~b", `byte "~" at 3`},
 		{"x-" + fmt.Sprint(make([]byte, 40)), "longer than 31 bytes"},
 		{"x-a\x00b", `byte "\x00" at 3`},
