@@ -13,7 +13,7 @@ var (
 	ErrInvalidMember = errors.New("invalid ipset member")
 	// ErrInvalidType: a set type other than the five supported ones
 	// (HashIP, HashNet, HashIPPort, HashNetPort, HashIPPortIP), or a
-	// family other than IPv4 and IPv6 (SetMembers).
+	// family other than IPv4 and IPv6 (SetMembers, ParseMember).
 	ErrInvalidType = errors.New("unsupported ipset type")
 	// ErrInvalidName: SetMembers was given a set name that
 	//   - does not start with the owner's prefix (so also the empty name),

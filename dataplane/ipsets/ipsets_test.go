@@ -52,17 +52,71 @@ func TestParseMember(t *testing.T) {
 		{HashNetPort, IPv6, "fd00::/64,sctp:9", "fd00::/64,sctp:9", false},
 		{HashNetPort, IPv6, "fe80::1%eth0,udp:1", "", true},
 		{Type("bitmap:port"), IPv4, "1", "", true},
+		// IPv4-mapped IPv6 is unmapped, as IP and Net do.
+		{HashIP, IPv4, "::ffff:10.0.0.1", "10.0.0.1", false},
+		{HashNet, IPv4, "::ffff:10.0.0.0/120", "10.0.0.0/24", false},
+		{HashNet, IPv6, "::ffff:10.0.0.0/120", "", true},
+		{HashIPPortIP, IPv4, "::ffff:10.0.0.1,tcp:80,::ffff:10.0.0.2", "10.0.0.1,tcp:80,10.0.0.2", false},
+		// `ipset add` shorthands: a bare port is tcp; protocols in any case.
+		{HashIPPort, IPv4, "10.0.0.1,80", "10.0.0.1,tcp:80", false},
+		{HashIPPort, IPv4, "10.0.0.1,TCP:80", "10.0.0.1,tcp:80", false},
+		{HashNetPort, IPv6, "fd00::/64,UDP:53", "fd00::/64,udp:53", false},
+		{HashNetPort, IPv6, "fd00::/64,Udp:53", "", true}, // as ipset: no such alias
+		{HashIPPortIP, IPv6, "fd00::1,443,fd00::2", "fd00::1,tcp:443,fd00::2", false},
+		// What ParseMember documents it does not take.
+		{HashIPPort, IPv4, "10.0.0.1,http", "", true},
+		{HashIPPort, IPv4, "10.0.0.1,80-90", "", true},
+		{HashIPPort, IPv4, "10.0.0.1,6:80", "", true},
+		{HashIP, IPv4, "10.0.0.1-10.0.0.9", "", true},
+		{HashIP, IPv4, "localhost", "", true},
+		{HashIP, 5, "10.0.0.1", "", true},
 	} {
 		t.Run(string(tc.typ)+" "+tc.in, func(t *testing.T) {
 			m, err := ParseMember(tc.typ, tc.fam, tc.in)
 			if tc.err {
 				require.Error(t, err)
+				if tc.typ.valid() && (tc.fam == IPv4 || tc.fam == IPv6) {
+					assert.ErrorIs(t, err, ErrInvalidMember)
+				} else {
+					assert.ErrorIs(t, err, ErrInvalidType)
+				}
 				return
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, m.String())
 		})
 	}
+}
+
+// TestParseMemberMessages: a wrong family says which family each side is.
+func TestParseMemberMessages(t *testing.T) {
+	for _, tc := range []struct {
+		fam      Family
+		in, want string
+	}{
+		{IPv6, "::ffff:1.2.3.4", "1.2.3.4 is an IPv4 address, the set is inet6"},
+		{IPv6, "1.2.3.4", "1.2.3.4 is an IPv4 address, the set is inet6"},
+		{IPv4, "fd00::1", "fd00::1 is an IPv6 address, the set is inet"},
+	} {
+		_, err := ParseMember(HashIP, tc.fam, tc.in)
+		assert.ErrorIs(t, err, ErrInvalidMember, tc.in)
+		assert.ErrorContains(t, err, tc.want, tc.in)
+		assert.ErrorContains(t, err, fmt.Sprintf("(parsing %q)", tc.in), tc.in)
+	}
+	// A member built with a mapped address by hand (not through IP or Net).
+	m := Member{Prefix: netip.PrefixFrom(netip.MustParseAddr("::ffff:1.2.3.4"), 128)}
+	assert.ErrorContains(t, m.validate(HashIP, IPv6), "IPv4-mapped")
+	assert.ErrorContains(t, m.validate(HashIP, IPv4), "IPv4-mapped")
+}
+
+// TestConstructorsUnmap: IP, Net and ParseMember agree on mapped input.
+func TestConstructorsUnmap(t *testing.T) {
+	assert.Equal(t, IP(netip.MustParseAddr("10.0.0.1")), IP(netip.MustParseAddr("::ffff:10.0.0.1")))
+	assert.Equal(t, Net(netip.MustParsePrefix("10.0.0.0/24")), Net(netip.MustParsePrefix("::ffff:10.0.0.7/120")))
+	assert.Equal(t, "::/80", Net(netip.MustParsePrefix("::ffff:0:0/80")).String(), "a short mapped prefix stays IPv6 (masked)")
+	m, err := ParseMember(HashIP, IPv4, "::ffff:10.0.0.1")
+	require.NoError(t, err)
+	assert.Equal(t, IP(netip.MustParseAddr("::ffff:10.0.0.1")), m)
 }
 
 func TestMaxElemFor(t *testing.T) {
