@@ -48,8 +48,10 @@
 //     missing sets empty, so rules can name them while ApplyUpdates fills
 //     them; those sets are then rebuilt and swapped in like existing ones.
 //  4. maxelem is 1.5 × the member count rounded up to a multiple of 1024,
-//     never below MinMaxElem (1024), never the 65,536 default; a set that
-//     outgrows it is rebuilt with a larger one.
+//     never below MinMaxElem (1024), never the kernel's 65,536 default
+//     (66,560 instead); a set that outgrows it is rebuilt with a larger
+//     one. Sets are created with no other option (no timeout, counters,
+//     comment, skbinfo or forceadd; the kernel's default hashsize).
 //  5. Ownership. Only sets whose name starts with the prefix (DefaultPrefix
 //     "tabby-", WithPrefix) are read, written or destroyed; every other set
 //     is invisible to this package. Owned sets that are not desired (left by
@@ -65,7 +67,18 @@
 //     the kernel refuses (IsInUse / ErrInUse) and the change stays pending.
 //  7. Drift. The first Apply, and the first after QueueResync or after any
 //     failed write, lists the owned sets from the kernel and diffs against
-//     them, repairing sets destroyed or edited by another program.
+//     them, repairing sets destroyed or edited by another program. A set
+//     of the desired name, type and family whose header is not one this
+//     package creates (IpsetList's Timeout set, CadtFlags with counters,
+//     comment, skbinfo or forceadd, or a MaxElements that rule 4 never
+//     gives, such as the 65,536 of a hand-made `ipset create`) is drift
+//     too: InSync is false, and ApplyUpdates rebuilds it in a temporary
+//     set and swaps it in (3; swap needs only equal type and family and
+//     moves the header), logging the differing options at Info. So
+//     members cannot expire from a set created with `timeout`, or be
+//     evicted from one with `forceadd`, while InSync says true. hashsize
+//     and the set revision are not compared; a hash:ip `netmask` is not
+//     seen (see README, Known limitations).
 //  8. Errors. Bad input is rejected before anything changes
 //     (ErrInvalidConfig, ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
 //     wrapped with the set and member acted on and joined across sets; one

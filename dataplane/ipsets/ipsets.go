@@ -95,6 +95,10 @@ type setMeta struct {
 type setState struct {
 	members *deltatracker.Tracker[Member, struct{}]
 	maxElem uint32 // of the kernel set; 0 when absent
+	// foreign says how the kernel set's header differs from one this
+	// package creates ("timeout 3", "maxelem 65536", ...); "" when it
+	// does not, or the set is absent. Such a set is rebuilt and swapped.
+	foreign string
 }
 
 // IPSets keeps the owned ipsets of one network namespace equal to a
@@ -332,7 +336,7 @@ func (s *IPSets) InSync() bool {
 		return false
 	}
 	for _, st := range s.state {
-		if !st.members.InSync() {
+		if !st.members.InSync() || st.foreign != "" {
 			return false
 		}
 	}
@@ -358,7 +362,8 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 		want, _ := s.sets.Desired().Get(name)
 		have, exists := s.sets.Dataplane().Get(name)
 		st := s.state[name]
-		return !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem
+		return !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem ||
+			st.foreign != ""
 	}, s.applySet)
 }
 
@@ -429,6 +434,12 @@ func (s *IPSets) applySet(name string) error {
 			return err
 		}
 		return s.createAndFill(name, want)
+	case st.foreign != "":
+		// Options this package never sets (a timeout, counters, ...) or
+		// a maxelem it never picks: another program made the set. Swap in
+		// one made here; the swap also moves the header.
+		s.log.Info("ipset header differs from what this package creates; rebuilding it", "set", name, "header", st.foreign)
+		return s.rewrite(name, want)
 	case uint32(n) > st.maxElem || (changes >= s.rewriteMin && 2*changes >= n):
 		return s.rewrite(name, want)
 	}
@@ -530,7 +541,7 @@ func (s *IPSets) createEmpty(name string, meta setMeta) error {
 		return err
 	}
 	s.sets.Dataplane().Set(name, meta)
-	st.maxElem = maxElem
+	st.maxElem, st.foreign = maxElem, ""
 	st.members.Dataplane().ReplaceAll(noMembers)
 	return nil
 }
@@ -568,7 +579,7 @@ func (s *IPSets) rewrite(name string, meta setMeta) error {
 	if err := s.h.IpsetSwap(tmp, name); err != nil {
 		return fmt.Errorf("swap ipset %s into %s: %w", tmp, name, err)
 	}
-	st.maxElem = maxElem
+	st.maxElem, st.foreign = maxElem, ""
 	s.markMembersInSync(st)
 	s.log.Debug("rewrote ipset", "set", name, "members", st.members.Desired().Len())
 	return s.destroy(tmp)
@@ -618,7 +629,7 @@ func (s *IPSets) destroy(name string) error {
 	s.sets.Dataplane().Delete(name)
 	if st := s.state[name]; st != nil {
 		st.members.Dataplane().ReplaceAll(noMembers)
-		st.maxElem = 0
+		st.maxElem, st.foreign = 0, ""
 		if _, desired := s.sets.Desired().Get(name); !desired {
 			delete(s.state, name)
 		}
@@ -666,6 +677,7 @@ func (s *IPSets) loadIfNeeded() error {
 	type kset struct {
 		meta    setMeta
 		maxElem uint32
+		foreign []string
 		members []Member
 	}
 	found := map[string]*kset{}
@@ -675,16 +687,22 @@ func (s *IPSets) loadIfNeeded() error {
 		}
 		k := found[r.SetName]
 		if k == nil {
-			fam := IPv4
-			if r.Family == unix.AF_INET6 {
+			var fam Family // no family: never desired, so recreated
+			switch r.Family {
+			case unix.AF_INET:
+				fam = IPv4
+			case unix.AF_INET6:
 				fam = IPv6
 			}
 			k = &kset{meta: setMeta{Type(r.TypeName), fam}}
 			found[r.SetName] = k
 		}
+		// The header (maxelem, timeout, flags) comes with the first
+		// result of a set only.
 		if r.MaxElements != 0 {
 			k.maxElem = r.MaxElements
 		}
+		k.foreign = append(k.foreign, foreignHeader(&r)...)
 		for i := range r.Entries {
 			m, err := fromEntry(k.meta.Type, k.meta.Family, &r.Entries[i])
 			if err != nil {
@@ -706,12 +724,16 @@ func (s *IPSets) loadIfNeeded() error {
 	for name, st := range s.state {
 		if _, ok := found[name]; !ok {
 			st.members.Dataplane().ReplaceAll(noMembers)
-			st.maxElem = 0
+			st.maxElem, st.foreign = 0, ""
 		}
 	}
 	for name, k := range found {
 		st := s.stateOf(name)
 		st.maxElem = k.maxElem
+		if !validMaxElem(k.maxElem) {
+			k.foreign = append(k.foreign, fmt.Sprintf("maxelem %d", k.maxElem))
+		}
+		st.foreign = strings.Join(k.foreign, " ")
 		st.members.Dataplane().ReplaceAll(func(yield func(Member, struct{}) bool) {
 			for _, m := range k.members {
 				if !yield(m, struct{}{}) {
@@ -722,6 +744,27 @@ func (s *IPSets) loadIfNeeded() error {
 	}
 	s.resync = false
 	return nil
+}
+
+// foreignHeader lists the create options in r's header that this package
+// never sets, in `ipset save` words ("timeout 3", "counters"); none in a
+// set it created.
+func foreignHeader(r *nl.IPSetResult) []string {
+	var out []string
+	if r.Timeout != nil {
+		out = append(out, fmt.Sprintf("timeout %d", *r.Timeout))
+	}
+	rest := r.CadtFlags
+	for _, f := range createFlags() {
+		if rest&f.flag != 0 {
+			out = append(out, f.word)
+			rest &^= f.flag
+		}
+	}
+	if rest != 0 {
+		out = append(out, fmt.Sprintf("flags %#x", rest))
+	}
+	return out
 }
 
 // toEntry converts a member to the netlink entry for a set of type t.

@@ -3,6 +3,7 @@ package ipsets
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -124,6 +125,74 @@ func TestMaxElemFor(t *testing.T) {
 	assert.Equal(t, uint32(1024), maxElemFor(600))
 	assert.Equal(t, uint32(2048), maxElemFor(1000))
 	assert.Equal(t, uint32(15360), maxElemFor(10000))
+	assert.Equal(t, uint32(64512), maxElemFor(43008))
+	assert.Equal(t, uint32(66560), maxElemFor(43009), "never the kernel's default 65536")
+	assert.Equal(t, uint32(66560), maxElemFor(43690))
+	assert.Equal(t, uint32(66560), maxElemFor(44000))
+	assert.Equal(t, uint32(67584), maxElemFor(45000))
+	for n := 0; n < 200000; n += 97 {
+		require.True(t, validMaxElem(maxElemFor(n)), n)
+	}
+	for _, m := range []uint32{0, 512, 1000, 1025, 65536, 100000} {
+		assert.False(t, validMaxElem(m), m)
+	}
+}
+
+// TestForeignHeaderIsRebuilt: a set of the right name, type and family
+// that another program created with options this package never uses (a
+// timeout, counters, comments, skbinfo) or a maxelem it never picks is
+// drift: InSync is false until Apply swaps in a set made here, under the
+// rule that references it. A set as this package makes it is adopted and
+// edited in place.
+func TestForeignHeaderIsRebuilt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    nl.IpsetCreateOptions
+		foreign string
+	}{
+		{"timeout", nl.IpsetCreateOptions{Timeout: ptr(uint32(3)), MaxElements: 1024}, "timeout 3"},
+		{"timeout 0", nl.IpsetCreateOptions{Timeout: ptr(uint32(0)), MaxElements: 1024}, "timeout 0"},
+		{"comment and the default maxelem", nl.IpsetCreateOptions{Comments: true}, "comment maxelem 65536"},
+		{"counters", nl.IpsetCreateOptions{Counters: true, MaxElements: 2048}, "counters"},
+		{"skbinfo", nl.IpsetCreateOptions{Skbinfo: true, MaxElements: 1024}, "skbinfo"},
+		{"default maxelem", nl.IpsetCreateOptions{}, "maxelem 65536"},
+		{"maxelem below MinMaxElem", nl.IpsetCreateOptions{MaxElements: 512}, "maxelem 512"},
+		{"maxelem not a multiple", nl.IpsetCreateOptions{MaxElements: 1500}, "maxelem 1500"},
+		{"as made here", nl.IpsetCreateOptions{MaxElements: 2048}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			var logs strings.Builder
+			f := &swapLog{Fake: NewFake()}
+			require.NoError(t, f.IpsetCreate("tabby-web", "hash:ip", tc.opts))
+			require.NoError(t, f.IpsetAdd("tabby-web", toEntry(HashIP, IP(netip.MustParseAddr("10.0.0.1")))))
+			require.NoError(t, f.Reference("tabby-web"))
+			s := New(f, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-web", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+			require.NoError(t, s.ApplyCreates(ctx)) // reads the kernel, writes nothing here
+			assert.Equal(t, tc.foreign == "", s.InSync(), "same members; in sync only if the header is as made here")
+			require.NoError(t, s.AddMembers("tabby-web", IP(netip.MustParseAddr("10.0.0.2"))))
+			require.NoError(t, s.Apply(ctx))
+			assert.True(t, s.InSync())
+			maxElem := "1024"
+			if tc.foreign == "" {
+				maxElem = "2048"
+				assert.Empty(t, f.swaps, "adopted and edited in place")
+				assert.Empty(t, logs.String())
+			} else {
+				assert.Equal(t, []string{s.TempName("tabby-web") + " tabby-web"}, f.swaps)
+				assert.Contains(t, logs.String(), "set=tabby-web")
+				assert.Contains(t, logs.String(), tc.foreign)
+			}
+			assert.Equal(t, "create tabby-web hash:ip family inet maxelem "+maxElem+"\nadd tabby-web 10.0.0.1\nadd tabby-web 10.0.0.2\n", f.Dump())
+			// Nothing is left to do, also after a re-read.
+			s.QueueResync()
+			calls := f.Calls()
+			require.NoError(t, s.Apply(ctx))
+			assert.Equal(t, calls, f.Calls())
+			assert.True(t, s.InSync())
+		})
+	}
 }
 
 func TestApplyCreatesEditsAndDeletes(t *testing.T) {

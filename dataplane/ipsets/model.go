@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	nlnl "github.com/vishvananda/netlink/nl"
 )
 
 // Type is an ipset type (the TYPENAME of `ipset create NAME TYPENAME`).
@@ -347,12 +349,46 @@ const MaxNameLen = 31
 // MinMaxElem is the smallest maxelem tabby creates a set with.
 const MinMaxElem = 1024
 
+// defaultMaxElem is the kernel's maxelem when create gives none (`ipset
+// create` without maxelem). This package never creates a set with it, so
+// a set that has it was made by someone else.
+const defaultMaxElem = 65536
+
 // maxElemFor returns the maxelem for a set of n members: 1.5 n rounded up
-// to a multiple of MinMaxElem, never below MinMaxElem.
+// to a multiple of MinMaxElem, never below MinMaxElem, and one step more
+// where that is defaultMaxElem.
 func maxElemFor(n int) uint32 {
 	want := n + n/2
 	if want < MinMaxElem {
 		return MinMaxElem
 	}
-	return uint32((want + MinMaxElem - 1) / MinMaxElem * MinMaxElem)
+	m := uint32((want + MinMaxElem - 1) / MinMaxElem * MinMaxElem)
+	if m == defaultMaxElem {
+		m += MinMaxElem
+	}
+	return m
+}
+
+// createFlag is a create option as the kernel lists it in a set's header
+// (IPSET_ATTR_CADT_FLAGS, IPSetResult.CadtFlags), with its `ipset save`
+// word.
+type createFlag struct {
+	flag uint32
+	word string
+}
+
+// createFlags returns the create options the kernel lists as flags, in
+// `ipset save` order. This package creates sets with none of them.
+func createFlags() [4]createFlag {
+	return [4]createFlag{
+		{nlnl.IPSET_FLAG_WITH_COUNTERS, "counters"},
+		{nlnl.IPSET_FLAG_WITH_COMMENT, "comment"},
+		{nlnl.IPSET_FLAG_WITH_SKBINFO, "skbinfo"},
+		{nlnl.IPSET_FLAG_WITH_FORCEADD, "forceadd"},
+	}
+}
+
+// validMaxElem reports whether maxElemFor can return m.
+func validMaxElem(m uint32) bool {
+	return m >= MinMaxElem && m%MinMaxElem == 0 && m != defaultMaxElem
 }
