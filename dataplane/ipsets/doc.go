@@ -15,6 +15,9 @@
 //	h, _ := ipsets.NewHandle(ns) // the sets of that namespace
 //	defer h.Close()
 //	sets := ipsets.New(h, ipsets.WithPrefix("tabby-"))
+//	if err := sets.Err(); err != nil { // ErrInvalidConfig: a prefix such as ""
+//		return err
+//	}
 //	web := []ipsets.Member{ipsets.IP(netip.MustParseAddr("10.244.1.5"))}
 //	_ = sets.SetMembers(ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}, web)
 //	err := sets.Apply(ctx)
