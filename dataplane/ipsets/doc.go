@@ -15,6 +15,9 @@
 //	h, _ := ipsets.NewHandle(ns) // the sets of that namespace
 //	defer h.Close()
 //	sets := ipsets.New(h, ipsets.WithPrefix("tabby-"))
+//	if err := sets.Err(); err != nil { // ErrInvalidConfig: a prefix such as ""
+//		return err
+//	}
 //	web := []ipsets.Member{ipsets.IP(netip.MustParseAddr("10.244.1.5"))}
 //	_ = sets.SetMembers(ipsets.SetSpec{Name: "tabby-s-web", Type: ipsets.HashIP, Family: ipsets.IPv4}, web)
 //	err := sets.Apply(ctx)
@@ -48,21 +51,39 @@
 //     missing sets empty, so rules can name them while ApplyUpdates fills
 //     them; those sets are then rebuilt and swapped in like existing ones.
 //  4. maxelem is 1.5 × the member count rounded up to a multiple of 1024,
-//     never below MinMaxElem (1024), never the 65,536 default; a set that
-//     outgrows it is rebuilt with a larger one.
+//     never below MinMaxElem (1024), never the kernel's 65,536 default
+//     (66,560 instead); a set that outgrows it is rebuilt with a larger
+//     one. Sets are created with no other option (no timeout, counters,
+//     comment, skbinfo or forceadd; the kernel's default hashsize).
 //  5. Ownership. Only sets whose name starts with the prefix (DefaultPrefix
 //     "tabby-", WithPrefix) are read, written or destroyed; every other set
 //     is invisible to this package. Owned sets that are not desired (left by
 //     an earlier run, or temporary sets of a crashed rewrite) are destroyed
-//     by ApplyDeletions. Names ending in '~' + hash are reserved.
+//     by ApplyDeletions. Names ending in '~' + hash are reserved. Because
+//     ownership is by prefix, the prefix must be non-empty ("" would own,
+//     and destroy, every set of the namespace), at most MaxPrefixLen bytes
+//     (so TempName fits) and printable ASCII (see WithPrefix); with any
+//     other prefix New's IPSets touches nothing and every call returns
+//     ErrInvalidConfig (IPSets.Err tells right after New).
 //  6. Type or family change. Swap needs equal types, so a set whose type or
 //     family changes is destroyed and recreated; while a rule references it
 //     the kernel refuses (IsInUse / ErrInUse) and the change stays pending.
 //  7. Drift. The first Apply, and the first after QueueResync or after any
 //     failed write, lists the owned sets from the kernel and diffs against
-//     them, repairing sets destroyed or edited by another program.
+//     them, repairing sets destroyed or edited by another program. A set
+//     of the desired name, type and family whose header is not one this
+//     package creates (IpsetList's Timeout set, CadtFlags with counters,
+//     comment, skbinfo or forceadd, or a MaxElements that rule 4 never
+//     gives, such as the 65,536 of a hand-made `ipset create`) is drift
+//     too: InSync is false, and ApplyUpdates rebuilds it in a temporary
+//     set and swaps it in (3; swap needs only equal type and family and
+//     moves the header), logging the differing options at Info. So
+//     members cannot expire from a set created with `timeout`, or be
+//     evicted from one with `forceadd`, while InSync says true. hashsize
+//     and the set revision are not compared; a hash:ip `netmask` is not
+//     seen (see README, Known limitations).
 //  8. Errors. Bad input is rejected before anything changes
-//     (ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
+//     (ErrInvalidConfig, ErrInvalidName, ErrInvalidType, ErrInvalidMember). Kernel errors are
 //     wrapped with the set and member acted on and joined across sets; one
 //     failing set does not stop the others. IsNotFound, IsExist, IsInUse and
 //     IsHashFull test kernel errors.

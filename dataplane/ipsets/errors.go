@@ -11,11 +11,25 @@ import (
 var (
 	// ErrInvalidMember: a member does not fit its set's type or family.
 	ErrInvalidMember = errors.New("invalid ipset member")
-	// ErrInvalidType: a set type other than the four supported ones.
+	// ErrInvalidType: a set type other than the five supported ones
+	// (HashIP, HashNet, HashIPPort, HashNetPort, HashIPPortIP), or a
+	// family other than IPv4 and IPv6 (SetMembers, ParseMember).
 	ErrInvalidType = errors.New("unsupported ipset type")
-	// ErrInvalidName: a set name that is empty, too long, contains '~' or
-	// does not start with the owner's prefix.
+	// ErrInvalidName: SetMembers was given a set name that
+	//   - does not start with the owner's prefix (so also the empty name),
+	//   - is just the prefix, with nothing after it,
+	//   - is longer than MaxNameLen (31) bytes, or
+	//   - has a byte other than printable ASCII ('!' to '}'): a control
+	//     byte (NUL, newline, tab, DEL, ...), a non-ASCII byte (any UTF-8
+	//     beyond ASCII), a space, '~' (reserved for temporary sets, see
+	//     TempName), a quote ('"' or '\'') or a backslash.
+	// The error names the offending byte and its offset.
 	ErrInvalidName = errors.New("invalid ipset name")
+	// ErrInvalidConfig: New was given an option it cannot work with (a
+	// prefix WithPrefix does not accept, such as "", which would own every
+	// set of the namespace; a nil Handle). IPSets.Err, SetMembers and the
+	// Apply methods return it.
+	ErrInvalidConfig = errors.New("invalid ipsets config")
 	// ErrNotFound: a set that is not in the desired state.
 	ErrNotFound = errors.New("ipset not found")
 	// ErrInUse: the kernel refused to destroy a set that a rule still

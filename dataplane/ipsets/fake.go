@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	nl "github.com/vishvananda/netlink"
+	nlnl "github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +20,11 @@ import (
 // rejects (duplicate create or add, delete of an absent entry, a full set,
 // a wrong family, prefix length 0 in a hash:net type, swap of sets of
 // different type or family, destroy of a missing or referenced set).
-// TestFakeMatchesKernel runs the same operations on both.
+// It keeps the create options Timeout, Counters, Comments and Skbinfo and
+// lists them as the kernel does (IPSetResult.Timeout, CadtFlags), and swap
+// moves them with the entries, but entries never expire and carry no
+// counters or comments. TestFakeMatchesKernel runs the same operations on
+// both.
 //
 // Reference and Unreference stand in for iptables rules that use a set.
 // Fake is safe for concurrent use.
@@ -35,6 +40,11 @@ type fakeSet struct {
 	typ     Type
 	family  Family
 	maxElem uint32
+	// timeout is the set's default entry timeout in seconds (nil: none);
+	// the fake never expires entries. flags holds the
+	// IPSET_FLAG_WITH_COUNTERS, _COMMENT and _SKBINFO create options.
+	timeout *uint32
+	flags   uint32
 	refs    int
 	entries map[Member]struct{}
 }
@@ -106,7 +116,20 @@ func (f *Fake) IpsetCreate(name, typename string, o nl.IpsetCreateOptions) error
 	if maxElem == 0 {
 		maxElem = 65536
 	}
-	f.sets[name] = &fakeSet{typ: t, family: fam, maxElem: maxElem, entries: map[Member]struct{}{}}
+	fs := &fakeSet{typ: t, family: fam, maxElem: maxElem, entries: map[Member]struct{}{}}
+	if o.Timeout != nil {
+		to := *o.Timeout
+		fs.timeout = &to
+	}
+	for _, opt := range []struct {
+		on   bool
+		flag uint32
+	}{{o.Counters, nlnl.IPSET_FLAG_WITH_COUNTERS}, {o.Comments, nlnl.IPSET_FLAG_WITH_COMMENT}, {o.Skbinfo, nlnl.IPSET_FLAG_WITH_SKBINFO}} {
+		if opt.on {
+			fs.flags |= opt.flag
+		}
+	}
+	f.sets[name] = fs
 	return nil
 }
 
@@ -305,7 +328,11 @@ func (f *Fake) IpsetListAll() ([]nl.IPSetResult, error) {
 			fam = unix.AF_INET6
 		}
 		r := nl.IPSetResult{SetName: name, TypeName: string(s.typ), Family: fam, MaxElements: s.maxElem,
-			NumEntries: uint32(len(s.entries)), References: uint32(s.refs)}
+			NumEntries: uint32(len(s.entries)), References: uint32(s.refs), CadtFlags: s.flags}
+		if s.timeout != nil {
+			to := *s.timeout
+			r.Timeout = &to
+		}
 		for m := range s.entries {
 			e := toEntry(s.typ, m)
 			if !s.typ.isNet() {
@@ -332,15 +359,25 @@ func (f *Fake) Set(name string, m Member) (typ Type, has, ok bool) {
 }
 
 // Dump returns the sets in `ipset save` form, sorted, for golden tests:
-// one "create NAME TYPE family F maxelem N" line per set followed by its
-// sorted "add NAME MEMBER" lines.
+// one "create NAME TYPE family F maxelem N" line per set (followed by
+// " timeout T", " counters", " comment", " skbinfo" for those options)
+// and its sorted "add NAME MEMBER" lines.
 func (f *Fake) Dump() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(f.sets)) {
 		s := f.sets[name]
-		fmt.Fprintf(&b, "create %s %s family %s maxelem %d\n", name, s.typ, s.family, s.maxElem)
+		fmt.Fprintf(&b, "create %s %s family %s maxelem %d", name, s.typ, s.family, s.maxElem)
+		if s.timeout != nil {
+			fmt.Fprintf(&b, " timeout %d", *s.timeout)
+		}
+		for _, o := range createFlags() {
+			if s.flags&o.flag != 0 {
+				b.WriteString(" " + o.word)
+			}
+		}
+		b.WriteByte('\n')
 		ms := slices.SortedFunc(maps.Keys(s.entries), compareMembers)
 		for _, m := range ms {
 			fmt.Fprintf(&b, "add %s %s\n", name, m)

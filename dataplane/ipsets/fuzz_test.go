@@ -3,7 +3,8 @@ package ipsets
 import "testing"
 
 func FuzzParseMember(f *testing.F) {
-	for _, s := range []string{"10.0.0.1", "10.0.0.0/24", "fd00::/64,udp:53", "10.0.0.1,tcp:80", "::ffff:1.2.3.4", ",:", "1.2.3.4/33,sctp:", "10.0.0.1,tcp:80,10.0.0.1", "fd00::1,udp:53,fd00::2"} {
+	for _, s := range []string{"10.0.0.1", "10.0.0.0/24", "fd00::/64,udp:53", "10.0.0.1,tcp:80", "::ffff:1.2.3.4", ",:", "1.2.3.4/33,sctp:", "10.0.0.1,tcp:80,10.0.0.1", "fd00::1,udp:53,fd00::2",
+		"::ffff:10.0.0.0/120", "::ffff:0:0/80", "10.0.0.1,80", "10.0.0.1,TCP:80", "fd00::/64,SCTP:9", "fd00::/64,Sctp:9", "::ffff:1.2.3.4,443,::ffff:1.2.3.5", "10.0.0.1,80-90", "10.0.0.1,"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -55,11 +55,31 @@ const DefaultPrefix = "tabby-"
 type Option func(*IPSets)
 
 // WithPrefix sets the name prefix of owned sets (default DefaultPrefix).
-// Sets whose name does not start with it are never read, written or destroyed.
+// Sets whose name does not start with it are never read, written or
+// destroyed; every owned set that is not desired is destroyed, so the
+// prefix must be one no other program's set names start with (end it with
+// a separator, as "tabby-" does).
+//
+// The prefix is 1 to MaxPrefixLen bytes of printable ASCII other than
+// space, '~', quotes and backslash, not starting with '-' or '!' (so that
+// every set name is one iptables-restore argument and a temporary set name
+// fits MaxNameLen). Any other prefix makes New's IPSets unusable: Err,
+// SetMembers and every Apply method return an error wrapping
+// ErrInvalidConfig, and nothing is read or written.
 func WithPrefix(p string) Option { return func(s *IPSets) { s.prefix = p } }
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(s *IPSets) { s.log = l } }
+// MaxPrefixLen is the longest prefix WithPrefix accepts: MaxNameLen less
+// the 9 bytes TempName appends ('~' and 8 hex digits).
+const MaxPrefixLen = MaxNameLen - 9
+
+// WithLogger sets the logger (default, and when l is nil: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *IPSets) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
 
 // WithRewriteThreshold sets the number of pending member changes from
 // which a set that exists is rebuilt in a temporary set and swapped in,
@@ -75,6 +95,10 @@ type setMeta struct {
 type setState struct {
 	members *deltatracker.Tracker[Member, struct{}]
 	maxElem uint32 // of the kernel set; 0 when absent
+	// foreign says how the kernel set's header differs from one this
+	// package creates ("timeout 3", "maxelem 65536", ...); "" when it
+	// does not, or the set is absent. Such a set is rebuilt and swapped.
+	foreign string
 }
 
 // IPSets keeps the owned ipsets of one network namespace equal to a
@@ -85,6 +109,9 @@ type IPSets struct {
 	log        *slog.Logger
 	rewriteMin int
 
+	// cfgErr is the configuration error New found (ErrInvalidConfig), or nil.
+	cfgErr error
+
 	mu     sync.Mutex
 	sets   *deltatracker.Tracker[string, setMeta]
 	state  map[string]*setState
@@ -93,6 +120,11 @@ type IPSets struct {
 
 // New returns an IPSets that programs sets through h. Nothing is read or
 // written until the first Apply, which first lists the kernel's sets.
+//
+// New does not fail: an option value it cannot work with (a prefix that
+// cannot scope ownership, see WithPrefix; a nil h) makes the returned
+// IPSets refuse to work, and Err reports why. Check Err after New when the
+// options come from configuration.
 func New(h Handle, opts ...Option) *IPSets {
 	s := &IPSets{
 		h:          h,
@@ -106,7 +138,49 @@ func New(h Handle, opts ...Option) *IPSets {
 	for _, o := range opts {
 		o(s)
 	}
+	switch err := checkPrefix(s.prefix); {
+	case err != nil:
+		s.cfgErr = err
+	case h == nil:
+		s.cfgErr = fmt.Errorf("%w: nil Handle", ErrInvalidConfig)
+	}
 	return s
+}
+
+// Err returns nil if New's options are usable, else the error wrapping
+// ErrInvalidConfig that SetMembers and the Apply methods return.
+func (s *IPSets) Err() error { return s.cfgErr }
+
+// checkPrefix returns an error wrapping ErrInvalidConfig unless p is a
+// usable owner prefix (see WithPrefix).
+func checkPrefix(p string) error {
+	switch {
+	case p == "":
+		// Every name starts with "": ApplyDeletions would destroy every set
+		// of the namespace.
+		return fmt.Errorf("%w: empty prefix would own every ipset", ErrInvalidConfig)
+	case len(p) > MaxPrefixLen:
+		return fmt.Errorf("%w: prefix %q is longer than %d bytes (a temporary set name would not fit)", ErrInvalidConfig, p, MaxPrefixLen)
+	case p[0] == '-' || p[0] == '!':
+		return fmt.Errorf("%w: prefix %q starts with %q", ErrInvalidConfig, p, p[0])
+	}
+	if i := badNameByte(p); i >= 0 {
+		return fmt.Errorf("%w: prefix %q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)", ErrInvalidConfig, p, p[i:i+1], i)
+	}
+	return nil
+}
+
+// badNameByte returns the index of the first byte of s that cannot be in a
+// set name (a control byte, space, non-ASCII, '~', a quote or a
+// backslash), or -1.
+func badNameByte(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= '~' || c == '"' || c == '\'' || c == '\\' {
+			return i
+		}
+	}
+	return -1
 }
 
 // Prefix returns the owned-name prefix.
@@ -116,12 +190,16 @@ func (s *IPSets) owned(name string) bool { return strings.HasPrefix(name, s.pref
 
 func (s *IPSets) checkSpec(spec SetSpec) error {
 	switch {
-	case !s.owned(spec.Name) || len(spec.Name) == len(s.prefix):
+	case !s.owned(spec.Name):
 		return fmt.Errorf("%w: %q does not start with %q", ErrInvalidName, spec.Name, s.prefix)
+	case len(spec.Name) == len(s.prefix):
+		return fmt.Errorf("%w: %q has nothing after the prefix %q", ErrInvalidName, spec.Name, s.prefix)
 	case len(spec.Name) > MaxNameLen:
 		return fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidName, spec.Name, MaxNameLen)
-	case strings.ContainsAny(spec.Name, "~\x00 "):
-		return fmt.Errorf("%w: %q contains '~', NUL or space", ErrInvalidName, spec.Name)
+	case badNameByte(spec.Name) >= 0:
+		i := badNameByte(spec.Name)
+		return fmt.Errorf("%w: %q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)",
+			ErrInvalidName, spec.Name, spec.Name[i:i+1], i)
 	case !spec.Type.valid():
 		return fmt.Errorf("set %s: %w: %q", spec.Name, ErrInvalidType, spec.Type)
 	case spec.Family != IPv4 && spec.Family != IPv6:
@@ -144,6 +222,9 @@ func (s *IPSets) stateOf(name string) *setState {
 // the name (ErrInvalidName), the type (ErrInvalidType) and each member
 // (ErrInvalidMember). Changing the type or family of a set recreates it.
 func (s *IPSets) SetMembers(spec SetSpec, members []Member) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	if err := s.checkSpec(spec); err != nil {
 		return err
 	}
@@ -255,7 +336,7 @@ func (s *IPSets) InSync() bool {
 		return false
 	}
 	for _, st := range s.state {
-		if !st.members.InSync() {
+		if !st.members.InSync() || st.foreign != "" {
 			return false
 		}
 	}
@@ -264,6 +345,9 @@ func (s *IPSets) InSync() bool {
 
 // Apply is ApplyUpdates followed by ApplyDeletions.
 func (s *IPSets) Apply(ctx context.Context) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	return errors.Join(s.ApplyUpdates(ctx), s.ApplyDeletions(ctx))
 }
 
@@ -278,7 +362,8 @@ func (s *IPSets) ApplyUpdates(ctx context.Context) error {
 		want, _ := s.sets.Desired().Get(name)
 		have, exists := s.sets.Dataplane().Get(name)
 		st := s.state[name]
-		return !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem
+		return !exists || have != want || !st.members.InSync() || uint32(st.members.Desired().Len()) > st.maxElem ||
+			st.foreign != ""
 	}, s.applySet)
 }
 
@@ -304,6 +389,9 @@ func (s *IPSets) ApplyCreates(ctx context.Context) error {
 // set that pick selects, in name order, joining the errors; a failure
 // makes the next call re-read the kernel.
 func (s *IPSets) applyEach(ctx context.Context, pick func(name string) bool, apply func(name string) error) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadIfNeeded(); err != nil {
@@ -346,6 +434,12 @@ func (s *IPSets) applySet(name string) error {
 			return err
 		}
 		return s.createAndFill(name, want)
+	case st.foreign != "":
+		// Options this package never sets (a timeout, counters, ...) or
+		// a maxelem it never picks: another program made the set. Swap in
+		// one made here; the swap also moves the header.
+		s.log.Info("ipset header differs from what this package creates; rebuilding it", "set", name, "header", st.foreign)
+		return s.rewrite(name, want)
 	case uint32(n) > st.maxElem || (changes >= s.rewriteMin && 2*changes >= n):
 		return s.rewrite(name, want)
 	}
@@ -447,7 +541,7 @@ func (s *IPSets) createEmpty(name string, meta setMeta) error {
 		return err
 	}
 	s.sets.Dataplane().Set(name, meta)
-	st.maxElem = maxElem
+	st.maxElem, st.foreign = maxElem, ""
 	st.members.Dataplane().ReplaceAll(noMembers)
 	return nil
 }
@@ -485,7 +579,7 @@ func (s *IPSets) rewrite(name string, meta setMeta) error {
 	if err := s.h.IpsetSwap(tmp, name); err != nil {
 		return fmt.Errorf("swap ipset %s into %s: %w", tmp, name, err)
 	}
-	st.maxElem = maxElem
+	st.maxElem, st.foreign = maxElem, ""
 	s.markMembersInSync(st)
 	s.log.Debug("rewrote ipset", "set", name, "members", st.members.Desired().Len())
 	return s.destroy(tmp)
@@ -535,7 +629,7 @@ func (s *IPSets) destroy(name string) error {
 	s.sets.Dataplane().Delete(name)
 	if st := s.state[name]; st != nil {
 		st.members.Dataplane().ReplaceAll(noMembers)
-		st.maxElem = 0
+		st.maxElem, st.foreign = 0, ""
 		if _, desired := s.sets.Desired().Get(name); !desired {
 			delete(s.state, name)
 		}
@@ -547,6 +641,9 @@ func (s *IPSets) destroy(name string) error {
 // leftovers of earlier runs. A set still referenced by a rule is kept and
 // reported with an error wrapping ErrInUse; it is retried next time.
 func (s *IPSets) ApplyDeletions(ctx context.Context) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadIfNeeded(); err != nil {
@@ -580,6 +677,7 @@ func (s *IPSets) loadIfNeeded() error {
 	type kset struct {
 		meta    setMeta
 		maxElem uint32
+		foreign []string
 		members []Member
 	}
 	found := map[string]*kset{}
@@ -589,16 +687,22 @@ func (s *IPSets) loadIfNeeded() error {
 		}
 		k := found[r.SetName]
 		if k == nil {
-			fam := IPv4
-			if r.Family == unix.AF_INET6 {
+			var fam Family // no family: never desired, so recreated
+			switch r.Family {
+			case unix.AF_INET:
+				fam = IPv4
+			case unix.AF_INET6:
 				fam = IPv6
 			}
 			k = &kset{meta: setMeta{Type(r.TypeName), fam}}
 			found[r.SetName] = k
 		}
+		// The header (maxelem, timeout, flags) comes with the first
+		// result of a set only.
 		if r.MaxElements != 0 {
 			k.maxElem = r.MaxElements
 		}
+		k.foreign = append(k.foreign, foreignHeader(&r)...)
 		for i := range r.Entries {
 			m, err := fromEntry(k.meta.Type, k.meta.Family, &r.Entries[i])
 			if err != nil {
@@ -620,12 +724,16 @@ func (s *IPSets) loadIfNeeded() error {
 	for name, st := range s.state {
 		if _, ok := found[name]; !ok {
 			st.members.Dataplane().ReplaceAll(noMembers)
-			st.maxElem = 0
+			st.maxElem, st.foreign = 0, ""
 		}
 	}
 	for name, k := range found {
 		st := s.stateOf(name)
 		st.maxElem = k.maxElem
+		if !validMaxElem(k.maxElem) {
+			k.foreign = append(k.foreign, fmt.Sprintf("maxelem %d", k.maxElem))
+		}
+		st.foreign = strings.Join(k.foreign, " ")
 		st.members.Dataplane().ReplaceAll(func(yield func(Member, struct{}) bool) {
 			for _, m := range k.members {
 				if !yield(m, struct{}{}) {
@@ -636,6 +744,27 @@ func (s *IPSets) loadIfNeeded() error {
 	}
 	s.resync = false
 	return nil
+}
+
+// foreignHeader lists the create options in r's header that this package
+// never sets, in `ipset save` words ("timeout 3", "counters"); none in a
+// set it created.
+func foreignHeader(r *nl.IPSetResult) []string {
+	var out []string
+	if r.Timeout != nil {
+		out = append(out, fmt.Sprintf("timeout %d", *r.Timeout))
+	}
+	rest := r.CadtFlags
+	for _, f := range createFlags() {
+		if rest&f.flag != 0 {
+			out = append(out, f.word)
+			rest &^= f.flag
+		}
+	}
+	if rest != 0 {
+		out = append(out, fmt.Sprintf("flags %#x", rest))
+	}
+	return out
 }
 
 // toEntry converts a member to the netlink entry for a set of type t.

@@ -3,8 +3,10 @@ package ipsets
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -51,11 +53,34 @@ func TestParseMember(t *testing.T) {
 		{HashNetPort, IPv6, "fd00::/64,sctp:9", "fd00::/64,sctp:9", false},
 		{HashNetPort, IPv6, "fe80::1%eth0,udp:1", "", true},
 		{Type("bitmap:port"), IPv4, "1", "", true},
+		// IPv4-mapped IPv6 is unmapped, as IP and Net do.
+		{HashIP, IPv4, "::ffff:10.0.0.1", "10.0.0.1", false},
+		{HashNet, IPv4, "::ffff:10.0.0.0/120", "10.0.0.0/24", false},
+		{HashNet, IPv6, "::ffff:10.0.0.0/120", "", true},
+		{HashIPPortIP, IPv4, "::ffff:10.0.0.1,tcp:80,::ffff:10.0.0.2", "10.0.0.1,tcp:80,10.0.0.2", false},
+		// `ipset add` shorthands: a bare port is tcp; protocols in any case.
+		{HashIPPort, IPv4, "10.0.0.1,80", "10.0.0.1,tcp:80", false},
+		{HashIPPort, IPv4, "10.0.0.1,TCP:80", "10.0.0.1,tcp:80", false},
+		{HashNetPort, IPv6, "fd00::/64,UDP:53", "fd00::/64,udp:53", false},
+		{HashNetPort, IPv6, "fd00::/64,Udp:53", "", true}, // as ipset: no such alias
+		{HashIPPortIP, IPv6, "fd00::1,443,fd00::2", "fd00::1,tcp:443,fd00::2", false},
+		// What ParseMember documents it does not take.
+		{HashIPPort, IPv4, "10.0.0.1,http", "", true},
+		{HashIPPort, IPv4, "10.0.0.1,80-90", "", true},
+		{HashIPPort, IPv4, "10.0.0.1,6:80", "", true},
+		{HashIP, IPv4, "10.0.0.1-10.0.0.9", "", true},
+		{HashIP, IPv4, "localhost", "", true},
+		{HashIP, 5, "10.0.0.1", "", true},
 	} {
 		t.Run(string(tc.typ)+" "+tc.in, func(t *testing.T) {
 			m, err := ParseMember(tc.typ, tc.fam, tc.in)
 			if tc.err {
 				require.Error(t, err)
+				if tc.typ.valid() && (tc.fam == IPv4 || tc.fam == IPv6) {
+					assert.ErrorIs(t, err, ErrInvalidMember)
+				} else {
+					assert.ErrorIs(t, err, ErrInvalidType)
+				}
 				return
 			}
 			require.NoError(t, err)
@@ -64,11 +89,110 @@ func TestParseMember(t *testing.T) {
 	}
 }
 
+// TestParseMemberMessages: a wrong family says which family each side is.
+func TestParseMemberMessages(t *testing.T) {
+	for _, tc := range []struct {
+		fam      Family
+		in, want string
+	}{
+		{IPv6, "::ffff:1.2.3.4", "1.2.3.4 is an IPv4 address, the set is inet6"},
+		{IPv6, "1.2.3.4", "1.2.3.4 is an IPv4 address, the set is inet6"},
+		{IPv4, "fd00::1", "fd00::1 is an IPv6 address, the set is inet"},
+	} {
+		_, err := ParseMember(HashIP, tc.fam, tc.in)
+		assert.ErrorIs(t, err, ErrInvalidMember, tc.in)
+		assert.ErrorContains(t, err, tc.want, tc.in)
+		assert.ErrorContains(t, err, fmt.Sprintf("(parsing %q)", tc.in), tc.in)
+	}
+	// A member built with a mapped address by hand (not through IP or Net).
+	m := Member{Prefix: netip.PrefixFrom(netip.MustParseAddr("::ffff:1.2.3.4"), 128)}
+	assert.ErrorContains(t, m.validate(HashIP, IPv6), "IPv4-mapped")
+	assert.ErrorContains(t, m.validate(HashIP, IPv4), "IPv4-mapped")
+}
+
+// TestConstructorsUnmap: IP, Net and ParseMember agree on mapped input.
+func TestConstructorsUnmap(t *testing.T) {
+	assert.Equal(t, IP(netip.MustParseAddr("10.0.0.1")), IP(netip.MustParseAddr("::ffff:10.0.0.1")))
+	assert.Equal(t, Net(netip.MustParsePrefix("10.0.0.0/24")), Net(netip.MustParsePrefix("::ffff:10.0.0.7/120")))
+	assert.Equal(t, "::/80", Net(netip.MustParsePrefix("::ffff:0:0/80")).String(), "a short mapped prefix stays IPv6 (masked)")
+	m, err := ParseMember(HashIP, IPv4, "::ffff:10.0.0.1")
+	require.NoError(t, err)
+	assert.Equal(t, IP(netip.MustParseAddr("::ffff:10.0.0.1")), m)
+}
+
 func TestMaxElemFor(t *testing.T) {
 	assert.Equal(t, uint32(1024), maxElemFor(0))
 	assert.Equal(t, uint32(1024), maxElemFor(600))
 	assert.Equal(t, uint32(2048), maxElemFor(1000))
 	assert.Equal(t, uint32(15360), maxElemFor(10000))
+	assert.Equal(t, uint32(64512), maxElemFor(43008))
+	assert.Equal(t, uint32(66560), maxElemFor(43009), "never the kernel's default 65536")
+	assert.Equal(t, uint32(66560), maxElemFor(43690))
+	assert.Equal(t, uint32(66560), maxElemFor(44000))
+	assert.Equal(t, uint32(67584), maxElemFor(45000))
+	for n := 0; n < 200000; n += 97 {
+		require.True(t, validMaxElem(maxElemFor(n)), n)
+	}
+	for _, m := range []uint32{0, 512, 1000, 1025, 65536, 100000} {
+		assert.False(t, validMaxElem(m), m)
+	}
+}
+
+// TestForeignHeaderIsRebuilt: a set of the right name, type and family
+// that another program created with options this package never uses (a
+// timeout, counters, comments, skbinfo) or a maxelem it never picks is
+// drift: InSync is false until Apply swaps in a set made here, under the
+// rule that references it. A set as this package makes it is adopted and
+// edited in place.
+func TestForeignHeaderIsRebuilt(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    nl.IpsetCreateOptions
+		foreign string
+	}{
+		{"timeout", nl.IpsetCreateOptions{Timeout: ptr(uint32(3)), MaxElements: 1024}, "timeout 3"},
+		{"timeout 0", nl.IpsetCreateOptions{Timeout: ptr(uint32(0)), MaxElements: 1024}, "timeout 0"},
+		{"comment and the default maxelem", nl.IpsetCreateOptions{Comments: true}, "comment maxelem 65536"},
+		{"counters", nl.IpsetCreateOptions{Counters: true, MaxElements: 2048}, "counters"},
+		{"skbinfo", nl.IpsetCreateOptions{Skbinfo: true, MaxElements: 1024}, "skbinfo"},
+		{"default maxelem", nl.IpsetCreateOptions{}, "maxelem 65536"},
+		{"maxelem below MinMaxElem", nl.IpsetCreateOptions{MaxElements: 512}, "maxelem 512"},
+		{"maxelem not a multiple", nl.IpsetCreateOptions{MaxElements: 1500}, "maxelem 1500"},
+		{"as made here", nl.IpsetCreateOptions{MaxElements: 2048}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			var logs strings.Builder
+			f := &swapLog{Fake: NewFake()}
+			require.NoError(t, f.IpsetCreate("tabby-web", "hash:ip", tc.opts))
+			require.NoError(t, f.IpsetAdd("tabby-web", toEntry(HashIP, IP(netip.MustParseAddr("10.0.0.1")))))
+			require.NoError(t, f.Reference("tabby-web"))
+			s := New(f, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-web", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")))
+			require.NoError(t, s.ApplyCreates(ctx)) // reads the kernel, writes nothing here
+			assert.Equal(t, tc.foreign == "", s.InSync(), "same members; in sync only if the header is as made here")
+			require.NoError(t, s.AddMembers("tabby-web", IP(netip.MustParseAddr("10.0.0.2"))))
+			require.NoError(t, s.Apply(ctx))
+			assert.True(t, s.InSync())
+			maxElem := "1024"
+			if tc.foreign == "" {
+				maxElem = "2048"
+				assert.Empty(t, f.swaps, "adopted and edited in place")
+				assert.Empty(t, logs.String())
+			} else {
+				assert.Equal(t, []string{s.TempName("tabby-web") + " tabby-web"}, f.swaps)
+				assert.Contains(t, logs.String(), "set=tabby-web")
+				assert.Contains(t, logs.String(), tc.foreign)
+			}
+			assert.Equal(t, "create tabby-web hash:ip family inet maxelem "+maxElem+"\nadd tabby-web 10.0.0.1\nadd tabby-web 10.0.0.2\n", f.Dump())
+			// Nothing is left to do, also after a re-read.
+			s.QueueResync()
+			calls := f.Calls()
+			require.NoError(t, s.Apply(ctx))
+			assert.Equal(t, calls, f.Calls())
+			assert.True(t, s.InSync())
+		})
+	}
 }
 
 func TestApplyCreatesEditsAndDeletes(t *testing.T) {
@@ -112,13 +236,28 @@ add tabby-web 10.0.0.3
 
 func TestApplyRejectsBadInput(t *testing.T) {
 	s := New(NewFake(), WithPrefix("x-"))
-	for _, spec := range []SetSpec{
-		{Name: "tabby-a", Type: HashIP, Family: IPv4},
-		{Name: "x-", Type: HashIP, Family: IPv4},
-		{Name: "x-a~b", Type: HashIP, Family: IPv4},
-		{Name: "x-" + fmt.Sprint(make([]byte, 40)), Type: HashIP, Family: IPv4},
+	for _, tc := range []struct{ name, reason string }{
+		{"tabby-a", `does not start with "x-"`},
+		{"x-", `"x-" has nothing after the prefix "x-"`},
+		{"x-a~b", `byte "~" at 3`},
+		{"x-" + fmt.Sprint(make([]byte, 40)), "longer than 31 bytes"},
+		{"x-a\x00b", `byte "\x00" at 3`},
+		{"x-a b", `byte " " at 3`},
+		{"x-a\nb", `byte "\n" at 3`},
+		{"x-a\tb", `byte "\t" at 3`},
+		{"x-a\x7fb", `byte "\x7f" at 3`},
+		{"x-é", `byte "\xc3" at 2`},
+		{"x-a\"b", `byte "\"" at 3`},
+		{"x-a'b", `byte "'" at 3`},
+		{"x-a\\b", `byte "\\" at 3`},
 	} {
-		assert.ErrorIs(t, s.SetMembers(spec, nil), ErrInvalidName, spec.Name)
+		err := s.SetMembers(SetSpec{Name: tc.name, Type: HashIP, Family: IPv4}, nil)
+		assert.ErrorIs(t, err, ErrInvalidName, tc.name)
+		assert.ErrorContains(t, err, tc.reason, tc.name)
+	}
+	for _, name := range []string{"x-a", "x-A.b_c:d/e|f+9", "x-" + strings.Repeat("z", MaxNameLen-2)} {
+		assert.NoError(t, s.SetMembers(SetSpec{Name: name, Type: HashIP, Family: IPv4}, nil), name)
+		s.DeleteSet(name)
 	}
 	assert.ErrorIs(t, s.SetMembers(SetSpec{Name: "x-a", Type: "list:set", Family: IPv4}, nil), ErrInvalidType)
 	assert.ErrorIs(t, s.SetMembers(SetSpec{Name: "x-a", Type: HashIP, Family: 5}, nil), ErrInvalidType)
@@ -384,4 +523,62 @@ type swapLog struct {
 func (h *swapLog) IpsetSwap(a, b string) error {
 	h.swaps = append(h.swaps, a+" "+b)
 	return h.Fake.IpsetSwap(a, b)
+}
+
+// TestInvalidConfig: a prefix that cannot scope ownership makes the IPSets
+// refuse to work before it reads or writes anything; the sets of other
+// programs (here "foreign", which every name starts with "" would own)
+// stay.
+func TestInvalidConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		nilH   bool
+		reason string
+	}{
+		{name: "empty prefix", opts: []Option{WithPrefix("")}, reason: "own every ipset"},
+		{name: "too long for a temporary name", opts: []Option{WithPrefix("p" + strings.Repeat("x", MaxPrefixLen))}, reason: "longer than 22 bytes"},
+		{name: "space", opts: []Option{WithPrefix("my sets-")}, reason: `byte " " at 2`},
+		{name: "tilde", opts: []Option{WithPrefix("a~")}, reason: `byte "~" at 1`},
+		{name: "control byte", opts: []Option{WithPrefix("a\nb-")}, reason: `byte "\n" at 1`},
+		{name: "non-ASCII", opts: []Option{WithPrefix("é-")}, reason: `byte "\xc3" at 0`},
+		{name: "quote", opts: []Option{WithPrefix(`a"-`)}, reason: "at 1"},
+		{name: "leading dash", opts: []Option{WithPrefix("-a")}, reason: "starts with '-'"},
+		{name: "leading bang", opts: []Option{WithPrefix("!a")}, reason: "starts with '!'"},
+		{name: "nil handle", nilH: true, reason: "nil Handle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := NewFake()
+			require.NoError(t, f.IpsetCreate("foreign", "hash:ip", nl.IpsetCreateOptions{}))
+			var h Handle = f
+			if tc.nilH {
+				h = nil
+			}
+			s := New(h, tc.opts...)
+			require.ErrorIs(t, s.Err(), ErrInvalidConfig)
+			assert.ErrorContains(t, s.Err(), tc.reason)
+			spec := SetSpec{Name: s.Prefix() + "a", Type: HashIP, Family: IPv4}
+			assert.ErrorIs(t, s.SetMembers(spec, nil), ErrInvalidConfig)
+			for _, apply := range []func(context.Context) error{s.Apply, s.ApplyUpdates, s.ApplyCreates, s.ApplyDeletions} {
+				assert.ErrorIs(t, apply(ctx), ErrInvalidConfig)
+			}
+			assert.Equal(t, "create foreign hash:ip family inet maxelem 65536\n", f.Dump())
+			assert.Zero(t, f.Calls()-1, "nothing written after the foreign set's create")
+		})
+	}
+}
+
+func TestValidConfig(t *testing.T) {
+	for _, p := range []string{DefaultPrefix, "TABBY-", "a", "k8s.io/x:", strings.Repeat("x", MaxPrefixLen)} {
+		s := New(NewFake(), WithPrefix(p), WithLogger(nil))
+		require.NoError(t, s.Err(), p)
+		require.NoError(t, s.SetMembers(SetSpec{Name: p + "a", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")), p)
+		require.NoError(t, s.SetMembers(SetSpec{Name: p + "b", Type: HashIP, Family: IPv4}, ips(1, "10.0.0.1")), p)
+		require.NoError(t, s.Apply(context.Background()), p)
+		// A rewrite goes through TempName, which must fit MaxNameLen.
+		require.NoError(t, s.SetMembers(SetSpec{Name: p + "a", Type: HashIP, Family: IPv4}, ips(2000, "10.1.0.1")), p)
+		require.NoError(t, s.Apply(context.Background()), p)
+		assert.True(t, s.InSync(), p)
+	}
 }

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	nl "github.com/vishvananda/netlink"
+	nlnl "github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -62,7 +64,12 @@ func entry(s string) *nl.IPSetEntry {
 	return e
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func conformanceOps() []op {
+	createOpts := func(name, typ string, o nl.IpsetCreateOptions) op {
+		return op{fmt.Sprintf("create %s %s %+v", name, typ, o), func(h Handle) error { return h.IpsetCreate(name, typ, o) }}
+	}
 	create := func(name, typ string, fam uint8, maxElem uint32) op {
 		return op{fmt.Sprintf("create %s %s %d maxelem %d", name, typ, fam, maxElem), func(h Handle) error {
 			return h.IpsetCreate(name, typ, nl.IpsetCreateOptions{Family: fam, MaxElements: maxElem})
@@ -197,6 +204,21 @@ func conformanceOps() []op {
 		delB("tabby-bhp", many(false, 2000, map[int]string{1500: "10.9.0.1,tcp:80"})...),
 		create("tabby-bhp6", "hash:ip,port,ip", unix.AF_INET6, 1024),
 		addB("tabby-bhp6", many(true, 1500, nil)...),
+
+		// Create options this package never uses are kept and listed
+		// (Timeout, CadtFlags); a swap moves them with the entries, as it
+		// needs only equal type and family.
+		createOpts("tabby-to", "hash:ip", nl.IpsetCreateOptions{Family: unix.AF_INET, Timeout: ptr(uint32(600))}),
+		add("tabby-to", "10.0.0.1"),
+		createOpts("tabby-to0", "hash:ip", nl.IpsetCreateOptions{Family: unix.AF_INET, Timeout: ptr(uint32(0))}),
+		createOpts("tabby-cc", "hash:net,port", nl.IpsetCreateOptions{Family: unix.AF_INET6, Counters: true, Comments: true, Skbinfo: true}),
+		add("tabby-cc", "fd00::/64,tcp:1"),
+		createOpts("tabby-cm", "hash:ip,port,ip", nl.IpsetCreateOptions{Family: unix.AF_INET, Comments: true, MaxElements: 65536}),
+		create("tabby-pl", "hash:ip", unix.AF_INET, 1024),
+		add("tabby-pl", "10.0.0.2"),
+		swap("tabby-to", "tabby-pl"),
+		create("tabby-pl6", "hash:net,port", unix.AF_INET6, 2048),
+		swap("tabby-pl6", "tabby-cc"),
 	}
 }
 
@@ -208,7 +230,17 @@ func TestFakeMatchesKernel(t *testing.T) {
 		ferr := o.do(fake)
 		assert.Equal(t, fmt.Sprint(kerr), fmt.Sprint(ferr), "%s: kernel %v, fake %v", o.name, kerr, ferr)
 	}
-	assert.Equal(t, dumpHandle(t, h), fake.Dump())
+	dump := fake.Dump()
+	assert.Equal(t, dumpHandle(t, h), dump)
+	for _, line := range []string{
+		"create tabby-pl hash:ip family inet maxelem 65536 timeout 600\nadd tabby-pl 10.0.0.1\n",
+		"create tabby-to hash:ip family inet maxelem 1024\nadd tabby-to 10.0.0.2\n",
+		"create tabby-to0 hash:ip family inet maxelem 65536 timeout 0\n",
+		"create tabby-pl6 hash:net,port family inet6 maxelem 65536 counters comment skbinfo\nadd tabby-pl6 fd00::/64,tcp:1\n",
+		"create tabby-cm hash:ip,port,ip family inet maxelem 65536 comment\n",
+	} {
+		assert.Contains(t, dump, line, "the options reach both and move with a swap")
+	}
 }
 
 // dumpHandle renders a real handle's sets like Fake.Dump.
@@ -220,7 +252,11 @@ func dumpHandle(t testing.TB, h Handle) string {
 	for _, r := range res {
 		fam := uint8(r.Family)
 		if _, ok := f.sets[r.SetName]; !ok {
-			require.NoError(t, f.IpsetCreate(r.SetName, r.TypeName, nl.IpsetCreateOptions{Family: fam, MaxElements: r.MaxElements}))
+			o := nl.IpsetCreateOptions{Family: fam, MaxElements: r.MaxElements, Timeout: r.Timeout,
+				Counters: r.CadtFlags&nlnl.IPSET_FLAG_WITH_COUNTERS != 0,
+				Comments: r.CadtFlags&nlnl.IPSET_FLAG_WITH_COMMENT != 0,
+				Skbinfo:  r.CadtFlags&nlnl.IPSET_FLAG_WITH_SKBINFO != 0}
+			require.NoError(t, f.IpsetCreate(r.SetName, r.TypeName, o))
 		}
 		for i := range r.Entries {
 			require.NoError(t, f.IpsetAdd(r.SetName, &r.Entries[i]), "%s %+v", r.SetName, r.Entries[i])
@@ -333,4 +369,66 @@ func TestKernelApplyCreates(t *testing.T) {
 	out, err = n.Run(ctx, "ipset", "list", "-n")
 	require.NoError(t, err)
 	assert.Equal(t, []string{spec.Name}, strings.Fields(out), "the temporary set is gone")
+}
+
+// TestKernelForeignHeaderIsRebuilt: sets of the right name, type and
+// family that the ipset binary created with options this package never
+// uses are swapped for sets made here, under an iptables reference; the
+// members of what was a `timeout 1` set then stay. A set as this package
+// makes it is adopted as it is.
+func TestKernelForeignHeaderIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	h, n := kernelHandle(t)
+	type want struct{ header, maxElem string }
+	sets := []struct {
+		create []string
+		want   want
+	}{
+		{[]string{"tabby-web", "hash:ip", "timeout", "1", "maxelem", "1024"}, want{"timeout 1", "1024"}},
+		{[]string{"tabby-cm", "hash:ip", "comment", "maxelem", "2048"}, want{"comment", "1024"}},
+		{[]string{"tabby-big", "hash:ip"}, want{"maxelem 65536", "1024"}},
+		{[]string{"tabby-fa", "hash:ip", "forceadd", "counters", "skbinfo", "maxelem", "1024"}, want{"counters skbinfo forceadd", "1024"}},
+		{[]string{"tabby-ok", "hash:ip", "maxelem", "2048", "hashsize", "4096"}, want{"", "2048"}},
+	}
+	s := New(h)
+	for _, set := range sets {
+		_, err := n.Run(ctx, "ipset", append([]string{"create"}, set.create...)...)
+		require.NoError(t, err)
+		_, err = n.Run(ctx, "ipset", "add", set.create[0], "10.0.0.1")
+		require.NoError(t, err)
+		require.NoError(t, s.SetMembers(SetSpec{Name: set.create[0], Type: HashIP, Family: IPv4}, ips(2, "10.0.0.1")))
+	}
+	_, err := n.Run(ctx, "iptables", "-w", "-A", "INPUT", "-m", "set", "--match-set", "tabby-web", "src", "-j", "ACCEPT")
+	require.NoError(t, err)
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	for _, set := range sets {
+		out, err := n.Run(ctx, "ipset", "list", "-t", set.create[0])
+		require.NoError(t, err)
+		header, _, _ := strings.Cut(out[strings.Index(out, "Header: "):], "\n")
+		for _, word := range []string{"timeout", "comment", "counters", "skbinfo", "forceadd"} {
+			assert.NotContains(t, header, word, set.create[0])
+		}
+		assert.Contains(t, header, "maxelem "+set.want.maxElem, set.create[0])
+		assert.Contains(t, out, "Number of entries: 2", set.create[0])
+	}
+	out, err := n.Run(ctx, "ipset", "list", "-t", "tabby-web")
+	require.NoError(t, err)
+	assert.Contains(t, out, "References: 1", "swapped under the rule")
+	out, err = n.Run(ctx, "ipset", "list", "-t", "tabby-ok")
+	require.NoError(t, err)
+	assert.Contains(t, out, "hashsize 4096", "adopted, not rebuilt")
+
+	// What was a `timeout 1` set keeps its members past the timeout.
+	time.Sleep(1500 * time.Millisecond)
+	out, err = n.Run(ctx, "ipset", "list", "tabby-web")
+	require.NoError(t, err)
+	assert.Contains(t, out, "\n10.0.0.1\n")
+	assert.Contains(t, out, "\n10.0.0.2\n")
+	s.QueueResync()
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	out, err = n.Run(ctx, "ipset", "list", "-n")
+	require.NoError(t, err)
+	assert.NotContains(t, out, "~", "no temporary set left")
 }

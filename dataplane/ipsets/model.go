@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	nlnl "github.com/vishvananda/netlink/nl"
 )
 
 // Type is an ipset type (the TYPENAME of `ipset create NAME TYPENAME`).
@@ -121,9 +123,11 @@ type Member struct {
 // IP returns a hash:ip member.
 func IP(a netip.Addr) Member { return Member{Prefix: netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())} }
 
-// Net returns a hash:net member; host bits are cleared as the kernel does.
+// Net returns a hash:net member; host bits are cleared as the kernel does,
+// and an IPv4-mapped IPv6 prefix of length 96 or more is unmapped
+// (::ffff:10.0.0.0/120 is 10.0.0.0/24).
 func Net(p netip.Prefix) Member {
-	return Member{Prefix: netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()}
+	return Member{Prefix: unmapPrefix(p).Masked()}
 }
 
 // IPPort returns a hash:ip,port member.
@@ -177,8 +181,15 @@ func (m Member) validate(t Type, f Family) error {
 		return fmt.Errorf("%w: no address", ErrInvalidMember)
 	}
 	a := m.Prefix.Addr()
-	if a.Is4In6() || (f == IPv4) != a.Is4() {
-		return fmt.Errorf("%w: %s is not %s", ErrInvalidMember, m, f)
+	switch {
+	case a.Is4In6():
+		return fmt.Errorf("%w: %s is IPv4-mapped IPv6, which netlink sends as IPv4; use the IPv4 form (IP and Net unmap)", ErrInvalidMember, m)
+	case f == IPv4 && !a.Is4():
+		return fmt.Errorf("%w: %s is an IPv6 address, the set is %s", ErrInvalidMember, m, f)
+	case f == IPv6 && a.Is4():
+		return fmt.Errorf("%w: %s is an IPv4 address, the set is %s", ErrInvalidMember, m, f)
+	case f != IPv4 && f != IPv6:
+		return fmt.Errorf("%w: family %s", ErrInvalidMember, f)
 	}
 	if t.isNet() {
 		if m.Prefix.Bits() == 0 {
@@ -207,11 +218,36 @@ func (m Member) validate(t Type, f Family) error {
 	return nil
 }
 
-// ParseMember parses s in `ipset add` syntax for a set of type t and
-// family f (see Member.String). Errors wrap ErrInvalidMember.
+// ParseMember parses s for a set of type t and family f, in the subset
+// of `ipset add` syntax that Member.String writes and the shorthands
+// `ipset add` takes for it:
+//
+//	hash:ip          ADDR
+//	hash:net         ADDR | ADDR/LEN
+//	hash:ip,port     ADDR,PORT-SPEC
+//	hash:net,port    (ADDR | ADDR/LEN),PORT-SPEC
+//	hash:ip,port,ip  ADDR,PORT-SPEC,ADDR
+//	PORT-SPEC        PROTO:PORT | PORT (tcp, as `ipset add` assumes)
+//	PROTO            tcp, udp or sctp, lower or upper case ("TCP", the
+//	                 /etc/protocols alias ipset takes; not "Tcp")
+//	PORT             decimal 0-65535
+//
+// ADDR is a literal address (netip.ParseAddr, no zone); an IPv4-mapped
+// IPv6 address ("::ffff:10.0.0.1", and a mapped prefix of length 96 or
+// more) is unmapped to IPv4, as IP and Net do, so it fits an IPv4 set and
+// not an IPv6 one (the kernel stores it as IPv4 too). A hash:net CIDR must
+// have its host bits clear and a length above 0. Not accepted, although
+// `ipset add` takes them: host names, address and port ranges
+// ("10.0.0.1-10.0.0.9", "80-90"), service names ("http"), protocol numbers
+// and other protocols ("icmp:ping"), and options after the entry
+// ("timeout 5", "nomatch"). Errors wrap ErrInvalidMember, or
+// ErrInvalidType for a type or family this package does not support.
 func ParseMember(t Type, f Family, s string) (Member, error) {
 	if !t.valid() {
 		return Member{}, fmt.Errorf("%w: %q", ErrInvalidType, t)
+	}
+	if f != IPv4 && f != IPv6 {
+		return Member{}, fmt.Errorf("%w: family %d", ErrInvalidType, f)
 	}
 	addr, rest, hasPort := strings.Cut(s, ",")
 	if hasPort != t.hasPort() {
@@ -226,14 +262,11 @@ func ParseMember(t Type, f Family, s string) (Member, error) {
 		if err != nil {
 			return Member{}, fmt.Errorf("%w: %q: %v", ErrInvalidMember, s, err)
 		}
-		m.Prefix = p
+		m.Prefix = unmapPrefix(p)
 	} else {
-		a, err := netip.ParseAddr(addr)
+		a, err := parseAddr(addr)
 		if err != nil {
 			return Member{}, fmt.Errorf("%w: %q: %v", ErrInvalidMember, s, err)
-		}
-		if a.Zone() != "" {
-			return Member{}, fmt.Errorf("%w: %q: zone not allowed", ErrInvalidMember, s)
 		}
 		m.Prefix = netip.PrefixFrom(a, a.BitLen())
 	}
@@ -244,7 +277,7 @@ func ParseMember(t Type, f Family, s string) (Member, error) {
 		if !ok {
 			return Member{}, fmt.Errorf("%w: %q: want addr,proto:port,addr", ErrInvalidMember, s)
 		}
-		a, err := netip.ParseAddr(a2)
+		a, err := parseAddr(a2)
 		if err != nil {
 			return Member{}, fmt.Errorf("%w: %q: %v", ErrInvalidMember, s, err)
 		}
@@ -253,7 +286,10 @@ func ParseMember(t Type, f Family, s string) (Member, error) {
 	if hasPort {
 		ps, port, ok := strings.Cut(rest, ":")
 		if !ok {
-			return Member{}, fmt.Errorf("%w: %q: want proto:port", ErrInvalidMember, s)
+			ps, port = "tcp", rest // `ipset add` reads a bare port as tcp
+		}
+		if ps == strings.ToUpper(ps) {
+			ps = strings.ToLower(ps)
 		}
 		proto, ok := parseProtocol(ps)
 		if !ok {
@@ -266,15 +302,42 @@ func ParseMember(t Type, f Family, s string) (Member, error) {
 		m.Protocol, m.Port = proto, uint16(n)
 	}
 	if err := m.validate(t, f); err != nil {
-		return Member{}, err
+		return Member{}, fmt.Errorf("%w (parsing %q)", err, s)
 	}
 	return m, nil
 }
 
+// parseAddr parses a literal address without zone, unmapping an
+// IPv4-mapped IPv6 one.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("zone not allowed")
+	}
+	return a.Unmap(), nil
+}
+
+// unmapPrefix returns p with an IPv4-mapped IPv6 address unmapped when
+// its length covers the mapped part (96 bits or more): ::ffff:10.0.0.0/120
+// is 10.0.0.0/24. Any other prefix is returned as it is.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
 // SetSpec names and shapes one set.
 type SetSpec struct {
-	// Name is the kernel name: it starts with the owner's prefix, is at
-	// most MaxNameLen bytes, and contains no '~' (reserved for temporary sets).
+	// Name is the kernel name: the owner's prefix followed by at least one
+	// byte, at most MaxNameLen bytes in all, of printable ASCII other than
+	// space, '~' (reserved for temporary sets), quotes and backslash (so
+	// that `ipset save` prints it on one line and iptables-restore takes it
+	// as one argument). SetMembers rejects any other name with
+	// ErrInvalidName.
 	Name   string
 	Type   Type
 	Family Family
@@ -286,12 +349,46 @@ const MaxNameLen = 31
 // MinMaxElem is the smallest maxelem tabby creates a set with.
 const MinMaxElem = 1024
 
+// defaultMaxElem is the kernel's maxelem when create gives none (`ipset
+// create` without maxelem). This package never creates a set with it, so
+// a set that has it was made by someone else.
+const defaultMaxElem = 65536
+
 // maxElemFor returns the maxelem for a set of n members: 1.5 n rounded up
-// to a multiple of MinMaxElem, never below MinMaxElem.
+// to a multiple of MinMaxElem, never below MinMaxElem, and one step more
+// where that is defaultMaxElem.
 func maxElemFor(n int) uint32 {
 	want := n + n/2
 	if want < MinMaxElem {
 		return MinMaxElem
 	}
-	return uint32((want + MinMaxElem - 1) / MinMaxElem * MinMaxElem)
+	m := uint32((want + MinMaxElem - 1) / MinMaxElem * MinMaxElem)
+	if m == defaultMaxElem {
+		m += MinMaxElem
+	}
+	return m
+}
+
+// createFlag is a create option as the kernel lists it in a set's header
+// (IPSET_ATTR_CADT_FLAGS, IPSetResult.CadtFlags), with its `ipset save`
+// word.
+type createFlag struct {
+	flag uint32
+	word string
+}
+
+// createFlags returns the create options the kernel lists as flags, in
+// `ipset save` order. This package creates sets with none of them.
+func createFlags() [4]createFlag {
+	return [4]createFlag{
+		{nlnl.IPSET_FLAG_WITH_COUNTERS, "counters"},
+		{nlnl.IPSET_FLAG_WITH_COMMENT, "comment"},
+		{nlnl.IPSET_FLAG_WITH_SKBINFO, "skbinfo"},
+		{nlnl.IPSET_FLAG_WITH_FORCEADD, "forceadd"},
+	}
+}
+
+// validMaxElem reports whether maxElemFor can return m.
+func validMaxElem(m uint32) bool {
+	return m >= MinMaxElem && m%MinMaxElem == 0 && m != defaultMaxElem
 }
