@@ -26,6 +26,9 @@ var ErrNotLabelSelector = errors.New("not expressible as a Kubernetes LabelSelec
 //
 // Where a Kubernetes field treats nil as "not set" (a NetworkPolicy peer's
 // namespaceSelector), the caller decides what that means before calling.
+//
+// An error wraps ErrInvalid and comes with Nothing(), so a caller that
+// ignores it gets a selector that matches nothing, never all().
 func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 	if ls == nil {
 		return Nothing(), nil
@@ -44,7 +47,7 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 		switch e.Operator {
 		case metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn:
 			if len(e.Values) == 0 {
-				return Selector{}, fmt.Errorf("%w: matchExpressions[%d]: operator %s needs at least one value", ErrInvalid, i, e.Operator)
+				return Nothing(), fmt.Errorf("%w: matchExpressions[%d]: operator %s needs at least one value", ErrInvalid, i, e.Operator)
 			}
 			if e.Operator == metav1.LabelSelectorOpIn {
 				t = In(e.Key, e.Values...)
@@ -53,27 +56,28 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 			}
 		case metav1.LabelSelectorOpExists, metav1.LabelSelectorOpDoesNotExist:
 			if len(e.Values) != 0 {
-				return Selector{}, fmt.Errorf("%w: matchExpressions[%d]: operator %s takes no values", ErrInvalid, i, e.Operator)
+				return Nothing(), fmt.Errorf("%w: matchExpressions[%d]: operator %s takes no values", ErrInvalid, i, e.Operator)
 			}
 			t = Has(e.Key)
 			if e.Operator == metav1.LabelSelectorOpDoesNotExist {
 				t = Not(t)
 			}
 		default:
-			return Selector{}, fmt.Errorf("%w: matchExpressions[%d]: unknown operator %q", ErrInvalid, i, e.Operator)
+			return Nothing(), fmt.Errorf("%w: matchExpressions[%d]: unknown operator %q", ErrInvalid, i, e.Operator)
 		}
 		terms = append(terms, t)
 	}
 	sel := And(terms...)
 	if err := sel.Err(); err != nil {
-		return Selector{}, invalid(err)
+		return Nothing(), invalid(err)
 	}
 	return sel, nil
 }
 
 // FromK8sSelector converts a parsed Kubernetes labels.Selector (from
 // labels.Parse or metav1.LabelSelectorAsSelector). Gt and Lt have no
-// equivalent and are rejected.
+// equivalent and are rejected. An error wraps ErrInvalid and comes with
+// Nothing(), so a caller that ignores it gets a selector that matches nothing.
 func FromK8sSelector(ks labels.Selector) (Selector, error) {
 	reqs, selectable := ks.Requirements()
 	if !selectable {
@@ -85,7 +89,7 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 		switch r.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.NotEquals:
 			if len(vals) != 1 {
-				return Selector{}, fmt.Errorf("%w: label %q: operator %q needs exactly one value", ErrInvalid, r.Key(), r.Operator())
+				return Nothing(), fmt.Errorf("%w: label %q: operator %q needs exactly one value", ErrInvalid, r.Key(), r.Operator())
 			}
 		}
 		var t Selector
@@ -103,13 +107,13 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 		case selection.DoesNotExist:
 			t = Not(Has(r.Key()))
 		default:
-			return Selector{}, fmt.Errorf("%w: label %q: operator %q has no selector equivalent", ErrInvalid, r.Key(), r.Operator())
+			return Nothing(), fmt.Errorf("%w: label %q: operator %q has no selector equivalent", ErrInvalid, r.Key(), r.Operator())
 		}
 		terms = append(terms, t)
 	}
 	sel := And(terms...)
 	if err := sel.Err(); err != nil {
-		return Selector{}, invalid(err)
+		return Nothing(), invalid(err)
 	}
 	return sel, nil
 }

@@ -207,3 +207,50 @@ func TestFromLabelSelectorErrorsWrapErrInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorsComeWithNothing checks that every function returning
+// (Selector, error) pairs an error with Nothing(), so a caller that ignores
+// the error gets a selector matching nothing rather than the zero Selector
+// (all()).
+func TestErrorsComeWithNothing(t *testing.T) {
+	gt, err := labels.Parse("a>1")
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		call func() (Selector, error)
+	}{
+		{"Parse", func() (Selector, error) { return Parse(`a ==`) }},
+		{"Parse trailing input", func() (Selector, error) { return Parse(`has(a) b`) }},
+		{"FromLabelSelector In without values", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: metav1.LabelSelectorOpIn}}})
+		}},
+		{"FromLabelSelector unknown operator", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "Gt", Values: []string{"1"}}}})
+		}},
+		{"FromLabelSelector Exists with values", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: metav1.LabelSelectorOpExists, Values: []string{"x"}}}})
+		}},
+		{"FromLabelSelector bad key", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}})
+		}},
+		{"FromK8sSelector Gt", func() (Selector, error) { return FromK8sSelector(gt) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := tt.call()
+			require.ErrorIs(t, err, ErrInvalid)
+			assert.Equal(t, `!all()`, s.String())
+			for _, l := range []Map{{}, {"a": "x"}, {"a": "1", "b": "y"}} {
+				assert.False(t, s.Evaluate(l), "%v", l)
+			}
+		})
+	}
+	t.Run("UnmarshalText", func(t *testing.T) {
+		s := All()
+		require.ErrorIs(t, s.UnmarshalText([]byte(`a ==`)), ErrInvalid)
+		assert.Equal(t, `!all()`, s.String())
+	})
+}

@@ -69,12 +69,11 @@ func (s Selector) MarshalText() ([]byte, error) {
 	return []byte(s.String()), nil
 }
 
-// UnmarshalText parses a selector.
+// UnmarshalText parses a selector. On error (a *ParseError wrapping
+// ErrInvalid) it sets *s to Nothing(), as Parse returns, so a document whose
+// selector does not parse cannot leave a match-everything zero value behind.
 func (s *Selector) UnmarshalText(text []byte) error {
 	sel, err := Parse(string(text))
-	if err != nil {
-		return err
-	}
 	*s = sel
-	return nil
+	return err
 }
