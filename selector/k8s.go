@@ -6,10 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ErrNotLabelSelector is wrapped by ToLabelSelector's errors for selectors a
@@ -23,6 +23,14 @@ var ErrNotLabelSelector = errors.New("not expressible as a Kubernetes LabelSelec
 //   - matchLabels k: v is k == "v";
 //   - In is k in {...}, NotIn is k not in {...} (true when k is absent),
 //     Exists is has(k), DoesNotExist is !has(k); all terms are ANDed.
+//
+// It rejects what metav1.LabelSelectorAsSelector rejects: a key that is not
+// a Kubernetes qualified name (content.IsLabelKey), a value that is not a
+// valid label value (content.IsLabelValue: empty, or at most 63 characters
+// from [A-Za-z0-9-_.] starting and ending with an alphanumeric), In or NotIn
+// without values, Exists or DoesNotExist with values, and any other operator.
+// The error message is Kubernetes' own. So every selector it returns converts
+// back with ToLabelSelector (unless it matches nothing; see there).
 //
 // Where a Kubernetes field treats nil as "not set" (a NetworkPolicy peer's
 // namespaceSelector), the caller decides what that means before calling.
@@ -40,14 +48,23 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
+		if err := checkK8sLabel(k, ls.MatchLabels[k]); err != nil {
+			return Nothing(), fmt.Errorf("%w: matchLabels: %w", ErrInvalid, err)
+		}
 		terms = append(terms, Eq(k, ls.MatchLabels[k]))
 	}
 	for i, e := range ls.MatchExpressions {
+		if err := checkK8sLabel(e.Key); err != nil {
+			return Nothing(), fmt.Errorf("%w: matchExpressions[%d]: %w", ErrInvalid, i, err)
+		}
 		var t Selector
 		switch e.Operator {
 		case metav1.LabelSelectorOpIn, metav1.LabelSelectorOpNotIn:
 			if len(e.Values) == 0 {
 				return Nothing(), fmt.Errorf("%w: matchExpressions[%d]: operator %s needs at least one value", ErrInvalid, i, e.Operator)
+			}
+			if err := checkK8sLabel(e.Key, e.Values...); err != nil {
+				return Nothing(), fmt.Errorf("%w: matchExpressions[%d]: %w", ErrInvalid, i, err)
 			}
 			if e.Operator == metav1.LabelSelectorOpIn {
 				t = In(e.Key, e.Values...)
@@ -76,7 +93,8 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 
 // FromK8sSelector converts a parsed Kubernetes labels.Selector (from
 // labels.Parse or metav1.LabelSelectorAsSelector). Gt and Lt have no
-// equivalent and are rejected. An error wraps ErrInvalid and comes with
+// equivalent and are rejected, as are keys and values Kubernetes itself
+// rejects (a Requirement built while ignoring labels.NewRequirement's error). An error wraps ErrInvalid and comes with
 // Nothing(), so a caller that ignores it gets a selector that matches nothing.
 func FromK8sSelector(ks labels.Selector) (Selector, error) {
 	reqs, selectable := ks.Requirements()
@@ -86,6 +104,9 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 	terms := make([]Selector, 0, len(reqs))
 	for _, r := range reqs {
 		vals := r.ValuesUnsorted()
+		if err := checkK8sLabel(r.Key(), vals...); err != nil {
+			return Nothing(), fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 		switch r.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.NotEquals:
 			if len(vals) != 1 {
@@ -155,17 +176,12 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 		if n.op == opAll {
 			continue
 		}
-		if errs := validation.IsQualifiedName(n.key); len(errs) > 0 {
-			return nil, fmt.Errorf("%w: label key %q: %s", ErrNotLabelSelector, n.key, strings.Join(errs, "; "))
-		}
-		vals := n.set.values()
+		vals := n.set.vals
 		if n.op != opIn && n.op != opNotIn && n.op != opHas {
 			vals = []string{n.val}
 		}
-		for _, v := range vals {
-			if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-				return nil, fmt.Errorf("%w: label %q value %q: %s", ErrNotLabelSelector, n.key, v, strings.Join(errs, "; "))
-			}
+		if err := checkK8sLabel(n.key, vals...); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotLabelSelector, err)
 		}
 		// Fold the negation into the operator.
 		o := n.op
@@ -231,6 +247,20 @@ func notLabelSelector(n *node) string {
 		return "an empty set matches nothing, which a LabelSelector cannot express"
 	}
 	return ""
+}
+
+// checkK8sLabel reports a label key or value that Kubernetes'
+// labels.NewRequirement rejects, with Kubernetes' own message.
+func checkK8sLabel(key string, vals ...string) error {
+	if errs := content.IsLabelKey(key); len(errs) > 0 {
+		return fmt.Errorf("label key %q: %s", key, strings.Join(errs, "; "))
+	}
+	for _, v := range vals {
+		if errs := content.IsLabelValue(v); len(errs) > 0 {
+			return fmt.Errorf("label %q value %q: %s", key, v, strings.Join(errs, "; "))
+		}
+	}
+	return nil
 }
 
 // invalid makes a conversion error wrap ErrInvalid, as every error from

@@ -3,12 +3,14 @@ package selector
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 )
 
 func TestFromLabelSelector(t *testing.T) {
@@ -37,6 +39,27 @@ func TestFromLabelSelector(t *testing.T) {
 		{"unknown operator", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: "a", Operator: "Gt", Values: []string{"1"}}}}, "", `matchExpressions[0]: unknown operator "Gt"`},
 		{"bad key", &metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}}, "", `label key "a b"`},
+		{"value with space", &metav1.LabelSelector{MatchLabels: map[string]string{"a": "x y"}}, "",
+			`matchLabels: label "a" value "x y": a valid label must be an empty string or consist of alphanumeric characters`},
+		{"value too long", &metav1.LabelSelector{MatchLabels: map[string]string{"a": strings.Repeat("v", 64)}}, "",
+			"must be no more than 63 bytes"},
+		{"value starts with dash", &metav1.LabelSelector{MatchLabels: map[string]string{"a": "-x"}}, "", `label "a" value "-x"`},
+		{"value with quote", &metav1.LabelSelector{MatchLabels: map[string]string{"a": `it"s`}}, "", `label "a" value "it\"s"`},
+		{"empty and longest values", &metav1.LabelSelector{MatchLabels: map[string]string{"a": "", "b": strings.Repeat("v", 63)}},
+			`(a == "" && b == "` + strings.Repeat("v", 63) + `")`, ""},
+		{"prefixed key", &metav1.LabelSelector{MatchLabels: map[string]string{"example.com/a_b.c-d": "A.b_c-9"}},
+			`example.com/a_b.c-d == "A.b_c-9"`, ""},
+		{"In value invalid", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpIn, Values: []string{"ok", "not ok"}}}}, "", `matchExpressions[0]: label "a" value "not ok"`},
+		{"NotIn value invalid", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"x."}}}}, "", `matchExpressions[0]: label "a" value "x."`},
+		{"expression key invalid", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpExists}, {Key: "a/b/c", Operator: metav1.LabelSelectorOpExists}}}, "",
+			`matchExpressions[1]: label key "a/b/c": a valid label key must consist of`},
+		{"key name part too long", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: strings.Repeat("k", 64), Operator: metav1.LabelSelectorOpDoesNotExist}}}, "", "name part must be no more than 63 bytes"},
+		{"key valid for Calico, not Kubernetes", &metav1.LabelSelector{MatchLabels: map[string]string{"-a": "x"}}, "",
+			`matchLabels: label key "-a": name part must consist of`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +72,60 @@ func TestFromLabelSelector(t *testing.T) {
 			assert.Equal(t, tt.want, s.String())
 		})
 	}
+}
+
+// TestFromLabelSelectorRejectsWhatKubernetesRejects checks the validation
+// against metav1.LabelSelectorAsSelector and that whatever is accepted
+// converts back with ToLabelSelector (the round trip is symmetric).
+func TestFromLabelSelectorRejectsWhatKubernetesRejects(t *testing.T) {
+	for _, tt := range []struct {
+		key, val string
+		ok       bool
+	}{
+		{"a", "x", true},
+		{"a", "", true},
+		{"a", "x y", false},
+		{"a", "x_y.z-1", true},
+		{"a", "_x", false},
+		{"a", "x_", false},
+		{"a", strings.Repeat("v", 63), true},
+		{"a", strings.Repeat("v", 64), false},
+		{"a", "é", false},
+		{"a", `"`, false},
+		{"example.com/a", "x", true},
+		{"Example.com/a", "x", false},
+		{"a/b/c", "x", false},
+		{"/a", "x", false},
+		{"", "x", false},
+		{"a.", "x", false},
+	} {
+		t.Run(tt.key+"="+tt.val, func(t *testing.T) {
+			ls := &metav1.LabelSelector{MatchLabels: map[string]string{tt.key: tt.val}}
+			_, k8sErr := metav1.LabelSelectorAsSelector(ls)
+			require.Equal(t, tt.ok, k8sErr == nil, "the table disagrees with Kubernetes: %v", k8sErr)
+			s, err := FromLabelSelector(ls)
+			if !tt.ok {
+				require.ErrorIs(t, err, ErrInvalid)
+				assert.Equal(t, `!all()`, s.String())
+				return
+			}
+			require.NoError(t, err)
+			back, err := s.ToLabelSelector()
+			require.NoError(t, err)
+			assert.Equal(t, ls, back)
+		})
+	}
+}
+
+func TestFromK8sSelectorRejectsInvalidRequirement(t *testing.T) {
+	// labels.NewRequirement returns the Requirement along with its error; a
+	// caller who ignores the error can still build a Selector from it.
+	r, err := labels.NewRequirement("a", selection.Equals, []string{"x y"})
+	require.Error(t, err)
+	s, err := FromK8sSelector(labels.NewSelector().Add(*r))
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.ErrorContains(t, err, `label "a" value "x y"`)
+	assert.Equal(t, `!all()`, s.String())
 }
 
 func TestToLabelSelector(t *testing.T) {
