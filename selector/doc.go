@@ -70,8 +70,9 @@
 //     Satisfiable to warn about selectors that can never match.
 //   - FromLabelSelector and FromK8sSelector convert Kubernetes selectors with
 //     Kubernetes semantics (a nil LabelSelector matches nothing, an empty one
-//     everything); ToLabelSelector converts back wherever the expression is a
-//     conjunction a LabelSelector can hold.
+//     everything) and reject what Kubernetes rejects; ToLabelSelector converts
+//     back wherever the expression is a conjunction a LabelSelector can hold
+//     that matches something (ErrMatchesNothing marks those that do not).
 //   - Errors name the column and what was expected:
 //     unexpected "&" at column 14, expected "&&".
 //

@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 		`(a == "1" || b == "2") && !(c in {"3"})`, `!!(has(a) && has(b)) && has(c)`,
 		`projectcalico.org/namespace == 'it"s'`, `a == "ü🐱"`, `((((has(x))))))`, `a & b`, `a == "x`,
 		`a in {"x",}`, `a in {,}`, "a not\nin {}", "has(\r\nk )", "a startswith'x'", "\n", "a == 'x'\n", "has (k)",
+		`has(a) && !has(a)`, `a == "b" && a in {"b"} && a != "b"`, `a == "x" && a == "y"`, `a not in {"b"} && has(a)`,
 	} {
 		f.Add(s)
 	}
@@ -43,8 +44,18 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		_ = s.LabelRestrictions()
-		_ = s.Satisfiable()
-		_, _ = s.ToLabelSelector()
+		satisfiable := s.Satisfiable()
+		ls, err := s.ToLabelSelector()
+		if err == nil && !satisfiable {
+			t.Fatalf("%q matches nothing, yet converts to the LabelSelector %v", in, ls)
+		}
+		if errors.Is(err, ErrMatchesNothing) {
+			for _, l := range []Map{{}, {"a": "b"}, {"a": "x", "b": "2"}, {"c": "3", "has": "x"}} {
+				if s.Evaluate(l) {
+					t.Fatalf("ToLabelSelector says %q matches nothing, but it matches %v", in, l)
+				}
+			}
+		}
 	})
 }
 
@@ -63,6 +74,9 @@ func FuzzFromLabelSelector(f *testing.F) {
 		{"a", "-x", "b", "Gt", "1", ""},
 		{"", "", "a", "In", "x", `it"s`},
 		{"a", "é", "b", "Exists", "v", ""},
+		{"a", "x", "a", "DoesNotExist", "", ""},
+		{"a", "x", "a", "NotIn", "x", ""},
+		{"a", "x", "a", "In", "y", "z"},
 	} {
 		f.Add(c.mk, c.mv, c.ek, c.op, c.v1, c.v2)
 	}
@@ -89,13 +103,18 @@ func FuzzFromLabelSelector(f *testing.F) {
 			}
 			return
 		}
+		// A selector that matches nothing cannot convert back; then the
+		// round trip is Nothing(), which the checks below hold to Kubernetes.
+		again := Nothing()
 		back, err := ours.ToLabelSelector()
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrMatchesNothing):
+		case err != nil:
 			t.Fatalf("%v converts to %s, which does not convert back: %v", ls, ours, err)
-		}
-		again, err := FromLabelSelector(back)
-		if err != nil {
-			t.Fatalf("%v: round trip %v: %v", ls, back, err)
+		default:
+			if again, err = FromLabelSelector(back); err != nil {
+				t.Fatalf("%v: round trip %v: %v", ls, back, err)
+			}
 		}
 		for _, l := range []map[string]string{{}, {mk: mv}, {ek: v1}, {ek: v2}, {mk: mv, ek: v1}, {mk: mv, ek: "other"}} {
 			want := theirs.Matches(labels.Set(l))

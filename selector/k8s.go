@@ -16,6 +16,12 @@ import (
 // Kubernetes LabelSelector cannot express.
 var ErrNotLabelSelector = errors.New("not expressible as a Kubernetes LabelSelector")
 
+// ErrMatchesNothing is wrapped, beside ErrNotLabelSelector, by
+// ToLabelSelector's errors for selectors that match no label set: a
+// LabelSelector that matches nothing cannot be written (nil means "not set").
+// A caller may treat such a selector as matching nothing instead of failing.
+var ErrMatchesNothing = errors.New("matches nothing, which a LabelSelector cannot express")
+
 // FromLabelSelector converts a Kubernetes LabelSelector with the semantics
 // Kubernetes gives it (metav1.LabelSelectorAsSelector):
 //   - nil matches nothing (Nothing());
@@ -148,10 +154,16 @@ func FromK8sSelector(ks labels.Selector) (Selector, error) {
 //   - "!" of a bracketed group: there is no general NOT;
 //   - contains, starts with, ends with (negated or not): no such operator;
 //   - global(): only Calico's namespace selectors give it a meaning;
-//   - !all() and k in {}: they match nothing, and a LabelSelector that
-//     matches nothing cannot be written (nil means "not set");
 //   - a key that is not a Kubernetes qualified name or a value that is not a
 //     valid label value (with Kubernetes' own message).
+//
+// A conjunction that matches nothing is rejected too, since a LabelSelector
+// that matches nothing cannot be written (nil means "not set"); these errors
+// also wrap ErrMatchesNothing. For a conjunction of the terms above the check
+// is exact: !all(), k in {}, and any label whose terms contradict each other,
+// that is, one that must be both present and absent (has(k) && !has(k),
+// k == "v" && !has(k)), or whose every allowed value is excluded
+// (k == "x" && k == "y", k in {"x"} && k != "x").
 func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 	p := s.prog()
 	if p.err != nil {
@@ -168,9 +180,12 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 	}
 	for _, i := range terms {
 		n := &p.nodes[i]
-		if why := notLabelSelector(n); why != "" {
+		if why, nothing := notLabelSelector(n); why != "" {
 			var b strings.Builder
 			p.writeCanonical(&b, i)
+			if nothing {
+				return nil, fmt.Errorf("%w: %s: %s %w", ErrNotLabelSelector, b.String(), why, ErrMatchesNothing)
+			}
 			return nil, fmt.Errorf("%w: %s: %s", ErrNotLabelSelector, b.String(), why)
 		}
 		if n.op == opAll {
@@ -222,31 +237,92 @@ func (s Selector) ToLabelSelector() (*metav1.LabelSelector, error) {
 			}
 		}
 	}
+	if why := contradiction(out); why != "" {
+		return nil, fmt.Errorf("%w: %s: %s, so it %w", ErrNotLabelSelector, s.String(), why, ErrMatchesNothing)
+	}
 	return out, nil
 }
 
-// notLabelSelector says why a term of a conjunction has no LabelSelector
-// equivalent, or returns "".
-func notLabelSelector(n *node) string {
-	switch {
-	case n.op == opOr:
-		return `"||" cannot be expressed: a LabelSelector ANDs its terms and has no OR`
-	case n.op == opAnd: // only a negated group is left as a term
-		return `"!" of a bracketed group cannot be expressed: a LabelSelector has no general NOT`
-	case n.op == opContains:
-		return `"contains" cannot be expressed: a LabelSelector has no such operator`
-	case n.op == opStartsWith:
-		return `"starts with" cannot be expressed: a LabelSelector has no such operator`
-	case n.op == opEndsWith:
-		return `"ends with" cannot be expressed: a LabelSelector has no such operator`
-	case n.op == opGlobal:
-		return "global() cannot be expressed: it has a meaning only in a Calico namespace selector"
-	case n.op == opAll && n.neg:
-		return "!all() matches nothing, which a LabelSelector cannot express"
-	case n.op == opIn && !n.neg && n.set.len() == 0, n.op == opNotIn && n.neg && n.set.len() == 0:
-		return "an empty set matches nothing, which a LabelSelector cannot express"
+// contradiction says which label of a LabelSelector no label set can
+// satisfy, or returns "". It is exact: a label that must be absent, or
+// present with any value outside a finite list, can always be found.
+func contradiction(ls *metav1.LabelSelector) string {
+	type demand struct {
+		present, absent bool
+		allowed         []string // nil: any value
+		forbidden       []string
+	}
+	var keys []string
+	demands := map[string]*demand{}
+	get := func(k string) *demand {
+		d, ok := demands[k]
+		if !ok {
+			d = &demand{}
+			demands[k] = d
+			keys = append(keys, k)
+		}
+		return d
+	}
+	allow := func(d *demand, vals []string) {
+		d.present = true
+		if d.allowed == nil {
+			d.allowed = vals
+		} else {
+			d.allowed = intersect(d.allowed, vals)
+		}
+	}
+	for k, v := range ls.MatchLabels {
+		allow(get(k), []string{v})
+	}
+	for _, e := range ls.MatchExpressions {
+		d := get(e.Key)
+		switch e.Operator {
+		case metav1.LabelSelectorOpExists:
+			d.present = true
+		case metav1.LabelSelectorOpDoesNotExist:
+			d.absent = true
+		case metav1.LabelSelectorOpIn:
+			allow(d, e.Values)
+		case metav1.LabelSelectorOpNotIn:
+			d.forbidden = append(d.forbidden, e.Values...)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		d := demands[k]
+		if d.present && d.absent {
+			return fmt.Sprintf("label %q must be both present and absent", k)
+		}
+		if d.allowed != nil && !slices.ContainsFunc(d.allowed, func(v string) bool { return !slices.Contains(d.forbidden, v) }) {
+			return fmt.Sprintf("label %q has no value that every term allows", k)
+		}
 	}
 	return ""
+}
+
+// notLabelSelector says why a term of a conjunction has no LabelSelector
+// equivalent, or returns "". When the reason is that the term matches
+// nothing, why is the term's description and nothing is true.
+func notLabelSelector(n *node) (why string, nothing bool) {
+	switch {
+	case n.op == opOr:
+		return `"||" cannot be expressed: a LabelSelector ANDs its terms and has no OR`, false
+	case n.op == opAnd: // only a negated group is left as a term
+		return `"!" of a bracketed group cannot be expressed: a LabelSelector has no general NOT`, false
+	case n.op == opContains:
+		return `"contains" cannot be expressed: a LabelSelector has no such operator`, false
+	case n.op == opStartsWith:
+		return `"starts with" cannot be expressed: a LabelSelector has no such operator`, false
+	case n.op == opEndsWith:
+		return `"ends with" cannot be expressed: a LabelSelector has no such operator`, false
+	case n.op == opGlobal:
+		return "global() cannot be expressed: it has a meaning only in a Calico namespace selector", false
+	case n.op == opAll && n.neg:
+		return "!all()", true
+	case n.op == opIn && !n.neg && n.set.len() == 0, n.op == opNotIn && n.neg && n.set.len() == 0:
+		return "an empty set", true
+	}
+	return "", false
 }
 
 // checkK8sLabel reports a label key or value that Kubernetes'

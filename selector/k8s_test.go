@@ -1,6 +1,7 @@
 package selector
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -136,8 +137,23 @@ func TestToLabelSelector(t *testing.T) {
 	}{
 		{`all()`, &metav1.LabelSelector{}, false},
 		{`a == "1"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"}}, false},
-		{`a == "1" && a == "2"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"},
-			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "In", Values: []string{"2"}}}}, false},
+		{`a == "1" && a == "1"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "In", Values: []string{"1"}}}}, false},
+		{`a == "1" && a in {"1", "2"} && a != "2" && has(a) && b not in {"x"} && !has(c) && c not in {"y"}`, &metav1.LabelSelector{
+			MatchLabels: map[string]string{"a": "1"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "In", Values: []string{"1", "2"}},
+				{Key: "a", Operator: "NotIn", Values: []string{"2"}},
+				{Key: "a", Operator: "Exists"},
+				{Key: "b", Operator: "NotIn", Values: []string{"x"}},
+				{Key: "c", Operator: "DoesNotExist"},
+				{Key: "c", Operator: "NotIn", Values: []string{"y"}},
+			}}, false},
+		{`has(a) && a not in {"x", "y"}`, &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "Exists"},
+				{Key: "a", Operator: "NotIn", Values: []string{"x", "y"}},
+			}}, false},
 		{`a != "1" && !(b == "2") && !(c != "3")`, &metav1.LabelSelector{
 			MatchLabels: map[string]string{"c": "3"},
 			MatchExpressions: []metav1.LabelSelectorRequirement{
@@ -188,14 +204,24 @@ func TestToLabelSelectorErrors(t *testing.T) {
 		{`a in {}`, `a in {}: an empty set matches nothing, which a LabelSelector cannot express`},
 		{`!a not in {}`, `!a not in {}: an empty set matches nothing`},
 		{`a == "has space"`, `label "a" value "has space": a valid label must be`},
+		{`has(a) && !has(a)`, `(has(a) && !has(a)): label "a" must be both present and absent, so it matches nothing, which a LabelSelector cannot express`},
+		{`b == "x" && !has(b)`, `label "b" must be both present and absent`},
+		{`a in {"x"} && !has(a)`, `label "a" must be both present and absent`},
+		{`a == "x" && a == "y"`, `(a == "x" && a == "y"): label "a" has no value that every term allows, so it matches nothing`},
+		{`a in {"x", "y"} && a in {"y", "z"} && a != "y"`, `label "a" has no value that every term allows`},
+		{`a in {"x"} && a not in {"x"}`, `label "a" has no value that every term allows`},
+		{`a == "x" && !(a == "x")`, `label "a" has no value that every term allows`},
+		{`has(z) && a == "x" && a == "y" && !has(z)`, `label "a" has no value`},
 		{`-a == "x"`, `label key "-a": name part must consist of`},
 		{`has(a/b/c)`, `label key "a/b/c": a valid label key must consist of`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
-			_, err := MustParse(tt.sel).ToLabelSelector()
+			sel := MustParse(tt.sel)
+			_, err := sel.ToLabelSelector()
 			require.ErrorIs(t, err, ErrNotLabelSelector)
 			assert.Contains(t, err.Error(), tt.want)
+			assert.Equal(t, !sel.Satisfiable(), errors.Is(err, ErrMatchesNothing), "ErrMatchesNothing exactly when nothing matches")
 		})
 	}
 	_, err := Eq("a", `'"`).ToLabelSelector()
@@ -251,10 +277,18 @@ func TestK8sConversionAgreesWithKubernetes(t *testing.T) {
 		require.NoError(t, err)
 		theirs, err := metav1.LabelSelectorAsSelector(ls)
 		require.NoError(t, err)
+		// Satisfiable's exhaustive search is exact on these few keys and
+		// values, so it checks ToLabelSelector's contradiction test both ways.
+		roundTrip := Nothing()
 		back, err := ours.ToLabelSelector()
-		require.NoError(t, err, "selector %s", ours)
-		roundTrip, err := FromLabelSelector(back)
-		require.NoError(t, err)
+		if ours.Satisfiable() {
+			require.NoError(t, err, "selector %s", ours)
+			roundTrip, err = FromLabelSelector(back)
+			require.NoError(t, err)
+		} else {
+			require.ErrorIs(t, err, ErrMatchesNothing, "selector %s", ours)
+			require.ErrorIs(t, err, ErrNotLabelSelector)
+		}
 		for range 20 {
 			l := map[string]string{}
 			for _, k := range keys {
