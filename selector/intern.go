@@ -10,7 +10,9 @@ import (
 // key. Use it where one label set is evaluated against many selectors, or one
 // selector against many label sets, and the labels change less often than
 // they are read: an index, a policy evaluator. An Interner only grows; keys are
-// never forgotten. It is safe for concurrent use.
+// never forgotten. It is safe for concurrent use. The zero Interner is ready
+// to use; a nil *Interner is not (Compile and LabelSet panic on it, as
+// methods of a nil *sync.Mutex do).
 type Interner struct {
 	mu  sync.RWMutex
 	ids map[string]int32
@@ -30,6 +32,9 @@ func (in *Interner) id(key string) int32 {
 	defer in.mu.Unlock()
 	if id, ok := in.ids[key]; ok {
 		return id
+	}
+	if in.ids == nil { // the zero Interner
+		in.ids = map[string]int32{}
 	}
 	id = int32(len(in.ids))
 	in.ids[key] = id
@@ -58,7 +63,8 @@ func (in *Interner) Compile(s Selector) Compiled {
 func (c Compiled) Selector() Selector { return c.sel }
 
 // LabelSet is an immutable set of labels stored by key ID, built by an
-// Interner. It also implements Labels, for plain selectors.
+// Interner. It also implements Labels, for plain selectors. A nil *LabelSet
+// (and the zero LabelSet) has no labels.
 type LabelSet struct {
 	in   *Interner
 	ids  []int32 // sorted
@@ -132,6 +138,9 @@ func (ls *LabelSet) lookup(id int32) (string, bool) {
 // Get implements Labels (by key, through the Interner; slower than
 // Compiled.Evaluate).
 func (ls *LabelSet) Get(key string) (string, bool) {
+	if ls == nil || ls.in == nil {
+		return "", false
+	}
 	ls.in.mu.RLock()
 	id, ok := ls.in.ids[key]
 	ls.in.mu.RUnlock()
@@ -141,11 +150,16 @@ func (ls *LabelSet) Get(key string) (string, bool) {
 	return ls.lookup(id)
 }
 
-// Len returns the number of labels.
-func (ls *LabelSet) Len() int { return len(ls.ids) }
+// Len returns the number of labels (0 for a nil *LabelSet).
+func (ls *LabelSet) Len() int {
+	if ls == nil {
+		return 0
+	}
+	return len(ls.ids)
+}
 
 // Evaluate reports whether the label set satisfies the selector. Both must
-// come from the same Interner. It does not allocate.
+// come from the same Interner. A nil ls has no labels. It does not allocate.
 func (c Compiled) Evaluate(ls *LabelSet) bool {
 	p := c.sel.p
 	if p == nil {
@@ -153,6 +167,10 @@ func (c Compiled) Evaluate(ls *LabelSet) bool {
 	}
 	if p.err != nil {
 		return false
+	}
+	if ls == nil {
+		var empty LabelSet
+		return evalCompiled(c.nodes, p.kids, p.root, &empty)
 	}
 	return evalCompiled(c.nodes, p.kids, p.root, ls)
 }

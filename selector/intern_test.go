@@ -54,3 +54,64 @@ func TestCompiledEvaluateDoesNotAllocate(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// TestNilLabelsAreEmpty checks that every nil label source (a nil Labels, a
+// nil Map, *Overlay or *LabelSet, the zero LabelSet) behaves as a set with no
+// labels instead of panicking, through Selector.Evaluate and
+// Compiled.Evaluate.
+func TestNilLabelsAreEmpty(t *testing.T) {
+	in := NewInterner()
+	sources := map[string]Labels{
+		"nil Labels":       nil,
+		"nil Map":          Map(nil),
+		"nil *Overlay":     (*Overlay)(nil),
+		"nil *LabelSet":    (*LabelSet)(nil),
+		"zero LabelSet":    &LabelSet{},
+		"empty Overlay":    &Overlay{},
+		"empty LabelSet":   in.LabelSet(),
+		"overlay of nils":  &Overlay{Top: (*LabelSet)(nil), Bottom: Map(nil)},
+		"nil *Overlay top": &Overlay{Top: (*Overlay)(nil)},
+	}
+	tests := []struct {
+		sel  string
+		want bool
+	}{
+		{`all()`, true},
+		{`!all()`, false},
+		{`has(a)`, false},
+		{`!has(a)`, true},
+		{`a == "x"`, false},
+		{`a != "x"`, true},
+		{`a in {"x"}`, false},
+		{`a not in {"x"}`, true},
+		{`a starts with ""`, false},
+		{`(a == "x" || !has(b)) && c not in {"y"}`, true},
+	}
+	for name, l := range sources {
+		t.Run(name, func(t *testing.T) {
+			for _, tt := range tests {
+				s := MustParse(tt.sel)
+				assert.Equal(t, tt.want, s.Evaluate(l), tt.sel)
+				if ls, ok := l.(*LabelSet); ok || l == nil {
+					assert.Equal(t, tt.want, in.Compile(s).Evaluate(ls), "%s compiled", tt.sel)
+				}
+			}
+			if ls, ok := l.(*LabelSet); ok {
+				assert.Zero(t, ls.Len())
+				_, found := ls.Get("a")
+				assert.False(t, found)
+			}
+		})
+	}
+}
+
+func TestZeroInternerIsUsable(t *testing.T) {
+	var in Interner
+	ls := in.LabelSet(map[string]string{"a": "x"})
+	assert.Equal(t, 1, ls.Len())
+	assert.True(t, in.Compile(MustParse(`a == "x"`)).Evaluate(ls))
+	assert.False(t, in.Compile(MustParse(`has(b)`)).Evaluate(ls))
+	v, ok := ls.Get("a")
+	assert.True(t, ok)
+	assert.Equal(t, "x", v)
+}

@@ -9,7 +9,8 @@ type Selector struct {
 }
 
 // Evaluate reports whether labels satisfy the selector. It does not allocate
-// (for Map, *Overlay or any Labels whose Get does not).
+// (for Map, *Overlay or any Labels whose Get does not). A nil labels (or a nil
+// Map, *Overlay or *LabelSet) counts as a set with no labels.
 func (s Selector) Evaluate(labels Labels) bool {
 	if s.p == nil {
 		return true
