@@ -105,6 +105,12 @@
 // sets are immutable and safe to share; the Interner is safe for concurrent
 // use and only grows.
 //
+// A Compiled selector and the LabelSets it evaluates must come from the same
+// Interner, since key IDs mean nothing across Interners. Compiled.Evaluate
+// checks this (one pointer comparison) and returns false on a LabelSet from
+// another Interner, so a mix-up matches nothing instead of matching the
+// wrong items.
+//
 // # Performance
 //
 // Parse is 4-10x faster than Calico's and makes 2-5 allocations; Evaluate on

@@ -42,9 +42,12 @@ func (in *Interner) id(key string) int32 {
 }
 
 // Compiled is a selector whose label keys are resolved to an Interner's IDs.
+// It evaluates only LabelSets of the same Interner (see Evaluate). The zero
+// Compiled is all().
 type Compiled struct {
 	sel   Selector
-	nodes []node // a copy of the selector's nodes with keyID set
+	in    *Interner // whose IDs keyID holds
+	nodes []node    // a copy of the selector's nodes with keyID set
 }
 
 // Compile resolves the selector's label keys.
@@ -56,7 +59,7 @@ func (in *Interner) Compile(s Selector) Compiled {
 			n.keyID = in.id(n.key)
 		}
 	}
-	return Compiled{sel: Selector{p: p}, nodes: nodes}
+	return Compiled{sel: Selector{p: p}, in: in, nodes: nodes}
 }
 
 // Selector returns the selector that was compiled.
@@ -158,8 +161,14 @@ func (ls *LabelSet) Len() int {
 	return len(ls.ids)
 }
 
-// Evaluate reports whether the label set satisfies the selector. Both must
-// come from the same Interner. A nil ls has no labels. It does not allocate.
+// Evaluate reports whether the label set satisfies the selector. It does not
+// allocate. A nil ls has no labels.
+//
+// The selector and the label set must come from the same Interner: key IDs
+// mean nothing across Interners (ID 0 is "app" in one and "team" in another).
+// A LabelSet built by another Interner makes Evaluate return false, whatever
+// the selector, so a mix-up matches nothing rather than the wrong items; use
+// Selector().Evaluate(ls) to evaluate across Interners, by key.
 func (c Compiled) Evaluate(ls *LabelSet) bool {
 	p := c.sel.p
 	if p == nil {
@@ -171,6 +180,9 @@ func (c Compiled) Evaluate(ls *LabelSet) bool {
 	if ls == nil {
 		var empty LabelSet
 		return evalCompiled(c.nodes, p.kids, p.root, &empty)
+	}
+	if ls.in != c.in && ls.in != nil { // the zero LabelSet has no labels
+		return false
 	}
 	return evalCompiled(c.nodes, p.kids, p.root, ls)
 }

@@ -115,3 +115,33 @@ func TestZeroInternerIsUsable(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, "x", v)
 }
+
+// TestCompiledRejectsOtherInterner checks that a selector compiled with one
+// Interner matches nothing on a LabelSet from another, where the key IDs
+// would otherwise silently name other keys.
+func TestCompiledRejectsOtherInterner(t *testing.T) {
+	a, b := NewInterner(), NewInterner()
+	// In b, "q" gets ID 0, the ID "a" has in a.
+	a.LabelSet(map[string]string{"a": "x"})
+	fromB := b.LabelSet(map[string]string{"q": "x"})
+	tests := []struct {
+		sel       string
+		sameOwner bool // the verdict with a LabelSet from the same Interner
+	}{
+		{`a == "x"`, false},
+		{`!has(a)`, true},
+		{`all()`, true},
+		{`q == "x"`, true},
+		{`a == "x" || q == "x"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sel, func(t *testing.T) {
+			s := MustParse(tt.sel)
+			assert.False(t, a.Compile(s).Evaluate(fromB), "another Interner's LabelSet matches nothing")
+			assert.Equal(t, tt.sameOwner, b.Compile(s).Evaluate(fromB))
+			assert.Equal(t, tt.sameOwner, a.Compile(s).Selector().Evaluate(fromB), "by key, across Interners")
+			assert.Equal(t, tt.sameOwner, s.Evaluate(Map{"q": "x"}))
+		})
+	}
+	assert.True(t, Compiled{}.Evaluate(fromB), "the zero Compiled is all()")
+}
