@@ -100,9 +100,13 @@ func FromLabelSelector(ls *metav1.LabelSelector) (Selector, error) {
 // FromK8sSelector converts a parsed Kubernetes labels.Selector (from
 // labels.Parse or metav1.LabelSelectorAsSelector). Gt and Lt have no
 // equivalent and are rejected, as are keys and values Kubernetes itself
-// rejects (a Requirement built while ignoring labels.NewRequirement's error). An error wraps ErrInvalid and comes with
+// rejects (a Requirement built while ignoring labels.NewRequirement's error).
+// A nil ks, like labels.Nothing(), matches nothing. An error wraps ErrInvalid and comes with
 // Nothing(), so a caller that ignores it gets a selector that matches nothing.
 func FromK8sSelector(ks labels.Selector) (Selector, error) {
+	if ks == nil {
+		return Nothing(), nil
+	}
 	reqs, selectable := ks.Requirements()
 	if !selectable {
 		return Nothing(), nil
