@@ -118,13 +118,14 @@ func (p *program) eval(i int32, l Labels) bool {
 }
 
 // evaluate is Selector.Evaluate for a non-nil program. It is kept apart so
-// that Selector.Evaluate is small enough to be inlined into its caller.
+// that Selector.Evaluate is small enough to be inlined into its caller. A nil
+// Labels takes the Map path as an empty (nil) Map.
 func (p *program) evaluate(labels Labels) bool {
 	if p.err != nil {
 		return false
 	}
 	m, ok := labels.(Map)
-	if !ok {
+	if !ok && labels != nil {
 		return p.eval(p.root, labels)
 	}
 	n := &p.nodes[p.root]

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrUnrepresentable is wrapped by Selector.Err for builder input the selector
@@ -112,19 +113,30 @@ func checkNode(n *node) error {
 }
 
 // ValidateKey checks a label key against the selector language:
-// 1 to 512 characters from [a-zA-Z0-9_./-].
+// 1 to 512 characters from [a-zA-Z0-9_./-]. An error wraps
+// ErrUnrepresentable and names the first character not allowed and its
+// 1-based column, counted in characters (runes) as in a *ParseError; a byte
+// that is not UTF-8 is shown as an escape ('\xff').
 func ValidateKey(key string) error {
 	if key == "" {
 		return fmt.Errorf("empty label key: %w", ErrUnrepresentable)
 	}
-	if len(key) > MaxKeyLength {
-		return fmt.Errorf("label key longer than %d characters: %w", MaxKeyLength, ErrUnrepresentable)
-	}
-	for i := 0; i < len(key); i++ {
-		if !isKeyChar(key[i]) {
-			return fmt.Errorf("label key %q has %q at position %d (allowed: a-z A-Z 0-9 _ . / -): %w",
-				key, key[i], i+1, ErrUnrepresentable)
+	col := 0
+	for i, r := range key {
+		col++
+		if r >= utf8.RuneSelf || !isKeyChar(key[i]) {
+			bad := fmt.Sprintf("%q", r)
+			if r == utf8.RuneError {
+				if _, size := utf8.DecodeRuneInString(key[i:]); size == 1 {
+					bad = fmt.Sprintf("'\\x%02x'", key[i])
+				}
+			}
+			return fmt.Errorf("label key %q has %s at column %d (allowed: a-z A-Z 0-9 _ . / -): %w",
+				key, bad, col, ErrUnrepresentable)
 		}
+	}
+	if len(key) > MaxKeyLength { // all ASCII by now: bytes are characters
+		return fmt.Errorf("label key longer than %d characters: %w", MaxKeyLength, ErrUnrepresentable)
 	}
 	return nil
 }

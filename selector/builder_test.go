@@ -1,6 +1,7 @@
 package selector
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -67,6 +68,42 @@ func TestBuilderRejectsUnrepresentable(t *testing.T) {
 			require.ErrorIs(t, s.Err(), ErrUnrepresentable)
 			assert.False(t, s.Evaluate(Map{"a": `'"`, "ok": ""}), "an invalid selector matches nothing")
 			assert.False(t, s.Satisfiable())
+		})
+	}
+}
+
+func TestValidateKeyNamesTheCharacter(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"a", ""},
+		{"example.com/a_b-c.9", ""},
+		{strings.Repeat("k", MaxKeyLength), ""},
+		{"", "empty label key"},
+		{strings.Repeat("k", MaxKeyLength+1), "label key longer than 512 characters"},
+		{"aé", `label key "aé" has 'é' at column 2`},
+		{"éa b", `has 'é' at column 1`},
+		{"ü🐱x y", `has 'ü' at column 1`},
+		{"ab🐱", `has '🐱' at column 3`},
+		{"a b", `has ' ' at column 2`},
+		{"a=b", `has '=' at column 2`},
+		{"a\nb", `has '\n' at column 2`},
+		{"a\xffb", `has '\xff' at column 2`},
+		{"é\xff", `has 'é' at column 1`},
+		{"a\uFFFD", `has '�' at column 2`},
+		{strings.Repeat("é", MaxKeyLength), `has 'é' at column 1`},
+		{strings.Repeat("k", 300) + "é", `has 'é' at column 301`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			err := ValidateKey(tt.key)
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrUnrepresentable)
+			assert.Contains(t, err.Error(), tt.want)
+			// The builder reports the same.
+			require.ErrorIs(t, Has(tt.key).Err(), ErrUnrepresentable)
+			assert.Contains(t, Eq(tt.key, "v").Err().Error(), tt.want)
 		})
 	}
 }

@@ -70,8 +70,9 @@
 //     Satisfiable to warn about selectors that can never match.
 //   - FromLabelSelector and FromK8sSelector convert Kubernetes selectors with
 //     Kubernetes semantics (a nil LabelSelector matches nothing, an empty one
-//     everything); ToLabelSelector converts back wherever the expression is a
-//     conjunction a LabelSelector can hold.
+//     everything) and reject what Kubernetes rejects; ToLabelSelector converts
+//     back wherever the expression is a conjunction a LabelSelector can hold
+//     that matches something (ErrMatchesNothing marks those that do not).
 //   - Errors name the column and what was expected:
 //     unexpected "&" at column 14, expected "&&".
 //
@@ -103,6 +104,12 @@
 // short integer scan instead of hashing its key. Compiled selectors and label
 // sets are immutable and safe to share; the Interner is safe for concurrent
 // use and only grows.
+//
+// A Compiled selector and the LabelSets it evaluates must come from the same
+// Interner, since key IDs mean nothing across Interners. Compiled.Evaluate
+// checks this (one pointer comparison) and returns false on a LabelSet from
+// another Interner, so a mix-up matches nothing instead of matching the
+// wrong items.
 //
 // # Performance
 //

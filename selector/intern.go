@@ -10,7 +10,9 @@ import (
 // key. Use it where one label set is evaluated against many selectors, or one
 // selector against many label sets, and the labels change less often than
 // they are read: an index, a policy evaluator. An Interner only grows; keys are
-// never forgotten. It is safe for concurrent use.
+// never forgotten. It is safe for concurrent use. The zero Interner is ready
+// to use; a nil *Interner is not (Compile and LabelSet panic on it, as
+// methods of a nil *sync.Mutex do).
 type Interner struct {
 	mu  sync.RWMutex
 	ids map[string]int32
@@ -31,15 +33,21 @@ func (in *Interner) id(key string) int32 {
 	if id, ok := in.ids[key]; ok {
 		return id
 	}
+	if in.ids == nil { // the zero Interner
+		in.ids = map[string]int32{}
+	}
 	id = int32(len(in.ids))
 	in.ids[key] = id
 	return id
 }
 
 // Compiled is a selector whose label keys are resolved to an Interner's IDs.
+// It evaluates only LabelSets of the same Interner (see Evaluate). The zero
+// Compiled is all().
 type Compiled struct {
 	sel   Selector
-	nodes []node // a copy of the selector's nodes with keyID set
+	in    *Interner // whose IDs keyID holds
+	nodes []node    // a copy of the selector's nodes with keyID set
 }
 
 // Compile resolves the selector's label keys.
@@ -51,14 +59,15 @@ func (in *Interner) Compile(s Selector) Compiled {
 			n.keyID = in.id(n.key)
 		}
 	}
-	return Compiled{sel: Selector{p: p}, nodes: nodes}
+	return Compiled{sel: Selector{p: p}, in: in, nodes: nodes}
 }
 
 // Selector returns the selector that was compiled.
 func (c Compiled) Selector() Selector { return c.sel }
 
 // LabelSet is an immutable set of labels stored by key ID, built by an
-// Interner. It also implements Labels, for plain selectors.
+// Interner. It also implements Labels, for plain selectors. A nil *LabelSet
+// (and the zero LabelSet) has no labels.
 type LabelSet struct {
 	in   *Interner
 	ids  []int32 // sorted
@@ -132,6 +141,9 @@ func (ls *LabelSet) lookup(id int32) (string, bool) {
 // Get implements Labels (by key, through the Interner; slower than
 // Compiled.Evaluate).
 func (ls *LabelSet) Get(key string) (string, bool) {
+	if ls == nil || ls.in == nil {
+		return "", false
+	}
 	ls.in.mu.RLock()
 	id, ok := ls.in.ids[key]
 	ls.in.mu.RUnlock()
@@ -141,17 +153,35 @@ func (ls *LabelSet) Get(key string) (string, bool) {
 	return ls.lookup(id)
 }
 
-// Len returns the number of labels.
-func (ls *LabelSet) Len() int { return len(ls.ids) }
+// Len returns the number of labels (0 for a nil *LabelSet).
+func (ls *LabelSet) Len() int {
+	if ls == nil {
+		return 0
+	}
+	return len(ls.ids)
+}
 
-// Evaluate reports whether the label set satisfies the selector. Both must
-// come from the same Interner. It does not allocate.
+// Evaluate reports whether the label set satisfies the selector. It does not
+// allocate. A nil ls has no labels.
+//
+// The selector and the label set must come from the same Interner: key IDs
+// mean nothing across Interners (ID 0 is "app" in one and "team" in another).
+// A LabelSet built by another Interner makes Evaluate return false, whatever
+// the selector, so a mix-up matches nothing rather than the wrong items; use
+// Selector().Evaluate(ls) to evaluate across Interners, by key.
 func (c Compiled) Evaluate(ls *LabelSet) bool {
 	p := c.sel.p
 	if p == nil {
 		return true
 	}
 	if p.err != nil {
+		return false
+	}
+	if ls == nil {
+		var empty LabelSet
+		return evalCompiled(c.nodes, p.kids, p.root, &empty)
+	}
+	if ls.in != c.in && ls.in != nil { // the zero LabelSet has no labels
 		return false
 	}
 	return evalCompiled(c.nodes, p.kids, p.root, ls)

@@ -54,3 +54,94 @@ func TestCompiledEvaluateDoesNotAllocate(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// TestNilLabelsAreEmpty checks that every nil label source (a nil Labels, a
+// nil Map, *Overlay or *LabelSet, the zero LabelSet) behaves as a set with no
+// labels instead of panicking, through Selector.Evaluate and
+// Compiled.Evaluate.
+func TestNilLabelsAreEmpty(t *testing.T) {
+	in := NewInterner()
+	sources := map[string]Labels{
+		"nil Labels":       nil,
+		"nil Map":          Map(nil),
+		"nil *Overlay":     (*Overlay)(nil),
+		"nil *LabelSet":    (*LabelSet)(nil),
+		"zero LabelSet":    &LabelSet{},
+		"empty Overlay":    &Overlay{},
+		"empty LabelSet":   in.LabelSet(),
+		"overlay of nils":  &Overlay{Top: (*LabelSet)(nil), Bottom: Map(nil)},
+		"nil *Overlay top": &Overlay{Top: (*Overlay)(nil)},
+	}
+	tests := []struct {
+		sel  string
+		want bool
+	}{
+		{`all()`, true},
+		{`!all()`, false},
+		{`has(a)`, false},
+		{`!has(a)`, true},
+		{`a == "x"`, false},
+		{`a != "x"`, true},
+		{`a in {"x"}`, false},
+		{`a not in {"x"}`, true},
+		{`a starts with ""`, false},
+		{`(a == "x" || !has(b)) && c not in {"y"}`, true},
+	}
+	for name, l := range sources {
+		t.Run(name, func(t *testing.T) {
+			for _, tt := range tests {
+				s := MustParse(tt.sel)
+				assert.Equal(t, tt.want, s.Evaluate(l), tt.sel)
+				if ls, ok := l.(*LabelSet); ok || l == nil {
+					assert.Equal(t, tt.want, in.Compile(s).Evaluate(ls), "%s compiled", tt.sel)
+				}
+			}
+			if ls, ok := l.(*LabelSet); ok {
+				assert.Zero(t, ls.Len())
+				_, found := ls.Get("a")
+				assert.False(t, found)
+			}
+		})
+	}
+}
+
+func TestZeroInternerIsUsable(t *testing.T) {
+	var in Interner
+	ls := in.LabelSet(map[string]string{"a": "x"})
+	assert.Equal(t, 1, ls.Len())
+	assert.True(t, in.Compile(MustParse(`a == "x"`)).Evaluate(ls))
+	assert.False(t, in.Compile(MustParse(`has(b)`)).Evaluate(ls))
+	v, ok := ls.Get("a")
+	assert.True(t, ok)
+	assert.Equal(t, "x", v)
+}
+
+// TestCompiledRejectsOtherInterner checks that a selector compiled with one
+// Interner matches nothing on a LabelSet from another, where the key IDs
+// would otherwise silently name other keys.
+func TestCompiledRejectsOtherInterner(t *testing.T) {
+	a, b := NewInterner(), NewInterner()
+	// In b, "q" gets ID 0, the ID "a" has in a.
+	a.LabelSet(map[string]string{"a": "x"})
+	fromB := b.LabelSet(map[string]string{"q": "x"})
+	tests := []struct {
+		sel       string
+		sameOwner bool // the verdict with a LabelSet from the same Interner
+	}{
+		{`a == "x"`, false},
+		{`!has(a)`, true},
+		{`all()`, true},
+		{`q == "x"`, true},
+		{`a == "x" || q == "x"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sel, func(t *testing.T) {
+			s := MustParse(tt.sel)
+			assert.False(t, a.Compile(s).Evaluate(fromB), "another Interner's LabelSet matches nothing")
+			assert.Equal(t, tt.sameOwner, b.Compile(s).Evaluate(fromB))
+			assert.Equal(t, tt.sameOwner, a.Compile(s).Selector().Evaluate(fromB), "by key, across Interners")
+			assert.Equal(t, tt.sameOwner, s.Evaluate(Map{"q": "x"}))
+		})
+	}
+	assert.True(t, Compiled{}.Evaluate(fromB), "the zero Compiled is all()")
+}

@@ -1,14 +1,17 @@
 package selector
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 )
 
 func TestFromLabelSelector(t *testing.T) {
@@ -37,6 +40,27 @@ func TestFromLabelSelector(t *testing.T) {
 		{"unknown operator", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: "a", Operator: "Gt", Values: []string{"1"}}}}, "", `matchExpressions[0]: unknown operator "Gt"`},
 		{"bad key", &metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}}, "", `label key "a b"`},
+		{"value with space", &metav1.LabelSelector{MatchLabels: map[string]string{"a": "x y"}}, "",
+			`matchLabels: label "a" value "x y": a valid label must be an empty string or consist of alphanumeric characters`},
+		{"value too long", &metav1.LabelSelector{MatchLabels: map[string]string{"a": strings.Repeat("v", 64)}}, "",
+			"must be no more than 63 bytes"},
+		{"value starts with dash", &metav1.LabelSelector{MatchLabels: map[string]string{"a": "-x"}}, "", `label "a" value "-x"`},
+		{"value with quote", &metav1.LabelSelector{MatchLabels: map[string]string{"a": `it"s`}}, "", `label "a" value "it\"s"`},
+		{"empty and longest values", &metav1.LabelSelector{MatchLabels: map[string]string{"a": "", "b": strings.Repeat("v", 63)}},
+			`(a == "" && b == "` + strings.Repeat("v", 63) + `")`, ""},
+		{"prefixed key", &metav1.LabelSelector{MatchLabels: map[string]string{"example.com/a_b.c-d": "A.b_c-9"}},
+			`example.com/a_b.c-d == "A.b_c-9"`, ""},
+		{"In value invalid", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpIn, Values: []string{"ok", "not ok"}}}}, "", `matchExpressions[0]: label "a" value "not ok"`},
+		{"NotIn value invalid", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"x."}}}}, "", `matchExpressions[0]: label "a" value "x."`},
+		{"expression key invalid", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "a", Operator: metav1.LabelSelectorOpExists}, {Key: "a/b/c", Operator: metav1.LabelSelectorOpExists}}}, "",
+			`matchExpressions[1]: label key "a/b/c": a valid label key must consist of`},
+		{"key name part too long", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: strings.Repeat("k", 64), Operator: metav1.LabelSelectorOpDoesNotExist}}}, "", "name part must be no more than 63 bytes"},
+		{"key valid for Calico, not Kubernetes", &metav1.LabelSelector{MatchLabels: map[string]string{"-a": "x"}}, "",
+			`matchLabels: label key "-a": name part must consist of`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +75,60 @@ func TestFromLabelSelector(t *testing.T) {
 	}
 }
 
+// TestFromLabelSelectorRejectsWhatKubernetesRejects checks the validation
+// against metav1.LabelSelectorAsSelector and that whatever is accepted
+// converts back with ToLabelSelector (the round trip is symmetric).
+func TestFromLabelSelectorRejectsWhatKubernetesRejects(t *testing.T) {
+	for _, tt := range []struct {
+		key, val string
+		ok       bool
+	}{
+		{"a", "x", true},
+		{"a", "", true},
+		{"a", "x y", false},
+		{"a", "x_y.z-1", true},
+		{"a", "_x", false},
+		{"a", "x_", false},
+		{"a", strings.Repeat("v", 63), true},
+		{"a", strings.Repeat("v", 64), false},
+		{"a", "é", false},
+		{"a", `"`, false},
+		{"example.com/a", "x", true},
+		{"Example.com/a", "x", false},
+		{"a/b/c", "x", false},
+		{"/a", "x", false},
+		{"", "x", false},
+		{"a.", "x", false},
+	} {
+		t.Run(tt.key+"="+tt.val, func(t *testing.T) {
+			ls := &metav1.LabelSelector{MatchLabels: map[string]string{tt.key: tt.val}}
+			_, k8sErr := metav1.LabelSelectorAsSelector(ls)
+			require.Equal(t, tt.ok, k8sErr == nil, "the table disagrees with Kubernetes: %v", k8sErr)
+			s, err := FromLabelSelector(ls)
+			if !tt.ok {
+				require.ErrorIs(t, err, ErrInvalid)
+				assert.Equal(t, `!all()`, s.String())
+				return
+			}
+			require.NoError(t, err)
+			back, err := s.ToLabelSelector()
+			require.NoError(t, err)
+			assert.Equal(t, ls, back)
+		})
+	}
+}
+
+func TestFromK8sSelectorRejectsInvalidRequirement(t *testing.T) {
+	// labels.NewRequirement returns the Requirement along with its error; a
+	// caller who ignores the error can still build a Selector from it.
+	r, err := labels.NewRequirement("a", selection.Equals, []string{"x y"})
+	require.Error(t, err)
+	s, err := FromK8sSelector(labels.NewSelector().Add(*r))
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.ErrorContains(t, err, `label "a" value "x y"`)
+	assert.Equal(t, `!all()`, s.String())
+}
+
 func TestToLabelSelector(t *testing.T) {
 	tests := []struct {
 		sel  string
@@ -59,8 +137,23 @@ func TestToLabelSelector(t *testing.T) {
 	}{
 		{`all()`, &metav1.LabelSelector{}, false},
 		{`a == "1"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"}}, false},
-		{`a == "1" && a == "2"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"},
-			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "In", Values: []string{"2"}}}}, false},
+		{`a == "1" && a == "1"`, &metav1.LabelSelector{MatchLabels: map[string]string{"a": "1"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "In", Values: []string{"1"}}}}, false},
+		{`a == "1" && a in {"1", "2"} && a != "2" && has(a) && b not in {"x"} && !has(c) && c not in {"y"}`, &metav1.LabelSelector{
+			MatchLabels: map[string]string{"a": "1"},
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "In", Values: []string{"1", "2"}},
+				{Key: "a", Operator: "NotIn", Values: []string{"2"}},
+				{Key: "a", Operator: "Exists"},
+				{Key: "b", Operator: "NotIn", Values: []string{"x"}},
+				{Key: "c", Operator: "DoesNotExist"},
+				{Key: "c", Operator: "NotIn", Values: []string{"y"}},
+			}}, false},
+		{`has(a) && a not in {"x", "y"}`, &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "Exists"},
+				{Key: "a", Operator: "NotIn", Values: []string{"x", "y"}},
+			}}, false},
 		{`a != "1" && !(b == "2") && !(c != "3")`, &metav1.LabelSelector{
 			MatchLabels: map[string]string{"c": "3"},
 			MatchExpressions: []metav1.LabelSelectorRequirement{
@@ -111,14 +204,24 @@ func TestToLabelSelectorErrors(t *testing.T) {
 		{`a in {}`, `a in {}: an empty set matches nothing, which a LabelSelector cannot express`},
 		{`!a not in {}`, `!a not in {}: an empty set matches nothing`},
 		{`a == "has space"`, `label "a" value "has space": a valid label must be`},
+		{`has(a) && !has(a)`, `(has(a) && !has(a)): label "a" must be both present and absent, so it matches nothing, which a LabelSelector cannot express`},
+		{`b == "x" && !has(b)`, `label "b" must be both present and absent`},
+		{`a in {"x"} && !has(a)`, `label "a" must be both present and absent`},
+		{`a == "x" && a == "y"`, `(a == "x" && a == "y"): label "a" has no value that every term allows, so it matches nothing`},
+		{`a in {"x", "y"} && a in {"y", "z"} && a != "y"`, `label "a" has no value that every term allows`},
+		{`a in {"x"} && a not in {"x"}`, `label "a" has no value that every term allows`},
+		{`a == "x" && !(a == "x")`, `label "a" has no value that every term allows`},
+		{`has(z) && a == "x" && a == "y" && !has(z)`, `label "a" has no value`},
 		{`-a == "x"`, `label key "-a": name part must consist of`},
 		{`has(a/b/c)`, `label key "a/b/c": a valid label key must consist of`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
-			_, err := MustParse(tt.sel).ToLabelSelector()
+			sel := MustParse(tt.sel)
+			_, err := sel.ToLabelSelector()
 			require.ErrorIs(t, err, ErrNotLabelSelector)
 			assert.Contains(t, err.Error(), tt.want)
+			assert.Equal(t, !sel.Satisfiable(), errors.Is(err, ErrMatchesNothing), "ErrMatchesNothing exactly when nothing matches")
 		})
 	}
 	_, err := Eq("a", `'"`).ToLabelSelector()
@@ -142,6 +245,9 @@ func TestFromK8sSelector(t *testing.T) {
 	s, err := FromK8sSelector(labels.Nothing())
 	require.NoError(t, err)
 	assert.Equal(t, `!all()`, s.String())
+	s, err = FromK8sSelector(nil)
+	require.NoError(t, err)
+	assert.Equal(t, `!all()`, s.String(), "a nil labels.Selector matches nothing")
 	gt, err := labels.Parse("a>1")
 	require.NoError(t, err)
 	_, err = FromK8sSelector(gt)
@@ -174,10 +280,18 @@ func TestK8sConversionAgreesWithKubernetes(t *testing.T) {
 		require.NoError(t, err)
 		theirs, err := metav1.LabelSelectorAsSelector(ls)
 		require.NoError(t, err)
+		// Satisfiable's exhaustive search is exact on these few keys and
+		// values, so it checks ToLabelSelector's contradiction test both ways.
+		roundTrip := Nothing()
 		back, err := ours.ToLabelSelector()
-		require.NoError(t, err, "selector %s", ours)
-		roundTrip, err := FromLabelSelector(back)
-		require.NoError(t, err)
+		if ours.Satisfiable() {
+			require.NoError(t, err, "selector %s", ours)
+			roundTrip, err = FromLabelSelector(back)
+			require.NoError(t, err)
+		} else {
+			require.ErrorIs(t, err, ErrMatchesNothing, "selector %s", ours)
+			require.ErrorIs(t, err, ErrNotLabelSelector)
+		}
 		for range 20 {
 			l := map[string]string{}
 			for _, k := range keys {
@@ -206,4 +320,51 @@ func TestFromLabelSelectorErrorsWrapErrInvalid(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalid)
 		})
 	}
+}
+
+// TestErrorsComeWithNothing checks that every function returning
+// (Selector, error) pairs an error with Nothing(), so a caller that ignores
+// the error gets a selector matching nothing rather than the zero Selector
+// (all()).
+func TestErrorsComeWithNothing(t *testing.T) {
+	gt, err := labels.Parse("a>1")
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		call func() (Selector, error)
+	}{
+		{"Parse", func() (Selector, error) { return Parse(`a ==`) }},
+		{"Parse trailing input", func() (Selector, error) { return Parse(`has(a) b`) }},
+		{"FromLabelSelector In without values", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: metav1.LabelSelectorOpIn}}})
+		}},
+		{"FromLabelSelector unknown operator", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: "Gt", Values: []string{"1"}}}})
+		}},
+		{"FromLabelSelector Exists with values", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "a", Operator: metav1.LabelSelectorOpExists, Values: []string{"x"}}}})
+		}},
+		{"FromLabelSelector bad key", func() (Selector, error) {
+			return FromLabelSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}})
+		}},
+		{"FromK8sSelector Gt", func() (Selector, error) { return FromK8sSelector(gt) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := tt.call()
+			require.ErrorIs(t, err, ErrInvalid)
+			assert.Equal(t, `!all()`, s.String())
+			for _, l := range []Map{{}, {"a": "x"}, {"a": "1", "b": "y"}} {
+				assert.False(t, s.Evaluate(l), "%v", l)
+			}
+		})
+	}
+	t.Run("UnmarshalText", func(t *testing.T) {
+		s := All()
+		require.ErrorIs(t, s.UnmarshalText([]byte(`a ==`)), ErrInvalid)
+		assert.Equal(t, `!all()`, s.String())
+	})
 }

@@ -23,13 +23,17 @@ func (m Map) Get(key string) (string, bool) {
 // Overlay is a layered view of two label sources: a label in Top hides the
 // label of the same name in Bottom. Use it for an endpoint's own labels over
 // its namespace's or service account's. Pass a pointer (&Overlay{...}) to keep
-// evaluation free of allocations; a nil layer counts as empty.
+// evaluation free of allocations; a nil layer, or a nil *Overlay, counts as
+// empty.
 type Overlay struct {
 	Top, Bottom Labels
 }
 
 // Get implements Labels.
 func (o *Overlay) Get(key string) (string, bool) {
+	if o == nil {
+		return "", false
+	}
 	if o.Top != nil {
 		if v, ok := o.Top.Get(key); ok {
 			return v, true

@@ -8,7 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-// ErrInvalid is wrapped by every error Parse returns, for errors.Is.
+// ErrInvalid is wrapped by every error Parse, FromLabelSelector and
+// FromK8sSelector return, for errors.Is.
 var ErrInvalid = errors.New("invalid selector")
 
 // MaxKeyLength is the longest label key a selector may name, as in Calico.
@@ -41,7 +42,9 @@ func (e *ParseError) Unwrap() error { return ErrInvalid }
 
 // Parse reads a selector in Calico's syntax. The empty string (or only
 // whitespace) is all(). A malformed selector returns a *ParseError naming the
-// column.
+// column (it wraps ErrInvalid) together with Nothing(), so a caller that
+// ignores the error gets a selector that matches nothing, never the zero
+// Selector (which is all()).
 func Parse(s string) (Selector, error) {
 	p := parser{in: s, prog: &program{}}
 	// n operators join n+1 operations into at most n groups, so 2n+1 nodes
@@ -60,10 +63,10 @@ func Parse(s string) (Selector, error) {
 	}
 	root, err := p.parseOr(0)
 	if err != nil {
-		return Selector{}, err
+		return Nothing(), err
 	}
 	if p.pos != len(p.in) {
-		return Selector{}, p.afterOperand(`"&&", "||" or end of input`)
+		return Nothing(), p.afterOperand(`"&&", "||" or end of input`)
 	}
 	p.prog.root = root
 	return Selector{p: p.prog}, nil

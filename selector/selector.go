@@ -9,7 +9,8 @@ type Selector struct {
 }
 
 // Evaluate reports whether labels satisfy the selector. It does not allocate
-// (for Map, *Overlay or any Labels whose Get does not).
+// (for Map, *Overlay or any Labels whose Get does not). A nil labels (or a nil
+// Map, *Overlay or *LabelSet) counts as a set with no labels.
 func (s Selector) Evaluate(labels Labels) bool {
 	if s.p == nil {
 		return true
@@ -69,12 +70,11 @@ func (s Selector) MarshalText() ([]byte, error) {
 	return []byte(s.String()), nil
 }
 
-// UnmarshalText parses a selector.
+// UnmarshalText parses a selector. On error (a *ParseError wrapping
+// ErrInvalid) it sets *s to Nothing(), as Parse returns, so a document whose
+// selector does not parse cannot leave a match-everything zero value behind.
 func (s *Selector) UnmarshalText(text []byte) error {
 	sel, err := Parse(string(text))
-	if err != nil {
-		return err
-	}
 	*s = sel
-	return nil
+	return err
 }
