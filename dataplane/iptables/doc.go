@@ -20,9 +20,24 @@
 //     render in iptables-save's canonical order (builtin matches, the hash
 //     comment, a human comment, extension matches, target), so the same
 //     desired state always renders byte for byte the same (Render, a dry
-//     run). Rules are validated when set (ErrInvalidRule): family of
-//     addresses, a protocol before port matches, at most 15 multiport
-//     slots, safe names and comments; nothing is half-accepted.
+//     run). Rules are validated when set (ErrInvalidRule, wrapped with
+//     the chain and rule index): family of addresses, a protocol before
+//     port matches, at most 15 multiport slots, a builtin match (-s, -d,
+//     -i, -o, -p) at most once, safe names and comments, the family's
+//     REJECT types (iptables-extensions(8); IPv6 aliases are written as
+//     the canonical name iptables-save prints), tcp-reset and a DNAT port
+//     after Protocol(tcp|udp|sctp), Jump and Goto to user chains only
+//     (not INPUT, FORWARD..., nor a target name such as DROP), and the
+//     targets' tables: DNAT, SNAT and Masquerade only in nat (and, in a
+//     nat kernel chain given to SetHook, only in their hooks: DNAT in
+//     PREROUTING or OUTPUT, SNAT in POSTROUTING or INPUT, MASQUERADE in
+//     POSTROUTING), Reject only in filter; SetMark, Log and NFLOG go in
+//     any table. Nothing is half-accepted: a rule the kernel is certain
+//     to refuse would otherwise hold back every pending change of its
+//     table (and of later tables) at each Apply. Not checked: a NAT
+//     target in an owned chain that a hook of the wrong kind jumps to (it
+//     depends on the jumps, not the rule), and ipsets and jump targets
+//     that must exist when applied.
 //  2. Hash comments. Every owned rule carries `-m comment --comment
 //     "tabby:<16 chars>"`, a hash of the chain name, the previous rule's
 //     hash and the rule (Felix's scheme), so reading iptables-save and

@@ -175,7 +175,7 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
 	}
-	rc, err := t.render(chain.Name, chain.Rules)
+	rc, err := t.render(table, chain.Name, "", chain.Rules)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -185,8 +185,13 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	return nil
 }
 
-// render is renderChain with t's family, hash prefix and scratch buffers.
-func (t *IPTables) render(chain string, rules []Rule) (renderedChain, error) {
+// render checks rules against table (and hook, the kernel chain they go
+// in, "" for an owned chain), then is renderChain with t's family, hash
+// prefix and scratch buffers.
+func (t *IPTables) render(table Table, chain, hook string, rules []Rule) (renderedChain, error) {
+	if err := validateRulesIn(table, chain, hook, rules); err != nil {
+		return renderedChain{}, err
+	}
 	sc, _ := t.scratch.Get().(*renderScratch)
 	if sc == nil {
 		sc = &renderScratch{}
@@ -231,7 +236,7 @@ func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]rendered
 	out := make([]renderedChain, len(chains))
 	errs := make([]error, len(chains))
 	parallel.For(len(chains), 16, func(i int) {
-		out[i], errs[i] = t.render(chains[i].Name, chains[i].Rules)
+		out[i], errs[i] = t.render(table, chains[i].Name, "", chains[i].Rules)
 	})
 	rendered := make(map[chainKey]renderedChain, len(chains))
 	for i, c := range chains {
@@ -273,7 +278,7 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 	if !isBuiltin(table, kernelChain) {
 		return fmt.Errorf("hook %s/%s: %w: not a kernel chain of the table", table, kernelChain, ErrNotOwned)
 	}
-	rc, err := t.render(kernelChain, rules)
+	rc, err := t.render(table, kernelChain, kernelChain, rules)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}

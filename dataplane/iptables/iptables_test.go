@@ -106,8 +106,10 @@ func TestRenderArgForms(t *testing.T) {
 		{IPv4, Rule{Match: Match().Protocol(TCP).OutInterface("o").InInterface("i").DestNet(netip.MustParsePrefix("10.1.2.3/16")).SourceNet(netip.MustParsePrefix("10.9.0.0/24")), Action: Accept{}},
 			"-s 10.9.0.0/24 -d 10.1.0.0/16 -i i -o o -p tcp -m comment --comment h -j ACCEPT"},
 		{IPv4, Rule{Action: DNAT{To: netip.MustParseAddrPort("10.0.0.1:0")}}, "-m comment --comment h -j DNAT --to-destination 10.0.0.1"},
-		{IPv6, Rule{Match: Match().NotDestNet(v6), Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:80")}},
-			"! -d fd00:1::/64 -m comment --comment h -j DNAT --to-destination [fd00::1]:80"},
+		{IPv6, Rule{Match: Match().NotDestNet(v6).Protocol(TCP), Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:80")}},
+			"! -d fd00:1::/64 -p tcp -m comment --comment h -j DNAT --to-destination [fd00::1]:80"},
+		{IPv6, Rule{Action: Reject{With: "no-route"}}, "-m comment --comment h -j REJECT --reject-with icmp6-no-route"},
+		{IPv4, Rule{Action: Reject{With: "icmp-admin-prohibited"}}, "-m comment --comment h -j REJECT --reject-with icmp-admin-prohibited"},
 		{IPv6, Rule{Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:0")}}, "-m comment --comment h -j DNAT --to-destination fd00::1"},
 		{IPv6, Rule{Action: SNAT{To: netip.MustParseAddr("fd00::2")}}, "-m comment --comment h -j SNAT --to-source fd00::2"},
 	} {
@@ -145,6 +147,13 @@ func TestBadRulesRejected(t *testing.T) {
 		"icmp6 in v4":     {Match: Match().Protocol(ICMPv6), Action: Accept{}},
 		"tcp-reset udp":   {Match: Match().Protocol(UDP), Action: Reject{With: "tcp-reset"}},
 		"bad protocol":    {Match: Match().Protocol("tcpx"), Action: Accept{}},
+		"jump to DNAT":    {Action: Jump{Chain: "DNAT"}},
+		"goto ACCEPT":     {Action: Goto{Chain: "ACCEPT"}},
+		"jump to INPUT":   {Action: Jump{Chain: "INPUT"}},
+		"reject bogus":    {Action: Reject{With: "bogus"}},
+		"reject v6 type":  {Action: Reject{With: "icmp6-port-unreachable"}},
+		"dnat port":       {Match: Match().Protocol(ICMP), Action: DNAT{To: netip.MustParseAddrPort("10.0.0.1:80")}},
+		"iface twice":     {Match: Match().InInterface("a").NotInInterface("b"), Action: Accept{}},
 	} {
 		err := ipt.SetChain(Filter, Chain{Name: "tabby-x", Rules: []Rule{r}})
 		assert.ErrorIs(t, err, ErrInvalidRule, name)

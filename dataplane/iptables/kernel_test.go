@@ -93,12 +93,13 @@ func natRules(f Family) []Rule {
 }
 
 func moreRules(f Family) []Rule {
-	icmp := ICMP
+	icmp, reject := ICMP, "icmp-admin-prohibited"
 	if f == IPv6 {
-		icmp = ICMPv6
+		icmp, reject = ICMPv6, "addr-unreach" // an alias: rendered as iptables-save prints it
 	}
 	return []Rule{
 		{Match: Match().Protocol(icmp), Action: Accept{}},
+		{Match: Match().Protocol(icmp), Action: Reject{With: reject}},
 		{Match: Match().SourceIPSet("tabby-s").NotDestIPSet("tabby-s"), Action: Log{Prefix: "tabby: "}},
 		{Match: Match().NotConntrackState(StateNew, StateInvalid), Action: Accept{}},
 		// kube-proxy's no-endpoints and CVE-2020-8558 rules.
