@@ -61,7 +61,15 @@
 //     HashPrefix ("tabby:") are ours. Rules and chains of other programs
 //     are never changed. An owned chain that is stale but still jumped to
 //     by another program's rule is flushed, not deleted (deleting it would
-//     fail the whole transaction), until that reference goes.
+//     fail the whole transaction), until that reference goes. Apply knows
+//     the references of the last iptables-save read (the first Apply,
+//     after QueueResync, Refresh or a failure, and every RefreshInterval,
+//     90 s by default); a reference another program added since makes
+//     the `-X` fail, and with it that table's section (and later ones).
+//     Apply then reads again at once and restores what is still pending,
+//     now flushing that chain and keeping it: the cost is one failed
+//     restore and one extra read, not an error or a 90 s wait. Only one
+//     such retry per Apply: a second failure is returned.
 //  5. Hook positions. SetHook places owned rules at the top of kernel
 //     chains (INPUT, FORWARD, OUTPUT, PREROUTING, POSTROUTING of filter,
 //     nat, mangle, raw): they are rules 1..n of the chain, in the order

@@ -356,7 +356,11 @@ func (t *IPTables) InSync() bool {
 // the first call, after QueueResync, after a failure, and when the last
 // read is older than RefreshInterval. With nothing pending it runs no
 // restore. A rejected transaction returns a *RestoreError naming the
-// failing line; the kernel keeps its previous rules.
+// failing line; the kernel keeps its previous rules. When the failing
+// line is the `-X` of a stale owned chain (another program's rule jumps
+// to it since the last read), Apply reads iptables-save again and writes
+// what is still pending once more, flushing that chain instead of
+// deleting it: one failed restore, no error.
 func (t *IPTables) Apply(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -367,7 +371,24 @@ func (t *IPTables) Apply(ctx context.Context) error {
 	if len(input) == 0 {
 		return nil
 	}
-	if err := t.restore(ctx, input); err != nil {
+	err := t.restore(ctx, input)
+	var re *RestoreError
+	if errors.As(err, &re) && strings.HasPrefix(re.Text, "-X ") && ctx.Err() == nil {
+		// Deleting a stale chain failed: another program's rule jumps to
+		// it since the last read. Read again (the reference is seen now,
+		// so the chain is only flushed) and write what is still pending,
+		// once.
+		t.log.Warn("deleting a stale chain failed; re-reading and retrying", "line", re.Text, "err", err)
+		if rerr := t.readKernel(ctx); rerr != nil {
+			t.read = false
+			return errors.Join(err, rerr)
+		}
+		if input, done = t.buildInput(); len(input) == 0 {
+			return nil
+		}
+		err = t.restore(ctx, input)
+	}
+	if err != nil {
 		t.read = false
 		return err
 	}

@@ -409,3 +409,31 @@ func TestReadThenApply(t *testing.T) {
 	require.NoError(t, ipt.Read(ctx))
 	assert.Equal(t, 2, saves())
 }
+
+// TestStaleChainReferencedSinceRead: another program jumps to a stale
+// owned chain after the last read; the -X fails, Apply reads again and
+// flushes the chain instead, in the same call.
+func TestStaleChainReferencedSinceRead(t *testing.T) {
+	ctx := context.Background()
+	ipt, fake := fakeIPTables(t, IPv4)
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-stale", Rules: []Rule{{Action: Accept{}}}}))
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Accept{}}}}))
+	require.NoError(t, ipt.Apply(ctx))
+	_, err := fake.Run(ctx, Command{Name: "iptables-nft-restore", Args: []string{"--noflush"},
+		Stdin: []byte("*filter\n-A INPUT -j tabby-stale\nCOMMIT\n")})
+	require.NoError(t, err)
+	ipt.DeleteChain(Filter, "tabby-stale")
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Drop{}}}}))
+	require.NoError(t, ipt.Apply(ctx))
+	rs := restores(fake)
+	require.Len(t, rs, 4, "apply, the foreign write, the failed -X, the retry")
+	assert.Contains(t, rs[2], "-X tabby-stale\n")
+	assert.NotContains(t, rs[3], "-X tabby-stale")
+	dump := fake.Dump()
+	assert.Contains(t, dump, ":tabby-stale - [0:0]\n")
+	assert.NotContains(t, dump, "-A tabby-stale ")
+	assert.Contains(t, dump, "-A tabby-keep -m comment --comment")
+	assert.Contains(t, dump, "-j DROP\n", "the other change of the table went in too")
+	require.NoError(t, ipt.Apply(ctx))
+	assert.Len(t, restores(fake), 4, "nothing pending")
+}

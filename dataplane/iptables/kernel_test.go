@@ -296,3 +296,33 @@ func TestKernelLockContention(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelStaleChainReferencedSinceRead: on both backends, a stale
+// owned chain that another program started jumping to after the last
+// read is flushed and kept by the same Apply (its -X fails once), and the
+// table's other pending change goes in.
+func TestKernelStaleChainReferencedSinceRead(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			ipt, ex, n := kernelIPTables(t, b, IPv4)
+			require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-stale", Rules: []Rule{{Action: Accept{}}}}))
+			require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Accept{}}}}))
+			require.NoError(t, ipt.Apply(ctx))
+			_, err := ex.Run(ctx, Command{Name: binary(IPv4, b, "restore"), Args: []string{"--noflush"},
+				Stdin: []byte("*filter\n-A INPUT -j tabby-stale\nCOMMIT\n")})
+			require.NoError(t, err)
+			ex.restores = 0
+			ipt.DeleteChain(Filter, "tabby-stale")
+			require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Drop{}}}}))
+			require.NoError(t, ipt.Apply(ctx))
+			assert.Equal(t, 2, ex.restores, "the failed -X and the retry")
+			out, err := n.Run(ctx, binary(IPv4, b, "save"))
+			require.NoError(t, err)
+			assert.Contains(t, out, ":tabby-stale - [0:0]")
+			assert.NotContains(t, out, "-A tabby-stale ")
+			assert.Contains(t, out, "-A INPUT -j tabby-stale")
+			assert.Regexp(t, `-A tabby-keep -m comment --comment "tabby:\S+" -j DROP`, out)
+		})
+	}
+}
