@@ -57,7 +57,17 @@
 //     25,000 rules spends ~25 ms of CPU here). Apply's restore text costs
 //     O(pending chains and rules) plus a sort of the pending chain names.
 //  4. Ownership. Only chains named with ChainPrefix ("tabby-") are written
-//     or deleted; in kernel chains only rules whose comment starts with
+//     or deleted, and every chain so named counts as owned (a stale one
+//     is deleted). New therefore refuses (ErrInvalidConfig) a prefix
+//     that overlaps, either way, the chain prefix of a well-known program
+//     ("KUBE-" of kube-proxy and kubelet, Calico's "cali-", Cilium's
+//     "CILIUM_", Docker's "DOCKER", ...: "KUBE-" would delete
+//     kube-proxy's chains, "cali-x-" would be swept by Felix); a prefix
+//     another program on the node uses is the caller's to avoid. A bad
+//     name gets its real reason: ErrInvalidRule naming the bad character
+//     or the length, ErrNotOwned for a valid name without the prefix,
+//     ErrUnknownTable (an ErrInvalidRule) for a table other than filter,
+//     nat, mangle, raw; in kernel chains only rules whose comment starts with
 //     HashPrefix ("tabby:") are ours. Rules and chains of other programs
 //     are never changed. An owned chain that is stale but still jumped to
 //     by another program's rule is flushed, not deleted (deleting it would

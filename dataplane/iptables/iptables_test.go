@@ -159,7 +159,7 @@ func TestBadRulesRejected(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidRule, name)
 	}
 	assert.ErrorIs(t, ipt.SetChain(Filter, Chain{Name: "INPUT"}), ErrNotOwned)
-	assert.ErrorIs(t, ipt.SetChain(Filter, Chain{Name: "tabby-" + strings.Repeat("x", 23)}), ErrNotOwned)
+	assert.ErrorIs(t, ipt.SetChain(Filter, Chain{Name: "tabby-" + strings.Repeat("x", 23)}), ErrInvalidRule, "too long: not a chain name")
 	assert.ErrorIs(t, ipt.SetChain("bogus", Chain{Name: "tabby-x"}), ErrInvalidRule)
 	assert.ErrorIs(t, ipt.SetHook(Filter, "PREROUTING", nil), ErrNotOwned)
 	assert.ErrorIs(t, ipt.SetHook(Filter, "tabby-x", nil), ErrNotOwned)

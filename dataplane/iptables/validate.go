@@ -121,3 +121,48 @@ func validateRulesIn(table Table, chain, hook string, rules []Rule) error {
 	}
 	return nil
 }
+
+// checkChainName returns an ErrInvalidRule naming why name is no valid
+// chain name (see validChainName), or nil.
+func checkChainName(name string) error {
+	switch {
+	case name == "":
+		return invalid("empty chain name")
+	case len(name) > MaxChainNameLen:
+		return invalid("chain name of %d bytes: at most %d", len(name), MaxChainNameLen)
+	case name[0] == '-' || name[0] == '!':
+		return invalid("chain name starts with %q", name[0])
+	}
+	for i, c := range name { // a rune, so that 'é' is named as such
+		if c <= ' ' || c > '~' || c == '"' || c == '\'' || c == '\\' {
+			return invalid("invalid character %q at byte %d of the chain name (printable ASCII only, no space, quote or backslash)", c, i)
+		}
+	}
+	return nil
+}
+
+// wellKnownPrefixes are chain-name prefixes other programs own (they
+// create, and may delete, chains named so); New refuses a ChainPrefix
+// overlapping one. Sources: kube-proxy and kubelet (pkg/proxy/iptables,
+// pkg/kubelet), Calico felix (rules/rule_defs.go, and its old "felix-"),
+// Cilium (CILIUM_ and OLD_CILIUM_), Docker, flannel, the CNI portmap and
+// bridge plugins, Tailscale, Istio, Antrea, Weave Net, libvirt, ufw and
+// fail2ban.
+var wellKnownPrefixes = []struct{ prefix, owner string }{
+	{"KUBE-", "kube-proxy/kubelet/kube-router"},
+	{"cali-", "Calico"},
+	{"felix-", "Calico"},
+	{"CILIUM_", "Cilium"},
+	{"OLD_CILIUM_", "Cilium"},
+	{"DOCKER", "Docker"},
+	{"FLANNEL-", "flannel"},
+	{"CNI-", "the CNI portmap/bridge plugins"},
+	{"ts-", "Tailscale"},
+	{"ISTIO_", "Istio"},
+	{"ANTREA-", "Antrea"},
+	{"WEAVE", "Weave Net"},
+	{"LIBVIRT_", "libvirt"},
+	{"ufw-", "ufw"},
+	{"ufw6-", "ufw"},
+	{"f2b-", "fail2ban"},
+}

@@ -3,6 +3,7 @@ package iptables
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -147,6 +148,82 @@ func TestKernelRefusesWhatSetRefuses(t *testing.T) {
 					require.NoError(t, ipt.Apply(ctx), tc.name)
 				}
 			})
+		}
+	}
+}
+
+// TestChainNameErrors: each bad name gets its real reason and sentinel.
+func TestChainNameErrors(t *testing.T) {
+	ipt, _ := fakeIPTables(t, IPv4)
+	for _, tc := range []struct {
+		table      Table
+		name       string
+		want       error
+		notWant    error
+		reasonPart string
+	}{
+		{Filter, "tabby-a b", ErrInvalidRule, ErrNotOwned, `invalid character ' ' at byte 7`},
+		{Filter, `tabby-a"b`, ErrInvalidRule, ErrNotOwned, `invalid character '"' at byte 7`},
+		{Filter, "tabby-é", ErrInvalidRule, ErrNotOwned, `invalid character 'é' at byte 6`},
+		{Filter, "tabby-" + strings.Repeat("x", 23), ErrInvalidRule, ErrNotOwned, "29 bytes: at most 28"},
+		{Filter, "", ErrInvalidRule, ErrNotOwned, "empty chain name"},
+		{Filter, "-tabby", ErrInvalidRule, ErrNotOwned, "starts with '-'"},
+		{Filter, "other-a", ErrNotOwned, ErrInvalidRule, `must start with "tabby-"`},
+		{Filter, "tabby-", ErrNotOwned, ErrInvalidRule, `must start with "tabby-" and go on`},
+		{Filter, "INPUT", ErrNotOwned, ErrInvalidRule, "filter/INPUT"},
+		{"bogus", "tabby-a", ErrUnknownTable, ErrNotOwned, `unknown table "bogus"`},
+	} {
+		err := ipt.SetChain(tc.table, Chain{Name: tc.name})
+		require.ErrorIs(t, err, tc.want, tc.name)
+		assert.NotErrorIs(t, err, tc.notWant, tc.name)
+		assert.Contains(t, err.Error(), tc.reasonPart, tc.name)
+		assert.ErrorIs(t, ipt.SetChains(tc.table, []Chain{{Name: tc.name}}), tc.want, tc.name)
+	}
+	assert.ErrorIs(t, ErrUnknownTable, ErrInvalidRule, "an unknown table is invalid input")
+
+	for _, tc := range []struct {
+		table Table
+		chain string
+		want  error
+	}{
+		{"bogus", "INPUT", ErrUnknownTable},
+		{"Filter", "INPUT", ErrUnknownTable},
+		{Filter, "PREROUTING", ErrNotOwned},
+		{Filter, "tabby-x", ErrNotOwned},
+	} {
+		err := ipt.SetHook(tc.table, tc.chain, nil)
+		assert.ErrorIs(t, err, tc.want, "%s/%s: %v", tc.table, tc.chain, err)
+		if tc.want == ErrUnknownTable {
+			assert.NotErrorIs(t, err, ErrNotOwned)
+		}
+	}
+}
+
+// TestChainPrefixOfOtherOwners: a prefix overlapping a well-known
+// program's chains (either way) is refused; others are accepted.
+func TestChainPrefixOfOtherOwners(t *testing.T) {
+	for _, tc := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{"KUBE-", false},
+		{"KUBE-TABBY-", false}, // kube-proxy sweeps KUBE-* chains it does not know
+		{"K", false},
+		{"cali-", false},
+		{"cali", false},
+		{"CILIUM_", false},
+		{"DOCKER-", false},
+		{"ts-", false},
+		{"tabby-", true},
+		{"TABBY-", true},
+		{"kube-", true}, // case matters: kube-proxy's chains are KUBE-
+		{"my-agent-", true},
+	} {
+		_, err := New(Config{ChainPrefix: tc.prefix})
+		if tc.ok {
+			assert.NoError(t, err, tc.prefix)
+		} else {
+			assert.ErrorIs(t, err, ErrInvalidConfig, tc.prefix)
 		}
 	}
 }
