@@ -514,13 +514,6 @@ var fakeRejectTypes = map[bool]map[string]string{
 	},
 }
 
-// fakeNATHooks lists the nat-table kernel chains each NAT target may be
-// used in.
-var fakeNATHooks = map[string][]string{
-	"DNAT": {"PREROUTING", "OUTPUT"}, "REDIRECT": {"PREROUTING", "OUTPUT"},
-	"SNAT": {"POSTROUTING", "INPUT"}, "MASQUERADE": {"POSTROUTING"},
-}
-
 // fakeBaseFlags maps the builtin match flags to their baseRank.
 var fakeBaseFlags = map[string]int{"-s": 0, "--source": 0, "-d": 1, "--destination": 1,
 	"-i": 2, "--in-interface": 2, "-o": 3, "--out-interface": 3, "-p": 4, "--protocol": 4}
@@ -593,7 +586,11 @@ func (x *fakeTx) checkTarget(args []string, chain string) (msg string, atCommit 
 		if x.table != NAT {
 			return target + ": Invalid argument (nat table only)", true
 		}
-		if isBuiltin(x.table, chain) && !slices.Contains(fakeNATHooks[target], chain) {
+		hooks := natHooks[target]
+		if target == "REDIRECT" {
+			hooks = natHooks["DNAT"] // the same hooks; tabby has no Redirect action
+		}
+		if isBuiltin(x.table, chain) && !slices.Contains(hooks, chain) {
 			return fmt.Sprintf("%s: Invalid argument (not in %s)", target, chain), true
 		}
 	}
