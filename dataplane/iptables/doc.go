@@ -20,9 +20,24 @@
 //     render in iptables-save's canonical order (builtin matches, the hash
 //     comment, a human comment, extension matches, target), so the same
 //     desired state always renders byte for byte the same (Render, a dry
-//     run). Rules are validated when set (ErrInvalidRule): family of
-//     addresses, a protocol before port matches, at most 15 multiport
-//     slots, safe names and comments; nothing is half-accepted.
+//     run). Rules are validated when set (ErrInvalidRule, wrapped with
+//     the chain and rule index): family of addresses, a protocol before
+//     port matches, at most 15 multiport slots, a builtin match (-s, -d,
+//     -i, -o, -p) at most once, safe names and comments, the family's
+//     REJECT types (iptables-extensions(8); IPv6 aliases are written as
+//     the canonical name iptables-save prints), tcp-reset and a DNAT port
+//     after Protocol(tcp|udp|sctp), Jump and Goto to user chains only
+//     (not INPUT, FORWARD..., nor a target name such as DROP), and the
+//     targets' tables: DNAT, SNAT and Masquerade only in nat (and, in a
+//     nat kernel chain given to SetHook, only in their hooks: DNAT in
+//     PREROUTING or OUTPUT, SNAT in POSTROUTING or INPUT, MASQUERADE in
+//     POSTROUTING), Reject only in filter; SetMark, Log and NFLOG go in
+//     any table. Nothing is half-accepted: a rule the kernel is certain
+//     to refuse would otherwise hold back every pending change of its
+//     table (and of later tables) at each Apply. Not checked: a NAT
+//     target in an owned chain that a hook of the wrong kind jumps to (it
+//     depends on the jumps, not the rule), and ipsets and jump targets
+//     that must exist when applied.
 //  2. Hash comments. Every owned rule carries `-m comment --comment
 //     "tabby:<16 chars>"`, a hash of the chain name, the previous rule's
 //     hash and the rule (Felix's scheme), so reading iptables-save and
@@ -42,11 +57,29 @@
 //     25,000 rules spends ~25 ms of CPU here). Apply's restore text costs
 //     O(pending chains and rules) plus a sort of the pending chain names.
 //  4. Ownership. Only chains named with ChainPrefix ("tabby-") are written
-//     or deleted; in kernel chains only rules whose comment starts with
+//     or deleted, and every chain so named counts as owned (a stale one
+//     is deleted). New therefore refuses (ErrInvalidConfig) a prefix
+//     that overlaps, either way, the chain prefix of a well-known program
+//     ("KUBE-" of kube-proxy and kubelet, Calico's "cali-", Cilium's
+//     "CILIUM_", Docker's "DOCKER", ...: "KUBE-" would delete
+//     kube-proxy's chains, "cali-x-" would be swept by Felix); a prefix
+//     another program on the node uses is the caller's to avoid. A bad
+//     name gets its real reason: ErrInvalidRule naming the bad character
+//     or the length, ErrNotOwned for a valid name without the prefix,
+//     ErrUnknownTable (an ErrInvalidRule) for a table other than filter,
+//     nat, mangle, raw; in kernel chains only rules whose comment starts with
 //     HashPrefix ("tabby:") are ours. Rules and chains of other programs
 //     are never changed. An owned chain that is stale but still jumped to
 //     by another program's rule is flushed, not deleted (deleting it would
-//     fail the whole transaction), until that reference goes.
+//     fail the whole transaction), until that reference goes. Apply knows
+//     the references of the last iptables-save read (the first Apply,
+//     after QueueResync, Refresh or a failure, and every RefreshInterval,
+//     90 s by default); a reference another program added since makes
+//     the `-X` fail, and with it that table's section (and later ones).
+//     Apply then reads again at once and restores what is still pending,
+//     now flushing that chain and keeping it: the cost is one failed
+//     restore and one extra read, not an error or a 90 s wait. Only one
+//     such retry per Apply: a second failure is returned.
 //  5. Hook positions. SetHook places owned rules at the top of kernel
 //     chains (INPUT, FORWARD, OUTPUT, PREROUTING, POSTROUTING of filter,
 //     nat, mangle, raw): they are rules 1..n of the chain, in the order

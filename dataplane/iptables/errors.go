@@ -11,10 +11,19 @@ var (
 	// (wrong family, missing protocol for a port match, unsafe characters...).
 	ErrInvalidRule = errors.New("invalid iptables rule")
 	// ErrInvalidConfig: a Config New cannot use (unknown family or
-	// backend, bad chain or hash prefixes).
+	// backend, bad chain or hash prefixes, a chain prefix overlapping a
+	// well-known program's, see Config.ChainPrefix).
 	ErrInvalidConfig = errors.New("invalid iptables config")
-	// ErrNotOwned: a chain name without the owner's prefix, or a kernel
-	// chain given where an owned chain is expected (and the reverse).
+	// ErrUnknownTable: a table other than filter, nat, mangle and raw
+	// given to SetChain, SetChains, ReplaceChains or SetHook. It wraps
+	// ErrInvalidRule (errors.Is holds for both).
+	ErrUnknownTable = fmt.Errorf("%w: unknown table", ErrInvalidRule)
+	// ErrNotOwned: a valid chain name without the owner's prefix (or the
+	// prefix alone), or a kernel chain given where an owned chain is
+	// expected (and the reverse). A name that is no valid chain name at
+	// all (empty, longer than MaxChainNameLen, a character other than
+	// printable ASCII without quotes and backslashes, a leading '-' or
+	// '!') is ErrInvalidRule instead.
 	ErrNotOwned = errors.New("chain not owned by tabby")
 	// ErrParse: iptables-save output that cannot be parsed.
 	ErrParse = errors.New("cannot parse iptables-save output")

@@ -16,10 +16,18 @@ import (
 // a rule for a missing chain, a jump to a missing chain, a chain name
 // longer than 28 bytes, deleting a missing rule, deleting a chain that has
 // rules or is referenced, an -I position past the end, a user chain with
-// a policy and a table without COMMIT; it applies each table section
-// atomically and reports `line N failed` on stderr with exit status 1, as
-// iptables-legacy-restore does. Match and target arguments are stored as
-// given, not interpreted. The nft dataplanes accept a policy on a user
+// a policy and a table without COMMIT; as iptables' parser, a builtin
+// flag (-s, -d, -i, -o, -p) given twice, an unknown REJECT type for the
+// family and a NAT port without -p tcp, udp, sctp, dccp or icmp; and, as
+// the kernel does when the table commits (after the section's other
+// lines parsed: legacy names the COMMIT line, nft the rule's), REJECT
+// outside the filter table or with tcp-reset without -p tcp, and DNAT,
+// SNAT, MASQUERADE and REDIRECT outside the nat table or in a nat kernel
+// chain that is not their hook. It applies each table section atomically
+// and reports `line N failed` on stderr with exit status 1, as
+// iptables-legacy-restore does. Other match and target arguments are
+// stored as given, not interpreted; a REJECT type is stored as
+// iptables-save prints it (canonical name, the default added). The nft dataplanes accept a policy on a user
 // chain (and ignore it), as iptables-nft-restore does. TestFakeMatchesKernel runs the same transactions
 // on the kernel and the fake.
 //
@@ -119,7 +127,7 @@ func newFakeTable(name Table) *fakeTable {
 }
 
 var fakeTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "MARK": true,
-	"MASQUERADE": true, "DNAT": true, "SNAT": true, "LOG": true, "NFLOG": true}
+	"MASQUERADE": true, "DNAT": true, "SNAT": true, "REDIRECT": true, "LOG": true, "NFLOG": true}
 
 func jumpOf(args []string) string {
 	for i := 0; i+1 < len(args); i++ {
@@ -144,6 +152,12 @@ type fakeTx struct {
 	gen   uint64
 	undo  []fakeUndo
 	args  []string // the current line's arguments (reused)
+	v6    bool     // an ip6tables plane
+	// deferred is the first error the kernel would find only when the
+	// table is committed, after every line parsed; deferredLine is its
+	// rule's line, which iptables-nft-restore names (legacy names COMMIT).
+	deferred     string
+	deferredLine int
 }
 
 type fakeUndo struct {
@@ -254,7 +268,7 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			if builtinChains[name] == nil {
 				return n, fmt.Sprintf("can't initialize table %q", name)
 			}
-			cur = &fakeTx{table: name, nft: nft}
+			cur = &fakeTx{table: name, nft: nft, v6: strings.HasPrefix(plane, "ip6")}
 			if old := tables[name]; old != nil && noflush {
 				cur.t = old
 			} else {
@@ -265,6 +279,13 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			continue
 		}
 		if line == "COMMIT" {
+			if cur.deferred != "" {
+				cur.rollback()
+				if nft {
+					return cur.deferredLine, cur.deferred
+				}
+				return n, cur.deferred
+			}
 			tables[cur.table] = cur.t
 			cur = nil
 			continue
@@ -272,6 +293,9 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 		if err := cur.apply(line); err != "" {
 			cur.rollback()
 			return n, err
+		}
+		if cur.deferred != "" && cur.deferredLine == 0 {
+			cur.deferredLine = n
 		}
 	}
 	if cur != nil {
@@ -329,6 +353,13 @@ func (x *fakeTx) apply(line string) string {
 		if fakeTargets[j] {
 			j = ""
 		}
+		msg, atCommit := x.checkTarget(args, chain)
+		if msg != "" && !atCommit {
+			return "", msg
+		}
+		if msg != "" && x.deferred == "" {
+			x.deferred = msg
+		}
 		return j, ""
 	}
 	switch op {
@@ -337,6 +368,7 @@ func (x *fakeTx) apply(line string) string {
 		if e != "" {
 			return e
 		}
+		spec = x.canonicalReject(spec, rest)
 		c := x.chain(chain, true)
 		c.rules = append(c.rules, fakeRule{spec, j})
 		x.ref(j, 1)
@@ -354,6 +386,7 @@ func (x *fakeTx) apply(line string) string {
 		if e != "" {
 			return e
 		}
+		spec = x.canonicalReject(spec, rest)
 		c := x.chain(chain, true)
 		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, j})
 		x.ref(j, 1)
@@ -455,4 +488,128 @@ func (f *Fake) Dump() string {
 		f.planes[plane] = saved
 	}
 	return b.String()
+}
+
+// fakeRejectTypes maps every --reject-with name iptables' REJECT
+// extension parses, aliases included, to the name iptables-save prints.
+var fakeRejectTypes = map[bool]map[string]string{
+	false: {
+		"icmp-net-unreachable": "icmp-net-unreachable", "net-unreach": "icmp-net-unreachable",
+		"icmp-host-unreachable": "icmp-host-unreachable", "host-unreach": "icmp-host-unreachable",
+		"icmp-proto-unreachable": "icmp-proto-unreachable", "proto-unreach": "icmp-proto-unreachable",
+		"icmp-port-unreachable": "icmp-port-unreachable", "port-unreach": "icmp-port-unreachable",
+		"icmp-net-prohibited": "icmp-net-prohibited", "net-prohib": "icmp-net-prohibited",
+		"icmp-host-prohibited": "icmp-host-prohibited", "host-prohib": "icmp-host-prohibited",
+		"icmp-admin-prohibited": "icmp-admin-prohibited", "admin-prohib": "icmp-admin-prohibited",
+		"tcp-reset": "tcp-reset", "tcp-rst": "tcp-reset",
+	},
+	true: {
+		"icmp6-no-route": "icmp6-no-route", "no-route": "icmp6-no-route",
+		"icmp6-adm-prohibited": "icmp6-adm-prohibited", "adm-prohibited": "icmp6-adm-prohibited",
+		"icmp6-addr-unreachable": "icmp6-addr-unreachable", "addr-unreach": "icmp6-addr-unreachable",
+		"icmp6-port-unreachable": "icmp6-port-unreachable", "port-unreach": "icmp6-port-unreachable",
+		"icmp6-policy-fail": "icmp6-policy-fail", "policy-fail": "icmp6-policy-fail",
+		"icmp6-reject-route": "icmp6-reject-route", "reject-route": "icmp6-reject-route",
+		"tcp-reset": "tcp-reset",
+	},
+}
+
+// fakeBaseFlags maps the builtin match flags to their baseRank.
+var fakeBaseFlags = map[string]int{"-s": 0, "--source": 0, "-d": 1, "--destination": 1,
+	"-i": 2, "--in-interface": 2, "-o": 3, "--out-interface": 3, "-p": 4, "--protocol": 4}
+
+// optionValue returns the argument after flag in args, "" when absent.
+func optionValue(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// checkTarget checks a rule's builtin flags, target options and target
+// restrictions as iptables does. It returns "" for a valid rule; atCommit
+// reports an error the kernel finds only when the table is committed,
+// after every line of the section parsed (iptables-legacy-restore reports
+// it at COMMIT, iptables-nft-restore at the rule's line), otherwise iptables' parser refuses the line itself:
+// a builtin flag given twice, an unknown --reject-with type for the
+// family, a NAT port without -p tcp, udp, sctp or dccp. The kernel checks
+// are REJECT outside the filter table or with tcp-reset on a rule not
+// matching -p tcp, a NAT target outside the nat table or, in a kernel
+// chain, outside its hooks. Like the kernel (and unlike tabby's
+// validation), a NAT target in a user chain reached from a wrong hook is
+// not found.
+func (x *fakeTx) checkTarget(args []string, chain string) (msg string, atCommit bool) {
+	var seen [5]bool
+	proto, notProto := "", false
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "--comment", "--log-prefix", "--nflog-prefix":
+			i++ // a free-text value
+		default:
+			k, ok := fakeBaseFlags[a]
+			if !ok {
+				continue
+			}
+			if seen[k] {
+				return fmt.Sprintf("multiple %s flags not allowed", baseFlags[k]), false
+			}
+			seen[k] = true
+			if k == 4 && i+1 < len(args) {
+				proto, notProto = args[i+1], i > 0 && args[i-1] == "!"
+			}
+		}
+	}
+	target := jumpOf(args)
+	switch target {
+	case "REJECT":
+		with := fakeRejectTypes[x.v6][optionValue(args, "--reject-with")]
+		if with == "" && optionValue(args, "--reject-with") != "" {
+			return fmt.Sprintf("unknown reject type %q", optionValue(args, "--reject-with")), false
+		}
+		if x.table != Filter {
+			return "REJECT: Invalid argument (filter table only)", true
+		}
+		if with == "tcp-reset" && (notProto || (proto != "tcp" && proto != "6")) {
+			return "REJECT --reject-with tcp-reset: Invalid argument (needs -p tcp)", true
+		}
+	case "DNAT", "SNAT", "MASQUERADE", "REDIRECT":
+		to := optionValue(args, "--to-destination") + optionValue(args, "--to-source") + optionValue(args, "--to-ports")
+		if target == "REDIRECT" && to != "" || x.v6 && strings.Contains(to, "]:") || !x.v6 && strings.Contains(to, ":") {
+			switch proto {
+			case "tcp", "udp", "sctp", "dccp", "icmp", "6", "17", "132", "33", "1":
+			default:
+				return "Need TCP, UDP, SCTP or DCCP with port specification", false
+			}
+		}
+		if x.table != NAT {
+			return target + ": Invalid argument (nat table only)", true
+		}
+		hooks := natHooks[target]
+		if target == "REDIRECT" {
+			hooks = natHooks["DNAT"] // the same hooks; tabby has no Redirect action
+		}
+		if isBuiltin(x.table, chain) && !slices.Contains(hooks, chain) {
+			return fmt.Sprintf("%s: Invalid argument (not in %s)", target, chain), true
+		}
+	}
+	return "", false
+}
+
+// canonicalReject returns spec with a REJECT target's type as
+// iptables-save prints it: an alias replaced by its canonical name, the
+// family's default appended when none is given.
+func (x *fakeTx) canonicalReject(spec string, args []string) string {
+	if jumpOf(args) != "REJECT" {
+		return spec
+	}
+	with := optionValue(args, "--reject-with")
+	if with == "" {
+		return spec + " --reject-with " + map[bool]string{false: "icmp-port-unreachable", true: "icmp6-port-unreachable"}[x.v6]
+	}
+	if canon := fakeRejectTypes[x.v6][with]; canon != with {
+		return strings.Replace(spec, "--reject-with "+with, "--reject-with "+canon, 1)
+	}
+	return spec
 }

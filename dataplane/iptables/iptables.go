@@ -39,6 +39,14 @@ type Config struct {
 	// Apply with DetectBackend.
 	Backend Backend
 	// ChainPrefix starts the name of every owned chain (DefaultChainPrefix).
+	// Every chain whose name starts with it is treated as owned: Apply
+	// deletes those it was not given. So New refuses (ErrInvalidConfig) a
+	// prefix that overlaps, in either direction, one of the prefixes
+	// other programs own (wellKnownPrefixes: kube-proxy's and kubelet's
+	// "KUBE-", Calico's "cali-", Cilium's "CILIUM_", Docker's "DOCKER",
+	// ...): "KUBE-" or "K" would delete kube-proxy's chains, and
+	// "cali-x-" chains would be deleted by Felix. Other programs' prefixes
+	// are not known: choose one no other writer on the node uses.
 	ChainPrefix string
 	// HashPrefix starts the hash comment of every owned rule, including
 	// the jump rules in kernel chains (DefaultHashPrefix).
@@ -130,6 +138,11 @@ func New(cfg Config, opts ...Option) (*IPTables, error) {
 	if !validToken(cfg.ChainPrefix) || len(cfg.ChainPrefix) >= MaxChainNameLen || !validToken(cfg.HashPrefix) {
 		return nil, fmt.Errorf("%w: prefix %q or hash prefix %q", ErrInvalidConfig, cfg.ChainPrefix, cfg.HashPrefix)
 	}
+	for _, w := range wellKnownPrefixes {
+		if strings.HasPrefix(w.prefix, cfg.ChainPrefix) || strings.HasPrefix(cfg.ChainPrefix, w.prefix) {
+			return nil, fmt.Errorf("%w: chain prefix %q overlaps %q, which %s owns", ErrInvalidConfig, cfg.ChainPrefix, w.prefix, w.owner)
+		}
+	}
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = DefaultRefreshInterval
 	}
@@ -159,23 +172,28 @@ func (t *IPTables) owned(chain string) bool { return strings.HasPrefix(chain, t.
 
 func (t *IPTables) checkOwned(table Table, name string) error {
 	if builtinChains[table] == nil {
-		return fmt.Errorf("%w: unknown table %q", ErrInvalidRule, table)
+		return fmt.Errorf("chain %q: %w %q", name, ErrUnknownTable, table)
 	}
-	if !t.owned(name) || !validChainName(name) || name == t.cfg.ChainPrefix {
-		return fmt.Errorf("chain %s/%s: %w (prefix %q, at most %d bytes)", table, name, ErrNotOwned, t.cfg.ChainPrefix, MaxChainNameLen)
+	if err := checkChainName(name); err != nil {
+		return fmt.Errorf("chain %s/%q: %w", table, name, err)
+	}
+	if !t.owned(name) || name == t.cfg.ChainPrefix {
+		return fmt.Errorf("chain %s/%s: %w (its name must start with %q and go on)", table, name, ErrNotOwned, t.cfg.ChainPrefix)
 	}
 	return nil
 }
 
 // SetChain makes chain a desired owned chain of table, replacing any
-// previous rules. It validates and renders the rules now: ErrNotOwned for
-// a name without the prefix, ErrInvalidRule for a rule that cannot be
-// rendered (nothing changes then).
+// previous rules. It validates and renders the rules now: ErrUnknownTable
+// for a table other than filter, nat, mangle and raw, ErrInvalidRule for
+// a name that is no valid chain name (the error names the bad byte or the
+// length) or a rule the kernel would refuse, ErrNotOwned for a valid name
+// without the prefix (nothing changes then).
 func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
 	}
-	rc, err := t.render(chain.Name, chain.Rules)
+	rc, err := t.render(table, chain.Name, "", chain.Rules)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -185,8 +203,13 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	return nil
 }
 
-// render is renderChain with t's family, hash prefix and scratch buffers.
-func (t *IPTables) render(chain string, rules []Rule) (renderedChain, error) {
+// render checks rules against table (and hook, the kernel chain they go
+// in, "" for an owned chain), then is renderChain with t's family, hash
+// prefix and scratch buffers.
+func (t *IPTables) render(table Table, chain, hook string, rules []Rule) (renderedChain, error) {
+	if err := validateRulesIn(table, chain, hook, rules); err != nil {
+		return renderedChain{}, err
+	}
 	sc, _ := t.scratch.Get().(*renderScratch)
 	if sc == nil {
 		sc = &renderScratch{}
@@ -231,7 +254,7 @@ func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]rendered
 	out := make([]renderedChain, len(chains))
 	errs := make([]error, len(chains))
 	parallel.For(len(chains), 16, func(i int) {
-		out[i], errs[i] = t.render(chains[i].Name, chains[i].Rules)
+		out[i], errs[i] = t.render(table, chains[i].Name, "", chains[i].Rules)
 	})
 	rendered := make(map[chainKey]renderedChain, len(chains))
 	for i, c := range chains {
@@ -268,12 +291,16 @@ func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
 // (INPUT, FORWARD, OUTPUT, PREROUTING, POSTROUTING): rules 1..n of that
 // chain, in order, before any rule of another program. They usually jump
 // to owned chains (Jump{Chain: "tabby-..."}). Empty rules remove the
-// hook. ErrNotOwned if kernelChain is not a kernel chain of table.
+// hook. ErrUnknownTable for a table other than filter, nat, mangle and
+// raw; ErrNotOwned if kernelChain is not a kernel chain of table.
 func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error {
+	if builtinChains[table] == nil {
+		return fmt.Errorf("hook %s: %w %q", kernelChain, ErrUnknownTable, table)
+	}
 	if !isBuiltin(table, kernelChain) {
 		return fmt.Errorf("hook %s/%s: %w: not a kernel chain of the table", table, kernelChain, ErrNotOwned)
 	}
-	rc, err := t.render(kernelChain, rules)
+	rc, err := t.render(table, kernelChain, kernelChain, rules)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -351,7 +378,11 @@ func (t *IPTables) InSync() bool {
 // the first call, after QueueResync, after a failure, and when the last
 // read is older than RefreshInterval. With nothing pending it runs no
 // restore. A rejected transaction returns a *RestoreError naming the
-// failing line; the kernel keeps its previous rules.
+// failing line; the kernel keeps its previous rules. When the failing
+// line is the `-X` of a stale owned chain (another program's rule jumps
+// to it since the last read), Apply reads iptables-save again and writes
+// what is still pending once more, flushing that chain instead of
+// deleting it: one failed restore, no error.
 func (t *IPTables) Apply(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -362,7 +393,24 @@ func (t *IPTables) Apply(ctx context.Context) error {
 	if len(input) == 0 {
 		return nil
 	}
-	if err := t.restore(ctx, input); err != nil {
+	err := t.restore(ctx, input)
+	var re *RestoreError
+	if errors.As(err, &re) && strings.HasPrefix(re.Text, "-X ") && ctx.Err() == nil {
+		// Deleting a stale chain failed: another program's rule jumps to
+		// it since the last read. Read again (the reference is seen now,
+		// so the chain is only flushed) and write what is still pending,
+		// once.
+		t.log.Warn("deleting a stale chain failed; re-reading and retrying", "line", re.Text, "err", err)
+		if rerr := t.readKernel(ctx); rerr != nil {
+			t.read = false
+			return errors.Join(err, rerr)
+		}
+		if input, done = t.buildInput(); len(input) == 0 {
+			return nil
+		}
+		err = t.restore(ctx, input)
+	}
+	if err != nil {
 		t.read = false
 		return err
 	}

@@ -106,8 +106,10 @@ func TestRenderArgForms(t *testing.T) {
 		{IPv4, Rule{Match: Match().Protocol(TCP).OutInterface("o").InInterface("i").DestNet(netip.MustParsePrefix("10.1.2.3/16")).SourceNet(netip.MustParsePrefix("10.9.0.0/24")), Action: Accept{}},
 			"-s 10.9.0.0/24 -d 10.1.0.0/16 -i i -o o -p tcp -m comment --comment h -j ACCEPT"},
 		{IPv4, Rule{Action: DNAT{To: netip.MustParseAddrPort("10.0.0.1:0")}}, "-m comment --comment h -j DNAT --to-destination 10.0.0.1"},
-		{IPv6, Rule{Match: Match().NotDestNet(v6), Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:80")}},
-			"! -d fd00:1::/64 -m comment --comment h -j DNAT --to-destination [fd00::1]:80"},
+		{IPv6, Rule{Match: Match().NotDestNet(v6).Protocol(TCP), Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:80")}},
+			"! -d fd00:1::/64 -p tcp -m comment --comment h -j DNAT --to-destination [fd00::1]:80"},
+		{IPv6, Rule{Action: Reject{With: "no-route"}}, "-m comment --comment h -j REJECT --reject-with icmp6-no-route"},
+		{IPv4, Rule{Action: Reject{With: "icmp-admin-prohibited"}}, "-m comment --comment h -j REJECT --reject-with icmp-admin-prohibited"},
 		{IPv6, Rule{Action: DNAT{To: netip.MustParseAddrPort("[fd00::1]:0")}}, "-m comment --comment h -j DNAT --to-destination fd00::1"},
 		{IPv6, Rule{Action: SNAT{To: netip.MustParseAddr("fd00::2")}}, "-m comment --comment h -j SNAT --to-source fd00::2"},
 	} {
@@ -145,12 +147,19 @@ func TestBadRulesRejected(t *testing.T) {
 		"icmp6 in v4":     {Match: Match().Protocol(ICMPv6), Action: Accept{}},
 		"tcp-reset udp":   {Match: Match().Protocol(UDP), Action: Reject{With: "tcp-reset"}},
 		"bad protocol":    {Match: Match().Protocol("tcpx"), Action: Accept{}},
+		"jump to DNAT":    {Action: Jump{Chain: "DNAT"}},
+		"goto ACCEPT":     {Action: Goto{Chain: "ACCEPT"}},
+		"jump to INPUT":   {Action: Jump{Chain: "INPUT"}},
+		"reject bogus":    {Action: Reject{With: "bogus"}},
+		"reject v6 type":  {Action: Reject{With: "icmp6-port-unreachable"}},
+		"dnat port":       {Match: Match().Protocol(ICMP), Action: DNAT{To: netip.MustParseAddrPort("10.0.0.1:80")}},
+		"iface twice":     {Match: Match().InInterface("a").NotInInterface("b"), Action: Accept{}},
 	} {
 		err := ipt.SetChain(Filter, Chain{Name: "tabby-x", Rules: []Rule{r}})
 		assert.ErrorIs(t, err, ErrInvalidRule, name)
 	}
 	assert.ErrorIs(t, ipt.SetChain(Filter, Chain{Name: "INPUT"}), ErrNotOwned)
-	assert.ErrorIs(t, ipt.SetChain(Filter, Chain{Name: "tabby-" + strings.Repeat("x", 23)}), ErrNotOwned)
+	assert.ErrorIs(t, ipt.SetChain(Filter, Chain{Name: "tabby-" + strings.Repeat("x", 23)}), ErrInvalidRule, "too long: not a chain name")
 	assert.ErrorIs(t, ipt.SetChain("bogus", Chain{Name: "tabby-x"}), ErrInvalidRule)
 	assert.ErrorIs(t, ipt.SetHook(Filter, "PREROUTING", nil), ErrNotOwned)
 	assert.ErrorIs(t, ipt.SetHook(Filter, "tabby-x", nil), ErrNotOwned)
@@ -399,4 +408,32 @@ func TestReadThenApply(t *testing.T) {
 	ipt.QueueResync()
 	require.NoError(t, ipt.Read(ctx))
 	assert.Equal(t, 2, saves())
+}
+
+// TestStaleChainReferencedSinceRead: another program jumps to a stale
+// owned chain after the last read; the -X fails, Apply reads again and
+// flushes the chain instead, in the same call.
+func TestStaleChainReferencedSinceRead(t *testing.T) {
+	ctx := context.Background()
+	ipt, fake := fakeIPTables(t, IPv4)
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-stale", Rules: []Rule{{Action: Accept{}}}}))
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Accept{}}}}))
+	require.NoError(t, ipt.Apply(ctx))
+	_, err := fake.Run(ctx, Command{Name: "iptables-nft-restore", Args: []string{"--noflush"},
+		Stdin: []byte("*filter\n-A INPUT -j tabby-stale\nCOMMIT\n")})
+	require.NoError(t, err)
+	ipt.DeleteChain(Filter, "tabby-stale")
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Drop{}}}}))
+	require.NoError(t, ipt.Apply(ctx))
+	rs := restores(fake)
+	require.Len(t, rs, 4, "apply, the foreign write, the failed -X, the retry")
+	assert.Contains(t, rs[2], "-X tabby-stale\n")
+	assert.NotContains(t, rs[3], "-X tabby-stale")
+	dump := fake.Dump()
+	assert.Contains(t, dump, ":tabby-stale - [0:0]\n")
+	assert.NotContains(t, dump, "-A tabby-stale ")
+	assert.Contains(t, dump, "-A tabby-keep -m comment --comment")
+	assert.Contains(t, dump, "-j DROP\n", "the other change of the table went in too")
+	require.NoError(t, ipt.Apply(ctx))
+	assert.Len(t, restores(fake), 4, "nothing pending")
 }

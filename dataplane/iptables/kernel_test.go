@@ -93,12 +93,13 @@ func natRules(f Family) []Rule {
 }
 
 func moreRules(f Family) []Rule {
-	icmp := ICMP
+	icmp, reject := ICMP, "icmp-admin-prohibited"
 	if f == IPv6 {
-		icmp = ICMPv6
+		icmp, reject = ICMPv6, "addr-unreach" // an alias: rendered as iptables-save prints it
 	}
 	return []Rule{
 		{Match: Match().Protocol(icmp), Action: Accept{}},
+		{Match: Match().Protocol(icmp), Action: Reject{With: reject}},
 		{Match: Match().SourceIPSet("tabby-s").NotDestIPSet("tabby-s"), Action: Log{Prefix: "tabby: "}},
 		{Match: Match().NotConntrackState(StateNew, StateInvalid), Action: Accept{}},
 		// kube-proxy's no-endpoints and CVE-2020-8558 rules.
@@ -292,6 +293,36 @@ func TestKernelLockContention(t *testing.T) {
 			assert.True(t, isLockError(ee), "lock error: %v", ee)
 			assert.NoError(t, restores[len(restores)-1])
 			assert.GreaterOrEqual(t, took, hold, "Apply waited for the lock to be released")
+		})
+	}
+}
+
+// TestKernelStaleChainReferencedSinceRead: on both backends, a stale
+// owned chain that another program started jumping to after the last
+// read is flushed and kept by the same Apply (its -X fails once), and the
+// table's other pending change goes in.
+func TestKernelStaleChainReferencedSinceRead(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			ipt, ex, n := kernelIPTables(t, b, IPv4)
+			require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-stale", Rules: []Rule{{Action: Accept{}}}}))
+			require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Accept{}}}}))
+			require.NoError(t, ipt.Apply(ctx))
+			_, err := ex.Run(ctx, Command{Name: binary(IPv4, b, "restore"), Args: []string{"--noflush"},
+				Stdin: []byte("*filter\n-A INPUT -j tabby-stale\nCOMMIT\n")})
+			require.NoError(t, err)
+			ex.restores = 0
+			ipt.DeleteChain(Filter, "tabby-stale")
+			require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-keep", Rules: []Rule{{Action: Drop{}}}}))
+			require.NoError(t, ipt.Apply(ctx))
+			assert.Equal(t, 2, ex.restores, "the failed -X and the retry")
+			out, err := n.Run(ctx, binary(IPv4, b, "save"))
+			require.NoError(t, err)
+			assert.Contains(t, out, ":tabby-stale - [0:0]")
+			assert.NotContains(t, out, "-A tabby-stale ")
+			assert.Contains(t, out, "-A INPUT -j tabby-stale")
+			assert.Regexp(t, `-A tabby-keep -m comment --comment "tabby:\S+" -j DROP`, out)
 		})
 	}
 }

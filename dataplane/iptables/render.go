@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -61,10 +62,21 @@ func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidRule, fmt.Sprintf(format, a...))
 }
 
-// validate checks r for family f.
+// validate checks r for family f (the checks that do not depend on the
+// table; validateIn adds those).
 func (r Rule) validate(f Family) error {
 	var proto protoMatch // the last protocol match; p == "" when none
+	var seen [5]bool     // builtin flags: -s, -d, -i, -o, -p
 	for _, p := range r.Match.parts {
+		if p.base() {
+			// iptables refuses a builtin flag given twice ("multiple -p
+			// flags not allowed"); ! -s and -s count as the same flag.
+			rank := baseRank(p)
+			if seen[rank] {
+				return invalid("%s given twice", baseFlags[rank])
+			}
+			seen[rank] = true
+		}
 		switch m := p.(type) {
 		case netMatch:
 			if !m.prefix.IsValid() || m.prefix.Addr().Zone() != "" || m.prefix.Addr().Is4() != (f == IPv4) {
@@ -149,20 +161,20 @@ func (r Rule) validate(f Family) error {
 		return invalid("rule without action")
 	case Accept, Drop, Return, Masquerade:
 	case Reject:
-		if a.With != "" && !validToken(a.With) {
-			return invalid("bad reject-with %q", a.With)
+		if a.With != "" && rejectTypes[f][a.With] == "" {
+			return invalid("reject-with %q is not an %s REJECT type (%s)", a.With, f, rejectTypeNames(f))
 		}
 		if a.With == "tcp-reset" && (proto.p == "" || proto.not || proto.p != TCP) {
 			// The kernel refuses it at commit time (EINVAL).
 			return invalid("REJECT --reject-with tcp-reset needs Protocol(tcp)")
 		}
 	case Jump:
-		if !validChainName(a.Chain) {
-			return invalid("bad jump target %q", a.Chain)
+		if err := checkJumpTarget("jump", a.Chain); err != nil {
+			return err
 		}
 	case Goto:
-		if !validChainName(a.Chain) {
-			return invalid("bad goto target %q", a.Chain)
+		if err := checkJumpTarget("goto", a.Chain); err != nil {
+			return err
 		}
 	case SetMark:
 		if a.Mask == 0 {
@@ -171,6 +183,10 @@ func (r Rule) validate(f Family) error {
 	case DNAT:
 		if !a.To.Addr().IsValid() || a.To.Addr().Zone() != "" || a.To.Addr().Is4() != (f == IPv4) {
 			return invalid("DNAT to %v in %s", a.To, f)
+		}
+		if a.To.Port() != 0 && (proto.not || (proto.p != TCP && proto.p != UDP && proto.p != SCTP)) {
+			// iptables: "Need TCP, UDP, SCTP or DCCP with port specification".
+			return invalid("DNAT to port %d needs a preceding Protocol(tcp|udp|sctp)", a.To.Port())
 		}
 	case SNAT:
 		if !a.To.IsValid() || a.To.Zone() != "" || a.To.Is4() != (f == IPv4) {
@@ -212,10 +228,15 @@ func renderRuleParts(b *argBuilder, r Rule) (split int) {
 		b.quoted(r.Comment)
 	}
 	r.Match.renderExt(b)
-	if rj, ok := r.Action.(Reject); ok && rj.With == "" {
-		rj.With = "icmp-port-unreachable"
-		if b.family == IPv6 {
-			rj.With = "icmp6-port-unreachable"
+	if rj, ok := r.Action.(Reject); ok {
+		// The default, and an alias as its canonical name: the text
+		// iptables-save prints back.
+		rj.With = cmp.Or(rejectTypes[b.family][rj.With], rj.With)
+		if rj.With == "" {
+			rj.With = "icmp-port-unreachable"
+			if b.family == IPv6 {
+				rj.With = "icmp6-port-unreachable"
+			}
 		}
 		r.Action = rj
 	}
