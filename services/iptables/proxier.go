@@ -178,7 +178,7 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 		if cfg.Family == ipt.IPv6 {
 			p.hairpinSet += "6"
 		}
-		if err := checkHairpinSets(p.sets.Prefix(), p.hairpinSet); err != nil {
+		if err := checkHairpinSets(p.sets, p.hairpinSet); err != nil {
 			return nil, err
 		}
 		p.hairpinRefs = map[ipsets.Member]int{}
@@ -555,8 +555,14 @@ func (p *Proxier) hairpinRules() []ipt.Rule {
 
 // checkHairpinSets refuses a hairpin IPSets whose prefix overlaps
 // ipsets.DefaultPrefix (it would own, and destroy, the policy compiler's
-// sets) or makes the set's name longer than the kernel allows.
-func checkHairpinSets(prefix, name string) error {
+// sets), that the IPSets itself refuses (ipsets.IPSets.Err: empty, bad
+// characters, longer than ipsets.MaxPrefixLen) or that makes the set's name
+// longer than the kernel allows.
+func checkHairpinSets(sets *ipsets.IPSets, name string) error {
+	prefix := sets.Prefix()
+	if err := sets.Err(); err != nil {
+		return fmt.Errorf("%w: hairpin ipsets: %w", ErrInvalidConfig, err)
+	}
 	if strings.HasPrefix(prefix, ipsets.DefaultPrefix) || strings.HasPrefix(ipsets.DefaultPrefix, prefix) {
 		return fmt.Errorf("%w: hairpin ipsets prefix %q overlaps %q, the prefix of dataplane/policy's sets, which an IPSets with it would destroy as its own (use e.g. %q)",
 			ErrInvalidConfig, prefix, ipsets.DefaultPrefix, "TABBY-")
@@ -585,8 +591,9 @@ const HairpinSetSuffix = "HAIRPIN"
 // IPTables' network namespace and own a prefix no other IPSets uses (an
 // IPSets destroys every set its prefix starts that it was not given):
 // New returns ErrInvalidConfig when the prefix overlaps
-// ipsets.DefaultPrefix, the policy compiler's, or is longer than 24
-// bytes, 23 for IPv6 (the set's name must fit ipsets.MaxNameLen). Sync applies its deletions after the
+// ipsets.DefaultPrefix, the policy compiler's, or when the IPSets refuses
+// its prefix (sets.Err: e.g. longer than ipsets.MaxPrefixLen, 22 bytes).
+// Sync applies its deletions after the
 // iptables-restore and its updates before it, except on a full sync,
 // which creates a missing set first (the rule needs it) and fills it
 // while the restore runs, swapping the members in whole

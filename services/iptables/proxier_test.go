@@ -244,9 +244,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{prefix: ipsets.DefaultPrefix, wantErr: "overlaps"},
 		{prefix: "tabby-svc-", wantErr: "overlaps"},
 		{prefix: "tab", wantErr: "overlaps"},
-		{prefix: "A-VERY-LONG-PREFIX-FOR-SET", wantErr: "at most 23"},
+		{prefix: "A-VERY-LONG-PREFIX-FOR-SET", wantErr: "hairpin ipsets"},
+		{prefix: "SEVENTEEN-CHARS-PREFIX-", wantErr: "hairpin ipsets"}, // 23 bytes: the IPSets' temporary names would not fit
 		{prefix: "TABBY-"},
-		{prefix: "SEVENTEEN-CHARS-PREFIX-"}, // 23 bytes: HAIRPIN6 fits exactly
+		{prefix: "SIXTEEN-CHARS-PREFIX-"}, // 21 bytes
 	}
 	for _, tc := range tests {
 		_, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6},
