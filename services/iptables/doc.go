@@ -67,7 +67,11 @@
 //   - TABBY-EXT-: externalTrafficPolicy Cluster marks for masquerade and
 //     jumps to SVC; Local keeps the source and jumps to SVL, except that
 //     traffic from the pod CIDRs goes to SVC and traffic from the node
-//     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC.
+//     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC,
+//     whatever internalTrafficPolicy says (kube-proxy: an externally
+//     accessible port always has its Cluster endpoints, for this
+//     short-circuit), so with both policies Local a pod or the node
+//     reaches a node port whose endpoints are all on other nodes.
 //   - TABBY-FW- (kube-proxy's KUBE-FW-, loadBalancerSourceRanges): for a
 //     port with endpoints, a load-balancer IP of the family and a source
 //     range of the family, the load-balancer IPs' TABBY-SERVICES rules

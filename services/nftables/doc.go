@@ -14,8 +14,8 @@
 //
 // One table, DefaultTable ("tabby-services") of family ip or ip6, owned
 // entirely by tabby: nothing outside it is read or written. Base chains
-// and their hook priorities (the same as kube-proxy's, see its
-// pkg/proxy/nftables/README.md):
+// and their hook priorities (kube-proxy's, see its
+// pkg/proxy/nftables/README.md, except filter-output-post-dnat below):
 //
 //	nat-prerouting          nat    prerouting   dstnat (-100)  jump services
 //	nat-output              nat    output       dstnat (-100)  jump services
@@ -24,11 +24,17 @@
 //	filter-output-pre-dnat  filter output       -110  ct state new jump firewall-check
 //	filter-input            filter input        -110  ct state new: nodeport-endpoints-check, service-endpoints-check
 //	filter-forward          filter forward      -110  ct state new: service-endpoints-check
-//	filter-output           filter output       -110  ct state new: service-endpoints-check, nodeport-endpoints-check
+//	filter-output-post-dnat filter output       -90   ct state new: service-endpoints-check, nodeport-endpoints-check
 //
 // The filter chains run before the usual filter priority (0), so a
 // firewall in another table sees service traffic already DNATed, and a
 // service without endpoints is rejected before anything accepts it.
+// kube-proxy checks the node's own traffic before DNAT (filter-output,
+// -110); here it is checked after (-90), so a connection from the node
+// that its external chain short-circuited to the cluster-wide endpoints
+// (below) is not dropped by the externalTrafficPolicy Local drop
+// element of the address or node port it was sent to. Only packets left
+// undone by NAT meet the checks, on every path.
 //
 // Dispatch is by verdict maps, so the per-packet cost does not grow with
 // the number of services:
@@ -69,9 +75,18 @@
 // has endpoints but none local under a Local policy, as kube-proxy does.
 // A service chain is `[masquerade rule per cluster IP] goto
 // endpoints-<proto>`; an external chain masquerades (Cluster) or, for
-// Local, keeps the client address, sends traffic from the node itself or
-// from a pod (ClusterCIDRs) to endpoints-<proto> (the whole cluster, as
-// kube-proxy does), and the rest to external-endpoints-<proto>. A port
+// Local, keeps the client address, sends traffic from the node itself
+// (masqueraded) or from a pod (ClusterCIDRs) to endpoints-<proto> (the
+// whole cluster, whatever internalTrafficPolicy says, as kube-proxy
+// does: its externally accessible ports always use their Cluster
+// endpoints, for this short-circuit), and the rest to
+// external-endpoints-<proto>. The cluster-wide endpoints of the external
+// addresses and node port are then internal-bank slots of those keys,
+// next to the cluster IPs' own (node-local under internalTrafficPolicy
+// Local). With ClientIP affinity the short-circuit goes to the service
+// chain, or, under internalTrafficPolicy Local, to a
+// cluster-<ns>/<name>/<proto>/<port> chain balancing over the
+// cluster-wide endpoints with the same per-endpoint affinity sets. A port
 // balances over at most 65,535 endpoints (the first ones). Per new
 // connection the dispatch chain costs one hash lookup per endpoint count
 // in use up to the port's own: it grows with the number of distinct

@@ -322,7 +322,11 @@ func (p *Proxier) baseObjects(tx sink) {
 	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
 		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
 	base("filter-forward", knftables.FilterType, knftables.ForwardHook, filterPrio, "ct state new jump "+chainSvcCheck)
-	base("filter-output", knftables.FilterType, knftables.OutputHook, filterPrio,
+	// The node's own traffic is checked after DNAT (kube-proxy checks it
+	// before, at -110): a packet its external chain short-circuited to
+	// the cluster-wide endpoints (externalTrafficPolicy Local) no longer
+	// has the address or node port that the drop elements name.
+	base("filter-output-post-dnat", knftables.FilterType, knftables.OutputHook, knftables.BaseChainPriority("-90"),
 		"ct state new jump "+chainSvcCheck, "ct state new jump "+chainNodePortCheck)
 	base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, "jump "+chainServices)
 	base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority, "jump "+chainServices)

@@ -243,3 +243,46 @@ func TestHealthServer(t *testing.T) {
 	_, tr, p := newFake(t, snft.WithHealthServer(hs))
 	st.HealthChecks(t, tr, p.Sync, hp, status, nil)
 }
+
+// TestBothPoliciesLocalAffinity: with ClientIP affinity and both
+// traffic policies Local, pods and the node short-circuit to a chain
+// balancing over the cluster-wide endpoints (the service chain holds the
+// local ones); outside clients still get the local one only. An
+// endpoint change then rewrites that chain, and the Service going away
+// removes it.
+func TestBothPoliciesLocalAffinity(t *testing.T) {
+	fake, tr, p := newFake(t)
+	svc := st.Service("default", "stick", "10.96.0.85", st.Port("http", v1.ProtocolTCP, 80, 30160), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		local := v1.ServiceInternalTrafficPolicyLocal
+		s.Spec.InternalTrafficPolicy = &local
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	})
+	tr.OnServiceUpdate(svc)
+	tr.OnEndpointSliceUpdate(st.Slice("default", "stick", "stick-1", webPorts,
+		st.Endpoint{IP: "10.244.1.20", Node: "node-a"}, st.Endpoint{IP: "10.244.2.20", Node: "node-b"}))
+	require.NoError(t, p.Sync(context.Background()))
+	for _, tt := range []struct {
+		name, src, dst string
+		port           uint16
+		fromHost       bool
+		want           []string
+	}{
+		{"pod to the node port", "10.244.3.3", st.NodeIP, 30160, false, []string{"DNAT 10.244.1.20:8080", "DNAT 10.244.2.20:8080"}},
+		{"node to the node port", st.NodeIP, st.NodeIP, 30160, true, []string{"DNAT 10.244.1.20:8080 masq", "DNAT 10.244.2.20:8080 masq"}},
+		{"outside to the node port", "198.51.100.1", st.NodeIP, 30160, false, []string{"DNAT 10.244.1.20:8080"}},
+		{"pod to the cluster IP", "10.244.3.3", "10.96.0.85", 80, false, []string{"DNAT 10.244.1.20:8080"}},
+	} {
+		assert.Equal(t, tt.want, trace(t, fake, tt.src, tt.dst, "tcp", tt.port, tt.fromHost), tt.name)
+	}
+	assert.Contains(t, fake.Dump(), "cluster-default/stick/tcp/http")
+
+	tr.OnEndpointSliceUpdate(st.Slice("default", "stick", "stick-1", webPorts,
+		st.Endpoint{IP: "10.244.1.20", Node: "node-a"}, st.Endpoint{IP: "10.244.2.21", Node: "node-b"}))
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"DNAT 10.244.1.20:8080", "DNAT 10.244.2.21:8080"}, trace(t, fake, "10.244.3.3", st.NodeIP, "tcp", 30160, false))
+
+	tr.OnServiceDelete(svc)
+	require.NoError(t, p.Sync(context.Background()))
+	assert.NotContains(t, fake.Dump(), "stick")
+}

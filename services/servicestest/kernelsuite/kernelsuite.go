@@ -49,6 +49,7 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"ClusterIPAndNodePort", clusterIPAndNodePort},
 		{"Affinity", affinity},
 		{"ExternalTrafficPolicyLocal", externalTrafficPolicyLocal},
+		{"BothTrafficPoliciesLocal", bothTrafficPoliciesLocal},
 		{"UDPEndpointReplaced", udpEndpointReplaced},
 		{"Churn", churn},
 		{"Hairpin", hairpin},
@@ -249,6 +250,48 @@ func externalTrafficPolicyLocal(t *testing.T, f Factory, _ Features) {
 	}
 	_, err = ext.Probe("tcp", netip.AddrPortFrom(e.node.IP, 30091), 500*time.Millisecond)
 	require.Error(t, err, "no local endpoint: dropped")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+}
+
+// bothTrafficPoliciesLocal: internalTrafficPolicy and
+// externalTrafficPolicy Local on a NodePort Service whose only endpoint
+// is labelled with another node (the pod is on this one, so it is
+// reachable). A pod and the node itself reach it through the node port
+// (kube-proxy short-circuits their traffic to the cluster-wide
+// endpoints whatever internalTrafficPolicy says); an outside client is
+// dropped there, and the cluster IP (no local endpoint) drops too.
+func bothTrafficPoliciesLocal(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 1)
+	b := e.backends[0]
+	e.tr.OnServiceUpdate(st.Service("default", "both", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 30093), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		local := v1.ServiceInternalTrafficPolicyLocal
+		s.Spec.InternalTrafficPolicy = &local
+	}))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "both", "both-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}},
+		st.Endpoint{IP: b.IP.String(), Node: "elsewhere"}))
+	e.sync(t)
+
+	np := netip.AddrPortFrom(e.node.IP, 30093)
+	name, err := e.client.Probe("tcp", np, 2*time.Second)
+	if err != nil {
+		e.diagnose(t)
+	}
+	require.NoError(t, err, "pod to the node port")
+	assert.Equal(t, b.Name, name)
+	name, err = e.node.Host().Probe("tcp", np, 2*time.Second)
+	if err != nil {
+		e.diagnose(t)
+	}
+	require.NoError(t, err, "node to its own node port")
+	assert.Equal(t, b.Name, name)
+
+	ext := e.topo.AddClient(t)
+	_, err = ext.Probe("tcp", np, 500*time.Millisecond)
+	require.Error(t, err, "outside client, no local endpoint: dropped")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+	_, err = e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.20:80"), 500*time.Millisecond)
+	require.Error(t, err, "cluster IP, no local endpoint: dropped")
 	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
 }
 
