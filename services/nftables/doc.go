@@ -224,7 +224,11 @@
 //     namespace.
 //
 // Errors: New and NewNetlink return ErrInvalidConfig for an unsupported
-// family; Sync returns the executor's error wrapped with the table name
+// family; New also for a nil knftables.Interface and for a
+// Config.Family or Config.Table (default DefaultTable) other than the
+// Interface's (a Netlink's own; for others, the family and table a
+// knftables transaction of theirs names), instead of a Sync failing on
+// it later; Sync returns the executor's error wrapped with the table name
 // (knftables.IsNotFound and friends still work on CLI errors; Netlink
 // errors carry the kernel's errno, e.g. errors.Is(err, unix.ENOENT), and
 // wrap ErrUnsupportedRule or ErrUnsupportedObject when the transaction

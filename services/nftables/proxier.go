@@ -32,8 +32,9 @@ type Config struct {
 	// Family is knftables.IPv4Family or knftables.IPv6Family (one Proxier
 	// per family, as kube-proxy runs one proxier per family).
 	Family knftables.Family
-	// Table is the table name (default DefaultTable). It must be the
-	// table the knftables.Interface was created for.
+	// Table is the table name (default DefaultTable). It and Family
+	// must be those the knftables.Interface was created for: New
+	// returns ErrInvalidConfig otherwise.
 	Table string
 	// ClusterCIDRs are the pod CIDRs. When set, traffic to a cluster IP
 	// from outside them is masqueraded (kube-proxy's --cluster-cidr), and
@@ -101,6 +102,13 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
 	}
+	if nft == nil {
+		return nil, fmt.Errorf("%w: nil knftables.Interface", ErrInvalidConfig)
+	}
+	if fam, table, ok := interfaceTable(nft); ok && (fam != cfg.Family || table != cfg.Table) {
+		return nil, fmt.Errorf("%w: Config is family %s table %q but the knftables.Interface writes family %s table %q",
+			ErrInvalidConfig, cfg.Family, cfg.Table, fam, table)
+	}
 	if cfg.MasqueradeMark == 0 {
 		cfg.MasqueradeMark = DefaultMasqueradeMark
 	}
@@ -111,6 +119,26 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 		o(p)
 	}
 	return p, nil
+}
+
+// interfaceTable returns the family and table nft writes to: a Netlink's
+// own, else those a knftables transaction names when it adds the table
+// ("add table ip tabby-services", as knftables.New, NewInNetns and
+// knftables.NewFake write it). ok is false when neither tells.
+func interfaceTable(nft knftables.Interface) (knftables.Family, string, bool) {
+	if n, ok := nft.(*Netlink); ok {
+		return n.family, n.table, true
+	}
+	tx := nft.NewTransaction()
+	if tx == nil {
+		return "", "", false
+	}
+	tx.Add(&knftables.Table{})
+	f := strings.Fields(tx.String())
+	if len(f) < 4 || f[0] != "add" || f[1] != "table" {
+		return "", "", false
+	}
+	return knftables.Family(f[2]), f[3], true
 }
 
 // QueueResync makes the next Sync rewrite the whole table.

@@ -286,3 +286,36 @@ func TestBothPoliciesLocalAffinity(t *testing.T) {
 	require.NoError(t, p.Sync(context.Background()))
 	assert.NotContains(t, fake.Dump(), "stick")
 }
+
+// TestNewRejectsMismatchedInterface: a Config whose family or table is
+// not the knftables.Interface's fails in New with ErrInvalidConfig
+// naming both, not at the first Sync.
+func TestNewRejectsMismatchedInterface(t *testing.T) {
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	nl4, err := snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nl4.Close() })
+	for _, tt := range []struct {
+		name string
+		nft  knftables.Interface
+		cfg  snft.Config
+		msg  string
+	}{
+		{"v6 config, v4 fake", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.Config{Family: knftables.IPv6Family}, "family ip6"},
+		{"v6 config, v4 netlink", nl4, snft.Config{Family: knftables.IPv6Family}, "writes family ip table"},
+		{"other table", knftables.NewFake(knftables.IPv4Family, "other"), snft.Config{Family: knftables.IPv4Family}, `table "other"`},
+		{"default table, fake of another", knftables.NewFake(knftables.IPv4Family, "x"), snft.Config{Family: knftables.IPv4Family, Table: snft.DefaultTable}, `table "x"`},
+		{"nil interface", nil, snft.Config{Family: knftables.IPv4Family}, "nil knftables.Interface"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := snft.New(tt.nft, tr, tt.cfg)
+			require.ErrorIs(t, err, snft.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.msg)
+		})
+	}
+	// Matching ones are accepted, the table defaulting to DefaultTable.
+	_, err = snft.New(nl4, tr, snft.Config{Family: knftables.IPv4Family})
+	require.NoError(t, err)
+	_, err = snft.New(knftables.NewFake(knftables.IPv6Family, "t6"), tr, snft.Config{Family: knftables.IPv6Family, Table: "t6"})
+	require.NoError(t, err)
+}
