@@ -144,6 +144,11 @@
 // so several ClusterCIDRs work; the masquerade bit is cleared with
 // --set-xmark 0/0x4000 instead of --xor-mark (the same effect).
 //
+// A connection to a cluster IP on a port (or protocol) no Service
+// serves is left alone, as in kube-proxy's iptables mode, and is routed
+// on like any packet; services/nftables, as kube-proxy's nftables mode,
+// rejects it (its cluster-ips set).
+//
 // # Design
 //
 //  1. Render per port, write per chain. Each service port renders into

@@ -23,8 +23,8 @@
 //	filter-prerouting       filter prerouting   -110  ct state new jump firewall-check
 //	filter-output-pre-dnat  filter output       -110  ct state new jump firewall-check
 //	filter-input            filter input        -110  ct state new: nodeport-endpoints-check, service-endpoints-check
-//	filter-forward          filter forward      -110  ct state new: service-endpoints-check
-//	filter-output-post-dnat filter output       -90   ct state new: service-endpoints-check, nodeport-endpoints-check
+//	filter-forward          filter forward      -110  ct state new: service-endpoints-check, cluster-ips-check
+//	filter-output-post-dnat filter output       -90   ct state new: service-endpoints-check, nodeport-endpoints-check, cluster-ips-check
 //
 // The filter chains run before the usual filter priority (0), so a
 // firewall in another table sees service traffic already DNATed, and a
@@ -116,6 +116,20 @@
 // the ranges as an anonymous set in the rule; a named set per port
 // keeps a range change to elements (no rule rewrite, so no table-wide
 // re-validation) and is what the netlink executor compiles.
+//
+// Unserved ports of a cluster IP (kube-proxy's nftables mode, its
+// cluster-ips set): the cluster-ips set holds every cluster IP of the
+// table's family that some service port has (reference-counted across
+// ports, an element change when the first port of an address comes or
+// the last goes), and cluster-ips-check, `ip daddr @cluster-ips reject`,
+// runs for new connections after DNAT (forward and output): a packet
+// still addressed to a cluster IP was not DNATed, so its port (or
+// protocol) is not served, and the client gets ICMP port unreachable
+// ("connection refused") at once instead of the packet leaving toward
+// the default route and timing out. kube-proxy also drops traffic to
+// unallocated addresses of its --service-cluster-ip-range; there is no
+// such range in Config, so those are left alone. services/iptables, as
+// kube-proxy's iptables mode, has neither.
 //
 // Hairpin traffic (an endpoint reaching itself through the service) is
 // masqueraded in postrouting by `ct status dnat ip saddr . ip daddr

@@ -319,3 +319,38 @@ func TestNewRejectsMismatchedInterface(t *testing.T) {
 	_, err = snft.New(knftables.NewFake(knftables.IPv6Family, "t6"), tr, snft.Config{Family: knftables.IPv6Family, Table: "t6"})
 	require.NoError(t, err)
 }
+
+// TestClusterIPsSet: a cluster IP is in the cluster-ips set while any
+// port of it exists (reference-counted across ports), so a port no
+// Service serves is rejected after NAT; once the last port goes, the
+// address is left alone, and an incremental sync writes only that
+// element.
+func TestClusterIPsSet(t *testing.T) {
+	rec := &recorder{Fake: knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)}
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	p, err := snft.New(rec, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+	require.NoError(t, err)
+	two := st.Service("default", "two", "10.96.0.5", st.Port("dns", v1.ProtocolUDP, 53, 0), st.Port("http", v1.ProtocolTCP, 80, 0))
+	tr.OnServiceUpdate(two)
+	tr.OnServiceUpdate(st.Service("default", "other", "10.96.0.6", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	require.NoError(t, p.Sync(context.Background()))
+	tt := func(dst string, port uint16) []string {
+		return trace(t, rec.Fake, "10.244.3.3", dst, "tcp", port, false)
+	}
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.5", 81))
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.5", 80), "no endpoints")
+	assert.Equal(t, []string{"ACCEPT"}, tt("10.96.0.7", 81), "not a cluster IP")
+
+	// One port goes: the other keeps the address in the set.
+	tr.OnServiceUpdate(st.Service("default", "two", "10.96.0.5", st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.5", 80))
+	assert.NotContains(t, rec.txs[len(rec.txs)-1], "cluster-ips")
+
+	// The Service goes: only its element is deleted.
+	tr.OnServiceDelete(two)
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"ACCEPT"}, tt("10.96.0.5", 81))
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.6", 81))
+	assert.Contains(t, rec.txs[len(rec.txs)-1], "delete element ip tabby-services cluster-ips { 10.96.0.5 }")
+}

@@ -30,6 +30,8 @@ const (
 	setHairpin           = "hairpin"
 	setClusterCIDRs      = "cluster-cidrs"
 	chainFirewallCheck   = "firewall-check"
+	chainClusterIPsCheck = "cluster-ips-check"
+	setClusterIPs        = "cluster-ips"
 	mapFirewallIPs       = "firewall-ips"
 )
 
@@ -52,6 +54,9 @@ type rendered struct {
 	// hairpin lists the endpoint addresses the port uses; the hairpin
 	// set holds "A . A" for each, reference-counted across ports.
 	hairpin []string
+	// clusterIPs lists the port's cluster IPs; the cluster-ips set holds
+	// each, reference-counted across ports.
+	clusterIPs []string
 	// ks lists the endpoint counts the port uses in dispatch chains.
 	ks []dispatchKey
 }
@@ -302,6 +307,7 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	out.chains[svcChain] = rules
 	out.order = append(out.order, svcChain)
 	for _, cip := range clusterIPs {
+		out.clusterIPs = append(out.clusterIPs, cip.String())
 		k := fmt.Sprintf("%s . %s . %d", cip, proto, sp.Port)
 		out.elements[element{mapServiceIPs, k, "goto " + svcChain}] = true
 		if len(internal) == 0 {

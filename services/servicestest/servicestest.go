@@ -196,18 +196,23 @@ type TraceCase struct {
 // TraceCases are the packets both backends' tracers check against
 // Scenario (ClusterCIDRs 10.244.0.0/16, node address NodeIP, also the
 // backend's Config.NodeIPs).
-// localhostNodePorts selects the answer on 127.0.0.1: the node port
-// (kube-proxy's iptables mode) or nothing (its nftables mode).
-func TraceCases(localhostNodePorts bool) []TraceCase {
-	localhost := []string{"ACCEPT"}
-	if localhostNodePorts {
-		localhost = []string{"DNAT 10.244.2.8:8080 masq"}
+// iptablesMode selects where kube-proxy's iptables and nftables modes
+// differ: the answer on 127.0.0.1 (the node port in iptables mode,
+// nothing in nftables mode), and a port of a cluster IP that no
+// Service serves (left alone, so routed on, in iptables mode; rejected
+// in nftables mode, its cluster-ips set).
+func TraceCases(iptablesMode bool) []TraceCase {
+	localhost, unserved := []string{"ACCEPT"}, []string{"REJECT"}
+	if iptablesMode {
+		localhost, unserved = []string{"DNAT 10.244.2.8:8080 masq"}, []string{"ACCEPT"}
 	}
 	return []TraceCase{
 		{"dns from a pod", "10.244.1.5", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53"}},
 		{"dns from another pod", "10.244.3.3", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.7:53"}},
 		{"dns from outside the cluster CIDR is masqueraded", "192.168.0.99", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53 masq"}},
-		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, []string{"ACCEPT"}},
+		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, unserved},
+		{"unserved port of a cluster IP from the host", "192.168.0.10", "10.96.0.20", "tcp", 81, true, unserved},
+		{"unserved port of an iTP Local cluster IP", "10.244.3.3", "10.96.0.81", "tcp", 81, false, unserved},
 		{"not a service", "10.244.3.3", "10.96.0.99", "tcp", 80, false, []string{"ACCEPT"}},
 		{"nodeport from outside", "192.168.0.99", "192.168.0.10", "tcp", 30080, false, []string{"DNAT 10.244.2.8:8080 masq"}},
 		{"nodeport on another address is not ours", "192.168.0.99", "192.168.0.11", "tcp", 30080, false, []string{"ACCEPT"}},

@@ -38,6 +38,11 @@ type Features struct {
 	// LocalhostNodePorts: node ports answer on 127.0.0.1 from the node
 	// itself (iptables), else they must not (nftables).
 	LocalhostNodePorts bool
+	// RejectUnservedClusterIPPorts: a connection to a cluster IP on a
+	// port no Service serves is rejected (nftables, kube-proxy's
+	// cluster-ips set); else it is left alone (iptables) and the
+	// scenario is skipped.
+	RejectUnservedClusterIPPorts bool
 }
 
 // Run runs every scenario as a subtest.
@@ -55,6 +60,7 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"Hairpin", hairpin},
 		{"HairpinPeer", func(t *testing.T, f Factory, _ Features) { HairpinPeer(t, f) }},
 		{"Localhost", localhost},
+		{"UnservedClusterIPPort", unservedClusterIPPort},
 		{"LoadBalancerSourceRanges", loadBalancerSourceRanges},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f, feat) })
@@ -431,6 +437,34 @@ func hairpin(t *testing.T, f Factory, _ Features) {
 	name, err := b.Probe("tcp", netip.MustParseAddrPort("10.96.0.17:80"), 2*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, b.Name, name)
+}
+
+// unservedClusterIPPort: with RejectUnservedClusterIPPorts, a pod and
+// the node connecting to a cluster IP on a port no Service serves are
+// refused at once (rather than the packet leaving toward the default
+// route), while the served port still answers; once the Service goes,
+// its address is no longer rejected.
+func unservedClusterIPPort(t *testing.T, f Factory, feat Features) {
+	if !feat.RejectUnservedClusterIPPorts {
+		t.Skip("backend leaves unserved cluster IP ports alone")
+	}
+	e := newEnv(t, f, 1)
+	svc := st.Service("default", "web", "10.96.0.21", st.Port("http", v1.ProtocolTCP, 80, 0))
+	e.tr.OnServiceUpdate(svc)
+	e.slice("web", e.backends...)
+	e.sync(t)
+	_, err := e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:80"), 2*time.Second)
+	require.NoError(t, err, "served port")
+	for _, from := range []*nettest.Pod{e.client, e.node.Host()} {
+		_, err = from.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:81"), 2*time.Second)
+		require.Error(t, err, "unserved port from %s", from.Name)
+		assert.Contains(t, err.Error(), "refused", "unserved port from %s: rejected", from.Name)
+	}
+	e.tr.OnServiceDelete(svc)
+	e.sync(t)
+	_, err = e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:81"), 500*time.Millisecond)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "refused", "a deleted Service's address is not rejected")
 }
 
 // localhost: node ports on 127.0.0.1 answer the node itself only with
