@@ -67,7 +67,11 @@
 //   - TABBY-EXT-: externalTrafficPolicy Cluster marks for masquerade and
 //     jumps to SVC; Local keeps the source and jumps to SVL, except that
 //     traffic from the pod CIDRs goes to SVC and traffic from the node
-//     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC.
+//     itself (`-m addrtype --src-type LOCAL`) is marked and goes to SVC,
+//     whatever internalTrafficPolicy says (kube-proxy: an externally
+//     accessible port always has its Cluster endpoints, for this
+//     short-circuit), so with both policies Local a pod or the node
+//     reaches a node port whose endpoints are all on other nodes.
 //   - TABBY-FW- (kube-proxy's KUBE-FW-, loadBalancerSourceRanges): for a
 //     port with endpoints, a load-balancer IP of the family and a source
 //     range of the family, the load-balancer IPs' TABBY-SERVICES rules
@@ -139,6 +143,11 @@
 // must allow them itself); masquerade of non-pod traffic uses one chain (TABBY-MASQ-NONPOD)
 // so several ClusterCIDRs work; the masquerade bit is cleared with
 // --set-xmark 0/0x4000 instead of --xor-mark (the same effect).
+//
+// A connection to a cluster IP on a port (or protocol) no Service
+// serves is left alone, as in kube-proxy's iptables mode, and is routed
+// on like any packet; services/nftables, as kube-proxy's nftables mode,
+// rejects it (its cluster-ips set).
 //
 // # Design
 //

@@ -14,8 +14,8 @@
 //
 // One table, DefaultTable ("tabby-services") of family ip or ip6, owned
 // entirely by tabby: nothing outside it is read or written. Base chains
-// and their hook priorities (the same as kube-proxy's, see its
-// pkg/proxy/nftables/README.md):
+// and their hook priorities (kube-proxy's, see its
+// pkg/proxy/nftables/README.md, except filter-output-post-dnat below):
 //
 //	nat-prerouting          nat    prerouting   dstnat (-100)  jump services
 //	nat-output              nat    output       dstnat (-100)  jump services
@@ -23,12 +23,18 @@
 //	filter-prerouting       filter prerouting   -110  ct state new jump firewall-check
 //	filter-output-pre-dnat  filter output       -110  ct state new jump firewall-check
 //	filter-input            filter input        -110  ct state new: nodeport-endpoints-check, service-endpoints-check
-//	filter-forward          filter forward      -110  ct state new: service-endpoints-check
-//	filter-output           filter output       -110  ct state new: service-endpoints-check, nodeport-endpoints-check
+//	filter-forward          filter forward      -110  ct state new: service-endpoints-check, cluster-ips-check
+//	filter-output-post-dnat filter output       -90   ct state new: service-endpoints-check, nodeport-endpoints-check, cluster-ips-check
 //
 // The filter chains run before the usual filter priority (0), so a
 // firewall in another table sees service traffic already DNATed, and a
 // service without endpoints is rejected before anything accepts it.
+// kube-proxy checks the node's own traffic before DNAT (filter-output,
+// -110); here it is checked after (-90), so a connection from the node
+// that its external chain short-circuited to the cluster-wide endpoints
+// (below) is not dropped by the externalTrafficPolicy Local drop
+// element of the address or node port it was sent to. Only packets left
+// undone by NAT meet the checks, on every path.
 //
 // Dispatch is by verdict maps, so the per-packet cost does not grow with
 // the number of services:
@@ -69,9 +75,18 @@
 // has endpoints but none local under a Local policy, as kube-proxy does.
 // A service chain is `[masquerade rule per cluster IP] goto
 // endpoints-<proto>`; an external chain masquerades (Cluster) or, for
-// Local, keeps the client address, sends traffic from the node itself or
-// from a pod (ClusterCIDRs) to endpoints-<proto> (the whole cluster, as
-// kube-proxy does), and the rest to external-endpoints-<proto>. A port
+// Local, keeps the client address, sends traffic from the node itself
+// (masqueraded) or from a pod (ClusterCIDRs) to endpoints-<proto> (the
+// whole cluster, whatever internalTrafficPolicy says, as kube-proxy
+// does: its externally accessible ports always use their Cluster
+// endpoints, for this short-circuit), and the rest to
+// external-endpoints-<proto>. The cluster-wide endpoints of the external
+// addresses and node port are then internal-bank slots of those keys,
+// next to the cluster IPs' own (node-local under internalTrafficPolicy
+// Local). With ClientIP affinity the short-circuit goes to the service
+// chain, or, under internalTrafficPolicy Local, to a
+// cluster-<ns>/<name>/<proto>/<port> chain balancing over the
+// cluster-wide endpoints with the same per-endpoint affinity sets. A port
 // balances over at most 65,535 endpoints (the first ones). Per new
 // connection the dispatch chain costs one hash lookup per endpoint count
 // in use up to the port's own: it grows with the number of distinct
@@ -101,6 +116,20 @@
 // the ranges as an anonymous set in the rule; a named set per port
 // keeps a range change to elements (no rule rewrite, so no table-wide
 // re-validation) and is what the netlink executor compiles.
+//
+// Unserved ports of a cluster IP (kube-proxy's nftables mode, its
+// cluster-ips set): the cluster-ips set holds every cluster IP of the
+// table's family that some service port has (reference-counted across
+// ports, an element change when the first port of an address comes or
+// the last goes), and cluster-ips-check, `ip daddr @cluster-ips reject`,
+// runs for new connections after DNAT (forward and output): a packet
+// still addressed to a cluster IP was not DNATed, so its port (or
+// protocol) is not served, and the client gets ICMP port unreachable
+// ("connection refused") at once instead of the packet leaving toward
+// the default route and timing out. kube-proxy also drops traffic to
+// unallocated addresses of its --service-cluster-ip-range; there is no
+// such range in Config, so those are left alone. services/iptables, as
+// kube-proxy's iptables mode, has neither.
 //
 // Hairpin traffic (an endpoint reaching itself through the service) is
 // masqueraded in postrouting by `ct status dnat ip saddr . ip daddr
@@ -209,7 +238,11 @@
 //     namespace.
 //
 // Errors: New and NewNetlink return ErrInvalidConfig for an unsupported
-// family; Sync returns the executor's error wrapped with the table name
+// family; New also for a nil knftables.Interface and for a
+// Config.Family or Config.Table (default DefaultTable) other than the
+// Interface's (a Netlink's own; for others, the family and table a
+// knftables transaction of theirs names), instead of a Sync failing on
+// it later; Sync returns the executor's error wrapped with the table name
 // (knftables.IsNotFound and friends still work on CLI errors; Netlink
 // errors carry the kernel's errno, e.g. errors.Is(err, unix.ENOENT), and
 // wrap ErrUnsupportedRule or ErrUnsupportedObject when the transaction

@@ -30,7 +30,7 @@ func TestKernel(t *testing.T) {
 					snft.WithStaleFlows(stale))
 				require.NoError(t, err)
 				return p
-			}, kernelsuite.Features{})
+			}, kernelsuite.Features{RejectUnservedClusterIPPorts: true})
 		})
 	}
 }

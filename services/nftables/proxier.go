@@ -32,8 +32,9 @@ type Config struct {
 	// Family is knftables.IPv4Family or knftables.IPv6Family (one Proxier
 	// per family, as kube-proxy runs one proxier per family).
 	Family knftables.Family
-	// Table is the table name (default DefaultTable). It must be the
-	// table the knftables.Interface was created for.
+	// Table is the table name (default DefaultTable). It and Family
+	// must be those the knftables.Interface was created for: New
+	// returns ErrInvalidConfig otherwise.
 	Table string
 	// ClusterCIDRs are the pod CIDRs. When set, traffic to a cluster IP
 	// from outside them is masqueraded (kube-proxy's --cluster-cidr), and
@@ -88,6 +89,7 @@ type Proxier struct {
 	state    map[services.ServicePortName]*rendered
 	resolved map[services.ServicePortName]*services.Resolved
 	hairpin  map[string]int      // endpoint address -> number of ports using it
+	cips     map[string]int      // cluster IP -> number of ports using it
 	kUse     map[dispatchKey]int // endpoint counts in use -> number of ports
 	needFull bool
 }
@@ -101,16 +103,43 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
 	}
+	if nft == nil {
+		return nil, fmt.Errorf("%w: nil knftables.Interface", ErrInvalidConfig)
+	}
+	if fam, table, ok := interfaceTable(nft); ok && (fam != cfg.Family || table != cfg.Table) {
+		return nil, fmt.Errorf("%w: Config is family %s table %q but the knftables.Interface writes family %s table %q",
+			ErrInvalidConfig, cfg.Family, cfg.Table, fam, table)
+	}
 	if cfg.MasqueradeMark == 0 {
 		cfg.MasqueradeMark = DefaultMasqueradeMark
 	}
 	p := &Proxier{nft: nft, tracker: tracker, cfg: cfg, log: slog.Default(), needFull: true,
 		state: map[services.ServicePortName]*rendered{}, resolved: map[services.ServicePortName]*services.Resolved{},
-		hairpin: map[string]int{}, kUse: map[dispatchKey]int{}}
+		hairpin: map[string]int{}, cips: map[string]int{}, kUse: map[dispatchKey]int{}}
 	for _, o := range opts {
 		o(p)
 	}
 	return p, nil
+}
+
+// interfaceTable returns the family and table nft writes to: a Netlink's
+// own, else those a knftables transaction names when it adds the table
+// ("add table ip tabby-services", as knftables.New, NewInNetns and
+// knftables.NewFake write it). ok is false when neither tells.
+func interfaceTable(nft knftables.Interface) (knftables.Family, string, bool) {
+	if n, ok := nft.(*Netlink); ok {
+		return n.family, n.table, true
+	}
+	tx := nft.NewTransaction()
+	if tx == nil {
+		return "", "", false
+	}
+	tx.Add(&knftables.Table{})
+	f := strings.Fields(tx.String())
+	if len(f) < 4 || f[0] != "add" || f[1] != "table" {
+		return "", "", false
+	}
+	return knftables.Family(f[2]), f[3], true
 }
 
 // QueueResync makes the next Sync rewrite the whole table.
@@ -136,8 +165,9 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	// that a one-endpoint sync costs the same at any number of services.
 	upd := map[services.ServicePortName]*rendered{}
 	old := p.state
-	d := diff{hairpin: counts[string]{base: p.hairpin, delta: map[string]int{}},
-		kUse: counts[dispatchKey]{base: p.kUse, delta: map[dispatchKey]int{}}}
+	d := diff{hairpin: newSharedSet(setHairpin, p.hairpin, func(a string) string { return a + keySep + a }),
+		clusterIPs: newSharedSet(setClusterIPs, p.cips, func(a string) string { return a }),
+		kUse:       counts[dispatchKey]{base: p.kUse, delta: map[dispatchKey]int{}}}
 	if full {
 		changes = p.tracker.All()
 		// Stale entries in the old state are simply dropped: the table
@@ -149,7 +179,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 		p.baseObjects(tx)
 		old = nil
-		d.hairpin.base, d.kUse.base = map[string]int{}, map[dispatchKey]int{}
+		d.hairpin.counts.base, d.clusterIPs.counts.base, d.kUse.base = map[string]int{}, map[string]int{}, map[dispatchKey]int{}
 	}
 	names := services.SortedNames(changes)
 	rs := make([]*rendered, len(names))
@@ -162,7 +192,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	}
 	// (At most every element and hairpin address of the changed ports
 	// is new: sized once rather than grown through a full sync.)
-	d.addElems, d.hairpinAdd = make([]element, 0, adds), make([]string, 0, hairpins)
+	d.addElems, d.hairpin.add = make([]element, 0, adds), make([]string, 0, hairpins)
 	for i, n := range names {
 		d.add(old[n], rs[i])
 		upd[n] = rs[i]
@@ -199,7 +229,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			p.state[n] = r
 		}
 	}
-	p.hairpin, p.kUse = d.hairpin.commit(), d.kUse.commit()
+	p.hairpin, p.cips, p.kUse = d.hairpin.counts.commit(), d.clusterIPs.counts.commit(), d.kUse.commit()
 	p.needFull = false
 	for n, r := range changes {
 		if r == nil {
@@ -296,6 +326,7 @@ func (p *Proxier) baseObjects(tx sink) {
 		"meta mark set meta mark xor "+mark,
 		"masquerade fully-random")
 	tx.Add(&knftables.Set{Name: setRejectSvcs, Type: addrType + " . inet_proto . inet_service"})
+	tx.Add(&knftables.Set{Name: setClusterIPs, Type: addrType})
 	tx.Add(&knftables.Set{Name: setRejectNPs, Type: "inet_proto . inet_service"})
 	for _, proto := range endpointProtocols {
 		for _, bank := range []int{0, externalBank} {
@@ -314,6 +345,10 @@ func (p *Proxier) baseObjects(tx sink) {
 	chain(chainNodePortCheck,
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport vmap @%s", ip, loopback, mapNoEndpointNPs),
 		fmt.Sprintf("fib daddr type local %s daddr != %s meta l4proto . th dport @%s reject", ip, loopback, setRejectNPs))
+	// A packet to a cluster IP that NAT left alone (a port no Service
+	// serves) is rejected rather than routed on (kube-proxy's
+	// cluster-ips-check, after DNAT).
+	chain(chainClusterIPsCheck, fmt.Sprintf("%s daddr @%s reject", ip, setClusterIPs))
 	// loadBalancerSourceRanges, before DNAT (kube-proxy's firewall-check).
 	chain(chainFirewallCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapFirewallIPs))
 	filterPrio := knftables.BaseChainPriority("-110")
@@ -321,9 +356,14 @@ func (p *Proxier) baseObjects(tx sink) {
 	base("filter-output-pre-dnat", knftables.FilterType, knftables.OutputHook, filterPrio, "ct state new jump "+chainFirewallCheck)
 	base("filter-input", knftables.FilterType, knftables.InputHook, filterPrio,
 		"ct state new jump "+chainNodePortCheck, "ct state new jump "+chainSvcCheck)
-	base("filter-forward", knftables.FilterType, knftables.ForwardHook, filterPrio, "ct state new jump "+chainSvcCheck)
-	base("filter-output", knftables.FilterType, knftables.OutputHook, filterPrio,
-		"ct state new jump "+chainSvcCheck, "ct state new jump "+chainNodePortCheck)
+	base("filter-forward", knftables.FilterType, knftables.ForwardHook, filterPrio,
+		"ct state new jump "+chainSvcCheck, "ct state new jump "+chainClusterIPsCheck)
+	// The node's own traffic is checked after DNAT (kube-proxy checks it
+	// before, at -110): a packet its external chain short-circuited to
+	// the cluster-wide endpoints (externalTrafficPolicy Local) no longer
+	// has the address or node port that the drop elements name.
+	base("filter-output-post-dnat", knftables.FilterType, knftables.OutputHook, knftables.BaseChainPriority("-90"),
+		"ct state new jump "+chainSvcCheck, "ct state new jump "+chainNodePortCheck, "ct state new jump "+chainClusterIPsCheck)
 	base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, "jump "+chainServices)
 	base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority, "jump "+chainServices)
 	base("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, "jump "+chainMasquerading)
@@ -338,10 +378,9 @@ type diff struct {
 	writeChains            []string
 	rules                  map[string][]string
 	staleChains, staleSets []string
-	// hairpin holds the reference counts of hairpin addresses; hairpinAdd
-	// and hairpinDel the set elements to write.
-	hairpin                counts[string]
-	hairpinAdd, hairpinDel []string
+	// hairpin and clusterIPs are the sets several ports may own an
+	// element of: the hairpin addresses and the cluster IPs.
+	hairpin, clusterIPs sharedSet
 	// kUse counts the service ports using each endpoint count per
 	// dispatch chain; the chains whose set of counts changed are
 	// rewritten.
@@ -396,16 +435,8 @@ func (d *diff) add(old, cur *rendered) {
 	if d.addSets == nil {
 		d.addSets, d.rules = map[string]int{}, map[string][]string{}
 	}
-	for _, a := range old.hairpin {
-		if d.hairpin.dec(a) {
-			d.hairpinDel = append(d.hairpinDel, a)
-		}
-	}
-	for _, a := range cur.hairpin {
-		if d.hairpin.inc(a) {
-			d.hairpinAdd = append(d.hairpinAdd, a)
-		}
-	}
+	d.hairpin.update(old.hairpin, cur.hairpin)
+	d.clusterIPs.update(old.clusterIPs, cur.clusterIPs)
 	for _, k := range old.ks {
 		d.kUse.dec(k)
 	}
@@ -460,7 +491,8 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 		})
 	}
 	if o, ok := tx.(*ops); ok {
-		n := len(d.delElems) + len(d.addElems) + len(d.hairpinAdd) + len(d.hairpinDel) + 2*len(d.writeChains)
+		n := len(d.delElems) + len(d.addElems) + len(d.hairpin.add) + len(d.hairpin.del) +
+			len(d.clusterIPs.add) + len(d.clusterIPs.del) + 2*len(d.writeChains)
 		for _, c := range d.writeChains {
 			n += len(d.rules[c])
 		}
@@ -469,29 +501,8 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 	for _, e := range d.delElems {
 		addElement(tx, verbDelete, e)
 	}
-	// An address dropped by one port and added by another in the same
-	// diff appears in both lists: net it out.
-	add, del := map[string]bool{}, map[string]bool{}
-	for _, a := range d.hairpinAdd {
-		add[a] = true
-	}
-	for _, a := range d.hairpinDel {
-		if add[a] {
-			delete(add, a)
-		} else {
-			del[a] = true
-		}
-	}
-	for _, a := range slices.Sorted(maps.Keys(del)) {
-		if d.hairpin.get(a) == 0 {
-			addElement(tx, verbDelete, element{Map: setHairpin, Key: a + keySep + a})
-		}
-	}
-	for _, a := range slices.Sorted(maps.Keys(add)) {
-		if d.hairpin.get(a) > 0 {
-			addElement(tx, verbAdd, element{Map: setHairpin, Key: a + keySep + a})
-		}
-	}
+	d.hairpin.write(tx)
+	d.clusterIPs.write(tx)
 	for _, s := range slices.Sorted(maps.Keys(d.addSets)) {
 		if d.addSets[s] == 0 {
 			tx.Add(&knftables.Set{Name: s, Type: setType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
@@ -532,6 +543,61 @@ func (d *diff) write(tx sink, p *Proxier, fresh bool) {
 	}
 	for _, s := range d.staleSets {
 		tx.Delete(&knftables.Set{Name: s})
+	}
+}
+
+// sharedSet is a set several service ports may own the same element of
+// (an address): its elements are reference-counted, added when the
+// first port uses one and deleted when the last one stops.
+type sharedSet struct {
+	name     string
+	key      func(addr string) string // the element's key
+	counts   counts[string]
+	add, del []string // addresses that gained their first or lost their last user
+}
+
+func newSharedSet(name string, base map[string]int, key func(string) string) sharedSet {
+	return sharedSet{name: name, key: key, counts: counts[string]{base: base, delta: map[string]int{}}}
+}
+
+// update counts the addresses a port used (old) and uses (cur).
+func (s *sharedSet) update(old, cur []string) {
+	for _, a := range old {
+		if s.counts.dec(a) {
+			s.del = append(s.del, a)
+		}
+	}
+	for _, a := range cur {
+		if s.counts.inc(a) {
+			s.add = append(s.add, a)
+		}
+	}
+}
+
+// write adds the element changes to tx, sorted.
+func (s *sharedSet) write(tx sink) {
+	// An address dropped by one port and added by another in the same
+	// diff appears in both lists: net it out.
+	add, del := map[string]bool{}, map[string]bool{}
+	for _, a := range s.add {
+		add[a] = true
+	}
+	for _, a := range s.del {
+		if add[a] {
+			delete(add, a)
+		} else {
+			del[a] = true
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(del)) {
+		if s.counts.get(a) == 0 {
+			addElement(tx, verbDelete, element{Map: s.name, Key: s.key(a)})
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(add)) {
+		if s.counts.get(a) > 0 {
+			addElement(tx, verbAdd, element{Map: s.name, Key: s.key(a)})
+		}
 	}
 }
 

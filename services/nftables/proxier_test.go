@@ -243,3 +243,114 @@ func TestHealthServer(t *testing.T) {
 	_, tr, p := newFake(t, snft.WithHealthServer(hs))
 	st.HealthChecks(t, tr, p.Sync, hp, status, nil)
 }
+
+// TestBothPoliciesLocalAffinity: with ClientIP affinity and both
+// traffic policies Local, pods and the node short-circuit to a chain
+// balancing over the cluster-wide endpoints (the service chain holds the
+// local ones); outside clients still get the local one only. An
+// endpoint change then rewrites that chain, and the Service going away
+// removes it.
+func TestBothPoliciesLocalAffinity(t *testing.T) {
+	fake, tr, p := newFake(t)
+	svc := st.Service("default", "stick", "10.96.0.85", st.Port("http", v1.ProtocolTCP, 80, 30160), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		local := v1.ServiceInternalTrafficPolicyLocal
+		s.Spec.InternalTrafficPolicy = &local
+		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	})
+	tr.OnServiceUpdate(svc)
+	tr.OnEndpointSliceUpdate(st.Slice("default", "stick", "stick-1", webPorts,
+		st.Endpoint{IP: "10.244.1.20", Node: "node-a"}, st.Endpoint{IP: "10.244.2.20", Node: "node-b"}))
+	require.NoError(t, p.Sync(context.Background()))
+	for _, tt := range []struct {
+		name, src, dst string
+		port           uint16
+		fromHost       bool
+		want           []string
+	}{
+		{"pod to the node port", "10.244.3.3", st.NodeIP, 30160, false, []string{"DNAT 10.244.1.20:8080", "DNAT 10.244.2.20:8080"}},
+		{"node to the node port", st.NodeIP, st.NodeIP, 30160, true, []string{"DNAT 10.244.1.20:8080 masq", "DNAT 10.244.2.20:8080 masq"}},
+		{"outside to the node port", "198.51.100.1", st.NodeIP, 30160, false, []string{"DNAT 10.244.1.20:8080"}},
+		{"pod to the cluster IP", "10.244.3.3", "10.96.0.85", 80, false, []string{"DNAT 10.244.1.20:8080"}},
+	} {
+		assert.Equal(t, tt.want, trace(t, fake, tt.src, tt.dst, "tcp", tt.port, tt.fromHost), tt.name)
+	}
+	assert.Contains(t, fake.Dump(), "cluster-default/stick/tcp/http")
+
+	tr.OnEndpointSliceUpdate(st.Slice("default", "stick", "stick-1", webPorts,
+		st.Endpoint{IP: "10.244.1.20", Node: "node-a"}, st.Endpoint{IP: "10.244.2.21", Node: "node-b"}))
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"DNAT 10.244.1.20:8080", "DNAT 10.244.2.21:8080"}, trace(t, fake, "10.244.3.3", st.NodeIP, "tcp", 30160, false))
+
+	tr.OnServiceDelete(svc)
+	require.NoError(t, p.Sync(context.Background()))
+	assert.NotContains(t, fake.Dump(), "stick")
+}
+
+// TestNewRejectsMismatchedInterface: a Config whose family or table is
+// not the knftables.Interface's fails in New with ErrInvalidConfig
+// naming both, not at the first Sync.
+func TestNewRejectsMismatchedInterface(t *testing.T) {
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	nl4, err := snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, "")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nl4.Close() })
+	for _, tt := range []struct {
+		name string
+		nft  knftables.Interface
+		cfg  snft.Config
+		msg  string
+	}{
+		{"v6 config, v4 fake", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.Config{Family: knftables.IPv6Family}, "family ip6"},
+		{"v6 config, v4 netlink", nl4, snft.Config{Family: knftables.IPv6Family}, "writes family ip table"},
+		{"other table", knftables.NewFake(knftables.IPv4Family, "other"), snft.Config{Family: knftables.IPv4Family}, `table "other"`},
+		{"default table, fake of another", knftables.NewFake(knftables.IPv4Family, "x"), snft.Config{Family: knftables.IPv4Family, Table: snft.DefaultTable}, `table "x"`},
+		{"nil interface", nil, snft.Config{Family: knftables.IPv4Family}, "nil knftables.Interface"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := snft.New(tt.nft, tr, tt.cfg)
+			require.ErrorIs(t, err, snft.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.msg)
+		})
+	}
+	// Matching ones are accepted, the table defaulting to DefaultTable.
+	_, err = snft.New(nl4, tr, snft.Config{Family: knftables.IPv4Family})
+	require.NoError(t, err)
+	_, err = snft.New(knftables.NewFake(knftables.IPv6Family, "t6"), tr, snft.Config{Family: knftables.IPv6Family, Table: "t6"})
+	require.NoError(t, err)
+}
+
+// TestClusterIPsSet: a cluster IP is in the cluster-ips set while any
+// port of it exists (reference-counted across ports), so a port no
+// Service serves is rejected after NAT; once the last port goes, the
+// address is left alone, and an incremental sync writes only that
+// element.
+func TestClusterIPsSet(t *testing.T) {
+	rec := &recorder{Fake: knftables.NewFake(knftables.IPv4Family, snft.DefaultTable)}
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+	p, err := snft.New(rec, tr, snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+	require.NoError(t, err)
+	two := st.Service("default", "two", "10.96.0.5", st.Port("dns", v1.ProtocolUDP, 53, 0), st.Port("http", v1.ProtocolTCP, 80, 0))
+	tr.OnServiceUpdate(two)
+	tr.OnServiceUpdate(st.Service("default", "other", "10.96.0.6", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	require.NoError(t, p.Sync(context.Background()))
+	tt := func(dst string, port uint16) []string {
+		return trace(t, rec.Fake, "10.244.3.3", dst, "tcp", port, false)
+	}
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.5", 81))
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.5", 80), "no endpoints")
+	assert.Equal(t, []string{"ACCEPT"}, tt("10.96.0.7", 81), "not a cluster IP")
+
+	// One port goes: the other keeps the address in the set.
+	tr.OnServiceUpdate(st.Service("default", "two", "10.96.0.5", st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.5", 80))
+	assert.NotContains(t, rec.txs[len(rec.txs)-1], "cluster-ips")
+
+	// The Service goes: only its element is deleted.
+	tr.OnServiceDelete(two)
+	require.NoError(t, p.Sync(context.Background()))
+	assert.Equal(t, []string{"ACCEPT"}, tt("10.96.0.5", 81))
+	assert.Equal(t, []string{"REJECT"}, tt("10.96.0.6", 81))
+	assert.Contains(t, rec.txs[len(rec.txs)-1], "delete element ip tabby-services cluster-ips { 10.96.0.5 }")
+}

@@ -30,6 +30,8 @@ const (
 	setHairpin           = "hairpin"
 	setClusterCIDRs      = "cluster-cidrs"
 	chainFirewallCheck   = "firewall-check"
+	chainClusterIPsCheck = "cluster-ips-check"
+	setClusterIPs        = "cluster-ips"
 	mapFirewallIPs       = "firewall-ips"
 )
 
@@ -52,6 +54,9 @@ type rendered struct {
 	// hairpin lists the endpoint addresses the port uses; the hairpin
 	// set holds "A . A" for each, reference-counted across ports.
 	hairpin []string
+	// clusterIPs lists the port's cluster IPs; the cluster-ips set holds
+	// each, reference-counted across ports.
+	clusterIPs []string
 	// ks lists the endpoint counts the port uses in dispatch chains.
 	ks []dispatchKey
 }
@@ -190,11 +195,11 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	affinity := int(sp.AffinityTimeout.Seconds())
 	// At most: per cluster IP an endpoint-map element per internal
 	// endpoint, a service-ips element and a no-endpoint one; per
-	// external address and the node port, elements per internal and
+	// external address and the node port, elements per cluster-wide and
 	// external endpoint and two more.
 	size := len(clusterIPs) * (len(internal) + 2)
 	if sp.ExternallyAccessible() {
-		size += (len(sp.ExternalIPs) + len(sp.LoadBalancerIPs) + 1) * (len(internal) + len(external) + 2)
+		size += (len(sp.ExternalIPs) + len(sp.LoadBalancerIPs) + 1) * (len(cluster) + len(external) + 2)
 	}
 	out := &rendered{chains: make(map[string][]string, 2), sets: map[string]int{}, elements: make(map[element]bool, size)}
 	var buf []byte
@@ -204,7 +209,12 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	// Hairpin traffic (an endpoint reaching itself through the service)
 	// is masqueraded in postrouting through the hairpin set instead of
 	// per-endpoint rules.
-	for _, e := range (services.EndpointSets{Cluster: internal, Local: external}).All() {
+	used := services.EndpointSets{Cluster: internal, Local: external}
+	if shortCircuits(sp) {
+		// (Local is then external, and internal one of the two.)
+		used.Cluster = cluster
+	}
+	for _, e := range used.All() {
 		out.hairpin = append(out.hairpin, e.Addr.String())
 	}
 	dnat := func(e services.Endpoint) string {
@@ -297,6 +307,7 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	out.chains[svcChain] = rules
 	out.order = append(out.order, svcChain)
 	for _, cip := range clusterIPs {
+		out.clusterIPs = append(out.clusterIPs, cip.String())
 		k := fmt.Sprintf("%s . %s . %d", cip, proto, sp.Port)
 		out.elements[element{mapServiceIPs, k, "goto " + svcChain}] = true
 		if len(internal) == 0 {
@@ -310,25 +321,31 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 	}
 	rules = nil
 	extAddrs := append(p.addrs(sp.ExternalIPs), p.addrs(sp.LoadBalancerIPs)...)
-	shortCircuit := internalDispatch // to the cluster-wide endpoints
-	if affinity > 0 {
-		shortCircuit = "goto " + svcChain
-	}
 	if sp.ExternalPolicyLocal {
 		// Traffic from the node itself or from pods short-circuits to
-		// the cluster-wide set (kube-proxy does the same), masqueraded
-		// when it comes from the node.
-		rules = append(rules, "fib saddr type local jump "+chainMarkMasq)
-		// (Only when the service balances over the cluster set, that is
-		// internalTrafficPolicy Cluster.)
-		if !sp.InternalPolicyLocal {
-			rules = append(rules, "fib saddr type local "+shortCircuit)
-			if len(p.clusterCIDRs()) > 0 {
-				rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, setClusterCIDRs, shortCircuit))
-			}
-			if affinity == 0 {
-				slots(internal, 0, extAddrs, sp.NodePort)
-			}
+		// the cluster-wide set whatever internalTrafficPolicy says
+		// (kube-proxy: a port that is externally accessible always uses
+		// its Cluster endpoints), masqueraded when it comes from the
+		// node. Without affinity the cluster-wide endpoints are slots of
+		// the internal bank under the external addresses and node port;
+		// with affinity, the service chain when it balances over them
+		// (internalTrafficPolicy Cluster), else a cluster chain of its
+		// own.
+		shortCircuit := internalDispatch
+		switch {
+		case affinity == 0:
+			slots(cluster, 0, extAddrs, sp.NodePort)
+		case !sp.InternalPolicyLocal:
+			shortCircuit = "goto " + svcChain
+		default:
+			clChain := "cluster-" + key
+			out.chains[clChain] = affinityRules(cluster)
+			out.order = append(out.order, clChain)
+			shortCircuit = "goto " + clChain
+		}
+		rules = append(rules, "fib saddr type local jump "+chainMarkMasq, "fib saddr type local "+shortCircuit)
+		if len(p.clusterCIDRs()) > 0 {
+			rules = append(rules, fmt.Sprintf("%s saddr @%s %s", ip, setClusterCIDRs, shortCircuit))
 		}
 	} else {
 		rules = append(rules, "jump "+chainMarkMasq)
@@ -374,6 +391,13 @@ func (p *Proxier) render(r *services.Resolved) *rendered {
 		ext(mapServiceNodePorts, mapNoEndpointNPs, setRejectNPs, fmt.Sprintf("%s . %d", proto, sp.NodePort))
 	}
 	return out
+}
+
+// shortCircuits reports whether sp's external chain sends traffic from
+// the node and from pods to its cluster-wide endpoints
+// (externalTrafficPolicy Local on an externally accessible port).
+func shortCircuits(sp *services.ServicePort) bool {
+	return sp.ExternalPolicyLocal && sp.ExternallyAccessible()
 }
 
 // outermost returns the prefixes of ps not inside another one (an

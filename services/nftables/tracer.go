@@ -45,7 +45,7 @@ func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet)
 	tr := &tracer{t: t, nodeIPs: nodeIPs, pkt: pkt}
 	natChain, filterChain := "nat-prerouting", "filter-forward"
 	if pkt.FromHost {
-		natChain, filterChain = "nat-output", "filter-output"
+		natChain, filterChain = "nat-output", "filter-output-post-dnat"
 	} else if tr.local(pkt.Dst) {
 		filterChain = "filter-input"
 	}

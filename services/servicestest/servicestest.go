@@ -173,6 +173,19 @@ func Scenario(tr *services.Tracker) {
 	tr.OnServiceUpdate(Service("default", "fw", "10.96.0.90", Port("http", v1.ProtocolTCP, 80, 30130),
 		LoadBalancer("203.0.113.8"), SourceRanges("198.51.100.0/24", "192.168.0.0/24", "2001:db8::/32")))
 	tr.OnEndpointSliceUpdate(Slice("default", "fw", "fw-1", WebPorts, Endpoint{IP: "10.244.2.13", Node: "node-b"}))
+	// Both policies Local (NodePort): the cluster IP and outside clients
+	// use the local endpoints only, pods and the node short-circuit to
+	// the cluster-wide ones (kube-proxy). "both" has only a remote
+	// endpoint, "mixed" a local and a remote one.
+	bothLocal := func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.InternalTrafficPolicy = ptr.To(v1.ServiceInternalTrafficPolicyLocal)
+	}
+	tr.OnServiceUpdate(Service("default", "both", "10.96.0.81", Port("http", v1.ProtocolTCP, 80, 30140), bothLocal))
+	tr.OnEndpointSliceUpdate(Slice("default", "both", "both-1", WebPorts, Endpoint{IP: "10.244.2.14", Node: "node-b"}))
+	tr.OnServiceUpdate(Service("default", "mixed", "10.96.0.82", Port("http", v1.ProtocolTCP, 80, 30150), bothLocal))
+	tr.OnEndpointSliceUpdate(Slice("default", "mixed", "mixed-1", WebPorts,
+		Endpoint{IP: "10.244.1.15", Node: "node-a"}, Endpoint{IP: "10.244.2.15", Node: "node-b"}))
 	// Invalid: skipped, others unaffected.
 	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
 }
@@ -194,18 +207,23 @@ type TraceCase struct {
 // TraceCases are the packets both backends' tracers check against
 // Scenario (ClusterCIDRs 10.244.0.0/16, node address NodeIP, also the
 // backend's Config.NodeIPs).
-// localhostNodePorts selects the answer on 127.0.0.1: the node port
-// (kube-proxy's iptables mode) or nothing (its nftables mode).
-func TraceCases(localhostNodePorts bool) []TraceCase {
-	localhost := []string{"ACCEPT"}
-	if localhostNodePorts {
-		localhost = []string{"DNAT 10.244.2.8:8080 masq"}
+// iptablesMode selects where kube-proxy's iptables and nftables modes
+// differ: the answer on 127.0.0.1 (the node port in iptables mode,
+// nothing in nftables mode), and a port of a cluster IP that no
+// Service serves (left alone, so routed on, in iptables mode; rejected
+// in nftables mode, its cluster-ips set).
+func TraceCases(iptablesMode bool) []TraceCase {
+	localhost, unserved := []string{"ACCEPT"}, []string{"REJECT"}
+	if iptablesMode {
+		localhost, unserved = []string{"DNAT 10.244.2.8:8080 masq"}, []string{"ACCEPT"}
 	}
 	return []TraceCase{
 		{"dns from a pod", "10.244.1.5", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53"}},
 		{"dns from another pod", "10.244.3.3", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53", "DNAT 10.244.2.7:53"}},
 		{"dns from outside the cluster CIDR is masqueraded", "192.168.0.99", "10.96.0.10", "udp", 53, false, []string{"DNAT 10.244.1.5:53 masq", "DNAT 10.244.2.7:53 masq"}},
-		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, []string{"ACCEPT"}},
+		{"dns wrong protocol", "10.244.3.3", "10.96.0.10", "tcp", 53, false, unserved},
+		{"unserved port of a cluster IP from the host", "192.168.0.10", "10.96.0.20", "tcp", 81, true, unserved},
+		{"unserved port of an iTP Local cluster IP", "10.244.3.3", "10.96.0.81", "tcp", 81, false, unserved},
 		{"not a service", "10.244.3.3", "10.96.0.99", "tcp", 80, false, []string{"ACCEPT"}},
 		{"nodeport from outside", "192.168.0.99", "192.168.0.10", "tcp", 30080, false, []string{"DNAT 10.244.2.8:8080 masq"}},
 		{"nodeport on another address is not ours", "192.168.0.99", "192.168.0.11", "tcp", 30080, false, []string{"ACCEPT"}},
@@ -230,6 +248,14 @@ func TraceCases(localhostNodePorts bool) []TraceCase {
 		{"source ranges apply to the LB IP's port only", "198.51.99.1", "203.0.113.8", "tcp", 81, false, []string{"ACCEPT"}},
 		{"the node, in a range, reaches the LB IP", "192.168.0.10", "203.0.113.8", "tcp", 80, true, []string{"DNAT 10.244.2.13:8080 masq"}},
 		{"the LB IP as source is let in when a range holds the node", "203.0.113.8", "203.0.113.8", "tcp", 80, true, []string{"DNAT 10.244.2.13:8080 masq"}},
+		{"both policies local: a pod reaches the node port's remote endpoint", "10.244.3.3", "192.168.0.10", "tcp", 30140, false, []string{"DNAT 10.244.2.14:8080"}},
+		{"both policies local: the node reaches the node port's remote endpoint", "192.168.0.10", "192.168.0.10", "tcp", 30140, true, []string{"DNAT 10.244.2.14:8080 masq"}},
+		{"both policies local: outside without local endpoint drops", "198.51.100.1", "192.168.0.10", "tcp", 30140, false, []string{"DROP"}},
+		{"both policies local: the cluster IP without local endpoint drops", "10.244.3.3", "10.96.0.81", "tcp", 80, false, []string{"DROP"}},
+		{"both policies local: a pod's node port goes cluster-wide", "10.244.3.3", "192.168.0.10", "tcp", 30150, false, []string{"DNAT 10.244.1.15:8080", "DNAT 10.244.2.15:8080"}},
+		{"both policies local: the node's node port goes cluster-wide", "192.168.0.10", "192.168.0.10", "tcp", 30150, true, []string{"DNAT 10.244.1.15:8080 masq", "DNAT 10.244.2.15:8080 masq"}},
+		{"both policies local: outside uses the local endpoint", "198.51.100.1", "192.168.0.10", "tcp", 30150, false, []string{"DNAT 10.244.1.15:8080"}},
+		{"both policies local: the cluster IP uses the local endpoint", "10.244.3.3", "10.96.0.82", "tcp", 80, false, []string{"DNAT 10.244.1.15:8080"}},
 		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
 	}
 }

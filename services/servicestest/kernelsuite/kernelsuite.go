@@ -38,6 +38,11 @@ type Features struct {
 	// LocalhostNodePorts: node ports answer on 127.0.0.1 from the node
 	// itself (iptables), else they must not (nftables).
 	LocalhostNodePorts bool
+	// RejectUnservedClusterIPPorts: a connection to a cluster IP on a
+	// port no Service serves is rejected (nftables, kube-proxy's
+	// cluster-ips set); else it is left alone (iptables) and the
+	// scenario is skipped.
+	RejectUnservedClusterIPPorts bool
 }
 
 // Run runs every scenario as a subtest.
@@ -49,11 +54,13 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"ClusterIPAndNodePort", clusterIPAndNodePort},
 		{"Affinity", affinity},
 		{"ExternalTrafficPolicyLocal", externalTrafficPolicyLocal},
+		{"BothTrafficPoliciesLocal", bothTrafficPoliciesLocal},
 		{"UDPEndpointReplaced", udpEndpointReplaced},
 		{"Churn", churn},
 		{"Hairpin", hairpin},
 		{"HairpinPeer", func(t *testing.T, f Factory, _ Features) { HairpinPeer(t, f) }},
 		{"Localhost", localhost},
+		{"UnservedClusterIPPort", unservedClusterIPPort},
 		{"LoadBalancerSourceRanges", loadBalancerSourceRanges},
 		{"SharedDestination", sharedDestination},
 	} {
@@ -253,6 +260,48 @@ func externalTrafficPolicyLocal(t *testing.T, f Factory, _ Features) {
 	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
 }
 
+// bothTrafficPoliciesLocal: internalTrafficPolicy and
+// externalTrafficPolicy Local on a NodePort Service whose only endpoint
+// is labelled with another node (the pod is on this one, so it is
+// reachable). A pod and the node itself reach it through the node port
+// (kube-proxy short-circuits their traffic to the cluster-wide
+// endpoints whatever internalTrafficPolicy says); an outside client is
+// dropped there, and the cluster IP (no local endpoint) drops too.
+func bothTrafficPoliciesLocal(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 1)
+	b := e.backends[0]
+	e.tr.OnServiceUpdate(st.Service("default", "both", "10.96.0.20", st.Port("http", v1.ProtocolTCP, 80, 30093), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		local := v1.ServiceInternalTrafficPolicyLocal
+		s.Spec.InternalTrafficPolicy = &local
+	}))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "both", "both-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}},
+		st.Endpoint{IP: b.IP.String(), Node: "elsewhere"}))
+	e.sync(t)
+
+	np := netip.AddrPortFrom(e.node.IP, 30093)
+	name, err := e.client.Probe("tcp", np, 2*time.Second)
+	if err != nil {
+		e.diagnose(t)
+	}
+	require.NoError(t, err, "pod to the node port")
+	assert.Equal(t, b.Name, name)
+	name, err = e.node.Host().Probe("tcp", np, 2*time.Second)
+	if err != nil {
+		e.diagnose(t)
+	}
+	require.NoError(t, err, "node to its own node port")
+	assert.Equal(t, b.Name, name)
+
+	ext := e.topo.AddClient(t)
+	_, err = ext.Probe("tcp", np, 500*time.Millisecond)
+	require.Error(t, err, "outside client, no local endpoint: dropped")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+	_, err = e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.20:80"), 500*time.Millisecond)
+	require.Error(t, err, "cluster IP, no local endpoint: dropped")
+	assert.NotContains(t, err.Error(), "refused", "dropped, not rejected")
+}
+
 // loadBalancerSourceRanges: two external clients that route a
 // load-balancer IP to the node; the one inside the Service's
 // loadBalancerSourceRanges reaches the backend through the LB IP, the
@@ -389,6 +438,34 @@ func hairpin(t *testing.T, f Factory, _ Features) {
 	name, err := b.Probe("tcp", netip.MustParseAddrPort("10.96.0.17:80"), 2*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, b.Name, name)
+}
+
+// unservedClusterIPPort: with RejectUnservedClusterIPPorts, a pod and
+// the node connecting to a cluster IP on a port no Service serves are
+// refused at once (rather than the packet leaving toward the default
+// route), while the served port still answers; once the Service goes,
+// its address is no longer rejected.
+func unservedClusterIPPort(t *testing.T, f Factory, feat Features) {
+	if !feat.RejectUnservedClusterIPPorts {
+		t.Skip("backend leaves unserved cluster IP ports alone")
+	}
+	e := newEnv(t, f, 1)
+	svc := st.Service("default", "web", "10.96.0.21", st.Port("http", v1.ProtocolTCP, 80, 0))
+	e.tr.OnServiceUpdate(svc)
+	e.slice("web", e.backends...)
+	e.sync(t)
+	_, err := e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:80"), 2*time.Second)
+	require.NoError(t, err, "served port")
+	for _, from := range []*nettest.Pod{e.client, e.node.Host()} {
+		_, err = from.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:81"), 2*time.Second)
+		require.Error(t, err, "unserved port from %s", from.Name)
+		assert.Contains(t, err.Error(), "refused", "unserved port from %s: rejected", from.Name)
+	}
+	e.tr.OnServiceDelete(svc)
+	e.sync(t)
+	_, err = e.client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:81"), 500*time.Millisecond)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "refused", "a deleted Service's address is not rejected")
 }
 
 // localhost: node ports on 127.0.0.1 answer the node itself only with
