@@ -96,11 +96,28 @@ func nodeRand(node string) *rand.Rand {
 
 // blockCandidates yields the pool's blocks starting at a node-seeded random
 // index and wrapping around, stopping after limit blocks.
+// The blocks of the IPv4-mapped range (in an IPv6 pool stored before
+// CreatePool refused it) are left out.
 func blockCandidates(pool IPPool, node string, limit uint64, yield func(netip.Prefix) bool) {
 	n := blockCount(pool)
+	// Blocks [gap, gap+gapLen) are mapped; indices at or past gap are
+	// shifted over them.
+	gap, gapLen := n, uint64(0)
+	if pool.CIDR.Addr().Is6() && pool.CIDR.Bits() < v4Mapped.Bits() {
+		if pool.CIDR.Contains(v4Mapped.Addr()) {
+			shift := 128 - pool.BlockSize
+			gap = (toU128(v4Mapped.Addr()).lo - toU128(pool.CIDR.Addr()).lo) >> shift
+			gapLen = 1 << (pool.BlockSize - v4Mapped.Bits())
+			n -= gapLen
+		}
+	}
 	start := nodeRand(node).Uint64N(n)
 	for k := uint64(0); k < n && k < limit; k++ {
-		if !yield(blockAt(pool, (start+k)%n)) {
+		i := (start + k) % n
+		if i >= gap {
+			i += gapLen
+		}
+		if !yield(blockAt(pool, i)) {
 			return
 		}
 	}

@@ -224,6 +224,15 @@ func (a *IPAM) decodeCluster(revs [3]int64, vals [3][]byte) (*cluster, error) {
 	for _, r := range c.reservations {
 		c.reserved = append(c.reserved, r.CIDRs...)
 	}
+	// A pool stored before CreatePool refused the IPv4-mapped range may
+	// cover it: reserve the range so that automatic assignment skips its
+	// blocks and addresses (AssignIP refuses mapped addresses anyway).
+	for _, p := range c.pools {
+		if p.CIDR.Addr().Is6() && p.CIDR.Overlaps(v4Mapped) {
+			c.reserved = append(c.reserved, v4Mapped)
+			break
+		}
+	}
 	if !c.labelsMatter {
 		c.anyNode = map[anyNodeKey][]IPPool{}
 		for _, v6 := range []bool{false, true} {
@@ -379,10 +388,15 @@ func (a *IPAM) Pool(ctx context.Context, name string) (IPPool, error) {
 }
 
 // CreatePool validates p, fills in its defaults and adds it. Pools may not
-// overlap; the check and the write are one atomic compare-and-swap.
+// overlap; the check and the write are one atomic compare-and-swap. An
+// IPv6 pool may not overlap the IPv4-mapped range ::ffff:0:0/96
+// (ErrInvalid).
 func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	p = p.normalize()
 	if err := p.validate(); err != nil {
+		return IPPool{}, err
+	}
+	if err := p.validateNotMapped(); err != nil {
 		return IPPool{}, err
 	}
 	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
@@ -405,11 +419,17 @@ func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
 }
 
 // UpdatePool replaces an existing pool's mutable fields; its CIDR and block
-// size cannot change.
+// size cannot change. A pool stored before CreatePool refused the
+// IPv4-mapped range ::ffff:0:0/96 may only be updated to Disabled (any
+// other update is ErrInvalid), so that it can be drained and deleted;
+// Assign never hands out its mapped addresses.
 func (a *IPAM) UpdatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	p = p.normalize()
 	if err := p.validate(); err != nil {
 		return IPPool{}, err
+	}
+	if err := p.validateNotMapped(); err != nil && !p.Disabled {
+		return IPPool{}, fmt.Errorf("%w (only disabling it is allowed)", err)
 	}
 	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
 		for i, q := range *pools {

@@ -130,6 +130,10 @@ type IPReservation struct {
 var (
 	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
 	linkLocal6 = netip.MustParsePrefix("fe80::/10")
+	// v4Mapped is the IPv4-mapped IPv6 range (RFC 4291 section 2.5.5.2).
+	// Its addresses are not valid IPv6 pod addresses: AssignIP refuses
+	// them and net.IP.To4 turns them into IPv4.
+	v4Mapped = netip.MustParsePrefix("::ffff:0:0/96")
 )
 
 // normalize fills in defaults; it does not validate.
@@ -205,6 +209,16 @@ func (p IPPool) validate() error {
 		if u != UseWorkload && u != UseTunnel {
 			return bad("unknown allowed use %q", u)
 		}
+	}
+	return nil
+}
+
+// validateNotMapped refuses an IPv6 pool that overlaps the IPv4-mapped
+// range ::ffff:0:0/96 (a mapped CIDR itself is refused by validate).
+func (p IPPool) validateNotMapped() error {
+	if p.CIDR.Addr().Is6() && p.CIDR.Overlaps(v4Mapped) {
+		return fmt.Errorf("%w: pool %q: CIDR %s overlaps the IPv4-mapped range %s, whose addresses are not IPv6 pod addresses",
+			ErrInvalid, p.Name, p.CIDR, v4Mapped)
 	}
 	return nil
 }
