@@ -450,8 +450,12 @@ func (a *IPAM) UpdatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	return p, nil
 }
 
-// DeletePool removes a pool that has no blocks left (disable it and
-// release its addresses first).
+// DeletePool removes a pool that has no blocks left; while one remains it
+// is ErrPoolInUse, and an unknown pool is ErrNotFound. To drain a pool:
+// disable it (UpdatePool), release its addresses (ReleaseByHandle, or GC),
+// then ReleaseEmptyBlocks frees its empty blocks once the empty-block grace
+// period has passed (a block in a disabled pool is never kept as a node's
+// last block).
 func (a *IPAM) DeletePool(ctx context.Context, name string) error {
 	c, err := a.loadCluster(ctx)
 	if err != nil {

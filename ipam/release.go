@@ -470,9 +470,17 @@ func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEm
 
 // ReleaseEmptyBlocks frees the affine blocks of node ("" for every node)
 // that have been empty for the configured grace period, keeping each
-// node's last block of a family unless ReleaseLastBlock is set. It returns
-// the released blocks. Run it periodically (the node agent or a
-// controller does).
+// node's last usable block of a family unless ReleaseLastBlock is set. It
+// returns the released blocks, sorted by address. Run it periodically (the
+// node agent or a controller does).
+//
+// A block is usable when its pool exists, is enabled and its nodeSelector
+// selects the node. Only usable blocks count when deciding which is the
+// last: when every usable block of the node is empty, the first in address
+// order is kept; empty blocks in disabled, deleted or non-selecting pools
+// are always released (after the grace period), so the DeletePool recipe
+// (disable the pool, release its addresses, wait for ReleaseEmptyBlocks)
+// drains the pool even when it held the node's only block.
 func (a *IPAM) ReleaseEmptyBlocks(ctx context.Context, node string) ([]netip.Prefix, error) {
 	c, err := a.loadCluster(ctx)
 	if err != nil {
@@ -484,8 +492,18 @@ func (a *IPAM) ReleaseEmptyBlocks(ctx context.Context, node string) ([]netip.Pre
 	}
 	now := a.now()
 	grace := c.config.emptyGrace()
-	type group struct{ total, empty []storedAffinity }
+	// Per node and family: how many usable blocks it has, and its empty
+	// blocks, usable ones flagged.
+	type emptyBlock struct {
+		storedAffinity
+		usable bool
+	}
+	type group struct {
+		usable int
+		empty  []emptyBlock
+	}
 	groups := map[string]*group{} // node + family
+	labels := map[string]selector.Map{}
 	for _, af := range affs {
 		if af.State != AffinityConfirmed {
 			continue
@@ -496,7 +514,13 @@ func (a *IPAM) ReleaseEmptyBlocks(ctx context.Context, node string) ([]netip.Pre
 			g = &group{}
 			groups[k] = g
 		}
-		g.total = append(g.total, af)
+		usable, err := a.blockUsable(ctx, c, af, labels)
+		if err != nil {
+			return nil, err
+		}
+		if usable {
+			g.usable++
+		}
 		sb, err := a.getBlock(ctx, af.CIDR)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
@@ -505,14 +529,26 @@ func (a *IPAM) ReleaseEmptyBlocks(ctx context.Context, node string) ([]netip.Pre
 			return nil, err
 		}
 		if sb.block.Used() == 0 && sb.block.Affinity == af.Node && now.Sub(sb.block.EmptySince) >= grace {
-			g.empty = append(g.empty, af)
+			g.empty = append(g.empty, emptyBlock{af, usable})
 		}
 	}
 	var out []netip.Prefix
 	for _, g := range groups {
-		release := g.empty
-		if !c.config.ReleaseLastBlock && len(release) == len(g.total) && len(release) > 0 {
-			release = release[1:] // keep the node's last block
+		usableEmpty := 0
+		for _, eb := range g.empty {
+			if eb.usable {
+				usableEmpty++
+			}
+		}
+		slices.SortFunc(g.empty, func(x, y emptyBlock) int { return x.CIDR.Addr().Compare(y.CIDR.Addr()) })
+		var release []storedAffinity
+		kept := c.config.ReleaseLastBlock
+		for _, eb := range g.empty {
+			if !kept && eb.usable && usableEmpty == g.usable {
+				kept = true // the node's last usable block
+				continue
+			}
+			release = append(release, eb.storedAffinity)
 		}
 		for _, af := range release {
 			err := a.releaseAffinity(ctx, af, true)
@@ -553,4 +589,26 @@ func (a *IPAM) ReleaseNode(ctx context.Context, node string) ([]netip.Prefix, er
 		return out, fmt.Errorf("forget node %q: %w", node, err)
 	}
 	return out, nil
+}
+
+// blockUsable reports whether af's node may still allocate from af's
+// block: its pool exists, is enabled and selects the node. labels caches
+// node labels across calls.
+func (a *IPAM) blockUsable(ctx context.Context, c *cluster, af storedAffinity, labels map[string]selector.Map) (bool, error) {
+	i := slices.IndexFunc(c.pools, func(p IPPool) bool { return p.CIDR.Contains(af.CIDR.Addr()) })
+	if i < 0 || c.pools[i].Disabled {
+		return false, nil
+	}
+	if !c.needsNodeLabels() {
+		return true, nil
+	}
+	l, ok := labels[af.Node]
+	if !ok {
+		var err error
+		if l, err = a.nodeLabels(ctx, af.Node); err != nil {
+			return false, err
+		}
+		labels[af.Node] = l
+	}
+	return c.sels[i].Evaluate(l), nil
 }
