@@ -490,14 +490,26 @@ func (a *IPAM) Reservations(ctx context.Context) ([]IPReservation, error) {
 }
 
 // SetReservation creates or replaces a reservation. Addresses already
-// allocated inside it stay allocated; no new ones are handed out.
+// allocated inside it stay allocated; no new ones are handed out. A
+// reservation needs at least one CIDR, each plain IPv4 or IPv6 (not
+// IPv4-mapped, no zone) without host bits; anything else is ErrInvalid.
 func (a *IPAM) SetReservation(ctx context.Context, r IPReservation) error {
 	if err := validateName(r.Name); err != nil {
 		return fmt.Errorf("%w: reservation: %v", ErrInvalid, err)
 	}
+	if len(r.CIDRs) == 0 {
+		return fmt.Errorf("%w: reservation %q has no CIDRs", ErrInvalid, r.Name)
+	}
 	for _, c := range r.CIDRs {
-		if !c.IsValid() || c != c.Masked() {
-			return fmt.Errorf("%w: reservation %q: bad CIDR %s", ErrInvalid, r.Name, c)
+		switch {
+		case !c.IsValid():
+			return fmt.Errorf("%w: reservation %q: invalid CIDR %s", ErrInvalid, r.Name, c)
+		case c.Addr().Is4In6():
+			return fmt.Errorf("%w: reservation %q: CIDR %s is IPv4-mapped IPv6; write it as IPv4", ErrInvalid, r.Name, c)
+		case c.Addr().Zone() != "":
+			return fmt.Errorf("%w: reservation %q: CIDR %s has a zone", ErrInvalid, r.Name, c)
+		case c != c.Masked():
+			return fmt.Errorf("%w: reservation %q: CIDR %s has host bits set (did you mean %s?)", ErrInvalid, r.Name, c, c.Masked())
 		}
 	}
 	return modifyJSON(ctx, a, keyReservations, func(rs *[]IPReservation, _ bool) (edit, error) {
