@@ -32,8 +32,10 @@ type AnnotationRequest struct {
 }
 
 // ParseAnnotations reads the IPAM annotations of a pod and of its
-// namespace (either map may be nil). It rejects malformed JSON, bad
-// addresses, more than one address per family in ipAddrs or
+// namespace (either map may be nil). It rejects, with ErrInvalid naming the
+// annotation, as Calico's JSON and IP parsing would: an annotation present
+// with an empty value, malformed JSON, addresses that do not parse exactly
+// (no surrounding spaces, no zone), more than one address per family in ipAddrs or
 // ipAddrsNoIpam, and contradictory combinations (ipAddrs with
 // ipAddrsNoIpam; specific addresses with the pod's own pool annotations).
 // Pool names are checked later, against the pools, by Assign
@@ -45,30 +47,30 @@ func ParseAnnotations(pod, namespace map[string]string) (AnnotationRequest, erro
 		key string
 		out *[]string
 	}{{AnnotationIPv4Pools, &r.IPv4Pools}, {AnnotationIPv6Pools, &r.IPv6Pools}} {
-		v := pod[f.key]
-		if v == "" {
-			v = namespace[f.key]
+		v, ok := pod[f.key]
+		if !ok {
+			v, ok = namespace[f.key]
 		}
-		if v == "" {
+		if !ok {
 			continue
 		}
 		if *f.out, err = parseStringList(f.key, v); err != nil {
 			return AnnotationRequest{}, err
 		}
 	}
-	if r.Addrs, err = parseAddrList(AnnotationIPAddrs, pod[AnnotationIPAddrs], true); err != nil {
+	if r.Addrs, err = parseAddrList(pod, AnnotationIPAddrs, true); err != nil {
 		return AnnotationRequest{}, err
 	}
-	if r.NoIPAMAddrs, err = parseAddrList(AnnotationIPAddrsNoIPAM, pod[AnnotationIPAddrsNoIPAM], true); err != nil {
+	if r.NoIPAMAddrs, err = parseAddrList(pod, AnnotationIPAddrsNoIPAM, true); err != nil {
 		return AnnotationRequest{}, err
 	}
-	if r.FloatingIPs, err = parseAddrList(AnnotationFloatingIPs, pod[AnnotationFloatingIPs], false); err != nil {
+	if r.FloatingIPs, err = parseAddrList(pod, AnnotationFloatingIPs, false); err != nil {
 		return AnnotationRequest{}, err
 	}
 	switch {
 	case len(r.Addrs) > 0 && len(r.NoIPAMAddrs) > 0:
 		return AnnotationRequest{}, fmt.Errorf("%w: %s and %s cannot be used together", ErrInvalid, AnnotationIPAddrs, AnnotationIPAddrsNoIPAM)
-	case (len(r.Addrs) > 0 || len(r.NoIPAMAddrs) > 0) && (pod[AnnotationIPv4Pools] != "" || pod[AnnotationIPv6Pools] != ""):
+	case (len(r.Addrs) > 0 || len(r.NoIPAMAddrs) > 0) && (hasKey(pod, AnnotationIPv4Pools) || hasKey(pod, AnnotationIPv6Pools)):
 		return AnnotationRequest{}, fmt.Errorf("%w: specific addresses cannot be combined with the pod's pool annotations", ErrInvalid)
 	case len(r.NoIPAMAddrs) > 0 && len(r.FloatingIPs) > 0:
 		return AnnotationRequest{}, fmt.Errorf("%w: %s cannot be combined with %s", ErrInvalid, AnnotationFloatingIPs, AnnotationIPAddrsNoIPAM)
@@ -76,7 +78,12 @@ func ParseAnnotations(pod, namespace map[string]string) (AnnotationRequest, erro
 	return r, nil
 }
 
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
 func parseStringList(key, v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, fmt.Errorf("%w: annotation %s: empty value, want a JSON list of strings", ErrInvalid, key)
+	}
 	var list []string
 	if err := json.Unmarshal([]byte(v), &list); err != nil {
 		return nil, fmt.Errorf("%w: annotation %s: want a JSON list of strings: %v", ErrInvalid, key, err)
@@ -92,8 +99,9 @@ func parseStringList(key, v string) ([]string, error) {
 	return list, nil
 }
 
-func parseAddrList(key, v string, onePerFamily bool) ([]netip.Addr, error) {
-	if v == "" {
+func parseAddrList(pod map[string]string, key string, onePerFamily bool) ([]netip.Addr, error) {
+	v, ok := pod[key]
+	if !ok {
 		return nil, nil
 	}
 	list, err := parseStringList(key, v)
@@ -103,7 +111,7 @@ func parseAddrList(key, v string, onePerFamily bool) ([]netip.Addr, error) {
 	var out []netip.Addr
 	var n4, n6 int
 	for _, s := range list {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
 			return nil, fmt.Errorf("%w: annotation %s: %q is not an IP address", ErrInvalid, key, s)
 		}

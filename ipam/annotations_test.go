@@ -40,6 +40,15 @@ func TestParseAnnotations(t *testing.T) {
 		{name: "duplicate", pod: map[string]string{AnnotationFloatingIPs: `["1.1.1.1", "1.1.1.1"]`}, err: "twice"},
 		{name: "ipAddrs and noIpam", pod: map[string]string{AnnotationIPAddrs: `["10.0.0.1"]`, AnnotationIPAddrsNoIPAM: `["10.0.0.2"]`}, err: "together"},
 		{name: "ipAddrs and pod pools", pod: map[string]string{AnnotationIPAddrs: `["10.0.0.1"]`, AnnotationIPv4Pools: `["p"]`}, err: "pool annotations"},
+		{name: "empty ipAddrs", pod: map[string]string{AnnotationIPAddrs: ``}, err: AnnotationIPAddrs + ": empty value"},
+		{name: "blank ipAddrsNoIpam", pod: map[string]string{AnnotationIPAddrsNoIPAM: ` `}, err: AnnotationIPAddrsNoIPAM + ": empty value"},
+		{name: "empty floatingIPs", pod: map[string]string{AnnotationFloatingIPs: ``}, err: AnnotationFloatingIPs + ": empty value"},
+		{name: "empty pod pools", pod: map[string]string{AnnotationIPv4Pools: ``}, ns: map[string]string{AnnotationIPv4Pools: `["x"]`}, err: AnnotationIPv4Pools + ": empty value"},
+		{name: "empty namespace pools", ns: map[string]string{AnnotationIPv6Pools: ``}, err: AnnotationIPv6Pools + ": empty value"},
+		{name: "leading space", pod: map[string]string{AnnotationIPAddrs: `[" 10.0.0.1"]`}, err: AnnotationIPAddrs + `: " 10.0.0.1" is not an IP`},
+		{name: "trailing space", pod: map[string]string{AnnotationFloatingIPs: `["1.1.1.1 "]`}, err: AnnotationFloatingIPs + `: "1.1.1.1 " is not an IP`},
+		{name: "zone", pod: map[string]string{AnnotationIPAddrs: `["fe80::1%eth0"]`}, err: "not an IP"},
+		{name: "empty list is nothing", pod: map[string]string{AnnotationIPAddrs: `[]`}, want: AnnotationRequest{}},
 		{name: "noIpam and floating", pod: map[string]string{AnnotationIPAddrsNoIPAM: `["10.0.0.1"]`, AnnotationFloatingIPs: `["1.1.1.1"]`}, err: "cannot be combined"},
 	}
 	for _, tc := range tests {

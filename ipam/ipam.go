@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/tabbynet/tabby/ipam/store"
 	"github.com/tabbynet/tabby/selector"
 )
@@ -537,10 +539,17 @@ func (a *IPAM) DeleteReservation(ctx context.Context, name string) error {
 
 // SetNodeLabels records a node's labels, which pool nodeSelectors and
 // BorrowWithinLabel are evaluated against. A node never registered has no
-// labels.
+// labels. Each key must be a Kubernetes label key (an optional DNS
+// subdomain prefix and "/", then a name of at most 63 characters), else
+// ErrInvalid; values are not checked.
 func (a *IPAM) SetNodeLabels(ctx context.Context, node string, labels map[string]string) error {
 	if err := validateName(node); err != nil {
 		return fmt.Errorf("%w: node: %v", ErrInvalid, err)
+	}
+	for k := range labels {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return fmt.Errorf("%w: node %q: label key %q: %s", ErrInvalid, node, k, strings.Join(errs, "; "))
+		}
 	}
 	return modifyJSON(ctx, a, nodeKey(node), func(n *nodeRecord, _ bool) (edit, error) {
 		n.Labels = labels

@@ -362,8 +362,14 @@ type IPInfo struct {
 	Reserved  bool
 }
 
-// Lookup reports the state of one address.
+// Lookup reports the state of one address. An invalid address, an
+// IPv4-mapped IPv6 one (write it as IPv4) or one with a zone is
+// ErrInvalid; an address in no pool and no block is an IPInfo with only
+// Addr set.
 func (a *IPAM) Lookup(ctx context.Context, addr netip.Addr) (IPInfo, error) {
+	if !addr.IsValid() || addr.Is4In6() || addr.Zone() != "" {
+		return IPInfo{}, fmt.Errorf("%w: lookup %s: want a plain IPv4 or IPv6 address", ErrInvalid, addrString(addr))
+	}
 	c, err := a.loadCluster(ctx)
 	if err != nil {
 		return IPInfo{}, err
@@ -611,4 +617,12 @@ func (a *IPAM) blockUsable(ctx context.Context, c *cluster, af storedAffinity, l
 		labels[af.Node] = l
 	}
 	return c.sels[i].Evaluate(l), nil
+}
+
+// addrString is addr.String, quoted when invalid so the message says so.
+func addrString(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return "(zero address)"
+	}
+	return addr.String()
 }

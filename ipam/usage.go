@@ -287,6 +287,9 @@ func (a *IPAM) WatchBlocks(ctx context.Context, afterRevision int64) (<-chan Blo
 }
 
 func watchDecoded[T any](ctx context.Context, s store.Store, prefix string, after int64, conv func(store.Event) T, fail func(error) T) (<-chan T, error) {
+	if err := store.CheckWatchRevision(after); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	ch, err := s.Watch(ctx, prefix, after)
 	if err != nil {
 		return nil, err

@@ -379,6 +379,9 @@ func (m *Memory) since(rev int64) ([]Event, <-chan struct{}, error) {
 }
 
 func (m *Memory) Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan Event, error) {
+	if err := CheckWatchRevision(afterRevision); err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
 	m.mu.Lock()
 	closed, cur := m.closed.Load(), m.rev
 	m.mu.Unlock()

@@ -84,12 +84,22 @@ type Store interface {
 	// non-zero the key's current revision must equal it (else ErrConflict).
 	Delete(ctx context.Context, key string, ifRevision int64) error
 	// Watch streams, in revision order, the changes to keys under prefix
-	// made after revision afterRevision (0 means "from now"). The channel is
+	// made after revision afterRevision (0 means "from now"; negative is
+	// ErrInvalidRevision, see CheckWatchRevision). The channel is
 	// closed when ctx is done or after an EventError event. A consumer that
 	// falls behind a backend's retained history gets ErrCompacted.
 	Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan Event, error)
 	// Close releases the store's resources. Outstanding watches end.
 	Close() error
+}
+
+// CheckWatchRevision is every backend's check of Watch's afterRevision:
+// 0 (from now) or a positive revision; negative wraps ErrInvalidRevision.
+func CheckWatchRevision(afterRevision int64) error {
+	if afterRevision < 0 {
+		return fmt.Errorf("watch after revision %d: %w", afterRevision, ErrInvalidRevision)
+	}
+	return nil
 }
 
 // KeyLister is implemented by stores that can list keys without values, so
@@ -131,6 +141,8 @@ var (
 	ErrInvalidKey = errors.New("invalid key")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrInvalidRevision: a negative watch revision.
+	ErrInvalidRevision = errors.New("invalid revision")
 )
 
 // IsNotFound reports whether err wraps ErrNotFound.

@@ -732,6 +732,9 @@ func decodeLog(rev int64, v []byte) (store.Event, error) {
 }
 
 func (s *Store) Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan store.Event, error) {
+	if err := store.CheckWatchRevision(afterRevision); err != nil {
+		return nil, fmt.Errorf("bbolt: %w", err)
+	}
 	if afterRevision <= 0 {
 		err := s.view(func(tx *bolt.Tx) error {
 			afterRevision = decodeRev(tx.Bucket(bucketMeta).Get(metaRev))

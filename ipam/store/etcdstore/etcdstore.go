@@ -183,6 +183,9 @@ func (s *Store) Delete(ctx context.Context, key string, ifRevision int64) error 
 }
 
 func (s *Store) Watch(ctx context.Context, prefix string, afterRevision int64) (<-chan store.Event, error) {
+	if err := store.CheckWatchRevision(afterRevision); err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
 	opts := []clientv3.OpOption{clientv3.WithPrefix()}
 	if afterRevision > 0 {
 		opts = append(opts, clientv3.WithRev(afterRevision+1))

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"WatchFromNow", testWatchFromNow},
 		{"WatchFromListRevision", testWatchFromList},
 		{"WatchCancel", testWatchCancel},
+		{"WatchNegativeRevision", testWatchNegative},
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"ConcurrentCreate", testConcurrentCreate},
 	}
@@ -290,6 +291,14 @@ func testWatchFromList(t *testing.T, s store.Store) {
 	ev = next(t, ch)
 	assert.Equal(t, "/w/c", ev.KV.Key)
 	assert.Equal(t, r3, ev.KV.Revision)
+}
+
+func testWatchNegative(t *testing.T, s store.Store) {
+	for _, rev := range []int64{-1, -5} {
+		ch, err := s.Watch(ctxT(t), "", rev)
+		require.ErrorIs(t, err, store.ErrInvalidRevision, "revision %d", rev)
+		assert.Nil(t, ch)
+	}
 }
 
 func testWatchCancel(t *testing.T, s store.Store) {
