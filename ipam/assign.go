@@ -34,7 +34,12 @@ type AssignArgs struct {
 	// IPv4Pools and IPv6Pools restrict the pools (by name or CIDR), as from
 	// the CNI config or the cni.projectcalico.org/ipv4pools annotation.
 	// Requested pools are used regardless of their nodeSelector. Empty means
-	// every enabled pool whose nodeSelector matches the node.
+	// every enabled pool whose nodeSelector matches the node. Either way
+	// pools are tried by Priority (higher first), then name, not in the
+	// order listed (Calico tries requested pools in the order listed). A
+	// requested pool that is unknown is ErrUnknownPool, disabled or of the
+	// other family ErrInvalid; one that does not allow Use is skipped
+	// (ErrNoMatchingPool when none is left).
 	IPv4Pools, IPv6Pools []string
 	Namespace, Pod       string
 	Extra                map[string]string
@@ -292,6 +297,9 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			names[i] = p.Name
 		}
 		return &AllocationError{Family: family(v6), Node: node, Pools: names, Reason: reason, Detail: detail}
+	}
+	if len(pools) == 0 && len(requested) > 0 {
+		return nil, fail(ErrNoMatchingPool, fmt.Sprintf("none of the requested pools %v allows %s addresses", requested, attr.Use))
 	}
 	if len(pools) == 0 {
 		return nil, fail(ErrNoMatchingPool, "no enabled pool of this family selects the node and allows "+string(attr.Use))

@@ -71,13 +71,19 @@
 //     bad nodeSelector), ErrOverlap, ErrUnknownPool, ErrNotInPool or
 //     ErrAddressInUse, and nothing is written.
 //  6. Beyond Calico: pool Priority (higher first, then name) for a
-//     deterministic choice among matching pools; BorrowWithinLabel to borrow
+//     deterministic choice among matching pools (requested pools too:
+//     where Calico follows the order of the ipv4pools annotation, tabby
+//     follows Priority); BorrowWithinLabel to borrow
 //     only from nodes sharing a label value (zone, rack);
 //     ReleaseEmptyBlocksAtOnce and ReleaseLastBlock for ephemeral
 //     affinities.
 //  7. Blocks and handle records, the values written on every assignment,
 //     use compact versioned binary encodings (blocks fuzzed); everything
 //     else is JSON.
+//
+// Configuration: IPAMConfig's defaults are DefaultConfig, not the Go zero
+// value, and SetConfig and UpdatePool replace the whole object; read it
+// (Config, Pool), modify it and write it back.
 //
 // An IPAM value holds only a cache of the cluster configuration; it is safe
 // for concurrent use, and many IPAM values may share one store.

@@ -421,10 +421,22 @@ func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
 }
 
 // UpdatePool replaces an existing pool's mutable fields; its CIDR and block
-// size cannot change. A pool stored before CreatePool refused the
-// IPv4-mapped range ::ffff:0:0/96 may only be updated to Disabled (any
-// other update is ErrInvalid), so that it can be drained and deleted;
-// Assign never hands out its mapped addresses.
+// size cannot change (ErrInvalid), and an unknown pool is ErrNotFound.
+// It replaces the whole pool, filling defaults as CreatePool does, so a
+// zero field means "the default", never "unchanged": an empty CIDR is
+// ErrInvalid, a zero BlockSize is the default size (ErrInvalid when the
+// pool's differs), and empty modes and AllowedUses, and an empty
+// NodeSelector (all nodes), replace the stored ones. Update by modifying
+// the stored pool:
+//
+//	p, err := a.Pool(ctx, "default")
+//	p.Disabled = true
+//	p, err = a.UpdatePool(ctx, p)
+//
+// A pool stored before CreatePool refused the IPv4-mapped range
+// ::ffff:0:0/96 may only be updated to Disabled (any other update is
+// ErrInvalid), so that it can be drained and deleted; Assign never hands
+// out its mapped addresses.
 func (a *IPAM) UpdatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	p = p.normalize()
 	if err := p.validate(); err != nil {

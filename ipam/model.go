@@ -48,17 +48,38 @@ type IPPool struct {
 	NATOutgoing  bool      `json:"natOutgoing,omitempty"`
 	IPIPMode     EncapMode `json:"ipipMode,omitempty"`
 	VXLANMode    EncapMode `json:"vxlanMode,omitempty"`
-	// AllowedUses defaults to Workload and Tunnel.
+	// AllowedUses defaults to Workload and Tunnel. Assign skips requested
+	// pools that do not allow the use (ErrNoMatchingPool when none is
+	// left, as Calico's ErrNoQualifiedPool); AssignIP of an address in
+	// such a pool matches both ErrNoMatchingPool and ErrInvalid.
 	AllowedUses []Use `json:"allowedUses,omitempty"`
 	// Priority orders pools that all match: higher first, then by name.
+	// It also orders explicitly requested pools (AssignArgs.IPv4Pools,
+	// the cni.projectcalico.org/ipv4pools annotation): the order of the
+	// request is ignored. Calico differs there: it has no priority and
+	// claims new blocks from requested pools in the order listed.
 	Priority int `json:"priority,omitempty"`
 }
 
-// IPAMConfig is the cluster-wide IPAM behaviour.
+// IPAMConfig is the cluster-wide IPAM behaviour, Calico's
+// IPAMConfiguration plus tabby's additions.
+//
+// The defaults are those of DefaultConfig (AutoAllocateBlocks true), which
+// is also what Config returns while none is stored; the Go zero value
+// IPAMConfig{} is NOT the default (its AutoAllocateBlocks is false, and
+// Validate refuses it). SetConfig replaces the whole configuration, so
+// change one setting by starting from Config (or DefaultConfig) and
+// modifying it:
+//
+//	cfg, err := a.Config(ctx)
+//	cfg.StrictAffinity = true
+//	err = a.SetConfig(ctx, cfg)
 type IPAMConfig struct {
 	// StrictAffinity forbids borrowing addresses from other nodes' blocks.
 	StrictAffinity bool `json:"strictAffinity"`
-	// AutoAllocateBlocks lets nodes claim new blocks (default true).
+	// AutoAllocateBlocks lets nodes claim new blocks (true in
+	// DefaultConfig; the Go zero value is false). It may be false only
+	// with StrictAffinity, as in Calico.
 	AutoAllocateBlocks bool `json:"autoAllocateBlocks"`
 	// MaxBlocksPerHost caps the blocks one node may allocate from (0: the
 	// default cap of 20). Only blocks whose pool the node may still use
@@ -90,10 +111,15 @@ const DefaultEmptyBlockGracePeriod = 15 * time.Minute
 // DefaultConfig is the configuration in force when none is stored.
 func DefaultConfig() IPAMConfig { return IPAMConfig{AutoAllocateBlocks: true} }
 
-// Validate rejects contradictory settings.
+// Validate rejects contradictory settings with ErrInvalid. Like Calico's
+// SetIPAMConfig (libcalico-go ipam), it refuses StrictAffinity and
+// AutoAllocateBlocks both false; note that IPAMConfig{} is such a config
+// (start from DefaultConfig).
 func (c IPAMConfig) Validate() error {
 	if !c.StrictAffinity && !c.AutoAllocateBlocks {
-		return fmt.Errorf("%w: strictAffinity=false with autoAllocateBlocks=false leaves no way to allocate", ErrInvalid)
+		return fmt.Errorf("%w: strictAffinity and autoAllocateBlocks cannot both be false (as in Calico): "+
+			"no node could claim a block, so addresses could only be borrowed from blocks that already exist; "+
+			"start from DefaultConfig() or Config() rather than IPAMConfig{}", ErrInvalid)
 	}
 	if c.MaxBlocksPerHost < 0 {
 		return fmt.Errorf("%w: maxBlocksPerHost %d is negative", ErrInvalid, c.MaxBlocksPerHost)

@@ -28,11 +28,19 @@ type AssignIPArgs struct {
 // must lie in an enabled pool (ErrNotInPool) and be free
 // (ErrAddressInUse). As in Calico, IPReservations do not apply: they keep
 // automatic assignment (Assign) away, and an explicit request is the
-// documented way to give a reserved address to one pod. If an address's
-// block does not exist yet it is claimed for the node when the node may
-// claim blocks; under strict affinity an address in another node's block
-// is refused (ErrStrictAffinity). As with Assign, an error that does not
-// match ErrOutcomeUnknown means nothing stays assigned.
+// documented way to give a reserved address to one pod. An address in a
+// pool that does not allow Use matches ErrNoMatchingPool and ErrInvalid.
+//
+// If an address's block does not exist yet, it is claimed for the node
+// (AssignedIP.Borrowed false) when the node may claim another block:
+// AutoAllocateBlocks is on and the node has fewer usable blocks than
+// MaxBlocksPerHost. Otherwise, without StrictAffinity the block is created
+// with no affinity and the address comes back with Borrowed true (route a
+// /32 or /128 for it); with StrictAffinity the request fails with an
+// *AllocationError matching ErrBlockLimit. Under strict affinity an
+// address in another node's block is refused (ErrStrictAffinity). As with
+// Assign, an error that does not match ErrOutcomeUnknown means nothing
+// stays assigned.
 func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, error) {
 	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
 	if err != nil {
@@ -58,7 +66,11 @@ func (a *IPAM) AssignIP(ctx context.Context, args AssignIPArgs) ([]AssignedIP, e
 			return nil, fmt.Errorf("assign %s: %w", addr, ErrNotInPool)
 		}
 		if !p.allows(attr.Use) {
-			return nil, fmt.Errorf("%w: pool %q does not allow %s addresses", ErrInvalid, p.Name, attr.Use)
+			// Both sentinels: ErrNoMatchingPool as from Assign with a
+			// requested pool of the wrong use, ErrInvalid as before.
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, &AllocationError{Family: family(addr.Is6()), Node: attr.Node,
+				Pools: []string{p.Name}, Reason: ErrNoMatchingPool,
+				Detail: fmt.Sprintf("%s is in pool %q, which does not allow %s addresses", addr, p.Name, attr.Use)})
 		}
 	}
 	var got []AssignedIP
