@@ -32,9 +32,11 @@ type AnnotationRequest struct {
 }
 
 // ParseAnnotations reads the IPAM annotations of a pod and of its
-// namespace (either map may be nil). It rejects, with ErrInvalid naming the
-// annotation, as Calico's JSON and IP parsing would: an annotation present
-// with an empty value, malformed JSON, addresses that do not parse exactly
+// namespace (either map may be nil). An annotation whose value is the
+// empty string counts as absent, as in Calico's CNI plugin (a pod's empty
+// pool annotation leaves the namespace's in force). It rejects, with
+// ErrInvalid naming the annotation, as Calico's JSON and IP parsing would:
+// a blank (whitespace-only) value, malformed JSON, addresses that do not parse exactly
 // (no surrounding spaces, no zone), more than one address per family in ipAddrs or
 // ipAddrsNoIpam, and contradictory combinations (ipAddrs with
 // ipAddrsNoIpam; specific addresses with the pod's own pool annotations).
@@ -47,11 +49,11 @@ func ParseAnnotations(pod, namespace map[string]string) (AnnotationRequest, erro
 		key string
 		out *[]string
 	}{{AnnotationIPv4Pools, &r.IPv4Pools}, {AnnotationIPv6Pools, &r.IPv6Pools}} {
-		v, ok := pod[f.key]
-		if !ok {
-			v, ok = namespace[f.key]
+		v := pod[f.key]
+		if v == "" {
+			v = namespace[f.key]
 		}
-		if !ok {
+		if v == "" {
 			continue
 		}
 		if *f.out, err = parseStringList(f.key, v); err != nil {
@@ -78,11 +80,12 @@ func ParseAnnotations(pod, namespace map[string]string) (AnnotationRequest, erro
 	return r, nil
 }
 
-func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+// hasKey reports whether m sets k to a non-empty value.
+func hasKey(m map[string]string, k string) bool { return m[k] != "" }
 
 func parseStringList(key, v string) ([]string, error) {
 	if strings.TrimSpace(v) == "" {
-		return nil, fmt.Errorf("%w: annotation %s: empty value, want a JSON list of strings", ErrInvalid, key)
+		return nil, fmt.Errorf("%w: annotation %s: blank value, want a JSON list of strings", ErrInvalid, key)
 	}
 	var list []string
 	if err := json.Unmarshal([]byte(v), &list); err != nil {
@@ -100,8 +103,8 @@ func parseStringList(key, v string) ([]string, error) {
 }
 
 func parseAddrList(pod map[string]string, key string, onePerFamily bool) ([]netip.Addr, error) {
-	v, ok := pod[key]
-	if !ok {
+	v := pod[key]
+	if v == "" {
 		return nil, nil
 	}
 	list, err := parseStringList(key, v)
