@@ -218,3 +218,71 @@ func TestIPv6FamilyRendersOnlyIPv6(t *testing.T) {
 	assert.Contains(t, setFake.Dump(), "fd00::1")
 	assert.NotContains(t, setFake.Dump(), "10.0.0.1")
 }
+
+// TestProtocolAndICMPMatches checks how a rule's protocol, notProtocol,
+// icmp and notICMP render: every match the rule has is in the iptables
+// rule, and a rule that can never match renders nothing.
+func TestProtocolAndICMPMatches(t *testing.T) {
+	icmp := func(typ, code int) *policy.ICMPFields {
+		f := &policy.ICMPFields{}
+		if typ >= 0 {
+			f.Type = ptrTo(typ)
+		}
+		if code >= 0 {
+			f.Code = ptrTo(code)
+		}
+		return f
+	}
+	tests := []struct {
+		name   string
+		family iptables.Family
+		rule   policy.Rule
+		want   []string // in the rule's line; nil when the rule renders nothing
+	}{
+		{"notICMP type", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), NotICMP: icmp(8, -1)},
+			[]string{"-p icmp", "-m icmp ! --icmp-type 8 -j"}},
+		{"notICMP type and code", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), NotICMP: icmp(3, 1)},
+			[]string{"-p icmp", "-m icmp ! --icmp-type 3/1 -j"}},
+		{"icmp and notICMP", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), ICMP: icmp(3, -1), NotICMP: icmp(3, 4)},
+			[]string{"-p icmp", "-m icmp --icmp-type 3 -m icmp ! --icmp-type 3/4 -j"}},
+		{"notICMPv6", iptables.IPv6, policy.Rule{Protocol: ptrTo(policy.ProtoICMPv6), NotICMP: icmp(128, -1)},
+			[]string{"-p ipv6-icmp", "-m icmp6 ! --icmpv6-type 128 -j"}},
+		{"empty icmp is the protocol", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), ICMP: icmp(-1, -1)},
+			[]string{"-p icmp -m comment", "Allow\" -j"}},
+		{"empty notICMP excludes every ICMP packet", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), NotICMP: icmp(-1, -1)}, nil},
+		{"notProtocol", iptables.IPv4, policy.Rule{NotProtocol: ptrTo(policy.ProtoTCP)}, []string{"! -p tcp "}},
+		{"notProtocol ICMP in IPv6", iptables.IPv6, policy.Rule{NotProtocol: ptrTo(policy.ProtoICMP)}, []string{"! -p 1 "}},
+		{"notProtocol ICMPv6 in IPv4", iptables.IPv4, policy.Rule{NotProtocol: ptrTo(policy.ProtoICMPv6)}, []string{"! -p 58 "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iptFake := iptables.NewFake()
+			ipt, err := iptables.New(iptables.Config{Family: tt.family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
+			require.NoError(t, err)
+			c, err := dppolicy.New(dppolicy.Config{Family: tt.family}, ipt, ipsets.New(ipsets.NewFake()))
+			require.NoError(t, err)
+			np := &policy.NetworkPolicy{}
+			np.Name, np.Namespace = "p", "ns"
+			np.Spec.Selector = "all()"
+			tt.rule.Action = policy.Allow
+			np.Spec.Ingress = []policy.Rule{tt.rule}
+			require.NoError(t, c.Replace(policy.Resources{NetworkPolicies: []*policy.NetworkPolicy{np}}))
+			_, err = c.Apply(context.Background())
+			require.NoError(t, err)
+			var lines []string
+			for _, l := range strings.Split(iptFake.Dump(), "\n") {
+				if strings.Contains(l, "rule 0 Allow") {
+					lines = append(lines, l)
+				}
+			}
+			if tt.want == nil {
+				assert.Empty(t, lines)
+				return
+			}
+			require.Len(t, lines, 1)
+			for _, w := range tt.want {
+				assert.Contains(t, lines[0], w)
+			}
+		})
+	}
+}

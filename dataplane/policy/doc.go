@@ -44,7 +44,10 @@
 //	                             | with the same action), ! --dports for notPorts
 //	named ports                  | one hash:ip,port set per (positive selector, name, protocol):
 //	                             | the matching endpoints' (address, protocol, port)
-//	protocols, ICMP type/code    | -p name or number, ! -p, -m icmp --icmp-type T/C
+//	protocols, ICMP type/code    | -p name or number, ! -p, -m icmp [!] --icmp-type T/C
+//	                             | (icmp6 --icmpv6-type for ICMPv6); icmp without a type is
+//	                             | the -p alone; an empty notICMP excludes every ICMP packet,
+//	                             | so its rule renders to nothing; no match is ever left out
 //	ipVersion                    | rules of the other family (or whose nets are all of it) are
 //	                             | not rendered; compile each family with its own Compiler
 //
