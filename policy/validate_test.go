@@ -216,6 +216,9 @@ ingress:
   notICMP: {type: 0}
 - action: Pass
   notProtocol: 47
+- action: Allow
+  protocol: UDP
+  notProtocol: UDP
 egress:
 - action: Log
 - action: Allow

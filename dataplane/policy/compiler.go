@@ -553,10 +553,17 @@ func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
 // UpdatePolicy adds or changes a policy, resolved (validated) by
 // NetworkPolicy.Resolve or GlobalNetworkPolicy.Resolve. Its chains are
 // re-rendered; endpoint chains only when its tier, order or types change
-// or when the endpoints it applies to change.
+// or when the endpoints it applies to change. The policy's rules are
+// rendered first: a rule iptables would refuse (possible only in a
+// ResolvedPolicy not made by Resolve, e.g. notICMP without protocol ICMP)
+// is an error wrapping iptables.ErrInvalidRule that names the policy,
+// direction and rule index, and the compiler keeps its old state.
 func (c *Compiler) UpdatePolicy(rp *pol.ResolvedPolicy) error {
 	if rp == nil {
 		return ErrNil
+	}
+	if err := c.checkRender(rp); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -582,6 +589,34 @@ func (c *Compiler) updatePolicy(rp *pol.ResolvedPolicy) error {
 	return nil
 }
 
+// checkRender renders rp's rules with a scratch compiler of the same
+// config into a scratch in-memory iptables, so a rule iptables would
+// refuse is reported now, naming the policy and rule (an ErrInvalidRule),
+// rather than failing every later Apply.
+func (c *Compiler) checkRender(rp *pol.ResolvedPolicy) error {
+	ipt, err := iptables.New(iptables.Config{Family: c.cfg.Family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", rp.Key, err)
+	}
+	s := &Compiler{cfg: c.cfg, sets: c.sets, selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{},
+		polRefs: map[string][]string{}, npSets: map[string]npKey{}, l7: map[string][]RuleRef{},
+		dropCause: map[string]DropCause{}, dirtySets: map[string]bool{}, dirtyNP: map[string]bool{}}
+	var errs []error
+	for _, d := range []pol.Direction{pol.Ingress, pol.Egress} {
+		rs := rp.Rules(d)
+		for i := range rs {
+			rules := s.ruleRules(nil, rp, d, &rs[i])
+			if len(rules) == 0 {
+				continue
+			}
+			if err := ipt.SetChain(iptables.Filter, iptables.Chain{Name: policyChain(rp.Key, d), Rules: rules}); err != nil {
+				errs = append(errs, fmt.Errorf("policy %s: %s rule %d: %w", rp.Key, d, rs[i].Index, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // DeletePolicy removes a policy and its chains.
 func (c *Compiler) DeletePolicy(key string) {
 	c.mu.Lock()
@@ -604,7 +639,8 @@ func (c *Compiler) deletePolicy(key string) {
 // Replace makes r the complete state of tiers, namespaces, network sets,
 // endpoints and policies, as a diff against what the compiler holds:
 // objects missing from r are deleted, the others updated. Everything is
-// validated first (and the policies resolved); on error nothing changes.
+// validated first (the policies resolved and their rules rendered, as in
+// UpdatePolicy); on error nothing changes.
 // Interfaces (SetInterface) are kept.
 func (c *Compiler) Replace(r pol.Resources) error {
 	if slices.Contains(r.Tiers, nil) || slices.Contains(r.Namespaces, nil) || slices.Contains(r.NetworkSets, nil) ||
@@ -630,6 +666,11 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	}
 	rps, resolveErrs := resolveAll(r)
 	errs = append(errs, resolveErrs...)
+	for _, rp := range rps {
+		if rp != nil {
+			errs = append(errs, c.checkRender(rp))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -253,6 +253,10 @@ func TestProtocolAndICMPMatches(t *testing.T) {
 		{"notProtocol", iptables.IPv4, policy.Rule{NotProtocol: ptrTo(policy.ProtoTCP)}, []string{"! -p tcp "}},
 		{"notProtocol ICMP in IPv6", iptables.IPv6, policy.Rule{NotProtocol: ptrTo(policy.ProtoICMP)}, []string{"! -p 1 "}},
 		{"notProtocol ICMPv6 in IPv4", iptables.IPv4, policy.Rule{NotProtocol: ptrTo(policy.ProtoICMPv6)}, []string{"! -p 58 "}},
+		{"protocol and another notProtocol", iptables.IPv4,
+			policy.Rule{Protocol: ptrTo(policy.ProtoUDP), NotProtocol: ptrTo(policy.ProtoTCP)}, []string{"-p udp -m comment"}},
+		{"protocol and the same notProtocol", iptables.IPv4,
+			policy.Rule{Protocol: ptrTo(policy.ProtoUDP), NotProtocol: ptrTo(policy.ProtoUDP)}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,5 +288,72 @@ func TestProtocolAndICMPMatches(t *testing.T) {
 				assert.Contains(t, lines[0], w)
 			}
 		})
+	}
+}
+
+// TestUnrenderablePolicyRefusedUpFront checks that a policy whose rules
+// iptables would refuse is refused by UpdatePolicy, naming the policy and
+// rule, and changes nothing: later Applies keep working.
+func TestUnrenderablePolicyRefusedUpFront(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 5, 2)
+	res := basePolicy()
+	res.Namespaces, res.Endpoints = n.w.namespaces, n.w.endpoints
+	require.NoError(t, n.c.Replace(res))
+	n.apply(t)
+	dump, sets := n.iptFake.Dump(), n.setFake.Dump()
+
+	good, err := res.NetworkPolicies[0].Resolve()
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		edit func(*policy.ResolvedRule)
+		want string
+	}{
+		{"notICMP without protocol", func(r *policy.ResolvedRule) {
+			r.Protocol = nil
+			r.Dst.Ports = nil
+			r.NotICMP = &policy.ICMPMatch{Type: 8, Code: -1}
+		}, "icmp type match needs"},
+		{"icmp on TCP", func(r *policy.ResolvedRule) {
+			r.ICMP = &policy.ICMPMatch{Type: 8, Code: -1}
+		}, "icmp type match needs"},
+		{"ports without a port protocol", func(r *policy.ResolvedRule) {
+			r.Protocol = nil
+			r.Dst.Ports = []policy.Port{policy.SinglePort(80)}
+		}, "port match needs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := *good
+			bad.IngressRules = []policy.ResolvedRule{good.IngressRules[0]}
+			tt.edit(&bad.IngressRules[0])
+			err := n.c.UpdatePolicy(&bad)
+			require.ErrorIs(t, err, iptables.ErrInvalidRule)
+			assert.ErrorContains(t, err, "policy ns0/db: ingress rule 0: ")
+			assert.ErrorContains(t, err, tt.want)
+			assert.True(t, n.c.Plan().Empty(), "a refused policy changes nothing")
+			n.apply(t)
+			assert.Equal(t, dump, n.iptFake.Dump())
+			assert.Equal(t, sets, n.setFake.Dump())
+		})
+	}
+}
+
+// TestProtocolWithNotProtocolApplies is the trial's case: protocol and
+// notProtocol in one rule are accepted (as Calico's API accepts them) and
+// render to one -p, so Apply keeps working.
+func TestProtocolWithNotProtocolApplies(t *testing.T) {
+	for _, notProto := range []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP} {
+		n := newFakeNode(t, dppolicy.Config{}, 6, 2)
+		np := &policy.NetworkPolicy{}
+		np.Name, np.Namespace = "p", "ns0"
+		np.Spec.Selector = "all()"
+		np.Spec.Ingress = []policy.Rule{{Action: policy.Allow, Protocol: ptrTo(policy.ProtoUDP), NotProtocol: ptrTo(notProto),
+			Source: policy.EntityRule{Nets: []string{"10.1.0.0/16", "10.2.0.0/16"}}}}
+		require.NoError(t, n.c.Replace(policy.Resources{Namespaces: n.w.namespaces, Endpoints: n.w.endpoints,
+			NetworkPolicies: []*policy.NetworkPolicy{np}}), "notProtocol %s", notProto)
+		n.apply(t)
+		require.NoError(t, n.c.UpdateEndpoint(n.w.endpoints[0]))
+		n.apply(t)
 	}
 }

@@ -189,6 +189,9 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 	switch x := r.IntN(12); {
 	case x < 7:
 		rule.Protocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP}))
+		if r.IntN(8) == 0 { // Calico accepts both; equal ones never match
+			rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP}))
+		}
 	case x < 9:
 		rule.Protocol = ptrTo(policy.ProtoICMP)
 		switch r.IntN(4) {

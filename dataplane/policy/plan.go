@@ -11,6 +11,7 @@ import (
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
+	pol "github.com/tabbynet/tabby/policy"
 )
 
 // Plan is what an Apply would change, computed without touching the kernel
@@ -269,7 +270,7 @@ func (c *Compiler) pushChains(p *Plan) error {
 	} else {
 		for _, ch := range set {
 			if err := c.ipt.SetChain(iptables.Filter, ch); err != nil {
-				errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
+				errs = append(errs, fmt.Errorf("chain %s%s: %w", ch.Name, c.chainOwner(ch.Name), err))
 				continue
 			}
 			c.appliedChains[ch.Name] = ch.Rules
@@ -288,4 +289,17 @@ func (c *Compiler) pushChains(p *Plan) error {
 		c.hooksSet = true
 	}
 	return errors.Join(errs...)
+}
+
+// chainOwner names, for errors, the policy whose chain name is: " (policy
+// ns/name ingress)", or "" for other chains.
+func (c *Compiler) chainOwner(name string) string {
+	for key := range c.policies {
+		for _, d := range []pol.Direction{pol.Ingress, pol.Egress} {
+			if policyChain(key, d) == name {
+				return fmt.Sprintf(" (policy %s %s)", key, d)
+			}
+		}
+	}
+	return ""
 }

@@ -448,18 +448,21 @@ func (c *Compiler) ruleRules(out []iptables.Rule, rp *pol.ResolvedPolicy, d pol.
 }
 
 // protoMatch renders a rule's protocol, notProtocol, icmp and notICMP
-// matches; ok false when the rule can never match (an empty notICMP,
-// which excludes every ICMP packet). It
+// matches; ok false when the rule can never match (notProtocol equal to
+// protocol, or an empty notICMP, which excludes every ICMP packet). It
 // never leaves out a match it cannot express: the policy package refuses
 // icmp and notICMP without protocol ICMP or ICMPv6, and a hand-built
 // ResolvedPolicy that has them anyway renders a match iptables refuses
 // (ErrInvalidRule, reported by UpdatePolicy and Replace).
 func protoMatch(r *pol.ResolvedRule, v6 bool) (iptables.MatchCriteria, bool) {
 	m := iptables.Match()
-	if r.Protocol != nil {
+	switch {
+	case r.Protocol != nil && r.NotProtocol != nil && *r.Protocol == *r.NotProtocol:
+		return m, false
+	case r.Protocol != nil:
+		// A different notProtocol is implied; iptables takes one -p.
 		m = m.Protocol(iptProto(*r.Protocol))
-	}
-	if r.NotProtocol != nil {
+	case r.NotProtocol != nil:
 		p := iptProto(*r.NotProtocol)
 		if (*r.NotProtocol == pol.ProtoICMP && v6) || (*r.NotProtocol == pol.ProtoICMPv6 && !v6) {
 			p = iptables.Protocol(strconv.Itoa(int(*r.NotProtocol))) // the name is refused in the other family
