@@ -82,6 +82,7 @@ type Compiler struct {
 	netsets    map[string]bool // "ns/name"
 	gnetsets   map[string]bool
 	policies   map[string]*pol.ResolvedPolicy
+	chainOf    map[string]string // policy chain name -> "key direction", for errors
 
 	local map[string]string // endpoint key -> host interface
 
@@ -173,7 +174,7 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), ipt: ipt, sets: sets,
 		tiers:     map[string]tierInfo{},
 		endpoints: map[string]*pol.Endpoint{}, namespaces: map[string]bool{}, netsets: map[string]bool{},
-		gnetsets: map[string]bool{}, policies: map[string]*pol.ResolvedPolicy{}, local: map[string]string{},
+		gnetsets: map[string]bool{}, policies: map[string]*pol.ResolvedPolicy{}, chainOf: map[string]string{}, local: map[string]string{},
 		selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{}, chains: map[string][]iptables.Rule{},
 		polRefs: map[string][]string{}, npSets: map[string]npKey{}, l7: map[string][]RuleRef{},
 		dropCause:   map[string]DropCause{},
@@ -594,10 +595,6 @@ func (c *Compiler) updatePolicy(rp *pol.ResolvedPolicy) error {
 // refuse is reported now, naming the policy and rule (an ErrInvalidRule),
 // rather than failing every later Apply.
 func (c *Compiler) checkRender(rp *pol.ResolvedPolicy) error {
-	ipt, err := iptables.New(iptables.Config{Family: c.cfg.Family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
-	if err != nil {
-		return fmt.Errorf("policy %s: %w", rp.Key, err)
-	}
 	s := &Compiler{cfg: c.cfg, sets: c.sets, selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{},
 		polRefs: map[string][]string{}, npSets: map[string]npKey{}, l7: map[string][]RuleRef{},
 		dropCause: map[string]DropCause{}, dirtySets: map[string]bool{}, dirtyNP: map[string]bool{}}
@@ -609,7 +606,7 @@ func (c *Compiler) checkRender(rp *pol.ResolvedPolicy) error {
 			if len(rules) == 0 {
 				continue
 			}
-			if err := ipt.SetChain(iptables.Filter, iptables.Chain{Name: policyChain(rp.Key, d), Rules: rules}); err != nil {
+			if _, err := renderChain(c.cfg.Family, ChainChange{Name: policyChain(rp.Key, d), Rules: rules}); err != nil {
 				errs = append(errs, fmt.Errorf("policy %s: %s rule %d: %w", rp.Key, d, rs[i].Index, err))
 			}
 		}

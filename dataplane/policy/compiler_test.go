@@ -357,3 +357,39 @@ func TestProtocolWithNotProtocolApplies(t *testing.T) {
 		n.apply(t)
 	}
 }
+
+func TestPlanErr(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 7, 2)
+	res := basePolicy()
+	res.Namespaces, res.Endpoints = n.w.namespaces, n.w.endpoints
+	require.NoError(t, n.c.Replace(res))
+	good := n.c.Plan()
+	require.NotEmpty(t, good.Chains)
+
+	bad := &dppolicy.Plan{Chains: []dppolicy.ChainChange{
+		{Name: "tabby-pi-x", Rules: []iptables.Rule{{Match: iptables.Match().NotICMPType(8, -1), Action: iptables.Accept{}}}},
+		{Name: "tabby-gone", Deleted: true},
+	}}
+	tests := []struct {
+		name string
+		plan *dppolicy.Plan
+		want string // "" for no error
+	}{
+		{"compiled plan", good, ""},
+		{"empty plan", &dppolicy.Plan{}, ""},
+		{"unrenderable chain", bad, "chain tabby-pi-x: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.plan.Err()
+			if tt.want == "" {
+				require.NoError(t, err)
+				assert.NotContains(t, tt.plan.String(), "invalid iptables rule")
+				return
+			}
+			require.ErrorIs(t, err, iptables.ErrInvalidRule)
+			assert.ErrorContains(t, err, tt.want)
+			assert.Contains(t, tt.plan.String(), "icmp type match needs", "String shows the error in place of the rules")
+		})
+	}
+}

@@ -148,6 +148,7 @@
 //  3. Dry run. Plan returns the chains (typed rules) and set members an
 //     Apply would write, and Plan.String renders them in iptables-restore
 //     syntax, without touching the kernel — for tests, audits and a CLI.
+//     Plan.Err reports chains that would not render (none, given item 6).
 //  4. Order of writes. Apply gives the ipsets applier its creations and
 //     member changes first, then iptables, then set destructions, so no rule
 //     ever names a missing set.

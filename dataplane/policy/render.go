@@ -275,8 +275,10 @@ func (c *Compiler) renderPolicy(key string) {
 		name := policyChain(key, d)
 		if rp == nil || !rp.AppliesTo(d) || rp.DoNotTrack || rp.PreDNAT {
 			c.deleteChain(name)
+			delete(c.chainOf, name)
 			continue
 		}
+		c.chainOf[name] = key + " " + d.String()
 		rs := rp.Rules(d)
 		rules := make([]iptables.Rule, 0, 2*len(rs)+1)
 		for i := range rs {
