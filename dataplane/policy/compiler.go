@@ -558,10 +558,15 @@ func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
 // rendered first: a rule iptables would refuse (possible only in a
 // ResolvedPolicy not made by Resolve, e.g. notICMP without protocol ICMP)
 // is an error wrapping iptables.ErrInvalidRule that names the policy,
-// direction and rule index, and the compiler keeps its old state.
+// direction and rule index, and the compiler keeps its old state. A nil
+// policy is ErrNil, one with an empty Key policy.ErrInvalid, one whose tier
+// the compiler does not know policy.ErrUnknownTier.
 func (c *Compiler) UpdatePolicy(rp *pol.ResolvedPolicy) error {
 	if rp == nil {
 		return ErrNil
+	}
+	if rp.Key == "" {
+		return fmt.Errorf("%w: policy without a name (empty Key; make a ResolvedPolicy with NetworkPolicy.Resolve or GlobalNetworkPolicy.Resolve)", pol.ErrInvalid)
 	}
 	if err := c.checkRender(rp); err != nil {
 		return err
