@@ -108,6 +108,10 @@ type Compiler struct {
 	dispatchDirty  bool
 
 	modelErr error
+
+	// checkOnly: a checkRender scratch; set names are placeholders of the
+	// real names' length and alphabet (no hashing).
+	checkOnly bool
 }
 
 type tierInfo struct {
@@ -236,6 +240,9 @@ func (c *Compiler) famDigit() string {
 // port), family digit, '-', 16 hex digits of SHA-256 of the key (25 bytes
 // with the default prefix).
 func (c *Compiler) setName(kind byte, key string) string {
+	if c.checkOnly {
+		return c.sets.Prefix() + string(kind) + c.famDigit() + "-0000000000000000"
+	}
 	return c.sets.Prefix() + string(kind) + c.famDigit() + "-" + hash16(key)
 }
 
@@ -568,7 +575,11 @@ func (c *Compiler) UpdatePolicy(rp *pol.ResolvedPolicy) error {
 	if rp.Key == "" {
 		return fmt.Errorf("%w: policy without a name (empty Key; make a ResolvedPolicy with NetworkPolicy.Resolve or GlobalNetworkPolicy.Resolve)", pol.ErrInvalid)
 	}
-	if err := c.checkRender(rp); err != nil {
+	scratch, err := c.newScratch()
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", rp.Key, err)
+	}
+	if err := c.checkRender(rp, scratch); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -596,27 +607,61 @@ func (c *Compiler) updatePolicy(rp *pol.ResolvedPolicy) error {
 }
 
 // checkRender renders rp's rules with a scratch compiler of the same
-// config into a scratch in-memory iptables, so a rule iptables would
-// refuse is reported now, naming the policy and rule (an ErrInvalidRule),
-// rather than failing every later Apply.
-func (c *Compiler) checkRender(rp *pol.ResolvedPolicy) error {
-	s := &Compiler{cfg: c.cfg, sets: c.sets, selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{},
+// config into scratch, an in-memory iptables (newScratch), so a rule that
+// iptables would refuse is reported now, naming the policy and rule (an
+// ErrInvalidRule), rather than failing every later Apply. Each direction
+// is checked as one chain; only a refused chain is checked rule by rule.
+func (c *Compiler) checkRender(rp *pol.ResolvedPolicy, scratch *iptables.IPTables) error {
+	s := &Compiler{checkOnly: true, cfg: c.cfg, sets: c.sets, selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{},
 		polRefs: map[string][]string{}, npSets: map[string]npKey{}, l7: map[string][]RuleRef{},
 		dropCause: map[string]DropCause{}, dirtySets: map[string]bool{}, dirtyNP: map[string]bool{}}
 	var errs []error
 	for _, d := range []pol.Direction{pol.Ingress, pol.Egress} {
 		rs := rp.Rules(d)
+		var all []iptables.Rule
+		for i := range rs {
+			all = s.ruleRules(all, rp, d, &rs[i])
+		}
+		if scratch.SetChain(iptables.Filter, iptables.Chain{Name: checkChain, Rules: all}) == nil {
+			continue
+		}
 		for i := range rs {
 			rules := s.ruleRules(nil, rp, d, &rs[i])
-			if len(rules) == 0 {
-				continue
-			}
-			if _, err := renderChain(c.cfg.Family, ChainChange{Name: policyChain(rp.Key, d), Rules: rules}); err != nil {
+			if err := scratch.SetChain(iptables.Filter, iptables.Chain{Name: checkChain, Rules: rules}); err != nil {
 				errs = append(errs, fmt.Errorf("policy %s: %s rule %d: %w", rp.Key, d, rs[i].Index, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkRenderAll runs checkRender on every non-nil policy, in parallel
+// (one scratch iptables per block of policies).
+func (c *Compiler) checkRenderAll(rps []*pol.ResolvedPolicy) []error {
+	const block = 64
+	errs := make([]error, len(rps))
+	parallel.For((len(rps)+block-1)/block, 1, func(b int) {
+		scratch, err := c.newScratch()
+		for i := b * block; i < min(len(rps), (b+1)*block); i++ {
+			switch {
+			case rps[i] == nil:
+			case err != nil:
+				errs[i] = fmt.Errorf("policy %s: %w", rps[i].Key, err)
+			default:
+				errs[i] = c.checkRender(rps[i], scratch)
+			}
+		}
+	})
+	return errs
+}
+
+// checkChain is the one chain checkRender writes into its scratch iptables.
+const checkChain = "tabby-check"
+
+// newScratch returns an in-memory iptables of the compiler's family for
+// checkRender.
+func (c *Compiler) newScratch() (*iptables.IPTables, error) {
+	return iptables.New(iptables.Config{Family: c.cfg.Family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
 }
 
 // DeletePolicy removes a policy and its chains.
@@ -668,11 +713,7 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	}
 	rps, resolveErrs := resolveAll(r)
 	errs = append(errs, resolveErrs...)
-	for _, rp := range rps {
-		if rp != nil {
-			errs = append(errs, c.checkRender(rp))
-		}
-	}
+	errs = append(errs, c.checkRenderAll(rps)...)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
