@@ -152,7 +152,9 @@
 // Rejected, as Calico rejects them: unparseable selectors, global() outside
 // a rule's namespaceSelector or combined with anything, bad CIDRs and CIDRs
 // mixing IPv4 and IPv6 in a rule or not matching ipVersion, ports without
-// TCP/UDP/SCTP, ICMP fields without ICMP, ICMP code without type, type 255,
+// TCP/UDP/SCTP, icmp or notICMP without protocol ICMP or ICMPv6 (Calico's
+// API checks icmp only; a notICMP without the protocol cannot be programmed
+// in iptables, whose icmp match needs -p icmp), ICMP code without type, type 255,
 // ICMP with the wrong ipVersion, unknown actions and protocols, HTTP matches
 // outside Allow ingress rules or on non-TCP rules, services combined with
 // selectors/nets/service accounts (or with destination ports), services in

@@ -23,7 +23,8 @@ import (
 //   - a peer's namespaceSelector {} becomes all() (every namespace), a
 //     missing one leaves the rule in the policy's namespace;
 //   - ipBlock.cidr becomes nets and each except becomes notNets of the same
-//     rule;
+//     rule; as Kubernetes requires, each except must be a strict subset of
+//     the cidr (inside it and longer), so of the same IP family;
 //   - one Allow rule per (protocol × peer), ports of one protocol merged
 //     into ranges, endPort as "port:endPort", a port with no protocol TCP,
 //     and a rule without ports has no protocol;
@@ -132,15 +133,24 @@ func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.Netwo
 				e.add(pp, "ipBlock cannot be combined with podSelector or namespaceSelector")
 			}
 			cp := k8sPeer{}
-			if pfx, err := parseNet(peer.IPBlock.CIDR); err != nil || !containsSlash(peer.IPBlock.CIDR) {
+			cidr, err := parseNet(peer.IPBlock.CIDR)
+			cidrOK := err == nil && containsSlash(peer.IPBlock.CIDR)
+			if !cidrOK {
 				e.add(pp.field("ipBlock").field("cidr"), fmt.Sprintf("invalid CIDR %q", peer.IPBlock.CIDR))
 			} else {
-				cp.nets = []string{pfx.String()}
+				cp.nets = []string{cidr.String()}
 			}
 			for j, ex := range peer.IPBlock.Except {
-				if pfx, err := parseNet(ex); err != nil || !containsSlash(ex) {
-					e.add(pp.field("ipBlock").field("except").at(j), fmt.Sprintf("invalid CIDR %q", ex))
-				} else {
+				ep := pp.field("ipBlock").field("except").at(j)
+				pfx, err := parseNet(ex)
+				switch {
+				case err != nil || !containsSlash(ex):
+					e.add(ep, fmt.Sprintf("invalid CIDR %q", ex))
+				case cidrOK && (pfx.Bits() <= cidr.Bits() || !cidr.Contains(pfx.Addr())):
+					// As Kubernetes validates an ipBlock (which also
+					// rules out an except of the other IP family).
+					e.add(ep, fmt.Sprintf("%q must be a strict subset of cidr %q", ex, peer.IPBlock.CIDR))
+				default:
 					cp.notNets = append(cp.notNets, pfx.String())
 				}
 			}

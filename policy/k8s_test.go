@@ -331,6 +331,21 @@ func TestFromK8sErrors(t *testing.T) {
 		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{ports: [{protocol: ICMP}]}]}}`,
 			`spec.ingress[0].ports[0].protocol: unknown protocol "ICMP"`},
 	}
+	ipBlock := func(cidr, except string) string {
+		return `{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: "` +
+			cidr + `", except: ["` + except + `"]}}]}]}}`
+	}
+	exceptWant := func(except, cidr string) string {
+		return `spec.ingress[0].from[0].ipBlock.except[0]: "` + except + `" must be a strict subset of cidr "` + cidr + `"`
+	}
+	tests = append(tests, []struct{ yaml, want string }{
+		{ipBlock("10.0.0.0/16", "192.168.0.0/24"), exceptWant("192.168.0.0/24", "10.0.0.0/16")},
+		{ipBlock("10.0.0.0/16", "10.0.0.0/16"), exceptWant("10.0.0.0/16", "10.0.0.0/16")},
+		{ipBlock("10.0.0.0/16", "10.0.0.0/8"), exceptWant("10.0.0.0/8", "10.0.0.0/16")},
+		{ipBlock("10.0.0.0/16", "fd00::/64"), exceptWant("fd00::/64", "10.0.0.0/16")},
+		{ipBlock("fd00::/48", "10.0.0.0/24"), exceptWant("10.0.0.0/24", "fd00::/48")},
+		{ipBlock("10.0.0.0/16", "10.0.1.0"), `spec.ingress[0].from[0].ipBlock.except[0]: invalid CIDR "10.0.1.0"`},
+	}...)
 	for _, tt := range tests {
 		_, err := Decode([]byte(tt.yaml))
 		require.Error(t, err, tt.yaml)

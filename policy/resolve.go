@@ -339,9 +339,16 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p path, e *errs) ResolvedRul
 	rr.Protocol = resolveProtocol(r.Protocol, p.field("protocol"), e)
 	rr.NotProtocol = resolveProtocol(r.NotProtocol, p.field("notProtocol"), e)
 
+	// Calico's API validation requires protocol ICMP or ICMPv6 for icmp
+	// only; Felix renders notICMP as the iptables icmp (icmp6) match, which
+	// the kernel accepts only after -p icmp (ipv6-icmp), so a notICMP
+	// without that protocol can never be programmed. Both need it here.
 	isICMP := func(n *Protocol) bool { return n != nil && n.IsICMP() }
 	if r.ICMP != nil && !isICMP(rr.Protocol) {
 		e.add(p.field("icmp"), "requires protocol ICMP or ICMPv6")
+	}
+	if r.NotICMP != nil && !isICMP(rr.Protocol) {
+		e.add(p.field("notICMP"), "requires protocol ICMP or ICMPv6")
 	}
 	rr.ICMP = resolveICMP(r.ICMP, p.field("icmp"), e)
 	rr.NotICMP = resolveICMP(r.NotICMP, p.field("notICMP"), e)

@@ -66,6 +66,12 @@ func TestDecodeRejects(t *testing.T) {
 			[]string{"spec.ingress[0].icmp.type: must be 0-254"}},
 		{"ICMP without ICMP protocol", np("ingress: [{action: Allow, icmp: {type: 8}}]"),
 			[]string{"spec.ingress[0].icmp: requires protocol ICMP or ICMPv6"}},
+		{"notICMP without protocol", np("selector: app == 'db'\ningress: [{action: Allow, notICMP: {type: 8}}]"),
+			[]string{"spec.ingress[0].notICMP: requires protocol ICMP or ICMPv6"}},
+		{"notICMP with TCP", np("egress: [{action: Deny, protocol: TCP, notICMP: {type: 0, code: 0}}]"),
+			[]string{"spec.egress[0].notICMP: requires protocol ICMP or ICMPv6"}},
+		{"empty notICMP with notProtocol", np("ingress: [{action: Allow, notProtocol: ICMP, notICMP: {}}]"),
+			[]string{"spec.ingress[0].notICMP: requires protocol ICMP or ICMPv6"}},
 		{"ICMP with IPv6", np("ingress: [{action: Allow, protocol: ICMP, ipVersion: 6}]"),
 			[]string{"spec.ingress[0].ipVersion: must be 4 with protocol ICMP"}},
 		{"bad ipVersion", np("ingress: [{action: Allow, ipVersion: 5}]"),
@@ -210,6 +216,9 @@ ingress:
   notICMP: {type: 0}
 - action: Pass
   notProtocol: 47
+- action: Allow
+  protocol: UDP
+  notProtocol: UDP
 egress:
 - action: Log
 - action: Allow

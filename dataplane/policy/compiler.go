@@ -82,6 +82,7 @@ type Compiler struct {
 	netsets    map[string]bool // "ns/name"
 	gnetsets   map[string]bool
 	policies   map[string]*pol.ResolvedPolicy
+	chainOf    map[string]string // policy chain name -> "key direction", for errors
 
 	local map[string]string // endpoint key -> host interface
 
@@ -107,6 +108,10 @@ type Compiler struct {
 	dispatchDirty  bool
 
 	modelErr error
+
+	// checkOnly: a checkRender scratch; set names are placeholders of the
+	// real names' length and alphabet (no hashing).
+	checkOnly bool
 }
 
 type tierInfo struct {
@@ -173,7 +178,7 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), ipt: ipt, sets: sets,
 		tiers:     map[string]tierInfo{},
 		endpoints: map[string]*pol.Endpoint{}, namespaces: map[string]bool{}, netsets: map[string]bool{},
-		gnetsets: map[string]bool{}, policies: map[string]*pol.ResolvedPolicy{}, local: map[string]string{},
+		gnetsets: map[string]bool{}, policies: map[string]*pol.ResolvedPolicy{}, chainOf: map[string]string{}, local: map[string]string{},
 		selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{}, chains: map[string][]iptables.Rule{},
 		polRefs: map[string][]string{}, npSets: map[string]npKey{}, l7: map[string][]RuleRef{},
 		dropCause:   map[string]DropCause{},
@@ -235,6 +240,9 @@ func (c *Compiler) famDigit() string {
 // port), family digit, '-', 16 hex digits of SHA-256 of the key (25 bytes
 // with the default prefix).
 func (c *Compiler) setName(kind byte, key string) string {
+	if c.checkOnly {
+		return c.sets.Prefix() + string(kind) + c.famDigit() + "-0000000000000000"
+	}
 	return c.sets.Prefix() + string(kind) + c.famDigit() + "-" + hash16(key)
 }
 
@@ -553,10 +561,26 @@ func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
 // UpdatePolicy adds or changes a policy, resolved (validated) by
 // NetworkPolicy.Resolve or GlobalNetworkPolicy.Resolve. Its chains are
 // re-rendered; endpoint chains only when its tier, order or types change
-// or when the endpoints it applies to change.
+// or when the endpoints it applies to change. The policy's rules are
+// rendered first: a rule iptables would refuse (possible only in a
+// ResolvedPolicy not made by Resolve, e.g. notICMP without protocol ICMP)
+// is an error wrapping iptables.ErrInvalidRule that names the policy,
+// direction and rule index, and the compiler keeps its old state. A nil
+// policy is ErrNil, one with an empty Key policy.ErrInvalid, one whose tier
+// the compiler does not know policy.ErrUnknownTier.
 func (c *Compiler) UpdatePolicy(rp *pol.ResolvedPolicy) error {
 	if rp == nil {
 		return ErrNil
+	}
+	if rp.Key == "" {
+		return fmt.Errorf("%w: policy without a name (empty Key; make a ResolvedPolicy with NetworkPolicy.Resolve or GlobalNetworkPolicy.Resolve)", pol.ErrInvalid)
+	}
+	scratch, err := c.newScratch()
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", rp.Key, err)
+	}
+	if err := c.checkRender(rp, scratch); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -582,6 +606,64 @@ func (c *Compiler) updatePolicy(rp *pol.ResolvedPolicy) error {
 	return nil
 }
 
+// checkRender renders rp's rules with a scratch compiler of the same
+// config into scratch, an in-memory iptables (newScratch), so a rule that
+// iptables would refuse is reported now, naming the policy and rule (an
+// ErrInvalidRule), rather than failing every later Apply. Each direction
+// is checked as one chain; only a refused chain is checked rule by rule.
+func (c *Compiler) checkRender(rp *pol.ResolvedPolicy, scratch *iptables.IPTables) error {
+	s := &Compiler{checkOnly: true, cfg: c.cfg, sets: c.sets, selSets: map[pol.SelectorID]string{}, setState: map[string]*desiredSet{},
+		polRefs: map[string][]string{}, npSets: map[string]npKey{}, l7: map[string][]RuleRef{},
+		dropCause: map[string]DropCause{}, dirtySets: map[string]bool{}, dirtyNP: map[string]bool{}}
+	var errs []error
+	for _, d := range []pol.Direction{pol.Ingress, pol.Egress} {
+		rs := rp.Rules(d)
+		var all []iptables.Rule
+		for i := range rs {
+			all = s.ruleRules(all, rp, d, &rs[i])
+		}
+		if scratch.SetChain(iptables.Filter, iptables.Chain{Name: checkChain, Rules: all}) == nil {
+			continue
+		}
+		for i := range rs {
+			rules := s.ruleRules(nil, rp, d, &rs[i])
+			if err := scratch.SetChain(iptables.Filter, iptables.Chain{Name: checkChain, Rules: rules}); err != nil {
+				errs = append(errs, fmt.Errorf("policy %s: %s rule %d: %w", rp.Key, d, rs[i].Index, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkRenderAll runs checkRender on every non-nil policy, in parallel
+// (one scratch iptables per block of policies).
+func (c *Compiler) checkRenderAll(rps []*pol.ResolvedPolicy) []error {
+	const block = 64
+	errs := make([]error, len(rps))
+	parallel.For((len(rps)+block-1)/block, 1, func(b int) {
+		scratch, err := c.newScratch()
+		for i := b * block; i < min(len(rps), (b+1)*block); i++ {
+			switch {
+			case rps[i] == nil:
+			case err != nil:
+				errs[i] = fmt.Errorf("policy %s: %w", rps[i].Key, err)
+			default:
+				errs[i] = c.checkRender(rps[i], scratch)
+			}
+		}
+	})
+	return errs
+}
+
+// checkChain is the one chain checkRender writes into its scratch iptables.
+const checkChain = "tabby-check"
+
+// newScratch returns an in-memory iptables of the compiler's family for
+// checkRender.
+func (c *Compiler) newScratch() (*iptables.IPTables, error) {
+	return iptables.New(iptables.Config{Family: c.cfg.Family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+}
+
 // DeletePolicy removes a policy and its chains.
 func (c *Compiler) DeletePolicy(key string) {
 	c.mu.Lock()
@@ -604,7 +686,8 @@ func (c *Compiler) deletePolicy(key string) {
 // Replace makes r the complete state of tiers, namespaces, network sets,
 // endpoints and policies, as a diff against what the compiler holds:
 // objects missing from r are deleted, the others updated. Everything is
-// validated first (and the policies resolved); on error nothing changes.
+// validated first (the policies resolved and their rules rendered, as in
+// UpdatePolicy); on error nothing changes.
 // Interfaces (SetInterface) are kept.
 func (c *Compiler) Replace(r pol.Resources) error {
 	if slices.Contains(r.Tiers, nil) || slices.Contains(r.Namespaces, nil) || slices.Contains(r.NetworkSets, nil) ||
@@ -630,6 +713,7 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	}
 	rps, resolveErrs := resolveAll(r)
 	errs = append(errs, resolveErrs...)
+	errs = append(errs, c.checkRenderAll(rps)...)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

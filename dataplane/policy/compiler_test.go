@@ -137,6 +137,12 @@ func TestInvalidPolicyNeverReachesTheKernel(t *testing.T) {
 	require.ErrorIs(t, n.c.Replace(bad), policy.ErrUnknownTier)
 	require.ErrorIs(t, n.c.Replace(policy.Resources{Endpoints: []*policy.Endpoint{nil}}), dppolicy.ErrNil)
 	require.ErrorIs(t, n.c.UpdatePolicy(nil), dppolicy.ErrNil)
+	err := n.c.UpdatePolicy(&policy.ResolvedPolicy{})
+	require.ErrorIs(t, err, policy.ErrInvalid)
+	assert.ErrorContains(t, err, "policy without a name")
+	err = n.c.UpdatePolicy(&policy.ResolvedPolicy{Key: "ns0/x", Name: "x", Namespace: "ns0", Tier: "nope"})
+	require.ErrorIs(t, err, policy.ErrUnknownTier)
+	assert.ErrorContains(t, err, `policy ns0/x: tier "nope"`)
 	assert.True(t, n.c.Plan().Empty())
 	n.apply(t)
 	assert.Equal(t, dump, n.iptFake.Dump())
@@ -217,4 +223,179 @@ func TestIPv6FamilyRendersOnlyIPv6(t *testing.T) {
 	assert.Contains(t, setFake.Dump(), "add tabby-s6-")
 	assert.Contains(t, setFake.Dump(), "fd00::1")
 	assert.NotContains(t, setFake.Dump(), "10.0.0.1")
+}
+
+// TestProtocolAndICMPMatches checks how a rule's protocol, notProtocol,
+// icmp and notICMP render: every match the rule has is in the iptables
+// rule, and a rule that can never match renders nothing.
+func TestProtocolAndICMPMatches(t *testing.T) {
+	icmp := func(typ, code int) *policy.ICMPFields {
+		f := &policy.ICMPFields{}
+		if typ >= 0 {
+			f.Type = ptrTo(typ)
+		}
+		if code >= 0 {
+			f.Code = ptrTo(code)
+		}
+		return f
+	}
+	tests := []struct {
+		name   string
+		family iptables.Family
+		rule   policy.Rule
+		want   []string // in the rule's line; nil when the rule renders nothing
+	}{
+		{"notICMP type", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), NotICMP: icmp(8, -1)},
+			[]string{"-p icmp", "-m icmp ! --icmp-type 8 -j"}},
+		{"notICMP type and code", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), NotICMP: icmp(3, 1)},
+			[]string{"-p icmp", "-m icmp ! --icmp-type 3/1 -j"}},
+		{"icmp and notICMP", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), ICMP: icmp(3, -1), NotICMP: icmp(3, 4)},
+			[]string{"-p icmp", "-m icmp --icmp-type 3 -m icmp ! --icmp-type 3/4 -j"}},
+		{"notICMPv6", iptables.IPv6, policy.Rule{Protocol: ptrTo(policy.ProtoICMPv6), NotICMP: icmp(128, -1)},
+			[]string{"-p ipv6-icmp", "-m icmp6 ! --icmpv6-type 128 -j"}},
+		{"empty icmp is the protocol", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), ICMP: icmp(-1, -1)},
+			[]string{"-p icmp -m comment", "Allow\" -j"}},
+		{"empty notICMP excludes every ICMP packet", iptables.IPv4, policy.Rule{Protocol: ptrTo(policy.ProtoICMP), NotICMP: icmp(-1, -1)}, nil},
+		{"notProtocol", iptables.IPv4, policy.Rule{NotProtocol: ptrTo(policy.ProtoTCP)}, []string{"! -p tcp "}},
+		{"notProtocol ICMP in IPv6", iptables.IPv6, policy.Rule{NotProtocol: ptrTo(policy.ProtoICMP)}, []string{"! -p 1 "}},
+		{"notProtocol ICMPv6 in IPv4", iptables.IPv4, policy.Rule{NotProtocol: ptrTo(policy.ProtoICMPv6)}, []string{"! -p 58 "}},
+		{"protocol and another notProtocol", iptables.IPv4,
+			policy.Rule{Protocol: ptrTo(policy.ProtoUDP), NotProtocol: ptrTo(policy.ProtoTCP)}, []string{"-p udp -m comment"}},
+		{"protocol and the same notProtocol", iptables.IPv4,
+			policy.Rule{Protocol: ptrTo(policy.ProtoUDP), NotProtocol: ptrTo(policy.ProtoUDP)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iptFake := iptables.NewFake()
+			ipt, err := iptables.New(iptables.Config{Family: tt.family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
+			require.NoError(t, err)
+			c, err := dppolicy.New(dppolicy.Config{Family: tt.family}, ipt, ipsets.New(ipsets.NewFake()))
+			require.NoError(t, err)
+			np := &policy.NetworkPolicy{}
+			np.Name, np.Namespace = "p", "ns"
+			np.Spec.Selector = "all()"
+			tt.rule.Action = policy.Allow
+			np.Spec.Ingress = []policy.Rule{tt.rule}
+			require.NoError(t, c.Replace(policy.Resources{NetworkPolicies: []*policy.NetworkPolicy{np}}))
+			_, err = c.Apply(context.Background())
+			require.NoError(t, err)
+			var lines []string
+			for _, l := range strings.Split(iptFake.Dump(), "\n") {
+				if strings.Contains(l, "rule 0 Allow") {
+					lines = append(lines, l)
+				}
+			}
+			if tt.want == nil {
+				assert.Empty(t, lines)
+				return
+			}
+			require.Len(t, lines, 1)
+			for _, w := range tt.want {
+				assert.Contains(t, lines[0], w)
+			}
+		})
+	}
+}
+
+// TestUnrenderablePolicyRefusedUpFront checks that a policy whose rules
+// iptables would refuse is refused by UpdatePolicy, naming the policy and
+// rule, and changes nothing: later Applies keep working.
+func TestUnrenderablePolicyRefusedUpFront(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 5, 2)
+	res := basePolicy()
+	res.Namespaces, res.Endpoints = n.w.namespaces, n.w.endpoints
+	require.NoError(t, n.c.Replace(res))
+	n.apply(t)
+	dump, sets := n.iptFake.Dump(), n.setFake.Dump()
+
+	good, err := res.NetworkPolicies[0].Resolve()
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		edit func(*policy.ResolvedRule)
+		want string
+	}{
+		{"notICMP without protocol", func(r *policy.ResolvedRule) {
+			r.Protocol = nil
+			r.Dst.Ports = nil
+			r.NotICMP = &policy.ICMPMatch{Type: 8, Code: -1}
+		}, "icmp type match needs"},
+		{"icmp on TCP", func(r *policy.ResolvedRule) {
+			r.ICMP = &policy.ICMPMatch{Type: 8, Code: -1}
+		}, "icmp type match needs"},
+		{"ports without a port protocol", func(r *policy.ResolvedRule) {
+			r.Protocol = nil
+			r.Dst.Ports = []policy.Port{policy.SinglePort(80)}
+		}, "port match needs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := *good
+			bad.IngressRules = []policy.ResolvedRule{good.IngressRules[0]}
+			tt.edit(&bad.IngressRules[0])
+			err := n.c.UpdatePolicy(&bad)
+			require.ErrorIs(t, err, iptables.ErrInvalidRule)
+			assert.ErrorContains(t, err, "policy ns0/db: ingress rule 0: ")
+			assert.ErrorContains(t, err, tt.want)
+			assert.True(t, n.c.Plan().Empty(), "a refused policy changes nothing")
+			n.apply(t)
+			assert.Equal(t, dump, n.iptFake.Dump())
+			assert.Equal(t, sets, n.setFake.Dump())
+		})
+	}
+}
+
+// TestProtocolWithNotProtocolApplies is the trial's case: protocol and
+// notProtocol in one rule are accepted (as Calico's API accepts them) and
+// render to one -p, so Apply keeps working.
+func TestProtocolWithNotProtocolApplies(t *testing.T) {
+	for _, notProto := range []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP} {
+		n := newFakeNode(t, dppolicy.Config{}, 6, 2)
+		np := &policy.NetworkPolicy{}
+		np.Name, np.Namespace = "p", "ns0"
+		np.Spec.Selector = "all()"
+		np.Spec.Ingress = []policy.Rule{{Action: policy.Allow, Protocol: ptrTo(policy.ProtoUDP), NotProtocol: ptrTo(notProto),
+			Source: policy.EntityRule{Nets: []string{"10.1.0.0/16", "10.2.0.0/16"}}}}
+		require.NoError(t, n.c.Replace(policy.Resources{Namespaces: n.w.namespaces, Endpoints: n.w.endpoints,
+			NetworkPolicies: []*policy.NetworkPolicy{np}}), "notProtocol %s", notProto)
+		n.apply(t)
+		require.NoError(t, n.c.UpdateEndpoint(n.w.endpoints[0]))
+		n.apply(t)
+	}
+}
+
+func TestPlanErr(t *testing.T) {
+	n := newFakeNode(t, dppolicy.Config{}, 7, 2)
+	res := basePolicy()
+	res.Namespaces, res.Endpoints = n.w.namespaces, n.w.endpoints
+	require.NoError(t, n.c.Replace(res))
+	good := n.c.Plan()
+	require.NotEmpty(t, good.Chains)
+
+	bad := &dppolicy.Plan{Chains: []dppolicy.ChainChange{
+		{Name: "tabby-pi-x", Rules: []iptables.Rule{{Match: iptables.Match().NotICMPType(8, -1), Action: iptables.Accept{}}}},
+		{Name: "tabby-gone", Deleted: true},
+	}}
+	tests := []struct {
+		name string
+		plan *dppolicy.Plan
+		want string // "" for no error
+	}{
+		{"compiled plan", good, ""},
+		{"empty plan", &dppolicy.Plan{}, ""},
+		{"unrenderable chain", bad, "chain tabby-pi-x: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.plan.Err()
+			if tt.want == "" {
+				require.NoError(t, err)
+				assert.NotContains(t, tt.plan.String(), "invalid iptables rule")
+				return
+			}
+			require.ErrorIs(t, err, iptables.ErrInvalidRule)
+			assert.ErrorContains(t, err, tt.want)
+			assert.Contains(t, tt.plan.String(), "icmp type match needs", "String shows the error in place of the rules")
+		})
+	}
 }

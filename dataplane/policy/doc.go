@@ -44,7 +44,12 @@
 //	                             | with the same action), ! --dports for notPorts
 //	named ports                  | one hash:ip,port set per (positive selector, name, protocol):
 //	                             | the matching endpoints' (address, protocol, port)
-//	protocols, ICMP type/code    | -p name or number, ! -p, -m icmp --icmp-type T/C
+//	protocols, ICMP type/code    | -p name or number, ! -p, -m icmp [!] --icmp-type T/C
+//	                             | (icmp6 --icmpv6-type for ICMPv6); icmp without a type is
+//	                             | the -p alone; an empty notICMP excludes every ICMP packet,
+//	                             | so its rule renders to nothing; no match is ever left out;
+//	                             | protocol with notProtocol (Calico accepts both) renders the
+//	                             | -p alone, or nothing when they are equal
 //	ipVersion                    | rules of the other family (or whose nets are all of it) are
 //	                             | not rendered; compile each family with its own Compiler
 //
@@ -143,13 +148,21 @@
 //  3. Dry run. Plan returns the chains (typed rules) and set members an
 //     Apply would write, and Plan.String renders them in iptables-restore
 //     syntax, without touching the kernel — for tests, audits and a CLI.
+//     Plan.Err reports chains that would not render (none, given item 6).
 //  4. Order of writes. Apply gives the ipsets applier its creations and
 //     member changes first, then iptables, then set destructions, so no rule
 //     ever names a missing set.
 //  5. The same selection as the evaluator. Set membership comes from the
 //     policy.Model that PolicySet is built on, and the kernel test checks,
 //     for random policy sets on a real node with seven pods, that a TCP or
-//     UDP connection succeeds exactly when Evaluate allows it.
+//     UDP connection or an ICMP echo request (ping) succeeds exactly when
+//     Evaluate allows it.
+//  6. Refuse up front. UpdatePolicy and Replace render a policy's rules
+//     into a scratch in-memory iptables before taking it, so a rule that
+//     iptables would refuse is an error then (iptables.ErrInvalidRule,
+//     naming the policy, direction and rule index), never a failure of
+//     every later Apply. Kernel errors at Apply name the policy of a policy
+//     chain.
 //
 // Trade-offs: one chain per policy and direction shared by all endpoints
 // (Felix's policy chains) rather than per-endpoint copies; the dispatch

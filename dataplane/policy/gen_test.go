@@ -186,10 +186,26 @@ func randomPorts(r *rand.Rand, proto policy.Protocol) []policy.Port {
 func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 	var rule policy.Rule
 	rule.Action = pick(r, []policy.Action{policy.Allow, policy.Allow, policy.Allow, policy.Deny, policy.Pass, policy.Log})
-	if r.IntN(3) > 0 {
+	switch x := r.IntN(12); {
+	case x < 7:
 		rule.Protocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP}))
-	} else if r.IntN(4) == 0 {
-		rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP}))
+		if r.IntN(8) == 0 { // Calico accepts both; equal ones never match
+			rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP}))
+		}
+	case x < 9:
+		rule.Protocol = ptrTo(policy.ProtoICMP)
+		switch r.IntN(4) {
+		case 0:
+			rule.ICMP = randomICMP(r)
+		case 1:
+			rule.NotICMP = randomICMP(r)
+		case 2:
+			rule.ICMP, rule.NotICMP = randomICMP(r), randomICMP(r)
+		}
+	case x == 9:
+		rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP, policy.ProtoICMP}))
+	case x == 10 && r.IntN(3) == 0:
+		rule.NotICMP = randomICMP(r) // invalid without protocol ICMP: both sides must refuse it
 	}
 	peer := &rule.Source
 	other := &rule.Destination
@@ -220,7 +236,7 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 			peer.ServiceAccounts.Selector = "trust == '" + pick(r, teams) + "'"
 		}
 	}
-	if rule.Protocol != nil && r.IntN(3) > 0 {
+	if rule.Protocol != nil && !rule.Protocol.IsICMP() && r.IntN(3) > 0 {
 		if r.IntN(4) == 0 {
 			other.NotPorts = randomPorts(r, *rule.Protocol)
 		} else {
@@ -231,6 +247,20 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 		other.Selector = randomLabelSel(r)
 	}
 	return rule
+}
+
+// randomICMP is an ICMP type/code match around the echo request (type 8
+// code 0) the kernel test sends: sometimes empty, sometimes a type only.
+func randomICMP(r *rand.Rand) *policy.ICMPFields {
+	var f policy.ICMPFields
+	if r.IntN(5) == 0 {
+		return &f
+	}
+	f.Type = ptrTo(pick(r, []int{8, 8, 0, 13}))
+	if r.IntN(2) == 0 {
+		f.Code = ptrTo(pick(r, []int{0, 0, 1}))
+	}
+	return &f
 }
 
 func randomK8s(r *rand.Rand, w *world, i int) *networkingv1.NetworkPolicy {

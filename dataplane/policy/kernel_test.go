@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -66,10 +67,37 @@ type probe struct {
 }
 
 func (p probe) network() string {
-	if p.proto == policy.ProtoUDP {
+	switch p.proto {
+	case policy.ProtoUDP:
 		return "udp"
+	case policy.ProtoICMP:
+		return "icmp"
 	}
 	return "tcp"
+}
+
+// flow is the probe as Evaluate sees it: ICMP probes are echo requests
+// (type 8 code 0).
+func (p probe) flow(w *world) policy.Flow {
+	f := policy.Flow{Src: policy.EndpointPeer(w.endpoints[p.from].Key()),
+		Dst: policy.EndpointPeer(w.endpoints[p.to].Key()), Protocol: p.proto, DstPort: p.port}
+	if p.proto == policy.ProtoICMP {
+		f.ICMP = &policy.ICMPInfo{Type: 8, Code: 0}
+	}
+	return f
+}
+
+// ping sends one ICMP echo request (type 8 code 0) from the pod and waits
+// for the reply.
+func ping(from *nettest.Pod, to netip.Addr, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Second)
+	defer cancel()
+	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)
+	out, err := from.Command(ctx, "ping", "-n", "-c", "1", "-W", secs, to.String()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ping %s -> %s: %w: %s", from.Name, to, err, out)
+	}
+	return nil
 }
 
 // probeAll runs every probe concurrently and returns which connected.
@@ -84,7 +112,12 @@ func (k *kernelNode) probeAll(probes []probe, timeout time.Duration) []bool {
 			defer wg.Done()
 			defer func() { <-sem }()
 			to := k.pods[p.to]
-			_, err := k.pods[p.from].Probe(p.network(), netip.AddrPortFrom(to.IP, p.port), timeout)
+			var err error
+			if p.proto == policy.ProtoICMP {
+				err = ping(k.pods[p.from], to.IP, timeout)
+			} else {
+				_, err = k.pods[p.from].Probe(p.network(), netip.AddrPortFrom(to.IP, p.port), timeout)
+			}
 			out[i] = err == nil
 		}()
 	}
@@ -105,15 +138,16 @@ func (k *kernelNode) allProbes() []probe {
 			for _, port := range udpPorts {
 				ps = append(ps, probe{a, b, policy.ProtoUDP, port})
 			}
+			ps = append(ps, probe{a, b, policy.ProtoICMP, 0})
 		}
 	}
 	return ps
 }
 
 // TestKernelAgreesWithEvaluator applies random policy sets to a node with
-// seven pods in three namespaces and checks, for every ordered pod pair and
-// two TCP and two UDP ports, that a real connection succeeds exactly when
-// Evaluate allows the flow.
+// seven pods in three namespaces and checks, for every ordered pod pair,
+// two TCP and two UDP ports and an ICMP echo request (ping), that a real
+// connection succeeds exactly when Evaluate allows the flow.
 func TestKernelAgreesWithEvaluator(t *testing.T) {
 	sets := 200
 	if testing.Short() {
@@ -143,8 +177,7 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 		require.NoError(t, err)
 		got := k.probeAll(probes, 250*time.Millisecond)
 		for i, p := range probes {
-			v, err := ps.Evaluate(policy.Flow{Src: policy.EndpointPeer(k.w.endpoints[p.from].Key()),
-				Dst: policy.EndpointPeer(k.w.endpoints[p.to].Key()), Protocol: p.proto, DstPort: p.port})
+			v, err := ps.Evaluate(p.flow(k.w))
 			require.NoError(t, err)
 			if got[i] == v.Allowed() {
 				continue

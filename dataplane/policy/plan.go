@@ -26,6 +26,7 @@ type Plan struct {
 	Hooks bool
 
 	family iptables.Family
+	owners map[string]string // policy chain name -> "key direction"
 }
 
 // ChainChange is one chain to write (Rules is its complete new content) or
@@ -46,6 +47,27 @@ type SetChange struct {
 
 // Empty reports whether applying the plan would change nothing.
 func (p *Plan) Empty() bool { return len(p.Chains) == 0 && len(p.Sets) == 0 && !p.Hooks }
+
+// Err reports whether every chain the plan writes renders as iptables
+// would accept it: nil, or one error per chain that does not (each
+// wrapping iptables.ErrInvalidRule and naming the chain, and its policy
+// for a policy chain), joined. Apply would fail on those chains; String
+// shows the error in place of their rules. UpdatePolicy and Replace
+// refuse a policy whose rules do not render, so a non-nil Err means
+// rules the compiler rendered wrongly. Err renders the chains each time
+// it is called.
+func (p *Plan) Err() error {
+	var errs []error
+	for _, c := range p.Chains {
+		if c.Deleted {
+			continue
+		}
+		if _, err := renderChain(p.family, c); err != nil {
+			errs = append(errs, fmt.Errorf("chain %s%s: %w", c.Name, ownerSuffix(p.owners[c.Name]), err))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // String renders the plan for logs and audits: one "set"/"chain" header
 // per change, set members as "+ member" / "- member", chains in
@@ -84,14 +106,27 @@ func (p *Plan) String() string {
 }
 
 // renderRules renders one chain's rules with a scratch in-memory
-// iptables (the -A lines only).
+// iptables (the -A lines only), or the error line when they do not render.
 func renderRules(f iptables.Family, c ChainChange) string {
-	ipt, err := iptables.New(iptables.Config{Family: f, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+	s, err := renderChain(f, c)
 	if err != nil {
 		return err.Error() + "\n"
 	}
+	return s
+}
+
+// renderChain renders one chain's rules (the -A lines) with a scratch
+// in-memory iptables.
+func renderChain(f iptables.Family, c ChainChange) (string, error) {
+	if f == 0 { // a Plan not made by a Compiler
+		f = iptables.IPv4
+	}
+	ipt, err := iptables.New(iptables.Config{Family: f, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+	if err != nil {
+		return "", err
+	}
 	if err := ipt.SetChain(iptables.Filter, iptables.Chain{Name: c.Name, Rules: c.Rules}); err != nil {
-		return err.Error() + "\n"
+		return "", err
 	}
 	var b strings.Builder
 	for _, l := range strings.Split(ipt.Render(), "\n") {
@@ -100,7 +135,7 @@ func renderRules(f iptables.Family, c ChainChange) string {
 			b.WriteByte('\n')
 		}
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // Plan renders what changed since the last Apply and returns the
@@ -122,6 +157,12 @@ func (c *Compiler) plan() *Plan {
 			p.Chains = append(p.Chains, ChainChange{Name: name, Deleted: true})
 		case want && (!had || !reflect.DeepEqual(rules, old)):
 			p.Chains = append(p.Chains, ChainChange{Name: name, Rules: slices.Clone(rules)})
+			if o := c.chainOf[name]; o != "" {
+				if p.owners == nil {
+					p.owners = map[string]string{}
+				}
+				p.owners[name] = o
+			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.dirtySets)) {
@@ -269,7 +310,7 @@ func (c *Compiler) pushChains(p *Plan) error {
 	} else {
 		for _, ch := range set {
 			if err := c.ipt.SetChain(iptables.Filter, ch); err != nil {
-				errs = append(errs, fmt.Errorf("chain %s: %w", ch.Name, err))
+				errs = append(errs, fmt.Errorf("chain %s%s: %w", ch.Name, c.chainOwner(ch.Name), err))
 				continue
 			}
 			c.appliedChains[ch.Name] = ch.Rules
@@ -288,4 +329,15 @@ func (c *Compiler) pushChains(p *Plan) error {
 		c.hooksSet = true
 	}
 	return errors.Join(errs...)
+}
+
+// chainOwner names, for errors, the policy whose chain name is: " (policy
+// ns/name ingress)", or "" for other chains.
+func (c *Compiler) chainOwner(name string) string { return ownerSuffix(c.chainOf[name]) }
+
+func ownerSuffix(owner string) string {
+	if owner == "" {
+		return ""
+	}
+	return " (policy " + owner + ")"
 }

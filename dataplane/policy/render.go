@@ -275,8 +275,10 @@ func (c *Compiler) renderPolicy(key string) {
 		name := policyChain(key, d)
 		if rp == nil || !rp.AppliesTo(d) || rp.DoNotTrack || rp.PreDNAT {
 			c.deleteChain(name)
+			delete(c.chainOf, name)
 			continue
 		}
+		c.chainOf[name] = key + " " + d.String()
 		rs := rp.Rules(d)
 		rules := make([]iptables.Rule, 0, 2*len(rs)+1)
 		for i := range rs {
@@ -402,18 +404,9 @@ func (c *Compiler) ruleRules(out []iptables.Rule, rp *pol.ResolvedPolicy, d pol.
 	if r.Protocol != nil && ((*r.Protocol == pol.ProtoICMP && v6) || (*r.Protocol == pol.ProtoICMPv6 && !v6)) {
 		return out
 	}
-	base := iptables.Match()
-	if r.Protocol != nil {
-		base = base.Protocol(iptProto(*r.Protocol))
-	}
-	if r.NotProtocol != nil {
-		base = base.NotProtocol(iptProto(*r.NotProtocol))
-	}
-	if r.ICMP != nil && r.Protocol != nil {
-		base = base.ICMPType(r.ICMP.Type, r.ICMP.Code)
-	}
-	if r.NotICMP != nil && r.Protocol != nil {
-		base = base.NotICMPType(r.NotICMP.Type, r.NotICMP.Code)
+	base, ok := protoMatch(r, v6)
+	if !ok {
+		return out
 	}
 	alts := []iptables.MatchCriteria{base}
 	for _, side := range []struct {
@@ -454,6 +447,41 @@ func (c *Compiler) ruleRules(out []iptables.Rule, rp *pol.ResolvedPolicy, d pol.
 		out = append(out, iptables.Rule{Match: iptables.Match().MarkMatchesWithMask(returnMark, returnMark), Action: iptables.Return{}})
 	}
 	return out
+}
+
+// protoMatch renders a rule's protocol, notProtocol, icmp and notICMP
+// matches; ok false when the rule can never match (notProtocol equal to
+// protocol, or an empty notICMP, which excludes every ICMP packet). It
+// never leaves out a match it cannot express: the policy package refuses
+// icmp and notICMP without protocol ICMP or ICMPv6, and a hand-built
+// ResolvedPolicy that has them anyway renders a match iptables refuses
+// (ErrInvalidRule, reported by UpdatePolicy and Replace).
+func protoMatch(r *pol.ResolvedRule, v6 bool) (iptables.MatchCriteria, bool) {
+	m := iptables.Match()
+	switch {
+	case r.Protocol != nil && r.NotProtocol != nil && *r.Protocol == *r.NotProtocol:
+		return m, false
+	case r.Protocol != nil:
+		// A different notProtocol is implied; iptables takes one -p.
+		m = m.Protocol(iptProto(*r.Protocol))
+	case r.NotProtocol != nil:
+		p := iptProto(*r.NotProtocol)
+		if (*r.NotProtocol == pol.ProtoICMP && v6) || (*r.NotProtocol == pol.ProtoICMPv6 && !v6) {
+			p = iptables.Protocol(strconv.Itoa(int(*r.NotProtocol))) // the name is refused in the other family
+		}
+		m = m.NotProtocol(p)
+	}
+	if r.ICMP != nil && (r.ICMP.Type >= 0 || r.Protocol == nil) {
+		// Without a type, icmp matches every ICMP packet: -p icmp says it.
+		m = m.ICMPType(r.ICMP.Type, r.ICMP.Code)
+	}
+	if r.NotICMP != nil {
+		if r.NotICMP.Type < 0 && r.Protocol != nil && r.Protocol.IsICMP() {
+			return m, false
+		}
+		m = m.NotICMPType(r.NotICMP.Type, r.NotICMP.Code)
+	}
+	return m, true
 }
 
 // maxSlots is the multiport limit.
