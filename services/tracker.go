@@ -228,16 +228,17 @@ func (t *Tracker) setClaims(n types.NamespacedName, ports []*ServicePort, create
 // is claimed once, with the lowest kind.
 func claimsOf(n types.NamespacedName, created time.Time, ports []*ServicePort) []keyedClaim {
 	var out []keyedClaim
-	seen := map[claimKey]map[string]bool{} // destination → port names
+	type portClaim struct {
+		key  claimKey
+		port string // the service port's name
+	}
+	seen := map[portClaim]bool{}
 	add := func(p *ServicePort, a netip.Addr, port uint16, kind claimKind) {
 		k := claimKey{a, p.Name.Protocol, port}
-		if seen[k][p.Name.Port] {
+		if seen[portClaim{k, p.Name.Port}] {
 			return // a lower kind of the same port came first
 		}
-		if seen[k] == nil {
-			seen[k] = map[string]bool{}
-		}
-		seen[k][p.Name.Port] = true
+		seen[portClaim{k, p.Name.Port}] = true
 		out = append(out, keyedClaim{k, claim{svc: n, created: created, port: p.Name.Port, kind: kind}})
 	}
 	for _, p := range ports {

@@ -164,10 +164,7 @@ func checkPrefix(p string) error {
 	case p[0] == '-' || p[0] == '!':
 		return fmt.Errorf("%w: prefix %q starts with %q", ErrInvalidConfig, p, p[0])
 	}
-	if i := badNameByte(p); i >= 0 {
-		return fmt.Errorf("%w: prefix %q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)", ErrInvalidConfig, p, p[i:i+1], i)
-	}
-	return nil
+	return checkNameBytes(ErrInvalidConfig, "prefix ", p)
 }
 
 // badNameByte returns the index of the first byte of s that cannot be in a
@@ -181,6 +178,16 @@ func badNameByte(s string) int {
 		}
 	}
 	return -1
+}
+
+// checkNameBytes returns an error wrapping sentinel that names the first
+// byte of s (a prefix or a set name; what starts the message) that cannot
+// be in a set name, or nil.
+func checkNameBytes(sentinel error, what, s string) error {
+	if i := badNameByte(s); i >= 0 {
+		return fmt.Errorf("%w: %s%q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)", sentinel, what, s, s[i:i+1], i)
+	}
+	return nil
 }
 
 // Prefix returns the owned-name prefix.
@@ -197,9 +204,7 @@ func (s *IPSets) checkSpec(spec SetSpec) error {
 	case len(spec.Name) > MaxNameLen:
 		return fmt.Errorf("%w: %q is longer than %d bytes", ErrInvalidName, spec.Name, MaxNameLen)
 	case badNameByte(spec.Name) >= 0:
-		i := badNameByte(spec.Name)
-		return fmt.Errorf("%w: %q has byte %q at %d (want printable ASCII other than space, '~', quotes and backslash)",
-			ErrInvalidName, spec.Name, spec.Name[i:i+1], i)
+		return checkNameBytes(ErrInvalidName, "", spec.Name)
 	case !spec.Type.valid():
 		return fmt.Errorf("set %s: %w: %q", spec.Name, ErrInvalidType, spec.Type)
 	case spec.Family != IPv4 && spec.Family != IPv6:

@@ -24,12 +24,25 @@ func validToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c > '~' || c == '"' || c == '\'' || c == '\\' {
+		if !tokenByte(rune(s[i])) {
 			return false
 		}
 	}
 	return true
+}
+
+// tokenByte reports whether c may appear in an unquoted restore argument.
+func tokenByte(c rune) bool {
+	return c > ' ' && c <= '~' && c != '"' && c != '\'' && c != '\\'
+}
+
+// ValidInterfaceName reports whether s can name a network device in an
+// -i or -o match: a name the kernel accepts (1 to 15 bytes, not "." or
+// "..", no '/', ':' or white space: dev_valid_name) that is also one
+// restore argument (printable ASCII, no quotes or backslash, not starting
+// with '-' or '!'). A trailing '+' is iptables' prefix wildcard.
+func ValidInterfaceName(s string) bool {
+	return validToken(s) && len(s) <= 15 && s != "." && s != ".." && !strings.ContainsAny(s, "/:")
 }
 
 // validText reports whether s can be a quoted restore argument.
@@ -56,7 +69,9 @@ func validProtocol(p Protocol) bool {
 	return err == nil && n >= 0 && n <= 255 && strconv.Itoa(n) == string(p)
 }
 
-func validChainName(s string) bool { return validToken(s) && len(s) <= MaxChainNameLen }
+// validChainName reports whether s can name a chain (checkChainName says
+// why not).
+func validChainName(s string) bool { return checkChainName(s) == nil }
 
 func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidRule, fmt.Sprintf(format, a...))
@@ -83,7 +98,7 @@ func (r Rule) validate(f Family) error {
 				return invalid("%s %v is not an %s prefix", m.flag, m.prefix, f)
 			}
 		case ifaceMatch:
-			if !validToken(m.name) || len(m.name) > 15 {
+			if !ValidInterfaceName(m.name) {
 				return invalid("bad interface name %q", m.name)
 			}
 		case protoMatch:

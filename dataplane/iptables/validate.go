@@ -134,7 +134,7 @@ func checkChainName(name string) error {
 		return invalid("chain name starts with %q", name[0])
 	}
 	for i, c := range name { // a rune, so that 'é' is named as such
-		if c <= ' ' || c > '~' || c == '"' || c == '\'' || c == '\\' {
+		if !tokenByte(c) {
 			return invalid("invalid character %q at byte %d of the chain name (printable ASCII only, no space, quote or backslash)", c, i)
 		}
 	}

@@ -88,25 +88,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Family != iptables.IPv4 && c.Family != iptables.IPv6 {
 		return c, fmt.Errorf("%w: family %d", ErrInvalidConfig, c.Family)
 	}
-	if c.OutInterface != "" && !validInterface(c.OutInterface) {
-		return c, fmt.Errorf("%w: OutInterface %q is not an interface name (1-15 printable bytes without space, '/', ':' or quotes; a trailing + matches a prefix)",
+	if c.OutInterface != "" && !iptables.ValidInterfaceName(c.OutInterface) {
+		return c, fmt.Errorf("%w: OutInterface %q is not an interface name (1-15 printable bytes without space, '/', ':', quotes or backslash; a trailing + matches a prefix)",
 			ErrInvalidConfig, c.OutInterface)
 	}
 	return c, nil
-}
-
-// validInterface reports whether s is a name the kernel accepts for a
-// device (dev_valid_name), which iptables' -o takes, "+" ending a prefix.
-func validInterface(s string) bool {
-	if s == "" || len(s) > 15 || s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r >= 0x7f || r == '/' || r == ':' || r == '"' || r == '\'' {
-			return false
-		}
-	}
-	return true
 }
 
 // Render turns pools into the desired sets, chain and hook for cfg.Family,

@@ -203,17 +203,11 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 	return c, nil
 }
 
+// validIface reports whether s can name a workload interface (or be the
+// prefix of one): an exact device name, so without iptables' '+' wildcard
+// or a '!'.
 func validIface(s string) bool {
-	if s == "" || len(s) > 15 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch <= ' ' || ch > '~' || ch == '"' || ch == '\'' || ch == '\\' || ch == '/' || ch == '+' || ch == '!' {
-			return false
-		}
-	}
-	return true
+	return iptables.ValidInterfaceName(s) && !strings.ContainsAny(s, "+!")
 }
 
 // hash16 is the first 16 hex digits of the SHA-256 of the parts, each
@@ -660,8 +654,12 @@ const checkChain = "tabby-check"
 
 // newScratch returns an in-memory iptables of the compiler's family for
 // checkRender.
-func (c *Compiler) newScratch() (*iptables.IPTables, error) {
-	return iptables.New(iptables.Config{Family: c.cfg.Family, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+func (c *Compiler) newScratch() (*iptables.IPTables, error) { return scratchIPTables(c.cfg.Family) }
+
+// scratchIPTables returns an in-memory iptables of family f, for rendering
+// rules without a kernel (checkRender, Plan.String, Plan.Err).
+func scratchIPTables(f iptables.Family) (*iptables.IPTables, error) {
+	return iptables.New(iptables.Config{Family: f, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
 }
 
 // DeletePolicy removes a policy and its chains.

@@ -121,7 +121,7 @@ func renderChain(f iptables.Family, c ChainChange) (string, error) {
 	if f == 0 { // a Plan not made by a Compiler
 		f = iptables.IPv4
 	}
-	ipt, err := iptables.New(iptables.Config{Family: f, Backend: iptables.BackendNFT}, iptables.WithExecer(iptables.NewFake()))
+	ipt, err := scratchIPTables(f)
 	if err != nil {
 		return "", err
 	}
