@@ -28,10 +28,11 @@
 // --cni-bin-dir DIR it runs DIR/tabby instead (go build -o DIR/
 // ./examples/cni/tabby).
 //
-// Everything it creates is removed on exit, also on Ctrl-C: the pods are
-// DELeted through libcni, the iptables chains and ipsets live in the node
-// namespaces and go with them, the plugin binary, libcni's cache and
-// etcd's data live in temporary directories.
+// Everything it creates is removed on exit, also on Ctrl-C, SIGTERM or a
+// hang-up (the terminal closed): the pods are DELeted through libcni, the
+// iptables chains and ipsets live in the node namespaces and go with them,
+// the plugin binary, libcni's cache and etcd's data live in temporary
+// directories.
 package main
 
 import (
@@ -130,6 +131,14 @@ func main() {
 // errInterrupted: a signal stopped the lab between two steps.
 var errInterrupted = errors.New("interrupted")
 
+// stopSignals are the signals that stop the lab after the current step,
+// with everything it built removed: Ctrl-C, SIGTERM (kill, timeout) and
+// SIGHUP (the terminal or the ssh session closed), whose default action
+// would end the process with nothing removed.
+func stopSignals() []os.Signal {
+	return []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+}
+
 func step(w io.Writer, format string, args ...any) func() {
 	start := time.Now()
 	fmt.Fprintf(w, "==> "+format+" ... ", args...)
@@ -167,10 +176,10 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	}
 	var checks []check
 
-	// Ctrl-C (or SIGTERM) stops the lab after the current step; the deferred
-	// Close then removes what was built. The handler is in place before the
-	// first namespace or temporary directory exists.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C (or SIGTERM, or a hang-up) stops the lab after the current
+	// step; the deferred Close then removes what was built. The handler is
+	// in place before the first namespace or temporary directory exists.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
 	defer stop()
 	cl, err := startCNI(ctx, w, cniBinDir, ipam.IPPool{Name: "default-ipv4-ippool",
 		CIDR: netip.MustParsePrefix(poolCIDR), BlockSize: blockSize, VXLANMode: mode})
