@@ -23,6 +23,10 @@
 //
 //	make demo            # or: go run ./examples/lab
 //
+// Before it builds anything it checks that the tools it runs are in PATH
+// (ip, iptables-restore, BIRD's bird and birdc, go) and names the missing
+// ones with their Debian package.
+//
 // It builds the tabby CNI plugin with the go toolchain into a temporary
 // directory, in the background while it builds the cluster; with
 // --cni-bin-dir DIR it runs DIR/tabby instead (go build -o DIR/
@@ -173,6 +177,9 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 		r, mode = nettest.RoutingDirect, ipam.EncapNever
 	default:
 		return false, fmt.Errorf("unknown -routing %q (want vxlan or direct)", routing)
+	}
+	if err := missingTools(cniBinDir == ""); err != nil {
+		return false, err
 	}
 	var checks []check
 
@@ -441,6 +448,46 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	}
 	fmt.Fprintf(w, "all %d checks PASSED\n", len(checks))
 	return true, nil
+}
+
+// errMissingTools: an executable the lab runs is not in PATH.
+var errMissingTools = errors.New("missing tools")
+
+// tool is an executable the lab runs: any one of names, and what provides it.
+type tool struct {
+	names []string
+	from  string
+}
+
+// labTools are the executables the lab runs, checked before it builds
+// anything; goBuild adds the go toolchain, which builds the CNI plugin
+// unless --cni-bin-dir is given.
+func labTools(goBuild bool) []tool {
+	ts := []tool{
+		{[]string{"ip"}, "Debian package iproute2"},
+		{[]string{"iptables-nft-restore", "iptables-legacy-restore"}, "Debian package iptables"},
+		{[]string{"bird"}, "Debian package bird2"},
+		{[]string{"birdc"}, "Debian package bird2"},
+	}
+	if goBuild {
+		ts = append(ts, tool{[]string{"go"}, "the Go toolchain; or pass --cni-bin-dir"})
+	}
+	return ts
+}
+
+// missingTools names, in one error wrapping errMissingTools, every tool of
+// labTools that is not in PATH, with what provides it.
+func missingTools(goBuild bool) error {
+	var missing []string
+	for _, t := range labTools(goBuild) {
+		if !slices.ContainsFunc(t.names, func(n string) bool { _, err := exec.LookPath(n); return err == nil }) {
+			missing = append(missing, fmt.Sprintf("%s (%s)", strings.Join(t.names, " or "), t.from))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w in PATH: %s (make deps installs the Debian packages)", errMissingTools, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // legend explains how both matrices read.

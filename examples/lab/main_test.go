@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +28,42 @@ func TestStopSignalsCancel(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatalf("%v did not stop the lab", sig)
 			}
+		})
+	}
+}
+
+// TestMissingTools checks the lab's up-front check of the executables it
+// runs, with PATH holding only the named fake executables.
+func TestMissingTools(t *testing.T) {
+	all := []string{"ip", "iptables-nft-restore", "bird", "birdc", "go"}
+	for _, tc := range []struct {
+		name    string
+		present []string
+		goBuild bool
+		missing []string // in the error, in order; none: no error
+	}{
+		{name: "all there", present: all, goBuild: true},
+		{name: "legacy iptables will do", present: []string{"ip", "iptables-legacy-restore", "bird", "birdc"}},
+		{name: "no go needed with --cni-bin-dir", present: all[:4]},
+		{name: "no BIRD", present: []string{"ip", "iptables-nft-restore", "go"}, goBuild: true,
+			missing: []string{"bird (Debian package bird2)", "birdc (Debian package bird2)"}},
+		{name: "nothing", goBuild: true, missing: []string{"ip (Debian package iproute2)",
+			"iptables-nft-restore or iptables-legacy-restore (Debian package iptables)",
+			"bird (Debian package bird2)", "birdc (Debian package bird2)", "go (the Go toolchain; or pass --cni-bin-dir)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, n := range tc.present {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"), 0o755))
+			}
+			t.Setenv("PATH", dir)
+			err := missingTools(tc.goBuild)
+			if tc.missing == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, errMissingTools)
+			require.Contains(t, err.Error(), strings.Join(tc.missing, ", "))
 		})
 	}
 }
