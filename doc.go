@@ -12,17 +12,26 @@
 //     evaluator that explains its verdicts.
 //   - ipam: Calico-style block IPAM on a pluggable revisioned store
 //     (memory, bbolt, etcd).
+//   - dataplane/deltatracker, dataplane/syncrunner: desired-versus-dataplane
+//     state and kube-proxy's bounded-frequency runner, used by every applier.
 //   - dataplane/netlink: pod veths, routes and VXLAN overlays in the kernel,
 //     reconciled against desired state; dataplane/netlink/nettest builds
 //     network-namespace topologies for tests and the lab.
-//   - dataplane/iptables, dataplane/ipsets, dataplane/policy: policy
-//     enforcement in netfilter (later).
-//   - bgp: a BGP speaker embedded from GoBGP (later).
-//   - cni: a CNI plugin core (later).
-//   - services: kube-proxy semantics rendered as NAT rules (later).
+//   - dataplane/node: one node's pod networking (blocks, routes to the
+//     peers' blocks direct or over VXLAN, pod veths) on the kernel or fakes.
+//   - dataplane/iptables, dataplane/ipsets, dataplane/policy: Calico policy
+//     enforced in netfilter (chains and ipsets applied by diff, NFLOG drop
+//     attribution); dataplane/natoutgoing: Calico's natOutgoing per pool.
+//   - bgp: a BGP speaker embedded from GoBGP (Calico's BGPConfiguration,
+//     BGPPeer and BGPFilter, node-to-node mesh, route reflectors).
+//   - cni: the tabby CNI plugin and the tabby-ipam IPAM plugin as a library.
+//   - services: kube-proxy semantics (Service and EndpointSlice) rendered
+//     as iptables or nftables NAT rules, with announcements for BGP (in
+//     progress).
 //
-// The examples directory wires the packages into reference binaries: a node
-// agent, a CNI plugin, tabbyctl and a multi-node lab. No package imports
+// The examples directory wires the packages into reference binaries: the
+// CNI plugins (examples/cni) and a multi-node lab (examples/lab, run by
+// `make demo`); a node agent and tabbyctl are planned. No package imports
 // examples.
 //
 // Dependencies point one way: selector imports nothing of tabby; policy
