@@ -82,7 +82,7 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 		l.binDir = filepath.Join(dir, "bin")
 		bctx, cancel := context.WithCancel(ctx)
 		l.cancel, l.built = cancel, make(chan error, 1)
-		fmt.Fprintf(w, "==> CNI: building the tabby plugin in the background (go %s)\n", strings.Join(buildArgs(l.binDir), " "))
+		fmt.Fprintf(w, "==> CNI: building the tabby plugin in the background (go %s)\n", shellJoin(buildArgs(l.binDir)))
 		go func() { l.built <- buildPlugin(bctx, l.binDir) }()
 	} else if _, err := os.Stat(filepath.Join(binDir, "tabby")); err != nil {
 		return nil, fmt.Errorf("--cni-bin-dir: %w", err)
@@ -127,6 +127,24 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 // (-tags grpcnotrace as examples/cni/README.md says).
 func buildArgs(dir string) []string {
 	return []string{"build", "-tags", "grpcnotrace", "-ldflags=-s -w", "-o", dir + "/", pluginPkg}
+}
+
+// shellJoin joins args into a line a POSIX shell splits back into args,
+// so a printed command can be pasted: an argument holding anything but
+// letters, digits and -_./=:,+@% is single-quoted.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		safe := a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+		}) < 0
+		if safe {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
 }
 
 // buildPlugin builds the tabby plugin into dir with the go toolchain

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,4 +119,19 @@ func TestLab(t *testing.T) {
 	assert.True(t, ok, out.String())
 	assert.Contains(t, out.String(), "checks PASSED")
 	assert.False(t, strings.Contains(out.String(), "FAIL"), out.String())
+}
+
+// TestShellJoinRoundTrips checks that the build command the lab prints
+// pastes into a shell as the arguments it runs (-ldflags=-s -w is one).
+func TestShellJoinRoundTrips(t *testing.T) {
+	for _, args := range [][]string{
+		buildArgs("/tmp/tabby-lab-1/bin"),
+		{"plain", "two words", "it's", "", `a"b`, "$HOME", "x;y", "tab\there"},
+	} {
+		line := shellJoin(args)
+		out, err := exec.Command("sh", "-c", `printf '%s\0' `+line).Output()
+		require.NoError(t, err, line)
+		assert.Equal(t, strings.Join(args, "\x00")+"\x00", string(out), line)
+	}
+	assert.Contains(t, shellJoin(buildArgs("/d")), "'-ldflags=-s -w'")
 }
