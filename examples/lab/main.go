@@ -112,13 +112,17 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == speakerCommand {
 		os.Exit(speakerMain(os.Stdin, os.Stdout))
 	}
-	routing := flag.String("routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
-	cniBinDir := flag.String("cni-bin-dir", "", "directory holding the tabby CNI plugin binary (default: go build it into a temporary directory)")
-	flag.Parse()
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
 	// When the reader of the output goes away (`make demo | head`), writes
 	// fail instead of killing the lab, so it still cleans up.
 	signal.Ignore(syscall.SIGPIPE)
-	ok, err := run(os.Stdout, *routing, *cniBinDir)
+	ok, err := run(os.Stdout, opts.routing, opts.cniBinDir)
 	if errors.Is(err, errInterrupted) {
 		fmt.Fprintln(os.Stderr, "\nlab: interrupted; the namespaces were removed")
 		os.Exit(130)
@@ -130,6 +134,51 @@ func main() {
 	if !ok {
 		os.Exit(1)
 	}
+}
+
+// options are the lab's command-line flags.
+type options struct {
+	routing   string // vxlan or direct
+	cniBinDir string // where the tabby plugin is; empty: build it
+}
+
+const usageText = `usage: make demo   (or: go run ./examples/lab [flags])
+
+Builds the tabby workshop in network namespaces on this machine: a fabric,
+three nodes, the YAO Bank pods made through libcni and the tabby CNI plugin
+(IPAM on an embedded etcd), the bank's policies evaluated and enforced in
+netfilter, a BIRD router peering with a bgp speaker per node, the customer
+service reached from outside. It prints PASS or FAIL for each check and
+removes everything it made, also on Ctrl-C. Needs root. Exit status: 0 when
+every check passes, 1 on a FAIL or an error, 2 on a bad flag, 130 when
+interrupted.
+
+flags:
+`
+
+// parseFlags parses the lab's arguments (flags only); on a bad flag or an
+// argument it prints the problem and the usage to stderr and returns an
+// error (flag.ErrHelp for -h).
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	var o options
+	fs.StringVar(&o.routing, "routing", "vxlan", "how nodes reach each other's pod blocks: vxlan (the pool's vxlanMode Always) or direct (Never)")
+	fs.StringVar(&o.cniBinDir, "cni-bin-dir", "", "directory holding the tabby CNI plugin binary (default: go build it into a temporary directory)")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected argument %q: the lab takes flags only", fs.Arg(0))
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return options{}, err
+	}
+	return o, nil
 }
 
 // errInterrupted: a signal stopped the lab between two steps.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -64,6 +67,47 @@ func TestMissingTools(t *testing.T) {
 			}
 			require.ErrorIs(t, err, errMissingTools)
 			require.Contains(t, err.Error(), strings.Join(tc.missing, ", "))
+		})
+	}
+}
+
+// TestParseFlags checks the lab's command line: flags only, a usage that
+// says what the lab does, -h not an error to the user.
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    options
+		err     string // in the error; empty: none
+		errIs   error
+		printed []string // in what went to stderr
+	}{
+		{name: "defaults", want: options{routing: "vxlan"}},
+		{name: "both flags", args: []string{"--routing", "direct", "-cni-bin-dir=/opt/cni/bin"},
+			want: options{routing: "direct", cniBinDir: "/opt/cni/bin"}},
+		{name: "help", args: []string{"-h"}, errIs: flag.ErrHelp,
+			printed: []string{"usage: make demo", "Needs root", "-routing", "-cni-bin-dir"}},
+		{name: "argument", args: []string{"extra"}, err: `unexpected argument "extra"`,
+			printed: []string{`unexpected argument "extra"`, "usage: make demo"}},
+		{name: "unknown flag", args: []string{"--nodes", "5"}, err: "flag provided but not defined: -nodes",
+			printed: []string{"usage: make demo"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			got, err := parseFlags(tc.args, &stderr)
+			switch {
+			case tc.errIs != nil:
+				require.ErrorIs(t, err, tc.errIs)
+			case tc.err != "":
+				require.ErrorContains(t, err, tc.err)
+			default:
+				require.NoError(t, err)
+				assert.Equal(t, tc.want, got)
+				assert.Empty(t, stderr.String())
+			}
+			for _, p := range tc.printed {
+				assert.Contains(t, stderr.String(), p)
+			}
 		})
 	}
 }
