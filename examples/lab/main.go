@@ -105,7 +105,8 @@ const (
 	poolCIDR  = "10.244.0.0/16"
 	blockSize = 26
 	namespace = "yaobank"
-	podMTU    = 1450 // room for the VXLAN header
+	fabricMTU = 1500 // the nodes' eth0 (veths on the fabric bridge)
+	vxlanMTU  = 50   // the outer IPv4, UDP and VXLAN headers
 )
 
 func main() {
@@ -219,13 +220,9 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	if os.Geteuid() != 0 {
 		return false, errors.New("the lab creates network namespaces and needs root (try: sudo make demo)")
 	}
-	r, mode := nettest.RoutingVXLAN, ipam.EncapAlways
-	switch routing {
-	case "vxlan":
-	case "direct":
-		r, mode = nettest.RoutingDirect, ipam.EncapNever
-	default:
-		return false, fmt.Errorf("unknown -routing %q (want vxlan or direct)", routing)
+	r, mode, podMTU, err := routingFor(routing)
+	if err != nil {
+		return false, err
 	}
 	if err := missingTools(cniBinDir == ""); err != nil {
 		return false, err
@@ -497,6 +494,20 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	}
 	fmt.Fprintf(w, "all %d checks PASSED\n", len(checks))
 	return true, nil
+}
+
+// routingFor maps the --routing flag to the topology's routing, the
+// pool's vxlanMode and the pod MTU, which Calico sizes by encapsulation:
+// the fabric's MTU less the VXLAN headers over VXLAN, the fabric's own
+// without encapsulation.
+func routingFor(name string) (nettest.Routing, ipam.EncapMode, int, error) {
+	switch name {
+	case "vxlan":
+		return nettest.RoutingVXLAN, ipam.EncapAlways, fabricMTU - vxlanMTU, nil
+	case "direct":
+		return nettest.RoutingDirect, ipam.EncapNever, fabricMTU, nil
+	}
+	return 0, "", 0, fmt.Errorf("unknown -routing %q (want vxlan or direct)", name)
 }
 
 // errMissingTools: an executable the lab runs is not in PATH.

@@ -14,6 +14,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
+	"github.com/tabbynet/tabby/ipam"
 )
 
 // TestStopSignalsCancel sends the lab process each signal that ends an
@@ -110,4 +113,28 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRoutingFor checks the --routing modes: the pod MTU leaves room for
+// the VXLAN headers only when the nodes encapsulate (Calico's MTU sizing).
+func TestRoutingFor(t *testing.T) {
+	for _, tc := range []struct {
+		flag    string
+		routing nettest.Routing
+		mode    ipam.EncapMode
+		mtu     int
+	}{
+		{"vxlan", nettest.RoutingVXLAN, ipam.EncapAlways, 1450},
+		{"direct", nettest.RoutingDirect, ipam.EncapNever, 1500},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			r, mode, mtu, err := routingFor(tc.flag)
+			require.NoError(t, err)
+			assert.Equal(t, tc.routing, r)
+			assert.Equal(t, tc.mode, mode)
+			assert.Equal(t, tc.mtu, mtu)
+		})
+	}
+	_, _, _, err := routingFor("ipip")
+	require.ErrorContains(t, err, `unknown -routing "ipip" (want vxlan or direct)`)
 }
