@@ -30,7 +30,10 @@
 // It builds the tabby CNI plugin with the go toolchain into a temporary
 // directory, in the background while it builds the cluster; with
 // --cni-bin-dir DIR it runs DIR/tabby instead (go build -o DIR/
-// ./examples/cni/tabby).
+// ./examples/cni/tabby). The nodes reach each other's pod blocks over
+// VXLAN (the pool's vxlanMode Always, pod MTU 1450); --routing direct
+// routes them via the nodes' fabric addresses instead (vxlanMode Never,
+// pod MTU 1500).
 //
 // Everything it creates is removed on exit, also on Ctrl-C, SIGTERM or a
 // hang-up (the terminal closed): the pods are DELeted through libcni, the
