@@ -128,7 +128,7 @@ func main() {
 	signal.Ignore(syscall.SIGPIPE)
 	ok, err := run(os.Stdout, opts.routing, opts.cniBinDir)
 	if errors.Is(err, errInterrupted) {
-		fmt.Fprintln(os.Stderr, "\nlab: interrupted; the namespaces were removed")
+		fmt.Fprintln(os.Stderr, "\nlab:", interruptedMessage(err))
 		os.Exit(130)
 	}
 	if err != nil {
@@ -188,6 +188,29 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // errInterrupted: a signal stopped the lab between two steps.
 var errInterrupted = errors.New("interrupted")
 
+// interrupted is the error of an interrupted run, called once the deferred
+// removals are done: errInterrupted, joined with what each of left (the
+// leftover checks of what the run had made) still finds.
+func interrupted(left []func() error) error {
+	var errs []error
+	for _, f := range left {
+		errs = append(errs, f())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w; %w", errInterrupted, err)
+	}
+	return errInterrupted
+}
+
+// interruptedMessage is what the lab says when interrupted: that it removed
+// everything, unless err (from interrupted) says what is left.
+func interruptedMessage(err error) string {
+	if err == errInterrupted {
+		return "interrupted; everything it had made is removed"
+	}
+	return err.Error()
+}
+
 // stopSignals are the signals that stop the lab after the current step,
 // with everything it built removed: Ctrl-C, SIGTERM (kill, timeout) and
 // SIGHUP (the terminal or the ssh session closed), whose default action
@@ -219,7 +242,7 @@ type check struct {
 	err  error
 }
 
-func run(w io.Writer, routing, cniBinDir string) (bool, error) {
+func run(w io.Writer, routing, cniBinDir string) (_ bool, err error) {
 	if os.Geteuid() != 0 {
 		return false, errors.New("the lab creates network namespaces and needs root (try: sudo make demo)")
 	}
@@ -237,6 +260,14 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	// in place before the first namespace or temporary directory exists.
 	ctx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
 	defer stop()
+	// Deferred first, so it runs after every deferred removal: an
+	// interrupted run checks that what it made is gone.
+	var left []func() error
+	defer func() {
+		if errors.Is(err, errInterrupted) {
+			err = interrupted(left)
+		}
+	}()
 	cl, err := startCNI(ctx, w, cniBinDir, ipam.IPPool{Name: "default-ipv4-ippool",
 		CIDR: netip.MustParsePrefix(poolCIDR), BlockSize: blockSize, VXLANMode: mode})
 	if ctx.Err() != nil {
@@ -247,6 +278,7 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	}
 	defer func() { _ = cl.Close() }()
 	etcdDir := cl.etcd.Dir()
+	left = append(left, func() error { return cl.dirsLeft(etcdDir) })
 	a := cl.ipam
 
 	done := step(w, "building a fabric and 3 nodes in network namespaces (%s)", routing)
@@ -255,6 +287,7 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 		return false, fmt.Errorf("build topology: %w", err)
 	}
 	defer func() { _ = topo.Close() }()
+	left = append(left, func() error { return leftovers(topo.ID) })
 	done()
 	fmt.Fprintf(w, "    the namespaces are named %s-* (see them with `ip netns list` while the lab runs)\n", topo.ID)
 	if err := ctx.Err(); err != nil {
@@ -444,6 +477,7 @@ func run(w io.Writer, routing, cniBinDir string) (bool, error) {
 	// BGP with an enterprise router (bgp.go), then services (services.go).
 	bl := newBGPLab(topo)
 	defer func() { _ = bl.close() }()
+	left = append(left, bl.leftovers)
 	bgpChecks, err := runBGP(ctx, w, bl)
 	if err == nil {
 		var svcChecks []check

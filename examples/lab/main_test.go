@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"os/signal"
@@ -137,4 +138,19 @@ func TestRoutingFor(t *testing.T) {
 	}
 	_, _, _, err := routingFor("ipip")
 	require.ErrorContains(t, err, `unknown -routing "ipip" (want vxlan or direct)`)
+}
+
+// TestInterrupted checks what an interrupted lab says: that everything is
+// removed only when every leftover check finds nothing.
+func TestInterrupted(t *testing.T) {
+	clean := func() error { return nil }
+	err := interrupted([]func() error{clean, clean})
+	require.Equal(t, errInterrupted, err)
+	assert.Equal(t, "interrupted; everything it had made is removed", interruptedMessage(err))
+
+	assert.Equal(t, errInterrupted, interrupted(nil), "interrupted before it made anything")
+
+	err = interrupted([]func() error{clean, func() error { return errors.New("left behind: tby-1-n0") }})
+	require.ErrorIs(t, err, errInterrupted)
+	assert.Equal(t, "interrupted; left behind: tby-1-n0", interruptedMessage(err))
 }
