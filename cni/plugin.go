@@ -185,7 +185,8 @@ func cleanupContext(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 // Add sets the container's interface up (CNI ADD) and returns the result
-// in the configuration's cniVersion. Retried for the same container it
+// in the configuration's cniVersion, after the configuration's prevResult
+// when it has one. Retried for the same container it
 // returns the same addresses and interface. On failure it removes the
 // interface and releases the addresses it took, and the error is a
 // *types.Error (codes: see Code).
@@ -219,6 +220,12 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	k8s, err := ParseArgs(args.Args)
 	if err != nil {
 		return nil, err
+	}
+	var prev *current.Result // tabby after another plugin in a chain
+	if conf.PrevResult != nil {
+		if prev, err = current.NewResultFromResult(conf.PrevResult); err != nil {
+			return nil, fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
+		}
 	}
 	if p.workloads == nil {
 		// A missing pod namespace is reported as such (code 3) before any
@@ -297,7 +304,34 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		return nil, rollback(fmt.Errorf("container %s: %w", args.ContainerID, err), teardown)
 	}
 	p.log.Debug("ADD", "handle", handle, "addrs", waitAlloc().addrs, "host", wr.Host.Name)
-	return workloadResult(wr, conf.DNS), nil
+	return afterPrevResult(prev, workloadResult(wr, conf.DNS)), nil
+}
+
+// afterPrevResult returns r after prev, as the CNI spec asks of a plugin
+// given a prevResult (SPEC.md, "ADD" and "Result": output it with the
+// plugin's modifications): prev's interfaces, addresses and routes first,
+// then r's, with r's interface indices shifted past prev's interfaces;
+// r's DNS when the configuration gives one, prev's otherwise. Without a
+// prevResult (the first plugin of a chain, pr nil) r is returned as is.
+func afterPrevResult(pr, r *current.Result) *current.Result {
+	if pr == nil {
+		return r
+	}
+	out := &current.Result{CNIVersion: r.CNIVersion, DNS: r.DNS}
+	if out.DNS.IsEmpty() {
+		out.DNS = pr.DNS
+	}
+	out.Interfaces = append(slices.Clone(pr.Interfaces), r.Interfaces...)
+	out.IPs = slices.Clone(pr.IPs)
+	for _, ipc := range r.IPs {
+		c := *ipc
+		if c.Interface != nil {
+			c.Interface = current.Int(*c.Interface + len(pr.Interfaces))
+		}
+		out.IPs = append(out.IPs, &c)
+	}
+	out.Routes = append(slices.Clone(pr.Routes), r.Routes...)
+	return out
 }
 
 // allocation is the outcome of allocate: the container's addresses and how

@@ -707,3 +707,83 @@ func TestStatusNeedsAPool(t *testing.T) {
 	e.add("c1", conf(t, "1.1.0", nil, nil)) // creates pool p1
 	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: bare}))
 }
+
+// ADD with a prevResult (tabby after another plugin) outputs it with
+// tabby's interfaces, addresses and routes appended (CNI spec, ADD), and
+// CHECK accepts that result.
+func TestAddKeepsPrevResult(t *testing.T) {
+	lo := `"interfaces":[{"name":"lo","sandbox":"/run/netns/c1"}],"ips":[{"address":"127.0.0.1/8","interface":0}],` +
+		`"routes":[{"dst":"10.1.0.0/16"}],"dns":{"nameservers":["10.0.0.10"]}`
+	for _, tc := range []struct {
+		name, version, prev string
+		dns                 []string // the configuration's nameservers
+		wantIfaces          []string
+		wantDNS             []string
+	}{
+		{name: "none", version: "1.1.0", wantIfaces: []string{"host", "eth0"}},
+		{name: "1.1.0", version: "1.1.0", prev: `{"cniVersion":"1.1.0",` + lo + `}`,
+			wantIfaces: []string{"lo", "host", "eth0"}, wantDNS: []string{"10.0.0.10"}},
+		{name: "conf DNS wins", version: "1.0.0", prev: `{"cniVersion":"1.0.0",` + lo + `}`, dns: []string{"10.96.0.10"},
+			wantIfaces: []string{"lo", "host", "eth0"}, wantDNS: []string{"10.96.0.10"}},
+		{name: "0.4.0", version: "0.4.0", prev: `{"cniVersion":"0.4.0",` +
+			`"interfaces":[{"name":"lo","sandbox":"/run/netns/c1"}],"ips":[{"version":"4","address":"127.0.0.1/8","interface":0}]}`,
+			wantIfaces: []string{"lo", "host", "eth0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			top := map[string]any{}
+			if tc.dns != nil {
+				top["dns"] = map[string]any{"nameservers": tc.dns}
+			}
+			c := conf(t, tc.version, top, nil)
+			if tc.prev != "" {
+				c = withRawPrevResult(t, c, []byte(tc.prev))
+			}
+			r := e.add("c1", c)
+			var names []string
+			for _, i := range r.Interfaces {
+				names = append(names, i.Name)
+			}
+			host := e.wm.HostIfaceName("net1.c1")
+			want := slices.Clone(tc.wantIfaces)
+			want[slices.Index(want, "host")] = host
+			assert.Equal(t, want, names)
+			eth0 := slices.Index(names, "eth0")
+			var pod []string
+			for _, ipc := range r.IPs {
+				require.NotNil(t, ipc.Interface)
+				if *ipc.Interface == eth0 {
+					pod = append(pod, ipc.Address.String())
+				}
+			}
+			have, err := e.m.IPsByHandle(t.Context(), "net1.c1")
+			require.NoError(t, err)
+			require.Len(t, have, 1)
+			assert.Equal(t, []string{netip.PrefixFrom(have[0], 32).String()}, pod, "tabby's address on eth0's index")
+			if tc.prev != "" {
+				assert.Equal(t, "127.0.0.1/8", r.IPs[0].Address.String())
+				assert.Equal(t, 0, *r.IPs[0].Interface)
+			}
+			assert.Equal(t, tc.wantDNS, r.DNS.Nameservers)
+			// CHECK gets the chain's final result in the configuration's version.
+			out, err := r.GetAsVersion(tc.version)
+			require.NoError(t, err)
+			raw, err := json.Marshal(out)
+			require.NoError(t, err)
+			check := withRawPrevResult(t, conf(t, tc.version, top, nil), raw)
+			require.NoError(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", check)))
+		})
+	}
+}
+
+// withRawPrevResult returns the configuration c with the JSON prev as its
+// prevResult, as given (any result version).
+func withRawPrevResult(t *testing.T, c, prev []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(c, &m))
+	m["prevResult"] = json.RawMessage(prev)
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return b
+}
