@@ -401,7 +401,8 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 
 // assign returns the handle's addresses: those it already holds (a retried
 // ADD, fresh=false) or new ones chosen from the annotations, CNI_ARGS IP
-// and the configuration.
+// and the configuration (runtimeConfig.ips first, then IP= in CNI_ARGS,
+// then the ipAddrs annotation, then the pools).
 //
 // With noIPAM (feature_control.ip_addrs_no_ipam), a pod's ipAddrsNoIpam
 // annotation gives its addresses without IPAM (fresh=false: nothing to
@@ -451,6 +452,9 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 			}
 			req.Addrs = append(req.Addrs, a)
 		}
+	}
+	if len(ic.runtimeIPs) > 0 {
+		req.Addrs = ic.runtimeIPs
 	}
 	addrs, err := m.Assign(ctx, req)
 	if err != nil {

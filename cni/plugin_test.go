@@ -787,3 +787,48 @@ func withRawPrevResult(t *testing.T, c, prev []byte) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// runtimeConfig.ips (the "ips" capability) are assigned exactly, by the
+// tabby plugin and by tabby-ipam, and win over IP= in CNI_ARGS.
+func TestRuntimeConfigIPs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ips     any
+		cniArgs string
+		want    []string // addresses on the pod; nil: an error
+		code    uint
+	}{
+		{name: "cidr", ips: []string{"10.22.0.40/24"}, want: []string{"10.22.0.40/32"}},
+		{name: "plain ip", ips: []string{"10.22.0.41"}, want: []string{"10.22.0.41/32"}},
+		{name: "wins over CNI_ARGS IP", ips: []string{"10.22.0.42/24"}, cniArgs: ";IP=10.22.0.43", want: []string{"10.22.0.42/32"}},
+		{name: "empty list: the pools", ips: []string{}, cniArgs: ";IP=10.22.0.44", want: []string{"10.22.0.44/32"}},
+		{name: "outside the pools", ips: []string{"10.99.0.1/24"}, code: types.ErrInvalidNetworkConfig},
+		{name: "not an address", ips: []string{"banana"}, code: types.ErrInvalidNetworkConfig},
+		{name: "not a list", ips: "10.22.0.40", code: types.ErrDecodingFailure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			c := conf(t, "1.1.0", map[string]any{"runtimeConfig": map[string]any{"ips": tc.ips}}, nil)
+			e.wm.AddNetns("/run/netns/c1")
+			a := args("c1", "/run/netns/c1", c)
+			a.Args += tc.cniArgs
+			r, err := e.p.Add(t.Context(), a)
+			if tc.want == nil {
+				assert.Equal(t, tc.code, code(t, err))
+				assertNothingLeft(t, e, "net1.c1")
+				return
+			}
+			require.NoError(t, err)
+			var got []string
+			for _, ipc := range r.(*current.Result).IPs {
+				got = append(got, ipc.Address.String())
+			}
+			assert.Equal(t, tc.want, got)
+
+			// tabby-ipam under another plugin reads them too.
+			ip := NewIPAMPlugin(WithIPAM(e.m), WithHostname(func() (string, error) { return "node1", nil }))
+			_, err = ip.Add(t.Context(), &skel.CmdArgs{ContainerID: "c2", IfName: "eth0", StdinData: c, Args: "IgnoreUnknown=1" + tc.cniArgs})
+			assert.Equal(t, CodeAddressInUse, code(t, err), "the same address again")
+		})
+	}
+}
