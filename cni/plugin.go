@@ -381,6 +381,9 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 		a.release = func(context.Context) error { return nil } // a retried ADD
 		return a
 	}
+	if a.err = p.ipamPluginFound(conf.IPAM.Type, args.Path); a.err != nil {
+		return a
+	}
 	r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 	if err != nil {
 		a.err = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
@@ -498,6 +501,24 @@ func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam
 	return a, nil
 }
 
+// ipamPluginFound returns ErrInvalidConfig (code 7) when no plugin named
+// ipamType is in cniPath (CNI_PATH): an ipam.type that names no plugin is
+// a configuration error, not an internal one (code 999) a runtime may
+// retry. With no CNI_PATH it leaves the delegation to report.
+func (p *Plugin) ipamPluginFound(ipamType, cniPath string) error {
+	if cniPath == "" {
+		return nil
+	}
+	find := invoke.FindInPath
+	if p.exec != nil {
+		find = p.exec.FindInPath
+	}
+	if _, err := find(ipamType, filepath.SplitList(cniPath)); err != nil {
+		return fmt.Errorf("%w: ipam.type %q: %w", ErrInvalidConfig, ipamType, err)
+	}
+	return nil
+}
+
 // resultAddrs lists the addresses of a delegated IPAM result.
 func resultAddrs(r types.Result) ([]netip.Addr, error) {
 	cr, err := current.NewResultFromResult(r)
@@ -586,6 +607,8 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		var rel error
 		if conf.IPAMConf != nil {
 			rel = p.release(ctx, conf.IPAMConf, handle, d)
+		} else if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
+			rel = err
 		} else if err := invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
 			rel = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
 		} else {
@@ -716,6 +739,11 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 	}
 	if conf.PrevResult == nil {
 		return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
+	}
+	if conf.IPAMConf == nil {
+		if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
+			return err
+		}
 	}
 	if err := p.notOwnNetns(args.Netns); err != nil {
 		return err
@@ -890,7 +918,9 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 				return err // the allocations' ages are unknown: no interface is touched
 			}
 		} else {
-			if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+			if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
+				errs = append(errs, err)
+			} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
 				errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
 			}
 			held = func(h string) bool { return recordYoungerThan(conf.StateDir, h, DefaultGCGrace) }

@@ -832,3 +832,39 @@ func TestRuntimeConfigIPs(t *testing.T) {
 		})
 	}
 }
+
+// An ipam.type that names no plugin in CNI_PATH is a configuration error
+// (code 7) for every verb that delegates, not an internal one.
+func TestUnknownIPAMType(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "host-local"), []byte("#!/bin/sh\n"), 0o755))
+	c, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "net1", "type": "tabby",
+		"ipam": map[string]any{"type": "no-such-ipam"}, "cni.dev/valid-attachments": []any{}})
+	require.NoError(t, err)
+	e := newEnv(t)
+	e.wm.AddNetns("/run/netns/c1")
+	prev := &current.Result{CNIVersion: "1.1.0", Interfaces: []*current.Interface{{Name: "eth0", Sandbox: "/run/netns/c1"}},
+		IPs: []*current.IPConfig{{Interface: current.Int(0), Address: *prefixToIPNet(netip.MustParsePrefix("10.22.0.5/32"))}}}
+	withPrev := withPrevResult(t, c, prev)
+	for _, tc := range []struct {
+		name string
+		run  func(*skel.CmdArgs) error
+		conf []byte
+	}{
+		{"ADD", func(a *skel.CmdArgs) error { _, err := e.p.Add(t.Context(), a); return err }, c},
+		{"DEL", func(a *skel.CmdArgs) error { return e.p.Del(t.Context(), a) }, c},
+		{"CHECK", func(a *skel.CmdArgs) error { return e.p.Check(t.Context(), a) }, withPrev},
+		{"GC", func(a *skel.CmdArgs) error { return e.p.GC(t.Context(), a) }, c},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := args("c1", "/run/netns/c1", tc.conf)
+			a.Path = dir
+			err := tc.run(a)
+			assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err))
+			assert.ErrorContains(t, err, `ipam.type "no-such-ipam"`)
+		})
+	}
+	assertNothingLeft(t, e, "net1.c1")
+	assert.NoError(t, e.p.ipamPluginFound("host-local", dir))
+	assert.NoError(t, e.p.ipamPluginFound("no-such-ipam", ""), "without CNI_PATH the delegation reports")
+}
