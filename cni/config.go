@@ -386,8 +386,9 @@ type K8sArgs struct {
 	K8S_POD_UID                types.UnmarshallableString //nolint:revive // CNI_ARGS key
 }
 
-// ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored.
-// Errors wrap ErrInvalidArgs.
+// ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored
+// unless CNI_ARGS itself says IgnoreUnknown=0 (or false), which makes them
+// an error, as in libcni's types.LoadArgs. Errors wrap ErrInvalidArgs.
 func ParseArgs(s string) (K8sArgs, error) {
 	var a K8sArgs
 	a.IgnoreUnknown = true

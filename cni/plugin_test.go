@@ -868,3 +868,25 @@ func TestUnknownIPAMType(t *testing.T) {
 	assert.NoError(t, e.p.ipamPluginFound("host-local", dir))
 	assert.NoError(t, e.p.ipamPluginFound("no-such-ipam", ""), "without CNI_PATH the delegation reports")
 }
+
+// Unknown CNI_ARGS keys are ignored unless CNI_ARGS asks otherwise.
+func TestParseArgsIgnoreUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		ok   bool
+	}{
+		{"K8S_POD_NAME=web;FOO=bar", true},
+		{"IgnoreUnknown=1;FOO=bar", true},
+		{"IgnoreUnknown=0;FOO=bar", false},
+		{"IgnoreUnknown=false;K8S_POD_NAME=web", true},
+	} {
+		t.Run(tc.args, func(t *testing.T) {
+			_, err := ParseArgs(tc.args)
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, ErrInvalidArgs)
+		})
+	}
+}
