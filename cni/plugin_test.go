@@ -368,16 +368,9 @@ func TestIPAddrsNoIPAM(t *testing.T) {
 // withPrevResult returns the configuration c with r as its prevResult.
 func withPrevResult(t *testing.T, c []byte, r *current.Result) []byte {
 	t.Helper()
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(c, &m))
 	raw, err := json.Marshal(r)
 	require.NoError(t, err)
-	var pr map[string]any
-	require.NoError(t, json.Unmarshal(raw, &pr))
-	m["prevResult"] = pr
-	b, err := json.Marshal(m)
-	require.NoError(t, err)
-	return b
+	return withRawPrevResult(t, c, raw)
 }
 
 func TestCheck(t *testing.T) {
