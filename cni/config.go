@@ -120,6 +120,10 @@ type IPAMConf struct {
 	GCGraceSeconds int `json:"gc_grace_seconds,omitempty"`
 	// TimeoutSeconds bounds each verb of tabby-ipam; 0 means DefaultTimeout.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+
+	// runtimeIPs are the addresses of the configuration's
+	// runtimeConfig.ips (runtimeIPs).
+	runtimeIPs []netip.Addr
 }
 
 // PoolConf declares an IP pool (ipam.IPPool's main fields).
@@ -177,6 +181,9 @@ func ParseConfig(data []byte) (*NetConf, error) {
 		if ic.Nodename == "" {
 			ic.Nodename = conf.Nodename
 		}
+		if ic.runtimeIPs, err = runtimeIPs(data); err != nil {
+			return nil, err
+		}
 		conf.IPAMConf = ic
 	}
 	if err := parsePrevResult(&conf.PluginConf); err != nil {
@@ -210,6 +217,9 @@ func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
 	}
 	if ic.Nodename == "" {
 		ic.Nodename = outer.Nodename
+	}
+	if ic.runtimeIPs, err = runtimeIPs(data); err != nil {
+		return nil, nil, err
 	}
 	pc := outer.PluginConf
 	if err := parsePrevResult(&pc); err != nil {
@@ -268,6 +278,37 @@ func parseIPAMSection(raw json.RawMessage) (*IPAMConf, error) {
 		}
 	}
 	return ic, nil
+}
+
+// runtimeIPs reads runtimeConfig.ips, which a runtime passes when the
+// configuration declares the "ips" capability (CNI CONVENTIONS.md): the
+// addresses to assign, each an IP or a CIDR whose prefix length is
+// ignored (tabby-ipam's addresses are /32 and /128, or take their pool's
+// prefix). They are assigned exactly, and win over IP= in CNI_ARGS and the
+// ipAddrs annotation, as host-local's runtimeConfig.ips win over its
+// CNI_ARGS. A value that is not an address is ErrInvalidConfig.
+func runtimeIPs(data []byte) ([]netip.Addr, error) {
+	var c struct {
+		RuntimeConfig struct {
+			IPs []string `json:"ips"`
+		} `json:"runtimeConfig"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%w: runtimeConfig: %w", ErrInvalidConfig, err)
+	}
+	var out []netip.Addr
+	for _, s := range c.RuntimeConfig.IPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			p, perr := netip.ParsePrefix(s)
+			if perr != nil {
+				return nil, fmt.Errorf("%w: runtimeConfig.ips: %q is neither an IP nor a CIDR", ErrInvalidConfig, s)
+			}
+			a = p.Addr()
+		}
+		out = append(out, a.Unmap())
+	}
+	return out, nil
 }
 
 // checkPoolsJSON decodes the "pools" of an ipam section one by one, so a
@@ -345,8 +386,9 @@ type K8sArgs struct {
 	K8S_POD_UID                types.UnmarshallableString //nolint:revive // CNI_ARGS key
 }
 
-// ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored.
-// Errors wrap ErrInvalidArgs.
+// ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored
+// unless CNI_ARGS itself says IgnoreUnknown=0 (or false), which makes them
+// an error, as in libcni's types.LoadArgs. Errors wrap ErrInvalidArgs.
 func ParseArgs(s string) (K8sArgs, error) {
 	var a K8sArgs
 	a.IgnoreUnknown = true

@@ -17,7 +17,9 @@
 // CNI_PATH. The result lists the host interface (index 0), the container
 // interface (index 1), the /32 and /128 addresses with the link-local
 // gateways, default routes and the configuration's DNS, converted to the
-// configuration's cniVersion.
+// configuration's cniVersion. Given a prevResult (tabby after another
+// plugin in a chain) the result is that one with these appended, their
+// interface indices shifted past its interfaces, as the CNI spec asks.
 //
 // DEL takes the veth off the network (detaches it, design note 5) and
 // releases the handle; CHECK

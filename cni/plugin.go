@@ -185,7 +185,8 @@ func cleanupContext(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 // Add sets the container's interface up (CNI ADD) and returns the result
-// in the configuration's cniVersion. Retried for the same container it
+// in the configuration's cniVersion, after the configuration's prevResult
+// when it has one. Retried for the same container it
 // returns the same addresses and interface. On failure it removes the
 // interface and releases the addresses it took, and the error is a
 // *types.Error (codes: see Code).
@@ -219,6 +220,12 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	k8s, err := ParseArgs(args.Args)
 	if err != nil {
 		return nil, err
+	}
+	var prev *current.Result // tabby after another plugin in a chain
+	if conf.PrevResult != nil {
+		if prev, err = current.NewResultFromResult(conf.PrevResult); err != nil {
+			return nil, fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
+		}
 	}
 	if p.workloads == nil {
 		// A missing pod namespace is reported as such (code 3) before any
@@ -297,7 +304,34 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		return nil, rollback(fmt.Errorf("container %s: %w", args.ContainerID, err), teardown)
 	}
 	p.log.Debug("ADD", "handle", handle, "addrs", waitAlloc().addrs, "host", wr.Host.Name)
-	return workloadResult(wr, conf.DNS), nil
+	return afterPrevResult(prev, workloadResult(wr, conf.DNS)), nil
+}
+
+// afterPrevResult returns r after prev, as the CNI spec asks of a plugin
+// given a prevResult (SPEC.md, "ADD" and "Result": output it with the
+// plugin's modifications): prev's interfaces, addresses and routes first,
+// then r's, with r's interface indices shifted past prev's interfaces;
+// r's DNS when the configuration gives one, prev's otherwise. Without a
+// prevResult (the first plugin of a chain, pr nil) r is returned as is.
+func afterPrevResult(pr, r *current.Result) *current.Result {
+	if pr == nil {
+		return r
+	}
+	out := &current.Result{CNIVersion: r.CNIVersion, DNS: r.DNS}
+	if out.DNS.IsEmpty() {
+		out.DNS = pr.DNS
+	}
+	out.Interfaces = append(slices.Clone(pr.Interfaces), r.Interfaces...)
+	out.IPs = slices.Clone(pr.IPs)
+	for _, ipc := range r.IPs {
+		c := *ipc
+		if c.Interface != nil {
+			c.Interface = current.Int(*c.Interface + len(pr.Interfaces))
+		}
+		out.IPs = append(out.IPs, &c)
+	}
+	out.Routes = append(slices.Clone(pr.Routes), r.Routes...)
+	return out
 }
 
 // allocation is the outcome of allocate: the container's addresses and how
@@ -347,6 +381,9 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 		a.release = func(context.Context) error { return nil } // a retried ADD
 		return a
 	}
+	if a.err = p.ipamPluginFound(conf.IPAM.Type, args.Path); a.err != nil {
+		return a
+	}
 	r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 	if err != nil {
 		a.err = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
@@ -367,7 +404,8 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 
 // assign returns the handle's addresses: those it already holds (a retried
 // ADD, fresh=false) or new ones chosen from the annotations, CNI_ARGS IP
-// and the configuration.
+// and the configuration (runtimeConfig.ips first, then IP= in CNI_ARGS,
+// then the ipAddrs annotation, then the pools).
 //
 // With noIPAM (feature_control.ip_addrs_no_ipam), a pod's ipAddrsNoIpam
 // annotation gives its addresses without IPAM (fresh=false: nothing to
@@ -418,6 +456,9 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 			req.Addrs = append(req.Addrs, a)
 		}
 	}
+	if len(ic.runtimeIPs) > 0 {
+		req.Addrs = ic.runtimeIPs
+	}
 	addrs, err := m.Assign(ctx, req)
 	if err != nil {
 		return nil, false, fmt.Errorf("assign for %s: %w", handle, err)
@@ -458,6 +499,24 @@ func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam
 		return ipam.AnnotationRequest{}, fmt.Errorf("pod %s/%s: %w", namespace, pod, err)
 	}
 	return a, nil
+}
+
+// ipamPluginFound returns ErrInvalidConfig (code 7) when no plugin named
+// ipamType is in cniPath (CNI_PATH): an ipam.type that names no plugin is
+// a configuration error, not an internal one (code 999) a runtime may
+// retry. With no CNI_PATH it leaves the delegation to report.
+func (p *Plugin) ipamPluginFound(ipamType, cniPath string) error {
+	if cniPath == "" {
+		return nil
+	}
+	find := invoke.FindInPath
+	if p.exec != nil {
+		find = p.exec.FindInPath
+	}
+	if _, err := find(ipamType, filepath.SplitList(cniPath)); err != nil {
+		return fmt.Errorf("%w: ipam.type %q: %w", ErrInvalidConfig, ipamType, err)
+	}
+	return nil
 }
 
 // resultAddrs lists the addresses of a delegated IPAM result.
@@ -548,6 +607,8 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 		var rel error
 		if conf.IPAMConf != nil {
 			rel = p.release(ctx, conf.IPAMConf, handle, d)
+		} else if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
+			rel = err
 		} else if err := invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
 			rel = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
 		} else {
@@ -678,6 +739,11 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 	}
 	if conf.PrevResult == nil {
 		return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
+	}
+	if conf.IPAMConf == nil {
+		if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
+			return err
+		}
 	}
 	if err := p.notOwnNetns(args.Netns); err != nil {
 		return err
@@ -852,7 +918,9 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 				return err // the allocations' ages are unknown: no interface is touched
 			}
 		} else {
-			if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
+			if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
+				errs = append(errs, err)
+			} else if err := invoke.DelegateGC(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
 				errs = append(errs, fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err))
 			}
 			held = func(h string) bool { return recordYoungerThan(conf.StateDir, h, DefaultGCGrace) }

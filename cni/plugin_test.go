@@ -368,16 +368,9 @@ func TestIPAddrsNoIPAM(t *testing.T) {
 // withPrevResult returns the configuration c with r as its prevResult.
 func withPrevResult(t *testing.T, c []byte, r *current.Result) []byte {
 	t.Helper()
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(c, &m))
 	raw, err := json.Marshal(r)
 	require.NoError(t, err)
-	var pr map[string]any
-	require.NoError(t, json.Unmarshal(raw, &pr))
-	m["prevResult"] = pr
-	b, err := json.Marshal(m)
-	require.NoError(t, err)
-	return b
+	return withRawPrevResult(t, c, raw)
 }
 
 func TestCheck(t *testing.T) {
@@ -706,4 +699,187 @@ func TestStatusNeedsAPool(t *testing.T) {
 	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: conf(t, "1.1.0", nil, nil)}))
 	e.add("c1", conf(t, "1.1.0", nil, nil)) // creates pool p1
 	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: bare}))
+}
+
+// ADD with a prevResult (tabby after another plugin) outputs it with
+// tabby's interfaces, addresses and routes appended (CNI spec, ADD), and
+// CHECK accepts that result.
+func TestAddKeepsPrevResult(t *testing.T) {
+	lo := `"interfaces":[{"name":"lo","sandbox":"/run/netns/c1"}],"ips":[{"address":"127.0.0.1/8","interface":0}],` +
+		`"routes":[{"dst":"10.1.0.0/16"}],"dns":{"nameservers":["10.0.0.10"]}`
+	for _, tc := range []struct {
+		name, version, prev string
+		dns                 []string // the configuration's nameservers
+		wantIfaces          []string
+		wantDNS             []string
+	}{
+		{name: "none", version: "1.1.0", wantIfaces: []string{"host", "eth0"}},
+		{name: "1.1.0", version: "1.1.0", prev: `{"cniVersion":"1.1.0",` + lo + `}`,
+			wantIfaces: []string{"lo", "host", "eth0"}, wantDNS: []string{"10.0.0.10"}},
+		{name: "conf DNS wins", version: "1.0.0", prev: `{"cniVersion":"1.0.0",` + lo + `}`, dns: []string{"10.96.0.10"},
+			wantIfaces: []string{"lo", "host", "eth0"}, wantDNS: []string{"10.96.0.10"}},
+		{name: "0.4.0", version: "0.4.0", prev: `{"cniVersion":"0.4.0",` +
+			`"interfaces":[{"name":"lo","sandbox":"/run/netns/c1"}],"ips":[{"version":"4","address":"127.0.0.1/8","interface":0}]}`,
+			wantIfaces: []string{"lo", "host", "eth0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			top := map[string]any{}
+			if tc.dns != nil {
+				top["dns"] = map[string]any{"nameservers": tc.dns}
+			}
+			c := conf(t, tc.version, top, nil)
+			if tc.prev != "" {
+				c = withRawPrevResult(t, c, []byte(tc.prev))
+			}
+			r := e.add("c1", c)
+			var names []string
+			for _, i := range r.Interfaces {
+				names = append(names, i.Name)
+			}
+			host := e.wm.HostIfaceName("net1.c1")
+			want := slices.Clone(tc.wantIfaces)
+			want[slices.Index(want, "host")] = host
+			assert.Equal(t, want, names)
+			eth0 := slices.Index(names, "eth0")
+			var pod []string
+			for _, ipc := range r.IPs {
+				require.NotNil(t, ipc.Interface)
+				if *ipc.Interface == eth0 {
+					pod = append(pod, ipc.Address.String())
+				}
+			}
+			have, err := e.m.IPsByHandle(t.Context(), "net1.c1")
+			require.NoError(t, err)
+			require.Len(t, have, 1)
+			assert.Equal(t, []string{netip.PrefixFrom(have[0], 32).String()}, pod, "tabby's address on eth0's index")
+			if tc.prev != "" {
+				assert.Equal(t, "127.0.0.1/8", r.IPs[0].Address.String())
+				assert.Equal(t, 0, *r.IPs[0].Interface)
+			}
+			assert.Equal(t, tc.wantDNS, r.DNS.Nameservers)
+			// CHECK gets the chain's final result in the configuration's version.
+			out, err := r.GetAsVersion(tc.version)
+			require.NoError(t, err)
+			raw, err := json.Marshal(out)
+			require.NoError(t, err)
+			check := withRawPrevResult(t, conf(t, tc.version, top, nil), raw)
+			require.NoError(t, e.p.Check(t.Context(), args("c1", "/run/netns/c1", check)))
+		})
+	}
+}
+
+// withRawPrevResult returns the configuration c with the JSON prev as its
+// prevResult, as given (any result version).
+func withRawPrevResult(t *testing.T, c, prev []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(c, &m))
+	m["prevResult"] = json.RawMessage(prev)
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	return b
+}
+
+// runtimeConfig.ips (the "ips" capability) are assigned exactly, by the
+// tabby plugin and by tabby-ipam, and win over IP= in CNI_ARGS.
+func TestRuntimeConfigIPs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ips     any
+		cniArgs string
+		want    []string // addresses on the pod; nil: an error
+		code    uint
+	}{
+		{name: "cidr", ips: []string{"10.22.0.40/24"}, want: []string{"10.22.0.40/32"}},
+		{name: "plain ip", ips: []string{"10.22.0.41"}, want: []string{"10.22.0.41/32"}},
+		{name: "wins over CNI_ARGS IP", ips: []string{"10.22.0.42/24"}, cniArgs: ";IP=10.22.0.43", want: []string{"10.22.0.42/32"}},
+		{name: "empty list: the pools", ips: []string{}, cniArgs: ";IP=10.22.0.44", want: []string{"10.22.0.44/32"}},
+		{name: "outside the pools", ips: []string{"10.99.0.1/24"}, code: types.ErrInvalidNetworkConfig},
+		{name: "not an address", ips: []string{"banana"}, code: types.ErrInvalidNetworkConfig},
+		{name: "not a list", ips: "10.22.0.40", code: types.ErrDecodingFailure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			c := conf(t, "1.1.0", map[string]any{"runtimeConfig": map[string]any{"ips": tc.ips}}, nil)
+			e.wm.AddNetns("/run/netns/c1")
+			a := args("c1", "/run/netns/c1", c)
+			a.Args += tc.cniArgs
+			r, err := e.p.Add(t.Context(), a)
+			if tc.want == nil {
+				assert.Equal(t, tc.code, code(t, err))
+				assertNothingLeft(t, e, "net1.c1")
+				return
+			}
+			require.NoError(t, err)
+			var got []string
+			for _, ipc := range r.(*current.Result).IPs {
+				got = append(got, ipc.Address.String())
+			}
+			assert.Equal(t, tc.want, got)
+
+			// tabby-ipam under another plugin reads them too.
+			ip := NewIPAMPlugin(WithIPAM(e.m), WithHostname(func() (string, error) { return "node1", nil }))
+			_, err = ip.Add(t.Context(), &skel.CmdArgs{ContainerID: "c2", IfName: "eth0", StdinData: c, Args: "IgnoreUnknown=1" + tc.cniArgs})
+			assert.Equal(t, CodeAddressInUse, code(t, err), "the same address again")
+		})
+	}
+}
+
+// An ipam.type that names no plugin in CNI_PATH is a configuration error
+// (code 7) for every verb that delegates, not an internal one.
+func TestUnknownIPAMType(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "host-local"), []byte("#!/bin/sh\n"), 0o755))
+	c, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "net1", "type": "tabby",
+		"ipam": map[string]any{"type": "no-such-ipam"}, "cni.dev/valid-attachments": []any{}})
+	require.NoError(t, err)
+	e := newEnv(t)
+	e.wm.AddNetns("/run/netns/c1")
+	prev := &current.Result{CNIVersion: "1.1.0", Interfaces: []*current.Interface{{Name: "eth0", Sandbox: "/run/netns/c1"}},
+		IPs: []*current.IPConfig{{Interface: current.Int(0), Address: *prefixToIPNet(netip.MustParsePrefix("10.22.0.5/32"))}}}
+	withPrev := withPrevResult(t, c, prev)
+	for _, tc := range []struct {
+		name string
+		run  func(*skel.CmdArgs) error
+		conf []byte
+	}{
+		{"ADD", func(a *skel.CmdArgs) error { _, err := e.p.Add(t.Context(), a); return err }, c},
+		{"DEL", func(a *skel.CmdArgs) error { return e.p.Del(t.Context(), a) }, c},
+		{"CHECK", func(a *skel.CmdArgs) error { return e.p.Check(t.Context(), a) }, withPrev},
+		{"GC", func(a *skel.CmdArgs) error { return e.p.GC(t.Context(), a) }, c},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := args("c1", "/run/netns/c1", tc.conf)
+			a.Path = dir
+			err := tc.run(a)
+			assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err))
+			assert.ErrorContains(t, err, `ipam.type "no-such-ipam"`)
+		})
+	}
+	assertNothingLeft(t, e, "net1.c1")
+	assert.NoError(t, e.p.ipamPluginFound("host-local", dir))
+	assert.NoError(t, e.p.ipamPluginFound("no-such-ipam", ""), "without CNI_PATH the delegation reports")
+}
+
+// Unknown CNI_ARGS keys are ignored unless CNI_ARGS asks otherwise.
+func TestParseArgsIgnoreUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		ok   bool
+	}{
+		{"K8S_POD_NAME=web;FOO=bar", true},
+		{"IgnoreUnknown=1;FOO=bar", true},
+		{"IgnoreUnknown=0;FOO=bar", false},
+		{"IgnoreUnknown=false;K8S_POD_NAME=web", true},
+	} {
+		t.Run(tc.args, func(t *testing.T) {
+			_, err := ParseArgs(tc.args)
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, ErrInvalidArgs)
+		})
+	}
 }
