@@ -109,7 +109,9 @@
 // Errors wrap sentinels (ErrInvalidPrefix, ErrInvalidRoute, ErrInvalidName,
 // ErrInvalidSpec, ErrNetnsNotFound, ErrLinkNotFound, ErrNextHopUnreachable,
 // ErrForeignRoute, ErrNameCollision, ErrNotSupported, ErrMismatch,
-// ErrInvalidOption, ErrBatchLost, ErrNotReady) with the object acted on.
+// ErrInvalidOption, ErrBatchLost, ErrNotReady, ErrClosed) with the object
+// acted on. A closed Workloads or KernelHandle answers ErrClosed: a closed
+// vishvananda/netlink Handle would act on the calling thread's namespace.
 //
 // Options: each constructor takes its own option type, so an option it
 // would ignore does not compile, and an option with a bad value makes it

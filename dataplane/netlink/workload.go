@@ -187,6 +187,7 @@ var (
 // (a node's network namespace). Safe for concurrent use: operations are serialised.
 type Workloads struct {
 	mu     sync.Mutex
+	guard  closeGuard
 	host   ns.NetNS
 	h      workloadHostHandle
 	pipe   *pipeline
@@ -217,14 +218,22 @@ func NewWorkloads(hostNetns string, opts ...WorkloadsOption) (*Workloads, error)
 		host.Close()
 		return nil, err
 	}
-	return &Workloads{host: host, h: h, pipe: pipe, prefix: o.hostPrefix, opts: o}, nil
+	w := &Workloads{host: host, pipe: pipe, prefix: o.hostPrefix, opts: o}
+	w.h = guardedHostHandle{h: h, g: &w.guard}
+	return w, nil
 }
 
-// Close releases the namespace and netlink handle.
+// Close releases the namespace and netlink handles; it waits for the
+// kernel calls in flight. Later calls fail with an error wrapping
+// ErrClosed (never acting on another namespace); closing twice returns nil.
 func (w *Workloads) Close() error {
-	w.pipe.close()
-	w.h.Close()
-	return w.host.Close()
+	var err error
+	w.guard.close(func() {
+		w.pipe.close()
+		w.h.Close()
+		err = w.host.Close()
+	})
+	return err
 }
 
 // HostNetns returns the path of the host namespace.
@@ -233,7 +242,9 @@ func (w *Workloads) HostNetns() string { return w.host.Path() }
 // EnableForwarding sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding
 // in the host namespace (once per node).
 func (w *Workloads) EnableForwarding() error {
-	return writeSysctls(w.host, []sysctl{{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"}})
+	return guard1(&w.guard, func() error {
+		return writeSysctls(w.host, []sysctl{{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"}})
+	})
 }
 
 // HostIfaceName returns the host interface name for a workload ID.
