@@ -41,7 +41,8 @@ const (
 )
 
 // PodGatewayV4 returns 169.254.1.1, the gateway of the pod's IPv4 default
-// route, answered by proxy ARP on the host veth.
+// route, answered by proxy ARP on the host veth — only when the host
+// namespace has a route to it through another interface (a default route).
 func PodGatewayV4() netip.Addr { return netip.AddrFrom4([4]byte{169, 254, 1, 1}) }
 
 // PodGatewayV6 returns fe80::ecee:eeff:feee:eeee, the gateway of the pod's
@@ -295,6 +296,14 @@ func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
 // one-second ARP retry. The wait is bounded by ctx's deadline, or by
 // ReadyTimeout when ctx has none; when it runs out the veth is removed and
 // the error wraps ErrNotReady (and the context's error, if that ended it).
+//
+// IPv4 needs one thing of the host namespace that SetupWorkload does not
+// set: a route covering 169.254.1.1 through another interface (a default
+// route does; a blackhole does not). The kernel answers the pod's ARP for
+// its gateway by proxy ARP only then; without it SetupWorkload and
+// CheckWorkload succeed but the pod's IPv4 packets never leave it (its
+// neighbour entry for 169.254.1.1 stays INCOMPLETE). IPv6 has no such
+// need: the gateway is the host veth's own link-local address.
 func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
 	spec, pod, err := openWorkload(spec)
 	if err != nil {
