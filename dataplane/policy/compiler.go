@@ -58,11 +58,17 @@ type Config struct {
 	NFLOGGroup uint16
 }
 
-// Option configures New.
+// Option configures New. A nil Option is ignored.
 type Option func(*Compiler)
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(c *Compiler) { c.log = l } }
+// WithLogger sets the logger (default, and when l is nil: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Compiler) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
 
 // Compiler renders Calico policy for the endpoints local to one node into
 // iptables chains and ipsets, incrementally. See the package doc.
@@ -188,7 +194,9 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		dispatchDirty: true,
 	}
 	for _, o := range opts {
-		o(c)
+		if o != nil {
+			o(c)
+		}
 	}
 	c.setTiers(nil)
 	c.model = pol.NewModel(

@@ -1,0 +1,51 @@
+package policy_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/dataplane/ipsets"
+	"github.com/tabbynet/tabby/dataplane/iptables"
+	dppolicy "github.com/tabbynet/tabby/dataplane/policy"
+)
+
+// A nil Option (an option chosen conditionally and left unset) and nil
+// option values are ignored by the three constructors an embedder of this
+// package calls, never a panic, and the result still works: an Apply with
+// backend detection logs through the (default) logger.
+func TestNilOptionsIgnored(t *testing.T) {
+	tests := []struct {
+		name    string
+		iptOpts []iptables.Option
+		setOpts []ipsets.Option
+		opts    []dppolicy.Option
+	}{
+		{name: "nil options", iptOpts: []iptables.Option{nil}, setOpts: []ipsets.Option{nil}, opts: []dppolicy.Option{nil}},
+		{name: "nil loggers", iptOpts: []iptables.Option{iptables.WithLogger(nil)}, setOpts: []ipsets.Option{ipsets.WithLogger(nil)}, opts: []dppolicy.Option{dppolicy.WithLogger(nil)}},
+		{name: "nil clock", iptOpts: []iptables.Option{iptables.WithClock(nil)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c *dppolicy.Compiler
+			assert.NotPanics(t, func() {
+				ipt, err := iptables.New(iptables.Config{}, append([]iptables.Option{iptables.WithExecer(iptables.NewFake())}, tt.iptOpts...)...)
+				require.NoError(t, err)
+				sets := ipsets.New(ipsets.NewFake(), tt.setOpts...)
+				require.NoError(t, sets.Err())
+				c, err = dppolicy.New(dppolicy.Config{}, ipt, sets, tt.opts...)
+				require.NoError(t, err)
+				require.NoError(t, c.SetInterface("shop/web", "tby1"))
+				_, err = c.Apply(context.Background())
+				require.NoError(t, err)
+			})
+			require.NotNil(t, c)
+		})
+	}
+	assert.NotPanics(t, func() {
+		_, err := iptables.New(iptables.Config{}, iptables.WithExecer(nil))
+		assert.NoError(t, err)
+	})
+}
