@@ -155,6 +155,9 @@ func (r RuleRef) String() string { return fmt.Sprintf("%s %s rule %d", r.Policy,
 // New returns a Compiler that programs through ipt (filter table chains and
 // the FORWARD, INPUT and OUTPUT hooks) and sets. ipt and sets must be of the
 // Config's family and network namespace; nothing is written before Apply.
+// Errors wrap ErrInvalidConfig: a bad Config, a nil ipt or sets, ipt of
+// another family, and sets that refuse to work (ipsets.New given a bad
+// option: sets.Err() is not nil, and every Apply would fail with it).
 func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option) (*Compiler, error) {
 	if cfg.Family == 0 {
 		cfg.Family = iptables.IPv4
@@ -177,6 +180,8 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		return nil, fmt.Errorf("%w: interface prefix %q", ErrInvalidConfig, cfg.InterfacePrefix)
 	case ipt == nil || sets == nil:
 		return nil, fmt.Errorf("%w: nil iptables or ipsets", ErrInvalidConfig)
+	case sets.Err() != nil:
+		return nil, fmt.Errorf("%w: ipsets: %w", ErrInvalidConfig, sets.Err())
 	case ipt.Family() != cfg.Family:
 		return nil, fmt.Errorf("%w: compiler family %s, iptables family %s", ErrInvalidConfig, cfg.Family, ipt.Family())
 	}

@@ -49,3 +49,39 @@ func TestNilOptionsIgnored(t *testing.T) {
 		assert.NoError(t, err)
 	})
 }
+
+// New refuses what could never Apply, up front, with ErrInvalidConfig.
+func TestNewRefusesUnusableConfig(t *testing.T) {
+	ipt4, err := iptables.New(iptables.Config{}, iptables.WithExecer(iptables.NewFake()))
+	require.NoError(t, err)
+	ipt6, err := iptables.New(iptables.Config{Family: iptables.IPv6}, iptables.WithExecer(iptables.NewFake()))
+	require.NoError(t, err)
+	good := ipsets.New(ipsets.NewFake())
+	tests := []struct {
+		name string
+		cfg  dppolicy.Config
+		ipt  *iptables.IPTables
+		sets *ipsets.IPSets
+		want []error // nil: accepted
+	}{
+		{name: "defaults", ipt: ipt4, sets: good},
+		{name: "nil ipsets", ipt: ipt4, want: []error{dppolicy.ErrInvalidConfig}},
+		{name: "ipsets without a handle", ipt: ipt4, sets: ipsets.New(nil), want: []error{dppolicy.ErrInvalidConfig, ipsets.ErrInvalidConfig}},
+		{name: "ipsets with a bad prefix", ipt: ipt4, sets: ipsets.New(ipsets.NewFake(), ipsets.WithPrefix("")), want: []error{dppolicy.ErrInvalidConfig, ipsets.ErrInvalidConfig}},
+		{name: "family mismatch", ipt: ipt6, sets: good, want: []error{dppolicy.ErrInvalidConfig}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := dppolicy.New(tt.cfg, tt.ipt, tt.sets)
+			if tt.want == nil {
+				require.NoError(t, err)
+				require.NotNil(t, c)
+				return
+			}
+			for _, w := range tt.want {
+				assert.ErrorIs(t, err, w)
+			}
+			assert.Nil(t, c)
+		})
+	}
+}
