@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -10,6 +11,7 @@ import (
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
 	dppolicy "github.com/tabbynet/tabby/dataplane/policy"
+	"github.com/tabbynet/tabby/policy"
 )
 
 // A nil Option (an option chosen conditionally and left unset) and nil
@@ -84,4 +86,36 @@ func TestNewRefusesUnusableConfig(t *testing.T) {
 			assert.Nil(t, c)
 		})
 	}
+}
+
+// A failed Apply has handed its changes to the appliers: the next Apply
+// writes them although its plan is empty (the documented behaviour).
+func TestApplyAfterFailedApply(t *testing.T) {
+	iptFake, setFake := iptables.NewFake(), ipsets.NewFake()
+	ipt, err := iptables.New(iptables.Config{Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
+	require.NoError(t, err)
+	c, err := dppolicy.New(dppolicy.Config{}, ipt, ipsets.New(setFake))
+	require.NoError(t, err)
+	web := &policy.Endpoint{Name: "web", Namespace: "shop", Labels: map[string]string{"app": "web"},
+		Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}
+	np := &policy.NetworkPolicy{}
+	np.Name, np.Namespace = "web", "shop"
+	np.Spec.Selector = "app == 'web'"
+	np.Spec.Ingress = []policy.Rule{{Action: policy.Allow, Source: policy.EntityRule{Selector: "app == 'web'"}}}
+	require.NoError(t, c.Replace(policy.Resources{Endpoints: []*policy.Endpoint{web}, NetworkPolicies: []*policy.NetworkPolicy{np}}))
+	require.NoError(t, c.SetInterface("shop/web", "tby1"))
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	p, err := c.Apply(cancelled)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, p.Empty(), "the failed Apply's plan lists its changes")
+	assert.NotContains(t, iptFake.Dump(), "tabby-fw-tby1", "nothing written yet")
+	assert.True(t, c.Plan().Empty(), "Plan does not list them again")
+
+	p, err = c.Apply(context.Background())
+	require.NoError(t, err)
+	assert.True(t, p.Empty())
+	assert.Contains(t, iptFake.Dump(), ":tabby-fw-tby1 -", "written by the next Apply")
+	assert.Contains(t, setFake.Dump(), "10.0.0.1", "written by the next Apply")
 }
