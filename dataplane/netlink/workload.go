@@ -319,7 +319,7 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := ctx.Err(); err != nil {
-		return WorkloadResult{}, err
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	// Create first: the common case needs no lookup. EEXIST means an
 	// earlier setup of this workload (check it, rebuild it if wrong) or a
@@ -411,7 +411,7 @@ func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, ad
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("workload %s: %w", spec.ID, err))
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
