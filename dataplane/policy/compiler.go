@@ -698,8 +698,9 @@ func (c *Compiler) deletePolicy(key string) {
 // endpoints and policies, as a diff against what the compiler holds:
 // objects missing from r are deleted, the others updated. Everything is
 // validated first (the policies resolved and their rules rendered, as in
-// UpdatePolicy); on error nothing changes.
-// Interfaces (SetInterface) are kept.
+// UpdatePolicy; two objects of one kind with the same key are
+// policy.ErrDuplicate, as in policy.NewPolicySet); on error nothing
+// changes. Interfaces (SetInterface) are kept.
 func (c *Compiler) Replace(r pol.Resources) error {
 	if slices.Contains(r.Tiers, nil) || slices.Contains(r.Namespaces, nil) || slices.Contains(r.NetworkSets, nil) ||
 		slices.Contains(r.GlobalNetworkSets, nil) || slices.Contains(r.Endpoints, nil) ||
@@ -722,6 +723,13 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	for _, e := range r.Endpoints {
 		errs = append(errs, e.Validate())
 	}
+	errs = append(errs, duplicates(r.Tiers, func(t *pol.Tier) string { return t.Name })...)
+	errs = append(errs, duplicates(r.Namespaces, func(n *pol.Namespace) string { return n.Name })...)
+	errs = append(errs, duplicates(r.NetworkSets, func(n *pol.NetworkSet) string { return n.Namespace + "/" + n.Name })...)
+	errs = append(errs, duplicates(r.GlobalNetworkSets, func(n *pol.GlobalNetworkSet) string { return n.Name })...)
+	errs = append(errs, duplicates(r.Endpoints, (*pol.Endpoint).Key)...)
+	errs = append(errs, duplicates(r.NetworkPolicies, func(p *pol.NetworkPolicy) string { return p.Namespace + "/" + p.Name })...)
+	errs = append(errs, duplicates(r.GlobalNetworkPolicies, func(p *pol.GlobalNetworkPolicy) string { return p.Name })...)
 	rps, resolveErrs := resolveAll(r)
 	errs = append(errs, resolveErrs...)
 	errs = append(errs, c.checkRenderAll(rps)...)
@@ -800,6 +808,21 @@ func pruneStale[V any](have map[string]V, keep map[string]bool, del func(string)
 // many rules share is parsed and combined once, in parallel on every CPU
 // when there are many: resolving (validating and canonicalizing
 // selectors) was most of the cost of a full Replace before the Resolver.
+// duplicates returns an error wrapping policy.ErrDuplicate for each key
+// that xs hold more than once, as policy.NewPolicySet refuses them.
+func duplicates[T pol.Resource](xs []T, key func(T) string) []error {
+	var errs []error
+	seen := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		k := x.ResourceKind() + " " + key(x)
+		if seen[k] {
+			errs = append(errs, fmt.Errorf("%s: %w", k, pol.ErrDuplicate))
+		}
+		seen[k] = true
+	}
+	return errs
+}
+
 func resolveAll(r pol.Resources) ([]*pol.ResolvedPolicy, []error) {
 	nnp := len(r.NetworkPolicies)
 	n := nnp + len(r.GlobalNetworkPolicies)
