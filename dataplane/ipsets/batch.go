@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
 
 	nl "github.com/vishvananda/netlink"
@@ -64,10 +65,17 @@ const MaxBatchMessage = 32 << 10
 // (vishvananda/netlink) for NETLINK_NETFILTER bound to one network
 // namespace, used for every Handle method, plus a second netfilter socket
 // in the same namespace for the batched writes. Close releases both.
-// It is safe for concurrent use.
+// It is safe for concurrent use. After Close its Handle and BatchHandle
+// methods fail with ErrClosed; the other methods of the embedded
+// *netlink.Handle must not be called then (a closed vishvananda/netlink
+// Handle acts on the calling thread's namespace).
 type KernelHandle struct {
 	*nl.Handle
 	batch map[int]*nlnl.SocketHandle
+	// mu is held shared by every call and exclusively by Close, so no
+	// call uses the closed Handle.
+	mu     sync.RWMutex
+	closed bool
 }
 
 var _ BatchHandle = (*KernelHandle)(nil)
@@ -89,25 +97,73 @@ func NewHandle(ns netns.NsHandle) (*KernelHandle, error) {
 	return &KernelHandle{Handle: h, batch: map[int]*nlnl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: s}}}, nil
 }
 
-// Close closes both sockets.
+// Close closes both sockets; it waits for the calls in flight. Closing
+// twice does nothing.
 func (k *KernelHandle) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return
+	}
+	k.closed = true
 	k.Handle.Close()
 	for _, s := range k.batch {
 		s.Close()
 	}
 }
 
+// do runs f unless the handle is closed.
+func (k *KernelHandle) do(f func() error) error {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.closed {
+		return ErrClosed
+	}
+	return f()
+}
+
+// IpsetListAll implements Handle (`ipset list`).
+func (k *KernelHandle) IpsetListAll() (res []nl.IPSetResult, err error) {
+	err = k.do(func() error { res, err = k.Handle.IpsetListAll(); return err })
+	return res, err
+}
+
+// IpsetCreate implements Handle (`ipset create`).
+func (k *KernelHandle) IpsetCreate(name, typename string, opts nl.IpsetCreateOptions) error {
+	return k.do(func() error { return k.Handle.IpsetCreate(name, typename, opts) })
+}
+
+// IpsetDestroy implements Handle (`ipset destroy`).
+func (k *KernelHandle) IpsetDestroy(name string) error {
+	return k.do(func() error { return k.Handle.IpsetDestroy(name) })
+}
+
+// IpsetSwap implements Handle (`ipset swap`).
+func (k *KernelHandle) IpsetSwap(a, b string) error {
+	return k.do(func() error { return k.Handle.IpsetSwap(a, b) })
+}
+
+// IpsetAdd implements Handle (`ipset add`).
+func (k *KernelHandle) IpsetAdd(name string, e *nl.IPSetEntry) error {
+	return k.do(func() error { return k.Handle.IpsetAdd(name, e) })
+}
+
+// IpsetDel implements Handle (`ipset del`).
+func (k *KernelHandle) IpsetDel(name string, e *nl.IPSetEntry) error {
+	return k.do(func() error { return k.Handle.IpsetDel(name, e) })
+}
+
 // IpsetAddEntries implements BatchHandle: IPSET_CMD_ADD messages without
 // NLM_F_EXCL, each holding up to MaxBatchMessage bytes of entries in an
 // IPSET_ATTR_ADT attribute.
 func (k *KernelHandle) IpsetAddEntries(name string, entries []*nl.IPSetEntry) error {
-	return k.write(nlnl.IPSET_CMD_ADD, name, entries)
+	return k.do(func() error { return k.write(nlnl.IPSET_CMD_ADD, name, entries) })
 }
 
 // IpsetDelEntries implements BatchHandle, as IpsetAddEntries with
 // IPSET_CMD_DEL.
 func (k *KernelHandle) IpsetDelEntries(name string, entries []*nl.IPSetEntry) error {
-	return k.write(nlnl.IPSET_CMD_DEL, name, entries)
+	return k.do(func() error { return k.write(nlnl.IPSET_CMD_DEL, name, entries) })
 }
 
 // write sends entries in messages of at most MaxBatchMessage bytes, one ACK

@@ -35,6 +35,10 @@ var (
 	// ErrInUse: the kernel refused to destroy a set that a rule still
 	// references (IPSET_ERR_BUSY, "Set cannot be destroyed: it is in use by a kernel component").
 	ErrInUse = errors.New("ipset in use")
+	// ErrClosed: a KernelHandle was used after Close. (A closed
+	// vishvananda/netlink Handle would instead act on the calling thread's
+	// namespace, so KernelHandle answers this.)
+	ErrClosed = errors.New("ipset handle closed")
 )
 
 // Kernel error values, as vishvananda/netlink returns them: ipset-specific

@@ -51,7 +51,7 @@ var _ Handle = (*nl.Handle)(nil)
 // DefaultPrefix is the name prefix of the sets tabby owns.
 const DefaultPrefix = "tabby-"
 
-// Option configures New.
+// Option configures New. A nil Option is ignored.
 type Option func(*IPSets)
 
 // WithPrefix sets the name prefix of owned sets (default DefaultPrefix).
@@ -136,7 +136,9 @@ func New(h Handle, opts ...Option) *IPSets {
 		resync:     true,
 	}
 	for _, o := range opts {
-		o(s)
+		if o != nil {
+			o(s)
+		}
 	}
 	switch err := checkPrefix(s.prefix); {
 	case err != nil:

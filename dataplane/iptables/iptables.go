@@ -63,12 +63,19 @@ type Config struct {
 	LockRetries int
 }
 
-// Option configures New.
+// Option configures New. A nil Option is ignored.
 type Option func(*IPTables)
 
 // WithExecer sets how commands run (default OSExecer{} in the caller's
-// netns); tests pass a Fake or an OSExecer with Netns set.
-func WithExecer(e Execer) Option { return func(t *IPTables) { t.exec = e } }
+// netns); tests pass a Fake or an OSExecer with Netns set. nil keeps the
+// default.
+func WithExecer(e Execer) Option {
+	return func(t *IPTables) {
+		if e != nil {
+			t.exec = e
+		}
+	}
+}
 
 // WithNetns runs every command inside the named netns (`ip netns exec`).
 func WithNetns(name string) Option { return func(t *IPTables) { t.exec = OSExecer{Netns: name} } }
@@ -83,11 +90,24 @@ func (t *IPTables) Netns() string {
 	return ""
 }
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(t *IPTables) { t.log = l } }
+// WithLogger sets the logger (default, and when l is nil: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(t *IPTables) {
+		if l != nil {
+			t.log = l
+		}
+	}
+}
 
-// WithClock sets the clock for refresh ages and lock backoff.
-func WithClock(c clock.Clock) Option { return func(t *IPTables) { t.clock = c } }
+// WithClock sets the clock for refresh ages and lock backoff (nil keeps
+// the real clock).
+func WithClock(c clock.Clock) Option {
+	return func(t *IPTables) {
+		if c != nil {
+			t.clock = c
+		}
+	}
+}
 
 type chainKey struct {
 	Table Table
@@ -163,7 +183,9 @@ func New(cfg Config, opts ...Option) (*IPTables, error) {
 		kernel:  map[chainKey][]SavedRule{},
 	}
 	for _, o := range opts {
-		o(t)
+		if o != nil {
+			o(t)
+		}
 	}
 	return t, nil
 }

@@ -69,9 +69,15 @@ const (
 // last message asking for an acknowledgement, so the kernel answers only
 // errors and the final ack: two system calls per chunk instead of two per
 // route.
+//
+// After Close, its RouteHandle, OverlayHandle and RouteBatcher methods fail
+// with ErrClosed. The other methods of the embedded *netlink.Handle must
+// not be called then: a closed vishvananda/netlink Handle acts on the
+// calling thread's namespace.
 type KernelHandle struct {
 	*nl.Handle
-	pipe *pipeline
+	pipe  *pipeline
+	guard closeGuard
 }
 
 var (
@@ -100,14 +106,25 @@ func NewKernelHandle(netnsPath string) (*KernelHandle, error) {
 	return &KernelHandle{Handle: h, pipe: p}, nil
 }
 
-// Close closes both sockets.
+// Close closes both sockets; it waits for the calls in flight. Closing
+// twice does nothing.
 func (k *KernelHandle) Close() {
-	k.pipe.close()
-	k.Handle.Close()
+	k.guard.close(func() {
+		k.pipe.close()
+		k.Handle.Close()
+	})
 }
 
 // RouteBatch implements RouteBatcher.
 func (k *KernelHandle) RouteBatch(ops []RouteOp) []error {
+	if err := k.guard.enter(); err != nil {
+		errs := make([]error, len(ops))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	defer k.guard.leave()
 	return k.pipe.send(len(ops), func(i int) (netlink.Message, error) { return routeMessage(ops[i]) }, nil)
 }
 
@@ -186,7 +203,7 @@ func (p *pipeline) connLocked() (*netlink.Conn, error) {
 		return p.conn, nil
 	}
 	if p.fd < 0 {
-		return nil, unix.EBADF
+		return nil, fmt.Errorf("%w: %w", ErrClosed, unix.EBADF)
 	}
 	// Only a netlink socket is taken over (and closed): a zero pipeline's
 	// fd 0 is someone else's.

@@ -17,6 +17,9 @@
 //     sysctls proxy_arp=1, proxy_delay=0, forwarding=1, route_localnet=1
 //     (IPv6: accept_dad=0, accept_ra=0, forwarding=1). It returns, once
 //     both veth ends run (the pod is reachable), what a CNI result needs.
+//     Proxy ARP answers for 169.254.1.1 only when the host namespace has a
+//     route to it through another interface (a default route, as every
+//     node has; not a blackhole): without one, IPv4 pods reach nothing.
 //     SetupWorkloadFunc does the same for a caller still choosing the
 //     addresses (a CNI ADD while IPAM assigns): it makes the pair while a
 //     given function returns them, then configures it.
@@ -109,7 +112,9 @@
 // Errors wrap sentinels (ErrInvalidPrefix, ErrInvalidRoute, ErrInvalidName,
 // ErrInvalidSpec, ErrNetnsNotFound, ErrLinkNotFound, ErrNextHopUnreachable,
 // ErrForeignRoute, ErrNameCollision, ErrNotSupported, ErrMismatch,
-// ErrInvalidOption, ErrBatchLost, ErrNotReady) with the object acted on.
+// ErrInvalidOption, ErrBatchLost, ErrNotReady, ErrClosed) with the object
+// acted on. A closed Workloads or KernelHandle answers ErrClosed: a closed
+// vishvananda/netlink Handle would act on the calling thread's namespace.
 //
 // Options: each constructor takes its own option type, so an option it
 // would ignore does not compile, and an option with a bad value makes it

@@ -156,7 +156,7 @@ func (f *FakeWorkloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (W
 		return WorkloadResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return WorkloadResult{}, err
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	return f.setupLocked(spec, pod)
 }
@@ -238,7 +238,7 @@ func (f *FakeWorkloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("workload %s: %w", spec.ID, err))
 	}
 	if made == nil {
 		if pod = f.netns[spec.Netns]; pod == nil {

@@ -41,7 +41,8 @@ const (
 )
 
 // PodGatewayV4 returns 169.254.1.1, the gateway of the pod's IPv4 default
-// route, answered by proxy ARP on the host veth.
+// route, answered by proxy ARP on the host veth — only when the host
+// namespace has a route to it through another interface (a default route).
 func PodGatewayV4() netip.Addr { return netip.AddrFrom4([4]byte{169, 254, 1, 1}) }
 
 // PodGatewayV6 returns fe80::ecee:eeff:feee:eeee, the gateway of the pod's
@@ -187,6 +188,7 @@ var (
 // (a node's network namespace). Safe for concurrent use: operations are serialised.
 type Workloads struct {
 	mu     sync.Mutex
+	guard  closeGuard
 	host   ns.NetNS
 	h      workloadHostHandle
 	pipe   *pipeline
@@ -217,14 +219,22 @@ func NewWorkloads(hostNetns string, opts ...WorkloadsOption) (*Workloads, error)
 		host.Close()
 		return nil, err
 	}
-	return &Workloads{host: host, h: h, pipe: pipe, prefix: o.hostPrefix, opts: o}, nil
+	w := &Workloads{host: host, pipe: pipe, prefix: o.hostPrefix, opts: o}
+	w.h = guardedHostHandle{h: h, g: &w.guard}
+	return w, nil
 }
 
-// Close releases the namespace and netlink handle.
+// Close releases the namespace and netlink handles; it waits for the
+// kernel calls in flight. Later calls fail with an error wrapping
+// ErrClosed (never acting on another namespace); closing twice returns nil.
 func (w *Workloads) Close() error {
-	w.pipe.close()
-	w.h.Close()
-	return w.host.Close()
+	var err error
+	w.guard.close(func() {
+		w.pipe.close()
+		w.h.Close()
+		err = w.host.Close()
+	})
+	return err
 }
 
 // HostNetns returns the path of the host namespace.
@@ -233,7 +243,9 @@ func (w *Workloads) HostNetns() string { return w.host.Path() }
 // EnableForwarding sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding
 // in the host namespace (once per node).
 func (w *Workloads) EnableForwarding() error {
-	return writeSysctls(w.host, []sysctl{{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"}})
+	return guard1(&w.guard, func() error {
+		return writeSysctls(w.host, []sysctl{{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"}})
+	})
 }
 
 // HostIfaceName returns the host interface name for a workload ID.
@@ -284,6 +296,14 @@ func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
 // one-second ARP retry. The wait is bounded by ctx's deadline, or by
 // ReadyTimeout when ctx has none; when it runs out the veth is removed and
 // the error wraps ErrNotReady (and the context's error, if that ended it).
+//
+// IPv4 needs one thing of the host namespace that SetupWorkload does not
+// set: a route covering 169.254.1.1 through another interface (a default
+// route does; a blackhole does not). The kernel answers the pod's ARP for
+// its gateway by proxy ARP only then; without it SetupWorkload and
+// CheckWorkload succeed but the pod's IPv4 packets never leave it (its
+// neighbour entry for 169.254.1.1 stays INCOMPLETE). IPv6 has no such
+// need: the gateway is the host veth's own link-local address.
 func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
 	spec, pod, err := openWorkload(spec)
 	if err != nil {
@@ -299,7 +319,7 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := ctx.Err(); err != nil {
-		return WorkloadResult{}, err
+		return WorkloadResult{}, fmt.Errorf("workload %s: %w", spec.ID, err)
 	}
 	// Create first: the common case needs no lookup. EEXIST means an
 	// earlier setup of this workload (check it, rebuild it if wrong) or a
@@ -391,7 +411,7 @@ func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, ad
 		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("workload %s: %w", spec.ID, err))
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

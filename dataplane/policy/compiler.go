@@ -58,11 +58,17 @@ type Config struct {
 	NFLOGGroup uint16
 }
 
-// Option configures New.
+// Option configures New. A nil Option is ignored.
 type Option func(*Compiler)
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(c *Compiler) { c.log = l } }
+// WithLogger sets the logger (default, and when l is nil: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Compiler) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
 
 // Compiler renders Calico policy for the endpoints local to one node into
 // iptables chains and ipsets, incrementally. See the package doc.
@@ -149,6 +155,9 @@ func (r RuleRef) String() string { return fmt.Sprintf("%s %s rule %d", r.Policy,
 // New returns a Compiler that programs through ipt (filter table chains and
 // the FORWARD, INPUT and OUTPUT hooks) and sets. ipt and sets must be of the
 // Config's family and network namespace; nothing is written before Apply.
+// Errors wrap ErrInvalidConfig: a bad Config, a nil ipt or sets, ipt of
+// another family, and sets that refuse to work (ipsets.New given a bad
+// option: sets.Err() is not nil, and every Apply would fail with it).
 func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option) (*Compiler, error) {
 	if cfg.Family == 0 {
 		cfg.Family = iptables.IPv4
@@ -171,6 +180,8 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		return nil, fmt.Errorf("%w: interface prefix %q", ErrInvalidConfig, cfg.InterfacePrefix)
 	case ipt == nil || sets == nil:
 		return nil, fmt.Errorf("%w: nil iptables or ipsets", ErrInvalidConfig)
+	case sets.Err() != nil:
+		return nil, fmt.Errorf("%w: ipsets: %w", ErrInvalidConfig, sets.Err())
 	case ipt.Family() != cfg.Family:
 		return nil, fmt.Errorf("%w: compiler family %s, iptables family %s", ErrInvalidConfig, cfg.Family, ipt.Family())
 	}
@@ -188,7 +199,9 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 		dispatchDirty: true,
 	}
 	for _, o := range opts {
-		o(c)
+		if o != nil {
+			o(c)
+		}
 	}
 	c.setTiers(nil)
 	c.model = pol.NewModel(
@@ -685,8 +698,9 @@ func (c *Compiler) deletePolicy(key string) {
 // endpoints and policies, as a diff against what the compiler holds:
 // objects missing from r are deleted, the others updated. Everything is
 // validated first (the policies resolved and their rules rendered, as in
-// UpdatePolicy); on error nothing changes.
-// Interfaces (SetInterface) are kept.
+// UpdatePolicy; two objects of one kind with the same key are
+// policy.ErrDuplicate, as in policy.NewPolicySet); on error nothing
+// changes. Interfaces (SetInterface) are kept.
 func (c *Compiler) Replace(r pol.Resources) error {
 	if slices.Contains(r.Tiers, nil) || slices.Contains(r.Namespaces, nil) || slices.Contains(r.NetworkSets, nil) ||
 		slices.Contains(r.GlobalNetworkSets, nil) || slices.Contains(r.Endpoints, nil) ||
@@ -709,6 +723,13 @@ func (c *Compiler) Replace(r pol.Resources) error {
 	for _, e := range r.Endpoints {
 		errs = append(errs, e.Validate())
 	}
+	errs = append(errs, duplicates(r.Tiers, func(t *pol.Tier) string { return t.Name })...)
+	errs = append(errs, duplicates(r.Namespaces, func(n *pol.Namespace) string { return n.Name })...)
+	errs = append(errs, duplicates(r.NetworkSets, func(n *pol.NetworkSet) string { return n.Namespace + "/" + n.Name })...)
+	errs = append(errs, duplicates(r.GlobalNetworkSets, func(n *pol.GlobalNetworkSet) string { return n.Name })...)
+	errs = append(errs, duplicates(r.Endpoints, (*pol.Endpoint).Key)...)
+	errs = append(errs, duplicates(r.NetworkPolicies, func(p *pol.NetworkPolicy) string { return p.Namespace + "/" + p.Name })...)
+	errs = append(errs, duplicates(r.GlobalNetworkPolicies, func(p *pol.GlobalNetworkPolicy) string { return p.Name })...)
 	rps, resolveErrs := resolveAll(r)
 	errs = append(errs, resolveErrs...)
 	errs = append(errs, c.checkRenderAll(rps)...)
@@ -787,6 +808,21 @@ func pruneStale[V any](have map[string]V, keep map[string]bool, del func(string)
 // many rules share is parsed and combined once, in parallel on every CPU
 // when there are many: resolving (validating and canonicalizing
 // selectors) was most of the cost of a full Replace before the Resolver.
+// duplicates returns an error wrapping policy.ErrDuplicate for each key
+// that xs hold more than once, as policy.NewPolicySet refuses them.
+func duplicates[T pol.Resource](xs []T, key func(T) string) []error {
+	var errs []error
+	seen := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		k := x.ResourceKind() + " " + key(x)
+		if seen[k] {
+			errs = append(errs, fmt.Errorf("%s: %w", k, pol.ErrDuplicate))
+		}
+		seen[k] = true
+	}
+	return errs
+}
+
 func resolveAll(r pol.Resources) ([]*pol.ResolvedPolicy, []error) {
 	nnp := len(r.NetworkPolicies)
 	n := nnp + len(r.GlobalNetworkPolicies)

@@ -138,8 +138,8 @@ func renderChain(f iptables.Family, c ChainChange) (string, error) {
 	return b.String(), nil
 }
 
-// Plan renders what changed since the last Apply and returns the
-// difference, without handing anything to the appliers.
+// Plan renders what changed since the last Apply (successful or not) and
+// returns the difference, without handing anything to the appliers.
 func (c *Compiler) Plan() *Plan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -214,8 +214,11 @@ func sortMembers(ms []ipsets.Member) {
 // changes), then the chains in one iptables-restore, then set
 // destructions, so a rule never names a missing set. The set writes and
 // the iptables-save read (when one is due) run while the chains are
-// rendered. It returns the plan it applied. A kernel error leaves the
-// appliers holding the desired state; the next Apply retries it.
+// rendered. It returns the plan it rendered: the changes since the last
+// Apply, also when that Apply failed. A failed Apply (a kernel error, a
+// cancelled ctx) has already handed its changes to the appliers, which
+// keep them as desired state; the next Apply writes them too, although its
+// plan (like Plan's) does not list them again.
 func (c *Compiler) Apply(ctx context.Context) (*Plan, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
