@@ -90,6 +90,12 @@ func (t *IPTables) Netns() string {
 	return ""
 }
 
+// Execer returns what the IPTables runs its commands through: an
+// OSExecer (the default, or WithNetns), a Fake, or the WithExecer value.
+// Packages that add kernel state beside the rules (services/iptables'
+// hairpin ipset) use it to tell the kernel from a fake.
+func (t *IPTables) Execer() Execer { return t.exec }
+
 // WithLogger sets the logger (default, and when l is nil: discard).
 func WithLogger(l *slog.Logger) Option {
 	return func(t *IPTables) {

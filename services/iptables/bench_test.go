@@ -20,24 +20,25 @@ import (
 
 // benchTable is where a benchmark renders: the kernel through one
 // backend in a fresh netns, or ipt.Fake (rendering, hashing and the
-// fake's restore only), the peer the kernel figures compare against. A
-// target ending in "+set" also returns WithHairpinSet over an
-// ipsets.Fake or the netns' kernel ipsets.
+// fake's restore only), the peer the kernel figures compare against. The
+// default layout has the hairpin set: over an ipsets.Fake for fake, the
+// one New opens in the netns otherwise. A target ending in "+chains"
+// returns WithHairpinChains instead.
 func benchTable(b *testing.B, target string) (*ipt.IPTables, []sipt.Option) {
 	b.Helper()
-	base, withSet := strings.CutSuffix(target, "+set")
+	base, chains := strings.CutSuffix(target, "+chains")
 	var ex ipt.Execer = ipt.NewFake()
 	var opts []sipt.Option
-	if withSet {
+	switch {
+	case chains:
+		opts = append(opts, sipt.WithHairpinChains())
+	case base == "fake":
 		opts = append(opts, sipt.WithHairpinSet(ipsets.New(ipsets.NewFake(), ipsets.WithPrefix(setPrefix))))
 	}
 	backend := ipt.BackendNFT
 	if base != "fake" {
 		ns := nettest.NewNetns(b, "svcbench") // skips unless root
 		ex, backend = ipt.OSExecer{Netns: ns.Name}, ipt.Backend(base)
-		if withSet {
-			opts = []sipt.Option{sipt.WithHairpinSet(kernelSets(b, ns))}
-		}
 	}
 	t, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithExecer(ex))
 	if err != nil {
@@ -86,7 +87,7 @@ func (m *cpuMeter) report() {
 	m.b.ReportMetric(m.children/float64(m.b.N), "restore-cpu-s/op")
 }
 
-var benchTargets = []string{"fake", "fake+set", string(ipt.BackendLegacy), string(ipt.BackendLegacy) + "+set", string(ipt.BackendNFT), string(ipt.BackendNFT) + "+set"}
+var benchTargets = []string{"fake", "fake+chains", string(ipt.BackendLegacy), string(ipt.BackendLegacy) + "+chains", string(ipt.BackendNFT), string(ipt.BackendNFT) + "+chains"}
 
 // BenchmarkFullSync: a first sync of N services × 10 endpoints (every
 // chain in one iptables-restore).
@@ -110,6 +111,9 @@ func BenchmarkFullSync(b *testing.B) {
 						b.Fatal(err)
 					}
 					m.stop()
+					if err := p.Close(); err != nil {
+						b.Fatal(err)
+					}
 				}
 				m.report()
 			})
@@ -123,8 +127,8 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 	for _, target := range benchTargets {
 		for _, n := range []int{1000, 10000, 30000} {
 			b.Run(fmt.Sprintf("%s/services=%d", target, n), func(b *testing.B) {
-				if target == string(ipt.BackendNFT) && n > 10000 {
-					b.Skip("iptables-nft-restore needs about 160 s to write 10,000 services in the default layout and grows faster than linearly; see README")
+				if target == string(ipt.BackendNFT)+"+chains" && n > 10000 {
+					b.Skip("iptables-nft-restore needs about 160 s to write 10,000 services with WithHairpinChains and grows faster than linearly; see README")
 				}
 				tr := st.LoadTracker(n, 10)
 				table, opts := benchTable(b, target)
@@ -132,6 +136,7 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				b.Cleanup(func() { _ = p.Close() })
 				ctx := context.Background()
 				if err := p.Sync(ctx); err != nil {
 					b.Fatal(err)
@@ -159,15 +164,11 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 // BenchmarkFirstPacket: a new TCP connection from a pod to a cluster IP
 // placed after N other services × 10 endpoints in TABBY-SERVICES (its
 // rules are a linear list, so the first packet's cost grows with N; the
-// services=0 case is the in-run peer). nft at 10,000 runs only without
-// -short: its setup is a full sync of about 160 s (README).
+// services=0 case is the in-run peer).
 func BenchmarkFirstPacket(b *testing.B) {
 	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
 		for _, n := range []int{0, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", backend, n), func(b *testing.B) {
-				if backend == ipt.BackendNFT && n > 1000 && testing.Short() {
-					b.Skip("iptables-nft-restore takes about 160 s to write 10,000 services (quadratic in chains); see README")
-				}
 				kernelsuite.FirstPacket(b, n, func(tb testing.TB, node *nettest.Node, tr *services.Tracker) kernelsuite.Backend {
 					table, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithNetns(node.NS.Name))
 					if err != nil {
@@ -177,6 +178,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 					if err != nil {
 						tb.Fatal(err)
 					}
+					tb.Cleanup(func() { _ = p.Close() })
 					return p
 				})
 			})

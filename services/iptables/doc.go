@@ -1,6 +1,8 @@
 // Package iptables renders the services model into iptables NAT and
 // filter chains, in the layout of kube-proxy's iptables mode except for
-// the endpoints, which have no chain of their own (see Chain layout),
+// the endpoints, which have no chain of their own, and hairpin
+// connections, found by one ipset as in kube-proxy's IPVS mode (see
+// Chain layout and Hairpin set),
 // through dataplane/iptables (typed rules, one iptables-restore per
 // sync, drift repair, legacy or nft backend).
 //
@@ -41,10 +43,14 @@
 // SHA-256 of namespace, name, port name and protocol, as kube-proxy
 // names its chains.
 //
-//   - TABBY-SVC-: balances over the Cluster endpoints. Endpoint i of n
-//     gets two rules, both with `-m statistic --mode random
-//     --probability 1/(n-i)` (none for the last, so each endpoint gets
-//     1/n): `-s EP -j TABBY-HP-<hash>` for a client that is this very
+//   - TABBY-SVC-: balances over the Cluster endpoints. In the default
+//     layout (Hairpin set, below) endpoint i of n is one rule, `-m
+//     statistic --mode random --probability 1/(n-i) -p P -j DNAT
+//     --to-destination EP:PORT` (no statistic for the last, so each
+//     endpoint gets 1/n). With WithHairpinChains, and for a port with
+//     ClientIP affinity in either layout, endpoint i of n gets two
+//     rules, both with that statistic: `-s EP -j TABBY-HP-<hash>` for a
+//     client that is this very
 //     endpoint, and `! -s EP -p P -j DNAT --to-destination EP:PORT` for
 //     every other client. A packet meets one draw per endpoint, as in
 //     kube-proxy's layout. With ClientIP affinity the chain starts with
@@ -54,7 +60,8 @@
 //     list (the list keeps kube-proxy's per-endpoint name; no chain has
 //     it).
 //   - TABBY-SVL-: the same over the node-local endpoints (Local policies).
-//   - TABBY-HP-: one per service port (tabby's, not kube-proxy's): `-j
+//   - TABBY-HP-: one per service port of the two-rule shape above
+//     (tabby's, not kube-proxy's): `-j
 //     TABBY-MARK-MASQ`, then per endpoint of SVC and SVL `-s EP -p P
 //     [-m recent --set …] -j DNAT --to-destination EP:PORT`. Only a
 //     connection sent back to its own client reaches it (hairpin), so
@@ -86,27 +93,35 @@
 //     every source, as in kube-proxy. Cluster IPs, node ports and
 //     external IPs are never filtered.
 //
-// With WithHairpinSet (opt-in; kube-proxy's IPVS mode decides hairpin
-// the same way with its KUBE-LOOP-BACK set), an endpoint of a port
-// without affinity is one rule, `-m statistic … -p P -j DNAT
-// --to-destination EP:PORT` (none for the last), and the port has no
-// TABBY-HP- chain: the hash:ip,port,ip set <prefix>HAIRPIN (HAIRPIN6 for
-// IPv6) holds (EP, proto:port, EP) for every such endpoint, and
+// # Hairpin set (the default)
+//
+// A connection DNATed back to its own client must be masqueraded, or
+// the reply would not come back through the node. kube-proxy's iptables
+// mode decides it with a `-s EP` rule per endpoint; its IPVS mode with
+// one set, KUBE-LOOP-BACK; tabby does the latter by default. The
+// hash:ip,port,ip set <prefix>HAIRPIN (HAIRPIN6 for IPv6) holds (EP,
+// proto:port, EP) for every endpoint of a port without affinity, and
 // TABBY-POSTROUTING starts with `-m set --match-set <set> dst,dst,src -j
 // TABBY-MARK-MASQ`, so a connection DNATed back to its own client is
-// masqueraded and one to a peer endpoint is not. Ports with affinity
-// keep the HP layout above, SEP-layout ports their SEP chains. Members
-// are counted per port (two ports may share an endpoint) and changed by
+// masqueraded and one to a peer endpoint is not. Such a port has no
+// TABBY-HP- chain and one rule per endpoint; ports with affinity keep
+// the HP layout above, SEP-layout ports their SEP chains. Members are
+// counted per port (two ports may share an endpoint) and changed by
 // diff, so one endpoint change is one SVC chain and one set add and
-// delete. About a third of the rules of the default layout (README).
+// delete. New opens the kernel ipsets of the IPTables' network namespace
+// itself (prefix DefaultHairpinSetPrefix: the set is TABBY-4-HAIRPIN or
+// TABBY-6-HAIRPIN6; Close releases the netlink handle), or uses the
+// IPSets given WithHairpinSet, which a Proxier over ipt.Fake needs (an
+// ipsets.Fake). The kernel needs ipset support (ip_set and
+// ip_set_hash_ipportip, loaded on demand), as kube-proxy's IPVS mode and
+// Calico do.
 //
-// Which layout to choose: the default needs nothing but iptables and
-// writes the rule shapes kube-proxy's iptables mode writes; it is the
-// simpler one for small clusters. From a few thousand services on, use
-// WithHairpinSet: at 10,000 services × 10 endpoints a full sync takes
-// 1.3–1.5 s against 3.0–3.1 s for the default layout on legacy, and one
-// endpoint change 0.5 s against 1.4 s (README, Benchmarks), because
-// iptables-restore's cost is linear in rules.
+// WithHairpinChains writes rules only, in the shapes above, for a node
+// without ipset support. It is about three times the rules: at 10,000
+// services × 10 endpoints a full sync on iptables-legacy takes 1.3–1.6 s
+// by default against 3.0–3.2 s with it, and one endpoint change 0.5 s
+// against 1.4 s (README, Benchmarks), because iptables-restore's cost is
+// linear in rules.
 //
 // TABBY-MARK-MASQ sets the mark bit (0x4000); TABBY-POSTROUTING returns
 // for unmarked packets, clears the bit and masquerades (--random-fully).
@@ -166,7 +181,7 @@
 //     repaired; dataplane/iptables also re-reads on its RefreshInterval.
 //     A failed restore returns an error and the next Sync writes the same
 //     desired state again.
-//  3. Hairpin set (WithHairpinSet): the set's updates are applied before
+//  3. Hairpin set (the default): the set's updates are applied before
 //     the iptables-restore (the POSTROUTING rule needs the set) and its
 //     deletions after; a full resync also re-reads the kernel's sets. On
 //     a full sync only the set's creation comes first: its fill (100,000
@@ -186,15 +201,20 @@
 //     shared conformance suite (servicestest/kernelsuite, and its
 //     HairpinPeer: a connection between two endpoints of one service is
 //     not masqueraded, one back to its client is) in network namespaces
-//     on legacy and nft, each with and without the hairpin set.
+//     on legacy and nft, each with the default hairpin set and with
+//     WithHairpinChains.
 //
 // Errors: New returns ErrInvalidConfig for a bad family or one other
 // than the IPTables', an IPv6 LocalhostNodePorts, a ClusterCIDR of the
-// other family, or a WithHairpinSet IPSets whose prefix overlaps
-// ipsets.DefaultPrefix or is too long for the set's name; Sync returns
+// other family, a WithHairpinSet IPSets whose prefix overlaps
+// ipsets.DefaultPrefix or is too long for the set's name, both
+// WithHairpinSet and WithHairpinChains, or neither with an IPTables that
+// does not run the kernel's iptables (ipt.Fake); opening the namespace's
+// ipsets can fail too (a netns that is gone); Sync returns
 // dataplane/iptables' errors wrapped ("iptables services: …";
 // errors.Is(err, ipt.ErrRestore) for a rejected restore).
 //
 // Thread safety: Sync and QueueResync are safe for concurrent use (Sync
-// calls are serialised); run Sync from one syncrunner.Runner.
+// calls are serialised); run Sync from one syncrunner.Runner, and Close
+// after the runner has stopped.
 package iptables

@@ -25,7 +25,7 @@ const setPrefix = "TABBY-"
 func newSetFake(t testing.TB, opts ...sipt.Option) (*ipt.Fake, *ipsets.Fake, *services.Tracker, *sipt.Proxier) {
 	t.Helper()
 	sf := ipsets.NewFake()
-	fake, tr, p := newFake(t, append([]sipt.Option{sipt.WithHairpinSet(ipsets.New(sf, ipsets.WithPrefix(setPrefix)))}, opts...)...)
+	fake, tr, p := newFakeWith(t, append([]sipt.Option{sipt.WithHairpinSet(ipsets.New(sf, ipsets.WithPrefix(setPrefix)))}, opts...)...)
 	return fake, sf, tr, p
 }
 
@@ -125,33 +125,59 @@ func TestHairpinSetRewritesOnlyChangedChains(t *testing.T) {
 	assert.Len(t, restores(fake), n)
 }
 
-// kernelSets returns an IPSets in ns (prefix setPrefix) over the batched
-// ipsets.KernelHandle.
-func kernelSets(t testing.TB, ns *nettest.Netns) *ipsets.IPSets {
-	t.Helper()
+// TestKernelHairpinSetDefault: without WithHairpinSet or
+// WithHairpinChains, New opens the ipsets of the IPTables' netns itself:
+// an IPv4 and an IPv6 Proxier in one netns each own their set
+// (TABBY-4-HAIRPIN, TABBY-6-HAIRPIN6), neither destroys the other's on a
+// full resync, and Close releases the handle. An explicit
+// WithHairpinSet over a kernel handle uses its own prefix instead.
+func TestKernelHairpinSetDefault(t *testing.T) {
+	ns := nettest.NewNetns(t, "svchp") // skips unless root
+	ctx := context.Background()
+	sets := func() string {
+		out, err := ipt.OSExecer{Netns: ns.Name}.Run(ctx, ipt.Command{Name: "ipset", Args: []string{"list", "-n"}})
+		require.NoError(t, err)
+		return strings.Join(strings.Fields(string(out)), " ")
+	}
+	var ps []*sipt.Proxier
+	for _, fam := range []ipt.Family{ipt.IPv4, ipt.IPv6} {
+		table, err := sipt.NewIPTables(fam, ipt.BackendLegacy, ipt.WithNetns(ns.Name))
+		require.NoError(t, err)
+		tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+		p, err := sipt.New(table, tr, sipt.Config{Family: fam})
+		require.NoError(t, err)
+		ps = append(ps, p)
+		require.NoError(t, p.Sync(ctx))
+	}
+	assert.Equal(t, "TABBY-4-HAIRPIN", ps[0].HairpinSet())
+	assert.Equal(t, "TABBY-6-HAIRPIN6", ps[1].HairpinSet())
+	assert.ElementsMatch(t, []string{"TABBY-4-HAIRPIN", "TABBY-6-HAIRPIN6"}, strings.Fields(sets()))
+	for _, p := range ps {
+		p.QueueResync()
+		require.NoError(t, p.Sync(ctx))
+	}
+	assert.ElementsMatch(t, []string{"TABBY-4-HAIRPIN", "TABBY-6-HAIRPIN6"}, strings.Fields(sets()))
+	for _, p := range ps {
+		require.NoError(t, p.Close())
+		require.NoError(t, p.Close(), "a second Close is a no-op")
+	}
+
+	table, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithNetns(ns.Name))
+	require.NoError(t, err)
 	h, err := ipsets.NewHandle(netns.NsHandle(ns.NS().Fd()))
 	require.NoError(t, err)
 	t.Cleanup(h.Close)
-	return ipsets.New(h, ipsets.WithPrefix(setPrefix))
-}
-
-// TestHairpinSetIPv6: an IPv6 Proxier's set is <prefix>HAIRPIN6, family
-// inet6, and its POSTROUTING rule names it.
-func TestHairpinSetIPv6(t *testing.T) {
-	fake, sf := ipt.NewFake(), ipsets.NewFake()
-	table, err := sipt.NewIPTables(ipt.IPv6, ipt.BackendNFT, ipt.WithExecer(fake))
-	require.NoError(t, err)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6}, sipt.WithHairpinSet(ipsets.New(sf, ipsets.WithPrefix(setPrefix))))
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4}, sipt.WithHairpinSet(ipsets.New(h, ipsets.WithPrefix("TABBY-SVC-"))))
 	require.NoError(t, err)
-	tr.OnServiceUpdate(st.Service("default", "web", "fd00:96::20", st.Port("http", "TCP", 80, 0)))
-	sl := st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "fd00:244::8", Node: "node-a"}, st.Endpoint{IP: "fd00:244::9", Node: "node-b"})
-	sl.AddressType = "IPv6"
-	tr.OnEndpointSliceUpdate(sl)
-	require.NoError(t, p.Sync(context.Background()))
-	assert.Equal(t, "TABBY-HAIRPIN6", p.HairpinSet())
-	assert.Contains(t, fake.Dump(), "--match-set TABBY-HAIRPIN6 dst,dst,src")
-	assert.NotContains(t, fake.Dump(), "TABBY-HP-")
-	assert.Equal(t, "create TABBY-HAIRPIN6 hash:ip,port,ip family inet6 maxelem 1024\n"+
-		"add TABBY-HAIRPIN6 fd00:244::8,tcp:8080,fd00:244::8\nadd TABBY-HAIRPIN6 fd00:244::9,tcp:8080,fd00:244::9\n", sf.Dump())
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, "TABBY-SVC-HAIRPIN", p.HairpinSet())
+	assert.Contains(t, strings.Fields(sets()), "TABBY-SVC-HAIRPIN")
+	assert.NoError(t, p.Close(), "nothing to close: the caller owns the handle")
+
+	// A netns that is gone: New says so.
+	gone, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithNetns("tabby-no-such-netns"))
+	require.NoError(t, err)
+	_, err = sipt.New(gone, tr, sipt.Config{Family: ipt.IPv4})
+	assert.ErrorContains(t, err, "tabby-no-such-netns")
 }

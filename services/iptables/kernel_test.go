@@ -19,26 +19,29 @@ import (
 )
 
 // TestKernel runs the services conformance suite on both iptables
-// backends (legacy and nft), with per-endpoint hairpin rules and with
-// the hairpin set (WithHairpinSet), and kernelsuite.HairpinPeer (the
+// backends (legacy and nft), with the default hairpin set (opened by New
+// in the node's netns) and with per-endpoint hairpin rules
+// (WithHairpinChains), and kernelsuite.HairpinPeer (the
 // hairpin mark goes only to connections that land on their own client).
 func TestKernel(t *testing.T) {
 	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
 		for _, withSet := range []bool{false, true} {
 			name := string(backend)
-			if withSet {
-				name += "/hairpinset"
+			if !withSet {
+				name += "/hairpinchains"
 			}
 			t.Run(name, func(t *testing.T) {
 				f := func(t *testing.T, node *nettest.Node, tr *services.Tracker, stale func(context.Context, []services.StaleFlow)) kernelsuite.Backend {
 					table, err := sipt.NewIPTables(ipt.IPv4, backend, ipt.WithNetns(node.NS.Name))
 					require.NoError(t, err)
 					opts := []sipt.Option{sipt.WithStaleFlows(stale), sipt.WithSysctl(node.NS.Sysctl)}
-					if withSet {
-						opts = append(opts, sipt.WithHairpinSet(kernelSets(t, node.NS)))
+					if !withSet {
+						opts = append(opts, sipt.WithHairpinChains())
 					}
+					// withSet: the default, a set in the node's netns that New opens.
 					p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}, LocalhostNodePorts: true}, opts...)
 					require.NoError(t, err)
+					t.Cleanup(func() { assert.NoError(t, p.Close()) })
 					return p
 				}
 				kernelsuite.Run(t, f, kernelsuite.Features{LocalhostNodePorts: true})
@@ -55,8 +58,8 @@ func TestFakeMatchesKernel(t *testing.T) {
 	for _, backend := range []ipt.Backend{ipt.BackendLegacy, ipt.BackendNFT} {
 		for _, withSet := range []bool{false, true} {
 			name := string(backend)
-			if withSet {
-				name += "/hairpinset"
+			if !withSet {
+				name += "/hairpinchains"
 			}
 			t.Run(name, func(t *testing.T) { fakeMatchesKernel(t, backend, withSet) })
 		}
@@ -79,13 +82,15 @@ func fakeMatchesKernel(t *testing.T, backend ipt.Backend, withSet bool) {
 		require.NoError(t, err)
 		tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
 		var opts []sipt.Option
-		if withSet && i == 0 {
-			opts = append(opts, sipt.WithHairpinSet(ipsets.New(fakeSets, ipsets.WithPrefix(setPrefix))))
-		} else if withSet {
-			opts = append(opts, sipt.WithHairpinSet(kernelSets(t, ns)))
-		}
+		switch {
+		case !withSet:
+			opts = append(opts, sipt.WithHairpinChains())
+		case i == 0:
+			opts = append(opts, sipt.WithHairpinSet(ipsets.New(fakeSets, ipsets.WithPrefix(sipt.DefaultHairpinSetPrefix(ipt.IPv4)))))
+		} // the kernel with a set: the default, opened by New in ns
 		p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv4, ClusterCIDRs: []netip.Prefix{podCIDR}}, opts...)
 		require.NoError(t, err)
+		t.Cleanup(func() { assert.NoError(t, p.Close()) })
 		st.Scenario(tr)
 		require.NoError(t, p.Sync(ctx))
 		trs, ps = append(trs, tr), append(ps, p)
@@ -165,8 +170,11 @@ func TestKernelIPv6(t *testing.T) {
 				fam := map[bool]ipt.Family{false: ipt.IPv4, true: ipt.IPv6}[v6]
 				table, err := sipt.NewIPTables(fam, backend, ipt.WithNetns(node.NS.Name))
 				require.NoError(t, err)
+				// The default hairpin set: the IPv4 and IPv6 Proxiers share
+				// the node's netns, each owning its own set.
 				p, err := sipt.New(table, tr, sipt.Config{Family: fam, ClusterCIDRs: []netip.Prefix{pool}})
 				require.NoError(t, err)
+				t.Cleanup(func() { assert.NoError(t, p.Close()) })
 				return p
 			})
 		})

@@ -12,12 +12,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/services"
+	"github.com/vishvananda/netns"
 )
 
 // ChainPrefix starts every chain the Proxier owns, HashPrefix every
@@ -123,6 +125,8 @@ type Proxier struct {
 	// holds the members whose count went to or from 0 since the last
 	// render.
 	sets         *ipsets.IPSets
+	noSet        bool         // WithHairpinChains
+	closeSets    func() error // the kernel handle New opened, or nil
 	hairpinSet   string
 	hairpinRefs  map[ipsets.Member]int
 	hairpinDirty map[ipsets.Member]struct{}
@@ -173,18 +177,80 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 		return nil, fmt.Errorf("%w: LocalhostNodePorts with an IPTables in netns %q needs WithSysctl (the default writes route_localnet in the caller's namespace)",
 			ErrInvalidConfig, t.Netns())
 	}
+	if p.noSet && p.sets != nil {
+		return nil, fmt.Errorf("%w: WithHairpinSet and WithHairpinChains both given", ErrInvalidConfig)
+	}
+	if !p.noSet && p.sets == nil {
+		sets, closeSets, err := openHairpinSets(t, cfg.Family)
+		if err != nil {
+			return nil, err
+		}
+		p.sets, p.closeSets = sets, closeSets
+	}
 	if p.sets != nil {
 		p.hairpinSet = p.sets.Prefix() + HairpinSetSuffix
 		if cfg.Family == ipt.IPv6 {
 			p.hairpinSet += "6"
 		}
 		if err := checkHairpinSets(p.sets, p.hairpinSet); err != nil {
+			_ = p.Close()
 			return nil, err
 		}
 		p.hairpinRefs = map[ipsets.Member]int{}
 		p.hairpinDirty = map[ipsets.Member]struct{}{}
 	}
 	return p, nil
+}
+
+// openHairpinSets opens the kernel ipsets of t's network namespace for
+// the default hairpin set, with DefaultHairpinSetPrefix(family). An
+// IPTables that does not run the iptables binaries (ipt.Fake, another
+// Execer) has no kernel to open: the caller must choose.
+func openHairpinSets(t *ipt.IPTables, family ipt.Family) (*ipsets.IPSets, func() error, error) {
+	if _, ok := t.Execer().(ipt.OSExecer); !ok {
+		return nil, nil, fmt.Errorf("%w: the IPTables runs through %T, not the kernel: give WithHairpinSet (e.g. over ipsets.NewFake) or WithHairpinChains",
+			ErrInvalidConfig, t.Execer())
+	}
+	ns := netns.None() // the caller's namespace
+	if name := t.Netns(); name != "" {
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("iptables services: hairpin set: open netns %q: %w", name, err)
+		}
+		defer h.Close()
+		ns = h
+	}
+	h, err := ipsets.NewHandle(ns)
+	if err != nil {
+		return nil, nil, fmt.Errorf("iptables services: hairpin set: %w", err)
+	}
+	return ipsets.New(h, ipsets.WithPrefix(DefaultHairpinSetPrefix(family))), func() error { h.Close(); return nil }, nil
+}
+
+// DefaultHairpinSetPrefix is the prefix of the IPSets New opens for the
+// hairpin set when given neither WithHairpinSet nor WithHairpinChains:
+// "TABBY-4-" for IPv4 and "TABBY-6-" for IPv6, so the two Proxiers of a
+// dual-stack node (one per family) each own their set ("TABBY-4-HAIRPIN",
+// "TABBY-6-HAIRPIN6") and neither destroys the other's, as kube-proxy's
+// IPVS mode names its IPv6 sets KUBE-6-….
+func DefaultHairpinSetPrefix(family ipt.Family) string {
+	if family == ipt.IPv6 {
+		return "TABBY-6-"
+	}
+	return "TABBY-4-"
+}
+
+// Close releases the netlink handle New opened for the default hairpin
+// set (neither WithHairpinSet nor WithHairpinChains given); it is a no-op
+// otherwise. It leaves the rules and the set in the kernel. The Proxier
+// must not Sync after Close.
+func (p *Proxier) Close() error {
+	if p.closeSets == nil {
+		return nil
+	}
+	err := p.closeSets()
+	p.closeSets = nil
+	return err
 }
 
 func procSysctl(key, value string) error {
@@ -440,6 +506,7 @@ func (p *Proxier) writeDispatch() error {
 		filterExt = append(filterExt, r.filterExternal...)
 		filterFW = append(filterFW, r.filterFirewall...)
 	}
+	natSvc, nodePorts = byTargetDescending(natSvc), byTargetDescending(nodePorts)
 	loop := p.loopback()
 	natSvc = append(natSvc, ipt.Rule{Match: ipt.Match().NotDestNet(loop).DestAddrTypeLocal(), Action: ipt.Jump{Chain: ChainNodePorts}})
 	for _, w := range []struct {
@@ -457,6 +524,55 @@ func (p *Proxier) writeDispatch() error {
 		}
 	}
 	return nil
+}
+
+// byTargetDescending orders the rules of a dispatch chain (nat
+// TABBY-SERVICES or TABBY-NODEPORTS) by the per-port chain each group
+// jumps to, in descending name order. A group is the rules up to and
+// including one that jumps to a per-port chain (TABBY-SVC-, SVL-, EXT-,
+// FW-), so a cluster IP's TABBY-MASQ-NONPOD rule stays before its SVC
+// jump. The order does not change what a packet meets: every group
+// matches its own destination (address, protocol, port; the services
+// model gives each destination one owner) or node port. It makes a
+// full sync through iptables-nft-restore cheaper: dataplane/iptables
+// writes each of these jumps right after its target chain's
+// declaration when the jumps come in descending target order, and
+// iptables-nft-restore's cost per line grows with the chain names
+// already named that sort before the line's.
+func byTargetDescending(rules []ipt.Rule) []ipt.Rule {
+	type group struct {
+		target string
+		rules  []ipt.Rule
+	}
+	var groups []group
+	start := 0
+	for i, r := range rules {
+		j, ok := r.Action.(ipt.Jump)
+		if !ok || !perPortChain(j.Chain) {
+			continue
+		}
+		groups = append(groups, group{j.Chain, rules[start : i+1]})
+		start = i + 1
+	}
+	if start < len(rules) {
+		groups = append(groups, group{"", rules[start:]}) // none yet; kept last
+	}
+	slices.SortStableFunc(groups, func(a, b group) int { return strings.Compare(b.target, a.target) })
+	out := make([]ipt.Rule, 0, len(rules))
+	for _, g := range groups {
+		out = append(out, g.rules...)
+	}
+	return out
+}
+
+// perPortChain reports whether name is a chain of one service port.
+func perPortChain(name string) bool {
+	for _, prefix := range []string{prefixSVC, prefixSVL, prefixEXT, prefixFW} {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Proxier) loopback() netip.Prefix {
@@ -580,7 +696,10 @@ func checkHairpinSets(sets *ipsets.IPSets, name string) error {
 // IPSets owns every set its prefix starts).
 const HairpinSetSuffix = "HAIRPIN"
 
-// WithHairpinSet makes the Proxier decide hairpin masquerade with one
+// WithHairpinSet gives the Proxier the IPSets for its hairpin set,
+// instead of the kernel handle New opens by default (see the package
+// doc, Hairpin set): a Proxier over ipt.Fake needs one over an
+// ipsets.Fake. The Proxier decides hairpin masquerade with one
 // hash:ip,port,ip set in sets, as kube-proxy's IPVS mode does with
 // KUBE-LOOP-BACK, instead of per-endpoint rules: each endpoint of a port
 // without ClientIP affinity is one `-m statistic … -j DNAT` rule in its
@@ -603,5 +722,15 @@ const HairpinSetSuffix = "HAIRPIN"
 // The set is named sets.Prefix() + HairpinSetSuffix (+ "6" for IPv6).
 func WithHairpinSet(sets *ipsets.IPSets) Option { return func(p *Proxier) { p.sets = sets } }
 
-// HairpinSet returns the name of the hairpin set, "" without WithHairpinSet.
+// WithHairpinChains makes the Proxier decide hairpin masquerade with
+// rules only, in kube-proxy's iptables-mode shapes: one `-s EP -j
+// TABBY-MARK-MASQ` per endpoint in a TABBY-HP- chain per service port
+// (see the package doc), so it needs no ipset support in the kernel
+// (ip_set, ip_set_hash_ipportip) and opens no netlink handle. It writes
+// about three times the rules of the default layout: at 10,000 services
+// × 10 endpoints a full sync takes about twice as long (README). It
+// cannot be combined with WithHairpinSet.
+func WithHairpinChains() Option { return func(p *Proxier) { p.noSet = true } }
+
+// HairpinSet returns the name of the hairpin set, "" with WithHairpinChains.
 func (p *Proxier) HairpinSet() string { return p.hairpinSet }

@@ -23,7 +23,15 @@ import (
 
 var podCIDR = netip.MustParsePrefix("10.244.0.0/16")
 
+// newFake is a Proxier over ipt.Fake in the WithHairpinChains layout
+// (the goldens' rule shapes); newSetFake gives the default layout.
 func newFake(t testing.TB, opts ...sipt.Option) (*ipt.Fake, *services.Tracker, *sipt.Proxier) {
+	t.Helper()
+	return newFakeWith(t, append([]sipt.Option{sipt.WithHairpinChains()}, opts...)...)
+}
+
+// newFakeWith is a Proxier over ipt.Fake with opts only.
+func newFakeWith(t testing.TB, opts ...sipt.Option) (*ipt.Fake, *services.Tracker, *sipt.Proxier) {
 	t.Helper()
 	fake := ipt.NewFake()
 	table, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithExecer(fake))
@@ -219,20 +227,29 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Family: ipt.IPv6, LocalhostNodePorts: true},
 		{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{podCIDR}},
 	} {
-		_, err := sipt.New(table, tr, c)
+		_, err := sipt.New(table, tr, c, sipt.WithHairpinChains())
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
 	}
+
+	// The default hairpin set needs the kernel: over ipt.Fake, New asks
+	// for WithHairpinSet or WithHairpinChains; both at once are refused.
+	_, err = sipt.New(table, tr, sipt.Config{Family: ipt.IPv6})
+	assert.ErrorIs(t, err, sipt.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "WithHairpinChains")
+	_, err = sipt.New(table, tr, sipt.Config{Family: ipt.IPv6}, sipt.WithHairpinChains(),
+		sipt.WithHairpinSet(ipsets.New(ipsets.NewFake(), ipsets.WithPrefix(setPrefix))))
+	assert.ErrorIs(t, err, sipt.ErrInvalidConfig)
 
 	// LocalhostNodePorts writes route_localnet: with an IPTables in
 	// another namespace, only through a WithSysctl that reaches it.
 	nsTable, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithNetns("node1"))
 	require.NoError(t, err)
 	assert.Equal(t, "node1", nsTable.Netns())
-	_, err = sipt.New(nsTable, tr, sipt.Config{Family: ipt.IPv4, LocalhostNodePorts: true})
+	_, err = sipt.New(nsTable, tr, sipt.Config{Family: ipt.IPv4, LocalhostNodePorts: true}, sipt.WithHairpinChains())
 	assert.ErrorIs(t, err, sipt.ErrInvalidConfig)
 	assert.ErrorContains(t, err, "WithSysctl")
 	_, err = sipt.New(nsTable, tr, sipt.Config{Family: ipt.IPv4, LocalhostNodePorts: true},
-		sipt.WithSysctl(func(string, string) error { return nil }))
+		sipt.WithSysctl(func(string, string) error { return nil }), sipt.WithHairpinChains())
 	assert.NoError(t, err)
 
 	// The hairpin IPSets must not own the policy compiler's sets, and its
@@ -294,7 +311,7 @@ func TestIPv6(t *testing.T) {
 	table, err := sipt.NewIPTables(ipt.IPv6, ipt.BackendNFT, ipt.WithExecer(fake))
 	require.NoError(t, err)
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:244::/64")}})
+	p, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:244::/64")}}, sipt.WithHairpinChains())
 	require.NoError(t, err)
 	tr.OnServiceUpdate(st.Service("default", "web", "fd00:96::20", st.Port("http", v1.ProtocolTCP, 80, 30080), func(s *v1.Service) {
 		s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
