@@ -185,34 +185,61 @@ func TestAppendSectionOrder(t *testing.T) {
 	}
 }
 
-// TestAppendSectionCheapOrder: the order appendSection promises for the
-// shape of services' tables: leaf chains in descending name order, each
-// declared and followed by its rules, and a hub whose jumps come in
-// descending target order writing each jump right after its target.
-func TestAppendSectionCheapOrder(t *testing.T) {
-	var chains []sectionChain
-	hub := Chain{Name: "tabby-a-hub"}
-	for i := 99; i >= 0; i-- {
-		hub.Rules = append(hub.Rules, Rule{Action: Jump{Chain: fmt.Sprintf("tabby-svc-%03d", i)}})
+// nftListCost simulates iptables-nft-restore 1.8.9's chain list
+// (nft-cache.c cache_chain_list_insert) over one section of input: per
+// line, the names already in the sorted list that sort before the
+// chain it names and before its jump target (when that is a section
+// chain). It returns the total and the largest cost of a line.
+func nftListCost(input string) (total, most int) {
+	var list []string
+	mention := func(name string) int {
+		i, found := slices.BinarySearch(list, name)
+		if !found {
+			list = slices.Insert(list, i, name)
+		}
+		return i
 	}
-	for i := range 100 {
-		rc, err := renderChain("", []Rule{{Action: Accept{}}, {Action: Drop{}}}, IPv4, DefaultHashPrefix, nil)
-		require.NoError(t, err)
-		chains = append(chains, sectionChain{fmt.Sprintf("tabby-svc-%03d", i), rc})
+	for _, l := range strings.Split(input, "\n") {
+		cost := 0
+		switch {
+		case strings.HasPrefix(l, ":"):
+			cost = mention(strings.Fields(l[1:])[0])
+		case strings.HasPrefix(l, "-A "):
+			chain, spec, _ := strings.Cut(l[3:], " ")
+			cost = mention(chain)
+			if tg := jumpTarget(spec); strings.HasPrefix(tg, "tabby-") {
+				cost += mention(tg)
+			}
+		}
+		total, most = total+cost, max(most, cost)
 	}
-	rc, err := renderChain("", hub.Rules, IPv4, DefaultHashPrefix, nil)
-	require.NoError(t, err)
-	chains = append([]sectionChain{{hub.Name, rc}}, chains...)
-	lines := strings.Split(strings.TrimSuffix(string(appendSection(nil, chains)), "\n"), "\n")
-	require.Len(t, lines, 1+100*4)
-	assert.Equal(t, ":tabby-a-hub - [0:0]", lines[0])
-	for k, i := 0, 99; i >= 0; k, i = k+1, i-1 {
-		svc := fmt.Sprintf("tabby-svc-%03d", i)
-		block := lines[1+4*k : 5+4*k]
-		assert.Equal(t, ":"+svc+" - [0:0]", block[0])
-		assert.True(t, strings.HasPrefix(block[1], "-A "+svc+" ") && strings.HasSuffix(block[1], "-j ACCEPT"), block[1])
-		assert.True(t, strings.HasPrefix(block[2], "-A "+svc+" ") && strings.HasSuffix(block[2], "-j DROP"), block[2])
-		assert.True(t, strings.HasPrefix(block[3], "-A tabby-a-hub ") && strings.HasSuffix(block[3], "-j "+svc), block[3])
+	return total, most
+}
+
+// TestAppendSectionCost: on the services-like table, each line of the new
+// order walks at most about two batches of the simulated chain list when
+// the hub's jumps come in descending target order, and the whole input
+// costs a small fraction of the sorted order's walk; with the hub's
+// jumps shuffled it still costs less than the sorted order.
+func TestAppendSectionCost(t *testing.T) {
+	for _, random := range []bool{false, true} {
+		chains, _ := orderBenchChains(3000, random)
+		var sec []sectionChain
+		for _, c := range chains {
+			rc, err := renderChain(c.Name, c.Rules, IPv4, DefaultHashPrefix, nil)
+			require.NoError(t, err)
+			sec = append(sec, sectionChain{c.Name, rc})
+		}
+		slices.SortFunc(sec, func(a, b sectionChain) int { return strings.Compare(a.name, b.name) })
+		sortedTotal, _ := nftListCost(string(sortedSection(sec)))
+		total, most := nftListCost(string(appendSection(nil, sec)))
+		t.Logf("random hub %v: sorted %d, new %d comparisons (largest line %d)", random, sortedTotal, total, most)
+		if !random {
+			assert.LessOrEqual(t, most, 2*declareBatch+1)
+			assert.Less(t, 20*total, sortedTotal)
+		} else {
+			assert.Less(t, total, sortedTotal)
+		}
 	}
 }
 
@@ -323,7 +350,7 @@ func TestRestoreErrorLineReordered(t *testing.T) {
 	assert.Equal(t, strings.Split(in, "\n")[re.Line-1], re.Text)
 	assert.Contains(t, re.Text, "-A "+bad.Name+" ")
 	assert.Contains(t, re.Text, "-j tabby-nowhere")
-	assert.Contains(t, in, ":"+bad.Name+" - [0:0]\n-A "+bad.Name+" ", "the new order: declaration, then its rules")
+	assert.Less(t, strings.Index(in, "\n-A "), strings.LastIndex(in, "\n:"), "the new order: rules between declarations")
 }
 
 // orderBenchChains is a services-like nat table: n leaf chains of ten
@@ -355,4 +382,50 @@ func orderBenchChains(n int, random bool) ([]Chain, Chain) {
 	bad := Chain{Name: chains[n/2].Name, Rules: slices.Clone(chains[n/2].Rules)}
 	bad.Rules[4] = Rule{Match: Match().Protocol(TCP), Action: Jump{Chain: "tabby-nowhere"}}
 	return append(chains, hub), bad
+}
+
+// TestKernelRestoreErrorLineReordered (legacy and nft): a rule the kernel
+// refuses in the middle of a 2,000-chain reordered nat section — a jump
+// to a missing chain (nft names COMMIT; restore finds the rule) or a
+// missing ipset (both name the rule) — is named by its line and text,
+// and the table keeps its rules.
+func TestKernelRestoreErrorLineReordered(t *testing.T) {
+	ctx := context.Background()
+	chains, badJump := orderBenchChains(2000, true)
+	badSet := Chain{Name: badJump.Name, Rules: slices.Clone(badJump.Rules)}
+	badSet.Rules[4] = Rule{Match: Match().Protocol(TCP).SourceIPSet("tabby-missing"), Action: Accept{}}
+	for _, be := range backends {
+		for _, tc := range []struct {
+			name string
+			bad  Chain
+			want string
+		}{
+			{"missing chain", badJump, "-j tabby-nowhere"},
+			{"missing set", badSet, "--match-set tabby-missing src"},
+		} {
+			t.Run(string(be)+"/"+tc.name, func(t *testing.T) {
+				ipt, ex, _ := kernelIPTables(t, be, IPv4)
+				require.NoError(t, ipt.ReplaceChains(NAT, chains[:100]))
+				require.NoError(t, ipt.Apply(ctx))
+				save := func() string {
+					out, err := ex.Run(ctx, Command{Name: binary(IPv4, be, "save"), Args: []string{"-t", "nat"}})
+					require.NoError(t, err)
+					return strings.Join(slices.DeleteFunc(strings.Split(string(out), "\n"), func(l string) bool { return strings.HasPrefix(l, "#") }), "\n")
+				}
+				before := save()
+				require.NoError(t, ipt.ReplaceChains(NAT, chains))
+				require.NoError(t, ipt.SetChain(NAT, tc.bad))
+				err := ipt.Apply(ctx)
+				var re *RestoreError
+				require.ErrorAs(t, err, &re)
+				lines := strings.Split(ex.last, "\n")
+				require.Greater(t, re.Line, 1000, "%v", err)
+				assert.Equal(t, lines[re.Line-1], re.Text)
+				assert.True(t, strings.HasPrefix(re.Text, "-A "+tc.bad.Name+" "), re.Text)
+				assert.Contains(t, re.Text, tc.want)
+				assert.Less(t, strings.Index(ex.last, "\n-A "), strings.LastIndex(ex.last, "\n:"), "the new order: rules between declarations")
+				assert.Equal(t, before, save())
+			})
+		}
+	}
 }
