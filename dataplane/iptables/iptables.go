@@ -770,8 +770,10 @@ func isLockError(e *ExitError) bool {
 }
 
 // Render returns the whole desired state as iptables-restore --noflush
-// input, as Apply would write it to an empty dataplane (a dry run for
-// audits and golden tests). Tables, chains and hooks are sorted.
+// input: the lines Apply would write to an empty dataplane (a dry run for
+// audits and golden tests), but with tables, chains and hooks sorted and
+// every declaration before the rules, where Apply interleaves them in
+// the order iptables-nft-restore handles fastest (see the package doc).
 func (t *IPTables) Render() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
