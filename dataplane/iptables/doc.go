@@ -56,6 +56,15 @@
 //     SetChains renders many chains on every CPU (a full policy compile of
 //     25,000 rules spends ~25 ms of CPU here). Apply's restore text costs
 //     O(pending chains and rules) plus a sort of the pending chain names.
+//     Within a table the declarations and rules are interleaved: chains
+//     in descending name order, in batches of 128 declared together and
+//     then given their rules, dispatch chains (jumping to 64 or more of
+//     the section's chains) first, every rule after the declaration of
+//     the chain it jumps to (appendSection). iptables-nft-restore 1.8.9
+//     walks a sorted list of every chain name mentioned so far for each
+//     line, so declaring everything first and then writing the rules
+//     made its CPU quadratic in the chains (3.3 s against 0.7 s of user
+//     CPU at 10,000 chains; README.md).
 //  4. Ownership. Only chains named with ChainPrefix ("tabby-") are written
 //     or deleted, and every chain so named counts as owned (a stale one
 //     is deleted). New therefore refuses (ErrInvalidConfig) a prefix

@@ -145,6 +145,10 @@ type IPTables struct {
 	// scratch holds *renderScratch buffers for rendering, so that
 	// SetChain allocates only the rendered chain.
 	scratch sync.Pool
+	// sortedInput makes buildInput write every declaration, sorted, and
+	// then every rule: the order before appendSection, kept for its
+	// benchmark.
+	sortedInput bool
 }
 
 // New returns an IPTables for cfg. Nothing runs until the first Apply.
@@ -574,6 +578,9 @@ type pendingChain struct {
 // function recording it as written. It costs O(pending chains and rules)
 // plus a sort of the pending keys: each desired value is looked up once
 // and the text is written in one pass into a buffer sized up front.
+// Within each table section the owned chains' declarations and rules
+// come in appendSection's order (cheap for iptables-nft-restore's chain
+// list), then the hook repairs (-D, -I), then the -X of stale chains.
 func (t *IPTables) buildInput() ([]byte, func()) {
 	updates := make([]pendingChain, 0, t.chains.NumPendingUpdates())
 	for k, rc := range t.chains.PendingUpdates() {
@@ -629,6 +636,7 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		return ks[i:j]
 	}
 	b := make([]byte, 0, size)
+	var section []sectionChain
 	declare := func(chain string) {
 		b = append(b, ':')
 		b = append(b, chain...)
@@ -640,21 +648,30 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 		for hi < len(updates) && updates[hi].key.Table == tb {
 			hi++
 		}
-		up, del := updates[lo:hi], run(deletions, tb)
+		up, del, fl := updates[lo:hi], run(deletions, tb), run(flushOnly, tb)
 		b = append(b, '*')
 		b = append(b, tb...)
 		b = append(b, '\n')
-		for _, u := range up {
-			declare(u.key.Chain)
-		}
-		for _, k := range del {
-			declare(k.Chain)
-		}
-		for _, k := range run(flushOnly, tb) {
-			declare(k.Chain)
-		}
-		for _, u := range up {
-			b = appendAppends(b, u.key.Chain, u.rc)
+		if t.sortedInput {
+			for _, u := range up {
+				declare(u.key.Chain)
+			}
+			for _, k := range slices.Concat(del, fl) {
+				declare(k.Chain)
+			}
+			for _, u := range up {
+				b = appendAppends(b, u.key.Chain, u.rc)
+			}
+		} else {
+			section = section[:0]
+			for _, u := range up {
+				section = append(section, sectionChain{u.key.Chain, u.rc})
+			}
+			for _, k := range slices.Concat(del, fl) {
+				section = append(section, sectionChain{name: k.Chain})
+			}
+			slices.SortFunc(section, func(a, b sectionChain) int { return strings.Compare(a.name, b.name) })
+			b = appendSection(b, section)
 		}
 		for _, k := range hooks {
 			if k.Table != tb {
@@ -706,11 +723,7 @@ func (t *IPTables) buildInput() ([]byte, func()) {
 // appendAppends appends one "-A chain spec" line per spec to b.
 func appendAppends(b []byte, chain string, rc renderedChain) []byte {
 	for i := range rc.rules() {
-		b = append(b, "-A "...)
-		b = append(b, chain...)
-		b = append(b, ' ')
-		b = append(b, rc.spec(i)...)
-		b = append(b, '\n')
+		b = appendRule(b, chain, rc.spec(i))
 	}
 	return b
 }
@@ -785,8 +798,10 @@ func isLockError(e *ExitError) bool {
 }
 
 // Render returns the whole desired state as iptables-restore --noflush
-// input, as Apply would write it to an empty dataplane (a dry run for
-// audits and golden tests). Tables, chains and hooks are sorted.
+// input: the lines Apply would write to an empty dataplane (a dry run for
+// audits and golden tests), but with tables, chains and hooks sorted and
+// every declaration before the rules, where Apply interleaves them in
+// the order iptables-nft-restore handles fastest (see the package doc).
 func (t *IPTables) Render() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
