@@ -53,11 +53,12 @@ type IPPool struct {
 	// left, as Calico's ErrNoQualifiedPool); AssignIP of an address in
 	// such a pool matches both ErrNoMatchingPool and ErrInvalid.
 	AllowedUses []Use `json:"allowedUses,omitempty"`
-	// Priority orders pools that all match: higher first, then by name.
-	// It also orders explicitly requested pools (AssignArgs.IPv4Pools,
-	// the cni.projectcalico.org/ipv4pools annotation): the order of the
-	// request is ignored. Calico differs there: it has no priority and
-	// claims new blocks from requested pools in the order listed.
+	// Priority orders the pools Assign picks by itself (no pools
+	// requested): higher first, then by name. Calico has no priority
+	// (tabby's extension). It does not order explicitly requested pools
+	// (AssignArgs.IPv4Pools, the cni.projectcalico.org/ipv4pools
+	// annotation, the CNI config's ipv4_pools): those are tried in the
+	// order listed, as in Calico.
 	Priority int `json:"priority,omitempty"`
 }
 
