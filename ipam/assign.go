@@ -33,13 +33,18 @@ type AssignArgs struct {
 	Num4, Num6 int
 	// IPv4Pools and IPv6Pools restrict the pools (by name or CIDR), as from
 	// the CNI config or the cni.projectcalico.org/ipv4pools annotation.
-	// Requested pools are used regardless of their nodeSelector. Empty means
-	// every enabled pool whose nodeSelector matches the node. Either way
-	// pools are tried by Priority (higher first), then name, not in the
-	// order listed (Calico tries requested pools in the order listed). A
-	// requested pool that is unknown is ErrUnknownPool, disabled or of the
-	// other family ErrInvalid; one that does not allow Use is skipped
-	// (ErrNoMatchingPool when none is left).
+	// Requested pools are used regardless of their nodeSelector and are
+	// tried in the order listed (a pool listed twice counts where it is
+	// first listed), whatever their Priority, as in Calico (libcalico-go
+	// determinePools keeps the request's order): the node's affine blocks
+	// in the first pool, then in the next; a new block from the first
+	// pool with one left, then the next; borrowing likewise. Empty means
+	// every enabled pool whose nodeSelector matches the node, tried by
+	// Priority (higher first), then name (tabby's extension). A requested
+	// pool that is unknown is ErrUnknownPool, disabled or of the other
+	// family ErrInvalid, failing the whole request even when another
+	// requested pool could serve it (Calico fails it too); one that does
+	// not allow Use is skipped (ErrNoMatchingPool when none is left).
 	IPv4Pools, IPv6Pools []string
 	Namespace, Pod       string
 	Extra                map[string]string
@@ -212,8 +217,11 @@ func (a *IPAM) rollback(ctx context.Context, attr *Attribute, ips []AssignedIP) 
 	return errors.Join(errs...)
 }
 
-// candidatePools returns the pools to try for a family, in order. The
-// result is shared: callers must not modify it.
+// candidatePools returns the pools to try for a family, in order: the
+// requested pools in the order of the request (the first mention of a
+// pool counts), as libcalico-go's determinePools keeps them; otherwise the
+// enabled pools that select the node, by Priority (higher first), then
+// name. The result is shared: callers must not modify it.
 func (c *cluster) candidatePools(v6 bool, requested []string, labels map[string]string, use Use) ([]IPPool, error) {
 	if pools, ok := c.anyNode[anyNodeKey{v6, use}]; ok && len(requested) == 0 {
 		return pools, nil
@@ -242,9 +250,13 @@ func (c *cluster) candidatePools(v6 bool, requested []string, labels map[string]
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(x, y IPPool) int {
-		return cmp.Or(cmp.Compare(y.Priority, x.Priority), cmp.Compare(x.Name, y.Name))
-	})
+	if len(requested) == 0 {
+		// tabby's extension: a deterministic order among matching pools.
+		// Requested pools keep the order of the request, as in Calico.
+		slices.SortStableFunc(out, func(x, y IPPool) int {
+			return cmp.Or(cmp.Compare(y.Priority, x.Priority), cmp.Compare(x.Name, y.Name))
+		})
+	}
 	return out, nil
 }
 
@@ -310,9 +322,11 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 	}
 	var got []AssignedIP
 	// Fast path: the node's block that last had room, without listing the
-	// node's affinities (the block itself says whose it is).
+	// node's affinities (the block itself says whose it is). Only when it
+	// is in the first pool to try: a block of a later pool waits for the
+	// earlier pools' blocks (the order of the request, or Priority).
 	if hint, ok := a.cache.current.Load(hintKey{node, v6}); ok {
-		if _, inPools := poolOf(pools, hint.(netip.Prefix)); inPools {
+		if pools[0].CIDR.Contains(hint.(netip.Prefix).Addr()) {
 			ips, err := a.allocFromBlock(ctx, c, pools, hint.(netip.Prefix), attr, num, requireAffinity(node))
 			if got = ips; err != nil {
 				return got, err

@@ -70,11 +70,20 @@
 //     matches ErrInvalid (with the selector package's errors kept for a
 //     bad nodeSelector), ErrOverlap, ErrUnknownPool, ErrNotInPool or
 //     ErrAddressInUse, and nothing is written.
-//  6. Beyond Calico: pool Priority (higher first, then name) for a
-//     deterministic choice among matching pools (requested pools too:
-//     where Calico follows the order of the ipv4pools annotation, tabby
-//     follows Priority); BorrowWithinLabel to borrow
-//     only from nodes sharing a label value (zone, rack);
+//  6. Pool order. Requested pools (the ipv4pools / ipv6pools annotation,
+//     the CNI config's ipv4_pools, AssignArgs.IPv4Pools) are tried in the
+//     order listed, as in Calico (libcalico-go determinePools keeps the
+//     request's order, and findUsableBlock and the borrowing loop walk
+//     it): a new block comes from the first listed pool that has one
+//     left, and borrowing goes pool by pool in that order. Their
+//     nodeSelector is ignored; one that is unknown or disabled fails the
+//     request, as in Calico. Calico tries the node's existing affine
+//     blocks in the order the datastore lists them; tabby tries them in
+//     the request's order too, so the order is the same for every step.
+//     Beyond Calico: when no pool is requested, pool Priority (higher
+//     first, then name) orders the matching pools, for a deterministic
+//     choice where Calico takes the listing order; BorrowWithinLabel to
+//     borrow only from nodes sharing a label value (zone, rack);
 //     ReleaseEmptyBlocksAtOnce and ReleaseLastBlock for ephemeral
 //     affinities.
 //  7. Blocks and handle records, the values written on every assignment,

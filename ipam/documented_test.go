@@ -64,12 +64,15 @@ func TestDocumentedBehaviour(t *testing.T) {
 			_, err := e.ipam.AssignIP(e.ctx, AssignIPArgs{Addrs: []netip.Addr{addr("10.0.0.200")}, Handle: "h1", Node: "n"})
 			require.ErrorIs(t, err, ErrBlockLimit)
 		}},
-		{"requested pool order yields to Priority", func(t *testing.T, e *env) {
+		{"requested pools are tried in the order listed, not by Priority", func(t *testing.T, e *env) {
 			e.pool("b", "10.1.0.0/24", 28, func(p *IPPool) { p.Priority = 10 })
 			e.pool("c", "10.2.0.0/24", 28)
 			r, err := e.ipam.Assign(e.ctx, AssignArgs{Handle: "h", Node: "n", Num4: 1, IPv4Pools: []string{"c", "b"}})
 			require.NoError(t, err)
-			assert.Equal(t, "b", r.IPv4[0].Pool)
+			assert.Equal(t, "c", r.IPv4[0].Pool)
+			r, err = e.ipam.Assign(e.ctx, AssignArgs{Handle: "h2", Node: "m", Num4: 1})
+			require.NoError(t, err)
+			assert.Equal(t, "b", r.IPv4[0].Pool, "Priority orders automatic assignment")
 		}},
 		{"tunnel-only pool for a workload", func(t *testing.T, e *env) {
 			e.pool("t", "10.3.0.0/24", 28, tunnelOnly)

@@ -357,7 +357,15 @@ func (a *IPAM) Config(ctx context.Context) (IPAMConfig, error) {
 	return c.config, nil
 }
 
-// SetConfig validates and stores the IPAM configuration.
+// SetConfig validates (IPAMConfig.Validate, ErrInvalid) and stores the
+// IPAM configuration, replacing the whole stored one. It may be called at
+// any time, with blocks and addresses assigned: nothing already assigned
+// or claimed is changed, and every later operation follows the new
+// configuration (a lowered MaxBlocksPerHost stops new claims only, and
+// StrictAffinity turned on stops new borrowing only). Calico behaves the
+// same: libcalico-go's SetIPAMConfig says it may only be called without
+// allocated blocks, but no longer checks it (early versions refused with
+// "Cannot change IPAM config while allocations exist").
 func (a *IPAM) SetConfig(ctx context.Context, cfg IPAMConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -53,11 +53,12 @@ type IPPool struct {
 	// left, as Calico's ErrNoQualifiedPool); AssignIP of an address in
 	// such a pool matches both ErrNoMatchingPool and ErrInvalid.
 	AllowedUses []Use `json:"allowedUses,omitempty"`
-	// Priority orders pools that all match: higher first, then by name.
-	// It also orders explicitly requested pools (AssignArgs.IPv4Pools,
-	// the cni.projectcalico.org/ipv4pools annotation): the order of the
-	// request is ignored. Calico differs there: it has no priority and
-	// claims new blocks from requested pools in the order listed.
+	// Priority orders the pools Assign picks by itself (no pools
+	// requested): higher first, then by name. Calico has no priority
+	// (tabby's extension). It does not order explicitly requested pools
+	// (AssignArgs.IPv4Pools, the cni.projectcalico.org/ipv4pools
+	// annotation, the CNI config's ipv4_pools): those are tried in the
+	// order listed, as in Calico.
 	Priority int `json:"priority,omitempty"`
 }
 
@@ -82,11 +83,22 @@ type IPAMConfig struct {
 	// with StrictAffinity, as in Calico.
 	AutoAllocateBlocks bool `json:"autoAllocateBlocks"`
 	// MaxBlocksPerHost caps the blocks one node may allocate from (0: the
-	// default cap of 20). Only blocks whose pool the node may still use
+	// default cap of 20, DefaultMaxBlocksPerHost, as in Calico; negative
+	// is ErrInvalid). Only blocks whose pool the node may still use
 	// count: an enabled pool that selects the node (or was requested) and
 	// allows the use. A node at the cap whose blocks are full gets
-	// ErrBlockLimit and does not borrow, with or without StrictAffinity
-	// (Calico's IPAMConfiguration accepts it without strict affinity too).
+	// ErrBlockLimit and does not borrow, with or without StrictAffinity,
+	// as in libcalico-go's autoAssign. Lowering it below what a node
+	// holds takes nothing away: the node keeps using its blocks and
+	// claims no new one until it is under the cap.
+	//
+	// A positive value is accepted without StrictAffinity, as Calico's
+	// IPAMConfiguration resource accepts it (its validator only refuses a
+	// negative value). libcalico-go's SetIPAMConfig (calicoctl ipam
+	// configure) is stricter and refuses a positive value unless
+	// StrictAffinity is on, since the cap, not strict affinity, is what
+	// then stops borrowing; tabby does not, because the default cap of 20
+	// has that effect without strict affinity in Calico too.
 	MaxBlocksPerHost int `json:"maxBlocksPerHost,omitempty"`
 	// EmptyBlockGracePeriod is how long an affine block must stay empty
 	// before ReleaseEmptyBlocks frees it (default 15m; set
@@ -114,7 +126,9 @@ func DefaultConfig() IPAMConfig { return IPAMConfig{AutoAllocateBlocks: true} }
 // Validate rejects contradictory settings with ErrInvalid. Like Calico's
 // SetIPAMConfig (libcalico-go ipam), it refuses StrictAffinity and
 // AutoAllocateBlocks both false; note that IPAMConfig{} is such a config
-// (start from DefaultConfig).
+// (start from DefaultConfig). Like Calico's IPAMConfiguration validator
+// it refuses a negative MaxBlocksPerHost, and it does not require
+// StrictAffinity for a positive one (see MaxBlocksPerHost).
 func (c IPAMConfig) Validate() error {
 	if !c.StrictAffinity && !c.AutoAllocateBlocks {
 		return fmt.Errorf("%w: strictAffinity and autoAllocateBlocks cannot both be false (as in Calico): "+
