@@ -106,8 +106,9 @@ type IPAMConf struct {
 	// a fresh machine. A pool's Gateway is reserved and returned in results
 	// (with the pool's prefix length), as plugins such as ptp need.
 	Pools []PoolConf `json:"pools,omitempty"`
-	// IPv4Pools and IPv6Pools restrict the pools (names or CIDRs); empty
-	// means the pools IPAM would choose for the node.
+	// IPv4Pools and IPv6Pools restrict the pools (names or CIDRs), tried
+	// in the order listed, as Calico's CNI plugin does (ipam.AssignArgs);
+	// empty means the pools IPAM would choose for the node.
 	IPv4Pools []string `json:"ipv4_pools,omitempty"`
 	IPv6Pools []string `json:"ipv6_pools,omitempty"`
 	// AssignIPv4 (default true) and AssignIPv6 (default false) say which
