@@ -269,11 +269,13 @@
 // knftables transaction of theirs names), instead of a Sync failing on
 // it later; Sync returns the executor's error wrapped with the table name
 // (knftables.IsNotFound and friends still work on CLI errors; Netlink
-// errors carry the kernel's errno, e.g. errors.Is(err, unix.ENOENT), and
+// errors name the operation the kernel refused, in `nft` syntax ("add
+// element ip tabby-services service-ips { 10.96.0.10 . udp . 53 : goto
+// … }"), carry the kernel's errno, e.g. errors.Is(err, unix.ENOENT), and
 // wrap ErrUnsupportedRule or ErrUnsupportedObject when the transaction
 // holds something the netlink executor does not compile).
 //
-// Thread safety: Sync and QueueResync are safe for concurrent use (Sync
-// calls are serialised); run Sync from one syncrunner.Runner. A Netlink
-// serialises its transactions.
+// Thread safety: Sync, QueueResync and SetServiceCIDRs are safe for
+// concurrent use (Sync calls are serialised); run Sync from one
+// syncrunner.Runner. A Netlink serialises its transactions.
 package nftables
