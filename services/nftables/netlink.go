@@ -598,14 +598,7 @@ func (b *batch) describe(n *Netlink, o *ops, msgs []netlink.Message, i, offset i
 	}
 	x := o.list[items[which]]
 	tx := n.NewTransaction()
-	switch x.verb {
-	case verbAdd:
-		tx.Add(x.object())
-	case verbFlush:
-		tx.Flush(x.object())
-	case verbDelete:
-		tx.Delete(x.object())
-	}
+	x.into(tx)
 	what := strings.TrimSpace(tx.String())
 	if what == "" {
 		what = fmt.Sprintf("%v %T", x.verb, x.object())

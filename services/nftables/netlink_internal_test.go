@@ -16,14 +16,22 @@ import (
 	"github.com/tabbynet/tabby/services"
 )
 
+// testNetlink returns a fresh namespace (named after prefix) and an ip
+// Netlink in it, closed with the test.
+func testNetlink(t *testing.T, prefix string) (*nettest.Netns, *Netlink) {
+	t.Helper()
+	ns := nettest.NewNetns(t, prefix) // skips unless root
+	n, err := NewNetlink(knftables.IPv4Family, DefaultTable, ns.Path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = n.Close() })
+	return ns, n
+}
+
 // TestNetlinkAtomic: a batch the kernel rejects in its last operation
 // leaves nothing of its earlier ones, the error carries the errno, and
 // the next batch works on a fresh socket.
 func TestNetlinkAtomic(t *testing.T) {
-	ns := nettest.NewNetns(t, "svcatom") // skips unless root
-	n, err := NewNetlink(knftables.IPv4Family, DefaultTable, ns.Path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = n.Close() })
+	ns, n := testNetlink(t, "svcatom")
 	ctx := context.Background()
 	list := func() string {
 		out, err := exec.Command("nsenter", "--net="+ns.Path, "nft", "list", "table", "ip", DefaultTable).CombinedOutput()
@@ -40,7 +48,7 @@ func TestNetlinkAtomic(t *testing.T) {
 	o.Add(&knftables.Element{Set: "s", Key: []string{"10.0.0.1"}})
 	o.Add(&knftables.Chain{Name: "c"})
 	o.Add(&knftables.Rule{Chain: "c", Rule: "jump missing"})
-	err = n.apply(ctx, o)
+	err := n.apply(ctx, o)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, unix.ENOENT)
 	assert.Equal(t, before, list(), "nothing of the failed batch applied")
@@ -85,10 +93,7 @@ func FuzzCompileRule(f *testing.F) {
 // an element after a full sync's base objects, so every message before
 // it was counted right), and still wraps the errno.
 func TestNetlinkErrorNamesObject(t *testing.T) {
-	ns := nettest.NewNetns(t, "svcerr") // skips unless root
-	n, err := NewNetlink(knftables.IPv4Family, DefaultTable, ns.Path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = n.Close() })
+	_, n := testNetlink(t, "svcerr")
 	ctx := context.Background()
 	o := &ops{}
 	o.Add(&knftables.Table{})
