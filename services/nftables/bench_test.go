@@ -103,7 +103,10 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 				}
 				nft := benchTarget(b, target)
 				tr := st.LoadTracker(n, 10)
-				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+				// (With the service CIDR of st.Many's cluster IPs, as a
+				// kube-proxy configuration always has one.)
+				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family,
+					ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -5,7 +5,8 @@
 //
 //	nft, _ := nftables.NewNetlink(knftables.IPv4Family, nftables.DefaultTable, "/var/run/netns/node1")
 //	// ("" for the current namespace; nftables.NewInNetns / knftables.New for the nft CLI)
-//	p, _ := nftables.New(nft, tracker, nftables.Config{Family: knftables.IPv4Family, ClusterCIDRs: podCIDRs, NodeIPs: nodeIPs},
+//	p, _ := nftables.New(nft, tracker, nftables.Config{Family: knftables.IPv4Family, ClusterCIDRs: podCIDRs, NodeIPs: nodeIPs,
+//		ServiceCIDRs: serviceCIDRs}, // (the family's; p.SetServiceCIDRs on a ServiceCIDR change)
 //		nftables.WithStaleFlows(cleaner.Func()))
 //	r, _ := syncrunner.New(p.Sync, syncrunner.Config{MinInterval: time.Second})
 //	go r.Run(ctx) // informer handlers: tracker.On...(obj); r.Trigger()
@@ -126,10 +127,32 @@
 // still addressed to a cluster IP was not DNATed, so its port (or
 // protocol) is not served, and the client gets ICMP port unreachable
 // ("connection refused") at once instead of the packet leaving toward
-// the default route and timing out. kube-proxy also drops traffic to
-// unallocated addresses of its --service-cluster-ip-range; there is no
-// such range in Config, so those are left alone. services/iptables, as
-// kube-proxy's iptables mode, has neither.
+// the default route and timing out.
+//
+// Unallocated addresses of the service CIDRs (kube-proxy's nftables
+// mode, "Drop traffic to unallocated ClusterIPs", KEP-3866; followed:
+// kubernetes/kubernetes pkg/proxy/nftables/proxier.go, setupNFTables and
+// OnServiceCIDRsChanged): with Config.ServiceCIDRs (kube-proxy takes
+// them from the ServiceCIDR objects, formerly --service-cluster-ip-range;
+// one Proxier per family, each with its family's prefixes), an interval
+// set service-cidrs holds them and cluster-ips-check gets a second rule,
+// `ip daddr @service-cidrs drop`, after the reject rule. So a new
+// connection, forwarded (from a pod) or from the node itself (output,
+// after DNAT), to an address inside the CIDRs that NAT left alone is
+// rejected when it is a cluster IP in use (an unserved port) and
+// silently dropped otherwise (an unallocated address): it does not leave
+// the node toward the default gateway. Both families alike (the ip6
+// table drops in `ip6 daddr @service-cidrs`). Traffic to the node itself
+// (input) is not checked, nor are replies and established connections
+// (`ct state new`). With no CIDRs (the default, or SetServiceCIDRs(nil))
+// neither the set nor the rule exists and such addresses are left alone,
+// as kube-proxy writes no drop rule for an empty list. kube-proxy writes
+// the CIDRs as an anonymous set in the rule and rewrites it every sync;
+// here the named set makes a change of the CIDRs (Proxier.SetServiceCIDRs,
+// kube-proxy's OnServiceCIDRsChanged, applied by the next Sync) element
+// changes only, and only the first CIDR (or removing the last) adds (or
+// removes) the set and the rule. services/iptables, as kube-proxy's
+// iptables mode, has neither check.
 //
 // Hairpin traffic (an endpoint reaching itself through the service) is
 // masqueraded in postrouting by `ct status dnat ip saddr . ip daddr
@@ -238,17 +261,21 @@
 //     namespace.
 //
 // Errors: New and NewNetlink return ErrInvalidConfig for an unsupported
-// family; New also for a nil knftables.Interface and for a
+// family; New (through Config.Validate) also for a ServiceCIDRs entry
+// that is not a valid prefix of the Config's family (as does
+// SetServiceCIDRs), for a nil knftables.Interface and for a
 // Config.Family or Config.Table (default DefaultTable) other than the
 // Interface's (a Netlink's own; for others, the family and table a
 // knftables transaction of theirs names), instead of a Sync failing on
 // it later; Sync returns the executor's error wrapped with the table name
 // (knftables.IsNotFound and friends still work on CLI errors; Netlink
-// errors carry the kernel's errno, e.g. errors.Is(err, unix.ENOENT), and
+// errors name the operation the kernel refused, in `nft` syntax ("add
+// element ip tabby-services service-ips { 10.96.0.10 . udp . 53 : goto
+// … }"), carry the kernel's errno, e.g. errors.Is(err, unix.ENOENT), and
 // wrap ErrUnsupportedRule or ErrUnsupportedObject when the transaction
 // holds something the netlink executor does not compile).
 //
-// Thread safety: Sync and QueueResync are safe for concurrent use (Sync
-// calls are serialised); run Sync from one syncrunner.Runner. A Netlink
-// serialises its transactions.
+// Thread safety: Sync, QueueResync and SetServiceCIDRs are safe for
+// concurrent use (Sync calls are serialised); run Sync from one
+// syncrunner.Runner. A Netlink serialises its transactions.
 package nftables

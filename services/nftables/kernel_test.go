@@ -3,12 +3,16 @@ package nftables_test
 import (
 	"context"
 	"net/netip"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/knftables"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
@@ -123,4 +127,75 @@ func TestFakeMatchesKernel(t *testing.T) {
 		require.NoError(t, ps[i].Sync(ctx))
 	}
 	compare()
+}
+
+// TestKernelServiceCIDRs: with Config.ServiceCIDRs, a connection from a
+// pod or from the node to an unallocated address of the service CIDR is
+// dropped on the node: the fabric namespace, the node's default gateway,
+// counts no packet to the CIDR (an nft counter there), and the client
+// is not refused (dropped, not rejected). A served cluster IP still
+// answers and an unserved port of it is still refused. With the CIDRs
+// removed (SetServiceCIDRs(nil)), the same connection leaves toward the
+// gateway again, as without the feature.
+func TestKernelServiceCIDRs(t *testing.T) {
+	for _, executor := range []string{"cli", "netlink"} {
+		t.Run(executor, func(t *testing.T) {
+			topo := nettest.NewTopology(t, nettest.Nodes(1)) // skips unless root
+			node := topo.Node(0)
+			backend := node.AddPod(t)
+			backend.ListenTCP(t, 8080)
+			client := node.AddPod(t)
+			ctx := context.Background()
+			for _, args := range [][]string{
+				{"add", "table", "ip", "tabby-probe"},
+				{"add", "chain", "ip", "tabby-probe", "pre", "{", "type", "filter", "hook", "prerouting", "priority", "-300", ";", "}"},
+				{"add", "rule", "ip", "tabby-probe", "pre", "ip", "daddr", "10.96.0.0/16", "counter"},
+			} {
+				_, err := topo.Fabric.Run(ctx, "nft", args...)
+				require.NoError(t, err)
+			}
+			atGateway := func() int {
+				t.Helper()
+				out, err := topo.Fabric.Run(ctx, "nft", "list", "chain", "ip", "tabby-probe", "pre")
+				require.NoError(t, err)
+				m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(out)
+				require.NotNil(t, m, out)
+				n, err := strconv.Atoi(m[1])
+				require.NoError(t, err)
+				return n
+			}
+
+			tr := services.NewTracker(services.TrackerConfig{NodeName: node.Name}, nil)
+			nft := newExecutor(t, executor, knftables.IPv4Family, node.NS.Path)
+			p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family,
+				ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(nettest.PoolCIDR)}, ServiceCIDRs: prefixes("10.96.0.0/16")})
+			require.NoError(t, err)
+			tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.21", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", webPorts, st.Endpoint{IP: backend.IP.String(), Node: node.Name}))
+			require.NoError(t, p.Sync(ctx))
+
+			name, err := client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:80"), 2*time.Second)
+			require.NoError(t, err, "allocated cluster IP")
+			assert.Equal(t, backend.Name, name)
+			_, err = client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:81"), 2*time.Second)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "refused", "unserved port of a cluster IP")
+
+			unallocated := netip.MustParseAddrPort("10.96.0.99:80")
+			for _, from := range []*nettest.Pod{client, node.Host()} {
+				_, err = from.Probe("tcp", unallocated, 700*time.Millisecond)
+				require.Error(t, err, "from %s", from.Name)
+				assert.NotContains(t, err.Error(), "refused", "from %s: dropped, not rejected", from.Name)
+				assert.Zero(t, atGateway(), "from %s: nothing reaches the gateway", from.Name)
+			}
+
+			require.NoError(t, p.SetServiceCIDRs(nil))
+			require.NoError(t, p.Sync(ctx))
+			_, err = client.Probe("tcp", unallocated, 700*time.Millisecond)
+			require.Error(t, err)
+			assert.Positive(t, atGateway(), "without ServiceCIDRs the packet is routed to the gateway")
+			_, err = client.Probe("tcp", netip.MustParseAddrPort("10.96.0.21:80"), 2*time.Second)
+			require.NoError(t, err, "allocated cluster IP, without ServiceCIDRs")
+		})
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	gnft "github.com/google/nftables"
@@ -44,8 +45,15 @@ const elementsPerMessage = 256
 // knftables.Interface (the `nft` CLI in the same namespace) serves List*,
 // Check, and Run of transactions built by other callers. The batch is
 // atomic: the kernel applies all of it or, on any error, none of it, and
-// the error names the failing message's errno and the kernel's extended
-// ack message when there is one.
+// the error names the refused operation as the `nft` CLI writes it (as
+// `nft` reports the failing command), e.g. "netlink batch of 3
+// messages: add rule ip tabby-services c jump missing: netlink receive:
+// no such file or directory", and wraps the errno (a *netlink.OpError,
+// with the kernel's extended-ack message when there is one). Elements
+// travel up to 256 per message; the element named is the one the
+// kernel's extended ack points at (when it points at none, the
+// message's first one, "(or one of the N other elements of its
+// message)").
 //
 // It keeps the set and map definitions it has written (their key types
 // encode elements), so the Proxier must be the table's only writer,
@@ -123,6 +131,22 @@ type batch struct {
 	// google/nftables encodes a rule's expressions when it is added, so
 	// rules can share them.
 	rules map[string][]expr.Any
+	// What each message of the batch carries, to name the operation the
+	// kernel refuses: message i (after BATCH_BEGIN) holds the items
+	// itemOps[msgStart[i]:msgStart[i+1]], each the index in ops.list of
+	// the operation it came from (one item for a table, chain, rule or
+	// set message; one per list element for an element message, an
+	// interval element making two). cur is the operation being
+	// translated; pendOps are the pending elements' operations.
+	cur               int32
+	pendOps           []int32
+	msgStart, itemOps []int32
+}
+
+// message records one message of the batch, carrying the operations ops.
+func (b *batch) message(ops ...int32) {
+	b.msgStart = append(b.msgStart, int32(len(b.itemOps)))
+	b.itemOps = append(b.itemOps, ops...)
 }
 
 // flushElements writes the pending element operations.
@@ -138,8 +162,10 @@ func (b *batch) flushElements() error {
 		if err != nil {
 			return fmt.Errorf("elements of %s: %w", b.pendSet.Name, err)
 		}
+		b.message(b.pendOps[:n]...)
 		// google/nftables has encoded them: the buffer is reused.
 		b.pend = append(b.pend[:0], b.pend[n:]...)
+		b.pendOps = append(b.pendOps[:0], b.pendOps[n:]...)
 	}
 	b.pendSet = nil
 	return nil
@@ -148,7 +174,7 @@ func (b *batch) flushElements() error {
 // appendElement queues el for the pending set, sending a full message's
 // worth as soon as there is one.
 func (b *batch) appendElement(el gnft.SetElement) error {
-	b.pend = append(b.pend, el)
+	b.pend, b.pendOps = append(b.pend, el), append(b.pendOps, b.cur)
 	if len(b.pend) < elementsPerMessage {
 		return nil
 	}
@@ -201,9 +227,15 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 	}
 	b := &batch{conn: conn, table: &gnft.Table{Name: n.table, Family: fam},
 		comp: compiler{ip6: n.family == knftables.IPv6Family}, sets: maps.Clone(n.sets), fam: n.family, typeof: map[string][]byte{}}
-	for _, x := range o.list {
+	for i, x := range o.list {
+		b.cur = int32(i)
 		if err := b.op(x); err != nil {
 			return err
+		}
+		if _, isElement := x.obj.(*knftables.Element); x.obj != nil && !isElement {
+			// (Every other operation is one message; elements are
+			// recorded as their messages are written.)
+			b.message(b.cur)
 		}
 	}
 	if err := b.flushElements(); err != nil {
@@ -215,7 +247,7 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 	if err := b.patchTypeof(captured); err != nil {
 		return err
 	}
-	if err := n.send(ctx, captured); err != nil {
+	if err := n.send(ctx, captured, func(i, offset int) string { return b.describe(n, o, captured, i, offset) }); err != nil {
 		return err
 	}
 	n.sets = b.sets
@@ -269,8 +301,12 @@ func (b *batch) patchTypeof(msgs []netlink.Message) error {
 // for an ack on the last operation only, and reads until that ack or an
 // error arrives. The kernel processes the batch synchronously in
 // sendmsg and reports every failing message (and aborts the whole
-// batch); errors arrive before the last message's ack.
-func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
+// batch); errors arrive before the last message's ack. The first error
+// is returned, wrapped with describe(i, offset) of its message (i
+// counting from the first after BATCH_BEGIN; offset the kernel's
+// extended-ack offset of the failing attribute in it, 0 when it sent
+// none).
+func (n *Netlink) send(ctx context.Context, msgs []netlink.Message, describe func(i, offset int) string) error {
 	if len(msgs) <= 2 {
 		return nil
 	}
@@ -301,6 +337,7 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 		return err
 	}
 	buf := encode(msgs, size, last, n.seq)
+	first := n.seq + 2 // the first operation's sequence number (after BATCH_BEGIN)
 	want := n.seq + uint32(last) + 1
 	n.seq += uint32(len(msgs))
 	if err := sendBatch(c, buf); err != nil {
@@ -311,18 +348,114 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message) error {
 		deadline = d
 	}
 	_ = c.SetReadDeadline(deadline)
+	rbuf := make([]byte, 1<<16)
 	for {
-		replies, err := c.Receive()
+		acks, err := receiveAcks(c, rbuf)
 		if err != nil {
 			return fmt.Errorf("netlink batch of %d messages: %w", len(msgs)-2, err)
 		}
-		for _, r := range replies {
-			if r.Header.Type == netlink.Error && r.Header.Sequence == want {
+		for _, a := range acks {
+			if a.err != nil {
+				what := ""
+				if i := int(a.seq) - int(first); i >= 0 && i < len(msgs)-2 {
+					what = describe(i, a.offset)
+				}
+				if what == "" {
+					what = fmt.Sprintf("message %d", a.seq-first+1)
+				}
+				return fmt.Errorf("netlink batch of %d messages: %s: %w", len(msgs)-2, what, a.err)
+			}
+			if a.seq == want {
 				ok = true
 				return nil
 			}
 		}
 	}
+}
+
+// Netlink message flags of an error/ack message (netlink(7)): the
+// original message is echoed as its header only (NLM_F_CAPPED), and
+// extended-ack attributes follow (NLM_F_ACK_TLVS).
+const (
+	nlmFCapped  = 0x100
+	nlmFAckTLVs = 0x200
+)
+
+// ack is the kernel's answer to one message of a batch.
+type ack struct {
+	seq uint32
+	// err is nil for an ack, else a *netlink.OpError with the errno and
+	// the kernel's extended-ack message, if any.
+	err error
+	// offset is that of the failing attribute in the original message
+	// (extended ack), 0 when the kernel sent none.
+	offset int
+}
+
+// receiveAcks reads one datagram from c and returns its acks and
+// errors. mdlayher/netlink's Receive cannot be used: with extended acks
+// it misreads the capped error messages nf_tables sends and loses their
+// errno.
+func receiveAcks(c *netlink.Conn, buf []byte) ([]ack, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+		return !errors.Is(rerr, unix.EAGAIN)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, os.NewSyscallError("recvfrom", rerr)
+	}
+	return parseAcks(buf[:n])
+}
+
+// parseAcks decodes the acks and errors of a datagram from the kernel
+// (other messages are skipped): NLMSG_ERROR messages, each an errno, the
+// original message's header (capped) and extended-ack attributes.
+func parseAcks(b []byte) ([]ack, error) {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse netlink reply: %w", err)
+	}
+	var out []ack
+	for _, m := range msgs {
+		if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4+nlmsgHeaderLen {
+			continue
+		}
+		a := ack{seq: m.Header.Seq}
+		errno := -int32(binary.NativeEndian.Uint32(m.Data))
+		msg := ""
+		if m.Header.Flags&nlmFAckTLVs != 0 {
+			tlvs := 4 + nlmsgHeaderLen
+			if m.Header.Flags&nlmFCapped == 0 {
+				tlvs = 4 + nlmsgAlign(int(binary.NativeEndian.Uint32(m.Data[4:])))
+			}
+			if tlvs <= len(m.Data) {
+				if ad, err := netlink.NewAttributeDecoder(m.Data[tlvs:]); err == nil {
+					for ad.Next() {
+						switch ad.Type() {
+						case unix.NLMSGERR_ATTR_MSG:
+							msg = ad.String()
+						case unix.NLMSGERR_ATTR_OFFS:
+							a.offset = int(ad.Uint32())
+						}
+					}
+				}
+			}
+		}
+		if errno != 0 {
+			a.err = &netlink.OpError{Op: "receive", Err: unix.Errno(errno), Message: msg, Sequence: a.seq}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // Netlink message header length and alignment (netlink(7)).
@@ -399,10 +532,11 @@ func (n *Netlink) dial() (*netlink.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink dial: %w", err)
 	}
-	// Errors without the failing message echoed back (not with
-	// ExtendedAcknowledge: mdlayher/netlink then fails to parse
-	// nf_tables batch errors).
+	// Errors without the failing message echoed back, with the kernel's
+	// message and the offset of the failing attribute (receiveAcks
+	// parses them).
 	_ = c.SetOption(netlink.CapAcknowledge, true)
+	_ = c.SetOption(netlink.ExtendedAcknowledge, true)
 	n.conn, n.bufSize = c, 0
 	return c, nil
 }
@@ -436,6 +570,87 @@ func forceBuffer(c *netlink.Conn, opt, size int) error {
 		return fmt.Errorf("netlink socket buffer %d bytes: %w", size, serr)
 	}
 	return nil
+}
+
+// describe names the operation of message i of the batch msgs made of o,
+// as the `nft` CLI would write it ("add rule ip tabby-services c jump
+// missing"): for an element message, the element at the kernel's offset
+// (the failing list item), or the message's first element and how many
+// more it holds when the kernel gave no offset. "" when the batch's
+// record does not match its messages.
+func (b *batch) describe(n *Netlink, o *ops, msgs []netlink.Message, i, offset int) string {
+	if len(b.msgStart) != len(msgs)-2 || i >= len(b.msgStart) {
+		return ""
+	}
+	end := len(b.itemOps)
+	if i+1 < len(b.msgStart) {
+		end = int(b.msgStart[i+1])
+	}
+	items := b.itemOps[b.msgStart[i]:end]
+	if len(items) == 0 {
+		return ""
+	}
+	which, found := 0, len(items) == 1
+	if !found && offset > 0 {
+		if j, ok := elementAt(msgs[i+1].Data, offset-nlmsgHeaderLen); ok && j < len(items) {
+			which, found = j, true
+		}
+	}
+	x := o.list[items[which]]
+	tx := n.NewTransaction()
+	x.into(tx)
+	what := strings.TrimSpace(tx.String())
+	if what == "" {
+		what = fmt.Sprintf("%v %T", x.verb, x.object())
+	}
+	if ops := distinct(items); !found && ops > 1 {
+		what += fmt.Sprintf(" (or one of the %d other elements of its message)", ops-1)
+	}
+	return what
+}
+
+// distinct counts the operations among items (an interval element is
+// two items of one operation).
+func distinct(items []int32) int {
+	n := 0
+	for k := range items {
+		if k == 0 || items[k] != items[k-1] {
+			n++
+		}
+	}
+	return n
+}
+
+// elementAt returns the index of the element list item that begins at
+// offset pos of data, an element message's payload (nfgenmsg, then
+// attributes, one of them NFTA_SET_ELEM_LIST_ELEMENTS): the kernel
+// points its extended ack at the item it refused.
+func elementAt(data []byte, pos int) (int, bool) {
+	const nfgenmsgLen = 4
+	off := nfgenmsgLen
+	for off+4 <= len(data) {
+		l := int(binary.NativeEndian.Uint16(data[off:]))
+		typ := binary.NativeEndian.Uint16(data[off+2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+		if l < 4 || off+l > len(data) {
+			return 0, false
+		}
+		if typ == unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			item := off + 4
+			for j := 0; item+4 <= off+l; j++ {
+				il := int(binary.NativeEndian.Uint16(data[item:]))
+				if il < 4 {
+					return 0, false
+				}
+				if pos >= item && pos < item+il {
+					return j, true
+				}
+				item += nlmsgAlign(il)
+			}
+			return 0, false
+		}
+		off += nlmsgAlign(l)
+	}
+	return 0, false
 }
 
 func unsupported(v verb, obj knftables.Object) error {

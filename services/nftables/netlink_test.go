@@ -44,11 +44,15 @@ func TestNetlinkMatchesCLI(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = nl.Close() })
 			cidrs := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}
+			svcCIDRs := map[knftables.Family][][]netip.Prefix{
+				knftables.IPv4Family: {prefixes("10.96.0.0/16"), prefixes("10.96.0.0/12", "172.30.0.0/16")},
+				knftables.IPv6Family: {prefixes("fd00:10:96::/112"), prefixes("fd00:10:96::/108", "fd00:172:30::/64")},
+			}[fam]
 			var trs []*services.Tracker
 			var ps []*snft.Proxier
 			for _, nft := range []knftables.Interface{cli, nl} {
 				tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
-				p, err := snft.New(nft, tr, snft.Config{Family: fam, ClusterCIDRs: cidrs})
+				p, err := snft.New(nft, tr, snft.Config{Family: fam, ClusterCIDRs: cidrs, ServiceCIDRs: svcCIDRs[0]})
 				require.NoError(t, err)
 				trs, ps = append(trs, tr), append(ps, p)
 			}
@@ -73,6 +77,17 @@ func TestNetlinkMatchesCLI(t *testing.T) {
 				want := listTable(t, fam, cliNS.Path)
 				assert.Equal(t, want, listTable(t, fam, nlNS.Path), "step %d", i)
 				assert.Regexp(t, regexp.MustCompile(`chain services`), want)
+			}
+			// Service CIDRs changed (elements), removed (set and rule
+			// go), added back (they return).
+			for i, c := range [][]netip.Prefix{svcCIDRs[1], nil, svcCIDRs[0]} {
+				for _, p := range ps {
+					require.NoError(t, p.SetServiceCIDRs(c))
+					require.NoError(t, p.Sync(ctx), "service CIDRs %d", i)
+				}
+				want := listTable(t, fam, cliNS.Path)
+				assert.Equal(t, want, listTable(t, fam, nlNS.Path), "service CIDRs %d", i)
+				assert.Equal(t, c != nil, regexp.MustCompile(`daddr @service-cidrs drop`).MatchString(want), "service CIDRs %d", i)
 			}
 			// The CLI can still add a rule reading an endpoint map of the
 			// Netlink-written table (it evaluates it against the typeof

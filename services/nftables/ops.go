@@ -67,14 +67,19 @@ func addElement(tx sink, v verb, e element) {
 // replay adds the recorded operations to tx.
 func (o *ops) replay(tx *knftables.Transaction) {
 	for _, x := range o.list {
-		switch x.verb {
-		case verbAdd:
-			tx.Add(x.object())
-		case verbFlush:
-			tx.Flush(x.object())
-		case verbDelete:
-			tx.Delete(x.object())
-		}
+		x.into(tx)
+	}
+}
+
+// into adds x to tx.
+func (x op) into(tx *knftables.Transaction) {
+	switch x.verb {
+	case verbAdd:
+		tx.Add(x.object())
+	case verbFlush:
+		tx.Flush(x.object())
+	case verbDelete:
+		tx.Delete(x.object())
 	}
 }
 

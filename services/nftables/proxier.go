@@ -52,6 +52,43 @@ type Config struct {
 	// With none, that never applies. kube-proxy checks its one node IP;
 	// several addresses here let in as much as any one of them would.
 	NodeIPs []netip.Addr
+	// ServiceCIDRs are the ranges cluster IPs are allocated from
+	// (kube-proxy's ServiceCIDR objects, formerly
+	// --service-cluster-ip-range), all of Family; a prefix with host
+	// bits set is taken as its masked form, and nested ones as the
+	// outer one. When set, a new connection (forwarded, or from the
+	// node itself) to an address inside them that NAT left alone and
+	// that is no cluster IP in use is dropped, rather than routed toward
+	// the default gateway (kube-proxy's nftables mode, "Drop traffic to
+	// unallocated ClusterIPs"). Empty (the default): no such drop, the
+	// table has neither the service-cidrs set nor its rule.
+	// Proxier.SetServiceCIDRs changes them later.
+	ServiceCIDRs []netip.Prefix
+}
+
+// Validate reports a Config New refuses, wrapping ErrInvalidConfig: a
+// Family other than knftables.IPv4Family or knftables.IPv6Family, or a
+// ServiceCIDRs entry that is not a valid prefix of Family (the zero
+// netip.Prefix, or an IPv4 or IPv4-mapped one in an ip6 Config, an IPv6
+// one in an ip one).
+func (c Config) Validate() error {
+	if c.Family != knftables.IPv4Family && c.Family != knftables.IPv6Family {
+		return fmt.Errorf("%w: family %q", ErrInvalidConfig, c.Family)
+	}
+	return validServiceCIDRs(c.Family, c.ServiceCIDRs)
+}
+
+func validServiceCIDRs(fam knftables.Family, cidrs []netip.Prefix) error {
+	v6 := fam == knftables.IPv6Family
+	for i, c := range cidrs {
+		switch {
+		case !c.IsValid():
+			return fmt.Errorf("%w: ServiceCIDRs[%d] %q is not a valid prefix", ErrInvalidConfig, i, c)
+		case c.Addr().Is4In6() || c.Addr().Is6() != v6:
+			return fmt.Errorf("%w: ServiceCIDRs[%d] %s is not a family %s prefix", ErrInvalidConfig, i, c, fam)
+		}
+	}
+	return nil
 }
 
 // Option configures a Proxier.
@@ -91,15 +128,19 @@ type Proxier struct {
 	hairpin  map[string]int      // endpoint address -> number of ports using it
 	cips     map[string]int      // cluster IP -> number of ports using it
 	kUse     map[dispatchKey]int // endpoint counts in use -> number of ports
-	needFull bool
+	// serviceCIDRs are the service-cidrs set's elements as the last
+	// successful Sync wrote them (none: no set, no drop rule).
+	serviceCIDRs []string
+	needFull     bool
 }
 
 // New returns a Proxier that renders tracker into nft. Nothing is written
 // until Sync.
 func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
-	if cfg.Family != knftables.IPv4Family && cfg.Family != knftables.IPv6Family {
-		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, cfg.Family)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	cfg.ServiceCIDRs = slices.Clone(cfg.ServiceCIDRs)
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
 	}
@@ -147,6 +188,23 @@ func (p *Proxier) QueueResync() {
 	p.mu.Lock()
 	p.needFull = true
 	p.mu.Unlock()
+}
+
+// SetServiceCIDRs replaces Config.ServiceCIDRs (kube-proxy's
+// OnServiceCIDRsChanged, with the complete list): the next Sync applies
+// them. A change between two non-empty lists is only element changes
+// of the service-cidrs set; from or to an empty list, the set and the
+// drop rule of cluster-ips-check are added or removed. It returns an
+// error wrapping ErrInvalidConfig, and changes nothing, for a prefix
+// Config.Validate refuses.
+func (p *Proxier) SetServiceCIDRs(cidrs []netip.Prefix) error {
+	if err := validServiceCIDRs(p.cfg.Family, cidrs); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cfg.ServiceCIDRs = slices.Clone(cidrs)
+	p.mu.Unlock()
+	return nil
 }
 
 // Sync writes the tracker's changes since the last Sync in one
@@ -199,6 +257,10 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	}
 	retired := d.retireSlots()
 	d.write(tx, p, full)
+	cidrs := p.serviceCIDRElems()
+	if !full {
+		p.writeServiceCIDRs(tx, p.serviceCIDRs, cidrs)
+	}
 	if len(tx.list) > 0 {
 		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
@@ -230,6 +292,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 	}
 	p.hairpin, p.cips, p.kUse = d.hairpin.counts.commit(), d.clusterIPs.counts.commit(), d.kUse.commit()
+	p.serviceCIDRs = cidrs
 	p.needFull = false
 	for n, r := range changes {
 		if r == nil {
@@ -327,6 +390,13 @@ func (p *Proxier) baseObjects(tx sink) {
 		"masquerade fully-random")
 	tx.Add(&knftables.Set{Name: setRejectSvcs, Type: addrType + " . inet_proto . inet_service"})
 	tx.Add(&knftables.Set{Name: setClusterIPs, Type: addrType})
+	cidrs := p.serviceCIDRElems()
+	if len(cidrs) > 0 {
+		tx.Add(&knftables.Set{Name: setServiceCIDRs, Type: addrType, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+		for _, c := range cidrs {
+			addElement(tx, verbAdd, element{Map: setServiceCIDRs, Key: c})
+		}
+	}
 	tx.Add(&knftables.Set{Name: setRejectNPs, Type: "inet_proto . inet_service"})
 	for _, proto := range endpointProtocols {
 		for _, bank := range []int{0, externalBank} {
@@ -348,7 +418,9 @@ func (p *Proxier) baseObjects(tx sink) {
 	// A packet to a cluster IP that NAT left alone (a port no Service
 	// serves) is rejected rather than routed on (kube-proxy's
 	// cluster-ips-check, after DNAT).
-	chain(chainClusterIPsCheck, fmt.Sprintf("%s daddr @%s reject", ip, setClusterIPs))
+	// With ServiceCIDRs, a packet to any other address inside them is
+	// dropped (kube-proxy's "Drop traffic to unallocated ClusterIPs").
+	chain(chainClusterIPsCheck, p.clusterIPsCheckRules(len(cidrs) > 0)...)
 	// loadBalancerSourceRanges, before DNAT (kube-proxy's firewall-check).
 	chain(chainFirewallCheck, fmt.Sprintf("%s daddr . meta l4proto . th dport vmap @%s", ip, mapFirewallIPs))
 	filterPrio := knftables.BaseChainPriority("-110")
@@ -367,6 +439,70 @@ func (p *Proxier) baseObjects(tx sink) {
 	base("nat-prerouting", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, "jump "+chainServices)
 	base("nat-output", knftables.NATType, knftables.OutputHook, knftables.DNATPriority, "jump "+chainServices)
 	base("nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, "jump "+chainMasquerading)
+}
+
+// clusterIPsCheckRules are the rules of cluster-ips-check: reject a
+// cluster IP in use (an unserved port), then, withCIDRs, drop any other
+// address of the service CIDRs (an unallocated one), as kube-proxy's
+// nftables mode orders them.
+func (p *Proxier) clusterIPsCheckRules(withCIDRs bool) []string {
+	ip := p.ipX()
+	rules := []string{fmt.Sprintf("%s daddr @%s reject", ip, setClusterIPs)}
+	if withCIDRs {
+		rules = append(rules, fmt.Sprintf("%s daddr @%s drop", ip, setServiceCIDRs))
+	}
+	return rules
+}
+
+// serviceCIDRElems are the service-cidrs set's elements for
+// Config.ServiceCIDRs: the family's prefixes, masked, nested ones folded
+// into the outer (an interval set refuses overlaps), sorted.
+func (p *Proxier) serviceCIDRElems() []string {
+	var in []netip.Prefix
+	for _, c := range p.cfg.ServiceCIDRs {
+		if p.inFamily(c.Addr()) {
+			in = append(in, c.Masked())
+		}
+	}
+	var out []string
+	for _, c := range outermost(in) {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// writeServiceCIDRs adds to tx the change of the service-cidrs set from
+// the elements old (as last written) to cur: element changes only while
+// both are non-empty; the set and the drop rule appear with the first
+// element and go with the last (cluster-ips-check rewritten then).
+func (p *Proxier) writeServiceCIDRs(tx sink, old, cur []string) {
+	switch {
+	case slices.Equal(old, cur):
+		return
+	case len(cur) == 0:
+		tx.Flush(&knftables.Chain{Name: chainClusterIPsCheck})
+		for _, r := range p.clusterIPsCheckRules(false) {
+			tx.Add(&knftables.Rule{Chain: chainClusterIPsCheck, Rule: r})
+		}
+		tx.Delete(&knftables.Set{Name: setServiceCIDRs})
+		return
+	case len(old) == 0:
+		tx.Add(&knftables.Set{Name: setServiceCIDRs, Type: p.setType(), Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+	}
+	for _, c := range old {
+		if !slices.Contains(cur, c) {
+			addElement(tx, verbDelete, element{Map: setServiceCIDRs, Key: c})
+		}
+	}
+	for _, c := range cur {
+		if !slices.Contains(old, c) {
+			addElement(tx, verbAdd, element{Map: setServiceCIDRs, Key: c})
+		}
+	}
+	if len(old) == 0 {
+		rules := p.clusterIPsCheckRules(true)
+		tx.Add(&knftables.Rule{Chain: chainClusterIPsCheck, Rule: rules[len(rules)-1]})
+	}
 }
 
 // diff collects, over all changed service ports, the operations of one

@@ -32,6 +32,7 @@ const (
 	chainFirewallCheck   = "firewall-check"
 	chainClusterIPsCheck = "cluster-ips-check"
 	setClusterIPs        = "cluster-ips"
+	setServiceCIDRs      = "service-cidrs"
 	mapFirewallIPs       = "firewall-ips"
 )
 
