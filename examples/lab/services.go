@@ -438,8 +438,13 @@ func newNodeServices(n *nettest.Node, svcs []*v1.Service) (*nodeServices, error)
 	}
 	// ClusterCIDRs: traffic from outside the pods to a cluster IP is
 	// masqueraded, so replies come back through the node that got it.
+	// ServiceCIDRs: a new connection to an address of the service range
+	// that no Service has is dropped on the node, as kube-proxy's nftables
+	// mode does; the router sends the whole advertised range to the
+	// nodes, so forwarding it back would loop.
 	ns.p, err = svcnft.New(ns.nft, ns.tr, svcnft.Config{Family: knftables.IPv4Family,
-		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(poolCIDR)}})
+		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(poolCIDR)},
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(serviceCIDR)}})
 	if err != nil {
 		return nil, fmt.Errorf("services proxier for %s: %w", n.Name, err)
 	}
