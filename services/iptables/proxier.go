@@ -148,8 +148,13 @@ func NewIPTables(family ipt.Family, backend ipt.Backend, opts ...ipt.Option) (*i
 }
 
 // New returns a Proxier that renders tracker into t, an IPTables made by
-// NewIPTables. Nothing is written until Sync.
+// NewIPTables. Nothing is written until Sync. A nil t or tracker is an
+// ErrInvalidConfig.
 func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
+	if t == nil || tracker == nil {
+		return nil, fmt.Errorf("%w: New needs an IPTables and a Tracker (got IPTables %v, Tracker %v)",
+			ErrInvalidConfig, t != nil, tracker != nil)
+	}
 	if cfg.Family != ipt.IPv4 && cfg.Family != ipt.IPv6 {
 		return nil, fmt.Errorf("%w: family %d", ErrInvalidConfig, cfg.Family)
 	}

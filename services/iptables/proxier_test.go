@@ -231,6 +231,23 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
 	}
 
+	// Nil arguments are refused, not a panic in New or the first Sync.
+	chains := sipt.WithHairpinChains()
+	for _, c := range []struct {
+		name  string
+		table *ipt.IPTables
+		tr    *services.Tracker
+	}{
+		{"nil IPTables", nil, tr},
+		{"nil Tracker", table, nil},
+		{"both nil", nil, nil},
+	} {
+		assert.NotPanics(t, func() {
+			_, err := sipt.New(c.table, c.tr, sipt.Config{Family: ipt.IPv6}, chains)
+			assert.ErrorIs(t, err, sipt.ErrInvalidConfig, c.name)
+		}, c.name)
+	}
+
 	// The default hairpin set needs the kernel: over ipt.Fake, New asks
 	// for WithHairpinSet or WithHairpinChains; both at once are refused.
 	_, err = sipt.New(table, tr, sipt.Config{Family: ipt.IPv6})
