@@ -205,7 +205,8 @@
 //     WithHairpinChains.
 //
 // Errors: New returns ErrInvalidConfig for a nil IPTables or Tracker, a
-// bad family or one other than the IPTables', an IPv6 LocalhostNodePorts, a ClusterCIDR of the
+// bad family or one other than the IPTables', a MasqueradeMark that is
+// not a single bit, an IPv6 LocalhostNodePorts, a ClusterCIDR of the
 // other family, a WithHairpinSet IPSets whose prefix overlaps
 // ipsets.DefaultPrefix or is too long for the set's name, both
 // WithHairpinSet and WithHairpinChains, or neither with an IPTables that

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,7 +60,11 @@ type Config struct {
 	// pod traffic to an externalTrafficPolicy Local address is sent to
 	// the whole cluster.
 	ClusterCIDRs []netip.Prefix
-	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
+	// MasqueradeMark is the mark bit for masquerade (default 0x4000),
+	// a value with exactly one bit set: kube-proxy's
+	// --iptables-masquerade-bit N (0..31) is 1<<N. New returns
+	// ErrInvalidConfig for any other non-zero value, which would set and
+	// clear other programs' mark bits.
 	MasqueradeMark uint32
 	// LocalhostNodePorts makes node ports answer on 127.0.0.0/8 from the
 	// node itself (kube-proxy's --iptables-localhost-nodeports, IPv4
@@ -171,6 +176,10 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 	}
 	if cfg.MasqueradeMark == 0 {
 		cfg.MasqueradeMark = DefaultMasqueradeMark
+	}
+	if bits.OnesCount32(cfg.MasqueradeMark) != 1 {
+		return nil, fmt.Errorf("%w: MasqueradeMark %#x is not a single bit (kube-proxy's --iptables-masquerade-bit N is 1<<N)",
+			ErrInvalidConfig, cfg.MasqueradeMark)
 	}
 	p := &Proxier{ipt: t, tracker: tracker, cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		sysctl: procSysctl, needFull: true,

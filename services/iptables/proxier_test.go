@@ -226,9 +226,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Family: ipt.IPv4}, // the IPTables is IPv6
 		{Family: ipt.IPv6, LocalhostNodePorts: true},
 		{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{podCIDR}},
+		{Family: ipt.IPv6, MasqueradeMark: 0x4001},     // two bits
+		{Family: ipt.IPv6, MasqueradeMark: 0xffffffff}, // every bit
 	} {
 		_, err := sipt.New(table, tr, c, sipt.WithHairpinChains())
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
+	}
+
+	// Any single bit is a mark (kube-proxy's --iptables-masquerade-bit 0..31).
+	for _, mark := range []uint32{1, 0x4000, 1 << 31} {
+		_, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, MasqueradeMark: mark}, sipt.WithHairpinChains())
+		assert.NoError(t, err, "%#x", mark)
 	}
 
 	// Nil arguments are refused, not a panic in New or the first Sync.
