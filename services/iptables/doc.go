@@ -213,9 +213,12 @@
 // does not run the kernel's iptables (ipt.Fake); opening the namespace's
 // ipsets can fail too (a netns that is gone); Sync returns
 // dataplane/iptables' errors wrapped ("iptables services: …";
-// errors.Is(err, ipt.ErrRestore) for a rejected restore).
+// errors.Is(err, ipt.ErrRestore) for a rejected restore), and ErrClosed
+// after Close.
 //
-// Thread safety: Sync and QueueResync are safe for concurrent use (Sync
-// calls are serialised); run Sync from one syncrunner.Runner, and Close
-// after the runner has stopped.
+// Thread safety: Sync, QueueResync and Close are safe for concurrent use
+// (Sync calls are serialised; Close waits for a Sync in progress); run
+// Sync from one syncrunner.Runner, and Close after the runner has
+// stopped (a runner that syncs after Close only gets ErrClosed back and
+// retries).
 package iptables

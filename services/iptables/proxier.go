@@ -51,6 +51,9 @@ const DefaultMasqueradeMark = 0x4000
 // ErrInvalidConfig is wrapped by New for a bad Config.
 var ErrInvalidConfig = errors.New("invalid iptables services config")
 
+// ErrClosed is returned by Sync after Close.
+var ErrClosed = errors.New("iptables services proxier closed")
+
 // Config configures a Proxier.
 type Config struct {
 	// Family is ipt.IPv4 or ipt.IPv6; it must be the IPTables' family.
@@ -144,6 +147,7 @@ type Proxier struct {
 	// for the health server.
 	applied  map[services.ServicePortName]*services.Resolved
 	needFull bool
+	closed   bool // Close was called: Sync returns ErrClosed
 }
 
 // NewIPTables returns a dataplane/iptables IPTables for family with this
@@ -255,10 +259,15 @@ func DefaultHairpinSetPrefix(family ipt.Family) string {
 }
 
 // Close releases the netlink handle New opened for the default hairpin
-// set (neither WithHairpinSet nor WithHairpinChains given); it is a no-op
-// otherwise. It leaves the rules and the set in the kernel. The Proxier
-// must not Sync after Close.
+// set (neither WithHairpinSet nor WithHairpinChains given; an IPSets
+// given WithHairpinSet is the caller's to close). It leaves the rules
+// and the set in the kernel. It waits for a Sync in progress; every
+// Sync after it returns ErrClosed and writes nothing, in either layout.
+// Closing twice is a no-op.
 func (p *Proxier) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
 	if p.closeSets == nil {
 		return nil
 	}
@@ -284,9 +293,14 @@ func (p *Proxier) QueueResync() {
 // (and the dispatch chains, when a port's dispatch rules changed) are
 // rewritten. The first Sync and the first after QueueResync render
 // everything. It is the function to hand to a dataplane/syncrunner.Runner.
+// After Close it returns ErrClosed.
 func (p *Proxier) Sync(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		// Before render, so the tracker's changes are not consumed.
+		return ErrClosed
+	}
 	full := p.needFull
 	if err := p.render(); err != nil {
 		// The tracker's changes are consumed: render everything next time.

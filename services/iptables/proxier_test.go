@@ -407,3 +407,46 @@ func TestHairpinLayout(t *testing.T) {
 	assert.True(t, sepChains())
 	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false), 21)
 }
+
+// Sync after Close returns ErrClosed and writes nothing, in both hairpin
+// layouts, whatever changed (a rule-only change used to be written, a
+// set change to fail half-way through with ipsets' "handle closed"),
+// and the tracker's changes stay pending.
+func TestSyncAfterClose(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		opts []sipt.Option
+	}{
+		{"hairpin chains", []sipt.Option{sipt.WithHairpinChains()}},
+		{"hairpin set", []sipt.Option{sipt.WithHairpinSet(ipsets.New(ipsets.NewFake(), ipsets.WithPrefix(setPrefix)))}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake, tr, p := newFakeWith(t, c.opts...)
+			tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			require.NoError(t, p.Sync(ctx))
+			before := fake.Dump()
+			require.NoError(t, p.Close())
+			require.NoError(t, p.Close(), "a second Close is a no-op")
+			for _, change := range []struct {
+				name string
+				do   func()
+			}{
+				{"nothing", func() {}},
+				{"service without endpoints (rules only)", func() {
+					tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.11", st.Port("http", v1.ProtocolTCP, 80, 0)))
+				}},
+				{"endpoint (set member)", func() {
+					tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "10.244.1.5", Node: "node-a"}))
+				}},
+			} {
+				change.do()
+				assert.ErrorIs(t, p.Sync(ctx), sipt.ErrClosed, change.name)
+				p.QueueResync()
+				assert.ErrorIs(t, p.Sync(ctx), sipt.ErrClosed, change.name+", full")
+				assert.Equal(t, before, fake.Dump(), change.name)
+			}
+			assert.Len(t, tr.Changes(), 2, "the changes were not consumed")
+		})
+	}
+}
