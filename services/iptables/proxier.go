@@ -173,8 +173,11 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 	if cfg.LocalhostNodePorts && cfg.Family == ipt.IPv6 {
 		return nil, fmt.Errorf("%w: localhost node ports are IPv4 only", ErrInvalidConfig)
 	}
-	for _, c := range cfg.ClusterCIDRs {
-		if !c.IsValid() || c.Addr().Is4() != (cfg.Family == ipt.IPv4) {
+	for i, c := range cfg.ClusterCIDRs {
+		if !c.IsValid() {
+			return nil, fmt.Errorf("%w: ClusterCIDRs[%d] is not a valid prefix (the zero netip.Prefix)", ErrInvalidConfig, i)
+		}
+		if c.Addr().Is4() != (cfg.Family == ipt.IPv4) {
 			return nil, fmt.Errorf("%w: cluster CIDR %v is not %s", ErrInvalidConfig, c, cfg.Family)
 		}
 	}

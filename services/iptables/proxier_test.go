@@ -233,6 +233,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
 	}
 
+	// The zero prefix is named as such, not as a prefix of the other family.
+	_, err = sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{{}}}, sipt.WithHairpinChains())
+	assert.ErrorIs(t, err, sipt.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "ClusterCIDRs[0] is not a valid prefix")
+
 	// Any single bit is a mark (kube-proxy's --iptables-masquerade-bit 0..31).
 	for _, mark := range []uint32{1, 0x4000, 1 << 31} {
 		_, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, MasqueradeMark: mark}, sipt.WithHairpinChains())
