@@ -114,7 +114,18 @@
 // IPSets given WithHairpinSet, which a Proxier over ipt.Fake needs (an
 // ipsets.Fake). The kernel needs ipset support (ip_set and
 // ip_set_hash_ipportip, loaded on demand), as kube-proxy's IPVS mode and
-// Calico do.
+// Calico do; without it New still succeeds (it only opens a netfilter
+// netlink socket) and every Sync fails creating the set with the
+// kernel's error: use WithHairpinChains there. Without ipt.WithNetns,
+// New opens that socket in the namespace of the thread calling it, and
+// the iptables commands run in that of the thread calling Sync: an
+// embedder that calls New from a goroutine that entered another
+// namespace (netns.Set) and syncs from a syncrunner gets the set in one
+// namespace and the rules that name it in another, so give
+// ipt.WithNetns for any namespace but the process's own. Restarting
+// with WithHairpinChains leaves the set in the kernel, unreferenced
+// (`ipset destroy` it; kube-proxy's cleanup of its IPVS mode does the
+// same for its sets).
 //
 // WithHairpinChains writes rules only, in the shapes above, for a node
 // without ipset support. It is about three times the rules: at 10,000
