@@ -143,7 +143,8 @@ func (c *Cleaner) Clean(_ context.Context, stale []services.StaleFlow) (uint, er
 	return total, err
 }
 
-// Func adapts Clean to the nftables backend's WithStaleFlows option.
+// Func adapts Clean to the WithStaleFlows option of both backends,
+// services/nftables and services/iptables (errors are logged, see Clean).
 func (c *Cleaner) Func() func(context.Context, []services.StaleFlow) {
 	return func(ctx context.Context, s []services.StaleFlow) { _, _ = c.Clean(ctx, s) }
 }

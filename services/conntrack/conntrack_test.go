@@ -14,6 +14,8 @@ import (
 
 	"github.com/tabbynet/tabby/services"
 	"github.com/tabbynet/tabby/services/conntrack"
+	sipt "github.com/tabbynet/tabby/services/iptables"
+	snft "github.com/tabbynet/tabby/services/nftables"
 )
 
 // fakeTable holds flows and deletes those a filter matches, as the
@@ -78,4 +80,11 @@ func TestClean(t *testing.T) {
 	ft.err = errors.New("boom")
 	_, err = c.Clean(context.Background(), []services.StaleFlow{{Protocol: "UDP", Service: ap("10.96.0.10:53")}})
 	require.ErrorIs(t, err, conntrack.ErrClean)
+}
+
+// Func's value is what both backends' WithStaleFlows take.
+func TestFuncFitsBothBackends(t *testing.T) {
+	f := conntrack.New(&fakeTable{}, nil).Func()
+	assert.NotNil(t, sipt.WithStaleFlows(f))
+	assert.NotNil(t, snft.WithStaleFlows(f))
 }

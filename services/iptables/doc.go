@@ -114,7 +114,18 @@
 // IPSets given WithHairpinSet, which a Proxier over ipt.Fake needs (an
 // ipsets.Fake). The kernel needs ipset support (ip_set and
 // ip_set_hash_ipportip, loaded on demand), as kube-proxy's IPVS mode and
-// Calico do.
+// Calico do; without it New still succeeds (it only opens a netfilter
+// netlink socket) and every Sync fails creating the set with the
+// kernel's error: use WithHairpinChains there. Without ipt.WithNetns,
+// New opens that socket in the namespace of the thread calling it, and
+// the iptables commands run in that of the thread calling Sync: an
+// embedder that calls New from a goroutine that entered another
+// namespace (netns.Set) and syncs from a syncrunner gets the set in one
+// namespace and the rules that name it in another, so give
+// ipt.WithNetns for any namespace but the process's own. Restarting
+// with WithHairpinChains leaves the set in the kernel, unreferenced
+// (`ipset destroy` it; kube-proxy's cleanup of its IPVS mode does the
+// same for its sets).
 //
 // WithHairpinChains writes rules only, in the shapes above, for a node
 // without ipset support. It is about three times the rules: at 10,000
@@ -206,17 +217,21 @@
 //     on legacy and nft, each with the default hairpin set and with
 //     WithHairpinChains.
 //
-// Errors: New returns ErrInvalidConfig for a bad family or one other
-// than the IPTables', an IPv6 LocalhostNodePorts, a ClusterCIDR of the
+// Errors: New returns ErrInvalidConfig for a nil IPTables or Tracker, a
+// bad family or one other than the IPTables', a MasqueradeMark that is
+// not a single bit, an IPv6 LocalhostNodePorts, a ClusterCIDR of the
 // other family, a WithHairpinSet IPSets whose prefix overlaps
 // ipsets.DefaultPrefix or is too long for the set's name, both
 // WithHairpinSet and WithHairpinChains, or neither with an IPTables that
 // does not run the kernel's iptables (ipt.Fake); opening the namespace's
 // ipsets can fail too (a netns that is gone); Sync returns
 // dataplane/iptables' errors wrapped ("iptables services: …";
-// errors.Is(err, ipt.ErrRestore) for a rejected restore).
+// errors.Is(err, ipt.ErrRestore) for a rejected restore), and ErrClosed
+// after Close.
 //
-// Thread safety: Sync and QueueResync are safe for concurrent use (Sync
-// calls are serialised); run Sync from one syncrunner.Runner, and Close
-// after the runner has stopped.
+// Thread safety: Sync, QueueResync and Close are safe for concurrent use
+// (Sync calls are serialised; Close waits for a Sync in progress); run
+// Sync from one syncrunner.Runner, and Close after the runner has
+// stopped (a runner that syncs after Close only gets ErrClosed back and
+// retries).
 package iptables

@@ -160,6 +160,7 @@ func TestKernelHairpinSetDefault(t *testing.T) {
 	for _, p := range ps {
 		require.NoError(t, p.Close())
 		require.NoError(t, p.Close(), "a second Close is a no-op")
+		assert.ErrorIs(t, p.Sync(ctx), sipt.ErrClosed)
 	}
 
 	table, err := sipt.NewIPTables(ipt.IPv4, ipt.BackendNFT, ipt.WithNetns(ns.Name))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -50,6 +51,9 @@ const DefaultMasqueradeMark = 0x4000
 // ErrInvalidConfig is wrapped by New for a bad Config.
 var ErrInvalidConfig = errors.New("invalid iptables services config")
 
+// ErrClosed is returned by Sync after Close.
+var ErrClosed = errors.New("iptables services proxier closed")
+
 // Config configures a Proxier.
 type Config struct {
 	// Family is ipt.IPv4 or ipt.IPv6; it must be the IPTables' family.
@@ -59,7 +63,11 @@ type Config struct {
 	// pod traffic to an externalTrafficPolicy Local address is sent to
 	// the whole cluster.
 	ClusterCIDRs []netip.Prefix
-	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
+	// MasqueradeMark is the mark bit for masquerade (default 0x4000),
+	// a value with exactly one bit set: kube-proxy's
+	// --iptables-masquerade-bit N (0..31) is 1<<N. New returns
+	// ErrInvalidConfig for any other non-zero value, which would set and
+	// clear other programs' mark bits.
 	MasqueradeMark uint32
 	// LocalhostNodePorts makes node ports answer on 127.0.0.0/8 from the
 	// node itself (kube-proxy's --iptables-localhost-nodeports, IPv4
@@ -139,6 +147,7 @@ type Proxier struct {
 	// for the health server.
 	applied  map[services.ServicePortName]*services.Resolved
 	needFull bool
+	closed   bool // Close was called: Sync returns ErrClosed
 }
 
 // NewIPTables returns a dataplane/iptables IPTables for family with this
@@ -148,8 +157,13 @@ func NewIPTables(family ipt.Family, backend ipt.Backend, opts ...ipt.Option) (*i
 }
 
 // New returns a Proxier that renders tracker into t, an IPTables made by
-// NewIPTables. Nothing is written until Sync.
+// NewIPTables. Nothing is written until Sync. A nil t or tracker is an
+// ErrInvalidConfig.
 func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
+	if t == nil || tracker == nil {
+		return nil, fmt.Errorf("%w: New needs an IPTables and a Tracker (got IPTables %v, Tracker %v)",
+			ErrInvalidConfig, t != nil, tracker != nil)
+	}
 	if cfg.Family != ipt.IPv4 && cfg.Family != ipt.IPv6 {
 		return nil, fmt.Errorf("%w: family %d", ErrInvalidConfig, cfg.Family)
 	}
@@ -159,13 +173,20 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 	if cfg.LocalhostNodePorts && cfg.Family == ipt.IPv6 {
 		return nil, fmt.Errorf("%w: localhost node ports are IPv4 only", ErrInvalidConfig)
 	}
-	for _, c := range cfg.ClusterCIDRs {
-		if !c.IsValid() || c.Addr().Is4() != (cfg.Family == ipt.IPv4) {
+	for i, c := range cfg.ClusterCIDRs {
+		if !c.IsValid() {
+			return nil, fmt.Errorf("%w: ClusterCIDRs[%d] is not a valid prefix (the zero netip.Prefix)", ErrInvalidConfig, i)
+		}
+		if c.Addr().Is4() != (cfg.Family == ipt.IPv4) {
 			return nil, fmt.Errorf("%w: cluster CIDR %v is not %s", ErrInvalidConfig, c, cfg.Family)
 		}
 	}
 	if cfg.MasqueradeMark == 0 {
 		cfg.MasqueradeMark = DefaultMasqueradeMark
+	}
+	if bits.OnesCount32(cfg.MasqueradeMark) != 1 {
+		return nil, fmt.Errorf("%w: MasqueradeMark %#x is not a single bit (kube-proxy's --iptables-masquerade-bit N is 1<<N)",
+			ErrInvalidConfig, cfg.MasqueradeMark)
 	}
 	p := &Proxier{ipt: t, tracker: tracker, cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		sysctl: procSysctl, needFull: true,
@@ -241,10 +262,15 @@ func DefaultHairpinSetPrefix(family ipt.Family) string {
 }
 
 // Close releases the netlink handle New opened for the default hairpin
-// set (neither WithHairpinSet nor WithHairpinChains given); it is a no-op
-// otherwise. It leaves the rules and the set in the kernel. The Proxier
-// must not Sync after Close.
+// set (neither WithHairpinSet nor WithHairpinChains given; an IPSets
+// given WithHairpinSet is the caller's to close). It leaves the rules
+// and the set in the kernel. It waits for a Sync in progress; every
+// Sync after it returns ErrClosed and writes nothing, in either layout.
+// Closing twice is a no-op.
 func (p *Proxier) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
 	if p.closeSets == nil {
 		return nil
 	}
@@ -270,9 +296,14 @@ func (p *Proxier) QueueResync() {
 // (and the dispatch chains, when a port's dispatch rules changed) are
 // rewritten. The first Sync and the first after QueueResync render
 // everything. It is the function to hand to a dataplane/syncrunner.Runner.
+// After Close it returns ErrClosed.
 func (p *Proxier) Sync(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		// Before render, so the tracker's changes are not consumed.
+		return ErrClosed
+	}
 	full := p.needFull
 	if err := p.render(); err != nil {
 		// The tracker's changes are consumed: render everything next time.

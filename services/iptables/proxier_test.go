@@ -226,9 +226,39 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Family: ipt.IPv4}, // the IPTables is IPv6
 		{Family: ipt.IPv6, LocalhostNodePorts: true},
 		{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{podCIDR}},
+		{Family: ipt.IPv6, MasqueradeMark: 0x4001},     // two bits
+		{Family: ipt.IPv6, MasqueradeMark: 0xffffffff}, // every bit
 	} {
 		_, err := sipt.New(table, tr, c, sipt.WithHairpinChains())
 		assert.ErrorIs(t, err, sipt.ErrInvalidConfig, "%+v", c)
+	}
+
+	// The zero prefix is named as such, not as a prefix of the other family.
+	_, err = sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, ClusterCIDRs: []netip.Prefix{{}}}, sipt.WithHairpinChains())
+	assert.ErrorIs(t, err, sipt.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "ClusterCIDRs[0] is not a valid prefix")
+
+	// Any single bit is a mark (kube-proxy's --iptables-masquerade-bit 0..31).
+	for _, mark := range []uint32{1, 0x4000, 1 << 31} {
+		_, err := sipt.New(table, tr, sipt.Config{Family: ipt.IPv6, MasqueradeMark: mark}, sipt.WithHairpinChains())
+		assert.NoError(t, err, "%#x", mark)
+	}
+
+	// Nil arguments are refused, not a panic in New or the first Sync.
+	chains := sipt.WithHairpinChains()
+	for _, c := range []struct {
+		name  string
+		table *ipt.IPTables
+		tr    *services.Tracker
+	}{
+		{"nil IPTables", nil, tr},
+		{"nil Tracker", table, nil},
+		{"both nil", nil, nil},
+	} {
+		assert.NotPanics(t, func() {
+			_, err := sipt.New(c.table, c.tr, sipt.Config{Family: ipt.IPv6}, chains)
+			assert.ErrorIs(t, err, sipt.ErrInvalidConfig, c.name)
+		}, c.name)
 	}
 
 	// The default hairpin set needs the kernel: over ipt.Fake, New asks
@@ -381,4 +411,47 @@ func TestHairpinLayout(t *testing.T) {
 	require.NoError(t, p.Sync(ctx))
 	assert.True(t, sepChains())
 	assert.Len(t, trace(t, fake, "10.244.3.3", "10.96.0.20", "tcp", 80, false), 21)
+}
+
+// Sync after Close returns ErrClosed and writes nothing, in both hairpin
+// layouts, whatever changed (a rule-only change used to be written, a
+// set change to fail half-way through with ipsets' "handle closed"),
+// and the tracker's changes stay pending.
+func TestSyncAfterClose(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		opts []sipt.Option
+	}{
+		{"hairpin chains", []sipt.Option{sipt.WithHairpinChains()}},
+		{"hairpin set", []sipt.Option{sipt.WithHairpinSet(ipsets.New(ipsets.NewFake(), ipsets.WithPrefix(setPrefix)))}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake, tr, p := newFakeWith(t, c.opts...)
+			tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			require.NoError(t, p.Sync(ctx))
+			before := fake.Dump()
+			require.NoError(t, p.Close())
+			require.NoError(t, p.Close(), "a second Close is a no-op")
+			for _, change := range []struct {
+				name string
+				do   func()
+			}{
+				{"nothing", func() {}},
+				{"service without endpoints (rules only)", func() {
+					tr.OnServiceUpdate(st.Service("default", "empty", "10.96.0.11", st.Port("http", v1.ProtocolTCP, 80, 0)))
+				}},
+				{"endpoint (set member)", func() {
+					tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", st.WebPorts, st.Endpoint{IP: "10.244.1.5", Node: "node-a"}))
+				}},
+			} {
+				change.do()
+				assert.ErrorIs(t, p.Sync(ctx), sipt.ErrClosed, change.name)
+				p.QueueResync()
+				assert.ErrorIs(t, p.Sync(ctx), sipt.ErrClosed, change.name+", full")
+				assert.Equal(t, before, fake.Dump(), change.name)
+			}
+			assert.Len(t, tr.Changes(), 2, "the changes were not consumed")
+		})
+	}
 }
