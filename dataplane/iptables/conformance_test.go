@@ -88,6 +88,45 @@ var conformanceInputs = []string{
 	"*filter\n-A tabby-r -g FORWARD\nCOMMIT\n",
 }
 
+// reachInputs are nat transactions where a NAT target in a user chain is
+// reached through jumps and gotos from kernel chains (addr is the NAT
+// address of the family). Both kernels refuse a target reached from a
+// hook it may not be used in, legacy at COMMIT, nft at the first rule
+// after which the table is invalid (unless another rule failed); legacy
+// does not look past a chain's first rule without matches whose verdict
+// is ACCEPT, DROP or RETURN, nft does. They come last: some leave the
+// two backends' dataplanes different.
+func reachInputs(addr string) []string {
+	dnat, snat := "-j DNAT --to-destination "+addr, "-j SNAT --to-source "+addr
+	return []string{
+		// Direct; through a jump and a goto, the hook first (nft names
+		// the DNAT line); a chain reached from a good and a bad hook.
+		"*nat\n:tabby-x1 - [0:0]\n-A tabby-x1 " + dnat + "\n-A POSTROUTING -j tabby-x1\nCOMMIT\n",
+		"*nat\n:tabby-x1 - [0:0]\n:tabby-x2 - [0:0]\n-A POSTROUTING -j tabby-x1\n-A tabby-x1 -p tcp -j ACCEPT\n-A tabby-x1 -g tabby-x2\n" +
+			"-A tabby-x2 -m comment --comment x -j RETURN\n-A tabby-x2 " + dnat + "\n-A tabby-x2 -j ACCEPT\nCOMMIT\n",
+		"*nat\n:tabby-x1 - [0:0]\n-A PREROUTING -j tabby-x1\n-A POSTROUTING -j tabby-x1\n-A tabby-x1 " + dnat + "\nCOMMIT\n",
+		// Good hooks: DNAT from PREROUTING and OUTPUT, SNAT from INPUT,
+		// MASQUERADE from POSTROUTING; a NAT target reached from no hook.
+		"*nat\n:tabby-x1 - [0:0]\n:tabby-x2 - [0:0]\n:tabby-x3 - [0:0]\n:tabby-x4 - [0:0]\n-A PREROUTING -j tabby-x1\n-A OUTPUT -j tabby-x1\n" +
+			"-A tabby-x1 -j tabby-x2\n-A tabby-x2 " + dnat + "\n-A INPUT -g tabby-x3\n-A tabby-x3 " + snat + "\n-A tabby-x4 -j MASQUERADE\n" +
+			"-A POSTROUTING -j tabby-x3\nCOMMIT\n",
+		// A jump added to the existing table makes a NAT target reached
+		// from a bad hook: MASQUERADE from INPUT; SNAT from PREROUTING.
+		"*nat\n-A INPUT -j tabby-x4\nCOMMIT\n",
+		"*nat\n-I tabby-x1 1 -j tabby-x3\nCOMMIT\n",
+		// Transient: the bad jump is deleted again in the same section.
+		"*nat\n-A INPUT -j tabby-x4\n-D INPUT -j tabby-x4\nCOMMIT\n",
+		// Another error of the section: nft names it, not the reach.
+		"*nat\n:tabby-x5 - [0:0]\n-A POSTROUTING -j tabby-x5\n-A tabby-x5 " + dnat + "\n-A tabby-x5 -j REJECT\nCOMMIT\n",
+		// Behind a RETURN without matches: legacy accepts, nft refuses;
+		// deleting the RETURN then is refused by legacy.
+		"*nat\n:tabby-x5 - [0:0]\n-A POSTROUTING -j tabby-x5\n-A tabby-x5 -j RETURN\n-A tabby-x5 " + dnat + "\nCOMMIT\n",
+		"*nat\n-D tabby-x5 -j RETURN\nCOMMIT\n",
+		// Behind an ACCEPT without matches in the kernel chain.
+		"*nat\n:tabby-x6 - [0:0]\n-A tabby-x6 " + snat + "\n-A OUTPUT -j ACCEPT\n-A OUTPUT -j tabby-x6\nCOMMIT\n",
+	}
+}
+
 // conformanceInputs6 are the IPv6 transactions: the family's REJECT
 // types and NAT address forms.
 var conformanceInputs6 = []string{
@@ -144,9 +183,9 @@ func TestFakeMatchesKernel(t *testing.T) {
 					require.NoError(t, err)
 					return normalSave(t, string(out))
 				}
-				inputs := conformanceInputs
+				inputs := append(slices.Clone(conformanceInputs), reachInputs("10.0.0.1")...)
 				if f == IPv6 {
-					inputs = conformanceInputs6
+					inputs = append(slices.Clone(conformanceInputs6), reachInputs("fd00::1")...)
 				}
 				for i, in := range inputs {
 					kerr, ferr := run(kex, in), run(fake, in)

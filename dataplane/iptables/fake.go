@@ -43,6 +43,10 @@ type Fake struct {
 type fakeTable struct {
 	chains map[string]*fakeChain
 	gen    uint64 // the last section applied to the table
+	// parents (nat tables only) maps a chain to the chains with a rule
+	// jumping or going to it, and how many such rules each has, for the
+	// check of the NAT targets' hooks (fakereach.go).
+	parents map[string]map[string]int32
 }
 
 type fakeChain struct {
@@ -57,6 +61,13 @@ type fakeChain struct {
 type fakeRule struct {
 	spec string // the arguments after "-A CHAIN ", as given
 	jump string // the -j / -g target, "" when none
+	// nat is the hook mask a NAT target may be reached from (natAllowed),
+	// 0 for other targets.
+	nat uint8
+	// uncond: a rule without matches ending its chain's walk (ACCEPT,
+	// DROP, RETURN), after which iptables-legacy's kernel check sees no
+	// rule of the chain.
+	uncond bool
 }
 
 var _ Execer = (*Fake)(nil)
@@ -158,6 +169,10 @@ type fakeTx struct {
 	// rule's line, which iptables-nft-restore names (legacy names COMMIT).
 	deferred     string
 	deferredLine int
+	// added is the index of the rule the last line added (-A, -I) in
+	// chain addedTo, -1 when it added none.
+	added   int
+	addedTo string
 }
 
 type fakeUndo struct {
@@ -167,6 +182,8 @@ type fakeUndo struct {
 	// are unset then).
 	refs *fakeChain
 	d    int
+	// from and to, when set, had d added to parents[to][from].
+	from, to string
 }
 
 // chain returns the named chain for changing, copying it on its first
@@ -183,7 +200,7 @@ func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
 	if keepRules {
 		cp.rules = slices.Clone(c.rules)
 	} else {
-		x.flushRefs(c.rules) // after cp is in place: a rule may jump to its own chain
+		x.flushRefs(name, c.rules) // after cp is in place: a rule may jump to its own chain
 	}
 	return cp
 }
@@ -200,8 +217,9 @@ func (x *fakeTx) remove(name string) {
 	delete(x.t.chains, name)
 }
 
-// ref adds d to the reference count of target ("" for none; it exists).
-func (x *fakeTx) ref(target string, d int) {
+// ref adds d to the reference count of target ("" for none; it exists)
+// by a rule of chain from.
+func (x *fakeTx) ref(from, target string, d int) {
 	if target == "" {
 		return
 	}
@@ -210,12 +228,34 @@ func (x *fakeTx) ref(target string, d int) {
 	if c.gen != x.gen {
 		x.undo = append(x.undo, fakeUndo{refs: c, d: d})
 	}
+	if x.table == NAT {
+		x.addParent(from, target, d)
+		x.undo = append(x.undo, fakeUndo{from: from, to: target, d: d})
+	}
 }
 
-// flushRefs drops the references of rules being removed.
-func (x *fakeTx) flushRefs(rules []fakeRule) {
+// addParent adds d to parents[to][from].
+func (x *fakeTx) addParent(from, to string, d int) {
+	if x.t.parents == nil {
+		x.t.parents = map[string]map[string]int32{}
+	}
+	p := x.t.parents[to]
+	if p == nil {
+		p = map[string]int32{}
+		x.t.parents[to] = p
+	}
+	if p[from] += int32(d); p[from] == 0 {
+		delete(p, from)
+		if len(p) == 0 {
+			delete(x.t.parents, to)
+		}
+	}
+}
+
+// flushRefs drops the references of rules of chain being removed.
+func (x *fakeTx) flushRefs(chain string, rules []fakeRule) {
 	for _, r := range rules {
-		x.ref(r.jump, -1)
+		x.ref(chain, r.jump, -1)
 	}
 }
 
@@ -223,7 +263,7 @@ func (x *fakeTx) flushRefs(rules []fakeRule) {
 func (x *fakeTx) flush(name string) *fakeChain {
 	c := x.t.chains[name]
 	if c.gen == x.gen {
-		x.flushRefs(c.rules)
+		x.flushRefs(name, c.rules)
 		c.rules = nil
 		return c
 	}
@@ -235,6 +275,8 @@ func (x *fakeTx) rollback() {
 	for i := len(x.undo) - 1; i >= 0; i-- {
 		if u := x.undo[i]; u.refs != nil {
 			u.refs.refs -= u.d
+		} else if u.to != "" {
+			x.addParent(u.from, u.to, -u.d)
 		} else if u.old == nil {
 			delete(x.t.chains, u.name)
 		} else {
@@ -252,6 +294,7 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 	nft := strings.HasSuffix(plane, "-nft")
 	var cur *fakeTx
 	n := 0
+	section, sectionLine := "", 0 // the current section's lines after its *table line
 	for rest := input; rest != ""; {
 		var line string
 		line, rest, _ = strings.Cut(rest, "\n")
@@ -276,6 +319,7 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			}
 			cur.t.gen++
 			cur.gen = cur.t.gen
+			section, sectionLine = rest, n
 			continue
 		}
 		if line == "COMMIT" {
@@ -285,6 +329,13 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 					return cur.deferredLine, cur.deferred
 				}
 				return n, cur.deferred
+			}
+			if msg := cur.reachError(); msg != "" {
+				cur.rollback()
+				if nft {
+					return cur.firstReachLine(section, sectionLine, n), msg
+				}
+				return n, msg
 			}
 			tables[cur.table] = cur.t
 			cur = nil
@@ -313,6 +364,7 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 // user chain where legacy rejects it.
 func (x *fakeTx) apply(line string) string {
 	t, table := x.t, x.table
+	x.added = -1
 	if strings.HasPrefix(line, ":") {
 		f := strings.Fields(line[1:])
 		if len(f) < 2 || !validChainName(f[0]) {
@@ -338,6 +390,7 @@ func (x *fakeTx) apply(line string) string {
 	}
 	x.args = args
 	op, chain, rest := args[0], args[1], args[2:]
+	x.addedTo = chain
 	if t.chains[chain] == nil {
 		return fmt.Sprintf("chain %s does not exist", chain)
 	}
@@ -370,8 +423,9 @@ func (x *fakeTx) apply(line string) string {
 		}
 		spec = x.canonicalReject(spec, rest)
 		c := x.chain(chain, true)
-		c.rules = append(c.rules, fakeRule{spec, j})
-		x.ref(j, 1)
+		c.rules = append(c.rules, x.newRule(spec, j, rest))
+		x.ref(chain, j, 1)
+		x.added = len(c.rules) - 1
 	case "-I":
 		pos := 1
 		if len(rest) > 0 {
@@ -388,8 +442,9 @@ func (x *fakeTx) apply(line string) string {
 		}
 		spec = x.canonicalReject(spec, rest)
 		c := x.chain(chain, true)
-		c.rules = slices.Insert(c.rules, pos-1, fakeRule{spec, j})
-		x.ref(j, 1)
+		c.rules = slices.Insert(c.rules, pos-1, x.newRule(spec, j, rest))
+		x.ref(chain, j, 1)
+		x.added = pos - 1
 	case "-D":
 		i := -1
 		if len(rest) == 1 {
@@ -410,7 +465,7 @@ func (x *fakeTx) apply(line string) string {
 			return "Bad rule (does a matching rule exist in that chain?)"
 		}
 		c := x.chain(chain, true)
-		x.ref(c.rules[i].jump, -1)
+		x.ref(chain, c.rules[i].jump, -1)
 		c.rules = slices.Delete(c.rules, i, i+1)
 	case "-X":
 		if isBuiltin(table, chain) || len(rest) > 0 {

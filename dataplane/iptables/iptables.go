@@ -140,8 +140,11 @@ type IPTables struct {
 	// foreignRefs holds owned chains that a rule of another program jumps
 	// to, as of the last read: they are flushed but not deleted.
 	foreignRefs map[chainKey]bool
-	read        bool
-	lastRd      time.Time
+	// nat holds the jumps and NAT targets of the desired nat chains and
+	// hooks, for the check of the NAT targets' hooks (reach.go).
+	nat    natGraph
+	read   bool
+	lastRd time.Time
 	// scratch holds *renderScratch buffers for rendering, so that
 	// SetChain allocates only the rendered chain.
 	scratch sync.Pool
@@ -220,7 +223,11 @@ func (t *IPTables) checkOwned(table Table, name string) error {
 // for a table other than filter, nat, mangle and raw, ErrInvalidRule for
 // a name that is no valid chain name (the error names the bad byte or the
 // length) or a rule the kernel would refuse, ErrNotOwned for a valid name
-// without the prefix (nothing changes then).
+// without the prefix (nothing changes then). In the nat table a DNAT,
+// SNAT or MASQUERADE that the chain holds or reaches through its jumps
+// and gotos must not be reached, through the desired hooks and owned
+// chains, from a kernel chain other than its hooks (see SetHook):
+// ErrInvalidRule naming the rule, the NAT target and the hook.
 func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
@@ -229,8 +236,19 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
+	var node natNode
+	if table == NAT {
+		node = natNodeOf(chain.Rules)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if table == NAT {
+		old := t.nat.set(chain.Name, node)
+		if err := t.nat.check([]string{chain.Name}); err != nil {
+			t.nat.set(chain.Name, old)
+			return fmt.Errorf("table %s: %w", table, err)
+		}
+	}
 	t.chains.Desired().Set(chainKey{table, chain.Name}, rc)
 	return nil
 }
@@ -256,6 +274,9 @@ func (t *IPTables) render(table Table, chain, hook string, rules []Rule) (render
 func (t *IPTables) DeleteChain(table Table, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if table == NAT {
+		t.nat.set(name, nil)
+	}
 	t.chains.Desired().Delete(chainKey{table, name})
 }
 
@@ -270,6 +291,9 @@ func (t *IPTables) SetChains(table Table, chains []Chain) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.setNAT(table, chains, nil); err != nil {
+		return err
+	}
 	for k, rc := range rendered {
 		t.chains.Desired().Set(k, rc)
 	}
@@ -308,13 +332,52 @@ func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var drop []string
 	for k := range t.chains.Desired().All() {
 		if _, keep := rendered[k]; k.Table == table && !keep {
-			t.chains.Desired().Delete(k)
+			drop = append(drop, k.Chain)
 		}
+	}
+	if err := t.setNAT(table, chains, drop); err != nil {
+		return err
+	}
+	for _, c := range drop {
+		t.chains.Desired().Delete(chainKey{table, c})
 	}
 	for k, rc := range rendered {
 		t.chains.Desired().Set(k, rc)
+	}
+	return nil
+}
+
+// setNAT sets chains (and removes drop) in t.nat when table is nat and
+// checks the changed chains' NAT targets' hooks; on error it restores
+// t.nat as it was. t.mu is held.
+func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
+	if table != NAT {
+		return nil
+	}
+	type undo struct {
+		name string
+		old  natNode
+	}
+	var undos []undo
+	for _, c := range drop {
+		undos = append(undos, undo{c, t.nat.set(c, nil)})
+	}
+	changed := make([]string, 0, len(chains))
+	for _, c := range chains {
+		n := natNodeOf(c.Rules)
+		undos = append(undos, undo{c.Name, t.nat.set(c.Name, n)})
+		if n != nil {
+			changed = append(changed, c.Name)
+		}
+	}
+	if err := t.nat.check(changed); err != nil {
+		for i := len(undos) - 1; i >= 0; i-- {
+			t.nat.set(undos[i].name, undos[i].old)
+		}
+		return fmt.Errorf("table %s: %w", table, err)
 	}
 	return nil
 }
@@ -325,6 +388,14 @@ func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
 // to owned chains (Jump{Chain: "tabby-..."}). Empty rules remove the
 // hook. ErrUnknownTable for a table other than filter, nat, mangle and
 // raw; ErrNotOwned if kernelChain is not a kernel chain of table.
+// ErrInvalidRule (naming the rule) for a rule the kernel would refuse,
+// among them, in nat, a DNAT, SNAT or MASQUERADE in the hook or reached
+// from it through jumps and gotos into the desired owned chains when
+// kernelChain is not one of its hooks: DNAT only from PREROUTING and
+// OUTPUT, SNAT from POSTROUTING and INPUT, MASQUERADE from POSTROUTING
+// (the kernel's target hook masks). Jumps of other programs' rules, and
+// chains reached through a chain tabby does not own, are not known and
+// not followed.
 func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error {
 	if builtinChains[table] == nil {
 		return fmt.Errorf("hook %s: %w %q", kernelChain, ErrUnknownTable, table)
@@ -338,6 +409,14 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if table == NAT {
+		node := natNodeOf(rules)
+		old := t.nat.set(kernelChain, node)
+		if err := t.nat.check([]string{kernelChain}); err != nil {
+			t.nat.set(kernelChain, old)
+			return fmt.Errorf("table %s: %w", table, err)
+		}
+	}
 	if len(rules) == 0 {
 		delete(t.hooks, chainKey{table, kernelChain})
 	} else {
