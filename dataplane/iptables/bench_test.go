@@ -117,10 +117,25 @@ func scaleChain(i, gen int) Chain {
 // text and the Fake's parser), and then changes one chain and deletes
 // another (with its jump). ns/chain stays flat from 10,000 to 100,000
 // chains when the full apply is linear; one-change's ns/op stays flat
-// when it costs O(change).
+// when it costs O(change). The hooked variants add a PREROUTING hook
+// jumping to every dispatch chain (set last in full), so that the check
+// of the NAT targets' hooks (SetChain's and the Fake's) walks real paths:
+// the full apply walks every chain once, one change only its path.
 func BenchmarkFakeScale(b *testing.B) {
 	ctx := context.Background()
-	for _, n := range []int{10000, 100000} {
+	for _, hooked := range []bool{false, true} {
+		for _, n := range []int{10000, 100000} {
+			benchFakeScale(ctx, b, n, hooked)
+		}
+	}
+}
+
+func benchFakeScale(ctx context.Context, b *testing.B, n int, hooked bool) {
+	name := ""
+	if hooked {
+		name = "-hooked"
+	}
+	{
 		var chains, dispatch []Chain
 		for i := range n {
 			c := scaleChain(i, 0)
@@ -132,12 +147,18 @@ func BenchmarkFakeScale(b *testing.B) {
 			chains = append(chains, c)
 		}
 		all := slices.Concat(chains, dispatch)
+		var hook []Rule
+		if hooked {
+			for _, d := range dispatch {
+				hook = append(hook, Rule{Action: Jump{Chain: d.Name}})
+			}
+		}
 		setUp := func(b *testing.B) *IPTables {
 			ipt, err := New(Config{Family: IPv4, Backend: BackendNFT}, WithExecer(NewFake()))
 			require.NoError(b, err)
 			return ipt
 		}
-		b.Run(fmt.Sprintf("full/chains=%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("full%s/chains=%d", name, n), func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				ipt := setUp(b)
@@ -145,13 +166,19 @@ func BenchmarkFakeScale(b *testing.B) {
 				for _, c := range all {
 					require.NoError(b, ipt.SetChain(NAT, c))
 				}
+				if hooked {
+					require.NoError(b, ipt.SetHook(NAT, "PREROUTING", hook))
+				}
 				require.NoError(b, ipt.Apply(ctx))
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/chain")
 		})
-		b.Run(fmt.Sprintf("one-change/chains=%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("one-change%s/chains=%d", name, n), func(b *testing.B) {
 			ipt := setUp(b)
 			require.NoError(b, ipt.ReplaceChains(NAT, all))
+			if hooked {
+				require.NoError(b, ipt.SetHook(NAT, "PREROUTING", hook))
+			}
 			require.NoError(b, ipt.Apply(ctx))
 			d0 := dispatch[0]
 			without := Chain{Name: d0.Name, Rules: slices.Delete(slices.Clone(d0.Rules), 8, 9)}

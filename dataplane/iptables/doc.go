@@ -34,10 +34,23 @@
 //     POSTROUTING), Reject only in filter; SetMark, Log and NFLOG go in
 //     any table. Nothing is half-accepted: a rule the kernel is certain
 //     to refuse would otherwise hold back every pending change of its
-//     table (and of later tables) at each Apply. Not checked: a NAT
-//     target in an owned chain that a hook of the wrong kind jumps to (it
-//     depends on the jumps, not the rule), and ipsets and jump targets
-//     that must exist when applied.
+//     table (and of later tables) at each Apply. That includes a NAT
+//     target in an owned chain reached, through the jumps and gotos of
+//     the desired hooks and owned nat chains, from a kernel chain that is
+//     not its hook: both kernels refuse the table (legacy at COMMIT, nft
+//     at the rule completing the path; iptables-legacy's kernel does not
+//     look past a rule without matches whose verdict is ACCEPT, DROP or
+//     RETURN, but every owned rule has its hash comment, a match). The
+//     call completing such a path (SetHook, SetChain of any chain on it,
+//     SetChains, ReplaceChains) is refused, naming its rule, the NAT
+//     target's chain and rule, the hook and the path. The check is
+//     incremental (reach.go): the desired nat chains keep their jumps and
+//     NAT targets and each chain the chains jumping to it, and a call
+//     walks up from the chains it changes to the hooks reaching them and
+//     down to the NAT targets they reach, not the table. Not checked:
+//     jumps in rules of other programs and paths through chains tabby
+//     does not own (unknown), and ipsets and jump targets that must exist
+//     when applied.
 //  2. Hash comments. Every owned rule carries `-m comment --comment
 //     "tabby:<16 chars>"`, a hash of the chain name, the previous rule's
 //     hash and the rule (Felix's scheme), so reading iptables-save and

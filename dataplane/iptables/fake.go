@@ -22,8 +22,11 @@ import (
 // the kernel does when the table commits (after the section's other
 // lines parsed: legacy names the COMMIT line, nft the rule's), REJECT
 // outside the filter table or with tcp-reset without -p tcp, and DNAT,
-// SNAT, MASQUERADE and REDIRECT outside the nat table or in a nat kernel
-// chain that is not their hook. It applies each table section atomically
+// SNAT, MASQUERADE and REDIRECT outside the nat table, in a nat kernel
+// chain that is not their hook, or reached from one through jumps and
+// gotos (fakereach.go: legacy's walk stops at a rule without matches
+// whose verdict is ACCEPT, DROP or RETURN, nft's does not; nft names the
+// first rule after which the table was invalid). It applies each table section atomically
 // and reports `line N failed` on stderr with exit status 1, as
 // iptables-legacy-restore does. Other match and target arguments are
 // stored as given, not interpreted; a REJECT type is stored as
@@ -592,9 +595,9 @@ func optionValue(args []string, flag string) string {
 // family, a NAT port without -p tcp, udp, sctp or dccp. The kernel checks
 // are REJECT outside the filter table or with tcp-reset on a rule not
 // matching -p tcp, a NAT target outside the nat table or, in a kernel
-// chain, outside its hooks. Like the kernel (and unlike tabby's
-// validation), a NAT target in a user chain reached from a wrong hook is
-// not found.
+// chain, outside its hooks. A NAT target in a user chain reached from a
+// wrong hook is found by reachError at COMMIT (both kernels refuse it;
+// an earlier claim here that they do not was wrong).
 func (x *fakeTx) checkTarget(args []string, chain string) (msg string, atCommit bool) {
 	var seen [5]bool
 	proto, notProto := "", false
