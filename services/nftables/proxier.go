@@ -135,7 +135,8 @@ type Proxier struct {
 }
 
 // New returns a Proxier that renders tracker into nft. Nothing is written
-// until Sync.
+// until Sync. A nil nft or tracker is an error wrapping ErrInvalidConfig
+// (as services/iptables.New), as is a Config Validate refuses.
 func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -146,6 +147,9 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	}
 	if nft == nil {
 		return nil, fmt.Errorf("%w: nil knftables.Interface", ErrInvalidConfig)
+	}
+	if tracker == nil {
+		return nil, fmt.Errorf("%w: nil services.Tracker", ErrInvalidConfig)
 	}
 	if fam, table, ok := interfaceTable(nft); ok && (fam != cfg.Family || table != cfg.Table) {
 		return nil, fmt.Errorf("%w: Config is family %s table %q but the knftables.Interface writes family %s table %q",
