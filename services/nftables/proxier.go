@@ -215,7 +215,9 @@ func (p *Proxier) SetServiceCIDRs(cidrs []netip.Prefix) error {
 // transaction: only the chains, sets and map elements of service ports
 // that changed. The first Sync, and the first after a failure or
 // QueueResync, recreates the whole table. It is the function to hand to
-// a dataplane/syncrunner.Runner.
+// a dataplane/syncrunner.Runner. A ctx already done when the transaction
+// is to be sent writes nothing: Sync returns an error wrapping ctx.Err()
+// (with either executor) and the next Sync recreates the table.
 func (p *Proxier) Sync(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
