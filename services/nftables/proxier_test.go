@@ -71,6 +71,30 @@ func TestTrace(t *testing.T) {
 	assert.Contains(t, fake.Dump(), "timeout 10800s")
 }
 
+// TestTraceBadInput: Trace returns an error, never panics, for a nil
+// Fake (it used to dereference it) or a table the Fake does not hold.
+func TestTraceBadInput(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		fake  *knftables.Fake
+		table string
+		msg   string
+	}{
+		{"nil fake", nil, snft.DefaultTable, "nil knftables.Fake"},
+		{"no table", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.DefaultTable, "no table"},
+		{"other table", knftables.NewFake(knftables.IPv4Family, "x"), snft.DefaultTable, "no table"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			require.NotPanics(t, func() {
+				_, err = snft.Trace(tt.fake, tt.table, nil, snft.Packet{})
+			})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.msg)
+		})
+	}
+}
+
 // TestIncremental checks that a sync carries only the changed service and
 // that the result equals a full render of the same state.
 // TestSourceRangesIncremental: changing a Service's
