@@ -85,13 +85,7 @@ func NewNetlink(family knftables.Family, table, nsPath string) (*Netlink, error)
 	if family != knftables.IPv4Family && family != knftables.IPv6Family {
 		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, family)
 	}
-	var cli knftables.Interface
-	var err error
-	if nsPath == "" {
-		cli, err = knftables.New(family, table)
-	} else {
-		cli, err = NewInNetns(family, table, nsPath)
-	}
+	cli, err := NewInNetns(family, table, nsPath)
 	if err != nil {
 		return nil, err
 	}

@@ -188,3 +188,22 @@ func TestSyncContextDone(t *testing.T) {
 		}
 	}
 }
+
+// TestNewInNetnsEmptyPath: NewInNetns with an empty nsPath is the
+// caller's namespace, as for NewNetlink (it used to fail opening "").
+// Called on a thread inside a test namespace, its transactions land
+// there.
+func TestNewInNetnsEmptyPath(t *testing.T) {
+	ns := nettest.NewNetns(t, "svcempty") // skips unless root
+	require.NoError(t, ns.Do(func() error {
+		nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, "")
+		if err != nil {
+			return err
+		}
+		tx := nft.NewTransaction()
+		tx.Add(&knftables.Table{})
+		tx.Add(&knftables.Chain{Name: "c"})
+		return nft.Run(context.Background(), tx)
+	}))
+	assert.Contains(t, listTable(t, knftables.IPv4Family, ns.Path), "chain c")
+}
