@@ -146,5 +146,7 @@
 // Configuration errors wrap ErrInvalidConfig, ErrInvalidPeer,
 // ErrDuplicatePeer, ErrInvalidPrefix, ErrInvalidCommunity or
 // ErrInvalidFilter, name the offending object, and leave the speaker
-// unchanged. Start twice returns ErrAlreadyStarted.
+// unchanged. Writes through a Source without a name or with the reserved
+// name of the service CIDRs return ErrInvalidSource. Start twice returns
+// ErrAlreadyStarted.
 package bgp

@@ -372,7 +372,7 @@ func (s *Speaker) setConfigSourceLocked() {
 			m[p] = Advertisement{Prefix: p}
 		}
 	}
-	s.sources["config/service-cidrs"] = m
+	s.sources[serviceCIDRSource] = m
 }
 
 // SetPeers replaces the set of peers (as ResolvePeers computes them, or
