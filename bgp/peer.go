@@ -30,9 +30,13 @@ type Peer struct {
 	// KeepOriginalNextHop keeps the next hop of routes this node passes on
 	// instead of setting itself (BGPPeer.keepOriginalNextHop).
 	KeepOriginalNextHop bool
-	// MaxRestartTime is how long this node keeps the peer's routes after its
-	// session drops when the peer announced graceful restart
-	// (BGPPeer.maxRestartTime); 0 means Config.RestartTime. Whole seconds.
+	// MaxRestartTime is the graceful-restart time this node announces on
+	// this session (BGPPeer.maxRestartTime, which Calico renders as BIRD's
+	// "graceful restart time"): how long the peer keeps this node's routes
+	// after the session drops, while the node restarts. 0 means
+	// Config.RestartTime (Config.NodeMeshMaxRestartTime for mesh sessions).
+	// How long this node keeps the peer's routes is the time the peer
+	// announces, not this one (RFC 4724 section 4.2). Whole seconds.
 	MaxRestartTime time.Duration
 	// EBGPMultihopTTL is the TTL of packets to an eBGP peer more than one hop
 	// away (kube-router's --peer-router-multihop-ttl, MetalLB's

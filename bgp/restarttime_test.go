@@ -1,0 +1,46 @@
+package bgp
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAnnouncedRestartTime: Peer.MaxRestartTime (and the config's
+// RestartTime and NodeMeshMaxRestartTime behind it) is the time this node
+// announces in its graceful-restart capability, as Calico's maxRestartTime
+// is BIRD's "graceful restart time"; 0 in the table means no capability.
+func TestAnnouncedRestartTime(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		restart, meshMax time.Duration
+		peer             Peer
+		want             uint32
+	}{
+		{"default", 0, 0, Peer{Name: "bgppeer/tor"}, 120},
+		{"config", 60 * time.Second, 0, Peer{Name: "bgppeer/tor"}, 60},
+		{"peer", 60 * time.Second, 0, Peer{Name: "bgppeer/tor", MaxRestartTime: 5 * time.Second}, 5},
+		{"mesh", 60 * time.Second, 30 * time.Second, Peer{Name: "mesh/node-2"}, 30},
+		{"mesh setting is not for other peers", 60 * time.Second, 30 * time.Second, Peer{Name: "bgppeer/tor"}, 60},
+		{"disabled", -1, 0, Peer{Name: "bgppeer/tor"}, 0},
+		{"disabled but set on the peer", -1, 0, Peer{Name: "bgppeer/tor", MaxRestartTime: 7 * time.Second}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Config{NodeName: "node-1", NodeIP: loopNode(1), RestartTime: tc.restart,
+				NodeMeshMaxRestartTime: tc.meshMax}, WithLogger(testLogger(t)))
+			require.NoError(t, err)
+			p := tc.peer
+			p.Address, p.ASNumber = loopNode(2), 64512
+			ap := s.apiPeer(p)
+			if tc.want == 0 {
+				assert.Nil(t, ap.GracefulRestart)
+				return
+			}
+			require.NotNil(t, ap.GracefulRestart)
+			assert.True(t, ap.GracefulRestart.Enabled)
+			assert.Equal(t, tc.want, ap.GracefulRestart.RestartTime)
+		})
+	}
+}
