@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -142,7 +141,7 @@ func validatePeers(peers []Peer) error {
 }
 
 func sortPeers(ps []Peer) {
-	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.Address.String(), b.Address.String()) })
+	slices.SortFunc(ps, func(a, b Peer) int { return a.Address.Compare(b.Address) })
 }
 
 // ParsePeerIP parses Calico's BGPPeer.peerIP: "ip" or "ip:port" (IPv6 with a

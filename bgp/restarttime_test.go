@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -43,4 +44,19 @@ func TestAnnouncedRestartTime(t *testing.T) {
 			assert.Equal(t, tc.want, ap.GracefulRestart.RestartTime)
 		})
 	}
+}
+
+// TestResolvePeersSortedByAddress: the sessions come in numeric address
+// order (IPv4 before IPv6), not in the order of their strings.
+func TestResolvePeersSortedByAddress(t *testing.T) {
+	a := netip.MustParseAddr
+	nodes := []Node{{Name: "n1", IPv4: a("10.0.0.1"), IPv6: a("fd00::1")}, {Name: "n10", IPv4: a("10.0.0.10"), IPv6: a("fd00::10")},
+		{Name: "n9", IPv4: a("10.0.0.9"), IPv6: a("fd00::9")}, {Name: "n2", IPv4: a("10.0.0.2"), IPv6: a("fd00::2")}}
+	ps, err := ResolvePeers(Config{NodeName: "n1", NodeIP: a("10.0.0.1"), NodeIPv6: a("fd00::1")}, Topology{Nodes: nodes})
+	require.NoError(t, err)
+	var got []string
+	for _, p := range ps {
+		got = append(got, p.Address.String())
+	}
+	assert.Equal(t, []string{"10.0.0.2", "10.0.0.9", "10.0.0.10", "fd00::2", "fd00::9", "fd00::10"}, got)
 }
