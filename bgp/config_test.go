@@ -241,7 +241,7 @@ func TestResolvePeers(t *testing.T) {
 	}{
 		{"a", true, nil, []string{"mesh/b@10.0.0.2 active", "mesh/c@10.0.0.3 active"}},
 		{"b", true, nil, []string{"mesh/a@10.0.0.1 passive", "mesh/c@10.0.0.3 active"}},
-		{"a", true, []BGPPeer{tor, global}, []string{"mesh/b@10.0.0.2 active", "bgppeer/tor1@10.0.0.254 active", "mesh/c@10.0.0.3 active", "bgppeer/core@10.9.9.9 active"}},
+		{"a", true, []BGPPeer{tor, global}, []string{"mesh/b@10.0.0.2 active", "mesh/c@10.0.0.3 active", "bgppeer/tor1@10.0.0.254 active", "bgppeer/core@10.9.9.9 active"}},
 		{"c", true, []BGPPeer{tor}, []string{"mesh/a@10.0.0.1 passive rrclient", "mesh/b@10.0.0.2 passive rrclient"}},
 		{"a", false, []BGPPeer{toRR}, []string{"bgppeer/rr/c@10.0.0.3 active"}},
 		{"c", false, []BGPPeer{toRR}, []string{"bgppeer/rr/a@10.0.0.1 passive rrclient", "bgppeer/rr/b@10.0.0.2 passive rrclient"}},

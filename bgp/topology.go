@@ -37,9 +37,11 @@ type BGPPeer struct {
 	PeerSelector        *selector.Selector
 	Password            string
 	KeepOriginalNextHop bool
-	MaxRestartTime      time.Duration // whole seconds
-	EBGPMultihopTTL     int
-	TTLSecurity         int // ttlSecurity, hops
+	// MaxRestartTime is maxRestartTime: the graceful-restart time
+	// announced to the peer (Peer.MaxRestartTime); whole seconds.
+	MaxRestartTime  time.Duration
+	EBGPMultihopTTL int
+	TTLSecurity     int // ttlSecurity, hops
 	// Filters names BGPFilters of Topology.BGPFilters (BGPPeer.filters),
 	// applied in this order to every session the BGPPeer makes.
 	Filters []string
