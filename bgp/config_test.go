@@ -283,6 +283,21 @@ func TestResolvePeers(t *testing.T) {
 	_, err = ResolvePeers(Config{NodeName: "a", NodeIP: netip.MustParseAddr("10.0.0.1")},
 		Topology{Nodes: nodes, BGPPeers: []BGPPeer{{Name: "noas", PeerIP: "10.1.1.1"}}})
 	assert.ErrorIs(t, err, ErrInvalidPeer)
+
+	// Calico's exclusive fields, refused whether the BGPPeer applies to
+	// the node or not.
+	for _, tt := range []struct {
+		bp  BGPPeer
+		msg string
+	}{
+		{BGPPeer{Name: "x", Node: "zz", NodeSelector: &rack1, PeerIP: "10.1.1.1", ASNumber: 1}, "node must be empty when nodeSelector"},
+		{BGPPeer{Name: "x", Node: "zz", PeerSelector: &rrSel, PeerIP: "10.1.1.1"}, "peerIP must be empty when peerSelector"},
+		{BGPPeer{Name: "x", Node: "zz", PeerSelector: &rrSel, ASNumber: 65000}, "asNumber must be empty when peerSelector"},
+	} {
+		_, err = ResolvePeers(Config{NodeName: "a", NodeIP: netip.MustParseAddr("10.0.0.1")}, Topology{Nodes: nodes, BGPPeers: []BGPPeer{tt.bp}})
+		assert.ErrorIs(t, err, ErrInvalidPeer, tt.msg)
+		assert.ErrorContains(t, err, tt.msg)
+	}
 }
 
 func TestWhyNotAdvertised(t *testing.T) {
