@@ -55,13 +55,32 @@ type Source struct {
 }
 
 // Source returns the handle of the named source (created on first write).
-// The name "config/service-cidrs" is reserved for the service CIDRs.
+// The name "config/service-cidrs" is reserved for the service CIDRs of
+// Config (SetConfig changes them), and a source needs a name: Advertise,
+// Withdraw and Set of a handle with either name return an error wrapping
+// ErrInvalidSource and change nothing.
 func (s *Speaker) Source(name string) Source { return Source{s: s, name: name} }
+
+// serviceCIDRSource is the source holding Config's service CIDRs.
+const serviceCIDRSource = "config/service-cidrs"
+
+func (src Source) check(op string) error {
+	switch src.name {
+	case "":
+		return fmt.Errorf("%s: a source needs a name: %w", op, ErrInvalidSource)
+	case serviceCIDRSource:
+		return fmt.Errorf("%s of source %q: reserved for Config's service CIDRs: %w", op, src.name, ErrInvalidSource)
+	}
+	return nil
+}
 
 // Advertise adds or updates prefixes of the source. Invalid prefixes wrap
 // ErrInvalidPrefix and then nothing changes. On a running speaker the
 // change is sent to GoBGP before it returns.
 func (src Source) Advertise(ctx context.Context, ads ...Advertisement) error {
+	if err := src.check("advertise"); err != nil {
+		return err
+	}
 	if err := validateAds(ads); err != nil {
 		return fmt.Errorf("advertise from %s: %w", src.name, err)
 	}
@@ -84,6 +103,9 @@ func (src Source) Advertise(ctx context.Context, ads ...Advertisement) error {
 
 // Withdraw removes prefixes of the source; unknown prefixes are ignored.
 func (src Source) Withdraw(ctx context.Context, prefixes ...netip.Prefix) error {
+	if err := src.check("withdraw"); err != nil {
+		return err
+	}
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,6 +122,9 @@ func (src Source) Withdraw(ctx context.Context, prefixes ...netip.Prefix) error 
 
 // Set makes the source's set exactly ads (nil empties it).
 func (src Source) Set(ctx context.Context, ads []Advertisement) error {
+	if err := src.check("set advertisements"); err != nil {
+		return err
+	}
 	if err := validateAds(ads); err != nil {
 		return fmt.Errorf("set advertisements of %s: %w", src.name, err)
 	}

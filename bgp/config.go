@@ -56,8 +56,10 @@ type Config struct {
 	// NodeMeshPassword is the TCP MD5 password of mesh sessions
 	// (nodeMeshPassword, already resolved from its Secret).
 	NodeMeshPassword string
-	// NodeMeshMaxRestartTime is the graceful-restart time for mesh peers
-	// (nodeMeshMaxRestartTime); 0 means RestartTime. Whole seconds.
+	// NodeMeshMaxRestartTime is the graceful-restart time the node
+	// announces on mesh sessions (nodeMeshMaxRestartTime), as RestartTime
+	// does on the others: how long mesh peers keep this node's routes
+	// after its session drops; 0 means RestartTime. Whole seconds.
 	NodeMeshMaxRestartTime time.Duration
 	// ServiceClusterIPs, ServiceExternalIPs and ServiceLoadBalancerIPs are the
 	// CIDRs every node advertises whole (serviceClusterIPs[].cidr, ...).

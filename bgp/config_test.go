@@ -241,7 +241,7 @@ func TestResolvePeers(t *testing.T) {
 	}{
 		{"a", true, nil, []string{"mesh/b@10.0.0.2 active", "mesh/c@10.0.0.3 active"}},
 		{"b", true, nil, []string{"mesh/a@10.0.0.1 passive", "mesh/c@10.0.0.3 active"}},
-		{"a", true, []BGPPeer{tor, global}, []string{"mesh/b@10.0.0.2 active", "bgppeer/tor1@10.0.0.254 active", "mesh/c@10.0.0.3 active", "bgppeer/core@10.9.9.9 active"}},
+		{"a", true, []BGPPeer{tor, global}, []string{"mesh/b@10.0.0.2 active", "mesh/c@10.0.0.3 active", "bgppeer/tor1@10.0.0.254 active", "bgppeer/core@10.9.9.9 active"}},
 		{"c", true, []BGPPeer{tor}, []string{"mesh/a@10.0.0.1 passive rrclient", "mesh/b@10.0.0.2 passive rrclient"}},
 		{"a", false, []BGPPeer{toRR}, []string{"bgppeer/rr/c@10.0.0.3 active"}},
 		{"c", false, []BGPPeer{toRR}, []string{"bgppeer/rr/a@10.0.0.1 passive rrclient", "bgppeer/rr/b@10.0.0.2 passive rrclient"}},
@@ -283,6 +283,21 @@ func TestResolvePeers(t *testing.T) {
 	_, err = ResolvePeers(Config{NodeName: "a", NodeIP: netip.MustParseAddr("10.0.0.1")},
 		Topology{Nodes: nodes, BGPPeers: []BGPPeer{{Name: "noas", PeerIP: "10.1.1.1"}}})
 	assert.ErrorIs(t, err, ErrInvalidPeer)
+
+	// Calico's exclusive fields, refused whether the BGPPeer applies to
+	// the node or not.
+	for _, tt := range []struct {
+		bp  BGPPeer
+		msg string
+	}{
+		{BGPPeer{Name: "x", Node: "zz", NodeSelector: &rack1, PeerIP: "10.1.1.1", ASNumber: 1}, "node must be empty when nodeSelector"},
+		{BGPPeer{Name: "x", Node: "zz", PeerSelector: &rrSel, PeerIP: "10.1.1.1"}, "peerIP must be empty when peerSelector"},
+		{BGPPeer{Name: "x", Node: "zz", PeerSelector: &rrSel, ASNumber: 65000}, "asNumber must be empty when peerSelector"},
+	} {
+		_, err = ResolvePeers(Config{NodeName: "a", NodeIP: netip.MustParseAddr("10.0.0.1")}, Topology{Nodes: nodes, BGPPeers: []BGPPeer{tt.bp}})
+		assert.ErrorIs(t, err, ErrInvalidPeer, tt.msg)
+		assert.ErrorContains(t, err, tt.msg)
+	}
 }
 
 func TestWhyNotAdvertised(t *testing.T) {

@@ -7,6 +7,9 @@
 //
 // # Use
 //
+//	// owner: a netlink.RouteOwner for learned routes only (its own
+//	// protocol, netlink.WithProtocol): a node's dataplane.Reconcile on a
+//	// shared owner would delete them at start-up, before Synced.
 //	s, err := bgp.New(bgp.Config{NodeName: "node-1", NodeIP: nodeIP},
 //		bgp.WithLogger(log), bgp.WithRouteProgrammer(owner, "", apply)) // apply calls owner.Apply
 //	s.SetTopology(ctx, bgp.Topology{Nodes: nodes, BGPPeers: peers}) // or SetPeers
@@ -146,5 +149,7 @@
 // Configuration errors wrap ErrInvalidConfig, ErrInvalidPeer,
 // ErrDuplicatePeer, ErrInvalidPrefix, ErrInvalidCommunity or
 // ErrInvalidFilter, name the offending object, and leave the speaker
-// unchanged. Start twice returns ErrAlreadyStarted.
+// unchanged. Writes through a Source without a name or with the reserved
+// name of the service CIDRs return ErrInvalidSource. Start twice returns
+// ErrAlreadyStarted.
 package bgp

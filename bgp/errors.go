@@ -20,6 +20,9 @@ var (
 	ErrInvalidCommunity = errors.New("invalid BGP community")
 	// ErrInvalidFilter: a filter rule is malformed.
 	ErrInvalidFilter = errors.New("invalid BGP filter")
+	// ErrInvalidSource: an advertisement source name is empty or the
+	// reserved "config/service-cidrs" (Speaker.Source).
+	ErrInvalidSource = errors.New("invalid advertisement source")
 	// ErrNotStarted: the speaker is not running (before Start or after Stop).
 	ErrNotStarted = errors.New("BGP speaker not started")
 	// ErrAlreadyStarted: Start was called twice.

@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -30,9 +29,13 @@ type Peer struct {
 	// KeepOriginalNextHop keeps the next hop of routes this node passes on
 	// instead of setting itself (BGPPeer.keepOriginalNextHop).
 	KeepOriginalNextHop bool
-	// MaxRestartTime is how long this node keeps the peer's routes after its
-	// session drops when the peer announced graceful restart
-	// (BGPPeer.maxRestartTime); 0 means Config.RestartTime. Whole seconds.
+	// MaxRestartTime is the graceful-restart time this node announces on
+	// this session (BGPPeer.maxRestartTime, which Calico renders as BIRD's
+	// "graceful restart time"): how long the peer keeps this node's routes
+	// after the session drops, while the node restarts. 0 means
+	// Config.RestartTime (Config.NodeMeshMaxRestartTime for mesh sessions).
+	// How long this node keeps the peer's routes is the time the peer
+	// announces, not this one (RFC 4724 section 4.2). Whole seconds.
 	MaxRestartTime time.Duration
 	// EBGPMultihopTTL is the TTL of packets to an eBGP peer more than one hop
 	// away (kube-router's --peer-router-multihop-ttl, MetalLB's
@@ -138,7 +141,7 @@ func validatePeers(peers []Peer) error {
 }
 
 func sortPeers(ps []Peer) {
-	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.Address.String(), b.Address.String()) })
+	slices.SortFunc(ps, func(a, b Peer) int { return a.Address.Compare(b.Address) })
 }
 
 // ParsePeerIP parses Calico's BGPPeer.peerIP: "ip" or "ip:port" (IPv6 with a

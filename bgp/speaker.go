@@ -45,8 +45,8 @@ type options struct {
 	metrics Metrics
 }
 
-// WithLogger sets the logger (default: slog.Default()). GoBGP's own log
-// lines go to it too, filtered by Config.LogLevel.
+// WithLogger sets the logger (default, and for nil: slog.Default()).
+// GoBGP's own log lines go to it too, filtered by Config.LogLevel.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithRouteProgrammer hands learned routes to rp, under route source name
@@ -97,7 +97,8 @@ type Speaker struct {
 }
 
 // New validates cfg and returns a stopped speaker. Errors wrap
-// ErrInvalidConfig, ErrInvalidCommunity or ErrInvalidFilter.
+// ErrInvalidConfig, ErrInvalidCommunity or ErrInvalidFilter. Nil options
+// are skipped.
 func New(cfg Config, opts ...Option) (*Speaker, error) {
 	r, err := cfg.resolve()
 	if err != nil {
@@ -105,7 +106,12 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 	}
 	o := options{log: slog.Default(), rpName: DefaultSource, minSync: 100 * time.Millisecond}
 	for _, f := range opts {
-		f(&o)
+		if f != nil {
+			f(&o)
+		}
+	}
+	if o.log == nil {
+		o.log = slog.Default()
 	}
 	if o.rpName == "" {
 		o.rpName = DefaultSource
@@ -366,7 +372,7 @@ func (s *Speaker) setConfigSourceLocked() {
 			m[p] = Advertisement{Prefix: p}
 		}
 	}
-	s.sources["config/service-cidrs"] = m
+	s.sources[serviceCIDRSource] = m
 }
 
 // SetPeers replaces the set of peers (as ResolvePeers computes them, or

@@ -102,3 +102,25 @@ func TestImportFilterAtRunTime(t *testing.T) {
 	require.NoError(t, a.SetConfig(ctx, cfgA))
 	require.Eventually(t, func() bool { return fa.len() == 2 }, 10*time.Second, 20*time.Millisecond)
 }
+
+// TestNilOptions: a nil Option and WithLogger(nil) are not a panic, in New
+// or later on GoBGP's goroutines (its listener logs a warning at Start).
+func TestNilOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"nil option", []Option{nil}},
+		{"nil logger", []Option{WithLogger(nil)}},
+		{"nil logger and programmer", []Option{WithLogger(nil), WithRouteProgrammer(nil, "", nil), nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Config{NodeName: "node-1", NodeIP: loopNode(1), ListenAddresses: []netip.Addr{loopNode(1)},
+				ListenPort: freePort(t)}, tc.opts...)
+			require.NoError(t, err)
+			require.NoError(t, s.Start(context.Background()))
+			require.NoError(t, s.Advertise(context.Background(), Advertisement{Prefix: pfx("10.244.1.0/26")}))
+			s.Stop()
+		})
+	}
+}

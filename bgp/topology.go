@@ -27,7 +27,9 @@ type Node struct {
 // they peer with: PeerIP and ASNumber, or PeerSelector (the selected nodes,
 // each with its own AS) — the way route reflectors are set up; peering by
 // selector is symmetric, as Calico's: a node selected by PeerSelector also
-// peers with the nodes NodeSelector picks.
+// peers with the nodes NodeSelector picks. As in Calico, Node and
+// NodeSelector exclude each other, and so do PeerSelector and PeerIP or
+// ASNumber: ResolvePeers returns ErrInvalidPeer for such a BGPPeer.
 type BGPPeer struct {
 	Name                string
 	Node                string
@@ -37,9 +39,11 @@ type BGPPeer struct {
 	PeerSelector        *selector.Selector
 	Password            string
 	KeepOriginalNextHop bool
-	MaxRestartTime      time.Duration // whole seconds
-	EBGPMultihopTTL     int
-	TTLSecurity         int // ttlSecurity, hops
+	// MaxRestartTime is maxRestartTime: the graceful-restart time
+	// announced to the peer (Peer.MaxRestartTime); whole seconds.
+	MaxRestartTime  time.Duration
+	EBGPMultihopTTL int
+	TTLSecurity     int // ttlSecurity, hops
 	// Filters names BGPFilters of Topology.BGPFilters (BGPPeer.filters),
 	// applied in this order to every session the BGPPeer makes.
 	Filters []string
@@ -64,6 +68,24 @@ func (t Topology) filtersOf(bp BGPPeer, byName map[string]BGPFilter) ([]BGPFilte
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// validate refuses the field combinations Calico's BGPPeer validation
+// refuses (libcalico-go validateBGPPeerSpec): node with nodeSelector,
+// and peerIP or asNumber with peerSelector (the selected nodes' own
+// addresses and AS numbers are used). ResolvePeers checks every BGPPeer,
+// whether it applies to the node or not, as the API server checks each
+// resource.
+func (p BGPPeer) validate() error {
+	switch {
+	case p.Node != "" && p.NodeSelector != nil:
+		return fmt.Errorf("bgppeer %s: node must be empty when nodeSelector is set: %w", p.Name, ErrInvalidPeer)
+	case p.PeerIP != "" && p.PeerSelector != nil:
+		return fmt.Errorf("bgppeer %s: peerIP must be empty when peerSelector is set: %w", p.Name, ErrInvalidPeer)
+	case p.ASNumber != 0 && p.PeerSelector != nil:
+		return fmt.Errorf("bgppeer %s: asNumber must be empty when peerSelector is set (each selected node's AS is used): %w", p.Name, ErrInvalidPeer)
+	}
+	return nil
 }
 
 func (p BGPPeer) appliesTo(n Node) bool {
@@ -117,6 +139,11 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 			return nil, err
 		}
 		filters[f.Name] = f
+	}
+	for _, bp := range topo.BGPPeers {
+		if err := bp.validate(); err != nil {
+			return nil, err
+		}
 	}
 	var out []Peer
 	seen := map[netip.Addr]bool{}

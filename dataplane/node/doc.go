@@ -59,6 +59,15 @@
 //     (tnl.ProtocolRoutes) and pod veths with their workload ID, so a new
 //     Dataplane on the same namespace adopts what an earlier one left.
 //
+// Routes learned over BGP: give the bgp speaker a RouteOwner of its own,
+// with another protocol (tnl.WithProtocol; Calico's BIRD uses its own
+// protocol too), not Routes(). Reconcile writes every source of its owner,
+// and an agent that starts again reconciles its blocks before its new
+// speaker has synced: on a shared owner that first Reconcile deletes every
+// route the previous process learned (the "bgp" source is still empty),
+// which is the blackhole bgp's startup sync exists to avoid. If the owner
+// is shared, wait for the speaker's Synced before the first Reconcile.
+//
 // Blocks borrowed from another node (ipam's AssignedIP.Borrowed) need a /32
 // route on the other nodes; that is BGP's job and not done here.
 //

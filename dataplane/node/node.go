@@ -266,8 +266,10 @@ func (d *Dataplane) Config() Config { return d.cfg }
 // Workloads returns the pod interface manager (the CNI plugin's part).
 func (d *Dataplane) Workloads() tnl.WorkloadManager { return d.workloads }
 
-// Routes returns the node's route owner; other producers (BGP) add their
-// own sources to it.
+// Routes returns the node's route owner; other producers add their own
+// sources to it. Reconcile writes all of them, so a producer whose routes
+// must outlive an agent restart (BGP learned routes) needs an owner of its
+// own (see the package doc).
 func (d *Dataplane) Routes() *tnl.RouteOwner { return d.routes }
 
 // VXLAN returns the overlay manager, nil when Encap is Never.

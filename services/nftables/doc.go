@@ -263,7 +263,7 @@
 // Errors: New and NewNetlink return ErrInvalidConfig for an unsupported
 // family; New (through Config.Validate) also for a ServiceCIDRs entry
 // that is not a valid prefix of the Config's family (as does
-// SetServiceCIDRs), for a nil knftables.Interface and for a
+// SetServiceCIDRs), for a nil knftables.Interface or services.Tracker and for a
 // Config.Family or Config.Table (default DefaultTable) other than the
 // Interface's (a Netlink's own; for others, the family and table a
 // knftables transaction of theirs names), instead of a Sync failing on

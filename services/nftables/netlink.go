@@ -55,6 +55,12 @@ const elementsPerMessage = 256
 // message's first one, "(or one of the N other elements of its
 // message)").
 //
+// A transaction whose context is already done is not sent: Run returns
+// the context's error (wrapped) and the kernel is unchanged, as with the
+// CLI executor. Once sent, the kernel's answer is awaited (at most 30 s)
+// whatever the context, since the kernel applies the batch as it
+// receives it.
+//
 // It keeps the set and map definitions it has written (their key types
 // encode elements), so the Proxier must be the table's only writer,
 // which it is by design (the first Sync recreates the table).
@@ -79,13 +85,7 @@ func NewNetlink(family knftables.Family, table, nsPath string) (*Netlink, error)
 	if family != knftables.IPv4Family && family != knftables.IPv6Family {
 		return nil, fmt.Errorf("%w: family %q", ErrInvalidConfig, family)
 	}
-	var cli knftables.Interface
-	var err error
-	if nsPath == "" {
-		cli, err = knftables.New(family, table)
-	} else {
-		cli, err = NewInNetns(family, table, nsPath)
-	}
+	cli, err := NewInNetns(family, table, nsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -203,9 +203,14 @@ func (b *batch) compileRule(rule string) ([]expr.Any, error) {
 }
 
 // apply sends o as one netlink batch and waits for the kernel's answer.
+// A ctx already done sends nothing and returns ctx.Err(), as the CLI
+// executor (exec.CommandContext) does.
 func (n *Netlink) apply(ctx context.Context, o *ops) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("netlink batch not sent: %w", err)
+	}
 	var captured []netlink.Message
 	// google/nftables encodes; its test dial hands us the batch it would
 	// send, so we can send it with acks disabled (one ack per message
@@ -247,7 +252,7 @@ func (n *Netlink) apply(ctx context.Context, o *ops) error {
 	if err := b.patchTypeof(captured); err != nil {
 		return err
 	}
-	if err := n.send(ctx, captured, func(i, offset int) string { return b.describe(n, o, captured, i, offset) }); err != nil {
+	if err := n.send(captured, func(i, offset int) string { return b.describe(n, o, captured, i, offset) }); err != nil {
 		return err
 	}
 	n.sets = b.sets
@@ -306,7 +311,7 @@ func (b *batch) patchTypeof(msgs []netlink.Message) error {
 // counting from the first after BATCH_BEGIN; offset the kernel's
 // extended-ack offset of the failing attribute in it, 0 when it sent
 // none).
-func (n *Netlink) send(ctx context.Context, msgs []netlink.Message, describe func(i, offset int) string) error {
+func (n *Netlink) send(msgs []netlink.Message, describe func(i, offset int) string) error {
 	if len(msgs) <= 2 {
 		return nil
 	}
@@ -343,11 +348,10 @@ func (n *Netlink) send(ctx context.Context, msgs []netlink.Message, describe fun
 	if err := sendBatch(c, buf); err != nil {
 		return fmt.Errorf("netlink send (%d messages, %d bytes): %w", len(msgs), size, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = c.SetReadDeadline(deadline)
+	// The kernel has applied or refused the batch by now (sendmsg
+	// processes it), so its answer is read whatever ctx says: a ctx
+	// deadline here would report an applied batch as failed.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	rbuf := make([]byte, 1<<16)
 	for {
 		acks, err := receiveAcks(c, rbuf)

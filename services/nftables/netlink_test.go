@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -142,4 +143,67 @@ func sixSlice(eps ...st.Endpoint) *discovery.EndpointSlice {
 	s := st.Slice("default", "six", "six-1", webPorts, eps...)
 	s.AddressType = discovery.AddressTypeIPv6
 	return s
+}
+
+// TestSyncContextDone: a Sync whose context is already done (cancelled,
+// or its deadline passed) writes nothing and returns the context's
+// error, on both executors alike (the netlink executor used to send
+// the batch anyway: a cancelled context got nil, a passed deadline an
+// error for a batch the kernel had applied); the next Sync with a live
+// context writes the change.
+func TestSyncContextDone(t *testing.T) {
+	done := map[string]func() (context.Context, error){
+		"cancelled": func() (context.Context, error) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, context.Canceled
+		},
+		"deadline passed": func() (context.Context, error) {
+			ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			t.Cleanup(cancel)
+			return ctx, context.DeadlineExceeded
+		},
+	}
+	for _, executor := range []string{"cli", "netlink"} {
+		for name, mk := range done {
+			t.Run(executor+"/"+name, func(t *testing.T) {
+				ns := nettest.NewNetns(t, "svcctx") // skips unless root
+				nft := newExecutor(t, executor, knftables.IPv4Family, ns.Path)
+				tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+				require.NoError(t, err)
+				tr.OnServiceUpdate(st.Service("default", "a", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 0)))
+				require.NoError(t, p.Sync(context.Background()))
+				before := listTable(t, knftables.IPv4Family, ns.Path)
+
+				tr.OnServiceUpdate(st.Service("default", "b", "10.96.0.11", st.Port("http", v1.ProtocolTCP, 80, 0)))
+				ctx, want := mk()
+				err = p.Sync(ctx)
+				require.ErrorIs(t, err, want)
+				assert.Equal(t, before, listTable(t, knftables.IPv4Family, ns.Path), "nothing written")
+
+				require.NoError(t, p.Sync(context.Background()))
+				assert.Contains(t, listTable(t, knftables.IPv4Family, ns.Path), "10.96.0.11 . tcp . 80")
+			})
+		}
+	}
+}
+
+// TestNewInNetnsEmptyPath: NewInNetns with an empty nsPath is the
+// caller's namespace, as for NewNetlink (it used to fail opening "").
+// Called on a thread inside a test namespace, its transactions land
+// there.
+func TestNewInNetnsEmptyPath(t *testing.T) {
+	ns := nettest.NewNetns(t, "svcempty") // skips unless root
+	require.NoError(t, ns.Do(func() error {
+		nft, err := snft.NewInNetns(knftables.IPv4Family, snft.DefaultTable, "")
+		if err != nil {
+			return err
+		}
+		tx := nft.NewTransaction()
+		tx.Add(&knftables.Table{})
+		tx.Add(&knftables.Chain{Name: "c"})
+		return nft.Run(context.Background(), tx)
+	}))
+	assert.Contains(t, listTable(t, knftables.IPv4Family, ns.Path), "chain c")
 }

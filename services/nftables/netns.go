@@ -13,8 +13,18 @@ import (
 // every call runs inside the network namespace at nsPath (for example
 // /var/run/netns/node1): each call runs on a fresh OS thread that enters
 // the namespace, so the `nft` processes knftables starts inherit it.
-// The calling goroutine's namespace is never changed.
+// The calling goroutine's namespace is never changed. An empty nsPath
+// means the caller's namespace (as for NewNetlink): it returns
+// knftables.New(family, table), whose `nft` processes run in the
+// namespace of the thread that starts them.
 func NewInNetns(family knftables.Family, table, nsPath string) (knftables.Interface, error) {
+	if nsPath == "" {
+		nft, err := knftables.New(family, table)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		return nft, nil
+	}
 	var nft knftables.Interface
 	n := &nsNFT{path: nsPath}
 	err := n.do(func() error {

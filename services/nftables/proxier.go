@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
@@ -39,9 +40,12 @@ type Config struct {
 	// ClusterCIDRs are the pod CIDRs. When set, traffic to a cluster IP
 	// from outside them is masqueraded (kube-proxy's --cluster-cidr), and
 	// pod traffic to an externalTrafficPolicy Local address is sent to
-	// the whole cluster.
+	// the whole cluster. Those of the other family are ignored, as
+	// kube-proxy takes its family's from a dual-stack --cluster-cidr; an
+	// invalid (zero) prefix is ErrInvalidConfig.
 	ClusterCIDRs []netip.Prefix
-	// MasqueradeMark is the mark bit for masquerade (default 0x4000).
+	// MasqueradeMark is the mark bit for masquerade: 0 (the default,
+	// 0x4000) or exactly one bit, else ErrInvalidConfig.
 	MasqueradeMark uint32
 	// NodeIPs are the node's addresses (kube-proxy's node IP; either
 	// family, those of Family are used; IPv4-mapped IPv6 addresses are
@@ -74,6 +78,15 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.Family != knftables.IPv4Family && c.Family != knftables.IPv6Family {
 		return fmt.Errorf("%w: family %q", ErrInvalidConfig, c.Family)
+	}
+	for i, cidr := range c.ClusterCIDRs {
+		if !cidr.IsValid() {
+			return fmt.Errorf("%w: ClusterCIDRs[%d] %q is not a valid prefix", ErrInvalidConfig, i, cidr)
+		}
+	}
+	if c.MasqueradeMark != 0 && bits.OnesCount32(c.MasqueradeMark) != 1 {
+		return fmt.Errorf("%w: MasqueradeMark %#x is not a single bit (kube-proxy's --iptables-masquerade-bit N is 1<<N)",
+			ErrInvalidConfig, c.MasqueradeMark)
 	}
 	return validServiceCIDRs(c.Family, c.ServiceCIDRs)
 }
@@ -135,7 +148,8 @@ type Proxier struct {
 }
 
 // New returns a Proxier that renders tracker into nft. Nothing is written
-// until Sync.
+// until Sync. A nil nft or tracker is an error wrapping ErrInvalidConfig
+// (as services/iptables.New), as is a Config Validate refuses.
 func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ...Option) (*Proxier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -146,6 +160,9 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	}
 	if nft == nil {
 		return nil, fmt.Errorf("%w: nil knftables.Interface", ErrInvalidConfig)
+	}
+	if tracker == nil {
+		return nil, fmt.Errorf("%w: nil services.Tracker", ErrInvalidConfig)
 	}
 	if fam, table, ok := interfaceTable(nft); ok && (fam != cfg.Family || table != cfg.Table) {
 		return nil, fmt.Errorf("%w: Config is family %s table %q but the knftables.Interface writes family %s table %q",
@@ -211,7 +228,9 @@ func (p *Proxier) SetServiceCIDRs(cidrs []netip.Prefix) error {
 // transaction: only the chains, sets and map elements of service ports
 // that changed. The first Sync, and the first after a failure or
 // QueueResync, recreates the whole table. It is the function to hand to
-// a dataplane/syncrunner.Runner.
+// a dataplane/syncrunner.Runner. A ctx already done when the transaction
+// is to be sent writes nothing: Sync returns an error wrapping ctx.Err()
+// (with either executor) and the next Sync recreates the table.
 func (p *Proxier) Sync(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

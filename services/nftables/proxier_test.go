@@ -71,6 +71,30 @@ func TestTrace(t *testing.T) {
 	assert.Contains(t, fake.Dump(), "timeout 10800s")
 }
 
+// TestTraceBadInput: Trace returns an error, never panics, for a nil
+// Fake (it used to dereference it) or a table the Fake does not hold.
+func TestTraceBadInput(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		fake  *knftables.Fake
+		table string
+		msg   string
+	}{
+		{"nil fake", nil, snft.DefaultTable, "nil knftables.Fake"},
+		{"no table", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.DefaultTable, "no table"},
+		{"other table", knftables.NewFake(knftables.IPv4Family, "x"), snft.DefaultTable, "no table"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			require.NotPanics(t, func() {
+				_, err = snft.Trace(tt.fake, tt.table, nil, snft.Packet{})
+			})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.msg)
+		})
+	}
+}
+
 // TestIncremental checks that a sync carries only the changed service and
 // that the result equals a full render of the same state.
 // TestSourceRangesIncremental: changing a Service's
@@ -288,27 +312,39 @@ func TestBothPoliciesLocalAffinity(t *testing.T) {
 }
 
 // TestNewRejectsMismatchedInterface: a Config whose family or table is
-// not the knftables.Interface's fails in New with ErrInvalidConfig
-// naming both, not at the first Sync.
+// not the knftables.Interface's, or a nil Interface or Tracker, fails in
+// New with ErrInvalidConfig naming it, not at the first Sync (a nil
+// Tracker used to pass New and panic in Sync).
 func TestNewRejectsMismatchedInterface(t *testing.T) {
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
 	nl4, err := snft.NewNetlink(knftables.IPv4Family, snft.DefaultTable, "")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = nl4.Close() })
 	for _, tt := range []struct {
-		name string
-		nft  knftables.Interface
-		cfg  snft.Config
-		msg  string
+		name       string
+		nft        knftables.Interface
+		cfg        snft.Config
+		msg        string
+		nilTracker bool
 	}{
-		{"v6 config, v4 fake", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.Config{Family: knftables.IPv6Family}, "family ip6"},
-		{"v6 config, v4 netlink", nl4, snft.Config{Family: knftables.IPv6Family}, "writes family ip table"},
-		{"other table", knftables.NewFake(knftables.IPv4Family, "other"), snft.Config{Family: knftables.IPv4Family}, `table "other"`},
-		{"default table, fake of another", knftables.NewFake(knftables.IPv4Family, "x"), snft.Config{Family: knftables.IPv4Family, Table: snft.DefaultTable}, `table "x"`},
-		{"nil interface", nil, snft.Config{Family: knftables.IPv4Family}, "nil knftables.Interface"},
+		{"v6 config, v4 fake", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.Config{Family: knftables.IPv6Family}, "family ip6", false},
+		{"v6 config, v4 netlink", nl4, snft.Config{Family: knftables.IPv6Family}, "writes family ip table", false},
+		{"other table", knftables.NewFake(knftables.IPv4Family, "other"), snft.Config{Family: knftables.IPv4Family}, `table "other"`, false},
+		{"default table, fake of another", knftables.NewFake(knftables.IPv4Family, "x"), snft.Config{Family: knftables.IPv4Family, Table: snft.DefaultTable}, `table "x"`, false},
+		{"nil interface", nil, snft.Config{Family: knftables.IPv4Family}, "nil knftables.Interface", false},
+		{"nil tracker", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.Config{Family: knftables.IPv4Family}, "nil services.Tracker", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := snft.New(tt.nft, tr, tt.cfg)
+			tracker := tr
+			if tt.nilTracker {
+				tracker = nil
+			}
+			var (
+				p   *snft.Proxier
+				err error
+			)
+			require.NotPanics(t, func() { p, err = snft.New(tt.nft, tracker, tt.cfg) })
+			assert.Nil(t, p)
 			require.ErrorIs(t, err, snft.ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.msg)
 		})

@@ -179,3 +179,31 @@ func TestServiceCIDRsInvalid(t *testing.T) {
 	require.NoError(t, snft.Config{Family: knftables.IPv4Family, ServiceCIDRs: prefixes("10.96.0.0/12")}.Validate())
 	require.ErrorIs(t, snft.Config{Family: "inet"}.Validate(), snft.ErrInvalidConfig)
 }
+
+// TestConfigValidate: the pod CIDRs and the masquerade mark are checked
+// as services/iptables checks them, except that pod CIDRs of the other
+// family are ignored (kube-proxy's dual-stack --cluster-cidr).
+func TestConfigValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  snft.Config
+		msg  string // "" for valid
+	}{
+		{"defaults", snft.Config{Family: knftables.IPv4Family}, ""},
+		{"dual-stack pod CIDRs", snft.Config{Family: knftables.IPv4Family, ClusterCIDRs: prefixes("10.244.0.0/16", "fd00:244::/64")}, ""},
+		{"zero pod CIDR", snft.Config{Family: knftables.IPv6Family, ClusterCIDRs: []netip.Prefix{{}}}, "ClusterCIDRs[0]"},
+		{"one mark bit", snft.Config{Family: knftables.IPv4Family, MasqueradeMark: 0x8000}, ""},
+		{"three mark bits", snft.Config{Family: knftables.IPv4Family, MasqueradeMark: 0x7}, "MasqueradeMark 0x7"},
+		{"all mark bits", snft.Config{Family: knftables.IPv4Family, MasqueradeMark: 0xffffffff}, "not a single bit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.msg == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, snft.ErrInvalidConfig)
+			assert.ErrorContains(t, err, tt.msg)
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package nftables
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -27,12 +28,16 @@ type Outcome = services.TraceOutcome
 // balancing rule yields one outcome per endpoint). nodeIPs are the node's
 // addresses (for `fib daddr type local`; loopback is always local).
 // Affinity sets are dynamic in the kernel and empty in the fake, so
-// affinity rules never match here.
+// affinity rules never match here. A nil fake, or one without table, is
+// an error.
 //
 // It understands exactly the rule forms this package writes and returns
 // an error for anything else, so a renderer change that the tracer does
 // not follow fails the tests instead of passing silently.
 func Trace(fake *knftables.Fake, table string, nodeIPs []netip.Addr, pkt Packet) ([]Outcome, error) {
+	if fake == nil {
+		return nil, errors.New("trace: nil knftables.Fake")
+	}
 	var t *knftables.FakeTable
 	for _, tables := range fake.Tables {
 		if x := tables[table]; x != nil {
