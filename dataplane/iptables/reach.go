@@ -40,36 +40,150 @@ func natAllowed(target string) uint8 {
 }
 
 // natRef is a rule of a nat chain that matters for reachability: a Jump
-// or Goto (chain set) or a NAT target (target and allowed set).
+// or Goto (chain set) or a NAT target (target set, allowed its hooks).
 type natRef struct {
-	rule    int
-	chain   string
-	target  string
+	rule    int32
 	allowed uint8
+	target  natTarget
+	chain   string
 }
 
-// natNode holds the natRefs of one nat chain (owned, or a kernel chain's
-// hook rules), in rule order.
-type natNode []natRef
+// natTarget is the NAT target of a natRef, natNone for a jump.
+type natTarget uint8
 
-// natNodeOf returns the natRefs of rules, nil when there are none.
+const (
+	natNone natTarget = iota
+	natDNAT
+	natSNAT
+	natMasquerade
+)
+
+// natTargetNames are the targets' names by natTarget.
+var natTargetNames = [...]string{natNone: "", natDNAT: "DNAT", natSNAT: "SNAT", natMasquerade: "MASQUERADE"}
+
+// natNode holds the natRefs of one nat chain (owned, or a kernel chain's
+// hook rules), in rule order. A single natRef, the common case (an
+// endpoint's DNAT, a hook's jump), is held inline without allocating.
+type natNode struct {
+	one  natRef
+	many []natRef // when there are two or more
+}
+
+// len returns the number of natRefs.
+func (n *natNode) len() int {
+	if n.many != nil {
+		return len(n.many)
+	}
+	if n.one.chain != "" || n.one.target != natNone {
+		return 1
+	}
+	return 0
+}
+
+// at returns natRef i (0 <= i < len).
+func (n *natNode) at(i int) natRef {
+	if n.many != nil {
+		return n.many[i]
+	}
+	return n.one
+}
+
+// natRefOf returns the natRef of rule i, false for a rule that does not
+// matter for reachability.
+func natRefOf(i int, r Rule) (natRef, bool) {
+	switch a := r.Action.(type) {
+	case Jump:
+		return natRef{rule: int32(i), chain: a.Chain}, true
+	case Goto:
+		return natRef{rule: int32(i), chain: a.Chain}, true
+	case DNAT:
+		return natRef{rule: int32(i), target: natDNAT, allowed: natAllowed("DNAT")}, true
+	case SNAT:
+		return natRef{rule: int32(i), target: natSNAT, allowed: natAllowed("SNAT")}, true
+	case Masquerade:
+		return natRef{rule: int32(i), target: natMasquerade, allowed: natAllowed("MASQUERADE")}, true
+	}
+	return natRef{}, false
+}
+
+// natNodeOf returns the natRefs of rules, empty when there are none. It
+// allocates only for two or more, once.
 func natNodeOf(rules []Rule) natNode {
 	var n natNode
+	count := 0
 	for i, r := range rules {
-		switch a := r.Action.(type) {
-		case Jump:
-			n = append(n, natRef{rule: i, chain: a.Chain})
-		case Goto:
-			n = append(n, natRef{rule: i, chain: a.Chain})
-		case DNAT:
-			n = append(n, natRef{rule: i, target: "DNAT", allowed: natAllowed("DNAT")})
-		case SNAT:
-			n = append(n, natRef{rule: i, target: "SNAT", allowed: natAllowed("SNAT")})
-		case Masquerade:
-			n = append(n, natRef{rule: i, target: "MASQUERADE", allowed: natAllowed("MASQUERADE")})
+		if ref, ok := natRefOf(i, r); ok {
+			if count == 0 {
+				n.one = ref
+			}
+			count++
 		}
 	}
+	if count < 2 {
+		return n
+	}
+	n.many = make([]natRef, 0, count)
+	for i, r := range rules {
+		if ref, ok := natRefOf(i, r); ok {
+			n.many = append(n.many, ref)
+		}
+	}
+	n.one = natRef{}
 	return n
+}
+
+// parentSet counts, for one chain, the rules of each chain jumping or
+// going to it. The common single parent is held inline; a map is made
+// only for a second one. Its zero value is empty.
+type parentSet struct {
+	one  string
+	n    int32            // rules of one; 0 when the set is empty
+	more map[string]int32 // the other parents, nil when none
+}
+
+// add adds d to the rules of from (removing from at 0).
+func (p *parentSet) add(from string, d int32) {
+	switch {
+	case p.n == 0:
+		p.one, p.n = from, d
+	case p.one == from:
+		if p.n += d; p.n == 0 {
+			p.one = ""
+			for k, v := range p.more { // promote another parent
+				p.one, p.n = k, v
+				delete(p.more, k)
+				break
+			}
+			if len(p.more) == 0 {
+				p.more = nil
+			}
+		}
+	default:
+		if p.more == nil {
+			p.more = map[string]int32{}
+		}
+		if p.more[from] += d; p.more[from] == 0 {
+			delete(p.more, from)
+			if len(p.more) == 0 {
+				p.more = nil
+			}
+		}
+	}
+}
+
+// empty reports whether no chain jumps to the chain.
+func (p *parentSet) empty() bool { return p.n == 0 }
+
+// natChain is a chain of the natGraph: its natRefs, the chains jumping
+// to it, and the marks of the walks (valid when their generation is the
+// graph's current one), so that a check allocates nothing.
+type natChain struct {
+	node    natNode
+	parents parentSet
+	upGen   uint64
+	downGen uint64
+	seen    uint8  // down: the hooks the chain was checked for
+	from    string // up: the chain it was reached from ("" for the start)
 }
 
 // natGraph is the desired nat table as far as the kernel's hook check
@@ -82,118 +196,134 @@ func natNodeOf(rules []Rule) natNode {
 // down through its jumps to the NAT targets it reaches. Its zero value is
 // empty.
 type natGraph struct {
-	nodes map[string]natNode
-	// parents maps a chain to the chains (owned or kernel) with a rule
-	// jumping or going to it, and how many such rules each has.
-	parents map[string]map[string]int32
-}
-
-// set makes n the natRefs of chain (nil removes them) and returns the
-// previous ones.
-func (g *natGraph) set(chain string, n natNode) natNode {
-	old := g.nodes[chain]
-	for _, r := range old {
-		if r.chain == "" {
-			continue
-		}
-		p := g.parents[r.chain]
-		if p[chain]--; p[chain] == 0 {
-			delete(p, chain)
-			if len(p) == 0 {
-				delete(g.parents, r.chain)
-			}
-		}
-	}
-	if n == nil {
-		delete(g.nodes, chain)
-		return old
-	}
-	if g.nodes == nil {
-		g.nodes, g.parents = map[string]natNode{}, map[string]map[string]int32{}
-	}
-	g.nodes[chain] = n
-	for _, r := range n {
-		if r.chain == "" {
-			continue
-		}
-		p := g.parents[r.chain]
-		if p == nil {
-			p = map[string]int32{}
-			g.parents[r.chain] = p
-		}
-		p[chain]++
-	}
-	return old
-}
-
-// up returns the hooks reaching chain through the jumps of the graph
-// (chain's own bit when it is a kernel chain) and, for each chain
-// visited, the chain it was reached from (for the error's path).
-func (g *natGraph) up(chain string) (uint8, map[string]string) {
-	if b := natHookBit(chain); b != 0 {
-		return b, nil
-	}
-	if len(g.parents[chain]) == 0 {
-		return 0, nil
-	}
-	var m uint8
-	from := map[string]string{chain: ""}
-	queue := []string{chain}
-	for len(queue) > 0 {
-		c := queue[0]
-		queue = queue[1:]
-		for p := range g.parents[c] {
-			if _, ok := from[p]; ok {
-				continue
-			}
-			from[p] = c
-			if b := natHookBit(p); b != 0 {
-				m |= b
-			} else {
-				queue = append(queue, p)
-			}
-		}
-	}
-	return m, from
-}
-
-// reachWalk walks down from changed chains; seen holds the hooks each
-// chain was already checked for.
-type reachWalk struct {
-	g    *natGraph
-	seen map[string]uint8
-	// path holds the chains from the changed one to the current one,
-	// rules the rule taken in each chain of path but the last.
+	// chains holds every chain with natRefs or jumped to (values, so that
+	// a chain costs no allocation of its own).
+	chains  map[string]natChain
+	upGen   uint64
+	downGen uint64
+	// queue, path and rules are the walks' scratch.
+	queue []string
 	path  []string
 	rules []int
 }
 
-// down checks the NAT targets chain reaches for the hooks in m. It
-// returns the offending NAT target's ref, or ok (path then as before).
-func (w *reachWalk) down(chain string, m uint8) (natRef, bool) {
-	n, ok := w.g.nodes[chain]
+// set makes n the natRefs of chain (empty removes them) and returns the
+// previous ones.
+func (g *natGraph) set(chain string, n natNode) natNode {
+	if g.chains == nil {
+		g.chains = map[string]natChain{}
+	}
+	c := g.chains[chain]
+	old := c.node
+	for i := range old.len() {
+		if r := old.at(i); r.chain != "" {
+			g.addParent(r.chain, chain, -1)
+		}
+	}
+	for i := range n.len() {
+		if r := n.at(i); r.chain != "" {
+			g.addParent(r.chain, chain, 1)
+		}
+	}
+	c = g.chains[chain] // a rule may jump to its own chain
+	c.node = n
+	g.store(chain, c)
+	return old
+}
+
+// addParent adds d to the rules of from jumping to chain.
+func (g *natGraph) addParent(chain, from string, d int32) {
+	c := g.chains[chain]
+	c.parents.add(from, d)
+	g.store(chain, c)
+}
+
+// store writes c, or removes it when it has neither natRefs nor parents.
+func (g *natGraph) store(name string, c natChain) {
+	if c.node.len() == 0 && c.parents.empty() {
+		delete(g.chains, name)
+		return
+	}
+	g.chains[name] = c
+}
+
+// up returns the hooks reaching chain through the jumps of the graph
+// (chain's own bit when it is a kernel chain); for each chain visited,
+// from holds the chain it was reached from (for the error's path) until
+// the next up.
+func (g *natGraph) up(chain string) uint8 {
+	if b := natHookBit(chain); b != 0 {
+		return b
+	}
+	start, ok := g.chains[chain]
+	if !ok || start.parents.empty() {
+		return 0
+	}
+	g.upGen++
+	start.upGen, start.from = g.upGen, ""
+	g.chains[chain] = start
+	var m uint8
+	queue := append(g.queue[:0], chain)
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		p := g.chains[c].parents
+		visit := func(name string) {
+			pc := g.chains[name]
+			if pc.upGen == g.upGen {
+				return
+			}
+			pc.upGen, pc.from = g.upGen, c
+			g.chains[name] = pc
+			if b := natHookBit(name); b != 0 {
+				m |= b
+			} else {
+				queue = append(queue, name)
+			}
+		}
+		if !p.empty() {
+			visit(p.one)
+		}
+		for name := range p.more {
+			visit(name)
+		}
+	}
+	g.queue = queue[:0]
+	return m
+}
+
+// down checks the NAT targets chain reaches for the hooks in m, after
+// the chains already checked in this check. It returns the offending NAT
+// target's ref, or ok (g.path and g.rules then as before).
+func (g *natGraph) down(chain string, m uint8) (natRef, bool) {
+	c, ok := g.chains[chain]
 	if !ok {
 		return natRef{}, true // a foreign or missing chain: unknown
 	}
-	if m &^= w.seen[chain]; m == 0 {
+	if c.downGen != g.downGen {
+		c.downGen, c.seen = g.downGen, 0
+	}
+	if m &^= c.seen; m == 0 {
 		return natRef{}, true
 	}
-	w.seen[chain] |= m
-	w.path = append(w.path, chain)
-	for _, r := range n {
+	c.seen |= m
+	g.chains[chain] = c
+	g.path = append(g.path, chain)
+	for i := range c.node.len() {
+		r := c.node.at(i)
 		if r.chain == "" {
 			if m&^r.allowed != 0 {
 				return r, false
 			}
 			continue
 		}
-		w.rules = append(w.rules, r.rule)
-		if bad, ok := w.down(r.chain, m); !ok {
+		g.rules = append(g.rules, int(r.rule))
+		if bad, ok := g.down(r.chain, m); !ok {
 			return bad, false
 		}
-		w.rules = w.rules[:len(w.rules)-1]
+		g.rules = g.rules[:len(g.rules)-1]
 	}
-	w.path = w.path[:len(w.path)-1]
+	g.path = g.path[:len(g.path)-1]
 	return natRef{}, true
 }
 
@@ -201,35 +331,36 @@ func (w *reachWalk) down(chain string, m uint8) (natRef, bool) {
 // they reach, or hold, must be reached only from its hooks. The error
 // (ErrInvalidRule) names the changed chain and its rule that leads to
 // the NAT target, the NAT target's chain and rule, the hook and the path
-// of chains from the hook.
-func (g *natGraph) check(changed []string) error {
-	w := reachWalk{g: g, seen: map[string]uint8{}}
+// of chains from the hook. It allocates only for the error.
+func (g *natGraph) check(changed ...string) error {
+	g.downGen++
 	for _, c := range changed {
-		if g.nodes[c] == nil {
+		if n := g.chains[c].node; n.len() == 0 {
 			continue
 		}
-		m, from := g.up(c)
+		m := g.up(c)
 		if m == 0 {
 			continue
 		}
-		w.path, w.rules = w.path[:0], w.rules[:0]
-		bad, ok := w.down(c, m)
+		g.path, g.rules = g.path[:0], g.rules[:0]
+		bad, ok := g.down(c, m)
 		if ok {
 			continue
 		}
 		hook := natHookNames[bits.TrailingZeros8(m&^bad.allowed)]
 		var path []string
-		for x := hook; x != c && x != ""; x = from[x] {
+		for x := hook; x != c && x != ""; x = g.chains[x].from {
 			path = append(path, x) // from the hook down to c
 		}
-		path = append(path, w.path...)
-		rule := bad.rule
-		if len(w.rules) > 0 {
-			rule = w.rules[0]
+		path = append(path, g.path...)
+		rule := int(bad.rule)
+		if len(g.rules) > 0 {
+			rule = g.rules[0]
 		}
+		target := natTargetNames[bad.target]
 		return fmt.Errorf("chain %s rule %d: %w", c, rule, invalid(
 			"%s (chain %s rule %d) would be reached from kernel chain %s (%s): it is allowed only in %s and the chains they reach",
-			bad.target, w.path[len(w.path)-1], bad.rule, hook, strings.Join(path, " -> "), strings.Join(natHooks[bad.target], ", ")))
+			target, g.path[len(g.path)-1], bad.rule, hook, strings.Join(path, " -> "), strings.Join(natHooks[target], ", ")))
 	}
 	return nil
 }
