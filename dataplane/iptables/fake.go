@@ -49,7 +49,9 @@ type fakeTable struct {
 	// parents (nat tables only) maps a chain to the chains with a rule
 	// jumping or going to it, and how many such rules each has, for the
 	// check of the NAT targets' hooks (fakereach.go).
-	parents map[string]map[string]int32
+	parents map[string]parentSet
+	// walk numbers the walks of that check, for the marks of fakeChain.
+	walk uint64
 }
 
 type fakeChain struct {
@@ -59,6 +61,11 @@ type fakeChain struct {
 	// so that -X checks references in O(1).
 	refs int
 	gen  uint64 // the section that made this copy
+	// The marks of the check of the NAT targets' hooks (fakereach.go),
+	// each valid when its walk number is the current walk's.
+	upWalk, downWalk, doneWalk, endWalk uint64
+	seen                                uint8 // the hooks walked down for
+	end                                 int   // how many rules are walked
 }
 
 type fakeRule struct {
@@ -185,8 +192,9 @@ type fakeUndo struct {
 	// are unset then).
 	refs *fakeChain
 	d    int
-	// from and to, when set, had d added to parents[to][from].
-	from, to string
+	// from, when set, had d added to its rules jumping to chain name in
+	// the table's parents (old is unset then).
+	from string
 }
 
 // chain returns the named chain for changing, copying it on its first
@@ -228,30 +236,29 @@ func (x *fakeTx) ref(from, target string, d int) {
 	}
 	c := x.t.chains[target]
 	c.refs += d
+	u := fakeUndo{d: d}
 	if c.gen != x.gen {
-		x.undo = append(x.undo, fakeUndo{refs: c, d: d})
+		u.refs = c
 	}
 	if x.table == NAT {
 		x.addParent(from, target, d)
-		x.undo = append(x.undo, fakeUndo{from: from, to: target, d: d})
+		u.name, u.from = target, from
+	}
+	if u.refs != nil || u.from != "" {
+		x.undo = append(x.undo, u)
 	}
 }
 
-// addParent adds d to parents[to][from].
+// addParent adds d to the rules of chain from jumping to chain to.
 func (x *fakeTx) addParent(from, to string, d int) {
 	if x.t.parents == nil {
-		x.t.parents = map[string]map[string]int32{}
+		x.t.parents = map[string]parentSet{}
 	}
 	p := x.t.parents[to]
-	if p == nil {
-		p = map[string]int32{}
+	if p.add(from, int32(d)); p.empty() {
+		delete(x.t.parents, to)
+	} else {
 		x.t.parents[to] = p
-	}
-	if p[from] += int32(d); p[from] == 0 {
-		delete(p, from)
-		if len(p) == 0 {
-			delete(x.t.parents, to)
-		}
 	}
 }
 
@@ -276,10 +283,13 @@ func (x *fakeTx) flush(name string) *fakeChain {
 // rollback restores the table as it was before the section.
 func (x *fakeTx) rollback() {
 	for i := len(x.undo) - 1; i >= 0; i-- {
-		if u := x.undo[i]; u.refs != nil {
-			u.refs.refs -= u.d
-		} else if u.to != "" {
-			x.addParent(u.from, u.to, -u.d)
+		if u := x.undo[i]; u.refs != nil || u.from != "" {
+			if u.refs != nil {
+				u.refs.refs -= u.d
+			}
+			if u.from != "" {
+				x.addParent(u.from, u.name, -u.d)
+			}
 		} else if u.old == nil {
 			delete(x.t.chains, u.name)
 		} else {

@@ -264,32 +264,34 @@ func (g *natGraph) up(chain string) uint8 {
 	g.chains[chain] = start
 	var m uint8
 	queue := append(g.queue[:0], chain)
-	for len(queue) > 0 {
-		c := queue[0]
-		queue = queue[1:]
+	for i := 0; i < len(queue); i++ {
+		c := queue[i]
 		p := g.chains[c].parents
-		visit := func(name string) {
-			pc := g.chains[name]
-			if pc.upGen == g.upGen {
-				return
-			}
-			pc.upGen, pc.from = g.upGen, c
-			g.chains[name] = pc
-			if b := natHookBit(name); b != 0 {
-				m |= b
-			} else {
-				queue = append(queue, name)
-			}
-		}
 		if !p.empty() {
-			visit(p.one)
+			queue = g.upVisit(p.one, c, queue, &m)
 		}
 		for name := range p.more {
-			visit(name)
+			queue = g.upVisit(name, c, queue, &m)
 		}
 	}
 	g.queue = queue[:0]
 	return m
+}
+
+// upVisit visits name, a parent of c, in up's walk: a kernel chain is
+// added to m, another chain not yet visited to queue.
+func (g *natGraph) upVisit(name, c string, queue []string, m *uint8) []string {
+	pc := g.chains[name]
+	if pc.upGen == g.upGen {
+		return queue
+	}
+	pc.upGen, pc.from = g.upGen, c
+	g.chains[name] = pc
+	if b := natHookBit(name); b != 0 {
+		*m |= b
+		return queue
+	}
+	return append(queue, name)
 }
 
 // down checks the NAT targets chain reaches for the hooks in m, after
