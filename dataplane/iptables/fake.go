@@ -46,10 +46,6 @@ type Fake struct {
 type fakeTable struct {
 	chains map[string]*fakeChain
 	gen    uint64 // the last section applied to the table
-	// parents (nat tables only) maps a chain to the chains with a rule
-	// jumping or going to it, and how many such rules each has, for the
-	// check of the NAT targets' hooks (fakereach.go).
-	parents map[string]parentSet
 	// walk numbers the walks of that check, for the marks of fakeChain.
 	walk uint64
 }
@@ -60,7 +56,11 @@ type fakeChain struct {
 	// refs counts the rules of the table that jump or go to the chain,
 	// so that -X checks references in O(1).
 	refs int
-	gen  uint64 // the section that made this copy
+	// parents (nat tables only) counts the rules of each chain jumping or
+	// going to the chain, for the check of the NAT targets' hooks
+	// (fakereach.go). Like refs, it is changed in place.
+	parents parentSet[string]
+	gen     uint64 // the section that made this copy
 	// The marks of the check of the NAT targets' hooks (fakereach.go),
 	// each valid when its walk number is the current walk's.
 	upWalk, downWalk, doneWalk, endWalk uint64
@@ -188,12 +188,11 @@ type fakeTx struct {
 type fakeUndo struct {
 	name string
 	old  *fakeChain // nil: the chain did not exist
-	// refs, when set, had d added to its reference count (name and old
-	// are unset then).
+	// refs, when set, had d added to its reference count and, in a nat
+	// table, to its parents' rules of chain from (name and old are unset
+	// then).
 	refs *fakeChain
 	d    int
-	// from, when set, had d added to its rules jumping to chain name in
-	// the table's parents (old is unset then).
 	from string
 }
 
@@ -205,7 +204,10 @@ func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
 	if c == nil || c.gen == x.gen {
 		return c
 	}
-	cp := &fakeChain{policy: c.policy, refs: c.refs, gen: x.gen}
+	cp := &fakeChain{policy: c.policy, refs: c.refs, parents: c.parents, gen: x.gen}
+	if c.parents.more != nil { // not shared: cp's changes are not undone
+		cp.parents.more = maps.Clone(c.parents.more)
+	}
 	x.undo = append(x.undo, fakeUndo{name: name, old: c})
 	x.t.chains[name] = cp
 	if keepRules {
@@ -236,29 +238,13 @@ func (x *fakeTx) ref(from, target string, d int) {
 	}
 	c := x.t.chains[target]
 	c.refs += d
-	u := fakeUndo{d: d}
-	if c.gen != x.gen {
-		u.refs = c
-	}
 	if x.table == NAT {
-		x.addParent(from, target, d)
-		u.name, u.from = target, from
-	}
-	if u.refs != nil || u.from != "" {
-		x.undo = append(x.undo, u)
-	}
-}
-
-// addParent adds d to the rules of chain from jumping to chain to.
-func (x *fakeTx) addParent(from, to string, d int) {
-	if x.t.parents == nil {
-		x.t.parents = map[string]parentSet{}
-	}
-	p := x.t.parents[to]
-	if p.add(from, int32(d)); p.empty() {
-		delete(x.t.parents, to)
+		c.parents.add(from, int32(d))
 	} else {
-		x.t.parents[to] = p
+		from = ""
+	}
+	if c.gen != x.gen {
+		x.undo = append(x.undo, fakeUndo{refs: c, d: d, from: from})
 	}
 }
 
@@ -283,12 +269,10 @@ func (x *fakeTx) flush(name string) *fakeChain {
 // rollback restores the table as it was before the section.
 func (x *fakeTx) rollback() {
 	for i := len(x.undo) - 1; i >= 0; i-- {
-		if u := x.undo[i]; u.refs != nil || u.from != "" {
-			if u.refs != nil {
-				u.refs.refs -= u.d
-			}
+		if u := x.undo[i]; u.refs != nil {
+			u.refs.refs -= u.d
 			if u.from != "" {
-				x.addParent(u.from, u.name, -u.d)
+				u.refs.parents.add(u.from, int32(-u.d))
 			}
 		} else if u.old == nil {
 			delete(x.t.chains, u.name)

@@ -75,7 +75,11 @@ func (s *fakeReach) up(chain string) uint8 {
 	queue := append(s.queue[:0], chain)
 	for i := 0; i < len(queue); i++ {
 		c := queue[i]
-		ps := t.parents[c]
+		cc := t.chains[c]
+		if cc == nil {
+			continue
+		}
+		ps := &cc.parents
 		if !ps.empty() {
 			queue = s.upVisit(ps.one, c, walk, queue, &m)
 		}
@@ -151,8 +155,8 @@ func (x *fakeTx) reachError() string {
 	}
 	s := x.newReach()
 	for _, u := range x.undo {
-		if u.name == "" || u.refs != nil || u.from != "" {
-			continue // not a chain's undo
+		if u.name == "" {
+			continue // a reference's undo
 		}
 		c := x.t.chains[u.name]
 		if c == nil || c.gen != x.gen || c.doneWalk == s.walk {

@@ -40,12 +40,14 @@ func natAllowed(target string) uint8 {
 }
 
 // natRef is a rule of a nat chain that matters for reachability: a Jump
-// or Goto (chain set) or a NAT target (target set, allowed its hooks).
+// or Goto (chain set; to is that chain's node while the ref is in the
+// graph) or a NAT target (target set, allowed its hooks).
 type natRef struct {
 	rule    int32
 	allowed uint8
 	target  natTarget
 	chain   string
+	to      *natChain
 }
 
 // natTarget is the NAT target of a natRef, natNone for a jump.
@@ -80,12 +82,12 @@ func (n *natNode) len() int {
 	return 0
 }
 
-// at returns natRef i (0 <= i < len).
-func (n *natNode) at(i int) natRef {
+// ref returns natRef i (0 <= i < len) for changing.
+func (n *natNode) ref(i int) *natRef {
 	if n.many != nil {
-		return n.many[i]
+		return &n.many[i]
 	}
-	return n.one
+	return &n.one
 }
 
 // natRefOf returns the natRef of rule i, false for a rule that does not
@@ -132,23 +134,24 @@ func natNodeOf(rules []Rule) natNode {
 	return n
 }
 
-// parentSet counts, for one chain, the rules of each chain jumping or
-// going to it. The common single parent is held inline; a map is made
-// only for a second one. Its zero value is empty.
-type parentSet struct {
-	one  string
-	n    int32            // rules of one; 0 when the set is empty
-	more map[string]int32 // the other parents, nil when none
+// parentSet counts, for one chain, the rules of each chain (K: its name
+// or node) jumping or going to it. The common single parent is held
+// inline; a map is made only for a second one. Its zero value is empty.
+type parentSet[K comparable] struct {
+	one  K
+	n    int32       // rules of one; 0 when the set is empty
+	more map[K]int32 // the other parents, nil when none
 }
 
 // add adds d to the rules of from (removing from at 0).
-func (p *parentSet) add(from string, d int32) {
+func (p *parentSet[K]) add(from K, d int32) {
 	switch {
 	case p.n == 0:
 		p.one, p.n = from, d
 	case p.one == from:
 		if p.n += d; p.n == 0 {
-			p.one = ""
+			var zero K
+			p.one = zero
 			for k, v := range p.more { // promote another parent
 				p.one, p.n = k, v
 				delete(p.more, k)
@@ -160,7 +163,7 @@ func (p *parentSet) add(from string, d int32) {
 		}
 	default:
 		if p.more == nil {
-			p.more = map[string]int32{}
+			p.more = map[K]int32{}
 		}
 		if p.more[from] += d; p.more[from] == 0 {
 			delete(p.more, from)
@@ -172,18 +175,21 @@ func (p *parentSet) add(from string, d int32) {
 }
 
 // empty reports whether no chain jumps to the chain.
-func (p *parentSet) empty() bool { return p.n == 0 }
+func (p *parentSet[K]) empty() bool { return p.n == 0 }
 
 // natChain is a chain of the natGraph: its natRefs, the chains jumping
 // to it, and the marks of the walks (valid when their generation is the
-// graph's current one), so that a check allocates nothing.
+// graph's current one), so that a check allocates nothing and follows
+// pointers instead of looking names up.
 type natChain struct {
+	name    string
+	hook    uint8 // natHookBit(name)
+	seen    uint8 // down: the hooks the chain was checked for
 	node    natNode
-	parents parentSet
+	parents parentSet[*natChain]
 	upGen   uint64
 	downGen uint64
-	seen    uint8  // down: the hooks the chain was checked for
-	from    string // up: the chain it was reached from ("" for the start)
+	from    *natChain // up: the chain it was reached from (nil: the start)
 }
 
 // natGraph is the desired nat table as far as the kernel's hook check
@@ -196,112 +202,128 @@ type natChain struct {
 // down through its jumps to the NAT targets it reaches. Its zero value is
 // empty.
 type natGraph struct {
-	// chains holds every chain with natRefs or jumped to (values, so that
-	// a chain costs no allocation of its own).
-	chains  map[string]natChain
+	// chains holds every chain with natRefs or jumped to.
+	chains map[string]*natChain
+	// free holds released natChains for reuse; slab the rest of the last
+	// block allocated, so that a chain costs no allocation of its own.
+	free    []*natChain
+	slab    []natChain
 	upGen   uint64
 	downGen uint64
 	// queue, path and rules are the walks' scratch.
-	queue []string
-	path  []string
+	queue []*natChain
+	path  []*natChain
 	rules []int
 }
 
-// set makes n the natRefs of chain (empty removes them) and returns the
-// previous ones.
-func (g *natGraph) set(chain string, n natNode) natNode {
-	if g.chains == nil {
-		g.chains = map[string]natChain{}
+// intern returns the natChain of name, made if needed.
+func (g *natGraph) intern(name string) *natChain {
+	if c := g.chains[name]; c != nil {
+		return c
 	}
-	c := g.chains[chain]
+	if g.chains == nil {
+		g.chains = map[string]*natChain{}
+	}
+	var c *natChain
+	if n := len(g.free); n > 0 {
+		c, g.free = g.free[n-1], g.free[:n-1]
+	} else {
+		if len(g.slab) == 0 {
+			g.slab = make([]natChain, 256)
+		}
+		c, g.slab = &g.slab[0], g.slab[1:]
+	}
+	*c = natChain{name: name, hook: natHookBit(name)}
+	g.chains[name] = c
+	return c
+}
+
+// release removes c from the graph when it has neither natRefs nor
+// parents.
+func (g *natGraph) release(c *natChain) {
+	if c.node.len() == 0 && c.parents.empty() {
+		delete(g.chains, c.name)
+		*c = natChain{}
+		g.free = append(g.free, c)
+	}
+}
+
+// set makes n the natRefs of chain (empty removes them) and returns the
+// previous ones (their nodes are looked up again when they are set
+// back).
+func (g *natGraph) set(chain string, n natNode) natNode {
+	if n.len() == 0 && g.chains[chain] == nil {
+		return natNode{}
+	}
+	c := g.intern(chain)
 	old := c.node
 	for i := range old.len() {
-		if r := old.at(i); r.chain != "" {
-			g.addParent(r.chain, chain, -1)
+		if r := old.ref(i); r.to != nil {
+			r.to.parents.add(c, -1)
+			if r.to != c { // c itself is released last
+				g.release(r.to)
+			}
+			r.to = nil
 		}
 	}
 	for i := range n.len() {
-		if r := n.at(i); r.chain != "" {
-			g.addParent(r.chain, chain, 1)
+		if r := n.ref(i); r.chain != "" {
+			r.to = g.intern(r.chain)
+			r.to.parents.add(c, 1)
 		}
 	}
-	c = g.chains[chain] // a rule may jump to its own chain
 	c.node = n
-	g.store(chain, c)
+	g.release(c)
 	return old
 }
 
-// addParent adds d to the rules of from jumping to chain.
-func (g *natGraph) addParent(chain, from string, d int32) {
-	c := g.chains[chain]
-	c.parents.add(from, d)
-	g.store(chain, c)
-}
-
-// store writes c, or removes it when it has neither natRefs nor parents.
-func (g *natGraph) store(name string, c natChain) {
-	if c.node.len() == 0 && c.parents.empty() {
-		delete(g.chains, name)
-		return
+// up returns the hooks reaching c through the jumps of the graph (c's
+// own bit when it is a kernel chain); for each chain visited, from holds
+// the chain it was reached from (for the error's path) until the next
+// up.
+func (g *natGraph) up(c *natChain) uint8 {
+	if c.hook != 0 {
+		return c.hook
 	}
-	g.chains[name] = c
-}
-
-// up returns the hooks reaching chain through the jumps of the graph
-// (chain's own bit when it is a kernel chain); for each chain visited,
-// from holds the chain it was reached from (for the error's path) until
-// the next up.
-func (g *natGraph) up(chain string) uint8 {
-	if b := natHookBit(chain); b != 0 {
-		return b
-	}
-	start, ok := g.chains[chain]
-	if !ok || start.parents.empty() {
+	if c.parents.empty() {
 		return 0
 	}
 	g.upGen++
-	start.upGen, start.from = g.upGen, ""
-	g.chains[chain] = start
+	c.upGen, c.from = g.upGen, nil
 	var m uint8
-	queue := append(g.queue[:0], chain)
+	queue := append(g.queue[:0], c)
 	for i := 0; i < len(queue); i++ {
-		c := queue[i]
-		p := g.chains[c].parents
-		if !p.empty() {
-			queue = g.upVisit(p.one, c, queue, &m)
+		x := queue[i]
+		if !x.parents.empty() {
+			queue = g.upVisit(x.parents.one, x, queue, &m)
 		}
-		for name := range p.more {
-			queue = g.upVisit(name, c, queue, &m)
+		for p := range x.parents.more {
+			queue = g.upVisit(p, x, queue, &m)
 		}
 	}
+	clear(queue)
 	g.queue = queue[:0]
 	return m
 }
 
-// upVisit visits name, a parent of c, in up's walk: a kernel chain is
-// added to m, another chain not yet visited to queue.
-func (g *natGraph) upVisit(name, c string, queue []string, m *uint8) []string {
-	pc := g.chains[name]
-	if pc.upGen == g.upGen {
+// upVisit visits p, a parent of c, in up's walk: a kernel chain is added
+// to m, another chain not yet visited to queue.
+func (g *natGraph) upVisit(p, c *natChain, queue []*natChain, m *uint8) []*natChain {
+	if p.upGen == g.upGen {
 		return queue
 	}
-	pc.upGen, pc.from = g.upGen, c
-	g.chains[name] = pc
-	if b := natHookBit(name); b != 0 {
-		*m |= b
+	p.upGen, p.from = g.upGen, c
+	if p.hook != 0 {
+		*m |= p.hook
 		return queue
 	}
-	return append(queue, name)
+	return append(queue, p)
 }
 
-// down checks the NAT targets chain reaches for the hooks in m, after
-// the chains already checked in this check. It returns the offending NAT
+// down checks the NAT targets c reaches for the hooks in m, after the
+// chains already checked in this check. It returns the offending NAT
 // target's ref, or ok (g.path and g.rules then as before).
-func (g *natGraph) down(chain string, m uint8) (natRef, bool) {
-	c, ok := g.chains[chain]
-	if !ok {
-		return natRef{}, true // a foreign or missing chain: unknown
-	}
+func (g *natGraph) down(c *natChain, m uint8) (natRef, bool) {
 	if c.downGen != g.downGen {
 		c.downGen, c.seen = g.downGen, 0
 	}
@@ -309,18 +331,17 @@ func (g *natGraph) down(chain string, m uint8) (natRef, bool) {
 		return natRef{}, true
 	}
 	c.seen |= m
-	g.chains[chain] = c
-	g.path = append(g.path, chain)
+	g.path = append(g.path, c)
 	for i := range c.node.len() {
-		r := c.node.at(i)
-		if r.chain == "" {
+		r := c.node.ref(i)
+		if r.to == nil {
 			if m&^r.allowed != 0 {
-				return r, false
+				return *r, false
 			}
 			continue
 		}
 		g.rules = append(g.rules, int(r.rule))
-		if bad, ok := g.down(r.chain, m); !ok {
+		if bad, ok := g.down(r.to, m); !ok {
 			return bad, false
 		}
 		g.rules = g.rules[:len(g.rules)-1]
@@ -336,8 +357,9 @@ func (g *natGraph) down(chain string, m uint8) (natRef, bool) {
 // of chains from the hook. It allocates only for the error.
 func (g *natGraph) check(changed ...string) error {
 	g.downGen++
-	for _, c := range changed {
-		if n := g.chains[c].node; n.len() == 0 {
+	for _, name := range changed {
+		c := g.chains[name]
+		if c == nil || c.node.len() == 0 {
 			continue
 		}
 		m := g.up(c)
@@ -351,18 +373,22 @@ func (g *natGraph) check(changed ...string) error {
 		}
 		hook := natHookNames[bits.TrailingZeros8(m&^bad.allowed)]
 		var path []string
-		for x := hook; x != c && x != ""; x = g.chains[x].from {
-			path = append(path, x) // from the hook down to c
+		for x := g.chains[hook]; x != c && x != nil; x = x.from {
+			path = append(path, x.name) // from the hook down to c
 		}
-		path = append(path, g.path...)
+		for _, x := range g.path {
+			path = append(path, x.name)
+		}
 		rule := int(bad.rule)
 		if len(g.rules) > 0 {
 			rule = g.rules[0]
 		}
 		target := natTargetNames[bad.target]
-		return fmt.Errorf("chain %s rule %d: %w", c, rule, invalid(
+		err := fmt.Errorf("chain %s rule %d: %w", name, rule, invalid(
 			"%s (chain %s rule %d) would be reached from kernel chain %s (%s): it is allowed only in %s and the chains they reach",
-			target, g.path[len(g.path)-1], bad.rule, hook, strings.Join(path, " -> "), strings.Join(natHooks[target], ", ")))
+			target, g.path[len(g.path)-1].name, bad.rule, hook, strings.Join(path, " -> "), strings.Join(natHooks[target], ", ")))
+		clear(g.path)
+		return err
 	}
 	return nil
 }
