@@ -153,6 +153,9 @@ func (x *fakeTx) reachError() string {
 	if x.table != NAT {
 		return ""
 	}
+	if x.changedMost() && x.fromHooks() {
+		return ""
+	}
 	s := x.newReach()
 	for _, u := range x.undo {
 		if u.name == "" {
@@ -209,4 +212,33 @@ func (x *fakeTx) firstReachLine(section string, line, commit int) int {
 		}
 	}
 	return commit
+}
+
+// changedMost reports whether the section changed half of the table's
+// chains or more (counting an undo a chain).
+func (x *fakeTx) changedMost() bool {
+	n := 0
+	for _, u := range x.undo {
+		if u.name != "" {
+			n++
+		}
+	}
+	return 2*n >= len(x.t.chains)
+}
+
+// fromHooks reports whether every NAT target reached from the nat kernel
+// chains is reached only from its hooks: a walk of the whole table, that
+// reachError makes first for a section changing most chains (it costs
+// about one visit a chain, where the walks from each changed chain cost
+// a few). Every path the walks from the changed chains would find starts
+// at a kernel chain, so when it finds none they find none either; when
+// it finds one, they name it.
+func (x *fakeTx) fromHooks() bool {
+	s := x.newReach()
+	for _, hook := range natHookNames {
+		if x.t.chains[hook] != nil && s.down(hook, natHookBit(hook)) != "" {
+			return false
+		}
+	}
+	return true
 }

@@ -221,6 +221,11 @@ func (g *natGraph) intern(name string) *natChain {
 	if c := g.chains[name]; c != nil {
 		return c
 	}
+	return g.add(name)
+}
+
+// add makes the natChain of name, which is not in the graph.
+func (g *natGraph) add(name string) *natChain {
 	if g.chains == nil {
 		g.chains = map[string]*natChain{}
 	}
@@ -252,10 +257,13 @@ func (g *natGraph) release(c *natChain) {
 // previous ones (their nodes are looked up again when they are set
 // back).
 func (g *natGraph) set(chain string, n natNode) natNode {
-	if n.len() == 0 && g.chains[chain] == nil {
-		return natNode{}
+	c := g.chains[chain]
+	if c == nil {
+		if n.len() == 0 {
+			return natNode{}
+		}
+		c = g.add(chain)
 	}
-	c := g.intern(chain)
 	old := c.node
 	for i := range old.len() {
 		if r := old.ref(i); r.to != nil {
@@ -356,6 +364,9 @@ func (g *natGraph) down(c *natChain, m uint8) (natRef, bool) {
 // the NAT target, the NAT target's chain and rule, the hook and the path
 // of chains from the hook. It allocates only for the error.
 func (g *natGraph) check(changed ...string) error {
+	if len(changed) > 1 && 2*len(changed) >= len(g.chains) && g.fromHooks() {
+		return nil
+	}
 	g.downGen++
 	for _, name := range changed {
 		c := g.chains[name]
@@ -391,4 +402,25 @@ func (g *natGraph) check(changed ...string) error {
 		return err
 	}
 	return nil
+}
+
+// fromHooks reports whether every NAT target reached from the nat kernel
+// chains is reached only from its hooks: a walk of the whole graph, that
+// check makes first for a batch changing most chains (it costs about one
+// visit a chain, where the walks from each changed chain cost a few).
+// Every path that the walks from the changed chains would find starts
+// at a hook, so when it finds none they find none either; when it finds
+// one, they name it.
+func (g *natGraph) fromHooks() bool {
+	g.downGen++
+	for _, hook := range natHookNames {
+		if c := g.chains[hook]; c != nil {
+			g.path, g.rules = g.path[:0], g.rules[:0]
+			if _, ok := g.down(c, c.hook); !ok {
+				clear(g.path)
+				return false
+			}
+		}
+	}
+	return true
 }
