@@ -357,25 +357,36 @@ func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
 	if table != NAT {
 		return nil
 	}
+	// olds holds the natRefs replaced that were not empty, in order:
+	// setting every changed chain empty and then olds back in reverse
+	// order restores t.nat.
 	type undo struct {
 		name string
 		old  natNode
 	}
-	var undos []undo
+	var olds []undo
+	t.nat.grow(len(chains))
 	for _, c := range drop {
-		undos = append(undos, undo{c, t.nat.set(c, natNode{})})
+		if old := t.nat.set(c, natNode{}); old.len() > 0 {
+			olds = append(olds, undo{c, old})
+		}
 	}
 	changed := make([]string, 0, len(chains))
 	for _, c := range chains {
 		n := natNodeOf(c.Rules)
-		undos = append(undos, undo{c.Name, t.nat.set(c.Name, n)})
+		if old := t.nat.set(c.Name, n); old.len() > 0 {
+			olds = append(olds, undo{c.Name, old})
+		}
 		if n.len() > 0 {
 			changed = append(changed, c.Name)
 		}
 	}
 	if err := t.nat.check(changed...); err != nil {
-		for i := len(undos) - 1; i >= 0; i-- {
-			t.nat.set(undos[i].name, undos[i].old)
+		for _, c := range chains {
+			t.nat.set(c.Name, natNode{})
+		}
+		for i := len(olds) - 1; i >= 0; i-- {
+			t.nat.set(olds[i].name, olds[i].old)
 		}
 		return fmt.Errorf("table %s: %w", table, err)
 	}

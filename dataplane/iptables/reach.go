@@ -224,6 +224,13 @@ func (g *natGraph) intern(name string) *natChain {
 	return g.add(name)
 }
 
+// grow makes room for n more chains.
+func (g *natGraph) grow(n int) {
+	if g.chains == nil {
+		g.chains = make(map[string]*natChain, n)
+	}
+}
+
 // add makes the natChain of name, which is not in the graph.
 func (g *natGraph) add(name string) *natChain {
 	if g.chains == nil {
