@@ -46,8 +46,10 @@ type Fake struct {
 type fakeTable struct {
 	chains map[string]*fakeChain
 	gen    uint64 // the last section applied to the table
-	// walk numbers the walks of that check, for the marks of fakeChain.
-	walk uint64
+	// walk numbers the walks of the check of the NAT targets' hooks
+	// (fakereach.go), for the marks of fakeChain; queue is its scratch.
+	walk  uint64
+	queue []string
 }
 
 type fakeChain struct {
@@ -189,11 +191,10 @@ type fakeUndo struct {
 	name string
 	old  *fakeChain // nil: the chain did not exist
 	// refs, when set, had d added to its reference count and, in a nat
-	// table, to its parents' rules of chain from (name and old are unset
-	// then).
+	// table when name is set, to its parents' rules of chain name (old is
+	// unset then).
 	refs *fakeChain
 	d    int
-	from string
 }
 
 // chain returns the named chain for changing, copying it on its first
@@ -244,7 +245,7 @@ func (x *fakeTx) ref(from, target string, d int) {
 		from = ""
 	}
 	if c.gen != x.gen {
-		x.undo = append(x.undo, fakeUndo{refs: c, d: d, from: from})
+		x.undo = append(x.undo, fakeUndo{refs: c, d: d, name: from})
 	}
 }
 
@@ -271,8 +272,8 @@ func (x *fakeTx) rollback() {
 	for i := len(x.undo) - 1; i >= 0; i-- {
 		if u := x.undo[i]; u.refs != nil {
 			u.refs.refs -= u.d
-			if u.from != "" {
-				u.refs.parents.add(u.from, int32(-u.d))
+			if u.name != "" {
+				u.refs.parents.add(u.name, int32(-u.d))
 			}
 		} else if u.old == nil {
 			delete(x.t.chains, u.name)

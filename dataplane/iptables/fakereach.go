@@ -30,17 +30,16 @@ func (x *fakeTx) newRule(spec, jump string, args []string) fakeRule {
 }
 
 // fakeReach is one check of a nat table. Its marks are on the chains
-// (fakeChain's), numbered by the table's walk, so that it allocates only
-// its queue.
+// (fakeChain's), numbered by the table's walk, and up's queue is the
+// table's, so that it allocates nothing.
 type fakeReach struct {
-	x     *fakeTx
-	walk  uint64   // the number of down's and walked's marks
-	queue []string // up's scratch
+	x    *fakeTx
+	walk uint64 // the number of down's and walked's marks
 }
 
-func (x *fakeTx) newReach() *fakeReach {
+func (x *fakeTx) newReach() fakeReach {
 	x.t.walk++
-	return &fakeReach{x: x, walk: x.t.walk}
+	return fakeReach{x: x, walk: x.t.walk}
 }
 
 // walked returns the rules of chain c the kernel's check walks.
@@ -72,7 +71,7 @@ func (s *fakeReach) up(chain string) uint8 {
 		c.upWalk = walk
 	}
 	var m uint8
-	queue := append(s.queue[:0], chain)
+	queue := append(t.queue[:0], chain)
 	for i := 0; i < len(queue); i++ {
 		c := queue[i]
 		cc := t.chains[c]
@@ -87,7 +86,7 @@ func (s *fakeReach) up(chain string) uint8 {
 			queue = s.upVisit(p, c, walk, queue, &m)
 		}
 	}
-	s.queue = queue[:0]
+	t.queue = queue[:0]
 	return m
 }
 
@@ -158,7 +157,7 @@ func (x *fakeTx) reachError() string {
 	}
 	s := x.newReach()
 	for _, u := range x.undo {
-		if u.name == "" {
+		if u.refs != nil {
 			continue // a reference's undo
 		}
 		c := x.t.chains[u.name]
@@ -219,7 +218,7 @@ func (x *fakeTx) firstReachLine(section string, line, commit int) int {
 func (x *fakeTx) changedMost() bool {
 	n := 0
 	for _, u := range x.undo {
-		if u.name != "" {
+		if u.refs == nil {
 			n++
 		}
 	}
