@@ -371,9 +371,16 @@ func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
 			olds = append(olds, undo{c, old})
 		}
 	}
+	total := 0
+	for _, c := range chains {
+		if k := natRefCount(c.Rules); k > 1 {
+			total += k
+		}
+	}
+	arena := make([]natRef, 0, total)
 	changed := make([]string, 0, len(chains))
 	for _, c := range chains {
-		n := natNodeOf(c.Rules)
+		n := natNodeIn(c.Rules, &arena)
 		if old := t.nat.set(c.Name, n); old.len() > 0 {
 			olds = append(olds, undo{c.Name, old})
 		}

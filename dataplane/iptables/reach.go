@@ -91,7 +91,7 @@ func (n *natNode) ref(i int) *natRef {
 }
 
 // natRefOf returns the natRef of rule i, false for a rule that does not
-// matter for reachability.
+// matter for reachability (natRefCount counts the others).
 func natRefOf(i int, r Rule) (natRef, bool) {
 	switch a := r.Action.(type) {
 	case Jump:
@@ -108,29 +108,50 @@ func natRefOf(i int, r Rule) (natRef, bool) {
 	return natRef{}, false
 }
 
-// natNodeOf returns the natRefs of rules, empty when there are none. It
-// allocates only for two or more, once.
-func natNodeOf(rules []Rule) natNode {
-	var n natNode
+// natRefCount returns how many natRefs rules have.
+func natRefCount(rules []Rule) int {
 	count := 0
-	for i, r := range rules {
-		if ref, ok := natRefOf(i, r); ok {
-			if count == 0 {
-				n.one = ref
-			}
+	for _, r := range rules {
+		switch r.Action.(type) {
+		case Jump, Goto, DNAT, SNAT, Masquerade:
 			count++
 		}
 	}
+	return count
+}
+
+// natNodeOf returns the natRefs of rules, empty when there are none. It
+// allocates only for two or more, once.
+func natNodeOf(rules []Rule) natNode { return natNodeIn(rules, nil) }
+
+// natNodeIn is natNodeOf taking two or more natRefs from the room left
+// in arena (when there is enough), so that a batch allocates them once.
+func natNodeIn(rules []Rule, arena *[]natRef) natNode {
+	var n natNode
+	count := natRefCount(rules)
 	if count < 2 {
+		for i, r := range rules {
+			if ref, ok := natRefOf(i, r); ok {
+				n.one = ref
+				break
+			}
+		}
 		return n
 	}
-	n.many = make([]natRef, 0, count)
+	var many []natRef
+	if arena != nil && cap(*arena)-len(*arena) >= count {
+		a := *arena
+		many = a[len(a) : len(a) : len(a)+count]
+		*arena = a[:len(a)+count]
+	} else {
+		many = make([]natRef, 0, count)
+	}
 	for i, r := range rules {
 		if ref, ok := natRefOf(i, r); ok {
-			n.many = append(n.many, ref)
+			many = append(many, ref)
 		}
 	}
-	n.one = natRef{}
+	n.many = many
 	return n
 }
 
