@@ -47,7 +47,11 @@
 //     incremental (reach.go): the desired nat chains keep their jumps and
 //     NAT targets and each chain the chains jumping to it, and a call
 //     walks up from the chains it changes to the hooks reaching them and
-//     down to the NAT targets they reach, not the table. Not checked:
+//     down to the NAT targets they reach, not the table (a batch changing
+//     most chains walks once down from the hooks instead, and from its
+//     chains only to name a bad path). The walks allocate nothing: nodes
+//     come from a slab, the single parent and natRef most chains have
+//     are held inline, and visits are marked by generation. Not checked:
 //     jumps in rules of other programs and paths through chains tabby
 //     does not own (unknown), and ipsets and jump targets that must exist
 //     when applied.

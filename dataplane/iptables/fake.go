@@ -46,10 +46,10 @@ type Fake struct {
 type fakeTable struct {
 	chains map[string]*fakeChain
 	gen    uint64 // the last section applied to the table
-	// parents (nat tables only) maps a chain to the chains with a rule
-	// jumping or going to it, and how many such rules each has, for the
-	// check of the NAT targets' hooks (fakereach.go).
-	parents map[string]map[string]int32
+	// walk numbers the walks of the check of the NAT targets' hooks
+	// (fakereach.go), for the marks of fakeChain; queue is its scratch.
+	walk  uint64
+	queue []string
 }
 
 type fakeChain struct {
@@ -58,7 +58,16 @@ type fakeChain struct {
 	// refs counts the rules of the table that jump or go to the chain,
 	// so that -X checks references in O(1).
 	refs int
-	gen  uint64 // the section that made this copy
+	// parents (nat tables only) counts the rules of each chain jumping or
+	// going to the chain, for the check of the NAT targets' hooks
+	// (fakereach.go). Like refs, it is changed in place.
+	parents parentSet[string]
+	gen     uint64 // the section that made this copy
+	// The marks of the check of the NAT targets' hooks (fakereach.go),
+	// each valid when its walk number is the current walk's.
+	upWalk, downWalk, doneWalk, endWalk uint64
+	seen                                uint8 // the hooks walked down for
+	end                                 int   // how many rules are walked
 }
 
 type fakeRule struct {
@@ -181,12 +190,11 @@ type fakeTx struct {
 type fakeUndo struct {
 	name string
 	old  *fakeChain // nil: the chain did not exist
-	// refs, when set, had d added to its reference count (name and old
-	// are unset then).
+	// refs, when set, had d added to its reference count and, in a nat
+	// table when name is set, to its parents' rules of chain name (old is
+	// unset then).
 	refs *fakeChain
 	d    int
-	// from and to, when set, had d added to parents[to][from].
-	from, to string
 }
 
 // chain returns the named chain for changing, copying it on its first
@@ -197,7 +205,10 @@ func (x *fakeTx) chain(name string, keepRules bool) *fakeChain {
 	if c == nil || c.gen == x.gen {
 		return c
 	}
-	cp := &fakeChain{policy: c.policy, refs: c.refs, gen: x.gen}
+	cp := &fakeChain{policy: c.policy, refs: c.refs, parents: c.parents, gen: x.gen}
+	if c.parents.more != nil { // not shared: cp's changes are not undone
+		cp.parents.more = maps.Clone(c.parents.more)
+	}
 	x.undo = append(x.undo, fakeUndo{name: name, old: c})
 	x.t.chains[name] = cp
 	if keepRules {
@@ -228,30 +239,13 @@ func (x *fakeTx) ref(from, target string, d int) {
 	}
 	c := x.t.chains[target]
 	c.refs += d
-	if c.gen != x.gen {
-		x.undo = append(x.undo, fakeUndo{refs: c, d: d})
-	}
 	if x.table == NAT {
-		x.addParent(from, target, d)
-		x.undo = append(x.undo, fakeUndo{from: from, to: target, d: d})
+		c.parents.add(from, int32(d))
+	} else {
+		from = ""
 	}
-}
-
-// addParent adds d to parents[to][from].
-func (x *fakeTx) addParent(from, to string, d int) {
-	if x.t.parents == nil {
-		x.t.parents = map[string]map[string]int32{}
-	}
-	p := x.t.parents[to]
-	if p == nil {
-		p = map[string]int32{}
-		x.t.parents[to] = p
-	}
-	if p[from] += int32(d); p[from] == 0 {
-		delete(p, from)
-		if len(p) == 0 {
-			delete(x.t.parents, to)
-		}
+	if c.gen != x.gen {
+		x.undo = append(x.undo, fakeUndo{refs: c, d: d, name: from})
 	}
 }
 
@@ -278,8 +272,9 @@ func (x *fakeTx) rollback() {
 	for i := len(x.undo) - 1; i >= 0; i-- {
 		if u := x.undo[i]; u.refs != nil {
 			u.refs.refs -= u.d
-		} else if u.to != "" {
-			x.addParent(u.from, u.to, -u.d)
+			if u.name != "" {
+				u.refs.parents.add(u.name, int32(-u.d))
+			}
 		} else if u.old == nil {
 			delete(x.t.chains, u.name)
 		} else {

@@ -29,34 +29,34 @@ func (x *fakeTx) newRule(spec, jump string, args []string) fakeRule {
 	return r
 }
 
-// fakeReach is one check of a nat table.
+// fakeReach is one check of a nat table. Its marks are on the chains
+// (fakeChain's), numbered by the table's walk, and up's queue is the
+// table's, so that it allocates nothing.
 type fakeReach struct {
 	x    *fakeTx
-	seen map[string]uint8 // hooks each chain was walked for
-	ends map[string]int   // legacy: how many rules of a chain are walked
+	walk uint64 // the number of down's and walked's marks
 }
 
-func (x *fakeTx) newReach() *fakeReach {
-	return &fakeReach{x: x, seen: map[string]uint8{}, ends: map[string]int{}}
+func (x *fakeTx) newReach() fakeReach {
+	x.t.walk++
+	return fakeReach{x: x, walk: x.t.walk}
 }
 
 // walked returns the rules of chain c the kernel's check walks.
-func (s *fakeReach) walked(name string, c *fakeChain) []fakeRule {
+func (s *fakeReach) walked(c *fakeChain) []fakeRule {
 	if s.x.nft {
 		return c.rules
 	}
-	end, ok := s.ends[name]
-	if !ok {
-		end = len(c.rules)
+	if c.endWalk != s.walk {
+		c.endWalk, c.end = s.walk, len(c.rules)
 		for i, r := range c.rules {
 			if r.uncond {
-				end = i + 1
+				c.end = i + 1
 				break
 			}
 		}
-		s.ends[name] = end
 	}
-	return c.rules[:end]
+	return c.rules[:c.end]
 }
 
 // up returns the nat kernel chains reaching chain.
@@ -64,29 +64,48 @@ func (s *fakeReach) up(chain string) uint8 {
 	if b := natHookBit(chain); b != 0 {
 		return b
 	}
+	t := s.x.t
+	t.walk++
+	walk := t.walk
+	if c := t.chains[chain]; c != nil {
+		c.upWalk = walk
+	}
 	var m uint8
-	seen := map[string]bool{chain: true}
-	queue := []string{chain}
-	for len(queue) > 0 {
-		c := queue[0]
-		queue = queue[1:]
-		for p := range s.x.t.parents[c] {
-			if seen[p] {
-				continue
-			}
-			pc := s.x.t.chains[p]
-			if w := s.walked(p, pc); len(w) < len(pc.rules) && !containsJump(w, c) {
-				continue // the jump is after the walk's end (legacy)
-			}
-			seen[p] = true
-			if b := natHookBit(p); b != 0 {
-				m |= b
-			} else {
-				queue = append(queue, p)
-			}
+	queue := append(t.queue[:0], chain)
+	for i := 0; i < len(queue); i++ {
+		c := queue[i]
+		cc := t.chains[c]
+		if cc == nil {
+			continue
+		}
+		ps := &cc.parents
+		if !ps.empty() {
+			queue = s.upVisit(ps.one, c, walk, queue, &m)
+		}
+		for p := range ps.more {
+			queue = s.upVisit(p, c, walk, queue, &m)
 		}
 	}
+	t.queue = queue[:0]
 	return m
+}
+
+// upVisit visits p, a parent of c, in up's walk: a kernel chain is added
+// to m, another chain not yet visited to queue.
+func (s *fakeReach) upVisit(p, c string, walk uint64, queue []string, m *uint8) []string {
+	pc := s.x.t.chains[p]
+	if pc.upWalk == walk {
+		return queue
+	}
+	if w := s.walked(pc); len(w) < len(pc.rules) && !containsJump(w, c) {
+		return queue // the jump is after the walk's end (legacy)
+	}
+	pc.upWalk = walk
+	if b := natHookBit(p); b != 0 {
+		*m |= b
+		return queue
+	}
+	return append(queue, p)
 }
 
 func containsJump(rules []fakeRule, chain string) bool {
@@ -105,11 +124,14 @@ func (s *fakeReach) down(chain string, m uint8) string {
 	if c == nil {
 		return ""
 	}
-	if m &^= s.seen[chain]; m == 0 {
+	if c.downWalk != s.walk {
+		c.downWalk, c.seen = s.walk, 0
+	}
+	if m &^= c.seen; m == 0 {
 		return ""
 	}
-	s.seen[chain] |= m
-	for _, r := range s.walked(chain, c) {
+	c.seen |= m
+	for _, r := range s.walked(c) {
 		if bad := m &^ r.nat; r.nat != 0 && bad != 0 {
 			args, _ := splitArgs(r.spec)
 			return fmt.Sprintf("%s: Invalid argument (in %s, reached from %s)", jumpOf(args), chain, natHookNames[bits.TrailingZeros8(bad)])
@@ -130,16 +152,19 @@ func (x *fakeTx) reachError() string {
 	if x.table != NAT {
 		return ""
 	}
+	if x.changedMost() && x.fromHooks() {
+		return ""
+	}
 	s := x.newReach()
-	done := map[string]bool{}
 	for _, u := range x.undo {
-		if u.name == "" || done[u.name] {
+		if u.refs != nil {
+			continue // a reference's undo
+		}
+		c := x.t.chains[u.name]
+		if c == nil || c.gen != x.gen || c.doneWalk == s.walk {
 			continue
 		}
-		done[u.name] = true
-		if c := x.t.chains[u.name]; c == nil || c.gen != x.gen {
-			continue
-		}
+		c.doneWalk = s.walk
 		if m := s.up(u.name); m != 0 {
 			if msg := s.down(u.name, m); msg != "" {
 				return msg
@@ -186,4 +211,33 @@ func (x *fakeTx) firstReachLine(section string, line, commit int) int {
 		}
 	}
 	return commit
+}
+
+// changedMost reports whether the section changed half of the table's
+// chains or more (counting an undo a chain).
+func (x *fakeTx) changedMost() bool {
+	n := 0
+	for _, u := range x.undo {
+		if u.refs == nil {
+			n++
+		}
+	}
+	return 2*n >= len(x.t.chains)
+}
+
+// fromHooks reports whether every NAT target reached from the nat kernel
+// chains is reached only from its hooks: a walk of the whole table, that
+// reachError makes first for a section changing most chains (it costs
+// about one visit a chain, where the walks from each changed chain cost
+// a few). Every path the walks from the changed chains would find starts
+// at a kernel chain, so when it finds none they find none either; when
+// it finds one, they name it.
+func (x *fakeTx) fromHooks() bool {
+	s := x.newReach()
+	for _, hook := range natHookNames {
+		if x.t.chains[hook] != nil && s.down(hook, natHookBit(hook)) != "" {
+			return false
+		}
+	}
+	return true
 }

@@ -244,7 +244,7 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	defer t.mu.Unlock()
 	if table == NAT {
 		old := t.nat.set(chain.Name, node)
-		if err := t.nat.check([]string{chain.Name}); err != nil {
+		if err := t.nat.check(chain.Name); err != nil {
 			t.nat.set(chain.Name, old)
 			return fmt.Errorf("table %s: %w", table, err)
 		}
@@ -275,7 +275,7 @@ func (t *IPTables) DeleteChain(table Table, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if table == NAT {
-		t.nat.set(name, nil)
+		t.nat.set(name, natNode{})
 	}
 	t.chains.Desired().Delete(chainKey{table, name})
 }
@@ -357,25 +357,43 @@ func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
 	if table != NAT {
 		return nil
 	}
+	// olds holds the natRefs replaced that were not empty, in order:
+	// setting every changed chain empty and then olds back in reverse
+	// order restores t.nat.
 	type undo struct {
 		name string
 		old  natNode
 	}
-	var undos []undo
+	var olds []undo
+	t.nat.grow(len(chains))
 	for _, c := range drop {
-		undos = append(undos, undo{c, t.nat.set(c, nil)})
+		if old := t.nat.set(c, natNode{}); old.len() > 0 {
+			olds = append(olds, undo{c, old})
+		}
 	}
+	total := 0
+	for _, c := range chains {
+		if k := natRefCount(c.Rules); k > 1 {
+			total += k
+		}
+	}
+	arena := make([]natRef, 0, total)
 	changed := make([]string, 0, len(chains))
 	for _, c := range chains {
-		n := natNodeOf(c.Rules)
-		undos = append(undos, undo{c.Name, t.nat.set(c.Name, n)})
-		if n != nil {
+		n := natNodeIn(c.Rules, &arena)
+		if old := t.nat.set(c.Name, n); old.len() > 0 {
+			olds = append(olds, undo{c.Name, old})
+		}
+		if n.len() > 0 {
 			changed = append(changed, c.Name)
 		}
 	}
-	if err := t.nat.check(changed); err != nil {
-		for i := len(undos) - 1; i >= 0; i-- {
-			t.nat.set(undos[i].name, undos[i].old)
+	if err := t.nat.check(changed...); err != nil {
+		for _, c := range chains {
+			t.nat.set(c.Name, natNode{})
+		}
+		for i := len(olds) - 1; i >= 0; i-- {
+			t.nat.set(olds[i].name, olds[i].old)
 		}
 		return fmt.Errorf("table %s: %w", table, err)
 	}
@@ -412,7 +430,7 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 	if table == NAT {
 		node := natNodeOf(rules)
 		old := t.nat.set(kernelChain, node)
-		if err := t.nat.check([]string{kernelChain}); err != nil {
+		if err := t.nat.check(kernelChain); err != nil {
 			t.nat.set(kernelChain, old)
 			return fmt.Errorf("table %s: %w", table, err)
 		}
