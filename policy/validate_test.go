@@ -7,7 +7,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tabbynet/tabby/selector"
 )
 
 func gnp(spec string) string {
@@ -339,4 +342,28 @@ func TestPortAndProtocolJSON(t *testing.T) {
 	assert.Equal(t, ProtoSCTP, pr)
 	assert.True(t, pr.SupportsPorts())
 	require.Error(t, pr.UnmarshalJSON([]byte(`{}`)))
+}
+
+// A namespaceSelector or serviceAccountSelector that parses is resolved
+// however deeply it nests: the label-prefixed copy Resolve makes re-parses
+// its canonical form. Nesting beyond the limit is reported on the field
+// itself as a *selector.ParseError.
+func TestDeepNamespaceSelector(t *testing.T) {
+	nested := func(n int) string {
+		return strings.Repeat(`a == "x" || b == "y" && (`, n) + `z == "1"` + strings.Repeat(")", n)
+	}
+	gnp := func(sel string) *GlobalNetworkPolicy {
+		return &GlobalNetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "deep"},
+			Spec:       GlobalNetworkPolicySpec{NamespaceSelector: sel, ServiceAccountSelector: sel},
+		}
+	}
+	_, err := gnp(nested(50)).Resolve() // 100 levels in canonical form
+	require.NoError(t, err)
+
+	_, err = gnp(nested(60)).Resolve()
+	var pe *selector.ParseError
+	require.ErrorAs(t, err, &pe)
+	assert.Contains(t, err.Error(), "spec.namespaceSelector: brackets nested deeper than 100")
+	assert.NotContains(t, err.Error(), "prefixed")
 }

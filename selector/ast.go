@@ -31,7 +31,8 @@ const (
 // evaluation walks contiguous memory.
 type node struct {
 	op    op
-	neg   bool // a leading "!" (after collapsing repeated "!" by parity)
+	neg   bool  // a leading "!" (after collapsing repeated "!" by parity)
+	depth uint8 // groups on the deepest path from here, itself included (0 for a leaf)
 	first int32
 	n     int32 // children: kids[first : first+n] (opAnd, opOr)
 	keyID int32 // the key's Interner ID, in a Compiled selector's copy

@@ -167,7 +167,9 @@ func join(o op, sels []Selector) Selector {
 	}
 	first := int32(len(p.kids))
 	p.kids = append(p.kids, ops...)
-	p.nodes = append(p.nodes, node{op: o, first: first, n: int32(len(ops))})
+	// Depth saturates: a builder tree may nest deeper than Parse allows.
+	depth := uint8(min(groupDepth(p.nodes, ops), 255))
+	p.nodes = append(p.nodes, node{op: o, first: first, n: int32(len(ops)), depth: depth})
 	p.root = int32(len(p.nodes) - 1)
 	return Selector{p: p}
 }

@@ -45,7 +45,11 @@
 //     512-character key and "in". Any other longer run is an error.
 //
 // The one difference is deliberate: brackets nest at most 100 deep, where
-// Calico has no limit. Calico v3.30 rewrote its tokenizer and no longer
+// Calico has no limit. The limit holds both for the brackets written and for
+// the brackets of the canonical form, which brackets every && and || group,
+// including those operator precedence implies (a || b && (...) is two levels
+// per bracket written), so that the canonical form of every selector Parse
+// accepts parses again. Calico v3.30 rewrote its tokenizer and no longer
 // allows newlines inside keywords or splits long keys; those are the only
 // differences found between the two lines.
 //
@@ -90,7 +94,8 @@
 //     computed on first use and cached, so a selector that is only evaluated
 //     never pays for them. Builders return new trees and never share mutable
 //     state, so cached strings cannot go stale.
-//  4. Bracket nesting is limited to 100 levels and keys to 512 characters;
+//  4. Bracket nesting (written, and in the canonical form) is limited to 100
+//     levels and keys to 512 characters;
 //     repeated "!" are folded by parity without recursion. No input panics.
 //
 // Selector values are safe for concurrent use.

@@ -2,6 +2,7 @@ package selector
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +20,10 @@ func FuzzParse(f *testing.F) {
 		`projectcalico.org/namespace == 'it"s'`, `a == "ü🐱"`, `((((has(x))))))`, `a & b`, `a == "x`,
 		`a in {"x",}`, `a in {,}`, "a not\nin {}", "has(\r\nk )", "a startswith'x'", "\n", "a == 'x'\n", "has (k)",
 		`has(a) && !has(a)`, `a == "b" && a in {"b"} && a != "b"`, `a == "x" && a == "y"`, `a not in {"b"} && has(a)`,
+		// Precedence-implied groups deepen the canonical form: 51 brackets
+		// here are 102 levels there.
+		strings.Repeat(`a == "x" || b == "y" && (`, 51) + `z == "1"` + strings.Repeat(")", 51),
+		strings.Repeat(`a == "x" || b == "y" && (`, 50) + `z == "1"` + strings.Repeat(")", 50),
 	} {
 		f.Add(s)
 	}

@@ -16,6 +16,11 @@ var ErrInvalid = errors.New("invalid selector")
 const MaxKeyLength = 512
 
 // maxDepth bounds bracket nesting so hostile input cannot exhaust the stack.
+// It bounds both the brackets written in the input and the nesting of &&
+// and || groups in the tree, which is the bracket nesting of the canonical
+// form (every group is bracketed there, including the ones operator
+// precedence implies), so that the canonical form of any selector Parse
+// accepts parses again.
 const maxDepth = 100
 
 // ParseError says where a selector stops making sense and what would have.
@@ -229,10 +234,25 @@ func (p *parser) list(depth int, o op) (int32, error) {
 		}
 	}
 	ops := p.stack[base:]
+	d := groupDepth(p.prog.nodes, ops)
+	if d > maxDepth {
+		return 0, p.reason(p.pos, fmt.Sprintf(
+			"brackets nested deeper than %d in canonical form (where every && and || group is bracketed)", maxDepth))
+	}
 	start := int32(len(p.prog.kids))
 	p.prog.kids = append(p.prog.kids, ops...)
-	p.prog.nodes = append(p.prog.nodes, node{op: o, first: start, n: int32(len(ops))})
+	p.prog.nodes = append(p.prog.nodes, node{op: o, first: start, n: int32(len(ops)), depth: uint8(d)})
 	return int32(len(p.prog.nodes) - 1), nil
+}
+
+// groupDepth is the depth of a group whose children are kids: one more than
+// its deepest child.
+func groupDepth(nodes []node, kids []int32) int {
+	d := 0
+	for _, k := range kids {
+		d = max(d, int(nodes[k].depth))
+	}
+	return d + 1
 }
 
 func (p *parser) parseOr(depth int) (int32, error) {

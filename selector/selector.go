@@ -42,6 +42,11 @@ func (s Selector) UniqueID() string {
 // Err returns why a selector built with the typed builder cannot be written in
 // the selector language (an invalid key, or a value holding both kinds of
 // quote), or nil. Such a selector matches nothing. Parse never returns one.
+//
+// Err does not report nesting: a builder may nest && and || groups deeper
+// than the 100 levels Parse accepts (Parse's limit guards its recursion, not
+// meaning). Such a selector evaluates correctly, but its String does not
+// parse again.
 func (s Selector) Err() error {
 	if s.p == nil {
 		return nil

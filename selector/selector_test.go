@@ -2,6 +2,8 @@ package selector
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -262,4 +264,57 @@ func TestEvaluateDoesNotAllocate(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// Operator precedence makes groups the canonical form brackets: each bracket
+// written in a || b && (...) is two levels there. Parse bounds those levels
+// too, so the canonical form of whatever it accepts parses again.
+func TestParseCanonicalDepthBounded(t *testing.T) {
+	nested := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, `a%d == "x" || b%d == "y" && (`, i, i)
+		}
+		b.WriteString(`z == "1"` + strings.Repeat(")", n))
+		return b.String()
+	}
+	// 2n levels in canonical form: n = 50 gives 100, n = 51 gives 102.
+	s, err := Parse(nested(50))
+	require.NoError(t, err)
+	again, err := Parse(s.String())
+	require.NoError(t, err)
+	assert.Equal(t, s.String(), again.String())
+
+	_, err = Parse(nested(51))
+	require.ErrorIs(t, err, ErrInvalid)
+	require.ErrorContains(t, err, "brackets nested deeper than 100 in canonical form")
+
+	// Exactly 100 levels, a0 || (a1 && (a2 || (...: the root || group and
+	// 99 bracketed groups whose operators alternate, so nothing flattens.
+	var b strings.Builder
+	for i := range 99 {
+		op := "||"
+		if i%2 == 1 {
+			op = "&&"
+		}
+		fmt.Fprintf(&b, `a%d == "x" %s (`, i, op)
+	}
+	b.WriteString(`y == "1" && z == "2"` + strings.Repeat(")", 99))
+	s, err = Parse(b.String())
+	require.NoError(t, err)
+	_, err = Parse(s.String())
+	require.NoError(t, err)
+}
+
+// A builder may nest deeper than Parse accepts; Err does not report it.
+func TestBuilderDeeperThanParse(t *testing.T) {
+	x := Eq("a", "1")
+	for range maxDepth + 1 {
+		x = Not(And(x, Eq("b", "2")))
+	}
+	require.NoError(t, x.Err())
+	// With b == "2" each level negates the one below: 101 negations of true.
+	assert.False(t, x.Evaluate(Map{"a": "1", "b": "2"}))
+	_, err := Parse(x.String())
+	require.ErrorContains(t, err, "nested deeper than 100")
 }
