@@ -31,6 +31,9 @@ import (
 //   - types from policyTypes; none given means Ingress, plus Egress when
 //     there are egress rules.
 //
+// As the Kubernetes API server does, it rejects a peer with none of
+// podSelector, namespaceSelector and ipBlock.
+//
 // The result is validated. An invalid input (a bad CIDR, selector or port)
 // returns a *ValidationError (wrapping ErrInvalid) of kind
 // KubernetesNetworkPolicy naming the Kubernetes fields; a selector problem
@@ -155,6 +158,12 @@ func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.Netwo
 				}
 			}
 			cps = append(cps, cp)
+			continue
+		}
+		if peer.PodSelector == nil && peer.NamespaceSelector == nil {
+			// As Kubernetes validates a peer: an empty one is an error, not
+			// "pods in this namespace".
+			e.add(pp, "must specify a peer: podSelector, namespaceSelector or ipBlock")
 			continue
 		}
 		cp := k8sPeer{}

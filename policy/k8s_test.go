@@ -330,6 +330,11 @@ func TestFromK8sErrors(t *testing.T) {
 			"spec.podSelector:"},
 		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{ports: [{protocol: ICMP}]}]}}`,
 			`spec.ingress[0].ports[0].protocol: unknown protocol "ICMP"`},
+		// Kubernetes: "must specify a peer"; not "pods in this namespace".
+		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{from: [{}]}]}}`,
+			"spec.ingress[0].from[0]: must specify a peer"},
+		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, egress: [{to: [{podSelector: {}}, {}]}]}}`,
+			"spec.egress[0].to[1]: must specify a peer"},
 	}
 	ipBlock := func(cidr, except string) string {
 		return `{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: "` +
