@@ -32,7 +32,8 @@ import (
 //     there are egress rules.
 //
 // As the Kubernetes API server does, it rejects a peer with none of
-// podSelector, namespaceSelector and ipBlock.
+// podSelector, namespaceSelector and ipBlock, and a string port that is not
+// a port name ("80", "1:2").
 //
 // The result is validated. An invalid input (a bad CIDR, selector or port)
 // returns a *ValidationError (wrapping ErrInvalid) of kind
@@ -270,11 +271,13 @@ func k8sPort(p *intstr.IntOrString, end *int32) (Port, error) {
 		if end != nil {
 			return Port{}, fmt.Errorf("endPort cannot be used with named port %q", p.StrVal)
 		}
-		port, err := ParsePort(p.StrVal)
-		if err != nil {
+		// Kubernetes reads a string port as a name (an IANA service name,
+		// which needs a letter), never as a number or range: "80" and
+		// "1:2" are errors there, so they are here.
+		if err := validatePortName(p.StrVal); err != nil {
 			return Port{}, err
 		}
-		return port, nil
+		return NamedPort(p.StrVal), nil
 	}
 	if p.IntVal < 1 || p.IntVal > 65535 {
 		return Port{}, fmt.Errorf("port %d out of range 1-65535", p.IntVal)

@@ -335,6 +335,11 @@ func TestFromK8sErrors(t *testing.T) {
 			"spec.ingress[0].from[0]: must specify a peer"},
 		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, egress: [{to: [{podSelector: {}}, {}]}]}}`,
 			"spec.egress[0].to[1]: must specify a peer"},
+		// A string port is a name for Kubernetes (IsValidPortName), not a number.
+		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{ports: [{port: "80"}]}]}}`,
+			`spec.ingress[0].ports[0].port: port name "80"`},
+		{`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{ports: [{port: "1:2"}]}]}}`,
+			`spec.ingress[0].ports[0].port: port name "1:2"`},
 	}
 	ipBlock := func(cidr, except string) string {
 		return `{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: x, namespace: ns1}, spec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: "` +
