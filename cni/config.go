@@ -64,6 +64,9 @@ type NetConf struct {
 	// FeatureControl enables features that are off by default, as in
 	// Calico's CNI configuration.
 	FeatureControl FeatureControl `json:"feature_control,omitzero"`
+	// IPAMLockFile is the host-wide IPAM lock file, where Calico has it
+	// (top level); ipam.ipam_lock_file wins (IPAMConf.IPAMLockFile).
+	IPAMLockFile string `json:"ipam_lock_file,omitempty"`
 
 	// IPAMConf is the parsed "ipam" section when its type is tabby-ipam
 	// (nil when another IPAM plugin is delegated to).
@@ -102,6 +105,12 @@ type IPAMConf struct {
 	EtcdEndpoints []string `json:"etcd_endpoints,omitempty"`
 	// EtcdPrefix is the key prefix in etcd; "" means the store's default.
 	EtcdPrefix string `json:"etcd_prefix,omitempty"`
+	// IPAMLockFile is the host-wide lock file taken around the IPAM work
+	// of ADD and DEL with the etcd datastore, so concurrent ADDs on one
+	// node do not each claim a new block (Calico's ipam_lock_file, best
+	// effort); "" means the configuration's top-level ipam_lock_file, then
+	// DefaultIPAMLockFile. Not used with bbolt, whose file lock serialises.
+	IPAMLockFile string `json:"ipam_lock_file,omitempty"`
 	// Pools are created when missing (by name), so a configuration works on
 	// a fresh machine. A pool's Gateway is reserved and returned in results
 	// (with the pool's prefix length), as plugins such as ptp need.
@@ -182,6 +191,9 @@ func ParseConfig(data []byte) (*NetConf, error) {
 		if ic.Nodename == "" {
 			ic.Nodename = conf.Nodename
 		}
+		if ic.IPAMLockFile == "" {
+			ic.IPAMLockFile = conf.IPAMLockFile
+		}
 		if ic.runtimeIPs, err = runtimeIPs(data); err != nil {
 			return nil, err
 		}
@@ -200,8 +212,9 @@ func ParseConfig(data []byte) (*NetConf, error) {
 func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
 	var outer struct {
 		types.PluginConf
-		IPAM     json.RawMessage `json:"ipam"`
-		Nodename string          `json:"nodename,omitempty"`
+		IPAM         json.RawMessage `json:"ipam"`
+		Nodename     string          `json:"nodename,omitempty"`
+		IPAMLockFile string          `json:"ipam_lock_file,omitempty"`
 	}
 	if err := json.Unmarshal(data, &outer); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -218,6 +231,9 @@ func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
 	}
 	if ic.Nodename == "" {
 		ic.Nodename = outer.Nodename
+	}
+	if ic.IPAMLockFile == "" {
+		ic.IPAMLockFile = outer.IPAMLockFile
 	}
 	if ic.runtimeIPs, err = runtimeIPs(data); err != nil {
 		return nil, nil, err

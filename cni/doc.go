@@ -125,5 +125,8 @@
 // Thread safety: a Plugin and an IPAMPlugin hold only their options and
 // are safe for concurrent use when the WorkloadManager and IPAM given are
 // (the defaults are). Concurrent plugin processes on one node share the
-// bbolt file safely (see ipam/store/bboltstore).
+// bbolt file safely (see ipam/store/bboltstore). With etcd they take the
+// host's IPAM lock file (ipam_lock_file, DefaultIPAMLockFile) around
+// their IPAM work, as Calico's plugin does: without it, ADDs started
+// together on a node that has no block with room each claim a block.
 package cni

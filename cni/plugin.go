@@ -411,6 +411,11 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 // annotation gives its addresses without IPAM (fresh=false: nothing to
 // release); without, that annotation is an error.
 func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, handle string, k8s K8sArgs, r Resolver) ([]netip.Addr, bool, error) {
+	unlock, err := p.lockIPAM(ctx, ic)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	if err := m.EnsurePools(ctx, ic.Pools); err != nil {
 		return nil, false, err
 	}
@@ -645,6 +650,11 @@ func (p *Plugin) release(ctx context.Context, ic *IPAMConf, handle string, d tim
 		return err
 	}
 	defer m.Close()
+	unlock, err := p.lockIPAM(ctx, ic)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := m.ReleaseByHandle(ctx, handle); err != nil {
 		return fmt.Errorf("%w: release %s: %w", ErrDatastore, handle, err)
 	}
