@@ -403,6 +403,13 @@ type K8sArgs struct {
 	K8S_POD_UID                types.UnmarshallableString //nolint:revive // CNI_ARGS key
 }
 
+// isPod reports whether CNI_ARGS name a Kubernetes pod: both
+// K8S_POD_NAMESPACE and K8S_POD_NAME, as Calico requires before it reads
+// annotations. With either missing the container is not a pod to the
+// plugin and no annotations are read (a lookup under an empty namespace
+// or name would be meaningless).
+func (a K8sArgs) isPod() bool { return a.K8S_POD_NAMESPACE != "" && a.K8S_POD_NAME != "" }
+
 // ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored
 // unless CNI_ARGS itself says IgnoreUnknown=0 (or false), which makes them
 // an error, as in libcni's types.LoadArgs. Errors wrap ErrInvalidArgs.

@@ -438,7 +438,7 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 	if ic.assign6() {
 		req.Num6 = 1
 	}
-	if req.Pod != "" {
+	if k8s.isPod() {
 		given, err := applyAnnotations(ctx, r, &req)
 		if err != nil {
 			return nil, false, err
@@ -807,10 +807,10 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 }
 
 // givenWithoutIPAM returns the pod's ipAddrsNoIpam addresses (none for a
-// container without a pod name in CNI_ARGS).
+// container without a pod namespace and name in CNI_ARGS).
 func (p *Plugin) givenWithoutIPAM(ctx context.Context, conf *NetConf, args *skel.CmdArgs) ([]netip.Addr, error) {
 	k8s, err := ParseArgs(args.Args)
-	if err != nil || k8s.K8S_POD_NAME == "" {
+	if err != nil || !k8s.isPod() {
 		return nil, err
 	}
 	r, err := p.resolverFor(conf)

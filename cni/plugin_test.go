@@ -883,3 +883,50 @@ func TestParseArgsIgnoreUnknown(t *testing.T) {
 		})
 	}
 }
+
+// recordingResolver records the pods it is asked about.
+type recordingResolver struct {
+	mu    sync.Mutex
+	asked []string
+	StaticAnnotations
+}
+
+func (r *recordingResolver) Annotations(ctx context.Context, namespace, pod string) (map[string]string, map[string]string, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, namespace+"/"+pod)
+	r.mu.Unlock()
+	return r.StaticAnnotations.Annotations(ctx, namespace, pod)
+}
+
+// Annotations are read only when CNI_ARGS name both the pod's namespace
+// and its name (trial finding: K8S_POD_NAME alone looked up "/<pod>").
+func TestAnnotationsNeedPodNamespaceAndName(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cniArgs string
+		asked   []string
+		want    string // the address's prefix
+	}{
+		"both":           {"K8S_POD_NAMESPACE=default;K8S_POD_NAME=web", []string{"default/web"}, "10.22.0.77"},
+		"name only":      {"K8S_POD_NAME=web", nil, "10.22.0."},
+		"namespace only": {"K8S_POD_NAMESPACE=default", nil, "10.22.0."},
+		"neither":        {"", nil, "10.22.0."},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := &recordingResolver{StaticAnnotations: StaticAnnotations{Pods: map[string]map[string]string{
+				"default/web": {ipam.AnnotationIPAddrs: `["10.22.0.77"]`},
+				"/web":        {ipam.AnnotationIPAddrs: `["10.22.0.66"]`},
+			}}}
+			e := newEnv(t, WithResolver(r))
+			e.wm.AddNetns("/run/netns/c1")
+			a := args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil))
+			a.Args = tc.cniArgs
+			res, err := e.p.Add(t.Context(), a)
+			require.NoError(t, err)
+			cr, err := current.NewResultFromResult(res)
+			require.NoError(t, err)
+			require.Len(t, cr.IPs, 1)
+			assert.Contains(t, cr.IPs[0].Address.IP.String(), tc.want)
+			assert.Equal(t, tc.asked, r.asked)
+		})
+	}
+}
