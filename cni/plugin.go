@@ -497,7 +497,7 @@ func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam
 	}
 	podAnn, nsAnn, err := r.Annotations(ctx, namespace, pod)
 	if err != nil {
-		return ipam.AnnotationRequest{}, fmt.Errorf("%w: annotations of %s/%s: %w", ErrDatastore, namespace, pod, err)
+		return ipam.AnnotationRequest{}, fmt.Errorf("%w: %s/%s: %w", ErrAnnotationsUnavailable, namespace, pod, err)
 	}
 	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
 	if err != nil {

@@ -588,6 +588,7 @@ func TestCodeTable(t *testing.T) {
 		{&ipam.AllocationError{Reason: ipam.ErrPoolExhausted}, CodePoolExhausted},
 		{ipam.ErrAddressInUse, CodeAddressInUse},
 		{fmt.Errorf("x: %w", ErrDatastore), 11},
+		{fmt.Errorf("x: %w", ErrAnnotationsUnavailable), 11},
 		{context.DeadlineExceeded, 11},
 		{types.NewError(42, "m", ""), 42},
 		{errors.New("other"), 999},
@@ -929,4 +930,24 @@ func TestAnnotationsNeedPodNamespaceAndName(t *testing.T) {
 			assert.Equal(t, tc.asked, r.asked)
 		})
 	}
+}
+
+// failingResolver is an API server that does not answer.
+type failingResolver struct{}
+
+func (failingResolver) Annotations(context.Context, string, string) (map[string]string, map[string]string, error) {
+	return nil, nil, errors.New("dial tcp 10.0.0.1:6443: connect: connection refused")
+}
+
+// A resolver that cannot answer is code 11 and says so, not "IPAM
+// datastore unavailable" (trial finding: the API server's refusal was
+// reported as the datastore's).
+func TestAnnotationsUnavailable(t *testing.T) {
+	e := newEnv(t, WithResolver(failingResolver{}))
+	e.wm.AddNetns("/run/netns/c1")
+	_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil)))
+	require.Error(t, err)
+	assert.Equal(t, uint(11), code(t, err))
+	assert.Contains(t, err.Error(), "pod annotations unavailable: default/c1: dial tcp")
+	assert.NotContains(t, err.Error(), ErrDatastore.Error())
 }
