@@ -103,7 +103,8 @@ type IPAMConf struct {
 	DatastorePath string `json:"datastore_path,omitempty"`
 	// EtcdEndpoints selects the etcd v3 datastore (a cluster).
 	EtcdEndpoints []string `json:"etcd_endpoints,omitempty"`
-	// EtcdPrefix is the key prefix in etcd; "" means the store's default.
+	// EtcdPrefix is the key prefix in etcd, put in front of every key as
+	// it is (end it with "/"); "" means the store's default, "/tabby/".
 	EtcdPrefix string `json:"etcd_prefix,omitempty"`
 	// IPAMLockFile is the host-wide lock file taken around the IPAM work
 	// of ADD and DEL with the etcd datastore, so concurrent ADDs on one
