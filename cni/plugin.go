@@ -501,6 +501,10 @@ func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam
 	}
 	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
 	if err != nil {
+		// The pod's own annotations parse: the bad value is its namespace's.
+		if _, perr := ipam.ParseAnnotations(podAnn, nil); perr == nil {
+			return ipam.AnnotationRequest{}, fmt.Errorf("namespace %s (pod %s/%s): %w", namespace, namespace, pod, err)
+		}
 		return ipam.AnnotationRequest{}, fmt.Errorf("pod %s/%s: %w", namespace, pod, err)
 	}
 	return a, nil

@@ -951,3 +951,26 @@ func TestAnnotationsUnavailable(t *testing.T) {
 	assert.Contains(t, err.Error(), "pod annotations unavailable: default/c1: dial tcp")
 	assert.NotContains(t, err.Error(), ErrDatastore.Error())
 }
+
+// A bad annotation is reported as the pod's or as its namespace's,
+// whichever holds it (trial finding: a namespace's bad ipv4pools was
+// reported as the pod's).
+func TestBadAnnotationNamesItsObject(t *testing.T) {
+	bad := map[string]string{ipam.AnnotationIPv4Pools: "p1"} // not JSON
+	for name, tc := range map[string]struct {
+		ann  StaticAnnotations
+		want string
+	}{
+		"pod":       {StaticAnnotations{Pods: map[string]map[string]string{"default/c1": bad}}, "pod default/c1: "},
+		"namespace": {StaticAnnotations{Namespaces: map[string]map[string]string{"default": bad}}, "namespace default (pod default/c1): "},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, WithResolver(&tc.ann))
+			e.wm.AddNetns("/run/netns/c1")
+			_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil)))
+			require.Error(t, err)
+			assert.Equal(t, uint(7), code(t, err))
+			assert.Contains(t, err.Error(), tc.want+"invalid: annotation "+ipam.AnnotationIPv4Pools)
+		})
+	}
+}
