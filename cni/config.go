@@ -64,6 +64,9 @@ type NetConf struct {
 	// FeatureControl enables features that are off by default, as in
 	// Calico's CNI configuration.
 	FeatureControl FeatureControl `json:"feature_control,omitzero"`
+	// IPAMLockFile is the host-wide IPAM lock file, where Calico has it
+	// (top level); ipam.ipam_lock_file wins (IPAMConf.IPAMLockFile).
+	IPAMLockFile string `json:"ipam_lock_file,omitempty"`
 
 	// IPAMConf is the parsed "ipam" section when its type is tabby-ipam
 	// (nil when another IPAM plugin is delegated to).
@@ -100,8 +103,15 @@ type IPAMConf struct {
 	DatastorePath string `json:"datastore_path,omitempty"`
 	// EtcdEndpoints selects the etcd v3 datastore (a cluster).
 	EtcdEndpoints []string `json:"etcd_endpoints,omitempty"`
-	// EtcdPrefix is the key prefix in etcd; "" means the store's default.
+	// EtcdPrefix is the key prefix in etcd, put in front of every key as
+	// it is (end it with "/"); "" means the store's default, "/tabby/".
 	EtcdPrefix string `json:"etcd_prefix,omitempty"`
+	// IPAMLockFile is the host-wide lock file taken around the IPAM work
+	// of ADD and DEL with the etcd datastore, so concurrent ADDs on one
+	// node do not each claim a new block (Calico's ipam_lock_file, best
+	// effort); "" means the configuration's top-level ipam_lock_file, then
+	// DefaultIPAMLockFile. Not used with bbolt, whose file lock serialises.
+	IPAMLockFile string `json:"ipam_lock_file,omitempty"`
 	// Pools are created when missing (by name), so a configuration works on
 	// a fresh machine. A pool's Gateway is reserved and returned in results
 	// (with the pool's prefix length), as plugins such as ptp need.
@@ -182,6 +192,9 @@ func ParseConfig(data []byte) (*NetConf, error) {
 		if ic.Nodename == "" {
 			ic.Nodename = conf.Nodename
 		}
+		if ic.IPAMLockFile == "" {
+			ic.IPAMLockFile = conf.IPAMLockFile
+		}
 		if ic.runtimeIPs, err = runtimeIPs(data); err != nil {
 			return nil, err
 		}
@@ -200,8 +213,9 @@ func ParseConfig(data []byte) (*NetConf, error) {
 func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
 	var outer struct {
 		types.PluginConf
-		IPAM     json.RawMessage `json:"ipam"`
-		Nodename string          `json:"nodename,omitempty"`
+		IPAM         json.RawMessage `json:"ipam"`
+		Nodename     string          `json:"nodename,omitempty"`
+		IPAMLockFile string          `json:"ipam_lock_file,omitempty"`
 	}
 	if err := json.Unmarshal(data, &outer); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -218,6 +232,9 @@ func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
 	}
 	if ic.Nodename == "" {
 		ic.Nodename = outer.Nodename
+	}
+	if ic.IPAMLockFile == "" {
+		ic.IPAMLockFile = outer.IPAMLockFile
 	}
 	if ic.runtimeIPs, err = runtimeIPs(data); err != nil {
 		return nil, nil, err
@@ -386,6 +403,13 @@ type K8sArgs struct {
 	K8S_POD_INFRA_CONTAINER_ID types.UnmarshallableString //nolint:revive // CNI_ARGS key
 	K8S_POD_UID                types.UnmarshallableString //nolint:revive // CNI_ARGS key
 }
+
+// isPod reports whether CNI_ARGS name a Kubernetes pod: both
+// K8S_POD_NAMESPACE and K8S_POD_NAME, as Calico requires before it reads
+// annotations. With either missing the container is not a pod to the
+// plugin and no annotations are read (a lookup under an empty namespace
+// or name would be meaningless).
+func (a K8sArgs) isPod() bool { return a.K8S_POD_NAMESPACE != "" && a.K8S_POD_NAME != "" }
 
 // ParseArgs reads CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored
 // unless CNI_ARGS itself says IgnoreUnknown=0 (or false), which makes them

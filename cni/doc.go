@@ -9,7 +9,8 @@
 // ADD reads K8S_POD_NAMESPACE, K8S_POD_NAME and IP from CNI_ARGS, asks a
 // Resolver for the pod's and namespace's cni.projectcalico.org annotations
 // (ipv4pools, ipv6pools, ipAddrs, floatingIPs; StaticAnnotations without a
-// cluster), assigns addresses under the handle "<network>.<containerID>"
+// cluster) when both K8S_POD_ variables are given (with either missing it
+// reads none, as Calico takes its Kubernetes path only with both), assigns addresses under the handle "<network>.<containerID>"
 // (Handle) for the node named in the configuration or the host name, and
 // makes the veth with netlink.WorkloadManager.SetupWorkloadFunc (workload
 // ID = the handle). When ipam.type is tabby-ipam the allocation happens in
@@ -125,5 +126,8 @@
 // Thread safety: a Plugin and an IPAMPlugin hold only their options and
 // are safe for concurrent use when the WorkloadManager and IPAM given are
 // (the defaults are). Concurrent plugin processes on one node share the
-// bbolt file safely (see ipam/store/bboltstore).
+// bbolt file safely (see ipam/store/bboltstore). With etcd they take the
+// host's IPAM lock file (ipam_lock_file, DefaultIPAMLockFile) around
+// their IPAM work, as Calico's plugin does: without it, ADDs started
+// together on a node that has no block with room each claim a block.
 package cni

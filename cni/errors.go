@@ -37,7 +37,7 @@ var ErrNetnsMissing = errors.New("network namespace does not exist")
 //	4    ErrInvalidArgs
 //	3    ErrNetnsMissing, netlink.ErrNetnsNotFound
 //	8    ErrOwnNetns (CNI_NETNS is the plugin's own namespace)
-//	11   ErrDatastore, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline
+//	11   ErrDatastore, ErrAnnotationsUnavailable, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline
 //	100  ipam.ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity, ErrNoMatchingPool
 //	101  ipam.ErrAddressInUse
 //	999  anything else
@@ -66,7 +66,7 @@ func Code(err error) uint {
 		return CodePoolExhausted
 	case errors.Is(err, ipam.ErrAddressInUse):
 		return CodeAddressInUse
-	case errors.Is(err, ErrDatastore), errors.Is(err, ipam.ErrTooManyConflicts), errors.Is(err, store.ErrClosed),
+	case errors.Is(err, ErrDatastore), errors.Is(err, ErrAnnotationsUnavailable), errors.Is(err, ipam.ErrTooManyConflicts), errors.Is(err, store.ErrClosed),
 		errors.Is(err, store.ErrConflict), errors.Is(err, ipam.ErrOutcomeUnknown),
 		errors.Is(err, context.DeadlineExceeded):
 		return types.ErrTryAgainLater

@@ -411,6 +411,11 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 // annotation gives its addresses without IPAM (fresh=false: nothing to
 // release); without, that annotation is an error.
 func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, handle string, k8s K8sArgs, r Resolver) ([]netip.Addr, bool, error) {
+	unlock, err := p.lockIPAM(ctx, ic)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	if err := m.EnsurePools(ctx, ic.Pools); err != nil {
 		return nil, false, err
 	}
@@ -433,7 +438,7 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 	if ic.assign6() {
 		req.Num6 = 1
 	}
-	if req.Pod != "" {
+	if k8s.isPod() {
 		given, err := applyAnnotations(ctx, r, &req)
 		if err != nil {
 			return nil, false, err
@@ -492,10 +497,14 @@ func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam
 	}
 	podAnn, nsAnn, err := r.Annotations(ctx, namespace, pod)
 	if err != nil {
-		return ipam.AnnotationRequest{}, fmt.Errorf("%w: annotations of %s/%s: %w", ErrDatastore, namespace, pod, err)
+		return ipam.AnnotationRequest{}, fmt.Errorf("%w: %s/%s: %w", ErrAnnotationsUnavailable, namespace, pod, err)
 	}
 	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
 	if err != nil {
+		// The pod's own annotations parse: the bad value is its namespace's.
+		if _, perr := ipam.ParseAnnotations(podAnn, nil); perr == nil {
+			return ipam.AnnotationRequest{}, fmt.Errorf("namespace %s (pod %s/%s): %w", namespace, namespace, pod, err)
+		}
 		return ipam.AnnotationRequest{}, fmt.Errorf("pod %s/%s: %w", namespace, pod, err)
 	}
 	return a, nil
@@ -645,6 +654,11 @@ func (p *Plugin) release(ctx context.Context, ic *IPAMConf, handle string, d tim
 		return err
 	}
 	defer m.Close()
+	unlock, err := p.lockIPAM(ctx, ic)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := m.ReleaseByHandle(ctx, handle); err != nil {
 		return fmt.Errorf("%w: release %s: %w", ErrDatastore, handle, err)
 	}
@@ -797,10 +811,10 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 }
 
 // givenWithoutIPAM returns the pod's ipAddrsNoIpam addresses (none for a
-// container without a pod name in CNI_ARGS).
+// container without a pod namespace and name in CNI_ARGS).
 func (p *Plugin) givenWithoutIPAM(ctx context.Context, conf *NetConf, args *skel.CmdArgs) ([]netip.Addr, error) {
 	k8s, err := ParseArgs(args.Args)
-	if err != nil || k8s.K8S_POD_NAME == "" {
+	if err != nil || !k8s.isPod() {
 		return nil, err
 	}
 	r, err := p.resolverFor(conf)

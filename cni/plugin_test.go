@@ -588,6 +588,7 @@ func TestCodeTable(t *testing.T) {
 		{&ipam.AllocationError{Reason: ipam.ErrPoolExhausted}, CodePoolExhausted},
 		{ipam.ErrAddressInUse, CodeAddressInUse},
 		{fmt.Errorf("x: %w", ErrDatastore), 11},
+		{fmt.Errorf("x: %w", ErrAnnotationsUnavailable), 11},
 		{context.DeadlineExceeded, 11},
 		{types.NewError(42, "m", ""), 42},
 		{errors.New("other"), 999},
@@ -880,6 +881,96 @@ func TestParseArgsIgnoreUnknown(t *testing.T) {
 				return
 			}
 			assert.ErrorIs(t, err, ErrInvalidArgs)
+		})
+	}
+}
+
+// recordingResolver records the pods it is asked about.
+type recordingResolver struct {
+	mu    sync.Mutex
+	asked []string
+	StaticAnnotations
+}
+
+func (r *recordingResolver) Annotations(ctx context.Context, namespace, pod string) (map[string]string, map[string]string, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, namespace+"/"+pod)
+	r.mu.Unlock()
+	return r.StaticAnnotations.Annotations(ctx, namespace, pod)
+}
+
+// Annotations are read only when CNI_ARGS name both the pod's namespace
+// and its name (trial finding: K8S_POD_NAME alone looked up "/<pod>").
+func TestAnnotationsNeedPodNamespaceAndName(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cniArgs string
+		asked   []string
+		want    string // the address's prefix
+	}{
+		"both":           {"K8S_POD_NAMESPACE=default;K8S_POD_NAME=web", []string{"default/web"}, "10.22.0.77"},
+		"name only":      {"K8S_POD_NAME=web", nil, "10.22.0."},
+		"namespace only": {"K8S_POD_NAMESPACE=default", nil, "10.22.0."},
+		"neither":        {"", nil, "10.22.0."},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := &recordingResolver{StaticAnnotations: StaticAnnotations{Pods: map[string]map[string]string{
+				"default/web": {ipam.AnnotationIPAddrs: `["10.22.0.77"]`},
+				"/web":        {ipam.AnnotationIPAddrs: `["10.22.0.66"]`},
+			}}}
+			e := newEnv(t, WithResolver(r))
+			e.wm.AddNetns("/run/netns/c1")
+			a := args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil))
+			a.Args = tc.cniArgs
+			res, err := e.p.Add(t.Context(), a)
+			require.NoError(t, err)
+			cr, err := current.NewResultFromResult(res)
+			require.NoError(t, err)
+			require.Len(t, cr.IPs, 1)
+			assert.Contains(t, cr.IPs[0].Address.IP.String(), tc.want)
+			assert.Equal(t, tc.asked, r.asked)
+		})
+	}
+}
+
+// failingResolver is an API server that does not answer.
+type failingResolver struct{}
+
+func (failingResolver) Annotations(context.Context, string, string) (map[string]string, map[string]string, error) {
+	return nil, nil, errors.New("dial tcp 10.0.0.1:6443: connect: connection refused")
+}
+
+// A resolver that cannot answer is code 11 and says so, not "IPAM
+// datastore unavailable" (trial finding: the API server's refusal was
+// reported as the datastore's).
+func TestAnnotationsUnavailable(t *testing.T) {
+	e := newEnv(t, WithResolver(failingResolver{}))
+	e.wm.AddNetns("/run/netns/c1")
+	_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil)))
+	require.Error(t, err)
+	assert.Equal(t, uint(11), code(t, err))
+	assert.Contains(t, err.Error(), "pod annotations unavailable: default/c1: dial tcp")
+	assert.NotContains(t, err.Error(), ErrDatastore.Error())
+}
+
+// A bad annotation is reported as the pod's or as its namespace's,
+// whichever holds it (trial finding: a namespace's bad ipv4pools was
+// reported as the pod's).
+func TestBadAnnotationNamesItsObject(t *testing.T) {
+	bad := map[string]string{ipam.AnnotationIPv4Pools: "p1"} // not JSON
+	for name, tc := range map[string]struct {
+		ann  StaticAnnotations
+		want string
+	}{
+		"pod":       {StaticAnnotations{Pods: map[string]map[string]string{"default/c1": bad}}, "pod default/c1: "},
+		"namespace": {StaticAnnotations{Namespaces: map[string]map[string]string{"default": bad}}, "namespace default (pod default/c1): "},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, WithResolver(&tc.ann))
+			e.wm.AddNetns("/run/netns/c1")
+			_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil)))
+			require.Error(t, err)
+			assert.Equal(t, uint(7), code(t, err))
+			assert.Contains(t, err.Error(), tc.want+"invalid: annotation "+ipam.AnnotationIPv4Pools)
 		})
 	}
 }

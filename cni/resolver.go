@@ -3,6 +3,7 @@ package cni
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -14,6 +15,12 @@ import (
 type Resolver interface {
 	Annotations(ctx context.Context, namespace, pod string) (podAnn, nsAnn map[string]string, err error)
 }
+
+// ErrAnnotationsUnavailable: the Resolver could not give a pod's
+// annotations (the Kubernetes API server unreachable or refusing): CNI code
+// 11, try again later. It is not ErrDatastore, so the message points at the
+// API server, not at the IPAM datastore.
+var ErrAnnotationsUnavailable = errors.New("pod annotations unavailable")
 
 // StaticAnnotations is a Resolver over fixed maps, for use without a
 // cluster: from the "annotations" key of the configuration or the JSON
