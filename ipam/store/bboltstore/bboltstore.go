@@ -15,9 +15,9 @@
 //     file until Close. The lock file is taken with a non-blocking flock
 //     polled with a short backoff (bbolt's own lock polls every 50 ms).
 //     The wait ends at the lock timeout (WithLockTimeout) or when the
-//     operation's context ends, whichever is first; a write given up
-//     while waiting was not written, and the error wraps the context's
-//     (context.DeadlineExceeded or context.Canceled).
+//     operation's context ends, whichever is first (the error then wraps
+//     store.ErrUnavailable or the context's error); a write given up
+//     while waiting was not written.
 //  2. Group commit. Concurrent writes from one process are queued and
 //     committed together in one bbolt transaction (one fsync) with no added
 //     delay: the first writer commits, writers that arrive meanwhile go in
@@ -87,7 +87,7 @@ func setPositive(name string, d time.Duration, dst *time.Duration) error {
 func WithExclusive() Option { return func(o *options) error { o.exclusive = true; return nil } }
 
 // WithLockTimeout bounds the wait for the file lock (default 30s; must be
-// positive).
+// positive); past it an operation fails with store.ErrUnavailable.
 func WithLockTimeout(d time.Duration) Option {
 	return func(o *options) error { return setPositive("WithLockTimeout", d, &o.lockTimeout) }
 }
@@ -375,7 +375,7 @@ func (s *Store) openSession(stop func() error) (*bolt.DB, *os.File, error) {
 		}
 		if time.Now().After(deadline) {
 			_ = lf.Close()
-			return nil, nil, fmt.Errorf("bbolt: lock %s.lock: timed out after %s", s.path, s.opts.lockTimeout)
+			return nil, nil, fmt.Errorf("bbolt: lock %s.lock: timed out after %s: %w", s.path, s.opts.lockTimeout, store.ErrUnavailable)
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Millisecond)

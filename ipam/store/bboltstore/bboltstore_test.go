@@ -181,3 +181,23 @@ func TestContextEndsWaitForTheFileLock(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, rev, kv.Revision, "the given-up update and delete were not written")
 }
+
+// A lock not obtained within the lock timeout is store.ErrUnavailable, for
+// Open and for every operation.
+func TestLockTimeoutIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ipam.db")
+	b, err := bboltstore.Open(path, bboltstore.WithLinger(0), bboltstore.WithLockTimeout(20*time.Millisecond))
+	require.NoError(t, err)
+	defer b.Close()
+	a, err := bboltstore.Open(path, bboltstore.WithExclusive())
+	require.NoError(t, err)
+	defer a.Close()
+
+	_, err = bboltstore.Open(path, bboltstore.WithLockTimeout(20*time.Millisecond))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	_, err = b.Get(ctx, "k")
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	_, err = b.Create(ctx, "k", []byte("v"))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+}
