@@ -161,31 +161,22 @@ func TestWatchFromCompactedRevision(t *testing.T) {
 		require.Len(t, errs, 1, "one event, then the channel closes")
 		require.ErrorIs(t, errs[0], store.ErrCompacted)
 	}
-	t.Run("blocks", func(t *testing.T) {
-		ch, err := e.ipam.WatchBlocks(e.ctx, 1)
-		require.NoError(t, err)
-		var errs []error
-		for ev := range ch {
-			errs = append(errs, ev.Err)
-		}
-		ends(t, errs)
-	})
-	t.Run("affinities", func(t *testing.T) {
-		ch, err := e.ipam.WatchAffinities(e.ctx, 1)
-		require.NoError(t, err)
-		var errs []error
-		for ev := range ch {
-			errs = append(errs, ev.Err)
-		}
-		ends(t, errs)
-	})
-	t.Run("pools", func(t *testing.T) {
-		ch, err := e.ipam.WatchPools(e.ctx, 1)
-		require.NoError(t, err)
-		var errs []error
-		for ev := range ch {
-			errs = append(errs, ev.Err)
-		}
-		ends(t, errs)
-	})
+	bl, err := e.ipam.WatchBlocks(e.ctx, 1)
+	require.NoError(t, err)
+	ends(t, eventErrs(bl, func(ev BlockEvent) error { return ev.Err }))
+	af, err := e.ipam.WatchAffinities(e.ctx, 1)
+	require.NoError(t, err)
+	ends(t, eventErrs(af, func(ev AffinityEvent) error { return ev.Err }))
+	po, err := e.ipam.WatchPools(e.ctx, 1)
+	require.NoError(t, err)
+	ends(t, eventErrs(po, func(ev PoolsEvent) error { return ev.Err }))
+}
+
+// eventErrs drains ch and returns each event's error.
+func eventErrs[T any](ch <-chan T, errOf func(T) error) []error {
+	var errs []error
+	for ev := range ch {
+		errs = append(errs, errOf(ev))
+	}
+	return errs
 }
