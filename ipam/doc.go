@@ -69,7 +69,11 @@
 //     ErrPoolExhausted (nothing free) or ErrNoMatchingPool. Bad input
 //     matches ErrInvalid (with the selector package's errors kept for a
 //     bad nodeSelector), ErrOverlap, ErrUnknownPool, ErrNotInPool or
-//     ErrAddressInUse, and nothing is written.
+//     ErrAddressInUse, and nothing is written. A store that cannot serve
+//     (etcd unreachable or without a leader, a bbolt file lock not
+//     obtained in time) gives errors matching store.ErrUnavailable, worth
+//     retrying; an ended context gives the context's error. Either may
+//     also match ErrOutcomeUnknown (design 4).
 //  6. Pool order. Requested pools (the ipv4pools / ipv6pools annotation,
 //     the CNI config's ipv4_pools, AssignArgs.IPv4Pools) are tried in the
 //     order listed, as in Calico (libcalico-go determinePools keeps the

@@ -198,7 +198,12 @@ type AffinityEvent struct {
 }
 
 // WatchAffinities streams affinity changes after revision (0: from now)
-// until ctx ends.
+// until ctx ends. AffineBlocks gives the revision to start from.
+//
+// The stream also ends when the watch fails: a last event carries Err —
+// matching store.ErrCompacted when afterRevision is older than the store
+// keeps (etcd compaction; the history of bbolt and memory stores) — and
+// the channel closes. List again and watch from the listing's revision.
 func (a *IPAM) WatchAffinities(ctx context.Context, afterRevision int64) (<-chan AffinityEvent, error) {
 	return watchDecoded(ctx, a.s, keyAffinities, afterRevision, func(ev store.Event) AffinityEvent {
 		out := AffinityEvent{Revision: ev.KV.Revision}
@@ -265,11 +270,20 @@ type BlockEvent struct {
 	CIDR     netip.Prefix
 	Block    *BlockInfo
 	Revision int64
-	Err      error
+	// Err is set on the last event when the watch fails, or when the
+	// block's stored value does not decode (Block is nil; the stream goes
+	// on).
+	Err error
 }
 
 // WatchBlocks streams block changes after revision (0: from now) until ctx
-// ends. A node agent recomputes its borrowed addresses from these.
+// ends. A node agent recomputes its borrowed addresses from these;
+// BorrowedAddrs gives the revision to start from.
+//
+// The stream also ends when the watch fails: a last event carries Err —
+// matching store.ErrCompacted when afterRevision is older than the store
+// keeps (etcd compaction; the history of bbolt and memory stores) — and
+// the channel closes. List again and watch from the listing's revision.
 func (a *IPAM) WatchBlocks(ctx context.Context, afterRevision int64) (<-chan BlockEvent, error) {
 	return watchDecoded(ctx, a.s, keyBlocks, afterRevision, func(ev store.Event) BlockEvent {
 		out := BlockEvent{Revision: ev.KV.Revision}
@@ -352,6 +366,11 @@ type PoolsEvent struct {
 // (0: from now) until ctx ends. Pools live in one store key, so each
 // event carries every pool: a node agent re-renders what depends on pools
 // (outgoing NAT, routes to pool CIDRs) from each one.
+//
+// The stream also ends when the watch fails: a last event carries Err —
+// matching store.ErrCompacted when afterRevision is older than the store
+// keeps (etcd compaction; the history of bbolt and memory stores) — and
+// the channel closes. List again and watch from the listing's revision.
 func (a *IPAM) WatchPools(ctx context.Context, afterRevision int64) (<-chan PoolsEvent, error) {
 	return watchDecoded(ctx, a.s, keyPools, afterRevision, func(ev store.Event) PoolsEvent {
 		out := PoolsEvent{Revision: ev.KV.Revision}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/ipam/store"
 )
 
 // TestNodeAgentWatch is the node agent's loop: list affine blocks, then
@@ -141,4 +143,40 @@ func TestWatchPoolsBadValue(t *testing.T) {
 	}
 	_, _, err = e.ipam.ListPools(e.ctx)
 	assert.Error(t, err)
+}
+
+// TestWatchFromCompactedRevision: a watch from a revision the store no
+// longer keeps ends with one event whose Err matches store.ErrCompacted,
+// and the channel closes, as the Watch* docs say; the caller lists again.
+func TestWatchFromCompactedRevision(t *testing.T) {
+	m, err := store.NewMemory(store.WithHistory(1))
+	require.NoError(t, err)
+	e := newEnvOn(t, m)
+	e.pool("p", "10.0.0.0/24", 28)
+	e.mustAssign4("h0", "n")
+	e.mustAssign4("h1", "n")
+
+	ends := func(t *testing.T, errs []error) {
+		t.Helper()
+		require.Len(t, errs, 1, "one event, then the channel closes")
+		require.ErrorIs(t, errs[0], store.ErrCompacted)
+	}
+	bl, err := e.ipam.WatchBlocks(e.ctx, 1)
+	require.NoError(t, err)
+	ends(t, eventErrs(bl, func(ev BlockEvent) error { return ev.Err }))
+	af, err := e.ipam.WatchAffinities(e.ctx, 1)
+	require.NoError(t, err)
+	ends(t, eventErrs(af, func(ev AffinityEvent) error { return ev.Err }))
+	po, err := e.ipam.WatchPools(e.ctx, 1)
+	require.NoError(t, err)
+	ends(t, eventErrs(po, func(ev PoolsEvent) error { return ev.Err }))
+}
+
+// eventErrs drains ch and returns each event's error.
+func eventErrs[T any](ch <-chan T, errOf func(T) error) []error {
+	var errs []error
+	for ev := range ch {
+		errs = append(errs, errOf(ev))
+	}
+	return errs
 }

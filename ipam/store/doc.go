@@ -18,7 +18,7 @@
 //     the revision it was taken at, and Watch from that revision misses
 //     nothing and repeats nothing.
 //  3. Errors are wrapped sentinels (ErrNotFound, ErrExists, ErrConflict,
-//     ErrCompacted, ErrInvalidKey, ErrClosed) with Is* predicates; every
+//     ErrCompacted, ErrInvalidKey, ErrClosed, ErrUnavailable) with Is* predicates; every
 //     backend returns the same ones for the same situations.
 //  4. Values are copied in and out; callers may reuse their slices.
 //  5. KeyLister is an optional extra (all three backends have it) for

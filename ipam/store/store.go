@@ -143,6 +143,12 @@ var (
 	ErrClosed = errors.New("store closed")
 	// ErrInvalidRevision: a negative watch revision.
 	ErrInvalidRevision = errors.New("invalid revision")
+	// ErrUnavailable: the store could not be reached or used in time — etcd
+	// unreachable, without a leader or timing out a request; a bbolt file
+	// lock not obtained within its lock timeout. Worth retrying later. A
+	// write failing with it may or may not have been applied. (An ended
+	// context comes back as the context's error instead.)
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // IsNotFound reports whether err wraps ErrNotFound.

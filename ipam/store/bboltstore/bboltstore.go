@@ -14,6 +14,10 @@
 //     for the life of the Store: fastest, but no other process can use the
 //     file until Close. The lock file is taken with a non-blocking flock
 //     polled with a short backoff (bbolt's own lock polls every 50 ms).
+//     The wait ends at the lock timeout (WithLockTimeout) or when the
+//     operation's context ends, whichever is first (the error then wraps
+//     store.ErrUnavailable or the context's error); a write given up
+//     while waiting was not written.
 //  2. Group commit. Concurrent writes from one process are queued and
 //     committed together in one bbolt transaction (one fsync) with no added
 //     delay: the first writer commits, writers that arrive meanwhile go in
@@ -34,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -82,7 +87,7 @@ func setPositive(name string, d time.Duration, dst *time.Duration) error {
 func WithExclusive() Option { return func(o *options) error { o.exclusive = true; return nil } }
 
 // WithLockTimeout bounds the wait for the file lock (default 30s; must be
-// positive).
+// positive); past it an operation fails with store.ErrUnavailable.
 func WithLockTimeout(d time.Duration) Option {
 	return func(o *options) error { return setPositive("WithLockTimeout", d, &o.lockTimeout) }
 }
@@ -171,7 +176,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	s := &Store{path: path, opts: o, changed: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
-	db, err := s.acquire()
+	db, err := s.acquire(noStop)
 	if err != nil {
 		return nil, err
 	}
@@ -206,8 +211,22 @@ func Open(path string, opts ...Option) (*Store, error) {
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// acquire returns an open database inside a locked session; pair with release.
-func (s *Store) acquire() (*bolt.DB, error) {
+// noStop never gives up waiting (Open has no context).
+func noStop() error { return nil }
+
+// wake makes acquire look at its stop function again.
+func (s *Store) wake() {
+	s.mu.Lock()
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// acquire returns an open database inside a locked session; pair with
+// release. While it waits (for the file lock, or for another goroutine
+// opening the session) it calls stop and gives up with stop's error when
+// that is not nil; a caller whose stop depends on a context arranges for
+// wake to be called when the context ends.
+func (s *Store) acquire(stop func() error) (*bolt.DB, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -239,7 +258,7 @@ func (s *Store) acquire() (*bolt.DB, error) {
 			if wait > 0 {
 				time.Sleep(wait)
 			}
-			db, lf, err := s.openSession()
+			db, lf, err := s.openSession(stop)
 			s.mu.Lock()
 			s.opening = false
 			s.cond.Broadcast()
@@ -252,6 +271,9 @@ func (s *Store) acquire() (*bolt.DB, error) {
 			}
 			s.db, s.lockFile, s.openedAt, s.draining = db, lf, time.Now(), false
 			continue
+		}
+		if err := stop(); err != nil {
+			return nil, fmt.Errorf("bbolt: waiting for %s: %w", s.path, err)
 		}
 		s.cond.Wait()
 	}
@@ -320,7 +342,7 @@ func (s *Store) othersWaiting() bool {
 	return false
 }
 
-func (s *Store) openSession() (*bolt.DB, *os.File, error) {
+func (s *Store) openSession(stop func() error) (*bolt.DB, *os.File, error) {
 	lf, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("bbolt: open lock file: %w", err)
@@ -347,9 +369,13 @@ func (s *Store) openSession() (*bolt.DB, *os.File, error) {
 			_ = lf.Close()
 			return nil, nil, fmt.Errorf("bbolt: lock %s.lock: %w", s.path, err)
 		}
+		if err := stop(); err != nil {
+			_ = lf.Close()
+			return nil, nil, fmt.Errorf("bbolt: lock %s.lock: %w", s.path, err)
+		}
 		if time.Now().After(deadline) {
 			_ = lf.Close()
-			return nil, nil, fmt.Errorf("bbolt: lock %s.lock: timed out after %s", s.path, s.opts.lockTimeout)
+			return nil, nil, fmt.Errorf("bbolt: lock %s.lock: timed out after %s: %w", s.path, s.opts.lockTimeout, store.ErrUnavailable)
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Millisecond)
@@ -363,9 +389,11 @@ func (s *Store) openSession() (*bolt.DB, *os.File, error) {
 	return db, lf, nil
 }
 
-// view runs fn in a read transaction.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	db, err := s.acquire()
+// view runs fn in a read transaction, giving up when ctx ends while it
+// waits for the file.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	defer context.AfterFunc(ctx, s.wake)()
+	db, err := s.acquire(ctx.Err)
 	if err != nil {
 		return err
 	}
@@ -399,7 +427,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 		return store.KV{}, err
 	}
 	var kv store.KV
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get([]byte(key))
 		if v == nil {
 			return fmt.Errorf("bbolt: get %q: %w", key, store.ErrNotFound)
@@ -415,7 +443,7 @@ func (s *Store) List(ctx context.Context, prefix string) (store.ListResult, erro
 		return store.ListResult{}, err
 	}
 	var res store.ListResult
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
 		res.Revision = decodeRev(tx.Bucket(bucketMeta).Get(metaRev))
 		c := tx.Bucket(bucketKV).Cursor()
 		p := []byte(prefix)
@@ -433,7 +461,7 @@ func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, int64, e
 	}
 	var keys []string
 	var rev int64
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
 		rev = decodeRev(tx.Bucket(bucketMeta).Get(metaRev))
 		c := tx.Bucket(bucketKV).Cursor()
 		p := []byte(prefix)
@@ -450,6 +478,7 @@ func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)])
 // writeOp is one queued compare-and-swap. fn validates before it mutates, so
 // an error from fn leaves the transaction untouched for the other ops.
 type writeOp struct {
+	ctx  context.Context
 	fn   func(w *writer) error
 	err  error
 	done chan struct{}
@@ -502,7 +531,7 @@ func (s *Store) write(ctx context.Context, fn func(w *writer) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{fn: fn, done: make(chan struct{})}
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan struct{})}
 	s.wmu.Lock()
 	s.pending = append(s.pending, op)
 	lead := !s.committing
@@ -511,8 +540,22 @@ func (s *Store) write(ctx context.Context, fn func(w *writer) error) error {
 	}
 	s.wmu.Unlock()
 	if lead {
-		s.lead(op)
+		go s.lead(op)
 	}
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+	}
+	s.wmu.Lock()
+	if i := slices.Index(s.pending, op); i >= 0 {
+		s.pending = slices.Delete(s.pending, i, i+1)
+		s.wmu.Unlock()
+		return fmt.Errorf("bbolt: waiting to write %s (not written): %w", s.path, ctx.Err())
+	}
+	s.wmu.Unlock()
+	// In a batch: it leaves the batch while the file lock is awaited, or
+	// is committed with it.
 	<-op.done
 	return op.err
 }
@@ -548,10 +591,36 @@ func (s *Store) lead(own *writeOp) {
 	}
 }
 
+// errBatchGone: every write of a batch gave up waiting for the file.
+var errBatchGone = errors.New("every write of the batch gave up")
+
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (s *Store) commit(batch []*writeOp) {
-	db, err := s.acquire()
+	// While the file lock is awaited, a write whose context ends leaves
+	// the batch, certainly not applied.
+	for _, op := range batch {
+		if op.ctx != nil {
+			defer context.AfterFunc(op.ctx, s.wake)()
+		}
+	}
+	db, err := s.acquire(func() error {
+		batch = slices.DeleteFunc(batch, func(op *writeOp) bool {
+			if op.ctx == nil || op.ctx.Err() == nil {
+				return false
+			}
+			op.err = fmt.Errorf("bbolt: waiting for %s (not written): %w", s.path, op.ctx.Err())
+			close(op.done)
+			return true
+		})
+		if len(batch) == 0 {
+			return errBatchGone
+		}
+		return nil
+	})
+	if errors.Is(err, errBatchGone) {
+		return
+	}
 	if err == nil {
 		err = db.Update(func(tx *bolt.Tx) error {
 			meta := tx.Bucket(bucketMeta)
@@ -685,7 +754,7 @@ func (s *Store) readLog(rev int64) ([]store.Event, <-chan struct{}, error) {
 		return nil, nil, store.ErrClosed
 	}
 	var evs []store.Event
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(context.Background(), func(tx *bolt.Tx) error {
 		if rev < decodeRev(tx.Bucket(bucketMeta).Get(metaCompac)) {
 			return fmt.Errorf("bbolt: watch after revision %d: %w", rev, store.ErrCompacted)
 		}
@@ -736,7 +805,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, afterRevision int64) (
 		return nil, fmt.Errorf("bbolt: %w", err)
 	}
 	if afterRevision <= 0 {
-		err := s.view(func(tx *bolt.Tx) error {
+		err := s.view(ctx, func(tx *bolt.Tx) error {
 			afterRevision = decodeRev(tx.Bucket(bucketMeta).Get(metaRev))
 			return nil
 		})

@@ -125,3 +125,79 @@ func TestReopenDoesNotCommit(t *testing.T) {
 	}
 	require.Equal(t, before, txid())
 }
+
+// While another Store holds the file (WithExclusive, standing in for another
+// process), every operation gives up when its context ends rather than at
+// the lock timeout, with the context's error; writes given up that way were
+// not written. A write sharing a batch with a given-up one still lands once
+// the file is free.
+func TestContextEndsWaitForTheFileLock(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ipam.db")
+	b, err := bboltstore.Open(path, bboltstore.WithLinger(0), bboltstore.WithLockTimeout(10*time.Minute))
+	require.NoError(t, err)
+	defer b.Close()
+	rev, err := b.Create(ctx, "k", []byte("v"))
+	require.NoError(t, err)
+	a, err := bboltstore.Open(path, bboltstore.WithExclusive())
+	require.NoError(t, err)
+
+	ops := map[string]func(context.Context) error{
+		"get":       func(c context.Context) error { _, err := b.Get(c, "k"); return err },
+		"list":      func(c context.Context) error { _, err := b.List(c, ""); return err },
+		"list keys": func(c context.Context) error { _, _, err := b.ListKeys(c, ""); return err },
+		"create":    func(c context.Context) error { _, err := b.Create(c, "new", []byte("x")); return err },
+		"update":    func(c context.Context) error { _, err := b.Update(c, "k", []byte("x"), rev); return err },
+		"delete":    func(c context.Context) error { return b.Delete(c, "k", rev) },
+	}
+	for name, op := range ops {
+		t.Run(name, func(t *testing.T) {
+			c, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+			require.ErrorIs(t, op(c), context.DeadlineExceeded)
+		})
+	}
+
+	// Two writes queued together: one gives up, the other waits on.
+	patient := make(chan error, 1)
+	go func() { _, err := b.Create(ctx, "patient", []byte("p")); patient <- err }()
+	c, cancel := context.WithCancel(ctx)
+	impatient := make(chan error, 1)
+	go func() { _, err := b.Create(c, "impatient", []byte("i")); impatient <- err }()
+	cancel()
+	require.ErrorIs(t, <-impatient, context.Canceled)
+	require.NoError(t, a.Close()) // the file is free
+	require.NoError(t, <-patient)
+
+	for key, want := range map[string]bool{"patient": true, "impatient": false, "new": false} {
+		_, err := b.Get(ctx, key)
+		if want {
+			require.NoError(t, err, key)
+		} else {
+			require.ErrorIs(t, err, store.ErrNotFound, key)
+		}
+	}
+	kv, err := b.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, rev, kv.Revision, "the given-up update and delete were not written")
+}
+
+// A lock not obtained within the lock timeout is store.ErrUnavailable, for
+// Open and for every operation.
+func TestLockTimeoutIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ipam.db")
+	b, err := bboltstore.Open(path, bboltstore.WithLinger(0), bboltstore.WithLockTimeout(20*time.Millisecond))
+	require.NoError(t, err)
+	defer b.Close()
+	a, err := bboltstore.Open(path, bboltstore.WithExclusive())
+	require.NoError(t, err)
+	defer a.Close()
+
+	_, err = bboltstore.Open(path, bboltstore.WithLockTimeout(20*time.Millisecond))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	_, err = b.Get(ctx, "k")
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	_, err = b.Create(ctx, "k", []byte("v"))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+}

@@ -13,6 +13,10 @@
 //     the error says "not found" or "conflict" precisely.
 //  4. Watch uses etcd's watch with WithRev; a compacted start revision ends
 //     the stream with store.ErrCompacted.
+//  5. An etcd that cannot serve the request (unreachable, no leader, a
+//     server-side timeout) gives errors matching store.ErrUnavailable; the
+//     client waits for a connection until the context ends, which comes
+//     back as the context's error.
 //
 // All methods are safe for concurrent use.
 package etcdstore
@@ -25,6 +29,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tabbynet/tabby/ipam/store"
 )
@@ -83,10 +89,29 @@ func (s *Store) kv(k []byte, v []byte, rev int64) store.KV {
 }
 
 func wrap(op, key string, err error) error {
-	if errors.Is(err, rpctypes.ErrCompacted) {
+	switch {
+	case errors.Is(err, rpctypes.ErrCompacted):
 		err = errors.Join(store.ErrCompacted, err)
+	case unavailable(err):
+		err = errors.Join(store.ErrUnavailable, err)
 	}
 	return fmt.Errorf("etcd: %s %q: %w", op, key, err)
+}
+
+// unavailable reports whether err says etcd could not serve the request:
+// unreachable (gRPC Unavailable), no leader, or a server-side timeout. An
+// ended context is left as it is.
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	for _, e := range []error{rpctypes.ErrNoLeader, rpctypes.ErrLeaderChanged, rpctypes.ErrTimeout,
+		rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrTimeoutDueToLeaderFail} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return status.Code(err) == codes.Unavailable
 }
 
 func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
