@@ -212,13 +212,16 @@ func (l *cniLab) Close() error {
 
 // conflist is the node's CNI configuration, as /etc/cni/net.d would hold
 // it: the tabby plugin with tabby-ipam in its process, the node's name,
-// the etcd datastore, the pod MTU (room for the VXLAN header).
+// the etcd datastore, the pod MTU (room for the VXLAN header), and the
+// node's IPAM lock file: on a real node /var/run/tabby/ipam.lock, here one
+// per lab node in the lab's folder, since the nodes share a filesystem.
 func (l *cniLab) conflist(node string, mtu int) (*libcni.NetworkConfigList, error) {
 	b, err := json.Marshal(map[string]any{
 		"cniVersion": "1.1.0", "name": network,
 		"plugins": []any{map[string]any{
 			"type": "tabby", "nodename": node, "mtu": mtu,
-			"ipam": map[string]any{"type": "tabby-ipam", "etcd_endpoints": []string{l.bridge.endpoint()}},
+			"ipam_lock_file": filepath.Join(l.dir, node+"-ipam.lock"),
+			"ipam":           map[string]any{"type": "tabby-ipam", "etcd_endpoints": []string{l.bridge.endpoint()}},
 		}},
 	})
 	if err != nil {
