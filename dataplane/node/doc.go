@@ -58,6 +58,10 @@
 //  5. Restart-safe. Routes are marked with the route protocol
 //     (tnl.ProtocolRoutes) and pod veths with their workload ID, so a new
 //     Dataplane on the same namespace adopts what an earlier one left.
+//     One Dataplane per namespace at a time: two (two agents) own the
+//     same route protocol and delete each other's routes. Restarting
+//     with Encap Never deletes the VXLAN device an encapsulating agent
+//     left (Felix deletes vxlan.calico once VXLAN is disabled).
 //
 // Routes learned over BGP: give the bgp speaker a RouteOwner of its own,
 // with another protocol (tnl.WithProtocol; Calico's BIRD uses its own

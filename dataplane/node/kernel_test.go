@@ -68,3 +68,59 @@ func TestKernelDataplane(t *testing.T) {
 	require.ErrorIs(t, err, tnl.ErrNetnsNotFound)
 	assert.False(t, strings.Contains(show(), "10.1.2.0/24"))
 }
+
+// TestKernelSwitchToNever restarts a VXLAN node's agent with Encap Never
+// (a pool's vxlanMode set to Never): the first Reconcile deletes the
+// vxlan.tabby device with its tunnel address and FDB entries, as Felix
+// deletes vxlan.calico, and the pods talk over the direct routes.
+func TestKernelSwitchToNever(t *testing.T) {
+	ctx := context.Background()
+	topo := nettest.NewTopology(t, nettest.Nodes(2), nettest.WithRouting(nettest.RoutingVXLAN))
+	n0, n1 := topo.Node(0), topo.Node(1)
+	a, b := n0.AddPod(t), n1.AddPod(t)
+	nettest.ExpectConnect(t, a, b, 8080)
+	_, err := n0.NS.Run(ctx, "ip", "link", "show", "vxlan.tabby")
+	require.NoError(t, err)
+
+	cfg := n0.Dataplane.Config()
+	cfg.Encap = tnl.EncapNever
+	d, err := node.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	require.NoError(t, d.SetBlocks(n0.Blocks()))
+	require.NoError(t, d.SetPeers(n0.Dataplane.Peers()))
+	require.NoError(t, d.Reconcile(ctx))
+
+	out, err := n0.NS.Run(ctx, "ip", "link", "show", "vxlan.tabby")
+	require.Error(t, err, "vxlan.tabby still there: %s", out)
+	addrs, err := n0.NS.Run(ctx, "ip", "-4", "addr", "show")
+	require.NoError(t, err)
+	assert.NotContains(t, addrs, n0.TunnelAddr.String()+"/32")
+	routes, err := n0.NS.Run(ctx, "ip", "route", "show", "proto", "116")
+	require.NoError(t, err)
+	assert.Contains(t, routes, n1.Blocks()[0].String()+" via "+n1.Dataplane.AsPeer().IP.String()+" dev ")
+	assert.NotContains(t, routes, "vxlan")
+	// n1 switches too; then the pods talk over the direct routes.
+	cfg1 := n1.Dataplane.Config()
+	cfg1.Encap = tnl.EncapNever
+	d1, err := node.New(cfg1)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d1.Close() })
+	require.NoError(t, d1.SetBlocks(n1.Blocks()))
+	require.NoError(t, d1.SetPeers(n1.Dataplane.Peers()))
+	require.NoError(t, d1.Reconcile(ctx))
+	nettest.ExpectConnect(t, a, b, 8080)
+	nettest.ExpectConnect(t, b, a, 8080)
+	// A second Reconcile writes nothing and succeeds.
+	require.NoError(t, d.Reconcile(ctx))
+	plan, err := d.Routes().Plan(ctx)
+	require.NoError(t, err)
+	assert.True(t, plan.Empty(), plan.String())
+
+	// A link of that name that is not VXLAN is not ours: left alone.
+	_, err = n0.NS.Run(ctx, "ip", "link", "add", "vxlan.tabby", "type", "bridge")
+	require.NoError(t, err)
+	require.NoError(t, d.Reconcile(ctx))
+	_, err = n0.NS.Run(ctx, "ip", "link", "show", "vxlan.tabby")
+	assert.NoError(t, err)
+}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync"
 
+	nl "github.com/vishvananda/netlink"
+
 	tnl "github.com/tabbynet/tabby/dataplane/netlink"
 )
 
@@ -122,6 +124,9 @@ type Dataplane struct {
 	routes    *tnl.RouteOwner
 	vxlan     tnl.VXLANManager
 	closers   []func() error
+	// dropTunnel, set by New when Encap is Never, deletes a VXLAN device
+	// an earlier, encapsulating Dataplane left in the namespace.
+	dropTunnel func() error
 
 	mu     sync.Mutex
 	blocks []netip.Prefix
@@ -166,7 +171,10 @@ func New(cfg Config, opts ...Option) (_ *Dataplane, err error) {
 		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
 	parts := Parts{Workloads: w, Routes: routes}
-	if cfg.Encap != tnl.EncapNever {
+	var drop func() error
+	if cfg.Encap == tnl.EncapNever {
+		drop = func() error { return dropStaleVXLAN(kh, cmp.Or(cfg.VXLAN.Name, tnl.DefaultVXLANName)) }
+	} else {
 		if parts.VXLAN, err = tnl.NewVXLAN(kh, parts.Routes, cfg.VXLAN, tnl.WithLogger(o.log)); err != nil {
 			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 		}
@@ -176,7 +184,29 @@ func New(cfg Config, opts ...Option) (_ *Dataplane, err error) {
 		return nil, err
 	}
 	d.closers = closers
+	d.dropTunnel = drop
 	return d, nil
+}
+
+// dropStaleVXLAN deletes the VXLAN device name, if there is one: with the
+// device go its tunnel address, neighbour and FDB entries and the routes
+// through it, as Felix deletes vxlan.calico once VXLAN is disabled. A link
+// of that name that is not VXLAN is left alone.
+func dropStaleVXLAN(h tnl.OverlayHandle, name string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		if errors.As(err, &nl.LinkNotFoundError{}) {
+			return nil
+		}
+		return fmt.Errorf("look up stale vxlan %s: %w", name, err)
+	}
+	if _, ok := l.(*nl.Vxlan); !ok {
+		return nil
+	}
+	if err := h.LinkDel(l); err != nil && !tnl.IsNotFound(err) {
+		return fmt.Errorf("delete stale vxlan %s: %w", name, err)
+	}
+	return nil
 }
 
 // NewWith builds a Dataplane on managers the caller made (fakes in tests,
@@ -385,7 +415,12 @@ func (d *Dataplane) AsPeer() Peer {
 
 // Reconcile makes the kernel match: the VXLAN device and its entries
 // (when encapsulating), then every route of the route owner (all sources,
-// including other producers'). Errors are those of RouteOwner.Reconcile
+// including other producers'). A Dataplane made by New with Encap Never
+// first deletes a VXLAN device named Config.VXLAN.Name (default
+// vxlan.tabby) that an earlier, encapsulating agent left, with its tunnel
+// address, FDB and neighbour entries and routes (Felix deletes
+// vxlan.calico when VXLAN is disabled), so switching vxlanMode to Never
+// is a restart with the new Config. Errors are those of RouteOwner.Reconcile
 // and VXLANManager.Reconcile (e.g. tnl.ErrNextHopUnreachable for a peer
 // outside every connected network, tnl.ErrLinkNotFound for a missing VXLAN
 // parent), joined.
@@ -395,6 +430,14 @@ func (d *Dataplane) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("node %s: %w", d.cfg.Name, err)
 		}
 		return nil
+	}
+	if d.dropTunnel != nil {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("node %s: %w", d.cfg.Name, err)
+		}
+		if err := d.dropTunnel(); err != nil {
+			return fmt.Errorf("node %s: %w", d.cfg.Name, err)
+		}
 	}
 	if _, err := d.routes.Reconcile(ctx); err != nil {
 		return fmt.Errorf("node %s: %w", d.cfg.Name, err)
