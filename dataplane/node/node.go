@@ -78,7 +78,7 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Option configures New, NewWith and NewFake.
+// Option configures New, NewWith and NewFake; a nil Option is ignored.
 type Option func(*options)
 
 type options struct{ log *slog.Logger }
@@ -96,7 +96,9 @@ func WithLogger(l *slog.Logger) Option {
 func buildOptions(opts []Option) options {
 	o := options{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, f := range opts {
-		f(&o)
+		if f != nil { // a nil Option is ignored
+			f(&o)
+		}
 	}
 	return o
 }

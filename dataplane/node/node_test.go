@@ -250,3 +250,17 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// TestNilOptions: a nil Option (an embedder's conditional option left
+// unset) is ignored by New, NewWith and NewFake instead of panicking.
+func TestNilOptions(t *testing.T) {
+	cfg := node.Config{Name: "node0", Address: pfx("10.99.0.11/24"), Encap: tnl.EncapAlways,
+		VXLAN: tnl.VXLANConfig{Parent: "eth0", TunnelAddr: addr("10.244.1.0")}}
+	var nilOpt node.Option
+	d, fakes, err := node.NewFake(cfg, nilOpt, node.WithLogger(nil))
+	require.NoError(t, err)
+	require.NoError(t, d.SetBlocks([]netip.Prefix{pfx("10.244.1.0/26")}))
+	require.NoError(t, d.Reconcile(context.Background()))
+	_, err = node.NewWith(cfg, node.Parts{Workloads: fakes.Workloads, Routes: d.Routes(), VXLAN: fakes.VXLAN}, nil)
+	require.NoError(t, err)
+}
