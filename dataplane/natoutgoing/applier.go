@@ -24,11 +24,17 @@ type Applier struct {
 	mu sync.Mutex
 }
 
-// Option configures New.
+// Option configures New; a nil Option is ignored.
 type Option func(*Applier)
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(a *Applier) { a.log = l } }
+// WithLogger sets the logger (default: discard); nil keeps the default.
+func WithLogger(l *slog.Logger) Option {
+	return func(a *Applier) {
+		if l != nil {
+			a.log = l
+		}
+	}
+}
 
 // WithoutHook leaves nat POSTROUTING alone: the caller places HookRule in
 // it (for example after its own service SNAT rules) with SetHook.
@@ -51,7 +57,9 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 	}
 	a := &Applier{cfg: cfg, ipt: ipt, sets: sets, log: slog.New(slog.NewTextHandler(io.Discard, nil)), hook: true}
 	for _, o := range opts {
-		o(a)
+		if o != nil { // a nil Option is ignored
+			o(a)
+		}
 	}
 	return a, nil
 }

@@ -295,3 +295,12 @@ func TestApplyFailureRetries(t *testing.T) {
 	require.NoError(t, a.Apply(ctx, pools))
 	assert.Contains(t, f.dump(), "-j MASQUERADE")
 }
+
+// TestNilOptionAndLogger: a nil Option and WithLogger(nil) keep the
+// defaults; Apply must not panic on a nil logger.
+func TestNilOptionAndLogger(t *testing.T) {
+	f := newFakes()
+	a := f.applier(t, natoutgoing.Config{}, nil, natoutgoing.WithLogger(nil))
+	require.NoError(t, a.Apply(context.Background(), []ipam.IPPool{pool("a", "10.244.0.0/16", true, false)}))
+	require.Contains(t, f.dump(), "MASQUERADE")
+}
