@@ -316,7 +316,8 @@ func (d *Dataplane) SetBlocks(blocks []netip.Prefix) error {
 }
 
 // SetPeers replaces the set of peers. Errors wrap tnl.ErrInvalidSpec or
-// tnl.ErrInvalidPrefix; then nothing changes.
+// tnl.ErrInvalidPrefix (see Render; also a peer named like this node or
+// with this node's address or tunnel address); then nothing changes.
 func (d *Dataplane) SetPeers(peers []Peer) error {
 	m := make(map[string]Peer, len(peers))
 	for _, p := range peers {
@@ -351,9 +352,22 @@ func (d *Dataplane) RemovePeer(name string) error {
 // applyLocked renders blocks and peers and hands the result to the route
 // owner and the VXLAN manager; on a render error nothing changes.
 func (d *Dataplane) applyLocked(blocks []netip.Prefix, peers map[string]Peer) error {
-	for name := range peers {
-		if name == d.cfg.Name {
+	for name, p := range peers {
+		switch {
+		case name == d.cfg.Name:
 			return fmt.Errorf("%w: node %s listed as its own peer", tnl.ErrInvalidSpec, name)
+		case p.IP.IsValid() && d.cfg.Address.IsValid() && p.IP == d.cfg.Address.Addr(),
+			p.IP6.IsValid() && d.cfg.Address6.IsValid() && p.IP6 == d.cfg.Address6.Addr():
+			return fmt.Errorf("%w: node %s: peer %s has this node's address", tnl.ErrInvalidSpec, d.cfg.Name, name)
+		case d.vxlan != nil && p.TunnelAddr.IsValid() && p.TunnelAddr == d.vxlan.Config().TunnelAddr:
+			return fmt.Errorf("%w: node %s: peer %s has this node's tunnel address %s", tnl.ErrInvalidSpec, d.cfg.Name, name, p.TunnelAddr)
+		}
+	}
+	for _, a := range []netip.Prefix{d.cfg.Address, d.cfg.Address6} {
+		for _, b := range blocks {
+			if a.IsValid() && b.Contains(a.Addr()) {
+				return fmt.Errorf("%w: node %s: its address %s is inside its block %s", tnl.ErrInvalidSpec, d.cfg.Name, a.Addr(), b)
+			}
 		}
 	}
 	want, err := Render(d.cfg.Encap, d.cfg.Address.Masked(), blocks, slices.Collect(maps.Values(peers)))

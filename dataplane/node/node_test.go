@@ -75,6 +75,16 @@ func TestRender(t *testing.T) {
 		{name: "IPv4 block, no IPv4 address", peers: []node.Peer{{Name: "x", IP6: addr("fd00::1"), Blocks: []netip.Prefix{pfx("10.1.0.0/26")}}}, err: tnl.ErrInvalidSpec},
 		{name: "VXLAN without tunnel address", encap: tnl.EncapAlways, peers: []node.Peer{{Name: "x", IP: addr("10.99.0.12"), Blocks: []netip.Prefix{pfx("10.1.0.0/26")}}}, err: tnl.ErrInvalidSpec},
 		{name: "peer without blocks needs nothing", encap: tnl.EncapAlways, peers: []node.Peer{{Name: "x"}}},
+		{name: "two VXLAN peers, one tunnel address", encap: tnl.EncapAlways, peers: []node.Peer{far,
+			{Name: "x", IP: addr("10.98.0.14"), TunnelAddr: far.TunnelAddr, Blocks: []netip.Prefix{pfx("10.244.4.0/26")}}}, err: tnl.ErrInvalidSpec},
+		{name: "one tunnel address, not encapsulated: unused", encap: tnl.EncapNever, peers: []node.Peer{
+			{Name: "x", IP: addr("10.99.0.12"), TunnelAddr: addr("10.244.9.0"), Blocks: []netip.Prefix{pfx("10.244.4.0/26")}},
+			{Name: "y", IP: addr("10.99.0.13"), TunnelAddr: addr("10.244.9.0"), Blocks: []netip.Prefix{pfx("10.244.5.0/26")}}},
+			direct: []string{"10.244.4.0/26 via 10.99.0.12", "10.244.5.0/26 via 10.99.0.13"}},
+		{name: "peer address in its own block", peers: []node.Peer{{Name: "x", IP: addr("10.244.4.5"), Blocks: []netip.Prefix{pfx("10.244.4.0/26")}}}, err: tnl.ErrInvalidSpec},
+		{name: "peer address in a local block", blocks: []netip.Prefix{pfx("10.244.1.0/26")},
+			peers: []node.Peer{{Name: "x", IP: addr("10.244.1.7")}}, err: tnl.ErrInvalidSpec},
+		{name: "peer IPv6 address in another peer's block", peers: []node.Peer{near, {Name: "x", IP6: addr("fd00:244::41")}}, err: tnl.ErrInvalidSpec},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -263,4 +273,24 @@ func TestNilOptions(t *testing.T) {
 	require.NoError(t, d.Reconcile(context.Background()))
 	_, err = node.NewWith(cfg, node.Parts{Workloads: fakes.Workloads, Routes: d.Routes(), VXLAN: fakes.VXLAN}, nil)
 	require.NoError(t, err)
+}
+
+// TestPeersClashingWithThisNode: a peer with this node's address or tunnel
+// address, or blocks holding this node's address, are refused and change
+// nothing.
+func TestPeersClashingWithThisNode(t *testing.T) {
+	cfg := node.Config{Name: "node0", Address: pfx("10.99.0.11/24"), Encap: tnl.EncapAlways,
+		VXLAN: tnl.VXLANConfig{Parent: "eth0", TunnelAddr: addr("10.244.1.0")}}
+	d, _, err := node.NewFake(cfg)
+	require.NoError(t, err)
+	ok := node.Peer{Name: "node1", IP: addr("10.99.0.12"), TunnelAddr: addr("10.244.2.0"), Blocks: []netip.Prefix{pfx("10.244.2.0/26")}}
+	require.NoError(t, d.SetPeers([]node.Peer{ok}))
+	sameIP, sameTunnel := ok, ok
+	sameIP.IP = addr("10.99.0.11")
+	sameTunnel.TunnelAddr = addr("10.244.1.0")
+	require.ErrorIs(t, d.SetPeers([]node.Peer{sameIP}), tnl.ErrInvalidSpec)
+	require.ErrorIs(t, d.UpsertPeer(sameTunnel), tnl.ErrInvalidSpec)
+	require.ErrorIs(t, d.SetBlocks([]netip.Prefix{pfx("10.99.0.0/26")}), tnl.ErrInvalidSpec)
+	assert.Equal(t, []node.Peer{ok}, d.Peers())
+	assert.Empty(t, d.Blocks())
 }

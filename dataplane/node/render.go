@@ -55,8 +55,9 @@ type Desired struct {
 // Errors wrap tnl.ErrInvalidPrefix (a block not valid, not masked or /0, a
 // block listed twice by one node, or one block claimed by two nodes: this
 // one and a peer, or two peers) or tnl.ErrInvalidSpec (a peer without a name or
-// with a duplicate one, or without the underlay or tunnel address its
-// blocks need).
+// with a duplicate one, without the underlay or tunnel address its
+// blocks need, two encapsulated peers with one tunnel address, or a peer
+// whose underlay address lies inside a block).
 func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, peers []Peer) (Desired, error) {
 	var d Desired
 	if err := validateBlocks("local", blocks); err != nil {
@@ -69,6 +70,7 @@ func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, p
 	for _, b := range blocks {
 		owner[b] = "this node"
 	}
+	tunnels := make(map[netip.Addr]string, len(peers))
 	peers = slices.Clone(peers)
 	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	for i, p := range peers {
@@ -107,10 +109,36 @@ func Render(encap tnl.EncapMode, underlay netip.Prefix, blocks []netip.Prefix, p
 			}
 		}
 		if len(vx.Blocks) > 0 {
+			if o, dup := tunnels[vx.TunnelAddr]; dup {
+				return Desired{}, fmt.Errorf("%w: peers %s and %s have the same tunnel address %s", tnl.ErrInvalidSpec, o, p.Name, vx.TunnelAddr)
+			}
+			tunnels[vx.TunnelAddr] = p.Name
 			d.VXLAN = append(d.VXLAN, vx)
 		}
 	}
+	// A node's underlay address inside a pod block would be routed into
+	// the overlay (or to a blackhole) itself.
+	for _, p := range peers {
+		for _, ip := range []netip.Addr{p.IP, p.IP6} {
+			if b, ok := blockHolding(owner, ip); ok {
+				return Desired{}, fmt.Errorf("%w: peer %s: underlay address %s is inside block %s of %s", tnl.ErrInvalidSpec, p.Name, ip, b, owner[b])
+			}
+		}
+	}
 	return d, nil
+}
+
+// blockHolding returns the block of owner that contains ip, if any.
+func blockHolding(owner map[netip.Prefix]string, ip netip.Addr) (netip.Prefix, bool) {
+	if !ip.IsValid() {
+		return netip.Prefix{}, false
+	}
+	for b := range owner {
+		if b.Contains(ip) {
+			return b, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // unicast reports whether a can be a next hop or tunnel endpoint.
