@@ -3,6 +3,7 @@ package natoutgoing
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	"github.com/tabbynet/tabby/dataplane/iptables"
@@ -121,6 +122,7 @@ func Render(cfg Config, pools []ipam.IPPool) (Desired, error) {
 	allName, masqName := SetNames(cfg.Family)
 	fam := ipsets.Family(cfg.Family)
 	var all, masq []ipsets.Member
+	inAll, inMasq := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
 	for _, p := range pools {
 		if !p.CIDR.IsValid() || p.CIDR.Bits() == 0 {
 			return Desired{}, fmt.Errorf("pool %q (%s): %w", p.Name, p.CIDR, ErrInvalidPool)
@@ -131,9 +133,14 @@ func Render(cfg Config, pools []ipam.IPPool) (Desired, error) {
 		if p.CIDR.Addr().Is6() != (cfg.Family == iptables.IPv6) {
 			continue
 		}
-		m := ipsets.Net(p.CIDR)
-		all = append(all, m)
-		if p.NATOutgoing {
+		c := p.CIDR.Masked()
+		m := ipsets.Net(c)
+		if !inAll[c] {
+			inAll[c] = true
+			all = append(all, m)
+		}
+		if p.NATOutgoing && !inMasq[c] {
+			inMasq[c] = true
 			masq = append(masq, m)
 		}
 	}

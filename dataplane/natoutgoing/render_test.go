@@ -304,3 +304,15 @@ func TestNilOptionAndLogger(t *testing.T) {
 	require.NoError(t, a.Apply(context.Background(), []ipam.IPPool{pool("a", "10.244.0.0/16", true, false)}))
 	require.Contains(t, f.dump(), "MASQUERADE")
 }
+
+// TestRenderCollapsesDuplicates: two pools with one CIDR (one unmasked)
+// give one member per set, as the Render doc says.
+func TestRenderCollapsesDuplicates(t *testing.T) {
+	d, err := natoutgoing.Render(natoutgoing.Config{}, []ipam.IPPool{
+		pool("a", "10.244.1.5/16", true, false), pool("b", "10.244.0.0/16", false, false), pool("c", "10.244.0.0/16", true, true)})
+	require.NoError(t, err)
+	require.Len(t, d.Sets, 2)
+	require.Len(t, d.Sets[0].Members, 1)
+	require.Len(t, d.Sets[1].Members, 1)
+	require.Equal(t, ipsets.Net(netip.MustParsePrefix("10.244.0.0/16")), d.Sets[0].Members[0])
+}
