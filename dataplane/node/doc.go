@@ -13,7 +13,10 @@
 //		Blocks: node1Blocks}})                       // 10.244.40.64/26 via ...
 //	d.Reconcile(ctx)
 //
-// and a CNI plugin sets a pod up with the addresses IPAM assigned:
+// and a CNI plugin sets a pod up with the addresses IPAM assigned (with
+// VXLAN, give WorkloadSpec.MTU the tunnel's MTU, VXLAN().Config().MTU or
+// the parent's MTU minus tnl.VXLANOverhead, as Calico sizes its veths;
+// the default 1500 works through path-MTU discovery only):
 //
 //	res, err := d.Workloads().SetupWorkload(ctx, netlink.WorkloadSpec{
 //		ID: "k8s-pod-network." + containerID, Netns: netnsPath,

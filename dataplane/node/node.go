@@ -281,6 +281,8 @@ func NewFake(cfg Config, opts ...Option) (*Dataplane, *Fakes, error) {
 // Close releases what New opened. The kernel state (routes, devices, pod
 // interfaces) stays.
 func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var errs []error
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		errs = append(errs, d.closers[i]())

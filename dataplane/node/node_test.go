@@ -294,3 +294,16 @@ func TestPeersClashingWithThisNode(t *testing.T) {
 	assert.Equal(t, []node.Peer{ok}, d.Peers())
 	assert.Empty(t, d.Blocks())
 }
+
+// TestConcurrentClose: Close may race with itself (two shutdown paths)
+// under -race without a data race.
+func TestConcurrentClose(t *testing.T) {
+	d, _, err := node.NewFake(node.Config{Name: "node0"})
+	require.NoError(t, err)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { done <- d.Close() }()
+	}
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+}

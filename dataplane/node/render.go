@@ -48,8 +48,11 @@ type Desired struct {
 // blocks and its peers. It is pure. encap and underlay decide per peer
 // whether IPv4 blocks go through the VXLAN device (tnl.EncapMode: Always,
 // or CrossSubnet for a peer outside underlay) or by a direct route via the
-// peer's IP; IPv6 blocks are always routed directly via the peer's IP6
-// (VXLAN here is IPv4 only, as in Calico's VXLAN mode without vxlanModeV6).
+// peer's IP; IPv6 blocks are always routed directly via the peer's IP6,
+// whatever encap says: tabby has no IPv6 VXLAN (Calico gives IPv6 pools
+// their own vxlanMode and device, vxlan-v6.calico), so an IPv6 peer
+// outside the node's IPv6 subnet is unreachable (tnl.ErrNextHopUnreachable
+// at Reconcile) unless something else routes to it.
 // Output is sorted (blocks by prefix, peers by name).
 //
 // Errors wrap tnl.ErrInvalidPrefix (a block not valid, not masked or /0, a
