@@ -82,14 +82,7 @@ func TestKernelSwitchToNever(t *testing.T) {
 	_, err := n0.NS.Run(ctx, "ip", "link", "show", "vxlan.tabby")
 	require.NoError(t, err)
 
-	cfg := n0.Dataplane.Config()
-	cfg.Encap = tnl.EncapNever
-	d, err := node.New(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	require.NoError(t, d.SetBlocks(n0.Blocks()))
-	require.NoError(t, d.SetPeers(n0.Dataplane.Peers()))
-	require.NoError(t, d.Reconcile(ctx))
+	d := restartNever(t, n0)
 
 	out, err := n0.NS.Run(ctx, "ip", "link", "show", "vxlan.tabby")
 	require.Error(t, err, "vxlan.tabby still there: %s", out)
@@ -101,14 +94,7 @@ func TestKernelSwitchToNever(t *testing.T) {
 	assert.Contains(t, routes, n1.Blocks()[0].String()+" via "+n1.Dataplane.AsPeer().IP.String()+" dev ")
 	assert.NotContains(t, routes, "vxlan")
 	// n1 switches too; then the pods talk over the direct routes.
-	cfg1 := n1.Dataplane.Config()
-	cfg1.Encap = tnl.EncapNever
-	d1, err := node.New(cfg1)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d1.Close() })
-	require.NoError(t, d1.SetBlocks(n1.Blocks()))
-	require.NoError(t, d1.SetPeers(n1.Dataplane.Peers()))
-	require.NoError(t, d1.Reconcile(ctx))
+	restartNever(t, n1)
 	nettest.ExpectConnect(t, a, b, 8080)
 	nettest.ExpectConnect(t, b, a, 8080)
 	// A second Reconcile writes nothing and succeeds.
@@ -123,4 +109,19 @@ func TestKernelSwitchToNever(t *testing.T) {
 	require.NoError(t, d.Reconcile(ctx))
 	_, err = n0.NS.Run(ctx, "ip", "link", "show", "vxlan.tabby")
 	assert.NoError(t, err)
+}
+
+// restartNever starts a new agent on n's namespace with n's config, blocks
+// and peers but Encap Never, and reconciles it once.
+func restartNever(t *testing.T, n *nettest.Node) *node.Dataplane {
+	t.Helper()
+	cfg := n.Dataplane.Config()
+	cfg.Encap = tnl.EncapNever
+	d, err := node.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	require.NoError(t, d.SetBlocks(n.Blocks()))
+	require.NoError(t, d.SetPeers(n.Dataplane.Peers()))
+	require.NoError(t, d.Reconcile(context.Background()))
+	return d
 }
