@@ -446,15 +446,28 @@ func (v *VXLAN) Delete(ctx context.Context) error {
 	if err := v.routes.Set(vxlanSource, nil); err != nil {
 		return err
 	}
-	l, err := v.h.LinkByName(v.cfg.Name)
+	return DeleteVXLANDevice(v.h, v.cfg.Name)
+}
+
+// DeleteVXLANDevice deletes the VXLAN device name, if there is one; with
+// it go its tunnel address, neighbour and FDB entries and the routes
+// through it. A link of that name that is not VXLAN is left alone, and
+// a missing one is not an error. dataplane/node calls it when
+// encapsulation is off, as Felix deletes vxlan.calico once VXLAN is
+// disabled; a VXLAN manager's Delete also forgets its routes.
+func DeleteVXLANDevice(h OverlayHandle, name string) error {
+	l, err := h.LinkByName(name)
 	if err != nil {
 		if errors.As(err, &nl.LinkNotFoundError{}) {
 			return nil
 		}
-		return fmt.Errorf("look up vxlan %s: %w", v.cfg.Name, err)
+		return fmt.Errorf("look up vxlan %s: %w", name, err)
 	}
-	if err := v.h.LinkDel(l); err != nil && !IsNotFound(err) {
-		return fmt.Errorf("delete vxlan %s: %w", v.cfg.Name, err)
+	if _, ok := l.(*nl.Vxlan); !ok {
+		return nil
+	}
+	if err := h.LinkDel(l); err != nil && !IsNotFound(err) {
+		return fmt.Errorf("delete vxlan %s: %w", name, err)
 	}
 	return nil
 }

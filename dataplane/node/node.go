@@ -12,8 +12,6 @@ import (
 	"slices"
 	"sync"
 
-	nl "github.com/vishvananda/netlink"
-
 	tnl "github.com/tabbynet/tabby/dataplane/netlink"
 )
 
@@ -175,7 +173,7 @@ func New(cfg Config, opts ...Option) (_ *Dataplane, err error) {
 	parts := Parts{Workloads: w, Routes: routes}
 	var drop func() error
 	if cfg.Encap == tnl.EncapNever {
-		drop = func() error { return dropStaleVXLAN(kh, cmp.Or(cfg.VXLAN.Name, tnl.DefaultVXLANName)) }
+		drop = func() error { return tnl.DeleteVXLANDevice(kh, cmp.Or(cfg.VXLAN.Name, tnl.DefaultVXLANName)) }
 	} else {
 		if parts.VXLAN, err = tnl.NewVXLAN(kh, parts.Routes, cfg.VXLAN, tnl.WithLogger(o.log)); err != nil {
 			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
@@ -188,27 +186,6 @@ func New(cfg Config, opts ...Option) (_ *Dataplane, err error) {
 	d.closers = closers
 	d.dropTunnel = drop
 	return d, nil
-}
-
-// dropStaleVXLAN deletes the VXLAN device name, if there is one: with the
-// device go its tunnel address, neighbour and FDB entries and the routes
-// through it, as Felix deletes vxlan.calico once VXLAN is disabled. A link
-// of that name that is not VXLAN is left alone.
-func dropStaleVXLAN(h tnl.OverlayHandle, name string) error {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		if errors.As(err, &nl.LinkNotFoundError{}) {
-			return nil
-		}
-		return fmt.Errorf("look up stale vxlan %s: %w", name, err)
-	}
-	if _, ok := l.(*nl.Vxlan); !ok {
-		return nil
-	}
-	if err := h.LinkDel(l); err != nil && !tnl.IsNotFound(err) {
-		return fmt.Errorf("delete stale vxlan %s: %w", name, err)
-	}
-	return nil
 }
 
 // NewWith builds a Dataplane on managers the caller made (fakes in tests,
