@@ -227,7 +227,10 @@ func (t *IPTables) checkOwned(table Table, name string) error {
 // SNAT or MASQUERADE that the chain holds or reaches through its jumps
 // and gotos must not be reached, through the desired hooks and owned
 // chains, from a kernel chain other than its hooks (see SetHook):
-// ErrInvalidRule naming the rule, the NAT target and the hook.
+// ErrInvalidRule naming the rule, the NAT target and the hook. In any
+// table, ErrInvalidRule for a chain closing a loop of jumps and gotos
+// that a desired hook reaches (the kernel refuses it: ELOOP), naming the
+// loop and the hook.
 func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
@@ -443,7 +446,8 @@ func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
 // OUTPUT, SNAT from POSTROUTING and INPUT, MASQUERADE from POSTROUTING
 // (the kernel's target hook masks). Jumps of other programs' rules, and
 // chains reached through a chain tabby does not own, are not known and
-// not followed.
+// not followed. ErrInvalidRule too for hook rules that would reach a
+// loop of jumps and gotos between owned chains (ELOOP).
 func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error {
 	if builtinChains[table] == nil {
 		return fmt.Errorf("hook %s: %w %q", kernelChain, ErrUnknownTable, table)
