@@ -145,6 +145,25 @@ var conformanceInputs6 = []string{
 	"*nat\n-A POSTROUTING -j DNAT --to-destination fd00::1\nCOMMIT\n",
 }
 
+// loopInputs are jump loops between user chains (fakeloop.go): accepted
+// while no kernel chain reaches them, refused (ELOOP) once one does, by
+// the hook or by the rule closing the loop; legacy's walk stops at a rule
+// without matches whose verdict is ACCEPT, DROP or RETURN, nft's does not.
+var loopInputs = []string{
+	"*filter\n:tabby-la - [0:0]\n:tabby-lb - [0:0]\n-A tabby-la -j tabby-lb\n-A tabby-lb -j tabby-la\nCOMMIT\n",
+	"*filter\n-A FORWARD -p tcp -j tabby-la\nCOMMIT\n",
+	"*filter\n:tabby-lc - [0:0]\n-A tabby-lc -g tabby-lc\nCOMMIT\n",
+	"*filter\n-A INPUT -p tcp -j tabby-lc\n-A INPUT -j ACCEPT\nCOMMIT\n",
+	"*filter\n:tabby-lg - [0:0]\n:tabby-lh - [0:0]\n-A FORWARD -j tabby-lg\n-A tabby-lg -j tabby-lh\n-A tabby-lh -p tcp -j tabby-lg\n-A tabby-lh -j DROP\nCOMMIT\n",
+	"*filter\n:tabby-ld - [0:0]\n-A tabby-ld -j RETURN\n-A tabby-ld -p tcp -j tabby-ld\n-A OUTPUT -j tabby-ld\nCOMMIT\n",
+	"*nat\n:tabby-le - [0:0]\n:tabby-lf - [0:0]\n-A tabby-le -p tcp -j tabby-lf\n-A tabby-lf -p udp -j tabby-le\n-A PREROUTING -j tabby-le\nCOMMIT\n",
+	"*nat\n:tabby-le - [0:0]\n:tabby-lf - [0:0]\n-A tabby-le -p tcp -j tabby-lf\n-A tabby-lf -p udp -j tabby-le\nCOMMIT\n",
+	"*nat\n-A OUTPUT -p udp -j tabby-lf\nCOMMIT\n",
+	"*filter\n-A FORWARD -j tabby-lc\nCOMMIT\n",
+	"*filter\n:tabby-lc - [0:0]\n-X tabby-la\n-X tabby-lb\nCOMMIT\n",
+	"*filter\n-A FORWARD -j tabby-lc\nCOMMIT\n",
+}
+
 // normalSave reduces a save dump to sorted "table chain policy: rules" lines.
 func normalSave(t *testing.T, text string) string {
 	t.Helper()
@@ -183,9 +202,9 @@ func TestFakeMatchesKernel(t *testing.T) {
 					require.NoError(t, err)
 					return normalSave(t, string(out))
 				}
-				inputs := append(slices.Clone(conformanceInputs), reachInputs("10.0.0.1")...)
+				inputs := append(append(slices.Clone(conformanceInputs), reachInputs("10.0.0.1")...), loopInputs...)
 				if f == IPv6 {
-					inputs = append(slices.Clone(conformanceInputs6), reachInputs("fd00::1")...)
+					inputs = append(append(slices.Clone(conformanceInputs6), reachInputs("fd00::1")...), loopInputs...)
 				}
 				for i, in := range inputs {
 					kerr, ferr := run(kex, in), run(fake, in)

@@ -49,7 +49,11 @@
 //     walks up from the chains it changes to the hooks reaching them and
 //     down to the NAT targets they reach, not the table (a batch changing
 //     most chains walks once down from the hooks instead, and from its
-//     chains only to name a bad path). The walks allocate nothing: nodes
+//     chains only to name a bad path). A jump loop between owned chains
+//     is refused the same way once a hook would reach it (both kernels
+//     refuse the table, ELOOP; an unreached loop is accepted): the call
+//     walks down from the chains it changes and, only when it finds a
+//     loop, the table from its hooks (loop.go). The NAT walks allocate nothing: nodes
 //     come from a slab, the single parent and natRef most chains have
 //     are held inline, and visits are marked by generation. Not checked:
 //     jumps in rules of other programs and paths through chains tabby

@@ -26,7 +26,10 @@ import (
 // chain that is not their hook, or reached from one through jumps and
 // gotos (fakereach.go: legacy's walk stops at a rule without matches
 // whose verdict is ACCEPT, DROP or RETURN, nft's does not; nft names the
-// first rule after which the table was invalid). It applies each table section atomically
+// first rule after which the table was invalid); and, in any table, a
+// loop of jumps and gotos between user chains that a kernel chain
+// reaches (fakeloop.go, ELOOP "Too many links", with the same walks and
+// lines; a loop no kernel chain reaches is accepted). It applies each table section atomically
 // and reports `line N failed` on stderr with exit status 1, as
 // iptables-legacy-restore does. Other match and target arguments are
 // stored as given, not interpreted; a REJECT type is stored as
@@ -331,7 +334,14 @@ func (f *Fake) restore(plane, input string, noflush bool) (int, string) {
 			if msg := cur.reachError(); msg != "" {
 				cur.rollback()
 				if nft {
-					return cur.firstReachLine(section, sectionLine, n), msg
+					return cur.firstReachLine(section, sectionLine, n, false), msg
+				}
+				return n, msg
+			}
+			if msg := cur.loopError(); msg != "" {
+				cur.rollback()
+				if nft {
+					return cur.firstReachLine(section, sectionLine, n, true), msg
 				}
 				return n, msg
 			}

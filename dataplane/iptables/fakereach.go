@@ -179,7 +179,9 @@ func (x *fakeTx) reachError() string {
 // the first rule after which the table fails the check, as
 // iptables-nft-restore reports it (commit when none does). It rolls the
 // replay back.
-func (x *fakeTx) firstReachLine(section string, line, commit int) int {
+// With loop set it looks for the first rule after which a kernel chain
+// reaches a jump loop (fakeloop.go) instead.
+func (x *fakeTx) firstReachLine(section string, line, commit int, loop bool) int {
 	x.t.gen++
 	x.gen, x.undo = x.t.gen, x.undo[:0]
 	defer x.rollback()
@@ -201,6 +203,12 @@ func (x *fakeTx) firstReachLine(section string, line, commit int) int {
 			continue
 		}
 		r := x.t.chains[x.addedTo].rules[x.added]
+		if loop {
+			if r.jump != "" && x.loopFrom(x.addedTo) != "" {
+				return line
+			}
+			continue
+		}
 		if r.nat == 0 && r.jump == "" {
 			continue
 		}

@@ -227,7 +227,10 @@ func (t *IPTables) checkOwned(table Table, name string) error {
 // SNAT or MASQUERADE that the chain holds or reaches through its jumps
 // and gotos must not be reached, through the desired hooks and owned
 // chains, from a kernel chain other than its hooks (see SetHook):
-// ErrInvalidRule naming the rule, the NAT target and the hook.
+// ErrInvalidRule naming the rule, the NAT target and the hook. In any
+// table, ErrInvalidRule for a chain closing a loop of jumps and gotos
+// that a desired hook reaches (the kernel refuses it: ELOOP), naming the
+// loop and the hook.
 func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
@@ -242,6 +245,10 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	lv := loopView{t: t, table: table, name: chain.Name, nameC: rc}
+	if err := lv.check(chain.Name); err != nil {
+		return fmt.Errorf("table %s: %w", table, err)
+	}
 	if table == NAT {
 		old := t.nat.set(chain.Name, node)
 		if err := t.nat.check(chain.Name); err != nil {
@@ -291,6 +298,9 @@ func (t *IPTables) SetChains(table Table, chains []Chain) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkLoops(table, chains, rendered, nil); err != nil {
+		return err
+	}
 	if err := t.setNAT(table, chains, nil); err != nil {
 		return err
 	}
@@ -338,6 +348,9 @@ func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
 			drop = append(drop, k.Chain)
 		}
 	}
+	if err := t.checkLoops(table, chains, rendered, drop); err != nil {
+		return err
+	}
 	if err := t.setNAT(table, chains, drop); err != nil {
 		return err
 	}
@@ -346,6 +359,26 @@ func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
 	}
 	for k, rc := range rendered {
 		t.chains.Desired().Set(k, rc)
+	}
+	return nil
+}
+
+// checkLoops refuses a batch of chains (rendered, with drop deleted)
+// after which a hook would reach a jump loop (loop.go). t.mu is held.
+func (t *IPTables) checkLoops(table Table, chains []Chain, rendered map[chainKey]renderedChain, drop []string) error {
+	lv := loopView{t: t, table: table, set: rendered}
+	if len(drop) > 0 {
+		lv.drop = make(map[string]bool, len(drop))
+		for _, c := range drop {
+			lv.drop[c] = true
+		}
+	}
+	starts := make([]string, len(chains))
+	for i, c := range chains {
+		starts[i] = c.Name
+	}
+	if err := lv.check(starts...); err != nil {
+		return fmt.Errorf("table %s: %w", table, err)
 	}
 	return nil
 }
@@ -413,7 +446,8 @@ func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
 // OUTPUT, SNAT from POSTROUTING and INPUT, MASQUERADE from POSTROUTING
 // (the kernel's target hook masks). Jumps of other programs' rules, and
 // chains reached through a chain tabby does not own, are not known and
-// not followed.
+// not followed. ErrInvalidRule too for hook rules that would reach a
+// loop of jumps and gotos between owned chains (ELOOP).
 func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error {
 	if builtinChains[table] == nil {
 		return fmt.Errorf("hook %s: %w %q", kernelChain, ErrUnknownTable, table)
@@ -427,6 +461,10 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	lv := loopView{t: t, table: table, hook: kernelChain, hookC: rc}
+	if err := lv.check(kernelChain); err != nil {
+		return fmt.Errorf("table %s: %w", table, err)
+	}
 	if table == NAT {
 		node := natNodeOf(rules)
 		old := t.nat.set(kernelChain, node)
