@@ -81,6 +81,9 @@ func (src Source) Advertise(ctx context.Context, ads ...Advertisement) error {
 	if err := src.check("advertise"); err != nil {
 		return err
 	}
+	if err := src.s.begin(ctx, "advertise from "+src.name); err != nil {
+		return err
+	}
 	if err := validateAds(ads); err != nil {
 		return fmt.Errorf("advertise from %s: %w", src.name, err)
 	}
@@ -106,6 +109,9 @@ func (src Source) Withdraw(ctx context.Context, prefixes ...netip.Prefix) error 
 	if err := src.check("withdraw"); err != nil {
 		return err
 	}
+	if err := src.s.begin(ctx, "withdraw from "+src.name); err != nil {
+		return err
+	}
 	s := src.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,6 +129,9 @@ func (src Source) Withdraw(ctx context.Context, prefixes ...netip.Prefix) error 
 // Set makes the source's set exactly ads (nil empties it).
 func (src Source) Set(ctx context.Context, ads []Advertisement) error {
 	if err := src.check("set advertisements"); err != nil {
+		return err
+	}
+	if err := src.s.begin(ctx, "set advertisements of "+src.name); err != nil {
 		return err
 	}
 	if err := validateAds(ads); err != nil {

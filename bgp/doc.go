@@ -152,4 +152,12 @@
 // unchanged. Writes through a Source without a name or with the reserved
 // name of the service CIDRs return ErrInvalidSource. Start twice returns
 // ErrAlreadyStarted.
+//
+// Every method that takes a context first checks it: with a context that
+// is already done it returns the context's error (errors.Is
+// context.Canceled or context.DeadlineExceeded), wrapped with the
+// operation, and changes nothing. A zero-value Speaker has no
+// configuration: its methods that return an error return one wrapping
+// ErrInvalidConfig, the others return zero values (Stop does nothing);
+// make speakers with New.
 package bgp

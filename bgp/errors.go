@@ -6,7 +6,8 @@ import "errors"
 // context error) together with the object it concerns.
 var (
 	// ErrInvalidConfig: a Config field is out of range (AS number, router ID,
-	// port, duration, CIDR).
+	// port, duration, CIDR), or the Speaker was not made by New (a zero
+	// value).
 	ErrInvalidConfig = errors.New("invalid BGP configuration")
 	// ErrInvalidPeer: a peer's address (also: one of this node's own), AS
 	// number, port, TTL, restart time, password or filters are invalid.

@@ -134,6 +134,24 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 	return s, nil
 }
 
+// begin is the first step of every method that takes a context: it refuses
+// a Speaker not made by New (ErrInvalidConfig: it has no configuration)
+// and a context that is already done (its error), naming op, before
+// anything changes.
+func (s *Speaker) begin(ctx context.Context, op string) error {
+	if !s.made() {
+		return fmt.Errorf("%s: speaker has no configuration (make it with New): %w", op, ErrInvalidConfig)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// made reports whether New made s. The trackers are set only by New, so
+// reading them needs no lock.
+func (s *Speaker) made() bool { return s != nil && s.adv != nil }
+
 // Start starts the BGP server: it listens (unless ListenPort is -1),
 // installs every advertisement, then adds the peers. GoBGP opens its
 // sockets in the network namespace of the calling process's threads, so
@@ -141,6 +159,9 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 // node's namespace; several speakers in one namespace need distinct
 // NodeIP/ListenAddresses.
 func (s *Speaker) Start(ctx context.Context) error {
+	if err := s.begin(ctx, "start BGP speaker"); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv != nil {
@@ -212,6 +233,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 // speaker reconciles them after its startup sync instead of flushing them.
 // Stop on a stopped speaker does nothing.
 func (s *Speaker) Stop() {
+	if !s.made() {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopLocked()
@@ -269,6 +293,9 @@ func (s *Speaker) dropSessions(srv *server.BgpServer) {
 // left in the kernel keep forwarding; callers that reconcile the same
 // RouteOwner for other sources should wait for it too.
 func (s *Speaker) Synced() <-chan struct{} {
+	if !s.made() {
+		return nil
+	}
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	return s.synced
@@ -343,6 +370,9 @@ func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
 // CIDRs, communities, prefix advertisements, filters, mesh password and
 // log level apply at once.
 func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
+	if err := s.begin(ctx, "set BGP configuration"); err != nil {
+		return err
+	}
 	r, err := cfg.resolve()
 	if err != nil {
 		return err
@@ -381,6 +411,9 @@ func (s *Speaker) setConfigSourceLocked() {
 // peer at one of the node's own addresses, which ResolvePeers skips as
 // Calico does) or ErrDuplicatePeer, and then nothing changes.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
+	if err := s.begin(ctx, "set BGP peers"); err != nil {
+		return err
+	}
 	if err := validatePeers(peers); err != nil {
 		return err
 	}
@@ -412,6 +445,9 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 
 // SetTopology is ResolvePeers for this speaker's config followed by SetPeers.
 func (s *Speaker) SetTopology(ctx context.Context, topo Topology) error {
+	if err := s.begin(ctx, "set BGP topology"); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	cfg := s.cfg.Config
 	s.mu.Unlock()

@@ -54,9 +54,13 @@ type PeerStatus struct {
 }
 
 // Peers returns the state of every configured peer, sorted by address.
-// Before Start (or after Stop) every peer is Idle. The only error is a
-// context error or ErrNotStarted-free failure of GoBGP's ListPeer.
+// Before Start (or after Stop) every peer is Idle. Errors: the context's
+// error, a failure of GoBGP's ListPeer, or ErrInvalidConfig for a Speaker
+// not made by New.
 func (s *Speaker) Peers(ctx context.Context) ([]PeerStatus, error) {
+	if err := s.begin(ctx, "list BGP peers"); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	srv := s.srv
 	conf := maps.Collect(s.peers.Desired().All())
@@ -123,6 +127,9 @@ type Explanation struct {
 // field but Prefix is zero.
 func (s *Speaker) Why(p netip.Prefix) Explanation {
 	e := Explanation{Prefix: p}
+	if !s.made() {
+		return e
+	}
 	s.mu.Lock()
 	for _, name := range slices.Sorted(maps.Keys(s.sources)) {
 		if _, ok := s.sources[name][p]; ok {
@@ -147,6 +154,9 @@ func (s *Speaker) Why(p netip.Prefix) Explanation {
 // sorted by prefix (what it hands, or will hand after the startup sync, to
 // the RouteProgrammer).
 func (s *Speaker) Learned() []LearnedRoute {
+	if !s.made() {
+		return nil
+	}
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	out := make([]LearnedRoute, 0, s.learned.Desired().Len())
@@ -159,6 +169,9 @@ func (s *Speaker) Learned() []LearnedRoute {
 
 // Advertised returns every prefix the node advertises, sorted.
 func (s *Speaker) Advertised() []netip.Prefix {
+	if !s.made() {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := slices.Collect(maps.Keys(maps.Collect(s.adv.Desired().All())))
