@@ -525,6 +525,17 @@ func (t *IPTables) NewRunner(minInterval time.Duration, opts ...syncrunner.Optio
 
 // InSync reports whether the last known kernel state equals the desired
 // one (owned chains and hooks).
+//
+// A stale owned chain that another program's rule still jumps to (package
+// doc, Design point 4, Ownership) is kept, flushed, because its `-X` would fail
+// the transaction; it stays pending deletion, so InSync stays false for as
+// long as that reference exists, however often Apply runs. Apply cannot
+// fix this: only the other program (or an operator) can remove its jump.
+// Apply returns no error for it; it logs a warning, "stale chain referenced
+// by a foreign rule; flushing, not deleting", with the table and chain,
+// when it flushes the chain (once, not on every Apply). Once the reference
+// is gone, the next read of iptables-save (RefreshInterval, QueueResync or
+// Refresh) lets Apply delete the chain and InSync becomes true.
 func (t *IPTables) InSync() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -436,4 +436,15 @@ func TestStaleChainReferencedSinceRead(t *testing.T) {
 	assert.Contains(t, dump, "-j DROP\n", "the other change of the table went in too")
 	require.NoError(t, ipt.Apply(ctx))
 	assert.Len(t, restores(fake), 4, "nothing pending")
+	assert.False(t, ipt.InSync(), "the kept chain is still pending deletion (see InSync's doc)")
+
+	// The other program removes its jump: after the next read the chain
+	// is deleted and InSync becomes true.
+	_, err = fake.Run(ctx, Command{Name: "iptables-nft-restore", Args: []string{"--noflush"},
+		Stdin: []byte("*filter\n-D INPUT -j tabby-stale\nCOMMIT\n")})
+	require.NoError(t, err)
+	ipt.QueueResync()
+	require.NoError(t, ipt.Apply(ctx))
+	assert.NotContains(t, fake.Dump(), "tabby-stale")
+	assert.True(t, ipt.InSync())
 }
