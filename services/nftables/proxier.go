@@ -107,7 +107,16 @@ func validServiceCIDRs(fam knftables.Family, cidrs []netip.Prefix) error {
 // Option configures a Proxier.
 type Option func(*Proxier)
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger (default, and for nil: slog.Default()).
+// Sync logs, as kube-proxy's nftables proxier does at its verbosity 2 and
+// 4: at Info each full rewrite of the table (the first Sync, after a
+// failure, after QueueResync) with the number of service ports and
+// operations; at Debug each incremental sync that wrote something, and a
+// failed transaction (with "the next Sync rewrites the whole table").
+// A failure is returned, not logged at Warn or Error: the caller, or the
+// dataplane/syncrunner.Runner running Sync, logs it once. Services the
+// Tracker skips and destinations it drops are logged by the Tracker, not
+// here.
 func WithLogger(l *slog.Logger) Option { return func(p *Proxier) { p.log = l } }
 
 // WithStaleFlows sets a function Sync calls, after a successful
@@ -176,6 +185,9 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 		hairpin: map[string]int{}, cips: map[string]int{}, kUse: map[dispatchKey]int{}}
 	for _, o := range opts {
 		o(p)
+	}
+	if p.log == nil {
+		p.log = slog.Default()
 	}
 	return p, nil
 }
@@ -283,6 +295,8 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	if len(tx.list) > 0 {
 		if err := p.run(ctx, tx); err != nil {
 			p.needFull = true
+			p.log.Debug("nftables transaction failed; the next Sync rewrites the whole table", "table", p.cfg.Table,
+				"full", full, "operations", len(tx.list), "err", err)
 			return fmt.Errorf("nftables table %s: %w", p.cfg.Table, err)
 		}
 	}
@@ -297,6 +311,8 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 		if err := p.run(ctx, tx2); err != nil {
 			retireErr = fmt.Errorf("nftables table %s: retire endpoint slots: %w", p.cfg.Table, err)
+			p.log.Debug("nftables transaction failed; the next Sync rewrites the whole table", "table", p.cfg.Table,
+				"full", full, "operations", len(tx2.list), "err", err)
 		}
 	}
 	stale := p.stale(changes)
@@ -313,6 +329,12 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	p.hairpin, p.cips, p.kUse = d.hairpin.counts.commit(), d.clusterIPs.counts.commit(), d.kUse.commit()
 	p.serviceCIDRs = cidrs
 	p.needFull = false
+	switch {
+	case full:
+		p.log.Info("rewrote the whole nftables table", "table", p.cfg.Table, "servicePorts", len(p.state), "operations", len(tx.list))
+	case len(tx.list) > 0:
+		p.log.Debug("synced nftables table", "table", p.cfg.Table, "changedServicePorts", len(changes), "operations", len(tx.list))
+	}
 	for n, r := range changes {
 		if r == nil {
 			delete(p.resolved, n)
