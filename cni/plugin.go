@@ -468,7 +468,7 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 	}
 	addrs, err := m.Assign(ctx, req)
 	if err != nil {
-		return nil, false, fmt.Errorf("assign for %s: %w", handle, origin.explain(err, req))
+		return nil, false, fmt.Errorf("assign for %s: %w", handle, origin.explain(err))
 	}
 	return addrs, true, nil
 }
@@ -477,28 +477,22 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 // from and the object holding it ("" when they come from the CNI config).
 type poolOrigin struct{ v4, v6 string }
 
-// explain prefixes an ErrUnknownPool error of Assign with the annotation
-// that named the unknown pool, found by the pool's name in the error
-// (ipam's "pool %q: unknown pool"); other errors come back unchanged.
-func (o poolOrigin) explain(err error, req AssignRequest) error {
-	if !errors.Is(err, ipam.ErrUnknownPool) {
+// explain prefixes Assign's error for an unknown requested pool
+// (ipam.PoolError) with the annotation that named the pool, when the
+// pools of that family came from one; other errors come back unchanged.
+func (o poolOrigin) explain(err error) error {
+	var pe *ipam.PoolError
+	if !errors.As(err, &pe) {
 		return err
 	}
-	msg := err.Error()
-	for _, f := range []struct {
-		origin string
-		pools  []string
-	}{{o.v4, req.IPv4Pools}, {o.v6, req.IPv6Pools}} {
-		if f.origin == "" {
-			continue
-		}
-		for _, pool := range f.pools {
-			if strings.Contains(msg, fmt.Sprintf("pool %q: %s", pool, ipam.ErrUnknownPool)) {
-				return fmt.Errorf("%s: %w", f.origin, err)
-			}
-		}
+	origin := o.v4
+	if pe.IPv6 {
+		origin = o.v6
 	}
-	return err
+	if origin == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", origin, err)
 }
 
 // applyAnnotations applies the pod's and namespace's annotations to req

@@ -235,7 +235,7 @@ func (c *cluster) candidatePools(v6 bool, requested []string, labels map[string]
 		for _, r := range requested {
 			p, ok := c.resolvePool(r)
 			if !ok {
-				return nil, fmt.Errorf("pool %q: %w", r, ErrUnknownPool)
+				return nil, &PoolError{Pool: r, IPv6: v6, Err: ErrUnknownPool}
 			}
 			if p.CIDR.Addr().Is6() != v6 {
 				return nil, fmt.Errorf("%w: pool %q is not IPv%d", ErrInvalid, r, family(v6))
