@@ -47,7 +47,9 @@
 // network under another CNI_IFNAME is refused (netlink.ErrNameCollision,
 // code 999) and leaves the first attachment as it was.
 // Code maps errors to codes: 6 not JSON, 7 invalid configuration (also an
-// unknown pool), 4 bad CNI_ARGS, 3 missing netns, 11 datastore unavailable
+// unknown pool; one named by an ipv4pools or ipv6pools annotation is
+// reported with the annotation and the pod or namespace holding it), 4
+// bad CNI_ARGS, 3 missing netns, 11 datastore unavailable
 // or too slow (try again later), 50 STATUS with the datastore down,
 // CodePoolExhausted (100) and CodeAddressInUse (101), 999 otherwise.
 //

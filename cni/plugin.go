@@ -438,8 +438,10 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 	if ic.assign6() {
 		req.Num6 = 1
 	}
+	var origin poolOrigin
 	if k8s.isPod() {
-		given, err := applyAnnotations(ctx, r, &req)
+		given, o, err := applyAnnotations(ctx, r, &req)
+		origin = o
 		if err != nil {
 			return nil, false, err
 		}
@@ -466,17 +468,40 @@ func (p *Plugin) assign(ctx context.Context, m IPAM, ic *IPAMConf, noIPAM bool, 
 	}
 	addrs, err := m.Assign(ctx, req)
 	if err != nil {
-		return nil, false, fmt.Errorf("assign for %s: %w", handle, err)
+		return nil, false, fmt.Errorf("assign for %s: %w", handle, origin.explain(err))
 	}
 	return addrs, true, nil
 }
 
+// poolOrigin names, per family, the annotation a request's pools came
+// from and the object holding it ("" when they come from the CNI config).
+type poolOrigin struct{ v4, v6 string }
+
+// explain prefixes Assign's error for an unknown requested pool
+// (ipam.PoolError) with the annotation that named the pool, when the
+// pools of that family came from one; other errors come back unchanged.
+func (o poolOrigin) explain(err error) error {
+	var pe *ipam.PoolError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	origin := o.v4
+	if pe.IPv6 {
+		origin = o.v6
+	}
+	if origin == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", origin, err)
+}
+
 // applyAnnotations applies the pod's and namespace's annotations to req
-// and returns the pod's ipAddrsNoIpam addresses, if any.
-func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) ([]netip.Addr, error) {
-	a, err := annotationsOf(ctx, r, req.Namespace, req.Pod)
+// and returns the pod's ipAddrsNoIpam addresses, if any, and where the
+// pools it put in req came from.
+func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) ([]netip.Addr, poolOrigin, error) {
+	a, origin, err := annotationsOf(ctx, r, req.Namespace, req.Pod)
 	if err != nil || len(a.NoIPAMAddrs) > 0 {
-		return a.NoIPAMAddrs, err
+		return a.NoIPAMAddrs, poolOrigin{}, err
 	}
 	if len(a.IPv4Pools) > 0 {
 		req.IPv4Pools = a.IPv4Pools
@@ -486,28 +511,41 @@ func applyAnnotations(ctx context.Context, r Resolver, req *AssignRequest) ([]ne
 	}
 	req.Addrs = a.Addrs
 	req.FloatingIPs = a.FloatingIPs
-	return nil, nil
+	return nil, origin, nil
 }
 
 // annotationsOf reads and parses the pod's and its namespace's
-// annotations (none without a resolver).
-func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam.AnnotationRequest, error) {
+// annotations (none without a resolver), and says which annotation of
+// which object gave the pools of each family.
+func annotationsOf(ctx context.Context, r Resolver, namespace, pod string) (ipam.AnnotationRequest, poolOrigin, error) {
 	if r == nil {
-		return ipam.AnnotationRequest{}, nil
+		return ipam.AnnotationRequest{}, poolOrigin{}, nil
 	}
 	podAnn, nsAnn, err := r.Annotations(ctx, namespace, pod)
 	if err != nil {
-		return ipam.AnnotationRequest{}, fmt.Errorf("%w: %s/%s: %w", ErrAnnotationsUnavailable, namespace, pod, err)
+		return ipam.AnnotationRequest{}, poolOrigin{}, fmt.Errorf("%w: %s/%s: %w", ErrAnnotationsUnavailable, namespace, pod, err)
 	}
 	a, err := ipam.ParseAnnotations(podAnn, nsAnn)
 	if err != nil {
 		// The pod's own annotations parse: the bad value is its namespace's.
 		if _, perr := ipam.ParseAnnotations(podAnn, nil); perr == nil {
-			return ipam.AnnotationRequest{}, fmt.Errorf("namespace %s (pod %s/%s): %w", namespace, namespace, pod, err)
+			return ipam.AnnotationRequest{}, poolOrigin{}, fmt.Errorf("namespace %s (pod %s/%s): %w", namespace, namespace, pod, err)
 		}
-		return ipam.AnnotationRequest{}, fmt.Errorf("pod %s/%s: %w", namespace, pod, err)
+		return ipam.AnnotationRequest{}, poolOrigin{}, fmt.Errorf("pod %s/%s: %w", namespace, pod, err)
 	}
-	return a, nil
+	// As ParseAnnotations: the pod's non-empty value wins over the
+	// namespace's, per family.
+	from := func(key string, pools []string) string {
+		switch {
+		case len(pools) == 0:
+			return ""
+		case podAnn[key] != "":
+			return fmt.Sprintf("annotation %s of pod %s/%s", key, namespace, pod)
+		default:
+			return fmt.Sprintf("annotation %s of namespace %s (pod %s/%s)", key, namespace, namespace, pod)
+		}
+	}
+	return a, poolOrigin{v4: from(ipam.AnnotationIPv4Pools, a.IPv4Pools), v6: from(ipam.AnnotationIPv6Pools, a.IPv6Pools)}, nil
 }
 
 // ipamPluginFound returns ErrInvalidConfig (code 7) when no plugin named
@@ -821,7 +859,7 @@ func (p *Plugin) givenWithoutIPAM(ctx context.Context, conf *NetConf, args *skel
 	if err != nil {
 		return nil, err
 	}
-	a, err := annotationsOf(ctx, r, string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME))
+	a, _, err := annotationsOf(ctx, r, string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME))
 	return a.NoIPAMAddrs, err
 }
 

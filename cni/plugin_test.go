@@ -954,23 +954,50 @@ func TestAnnotationsUnavailable(t *testing.T) {
 
 // A bad annotation is reported as the pod's or as its namespace's,
 // whichever holds it (trial finding: a namespace's bad ipv4pools was
-// reported as the pod's).
+// reported as the pod's). So is an unknown pool an annotation names
+// (code 7, from ipam.ErrUnknownPool, as before).
 func TestBadAnnotationNamesItsObject(t *testing.T) {
 	bad := map[string]string{ipam.AnnotationIPv4Pools: "p1"} // not JSON
+	unknown4 := map[string]string{ipam.AnnotationIPv4Pools: `["nope"]`}
+	unknown6 := map[string]string{ipam.AnnotationIPv6Pools: `["nope6"]`}
 	for name, tc := range map[string]struct {
 		ann  StaticAnnotations
+		conf map[string]any // ipam keys beside the p1 pool
 		want string
 	}{
-		"pod":       {StaticAnnotations{Pods: map[string]map[string]string{"default/c1": bad}}, "pod default/c1: "},
-		"namespace": {StaticAnnotations{Namespaces: map[string]map[string]string{"default": bad}}, "namespace default (pod default/c1): "},
+		"pod": {StaticAnnotations{Pods: map[string]map[string]string{"default/c1": bad}}, nil,
+			"pod default/c1: invalid: annotation " + ipam.AnnotationIPv4Pools},
+		"namespace": {StaticAnnotations{Namespaces: map[string]map[string]string{"default": bad}}, nil,
+			"namespace default (pod default/c1): invalid: annotation " + ipam.AnnotationIPv4Pools},
+		"unknown pool, pod": {StaticAnnotations{Pods: map[string]map[string]string{"default/c1": unknown4}}, nil,
+			"annotation " + ipam.AnnotationIPv4Pools + " of pod default/c1: pool \"nope\": unknown pool"},
+		"unknown pool, namespace": {StaticAnnotations{Namespaces: map[string]map[string]string{"default": unknown4}}, nil,
+			"annotation " + ipam.AnnotationIPv4Pools + " of namespace default (pod default/c1): pool \"nope\": unknown pool"},
+		"unknown IPv6 pool, pod": {StaticAnnotations{Pods: map[string]map[string]string{"default/c1": unknown6}},
+			map[string]any{"assign_ipv6": true},
+			"annotation " + ipam.AnnotationIPv6Pools + " of pod default/c1: pool \"nope6\": unknown pool"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, WithResolver(&tc.ann))
 			e.wm.AddNetns("/run/netns/c1")
-			_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, nil)))
+			_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, tc.conf)))
 			require.Error(t, err)
 			assert.Equal(t, uint(7), code(t, err))
-			assert.Contains(t, err.Error(), tc.want+"invalid: annotation "+ipam.AnnotationIPv4Pools)
+			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// An unknown pool from the CNI config (not an annotation) is not blamed on
+// an annotation, even when one names pools of the other family.
+func TestUnknownConfigPoolNotBlamedOnAnnotation(t *testing.T) {
+	ann := StaticAnnotations{Pods: map[string]map[string]string{"default/c1": {ipam.AnnotationIPv6Pools: `["p6"]`}}}
+	e := newEnv(t, WithResolver(&ann))
+	e.wm.AddNetns("/run/netns/c1")
+	_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", conf(t, "1.1.0", nil, map[string]any{
+		"ipv4_pools": []string{"nope"}})))
+	require.Error(t, err)
+	assert.Equal(t, uint(7), code(t, err))
+	assert.Contains(t, err.Error(), `pool "nope": unknown pool`)
+	assert.NotContains(t, err.Error(), "annotation")
 }

@@ -116,11 +116,15 @@ func (a *IPAM) attribute(handle, node, ns, pod string, extra map[string]string, 
 // values matching exactly one of ErrBlockLimit, ErrStrictAffinity,
 // ErrPoolExhausted or ErrNoMatchingPool.
 //
-// It is all-or-nothing: an error that does not match ErrOutcomeUnknown
-// means nothing stays assigned. One that does (a store write whose
-// outcome could not be settled, or a rollback that failed, joined to the
-// original error) means addresses may stay assigned to args.Handle:
-// release it by handle.
+// It is all-or-nothing for addresses: an error that does not match
+// ErrOutcomeUnknown means no address stays assigned. The handle record
+// (written before the blocks) may still over-count, when undoing its
+// count failed as well, until ReleaseByHandle(args.Handle) removes it or
+// a GC past its grace period rewrites it from the blocks; Check reports
+// it meanwhile. An error that matches ErrOutcomeUnknown (a store write
+// whose outcome could not be settled, or a rollback that failed, joined
+// to the original error) means addresses may stay assigned to
+// args.Handle: release it by handle.
 func (a *IPAM) Assign(ctx context.Context, args AssignArgs) (AssignResult, error) {
 	attr, err := a.attribute(args.Handle, args.Node, args.Namespace, args.Pod, args.Extra, args.FloatingIPs, args.Use)
 	if err != nil {
@@ -231,7 +235,7 @@ func (c *cluster) candidatePools(v6 bool, requested []string, labels map[string]
 		for _, r := range requested {
 			p, ok := c.resolvePool(r)
 			if !ok {
-				return nil, fmt.Errorf("pool %q: %w", r, ErrUnknownPool)
+				return nil, &PoolError{Pool: r, IPv6: v6, Err: ErrUnknownPool}
 			}
 			if p.CIDR.Addr().Is6() != v6 {
 				return nil, fmt.Errorf("%w: pool %q is not IPv%d", ErrInvalid, r, family(v6))

@@ -60,8 +60,12 @@
 //     never land later), and if that fails too the error matches
 //     ErrOutcomeUnknown: addresses may stay assigned under the handle,
 //     for ReleaseByHandle or GC. An Assign error that does not match it
-//     means nothing stays assigned (a failed rollback is joined to the
-//     error as ErrOutcomeUnknown).
+//     means no address stays assigned (a failed rollback is joined to the
+//     error as ErrOutcomeUnknown), but the handle record may still count
+//     addresses it does not hold, when undoing its count failed too (it
+//     is written first, design 2): it over-counts until ReleaseByHandle
+//     removes it or a GC past its grace period rewrites it from the
+//     blocks (Check reports it meanwhile).
 //     Check reads everything in one List, at one store revision.
 //  5. Failures say why: an *AllocationError lists the pools considered and
 //     matches exactly one of ErrBlockLimit (the node is at its limit),

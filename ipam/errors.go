@@ -110,3 +110,19 @@ func (e *AllocationError) Error() string {
 }
 
 func (e *AllocationError) Unwrap() error { return e.Reason }
+
+// PoolError is Assign's error for a requested pool that does not exist:
+// Pool is the name or CIDR as requested, IPv6 the family of the request
+// that named it, and Err ErrUnknownPool (errors.Is matches it). Callers
+// that took the pools from somewhere (a CNI plugin, from an annotation)
+// use it to say where the name came from.
+type PoolError struct {
+	Pool string
+	IPv6 bool
+	Err  error
+}
+
+func (e *PoolError) Error() string { return fmt.Sprintf("pool %q: %v", e.Pool, e.Err) }
+
+// Unwrap returns Err.
+func (e *PoolError) Unwrap() error { return e.Err }

@@ -163,6 +163,12 @@ var (
 
 // Open opens (creating if needed) the store file at path. Opening a file
 // that has its buckets only reads it; a new file gets them in one commit.
+//
+// Even a caller that only reads needs write access: every session creates
+// (if missing) and flocks "<path>.lock" and "<path>.want" in path's
+// directory, and opens the bbolt file read-write, so the directory must be
+// writable (a read-only mount or directory fails with the *os.PathError of
+// the lock file, e.g. "bbolt: open lock file: ...: read-only file system").
 func Open(path string, opts ...Option) (*Store, error) {
 	o := options{lockTimeout: 30 * time.Second, pollInterval: 100 * time.Millisecond, history: 1 << 16,
 		linger: 2 * time.Millisecond, maxHold: 20 * time.Millisecond}

@@ -16,7 +16,10 @@
 //  5. An etcd that cannot serve the request (unreachable, no leader, a
 //     server-side timeout) gives errors matching store.ErrUnavailable; the
 //     client waits for a connection until the context ends, which comes
-//     back as the context's error.
+//     back as the context's error. Every error from the etcd client names
+//     the client's endpoints and the full etcd key or prefix (the store's
+//     prefix included), e.g. `etcd http://10.0.0.1:2379: list
+//     "/tabby/ipam/v1/cluster/": context deadline exceeded`.
 //
 // All methods are safe for concurrent use.
 package etcdstore
@@ -88,14 +91,28 @@ func (s *Store) kv(k []byte, v []byte, rev int64) store.KV {
 	return store.KV{Key: strings.TrimPrefix(string(k), s.prefix), Value: store.Clone(v), Revision: rev}
 }
 
-func wrap(op, key string, err error) error {
+// wrap wraps an error of the etcd client for op on key (relative to the
+// prefix); see wrapClientErr.
+func (s *Store) wrap(op, key string, err error) error {
+	return wrapClientErr(s.c.Endpoints(), op, s.full(key), err)
+}
+
+// wrapClientErr names the client's endpoints, op and fullKey (the etcd key,
+// prefix included) in err, and marks err with store.ErrCompacted or
+// store.ErrUnavailable when it says so; err itself (a context's error
+// included) stays matchable with errors.Is.
+func wrapClientErr(endpoints []string, op, fullKey string, err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrCompacted):
 		err = errors.Join(store.ErrCompacted, err)
 	case unavailable(err):
 		err = errors.Join(store.ErrUnavailable, err)
 	}
-	return fmt.Errorf("etcd: %s %q: %w", op, key, err)
+	eps := strings.Join(endpoints, ",")
+	if eps == "" {
+		eps = "(no endpoints)"
+	}
+	return fmt.Errorf("etcd %s: %s %q: %w", eps, op, fullKey, err)
 }
 
 // unavailable reports whether err says etcd could not serve the request:
@@ -120,7 +137,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	}
 	resp, err := s.c.Get(ctx, s.full(key))
 	if err != nil {
-		return store.KV{}, wrap("get", key, err)
+		return store.KV{}, s.wrap("get", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return store.KV{}, fmt.Errorf("etcd: get %q: %w", key, store.ErrNotFound)
@@ -132,7 +149,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 func (s *Store) List(ctx context.Context, prefix string) (store.ListResult, error) {
 	resp, err := s.c.Get(ctx, s.full(prefix), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return store.ListResult{}, wrap("list", prefix, err)
+		return store.ListResult{}, s.wrap("list", prefix, err)
 	}
 	res := store.ListResult{Revision: resp.Header.Revision}
 	for _, kv := range resp.Kvs {
@@ -145,7 +162,7 @@ func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, int64, e
 	resp, err := s.c.Get(ctx, s.full(prefix), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return nil, 0, wrap("list keys", prefix, err)
+		return nil, 0, s.wrap("list keys", prefix, err)
 	}
 	keys := make([]string, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
@@ -162,7 +179,7 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 	resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, string(value))).Commit()
 	if err != nil {
-		return 0, wrap("create", key, err)
+		return 0, s.wrap("create", key, err)
 	}
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("etcd: create %q: %w", key, store.ErrExists)
@@ -180,7 +197,7 @@ func (s *Store) cas(ctx context.Context, op, key string, ifRevision int64, then 
 	}
 	resp, err := s.c.Txn(ctx).If(cmp).Then(then).Else(clientv3.OpGet(k)).Commit()
 	if err != nil {
-		return 0, wrap(op, key, err)
+		return 0, s.wrap(op, key, err)
 	}
 	if resp.Succeeded {
 		return resp.Header.Revision, nil
@@ -229,7 +246,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, afterRevision int64) (
 				if resp.CompactRevision != 0 {
 					err = errors.Join(store.ErrCompacted, err)
 				}
-				send(ctx, out, store.Event{Type: store.EventError, Err: wrap("watch", prefix, err)})
+				send(ctx, out, store.Event{Type: store.EventError, Err: s.wrap("watch", prefix, err)})
 				return
 			}
 			for _, ev := range resp.Events {
