@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"fmt"
-	"iter"
 	"strings"
 )
 
@@ -29,7 +28,9 @@ type loopView struct {
 	hook  string // a kernel chain whose rules are hookRC
 	hookC renderedChain
 
-	loopSearch // over ownedJumps
+	state map[string]uint8 // 1 on the path, 2 done, 3 done with a loop below
+	path  []string
+	loop  []string
 }
 
 // rules returns the desired rules of chain (owned or kernel).
@@ -54,20 +55,45 @@ func (v *loopView) rules(chain string) (renderedChain, bool) {
 	return v.t.chains.Desired().Get(k)
 }
 
-// ownedJumps yields the owned chains chain jumps or goes to, in rule
-// order; nil for a chain without rules or without such jumps.
-func (v *loopView) ownedJumps(chain string) iter.Seq[string] {
+// below reports whether a loop is reachable from chain.
+func (v *loopView) below(chain string) bool {
+	switch v.state[chain] {
+	case 1:
+		if v.loop == nil {
+			i := len(v.path) - 1
+			for v.path[i] != chain {
+				i--
+			}
+			v.loop = append(append([]string(nil), v.path[i:]...), chain)
+		}
+		return true
+	case 2:
+		return false
+	case 3:
+		return true
+	}
 	rc, ok := v.rules(chain)
 	if !ok || !v.jumpsOwned(rc) {
-		return nil
+		return false // no allocation for a chain without jumps
 	}
-	return func(yield func(string) bool) {
-		for i := range rc.rules() {
-			if to := jumpTarget(rc.spec(i)); to != "" && v.t.owned(to) && !yield(to) {
-				return
-			}
+	if v.state == nil {
+		v.state = map[string]uint8{}
+	}
+	v.state[chain] = 1
+	v.path = append(v.path, chain)
+	found := false
+	for i := range rc.rules() {
+		if to := jumpTarget(rc.spec(i)); to != "" && v.t.owned(to) && v.below(to) {
+			found = true
+			break
 		}
 	}
+	v.path = v.path[:len(v.path)-1]
+	v.state[chain] = 2
+	if found {
+		v.state[chain] = 3
+	}
+	return found
 }
 
 // jumpsOwned reports whether a rule of rc jumps or goes to an owned chain.
@@ -83,19 +109,38 @@ func (v *loopView) jumpsOwned(rc renderedChain) bool {
 // hookReaching returns the kernel chain of the table whose desired hook
 // reaches chain, "" when none does.
 func (v *loopView) hookReaching(chain string) string {
-	var hooks []string
+	seen := map[string]bool{}
+	var reaches func(c string) bool
+	reaches = func(c string) bool {
+		if c == chain {
+			return true
+		}
+		if seen[c] {
+			return false
+		}
+		seen[c] = true
+		rc, ok := v.rules(c)
+		if !ok {
+			return false
+		}
+		for i := range rc.rules() {
+			if to := jumpTarget(rc.spec(i)); to != "" && v.t.owned(to) && reaches(to) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, k := range builtinChains[v.table] {
-		if _, ok := v.rules(k); ok {
-			hooks = append(hooks, k)
+		if _, ok := v.rules(k); ok && reaches(k) {
+			return k
 		}
 	}
-	return reaching(chain, hooks, v.ownedJumps)
+	return ""
 }
 
 // check returns an ErrInvalidRule for a loop below one of starts that a
 // hook reaches.
 func (v *loopView) check(starts ...string) error {
-	v.next = v.ownedJumps
 	for _, s := range starts {
 		v.loop = nil
 		if !v.below(s) {
