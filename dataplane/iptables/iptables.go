@@ -239,22 +239,14 @@ func (t *IPTables) SetChain(table Table, chain Chain) error {
 	if err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
-	var node natNode
-	if table == NAT {
-		node = natNodeOf(chain.Rules)
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	lv := loopView{t: t, table: table, name: chain.Name, nameC: rc}
 	if err := lv.check(chain.Name); err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
-	if table == NAT {
-		old := t.nat.set(chain.Name, node)
-		if err := t.nat.check(chain.Name); err != nil {
-			t.nat.set(chain.Name, old)
-			return fmt.Errorf("table %s: %w", table, err)
-		}
+	if err := t.setNATChain(table, chain.Name, chain.Rules); err != nil {
+		return err
 	}
 	t.chains.Desired().Set(chainKey{table, chain.Name}, rc)
 	return nil
@@ -383,6 +375,21 @@ func (t *IPTables) checkLoops(table Table, chains []Chain, rendered map[chainKey
 	return nil
 }
 
+// setNATChain is setNAT for the one owned chain or hook SetChain or
+// SetHook changes, without setNAT's batch bookkeeping: its natRefs are
+// set and checked, and the old ones put back when refused.
+func (t *IPTables) setNATChain(table Table, name string, rules []Rule) error {
+	if table != NAT {
+		return nil
+	}
+	old := t.nat.set(name, natNodeOf(rules))
+	if err := t.nat.check(name); err != nil {
+		t.nat.set(name, old)
+		return fmt.Errorf("table %s: %w", table, err)
+	}
+	return nil
+}
+
 // setNAT sets chains (and removes drop) in t.nat when table is nat and
 // checks the changed chains' NAT targets' hooks; on error it restores
 // t.nat as it was. t.mu is held.
@@ -465,13 +472,8 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 	if err := lv.check(kernelChain); err != nil {
 		return fmt.Errorf("table %s: %w", table, err)
 	}
-	if table == NAT {
-		node := natNodeOf(rules)
-		old := t.nat.set(kernelChain, node)
-		if err := t.nat.check(kernelChain); err != nil {
-			t.nat.set(kernelChain, old)
-			return fmt.Errorf("table %s: %w", table, err)
-		}
+	if err := t.setNATChain(table, kernelChain, rules); err != nil {
+		return err
 	}
 	if len(rules) == 0 {
 		delete(t.hooks, chainKey{table, kernelChain})
