@@ -22,7 +22,6 @@ import (
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/services"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sync/errgroup"
 )
 
 // ChainPrefix starts every chain the Proxier owns, HashPrefix every
@@ -564,16 +563,20 @@ func (p *Proxier) renderPorts(names []services.ServicePortName, changes map[serv
 	out := make([]*rendered, len(names))
 	const minChunk = 256
 	chunk := max(minChunk, (len(names)+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0))
-	var g errgroup.Group
+	var wg sync.WaitGroup
 	for lo := 0; lo < len(names); lo += chunk {
-		g.Go(func() error {
+		render := func() {
 			for i := lo; i < min(lo+chunk, len(names)); i++ {
 				out[i] = p.renderPort(changes[names[i]])
 			}
-			return nil
-		})
+		}
+		if lo+chunk >= len(names) {
+			render() // the last chunk on this goroutine: a small sync starts none
+			break
+		}
+		wg.Go(render)
 	}
-	_ = g.Wait() // the functions return nil
+	wg.Wait()
 	return out
 }
 
