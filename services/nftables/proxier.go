@@ -499,14 +499,8 @@ func (p *Proxier) clusterIPsCheckRules(withCIDRs bool) []string {
 // Config.ServiceCIDRs: the family's prefixes, masked, nested ones folded
 // into the outer (an interval set refuses overlaps), sorted.
 func (p *Proxier) serviceCIDRElems() []string {
-	var in []netip.Prefix
-	for _, c := range p.cfg.ServiceCIDRs {
-		if p.inFamily(c.Addr()) {
-			in = append(in, c.Masked())
-		}
-	}
 	var out []string
-	for _, c := range outermost(in) {
+	for _, c := range outermost(p.familyPrefixes(p.cfg.ServiceCIDRs)) {
 		out = append(out, c.String())
 	}
 	return out

@@ -439,9 +439,19 @@ func appendJoined(b []byte, a netip.Addr, ns ...uint64) []byte {
 
 func (p *Proxier) clusterCIDRs() []string {
 	var out []string
-	for _, c := range p.cfg.ClusterCIDRs {
+	for _, c := range p.familyPrefixes(p.cfg.ClusterCIDRs) {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// familyPrefixes returns those of cidrs in the Proxier's family, masked,
+// in their order.
+func (p *Proxier) familyPrefixes(cidrs []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range cidrs {
 		if p.inFamily(c.Addr()) {
-			out = append(out, c.Masked().String())
+			out = append(out, c.Masked())
 		}
 	}
 	return out
