@@ -4,10 +4,12 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
@@ -181,4 +183,50 @@ func TestKernelHairpinSetDefault(t *testing.T) {
 	require.NoError(t, err)
 	_, err = sipt.New(gone, tr, sipt.Config{Family: ipt.IPv4})
 	assert.ErrorContains(t, err, "tabby-no-such-netns")
+}
+
+// createFailsOnce is an ipsets.Fake whose first IpsetCreate fails.
+type createFailsOnce struct {
+	*ipsets.Fake
+	failed bool
+}
+
+func (h *createFailsOnce) IpsetCreate(name, typename string, o nl.IpsetCreateOptions) error {
+	if !h.failed {
+		h.failed = true
+		return syscall.ENOMEM
+	}
+	return h.Fake.IpsetCreate(name, typename, o)
+}
+
+// TestHairpinSetCreateFailsOnFullSync: a full sync counts and declares the
+// hairpin members beside the restore, after creating the set. When the
+// create fails, the sync writes no rule and the next Sync, even with only
+// one change from the tracker, counts every member again: the set and the
+// rules end as a clean full sync's.
+func TestHairpinSetCreateFailsOnFullSync(t *testing.T) {
+	ctx := context.Background()
+	h := &createFailsOnce{Fake: ipsets.NewFake()}
+	fake, tr, p := newFakeWith(t, sipt.WithHairpinSet(ipsets.New(h, ipsets.WithPrefix(setPrefix))))
+	st.Scenario(tr)
+	err := p.Sync(ctx)
+	require.ErrorIs(t, err, syscall.ENOMEM)
+	assert.Contains(t, err.Error(), "TABBY-HAIRPIN")
+	assert.Empty(t, restores(fake), "the set is missing: no restore may name it")
+
+	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
+		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
+	require.NoError(t, p.Sync(ctx))
+
+	wantIpt, wantSets, _, _ := func() (*ipt.Fake, *ipsets.Fake, *services.Tracker, *sipt.Proxier) {
+		f, sf, tr2, p2 := newSetFake(t)
+		st.Scenario(tr2)
+		tr2.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
+			st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
+		require.NoError(t, p2.Sync(ctx))
+		return f, sf, tr2, p2
+	}()
+	assert.Equal(t, wantSets.Dump(), h.Dump())
+	assert.Equal(t, wantIpt.Dump(), fake.Dump())
+	assert.Contains(t, h.Dump(), "add TABBY-HAIRPIN 10.244.2.8,tcp:8080,10.244.2.8\n", "a member of a port the second sync did not change")
 }

@@ -133,12 +133,14 @@ type Proxier struct {
 	// member, the ports whose endpoints put it in the set; hairpinDirty
 	// holds the members whose count went to or from 0 since the last
 	// render.
-	sets         *ipsets.IPSets
-	noSet        bool         // WithHairpinChains
-	closeSets    func() error // the kernel handle New opened, or nil
-	hairpinSet   string
-	hairpinRefs  map[ipsets.Member]int
-	hairpinDirty map[ipsets.Member]struct{}
+	sets       *ipsets.IPSets
+	noSet      bool         // WithHairpinChains
+	closeSets  func() error // the kernel handle New opened, or nil
+	hairpinSet string
+	// hairpinDeclared: the hairpin set is desired in sets (declareHairpinSet).
+	hairpinDeclared bool
+	hairpinRefs     map[ipsets.Member]int
+	hairpinDirty    map[ipsets.Member]struct{}
 
 	mu       sync.Mutex
 	state    map[services.ServicePortName]*rendered
@@ -316,7 +318,8 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		return err
 	}
 	err = p.ipt.Apply(ctx)
-	if setErr := waitSets(); err != nil || setErr != nil {
+	setErr := waitSets()
+	if err != nil || setErr != nil {
 		// The desired state stays in p.ipt and p.sets; the next Sync
 		// writes what is pending.
 		if err != nil {
@@ -348,14 +351,18 @@ func (p *Proxier) Sync(ctx context.Context) error {
 // incremental sync it does so before returning, so the restore that
 // follows finds every member its rules need. On a full sync (up to
 // 100,000 members at 10,000 services × 10 endpoints) it creates a missing
-// set before returning, since the restore's rule names it, and fills it
-// while the caller builds and runs the restore: the fill is netlink
-// writes, the restore mostly another process, so on two cores they
-// overlap. Such a set is swapped in whole (ipsets.IPSets.ApplyCreates)
+// set before returning, since the restore's rule names it, then counts,
+// declares and fills the members while the caller builds and runs the
+// restore: the counting and declaring are this process's work on one
+// core, the fill netlink writes, the restore mostly another process, so
+// on two cores they overlap (a sixth of the full sync's wall time at
+// 10,000 services; services/iptables README, Benchmarks). A set
+// ApplyCreates makes is swapped in whole (ipsets.IPSets.ApplyCreates)
 // from 64 members on, so the new rules may briefly see it empty, but not
 // half-filled (below 64 it is one batched netlink message). An error
-// returned means the restore must not run; wait returns the fill's error
-// once it is done and must be called.
+// returned means the restore must not run; wait returns the members'
+// error once they are done and must be called before the Proxier's
+// state is touched again.
 func (p *Proxier) applySetUpdates(ctx context.Context, full bool) (wait func() error, err error) {
 	wrap := func(err error) error {
 		if err != nil {
@@ -371,11 +378,25 @@ func (p *Proxier) applySetUpdates(ctx context.Context, full bool) (wait func() e
 		return done, wrap(p.sets.ApplyUpdates(ctx))
 	}
 	if err := p.sets.ApplyCreates(ctx); err != nil {
+		p.needFull = true // the members were not counted: count them next time
 		return done, wrap(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- wrap(p.sets.ApplyUpdates(ctx)) }()
-	return func() error { return <-errc }, nil
+	var declErr, fillErr error
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		p.recountHairpin()
+		if declErr = p.writeHairpinSet(true); declErr == nil {
+			fillErr = wrap(p.sets.ApplyUpdates(ctx))
+		}
+	}()
+	return func() error {
+		<-finished
+		if declErr != nil {
+			p.needFull = true // the members were not declared: count them again
+		}
+		return errors.Join(declErr, fillErr)
+	}, nil
 }
 
 // render sets the desired chains of the tracker's changes (all ports on
@@ -443,12 +464,39 @@ func (p *Proxier) render() error {
 		}
 	}
 	if full {
-		p.recountHairpin()
-	}
-	if err := p.writeHairpinSet(full); err != nil {
+		// Sync counts and declares the members beside the restore
+		// (applySetUpdates); the set only needs to be desired now, so
+		// that it is created before the restore names it.
+		if err := p.declareHairpinSet(); err != nil {
+			return err
+		}
+	} else if err := p.writeHairpinSet(false); err != nil {
 		return err
 	}
 	p.needFull = false
+	return nil
+}
+
+// hairpinSpec is the hairpin set's name, type and family.
+func (p *Proxier) hairpinSpec() ipsets.SetSpec {
+	fam := ipsets.IPv4
+	if p.cfg.Family == ipt.IPv6 {
+		fam = ipsets.IPv6
+	}
+	return ipsets.SetSpec{Name: p.hairpinSet, Type: ipsets.HashIPPortIP, Family: fam}
+}
+
+// declareHairpinSet makes the hairpin set desired, with no members yet,
+// the first time; later its members are the last sync's until
+// writeHairpinSet declares the new ones.
+func (p *Proxier) declareHairpinSet() error {
+	if p.sets == nil || p.hairpinDeclared {
+		return nil
+	}
+	if err := p.sets.SetMembers(p.hairpinSpec(), nil); err != nil {
+		return fmt.Errorf("iptables services: hairpin set: %w", err)
+	}
+	p.hairpinDeclared = true
 	return nil
 }
 
@@ -504,15 +552,11 @@ func (p *Proxier) writeHairpinSet(full bool) error {
 	dirty := p.hairpinDirty
 	p.hairpinDirty = map[ipsets.Member]struct{}{}
 	if full {
-		fam := ipsets.IPv4
-		if p.cfg.Family == ipt.IPv6 {
-			fam = ipsets.IPv6
-		}
 		members := make([]ipsets.Member, 0, len(p.hairpinRefs))
 		for m := range p.hairpinRefs {
 			members = append(members, m)
 		}
-		if err := p.sets.SetMembers(ipsets.SetSpec{Name: p.hairpinSet, Type: ipsets.HashIPPortIP, Family: fam}, members); err != nil {
+		if err := p.sets.SetMembers(p.hairpinSpec(), members); err != nil {
 			return fmt.Errorf("iptables services: hairpin set: %w", err)
 		}
 		return nil
