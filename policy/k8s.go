@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/tabbynet/tabby/selector"
+	"github.com/tabbynet/tabby/selector/k8sselector"
 )
 
 // FromK8s converts a Kubernetes networking/v1 NetworkPolicy into the Calico
@@ -104,7 +105,7 @@ func FromK8s(np *networkingv1.NetworkPolicy) (*NetworkPolicy, error) {
 func k8sPodSelector(ls *metav1.LabelSelector) (string, error) {
 	s := selector.Eq(LabelOrchestrator, OrchestratorK8s)
 	if ls != nil {
-		ks, err := selector.FromLabelSelector(ls)
+		ks, err := k8sselector.FromLabelSelector(ls)
 		if err != nil {
 			return "", err
 		}
@@ -174,7 +175,7 @@ func k8sRules(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.Netwo
 		}
 		cp.sel = sel
 		if peer.NamespaceSelector != nil {
-			ns, err := selector.FromLabelSelector(peer.NamespaceSelector)
+			ns, err := k8sselector.FromLabelSelector(peer.NamespaceSelector)
 			if err == nil {
 				err = ns.Err()
 			}

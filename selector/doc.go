@@ -72,11 +72,15 @@
 //     correctly, and what cannot be written is reported by Err.
 //   - LabelRestrictions (what a matching label set must have) for indexes, and
 //     Satisfiable to warn about selectors that can never match.
-//   - FromLabelSelector and FromK8sSelector convert Kubernetes selectors with
-//     Kubernetes semantics (a nil LabelSelector matches nothing, an empty one
-//     everything) and reject what Kubernetes rejects; ToLabelSelector converts
-//     back wherever the expression is a conjunction a LabelSelector can hold
-//     that matches something (ErrMatchesNothing marks those that do not).
+//   - Kubernetes selectors: package selector/k8sselector converts
+//     metav1.LabelSelector and labels.Selector with Kubernetes semantics (a nil
+//     LabelSelector matches nothing, an empty one everything), rejecting what
+//     Kubernetes rejects, and converts back wherever the expression is a
+//     conjunction a LabelSelector can hold that matches something
+//     (Requirements here gives those parts; ErrMatchesNothing marks selectors
+//     that match nothing). It lives apart so that this package imports
+//     nothing outside the standard library: a program that only parses and
+//     evaluates selectors does not build Kubernetes' API machinery.
 //   - Errors name the column and what was expected:
 //     unexpected "&" at column 14, expected "&&".
 //

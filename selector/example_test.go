@@ -32,14 +32,16 @@ func Example() {
 func Example_builder() {
 	sel := selector.Eq("app", "web").And(selector.Has("env"), selector.Not(selector.In("tier", "db", "cache")))
 	fmt.Println(sel)
-	ls, err := sel.ToLabelSelector()
+	// As the parts of a Kubernetes LabelSelector (k8sselector.ToLabelSelector
+	// makes the metav1.LabelSelector).
+	matchLabels, reqs, err := sel.Requirements()
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(ls.MatchLabels, ls.MatchExpressions[0].Operator, ls.MatchExpressions[1].Operator)
+	fmt.Println(matchLabels, reqs[0].Operator, reqs[1].Operator, reqs[1].Values)
 	// Output:
 	// (app == "web" && has(env) && !tier in {"cache", "db"})
-	// map[app:web] Exists NotIn
+	// map[app:web] Exists NotIn [cache db]
 }
 
 func Example_overlay() {

@@ -8,8 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// ErrInvalid is wrapped by every error Parse, FromLabelSelector and
-// FromK8sSelector return, for errors.Is.
+// ErrInvalid is wrapped by every error Parse returns, and by those of
+// k8sselector.FromLabelSelector and k8sselector.FromK8sSelector, for
+// errors.Is.
 var ErrInvalid = errors.New("invalid selector")
 
 // MaxKeyLength is the longest label key a selector may name, as in Calico.

@@ -1,4 +1,4 @@
-package selector
+package k8sselector
 
 import (
 	"errors"
@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/tabbynet/tabby/selector"
 )
 
 func TestFromLabelSelector(t *testing.T) {
@@ -106,12 +108,12 @@ func TestFromLabelSelectorRejectsWhatKubernetesRejects(t *testing.T) {
 			require.Equal(t, tt.ok, k8sErr == nil, "the table disagrees with Kubernetes: %v", k8sErr)
 			s, err := FromLabelSelector(ls)
 			if !tt.ok {
-				require.ErrorIs(t, err, ErrInvalid)
+				require.ErrorIs(t, err, selector.ErrInvalid)
 				assert.Equal(t, `!all()`, s.String())
 				return
 			}
 			require.NoError(t, err)
-			back, err := s.ToLabelSelector()
+			back, err := ToLabelSelector(s)
 			require.NoError(t, err)
 			assert.Equal(t, ls, back)
 		})
@@ -120,11 +122,11 @@ func TestFromLabelSelectorRejectsWhatKubernetesRejects(t *testing.T) {
 
 func TestFromK8sSelectorRejectsInvalidRequirement(t *testing.T) {
 	// labels.NewRequirement returns the Requirement along with its error; a
-	// caller who ignores the error can still build a Selector from it.
+	// caller who ignores the error can still build a selector.Selector from it.
 	r, err := labels.NewRequirement("a", selection.Equals, []string{"x y"})
 	require.Error(t, err)
 	s, err := FromK8sSelector(labels.NewSelector().Add(*r))
-	require.ErrorIs(t, err, ErrInvalid)
+	require.ErrorIs(t, err, selector.ErrInvalid)
 	assert.ErrorContains(t, err, `label "a" value "x y"`)
 	assert.Equal(t, `!all()`, s.String())
 }
@@ -179,9 +181,9 @@ func TestToLabelSelector(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
-			got, err := MustParse(tt.sel).ToLabelSelector()
+			got, err := ToLabelSelector(selector.MustParse(tt.sel))
 			if tt.err {
-				require.ErrorIs(t, err, ErrNotLabelSelector)
+				require.ErrorIs(t, err, selector.ErrNotLabelSelector)
 				return
 			}
 			require.NoError(t, err)
@@ -217,16 +219,16 @@ func TestToLabelSelectorErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.sel, func(t *testing.T) {
-			sel := MustParse(tt.sel)
-			_, err := sel.ToLabelSelector()
-			require.ErrorIs(t, err, ErrNotLabelSelector)
+			sel := selector.MustParse(tt.sel)
+			_, err := ToLabelSelector(sel)
+			require.ErrorIs(t, err, selector.ErrNotLabelSelector)
 			assert.Contains(t, err.Error(), tt.want)
-			assert.Equal(t, !sel.Satisfiable(), errors.Is(err, ErrMatchesNothing), "ErrMatchesNothing exactly when nothing matches")
+			assert.Equal(t, !sel.Satisfiable(), errors.Is(err, selector.ErrMatchesNothing), "ErrMatchesNothing exactly when nothing matches")
 		})
 	}
-	_, err := Eq("a", `'"`).ToLabelSelector()
-	require.ErrorIs(t, err, ErrNotLabelSelector)
-	require.ErrorIs(t, err, ErrUnrepresentable)
+	_, err := ToLabelSelector(selector.Eq("a", `'"`))
+	require.ErrorIs(t, err, selector.ErrNotLabelSelector)
+	require.ErrorIs(t, err, selector.ErrUnrepresentable)
 }
 
 func TestFromK8sSelector(t *testing.T) {
@@ -282,15 +284,15 @@ func TestK8sConversionAgreesWithKubernetes(t *testing.T) {
 		require.NoError(t, err)
 		// Satisfiable's exhaustive search is exact on these few keys and
 		// values, so it checks ToLabelSelector's contradiction test both ways.
-		roundTrip := Nothing()
-		back, err := ours.ToLabelSelector()
+		roundTrip := selector.Nothing()
+		back, err := ToLabelSelector(ours)
 		if ours.Satisfiable() {
 			require.NoError(t, err, "selector %s", ours)
 			roundTrip, err = FromLabelSelector(back)
 			require.NoError(t, err)
 		} else {
-			require.ErrorIs(t, err, ErrMatchesNothing, "selector %s", ours)
-			require.ErrorIs(t, err, ErrNotLabelSelector)
+			require.ErrorIs(t, err, selector.ErrMatchesNothing, "selector %s", ours)
+			require.ErrorIs(t, err, selector.ErrNotLabelSelector)
 		}
 		for range 20 {
 			l := map[string]string{}
@@ -301,8 +303,8 @@ func TestK8sConversionAgreesWithKubernetes(t *testing.T) {
 			}
 			want := theirs.Matches(labels.Set(l))
 			msg := fmt.Sprintf("case %d: %s on %v", i, ours, l)
-			assert.Equal(t, want, ours.Evaluate(Map(l)), msg)
-			assert.Equal(t, want, roundTrip.Evaluate(Map(l)), msg)
+			assert.Equal(t, want, ours.Evaluate(selector.Map(l)), msg)
+			assert.Equal(t, want, roundTrip.Evaluate(selector.Map(l)), msg)
 		}
 	}
 }
@@ -317,54 +319,47 @@ func TestFromLabelSelectorErrorsWrapErrInvalid(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := FromLabelSelector(ls)
 			require.Error(t, err)
-			assert.ErrorIs(t, err, ErrInvalid)
+			assert.ErrorIs(t, err, selector.ErrInvalid)
 		})
 	}
 }
 
 // TestErrorsComeWithNothing checks that every function returning
-// (Selector, error) pairs an error with Nothing(), so a caller that ignores
-// the error gets a selector matching nothing rather than the zero Selector
+// (selector.Selector, error) pairs an error with selector.Nothing(), so a caller that ignores
+// the error gets a selector matching nothing rather than the zero selector.Selector
 // (all()).
 func TestErrorsComeWithNothing(t *testing.T) {
 	gt, err := labels.Parse("a>1")
 	require.NoError(t, err)
 	tests := []struct {
 		name string
-		call func() (Selector, error)
+		call func() (selector.Selector, error)
 	}{
-		{"Parse", func() (Selector, error) { return Parse(`a ==`) }},
-		{"Parse trailing input", func() (Selector, error) { return Parse(`has(a) b`) }},
-		{"FromLabelSelector In without values", func() (Selector, error) {
+		{"FromLabelSelector In without values", func() (selector.Selector, error) {
 			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: "a", Operator: metav1.LabelSelectorOpIn}}})
 		}},
-		{"FromLabelSelector unknown operator", func() (Selector, error) {
+		{"FromLabelSelector unknown operator", func() (selector.Selector, error) {
 			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: "a", Operator: "Gt", Values: []string{"1"}}}})
 		}},
-		{"FromLabelSelector Exists with values", func() (Selector, error) {
+		{"FromLabelSelector Exists with values", func() (selector.Selector, error) {
 			return FromLabelSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: "a", Operator: metav1.LabelSelectorOpExists, Values: []string{"x"}}}})
 		}},
-		{"FromLabelSelector bad key", func() (Selector, error) {
+		{"FromLabelSelector bad key", func() (selector.Selector, error) {
 			return FromLabelSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}})
 		}},
-		{"FromK8sSelector Gt", func() (Selector, error) { return FromK8sSelector(gt) }},
+		{"FromK8sSelector Gt", func() (selector.Selector, error) { return FromK8sSelector(gt) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := tt.call()
-			require.ErrorIs(t, err, ErrInvalid)
+			require.ErrorIs(t, err, selector.ErrInvalid)
 			assert.Equal(t, `!all()`, s.String())
-			for _, l := range []Map{{}, {"a": "x"}, {"a": "1", "b": "y"}} {
+			for _, l := range []selector.Map{{}, {"a": "x"}, {"a": "1", "b": "y"}} {
 				assert.False(t, s.Evaluate(l), "%v", l)
 			}
 		})
 	}
-	t.Run("UnmarshalText", func(t *testing.T) {
-		s := All()
-		require.ErrorIs(t, s.UnmarshalText([]byte(`a ==`)), ErrInvalid)
-		assert.Equal(t, `!all()`, s.String())
-	})
 }
