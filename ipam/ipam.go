@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 
 	"github.com/tabbynet/tabby/ipam/store"
 	"github.com/tabbynet/tabby/selector"
@@ -567,7 +567,7 @@ func (a *IPAM) SetNodeLabels(ctx context.Context, node string, labels map[string
 		return fmt.Errorf("%w: node: %v", ErrInvalid, err)
 	}
 	for k := range labels {
-		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+		if errs := content.IsLabelKey(k); len(errs) > 0 {
 			return fmt.Errorf("%w: node %q: label key %q: %s", ErrInvalid, node, k, strings.Join(errs, "; "))
 		}
 	}
