@@ -127,6 +127,12 @@
 // all() inside a larger namespaceSelector expression (Calico rewrites it
 // textually; here it is plain all()).
 //
+// Pods and namespaces from the Kubernetes API (an informer's objects) become
+// endpoints and namespaces with EndpointFromPod and NamespaceFromK8s, as
+// Calico converts pods: addresses from status.podIPs (none once the pod has
+// finished), named ports from the containers, host-network pods refused
+// (ErrNotWorkload).
+//
 // Kubernetes NetworkPolicy conversion (FromK8s) gives knp.default.<name> in
 // the default tier at order 1000; pod selectors gain
 // projectcalico.org/orchestrator == "k8s"; an empty namespaceSelector is
