@@ -123,9 +123,9 @@
 // namespace (netns.Set) and syncs from a syncrunner gets the set in one
 // namespace and the rules that name it in another, so give
 // ipt.WithNetns for any namespace but the process's own. Restarting
-// with WithHairpinChains leaves the set in the kernel, unreferenced
-// (`ipset destroy` it; kube-proxy's cleanup of its IPVS mode does the
-// same for its sets).
+// with WithHairpinChains destroys the default layout's set after the
+// first successful Sync, when no other rule names it (a set of your own
+// prefix, from WithHairpinSet, is yours to `ipset destroy`).
 //
 // WithHairpinChains writes rules only, in the shapes above, for a node
 // without ipset support. It is about three times the rules: at 10,000

@@ -212,21 +212,62 @@ func TestHairpinSetCreateFailsOnFullSync(t *testing.T) {
 	err := p.Sync(ctx)
 	require.ErrorIs(t, err, syscall.ENOMEM)
 	assert.Contains(t, err.Error(), "TABBY-HAIRPIN")
+	assert.Contains(t, err.Error(), "WithHairpinChains", "the error names the layout that needs no ipset")
 	assert.Empty(t, restores(fake), "the set is missing: no restore may name it")
 
 	tr.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
 		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
 	require.NoError(t, p.Sync(ctx))
 
-	wantIpt, wantSets, _, _ := func() (*ipt.Fake, *ipsets.Fake, *services.Tracker, *sipt.Proxier) {
-		f, sf, tr2, p2 := newSetFake(t)
-		st.Scenario(tr2)
-		tr2.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
-			st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
-		require.NoError(t, p2.Sync(ctx))
-		return f, sf, tr2, p2
-	}()
+	wantIpt, wantSets, tr2, p2 := newSetFake(t)
+	st.Scenario(tr2)
+	tr2.OnEndpointSliceUpdate(st.Slice("kube-system", "dns", "dns-1", st.DNSPorts,
+		st.Endpoint{IP: "10.244.1.5", Node: "node-a"}, st.Endpoint{IP: "10.244.3.3", Node: "node-c"}))
+	require.NoError(t, p2.Sync(ctx))
 	assert.Equal(t, wantSets.Dump(), h.Dump())
 	assert.Equal(t, wantIpt.Dump(), fake.Dump())
 	assert.Contains(t, h.Dump(), "add TABBY-HAIRPIN 10.244.2.8,tcp:8080,10.244.2.8\n", "a member of a port the second sync did not change")
+}
+
+// TestKernelHairpinChainsDestroysLeftoverSet: a Proxier made
+// WithHairpinChains where one of the default layout ran before destroys
+// that layout's set after its first Sync (its own family's only); a set
+// another rule still names stays, and the Sync succeeds.
+func TestKernelHairpinChainsDestroysLeftoverSet(t *testing.T) {
+	ns := nettest.NewNetns(t, "svchpl") // skips unless root
+	ctx := context.Background()
+	run := func(name string, args ...string) string {
+		out, err := ipt.OSExecer{Netns: ns.Name}.Run(ctx, ipt.Command{Name: name, Args: args})
+		require.NoError(t, err, "%s %v", name, args)
+		return string(out)
+	}
+	sets := func() []string { return strings.Fields(run("ipset", "list", "-n")) }
+	proxier := func(fam ipt.Family, opts ...sipt.Option) *sipt.Proxier {
+		table, err := sipt.NewIPTables(fam, ipt.BackendLegacy, ipt.WithNetns(ns.Name))
+		require.NoError(t, err)
+		tr := services.NewTracker(services.TrackerConfig{NodeName: "node-a"}, nil)
+		st.Scenario(tr)
+		p, err := sipt.New(table, tr, sipt.Config{Family: fam}, opts...)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}
+	for _, fam := range []ipt.Family{ipt.IPv4, ipt.IPv6} {
+		p := proxier(fam)
+		require.NoError(t, p.Sync(ctx))
+		require.NoError(t, p.Close())
+	}
+	require.ElementsMatch(t, []string{"TABBY-4-HAIRPIN", "TABBY-6-HAIRPIN6"}, sets())
+
+	p := proxier(ipt.IPv4, sipt.WithHairpinChains())
+	require.NoError(t, p.Sync(ctx))
+	assert.Equal(t, []string{"TABBY-6-HAIRPIN6"}, sets(), "the IPv4 Proxier destroys only the IPv4 set")
+	assert.NotContains(t, run("iptables-legacy-save", "-t", "nat"), "match-set", "the rules-only layout")
+
+	// Another rule names the IPv6 set: it stays, the Sync succeeds.
+	run("ip6tables-legacy", "-A", "INPUT", "-m", "set", "--match-set", "TABBY-6-HAIRPIN6", "src,dst,src", "-j", "ACCEPT")
+	p6 := proxier(ipt.IPv6, sipt.WithHairpinChains())
+	require.NoError(t, p6.Sync(ctx))
+	assert.Equal(t, []string{"TABBY-6-HAIRPIN6"}, sets())
+	require.NoError(t, p6.Sync(ctx), "looked for once only")
 }

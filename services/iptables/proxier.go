@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/tabbynet/tabby/dataplane/ipsets"
 	ipt "github.com/tabbynet/tabby/dataplane/iptables"
@@ -133,10 +134,13 @@ type Proxier struct {
 	// member, the ports whose endpoints put it in the set; hairpinDirty
 	// holds the members whose count went to or from 0 since the last
 	// render.
-	sets       *ipsets.IPSets
-	noSet      bool         // WithHairpinChains
-	closeSets  func() error // the kernel handle New opened, or nil
-	hairpinSet string
+	sets      *ipsets.IPSets
+	noSet     bool         // WithHairpinChains
+	closeSets func() error // the kernel handle New opened, or nil
+	// leftoverSet: with WithHairpinChains on the kernel, the default
+	// layout's set, which the first successful Sync destroys.
+	leftoverSet string
+	hairpinSet  string
 	// hairpinDeclared: the hairpin set is desired in sets (declareHairpinSet).
 	hairpinDeclared bool
 	hairpinRefs     map[ipsets.Member]int
@@ -211,11 +215,11 @@ func New(t *ipt.IPTables, tracker *services.Tracker, cfg Config, opts ...Option)
 		}
 		p.sets, p.closeSets = sets, closeSets
 	}
+	if _, ok := t.Execer().(ipt.OSExecer); ok && p.noSet {
+		p.leftoverSet = hairpinSetName(DefaultHairpinSetPrefix(cfg.Family), cfg.Family)
+	}
 	if p.sets != nil {
-		p.hairpinSet = p.sets.Prefix() + HairpinSetSuffix
-		if cfg.Family == ipt.IPv6 {
-			p.hairpinSet += "6"
-		}
+		p.hairpinSet = hairpinSetName(p.sets.Prefix(), cfg.Family)
 		if err := checkHairpinSets(p.sets, p.hairpinSet); err != nil {
 			_ = p.Close()
 			return nil, err
@@ -235,20 +239,58 @@ func openHairpinSets(t *ipt.IPTables, family ipt.Family) (*ipsets.IPSets, func()
 		return nil, nil, fmt.Errorf("%w: the IPTables runs through %T, not the kernel: give WithHairpinSet (e.g. over ipsets.NewFake) or WithHairpinChains",
 			ErrInvalidConfig, t.Execer())
 	}
-	ns := netns.None() // the caller's namespace
-	if name := t.Netns(); name != "" {
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			return nil, nil, fmt.Errorf("iptables services: hairpin set: open netns %q: %w", name, err)
-		}
-		defer h.Close()
-		ns = h
-	}
-	h, err := ipsets.NewHandle(ns)
+	h, err := openKernelSets(t)
 	if err != nil {
 		return nil, nil, fmt.Errorf("iptables services: hairpin set: %w", err)
 	}
 	return ipsets.New(h, ipsets.WithPrefix(DefaultHairpinSetPrefix(family))), func() error { h.Close(); return nil }, nil
+}
+
+// openKernelSets opens a netlink handle on the ipsets of t's network
+// namespace (the caller's when t has none).
+func openKernelSets(t *ipt.IPTables) (*ipsets.KernelHandle, error) {
+	ns := netns.None() // the caller's namespace
+	if name := t.Netns(); name != "" {
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			return nil, fmt.Errorf("open netns %q: %w", name, err)
+		}
+		defer h.Close()
+		ns = h
+	}
+	return ipsets.NewHandle(ns)
+}
+
+// hairpinSetName is the hairpin set's name in an IPSets with prefix.
+func hairpinSetName(prefix string, family ipt.Family) string {
+	if family == ipt.IPv6 {
+		return prefix + HairpinSetSuffix + "6"
+	}
+	return prefix + HairpinSetSuffix
+}
+
+// destroyLeftoverSet destroys, once, the set a Proxier of the default
+// layout left in the IPTables' network namespace (DefaultHairpinSetPrefix
+// + HairpinSetSuffix) before this one was made WithHairpinChains: the
+// restore just written no longer names it. It never fails the Sync: with
+// no ipset support there is no set to destroy, and a set that another
+// rule still names stays, with a log line.
+func (p *Proxier) destroyLeftoverSet() {
+	name := p.leftoverSet
+	p.leftoverSet = ""
+	h, err := openKernelSets(p.ipt)
+	if err != nil {
+		p.log.Debug("no ipset handle: not looking for a leftover hairpin set", "set", name, "err", err)
+		return
+	}
+	defer h.Close()
+	switch err := h.IpsetDestroy(name); {
+	case err == nil:
+		p.log.Info("destroyed the default layout's hairpin set, unused with WithHairpinChains", "set", name)
+	case errors.Is(err, syscall.ENOENT):
+	default:
+		p.log.Info("the default layout's hairpin set is left in place", "set", name, "err", err)
+	}
 }
 
 // DefaultHairpinSetPrefix is the prefix of the IPSets New opens for the
@@ -332,6 +374,9 @@ func (p *Proxier) Sync(ctx context.Context) error {
 			return fmt.Errorf("iptables services: hairpin set %s: %w", p.hairpinSet, err)
 		}
 	}
+	if p.leftoverSet != "" {
+		p.destroyLeftoverSet()
+	}
 	if p.health != nil {
 		p.health.Update(p.applied)
 		p.health.Updated()
@@ -379,6 +424,9 @@ func (p *Proxier) applySetUpdates(ctx context.Context, full bool) (wait func() e
 	}
 	if err := p.sets.ApplyCreates(ctx); err != nil {
 		p.needFull = true // the members were not counted: count them next time
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w (without ipset support in the kernel, WithHairpinChains writes the rules-only layout)", err)
+		}
 		return done, wrap(err)
 	}
 	var declErr, fillErr error
@@ -856,7 +904,11 @@ func WithHairpinSet(sets *ipsets.IPSets) Option { return func(p *Proxier) { p.se
 // rules only, in kube-proxy's iptables-mode shapes: one `-s EP -j
 // TABBY-MARK-MASQ` per endpoint in a TABBY-HP- chain per service port
 // (see the package doc), so it needs no ipset support in the kernel
-// (ip_set, ip_set_hash_ipportip) and opens no netlink handle. It writes
+// (ip_set, ip_set_hash_ipportip). Over the kernel, the first successful
+// Sync destroys the set a Proxier of the default layout left in the
+// IPTables' network namespace (DefaultHairpinSetPrefix +
+// HairpinSetSuffix, + "6" for IPv6), if the kernel has it and no other
+// rule names it; a kernel without ipset support is left alone. It writes
 // about three times the rules of the default layout: at 10,000 services
 // × 10 endpoints a full sync takes about twice as long (README). It
 // cannot be combined with WithHairpinSet.
