@@ -86,3 +86,47 @@ func BenchmarkString(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBuild builds selectors with the typed builder: the mixed6 shape
+// above, and 50 alternating && / || levels (each level grafts the one
+// below, so its cost grows with the depth). The peer is Parse of the same
+// selector's canonical form.
+func BenchmarkBuild(b *testing.B) {
+	mixed := func() Selector {
+		return And(Eq("app", "web"), In("env", "prod", "staging"), Not(Has("quarantine")), Ne("tier", "db"),
+			Or(StartsWith("team", "pay"), Contains("owner", "ops")))
+	}
+	deep := func() Selector {
+		x := Eq("z", "1")
+		for i := range 50 {
+			if i%2 == 0 {
+				x = And(Eq("a", "x"), x.Or(Has("b")))
+			} else {
+				x = Or(Eq("a", "y"), x)
+			}
+		}
+		return x
+	}
+	for _, c := range []struct {
+		name  string
+		build func() Selector
+	}{{"mixed6", mixed}, {"deep50", deep}} {
+		b.Run(c.name+"/builder", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.build().Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		text := c.build().String()
+		b.Run(c.name+"/parse", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Parse(text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -8,7 +8,9 @@ import (
 )
 
 // ErrUnrepresentable is wrapped by Selector.Err for builder input the selector
-// language cannot express.
+// language cannot express: an invalid key, a value holding both kinds of
+// quote, or && and || groups nested deeper than the 100 levels Parse
+// accepts.
 var ErrUnrepresentable = errors.New("cannot be written as a selector")
 
 // All matches everything.
@@ -50,13 +52,20 @@ func StartsWith(key, s string) Selector { return leaf(node{op: opStartsWith, key
 // EndsWith matches when the label is present and its value ends with s.
 func EndsWith(key, s string) Selector { return leaf(node{op: opEndsWith, key: key, val: s}) }
 
-// And matches when every selector matches; And() is all().
+// And matches when every selector matches; And() is all(). An operand that is
+// itself an un-negated And is spliced in, so And(And(a, b), c) is
+// And(a, b, c) and nests no deeper. Each other And or Or group on the path
+// to a leaf is one level of brackets in the canonical form; past 100 levels
+// (Parse's limit) the result's Err wraps ErrUnrepresentable and names the
+// limit. The first operand's error, if any, comes first.
 func And(sels ...Selector) Selector { return join(opAnd, sels) }
 
-// Or matches when any selector matches; Or() is nothing.
+// Or matches when any selector matches; Or() is nothing. Operands that are
+// un-negated Ors are spliced in, and nesting is bounded, as for And.
 func Or(sels ...Selector) Selector { return join(opOr, sels) }
 
-// Not inverts a selector.
+// Not inverts a selector. It adds no nesting: the canonical form writes
+// "!" before the group's bracket.
 func Not(s Selector) Selector {
 	q := s.prog()
 	p := &program{err: q.err}
@@ -167,9 +176,14 @@ func join(o op, sels []Selector) Selector {
 	}
 	first := int32(len(p.kids))
 	p.kids = append(p.kids, ops...)
-	// Depth saturates: a builder tree may nest deeper than Parse allows.
-	depth := uint8(min(groupDepth(p.nodes, ops), 255))
-	p.nodes = append(p.nodes, node{op: o, first: first, n: int32(len(ops)), depth: depth})
+	// A tree deeper than Parse allows carries an error, so that every
+	// builder result without one parses again from its String. The stored
+	// depth saturates; past maxDepth only "too deep" matters.
+	depth := groupDepth(p.nodes, ops)
+	if depth > maxDepth && p.err == nil {
+		p.err = fmt.Errorf("%s: %w", canonicalTooDeep(), ErrUnrepresentable)
+	}
+	p.nodes = append(p.nodes, node{op: o, first: first, n: int32(len(ops)), depth: uint8(min(depth, 255))})
 	p.root = int32(len(p.nodes) - 1)
 	return Selector{p: p}
 }

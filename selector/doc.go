@@ -69,7 +69,13 @@
 //
 //   - A typed builder (Eq, In, Has, And, Or, Not, ...) so programs never build
 //     selectors by concatenating strings; values with quotes are written
-//     correctly, and what cannot be written is reported by Err.
+//     correctly, and what cannot be written is reported by Err (which wraps
+//     ErrUnrepresentable): an invalid key, a value holding both kinds of
+//     quote, or && and || groups nested deeper than the 100 levels Parse
+//     accepts, with Parse's message. The builder is held to the same limit
+//     as Parse, so every built selector whose Err is nil has a canonical
+//     form that parses again, byte for byte; one with an error matches
+//     nothing.
 //   - LabelRestrictions (what a matching label set must have) for indexes, and
 //     Satisfiable to warn about selectors that can never match.
 //   - Kubernetes selectors: package selector/k8sselector converts
@@ -99,7 +105,7 @@
 //     never pays for them. Builders return new trees and never share mutable
 //     state, so cached strings cannot go stale.
 //  4. Bracket nesting (written, and in the canonical form) is limited to 100
-//     levels and keys to 512 characters;
+//     levels and keys to 512 characters, for Parse and the builder alike;
 //     repeated "!" are folded by parity without recursion. No input panics.
 //
 // Selector values are safe for concurrent use.

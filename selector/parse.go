@@ -24,6 +24,13 @@ const MaxKeyLength = 512
 // accepts parses again.
 const maxDepth = 100
 
+// canonicalTooDeep is why a tree is refused whose && and || groups nest
+// deeper than maxDepth: Parse reports it with a column, the builder in
+// Selector.Err.
+func canonicalTooDeep() string {
+	return fmt.Sprintf("brackets nested deeper than %d in canonical form (where every && and || group is bracketed)", maxDepth)
+}
+
 // ParseError says where a selector stops making sense and what would have.
 type ParseError struct {
 	Input    string // the selector as given
@@ -237,8 +244,7 @@ func (p *parser) list(depth int, o op) (int32, error) {
 	ops := p.stack[base:]
 	d := groupDepth(p.prog.nodes, ops)
 	if d > maxDepth {
-		return 0, p.reason(p.pos, fmt.Sprintf(
-			"brackets nested deeper than %d in canonical form (where every && and || group is bracketed)", maxDepth))
+		return 0, p.reason(p.pos, canonicalTooDeep())
 	}
 	start := int32(len(p.prog.kids))
 	p.prog.kids = append(p.prog.kids, ops...)

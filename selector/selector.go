@@ -40,13 +40,19 @@ func (s Selector) UniqueID() string {
 }
 
 // Err returns why a selector built with the typed builder cannot be written in
-// the selector language (an invalid key, or a value holding both kinds of
-// quote), or nil. Such a selector matches nothing. Parse never returns one.
+// the selector language, or nil. The error wraps ErrUnrepresentable and says
+// which part is at fault: an invalid key (as ValidateKey reports it), a value
+// holding both kinds of quote, or && and || groups nested deeper than the 100
+// levels of brackets Parse accepts in the canonical form ("brackets nested
+// deeper than 100 in canonical form ..."). Operands' errors propagate through
+// And, Or and Not; the first one found is kept.
 //
-// Err does not report nesting: a builder may nest && and || groups deeper
-// than the 100 levels Parse accepts (Parse's limit guards its recursion, not
-// meaning). Such a selector evaluates correctly, but its String does not
-// parse again.
+// A selector with an error matches nothing (Evaluate, Compiled.Evaluate),
+// is not Satisfiable, and fails MarshalText and ToLabelSelector; String
+// still writes its best rendering, for logs, but that text does not parse
+// back to it. A selector whose Err is nil always has a String that Parse
+// accepts and gives back byte for byte. Parse never returns one with an
+// error.
 func (s Selector) Err() error {
 	if s.p == nil {
 		return nil

@@ -305,16 +305,3 @@ func TestParseCanonicalDepthBounded(t *testing.T) {
 	_, err = Parse(s.String())
 	require.NoError(t, err)
 }
-
-// A builder may nest deeper than Parse accepts; Err does not report it.
-func TestBuilderDeeperThanParse(t *testing.T) {
-	x := Eq("a", "1")
-	for range maxDepth + 1 {
-		x = Not(And(x, Eq("b", "2")))
-	}
-	require.NoError(t, x.Err())
-	// With b == "2" each level negates the one below: 101 negations of true.
-	assert.False(t, x.Evaluate(Map{"a": "1", "b": "2"}))
-	_, err := Parse(x.String())
-	require.ErrorContains(t, err, "nested deeper than 100")
-}

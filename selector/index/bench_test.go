@@ -2,6 +2,7 @@ package index_test
 
 import (
 	"fmt"
+	"maps"
 	"runtime"
 	"testing"
 
@@ -159,4 +160,73 @@ func runFlip(b *testing.B, events *int, update func(flip bool)) {
 	if flip {
 		update(false)
 	}
+}
+
+// BenchmarkIndexMemory reports the live heap an Index adds, per item and
+// per selector, with benchLabels items in benchNamespaces namespaces and
+// benchSelector selectors. The labels and the parsed selectors are made
+// first and count as the caller's; the index copies each label map (sharing
+// the strings) and holds the Selector values. The peer is the same items
+// held in a plain map[int]map[string]string of copied label maps, what a
+// caller without an index keeps anyway, so index/peer says what the index
+// adds beyond that. Each figure is the HeapAlloc difference after a GC.
+func BenchmarkIndexMemory(b *testing.B) {
+	for _, sz := range []struct{ items, selectors int }{{10_000, 1_000}, {100_000, 1_000}, {100_000, 10_000}} {
+		b.Run(fmt.Sprintf("items=%d/selectors=%d", sz.items, sz.selectors), func(b *testing.B) {
+			labels := make([]map[string]string, sz.items)
+			for j := range labels {
+				labels[j] = benchLabels(j)
+			}
+			sels := make([]selector.Selector, sz.selectors)
+			for i := range sels {
+				sels[i] = selector.MustParse(benchSelector(i))
+			}
+			var peerItem, indexItem, indexSel, matches float64
+			for b.Loop() {
+				base := liveHeap()
+				peer := make(map[int]map[string]string)
+				for j, l := range labels {
+					peer[j] = maps.Clone(l)
+				}
+				peerItem = float64(liveHeap()-base) / float64(sz.items)
+				runtime.KeepAlive(peer)
+				peer = nil
+
+				base = liveHeap()
+				x := index.New[int, int, int]()
+				for k := range benchNamespaces {
+					x.UpdateParent(k, map[string]string{"team": fmt.Sprint("team-", k), "ns": fmt.Sprint("ns-", k)})
+				}
+				for j, l := range labels {
+					x.UpdateItem(j, l, j%benchNamespaces)
+				}
+				withItems := liveHeap()
+				for i, s := range sels {
+					x.UpdateSelector(i, s)
+				}
+				indexItem = float64(withItems-base) / float64(sz.items)
+				indexSel = float64(liveHeap()-withItems) / float64(sz.selectors)
+				matches = 0
+				for i := range sels {
+					matches += float64(x.NumItemsMatching(i))
+				}
+				runtime.KeepAlive(x)
+			}
+			b.ReportMetric(indexItem, "index-B/item")
+			b.ReportMetric(peerItem, "peer-B/item")
+			b.ReportMetric(indexItem/peerItem, "index/peer")
+			b.ReportMetric(indexSel, "index-B/selector")
+			b.ReportMetric(matches/float64(sz.selectors), "matches/selector")
+			runtime.KeepAlive(labels)
+			runtime.KeepAlive(sels)
+		})
+	}
+}
+
+// liveHeap is the bytes of live heap objects, after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -65,7 +65,9 @@
 //     implements selector.Labels on a pointer, so evaluation does not
 //     allocate. Shadowed parent labels are skipped when looking up
 //     candidates. Labels are copied into storage the index reuses, so a
-//     steady relabelling makes no allocations.
+//     steady relabelling makes no allocations; an item's own labels are kept
+//     as a slice sorted by key, less than half the memory of a map of a few
+//     labels (README.md has the figures, BenchmarkIndexMemory).
 //  5. Generic and datastore-agnostic, like Calico's LabelRestrictionIndex,
 //     with the inheritance of its InheritIndex; callbacks are given at
 //     construction, not returned as event lists, so nothing is buffered.

@@ -4,6 +4,7 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/tabbynet/tabby/selector"
 )
@@ -124,13 +125,13 @@ type parentEntry[S, I, P comparable] struct {
 // view is an item's effective labels: its own over its parents', earlier
 // parents over later ones. It is evaluated in place, never flattened.
 type view[S, I, P comparable] struct {
-	own     map[string]string
+	own     labelList
 	parents []*parentEntry[S, I, P]
 }
 
 // Get implements selector.Labels.
 func (v *view[S, I, P]) Get(key string) (string, bool) {
-	if val, ok := v.own[key]; ok {
+	if val, ok := v.own.get(key); ok {
 		return val, true
 	}
 	for _, p := range v.parents {
@@ -144,7 +145,7 @@ func (v *view[S, I, P]) Get(key string) (string, bool) {
 // shadowed reports whether key is hidden, for parent i, by the item's own
 // labels or an earlier parent's.
 func (v *view[S, I, P]) shadowed(key string, i int) bool {
-	if _, ok := v.own[key]; ok {
+	if _, ok := v.own.get(key); ok {
 		return true
 	}
 	for _, p := range v.parents[:i] {
@@ -156,6 +157,59 @@ func (v *view[S, I, P]) shadowed(key string, i int) bool {
 }
 
 var _ selector.Labels = (*view[int, int, int])(nil)
+
+// labelList is an item's own labels sorted by key: less than half the memory of
+// a map of a few labels (4 labels: 128 B against 320 B), and as fast to
+// search at the sizes labels have.
+type labelList []label
+
+type label struct{ key, value string }
+
+// linearMax is the longest list get scans rather than bisects.
+const linearMax = 8
+
+func (l labelList) get(key string) (string, bool) {
+	if len(l) <= linearMax {
+		for i := range l {
+			if l[i].key == key {
+				return l[i].value, true
+			}
+		}
+		return "", false
+	}
+	i, ok := slices.BinarySearchFunc(l, key, func(e label, k string) int { return strings.Compare(e.key, k) })
+	if !ok {
+		return "", false
+	}
+	return l[i].value, true
+}
+
+// equal reports whether l holds exactly the labels of m.
+func (l labelList) equal(m map[string]string) bool {
+	if len(l) != len(m) {
+		return false
+	}
+	for _, e := range l {
+		if v, ok := m[e.key]; !ok || v != e.value {
+			return false
+		}
+	}
+	return true
+}
+
+// setFrom makes l a sorted copy of m, reusing l's storage when it has room,
+// so that relabelling an item with as many labels does not allocate.
+func (l labelList) setFrom(m map[string]string) labelList {
+	if cap(l) < len(m) {
+		l = make(labelList, 0, len(m))
+	}
+	l = l[:0]
+	for k, v := range m {
+		l = append(l, label{k, v})
+	}
+	slices.SortFunc(l, func(a, b label) int { return strings.Compare(a.key, b.key) })
+	return l
+}
 
 // valueIndex maps label → value → set of T keyed by K.
 type valueIndex[K comparable, T any] map[string]map[string]map[K]T
@@ -236,18 +290,18 @@ func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P
 	if !ok {
 		it = &itemEntry[S, I, P]{id: id, matches: map[S]*selEntry[S, I, P]{}}
 		x.items[id] = it
-	} else if maps.Equal(it.labels.own, labels) && slices.Equal(it.parentIDs, parents) {
+	} else if it.labels.own.equal(labels) && slices.Equal(it.parentIDs, parents) {
 		return
 	}
 	var changed []string // own labels added, removed or given another value
-	for k, v := range it.labels.own {
-		if nv, ok := labels[k]; !ok || nv != v {
-			x.itemsByValue.remove(k, v, id)
-			changed = append(changed, k)
+	for _, e := range it.labels.own {
+		if nv, ok := labels[e.key]; !ok || nv != e.value {
+			x.itemsByValue.remove(e.key, e.value, id)
+			changed = append(changed, e.key)
 		}
 	}
 	for k, v := range labels {
-		if ov, ok := it.labels.own[k]; !ok || ov != v {
+		if ov, ok := it.labels.own.get(k); !ok || ov != v {
 			x.itemsByValue.add(k, v, id, it)
 			if ok {
 				continue // counted above
@@ -255,7 +309,7 @@ func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P
 			changed = append(changed, k)
 		}
 	}
-	it.labels.own = copyInto(it.labels.own, labels)
+	it.labels.own = it.labels.own.setFrom(labels)
 	if ok && slices.Equal(it.parentIDs, parents) {
 		// Only own labels changed, so only selectors that read one of them
 		// can change their verdict: the others' matches stand, and every
@@ -283,8 +337,8 @@ func (x *Index[S, I, P]) DeleteItem(id I) {
 	for _, s := range it.matches {
 		x.unlink(s, it)
 	}
-	for k, v := range it.labels.own {
-		x.itemsByValue.remove(k, v, id)
+	for _, e := range it.labels.own {
+		x.itemsByValue.remove(e.key, e.value, id)
 	}
 	x.unlinkParents(it)
 	delete(x.items, id)
@@ -533,8 +587,8 @@ func (x *Index[S, I, P]) reevaluate(it *itemEntry[S, I, P], keys []string) {
 			x.tryStart(s, it)
 		}
 	}
-	for k, v := range it.labels.own {
-		x.eachCandidate(k, v, try)
+	for _, e := range it.labels.own {
+		x.eachCandidate(e.key, e.value, try)
 	}
 	for i, p := range it.labels.parents {
 		for k, v := range p.labels {

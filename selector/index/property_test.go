@@ -63,6 +63,13 @@ func randLabels(r *rand.Rand) map[string]string {
 			l[k] = []string{"x", "y", "z", "xy"}[r.IntN(4)]
 		}
 	}
+	if r.IntN(6) == 0 {
+		// Keys that sort between a and b, so that lookups of a, b and c
+		// take the bisecting path of a long label list.
+		for i := range 6 + r.IntN(8) {
+			l[fmt.Sprint("a", i)] = "x"
+		}
+	}
 	return l
 }
 
