@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -143,7 +144,13 @@ func combine(scope Scope, ns string, nsSel selector.Selector, saNames []string, 
 		parts = append(parts, sa)
 	}
 	parts = append(parts, sel)
-	return canonical(parts...), nil
+	out := canonical(parts...)
+	if err := out.Err(); err != nil {
+		// Parts that parse alone can nest one level too deep together (an
+		// || group 100 levels deep under the && of the parts).
+		return selector.Nothing(), fmt.Errorf("combined with the scope and service-account parts: %w", err)
+	}
+	return out, nil
 }
 
 // canonical is the conjunction of parts without all() terms and repeats, re-parsed from
@@ -227,13 +234,22 @@ func (m *EntityMatch) NotMatchSelector() (sel selector.Selector, ok bool) {
 	return canonical(*m.NotSelector), true
 }
 
+// combineField names the field a combine error is reported on: selector
+// when the parts nest too deep together, else other.
+func combineField(err error, other string) string {
+	if errors.Is(err, selector.ErrUnrepresentable) {
+		return "selector"
+	}
+	return other
+}
+
 // resolveSelections works out the combined selectors of a resolved policy
 // and its rules, reporting a key that is too long once prefixed.
 func resolveSelections(rp *ResolvedPolicy, res *Resolver, e *errs) {
 	spec := root("spec")
 	s, err := res.combine(rp.Scope, rp.Namespace, rp.NamespaceSelector, nil, rp.ServiceAccountSelector, rp.Selector)
 	if err != nil {
-		e.add(spec.field("namespaceSelector"), err.Error())
+		e.add(spec.field(combineField(err, "namespaceSelector")), err.Error())
 	}
 	rp.selection = selection{ok: true, sel: s}
 	for _, d := range []struct {
@@ -251,7 +267,11 @@ func resolveSelections(rp *ResolvedPolicy, res *Resolver, e *errs) {
 				if m.HasSelector {
 					s, err := res.combine(m.Scope, m.Namespace, m.NamespaceSelector, m.ServiceAccountNames, m.ServiceAccountSelector, m.Selector)
 					if err != nil {
-						e.add(spec.field(d.name).at(i).field(side.name), err.Error())
+						at := spec.field(d.name).at(i).field(side.name)
+						if f := combineField(err, ""); f != "" {
+							at = at.field(f)
+						}
+						e.add(at, err.Error())
 					}
 					m.selection.sel = s
 				}

@@ -345,9 +345,12 @@ func TestPortAndProtocolJSON(t *testing.T) {
 }
 
 // A namespaceSelector or serviceAccountSelector that parses is resolved
-// however deeply it nests: the label-prefixed copy Resolve makes re-parses
+// up to the nesting limit: the label-prefixed copy Resolve makes re-parses
 // its canonical form. Nesting beyond the limit is reported on the field
-// itself as a *selector.ParseError.
+// itself as a *selector.ParseError; parts that parse alone but nest too
+// deep once combined (an || group at the limit under the parts' &&) are
+// reported on the selector, never resolved to a selector that matches
+// nothing.
 func TestDeepNamespaceSelector(t *testing.T) {
 	nested := func(n int) string {
 		return strings.Repeat(`a == "x" || b == "y" && (`, n) + `z == "1"` + strings.Repeat(")", n)
@@ -358,8 +361,22 @@ func TestDeepNamespaceSelector(t *testing.T) {
 			Spec:       GlobalNetworkPolicySpec{NamespaceSelector: sel, ServiceAccountSelector: sel},
 		}
 	}
-	_, err := gnp(nested(50)).Resolve() // 100 levels in canonical form
+	rp, err := gnp(nested(49)).Resolve() // 98 levels in canonical form
 	require.NoError(t, err)
+	require.NoError(t, rp.EndpointSelector().Err())
+	assert.True(t, rp.EndpointSelector().Evaluate(selector.Map{"pcns.a": "x", "pcsa.a": "x"}))
+
+	_, err = gnp(nested(50)).Resolve() // 100 levels alone, 101 once combined
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.Contains(t, err.Error(), "spec.selector: combined with the scope and service-account parts: brackets nested deeper than 100")
+
+	np := &NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deep", Namespace: "ns"},
+		Spec:       NetworkPolicySpec{Ingress: []Rule{{Action: Allow, Source: EntityRule{Selector: nested(50)}}}},
+	}
+	_, err = np.Resolve()
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.Contains(t, err.Error(), "spec.ingress[0].source.selector: combined")
 
 	_, err = gnp(nested(60)).Resolve()
 	var pe *selector.ParseError

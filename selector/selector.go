@@ -48,7 +48,7 @@ func (s Selector) UniqueID() string {
 // And, Or and Not; the first one found is kept.
 //
 // A selector with an error matches nothing (Evaluate, Compiled.Evaluate),
-// is not Satisfiable, and fails MarshalText and ToLabelSelector; String
+// is not Satisfiable, and fails MarshalText and k8sselector.ToLabelSelector; String
 // still writes its best rendering, for logs, but that text does not parse
 // back to it. A selector whose Err is nil always has a String that Parse
 // accepts and gives back byte for byte. Parse never returns one with an
