@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -82,26 +81,10 @@ type env struct {
 	client   *nettest.Pod
 	tr       *services.Tracker
 	b        Backend
-	// logs holds what the Tracker logged (also copied to stderr).
-	logs *lockedBuffer
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	// logs holds what the Tracker logged (also copied to stderr). The
+	// slog handler serialises its writes; read it only between calls
+	// into the Tracker and the backend.
+	logs *bytes.Buffer
 }
 
 func newEnv(t *testing.T, f Factory, nBackends int) *env {
@@ -115,7 +98,7 @@ func newEnv(t *testing.T, f Factory, nBackends int) *env {
 		e.backends = append(e.backends, b)
 	}
 	e.client = e.node.AddPod(t)
-	e.logs = &lockedBuffer{}
+	e.logs = &bytes.Buffer{}
 	e.tr = services.NewTracker(services.TrackerConfig{NodeName: e.node.Name}, slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, os.Stderr), nil)))
 	cleaner, closeCT, err := conntrack.NewInNetns(e.node.NS.Path, nil)
 	require.NoError(t, err)
@@ -383,34 +366,45 @@ func loadBalancerSourceRanges(t *testing.T, f Factory, _ Features) {
 	require.NoError(t, err, "client added to the source ranges")
 }
 
+// udpDNS makes a UDP Service dns at vip:53 whose one endpoint is the
+// first backend, syncs, and returns the backends and ask, which sends a
+// datagram from one client socket (so one conntrack entry for all
+// calls) and returns the answering backend's name.
+func udpDNS(t *testing.T, f Factory, vip string) (e *env, a, b *nettest.Pod, ask func() (string, error)) {
+	t.Helper()
+	e = newEnv(t, f, 2)
+	a, b = e.backends[0], e.backends[1]
+	e.tr.OnServiceUpdate(st.Service("default", "dns", vip, st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	e.slice("dns", a)
+	e.sync(t)
+	c, err := e.client.Dial(context.Background(), "udp", netip.AddrPortFrom(netip.MustParseAddr(vip), 53))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return e, a, b, func() (string, error) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
+	}
+}
+
 // udpEndpointReplaced sends from one UDP socket (so one conntrack entry)
 // before and after its endpoint is replaced: the conntrack cleanup makes
 // the next datagram reach the new endpoint at once, though the old one
 // still listens.
 func udpEndpointReplaced(t *testing.T, f Factory, _ Features) {
-	e := newEnv(t, f, 2)
-	a, b := e.backends[0], e.backends[1]
-	e.tr.OnServiceUpdate(st.Service("default", "dns", "10.96.0.15", st.Port("dns", v1.ProtocolUDP, 53, 0)))
-	e.slice("dns", a)
-	e.sync(t)
-
-	c, err := e.client.Dial(context.Background(), "udp", netip.MustParseAddrPort("10.96.0.15:53"))
+	e, a, b, ask := udpDNS(t, f, "10.96.0.15")
+	got, err := ask()
 	require.NoError(t, err)
-	defer c.Close()
-	ask := func() string {
-		t.Helper()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		_, err := c.Write([]byte("ping"))
-		require.NoError(t, err)
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		require.NoError(t, err)
-		return string(buf[:n])
-	}
-	assert.Equal(t, a.Name, ask())
+	assert.Equal(t, a.Name, got)
 	e.slice("dns", b)
 	e.sync(t)
-	assert.Equal(t, b.Name, ask(), "stale conntrack entry still sends to the removed endpoint")
+	got, err = ask()
+	require.NoError(t, err)
+	assert.Equal(t, b.Name, got, "stale conntrack entry still sends to the removed endpoint")
 }
 
 // udpLastEndpointRemoved: one UDP socket's flow is DNATed to the
@@ -421,24 +415,7 @@ func udpEndpointReplaced(t *testing.T, f Factory, _ Features) {
 // going to the old endpoint); then a new endpoint answers the same
 // socket (the cleanup of the flows that were not DNATed).
 func udpLastEndpointRemoved(t *testing.T, f Factory, _ Features) {
-	e := newEnv(t, f, 2)
-	a, b := e.backends[0], e.backends[1]
-	e.tr.OnServiceUpdate(st.Service("default", "dns", "10.96.0.22", st.Port("dns", v1.ProtocolUDP, 53, 0)))
-	e.slice("dns", a)
-	e.sync(t)
-
-	c, err := e.client.Dial(context.Background(), "udp", netip.MustParseAddrPort("10.96.0.22:53"))
-	require.NoError(t, err)
-	defer c.Close()
-	ask := func() (string, error) {
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return "", err
-		}
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		return string(buf[:n]), err
-	}
+	e, a, b, ask := udpDNS(t, f, "10.96.0.22")
 	got, err := ask()
 	require.NoError(t, err)
 	assert.Equal(t, a.Name, got)
