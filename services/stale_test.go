@@ -11,14 +11,10 @@ import (
 )
 
 func TestStaleFlows(t *testing.T) {
-	dns := []st.SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 5353}}
 	resolve := func(proto v1.Protocol, eps ...st.Endpoint) *services.Resolved {
 		tr := services.NewTracker(services.TrackerConfig{}, nil)
 		tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.10", st.Port("dns", proto, 53, 30053)))
-		ports := dns
-		if proto == v1.ProtocolTCP {
-			ports = []st.SlicePort{{Name: "dns", Proto: v1.ProtocolTCP, Port: 5353}}
-		}
+		ports := []st.SlicePort{{Name: "dns", Proto: proto, Port: 5353}}
 		tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", ports, eps...))
 		for _, r := range tr.Changes() {
 			return r
@@ -40,6 +36,8 @@ func TestStaleFlows(t *testing.T) {
 	}{
 		{"endpoint replaced", resolve("UDP", a), resolve("UDP", b), []string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
 		{"endpoint kept", resolve("UDP", a), resolve("UDP", a, b), nil},
+		{"last endpoint gone", resolve("UDP", a), resolve("UDP"), []string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+		{"sctp endpoint replaced", resolve("SCTP", a), resolve("SCTP", b), []string{"SCTP *:30053 -> 10.244.0.1:5353", "SCTP 10.96.0.10:53 -> 10.244.0.1:5353"}},
 		{"first endpoint: unDNATed flows", resolve("UDP"), resolve("UDP", a), []string{"UDP *:30053 -> (not DNATed)", "UDP 10.96.0.10:53 -> (not DNATed)"}},
 		{"service deleted", resolve("UDP", a), nil, []string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
 		{"tcp ignored", resolve("TCP", a), resolve("TCP", b), nil},

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/tabbynet/tabby/services"
@@ -585,4 +586,61 @@ func TestInvalidConfigHandling(t *testing.T) {
 		ServiceExternalIPs: []netip.Prefix{{}},
 	})
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}, got)
+}
+
+// A named targetPort ("web") is resolved per pod by the EndpointSlice
+// controller: pods whose container calls port "web" by different numbers
+// end up in different slices, each slice port named after the Service
+// port ("http") with that pod's number. The Tracker takes each
+// endpoint's number from its own slice.
+func TestTrackerNamedTargetPort(t *testing.T) {
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "web", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.Ports[0].TargetPort = intstr.FromString("web")
+	}))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "web", "web-a", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}, st.Endpoint{IP: "10.244.0.1"}))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "web", "web-b", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 9090}}, st.Endpoint{IP: "10.244.0.2"}))
+	r := tr.Changes()[spn("ns", "web", "http", v1.ProtocolTCP)]
+	require.NotNil(t, r)
+	assert.Equal(t, uint16(80), r.Port.Port)
+	assert.Equal(t, []string{"10.244.0.1:8080", "10.244.0.2:9090"}, addrs(r.Endpoints.Cluster))
+}
+
+// An externalTrafficPolicy Local Service's /32 follows its ready local
+// endpoints through the Tracker: announced with the first one, kept
+// while one is left, withdrawn when the last one goes (not ready,
+// moved to another node, slice deleted), back when one returns.
+func TestAnnounceWithdrawnWithLastLocalEndpoint(t *testing.T) {
+	cfg := services.AnnounceConfig{ServiceClusterIPs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}}
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.10", st.Port("http", v1.ProtocolTCP, 80, 30080), func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	}))
+	announced := func() []string {
+		tr.Changes()
+		var out []string
+		for _, p := range services.Announce(tr.All(), cfg) {
+			out = append(out, p.String())
+		}
+		return out
+	}
+	with, without := []string{"10.96.0.0/12", "10.96.0.10/32"}, []string{"10.96.0.0/12"}
+	assert.Equal(t, without, announced(), "no endpoint yet")
+	for _, step := range []struct {
+		name string
+		eps  []st.Endpoint
+		want []string
+	}{
+		{"two local endpoints", []st.Endpoint{{IP: "10.244.0.1", Node: "me"}, {IP: "10.244.0.2", Node: "me"}}, with},
+		{"one local left", []st.Endpoint{{IP: "10.244.0.1", Node: "me"}, {IP: "10.244.0.2", Node: "other"}}, with},
+		{"the last local one not ready", []st.Endpoint{{IP: "10.244.0.1", Node: "me", NotReady: true}, {IP: "10.244.0.2", Node: "other"}}, without},
+		{"ready again", []st.Endpoint{{IP: "10.244.0.1", Node: "me"}}, with},
+		{"moved to another node", []st.Endpoint{{IP: "10.244.0.1", Node: "other"}}, without},
+		{"back", []st.Endpoint{{IP: "10.244.0.1", Node: "me"}}, with},
+	} {
+		tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, step.eps...))
+		assert.Equal(t, step.want, announced(), step.name)
+	}
+	tr.OnEndpointSliceDelete(st.Slice("ns", "s", "s-1", tcp80))
+	assert.Equal(t, without, announced(), "slice deleted")
 }

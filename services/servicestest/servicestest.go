@@ -129,6 +129,8 @@ func Many(ns string, n, k int, nodePorts bool) ([]*v1.Service, []*discovery.Endp
 var (
 	DNSPorts = []SlicePort{{Name: "dns", Proto: v1.ProtocolUDP, Port: 53}}
 	WebPorts = []SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}}
+	// SCTPPorts is the slice port of Scenario's SCTP Service.
+	SCTPPorts = []SlicePort{{Name: "sctp", Proto: v1.ProtocolSCTP, Port: 9900}}
 )
 
 // Scenario loads into tr a set of Services covering every feature the
@@ -186,6 +188,9 @@ func Scenario(tr *services.Tracker) {
 	tr.OnServiceUpdate(Service("default", "mixed", "10.96.0.82", Port("http", v1.ProtocolTCP, 80, 30150), bothLocal))
 	tr.OnEndpointSliceUpdate(Slice("default", "mixed", "mixed-1", WebPorts,
 		Endpoint{IP: "10.244.1.15", Node: "node-a"}, Endpoint{IP: "10.244.2.15", Node: "node-b"}))
+	// SCTP, with a node port.
+	tr.OnServiceUpdate(Service("default", "sctp", "10.96.7.7", Port("sctp", v1.ProtocolSCTP, 9000, 30160)))
+	tr.OnEndpointSliceUpdate(Slice("default", "sctp", "sctp-1", SCTPPorts, Endpoint{IP: "10.244.2.16", Node: "node-b"}))
 	// Invalid: skipped, others unaffected.
 	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
 }
@@ -256,6 +261,9 @@ func TraceCases(iptablesMode bool) []TraceCase {
 		{"both policies local: the node's node port goes cluster-wide", "192.168.0.10", "192.168.0.10", "tcp", 30150, true, []string{"DNAT 10.244.1.15:8080 masq", "DNAT 10.244.2.15:8080 masq"}},
 		{"both policies local: outside uses the local endpoint", "198.51.100.1", "192.168.0.10", "tcp", 30150, false, []string{"DNAT 10.244.1.15:8080"}},
 		{"both policies local: the cluster IP uses the local endpoint", "10.244.3.3", "10.96.0.82", "tcp", 80, false, []string{"DNAT 10.244.1.15:8080"}},
+		{"sctp cluster IP", "10.244.3.3", "10.96.7.7", "sctp", 9000, false, []string{"DNAT 10.244.2.16:9900"}},
+		{"sctp node port from outside", "198.51.100.1", "192.168.0.10", "sctp", 30160, false, []string{"DNAT 10.244.2.16:9900 masq"}},
+		{"sctp service's port over tcp is not served", "10.244.3.3", "10.96.7.7", "tcp", 9000, false, unserved},
 		{"invalid service skipped", "10.244.3.3", "10.96.0.999", "tcp", 80, false, nil},
 	}
 }

@@ -5,9 +5,13 @@
 package kernelsuite
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +60,8 @@ func Run(t *testing.T, f Factory, feat Features) {
 		{"ExternalTrafficPolicyLocal", externalTrafficPolicyLocal},
 		{"BothTrafficPoliciesLocal", bothTrafficPoliciesLocal},
 		{"UDPEndpointReplaced", udpEndpointReplaced},
+		{"UDPLastEndpointRemoved", udpLastEndpointRemoved},
+		{"BadInput", badInput},
 		{"Churn", churn},
 		{"Hairpin", hairpin},
 		{"HairpinPeer", func(t *testing.T, f Factory, _ Features) { HairpinPeer(t, f) }},
@@ -75,6 +81,10 @@ type env struct {
 	client   *nettest.Pod
 	tr       *services.Tracker
 	b        Backend
+	// logs holds what the Tracker logged (also copied to stderr). The
+	// slog handler serialises its writes; read it only between calls
+	// into the Tracker and the backend.
+	logs *bytes.Buffer
 }
 
 func newEnv(t *testing.T, f Factory, nBackends int) *env {
@@ -88,7 +98,8 @@ func newEnv(t *testing.T, f Factory, nBackends int) *env {
 		e.backends = append(e.backends, b)
 	}
 	e.client = e.node.AddPod(t)
-	e.tr = services.NewTracker(services.TrackerConfig{NodeName: e.node.Name}, nil)
+	e.logs = &bytes.Buffer{}
+	e.tr = services.NewTracker(services.TrackerConfig{NodeName: e.node.Name}, slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, os.Stderr), nil)))
 	cleaner, closeCT, err := conntrack.NewInNetns(e.node.NS.Path, nil)
 	require.NoError(t, err)
 	t.Cleanup(closeCT)
@@ -157,19 +168,31 @@ func clusterIPAndNodePort(t *testing.T, f Factory, _ Features) {
 	if testing.Short() {
 		n, tol = 150, 0.6
 	}
-	vip := netip.MustParseAddrPort("10.96.0.10:80")
-	got := distribution(t, e.client, vip, n)
-	require.Len(t, got, 3, "all backends reached: %v", got)
-	for _, b := range e.backends {
-		c := float64(got[b.Name])
-		assert.InDelta(t, float64(n)/3, c, tol*float64(n)/3, "backend %s of %v", b.Name, got)
+	spread := func(what string, got map[string]int) {
+		t.Helper()
+		t.Logf("%s: %d connections: %v", what, n, got)
+		require.Len(t, got, 3, "%s: all backends reached: %v", what, got)
+		for _, b := range e.backends {
+			c := float64(got[b.Name])
+			assert.InDelta(t, float64(n)/3, c, tol*float64(n)/3, "%s: backend %s of %v", what, b.Name, got)
+		}
 	}
+	vip := netip.MustParseAddrPort("10.96.0.10:80")
+	spread("cluster IP from a pod", distribution(t, e.client, vip, n))
 
 	// NodePort from an external client on the fabric, to the node
-	// address, spread over the backends too.
+	// address, spread over the backends within the same tolerance.
 	ext := e.topo.AddClient(t)
-	got = distribution(t, ext, netip.AddrPortFrom(e.node.IP, 30080), 30)
-	assert.Greater(t, len(got), 1, "node port spreads: %v", got)
+	spread("node port from an external client", distribution(t, ext, netip.AddrPortFrom(e.node.IP, 30080), n))
+
+	// The node port answers on every address of the node: a second one
+	// (on its loopback device), which the external client routes to it.
+	second := netip.MustParseAddr("192.0.2.50")
+	_, err := e.node.NS.Run(context.Background(), "ip", "addr", "add", second.String()+"/32", "dev", "lo")
+	require.NoError(t, err)
+	require.NoError(t, ext.NS.Handle().RouteAdd(&nl.Route{Dst: &net.IPNet{IP: second.AsSlice(), Mask: net.CIDRMask(32, 32)}, Gw: e.node.IP.AsSlice()}))
+	got := distribution(t, ext, netip.AddrPortFrom(second, 30080), 30)
+	assert.Greater(t, len(got), 1, "node port on the node's second address spreads: %v", got)
 
 	// UDP through the cluster IP.
 	ans, err := e.client.Probe("udp", netip.MustParseAddrPort("10.96.0.10:53"), 2*time.Second)
@@ -343,34 +366,105 @@ func loadBalancerSourceRanges(t *testing.T, f Factory, _ Features) {
 	require.NoError(t, err, "client added to the source ranges")
 }
 
+// udpDNS makes a UDP Service dns at vip:53 whose one endpoint is the
+// first backend, syncs, and returns the backends and ask, which sends a
+// datagram from one client socket (so one conntrack entry for all
+// calls) and returns the answering backend's name.
+func udpDNS(t *testing.T, f Factory, vip string) (e *env, a, b *nettest.Pod, ask func() (string, error)) {
+	t.Helper()
+	e = newEnv(t, f, 2)
+	a, b = e.backends[0], e.backends[1]
+	e.tr.OnServiceUpdate(st.Service("default", "dns", vip, st.Port("dns", v1.ProtocolUDP, 53, 0)))
+	e.slice("dns", a)
+	e.sync(t)
+	c, err := e.client.Dial(context.Background(), "udp", netip.AddrPortFrom(netip.MustParseAddr(vip), 53))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return e, a, b, func() (string, error) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "", err
+		}
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
+	}
+}
+
 // udpEndpointReplaced sends from one UDP socket (so one conntrack entry)
 // before and after its endpoint is replaced: the conntrack cleanup makes
 // the next datagram reach the new endpoint at once, though the old one
 // still listens.
 func udpEndpointReplaced(t *testing.T, f Factory, _ Features) {
-	e := newEnv(t, f, 2)
-	a, b := e.backends[0], e.backends[1]
-	e.tr.OnServiceUpdate(st.Service("default", "dns", "10.96.0.15", st.Port("dns", v1.ProtocolUDP, 53, 0)))
-	e.slice("dns", a)
-	e.sync(t)
-
-	c, err := e.client.Dial(context.Background(), "udp", netip.MustParseAddrPort("10.96.0.15:53"))
+	e, a, b, ask := udpDNS(t, f, "10.96.0.15")
+	got, err := ask()
 	require.NoError(t, err)
-	defer c.Close()
-	ask := func() string {
-		t.Helper()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		_, err := c.Write([]byte("ping"))
-		require.NoError(t, err)
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		require.NoError(t, err)
-		return string(buf[:n])
-	}
-	assert.Equal(t, a.Name, ask())
+	assert.Equal(t, a.Name, got)
 	e.slice("dns", b)
 	e.sync(t)
-	assert.Equal(t, b.Name, ask(), "stale conntrack entry still sends to the removed endpoint")
+	got, err = ask()
+	require.NoError(t, err)
+	assert.Equal(t, b.Name, got, "stale conntrack entry still sends to the removed endpoint")
+}
+
+// udpLastEndpointRemoved: one UDP socket's flow is DNATed to the
+// Service's only endpoint; once the Service has no endpoint left, the
+// next datagram is rejected (ICMP port unreachable: "connection refused"
+// on the connected socket) though the old endpoint still listens, as
+// the conntrack cleanup deleted the flow (without it the flow keeps
+// going to the old endpoint); then a new endpoint answers the same
+// socket (the cleanup of the flows that were not DNATed).
+func udpLastEndpointRemoved(t *testing.T, f Factory, _ Features) {
+	e, a, b, ask := udpDNS(t, f, "10.96.0.22")
+	got, err := ask()
+	require.NoError(t, err)
+	assert.Equal(t, a.Name, got)
+
+	e.slice("dns")
+	e.sync(t)
+	got, err = ask()
+	require.Error(t, err, "answered by %q after the last endpoint went: stale conntrack entry", got)
+	assert.Contains(t, err.Error(), "refused", "no endpoints: rejected")
+
+	e.slice("dns", b)
+	e.sync(t)
+	got, err = ask()
+	require.NoError(t, err, "new endpoint")
+	assert.Equal(t, b.Name, got)
+}
+
+// badInput: a Service with an invalid external IP, a Service asking for
+// a node port another (older) Service has, and an EndpointSlice endpoint
+// with an unparsable address are each skipped with a log line; Sync
+// succeeds, the good Service answers on its cluster IP and node port
+// from its good endpoint only, and the skipped Services have no rules.
+func badInput(t *testing.T, f Factory, _ Features) {
+	e := newEnv(t, f, 2)
+	good, other := e.backends[0], e.backends[1]
+	e.tr.OnServiceUpdate(st.Service("default", "good", "10.96.0.23", st.Port("http", v1.ProtocolTCP, 80, 30084), st.Created(1)))
+	e.tr.OnEndpointSliceUpdate(st.Slice("default", "good", "good-1", []st.SlicePort{{Name: "http", Proto: v1.ProtocolTCP, Port: 8080}},
+		st.Endpoint{IP: good.IP.String(), Node: e.node.Name}, st.Endpoint{IP: "10.244.0.999", Node: e.node.Name}))
+	e.tr.OnServiceUpdate(st.Service("default", "clash", "10.96.0.24", st.Port("http", v1.ProtocolTCP, 80, 30084), st.Created(2)))
+	e.slice("clash", other)
+	e.tr.OnServiceUpdate(st.Service("default", "invalid", "10.96.0.25", st.Port("http", v1.ProtocolTCP, 80, 0), st.ExternalIPs("192.0.2.300")))
+	e.slice("invalid", other)
+	e.sync(t)
+
+	logs := e.logs.String()
+	assert.Contains(t, logs, "10.244.0.999", "bad endpoint logged")
+	assert.Contains(t, logs, "default/clash", "clashing node port logged")
+	assert.Contains(t, logs, "node port already allocated")
+	assert.Contains(t, logs, "default/invalid", "invalid Service logged")
+
+	got := distribution(t, e.client, netip.MustParseAddrPort("10.96.0.23:80"), 10)
+	assert.Equal(t, map[string]int{good.Name: 10}, got, "good Service, good endpoint only")
+	ext := e.topo.AddClient(t)
+	got = distribution(t, ext, netip.AddrPortFrom(e.node.IP, 30084), 10)
+	assert.Equal(t, map[string]int{good.Name: 10}, got, "the node port is the older Service's")
+	for _, dst := range []string{"10.96.0.24:80", "10.96.0.25:80"} {
+		name, err := e.client.Probe("tcp", netip.MustParseAddrPort(dst), 500*time.Millisecond)
+		assert.Error(t, err, "skipped Service at %s answered (%s)", dst, name)
+	}
 }
 
 // churn changes the endpoints again and again while a client keeps
