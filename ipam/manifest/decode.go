@@ -129,6 +129,13 @@ func DecodePools(r io.Reader) ([]ipam.IPPool, error) {
 		if err == io.EOF {
 			break
 		}
+		var dup *yaml.TypeError
+		if errors.As(err, &dup) {
+			// Strict mode's duplicate keys: the document was parsed, so
+			// the next one can be read.
+			problems = append(problems, &FieldError{Document: n, Detail: "malformed YAML: " + err.Error(), Err: ErrDecode})
+			continue
+		}
 		if err != nil {
 			problems = append(problems, &FieldError{Document: n, Detail: "malformed YAML: " + err.Error(), Err: ErrDecode})
 			break // the parser cannot go on

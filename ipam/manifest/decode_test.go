@@ -200,32 +200,33 @@ func TestDecodeReportsEveryProblem(t *testing.T) {
 		`document 2: kind: must be IPPool, IPPoolList or List, got "Pool"`,
 	}, got)
 	assert.True(t, strings.HasPrefix(err.Error(), "3 problems:\n"))
+
+	// A duplicate key does not stop the stream.
+	_, err = DecodePools(strings.NewReader(head + "  cidr: 10.0.0.0/8\n---\n" + head + "  colour: red\n"))
+	require.ErrorAs(t, err, &de)
+	require.Len(t, de.Errors, 2)
+	assert.Equal(t, 1, de.Errors[0].Document)
+	assert.Equal(t, "spec.colour", de.Errors[1].Field)
+	assert.Equal(t, 2, de.Errors[1].Document)
 }
 
 // TestRoundTripThroughIPAM hands decoded pools to CreatePool and reads them
 // back unchanged: the decoder's defaults and checks are ipam's.
 func TestRoundTripThroughIPAM(t *testing.T) {
+	// calicoctl get ippools -o yaml, abridged.
 	in := `apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4-ippool
-spec:
-  cidr: 10.244.0.0/16
-  blockSize: 26
-  ipipMode: Never
-  vxlanMode: CrossSubnet
-  natOutgoing: true
-  nodeSelector: all()
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv6-ippool
-spec:
-  cidr: fd00:10:244::/64
-  allowedUses: [Workload]
-  nodeSelector: "kubernetes.io/os == 'linux'"
-  priority: 5
+kind: IPPoolList
+metadata: {resourceVersion: "1234"}
+items:
+- apiVersion: projectcalico.org/v3
+  kind: IPPool
+  metadata: {name: pods-v4, uid: 5e1c, resourceVersion: "99", creationTimestamp: "2026-01-01T00:00:00Z"}
+  spec: {cidr: 10.244.0.0/16, blockSize: 24, ipipMode: CrossSubnet, natOutgoing: true, nodeSelector: all(),
+    allowedUses: [Workload, Tunnel], disableBGPExport: false, assignmentMode: Automatic}
+- apiVersion: projectcalico.org/v3
+  kind: IPPool
+  metadata: {name: pods-v6}
+  spec: {cidr: "fd00:10:244::/64", allowedUses: [Workload], nodeSelector: "kubernetes.io/os == 'linux'", priority: 5}
 `
 	pools, err := DecodePools(strings.NewReader(in))
 	require.NoError(t, err)
@@ -245,8 +246,7 @@ spec:
 
 	// A pool overlapping a stored one decodes (the input alone is fine)
 	// and CreatePool refuses it.
-	more, err := DecodePools(strings.NewReader(strings.Replace(strings.Replace(in[:strings.Index(in, "---")],
-		"default-ipv4-ippool", "other", 1), "10.244.0.0/16", "10.244.64.0/18", 1)))
+	more, err := DecodePools(strings.NewReader(strings.Replace(head, "10.244.0.0/16", "10.244.64.0/18", 1)))
 	require.NoError(t, err)
 	_, err = a.CreatePool(ctx, more[0])
 	assert.True(t, errors.Is(err, ipam.ErrOverlap), "%v", err)
