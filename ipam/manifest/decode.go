@@ -354,7 +354,7 @@ func (d *docDecoder) spec(p *ipam.IPPool, s map[string]any, at string) {
 	// Calico fields tabby does not model: accepted only where ignoring
 	// them changes nothing.
 	if b, _ := d.boolean(at+"disableBGPExport", s["disableBGPExport"]); b {
-		d.fail(at+"disableBGPExport", ErrUnsupported, "true is not supported: tabby advertises every block of every pool over BGP")
+		d.fail(at+"disableBGPExport", ErrUnsupported, "true is not supported: an ipam.IPPool cannot keep its blocks out of BGP (a node agent advertises all its affine blocks)")
 	}
 	if mode, ok := d.str(at+"assignmentMode", s["assignmentMode"]); ok {
 		switch mode {
