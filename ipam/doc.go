@@ -27,6 +27,15 @@
 //     ListPools + WatchPools (outgoing NAT per pool, which
 //     dataplane/natoutgoing follows), ReleaseEmptyBlocks periodically,
 //     ReleaseNode on node deletion.
+//   - a platform builder with Calico pool manifests: package ipam/manifest
+//     (DecodePools) reads projectcalico.org/v3 IPPool, IPPoolList and
+//     kubectl List documents (YAML streams or JSON) strictly into IPPools
+//     for CreatePool, filling defaults and checking them with WithDefaults,
+//     Validate and Conflict (the checks CreatePool makes) and refusing the
+//     Calico settings tabby does not implement (assignmentMode Manual,
+//     disableBGPExport, namespaceSelector, the LoadBalancer use) by field
+//     path. It lives apart so that ipam imports no YAML parser. Tabby's
+//     Priority is read from spec.priority there.
 //   - tabbyctl and outside checkers: Usage (per pool, node and block),
 //     Check, Allocations and Handles (listings at one store revision),
 //     Lookup, ReleaseIPs and ReleaseByHandle.

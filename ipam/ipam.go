@@ -403,19 +403,13 @@ func (a *IPAM) Pool(ctx context.Context, name string) (IPPool, error) {
 // (ErrInvalid).
 func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	p = p.normalize()
-	if err := p.validate(); err != nil {
-		return IPPool{}, err
-	}
-	if err := p.validateNotMapped(); err != nil {
+	if err := p.Validate(); err != nil {
 		return IPPool{}, err
 	}
 	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
 		for _, q := range *pools {
-			if q.Name == p.Name {
-				return editSkip, fmt.Errorf("%w: pool %q already exists", ErrInvalid, p.Name)
-			}
-			if q.CIDR.Overlaps(p.CIDR) {
-				return editSkip, fmt.Errorf("pool %q (%s) overlaps pool %q (%s): %w", p.Name, p.CIDR, q.Name, q.CIDR, ErrOverlap)
+			if err := p.Conflict(q); err != nil {
+				return editSkip, err
 			}
 		}
 		*pools = append(*pools, p)

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -176,6 +177,83 @@ var (
 	v4Mapped = netip.MustParsePrefix("::ffff:0:0/96")
 )
 
+// WithDefaults returns p with Calico's defaults filled in, as CreatePool
+// stores it: BlockSize 26 (IPv4) or 122 (IPv6) when 0, IPIPMode and
+// VXLANMode Never when empty, AllowedUses Workload and Tunnel when empty,
+// and NodeSelector in its canonical form ("" is all()). It does not
+// validate: call Validate on the result.
+func (p IPPool) WithDefaults() IPPool { return p.normalize() }
+
+// Validate checks a pool with its defaults filled in (see WithDefaults)
+// on its own, as CreatePool does before looking at the stored pools: a
+// name, a plain masked CIDR outside the link-local ranges and (IPv6) the
+// IPv4-mapped range, a block size in range and not larger than the pool, a
+// valid node selector, known encapsulation modes (IPIP IPv4 only, not both)
+// and known uses. A bad pool is a *PoolFieldError, which matches
+// ErrInvalid.
+func (p IPPool) Validate() error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	return p.validateNotMapped()
+}
+
+// Conflict reports whether pools p and q can not both exist, as CreatePool
+// checks a new pool p against each stored pool q: the same name is
+// ErrInvalid, overlapping CIDRs are ErrOverlap. Both errors are
+// *PoolFieldError naming p and its field (name or cidr).
+func (p IPPool) Conflict(q IPPool) error {
+	if q.Name == p.Name {
+		return &PoolFieldError{Pool: p.Name, Field: "name", Detail: "already exists", Err: ErrInvalid}
+	}
+	if q.CIDR.Overlaps(p.CIDR) {
+		return &PoolFieldError{Pool: p.Name, Field: "cidr",
+			Detail: fmt.Sprintf("%s overlaps pool %q (%s)", p.CIDR, q.Name, q.CIDR), Err: ErrOverlap}
+	}
+	return nil
+}
+
+// PoolFieldError is a pool that is invalid or conflicts with another one.
+// Field is the JSON name of the IPPool field at fault (name, cidr,
+// blockSize, nodeSelector, ipipMode, vxlanMode, allowedUses), which is also
+// the field's name in a Calico IPPool's spec. errors.Is matches ErrInvalid
+// (or, for an overlap, ErrOverlap) and Err, such as the *selector.ParseError
+// of a bad nodeSelector.
+type PoolFieldError struct {
+	Pool   string // the pool's name
+	Field  string
+	Detail string // what is wrong, for people
+	Err    error  // ErrInvalid, ErrOverlap, or a cause that also matches ErrInvalid
+}
+
+// Error reads `invalid: pool "p": blockSize: block size /19 outside
+// 20-32`, or `pool "b": cidr: 10.0.0.0/17 overlaps pool "a" (10.0.0.0/16):
+// pool overlaps an existing pool`.
+func (e *PoolFieldError) Error() string {
+	msg := e.Field
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	switch {
+	case errors.Is(e.Err, ErrOverlap):
+		return fmt.Sprintf("pool %q: %s: %v", e.Pool, msg, e.Err)
+	case e.Err == ErrInvalid || e.Err == nil:
+		return fmt.Sprintf("%v: pool %q: %s", ErrInvalid, e.Pool, msg)
+	}
+	return fmt.Sprintf("%v: pool %q: %s: %v", ErrInvalid, e.Pool, msg, e.Err)
+}
+
+// Unwrap returns ErrInvalid (unless Err is ErrOverlap) and Err.
+func (e *PoolFieldError) Unwrap() []error {
+	switch {
+	case e.Err == nil:
+		return []error{ErrInvalid}
+	case e.Err == ErrInvalid || errors.Is(e.Err, ErrOverlap):
+		return []error{e.Err}
+	}
+	return []error{ErrInvalid, e.Err}
+}
+
 // normalize fills in defaults; it does not validate.
 func (p IPPool) normalize() IPPool {
 	if p.BlockSize == 0 {
@@ -199,55 +277,58 @@ func (p IPPool) normalize() IPPool {
 	return p
 }
 
-// Validate checks a normalized pool on its own (not against other pools).
+// validate checks a normalized pool on its own (not against other pools).
 func (p IPPool) validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: pool %q: %s", ErrInvalid, p.Name, fmt.Sprintf(format, args...))
+	bad := func(field, format string, args ...any) error {
+		return &PoolFieldError{Pool: p.Name, Field: field, Detail: fmt.Sprintf(format, args...), Err: ErrInvalid}
 	}
 	if err := validateName(p.Name); err != nil {
-		return bad("%v", err)
+		return bad("name", "%v", err)
 	}
 	if !p.CIDR.IsValid() {
-		return bad("no CIDR")
+		return bad("cidr", "no CIDR")
 	}
 	if p.CIDR.Addr().Is4In6() || p.CIDR.Addr().Zone() != "" {
-		return bad("CIDR %s must be plain IPv4 or IPv6", p.CIDR)
+		return bad("cidr", "CIDR %s must be plain IPv4 or IPv6", p.CIDR)
 	}
 	if p.CIDR != p.CIDR.Masked() {
-		return bad("CIDR %s has host bits set (did you mean %s?)", p.CIDR, p.CIDR.Masked())
+		return bad("cidr", "CIDR %s has host bits set (did you mean %s?)", p.CIDR, p.CIDR.Masked())
 	}
 	if p.CIDR.Overlaps(linkLocal4) || p.CIDR.Overlaps(linkLocal6) {
-		return bad("CIDR %s overlaps the link-local range", p.CIDR)
+		return bad("cidr", "CIDR %s overlaps the link-local range", p.CIDR)
 	}
 	lo, hi := 20, 32
 	if p.CIDR.Addr().Is6() {
 		lo, hi = 116, 128
 	}
 	if p.BlockSize < lo || p.BlockSize > hi {
-		return bad("block size /%d outside %d-%d", p.BlockSize, lo, hi)
+		return bad("blockSize", "block size /%d outside %d-%d", p.BlockSize, lo, hi)
 	}
 	if p.BlockSize < p.CIDR.Bits() {
-		return bad("block size /%d is larger than the pool %s", p.BlockSize, p.CIDR)
+		return bad("blockSize", "block size /%d is larger than the pool %s", p.BlockSize, p.CIDR)
 	}
 	if _, err := selector.Parse(p.NodeSelector); err != nil {
 		// Both sentinels hold: ErrInvalid, and the selector's own
 		// (*selector.ParseError, selector.ErrInvalid).
-		return fmt.Errorf("%w: pool %q: nodeSelector: %w", ErrInvalid, p.Name, err)
+		return &PoolFieldError{Pool: p.Name, Field: "nodeSelector", Err: err}
 	}
-	for _, m := range []EncapMode{p.IPIPMode, p.VXLANMode} {
-		if m != EncapNever && m != EncapAlways && m != EncapCrossSubnet {
-			return bad("unknown encapsulation mode %q", m)
+	for _, f := range []struct {
+		field string
+		mode  EncapMode
+	}{{"ipipMode", p.IPIPMode}, {"vxlanMode", p.VXLANMode}} {
+		if f.mode != EncapNever && f.mode != EncapAlways && f.mode != EncapCrossSubnet {
+			return bad(f.field, "unknown encapsulation mode %q", f.mode)
 		}
 	}
 	if p.IPIPMode != EncapNever && p.VXLANMode != EncapNever {
-		return bad("ipipMode and vxlanMode cannot both be enabled")
+		return bad("vxlanMode", "ipipMode and vxlanMode cannot both be enabled")
 	}
 	if p.IPIPMode != EncapNever && p.CIDR.Addr().Is6() {
-		return bad("IPIP is IPv4 only")
+		return bad("ipipMode", "IPIP is IPv4 only")
 	}
 	for _, u := range p.AllowedUses {
 		if u != UseWorkload && u != UseTunnel {
-			return bad("unknown allowed use %q", u)
+			return bad("allowedUses", "unknown allowed use %q", u)
 		}
 	}
 	return nil
@@ -257,8 +338,8 @@ func (p IPPool) validate() error {
 // range ::ffff:0:0/96 (a mapped CIDR itself is refused by validate).
 func (p IPPool) validateNotMapped() error {
 	if p.CIDR.Addr().Is6() && p.CIDR.Overlaps(v4Mapped) {
-		return fmt.Errorf("%w: pool %q: CIDR %s overlaps the IPv4-mapped range %s, whose addresses are not IPv6 pod addresses",
-			ErrInvalid, p.Name, p.CIDR, v4Mapped)
+		return &PoolFieldError{Pool: p.Name, Field: "cidr", Err: ErrInvalid,
+			Detail: fmt.Sprintf("CIDR %s overlaps the IPv4-mapped range %s, whose addresses are not IPv6 pod addresses", p.CIDR, v4Mapped)}
 	}
 	return nil
 }
