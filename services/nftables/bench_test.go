@@ -3,6 +3,7 @@ package nftables_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -79,7 +80,7 @@ func BenchmarkFullSync(b *testing.B) {
 				cpu := cpuTime()
 				defer reportCPU(b, cpu)
 				for range b.N {
-					p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+					p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family}, quiet())
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -106,7 +107,7 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 				// (With the service CIDR of st.Many's cluster IPs, as a
 				// kube-proxy configuration always has one.)
 				p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family,
-					ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}})
+					ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}}, quiet())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -154,7 +155,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 			tr := st.LoadTracker(n, 10)
 			tr.OnServiceUpdate(st.Service("default", "target", "10.111.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
 			tr.OnEndpointSliceUpdate(st.Slice("default", "target", "target-1", webPorts, st.Endpoint{IP: backend.IP.String(), Node: node.Name}))
-			p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family})
+			p, err := snft.New(nft, tr, snft.Config{Family: knftables.IPv4Family}, quiet())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -171,3 +172,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 		})
 	}
 }
+
+// quiet keeps the Proxier's Info line about each full rewrite out of the
+// benchmark output.
+func quiet() snft.Option { return snft.WithLogger(slog.New(slog.DiscardHandler)) }
