@@ -93,7 +93,7 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 	l.cni = libcni.NewCNIConfigWithCacheDir([]string{l.binDir}, filepath.Join(dir, "cache"),
 		&invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}})
 
-	done := step(w, "IPAM: an embedded etcd shared by the nodes, the pool %s (blockSize %d, vxlanMode %s)",
+	done := step(w, "IPAM: an embedded etcd shared by the nodes, the pool %s (blockSize %d, vxlanMode %s; a Calico IPPool manifest)",
 		pool.CIDR, pool.BlockSize, pool.VXLANMode)
 	if l.etcd, err = embedetcd.Start(ctx, embedetcd.WithReadyTimeout(20*time.Second)); err != nil {
 		return l, err

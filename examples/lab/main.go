@@ -62,6 +62,7 @@ import (
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 	"github.com/tabbynet/tabby/ipam"
+	"github.com/tabbynet/tabby/ipam/manifest"
 	"github.com/tabbynet/tabby/policy"
 )
 
@@ -111,6 +112,35 @@ const (
 	fabricMTU = 1500 // the nodes' eth0 (veths on the fabric bridge)
 	vxlanMTU  = 50   // the outer IPv4, UDP and VXLAN headers
 )
+
+// poolManifest is the lab's IP pool as the Calico manifest the workshop
+// would apply with calicoctl (projectcalico.org/v3), vxlanMode mode.
+func poolManifest(mode ipam.EncapMode) string {
+	return fmt.Sprintf(`apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+spec:
+  cidr: %s
+  blockSize: %d
+  ipipMode: Never
+  vxlanMode: %s
+  nodeSelector: all()
+`, poolCIDR, blockSize, mode)
+}
+
+// labPool decodes poolManifest(mode) with ipam/manifest, as an embedder
+// loads a Calico user's pools.
+func labPool(mode ipam.EncapMode) (ipam.IPPool, error) {
+	pools, err := manifest.DecodePools(strings.NewReader(poolManifest(mode)))
+	if err != nil {
+		return ipam.IPPool{}, fmt.Errorf("the lab's pool manifest: %w", err)
+	}
+	if len(pools) != 1 {
+		return ipam.IPPool{}, fmt.Errorf("the lab's pool manifest holds %d pools, not 1", len(pools))
+	}
+	return pools[0], nil
+}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == speakerCommand {
@@ -268,8 +298,11 @@ func run(w io.Writer, routing, cniBinDir string) (_ bool, err error) {
 			err = interrupted(left)
 		}
 	}()
-	cl, err := startCNI(ctx, w, cniBinDir, ipam.IPPool{Name: "default-ipv4-ippool",
-		CIDR: netip.MustParsePrefix(poolCIDR), BlockSize: blockSize, VXLANMode: mode})
+	pool, err := labPool(mode)
+	if err != nil {
+		return false, err
+	}
+	cl, err := startCNI(ctx, w, cniBinDir, pool)
 	if ctx.Err() != nil {
 		return false, errInterrupted
 	}

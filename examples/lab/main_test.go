@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -138,6 +139,24 @@ func TestRoutingFor(t *testing.T) {
 	}
 	_, _, _, err := routingFor("ipip")
 	require.ErrorContains(t, err, `unknown -routing "ipip" (want vxlan or direct)`)
+}
+
+// TestLabPool: the lab's Calico pool manifest decodes into the pool the
+// lab needs for each routing mode, with ipam's defaults filled in.
+func TestLabPool(t *testing.T) {
+	for _, mode := range []ipam.EncapMode{ipam.EncapAlways, ipam.EncapNever} {
+		t.Run(string(mode), func(t *testing.T) {
+			p, err := labPool(mode)
+			require.NoError(t, err)
+			assert.Equal(t, "default-ipv4-ippool", p.Name)
+			assert.Equal(t, netip.MustParsePrefix(poolCIDR), p.CIDR)
+			assert.Equal(t, blockSize, p.BlockSize)
+			assert.Equal(t, mode, p.VXLANMode)
+			assert.Equal(t, ipam.EncapNever, p.IPIPMode)
+			assert.Equal(t, "all()", p.NodeSelector)
+			require.NoError(t, p.Validate())
+		})
+	}
 }
 
 // TestInterrupted checks what an interrupted lab says: that everything is
