@@ -129,9 +129,11 @@
 //
 // Pods and namespaces from the Kubernetes API (an informer's objects) become
 // endpoints and namespaces with EndpointFromPod and NamespaceFromK8s, as
-// Calico converts pods: addresses from status.podIPs (none once the pod has
-// finished), named ports from the containers, host-network pods refused
-// (ErrNotWorkload).
+// Calico converts pods: addresses from status.podIPs, or from the CNI
+// plugin's annotations (cni.projectcalico.org/podIPs) before the kubelet
+// reports them, none once the pod has finished or its CNI plugin has released
+// them during deletion; named ports from the containers; host-network pods
+// refused (ErrNotWorkload).
 //
 // Kubernetes NetworkPolicy conversion (FromK8s) gives knp.default.<name> in
 // the default tier at order 1000; pod selectors gain

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -26,9 +27,18 @@ var ErrNotWorkload = errors.New("not a workload endpoint")
 //   - ServiceAccount from spec.serviceAccountName (its labels, which a Pod
 //     does not carry, are the ServiceAccount resource's: Model's
 //     UpdateServiceAccount);
-//   - Addresses from status.podIPs (status.podIP when podIPs is empty), none
-//     while the pod has no IP yet and none once it has finished (phase
-//     Succeeded or Failed), since its addresses then return to the pool;
+//   - Addresses from status.podIPs (status.podIP when podIPs is empty), or,
+//     while the kubelet has not reported them yet, from the annotations a CNI
+//     plugin writes as soon as it has wired the pod, in Calico's order:
+//     cni.projectcalico.org/podIPs, cni.projectcalico.org/podIP (Calico CNI;
+//     comma-separated addresses or host prefixes such as 10.244.1.9/32), then
+//     vpc.amazonaws.com/pod-ips (AWS VPC CNI); none while the pod has no IP
+//     yet and none once it has finished: phase Succeeded, Failed or
+//     Completed, or being deleted (deletionTimestamp set) with
+//     cni.projectcalico.org/podIP or vpc.amazonaws.com/pod-ips present and
+//     empty, which the CNI plugin writes when it has released the addresses
+//     (libcalico-go's IsFinished), since its addresses then return to the
+//     pool and may already belong to another pod;
 //   - Ports: the named ports (name and containerPort set) of the containers,
 //     then of the init containers, for named-port rules; protocol TCP when not
 //     given, UDP, SCTP; a port of another protocol is left out.
@@ -53,21 +63,16 @@ func EndpointFromPod(pod *corev1.Pod) (*Endpoint, error) {
 		ServiceAccount: pod.Spec.ServiceAccountName,
 	}
 	var e errs
-	finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
-	ips := pod.Status.PodIPs
-	ipsField := root("status").field("podIPs")
-	if len(ips) == 0 && pod.Status.PodIP != "" {
-		ips = []corev1.PodIP{{IP: pod.Status.PodIP}}
-		ipsField = root("status").field("podIP")
-	}
+	finished := podFinished(pod)
+	ips, ipsField, indexed := podIPs(pod)
 	for i, ip := range ips {
-		a, err := netip.ParseAddr(ip.IP)
-		if err != nil || a.Zone() != "" {
+		a, err := parsePodIP(ip)
+		if err != nil {
 			p := ipsField
-			if len(pod.Status.PodIPs) > 0 {
+			if indexed {
 				p = ipsField.at(i)
 			}
-			e.add(p, fmt.Sprintf("invalid IP address %q", ip.IP))
+			e.add(p, fmt.Sprintf("invalid IP address %q", ip))
 			continue
 		}
 		if !finished {
@@ -102,6 +107,82 @@ func EndpointFromPod(pod *corev1.Pod) (*Endpoint, error) {
 		return nil, err
 	}
 	return ep, nil
+}
+
+// The pod annotations that carry a pod's addresses before the kubelet
+// reports them in its status (Calico CNI, AWS VPC CNI), as libcalico-go's
+// pod conversion reads them.
+const (
+	annotationCalicoPodIPs = "cni.projectcalico.org/podIPs"
+	annotationCalicoPodIP  = "cni.projectcalico.org/podIP"
+	annotationAWSPodIPs    = "vpc.amazonaws.com/pod-ips"
+)
+
+// podPhaseCompleted is a phase Calico counts as finished though the
+// Kubernetes API does not define it.
+const podPhaseCompleted corev1.PodPhase = "Completed"
+
+// podFinished reports whether the pod no longer owns its addresses, as
+// libcalico-go's IsFinished decides it.
+func podFinished(pod *corev1.Pod) bool {
+	switch pod.Status.Phase {
+	case corev1.PodSucceeded, corev1.PodFailed, podPhaseCompleted:
+		return true
+	}
+	if pod.DeletionTimestamp == nil {
+		return false
+	}
+	for _, k := range []string{annotationCalicoPodIP, annotationAWSPodIPs} {
+		if v, ok := pod.Annotations[k]; ok && v == "" {
+			return true // the CNI plugin has released the addresses
+		}
+	}
+	return false
+}
+
+// podIPs returns the pod's addresses as written, the field they came from,
+// and whether that field is a list (so a bad entry is named by index).
+func podIPs(pod *corev1.Pod) ([]string, path, bool) {
+	if len(pod.Status.PodIPs) > 0 {
+		ips := make([]string, len(pod.Status.PodIPs))
+		for i, ip := range pod.Status.PodIPs {
+			ips[i] = ip.IP
+		}
+		return ips, root("status").field("podIPs"), true
+	}
+	if pod.Status.PodIP != "" {
+		return []string{pod.Status.PodIP}, root("status").field("podIP"), false
+	}
+	for _, k := range []string{annotationCalicoPodIPs, annotationCalicoPodIP, annotationAWSPodIPs} {
+		if v := pod.Annotations[k]; v != "" {
+			ips := strings.Split(v, ",")
+			for i := range ips {
+				ips[i] = strings.TrimSpace(ips[i])
+			}
+			return ips, root("metadata").field("annotations[" + k + "]"), len(ips) > 1
+		}
+	}
+	return nil, path{}, false
+}
+
+// parsePodIP parses an address, or a host prefix (10.244.1.9/32) as Calico
+// CNI writes in its annotations.
+func parsePodIP(s string) (netip.Addr, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if !p.IsSingleIP() {
+			return netip.Addr{}, fmt.Errorf("%s is not a single address", s)
+		}
+		s = p.Addr().String()
+	}
+	a, err := netip.ParseAddr(s)
+	if err == nil && a.Zone() != "" {
+		err = fmt.Errorf("%s has a zone", s)
+	}
+	return a, err
 }
 
 // NamespaceFromK8s converts a Kubernetes Namespace into the Namespace policy

@@ -49,6 +49,39 @@ func TestEndpointFromPod(t *testing.T) {
 		{"no IP yet", func(p *corev1.Pod) { p.Status.PodIPs, p.Status.PodIP = nil, "" }, nil},
 		{"succeeded: addresses returned to the pool", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }, nil},
 		{"failed", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }, nil},
+		{"completed (a phase Calico counts as finished)", func(p *corev1.Pod) { p.Status.Phase = "Completed" }, nil},
+		// Before the kubelet reports the addresses, the CNI plugin's
+		// annotations give them, as libcalico-go's getPodIPs reads them.
+		{"pending: Calico CNI's podIPs annotation", func(p *corev1.Pod) {
+			p.Status = corev1.PodStatus{Phase: corev1.PodPending}
+			p.Annotations = map[string]string{annotationCalicoPodIPs: "10.0.0.2/32,fd00::2/128", annotationCalicoPodIP: "10.0.0.9/32"}
+		}, both},
+		{"pending: Calico CNI's podIP annotation", func(p *corev1.Pod) {
+			p.Status = corev1.PodStatus{Phase: corev1.PodPending}
+			p.Annotations = map[string]string{annotationCalicoPodIP: "10.0.0.2/32"}
+		}, both[:1]},
+		{"pending: AWS VPC CNI's annotation, plain addresses", func(p *corev1.Pod) {
+			p.Status = corev1.PodStatus{Phase: corev1.PodPending}
+			p.Annotations = map[string]string{annotationAWSPodIPs: "10.0.0.2, fd00::2"}
+		}, both},
+		{"status wins over the annotations", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{annotationCalicoPodIPs: "10.9.9.9/32"}
+		}, both},
+		{"terminating, Calico CNI released the addresses", func(p *corev1.Pod) {
+			p.DeletionTimestamp = &metav1.Time{}
+			p.Annotations = map[string]string{annotationCalicoPodIP: "", annotationCalicoPodIPs: ""}
+		}, nil},
+		{"terminating, AWS VPC CNI released the addresses", func(p *corev1.Pod) {
+			p.DeletionTimestamp = &metav1.Time{}
+			p.Annotations = map[string]string{annotationAWSPodIPs: ""}
+		}, nil},
+		{"terminating, still wired (grace period)", func(p *corev1.Pod) {
+			p.DeletionTimestamp = &metav1.Time{}
+			p.Annotations = map[string]string{annotationCalicoPodIP: "10.0.0.2/32"}
+		}, both},
+		{"not terminating: an empty annotation alone changes nothing", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{annotationCalicoPodIP: ""}
+		}, both},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +109,14 @@ func TestEndpointFromPodErrors(t *testing.T) {
 			`Pod shop/db: status.podIPs[1]: invalid IP address "fd00::zz"`},
 		{"bad podIP", testPod(func(p *corev1.Pod) { p.Status.PodIPs, p.Status.PodIP = nil, "10.0.0" }), ErrInvalid,
 			`Pod shop/db: status.podIP: invalid IP address "10.0.0"`},
+		{"bad podIPs annotation", testPod(func(p *corev1.Pod) {
+			p.Status.PodIPs, p.Status.PodIP = nil, ""
+			p.Annotations = map[string]string{annotationCalicoPodIPs: "10.0.0.2/32,10.0.1.0/24"}
+		}), ErrInvalid, `Pod shop/db: metadata.annotations[cni.projectcalico.org/podIPs][1]: invalid IP address "10.0.1.0/24"`},
+		{"bad podIP annotation", testPod(func(p *corev1.Pod) {
+			p.Status.PodIPs, p.Status.PodIP = nil, ""
+			p.Annotations = map[string]string{annotationCalicoPodIP: "fe80::1%eth0"}
+		}), ErrInvalid, `Pod shop/db: metadata.annotations[cni.projectcalico.org/podIP]: invalid IP address "fe80::1%eth0"`},
 		{"label the selector language cannot name", testPod(func(p *corev1.Pod) { p.Labels = map[string]string{"a b": "x"} }), ErrInvalid,
 			`labels: label "a b"`},
 	}

@@ -1,10 +1,13 @@
 package manifest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,7 +122,8 @@ func (e *DecodeError) Unwrap() []error {
 // problem found; see the package documentation for the fields read,
 // ignored and refused.
 func DecodePools(r io.Reader) ([]ipam.IPPool, error) {
-	dec := yaml.NewDecoder(r)
+	var read bytes.Buffer // what the decoder has read, to point at a tab
+	dec := yaml.NewDecoder(io.TeeReader(r, &read))
 	dec.SetStrict(true) // a duplicate key is an error
 	var pools []decoded
 	var problems []*FieldError
@@ -132,12 +136,13 @@ func DecodePools(r io.Reader) ([]ipam.IPPool, error) {
 		var dup *yaml.TypeError
 		if errors.As(err, &dup) {
 			// Strict mode's duplicate keys: the document was parsed, so
-			// the next one can be read.
-			problems = append(problems, &FieldError{Document: n, Detail: "malformed YAML: " + err.Error(), Err: ErrDecode})
+			// the next one can be read. The decoder's message spans lines
+			// ("yaml: unmarshal errors:\n  line 7: key ..."); one line each.
+			problems = append(problems, &FieldError{Document: n, Detail: "malformed YAML: " + strings.Join(dup.Errors, "; "), Err: ErrDecode})
 			continue
 		}
 		if err != nil {
-			problems = append(problems, &FieldError{Document: n, Detail: "malformed YAML: " + err.Error(), Err: ErrDecode})
+			problems = append(problems, &FieldError{Document: n, Detail: "malformed YAML: " + err.Error() + tabHint(err, read.Bytes()), Err: ErrDecode})
 			break // the parser cannot go on
 		}
 		d := &docDecoder{n: n}
@@ -155,6 +160,27 @@ func DecodePools(r io.Reader) ([]ipam.IPPool, error) {
 		out[i] = p.pool
 	}
 	return out, nil
+}
+
+// yamlErrorLine finds the line number in the YAML parser's messages
+// ("yaml: line 4: found character that cannot start any token").
+var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+):`)
+
+// tabHint says so when the line a YAML syntax error points at holds a tab,
+// the usual cause of "found character that cannot start any token": YAML
+// indents with spaces only. in is the input read so far (the parser's line
+// numbers count from the start of the stream).
+func tabHint(err error, in []byte) string {
+	m := yamlErrorLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return ""
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := bytes.Split(in, []byte("\n"))
+	if n < 1 || n > len(lines) || !bytes.Contains(lines[n-1], []byte("\t")) {
+		return ""
+	}
+	return fmt.Sprintf(" (line %d holds a tab: YAML indents with spaces only)", n)
 }
 
 // decoded is a pool and where it came from.
@@ -271,15 +297,20 @@ func (d *docDecoder) pool(m map[string]any, prefix string) []decoded {
 	before := len(d.problems)
 	d.name = ""
 	var p ipam.IPPool
+	named := false
 	if md, ok := d.mapping(prefix+"metadata", m["metadata"]); ok {
 		d.unknown(prefix+"metadata.", md, append([]string{"name", "namespace"}, ignoredMetadata...)...)
-		p.Name, _ = d.str(prefix+"metadata.name", md["name"])
+		var ok bool
+		p.Name, ok = d.str(prefix+"metadata.name", md["name"])
+		if !ok {
+			named = true // of the wrong type, already reported
+		}
 		d.name = p.Name
 		if ns, _ := d.str(prefix+"metadata.namespace", md["namespace"]); ns != "" {
 			d.fail(prefix+"metadata.namespace", ErrDecode, "must be empty: an IPPool is cluster-scoped, got %q", ns)
 		}
 	}
-	if p.Name == "" {
+	if p.Name == "" && !named {
 		d.fail(prefix+"metadata.name", ErrDecode, "required")
 	}
 	d.unknown(prefix, m, "apiVersion", "kind", "metadata", "spec")
@@ -426,7 +457,13 @@ func (d *docDecoder) str(field string, v any) (string, bool) {
 		return "", true
 	}
 	s, ok := v.(string)
-	if !ok {
+	switch {
+	case ok:
+	case isBool(v):
+		// name: y, mode: on: YAML 1.1 (what calicoctl and kubectl read)
+		// turns these unquoted words into booleans.
+		d.fail(field, ErrDecode, "must be a string, got %s (YAML 1.1 reads unquoted y, yes, on, n, no, off, true and false as booleans: quote the value)", kindOf(v))
+	default:
 		d.fail(field, ErrDecode, "must be a string, got %s", kindOf(v))
 	}
 	return s, ok
@@ -454,7 +491,17 @@ func (d *docDecoder) integer(field string, v any) (int, bool) {
 			return int(n), true
 		}
 	case uint64:
-		if n <= uint64(int(^uint(0)>>1)) {
+		if n <= uint64(math.MaxInt) {
+			return int(n), true
+		}
+	case float64:
+		// blockSize: 26.0 is 26 to calicoctl and kubectl, which turn YAML
+		// into JSON before reading it into an integer field.
+		if n != math.Trunc(n) || math.IsInf(n, 0) {
+			d.fail(field, ErrDecode, "must be an integer, got %s", kindOf(v))
+			return 0, false
+		}
+		if n >= math.MinInt64 && n < math.MaxInt64 && int64(n) == int64(int(n)) {
 			return int(n), true
 		}
 	default:
@@ -463,6 +510,11 @@ func (d *docDecoder) integer(field string, v any) (int, bool) {
 	}
 	d.fail(field, ErrDecode, "%v is out of range", v)
 	return 0, false
+}
+
+func isBool(v any) bool {
+	_, ok := v.(bool)
+	return ok
 }
 
 func kindOf(v any) string {
@@ -480,7 +532,7 @@ func kindOf(v any) string {
 	case int, int64, uint64:
 		return fmt.Sprintf("the integer %v", x)
 	case float64:
-		return fmt.Sprintf("the number %v", x)
+		return "the number " + strconv.FormatFloat(x, 'g', -1, 64)
 	}
 	return fmt.Sprintf("%T", v)
 }

@@ -44,6 +44,8 @@ func TestDecodeFields(t *testing.T) {
 		{"allowedUses", "  allowedUses: [Tunnel]\n", v4(func(p *ipam.IPPool) { p.AllowedUses = []ipam.Use{ipam.UseTunnel} })},
 		{"allowedUses empty is default", "  allowedUses: []\n", v4(nil)},
 		{"priority", "  priority: 10\n", v4(func(p *ipam.IPPool) { p.Priority = 10 })},
+		{"blockSize 28.0 is 28, as calicoctl reads it", "  blockSize: 28.0\n", v4(func(p *ipam.IPPool) { p.BlockSize = 28 })},
+		{"priority 1e2 is 100", "  priority: 1e2\n", v4(func(p *ipam.IPPool) { p.Priority = 100 })},
 		{"null is absent", "  blockSize:\n  nodeSelector: null\n", v4(nil)},
 		{"assignmentMode Automatic", "  assignmentMode: Automatic\n", v4(nil)},
 		{"disableBGPExport false", "  disableBGPExport: false\n", v4(nil)},
@@ -146,12 +148,20 @@ func TestDecodeRefusals(t *testing.T) {
 		{"blockSize range", head + "  blockSize: 19\n", 1, "spec.blockSize", ipam.ErrInvalid, "outside 20-32"},
 		{"blockSize type", head + "  blockSize: \"26\"\n", 1, "spec.blockSize", ErrDecode, "must be an integer"},
 		{"blockSize float", head + "  blockSize: 26.5\n", 1, "spec.blockSize", ErrDecode, "must be an integer"},
-		{"blockSize huge", head + "  blockSize: 99999999999999999999\n", 1, "spec.blockSize", ErrDecode, ""},
+		{"blockSize float says the number", head + "  blockSize: 26.5\n", 1, "spec.blockSize", ErrDecode, "got the number 26.5"},
+		{"blockSize NaN", head + "  blockSize: .nan\n", 1, "spec.blockSize", ErrDecode, "must be an integer"},
+		{"blockSize huge", head + "  blockSize: 99999999999999999999\n", 1, "spec.blockSize", ErrDecode, "1e+20 is out of range"},
+		{"name a YAML 1.1 boolean", strings.Replace(head, "name: p", "name: y", 1), 1, "metadata.name", ErrDecode,
+			"must be a string, got the boolean true (YAML 1.1 reads unquoted y, yes, on, n, no, off, true and false as booleans: quote the value)"},
+		{"tab indent", strings.Replace(head, "  name: p", "\tname: p", 1), 1, "", ErrDecode,
+			"found character that cannot start any token (line 4 holds a tab: YAML indents with spaces only)"},
+		{"tab in a later document", head + "---\n" + strings.Replace(head, "  cidr:", "\tcidr:", 1), 2, "", ErrDecode,
+			"(line 13 holds a tab: YAML indents with spaces only)"},
 		{"natOutgoing type", head + "  natOutgoing: \"true\"\n", 1, "spec.natOutgoing", ErrDecode, "true or false"},
 		{"mode unknown", head + "  ipipMode: always\n", 1, "spec.ipipMode", ipam.ErrInvalid, "unknown encapsulation"},
 		{"both modes", head + "  ipipMode: Always\n  vxlanMode: Always\n", 1, "spec.vxlanMode", ipam.ErrInvalid, "cannot both"},
 		{"bad nodeSelector", head + "  nodeSelector: 'a =='\n", 1, "spec.nodeSelector", selector.ErrInvalid, ""},
-		{"duplicate key", head + "  cidr: 10.0.0.0/8\n", 1, "", ErrDecode, "already set"},
+		{"duplicate key", head + "  cidr: 10.0.0.0/8\n", 1, "", ErrDecode, `document 1: malformed YAML: line 7: key "cidr" already set in map`},
 		{"malformed YAML", head + "---\nspec: [\n", 2, "", ErrDecode, "malformed YAML"},
 		{"not a mapping", "- a\n", 1, "", ErrDecode, "must be a mapping"},
 		{"duplicate name", head + "---\n" + strings.Replace(head, "10.244.0.0/16", "10.9.0.0/16", 1), 2, "metadata.name", ErrDuplicate, "document 1"},
@@ -250,4 +260,32 @@ items:
 	require.NoError(t, err)
 	_, err = a.CreatePool(ctx, more[0])
 	assert.True(t, errors.Is(err, ipam.ErrOverlap), "%v", err)
+}
+
+// TestDecodeOneProblemEach: a problem is reported once, and a hint only where
+// it applies (a metadata.name of the wrong type is not also "required"; a
+// syntax error on a line without a tab gets no tab hint).
+func TestDecodeOneProblemEach(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"name of the wrong type", strings.Replace(head, "name: p", "name: 12", 1),
+			[]string{"document 1: metadata.name: must be a string, got the integer 12"}},
+		{"syntax error without a tab", strings.Replace(head, "name: p", "name: @p", 1),
+			[]string{"document 1: malformed YAML: yaml: line 4: found character that cannot start any token"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodePools(strings.NewReader(tc.in))
+			var de *DecodeError
+			require.ErrorAs(t, err, &de)
+			var got []string
+			for _, f := range de.Errors {
+				got = append(got, f.Error())
+			}
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }

@@ -11,7 +11,10 @@
 // one JSON document (an IPPool or a list) reads as well; concatenated JSON
 // objects without "---" between them do not. Empty documents are skipped.
 // YAML is read with YAML 1.1 scalars, as calicoctl and kubectl read it
-// (natOutgoing: yes is true).
+// (natOutgoing: yes is true; so is an unquoted name: y, refused as a string
+// field holding a boolean, with a hint to quote it). A whole number written
+// as a float (blockSize: 26.0) is that integer, as it is to calicoctl, which
+// reads YAML through JSON. A syntax error on a line that holds a tab says so.
 //
 // # Fields
 //
