@@ -4,14 +4,16 @@
 // Each package does one job and can be embedded on its own:
 //
 //   - selector: Calico's label-selector language (parse, evaluate without
-//     allocating, canonical form, typed builder, Kubernetes conversion).
+//     allocating, canonical form, typed builder), importing only the
+//     standard library; selector/k8sselector converts Kubernetes
+//     LabelSelectors both ways.
 //   - selector/index: an incremental index of many selectors against many
 //     labelled items with inherited (namespace, service-account) labels.
 //   - policy: Calico's policy model (tiers, NetworkPolicy, GlobalNetworkPolicy,
-//     network sets), Kubernetes NetworkPolicy conversion, validation, and an
-//     evaluator that explains its verdicts.
+//     network sets), Kubernetes NetworkPolicy and Pod conversion, validation,
+//     and an evaluator that explains its verdicts.
 //   - ipam: Calico-style block IPAM on a pluggable revisioned store
-//     (memory, bbolt, etcd).
+//     (memory, bbolt, etcd); ipam/manifest decodes Calico IPPool manifests.
 //   - dataplane/deltatracker, dataplane/syncrunner: desired-versus-dataplane
 //     state and kube-proxy's bounded-frequency runner, used by every applier.
 //   - dataplane/netlink: pod veths, routes and VXLAN overlays in the kernel,
