@@ -68,9 +68,13 @@
 //  6. Type or family change. Swap needs equal types, so a set whose type or
 //     family changes is destroyed and recreated; while a rule references it
 //     the kernel refuses (IsInUse / ErrInUse) and the change stays pending.
-//  7. Drift. The first Apply, and the first after QueueResync or after any
-//     failed write, lists the owned sets from the kernel and diffs against
-//     them, repairing sets destroyed or edited by another program. A set
+//  7. Drift. The first Apply, the first after QueueResync or after any
+//     failed write, and the first once the last listing is older than the
+//     refresh interval (WithRefreshInterval, default 90 s, Felix's
+//     ipsetsRefreshInterval), lists the owned sets from the kernel and
+//     diffs against them, repairing sets destroyed or edited by another
+//     program; so a sync loop that calls Apply at least that often repairs
+//     ipset drift without calling QueueResync. A set
 //     of the desired name, type and family whose header is not one this
 //     package creates (IpsetList's Timeout set, CadtFlags with counters,
 //     comment, skbinfo or forceadd, or a MaxElements that rule 4 never

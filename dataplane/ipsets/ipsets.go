@@ -13,9 +13,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	nl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"k8s.io/utils/clock"
 
 	"github.com/tabbynet/tabby/dataplane/deltatracker"
 )
@@ -50,6 +52,12 @@ var _ Handle = (*nl.Handle)(nil)
 
 // DefaultPrefix is the name prefix of the sets tabby owns.
 const DefaultPrefix = "tabby-"
+
+// DefaultRefreshInterval is how old the last listing of the kernel's sets
+// may be before an Apply lists them again to find drift: Felix's
+// ipsetsRefreshInterval default, and dataplane/iptables'
+// DefaultRefreshInterval.
+const DefaultRefreshInterval = 90 * time.Second
 
 // Option configures New. A nil Option is ignored.
 type Option func(*IPSets)
@@ -87,6 +95,32 @@ func WithLogger(l *slog.Logger) Option {
 // when the changes touch at least half of the desired members).
 func WithRewriteThreshold(n int) Option { return func(s *IPSets) { s.rewriteMin = n } }
 
+// WithRefreshInterval sets how old the last listing of the kernel's sets
+// may be before the next Apply (ApplyUpdates, ApplyCreates or
+// ApplyDeletions) lists them again and repairs what another program
+// changed, as Felix does every ipsetsRefreshInterval (default
+// DefaultRefreshInterval, 90 s). Zero keeps the default; a negative d turns
+// the periodic listing off (QueueResync and failed writes still cause one).
+// A sync loop (dataplane/syncrunner) whose MaxInterval is at most d repairs
+// ipset drift within about d + MaxInterval.
+func WithRefreshInterval(d time.Duration) Option {
+	return func(s *IPSets) {
+		if d != 0 {
+			s.refresh = d
+		}
+	}
+}
+
+// WithClock sets the clock that ages the last listing (default: the real
+// clock); nil keeps the default.
+func WithClock(c clock.PassiveClock) Option {
+	return func(s *IPSets) {
+		if c != nil {
+			s.clock = c
+		}
+	}
+}
+
 type setMeta struct {
 	Type   Type
 	Family Family
@@ -108,6 +142,8 @@ type IPSets struct {
 	prefix     string
 	log        *slog.Logger
 	rewriteMin int
+	refresh    time.Duration
+	clock      clock.PassiveClock
 
 	// cfgErr is the configuration error New found (ErrInvalidConfig), or nil.
 	cfgErr error
@@ -116,6 +152,8 @@ type IPSets struct {
 	sets   *deltatracker.Tracker[string, setMeta]
 	state  map[string]*setState
 	resync bool
+	// lastRead is when the kernel's sets were last listed.
+	lastRead time.Time
 }
 
 // New returns an IPSets that programs sets through h. Nothing is read or
@@ -131,6 +169,8 @@ func New(h Handle, opts ...Option) *IPSets {
 		prefix:     DefaultPrefix,
 		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		rewriteMin: 64,
+		refresh:    DefaultRefreshInterval,
+		clock:      clock.RealClock{},
 		sets:       deltatracker.New[string, setMeta](),
 		state:      map[string]*setState{},
 		resync:     true,
@@ -674,9 +714,10 @@ func (s *IPSets) ApplyDeletions(ctx context.Context) error {
 }
 
 func (s *IPSets) loadIfNeeded() error {
-	if !s.resync {
+	if !s.resync && (s.refresh < 0 || s.clock.Since(s.lastRead) < s.refresh) {
 		return nil
 	}
+	readAt := s.clock.Now()
 	results, err := s.h.IpsetListAll()
 	if err != nil {
 		return fmt.Errorf("list ipsets: %w", err)
@@ -749,7 +790,7 @@ func (s *IPSets) loadIfNeeded() error {
 			}
 		})
 	}
-	s.resync = false
+	s.resync, s.lastRead = false, readAt
 	return nil
 }
 

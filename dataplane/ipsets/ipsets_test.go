@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	nl "github.com/vishvananda/netlink"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func ips(n int, base string) []Member {
@@ -361,6 +363,44 @@ func TestResyncRepairsDrift(t *testing.T) {
 	s.QueueResync()
 	require.NoError(t, s.Apply(ctx))
 	assert.Equal(t, want, f.Dump())
+}
+
+// A sync loop that only calls Apply repairs drift once the last listing is
+// older than the refresh interval (Felix's ipsetsRefreshInterval), without
+// a QueueResync; a negative interval turns that off.
+func TestRefreshIntervalRepairsDrift(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		opts     []Option
+		repaired bool
+	}{
+		{name: "default 90s", repaired: true},
+		{name: "10s", opts: []Option{WithRefreshInterval(10 * time.Second)}, repaired: true},
+		{name: "off", opts: []Option{WithRefreshInterval(-1)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := NewFake()
+			clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+			s := New(f, append(tc.opts, WithClock(clk))...)
+			require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-a", Type: HashIP, Family: IPv4}, ips(2, "10.0.0.1")))
+			require.NoError(t, s.Apply(ctx))
+			want := f.Dump()
+			require.NoError(t, f.IpsetDel("tabby-a", toEntry(HashIP, IP(netip.MustParseAddr("10.0.0.1")))))
+
+			clk.SetTime(clk.Now().Add(5 * time.Second))
+			require.NoError(t, s.Apply(ctx))
+			assert.NotEqual(t, want, f.Dump(), "the last listing is recent: no re-read")
+
+			clk.SetTime(clk.Now().Add(DefaultRefreshInterval))
+			require.NoError(t, s.Apply(ctx))
+			if tc.repaired {
+				assert.Equal(t, want, f.Dump())
+			} else {
+				assert.NotEqual(t, want, f.Dump())
+			}
+		})
+	}
 }
 
 // failingHandle fails IpsetAdd and IpsetAddEntries for one set, at the

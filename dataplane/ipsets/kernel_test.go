@@ -15,6 +15,7 @@ import (
 	nlnl "github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
 )
@@ -431,4 +432,26 @@ func TestKernelForeignHeaderIsRebuilt(t *testing.T) {
 	out, err = n.Run(ctx, "ipset", "list", "-n")
 	require.NoError(t, err)
 	assert.NotContains(t, out, "~", "no temporary set left")
+}
+
+// TestKernelRefreshRepairsDrift: members another program deletes from, and
+// adds to, an owned set in the kernel come back once the refresh interval
+// has passed, with Apply alone (no QueueResync).
+func TestKernelRefreshRepairsDrift(t *testing.T) {
+	h, _ := kernelHandle(t)
+	ctx := context.Background()
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	s := New(h, WithRefreshInterval(time.Second), WithClock(clk))
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-allow", Type: HashNet, Family: IPv4},
+		[]Member{Net(netip.MustParsePrefix("10.0.2.0/24"))}))
+	require.NoError(t, s.Apply(ctx))
+	want := dumpHandle(t, h)
+	require.NoError(t, h.IpsetDel("tabby-allow", entry("10.0.2.0/24")))
+	require.NoError(t, h.IpsetAdd("tabby-allow", entry("10.9.9.9/32")))
+	require.NoError(t, s.Apply(ctx))
+	require.NotEqual(t, want, dumpHandle(t, h), "within the interval nothing is re-read")
+	clk.SetTime(clk.Now().Add(2 * time.Second))
+	require.NoError(t, s.Apply(ctx))
+	assert.Equal(t, want, dumpHandle(t, h))
+	assert.True(t, s.InSync())
 }

@@ -34,8 +34,9 @@ const relistDelay = time.Second
 // through a syncrunner.Runner built from cfg: bursts of events coalesce
 // into one Apply at most every cfg.MinInterval, a failed Apply is retried
 // with backoff (cfg.RetryMin..RetryMax), and cfg.MaxInterval, when not
-// zero, re-applies periodically (with the iptables RefreshInterval, that
-// repairs drift). A watch that fails (the store compacted the revision,
+// zero, re-applies periodically (with the iptables RefreshInterval and the
+// ipsets WithRefreshInterval, that repairs drift of the rules and of the
+// sets' members). A watch that fails (the store compacted the revision,
 // etcd went away) is logged and followed by a new listing after one
 // second; an event whose pools do not decode is logged and skipped.
 func (a *Applier) Run(ctx context.Context, src PoolSource, cfg syncrunner.Config) error {
