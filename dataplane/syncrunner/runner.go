@@ -55,13 +55,15 @@ func (c Config) validate() (Config, error) {
 	return c, nil
 }
 
-// Option configures a Runner.
+// Option configures a Runner. A nil Option is ignored, as in the other
+// dataplane packages.
 type Option func(*Runner)
 
-// WithClock sets the clock (default: the real one).
+// WithClock sets the clock (default: the real one); New returns an error
+// wrapping ErrInvalidConfig for a nil c.
 func WithClock(c clock.Clock) Option { return func(r *Runner) { r.clock = c } }
 
-// WithLogger sets the logger (default: discard). Failed syncs are logged at
+// WithLogger sets the logger (default, and when l is nil: discard). Failed syncs are logged at
 // Warn, each sync at Debug.
 func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
 
@@ -99,7 +101,9 @@ func New(sync func(ctx context.Context) error, cfg Config, opts ...Option) (*Run
 	}
 	r := &Runner{sync: sync, cfg: cfg, clock: clock.RealClock{}, name: "sync", trigger: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	for _, o := range opts {
-		o(r)
+		if o != nil {
+			o(r)
+		}
 	}
 	if r.clock == nil {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)

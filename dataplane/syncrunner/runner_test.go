@@ -218,6 +218,10 @@ func TestConfig(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidConfig)
 	_, err = New(sync, Config{}, WithClock(nil))
 	require.ErrorIs(t, err, ErrInvalidConfig)
+	// A nil Option (an optional one left unset by the caller) is ignored
+	// rather than called; before, New panicked.
+	_, err = New(sync, Config{}, nil, WithLogger(nil))
+	require.NoError(t, err)
 	r, err := New(sync, Config{MinInterval: 2 * time.Second})
 	require.NoError(t, err)
 	require.Equal(t, 2*time.Second, r.cfg.RetryMin)
