@@ -11,6 +11,7 @@
 //	err = c.SetInterface("yaobank/database", "tby1a2b3c4d5e6")
 //	plan := c.Plan()                             // dry run: what Apply would change
 //	plan, err = c.Apply(ctx)                     // sets, then one iptables-restore, then set deletions
+//	err = c.Delete(ctx)                          // uninstall: hooks, chains and sets go; the model stays
 //
 // A Compiler owns a policy.Model: endpoints, namespaces, service accounts,
 // network sets and policies go in one at a time (or as a whole with

@@ -344,3 +344,55 @@ func ownerSuffix(owner string) string {
 	}
 	return " (policy " + owner + ")"
 }
+
+// Delete removes from the kernel everything the compiler wrote: the
+// FORWARD, INPUT and OUTPUT hooks first (so no packet reaches a chain being
+// removed), then its filter-table chains in the same iptables-restore,
+// then its ipsets (ipsets ApplyDeletions, which also destroys any other
+// owned set no longer desired in that IPSets). It is what an agent calls
+// when it stops enforcing policy on the node for good (uninstall, or a
+// switch to another dataplane), like natoutgoing's Delete and kube-proxy's
+// cleanup: without it the hooks and the dispatch chains, which drop
+// traffic of unknown workload interfaces, stay behind. Chains and sets
+// that other users of the same IPTables and IPSets own are left alone,
+// but their pending changes are written too.
+//
+// The compiler keeps its model (policies, endpoints, interfaces): the next
+// Apply writes the whole state again, hooks included. Errors are the
+// appliers', wrapped; on error the next Delete or Apply retries.
+func (c *Compiler) Delete(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, kc := range []string{"FORWARD", "INPUT", "OUTPUT"} {
+		if err := c.ipt.SetHook(iptables.Filter, kc, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name := range c.appliedChains {
+		c.ipt.DeleteChain(iptables.Filter, name)
+	}
+	for name := range c.appliedSets {
+		c.sets.DeleteSet(name)
+	}
+	// Everything is to be written again by the next Apply.
+	clear(c.appliedChains)
+	clear(c.appliedSets)
+	c.hooksSet = false
+	for name := range c.chains {
+		c.dirtyChains[name] = true
+	}
+	for name := range c.setState {
+		c.dirtySets[name] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := c.ipt.Apply(ctx); err != nil {
+		return fmt.Errorf("delete policy chains: %w", err)
+	}
+	if err := c.sets.ApplyDeletions(ctx); err != nil {
+		return fmt.Errorf("delete policy ipsets: %w", err)
+	}
+	return nil
+}
