@@ -7,7 +7,8 @@
 // state, and an Applier programs it through dataplane/ipsets and
 // dataplane/iptables:
 //
-//	ipt, _ := iptables.New(iptables.Config{Family: iptables.IPv4})
+//	ipt, _ := iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns("node1")) // or none: the caller's netns
+//	nodeNS, _ := netns.GetFromName("node1") // github.com/vishvananda/netns; the same netns as ipt
 //	h, _ := ipsets.NewHandle(nodeNS) // netfilter netlink in the node's netns, batched member writes
 //	nat, _ := natoutgoing.New(natoutgoing.Config{Family: iptables.IPv4}, ipt, ipsets.New(h))
 //	pools, _ := a.Pools(ctx) // ipam.IPAM
