@@ -12,8 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tabbynet/tabby/dataplane/iptables"
-	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
-	dppolicy "github.com/tabbynet/tabby/dataplane/policy"
 	"github.com/tabbynet/tabby/policy"
 )
 
@@ -21,15 +19,8 @@ import (
 // no tabby rule, chain or set in the node and the port connects again;
 // Apply afterwards enforces the policy again.
 func TestDeleteKernel(t *testing.T) {
-	topo := nettest.NewTopology(t, nettest.Nodes(1))
-	node := topo.Node(0)
-	client := topo.AddClient(t)
-	node.Host().Listen(t, "tcp", 9090)
-	h := netfilterHandle(t, node.NS)
-	c, ipt := newKernelCompiler(t, node.NS, h, dppolicy.Config{}, iptables.BackendAuto)
-
-	hep := &policy.Endpoint{Kind: policy.HostEndpoint, Name: "node0-eth0", Labels: map[string]string{"host": "node0"},
-		Addresses: []netip.Addr{node.IP}}
+	n := newHEPNode(t, 9090)
+	node, client, c, ipt, h, hep := n.node, n.client, n.c, n.ipt, n.h, n.hep
 	gnp := &policy.GlobalNetworkPolicy{}
 	gnp.Name = "node-ingress"
 	gnp.Spec.Selector = "host == 'node0'"

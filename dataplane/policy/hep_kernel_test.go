@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	nl "github.com/vishvananda/netlink"
 
 	"github.com/tabbynet/tabby/dataplane/iptables"
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
@@ -14,21 +15,38 @@ import (
 	"github.com/tabbynet/tabby/policy"
 )
 
+// hepNode is a one-node topology whose eth0 is the host endpoint hep (label
+// host=node0), with a client outside the node and a compiler on the
+// node's netfilter (backend detected).
+type hepNode struct {
+	node   *nettest.Node
+	client *nettest.Pod
+	c      *dppolicy.Compiler
+	ipt    *iptables.IPTables
+	h      *nl.Handle
+	hep    *policy.Endpoint
+}
+
+func newHEPNode(t *testing.T, listen ...int) *hepNode {
+	topo := nettest.NewTopology(t, nettest.Nodes(1))
+	n := &hepNode{node: topo.Node(0), client: topo.AddClient(t)}
+	for _, port := range listen {
+		n.node.Host().Listen(t, "tcp", port)
+	}
+	n.h = netfilterHandle(t, n.node.NS)
+	n.c, n.ipt = newKernelCompiler(t, n.node.NS, n.h, dppolicy.Config{}, iptables.BackendAuto)
+	n.hep = &policy.Endpoint{Kind: policy.HostEndpoint, Name: "node0-eth0", Labels: map[string]string{"host": "node0"},
+		Addresses: []netip.Addr{n.node.IP}}
+	return n
+}
+
 // TestHostEndpointKernel puts the node's eth0 under a host endpoint: an
 // ingress policy lets an external client reach port 8080 of the node and
 // nothing else; without projectcalico-default-allow the rest is dropped;
 // with it (and the policy gone) everything is allowed again.
 func TestHostEndpointKernel(t *testing.T) {
-	topo := nettest.NewTopology(t, nettest.Nodes(1))
-	node := topo.Node(0)
-	client := topo.AddClient(t)
-	host := node.Host()
-	host.Listen(t, "tcp", 8080)
-	host.Listen(t, "tcp", 9090)
-	c, _ := newKernelCompiler(t, node.NS, netfilterHandle(t, node.NS), dppolicy.Config{}, iptables.BackendAuto)
-
-	hep := &policy.Endpoint{Kind: policy.HostEndpoint, Name: "node0-eth0", Labels: map[string]string{"host": "node0"},
-		Addresses: []netip.Addr{node.IP}}
+	n := newHEPNode(t, 8080, 9090)
+	node, client, c, hep := n.node, n.client, n.c, n.hep
 	gnp := &policy.GlobalNetworkPolicy{}
 	gnp.Name = "node-ingress"
 	gnp.Spec.Selector = "host == 'node0'"
