@@ -24,7 +24,7 @@ var (
 // with zero arguments (context.Background() for a context, no variadic
 // arguments). A method in exempt must not panic; any other must not panic
 // and must return, as its last result, an error wrapping sentinel whose
-// text says to make the value with New.
+// text says what to make the value with ("make it with New").
 func Methods[T any](t *testing.T, sentinel error, exempt ...string) {
 	t.Helper()
 	typ := reflect.TypeFor[*T]()
@@ -53,7 +53,7 @@ func Methods[T any](t *testing.T, sentinel error, exempt ...string) {
 				require.True(t, last.Type() == errType, "%s returns no error: exempt it if it works on a zero value", m.Name)
 				err, _ := last.Interface().(error)
 				require.ErrorIs(t, err, sentinel, "receiver %#v", recv)
-				assert.Contains(t, err.Error(), "make it with New")
+				assert.Contains(t, err.Error(), "make it with ")
 			}
 		})
 	}
