@@ -42,7 +42,8 @@ var (
 	ErrDestinationClash = errors.New("service destination already claimed")
 	// ErrInvalidConfig is wrapped by the Validate methods of
 	// NodePortRange, TrackerConfig and AnnounceConfig, and by
-	// ServicePorts for a bad NodePortRange.
+	// ServicePorts for a bad NodePortRange, and by HealthServer.Run on a
+	// HealthServer that NewHealthServer did not make (nil or a zero value).
 	ErrInvalidConfig = errors.New("invalid services config")
 )
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -99,6 +100,9 @@ type HealthConfig struct {
 // "nodeEligible" and answers 503 for a Node being deleted or tainted
 // ToBeDeletedByClusterAutoscaler (HealthServer knows no Node), and also
 // serves /livez.
+//
+// The zero value is not usable; make one with NewHealthServer (Run returns
+// ErrInvalidConfig, the other methods do nothing and return zero values).
 type HealthServer struct {
 	cfg HealthConfig
 	log *slog.Logger
@@ -152,11 +156,18 @@ func NewHealthServer(cfg HealthConfig, log *slog.Logger) *HealthServer {
 	}
 }
 
+// made reports whether NewHealthServer made h: only it sets the listener
+// map, never replaced afterwards, so reading it needs no lock.
+func (h *HealthServer) made() bool { return h != nil && h.listeners != nil }
+
 // Update applies tracker changes (Tracker.Changes or Tracker.All: nil
 // for a port that is gone; an entry with a nil Port counts as gone) and
 // opens or closes the health-check listeners they call for, when Run is
 // running.
 func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
+	if !h.made() {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	touched := map[types.NamespacedName]bool{}
@@ -210,6 +221,9 @@ func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 // QueuedUpdate records that a change is waiting for a sync (wire it to
 // TrackerConfig.OnChange).
 func (h *HealthServer) QueuedUpdate() {
+	if !h.made() {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.queued.IsZero() {
@@ -219,6 +233,9 @@ func (h *HealthServer) QueuedUpdate() {
 
 // Updated records a successful sync: every queued update is applied.
 func (h *HealthServer) Updated() {
+	if !h.made() {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.lastUpdated = h.cfg.Clock.Now()
@@ -235,6 +252,9 @@ func (h *HealthServer) healthy(now time.Time) bool {
 // to bind (and is waiting for a retry), the error (wrapping
 // ErrHealthListen); port 0 is the /healthz listener.
 func (h *HealthServer) ListenErrors() map[uint16]error {
+	if !h.made() {
+		return nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := map[uint16]error{}
@@ -253,6 +273,9 @@ func (h *HealthServer) ListenErrors() map[uint16]error {
 // closes them all when ctx ends; it returns nil then. It returns an
 // error only when called while already running.
 func (h *HealthServer) Run(ctx context.Context) error {
+	if !h.made() {
+		return fmt.Errorf("health server: services.HealthServer has no configuration (make it with NewHealthServer): %w", ErrInvalidConfig)
+	}
 	h.mu.Lock()
 	if h.running {
 		h.mu.Unlock()

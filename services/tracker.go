@@ -40,7 +40,9 @@ type TrackerConfig struct {
 // kube-proxy's ServiceChangeTracker and EndpointsChangeTracker do, and
 // hands a backend only the service ports that changed (Changes).
 // It is safe for concurrent use: informer handlers call the On* methods
-// while the sync goroutine calls Changes.
+// while the sync goroutine calls Changes. The zero value is not usable;
+// make one with NewTracker (a zero or nil Tracker ignores events and its
+// Changes and All return nil; no method of it returns an error).
 type Tracker struct {
 	cfg TrackerConfig
 	log *slog.Logger
@@ -101,6 +103,10 @@ func NewTracker(cfg TrackerConfig, log *slog.Logger) *Tracker {
 	}
 }
 
+// made reports whether NewTracker made t: only it sets the slice map,
+// never replaced afterwards, so reading it needs no lock.
+func (t *Tracker) made() bool { return t != nil && t.slices != nil }
+
 func nsName(m interface {
 	GetNamespace() string
 	GetName() string
@@ -111,6 +117,9 @@ func nsName(m interface {
 // OnServiceUpdate records the new state of a Service (add or update).
 // A nil svc is logged and ignored.
 func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
+	if !t.made() {
+		return
+	}
 	if svc == nil {
 		t.log.Warn("ignoring nil service update")
 		return
@@ -131,6 +140,9 @@ func (t *Tracker) OnServiceUpdate(svc *v1.Service) {
 // OnServiceDelete records that a Service is gone.
 // A nil svc is logged and ignored.
 func (t *Tracker) OnServiceDelete(svc *v1.Service) {
+	if !t.made() {
+		return
+	}
 	if svc == nil {
 		t.log.Warn("ignoring nil service delete")
 		return
@@ -271,6 +283,9 @@ func serviceOf(s *discovery.EndpointSlice) (types.NamespacedName, bool) {
 // kubernetes.io/service-name label changes moves to the new Service, one
 // that loses the label is dropped. A nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
+	if !t.made() {
+		return
+	}
 	if s == nil {
 		t.log.Warn("ignoring nil endpointslice update")
 		return
@@ -306,6 +321,9 @@ func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 // whichever Service it was recorded under (its labels are not read). A
 // nil s is logged and ignored.
 func (t *Tracker) OnEndpointSliceDelete(s *discovery.EndpointSlice) {
+	if !t.made() {
+		return
+	}
 	if s == nil {
 		t.log.Warn("ignoring nil endpointslice delete")
 		return
@@ -349,6 +367,9 @@ func (t *Tracker) dropSlice(sn types.NamespacedName) bool {
 // own). All, in contrast, may be called by anyone (Announce, a full
 // resync).
 func (t *Tracker) Changes() map[ServicePortName]*Resolved {
+	if !t.made() {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[ServicePortName]*Resolved{}
@@ -374,6 +395,9 @@ func (t *Tracker) Changes() map[ServicePortName]*Resolved {
 // a sync. Updates received since then appear only after the next Changes
 // (call Changes first to include them). The values must not be modified.
 func (t *Tracker) All() map[ServicePortName]*Resolved {
+	if !t.made() {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[ServicePortName]*Resolved{}

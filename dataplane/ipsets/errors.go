@@ -27,8 +27,9 @@ var (
 	ErrInvalidName = errors.New("invalid ipset name")
 	// ErrInvalidConfig: New was given an option it cannot work with (a
 	// prefix WithPrefix does not accept, such as "", which would own every
-	// set of the namespace; a nil Handle). IPSets.Err, SetMembers and the
-	// Apply methods return it.
+	// set of the namespace; a nil Handle), or an IPSets that New did not
+	// make (nil or a zero value). IPSets.Err, SetMembers, AddMembers,
+	// RemoveMembers and the Apply methods return it.
 	ErrInvalidConfig = errors.New("invalid ipsets config")
 	// ErrNotFound: a set that is not in the desired state.
 	ErrNotFound = errors.New("ipset not found")

@@ -136,7 +136,9 @@ type setState struct {
 }
 
 // IPSets keeps the owned ipsets of one network namespace equal to a
-// desired state held in memory. See the package doc.
+// desired state held in memory. See the package doc. The zero value is not
+// usable; make one with New (its methods that return an error return
+// ErrInvalidConfig, the others do nothing and return zero values).
 type IPSets struct {
 	h          Handle
 	prefix     string
@@ -190,8 +192,19 @@ func New(h Handle, opts ...Option) *IPSets {
 }
 
 // Err returns nil if New's options are usable, else the error wrapping
-// ErrInvalidConfig that SetMembers and the Apply methods return.
-func (s *IPSets) Err() error { return s.cfgErr }
+// ErrInvalidConfig that SetMembers, AddMembers, RemoveMembers and the
+// Apply methods return; for an IPSets that New did not make (nil or a zero
+// value) that error says so.
+func (s *IPSets) Err() error {
+	if !s.made() {
+		return fmt.Errorf("ipsets.IPSets has no configuration (make it with New): %w", ErrInvalidConfig)
+	}
+	return s.cfgErr
+}
+
+// made reports whether New made s: only New sets the set tracker, which is
+// never changed afterwards, so reading it needs no lock.
+func (s *IPSets) made() bool { return s != nil && s.sets != nil }
 
 // checkPrefix returns an error wrapping ErrInvalidConfig unless p is a
 // usable owner prefix (see WithPrefix).
@@ -233,7 +246,12 @@ func checkNameBytes(sentinel error, what, s string) error {
 }
 
 // Prefix returns the owned-name prefix.
-func (s *IPSets) Prefix() string { return s.prefix }
+func (s *IPSets) Prefix() string {
+	if !s.made() {
+		return ""
+	}
+	return s.prefix
+}
 
 func (s *IPSets) owned(name string) bool { return strings.HasPrefix(name, s.prefix) }
 
@@ -269,8 +287,8 @@ func (s *IPSets) stateOf(name string) *setState {
 // the name (ErrInvalidName), the type (ErrInvalidType) and each member
 // (ErrInvalidMember). Changing the type or family of a set recreates it.
 func (s *IPSets) SetMembers(spec SetSpec, members []Member) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
+	if err := s.Err(); err != nil {
+		return err
 	}
 	if err := s.checkSpec(spec); err != nil {
 		return err
@@ -307,6 +325,9 @@ func (s *IPSets) RemoveMembers(name string, members ...Member) error {
 }
 
 func (s *IPSets) editMembers(name string, members []Member, add bool) error {
+	if err := s.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	meta, ok := s.sets.Desired().Get(name)
@@ -334,6 +355,9 @@ func (s *IPSets) editMembers(name string, members []Member, add bool) error {
 // DeleteSet removes name from the desired state; ApplyDeletions destroys it.
 // Deleting a set that is not desired does nothing.
 func (s *IPSets) DeleteSet(name string) {
+	if !s.made() {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sets.Desired().Delete(name)
@@ -345,6 +369,9 @@ func (s *IPSets) DeleteSet(name string) {
 // Members returns the desired members of name sorted by Member.String
 // order (address, then protocol and port), and whether name is desired.
 func (s *IPSets) Members(name string) ([]Member, bool) {
+	if !s.made() {
+		return nil, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.sets.Desired().Get(name); !ok {
@@ -370,6 +397,9 @@ func compareMembers(a, b Member) int {
 // first, so that drift (a set destroyed or edited by another program) is
 // repaired.
 func (s *IPSets) QueueResync() {
+	if !s.made() {
+		return
+	}
 	s.mu.Lock()
 	s.resync = true
 	s.mu.Unlock()
@@ -377,6 +407,9 @@ func (s *IPSets) QueueResync() {
 
 // InSync reports whether the last known kernel state equals the desired one.
 func (s *IPSets) InSync() bool {
+	if !s.made() {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.sets.InSync() {
@@ -392,8 +425,8 @@ func (s *IPSets) InSync() bool {
 
 // Apply is ApplyUpdates followed by ApplyDeletions.
 func (s *IPSets) Apply(ctx context.Context) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
+	if err := s.Err(); err != nil {
+		return err
 	}
 	return errors.Join(s.ApplyUpdates(ctx), s.ApplyDeletions(ctx))
 }
@@ -436,8 +469,8 @@ func (s *IPSets) ApplyCreates(ctx context.Context) error {
 // set that pick selects, in name order, joining the errors; a failure
 // makes the next call re-read the kernel.
 func (s *IPSets) applyEach(ctx context.Context, pick func(name string) bool, apply func(name string) error) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
+	if err := s.Err(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -600,6 +633,9 @@ func (s *IPSets) markMembersInSync(st *setState) {
 // TempName returns the name of the temporary set used to rebuild name:
 // the prefix, '~' and 8 hex digits of a hash of name.
 func (s *IPSets) TempName(name string) string {
+	if !s.made() {
+		return ""
+	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(name))
 	return fmt.Sprintf("%s~%08x", s.prefix, h.Sum32())
@@ -688,8 +724,8 @@ func (s *IPSets) destroy(name string) error {
 // leftovers of earlier runs. A set still referenced by a rule is kept and
 // reported with an error wrapping ErrInUse; it is retried next time.
 func (s *IPSets) ApplyDeletions(ctx context.Context) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
+	if err := s.Err(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

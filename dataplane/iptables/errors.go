@@ -12,7 +12,8 @@ var (
 	ErrInvalidRule = errors.New("invalid iptables rule")
 	// ErrInvalidConfig: a Config New cannot use (unknown family or
 	// backend, bad chain or hash prefixes, a chain prefix overlapping a
-	// well-known program's, see Config.ChainPrefix).
+	// well-known program's, see Config.ChainPrefix), or an IPTables that
+	// New did not make (a zero value or nil).
 	ErrInvalidConfig = errors.New("invalid iptables config")
 	// ErrUnknownTable: a table other than filter, nat, mangle and raw
 	// given to SetChain, SetChains, ReplaceChains or SetHook. It wraps

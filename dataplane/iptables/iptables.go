@@ -84,6 +84,9 @@ func WithNetns(name string) Option { return func(t *IPTables) { t.exec = OSExece
 // run in when it was given WithNetns (or an OSExecer with Netns set), ""
 // for the caller's namespace or another Execer.
 func (t *IPTables) Netns() string {
+	if !t.made() {
+		return ""
+	}
 	if e, ok := t.exec.(OSExecer); ok {
 		return e.Netns
 	}
@@ -94,7 +97,12 @@ func (t *IPTables) Netns() string {
 // OSExecer (the default, or WithNetns), a Fake, or the WithExecer value.
 // Packages that add kernel state beside the rules (services/iptables'
 // hairpin ipset) use it to tell the kernel from a fake.
-func (t *IPTables) Execer() Execer { return t.exec }
+func (t *IPTables) Execer() Execer {
+	if !t.made() {
+		return nil
+	}
+	return t.exec
+}
 
 // WithLogger sets the logger (default, and when l is nil: discard).
 func WithLogger(l *slog.Logger) Option {
@@ -125,7 +133,9 @@ func compareKeys(a, b chainKey) int {
 }
 
 // IPTables keeps the owned chains of one family (and the jump rules into
-// them) equal to a desired state. See the package doc.
+// them) equal to a desired state. See the package doc. The zero value is
+// not usable; make one with New (its methods that return an error return
+// ErrInvalidConfig, the others do nothing and return zero values).
 type IPTables struct {
 	cfg   Config
 	exec  Execer
@@ -203,6 +213,15 @@ func New(cfg Config, opts ...Option) (*IPTables, error) {
 	return t, nil
 }
 
+// made reports whether New made t: only New sets the chain tracker, which
+// is never changed afterwards, so reading it needs no lock.
+func (t *IPTables) made() bool { return t != nil && t.chains != nil }
+
+// errNotMade is the error of op on an IPTables that New did not make.
+func errNotMade(op string) error {
+	return fmt.Errorf("%s: iptables.IPTables has no configuration (make it with New): %w", op, ErrInvalidConfig)
+}
+
 func (t *IPTables) owned(chain string) bool { return strings.HasPrefix(chain, t.cfg.ChainPrefix) }
 
 func (t *IPTables) checkOwned(table Table, name string) error {
@@ -232,6 +251,9 @@ func (t *IPTables) checkOwned(table Table, name string) error {
 // that a desired hook reaches (the kernel refuses it: ELOOP), naming the
 // loop and the hook.
 func (t *IPTables) SetChain(table Table, chain Chain) error {
+	if !t.made() {
+		return errNotMade("set chain " + chain.Name)
+	}
 	if err := t.checkOwned(table, chain.Name); err != nil {
 		return err
 	}
@@ -271,6 +293,9 @@ func (t *IPTables) render(table Table, chain, hook string, rules []Rule) (render
 // DeleteChain removes an owned chain from the desired state; the next
 // Apply flushes and deletes it. Unknown names are ignored.
 func (t *IPTables) DeleteChain(table Table, name string) {
+	if !t.made() {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if table == NAT {
@@ -284,6 +309,9 @@ func (t *IPTables) DeleteChain(table Table, name string) {
 // nothing on error; the error names the first chain in chains' order
 // that failed.
 func (t *IPTables) SetChains(table Table, chains []Chain) error {
+	if !t.made() {
+		return errNotMade("set chains")
+	}
 	rendered, err := t.renderAll(table, chains)
 	if err != nil {
 		return err
@@ -328,6 +356,9 @@ func (t *IPTables) renderAll(table Table, chains []Chain) (map[chainKey]rendered
 // table: others in that table are deleted by the next Apply. It validates
 // everything first and changes nothing on error.
 func (t *IPTables) ReplaceChains(table Table, chains []Chain) error {
+	if !t.made() {
+		return errNotMade("replace chains")
+	}
 	rendered, err := t.renderAll(table, chains)
 	if err != nil {
 		return err
@@ -456,6 +487,9 @@ func (t *IPTables) setNAT(table Table, chains []Chain, drop []string) error {
 // not followed. ErrInvalidRule too for hook rules that would reach a
 // loop of jumps and gotos between owned chains (ELOOP).
 func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error {
+	if !t.made() {
+		return errNotMade("set hook " + kernelChain)
+	}
 	if builtinChains[table] == nil {
 		return fmt.Errorf("hook %s: %w %q", kernelChain, ErrUnknownTable, table)
 	}
@@ -486,6 +520,9 @@ func (t *IPTables) SetHook(table Table, kernelChain string, rules []Rule) error 
 // QueueResync makes the next Apply read iptables-save first, so drift made
 // by other programs is found and repaired.
 func (t *IPTables) QueueResync() {
+	if !t.made() {
+		return
+	}
 	t.mu.Lock()
 	t.read = false
 	t.mu.Unlock()
@@ -493,16 +530,27 @@ func (t *IPTables) QueueResync() {
 
 // Refresh reads iptables-save and repairs any drift now.
 func (t *IPTables) Refresh(ctx context.Context) error {
+	if !t.made() {
+		return errNotMade("refresh")
+	}
 	t.QueueResync()
 	return t.Apply(ctx)
 }
 
 // Family is the address family t programs (Config.Family).
-func (t *IPTables) Family() Family { return t.cfg.Family }
+func (t *IPTables) Family() Family {
+	if !t.made() {
+		return 0
+	}
+	return t.cfg.Family
+}
 
 // Backend returns the backend in use (BackendAuto before the first Apply
 // when detecting).
 func (t *IPTables) Backend() Backend {
+	if !t.made() {
+		return ""
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.backend
@@ -514,6 +562,9 @@ func (t *IPTables) Backend() Backend {
 // backoff from one second to 30 seconds. Call Trigger after desired-state
 // changes and Run in a goroutine.
 func (t *IPTables) NewRunner(minInterval time.Duration, opts ...syncrunner.Option) (*syncrunner.Runner, error) {
+	if !t.made() {
+		return nil, errNotMade("new runner")
+	}
 	maxInterval := t.cfg.RefreshInterval
 	if maxInterval < 0 {
 		maxInterval = 0
@@ -539,6 +590,9 @@ func (t *IPTables) NewRunner(minInterval time.Duration, opts ...syncrunner.Optio
 // is gone, the next read of iptables-save (RefreshInterval, QueueResync or
 // Refresh) lets Apply delete the chain and InSync becomes true.
 func (t *IPTables) InSync() bool {
+	if !t.made() {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.read || !t.chains.InSync() {
@@ -564,6 +618,9 @@ func (t *IPTables) InSync() bool {
 // what is still pending once more, flushing that chain instead of
 // deleting it: one failed restore, no error.
 func (t *IPTables) Apply(ctx context.Context) error {
+	if !t.made() {
+		return errNotMade("apply")
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.readIfNeeded(ctx); err != nil {
@@ -606,6 +663,9 @@ func (t *IPTables) Apply(ctx context.Context) error {
 // read (a process run) with other work, such as rendering chains: SetChain
 // and SetChains may run meanwhile. Errors are Apply's.
 func (t *IPTables) Read(ctx context.Context) error {
+	if !t.made() {
+		return errNotMade("read")
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.readIfNeeded(ctx)
@@ -951,6 +1011,9 @@ func isLockError(e *ExitError) bool {
 // every declaration before the rules, where Apply interleaves them in
 // the order iptables-nft-restore handles fastest (see the package doc).
 func (t *IPTables) Render() string {
+	if !t.made() {
+		return ""
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	byTable := map[Table][]chainKey{}

@@ -13,7 +13,9 @@ import (
 )
 
 // Applier keeps the NAT-outgoing sets, chain and hook of one family equal to
-// what Render makes of the pools it is given. See the package doc.
+// what Render makes of the pools it is given. See the package doc. The
+// zero value is not usable; make one with New (its methods return
+// ErrInvalidConfig).
 type Applier struct {
 	cfg  Config
 	ipt  *iptables.IPTables
@@ -64,6 +66,16 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 	return a, nil
 }
 
+// check returns nil when New made a, else an error of op wrapping
+// ErrInvalidConfig. Only New sets a.ipt, never changed afterwards, so
+// reading it needs no lock.
+func (a *Applier) check(op string) error {
+	if a == nil || a.ipt == nil {
+		return fmt.Errorf("nat outgoing %s: natoutgoing.Applier has no configuration (make it with New): %w", op, ErrInvalidConfig)
+	}
+	return nil
+}
+
 // Apply renders pools (the complete list, as ipam.IPAM.Pools returns it;
 // call it again whenever a pool is created, updated or deleted) and
 // programs the result: set members first (ipsets ApplyUpdates, so the rule
@@ -73,6 +85,9 @@ func New(cfg Config, ipt *iptables.IPTables, sets *ipsets.IPSets, opts ...Option
 // Delete. Errors name the step and wrap the package's, iptables' or ipsets'
 // errors; on error the next Apply retries.
 func (a *Applier) Apply(ctx context.Context, pools []ipam.IPPool) error {
+	if err := a.check("apply"); err != nil {
+		return err
+	}
 	d, err := Render(a.cfg, pools)
 	if err != nil {
 		return fmt.Errorf("nat outgoing %s: %w", a.cfg.Family, err)
@@ -107,6 +122,9 @@ func (a *Applier) Apply(ctx context.Context, pools []ipam.IPPool) error {
 // the kernel (rules first, then ipsets ApplyDeletions, which also destroys
 // any other owned set no longer desired in that IPSets).
 func (a *Applier) Delete(ctx context.Context) error {
+	if err := a.check("delete"); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.hook {

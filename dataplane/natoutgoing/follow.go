@@ -40,6 +40,9 @@ const relistDelay = time.Second
 // etcd went away) is logged and followed by a new listing after one
 // second; an event whose pools do not decode is logged and skipped.
 func (a *Applier) Run(ctx context.Context, src PoolSource, cfg syncrunner.Config) error {
+	if err := a.check("run"); err != nil {
+		return err
+	}
 	var (
 		mu     sync.Mutex
 		latest []ipam.IPPool

@@ -30,7 +30,8 @@ const (
 
 var (
 	// ErrInvalidConfig: a Config with an unknown family or an OutInterface
-	// that is not an interface name.
+	// that is not an interface name, or an Applier that New did not make
+	// (nil or a zero value).
 	ErrInvalidConfig = errors.New("invalid natoutgoing config")
 	// ErrInvalidPool: a pool whose CIDR is unset, /0 or IPv4-mapped IPv6
 	// (a hash:net set

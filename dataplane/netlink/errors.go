@@ -18,7 +18,9 @@ var (
 	// ErrInvalidName: an interface name is empty, longer than 15 bytes or has
 	// characters the kernel refuses ('/', ':', whitespace).
 	ErrInvalidName = errors.New("invalid interface name")
-	// ErrInvalidSpec: a workload or overlay description is invalid.
+	// ErrInvalidSpec: a workload or overlay description is invalid, or a
+	// RouteOwner, VXLAN or Workloads that its constructor did not make (nil
+	// or a zero value).
 	ErrInvalidSpec = errors.New("invalid spec")
 	// ErrNetnsNotFound: a network namespace path does not exist (any more).
 	ErrNetnsNotFound = errors.New("network namespace not found")

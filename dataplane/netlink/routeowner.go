@@ -21,6 +21,9 @@ import (
 // one owner without overwriting each other; Reconcile writes the union.
 //
 // It is safe for concurrent use. Writes to the kernel happen only in Reconcile.
+// The zero value is not usable; make one with NewRouteOwner (its methods
+// that return an error return ErrInvalidSpec, Remove does nothing, Desired
+// and Protocol return zero values).
 type RouteOwner struct {
 	h     RouteHandle
 	proto int
@@ -61,8 +64,23 @@ func NewRouteOwner(h RouteHandle, opts ...RouteOwnerOption) (*RouteOwner, error)
 		resync: o.resync}, nil
 }
 
+// made reports whether NewRouteOwner made o: only it sets the tracker,
+// never changed afterwards, so reading it needs no lock.
+func (o *RouteOwner) made() bool { return o != nil && o.track != nil }
+
+// errNotMade is the error of op on a value of type typ (RouteOwner, VXLAN,
+// Workloads) that its constructor, New+typ, did not make.
+func errNotMade(typ, op string) error {
+	return fmt.Errorf("%s: netlink.%s has no configuration (make it with New%s): %w", op, typ, typ, ErrInvalidSpec)
+}
+
 // Protocol returns the route protocol number this owner marks routes with.
-func (o *RouteOwner) Protocol() int { return o.proto }
+func (o *RouteOwner) Protocol() int {
+	if !o.made() {
+		return 0
+	}
+	return o.proto
+}
 
 func validateAll(routes []Route) error {
 	for _, r := range routes {
@@ -76,6 +94,9 @@ func validateAll(routes []Route) error {
 // Set replaces all desired routes of source. Routes are validated first; on
 // error nothing changes. Set(source, nil) forgets the source.
 func (o *RouteOwner) Set(source string, routes []Route) error {
+	if !o.made() {
+		return errNotMade("RouteOwner", "set routes")
+	}
 	if err := validateAll(routes); err != nil {
 		return fmt.Errorf("set %s routes: %w", source, err)
 	}
@@ -109,6 +130,9 @@ func (o *RouteOwner) Set(source string, routes []Route) error {
 // Upsert adds or changes desired routes of source (by key). On a validation
 // error nothing changes.
 func (o *RouteOwner) Upsert(source string, routes ...Route) error {
+	if !o.made() {
+		return errNotMade("RouteOwner", "upsert routes")
+	}
 	if err := validateAll(routes); err != nil {
 		return fmt.Errorf("upsert %s routes: %w", source, err)
 	}
@@ -132,6 +156,9 @@ func (o *RouteOwner) Upsert(source string, routes ...Route) error {
 // Keys are normalised like Route.Key, so RouteKey{Dst: p} names the route
 // to p in the main table with the default metric, IPv4 or IPv6.
 func (o *RouteOwner) Remove(source string, keys ...RouteKey) {
+	if !o.made() {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	m := o.sources[source]
@@ -172,6 +199,9 @@ func (o *RouteOwner) refreshDesiredLocked(keys iter.Seq[RouteKey]) {
 // Desired returns the union of all sources, sorted by key. When two sources
 // want the same key, the source whose name sorts first wins.
 func (o *RouteOwner) Desired() []Route {
+	if !o.made() {
+		return nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.desiredLocked()
@@ -222,6 +252,9 @@ func (o *RouteOwner) observe() (observed, error) {
 
 // Plan computes, without writing, what Reconcile would change now.
 func (o *RouteOwner) Plan(ctx context.Context) (Plan, error) {
+	if !o.made() {
+		return Plan{}, errNotMade("RouteOwner", "plan routes")
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	obs, err := o.observe()
@@ -245,6 +278,9 @@ func (o *RouteOwner) resyncLocked(obs observed) {
 // past per-route failures and returns them joined, so one bad route does not
 // block the others. Routes already right are not rewritten.
 func (o *RouteOwner) Reconcile(ctx context.Context) (ReconcileResult, error) {
+	if !o.made() {
+		return ReconcileResult{}, errNotMade("RouteOwner", "reconcile routes")
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.reconcileLocked(ctx)
@@ -274,6 +310,9 @@ func (o *RouteOwner) reconcileLocked(ctx context.Context) (ReconcileResult, erro
 // default DefaultResyncInterval), which repairs drift (routes of the
 // owner's protocol others added or deleted). Errors are as Reconcile's.
 func (o *RouteOwner) Apply(ctx context.Context) (ReconcileResult, error) {
+	if !o.made() {
+		return ReconcileResult{}, errNotMade("RouteOwner", "apply routes")
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.synced || time.Since(o.lastDump) >= o.resync {

@@ -162,7 +162,9 @@ func (p VXLANPeer) validate() error {
 // VXLAN keeps a node's VXLAN device, its per-peer neighbour (ARP) and FDB
 // entries, and the on-link routes to peers' blocks (through a RouteOwner,
 // under the source "vxlan") equal to the desired peers.
-// Safe for concurrent use.
+// Safe for concurrent use. The zero value is not usable; make one with
+// NewVXLAN (its methods that return an error return ErrInvalidSpec, Config
+// and Peers return zero values).
 type VXLAN struct {
 	h      OverlayHandle
 	routes *RouteOwner
@@ -191,11 +193,23 @@ func NewVXLAN(h OverlayHandle, routes *RouteOwner, cfg VXLANConfig, opts ...VXLA
 	return &VXLAN{h: h, routes: routes, cfg: cfg.withDefaults(), log: o.log, peers: map[string]VXLANPeer{}, track: newPeerTrackers()}, nil
 }
 
+// made reports whether NewVXLAN made v: only it sets the route owner, never
+// changed afterwards, so reading it needs no lock.
+func (v *VXLAN) made() bool { return v != nil && v.routes != nil }
+
 // Config returns the configuration with defaults filled in.
-func (v *VXLAN) Config() VXLANConfig { return v.cfg }
+func (v *VXLAN) Config() VXLANConfig {
+	if !v.made() {
+		return VXLANConfig{}
+	}
+	return v.cfg
+}
 
 // SetPeers replaces the set of remote nodes. On a validation error nothing changes.
 func (v *VXLAN) SetPeers(peers []VXLANPeer) error {
+	if !v.made() {
+		return errNotMade("VXLAN", "set VXLAN peers")
+	}
 	m := make(map[string]VXLANPeer, len(peers))
 	for _, p := range peers {
 		if err := p.validate(); err != nil {
@@ -214,6 +228,9 @@ func (v *VXLAN) SetPeers(peers []VXLANPeer) error {
 
 // UpsertPeer adds or changes one remote node.
 func (v *VXLAN) UpsertPeer(p VXLANPeer) error {
+	if !v.made() {
+		return errNotMade("VXLAN", "upsert VXLAN peer")
+	}
 	if err := p.validate(); err != nil {
 		return err
 	}
@@ -225,6 +242,9 @@ func (v *VXLAN) UpsertPeer(p VXLANPeer) error {
 
 // RemovePeer forgets a remote node; unknown names are ignored.
 func (v *VXLAN) RemovePeer(name string) error {
+	if !v.made() {
+		return errNotMade("VXLAN", "remove VXLAN peer")
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	delete(v.peers, name)
@@ -245,6 +265,9 @@ func (v *VXLAN) routesLocked() []Route {
 // parent or local address changed), then the neighbour and FDB entries,
 // then reconciles the route owner (which covers all its sources).
 func (v *VXLAN) Reconcile(ctx context.Context) error {
+	if !v.made() {
+		return errNotMade("VXLAN", "reconcile VXLAN")
+	}
 	v.mu.Lock()
 	link, err := v.ensureDevice()
 	if err == nil {
@@ -440,6 +463,9 @@ func (v *VXLAN) ensureEntries(l nl.Link) error {
 // Delete removes the device (and so its neighbours, FDB entries and routes)
 // and forgets the overlay routes in the route owner.
 func (v *VXLAN) Delete(ctx context.Context) error {
+	if !v.made() {
+		return errNotMade("VXLAN", "delete VXLAN")
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.peers = map[string]VXLANPeer{}
@@ -474,6 +500,9 @@ func DeleteVXLANDevice(h OverlayHandle, name string) error {
 
 // Peers returns the desired peers sorted by name.
 func (v *VXLAN) Peers() []VXLANPeer {
+	if !v.made() {
+		return nil
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	names := slices.Sorted(maps.Keys(v.peers))

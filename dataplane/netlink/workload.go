@@ -186,6 +186,9 @@ var (
 
 // Workloads creates, checks and removes pod interfaces on one host
 // (a node's network namespace). Safe for concurrent use: operations are serialised.
+// The zero value is not usable; make one with NewWorkloads (its methods
+// that return an error return ErrInvalidSpec, Close returns nil, HostNetns
+// and HostIfaceName return "").
 type Workloads struct {
 	mu     sync.Mutex
 	guard  closeGuard
@@ -224,10 +227,18 @@ func NewWorkloads(hostNetns string, opts ...WorkloadsOption) (*Workloads, error)
 	return w, nil
 }
 
+// made reports whether NewWorkloads made w: only it sets the host handle,
+// never changed afterwards (Close marks it closed instead), so reading it
+// needs no lock.
+func (w *Workloads) made() bool { return w != nil && w.h != nil }
+
 // Close releases the namespace and netlink handles; it waits for the
 // kernel calls in flight. Later calls fail with an error wrapping
 // ErrClosed (never acting on another namespace); closing twice returns nil.
 func (w *Workloads) Close() error {
+	if !w.made() {
+		return nil
+	}
 	var err error
 	w.guard.close(func() {
 		w.pipe.close()
@@ -238,18 +249,31 @@ func (w *Workloads) Close() error {
 }
 
 // HostNetns returns the path of the host namespace.
-func (w *Workloads) HostNetns() string { return w.host.Path() }
+func (w *Workloads) HostNetns() string {
+	if !w.made() {
+		return ""
+	}
+	return w.host.Path()
+}
 
 // EnableForwarding sets net.ipv4.ip_forward and net.ipv6.conf.all.forwarding
 // in the host namespace (once per node).
 func (w *Workloads) EnableForwarding() error {
+	if !w.made() {
+		return errNotMade("Workloads", "enable forwarding")
+	}
 	return guard1(&w.guard, func() error {
 		return writeSysctls(w.host, []sysctl{{"net/ipv4/ip_forward", "1"}, {"net/ipv6/conf/all/forwarding", "1"}})
 	})
 }
 
 // HostIfaceName returns the host interface name for a workload ID.
-func (w *Workloads) HostIfaceName(id string) string { return HostIfaceName(w.prefix, id) }
+func (w *Workloads) HostIfaceName(id string) string {
+	if !w.made() {
+		return ""
+	}
+	return HostIfaceName(w.prefix, id)
+}
 
 // ownedHostLink looks up the host veth of workload id. It returns (nil, nil)
 // when there is none and ErrNameCollision when the name belongs to another.
@@ -305,6 +329,9 @@ func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
 // neighbour entry for 169.254.1.1 stays INCOMPLETE). IPv6 has no such
 // need: the gateway is the host veth's own link-local address.
 func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	if !w.made() {
+		return WorkloadResult{}, errNotMade("Workloads", "set up workload")
+	}
 	spec, pod, err := openWorkload(spec)
 	if err != nil {
 		return WorkloadResult{}, err
@@ -351,6 +378,9 @@ func (w *Workloads) SetupWorkload(ctx context.Context, spec WorkloadSpec) (Workl
 // proceed; meanwhile the half-made workload is listed by ListWorkloads and
 // fails CheckWorkload.
 func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (WorkloadResult, error) {
+	if !w.made() {
+		return WorkloadResult{}, errNotMade("Workloads", "set up workload")
+	}
 	if len(spec.Addresses) > 0 || addrs == nil {
 		return WorkloadResult{}, fmt.Errorf("%w %s: SetupWorkloadFunc takes the addresses from addrs only", ErrInvalidSpec, spec.ID)
 	}
@@ -777,6 +807,9 @@ func podRoutes(spec WorkloadSpec, index int) []*nl.Route {
 // of that name that tabby did not create for this ID is left alone and
 // ErrNameCollision returned. It is DetachWorkload without a pod namespace.
 func (w *Workloads) TeardownWorkload(ctx context.Context, id string) error {
+	if !w.made() {
+		return errNotMade("Workloads", "tear down workload")
+	}
 	return w.DetachWorkload(ctx, id, "")
 }
 
@@ -813,6 +846,9 @@ func DetachedIfaceName(workloadID string) string { return HostIfaceName(detached
 // exist is not an error. Errors: ErrInvalidSpec for an empty ID,
 // ErrNameCollision as for TeardownWorkload, and a failed deletion.
 func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) error {
+	if !w.made() {
+		return errNotMade("Workloads", "detach workload")
+	}
 	if id == "" {
 		return fmt.Errorf("%w: empty workload ID", ErrInvalidSpec)
 	}
@@ -898,6 +934,9 @@ func podEnd(ph workloadPodHandle, host nl.Link, id string) (nl.Link, error) {
 // pairs whose pod namespace the runtime kept). Each deletion waits for
 // the kernel (see DetachWorkload).
 func (w *Workloads) RemoveDetached(ctx context.Context, match func(id string) bool) error {
+	if !w.made() {
+		return errNotMade("Workloads", "remove detached workloads")
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	links, err := retryDump(w.h.LinkList)
@@ -923,6 +962,9 @@ func (w *Workloads) RemoveDetached(ctx context.Context, match func(id string) bo
 // ListWorkloads returns the IDs of workloads that have a host veth made by
 // tabby (any host prefix), sorted; for CNI GC.
 func (w *Workloads) ListWorkloads(ctx context.Context) ([]string, error) {
+	if !w.made() {
+		return nil, errNotMade("Workloads", "list workloads")
+	}
 	links, err := retryDump(w.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
@@ -941,6 +983,9 @@ func (w *Workloads) ListWorkloads(ctx context.Context) ([]string, error) {
 // peers of each other, up, with the MTU, MAC, addresses, routes and proxy
 // ARP set. Differences wrap ErrMismatch; a missing workload wraps ErrLinkNotFound.
 func (w *Workloads) CheckWorkload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	if !w.made() {
+		return WorkloadResult{}, errNotMade("Workloads", "check workload")
+	}
 	spec, pod, err := openWorkload(spec)
 	if err != nil {
 		return WorkloadResult{}, err

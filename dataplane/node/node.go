@@ -116,7 +116,10 @@ type Parts struct {
 // blackhole route per local block, and routes to the peers' blocks —
 // direct, or through the VXLAN device. Blocks and peers come from the
 // caller (ipam.AffineBlocks, the datastore); nothing here allocates.
-// Safe for concurrent use.
+// Safe for concurrent use. The zero value is not usable; make one with New,
+// NewWith or NewFake (its methods that change or write return an error
+// wrapping tnl.ErrInvalidSpec; Close returns nil and the getters zero
+// values).
 type Dataplane struct {
 	cfg       Config
 	log       *slog.Logger
@@ -255,9 +258,25 @@ func NewFake(cfg Config, opts ...Option) (*Dataplane, *Fakes, error) {
 	return d, f, nil
 }
 
+// made reports whether New, NewWith or NewFake made d: only they set the
+// route owner, never changed afterwards, so reading it needs no lock.
+func (d *Dataplane) made() bool { return d != nil && d.routes != nil }
+
+// check returns nil when d was made by a constructor, else an error of op
+// wrapping tnl.ErrInvalidSpec.
+func (d *Dataplane) check(op string) error {
+	if !d.made() {
+		return fmt.Errorf("node %s: node.Dataplane has no configuration (make it with New, NewWith or NewFake): %w", op, tnl.ErrInvalidSpec)
+	}
+	return nil
+}
+
 // Close releases what New opened. The kernel state (routes, devices, pod
 // interfaces) stays.
 func (d *Dataplane) Close() error {
+	if !d.made() {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
@@ -269,26 +288,54 @@ func (d *Dataplane) Close() error {
 }
 
 // Name returns the node name.
-func (d *Dataplane) Name() string { return d.cfg.Name }
+func (d *Dataplane) Name() string {
+	if !d.made() {
+		return ""
+	}
+	return d.cfg.Name
+}
 
 // Config returns the configuration with defaults filled in.
-func (d *Dataplane) Config() Config { return d.cfg }
+func (d *Dataplane) Config() Config {
+	if !d.made() {
+		return Config{}
+	}
+	return d.cfg
+}
 
 // Workloads returns the pod interface manager (the CNI plugin's part).
-func (d *Dataplane) Workloads() tnl.WorkloadManager { return d.workloads }
+func (d *Dataplane) Workloads() tnl.WorkloadManager {
+	if !d.made() {
+		return nil
+	}
+	return d.workloads
+}
 
 // Routes returns the node's route owner; other producers add their own
 // sources to it. Reconcile writes all of them, so a producer whose routes
 // must outlive an agent restart (BGP learned routes) needs an owner of its
 // own (see the package doc).
-func (d *Dataplane) Routes() *tnl.RouteOwner { return d.routes }
+func (d *Dataplane) Routes() *tnl.RouteOwner {
+	if !d.made() {
+		return nil
+	}
+	return d.routes
+}
 
 // VXLAN returns the overlay manager, nil when Encap is Never.
-func (d *Dataplane) VXLAN() tnl.VXLANManager { return d.vxlan }
+func (d *Dataplane) VXLAN() tnl.VXLANManager {
+	if !d.made() {
+		return nil
+	}
+	return d.vxlan
+}
 
 // SetBlocks replaces the node's own blocks (each gets a blackhole route).
 // Errors wrap tnl.ErrInvalidPrefix; then nothing changes.
 func (d *Dataplane) SetBlocks(blocks []netip.Prefix) error {
+	if err := d.check("set blocks"); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.applyLocked(blocks, d.peers)
@@ -298,6 +345,9 @@ func (d *Dataplane) SetBlocks(blocks []netip.Prefix) error {
 // tnl.ErrInvalidPrefix (see Render; also a peer named like this node or
 // with this node's address or tunnel address); then nothing changes.
 func (d *Dataplane) SetPeers(peers []Peer) error {
+	if err := d.check("set peers"); err != nil {
+		return err
+	}
 	m := make(map[string]Peer, len(peers))
 	for _, p := range peers {
 		if _, dup := m[p.Name]; dup {
@@ -312,6 +362,9 @@ func (d *Dataplane) SetPeers(peers []Peer) error {
 
 // UpsertPeer adds or changes one peer (by name).
 func (d *Dataplane) UpsertPeer(p Peer) error {
+	if err := d.check("upsert peer"); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m := maps.Clone(d.peers)
@@ -321,6 +374,9 @@ func (d *Dataplane) UpsertPeer(p Peer) error {
 
 // RemovePeer forgets a peer; unknown names are ignored.
 func (d *Dataplane) RemovePeer(name string) error {
+	if err := d.check("remove peer"); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m := maps.Clone(d.peers)
@@ -374,6 +430,9 @@ func (d *Dataplane) applyLocked(blocks []netip.Prefix, peers map[string]Peer) er
 
 // Blocks returns the node's blocks, sorted.
 func (d *Dataplane) Blocks() []netip.Prefix {
+	if !d.made() {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return sortedBlocks(d.blocks)
@@ -381,6 +440,9 @@ func (d *Dataplane) Blocks() []netip.Prefix {
 
 // Peers returns the peers, sorted by name.
 func (d *Dataplane) Peers() []Peer {
+	if !d.made() {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]Peer, 0, len(d.peers))
@@ -393,6 +455,9 @@ func (d *Dataplane) Peers() []Peer {
 // AsPeer describes this node as its peers see it: name, underlay
 // addresses, tunnel address and blocks.
 func (d *Dataplane) AsPeer() Peer {
+	if !d.made() {
+		return Peer{}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p := Peer{Name: d.cfg.Name, Blocks: sortedBlocks(d.blocks)}
@@ -420,6 +485,9 @@ func (d *Dataplane) AsPeer() Peer {
 // outside every connected network, tnl.ErrLinkNotFound for a missing VXLAN
 // parent), joined.
 func (d *Dataplane) Reconcile(ctx context.Context) error {
+	if err := d.check("reconcile"); err != nil {
+		return err
+	}
 	if d.vxlan != nil {
 		if err := d.vxlan.Reconcile(ctx); err != nil {
 			return fmt.Errorf("node %s: %w", d.cfg.Name, err)

@@ -31,7 +31,8 @@ const (
 
 // Sentinel errors, for errors.Is.
 var (
-	// ErrInvalidConfig: a Config the compiler cannot work with.
+	// ErrInvalidConfig: a Config the compiler cannot work with, or a
+	// Compiler that New did not make (nil or a zero value).
 	ErrInvalidConfig = errors.New("invalid policy compiler config")
 	// ErrInvalidInterface: a local endpoint's interface name is empty, too
 	// long (15 bytes) or has characters iptables refuses.
@@ -71,7 +72,10 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // Compiler renders Calico policy for the endpoints local to one node into
-// iptables chains and ipsets, incrementally. See the package doc.
+// iptables chains and ipsets, incrementally. See the package doc. The zero
+// value is not usable; make one with New (its methods that return an error
+// return ErrInvalidConfig; Plan returns an empty plan, NeedsL7 nil, and the
+// Delete*/Remove* methods without a result do nothing).
 type Compiler struct {
 	mu    sync.Mutex
 	cfg   Config
@@ -236,6 +240,19 @@ func hash16(parts ...string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// made reports whether New made c: only New sets c.ipt, never changed
+// afterwards, so reading it needs no lock.
+func (c *Compiler) made() bool { return c != nil && c.ipt != nil }
+
+// check returns nil when New made c, else an error of op wrapping
+// ErrInvalidConfig.
+func (c *Compiler) check(op string) error {
+	if !c.made() {
+		return fmt.Errorf("%s: policy.Compiler has no configuration (make it with New): %w", op, ErrInvalidConfig)
+	}
+	return nil
+}
+
 func (c *Compiler) famDigit() string {
 	if c.cfg.Family == iptables.IPv6 {
 		return "6"
@@ -376,6 +393,9 @@ func cmpOrder(a, b *float64) int {
 // (which ts may redefine with the same order). A change of order or default
 // action re-renders the local endpoints' chains.
 func (c *Compiler) SetTiers(ts []*pol.Tier) error {
+	if err := c.check("set tiers"); err != nil {
+		return err
+	}
 	var errs []error
 	for _, t := range ts {
 		if t == nil {
@@ -398,6 +418,9 @@ func (c *Compiler) SetTiers(ts []*pol.Tier) error {
 // can be a member of rule selectors' sets). Invalid endpoints are refused
 // before anything changes.
 func (c *Compiler) UpdateEndpoint(ep *pol.Endpoint) error {
+	if err := c.check("update endpoint"); err != nil {
+		return err
+	}
 	return validThen(c, ep, func() error { return c.updateEndpoint(ep.DeepCopy()) })
 }
 
@@ -463,6 +486,9 @@ func (c *Compiler) dirtyNPForEndpoint(eps ...*pol.Endpoint) {
 
 // DeleteEndpoint removes an endpoint (and its chains, if local).
 func (c *Compiler) DeleteEndpoint(key string) {
+	if !c.made() {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.deleteEndpoint(key)
@@ -488,6 +514,9 @@ func (c *Compiler) deleteEndpoint(key string) {
 // without Config.InterfacePrefix (the dispatch chains match only that
 // prefix, so its policy would never be enforced).
 func (c *Compiler) SetInterface(key, iface string) error {
+	if err := c.check("set interface of endpoint " + key); err != nil {
+		return err
+	}
 	if !validIface(iface) {
 		return fmt.Errorf("endpoint %s: %w: %q", key, ErrInvalidInterface, iface)
 	}
@@ -516,6 +545,9 @@ func (c *Compiler) SetInterface(key, iface string) error {
 
 // RemoveInterface makes the endpoint key not local any more; its chains go.
 func (c *Compiler) RemoveInterface(key string) {
+	if !c.made() {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if iface, ok := c.local[key]; ok {
@@ -534,6 +566,9 @@ func (c *Compiler) dropEndpointChains(iface string) {
 // UpdateNamespace adds or changes a namespace (its labels feed namespace
 // selectors).
 func (c *Compiler) UpdateNamespace(ns *pol.Namespace) error {
+	if err := c.check("update namespace"); err != nil {
+		return err
+	}
 	return validThen(c, ns, func() error {
 		c.namespaces[ns.Name] = true
 		return c.model.UpdateNamespace(ns.DeepCopy())
@@ -542,6 +577,9 @@ func (c *Compiler) UpdateNamespace(ns *pol.Namespace) error {
 
 // UpdateServiceAccount adds or changes a service account.
 func (c *Compiler) UpdateServiceAccount(sa *pol.ServiceAccount) error {
+	if err := c.check("update service account"); err != nil {
+		return err
+	}
 	return validThen(c, sa, func() error {
 		cp := *sa
 		cp.Labels = maps.Clone(sa.Labels)
@@ -551,6 +589,9 @@ func (c *Compiler) UpdateServiceAccount(sa *pol.ServiceAccount) error {
 
 // UpdateNetworkSet adds or changes a namespaced NetworkSet.
 func (c *Compiler) UpdateNetworkSet(n *pol.NetworkSet) error {
+	if err := c.check("update network set"); err != nil {
+		return err
+	}
 	return validThen(c, n, func() error {
 		c.netsets[n.Namespace+"/"+n.Name] = true
 		return c.model.UpdateNetworkSet(n.DeepCopy())
@@ -559,6 +600,9 @@ func (c *Compiler) UpdateNetworkSet(n *pol.NetworkSet) error {
 
 // UpdateGlobalNetworkSet adds or changes a GlobalNetworkSet.
 func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
+	if err := c.check("update global network set"); err != nil {
+		return err
+	}
 	return validThen(c, n, func() error {
 		c.gnetsets[n.Name] = true
 		return c.model.UpdateGlobalNetworkSet(n.DeepCopy())
@@ -576,6 +620,9 @@ func (c *Compiler) UpdateGlobalNetworkSet(n *pol.GlobalNetworkSet) error {
 // policy is ErrNil, one with an empty Key policy.ErrInvalid, one whose tier
 // the compiler does not know policy.ErrUnknownTier.
 func (c *Compiler) UpdatePolicy(rp *pol.ResolvedPolicy) error {
+	if err := c.check("update policy"); err != nil {
+		return err
+	}
 	if rp == nil {
 		return ErrNil
 	}
@@ -677,6 +724,9 @@ func scratchIPTables(f iptables.Family) (*iptables.IPTables, error) {
 
 // DeletePolicy removes a policy and its chains.
 func (c *Compiler) DeletePolicy(key string) {
+	if !c.made() {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.deletePolicy(key)
@@ -702,6 +752,9 @@ func (c *Compiler) deletePolicy(key string) {
 // policy.ErrDuplicate, as in policy.NewPolicySet); on error nothing
 // changes. Interfaces (SetInterface) are kept.
 func (c *Compiler) Replace(r pol.Resources) error {
+	if err := c.check("replace"); err != nil {
+		return err
+	}
 	if slices.Contains(r.Tiers, nil) || slices.Contains(r.Namespaces, nil) || slices.Contains(r.NetworkSets, nil) ||
 		slices.Contains(r.GlobalNetworkSets, nil) || slices.Contains(r.Endpoints, nil) ||
 		slices.Contains(r.NetworkPolicies, nil) || slices.Contains(r.GlobalNetworkPolicies, nil) {
@@ -852,6 +905,9 @@ func cutKey(k string) (string, string, bool) {
 // matching, which is what the evaluator does for flows without an HTTP
 // request (every flow netfilter sees); enforcing them needs an L7 proxy.
 func (c *Compiler) NeedsL7() []RuleRef {
+	if !c.made() {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []RuleRef

@@ -44,7 +44,9 @@ type LoggedPacket struct {
 }
 
 // DropReader reads the packets logged to one NFLOG group (nfnetlink_log
-// over netlink, as `ulogd` does), in one network namespace.
+// over netlink, as `ulogd` does), in one network namespace. The zero value
+// is not usable; make one with ListenDrops (its methods return
+// ErrInvalidConfig).
 type DropReader struct {
 	conn *netlink.Conn
 }
@@ -88,11 +90,28 @@ func ListenDrops(group uint16, netnsFD int) (*DropReader, error) {
 }
 
 // Close releases the group.
-func (r *DropReader) Close() error { return r.conn.Close() }
+func (r *DropReader) Close() error {
+	if err := r.check("close"); err != nil {
+		return err
+	}
+	return r.conn.Close()
+}
+
+// check returns nil when ListenDrops made r, else an error of op wrapping
+// ErrInvalidConfig.
+func (r *DropReader) check(op string) error {
+	if r == nil || r.conn == nil {
+		return fmt.Errorf("nflog %s: policy.DropReader is not bound (make it with ListenDrops): %w", op, ErrInvalidConfig)
+	}
+	return nil
+}
 
 // Read returns the next logged packets, waiting until at least one arrives
 // or ctx is done (then ctx.Err()).
 func (r *DropReader) Read(ctx context.Context) ([]LoggedPacket, error) {
+	if err := r.check("read"); err != nil {
+		return nil, err
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err

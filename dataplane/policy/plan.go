@@ -141,6 +141,9 @@ func renderChain(f iptables.Family, c ChainChange) (string, error) {
 // Plan renders what changed since the last Apply (successful or not) and
 // returns the difference, without handing anything to the appliers.
 func (c *Compiler) Plan() *Plan {
+	if !c.made() {
+		return &Plan{}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.plan()
@@ -220,6 +223,9 @@ func sortMembers(ms []ipsets.Member) {
 // keep them as desired state; the next Apply writes them too, although its
 // plan (like Plan's) does not list them again.
 func (c *Compiler) Apply(ctx context.Context) (*Plan, error) {
+	if err := c.check("apply"); err != nil {
+		return &Plan{}, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.plan()
@@ -361,6 +367,9 @@ func ownerSuffix(owner string) string {
 // Apply writes the whole state again, hooks included. Errors are the
 // appliers', wrapped; on error the next Delete or Apply retries.
 func (c *Compiler) Delete(ctx context.Context) error {
+	if err := c.check("delete"); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error

@@ -14,7 +14,8 @@ import (
 
 // ErrInvalidConfig: a Config duration is negative or the durations are
 // inconsistent (MaxInterval below MinInterval, RetryMax below RetryMin, a
-// nil sync function).
+// nil sync function, a nil clock), or Run on a Runner that New did not make
+// (nil or a zero value).
 var ErrInvalidConfig = errors.New("invalid sync runner config")
 
 // ErrAlreadyRunning: Run was called on a runner that is running or has run.
@@ -71,6 +72,8 @@ func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
 func WithName(name string) Option { return func(r *Runner) { r.name = name } }
 
 // Runner runs a sync function with bounded frequency; see the package doc.
+// The zero value is not usable; make one with New (Run returns
+// ErrInvalidConfig, Trigger and RetryAfter do nothing).
 type Runner struct {
 	sync  func(context.Context) error
 	cfg   Config
@@ -114,9 +117,16 @@ func New(sync func(ctx context.Context) error, cfg Config, opts ...Option) (*Run
 	return r, nil
 }
 
+// made reports whether New made r: only New sets the sync function, never
+// changed afterwards, so reading it needs no lock.
+func (r *Runner) made() bool { return r != nil && r.sync != nil }
+
 // Trigger asks for a sync as soon as MinInterval allows. It never blocks;
 // triggers before the sync starts coalesce into one.
 func (r *Runner) Trigger() {
+	if !r.made() {
+		return
+	}
 	select {
 	case r.trigger <- struct{}{}:
 	default:
@@ -128,6 +138,9 @@ func (r *Runner) Trigger() {
 // serves it. Requests coalesce to the earliest. It may be called from
 // within the sync function.
 func (r *Runner) RetryAfter(d time.Duration) {
+	if !r.made() {
+		return
+	}
 	at := r.clock.Now().Add(d)
 	r.mu.Lock()
 	if r.retryAt.IsZero() || at.Before(r.retryAt) {
@@ -144,6 +157,9 @@ func (r *Runner) RetryAfter(d time.Duration) {
 // ctx's error. The context is passed to each sync. A second call returns
 // ErrAlreadyRunning.
 func (r *Runner) Run(ctx context.Context) error {
+	if !r.made() {
+		return fmt.Errorf("run: syncrunner.Runner has no sync function (make it with New): %w", ErrInvalidConfig)
+	}
 	r.mu.Lock()
 	if r.started {
 		r.mu.Unlock()

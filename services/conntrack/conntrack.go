@@ -44,6 +44,11 @@ import (
 // ErrClean is wrapped by Clean's errors.
 var ErrClean = errors.New("conntrack cleanup failed")
 
+// ErrInvalidConfig is returned by Clean on a Cleaner without a Handle: one
+// that New did not make (nil or a zero value), or that New was given a nil
+// Handle.
+var ErrInvalidConfig = errors.New("invalid conntrack cleaner config")
+
 // Handle is the part of *netlink.Handle a Cleaner uses.
 type Handle interface {
 	ConntrackDeleteFilters(table netlink.ConntrackTableType, family netlink.InetFamily, filters ...netlink.CustomConntrackFilter) (uint, error)
@@ -51,7 +56,8 @@ type Handle interface {
 
 var _ Handle = (*netlink.Handle)(nil)
 
-// Cleaner deletes stale service flows.
+// Cleaner deletes stale service flows. The zero value is not usable; make
+// one with New (Clean returns ErrInvalidConfig).
 type Cleaner struct {
 	h   Handle
 	log *slog.Logger
@@ -107,8 +113,13 @@ func protoNum(p services.Protocol) (uint8, bool) {
 }
 
 // Clean deletes the conntrack entries of every flow in stale and returns
-// how many entries went. Unknown protocols are ignored.
+// how many entries went. Unknown protocols are ignored. A Cleaner without
+// a Handle (see ErrInvalidConfig) deletes nothing and returns 0 and an
+// error wrapping ErrInvalidConfig.
 func (c *Cleaner) Clean(_ context.Context, stale []services.StaleFlow) (uint, error) {
+	if c == nil || c.h == nil {
+		return 0, fmt.Errorf("conntrack cleanup: conntrack.Cleaner has no Handle (make it with New and a non-nil Handle): %w", ErrInvalidConfig)
+	}
 	byFamily := map[netlink.InetFamily][]netlink.CustomConntrackFilter{}
 	for _, s := range stale {
 		p, ok := protoNum(s.Protocol)

@@ -50,7 +50,8 @@ const (
 // in postrouting (kube-proxy's 0x4000).
 const DefaultMasqueradeMark = 0x4000
 
-// ErrInvalidConfig is wrapped by New for a bad Config.
+// ErrInvalidConfig is wrapped by New for a bad Config, and by the methods
+// of a Proxier that New did not make (nil or a zero value).
 var ErrInvalidConfig = errors.New("invalid iptables services config")
 
 // ErrClosed is returned by Sync after Close.
@@ -119,7 +120,9 @@ func WithSysctl(f func(key, value string) error) Option {
 }
 
 // Proxier renders a services.Tracker into iptables NAT and filter chains
-// through a dataplane/iptables IPTables (see the package doc).
+// through a dataplane/iptables IPTables (see the package doc). The zero
+// value is not usable; make one with New (Sync returns ErrInvalidConfig,
+// Close returns nil, QueueResync does nothing, HairpinSet returns "").
 type Proxier struct {
 	ipt     *ipt.IPTables
 	tracker *services.Tracker
@@ -313,6 +316,9 @@ func DefaultHairpinSetPrefix(family ipt.Family) string {
 // Sync after it returns ErrClosed and writes nothing, in either layout.
 // Closing twice is a no-op.
 func (p *Proxier) Close() error {
+	if !p.made() {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
@@ -331,6 +337,9 @@ func procSysctl(key, value string) error {
 // QueueResync makes the next Sync re-render every service port and
 // re-read iptables-save, repairing drift.
 func (p *Proxier) QueueResync() {
+	if !p.made() {
+		return
+	}
 	p.mu.Lock()
 	p.needFull = true
 	p.mu.Unlock()
@@ -343,6 +352,9 @@ func (p *Proxier) QueueResync() {
 // everything. It is the function to hand to a dataplane/syncrunner.Runner.
 // After Close it returns ErrClosed.
 func (p *Proxier) Sync(ctx context.Context) error {
+	if !p.made() {
+		return fmt.Errorf("iptables services sync: iptables.Proxier has no configuration (make it with New): %w", ErrInvalidConfig)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -915,4 +927,13 @@ func WithHairpinSet(sets *ipsets.IPSets) Option { return func(p *Proxier) { p.se
 func WithHairpinChains() Option { return func(p *Proxier) { p.noSet = true } }
 
 // HairpinSet returns the name of the hairpin set, "" with WithHairpinChains.
-func (p *Proxier) HairpinSet() string { return p.hairpinSet }
+func (p *Proxier) HairpinSet() string {
+	if !p.made() {
+		return ""
+	}
+	return p.hairpinSet
+}
+
+// made reports whether New made p: only New sets p.ipt, never changed
+// afterwards, so reading it needs no lock.
+func (p *Proxier) made() bool { return p != nil && p.ipt != nil }

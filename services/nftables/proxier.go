@@ -25,7 +25,8 @@ const DefaultTable = "tabby-services"
 // postrouting (kube-proxy's 0x4000).
 const DefaultMasqueradeMark = 0x4000
 
-// ErrInvalidConfig is wrapped by New for a bad Config.
+// ErrInvalidConfig is wrapped by New for a bad Config, and by the methods
+// of a Proxier that New did not make (nil or a zero value).
 var ErrInvalidConfig = errors.New("invalid nftables services config")
 
 // Config configures a Proxier.
@@ -135,7 +136,9 @@ func WithStaleFlows(f func(ctx context.Context, stale []services.StaleFlow)) Opt
 func WithHealthServer(h *services.HealthServer) Option { return func(p *Proxier) { p.health = h } }
 
 // Proxier renders a services.Tracker into one nftables table through a
-// knftables.Interface.
+// knftables.Interface. The zero value is not usable; make one with New
+// (Sync and SetServiceCIDRs return ErrInvalidConfig, QueueResync does
+// nothing).
 type Proxier struct {
 	nft     knftables.Interface
 	tracker *services.Tracker
@@ -212,8 +215,15 @@ func interfaceTable(nft knftables.Interface) (knftables.Family, string, bool) {
 	return knftables.Family(f[2]), f[3], true
 }
 
+// made reports whether New made p: only New sets p.tracker, never changed
+// afterwards, so reading it needs no lock.
+func (p *Proxier) made() bool { return p != nil && p.tracker != nil }
+
 // QueueResync makes the next Sync rewrite the whole table.
 func (p *Proxier) QueueResync() {
+	if !p.made() {
+		return
+	}
 	p.mu.Lock()
 	p.needFull = true
 	p.mu.Unlock()
@@ -227,6 +237,9 @@ func (p *Proxier) QueueResync() {
 // error wrapping ErrInvalidConfig, and changes nothing, for a prefix
 // Config.Validate refuses.
 func (p *Proxier) SetServiceCIDRs(cidrs []netip.Prefix) error {
+	if !p.made() {
+		return fmt.Errorf("nftables services set service CIDRs: nftables.Proxier has no configuration (make it with New): %w", ErrInvalidConfig)
+	}
 	if err := validServiceCIDRs(p.cfg.Family, cidrs); err != nil {
 		return err
 	}
@@ -244,6 +257,9 @@ func (p *Proxier) SetServiceCIDRs(cidrs []netip.Prefix) error {
 // is to be sent writes nothing: Sync returns an error wrapping ctx.Err()
 // (with either executor) and the next Sync recreates the table.
 func (p *Proxier) Sync(ctx context.Context) error {
+	if !p.made() {
+		return fmt.Errorf("nftables services sync: nftables.Proxier has no configuration (make it with New): %w", ErrInvalidConfig)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	changes := p.tracker.Changes()
