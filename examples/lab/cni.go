@@ -112,7 +112,7 @@ func startCNI(ctx context.Context, w io.Writer, binDir string, pool ipam.IPPool)
 	if err != nil {
 		return l, fmt.Errorf("etcd store: %w", err)
 	}
-	if l.ipam, err = ipam.New(s); err != nil {
+	if l.ipam, err = ipam.New(s, ipam.WithLogger(warnLogger())); err != nil {
 		return l, fmt.Errorf("ipam: %w", err)
 	}
 	if _, err := l.ipam.CreatePool(ctx, pool); err != nil {
@@ -315,6 +315,8 @@ func (l *cniLab) addPods(ctx context.Context, w io.Writer, topo *nettest.Topolog
 			p.result.Interfaces[0].Name, p.sandbox.Name, p.containerID, p.labels["app"])
 	}
 	_ = tw.Flush()
+	fmt.Fprintln(w, "(customer, summary and database are the workshop's YAO Bank; intruder is the lab's own:\n"+
+		"a pod in the same namespace that the bank's policies must keep away from summary and database)")
 	if list, err := l.conflist(pods[0].node, mtu); err == nil {
 		fmt.Fprintf(w, "\n    each ADD ran the plugin in its node's namespace with, as containerd passes them,\n"+
 			"    CNI_IFNAME=eth0, CNI_NETNS=/var/run/netns/<sandbox>, CNI_CONTAINERID=<sandbox ID>,\n"+

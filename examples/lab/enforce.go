@@ -56,11 +56,13 @@ func enforce(ctx context.Context, nodes []*nettest.Node, pods []*pod, res policy
 		}
 		e := &nodeEnforcer{node: n, nf: h}
 		out = append(out, e)
-		ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns(n.NS.Name))
+		log := warnLogger()
+		ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns(n.NS.Name), iptables.WithLogger(log))
 		if err != nil {
 			return nil, nil, fmt.Errorf("iptables in %s: %w", n.Name, err)
 		}
-		if e.c, err = dppolicy.New(dppolicy.Config{NFLOGGroup: nflogGroup}, ipt, ipsets.New(h)); err != nil {
+		if e.c, err = dppolicy.New(dppolicy.Config{NFLOGGroup: nflogGroup}, ipt, ipsets.New(h, ipsets.WithLogger(log)),
+			dppolicy.WithLogger(log)); err != nil {
 			return nil, nil, fmt.Errorf("policy compiler for %s: %w", n.Name, err)
 		}
 		if err := e.c.Replace(res); err != nil {

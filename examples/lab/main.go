@@ -212,6 +212,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fs.Usage()
 		return options{}, err
 	}
+	if _, _, _, err := routingFor(o.routing); err != nil {
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return options{}, err
+	}
 	return o, nil
 }
 
@@ -241,6 +246,15 @@ func interruptedMessage(err error) string {
 	return err.Error()
 }
 
+// lastCleanup is the last cleanup step's text. The lab removes the plugin
+// binary it built, never the one --cni-bin-dir names.
+func lastCleanup(cniBinDir string) string {
+	if cniBinDir == "" {
+		return "cleaning up: stopping etcd, removing the plugin binary, libcni's cache and etcd's data"
+	}
+	return "cleaning up: stopping etcd, removing libcni's cache and etcd's data (the plugin in " + cniBinDir + " stays)"
+}
+
 // stopSignals are the signals that stop the lab after the current step,
 // with everything it built removed: Ctrl-C, SIGTERM (kill, timeout) and
 // SIGHUP (the terminal or the ssh session closed), whose default action
@@ -252,7 +266,16 @@ func stopSignals() []os.Signal {
 func step(w io.Writer, format string, args ...any) func() {
 	start := time.Now()
 	fmt.Fprintf(w, "==> "+format+" ... ", args...)
-	return func() { fmt.Fprintf(w, "done (%s)\n", time.Since(start).Round(time.Millisecond)) }
+	return func() { fmt.Fprintf(w, "done (%s)\n", elapsed(time.Since(start))) }
+}
+
+// elapsed is how step prints a step's duration: to the millisecond, and
+// "under 1ms" for what rounds to none (not "0s").
+func elapsed(d time.Duration) string {
+	if d < time.Millisecond/2 {
+		return "under 1ms"
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 type pod struct {
@@ -540,7 +563,7 @@ func run(w io.Writer, routing, cniBinDir string) (_ bool, err error) {
 	checks = append(checks, check{"no namespace is left behind", errors.Join(err, leftovers(topo.ID))})
 	checks = append(checks, check{"the datastore holds no allocation and no handle (pods DELeted, tunnel addresses released)",
 		cl.datastoreEmpty(ctx)})
-	done = step(w, "cleaning up: stopping etcd, removing the plugin binary, libcni's cache and etcd's data")
+	done = step(w, "%s", lastCleanup(cniBinDir))
 	err = cl.Close()
 	done()
 	checks = append(checks, check{"no temporary directory is left behind", errors.Join(err, cl.dirsLeft(etcdDir))})

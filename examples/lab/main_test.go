@@ -96,6 +96,8 @@ func TestParseFlags(t *testing.T) {
 			printed: []string{`unexpected argument "extra"`, "usage: make demo"}},
 		{name: "unknown flag", args: []string{"--nodes", "5"}, err: "flag provided but not defined: -nodes",
 			printed: []string{"usage: make demo"}},
+		{name: "unknown routing", args: []string{"--routing", "bogus"}, err: `unknown -routing "bogus"`,
+			printed: []string{`unknown -routing "bogus" (want vxlan or direct)`, "usage: make demo"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -172,4 +174,30 @@ func TestInterrupted(t *testing.T) {
 	err = interrupted([]func() error{clean, func() error { return errors.New("left behind: tby-1-n0") }})
 	require.ErrorIs(t, err, errInterrupted)
 	assert.Equal(t, "interrupted; left behind: tby-1-n0", interruptedMessage(err))
+}
+
+// TestElapsed checks how steps print their durations: milliseconds, and
+// no "0s" for a step that took less than one.
+func TestElapsed(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "under 1ms"},
+		{300 * time.Microsecond, "under 1ms"},
+		{700 * time.Microsecond, "1ms"},
+		{107 * time.Millisecond, "107ms"},
+		{1002400 * time.Microsecond, "1.002s"},
+	} {
+		assert.Equal(t, tc.want, elapsed(tc.d), "%v", tc.d)
+	}
+}
+
+// TestLastCleanup checks that the last cleanup step says the lab removes
+// the plugin it built and leaves the one --cni-bin-dir names.
+func TestLastCleanup(t *testing.T) {
+	assert.Contains(t, lastCleanup(""), "removing the plugin binary")
+	got := lastCleanup("/opt/cni/bin")
+	assert.NotContains(t, got, "removing the plugin")
+	assert.Contains(t, got, "the plugin in /opt/cni/bin stays")
 }

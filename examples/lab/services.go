@@ -444,7 +444,7 @@ func newNodeServices(n *nettest.Node, svcs []*v1.Service) (*nodeServices, error)
 	// nodes, so forwarding it back would loop.
 	ns.p, err = svcnft.New(ns.nft, ns.tr, svcnft.Config{Family: knftables.IPv4Family,
 		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(poolCIDR)},
-		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(serviceCIDR)}})
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(serviceCIDR)}}, svcnft.WithLogger(warnLogger()))
 	if err != nil {
 		return nil, fmt.Errorf("services proxier for %s: %w", n.Name, err)
 	}

@@ -54,11 +54,19 @@ type speakerReply struct {
 // go to (the pod blocks are the speaker's default source).
 const servicesSource = "services"
 
+// warnLogger is the logger the lab gives the packages it runs: warnings
+// and up, to stderr. Their routine Info records (a table rewritten, a
+// session up) would land in the middle of the lab's narration, which says
+// what happened itself.
+func warnLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 // speakerMain is the child: it serves requests until its stdin closes
 // (the lab finished, or died), then exits. Logs (warnings and up) go to
 // stderr, which the lab keeps and shows only when something fails.
 func speakerMain(in io.Reader, out io.Writer) int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := warnLogger()
 	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
 	ctx := context.Background()
 	var s *bgp.Speaker

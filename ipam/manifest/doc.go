@@ -70,6 +70,13 @@
 // IPv6, both encapsulations; a bad nodeSelector also matches
 // selector.ErrInvalid).
 //
+// Every problem of form is reported at once (syntax, unknown fields, wrong
+// types, missing fields, the refusals above). The checks of
+// ipam.IPPool.Validate run only on a document whose form is right, and name
+// its first problem: a pool with a blockSize of 40 and a vxlanMode of
+// Sometimes reports the block size; the mode's problem comes once that is
+// fixed.
+//
 // DecodePools checks the input's pools against each other only; the
 // pools already stored are checked by CreatePool, which returns ErrOverlap
 // or ErrInvalid for a clash.
