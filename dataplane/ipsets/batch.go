@@ -68,7 +68,9 @@ const MaxBatchMessage = 32 << 10
 // It is safe for concurrent use. After Close its Handle and BatchHandle
 // methods fail with ErrClosed; the other methods of the embedded
 // *netlink.Handle must not be called then (a closed vishvananda/netlink
-// Handle acts on the calling thread's namespace).
+// Handle acts on the calling thread's namespace). The zero value is not
+// usable (make one with NewHandle): it acts as a closed one, and its Close
+// does nothing.
 type KernelHandle struct {
 	*nl.Handle
 	batch map[int]*nlnl.SocketHandle
@@ -102,7 +104,7 @@ func NewHandle(ns netns.NsHandle) (*KernelHandle, error) {
 func (k *KernelHandle) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.closed {
+	if k.closed || k.Handle == nil {
 		return
 	}
 	k.closed = true
@@ -112,11 +114,12 @@ func (k *KernelHandle) Close() {
 	}
 }
 
-// do runs f unless the handle is closed.
+// do runs f unless the handle is closed or was not made by NewHandle (a
+// nil vishvananda handle acts on the caller's namespace).
 func (k *KernelHandle) do(f func() error) error {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	if k.closed {
+	if k.closed || k.Handle == nil {
 		return ErrClosed
 	}
 	return f()

@@ -36,7 +36,8 @@ var (
 	// ErrInUse: the kernel refused to destroy a set that a rule still
 	// references (IPSET_ERR_BUSY, "Set cannot be destroyed: it is in use by a kernel component").
 	ErrInUse = errors.New("ipset in use")
-	// ErrClosed: a KernelHandle was used after Close. (A closed
+	// ErrClosed: a KernelHandle was used after Close, or one NewHandle did
+	// not make (its zero value) was used. (A closed
 	// vishvananda/netlink Handle would instead act on the calling thread's
 	// namespace, so KernelHandle answers this.)
 	ErrClosed = errors.New("ipset handle closed")

@@ -73,7 +73,8 @@ const (
 // After Close, its RouteHandle, OverlayHandle and RouteBatcher methods fail
 // with ErrClosed. The other methods of the embedded *netlink.Handle must
 // not be called then: a closed vishvananda/netlink Handle acts on the
-// calling thread's namespace.
+// calling thread's namespace. The zero value is not usable (make one with
+// NewKernelHandle): it acts as a closed one, and its Close does nothing.
 type KernelHandle struct {
 	*nl.Handle
 	pipe  *pipeline
@@ -103,7 +104,7 @@ func NewKernelHandle(netnsPath string) (*KernelHandle, error) {
 		h.Close()
 		return nil, err
 	}
-	return &KernelHandle{Handle: h, pipe: p}, nil
+	return &KernelHandle{Handle: h, pipe: p, guard: closeGuard{open: true}}, nil
 }
 
 // Close closes both sockets; it waits for the calls in flight. Closing

@@ -8,7 +8,8 @@ import (
 	nl "github.com/vishvananda/netlink"
 )
 
-// ErrClosed: a Workloads or KernelHandle was used after Close.
+// ErrClosed: a Workloads or KernelHandle was used after Close, or a
+// KernelHandle that NewKernelHandle did not make (its zero value) was used.
 //
 // A closed *netlink.Handle of vishvananda/netlink does not fail: it forgets
 // its sockets and falls back to the package-level ones, opened in the
@@ -17,17 +18,21 @@ import (
 // a guard that answers ErrClosed instead once Close has run.
 var ErrClosed = errors.New("netlink handle closed")
 
-// closeGuard lets calls through until close; close waits for the calls in
-// flight, so none of them uses a closed handle.
+// closeGuard lets calls through from open (set by the constructor) until
+// close; close waits for the calls in flight, so none of them uses a
+// closed handle. A guard never opened (the zero value of its owner, whose
+// handle is nil, which vishvananda/netlink also treats as the caller's
+// namespace) refuses every call as a closed one.
 type closeGuard struct {
 	mu     sync.RWMutex
+	open   bool
 	closed bool
 }
 
 // enter admits one call (leave must follow) or returns ErrClosed.
 func (g *closeGuard) enter() error {
 	g.mu.RLock()
-	if g.closed {
+	if g.closed || !g.open {
 		g.mu.RUnlock()
 		return ErrClosed
 	}
@@ -41,7 +46,7 @@ func (g *closeGuard) leave() { g.mu.RUnlock() }
 func (g *closeGuard) close(f func()) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
+	if g.closed || !g.open {
 		return false
 	}
 	g.closed = true

@@ -222,7 +222,7 @@ func NewWorkloads(hostNetns string, opts ...WorkloadsOption) (*Workloads, error)
 		host.Close()
 		return nil, err
 	}
-	w := &Workloads{host: host, pipe: pipe, prefix: o.hostPrefix, opts: o}
+	w := &Workloads{host: host, pipe: pipe, prefix: o.hostPrefix, opts: o, guard: closeGuard{open: true}}
 	w.h = guardedHostHandle{h: h, g: &w.guard}
 	return w, nil
 }
