@@ -64,6 +64,9 @@ const elementsPerMessage = 256
 // It keeps the set and map definitions it has written (their key types
 // encode elements), so the Proxier must be the table's only writer,
 // which it is by design (the first Sync recreates the table).
+//
+// The zero value is not usable: make one with NewNetlink (New refuses
+// another with ErrInvalidConfig).
 type Netlink struct {
 	knftables.Interface
 	family knftables.Family

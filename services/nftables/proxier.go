@@ -173,6 +173,9 @@ func New(nft knftables.Interface, tracker *services.Tracker, cfg Config, opts ..
 	if nft == nil {
 		return nil, fmt.Errorf("%w: nil knftables.Interface", ErrInvalidConfig)
 	}
+	if n, ok := nft.(*Netlink); ok && (n == nil || n.Interface == nil) {
+		return nil, fmt.Errorf("%w: a Netlink not made by NewNetlink (make it with NewNetlink)", ErrInvalidConfig)
+	}
 	if tracker == nil {
 		return nil, fmt.Errorf("%w: nil services.Tracker", ErrInvalidConfig)
 	}

@@ -332,6 +332,8 @@ func TestNewRejectsMismatchedInterface(t *testing.T) {
 		{"other table", knftables.NewFake(knftables.IPv4Family, "other"), snft.Config{Family: knftables.IPv4Family}, `table "other"`, false},
 		{"default table, fake of another", knftables.NewFake(knftables.IPv4Family, "x"), snft.Config{Family: knftables.IPv4Family, Table: snft.DefaultTable}, `table "x"`, false},
 		{"nil interface", nil, snft.Config{Family: knftables.IPv4Family}, "nil knftables.Interface", false},
+		{"zero Netlink", &snft.Netlink{}, snft.Config{Family: knftables.IPv4Family}, "make it with NewNetlink", false},
+		{"nil *Netlink", (*snft.Netlink)(nil), snft.Config{Family: knftables.IPv4Family}, "make it with NewNetlink", false},
 		{"nil tracker", knftables.NewFake(knftables.IPv4Family, snft.DefaultTable), snft.Config{Family: knftables.IPv4Family}, "nil services.Tracker", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
