@@ -246,8 +246,16 @@ func (c *Compiler) made() bool { return c != nil && c.ipt != nil }
 
 // check returns nil when New made c, else an error of op wrapping
 // ErrInvalidConfig.
-func (c *Compiler) check(op string) error {
+func (c *Compiler) check(op string) error { return c.checkOf(op, "") }
+
+// checkOf is check for an operation on obj ("set interface of endpoint"
+// and its key): the error's text is built only when there is an error, so
+// the check allocates nothing on a Compiler New made.
+func (c *Compiler) checkOf(op, obj string) error {
 	if !c.made() {
+		if obj != "" {
+			op += " " + obj
+		}
 		return fmt.Errorf("%s: policy.Compiler has no configuration (make it with New): %w", op, ErrInvalidConfig)
 	}
 	return nil
@@ -514,7 +522,7 @@ func (c *Compiler) deleteEndpoint(key string) {
 // without Config.InterfacePrefix (the dispatch chains match only that
 // prefix, so its policy would never be enforced).
 func (c *Compiler) SetInterface(key, iface string) error {
-	if err := c.check("set interface of endpoint " + key); err != nil {
+	if err := c.checkOf("set interface of endpoint", key); err != nil {
 		return err
 	}
 	if !validIface(iface) {

@@ -150,7 +150,7 @@ func (c *Compiler) dropPrefix(cause DropCause) string {
 // tier, policy and rule that dropped the packet. ErrBadPrefix for a prefix
 // tabby does not write, ErrUnknownDrop for one this compiler did not render.
 func (c *Compiler) ExplainDrop(prefix string) (DropCause, error) {
-	if err := c.check("explain drop " + prefix); err != nil {
+	if err := c.checkOf("explain drop", prefix); err != nil {
 		return DropCause{}, err
 	}
 	p, err := ParsePrefix(prefix)
