@@ -89,3 +89,8 @@ func AsCNIError(err error) *types.Error {
 func mkdirFor(path string) error {
 	return os.MkdirAll(filepath.Dir(path), 0o700)
 }
+
+// errLimitedConnectivity is STATUS's code 51 (SPEC.md, STATUS): the
+// plugin cannot serve ADD and existing containers may have limited
+// connectivity; libcni's types has no name for it.
+const errLimitedConnectivity uint = 51

@@ -1061,14 +1061,22 @@ func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, keep 
 
 // Status reports whether the plugin can set up containers (CNI 1.1
 // STATUS): code 50 when the IPAM datastore (or the delegated IPAM plugin)
-// is unavailable.
+// is unavailable. A delegated IPAM plugin's own 50 or 51 comes back as it
+// is; any other error of it is 50.
 func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
 		if conf.IPAMConf == nil {
-			if err := invoke.DelegateStatus(ctx, conf.IPAM.Type, args.StdinData, p.exec); err != nil {
-				return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+			err := invoke.DelegateStatus(ctx, conf.IPAM.Type, args.StdinData, p.exec)
+			var te *types.Error
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &te) && (te.Code == types.ErrPluginNotAvailable || te.Code == errLimitedConnectivity):
+				// The delegate's own STATUS answer: 51 also tells the
+				// runtime existing containers may be cut off.
+				return te
 			}
-			return nil
+			return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("ipam %s: %v", conf.IPAM.Type, err), "")
 		}
 		return p.status(ctx, conf.IPAMConf, d)
 	})
