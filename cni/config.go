@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
 	"github.com/containernetworking/cni/pkg/version"
 )
 
@@ -249,6 +250,12 @@ func ParseIPAMConfig(data []byte) (*types.PluginConf, *IPAMConf, error) {
 func checkNameVersion(c *types.PluginConf) error {
 	if c.Name == "" {
 		return fmt.Errorf("%w: missing network name", ErrInvalidConfig)
+	}
+	// The name is part of every handle, and a handle names a file under
+	// state_dir: the CNI spec's characters only, as skel checks for the
+	// binaries (libcni's utils.ValidateNetworkName).
+	if err := utils.ValidateNetworkName(c.Name); err != nil {
+		return fmt.Errorf("%w: network name %q: %s", ErrInvalidConfig, c.Name, err.Msg)
 	}
 	if !slices.Contains(Supported.SupportedVersions(), c.CNIVersion) {
 		return fmt.Errorf("%w: cniVersion %q not supported (want one of %v)", ErrInvalidConfig, c.CNIVersion, Supported.SupportedVersions())

@@ -144,14 +144,23 @@ func Handle(network, containerID string) string { return network + "." + contain
 
 func checkArgs(args *skel.CmdArgs, needNetns bool) error {
 	switch {
-	case args.ContainerID == "":
-		return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
 	case args.IfName == "":
 		return fmt.Errorf("%w: CNI_IFNAME is empty", ErrInvalidArgs)
 	case needNetns && args.Netns == "":
 		return fmt.Errorf("%w: CNI_NETNS is empty", ErrInvalidArgs)
-	case strings.ContainsAny(args.ContainerID, "/\\\x00") || args.ContainerID == "." || args.ContainerID == "..":
-		return fmt.Errorf("%w: CNI_CONTAINERID %q", ErrInvalidArgs, args.ContainerID)
+	}
+	return checkContainerID(args.ContainerID)
+}
+
+// checkContainerID refuses an empty CNI_CONTAINERID and one that would
+// make the handle, a file name under state_dir (record.go), lead out of
+// that directory.
+func checkContainerID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
+	case strings.ContainsAny(id, "/\\\x00") || id == "." || id == "..":
+		return fmt.Errorf("%w: CNI_CONTAINERID %q", ErrInvalidArgs, id)
 	}
 	return nil
 }
@@ -626,8 +635,8 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 			st.lap("rest")
 			p.log.Debug("DEL timing", "container", args.ContainerID, "ok", err == nil, "steps", st)
 		}()
-		if args.ContainerID == "" {
-			return fmt.Errorf("%w: CNI_CONTAINERID is empty", ErrInvalidArgs)
+		if err := checkContainerID(args.ContainerID); err != nil {
+			return err
 		}
 		if err := p.notOwnNetns(args.Netns); err != nil {
 			return err

@@ -3,6 +3,8 @@ package cni
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -80,4 +82,48 @@ func TestStatusKeepsDelegateCode(t *testing.T) {
 	x := &fakeExec{}
 	e := newEnv(t, WithExec(x))
 	require.NoError(t, e.p.Status(t.Context(), &skel.CmdArgs{StdinData: delegatedConf(t, nil)}))
+}
+
+// The network name and the container ID become the name of the
+// delegated-IPAM record under state_dir (Handle): a name or an ID that
+// would lead out of it is refused by the library verbs as skel refuses
+// it for the binaries (codes 7 and 4), and no file outside state_dir is
+// written or removed.
+func TestHandleStaysInStateDir(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "a", "state")
+	victim := filepath.Join(dir, "victim")
+	for _, tc := range []struct {
+		name, network, id string
+		want              uint
+	}{
+		{"DEL container ID", "net1", "/../../../victim", types.ErrInvalidEnvironmentVariables},
+		{"DEL network name", "../../../victim", "x", types.ErrInvalidNetworkConfig},
+		{"ADD network name", "../../../victim", "x", types.ErrInvalidNetworkConfig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(victim+".x", []byte("keep"), 0o600))
+			require.NoError(t, os.WriteFile(victim, []byte("keep"), 0o600))
+			e := newEnv(t, WithExec(&fakeExec{}))
+			e.wm.AddNetns("/run/netns/p")
+			c := delegatedConf(t, map[string]any{"name": tc.network, "state_dir": state})
+			a := &skel.CmdArgs{ContainerID: tc.id, Netns: "/run/netns/p", IfName: "eth0", StdinData: c}
+			var err error
+			if tc.name[:3] == "ADD" {
+				_, err = e.p.Add(t.Context(), a)
+			} else {
+				err = e.p.Del(t.Context(), a)
+			}
+			assert.Equal(t, tc.want, code(t, err), "%v", err)
+			for _, f := range []string{victim, victim + ".x"} {
+				b, err := os.ReadFile(f)
+				require.NoError(t, err, "%s removed", f)
+				assert.Equal(t, "keep", string(b), "%s overwritten", f)
+			}
+		})
+	}
+	_, err := ParseConfig(delegatedConf(t, map[string]any{"name": "a/b"}))
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, _, err = ParseIPAMConfig(conf(t, "1.1.0", map[string]any{"name": "a b"}, nil))
+	require.ErrorIs(t, err, ErrInvalidConfig)
 }
