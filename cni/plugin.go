@@ -950,21 +950,31 @@ func compareResults(prev, want *current.Result) error {
 // state_dir when that record is older than DefaultGCGrace (the tabby-ipam
 // section's gc_grace_seconds does not apply) or missing. Handles whose
 // container ID has a dot are left alone (see ownedBy). Without the
-// cni.dev/valid-attachments key GC is refused (code 7).
+// cni.dev/valid-attachments key GC is refused (code 7). An error does not
+// stop it (SPEC.md, GC): with the host's links not listed it still
+// releases the allocations; with the IPAM GC failed it leaves the listed
+// interfaces (their allocations' ages are unknown); either way it deletes
+// the detached pairs, and it returns every error, joined.
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
 		if err := hasValidAttachments(args.StdinData); err != nil {
 			return err
 		}
 		keep := keptHandles(conf.Name, conf.ValidAttachments)
+		// An error does not stop GC: it goes on removing what it still
+		// can and reports every error (SPEC.md, GC).
+		var errs []error
 		wm, done, err := p.workloadsFor()
 		if err != nil {
-			return err
+			errs = append(errs, err)
+		} else {
+			defer done()
 		}
-		defer done()
-		ids, err := wm.ListWorkloads(ctx)
-		if err != nil {
-			return err
+		var ids []string
+		if wm != nil {
+			if ids, err = wm.ListWorkloads(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("list workloads: %w", err))
+			}
 		}
 		var stale []string
 		for _, id := range ids {
@@ -972,11 +982,11 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 				stale = append(stale, id)
 			}
 		}
-		var errs []error
 		var held func(handle string) bool
 		if conf.IPAMConf != nil {
 			if held, err = p.gcIPAM(ctx, conf.Name, conf.IPAMConf, keep, stale, d); err != nil {
-				return err // the allocations' ages are unknown: no interface is touched
+				errs = append(errs, err)
+				stale = nil // the allocations' ages are unknown: no interface is touched
 			}
 		} else {
 			if err := p.ipamPluginFound(conf.IPAM.Type, args.Path); err != nil {
@@ -998,7 +1008,9 @@ func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 		}
 		// Pairs DEL detached whose namespace the runtime kept: no
 		// attachment owns them any more.
-		errs = append(errs, wm.RemoveDetached(ctx, func(id string) bool { return ownedBy(conf.Name, id) }))
+		if wm != nil {
+			errs = append(errs, wm.RemoveDetached(ctx, func(id string) bool { return ownedBy(conf.Name, id) }))
+		}
 		return errors.Join(errs...)
 	})
 }

@@ -3,15 +3,20 @@ package cni
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tabbynet/tabby/dataplane/netlink"
 )
 
 // Tests of the verbs against the CNI spec (SPEC.md of
@@ -126,4 +131,69 @@ func TestHandleStaysInStateDir(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidConfig)
 	_, _, err = ParseIPAMConfig(conf(t, "1.1.0", map[string]any{"name": "a b"}, nil))
 	require.ErrorIs(t, err, ErrInvalidConfig)
+}
+
+// listFails is a WorkloadManager whose ListWorkloads fails.
+type listFails struct{ netlink.WorkloadManager }
+
+func (listFails) ListWorkloads(context.Context) ([]string, error) {
+	return nil, errors.New("list links: injected")
+}
+
+// gcFails is an IPAM whose GC fails.
+type gcFails struct{ IPAM }
+
+func (gcFails) GC(context.Context, string, string, func(string) bool, time.Duration) ([]netip.Addr, error) {
+	return nil, errors.New("scan blocks: injected")
+}
+
+// GC goes on past an error and removes what it still can, reporting the
+// error (SPEC.md, GC: "If an error is encountered, a plugin should
+// continue; removing as many resources as possible"): the host's links
+// not listed, it still releases the stale allocations and deletes the
+// pairs DEL detached; IPAM failing, it touches no listed interface (their
+// allocations' ages are unknown) but still deletes the detached pairs.
+func TestGCContinuesPastErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		listFails    bool
+		ipamFails    bool
+		wantReleased bool
+		wantIfaces   []string
+	}{
+		{"links not listed", true, false, true, []string{"net1.a", "net1.b"}},
+		{"IPAM GC fails", false, true, false, []string{"net1.a", "net1.b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			c := conf(t, "1.1.0", nil, map[string]any{"gc_grace_seconds": -1})
+			for _, id := range []string{"a", "b", "d"} {
+				e.add(id, c)
+			}
+			require.NoError(t, e.p.Del(t.Context(), args("d", "/run/netns/d", c)))
+			require.Equal(t, []string{"net1.d"}, e.wm.DetachedWorkloads())
+			var wm netlink.WorkloadManager = e.wm
+			if tc.listFails {
+				wm = listFails{e.wm}
+			}
+			var m IPAM = e.m
+			if tc.ipamFails {
+				m = gcFails{e.m}
+			}
+			p := New(WithWorkloads(wm), WithIPAM(m), WithHostname(func() (string, error) { return "node1", nil }))
+			err := p.GC(t.Context(), gcArgs(t, c, "b"))
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "injected")
+			assert.Empty(t, e.wm.DetachedWorkloads(), "the detached pairs go whatever failed")
+			ids, err := e.wm.ListWorkloads(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantIfaces, ids)
+			have, err := e.m.IPsByHandle(t.Context(), "net1.a")
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantReleased, len(have) == 0, "stale allocation released: %v", have)
+			have, err = e.m.IPsByHandle(t.Context(), "net1.b")
+			require.NoError(t, err)
+			assert.Len(t, have, 1, "the valid attachment keeps its address")
+		})
+	}
 }
