@@ -258,7 +258,18 @@ func checkNameVersion(c *types.PluginConf) error {
 		return fmt.Errorf("%w: network name %q: %s", ErrInvalidConfig, c.Name, err.Msg)
 	}
 	if !slices.Contains(Supported.SupportedVersions(), c.CNIVersion) {
-		return fmt.Errorf("%w: cniVersion %q not supported (want one of %v)", ErrInvalidConfig, c.CNIVersion, Supported.SupportedVersions())
+		return fmt.Errorf("%w: %w: cniVersion %q not supported (want one of %v)", ErrInvalidConfig, ErrIncompatibleVersion,
+			c.CNIVersion, Supported.SupportedVersions())
+	}
+	return nil
+}
+
+// needVersion returns ErrIncompatibleVersion (code 1) when the
+// configuration's cniVersion is older than the first version with verb
+// (CHECK 0.4.0; GC and STATUS 1.1.0), as skel checks for the binaries.
+func needVersion(c *types.PluginConf, verb, first string) error {
+	if ok, err := version.GreaterThanOrEqualTo(c.CNIVersion, first); err != nil || !ok {
+		return fmt.Errorf("%w: cniVersion %q has no %s (since %s)", ErrIncompatibleVersion, c.CNIVersion, verb, first)
 	}
 	return nil
 }

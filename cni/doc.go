@@ -46,7 +46,8 @@
 // only after the verb ran. A second ADD of the same container and
 // network under another CNI_IFNAME is refused (netlink.ErrNameCollision,
 // code 999) and leaves the first attachment as it was.
-// Code maps errors to codes: 6 not JSON, 7 invalid configuration (also an
+// Code maps errors to codes: 1 a cniVersion not supported or too old for
+// the verb (ErrIncompatibleVersion), 6 not JSON, 7 invalid configuration (also an
 // unknown pool; one named by an ipv4pools or ipv6pools annotation is
 // reported with the annotation and the pod or namespace holding it), 4
 // bad CNI_ARGS, 3 missing netns, 11 datastore unavailable

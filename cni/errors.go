@@ -30,8 +30,15 @@ const (
 // needed).
 var ErrNetnsMissing = errors.New("network namespace does not exist")
 
+// ErrIncompatibleVersion: the configuration's cniVersion is not one the
+// plugins speak (Supported), or is too old for the verb (CHECK needs
+// 0.4.0, GC and STATUS 1.1.0): CNI code 1, as skel answers. ParseConfig's
+// and ParseIPAMConfig's version errors wrap it and ErrInvalidConfig.
+var ErrIncompatibleVersion = errors.New("incompatible CNI version")
+
 // Code returns the CNI error code for err:
 //
+//	1    ErrIncompatibleVersion
 //	6    config that does not decode: not JSON, or a value of the wrong type (*json.SyntaxError, *json.UnmarshalTypeError)
 //	7    ErrInvalidConfig, ipam.ErrInvalid, ErrUnknownPool, ErrNotInPool, ErrOverlap
 //	4    ErrInvalidArgs
@@ -52,6 +59,8 @@ func Code(err error) uint {
 		return te.Code
 	case errors.As(err, &se), errors.As(err, &ue):
 		return types.ErrDecodingFailure
+	case errors.Is(err, ErrIncompatibleVersion):
+		return types.ErrIncompatibleCNIVersion
 	case errors.Is(err, ErrInvalidConfig), errors.Is(err, ipam.ErrInvalid), errors.Is(err, ipam.ErrUnknownPool),
 		errors.Is(err, ipam.ErrNotInPool), errors.Is(err, ipam.ErrOverlap):
 		return types.ErrInvalidNetworkConfig

@@ -133,6 +133,9 @@ func (ip *IPAMPlugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 // Check compares the handle's addresses with prevResult's.
 func (ip *IPAMPlugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		if err := needVersion(pc, "CHECK", "0.4.0"); err != nil {
+			return err
+		}
 		if pc.PrevResult == nil {
 			return fmt.Errorf("%w: CHECK needs prevResult", ErrInvalidConfig)
 		}
@@ -157,6 +160,9 @@ func (ip *IPAMPlugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 // cni.dev/valid-attachments (older than the gc grace).
 func (ip *IPAMPlugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		if err := needVersion(pc, "GC", "1.1.0"); err != nil {
+			return err
+		}
 		if err := hasValidAttachments(args.StdinData); err != nil {
 			return err
 		}
@@ -167,7 +173,10 @@ func (ip *IPAMPlugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 
 // Status returns code 50 when the datastore is unreachable.
 func (ip *IPAMPlugin) Status(ctx context.Context, args *skel.CmdArgs) error {
-	return ip.verb(ctx, args, func(ctx context.Context, _ *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+	return ip.verb(ctx, args, func(ctx context.Context, pc *types.PluginConf, ic *IPAMConf, d time.Duration) error {
+		if err := needVersion(pc, "STATUS", "1.1.0"); err != nil {
+			return err
+		}
 		return ip.p.status(ctx, ic, d)
 	})
 }

@@ -790,6 +790,9 @@ var ErrCheckFailed = errors.New("check failed")
 // the pod and on the host, and the IPAM record of the handle.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if err := needVersion(&conf.PluginConf, "CHECK", "0.4.0"); err != nil {
+			return err
+		}
 		return p.check(ctx, conf, args, d)
 	})
 }
@@ -957,6 +960,9 @@ func compareResults(prev, want *current.Result) error {
 // the detached pairs, and it returns every error, joined.
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if err := needVersion(&conf.PluginConf, "GC", "1.1.0"); err != nil {
+			return err
+		}
 		if err := hasValidAttachments(args.StdinData); err != nil {
 			return err
 		}
@@ -1086,6 +1092,9 @@ func (p *Plugin) gcIPAM(ctx context.Context, network string, ic *IPAMConf, keep 
 // is; any other error of it is 50.
 func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
+		if err := needVersion(&conf.PluginConf, "STATUS", "1.1.0"); err != nil {
+			return err
+		}
 		if conf.IPAMConf == nil {
 			err := invoke.DelegateStatus(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 			var te *types.Error

@@ -153,7 +153,7 @@ func TestAddErrors(t *testing.T) {
 		{"not JSON", func(*testing.T) []byte { return []byte("{") }, "/run/netns/c", types.ErrDecodingFailure},
 		{"wrong JSON type", func(*testing.T) []byte { return []byte(`{"name": 3}`) }, "/run/netns/c", types.ErrDecodingFailure},
 		{"no name", func(t *testing.T) []byte { return conf(t, "1.1.0", map[string]any{"name": ""}, nil) }, "/run/netns/c", types.ErrInvalidNetworkConfig},
-		{"unsupported version", func(t *testing.T) []byte { return conf(t, "0.2.0", nil, nil) }, "/run/netns/c", types.ErrInvalidNetworkConfig},
+		{"unsupported version", func(t *testing.T) []byte { return conf(t, "0.2.0", nil, nil) }, "/run/netns/c", types.ErrIncompatibleCNIVersion},
 		{"bad mtu", func(t *testing.T) []byte { return conf(t, "1.1.0", map[string]any{"mtu": 10}, nil) }, "/run/netns/c", types.ErrInvalidNetworkConfig},
 		{"unknown pool", func(t *testing.T) []byte {
 			return conf(t, "1.1.0", nil, map[string]any{"ipv4_pools": []string{"nope"}})

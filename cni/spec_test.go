@@ -197,3 +197,48 @@ func TestGCContinuesPastErrors(t *testing.T) {
 		})
 	}
 }
+
+// A cniVersion the plugins do not speak is code 1 (SPEC.md, Error: 1
+// "Incompatible CNI version"), as skel answers for the binaries, and so
+// is a verb the configuration's version does not have: CHECK before
+// 0.4.0, GC and STATUS before 1.1.0 (skel's checks, which the library
+// verbs skipped).
+func TestIncompatibleVersionCode(t *testing.T) {
+	e := newEnv(t)
+	e.wm.AddNetns("/run/netns/v")
+	withAtts := func(c []byte) []byte {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(c, &m))
+		m["cni.dev/valid-attachments"] = []any{}
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		return b
+	}
+	ip := NewIPAMPlugin(WithIPAM(e.m), WithHostname(func() (string, error) { return "node1", nil }))
+	verbs := map[string]func(*skel.CmdArgs) error{
+		"ADD":       func(a *skel.CmdArgs) error { _, err := e.p.Add(t.Context(), a); return err },
+		"DEL":       func(a *skel.CmdArgs) error { return e.p.Del(t.Context(), a) },
+		"CHECK":     func(a *skel.CmdArgs) error { return e.p.Check(t.Context(), a) },
+		"GC":        func(a *skel.CmdArgs) error { return e.p.GC(t.Context(), a) },
+		"STATUS":    func(a *skel.CmdArgs) error { return e.p.Status(t.Context(), a) },
+		"IPAM ADD":  func(a *skel.CmdArgs) error { _, err := ip.Add(t.Context(), a); return err },
+		"IPAM GC":   func(a *skel.CmdArgs) error { return ip.GC(t.Context(), a) },
+		"IPAM STAT": func(a *skel.CmdArgs) error { return ip.Status(t.Context(), a) },
+	}
+	for _, tc := range []struct {
+		verb, version string
+	}{
+		{"ADD", "0.2.0"}, {"ADD", "9.9.9"}, {"ADD", ""}, {"DEL", "0.1.0"}, {"IPAM ADD", "0.2.0"},
+		{"CHECK", "0.3.1"}, {"GC", "1.0.0"}, {"STATUS", "1.0.0"}, {"IPAM GC", "0.4.0"}, {"IPAM STAT", "1.0.0"},
+	} {
+		t.Run(tc.verb+" "+tc.version, func(t *testing.T) {
+			err := verbs[tc.verb](args("v", "/run/netns/v", withAtts(conf(t, tc.version, nil, nil))))
+			assert.Equal(t, types.ErrIncompatibleCNIVersion, code(t, err), "%v", err)
+		})
+	}
+	assertNothingLeft(t, e, "net1.v")
+	_, err := ParseConfig(conf(t, "0.2.0", nil, nil))
+	assert.ErrorIs(t, err, ErrIncompatibleVersion)
+	assert.ErrorIs(t, err, ErrInvalidConfig, "still a configuration error")
+	assert.Equal(t, types.ErrIncompatibleCNIVersion, Code(err))
+}
