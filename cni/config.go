@@ -176,6 +176,11 @@ func ParseConfig(data []byte) (*NetConf, error) {
 	if conf.IPAM.Type == "" {
 		return nil, fmt.Errorf("%w: missing ipam.type", ErrInvalidConfig)
 	}
+	if conf.IPAM.Type == PluginType || conf.IPAM.Type == conf.Type {
+		// Delegating IPAM to the plugin itself would start a process that
+		// delegates again, and so on until the timeout.
+		return nil, fmt.Errorf("%w: ipam.type %q is the plugin itself (the IPAM plugin is %q)", ErrInvalidConfig, conf.IPAM.Type, IPAMPluginType)
+	}
 	if conf.StateDir == "" {
 		conf.StateDir = DefaultStateDir
 	}

@@ -242,3 +242,21 @@ func TestIncompatibleVersionCode(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidConfig, "still a configuration error")
 	assert.Equal(t, types.ErrIncompatibleCNIVersion, Code(err))
 }
+
+// An ipam.type naming the tabby plugin itself is refused (code 7) before
+// anything is run: tabby would delegate IPAM to a tabby process that
+// delegates again, one process more per level until the timeout.
+func TestIPAMTypeTabbyRefused(t *testing.T) {
+	x := &fakeExec{}
+	e := newEnv(t, WithExec(x))
+	e.wm.AddNetns("/run/netns/r")
+	c := delegatedConf(t, map[string]any{"ipam": map[string]any{"type": PluginType}})
+	_, err := ParseConfig(c)
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	a := args("r", "/run/netns/r", c)
+	_, err = e.p.Add(t.Context(), a)
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%v", err)
+	assert.ErrorContains(t, err, "ipam.type")
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, e.p.Del(t.Context(), a)))
+	assert.Empty(t, x.calls, "no IPAM plugin run")
+}
