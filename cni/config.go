@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -405,6 +406,9 @@ func parsePrevResult(c *types.PluginConf) error {
 	if err != nil {
 		return fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
 	}
+	if err := noNullEntries(raw); err != nil {
+		return err
+	}
 	v := c.CNIVersion
 	if v == "" {
 		v = "0.1.0"
@@ -414,6 +418,29 @@ func parsePrevResult(c *types.PluginConf) error {
 		return fmt.Errorf("%w: prevResult: %w", ErrInvalidConfig, err)
 	}
 	c.PrevResult = res
+	return nil
+}
+
+// noNullEntries refuses (ErrInvalidConfig) a prevResult whose
+// interfaces, ips or routes list holds a null: libcni's result types
+// keep it as a nil pointer, which their version conversions and the
+// verbs would dereference.
+func noNullEntries(raw []byte) error {
+	var lists struct {
+		Interfaces []json.RawMessage `json:"interfaces"`
+		IPs        []json.RawMessage `json:"ips"`
+		Routes     []json.RawMessage `json:"routes"`
+	}
+	if json.Unmarshal(raw, &lists) != nil {
+		return nil // version.NewResult says what is wrong
+	}
+	for key, l := range map[string][]json.RawMessage{"interfaces": lists.Interfaces, "ips": lists.IPs, "routes": lists.Routes} {
+		for i, e := range l {
+			if string(bytes.TrimSpace(e)) == "null" {
+				return fmt.Errorf("%w: prevResult: %s[%d] is null", ErrInvalidConfig, key, i)
+			}
+		}
+	}
 	return nil
 }
 

@@ -260,3 +260,38 @@ func TestIPAMTypeTabbyRefused(t *testing.T) {
 	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, e.p.Del(t.Context(), a)))
 	assert.Empty(t, x.calls, "no IPAM plugin run")
 }
+
+// A prevResult with a null interface, IP or route is an invalid
+// configuration (code 7) for every verb of both plugins, never a panic
+// (CHECK dereferenced the entries) nor a result passing the null on (ADD).
+func TestPrevResultNullEntries(t *testing.T) {
+	for _, prev := range []string{
+		`{"cniVersion":"1.1.0","ips":[null]}`,
+		`{"cniVersion":"1.1.0","interfaces":[null],"ips":[{"address":"10.22.0.5/32"}]}`,
+		`{"cniVersion":"1.1.0","ips":[{"address":"10.22.0.5/32"}],"routes":[null]}`,
+		`{"cniVersion":"0.4.0","ips":[null]}`,
+	} {
+		t.Run(prev, func(t *testing.T) {
+			e := newEnv(t)
+			e.wm.AddNetns("/run/netns/x")
+			var m map[string]any
+			require.NoError(t, json.Unmarshal(conf(t, "1.1.0", nil, nil), &m))
+			var pr map[string]any
+			require.NoError(t, json.Unmarshal([]byte(prev), &pr))
+			m["cniVersion"], m["prevResult"] = pr["cniVersion"], pr
+			c, err := json.Marshal(m)
+			require.NoError(t, err)
+			ip := NewIPAMPlugin(WithIPAM(e.m), WithHostname(func() (string, error) { return "node1", nil }))
+			for name, run := range map[string]func(*skel.CmdArgs) error{
+				"ADD":        func(a *skel.CmdArgs) error { _, err := e.p.Add(t.Context(), a); return err },
+				"CHECK":      func(a *skel.CmdArgs) error { return e.p.Check(t.Context(), a) },
+				"IPAM CHECK": func(a *skel.CmdArgs) error { return ip.Check(t.Context(), a) },
+			} {
+				var err error
+				require.NotPanics(t, func() { err = run(args("x", "/run/netns/x", c)) }, name)
+				assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%s: %v", name, err)
+			}
+			assertNothingLeft(t, e, "net1.x")
+		})
+	}
+}
