@@ -774,12 +774,7 @@ func TestAddKeepsPrevResult(t *testing.T) {
 // prevResult, as given (any result version).
 func withRawPrevResult(t *testing.T, c, prev []byte) []byte {
 	t.Helper()
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(c, &m))
-	m["prevResult"] = json.RawMessage(prev)
-	b, err := json.Marshal(m)
-	require.NoError(t, err)
-	return b
+	return setKeys(t, c, map[string]any{"prevResult": json.RawMessage(prev)})
 }
 
 // runtimeConfig.ips (the "ips" capability) are assigned exactly, by the

@@ -47,15 +47,26 @@ func (f *fakeExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
 	return version.PluginSupports("1.1.0"), nil
 }
 
-// delegatedConf is a tabby configuration delegating IPAM to host-local.
+// delegatedConf is a tabby configuration delegating IPAM to host-local,
+// with top's keys set.
 func delegatedConf(t *testing.T, top map[string]any) []byte {
 	t.Helper()
 	c := map[string]any{"cniVersion": "1.1.0", "name": "net1", "type": "tabby",
 		"ipam": map[string]any{"type": "host-local", "subnet": "10.23.0.0/24"}}
-	for k, v := range top {
-		c[k] = v
-	}
 	b, err := json.Marshal(c)
+	require.NoError(t, err)
+	return setKeys(t, b, top)
+}
+
+// setKeys returns the configuration c with the top-level keys of kv set.
+func setKeys(t *testing.T, c []byte, kv map[string]any) []byte {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(c, &m))
+	for k, v := range kv {
+		m[k] = v
+	}
+	b, err := json.Marshal(m)
 	require.NoError(t, err)
 	return b
 }
@@ -206,14 +217,7 @@ func TestGCContinuesPastErrors(t *testing.T) {
 func TestIncompatibleVersionCode(t *testing.T) {
 	e := newEnv(t)
 	e.wm.AddNetns("/run/netns/v")
-	withAtts := func(c []byte) []byte {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(c, &m))
-		m["cni.dev/valid-attachments"] = []any{}
-		b, err := json.Marshal(m)
-		require.NoError(t, err)
-		return b
-	}
+	withAtts := func(c []byte) []byte { return setKeys(t, c, map[string]any{"cni.dev/valid-attachments": []any{}}) }
 	ip := NewIPAMPlugin(WithIPAM(e.m), WithHostname(func() (string, error) { return "node1", nil }))
 	verbs := map[string]func(*skel.CmdArgs) error{
 		"ADD":       func(a *skel.CmdArgs) error { _, err := e.p.Add(t.Context(), a); return err },
@@ -274,13 +278,9 @@ func TestPrevResultNullEntries(t *testing.T) {
 		t.Run(prev, func(t *testing.T) {
 			e := newEnv(t)
 			e.wm.AddNetns("/run/netns/x")
-			var m map[string]any
-			require.NoError(t, json.Unmarshal(conf(t, "1.1.0", nil, nil), &m))
 			var pr map[string]any
 			require.NoError(t, json.Unmarshal([]byte(prev), &pr))
-			m["cniVersion"], m["prevResult"] = pr["cniVersion"], pr
-			c, err := json.Marshal(m)
-			require.NoError(t, err)
+			c := setKeys(t, conf(t, "1.1.0", nil, nil), map[string]any{"cniVersion": pr["cniVersion"], "prevResult": pr})
 			ip := NewIPAMPlugin(WithIPAM(e.m), WithHostname(func() (string, error) { return "node1", nil }))
 			for name, run := range map[string]func(*skel.CmdArgs) error{
 				"ADD":        func(a *skel.CmdArgs) error { _, err := e.p.Add(t.Context(), a); return err },
