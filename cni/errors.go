@@ -44,7 +44,7 @@ var ErrIncompatibleVersion = errors.New("incompatible CNI version")
 //	4    ErrInvalidArgs
 //	3    ErrNetnsMissing, netlink.ErrNetnsNotFound
 //	8    ErrOwnNetns (CNI_NETNS is the plugin's own namespace)
-//	11   ErrDatastore, ErrAnnotationsUnavailable, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline
+//	11   ErrDatastore, ErrAnnotationsUnavailable, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline or cancellation (the work was not done; a retry may succeed)
 //	100  ipam.ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity, ErrNoMatchingPool
 //	101  ipam.ErrAddressInUse
 //	999  anything else
@@ -77,7 +77,7 @@ func Code(err error) uint {
 		return CodeAddressInUse
 	case errors.Is(err, ErrDatastore), errors.Is(err, ErrAnnotationsUnavailable), errors.Is(err, ipam.ErrTooManyConflicts), errors.Is(err, store.ErrClosed),
 		errors.Is(err, store.ErrConflict), errors.Is(err, ipam.ErrOutcomeUnknown),
-		errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return types.ErrTryAgainLater
 	}
 	return types.ErrInternal

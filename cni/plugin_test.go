@@ -590,6 +590,7 @@ func TestCodeTable(t *testing.T) {
 		{fmt.Errorf("x: %w", ErrDatastore), 11},
 		{fmt.Errorf("x: %w", ErrAnnotationsUnavailable), 11},
 		{context.DeadlineExceeded, 11},
+		{fmt.Errorf("assign: %w", context.Canceled), 11},
 		{types.NewError(42, "m", ""), 42},
 		{errors.New("other"), 999},
 	}
