@@ -36,13 +36,20 @@ var ErrNetnsMissing = errors.New("network namespace does not exist")
 // and ParseIPAMConfig's version errors wrap it and ErrInvalidConfig.
 var ErrIncompatibleVersion = errors.New("incompatible CNI version")
 
+// ErrRollbackIncomplete: a failed ADD could not undo all it did (the
+// address release or the interface removal failed too); the error joins
+// the ADD's failure and this one. Its code is the failure's, except that
+// code 3 (container unknown), which tells the runtime no DEL is needed,
+// becomes 999: what the rollback left needs the DEL that cleans it up.
+var ErrRollbackIncomplete = errors.New("rollback of the failed ADD incomplete")
+
 // Code returns the CNI error code for err:
 //
 //	1    ErrIncompatibleVersion
 //	6    config that does not decode: not JSON, or a value of the wrong type (*json.SyntaxError, *json.UnmarshalTypeError)
 //	7    ErrInvalidConfig, ipam.ErrInvalid, ErrUnknownPool, ErrNotInPool, ErrOverlap
 //	4    ErrInvalidArgs
-//	3    ErrNetnsMissing, netlink.ErrNetnsNotFound
+//	3    ErrNetnsMissing, netlink.ErrNetnsNotFound (999 joined with ErrRollbackIncomplete)
 //	8    ErrOwnNetns (CNI_NETNS is the plugin's own namespace)
 //	11   ErrDatastore, ErrAnnotationsUnavailable, ipam.ErrTooManyConflicts, ipam.ErrOutcomeUnknown, store.ErrConflict, store.ErrClosed, context deadline or cancellation (the work was not done; a retry may succeed)
 //	100  ipam.ErrPoolExhausted, ErrBlockLimit, ErrStrictAffinity, ErrNoMatchingPool
@@ -67,6 +74,9 @@ func Code(err error) uint {
 	case errors.Is(err, ErrInvalidArgs):
 		return types.ErrInvalidEnvironmentVariables
 	case errors.Is(err, ErrNetnsMissing), errors.Is(err, netlink.ErrNetnsNotFound):
+		if errors.Is(err, ErrRollbackIncomplete) {
+			return types.ErrInternal
+		}
 		return types.ErrUnknownContainer
 	case errors.Is(err, ErrOwnNetns):
 		return types.ErrInvalidNetNS

@@ -279,6 +279,7 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		}
 		if rb != nil {
 			p.log.Warn("rollback of failed ADD incomplete", "handle", handle, "err", rb)
+			return errors.Join(err, fmt.Errorf("%w: handle %s: %w", ErrRollbackIncomplete, handle, rb))
 		}
 		return err
 	}

@@ -286,6 +286,55 @@ func TestAddRollsBack(t *testing.T) {
 	assertNothingLeft(t, e, "net1.c")
 }
 
+// goneMidAdd loses the pod's namespace during setup (the pair was made)
+// and cannot remove the pair again.
+type goneMidAdd struct {
+	*netlink.FakeWorkloads
+}
+
+func (g goneMidAdd) SetupWorkloadFunc(ctx context.Context, spec netlink.WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (netlink.WorkloadResult, error) {
+	if _, err := g.FakeWorkloads.SetupWorkloadFunc(ctx, spec, addrs); err != nil {
+		return netlink.WorkloadResult{}, err
+	}
+	return netlink.WorkloadResult{}, fmt.Errorf("%s: %w", spec.Netns, netlink.ErrNetnsNotFound)
+}
+
+func (goneMidAdd) TeardownWorkload(context.Context, string) error {
+	return errors.New("host link busy")
+}
+
+// TestAddRollbackIncompleteNotCode3: an ADD whose namespace went away is
+// code 3 (no DEL needed) only when its rollback left nothing; with the
+// pair left behind it is 999, so the runtime's DEL cleans up.
+func TestAddRollbackIncompleteNotCode3(t *testing.T) {
+	e := newEnv(t)
+	e.p = New(WithWorkloads(goneMidAdd{e.wm}), WithIPAM(e.m), WithHostname(func() (string, error) { return "n", nil }))
+	e.wm.AddNetns("/run/netns/c")
+	_, err := e.p.Add(t.Context(), args("c", "/run/netns/c", conf(t, "1.1.0", nil, nil)))
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "network namespace not found")
+	assert.ErrorContains(t, err, ErrRollbackIncomplete.Error()+": handle net1.c: host link busy")
+	assert.Equal(t, types.ErrInternal, code(t, err))
+	have, err := e.m.IPsByHandle(t.Context(), "net1.c")
+	require.NoError(t, err)
+	assert.Empty(t, have, "the address was released all the same")
+
+	// The same failure with a clean rollback stays code 3.
+	e.p = New(WithWorkloads(failingNetns{e.wm}), WithIPAM(e.m), WithHostname(func() (string, error) { return "n", nil }))
+	_, err = e.p.Add(t.Context(), args("c", "/run/netns/c", conf(t, "1.1.0", nil, nil)))
+	assert.Equal(t, types.ErrUnknownContainer, code(t, err), "%v", err)
+	assertNothingLeft(t, e, "net1.c")
+}
+
+// failingNetns is goneMidAdd with a teardown that works.
+type failingNetns struct {
+	*netlink.FakeWorkloads
+}
+
+func (f failingNetns) SetupWorkloadFunc(ctx context.Context, spec netlink.WorkloadSpec, addrs func(context.Context) ([]netip.Addr, error)) (netlink.WorkloadResult, error) {
+	return goneMidAdd(f).SetupWorkloadFunc(ctx, spec, addrs)
+}
+
 func TestAnnotations(t *testing.T) {
 	static := map[string]any{
 		"pods": map[string]any{
@@ -585,6 +634,7 @@ func TestCodeTable(t *testing.T) {
 		{ipam.ErrUnknownPool, 7},
 		{ErrInvalidArgs, 4},
 		{netlink.ErrNetnsNotFound, 3},
+		{errors.Join(netlink.ErrNetnsNotFound, ErrRollbackIncomplete), 999},
 		{&ipam.AllocationError{Reason: ipam.ErrPoolExhausted}, CodePoolExhausted},
 		{ipam.ErrAddressInUse, CodeAddressInUse},
 		{fmt.Errorf("x: %w", ErrDatastore), 11},
