@@ -48,6 +48,10 @@ type program struct {
 	root  int32
 	err   error // set only on selectors built from unrepresentable parts
 
+	// extended is set by the one builder call that appended to nodes and
+	// kids in place (see extend); later ones copy.
+	extended atomic.Bool
+
 	canon atomic.Pointer[string] // String(), computed once on first use
 	id    atomic.Pointer[string] // UniqueID(), likewise
 }
@@ -299,6 +303,34 @@ func (p *program) UniqueID() string {
 
 // grow appends the nodes and kids of q to p, shifting q's indexes, and returns
 // the index q's root now has in p. Builders use it to combine selectors.
+// extend returns p's nodes and kids, with room for nodes and kids elements
+// in all, for a builder to append a tree that contains p's. The first
+// caller whose counts fit p's capacity gets p's own arrays: it appends past
+// p's elements, which no reader of p sees, and p's elements are never
+// written. Every other caller gets copies: exactly the room asked for while
+// p is small (the common shallow selector keeps no spare capacity), twice
+// p's length once p has growMin nodes, so that a chain of builder calls,
+// each extending the last result, copies each node O(1) times on average.
+func (p *program) extend(nodes, kids int) ([]node, []int32) {
+	if cap(p.nodes) >= nodes && cap(p.kids) >= kids && p.extended.CompareAndSwap(false, true) {
+		return p.nodes, p.kids
+	}
+	if len(p.nodes) >= growMin {
+		nodes, kids = max(nodes, 2*len(p.nodes)), max(kids, 2*len(p.kids))
+	}
+	n := make([]node, len(p.nodes), nodes)
+	copy(n, p.nodes)
+	var k []int32
+	if kids > 0 {
+		k = make([]int32, len(p.kids), kids)
+		copy(k, p.kids)
+	}
+	return n, k
+}
+
+// growMin is the size (nodes) from which extend leaves room to grow.
+const growMin = 8
+
 func (p *program) graft(q *program) int32 {
 	nodeOff := int32(len(p.nodes))
 	kidOff := int32(len(p.kids))

@@ -88,8 +88,8 @@ func BenchmarkString(b *testing.B) {
 }
 
 // BenchmarkBuild builds selectors with the typed builder: the mixed6 shape
-// above, and 50 alternating && / || levels (each level grafts the one
-// below, so its cost grows with the depth). The peer is Parse of the same
+// above, and 50 alternating && / || levels built one level at a time (each
+// level extends the one below in place). The peer is Parse of the same
 // selector's canonical form.
 func BenchmarkBuild(b *testing.B) {
 	mixed := func() Selector {

@@ -68,9 +68,17 @@ func Or(sels ...Selector) Selector { return join(opOr, sels) }
 // "!" before the group's bracket.
 func Not(s Selector) Selector {
 	q := s.prog()
+	root := q.nodes[q.root]
+	root.neg = !root.neg
+	if root.op < opAnd {
+		return Selector{p: &program{nodes: []node{root}, err: q.err}}
+	}
+	// A copy of the group's root, negated, over the same children: the
+	// old root stays behind, unreachable.
 	p := &program{err: q.err}
-	p.root = p.graft(q)
-	p.nodes[p.root].neg = !p.nodes[p.root].neg
+	p.nodes, p.kids = q.extend(len(q.nodes)+1, len(q.kids))
+	p.nodes = append(p.nodes, root)
+	p.root = int32(len(p.nodes) - 1)
 	return Selector{p: p}
 }
 
@@ -150,6 +158,11 @@ func ValidateKey(key string) error {
 	return nil
 }
 
+// join builds o(sels...). The operand with the most nodes is the base: the
+// result extends its arrays in place when it can (see extend) and grafts
+// the others after it, so a selector built one level at a time, each level
+// an operand of the next, costs time linear in its size rather than
+// quadratic. The result's arrays are sized for everything up front.
 func join(o op, sels []Selector) Selector {
 	switch len(sels) {
 	case 0:
@@ -160,22 +173,42 @@ func join(o op, sels []Selector) Selector {
 	case 1:
 		return sels[0]
 	}
-	p := &program{}
-	var ops []int32
-	for _, s := range sels {
+	var err error
+	bi, nodes, kids := 0, 1, 0 // the base operand; the result's node and kid counts
+	for i, s := range sels {
 		q := s.prog()
-		if p.err == nil {
-			p.err = q.err
+		if err == nil {
+			err = q.err
 		}
-		i := p.graft(q)
-		if n := &p.nodes[i]; n.op == o && !n.neg {
-			ops = append(ops, p.kidsOf(n)...)
+		if len(q.nodes) > len(sels[bi].prog().nodes) {
+			bi = i
+		}
+		nodes += len(q.nodes)
+		kids += len(q.kids) + 1
+		if r := &q.nodes[q.root]; r.op == o && !r.neg {
+			kids += int(r.n) - 1 // spliced in: its children are the root's
+		}
+	}
+	base := sels[bi].prog()
+	p := &program{err: err}
+	p.nodes, p.kids = base.extend(nodes, kids)
+	roots := make([]int32, 0, 8)
+	for i, s := range sels {
+		if i == bi {
+			roots = append(roots, base.root)
 		} else {
-			ops = append(ops, i)
+			roots = append(roots, p.graft(s.prog()))
 		}
 	}
 	first := int32(len(p.kids))
-	p.kids = append(p.kids, ops...)
+	for _, r := range roots {
+		if n := &p.nodes[r]; n.op == o && !n.neg {
+			p.kids = append(p.kids, p.kidsOf(n)...)
+		} else {
+			p.kids = append(p.kids, r)
+		}
+	}
+	ops := p.kids[first:]
 	// A tree deeper than Parse allows carries an error, so that every
 	// builder result without one parses again from its String. The stored
 	// depth saturates; past maxDepth only "too deep" matters.

@@ -102,8 +102,12 @@
 //     namespace labels) without copying.
 //  3. A Selector is an immutable value; the canonical string and UniqueID are
 //     computed on first use and cached, so a selector that is only evaluated
-//     never pays for them. Builders return new trees and never share mutable
-//     state, so cached strings cannot go stale.
+//     never pays for them. Builders return new trees and never change an
+//     operand, so cached strings cannot go stale. A result may extend its
+//     largest operand's node arrays past their end, where no reader of the
+//     operand looks (the first builder call to claim them, atomically; any
+//     other copies), so building a tree one level at a time costs time
+//     linear in its size (README.md, BenchmarkBuild).
 //  4. Bracket nesting (written, and in the canonical form) is limited to 100
 //     levels and keys to 512 characters, for Parse and the builder alike;
 //     repeated "!" are folded by parity without recursion. No input panics.

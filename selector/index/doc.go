@@ -73,7 +73,11 @@
 //     construction, not returned as event lists, so nothing is buffered.
 //
 // Trade-offs: memory is spent on the two reverse indexes and on match sets
-// held from both sides (selector → items and item → selectors). A selector
+// held from both sides (selector → items and item → selectors), since
+// neither side can be derived from the other without a scan. Each side keeps
+// up to 16 entry pointers in a slice and only a larger set in a map keyed by
+// pointer, so a match costs about a quarter of what two maps keyed by the
+// caller's ids did (README.md, BenchmarkIndexMemory). A selector
 // keyed only on a label present on most items (has(app)) is a candidate for
 // most item changes; a value demand is always preferred when there is one.
 //

@@ -92,7 +92,7 @@ type selEntry[S, I, P comparable] struct {
 	label   string
 	values  []string
 	keys    []string // sel.Keys(): the labels whose change can change its verdict
-	matches map[I]*itemEntry[S, I, P]
+	matches matchSet[itemEntry[S, I, P]]
 }
 
 // reads reports whether the selector reads one of keys (nil: any key).
@@ -112,7 +112,7 @@ type itemEntry[S, I, P comparable] struct {
 	id        I
 	parentIDs []P
 	labels    view[S, I, P]
-	matches   map[S]*selEntry[S, I, P]
+	matches   matchSet[selEntry[S, I, P]]
 }
 
 type parentEntry[S, I, P comparable] struct {
@@ -251,13 +251,13 @@ func (x *Index[S, I, P]) UpdateSelector(id S, sel selector.Selector) {
 		}
 		x.unindexSelector(s)
 	} else {
-		s = &selEntry[S, I, P]{id: id, matches: map[I]*itemEntry[S, I, P]{}}
+		s = &selEntry[S, I, P]{id: id}
 		x.sels[id] = s
 	}
 	s.sel = sel
 	s.keys = sel.Keys()
 	x.indexSelector(s)
-	for _, it := range s.matches {
+	for it := range s.matches.all() {
 		if !x.eval(s, it) {
 			x.unlink(s, it)
 		}
@@ -272,7 +272,7 @@ func (x *Index[S, I, P]) DeleteSelector(id S) {
 	if !ok {
 		return
 	}
-	for _, it := range s.matches {
+	for it := range s.matches.all() {
 		x.unlink(s, it)
 	}
 	x.unindexSelector(s)
@@ -288,7 +288,7 @@ func (x *Index[S, I, P]) DeleteSelector(id S) {
 func (x *Index[S, I, P]) UpdateItem(id I, labels map[string]string, parents ...P) {
 	it, ok := x.items[id]
 	if !ok {
-		it = &itemEntry[S, I, P]{id: id, matches: map[S]*selEntry[S, I, P]{}}
+		it = &itemEntry[S, I, P]{id: id}
 		x.items[id] = it
 	} else if it.labels.own.equal(labels) && slices.Equal(it.parentIDs, parents) {
 		return
@@ -334,7 +334,7 @@ func (x *Index[S, I, P]) DeleteItem(id I) {
 	if !ok {
 		return
 	}
-	for _, s := range it.matches {
+	for s := range it.matches.all() {
 		x.unlink(s, it)
 	}
 	for _, e := range it.labels.own {
@@ -402,36 +402,38 @@ func (x *Index[S, I, P]) setParentLabels(p *parentEntry[S, I, P], exists bool, l
 // ItemsMatching iterates over the items sel matches, in no particular order,
 // without copying. The index must not change during the iteration.
 func (x *Index[S, I, P]) ItemsMatching(sel S) iter.Seq[I] {
+	var m *matchSet[itemEntry[S, I, P]]
 	if s, ok := x.sels[sel]; ok {
-		return maps.Keys(s.matches)
+		m = &s.matches
 	}
-	return func(func(I) bool) {}
+	return ids(m, func(it *itemEntry[S, I, P]) I { return it.id })
 }
 
 // SelectorsMatching iterates over the selectors that match item, in no
 // particular order, without copying. The index must not change during the
 // iteration.
 func (x *Index[S, I, P]) SelectorsMatching(item I) iter.Seq[S] {
+	var m *matchSet[selEntry[S, I, P]]
 	if it, ok := x.items[item]; ok {
-		return maps.Keys(it.matches)
+		m = &it.matches
 	}
-	return func(func(S) bool) {}
+	return ids(m, func(s *selEntry[S, I, P]) S { return s.id })
 }
 
 // Matches reports whether selector sel currently matches item.
 func (x *Index[S, I, P]) Matches(sel S, item I) bool {
-	it, ok := x.items[item]
+	s, ok := x.sels[sel]
 	if !ok {
 		return false
 	}
-	_, ok = it.matches[sel]
-	return ok
+	it, ok := x.items[item]
+	return ok && s.matches.has(it)
 }
 
 // NumItemsMatching is the number of items sel matches (0 if unknown).
 func (x *Index[S, I, P]) NumItemsMatching(sel S) int {
 	if s, ok := x.sels[sel]; ok {
-		return len(s.matches)
+		return s.matches.len()
 	}
 	return 0
 }
@@ -440,7 +442,7 @@ func (x *Index[S, I, P]) NumItemsMatching(sel S) int {
 // unknown).
 func (x *Index[S, I, P]) NumSelectorsMatching(item I) int {
 	if it, ok := x.items[item]; ok {
-		return len(it.matches)
+		return it.matches.len()
 	}
 	return 0
 }
@@ -577,7 +579,7 @@ func (x *Index[S, I, P]) tryStartChildren(s *selEntry[S, I, P], parents map[P]*p
 // an effective label can only have changed there, so only selectors that
 // read one of keys are evaluated.
 func (x *Index[S, I, P]) reevaluate(it *itemEntry[S, I, P], keys []string) {
-	for _, s := range it.matches {
+	for s := range it.matches.all() {
 		if s.reads(keys) && !x.eval(s, it) {
 			x.unlink(s, it)
 		}
@@ -615,12 +617,12 @@ func (x *Index[S, I, P]) eachCandidate(k, v string, f func(*selEntry[S, I, P])) 
 }
 
 func (x *Index[S, I, P]) tryStart(s *selEntry[S, I, P], it *itemEntry[S, I, P]) {
-	if _, ok := it.matches[s.id]; ok {
+	if it.matches.has(s) {
 		return
 	}
 	if x.eval(s, it) {
-		s.matches[it.id] = it
-		it.matches[s.id] = s
+		s.matches.add(it)
+		it.matches.add(s)
 		if x.started != nil {
 			x.started(s.id, it.id)
 		}
@@ -636,8 +638,8 @@ func (x *Index[S, I, P]) eval(s *selEntry[S, I, P], it *itemEntry[S, I, P]) bool
 }
 
 func (x *Index[S, I, P]) unlink(s *selEntry[S, I, P], it *itemEntry[S, I, P]) {
-	delete(s.matches, it.id)
-	delete(it.matches, s.id)
+	s.matches.remove(it)
+	it.matches.remove(s)
 	if x.stopped != nil {
 		x.stopped(s.id, it.id)
 	}

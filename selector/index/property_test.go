@@ -100,17 +100,17 @@ func TestPropertyAgainstOracle(t *testing.T) {
 				var desc string
 				switch k := r.IntN(10); {
 				case k < 2:
-					id, s := r.IntN(6), propSelectors[r.IntN(len(propSelectors))]
+					id, s := r.IntN(12), propSelectors[r.IntN(len(propSelectors))]
 					desc = fmt.Sprintf("UpdateSelector(%d, %s)", id, s)
 					m.sels[id] = selector.MustParse(s)
 					x.UpdateSelector(id, m.sels[id])
 				case k < 3:
-					id := r.IntN(6)
+					id := r.IntN(12)
 					desc = fmt.Sprintf("DeleteSelector(%d)", id)
 					delete(m.sels, id)
 					x.DeleteSelector(id)
 				case k < 6:
-					id, l, ps := r.IntN(8), randLabels(r), randParents(r)
+					id, l, ps := r.IntN(12), randLabels(r), randParents(r)
 					if old, ok := m.items[id]; ok && r.IntN(2) == 0 {
 						ps = old.parents // only its own labels change
 					}
@@ -118,7 +118,7 @@ func TestPropertyAgainstOracle(t *testing.T) {
 					m.items[id] = modelItem{maps.Clone(l), ps}
 					x.UpdateItem(id, l, ps...)
 				case k < 7:
-					id := r.IntN(8)
+					id := r.IntN(12)
 					desc = fmt.Sprintf("DeleteItem(%d)", id)
 					delete(m.items, id)
 					x.DeleteItem(id)

@@ -10,7 +10,8 @@
 // and Lt, unknown operators) with Kubernetes' own messages; their errors wrap
 // selector.ErrInvalid and come with selector.Nothing(). ToLabelSelector
 // converts back wherever the selector is a conjunction a LabelSelector can
-// hold (selector.Selector's Requirements) that matches something; its errors
+// hold (selector.Selector's Requirements) that matches something, leaving
+// out terms that matchLabels or another term implies; its errors
 // wrap selector.ErrNotLabelSelector, and selector.ErrMatchesNothing for a
 // selector that matches nothing, which a LabelSelector cannot write.
 //

@@ -149,12 +149,19 @@ func FromK8sSelector(ks labels.Selector) (selector.Selector, error) {
 // and every key is a Kubernetes qualified name and every value a valid label
 // value; otherwise the error wraps selector.ErrNotLabelSelector with
 // Kubernetes' own message. Equalities go to matchLabels, every other term to
-// matchExpressions in the order written.
+// matchExpressions in the order written, leaving out each term another one
+// already implies: a second k == "v" or k in {"v"} beside matchLabels k: v,
+// any In, NotIn or Exists on a key matchLabels fixes, a term written twice
+// (the first is kept), has(k) beside k in {...}, and an In or NotIn a
+// narrower one on the same key implies (k in {"x", "y"} beside k in {"x"}).
+// It does not merge terms that only together imply a third (k in {"x", "y"}
+// && k in {"y", "z"} stays as written, not k: y).
 func ToLabelSelector(s selector.Selector) (*metav1.LabelSelector, error) {
 	matchLabels, reqs, err := s.Requirements()
 	if err != nil {
 		return nil, err
 	}
+	reqs = withoutImplied(matchLabels, reqs)
 	for _, k := range slices.Sorted(maps.Keys(matchLabels)) {
 		if err := checkK8sLabel(k, matchLabels[k]); err != nil {
 			return nil, fmt.Errorf("%w: %w", selector.ErrNotLabelSelector, err)
@@ -169,6 +176,81 @@ func ToLabelSelector(s selector.Selector) (*metav1.LabelSelector, error) {
 			Key: r.Key, Operator: metav1.LabelSelectorOperator(r.Operator), Values: r.Values})
 	}
 	return out, nil
+}
+
+// withoutImplied returns reqs, in order, without the requirements that
+// matchLabels or another requirement implies. Of requirements that imply
+// each other (the same term twice) the first stays; a requirement implied by
+// a strictly stronger one goes whatever their order. Every requirement
+// dropped is implied by one that stays, by following stronger or earlier
+// ones, so the result means the same.
+func withoutImplied(matchLabels map[string]string, reqs []selector.Requirement) []selector.Requirement {
+	var out []selector.Requirement
+	for i, r := range reqs {
+		if v, ok := matchLabels[r.Key]; ok && labelImplies(v, r) {
+			continue
+		}
+		dropped := false
+		for j, o := range reqs {
+			if j != i && implies(o, r) && (j < i || !implies(r, o)) {
+				dropped = true
+				break
+			}
+		}
+		if !dropped {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// labelImplies reports whether the label being v implies r (on the same key).
+func labelImplies(v string, r selector.Requirement) bool {
+	switch r.Operator {
+	case selector.OpExists:
+		return true
+	case selector.OpIn:
+		return slices.Contains(r.Values, v)
+	case selector.OpNotIn:
+		return !slices.Contains(r.Values, v)
+	}
+	return false // DoesNotExist: a contradiction Requirements rejects
+}
+
+// implies reports whether requirement a implies requirement b: whenever a
+// holds, b does.
+func implies(a, b selector.Requirement) bool {
+	if a.Key != b.Key {
+		return false
+	}
+	switch b.Operator {
+	case selector.OpExists:
+		return a.Operator == selector.OpExists || a.Operator == selector.OpIn
+	case selector.OpDoesNotExist:
+		return a.Operator == selector.OpDoesNotExist
+	case selector.OpIn: // a's allowed values are some of b's
+		return a.Operator == selector.OpIn && subset(a.Values, b.Values)
+	case selector.OpNotIn: // a excludes every value b excludes
+		switch a.Operator {
+		case selector.OpDoesNotExist:
+			return true
+		case selector.OpNotIn:
+			return subset(b.Values, a.Values)
+		case selector.OpIn:
+			return !slices.ContainsFunc(a.Values, func(v string) bool { return slices.Contains(b.Values, v) })
+		}
+	}
+	return false
+}
+
+// subset reports whether every value of a is in b.
+func subset(a, b []string) bool {
+	for _, v := range a {
+		if !slices.Contains(b, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkK8sLabel reports a label key or value that Kubernetes'
