@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -45,6 +46,9 @@ var Supported = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.
 // verb). Unknown keys are ignored, as the CNI spec asks.
 type NetConf struct {
 	types.PluginConf
+	// runtimeMAC is runtimeConfig.mac (the "mac" capability), nil when
+	// not given.
+	runtimeMAC net.HardwareAddr
 	// Nodename is the node the addresses are assigned for; "" means the
 	// host name.
 	Nodename string `json:"nodename,omitempty"`
@@ -184,6 +188,10 @@ func ParseConfig(data []byte) (*NetConf, error) {
 	}
 	if conf.StateDir == "" {
 		conf.StateDir = DefaultStateDir
+	}
+	var err error
+	if conf.runtimeMAC, err = runtimeMAC(data); err != nil {
+		return nil, err
 	}
 	if conf.IPAM.Type == IPAMPluginType {
 		var outer struct {

@@ -8,7 +8,7 @@
 //
 // ADD reads K8S_POD_NAMESPACE, K8S_POD_NAME and IP from CNI_ARGS, asks a
 // Resolver for the pod's and namespace's cni.projectcalico.org annotations
-// (ipv4pools, ipv6pools, ipAddrs, floatingIPs; StaticAnnotations without a
+// (ipv4pools, ipv6pools, ipAddrs, floatingIPs, hwAddr; StaticAnnotations without a
 // cluster) when both K8S_POD_ variables are given (with either missing it
 // reads none, as Calico takes its Kubernetes path only with both), assigns addresses under the handle "<network>.<containerID>"
 // (Handle) for the node named in the configuration or the host name, and
@@ -123,8 +123,26 @@
 // its own refuses it (code 7): bypassing IPAM is the plugin's feature,
 // as in Calico, where the calico plugin does it and never calls its IPAM.
 //
-// Not supported: hwAddr, the host-local → tabby-ipam migration mode,
-// Windows.
+// The pod's MAC (the container interface's, in the result as its "mac")
+// is, first to last: runtimeConfig.mac (the "mac" capability of CNI
+// CONVENTIONS.md, which Multus fills; it wins as runtimeConfig wins in
+// the tuning plugin, and as runtimeConfig.ips win here), the pod's
+// cni.projectcalico.org/hwAddr annotation (AnnotationHWAddr; read from
+// the pod only, for a pod named by K8S_POD_NAMESPACE and K8S_POD_NAME,
+// through the same Resolver request as the IPAM annotations; as in
+// Calico it counts when the pod's interface is made, not later), or
+// netlink.ContainerMAC of the handle. It is set as the veth pair is
+// created, before the pod's end goes up. A value ParseMAC refuses — not a
+// MAC, or one a veth cannot carry (not 48-bit, multicast, all zeroes),
+// an annotation present but empty included — fails ADD with code 7
+// naming runtimeConfig.mac or the annotation and pod, with nothing made
+// and what IPAM assigned released (Calico reports these with code 999,
+// the multicast and zero ones from the kernel after the veth was made).
+// CHECK compares the kernel's MAC with prevResult's (and with
+// runtimeConfig.mac when given): a MAC changed behind the plugin's back
+// is code 999.
+//
+// Not supported: the host-local → tabby-ipam migration mode, Windows.
 //
 // Thread safety: a Plugin and an IPAMPlugin hold only their options and
 // are safe for concurrent use when the WorkloadManager and IPAM given are

@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -247,12 +248,22 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		}
 	}
 	handle := Handle(conf.Name, args.ContainerID)
+	// The pod's annotations, read once for IPAM (tabby-ipam) and the MAC
+	// (a pod without runtimeConfig.mac); no resolver is built otherwise.
+	var r Resolver
+	var rerr error
+	wantMAC := conf.runtimeMAC == nil && k8s.isPod()
+	if conf.IPAMConf != nil || wantMAC {
+		if r, rerr = p.resolverFor(conf); rerr == nil {
+			r = &onceResolver{r: r}
+		}
+	}
 	// The addresses and the veth pair are independent until the addresses
 	// go on the pod's interface: IPAM assigns on its own goroutine from
 	// here while this one opens the host namespace's netlink sockets and
 	// SetupWorkloadFunc makes the pair, which then waits for the addresses.
 	allocated := make(chan allocation, 1)
-	go func() { allocated <- p.allocate(ctx, conf, args, handle, k8s, d) }()
+	go func() { allocated <- p.allocate(ctx, conf, args, handle, k8s, d, r, rerr) }()
 	var alloc *allocation
 	waitAlloc := func() allocation {
 		if alloc == nil {
@@ -284,13 +295,24 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		return err
 	}
 
+	// The MAC before the pair is made (it is set as the pair is created);
+	// a bad one fails the ADD with nothing made, and IPAM's allocation, if
+	// it got one meanwhile, released.
+	var mac net.HardwareAddr
+	if wantMAC && rerr != nil {
+		return nil, rollback(rerr, nil)
+	}
+	if mac, err = podMAC(ctx, conf, k8s, r); err != nil {
+		return nil, rollback(err, nil)
+	}
+	st.lap("mac")
 	wm, done, err := p.workloadsFor()
 	if err != nil {
 		return nil, rollback(err, nil)
 	}
 	defer done()
 	st.lap("netlink-open")
-	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU}
+	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, MAC: mac}
 	wr, err := wm.SetupWorkloadFunc(ctx, spec, func(context.Context) ([]netip.Addr, error) {
 		a := waitAlloc()
 		st.lap("wait-ipam")
@@ -358,14 +380,15 @@ type allocation struct {
 // allocate assigns the container's addresses through tabby-ipam (in
 // process) or the delegated IPAM plugin, or finds those a previous ADD of
 // the container took (a retried ADD).
-func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs, handle string, k8s K8sArgs, d time.Duration) (a allocation) {
+// r and rerr are the resolver of the pod's annotations (p.resolverFor),
+// used by tabby-ipam.
+func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs, handle string, k8s K8sArgs, d time.Duration, r Resolver, rerr error) (a allocation) {
 	start := time.Now()
 	a.close = func() {}
 	defer func() { a.took = time.Since(start) }()
 	if conf.IPAMConf != nil {
-		r, err := p.resolverFor(conf)
-		if err != nil {
-			a.err = err
+		if rerr != nil {
+			a.err = rerr
 			return a
 		}
 		m, err := p.openIPAM(conf.IPAMConf, d)
@@ -394,7 +417,7 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 	if a.err = p.ipamPluginFound(conf.IPAM.Type, args.Path); a.err != nil {
 		return a
 	}
-	r, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
+	res, err := invoke.DelegateAdd(ctx, conf.IPAM.Type, args.StdinData, p.exec)
 	if err != nil {
 		a.err = fmt.Errorf("ipam %s: %w", conf.IPAM.Type, err)
 		return a
@@ -403,7 +426,7 @@ func (p *Plugin) allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs
 		return errors.Join(invoke.DelegateDel(ctx, conf.IPAM.Type, args.StdinData, p.exec),
 			removeRecord(conf.StateDir, handle))
 	}
-	if a.addrs, err = resultAddrs(r); err == nil {
+	if a.addrs, err = resultAddrs(res); err == nil {
 		err = writeRecord(conf.StateDir, handle, a.addrs)
 	}
 	if err != nil {
@@ -827,7 +850,11 @@ func (p *Plugin) check(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d
 		return err
 	}
 	defer done()
-	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, Addresses: addrs}
+	mac, err := prevMAC(prev, args.IfName, conf.runtimeMAC)
+	if err != nil {
+		return err
+	}
+	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, Addresses: addrs, MAC: mac}
 	wr, err := wm.CheckWorkload(ctx, spec)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCheckFailed, err)
@@ -893,6 +920,29 @@ func checkHandle(ctx context.Context, m IPAM, handle string, addrs []netip.Addr)
 		return fmt.Errorf("%w: IPAM handle %s holds %v, prevResult has %v", ErrCheckFailed, handle, have, addrs)
 	}
 	return nil
+}
+
+// prevMAC returns the MAC prevResult gives the container interface named
+// ifName — what ADD set (runtimeConfig.mac, the hwAddr annotation, or
+// netlink.ContainerMAC) — for CHECK to compare with the kernel's; nil
+// when prevResult gives none. The annotation is not read again: as in
+// Calico it counts when the pod is created only. A runtimeConfig.mac
+// (CHECK's configuration carries the capability's value too) that is not
+// that MAC fails the check. A prevResult MAC ParseMAC refuses is
+// ErrInvalidConfig.
+func prevMAC(prev *current.Result, ifName string, runtime net.HardwareAddr) (net.HardwareAddr, error) {
+	idx := slices.IndexFunc(prev.Interfaces, func(i *current.Interface) bool { return i.Name == ifName && i.Sandbox != "" })
+	if idx < 0 || prev.Interfaces[idx].Mac == "" {
+		return runtime, nil
+	}
+	mac, err := ParseMAC(prev.Interfaces[idx].Mac)
+	if err != nil {
+		return nil, fmt.Errorf("prevResult interface %s: %w", ifName, err)
+	}
+	if runtime != nil && !bytes.Equal(runtime, mac) {
+		return nil, fmt.Errorf("%w: runtimeConfig.mac is %s, prevResult has %s for %s", ErrCheckFailed, runtime, mac, ifName)
+	}
+	return mac, nil
 }
 
 // prevAddrs returns the addresses prevResult gives the container interface

@@ -10,7 +10,7 @@ import (
 
 // Resolver gives the annotations of a pod and of its namespace, where the
 // cni.projectcalico.org/{ipv4pools,ipv6pools,ipAddrs,floatingIPs} keys are
-// read (ipam.ParseAnnotations). A pod or namespace it does not know has no
+// read (ipam.ParseAnnotations), and the pod's hwAddr (AnnotationHWAddr). A pod or namespace it does not know has no
 // annotations (nil maps, nil error); an error means it could not answer.
 type Resolver interface {
 	Annotations(ctx context.Context, namespace, pod string) (podAnn, nsAnn map[string]string, err error)

@@ -1,6 +1,6 @@
 // Package k8sresolver is the Kubernetes cni.Resolver: it reads a pod's and
 // its namespace's annotations from the API server with client-go, for the
-// cni.projectcalico.org/{ipv4pools,ipv6pools,ipAddrs,floatingIPs}
+// cni.projectcalico.org/{ipv4pools,ipv6pools,ipAddrs,floatingIPs,hwAddr}
 // annotations. It is a package of its own so the core plugin library does
 // not link client-go; the tabby binary passes FromKubeconfig to
 // cni.WithKubernetesResolver.

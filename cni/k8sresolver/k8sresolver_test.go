@@ -44,7 +44,7 @@ func client() *fake.FakeMetadataClient {
 	_ = corev1.AddToScheme(s)
 	return fake.NewSimpleMetadataClient(s,
 		meta("Namespace", "", "shop", map[string]string{ipam.AnnotationIPv4Pools: `["blue"]`}),
-		meta("Pod", "shop", "db", map[string]string{ipam.AnnotationIPAddrs: `["10.61.0.9"]`}),
+		meta("Pod", "shop", "db", map[string]string{ipam.AnnotationIPAddrs: `["10.61.0.9"]`, cni.AnnotationHWAddr: "1c:0c:0a:c0:ff:ee"}),
 		meta("Pod", "shop", "web", nil))
 }
 
@@ -68,8 +68,9 @@ func TestAnnotations(t *testing.T) {
 	assert.ErrorContains(t, err, "apiserver down")
 }
 
-// The plugin with the Kubernetes resolver: the namespace's pool and the
-// pod's fixed address are honoured.
+// The plugin with the Kubernetes resolver: the namespace's pool, the
+// pod's fixed address and its MAC (hwAddr) are honoured, with one GET of
+// the pod per ADD for both.
 func TestPluginWithKubernetes(t *testing.T) {
 	ctx := context.Background()
 	m, err := cni.NewMemoryIPAM(ctx,
@@ -81,18 +82,30 @@ func TestPluginWithKubernetes(t *testing.T) {
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(kubeconfig, []byte("unused"), 0o600))
 	var asked string
+	var c *fake.FakeMetadataClient
 	p := cni.New(cni.WithWorkloads(wm), cni.WithIPAM(m), cni.WithKubernetesResolver(func(path string) (cni.Resolver, error) {
-		asked = path
-		return k8sresolver.New(client()), nil
+		asked, c = path, client()
+		return k8sresolver.New(c), nil
 	}))
 	conf := []byte(`{"cniVersion":"1.1.0","name":"net","type":"tabby","nodename":"n1",
 		"kubernetes":{"kubeconfig":"` + kubeconfig + `"},"ipam":{"type":"tabby-ipam"}}`)
-	for pod, want := range map[string]string{"db": "10.61.0.9/32", "web": "10.61.0."} {
+	for pod, want := range map[string]struct{ addr, mac string }{
+		"db":  {"10.61.0.9/32", "1c:0c:0a:c0:ff:ee"},
+		"web": {"10.61.0.", netlink.ContainerMAC(cni.Handle("net", "web")).String()},
+	} {
 		wm.AddNetns("/run/netns/" + pod)
 		r, err := p.Add(ctx, &skel.CmdArgs{ContainerID: pod, Netns: "/run/netns/" + pod, IfName: "eth0", StdinData: conf,
 			Args: "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=" + pod})
 		require.NoError(t, err)
-		assert.Contains(t, r.(*current.Result).IPs[0].Address.String(), want, pod)
+		assert.Contains(t, r.(*current.Result).IPs[0].Address.String(), want.addr, pod)
+		assert.Equal(t, want.mac, r.(*current.Result).Interfaces[1].Mac, pod)
+		gets := 0
+		for _, a := range c.Actions() {
+			if a.GetVerb() == "get" && a.GetResource().Resource == "pods" {
+				gets++
+			}
+		}
+		assert.Equal(t, 1, gets, "%s: one GET of the pod for IPAM and the MAC", pod)
 	}
 	assert.Equal(t, kubeconfig, asked)
 }

@@ -10,7 +10,8 @@
 //     HostIfaceName("tby", workloadID) (15 bytes, SHA-256 based, owner
 //     recorded in the link alias "tabby:<ID>"), MAC ee:ee:ee:ee:ee:ee;
 //     pod end eth0 created directly in the pod netns, MAC
-//     ContainerMAC(workloadID) — with MTU, /32 and /128 addresses,
+//     WorkloadSpec.MAC (chosen, as Calico's cni.projectcalico.org/hwAddr;
+//     checked and repaired like the rest) or ContainerMAC(workloadID) — with MTU, /32 and /128 addresses,
 //     default routes via 169.254.1.1 (IPv4, answered by proxy ARP) and via
 //     fe80::ecee:eeff:feee:eeee (IPv6, the host veth's link-local
 //     address), host routes to each pod address (protocol 117), and the

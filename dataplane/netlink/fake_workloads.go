@@ -1,6 +1,7 @@
 package netlink
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -17,7 +18,7 @@ import (
 // netns it was not told about (AddNetns), ErrNameCollision for an
 // interface name the pod already has or a host name held by a link tabby
 // did not create (AddForeignHostLink), EEXIST-free repeated setups, rebuilds
-// when the spec changed, idempotent teardown, and a host route per pod
+// when the spec changed (MTU, addresses, the pod end's MAC), idempotent teardown, and a host route per pod
 // address that a later workload with the same address takes over (the
 // kernel's `ip route replace`). Deleting a pod netns (DeleteNetns) removes
 // the veth pair with it, as the kernel does. TestFakeWorkloadsMatchKernel
@@ -261,7 +262,7 @@ func (f *FakeWorkloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec
 func fakeResult(name string, l *fakeVeth, spec WorkloadSpec) WorkloadResult {
 	res := WorkloadResult{
 		Host:      Interface{Name: name, MAC: HostMAC(), Index: l.index},
-		Container: Interface{Name: spec.IfName, MAC: ContainerMAC(spec.ID), Index: l.podIndex, Sandbox: spec.Netns},
+		Container: Interface{Name: spec.IfName, MAC: spec.PodMAC(), Index: l.podIndex, Sandbox: spec.Netns},
 	}
 	res.fillIPs(spec)
 	return res
@@ -322,6 +323,9 @@ func (f *FakeWorkloads) checkLocked(spec WorkloadSpec, pod map[string]bool) (Wor
 	}
 	if l.spec.MTU != spec.MTU {
 		bad = append(bad, fmt.Sprintf("MTU %d, want %d", l.spec.MTU, spec.MTU))
+	}
+	if have, want := l.spec.PodMAC(), spec.PodMAC(); !bytes.Equal(have, want) {
+		bad = append(bad, fmt.Sprintf("pod %s MAC %s, want %s", spec.IfName, have, want))
 	}
 	for _, a := range spec.Addresses {
 		p := netip.PrefixFrom(a, a.BitLen())

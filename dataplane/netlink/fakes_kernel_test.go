@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -123,6 +124,7 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 	d4, e4, f4, f6 := netip.MustParseAddr("10.244.1.12"), netip.MustParseAddr("10.244.1.13"), netip.MustParseAddr("10.244.1.14"), netip.MustParseAddr("fd00:244::14")
 	specD := WorkloadSpec{ID: "d", Netns: pod2, IfName: "eth2"}
 	specE := WorkloadSpec{ID: "e", Netns: pod2, IfName: "eth3"}
+	mac1, mac2 := net.HardwareAddr{0x1c, 0x0c, 0x0a, 0xc0, 0xff, 0xee}, net.HardwareAddr{0x02, 0xca, 0xfe, 0, 0, 2}
 	errAssign := errors.New("pool exhausted")
 	type step struct {
 		name string
@@ -148,6 +150,17 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		{name: "B lost it now", op: "check", spec: WorkloadSpec{ID: "b", Netns: pod1, IfName: "eth1", Addresses: []netip.Addr{a4}}},
 		{name: "new MTU rebuilds", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MTU = 1400 })},
 		{name: "check old MTU", op: "check", spec: specA},
+		{name: "MAC: chosen rebuilds", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MAC = mac1 })},
+		{name: "MAC: check", op: "check", spec: with(specA, func(s *WorkloadSpec) { s.MAC = mac1 })},
+		{name: "MAC: check without it", op: "check", spec: specA},
+		{name: "MAC: setup again", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MAC = mac1 })},
+		{name: "MAC: another rebuilds", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MAC = mac2 })},
+		{name: "MAC: check the first", op: "check", spec: with(specA, func(s *WorkloadSpec) { s.MAC = mac1 })},
+		{name: "MAC: multicast", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1} })},
+		{name: "MAC: zero", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MAC = make(net.HardwareAddr, 6) })},
+		{name: "MAC: EUI-64", op: "setup", spec: with(specA, func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{2, 0, 0, 0, 0, 0, 0, 1} })},
+		{name: "MAC: check multicast", op: "check", spec: with(specA, func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} })},
+		{name: "MAC: default again rebuilds", op: "setup", spec: specA},
 		{name: "missing netns", op: "setup", spec: WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
 		{name: "check missing netns", op: "check", spec: WorkloadSpec{ID: "c", Netns: "/var/run/netns/tby-fk-nonexistent"}},
 		{name: "multicast address", op: "setup", spec: WorkloadSpec{ID: "c", Netns: pod2, Addresses: []netip.Addr{netip.MustParseAddr("224.0.0.1")}}},
@@ -177,12 +190,16 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		{name: "func: addresses in spec", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{e4} })},
 		{name: "func: missing netns", op: "func", spec: WorkloadSpec{ID: "e", Netns: "/var/run/netns/tby-fk-nonexistent"}, addrs: []netip.Addr{e4}},
 		{name: "func: pod has lo", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.IfName = "lo" }), addrs: []netip.Addr{e4}},
-		{name: "func: dual stack", op: "func", spec: specE, addrs: []netip.Addr{f4, f6}, mid: true},
-		{name: "func: check dual stack", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
+		{name: "func: chosen MAC rebuilds", op: "func", spec: with(specD, func(s *WorkloadSpec) { s.MAC = mac1 }), addrs: []netip.Addr{e4}},
+		{name: "func: check chosen MAC", op: "check", spec: with(specD, func(s *WorkloadSpec) { s.Addresses, s.MAC = []netip.Addr{e4}, mac1 })},
+		{name: "func: bad MAC", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{3, 0, 0, 0, 0, 1} }), addrs: []netip.Addr{f4}},
+		{name: "func: dual stack, chosen MAC", op: "func", spec: with(specE, func(s *WorkloadSpec) { s.MAC = mac2 }), addrs: []netip.Addr{f4, f6}, mid: true},
+		{name: "func: check dual stack", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses, s.MAC = []netip.Addr{f4, f6}, mac2 })},
 
-		// DetachWorkload: off the network, names freed, the pair kept.
+		// DetachWorkload: off the network, names freed, the pair kept
+		// (E's pod end has a chosen MAC: it is found as the host end's peer).
 		{name: "detach: dual stack", op: "detach", spec: specE},
-		{name: "detach: check", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
+		{name: "detach: check", op: "check", spec: with(specE, func(s *WorkloadSpec) { s.Addresses, s.MAC = []netip.Addr{f4, f6}, mac2 })},
 		{name: "detach: again", op: "detach", spec: specE},
 		{name: "detach: set up again in the same pod", op: "setup", spec: with(specE, func(s *WorkloadSpec) { s.Addresses = []netip.Addr{f4, f6} })},
 		{name: "detach: an earlier pair still detached, deleted", op: "detach", spec: specE},

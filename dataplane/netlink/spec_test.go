@@ -36,6 +36,13 @@ func TestWorkloadSpecValidate(t *testing.T) {
 		{"link-local", func(s *WorkloadSpec) { s.Addresses = []netip.Addr{addr("169.254.1.1")} }, ErrInvalidSpec},
 		{"unspecified", func(s *WorkloadSpec) { s.Addresses = []netip.Addr{addr("0.0.0.0")} }, ErrInvalidSpec},
 		{"mapped", func(s *WorkloadSpec) { s.Addresses = []netip.Addr{addr("::ffff:10.0.0.1")} }, ErrInvalidSpec},
+		{"MAC", func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{0x1c, 0x0c, 0x0a, 0xc0, 0xff, 0xee} }, nil},
+		{"MAC locally administered", func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 1} }, nil},
+		{"MAC multicast", func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1} }, ErrInvalidSpec},
+		{"MAC broadcast", func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} }, ErrInvalidSpec},
+		{"MAC zero", func(s *WorkloadSpec) { s.MAC = make(net.HardwareAddr, 6) }, ErrInvalidSpec},
+		{"MAC EUI-64", func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{2, 0, 0, 0, 0, 0, 0, 1} }, ErrInvalidSpec},
+		{"MAC empty, not nil", func(s *WorkloadSpec) { s.MAC = net.HardwareAddr{} }, ErrInvalidSpec},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,8 +55,19 @@ func TestWorkloadSpecValidate(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, tt.want)
+			if s.MAC != nil {
+				assert.ErrorContains(t, err, "MAC", "the error names the field")
+			}
 		})
 	}
+}
+
+func TestWorkloadSpecPodMAC(t *testing.T) {
+	s := WorkloadSpec{ID: "net.c1"}
+	assert.Equal(t, ContainerMAC("net.c1").String(), s.PodMAC().String(), "nil: derived from the ID")
+	s.MAC = net.HardwareAddr{0x1c, 0x0c, 0x0a, 0xc0, 0xff, 0xee}
+	assert.Equal(t, "1c:0c:0a:c0:ff:ee", s.PodMAC().String())
+	require.NoError(t, ValidateMAC(ContainerMAC("anything")), "the derived MAC is valid")
 }
 
 func TestVXLANConfigValidate(t *testing.T) {

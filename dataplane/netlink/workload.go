@@ -79,6 +79,39 @@ type WorkloadSpec struct {
 	MTU int
 	// Addresses of the pod, IPv4 and/or IPv6; each is installed as /32 or /128.
 	Addresses []netip.Addr
+	// MAC is the hardware address of the pod-side interface (Calico's
+	// cni.projectcalico.org/hwAddr, the CNI "mac" capability): a 48-bit
+	// unicast address, not all zeroes (ErrInvalidSpec otherwise, as the
+	// kernel refuses those with EADDRNOTAVAIL). nil means ContainerMAC(ID).
+	// It is set as the pair is created, before the pod end goes up;
+	// CheckWorkload compares it, and a setup of an existing workload whose
+	// pod end has another MAC rebuilds the pair.
+	MAC net.HardwareAddr
+}
+
+// PodMAC returns the MAC the pod-side interface of s has once set up:
+// s.MAC, or ContainerMAC(s.ID) when it is nil.
+func (s WorkloadSpec) PodMAC() net.HardwareAddr {
+	if s.MAC != nil {
+		return s.MAC
+	}
+	return ContainerMAC(s.ID)
+}
+
+// ValidateMAC reports whether mac can be a pod interface's MAC: 6 bytes,
+// unicast (the I/G bit of the first byte clear) and not 00:00:00:00:00:00,
+// what the kernel's is_valid_ether_addr accepts for a veth. The error
+// wraps ErrInvalidSpec.
+func ValidateMAC(mac net.HardwareAddr) error {
+	switch {
+	case len(mac) != 6:
+		return fmt.Errorf("%w: MAC %q is not a 48-bit address", ErrInvalidSpec, mac)
+	case mac[0]&1 != 0:
+		return fmt.Errorf("%w: MAC %s is a multicast address", ErrInvalidSpec, mac)
+	case bytes.Equal(mac, make(net.HardwareAddr, 6)):
+		return fmt.Errorf("%w: MAC %s is all zeroes", ErrInvalidSpec, mac)
+	}
+	return nil
 }
 
 func (s WorkloadSpec) withDefaults() WorkloadSpec {
@@ -106,6 +139,11 @@ func (s WorkloadSpec) Validate() error {
 	}
 	if err := ValidateIfName(s.IfName); err != nil {
 		return fmt.Errorf("workload %s: %w", s.ID, err)
+	}
+	if s.MAC != nil {
+		if err := ValidateMAC(s.MAC); err != nil {
+			return fmt.Errorf("workload %s: %w", s.ID, err)
+		}
 	}
 	seen := map[netip.Addr]bool{}
 	for _, a := range s.Addresses {
@@ -662,7 +700,7 @@ func (w *Workloads) create(spec WorkloadSpec, pod ns.NetNS, pc podConn, podDAD b
 // On failure nothing is left.
 func (w *Workloads) createPair(spec WorkloadSpec, pod ns.NetNS) (res WorkloadResult, err error) {
 	hostName := w.HostIfaceName(spec.ID)
-	podMAC := ContainerMAC(spec.ID)
+	podMAC := spec.PodMAC()
 	var hostIndex, podIndex int
 	errs := w.pipe.execReplies([][]byte{
 		appendVethMsg(nil, hostName, spec.IfName, int(pod.Fd()), spec.MTU, HostMAC(), podMAC),
@@ -841,8 +879,8 @@ func DetachedIfaceName(workloadID string) string { return HostIfaceName(detached
 //
 // It deletes the pair instead, as TeardownWorkload does, when podNetns is
 // "" or gone, when the pod end is not in podNetns (no link there with the
-// pair's index and ContainerMAC(id)), when an earlier detached pair of
-// the ID still exists, and when any step fails. A workload that does not
+// pair's index that is the host end's peer or has ContainerMAC(id)), when
+// an earlier detached pair of the ID still exists, and when any step fails. A workload that does not
 // exist is not an error. Errors: ErrInvalidSpec for an empty ID,
 // ErrNameCollision as for TeardownWorkload, and a failed deletion.
 func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) error {
@@ -916,17 +954,20 @@ func (w *Workloads) detach(id string, l nl.Link, pc podConn) error {
 
 // podEnd finds the pod end of workload id's pair, whose host end is host,
 // in the namespace ph is bound to: the link with host's peer index
-// (IFLA_LINK) and ContainerMAC(id). An error when there is none there.
+// (IFLA_LINK) that is a veth whose own peer index is host's, or that
+// carries ContainerMAC(id) (the default MAC; a chosen one, WorkloadSpec.MAC,
+// is not known here). An error when there is none there.
 func podEnd(ph workloadPodHandle, host nl.Link, id string) (nl.Link, error) {
 	peer := host.Attrs().ParentIndex
 	pl, err := ph.LinkByIndex(peer)
 	if err != nil {
 		return nil, fmt.Errorf("pod end %d: %w", peer, err)
 	}
-	if a := pl.Attrs(); !bytes.Equal(a.HardwareAddr, ContainerMAC(id)) {
-		return nil, fmt.Errorf("pod end %d is %s (%s), not this workload's", a.Index, a.Name, a.HardwareAddr)
+	a := pl.Attrs()
+	if bytes.Equal(a.HardwareAddr, ContainerMAC(id)) || (pl.Type() == "veth" && a.ParentIndex == host.Attrs().Index) {
+		return pl, nil
 	}
-	return pl, nil
+	return nil, fmt.Errorf("pod end %d is %s (%s), not this workload's", a.Index, a.Name, a.HardwareAddr)
 }
 
 // RemoveDetached deletes the veth pairs DetachWorkload left in the host
@@ -1033,6 +1074,9 @@ func (w *Workloads) check(spec WorkloadSpec, pod ns.NetNS, ph workloadPodHandle)
 	}
 	if ha.HardwareAddr.String() != HostMAC().String() {
 		mismatch("%s MAC %s", ha.Name, ha.HardwareAddr)
+	}
+	if want := spec.PodMAC(); !bytes.Equal(pa.HardwareAddr, want) {
+		mismatch("pod %s MAC %s, want %s", pa.Name, pa.HardwareAddr, want)
 	}
 	addrs, err := ph.AddrList(pl, nl.FAMILY_ALL)
 	if err != nil {
