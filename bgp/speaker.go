@@ -223,7 +223,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 		_ = runner.Run(rctx)
 	}()
 	startPeers := slices.Collect(maps.Keys(maps.Collect(s.peers.Desired().All())))
-	go s.startupSync(rctx, startPeers)
+	// The timeout is read here, under s.mu: SetConfig may replace s.cfg
+	// while the startup sync runs.
+	go s.startupSync(rctx, startPeers, s.cfg.startup)
 	return nil
 }
 
@@ -301,8 +303,8 @@ func (s *Speaker) Synced() <-chan struct{} {
 	return s.synced
 }
 
-func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr) {
-	deadline := time.NewTimer(s.cfg.startup)
+func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -320,7 +322,7 @@ func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr) {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			s.o.log.Info("BGP startup sync timed out; programming learned routes", "timeout", s.cfg.startup)
+			s.o.log.Info("BGP startup sync timed out; programming learned routes", "timeout", timeout)
 			goto done
 		case <-tick.C:
 		}
