@@ -13,6 +13,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tabbynet/tabby/dataplane/deltatracker"
 	"github.com/tabbynet/tabby/dataplane/netlink"
@@ -80,6 +81,10 @@ type Speaker struct {
 	adv     *deltatracker.Tracker[netip.Prefix, path]
 	advWhy  map[netip.Prefix]string // why a known prefix is not advertised
 	peers   *deltatracker.Tracker[netip.Addr, Peer]
+	// peerKeys holds, per peer GoBGP has, the session it was given
+	// (sessionKey): Config fields such as RestartTime shape a session
+	// without being part of Peer, so a change of them is seen here.
+	peerKeys map[netip.Addr]string
 
 	lmu        sync.Mutex
 	learned    *deltatracker.Tracker[netip.Prefix, nextHops]
@@ -122,6 +127,7 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 		adv:         deltatracker.NewFunc[netip.Prefix, path](pathEqual),
 		advWhy:      map[netip.Prefix]string{},
 		peers:       deltatracker.NewFunc[netip.Addr, Peer](Peer.equal),
+		peerKeys:    map[netip.Addr]string{},
 		learned:     deltatracker.New[netip.Prefix, nextHops](),
 		learnedWhy:  map[netip.Prefix]string{},
 		synced:      make(chan struct{}),
@@ -256,6 +262,7 @@ func (s *Speaker) stopLocked() {
 	// What GoBGP holds is gone; forget it so a later Start re-adds all.
 	s.adv.Dataplane().ReplaceAll(maps.All(map[netip.Prefix]path{}))
 	s.peers.Dataplane().ReplaceAll(maps.All(map[netip.Addr]Peer{}))
+	clear(s.peerKeys)
 	if done != nil { // the learned-route runner is running
 		s.mu.Unlock()
 		<-done
@@ -370,7 +377,10 @@ func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
 // router ID, listen addresses and port need a restart (Stop, Start): a
 // running speaker refuses to change them with ErrInvalidConfig. Service
 // CIDRs, communities, prefix advertisements, filters, mesh password and
-// log level apply at once.
+// log level apply at once. RestartTime, NodeMeshMaxRestartTime and
+// RouteReflectorClusterID are part of the sessions: a running session
+// whose announced restart time or cluster ID they change is reset (added
+// again), the others stay up.
 func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 	if err := s.begin(ctx, "set BGP configuration"); err != nil {
 		return err
@@ -389,11 +399,16 @@ func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 	s.level.Set(r.LogLevel)
 	s.setConfigSourceLocked()
 	s.recomputeLocked(nil)
+	var errs []error
 	if err := s.flushAdvertisementsLocked(ctx); err != nil {
-		return err
+		errs = append(errs, err)
+	}
+	// Restart times and the cluster ID are part of the sessions.
+	if err := s.flushPeersLocked(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	s.trigger() // the import filter may have changed
-	return nil
+	return joinErrs(errs)
 }
 
 // setConfigSourceLocked makes the service CIDRs an advertisement source.
@@ -475,10 +490,24 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 			continue
 		}
 		s.peers.Dataplane().Delete(addr)
+		delete(s.peerKeys, addr)
+	}
+	updates := maps.Collect(s.peers.PendingUpdates())
+	for addr, p := range s.peers.Desired().All() {
+		// An unchanged Peer whose session the configuration now renders
+		// differently (SetConfig) is re-added too.
+		if _, pending := updates[addr]; pending {
+			continue
+		}
+		if key, had := s.peerKeys[addr]; had && key != s.sessionKey(p) {
+			updates[addr] = p
+		}
 	}
 	var refilter []netip.Addr
-	for addr, p := range s.peers.PendingUpdates() {
-		if old, had := s.peers.Dataplane().Get(addr); had && old.sameSession(p) && !s.exportTightenedLocked(old, p) {
+	for _, addr := range slices.SortedFunc(maps.Keys(updates), netip.Addr.Compare) {
+		p := updates[addr]
+		key := s.sessionKey(p)
+		if old, had := s.peers.Dataplane().Get(addr); had && old.sameSession(p) && s.peerKeys[addr] == key && !s.exportTightenedLocked(old, p) {
 			// Only the filters changed, and nothing sent is now rejected:
 			// the policies have them already; a soft reset re-applies them
 			// without dropping the session.
@@ -492,12 +521,14 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 				continue
 			}
 			s.peers.Dataplane().Delete(addr)
+			delete(s.peerKeys, addr)
 		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %s (%s): %w", p.Name, addr, err))
 			continue
 		}
 		s.peers.Dataplane().Set(addr, p)
+		s.peerKeys[addr] = key
 	}
 	for _, addr := range refilter {
 		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_BOTH}); err != nil {
@@ -547,6 +578,16 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 		ap.AfiSafis[0].MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 	}
 	return ap
+}
+
+// sessionKey is the session GoBGP gets for p under the current
+// configuration, in a comparable form.
+func (s *Speaker) sessionKey(p Peer) string {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.apiPeer(p))
+	if err != nil { // cannot happen for the messages apiPeer builds
+		return ""
+	}
+	return string(raw)
 }
 
 // clusterID is the route-reflector cluster ID: the router ID (GoBGP needs
