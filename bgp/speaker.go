@@ -85,6 +85,8 @@ type Speaker struct {
 	// (sessionKey): Config fields such as RestartTime shape a session
 	// without being part of Peer, so a change of them is seen here.
 	peerKeys map[netip.Addr]string
+	// topo is the topology of the last SetTopology (nil after SetPeers).
+	topo *Topology
 
 	lmu        sync.Mutex
 	learned    *deltatracker.Tracker[netip.Prefix, nextHops]
@@ -426,7 +428,8 @@ func (s *Speaker) setConfigSourceLocked() {
 // hand-written). Only the difference is applied: unchanged sessions stay
 // up, changed ones are reset. Errors wrap ErrInvalidPeer (also for a
 // peer at one of the node's own addresses, which ResolvePeers skips as
-// Calico does) or ErrDuplicatePeer, and then nothing changes.
+// Calico does) or ErrDuplicatePeer, and then nothing changes. It ends
+// what an earlier SetTopology set up: the speaker forgets that topology.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	if err := s.begin(ctx, "set BGP peers"); err != nil {
 		return err
@@ -436,6 +439,13 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.setPeersLocked(ctx, peers, nil)
+}
+
+// setPeersLocked checks peers against the node's addresses, makes them the
+// desired peers, remembers topo (nil: the peers were given by hand), and
+// applies the difference. On an error from the checks nothing changes.
+func (s *Speaker) setPeersLocked(ctx context.Context, peers []Peer, topo *Topology) error {
 	for _, p := range peers {
 		if (p.Address.Is4() && !s.cfg.NodeIP.IsValid()) || (p.Address.Is6() && !s.cfg.NodeIPv6.IsValid()) {
 			return fmt.Errorf("peer %s (%s): the node has no address of that family: %w", p.Name, p.Address, ErrInvalidPeer)
@@ -455,24 +465,28 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		}
 		m[p.Address] = p
 	}
+	s.topo = topo
 	s.peers.Desired().ReplaceAll(maps.All(m))
 	setGauge(s.o.metrics.Peers, len(m))
 	return s.flushPeersLocked(ctx)
 }
 
-// SetTopology is ResolvePeers for this speaker's config followed by SetPeers.
+// SetTopology is ResolvePeers for this speaker's config followed by
+// SetPeers. The speaker keeps a copy of topo: the local node's
+// routeReflectorClusterID is the cluster ID of its client sessions when
+// Config.RouteReflectorClusterID is empty.
 func (s *Speaker) SetTopology(ctx context.Context, topo Topology) error {
 	if err := s.begin(ctx, "set BGP topology"); err != nil {
 		return err
 	}
+	topo = topo.clone()
 	s.mu.Lock()
-	cfg := s.cfg.Config
-	s.mu.Unlock()
-	peers, err := ResolvePeers(cfg, topo)
+	defer s.mu.Unlock()
+	peers, err := ResolvePeers(s.cfg.Config, topo)
 	if err != nil {
 		return err
 	}
-	return s.SetPeers(ctx, peers)
+	return s.setPeersLocked(ctx, peers, &topo)
 }
 
 func (s *Speaker) flushPeersLocked(ctx context.Context) error {
@@ -590,12 +604,21 @@ func (s *Speaker) sessionKey(p Peer) string {
 	return string(raw)
 }
 
-// clusterID is the route-reflector cluster ID: the router ID (GoBGP needs
-// one per client; Calico sets routeReflectorClusterID on the node, which
-// ResolvePeers has already used to pick the clients).
+// clusterID is the route-reflector cluster ID of client sessions: the
+// node's routeReflectorClusterID (Config's, else the local node's in the
+// topology of SetTopology, as Calico renders BIRD's "rr cluster id"), else
+// the router ID (GoBGP needs one per client; hand-written client peers
+// without either).
 func (s *Speaker) clusterID() string {
 	if s.cfg.RouteReflectorClusterID != "" {
 		return s.cfg.RouteReflectorClusterID
+	}
+	if s.topo != nil {
+		for _, n := range s.topo.Nodes {
+			if n.Name == s.cfg.NodeName && n.RouteReflectorClusterID != "" {
+				return n.RouteReflectorClusterID
+			}
+		}
 	}
 	return s.cfg.routerID.String()
 }
