@@ -379,10 +379,14 @@ func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
 // router ID, listen addresses and port need a restart (Stop, Start): a
 // running speaker refuses to change them with ErrInvalidConfig. Service
 // CIDRs, communities, prefix advertisements, filters, mesh password and
-// log level apply at once. RestartTime, NodeMeshMaxRestartTime and
-// RouteReflectorClusterID are part of the sessions: a running session
-// whose announced restart time or cluster ID they change is reset (added
-// again), the others stay up.
+// log level apply at once; after SetTopology the speaker resolves the
+// peers of that topology again with cfg (mesh password, mesh on or off,
+// route-reflector clients), and a cfg the topology does not resolve with
+// (ResolvePeers' errors) is refused and changes nothing. After SetPeers
+// the peers are the caller's: re-resolve them and call SetPeers.
+// RestartTime, NodeMeshMaxRestartTime and RouteReflectorClusterID are
+// part of the sessions: a running session whose announced restart time
+// or cluster ID they change is reset (added again), the others stay up.
 func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 	if err := s.begin(ctx, "set BGP configuration"); err != nil {
 		return err
@@ -397,7 +401,23 @@ func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 		!slices.Equal(r.ListenAddresses, s.cfg.ListenAddresses) || r.NodeIP != s.cfg.NodeIP || r.NodeIPv6 != s.cfg.NodeIPv6) {
 		return fmt.Errorf("AS number, router ID, node addresses and listen settings cannot change while running: %w", ErrInvalidConfig)
 	}
+	var peers []Peer
+	if s.topo != nil {
+		// The peers came from SetTopology: resolve them again, so mesh
+		// password, mesh on/off, listen port and cluster ID apply, before
+		// anything changes.
+		if peers, err = ResolvePeers(cfg, *s.topo); err != nil {
+			return fmt.Errorf("set BGP configuration: topology of the last SetTopology: %w", err)
+		}
+	}
+	old := s.cfg
 	s.cfg = r
+	if s.topo != nil {
+		if err := s.checkPeersLocked(peers); err != nil {
+			s.cfg = old
+			return fmt.Errorf("set BGP configuration: topology of the last SetTopology: %w", err)
+		}
+	}
 	s.level.Set(r.LogLevel)
 	s.setConfigSourceLocked()
 	s.recomputeLocked(nil)
@@ -406,7 +426,11 @@ func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 		errs = append(errs, err)
 	}
 	// Restart times and the cluster ID are part of the sessions.
-	if err := s.flushPeersLocked(ctx); err != nil {
+	if s.topo != nil {
+		if err := s.setPeersLocked(ctx, peers, s.topo); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := s.flushPeersLocked(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	s.trigger() // the import filter may have changed
@@ -442,10 +466,9 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	return s.setPeersLocked(ctx, peers, nil)
 }
 
-// setPeersLocked checks peers against the node's addresses, makes them the
-// desired peers, remembers topo (nil: the peers were given by hand), and
-// applies the difference. On an error from the checks nothing changes.
-func (s *Speaker) setPeersLocked(ctx context.Context, peers []Peer, topo *Topology) error {
+// checkPeersLocked refuses peers the node has no address of the family
+// for, and peers at one of the node's own addresses.
+func (s *Speaker) checkPeersLocked(peers []Peer) error {
 	for _, p := range peers {
 		if (p.Address.Is4() && !s.cfg.NodeIP.IsValid()) || (p.Address.Is6() && !s.cfg.NodeIPv6.IsValid()) {
 			return fmt.Errorf("peer %s (%s): the node has no address of that family: %w", p.Name, p.Address, ErrInvalidPeer)
@@ -453,6 +476,16 @@ func (s *Speaker) setPeersLocked(ctx context.Context, peers []Peer, topo *Topolo
 		if p.Address == s.cfg.NodeIP || p.Address == s.cfg.NodeIPv6 {
 			return fmt.Errorf("peer %s (%s) is this node: %w", p.Name, p.Address, ErrInvalidPeer)
 		}
+	}
+	return nil
+}
+
+// setPeersLocked checks peers against the node's addresses, makes them the
+// desired peers, remembers topo (nil: the peers were given by hand), and
+// applies the difference. On an error from the checks nothing changes.
+func (s *Speaker) setPeersLocked(ctx context.Context, peers []Peer, topo *Topology) error {
+	if err := s.checkPeersLocked(peers); err != nil {
+		return err
 	}
 	m := make(map[netip.Addr]Peer, len(peers))
 	for _, p := range peers {
