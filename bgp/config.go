@@ -40,9 +40,11 @@ type Config struct {
 	// NodeIP. It must be an IPv4 address other than 0.0.0.0.
 	RouterID netip.Addr
 	// RouteReflectorClusterID (Node.spec.bgp.routeReflectorClusterID) makes
-	// the node a route reflector for its route-reflector-client peers; it
-	// must be an IPv4 address. Empty: the router ID is used as cluster ID
-	// when the node has clients.
+	// the node a route reflector: ResolvePeers makes every node peer
+	// without the same ID a route-reflector client, and it is the cluster
+	// ID of client sessions. It must be an IPv4 address. Empty: the local
+	// node's ID in the topology given to SetTopology (Node), else none;
+	// hand-written client peers then use the router ID as cluster ID.
 	RouteReflectorClusterID string
 	// ListenAddresses are the addresses the speaker accepts sessions on
 	// (bindMode NodeIP = the node's addresses); empty means all addresses.

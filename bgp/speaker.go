@@ -13,6 +13,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tabbynet/tabby/dataplane/deltatracker"
 	"github.com/tabbynet/tabby/dataplane/netlink"
@@ -80,6 +81,12 @@ type Speaker struct {
 	adv     *deltatracker.Tracker[netip.Prefix, path]
 	advWhy  map[netip.Prefix]string // why a known prefix is not advertised
 	peers   *deltatracker.Tracker[netip.Addr, Peer]
+	// peerKeys holds, per peer GoBGP has, the session it was given
+	// (sessionKey): Config fields such as RestartTime shape a session
+	// without being part of Peer, so a change of them is seen here.
+	peerKeys map[netip.Addr]string
+	// topo is the topology of the last SetTopology (nil after SetPeers).
+	topo *Topology
 
 	lmu        sync.Mutex
 	learned    *deltatracker.Tracker[netip.Prefix, nextHops]
@@ -122,6 +129,7 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 		adv:         deltatracker.NewFunc[netip.Prefix, path](pathEqual),
 		advWhy:      map[netip.Prefix]string{},
 		peers:       deltatracker.NewFunc[netip.Addr, Peer](Peer.equal),
+		peerKeys:    map[netip.Addr]string{},
 		learned:     deltatracker.New[netip.Prefix, nextHops](),
 		learnedWhy:  map[netip.Prefix]string{},
 		synced:      make(chan struct{}),
@@ -223,7 +231,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 		_ = runner.Run(rctx)
 	}()
 	startPeers := slices.Collect(maps.Keys(maps.Collect(s.peers.Desired().All())))
-	go s.startupSync(rctx, startPeers)
+	// The timeout is read here, under s.mu: SetConfig may replace s.cfg
+	// while the startup sync runs.
+	go s.startupSync(rctx, startPeers, s.cfg.startup)
 	return nil
 }
 
@@ -254,6 +264,7 @@ func (s *Speaker) stopLocked() {
 	// What GoBGP holds is gone; forget it so a later Start re-adds all.
 	s.adv.Dataplane().ReplaceAll(maps.All(map[netip.Prefix]path{}))
 	s.peers.Dataplane().ReplaceAll(maps.All(map[netip.Addr]Peer{}))
+	clear(s.peerKeys)
 	if done != nil { // the learned-route runner is running
 		s.mu.Unlock()
 		<-done
@@ -301,8 +312,8 @@ func (s *Speaker) Synced() <-chan struct{} {
 	return s.synced
 }
 
-func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr) {
-	deadline := time.NewTimer(s.cfg.startup)
+func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -320,7 +331,7 @@ func (s *Speaker) startupSync(ctx context.Context, peers []netip.Addr) {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			s.o.log.Info("BGP startup sync timed out; programming learned routes", "timeout", s.cfg.startup)
+			s.o.log.Info("BGP startup sync timed out; programming learned routes", "timeout", timeout)
 			goto done
 		case <-tick.C:
 		}
@@ -368,7 +379,14 @@ func (s *Speaker) onEvent(ev *api.WatchEventResponse) {
 // router ID, listen addresses and port need a restart (Stop, Start): a
 // running speaker refuses to change them with ErrInvalidConfig. Service
 // CIDRs, communities, prefix advertisements, filters, mesh password and
-// log level apply at once.
+// log level apply at once; after SetTopology the speaker resolves the
+// peers of that topology again with cfg (mesh password, mesh on or off,
+// route-reflector clients), and a cfg the topology does not resolve with
+// (ResolvePeers' errors) is refused and changes nothing. After SetPeers
+// the peers are the caller's: re-resolve them and call SetPeers.
+// RestartTime, NodeMeshMaxRestartTime and RouteReflectorClusterID are
+// part of the sessions: a running session whose announced restart time
+// or cluster ID they change is reset (added again), the others stay up.
 func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 	if err := s.begin(ctx, "set BGP configuration"); err != nil {
 		return err
@@ -383,15 +401,40 @@ func (s *Speaker) SetConfig(ctx context.Context, cfg Config) error {
 		!slices.Equal(r.ListenAddresses, s.cfg.ListenAddresses) || r.NodeIP != s.cfg.NodeIP || r.NodeIPv6 != s.cfg.NodeIPv6) {
 		return fmt.Errorf("AS number, router ID, node addresses and listen settings cannot change while running: %w", ErrInvalidConfig)
 	}
+	var peers []Peer
+	if s.topo != nil {
+		// The peers came from SetTopology: resolve them again, so mesh
+		// password, mesh on/off, listen port and cluster ID apply, before
+		// anything changes.
+		if peers, err = ResolvePeers(cfg, *s.topo); err != nil {
+			return fmt.Errorf("set BGP configuration: topology of the last SetTopology: %w", err)
+		}
+	}
+	old := s.cfg
 	s.cfg = r
+	if s.topo != nil {
+		if err := s.checkPeersLocked(peers); err != nil {
+			s.cfg = old
+			return fmt.Errorf("set BGP configuration: topology of the last SetTopology: %w", err)
+		}
+	}
 	s.level.Set(r.LogLevel)
 	s.setConfigSourceLocked()
 	s.recomputeLocked(nil)
+	var errs []error
 	if err := s.flushAdvertisementsLocked(ctx); err != nil {
-		return err
+		errs = append(errs, err)
+	}
+	// Restart times and the cluster ID are part of the sessions.
+	if s.topo != nil {
+		if err := s.setPeersLocked(ctx, peers, s.topo); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := s.flushPeersLocked(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	s.trigger() // the import filter may have changed
-	return nil
+	return joinErrs(errs)
 }
 
 // setConfigSourceLocked makes the service CIDRs an advertisement source.
@@ -409,7 +452,8 @@ func (s *Speaker) setConfigSourceLocked() {
 // hand-written). Only the difference is applied: unchanged sessions stay
 // up, changed ones are reset. Errors wrap ErrInvalidPeer (also for a
 // peer at one of the node's own addresses, which ResolvePeers skips as
-// Calico does) or ErrDuplicatePeer, and then nothing changes.
+// Calico does) or ErrDuplicatePeer, and then nothing changes. It ends
+// what an earlier SetTopology set up: the speaker forgets that topology.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	if err := s.begin(ctx, "set BGP peers"); err != nil {
 		return err
@@ -419,6 +463,12 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.setPeersLocked(ctx, peers, nil)
+}
+
+// checkPeersLocked refuses peers the node has no address of the family
+// for, and peers at one of the node's own addresses.
+func (s *Speaker) checkPeersLocked(peers []Peer) error {
 	for _, p := range peers {
 		if (p.Address.Is4() && !s.cfg.NodeIP.IsValid()) || (p.Address.Is6() && !s.cfg.NodeIPv6.IsValid()) {
 			return fmt.Errorf("peer %s (%s): the node has no address of that family: %w", p.Name, p.Address, ErrInvalidPeer)
@@ -426,6 +476,16 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		if p.Address == s.cfg.NodeIP || p.Address == s.cfg.NodeIPv6 {
 			return fmt.Errorf("peer %s (%s) is this node: %w", p.Name, p.Address, ErrInvalidPeer)
 		}
+	}
+	return nil
+}
+
+// setPeersLocked checks peers against the node's addresses, makes them the
+// desired peers, remembers topo (nil: the peers were given by hand), and
+// applies the difference. On an error from the checks nothing changes.
+func (s *Speaker) setPeersLocked(ctx context.Context, peers []Peer, topo *Topology) error {
+	if err := s.checkPeersLocked(peers); err != nil {
+		return err
 	}
 	m := make(map[netip.Addr]Peer, len(peers))
 	for _, p := range peers {
@@ -438,24 +498,28 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		}
 		m[p.Address] = p
 	}
+	s.topo = topo
 	s.peers.Desired().ReplaceAll(maps.All(m))
 	setGauge(s.o.metrics.Peers, len(m))
 	return s.flushPeersLocked(ctx)
 }
 
-// SetTopology is ResolvePeers for this speaker's config followed by SetPeers.
+// SetTopology is ResolvePeers for this speaker's config followed by
+// SetPeers. The speaker keeps a copy of topo: the local node's
+// routeReflectorClusterID is the cluster ID of its client sessions when
+// Config.RouteReflectorClusterID is empty.
 func (s *Speaker) SetTopology(ctx context.Context, topo Topology) error {
 	if err := s.begin(ctx, "set BGP topology"); err != nil {
 		return err
 	}
+	topo = topo.clone()
 	s.mu.Lock()
-	cfg := s.cfg.Config
-	s.mu.Unlock()
-	peers, err := ResolvePeers(cfg, topo)
+	defer s.mu.Unlock()
+	peers, err := ResolvePeers(s.cfg.Config, topo)
 	if err != nil {
 		return err
 	}
-	return s.SetPeers(ctx, peers)
+	return s.setPeersLocked(ctx, peers, &topo)
 }
 
 func (s *Speaker) flushPeersLocked(ctx context.Context) error {
@@ -473,10 +537,24 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 			continue
 		}
 		s.peers.Dataplane().Delete(addr)
+		delete(s.peerKeys, addr)
+	}
+	updates := maps.Collect(s.peers.PendingUpdates())
+	for addr, p := range s.peers.Desired().All() {
+		// An unchanged Peer whose session the configuration now renders
+		// differently (SetConfig) is re-added too.
+		if _, pending := updates[addr]; pending {
+			continue
+		}
+		if key, had := s.peerKeys[addr]; had && key != s.sessionKey(p) {
+			updates[addr] = p
+		}
 	}
 	var refilter []netip.Addr
-	for addr, p := range s.peers.PendingUpdates() {
-		if old, had := s.peers.Dataplane().Get(addr); had && old.sameSession(p) && !s.exportTightenedLocked(old, p) {
+	for _, addr := range slices.SortedFunc(maps.Keys(updates), netip.Addr.Compare) {
+		p := updates[addr]
+		key := s.sessionKey(p)
+		if old, had := s.peers.Dataplane().Get(addr); had && old.sameSession(p) && s.peerKeys[addr] == key && !s.exportTightenedLocked(old, p) {
 			// Only the filters changed, and nothing sent is now rejected:
 			// the policies have them already; a soft reset re-applies them
 			// without dropping the session.
@@ -490,12 +568,14 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 				continue
 			}
 			s.peers.Dataplane().Delete(addr)
+			delete(s.peerKeys, addr)
 		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
 			errs = append(errs, fmt.Errorf("add peer %s (%s): %w", p.Name, addr, err))
 			continue
 		}
 		s.peers.Dataplane().Set(addr, p)
+		s.peerKeys[addr] = key
 	}
 	for _, addr := range refilter {
 		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_BOTH}); err != nil {
@@ -547,12 +627,31 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	return ap
 }
 
-// clusterID is the route-reflector cluster ID: the router ID (GoBGP needs
-// one per client; Calico sets routeReflectorClusterID on the node, which
-// ResolvePeers has already used to pick the clients).
+// sessionKey is the session GoBGP gets for p under the current
+// configuration, in a comparable form.
+func (s *Speaker) sessionKey(p Peer) string {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.apiPeer(p))
+	if err != nil { // cannot happen for the messages apiPeer builds
+		return ""
+	}
+	return string(raw)
+}
+
+// clusterID is the route-reflector cluster ID of client sessions: the
+// node's routeReflectorClusterID (Config's, else the local node's in the
+// topology of SetTopology, as Calico renders BIRD's "rr cluster id"), else
+// the router ID (GoBGP needs one per client; hand-written client peers
+// without either).
 func (s *Speaker) clusterID() string {
 	if s.cfg.RouteReflectorClusterID != "" {
 		return s.cfg.RouteReflectorClusterID
+	}
+	if s.topo != nil {
+		for _, n := range s.topo.Nodes {
+			if n.Name == s.cfg.NodeName && n.RouteReflectorClusterID != "" {
+				return n.RouteReflectorClusterID
+			}
+		}
 	}
 	return s.cfg.routerID.String()
 }

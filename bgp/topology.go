@@ -2,7 +2,9 @@ package bgp
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tabbynet/tabby/selector"
@@ -18,7 +20,9 @@ type Node struct {
 	// ASNumber is spec.bgp.asNumber; 0 means the global AS.
 	ASNumber uint32
 	// RouteReflectorClusterID (spec.bgp.routeReflectorClusterID) makes the
-	// node a route reflector; it must be an IPv4 address.
+	// node a route reflector with this cluster ID; it must be an IPv4
+	// address (ResolvePeers: ErrInvalidConfig). For the local node,
+	// Config.RouteReflectorClusterID wins when set.
 	RouteReflectorClusterID string
 }
 
@@ -55,6 +59,25 @@ type Topology struct {
 	BGPPeers []BGPPeer
 	// BGPFilters are the cluster's BGPFilter resources, by Name.
 	BGPFilters []BGPFilter
+}
+
+// clone copies the slices and label maps of t, so a caller's later edits
+// do not reach a speaker that keeps it.
+func (t Topology) clone() Topology {
+	out := Topology{Nodes: slices.Clone(t.Nodes), BGPPeers: slices.Clone(t.BGPPeers)}
+	for i := range out.Nodes {
+		out.Nodes[i].Labels = maps.Clone(out.Nodes[i].Labels)
+	}
+	for i := range out.BGPPeers {
+		out.BGPPeers[i].Filters = slices.Clone(out.BGPPeers[i].Filters)
+	}
+	if t.BGPFilters != nil {
+		out.BGPFilters = make([]BGPFilter, len(t.BGPFilters))
+		for i, f := range t.BGPFilters {
+			out.BGPFilters[i] = f.clone()
+		}
+	}
+	return out
 }
 
 // filtersOf resolves a BGPPeer's filter names.
@@ -121,6 +144,20 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 	if local == nil {
 		return nil, fmt.Errorf("node %q is not in the node list: %w", cfg.NodeName, ErrInvalidConfig)
 	}
+	for _, n := range topo.Nodes {
+		if n.RouteReflectorClusterID == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(n.RouteReflectorClusterID); err != nil || !a.Is4() {
+			return nil, fmt.Errorf("node %s: route reflector cluster ID %q must be an IPv4 address: %w", n.Name, n.RouteReflectorClusterID, ErrInvalidConfig)
+		}
+	}
+	// The node's cluster ID: Config's (this node's Node.spec.bgp) wins
+	// over the topology's copy of the node.
+	localCID := r.RouteReflectorClusterID
+	if localCID == "" {
+		localCID = local.RouteReflectorClusterID
+	}
 	asOf := func(n Node) uint32 {
 		if n.ASNumber != 0 {
 			return n.ASNumber
@@ -178,7 +215,7 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		add(p)
 	}
 	nodePeers := func(n Node, name string, tmpl Peer) {
-		rr := local.RouteReflectorClusterID != "" && local.RouteReflectorClusterID != n.RouteReflectorClusterID
+		rr := localCID != "" && localCID != n.RouteReflectorClusterID
 		for _, pair := range [][2]netip.Addr{{r.NodeIP, n.IPv4}, {r.NodeIPv6, n.IPv6}} {
 			if !pair[0].IsValid() || !pair[1].IsValid() {
 				continue
