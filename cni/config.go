@@ -47,8 +47,11 @@ var Supported = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.
 type NetConf struct {
 	types.PluginConf
 	// runtimeMAC is runtimeConfig.mac (the "mac" capability), nil when
-	// not given.
-	runtimeMAC net.HardwareAddr
+	// not given or refused; runtimeMACErr says why it was refused. Only
+	// ADD and CHECK use the MAC, so only they fail on a bad one: DEL
+	// after the failed ADD must still succeed.
+	runtimeMAC    net.HardwareAddr
+	runtimeMACErr error
 	// Nodename is the node the addresses are assigned for; "" means the
 	// host name.
 	Nodename string `json:"nodename,omitempty"`
@@ -160,7 +163,8 @@ var ErrInvalidConfig = errors.New("invalid network configuration")
 // ParseConfig decodes and validates the tabby plugin's configuration,
 // including prevResult when present. It never panics; errors wrap
 // ErrInvalidConfig, or a *json.SyntaxError / *json.UnmarshalTypeError for
-// input that is not the expected JSON.
+// input that is not the expected JSON. A bad runtimeConfig.mac is not its
+// error: ADD and CHECK refuse it (code 7), DEL, GC and STATUS ignore it.
 func ParseConfig(data []byte) (*NetConf, error) {
 	conf := &NetConf{}
 	if err := json.Unmarshal(data, conf); err != nil {
@@ -189,10 +193,7 @@ func ParseConfig(data []byte) (*NetConf, error) {
 	if conf.StateDir == "" {
 		conf.StateDir = DefaultStateDir
 	}
-	var err error
-	if conf.runtimeMAC, err = runtimeMAC(data); err != nil {
-		return nil, err
-	}
+	conf.runtimeMAC, conf.runtimeMACErr = runtimeMAC(data)
 	if conf.IPAM.Type == IPAMPluginType {
 		var outer struct {
 			IPAM json.RawMessage `json:"ipam"`

@@ -165,3 +165,18 @@ func FuzzParseMAC(f *testing.F) {
 		}
 	})
 }
+
+// A bad runtimeConfig.mac fails ADD (code 7) but not the DEL the runtime
+// sends after that failed ADD with the same configuration: DEL does not
+// use the MAC, and a DEL that fails leaves the runtime unable to tear the
+// sandbox down.
+func TestDelIgnoresBadRuntimeMAC(t *testing.T) {
+	e := newEnv(t)
+	c := conf(t, "1.1.0", map[string]any{"runtimeConfig": map[string]any{"mac": "01:00:5e:00:00:01"}}, nil)
+	e.wm.AddNetns("/run/netns/c1")
+	_, err := e.p.Add(t.Context(), args("c1", "/run/netns/c1", c))
+	assert.Equal(t, types.ErrInvalidNetworkConfig, code(t, err), "%v", err)
+	assert.ErrorContains(t, err, "runtimeConfig.mac")
+	require.NoError(t, e.p.Del(t.Context(), args("c1", "/run/netns/c1", c)))
+	assertNothingLeft(t, e, "net1.c1")
+}

@@ -231,6 +231,9 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 	if err != nil {
 		return nil, err
 	}
+	if conf.runtimeMACErr != nil {
+		return nil, conf.runtimeMACErr
+	}
 	var prev *current.Result // tabby after another plugin in a chain
 	if conf.PrevResult != nil {
 		if prev, err = current.NewResultFromResult(conf.PrevResult); err != nil {
@@ -816,6 +819,9 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 	return p.verb(ctx, args, func(ctx context.Context, conf *NetConf, d time.Duration) error {
 		if err := needVersion(&conf.PluginConf, "CHECK", "0.4.0"); err != nil {
 			return err
+		}
+		if conf.runtimeMACErr != nil {
+			return conf.runtimeMACErr
 		}
 		return p.check(ctx, conf, args, d)
 	})
