@@ -141,6 +141,8 @@
 // CHECK compares the kernel's MAC with prevResult's (and with
 // runtimeConfig.mac when given): a MAC changed behind the plugin's back
 // is code 999.
+// DEL, GC and STATUS ignore runtimeConfig.mac, so the DEL a runtime sends
+// after an ADD it refused still cleans up.
 //
 // Not supported: the host-local → tabby-ipam migration mode, Windows.
 //

@@ -301,8 +301,6 @@ func (p *program) UniqueID() string {
 	return s
 }
 
-// grow appends the nodes and kids of q to p, shifting q's indexes, and returns
-// the index q's root now has in p. Builders use it to combine selectors.
 // extend returns p's nodes and kids, with room for nodes and kids elements
 // in all, for a builder to append a tree that contains p's. The first
 // caller whose counts fit p's capacity gets p's own arrays: it appends past
@@ -331,6 +329,9 @@ func (p *program) extend(nodes, kids int) ([]node, []int32) {
 // growMin is the size (nodes) from which extend leaves room to grow.
 const growMin = 8
 
+// graft appends the nodes and kids of q to p, shifting q's indexes, and
+// returns the index q's root now has in p. Builders use it to combine
+// selectors.
 func (p *program) graft(q *program) int32 {
 	nodeOff := int32(len(p.nodes))
 	kidOff := int32(len(p.kids))
