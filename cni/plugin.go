@@ -298,6 +298,14 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		return err
 	}
 
+	// The host's netlink sockets open while the pod's annotations may
+	// still be on their way.
+	wm, done, err := p.workloadsFor()
+	if err != nil {
+		return nil, rollback(err, nil)
+	}
+	defer done()
+	st.lap("netlink-open")
 	// The MAC before the pair is made (it is set as the pair is created);
 	// a bad one fails the ADD with nothing made, and IPAM's allocation, if
 	// it got one meanwhile, released.
@@ -309,12 +317,6 @@ func (p *Plugin) add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, d t
 		return nil, rollback(err, nil)
 	}
 	st.lap("mac")
-	wm, done, err := p.workloadsFor()
-	if err != nil {
-		return nil, rollback(err, nil)
-	}
-	defer done()
-	st.lap("netlink-open")
 	spec := netlink.WorkloadSpec{ID: handle, Netns: args.Netns, IfName: args.IfName, MTU: conf.MTU, MAC: mac}
 	wr, err := wm.SetupWorkloadFunc(ctx, spec, func(context.Context) ([]netip.Addr, error) {
 		a := waitAlloc()
