@@ -72,7 +72,10 @@
 //     node itself, prefixes the node advertises itself and what the import
 //     filter rejects, and hands the difference to the RouteProgrammer as
 //     Upsert/Remove of one route source, then calls its sync function
-//     (at least once a minute even without changes). With a RouteOwner,
+//     (at least once a minute even without changes). The programmer is
+//     called outside the speaker's locks, one call at a time: a slow
+//     kernel write delays the next sync (which then programs the newest
+//     RIB state), never Synced, Why, Learned, Stop or GoBGP's events. With a RouteOwner,
 //     sync with its Apply: it writes the delta without dumping the
 //     kernel's table and reconciles fully only on its resync interval
 //     or after a failed write.

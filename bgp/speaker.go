@@ -96,8 +96,10 @@ type Speaker struct {
 	// established holds the peers in state Established (for metrics).
 	established map[netip.Addr]bool
 	runner      atomic.Pointer[syncrunner.Runner]
-	needSync    bool // the route programmer's sync failed; retry
-	lastRPSync  time.Time
+	// needSync and lastRPSync belong to syncLearned (one run at a time)
+	// and are read and written without lmu.
+	needSync   bool // the route programmer's sync failed; retry
+	lastRPSync time.Time
 	// keepInstalled is the key of the policies GoBGP has (keepOriginalNextHop
 	// and peer filters; nil: none installed yet, e.g. after Start).
 	keepInstalled *string
