@@ -145,7 +145,11 @@
 // # Thread safety
 //
 // Every method of Speaker and Source is safe for concurrent use. Calls
-// that change advertisements or peers return after GoBGP has them.
+// that change advertisements or peers return after GoBGP has them. Stop
+// returns once the speaker is fully stopped, after the RouteProgrammer
+// call in progress (if any) has returned; a second Stop or a Start during
+// a Stop waits for it, so there is never more than one learned-route
+// runner.
 //
 // # Errors
 //
@@ -154,7 +158,9 @@
 // ErrInvalidFilter, name the offending object, and leave the speaker
 // unchanged. Writes through a Source without a name or with the reserved
 // name of the service CIDRs return ErrInvalidSource. Start twice returns
-// ErrAlreadyStarted.
+// ErrAlreadyStarted; Start after Stop starts again. A Start that waits for
+// a Stop in progress returns its context's error if the context ends
+// first.
 //
 // Every method that takes a context first checks it: with a context that
 // is already done it returns the context's error (errors.Is
