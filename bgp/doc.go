@@ -36,8 +36,11 @@
 // (logSeverityScreen), RouteReflectorClusterID. BGPPeer follows BGPPeer:
 // node, nodeSelector, peerIP (ip[:port]), asNumber, peerSelector,
 // password, keepOriginalNextHop, maxRestartTime, ttlSecurity, filters
-// (names of Topology.BGPFilters), plus an eBGP multihop TTL (kube-router,
-// MetalLB). BGPFilter follows BGPFilter (exportV4/V6, importV4/V6 rules
+// (names of Topology.BGPFilters), sourceAddress (UseNodeIP, the default:
+// the session is bound to the node's address; None: the kernel picks) and
+// numAllowedLocalASNumbers (the own AS tolerated that many times in a
+// received AS path, GoBGP's allow-own-as, 0..255), plus an eBGP multihop
+// TTL (kube-router, MetalLB). BGPFilter follows BGPFilter (exportV4/V6, importV4/V6 rules
 // with action, cidr, matchOperator, prefixLength, source, interface, with
 // Calico's semantics: first matching rule wins, default Accept, In/NotIn
 // against cidr{max(len, min), min(32|128, max)}); Config.Export and

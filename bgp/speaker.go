@@ -646,11 +646,15 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 		}
 	}
 	ap := &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name},
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name,
+			AllowOwnAsn: uint32(p.NumAllowedLocalASNumbers)},
 		Transport: &api.Transport{LocalAddress: local.String(), RemotePort: uint32(p.port()), PassiveMode: p.Passive},
 		Timers: &api.Timers{Config: &api.TimersConfig{ConnectRetry: 5, HoldTime: 90, KeepaliveInterval: 30,
 			IdleHoldTimeAfterReset: 1}},
 		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}},
+	}
+	if p.SourceAddressMode == SourceAddressNone {
+		ap.Transport.LocalAddress = "" // GoBGP binds the unspecified address
 	}
 	if s.cfg.port == -1 {
 		ap.Transport.LocalPort = 0
