@@ -2,8 +2,11 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,4 +106,48 @@ func TestBGPPeerSourceAddressValidation(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidPeer, tt.msg)
 		assert.ErrorContains(t, err, tt.msg)
 	}
+}
+
+// TestBIRDAllowLocalAS: BIRD announces a route whose AS path already holds
+// the node's AS (another site of one AS, Calico's use of
+// numAllowedLocalASNumbers). With the default 0 the speaker drops it as a
+// loop; with 1 on the peer it is learned and programmed into the kernel;
+// back to 0 it is gone again.
+func TestBIRDAllowLocalAS(t *testing.T) {
+	requireBIRD(t)
+	b := newBIRD(t, 1, birdASN)
+	b.static = []string{fmt.Sprintf(
+		"protocol static s4 { ipv4 { import filter { bgp_path.prepend(%d); accept; }; }; route 10.77.0.0/24 blackhole; }\n"+
+			"protocol static s5 { ipv4; route 10.78.0.0/24 blackhole; }", tabbyASN)}
+	b.start(tabbyASN)
+	s, _ := kernelSpeaker(t, tabbyASN, b)
+	ctx := context.Background()
+	require.NoError(t, s.Start(ctx))
+	t.Cleanup(s.Stop)
+	peer := Peer{Name: "bird1-v4", Address: b.addr4(), ASNumber: birdASN, SourceAddress: b.local4()}
+	require.NoError(t, s.SetPeers(ctx, []Peer{peer}))
+	// The route without the node's AS arrives; the other one never does.
+	require.Eventually(t, func() bool { return kernelRoute(t, "10.78.0.0/24") != "" }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		out, _ := b.birdc("show", "route", "export", "tabby4", "10.77.0.0/24")
+		return strings.Contains(out, "10.77.0.0/24")
+	}, 10*time.Second, 50*time.Millisecond, "BIRD exports the looped route")
+	// GoBGP received both routes and accepted one.
+	require.Eventually(t, func() bool {
+		ps, err := s.Peers(ctx)
+		return err == nil && len(ps) == 1 && ps[0].Received == 2 && ps[0].Accepted == 1
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Empty(t, kernelRoute(t, "10.77.0.0/24"), "dropped as an AS loop by default")
+	assert.False(t, s.Why(pfx("10.77.0.0/24")).Learned)
+
+	peer.NumAllowedLocalASNumbers = 1
+	require.NoError(t, s.SetPeers(ctx, []Peer{peer}))
+	require.Eventually(t, func() bool { return strings.Contains(kernelRoute(t, "10.77.0.0/24"), "via "+b.addr4().String()) },
+		30*time.Second, 50*time.Millisecond, "allowed once: %q", kernelRoute(t, "10.77.0.0/24"))
+
+	peer.NumAllowedLocalASNumbers = 0
+	require.NoError(t, s.SetPeers(ctx, []Peer{peer}))
+	require.Eventually(t, func() bool {
+		return kernelRoute(t, "10.77.0.0/24") == "" && kernelRoute(t, "10.78.0.0/24") != ""
+	}, 30*time.Second, 50*time.Millisecond, "dropped again: %q", kernelRoute(t, "10.77.0.0/24"))
 }
