@@ -36,8 +36,11 @@
 // (logSeverityScreen), RouteReflectorClusterID. BGPPeer follows BGPPeer:
 // node, nodeSelector, peerIP (ip[:port]), asNumber, peerSelector,
 // password, keepOriginalNextHop, maxRestartTime, ttlSecurity, filters
-// (names of Topology.BGPFilters), plus an eBGP multihop TTL (kube-router,
-// MetalLB). BGPFilter follows BGPFilter (exportV4/V6, importV4/V6 rules
+// (names of Topology.BGPFilters), sourceAddress (UseNodeIP, the default:
+// the session is bound to the node's address; None: the kernel picks) and
+// numAllowedLocalASNumbers (the own AS tolerated that many times in a
+// received AS path, GoBGP's allow-own-as, 0..255), plus an eBGP multihop
+// TTL (kube-router, MetalLB). BGPFilter follows BGPFilter (exportV4/V6, importV4/V6 rules
 // with action, cidr, matchOperator, prefixLength, source, interface, with
 // Calico's semantics: first matching rule wins, default Accept, In/NotIn
 // against cidr{max(len, min), min(32|128, max)}); Config.Export and
@@ -72,7 +75,10 @@
 //     node itself, prefixes the node advertises itself and what the import
 //     filter rejects, and hands the difference to the RouteProgrammer as
 //     Upsert/Remove of one route source, then calls its sync function
-//     (at least once a minute even without changes). With a RouteOwner,
+//     (at least once a minute even without changes). The programmer is
+//     called outside the speaker's locks, one call at a time: a slow
+//     kernel write delays the next sync (which then programs the newest
+//     RIB state), never Synced, Why, Learned, Stop or GoBGP's events. With a RouteOwner,
 //     sync with its Apply: it writes the delta without dumping the
 //     kernel's table and reconciles fully only on its resync interval
 //     or after a failed write.
@@ -142,7 +148,11 @@
 // # Thread safety
 //
 // Every method of Speaker and Source is safe for concurrent use. Calls
-// that change advertisements or peers return after GoBGP has them.
+// that change advertisements or peers return after GoBGP has them. Stop
+// returns once the speaker is fully stopped, after the RouteProgrammer
+// call in progress (if any) has returned; a second Stop or a Start during
+// a Stop waits for it, so there is never more than one learned-route
+// runner.
 //
 // # Errors
 //
@@ -151,7 +161,9 @@
 // ErrInvalidFilter, name the offending object, and leave the speaker
 // unchanged. Writes through a Source without a name or with the reserved
 // name of the service CIDRs return ErrInvalidSource. Start twice returns
-// ErrAlreadyStarted.
+// ErrAlreadyStarted; Start after Stop starts again. A Start that waits for
+// a Stop in progress returns its context's error if the context ends
+// first.
 //
 // Every method that takes a context first checks it: with a context that
 // is already done it returns the context's error (errors.Is

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,3 +150,89 @@ type gauge struct {
 func (g *gauge) Set(v float64) { g.mu.Lock(); g.v = v; g.mu.Unlock() }
 
 func (g *gauge) get() float64 { g.mu.Lock(); defer g.mu.Unlock(); return g.v }
+
+// gatedProgrammer is a fakeProgrammer whose sync function, once armed,
+// blocks until the gate opens: a slow kernel write. It counts how many of
+// its methods run at once.
+type gatedProgrammer struct {
+	*fakeProgrammer
+	armed    atomic.Bool
+	entered  chan struct{} // one value each time sync blocks (dropped if full)
+	gate     chan struct{} // closed by open
+	openOnce sync.Once
+
+	inFlight, maxInFlight atomic.Int32
+}
+
+// newGatedProgrammer returns an unarmed programmer. Tests open its gate
+// in a cleanup registered after the speaker's Stop (cleanups run last
+// first), so nothing blocked on it outlives the test.
+func newGatedProgrammer() *gatedProgrammer {
+	return &gatedProgrammer{fakeProgrammer: newFakeProgrammer(), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+}
+
+func (g *gatedProgrammer) open() { g.openOnce.Do(func() { close(g.gate) }) }
+
+func (g *gatedProgrammer) enter() func() {
+	n := g.inFlight.Add(1)
+	for m := g.maxInFlight.Load(); n > m && !g.maxInFlight.CompareAndSwap(m, n); m = g.maxInFlight.Load() {
+	}
+	return func() { g.inFlight.Add(-1) }
+}
+
+func (g *gatedProgrammer) Upsert(source string, routes ...netlink.Route) error {
+	defer g.enter()()
+	return g.fakeProgrammer.Upsert(source, routes...)
+}
+
+func (g *gatedProgrammer) Remove(source string, keys ...netlink.RouteKey) {
+	defer g.enter()()
+	g.fakeProgrammer.Remove(source, keys...)
+}
+
+func (g *gatedProgrammer) sync(ctx context.Context) error {
+	defer g.enter()()
+	if g.armed.Load() {
+		select {
+		case g.entered <- struct{}{}:
+		default:
+		}
+		<-g.gate // ignores ctx, as a kernel write in progress would
+	}
+	return g.fakeProgrammer.sync(ctx)
+}
+
+// waitEntered waits (at most 20 s) until the programmer's sync blocks.
+func (g *gatedProgrammer) waitEntered(t testing.TB) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(20 * time.Second):
+		require.FailNow(t, "the route programmer's sync was never called")
+	}
+}
+
+// goDone runs f in a goroutine and returns a channel closed when it returns.
+func goDone(f func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	return done
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// prefixes returns the programmed prefixes, sorted.
+func (f *fakeProgrammer) prefixes() []netip.Prefix {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Collect(maps.Keys(f.routes))
+	slices.SortFunc(out, comparePrefixes)
+	return out
+}

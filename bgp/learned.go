@@ -62,7 +62,8 @@ const programmerResync = time.Minute
 
 // syncLearned reads GoBGP's RIB, selects the equal-cost next hops of every
 // learned prefix, and (after the startup sync) hands the difference to the
-// RouteProgrammer. It runs on the sync runner.
+// RouteProgrammer. It runs on the sync runner, one run at a time, and
+// calls the RouteProgrammer without holding lmu.
 func (s *Speaker) syncLearned(ctx context.Context) error {
 	s.mu.Lock()
 	srv := s.srv
@@ -116,46 +117,63 @@ func (s *Speaker) syncLearned(ctx context.Context) error {
 		return nil
 	}
 	s.lmu.Lock()
-	defer s.lmu.Unlock()
 	s.learned.Desired().ReplaceAll(maps.All(desired))
 	s.learnedWhy = why
 	select {
 	case <-s.synced:
 	default:
+		s.lmu.Unlock()
 		return nil // keep what the kernel has until the startup sync
 	}
 	if s.o.rp == nil {
 		s.learned.Dataplane().ReplaceAll(maps.All(desired))
+		s.lmu.Unlock()
 		setGauge(s.o.metrics.Learned, len(desired))
 		return nil
 	}
+	// The difference is taken under lmu and handed to the programmer
+	// without it: a slow kernel write must not hold up Synced, Why,
+	// Learned, GoBGP's event handler or Stop. Only this function changes
+	// the dataplane side of s.learned, and the runner calls it one at a
+	// time, so the difference stays valid while the lock is released; a
+	// RIB change meanwhile triggers the next run, which diffs the newer
+	// state against what this run programmed.
 	var keys []netlink.RouteKey
 	for p := range s.learned.PendingDeletions() {
 		keys = append(keys, netlink.RouteKey{Dst: p})
-		s.learned.Dataplane().Delete(p)
 	}
+	updates := maps.Collect(s.learned.PendingUpdates())
+	s.lmu.Unlock()
 	if len(keys) > 0 {
 		s.o.rp.Remove(s.o.rpName, keys...)
+		s.lmu.Lock()
+		for _, k := range keys {
+			s.learned.Dataplane().Delete(k.Dst)
+		}
+		s.lmu.Unlock()
 	}
-	var routes []netlink.Route
-	var done []netip.Prefix
-	for p, nh := range s.learned.PendingUpdates() {
-		routes = append(routes, LearnedRoute{Prefix: p, NextHops: nh.addrs()}.kernel())
-		done = append(done, p)
-	}
-	if len(routes) > 0 {
+	if len(updates) > 0 {
+		routes := make([]netlink.Route, 0, len(updates))
+		for p, nh := range updates {
+			routes = append(routes, LearnedRoute{Prefix: p, NextHops: nh.addrs()}.kernel())
+		}
 		if err := s.o.rp.Upsert(s.o.rpName, routes...); err != nil {
 			return fmt.Errorf("program %d learned routes: %w", len(routes), err)
 		}
-		for _, p := range done {
-			s.learned.Dataplane().Set(p, desired[p])
+		s.lmu.Lock()
+		for p, nh := range updates {
+			s.learned.Dataplane().Set(p, nh)
 		}
+		s.lmu.Unlock()
 	}
-	setGauge(s.o.metrics.Learned, s.learned.Dataplane().Len())
+	s.lmu.Lock()
+	n := s.learned.Dataplane().Len()
+	s.lmu.Unlock()
+	setGauge(s.o.metrics.Learned, n)
 	// Without changes the programmer is still synced every
 	// programmerResync, so one that applies only deltas (RouteOwner.Apply)
 	// gets to repair drift.
-	if s.o.rpSync != nil && (len(keys) > 0 || len(routes) > 0 || s.needSync || time.Since(s.lastRPSync) >= programmerResync) {
+	if s.o.rpSync != nil && (len(keys) > 0 || len(updates) > 0 || s.needSync || time.Since(s.lastRPSync) >= programmerResync) {
 		s.needSync = true // until it succeeds
 		if err := s.o.rpSync(ctx); err != nil {
 			return fmt.Errorf("sync learned routes to the kernel: %w", err)

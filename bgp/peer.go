@@ -9,6 +9,30 @@ import (
 	"time"
 )
 
+// SourceAddress is Calico's BGPPeer.sourceAddress: whether the speaker
+// binds the session to the node's address.
+type SourceAddress string
+
+const (
+	// SourceAddressUseNodeIP binds the session to the node's address of
+	// the peer's family (Config.NodeIP / NodeIPv6), or Peer.SourceAddress
+	// when set: Calico's default, also what the empty value means.
+	SourceAddressUseNodeIP SourceAddress = "UseNodeIP"
+	// SourceAddressNone binds no local address: the kernel picks the
+	// source address of the connection by its routes (Calico renders no
+	// BIRD "source address"). The session's local address is then the
+	// next hop the node sends.
+	SourceAddressNone SourceAddress = "None"
+)
+
+func (a SourceAddress) valid() bool {
+	return a == "" || a == SourceAddressUseNodeIP || a == SourceAddressNone
+}
+
+// maxAllowedLocalAS is the largest NumAllowedLocalASNumbers: GoBGP keeps
+// the count in 8 bits (its allow-own-as).
+const maxAllowedLocalAS = 255
+
 // Peer is one BGP session as the speaker runs it: an explicit peer, or one
 // derived by ResolvePeers from the node list and Calico-style BGPPeers.
 // The peer's address family decides what the session carries (IPv4
@@ -55,8 +79,19 @@ type Peer struct {
 	// SourceAddress is the local address of the session (MetalLB's
 	// sourceAddress; Calico's sourceAddress UseNodeIP is the default): the
 	// zero Addr means Config.NodeIP / NodeIPv6. It must be of the peer's
-	// family.
+	// family, and SourceAddressMode must not be SourceAddressNone.
 	SourceAddress netip.Addr
+	// SourceAddressMode is BGPPeer.sourceAddress: empty or
+	// SourceAddressUseNodeIP binds the session to SourceAddress or the
+	// node's address, SourceAddressNone to none (the kernel picks).
+	SourceAddressMode SourceAddress
+	// NumAllowedLocalASNumbers is BGPPeer.numAllowedLocalASNumbers: how
+	// many times the node's own AS may appear in the AS path of a route
+	// the peer sends before the route is dropped as a loop (BIRD's "allow
+	// local as N", GoBGP's allow-own-as). 0, the default, allows none;
+	// at most 255. It removes BGP's loop prevention for this session: for
+	// sites that reuse one AS, as Calico warns, only when needed.
+	NumAllowedLocalASNumbers int
 	// Passive waits for the peer to connect (Calico's mesh is passive on
 	// one side). Set it on one side of a hand-written session between two
 	// tabby speakers, as ResolvePeers does for node-to-node sessions:
@@ -78,7 +113,8 @@ func (p Peer) sameSession(o Peer) bool {
 	return p.Name == o.Name && p.Address == o.Address && p.Port == o.Port && p.ASNumber == o.ASNumber &&
 		p.Password == o.Password && p.KeepOriginalNextHop == o.KeepOriginalNextHop &&
 		p.MaxRestartTime == o.MaxRestartTime && p.EBGPMultihopTTL == o.EBGPMultihopTTL && p.TTLSecurity == o.TTLSecurity &&
-		p.RouteReflectorClient == o.RouteReflectorClient && p.SourceAddress == o.SourceAddress && p.Passive == o.Passive
+		p.RouteReflectorClient == o.RouteReflectorClient && p.SourceAddress == o.SourceAddress && p.Passive == o.Passive &&
+		p.SourceAddressMode == o.SourceAddressMode && p.NumAllowedLocalASNumbers == o.NumAllowedLocalASNumbers
 }
 
 func (p Peer) equal(o Peer) bool {
@@ -111,6 +147,12 @@ func (p Peer) validate() error {
 		return fmt.Errorf("peer %s (%s): ttlSecurity and an eBGP multihop TTL exclude each other: %w", p.Name, p.Address, ErrInvalidPeer)
 	case p.SourceAddress.IsValid() && (p.SourceAddress.Is4() != p.Address.Is4() || !usableAddr(p.SourceAddress)):
 		return fmt.Errorf("peer %s (%s) source address %s: %w", p.Name, p.Address, p.SourceAddress, ErrInvalidPeer)
+	case !p.SourceAddressMode.valid():
+		return fmt.Errorf("peer %s (%s) sourceAddress %q: want UseNodeIP or None: %w", p.Name, p.Address, p.SourceAddressMode, ErrInvalidPeer)
+	case p.SourceAddressMode == SourceAddressNone && p.SourceAddress.IsValid():
+		return fmt.Errorf("peer %s (%s): sourceAddress None with source address %s: %w", p.Name, p.Address, p.SourceAddress, ErrInvalidPeer)
+	case p.NumAllowedLocalASNumbers < 0 || p.NumAllowedLocalASNumbers > maxAllowedLocalAS:
+		return fmt.Errorf("peer %s (%s) numAllowedLocalASNumbers %d: want 0..%d: %w", p.Name, p.Address, p.NumAllowedLocalASNumbers, maxAllowedLocalAS, ErrInvalidPeer)
 	case len(p.Password) > 80:
 		return fmt.Errorf("peer %s (%s): TCP MD5 password longer than 80 bytes: %w", p.Name, p.Address, ErrInvalidPeer)
 	}

@@ -77,10 +77,15 @@ type Speaker struct {
 	cancel  context.CancelFunc // the learned-route runner and startup sync
 	unwatch context.CancelFunc // GoBGP's event stream, ended after the sessions
 	done    chan struct{}
-	sources map[string]map[netip.Prefix]Advertisement
-	adv     *deltatracker.Tracker[netip.Prefix, path]
-	advWhy  map[netip.Prefix]string // why a known prefix is not advertised
-	peers   *deltatracker.Tracker[netip.Addr, Peer]
+	// stopping is closed (and set to nil) when the Stop in progress has
+	// stopped everything; nil when no Stop is in progress. Stop releases
+	// mu while it waits for the learned-route runner: Start and a second
+	// Stop wait on stopping meanwhile.
+	stopping chan struct{}
+	sources  map[string]map[netip.Prefix]Advertisement
+	adv      *deltatracker.Tracker[netip.Prefix, path]
+	advWhy   map[netip.Prefix]string // why a known prefix is not advertised
+	peers    *deltatracker.Tracker[netip.Addr, Peer]
 	// peerKeys holds, per peer GoBGP has, the session it was given
 	// (sessionKey): Config fields such as RestartTime shape a session
 	// without being part of Peer, so a change of them is seen here.
@@ -96,8 +101,10 @@ type Speaker struct {
 	// established holds the peers in state Established (for metrics).
 	established map[netip.Addr]bool
 	runner      atomic.Pointer[syncrunner.Runner]
-	needSync    bool // the route programmer's sync failed; retry
-	lastRPSync  time.Time
+	// needSync and lastRPSync belong to syncLearned (one run at a time)
+	// and are read and written without lmu.
+	needSync   bool // the route programmer's sync failed; retry
+	lastRPSync time.Time
 	// keepInstalled is the key of the policies GoBGP has (keepOriginalNextHop
 	// and peer filters; nil: none installed yet, e.g. after Start).
 	keepInstalled *string
@@ -165,13 +172,18 @@ func (s *Speaker) made() bool { return s != nil && s.adv != nil }
 // sockets in the network namespace of the calling process's threads, so
 // run the process (or the child process holding the speaker) inside the
 // node's namespace; several speakers in one namespace need distinct
-// NodeIP/ListenAddresses.
+// NodeIP/ListenAddresses. Start after Stop starts the speaker again; a
+// Start during a Stop (from another goroutine) first waits for that Stop
+// to finish, or returns ctx's error (wrapped) if ctx ends first.
 func (s *Speaker) Start(ctx context.Context) error {
 	if err := s.begin(ctx, "start BGP speaker"); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.waitStopLocked(ctx); err != nil {
+		return fmt.Errorf("start BGP speaker: waiting for Stop: %w", err)
+	}
 	if s.srv != nil {
 		return ErrAlreadyStarted
 	}
@@ -241,20 +253,52 @@ func (s *Speaker) Start(ctx context.Context) error {
 // waits until GoBGP has ended the sessions (at most 5 s), then closes the
 // listener. Learned routes stay in the kernel: a restarted
 // speaker reconciles them after its startup sync instead of flushing them.
-// Stop on a stopped speaker does nothing.
+// Stop returns once the speaker is stopped, runner included: a Stop while
+// another Stop is in progress waits for it. Stop on a stopped speaker does
+// nothing.
 func (s *Speaker) Stop() {
 	if !s.made() {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.waitStopLocked(context.Background())
 	s.stopLocked()
 }
 
+// waitStopLocked waits until no Stop is in progress, or until ctx ends
+// (its error). s.mu is held on entry and on return, released while
+// waiting.
+func (s *Speaker) waitStopLocked(ctx context.Context) error {
+	for s.stopping != nil {
+		stopping := s.stopping
+		s.mu.Unlock()
+		var err error
+		select {
+		case <-stopping:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.mu.Lock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopLocked stops a running speaker. It may release s.mu to wait for the
+// learned-route runner; s.stopping tells Start and Stop to wait meanwhile.
 func (s *Speaker) stopLocked() {
 	if s.srv == nil {
 		return
 	}
+	stopping := make(chan struct{})
+	s.stopping = stopping
+	defer func() { // s.mu is held again here
+		s.stopping = nil
+		close(stopping)
+	}()
 	srv, done := s.srv, s.done
 	s.srv, s.done, s.keepInstalled = nil, nil, nil
 	s.cancel() // no learned route is programmed from here on
@@ -602,11 +646,15 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 		}
 	}
 	ap := &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name},
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASNumber, AuthPassword: p.Password, Description: p.Name,
+			AllowOwnAsn: uint32(p.NumAllowedLocalASNumbers)},
 		Transport: &api.Transport{LocalAddress: local.String(), RemotePort: uint32(p.port()), PassiveMode: p.Passive},
 		Timers: &api.Timers{Config: &api.TimersConfig{ConnectRetry: 5, HoldTime: 90, KeepaliveInterval: 30,
 			IdleHoldTimeAfterReset: 1}},
 		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}},
+	}
+	if p.SourceAddressMode == SourceAddressNone {
+		ap.Transport.LocalAddress = "" // GoBGP binds the unspecified address
 	}
 	if s.cfg.port == -1 {
 		ap.Transport.LocalPort = 0

@@ -51,6 +51,15 @@ type BGPPeer struct {
 	// Filters names BGPFilters of Topology.BGPFilters (BGPPeer.filters),
 	// applied in this order to every session the BGPPeer makes.
 	Filters []string
+	// SourceAddress is sourceAddress: UseNodeIP (the default, also for
+	// empty) binds the sessions to the node's address, None to none (the
+	// kernel picks); any other value is ErrInvalidPeer
+	// (Peer.SourceAddressMode).
+	SourceAddress SourceAddress
+	// NumAllowedLocalASNumbers is numAllowedLocalASNumbers: how many times
+	// the node's AS may appear in the AS path of a route from the peer
+	// (Peer.NumAllowedLocalASNumbers); 0 to 255, 0 the default.
+	NumAllowedLocalASNumbers int
 }
 
 // Topology is the cluster-wide input to ResolvePeers.
@@ -107,8 +116,20 @@ func (p BGPPeer) validate() error {
 		return fmt.Errorf("bgppeer %s: peerIP must be empty when peerSelector is set: %w", p.Name, ErrInvalidPeer)
 	case p.ASNumber != 0 && p.PeerSelector != nil:
 		return fmt.Errorf("bgppeer %s: asNumber must be empty when peerSelector is set (each selected node's AS is used): %w", p.Name, ErrInvalidPeer)
+	case !p.SourceAddress.valid():
+		return fmt.Errorf("bgppeer %s: sourceAddress %q: want UseNodeIP or None: %w", p.Name, p.SourceAddress, ErrInvalidPeer)
+	case p.NumAllowedLocalASNumbers < 0 || p.NumAllowedLocalASNumbers > maxAllowedLocalAS:
+		return fmt.Errorf("bgppeer %s: numAllowedLocalASNumbers %d: want 0..%d: %w", p.Name, p.NumAllowedLocalASNumbers, maxAllowedLocalAS, ErrInvalidPeer)
 	}
 	return nil
+}
+
+// session is the part of every Peer bp makes that comes from bp itself,
+// with filters fs (resolved from bp.Filters).
+func (p BGPPeer) session(fs []BGPFilter) Peer {
+	return Peer{Password: p.Password, KeepOriginalNextHop: p.KeepOriginalNextHop,
+		MaxRestartTime: p.MaxRestartTime, EBGPMultihopTTL: p.EBGPMultihopTTL, TTLSecurity: p.TTLSecurity,
+		SourceAddressMode: p.SourceAddress, NumAllowedLocalASNumbers: p.NumAllowedLocalASNumbers, Filters: fs}
 }
 
 func (p BGPPeer) appliesTo(n Node) bool {
@@ -206,9 +227,8 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := Peer{Name: "bgppeer/" + bp.Name, Address: addr, Port: port, ASNumber: bp.ASNumber,
-			Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
-			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, TTLSecurity: bp.TTLSecurity, Filters: fs}
+		p := bp.session(fs)
+		p.Name, p.Address, p.Port, p.ASNumber = "bgppeer/"+bp.Name, addr, port, bp.ASNumber
 		if err := p.validate(); err != nil {
 			return nil, err
 		}
@@ -240,8 +260,7 @@ func ResolvePeers(cfg Config, topo Topology) ([]Peer, error) {
 		if err != nil {
 			return nil, err
 		}
-		tmpl := Peer{Password: bp.Password, KeepOriginalNextHop: bp.KeepOriginalNextHop,
-			MaxRestartTime: bp.MaxRestartTime, EBGPMultihopTTL: bp.EBGPMultihopTTL, TTLSecurity: bp.TTLSecurity, Filters: fs}
+		tmpl := bp.session(fs)
 		localSel := bp.PeerSelector.Evaluate(selector.Map(local.Labels))
 		localApplies := bp.appliesTo(*local)
 		for _, n := range topo.Nodes {
