@@ -79,7 +79,9 @@
 //     package creates (IpsetList's Timeout set, CadtFlags with counters,
 //     comment, skbinfo or forceadd, or a MaxElements that rule 4 never
 //     gives, such as the 65,536 of a hand-made `ipset create`) is drift
-//     too: InSync is false, and ApplyUpdates rebuilds it in a temporary
+//     too, and so is one holding an entry this package cannot model
+//     (another program's udplite or icmp "port" in a hash:ip,port set):
+//     InSync is false, and ApplyUpdates rebuilds it in a temporary
 //     set and swaps it in (3; swap needs only equal type and family and
 //     moves the header), logging the differing options at Info. So
 //     members cannot expire from a set created with `timeout`, or be

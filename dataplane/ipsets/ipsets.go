@@ -763,6 +763,8 @@ func (s *IPSets) loadIfNeeded() error {
 		maxElem uint32
 		foreign []string
 		members []Member
+		// unmodelled counts the entries fromEntry refused.
+		unmodelled int
 	}
 	found := map[string]*kset{}
 	for _, r := range results {
@@ -790,9 +792,16 @@ func (s *IPSets) loadIfNeeded() error {
 		for i := range r.Entries {
 			m, err := fromEntry(k.meta.Type, k.meta.Family, &r.Entries[i])
 			if err != nil {
-				// An entry we cannot model: the set does not match any
-				// desired shape, so it is recreated or destroyed.
-				k.meta.Type = Type(r.TypeName + "?")
+				// An entry we cannot model (another program's, such as a
+				// udplite or icmp port): drift. The set's type and family
+				// are still what the kernel says, so a desired set of
+				// that shape is rebuilt and swapped in (which works under
+				// a rule's reference, unlike destroy and create); any
+				// other is recreated or destroyed.
+				if k.unmodelled == 0 {
+					k.foreign = append(k.foreign, fmt.Sprintf("entry %s", entryString(&r.Entries[i])))
+				}
+				k.unmodelled++
 				continue
 			}
 			k.members = append(k.members, m)
@@ -816,6 +825,9 @@ func (s *IPSets) loadIfNeeded() error {
 		st.maxElem = k.maxElem
 		if !validMaxElem(k.maxElem) {
 			k.foreign = append(k.foreign, fmt.Sprintf("maxelem %d", k.maxElem))
+		}
+		if k.unmodelled > 1 {
+			k.foreign = append(k.foreign, fmt.Sprintf("(%d entries not modelled)", k.unmodelled))
 		}
 		st.foreign = strings.Join(k.foreign, " ")
 		st.members.Dataplane().ReplaceAll(func(yield func(Member, struct{}) bool) {
@@ -849,6 +861,26 @@ func foreignHeader(r *nl.IPSetResult) []string {
 		out = append(out, fmt.Sprintf("flags %#x", rest))
 	}
 	return out
+}
+
+// entryString describes a kernel entry for logs: address, protocol and
+// port, second address, as far as the entry has them.
+func entryString(e *nl.IPSetEntry) string {
+	var b strings.Builder
+	b.WriteString(e.IP.String())
+	if e.CIDR != 0 {
+		fmt.Fprintf(&b, "/%d", e.CIDR)
+	}
+	if e.Protocol != nil {
+		fmt.Fprintf(&b, ",proto %d", *e.Protocol)
+	}
+	if e.Port != nil {
+		fmt.Fprintf(&b, ":%d", *e.Port)
+	}
+	if e.IP2 != nil {
+		fmt.Fprintf(&b, ",%s", e.IP2)
+	}
+	return b.String()
 }
 
 // toEntry converts a member to the netlink entry for a set of type t.

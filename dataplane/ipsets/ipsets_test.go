@@ -622,3 +622,29 @@ func TestValidConfig(t *testing.T) {
 		assert.True(t, s.InSync(), p)
 	}
 }
+
+// An entry another program added that this package cannot model (here a
+// UDP-Lite port, which the kernel takes in a hash:ip,port set) is drift
+// like any other: the set keeps its type and family, so it is rebuilt in a
+// temporary set and swapped in even while a rule references it, not
+// destroyed and recreated (which the kernel refuses with IPSET_ERR_BUSY,
+// so the drift would never be repaired).
+func TestUnmodelledEntryIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	f := &swapLog{Fake: NewFake()}
+	s := New(f)
+	spec := SetSpec{Name: "tabby-np", Type: HashIPPort, Family: IPv4}
+	want := IPPort(netip.MustParseAddr("10.0.0.1"), TCP, 80)
+	require.NoError(t, s.SetMembers(spec, []Member{want}))
+	require.NoError(t, s.Apply(ctx))
+	require.NoError(t, f.Reference("tabby-np"))
+
+	udplite, port := uint8(136), uint16(80)
+	require.NoError(t, f.IpsetAdd("tabby-np", &nl.IPSetEntry{IP: net.ParseIP("10.0.0.2").To4(), Protocol: &udplite, Port: &port}))
+	s.QueueResync()
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	assert.Len(t, f.swaps, 1, "rebuilt by a swap under the rule")
+	assert.Equal(t, "create tabby-np hash:ip,port family inet maxelem 1024\nadd tabby-np 10.0.0.1,tcp:80\n", f.Dump())
+	require.NoError(t, s.Apply(ctx))
+}

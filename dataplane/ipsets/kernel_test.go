@@ -455,3 +455,30 @@ func TestKernelRefreshRepairsDrift(t *testing.T) {
 	assert.Equal(t, want, dumpHandle(t, h))
 	assert.True(t, s.InSync())
 }
+
+// TestKernelUnmodelledEntryIsRebuilt: entries another program adds to an
+// owned hash:ip,port set that this package cannot model (udplite and icmp
+// "ports", which the kernel takes) are drift; the set, referenced by a
+// rule, is swapped for one holding exactly the desired members.
+func TestKernelUnmodelledEntryIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	h, n := kernelHandle(t)
+	s := New(h)
+	require.NoError(t, s.SetMembers(SetSpec{Name: "tabby-np", Type: HashIPPort, Family: IPv4},
+		[]Member{IPPort(netip.MustParseAddr("10.0.0.1"), TCP, 80)}))
+	require.NoError(t, s.Apply(ctx))
+	_, err := n.Run(ctx, "iptables", "-w", "-A", "INPUT", "-m", "set", "--match-set", "tabby-np", "dst,dst", "-j", "ACCEPT")
+	require.NoError(t, err)
+	for _, e := range []string{"10.0.0.2,udplite:80", "10.0.0.3,icmp:echo-request"} {
+		_, err = n.Run(ctx, "ipset", "add", "tabby-np", e)
+		require.NoError(t, err)
+	}
+	s.QueueResync()
+	require.NoError(t, s.Apply(ctx))
+	assert.True(t, s.InSync())
+	out, err := n.Run(ctx, "ipset", "list", "tabby-np")
+	require.NoError(t, err)
+	assert.Contains(t, out, "References: 1", "swapped under the rule")
+	assert.Contains(t, out, "Number of entries: 1")
+	assert.Contains(t, out, "\n10.0.0.1,tcp:80\n")
+}
