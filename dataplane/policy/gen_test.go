@@ -88,6 +88,13 @@ func randomResources(r *rand.Rand, w *world) policy.Resources {
 	g.Labels = map[string]string{"kind": "ext"}
 	g.Spec.Nets = []string{randomNet(r, w)}
 	res.GlobalNetworkSets = append(res.GlobalNetworkSets, g)
+	if r.IntN(3) == 0 { // everything: hash:net cannot hold a /0
+		all := &policy.GlobalNetworkSet{}
+		all.Name = "gall"
+		all.Labels = map[string]string{"kind": "all"}
+		all.Spec.Nets = []string{"0.0.0.0/0"}
+		res.GlobalNetworkSets = append(res.GlobalNetworkSets, all)
+	}
 
 	for i := range 1 + r.IntN(5) {
 		switch r.IntN(3) {
@@ -169,7 +176,11 @@ func randomPorts(r *rand.Rand, proto policy.Protocol) []policy.Port {
 	if proto == policy.ProtoUDP {
 		nums, name = udpPorts, "dns"
 	}
-	for range 1 + r.IntN(2) {
+	n := 1 + r.IntN(2)
+	if r.IntN(6) == 0 {
+		n = 9 + r.IntN(6) // more than one multiport match holds (15 slots)
+	}
+	for range n {
 		switch r.IntN(4) {
 		case 0:
 			ps = append(ps, policy.NamedPort(name))
@@ -212,7 +223,7 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 	if !ingress {
 		peer, other = other, peer
 	}
-	switch r.IntN(7) {
+	switch r.IntN(11) {
 	case 0:
 		peer.Selector = randomLabelSel(r)
 	case 1:
@@ -234,6 +245,29 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 		peer.ServiceAccounts = &policy.ServiceAccountMatch{Names: []string{pick(r, sas)}}
 		if r.IntN(2) == 0 {
 			peer.ServiceAccounts.Selector = "trust == '" + pick(r, teams) + "'"
+		}
+	case 6: // everything but some nets
+		peer.Nets = []string{"0.0.0.0/0"}
+		for range r.IntN(3) {
+			peer.NotNets = append(peer.NotNets, randomNet(r, w))
+		}
+	case 7: // selector and nets: both must match
+		peer.Selector = randomLabelSel(r)
+		peer.Nets = []string{randomNet(r, w)}
+		if r.IntN(2) == 0 {
+			peer.Nets = append(peer.Nets, randomNet(r, w))
+		}
+	case 8:
+		for range 1 + r.IntN(2) {
+			peer.NotNets = append(peer.NotNets, randomNet(r, w))
+		}
+		if r.IntN(4) == 0 {
+			peer.NotNets = append(peer.NotNets, "0.0.0.0/0")
+		}
+	case 9:
+		peer.Selector = "kind == 'all'"
+		if global {
+			peer.NamespaceSelector = "global()"
 		}
 	}
 	if rule.Protocol != nil && !rule.Protocol.IsICMP() && r.IntN(3) > 0 {
@@ -276,6 +310,9 @@ func randomK8s(r *rand.Rand, w *world, i int) *networkingv1.NetworkPolicy {
 			return networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": pick(r, teams)}}}
 		case 2:
 			a := pick(r, w.endpoints).Addresses[0]
+			if r.IntN(3) == 0 {
+				return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: []string{netip.PrefixFrom(a, 32).String()}}}
+			}
 			cidr := netip.PrefixFrom(a, 29).Masked()
 			return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr.String(), Except: []string{netip.PrefixFrom(a, 32).String()}}}
 		}
