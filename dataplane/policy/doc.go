@@ -103,6 +103,8 @@
 //	                        accept bit set -j ACCEPT
 //	OUTPUT                  -j tabby-OUTPUT
 //	tabby-INPUT             clear accept|pass bits
+//	                        IPv6 only: -i tby+ ICMPv6 types 130-133, 135, 136 ACCEPT
+//	                        (neighbour and router discovery, MLD, as in Felix)
 //	                        -i tby+ -j tabby-from-wl-dispatch  (workload egress policy
 //	                        guards traffic to the host)
 //	                        ! -i tby+ -j tabby-from-host-dispatch

@@ -87,13 +87,26 @@ func (c *Compiler) renderStatic() {
 			Comment: "policy accepted the packet"},
 	})
 	acceptMark := iptables.Match().MarkMatchesWithMask(c.cfg.MarkAccept, c.cfg.MarkAccept)
-	c.setChain(ChainInput, []iptables.Rule{
-		{Action: iptables.SetMark{Value: 0, Mask: m}, Comment: "clear tabby marks"},
+	input := []iptables.Rule{{Action: iptables.SetMark{Value: 0, Mask: m}, Comment: "clear tabby marks"}}
+	if c.cfg.Family == iptables.IPv6 {
+		// A pod resolves its gateway (the host veth's link-local address)
+		// and answers the host with ICMPv6 neighbour discovery, which its
+		// egress policy must not see: MLD query, report and done
+		// (130-132), router solicitation (133), neighbour solicitation
+		// and advertisement (135, 136), the types Felix accepts from
+		// workloads to the host before their policy.
+		for _, typ := range []int{130, 131, 132, 133, 135, 136} {
+			input = append(input, iptables.Rule{
+				Match:  iptables.Match().InInterface(wild).Protocol(iptables.ICMPv6).ICMPType(typ, -1),
+				Action: iptables.Accept{}, Comment: "ICMPv6 neighbour discovery and MLD from workloads"})
+		}
+	}
+	c.setChain(ChainInput, append(input, []iptables.Rule{
 		{Match: iptables.Match().InInterface(wild), Action: iptables.Jump{Chain: ChainFromDispatch},
 			Comment: "egress policy of workloads applies to the host"},
 		{Match: iptables.Match().NotInInterface(wild), Action: iptables.Jump{Chain: ChainFromHEP}},
 		{Match: acceptMark, Action: iptables.Accept{}, Comment: "policy accepted the packet"},
-	})
+	}...))
 	c.setChain(ChainOutput, []iptables.Rule{
 		{Action: iptables.SetMark{Value: 0, Mask: m}, Comment: "clear tabby marks"},
 		{Match: iptables.Match().OutInterface(wild), Action: iptables.Return{}, Comment: "host to workload is allowed"},
