@@ -659,6 +659,14 @@ func (c *Compiler) updatePolicy(rp *pol.ResolvedPolicy) error {
 	}
 	c.policies[rp.Key] = rp
 	c.dirtyPolicies[rp.Key] = true
+	if (rp.DoNotTrack || rp.PreDNAT) && (old == nil || old.DoNotTrack != rp.DoNotTrack || old.PreDNAT != rp.PreDNAT) {
+		kind := "doNotTrack"
+		if !rp.DoNotTrack {
+			kind = "preDNAT"
+		}
+		c.log.Warn("policy not enforced: "+kind+" policies belong in the raw or mangle table, which this compiler does not program",
+			"policy", rp.Key)
+	}
 	if old == nil || old.Tier != rp.Tier || cmpOrder(old.Order, rp.Order) != 0 || old.Ingress != rp.Ingress ||
 		old.Egress != rp.Egress || old.DoNotTrack != rp.DoNotTrack || old.PreDNAT != rp.PreDNAT {
 		for _, id := range c.model.EndpointsMatching(rp.Key) {

@@ -70,7 +70,8 @@
 // policies are not rendered at all: no chain is written for them and no
 // endpoint chain jumps to them (Felix puts them in the raw and mangle
 // tables, which this compiler does not program), and Evaluate skips them
-// too. Forwarded traffic through host endpoints (applyOnForward) is
+// too; UpdatePolicy and Replace log each such policy at Warn when they
+// take it, so the gap is not silent. Forwarded traffic through host endpoints (applyOnForward) is
 // likewise outside the filter-table model, as in Evaluate. Native
 // nftables sets are not used: on the nft backend the chains go through
 // iptables-nft, whose `-m set` runs in the xtables compatibility layer
