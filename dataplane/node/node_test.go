@@ -307,3 +307,37 @@ func TestConcurrentClose(t *testing.T) {
 	require.NoError(t, <-done)
 	require.NoError(t, <-done)
 }
+
+// A block changing affinity: node1's block moves to this node (IPAM
+// released it there, this node claimed it), then node1 leaves. The route
+// via node1's tunnel becomes this node's blackhole; node1's VXLAN entries
+// go with its last block. Claiming the block before node1 gives it up is
+// refused and changes nothing.
+func TestBlockAffinityMoves(t *testing.T) {
+	ctx := context.Background()
+	d, f, err := node.NewFake(node.Config{Name: "node0", Address: pfx("10.99.0.11/24"), Encap: tnl.EncapAlways,
+		VXLAN: tnl.VXLANConfig{Parent: "eth0", TunnelAddr: addr("10.244.1.0")}})
+	require.NoError(t, err)
+	b0, b1 := pfx("10.244.1.0/26"), pfx("10.244.2.0/26")
+	require.NoError(t, d.SetBlocks([]netip.Prefix{b0}))
+	node1 := node.Peer{Name: "node1", IP: addr("10.99.0.12"), TunnelAddr: addr("10.244.2.0"), Blocks: []netip.Prefix{b1}}
+	require.NoError(t, d.SetPeers([]node.Peer{node1}))
+	require.NoError(t, d.Reconcile(ctx))
+
+	require.ErrorIs(t, d.SetBlocks([]netip.Prefix{b0, b1}), tnl.ErrInvalidPrefix, "still node1's")
+	assert.Equal(t, []netip.Prefix{b0}, d.Blocks())
+
+	node1.Blocks = nil
+	require.NoError(t, d.UpsertPeer(node1))
+	require.NoError(t, d.SetBlocks([]netip.Prefix{b0, b1}))
+	require.NoError(t, d.Reconcile(ctx))
+	assert.Equal(t, []string{"blackhole 10.244.1.0/26", "blackhole 10.244.2.0/26"}, strs(d.Routes().Desired()))
+	assert.Empty(t, f.VXLAN.Entries(), "node1 has no block left to reach over VXLAN")
+	plan, err := d.Routes().Plan(ctx)
+	require.NoError(t, err)
+	assert.True(t, plan.Empty(), plan.String())
+
+	require.NoError(t, d.RemovePeer("node1"))
+	require.NoError(t, d.Reconcile(ctx))
+	assert.Equal(t, []string{"blackhole 10.244.1.0/26", "blackhole 10.244.2.0/26"}, strs(d.Routes().Desired()))
+}
