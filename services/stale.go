@@ -13,8 +13,12 @@ import (
 // because they would keep sending UDP or SCTP packets where they no
 // longer belong (TCP is left alone: a reset tells the client).
 //
-//   - Endpoint valid: flows to Service that were DNATed to Endpoint, which
-//     is no longer used (kube-proxy's stale endpoint cleanup).
+//   - Endpoint valid: flows to Service that were DNATed to Endpoint, where
+//     Endpoint is no longer used (kube-proxy's stale endpoint cleanup) or
+//     Service is no longer a destination of the port (its cluster IP
+//     changed, an external or load-balancer IP or the node port went):
+//     kube-proxy's cleanup of deleted UDP cluster IPs, and of flows to a
+//     service address not replied by its endpoints.
 //   - Endpoint zero: flows to Service that were not DNATed (their reply
 //     comes from Service itself): created while the service had no
 //     endpoint, they would bypass the DNAT the service has now.
@@ -78,9 +82,20 @@ func StaleFlows(old, cur *Resolved, is6 bool) []StaleFlow {
 	was, now := endpoints(old), endpoints(cur)
 	var out []StaleFlow
 	if old != nil {
+		kept := map[netip.AddrPort]bool{}
+		if cur != nil {
+			for _, d := range dests(cur.Port) {
+				kept[d] = true
+			}
+		}
 		for e := range was {
-			if !now[e] {
-				for _, d := range dests(old.Port) {
+			for _, d := range dests(old.Port) {
+				// An endpoint no longer used, or a destination the
+				// port no longer has (a new cluster IP, an external
+				// IP, load-balancer IP or node port removed): flows
+				// to it would keep reaching e, and once the address
+				// serves another Service, take that one's clients.
+				if !now[e] || !kept[d] {
 					out = append(out, StaleFlow{Protocol: ref.Port.Name.Protocol, Service: d, Endpoint: e})
 				}
 			}
