@@ -25,6 +25,9 @@
 //     kubernetes.io/service-name with a port of the same name and
 //     protocol; that port's number is the target (the EndpointSlice
 //     controller has already resolved named target ports per pod).
+//     Endpoints of a family none of the Service's clusterIPs has (an
+//     IPv6 slice of a single-stack IPv4 Service) are left out, as
+//     kube-proxy's per-family proxiers never see them.
 //   - Endpoint conditions: unset ready / serving count as true (serving
 //     defers to ready), unset terminating as false. Categorize keeps the
 //     ready endpoints and, only when there is none, the serving

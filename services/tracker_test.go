@@ -644,3 +644,40 @@ func TestAnnounceWithdrawnWithLastLocalEndpoint(t *testing.T) {
 	tr.OnEndpointSliceDelete(st.Slice("ns", "s", "s-1", tcp80))
 	assert.Equal(t, without, announced(), "slice deleted")
 }
+
+// Endpoints of a family the Service has no cluster IP of (an IPv6 slice
+// of a single-stack IPv4 Service: a selectorless Service's own slices,
+// or those left while a dual-stack Service turns single-stack) are not
+// the Service's: kube-proxy's per-family proxiers never see them. They
+// must not count as its local endpoints for the health check.
+func TestTrackerEndpointFamily(t *testing.T) {
+	v6 := func(s *discovery.EndpointSlice) *discovery.EndpointSlice {
+		s.AddressType = discovery.AddressTypeIPv6
+		return s
+	}
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "v4", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	tr.OnServiceUpdate(st.Service("ns", "ds", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00::2")
+	}))
+	for _, svc := range []string{"v4", "ds"} {
+		tr.OnEndpointSliceUpdate(st.Slice("ns", svc, svc+"-4", tcp80, st.Endpoint{IP: "10.244.0.1", Node: "me"}))
+		tr.OnEndpointSliceUpdate(v6(st.Slice("ns", svc, svc+"-6", tcp80, st.Endpoint{IP: "fd00:244::1", Node: "me"})))
+	}
+	ch := tr.Changes()
+	v4, ds := ch[spn("ns", "v4", "http", v1.ProtocolTCP)], ch[spn("ns", "ds", "http", v1.ProtocolTCP)]
+	require.NotNil(t, v4)
+	require.NotNil(t, ds)
+	assert.Equal(t, []string{"10.244.0.1:8080"}, addrs(v4.Endpoints.Cluster))
+	assert.Equal(t, []string{"10.244.0.1:8080"}, addrs(v4.Endpoints.Local))
+	assert.Equal(t, []string{"10.244.0.1:8080", "[fd00:244::1]:8080"}, addrs(ds.Endpoints.Cluster))
+	assert.Equal(t, []string{"10.244.0.1:8080", "[fd00:244::1]:8080"}, addrs(ds.Endpoints.Local))
+
+	// The IPv4 endpoint goes: the IPv4-only Service has none left, so its
+	// health check answers 503 though the node has its IPv6 one.
+	tr.OnEndpointSliceDelete(st.Slice("ns", "v4", "v4-4", nil))
+	v4 = tr.Changes()[spn("ns", "v4", "http", v1.ProtocolTCP)]
+	require.NotNil(t, v4)
+	assert.Empty(t, v4.Endpoints.Cluster)
+	assert.Empty(t, v4.Endpoints.Local)
+}
