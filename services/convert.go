@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -243,7 +244,7 @@ type sliceKey struct {
 // FQDN slices give nothing. Invalid endpoints are skipped and reported
 // in the returned errors (each wrapping ErrInvalidEndpointSlice); the
 // valid ones are still used.
-func sliceEndpoints(s *discovery.EndpointSlice, nodeName string) (map[sliceKey][]Endpoint, []error) {
+func sliceEndpoints(s *discovery.EndpointSlice, nodeName, zone string) (map[sliceKey][]Endpoint, []error) {
 	if s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6 {
 		return nil, nil
 	}
@@ -279,6 +280,12 @@ func sliceEndpoints(s *discovery.EndpointSlice, nodeName string) (map[sliceKey][
 		if ep.NodeName != nil {
 			e.NodeName = *ep.NodeName
 			e.Local = nodeName != "" && e.NodeName == nodeName
+		}
+		if h := ep.Hints; h != nil {
+			e.Hints.HasZoneHints = len(h.ForZones) > 0
+			e.Hints.ForZone = zone != "" && slices.ContainsFunc(h.ForZones, func(z discovery.ForZone) bool { return z.Name == zone })
+			e.Hints.HasNodeHints = len(h.ForNodes) > 0
+			e.Hints.ForNode = nodeName != "" && slices.ContainsFunc(h.ForNodes, func(n discovery.ForNode) bool { return n.Name == nodeName })
 		}
 		addrs = append(addrs, e)
 	}

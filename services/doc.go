@@ -32,7 +32,16 @@
 //     defers to ready), unset terminating as false. Categorize keeps the
 //     ready endpoints and, only when there is none, the serving
 //     terminating ones; separately for the Cluster set and the node-Local
-//     set. Internal traffic uses Local when internalTrafficPolicy is
+//     set. Topology-aware routing narrows the ready endpoints of the
+//     Cluster set, per family: to those hinted for this node when every
+//     ready endpoint has hints.forNodes and one names the node
+//     (trafficDistribution PreferSameNode), else to those hinted for the
+//     node's zone (TrackerConfig.Zone) when every one has
+//     hints.forZones and one names the zone (the topology-mode
+//     annotation, trafficDistribution PreferSameZone/PreferClose).
+//     Like kube-proxy, the Service's trafficDistribution itself is not
+//     read: the EndpointSlice controller turns it into hints.
+//     Internal traffic uses Local when internalTrafficPolicy is
 //     Local, external traffic (node ports, external and load-balancer
 //     IPs) uses Local when externalTrafficPolicy is Local.
 //   - sessionAffinity ClientIP: AffinityTimeout is timeoutSeconds

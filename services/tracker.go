@@ -25,8 +25,16 @@ type Resolved struct {
 // TrackerConfig configures a Tracker.
 type TrackerConfig struct {
 	// NodeName is the node the backends run on; endpoints with this
-	// nodeName are Local.
+	// nodeName are Local, and node hints (hints.forNodes) naming it
+	// select the Cluster endpoints (see Categorize).
 	NodeName string
+	// Zone is the node's topology.kubernetes.io/zone label, which
+	// kube-proxy reads from its Node: zone hints (hints.forZones)
+	// naming it select the Cluster endpoints (topology-aware routing,
+	// see Categorize). Empty: zone hints are never used. It is read
+	// when a slice is recorded, so a node changing zone needs a new
+	// Tracker.
+	Zone string
 	// NodePorts is the node-port range (default 30000-32767). NewTracker
 	// logs an invalid one (Validate) as an error and uses the default.
 	NodePorts NodePortRange
@@ -294,7 +302,7 @@ func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 	var eps map[sliceKey][]Endpoint
 	if ok {
 		var errs []error
-		eps, errs = sliceEndpoints(s, t.cfg.NodeName)
+		eps, errs = sliceEndpoints(s, t.cfg.NodeName, t.cfg.Zone)
 		for _, err := range errs {
 			t.log.Warn("skipping endpoint", "err", err)
 		}

@@ -681,3 +681,66 @@ func TestTrackerEndpointFamily(t *testing.T) {
 	assert.Empty(t, v4.Endpoints.Cluster)
 	assert.Empty(t, v4.Endpoints.Local)
 }
+
+// Topology-aware routing (kube-proxy's CategorizeEndpoints): when every
+// ready endpoint of a family has node hints (hints.forNodes) and one
+// names this node, the Cluster set is the endpoints hinted for it;
+// else when every ready endpoint has zone hints and one names this
+// node's zone, those hinted for the zone. Otherwise, and for the
+// terminating fallback and the Local set, hints are ignored.
+func TestCategorizeTopologyHints(t *testing.T) {
+	tests := []struct {
+		name         string
+		zone         string
+		eps          []st.Endpoint
+		cluster, loc []string
+	}{
+		{name: "zone hints for this zone", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Node: "n1", Zones: []string{"a"}}, {IP: "10.0.0.2", Node: "me", Zones: []string{"b"}},
+			{IP: "10.0.0.3", Node: "n3", Zones: []string{"b", "a"}}, {IP: "10.0.0.4", NotReady: true}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.3:8080"}, loc: []string{"10.0.0.2:8080"}},
+		{name: "one ready endpoint without hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2"}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "no hint for this zone", zone: "c", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "node without a zone", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "terminating fallback ignores hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Terminating: true, Zones: []string{"b"}}, {IP: "10.0.0.2", Terminating: true, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "node hints win over zone hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Node: "me", Nodes: []string{"me"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.1:8080"}, loc: []string{"10.0.0.1:8080"}},
+		{name: "node hints not for this node: zone hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Nodes: []string{"n1"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.2:8080"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: tt.zone}, nil)
+			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
+			r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
+			require.NotNil(t, r)
+			assert.Equal(t, tt.cluster, addrs(r.Endpoints.Cluster))
+			assert.Equal(t, tt.loc, addrs(r.Endpoints.Local))
+		})
+	}
+
+	// Per family, as kube-proxy's per-family proxiers: hinted IPv4
+	// endpoints are filtered, the unhinted IPv6 ones are all used.
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: "a"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00::1")
+	}))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-4", tcp80, st.Endpoint{IP: "10.0.0.1", Zones: []string{"a"}}, st.Endpoint{IP: "10.0.0.2", Zones: []string{"b"}}))
+	s6 := st.Slice("ns", "s", "s-6", tcp80, st.Endpoint{IP: "fd00:244::1"}, st.Endpoint{IP: "fd00:244::2"})
+	s6.AddressType = discovery.AddressTypeIPv6
+	tr.OnEndpointSliceUpdate(s6)
+	r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
+	require.NotNil(t, r)
+	assert.Equal(t, []string{"10.0.0.1:8080", "[fd00:244::1]:8080", "[fd00:244::2]:8080"}, addrs(r.Endpoints.Cluster))
+}
