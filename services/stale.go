@@ -21,7 +21,9 @@ import (
 //     service address not replied by its endpoints.
 //   - Endpoint zero: flows to Service that were not DNATed (their reply
 //     comes from Service itself): created while the service had no
-//     endpoint, they would bypass the DNAT the service has now.
+//     endpoint, or before Service was a destination of the port (an
+//     external IP, load-balancer IP or node port added, a new cluster
+//     IP), they would bypass the DNAT the service has now.
 //
 // Service.Addr() is the zero Addr for a node port: any local address
 // with that destination port.
@@ -101,9 +103,21 @@ func StaleFlows(old, cur *Resolved, is6 bool) []StaleFlow {
 			}
 		}
 	}
-	if cur != nil && len(was) == 0 && len(now) > 0 {
+	if cur != nil && len(now) > 0 {
+		had := map[netip.AddrPort]bool{}
+		if old != nil && len(was) > 0 {
+			for _, d := range dests(old.Port) {
+				had[d] = true
+			}
+		}
+		// The port's destinations when it had no endpoint, or a
+		// destination it gained (a new cluster IP, an external or
+		// load-balancer IP or node port added): flows to it that were
+		// not DNATed would bypass the DNAT it has now.
 		for _, d := range dests(cur.Port) {
-			out = append(out, StaleFlow{Protocol: ref.Port.Name.Protocol, Service: d})
+			if !had[d] {
+				out = append(out, StaleFlow{Protocol: ref.Port.Name.Protocol, Service: d})
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b StaleFlow) int { return strings.Compare(a.String(), b.String()) })

@@ -48,13 +48,21 @@ func TestStaleFlows(t *testing.T) {
 		// node port goes to another Service, its clients' flows too.
 		{"service re-created with another cluster IP", resolve("UDP", a),
 			resolveSvc(st.Service("ns", "s", "10.96.0.20", st.Port("dns", "UDP", 53, 30053)), "UDP", a),
-			[]string{"UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+			[]string{"UDP 10.96.0.10:53 -> 10.244.0.1:5353", "UDP 10.96.0.20:53 -> (not DNATed)"}},
 		{"external IP removed", resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 0), st.ExternalIPs("192.0.2.1")), "UDP", a, b),
 			resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 0)), "UDP", a, b),
 			[]string{"UDP 192.0.2.1:53 -> 10.244.0.1:5353", "UDP 192.0.2.1:53 -> 10.244.0.2:5353"}},
 		{"node port changed, endpoint replaced", resolve("UDP", a),
 			resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 30054)), "UDP", b),
-			[]string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+			[]string{"UDP *:30053 -> 10.244.0.1:5353", "UDP *:30054 -> (not DNATed)", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+		// A destination the port gained while it has endpoints: flows
+		// to it that were not DNATed (to whatever the address or port
+		// was before) would bypass the service.
+		{"external IP added", resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 0)), "UDP", a),
+			resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 0), st.ExternalIPs("192.0.2.1")), "UDP", a),
+			[]string{"UDP 192.0.2.1:53 -> (not DNATed)"}},
+		{"node port added, no endpoint", resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 0)), "UDP"),
+			resolve("UDP"), nil},
 		{"tcp ignored", resolve("TCP", a), resolve("TCP", b), nil},
 	}
 	for _, tt := range tests {
