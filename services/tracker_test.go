@@ -187,6 +187,7 @@ func TestFirewallSources(t *testing.T) {
 func TestCategorize(t *testing.T) {
 	tests := []struct {
 		name         string
+		zone         string
 		eps          []st.Endpoint
 		cluster, loc []string
 	}{
@@ -197,10 +198,39 @@ func TestCategorize(t *testing.T) {
 		{name: "terminating fallback", eps: []st.Endpoint{{IP: "10.0.0.1", Terminating: true}, {IP: "10.0.0.2", Terminating: true, NotServing: true}},
 			cluster: []string{"10.0.0.1:8080"}},
 		{name: "none", eps: []st.Endpoint{{IP: "10.0.0.1", NotReady: true, NotServing: true}}},
+		// Topology-aware routing (kube-proxy's CategorizeEndpoints): when
+		// every ready endpoint of a family has node hints
+		// (hints.forNodes) and one names this node, the Cluster set is
+		// the endpoints hinted for it; else when every ready endpoint has
+		// zone hints and one names this node's zone, those hinted for the
+		// zone. Otherwise, and for the terminating fallback and the Local
+		// set, hints are ignored.
+		{name: "zone hints for this zone", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Node: "n1", Zones: []string{"a"}}, {IP: "10.0.0.2", Node: "me", Zones: []string{"b"}},
+			{IP: "10.0.0.3", Node: "n3", Zones: []string{"b", "a"}}, {IP: "10.0.0.4", NotReady: true}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.3:8080"}, loc: []string{"10.0.0.2:8080"}},
+		{name: "one ready endpoint without hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2"}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "no hint for this zone", zone: "c", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "node without a zone", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "terminating fallback ignores hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Terminating: true, Zones: []string{"b"}}, {IP: "10.0.0.2", Terminating: true, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "node hints win over zone hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Node: "me", Nodes: []string{"me"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.1:8080"}, loc: []string{"10.0.0.1:8080"}},
+		{name: "node hints not for this node: zone hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Nodes: []string{"n1"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.2:8080"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+			tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: tt.zone}, nil)
 			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
 			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
 			r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
@@ -682,56 +712,11 @@ func TestTrackerEndpointFamily(t *testing.T) {
 	assert.Empty(t, v4.Endpoints.Local)
 }
 
-// Topology-aware routing (kube-proxy's CategorizeEndpoints): when every
-// ready endpoint of a family has node hints (hints.forNodes) and one
-// names this node, the Cluster set is the endpoints hinted for it;
-// else when every ready endpoint has zone hints and one names this
-// node's zone, those hinted for the zone. Otherwise, and for the
-// terminating fallback and the Local set, hints are ignored.
-func TestCategorizeTopologyHints(t *testing.T) {
-	tests := []struct {
-		name         string
-		zone         string
-		eps          []st.Endpoint
-		cluster, loc []string
-	}{
-		{name: "zone hints for this zone", zone: "a", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Node: "n1", Zones: []string{"a"}}, {IP: "10.0.0.2", Node: "me", Zones: []string{"b"}},
-			{IP: "10.0.0.3", Node: "n3", Zones: []string{"b", "a"}}, {IP: "10.0.0.4", NotReady: true}},
-			cluster: []string{"10.0.0.1:8080", "10.0.0.3:8080"}, loc: []string{"10.0.0.2:8080"}},
-		{name: "one ready endpoint without hints", zone: "a", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2"}},
-			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
-		{name: "no hint for this zone", zone: "c", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
-			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
-		{name: "node without a zone", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
-			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
-		{name: "terminating fallback ignores hints", zone: "a", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Terminating: true, Zones: []string{"b"}}, {IP: "10.0.0.2", Terminating: true, Zones: []string{"a"}}},
-			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
-		{name: "node hints win over zone hints", zone: "a", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Node: "me", Nodes: []string{"me"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
-			cluster: []string{"10.0.0.1:8080"}, loc: []string{"10.0.0.1:8080"}},
-		{name: "node hints not for this node: zone hints", zone: "a", eps: []st.Endpoint{
-			{IP: "10.0.0.1", Nodes: []string{"n1"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
-			cluster: []string{"10.0.0.2:8080"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: tt.zone}, nil)
-			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
-			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
-			r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
-			require.NotNil(t, r)
-			assert.Equal(t, tt.cluster, addrs(r.Endpoints.Cluster))
-			assert.Equal(t, tt.loc, addrs(r.Endpoints.Local))
-		})
-	}
-
-	// Per family, as kube-proxy's per-family proxiers: hinted IPv4
-	// endpoints are filtered, the unhinted IPv6 ones are all used.
+// Topology hints are weighed per address family, as kube-proxy's
+// per-family proxiers do (TestCategorize has the single-family cases).
+func TestCategorizeTopologyPerFamily(t *testing.T) {
+	// Hinted IPv4 endpoints are filtered, the unhinted IPv6 ones are all
+	// used.
 	tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: "a"}, nil)
 	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
 		s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00::1")
