@@ -193,6 +193,12 @@ type EndpointSets struct {
 	// Local is for traffic policy Local: the ready node-local endpoints,
 	// or when none is ready, the serving terminating node-local ones.
 	Local []Endpoint
+	// Serving is every endpoint that is ready or serving (terminating
+	// ones included), whatever the traffic policies and topology hints,
+	// sorted: the endpoints existing flows may keep using, as
+	// kube-proxy's conntrack cleanup keeps them (StaleFlows). Backends
+	// balance over Cluster and Local only.
+	Serving []Endpoint
 }
 
 // Internal is the set internal traffic (cluster IPs) goes to.
@@ -212,8 +218,9 @@ func (s EndpointSets) External(p *ServicePort) []Endpoint {
 	return s.Cluster
 }
 
-// All is every endpoint either set uses, sorted, without duplicates (the
-// endpoint chains a backend keeps).
+// All is every endpoint Cluster or Local uses, sorted, without
+// duplicates (the endpoint chains a backend keeps; Serving is not
+// included).
 func (s EndpointSets) All() []Endpoint {
 	all := append(slices.Clone(s.Cluster), s.Local...)
 	slices.SortFunc(all, compareEndpoints)
@@ -265,9 +272,17 @@ func Categorize(eps []Endpoint) EndpointSets {
 		slices.SortFunc(out, compareEndpoints)
 		return out
 	}
+	var serving []Endpoint
+	for _, e := range eps {
+		if e.Ready || e.Serving {
+			serving = append(serving, e)
+		}
+	}
+	slices.SortFunc(serving, compareEndpoints)
 	return EndpointSets{
 		Cluster: pick(false, inTopology),
 		Local:   pick(true, func(Endpoint) bool { return true }),
+		Serving: serving,
 	}
 }
 

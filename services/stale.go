@@ -14,7 +14,10 @@ import (
 // longer belong (TCP is left alone: a reset tells the client).
 //
 //   - Endpoint valid: flows to Service that were DNATed to Endpoint, where
-//     Endpoint is no longer used (kube-proxy's stale endpoint cleanup) or
+//     Endpoint no longer serves (gone, or neither ready nor serving:
+//     kube-proxy's stale endpoint cleanup; an endpoint that serves but
+//     is no longer balanced over, being terminating or left out by
+//     topology hints, keeps its flows, as in kube-proxy) or
 //     Service is no longer a destination of the port (its cluster IP
 //     changed, an external or load-balancer IP or the node port went):
 //     kube-proxy's cleanup of deleted UDP cluster IPs, and of flows to a
@@ -61,7 +64,7 @@ func StaleFlows(old, cur *Resolved, is6 bool) []StaleFlow {
 	endpoints := func(r *Resolved) map[netip.AddrPort]bool {
 		m := map[netip.AddrPort]bool{}
 		if r != nil {
-			for _, e := range slices.Concat(r.Endpoints.Cluster, r.Endpoints.Local) {
+			for _, e := range slices.Concat(r.Endpoints.Cluster, r.Endpoints.Local, r.Endpoints.Serving) {
 				if fam(e.Addr) {
 					m[e.AddrPort()] = true
 				}

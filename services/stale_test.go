@@ -12,7 +12,7 @@ import (
 
 func TestStaleFlows(t *testing.T) {
 	resolveSvc := func(svc *v1.Service, proto v1.Protocol, eps ...st.Endpoint) *services.Resolved {
-		tr := services.NewTracker(services.TrackerConfig{}, nil)
+		tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
 		tr.OnServiceUpdate(svc)
 		ports := []st.SlicePort{{Name: "dns", Proto: proto, Port: 5353}}
 		tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", ports, eps...))
@@ -63,6 +63,16 @@ func TestStaleFlows(t *testing.T) {
 			[]string{"UDP 192.0.2.1:53 -> (not DNATed)"}},
 		{"node port added, no endpoint", resolveSvc(st.Service("ns", "s", "10.96.0.10", st.Port("dns", "UDP", 53, 0)), "UDP"),
 			resolve("UDP"), nil},
+		// Like kube-proxy, flows to an endpoint that still serves are
+		// kept whatever the sets balance over now: a terminating one
+		// drains (KEP-1669), one topology hints leave out keeps its
+		// flows; they go once it stops serving or is gone.
+		{"endpoint terminating, still serving", resolve("UDP", a, b), resolve("UDP", st.Endpoint{IP: "10.244.0.1", Terminating: true}, b), nil},
+		{"terminating endpoint stops serving", resolve("UDP", st.Endpoint{IP: "10.244.0.1", Terminating: true}, b),
+			resolve("UDP", st.Endpoint{IP: "10.244.0.1", Terminating: true, NotServing: true}, b),
+			[]string{"UDP *:30053 -> 10.244.0.1:5353", "UDP 10.96.0.10:53 -> 10.244.0.1:5353"}},
+		{"endpoint left out by topology hints", resolve("UDP", a, b),
+			resolve("UDP", st.Endpoint{IP: "10.244.0.1", Nodes: []string{"n1"}}, st.Endpoint{IP: "10.244.0.2", Nodes: []string{"me"}}), nil},
 		{"tcp ignored", resolve("TCP", a), resolve("TCP", b), nil},
 	}
 	for _, tt := range tests {
