@@ -729,3 +729,33 @@ func TestCategorizeTopologyPerFamily(t *testing.T) {
 	require.NotNil(t, r)
 	assert.Equal(t, []string{"10.0.0.1:8080", "[fd00:244::1]:8080", "[fd00:244::2]:8080"}, addrs(r.Endpoints.Cluster))
 }
+
+// Overlapping and repeated ranges: each distinct masked range is
+// announced once (a range inside another too, as Calico exports every
+// configured CIDR); a /32 is announced once when an address is both an
+// external and a load-balancer IP; a load-balancer IP outside
+// serviceLoadBalancerIPs is not announced, even when another kind's
+// range holds it.
+func TestAnnounceOverlappingRanges(t *testing.T) {
+	p := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	cfg := services.AnnounceConfig{
+		ServiceClusterIPs:      []netip.Prefix{p("10.96.0.0/12"), p("10.96.0.7/12"), p("fd00:96::/112")},
+		ServiceExternalIPs:     []netip.Prefix{p("192.0.2.0/24"), p("192.0.2.0/28"), p("198.51.100.0/24")},
+		ServiceLoadBalancerIPs: []netip.Prefix{p("192.0.2.0/24")},
+	}
+	r := &services.Resolved{
+		Port: &services.ServicePort{
+			Name: spn("ns", "s", "http", v1.ProtocolTCP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 80,
+			ExternalIPs: []netip.Addr{a("192.0.2.9"), a("198.51.100.7")}, LoadBalancerIPs: []netip.Addr{a("192.0.2.9"), a("198.51.100.8")},
+			ExternalPolicyLocal: true,
+		},
+		Endpoints: services.EndpointSets{Local: []services.Endpoint{{Addr: a("10.244.0.1"), Port: 8080, Local: true, Ready: true, Serving: true}}},
+	}
+	var got []string
+	for _, x := range services.Announce(map[services.ServicePortName]*services.Resolved{r.Port.Name: r}, cfg) {
+		got = append(got, x.String())
+	}
+	assert.Equal(t, []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.0/28", "192.0.2.9/32",
+		"198.51.100.0/24", "198.51.100.7/32", "fd00:96::/112"}, got)
+}
