@@ -759,3 +759,32 @@ func TestAnnounceOverlappingRanges(t *testing.T) {
 	assert.Equal(t, []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.0/28", "192.0.2.9/32",
 		"198.51.100.0/24", "198.51.100.7/32", "fd00:96::/112"}, got)
 }
+
+// An update then a delete between two syncs: the port handed out before
+// is reported gone, the renamed port never handed out is not reported,
+// and the node port and cluster IP the Service held go, in the same
+// Changes, to the Services asking for them. Re-created with another
+// cluster IP, it finds its slices again.
+func TestTrackerUpdateDeleteBetweenSyncs(t *testing.T) {
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 30080), st.ExternalIPs("192.0.2.1")))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, st.Endpoint{IP: "10.244.0.1"}))
+	require.Len(t, tr.Changes(), 1)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("web", v1.ProtocolTCP, 80, 30080)))
+	tr.OnServiceDelete(st.Service("ns", "s", "10.96.0.1"))
+	tr.OnServiceUpdate(st.Service("ns", "t", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 30080), st.Created(100)))
+	tr.OnServiceUpdate(st.Service("ns", "u", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), st.Created(100)))
+	ch := tr.Changes()
+	assert.Contains(t, ch, spn("ns", "s", "http", v1.ProtocolTCP))
+	assert.Nil(t, ch[spn("ns", "s", "http", v1.ProtocolTCP)])
+	assert.NotContains(t, ch, spn("ns", "s", "web", v1.ProtocolTCP))
+	require.NotNil(t, ch[spn("ns", "t", "http", v1.ProtocolTCP)])
+	assert.Equal(t, uint16(30080), ch[spn("ns", "t", "http", v1.ProtocolTCP)].Port.NodePort)
+	require.NotNil(t, ch[spn("ns", "u", "http", v1.ProtocolTCP)])
+	assert.Len(t, ch[spn("ns", "u", "http", v1.ProtocolTCP)].Port.ClusterIPs, 1)
+	// Re-created with another cluster IP: its slices still apply.
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.3", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	ch = tr.Changes()
+	require.NotNil(t, ch[spn("ns", "s", "http", v1.ProtocolTCP)])
+	assert.Len(t, ch[spn("ns", "s", "http", v1.ProtocolTCP)].Endpoints.Cluster, 1)
+}
