@@ -62,18 +62,26 @@ func (r NodePortRange) Validate() error {
 	return nil
 }
 
+// LabelServiceProxyName is the Service label naming the proxy that
+// serves it instead of kube-proxy (kube-proxy's
+// apis.LabelServiceProxyName). kube-proxy watches only Services without
+// it, whatever its value; ServicePorts gives no port for them.
+const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+
 // proxied reports whether kube-proxy programs the Service at all:
-// headless (clusterIP None), ExternalName and not-yet-allocated
-// Services are not proxied.
+// headless (clusterIP None), ExternalName, not-yet-allocated Services
+// and those another proxy serves (LabelServiceProxyName) are not
+// proxied.
 func proxied(svc *v1.Service) bool {
-	if svc.Spec.Type == v1.ServiceTypeExternalName {
+	if _, other := svc.Labels[LabelServiceProxyName]; other || svc.Spec.Type == v1.ServiceTypeExternalName {
 		return false
 	}
 	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
 }
 
 // ServicePorts converts a Service into its proxied ports. A headless or
-// ExternalName Service gives none and no error. Any invalid field makes
+// ExternalName Service, or one labelled LabelServiceProxyName, gives
+// none and no error. Any invalid field makes
 // the whole Service invalid (error wrapping ErrInvalidService), so a bad
 // object never yields half its rules. A nil svc is an error wrapping
 // ErrInvalidService; an invalid npr (NodePortRange.Validate) one

@@ -18,7 +18,9 @@
 //
 //   - Proxied: ClusterIP, NodePort and LoadBalancer Services with an
 //     allocated clusterIP. Headless (clusterIP None), ExternalName and
-//     unallocated Services give no ports.
+//     unallocated Services give no ports, nor do Services labelled
+//     service.kubernetes.io/service-proxy-name (LabelServiceProxyName:
+//     another proxy serves them; kube-proxy does not watch them).
 //   - One ServicePort per spec.ports entry, keyed by namespace, name,
 //     port name and protocol (TCP, UDP, SCTP; empty means TCP). Its
 //     endpoints are those of every EndpointSlice labelled

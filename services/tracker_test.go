@@ -53,6 +53,15 @@ func TestServicePorts(t *testing.T) {
 			}},
 		{name: "headless", svc: st.Service("ns", "a", "None", st.Port("", v1.ProtocolTCP, 80, 0)), want: 0},
 		{name: "unallocated", svc: st.Service("ns", "a", "", st.Port("", v1.ProtocolTCP, 80, 0)), want: 0},
+		// kube-proxy watches only Services without the
+		// service.kubernetes.io/service-proxy-name label (whatever its
+		// value): another proxy serves them.
+		{name: "another proxy's", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 30080), func(s *v1.Service) {
+			s.Labels = map[string]string{"service.kubernetes.io/service-proxy-name": "multus-proxy"}
+		}), want: 0},
+		{name: "another proxy's, empty name", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+			s.Labels = map[string]string{"service.kubernetes.io/service-proxy-name": ""}
+		}), want: 0},
 		{name: "externalName", svc: st.Service("ns", "a", "10.96.0.1", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeExternalName }), want: 0},
 		{name: "dual stack", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.1", "fd00:96::1"} }), want: 1,
 			check: func(t *testing.T, ps []*services.ServicePort) {
