@@ -95,8 +95,8 @@ func StaleFlows(old, cur *Resolved, is6 bool) []StaleFlow {
 		}
 		for e := range was {
 			for _, d := range dests(old.Port) {
-				// An endpoint no longer used, or a destination the
-				// port no longer has (a new cluster IP, an external
+				// An endpoint that no longer serves, or a destination
+				// the port no longer has (a new cluster IP, an external
 				// IP, load-balancer IP or node port removed): flows
 				// to it would keep reaching e, and once the address
 				// serves another Service, take that one's clients.
