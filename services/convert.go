@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,18 +62,26 @@ func (r NodePortRange) Validate() error {
 	return nil
 }
 
+// LabelServiceProxyName is the Service label naming the proxy that
+// serves it instead of kube-proxy (kube-proxy's
+// apis.LabelServiceProxyName). kube-proxy watches only Services without
+// it, whatever its value; ServicePorts gives no port for them.
+const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+
 // proxied reports whether kube-proxy programs the Service at all:
-// headless (clusterIP None), ExternalName and not-yet-allocated
-// Services are not proxied.
+// headless (clusterIP None), ExternalName, not-yet-allocated Services
+// and those another proxy serves (LabelServiceProxyName) are not
+// proxied.
 func proxied(svc *v1.Service) bool {
-	if svc.Spec.Type == v1.ServiceTypeExternalName {
+	if _, other := svc.Labels[LabelServiceProxyName]; other || svc.Spec.Type == v1.ServiceTypeExternalName {
 		return false
 	}
 	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != v1.ClusterIPNone
 }
 
 // ServicePorts converts a Service into its proxied ports. A headless or
-// ExternalName Service gives none and no error. Any invalid field makes
+// ExternalName Service, or one labelled LabelServiceProxyName, gives
+// none and no error. Any invalid field makes
 // the whole Service invalid (error wrapping ErrInvalidService), so a bad
 // object never yields half its rules. A nil svc is an error wrapping
 // ErrInvalidService; an invalid npr (NodePortRange.Validate) one
@@ -243,7 +252,7 @@ type sliceKey struct {
 // FQDN slices give nothing. Invalid endpoints are skipped and reported
 // in the returned errors (each wrapping ErrInvalidEndpointSlice); the
 // valid ones are still used.
-func sliceEndpoints(s *discovery.EndpointSlice, nodeName string) (map[sliceKey][]Endpoint, []error) {
+func sliceEndpoints(s *discovery.EndpointSlice, nodeName, zone string) (map[sliceKey][]Endpoint, []error) {
 	if s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6 {
 		return nil, nil
 	}
@@ -279,6 +288,12 @@ func sliceEndpoints(s *discovery.EndpointSlice, nodeName string) (map[sliceKey][
 		if ep.NodeName != nil {
 			e.NodeName = *ep.NodeName
 			e.Local = nodeName != "" && e.NodeName == nodeName
+		}
+		if h := ep.Hints; h != nil {
+			e.Hints.HasZoneHints = len(h.ForZones) > 0
+			e.Hints.ForZone = zone != "" && slices.ContainsFunc(h.ForZones, func(z discovery.ForZone) bool { return z.Name == zone })
+			e.Hints.HasNodeHints = len(h.ForNodes) > 0
+			e.Hints.ForNode = nodeName != "" && slices.ContainsFunc(h.ForNodes, func(n discovery.ForNode) bool { return n.Name == nodeName })
 		}
 		addrs = append(addrs, e)
 	}

@@ -18,18 +18,32 @@
 //
 //   - Proxied: ClusterIP, NodePort and LoadBalancer Services with an
 //     allocated clusterIP. Headless (clusterIP None), ExternalName and
-//     unallocated Services give no ports.
+//     unallocated Services give no ports, nor do Services labelled
+//     service.kubernetes.io/service-proxy-name (LabelServiceProxyName:
+//     another proxy serves them; kube-proxy does not watch them).
 //   - One ServicePort per spec.ports entry, keyed by namespace, name,
 //     port name and protocol (TCP, UDP, SCTP; empty means TCP). Its
 //     endpoints are those of every EndpointSlice labelled
 //     kubernetes.io/service-name with a port of the same name and
 //     protocol; that port's number is the target (the EndpointSlice
 //     controller has already resolved named target ports per pod).
+//     Endpoints of a family none of the Service's clusterIPs has (an
+//     IPv6 slice of a single-stack IPv4 Service) are left out, as
+//     kube-proxy's per-family proxiers never see them.
 //   - Endpoint conditions: unset ready / serving count as true (serving
 //     defers to ready), unset terminating as false. Categorize keeps the
 //     ready endpoints and, only when there is none, the serving
 //     terminating ones; separately for the Cluster set and the node-Local
-//     set. Internal traffic uses Local when internalTrafficPolicy is
+//     set. Topology-aware routing narrows the ready endpoints of the
+//     Cluster set, per family: to those hinted for this node when every
+//     ready endpoint has hints.forNodes and one names the node
+//     (trafficDistribution PreferSameNode), else to those hinted for the
+//     node's zone (TrackerConfig.Zone) when every one has
+//     hints.forZones and one names the zone (the topology-mode
+//     annotation, trafficDistribution PreferSameZone/PreferClose).
+//     Like kube-proxy, the Service's trafficDistribution itself is not
+//     read: the EndpointSlice controller turns it into hints.
+//     Internal traffic uses Local when internalTrafficPolicy is
 //     Local, external traffic (node ports, external and load-balancer
 //     IPs) uses Local when externalTrafficPolicy is Local.
 //   - sessionAffinity ClientIP: AffinityTimeout is timeoutSeconds

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/tabbynet/tabby/dataplane/netlink/nettest"
@@ -139,6 +140,7 @@ func TestHealthServerServices(t *testing.T) {
 		{"not ready local endpoint does not count", false, []st.Endpoint{{IP: "10.244.1.1", Node: "node-a", NotReady: true}}, 503, 0},
 		{"one local endpoint with two ports counts once (distinct IPs, as kube-proxy)", true, []st.Endpoint{local("10.244.1.1")}, 200, 1},
 		{"two local endpoints with two ports count twice", true, []st.Endpoint{local("10.244.1.1"), local("10.244.1.2")}, 200, 2},
+		{"a local endpoint of a family the Service lacks does not count", false, []st.Endpoint{local("fd00:244::1")}, 503, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,7 +153,11 @@ func TestHealthServerServices(t *testing.T) {
 				ports = twoPorts
 			}
 			e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", mods...))
-			e.tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-1", ports, tc.eps...))
+			slice := st.Slice("default", "web", "web-1", ports, tc.eps...)
+			if len(tc.eps) > 0 && netip.MustParseAddr(tc.eps[0].IP).Is6() {
+				slice.AddressType = discovery.AddressTypeIPv6
+			}
+			e.tr.OnEndpointSliceUpdate(slice)
 			e.sync()
 			require.Eventually(t, func() bool { _, err := get(hp, "/", nil); return err == nil }, 5*time.Second, 10*time.Millisecond)
 			assert.Equal(t, serviceAnswer(tc.wantCode, "default", "web", tc.wantLocal, true), mustGet(t, hp, "/"))

@@ -158,6 +158,24 @@ type Endpoint struct {
 	// defaults for unset fields: ready and serving default to true,
 	// terminating to false.
 	Ready, Serving, Terminating bool
+	// Hints is what endpoints[].hints says about the node the model
+	// was built for (topology-aware routing; see Categorize).
+	Hints Hints
+}
+
+// Hints is an endpoint's topology hints (discovery/v1 EndpointHints,
+// set by the EndpointSlice controller for topology-aware routing and
+// spec.trafficDistribution PreferSameZone/PreferClose and
+// PreferSameNode) as seen from one node: whether there are hints and
+// whether they name this node's zone (TrackerConfig.Zone) or the node
+// itself (TrackerConfig.NodeName).
+type Hints struct {
+	// HasZoneHints: hints.forZones is not empty; ForZone: one of them is
+	// the node's zone (false when the zone is not configured).
+	HasZoneHints, ForZone bool
+	// HasNodeHints: hints.forNodes is not empty; ForNode: one of them is
+	// the node (false when the node name is not configured).
+	HasNodeHints, ForNode bool
 }
 
 // AddrPort is the endpoint's address and port.
@@ -175,6 +193,12 @@ type EndpointSets struct {
 	// Local is for traffic policy Local: the ready node-local endpoints,
 	// or when none is ready, the serving terminating node-local ones.
 	Local []Endpoint
+	// Serving is every endpoint that is ready or serving (terminating
+	// ones included), whatever the traffic policies and topology hints,
+	// sorted: the endpoints existing flows may keep using, as
+	// kube-proxy's conntrack cleanup keeps them (StaleFlows). Backends
+	// balance over Cluster and Local only.
+	Serving []Endpoint
 }
 
 // Internal is the set internal traffic (cluster IPs) goes to.
@@ -194,8 +218,9 @@ func (s EndpointSets) External(p *ServicePort) []Endpoint {
 	return s.Cluster
 }
 
-// All is every endpoint either set uses, sorted, without duplicates (the
-// endpoint chains a backend keeps).
+// All is every endpoint Cluster or Local uses, sorted, without
+// duplicates (the endpoint chains a backend keeps; Serving is not
+// included).
 func (s EndpointSets) All() []Endpoint {
 	all := append(slices.Clone(s.Cluster), s.Local...)
 	slices.SortFunc(all, compareEndpoints)
@@ -204,19 +229,38 @@ func (s EndpointSets) All() []Endpoint {
 
 func compareEndpoints(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPort()) }
 
-// Categorize splits endpoints into the Cluster and Local sets:
-// ready endpoints are used; only when none is ready are serving
-// terminating endpoints used (kube-proxy's terminating fallback, KEP-1669).
-// Results are sorted by address and port.
+// Categorize splits endpoints into the Cluster and Local sets as
+// kube-proxy's CategorizeEndpoints does: ready endpoints are used; only
+// when none is ready are serving terminating endpoints used (kube-proxy's
+// terminating fallback, KEP-1669), separately for each set.
+//
+// Topology-aware routing applies to the ready endpoints of the Cluster
+// set, per address family (kube-proxy runs one proxier per family):
+// when every ready endpoint of the family has node hints and one is
+// hinted for this node (Hints.ForNode), only those hinted for the node
+// are used (trafficDistribution PreferSameNode); otherwise, when every
+// one has zone hints and one is hinted for this node's zone, only those
+// hinted for the zone (topology-aware routing, trafficDistribution
+// PreferSameZone/PreferClose). The terminating fallback and the Local
+// set ignore hints. Results are sorted by address and port.
 func Categorize(eps []Endpoint) EndpointSets {
-	pick := func(keep func(Endpoint) bool) []Endpoint {
+	topo4, topo6 := topology(eps, false), topology(eps, true)
+	inTopology := func(e Endpoint) bool {
+		if e.Addr.Is6() {
+			return topo6(e)
+		}
+		return topo4(e)
+	}
+	pick := func(local bool, topo func(Endpoint) bool) []Endpoint {
 		var ready, term []Endpoint
 		for _, e := range eps {
-			if !keep(e) {
+			if local && !e.Local {
 				continue
 			}
 			if e.Ready {
-				ready = append(ready, e)
+				if topo(e) {
+					ready = append(ready, e)
+				}
 			} else if e.Serving && e.Terminating {
 				term = append(term, e)
 			}
@@ -228,8 +272,40 @@ func Categorize(eps []Endpoint) EndpointSets {
 		slices.SortFunc(out, compareEndpoints)
 		return out
 	}
-	return EndpointSets{
-		Cluster: pick(func(Endpoint) bool { return true }),
-		Local:   pick(func(e Endpoint) bool { return e.Local }),
+	var serving []Endpoint
+	for _, e := range eps {
+		if e.Ready || e.Serving {
+			serving = append(serving, e)
+		}
 	}
+	slices.SortFunc(serving, compareEndpoints)
+	return EndpointSets{
+		Cluster: pick(false, inTopology),
+		Local:   pick(true, func(Endpoint) bool { return true }),
+		Serving: serving,
+	}
+}
+
+// topology returns the filter topology-aware routing puts on the ready
+// endpoints of one family (ipv6) for the Cluster set (kube-proxy's
+// topologyModeFromHints and availableForTopology): by node hints, by
+// zone hints, or none. A mode is used only when it keeps at least one
+// ready endpoint.
+func topology(eps []Endpoint, ipv6 bool) func(Endpoint) bool {
+	ready, allNode, forNode, allZone, forZone := false, true, false, true, false
+	for _, e := range eps {
+		if !e.Ready || e.Addr.Is6() != ipv6 {
+			continue
+		}
+		ready = true
+		allNode, forNode = allNode && e.Hints.HasNodeHints, forNode || e.Hints.HasNodeHints && e.Hints.ForNode
+		allZone, forZone = allZone && e.Hints.HasZoneHints, forZone || e.Hints.HasZoneHints && e.Hints.ForZone
+	}
+	switch {
+	case ready && allNode && forNode:
+		return func(e Endpoint) bool { return e.Hints.ForNode }
+	case ready && allZone && forZone:
+		return func(e Endpoint) bool { return e.Hints.ForZone }
+	}
+	return func(Endpoint) bool { return true }
 }

@@ -13,11 +13,20 @@ import (
 // because they would keep sending UDP or SCTP packets where they no
 // longer belong (TCP is left alone: a reset tells the client).
 //
-//   - Endpoint valid: flows to Service that were DNATed to Endpoint, which
-//     is no longer used (kube-proxy's stale endpoint cleanup).
+//   - Endpoint valid: flows to Service that were DNATed to Endpoint, where
+//     Endpoint no longer serves (gone, or neither ready nor serving:
+//     kube-proxy's stale endpoint cleanup; an endpoint that serves but
+//     is no longer balanced over, being terminating or left out by
+//     topology hints, keeps its flows, as in kube-proxy) or
+//     Service is no longer a destination of the port (its cluster IP
+//     changed, an external or load-balancer IP or the node port went):
+//     kube-proxy's cleanup of deleted UDP cluster IPs, and of flows to a
+//     service address not replied by its endpoints.
 //   - Endpoint zero: flows to Service that were not DNATed (their reply
 //     comes from Service itself): created while the service had no
-//     endpoint, they would bypass the DNAT the service has now.
+//     endpoint, or before Service was a destination of the port (an
+//     external IP, load-balancer IP or node port added, a new cluster
+//     IP), they would bypass the DNAT the service has now.
 //
 // Service.Addr() is the zero Addr for a node port: any local address
 // with that destination port.
@@ -55,7 +64,7 @@ func StaleFlows(old, cur *Resolved, is6 bool) []StaleFlow {
 	endpoints := func(r *Resolved) map[netip.AddrPort]bool {
 		m := map[netip.AddrPort]bool{}
 		if r != nil {
-			for _, e := range slices.Concat(r.Endpoints.Cluster, r.Endpoints.Local) {
+			for _, e := range slices.Concat(r.Endpoints.Cluster, r.Endpoints.Local, r.Endpoints.Serving) {
 				if fam(e.Addr) {
 					m[e.AddrPort()] = true
 				}
@@ -78,17 +87,40 @@ func StaleFlows(old, cur *Resolved, is6 bool) []StaleFlow {
 	was, now := endpoints(old), endpoints(cur)
 	var out []StaleFlow
 	if old != nil {
+		kept := map[netip.AddrPort]bool{}
+		if cur != nil {
+			for _, d := range dests(cur.Port) {
+				kept[d] = true
+			}
+		}
 		for e := range was {
-			if !now[e] {
-				for _, d := range dests(old.Port) {
+			for _, d := range dests(old.Port) {
+				// An endpoint that no longer serves, or a destination
+				// the port no longer has (a new cluster IP, an external
+				// IP, load-balancer IP or node port removed): flows
+				// to it would keep reaching e, and once the address
+				// serves another Service, take that one's clients.
+				if !now[e] || !kept[d] {
 					out = append(out, StaleFlow{Protocol: ref.Port.Name.Protocol, Service: d, Endpoint: e})
 				}
 			}
 		}
 	}
-	if cur != nil && len(was) == 0 && len(now) > 0 {
+	if cur != nil && len(now) > 0 {
+		had := map[netip.AddrPort]bool{}
+		if old != nil && len(was) > 0 {
+			for _, d := range dests(old.Port) {
+				had[d] = true
+			}
+		}
+		// The port's destinations when it had no endpoint, or a
+		// destination it gained (a new cluster IP, an external or
+		// load-balancer IP or node port added): flows to it that were
+		// not DNATed would bypass the DNAT it has now.
 		for _, d := range dests(cur.Port) {
-			out = append(out, StaleFlow{Protocol: ref.Port.Name.Protocol, Service: d})
+			if !had[d] {
+				out = append(out, StaleFlow{Protocol: ref.Port.Name.Protocol, Service: d})
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b StaleFlow) int { return strings.Compare(a.String(), b.String()) })

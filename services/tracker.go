@@ -25,8 +25,16 @@ type Resolved struct {
 // TrackerConfig configures a Tracker.
 type TrackerConfig struct {
 	// NodeName is the node the backends run on; endpoints with this
-	// nodeName are Local.
+	// nodeName are Local, and node hints (hints.forNodes) naming it
+	// select the Cluster endpoints (see Categorize).
 	NodeName string
+	// Zone is the node's topology.kubernetes.io/zone label, which
+	// kube-proxy reads from its Node: zone hints (hints.forZones)
+	// naming it select the Cluster endpoints (topology-aware routing,
+	// see Categorize). Empty: zone hints are never used. It is read
+	// when a slice is recorded, so a node changing zone needs a new
+	// Tracker.
+	Zone string
 	// NodePorts is the node-port range (default 30000-32767). NewTracker
 	// logs an invalid one (Validate) as an error and uses the default.
 	NodePorts NodePortRange
@@ -294,7 +302,7 @@ func (t *Tracker) OnEndpointSliceUpdate(s *discovery.EndpointSlice) {
 	var eps map[sliceKey][]Endpoint
 	if ok {
 		var errs []error
-		eps, errs = sliceEndpoints(s, t.cfg.NodeName)
+		eps, errs = sliceEndpoints(s, t.cfg.NodeName, t.cfg.Zone)
 		for _, err := range errs {
 			t.log.Warn("skipping endpoint", "err", err)
 		}
@@ -429,8 +437,9 @@ func (t *Tracker) resolve(n types.NamespacedName) map[ServicePortName]*Resolved 
 	}
 	out := map[ServicePortName]*Resolved{}
 	for _, p := range parsed.ports {
+		eps := t.endpoints(n, sliceKey{p.Name.Port, p.Name.Protocol}, p.ClusterIPs)
 		p = t.ownedDestinations(n, p)
-		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(t.endpoints(n, sliceKey{p.Name.Port, p.Name.Protocol}))}
+		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(eps)}
 	}
 	return out
 }
@@ -474,12 +483,22 @@ func (t *Tracker) ownedDestinations(n types.NamespacedName, p *ServicePort) *Ser
 // is terminating. kube-proxy walks the slices in map order, so which
 // copy wins varies between its syncs; here the slices are walked by name,
 // so the result is deterministic: the last non-terminating copy by slice
-// name, or the first copy when all are terminating.
-func (t *Tracker) endpoints(n types.NamespacedName, k sliceKey) []Endpoint {
+// name, or the first copy when all are terminating. Endpoints of a
+// family none of clusterIPs (the Service's spec.clusterIPs) has are left
+// out: kube-proxy's per-family proxiers never see them, so they count
+// neither as endpoints nor as local ones for the health check.
+func (t *Tracker) endpoints(n types.NamespacedName, k sliceKey, clusterIPs []netip.Addr) []Endpoint {
+	var has4, has6 bool
+	for _, a := range clusterIPs {
+		has4, has6 = has4 || a.Is4(), has6 || a.Is6()
+	}
 	var eps []Endpoint
 	at := map[netip.AddrPort]int{}
 	for _, name := range slices.Sorted(maps.Keys(t.slices[n])) {
 		for _, e := range t.slices[n][name][k] {
+			if e.Addr.Is4() && !has4 || e.Addr.Is6() && !has6 {
+				continue
+			}
 			i, ok := at[e.AddrPort()]
 			switch {
 			case !ok:

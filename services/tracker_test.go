@@ -53,6 +53,15 @@ func TestServicePorts(t *testing.T) {
 			}},
 		{name: "headless", svc: st.Service("ns", "a", "None", st.Port("", v1.ProtocolTCP, 80, 0)), want: 0},
 		{name: "unallocated", svc: st.Service("ns", "a", "", st.Port("", v1.ProtocolTCP, 80, 0)), want: 0},
+		// kube-proxy watches only Services without the
+		// service.kubernetes.io/service-proxy-name label (whatever its
+		// value): another proxy serves them.
+		{name: "another proxy's", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 30080), func(s *v1.Service) {
+			s.Labels = map[string]string{"service.kubernetes.io/service-proxy-name": "multus-proxy"}
+		}), want: 0},
+		{name: "another proxy's, empty name", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+			s.Labels = map[string]string{"service.kubernetes.io/service-proxy-name": ""}
+		}), want: 0},
 		{name: "externalName", svc: st.Service("ns", "a", "10.96.0.1", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeExternalName }), want: 0},
 		{name: "dual stack", svc: st.Service("ns", "a", "10.96.0.1", st.Port("", "", 80, 0), func(s *v1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.1", "fd00:96::1"} }), want: 1,
 			check: func(t *testing.T, ps []*services.ServicePort) {
@@ -187,6 +196,7 @@ func TestFirewallSources(t *testing.T) {
 func TestCategorize(t *testing.T) {
 	tests := []struct {
 		name         string
+		zone         string
 		eps          []st.Endpoint
 		cluster, loc []string
 	}{
@@ -197,10 +207,39 @@ func TestCategorize(t *testing.T) {
 		{name: "terminating fallback", eps: []st.Endpoint{{IP: "10.0.0.1", Terminating: true}, {IP: "10.0.0.2", Terminating: true, NotServing: true}},
 			cluster: []string{"10.0.0.1:8080"}},
 		{name: "none", eps: []st.Endpoint{{IP: "10.0.0.1", NotReady: true, NotServing: true}}},
+		// Topology-aware routing (kube-proxy's CategorizeEndpoints): when
+		// every ready endpoint of a family has node hints
+		// (hints.forNodes) and one names this node, the Cluster set is
+		// the endpoints hinted for it; else when every ready endpoint has
+		// zone hints and one names this node's zone, those hinted for the
+		// zone. Otherwise, and for the terminating fallback and the Local
+		// set, hints are ignored.
+		{name: "zone hints for this zone", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Node: "n1", Zones: []string{"a"}}, {IP: "10.0.0.2", Node: "me", Zones: []string{"b"}},
+			{IP: "10.0.0.3", Node: "n3", Zones: []string{"b", "a"}}, {IP: "10.0.0.4", NotReady: true}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.3:8080"}, loc: []string{"10.0.0.2:8080"}},
+		{name: "one ready endpoint without hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2"}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "no hint for this zone", zone: "c", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "node without a zone", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Zones: []string{"a"}}, {IP: "10.0.0.2", Zones: []string{"b"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "terminating fallback ignores hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Terminating: true, Zones: []string{"b"}}, {IP: "10.0.0.2", Terminating: true, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.1:8080", "10.0.0.2:8080"}},
+		{name: "node hints win over zone hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Node: "me", Nodes: []string{"me"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.1:8080"}, loc: []string{"10.0.0.1:8080"}},
+		{name: "node hints not for this node: zone hints", zone: "a", eps: []st.Endpoint{
+			{IP: "10.0.0.1", Nodes: []string{"n1"}, Zones: []string{"b"}}, {IP: "10.0.0.2", Nodes: []string{"n2"}, Zones: []string{"a"}}},
+			cluster: []string{"10.0.0.2:8080"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+			tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: tt.zone}, nil)
 			tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
 			tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, tt.eps...))
 			r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
@@ -643,4 +682,118 @@ func TestAnnounceWithdrawnWithLastLocalEndpoint(t *testing.T) {
 	}
 	tr.OnEndpointSliceDelete(st.Slice("ns", "s", "s-1", tcp80))
 	assert.Equal(t, without, announced(), "slice deleted")
+}
+
+// Endpoints of a family the Service has no cluster IP of (an IPv6 slice
+// of a single-stack IPv4 Service: a selectorless Service's own slices,
+// or those left while a dual-stack Service turns single-stack) are not
+// the Service's: kube-proxy's per-family proxiers never see them. They
+// must not count as its local endpoints for the health check.
+func TestTrackerEndpointFamily(t *testing.T) {
+	v6 := func(s *discovery.EndpointSlice) *discovery.EndpointSlice {
+		s.AddressType = discovery.AddressTypeIPv6
+		return s
+	}
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "v4", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	tr.OnServiceUpdate(st.Service("ns", "ds", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00::2")
+	}))
+	for _, svc := range []string{"v4", "ds"} {
+		tr.OnEndpointSliceUpdate(st.Slice("ns", svc, svc+"-4", tcp80, st.Endpoint{IP: "10.244.0.1", Node: "me"}))
+		tr.OnEndpointSliceUpdate(v6(st.Slice("ns", svc, svc+"-6", tcp80, st.Endpoint{IP: "fd00:244::1", Node: "me"})))
+	}
+	ch := tr.Changes()
+	v4, ds := ch[spn("ns", "v4", "http", v1.ProtocolTCP)], ch[spn("ns", "ds", "http", v1.ProtocolTCP)]
+	require.NotNil(t, v4)
+	require.NotNil(t, ds)
+	assert.Equal(t, []string{"10.244.0.1:8080"}, addrs(v4.Endpoints.Cluster))
+	assert.Equal(t, []string{"10.244.0.1:8080"}, addrs(v4.Endpoints.Local))
+	assert.Equal(t, []string{"10.244.0.1:8080", "[fd00:244::1]:8080"}, addrs(ds.Endpoints.Cluster))
+	assert.Equal(t, []string{"10.244.0.1:8080", "[fd00:244::1]:8080"}, addrs(ds.Endpoints.Local))
+
+	// The IPv4 endpoint goes: the IPv4-only Service has none left, so its
+	// health check answers 503 though the node has its IPv6 one.
+	tr.OnEndpointSliceDelete(st.Slice("ns", "v4", "v4-4", nil))
+	v4 = tr.Changes()[spn("ns", "v4", "http", v1.ProtocolTCP)]
+	require.NotNil(t, v4)
+	assert.Empty(t, v4.Endpoints.Cluster)
+	assert.Empty(t, v4.Endpoints.Local)
+}
+
+// Topology hints are weighed per address family, as kube-proxy's
+// per-family proxiers do (TestCategorize has the single-family cases).
+func TestCategorizeTopologyPerFamily(t *testing.T) {
+	// Hinted IPv4 endpoints are filtered, the unhinted IPv6 ones are all
+	// used.
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me", Zone: "a"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), func(s *v1.Service) {
+		s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00::1")
+	}))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-4", tcp80, st.Endpoint{IP: "10.0.0.1", Zones: []string{"a"}}, st.Endpoint{IP: "10.0.0.2", Zones: []string{"b"}}))
+	s6 := st.Slice("ns", "s", "s-6", tcp80, st.Endpoint{IP: "fd00:244::1"}, st.Endpoint{IP: "fd00:244::2"})
+	s6.AddressType = discovery.AddressTypeIPv6
+	tr.OnEndpointSliceUpdate(s6)
+	r := tr.Changes()[spn("ns", "s", "http", v1.ProtocolTCP)]
+	require.NotNil(t, r)
+	assert.Equal(t, []string{"10.0.0.1:8080", "[fd00:244::1]:8080", "[fd00:244::2]:8080"}, addrs(r.Endpoints.Cluster))
+}
+
+// Overlapping and repeated ranges: each distinct masked range is
+// announced once (a range inside another too, as Calico exports every
+// configured CIDR); a /32 is announced once when an address is both an
+// external and a load-balancer IP; a load-balancer IP outside
+// serviceLoadBalancerIPs is not announced, even when another kind's
+// range holds it.
+func TestAnnounceOverlappingRanges(t *testing.T) {
+	p := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	cfg := services.AnnounceConfig{
+		ServiceClusterIPs:      []netip.Prefix{p("10.96.0.0/12"), p("10.96.0.7/12"), p("fd00:96::/112")},
+		ServiceExternalIPs:     []netip.Prefix{p("192.0.2.0/24"), p("192.0.2.0/28"), p("198.51.100.0/24")},
+		ServiceLoadBalancerIPs: []netip.Prefix{p("192.0.2.0/24")},
+	}
+	r := &services.Resolved{
+		Port: &services.ServicePort{
+			Name: spn("ns", "s", "http", v1.ProtocolTCP), ClusterIPs: []netip.Addr{a("10.96.0.10")}, Port: 80,
+			ExternalIPs: []netip.Addr{a("192.0.2.9"), a("198.51.100.7")}, LoadBalancerIPs: []netip.Addr{a("192.0.2.9"), a("198.51.100.8")},
+			ExternalPolicyLocal: true,
+		},
+		Endpoints: services.EndpointSets{Local: []services.Endpoint{{Addr: a("10.244.0.1"), Port: 8080, Local: true, Ready: true, Serving: true}}},
+	}
+	var got []string
+	for _, x := range services.Announce(map[services.ServicePortName]*services.Resolved{r.Port.Name: r}, cfg) {
+		got = append(got, x.String())
+	}
+	assert.Equal(t, []string{"10.96.0.0/12", "10.96.0.10/32", "192.0.2.0/24", "192.0.2.0/28", "192.0.2.9/32",
+		"198.51.100.0/24", "198.51.100.7/32", "fd00:96::/112"}, got)
+}
+
+// An update then a delete between two syncs: the port handed out before
+// is reported gone, the renamed port never handed out is not reported,
+// and the node port and cluster IP the Service held go, in the same
+// Changes, to the Services asking for them. Re-created with another
+// cluster IP, it finds its slices again.
+func TestTrackerUpdateDeleteBetweenSyncs(t *testing.T) {
+	tr := services.NewTracker(services.TrackerConfig{NodeName: "me"}, nil)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 30080), st.ExternalIPs("192.0.2.1")))
+	tr.OnEndpointSliceUpdate(st.Slice("ns", "s", "s-1", tcp80, st.Endpoint{IP: "10.244.0.1"}))
+	require.Len(t, tr.Changes(), 1)
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.1", st.Port("web", v1.ProtocolTCP, 80, 30080)))
+	tr.OnServiceDelete(st.Service("ns", "s", "10.96.0.1"))
+	tr.OnServiceUpdate(st.Service("ns", "t", "10.96.0.2", st.Port("http", v1.ProtocolTCP, 80, 30080), st.Created(100)))
+	tr.OnServiceUpdate(st.Service("ns", "u", "10.96.0.1", st.Port("http", v1.ProtocolTCP, 80, 0), st.Created(100)))
+	ch := tr.Changes()
+	assert.Contains(t, ch, spn("ns", "s", "http", v1.ProtocolTCP))
+	assert.Nil(t, ch[spn("ns", "s", "http", v1.ProtocolTCP)])
+	assert.NotContains(t, ch, spn("ns", "s", "web", v1.ProtocolTCP))
+	require.NotNil(t, ch[spn("ns", "t", "http", v1.ProtocolTCP)])
+	assert.Equal(t, uint16(30080), ch[spn("ns", "t", "http", v1.ProtocolTCP)].Port.NodePort)
+	require.NotNil(t, ch[spn("ns", "u", "http", v1.ProtocolTCP)])
+	assert.Len(t, ch[spn("ns", "u", "http", v1.ProtocolTCP)].Port.ClusterIPs, 1)
+	// Re-created with another cluster IP: its slices still apply.
+	tr.OnServiceUpdate(st.Service("ns", "s", "10.96.0.3", st.Port("http", v1.ProtocolTCP, 80, 0)))
+	ch = tr.Changes()
+	require.NotNil(t, ch[spn("ns", "s", "http", v1.ProtocolTCP)])
+	assert.Len(t, ch[spn("ns", "s", "http", v1.ProtocolTCP)].Endpoints.Cluster, 1)
 }

@@ -72,6 +72,9 @@ type Endpoint struct {
 	// NotReady, Terminating and NotServing set the conditions (default
 	// ready, serving, not terminating).
 	NotReady, Terminating, NotServing bool
+	// Zones and Nodes are hints.forZones and hints.forNodes (topology-aware
+	// routing); none: no hints.
+	Zones, Nodes []string
 }
 
 // SlicePort is one port of Slice.
@@ -95,6 +98,15 @@ func Slice(ns, svc, name string, ports []SlicePort, eps ...Endpoint) *discovery.
 		ep := discovery.Endpoint{Addresses: []string{e.IP}, Conditions: discovery.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &term}}
 		if e.Node != "" {
 			ep.NodeName = &e.Node
+		}
+		if len(e.Zones)+len(e.Nodes) > 0 {
+			ep.Hints = &discovery.EndpointHints{}
+			for _, z := range e.Zones {
+				ep.Hints.ForZones = append(ep.Hints.ForZones, discovery.ForZone{Name: z})
+			}
+			for _, n := range e.Nodes {
+				ep.Hints.ForNodes = append(ep.Hints.ForNodes, discovery.ForNode{Name: n})
+			}
 		}
 		s.Endpoints = append(s.Endpoints, ep)
 	}
@@ -191,6 +203,12 @@ func Scenario(tr *services.Tracker) {
 	// SCTP, with a node port.
 	tr.OnServiceUpdate(Service("default", "sctp", "10.96.7.7", Port("sctp", v1.ProtocolSCTP, 9000, 30160)))
 	tr.OnEndpointSliceUpdate(Slice("default", "sctp", "sctp-1", SCTPPorts, Endpoint{IP: "10.244.2.16", Node: "node-b"}))
+	// Topology-aware routing (trafficDistribution PreferSameNode): every
+	// endpoint has node hints, one for node-a, so node-a balances over
+	// that one only.
+	tr.OnServiceUpdate(Service("default", "close", "10.96.0.83", Port("http", v1.ProtocolTCP, 80, 0)))
+	tr.OnEndpointSliceUpdate(Slice("default", "close", "close-1", WebPorts,
+		Endpoint{IP: "10.244.1.17", Node: "node-a", Nodes: []string{"node-a"}}, Endpoint{IP: "10.244.2.17", Node: "node-b", Nodes: []string{"node-b"}}))
 	// Invalid: skipped, others unaffected.
 	tr.OnServiceUpdate(Service("default", "bad", "10.96.0.999", Port("http", v1.ProtocolTCP, 80, 0)))
 }
@@ -261,6 +279,7 @@ func TraceCases(iptablesMode bool) []TraceCase {
 		{"both policies local: the node's node port goes cluster-wide", "192.168.0.10", "192.168.0.10", "tcp", 30150, true, []string{"DNAT 10.244.1.15:8080 masq", "DNAT 10.244.2.15:8080 masq"}},
 		{"both policies local: outside uses the local endpoint", "198.51.100.1", "192.168.0.10", "tcp", 30150, false, []string{"DNAT 10.244.1.15:8080"}},
 		{"both policies local: the cluster IP uses the local endpoint", "10.244.3.3", "10.96.0.82", "tcp", 80, false, []string{"DNAT 10.244.1.15:8080"}},
+		{"node hints: the endpoint hinted for this node", "10.244.3.3", "10.96.0.83", "tcp", 80, false, []string{"DNAT 10.244.1.17:8080"}},
 		{"sctp cluster IP", "10.244.3.3", "10.96.7.7", "sctp", 9000, false, []string{"DNAT 10.244.2.16:9900"}},
 		{"sctp node port from outside", "198.51.100.1", "192.168.0.10", "sctp", 30160, false, []string{"DNAT 10.244.2.16:9900 masq"}},
 		{"sctp service's port over tcp is not served", "10.244.3.3", "10.96.7.7", "tcp", 9000, false, unserved},
