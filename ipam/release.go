@@ -498,8 +498,14 @@ func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEm
 // order is kept; empty blocks in disabled, deleted or non-selecting pools
 // are always released (after the grace period), so the DeletePool recipe
 // (disable the pool, release its addresses, wait for ReleaseEmptyBlocks)
-// drains the pool even when it held the node's only block.
+// drains the pool even when it held the node's only block. A node name
+// with '/' or spaces is ErrInvalid.
 func (a *IPAM) ReleaseEmptyBlocks(ctx context.Context, node string) ([]netip.Prefix, error) {
+	if node != "" {
+		if err := validateName(node); err != nil {
+			return nil, fmt.Errorf("%w: release empty blocks: node: %v", ErrInvalid, err)
+		}
+	}
 	c, err := a.loadCluster(ctx)
 	if err != nil {
 		return nil, err
