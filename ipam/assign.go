@@ -397,12 +397,16 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 			if len(ips) > 0 {
 				a.cache.current.Store(hintKey{node, v6}, af.CIDR)
+				if af.State == AffinityPending {
+					// A claim interrupted before its confirmation: the
+					// block is in use, so it is the node's (and
+					// AffineBlocks, which the node agent routes, must
+					// list it), also when this request ends here.
+					a.confirmAffinity(ctx, af)
+				}
 			}
 			if len(got) == num {
 				return got, nil
-			}
-			if af.State == AffinityPending && len(ips) > 0 {
-				a.confirmAffinity(ctx, af)
 			}
 		}
 		// 2. Claim a new block, unless at the limit.
