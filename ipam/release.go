@@ -96,7 +96,7 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 		}
 		if _, err := a.s.Get(ctx, blockKey(cidr)); errors.Is(err, store.ErrNotFound) {
 			if err := a.createBlockFor(ctx, c, attr, cidr); err != nil && !errors.Is(err, errBlockTaken) {
-				return nil, err
+				return nil, fmt.Errorf("assign %s: %w", addr, err)
 			}
 			continue
 		} else if err != nil {
@@ -169,6 +169,16 @@ func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, attr *Attribute, 
 	_, err = a.s.Create(ctx, blockKey(cidr), encodeBlock(newBlock(cidr, "", a.now().UTC())))
 	if errors.Is(err, store.ErrExists) {
 		return errBlockTaken
+	}
+	if err == nil || !definite(err) {
+		// As in claim: read the pools after writing the block, for
+		// DeletePool.
+		if perr := a.poolStillThere(ctx, cidr); perr != nil {
+			if errors.Is(perr, errPoolGone) {
+				a.withdrawBlock(ctx, cidr, "")
+			}
+			return errors.Join(err, perr)
+		}
 	}
 	return err
 }
