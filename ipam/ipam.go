@@ -400,17 +400,37 @@ func (a *IPAM) Pool(ctx context.Context, name string) (IPPool, error) {
 // CreatePool validates p, fills in its defaults and adds it. Pools may not
 // overlap; the check and the write are one atomic compare-and-swap. An
 // IPv6 pool may not overlap the IPv4-mapped range ::ffff:0:0/96
-// (ErrInvalid).
+// (ErrInvalid). A block left from a deleted pool (Check reports it
+// outside every pool) that lies in p must be one of p's blocks, which p
+// then adopts; one of another size or alignment is ErrOverlap, since its
+// addresses would also lie in one of p's blocks and could be handed out
+// twice.
 func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	p = p.normalize()
 	if err := p.Validate(); err != nil {
 		return IPPool{}, err
 	}
-	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+	// No block is created in a range outside every pool, so none can
+	// appear here between this listing and the pool's write.
+	cidrs, err := a.blockCIDRs(ctx)
+	if err != nil {
+		return IPPool{}, fmt.Errorf("create pool %q: %w", p.Name, err)
+	}
+	var misfit error
+	for _, cidr := range sortedCIDRs(cidrs) {
+		if cidr.Overlaps(p.CIDR) && (cidr.Bits() != p.BlockSize || !p.CIDR.Contains(cidr.Addr())) {
+			misfit = fmt.Errorf("block %s, left from a deleted pool, is not one of its /%d blocks: %w", cidr, p.BlockSize, ErrOverlap)
+			break
+		}
+	}
+	err = modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
 		for _, q := range *pools {
 			if err := p.Conflict(q); err != nil {
 				return editSkip, err
 			}
+		}
+		if misfit != nil { // checked after the pools: an existing pool's block is an overlap with that pool
+			return editSkip, misfit
 		}
 		*pools = append(*pools, p)
 		slices.SortFunc(*pools, func(x, y IPPool) int { return cmp.Compare(x.Name, y.Name) })
