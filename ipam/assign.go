@@ -780,11 +780,9 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Prefix]bool) (netip.Prefix, error) {
 	for _, p := range pools {
 		var found netip.Prefix
-		blockCandidates(p, node, uint64(len(existing))+1<<16, func(cidr netip.Prefix) bool {
+		covered := func(b netip.Prefix) (netip.Prefix, bool) { return coveringReservation(b, c.reserved) }
+		blockCandidatesSkipping(p, node, uint64(len(existing))+1<<16, covered, func(cidr netip.Prefix) bool {
 			if existing[cidr] {
-				return true
-			}
-			if _, all := reservedMask(cidr, c.reserved); all {
 				return true
 			}
 			found = cidr
