@@ -413,9 +413,7 @@ func testStaleRevisionAfterRecreate(t *testing.T, s store.Store) {
 	_, err = s.Update(ctx, "/a", []byte("stale"), r1)
 	require.ErrorIs(t, err, store.ErrConflict)
 	require.ErrorIs(t, s.Delete(ctx, "/a", r1), store.ErrConflict)
-	kv, err := s.Get(ctx, "/a")
-	require.NoError(t, err)
-	assert.Equal(t, store.KV{Key: "/a", Value: []byte("one"), Revision: r2}, kv)
+	requireKV(t, s, "/a", "one", r2)
 }
 
 // testMissingKeyWithRevision: Update and Delete of a missing key at a
@@ -450,9 +448,7 @@ func testRewriteSameValue(t *testing.T, s store.Store) {
 	require.Greater(t, r2, r1)
 	_, err = s.Update(ctx, "/a", []byte("late"), r1)
 	require.ErrorIs(t, err, store.ErrConflict)
-	kv, err := s.Get(ctx, "/a")
-	require.NoError(t, err)
-	assert.Equal(t, store.KV{Key: "/a", Value: []byte("same"), Revision: r2}, kv)
+	requireKV(t, s, "/a", "same", r2)
 }
 
 // testListRevisionIsStoreWide: a listing's revision covers writes to
@@ -508,4 +504,12 @@ func testEndedContext(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Len(t, l.KVs, 1)
 	assert.Equal(t, store.KV{Key: "/a", Value: []byte("one"), Revision: rev}, l.KVs[0])
+}
+
+// requireKV asserts that key holds value at revision rev.
+func requireKV(t *testing.T, s store.Store, key, value string, rev int64) {
+	t.Helper()
+	kv, err := s.Get(ctxT(t), key)
+	require.NoError(t, err)
+	assert.Equal(t, store.KV{Key: key, Value: []byte(value), Revision: rev}, kv)
 }
