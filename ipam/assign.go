@@ -397,12 +397,16 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			}
 			if len(ips) > 0 {
 				a.cache.current.Store(hintKey{node, v6}, af.CIDR)
+				if af.State == AffinityPending {
+					// A claim interrupted before its confirmation: the
+					// block is in use, so it is the node's (and
+					// AffineBlocks, which the node agent routes, must
+					// list it), also when this request ends here.
+					a.confirmAffinity(ctx, af)
+				}
 			}
 			if len(got) == num {
 				return got, nil
-			}
-			if af.State == AffinityPending && len(ips) > 0 {
-				a.confirmAffinity(ctx, af)
 			}
 		}
 		// 2. Claim a new block, unless at the limit.
@@ -418,6 +422,25 @@ func (a *IPAM) autoAssign(ctx context.Context, c *cluster, attr *Attribute, labe
 			return got, fail(ErrBlockLimit, fmt.Sprintf("the node has %d usable blocks (limit %d) and they are full", owned, limit))
 		}
 		cidr, err := a.claimBlock(ctx, c, pools, node)
+		if errors.Is(err, errPoolGone) {
+			// The pool was deleted while this request claimed a block
+			// from it (DeletePool): go on with the pools as they are now.
+			if c, err = a.loadCluster(ctx); err != nil {
+				return got, err
+			}
+			if labels == nil && c.needsNodeLabels() {
+				if labels, err = a.nodeLabels(ctx, node); err != nil {
+					return got, err
+				}
+			}
+			if pools, err = c.candidatePools(v6, requested, labels, attr.Use); err != nil {
+				return got, err
+			}
+			if len(pools) == 0 {
+				return got, fail(ErrNoMatchingPool, "the pools were deleted while the request ran")
+			}
+			continue
+		}
 		if errors.Is(err, errNoFreeBlock) {
 			if trustFull {
 				trustFull = false
@@ -757,11 +780,9 @@ func (a *IPAM) blockCIDRs(ctx context.Context) (map[netip.Prefix]bool, error) {
 func findFreeIn(c *cluster, pools []IPPool, node string, existing map[netip.Prefix]bool) (netip.Prefix, error) {
 	for _, p := range pools {
 		var found netip.Prefix
-		blockCandidates(p, node, uint64(len(existing))+1<<16, func(cidr netip.Prefix) bool {
+		covered := func(b netip.Prefix) (netip.Prefix, bool) { return coveringReservation(b, c.reserved) }
+		blockCandidatesSkipping(p, node, uint64(len(existing))+1<<16, covered, func(cidr netip.Prefix) bool {
 			if existing[cidr] {
-				return true
-			}
-			if _, all := reservedMask(cidr, c.reserved); all {
 				return true
 			}
 			found = cidr
@@ -849,6 +870,36 @@ func (a *IPAM) probeBlock(ctx context.Context, cidr netip.Prefix, node string) (
 
 var errBlockTaken = errors.New("block already exists")
 
+// errPoolGone: the pool of a block being created was deleted meanwhile.
+// It matches ErrNotInPool, what AssignIP of an address in it returns.
+var errPoolGone = fmt.Errorf("its pool was deleted meanwhile: %w", ErrNotInPool)
+
+// poolStillThere reads the pools afresh and returns an error matching
+// errPoolGone unless a pool with cidr's block size holds cidr.
+func (a *IPAM) poolStillThere(ctx context.Context, cidr netip.Prefix) error {
+	c, err := a.loadCluster(ctx)
+	if err != nil {
+		return err
+	}
+	if p, ok := c.poolFor(cidr.Addr()); ok && p.BlockSize == cidr.Bits() {
+		return nil
+	}
+	return fmt.Errorf("block %s: %w", cidr, errPoolGone)
+}
+
+// withdrawBlock deletes block cidr, just created affine to node ("" for
+// none), because its pool is gone; a block someone allocated from
+// meanwhile is left alone (Check reports it outside every pool).
+func (a *IPAM) withdrawBlock(ctx context.Context, cidr netip.Prefix, node string) {
+	sb, err := a.getBlock(ctx, cidr)
+	if err == nil && sb.block.Used() == 0 && sb.block.Affinity == node {
+		err = a.s.Delete(ctx, blockKey(cidr), sb.rev)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.log.DebugContext(ctx, "withdraw block of a deleted pool", "block", cidr, "err", err)
+	}
+}
+
 func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error {
 	now := a.now().UTC()
 	af := Affinity{Node: node, CIDR: cidr, State: AffinityPending, Updated: now}
@@ -880,6 +931,20 @@ func (a *IPAM) claim(ctx context.Context, node string, cidr netip.Prefix) error 
 		return errBlockTaken
 	}
 	_, err = a.s.Create(ctx, blockKey(cidr), encodeBlock(newBlock(cidr, node, now)))
+	if err == nil || !definite(err) {
+		// The pools are read after the block is written, and DeletePool
+		// lists blocks after removing the pool, so that one of the two
+		// sees the other: back off when the pool is gone.
+		if perr := a.poolStillThere(ctx, cidr); perr != nil {
+			if errors.Is(perr, errPoolGone) {
+				a.withdrawBlock(ctx, cidr, node)
+				if derr := a.s.Delete(ctx, key, rev); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+					a.log.DebugContext(ctx, "withdraw affinity", "node", node, "block", cidr, "err", derr)
+				}
+			}
+			return fmt.Errorf("claim %s for %s: %w", cidr, node, perr)
+		}
+	}
 	if err != nil && !definite(err) {
 		// Maybe created: it is ours if it exists affine to node.
 		if _, gerr := a.getBlock(ctx, cidr); gerr == nil {

@@ -68,20 +68,14 @@ func blockFor(addr netip.Addr, blockSize int) netip.Prefix {
 }
 
 // blockCount is the number of blocks in pool, capped at 1<<62 (larger IPv6
-// pools are treated as that many; no one exhausts them).
+// pools have that many candidates, spread over the pool: see
+// blockCandidatesSkipping).
 func blockCount(pool IPPool) uint64 {
 	d := pool.BlockSize - pool.CIDR.Bits()
 	if d >= 62 {
 		return 1 << 62
 	}
 	return 1 << d
-}
-
-// blockAt is block number i of the pool.
-func blockAt(pool IPPool, i uint64) netip.Prefix {
-	shift := pool.CIDR.Addr().BitLen() - pool.BlockSize
-	a := fromU128(toU128(pool.CIDR.Addr()).add(i, shift), pool.CIDR.Addr().Is4())
-	return netip.PrefixFrom(a, pool.BlockSize)
 }
 
 // nodeRand is a random source seeded by the node name, so each node starts
@@ -96,31 +90,114 @@ func nodeRand(node string) *rand.Rand {
 
 // blockCandidates yields the pool's blocks starting at a node-seeded random
 // index and wrapping around, stopping after limit blocks.
-// The blocks of the IPv4-mapped range (in an IPv6 pool stored before
-// CreatePool refused it) are left out.
 func blockCandidates(pool IPPool, node string, limit uint64, yield func(netip.Prefix) bool) {
+	blockCandidatesSkipping(pool, node, limit, nil, yield)
+}
+
+// blockCandidatesSkipping is blockCandidates leaving out, without counting
+// them toward limit, the blocks that covered reports wholly inside a
+// range (a reservation): the search jumps past the range in one step, so
+// a reservation of any size costs one step, not one per block.
+//
+// A pool of more than 2^62 blocks (an IPv6 pool larger than a /60 in /122
+// blocks) has 2^62 candidates spread evenly over it: the first block of
+// each of 2^62 equal parts, so that a reservation of the pool's start
+// leaves candidates elsewhere. The blocks of the IPv4-mapped range (in an
+// IPv6 pool stored before CreatePool refused it) are left out.
+func blockCandidatesSkipping(pool IPPool, node string, limit uint64, covered func(netip.Prefix) (netip.Prefix, bool), yield func(netip.Prefix) bool) {
+	is4 := pool.CIDR.Addr().Is4()
+	base := toU128(pool.CIDR.Addr())
+	d := pool.BlockSize - pool.CIDR.Bits()
+	stride := max(d-62, 0)                                      // candidate i is block i << stride
+	unit := pool.CIDR.Addr().BitLen() - pool.BlockSize + stride // candidate i is at base + i << unit
 	n := blockCount(pool)
-	// Blocks [gap, gap+gapLen) are mapped; indices at or past gap are
+	// Candidates [gap, gap+gapLen) are mapped; indices at or past gap are
 	// shifted over them.
 	gap, gapLen := n, uint64(0)
-	if pool.CIDR.Addr().Is6() && pool.CIDR.Bits() < v4Mapped.Bits() {
-		if pool.CIDR.Contains(v4Mapped.Addr()) {
-			shift := 128 - pool.BlockSize
-			gap = (toU128(v4Mapped.Addr()).lo - toU128(pool.CIDR.Addr()).lo) >> shift
-			gapLen = 1 << (pool.BlockSize - v4Mapped.Bits())
-			n -= gapLen
+	if stride == 0 && !is4 && pool.CIDR.Bits() < v4Mapped.Bits() && pool.CIDR.Contains(v4Mapped.Addr()) {
+		gap = toU128(v4Mapped.Addr()).sub(base).shr(unit).lo
+		gapLen = 1 << (pool.BlockSize - v4Mapped.Bits())
+		n -= gapLen
+	}
+	real := func(c uint64) uint64 {
+		if c >= gap {
+			return c + gapLen
 		}
+		return c
 	}
 	start := nodeRand(node).Uint64N(n)
-	for k := uint64(0); k < n && k < limit; k++ {
-		i := (start + k) % n
-		if i >= gap {
-			i += gapLen
+	tried := uint64(0)
+	for k := uint64(0); k < n && tried < limit; {
+		c := (start + k) % n
+		b := netip.PrefixFrom(fromU128(base.add(real(c), unit), is4), pool.BlockSize)
+		if covered != nil {
+			if r, ok := covered(b); ok {
+				// The next candidate after r: the one past r's last
+				// address, in candidate order.
+				next := n
+				if off := lastOf(r).sub(base).shr(unit); off.hi == 0 && off.lo < n+gapLen {
+					switch nr := off.lo + 1; {
+					case nr <= gap:
+						next = nr
+					case nr < gap+gapLen:
+						next = gap
+					default:
+						next = nr - gapLen
+					}
+				}
+				k += next - c // > 0: r holds candidate c
+				continue
+			}
 		}
-		if !yield(blockAt(pool, i)) {
+		tried++
+		if !yield(b) {
 			return
 		}
+		k++
 	}
+}
+
+// sub returns v - w (mod 2^128).
+func (v u128) sub(w u128) u128 {
+	lo, borrow := bits.Sub64(v.lo, w.lo, 0)
+	return u128{hi: v.hi - w.hi - borrow, lo: lo}
+}
+
+// shr returns v >> s, for 0 <= s < 128.
+func (v u128) shr(s int) u128 {
+	switch {
+	case s == 0:
+		return v
+	case s < 64:
+		return u128{hi: v.hi >> s, lo: v.lo>>s | v.hi<<(64-s)}
+	default:
+		return u128{lo: v.hi >> (s - 64)}
+	}
+}
+
+// lastOf is the last address of p as a number.
+func lastOf(p netip.Prefix) u128 {
+	host := p.Addr().BitLen() - p.Bits()
+	v := toU128(p.Masked().Addr())
+	switch {
+	case host == 0:
+	case host < 64:
+		v.lo |= 1<<host - 1
+	default:
+		v.lo = ^uint64(0)
+		v.hi |= 1<<(host-64) - 1
+	}
+	return v
+}
+
+// coveringReservation returns a reservation holding all of block.
+func coveringReservation(block netip.Prefix, res []netip.Prefix) (netip.Prefix, bool) {
+	for _, r := range res {
+		if r.Bits() <= block.Bits() && r.Overlaps(block) {
+			return r, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // reservedMask says which ordinals of block are reserved; nil means none,

@@ -102,13 +102,21 @@ func FuzzDecodeBlock(f *testing.F) {
 func TestBlockMaths(t *testing.T) {
 	p := IPPool{CIDR: pfx("10.0.0.0/16"), BlockSize: 26}
 	assert.Equal(t, uint64(1024), blockCount(p))
-	assert.Equal(t, pfx("10.0.0.0/26"), blockAt(p, 0))
-	assert.Equal(t, pfx("10.0.1.0/26"), blockAt(p, 4))
-	assert.Equal(t, pfx("10.0.255.192/26"), blockAt(p, 1023))
 	p6 := IPPool{CIDR: pfx("fd00::/48"), BlockSize: 122}
 	assert.Equal(t, uint64(1<<62), blockCount(p6), "capped")
-	assert.Equal(t, pfx("fd00::1:0/122"), blockAt(p6, 1024))
-	assert.Equal(t, pfx("fd00:0:0:1::/122"), blockAt(p6, 1<<58))
+	for _, tc := range []struct {
+		p    string
+		last string
+	}{{"10.0.0.0/26", "10.0.0.63"}, {"10.0.0.7/32", "10.0.0.7"}, {"fd00::/122", "fd00::3f"},
+		{"fd00::/48", "fd00::ffff:ffff:ffff:ffff:ffff"}, {"fd00::1/128", "fd00::1"}, {"::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}} {
+		assert.Equal(t, addr(tc.last), fromU128(lastOf(pfx(tc.p)), pfx(tc.p).Addr().Is4()), tc.p)
+	}
+	v := toU128(addr("fd00::1:2:3:4:5")).sub(toU128(addr("fd00::")))
+	assert.Equal(t, u128{hi: 1, lo: 0x0002000300040005}, v)
+	assert.Equal(t, u128{lo: 0x0001000200030004}, v.shr(16))
+	assert.Equal(t, u128{lo: 1}, v.shr(64))
+	assert.Equal(t, v, v.shr(0))
+	assert.Equal(t, u128{hi: ^uint64(0), lo: ^uint64(0)}, u128{}.sub(u128{lo: 1}), "wraps")
 	assert.Equal(t, addr("fd00::40"), addrAt(pfx("fd00::/122"), 64-0-0) /* the next block */)
 	assert.Equal(t, 5, ordinal(pfx("10.0.0.64/26"), addr("10.0.0.69")))
 	assert.Equal(t, pfx("10.0.0.64/26"), blockFor(addr("10.0.0.69"), 26))

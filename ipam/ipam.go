@@ -400,17 +400,37 @@ func (a *IPAM) Pool(ctx context.Context, name string) (IPPool, error) {
 // CreatePool validates p, fills in its defaults and adds it. Pools may not
 // overlap; the check and the write are one atomic compare-and-swap. An
 // IPv6 pool may not overlap the IPv4-mapped range ::ffff:0:0/96
-// (ErrInvalid).
+// (ErrInvalid). A block left from a deleted pool (Check reports it
+// outside every pool) that lies in p must be one of p's blocks, which p
+// then adopts; one of another size or alignment is ErrOverlap, since its
+// addresses would also lie in one of p's blocks and could be handed out
+// twice.
 func (a *IPAM) CreatePool(ctx context.Context, p IPPool) (IPPool, error) {
 	p = p.normalize()
 	if err := p.Validate(); err != nil {
 		return IPPool{}, err
 	}
-	err := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+	// No block is created in a range outside every pool, so none can
+	// appear here between this listing and the pool's write.
+	cidrs, err := a.blockCIDRs(ctx)
+	if err != nil {
+		return IPPool{}, fmt.Errorf("create pool %q: %w", p.Name, err)
+	}
+	var misfit error
+	for _, cidr := range sortedCIDRs(cidrs) {
+		if cidr.Overlaps(p.CIDR) && (cidr.Bits() != p.BlockSize || !p.CIDR.Contains(cidr.Addr())) {
+			misfit = fmt.Errorf("block %s, left from a deleted pool, is not one of its /%d blocks: %w", cidr, p.BlockSize, ErrOverlap)
+			break
+		}
+	}
+	err = modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
 		for _, q := range *pools {
 			if err := p.Conflict(q); err != nil {
 				return editSkip, err
 			}
+		}
+		if misfit != nil { // checked after the pools: an existing pool's block is an overlap with that pool
+			return editSkip, misfit
 		}
 		*pools = append(*pools, p)
 		slices.SortFunc(*pools, func(x, y IPPool) int { return cmp.Compare(x.Name, y.Name) })
@@ -472,6 +492,13 @@ func (a *IPAM) UpdatePool(ctx context.Context, p IPPool) (IPPool, error) {
 // then ReleaseEmptyBlocks frees its empty blocks once the empty-block grace
 // period has passed (a block in a disabled pool is never kept as a node's
 // last block).
+//
+// An assignment in flight may claim a block from the pool while it is
+// deleted. The pool is removed first and its blocks listed after, while a
+// claim creates its block first and reads the pools after (withdrawing the
+// block when its pool is gone), so one of the two always sees the other:
+// when the listing finds a block, the pool is put back and DeletePool
+// fails with ErrPoolInUse.
 func (a *IPAM) DeletePool(ctx context.Context, name string) error {
 	c, err := a.loadCluster(ctx)
 	if err != nil {
@@ -481,19 +508,61 @@ func (a *IPAM) DeletePool(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("delete pool %q: %w", name, ErrNotFound)
 	}
-	blocks, err := a.listBlocks(ctx)
-	if err != nil {
+	if err := a.poolWithoutBlocks(ctx, c.pools[i]); err != nil {
 		return err
 	}
-	for _, b := range blocks {
-		if c.pools[i].CIDR.Overlaps(b.block.CIDR) {
-			return fmt.Errorf("delete pool %q: block %s remains: %w", name, b.block.CIDR, ErrPoolInUse)
+	var removed IPPool
+	found := false
+	err = modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+		j := slices.IndexFunc(*pools, func(p IPPool) bool { return p.Name == name })
+		if found = j >= 0; !found {
+			return editSkip, nil
 		}
-	}
-	return modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
-		*pools = slices.DeleteFunc(*pools, func(p IPPool) bool { return p.Name == name })
+		removed = (*pools)[j]
+		*pools = slices.Delete(*pools, j, j+1)
 		return editWrite, nil
 	})
+	if err != nil {
+		return fmt.Errorf("delete pool %q: %w", name, err)
+	}
+	if !found {
+		return fmt.Errorf("delete pool %q: %w", name, ErrNotFound)
+	}
+	berr := a.poolWithoutBlocks(ctx, removed)
+	if berr == nil {
+		return nil
+	}
+	// A claim got its block in before the pool was removed: put it back.
+	rerr := modifyJSON(ctx, a, keyPools, func(pools *[]IPPool, _ bool) (edit, error) {
+		for _, q := range *pools {
+			if err := removed.Conflict(q); err != nil {
+				return editSkip, err
+			}
+		}
+		*pools = append(*pools, removed)
+		slices.SortFunc(*pools, func(x, y IPPool) int { return cmp.Compare(x.Name, y.Name) })
+		return editWrite, nil
+	})
+	if rerr != nil {
+		return errors.Join(berr, fmt.Errorf("delete pool %q: putting it back failed, so its blocks lie outside every pool "+
+			"(Check reports them) until it is created again: %w", name, rerr))
+	}
+	return berr
+}
+
+// poolWithoutBlocks returns an error matching ErrPoolInUse when a block
+// of p exists.
+func (a *IPAM) poolWithoutBlocks(ctx context.Context, p IPPool) error {
+	cidrs, err := a.blockCIDRs(ctx)
+	if err != nil {
+		return fmt.Errorf("delete pool %q: %w", p.Name, err)
+	}
+	for _, cidr := range sortedCIDRs(cidrs) {
+		if p.CIDR.Overlaps(cidr) {
+			return fmt.Errorf("delete pool %q: block %s remains: %w", p.Name, cidr, ErrPoolInUse)
+		}
+	}
+	return nil
 }
 
 // Reservations returns every IPReservation.

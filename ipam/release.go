@@ -96,7 +96,7 @@ func (a *IPAM) assignOne(ctx context.Context, c *cluster, attr *Attribute, addr 
 		}
 		if _, err := a.s.Get(ctx, blockKey(cidr)); errors.Is(err, store.ErrNotFound) {
 			if err := a.createBlockFor(ctx, c, attr, cidr); err != nil && !errors.Is(err, errBlockTaken) {
-				return nil, err
+				return nil, fmt.Errorf("assign %s: %w", addr, err)
 			}
 			continue
 		} else if err != nil {
@@ -169,6 +169,16 @@ func (a *IPAM) createBlockFor(ctx context.Context, c *cluster, attr *Attribute, 
 	_, err = a.s.Create(ctx, blockKey(cidr), encodeBlock(newBlock(cidr, "", a.now().UTC())))
 	if errors.Is(err, store.ErrExists) {
 		return errBlockTaken
+	}
+	if err == nil || !definite(err) {
+		// As in claim: read the pools after writing the block, for
+		// DeletePool.
+		if perr := a.poolStillThere(ctx, cidr); perr != nil {
+			if errors.Is(perr, errPoolGone) {
+				a.withdrawBlock(ctx, cidr, "")
+			}
+			return errors.Join(err, perr)
+		}
 	}
 	return err
 }
@@ -498,8 +508,14 @@ func (a *IPAM) releaseAffinity(ctx context.Context, af storedAffinity, requireEm
 // order is kept; empty blocks in disabled, deleted or non-selecting pools
 // are always released (after the grace period), so the DeletePool recipe
 // (disable the pool, release its addresses, wait for ReleaseEmptyBlocks)
-// drains the pool even when it held the node's only block.
+// drains the pool even when it held the node's only block. A node name
+// with '/' or spaces is ErrInvalid.
 func (a *IPAM) ReleaseEmptyBlocks(ctx context.Context, node string) ([]netip.Prefix, error) {
+	if node != "" {
+		if err := validateName(node); err != nil {
+			return nil, fmt.Errorf("%w: release empty blocks: node: %v", ErrInvalid, err)
+		}
+	}
 	c, err := a.loadCluster(ctx)
 	if err != nil {
 		return nil, err

@@ -136,17 +136,22 @@ func (a *IPAM) Usage(ctx context.Context) (Usage, error) {
 
 // AffineBlocks returns the blocks confirmed affine to node — the ones it
 // advertises over BGP and blackholes locally — and the store revision to
-// pass to WatchAffinities to follow changes from there.
+// pass to WatchAffinities to follow changes from there. An empty node
+// name, or one with '/' or spaces, is ErrInvalid (it must not list other
+// nodes' blocks).
 func (a *IPAM) AffineBlocks(ctx context.Context, node string) ([]netip.Prefix, int64, error) {
+	if err := validateName(node); err != nil {
+		return nil, 0, fmt.Errorf("%w: affine blocks: node: %v", ErrInvalid, err)
+	}
 	l, err := a.s.List(ctx, keyAffinities+node+"/")
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("affine blocks of node %q: %w", node, err)
 	}
 	var out []netip.Prefix
 	for _, kv := range l.KVs {
 		var af Affinity
 		if err := json.Unmarshal(kv.Value, &af); err != nil {
-			return nil, 0, err
+			return nil, 0, fmt.Errorf("affine blocks of node %q: decode %s: %w", node, kv.Key, err)
 		}
 		if af.State == AffinityConfirmed {
 			out = append(out, af.CIDR)
@@ -157,17 +162,21 @@ func (a *IPAM) AffineBlocks(ctx context.Context, node string) ([]netip.Prefix, i
 
 // BorrowedAddrs returns the addresses node holds in blocks not affine to
 // it: each needs a /32 (/128) route to node, since the block's route
-// leads to its owner. The revision is for WatchBlocks.
+// leads to its owner. The revision is for WatchBlocks. A bad node name
+// (as for AffineBlocks) is ErrInvalid.
 func (a *IPAM) BorrowedAddrs(ctx context.Context, node string) ([]netip.Addr, int64, error) {
+	if err := validateName(node); err != nil {
+		return nil, 0, fmt.Errorf("%w: borrowed addresses: node: %v", ErrInvalid, err)
+	}
 	l, err := a.s.List(ctx, keyBlocks)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("borrowed addresses of node %q: %w", node, err)
 	}
 	var out []netip.Addr
 	for _, kv := range l.KVs {
 		b, err := decodeBlock(kv.Value)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, fmt.Errorf("borrowed addresses of node %q: %s: %w", node, kv.Key, err)
 		}
 		out = append(out, b.borrowedBy(node)...)
 	}

@@ -45,6 +45,11 @@ func Run(t *testing.T, newStore Factory) {
 		{"WatchNegativeRevision", testWatchNegative},
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"ConcurrentCreate", testConcurrentCreate},
+		{"StaleRevisionAfterRecreate", testStaleRevisionAfterRecreate},
+		{"MissingKeyWithRevision", testMissingKeyWithRevision},
+		{"RewriteSameValue", testRewriteSameValue},
+		{"ListRevisionIsStoreWide", testListRevisionStoreWide},
+		{"EndedContext", testEndedContext},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -392,4 +397,119 @@ func testConcurrentCreate(t *testing.T, s store.Store) {
 	for k, n := range wins {
 		assert.Equal(t, 1, n, k)
 	}
+}
+
+// testStaleRevisionAfterRecreate: a revision read before a key was
+// deleted and created again never matches the new key (IPAM compares a
+// block's revision to tell whether it was released and claimed afresh).
+func testStaleRevisionAfterRecreate(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	r1, err := s.Create(ctx, "/a", []byte("one"))
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, "/a", r1))
+	r2, err := s.Create(ctx, "/a", []byte("one"))
+	require.NoError(t, err)
+	require.Greater(t, r2, r1)
+	_, err = s.Update(ctx, "/a", []byte("stale"), r1)
+	require.ErrorIs(t, err, store.ErrConflict)
+	require.ErrorIs(t, s.Delete(ctx, "/a", r1), store.ErrConflict)
+	requireKV(t, s, "/a", "one", r2)
+}
+
+// testMissingKeyWithRevision: Update and Delete of a missing key at a
+// revision say ErrNotFound, not ErrConflict (IPAM reads a block that
+// vanished under a compare-and-swap as gone).
+func testMissingKeyWithRevision(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	r1, err := s.Create(ctx, "/a", []byte("one"))
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, "/a", 0))
+	for _, rev := range []int64{r1, r1 + 100} {
+		_, err = s.Update(ctx, "/a", []byte("x"), rev)
+		require.ErrorIs(t, err, store.ErrNotFound, "update at %d", rev)
+		assert.NotErrorIs(t, err, store.ErrConflict)
+		err = s.Delete(ctx, "/a", rev)
+		require.ErrorIs(t, err, store.ErrNotFound, "delete at %d", rev)
+		assert.NotErrorIs(t, err, store.ErrConflict)
+	}
+	_, err = s.Get(ctx, "/a")
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing written")
+}
+
+// testRewriteSameValue: writing a key's value unchanged still gives it a
+// new revision, so a compare-and-swap against the old one fails (IPAM
+// fences off a block write whose outcome is unknown this way).
+func testRewriteSameValue(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	r1, err := s.Create(ctx, "/a", []byte("same"))
+	require.NoError(t, err)
+	r2, err := s.Update(ctx, "/a", []byte("same"), r1)
+	require.NoError(t, err)
+	require.Greater(t, r2, r1)
+	_, err = s.Update(ctx, "/a", []byte("late"), r1)
+	require.ErrorIs(t, err, store.ErrConflict)
+	requireKV(t, s, "/a", "same", r2)
+}
+
+// testListRevisionIsStoreWide: a listing's revision covers writes to
+// keys outside its prefix too, so watching another prefix from it misses
+// nothing either.
+func testListRevisionStoreWide(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	_, err := s.Create(ctx, "/p/a", []byte("1"))
+	require.NoError(t, err)
+	r2, err := s.Create(ctx, "/q/a", []byte("2"))
+	require.NoError(t, err)
+	l, err := s.List(ctx, "/p/")
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, l.Revision, r2)
+	_, rev, err := store.ListKeys(ctx, s, "/p/")
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, rev, r2)
+	ch, err := s.Watch(ctx, "/q/", l.Revision)
+	require.NoError(t, err)
+	r3, err := s.Create(ctx, "/q/b", []byte("3"))
+	require.NoError(t, err)
+	ev := next(t, ch)
+	assert.Equal(t, "/q/b", ev.KV.Key, "the write listed before is not seen again")
+	assert.Equal(t, r3, ev.KV.Revision)
+}
+
+// testEndedContext: every operation given an ended context fails with
+// the context's error, which is none of the store's sentinels (IPAM
+// treats those as definite answers), and writes nothing.
+func testEndedContext(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	rev, err := s.Create(ctx, "/a", []byte("one"))
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	check := func(op string, err error) {
+		t.Helper()
+		require.ErrorIs(t, err, context.Canceled, op)
+		for _, sentinel := range []error{store.ErrNotFound, store.ErrExists, store.ErrConflict, store.ErrClosed} {
+			assert.NotErrorIs(t, err, sentinel, op)
+		}
+	}
+	_, err = s.Get(ended, "/a")
+	check("get", err)
+	_, err = s.List(ended, "/")
+	check("list", err)
+	_, err = s.Create(ended, "/b", []byte("x"))
+	check("create", err)
+	_, err = s.Update(ended, "/a", []byte("x"), rev)
+	check("update", err)
+	check("delete", s.Delete(ended, "/a", rev))
+	l, err := s.List(ctx, "/")
+	require.NoError(t, err)
+	require.Len(t, l.KVs, 1)
+	assert.Equal(t, store.KV{Key: "/a", Value: []byte("one"), Revision: rev}, l.KVs[0])
+}
+
+// requireKV asserts that key holds value at revision rev.
+func requireKV(t *testing.T, s store.Store, key, value string, rev int64) {
+	t.Helper()
+	kv, err := s.Get(ctxT(t), key)
+	require.NoError(t, err)
+	assert.Equal(t, store.KV{Key: key, Value: []byte(value), Revision: rev}, kv)
 }
