@@ -93,10 +93,14 @@
 //	                               | IP set of the selector's members would
 //	notSelector: X                 | the address belongs to nothing matching X, so external
 //	                               | addresses match; selector: !X needs a known item
-//	named ports                    | resolved per destination endpoint (name, protocol, number),
-//	                               | only on endpoints the rule's positive selection selects (all
-//	                               | endpoints without one), also for notPorts; never on network
-//	                               | sets or external addresses
+//	named ports                    | resolved per endpoint (name, protocol, number) on either
+//	                               | side: in destination.ports they match the destination
+//	                               | address and port, in source.ports the source address and
+//	                               | port (Felix's DstNamedPortIpSetIds / SrcNamedPortIpSetIds);
+//	                               | only on endpoints that side's positive selection selects
+//	                               | (all endpoints without one; a notSelector does not narrow
+//	                               | it, it applies on its own), also for notPorts; the protocol
+//	                               | is the rule's; never on network sets or external addresses
 //	implicit labels                | workloads carry projectcalico.org/namespace,
 //	                               | projectcalico.org/orchestrator=k8s and
 //	                               | projectcalico.org/serviceaccount; namespaced network sets
@@ -169,9 +173,10 @@
 // the wrong direction or without a namespace in a global policy, negative or
 // non-finite orders, repeated types, preDNAT/doNotTrack without
 // applyOnForward, built-in tiers with another order. Tabby also rejects
-// named ports in a rule's source (a named port names a port the destination
-// listens on), endpoint and service ports without a port number, and two
-// ServiceEndpoints of one name.
+// endpoint and service ports without a port number, and two
+// ServiceEndpoints of one name. Named ports are accepted in a rule's source
+// as in its destination, as Calico accepts them; Felix matches them against
+// the packet's source address and port.
 //
 // Decode is strict and single-pass: unknown fields, values of the wrong type
 // and invalid values of every document are reported together (the form

@@ -494,7 +494,9 @@ func (ps *PolicySet) selectsItem(m *EntityMatch, it *item) bool {
 
 // portMatches: a numeric port in range, or a named port of an endpoint that
 // owns the address, is selected by the entity's positive selection (all
-// endpoints when it has none) and names this protocol and port.
+// endpoints when it has none) and names this protocol and port. The address
+// and port are the flow's destination ones for a rule's destination and its
+// source ones for its source, so one function serves both sides.
 func (ps *PolicySet) portMatches(m *EntityMatch, ports []Port, port uint16, proto Protocol, owners []*item) bool {
 	for _, p := range ports {
 		if !p.IsNamed() {

@@ -843,3 +843,76 @@ spec:
 	_, err = ps.Endpoint("prod/db")
 	require.NoError(t, err)
 }
+
+// TestEvaluateSourceNamedPorts: a named port in a rule's source matches the
+// flow's source address and port against the named ports of the endpoints
+// the source selects (all endpoints without a selector; a notSelector does
+// not narrow them), as Felix's SrcNamedPortIpSetIds (src,src) do.
+func TestEvaluateSourceNamedPorts(t *testing.T) {
+	cli := func(proto string, port uint16) []EndpointPort {
+		return []EndpointPort{{Name: "cli", Protocol: mustProto(proto), Port: port}}
+	}
+	endpoints := func() []Resource {
+		web, db, devWeb := wep("prod", "web", "10.0.0.1", "app", "web"), wep("prod", "db", "10.0.0.2", "app", "db"), wep("dev", "web", "10.0.1.1", "app", "web")
+		web.Ports, db.Ports, devWeb.Ports = cli("TCP", 40000), cli("TCP", 40001), cli("UDP", 40000)
+		return []Resource{web, db, devWeb,
+			&Namespace{Name: "prod"}, &Namespace{Name: "dev"},
+			&GlobalNetworkSet{ObjectMeta: objMeta("", "cluster", "kind", "cluster"), Spec: NetworkSetSpec{Nets: []string{"10.0.0.0/16"}}}}
+	}
+	from := func(src string, port uint16, proto Protocol, dst string) Flow {
+		return Flow{Src: peer(src), Dst: peer(dst), Protocol: proto, SrcPort: port, DstPort: 80}
+	}
+	tcpP, udpP := ProtoTCP, ProtoUDP
+	tests := []struct {
+		name  string
+		yaml  string
+		flows []flowCase
+	}{{
+		name: "ingress",
+		yaml: `
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: src}
+spec:
+  selector: all()
+  ingress:
+  - {action: Deny, protocol: TCP, source: {selector: kind == 'cluster', ports: [cli]}}
+  - {action: Allow, protocol: TCP, source: {selector: app == 'web', ports: [cli]}}
+  - {action: Allow, protocol: UDP, source: {ports: [cli]}}
+  - {action: Deny, protocol: TCP, source: {notSelector: app == 'web', notPorts: [cli]}}
+  - {action: Allow, protocol: TCP, source: {notSelector: app == 'web', ports: [cli]}}
+`,
+		flows: []flowCase{
+			// The network set holds web's address but has no named ports.
+			{"the selected endpoint's own port", from("prod/web", 40000, tcpP, "prod/db"), Allow, "policy src rule 1"},
+			{"another source port", from("prod/web", 40001, tcpP, "prod/db"), Deny, "end of tier"},
+			{"unknown source port", from("prod/web", 0, tcpP, "prod/db"), Deny, "end of tier"},
+			{"the port is another endpoint's", from("prod/db", 40000, tcpP, "prod/web"), Deny, "policy src rule 3"},
+			{"notPorts excludes the source's own port; no selector means every endpoint",
+				from("prod/db", 40001, tcpP, "prod/web"), Allow, "policy src rule 4"},
+			{"the named port is UDP", from("dev/web", 40000, udpP, "prod/db"), Allow, "policy src rule 2"},
+			{"TCP flow, UDP named port", from("dev/web", 40000, tcpP, "prod/db"), Deny, "end of tier"},
+			{"an external address has no named ports", from("8.8.8.8", 40000, udpP, "prod/db"), Deny, "end of tier"},
+		},
+	}, {
+		name: "egress: the policy's own endpoint is the source",
+		yaml: `
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: out}
+spec:
+  selector: app == 'db'
+  egress: [{action: Allow, protocol: TCP, source: {ports: [cli, 22]}}]
+`,
+		flows: []flowCase{
+			{"its named port", from("prod/db", 40001, tcpP, "prod/web"), Allow, "policy out rule 0"},
+			{"a numeric port beside it", from("prod/db", 22, tcpP, "prod/web"), Allow, "policy out rule 0"},
+			{"web's named port number", from("prod/db", 40000, tcpP, "prod/web"), Deny, "end of tier"},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runFlows(t, build(t, tt.yaml, endpoints()...), tt.flows)
+		})
+	}
+}

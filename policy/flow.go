@@ -18,7 +18,8 @@ const KindFlow = "Flow"
 //   - srcPort, dstPort: only on TCP, UDP and SCTP, the protocols whose ports
 //     Calico matches (Protocol.SupportsPorts); dstPort is then required
 //     (1-65535), srcPort may be 0 for "not known" (it then matches only
-//     rules without source ports, or whose ranges include 0);
+//     rules without source ports, or whose ranges include 0, never a
+//     source named port);
 //   - icmp: only on ICMP and ICMPv6 flows, and type 255 is refused as
 //     Calico refuses it in rules (types 0-254, codes 0-255);
 //   - http: only on TCP flows (Calico's HTTP match is for TCP), with a

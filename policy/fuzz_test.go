@@ -11,6 +11,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		np("ingress: [{action: Allow, protocol: TCP, source: {selector: a == 'b', nets: [10.0.0.0/8]}, destination: {ports: [80, '1:2', http]}}]"),
+		gnp("egress: [{action: Allow, protocol: UDP, source: {selector: has(a), ports: [dns, 53], notPorts: [cli]}}]"),
 		gnp("namespaceSelector: all()\negress: [{action: Deny, protocol: ICMP, icmp: {type: 8, code: 1}}]\ntypes: [Egress]"),
 		"apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\nspec: {order: 1, defaultAction: Pass}\n",
 		"apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: s, labels: {a: b}}\nspec: {nets: ['fd00::/8']}\n",

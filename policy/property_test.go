@@ -556,9 +556,14 @@ func (g gen) entity(dst bool, proto *Protocol, services bool, global bool) Entit
 				case 1:
 					ps = append(ps, PortRange(80, 443))
 				default:
-					if dst {
+					switch {
+					case dst:
 						ps = append(ps, NamedPort(g.pick("http", "dns")))
-					} else {
+					case g.chance(0.5):
+						// A source named port: the flows' source ports are
+						// 40000 ("cli") and 53 ("dns").
+						ps = append(ps, NamedPort(g.pick("cli", "dns")))
+					default:
 						ps = append(ps, SinglePort(40000))
 					}
 				}
@@ -676,6 +681,9 @@ func (g gen) world() Resources {
 		}
 		if g.chance(0.3) {
 			ep.Ports = append(ep.Ports, EndpointPort{Name: "dns", Protocol: mustProto(g.pick("UDP", "TCP")), Port: 53})
+		}
+		if g.chance(0.4) { // a client port, for source named ports
+			ep.Ports = append(ep.Ports, EndpointPort{Name: "cli", Protocol: mustProto(g.pick("UDP", "TCP")), Port: uint16(g.pick4(40000, 40001))})
 		}
 		r.Endpoints = append(r.Endpoints, ep)
 	}

@@ -146,10 +146,14 @@ type NamedPortMember struct {
 	Port     uint16     `json:"port"`
 }
 
-// NamedPortMembers returns, for a named port used in an entity match, the
-// (address, protocol, port) triples of the endpoints it selects (all
-// endpoints when it has no selection) that have a port of that name and
-// protocol: what a hash:ip,port IP set for the rule would hold.
+// NamedPortMembers returns, for a named port used in an entity match (a
+// rule's source or destination), the (address, protocol, port) triples of
+// the endpoints it selects (all endpoints when it has no selection; its
+// notSelector does not narrow them) that have a port of that name and
+// protocol: what a hash:ip,port IP set for the rule would hold, matched
+// against the packet's destination (dst,dst) for the destination and its
+// source (src,src) for the source, as Felix matches DstNamedPortIpSetIds
+// and SrcNamedPortIpSetIds.
 func (ps *PolicySet) NamedPortMembers(m *EntityMatch, name string, proto Protocol) []NamedPortMember {
 	var out []NamedPortMember
 	candidates := ps.endpoints

@@ -364,7 +364,9 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p path, e *errs) ResolvedRul
 		}
 	}
 
-	// Ports need a protocol that has them.
+	// Ports need a protocol that has them. Named ports are valid on both
+	// sides, as in Calico's validator: in a source one matches the packet's
+	// source address and port (Felix's SrcNamedPortIpSetIds).
 	portsOK := rr.Protocol != nil && protoHasPorts(*rr.Protocol)
 	for _, pf := range [...]struct {
 		side, name string
@@ -378,18 +380,6 @@ func resolveRule(r *Rule, idx int, ctx ruleContext, p path, e *errs) ResolvedRul
 		if len(pf.ports) > 0 && !portsOK {
 			sp := p.field(pf.side)
 			e.add(sp.field(pf.name), "ports require protocol TCP, UDP or SCTP")
-		}
-	}
-	for _, pf := range [...]struct {
-		name  string
-		ports []Port
-	}{{"ports", r.Source.Ports}, {"notPorts", r.Source.NotPorts}} {
-		for i, port := range pf.ports {
-			if port.IsNamed() {
-				sp := p.field("source")
-				fp := sp.field(pf.name)
-				e.add(fp.at(i), fmt.Sprintf("named port %q not allowed in a source: a named port names a port the destination listens on", port.PortName))
-			}
 		}
 	}
 

@@ -75,6 +75,12 @@ func (m MatchCriteria) NotDestIPPortSet(name string) MatchCriteria {
 	return m.with(setMatch{name, "dst,dst", true})
 }
 
+// NotSourceIPPortSet matches a source address and port not in the set
+// (`! --match-set NAME src,src`).
+func (m MatchCriteria) NotSourceIPPortSet(name string) MatchCriteria {
+	return m.with(setMatch{name, "src,src", true})
+}
+
 // HairpinIPPortIPSet matches a packet whose destination address and port
 // and source address are a member of a hash:ip,port,ip set
 // (`-m set --match-set NAME dst,dst,src`): with members (EP, proto:port,

@@ -16,6 +16,7 @@ func TestPolicyMatchesAndNFLOGRender(t *testing.T) {
 		{Match: Match().Protocol(TCP).NotDestPortRanges(PortRange{80, 80}, PortRange{8000, 8080}).SourcePortRanges(PortRange{1, 1023}), Action: Drop{}},
 		{Match: Match().Protocol(UDP).NotSourcePortRanges(PortRange{53, 53}).NotDestIPPortSet("tabby-p"), Action: NFLOG{Group: 7, Prefix: "D|x"}},
 		{Match: Match().HairpinIPPortIPSet("tabby-hp"), Action: Jump{Chain: "tabby-pi-y"}},
+		{Match: Match().Protocol(TCP).SourceIPPortSet("tabby-ps").NotSourceIPPortSet("tabby-pn"), Action: Accept{}},
 	}}))
 	out := ipt.Render()
 	for _, want := range []string{
@@ -24,6 +25,7 @@ func TestPolicyMatchesAndNFLOGRender(t *testing.T) {
 		"-m multiport ! --dports 80,8000:8080 -m tcp --sport 1:1023 -j DROP",
 		`-m udp ! --sport 53 -m set ! --match-set tabby-p dst,dst -j NFLOG --nflog-prefix "D|x" --nflog-group 7`,
 		"-m set --match-set tabby-hp dst,dst,src -j tabby-pi-y",
+		"-m set --match-set tabby-ps src,src -m set ! --match-set tabby-pn src,src -j ACCEPT",
 	} {
 		assert.True(t, strings.Contains(out, want), "missing %q in\n%s", want, out)
 	}

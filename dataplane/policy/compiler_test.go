@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -396,6 +397,119 @@ func TestPlanErr(t *testing.T) {
 			require.ErrorIs(t, err, iptables.ErrInvalidRule)
 			assert.ErrorContains(t, err, tt.want)
 			assert.Contains(t, tt.plan.String(), "icmp type match needs", "String shows the error in place of the rules")
+		})
+	}
+}
+
+// TestSourceNamedPorts checks how named ports in a rule's source render:
+// an ip,port set of the endpoints the source's positive selection selects
+// (all without one; a notSelector does not narrow it) with a port of that
+// name and the rule's protocol, matched src,src (negated for notPorts), as
+// Felix renders SrcNamedPortIpSetIds; numeric ports and named ports are
+// alternatives (one rule each, numeric lists split at the multiport limit)
+// and notPorts are all AND-ed, as for the destination.
+func TestSourceNamedPorts(t *testing.T) {
+	eps := []*policy.Endpoint{
+		{Name: "web", Namespace: "ns", Labels: map[string]string{"app": "web"},
+			Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")},
+			Ports: []policy.EndpointPort{{Name: "cli", Protocol: policy.ProtoTCP, Port: 40000},
+				{Name: "http", Protocol: policy.ProtoTCP, Port: 80}}},
+		{Name: "db", Namespace: "ns", Labels: map[string]string{"app": "db"},
+			Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2")},
+			Ports: []policy.EndpointPort{{Name: "cli", Protocol: policy.ProtoTCP, Port: 40001},
+				{Name: "dns", Protocol: policy.ProtoUDP, Port: 53}, {Name: "http", Protocol: policy.ProtoTCP, Port: 8080}}},
+	}
+	ports := func(n int, named ...string) []policy.Port {
+		var ps []policy.Port
+		for i := range n {
+			ps = append(ps, policy.SinglePort(uint16(1000+i)))
+		}
+		for _, name := range named {
+			ps = append(ps, policy.NamedPort(name))
+		}
+		return ps
+	}
+	both := []string{"10.0.0.1,tcp:40000", "10.0.0.2,tcp:40001"}
+	tests := []struct {
+		name  string
+		rule  policy.Rule
+		lines int                 // rendered iptables rules
+		want  []string            // in every line
+		sets  map[string][]string // match ("src,src", "! dst,dst") -> members of the set it names
+	}{
+		{name: "selector", rule: policy.Rule{Source: policy.EntityRule{Selector: "app == 'web'", Ports: ports(0, "cli")}},
+			lines: 1, sets: map[string][]string{"src,src": {"10.0.0.1,tcp:40000"}}},
+		{name: "no selector: every endpoint", rule: policy.Rule{Source: policy.EntityRule{Ports: ports(0, "cli")}},
+			lines: 1, sets: map[string][]string{"src,src": both}},
+		{name: "notSelector does not narrow the set", rule: policy.Rule{Source: policy.EntityRule{NotSelector: "app == 'web'", Ports: ports(0, "cli")}},
+			lines: 1, want: []string{"-m set ! --match-set tabby-s4-"}, sets: map[string][]string{"src,src": both}},
+		{name: "notPorts", rule: policy.Rule{Source: policy.EntityRule{NotPorts: ports(0, "cli")}},
+			lines: 1, sets: map[string][]string{"! src,src": both}},
+		{name: "the rule's protocol", rule: policy.Rule{Protocol: ptrTo(policy.ProtoUDP), Source: policy.EntityRule{Ports: ports(0, "dns")}},
+			lines: 1, want: []string{"-p udp"}, sets: map[string][]string{"src,src": {"10.0.0.2,udp:53"}}},
+		{name: "no endpoint has the name for the rule's protocol", rule: policy.Rule{Protocol: ptrTo(policy.ProtoUDP), Source: policy.EntityRule{Ports: ports(0, "cli")}},
+			lines: 1, sets: map[string][]string{"src,src": nil}},
+		{name: "numeric ports past the multiport limit and a named port are alternatives",
+			rule:  policy.Rule{Source: policy.EntityRule{Ports: ports(16, "cli")}},
+			lines: 3, sets: map[string][]string{"src,src": both}},
+		{name: "notPorts past the multiport limit are all AND-ed",
+			rule:  policy.Rule{Source: policy.EntityRule{NotPorts: ports(16, "cli")}},
+			lines: 1, want: []string{"-m multiport ! --sports 1000,", "-m tcp ! --sport 1015 ", "! --match-set"},
+			sets: map[string][]string{"! src,src": both}},
+		{name: "both sides", rule: policy.Rule{Source: policy.EntityRule{Selector: "app == 'db'", Ports: ports(0, "cli")},
+			Destination: policy.EntityRule{Ports: ports(0, "http")}},
+			lines: 1, sets: map[string][]string{"src,src": {"10.0.0.2,tcp:40001"}, "dst,dst": {"10.0.0.1,tcp:80", "10.0.0.2,tcp:8080"}}},
+		{name: "one set serves both sides", rule: policy.Rule{Source: policy.EntityRule{Ports: ports(0, "http")},
+			Destination: policy.EntityRule{NotPorts: ports(0, "http")}},
+			lines: 1, sets: map[string][]string{"src,src": {"10.0.0.1,tcp:80", "10.0.0.2,tcp:8080"}, "! dst,dst": {"10.0.0.1,tcp:80", "10.0.0.2,tcp:8080"}}},
+	}
+	setRE := regexp.MustCompile(`(! )?--match-set (tabby-p4-\S+) (src,src|dst,dst)`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iptFake, setFake := iptables.NewFake(), ipsets.NewFake()
+			ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4, Backend: iptables.BackendNFT}, iptables.WithExecer(iptFake))
+			require.NoError(t, err)
+			c, err := dppolicy.New(dppolicy.Config{}, ipt, ipsets.New(setFake))
+			require.NoError(t, err)
+			np := &policy.NetworkPolicy{}
+			np.Name, np.Namespace = "p", "ns"
+			np.Spec.Selector = "all()"
+			tt.rule.Action = policy.Allow
+			if tt.rule.Protocol == nil {
+				tt.rule.Protocol = ptrTo(policy.ProtoTCP)
+			}
+			np.Spec.Ingress = []policy.Rule{tt.rule}
+			require.NoError(t, c.Replace(policy.Resources{Endpoints: eps, NetworkPolicies: []*policy.NetworkPolicy{np}}))
+			_, err = c.Apply(context.Background())
+			require.NoError(t, err)
+			members := map[string][]string{}
+			for _, l := range strings.Split(setFake.Dump(), "\n") {
+				if f := strings.Fields(l); len(f) == 3 && f[0] == "add" {
+					members[f[1]] = append(members[f[1]], f[2])
+				}
+			}
+			var lines []string
+			for _, l := range strings.Split(iptFake.Dump(), "\n") {
+				if strings.Contains(l, "rule 0 Allow") {
+					lines = append(lines, l)
+				}
+			}
+			require.Len(t, lines, tt.lines, "%s", strings.Join(lines, "\n"))
+			for _, l := range lines {
+				for _, w := range tt.want {
+					assert.Contains(t, l, w)
+				}
+			}
+			got := map[string][]string{}
+			for _, l := range lines {
+				for _, m := range setRE.FindAllStringSubmatch(l, -1) {
+					k := m[1] + m[3]
+					require.NotContains(t, got, k, "one named-port set a side: %s", l)
+					assert.ElementsMatch(t, tt.sets[k], members[m[2]], "%s set %s", k, m[2])
+					got[k] = members[m[2]]
+				}
+			}
+			assert.Len(t, got, len(tt.sets), "%s", strings.Join(lines, "\n"))
 		})
 	}
 }

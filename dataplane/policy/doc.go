@@ -44,7 +44,10 @@
 //	ports, ranges, notPorts      | multiport (15 slots a rule; longer lists become several rules
 //	                             | with the same action), ! --dports for notPorts
 //	named ports                  | one hash:ip,port set per (positive selector, name, protocol):
-//	                             | the matching endpoints' (address, protocol, port)
+//	                             | the matching endpoints' (address, protocol, port), matched
+//	                             | dst,dst in a rule's destination and src,src (the packet's
+//	                             | source address and port) in its source, as Felix renders
+//	                             | DstNamedPortIpSetIds / SrcNamedPortIpSetIds; ! for notPorts
 //	protocols, ICMP type/code    | -p name or number, ! -p, -m icmp [!] --icmp-type T/C
 //	                             | (icmp6 --icmpv6-type for ICMPv6); icmp without a type is
 //	                             | the -p alone; an empty notICMP excludes every ICMP packet,

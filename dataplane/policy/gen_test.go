@@ -19,10 +19,13 @@ type world struct {
 	endpoints  []*policy.Endpoint
 }
 
-// probe ports: TCP and UDP, each with two numbers a named port maps to.
+// probe ports: TCP and UDP, each with two numbers a named port maps to;
+// clientPorts are the probes' source ports, which the named ports "cli"
+// (TCP) and "ucli" (UDP) map to.
 var (
-	tcpPorts = []uint16{80, 8080}
-	udpPorts = []uint16{53, 5353}
+	tcpPorts    = []uint16{80, 8080}
+	udpPorts    = []uint16{53, 5353}
+	clientPorts = []uint16{20000, 20001}
 )
 
 var (
@@ -34,7 +37,8 @@ var (
 
 // newWorld makes namespaces ns0..ns2 and one endpoint per address,
 // spread over the namespaces, with random labels and named ports
-// "http" (TCP 80 or 8080) and "dns" (UDP 53 or 5353).
+// "http" (TCP 80 or 8080), "dns" (UDP 53 or 5353) and the client ports
+// "cli" (TCP) and "ucli" (UDP), each 20000 or 20001.
 func newWorld(r *rand.Rand, addrs []netip.Addr) *world {
 	w := &world{}
 	for i := range 3 {
@@ -50,6 +54,8 @@ func newWorld(r *rand.Rand, addrs []netip.Addr) *world {
 			Ports: []policy.EndpointPort{
 				{Name: "http", Protocol: policy.ProtoTCP, Port: tcpPorts[r.IntN(2)]},
 				{Name: "dns", Protocol: policy.ProtoUDP, Port: udpPorts[r.IntN(2)]},
+				{Name: "cli", Protocol: policy.ProtoTCP, Port: clientPorts[r.IntN(2)]},
+				{Name: "ucli", Protocol: policy.ProtoUDP, Port: clientPorts[r.IntN(2)]},
 			},
 		})
 	}
@@ -169,12 +175,23 @@ func randomSpec(r *rand.Rand, w *world, global bool) policy.NetworkPolicySpec {
 	return s
 }
 
-func randomPorts(r *rand.Rand, proto policy.Protocol) []policy.Port {
+// randomPorts is a port list for a rule's destination (the probes'
+// destination ports and their names) or source (the client ports and
+// theirs), now and then with a name of the other protocol or side, which
+// no probe matches.
+func randomPorts(r *rand.Rand, proto policy.Protocol, src bool) []policy.Port {
 	var ps []policy.Port
-	nums := tcpPorts
-	name := "http"
-	if proto == policy.ProtoUDP {
+	nums, name := tcpPorts, "http"
+	switch {
+	case src && proto == policy.ProtoUDP:
+		nums, name = clientPorts, "ucli"
+	case src:
+		nums, name = clientPorts, "cli"
+	case proto == policy.ProtoUDP:
 		nums, name = udpPorts, "dns"
+	}
+	if r.IntN(8) == 0 {
+		name = pick(r, []string{"http", "dns", "cli", "ucli"})
 	}
 	n := 1 + r.IntN(2)
 	if r.IntN(6) == 0 {
@@ -218,10 +235,9 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 	case x == 10 && r.IntN(3) == 0:
 		rule.NotICMP = randomICMP(r) // invalid without protocol ICMP: both sides must refuse it
 	}
-	peer := &rule.Source
-	other := &rule.Destination
+	peer := &rule.Source // the other end of the flow
 	if !ingress {
-		peer, other = other, peer
+		peer = &rule.Destination
 	}
 	switch r.IntN(11) {
 	case 0:
@@ -270,15 +286,27 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 			peer.NamespaceSelector = "global()"
 		}
 	}
-	if rule.Protocol != nil && !rule.Protocol.IsICMP() && r.IntN(3) > 0 {
-		if r.IntN(4) == 0 {
-			other.NotPorts = randomPorts(r, *rule.Protocol)
-		} else {
-			other.Ports = randomPorts(r, *rule.Protocol)
+	// Ports on either side: destination ports on two rules in three,
+	// source ports (the probes' client ports, named or not) on one in
+	// three; a side with ports but no selector sometimes gets one, which
+	// narrows its named ports to the endpoints it selects.
+	if rule.Protocol != nil && !rule.Protocol.IsICMP() {
+		for _, side := range []struct {
+			m   *policy.EntityRule
+			src bool
+		}{{&rule.Destination, false}, {&rule.Source, true}} {
+			if (side.src && r.IntN(3) > 0) || (!side.src && r.IntN(3) == 0) {
+				continue
+			}
+			if r.IntN(4) == 0 {
+				side.m.NotPorts = randomPorts(r, *rule.Protocol, side.src)
+			} else {
+				side.m.Ports = randomPorts(r, *rule.Protocol, side.src)
+			}
+			if side.m.Selector == "" && r.IntN(3) == 0 {
+				side.m.Selector = randomLabelSel(r)
+			}
 		}
-	}
-	if !ingress && rule.Protocol != nil && len(other.Ports) > 0 && r.IntN(3) == 0 {
-		other.Selector = randomLabelSel(r)
 	}
 	return rule
 }

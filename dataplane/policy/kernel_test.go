@@ -60,10 +60,13 @@ func newKernelNode(t *testing.T, pods int, cfg dppolicy.Config, seed uint64) *ke
 	return k
 }
 
+// probe is a connection attempt from pod from's source port srcPort (0
+// for ICMP) to pod to's port.
 type probe struct {
 	from, to int
 	proto    policy.Protocol
 	port     uint16
+	srcPort  uint16
 }
 
 func (p probe) network() string {
@@ -80,7 +83,7 @@ func (p probe) network() string {
 // (type 8 code 0).
 func (p probe) flow(w *world) policy.Flow {
 	f := policy.Flow{Src: policy.EndpointPeer(w.endpoints[p.from].Key()),
-		Dst: policy.EndpointPeer(w.endpoints[p.to].Key()), Protocol: p.proto, DstPort: p.port}
+		Dst: policy.EndpointPeer(w.endpoints[p.to].Key()), Protocol: p.proto, SrcPort: p.srcPort, DstPort: p.port}
 	if p.proto == policy.ProtoICMP {
 		f.ICMP = &policy.ICMPInfo{Type: 8, Code: 0}
 	}
@@ -116,7 +119,7 @@ func (k *kernelNode) probeAll(probes []probe, timeout time.Duration) []bool {
 			if p.proto == policy.ProtoICMP {
 				err = ping(k.pods[p.from], to.IP, timeout)
 			} else {
-				_, err = k.pods[p.from].Probe(p.network(), netip.AddrPortFrom(to.IP, p.port), timeout)
+				_, err = k.pods[p.from].ProbeFrom(p.network(), p.srcPort, netip.AddrPortFrom(to.IP, p.port), timeout)
 			}
 			out[i] = err == nil
 		}()
@@ -125,6 +128,10 @@ func (k *kernelNode) probeAll(probes []probe, timeout time.Duration) []bool {
 	return out
 }
 
+// allProbes is every ordered pod pair on each TCP and UDP port and ICMP;
+// the TCP and UDP probes leave from one of the client ports, alternating
+// over pairs and ports, so a source named port ("cli", "ucli") matches
+// some and not others.
 func (k *kernelNode) allProbes() []probe {
 	var ps []probe
 	for a := range k.pods {
@@ -132,13 +139,13 @@ func (k *kernelNode) allProbes() []probe {
 			if a == b {
 				continue
 			}
-			for _, port := range tcpPorts {
-				ps = append(ps, probe{a, b, policy.ProtoTCP, port})
+			for i, port := range tcpPorts {
+				ps = append(ps, probe{a, b, policy.ProtoTCP, port, clientPorts[(a+b+i)%2]})
 			}
-			for _, port := range udpPorts {
-				ps = append(ps, probe{a, b, policy.ProtoUDP, port})
+			for i, port := range udpPorts {
+				ps = append(ps, probe{a, b, policy.ProtoUDP, port, clientPorts[(a+b+i)%2]})
 			}
-			ps = append(ps, probe{a, b, policy.ProtoICMP, 0})
+			ps = append(ps, probe{a, b, policy.ProtoICMP, 0, 0})
 		}
 	}
 	return ps
@@ -146,8 +153,10 @@ func (k *kernelNode) allProbes() []probe {
 
 // TestKernelAgreesWithEvaluator applies random policy sets to a node with
 // seven pods in three namespaces and checks, for every ordered pod pair,
-// two TCP and two UDP ports and an ICMP echo request (ping), that a real
-// connection succeeds exactly when Evaluate allows the flow.
+// two TCP and two UDP ports (each from a fixed client source port, so
+// source ports and source named ports are checked too) and an ICMP echo
+// request (ping), that a real connection succeeds exactly when Evaluate
+// allows the flow.
 func TestKernelAgreesWithEvaluator(t *testing.T) {
 	sets := 200
 	if testing.Short() {
@@ -187,8 +196,8 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 					continue
 				}
 			}
-			t.Fatalf("set %d: %s %s -> %s:%d: kernel connected=%v, evaluator:\n%s\npolicies:\n%s\nrules:\n%s",
-				done, p.network(), k.w.endpoints[p.from].Key(), k.w.endpoints[p.to].Key(), p.port, got[i], v,
+			t.Fatalf("set %d: %s %s:%d -> %s:%d: kernel connected=%v, evaluator:\n%s\npolicies:\n%s\nrules:\n%s",
+				done, p.network(), k.w.endpoints[p.from].Key(), p.srcPort, k.w.endpoints[p.to].Key(), p.port, got[i], v,
 				dumpResources(t, res), policyRules(k.ipt.Render()))
 		}
 	}

@@ -587,46 +587,76 @@ func (c *Compiler) sideMatches(policy string, r *pol.ResolvedRule, m *pol.Entity
 		}
 		each(func(x iptables.MatchCriteria) iptables.MatchCriteria { return setMatch(x, name, src, true) })
 	}
+	// Named ports resolve on the endpoints this side's positive selection
+	// selects (all without one), with the rule's protocol (TCP without
+	// one), as Felix's rule scanner does for both sides.
 	proto := pol.ProtoTCP
 	if r.Protocol != nil {
 		proto = *r.Protocol
+	}
+	portSet := func(name string) string {
+		return c.namedPortSet(policy, npKey{sel: pol.SelectorID(posSel), name: name, proto: proto})
 	}
 	// notPorts: all AND-ed into every alternative.
 	if len(m.NotPorts) > 0 {
 		chunks, named := portRanges(m.NotPorts)
 		for _, ch := range chunks {
-			each(func(x iptables.MatchCriteria) iptables.MatchCriteria {
-				if src {
-					return x.NotSourcePortRanges(ch...)
-				}
-				return x.NotDestPortRanges(ch...)
-			})
+			each(func(x iptables.MatchCriteria) iptables.MatchCriteria { return portsMatch(x, ch, src, true) })
 		}
 		for _, n := range named {
-			name := c.namedPortSet(policy, npKey{sel: pol.SelectorID(posSel), name: n, proto: proto})
-			each(func(x iptables.MatchCriteria) iptables.MatchCriteria { return x.NotDestIPPortSet(name) })
+			name := portSet(n)
+			each(func(x iptables.MatchCriteria) iptables.MatchCriteria { return ipPortSetMatch(x, name, src, true) })
 		}
 	}
 	// ports: OR of numeric chunks and named-port sets.
 	if len(m.Ports) > 0 {
 		chunks, named := portRanges(m.Ports)
+		names := make([]string, len(named))
+		for i, n := range named {
+			names[i] = portSet(n)
+		}
 		var out []iptables.MatchCriteria
 		for _, x := range alts {
 			for _, ch := range chunks {
-				if src {
-					out = append(out, x.SourcePortRanges(ch...))
-				} else {
-					out = append(out, x.DestPortRanges(ch...))
-				}
+				out = append(out, portsMatch(x, ch, src, false))
 			}
-			for _, n := range named {
-				name := c.namedPortSet(policy, npKey{sel: pol.SelectorID(posSel), name: n, proto: proto})
-				out = append(out, x.DestIPPortSet(name))
+			for _, name := range names {
+				out = append(out, ipPortSetMatch(x, name, src, false))
 			}
 		}
 		alts = out
 	}
 	return alts, true
+}
+
+// portsMatch matches the source or destination port in the ranges (one
+// multiport match), or in none of them when not.
+func portsMatch(x iptables.MatchCriteria, ranges []iptables.PortRange, src, not bool) iptables.MatchCriteria {
+	switch {
+	case src && not:
+		return x.NotSourcePortRanges(ranges...)
+	case src:
+		return x.SourcePortRanges(ranges...)
+	case not:
+		return x.NotDestPortRanges(ranges...)
+	}
+	return x.DestPortRanges(ranges...)
+}
+
+// ipPortSetMatch matches a named-port (hash:ip,port) set against the
+// packet's source address and port (src,src) for a rule's source or its
+// destination ones (dst,dst) for its destination, as Felix renders
+// SrcNamedPortIpSetIds and DstNamedPortIpSetIds; negated for notPorts.
+func ipPortSetMatch(x iptables.MatchCriteria, name string, src, not bool) iptables.MatchCriteria {
+	switch {
+	case src && not:
+		return x.NotSourceIPPortSet(name)
+	case src:
+		return x.SourceIPPortSet(name)
+	case not:
+		return x.NotDestIPPortSet(name)
+	}
+	return x.DestIPPortSet(name)
 }
 
 func setMatch(x iptables.MatchCriteria, name string, src, not bool) iptables.MatchCriteria {

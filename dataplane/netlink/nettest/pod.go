@@ -11,8 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	tnl "github.com/tabbynet/tabby/dataplane/netlink"
 	"github.com/tabbynet/tabby/ipam"
@@ -359,10 +362,49 @@ func (p *Pod) closeListeners() {
 
 // Dial opens a connection from inside the pod ("tcp" or "udp").
 func (p *Pod) Dial(ctx context.Context, network string, to netip.AddrPort) (net.Conn, error) {
+	return p.DialFrom(ctx, network, 0, to)
+}
+
+// DialFrom is Dial from a chosen source port (0: one the kernel picks), on
+// the pod's address of to's family. The socket sets SO_REUSEADDR, so
+// several connections from one source port to different destinations can
+// be open at once; one (source, destination) pair is one connection at a
+// time, and a port the pod listens on cannot be a source port.
+func (p *Pod) DialFrom(ctx context.Context, network string, srcPort uint16, to netip.AddrPort) (net.Conn, error) {
+	d := &net.Dialer{}
+	if srcPort != 0 {
+		var src netip.Addr
+		for _, a := range p.addrs() {
+			if a.Is4() == to.Addr().Is4() {
+				src = a
+				break
+			}
+		}
+		if !src.IsValid() {
+			return nil, fmt.Errorf("dial %s from %s port %d: the pod has no address of that family", to, p.Name, srcPort)
+		}
+		switch network {
+		case "tcp":
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, srcPort))
+		case "udp":
+			d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, srcPort))
+		default:
+			return nil, fmt.Errorf("dial %s from %s port %d: network %q: want tcp or udp", to, p.Name, srcPort, network)
+		}
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	var c net.Conn
 	err := p.NS.Do(func() error {
 		var err error
-		c, err = (&net.Dialer{}).DialContext(ctx, network, to.String())
+		c, err = d.DialContext(ctx, network, to.String())
 		return err
 	})
 	return c, err
@@ -372,9 +414,14 @@ func (p *Pod) Dial(ctx context.Context, network string, to netip.AddrPort) (net.
 // listener's reply (the serving pod's name). For "udp" it sends one
 // datagram and waits for the answer.
 func (p *Pod) Probe(network string, to netip.AddrPort, timeout time.Duration) (string, error) {
+	return p.ProbeFrom(network, 0, to, timeout)
+}
+
+// ProbeFrom is Probe from a chosen source port (see DialFrom).
+func (p *Pod) ProbeFrom(network string, srcPort uint16, to netip.AddrPort, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := p.Dial(ctx, network, to)
+	c, err := p.DialFrom(ctx, network, srcPort, to)
 	if err != nil {
 		return "", fmt.Errorf("%s %s -> %s: %w", network, p.Name, to, err)
 	}
