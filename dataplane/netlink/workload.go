@@ -331,6 +331,31 @@ func (w *Workloads) ownedHostLink(id string) (nl.Link, error) {
 	return l, nil
 }
 
+// unclaimedHostLink returns the host end of a pair createPair made for
+// workload id that never got its alias because the process making it
+// died first (SetupWorkload sets the alias in the host batch after the
+// pair exists): the link named HostIfaceName(id) with no alias, a veth
+// with HostMAC, whose peer is, in the pod namespace ph is bound to, a
+// veth peered back with it. Such a pair joins the host to this
+// workload's pod, so it is this workload's, not another program's link.
+// It returns nil for anything else. w.mu is held.
+func (w *Workloads) unclaimedHostLink(id string, ph workloadPodHandle) nl.Link {
+	l, err := w.h.LinkByName(w.HostIfaceName(id))
+	if err != nil || ph == nil {
+		return nil
+	}
+	a := l.Attrs()
+	if a.Alias != "" || l.Type() != "veth" || !bytes.Equal(a.HardwareAddr, HostMAC()) {
+		return nil
+	}
+	pl, err := ph.LinkByIndex(a.ParentIndex)
+	if err != nil || pl.Type() != "veth" || pl.Attrs().ParentIndex != a.Index {
+		return nil
+	}
+	w.opts.log.Info("found a workload's veth pair without its alias (setup interrupted)", "workload", id, "host", a.Name)
+	return l
+}
+
 // openWorkload validates spec, fills defaults and opens the pod namespace.
 func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
 	if err := spec.Validate(); err != nil {
@@ -347,8 +372,10 @@ func openWorkload(spec WorkloadSpec) (WorkloadSpec, ns.NetNS, error) {
 // SetupWorkload creates the pod's veth pair and addresses, routes and
 // sysctls (`ip link add <host> type veth peer name eth0 netns <pod>` and
 // what follows). Running it again for a workload that is already right
-// changes nothing; one that is partly wrong is rebuilt. On failure nothing
-// is left behind: the veth it made is removed.
+// changes nothing; one that is partly wrong is rebuilt, including a pair
+// an interrupted setup left before its host end got the "tabby:<ID>"
+// alias (recognised by name, HostMAC and its peer in spec.Netns). On
+// failure nothing is left behind: the veth it made is removed.
 //
 // It returns once the pod is reachable: both veth ends running (IFF_RUNNING,
 // `ip link` shows state UP). The kernel marks a new link running from
@@ -500,6 +527,11 @@ func (w *Workloads) SetupWorkloadFunc(ctx context.Context, spec WorkloadSpec, ad
 func (w *Workloads) settle(ctx context.Context, spec WorkloadSpec, pod ns.NetNS, pc podConn, res WorkloadResult, err error) (WorkloadResult, error) {
 	if errors.Is(err, errLinkExists) {
 		existing, lerr := w.ownedHostLink(spec.ID)
+		if errors.Is(lerr, ErrNameCollision) {
+			if u := w.unclaimedHostLink(spec.ID, pc.h); u != nil {
+				existing, lerr = u, nil
+			}
+		}
 		if lerr != nil {
 			return WorkloadResult{}, lerr
 		}
@@ -881,7 +913,9 @@ func DetachedIfaceName(workloadID string) string { return HostIfaceName(detached
 // "" or gone, when the pod end is not in podNetns (no link there with the
 // pair's index that is the host end's peer or has ContainerMAC(id)), when
 // an earlier detached pair of the ID still exists, and when any step fails. A workload that does not
-// exist is not an error. Errors: ErrInvalidSpec for an empty ID,
+// exist is not an error. With podNetns, a pair an interrupted setup left
+// without its alias (see SetupWorkload) counts as the workload's.
+// Errors: ErrInvalidSpec for an empty ID,
 // ErrNameCollision as for TeardownWorkload, and a failed deletion.
 func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) error {
 	if !w.made() {
@@ -903,6 +937,11 @@ func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) err
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	l, err := w.ownedHostLink(id)
+	if errors.Is(err, ErrNameCollision) && pc.h != nil {
+		if u := w.unclaimedHostLink(id, pc.h); u != nil {
+			l, err = u, nil
+		}
+	}
 	if err != nil || l == nil {
 		return err
 	}
