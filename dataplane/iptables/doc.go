@@ -117,7 +117,9 @@
 //     ChainInsertMode "insert"). If anything moves them (a rule inserted
 //     above, one deleted or edited), the repair deletes all owned rules of
 //     that chain by their exact saved text (`-D`) and inserts them again
-//     at 1..n (`-I CHAIN i`).
+//     at 1..n (`-I CHAIN i`). Drift is found by hash comment, as in
+//     Felix: an edit that keeps a rule's "tabby:" comment (iptables -R
+//     with the comment copied) is not seen, here or in owned chains.
 //  6. Drift. Apply re-reads iptables-save on the first call, after
 //     QueueResync or Refresh, after any failure, and when the last read is
 //     older than RefreshInterval (default 90 s). NewRunner returns a
