@@ -137,7 +137,9 @@
 //     missing chain), and re-reads the kernel on the next Apply, so the
 //     desired state converges once it is valid. Lock contention (exit
 //     status 4, "xtables lock") is retried with backoff from 100 ms
-//     doubling, up to LockRetries times, on top of `-w LockWait`. Only the
+//     doubling, up to LockRetries times, on top of `-w LockWait`; a
+//     cancelled context ends the wait at once (a *RestoreError wrapping
+//     the context's error and the lock's ExitError). Only the
 //     legacy backend takes the xtables lock (/run/xtables.lock, or the
 //     file named by XTABLES_LOCKFILE, which OSExecer.Env can set); nft
 //     commits are atomic in the kernel and never wait for it.

@@ -971,7 +971,15 @@ func (t *IPTables) restore(ctx context.Context, input []byte) error {
 		var ee *ExitError
 		if errors.As(err, &ee) && isLockError(ee) && attempt < t.cfg.LockRetries && ctx.Err() == nil {
 			t.log.Info("xtables lock busy, retrying", "attempt", attempt+1, "backoff", backoff)
-			t.clock.Sleep(backoff)
+			timer := t.clock.NewTimer(backoff)
+			select {
+			case <-timer.C():
+			case <-ctx.Done():
+				// Cancelled while waiting out the lock: the last
+				// attempt's error, wrapped with the context's.
+				timer.Stop()
+				return &RestoreError{Command: cmd.String(), Err: errors.Join(ctx.Err(), err), Stderr: strings.TrimSpace(ee.Stderr)}
+			}
 			backoff *= 2
 			continue
 		}

@@ -278,7 +278,7 @@ func TestLockContentionRetried(t *testing.T) {
 	lock := &ExitError{Code: 4, Stderr: "Another app is currently holding the xtables lock. Perhaps you want to use the -w option?"}
 	fake.FailNext(2, lock)
 	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-a"}))
-	require.NoError(t, ipt.Apply(ctx))
+	require.NoError(t, applyStepping(ctx, ipt, clk))
 	assert.Len(t, restores(fake), 3)
 	for _, r := range fake.Commands() {
 		if strings.HasSuffix(r.Name, "restore") {
@@ -287,9 +287,50 @@ func TestLockContentionRetried(t *testing.T) {
 	}
 	fake.FailNext(DefaultLockRetries+1, lock)
 	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-b"}))
-	err := ipt.Apply(ctx)
+	err := applyStepping(ctx, ipt, clk)
 	var ee *ExitError
 	assert.ErrorAs(t, err, &ee)
+}
+
+// applyStepping runs Apply, stepping the fake clock past every lock
+// backoff it waits on.
+func applyStepping(ctx context.Context, ipt *IPTables, clk *clocktesting.FakeClock) error {
+	done := make(chan error, 1)
+	go func() { done <- ipt.Apply(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Millisecond):
+			if clk.HasWaiters() {
+				clk.Step(time.Minute)
+			}
+		}
+	}
+}
+
+// TestLockBackoffHonoursContext: a cancelled Apply stops waiting out the
+// xtables lock at once instead of sleeping through its backoff.
+func TestLockBackoffHonoursContext(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	ipt, fake := fakeIPTables(t, IPv4, WithClock(clk))
+	fake.FailNext(1, &ExitError{Code: 4, Stderr: "Another app is currently holding the xtables lock."})
+	require.NoError(t, ipt.SetChain(Filter, Chain{Name: "tabby-a"}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ipt.Apply(ctx) }()
+	require.Eventually(t, clk.HasWaiters, 5*time.Second, time.Millisecond, "Apply waits out the lock")
+	cancel() // the fake clock is never stepped: only the cancellation can end the wait
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.ErrorIs(t, err, ErrRestore)
+		var ee *ExitError
+		assert.ErrorAs(t, err, &ee, "the lock error is kept")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Apply kept waiting after its context was cancelled")
+	}
+	assert.Len(t, restores(fake), 1)
 }
 
 func TestPeriodicRefreshFindsDrift(t *testing.T) {
