@@ -57,7 +57,10 @@
 // with a mesh password never establish. Run such a program with
 // GODEBUG=multipathtcp=0 or put //go:debug multipathtcp=0 in its main
 // package. The speaker logs a Warn naming the peer when it adds one it
-// cannot serve (sessions it opens itself are plain TCP and work).
+// cannot serve (sessions it opens itself are plain TCP and work). GoBGP's
+// Warn "cannot set TTL (255) for TCPListener" (operation not supported) at
+// every Start, and its "failed to set md5" (protocol not available), come
+// from the same cause and go with the same fix.
 //
 // # Units
 //
