@@ -47,6 +47,21 @@
 // Config.Import apply the same rules to every peer. Selectors are
 // selector.Selector values.
 //
+// # Passwords, ttlSecurity and Go's Multipath TCP
+//
+// GoBGP listens through Go's default net.ListenConfig, which is Multipath TCP
+// in a program whose main module says go 1.24 or later, and Linux refuses TCP
+// MD5 keys (TCP_MD5SIG) and IP_TTL on an MPTCP listening socket. Then a peer
+// with a password (BGPPeer.password, nodeMeshPassword) cannot connect to the
+// node, nor a ttlSecurity peer get an answer it accepts: two tabby nodes
+// with a mesh password never establish. Run such a program with
+// GODEBUG=multipathtcp=0 or put //go:debug multipathtcp=0 in its main
+// package. The speaker logs a Warn naming the peer when it adds one it
+// cannot serve (sessions it opens itself are plain TCP and work). GoBGP's
+// Warn "cannot set TTL (255) for TCPListener" (operation not supported) at
+// every Start, and its "failed to set md5" (protocol not available), come
+// from the same cause and go with the same fix.
+//
 // # Units
 //
 // Every duration is a time.Duration: RestartTime, NodeMeshMaxRestartTime

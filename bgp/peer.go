@@ -91,6 +91,13 @@ type Peer struct {
 	// local as N", GoBGP's allow-own-as). 0, the default, allows none;
 	// at most 255. It removes BGP's loop prevention for this session: for
 	// sites that reuse one AS, as Calico warns, only when needed.
+	// It acts only on what the peer sends: a tabby speaker (GoBGP) never
+	// sends a peer a route whose AS path holds the peer's AS (GoBGP's
+	// sender-side loop check), so a tabby node between two nodes of one AS
+	// does not pass their routes on, whatever this says; it is for routers
+	// that send such routes (BIRD does, TestBIRDAllowLocalAS).
+	// PeerStatus.Received counts a route dropped as a loop, Accepted does
+	// not.
 	NumAllowedLocalASNumbers int
 	// Passive waits for the peer to connect (Calico's mesh is passive on
 	// one side). Set it on one side of a hand-written session between two

@@ -92,6 +92,9 @@ type Speaker struct {
 	peerKeys map[netip.Addr]string
 	// topo is the topology of the last SetTopology (nil after SetPeers).
 	topo *Topology
+	// mptcp: GoBGP's listeners are Multipath TCP (listenersAreMPTCP, read
+	// once by New); a test sets it.
+	mptcp bool
 
 	lmu        sync.Mutex
 	learned    *deltatracker.Tracker[netip.Prefix, nextHops]
@@ -142,6 +145,7 @@ func New(cfg Config, opts ...Option) (*Speaker, error) {
 		synced:      make(chan struct{}),
 		eor:         map[netip.Addr]bool{},
 		established: map[netip.Addr]bool{},
+		mptcp:       listenersAreMPTCP(),
 	}
 	s.level.Set(r.LogLevel)
 	s.setConfigSourceLocked()
@@ -620,6 +624,7 @@ func (s *Speaker) flushPeersLocked(ctx context.Context) error {
 		}
 		s.peers.Dataplane().Set(addr, p)
 		s.peerKeys[addr] = key
+		s.warnListenerLocked(p)
 	}
 	for _, addr := range refilter {
 		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_BOTH}); err != nil {

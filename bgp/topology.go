@@ -58,7 +58,9 @@ type BGPPeer struct {
 	SourceAddress SourceAddress
 	// NumAllowedLocalASNumbers is numAllowedLocalASNumbers: how many times
 	// the node's AS may appear in the AS path of a route from the peer
-	// (Peer.NumAllowedLocalASNumbers); 0 to 255, 0 the default.
+	// (Peer.NumAllowedLocalASNumbers); 0 to 255, 0 the default. Only
+	// routes the peer sends count: another tabby speaker never sends a
+	// route whose AS path holds this node's AS (see the Peer field).
 	NumAllowedLocalASNumbers int
 }
 

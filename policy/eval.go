@@ -71,13 +71,20 @@ type HTTPRequest struct {
 
 // Flow is a packet (or connection) to decide on.
 type Flow struct {
-	Src      Peer         `json:"src"`
-	Dst      Peer         `json:"dst"`
-	Protocol Protocol     `json:"protocol"` // required, e.g. ProtoTCP
-	SrcPort  uint16       `json:"srcPort,omitempty"`
-	DstPort  uint16       `json:"dstPort,omitempty"`
-	ICMP     *ICMPInfo    `json:"icmp,omitempty"` // for ICMP/ICMPv6 flows
-	HTTP     *HTTPRequest `json:"http,omitempty"` // when known; rules with http match only flows that carry one
+	Src      Peer     `json:"src"`
+	Dst      Peer     `json:"dst"`
+	Protocol Protocol `json:"protocol"` // required, e.g. ProtoTCP
+	// SrcPort is the source port (TCP, UDP, SCTP). 0, not given, is
+	// matched as port 0, which no real client sends from: a rule's source
+	// ports match it only in a range from 0, its named ports never, its
+	// notPorts match unless they hold 0. Give the client's port when
+	// rules match source ports. Verdict.String shows it when not 0.
+	SrcPort uint16 `json:"srcPort,omitempty"`
+	// DstPort is the destination port: 1-65535, required for TCP, UDP and
+	// SCTP; 0 for other protocols.
+	DstPort uint16       `json:"dstPort,omitempty"`
+	ICMP    *ICMPInfo    `json:"icmp,omitempty"` // for ICMP/ICMPv6 flows
+	HTTP    *HTTPRequest `json:"http,omitempty"` // when known; rules with http match only flows that carry one
 }
 
 // RuleRef points at the rule (or tier end, or profile) that did something.
@@ -181,7 +188,12 @@ func (v *Verdict) Allowed() bool { return v.Action == Allow }
 //	  ingress of default/backend: tier default → policy ... rule 0 (Allow)
 func (v *Verdict) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s → %s", v.Action, v.Flow.Protocol, v.Egress.Peer, v.Ingress.Peer)
+	fmt.Fprintf(&b, "%s %s %s", v.Action, v.Flow.Protocol, v.Egress.Peer)
+	if protoHasPorts(v.Flow.Protocol) && v.Flow.SrcPort != 0 {
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(int(v.Flow.SrcPort)))
+	}
+	fmt.Fprintf(&b, " → %s", v.Ingress.Peer)
 	if protoHasPorts(v.Flow.Protocol) {
 		b.WriteString(":")
 		b.WriteString(strconv.Itoa(int(v.Flow.DstPort)))

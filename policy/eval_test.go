@@ -916,3 +916,44 @@ spec:
 		})
 	}
 }
+
+// TestSourcePortUnknown: a flow without SrcPort is matched as from port 0:
+// source ports match it only in a range from 0, named ones never, notPorts
+// unless they hold 0; Verdict.String shows the source port when it is set.
+func TestSourcePortUnknown(t *testing.T) {
+	web, db := wep("prod", "web", "10.0.0.1", "app", "web"), wep("prod", "db", "10.0.0.2", "app", "db")
+	web.Ports = []EndpointPort{{Name: "cli", Protocol: ProtoTCP, Port: 40000}}
+	policyWith := func(source string) *PolicySet {
+		return build(t, `
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: db, namespace: prod}
+spec:
+  selector: app == 'db'
+  ingress: [{action: Allow, protocol: TCP, source: `+source+`}]
+`, web, db, &Namespace{Name: "prod"})
+	}
+	flow := func(srcPort uint16) Flow {
+		return Flow{Src: peer("prod/web"), Dst: peer("prod/db"), Protocol: ProtoTCP, SrcPort: srcPort, DstPort: 5432}
+	}
+	tests := []struct {
+		source  string
+		srcPort uint16
+		want    Action
+		header  string
+	}{
+		{"{ports: [cli]}", 0, Deny, "Deny TCP prod/web (10.0.0.1) → prod/db (10.0.0.2):5432"},
+		{"{ports: [cli]}", 40000, Allow, "Allow TCP prod/web (10.0.0.1):40000 → prod/db (10.0.0.2):5432"},
+		{"{ports: [40000]}", 0, Deny, ""},
+		{`{ports: ["0:1024"]}`, 0, Allow, ""},
+		{"{notPorts: [cli]}", 0, Allow, ""},
+		{`{notPorts: ["0:1024"]}`, 0, Deny, ""},
+	}
+	for _, tt := range tests {
+		v := verdict(t, policyWith(tt.source), flow(tt.srcPort))
+		assert.Equal(t, tt.want, v.Action, "%s from port %d\n%s", tt.source, tt.srcPort, v)
+		if tt.header != "" {
+			assert.Equal(t, tt.header, strings.SplitN(v.String(), "\n", 2)[0])
+		}
+	}
+}

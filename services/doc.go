@@ -41,6 +41,8 @@
 //     node's zone (TrackerConfig.Zone) when every one has
 //     hints.forZones and one names the zone (the topology-mode
 //     annotation, trafficDistribution PreferSameZone/PreferClose).
+//     Otherwise (hints partial, none naming the node or zone, or no
+//     Zone configured) every ready endpoint is used, without a log line.
 //     Like kube-proxy, the Service's trafficDistribution itself is not
 //     read: the EndpointSlice controller turns it into hints.
 //     Internal traffic uses Local when internalTrafficPolicy is

@@ -187,8 +187,10 @@ func (e Endpoint) String() string { return e.AddrPort().String() }
 // EndpointSets are the endpoints a backend balances over, computed as
 // kube-proxy's CategorizeEndpoints does for one ServicePort.
 type EndpointSets struct {
-	// Cluster is for traffic policy Cluster: all ready endpoints, or when
-	// none is ready, the serving terminating ones.
+	// Cluster is for traffic policy Cluster: all ready endpoints (only
+	// those topology hints select for this node or zone when the hints
+	// apply, see Categorize), or when none is ready, the serving
+	// terminating ones.
 	Cluster []Endpoint
 	// Local is for traffic policy Local: the ready node-local endpoints,
 	// or when none is ready, the serving terminating node-local ones.
@@ -241,8 +243,15 @@ func compareEndpoints(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPor
 // are used (trafficDistribution PreferSameNode); otherwise, when every
 // one has zone hints and one is hinted for this node's zone, only those
 // hinted for the zone (topology-aware routing, trafficDistribution
-// PreferSameZone/PreferClose). The terminating fallback and the Local
-// set ignore hints. Results are sorted by address and port.
+// PreferSameZone/PreferClose). Otherwise the hints are ignored and every
+// ready endpoint of the family is used, for each kind of hint when some
+// ready endpoint of the family has none of that kind (partial hints: one
+// endpoint without forZones makes the others' zone hints count for
+// nothing), when none names this node or zone, or when
+// TrackerConfig.NodeName or Zone is empty. kube-proxy logs that it ignores
+// the hints there; Categorize does not log. Hints of endpoints that are
+// not ready do not count. The terminating fallback and the Local set
+// ignore hints. Results are sorted by address and port.
 func Categorize(eps []Endpoint) EndpointSets {
 	topo4, topo6 := topology(eps, false), topology(eps, true)
 	inTopology := func(e Endpoint) bool {

@@ -6,6 +6,11 @@
 //
 //	import dppolicy "github.com/tabbynet/tabby/dataplane/policy"
 //
+//	// the node's network namespace "node1" (the Example uses the fakes instead)
+//	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4}, iptables.WithNetns("node1"))
+//	ns, err := netns.GetFromName("node1") // github.com/vishvananda/netns; ns.Close() once h is open
+//	h, err := ipsets.NewHandle(ns)      // h.Close() when done
+//	sets := ipsets.New(h)
 //	c, err := dppolicy.New(dppolicy.Config{NFLOGGroup: 5}, ipt, sets)
 //	err = c.Replace(resources)                   // or UpdateEndpoint, UpdatePolicy, ... one at a time
 //	err = c.SetInterface("yaobank/database", "tby1a2b3c4d5e6")
