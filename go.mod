@@ -2,6 +2,12 @@ module github.com/tabbynet/tabby
 
 go 1.26.0
 
+// Go makes listening sockets Multipath TCP by default since 1.24; Linux
+// refuses TCP MD5 (BGP passwords) and IP_TTL (ttlSecurity) on them, so the
+// BGP speaker in tabby's binaries and tests listens on plain TCP. A program
+// embedding bgp needs the same line (bgp/doc.go).
+godebug multipathtcp=0
+
 require (
 	github.com/containernetworking/cni v1.3.1
 	github.com/containernetworking/plugins v1.9.1

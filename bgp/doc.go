@@ -55,8 +55,10 @@
 // with a password (BGPPeer.password, nodeMeshPassword) cannot connect to the
 // node, nor a ttlSecurity peer get an answer it accepts: two tabby nodes
 // with a mesh password never establish. Run such a program with
-// GODEBUG=multipathtcp=0 or put //go:debug multipathtcp=0 in its main
-// package. The speaker logs a Warn naming the peer when it adds one it
+// GODEBUG=multipathtcp=0, put //go:debug multipathtcp=0 in its main
+// package, or `godebug multipathtcp=0` in its main module's go.mod, as
+// tabby's own go.mod does for examples/ and the tests (TestMeshPassword:
+// two speakers with a mesh password establish). The speaker logs a Warn naming the peer when it adds one it
 // cannot serve (sessions it opens itself are plain TCP and work). GoBGP's
 // Warn "cannot set TTL (255) for TCPListener" (operation not supported) at
 // every Start, and its "failed to set md5" (protocol not available), come

@@ -221,3 +221,25 @@ func TestIPv6MeshKernelRoutes(t *testing.T) {
 		return strings.TrimSpace(o) == ""
 	}, 20*time.Second, 50*time.Millisecond)
 }
+
+// TestMeshPassword: two speakers with nodeMeshPassword establish. The
+// upper node's session is passive, so it needs a listener that takes TCP
+// MD5: this module's go.mod turns Go's Multipath TCP listeners off
+// (godebug multipathtcp=0); without that the kernel refuses the key on the
+// listening socket and the session never comes up (doc.go).
+func TestMeshPassword(t *testing.T) {
+	require.False(t, listenersAreMPTCP(), "go.mod's godebug multipathtcp=0 applies to this test binary")
+	port := freePort(t)
+	topo := Topology{Nodes: loopNodes(2, 0)}
+	var ss []*Speaker
+	for i := 1; i <= 2; i++ {
+		s, _ := startSpeaker(t, i, port, func(c *Config) { c.NodeMeshPassword = "s3cret" })
+		ss = append(ss, s)
+	}
+	for _, s := range ss {
+		require.NoError(t, s.SetTopology(context.Background(), topo))
+	}
+	for _, s := range ss {
+		waitEstablished(t, s, 1)
+	}
+}
