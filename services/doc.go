@@ -42,7 +42,13 @@
 //     hints.forZones and one names the zone (the topology-mode
 //     annotation, trafficDistribution PreferSameZone/PreferClose).
 //     Otherwise (hints partial, none naming the node or zone, or no
-//     Zone configured) every ready endpoint is used, without a log line.
+//     Zone configured) every ready endpoint is used, and when some ready
+//     endpoint of the family has hints the Tracker logs why at Info
+//     ("ignoring topology hints" with service, family, reason, node and
+//     zone; kube-proxy's reasons, which it logs at V(2) each time it
+//     categorizes the endpoints): once per service port and family each
+//     time the reason changes, not at every sync, and "topology hints
+//     no longer ignored" once when it goes away.
 //     Like kube-proxy, the Service's trafficDistribution itself is not
 //     read: the EndpointSlice controller turns it into hints.
 //     Internal traffic uses Local when internalTrafficPolicy is

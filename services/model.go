@@ -249,7 +249,8 @@ func compareEndpoints(a, b Endpoint) int { return a.AddrPort().Compare(b.AddrPor
 // endpoint without forZones makes the others' zone hints count for
 // nothing), when none names this node or zone, or when
 // TrackerConfig.NodeName or Zone is empty. kube-proxy logs that it ignores
-// the hints there; Categorize does not log. Hints of endpoints that are
+// the hints there; Categorize does not log, the Tracker does (once per
+// service port and family each time the reason changes, see Tracker). Hints of endpoints that are
 // not ready do not count. The terminating fallback and the Local set
 // ignore hints. Results are sorted by address and port.
 func Categorize(eps []Endpoint) EndpointSets {
@@ -295,26 +296,84 @@ func Categorize(eps []Endpoint) EndpointSets {
 	}
 }
 
+// topologyScan is what topology-aware routing weighs in the ready
+// endpoints of one family (kube-proxy's topologyModeFromHints): whether
+// there is one, whether every one / some one has node (zone) hints, and
+// whether one is hinted for this node (zone).
+type topologyScan struct {
+	ready                     bool
+	allNode, anyNode, forNode bool
+	allZone, anyZone, forZone bool
+}
+
+func scanTopology(eps []Endpoint, ipv6 bool) topologyScan {
+	s := topologyScan{allNode: true, allZone: true}
+	for _, e := range eps {
+		if !e.Ready || e.Addr.Is6() != ipv6 {
+			continue
+		}
+		h := e.Hints
+		s.ready = true
+		s.allNode, s.anyNode, s.forNode = s.allNode && h.HasNodeHints, s.anyNode || h.HasNodeHints, s.forNode || h.HasNodeHints && h.ForNode
+		s.allZone, s.anyZone, s.forZone = s.allZone && h.HasZoneHints, s.anyZone || h.HasZoneHints, s.forZone || h.HasZoneHints && h.ForZone
+	}
+	return s
+}
+
+func (s topologyScan) byNode() bool { return s.ready && s.allNode && s.forNode }
+func (s topologyScan) byZone() bool { return s.ready && s.allZone && s.forZone }
+
 // topology returns the filter topology-aware routing puts on the ready
 // endpoints of one family (ipv6) for the Cluster set (kube-proxy's
 // topologyModeFromHints and availableForTopology): by node hints, by
 // zone hints, or none. A mode is used only when it keeps at least one
 // ready endpoint.
 func topology(eps []Endpoint, ipv6 bool) func(Endpoint) bool {
-	ready, allNode, forNode, allZone, forZone := false, true, false, true, false
-	for _, e := range eps {
-		if !e.Ready || e.Addr.Is6() != ipv6 {
-			continue
-		}
-		ready = true
-		allNode, forNode = allNode && e.Hints.HasNodeHints, forNode || e.Hints.HasNodeHints && e.Hints.ForNode
-		allZone, forZone = allZone && e.Hints.HasZoneHints, forZone || e.Hints.HasZoneHints && e.Hints.ForZone
-	}
-	switch {
-	case ready && allNode && forNode:
+	switch s := scanTopology(eps, ipv6); {
+	case s.byNode():
 		return func(e Endpoint) bool { return e.Hints.ForNode }
-	case ready && allZone && forZone:
+	case s.byZone():
 		return func(e Endpoint) bool { return e.Hints.ForZone }
 	}
 	return func(Endpoint) bool { return true }
+}
+
+// Why topologyIgnored ignores hints, in kube-proxy's terms.
+const (
+	reasonNodeHintMissing = "one or more ready endpoints is missing a node hint"
+	reasonNoNodeHint      = "no ready endpoint is hinted for this node"
+	reasonZoneHintMissing = "one or more ready endpoints is missing a zone hint"
+	reasonNoZone          = "the node has no zone (TrackerConfig.Zone is empty)"
+	reasonNoZoneHint      = "no ready endpoint is hinted for this node's zone"
+)
+
+// topologyIgnored says why Categorize ignores the topology hints some
+// ready endpoint of one family (ipv6) has, and so uses every ready
+// endpoint of the family: kube-proxy's reasons (topologyModeFromHints
+// logs them), one per kind of hint present, node hints first, joined by
+// "; ". It is "" when the hints are used, or when no ready endpoint of
+// the family has any (nothing is ignored). zone is TrackerConfig.Zone.
+func topologyIgnored(eps []Endpoint, ipv6 bool, zone string) string {
+	s := scanTopology(eps, ipv6)
+	if s.byNode() || s.byZone() || !s.anyNode && !s.anyZone {
+		return ""
+	}
+	var why []string
+	switch {
+	case !s.anyNode:
+	case !s.allNode:
+		why = append(why, reasonNodeHintMissing)
+	default:
+		why = append(why, reasonNoNodeHint)
+	}
+	switch {
+	case !s.anyZone:
+	case !s.allZone:
+		why = append(why, reasonZoneHintMissing)
+	case zone == "":
+		why = append(why, reasonNoZone)
+	default:
+		why = append(why, reasonNoZoneHint)
+	}
+	return strings.Join(why, "; ")
 }

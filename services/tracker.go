@@ -51,6 +51,12 @@ type TrackerConfig struct {
 // while the sync goroutine calls Changes. The zero value is not usable;
 // make one with NewTracker (a zero or nil Tracker ignores events and its
 // Changes and All return nil; no method of it returns an error).
+//
+// Log lines: skipped Services, endpoints and destinations at Warn;
+// topology hints a service port's endpoints have but Categorize ignores
+// at Info, once per port and family each time the reason changes (see
+// the package doc). Two Trackers fed the same events (a dual-stack node)
+// both log them.
 type Tracker struct {
 	cfg TrackerConfig
 	log *slog.Logger
@@ -71,7 +77,11 @@ type Tracker struct {
 	// current is the resolved state of every valid service port.
 	current map[types.NamespacedName]map[ServicePortName]*Resolved
 	dirty   map[types.NamespacedName]bool
-	synced  bool
+	// hintsIgnored is, per service port of current, why its IPv4 [0]
+	// and IPv6 [1] topology hints are ignored (topologyIgnored), as last
+	// logged; ports with none are left out.
+	hintsIgnored map[ServicePortName][2]string
+	synced       bool
 }
 
 // parsedService is what ServicePorts made of a Service.
@@ -108,6 +118,8 @@ func NewTracker(cfg TrackerConfig, log *slog.Logger) *Tracker {
 		owned:      map[types.NamespacedName][]keyedClaim{},
 		current:    map[types.NamespacedName]map[ServicePortName]*Resolved{},
 		dirty:      map[types.NamespacedName]bool{},
+
+		hintsIgnored: map[ServicePortName][2]string{},
 	}
 }
 
@@ -382,7 +394,8 @@ func (t *Tracker) Changes() map[ServicePortName]*Resolved {
 	defer t.mu.Unlock()
 	out := map[ServicePortName]*Resolved{}
 	for n := range t.dirty {
-		for name := range t.current[n] {
+		old := t.current[n]
+		for name := range old {
 			out[name] = nil
 		}
 		delete(t.current, n)
@@ -392,6 +405,11 @@ func (t *Tracker) Changes() map[ServicePortName]*Resolved {
 		}
 		for name, r := range ports {
 			out[name] = r
+		}
+		for name := range old {
+			if ports[name] == nil {
+				delete(t.hintsIgnored, name)
+			}
 		}
 	}
 	clear(t.dirty)
@@ -440,8 +458,35 @@ func (t *Tracker) resolve(n types.NamespacedName) map[ServicePortName]*Resolved 
 		eps := t.endpoints(n, sliceKey{p.Name.Port, p.Name.Protocol}, p.ClusterIPs)
 		p = t.ownedDestinations(n, p)
 		out[p.Name] = &Resolved{Port: p, Endpoints: Categorize(eps)}
+		t.reportHintsIgnored(p.Name, eps)
 	}
 	return out
+}
+
+// reportHintsIgnored logs, at Info, why Categorize ignores the topology
+// hints of a service port's ready endpoints of a family (as kube-proxy's
+// topologyModeFromHints does at V(2)), and when they are used again;
+// only when the reason changed since the port's last report, so a
+// Service re-resolved at every sync with the same hints logs once.
+func (t *Tracker) reportHintsIgnored(name ServicePortName, eps []Endpoint) {
+	prev := t.hintsIgnored[name]
+	var now [2]string
+	for i, fam := range [2]string{"IPv4", "IPv6"} {
+		now[i] = topologyIgnored(eps, i == 1, t.cfg.Zone)
+		switch {
+		case now[i] == prev[i]:
+		case now[i] != "":
+			t.log.Info("ignoring topology hints", "service", name.String(), "family", fam,
+				"reason", now[i], "node", t.cfg.NodeName, "zone", t.cfg.Zone)
+		default:
+			t.log.Info("topology hints no longer ignored", "service", name.String(), "family", fam)
+		}
+	}
+	if now == ([2]string{}) {
+		delete(t.hintsIgnored, name)
+	} else {
+		t.hintsIgnored[name] = now
+	}
 }
 
 // ownedDestinations returns p without the cluster, load-balancer and
