@@ -86,7 +86,19 @@ type HealthConfig struct {
 // localEndpoints counts the distinct addresses of the ready node-local
 // endpoints over all the Service's ports (one pod serving two ports
 // counts once), as kube-proxy's EndpointsMap.LocalReadyEndpoints does;
-// terminating ones do not count, so a draining node answers 503. The status is 200 only when
+// terminating ones do not count, so a draining node answers 503.
+// Only the endpoints of the family of the address the probe reached
+// count (the listener's local address; both families when it is not a
+// TCP address): kube-proxy runs one proxier per family, each with its
+// own health server counting its own family's endpoints, which since
+// kubernetes/kubernetes#137370 listen on an IPv4 and an IPv6 socket
+// (before, both bound the same dual-stack socket and the first to bind
+// answered probes of both families with its family's count, #114702).
+// So a dual-stack Service with local endpoints of one family only
+// answers 200 over that family and 503 over the other. Where kube-proxy
+// has no listener of a family (a single-stack Service, probed over the
+// other family), tabby answers 503 with localEndpoints 0 instead of
+// refusing the connection. The status is 200 only when
 // that count is positive and the proxy is healthy (as /healthz).
 //
 // /healthz answers 200, or 503 when an update has been queued for longer
@@ -119,8 +131,10 @@ type HealthServer struct {
 }
 
 type healthService struct {
-	port  uint16
-	local int
+	port uint16
+	// local is the number of distinct ready node-local endpoint
+	// addresses of the IPv4 [0] and IPv6 [1] family.
+	local [2]int
 }
 
 // healthListener is one bound (srv != nil) or failed (err != nil) port.
@@ -200,7 +214,8 @@ func (h *HealthServer) Update(changes map[ServicePortName]*Resolved) {
 // Service's ports; ok is false when it has no health-check port.
 func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 	var s healthService
-	local := map[netip.Addr]bool{}
+	var local [2]map[netip.Addr]bool
+	local[0], local[1] = map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for _, r := range ports {
 		if r == nil || r.Port == nil {
 			continue
@@ -210,12 +225,20 @@ func healthOf(ports map[ServicePortName]*Resolved) (healthService, bool) {
 		}
 		for _, e := range r.Endpoints.Local {
 			if e.Ready {
-				local[e.Addr] = true
+				local[family(e.Addr)][e.Addr] = true
 			}
 		}
 	}
-	s.local = len(local)
+	s.local = [2]int{len(local[0]), len(local[1])}
 	return s, s.port != 0
+}
+
+// family is 0 for an IPv4 (or IPv4-mapped IPv6) address, 1 for IPv6.
+func family(a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return 0
+	}
+	return 1
 }
 
 // QueuedUpdate records that a change is waiting for a sync (wire it to
@@ -356,7 +379,7 @@ func (h *HealthServer) reconcile() {
 		}
 		port := p
 		h.listeners[p] = h.listen(net.JoinHostPort(addr, strconv.Itoa(int(p))), n.String(),
-			http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { h.serveService(w, port) }), n)
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serveService(w, r, port) }), n)
 	}
 	if h.cfg.HealthzAddress != "" && (h.healthz == nil || h.healthz.srv == nil) {
 		mux := http.NewServeMux()
@@ -393,7 +416,7 @@ type healthServiceBody struct {
 	ServiceProxyHealthy bool `json:"serviceProxyHealthy"`
 }
 
-func (h *HealthServer) serveService(w http.ResponseWriter, port uint16) {
+func (h *HealthServer) serveService(w http.ResponseWriter, r *http.Request, port uint16) {
 	h.mu.Lock()
 	l := h.listeners[port]
 	if l == nil {
@@ -403,7 +426,11 @@ func (h *HealthServer) serveService(w http.ResponseWriter, port uint16) {
 	}
 	var body healthServiceBody
 	body.Service.Namespace, body.Service.Name = l.svc.Namespace, l.svc.Name
-	body.LocalEndpoints = h.services[l.svc].local
+	local := h.services[l.svc].local
+	body.LocalEndpoints = local[0] + local[1]
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		body.LocalEndpoints = local[family(a.AddrPort().Addr())]
+	}
 	body.ServiceProxyHealthy = h.healthy(h.cfg.Clock.Now())
 	h.mu.Unlock()
 	status := http.StatusOK

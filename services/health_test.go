@@ -3,12 +3,14 @@ package services_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -324,4 +326,116 @@ func TestHealthServerRunOwnsListeners(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	refused(t, hp)
+}
+
+// loopbackPair listens on 127.0.0.1 and [::1] at the port of addr, as
+// one listener: a dual-stack health-check listener that stays on the
+// loopback addresses.
+type loopbackPair struct {
+	lns   [2]net.Listener
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func listenLoopbackPair(_, addr string) (net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	l := &loopbackPair{conns: make(chan net.Conn), done: make(chan struct{})}
+	for i, host := range []string{"127.0.0.1", "::1"} {
+		if l.lns[i], err = net.Listen("tcp", net.JoinHostPort(host, port)); err != nil {
+			if i == 1 {
+				l.lns[0].Close()
+			}
+			return nil, err
+		}
+	}
+	for _, ln := range l.lns {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				select {
+				case l.conns <- c:
+				case <-l.done:
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+	return l, nil
+}
+
+func (l *loopbackPair) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *loopbackPair) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return errors.Join(l.lns[0].Close(), l.lns[1].Close())
+}
+
+func (l *loopbackPair) Addr() net.Addr { return l.lns[0].Addr() }
+
+// A dual-stack Service's health check counts the local endpoints of the
+// family the probe came over only, as kube-proxy's per-family proxiers
+// each serve their own family's count (kubernetes/kubernetes#137370):
+// a probe to 127.0.0.1 counts the IPv4 ones, one to [::1] the IPv6 ones.
+func TestHealthServerPerFamily(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	local := func(ip string) st.Endpoint { return st.Endpoint{IP: ip, Node: "node-a"} }
+	remote := func(ip string) st.Endpoint { return st.Endpoint{IP: ip, Node: "node-b"} }
+	tests := []struct {
+		name         string
+		singleStack  bool
+		v4, v6       []st.Endpoint
+		code4, code6 int
+		want4, want6 int
+	}{
+		{"local endpoints of both families", false, []st.Endpoint{local("10.244.1.1"), local("10.244.1.2")}, []st.Endpoint{local("fd00:244::1")}, 200, 200, 2, 1},
+		{"a pod with an address of each family counts once per family", false, []st.Endpoint{local("10.244.1.1")}, []st.Endpoint{local("fd00:244::1")}, 200, 200, 1, 1},
+		{"IPv4 local endpoints only", false, []st.Endpoint{local("10.244.1.1")}, []st.Endpoint{remote("fd00:244::2")}, 200, 503, 1, 0},
+		{"IPv6 local endpoints only", false, []st.Endpoint{remote("10.244.2.1")}, []st.Endpoint{local("fd00:244::1"), local("fd00:244::2")}, 503, 200, 0, 2},
+		{"single-stack IPv4 Service probed over IPv6", true, []st.Endpoint{local("10.244.1.1")}, nil, 200, 503, 1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newHealthEnv(t, services.HealthConfig{Listen: listenLoopbackPair})
+			hp := freePort(t)
+			mods := []func(*v1.Service){st.Port("http", v1.ProtocolTCP, 80, 30080), st.LocalHealthCheck(int32(hp))}
+			if !tc.singleStack {
+				mods = append(mods, func(s *v1.Service) { s.Spec.ClusterIPs = append(s.Spec.ClusterIPs, "fd00::10") })
+			}
+			e.tr.OnServiceUpdate(st.Service("default", "web", "10.96.0.10", mods...))
+			e.tr.OnEndpointSliceUpdate(st.Slice("default", "web", "web-4", tcp80, tc.v4...))
+			if tc.v6 != nil {
+				s6 := st.Slice("default", "web", "web-6", tcp80, tc.v6...)
+				s6.AddressType = discovery.AddressTypeIPv6
+				e.tr.OnEndpointSliceUpdate(s6)
+			}
+			e.sync()
+			over6 := func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort("::1", strconv.Itoa(int(hp))))
+			}
+			require.Eventually(t, func() bool { _, err := get(hp, "/", nil); return err == nil }, 5*time.Second, 10*time.Millisecond)
+			assert.Equal(t, serviceAnswer(tc.code4, "default", "web", tc.want4, true), mustGet(t, hp, "/"), "over IPv4")
+			a, err := get(hp, "/", over6)
+			require.NoError(t, err)
+			assert.Equal(t, serviceAnswer(tc.code6, "default", "web", tc.want6, true), a, "over IPv6")
+		})
+	}
 }
