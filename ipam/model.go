@@ -93,6 +93,23 @@ type IPAMConfig struct {
 	// holds takes nothing away: the node keeps using its blocks and
 	// claims no new one until it is under the cap.
 	//
+	// The cap is a check before a claim, not a limit the store enforces:
+	// Assign counts the node's blocks as it lists them and claims when
+	// the count is under the cap, without counting again once its block
+	// is written, as libcalico-go's autoAssign does (numBlocksOwned is
+	// counted before findOrClaimBlock and never re-read). So n Assigns
+	// for one node that run at once (other processes, or goroutines
+	// sharing an IPAM), each finding the node under the cap with its
+	// blocks full, can each claim a block and leave the node up to n-1
+	// blocks over it. The node keeps such a block and uses it; being over
+	// the cap stops its later claims, as a lowered cap does. Calico keeps
+	// CNI ADDs from doing this by serialising calico-ipam's AutoAssign
+	// per node with a file lock (ipam_lock_file); tabby's cni plugin does
+	// the same with etcd (cni.DefaultIPAMLockFile), and with bbolt the
+	// database's file lock serialises the plugin processes. Another
+	// program that needs the cap exact must serialise its Assigns for one
+	// node the same way.
+	//
 	// A positive value is accepted without StrictAffinity, as Calico's
 	// IPAMConfiguration resource accepts it (its validator only refuses a
 	// negative value). libcalico-go's SetIPAMConfig (calicoctl ipam
