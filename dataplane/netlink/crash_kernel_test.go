@@ -16,8 +16,9 @@ import (
 // alias leaves the pair as createPair made it: host end named
 // HostIfaceName, MAC ee:ee:ee:ee:ee:ee, pod end in the pod netns with
 // the pod MAC, both down, no alias. The retried SetupWorkload rebuilds
-// it, and DetachWorkload with the pod netns removes such a pair, rather
-// than both refusing it as another program's link forever.
+// it, DetachWorkload with the pod netns takes such a pair off the
+// network, and TeardownWorkload (a DEL without the pod netns) deletes it,
+// rather than all refusing it as another program's link forever.
 func TestKernelSetupAfterCrashBeforeAlias(t *testing.T) {
 	ctx := context.Background()
 	node, w, podNS := dualStackNode(t, "tby-crash")
@@ -45,4 +46,16 @@ func TestKernelSetupAfterCrashBeforeAlias(t *testing.T) {
 	ids, err := w.ListWorkloads(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, ids)
+	require.NoError(t, w.TeardownWorkload(ctx, spec.ID))
+
+	// A DEL without the pod netns: the pair is recognised by its host end
+	// alone (name, HostMAC, a veth whose peer is in another namespace).
+	crashedPair(spec)
+	require.NoError(t, w.TeardownWorkload(ctx, spec.ID))
+	_, err = node.NS.Handle().LinkByName(tnl.HostIfaceName(tnl.DefaultHostPrefix, spec.ID))
+	assert.Error(t, err, "host end deleted")
+	out, err := podNS.Run(ctx, "ip", "-o", "link", "show")
+	require.NoError(t, err)
+	assert.NotContains(t, out, "eth0", "pod end deleted with it")
+	require.NoError(t, w.TeardownWorkload(ctx, spec.ID), "again: nothing left")
 }

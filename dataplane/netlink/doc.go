@@ -84,7 +84,10 @@
 //     flapping), deletes only stale routes of its own protocol, and reports
 //     a desired route whose key a foreign route holds as ErrForeignRoute
 //     instead of overwriting it. Host veths carry their workload ID in the
-//     alias, so a name collision is detected, never clobbered.
+//     alias, so a name collision is detected, never clobbered. A pair a
+//     crash left before its alias was set is still the workload's when
+//     its shape says so (HostMAC, no alias, its peer in the pod netns or,
+//     for TeardownWorkload, in another netns), so setup and DEL repair it.
 //  4. Batching. KernelHandle sends up to 256 route messages per sendmsg
 //     with only the last asking for an ack, so the kernel answers only
 //     failures: ~2 system calls per 256 routes instead of 2 per route;

@@ -17,7 +17,8 @@ import (
 // Workloads on the kernel: the same validation, ErrNetnsNotFound for a pod
 // netns it was not told about (AddNetns), ErrNameCollision for an
 // interface name the pod already has or a host name held by a link tabby
-// did not create (AddForeignHostLink), EEXIST-free repeated setups, rebuilds
+// did not create (AddForeignHostLink), pairs an interrupted setup left
+// without the host end's alias (AddInterruptedPair), EEXIST-free repeated setups, rebuilds
 // when the spec changed (MTU, addresses, the pod end's MAC), idempotent teardown, and a host route per pod
 // address that a later workload with the same address takes over (the
 // kernel's `ip route replace`). Deleting a pod netns (DeleteNetns) removes
@@ -45,6 +46,9 @@ type fakeVeth struct {
 	// detached by DetachWorkload: both ends named DetachedIfaceName(ID)
 	// (spec.IfName is the pod end's name), no addresses, no routes.
 	detached bool
+	// unclaimed: a pair a setup killed before the host end's alias left
+	// (AddInterruptedPair): down, no alias, no addresses, no routes.
+	unclaimed bool
 }
 
 // NewFakeWorkloads returns an empty fake host namespace. It takes the
@@ -89,6 +93,34 @@ func (f *FakeWorkloads) AddForeignHostLink(name string) {
 	defer f.mu.Unlock()
 	f.host[name] = &fakeVeth{index: f.next}
 	f.next++
+}
+
+// AddInterruptedPair adds the veth pair a SetupWorkload of spec leaves
+// when its process is killed after making the pair and before setting
+// the host end's alias (`ip link add HostIfaceName(ID) address
+// ee:ee:ee:ee:ee:ee type veth peer name IfName netns Netns`): both ends
+// down, no addresses, no routes, not listed by ListWorkloads. As on the
+// kernel, SetupWorkload of the ID in that netns rebuilds it,
+// TeardownWorkload and DetachWorkload remove it, and CheckWorkload and
+// SetupWorkload in another netns answer ErrNameCollision. Errors: spec's
+// validation errors, ErrNetnsNotFound, and unix.EEXIST when the host name
+// or the pod's interface name is taken.
+func (f *FakeWorkloads) AddInterruptedPair(spec WorkloadSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	spec, pod, err := f.openLocked(spec)
+	if err != nil {
+		return err
+	}
+	name := f.HostIfaceName(spec.ID)
+	if f.host[name] != nil || pod[spec.IfName] {
+		return fmt.Errorf("workload %s: create veth %s: %w", spec.ID, name, unix.EEXIST)
+	}
+	spec.Addresses = nil
+	f.host[name] = &fakeVeth{index: f.next, podIndex: f.next + 1, spec: spec, down: true, unclaimed: true}
+	f.next += 2
+	pod[spec.IfName] = true
+	return nil
 }
 
 // HostIfaceName implements WorkloadManager.
@@ -138,14 +170,25 @@ func (f *FakeWorkloads) ownedLocked(id string) (*fakeVeth, error) {
 	if l == nil {
 		return nil, nil
 	}
-	if l.spec.ID != id {
+	if l.spec.ID != id || l.unclaimed {
 		alias := ""
-		if l.spec.ID != "" {
+		if l.spec.ID != "" && !l.unclaimed {
 			alias = aliasPrefix + l.spec.ID
 		}
 		return nil, fmt.Errorf("%w: %s is %q, not workload %q", ErrNameCollision, name, alias, id)
 	}
 	return l, nil
+}
+
+// unclaimedLocked mirrors Workloads.unclaimedHostLink (podNetns set) and
+// unclaimedHostLinkAnyNetns (podNetns ""): the pair AddInterruptedPair
+// made for id, whose pod end is in podNetns, or in any netns for "".
+func (f *FakeWorkloads) unclaimedLocked(id, podNetns string) *fakeVeth {
+	l := f.host[f.HostIfaceName(id)]
+	if l == nil || !l.unclaimed || l.spec.ID != id || (podNetns != "" && l.spec.Netns != podNetns) {
+		return nil
+	}
+	return l
 }
 
 // SetupWorkload implements WorkloadManager.
@@ -168,6 +211,9 @@ func (f *FakeWorkloads) setupLocked(spec WorkloadSpec, pod map[string]bool) (Wor
 	name := f.HostIfaceName(spec.ID)
 	if f.host[name] != nil || pod[spec.IfName] {
 		existing, err := f.ownedLocked(spec.ID)
+		if u := f.unclaimedLocked(spec.ID, spec.Netns); u != nil {
+			existing, err = u, nil
+		}
 		if err != nil {
 			return WorkloadResult{}, err
 		}
@@ -346,7 +392,8 @@ func (f *FakeWorkloads) checkLocked(spec WorkloadSpec, pod map[string]bool) (Wor
 }
 
 // TeardownWorkload implements WorkloadManager: DetachWorkload without a
-// pod namespace, which deletes the pair.
+// pod namespace, which deletes the pair, one AddInterruptedPair made
+// included.
 func (f *FakeWorkloads) TeardownWorkload(ctx context.Context, id string) error {
 	return f.DetachWorkload(ctx, id, "")
 }
@@ -364,6 +411,9 @@ func (f *FakeWorkloads) DetachWorkload(ctx context.Context, id, podNetns string)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l, err := f.ownedLocked(id)
+	if u := f.unclaimedLocked(id, ""); u != nil {
+		l, err = u, nil
+	}
 	if err != nil || l == nil {
 		return err
 	}
@@ -378,7 +428,7 @@ func (f *FakeWorkloads) DetachWorkload(ctx context.Context, id, podNetns string)
 	f.host[dname] = l
 	delete(pod, l.spec.IfName)
 	pod[dname] = true
-	l.spec.IfName, l.spec.Addresses, l.detached = dname, nil, true
+	l.spec.IfName, l.spec.Addresses, l.detached, l.unclaimed = dname, nil, true, false
 	return nil
 }
 
@@ -415,7 +465,7 @@ func (f *FakeWorkloads) ListWorkloads(ctx context.Context) ([]string, error) {
 	defer f.mu.Unlock()
 	var ids []string
 	for _, l := range f.host {
-		if l.spec.ID != "" && !l.detached {
+		if l.spec.ID != "" && !l.detached && !l.unclaimed {
 			ids = append(ids, l.spec.ID)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,11 +125,12 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 	d4, e4, f4, f6 := netip.MustParseAddr("10.244.1.12"), netip.MustParseAddr("10.244.1.13"), netip.MustParseAddr("10.244.1.14"), netip.MustParseAddr("fd00:244::14")
 	specD := WorkloadSpec{ID: "d", Netns: pod2, IfName: "eth2"}
 	specE := WorkloadSpec{ID: "e", Netns: pod2, IfName: "eth3"}
+	specX := WorkloadSpec{ID: "k8s-pod-network.x", Netns: pod1, IfName: "eth7", MTU: 1400, Addresses: []netip.Addr{netip.MustParseAddr("10.244.1.15")}}
 	mac1, mac2 := net.HardwareAddr{0x1c, 0x0c, 0x0a, 0xc0, 0xff, 0xee}, net.HardwareAddr{0x02, 0xca, 0xfe, 0, 0, 2}
 	errAssign := errors.New("pool exhausted")
 	type step struct {
 		name string
-		op   string // setup, check, teardown, func (SetupWorkloadFunc), detach, remove-detached
+		op   string // setup, check, teardown, func (SetupWorkloadFunc), detach, remove-detached, crash
 		spec WorkloadSpec
 		// For func: what addrs returns, and whether to wait in it for the
 		// new pair and record what the half-made workload looks like.
@@ -212,6 +214,29 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 		{name: "detach: D", op: "detach", spec: specD},
 		{name: "remove detached of others", op: "remove-detached", spec: WorkloadSpec{ID: "x"}},
 		{name: "remove detached of D", op: "remove-detached", spec: WorkloadSpec{ID: "d"}},
+
+		// A setup killed after making the pair, before the host end's
+		// alias (op crash makes such a pair): setup in its netns rebuilds
+		// it, DEL with its netns detaches it, DEL without one deletes it;
+		// in another netns it is refused.
+		{name: "crash: pair without alias", op: "crash", spec: specX},
+		{name: "crash: check", op: "check", spec: specX},
+		{name: "crash: setup in another netns", op: "setup", spec: with(specX, func(s *WorkloadSpec) { s.Netns = pod2 })},
+		{name: "crash: setup rebuilds", op: "setup", spec: specX},
+		{name: "crash: check after setup", op: "check", spec: specX},
+		{name: "crash: teardown", op: "teardown", spec: specX},
+		{name: "crash: again", op: "crash", spec: specX},
+		{name: "crash: teardown without the netns", op: "teardown", spec: specX},
+		{name: "crash: teardown again", op: "teardown", spec: specX},
+		{name: "crash: once more", op: "crash", spec: specX},
+		{name: "crash: detach", op: "detach", spec: specX},
+		{name: "crash: after the detach", op: "crash", spec: specX},
+		{name: "crash: detach, wrong netns, deleted", op: "detach", spec: with(specX, func(s *WorkloadSpec) { s.Netns = pod2 })},
+		{name: "crash: remove detached", op: "remove-detached", spec: specX},
+		{name: "crash: again after the removal", op: "crash", spec: specX},
+		{name: "crash: made twice", op: "crash", spec: specX},
+		{name: "crash: detach, no netns, deleted", op: "detach", spec: WorkloadSpec{ID: specX.ID}},
+
 		{name: "func: teardown", op: "teardown", spec: specD},
 		{name: "func: teardown dual stack", op: "teardown", spec: specE},
 	}
@@ -246,6 +271,20 @@ func TestFakeWorkloadsMatchKernel(t *testing.T) {
 			return WorkloadResult{}, m.DetachWorkload(ctx, s.spec.ID, s.spec.Netns), ""
 		case "remove-detached":
 			return WorkloadResult{}, m.RemoveDetached(ctx, func(id string) bool { return id == s.spec.ID }), ""
+		case "crash":
+			// The pair as createPair makes it, no alias, nothing else.
+			if m == WorkloadManager(fw) {
+				return WorkloadResult{}, fw.AddInterruptedPair(s.spec), ""
+			}
+			sp := s.spec.withDefaults()
+			out, err := exec.Command("ip", "-n", hostPath[len("/var/run/netns/"):], "link", "add", HostIfaceName(DefaultHostPrefix, sp.ID),
+				"mtu", strconv.Itoa(sp.MTU), "address", HostMAC().String(), "type", "veth", "peer", "name", sp.IfName,
+				"mtu", strconv.Itoa(sp.MTU), "address", sp.PodMAC().String(), "netns", sp.Netns[len("/var/run/netns/"):]).CombinedOutput()
+			if err != nil {
+				t.Logf("%s: ip link add: %s", s.name, out)
+				return WorkloadResult{}, fmt.Errorf("create veth: %w", unix.EEXIST), ""
+			}
+			return WorkloadResult{}, nil, ""
 		default:
 			return WorkloadResult{}, m.TeardownWorkload(ctx, s.spec.ID), ""
 		}

@@ -364,6 +364,24 @@ func TestKernelBadInput(t *testing.T) {
 	require.ErrorIs(t, w.TeardownWorkload(ctx, "foreign"), tnl.ErrNameCollision)
 	_, err = node.NS.Handle().LinkByName(foreign)
 	require.NoError(t, err)
+	// Nor one that looks like a pair an interrupted setup left (a veth
+	// with HostMAC and no alias) but whose peer is in the host namespace:
+	// TeardownWorkload, which has no pod netns, deletes only a pair whose
+	// peer is in another namespace.
+	foreign2 := tnl.HostIfaceName(tnl.DefaultHostPrefix, "foreign2")
+	_, err = node.NS.Run(ctx, "ip", "link", "add", foreign2, "address", tnl.HostMAC().String(), "type", "veth", "peer", "name", "x2")
+	require.NoError(t, err)
+	require.ErrorIs(t, w.TeardownWorkload(ctx, "foreign2"), tnl.ErrNameCollision)
+	require.ErrorIs(t, w.DetachWorkload(ctx, "foreign2", podNS.Path), tnl.ErrNameCollision)
+	_, err = node.NS.Handle().LinkByName(foreign2)
+	require.NoError(t, err)
+	// Nor a veth with its peer in another namespace but not HostMAC.
+	foreign3 := tnl.HostIfaceName(tnl.DefaultHostPrefix, "foreign3")
+	_, err = node.NS.Run(ctx, "ip", "link", "add", foreign3, "type", "veth", "peer", "name", "x3", "netns", podNS.Name)
+	require.NoError(t, err)
+	require.ErrorIs(t, w.TeardownWorkload(ctx, "foreign3"), tnl.ErrNameCollision)
+	_, err = node.NS.Handle().LinkByName(foreign3)
+	require.NoError(t, err)
 
 	// Routes: invalid prefix refused up front; gateway outside any network refused by the kernel.
 	require.ErrorIs(t, node.Routes.Set("x", []tnl.Route{{Dst: pfx("10.1.2.3/8"), Type: tnl.RouteBlackhole}}), tnl.ErrInvalidPrefix)

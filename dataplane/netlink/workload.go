@@ -331,28 +331,63 @@ func (w *Workloads) ownedHostLink(id string) (nl.Link, error) {
 	return l, nil
 }
 
-// unclaimedHostLink returns the host end of a pair createPair made for
-// workload id that never got its alias because the process making it
-// died first (SetupWorkload sets the alias in the host batch after the
-// pair exists): the link named HostIfaceName(id) with no alias, a veth
-// with HostMAC, whose peer is, in the pod namespace ph is bound to, a
-// veth peered back with it. Such a pair joins the host to this
-// workload's pod, so it is this workload's, not another program's link.
-// It returns nil for anything else. w.mu is held.
-func (w *Workloads) unclaimedHostLink(id string, ph workloadPodHandle) nl.Link {
+// unclaimedHostEnd returns the link named HostIfaceName(id) when it is
+// what createPair makes as a workload's host end before SetupWorkload
+// sets its alias in the host batch: no alias, a veth, HostMAC. A process
+// killed in between leaves it so. nil for anything else. w.mu is held.
+func (w *Workloads) unclaimedHostEnd(id string) nl.Link {
 	l, err := w.h.LinkByName(w.HostIfaceName(id))
-	if err != nil || ph == nil {
+	if err != nil {
 		return nil
 	}
 	a := l.Attrs()
 	if a.Alias != "" || l.Type() != "veth" || !bytes.Equal(a.HardwareAddr, HostMAC()) {
 		return nil
 	}
+	return l
+}
+
+// unclaimedHostLink returns the host end of a pair createPair made for
+// workload id that never got its alias (unclaimedHostEnd) whose peer is,
+// in the pod namespace ph is bound to, a veth peered back with it. Such a
+// pair joins the host to this workload's pod, so it is this workload's,
+// not another program's link. It returns nil for anything else. w.mu is
+// held.
+func (w *Workloads) unclaimedHostLink(id string, ph workloadPodHandle) nl.Link {
+	l := w.unclaimedHostEnd(id)
+	if l == nil || ph == nil {
+		return nil
+	}
+	a := l.Attrs()
 	pl, err := ph.LinkByIndex(a.ParentIndex)
 	if err != nil || pl.Type() != "veth" || pl.Attrs().ParentIndex != a.Index {
 		return nil
 	}
 	w.opts.log.Info("found a workload's veth pair without its alias (setup interrupted)", "workload", id, "host", a.Name)
+	return l
+}
+
+// unclaimedHostLinkAnyNetns is unclaimedHostLink without the pod
+// namespace (TeardownWorkload): the host end (unclaimedHostEnd) of a
+// veth whose peer is in another namespace, which the kernel reports as
+// IFLA_LINK_NETNSID (Attrs().NetNsID, -1 when the peer is in the host
+// namespace), and whose peer index is not a host veth peered back with
+// it. A pair with both ends in the host namespace is not one
+// SetupWorkload makes, so it stays another program's. w.mu is held.
+func (w *Workloads) unclaimedHostLinkAnyNetns(id string) nl.Link {
+	l := w.unclaimedHostEnd(id)
+	if l == nil {
+		return nil
+	}
+	a := l.Attrs()
+	if a.NetNsID < 0 {
+		return nil
+	}
+	if hl, err := w.h.LinkByIndex(a.ParentIndex); err == nil && hl.Type() == "veth" && hl.Attrs().ParentIndex == a.Index {
+		return nil
+	}
+	w.opts.log.Info("found a workload's veth pair without its alias (setup interrupted), its peer in another namespace",
+		"workload", id, "host", a.Name, "peerNetnsID", a.NetNsID)
 	return l
 }
 
@@ -873,9 +908,14 @@ func podRoutes(spec WorkloadSpec, index int) []*nl.Route {
 
 // TeardownWorkload removes the workload's veth pair (both ends; the kernel
 // drops its routes with it). A workload that does not exist is not an
-// error; the pod namespace is not needed. A host link
-// of that name that tabby did not create for this ID is left alone and
-// ErrNameCollision returned. It is DetachWorkload without a pod namespace.
+// error; the pod namespace is not needed. A pair an interrupted setup
+// left before its host end got the "tabby:<ID>" alias (see SetupWorkload)
+// is removed too when it is recognisable without the pod namespace: the
+// host end named HostIfaceName(id), without an alias, a veth with
+// HostMAC whose peer is in another namespace (IFLA_LINK_NETNSID). Any
+// other host link of that name that tabby did not create for this ID is
+// left alone and ErrNameCollision returned. It is DetachWorkload without
+// a pod namespace.
 func (w *Workloads) TeardownWorkload(ctx context.Context, id string) error {
 	if !w.made() {
 		return errNotMade("Workloads", "tear down workload")
@@ -913,8 +953,10 @@ func DetachedIfaceName(workloadID string) string { return HostIfaceName(detached
 // "" or gone, when the pod end is not in podNetns (no link there with the
 // pair's index that is the host end's peer or has ContainerMAC(id)), when
 // an earlier detached pair of the ID still exists, and when any step fails. A workload that does not
-// exist is not an error. With podNetns, a pair an interrupted setup left
-// without its alias (see SetupWorkload) counts as the workload's.
+// exist is not an error. A pair an interrupted setup left without its
+// alias (see SetupWorkload) counts as the workload's: with podNetns when
+// its pod end is there, and else as for TeardownWorkload (then it is
+// deleted).
 // Errors: ErrInvalidSpec for an empty ID,
 // ErrNameCollision as for TeardownWorkload, and a failed deletion.
 func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) error {
@@ -937,8 +979,15 @@ func (w *Workloads) DetachWorkload(ctx context.Context, id, podNetns string) err
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	l, err := w.ownedHostLink(id)
-	if errors.Is(err, ErrNameCollision) && pc.h != nil {
-		if u := w.unclaimedHostLink(id, pc.h); u != nil {
+	if errors.Is(err, ErrNameCollision) {
+		var u nl.Link
+		if pc.h != nil {
+			u = w.unclaimedHostLink(id, pc.h)
+		}
+		if u == nil {
+			u = w.unclaimedHostLinkAnyNetns(id)
+		}
+		if u != nil {
 			l, err = u, nil
 		}
 	}
