@@ -46,6 +46,17 @@ func (w *world) icmp() policy.Protocol {
 	return policy.ProtoICMP
 }
 
+// otherNet is a net of the other family, which no pod is in: network
+// sets may be dual stack, and a rule's nets may all be of the family the
+// compiler does not render (then the rule never matches, and its notNets
+// exclude nothing).
+func (w *world) otherNet(r *rand.Rand) string {
+	if w.v6 {
+		return pick(r, []string{"10.0.0.1/32", "10.0.0.0/29", "0.0.0.0/0"})
+	}
+	return pick(r, []string{"fd00::1/128", "fd00::/125", "::/0"})
+}
+
 // echoType is the family's ICMP echo request type: 8, or 128 for ICMPv6.
 func (w *world) echoType() int {
 	if w.v6 {
@@ -122,6 +133,9 @@ func randomResources(r *rand.Rand, w *world) policy.Resources {
 		ns.Labels = map[string]string{"kind": pick(r, []string{"ext", "int"})}
 		for range 1 + r.IntN(3) {
 			ns.Spec.Nets = append(ns.Spec.Nets, randomNet(r, w))
+		}
+		if r.IntN(3) == 0 { // dual stack
+			ns.Spec.Nets = append(ns.Spec.Nets, w.otherNet(r))
 		}
 		res.NetworkSets = append(res.NetworkSets, ns)
 	}
@@ -276,7 +290,7 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 	if !ingress {
 		peer = &rule.Destination
 	}
-	switch r.IntN(11) {
+	switch r.IntN(12) {
 	case 0:
 		peer.Selector = randomLabelSel(r)
 	case 1:
@@ -322,6 +336,15 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 		if global {
 			peer.NamespaceSelector = "global()"
 		}
+	case 10: // nets of the other family only
+		if r.IntN(2) == 0 {
+			peer.Nets = []string{w.otherNet(r)}
+		} else {
+			peer.NotNets = []string{w.otherNet(r)}
+		}
+	}
+	if r.IntN(8) == 0 { // either version: one that does not fit is refused
+		rule.IPVersion = ptrTo(pick(r, []int{4, 6}))
 	}
 	// Ports on either side: destination ports on two rules in three,
 	// source ports (the probes' client ports, named or not) on one in

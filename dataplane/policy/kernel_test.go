@@ -202,6 +202,17 @@ func testKernelAgreesWithEvaluator(t *testing.T, family iptables.Family, sets in
 	r := rand.New(rand.NewPCG(seed, 2))
 	ctx := context.Background()
 	probes := k.allProbes()
+	outcomes := map[string]*[2]int{} // per network: denied, allowed
+	for _, p := range probes {
+		outcomes[p.network()] = &[2]int{}
+	}
+	defer func() {
+		for _, n := range []string{"tcp", "udp", "icmp", "icmpv6"} {
+			if o := outcomes[n]; o != nil {
+				t.Logf("%s probes: %d allowed, %d denied", n, o[1], o[0])
+			}
+		}
+	}()
 	for done, tries := 0, 0; done < sets; tries++ {
 		require.Less(t, tries, sets*4, "too many invalid random sets")
 		res := randomResources(r, k.w)
@@ -221,6 +232,11 @@ func testKernelAgreesWithEvaluator(t *testing.T, family iptables.Family, sets in
 		for i, p := range probes {
 			v, err := ps.Evaluate(p.flow(k.w))
 			require.NoError(t, err)
+			if v.Allowed() {
+				outcomes[p.network()][1]++
+			} else {
+				outcomes[p.network()][0]++
+			}
 			if got[i] == v.Allowed() {
 				continue
 			}
