@@ -228,6 +228,11 @@ func testKernelAgreesWithEvaluator(t *testing.T, family iptables.Family, sets in
 		// Earlier sets' UDP flows stay in conntrack (as in Felix, a policy
 		// change does not cut established flows); start each set afresh.
 		k.flushConntrack(t)
+		if k.v6 {
+			// Neighbour discovery under this set's policy (entries would
+			// otherwise outlive many sets).
+			k.flushNeighbours(t)
+		}
 		got := k.probeAll(probes, 250*time.Millisecond)
 		for i, p := range probes {
 			v, err := ps.Evaluate(p.flow(k.w))
@@ -262,6 +267,20 @@ func (k *kernelNode) flushConntrack(t *testing.T) {
 	// ConntrackTableFlush flushes IPv4 only (it asks for AF_INET).
 	_, err := k.nf.ConntrackDeleteFilters(nl.ConntrackTable, unix.AF_INET6, matchAll{})
 	require.NoError(t, err)
+}
+
+// flushNeighbours forgets the IPv6 neighbour entries of the node and its
+// pods, so the next connections need neighbour discovery both ways.
+func (k *kernelNode) flushNeighbours(t *testing.T) {
+	t.Helper()
+	nss := []*nettest.Netns{k.node.NS}
+	for _, p := range k.pods {
+		nss = append(nss, p.NS)
+	}
+	for _, ns := range nss {
+		out, err := ns.Run(context.Background(), "ip", "-6", "neigh", "flush", "all")
+		require.NoError(t, err, out)
+	}
 }
 
 // matchAll is a conntrack filter that matches every flow.
