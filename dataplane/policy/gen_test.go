@@ -13,10 +13,56 @@ import (
 )
 
 // world is the fixed part of a random test: namespaces and pods with their
-// addresses, labels, service accounts and named ports.
+// addresses, labels, service accounts and named ports. Its pods are all
+// IPv4 or all IPv6 (v6), and the policies generated over it use nets and
+// ICMP of that family.
 type world struct {
 	namespaces []*policy.Namespace
 	endpoints  []*policy.Endpoint
+	v6         bool
+}
+
+// hostBits is the prefix length of one address: 32 or 128.
+func (w *world) hostBits() int {
+	if w.v6 {
+		return 128
+	}
+	return 32
+}
+
+// allNet is the family's everything CIDR: 0.0.0.0/0 or ::/0.
+func (w *world) allNet() string {
+	if w.v6 {
+		return "::/0"
+	}
+	return "0.0.0.0/0"
+}
+
+// icmp is the family's ICMP protocol: ICMP or ICMPv6.
+func (w *world) icmp() policy.Protocol {
+	if w.v6 {
+		return policy.ProtoICMPv6
+	}
+	return policy.ProtoICMP
+}
+
+// otherNet is a net of the other family, which no pod is in: network
+// sets may be dual stack, and a rule's nets may all be of the family the
+// compiler does not render (then the rule never matches, and its notNets
+// exclude nothing).
+func (w *world) otherNet(r *rand.Rand) string {
+	if w.v6 {
+		return pick(r, []string{"10.0.0.1/32", "10.0.0.0/29", "0.0.0.0/0"})
+	}
+	return pick(r, []string{"fd00::1/128", "fd00::/125", "::/0"})
+}
+
+// echoType is the family's ICMP echo request type: 8, or 128 for ICMPv6.
+func (w *world) echoType() int {
+	if w.v6 {
+		return 128
+	}
+	return 8
 }
 
 // probe ports: TCP and UDP, each with two numbers a named port maps to;
@@ -35,12 +81,13 @@ var (
 	sas   = []string{"sa1", "sa2"}
 )
 
-// newWorld makes namespaces ns0..ns2 and one endpoint per address,
+// newWorld makes namespaces ns0..ns2 and one endpoint per address (all of
+// one family),
 // spread over the namespaces, with random labels and named ports
 // "http" (TCP 80 or 8080), "dns" (UDP 53 or 5353) and the client ports
 // "cli" (TCP) and "ucli" (UDP), each 20000 or 20001.
 func newWorld(r *rand.Rand, addrs []netip.Addr) *world {
-	w := &world{}
+	w := &world{v6: len(addrs) > 0 && addrs[0].Is6()}
 	for i := range 3 {
 		w.namespaces = append(w.namespaces, &policy.Namespace{Name: fmt.Sprintf("ns%d", i),
 			Labels: map[string]string{"team": teams[i%2]}})
@@ -87,6 +134,9 @@ func randomResources(r *rand.Rand, w *world) policy.Resources {
 		for range 1 + r.IntN(3) {
 			ns.Spec.Nets = append(ns.Spec.Nets, randomNet(r, w))
 		}
+		if r.IntN(3) == 0 { // dual stack
+			ns.Spec.Nets = append(ns.Spec.Nets, w.otherNet(r))
+		}
 		res.NetworkSets = append(res.NetworkSets, ns)
 	}
 	g := &policy.GlobalNetworkSet{}
@@ -94,11 +144,11 @@ func randomResources(r *rand.Rand, w *world) policy.Resources {
 	g.Labels = map[string]string{"kind": "ext"}
 	g.Spec.Nets = []string{randomNet(r, w)}
 	res.GlobalNetworkSets = append(res.GlobalNetworkSets, g)
-	if r.IntN(3) == 0 { // everything: hash:net cannot hold a /0
+	if r.IntN(3) == 0 { // everything: hash:net cannot hold a /0 (nor ::/0)
 		all := &policy.GlobalNetworkSet{}
 		all.Name = "gall"
 		all.Labels = map[string]string{"kind": "all"}
-		all.Spec.Nets = []string{"0.0.0.0/0"}
+		all.Spec.Nets = []string{w.allNet()}
 		res.GlobalNetworkSets = append(res.GlobalNetworkSets, all)
 	}
 
@@ -129,10 +179,11 @@ func randomResources(r *rand.Rand, w *world) policy.Resources {
 	return res
 }
 
-// randomNet is a /32 of a pod, or a /30 or /29 around one.
+// randomNet is a /32 of a pod, or a /30 or /29 around one (IPv6: /128,
+// /126, /125).
 func randomNet(r *rand.Rand, w *world) string {
 	a := pick(r, w.endpoints).Addresses[0]
-	bits := pick(r, []int{32, 32, 30, 29})
+	bits := w.hostBits() - pick(r, []int{0, 0, 2, 3})
 	return netip.PrefixFrom(a, bits).Masked().String()
 }
 
@@ -221,25 +272,25 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 			rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP}))
 		}
 	case x < 9:
-		rule.Protocol = ptrTo(policy.ProtoICMP)
+		rule.Protocol = ptrTo(w.icmp())
 		switch r.IntN(4) {
 		case 0:
-			rule.ICMP = randomICMP(r)
+			rule.ICMP = randomICMP(r, w)
 		case 1:
-			rule.NotICMP = randomICMP(r)
+			rule.NotICMP = randomICMP(r, w)
 		case 2:
-			rule.ICMP, rule.NotICMP = randomICMP(r), randomICMP(r)
+			rule.ICMP, rule.NotICMP = randomICMP(r, w), randomICMP(r, w)
 		}
 	case x == 9:
-		rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP, policy.ProtoICMP}))
+		rule.NotProtocol = ptrTo(pick(r, []policy.Protocol{policy.ProtoTCP, policy.ProtoUDP, w.icmp()}))
 	case x == 10 && r.IntN(3) == 0:
-		rule.NotICMP = randomICMP(r) // invalid without protocol ICMP: both sides must refuse it
+		rule.NotICMP = randomICMP(r, w) // invalid without protocol ICMP: both sides must refuse it
 	}
 	peer := &rule.Source // the other end of the flow
 	if !ingress {
 		peer = &rule.Destination
 	}
-	switch r.IntN(11) {
+	switch r.IntN(12) {
 	case 0:
 		peer.Selector = randomLabelSel(r)
 	case 1:
@@ -263,7 +314,7 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 			peer.ServiceAccounts.Selector = "trust == '" + pick(r, teams) + "'"
 		}
 	case 6: // everything but some nets
-		peer.Nets = []string{"0.0.0.0/0"}
+		peer.Nets = []string{w.allNet()}
 		for range r.IntN(3) {
 			peer.NotNets = append(peer.NotNets, randomNet(r, w))
 		}
@@ -278,13 +329,22 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 			peer.NotNets = append(peer.NotNets, randomNet(r, w))
 		}
 		if r.IntN(4) == 0 {
-			peer.NotNets = append(peer.NotNets, "0.0.0.0/0")
+			peer.NotNets = append(peer.NotNets, w.allNet())
 		}
 	case 9:
 		peer.Selector = "kind == 'all'"
 		if global {
 			peer.NamespaceSelector = "global()"
 		}
+	case 10: // nets of the other family only
+		if r.IntN(2) == 0 {
+			peer.Nets = []string{w.otherNet(r)}
+		} else {
+			peer.NotNets = []string{w.otherNet(r)}
+		}
+	}
+	if r.IntN(8) == 0 { // either version: one that does not fit is refused
+		rule.IPVersion = ptrTo(pick(r, []int{4, 6}))
 	}
 	// Ports on either side: destination ports on two rules in three,
 	// source ports (the probes' client ports, named or not) on one in
@@ -312,13 +372,19 @@ func randomRule(r *rand.Rand, w *world, ingress, global bool) policy.Rule {
 }
 
 // randomICMP is an ICMP type/code match around the echo request (type 8
-// code 0) the kernel test sends: sometimes empty, sometimes a type only.
-func randomICMP(r *rand.Rand) *policy.ICMPFields {
+// code 0; ICMPv6 128 code 0) the kernel test sends: sometimes empty,
+// sometimes a type only; the other types are echo reply (0; 129) and one
+// the test never sends (13 timestamp; 1 destination unreachable).
+func randomICMP(r *rand.Rand, w *world) *policy.ICMPFields {
 	var f policy.ICMPFields
 	if r.IntN(5) == 0 {
 		return &f
 	}
-	f.Type = ptrTo(pick(r, []int{8, 8, 0, 13}))
+	types := []int{8, 8, 0, 13}
+	if w.v6 {
+		types = []int{128, 128, 129, 1}
+	}
+	f.Type = ptrTo(pick(r, types))
 	if r.IntN(2) == 0 {
 		f.Code = ptrTo(pick(r, []int{0, 0, 1}))
 	}
@@ -339,10 +405,10 @@ func randomK8s(r *rand.Rand, w *world, i int) *networkingv1.NetworkPolicy {
 		case 2:
 			a := pick(r, w.endpoints).Addresses[0]
 			if r.IntN(3) == 0 {
-				return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: []string{netip.PrefixFrom(a, 32).String()}}}
+				return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: w.allNet(), Except: []string{netip.PrefixFrom(a, w.hostBits()).String()}}}
 			}
-			cidr := netip.PrefixFrom(a, 29).Masked()
-			return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr.String(), Except: []string{netip.PrefixFrom(a, 32).String()}}}
+			cidr := netip.PrefixFrom(a, w.hostBits()-3).Masked()
+			return networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr.String(), Except: []string{netip.PrefixFrom(a, w.hostBits()).String()}}}
 		}
 		return networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{}, NamespaceSelector: &metav1.LabelSelector{}}
 	}

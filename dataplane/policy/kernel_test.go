@@ -25,7 +25,9 @@ import (
 	"github.com/tabbynet/tabby/policy"
 )
 
-// kernelNode is one node with pods and a compiler programming its netns.
+// kernelNode is one node with pods and a compiler programming its netns,
+// for one address family (cfg.Family: the pods are dual stack on IPv6, and
+// the world and the probes use their IPv6 addresses).
 type kernelNode struct {
 	node *nettest.Node
 	pods []*nettest.Pod
@@ -33,17 +35,22 @@ type kernelNode struct {
 	ipt  *iptables.IPTables
 	nf   *nl.Handle // netfilter netlink in the node's netns
 	w    *world
+	v6   bool
 }
 
 func newKernelNode(t *testing.T, pods int, cfg dppolicy.Config, seed uint64) *kernelNode {
 	t.Helper()
-	topo := nettest.NewTopology(t, nettest.Nodes(1))
-	k := &kernelNode{node: topo.Node(0)}
+	opts := []nettest.Option{nettest.Nodes(1)}
+	if cfg.Family == iptables.IPv6 {
+		opts = append(opts, nettest.IPv6())
+	}
+	topo := nettest.NewTopology(t, opts...)
+	k := &kernelNode{node: topo.Node(0), v6: cfg.Family == iptables.IPv6}
 	var addrs []netip.Addr
 	for range pods {
 		p := k.node.AddPod(t)
 		k.pods = append(k.pods, p)
-		addrs = append(addrs, p.IP)
+		addrs = append(addrs, k.addr(p))
 		for _, port := range tcpPorts {
 			p.Listen(t, "tcp", int(port))
 		}
@@ -58,6 +65,14 @@ func newKernelNode(t *testing.T, pods int, cfg dppolicy.Config, seed uint64) *ke
 		require.NoError(t, k.c.SetInterface(ep.Key(), k.pods[i].Result.Host.Name))
 	}
 	return k
+}
+
+// addr is the pod's address of the node's family.
+func (k *kernelNode) addr(p *nettest.Pod) netip.Addr {
+	if k.v6 {
+		return p.IP6
+	}
+	return p.IP
 }
 
 // probe is a connection attempt from pod from's source port srcPort (0
@@ -75,23 +90,25 @@ func (p probe) network() string {
 		return "udp"
 	case policy.ProtoICMP:
 		return "icmp"
+	case policy.ProtoICMPv6:
+		return "icmpv6"
 	}
 	return "tcp"
 }
 
 // flow is the probe as Evaluate sees it: ICMP probes are echo requests
-// (type 8 code 0).
+// (type 8 code 0; ICMPv6 type 128 code 0).
 func (p probe) flow(w *world) policy.Flow {
 	f := policy.Flow{Src: policy.EndpointPeer(w.endpoints[p.from].Key()),
 		Dst: policy.EndpointPeer(w.endpoints[p.to].Key()), Protocol: p.proto, SrcPort: p.srcPort, DstPort: p.port}
-	if p.proto == policy.ProtoICMP {
-		f.ICMP = &policy.ICMPInfo{Type: 8, Code: 0}
+	if p.proto.IsICMP() {
+		f.ICMP = &policy.ICMPInfo{Type: uint8(w.echoType()), Code: 0}
 	}
 	return f
 }
 
-// ping sends one ICMP echo request (type 8 code 0) from the pod and waits
-// for the reply.
+// ping sends one ICMP echo request (type 8 code 0; ICMPv6 128 code 0 to
+// an IPv6 address) from the pod and waits for the reply.
 func ping(from *nettest.Pod, to netip.Addr, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Second)
 	defer cancel()
@@ -114,12 +131,12 @@ func (k *kernelNode) probeAll(probes []probe, timeout time.Duration) []bool {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			to := k.pods[p.to]
+			to := k.addr(k.pods[p.to])
 			var err error
-			if p.proto == policy.ProtoICMP {
-				err = ping(k.pods[p.from], to.IP, timeout)
+			if p.proto.IsICMP() {
+				err = ping(k.pods[p.from], to, timeout)
 			} else {
-				_, err = k.pods[p.from].ProbeFrom(p.network(), p.srcPort, netip.AddrPortFrom(to.IP, p.port), timeout)
+				_, err = k.pods[p.from].ProbeFrom(p.network(), p.srcPort, netip.AddrPortFrom(to, p.port), timeout)
 			}
 			out[i] = err == nil
 		}()
@@ -128,7 +145,8 @@ func (k *kernelNode) probeAll(probes []probe, timeout time.Duration) []bool {
 	return out
 }
 
-// allProbes is every ordered pod pair on each TCP and UDP port and ICMP;
+// allProbes is every ordered pod pair on each TCP and UDP port and ICMP
+// (ICMPv6 on IPv6);
 // the TCP and UDP probes leave from one of the client ports, alternating
 // over pairs and ports, so a source named port ("cli", "ucli") matches
 // some and not others.
@@ -145,7 +163,7 @@ func (k *kernelNode) allProbes() []probe {
 			for i, port := range udpPorts {
 				ps = append(ps, probe{a, b, policy.ProtoUDP, port, clientPorts[(a+b+i)%2]})
 			}
-			ps = append(ps, probe{a, b, policy.ProtoICMP, 0, 0})
+			ps = append(ps, probe{a, b, k.w.icmp(), 0, 0})
 		}
 	}
 	return ps
@@ -162,12 +180,39 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 	if testing.Short() {
 		sets = 50
 	}
+	testKernelAgreesWithEvaluator(t, iptables.IPv4, sets)
+}
+
+// TestKernelAgreesWithEvaluatorIPv6 is TestKernelAgreesWithEvaluator on
+// IPv6: ip6tables, inet6 ipsets, IPv6 nets and ICMPv6 echo requests (ping
+// to the pods' IPv6 addresses); the pods' neighbour discovery with the host
+// is allowed by the compiler whatever the policy.
+func TestKernelAgreesWithEvaluatorIPv6(t *testing.T) {
+	sets := 200
+	if testing.Short() {
+		sets = 20
+	}
+	testKernelAgreesWithEvaluator(t, iptables.IPv6, sets)
+}
+
+func testKernelAgreesWithEvaluator(t *testing.T, family iptables.Family, sets int) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	k := newKernelNode(t, 7, dppolicy.Config{NFLOGGroup: 3}, seed)
+	k := newKernelNode(t, 7, dppolicy.Config{NFLOGGroup: 3, Family: family}, seed)
 	r := rand.New(rand.NewPCG(seed, 2))
 	ctx := context.Background()
 	probes := k.allProbes()
+	outcomes := map[string]*[2]int{} // per network: denied, allowed
+	for _, p := range probes {
+		outcomes[p.network()] = &[2]int{}
+	}
+	defer func() {
+		for _, n := range []string{"tcp", "udp", "icmp", "icmpv6"} {
+			if o := outcomes[n]; o != nil {
+				t.Logf("%s probes: %d allowed, %d denied", n, o[1], o[0])
+			}
+		}
+	}()
 	for done, tries := 0, 0; done < sets; tries++ {
 		require.Less(t, tries, sets*4, "too many invalid random sets")
 		res := randomResources(r, k.w)
@@ -182,12 +227,21 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 		done++
 		// Earlier sets' UDP flows stay in conntrack (as in Felix, a policy
 		// change does not cut established flows); start each set afresh.
-		err = k.nf.ConntrackTableFlush(nl.ConntrackTable)
-		require.NoError(t, err)
+		k.flushConntrack(t)
+		if k.v6 {
+			// Neighbour discovery under this set's policy (entries would
+			// otherwise outlive many sets).
+			k.flushNeighbours(t)
+		}
 		got := k.probeAll(probes, 250*time.Millisecond)
 		for i, p := range probes {
 			v, err := ps.Evaluate(p.flow(k.w))
 			require.NoError(t, err)
+			if v.Allowed() {
+				outcomes[p.network()][1]++
+			} else {
+				outcomes[p.network()][0]++
+			}
 			if got[i] == v.Allowed() {
 				continue
 			}
@@ -202,6 +256,37 @@ func TestKernelAgreesWithEvaluator(t *testing.T) {
 		}
 	}
 }
+
+// flushConntrack forgets the node's conntrack entries of its family.
+func (k *kernelNode) flushConntrack(t *testing.T) {
+	t.Helper()
+	if !k.v6 {
+		require.NoError(t, k.nf.ConntrackTableFlush(nl.ConntrackTable))
+		return
+	}
+	// ConntrackTableFlush flushes IPv4 only (it asks for AF_INET).
+	_, err := k.nf.ConntrackDeleteFilters(nl.ConntrackTable, unix.AF_INET6, matchAll{})
+	require.NoError(t, err)
+}
+
+// flushNeighbours forgets the IPv6 neighbour entries of the node and its
+// pods, so the next connections need neighbour discovery both ways.
+func (k *kernelNode) flushNeighbours(t *testing.T) {
+	t.Helper()
+	nss := []*nettest.Netns{k.node.NS}
+	for _, p := range k.pods {
+		nss = append(nss, p.NS)
+	}
+	for _, ns := range nss {
+		out, err := ns.Run(context.Background(), "ip", "-6", "neigh", "flush", "all")
+		require.NoError(t, err, out)
+	}
+}
+
+// matchAll is a conntrack filter that matches every flow.
+type matchAll struct{}
+
+func (matchAll) MatchConntrackFlow(*nl.ConntrackFlow) bool { return true }
 
 func dumpResources(t *testing.T, res policy.Resources) string {
 	var b strings.Builder
@@ -244,7 +329,7 @@ func TestLongLivedConnectionsSurviveChurn(t *testing.T) {
 	for _, p := range k.pods {
 		var ln net.Listener
 		require.NoError(t, p.NS.Do(func() (err error) {
-			ln, err = net.Listen("tcp", netip.AddrPortFrom(p.IP, 7000).String())
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(k.addr(p), 7000).String())
 			return err
 		}))
 		t.Cleanup(func() { ln.Close() })
@@ -261,7 +346,7 @@ func TestLongLivedConnectionsSurviveChurn(t *testing.T) {
 	var conns []net.Conn
 	for a := range k.pods {
 		b := (a + 1) % len(k.pods)
-		c, err := k.pods[a].Dial(ctx, "tcp", netip.AddrPortFrom(k.pods[b].IP, 7000))
+		c, err := k.pods[a].Dial(ctx, "tcp", netip.AddrPortFrom(k.addr(k.pods[b]), 7000))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
 		conns = append(conns, c)
@@ -311,11 +396,16 @@ func netfilterHandle(tb testing.TB, ns *nettest.Netns) *nl.Handle {
 	return h
 }
 
-// newKernelCompiler builds an IPv4 Compiler on ns's netfilter: ipsets
-// over h, iptables-restore run in ns with backend be.
+// newKernelCompiler builds a Compiler of cfg.Family (IPv4 when unset) on
+// ns's netfilter: ipsets over h, iptables-restore (ip6tables-restore) run
+// in ns with backend be.
 func newKernelCompiler(tb testing.TB, ns *nettest.Netns, h *nl.Handle, cfg dppolicy.Config, be iptables.Backend, opts ...iptables.Option) (*dppolicy.Compiler, *iptables.IPTables) {
 	tb.Helper()
-	ipt, err := iptables.New(iptables.Config{Family: iptables.IPv4, Backend: be}, append([]iptables.Option{iptables.WithNetns(ns.Name)}, opts...)...)
+	family := cfg.Family
+	if family == 0 {
+		family = iptables.IPv4
+	}
+	ipt, err := iptables.New(iptables.Config{Family: family, Backend: be}, append([]iptables.Option{iptables.WithNetns(ns.Name)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
